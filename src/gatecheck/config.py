@@ -1,0 +1,678 @@
+"""Configuration: ``gatecheck.yaml``, ``thresholds.yaml``, ``gates/*.yaml``, ``suites/*.yaml``.
+
+Every file is parsed into a strict, frozen pydantic model (``extra="forbid"``). Loading a
+project collects *every* problem — one line each, naming the file, the key and the bad
+value — and raises one :class:`~gatecheck.errors.ConfigError` carrying all of them, so
+``gatecheck validate`` can show the whole list at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import re
+import types
+import typing
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from gatecheck.durations import Duration
+from gatecheck.errors import ConfigError
+
+PROJECT_FILE = "gatecheck.yaml"
+THRESHOLDS_FILE = "thresholds.yaml"
+GATES_DIR = "gates"
+SUITES_DIR = "suites"
+
+#: Query parameters every evaluation provides, besides resolved thresholds.
+BUILTIN_PARAMETERS = ("window_start", "window_end", "as_of")
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_PHASE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# `{name:Type}` placeholders, ClickHouse's server-side parameter syntax.
+_SQL_PARAM = re.compile(r"\{\s*([^{}:'\"\s]*)\s*:\s*([A-Za-z][^{}]*)\}")
+_MAX_FILE_BYTES = 1_000_000
+
+
+class Frozen(BaseModel):
+    """Base for every configuration model: immutable, unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------- gatecheck.yaml
+
+
+class _SourceBase(Frozen):
+    url: str
+    timeout: Duration = timedelta(seconds=30)
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("timeout must be positive")
+        return value
+
+
+class ClickHouseSourceConfig(_SourceBase):
+    """A ClickHouse warehouse: ``chdb://PATH`` (embedded) or ``clickhouse(s)://…``."""
+
+    type: Literal["clickhouse"]
+    password: SecretStr | None = None  # overrides the URL's password; write "${VAR}"
+
+
+class NatsSourceConfig(_SourceBase):
+    """A NATS JetStream server (queried by a later release; see README)."""
+
+    type: Literal["nats"]
+
+
+class PrometheusSourceConfig(_SourceBase):
+    """A Prometheus server or a scrape endpoint (queried by a later release; see README)."""
+
+    type: Literal["prometheus"]
+
+
+SourceConfig = Annotated[
+    Union[ClickHouseSourceConfig, NatsSourceConfig, PrometheusSourceConfig],  # noqa: UP007
+    Field(discriminator="type"),
+]
+
+
+class EnvironmentConfig(Frozen):
+    sources: dict[str, SourceConfig]
+
+
+class HistoryConfig(Frozen):
+    url: str
+
+
+class ServiceConfig(Frozen):
+    interval: Duration = timedelta(minutes=5)
+    listen: str = "127.0.0.1:9464"
+
+
+class ProjectConfig(Frozen):
+    """``gatecheck.yaml``."""
+
+    environments: dict[str, EnvironmentConfig] = Field(min_length=1)
+    history: HistoryConfig | None = None
+    service: ServiceConfig = ServiceConfig()
+
+
+# --------------------------------------------------------------------------- thresholds.yaml
+
+ThresholdValue = bool | int | float | str
+
+
+class ThresholdsConfig(Frozen):
+    """``thresholds.yaml``: defaults, then per-environment and per-phase overrides."""
+
+    defaults: dict[str, ThresholdValue] = {}
+    environments: dict[str, dict[str, ThresholdValue]] = {}
+    phases: dict[str, dict[str, ThresholdValue]] = {}
+
+
+@dataclass(frozen=True)
+class ResolvedThreshold:
+    """A threshold value and where it came from (``default``, ``environment``, ``phase``)."""
+
+    name: str
+    value: ThresholdValue
+    provenance: Literal["default", "environment", "phase"]
+    key: str  # e.g. "thresholds.yaml: phases.canary-10.p95_latency_max_ms"
+
+
+def resolve_thresholds(
+    thresholds: ThresholdsConfig, environment: str, phase: str
+) -> dict[str, ResolvedThreshold]:
+    """Resolve every threshold for (environment, phase): phase > environment > defaults."""
+    resolved: dict[str, ResolvedThreshold] = {}
+    layers: list[tuple[Literal["default", "environment", "phase"], str, Mapping[str, Any]]] = [
+        ("default", "defaults", thresholds.defaults),
+        ("environment", f"environments.{environment}", thresholds.environments.get(environment, {})),
+        ("phase", f"phases.{phase}", thresholds.phases.get(phase, {})),
+    ]
+    for provenance, prefix, values in layers:
+        for name, value in values.items():
+            resolved[name] = ResolvedThreshold(
+                name, value, provenance, f"{THRESHOLDS_FILE}: {prefix}.{name}"
+            )
+    return resolved
+
+
+# --------------------------------------------------------------------------- gates/*.yaml
+
+
+class CheckRef(Frozen):
+    """One check of a gate: a suite, optionally with its own window, settle, advisory flag."""
+
+    suite: str
+    window: Duration | None = None
+    settle: Duration | None = None
+    required: bool = True
+
+
+class RollbackRef(Frozen):
+    """A rollback suite: if it fails, the verdict is ROLLBACK."""
+
+    suite: str
+    window: Duration | None = None
+    settle: Duration | None = None
+
+
+class Soak(Frozen):
+    duration: Duration
+    max_gap: Duration
+
+
+class GateConfig(Frozen):
+    """``gates/PHASE.yaml``."""
+
+    phase: str
+    environment: str
+    description: str = ""
+    requires: list[str] = []
+    window: Duration | None = None
+    soak: Soak | None = None
+    checks: list[CheckRef] = Field(min_length=1)
+    rollback: list[RollbackRef] = []
+
+    @field_validator("phase")
+    @classmethod
+    def _phase_name(cls, value: str) -> str:
+        if not _PHASE_NAME.match(value):
+            raise ValueError("a phase name uses lowercase letters, digits and '-'")
+        return value
+
+
+# --------------------------------------------------------------------------- suites/*.yaml
+
+
+class ParameterRef(Frozen):
+    """Great Expectations' suite-parameter syntax: ``{$PARAMETER: name}``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=False)
+    name: str = Field(alias="$PARAMETER")
+
+
+class SuiteWindow(Frozen):
+    length: Duration
+    settle: Duration = timedelta(0)
+
+    @field_validator("length")
+    @classmethod
+    def _positive_length(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("window length must be positive")
+        return value
+
+
+class Evidence(Frozen):
+    """Minimum evidence: ``sum(column)`` over the frame must reach ``min_total``."""
+
+    column: str
+    min_total: float | ParameterRef
+
+
+class ExpectationSpec(BaseModel):
+    """A Great Expectations expectation by its snake_case type and its own kwargs."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    type: str
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SuiteConfig(Frozen):
+    """``suites/NAME.yaml``."""
+
+    name: str
+    description: str = ""
+    source: str
+    window: SuiteWindow
+    query: str
+    evidence: Evidence | None = None
+    # Columns that name a group in failure reports; default: the frame's non-numeric columns.
+    groups: list[str] | None = None
+    expectations: list[ExpectationSpec] = Field(min_length=1)
+
+    def parameters(self) -> set[str]:
+        """Every ``$PARAMETER`` the suite's expectations and evidence use."""
+        names = set(_parameter_names([e.kwargs for e in self.expectations]))
+        if self.evidence is not None and isinstance(self.evidence.min_total, ParameterRef):
+            names.add(self.evidence.min_total.name)
+        return names
+
+    def query_parameters(self) -> dict[str, str]:
+        """``{name:Type}`` placeholders in the SQL, name → ClickHouse type."""
+        return {m.group(1): m.group(2).strip() for m in _SQL_PARAM.finditer(self.query)}
+
+
+def _parameter_names(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        if set(value) == {"$PARAMETER"} and isinstance(value["$PARAMETER"], str):
+            yield value["$PARAMETER"]
+            return
+        for item in value.values():
+            yield from _parameter_names(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _parameter_names(item)
+
+
+# --------------------------------------------------------------------------- the project
+
+
+@dataclass(frozen=True)
+class Project:
+    """Everything under one ``--config`` directory, loaded and cross-checked."""
+
+    root: Path
+    config: ProjectConfig
+    thresholds: ThresholdsConfig
+    gates: dict[str, GateConfig]
+    suites: dict[str, SuiteConfig]
+    config_hash: str
+    files: dict[str, str] = field(default_factory=dict, repr=False)  # model name → file
+
+    def gate(self, phase: str) -> GateConfig:
+        if phase not in self.gates:
+            known = ", ".join(sorted(self.gates)) or "none"
+            raise ConfigError(f"unknown phase {phase!r} (known phases: {known})")
+        return self.gates[phase]
+
+    def chain(self) -> list[GateConfig]:
+        """Gates in promotion order: every phase after the phases it requires."""
+        order: list[GateConfig] = []
+        seen: set[str] = set()
+
+        def visit(phase: str, stack: tuple[str, ...]) -> None:
+            if phase in seen or phase not in self.gates or phase in stack:
+                return
+            for required in self.gates[phase].requires:
+                visit(required, (*stack, phase))
+            seen.add(phase)
+            order.append(self.gates[phase])
+
+        for phase in self.gates:
+            visit(phase, ())
+        return order
+
+    def resolve_thresholds(self, phase: str) -> dict[str, ResolvedThreshold]:
+        gate = self.gate(phase)
+        return resolve_thresholds(self.thresholds, gate.environment, phase)
+
+
+def expand_env(value: Any, environ: Mapping[str, str], where: str) -> Any:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in every string of a parsed YAML tree.
+
+    Expansion happens after parsing, so a value from the environment can never change the
+    structure of the file.
+    """
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ and environ[name] != "":
+                return environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{where}: environment variable {name} is not set and has no default")
+
+        return _ENV_REF.sub(substitute, value)
+    if isinstance(value, dict):
+        return {k: expand_env(v, environ, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, environ, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _read_yaml(path: Path, label: str) -> Any:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read file ({exc.strerror})") from exc
+    if size > _MAX_FILE_BYTES:
+        raise ConfigError(f"{label}: file is {size} bytes; the limit is {_MAX_FILE_BYTES}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{label}: cannot read file ({exc})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{label}:{where}: invalid YAML: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{label}: invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else type(data).__name__
+        raise ConfigError(f"{label}: expected a mapping at the top level, got {kind}")
+    return data
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(members) != 1:
+                return tp
+            tp = members[0]
+        else:
+            return tp
+
+
+def _is_model(tp: Any) -> bool:
+    return inspect.isclass(tp) and issubclass(tp, BaseModel)
+
+
+def _describe_location(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, list[str] | None]:
+    """Render a pydantic error location as a dotted key path; for the last model on the
+    path, list its allowed keys (so an unknown key can say what would have been valid)."""
+    parts: list[str] = []
+    tp: Any = model
+    allowed: list[str] | None = None
+    for index, part in enumerate(loc):
+        tp = _unwrap(tp)
+        if _is_model(tp):
+            allowed = [f.alias or name for name, f in tp.model_fields.items()]
+            fld = tp.model_fields.get(part) if isinstance(part, str) else None
+            if fld is None and isinstance(part, str):
+                fld = next((f for f in tp.model_fields.values() if f.alias == part), None)
+            parts.append(str(part))
+            tp = fld.annotation if fld is not None else None
+            if index == len(loc) - 1:
+                return ".".join(parts), allowed
+            continue
+        origin = typing.get_origin(tp)
+        if origin is dict:
+            parts.append(str(part))
+            tp = typing.get_args(tp)[1]
+        elif origin is list:
+            parts.append(f"[{part}]")
+            tp = typing.get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            # A discriminated union puts the tag into the location; do not print it.
+            match = None
+            for member in typing.get_args(tp):
+                member = _unwrap(member)
+                if _is_model(member) and "type" in member.model_fields:
+                    literal = typing.get_args(member.model_fields["type"].annotation)
+                    if part in literal:
+                        match = member
+            if match is not None:
+                tp = match
+            elif isinstance(part, str) and not part.startswith(("float", "int", "str", "bool")):
+                parts.append(part)
+                tp = None
+        else:
+            parts.append(str(part))
+            tp = None
+    return ".".join(p for p in parts).replace(".[", "["), None
+
+
+_SECRET_KEYS = ("password", "token", "secret")
+
+
+def redact(text: str) -> str:
+    """Hide ``user:password@`` in URLs."""
+    return re.sub(r"(://[^:/@\s]*):[^@/\s]*@", r"\1:***@", text)
+
+
+def _format_validation_error(label: str, model: type[BaseModel], exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        path, allowed = _describe_location(model, tuple(error["loc"]))
+        where = f"{label}: {path}" if path else label
+        if error["type"] == "extra_forbidden":
+            hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+            problems.append(f"{where}: unknown key{hint}")
+            continue
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            problems.append(f"{where}: required key is missing")
+            continue
+        shown = error.get("input")
+        if any(s in path.lower() for s in _SECRET_KEYS):
+            problems.append(f"{where}: {message}")
+        else:
+            text = redact(repr(shown))
+            text = text if len(text) <= 60 else text[:57] + "..."
+            problems.append(f"{where}: {message} (got {text})")
+    return problems
+
+
+def _parse(label: str, model: type[BaseModel], data: Any, problems: list[str]) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_format_validation_error(label, model, exc))
+        return None
+
+
+def load_project(root: Path | str, environ: Mapping[str, str] | None = None) -> Project:
+    """Load and cross-check a project directory; raise one ConfigError listing every problem."""
+    root = Path(root)
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    if not (root / PROJECT_FILE).is_file():
+        raise ConfigError(f"{root / PROJECT_FILE}: not found (--config names the directory holding it)")
+
+    def load(path: Path, label: str, model: type[BaseModel], expand: bool) -> Any:
+        try:
+            data = _read_yaml(path, label)
+            if expand:
+                data = expand_env(data, environ, label)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            return None
+        return _parse(label, model, data, problems)
+
+    config = load(root / PROJECT_FILE, PROJECT_FILE, ProjectConfig, expand=True)
+    thresholds_path = root / THRESHOLDS_FILE
+    if thresholds_path.is_file():
+        thresholds = load(thresholds_path, THRESHOLDS_FILE, ThresholdsConfig, expand=True)
+    else:
+        thresholds = ThresholdsConfig()
+
+    files: dict[str, str] = {}
+    gates: dict[str, GateConfig] = {}
+    for path in sorted((root / GATES_DIR).glob("*.y*ml")):
+        label = f"{GATES_DIR}/{path.name}"
+        gate = load(path, label, GateConfig, expand=False)
+        if gate is None:
+            continue
+        if gate.phase != path.stem:
+            problems.append(f"{label}: phase: {gate.phase!r} must match the file name {path.stem!r}")
+        elif gate.phase in gates:
+            problems.append(f"{label}: phase {gate.phase!r} is defined twice")
+        else:
+            gates[gate.phase] = gate
+            files[f"gate:{gate.phase}"] = label
+
+    suites: dict[str, SuiteConfig] = {}
+    for path in sorted((root / SUITES_DIR).glob("*.y*ml")):
+        label = f"{SUITES_DIR}/{path.name}"
+        suite = load(path, label, SuiteConfig, expand=False)
+        if suite is None:
+            continue
+        if suite.name != path.stem:
+            problems.append(f"{label}: name: {suite.name!r} must match the file name {path.stem!r}")
+        elif suite.name in suites:
+            problems.append(f"{label}: suite {suite.name!r} is defined twice")
+        else:
+            suites[suite.name] = suite
+            files[f"suite:{suite.name}"] = label
+
+    if config is None or thresholds is None:
+        raise ConfigError(problems[0], problems)
+
+    project = Project(
+        root=root,
+        config=config,
+        thresholds=thresholds,
+        gates=gates,
+        suites=suites,
+        config_hash=config_hash(root),
+        files=files,
+    )
+    problems.extend(cross_check(project))
+    if problems:
+        raise ConfigError(problems[0], problems)
+    return project
+
+
+def config_hash(root: Path) -> str:
+    """SHA-256 over every configuration file (as written, before variable expansion)."""
+    digest = hashlib.sha256()
+    paths = [root / PROJECT_FILE, root / THRESHOLDS_FILE]
+    paths += sorted((root / GATES_DIR).glob("*.y*ml")) + sorted((root / SUITES_DIR).glob("*.y*ml"))
+    for path in paths:
+        if path.is_file():
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _suite_refs(gate: GateConfig) -> Iterable[tuple[str, str]]:
+    for i, check in enumerate(gate.checks):
+        yield f"checks[{i}].suite", check.suite
+    for i, ref in enumerate(gate.rollback):
+        yield f"rollback[{i}].suite", ref.suite
+
+
+def cross_check(project: Project) -> list[str]:
+    """Problems that span files: unknown names, unresolved parameters, bad SQL."""
+    problems: list[str] = []
+    config, thresholds = project.config, project.thresholds
+    environments = sorted(config.environments)
+
+    for name, value in thresholds.defaults.items():
+        if not _NAME.match(name):
+            problems.append(f"{THRESHOLDS_FILE}: defaults.{name}: a threshold name uses a-z, 0-9 and _")
+    for env in thresholds.environments:
+        if env not in config.environments:
+            problems.append(
+                f"{THRESHOLDS_FILE}: environments.{env}: unknown environment "
+                f"(known: {', '.join(environments)})"
+            )
+    for phase in thresholds.phases:
+        if phase not in project.gates:
+            problems.append(
+                f"{THRESHOLDS_FILE}: phases.{phase}: unknown phase "
+                f"(known: {', '.join(sorted(project.gates))})"
+            )
+
+    for suite in project.suites.values():
+        label = project.files[f"suite:{suite.name}"]
+        problems.extend(f"{label}: query: {p}" for p in sql_problems(suite.query))
+
+    for phase, gate in project.gates.items():
+        label = project.files[f"gate:{phase}"]
+        if gate.environment not in config.environments:
+            problems.append(
+                f"{label}: environment: unknown environment {gate.environment!r} "
+                f"(known: {', '.join(environments)})"
+            )
+            continue
+        for i, required in enumerate(gate.requires):
+            if required not in project.gates:
+                problems.append(
+                    f"{label}: requires[{i}]: unknown phase {required!r} "
+                    f"(known: {', '.join(sorted(project.gates))})"
+                )
+            elif required == phase:
+                problems.append(f"{label}: requires[{i}]: a phase cannot require itself")
+        sources = config.environments[gate.environment].sources
+        resolved = resolve_thresholds(thresholds, gate.environment, phase)
+        for key, suite_name in _suite_refs(gate):
+            suite = project.suites.get(suite_name)
+            if suite is None:
+                problems.append(
+                    f"{label}: {key}: unknown suite {suite_name!r} "
+                    f"(known: {', '.join(sorted(project.suites)) or 'none'})"
+                )
+                continue
+            suite_label = project.files[f"suite:{suite_name}"]
+            if suite.source not in sources:
+                problems.append(
+                    f"{suite_label}: source: unknown source {suite.source!r} in environment "
+                    f"{gate.environment!r} used by phase {phase!r} "
+                    f"(known: {', '.join(sorted(sources)) or 'none'})"
+                )
+            for parameter in sorted(suite.parameters()):
+                if parameter not in resolved:
+                    problems.append(
+                        f"{suite_label}: $PARAMETER {parameter!r} has no value in "
+                        f"{THRESHOLDS_FILE} for phase {phase!r} (environment {gate.environment!r})"
+                    )
+            for parameter in sorted(suite.query_parameters()):
+                if parameter in BUILTIN_PARAMETERS or not _NAME.match(parameter):
+                    continue  # bad names are reported once by sql_problems
+                if parameter not in resolved:
+                    problems.append(
+                        f"{suite_label}: query: parameter {{{parameter}}} is neither one of "
+                        f"{', '.join(BUILTIN_PARAMETERS)} nor a threshold with a value for "
+                        f"phase {phase!r}"
+                    )
+    # Duplicate lines arise when several gates use one broken suite.
+    return list(dict.fromkeys(problems))
+
+
+_STATEMENT_START = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(\w+)", re.S)
+
+
+def sql_problems(sql: str) -> list[str]:
+    """Static checks of a suite's SQL: one read-only statement, well-formed parameters."""
+    problems: list[str] = []
+    first = _STATEMENT_START.match(sql)
+    if first is None or first.group(1).upper() not in ("SELECT", "WITH"):
+        word = first.group(1) if first else "nothing"
+        problems.append(f"must be a single SELECT (or WITH … SELECT) statement, starts with {word!r}")
+    if _has_inner_semicolon(sql):
+        problems.append("must be a single statement (found ';' between statements)")
+    for match in _SQL_PARAM.finditer(sql):
+        name = match.group(1)
+        if not _NAME.match(name) and not name.startswith(("'", '"')):
+            problems.append(
+                f"bad parameter name {{{name}:{match.group(2)}}}: use lowercase letters, "
+                "digits and _ (e.g. {window_start:DateTime64(3)})"
+            )
+    return problems
+
+
+def _has_inner_semicolon(sql: str) -> bool:
+    quote: str | None = None
+    text = sql.rstrip().rstrip(";")
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = None
+        elif ch in ("'", '"', "`"):
+            quote = ch
+        elif text.startswith("--", i):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+        elif ch == ";":
+            return True
+        i += 1
+    return False

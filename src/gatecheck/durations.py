@@ -1,0 +1,63 @@
+"""Durations written as ``90s``, ``30m``, ``48h``, ``7d`` (or combined: ``1h30m``)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Parse ``48h`` / ``30m`` / ``1h30m`` / ``0``; reject negatives and other text."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool):
+        raise ValueError(f"expected a duration such as 30m or 48h, got {value!r}")
+    elif isinstance(value, int | float):
+        if value != 0:
+            raise ValueError(f"a duration needs a unit (s, m, h, d), got {value!r}")
+        seconds = 0.0
+    elif isinstance(value, str):
+        text = value.strip()
+        if text == "0":
+            return timedelta(0)
+        pos, seconds = 0, 0.0
+        for match in _PART.finditer(text):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNITS[match.group(2)]
+            pos = match.end()
+        if pos != len(text) or not text:
+            raise ValueError(f"expected a duration such as 90s, 30m, 48h or 7d, got {value!r}")
+    else:
+        raise ValueError(f"expected a duration such as 30m or 48h, got {value!r}")
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative, got {value!r}")
+    if seconds > 366 * 86400:
+        raise ValueError(f"a duration longer than a year is not supported, got {value!r}")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    """Render a duration in the same notation it is written in (``1h30m``)."""
+    total = int(round(delta.total_seconds()))
+    if total == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, total = divmod(total, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]

@@ -1,0 +1,44 @@
+"""gatecheck's one error tree.
+
+::
+
+    GatecheckError
+     ├── ConfigError            bad configuration or arguments (exit code 2)
+     └── SourceError            a source could not answer a query
+          ├── SourceUnavailable   cannot connect / missing embedded path / unsupported type
+          ├── SourceTimeout       the query or connection exceeded its time limit
+          └── QueryError          the source rejected the query (syntax, unknown column…)
+
+Driver exceptions (chDB, clickhouse-connect, …) are translated into these where the
+driver is called, with ``raise ... from exc``. Messages never contain credentials.
+"""
+
+from __future__ import annotations
+
+
+class GatecheckError(Exception):
+    """Root of every error gatecheck raises on purpose."""
+
+
+class ConfigError(GatecheckError):
+    """Configuration, suite, gate or argument problem; the message names file and key."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[str] = problems if problems is not None else [message]
+
+
+class SourceError(GatecheckError):
+    """A source failed to answer; the check that asked becomes ``error``."""
+
+
+class SourceUnavailable(SourceError):
+    """The source cannot be reached or opened."""
+
+
+class SourceTimeout(SourceError):
+    """The source did not answer in time."""
+
+
+class QueryError(SourceError):
+    """The source rejected the query."""

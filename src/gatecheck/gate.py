@@ -1,0 +1,325 @@
+"""The gate engine: evaluate one phase at one ``as_of`` into a :class:`Verdict`.
+
+For each check the window is ``[as_of - settle - length, as_of - settle)``; the suite's
+query runs in its source, Great Expectations judges the frame, and the outcomes combine
+with precedence rollback > no-go > inconclusive > go. Nothing here raises for a source
+problem: a failing source is an ``error`` check and an ``inconclusive`` gate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import pandas as pd
+
+from gatecheck import __version__
+from gatecheck.config import (
+    BUILTIN_PARAMETERS,
+    CheckRef,
+    GateConfig,
+    Project,
+    ResolvedThreshold,
+    RollbackRef,
+    SuiteConfig,
+)
+from gatecheck.durations import format_duration
+from gatecheck.errors import ConfigError, GatecheckError
+from gatecheck.results import (
+    CheckResult,
+    ExpectationResult,
+    Outcome,
+    Requirement,
+    SoakStatus,
+    Verdict,
+    VerdictState,
+    Window,
+)
+from gatecheck.runner import judge_evidence, validate_frame
+from gatecheck.sources.base import Source, open_source
+
+log = logging.getLogger(__name__)
+
+#: A suite returns aggregates; more rows than this means raw rows are being pulled.
+MAX_ROWS = 10_000
+
+
+class SourcePool:
+    """Opens each source of one environment on first use and closes them all at the end."""
+
+    def __init__(self, project: Project, environment: str) -> None:
+        self.project = project
+        self.environment = environment
+        self._sources: dict[str, Source | GatecheckError] = {}
+
+    def get(self, name: str) -> Source:
+        if name not in self._sources:
+            config = self.project.config.environments[self.environment].sources[name]
+            try:
+                self._sources[name] = open_source(name, config, self.project.root)
+            except GatecheckError as exc:
+                self._sources[name] = exc
+        found = self._sources[name]
+        if isinstance(found, GatecheckError):
+            raise found
+        return found
+
+    async def aclose(self) -> None:
+        for source in self._sources.values():
+            if isinstance(source, Source):
+                try:
+                    await source.close()
+                except Exception:  # closing must never hide the verdict
+                    log.exception("closing source %s failed", source.name)
+        self._sources.clear()
+
+
+def window_for(as_of: datetime, length: timedelta, settle: timedelta) -> Window:
+    end = as_of - settle
+    return Window(start=end - length, end=end, length=length, settle=settle)
+
+
+def parse_as_of(text: str | None) -> datetime:
+    """``--as-of`` (ISO 8601; naive means UTC) or now, in UTC, to the millisecond."""
+    if text is None:
+        moment = datetime.now(UTC)
+    else:
+        try:
+            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ConfigError(
+                f"--as-of: {text!r} is not an ISO 8601 time (e.g. 2026-11-22T06:00:00Z)"
+            ) from exc
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+async def evaluate(
+    project: Project,
+    phase: str,
+    as_of: datetime | None = None,
+    assume_approved: Iterable[str] = (),
+) -> Verdict:
+    """Evaluate ``phase`` at ``as_of`` (default: now)."""
+    gate = project.gate(phase)
+    as_of = parse_as_of(None) if as_of is None else as_of.astimezone(UTC)
+    approved = set(assume_approved)
+    for name in sorted(approved):
+        if name not in project.gates:
+            raise ConfigError(
+                f"--assume-approved: unknown phase {name!r} "
+                f"(known phases: {', '.join(sorted(project.gates))})"
+            )
+    thresholds = project.resolve_thresholds(phase)
+    pool = SourcePool(project, gate.environment)
+    try:
+        jobs = [
+            _run_check(project, gate, ref, "required" if ref.required else "advisory", as_of, thresholds, pool)
+            for ref in gate.checks
+        ]
+        jobs += [_run_check(project, gate, ref, "rollback", as_of, thresholds, pool) for ref in gate.rollback]
+        checks = list(await asyncio.gather(*jobs))
+    finally:
+        await pool.aclose()
+    requires = [_requirement(name, approved) for name in gate.requires]
+    soak = _soak_status(gate)
+    verdict, reasons = decide(checks, requires, soak)
+    return Verdict(
+        phase=phase,
+        environment=gate.environment,
+        description=gate.description,
+        as_of=as_of,
+        verdict=verdict,
+        reasons=reasons,
+        checks=checks,
+        requires=requires,
+        soak=soak,
+        config_hash=project.config_hash,
+        gatecheck_version=__version__,
+    )
+
+
+def _requirement(phase: str, approved: set[str]) -> Requirement:
+    if phase in approved:
+        return Requirement(phase=phase, satisfied=True, reason="assumed approved (--assume-approved)")
+    return Requirement(
+        phase=phase,
+        satisfied=False,
+        reason=(
+            f"no recorded GO of {phase}: this version keeps no history ledger yet; "
+            f"pass --assume-approved {phase} once it was approved"
+        ),
+    )
+
+
+def _soak_status(gate: GateConfig) -> SoakStatus | None:
+    if gate.soak is None:
+        return None
+    return SoakStatus(
+        duration=gate.soak.duration,
+        max_gap=gate.soak.max_gap,
+        covered=False,
+        reason=(
+            f"soak of {format_duration(gate.soak.duration)} needs recorded passing evaluations; "
+            "this version keeps no history ledger yet, so coverage is 0s"
+        ),
+    )
+
+
+def decide(
+    checks: list[CheckResult], requires: list[Requirement], soak: SoakStatus | None
+) -> tuple[VerdictState, list[str]]:
+    """Combine outcomes: rollback > no-go > inconclusive > go. Advisory checks never count."""
+    rollback = [c for c in checks if c.role == "rollback" and c.outcome is Outcome.FAIL]
+    if rollback:
+        return VerdictState.ROLLBACK, [f"rollback trigger fired: {_summary(c)}" for c in rollback]
+    required = [c for c in checks if c.role == "required"]
+    failed = [c for c in required if c.outcome is Outcome.FAIL]
+    if failed:
+        return VerdictState.NO_GO, [f"required check failed: {_summary(c)}" for c in failed]
+    reasons = [
+        f"required check {c.outcome.value}: {_summary(c)}"
+        for c in required
+        if c.outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR)
+    ]
+    reasons += [
+        f"rollback check {c.outcome.value}: {_summary(c)}"
+        for c in checks
+        if c.role == "rollback" and c.outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR)
+    ]
+    reasons += [f"requires {r.phase}: {r.reason}" for r in requires if not r.satisfied]
+    if soak is not None and not soak.covered:
+        reasons.append(f"soak not covered: {soak.reason}")
+    if not required:
+        reasons.append("the gate has no required checks: nothing to base a GO on")
+    if reasons:
+        return VerdictState.INCONCLUSIVE, reasons
+    return VerdictState.GO, [f"all {len(required)} required checks passed"]
+
+
+def _summary(check: CheckResult) -> str:
+    return f"{check.suite} — {check.reason}" if check.reason else check.suite
+
+
+async def _run_check(
+    project: Project,
+    gate: GateConfig,
+    ref: CheckRef | RollbackRef,
+    role: Literal["required", "advisory", "rollback"],
+    as_of: datetime,
+    thresholds: Mapping[str, ResolvedThreshold],
+    pool: SourcePool,
+) -> CheckResult:
+    suite = project.suites[ref.suite]
+    length = ref.window or gate.window or suite.window.length
+    settle = ref.settle if ref.settle is not None else suite.window.settle
+    window = window_for(as_of, length, settle)
+    base: dict[str, Any] = {
+        "suite": suite.name,
+        "description": suite.description,
+        "source": suite.source,
+        "role": role,
+        "window": window,
+    }
+    try:
+        source = pool.get(suite.source)
+        frame = await source.query(suite.query, _query_parameters(suite, window, as_of, thresholds))
+    except GatecheckError as exc:
+        return CheckResult(**base, outcome=Outcome.ERROR, reason=f"source {suite.source}: {exc}")
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a check must never take the evaluation down
+        log.exception("check %s: unexpected error querying %s", suite.name, suite.source)
+        return CheckResult(**base, outcome=Outcome.ERROR, reason=f"internal error: {type(exc).__name__}: {exc}")
+    try:
+        return judge(suite, frame, thresholds, base)
+    except Exception as exc:
+        log.exception("check %s: unexpected error judging the result", suite.name)
+        return CheckResult(**base, outcome=Outcome.ERROR, reason=f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _query_parameters(
+    suite: SuiteConfig, window: Window, as_of: datetime, thresholds: Mapping[str, ResolvedThreshold]
+) -> dict[str, Any]:
+    builtins: dict[str, Any] = {"window_start": window.start, "window_end": window.end, "as_of": as_of}
+    parameters: dict[str, Any] = {}
+    for name in suite.query_parameters():
+        if name in BUILTIN_PARAMETERS:
+            parameters[name] = builtins[name]
+        else:
+            parameters[name] = thresholds[name].value
+    return parameters
+
+
+def judge(
+    suite: SuiteConfig,
+    frame: pd.DataFrame,
+    thresholds: Mapping[str, ResolvedThreshold],
+    base: dict[str, Any],
+) -> CheckResult:
+    """Turn one query result into a CheckResult (evidence first, then expectations)."""
+    rows = len(frame)
+    if rows > MAX_ROWS:
+        return CheckResult(
+            **base, rows=rows, outcome=Outcome.ERROR,
+            reason=f"query returned {rows} rows; a suite must return aggregates (at most {MAX_ROWS})",
+        )
+    if rows == 0:
+        return CheckResult(
+            **base, rows=0, outcome=Outcome.INCONCLUSIVE,
+            reason="no evidence: the query returned no rows for the window",
+        )
+    evidence = judge_evidence(suite, frame, thresholds)
+    if isinstance(evidence, str):
+        return CheckResult(**base, rows=rows, outcome=Outcome.ERROR, reason=evidence)
+    expectations = validate_frame(suite, frame, thresholds)
+    outcome, reason = _check_outcome(expectations, evidence)
+    return CheckResult(
+        **base, rows=rows, outcome=outcome, evidence=evidence, expectations=expectations, reason=reason
+    )
+
+
+def _check_outcome(expectations: list[ExpectationResult], evidence: Any) -> tuple[Outcome, str | None]:
+    errored = [e for e in expectations if e.outcome is Outcome.ERROR]
+    if errored:
+        return Outcome.ERROR, "; ".join(f"{e.type}: {e.reason}" for e in errored)
+    if evidence is not None and not evidence.sufficient:
+        observed = "none" if evidence.observed_total is None else f"{evidence.observed_total:g}"
+        return Outcome.INCONCLUSIVE, (
+            f"too little evidence: {evidence.column} = {observed}, "
+            f"need at least {evidence.min_total.value} ({evidence.min_total.name})"
+        )
+    unknown = [e for e in expectations if e.outcome is Outcome.INCONCLUSIVE]
+    if unknown:
+        return Outcome.INCONCLUSIVE, "; ".join(f"{e.column}: {e.reason}" for e in unknown)
+    failed = [e for e in expectations if e.outcome is Outcome.FAIL]
+    if failed:
+        return Outcome.FAIL, "; ".join(_failure_text(e) for e in failed)
+    return Outcome.PASS, None
+
+
+def _failure_text(result: ExpectationResult) -> str:
+    bounds = ", ".join(
+        f"{'≤' if t.bound == 'max' else '≥' if t.bound == 'min' else t.name} {t.value} "
+        f"({t.name}, {t.provenance})"
+        for t in result.thresholds
+    )
+    subject = result.column or result.type
+    if result.failing_groups:
+        groups = "; ".join(
+            f"{format_group(g.group)} = {g.observed_value}" for g in result.failing_groups[:5]
+        )
+        more = f" (+{len(result.failing_groups) - 5} more)" if len(result.failing_groups) > 5 else ""
+        return f"{subject} must be {bounds}: {groups}{more}"
+    return f"{subject} must be {bounds}: observed {result.observed_value}"
+
+
+def format_group(group: Mapping[str, str]) -> str:
+    if not group:
+        return "(all)"
+    return ", ".join(f"{k}={v}" for k, v in group.items())

@@ -1,0 +1,151 @@
+"""The one result model: every output format, the ledger and the exporter are views of it.
+
+``Verdict`` holds the gate's answer and, per check, a ``CheckResult`` with per-expectation
+``ExpectationResult``s: observed values, thresholds with their provenance, failing groups and
+the window judged. All are frozen.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import IntEnum, StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from gatecheck.durations import Duration
+
+
+class Outcome(StrEnum):
+    """A check's outcome."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+    ERROR = "error"
+
+
+class VerdictState(StrEnum):
+    """A gate's verdict."""
+
+    GO = "go"
+    NO_GO = "no-go"
+    INCONCLUSIVE = "inconclusive"
+    ROLLBACK = "rollback"
+
+
+class ExitCode(IntEnum):
+    """``gatecheck run`` exit codes (DESIGN.md)."""
+
+    GO = 0
+    NO_GO = 1
+    USAGE = 2  # bad configuration, bad arguments, internal error
+    INCONCLUSIVE = 3
+    ROLLBACK = 4
+
+    @classmethod
+    def for_verdict(cls, verdict: VerdictState) -> ExitCode:
+        return {
+            VerdictState.GO: cls.GO,
+            VerdictState.NO_GO: cls.NO_GO,
+            VerdictState.INCONCLUSIVE: cls.INCONCLUSIVE,
+            VerdictState.ROLLBACK: cls.ROLLBACK,
+        }[verdict]
+
+
+Scalar = bool | int | float | str | None
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Window(_Result):
+    """``[start, end)`` = ``[as_of - settle - length, as_of - settle)``."""
+
+    start: datetime
+    end: datetime
+    length: Duration
+    settle: Duration
+
+
+class Threshold(_Result):
+    """A value a check judges by, and where it came from."""
+
+    name: str  # threshold name, or the expectation kwarg for literals written in a suite
+    value: Scalar
+    bound: Literal["min", "max"] | None = None
+    provenance: Literal["default", "environment", "phase", "suite"]
+    key: str  # file and key path the value came from
+
+
+class FailingGroup(_Result):
+    """One group (row of the aggregate frame) that violated an expectation."""
+
+    group: dict[str, str]
+    observed_value: Scalar
+
+
+class ExpectationResult(_Result):
+    type: str
+    column: str | None = None
+    outcome: Outcome
+    observed_value: Scalar = None
+    thresholds: list[Threshold] = []
+    failing_groups: list[FailingGroup] = []
+    reason: str | None = None
+
+
+class EvidenceResult(_Result):
+    column: str
+    observed_total: float | None
+    min_total: Threshold
+    sufficient: bool
+
+
+class CheckResult(_Result):
+    suite: str
+    description: str = ""
+    source: str
+    role: Literal["required", "advisory", "rollback"]
+    outcome: Outcome
+    window: Window
+    rows: int = 0
+    evidence: EvidenceResult | None = None
+    expectations: list[ExpectationResult] = []
+    reason: str | None = None
+
+
+class Requirement(_Result):
+    """A phase this gate requires to have a recorded GO."""
+
+    phase: str
+    satisfied: bool
+    reason: str
+
+
+class SoakStatus(_Result):
+    duration: Duration
+    max_gap: Duration
+    covered: bool
+    reason: str
+
+
+class Verdict(_Result):
+    """The answer for one phase at one ``as_of``, with all its evidence."""
+
+    phase: str
+    environment: str
+    description: str = ""
+    as_of: datetime
+    verdict: VerdictState
+    reasons: list[str]
+    checks: list[CheckResult]
+    requires: list[Requirement] = []
+    soak: SoakStatus | None = None
+    config_hash: str
+    gatecheck_version: str
+
+    def document(self) -> dict[str, Any]:
+        """The stable JSON document (``--format json``)."""
+        return self.model_dump(mode="json")

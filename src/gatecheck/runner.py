@@ -1,0 +1,298 @@
+"""Validate a suite's aggregate frame with Great Expectations 1.x and judge the evidence.
+
+GE runs in one ephemeral context per process (nothing written to disk, progress bars and
+analytics off) with a pandas datasource that takes each query's frame as a batch. Suite
+parameters (``{$PARAMETER: name}``) are GE's own; their values come from thresholds.yaml.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gatecheck.config import ExpectationSpec, ParameterRef, ResolvedThreshold, SuiteConfig
+from gatecheck.results import (
+    EvidenceResult,
+    ExpectationResult,
+    FailingGroup,
+    Outcome,
+    Scalar,
+    Threshold,
+)
+
+_BOUNDS = {"max_value": "max", "min_value": "min"}
+
+
+@lru_cache(maxsize=1)
+def _ge() -> Any:
+    # Analytics would try the network; must be off before GE is imported.
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    # GE's default ephemeral context creates a temporary data-docs directory; this one
+    # keeps everything in memory and writes nothing.
+    project_config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+        analytics_enabled=False,
+    )
+    context = gx.get_context(mode="ephemeral", project_config=project_config)
+    asset = context.data_sources.add_pandas("gatecheck").add_dataframe_asset("aggregates")
+    batch_definition = asset.add_batch_definition_whole_dataframe("frame")
+    return gx, batch_definition
+
+
+def expectation_problems(spec: ExpectationSpec) -> str | None:
+    """Why GE would not accept this expectation (unknown type, bad kwargs), or None."""
+    try:
+        _build(spec)
+    except Exception as exc:
+        return _one_line(exc)
+    return None
+
+
+def _build(spec: ExpectationSpec) -> Any:
+    _ge()
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    try:
+        cls = get_expectation_impl(spec.type)
+    except Exception as exc:
+        raise ValueError(f"unknown Great Expectations expectation type {spec.type!r}") from exc
+    return cls(**spec.kwargs)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] if text else type(exc).__name__
+
+
+def _scalar(value: Any) -> Scalar:
+    """JSON-safe, deterministic form of a value from a frame."""
+    if value is None:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return round(value, 9)
+    if isinstance(value, datetime | pd.Timestamp):
+        return pd.Timestamp(value).isoformat()
+    if isinstance(value, bool | int | str):
+        return value
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+def _group_label(value: Any) -> str:
+    scalar = _scalar(value)
+    return "" if scalar is None else str(scalar)
+
+
+def group_columns(suite: SuiteConfig, frame: pd.DataFrame) -> list[str]:
+    if suite.groups is not None:
+        return [c for c in suite.groups if c in frame.columns]
+    return [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+
+
+def _threshold(kwarg: str, value: Any, thresholds: Mapping[str, ResolvedThreshold], suite: str) -> Threshold | None:
+    bound = _BOUNDS.get(kwarg)
+    if isinstance(value, dict) and set(value) == {"$PARAMETER"}:
+        resolved = thresholds[value["$PARAMETER"]]
+        return Threshold(
+            name=resolved.name,
+            value=resolved.value,
+            bound=bound,  # type: ignore[arg-type]
+            provenance=resolved.provenance,
+            key=resolved.key,
+        )
+    if bound is not None and value is not None:
+        return Threshold(
+            name=kwarg, value=_scalar(value), bound=bound,  # type: ignore[arg-type]
+            provenance="suite", key=f"suites/{suite}.yaml: expectations.{kwarg}",
+        )
+    return None
+
+
+def judge_evidence(
+    suite: SuiteConfig, frame: pd.DataFrame, thresholds: Mapping[str, ResolvedThreshold]
+) -> EvidenceResult | str | None:
+    """Minimum evidence: an EvidenceResult, an error string (column missing), or None."""
+    evidence = suite.evidence
+    if evidence is None:
+        return None
+    if isinstance(evidence.min_total, ParameterRef):
+        resolved = thresholds[evidence.min_total.name]
+        minimum = Threshold(
+            name=resolved.name, value=resolved.value, bound="min",
+            provenance=resolved.provenance, key=resolved.key,
+        )
+    else:
+        minimum = Threshold(
+            name="min_total", value=evidence.min_total, bound="min", provenance="suite",
+            key=f"suites/{suite.name}.yaml: evidence.min_total",
+        )
+    if evidence.column not in frame.columns:
+        return (
+            f"evidence column {evidence.column!r} is not in the query result "
+            f"(columns: {', '.join(map(str, frame.columns))})"
+        )
+    values = pd.to_numeric(frame[evidence.column], errors="coerce")
+    total = float(values.sum(skipna=True)) if values.notna().any() else None
+    try:
+        required = float(minimum.value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return f"evidence minimum {minimum.name}={minimum.value!r} is not a number"
+    sufficient = total is not None and total >= required
+    return EvidenceResult(
+        column=evidence.column,
+        observed_total=None if total is None else _scalar(total),  # type: ignore[arg-type]
+        min_total=minimum,
+        sufficient=sufficient,
+    )
+
+
+def validate_frame(
+    suite: SuiteConfig, frame: pd.DataFrame, thresholds: Mapping[str, ResolvedThreshold]
+) -> list[ExpectationResult]:
+    """Run the suite's expectations on the frame, one ExpectationResult each."""
+    gx, batch_definition = _ge()
+    groups = group_columns(suite, frame)
+    parameters = {name: thresholds[name].value for name in suite.parameters() if name in thresholds}
+    built: dict[int, Any] = {}
+    errors: dict[int, ExpectationResult] = {}
+    for index, spec in enumerate(suite.expectations):
+        try:
+            built[index] = _build(spec)
+        except Exception as exc:
+            errors[index] = _errored(spec, thresholds, suite.name, f"cannot build: {_one_line(exc)}")
+    ge_results: dict[int, Any] = {}
+    if built:
+        expectation_suite = gx.ExpectationSuite(name=suite.name, expectations=list(built.values()))
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        result_format: dict[str, Any] = {"result_format": "COMPLETE"}
+        if groups:
+            result_format["unexpected_index_column_names"] = groups
+        validation = batch.validate(
+            expectation_suite, expectation_parameters=parameters, result_format=result_format
+        )
+        # GE reports results in the suite's order.
+        ge_results = dict(zip(built, validation.results, strict=False))
+    return [
+        errors[index]
+        if index in errors
+        else _convert(spec, ge_results.get(index), frame, groups, thresholds, suite.name)
+        for index, spec in enumerate(suite.expectations)
+    ]
+
+
+def _thresholds_of(spec: ExpectationSpec, thresholds: Mapping[str, ResolvedThreshold], suite: str) -> list[Threshold]:
+    found = []
+    for kwarg, value in spec.kwargs.items():
+        threshold = _threshold(kwarg, value, thresholds, suite)
+        if threshold is not None:
+            found.append(threshold)
+    return found
+
+
+def _errored(spec: ExpectationSpec, thresholds: Mapping[str, ResolvedThreshold], suite: str, reason: str) -> ExpectationResult:
+    return ExpectationResult(
+        type=spec.type,
+        column=spec.kwargs.get("column"),
+        outcome=Outcome.ERROR,
+        thresholds=_thresholds_of(spec, thresholds, suite),
+        reason=reason,
+    )
+
+
+def _convert(
+    spec: ExpectationSpec,
+    ge_result: Any,
+    frame: pd.DataFrame,
+    groups: list[str],
+    thresholds: Mapping[str, ResolvedThreshold],
+    suite: str,
+) -> ExpectationResult:
+    column = spec.kwargs.get("column")
+    found_thresholds = _thresholds_of(spec, thresholds, suite)
+    if ge_result is None:
+        return _errored(spec, thresholds, suite, "Great Expectations returned no result")
+    if ge_result.expectation_config.type != spec.type:
+        return _errored(spec, thresholds, suite, "Great Expectations returned results out of order")
+    info = ge_result.exception_info or {}
+    if info.get("raised_exception"):
+        return _errored(spec, thresholds, suite, f"expectation raised: {_one_line(Exception(info.get('exception_message')))}")
+    if column is not None and column not in frame.columns:
+        return _errored(
+            spec, thresholds, suite,
+            f"column {column!r} is not in the query result (columns: {', '.join(map(str, frame.columns))})",
+        )
+    result = ge_result.result or {}
+    bound = next((t.bound for t in found_thresholds if t.bound), None)
+
+    failing: list[FailingGroup] = []
+    for row in result.get("unexpected_index_list") or []:
+        if isinstance(row, dict):
+            group = {g: _group_label(row.get(g)) for g in groups}
+            observed = row.get(column) if column else None
+        else:  # a plain row index when the frame has no group columns
+            group = {}
+            observed = frame.at[row, column] if column in frame.columns else None
+        failing.append(FailingGroup(group=group, observed_value=_scalar(observed)))
+    failing.sort(key=lambda f: (sorted(f.group.items()), str(f.observed_value)))
+
+    observed_value: Scalar
+    if "observed_value" in result:
+        observed_value = _scalar(result["observed_value"])
+    elif column is not None:
+        observed_value = _worst(frame[column], bound)
+    else:
+        observed_value = None
+
+    if column is not None and column in frame.columns and frame[column].notna().sum() == 0:
+        # GE skips nulls: an all-null column would "pass" on no data at all.
+        return ExpectationResult(
+            type=spec.type, column=column, outcome=Outcome.INCONCLUSIVE,
+            observed_value=None, thresholds=found_thresholds,
+            reason=f"column {column!r} has no values (all NULL/NaN)",
+        )
+    outcome = Outcome.PASS if ge_result.success else Outcome.FAIL
+    reason = None
+    if outcome is Outcome.FAIL:
+        count = result.get("unexpected_count")
+        reason = f"{count} of {result.get('element_count')} groups outside the bound" if count else "expectation not met"
+    return ExpectationResult(
+        type=spec.type,
+        column=column,
+        outcome=outcome,
+        observed_value=observed_value,
+        thresholds=found_thresholds,
+        failing_groups=failing,
+        reason=reason,
+    )
+
+
+def _worst(series: pd.Series, bound: str | None) -> Scalar:
+    values = pd.to_numeric(series, errors="coerce").dropna()
+    if values.empty:
+        return None
+    return _scalar(values.min() if bound == "min" else values.max())
