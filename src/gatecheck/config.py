@@ -286,6 +286,9 @@ class Project:
     suites: dict[str, SuiteConfig]
     config_hash: str
     files: dict[str, str] = field(default_factory=dict, repr=False)  # model name → file
+    # "suite:NAME" / "gate:PHASE" of files that failed to parse: already reported, so
+    # references to them are not reported again as unknown.
+    unparsed: frozenset[str] = frozenset()
 
     def gate(self, phase: str) -> GateConfig:
         if phase not in self.gates:
@@ -398,7 +401,7 @@ def _describe_location(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[st
             parts.append(str(part))
             tp = fld.annotation if fld is not None else None
             if index == len(loc) - 1:
-                return ".".join(parts), allowed
+                return _join_path(parts), allowed
             continue
         origin = typing.get_origin(tp)
         if origin is dict:
@@ -424,7 +427,11 @@ def _describe_location(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[st
         else:
             parts.append(str(part))
             tp = None
-    return ".".join(p for p in parts).replace(".[", "["), None
+    return _join_path(parts), None
+
+
+def _join_path(parts: list[str]) -> str:
+    return ".".join(parts).replace(".[", "[")
 
 
 _SECRET_KEYS = ("password", "token", "secret")
@@ -492,11 +499,13 @@ def load_project(root: Path | str, environ: Mapping[str, str] | None = None) -> 
         thresholds = ThresholdsConfig()
 
     files: dict[str, str] = {}
+    unparsed: set[str] = set()
     gates: dict[str, GateConfig] = {}
     for path in sorted((root / GATES_DIR).glob("*.y*ml")):
         label = f"{GATES_DIR}/{path.name}"
         gate = load(path, label, GateConfig, expand=False)
         if gate is None:
+            unparsed.add(f"gate:{path.stem}")
             continue
         if gate.phase != path.stem:
             problems.append(f"{label}: phase: {gate.phase!r} must match the file name {path.stem!r}")
@@ -511,6 +520,7 @@ def load_project(root: Path | str, environ: Mapping[str, str] | None = None) -> 
         label = f"{SUITES_DIR}/{path.name}"
         suite = load(path, label, SuiteConfig, expand=False)
         if suite is None:
+            unparsed.add(f"suite:{path.stem}")
             continue
         if suite.name != path.stem:
             problems.append(f"{label}: name: {suite.name!r} must match the file name {path.stem!r}")
@@ -531,6 +541,7 @@ def load_project(root: Path | str, environ: Mapping[str, str] | None = None) -> 
         suites=suites,
         config_hash=config_hash(root),
         files=files,
+        unparsed=frozenset(unparsed),
     )
     problems.extend(cross_check(project))
     if problems:
@@ -559,6 +570,7 @@ def _suite_refs(gate: GateConfig) -> Iterable[tuple[str, str]]:
 def cross_check(project: Project) -> list[str]:
     """Problems that span files: unknown names, unresolved parameters, bad SQL."""
     problems: list[str] = []
+    unresolved: dict[tuple[str, str, str], list[str]] = {}
     config, thresholds = project.config, project.thresholds
     environments = sorted(config.environments)
 
@@ -592,6 +604,8 @@ def cross_check(project: Project) -> list[str]:
             continue
         for i, required in enumerate(gate.requires):
             if required not in project.gates:
+                if f"gate:{required}" in project.unparsed:
+                    continue
                 problems.append(
                     f"{label}: requires[{i}]: unknown phase {required!r} "
                     f"(known: {', '.join(sorted(project.gates))})"
@@ -603,6 +617,8 @@ def cross_check(project: Project) -> list[str]:
         for key, suite_name in _suite_refs(gate):
             suite = project.suites.get(suite_name)
             if suite is None:
+                if f"suite:{suite_name}" in project.unparsed:
+                    continue
                 problems.append(
                     f"{label}: {key}: unknown suite {suite_name!r} "
                     f"(known: {', '.join(sorted(project.suites)) or 'none'})"
@@ -612,24 +628,30 @@ def cross_check(project: Project) -> list[str]:
             if suite.source not in sources:
                 problems.append(
                     f"{suite_label}: source: unknown source {suite.source!r} in environment "
-                    f"{gate.environment!r} used by phase {phase!r} "
-                    f"(known: {', '.join(sorted(sources)) or 'none'})"
+                    f"{gate.environment!r} (known: {', '.join(sorted(sources)) or 'none'})"
                 )
             for parameter in sorted(suite.parameters()):
                 if parameter not in resolved:
-                    problems.append(
-                        f"{suite_label}: $PARAMETER {parameter!r} has no value in "
-                        f"{THRESHOLDS_FILE} for phase {phase!r} (environment {gate.environment!r})"
-                    )
+                    unresolved.setdefault((suite_label, "$PARAMETER", parameter), []).append(phase)
             for parameter in sorted(suite.query_parameters()):
                 if parameter in BUILTIN_PARAMETERS or not _NAME.match(parameter):
                     continue  # bad names are reported once by sql_problems
                 if parameter not in resolved:
-                    problems.append(
-                        f"{suite_label}: query: parameter {{{parameter}}} is neither one of "
-                        f"{', '.join(BUILTIN_PARAMETERS)} nor a threshold with a value for "
-                        f"phase {phase!r}"
-                    )
+                    unresolved.setdefault((suite_label, "query", parameter), []).append(phase)
+    # One line per suite and parameter, naming every phase that lacks a value.
+    for (suite_label, kind, parameter), phases in unresolved.items():
+        names = ", ".join(repr(p) for p in sorted(phases))
+        plural = "phases" if len(phases) > 1 else "phase"
+        if kind == "$PARAMETER":
+            problems.append(
+                f"{suite_label}: $PARAMETER {parameter!r} has no value in {THRESHOLDS_FILE} "
+                f"for {plural} {names}"
+            )
+        else:
+            problems.append(
+                f"{suite_label}: query: parameter {{{parameter}}} is neither one of "
+                f"{', '.join(BUILTIN_PARAMETERS)} nor a threshold with a value for {plural} {names}"
+            )
     # Duplicate lines arise when several gates use one broken suite.
     return list(dict.fromkeys(problems))
 

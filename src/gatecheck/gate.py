@@ -321,5 +321,5 @@ def _failure_text(result: ExpectationResult) -> str:
 
 def format_group(group: Mapping[str, str]) -> str:
     if not group:
-        return "(all)"
+        return "overall"
     return ", ".join(f"{k}={v}" for k, v in group.items())

@@ -238,14 +238,14 @@ def _convert(
         return _errored(spec, thresholds, suite, "Great Expectations returned no result")
     if ge_result.expectation_config.type != spec.type:
         return _errored(spec, thresholds, suite, "Great Expectations returned results out of order")
-    info = ge_result.exception_info or {}
-    if info.get("raised_exception"):
-        return _errored(spec, thresholds, suite, f"expectation raised: {_one_line(Exception(info.get('exception_message')))}")
     if column is not None and column not in frame.columns:
         return _errored(
             spec, thresholds, suite,
             f"column {column!r} is not in the query result (columns: {', '.join(map(str, frame.columns))})",
         )
+    raised = _raised(ge_result.exception_info)
+    if raised is not None:
+        return _errored(spec, thresholds, suite, f"expectation raised: {raised}")
     result = ge_result.result or {}
     bound = next((t.bound for t in found_thresholds if t.bound), None)
 
@@ -289,6 +289,18 @@ def _convert(
         failing_groups=failing,
         reason=reason,
     )
+
+
+def _raised(info: Any) -> str | None:
+    """GE's exception message, if the expectation raised. GE puts it at the top level or,
+    when a metric failed, under one key per metric."""
+    if not isinstance(info, dict):
+        return None
+    candidates = [info, *(v for v in info.values() if isinstance(v, dict))]
+    for candidate in candidates:
+        if candidate.get("raised_exception"):
+            return _one_line(Exception(candidate.get("exception_message") or "unknown error"))
+    return None
 
 
 def _worst(series: pd.Series, bound: str | None) -> Scalar:

@@ -26,7 +26,8 @@ from gatecheck.config import ClickHouseSourceConfig, redact
 from gatecheck.errors import ConfigError, QueryError, SourceTimeout, SourceUnavailable
 from gatecheck.sources.base import QueryParameters, Source
 
-_TIMEOUT_CODES = {159, 209, 210}  # TIMEOUT_EXCEEDED, SOCKET_TIMEOUT, NETWORK_ERROR
+# TIMEOUT_EXCEEDED, TOO_SLOW (estimated to exceed the limit), SOCKET_TIMEOUT
+_TIMEOUT_CODES = {159, 160, 209}
 _CODE = re.compile(r"Code: (\d+)\. (?:DB::Exception: )?(.*?)(?: \(version [^)]*\))?$", re.S)
 
 
@@ -92,6 +93,8 @@ def embedded_session(path: Path | str, create: bool = False) -> Iterator[Any]:
 def _acquire_embedded(path: Path, create: bool) -> Any:
     path = path.resolve()
     with _Embedded.lock:
+        if not path.is_dir() and not create:
+            raise SourceUnavailable(f"chDB path {path} does not exist")
         if _Embedded.session is not None:
             if _Embedded.path != path:
                 raise SourceUnavailable(
@@ -100,10 +103,7 @@ def _acquire_embedded(path: Path, create: bool) -> Any:
                 )
             _Embedded.users += 1
             return _Embedded.session
-        if not path.is_dir():
-            if not create:
-                raise SourceUnavailable(f"chDB path {path} does not exist")
-            path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
         try:
             from chdb import session as chdb_session
         except ImportError as exc:

@@ -1,0 +1,62 @@
+"""Shared fixtures: one chDB warehouse per test session, one database per scenario.
+
+chDB embeds one server per process bound to one path, so the whole session shares one
+directory; tests are isolated by database, not by restarting the engine.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gatecheck.config import Project, load_project
+from gatecheck.demo.reference import SCENARIOS, build_reference
+from gatecheck.sources.clickhouse import embedded_session
+
+REPO = Path(__file__).resolve().parents[1]
+AS_OF = datetime(2026, 11, 22, 6, 0, 0, tzinfo=UTC)
+
+
+def database_for(scenario: str) -> str:
+    return scenario.replace("-", "_")
+
+
+@pytest.fixture(scope="session")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A chDB directory holding every demo scenario, built at AS_OF."""
+    path = tmp_path_factory.mktemp("chdb") / "warehouse"
+    with embedded_session(path, create=True) as session:
+        for scenario in SCENARIOS:
+            build_reference(session, database_for(scenario), AS_OF, scenario)
+        yield path
+
+
+def warehouse_env(warehouse: Path, scenario: str) -> dict[str, str]:
+    return {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={database_for(scenario)}"}
+
+
+@pytest.fixture
+def project_for(warehouse: Path):  # noqa: ANN201 — returns a factory
+    """Load the shipped configuration pointed at one scenario's database."""
+
+    def load(scenario: str, root: Path = REPO, extra: Mapping[str, str] | None = None) -> Project:
+        environ = {**warehouse_env(warehouse, scenario), **(extra or {})}
+        return load_project(root, environ=environ)
+
+    return load
+
+
+@pytest.fixture
+def config_copy(tmp_path: Path) -> Path:
+    """A writable copy of the shipped configuration, for tests that change it."""
+    root = tmp_path / "config"
+    root.mkdir()
+    for name in ("gatecheck.yaml", "thresholds.yaml"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "gates", root / "gates")
+    shutil.copytree(REPO / "suites", root / "suites")
+    return root

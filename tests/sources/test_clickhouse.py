@@ -1,0 +1,120 @@
+"""The ClickHouse source against the real embedded engine (chDB) and a real closed port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gatecheck.config import ClickHouseSourceConfig
+from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
+from gatecheck.sources.clickhouse import ClickHouseSource, embedded_session, format_parameter, wrap_readonly
+
+from ..conftest import AS_OF
+
+
+def source(url: str, root: Path = Path("."), timeout: str = "30s") -> ClickHouseSource:
+    return ClickHouseSource("warehouse", ClickHouseSourceConfig(type="clickhouse", url=url, timeout=timeout), root)
+
+
+def query(src: ClickHouseSource, sql: str, **parameters: object) -> object:
+    async def go() -> object:
+        try:
+            return await src.query(sql, parameters)
+        finally:
+            await src.close()
+
+    return asyncio.run(go())
+
+
+def test_aggregates_come_back_as_a_small_frame_with_bound_parameters(warehouse: Path) -> None:
+    src = source(f"chdb://{warehouse}?database=healthy")
+    frame = query(
+        src,
+        "SELECT edge_type, count() AS edges FROM lifecycle_edges "
+        "WHERE from_ts >= {window_start:DateTime64(3)} AND from_ts < {window_end:DateTime64(3)} "
+        "GROUP BY edge_type ORDER BY edge_type",
+        window_start=AS_OF - timedelta(hours=1),
+        window_end=AS_OF,
+    )
+    assert list(frame["edge_type"]) == ["first_segment->end", "request->start", "start->first_segment"]
+    # 600 sessions an hour: every edge type has about that many edges in one hour.
+    assert all(500 <= n <= 620 for n in frame["edges"])
+
+
+def test_datetime_parameters_do_not_depend_on_the_session_timezone(warehouse: Path) -> None:
+    moment = datetime(2026, 11, 22, 5, 30, 15, 123000, tzinfo=UTC)
+    frame = query(
+        source(f"chdb://{warehouse}?database=healthy"),
+        "SELECT toUnixTimestamp64Milli({t:DateTime64(3)}) AS ms SETTINGS session_timezone = 'Asia/Tokyo'",
+        t=moment,
+    )
+    assert int(frame["ms"].iloc[0]) == int(moment.timestamp() * 1000)
+
+
+def test_writes_are_refused(warehouse: Path) -> None:
+    with pytest.raises(QueryError, match="readonly|READONLY|Syntax"):
+        query(source(f"chdb://{warehouse}?database=healthy"), "INSERT INTO session_facts SELECT * FROM session_facts")
+    with pytest.raises(QueryError):
+        query(source(f"chdb://{warehouse}?database=healthy"), "SELECT 1; DROP TABLE session_facts")
+    frame = query(source(f"chdb://{warehouse}?database=healthy"), "SELECT count() AS n FROM session_facts")
+    assert int(frame["n"].iloc[0]) > 0
+
+
+def test_a_bad_query_is_a_query_error_with_the_engine_message(warehouse: Path) -> None:
+    with pytest.raises(QueryError, match="no_such_column"):
+        query(source(f"chdb://{warehouse}?database=healthy"), "SELECT no_such_column FROM session_facts")
+
+
+def test_a_slow_query_hits_the_time_limit(warehouse: Path) -> None:
+    with pytest.raises(SourceTimeout):
+        query(
+            source(f"chdb://{warehouse}?database=healthy", timeout="1s"),
+            "SELECT sum(cityHash64(number)) AS s FROM numbers(100000000000)",
+        )
+
+
+def test_a_missing_embedded_path_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(SourceUnavailable, match="does not exist"):
+        source(f"chdb://{tmp_path / 'missing'}")
+
+
+def test_a_second_embedded_path_in_one_process_is_refused_clearly(warehouse: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(SourceUnavailable, match="one embedded path per process"):
+        source(f"chdb://{other}")
+
+
+def test_relative_embedded_paths_resolve_against_the_config_directory(warehouse: Path) -> None:
+    src = source("chdb://warehouse?database=healthy", root=warehouse.parent)
+    frame = query(src, "SELECT 1 AS one")
+    assert int(frame["one"].iloc[0]) == 1
+
+
+def test_the_server_driver_reports_an_unreachable_server_as_unavailable() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    src = source(f"clickhouse://reader:s3cret@127.0.0.1:{port}/default", timeout="2s")
+    with pytest.raises(SourceUnavailable) as caught:
+        query(src, "SELECT 1")
+    assert "s3cret" not in str(caught.value)
+
+
+def test_wrapping_and_parameter_formatting() -> None:
+    assert wrap_readonly("SELECT 1;\n", 2.5) == (
+        "SELECT * FROM (\nSELECT 1\n) SETTINGS readonly=1, max_execution_time=3"
+    )
+    assert format_parameter(datetime(2026, 1, 1, tzinfo=UTC)) == "1767225600.000"
+    assert format_parameter(0.005) == "0.005"
+    with pytest.raises(ValueError):
+        format_parameter(datetime(2026, 1, 1))
+
+
+def test_embedded_sessions_are_shared_and_closed_with_their_last_user(tmp_path: Path, warehouse: Path) -> None:
+    with embedded_session(warehouse) as first, embedded_session(warehouse) as second:
+        assert first is second

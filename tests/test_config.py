@@ -1,0 +1,220 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gatecheck.cli import app
+from gatecheck.config import expand_env, load_project, resolve_thresholds, sql_problems
+from gatecheck.errors import ConfigError
+
+from .conftest import REPO
+
+runner = CliRunner()
+
+
+def edit(path: Path, change) -> None:  # noqa: ANN001
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_the_shipped_configuration_is_valid() -> None:
+    project = load_project(REPO, environ={})
+    assert {"warehouse-release", "staging-deploy", "staging-soak"} <= set(project.gates)
+    assert {"unmatched_edges", "freshness_lag", "rollup_parity", "unattributed_sessions"} <= set(project.suites)
+    result = runner.invoke(app, ["validate", "--config", str(REPO)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("ok:")
+
+
+def test_shipped_defaults_are_the_documented_ones() -> None:
+    defaults = load_project(REPO, environ={}).thresholds.defaults
+    assert defaults == defaults | {
+        "unmatched_edge_rate_max": 0.005, "unmatched_edges_min_evidence": 100,
+        "freshness_lag_max_s": 300, "event_lag_p99_max_s": 600, "clock_skew_tolerance_s": 5,
+        "clock_skew_rate_max": 0.001, "rollup_parity_rel_tol": 0.001,
+        "unattributed_session_rate_max": 0.02, "sessions_min_evidence": 50,
+        "fallback_events_max": 0, "core_hot_share_min": 1.0, "dlq_messages_max": 0,
+        "consumer_pending_max": 1000, "hrv_messages_min_evidence": 100, "success_rate_min": 0.999,
+        "p95_latency_max_ms": 500, "schema_failures_per_s_max": 0.1, "dlq_rollback_per_min": 10,
+    }
+
+
+def test_threshold_resolution_phase_over_environment_over_default() -> None:
+    from gatecheck.config import ThresholdsConfig
+
+    thresholds = ThresholdsConfig(
+        defaults={"lag": 300, "p95": 500},
+        environments={"production": {"lag": 120}},
+        phases={"canary-10": {"lag": 60}},
+    )
+    staging = resolve_thresholds(thresholds, "staging", "warehouse-release")
+    assert (staging["lag"].value, staging["lag"].provenance) == (300, "default")
+    production = resolve_thresholds(thresholds, "production", "prod-soak")
+    assert (production["lag"].value, production["lag"].provenance) == (120, "environment")
+    assert production["lag"].key == "thresholds.yaml: environments.production.lag"
+    canary = resolve_thresholds(thresholds, "production", "canary-10")
+    assert (canary["lag"].value, canary["lag"].provenance) == (60, "phase")
+    assert (canary["p95"].value, canary["p95"].provenance) == (500, "default")
+
+
+def test_env_expansion_uses_the_variable_then_the_default() -> None:
+    data = {"a": "${X:-fallback}", "b": ["${Y}"], "c": "plain"}
+    assert expand_env(data, {"Y": "y"}, "f") == {"a": "fallback", "b": ["y"], "c": "plain"}
+    assert expand_env(data, {"X": "x", "Y": "y"}, "f")["a"] == "x"
+    with pytest.raises(ConfigError, match="Y is not set"):
+        expand_env(data, {}, "gatecheck.yaml")
+
+
+def test_environment_values_cannot_change_the_structure() -> None:
+    expanded = expand_env({"url": "${U}"}, {"U": "a: {b: c}"}, "f")
+    assert expanded == {"url": "a: {b: c}"}
+
+
+# Each bad configuration: (file to change, change, text the one error line must contain).
+BAD_CONFIGS = {
+    "unknown key in gatecheck.yaml": (
+        "gatecheck.yaml",
+        lambda d: d["environments"]["staging"]["sources"]["warehouse"].update(urll="x"),
+        "gatecheck.yaml: environments.staging.sources.warehouse.urll: unknown key (allowed: url, timeout, type, password)",
+    ),
+    "unknown source type": (
+        "gatecheck.yaml",
+        lambda d: d["environments"]["staging"]["sources"]["warehouse"].update(type="mysql"),
+        "gatecheck.yaml: environments.staging.sources.warehouse",
+    ),
+    "bad duration": (
+        "gatecheck.yaml",
+        lambda d: d["service"].update(interval="5 minutes"),
+        "gatecheck.yaml: service.interval: expected a duration",
+    ),
+    "unknown key in a gate": (
+        "gates/staging-soak.yaml",
+        lambda d: d.update(windw="1h"),
+        "gates/staging-soak.yaml: windw: unknown key (allowed: phase, environment",
+    ),
+    "unknown suite in a gate": (
+        "gates/warehouse-release.yaml",
+        lambda d: d["checks"].append({"suite": "no_such_suite"}),
+        "gates/warehouse-release.yaml: checks[4].suite: unknown suite 'no_such_suite'",
+    ),
+    "unknown required phase": (
+        "gates/staging-soak.yaml",
+        lambda d: d.update(requires=["staging-deplyo"]),
+        "gates/staging-soak.yaml: requires[0]: unknown phase 'staging-deplyo'",
+    ),
+    "unknown environment": (
+        "gates/staging-deploy.yaml",
+        lambda d: d.update(environment="stagin"),
+        "gates/staging-deploy.yaml: environment: unknown environment 'stagin'",
+    ),
+    "unknown source in a suite": (
+        "suites/unattributed_sessions.yaml",
+        lambda d: d.update(source="warehous"),
+        "suites/unattributed_sessions.yaml: source: unknown source 'warehous'",
+    ),
+    "$PARAMETER with no value": (
+        "suites/unattributed_sessions.yaml",
+        lambda d: d["expectations"][0].update(max_value={"$PARAMETER": "unattributed_rate_maximum"}),
+        "suites/unattributed_sessions.yaml: $PARAMETER 'unattributed_rate_maximum' has no value",
+    ),
+    "unknown expectation type": (
+        "suites/unattributed_sessions.yaml",
+        lambda d: d["expectations"][0].update(type="expect_column_values_to_be_betwen"),
+        "suites/unattributed_sessions.yaml: expectations[0]: unknown Great Expectations expectation type",
+    ),
+    "bad SQL parameter name": (
+        "suites/unattributed_sessions.yaml",
+        lambda d: d.update(query=d["query"].replace("{window_end:", "{window-end:")),
+        "suites/unattributed_sessions.yaml: query: bad parameter name {window-end:",
+    ),
+    "unknown SQL parameter": (
+        "suites/unattributed_sessions.yaml",
+        lambda d: d.update(query=d["query"].replace("{window_end:", "{window_stop:")),
+        "suites/unattributed_sessions.yaml: query: parameter {window_stop} is neither",
+    ),
+    "a write statement": (
+        "suites/unattributed_sessions.yaml",
+        lambda d: d.update(query="INSERT INTO session_facts SELECT * FROM session_facts"),
+        "suites/unattributed_sessions.yaml: query: must be a single SELECT",
+    ),
+    "two statements": (
+        "suites/unattributed_sessions.yaml",
+        lambda d: d.update(query="SELECT 1 AS sessions; DROP TABLE session_facts"),
+        "suites/unattributed_sessions.yaml: query: must be a single statement",
+    ),
+    "unknown phase in thresholds": (
+        "thresholds.yaml",
+        lambda d: d.update(phases={"canary-1O": {"p95_latency_max_ms": 700}}),
+        "thresholds.yaml: phases.canary-1O: unknown phase",
+    ),
+    "wrong type": (
+        "gates/staging-soak.yaml",
+        lambda d: d["checks"][0].update(required="maybe"),
+        "gates/staging-soak.yaml: checks[0].required: Input should be a valid boolean",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_configuration_is_one_clear_line_and_exit_2(case: str, config_copy: Path) -> None:
+    name, change, expected = BAD_CONFIGS[case]
+    edit(config_copy / name, change)
+    for command in (["validate"], ["run", "--phase", "warehouse-release"]):
+        result = runner.invoke(app, [*command, "--config", str(config_copy)])
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert expected in lines[0], lines[0]
+        assert lines[0].startswith("gatecheck: error: ")
+        assert "Traceback" not in result.output
+
+
+def test_invalid_yaml_names_the_line(config_copy: Path) -> None:
+    (config_copy / "gates" / "staging-soak.yaml").write_text("phase: staging-soak\nchecks: [\n")
+    result = runner.invoke(app, ["validate", "--config", str(config_copy)])
+    assert result.exit_code == 2
+    assert "gates/staging-soak.yaml: line" in result.stderr and "invalid YAML" in result.stderr
+
+
+def test_every_problem_is_listed_at_once(config_copy: Path) -> None:
+    edit(config_copy / "gates/staging-soak.yaml", lambda d: d.update(windw="1h"))
+    edit(config_copy / "suites/rollup_parity.yaml", lambda d: d.update(sourc="x"))
+    result = runner.invoke(app, ["validate", "--config", str(config_copy)])
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 2
+
+
+def test_missing_config_directory_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate", "--config", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2
+    assert "gatecheck.yaml: not found" in result.stderr
+
+
+def test_secrets_in_urls_are_not_echoed(config_copy: Path) -> None:
+    edit(
+        config_copy / "gatecheck.yaml",
+        lambda d: d["environments"]["staging"]["sources"]["warehouse"].update(
+            url=["clickhouse://u:hunter2@host:8123/db"]
+        ),
+    )
+    result = runner.invoke(app, ["validate", "--config", str(config_copy)])
+    assert result.exit_code == 2
+    assert "hunter2" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("sql", "ok"),
+    [
+        ("SELECT 1", True),
+        ("  -- leading comment\nWITH 1 AS x SELECT x", True),
+        ("SELECT ';' AS semicolon_in_a_string;", True),
+        ("DROP TABLE t", False),
+        ("SELECT 1; SELECT 2", False),
+    ],
+)
+def test_sql_static_checks(sql: str, ok: bool) -> None:
+    assert (sql_problems(sql) == []) is ok

@@ -1,0 +1,79 @@
+"""Gate logic: verdict precedence, advisory checks, requires and soak (no source needed)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gatecheck.gate import decide, parse_as_of, window_for
+from gatecheck.errors import ConfigError
+from gatecheck.results import CheckResult, Outcome, Requirement, SoakStatus, VerdictState
+
+WINDOW = window_for(datetime(2026, 11, 22, 6, tzinfo=UTC), timedelta(hours=1), timedelta(minutes=10))
+
+
+def result(outcome: Outcome, role: str = "required", name: str = "s") -> CheckResult:
+    return CheckResult(suite=name, source="warehouse", role=role, outcome=outcome, window=WINDOW, reason=outcome.value)
+
+
+def test_window_is_closed_and_settled() -> None:
+    assert WINDOW.start == datetime(2026, 11, 22, 4, 50, tzinfo=UTC)
+    assert WINDOW.end == datetime(2026, 11, 22, 5, 50, tzinfo=UTC)
+
+
+def test_all_required_pass_is_go() -> None:
+    verdict, reasons = decide([result(Outcome.PASS), result(Outcome.PASS)], [], None)
+    assert verdict is VerdictState.GO
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "expected"),
+    [
+        ([Outcome.PASS, Outcome.FAIL], VerdictState.NO_GO),
+        ([Outcome.PASS, Outcome.INCONCLUSIVE], VerdictState.INCONCLUSIVE),
+        ([Outcome.PASS, Outcome.ERROR], VerdictState.INCONCLUSIVE),
+        ([Outcome.FAIL, Outcome.ERROR], VerdictState.NO_GO),
+    ],
+)
+def test_required_outcomes(outcomes: list[Outcome], expected: VerdictState) -> None:
+    assert decide([result(o) for o in outcomes], [], None)[0] is expected
+
+
+def test_rollback_takes_precedence_over_everything() -> None:
+    checks = [result(Outcome.FAIL), result(Outcome.ERROR), result(Outcome.FAIL, role="rollback", name="triggers")]
+    verdict, reasons = decide(checks, [], None)
+    assert verdict is VerdictState.ROLLBACK
+    assert reasons == ["rollback trigger fired: triggers — fail"]
+
+
+def test_a_rollback_check_that_errored_blocks_go() -> None:
+    checks = [result(Outcome.PASS), result(Outcome.ERROR, role="rollback")]
+    assert decide(checks, [], None)[0] is VerdictState.INCONCLUSIVE
+
+
+def test_advisory_checks_never_change_the_verdict() -> None:
+    for outcome in Outcome:
+        assert decide([result(Outcome.PASS), result(outcome, role="advisory")], [], None)[0] is VerdictState.GO
+
+
+def test_only_advisory_checks_cannot_give_go() -> None:
+    assert decide([result(Outcome.PASS, role="advisory")], [], None)[0] is VerdictState.INCONCLUSIVE
+
+
+def test_unmet_requirement_and_uncovered_soak_are_inconclusive() -> None:
+    missing = Requirement(phase="staging-deploy", satisfied=False, reason="no recorded GO")
+    verdict, reasons = decide([result(Outcome.PASS)], [missing], None)
+    assert verdict is VerdictState.INCONCLUSIVE and "staging-deploy" in reasons[0]
+    soak = SoakStatus(duration=timedelta(hours=48), max_gap=timedelta(minutes=30), covered=False, reason="0s")
+    assert decide([result(Outcome.PASS)], [], soak)[0] is VerdictState.INCONCLUSIVE
+    met = Requirement(phase="staging-deploy", satisfied=True, reason="assumed")
+    assert decide([result(Outcome.PASS)], [met], None)[0] is VerdictState.GO
+
+
+def test_as_of_parsing() -> None:
+    assert parse_as_of("2026-11-22T06:00:00Z") == datetime(2026, 11, 22, 6, tzinfo=UTC)
+    assert parse_as_of("2026-11-22T07:00:00+01:00") == datetime(2026, 11, 22, 6, tzinfo=UTC)
+    assert parse_as_of("2026-11-22 06:00") == datetime(2026, 11, 22, 6, tzinfo=UTC)
+    with pytest.raises(ConfigError, match="--as-of"):
+        parse_as_of("yesterday")

@@ -1,0 +1,113 @@
+"""The GE suite runner on hand-made aggregate frames (no source involved)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from gatecheck.config import ResolvedThreshold, SuiteConfig
+from gatecheck.gate import judge, window_for
+from gatecheck.results import Outcome
+
+THRESHOLDS = {
+    "rate_max": ResolvedThreshold("rate_max", 0.005, "phase", "thresholds.yaml: phases.p.rate_max"),
+    "min_edges": ResolvedThreshold("min_edges", 100, "default", "thresholds.yaml: defaults.min_edges"),
+}
+
+
+def suite(**changes: object) -> SuiteConfig:
+    data: dict[str, object] = {
+        "name": "edges",
+        "source": "warehouse",
+        "window": {"length": "1h", "settle": "10m"},
+        "query": "SELECT 1",
+        "groups": ["edge_type"],
+        "evidence": {"column": "edges", "min_total": {"$PARAMETER": "min_edges"}},
+        "expectations": [
+            {"type": "expect_column_values_to_be_between", "column": "rate", "max_value": {"$PARAMETER": "rate_max"}}
+        ],
+    }
+    data.update(changes)
+    return SuiteConfig.model_validate(data)
+
+
+def check(frame: pd.DataFrame, **changes: object):  # noqa: ANN201
+    window = window_for(datetime(2026, 11, 22, 6, tzinfo=UTC), timedelta(hours=1), timedelta(minutes=10))
+    base = {"suite": "edges", "source": "warehouse", "role": "required", "window": window}
+    return judge(suite(**changes), frame, THRESHOLDS, base)
+
+
+def frame(rates: list[float | None], edges: list[int]) -> pd.DataFrame:
+    return pd.DataFrame({"edge_type": [f"t{i}" for i in range(len(rates))], "edges": edges, "rate": rates})
+
+
+def test_pass_reports_the_worst_value_and_the_threshold_provenance() -> None:
+    result = check(frame([0.001, 0.004], [100, 200]))
+    assert result.outcome is Outcome.PASS
+    (expectation,) = result.expectations
+    assert expectation.observed_value == 0.004
+    (threshold,) = expectation.thresholds
+    assert (threshold.name, threshold.value, threshold.bound, threshold.provenance) == ("rate_max", 0.005, "max", "phase")
+    assert result.evidence is not None and result.evidence.observed_total == 300
+
+
+def test_fail_names_each_failing_group_and_its_value() -> None:
+    result = check(frame([0.001, 0.02, 0.5], [100, 200, 300]))
+    assert result.outcome is Outcome.FAIL
+    groups = result.expectations[0].failing_groups
+    assert [(g.group, g.observed_value) for g in groups] == [({"edge_type": "t1"}, 0.02), ({"edge_type": "t2"}, 0.5)]
+    assert "edge_type=t1 = 0.02" in (result.reason or "")
+
+
+def test_too_little_evidence_is_inconclusive_even_when_values_fail() -> None:
+    result = check(frame([0.5], [99]))
+    assert result.outcome is Outcome.INCONCLUSIVE
+    assert "too little evidence" in (result.reason or "") and "99" in (result.reason or "")
+
+
+def test_no_rows_is_inconclusive() -> None:
+    result = check(frame([], []))
+    assert result.outcome is Outcome.INCONCLUSIVE
+    assert "no rows" in (result.reason or "")
+
+
+def test_an_all_null_column_is_inconclusive_not_a_pass() -> None:
+    result = check(frame([None, float("nan")], [100, 100]))
+    assert result.outcome is Outcome.INCONCLUSIVE
+    assert "no values" in (result.reason or "")
+
+
+def test_a_missing_column_is_an_error_not_a_fail() -> None:
+    data = frame([0.001], [500]).rename(columns={"rate": "ratio"})
+    result = check(data)
+    assert result.outcome is Outcome.ERROR
+    assert "'rate'" in (result.reason or "")
+
+
+def test_a_missing_evidence_column_is_an_error() -> None:
+    data = frame([0.001], [500]).rename(columns={"edges": "n"})
+    assert check(data).outcome is Outcome.ERROR
+
+
+def test_an_expectation_that_raises_is_an_error() -> None:
+    # Comparing text with a number raises inside GE: that is an error, not a failure.
+    data = pd.DataFrame({"edge_type": ["a"], "edges": [500], "rate": ["high"]})
+    result = check(data)
+    assert result.outcome is Outcome.ERROR
+
+
+def test_raw_rows_instead_of_aggregates_are_refused() -> None:
+    data = frame([0.0] * 10_001, [1] * 10_001)
+    result = check(data)
+    assert result.outcome is Outcome.ERROR and "aggregates" in (result.reason or "")
+
+
+@pytest.mark.parametrize("literal", [0.01, 0])
+def test_literal_bounds_in_a_suite_have_suite_provenance(literal: float) -> None:
+    expectations = [{"type": "expect_column_values_to_be_between", "column": "rate", "max_value": literal}]
+    result = check(frame([0.001], [500]), expectations=expectations)
+    (threshold,) = result.expectations[0].thresholds
+    assert threshold.provenance == "suite" and threshold.value == literal
+    assert result.outcome is (Outcome.PASS if literal else Outcome.FAIL)
