@@ -40,7 +40,7 @@ def warehouse_env(warehouse: Path, scenario: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def project_for(warehouse: Path):  # noqa: ANN201 — returns a factory
+def project_for(warehouse: Path):
     """Load the shipped configuration pointed at one scenario's database."""
 
     def load(scenario: str, root: Path = REPO, extra: Mapping[str, str] | None = None) -> Project:

@@ -15,7 +15,7 @@ from .conftest import REPO
 runner = CliRunner()
 
 
-def edit(path: Path, change) -> None:  # noqa: ANN001
+def edit(path: Path, change) -> None:
     data = yaml.safe_load(path.read_text())
     change(data)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -24,7 +24,9 @@ def edit(path: Path, change) -> None:  # noqa: ANN001
 def test_the_shipped_configuration_is_valid() -> None:
     project = load_project(REPO, environ={})
     assert {"warehouse-release", "staging-deploy", "staging-soak"} <= set(project.gates)
-    assert {"unmatched_edges", "freshness_lag", "rollup_parity", "unattributed_sessions"} <= set(project.suites)
+    assert {"unmatched_edges", "freshness_lag", "rollup_parity", "unattributed_sessions"} <= set(
+        project.suites
+    )
     result = runner.invoke(app, ["validate", "--config", str(REPO)])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("ok:")
@@ -33,13 +35,24 @@ def test_the_shipped_configuration_is_valid() -> None:
 def test_shipped_defaults_are_the_documented_ones() -> None:
     defaults = load_project(REPO, environ={}).thresholds.defaults
     assert defaults == defaults | {
-        "unmatched_edge_rate_max": 0.005, "unmatched_edges_min_evidence": 100,
-        "freshness_lag_max_s": 300, "event_lag_p99_max_s": 600, "clock_skew_tolerance_s": 5,
-        "clock_skew_rate_max": 0.001, "rollup_parity_rel_tol": 0.001,
-        "unattributed_session_rate_max": 0.02, "sessions_min_evidence": 50,
-        "fallback_events_max": 0, "core_hot_share_min": 1.0, "dlq_messages_max": 0,
-        "consumer_pending_max": 1000, "hrv_messages_min_evidence": 100, "success_rate_min": 0.999,
-        "p95_latency_max_ms": 500, "schema_failures_per_s_max": 0.1, "dlq_rollback_per_min": 10,
+        "unmatched_edge_rate_max": 0.005,
+        "unmatched_edges_min_evidence": 100,
+        "freshness_lag_max_s": 300,
+        "event_lag_p99_max_s": 600,
+        "clock_skew_tolerance_s": 5,
+        "clock_skew_rate_max": 0.001,
+        "rollup_parity_rel_tol": 0.001,
+        "unattributed_session_rate_max": 0.02,
+        "sessions_min_evidence": 50,
+        "fallback_events_max": 0,
+        "core_hot_share_min": 1.0,
+        "dlq_messages_max": 0,
+        "consumer_pending_max": 1000,
+        "hrv_messages_min_evidence": 100,
+        "success_rate_min": 0.999,
+        "p95_latency_max_ms": 500,
+        "schema_failures_per_s_max": 0.1,
+        "dlq_rollback_per_min": 10,
     }
 
 

@@ -6,15 +6,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gatecheck.gate import decide, parse_as_of, window_for
 from gatecheck.errors import ConfigError
+from gatecheck.gate import decide, parse_as_of, window_for
 from gatecheck.results import CheckResult, Outcome, Requirement, SoakStatus, VerdictState
 
 WINDOW = window_for(datetime(2026, 11, 22, 6, tzinfo=UTC), timedelta(hours=1), timedelta(minutes=10))
 
 
 def result(outcome: Outcome, role: str = "required", name: str = "s") -> CheckResult:
-    return CheckResult(suite=name, source="warehouse", role=role, outcome=outcome, window=WINDOW, reason=outcome.value)
+    return CheckResult(
+        suite=name, source="warehouse", role=role, outcome=outcome, window=WINDOW, reason=outcome.value
+    )
 
 
 def test_window_is_closed_and_settled() -> None:
@@ -23,7 +25,7 @@ def test_window_is_closed_and_settled() -> None:
 
 
 def test_all_required_pass_is_go() -> None:
-    verdict, reasons = decide([result(Outcome.PASS), result(Outcome.PASS)], [], None)
+    verdict, _reasons = decide([result(Outcome.PASS), result(Outcome.PASS)], [], None)
     assert verdict is VerdictState.GO
 
 
@@ -41,7 +43,11 @@ def test_required_outcomes(outcomes: list[Outcome], expected: VerdictState) -> N
 
 
 def test_rollback_takes_precedence_over_everything() -> None:
-    checks = [result(Outcome.FAIL), result(Outcome.ERROR), result(Outcome.FAIL, role="rollback", name="triggers")]
+    checks = [
+        result(Outcome.FAIL),
+        result(Outcome.ERROR),
+        result(Outcome.FAIL, role="rollback", name="triggers"),
+    ]
     verdict, reasons = decide(checks, [], None)
     assert verdict is VerdictState.ROLLBACK
     assert reasons == ["rollback trigger fired: triggers — fail"]
@@ -54,7 +60,9 @@ def test_a_rollback_check_that_errored_blocks_go() -> None:
 
 def test_advisory_checks_never_change_the_verdict() -> None:
     for outcome in Outcome:
-        assert decide([result(Outcome.PASS), result(outcome, role="advisory")], [], None)[0] is VerdictState.GO
+        assert (
+            decide([result(Outcome.PASS), result(outcome, role="advisory")], [], None)[0] is VerdictState.GO
+        )
 
 
 def test_only_advisory_checks_cannot_give_go() -> None:

@@ -26,14 +26,18 @@ def suite(**changes: object) -> SuiteConfig:
         "groups": ["edge_type"],
         "evidence": {"column": "edges", "min_total": {"$PARAMETER": "min_edges"}},
         "expectations": [
-            {"type": "expect_column_values_to_be_between", "column": "rate", "max_value": {"$PARAMETER": "rate_max"}}
+            {
+                "type": "expect_column_values_to_be_between",
+                "column": "rate",
+                "max_value": {"$PARAMETER": "rate_max"},
+            }
         ],
     }
     data.update(changes)
     return SuiteConfig.model_validate(data)
 
 
-def check(frame: pd.DataFrame, **changes: object):  # noqa: ANN201
+def check(frame: pd.DataFrame, **changes: object):
     window = window_for(datetime(2026, 11, 22, 6, tzinfo=UTC), timedelta(hours=1), timedelta(minutes=10))
     base = {"suite": "edges", "source": "warehouse", "role": "required", "window": window}
     return judge(suite(**changes), frame, THRESHOLDS, base)
@@ -49,7 +53,12 @@ def test_pass_reports_the_worst_value_and_the_threshold_provenance() -> None:
     (expectation,) = result.expectations
     assert expectation.observed_value == 0.004
     (threshold,) = expectation.thresholds
-    assert (threshold.name, threshold.value, threshold.bound, threshold.provenance) == ("rate_max", 0.005, "max", "phase")
+    assert (threshold.name, threshold.value, threshold.bound, threshold.provenance) == (
+        "rate_max",
+        0.005,
+        "max",
+        "phase",
+    )
     assert result.evidence is not None and result.evidence.observed_total == 300
 
 
@@ -57,7 +66,10 @@ def test_fail_names_each_failing_group_and_its_value() -> None:
     result = check(frame([0.001, 0.02, 0.5], [100, 200, 300]))
     assert result.outcome is Outcome.FAIL
     groups = result.expectations[0].failing_groups
-    assert [(g.group, g.observed_value) for g in groups] == [({"edge_type": "t1"}, 0.02), ({"edge_type": "t2"}, 0.5)]
+    assert [(g.group, g.observed_value) for g in groups] == [
+        ({"edge_type": "t1"}, 0.02),
+        ({"edge_type": "t2"}, 0.5),
+    ]
     assert "edge_type=t1 = 0.02" in (result.reason or "")
 
 

@@ -112,7 +112,9 @@ def run(
     config: ConfigOption = Path("."),
     as_of: AsOfOption = None,
     fmt: FormatOption = "text",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report to this file.")
+    ] = None,
     assume_approved: Annotated[
         list[str] | None,
         typer.Option("--assume-approved", help="Treat this required phase as approved (repeatable)."),
@@ -153,8 +155,12 @@ def validate(config: ConfigOption = Path(".")) -> None:
 
 @app.command()
 def demo(
-    scenario: Annotated[str, typer.Option("--scenario", "-s", help="healthy or a scenario that breaks one thing.")] = "healthy",
-    phase: Annotated[str, typer.Option("--phase", "-p", help="The gate to run on the demo data.")] = "warehouse-release",
+    scenario: Annotated[
+        str, typer.Option("--scenario", "-s", help="healthy or a scenario that breaks one thing.")
+    ] = "healthy",
+    phase: Annotated[
+        str, typer.Option("--phase", "-p", help="The gate to run on the demo data.")
+    ] = "warehouse-release",
     config: ConfigOption = Path("."),
     as_of: AsOfOption = None,
     fmt: FormatOption = "text",

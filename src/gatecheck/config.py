@@ -144,9 +144,7 @@ def resolve_thresholds(
     ]
     for provenance, prefix, values in layers:
         for name, value in values.items():
-            resolved[name] = ResolvedThreshold(
-                name, value, provenance, f"{THRESHOLDS_FILE}: {prefix}.{name}"
-            )
+            resolved[name] = ResolvedThreshold(name, value, provenance, f"{THRESHOLDS_FILE}: {prefix}.{name}")
     return resolved
 
 
@@ -574,7 +572,7 @@ def cross_check(project: Project) -> list[str]:
     config, thresholds = project.config, project.thresholds
     environments = sorted(config.environments)
 
-    for name, value in thresholds.defaults.items():
+    for name, _value in thresholds.defaults.items():
         if not _NAME.match(name):
             problems.append(f"{THRESHOLDS_FILE}: defaults.{name}: a threshold name uses a-z, 0-9 and _")
     for env in thresholds.environments:
@@ -615,8 +613,8 @@ def cross_check(project: Project) -> list[str]:
         sources = config.environments[gate.environment].sources
         resolved = resolve_thresholds(thresholds, gate.environment, phase)
         for key, suite_name in _suite_refs(gate):
-            suite = project.suites.get(suite_name)
-            if suite is None:
+            found = project.suites.get(suite_name)
+            if found is None:
                 if f"suite:{suite_name}" in project.unparsed:
                     continue
                 problems.append(
@@ -624,6 +622,7 @@ def cross_check(project: Project) -> list[str]:
                     f"(known: {', '.join(sorted(project.suites)) or 'none'})"
                 )
                 continue
+            suite = found
             suite_label = project.files[f"suite:{suite_name}"]
             if suite.source not in sources:
                 problems.append(

@@ -45,7 +45,7 @@ def parse_duration(value: Any) -> timedelta:
 
 def format_duration(delta: timedelta) -> str:
     """Render a duration in the same notation it is written in (``1h30m``)."""
-    total = int(round(delta.total_seconds()))
+    total = round(delta.total_seconds())
     if total == 0:
         return "0s"
     parts = []

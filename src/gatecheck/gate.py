@@ -119,7 +119,9 @@ async def evaluate(
     pool = SourcePool(project, gate.environment)
     try:
         jobs = [
-            _run_check(project, gate, ref, "required" if ref.required else "advisory", as_of, thresholds, pool)
+            _run_check(
+                project, gate, ref, "required" if ref.required else "advisory", as_of, thresholds, pool
+            )
             for ref in gate.checks
         ]
         jobs += [_run_check(project, gate, ref, "rollback", as_of, thresholds, pool) for ref in gate.rollback]
@@ -235,12 +237,16 @@ async def _run_check(
         raise
     except Exception as exc:  # a check must never take the evaluation down
         log.exception("check %s: unexpected error querying %s", suite.name, suite.source)
-        return CheckResult(**base, outcome=Outcome.ERROR, reason=f"internal error: {type(exc).__name__}: {exc}")
+        return CheckResult(
+            **base, outcome=Outcome.ERROR, reason=f"internal error: {type(exc).__name__}: {exc}"
+        )
     try:
         return judge(suite, frame, thresholds, base)
     except Exception as exc:
         log.exception("check %s: unexpected error judging the result", suite.name)
-        return CheckResult(**base, outcome=Outcome.ERROR, reason=f"internal error: {type(exc).__name__}: {exc}")
+        return CheckResult(
+            **base, outcome=Outcome.ERROR, reason=f"internal error: {type(exc).__name__}: {exc}"
+        )
 
 
 def _query_parameters(
@@ -266,12 +272,16 @@ def judge(
     rows = len(frame)
     if rows > MAX_ROWS:
         return CheckResult(
-            **base, rows=rows, outcome=Outcome.ERROR,
+            **base,
+            rows=rows,
+            outcome=Outcome.ERROR,
             reason=f"query returned {rows} rows; a suite must return aggregates (at most {MAX_ROWS})",
         )
     if rows == 0:
         return CheckResult(
-            **base, rows=0, outcome=Outcome.INCONCLUSIVE,
+            **base,
+            rows=0,
+            outcome=Outcome.INCONCLUSIVE,
             reason="no evidence: the query returned no rows for the window",
         )
     evidence = judge_evidence(suite, frame, thresholds)
@@ -311,9 +321,7 @@ def _failure_text(result: ExpectationResult) -> str:
     )
     subject = result.column or result.type
     if result.failing_groups:
-        groups = "; ".join(
-            f"{format_group(g.group)} = {g.observed_value}" for g in result.failing_groups[:5]
-        )
+        groups = "; ".join(f"{format_group(g.group)} = {g.observed_value}" for g in result.failing_groups[:5])
         more = f" (+{len(result.failing_groups) - 5} more)" if len(result.failing_groups) > 5 else ""
         return f"{subject} must be {bounds}: {groups}{more}"
     return f"{subject} must be {bounds}: observed {result.observed_value}"

@@ -6,7 +6,6 @@ import io
 import json
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from gatecheck.durations import format_duration
@@ -48,69 +47,92 @@ def _threshold_text(threshold: Threshold) -> str:
     return f"{sign}{threshold.value} ({threshold.name}, {threshold.provenance})"
 
 
+def _evidence_text(check: CheckResult) -> str:
+    evidence = check.evidence
+    if evidence is None:
+        return f"{check.rows} rows"
+    observed = "none" if evidence.observed_total is None else f"{evidence.observed_total:g}"
+    minimum = evidence.min_total.value
+    shown = f"{minimum:g}" if isinstance(minimum, int | float) else minimum
+    return f"{evidence.column} {observed} (min {shown})"
+
+
 def _check_detail(check: CheckResult) -> list[str]:
     lines: list[str] = []
-    if check.outcome is Outcome.PASS:
-        for result in check.expectations:
-            limits = ", ".join(_threshold_text(t) for t in result.thresholds)
-            lines.append(f"{result.column or result.type}: worst {result.observed_value} {limits}".rstrip())
-        if check.evidence is not None:
-            lines.append(
-                f"evidence: {check.evidence.column} = {check.evidence.observed_total:g}"
-                if check.evidence.observed_total is not None
-                else "evidence: none"
-            )
-        return lines
-    if check.outcome is not Outcome.FAIL:
-        return [check.reason or check.outcome.value]
+    if check.outcome in (Outcome.ERROR, Outcome.INCONCLUSIVE) and check.reason:
+        lines.append(check.reason)
     for result in check.expectations:
-        if result.outcome is not Outcome.FAIL:
-            continue
-        limits = ", ".join(_threshold_text(t) for t in result.thresholds)
-        lines.append(f"{result.column or result.type} must be {limits}")
-        for group in result.failing_groups[:10]:
-            lines.append(f"  {format_group(group.group)}: observed {group.observed_value}")
-        if len(result.failing_groups) > 10:
-            lines.append(f"  … and {len(result.failing_groups) - 10} more groups")
-        if not result.failing_groups:
-            lines.append(f"  observed {result.observed_value}")
+        limits = ", ".join(_threshold_text(t) for t in result.thresholds) or "(no bound)"
+        subject = result.column or result.type
+        if result.outcome is Outcome.FAIL:
+            lines.append(f"{subject} must be {limits}")
+            for group in result.failing_groups[:10]:
+                lines.append(f"  {format_group(group.group)}: observed {group.observed_value}")
+            if len(result.failing_groups) > 10:
+                lines.append(f"  … and {len(result.failing_groups) - 10} more groups")
+            if not result.failing_groups:
+                lines.append(f"  observed {result.observed_value}")
+        elif result.outcome is Outcome.PASS:
+            lines.append(f"{subject}: worst {result.observed_value}, {limits}")
+        elif check.outcome is not Outcome.ERROR or result.outcome is not Outcome.ERROR:
+            lines.append(f"{subject}: {result.outcome.value} — {result.reason}")
     return lines
 
 
 def render_text(verdict: Verdict, color: bool = False, width: int = 120) -> str:
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False)
+
+    def line(text: str | Text = "", style: str | None = None) -> None:
+        # soft_wrap: long lines stay whole (greppable logs, copy-paste into tickets).
+        console.print(text, style=style, soft_wrap=True)
+
     header = Text()
-    header.append(f"{verdict.verdict.value.upper()}", style=_VERDICT_STYLE[verdict.verdict])
+    header.append(verdict.verdict.value.upper(), style=_VERDICT_STYLE[verdict.verdict])
     header.append(f"  phase {verdict.phase} ({verdict.environment}) as of {_time(verdict.as_of)}")
-    console.print(header)
+    line(header)
     if verdict.description:
-        console.print(verdict.description, style="dim")
-    table = Table(show_lines=False, expand=False)
-    table.add_column("check")
-    table.add_column("role")
-    table.add_column("outcome")
-    table.add_column("window (UTC)")
-    table.add_column("detail", overflow="fold")
-    for check in verdict.checks:
-        window = (
-            f"{_time(check.window.start)} → {_time(check.window.end)}\n"
-            f"({format_duration(check.window.length)}, settle {format_duration(check.window.settle)})"
-        )
-        table.add_row(
+        line(" ".join(verdict.description.split()), style="dim")
+    rows = [("check", "role", "outcome", "window (UTC)", "evidence")]
+    rows += [
+        (
             check.suite,
             check.role,
-            Text(check.outcome.value, style=_OUTCOME_STYLE[check.outcome]),
-            window,
-            "\n".join(_check_detail(check)),
+            check.outcome.value,
+            f"{_time(check.window.start)} → {_time(check.window.end)} "
+            f"({format_duration(check.window.length)}, settle {format_duration(check.window.settle)})",
+            _evidence_text(check),
         )
-    console.print(table)
+        for check in verdict.checks
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    line()
+    for index, row in enumerate(rows):
+        text = Text()
+        for column, (cell, size) in enumerate(zip(row, widths, strict=True)):
+            style = "bold" if index == 0 else None
+            if index and column == 2:
+                style = _OUTCOME_STYLE[verdict.checks[index - 1].outcome]
+            text.append(cell.ljust(size) if column < len(row) - 1 else cell, style=style)
+            if column < len(row) - 1:
+                text.append("  ")
+        line(text)
+    for check in verdict.checks:
+        line()
+        title = Text(f"{check.suite}: ")
+        title.append(check.outcome.value, style=_OUTCOME_STYLE[check.outcome])
+        line(title)
+        for detail in _check_detail(check):
+            line(f"  {detail}")
+    if verdict.requires or verdict.soak is not None:
+        line()
     for requirement in verdict.requires:
         mark = "ok" if requirement.satisfied else "missing"
-        console.print(f"requires {requirement.phase}: {mark} — {requirement.reason}")
+        line(f"requires {requirement.phase}: {mark} — {requirement.reason}")
     if verdict.soak is not None:
-        console.print(f"soak {format_duration(verdict.soak.duration)}: {verdict.soak.reason}")
-    console.print("why:", style="bold")
+        line(f"soak {format_duration(verdict.soak.duration)}: {verdict.soak.reason}")
+    line()
+    line("why:", style="bold")
     for reason in verdict.reasons:
-        console.print(f"  - {reason}")
+        line(f"  - {reason}")
     return buffer.getvalue()

@@ -114,7 +114,9 @@ def group_columns(suite: SuiteConfig, frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
 
 
-def _threshold(kwarg: str, value: Any, thresholds: Mapping[str, ResolvedThreshold], suite: str) -> Threshold | None:
+def _threshold(
+    kwarg: str, value: Any, thresholds: Mapping[str, ResolvedThreshold], suite: str
+) -> Threshold | None:
     bound = _BOUNDS.get(kwarg)
     if isinstance(value, dict) and set(value) == {"$PARAMETER"}:
         resolved = thresholds[value["$PARAMETER"]]
@@ -127,8 +129,11 @@ def _threshold(kwarg: str, value: Any, thresholds: Mapping[str, ResolvedThreshol
         )
     if bound is not None and value is not None:
         return Threshold(
-            name=kwarg, value=_scalar(value), bound=bound,  # type: ignore[arg-type]
-            provenance="suite", key=f"suites/{suite}.yaml: expectations.{kwarg}",
+            name=kwarg,
+            value=_scalar(value),
+            bound=bound,  # type: ignore[arg-type]
+            provenance="suite",
+            key=f"suites/{suite}.yaml: expectations.{kwarg}",
         )
     return None
 
@@ -143,12 +148,18 @@ def judge_evidence(
     if isinstance(evidence.min_total, ParameterRef):
         resolved = thresholds[evidence.min_total.name]
         minimum = Threshold(
-            name=resolved.name, value=resolved.value, bound="min",
-            provenance=resolved.provenance, key=resolved.key,
+            name=resolved.name,
+            value=resolved.value,
+            bound="min",
+            provenance=resolved.provenance,
+            key=resolved.key,
         )
     else:
         minimum = Threshold(
-            name="min_total", value=evidence.min_total, bound="min", provenance="suite",
+            name="min_total",
+            value=evidence.min_total,
+            bound="min",
+            provenance="suite",
             key=f"suites/{suite.name}.yaml: evidence.min_total",
         )
     if evidence.column not in frame.columns:
@@ -205,7 +216,9 @@ def validate_frame(
     ]
 
 
-def _thresholds_of(spec: ExpectationSpec, thresholds: Mapping[str, ResolvedThreshold], suite: str) -> list[Threshold]:
+def _thresholds_of(
+    spec: ExpectationSpec, thresholds: Mapping[str, ResolvedThreshold], suite: str
+) -> list[Threshold]:
     found = []
     for kwarg, value in spec.kwargs.items():
         threshold = _threshold(kwarg, value, thresholds, suite)
@@ -214,7 +227,9 @@ def _thresholds_of(spec: ExpectationSpec, thresholds: Mapping[str, ResolvedThres
     return found
 
 
-def _errored(spec: ExpectationSpec, thresholds: Mapping[str, ResolvedThreshold], suite: str, reason: str) -> ExpectationResult:
+def _errored(
+    spec: ExpectationSpec, thresholds: Mapping[str, ResolvedThreshold], suite: str, reason: str
+) -> ExpectationResult:
     return ExpectationResult(
         type=spec.type,
         column=spec.kwargs.get("column"),
@@ -240,7 +255,9 @@ def _convert(
         return _errored(spec, thresholds, suite, "Great Expectations returned results out of order")
     if column is not None and column not in frame.columns:
         return _errored(
-            spec, thresholds, suite,
+            spec,
+            thresholds,
+            suite,
             f"column {column!r} is not in the query result (columns: {', '.join(map(str, frame.columns))})",
         )
     raised = _raised(ge_result.exception_info)
@@ -271,15 +288,22 @@ def _convert(
     if column is not None and column in frame.columns and frame[column].notna().sum() == 0:
         # GE skips nulls: an all-null column would "pass" on no data at all.
         return ExpectationResult(
-            type=spec.type, column=column, outcome=Outcome.INCONCLUSIVE,
-            observed_value=None, thresholds=found_thresholds,
+            type=spec.type,
+            column=column,
+            outcome=Outcome.INCONCLUSIVE,
+            observed_value=None,
+            thresholds=found_thresholds,
             reason=f"column {column!r} has no values (all NULL/NaN)",
         )
     outcome = Outcome.PASS if ge_result.success else Outcome.FAIL
     reason = None
     if outcome is Outcome.FAIL:
         count = result.get("unexpected_count")
-        reason = f"{count} of {result.get('element_count')} groups outside the bound" if count else "expectation not met"
+        reason = (
+            f"{count} of {result.get('element_count')} groups outside the bound"
+            if count
+            else "expectation not met"
+        )
     return ExpectationResult(
         type=spec.type,
         column=column,

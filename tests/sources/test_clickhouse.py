@@ -17,7 +17,9 @@ from ..conftest import AS_OF
 
 
 def source(url: str, root: Path = Path("."), timeout: str = "30s") -> ClickHouseSource:
-    return ClickHouseSource("warehouse", ClickHouseSourceConfig(type="clickhouse", url=url, timeout=timeout), root)
+    return ClickHouseSource(
+        "warehouse", ClickHouseSourceConfig(type="clickhouse", url=url, timeout=timeout), root
+    )
 
 
 def query(src: ClickHouseSource, sql: str, **parameters: object) -> object:
@@ -56,8 +58,11 @@ def test_datetime_parameters_do_not_depend_on_the_session_timezone(warehouse: Pa
 
 
 def test_writes_are_refused(warehouse: Path) -> None:
-    with pytest.raises(QueryError, match="readonly|READONLY|Syntax"):
-        query(source(f"chdb://{warehouse}?database=healthy"), "INSERT INTO session_facts SELECT * FROM session_facts")
+    with pytest.raises(QueryError, match=r"readonly|READONLY|Syntax"):
+        query(
+            source(f"chdb://{warehouse}?database=healthy"),
+            "INSERT INTO session_facts SELECT * FROM session_facts",
+        )
     with pytest.raises(QueryError):
         query(source(f"chdb://{warehouse}?database=healthy"), "SELECT 1; DROP TABLE session_facts")
     frame = query(source(f"chdb://{warehouse}?database=healthy"), "SELECT count() AS n FROM session_facts")
@@ -115,6 +120,8 @@ def test_wrapping_and_parameter_formatting() -> None:
         format_parameter(datetime(2026, 1, 1))
 
 
-def test_embedded_sessions_are_shared_and_closed_with_their_last_user(tmp_path: Path, warehouse: Path) -> None:
+def test_embedded_sessions_are_shared_and_closed_with_their_last_user(
+    tmp_path: Path, warehouse: Path
+) -> None:
     with embedded_session(warehouse) as first, embedded_session(warehouse) as second:
         assert first is second

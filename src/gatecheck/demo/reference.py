@@ -20,7 +20,7 @@ stale-ingest       raw events (``stream_trace_events``) stopped arriving 20 minu
 clock-skew         5% of runner-clock events stamped 30 s in the future in the last 3 h
 rollup-drift       one hour and key of ``network_demand_hourly`` counted 7 sessions twice
 unattributed-spike 12% of sessions unattributed in the last 2 hours
-thin-traffic       20 sessions an hour: too little evidence for a verdict
+thin-traffic       30 sessions an hour: too little evidence for a verdict
 ================== =====================================================================
 """
 
@@ -41,7 +41,8 @@ SCENARIOS = (
 
 HOURS = 50
 SESSIONS_PER_HOUR = 600
-THIN_SESSIONS_PER_HOUR = 20
+THIN_SESSIONS_PER_HOUR = 30
+PROCESSOR_DELAY_MS = 30_000  # the stream processor sees an event this long after ingest
 
 TABLES = (
     "stream_trace_events",
@@ -147,9 +148,9 @@ SELECT
   attribution,
   if(v = 2, (t_end - t_req) / 1000., 0.),
   v,
-  fromUnixTimestamp64Milli(if(v = 2, ingest_times[4], ingest_times[2]) + 60000, 'UTC')
+  fromUnixTimestamp64Milli(if(v = 2, ingest_times[4], ingest_times[2]) + {delay_ms:Int64}, 'UTC')
 FROM ({sessions_sql}) ARRAY JOIN [{version:UInt8}] AS v
-WHERE if(v = 2, ingest_times[4], ingest_times[2]) + 60000 <= {as_of_ms:Int64}
+WHERE if(v = 2, ingest_times[4], ingest_times[2]) + {delay_ms:Int64} <= {as_of_ms:Int64}
 """
 
 _CAPABILITIES = """
@@ -185,7 +186,7 @@ SELECT toDateTime(toStartOfHour(fromUnixTimestamp64Milli({as_of_ms:Int64}, 'UTC'
 """
 
 
-# The processor sees an event about a minute after it is ingested; an edge whose later event
+# The processor sees an event PROCESSOR_DELAY_MS after it is ingested; an edge whose later event
 # it has not seen yet is written unmatched (to_event_id NULL).
 _EDGES = """
 INSERT INTO {db}.lifecycle_edges
@@ -196,20 +197,22 @@ SELECT
   if(matched, concat(session_id, '-', toString(k + 1)), NULL) AS to_event_id,
   fromUnixTimestamp64Milli(event_times[k], 'UTC') AS from_ts,
   if(matched, fromUnixTimestamp64Milli(event_times[k + 1], 'UTC'), NULL) AS to_ts,
-  fromUnixTimestamp64Milli(if(matched, ingest_times[k + 1], ingest_times[k]) + 60000, 'UTC') AS ingest_ts
+  fromUnixTimestamp64Milli(if(matched, ingest_times[k + 1], ingest_times[k]) + {delay_ms:Int64}, 'UTC') AS ingest_ts
 FROM (
   SELECT *, k,
-    ingest_times[k + 1] + 60000 <= {as_of_ms:Int64}
+    ingest_times[k + 1] + {delay_ms:Int64} <= {as_of_ms:Int64}
     AND NOT ({unmatched_edges:UInt8} = 1 AND k = 2
              AND event_times[k] >= {as_of_ms:Int64} - 3 * 3600000
              AND cityHash64(n, 50) % 100 < 3) AS matched
   FROM ({sessions_sql}) ARRAY JOIN [1, 2, 3] AS k
 )
-WHERE ingest_times[k] + 60000 <= {as_of_ms:Int64}
+WHERE ingest_times[k] + {delay_ms:Int64} <= {as_of_ms:Int64}
 """
 
 
-def build_reference(session: Any, database: str, as_of: datetime, scenario: str = "healthy") -> dict[str, int]:
+def build_reference(
+    session: Any, database: str, as_of: datetime, scenario: str = "healthy"
+) -> dict[str, int]:
     """(Re)create the reference tables in ``database`` with the reference schema and ``scenario``'s data at ``as_of``.
 
     Returns the row count of each table. ``session`` is a chDB session (or anything with
@@ -227,6 +230,7 @@ def build_reference(session: Any, database: str, as_of: datetime, scenario: str 
         "spacing_ms": spacing_ms,
         "sessions": HOURS * per_hour,
         "hours": HOURS,
+        "delay_ms": PROCESSOR_DELAY_MS,
         "unattributed_spike": int(scenario == "unattributed-spike"),
         "clock_skew": int(scenario == "clock-skew"),
         "stale_ingest": int(scenario == "stale-ingest"),

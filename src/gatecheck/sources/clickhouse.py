@@ -215,8 +215,10 @@ def _translate(exc: BaseException, connecting: bool = False) -> Exception:
     lowered = message.lower()
     if code in _TIMEOUT_CODES or "timed out" in lowered or "timeout" in lowered:
         return SourceTimeout(message)
-    if connecting or code is None and any(
-        word in lowered for word in ("connection refused", "failed to connect", "name or service")
+    if (
+        connecting
+        or (code is None
+        and any(word in lowered for word in ("connection refused", "failed to connect", "name or service")))
     ):
         return SourceUnavailable(message)
     return QueryError(message)
@@ -235,7 +237,9 @@ class ClickHouseSource(Source):
         if parts.scheme == "chdb":
             raw = unquote(parts.netloc + parts.path)
             if not raw:
-                raise ConfigError(f"source {name!r}: chdb:// URL needs a path, e.g. chdb://.gatecheck/warehouse")
+                raise ConfigError(
+                    f"source {name!r}: chdb:// URL needs a path, e.g. chdb://.gatecheck/warehouse"
+                )
             path = Path(raw)
             path = path if path.is_absolute() else root / path
             database = parse_qs(parts.query).get("database", ["default"])[0]
@@ -254,9 +258,7 @@ class ClickHouseSource(Source):
         try:
             # Blocking drivers run in a thread; the server's max_execution_time stops the
             # query itself, this outer limit stops us waiting on a hung connection.
-            return await asyncio.wait_for(
-                asyncio.to_thread(self._driver.query, sql, bound), self.timeout + 5
-            )
+            return await asyncio.wait_for(asyncio.to_thread(self._driver.query, sql, bound), self.timeout + 5)
         except TimeoutError as exc:
             raise SourceTimeout(f"no answer within {self.timeout:.0f}s") from exc
 

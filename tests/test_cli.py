@@ -1,0 +1,149 @@
+"""The CLI in-process (typer's CliRunner): exit codes, formats, output files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gatecheck.cli import app
+
+from .conftest import AS_OF, REPO, warehouse_env
+
+runner = CliRunner()
+AS_OF_TEXT = AS_OF.isoformat()
+
+
+def invoke(warehouse: Path, scenario: str, *args: str, config: Path = REPO):
+    return runner.invoke(
+        app,
+        ["run", "--config", str(config), "--as-of", AS_OF_TEXT, *args],
+        env=warehouse_env(warehouse, scenario),
+    )
+
+
+@pytest.mark.parametrize(
+    ("scenario", "code", "word"),
+    [
+        ("healthy", 0, "GO"),
+        ("unmatched-edges", 1, "NO-GO"),
+        ("stale-ingest", 1, "NO-GO"),
+        ("clock-skew", 1, "NO-GO"),
+        ("rollup-drift", 1, "NO-GO"),
+        ("unattributed-spike", 1, "NO-GO"),
+        ("thin-traffic", 3, "INCONCLUSIVE"),
+    ],
+)
+def test_run_exit_codes_match_the_verdict(warehouse: Path, scenario: str, code: int, word: str) -> None:
+    result = invoke(warehouse, scenario, "--phase", "warehouse-release")
+    assert result.exit_code == code, result.output
+    assert result.stdout.startswith(f"{word}  phase warehouse-release")
+
+
+def test_text_output_names_group_observed_value_and_threshold(warehouse: Path) -> None:
+    result = invoke(warehouse, "unmatched-edges", "--phase", "warehouse-release")
+    assert "edge_type=start->first_segment: observed" in result.stdout
+    assert "≤ 0.005 (unmatched_edge_rate_max, default)" in result.stdout
+
+
+def test_json_document(warehouse: Path) -> None:
+    result = invoke(warehouse, "unmatched-edges", "--phase", "warehouse-release", "--format", "json")
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["verdict"] == "no-go"
+    assert document["phase"] == "warehouse-release" and document["environment"] == "staging"
+    assert document["as_of"].startswith("2026-11-22T06:00:00")
+    check = next(c for c in document["checks"] if c["suite"] == "unmatched_edges")
+    assert check["outcome"] == "fail"
+    assert check["window"]["length"] == "1h" and check["window"]["settle"] == "10m"
+    expectation = check["expectations"][0]
+    assert expectation["thresholds"][0] | {"value": 0.005} == {
+        "name": "unmatched_edge_rate_max",
+        "value": 0.005,
+        "bound": "max",
+        "provenance": "default",
+        "key": "thresholds.yaml: defaults.unmatched_edge_rate_max",
+    }
+    assert expectation["failing_groups"][0]["group"] == {"edge_type": "start->first_segment"}
+    assert {c["outcome"] for c in document["checks"]} <= {"pass", "fail", "inconclusive", "error"}
+
+
+def test_json_is_identical_for_the_same_as_of(warehouse: Path) -> None:
+    first = invoke(warehouse, "healthy", "--phase", "warehouse-release", "--format", "json").stdout
+    second = invoke(warehouse, "healthy", "--phase", "warehouse-release", "--format", "json").stdout
+    assert first == second
+
+
+def test_output_file(warehouse: Path, tmp_path: Path) -> None:
+    target = tmp_path / "reports" / "gate.json"
+    result = invoke(
+        warehouse, "healthy", "--phase", "warehouse-release", "--format", "json", "--output", str(target)
+    )
+    assert result.exit_code == 0
+    assert json.loads(target.read_text())["verdict"] == "go"
+    assert result.stdout == ""
+
+
+def test_rollback_trigger_gives_exit_4(warehouse: Path, config_copy: Path) -> None:
+    gate = config_copy / "gates" / "warehouse-release.yaml"
+    data = yaml.safe_load(gate.read_text())
+    data["rollback"] = [{"suite": "unmatched_edges"}]
+    gate.write_text(yaml.safe_dump(data))
+    result = invoke(warehouse, "unmatched-edges", "--phase", "warehouse-release", config=config_copy)
+    assert result.exit_code == 4, result.output
+    assert result.stdout.startswith("ROLLBACK")
+    assert invoke(warehouse, "healthy", "--phase", "warehouse-release", config=config_copy).exit_code == 0
+
+
+def test_advisory_failure_does_not_block(warehouse: Path, config_copy: Path) -> None:
+    gate = config_copy / "gates" / "warehouse-release.yaml"
+    data = yaml.safe_load(gate.read_text())
+    data["checks"][0]["required"] = False  # unmatched_edges advisory
+    gate.write_text(yaml.safe_dump(data))
+    result = invoke(warehouse, "unmatched-edges", "--phase", "warehouse-release", config=config_copy)
+    assert result.exit_code == 0, result.output
+
+
+def test_assume_approved(warehouse: Path) -> None:
+    plain = invoke(warehouse, "healthy", "--phase", "staging-soak")
+    assert plain.exit_code == 3
+    assert "--assume-approved staging-deploy" in plain.stdout
+    unknown = invoke(warehouse, "healthy", "--phase", "staging-soak", "--assume-approved", "nope")
+    assert unknown.exit_code == 2 and "unknown phase 'nope'" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--phase", "canary-1000"], "unknown phase 'canary-1000'"),
+        (["--phase", "warehouse-release", "--format", "yaml"], "unknown format 'yaml'"),
+        (["--phase", "warehouse-release", "--as-of", "last tuesday"], "--as-of"),
+    ],
+)
+def test_bad_arguments_are_exit_2_with_one_line(warehouse: Path, args: list[str], message: str) -> None:
+    result = invoke(warehouse, "healthy", *args)
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr
+
+
+def test_source_down_is_inconclusive_exit_3(warehouse: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["run", "--phase", "warehouse-release", "--config", str(REPO), "--as-of", AS_OF_TEXT],
+        env={"GATECHECK_CLICKHOUSE_URL": f"chdb://{tmp_path}/nothing-here"},
+    )
+    assert result.exit_code == 3
+    assert "error" in result.stdout and "does not exist" in result.stdout
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_phases_lists_the_chain_in_order() -> None:
+    result = runner.invoke(app, ["phases", "--config", str(REPO)])
+    assert result.exit_code == 0
+    lines = [line for line in result.stdout.splitlines() if not line.startswith(" ")]
+    names = [line.split()[0] for line in lines]
+    assert names.index("staging-deploy") < names.index("staging-soak")
+    assert "warehouse-release" in names

@@ -1,0 +1,39 @@
+"""The installed console script, end to end: the README's demo command on a fresh copy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import REPO
+
+
+def gatecheck() -> str:
+    found = shutil.which("gatecheck", path=str(Path(sys.executable).parent))
+    assert found, "the gatecheck console script is not installed next to this Python"
+    return found
+
+
+def test_demo_healthy_is_go_and_defect_is_no_go(config_copy: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
+    healthy = subprocess.run(
+        [gatecheck(), "demo"], cwd=config_copy, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert healthy.returncode == 0, healthy.stderr
+    assert healthy.stdout.startswith("GO")
+    assert (config_copy / ".gatecheck" / "warehouse").is_dir()
+    drift = subprocess.run(
+        [gatecheck(), "demo", "--scenario", "rollup-drift", "--format", "json"],
+        cwd=config_copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert drift.returncode == 1, drift.stderr
+    assert '"verdict": "no-go"' in drift.stdout
+    assert "Traceback" not in drift.stderr
+    assert config_copy != REPO

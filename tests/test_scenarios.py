@@ -1,0 +1,140 @@
+"""Every demo scenario through the real gate on chDB: the verdict a release manager expects."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gatecheck.gate import evaluate
+from gatecheck.results import Outcome, Verdict, VerdictState
+
+from .conftest import AS_OF
+
+WAREHOUSE_CHECKS = ("unmatched_edges", "freshness_lag", "rollup_parity", "unattributed_sessions")
+
+
+def run(project, phase: str = "warehouse-release", **kwargs) -> Verdict:
+    return asyncio.run(evaluate(project, phase, AS_OF, **kwargs))
+
+
+def outcomes(verdict: Verdict) -> dict[str, Outcome]:
+    return {c.suite: c.outcome for c in verdict.checks}
+
+
+def failing_groups(verdict: Verdict, suite: str) -> list[tuple[str | None, dict[str, str], object]]:
+    (check,) = [c for c in verdict.checks if c.suite == suite]
+    return [(e.column, g.group, g.observed_value) for e in check.expectations for g in e.failing_groups]
+
+
+def test_healthy_is_go_with_evidence(project_for) -> None:
+    verdict = run(project_for("healthy"))
+    assert verdict.verdict is VerdictState.GO
+    assert outcomes(verdict) == dict.fromkeys(WAREHOUSE_CHECKS, Outcome.PASS)
+    edges = next(c for c in verdict.checks if c.suite == "unmatched_edges")
+    assert edges.evidence is not None and edges.evidence.observed_total >= 1500
+    assert edges.window.end == AS_OF - timedelta(minutes=10)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "suite", "column", "group"),
+    [
+        ("unmatched-edges", "unmatched_edges", "unmatched_rate", {"edge_type": "start->first_segment"}),
+        (
+            "stale-ingest",
+            "freshness_lag",
+            "ingest_lag_s",
+            {"source_table": "stream_trace_events", "clock_domain": "all"},
+        ),
+        (
+            "clock-skew",
+            "freshness_lag",
+            "clock_skew_rate",
+            {"source_table": "stream_trace_events", "clock_domain": "runner"},
+        ),
+        (
+            "rollup-drift",
+            "rollup_parity",
+            "rel_diff",
+            {
+                "hour": (AS_OF - timedelta(hours=3)).isoformat(),
+                "gateway": "gw-iad-1",
+                "region": "us-east",
+                "pipeline": "text-to-image",
+                "model_id": "sdxl-lightning",
+                "present_in": "both",
+            },
+        ),
+        ("unattributed-spike", "unattributed_sessions", "unattributed_rate", {}),
+    ],
+)
+def test_each_defect_is_no_go_naming_the_exact_group(project_for, scenario, suite, column, group) -> None:
+    verdict = run(project_for(scenario))
+    assert verdict.verdict is VerdictState.NO_GO
+    # One thing broken: exactly that check fails, the others still pass.
+    expected = dict.fromkeys(WAREHOUSE_CHECKS, Outcome.PASS) | {suite: Outcome.FAIL}
+    assert outcomes(verdict) == expected
+    groups = failing_groups(verdict, suite)
+    assert [(c, g) for c, g, _ in groups] == [(column, group)]
+    assert suite in verdict.reasons[0]
+
+
+def test_failure_values_are_the_observed_ones(project_for) -> None:
+    stale = run(project_for("stale-ingest"))
+    ((_, _, lag),) = failing_groups(stale, "freshness_lag")
+    assert 1200 <= lag < 1205  # raw events stopped 20 minutes before as_of
+    drift = run(project_for("rollup-drift"))
+    (check,) = [c for c in drift.checks if c.suite == "rollup_parity"]
+    (expectation,) = check.expectations
+    assert expectation.thresholds[0].value == 0.001 and expectation.thresholds[0].provenance == "default"
+
+
+def test_thin_traffic_is_inconclusive_never_go(project_for) -> None:
+    verdict = run(project_for("thin-traffic"))
+    assert verdict.verdict is VerdictState.INCONCLUSIVE
+    result = outcomes(verdict)
+    assert result["unmatched_edges"] is Outcome.INCONCLUSIVE
+    assert result["unattributed_sessions"] is Outcome.INCONCLUSIVE
+    assert Outcome.FAIL not in result.values()
+
+
+def test_same_as_of_same_data_same_json(project_for) -> None:
+    project = project_for("unmatched-edges")
+    first, second = run(project).document(), run(project).document()
+    assert first == second
+
+
+def test_a_missing_warehouse_is_error_and_inconclusive(project_for, tmp_path: Path) -> None:
+    project = project_for("healthy", extra={"GATECHECK_CLICKHOUSE_URL": f"chdb://{tmp_path / 'missing'}"})
+    verdict = run(project)
+    assert verdict.verdict is VerdictState.INCONCLUSIVE
+    assert set(outcomes(verdict).values()) == {Outcome.ERROR}
+    assert "does not exist" in (verdict.checks[0].reason or "")
+
+
+def test_a_query_error_is_error_for_that_check_only(project_for, config_copy: Path) -> None:
+    path = config_copy / "suites" / "unattributed_sessions.yaml"
+    suite = yaml.safe_load(path.read_text())
+    suite["query"] = suite["query"].replace("attribution_source", "attribution_src", 1)
+    path.write_text(yaml.safe_dump(suite))
+    verdict = run(project_for("healthy", root=config_copy))
+    assert verdict.verdict is VerdictState.INCONCLUSIVE
+    assert outcomes(verdict)["unattributed_sessions"] is Outcome.ERROR
+    assert outcomes(verdict)["unmatched_edges"] is Outcome.PASS
+    assert "attribution_src" in (verdict.checks[3].reason or "")
+
+
+def test_requires_needs_approval_until_there_is_a_ledger(project_for) -> None:
+    project = project_for("healthy")
+    soak = run(project, "staging-soak")
+    assert soak.verdict is VerdictState.INCONCLUSIVE
+    assert not soak.requires[0].satisfied
+    assert soak.soak is not None and not soak.soak.covered
+    approved = run(project, "staging-soak", assume_approved=["staging-deploy"])
+    assert approved.requires[0].satisfied
+    # Still inconclusive: a 48h soak cannot be covered without recorded evaluations.
+    assert approved.verdict is VerdictState.INCONCLUSIVE
+    assert all(c.outcome is Outcome.PASS for c in approved.checks)
