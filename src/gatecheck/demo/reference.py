@@ -211,11 +211,16 @@ WHERE ingest_times[k] + {delay_ms:Int64} <= {as_of_ms:Int64}
 
 
 def build_reference(
-    session: Any, database: str, as_of: datetime, scenario: str = "healthy"
+    session: Any,
+    database: str,
+    as_of: datetime,
+    scenario: str = "healthy",
+    sessions_per_hour: int | None = None,
 ) -> dict[str, int]:
     """(Re)create the reference tables in ``database`` with the reference schema and ``scenario``'s data at ``as_of``.
 
-    Returns the row count of each table. ``session`` is a chDB session (or anything with
+    ``sessions_per_hour`` overrides the scenario's traffic (benchmarks). Returns the row
+    count of each table. ``session`` is a chDB session (or anything with
     chDB's ``query(sql, fmt, params=…)``).
     """
     if scenario not in SCENARIOS:
@@ -223,6 +228,8 @@ def build_reference(
     as_of = as_of.astimezone(UTC)
     as_of_ms = int(as_of.timestamp() * 1000)
     per_hour = THIN_SESSIONS_PER_HOUR if scenario == "thin-traffic" else SESSIONS_PER_HOUR
+    if sessions_per_hour is not None:  # benchmarks scale the traffic up
+        per_hour = sessions_per_hour
     spacing_ms = 3_600_000 // per_hour
     params = {
         "as_of_ms": as_of_ms,
