@@ -41,7 +41,9 @@ def main() -> None:
             started = time.perf_counter()
             counts = build_reference(session, "bench", AS_OF, "healthy", sessions_per_hour=scale)
             built = time.perf_counter() - started
-            project = load_project(REPO, environ={"GATECHECK_CLICKHOUSE_URL": f"chdb://{Path(tmp) / 'wh'}?database=bench"})
+            project = load_project(
+                REPO, environ={"GATECHECK_CLICKHOUSE_URL": f"chdb://{Path(tmp) / 'wh'}?database=bench"}
+            )
             totals, verdict = [], None
             for _ in range(args.repeat):
                 started = time.perf_counter()

@@ -215,10 +215,9 @@ def _translate(exc: BaseException, connecting: bool = False) -> Exception:
     lowered = message.lower()
     if code in _TIMEOUT_CODES or "timed out" in lowered or "timeout" in lowered:
         return SourceTimeout(message)
-    if (
-        connecting
-        or (code is None
-        and any(word in lowered for word in ("connection refused", "failed to connect", "name or service")))
+    if connecting or (
+        code is None
+        and any(word in lowered for word in ("connection refused", "failed to connect", "name or service"))
     ):
         return SourceUnavailable(message)
     return QueryError(message)
