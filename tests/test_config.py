@@ -99,6 +99,11 @@ BAD_CONFIGS = {
         lambda d: d["environments"]["staging"]["sources"]["warehouse"].update(type="mysql"),
         "gatecheck.yaml: environments.staging.sources.warehouse",
     ),
+    "bad URL scheme": (
+        "gatecheck.yaml",
+        lambda d: d["environments"]["production"]["sources"]["warehouse"].update(url="mysql://u:pw@h/db"),
+        "gatecheck.yaml: environments.production.sources.warehouse.url: URL scheme must be one of chdb://, clickhouse://, clickhouses:// (got 'mysql://u:***@h/db')",
+    ),
     "bad duration": (
         "gatecheck.yaml",
         lambda d: d["service"].update(interval="5 minutes"),

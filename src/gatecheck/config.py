@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -55,6 +55,17 @@ class _SourceBase(Frozen):
     url: str
     timeout: Duration = timedelta(seconds=30)
 
+    #: URL schemes this source type accepts.
+    schemes: ClassVar[tuple[str, ...]] = ()
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in cls.schemes:
+            raise ValueError(f"URL scheme must be one of {', '.join(s + '://' for s in cls.schemes)}")
+        return value
+
     @field_validator("timeout")
     @classmethod
     def _positive_timeout(cls, value: timedelta) -> timedelta:
@@ -68,18 +79,21 @@ class ClickHouseSourceConfig(_SourceBase):
 
     type: Literal["clickhouse"]
     password: SecretStr | None = None  # overrides the URL's password; write "${VAR}"
+    schemes: ClassVar[tuple[str, ...]] = ("chdb", "clickhouse", "clickhouses")
 
 
 class NatsSourceConfig(_SourceBase):
     """A NATS JetStream server (queried by a later release; see README)."""
 
     type: Literal["nats"]
+    schemes: ClassVar[tuple[str, ...]] = ("nats", "tls")
 
 
 class PrometheusSourceConfig(_SourceBase):
     """A Prometheus server or a scrape endpoint (queried by a later release; see README)."""
 
     type: Literal["prometheus"]
+    schemes: ClassVar[tuple[str, ...]] = ("http", "https", "scrape+http", "scrape+https")
 
 
 SourceConfig = Annotated[
