@@ -104,6 +104,11 @@ BAD_CONFIGS = {
         lambda d: d["environments"]["production"]["sources"]["warehouse"].update(url="mysql://u:pw@h/db"),
         "gatecheck.yaml: environments.production.sources.warehouse.url: URL scheme must be one of chdb://, clickhouse://, clickhouses:// (got 'mysql://u:***@h/db')",
     ),
+    "phase does not match the file name": (
+        "gates/staging-deploy.yaml",
+        lambda d: d.update(phase="staging-deploy-2"),
+        "gates/staging-deploy.yaml: phase: 'staging-deploy-2' must match the file name 'staging-deploy'",
+    ),
     "bad duration": (
         "gatecheck.yaml",
         lambda d: d["service"].update(interval="5 minutes"),

@@ -298,7 +298,7 @@ class Project:
     suites: dict[str, SuiteConfig]
     config_hash: str
     files: dict[str, str] = field(default_factory=dict, repr=False)  # model name → file
-    # "suite:NAME" / "gate:PHASE" of files that failed to parse: already reported, so
+    # "suite:NAME" / "gate:PHASE" of files that failed to load: already reported, so
     # references to them are not reported again as unknown.
     unparsed: frozenset[str] = frozenset()
 
@@ -512,35 +512,29 @@ def load_project(root: Path | str, environ: Mapping[str, str] | None = None) -> 
 
     files: dict[str, str] = {}
     unparsed: set[str] = set()
-    gates: dict[str, GateConfig] = {}
-    for path in sorted((root / GATES_DIR).glob("*.y*ml")):
-        label = f"{GATES_DIR}/{path.name}"
-        gate = load(path, label, GateConfig, expand=False)
-        if gate is None:
-            unparsed.add(f"gate:{path.stem}")
-            continue
-        if gate.phase != path.stem:
-            problems.append(f"{label}: phase: {gate.phase!r} must match the file name {path.stem!r}")
-        elif gate.phase in gates:
-            problems.append(f"{label}: phase {gate.phase!r} is defined twice")
-        else:
-            gates[gate.phase] = gate
-            files[f"gate:{gate.phase}"] = label
 
-    suites: dict[str, SuiteConfig] = {}
-    for path in sorted((root / SUITES_DIR).glob("*.y*ml")):
-        label = f"{SUITES_DIR}/{path.name}"
-        suite = load(path, label, SuiteConfig, expand=False)
-        if suite is None:
-            unparsed.add(f"suite:{path.stem}")
-            continue
-        if suite.name != path.stem:
-            problems.append(f"{label}: name: {suite.name!r} must match the file name {path.stem!r}")
-        elif suite.name in suites:
-            problems.append(f"{label}: suite {suite.name!r} is defined twice")
-        else:
-            suites[suite.name] = suite
-            files[f"suite:{suite.name}"] = label
+    def load_each(directory: str, model: type[BaseModel], kind: str, key: str) -> dict[str, Any]:
+        """Load every YAML file of a directory; the ``key`` field must equal the file name."""
+        found: dict[str, Any] = {}
+        for path in sorted((root / directory).glob("*.y*ml")):
+            label = f"{directory}/{path.name}"
+            item = load(path, label, model, expand=False)
+            if item is None:
+                unparsed.add(f"{kind}:{path.stem}")
+                continue
+            name = getattr(item, key)
+            if name != path.stem:
+                problems.append(f"{label}: {key}: {name!r} must match the file name {path.stem!r}")
+                unparsed.add(f"{kind}:{path.stem}")
+            elif name in found:
+                problems.append(f"{label}: {kind} {name!r} is defined twice")
+            else:
+                found[name] = item
+                files[f"{kind}:{name}"] = label
+        return found
+
+    gates: dict[str, GateConfig] = load_each(GATES_DIR, GateConfig, "gate", "phase")
+    suites: dict[str, SuiteConfig] = load_each(SUITES_DIR, SuiteConfig, "suite", "name")
 
     if config is None or thresholds is None:
         raise ConfigError(problems[0], problems)
