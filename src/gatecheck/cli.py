@@ -86,7 +86,8 @@ def _evaluate(project: Project, phase: str, as_of: str | None, assume_approved: 
 def _finish(verdict: Verdict, fmt: str, output: Path | None) -> None:
     from gatecheck.render import render
 
-    _write_output(render(verdict, fmt), output)
+    color = output is None and fmt == "text" and sys.stdout.isatty()
+    _write_output(render(verdict, fmt, color=color), output)
     if output is not None:
         typer.echo(f"{verdict.verdict.value}: phase {verdict.phase} → {output}", err=True)
     raise typer.Exit(ExitCode.for_verdict(verdict.verdict))
