@@ -75,12 +75,14 @@ def _write_output(text: str, output: Path | None) -> None:
     os.replace(tmp.name, output)
 
 
-def _evaluate(project: Project, phase: str, as_of: str | None, assume_approved: list[str]) -> Verdict:
+def _evaluate(
+    project: Project, phase: str, as_of: str | None, assume_approved: list[str], assume_soaked: bool
+) -> Verdict:
     from gatecheck.gate import evaluate, parse_as_of
 
     project.gate(phase)  # unknown phase: a usage error before anything runs
     moment: datetime = parse_as_of(as_of)
-    return asyncio.run(evaluate(project, phase, moment, assume_approved))
+    return asyncio.run(evaluate(project, phase, moment, assume_approved, assume_soaked))
 
 
 def _finish(verdict: Verdict, fmt: str, output: Path | None) -> None:
@@ -120,13 +122,17 @@ def run(
         list[str] | None,
         typer.Option("--assume-approved", help="Treat this required phase as approved (repeatable)."),
     ] = None,
+    assume_soaked: Annotated[
+        bool,
+        typer.Option("--assume-soaked", help="Treat the gate's soak as covered (bootstrapping; recorded)."),
+    ] = False,
 ) -> None:
     """Evaluate one phase's gate and exit with its verdict (0 go, 1 no-go, 3 inconclusive, 4 rollback)."""
     with _user_errors():
         _check_format(fmt)
         project = load_project(config)
         _validate_gates(project)
-        verdict = _evaluate(project, phase, as_of, assume_approved or [])
+        verdict = _evaluate(project, phase, as_of, assume_approved or [], assume_soaked)
     _finish(verdict, fmt, output)
 
 
@@ -157,39 +163,61 @@ def validate(config: ConfigOption = Path(".")) -> None:
 @app.command()
 def demo(
     scenario: Annotated[
-        str, typer.Option("--scenario", "-s", help="healthy or a scenario that breaks one thing.")
+        str, typer.Option("--scenario", "-s", help="healthy, or a scenario that breaks one thing.")
     ] = "healthy",
     phase: Annotated[
-        str, typer.Option("--phase", "-p", help="The gate to run on the demo data.")
-    ] = "warehouse-release",
+        str, typer.Option("--phase", "-p", help="The gate to run on the demo.")
+    ] = "staging-soak",
     config: ConfigOption = Path("."),
     as_of: AsOfOption = None,
     fmt: FormatOption = "text",
 ) -> None:
-    """Build the reference warehouse (chDB under .gatecheck/) for a scenario and run a gate on it."""
+    """Build the demo warehouse (chDB) and bus (bundled nats-server) under .gatecheck/ for a
+    scenario, run a gate on them, and stop the server again."""
+    from gatecheck.demo.bus import BUS_SCENARIOS, NatsServer, free_port, prepare_bus
     from gatecheck.demo.reference import SCENARIOS, build_reference
     from gatecheck.gate import parse_as_of
     from gatecheck.sources.clickhouse import embedded_session
 
     with _user_errors():
         _check_format(fmt)
-        if scenario not in SCENARIOS:
-            raise ConfigError(f"--scenario: unknown scenario {scenario!r} (known: {', '.join(SCENARIOS)})")
+        known = (*SCENARIOS, *BUS_SCENARIOS)
+        if scenario not in known:
+            raise ConfigError(f"--scenario: unknown scenario {scenario!r} (known: {', '.join(known)})")
         moment = parse_as_of(as_of).replace(microsecond=0)
-        # The demo always runs on the embedded default, whatever the shell exports.
+        root = config
+        # The demo always runs on its own embedded sources, whatever the shell exports.
         environ = {**os.environ, "GATECHECK_CLICKHOUSE_URL": "chdb://.gatecheck/warehouse"}
-        project = load_project(config, environ=environ)
+        project = load_project(root, environ=environ)
         _validate_gates(project)
-        project.gate(phase)
-        path = project.root / ".gatecheck" / "warehouse"
-        with embedded_session(path, create=True) as session:
-            counts = build_reference(session, "default", moment, scenario)
-            typer.echo(
-                f"demo: scenario {scenario}, as of {moment.isoformat()}, "
-                f"{sum(counts.values())} rows in {path}",
-                err=True,
+        gate = project.gate(phase)
+        server = NatsServer(project.root / ".gatecheck" / "nats")
+        with embedded_session(project.root / ".gatecheck" / "warehouse", create=True) as session:
+            counts = build_reference(
+                session, "default", moment, scenario if scenario in SCENARIOS else "healthy"
             )
-            verdict = _evaluate(project, phase, moment.isoformat(), [])
+            try:
+                if scenario == "nats-down":
+                    url = f"nats://127.0.0.1:{free_port()}"  # nobody listens there
+                else:
+                    url = server.start().url
+                    prepare_bus(url, scenario)
+                project = load_project(root, environ={**environ, "GATECHECK_NATS_URL": url})
+                overrides = " ".join(f"--assume-approved {p}" for p in gate.requires)
+                overrides += " --assume-soaked" if gate.soak else ""
+                typer.echo(
+                    f"demo: scenario {scenario}: warehouse as of {moment.isoformat()} "
+                    f"({sum(counts.values())} rows), bus {url}\n"
+                    f"demo: gatecheck run --phase {phase} {overrides}".rstrip()
+                    + ("  (the demo has no recorded history for requires/soak)" if overrides else ""),
+                    err=True,
+                )
+                # JetStream stamps messages as they are published: without --as-of, judge
+                # right after publishing, so the bus traffic lies inside the windows.
+                judged_at = moment.isoformat() if as_of is not None else None
+                verdict = _evaluate(project, phase, judged_at, list(gate.requires), gate.soak is not None)
+            finally:
+                server.stop()
     _finish(verdict, fmt, None)
 
 

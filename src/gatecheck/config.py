@@ -83,9 +83,15 @@ class ClickHouseSourceConfig(_SourceBase):
 
 
 class NatsSourceConfig(_SourceBase):
-    """A NATS JetStream server (queried by a later release; see README)."""
+    """A NATS JetStream server. Credentials come from files or ``${VAR}`` expansion."""
 
     type: Literal["nats"]
+    credentials_file: str | None = None  # a .creds file (JWT + nkey seed)
+    nkey_seed_file: str | None = None  # a file holding an nkey seed
+    token: SecretStr | None = None  # write "${NATS_TOKEN}"
+    tls_ca_file: str | None = None  # CA bundle for tls:// servers
+    tls_cert_file: str | None = None  # client certificate (mutual TLS)
+    tls_key_file: str | None = None
     schemes: ClassVar[tuple[str, ...]] = ("nats", "tls")
 
 
@@ -247,6 +253,85 @@ class ExpectationSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+_ARITHMETIC = re.compile(r"^[\sA-Za-z0-9_.+\-*/()]+$")
+
+
+class NatsStream(Frozen):
+    """A stream to describe; ``subjects`` (if given) becomes the ``expected_subjects`` column."""
+
+    name: str
+    subjects: list[str] | None = None
+
+
+class NatsConsumer(Frozen):
+    """A durable consumer to describe; expected values become ``expected_*`` columns."""
+
+    stream: str
+    name: str
+    filter_subject: str | None = None
+    ack_policy: Literal["explicit", "all", "none"] | None = None
+
+
+class NatsCount(Frozen):
+    """An exact count of messages in the check's window on a stream (and subject filter)."""
+
+    name: str
+    stream: str
+    subject: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _column_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("a count name is a column name: lowercase letters, digits and _")
+        return value
+
+
+class NatsQuery(Frozen):
+    """The ``query:`` of a suite on a NATS source (see README, "NATS suites")."""
+
+    streams: list[NatsStream] = []
+    consumers: list[NatsConsumer] = []
+    counts: list[NatsCount] = []
+    # Columns computed on the window row from the counts, e.g. share = a / (a + b).
+    derive: dict[str, str] = {}
+
+    @field_validator("derive")
+    @classmethod
+    def _arithmetic_only(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, expression in value.items():
+            if not _NAME.match(name):
+                raise ValueError(f"derived column {name!r}: use lowercase letters, digits and _")
+            if not _ARITHMETIC.match(expression):
+                raise ValueError(
+                    f"derived column {name!r}: only names, numbers, + - * / and parentheses are allowed"
+                )
+        return value
+
+    def problems(self) -> list[str]:
+        """Names a derived expression uses must be counts or earlier derived columns."""
+        from gatecheck.arith import names_in
+
+        known = {c.name for c in self.counts}
+        found: list[str] = []
+        if not (self.streams or self.consumers or self.counts):
+            found.append("a NATS query needs at least one of streams, consumers, counts")
+        for name, expression in self.derive.items():
+            try:
+                used = names_in(expression)
+            except ValueError as exc:
+                found.append(f"derive.{name}: {exc}")
+                continue
+            unknown = sorted(used - known)
+            if unknown:
+                found.append(
+                    f"derive.{name}: unknown name(s) {', '.join(unknown)} "
+                    f"(known: {', '.join(sorted(known)) or 'none'})"
+                )
+            known.add(name)
+        return found
+
+
 class SuiteConfig(Frozen):
     """``suites/NAME.yaml``."""
 
@@ -254,7 +339,7 @@ class SuiteConfig(Frozen):
     description: str = ""
     source: str
     window: SuiteWindow
-    query: str
+    query: str | NatsQuery  # SQL for a ClickHouse source, a NatsQuery for a NATS source
     evidence: Evidence | None = None
     # Columns that name a group in failure reports; default: the frame's non-numeric columns.
     groups: list[str] | None = None
@@ -269,6 +354,8 @@ class SuiteConfig(Frozen):
 
     def query_parameters(self) -> dict[str, str]:
         """``{name:Type}`` placeholders in the SQL, name → ClickHouse type."""
+        if not isinstance(self.query, str):
+            return {}
         return {m.group(1): m.group(2).strip() for m in _SQL_PARAM.finditer(self.query)}
 
 
@@ -577,6 +664,7 @@ def cross_check(project: Project) -> list[str]:
     """Problems that span files: unknown names, unresolved parameters, bad SQL."""
     problems: list[str] = []
     unresolved: dict[tuple[str, str, str], list[str]] = {}
+    unknown_sources: dict[tuple[str, str], dict[str, list[str]]] = {}
     config, thresholds = project.config, project.thresholds
     environments = sorted(config.environments)
 
@@ -598,7 +686,10 @@ def cross_check(project: Project) -> list[str]:
 
     for suite in project.suites.values():
         label = project.files[f"suite:{suite.name}"]
-        problems.extend(f"{label}: query: {p}" for p in sql_problems(suite.query))
+        if isinstance(suite.query, str):
+            problems.extend(f"{label}: query: {p}" for p in sql_problems(suite.query))
+        else:
+            problems.extend(f"{label}: query: {p}" for p in suite.query.problems())
 
     for phase, gate in project.gates.items():
         label = project.files[f"gate:{phase}"]
@@ -633,10 +724,16 @@ def cross_check(project: Project) -> list[str]:
             suite = found
             suite_label = project.files[f"suite:{suite_name}"]
             if suite.source not in sources:
-                problems.append(
-                    f"{suite_label}: source: unknown source {suite.source!r} in environment "
-                    f"{gate.environment!r} (known: {', '.join(sorted(sources)) or 'none'})"
+                unknown_sources.setdefault((suite_label, suite.source), {})[gate.environment] = sorted(
+                    sources
                 )
+            else:
+                wants = _QUERY_FORMS.get(type(sources[suite.source]))
+                if wants is not None and not isinstance(suite.query, wants[0]):
+                    problems.append(
+                        f"{suite_label}: query: source {suite.source!r} is {wants[1]} in environment "
+                        f"{gate.environment!r}, so the query must be {wants[2]}"
+                    )
             for parameter in sorted(suite.parameters()):
                 if parameter not in resolved:
                     unresolved.setdefault((suite_label, "$PARAMETER", parameter), []).append(phase)
@@ -645,6 +742,14 @@ def cross_check(project: Project) -> list[str]:
                     continue  # bad names are reported once by sql_problems
                 if parameter not in resolved:
                     unresolved.setdefault((suite_label, "query", parameter), []).append(phase)
+    for (suite_label, source), known_by_env in unknown_sources.items():
+        envs = ", ".join(repr(e) for e in sorted(known_by_env))
+        known = sorted({name for names in known_by_env.values() for name in names})
+        plural = "environments" if len(known_by_env) > 1 else "environment"
+        problems.append(
+            f"{suite_label}: source: unknown source {source!r} in {plural} {envs} "
+            f"(known: {', '.join(known) or 'none'})"
+        )
     # One line per suite and parameter, naming every phase that lacks a value.
     for (suite_label, kind, parameter), phases in unresolved.items():
         names = ", ".join(repr(p) for p in sorted(phases))
@@ -662,6 +767,12 @@ def cross_check(project: Project) -> list[str]:
     # Duplicate lines arise when several gates use one broken suite.
     return list(dict.fromkeys(problems))
 
+
+# Which query form each source type takes (type, source kind, what the query must be).
+_QUERY_FORMS: dict[type, tuple[type, str, str]] = {
+    ClickHouseSourceConfig: (str, "ClickHouse", "SQL text"),
+    NatsSourceConfig: (NatsQuery, "NATS", "a mapping of streams / consumers / counts / derive"),
+}
 
 _STATEMENT_START = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(\w+)", re.S)
 

@@ -31,9 +31,11 @@ from gatecheck.errors import ConfigError, GatecheckError
 from gatecheck.results import (
     CheckResult,
     ExpectationResult,
+    FailingGroup,
     Outcome,
     Requirement,
     SoakStatus,
+    Threshold,
     Verdict,
     VerdictState,
     Window,
@@ -104,8 +106,13 @@ async def evaluate(
     phase: str,
     as_of: datetime | None = None,
     assume_approved: Iterable[str] = (),
+    assume_soaked: bool = False,
 ) -> Verdict:
-    """Evaluate ``phase`` at ``as_of`` (default: now)."""
+    """Evaluate ``phase`` at ``as_of`` (default: now).
+
+    ``assume_approved`` and ``assume_soaked`` are explicit, recorded overrides for
+    bootstrapping (and the demo): they never hide a failing or inconclusive check.
+    """
     gate = project.gate(phase)
     as_of = parse_as_of(None) if as_of is None else as_of.astimezone(UTC)
     approved = set(assume_approved)
@@ -129,7 +136,7 @@ async def evaluate(
     finally:
         await pool.aclose()
     requires = [_requirement(name, approved) for name in gate.requires]
-    soak = _soak_status(gate)
+    soak = _soak_status(gate, assume_soaked)
     verdict, reasons = decide(checks, requires, soak)
     return Verdict(
         phase=phase,
@@ -159,9 +166,17 @@ def _requirement(phase: str, approved: set[str]) -> Requirement:
     )
 
 
-def _soak_status(gate: GateConfig) -> SoakStatus | None:
+def _soak_status(gate: GateConfig, assume_soaked: bool) -> SoakStatus | None:
     if gate.soak is None:
         return None
+    if assume_soaked:
+        return SoakStatus(
+            duration=gate.soak.duration,
+            max_gap=gate.soak.max_gap,
+            covered=True,
+            assumed=True,
+            reason="assumed covered (--assume-soaked); no recorded evaluations were checked",
+        )
     return SoakStatus(
         duration=gate.soak.duration,
         max_gap=gate.soak.max_gap,
@@ -253,13 +268,13 @@ def _query_parameters(
     suite: SuiteConfig, window: Window, as_of: datetime, thresholds: Mapping[str, ResolvedThreshold]
 ) -> dict[str, Any]:
     builtins: dict[str, Any] = {"window_start": window.start, "window_end": window.end, "as_of": as_of}
-    parameters: dict[str, Any] = {}
-    for name in suite.query_parameters():
-        if name in BUILTIN_PARAMETERS:
-            parameters[name] = builtins[name]
-        else:
-            parameters[name] = thresholds[name].value
-    return parameters
+    if not isinstance(suite.query, str):
+        return builtins  # a structured query (NATS) takes the window itself
+    # SQL gets exactly the parameters it names: ClickHouse rejects unused ones on some versions.
+    return {
+        name: builtins[name] if name in BUILTIN_PARAMETERS else thresholds[name].value
+        for name in suite.query_parameters()
+    }
 
 
 def judge(
@@ -313,21 +328,43 @@ def _check_outcome(expectations: list[ExpectationResult], evidence: Any) -> tupl
     return Outcome.PASS, None
 
 
-def _failure_text(result: ExpectationResult) -> str:
-    bounds = ", ".join(
-        f"{'≤' if t.bound == 'max' else '≥' if t.bound == 'min' else t.name} {t.value} "
-        f"({t.name}, {t.provenance})"
-        for t in result.thresholds
-    )
+def subject_of(result: ExpectationResult) -> str:
+    """The column an expectation judges, with the suite's description of it if any."""
     subject = result.column or result.type
+    return f"{subject} ({result.description})" if result.description else subject
+
+
+def _failure_text(result: ExpectationResult) -> str:
+    subject = subject_of(result)
+    if result.thresholds:
+        rule = "must be " + ", ".join(threshold_text(t) for t in result.thresholds)
+    else:
+        rule = f"fails {result.type}"
     if result.failing_groups:
-        groups = "; ".join(f"{format_group(g.group)} = {g.observed_value}" for g in result.failing_groups[:5])
+        groups = "; ".join(describe_failure(g) for g in result.failing_groups[:5])
         more = f" (+{len(result.failing_groups) - 5} more)" if len(result.failing_groups) > 5 else ""
-        return f"{subject} must be {bounds}: {groups}{more}"
-    return f"{subject} must be {bounds}: observed {result.observed_value}"
+        return f"{subject} {rule}: {groups}{more}"
+    return f"{subject} {rule}: observed {result.observed_value}"
+
+
+def threshold_text(threshold: Threshold) -> str:
+    """``≤ 0.005 (unmatched_edge_rate_max, default)``, ``in {file} (suite)``."""
+    if threshold.name == "value_set" and threshold.bound is None:
+        return f"in {{{threshold.value}}} ({threshold.provenance})"
+    sign = {"max": "≤ ", "min": "≥ "}.get(threshold.bound or "", f"{threshold.name} ")
+    return f"{sign}{threshold.value} ({threshold.name}, {threshold.provenance})"
+
+
+def describe_failure(failure: FailingGroup) -> str:
+    """``group: observed X[, expected Y]`` for one failing group."""
+    text = f"{format_group(failure.group)}: observed {failure.observed_value}"
+    if failure.expected_value is not None:
+        text += f", expected {failure.expected_value}"
+    return text
 
 
 def format_group(group: Mapping[str, str]) -> str:
-    if not group:
+    shown = {k: v for k, v in group.items() if v != ""}
+    if not shown:
         return "overall"
-    return ", ".join(f"{k}={v}" for k, v in group.items())
+    return ", ".join(f"{k}={v}" for k, v in shown.items())

@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.text import Text
 
 from gatecheck.durations import format_duration
-from gatecheck.gate import format_group
-from gatecheck.results import CheckResult, Outcome, Threshold, Verdict, VerdictState
+from gatecheck.gate import describe_failure, subject_of, threshold_text
+from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
 
 FORMATS = ("text", "json")
 
@@ -42,11 +42,6 @@ def _time(moment: object) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%SZ")  # type: ignore[attr-defined]
 
 
-def _threshold_text(threshold: Threshold) -> str:
-    sign = {"max": "≤ ", "min": "≥ "}.get(threshold.bound or "", "")
-    return f"{sign}{threshold.value} ({threshold.name}, {threshold.provenance})"
-
-
 def _evidence_text(check: CheckResult) -> str:
     evidence = check.evidence
     if evidence is None:
@@ -62,18 +57,21 @@ def _check_detail(check: CheckResult) -> list[str]:
     if check.outcome in (Outcome.ERROR, Outcome.INCONCLUSIVE) and check.reason:
         lines.append(check.reason)
     for result in check.expectations:
-        limits = ", ".join(_threshold_text(t) for t in result.thresholds) or "(no bound)"
-        subject = result.column or result.type
+        limits = ", ".join(threshold_text(t) for t in result.thresholds)
+        subject = subject_of(result)
         if result.outcome is Outcome.FAIL:
-            lines.append(f"{subject} must be {limits}")
+            rule = f"must be {limits}" if result.thresholds else f"fails {result.type}"
+            lines.append(f"{subject} {rule}")
             for group in result.failing_groups[:10]:
-                lines.append(f"  {format_group(group.group)}: observed {group.observed_value}")
+                lines.append(f"  {describe_failure(group)}")
             if len(result.failing_groups) > 10:
                 lines.append(f"  … and {len(result.failing_groups) - 10} more groups")
             if not result.failing_groups:
                 lines.append(f"  observed {result.observed_value}")
-        elif result.outcome is Outcome.PASS:
+        elif result.outcome is Outcome.PASS and any(t.bound for t in result.thresholds):
             lines.append(f"{subject}: worst {result.observed_value}, {limits}")
+        elif result.outcome is Outcome.PASS:
+            lines.append(f"{subject}: ok ({limits or result.type})")
         elif check.outcome is not Outcome.ERROR or result.outcome is not Outcome.ERROR:
             lines.append(f"{subject}: {result.outcome.value} — {result.reason}")
     return lines

@@ -84,11 +84,13 @@ class FailingGroup(_Result):
 
     group: dict[str, str]
     observed_value: Scalar
+    expected_value: Scalar = None  # for pair expectations: the value of column_B
 
 
 class ExpectationResult(_Result):
     type: str
     column: str | None = None
+    description: str | None = None  # the expectation's own ``description``, if the suite gave one
     outcome: Outcome
     observed_value: Scalar = None
     thresholds: list[Threshold] = []
@@ -128,6 +130,7 @@ class SoakStatus(_Result):
     duration: Duration
     max_gap: Duration
     covered: bool
+    assumed: bool = False  # covered only because --assume-soaked said so
     reason: str
 
 

@@ -63,7 +63,10 @@ def expectation_problems(spec: ExpectationSpec) -> str | None:
     return None
 
 
-def _build(spec: ExpectationSpec) -> Any:
+_INDEX = "gatecheck_index"
+
+
+def _build(spec: ExpectationSpec, index: int = 0) -> Any:
     _ge()
     from great_expectations.expectations.registry import get_expectation_impl
 
@@ -71,7 +74,10 @@ def _build(spec: ExpectationSpec) -> Any:
         cls = get_expectation_impl(spec.type)
     except Exception as exc:
         raise ValueError(f"unknown Great Expectations expectation type {spec.type!r}") from exc
-    return cls(**spec.kwargs)
+    kwargs = spec.kwargs
+    # GE does not keep the suite's order in its results; the index in meta pairs them up.
+    meta = {**(kwargs.pop("meta", None) or {}), _INDEX: index}
+    return cls(**kwargs, meta=meta)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -90,6 +96,8 @@ def _scalar(value: Any) -> Scalar:
             return None
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
+        if value.is_integer() and abs(value) < 2**53:
+            return int(value)  # counts come back as floats when a column has NULLs
         return round(value, 9)
     if isinstance(value, datetime | pd.Timestamp):
         return pd.Timestamp(value).isoformat()
@@ -118,6 +126,13 @@ def _threshold(
     kwarg: str, value: Any, thresholds: Mapping[str, ResolvedThreshold], suite: str
 ) -> Threshold | None:
     bound = _BOUNDS.get(kwarg)
+    if kwarg == "value_set" and isinstance(value, list):
+        return Threshold(
+            name="value_set",
+            value=", ".join(str(_scalar(v)) for v in value),
+            provenance="suite",
+            key=f"suites/{suite}.yaml: expectations.value_set",
+        )
     if isinstance(value, dict) and set(value) == {"$PARAMETER"}:
         resolved = thresholds[value["$PARAMETER"]]
         return Threshold(
@@ -193,7 +208,7 @@ def validate_frame(
     errors: dict[int, ExpectationResult] = {}
     for index, spec in enumerate(suite.expectations):
         try:
-            built[index] = _build(spec)
+            built[index] = _build(spec, index)
         except Exception as exc:
             errors[index] = _errored(spec, thresholds, suite.name, f"cannot build: {_one_line(exc)}")
     ge_results: dict[int, Any] = {}
@@ -206,8 +221,10 @@ def validate_frame(
         validation = batch.validate(
             expectation_suite, expectation_parameters=parameters, result_format=result_format
         )
-        # GE reports results in the suite's order.
-        ge_results = dict(zip(built, validation.results, strict=False))
+        for ge_result in validation.results:
+            meta = ge_result.expectation_config.meta or {}
+            if isinstance(meta.get(_INDEX), int):
+                ge_results[meta[_INDEX]] = ge_result
     return [
         errors[index]
         if index in errors
@@ -232,7 +249,8 @@ def _errored(
 ) -> ExpectationResult:
     return ExpectationResult(
         type=spec.type,
-        column=spec.kwargs.get("column"),
+        column=spec.kwargs.get("column") or spec.kwargs.get("column_A"),
+        description=spec.kwargs.get("description"),
         outcome=Outcome.ERROR,
         thresholds=_thresholds_of(spec, thresholds, suite),
         reason=reason,
@@ -247,13 +265,15 @@ def _convert(
     thresholds: Mapping[str, ResolvedThreshold],
     suite: str,
 ) -> ExpectationResult:
-    column = spec.kwargs.get("column")
+    # Pair expectations compare column_A (observed) with column_B (expected).
+    column = spec.kwargs.get("column") or spec.kwargs.get("column_A")
+    expected_column = spec.kwargs.get("column_B")
     found_thresholds = _thresholds_of(spec, thresholds, suite)
     if ge_result is None:
         return _errored(spec, thresholds, suite, "Great Expectations returned no result")
-    if ge_result.expectation_config.type != spec.type:
-        return _errored(spec, thresholds, suite, "Great Expectations returned results out of order")
-    if column is not None and column not in frame.columns:
+    missing = [c for c in (column, expected_column) if c is not None and c not in frame.columns]
+    if missing:
+        column = missing[0]
         return _errored(
             spec,
             thresholds,
@@ -271,16 +291,20 @@ def _convert(
         if isinstance(row, dict):
             group = {g: _group_label(row.get(g)) for g in groups}
             observed = row.get(column) if column else None
+            expected = row.get(expected_column) if expected_column else None
         else:  # a plain row index when the frame has no group columns
             group = {}
             observed = frame.at[row, column] if column in frame.columns else None
-        failing.append(FailingGroup(group=group, observed_value=_scalar(observed)))
+            expected = frame.at[row, expected_column] if expected_column in frame.columns else None
+        failing.append(
+            FailingGroup(group=group, observed_value=_scalar(observed), expected_value=_scalar(expected))
+        )
     failing.sort(key=lambda f: (sorted(f.group.items()), str(f.observed_value)))
 
     observed_value: Scalar
     if "observed_value" in result:
         observed_value = _scalar(result["observed_value"])
-    elif column is not None:
+    elif column is not None and bound is not None:
         observed_value = _worst(frame[column], bound)
     else:
         observed_value = None
@@ -290,6 +314,7 @@ def _convert(
         return ExpectationResult(
             type=spec.type,
             column=column,
+            description=spec.kwargs.get("description"),
             outcome=Outcome.INCONCLUSIVE,
             observed_value=None,
             thresholds=found_thresholds,
@@ -307,6 +332,7 @@ def _convert(
     return ExpectationResult(
         type=spec.type,
         column=column,
+        description=spec.kwargs.get("description"),
         outcome=outcome,
         observed_value=observed_value,
         thresholds=found_thresholds,

@@ -19,7 +19,7 @@ unmatched-edges    3% of ``start->first_segment`` edges unpaired in the last 3 h
 stale-ingest       raw events (``stream_trace_events``) stopped arriving 20 minutes ago
 clock-skew         5% of runner-clock events stamped 30 s in the future in the last 3 h
 rollup-drift       one hour and key of ``network_demand_hourly`` counted 7 sessions twice
-unattributed-spike 12% of sessions unattributed in the last 2 hours
+unattributed-spike 60% of sessions unattributed in the last 2 hours (capabilities lost)
 thin-traffic       30 sessions an hour: too little evidence for a verdict
 ================== =====================================================================
 """
@@ -112,7 +112,7 @@ SELECT
   concat('0xhot', toString(oi)) AS local_address,
   cityHash64(n, 9) % 10000 AS attribution_dice,
   multiIf(
-    {unattributed_spike:UInt8} = 1 AND t_req >= {as_of_ms:Int64} - 2 * 3600000 AND cityHash64(n, 30) % 100 < 12, 'unattributed',
+    {unattributed_spike:UInt8} = 1 AND t_req >= {as_of_ms:Int64} - 2 * 3600000 AND cityHash64(n, 30) % 100 < 60, 'unattributed',
     attribution_dice < 8600, 'direct',
     attribution_dice < 9950, 'mapped_window',
     'unattributed') AS attribution

