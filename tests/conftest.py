@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from gatecheck.config import Project, load_project
+from gatecheck.demo.bus import NatsServer, prepare_bus
 from gatecheck.demo.reference import SCENARIOS, build_reference
 from gatecheck.sources.clickhouse import embedded_session
 
@@ -33,6 +34,40 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         for scenario in SCENARIOS:
             build_reference(session, database_for(scenario), AS_OF, scenario)
         yield path
+
+
+@pytest.fixture(scope="session")
+def live_warehouse(warehouse: Path) -> str:
+    """A database of the session warehouse built at the current time, for gates that also
+    read the bus (JetStream stamps messages with the real clock). Returns its database."""
+    with embedded_session(warehouse) as session:
+        build_reference(session, "live", datetime.now(UTC).replace(microsecond=0), "healthy")
+    return "live"
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One real nats-server with JetStream for source tests (isolated by stream name)."""
+    with NatsServer(tmp_path_factory.mktemp("nats")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def bus_for(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The demo's Phase B bus per scenario: one server each (the topology's stream names are
+    fixed), started once per session on first use, with traffic published just then."""
+    servers: dict[str, NatsServer] = {}
+
+    def url(scenario: str) -> str:
+        if scenario not in servers:
+            server = NatsServer(tmp_path_factory.mktemp(f"bus-{scenario}")).start()
+            servers[scenario] = server
+            prepare_bus(server.url, scenario)
+        return servers[scenario].url
+
+    yield url
+    for server in servers.values():
+        server.stop()
 
 
 def warehouse_env(warehouse: Path, scenario: str) -> dict[str, str]:

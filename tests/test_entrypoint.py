@@ -23,7 +23,8 @@ def test_demo_healthy_is_go_and_defect_is_no_go(config_copy: Path) -> None:
         [gatecheck(), "demo"], cwd=config_copy, env=env, capture_output=True, text=True, timeout=120
     )
     assert healthy.returncode == 0, healthy.stderr
-    assert healthy.stdout.startswith("GO")
+    assert healthy.stdout.startswith("GO  phase staging-soak")
+    assert "--assume-approved staging-deploy --assume-soaked" in healthy.stderr
     assert (config_copy / ".gatecheck" / "warehouse").is_dir()
     drift = subprocess.run(
         [gatecheck(), "demo", "--scenario", "rollup-drift", "--format", "json"],

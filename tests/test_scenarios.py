@@ -127,14 +127,27 @@ def test_a_query_error_is_error_for_that_check_only(project_for, config_copy: Pa
     assert "attribution_src" in (verdict.checks[3].reason or "")
 
 
-def test_requires_needs_approval_until_there_is_a_ledger(project_for) -> None:
-    project = project_for("healthy")
-    soak = run(project, "staging-soak")
-    assert soak.verdict is VerdictState.INCONCLUSIVE
-    assert not soak.requires[0].satisfied
-    assert soak.soak is not None and not soak.soak.covered
-    approved = run(project, "staging-soak", assume_approved=["staging-deploy"])
-    assert approved.requires[0].satisfied
-    # Still inconclusive: a 48h soak cannot be covered without recorded evaluations.
-    assert approved.verdict is VerdictState.INCONCLUSIVE
-    assert all(c.outcome is Outcome.PASS for c in approved.checks)
+def test_requires_and_soak_need_recorded_history_or_explicit_assumptions(
+    warehouse, live_warehouse, bus_for
+) -> None:
+    from gatecheck.config import load_project
+
+    from .conftest import REPO
+
+    environ = {
+        "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",
+        "GATECHECK_NATS_URL": bus_for("healthy"),
+    }
+    project = load_project(REPO, environ=environ)
+    plain = asyncio.run(evaluate(project, "staging-soak"))
+    assert all(c.outcome is Outcome.PASS for c in plain.checks), plain.reasons
+    assert plain.verdict is VerdictState.INCONCLUSIVE  # no recorded GO of staging-deploy, no soak
+    assert not plain.requires[0].satisfied
+    assert plain.soak is not None and not plain.soak.covered
+    approved = asyncio.run(evaluate(project, "staging-soak", assume_approved=["staging-deploy"]))
+    assert approved.requires[0].satisfied and approved.verdict is VerdictState.INCONCLUSIVE
+    both = asyncio.run(
+        evaluate(project, "staging-soak", assume_approved=["staging-deploy"], assume_soaked=True)
+    )
+    assert both.verdict is VerdictState.GO
+    assert both.soak is not None and both.soak.assumed and both.soak.covered

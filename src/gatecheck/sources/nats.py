@@ -124,9 +124,10 @@ class NatsSource(Source):
 
     async def _jsm(self) -> Any:
         async with self._lock:
-            if self._connection is None or self._connection.is_closed:
+            if self._connection is None or not self._connection.is_connected:
                 import nats
 
+                await self.close()  # a connection the server dropped is not reused
                 try:
                     self._connection = await asyncio.wait_for(
                         nats.connect(**self._connect_options()), self.timeout + 1

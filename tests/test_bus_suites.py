@@ -1,0 +1,204 @@
+"""stream_topology and soak_criteria through the gate engine, on real nats-servers."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gatecheck.cli import app
+from gatecheck.config import load_project
+from gatecheck.demo.bus import NatsServer, build_topology, free_port
+from gatecheck.gate import evaluate
+from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
+
+from .conftest import REPO
+
+
+def bus_gate(config: Path, environment: str = "staging", thresholds: dict | None = None) -> None:
+    gate = {
+        "phase": "bus-check",
+        "environment": environment,
+        "window": "1h",
+        "checks": [{"suite": "stream_topology"}, {"suite": "soak_criteria"}],
+    }
+    (config / "gates" / "bus-check.yaml").write_text(yaml.safe_dump(gate))
+    if thresholds:
+        path = config / "thresholds.yaml"
+        data = yaml.safe_load(path.read_text())
+        data["phases"]["bus-check"] = thresholds
+        path.write_text(yaml.safe_dump(data))
+
+
+def judge(config: Path, url: str, as_of: datetime | None = None) -> Verdict:
+    project = load_project(config, environ={"GATECHECK_NATS_URL": url})
+    return asyncio.run(evaluate(project, "bus-check", as_of))
+
+
+def check(verdict: Verdict, suite: str) -> CheckResult:
+    return next(c for c in verdict.checks if c.suite == suite)
+
+
+def failures(result: CheckResult) -> list[tuple[str | None, dict[str, str], object, object]]:
+    return [
+        (e.column, g.group, g.observed_value, g.expected_value)
+        for e in result.expectations
+        for g in e.failing_groups
+    ]
+
+
+@pytest.fixture
+def gate_config(config_copy: Path) -> Path:
+    bus_gate(config_copy)
+    return config_copy
+
+
+def test_healthy_bus_passes_with_evidence(gate_config: Path, bus_for) -> None:
+    verdict = judge(gate_config, bus_for("healthy"))
+    assert verdict.verdict is VerdictState.GO, verdict.reasons
+    soak = check(verdict, "soak_criteria")
+    assert soak.evidence is not None and soak.evidence.observed_total == 240
+    share = next(e for e in soak.expectations if e.column == "core_hot_share")
+    assert share.observed_value == 1 and share.thresholds[0].value == 1.0
+
+
+def test_one_fallback_message_is_no_go_naming_the_legacy_stream(gate_config: Path, bus_for) -> None:
+    verdict = judge(gate_config, bus_for("fallback"))
+    assert verdict.verdict is VerdictState.NO_GO
+    soak = check(verdict, "soak_criteria")
+    assert soak.outcome is Outcome.FAIL
+    assert ("fallback_events", {"kind": "window", "stream": "", "consumer": ""}, 1, None) in failures(soak)
+    assert "ATHLETE_ALLY_EVENTS" in verdict.reasons[0]
+    share = [f for f in failures(soak) if f[0] == "core_hot_share"]
+    assert share and share[0][2] == pytest.approx(240 / 241)
+
+
+def test_dead_letters_are_no_go(gate_config: Path, bus_for) -> None:
+    verdict = judge(gate_config, bus_for("dlq"))
+    assert verdict.verdict is VerdictState.NO_GO
+    assert [(f[0], f[2]) for f in failures(check(verdict, "soak_criteria"))] == [("dlq_messages", 3)]
+
+
+def test_a_missing_stream_fails_the_topology(gate_config: Path, bus_for) -> None:
+    verdict = judge(gate_config, bus_for("missing-stream"))
+    assert verdict.verdict is VerdictState.NO_GO
+    topology = check(verdict, "stream_topology")
+    assert [(f[0], f[1]["stream"], f[2]) for f in failures(topology)] == [("exists", "AA_DLQ", False)]
+    # Counting on a stream that does not exist cannot be judged: error, not pass.
+    assert check(verdict, "soak_criteria").outcome is Outcome.ERROR
+
+
+def test_a_quiet_window_is_too_little_evidence(gate_config: Path, bus_for) -> None:
+    verdict = judge(gate_config, bus_for("healthy"), as_of=datetime.now(UTC) - timedelta(days=1))
+    assert verdict.verdict is VerdictState.INCONCLUSIVE
+    soak = check(verdict, "soak_criteria")
+    assert soak.outcome is Outcome.INCONCLUSIVE and "too little evidence" in (soak.reason or "")
+
+
+def test_consumer_backlog_over_the_threshold(config_copy: Path, bus_for) -> None:
+    bus_gate(config_copy, thresholds={"consumer_pending_max": 10})
+    verdict = judge(config_copy, bus_for("healthy"))
+    soak = check(verdict, "soak_criteria")
+    assert [(f[0], f[1]["consumer"], f[2]) for f in failures(soak)] == [
+        ("num_pending", "normalize-hrv-durable", 25)
+    ]
+    pending = next(e for e in soak.expectations if e.column == "num_pending")
+    assert (pending.thresholds[0].value, pending.thresholds[0].provenance) == (10, "phase")
+
+
+def test_production_expects_three_replicas(config_copy: Path, bus_for) -> None:
+    bus_gate(config_copy, environment="production")
+    verdict = judge(config_copy, bus_for("healthy"))
+    topology = check(verdict, "stream_topology")
+    assert topology.outcome is Outcome.FAIL
+    replicas = [(f[1]["stream"], f[2]) for f in failures(topology) if f[0] == "replicas"]
+    assert replicas == [("AA_CORE_HOT", 1), ("AA_DLQ", 1), ("AA_VENDOR_HOT", 1), ("ATHLETE_ALLY_EVENTS", 1)]
+    expectation = next(e for e in topology.expectations if e.column == "replicas")
+    assert {(t.bound, t.value, t.provenance) for t in expectation.thresholds} == {
+        ("min", 3, "environment"),
+        ("max", 3, "environment"),
+    }
+
+
+def test_wrong_subjects_and_a_missing_consumer_name_field_expected_and_actual(
+    gate_config: Path, tmp_path: Path
+) -> None:
+    with NatsServer(tmp_path / "nats") as server:
+        asyncio.run(build_topology(server.url))
+
+        async def break_it() -> None:
+            import nats
+
+            connection = await nats.connect(server.url)
+            jsm = connection.jsm()
+            await jsm.delete_consumer("AA_CORE_HOT", "normalize-hrv-durable")
+            info = await jsm.stream_info("AA_VENDOR_HOT")
+            config = info.config
+            config.subjects = ["vendor.oura.>"]
+            await jsm.update_stream(config)
+            await connection.close()
+
+        asyncio.run(break_it())
+        verdict = judge(gate_config, server.url)
+    topology = check(verdict, "stream_topology")
+    found = failures(topology)
+    assert (
+        "subjects",
+        {"kind": "stream", "stream": "AA_VENDOR_HOT", "consumer": ""},
+        "vendor.oura.>",
+        "vendor.>",
+    ) in found
+    assert (
+        "exists",
+        {"kind": "consumer", "stream": "AA_CORE_HOT", "consumer": "normalize-hrv-durable"},
+        False,
+        None,
+    ) in found
+
+
+def test_nats_down_is_error_and_inconclusive(gate_config: Path) -> None:
+    verdict = judge(gate_config, f"nats://127.0.0.1:{free_port()}")
+    assert verdict.verdict is VerdictState.INCONCLUSIVE
+    assert {c.outcome for c in verdict.checks} == {Outcome.ERROR}
+    assert "Connect call failed" in (verdict.checks[0].reason or "")
+
+
+@pytest.mark.parametrize(
+    ("scenario", "code", "word"),
+    [
+        ("healthy", 0, "GO"),
+        ("fallback", 1, "NO-GO"),
+        ("dlq", 1, "NO-GO"),
+        ("missing-stream", 1, "NO-GO"),
+        ("nats-down", 3, "INCONCLUSIVE"),
+    ],
+)
+def test_staging_soak_verdicts_on_the_demo_bus(
+    warehouse: Path, live_warehouse: str, bus_for, scenario: str, code: int, word: str
+) -> None:
+    url = f"nats://127.0.0.1:{free_port()}" if scenario == "nats-down" else bus_for(scenario)
+    env = {
+        "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",
+        "GATECHECK_NATS_URL": url,
+    }
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--phase",
+            "staging-soak",
+            "--config",
+            str(REPO),
+            "--assume-approved",
+            "staging-deploy",
+            "--assume-soaked",
+        ],
+        env=env,
+    )
+    assert result.exit_code == code, result.output
+    assert result.stdout.startswith(f"{word}  phase staging-soak")
+    assert "assumed covered (--assume-soaked)" in result.stdout
