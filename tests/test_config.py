@@ -169,6 +169,26 @@ BAD_CONFIGS = {
         lambda d: d.update(query="SELECT 1 AS sessions; DROP TABLE session_facts"),
         "suites/unattributed_sessions.yaml: query: must be a single statement",
     ),
+    "SQL on a NATS source": (
+        "suites/soak_criteria.yaml",
+        lambda d: d.update(query="SELECT 1 AS hrv_messages"),
+        "suites/soak_criteria.yaml: query: source 'bus' is a NATS source, so the query must be a mapping",
+    ),
+    "derived column with an unknown name": (
+        "suites/soak_criteria.yaml",
+        lambda d: d["query"]["derive"].update(core_hot_share="core_hot_hrv_messages / hrv_mesages"),
+        "suites/soak_criteria.yaml: query: derive.core_hot_share: unknown name(s) hrv_mesages",
+    ),
+    "derived column that is not arithmetic": (
+        "suites/soak_criteria.yaml",
+        lambda d: d["query"]["derive"].update(core_hot_share="__import__('os').getcwd()"),
+        "suites/soak_criteria.yaml: query.derive: derived column 'core_hot_share': only names, numbers",
+    ),
+    "unknown key in a NATS query": (
+        "suites/stream_topology.yaml",
+        lambda d: d["query"]["streams"][0].update(subject=["x"]),
+        "suites/stream_topology.yaml: query.streams[0].subject: unknown key (allowed: name, subjects)",
+    ),
     "unknown phase in thresholds": (
         "thresholds.yaml",
         lambda d: d.update(phases={"canary-1O": {"p95_latency_max_ms": 700}}),

@@ -21,7 +21,16 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    ValidationError,
+    field_validator,
+)
 
 from gatecheck.durations import Duration
 from gatecheck.errors import ConfigError
@@ -339,7 +348,11 @@ class SuiteConfig(Frozen):
     description: str = ""
     source: str
     window: SuiteWindow
-    query: str | NatsQuery  # SQL for a ClickHouse source, a NatsQuery for a NATS source
+    # SQL text for a ClickHouse source, a mapping (NatsQuery) for a NATS source.
+    query: Annotated[
+        Annotated[str, Tag("sql")] | Annotated[NatsQuery, Tag("nats")],
+        Discriminator(lambda value: "sql" if isinstance(value, str) else "nats"),
+    ]
     evidence: Evidence | None = None
     # Columns that name a group in failure reports; default: the frame's non-numeric columns.
     groups: list[str] | None = None
@@ -513,6 +526,12 @@ def _describe_location(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[st
             # A discriminated union puts the tag into the location; do not print it.
             match = None
             for member in typing.get_args(tp):
+                # A callable-discriminated union tags its members: Annotated[X, Tag("x")].
+                if typing.get_origin(member) is Annotated and any(
+                    isinstance(m, Tag) and m.tag == part for m in typing.get_args(member)[1:]
+                ):
+                    match = _unwrap(member)
+                    break
                 member = _unwrap(member)
                 if _is_model(member) and "type" in member.model_fields:
                     literal = typing.get_args(member.model_fields["type"].annotation)
@@ -731,8 +750,8 @@ def cross_check(project: Project) -> list[str]:
                 wants = _QUERY_FORMS.get(type(sources[suite.source]))
                 if wants is not None and not isinstance(suite.query, wants[0]):
                     problems.append(
-                        f"{suite_label}: query: source {suite.source!r} is {wants[1]} in environment "
-                        f"{gate.environment!r}, so the query must be {wants[2]}"
+                        f"{suite_label}: query: source {suite.source!r} is a {wants[1]} source, "
+                        f"so the query must be {wants[2]}"
                     )
             for parameter in sorted(suite.parameters()):
                 if parameter not in resolved:
