@@ -202,3 +202,24 @@ def test_staging_soak_verdicts_on_the_demo_bus(
     assert result.exit_code == code, result.output
     assert result.stdout.startswith(f"{word}  phase staging-soak")
     assert "assumed covered (--assume-soaked)" in result.stdout
+
+
+def test_the_readme_nats_suite_example_works(config_copy: Path, bus_for) -> None:
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### NATS suites") :]
+    example = section[
+        section.index("```yaml") + len("```yaml") : section.index("```", section.index("```yaml") + 7)
+    ]
+    suite = yaml.safe_load(example)
+    (config_copy / "suites" / f"{suite['name']}.yaml").write_text(example)
+    gate = {"phase": "readme-example", "environment": "staging", "checks": [{"suite": suite["name"]}]}
+    (config_copy / "gates" / "readme-example.yaml").write_text(yaml.safe_dump(gate))
+    project = load_project(config_copy, environ={"GATECHECK_NATS_URL": bus_for("healthy")})
+    verdict = asyncio.run(evaluate(project, "readme-example"))
+    assert verdict.verdict is VerdictState.GO, verdict.reasons
+    fallback = asyncio.run(
+        evaluate(
+            load_project(config_copy, environ={"GATECHECK_NATS_URL": bus_for("fallback")}), "readme-example"
+        )
+    )
+    assert fallback.verdict is VerdictState.NO_GO
