@@ -15,7 +15,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from gatecheck.config import NatsQuery, NatsSourceConfig
 from gatecheck.demo.bus import NatsServer, free_port
-from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
+from gatecheck.errors import ConfigError, QueryError, SourceTimeout, SourceUnavailable
 from gatecheck.sources.nats import NatsSource
 
 _names = itertools.count()
@@ -200,3 +200,25 @@ def test_secrets_stay_out_of_errors() -> None:
     with pytest.raises(SourceUnavailable) as caught:
         ask(src, {"streams": [{"name": "X"}]})
     assert "hunter2" not in str(caught.value) and "s3cr3t" not in str(caught.value)
+
+
+def test_token_authentication(tmp_path: Path) -> None:
+    with NatsServer(tmp_path / "auth", extra_args=("--auth", "t0ken-from-env")) as server:
+
+        def with_token(token: str | None) -> NatsSource:
+            config = NatsSourceConfig(type="nats", url=server.url, token=token, timeout="2s")
+            return NatsSource("bus", config, Path("."))
+
+        frame = ask(with_token("t0ken-from-env"), {"streams": [{"name": "X"}]})
+        assert not frame["exists"].iloc[0]
+        with pytest.raises(SourceUnavailable, match=r"[Aa]uthorization") as caught:
+            ask(with_token("wrong"), {"streams": [{"name": "X"}]})
+        assert "wrong" not in str(caught.value)
+        with pytest.raises(SourceUnavailable):
+            ask(with_token(None), {"streams": [{"name": "X"}]})
+
+
+def test_a_missing_credentials_file_is_a_config_error(nats_server: NatsServer, tmp_path: Path) -> None:
+    config = NatsSourceConfig(type="nats", url=nats_server.url, credentials_file="missing.creds")
+    with pytest.raises(ConfigError, match=r"missing\.creds"):
+        ask(NatsSource("bus", config, tmp_path), {"streams": [{"name": "X"}]})

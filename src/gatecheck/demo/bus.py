@@ -60,9 +60,10 @@ def free_port() -> int:
 class NatsServer:
     """A nats-server with JetStream on 127.0.0.1, storing under ``store_dir``."""
 
-    def __init__(self, store_dir: Path, port: int | None = None) -> None:
+    def __init__(self, store_dir: Path, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
         self.store_dir = store_dir
         self.port = port or free_port()
+        self.extra_args = extra_args  # e.g. ("--auth", token) in tests
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -73,7 +74,7 @@ class NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         command = [
             nats_server_binary(), "--jetstream", "--store_dir", str(self.store_dir),
-            "--addr", "127.0.0.1", "--port", str(self.port),
+            "--addr", "127.0.0.1", "--port", str(self.port), *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout

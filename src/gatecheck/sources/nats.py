@@ -125,16 +125,19 @@ class NatsSource(Source):
     async def _jsm(self) -> Any:
         async with self._lock:
             if self._connection is None or not self._connection.is_connected:
-                import nats
+                from nats.aio.client import Client
 
                 await self.close()  # a connection the server dropped is not reused
+                client = Client()
                 try:
-                    self._connection = await asyncio.wait_for(
-                        nats.connect(**self._connect_options()), self.timeout + 1
-                    )
+                    await asyncio.wait_for(client.connect(**self._connect_options()), self.timeout + 1)
+                    self._connection = client
                 except (ConfigError, ssl.SSLError) as exc:
                     raise ConfigError(str(exc)) from exc
                 except Exception as exc:
+                    # nats-py leaves the failed attempt's socket open; close it here.
+                    with contextlib.suppress(Exception):
+                        await client.close()
                     cause = self._last_error or exc
                     raise SourceUnavailable(
                         f"cannot connect to {redact(self.config.url)}: {_describe(cause)}"
