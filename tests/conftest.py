@@ -26,6 +26,14 @@ def database_for(scenario: str) -> str:
     return scenario.replace("-", "_")
 
 
+@pytest.fixture(autouse=True)
+def isolated_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test records into its own ledger, never into the repository's .gatecheck/."""
+    path = tmp_path / "history.db"
+    monkeypatch.setenv("GATECHECK_HISTORY_URL", f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A chDB directory holding every demo scenario, built at AS_OF."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Iterator
 from datetime import datetime
@@ -21,8 +23,9 @@ from typing import Annotated
 
 import typer
 
-from gatecheck.config import Project, load_project
+from gatecheck.config import PROJECT_FILE, Project, load_project
 from gatecheck.errors import ConfigError, GatecheckError
+from gatecheck.history import Ledger
 from gatecheck.results import ExitCode, Verdict
 
 app = typer.Typer(
@@ -75,14 +78,37 @@ def _write_output(text: str, output: Path | None) -> None:
     os.replace(tmp.name, output)
 
 
+def _open_ledger(project: Project) -> Ledger | None:
+    from gatecheck.history import open_ledger
+
+    if project.config.history is None:
+        return None
+    return open_ledger(project.config.history.url, project.root)
+
+
 def _evaluate(
-    project: Project, phase: str, as_of: str | None, assume_approved: list[str], assume_soaked: bool
+    project: Project,
+    phase: str,
+    as_of: str | None,
+    assume_approved: list[str],
+    assume_soaked: bool,
+    record: bool = True,
 ) -> Verdict:
+    """Evaluate against the ledger's history and record the result (one atomic record)."""
     from gatecheck.gate import evaluate, parse_as_of
 
     project.gate(phase)  # unknown phase: a usage error before anything runs
     moment: datetime = parse_as_of(as_of)
-    return asyncio.run(evaluate(project, phase, moment, assume_approved, assume_soaked))
+    ledger = _open_ledger(project)
+    try:
+        started = time.perf_counter()
+        verdict = asyncio.run(evaluate(project, phase, moment, assume_approved, assume_soaked, ledger))
+        if ledger is not None and record:
+            ledger.record(verdict, time.perf_counter() - started)
+    finally:
+        if ledger is not None:
+            ledger.close()
+    return verdict
 
 
 def _finish(verdict: Verdict, fmt: str, output: Path | None) -> None:
@@ -126,14 +152,106 @@ def run(
         bool,
         typer.Option("--assume-soaked", help="Treat the gate's soak as covered (bootstrapping; recorded)."),
     ] = False,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Ask a running gatecheck service (http://HOST:PORT) instead."),
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="With --url: have the service evaluate now, not its latest.")
+    ] = False,
+    record: Annotated[
+        bool, typer.Option("--record/--no-record", help="Record the evaluation in the history ledger.")
+    ] = True,
 ) -> None:
     """Evaluate one phase's gate and exit with its verdict (0 go, 1 no-go, 3 inconclusive, 4 rollback)."""
     with _user_errors():
         _check_format(fmt)
+        if url is not None:
+            from gatecheck.client import fetch_verdict
+
+            if as_of or assume_approved or assume_soaked:
+                raise ConfigError(
+                    "--url asks the service for its verdict: --as-of and --assume-* do not apply"
+                )
+            verdict = fetch_verdict(url, phase, evaluate_now=fresh)
+        else:
+            project = load_project(config)
+            _validate_gates(project)
+            verdict = _evaluate(project, phase, as_of, assume_approved or [], assume_soaked, record)
+    _finish(verdict, fmt, output)
+
+
+@app.command()
+def history(
+    phase: Annotated[str, typer.Option("--phase", "-p", help="The phase whose evaluations to show.")],
+    config: ConfigOption = Path("."),
+    since: Annotated[str, typer.Option("--since", help="How far back, e.g. 30m, 48h, 7d.")] = "48h",
+    fmt: FormatOption = "text",
+) -> None:
+    """Show the recorded evaluations of a phase, oldest first."""
+    from gatecheck.durations import parse_duration
+    from gatecheck.gate import parse_as_of
+    from gatecheck.service import record_summary
+
+    with _user_errors():
+        _check_format(fmt)
+        try:
+            window = parse_duration(since)
+        except ValueError as exc:
+            raise ConfigError(f"--since: {exc}") from exc
+        project = load_project(config)
+        project.gate(phase)
+        ledger = _open_ledger(project)
+        if ledger is None:
+            raise ConfigError(f"{PROJECT_FILE}: history: not configured, so there is no history to show")
+        try:
+            records = ledger.history(phase, since=parse_as_of(None) - window)
+        finally:
+            ledger.close()
+    summaries = [record_summary(r) for r in records]
+    if fmt == "json":
+        typer.echo(json.dumps(summaries, indent=2))
+        return
+    if not summaries:
+        typer.echo(f"no evaluations of {phase} in the last {since}")
+        return
+    for item in summaries:
+        not_passed = ", ".join(f"{k}={v}" for k, v in item["not_passed"].items()) or "all checks passed"
+        typer.echo(f"{item['as_of'][:19]}Z  {item['verdict']:<12}  {item['duration_s']:>7.2f}s  {not_passed}")
+
+
+@app.command()
+def serve(
+    config: ConfigOption = Path("."),
+    listen: Annotated[
+        str | None, typer.Option("--listen", help="HOST:PORT (default: service.listen)")
+    ] = None,
+    phase: Annotated[
+        list[str] | None, typer.Option("--phase", "-p", help="Serve only these phases (repeatable).")
+    ] = None,
+) -> None:
+    """Evaluate phases on a schedule, record them, and serve /metrics and the verdict API."""
+    with _user_errors():
         project = load_project(config)
         _validate_gates(project)
-        verdict = _evaluate(project, phase, as_of, assume_approved or [], assume_soaked)
-    _finish(verdict, fmt, output)
+        _run_service(project, listen, phase)
+
+
+def _run_service(project: Project, listen: str | None, phases: list[str] | None) -> None:
+    from gatecheck.service import Service, serve
+
+    address = listen or project.config.service.listen
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--listen: expected HOST:PORT, got {address!r}")
+    ledger = _open_ledger(project)
+    if ledger is None:
+        raise ConfigError(f"{PROJECT_FILE}: history: the service needs a history ledger (history.url)")
+    try:
+        chosen = phases or project.config.service.phases or [g.phase for g in project.chain()]
+        asyncio.run(serve(Service(project, ledger, list(chosen)), host.strip("[]"), int(port)))
+    finally:
+        ledger.close()
 
 
 @app.command()
@@ -171,9 +289,15 @@ def demo(
     config: ConfigOption = Path("."),
     as_of: AsOfOption = None,
     fmt: FormatOption = "text",
+    serve_demo: Annotated[
+        bool, typer.Option("--serve", help="Run the service on the demo instead of one evaluation.")
+    ] = False,
+    listen: Annotated[
+        str | None, typer.Option("--listen", help="With --serve: HOST:PORT (default: service.listen)")
+    ] = None,
 ) -> None:
     """Build the demo warehouse (chDB) and bus (bundled nats-server) under .gatecheck/ for a
-    scenario, run a gate on them, and stop the server again."""
+    scenario, run a gate on them (or, with --serve, the service), and stop the server again."""
     from gatecheck.demo.bus import BUS_SCENARIOS, NatsServer, free_port, prepare_bus
     from gatecheck.demo.reference import SCENARIOS, build_reference
     from gatecheck.gate import parse_as_of
@@ -203,6 +327,14 @@ def demo(
                     url = server.start().url
                     prepare_bus(url, scenario)
                 project = load_project(root, environ={**environ, "GATECHECK_NATS_URL": url})
+                if serve_demo:
+                    typer.echo(
+                        f"demo: scenario {scenario}: serving every phase on the demo sources "
+                        f"(bus {url}); Ctrl-C stops",
+                        err=True,
+                    )
+                    _run_service(project, listen, None)
+                    raise typer.Exit(0)
                 overrides = " ".join(f"--assume-approved {p}" for p in gate.requires)
                 overrides += " --assume-soaked" if gate.soak else ""
                 typer.echo(

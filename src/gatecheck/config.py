@@ -126,8 +126,30 @@ class HistoryConfig(Frozen):
 
 
 class ServiceConfig(Frozen):
+    """How ``gatecheck serve`` runs: which phases, how often, where it listens."""
+
     interval: Duration = timedelta(minutes=5)
     listen: str = "127.0.0.1:9464"
+    phases: list[str] | None = None  # default: every gate
+    intervals: dict[str, Duration] = {}  # per-phase interval overrides
+
+    @field_validator("interval")
+    @classmethod
+    def _positive_interval(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("interval must be at least 1s")
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("listen must be HOST:PORT, e.g. 127.0.0.1:9464")
+        return value
+
+    def interval_for(self, phase: str) -> timedelta:
+        return self.intervals.get(phase, self.interval)
 
 
 class ProjectConfig(Frozen):
@@ -703,6 +725,14 @@ def cross_check(project: Project) -> list[str]:
                 f"(known: {', '.join(sorted(project.gates))})"
             )
 
+    service = config.service
+    for key, phases in (("phases", service.phases or []), ("intervals", list(service.intervals))):
+        for phase in phases:
+            if phase not in project.gates:
+                problems.append(
+                    f"{PROJECT_FILE}: service.{key}: unknown phase {phase!r} "
+                    f"(known: {', '.join(sorted(project.gates))})"
+                )
     for suite in project.suites.values():
         label = project.files[f"suite:{suite.name}"]
         if isinstance(suite.query, str):

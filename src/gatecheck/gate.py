@@ -27,7 +27,8 @@ from gatecheck.config import (
     SuiteConfig,
 )
 from gatecheck.durations import format_duration
-from gatecheck.errors import ConfigError, GatecheckError
+from gatecheck.errors import ConfigError, GatecheckError, QueryError, SourceTimeout, SourceUnavailable
+from gatecheck.history import Ledger, checks_failed, checks_passed
 from gatecheck.results import (
     CheckResult,
     ExpectationResult,
@@ -107,11 +108,14 @@ async def evaluate(
     as_of: datetime | None = None,
     assume_approved: Iterable[str] = (),
     assume_soaked: bool = False,
+    ledger: Ledger | None = None,
 ) -> Verdict:
     """Evaluate ``phase`` at ``as_of`` (default: now).
 
-    ``assume_approved`` and ``assume_soaked`` are explicit, recorded overrides for
-    bootstrapping (and the demo): they never hide a failing or inconclusive check.
+    ``ledger`` holds the recorded evaluations that ``requires`` and ``soak`` are judged on
+    (the caller records this evaluation afterwards). ``assume_approved`` and
+    ``assume_soaked`` are explicit, recorded overrides for bootstrapping (and the demo): they
+    never hide a failing or inconclusive check.
     """
     gate = project.gate(phase)
     as_of = parse_as_of(None) if as_of is None else as_of.astimezone(UTC)
@@ -135,8 +139,8 @@ async def evaluate(
         checks = list(await asyncio.gather(*jobs))
     finally:
         await pool.aclose()
-    requires = [_requirement(name, approved) for name in gate.requires]
-    soak = _soak_status(gate, assume_soaked)
+    requires = [await _requirement(name, approved, ledger, as_of) for name in gate.requires]
+    soak = await _soak_status(gate, assume_soaked, ledger, as_of, checks)
     verdict, reasons = decide(checks, requires, soak)
     return Verdict(
         phase=phase,
@@ -153,38 +157,131 @@ async def evaluate(
     )
 
 
-def _requirement(phase: str, approved: set[str]) -> Requirement:
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _requirement(phase: str, approved: set[str], ledger: Ledger | None, as_of: datetime) -> Requirement:
     if phase in approved:
         return Requirement(phase=phase, satisfied=True, reason="assumed approved (--assume-approved)")
+    if ledger is None:
+        return Requirement(
+            phase=phase,
+            satisfied=False,
+            reason=f"no history ledger configured (history.url), so no recorded GO of {phase} can be found",
+        )
+    try:
+        record = await asyncio.to_thread(ledger.last_decision, phase, as_of)
+    except GatecheckError as exc:
+        return Requirement(phase=phase, satisfied=False, reason=f"cannot read the history ledger: {exc}")
+    if record is None:
+        return Requirement(phase=phase, satisfied=False, reason=f"no recorded GO of {phase}")
+    if record.verdict is VerdictState.GO:
+        return Requirement(
+            phase=phase, satisfied=True, reason=f"GO of {phase} recorded as of {_iso(record.as_of)}"
+        )
     return Requirement(
         phase=phase,
         satisfied=False,
         reason=(
-            f"no recorded GO of {phase}: this version keeps no history ledger yet; "
-            f"pass --assume-approved {phase} once it was approved"
+            f"the latest decision of {phase} is {record.verdict.value.upper()} as of "
+            f"{_iso(record.as_of)}: it needs a newer GO"
         ),
     )
 
 
-def _soak_status(gate: GateConfig, assume_soaked: bool) -> SoakStatus | None:
+async def _soak_status(
+    gate: GateConfig,
+    assume_soaked: bool,
+    ledger: Ledger | None,
+    as_of: datetime,
+    checks: list[CheckResult],
+) -> SoakStatus | None:
     if gate.soak is None:
         return None
+    soak = gate.soak
+    base: dict[str, Any] = {"duration": soak.duration, "max_gap": soak.max_gap}
     if assume_soaked:
         return SoakStatus(
-            duration=gate.soak.duration,
-            max_gap=gate.soak.max_gap,
+            **base,
             covered=True,
             assumed=True,
             reason="assumed covered (--assume-soaked); no recorded evaluations were checked",
         )
+    if ledger is None:
+        return SoakStatus(
+            **base,
+            covered=False,
+            reason=(
+                f"no history ledger configured (history.url): 0s of {format_duration(soak.duration)} covered"
+            ),
+        )
+    try:
+        records = await asyncio.to_thread(
+            ledger.history, gate.phase, as_of - soak.duration - soak.max_gap, as_of
+        )
+    except GatecheckError as exc:
+        return SoakStatus(**base, covered=False, reason=f"cannot read the history ledger: {exc}")
+    current = Verdict.model_construct(checks=checks)
+    points = [(r.as_of, r.checks_passed, checks_failed(r.to_verdict())) for r in records]
+    points.append((as_of, checks_passed(current), checks_failed(current)))
+    return soak_coverage(points, as_of, soak.duration, soak.max_gap)
+
+
+def soak_coverage(
+    points: list[tuple[datetime, bool, bool]], as_of: datetime, duration: timedelta, max_gap: timedelta
+) -> SoakStatus:
+    """Coverage of ``[as_of - duration, as_of]`` by evaluations ``(as_of, passed, failed)``.
+
+    Walking back from ``as_of``: passing evaluations extend the covered run while each is
+    within ``max_gap`` of the next; a failed one (a required check failed or a rollback
+    fired) ends it — the clock restarts after it; an inconclusive one is neither evidence
+    nor failure, it only leaves a gap.
+    """
+    points = sorted(points, key=lambda p: p[0])
+    window_start = as_of - duration
+    covered_since: datetime | None = None
+    last_failure: datetime | None = None
+    gap: tuple[datetime, datetime] | None = None
+    later = as_of  # the time the run must reach back from
+    passing = 0
+    for moment, passed, failed in reversed(points):
+        if failed:
+            last_failure = moment
+            break
+        if not passed:
+            continue
+        if later - moment > max_gap:
+            gap = (moment, later)
+            break
+        covered_since, later = moment, moment
+        passing += 1
+        if moment <= window_start:
+            break
+    coverage = as_of - covered_since if covered_since is not None else timedelta(0)
+    covered = covered_since is not None and covered_since <= window_start
+    if covered:
+        reason = (
+            f"{format_duration(duration)} covered by {passing} passing evaluations "
+            f"since {_iso(covered_since)}"  # type: ignore[arg-type]
+        )
+    else:
+        reason = f"{format_duration(min(coverage, duration))} of {format_duration(duration)} covered"
+        if last_failure is not None:
+            reason += f"; last failure at {_iso(last_failure)}"
+        if gap is not None:
+            reason += (
+                f"; no passing evaluation between {_iso(gap[0])} and {_iso(gap[1])} "
+                f"(more than max_gap {format_duration(max_gap)})"
+            )
     return SoakStatus(
-        duration=gate.soak.duration,
-        max_gap=gate.soak.max_gap,
-        covered=False,
-        reason=(
-            f"soak of {format_duration(gate.soak.duration)} needs recorded passing evaluations; "
-            "this version keeps no history ledger yet, so coverage is 0s"
-        ),
+        duration=duration,
+        max_gap=max_gap,
+        covered=covered,
+        coverage=min(coverage, duration),
+        covered_since=covered_since,
+        last_failure=last_failure,
+        reason=reason,
     )
 
 
@@ -246,8 +343,15 @@ async def _run_check(
     try:
         source = pool.get(suite.source)
         frame = await source.query(suite.query, _query_parameters(suite, window, as_of, thresholds))
+    except (SourceUnavailable, SourceTimeout) as exc:
+        return CheckResult(
+            **base, outcome=Outcome.ERROR, source_available=False, reason=f"source {suite.source}: {exc}"
+        )
     except GatecheckError as exc:
-        return CheckResult(**base, outcome=Outcome.ERROR, reason=f"source {suite.source}: {exc}")
+        available = True if isinstance(exc, QueryError) else None
+        return CheckResult(
+            **base, outcome=Outcome.ERROR, source_available=available, reason=f"source {suite.source}: {exc}"
+        )
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a check must never take the evaluation down
@@ -255,6 +359,7 @@ async def _run_check(
         return CheckResult(
             **base, outcome=Outcome.ERROR, reason=f"internal error: {type(exc).__name__}: {exc}"
         )
+    base["source_available"] = True
     try:
         return judge(suite, frame, thresholds, base)
     except Exception as exc:

@@ -7,7 +7,7 @@ the window judged. All are frozen.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 from typing import Any, Literal
 
@@ -113,6 +113,9 @@ class CheckResult(_Result):
     outcome: Outcome
     window: Window
     rows: int = 0
+    # False when the source could not be reached or timed out, True when it answered (even
+    # with a query error), None when it was not asked. Feeds gatecheck_source_up.
+    source_available: bool | None = None
     evidence: EvidenceResult | None = None
     expectations: list[ExpectationResult] = []
     reason: str | None = None
@@ -131,6 +134,9 @@ class SoakStatus(_Result):
     max_gap: Duration
     covered: bool
     assumed: bool = False  # covered only because --assume-soaked said so
+    coverage: Duration = timedelta(0)  # how much of the duration passing evaluations cover
+    covered_since: datetime | None = None
+    last_failure: datetime | None = None
     reason: str
 
 

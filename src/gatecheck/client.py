@@ -1,0 +1,55 @@
+"""``gatecheck run --url``: ask a running service for a phase's verdict (httpx).
+
+CI steps use it to share the service's soak evidence instead of evaluating locally. The
+answer is the same Verdict document ``gatecheck run --format json`` prints, so every output
+format and exit code stays the same. A service that cannot be reached, or has no evaluation
+of the phase yet, gives an INCONCLUSIVE verdict — never GO.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx
+from pydantic import ValidationError
+
+from gatecheck import __version__
+from gatecheck.config import redact
+from gatecheck.errors import ConfigError
+from gatecheck.results import Verdict, VerdictState
+
+
+def _inconclusive(phase: str, reason: str) -> Verdict:
+    return Verdict(
+        phase=phase,
+        environment="unknown",
+        as_of=datetime.now(UTC).replace(microsecond=0),
+        verdict=VerdictState.INCONCLUSIVE,
+        reasons=[reason],
+        checks=[],
+        config_hash="",
+        gatecheck_version=__version__,
+    )
+
+
+def fetch_verdict(url: str, phase: str, evaluate_now: bool = False, timeout: float = 30.0) -> Verdict:
+    """The service's latest verdict of ``phase`` (or a fresh one with ``evaluate_now``)."""
+    base = url.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError(f"--url: expected http(s)://HOST:PORT, got {redact(url)!r}")
+    endpoint = f"{base}/api/v1/phases/{phase}/" + ("evaluate" if evaluate_now else "verdict")
+    shown = redact(base)
+    try:
+        with httpx.Client(timeout=timeout) as client:
+            response = client.post(endpoint) if evaluate_now else client.get(endpoint)
+    except httpx.HTTPError as exc:
+        return _inconclusive(phase, f"gatecheck service at {shown} unreachable: {type(exc).__name__}: {exc}")
+    if response.status_code == 404:
+        raise ConfigError(f"--phase: the service at {shown} does not know phase {phase!r}")
+    if response.status_code != 200:
+        detail = response.text.strip()[:200]
+        return _inconclusive(phase, f"gatecheck service at {shown} answered {response.status_code}: {detail}")
+    try:
+        return Verdict.model_validate(response.json())
+    except (ValueError, ValidationError) as exc:
+        return _inconclusive(phase, f"gatecheck service at {shown} sent an unreadable verdict: {exc}")

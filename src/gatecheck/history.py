@@ -1,0 +1,405 @@
+"""The history ledger: every evaluation, recorded atomically, queried for soak and requires.
+
+Backends, chosen by ``history.url`` in gatecheck.yaml:
+
+- ``sqlite:///relative/path.db`` / ``sqlite:////absolute/path.db`` — the embedded default.
+  WAL mode, so the service and a CLI can use one file at once; one record is one INSERT in
+  one transaction, so a crash leaves either the whole record or none of it.
+- ``chdb://PATH?database=DB`` / ``clickhouse(s)://user:pass@host:port/db`` — a ClickHouse
+  table (``gatecheck_evaluations``) for a ledger shared by several service replicas and CI
+  runners. One record is one INSERT, which ClickHouse writes as one part: all or nothing.
+  chDB opens one path per process, so a chDB ledger must live on the warehouse's path.
+
+A record keeps the full verdict document (every check, observed value, threshold with its
+provenance and window) plus the columns the ledger is searched by.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict
+
+from gatecheck.config import redact
+from gatecheck.errors import ConfigError, GatecheckError
+from gatecheck.results import Outcome, Verdict, VerdictState
+
+
+class LedgerError(GatecheckError):
+    """The ledger cannot be opened, written or read."""
+
+
+class Record(BaseModel):
+    """One recorded evaluation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    phase: str
+    environment: str
+    as_of: datetime
+    verdict: VerdictState
+    checks_passed: bool
+    config_hash: str
+    duration_s: float
+    gatecheck_version: str
+    recorded_at: datetime
+    document: dict[str, Any]
+
+    def to_verdict(self) -> Verdict:
+        return Verdict.model_validate(self.document)
+
+
+def checks_passed(verdict: Verdict) -> bool:
+    """Every required check passed and no rollback suite failed (requires/soak aside)."""
+    required = [c for c in verdict.checks if c.role == "required"]
+    rollback_failed = any(c.role == "rollback" and c.outcome is Outcome.FAIL for c in verdict.checks)
+    return bool(required) and all(c.outcome is Outcome.PASS for c in required) and not rollback_failed
+
+
+def checks_failed(verdict: Verdict) -> bool:
+    """A required check failed or a rollback suite fired: a failure that restarts a soak."""
+    return any((c.role in ("required", "rollback")) and c.outcome is Outcome.FAIL for c in verdict.checks)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+class Ledger(ABC):
+    """Where evaluations are recorded. Methods are blocking; the service runs them in a thread."""
+
+    url: str
+
+    @abstractmethod
+    def record(self, verdict: Verdict, duration_s: float) -> Record:
+        """Append one evaluation, atomically."""
+
+    @abstractmethod
+    def history(
+        self, phase: str, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Record]:
+        """Records of ``phase`` with ``since <= as_of <= until``, oldest first."""
+
+    @abstractmethod
+    def check_writable(self) -> None:
+        """Raise LedgerError if a record could not be written now."""
+
+    def close(self) -> None:  # noqa: B027 — optional hook
+        """Release resources."""
+
+    def latest(self, phase: str, until: datetime | None = None) -> Record | None:
+        records = self.history(phase, until=until)
+        return records[-1] if records else None
+
+    def last_decision(self, phase: str, until: datetime | None = None) -> Record | None:
+        """The newest GO, NO-GO or ROLLBACK of ``phase`` (inconclusive ones decide nothing)."""
+        decisive = {VerdictState.GO, VerdictState.NO_GO, VerdictState.ROLLBACK}
+        for record in reversed(self.history(phase, until=until)):
+            if record.verdict in decisive:
+                return record
+        return None
+
+
+def _row(verdict: Verdict, duration_s: float) -> dict[str, Any]:
+    return {
+        "phase": verdict.phase,
+        "environment": verdict.environment,
+        "as_of": _utc(verdict.as_of),
+        "verdict": verdict.verdict.value,
+        "checks_passed": checks_passed(verdict),
+        "config_hash": verdict.config_hash,
+        "duration_s": float(duration_s),
+        "gatecheck_version": verdict.gatecheck_version,
+        "recorded_at": datetime.now(UTC),
+        "document": verdict.document(),
+    }
+
+
+# --------------------------------------------------------------------------- SQLite
+
+_SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS evaluations (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  phase TEXT NOT NULL,
+  environment TEXT NOT NULL,
+  as_of_ms INTEGER NOT NULL,
+  verdict TEXT NOT NULL,
+  checks_passed INTEGER NOT NULL,
+  config_hash TEXT NOT NULL,
+  duration_s REAL NOT NULL,
+  gatecheck_version TEXT NOT NULL,
+  recorded_at_ms INTEGER NOT NULL,
+  document TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evaluations_phase_as_of ON evaluations (phase, as_of_ms);
+"""
+
+
+def _ms(moment: datetime) -> int:
+    return round(_utc(moment).timestamp() * 1000)
+
+
+def _from_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+class SqliteLedger(Ledger):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as connection:
+                # WAL lets readers (a CLI) and the writer (the service) share the file.
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.executescript(_SQLITE_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise LedgerError(f"history ledger {path}: cannot open ({exc})") from exc
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # A connection per operation: safe from any thread, nothing held between calls.
+        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            connection.execute("PRAGMA busy_timeout=30000")
+            yield connection
+        finally:
+            connection.close()
+
+    def record(self, verdict: Verdict, duration_s: float) -> Record:
+        row = _row(verdict, duration_s)
+        try:
+            with self._connect() as connection:
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute(
+                    "INSERT INTO evaluations (phase, environment, as_of_ms, verdict, checks_passed,"
+                    " config_hash, duration_s, gatecheck_version, recorded_at_ms, document)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        row["phase"], row["environment"], _ms(row["as_of"]), row["verdict"],
+                        int(row["checks_passed"]), row["config_hash"], row["duration_s"],
+                        row["gatecheck_version"], _ms(row["recorded_at"]), json.dumps(row["document"]),
+                    ),
+                )  # fmt: skip
+                connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"history ledger {self.path}: cannot write ({exc})") from exc
+        return Record.model_validate(row)
+
+    def history(
+        self, phase: str, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Record]:
+        sql = (
+            "SELECT phase, environment, as_of_ms, verdict, checks_passed, config_hash, duration_s,"
+            " gatecheck_version, recorded_at_ms, document FROM evaluations WHERE phase = ?"
+        )
+        args: list[Any] = [phase]
+        if since is not None:
+            sql += " AND as_of_ms >= ?"
+            args.append(_ms(since))
+        if until is not None:
+            sql += " AND as_of_ms <= ?"
+            args.append(_ms(until))
+        sql += " ORDER BY as_of_ms, id"
+        try:
+            with self._connect() as connection:
+                rows = connection.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"history ledger {self.path}: cannot read ({exc})") from exc
+        return [
+            Record(
+                phase=r[0],
+                environment=r[1],
+                as_of=_from_ms(r[2]),
+                verdict=VerdictState(r[3]),
+                checks_passed=bool(r[4]),
+                config_hash=r[5],
+                duration_s=r[6],
+                gatecheck_version=r[7],
+                recorded_at=_from_ms(r[8]),
+                document=json.loads(r[9]),
+            )
+            for r in rows
+        ]
+
+    def check_writable(self) -> None:
+        try:
+            with self._connect() as connection:
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"history ledger {self.path}: not writable ({exc})") from exc
+
+
+# --------------------------------------------------------------------------- ClickHouse
+
+_CH_TABLE = "gatecheck_evaluations"
+_CH_SCHEMA = """
+CREATE TABLE IF NOT EXISTS {table} (
+  phase LowCardinality(String),
+  environment LowCardinality(String),
+  as_of DateTime64(3, 'UTC'),
+  verdict LowCardinality(String),
+  checks_passed UInt8,
+  config_hash String,
+  duration_s Float64,
+  gatecheck_version String,
+  recorded_at DateTime64(3, 'UTC'),
+  document String
+) ENGINE = MergeTree ORDER BY (phase, as_of)
+"""
+_CH_INSERT = """
+INSERT INTO {table} SELECT
+  {phase:String}, {environment:String}, toDateTime64({as_of_ms:Int64} / 1000, 3, 'UTC'),
+  {verdict:String}, {checks_passed:UInt8}, {config_hash:String}, {duration_s:Float64},
+  {gatecheck_version:String}, toDateTime64({recorded_at_ms:Int64} / 1000, 3, 'UTC'), {document:String}
+"""
+_CH_SELECT = """
+SELECT phase, environment, toUnixTimestamp64Milli(as_of) AS as_of_ms, verdict, checks_passed,
+       config_hash, duration_s, gatecheck_version, toUnixTimestamp64Milli(recorded_at) AS recorded_at_ms,
+       document
+FROM {table}
+WHERE phase = {phase:String}
+  AND as_of >= toDateTime64({since_ms:Int64} / 1000, 3, 'UTC')
+  AND as_of <= toDateTime64({until_ms:Int64} / 1000, 3, 'UTC')
+ORDER BY as_of, recorded_at
+"""
+
+
+class ClickHouseLedger(Ledger):
+    """A ``gatecheck_evaluations`` table on chDB or a ClickHouse server."""
+
+    def __init__(self, url: str, root: Path) -> None:
+        self.url = redact(url)
+        parts = urlsplit(url)
+        self._lock = threading.Lock()
+        if parts.scheme == "chdb":
+            from gatecheck.sources.clickhouse import _acquire_embedded, _release_embedded
+
+            raw = Path(unquote(parts.netloc + parts.path))
+            path = raw if raw.is_absolute() else root / raw
+            database = parse_qs(parts.query).get("database", ["default"])[0]
+            self._table = f"`{database}`.{_CH_TABLE}"
+            session = _acquire_embedded(path, create=True)
+            self._release = _release_embedded
+
+            def execute(sql: str, params: dict[str, Any], fetch: bool) -> Any:
+                with self._lock:
+                    if fetch:
+                        return session.query(sql, "DataFrame", params=params)
+                    session.query(sql, "CSV", params=params)
+                    return None
+
+            self._execute = execute
+            self._execute(f"CREATE DATABASE IF NOT EXISTS `{database}`", {}, False)
+        elif parts.scheme in ("clickhouse", "clickhouses"):
+            import clickhouse_connect
+
+            database = parts.path.strip("/") or "default"
+            self._table = f"`{database}`.{_CH_TABLE}"
+            try:
+                client = clickhouse_connect.get_client(
+                    host=parts.hostname or "localhost",
+                    port=parts.port or (8443 if parts.scheme == "clickhouses" else 8123),
+                    username=unquote(parts.username or "default"),
+                    password=unquote(parts.password or ""),
+                    database=database,
+                    secure=parts.scheme == "clickhouses",
+                )
+            except Exception as exc:
+                raise LedgerError(f"history ledger {self.url}: cannot connect ({exc})") from exc
+            self._release = client.close
+
+            def execute(sql: str, params: dict[str, Any], fetch: bool) -> Any:
+                if fetch:
+                    return client.query_df(sql, parameters=params)
+                client.command(sql, parameters=params)
+                return None
+
+            self._execute = execute
+        else:  # pragma: no cover — open_ledger only sends these schemes
+            raise ConfigError(f"history.url: unsupported scheme {parts.scheme!r}")
+        try:
+            self._execute(_CH_SCHEMA.format(table=self._table), {}, False)
+        except Exception as exc:
+            raise LedgerError(f"history ledger {self.url}: cannot create table ({exc})") from exc
+
+    def record(self, verdict: Verdict, duration_s: float) -> Record:
+        row = _row(verdict, duration_s)
+        params = {
+            "phase": row["phase"], "environment": row["environment"], "as_of_ms": _ms(row["as_of"]),
+            "verdict": row["verdict"], "checks_passed": int(row["checks_passed"]),
+            "config_hash": row["config_hash"], "duration_s": row["duration_s"],
+            "gatecheck_version": row["gatecheck_version"], "recorded_at_ms": _ms(row["recorded_at"]),
+            "document": json.dumps(row["document"]),
+        }  # fmt: skip
+        try:
+            self._execute(_CH_INSERT.format(table=self._table), params, False)
+        except Exception as exc:
+            raise LedgerError(f"history ledger {self.url}: cannot write ({exc})") from exc
+        return Record.model_validate(row)
+
+    def history(
+        self, phase: str, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Record]:
+        params = {
+            "phase": phase,
+            "since_ms": _ms(since) if since else 0,
+            "until_ms": _ms(until) if until else 32503680000000,  # year 3000
+        }
+        try:
+            frame = self._execute(_CH_SELECT.format(table=self._table), params, True)
+        except Exception as exc:
+            raise LedgerError(f"history ledger {self.url}: cannot read ({exc})") from exc
+        return [
+            Record(
+                phase=r["phase"],
+                environment=r["environment"],
+                as_of=_from_ms(int(r["as_of_ms"])),
+                verdict=VerdictState(r["verdict"]),
+                checks_passed=bool(r["checks_passed"]),
+                config_hash=r["config_hash"],
+                duration_s=float(r["duration_s"]),
+                gatecheck_version=r["gatecheck_version"],
+                recorded_at=_from_ms(int(r["recorded_at_ms"])),
+                document=json.loads(r["document"]),
+            )
+            for r in frame.to_dict("records")
+        ]
+
+    def check_writable(self) -> None:
+        try:
+            self._execute(f"SELECT count() FROM {self._table}", {}, True)
+        except Exception as exc:
+            raise LedgerError(f"history ledger {self.url}: not reachable ({exc})") from exc
+
+    def close(self) -> None:
+        release, self._release = self._release, lambda: None
+        release()
+
+
+def open_ledger(url: str, root: Path) -> Ledger:
+    """The ledger for ``history.url``; relative paths resolve against the config directory."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        # sqlite:///relative/file.db → "relative/file.db"; sqlite:////abs/file.db → "/abs/file.db"
+        raw = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
+        if not raw:
+            raise ConfigError(f"history.url: {url!r} needs a path, e.g. sqlite:///.gatecheck/history.db")
+        path = Path(raw)
+        return SqliteLedger(path if path.is_absolute() else root / path)
+    if parts.scheme in ("chdb", "clickhouse", "clickhouses"):
+        return ClickHouseLedger(url, root)
+    raise ConfigError(
+        f"history.url: unsupported scheme in {redact(url)!r} "
+        "(use sqlite:///PATH, chdb://PATH or clickhouse://host:8123/db)"
+    )

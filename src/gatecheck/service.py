@@ -1,0 +1,390 @@
+"""``gatecheck serve``: evaluate phases on a schedule, record them, serve gauges and an API.
+
+One asyncio event loop holds everything: APScheduler (3.x, ``AsyncIOScheduler``) runs one
+job per phase, uvicorn serves the FastAPI app. A per-phase lock (and ``max_instances=1``)
+keeps evaluations of one phase from overlapping, whether started by the schedule or by
+``POST /api/v1/phases/{phase}/evaluate``. Sources have their own timeouts, so a slow one
+costs its own checks, never the schedule.
+
+A loop that cannot die: any exception in one evaluation is logged with its traceback and
+kept as that phase's ``last_error``; the service carries on. A failing source degrades
+verdicts to INCONCLUSIVE (its checks are ``error``) and ``gatecheck_source_up`` to 0.
+
+Shutdown (SIGTERM/SIGINT, handled by uvicorn): the scheduler stops, evaluations in flight
+are cancelled, and since a record is written in one atomic step after an evaluation
+completes, the ledger never holds a partial record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from gatecheck import __version__
+from gatecheck.config import Project
+from gatecheck.durations import parse_duration
+from gatecheck.errors import ConfigError, GatecheckError
+from gatecheck.gate import evaluate
+from gatecheck.history import Ledger
+from gatecheck.results import Outcome, Verdict, VerdictState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PhaseState:
+    """What the service knows of one phase (replaced whole after each evaluation)."""
+
+    verdict: Verdict | None = None
+    duration_s: float | None = None
+    evaluated_at: datetime | None = None  # wall clock when the evaluation finished
+    last_error: str | None = None
+    evaluations: int = 0
+
+
+@dataclass
+class Service:
+    """The scheduled evaluator and its state; the HTTP app and the collector are views of it."""
+
+    project: Project
+    ledger: Ledger
+    phases: list[str]
+    states: dict[str, PhaseState] = field(default_factory=dict)
+    source_up: dict[tuple[str, str], bool] = field(default_factory=dict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.phases if p not in self.project.gates]
+        if unknown:
+            raise ConfigError(
+                f"unknown phase(s) to serve: {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(self.project.gates))})"
+            )
+        for phase in self.phases:
+            self.states.setdefault(phase, PhaseState())
+            self._locks.setdefault(phase, asyncio.Lock())
+
+    def interval(self, phase: str) -> timedelta:
+        return self.project.config.service.interval_for(phase)
+
+    async def evaluate_phase(self, phase: str) -> Verdict:
+        """Evaluate now (waiting for a running evaluation of the same phase), record, publish."""
+        if phase not in self._locks:
+            self._locks[phase] = asyncio.Lock()
+            self.states[phase] = PhaseState()
+        async with self._locks[phase]:
+            started = time.perf_counter()
+            verdict = await evaluate(self.project, phase, ledger=self.ledger)
+            duration = time.perf_counter() - started
+            # Shielded: once the evaluation is complete its record is written whole, even if
+            # the service is being stopped; before this point a stop abandons it unrecorded.
+            await asyncio.shield(asyncio.to_thread(self.ledger.record, verdict, duration))
+            state = self.states[phase]
+            self.states[phase] = PhaseState(
+                verdict=verdict,
+                duration_s=duration,
+                evaluated_at=datetime.now(UTC),
+                last_error=None,
+                evaluations=state.evaluations + 1,
+            )
+            answered: dict[tuple[str, str], bool] = {}
+            for check in verdict.checks:
+                if check.source_available is not None:
+                    key = (verdict.environment, check.source)
+                    # Down if any check of this evaluation could not reach it.
+                    answered[key] = answered.get(key, True) and check.source_available
+            self.source_up.update(answered)
+            return verdict
+
+    async def scheduled(self, phase: str) -> None:
+        """The scheduler's job: never raises (except cancellation)."""
+        try:
+            await self.evaluate_phase(phase)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("evaluation of %s failed", phase)
+            state = self.states[phase]
+            self.states[phase] = PhaseState(
+                verdict=state.verdict,
+                duration_s=state.duration_s,
+                evaluated_at=state.evaluated_at,
+                last_error=f"{type(exc).__name__}: {exc}",
+                evaluations=state.evaluations,
+            )
+
+    def latest(self, phase: str) -> Verdict | None:
+        state = self.states.get(phase)
+        if state is not None and state.verdict is not None:
+            return state.verdict
+        record = self.ledger.latest(phase)
+        return record.to_verdict() if record else None
+
+
+# --------------------------------------------------------------------------- /metrics
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    return None
+
+
+class VerdictCollector(Collector):
+    """Builds every gauge at scrape time from the service's latest verdicts."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        states = dict(self.service.states)
+        verdict_g = GaugeMetricFamily(
+            "gatecheck_phase_verdict",
+            "Latest verdict of a phase, one-hot over state (go, no-go, inconclusive, rollback).",
+            labels=["phase", "environment", "state"],
+        )
+        outcome_g = GaugeMetricFamily(
+            "gatecheck_check_outcome",
+            "Latest outcome of a check, one-hot over outcome (pass, fail, inconclusive, error).",
+            labels=["phase", "suite", "role", "outcome"],
+        )
+        observed_g = GaugeMetricFamily(
+            "gatecheck_check_observed_value",
+            "Observed value of an expectation (the worst group) in the latest evaluation.",
+            labels=["phase", "suite", "column", "expectation"],
+        )
+        threshold_g = GaugeMetricFamily(
+            "gatecheck_check_threshold",
+            "Threshold an expectation is judged by, with its bound (min or max).",
+            labels=["phase", "suite", "column", "expectation", "threshold", "bound", "provenance"],
+        )
+        coverage_g = GaugeMetricFamily(
+            "gatecheck_soak_coverage_seconds",
+            "Seconds of the soak covered by passing evaluations.",
+            labels=["phase"],
+        )
+        soak_g = GaugeMetricFamily(
+            "gatecheck_soak_duration_seconds", "Soak duration the phase requires.", labels=["phase"]
+        )
+        as_of_g = GaugeMetricFamily(
+            "gatecheck_evaluation_timestamp_seconds",
+            "as_of of the latest evaluation (Unix time).",
+            labels=["phase"],
+        )
+        duration_g = GaugeMetricFamily(
+            "gatecheck_evaluation_duration_seconds", "Wall time of the latest evaluation.", labels=["phase"]
+        )
+        errors_g = GaugeMetricFamily(
+            "gatecheck_evaluation_error", "1 if the latest scheduled evaluation raised.", labels=["phase"]
+        )
+        up_g = GaugeMetricFamily(
+            "gatecheck_source_up", "1 if the source answered in the latest evaluation using it.",
+            labels=["environment", "source"],
+        )  # fmt: skip
+        for phase, state in sorted(states.items()):
+            errors_g.add_metric([phase], 1.0 if state.last_error else 0.0)
+            verdict = state.verdict
+            if verdict is None:
+                continue
+            for choice in VerdictState:
+                verdict_g.add_metric(
+                    [phase, verdict.environment, choice.value], float(choice is verdict.verdict)
+                )
+            as_of_g.add_metric([phase], verdict.as_of.timestamp())
+            if state.duration_s is not None:
+                duration_g.add_metric([phase], state.duration_s)
+            if verdict.soak is not None:
+                coverage_g.add_metric([phase], verdict.soak.coverage.total_seconds())
+                soak_g.add_metric([phase], verdict.soak.duration.total_seconds())
+            for check in verdict.checks:
+                for outcome in Outcome:
+                    outcome_g.add_metric(
+                        [phase, check.suite, check.role, outcome.value], float(outcome is check.outcome)
+                    )
+                for expectation in check.expectations:
+                    column = expectation.column or ""
+                    observed = _number(expectation.observed_value)
+                    if observed is not None:
+                        observed_g.add_metric([phase, check.suite, column, expectation.type], observed)
+                    for threshold in expectation.thresholds:
+                        value = _number(threshold.value)
+                        if value is not None and threshold.bound is not None:
+                            threshold_g.add_metric(
+                                [phase, check.suite, column, expectation.type, threshold.name,
+                                 threshold.bound, threshold.provenance],
+                                value,
+                            )  # fmt: skip
+        for (environment, source), up in sorted(self.service.source_up.items()):
+            up_g.add_metric([environment, source], 1.0 if up else 0.0)
+        yield from (
+            verdict_g,
+            outcome_g,
+            observed_g,
+            threshold_g,
+            coverage_g,
+            soak_g,
+            as_of_g,
+            duration_g,
+            errors_g,
+            up_g,
+        )
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def create_app(service: Service) -> Any:
+    """The FastAPI app: /metrics, /healthz, /readyz and the /api/v1 verdict API."""
+    from fastapi import FastAPI, HTTPException, Query
+    from fastapi.responses import JSONResponse, Response
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(VerdictCollector(service))
+    app = FastAPI(title="gatecheck", version=__version__, docs_url=None, redoc_url=None)
+
+    def known(phase: str) -> None:
+        if phase not in service.project.gates:
+            raise HTTPException(404, f"unknown phase {phase!r}")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Any:
+        try:
+            await asyncio.to_thread(service.ledger.check_writable)
+        except GatecheckError as exc:
+            return JSONResponse({"status": "not ready", "reason": str(exc)}, status_code=503)
+        return {"status": "ready", "phases": service.phases, "config_hash": service.project.config_hash}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/v1/phases")
+    async def phases() -> list[dict[str, Any]]:
+        result = []
+        for gate in service.project.chain():
+            state = service.states.get(gate.phase)
+            latest = state.verdict if state else None
+            result.append(
+                {
+                    "phase": gate.phase,
+                    "environment": gate.environment,
+                    "description": " ".join(gate.description.split()),
+                    "requires": gate.requires,
+                    "scheduled": gate.phase in service.phases,
+                    "interval": service.interval(gate.phase).total_seconds(),
+                    "verdict": latest.verdict.value if latest else None,
+                    "as_of": latest.as_of.isoformat() if latest else None,
+                    "last_error": state.last_error if state else None,
+                }
+            )
+        return result
+
+    @app.get("/api/v1/phases/{phase}/verdict")
+    async def verdict(phase: str) -> Any:
+        known(phase)
+        latest = await asyncio.to_thread(service.latest, phase)
+        if latest is None:
+            return JSONResponse({"detail": f"no evaluation of {phase} yet"}, status_code=503)
+        return latest.document()
+
+    @app.get("/api/v1/phases/{phase}/history")
+    async def history(phase: str, since: str = Query("48h", description="e.g. 30m, 48h, 7d")) -> Any:
+        known(phase)
+        try:
+            window = parse_duration(since)
+        except ValueError as exc:
+            raise HTTPException(422, f"since: {exc}") from exc
+        records = await asyncio.to_thread(service.ledger.history, phase, datetime.now(UTC) - window)
+        return [record_summary(r) for r in records]
+
+    @app.post("/api/v1/phases/{phase}/evaluate")
+    async def evaluate_now(phase: str) -> Any:
+        known(phase)
+        return (await service.evaluate_phase(phase)).document()
+
+    return app
+
+
+def record_summary(record: Any) -> dict[str, Any]:
+    """A ledger record without its full document, plus the checks that did not pass."""
+    verdict = record.to_verdict()
+    return {
+        "phase": record.phase,
+        "environment": record.environment,
+        "as_of": record.as_of.isoformat(),
+        "verdict": record.verdict.value,
+        "checks_passed": record.checks_passed,
+        "duration_s": round(record.duration_s, 3),
+        "config_hash": record.config_hash,
+        "gatecheck_version": record.gatecheck_version,
+        "recorded_at": record.recorded_at.isoformat(),
+        "not_passed": {c.suite: c.outcome.value for c in verdict.checks if c.outcome is not Outcome.PASS},
+    }
+
+
+# --------------------------------------------------------------------------- running
+
+
+@contextlib.asynccontextmanager
+async def scheduled(service: Service) -> AsyncIterator[Any]:
+    """Start one APScheduler job per phase (first run now); stop and cancel on exit."""
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    now = datetime.now(UTC)
+    for phase in service.phases:
+        seconds = service.interval(phase).total_seconds()
+        scheduler.add_job(
+            service.scheduled,
+            "interval",
+            seconds=seconds,
+            args=[phase],
+            id=f"evaluate:{phase}",
+            max_instances=1,  # evaluations of one phase never overlap
+            coalesce=True,  # a late run is one run, not a burst
+            misfire_grace_time=max(1, int(seconds)),
+            next_run_time=now,
+        )
+    scheduler.start()
+    try:
+        yield scheduler
+    finally:
+        # wait=False: in-flight evaluations are cancelled; nothing partial reaches the ledger.
+        scheduler.shutdown(wait=False)
+        await asyncio.sleep(0)
+
+
+async def serve(service: Service, host: str, port: int) -> None:
+    """Run the schedule and the HTTP server until SIGTERM/SIGINT."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        create_app(service), host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    async with scheduled(service):
+        log.warning(
+            "gatecheck %s serving %s on http://%s:%d (ledger %s)",
+            __version__, ", ".join(service.phases), host, port, service.ledger.url,
+        )  # fmt: skip
+        await server.serve()
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
