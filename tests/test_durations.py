@@ -30,5 +30,6 @@ def test_rejects_anything_else(text: object) -> None:
 
 
 def test_formats_back_to_the_same_notation() -> None:
-    assert format_duration(timedelta(hours=49, minutes=30)) == "2d1h30m"
+    assert format_duration(timedelta(hours=49, minutes=30)) == "49h30m"
+    assert format_duration(timedelta(days=7)) == "7d"
     assert format_duration(timedelta(0)) == "0s"

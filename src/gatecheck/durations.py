@@ -49,7 +49,13 @@ def format_duration(delta: timedelta) -> str:
     if total == 0:
         return "0s"
     parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+    # Days only from a week on: a soak reads "48h", not "2d".
+    units = (
+        (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+        if total >= 7 * 86400
+        else (("h", 3600), ("m", 60), ("s", 1))
+    )
+    for unit, size in units:
         count, total = divmod(total, size)
         if count:
             parts.append(f"{count}{unit}")

@@ -329,7 +329,7 @@ class ClickHouseLedger(Ledger):
         else:  # pragma: no cover — open_ledger only sends these schemes
             raise ConfigError(f"history.url: unsupported scheme {parts.scheme!r}")
         try:
-            self._execute(_CH_SCHEMA.format(table=self._table), {}, False)
+            self._execute(_CH_SCHEMA.replace("{table}", self._table), {}, False)
         except Exception as exc:
             raise LedgerError(f"history ledger {self.url}: cannot create table ({exc})") from exc
 
@@ -343,7 +343,7 @@ class ClickHouseLedger(Ledger):
             "document": json.dumps(row["document"]),
         }  # fmt: skip
         try:
-            self._execute(_CH_INSERT.format(table=self._table), params, False)
+            self._execute(_CH_INSERT.replace("{table}", self._table), params, False)
         except Exception as exc:
             raise LedgerError(f"history ledger {self.url}: cannot write ({exc})") from exc
         return Record.model_validate(row)
@@ -357,7 +357,7 @@ class ClickHouseLedger(Ledger):
             "until_ms": _ms(until) if until else 32503680000000,  # year 3000
         }
         try:
-            frame = self._execute(_CH_SELECT.format(table=self._table), params, True)
+            frame = self._execute(_CH_SELECT.replace("{table}", self._table), params, True)
         except Exception as exc:
             raise LedgerError(f"history ledger {self.url}: cannot read ({exc})") from exc
         return [

@@ -1,0 +1,242 @@
+"""The history ledger (SQLite and ClickHouse on chDB), soak continuity and requires."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gatecheck.config import load_project
+from gatecheck.gate import evaluate, soak_coverage, window_for
+from gatecheck.history import ClickHouseLedger, Ledger, SqliteLedger, checks_passed
+from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
+
+from .conftest import AS_OF, warehouse_env
+
+HOUR = timedelta(hours=1)
+
+
+def verdict(
+    phase: str, as_of: datetime, outcome: Outcome = Outcome.PASS, state: VerdictState | None = None
+) -> Verdict:
+    check = CheckResult(
+        suite="unmatched_edges", source="warehouse", role="required", outcome=outcome,
+        window=window_for(as_of, HOUR, timedelta(minutes=10)),
+    )  # fmt: skip
+    if state is None:
+        state = {Outcome.PASS: VerdictState.GO, Outcome.FAIL: VerdictState.NO_GO}.get(
+            outcome, VerdictState.INCONCLUSIVE
+        )
+    return Verdict(
+        phase=phase, environment="staging", as_of=as_of, verdict=state, reasons=["test"],
+        checks=[check], config_hash="abc", gatecheck_version="test",
+    )  # fmt: skip
+
+
+@pytest.fixture(params=["sqlite", "chdb"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path, warehouse: Path) -> Ledger:
+    if request.param == "sqlite":
+        opened: Ledger = SqliteLedger(tmp_path / "ledger.db")
+    else:
+        # chDB opens one path per process: the ledger lives on the warehouse's path.
+        database = f"ledger_{abs(hash(str(tmp_path))) % 10**8}"
+        opened = ClickHouseLedger(f"chdb://{warehouse}?database={database}", tmp_path)
+    yield opened
+    opened.close()
+
+
+def test_records_round_trip_in_as_of_order(ledger: Ledger) -> None:
+    ledger.record(verdict("p", AS_OF), 1.5)
+    ledger.record(verdict("p", AS_OF - HOUR, Outcome.FAIL), 0.5)
+    ledger.record(verdict("other", AS_OF), 0.1)
+    records = ledger.history("p")
+    assert [(r.as_of, r.verdict, r.checks_passed) for r in records] == [
+        (AS_OF - HOUR, VerdictState.NO_GO, False),
+        (AS_OF, VerdictState.GO, True),
+    ]
+    assert records[1].duration_s == 1.5 and records[1].to_verdict() == verdict("p", AS_OF)
+    assert [r.as_of for r in ledger.history("p", since=AS_OF - timedelta(minutes=30))] == [AS_OF]
+    assert [r.as_of for r in ledger.history("p", until=AS_OF - timedelta(minutes=30))] == [AS_OF - HOUR]
+    ledger.check_writable()
+
+
+def test_last_decision_skips_inconclusive(ledger: Ledger) -> None:
+    ledger.record(verdict("p", AS_OF - 2 * HOUR), 0.1)
+    ledger.record(verdict("p", AS_OF - HOUR, Outcome.ERROR), 0.1)
+    decision = ledger.last_decision("p", until=AS_OF)
+    assert decision is not None and decision.verdict is VerdictState.GO
+    ledger.record(verdict("p", AS_OF, Outcome.FAIL), 0.1)
+    decision = ledger.last_decision("p", until=AS_OF)
+    assert decision is not None and decision.verdict is VerdictState.NO_GO
+    assert ledger.last_decision("never") is None
+
+
+def test_sqlite_uses_wal_and_a_reader_sees_a_writer(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    writer, reader = SqliteLedger(path), SqliteLedger(path)
+    writer.record(verdict("p", AS_OF), 0.1)
+    assert len(reader.history("p")) == 1
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_killed_writer_leaves_only_complete_records(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    document = json.dumps(verdict("p", AS_OF).document())
+    script = (
+        "import sys, json; from datetime import timedelta\n"
+        "from gatecheck.history import SqliteLedger\n"
+        "from gatecheck.results import Verdict\n"
+        f"v = Verdict.model_validate(json.loads({document!r}))\n"
+        f"ledger = SqliteLedger(__import__('pathlib').Path({str(path)!r}))\n"
+        "i = 0\n"
+        "while True:\n"
+        "    ledger.record(v.model_copy(update={'as_of': v.as_of + timedelta(seconds=i)}), 0.1)\n"
+        "    i += 1\n"
+        "    if i == 20: print('ready', flush=True)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    time.sleep(0.3)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    process.stdout.close()
+    records = SqliteLedger(path).history("p")
+    assert len(records) >= 20
+    assert all(r.to_verdict().phase == "p" for r in records)  # every document parses whole
+
+
+def points(*items: tuple[float, str]) -> list[tuple[datetime, bool, bool]]:
+    """(hours before AS_OF, 'pass' | 'fail' | 'inconclusive')."""
+    return [(AS_OF - timedelta(hours=h), kind == "pass", kind == "fail") for h, kind in items]
+
+
+def every(start_h: float, end_h: float, step_min: int = 20, kind: str = "pass") -> list[tuple[float, str]]:
+    out, h = [], start_h
+    while h >= end_h - 1e-9:
+        out.append((h, kind))
+        h -= step_min / 60
+    return out
+
+
+def test_soak_covered_when_passing_evaluations_span_the_duration() -> None:
+    status = soak_coverage(points(*every(48.2, 0)), AS_OF, timedelta(hours=48), timedelta(minutes=30))
+    assert status.covered and status.coverage == timedelta(hours=48)
+    assert "48h covered by" in status.reason
+
+
+def test_a_gap_longer_than_max_gap_breaks_coverage() -> None:
+    history = every(48.2, 31.5) + every(30.0, 0)  # 90 minutes without an evaluation
+    status = soak_coverage(points(*history), AS_OF, timedelta(hours=48), timedelta(minutes=30))
+    assert not status.covered
+    assert status.coverage == timedelta(hours=30)
+    assert status.reason.startswith("30h of 48h covered")
+    assert "more than max_gap 30m" in status.reason
+
+
+def test_a_failure_restarts_the_clock() -> None:
+    history = every(48.2, 12.5) + [(12.2, "fail")] + every(12.0, 0)
+    status = soak_coverage(points(*history), AS_OF, timedelta(hours=48), timedelta(minutes=30))
+    assert not status.covered and status.coverage == timedelta(hours=12)
+    assert status.last_failure == AS_OF - timedelta(hours=12.2)
+    assert "last failure at" in status.reason
+    # Once the failure is older than the soak window, the soak is covered again.
+    later = soak_coverage(points(*history), AS_OF, timedelta(hours=11), timedelta(minutes=30))
+    assert later.covered
+
+
+def test_inconclusive_evaluations_are_gaps_not_failures() -> None:
+    short = every(48.2, 0)
+    short[50] = (short[50][0], "inconclusive")  # one 20-minute blip: gap 40m > 30m
+    assert not soak_coverage(points(*short), AS_OF, timedelta(hours=48), timedelta(minutes=30)).covered
+    assert soak_coverage(points(*short), AS_OF, timedelta(hours=48), timedelta(minutes=45)).covered
+
+
+# ------------------------------------------------------------------ through the gate engine
+
+
+@pytest.fixture
+def soak_config(config_copy: Path) -> Path:
+    gates = {
+        "soak-test": {
+            "phase": "soak-test", "environment": "staging", "requires": ["before"],
+            "soak": {"duration": "6h", "max_gap": "30m"}, "checks": [{"suite": "unmatched_edges"}],
+        },
+        "before": {"phase": "before", "environment": "staging", "checks": [{"suite": "unattributed_sessions"}]},
+    }  # fmt: skip
+    for name, gate in gates.items():
+        (config_copy / "gates" / f"{name}.yaml").write_text(yaml.safe_dump(gate))
+    return config_copy
+
+
+def judge(soak_config: Path, warehouse: Path, ledger: Ledger) -> Verdict:
+    project = load_project(soak_config, environ=warehouse_env(warehouse, "healthy"))
+    return asyncio.run(evaluate(project, "soak-test", AS_OF, ledger=ledger))
+
+
+def fill(ledger: Ledger, phase: str, history: list[tuple[float, str]]) -> None:
+    outcomes = {"pass": Outcome.PASS, "fail": Outcome.FAIL, "inconclusive": Outcome.INCONCLUSIVE}
+    for hours, kind in history:
+        ledger.record(verdict(phase, AS_OF - timedelta(hours=hours), outcomes[kind]), 0.1)
+
+
+def test_gate_go_when_required_phase_approved_and_soak_covered(
+    soak_config: Path, warehouse: Path, tmp_path: Path
+) -> None:
+    ledger = SqliteLedger(tmp_path / "l.db")
+    fill(ledger, "before", [(10, "pass")])
+    fill(ledger, "soak-test", every(6.2, 0.1))
+    result = judge(soak_config, warehouse, ledger)
+    assert result.verdict is VerdictState.GO, result.reasons
+    assert result.requires[0].satisfied and "GO of before recorded" in result.requires[0].reason
+    assert result.soak is not None and result.soak.covered and not result.soak.assumed
+
+
+def test_gate_inconclusive_with_coverage_when_a_gap_breaks_the_soak(
+    soak_config: Path, warehouse: Path, tmp_path: Path
+) -> None:
+    ledger = SqliteLedger(tmp_path / "l.db")
+    fill(ledger, "before", [(10, "pass")])
+    fill(ledger, "soak-test", every(6.2, 3.5) + every(2.0, 0.1))
+    result = judge(soak_config, warehouse, ledger)
+    assert result.verdict is VerdictState.INCONCLUSIVE
+    assert result.soak is not None and result.soak.coverage == timedelta(hours=2)
+    assert any("2h of 6h covered" in r for r in result.reasons)
+
+
+def test_gate_not_go_after_a_failure_until_the_window_is_clean(
+    soak_config: Path, warehouse: Path, tmp_path: Path
+) -> None:
+    ledger = SqliteLedger(tmp_path / "l.db")
+    fill(ledger, "before", [(10, "pass")])
+    fill(ledger, "soak-test", every(6.2, 4.5) + [(4.2, "fail")] + every(4.0, 0.1))
+    result = judge(soak_config, warehouse, ledger)
+    assert result.verdict is VerdictState.INCONCLUSIVE
+    assert result.soak is not None and "last failure at" in result.soak.reason
+
+
+def test_requires_not_met_names_the_phase(soak_config: Path, warehouse: Path, tmp_path: Path) -> None:
+    ledger = SqliteLedger(tmp_path / "l.db")
+    fill(ledger, "soak-test", every(6.2, 0.1))
+    missing = judge(soak_config, warehouse, ledger)
+    assert missing.verdict is VerdictState.INCONCLUSIVE
+    assert any("requires before: no recorded GO of before" in r for r in missing.reasons)
+    fill(ledger, "before", [(10, "pass"), (5, "fail")])  # a NO-GO newer than the GO
+    revoked = judge(soak_config, warehouse, ledger)
+    assert revoked.verdict is VerdictState.INCONCLUSIVE
+    assert "latest decision of before is NO-GO" in revoked.requires[0].reason
+
+
+def test_checks_passed_means_required_checks_only() -> None:
+    assert checks_passed(verdict("p", AS_OF))
+    assert not checks_passed(verdict("p", AS_OF, Outcome.ERROR))
