@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -145,7 +145,7 @@ def test_a_gap_longer_than_max_gap_breaks_coverage() -> None:
 
 
 def test_a_failure_restarts_the_clock() -> None:
-    history = every(48.2, 12.5) + [(12.2, "fail")] + every(12.0, 0)
+    history = [*every(48.2, 12.5), (12.2, "fail"), *every(12.0, 0)]
     status = soak_coverage(points(*history), AS_OF, timedelta(hours=48), timedelta(minutes=30))
     assert not status.covered and status.coverage == timedelta(hours=12)
     assert status.last_failure == AS_OF - timedelta(hours=12.2)
@@ -219,7 +219,7 @@ def test_gate_not_go_after_a_failure_until_the_window_is_clean(
 ) -> None:
     ledger = SqliteLedger(tmp_path / "l.db")
     fill(ledger, "before", [(10, "pass")])
-    fill(ledger, "soak-test", every(6.2, 4.5) + [(4.2, "fail")] + every(4.0, 0.1))
+    fill(ledger, "soak-test", [*every(6.2, 4.5), (4.2, "fail"), *every(4.0, 0.1)])
     result = judge(soak_config, warehouse, ledger)
     assert result.verdict is VerdictState.INCONCLUSIVE
     assert result.soak is not None and "last failure at" in result.soak.reason
