@@ -45,12 +45,22 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def live_warehouse(warehouse: Path) -> str:
-    """A database of the session warehouse built at the current time, for gates that also
-    read the bus (JetStream stamps messages with the real clock). Returns its database."""
+def live_databases(warehouse: Path) -> dict[str, str]:
+    """Scenarios built at the current time (for gates that also read the bus, whose messages
+    carry the real clock, and for the service, which evaluates at now): scenario → database."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    built = {}
     with embedded_session(warehouse) as session:
-        build_reference(session, "live", datetime.now(UTC).replace(microsecond=0), "healthy")
-    return "live"
+        for scenario in ("healthy", "unmatched-edges", "thin-traffic"):
+            database = "live_" + database_for(scenario)
+            build_reference(session, database, now, scenario)
+            built[scenario] = database
+    return built
+
+
+@pytest.fixture(scope="session")
+def live_warehouse(live_databases: dict[str, str]) -> str:
+    return live_databases["healthy"]
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import threading
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -370,21 +372,51 @@ async def scheduled(service: Service) -> AsyncIterator[Any]:
         await asyncio.sleep(0)
 
 
-async def serve(service: Service, host: str, port: int) -> None:
-    """Run the schedule and the HTTP server until SIGTERM/SIGINT."""
+def make_server(service: Service, host: str, port: int) -> Any:
+    """The uvicorn server for the service's app (not started)."""
     import uvicorn
 
+    class Server(uvicorn.Server):
+        # uvicorn re-raises SIGTERM after its own shutdown, which would kill the process
+        # before gatecheck's cleanup (ledger, the demo's nats-server). run_service handles
+        # the signals instead.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
     config = uvicorn.Config(
-        create_app(service), host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+        create_app(service),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,  # a client holding a connection cannot stall a stop
     )
-    server = uvicorn.Server(config)
+    return Server(config)
+
+
+async def run_service(service: Service, server: Any) -> None:
+    """Run the schedule and the HTTP server until the server stops (SIGTERM/SIGINT, or
+    ``server.should_exit``); then cancel whatever is still running."""
+    if threading.current_thread() is threading.main_thread():
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lambda: setattr(server, "should_exit", True))
     async with scheduled(service):
+        config = server.config
         log.warning(
             "gatecheck %s serving %s on http://%s:%d (ledger %s)",
-            __version__, ", ".join(service.phases), host, port, service.ledger.url,
+            __version__, ", ".join(service.phases), config.host, config.port, service.ledger.url,
         )  # fmt: skip
         await server.serve()
     tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    # Cancelled evaluations are abandoned unrecorded; do not wait on them for ever.
+    await asyncio.wait(tasks, timeout=10) if tasks else None
+
+
+async def serve(service: Service, host: str, port: int) -> None:
+    """Run the service on HOST:PORT until SIGTERM/SIGINT."""
+    await run_service(service, make_server(service, host, port))

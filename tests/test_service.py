@@ -1,0 +1,257 @@
+"""The real service in-process (uvicorn on a free port) against chDB and a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
+
+from gatecheck.cli import app
+from gatecheck.config import load_project
+from gatecheck.demo.bus import NatsServer, free_port, prepare_bus
+from gatecheck.history import SqliteLedger
+from gatecheck.results import Verdict
+from gatecheck.service import Service, make_server, run_service
+
+PHASES = ("svc-go", "svc-nogo", "svc-inconclusive", "svc-rollback")
+
+
+@pytest.fixture(scope="module")
+def service_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path_factory.mktemp("svc-bus")).start()
+    prepare_bus(server.url, "healthy")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def service_config(
+    tmp_path_factory: pytest.TempPathFactory,
+    warehouse: Path,
+    live_databases: dict[str, str],
+    service_bus: NatsServer,
+) -> Path:
+    from .conftest import REPO
+
+    root = tmp_path_factory.mktemp("svc-config")
+    (root / "suites").mkdir()
+    (root / "gates").mkdir()
+    for suite in ("unmatched_edges", "freshness_lag", "soak_criteria"):
+        (root / "suites" / f"{suite}.yaml").write_text((REPO / "suites" / f"{suite}.yaml").read_text())
+    thresholds = yaml.safe_load((REPO / "thresholds.yaml").read_text())
+    thresholds["environments"], thresholds["phases"] = {}, {}
+    (root / "thresholds.yaml").write_text(yaml.safe_dump(thresholds))
+
+    def env(database: str) -> dict[str, Any]:
+        return {
+            "sources": {
+                "warehouse": {"type": "clickhouse", "url": f"chdb://{warehouse}?database={database}"},
+                "bus": {"type": "nats", "url": service_bus.url, "timeout": "2s"},
+            }
+        }
+
+    project = {
+        "environments": {
+            "e-healthy": env(live_databases["healthy"]),
+            "e-unmatched": env(live_databases["unmatched-edges"]),
+            "e-thin": env(live_databases["thin-traffic"]),
+        },
+        "history": {"url": f"sqlite:///{root / 'history.db'}"},
+        "service": {"interval": "1h", "listen": "127.0.0.1:9464"},
+    }
+    (root / "gatecheck.yaml").write_text(yaml.safe_dump(project))
+    gates = {
+        "svc-go": {
+            "environment": "e-healthy",
+            "checks": [{"suite": "unmatched_edges"}, {"suite": "soak_criteria"}],
+        },
+        "svc-nogo": {"environment": "e-unmatched", "checks": [{"suite": "unmatched_edges"}]},
+        "svc-inconclusive": {"environment": "e-thin", "checks": [{"suite": "unmatched_edges"}]},
+        "svc-rollback": {
+            "environment": "e-unmatched",
+            "checks": [{"suite": "freshness_lag"}],
+            "rollback": [{"suite": "unmatched_edges"}],
+        },
+    }
+    for phase, gate in gates.items():
+        (root / "gates" / f"{phase}.yaml").write_text(yaml.safe_dump({"phase": phase, **gate}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def service(service_config: Path) -> Iterator[tuple[str, Service, threading.Thread]]:
+    project = load_project(service_config, environ={})
+    ledger = SqliteLedger(service_config / "history.db")
+    svc = Service(project, ledger, list(PHASES))
+    port = free_port()
+    server = make_server(svc, "127.0.0.1", port)
+    thread = threading.Thread(target=lambda: asyncio.run(run_service(svc, server)), daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the first scheduled run of every phase starts at once
+        try:
+            listed = httpx.get(f"{base}/api/v1/phases", timeout=2).json()
+            if all(p["verdict"] for p in listed):
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    else:
+        pytest.fail("the service did not evaluate every phase within 60s")
+    yield base, svc, thread
+    server.should_exit = True
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "the service did not stop"
+
+
+def scrape(base: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = httpx.get(f"{base}/metrics", timeout=5).text
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    matches = [v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= ls]
+    assert len(matches) == 1, f"{name} {labels}: {len(matches)} samples"
+    return matches[0]
+
+
+@pytest.mark.parametrize(
+    ("phase", "state"),
+    [
+        ("svc-go", "go"),
+        ("svc-nogo", "no-go"),
+        ("svc-inconclusive", "inconclusive"),
+        ("svc-rollback", "rollback"),
+    ],
+)
+def test_verdict_gauges_are_one_hot(service, phase: str, state: str) -> None:
+    base, _, _ = service
+    samples = scrape(base)
+    for choice in ("go", "no-go", "inconclusive", "rollback"):
+        assert value(samples, "gatecheck_phase_verdict", phase=phase, state=choice) == float(choice == state)
+
+
+def test_check_gauges_carry_outcome_observed_value_and_threshold(service) -> None:
+    base, _, _ = service
+    samples = scrape(base)
+    assert (
+        value(samples, "gatecheck_check_outcome", phase="svc-nogo", suite="unmatched_edges", outcome="fail")
+        == 1
+    )
+    assert (
+        value(samples, "gatecheck_check_outcome", phase="svc-nogo", suite="unmatched_edges", outcome="pass")
+        == 0
+    )
+    observed = value(
+        samples,
+        "gatecheck_check_observed_value",
+        phase="svc-nogo",
+        suite="unmatched_edges",
+        column="unmatched_rate",
+    )
+    assert observed > 0.005
+    threshold = value(
+        samples,
+        "gatecheck_check_threshold",
+        phase="svc-nogo",
+        suite="unmatched_edges",
+        column="unmatched_rate",
+        bound="max",
+    )
+    assert threshold == 0.005
+    share_min = value(
+        samples, "gatecheck_check_threshold", phase="svc-go", column="core_hot_share", bound="min"
+    )
+    assert share_min == 1.0
+    assert (
+        value(samples, "gatecheck_check_outcome", phase="svc-rollback", role="rollback", outcome="fail") == 1
+    )
+    assert value(samples, "gatecheck_source_up", environment="e-healthy", source="bus") == 1
+    assert value(samples, "gatecheck_source_up", environment="e-healthy", source="warehouse") == 1
+    assert value(samples, "gatecheck_evaluation_duration_seconds", phase="svc-go") > 0
+    assert value(samples, "gatecheck_evaluation_timestamp_seconds", phase="svc-go") > time.time() - 600
+
+
+def test_api_serves_the_run_json_document_and_history(service) -> None:
+    base, _svc, _ = service
+    listed = httpx.get(f"{base}/api/v1/phases").json()
+    assert {p["phase"]: p["verdict"] for p in listed} == {
+        "svc-go": "go", "svc-nogo": "no-go", "svc-inconclusive": "inconclusive", "svc-rollback": "rollback"
+    }  # fmt: skip
+    document = httpx.get(f"{base}/api/v1/phases/svc-nogo/verdict").json()
+    assert Verdict.model_validate(document).document() == document
+    assert document["verdict"] == "no-go"
+    history = httpx.get(f"{base}/api/v1/phases/svc-nogo/history", params={"since": "1h"}).json()
+    assert (
+        history
+        and history[-1]["verdict"] == "no-go"
+        and history[-1]["not_passed"] == {"unmatched_edges": "fail"}
+    )
+    assert httpx.get(f"{base}/api/v1/phases/nope/verdict").status_code == 404
+    assert httpx.get(f"{base}/api/v1/phases/svc-go/history", params={"since": "soon"}).status_code == 422
+    assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{base}/readyz").status_code == 200
+
+
+def test_post_evaluate_records_a_new_evaluation(service) -> None:
+    base, svc, _ = service
+    before = len(svc.ledger.history("svc-go"))
+    response = httpx.post(f"{base}/api/v1/phases/svc-go/evaluate", timeout=60)
+    assert response.status_code == 200 and response.json()["verdict"] == "go"
+    assert len(svc.ledger.history("svc-go")) == before + 1
+
+
+def test_run_url_uses_the_service(service) -> None:
+    base, _, _ = service
+    runner = CliRunner()
+    go = runner.invoke(app, ["run", "--phase", "svc-go", "--url", base, "--format", "json"])
+    assert go.exit_code == 0 and json.loads(go.stdout)["verdict"] == "go"
+    assert runner.invoke(app, ["run", "--phase", "svc-nogo", "--url", base]).exit_code == 1
+    assert runner.invoke(app, ["run", "--phase", "svc-rollback", "--url", base]).exit_code == 4
+    fresh = runner.invoke(app, ["run", "--phase", "svc-inconclusive", "--url", base, "--fresh"])
+    assert fresh.exit_code == 3
+    unknown = runner.invoke(app, ["run", "--phase", "nope", "--url", base])
+    assert unknown.exit_code == 2 and "does not know phase 'nope'" in unknown.stderr
+
+
+def test_run_url_unreachable_is_inconclusive() -> None:
+    result = CliRunner().invoke(
+        app, ["run", "--phase", "staging-soak", "--url", f"http://127.0.0.1:{free_port()}"]
+    )
+    assert result.exit_code == 3
+    assert result.stdout.startswith("INCONCLUSIVE") and "unreachable" in result.stdout
+
+
+def test_a_source_going_down_and_back(service, service_bus: NatsServer) -> None:
+    base, _svc, thread = service
+    service_bus.stop()
+    try:
+        down = httpx.post(f"{base}/api/v1/phases/svc-go/evaluate", timeout=60).json()
+        assert down["verdict"] == "inconclusive"
+        soak = next(c for c in down["checks"] if c["suite"] == "soak_criteria")
+        assert soak["outcome"] == "error" and soak["source_available"] is False
+        samples = scrape(base)
+        assert value(samples, "gatecheck_source_up", environment="e-healthy", source="bus") == 0
+        assert value(samples, "gatecheck_source_up", environment="e-healthy", source="warehouse") == 1
+        assert value(samples, "gatecheck_phase_verdict", phase="svc-go", state="inconclusive") == 1
+    finally:
+        service_bus.start()  # same port, same store: the streams come back
+    up = httpx.post(f"{base}/api/v1/phases/svc-go/evaluate", timeout=60).json()
+    assert up["verdict"] == "go", up["reasons"]
+    assert value(scrape(base), "gatecheck_source_up", environment="e-healthy", source="bus") == 1
+    assert thread.is_alive()

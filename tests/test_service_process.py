@@ -1,0 +1,98 @@
+"""The service as users run it: `gatecheck demo --serve` in a subprocess, stopped hard and softly."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from gatecheck.demo.bus import free_port
+from gatecheck.history import SqliteLedger
+
+
+def gatecheck() -> str:
+    found = shutil.which("gatecheck", path=str(Path(sys.executable).parent))
+    assert found
+    return found
+
+
+@pytest.fixture
+def demo_service(config_copy: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    path = config_copy / "gatecheck.yaml"
+    project = yaml.safe_load(path.read_text())
+    project["service"]["interval"] = "1s"
+    path.write_text(yaml.safe_dump(project))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
+    process = subprocess.Popen(
+        [gatecheck(), "demo", "--serve", "--listen", f"127.0.0.1:{port}"],
+        cwd=config_copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("the demo service did not become ready")
+    yield process, base, config_copy
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=10)
+    for stream in (process.stdout, process.stderr):
+        if stream:
+            stream.close()
+    # A SIGKILLed demo cannot stop its nats-server: do it for it.
+    subprocess.run(["pkill", "-f", str(config_copy / ".gatecheck" / "nats")], check=False)
+
+
+def wait_for_records(ledger_path: Path, phase: str, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if ledger_path.exists() and len(SqliteLedger(ledger_path).history(phase)) >= count:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"fewer than {count} evaluations of {phase} recorded")
+
+
+def test_killed_during_evaluations_the_ledger_holds_only_complete_records(demo_service) -> None:
+    process, _, root = demo_service
+    ledger_path = root / ".gatecheck" / "history.db"
+    wait_for_records(ledger_path, "staging-soak", 3)
+    os.kill(process.pid, signal.SIGKILL)  # every phase evaluates each second: some are in flight
+    process.wait(timeout=10)
+    ledger = SqliteLedger(ledger_path)
+    for phase in ("staging-predeploy", "staging-soak", "warehouse-release"):
+        records = ledger.history(phase)
+        assert records
+        assert all(r.to_verdict().phase == phase for r in records)  # every record parses whole
+
+
+def test_sigterm_stops_cleanly_and_stops_the_bus(demo_service) -> None:
+    process, base, root = demo_service
+    wait_for_records(root / ".gatecheck" / "history.db", "staging-soak", 2)
+    process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"no exit 30s after SIGTERM: {process.communicate()[1][-2000:]}")
+    assert code == 0, process.stderr.read() if process.stderr else ""
+    running = subprocess.run(["pgrep", "-f", str(root / ".gatecheck" / "nats")], capture_output=True)
+    assert running.returncode == 1, "the demo's nats-server is still running"
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{base}/healthz", timeout=1)
