@@ -24,7 +24,8 @@ def test_demo_healthy_is_go_and_defect_is_no_go(config_copy: Path) -> None:
     )
     assert healthy.returncode == 0, healthy.stderr
     assert healthy.stdout.startswith("GO  phase staging-soak")
-    assert "--assume-approved staging-deploy --assume-soaked" in healthy.stderr
+    assert "gatecheck run --phase staging-deploy  → go" in healthy.stderr
+    assert "gatecheck run --phase staging-soak --assume-soaked" in healthy.stderr
     assert (config_copy / ".gatecheck" / "warehouse").is_dir()
     drift = subprocess.run(
         [gatecheck(), "demo", "--scenario", "rollup-drift", "--format", "json"],

@@ -123,3 +123,18 @@ def test_literal_bounds_in_a_suite_have_suite_provenance(literal: float) -> None
     (threshold,) = result.expectations[0].thresholds
     assert threshold.provenance == "suite" and threshold.value == literal
     assert result.outcome is (Outcome.PASS if literal else Outcome.FAIL)
+
+
+def test_a_crossed_bound_fails_even_if_another_expectation_has_no_values() -> None:
+    expectations = [
+        {
+            "type": "expect_column_values_to_be_between",
+            "column": "rate",
+            "max_value": {"$PARAMETER": "rate_max"},
+        },
+        {"type": "expect_column_values_to_be_between", "column": "lag", "max_value": 300},
+    ]
+    data = frame([0.5], [500]).assign(lag=[None])
+    assert check(data, expectations=expectations).outcome is Outcome.FAIL
+    quiet = frame([0.001], [500]).assign(lag=[None])
+    assert check(quiet, expectations=expectations).outcome is Outcome.INCONCLUSIVE

@@ -237,6 +237,18 @@ def serve(
         _run_service(project, listen, phase)
 
 
+def _prerequisites(project: Project, phase: str) -> list[str]:
+    """Every phase ``phase`` requires, directly or not, in promotion order."""
+    needed: set[str] = set()
+    pending = list(project.gate(phase).requires)
+    while pending:
+        name = pending.pop()
+        if name not in needed:
+            needed.add(name)
+            pending.extend(project.gate(name).requires)
+    return [g.phase for g in project.chain() if g.phase in needed]
+
+
 def _run_service(project: Project, listen: str | None, phases: list[str] | None) -> None:
     from gatecheck.service import Service, serve
 
@@ -335,19 +347,26 @@ def demo(
                     )
                     _run_service(project, listen, None)
                     raise typer.Exit(0)
-                overrides = " ".join(f"--assume-approved {p}" for p in gate.requires)
-                overrides += " --assume-soaked" if gate.soak else ""
                 typer.echo(
                     f"demo: scenario {scenario}: warehouse as of {moment.isoformat()} "
-                    f"({sum(counts.values())} rows), bus {url}\n"
-                    f"demo: gatecheck run --phase {phase} {overrides}".rstrip()
-                    + ("  (the demo has no recorded history for requires/soak)" if overrides else ""),
+                    f"({sum(counts.values())} rows), bus {url}",
                     err=True,
                 )
                 # JetStream stamps messages as they are published: without --as-of, judge
                 # right after publishing, so the bus traffic lies inside the windows.
                 judged_at = moment.isoformat() if as_of is not None else None
-                verdict = _evaluate(project, phase, judged_at, list(gate.requires), gate.soak is not None)
+                # The phases this one requires are evaluated (and recorded) first, so its
+                # `requires` is judged on real records. A soak cannot pass in a demo that
+                # has just started: that one assumption is made, and said.
+                for earlier in _prerequisites(project, phase):
+                    result = _evaluate(project, earlier, judged_at, [], False)
+                    typer.echo(f"demo: gatecheck run --phase {earlier}  → {result.verdict.value}", err=True)
+                soaked = gate.soak is not None
+                typer.echo(
+                    f"demo: gatecheck run --phase {phase}" + (" --assume-soaked" if soaked else ""),
+                    err=True,
+                )
+                verdict = _evaluate(project, phase, judged_at, [], soaked)
             finally:
                 server.stop()
     _finish(verdict, fmt, None)

@@ -424,12 +424,14 @@ def _check_outcome(expectations: list[ExpectationResult], evidence: Any) -> tupl
             f"too little evidence: {evidence.column} = {observed}, "
             f"need at least {evidence.min_total.value} ({evidence.min_total.name})"
         )
-    unknown = [e for e in expectations if e.outcome is Outcome.INCONCLUSIVE]
-    if unknown:
-        return Outcome.INCONCLUSIVE, "; ".join(f"{e.column}: {e.reason}" for e in unknown)
+    # A bound crossed on enough evidence is a failure even if another expectation of the
+    # check had no values (a stalled table fails its lag while its late-arrival p99 is empty).
     failed = [e for e in expectations if e.outcome is Outcome.FAIL]
     if failed:
         return Outcome.FAIL, "; ".join(_failure_text(e) for e in failed)
+    unknown = [e for e in expectations if e.outcome is Outcome.INCONCLUSIVE]
+    if unknown:
+        return Outcome.INCONCLUSIVE, "; ".join(f"{e.column}: {e.reason}" for e in unknown)
     return Outcome.PASS, None
 
 
