@@ -144,3 +144,45 @@ def test_phases_lists_the_chain_in_order() -> None:
     names = [line.split()[0] for line in lines]
     assert names.index("staging-deploy") < names.index("staging-soak")
     assert "warehouse-release" in names
+
+
+def test_history_lists_recorded_evaluations(
+    warehouse: Path, live_databases: dict[str, str], isolated_history: Path
+) -> None:
+    def run_now(scenario: str, *extra: str):
+        # Evaluated at now (live data), so the records fall inside --since 1h.
+        env = {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_databases[scenario]}"}
+        return runner.invoke(
+            app, ["run", "--phase", "warehouse-release", "--config", str(REPO), *extra], env=env
+        )
+
+    assert run_now("healthy").exit_code == 0
+    assert run_now("unmatched-edges").exit_code == 1
+    assert run_now("healthy", "--no-record").exit_code == 0
+    text = runner.invoke(
+        app, ["history", "--phase", "warehouse-release", "--config", str(REPO), "--since", "1h"]
+    )
+    assert text.exit_code == 0, text.output
+    lines = text.stdout.strip().splitlines()
+    assert len(lines) == 2 and "go" in lines[0] and "unmatched_edges=fail" in lines[1]
+    as_json = runner.invoke(
+        app,
+        [
+            "history",
+            "--phase",
+            "warehouse-release",
+            "--config",
+            str(REPO),
+            "--since",
+            "1h",
+            "--format",
+            "json",
+        ],
+    )
+    records = json.loads(as_json.stdout)
+    assert [r["verdict"] for r in records] == ["go", "no-go"]
+    assert isolated_history.exists()
+    bad = runner.invoke(
+        app, ["history", "--phase", "warehouse-release", "--config", str(REPO), "--since", "soon"]
+    )
+    assert bad.exit_code == 2 and "--since" in bad.stderr

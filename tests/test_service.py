@@ -255,3 +255,25 @@ def test_a_source_going_down_and_back(service, service_bus: NatsServer) -> None:
     assert up["verdict"] == "go", up["reasons"]
     assert value(scrape(base), "gatecheck_source_up", environment="e-healthy", source="bus") == 1
     assert thread.is_alive()
+
+
+def test_readyz_is_503_when_the_ledger_cannot_be_written(service_config: Path, tmp_path: Path) -> None:
+    from gatecheck.service import create_app
+
+    path = tmp_path / "ledger.db"
+    svc = Service(load_project(service_config, environ={}), SqliteLedger(path), ["svc-go"])
+
+    async def ask(*paths: str) -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=create_app(svc))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gatecheck") as client:
+            return [await client.get(p) for p in paths]
+
+    (ready,) = asyncio.run(ask("/readyz"))
+    assert ready.status_code == 200
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.mkdir()  # the ledger's file is gone and a directory stands in its place
+    ready, health, verdict = asyncio.run(ask("/readyz", "/healthz", "/api/v1/phases/svc-go/verdict"))
+    assert ready.status_code == 503 and "not writable" in ready.json()["reason"]
+    assert health.status_code == 200
+    assert verdict.status_code == 503  # nothing evaluated (and nothing readable) yet

@@ -300,7 +300,10 @@ def create_app(service: Service) -> Any:
     @app.get("/api/v1/phases/{phase}/verdict")
     async def verdict(phase: str) -> Any:
         known(phase)
-        latest = await asyncio.to_thread(service.latest, phase)
+        try:
+            latest = await asyncio.to_thread(service.latest, phase)
+        except GatecheckError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=503)
         if latest is None:
             return JSONResponse({"detail": f"no evaluation of {phase} yet"}, status_code=503)
         return latest.document()
@@ -312,7 +315,10 @@ def create_app(service: Service) -> Any:
             window = parse_duration(since)
         except ValueError as exc:
             raise HTTPException(422, f"since: {exc}") from exc
-        records = await asyncio.to_thread(service.ledger.history, phase, datetime.now(UTC) - window)
+        try:
+            records = await asyncio.to_thread(service.ledger.history, phase, datetime.now(UTC) - window)
+        except GatecheckError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=503)
         return [record_summary(r) for r in records]
 
     @app.post("/api/v1/phases/{phase}/evaluate")
