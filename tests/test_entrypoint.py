@@ -38,4 +38,14 @@ def test_demo_healthy_is_go_and_defect_is_no_go(config_copy: Path) -> None:
     assert drift.returncode == 1, drift.stderr
     assert '"verdict": "no-go"' in drift.stdout
     assert "Traceback" not in drift.stderr
+    # Great Expectations runs in memory: nothing but the demo's own state was written.
+    assert sorted(p.name for p in config_copy.iterdir()) == [
+        ".gatecheck", "gatecheck.yaml", "gates", "suites", "thresholds.yaml"
+    ]  # fmt: skip
+    assert {p.name for p in (config_copy / ".gatecheck").iterdir()} <= {
+        "nats", "warehouse", "history.db", "history.db-wal", "history.db-shm"
+    }  # fmt: skip
+    # The demo stopped the nats-server it started.
+    running = subprocess.run(["pgrep", "-f", str(config_copy / ".gatecheck" / "nats")], capture_output=True)
+    assert running.returncode == 1, running.stdout
     assert config_copy != REPO

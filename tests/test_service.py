@@ -21,6 +21,7 @@ from gatecheck.config import load_project
 from gatecheck.demo.bus import NatsServer, free_port, prepare_bus
 from gatecheck.history import SqliteLedger
 from gatecheck.results import Verdict
+from gatecheck.runner import warm_up
 from gatecheck.service import Service, make_server, run_service
 
 PHASES = ("svc-go", "svc-nogo", "svc-inconclusive", "svc-rollback")
@@ -277,3 +278,46 @@ def test_readyz_is_503_when_the_ledger_cannot_be_written(service_config: Path, t
     assert ready.status_code == 503 and "not writable" in ready.json()["reason"]
     assert health.status_code == 200
     assert verdict.status_code == 503  # nothing evaluated (and nothing readable) yet
+
+
+def test_a_hanging_source_costs_its_own_checks_not_the_other_phases(
+    service_config: Path, tmp_path: Path
+) -> None:
+    import shutil
+    import socket
+
+    root = tmp_path / "config"
+    shutil.copytree(service_config, root)
+    silent = socket.socket()  # accepts connections, never says a word
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    try:
+        project = yaml.safe_load((root / "gatecheck.yaml").read_text())
+        project["environments"]["e-silent"] = {
+            "sources": {
+                "bus": {"type": "nats", "url": f"nats://127.0.0.1:{silent.getsockname()[1]}", "timeout": "2s"}
+            }
+        }
+        (root / "gatecheck.yaml").write_text(yaml.safe_dump(project))
+        gate = {"phase": "svc-slow", "environment": "e-silent", "checks": [{"suite": "soak_criteria"}]}
+        (root / "gates" / "svc-slow.yaml").write_text(yaml.safe_dump(gate))
+        svc = Service(load_project(root, environ={}), SqliteLedger(tmp_path / "l.db"), ["svc-slow", "svc-go"])
+        warm_up()  # as run_service does before its first evaluation
+
+        async def both() -> tuple[Verdict, float, Verdict, float]:
+            started = time.perf_counter()
+
+            async def timed(phase: str) -> tuple[Verdict, float]:
+                verdict = await svc.evaluate_phase(phase)
+                return verdict, time.perf_counter() - started
+
+            (slow, slow_s), (quick, quick_s) = await asyncio.gather(timed("svc-slow"), timed("svc-go"))
+            return slow, slow_s, quick, quick_s
+
+        slow, slow_s, quick, quick_s = asyncio.run(both())
+    finally:
+        silent.close()
+    assert quick.verdict.value == "go" and quick_s < slow_s
+    assert slow.verdict.value == "inconclusive" and slow.checks[0].outcome.value == "error"
+    assert slow.checks[0].source_available is False
+    assert slow_s < 10  # bounded by the source's 2s timeout, not hung

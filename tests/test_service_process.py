@@ -56,7 +56,6 @@ def demo_service(config_copy: Path) -> Iterator[tuple[subprocess.Popen[str], str
     for stream in (process.stdout, process.stderr):
         if stream:
             stream.close()
-    # A SIGKILLed demo cannot stop its nats-server: do it for it.
     subprocess.run(["pkill", "-f", str(config_copy / ".gatecheck" / "nats")], check=False)
 
 
@@ -75,6 +74,12 @@ def test_killed_during_evaluations_the_ledger_holds_only_complete_records(demo_s
     wait_for_records(ledger_path, "staging-soak", 3)
     os.kill(process.pid, signal.SIGKILL)  # every phase evaluates each second: some are in flight
     process.wait(timeout=10)
+    # The kernel stops the demo's nats-server with it (PR_SET_PDEATHSIG).
+    nats_dir = str(root / ".gatecheck" / "nats")
+    deadline = time.monotonic() + 10
+    while subprocess.run(["pgrep", "-f", nats_dir], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, "the killed demo left its nats-server running"
+        time.sleep(0.1)
     ledger = SqliteLedger(ledger_path)
     for phase in ("staging-predeploy", "staging-soak", "warehouse-release"):
         records = ledger.history(phase)
@@ -85,6 +90,8 @@ def test_killed_during_evaluations_the_ledger_holds_only_complete_records(demo_s
 def test_sigterm_stops_cleanly_and_stops_the_bus(demo_service) -> None:
     process, base, root = demo_service
     wait_for_records(root / ".gatecheck" / "history.db", "staging-soak", 2)
+    nats_dir = str(root / ".gatecheck" / "nats")
+    assert subprocess.run(["pgrep", "-f", nats_dir], capture_output=True).returncode == 0  # it runs
     process.send_signal(signal.SIGTERM)
     try:
         code = process.wait(timeout=30)
@@ -92,7 +99,7 @@ def test_sigterm_stops_cleanly_and_stops_the_bus(demo_service) -> None:
         process.kill()
         pytest.fail(f"no exit 30s after SIGTERM: {process.communicate()[1][-2000:]}")
     assert code == 0, process.stderr.read() if process.stderr else ""
-    running = subprocess.run(["pgrep", "-f", str(root / ".gatecheck" / "nats")], capture_output=True)
+    running = subprocess.run(["pgrep", "-f", nats_dir], capture_output=True)
     assert running.returncode == 1, "the demo's nats-server is still running"
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{base}/healthz", timeout=1)

@@ -54,6 +54,11 @@ def _ge() -> Any:
     return gx, batch_definition
 
 
+def warm_up() -> None:
+    """Import Great Expectations and build its context now (it takes seconds)."""
+    _ge()
+
+
 def expectation_problems(spec: ExpectationSpec) -> str | None:
     """Why GE would not accept this expectation (unknown type, bad kwargs), or None."""
     try:

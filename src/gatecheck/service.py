@@ -405,6 +405,11 @@ def make_server(service: Service, host: str, port: int) -> Any:
 async def run_service(service: Service, server: Any) -> None:
     """Run the schedule and the HTTP server until the server stops (SIGTERM/SIGINT, or
     ``server.should_exit``); then cancel whatever is still running."""
+    from gatecheck.runner import warm_up
+
+    # Importing Great Expectations takes seconds; do it once, off the event loop, before the
+    # first evaluation would do it on the loop and stall every other phase and the API.
+    await asyncio.to_thread(warm_up)
     if threading.current_thread() is threading.main_thread():
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -51,6 +51,17 @@ def nats_server_binary() -> str:
     return found
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: on Linux, have the kernel stop nats-server when the process
+    that started it dies — even by SIGKILL — so a killed demo leaves no server behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -61,7 +72,7 @@ class NatsServer:
     """A nats-server with JetStream on 127.0.0.1, storing under ``store_dir``."""
 
     def __init__(self, store_dir: Path, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
-        self.store_dir = store_dir
+        self.store_dir = store_dir.resolve()
         self.port = port or free_port()
         self.extra_args = extra_args  # e.g. ("--auth", token) in tests
         self.process: subprocess.Popen[bytes] | None = None
@@ -76,7 +87,9 @@ class NatsServer:
             nats_server_binary(), "--jetstream", "--store_dir", str(self.store_dir),
             "--addr", "127.0.0.1", "--port", str(self.port), *self.extra_args,
         ]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
