@@ -96,8 +96,10 @@ def test_sigterm_stops_cleanly_and_stops_the_bus(demo_service) -> None:
     try:
         code = process.wait(timeout=30)
     except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)  # faulthandler: dump every thread's stack
+        time.sleep(1)
         process.kill()
-        pytest.fail(f"no exit 30s after SIGTERM: {process.communicate()[1][-2000:]}")
+        pytest.fail(f"no exit 30s after SIGTERM: {process.communicate()[1][-6000:]}")
     assert code == 0, process.stderr.read() if process.stderr else ""
     running = subprocess.run(["pgrep", "-f", nats_dir], capture_output=True)
     assert running.returncode == 1, "the demo's nats-server is still running"

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -27,6 +29,7 @@ from gatecheck.config import PROJECT_FILE, Project, load_project
 from gatecheck.errors import ConfigError, GatecheckError
 from gatecheck.history import Ledger
 from gatecheck.results import ExitCode, Verdict
+from gatecheck.service import disarm_shutdown_watchdog
 
 app = typer.Typer(
     name="gatecheck",
@@ -234,7 +237,10 @@ def serve(
     with _user_errors():
         project = load_project(config)
         _validate_gates(project)
-        _run_service(project, listen, phase)
+        try:
+            _run_service(project, listen, phase)
+        finally:
+            disarm_shutdown_watchdog()
 
 
 def _prerequisites(project: Project, phase: str) -> list[str]:
@@ -345,7 +351,11 @@ def demo(
                         f"(bus {url}); Ctrl-C stops",
                         err=True,
                     )
-                    _run_service(project, listen, None)
+                    try:
+                        _run_service(project, listen, None)
+                    finally:
+                        server.stop()
+                        disarm_shutdown_watchdog()
                     raise typer.Exit(0)
                 typer.echo(
                     f"demo: scenario {scenario}: warehouse as of {moment.isoformat()} "
@@ -376,6 +386,8 @@ def main() -> None:
     """Console-script entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints every thread's stack (stuck service)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         app()
     except SystemExit:

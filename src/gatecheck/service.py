@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
+import os
 import signal
 import threading
 import time
@@ -421,11 +423,40 @@ async def run_service(service: Service, server: Any) -> None:
             __version__, ", ".join(service.phases), config.host, config.port, service.ledger.url,
         )  # fmt: skip
         await server.serve()
+    if threading.current_thread() is threading.main_thread():
+        _arm_shutdown_watchdog()
     tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     for task in tasks:
         task.cancel()
     # Cancelled evaluations are abandoned unrecorded; do not wait on them for ever.
     await asyncio.wait(tasks, timeout=10) if tasks else None
+
+
+_watchdog: threading.Timer | None = None
+SHUTDOWN_GRACE_S = 20.0
+
+
+def _arm_shutdown_watchdog() -> None:
+    """A stop must not hang: if shutting down takes longer than SHUTDOWN_GRACE_S, print every
+    thread's stack and exit 1. Records are atomic, so the ledger stays whole either way."""
+    global _watchdog
+
+    def stalled() -> None:
+        log.error("shutdown stalled for %.0fs; exiting (thread stacks follow)", SHUTDOWN_GRACE_S)
+        faulthandler.dump_traceback(all_threads=True)
+        os._exit(1)
+
+    _watchdog = threading.Timer(SHUTDOWN_GRACE_S, stalled)
+    _watchdog.daemon = True
+    _watchdog.start()
+
+
+def disarm_shutdown_watchdog() -> None:
+    """Called once the service has stopped and the caller's own cleanup is done."""
+    global _watchdog
+    if _watchdog is not None:
+        _watchdog.cancel()
+        _watchdog = None
 
 
 async def serve(service: Service, host: str, port: int) -> None:

@@ -177,7 +177,7 @@ class NatsSource(Source):
         connection, self._connection = self._connection, None
         if connection is not None and not connection.is_closed:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(connection.close(), self.timeout)
+                await asyncio.wait_for(connection.close(), min(self.timeout, 5.0))
 
     # ---------------------------------------------------------------- queries
 
