@@ -105,9 +105,12 @@ class NatsSourceConfig(_SourceBase):
 
 
 class PrometheusSourceConfig(_SourceBase):
-    """A Prometheus server or a scrape endpoint (queried by a later release; see README)."""
+    """A Prometheus server (PromQL over its HTTP API) or a scrape endpoint."""
 
     type: Literal["prometheus"]
+    username: str | None = None  # basic auth (or user:password@ in the URL)
+    password: SecretStr | None = None  # write "${PROMETHEUS_PASSWORD}"
+    bearer_token: SecretStr | None = None  # write "${PROMETHEUS_TOKEN}"
     schemes: ClassVar[tuple[str, ...]] = ("http", "https", "scrape+http", "scrape+https")
 
 
@@ -363,6 +366,41 @@ class NatsQuery(Frozen):
         return found
 
 
+#: ``$name`` placeholders a PromQL query may use (see README, "Prometheus suites").
+PROMQL_PLACEHOLDERS = ("window", "window_s", "window_start", "window_end", "as_of", "settle")
+_PROMQL_PLACEHOLDER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def promql_problems(promql: str) -> list[str]:
+    unknown = sorted({m.group(1) for m in _PROMQL_PLACEHOLDER.finditer(promql)} - set(PROMQL_PLACEHOLDERS))
+    return [
+        f"unknown placeholder ${name} (known: {', '.join('$' + p for p in PROMQL_PLACEHOLDERS)})"
+        for name in unknown
+    ]
+
+
+class PromQuery(Frozen):
+    """The ``query:`` of a suite on a Prometheus source: named PromQL measures, one column each."""
+
+    measures: dict[str, str] = Field(min_length=1)
+
+    def problems(self) -> list[str]:
+        found = []
+        for name, promql in self.measures.items():
+            if not _NAME.match(name):
+                found.append(f"measures.{name}: a measure is a column name: lowercase letters, digits and _")
+            found.extend(f"measures.{name}: {p}" for p in promql_problems(promql))
+        return found
+
+
+def _query_kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, dict) and "measures" in value:
+        return "prom"
+    return "nats"
+
+
 class SuiteConfig(Frozen):
     """``suites/NAME.yaml``."""
 
@@ -370,10 +408,11 @@ class SuiteConfig(Frozen):
     description: str = ""
     source: str
     window: SuiteWindow
-    # SQL text for a ClickHouse source, a mapping (NatsQuery) for a NATS source.
+    # SQL (ClickHouse) or one PromQL expression (Prometheus) as text; a mapping for NATS
+    # (streams / consumers / counts) or Prometheus (measures).
     query: Annotated[
-        Annotated[str, Tag("sql")] | Annotated[NatsQuery, Tag("nats")],
-        Discriminator(lambda value: "sql" if isinstance(value, str) else "nats"),
+        Annotated[str, Tag("text")] | Annotated[NatsQuery, Tag("nats")] | Annotated[PromQuery, Tag("prom")],
+        Discriminator(_query_kind),
     ]
     evidence: Evidence | None = None
     # Columns that name a group in failure reports; default: the frame's non-numeric columns.
@@ -735,9 +774,7 @@ def cross_check(project: Project) -> list[str]:
                 )
     for suite in project.suites.values():
         label = project.files[f"suite:{suite.name}"]
-        if isinstance(suite.query, str):
-            problems.extend(f"{label}: query: {p}" for p in sql_problems(suite.query))
-        else:
+        if not isinstance(suite.query, str):
             problems.extend(f"{label}: query: {p}" for p in suite.query.problems())
 
     for phase, gate in project.gates.items():
@@ -777,12 +814,16 @@ def cross_check(project: Project) -> list[str]:
                     sources
                 )
             else:
-                wants = _QUERY_FORMS.get(type(sources[suite.source]))
-                if wants is not None and not isinstance(suite.query, wants[0]):
+                source_type = type(sources[suite.source])
+                wants = _QUERY_FORMS[source_type]
+                if not isinstance(suite.query, wants[0]):
                     problems.append(
                         f"{suite_label}: query: source {suite.source!r} is a {wants[1]} source, "
                         f"so the query must be {wants[2]}"
                     )
+                elif isinstance(suite.query, str):
+                    text_problems = sql_problems if source_type is ClickHouseSourceConfig else promql_problems
+                    problems.extend(f"{suite_label}: query: {p}" for p in text_problems(suite.query))
             for parameter in sorted(suite.parameters()):
                 if parameter not in resolved:
                     unresolved.setdefault((suite_label, "$PARAMETER", parameter), []).append(phase)
@@ -818,9 +859,10 @@ def cross_check(project: Project) -> list[str]:
 
 
 # Which query form each source type takes (type, source kind, what the query must be).
-_QUERY_FORMS: dict[type, tuple[type, str, str]] = {
+_QUERY_FORMS: dict[type, tuple[type | tuple[type, ...], str, str]] = {
     ClickHouseSourceConfig: (str, "ClickHouse", "SQL text"),
     NatsSourceConfig: (NatsQuery, "NATS", "a mapping of streams / consumers / counts / derive"),
+    PrometheusSourceConfig: ((str, PromQuery), "Prometheus", "PromQL text or a mapping of measures"),
 }
 
 _STATEMENT_START = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(\w+)", re.S)

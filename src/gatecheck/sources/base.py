@@ -61,6 +61,14 @@ def _nats(name: str, config: Any, root: Path) -> Source:
     return NatsSource(name, config, root)
 
 
+def _prometheus(name: str, config: Any, root: Path) -> Source:
+    if config.url.startswith("scrape+"):
+        return _not_yet("scrape+http (exposition)")(name, config, root)
+    from gatecheck.sources.prometheus import PrometheusSource
+
+    return PrometheusSource(name, config, root)
+
+
 def _not_yet(kind: str) -> Callable[[str, Any, Path], Source]:
     def factory(name: str, config: Any, root: Path) -> Source:
         raise SourceUnavailable(
@@ -74,7 +82,7 @@ def _not_yet(kind: str) -> Callable[[str, Any, Path], Source]:
 SOURCE_TYPES: dict[type, Callable[[str, Any, Path], Source]] = {
     ClickHouseSourceConfig: _clickhouse,
     NatsSourceConfig: _nats,
-    PrometheusSourceConfig: _not_yet("Prometheus"),
+    PrometheusSourceConfig: _prometheus,
 }
 
 

@@ -1,0 +1,135 @@
+"""Prometheus source (httpx): PromQL instant queries through the HTTP API.
+
+Each query runs as ``GET /api/v1/query?query=…&time=<window_end>`` so an evaluation at a
+given ``as_of`` is reproducible. The query text may use ``$window`` (the check's window as
+a PromQL duration, e.g. ``3600s``), ``$window_s``, ``$settle``, and ``$window_start`` /
+``$window_end`` / ``$as_of`` (Unix seconds, for ``@`` modifiers).
+
+Frame: a PromQL text query gives one row per series — one column per label plus ``value``;
+a ``measures:`` query runs one PromQL per measure and joins them on their labels, one
+column per measure. NaN (e.g. 0/0) and a missing series are NULL: no evidence, never a pass.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import httpx
+import pandas as pd
+
+from gatecheck.config import PrometheusSourceConfig, PromQuery, redact
+from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
+from gatecheck.sources.base import QueryParameters, Source
+
+
+def render_promql(promql: str, parameters: QueryParameters) -> str:
+    """Fill ``$window``-style placeholders (longest names first: $window_s before $window)."""
+    start, end = parameters["window_start"], parameters["window_end"]
+    as_of = parameters.get("as_of", end)
+    assert isinstance(start, datetime) and isinstance(end, datetime) and isinstance(as_of, datetime)
+    window_s = max(1, round((end - start).total_seconds()))
+    settle_s = max(0, round((as_of - end).total_seconds()))
+    values = {
+        "window_start": f"{start.timestamp():.3f}",
+        "window_end": f"{end.timestamp():.3f}",
+        "window_s": str(window_s),
+        "window": f"{window_s}s",
+        "as_of": f"{as_of.timestamp():.3f}",
+        "settle": f"{settle_s}s",
+    }
+    for name in sorted(values, key=len, reverse=True):
+        promql = promql.replace(f"${name}", values[name])
+    return promql
+
+
+def _value(raw: Any) -> float | None:
+    try:
+        number = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+class PrometheusSource(Source):
+    """A Prometheus server's HTTP API."""
+
+    def __init__(self, name: str, config: PrometheusSourceConfig, root: Path) -> None:
+        super().__init__(name, config)
+        self.config: PrometheusSourceConfig = config
+        parts = urlsplit(config.url)
+        auth: httpx.Auth | None = None
+        username = config.username or (unquote(parts.username) if parts.username else None)
+        password = config.password.get_secret_value() if config.password else unquote(parts.password or "")
+        if username:
+            auth = httpx.BasicAuth(username, password)
+        headers = {}
+        if config.bearer_token is not None:
+            headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        self.base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+        self._client = httpx.AsyncClient(auth=auth, headers=headers, timeout=self.timeout)
+
+    async def query(self, text: Any, parameters: QueryParameters) -> pd.DataFrame:
+        measures = text.measures if isinstance(text, PromQuery) else {"value": text}
+        end = parameters["window_end"]
+        assert isinstance(end, datetime)
+        rows: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+        for measure, promql in measures.items():
+            for labels, value in await self._instant(render_promql(promql, parameters), end, measure):
+                key = tuple(sorted(labels.items()))
+                rows.setdefault(key, dict(labels))[measure] = value
+        if not rows:
+            return pd.DataFrame(columns=list(measures))
+        frame = pd.DataFrame(list(rows.values()))
+        for measure in measures:  # a measure with no series is a NULL column, not a missing one
+            if measure not in frame.columns:
+                frame[measure] = None
+        label_columns = sorted(str(c) for c in frame.columns if c not in measures)
+        frame = frame[label_columns + list(measures)]
+        return frame.sort_values(label_columns).reset_index(drop=True) if label_columns else frame
+
+    async def _instant(
+        self, promql: str, at: datetime, measure: str
+    ) -> list[tuple[dict[str, str], float | None]]:
+        url = f"{self.base}/api/v1/query"
+        where = f"{measure}: " if measure != "value" else ""
+        try:
+            response = await self._client.get(url, params={"query": promql, "time": f"{at.timestamp():.3f}"})
+        except httpx.TimeoutException as exc:
+            raise SourceTimeout(
+                f"{where}Prometheus at {redact(self.base)} did not answer within {self.timeout:g}s"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise SourceUnavailable(f"{where}cannot reach Prometheus at {redact(self.base)}: {exc}") from exc
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise SourceUnavailable(
+                f"{where}Prometheus at {redact(self.base)} answered {response.status_code} without JSON"
+            ) from exc
+        if response.status_code in (401, 403):
+            raise SourceUnavailable(f"{where}Prometheus refused the credentials ({response.status_code})")
+        if body.get("status") != "success":
+            # Prometheus's own words, e.g. 'parse error: unexpected ")"'.
+            raise QueryError(
+                f"{where}{body.get('errorType', 'error')}: {body.get('error', response.text[:300])}"
+            )
+        data = body.get("data", {})
+        kind, result = data.get("resultType"), data.get("result")
+        if kind == "scalar":
+            return [({}, _value(result[1]))]
+        if kind != "vector":
+            raise QueryError(f"{where}expected an instant vector or scalar, got a {kind}")
+        return [
+            ({k: v for k, v in item["metric"].items() if k != "__name__"}, _value(item["value"][1]))
+            for item in result
+        ]
+
+    async def close(self) -> None:
+        await self._client.aclose()
