@@ -6,7 +6,10 @@ directory; tests are isolated by database, not by restarting the engine.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,3 +116,51 @@ def config_copy(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "gates", root / "gates")
     shutil.copytree(REPO / "suites", root / "suites")
     return root
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus (Debian's package) on a free port over deterministic TSDB blocks
+    built with promtool from generated OpenMetrics (tests/prometheus_history.py)."""
+    import httpx
+
+    from gatecheck.demo.bus import free_port
+
+    from .prometheus_history import openmetrics
+
+    binaries = [shutil.which("prometheus"), shutil.which("promtool")]
+    if None in binaries:
+        message = "Prometheus is not installed: apt-get install prometheus (Debian's package)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} — .ci/run installs it; CI must not skip these tests")
+        pytest.skip(message)
+    root = tmp_path_factory.mktemp("prometheus")
+    (root / "history.om").write_text(openmetrics())
+    subprocess.run(
+        ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(root / "history.om"), str(root / "tsdb")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (root / "prometheus.yml").write_text("global: {}\n")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            "prometheus", f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=100y",
+        ],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail("Prometheus did not become ready")
+    yield url
+    process.terminate()
+    process.wait(timeout=20)

@@ -1,0 +1,83 @@
+"""Deterministic Prometheus history for the tests: OpenMetrics text → TSDB blocks (promtool).
+
+Scenarios lie in separate time segments of one TSDB, so one Prometheus server serves them
+all; a test picks a scenario by evaluating at its segment's ``as_of``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+SEGMENT = timedelta(minutes=70)
+STEP_S = 15
+
+#: scenario → (segment index, per-15s behaviour)
+SCENARIOS = {
+    "slo-met": 0,
+    "ratio-998": 1,
+    "p95-high": 2,
+    "dlq-spike": 3,
+}
+BUCKETS = ("0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf")
+FAST = (120, 200, 290, 298, 300, 300, 300)  # cumulative per step: p95 ≈ 240 ms
+SLOW = (20, 50, 100, 200, 290, 300, 300)  # p95 ≈ 970 ms
+
+
+def as_of(scenario: str) -> datetime:
+    """The end of a scenario's segment: evaluate there."""
+    return T0 + timedelta(hours=3) * SCENARIOS[scenario] + SEGMENT
+
+
+def quiet_as_of() -> datetime:
+    """A time with no samples in the last hours."""
+    return T0 + timedelta(hours=3) * len(SCENARIOS) + timedelta(hours=2)
+
+
+def openmetrics() -> str:
+    series: dict[tuple[str, str], list[tuple[float, int]]] = {}
+
+    def add(name: str, labels: str, value: float, ts: int) -> None:
+        series.setdefault((name, labels), []).append((value, ts))
+
+    totals: dict[tuple[str, str], float] = {}
+
+    def bump(name: str, labels: str, increment: float, ts: int) -> None:
+        key = (name, labels)
+        totals[key] = totals.get(key, 0.0) + increment
+        add(name, labels, totals[key], ts)
+
+    for scenario, index in SCENARIOS.items():
+        start = T0 + timedelta(hours=3) * index
+        for step in range(int(SEGMENT.total_seconds()) // STEP_S + 1):
+            ts = int(start.timestamp()) + step * STEP_S
+            errors = 0.6 if scenario == "ratio-998" else (1.0 if step % 10 == 0 else 0.0)
+            bump("normalize_hrv_messages_total", 'result="success"', 300, ts)
+            bump("normalize_hrv_messages_total", 'result="error"', errors, ts)
+            bump("normalize_hrv_messages_total", 'result="schema_invalid"', 0, ts)
+            dlq = 5 if scenario == "dlq-spike" else 0
+            bump("normalize_hrv_messages_total", 'result="dlq"', dlq, ts)
+            bump("dlq_messages_total", 'subject="dlq.normalize.hrv.raw-received"', dlq, ts)
+            bump("event_bus_stream_fallback_total", "", 0, ts)
+            cumulative = SLOW if scenario == "p95-high" else FAST
+            for le, count in zip(BUCKETS, cumulative, strict=True):
+                bump("normalize_hrv_processing_seconds_bucket", f'le="{le}"', count, ts)
+            bump("normalize_hrv_processing_seconds_count", "", cumulative[-1], ts)
+            bump("normalize_hrv_processing_seconds_sum", "", 0.2 * cumulative[-1], ts)
+
+    families = {
+        "normalize_hrv_messages": "counter",
+        "dlq_messages": "counter",
+        "event_bus_stream_fallback": "counter",
+        "normalize_hrv_processing_seconds": "histogram",
+    }
+    lines: list[str] = []
+    for family, kind in families.items():
+        lines.append(f"# TYPE {family} {kind}")
+        for (name, labels), samples in series.items():
+            if not name.startswith(family + "_"):
+                continue
+            rendered = f"{name}{{{labels}}}" if labels else name
+            lines.extend(f"{rendered} {value:g} {ts}" for value, ts in samples)
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"

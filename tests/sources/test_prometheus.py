@@ -1,0 +1,151 @@
+"""normalize_slo and rollback_triggers on a real Prometheus with deterministic history."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gatecheck.config import PrometheusSourceConfig, PromQuery, load_project
+from gatecheck.demo.bus import free_port
+from gatecheck.errors import QueryError, SourceUnavailable
+from gatecheck.gate import evaluate
+from gatecheck.results import Outcome, Verdict, VerdictState
+from gatecheck.sources.prometheus import PrometheusSource, render_promql
+
+from ..prometheus_history import as_of, quiet_as_of
+
+
+@pytest.fixture
+def prom_config(config_copy: Path) -> Path:
+    gate = {
+        "phase": "prom-check",
+        "environment": "staging",
+        "checks": [{"suite": "normalize_slo"}],
+        "rollback": [{"suite": "rollback_triggers"}],
+    }
+    (config_copy / "gates" / "prom-check.yaml").write_text(yaml.safe_dump(gate))
+    return config_copy
+
+
+def judge(config: Path, url: str, moment: datetime) -> Verdict:
+    project = load_project(config, environ={"GATECHECK_PROMETHEUS_URL": url})
+    return asyncio.run(evaluate(project, "prom-check", moment))
+
+
+def check(verdict: Verdict, suite: str):
+    return next(c for c in verdict.checks if c.suite == suite)
+
+
+def observed(verdict: Verdict, suite: str, column: str) -> object:
+    return next(e for e in check(verdict, suite).expectations if e.column == column).observed_value
+
+
+def test_slo_met_is_go(prom_config: Path, prometheus: str) -> None:
+    verdict = judge(prom_config, prometheus, as_of("slo-met"))
+    assert verdict.verdict is VerdictState.GO, verdict.reasons
+    assert observed(verdict, "normalize_slo", "success_ratio") == pytest.approx(1 - 0.1 / 300.1, rel=1e-6)
+    assert 200 < observed(verdict, "normalize_slo", "p95_latency_ms") < 250
+    assert observed(verdict, "rollback_triggers", "dlq_per_min_sustained") == 0
+
+
+def test_success_ratio_998_is_no_go(prom_config: Path, prometheus: str) -> None:
+    verdict = judge(prom_config, prometheus, as_of("ratio-998"))
+    assert verdict.verdict is VerdictState.NO_GO
+    assert observed(verdict, "normalize_slo", "success_ratio") == pytest.approx(300 / 300.6, rel=1e-6)
+    assert "success_ratio must be ≥ 0.999" in verdict.reasons[0]
+
+
+def test_p95_above_500ms_is_no_go(prom_config: Path, prometheus: str) -> None:
+    verdict = judge(prom_config, prometheus, as_of("p95-high"))
+    assert verdict.verdict is VerdictState.NO_GO
+    assert observed(verdict, "normalize_slo", "p95_latency_ms") > 900
+    assert [e.column for e in check(verdict, "normalize_slo").expectations if e.outcome is Outcome.FAIL] == [
+        "p95_latency_ms"
+    ]
+
+
+def test_dlq_spike_is_rollback(prom_config: Path, prometheus: str) -> None:
+    verdict = judge(prom_config, prometheus, as_of("dlq-spike"))
+    assert verdict.verdict is VerdictState.ROLLBACK
+    assert observed(verdict, "rollback_triggers", "dlq_per_min_sustained") == pytest.approx(20)
+    assert verdict.reasons[0].startswith("rollback trigger fired: rollback_triggers")
+
+
+def test_no_samples_is_inconclusive(prom_config: Path, prometheus: str) -> None:
+    verdict = judge(prom_config, prometheus, quiet_as_of())
+    assert verdict.verdict is VerdictState.INCONCLUSIVE
+    assert check(verdict, "normalize_slo").outcome is Outcome.INCONCLUSIVE
+    assert check(verdict, "rollback_triggers").outcome is Outcome.INCONCLUSIVE
+
+
+def test_prometheus_down_is_error_and_inconclusive(prom_config: Path) -> None:
+    verdict = judge(prom_config, f"http://127.0.0.1:{free_port()}", as_of("slo-met"))
+    assert verdict.verdict is VerdictState.INCONCLUSIVE
+    assert {c.outcome for c in verdict.checks} == {Outcome.ERROR}
+    assert all(c.source_available is False for c in verdict.checks)
+
+
+def source(url: str, **extra: object) -> PrometheusSource:
+    return PrometheusSource("metrics", PrometheusSourceConfig(type="prometheus", url=url, **extra), Path("."))
+
+
+def ask(src: PrometheusSource, query: object, moment: datetime):
+    parameters = {"window_start": moment - timedelta(hours=1), "window_end": moment, "as_of": moment}
+
+    async def go() -> object:
+        try:
+            return await src.query(query, parameters)
+        finally:
+            await src.close()
+
+    return asyncio.run(go())
+
+
+def test_a_promql_syntax_error_carries_prometheus_message(prometheus: str) -> None:
+    with pytest.raises(QueryError, match=r"bad_data: .*parse error"):
+        ask(source(prometheus), "sum(rate(normalize_hrv_messages_total[$window])", as_of("slo-met"))
+
+
+def test_text_query_frame_has_a_column_per_label_plus_value(prometheus: str) -> None:
+    frame = ask(
+        source(prometheus),
+        "sum by (result) (increase(normalize_hrv_messages_total[$window]))",
+        as_of("slo-met"),
+    )
+    assert list(frame.columns) == ["result", "value"]
+    assert list(frame["result"]) == ["dlq", "error", "schema_invalid", "success"]
+    success = float(frame.loc[frame["result"] == "success", "value"].iloc[0])
+    assert success == pytest.approx(300 * 240, rel=0.01)  # 240 steps of 15 s in the hour
+
+
+def test_measures_join_and_nan_is_null(prometheus: str) -> None:
+    query = PromQuery(
+        measures={"zero_over_zero": "sum(rate(dlq_messages_total[$window])) / 0", "absent": "nope_total"}
+    )
+    frame = ask(source(prometheus), query, as_of("slo-met"))
+    assert len(frame) == 1 and frame["zero_over_zero"].isna().all() and frame["absent"].isna().all()
+
+
+def test_unreachable_and_credentials_are_not_leaked() -> None:
+    with pytest.raises(SourceUnavailable) as caught:
+        ask(
+            source(f"http://user:hunter2@127.0.0.1:{free_port()}", bearer_token="t0k3n"),
+            "up",
+            as_of("slo-met"),
+        )
+    assert "hunter2" not in str(caught.value) and "t0k3n" not in str(caught.value)
+
+
+def test_placeholders_render() -> None:
+    moment = as_of("slo-met")
+    parameters = {
+        "window_start": moment - timedelta(hours=1),
+        "window_end": moment,
+        "as_of": moment + timedelta(minutes=5),
+    }
+    rendered = render_promql("rate(x[$window]) @ $window_end offset $settle # $window_s", parameters)
+    assert rendered == f"rate(x[3600s]) @ {moment.timestamp():.3f} offset 300s # 3600"
