@@ -317,13 +317,14 @@ def demo(
     """Build the demo warehouse (chDB) and bus (bundled nats-server) under .gatecheck/ for a
     scenario, run a gate on them (or, with --serve, the service), and stop the server again."""
     from gatecheck.demo.bus import BUS_SCENARIOS, NatsServer, free_port, prepare_bus
+    from gatecheck.demo.metrics import METRICS_SCENARIOS, normalize_registry, serve_registry
     from gatecheck.demo.reference import SCENARIOS, build_reference
     from gatecheck.gate import parse_as_of
     from gatecheck.sources.clickhouse import embedded_session
 
     with _user_errors():
         _check_format(fmt)
-        known = (*SCENARIOS, *BUS_SCENARIOS)
+        known = (*SCENARIOS, *BUS_SCENARIOS, *METRICS_SCENARIOS)
         if scenario not in known:
             raise ConfigError(f"--scenario: unknown scenario {scenario!r} (known: {', '.join(known)})")
         moment = parse_as_of(as_of).replace(microsecond=0)
@@ -334,7 +335,10 @@ def demo(
         _validate_gates(project)
         gate = project.gate(phase)
         server = NatsServer(project.root / ".gatecheck" / "nats")
-        with embedded_session(project.root / ".gatecheck" / "warehouse", create=True) as session:
+        with (
+            embedded_session(project.root / ".gatecheck" / "warehouse", create=True) as session,
+            contextlib.ExitStack() as stack,
+        ):
             counts = build_reference(
                 session, "default", moment, scenario if scenario in SCENARIOS else "healthy"
             )
@@ -344,7 +348,14 @@ def demo(
                 else:
                     url = server.start().url
                     prepare_bus(url, scenario)
-                project = load_project(root, environ={**environ, "GATECHECK_NATS_URL": url})
+                metrics_port = free_port()
+                exposition = serve_registry(normalize_registry(scenario), metrics_port)
+                stack.callback(exposition.shutdown)  # type: ignore[attr-defined]
+                metrics_url = f"scrape+http://127.0.0.1:{metrics_port}/metrics"
+                project = load_project(
+                    root,
+                    environ={**environ, "GATECHECK_NATS_URL": url, "GATECHECK_PROMETHEUS_URL": metrics_url},
+                )
                 if serve_demo:
                     typer.echo(
                         f"demo: scenario {scenario}: serving every phase on the demo sources "
@@ -359,7 +370,7 @@ def demo(
                     raise typer.Exit(0)
                 typer.echo(
                     f"demo: scenario {scenario}: warehouse as of {moment.isoformat()} "
-                    f"({sum(counts.values())} rows), bus {url}",
+                    f"({sum(counts.values())} rows), bus {url}, metrics {metrics_url}",
                     err=True,
                 )
                 # JetStream stamps messages as they are published: without --as-of, judge

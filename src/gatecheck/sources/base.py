@@ -21,7 +21,6 @@ from gatecheck.config import (
     SourceConfig,
     redact,
 )
-from gatecheck.errors import SourceUnavailable
 
 QueryParameters = Mapping[str, datetime | bool | int | float | str]
 
@@ -63,19 +62,12 @@ def _nats(name: str, config: Any, root: Path) -> Source:
 
 def _prometheus(name: str, config: Any, root: Path) -> Source:
     if config.url.startswith("scrape+"):
-        return _not_yet("scrape+http (exposition)")(name, config, root)
+        from gatecheck.sources.scrape import ScrapeSource
+
+        return ScrapeSource(name, config, root)
     from gatecheck.sources.prometheus import PrometheusSource
 
     return PrometheusSource(name, config, root)
-
-
-def _not_yet(kind: str) -> Callable[[str, Any, Path], Source]:
-    def factory(name: str, config: Any, root: Path) -> Source:
-        raise SourceUnavailable(
-            f"source {name!r}: {kind} sources are not supported by this gatecheck version yet"
-        )
-
-    return factory
 
 
 #: config model → implementation. Explicit, no plugin discovery.

@@ -1,0 +1,67 @@
+"""The demo's normalize-service exposition: prometheus_client on a free loopback port.
+
+The metrics DESIGN.md names — ``normalize_hrv_messages_total{result,subject,stream,durable}``,
+``dlq_messages_total{subject}``, ``normalize_hrv_processing_seconds`` (histogram) and
+``event_bus_stream_fallback_total`` — filled with the traffic of one scenario, as if the
+service had started at the beginning of the window (what the scrape source assumes).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import start_http_server
+
+METRICS_SCENARIOS = ("slo-breach", "dlq-spike")
+_LABELS = {
+    "subject": "athlete-ally.hrv.raw-received",
+    "stream": "AA_CORE_HOT",
+    "durable": "normalize-hrv-durable",
+}
+_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def normalize_registry(scenario: str = "healthy", messages: int = 2000) -> CollectorRegistry:
+    """A registry holding one scenario's normalize-service counters.
+
+    healthy: 0.05% errors, p95 ≈ 120 ms. ``slo-breach``: HRV processing stopped — every
+    message fails schema validation, latency p95 > 1 s. ``dlq-spike``: 40 dead letters a
+    minute.
+    """
+    registry = CollectorRegistry()
+    processed = Counter(
+        "normalize_hrv_messages", "HRV messages processed by the normalize service, by result.",
+        ["result", "subject", "stream", "durable"], registry=registry,
+    )  # fmt: skip
+    dlq = Counter("dlq_messages", "Messages sent to the DLQ, by subject.", ["subject"], registry=registry)
+    latency = Histogram(
+        "normalize_hrv_processing_seconds", "Processing time of one HRV message.",
+        buckets=_BUCKETS, registry=registry,
+    )  # fmt: skip
+    fallback = Counter(
+        "event_bus_stream_fallback", "Publishes that fell back to the legacy stream.", registry=registry
+    )
+
+    if scenario == "slo-breach":
+        processed.labels(result="schema_invalid", **_LABELS).inc(messages)
+        for i in range(messages):
+            latency.observe(0.8 + (i % 10) * 0.1)
+    else:
+        errors = max(1, messages // 2000)
+        processed.labels(result="success", **_LABELS).inc(messages - errors)
+        processed.labels(result="error", **_LABELS).inc(errors)
+        processed.labels(result="schema_invalid", **_LABELS)  # present, zero
+        for i in range(messages):
+            latency.observe(0.03 + (i % 20) * 0.005)  # 30-125 ms
+    dead = 40 if scenario == "dlq-spike" else (3 if scenario == "dlq" else 0)
+    processed.labels(result="dlq", **_LABELS).inc(dead)
+    dlq.labels(subject="dlq.normalize.hrv.raw-received").inc(dead)
+    # The bus `fallback` scenario's legacy message comes from a publisher that never had the
+    # multi-stream client (no fallback counted): it is a NO-GO on the bus, not a rollback.
+    fallback.inc(0)
+    return registry
+
+
+def serve_registry(registry: CollectorRegistry, port: int) -> object:
+    """Serve ``/metrics`` on 127.0.0.1:port in a daemon thread; returns the server."""
+    server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    return server
