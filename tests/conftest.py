@@ -164,3 +164,17 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield url
     process.terminate()
     process.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def metrics_url() -> Iterator[str]:
+    """The demo's healthy normalize-service exposition, served by prometheus_client, as a
+    scrape+http URL for gates that read the metrics source."""
+    from gatecheck.demo.bus import free_port
+    from gatecheck.demo.metrics import normalize_registry, serve_registry
+
+    port = free_port()
+    server = serve_registry(normalize_registry("healthy"), port)
+    yield f"scrape+http://127.0.0.1:{port}/metrics"
+    server.shutdown()  # type: ignore[attr-defined]
+    server.server_close()  # type: ignore[attr-defined]

@@ -1,0 +1,119 @@
+"""The scrape source against real expositions served by prometheus_client on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from gatecheck.config import PrometheusSourceConfig, PromQuery, load_project
+from gatecheck.demo.bus import free_port
+from gatecheck.demo.metrics import normalize_registry, serve_registry
+from gatecheck.errors import QueryError, SourceUnavailable
+from gatecheck.gate import evaluate
+from gatecheck.results import Outcome, VerdictState
+from gatecheck.sources.scrape import ScrapeSource
+
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture
+def serve() -> Iterator[object]:
+    servers = []
+
+    def start(registry: CollectorRegistry) -> str:
+        port = free_port()
+        servers.append(serve_registry(registry, port))
+        return f"scrape+http://127.0.0.1:{port}/metrics"
+
+    yield start
+    for server in servers:
+        server.shutdown()  # type: ignore[attr-defined]
+        server.server_close()  # type: ignore[attr-defined]
+
+
+def ask(url: str, query: object, window: timedelta = timedelta(minutes=5)):
+    src = ScrapeSource("metrics", PrometheusSourceConfig(type="prometheus", url=url, timeout="2s"), Path("."))
+    parameters = {"window_start": NOW - window, "window_end": NOW, "as_of": NOW}
+
+    async def go() -> object:
+        try:
+            return await src.query(query, parameters)
+        finally:
+            await src.close()
+
+    return asyncio.run(go())
+
+
+def test_counters_histograms_and_aggregations(serve) -> None:
+    registry = CollectorRegistry()
+    requests = Counter("jobs", "Jobs.", ["result", "queue"], registry=registry)
+    requests.labels(result="ok", queue="a").inc(90)
+    requests.labels(result="ok", queue="b").inc(6)
+    requests.labels(result="failed", queue="a").inc(4)
+    latency = Histogram("work_seconds", "Work.", buckets=(0.1, 0.5, 1.0), registry=registry)
+    for value in [0.05] * 50 + [0.3] * 40 + [0.8] * 10:
+        latency.observe(value)
+    url = serve(registry)
+    frame = ask(
+        url,
+        PromQuery(
+            measures={
+                "ok_ratio": 'sum(increase(jobs_total{result="ok"}[$window])) / sum(increase(jobs_total[$window]))',
+                "ok_per_s": 'sum(rate(jobs_total{result=~"o.*"}[$window]))',
+                "p95": "histogram_quantile(0.95, sum by (le) (rate(work_seconds_bucket[$window])))",
+                "missing_or_zero": 'sum(jobs_total{result="skipped"}) or (sum(jobs_total) * 0)',
+            }
+        ),
+    )
+    row = frame.iloc[0]
+    assert row["ok_ratio"] == pytest.approx(0.96)
+    assert row["ok_per_s"] == pytest.approx(96 / 300)  # a counter is read as its increase over the window
+    assert row["p95"] == pytest.approx(0.5 + 0.5 * (95 - 90) / 10)  # Prometheus's linear interpolation
+    assert row["missing_or_zero"] == 0
+    by_queue = ask(url, "sum by (queue) (jobs_total)")
+    assert list(by_queue["queue"]) == ["a", "b"] and list(by_queue["value"]) == [94, 6]
+
+
+@pytest.fixture
+def scrape_gate(config_copy: Path) -> Path:
+    gate = {
+        "phase": "scrape-check",
+        "environment": "staging",
+        "checks": [{"suite": "normalize_slo"}],
+        "rollback": [{"suite": "rollback_triggers"}],
+    }
+    (config_copy / "gates" / "scrape-check.yaml").write_text(yaml.safe_dump(gate))
+    return config_copy
+
+
+@pytest.mark.parametrize(
+    ("scenario", "verdict", "fired"),
+    [("healthy", VerdictState.GO, None), ("slo-breach", VerdictState.ROLLBACK, "success_messages_5m"),
+     ("dlq-spike", VerdictState.ROLLBACK, "dlq_per_min_sustained")],
+)  # fmt: skip
+def test_demo_expositions_through_the_suites(serve, scrape_gate: Path, scenario: str, verdict, fired) -> None:
+    url = serve(normalize_registry(scenario))
+    project = load_project(scrape_gate, environ={"GATECHECK_PROMETHEUS_URL": url})
+    result = asyncio.run(evaluate(project, "scrape-check"))
+    assert result.verdict is verdict, result.reasons
+    rollback = next(c for c in result.checks if c.suite == "rollback_triggers")
+    failed = [e.column for e in rollback.expectations if e.outcome is Outcome.FAIL]
+    assert failed == ([fired] if fired else [])
+
+
+def test_errors(serve) -> None:
+    url = serve(normalize_registry("healthy"))
+    with pytest.raises(QueryError, match="expected"):
+        ask(url, "sum(rate(normalize_hrv_messages_total[5m])")
+    with pytest.raises(QueryError, match="unsupported PromQL"):
+        ask(url, "normalize_hrv_messages_total offset 5m ^ 2")
+    with pytest.raises(SourceUnavailable, match="cannot scrape"):
+        ask(f"scrape+http://127.0.0.1:{free_port()}/metrics", "up")
+    empty = ask(url, "nothing_here_total")
+    assert empty.empty  # no series: no evidence
