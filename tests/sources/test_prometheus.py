@@ -149,3 +149,19 @@ def test_placeholders_render() -> None:
     }
     rendered = render_promql("rate(x[$window]) @ $window_end offset $settle # $window_s", parameters)
     assert rendered == f"rate(x[3600s]) @ {moment.timestamp():.3f} offset 300s # 3600"
+
+
+def test_the_readme_prometheus_suite_example_works(config_copy: Path, prometheus: str) -> None:
+    from ..conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### Prometheus suites") :]
+    start = section.index("```yaml") + len("```yaml")
+    example = section[start : section.index("```", start)]
+    suite = yaml.safe_load(example)
+    (config_copy / "suites" / f"{suite['name']}.yaml").write_text(example)
+    gate = {"phase": "readme-prom", "environment": "staging", "checks": [{"suite": suite["name"]}]}
+    (config_copy / "gates" / "readme-prom.yaml").write_text(yaml.safe_dump(gate))
+    project = load_project(config_copy, environ={"GATECHECK_PROMETHEUS_URL": prometheus})
+    assert asyncio.run(evaluate(project, "readme-prom", as_of("slo-met"))).verdict is VerdictState.GO
+    assert asyncio.run(evaluate(project, "readme-prom", as_of("ratio-998"))).verdict is VerdictState.NO_GO
