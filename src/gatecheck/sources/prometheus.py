@@ -54,6 +54,20 @@ def _value(raw: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
+def measures_frame(rows: list[dict[str, Any]], measures: list[str]) -> pd.DataFrame:
+    """Rows (labels + measure values) as a frame: label columns sorted, then the measures;
+    a measure no row has is a NULL column, not a missing one."""
+    if not rows:
+        return pd.DataFrame(columns=measures)
+    frame = pd.DataFrame(rows)
+    for measure in measures:
+        if measure not in frame.columns:
+            frame[measure] = None
+    label_columns = sorted(str(c) for c in frame.columns if c not in measures)
+    frame = frame[label_columns + measures]
+    return frame.sort_values(label_columns).reset_index(drop=True) if label_columns else frame
+
+
 class PrometheusSource(Source):
     """A Prometheus server's HTTP API."""
 
@@ -84,15 +98,7 @@ class PrometheusSource(Source):
             for labels, value in await self._instant(render_promql(promql, parameters), end, measure):
                 key = tuple(sorted(labels.items()))
                 rows.setdefault(key, dict(labels))[measure] = value
-        if not rows:
-            return pd.DataFrame(columns=list(measures))
-        frame = pd.DataFrame(list(rows.values()))
-        for measure in measures:  # a measure with no series is a NULL column, not a missing one
-            if measure not in frame.columns:
-                frame[measure] = None
-        label_columns = sorted(str(c) for c in frame.columns if c not in measures)
-        frame = frame[label_columns + list(measures)]
-        return frame.sort_values(label_columns).reset_index(drop=True) if label_columns else frame
+        return measures_frame(list(rows.values()), list(measures))
 
     async def _instant(
         self, promql: str, at: datetime, measure: str

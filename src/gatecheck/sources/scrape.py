@@ -30,7 +30,7 @@ import pandas as pd
 from gatecheck.config import PrometheusSourceConfig, PromQuery, redact
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
 from gatecheck.sources.base import QueryParameters, Source
-from gatecheck.sources.prometheus import render_promql
+from gatecheck.sources.prometheus import measures_frame, render_promql
 
 Labels = frozenset[tuple[str, str]]
 Vector = dict[Labels, float]
@@ -353,14 +353,7 @@ class ScrapeSource(Source):
             vector = {frozenset(): value} if isinstance(value, float) else value
             for labels, number in vector.items():
                 rows.setdefault(labels, dict(labels))[measure] = None if math.isnan(number) else number
-        if not rows:
-            return pd.DataFrame(columns=list(measures))
-        frame = pd.DataFrame(list(rows.values()))
-        for measure in measures:
-            if measure not in frame.columns:
-                frame[measure] = None
-        label_columns = sorted(str(c) for c in frame.columns if c not in measures)
-        return frame[label_columns + list(measures)]
+        return measures_frame(list(rows.values()), list(measures))
 
     async def close(self) -> None:
         await self._client.aclose()
