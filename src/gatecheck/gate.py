@@ -330,7 +330,10 @@ async def _run_check(
     pool: SourcePool,
 ) -> CheckResult:
     suite = project.suites[ref.suite]
-    length = ref.window or gate.window or suite.window.length
+    # The gate's window is for its checks; a rollback suite watches the last minutes and
+    # keeps its own window unless its rollback entry names one.
+    gate_window = None if role == "rollback" else gate.window
+    length = ref.window or gate_window or suite.window.length
     settle = ref.settle if ref.settle is not None else suite.window.settle
     window = window_for(as_of, length, settle)
     base: dict[str, Any] = {

@@ -24,6 +24,7 @@ def prom_config(config_copy: Path) -> Path:
     gate = {
         "phase": "prom-check",
         "environment": "staging",
+        "window": "1h",
         "checks": [{"suite": "normalize_slo"}],
         "rollback": [{"suite": "rollback_triggers"}],
     }
@@ -50,6 +51,9 @@ def test_slo_met_is_go(prom_config: Path, prometheus: str) -> None:
     assert observed(verdict, "normalize_slo", "success_ratio") == pytest.approx(1 - 0.1 / 300.1, rel=1e-6)
     assert 200 < observed(verdict, "normalize_slo", "p95_latency_ms") < 250
     assert observed(verdict, "rollback_triggers", "dlq_per_min_sustained") == 0
+    # The gate's window is for its checks; the rollback suite keeps its own 5 minutes.
+    assert check(verdict, "rollback_triggers").window.length == timedelta(minutes=5)
+    assert check(verdict, "normalize_slo").window.length == timedelta(hours=1)
 
 
 def test_success_ratio_998_is_no_go(prom_config: Path, prometheus: str) -> None:
