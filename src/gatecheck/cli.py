@@ -43,7 +43,9 @@ ConfigOption = Annotated[
     Path,
     typer.Option("--config", help="Directory holding gatecheck.yaml, thresholds.yaml, gates/, suites/."),
 ]
-FormatOption = Annotated[str, typer.Option("--format", "-f", help="Output format: text or json.")]
+FormatOption = Annotated[
+    str, typer.Option("--format", "-f", help="Output format: text, json, junit or markdown.")
+]
 AsOfOption = Annotated[
     str | None,
     typer.Option("--as-of", help="Evaluate as of this ISO 8601 time (default: now, UTC)."),
@@ -115,7 +117,12 @@ def _evaluate(
 
 
 def _finish(verdict: Verdict, fmt: str, output: Path | None) -> None:
-    from gatecheck.render import render
+    from gatecheck.render import render, render_markdown
+
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:  # GitHub Actions shows this file on the run's page
+        with contextlib.suppress(OSError), open(summary, "a", encoding="utf-8") as handle:
+            handle.write(render_markdown(verdict) + "\n")
 
     color = output is None and fmt == "text" and sys.stdout.isatty()
     _write_output(render(verdict, fmt, color=color), output)
@@ -391,6 +398,14 @@ def demo(
             finally:
                 server.stop()
     _finish(verdict, fmt, None)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the --format json document (also shipped in the package)."""
+    from gatecheck.schema import schema_text
+
+    typer.echo(schema_text(), nl=False)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from gatecheck.durations import format_duration
 from gatecheck.gate import describe_failure, subject_of, threshold_text
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
 
-FORMATS = ("text", "json")
+FORMATS = ("text", "json", "junit", "markdown")
 
 _VERDICT_STYLE = {
     VerdictState.GO: "bold green",
@@ -31,6 +31,10 @@ _OUTCOME_STYLE = {
 def render(verdict: Verdict, fmt: str, color: bool = False) -> str:
     if fmt == "json":
         return render_json(verdict)
+    if fmt == "junit":
+        return render_junit(verdict)
+    if fmt == "markdown":
+        return render_markdown(verdict)
     return render_text(verdict, color=color)
 
 
@@ -134,3 +138,114 @@ def render_text(verdict: Verdict, color: bool = False, width: int = 120) -> str:
     for reason in verdict.reasons:
         line(f"  - {reason}")
     return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- JUnit
+
+
+def _window_text(check: CheckResult) -> str:
+    return (
+        f"window {_time(check.window.start)} → {_time(check.window.end)} "
+        f"({format_duration(check.window.length)}, settle {format_duration(check.window.settle)})"
+    )
+
+
+def render_junit(verdict: Verdict) -> str:
+    """One <testsuite> per evaluation, one <testcase> per check: fail → <failure>, error →
+    <error>, inconclusive → <skipped message=…>. Readable by GitLab, Jenkins, GitHub."""
+    import socket
+    import xml.etree.ElementTree as ET
+
+    counts = {outcome: sum(1 for c in verdict.checks if c.outcome is outcome) for outcome in Outcome}
+    suite = ET.Element(
+        "testsuite",
+        {
+            "name": f"gatecheck.{verdict.phase}",
+            # JUnit timestamps carry no timezone: this one is UTC.
+            "timestamp": verdict.as_of.strftime("%Y-%m-%dT%H:%M:%S"),
+            "hostname": socket.gethostname() or "localhost",
+            "tests": str(len(verdict.checks)),
+            "failures": str(counts[Outcome.FAIL]),
+            "errors": str(counts[Outcome.ERROR]),
+            "skipped": str(counts[Outcome.INCONCLUSIVE]),
+            "time": "0",
+        },
+    )
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (
+        ("verdict", verdict.verdict.value),
+        ("phase", verdict.phase),
+        ("environment", verdict.environment),
+        ("as_of", verdict.as_of.isoformat()),
+        ("config_hash", verdict.config_hash),
+        ("gatecheck_version", verdict.gatecheck_version),
+    ):
+        ET.SubElement(properties, "property", {"name": name, "value": value})
+    for check in verdict.checks:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            {"name": check.suite, "classname": f"gatecheck.{verdict.phase}.{check.role}", "time": "0"},
+        )
+        detail = "\n".join([_window_text(check), *_check_detail(check)])
+        summary = f"{check.suite}: {check.reason or check.outcome.value} ({_window_text(check)})"
+        if check.outcome is Outcome.FAIL:
+            ET.SubElement(
+                case, "failure", {"message": summary, "type": f"{check.role}-check-failed"}
+            ).text = detail
+        elif check.outcome is Outcome.ERROR:
+            ET.SubElement(case, "error", {"message": summary, "type": "check-error"}).text = detail
+        elif check.outcome is Outcome.INCONCLUSIVE:
+            ET.SubElement(case, "skipped", {"message": summary})
+    out = ET.SubElement(suite, "system-out")
+    out.text = "\n".join([f"verdict: {verdict.verdict.value}", *verdict.reasons])
+    ET.SubElement(suite, "system-err").text = ""
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+
+
+# --------------------------------------------------------------------------- Markdown
+
+_MARK = {
+    Outcome.PASS: "✅",
+    Outcome.FAIL: "❌",
+    Outcome.INCONCLUSIVE: "⚠️",
+    Outcome.ERROR: "🛑",
+}
+_VERDICT_MARK = {
+    VerdictState.GO: "✅ GO",
+    VerdictState.NO_GO: "❌ NO-GO",
+    VerdictState.INCONCLUSIVE: "⚠️ INCONCLUSIVE",
+    VerdictState.ROLLBACK: "🔴 ROLLBACK",
+}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", "<br>")
+
+
+def render_markdown(verdict: Verdict) -> str:
+    """A concise report for a CI step summary or a ticket."""
+    lines = [
+        f"### gatecheck: {_VERDICT_MARK[verdict.verdict]} — `{verdict.phase}` ({verdict.environment})",
+        "",
+        f"as of {_time(verdict.as_of)}",
+        "",
+        *[f"- {_cell(reason)}" for reason in verdict.reasons],
+        "",
+        "| check | role | outcome | detail | window (UTC) |",
+        "|---|---|---|---|---|",
+    ]
+    for check in verdict.checks:
+        detail = "<br>".join(_cell(line.strip()) for line in _check_detail(check))
+        window = f"{_time(check.window.start)} → {_time(check.window.end)}"
+        outcome = f"{_MARK[check.outcome]} {check.outcome.value}"
+        lines.append(f"| `{check.suite}` | {check.role} | {outcome} | {detail} | {window} |")
+    if verdict.requires or verdict.soak is not None:
+        lines.append("")
+    for requirement in verdict.requires:
+        mark = "✅" if requirement.satisfied else "⚠️"
+        lines.append(f"- requires `{requirement.phase}`: {mark} {_cell(requirement.reason)}")
+    if verdict.soak is not None:
+        lines.append(f"- soak {format_duration(verdict.soak.duration)}: {_cell(verdict.soak.reason)}")
+    return "\n".join(lines) + "\n"

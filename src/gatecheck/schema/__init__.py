@@ -1,0 +1,39 @@
+"""The JSON Schema of the verdict document (``gatecheck run --format json``, the API).
+
+``verdict.schema.json`` beside this file is generated from the result model
+(``gatecheck schema > src/gatecheck/schema/verdict.schema.json``); a test keeps the two
+identical.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from typing import Any
+
+SCHEMA_ID = "https://gatecheck.dev/schema/verdict.schema.json"
+
+
+def verdict_schema() -> dict[str, Any]:
+    """The schema, generated from :class:`gatecheck.results.Verdict` (serialization mode)."""
+    from gatecheck.results import Verdict
+
+    schema = Verdict.model_json_schema(mode="serialization")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        **{k: v for k, v in schema.items() if k not in ("title", "description")},
+        "title": "gatecheck verdict",
+        "description": "One evaluation of a phase's gate: the verdict and every check's evidence.",
+    }
+
+
+def shipped_schema() -> dict[str, Any]:
+    """The schema file shipped in the package."""
+    text = files("gatecheck.schema").joinpath("verdict.schema.json").read_text(encoding="utf-8")
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+def schema_text() -> str:
+    return json.dumps(verdict_schema(), indent=2, ensure_ascii=False) + "\n"

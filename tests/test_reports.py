@@ -1,0 +1,119 @@
+"""Every output format is a view of the same verdict: JUnit (XSD), Markdown, JSON (schema)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import xmlschema
+import yaml
+from typer.testing import CliRunner
+
+from gatecheck.cli import app
+from gatecheck.gate import evaluate
+from gatecheck.render import render_junit, render_markdown
+from gatecheck.results import Verdict, VerdictState
+from gatecheck.schema import shipped_schema, verdict_schema
+
+from .conftest import AS_OF, REPO, warehouse_env
+
+JUNIT_XSD = xmlschema.XMLSchema(Path(__file__).parent / "junit.xsd")
+
+
+@pytest.fixture
+def verdicts(project_for, config_copy: Path) -> dict[str, Verdict]:
+    gate = yaml.safe_load((config_copy / "gates" / "warehouse-release.yaml").read_text())
+    gate["rollback"] = [{"suite": "unmatched_edges"}]
+    (config_copy / "gates" / "warehouse-release.yaml").write_text(yaml.safe_dump(gate))
+
+    def run(scenario: str, root: Path = REPO) -> Verdict:
+        return asyncio.run(evaluate(project_for(scenario, root=root), "warehouse-release", AS_OF))
+
+    return {
+        "go": run("healthy"),
+        "no-go": run("stale-ingest"),
+        "inconclusive": run("thin-traffic"),
+        "rollback": run("unmatched-edges", config_copy),
+    }
+
+
+@pytest.mark.parametrize("state", ["go", "no-go", "inconclusive", "rollback"])
+def test_junit_validates_and_counts_outcomes(verdicts: dict[str, Verdict], state: str) -> None:
+    verdict = verdicts[state]
+    assert verdict.verdict is VerdictState(state)
+    xml = render_junit(verdict)
+    JUNIT_XSD.validate(xml)
+    document = JUNIT_XSD.to_dict(xml)
+    outcomes = [c.outcome.value for c in verdict.checks]
+    assert document["@tests"] == len(verdict.checks)
+    assert document["@failures"] == outcomes.count("fail")
+    assert document["@errors"] == outcomes.count("error")
+    assert document["@skipped"] == outcomes.count("inconclusive")
+    properties = {p["@name"]: p["@value"] for p in document["properties"]["property"]}
+    assert properties["verdict"] == state
+    for case, check in zip(document["testcase"], verdict.checks, strict=True):
+        assert case["@name"] == check.suite
+        if check.outcome.value == "fail":
+            assert "window" in case["failure"]["@message"] and check.suite in case["failure"]["@message"]
+        if check.outcome.value == "inconclusive":
+            assert "too little evidence" in case["skipped"]["@message"]
+
+
+def test_junit_failure_carries_observed_value_and_threshold(verdicts: dict[str, Verdict]) -> None:
+    xml = render_junit(verdicts["no-go"])
+    assert "ingest_lag_s must be ≤ 300 (freshness_lag_max_s, default)" in xml
+    assert "source_table=stream_trace_events, clock_domain=all: observed 1200" in xml
+
+
+def test_markdown_report(verdicts: dict[str, Verdict]) -> None:
+    text = render_markdown(verdicts["rollback"])
+    assert text.startswith("### gatecheck: 🔴 ROLLBACK — `warehouse-release` (staging)")
+    assert "| `unmatched_edges` | rollback | ❌ fail |" in text
+    assert "edge_type=start->first_segment: observed 0.025" in text
+
+
+@pytest.mark.parametrize("state", ["go", "no-go", "inconclusive", "rollback"])
+def test_json_output_validates_against_the_shipped_schema(verdicts: dict[str, Verdict], state: str) -> None:
+    jsonschema.Draft202012Validator(shipped_schema()).validate(verdicts[state].document())
+
+
+def test_the_shipped_schema_is_the_generated_one() -> None:
+    assert shipped_schema() == verdict_schema(), (
+        "regenerate: gatecheck schema > src/gatecheck/schema/verdict.schema.json"
+    )
+    result = CliRunner().invoke(app, ["schema"])
+    assert json.loads(result.stdout) == verdict_schema()
+
+
+def test_schema_rejects_a_wrong_verdict(verdicts: dict[str, Verdict]) -> None:
+    document = verdicts["go"].document() | {"verdict": "maybe"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(shipped_schema()).validate(document)
+
+
+def test_run_appends_markdown_to_the_github_step_summary(warehouse: Path, tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    env = {**warehouse_env(warehouse, "unmatched-edges"), "GITHUB_STEP_SUMMARY": str(summary)}
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--phase",
+            "warehouse-release",
+            "--config",
+            str(REPO),
+            "--as-of",
+            AS_OF.isoformat(),
+            "-f",
+            "junit",
+        ],
+        env=env,
+    )
+    assert result.exit_code == 1
+    assert result.stdout.startswith('<?xml version="1.0"')
+    text = summary.read_text()
+    assert text.startswith("earlier step\n### gatecheck: ❌ NO-GO")
