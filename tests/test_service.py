@@ -321,3 +321,14 @@ def test_a_hanging_source_costs_its_own_checks_not_the_other_phases(
     assert slow.verdict.value == "inconclusive" and slow.checks[0].outcome.value == "error"
     assert slow.checks[0].source_available is False
     assert slow_s < 10  # bounded by the source's 2s timeout, not hung
+
+
+def test_status_and_report_from_the_service(service) -> None:
+    base, _, _ = service
+    status = CliRunner().invoke(app, ["status", "--url", base, "--format", "json"])
+    assert status.exit_code == 0, status.output
+    document = json.loads(status.stdout)
+    assert {p["phase"]: p["verdict"] for p in document["phases"]}["svc-nogo"] == "no-go"
+    report = CliRunner().invoke(app, ["report", "--phase", "svc-rollback", "--url", base])
+    assert report.exit_code == 0, report.output
+    assert "verdict **ROLLBACK**" in report.stdout and "`unmatched_edges` (rollback trigger)" in report.stdout

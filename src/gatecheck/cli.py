@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -228,6 +228,78 @@ def history(
     for item in summaries:
         not_passed = ", ".join(f"{k}={v}" for k, v in item["not_passed"].items()) or "all checks passed"
         typer.echo(f"{item['as_of'][:19]}Z  {item['verdict']:<12}  {item['duration_s']:>7.2f}s  {not_passed}")
+
+
+def _chain(config: Path, url: str | None) -> list[Any]:
+    from gatecheck.status import PhaseStatus
+
+    if url is not None:
+        from gatecheck.client import fetch_chain
+
+        return fetch_chain(url)
+    project = load_project(config)
+    ledger = _open_ledger(project)
+    if ledger is None:
+        raise ConfigError(f"{PROJECT_FILE}: history: not configured, so there is no recorded verdict")
+    try:
+        chain = []
+        for gate in project.chain():
+            record = ledger.latest(gate.phase)
+            verdict = record.to_verdict() if record else None
+            chain.append(PhaseStatus(gate.phase, gate.environment, list(gate.requires), verdict))
+        return chain
+    finally:
+        ledger.close()
+
+
+@app.command()
+def status(
+    config: ConfigOption = Path("."),
+    url: Annotated[
+        str | None, typer.Option("--url", help="Ask a running service instead of the ledger.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json")] = "text",
+) -> None:
+    """The whole phase chain at a glance: latest verdict, when, soak coverage, what blocks it."""
+    from gatecheck.gate import parse_as_of
+    from gatecheck.status import next_phase, render_status
+
+    with _user_errors():
+        if fmt not in ("text", "json"):
+            raise ConfigError(f"--format: unknown format {fmt!r} (allowed: text, json)")
+        chain = _chain(config, url)
+    upcoming = next_phase(chain)
+    if fmt == "json":
+        typer.echo(json.dumps({"next": upcoming, "phases": [s.document(upcoming) for s in chain]}, indent=2))
+    else:
+        typer.echo(render_status(chain, parse_as_of(None)), nl=False)
+
+
+@app.command()
+def report(
+    phase: Annotated[str, typer.Option("--phase", "-p", help="The phase to report on.")],
+    config: ConfigOption = Path("."),
+    url: Annotated[
+        str | None, typer.Option("--url", help="Ask a running service instead of the ledger.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="markdown (the status update)")] = "markdown",
+) -> None:
+    """The Phase B status update for a phase, from its latest recorded verdict."""
+    from gatecheck.gate import parse_as_of
+    from gatecheck.status import render_status_update
+
+    with _user_errors():
+        if fmt != "markdown":
+            raise ConfigError(f"--format: unknown format {fmt!r} (allowed: markdown)")
+        chain = _chain(config, url)
+        found = next((s for s in chain if s.phase == phase), None)
+        if found is None:
+            known = ", ".join(s.phase for s in chain)
+            raise ConfigError(f"--phase: unknown phase {phase!r} (known phases: {known})")
+        if found.verdict is None:
+            raise ConfigError(f"no recorded evaluation of {phase}: run `gatecheck run --phase {phase}` first")
+        text = render_status_update(found.verdict, chain, parse_as_of(None))
+    typer.echo(text, nl=False)
 
 
 @app.command()

@@ -15,8 +15,9 @@ from pydantic import ValidationError
 
 from gatecheck import __version__
 from gatecheck.config import redact
-from gatecheck.errors import ConfigError
+from gatecheck.errors import ConfigError, SourceUnavailable
 from gatecheck.results import Verdict, VerdictState
+from gatecheck.status import PhaseStatus
 
 
 def _inconclusive(phase: str, reason: str) -> Verdict:
@@ -53,3 +54,23 @@ def fetch_verdict(url: str, phase: str, evaluate_now: bool = False, timeout: flo
         return Verdict.model_validate(response.json())
     except (ValueError, ValidationError) as exc:
         return _inconclusive(phase, f"gatecheck service at {shown} sent an unreadable verdict: {exc}")
+
+
+def fetch_chain(url: str, timeout: float = 30.0) -> list[PhaseStatus]:
+    """The service's phase chain with each phase's latest verdict (None if none yet)."""
+    base = url.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError(f"--url: expected http(s)://HOST:PORT, got {redact(url)!r}")
+    shown = redact(base)
+    try:
+        with httpx.Client(timeout=timeout) as client:
+            listed = client.get(f"{base}/api/v1/phases")
+            listed.raise_for_status()
+            chain = []
+            for item in listed.json():
+                response = client.get(f"{base}/api/v1/phases/{item['phase']}/verdict")
+                verdict = Verdict.model_validate(response.json()) if response.status_code == 200 else None
+                chain.append(PhaseStatus(item["phase"], item["environment"], list(item["requires"]), verdict))
+            return chain
+    except (httpx.HTTPError, ValueError, KeyError, ValidationError) as exc:
+        raise SourceUnavailable(f"gatecheck service at {shown}: {type(exc).__name__}: {exc}") from exc

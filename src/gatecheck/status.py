@@ -1,0 +1,191 @@
+"""Views over recorded verdicts: the chain at a glance (``status``) and the Phase B status
+update (``report``). Both only read verdicts; neither judges anything of its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gatecheck.durations import format_duration
+from gatecheck.results import ExpectationResult, Outcome, Verdict, VerdictState
+
+
+@dataclass(frozen=True)
+class PhaseStatus:
+    phase: str
+    environment: str
+    requires: list[str]
+    verdict: Verdict | None
+
+    @property
+    def state(self) -> str:
+        return self.verdict.verdict.value if self.verdict else "never evaluated"
+
+    @property
+    def soak(self) -> str:
+        if self.verdict is None or self.verdict.soak is None:
+            return ""
+        soak = self.verdict.soak
+        if soak.assumed:
+            return "assumed"
+        return f"{format_duration(soak.coverage)} of {format_duration(soak.duration)}"
+
+    @property
+    def blocked_by(self) -> str:
+        if self.verdict is None:
+            return "no evaluation recorded yet"
+        if self.verdict.verdict is VerdictState.GO:
+            return ""
+        return self.verdict.reasons[0] if self.verdict.reasons else self.verdict.verdict.value
+
+    def document(self, next_phase: str | None) -> dict[str, Any]:
+        return {
+            "phase": self.phase,
+            "environment": self.environment,
+            "requires": self.requires,
+            "verdict": self.verdict.verdict.value if self.verdict else None,
+            "as_of": self.verdict.as_of.isoformat() if self.verdict else None,
+            "soak_coverage_s": self.verdict.soak.coverage.total_seconds()
+            if self.verdict and self.verdict.soak
+            else None,
+            "blocked_by": self.blocked_by or None,
+            "next": self.phase == next_phase,
+        }
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def next_phase(chain: list[PhaseStatus]) -> str | None:
+    """The first phase, in promotion order, whose latest verdict is not GO."""
+    for status in chain:
+        if status.verdict is None or status.verdict.verdict is not VerdictState.GO:
+            return status.phase
+    return None
+
+
+def render_status(chain: list[PhaseStatus], now: datetime) -> str:
+    upcoming = next_phase(chain)
+    rows = [("", "phase", "env", "verdict", "as of (UTC)", "soak", "blocked by")]
+    for status in chain:
+        when = status.verdict.as_of.strftime("%Y-%m-%d %H:%M") if status.verdict else "—"
+        rows.append(
+            (
+                "→" if status.phase == upcoming else "",
+                status.phase,
+                status.environment,
+                status.state,
+                when,
+                status.soak,
+                _clip(status.blocked_by, 140),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=False)) + "  " + r[-1] for r in rows
+    ]
+    footer = f"next: {upcoming}" if upcoming else "every phase of the chain is GO"
+    return "\n".join(line.rstrip() for line in lines) + f"\n\n{footer} (as of {now:%Y-%m-%d %H:%M}Z)\n"
+
+
+# --------------------------------------------------------------------------- the status update
+
+#: (label, column, target text from its threshold, how to show the value)
+_INDICATORS = (
+    ("Messages on AA_CORE_HOT", "core_hot_share", "percent"),
+    ("DLQ rate (per min, sustained 5m)", "dlq_per_min_sustained", "number"),
+    ("DLQ messages in the window", "dlq_messages", "number"),
+    ("Success rate", "success_ratio", "percent"),
+    ("Fallback events", "fallback_events", "number"),
+    ("p95 latency (ms)", "p95_latency_ms", "number"),
+)
+
+
+def find_expectation(verdict: Verdict, column: str) -> ExpectationResult | None:
+    for check in verdict.checks:
+        for expectation in check.expectations:
+            if expectation.column == column:
+                return expectation
+    return None
+
+
+def _show(value: Any, kind: str) -> str:
+    if value is None:
+        return "no data"
+    if kind == "percent" and isinstance(value, int | float):
+        return f"{value * 100:.2f}%"
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
+def _target(expectation: ExpectationResult, kind: str) -> str:
+    parts = []
+    for threshold in expectation.thresholds:
+        sign = {"min": "≥", "max": "≤"}.get(threshold.bound or "", "")
+        parts.append(f"{sign} {_show(threshold.value, kind)}".strip())
+    return ", ".join(parts) or "—"
+
+
+def render_status_update(verdict: Verdict, chain: list[PhaseStatus], now: datetime) -> str:
+    """The Phase B runbook's status update for one phase, as Markdown."""
+    passed = [c for c in verdict.checks if c.outcome is Outcome.PASS]
+    issues = [
+        c for c in verdict.checks
+        if (c.role == "advisory" and c.outcome is not Outcome.PASS)
+        or (c.role != "advisory" and c.outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR))
+    ]  # fmt: skip
+    blockers = [c for c in verdict.checks if c.role != "advisory" and c.outcome is Outcome.FAIL]
+    step = " ".join(verdict.description.split()) or verdict.phase
+    role_name = {"rollback": "rollback trigger", "required": "required"}
+    lines = [
+        f"## Phase B status update — {verdict.phase}",
+        "",
+        f"**Date/Time:** {now:%Y-%m-%d %H:%M} UTC (evaluation as of {verdict.as_of:%Y-%m-%d %H:%M:%S} UTC)",
+        f"**Phase:** {verdict.phase} ({verdict.environment})",
+        f"**Current step:** {step} — verdict **{verdict.verdict.value.upper()}**",
+        "",
+        "### ✅ Completed",
+        *([f"- `{c.suite}` passed" for c in passed] or ["- nothing yet"]),
+        "",
+        "### ⚠️ Issues",
+        *([f"- `{c.suite}` ({c.role}): {c.outcome.value} — {c.reason or ''}".rstrip(" —") for c in issues]
+          or ["- none"]),
+        *([f"- soak: {verdict.soak.reason}"] if verdict.soak and not verdict.soak.covered else []),
+        *[f"- requires {r.phase}: {r.reason}" for r in verdict.requires if not r.satisfied],
+        "",
+        "### 🔴 Blockers",
+        *([f"- `{c.suite}` ({role_name.get(c.role, c.role)}): {c.reason}" for c in blockers] or ["- none"]),
+        "",
+        "### 📊 Metrics",
+        "",
+        "| Metric | Target | Current |",
+        "|---|---|---|",
+    ]  # fmt: skip
+    for label, column, kind in _INDICATORS:
+        expectation = find_expectation(verdict, column)
+        if expectation is None:
+            continue
+        lines.append(
+            f"| {label} | {_target(expectation, kind)} | {_show(expectation.observed_value, kind)} |"
+        )
+    upcoming = next_phase(chain)
+    lines += ["", "### Next steps"]
+    if verdict.verdict is VerdictState.GO:
+        after = _after(chain, verdict.phase)
+        lines.append(f"- promote: `{verdict.phase}` is GO" + (f"; next phase `{after}`" if after else ""))
+    elif verdict.verdict is VerdictState.ROLLBACK:
+        lines.append(f"- roll back `{verdict.phase}` now: {verdict.reasons[0]}")
+    else:
+        lines.append(f"- hold `{verdict.phase}`: " + "; ".join(verdict.reasons))
+    if upcoming and upcoming != verdict.phase:
+        lines.append(f"- the chain's next phase to clear: `{upcoming}`")
+    return "\n".join(lines) + "\n"
+
+
+def _after(chain: list[PhaseStatus], phase: str) -> str | None:
+    names = [s.phase for s in chain]
+    if phase in names and names.index(phase) + 1 < len(names):
+        following = chain[names.index(phase) + 1]
+        return following.phase if phase in following.requires else None
+    return None

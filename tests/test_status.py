@@ -1,0 +1,99 @@
+"""`gatecheck status` (the chain at a glance) and `gatecheck report` (the status update)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gatecheck.cli import app
+from gatecheck.history import SqliteLedger
+from gatecheck.results import CheckResult, Outcome, SoakStatus, Verdict, VerdictState, Window
+
+from .conftest import REPO
+
+runner = CliRunner()
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def recorded(phase: str, state: VerdictState, reasons: list[str], soak: SoakStatus | None = None) -> Verdict:
+    window = Window(start=NOW - timedelta(hours=1), end=NOW, length=timedelta(hours=1), settle=timedelta(0))
+    outcome = Outcome.PASS if state is VerdictState.GO else Outcome.INCONCLUSIVE
+    check = CheckResult(
+        suite="stream_topology", source="bus", role="required", outcome=outcome, window=window
+    )
+    return Verdict(
+        phase=phase, environment="staging", as_of=NOW, verdict=state, reasons=reasons, checks=[check],
+        soak=soak, config_hash="h", gatecheck_version="t",
+    )  # fmt: skip
+
+
+def test_status_shows_the_next_phase_and_why_it_is_blocked(isolated_history: Path) -> None:
+    ledger = SqliteLedger(isolated_history)
+    ledger.record(recorded("staging-predeploy", VerdictState.GO, ["all 1 required checks passed"]), 0.1)
+    ledger.record(recorded("staging-deploy", VerdictState.GO, ["all 3 required checks passed"]), 0.1)
+    soak = SoakStatus(
+        duration=timedelta(hours=48), max_gap=timedelta(minutes=30), covered=False,
+        coverage=timedelta(hours=10), reason="10h of 48h covered",
+    )  # fmt: skip
+    ledger.record(
+        recorded("staging-soak", VerdictState.INCONCLUSIVE, ["soak not covered: 10h of 48h covered"], soak),
+        0.1,
+    )
+    result = runner.invoke(app, ["status", "--config", str(REPO), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["next"] == "staging-soak"
+    by_phase = {p["phase"]: p for p in document["phases"]}
+    assert by_phase["staging-deploy"]["verdict"] == "go" and by_phase["staging-deploy"]["blocked_by"] is None
+    assert by_phase["staging-soak"]["blocked_by"] == "soak not covered: 10h of 48h covered"
+    assert by_phase["staging-soak"]["soak_coverage_s"] == 36000
+    assert by_phase["prod-predeploy"]["verdict"] is None
+    text = runner.invoke(app, ["status", "--config", str(REPO)]).stdout
+    assert "→  staging-soak" in text and "10h of 48h" in text and "next: staging-soak" in text
+
+
+def test_report_without_a_record_is_a_clear_error() -> None:
+    result = runner.invoke(app, ["report", "--phase", "canary-10", "--config", str(REPO)])
+    assert result.exit_code == 2
+    assert "no recorded evaluation of canary-10" in result.stderr
+
+
+@pytest.mark.parametrize("scenario", ["healthy", "fallback", "dlq"])
+def test_status_update_numbers_equal_the_json_observed_values(
+    scenario: str, warehouse: Path, live_warehouse: str, bus_for, metrics_url: str
+) -> None:
+    env = {
+        "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",
+        "GATECHECK_NATS_URL": bus_for(scenario),
+        "GATECHECK_PROMETHEUS_URL": metrics_url,
+    }
+    args = ["run", "--phase", "staging-soak", "--config", str(REPO), "--assume-approved", "staging-deploy"]
+    run = runner.invoke(app, [*args, "--assume-soaked", "--format", "json"], env=env)
+    document = json.loads(run.stdout)
+    report = runner.invoke(app, ["report", "--phase", "staging-soak", "--config", str(REPO)], env=env)
+    assert report.exit_code == 0, report.output
+    text = report.stdout
+
+    def observed(column: str) -> float:
+        for check in document["checks"]:
+            for expectation in check["expectations"]:
+                if expectation["column"] == column:
+                    return expectation["observed_value"]
+        raise AssertionError(column)
+
+    assert f"| Messages on AA_CORE_HOT | ≥ 100.00% | {observed('core_hot_share') * 100:.2f}% |" in text
+    assert f"| DLQ messages in the window | ≤ 0 | {observed('dlq_messages'):g} |" in text
+    assert f"| Success rate | ≥ 99.90% | {observed('success_ratio') * 100:.2f}% |" in text
+    assert f"| Fallback events | ≤ 0 | {observed('fallback_events'):g} |" in text
+    assert f"| p95 latency (ms) | ≤ 500 | {observed('p95_latency_ms'):g} |" in text
+    assert f"verdict **{document['verdict'].upper()}**" in text
+    if scenario == "healthy":
+        assert "### 🔴 Blockers\n- none" in text and "promote: `staging-soak` is GO" in text
+    else:
+        blocker = text.split("### 🔴 Blockers\n")[1].split("\n\n")[0]
+        assert "`soak_criteria` (required)" in blocker
+        assert "hold `staging-soak`" in text
