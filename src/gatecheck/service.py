@@ -189,6 +189,9 @@ class VerdictCollector(Collector):
         duration_g = GaugeMetricFamily(
             "gatecheck_evaluation_duration_seconds", "Wall time of the latest evaluation.", labels=["phase"]
         )
+        interval_g = GaugeMetricFamily(
+            "gatecheck_evaluation_interval_seconds", "How often the service evaluates the phase.", labels=["phase"]
+        )
         errors_g = GaugeMetricFamily(
             "gatecheck_evaluation_error", "1 if the latest scheduled evaluation raised.", labels=["phase"]
         )
@@ -198,6 +201,7 @@ class VerdictCollector(Collector):
         )  # fmt: skip
         for phase, state in sorted(states.items()):
             errors_g.add_metric([phase], 1.0 if state.last_error else 0.0)
+            interval_g.add_metric([phase], self.service.interval(phase).total_seconds())
             verdict = state.verdict
             if verdict is None:
                 continue
