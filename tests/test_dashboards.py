@@ -29,21 +29,143 @@ def promtool() -> str:
 
 def test_alert_rules_check_and_unit_tests_pass() -> None:
     tool = promtool()
-    checked = subprocess.run([tool, "check", "rules", "alert_rules.yml"], cwd=DASHBOARDS, capture_output=True, text=True)
+    checked = subprocess.run(
+        [tool, "check", "rules", "alert_rules.yml"], cwd=DASHBOARDS, capture_output=True, text=True
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    tested = subprocess.run([tool, "test", "rules", "alert_rules.test.yml"], cwd=DASHBOARDS, capture_output=True, text=True)
+    tested = subprocess.run(
+        [tool, "test", "rules", "alert_rules.test.yml"], cwd=DASHBOARDS, capture_output=True, text=True
+    )
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
 def test_every_alert_has_a_firing_and_a_quiet_test_and_full_annotations() -> None:
-    rules = [r for g in yaml.safe_load((DASHBOARDS / "alert_rules.yml").read_text())["groups"] for r in g["rules"]]
+    rules = [
+        r for g in yaml.safe_load((DASHBOARDS / "alert_rules.yml").read_text())["groups"] for r in g["rules"]
+    ]
     tests = yaml.safe_load((DASHBOARDS / "alert_rules.test.yml").read_text())["tests"]
     runbook = (REPO / "service" / "RUNBOOK.md").read_text().lower()
     for rule in rules:
         name = rule["alert"]
-        outcomes = [bool(t["alert_rule_test"][0]["exp_alerts"]) for t in tests if t["alert_rule_test"][0]["alertname"] == name]
+        outcomes = [
+            bool(t["alert_rule_test"][0]["exp_alerts"])
+            for t in tests
+            if t["alert_rule_test"][0]["alertname"] == name
+        ]
         assert sorted(outcomes) == [False, True], name
         assert rule["labels"]["severity"] in ("warning", "critical")
         assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
         anchor = rule["annotations"]["runbook_url"].split("#")[1]
         assert anchor == name.lower() and f"### {name.lower()}" in runbook, name
+
+
+#: Every metric gatecheck exports (service.VerdictCollector) and every one DESIGN.md names.
+KNOWN_METRICS = {
+    "gatecheck_phase_verdict", "gatecheck_check_outcome", "gatecheck_check_observed_value",
+    "gatecheck_check_threshold", "gatecheck_soak_coverage_seconds", "gatecheck_soak_duration_seconds",
+    "gatecheck_evaluation_timestamp_seconds", "gatecheck_evaluation_duration_seconds",
+    "gatecheck_evaluation_interval_seconds", "gatecheck_evaluation_error", "gatecheck_source_up",
+    "normalize_hrv_messages_total", "dlq_messages_total", "normalize_hrv_processing_seconds_bucket",
+    "normalize_hrv_processing_seconds_count", "normalize_hrv_processing_seconds_sum",
+    "event_bus_stream_fallback_total",
+}  # fmt: skip
+_PROMQL_WORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset",
+    "sum", "max", "min", "avg", "count", "rate", "increase", "irate", "histogram_quantile", "time", "vector",
+    "label_values", "inf", "nan",
+}  # fmt: skip
+
+
+def metrics_in(expr: str) -> set[str]:
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # strings
+    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", "", text)  # ranges
+    text = re.sub(r"\b(?:by|without|on|ignoring)\s*\([^)]*\)", "", text)  # grouping labels
+    names = set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", text))
+    return {n for n in names if n.lower() not in _PROMQL_WORDS}
+
+
+def expressions() -> list[tuple[str, str]]:
+    import json
+
+    found = []
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        assert dashboard["schemaVersion"] >= 36 and dashboard["uid"]
+        names = [v["name"] for v in dashboard["templating"]["list"]]
+        assert "datasource" in names
+        for panel in dashboard["panels"]:
+            assert panel["datasource"]["uid"] == "${datasource}", (path.name, panel["title"])
+            for target in panel["targets"]:
+                found.append((f"{path.name}: {panel['title']}", target["expr"]))
+    return found
+
+
+def test_dashboard_expressions_use_only_known_metrics() -> None:
+    exprs = expressions()
+    assert len(exprs) >= 14
+    for where, expr in exprs:
+        unknown = metrics_in(expr) - KNOWN_METRICS
+        assert not unknown, f"{where}: unknown metric(s) {unknown} in {expr}"
+
+
+def test_dashboard_expressions_parse_on_a_real_prometheus(prometheus: str) -> None:
+    import httpx
+
+    for where, expr in expressions():
+        concrete = expr.replace("$__rate_interval", "5m").replace("$phase", ".*")
+        response = httpx.get(f"{prometheus}/api/v1/query", params={"query": concrete, "time": "1767225600"})
+        body = response.json()
+        assert body["status"] == "success", f"{where}: {body.get('error')}"
+
+
+def test_the_exported_metrics_are_the_known_ones() -> None:
+    text = (REPO / "src" / "gatecheck" / "service.py").read_text()
+    exported = set(re.findall(r'GaugeMetricFamily\(\s*"(gatecheck_[a-z_]+)"', text))
+    assert exported == {m for m in KNOWN_METRICS if m.startswith("gatecheck_")}
+
+
+def test_service_files_reference_only_real_flags_ports_and_endpoints() -> None:
+    from typer.testing import CliRunner
+
+    from gatecheck.cli import app
+    from gatecheck.config import ServiceConfig
+
+    documents = list(yaml.safe_load_all((REPO / "service" / "kubernetes" / "gatecheck.yaml").read_text()))
+    kinds = {d["kind"] for d in documents}
+    assert {"Deployment", "Service", "ServiceMonitor", "Secret", "PersistentVolumeClaim"} <= kinds
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    unit = (REPO / "service" / "gatecheck.service").read_text()
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    serve_help = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).stdout
+    for args in (container["args"], exec_start.split()[1:]):
+        assert args[0] == "serve"
+        for flag in (a for a in args if a.startswith("--")):
+            assert flag in serve_help, f"gatecheck serve has no {flag}"
+    default_port = int(ServiceConfig().listen.rsplit(":", 1)[1])
+    assert container["ports"][0]["containerPort"] == default_port
+    assert "127.0.0.1:9464" in exec_start and f":{default_port}" in " ".join(container["args"])
+
+    app_routes = _routes()
+    probes = [container["livenessProbe"]["httpGet"]["path"], container["readinessProbe"]["httpGet"]["path"]]
+    monitor = next(d for d in documents if d["kind"] == "ServiceMonitor")
+    paths = [*probes, *(e["path"] for e in monitor["spec"]["endpoints"])]
+    assert probes == ["/healthz", "/readyz"]
+    for path in paths:
+        assert path in app_routes, path
+    runbook = (REPO / "service" / "RUNBOOK.md").read_text()
+    assert "gatecheck run --phase staging-soak --url" in runbook
+
+
+def _routes() -> set[str]:
+    import tempfile
+
+    from gatecheck.config import load_project
+    from gatecheck.history import SqliteLedger
+    from gatecheck.service import Service, create_app
+
+    with tempfile.TemporaryDirectory() as tmp:
+        project = load_project(REPO, environ={})
+        app = create_app(Service(project, SqliteLedger(Path(tmp) / "l.db"), []))
+        return {route.path for route in app.routes}
