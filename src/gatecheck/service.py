@@ -190,7 +190,9 @@ class VerdictCollector(Collector):
             "gatecheck_evaluation_duration_seconds", "Wall time of the latest evaluation.", labels=["phase"]
         )
         interval_g = GaugeMetricFamily(
-            "gatecheck_evaluation_interval_seconds", "How often the service evaluates the phase.", labels=["phase"]
+            "gatecheck_evaluation_interval_seconds",
+            "How often the service evaluates the phase.",
+            labels=["phase"],
         )
         errors_g = GaugeMetricFamily(
             "gatecheck_evaluation_error", "1 if the latest scheduled evaluation raised.", labels=["phase"]
