@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 #: A suite returns aggregates; more rows than this means raw rows are being pulled.
 MAX_ROWS = 10_000
+_GE_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gatecheck-ge")
 
 
 class SourcePool:
@@ -364,7 +366,10 @@ async def _run_check(
         )
     base["source_available"] = True
     try:
-        return judge(suite, frame, thresholds, base)
+        # Great Expectations is CPU work: off the event loop (the service's API and other
+        # phases stay responsive), on one thread (GE's context is shared, not thread-safe).
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_GE_EXECUTOR, judge, suite, frame, thresholds, base)
     except Exception as exc:
         log.exception("check %s: unexpected error judging the result", suite.name)
         return CheckResult(

@@ -110,11 +110,13 @@ class Service:
             return verdict
 
     async def scheduled(self, phase: str) -> None:
-        """The scheduler's job: never raises (except cancellation)."""
+        """The scheduler's job: never raises."""
         try:
             await self.evaluate_phase(phase)
         except asyncio.CancelledError:
-            raise
+            # The service is stopping: the evaluation is abandoned unrecorded. Returning
+            # (not re-raising) ends this job's task without APScheduler logging an error.
+            log.debug("evaluation of %s cancelled by shutdown", phase)
         except Exception as exc:
             log.exception("evaluation of %s failed", phase)
             state = self.states[phase]
