@@ -364,6 +364,9 @@ async def scheduled(service: Service) -> AsyncIterator[Any]:
     """Start one APScheduler job per phase (first run now); stop and cancel on exit."""
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+    # "Skipped: maximum number of running instances reached" is the no-overlap rule working;
+    # a schedule that cannot keep up shows in the staleness alert, not as a log line a second.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
     scheduler = AsyncIOScheduler(timezone=UTC)
     now = datetime.now(UTC)
     for phase in service.phases:
