@@ -332,3 +332,130 @@ def test_status_and_report_from_the_service(service) -> None:
     report = CliRunner().invoke(app, ["report", "--phase", "svc-rollback", "--url", base])
     assert report.exit_code == 0, report.output
     assert "verdict **ROLLBACK**" in report.stdout and "`unmatched_edges` (rollback trigger)" in report.stdout
+
+
+def _asgi(svc: Service):
+    from gatecheck.service import create_app
+
+    transport = httpx.ASGITransport(app=create_app(svc))
+    return httpx.AsyncClient(transport=transport, base_url="http://gatecheck")
+
+
+def test_state_changing_requests_need_the_bearer_token(service_config: Path, tmp_path: Path) -> None:
+    svc = Service(
+        load_project(service_config, environ={}),
+        SqliteLedger(tmp_path / "l.db"),
+        ["svc-go"],
+        api_token="s3cr3t-t0ken",
+    )
+
+    async def go() -> list[int]:
+        async with _asgi(svc) as client:
+            return [
+                (await client.post("/api/v1/phases/svc-go/evaluate")).status_code,
+                (
+                    await client.post(
+                        "/api/v1/phases/svc-go/evaluate", headers={"Authorization": "Bearer nope"}
+                    )
+                ).status_code,
+                (
+                    await client.post(
+                        "/api/v1/phases/svc-go/evaluate", headers={"Authorization": "Bearer s3cr3t-t0ken"}
+                    )
+                ).status_code,
+                (await client.get("/api/v1/phases/svc-go/verdict")).status_code,
+                (await client.get("/metrics")).status_code,
+                (
+                    await client.post(
+                        "/api/v1/phases/svc-go/evaluate",
+                        content=b"x" * 70_000,
+                        headers={"Authorization": "Bearer s3cr3t-t0ken"},
+                    )
+                ).status_code,
+            ]
+
+    assert asyncio.run(go()) == [401, 401, 200, 200, 200, 413]
+
+
+def test_evaluations_are_rate_limited_per_client(
+    service_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gatecheck.service as service_module
+
+    monkeypatch.setattr(service_module, "EVALUATE_PER_MINUTE", 2)
+    svc = Service(load_project(service_config, environ={}), SqliteLedger(tmp_path / "l.db"), ["svc-go"])
+
+    async def go() -> list[int]:
+        async with _asgi(svc) as client:
+            return [(await client.post("/api/v1/phases/svc-go/evaluate")).status_code for _ in range(3)]
+
+    assert asyncio.run(go()) == [200, 200, 429]
+
+
+def test_serve_beyond_loopback_without_a_token_refuses_to_start(
+    service_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GATECHECK_API_TOKEN", raising=False)
+    result = CliRunner().invoke(
+        app, ["serve", "--config", str(service_config), "--listen", f"0.0.0.0:{free_port()}"]
+    )
+    assert result.exit_code == 2
+    assert "needs a bearer token" in result.stderr and "GATECHECK_API_TOKEN" in result.stderr
+
+
+def test_a_planted_secret_appears_nowhere(
+    service_config: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import shutil
+
+    from gatecheck.render import render
+
+    secret = "PLANTED-s3cret-9f2c"
+    root = tmp_path / "config"
+    shutil.copytree(service_config, root)
+    project_file = yaml.safe_load((root / "gatecheck.yaml").read_text())
+    project_file["environments"]["e-secret"] = {
+        "sources": {
+            "bus": {
+                "type": "nats",
+                "url": f"nats://gate:{secret}@127.0.0.1:{free_port()}",
+                "token": secret,
+                "timeout": "2s",
+            },
+            "warehouse": {
+                "type": "clickhouse",
+                "url": f"clickhouse://reader:{secret}@127.0.0.1:{free_port()}/db",
+                "timeout": "2s",
+            },
+        }
+    }
+    (root / "gatecheck.yaml").write_text(yaml.safe_dump(project_file))
+    gate = {
+        "phase": "svc-secret",
+        "environment": "e-secret",
+        "checks": [{"suite": "soak_criteria"}, {"suite": "unmatched_edges"}],
+    }
+    (root / "gates" / "svc-secret.yaml").write_text(yaml.safe_dump(gate))
+    ledger_path = tmp_path / "l.db"
+    svc = Service(load_project(root, environ={}), SqliteLedger(ledger_path), ["svc-secret"], api_token=secret)
+
+    async def go() -> tuple[str, str, str]:
+        async with _asgi(svc) as client:
+            evaluated = await client.post(
+                "/api/v1/phases/svc-secret/evaluate", headers={"Authorization": f"Bearer {secret}"}
+            )
+            metrics = await client.get("/metrics")
+            listed = await client.get("/api/v1/phases")
+            return evaluated.text, metrics.text, listed.text
+
+    with caplog.at_level(logging.DEBUG):
+        document, metrics, listed = asyncio.run(go())
+    verdict = Verdict.model_validate_json(document)
+    assert verdict.verdict.value == "inconclusive"  # both sources unreachable, with reasons
+    outputs = [document, metrics, listed, caplog.text, ledger_path.read_bytes().decode(errors="replace")]
+    outputs += [render(verdict, fmt) for fmt in ("text", "json", "junit", "markdown")]
+    outputs.append(repr(svc))
+    for text in outputs:
+        assert secret not in text
+    assert "Connect call failed" in document or "cannot connect" in document

@@ -334,8 +334,11 @@ def _prerequisites(project: Project, phase: str) -> list[str]:
     return [g.phase for g in project.chain() if g.phase in needed]
 
 
+API_TOKEN_ENV = "GATECHECK_API_TOKEN"
+
+
 def _run_service(project: Project, listen: str | None, phases: list[str] | None) -> None:
-    from gatecheck.service import Service, serve
+    from gatecheck.service import Service, is_loopback, serve
 
     address = listen or project.config.service.listen
     host, _, port = address.rpartition(":")
@@ -344,9 +347,17 @@ def _run_service(project: Project, listen: str | None, phases: list[str] | None)
     ledger = _open_ledger(project)
     if ledger is None:
         raise ConfigError(f"{PROJECT_FILE}: history: the service needs a history ledger (history.url)")
+    token = os.environ.get(API_TOKEN_ENV) or None
+    if not is_loopback(host) and token is None:
+        ledger.close()
+        raise ConfigError(
+            f"--listen {address}: listening beyond loopback needs a bearer token for the "
+            f"state-changing endpoints; set {API_TOKEN_ENV}"
+        )
     try:
         chosen = phases or project.config.service.phases or [g.phase for g in project.chain()]
-        asyncio.run(serve(Service(project, ledger, list(chosen)), host.strip("[]"), int(port)))
+        service = Service(project, ledger, list(chosen), api_token=token)
+        asyncio.run(serve(service, host.strip("[]"), int(port)))
     finally:
         ledger.close()
 

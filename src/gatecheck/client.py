@@ -8,6 +8,7 @@ of the phase yet, gives an INCONCLUSIVE verdict — never GO.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 import httpx
@@ -40,8 +41,10 @@ def fetch_verdict(url: str, phase: str, evaluate_now: bool = False, timeout: flo
         raise ConfigError(f"--url: expected http(s)://HOST:PORT, got {redact(url)!r}")
     endpoint = f"{base}/api/v1/phases/{phase}/" + ("evaluate" if evaluate_now else "verdict")
     shown = redact(base)
+    token = os.environ.get("GATECHECK_API_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with httpx.Client(timeout=timeout) as client:
+        with httpx.Client(timeout=timeout, headers=headers) as client:
             response = client.post(endpoint) if evaluate_now else client.get(endpoint)
     except httpx.HTTPError as exc:
         return _inconclusive(phase, f"gatecheck service at {shown} unreachable: {type(exc).__name__}: {exc}")

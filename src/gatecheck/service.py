@@ -59,9 +59,12 @@ class PhaseState:
 class Service:
     """The scheduled evaluator and its state; the HTTP app and the collector are views of it."""
 
-    project: Project
+    project: Project = field(repr=False)  # its URLs may carry credentials
     ledger: Ledger
     phases: list[str]
+    # Bearer token for state-changing endpoints (POST); required when listening beyond
+    # loopback. Never logged or exported.
+    api_token: str | None = field(default=None, repr=False)
     states: dict[str, PhaseState] = field(default_factory=dict)
     source_up: dict[tuple[str, str], bool] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -258,13 +261,32 @@ class VerdictCollector(Collector):
 
 def create_app(service: Service) -> Any:
     """The FastAPI app: /metrics, /healthz, /readyz and the /api/v1 verdict API."""
-    from fastapi import FastAPI, HTTPException, Query
+    from fastapi import FastAPI, HTTPException, Query, Request
     from fastapi.responses import JSONResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(VerdictCollector(service))
     app = FastAPI(title="gatecheck", version=__version__, docs_url=None, redoc_url=None)
+    limiter = _RateLimiter(EVALUATE_PER_MINUTE)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Any:
+        # No endpoint takes a body: refuse large ones before reading them.
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BYTES):
+            return JSONResponse({"detail": "request body too large"}, status_code=413)
+        if request.method not in ("GET", "HEAD"):
+            if service.api_token is not None and not _authorized(request, service.api_token):
+                return JSONResponse(
+                    {"detail": "missing or wrong bearer token"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            client = request.client.host if request.client else "unknown"
+            if not limiter.allow(client):
+                return JSONResponse({"detail": "too many evaluations requested; try later"}, status_code=429)
+        return await call_next(request)
 
     def known(phase: str) -> None:
         if phase not in service.project.gates:
@@ -337,6 +359,49 @@ def create_app(service: Service) -> Any:
         return (await service.evaluate_phase(phase)).document()
 
     return app
+
+
+#: Largest request body accepted (no endpoint takes one).
+MAX_REQUEST_BYTES = 64 * 1024
+#: POST /evaluate requests per client and minute.
+EVALUATE_PER_MINUTE = 30
+
+
+def _authorized(request: Any, token: str) -> bool:
+    import hmac
+
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+class _RateLimiter:
+    """A sliding one-minute window per client: enough to stop a loop hammering evaluations."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.seen: dict[str, list[float]] = {}
+
+    def allow(self, client: str) -> bool:
+        now = time.monotonic()
+        recent = [t for t in self.seen.get(client, []) if now - t < 60]
+        if len(recent) >= self.per_minute:
+            self.seen[client] = recent
+            return False
+        recent.append(now)
+        self.seen[client] = recent
+        return True
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def record_summary(record: Any) -> dict[str, Any]:
