@@ -125,3 +125,14 @@ def test_embedded_sessions_are_shared_and_closed_with_their_last_user(
 ) -> None:
     with embedded_session(warehouse) as first, embedded_session(warehouse) as second:
         assert first is second
+
+
+def test_an_injection_through_a_bound_parameter_stays_a_value(warehouse: Path) -> None:
+    # A threshold or window value is bound server-side: SQL in it is data, never code.
+    attack = "0); DROP TABLE session_facts; --"
+    with pytest.raises(QueryError):
+        query(source(f"chdb://{warehouse}?database=healthy"), "SELECT {x:Float64} AS x", x=attack)
+    frame = query(source(f"chdb://{warehouse}?database=healthy"), "SELECT {x:String} AS x", x=attack)
+    assert frame["x"].iloc[0] == attack
+    count = query(source(f"chdb://{warehouse}?database=healthy"), "SELECT count() AS n FROM session_facts")
+    assert int(count["n"].iloc[0]) > 0
