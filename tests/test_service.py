@@ -459,3 +459,21 @@ def test_a_planted_secret_appears_nowhere(
     for text in outputs:
         assert secret not in text
     assert "Connect call failed" in document or "cannot connect" in document
+
+
+def test_an_unwritable_ledger_is_logged_and_survived(
+    service_config: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "ledger.db"
+    svc = Service(load_project(service_config, environ={}), SqliteLedger(path), ["svc-go"])
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.mkdir()  # the ledger cannot be written: a directory stands where the file was
+    asyncio.run(svc.scheduled("svc-go"))  # never raises
+    assert svc.states["svc-go"].verdict is None  # nothing published without its record
+    assert "cannot write" in (svc.states["svc-go"].last_error or "")
+    assert "evaluation of svc-go failed" in caplog.text
+    path.rmdir()  # the fault clears
+    asyncio.run(svc.scheduled("svc-go"))
+    assert svc.states["svc-go"].verdict is not None and svc.states["svc-go"].last_error is None
+    assert len(SqliteLedger(path).history("svc-go")) == 1  # only the complete record

@@ -179,6 +179,8 @@ class SqliteLedger(Ledger):
         row = _row(verdict, duration_s)
         try:
             with self._connect() as connection:
+                # Idempotent, and lets the ledger recover if its file was lost meanwhile.
+                connection.executescript(_SQLITE_SCHEMA)
                 connection.execute("BEGIN IMMEDIATE")
                 connection.execute(
                     "INSERT INTO evaluations (phase, environment, as_of_ms, verdict, checks_passed,"
