@@ -261,3 +261,30 @@ def test_secrets_in_urls_are_not_echoed(config_copy: Path) -> None:
 )
 def test_sql_static_checks(sql: str, ok: bool) -> None:
     assert (sql_problems(sql) == []) is ok
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("gatecheck.yaml", "environments: &a {staging: [*a]}\n", "recursive anchor"),
+        (
+            "gates/hostile.yaml",
+            "a: &a [x, x, x, x, x, x, x, x, x]\n"
+            + "".join(
+                f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n"
+                for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+            ),
+            "YAML aliases",
+        ),
+        ("gates/hostile.yaml", "phase: x\n" + "k" * 1_100_000 + ": 1\n", "the limit is"),
+    ],
+)
+def test_hostile_yaml_is_a_clean_config_error(config_copy: Path, name: str, text: str, message: str) -> None:
+    import time
+
+    (config_copy / name).write_text(text)
+    started = time.monotonic()
+    result = runner.invoke(app, ["validate", "--config", str(config_copy)])
+    assert time.monotonic() - started < 10
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output

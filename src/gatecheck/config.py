@@ -49,6 +49,7 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # `{name:Type}` placeholders, ClickHouse's server-side parameter syntax.
 _SQL_PARAM = re.compile(r"\{\s*([^{}:'\"\s]*)\s*:\s*([A-Za-z][^{}]*)\}")
 _MAX_FILE_BYTES = 1_000_000
+_MAX_ALIASES = 50
 
 
 class Frozen(BaseModel):
@@ -527,6 +528,13 @@ def _read_yaml(path: Path, label: str) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{label}: cannot read file ({exc})") from exc
     try:
+        # Aliases can multiply a small file into an exponential tree ("billion laughs"):
+        # configuration needs few, so more than _MAX_ALIASES is refused before loading.
+        aliases = sum(
+            isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)
+        )
+        if aliases > _MAX_ALIASES:
+            raise ConfigError(f"{label}: {aliases} YAML aliases (*name); at most {_MAX_ALIASES} are allowed")
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
@@ -665,10 +673,12 @@ def load_project(root: Path | str, environ: Mapping[str, str] | None = None) -> 
             data = _read_yaml(path, label)
             if expand:
                 data = expand_env(data, environ, label)
+            return _parse(label, model, data, problems)
         except ConfigError as exc:
             problems.extend(exc.problems)
-            return None
-        return _parse(label, model, data, problems)
+        except RecursionError:  # an alias inside its own anchor: a: &a [*a]
+            problems.append(f"{label}: a YAML alias refers to itself (recursive anchor)")
+        return None
 
     config = load(root / PROJECT_FILE, PROJECT_FILE, ProjectConfig, expand=True)
     thresholds_path = root / THRESHOLDS_FILE
