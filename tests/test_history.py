@@ -240,3 +240,13 @@ def test_requires_not_met_names_the_phase(soak_config: Path, warehouse: Path, tm
 def test_checks_passed_means_required_checks_only() -> None:
     assert checks_passed(verdict("p", AS_OF))
     assert not checks_passed(verdict("p", AS_OF, Outcome.ERROR))
+
+
+def test_newest_records_come_from_the_query_oldest_first(ledger: Ledger) -> None:
+    for hours, outcome in [(4, Outcome.PASS), (3, Outcome.FAIL), (2, Outcome.ERROR), (1, Outcome.PASS)]:
+        ledger.record(verdict("p", AS_OF - timedelta(hours=hours), outcome), 0.1)
+    assert [r.as_of for r in ledger.history("p", newest=2)] == [AS_OF - 2 * HOUR, AS_OF - HOUR]
+    latest = ledger.latest("p", until=AS_OF - timedelta(minutes=150))
+    assert latest is not None and latest.as_of == AS_OF - 3 * HOUR
+    decision = ledger.last_decision("p", until=AS_OF - timedelta(minutes=90))
+    assert decision is not None and decision.verdict is VerdictState.NO_GO  # the error is skipped

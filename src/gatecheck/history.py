@@ -58,6 +58,9 @@ class Record(BaseModel):
         return Verdict.model_validate(self.document)
 
 
+DECISIVE = frozenset({VerdictState.GO, VerdictState.NO_GO, VerdictState.ROLLBACK})
+
+
 def checks_passed(verdict: Verdict) -> bool:
     """Every required check passed and no rollback suite failed (requires/soak aside)."""
     required = [c for c in verdict.checks if c.role == "required"]
@@ -85,9 +88,15 @@ class Ledger(ABC):
 
     @abstractmethod
     def history(
-        self, phase: str, since: datetime | None = None, until: datetime | None = None
+        self,
+        phase: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        verdicts: frozenset[VerdictState] | None = None,
+        newest: int | None = None,
     ) -> list[Record]:
-        """Records of ``phase`` with ``since <= as_of <= until``, oldest first."""
+        """Records of ``phase`` with ``since <= as_of <= until`` (and one of ``verdicts``),
+        oldest first; with ``newest`` only that many of the most recent ones."""
 
     @abstractmethod
     def check_writable(self) -> None:
@@ -97,16 +106,13 @@ class Ledger(ABC):
         """Release resources."""
 
     def latest(self, phase: str, until: datetime | None = None) -> Record | None:
-        records = self.history(phase, until=until)
+        records = self.history(phase, until=until, newest=1)
         return records[-1] if records else None
 
     def last_decision(self, phase: str, until: datetime | None = None) -> Record | None:
         """The newest GO, NO-GO or ROLLBACK of ``phase`` (inconclusive ones decide nothing)."""
-        decisive = {VerdictState.GO, VerdictState.NO_GO, VerdictState.ROLLBACK}
-        for record in reversed(self.history(phase, until=until)):
-            if record.verdict in decisive:
-                return record
-        return None
+        records = self.history(phase, until=until, verdicts=DECISIVE, newest=1)
+        return records[-1] if records else None
 
 
 def _row(verdict: Verdict, duration_s: float) -> dict[str, Any]:
@@ -198,7 +204,12 @@ class SqliteLedger(Ledger):
         return Record.model_validate(row)
 
     def history(
-        self, phase: str, since: datetime | None = None, until: datetime | None = None
+        self,
+        phase: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        verdicts: frozenset[VerdictState] | None = None,
+        newest: int | None = None,
     ) -> list[Record]:
         sql = (
             "SELECT phase, environment, as_of_ms, verdict, checks_passed, config_hash, duration_s,"
@@ -211,10 +222,17 @@ class SqliteLedger(Ledger):
         if until is not None:
             sql += " AND as_of_ms <= ?"
             args.append(_ms(until))
-        sql += " ORDER BY as_of_ms, id"
+        if verdicts is not None:
+            sql += f" AND verdict IN ({', '.join('?' * len(verdicts))})"
+            args.extend(sorted(v.value for v in verdicts))
+        # Newest first so LIMIT keeps the most recent; reversed below to oldest first.
+        sql += " ORDER BY as_of_ms DESC, id DESC"
+        if newest is not None:
+            sql += " LIMIT ?"
+            args.append(newest)
         try:
             with self._connect() as connection:
-                rows = connection.execute(sql, args).fetchall()
+                rows = connection.execute(sql, args).fetchall()[::-1]
         except sqlite3.Error as exc:
             raise LedgerError(f"history ledger {self.path}: cannot read ({exc})") from exc
         return [
@@ -273,8 +291,15 @@ FROM {table}
 WHERE phase = {phase:String}
   AND as_of >= toDateTime64({since_ms:Int64} / 1000, 3, 'UTC')
   AND as_of <= toDateTime64({until_ms:Int64} / 1000, 3, 'UTC')
-ORDER BY as_of, recorded_at
+  AND (empty({verdicts:Array(String)}) OR has({verdicts:Array(String)}, verdict))
+ORDER BY as_of DESC, recorded_at DESC
+LIMIT {newest:UInt64}
 """
+
+
+def _array_literal(values: list[str]) -> str:
+    escaped = (v.replace("\\", "\\\\").replace("'", "\\'") for v in values)
+    return "[" + ",".join(f"'{v}'" for v in escaped) + "]"
 
 
 class ClickHouseLedger(Ledger):
@@ -295,6 +320,8 @@ class ClickHouseLedger(Ledger):
             self._release = _release_embedded
 
             def execute(sql: str, params: dict[str, Any], fetch: bool) -> Any:
+                # chDB takes parameters as text: arrays as ClickHouse literals.
+                params = {k: _array_literal(v) if isinstance(v, list) else v for k, v in params.items()}
                 with self._lock:
                     if fetch:
                         return session.query(sql, "DataFrame", params=params)
@@ -351,12 +378,19 @@ class ClickHouseLedger(Ledger):
         return Record.model_validate(row)
 
     def history(
-        self, phase: str, since: datetime | None = None, until: datetime | None = None
+        self,
+        phase: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        verdicts: frozenset[VerdictState] | None = None,
+        newest: int | None = None,
     ) -> list[Record]:
         params = {
             "phase": phase,
             "since_ms": _ms(since) if since else 0,
             "until_ms": _ms(until) if until else 32503680000000,  # year 3000
+            "verdicts": sorted(v.value for v in verdicts or ()),
+            "newest": newest if newest is not None else 2**63,
         }
         try:
             frame = self._execute(_CH_SELECT.replace("{table}", self._table), params, True)
@@ -375,7 +409,7 @@ class ClickHouseLedger(Ledger):
                 recorded_at=_from_ms(int(r["recorded_at_ms"])),
                 document=json.loads(r["document"]),
             )
-            for r in frame.to_dict("records")
+            for r in frame.to_dict("records")[::-1]  # newest first from the query
         ]
 
     def check_writable(self) -> None:
