@@ -194,6 +194,31 @@ BAD_CONFIGS = {
         lambda d: d.update(phases={"canary-1O": {"p95_latency_max_ms": 700}}),
         "thresholds.yaml: phases.canary-1O: unknown phase",
     ),
+    "NaN threshold": (
+        "thresholds.yaml",
+        lambda d: d["defaults"].update(unmatched_edge_rate_max=float("nan")),
+        "thresholds.yaml: defaults.unmatched_edge_rate_max: must be a finite number",
+    ),
+    "threshold too large": (
+        "thresholds.yaml",
+        lambda d: d["phases"].setdefault("canary-10", {}).update(fallback_events_max=10**400),
+        "thresholds.yaml: phases.canary-10.fallback_events_max: must be at most 1e+15 in magnitude",
+    ),
+    "infinite evidence minimum": (
+        "suites/rollup_parity.yaml",
+        lambda d: d.update(evidence={"column": "x", "min_total": float("inf")}),
+        "suites/rollup_parity.yaml: evidence.min_total: must be a finite number",
+    ),
+    "NaN literal bound": (
+        "suites/unattributed_sessions.yaml",
+        lambda d: d["expectations"][0].update(max_value=float("nan")),
+        "suites/unattributed_sessions.yaml: expectations[0]: max_value: must be a finite number (got nan)",
+    ),
+    "key with a newline": (
+        "gates/staging-soak.yaml",
+        lambda d: d.update({"win\ndow": "1h"}),
+        "gates/staging-soak.yaml: 'win\\ndow': unknown key",
+    ),
     "wrong type": (
         "gates/staging-soak.yaml",
         lambda d: d["checks"][0].update(required="maybe"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import os
 import re
 import types
@@ -22,6 +23,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -30,6 +32,7 @@ from pydantic import (
     Tag,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from gatecheck.durations import Duration
@@ -50,6 +53,21 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SQL_PARAM = re.compile(r"\{\s*([^{}:'\"\s]*)\s*:\s*([A-Za-z][^{}]*)\}")
 _MAX_FILE_BYTES = 1_000_000
 _MAX_ALIASES = 50
+_MAX_DEPTH = 40
+#: Thresholds are exported as float gauges and JSON numbers: beyond this they lose precision.
+MAX_MAGNITUDE = 1e15
+
+
+def _sane_number(value: Any) -> Any:
+    """A threshold, bound or minimum must be a finite number of a sane size (NaN would make
+    every comparison false; 10**400 cannot become a float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    if abs(value) > MAX_MAGNITUDE:
+        raise ValueError(f"must be at most {MAX_MAGNITUDE:.0e} in magnitude")
+    return value
 
 
 class Frozen(BaseModel):
@@ -166,7 +184,7 @@ class ProjectConfig(Frozen):
 
 # --------------------------------------------------------------------------- thresholds.yaml
 
-ThresholdValue = bool | int | float | str
+ThresholdValue = Annotated[bool | int | float | str, AfterValidator(_sane_number)]
 
 
 class ThresholdsConfig(Frozen):
@@ -276,12 +294,31 @@ class Evidence(Frozen):
     column: str
     min_total: float | ParameterRef
 
+    @field_validator("min_total")
+    @classmethod
+    def _sane_minimum(cls, value: float | ParameterRef) -> float | ParameterRef:
+        if isinstance(value, float):
+            _sane_number(value)
+            if value < 0:
+                raise ValueError("a minimum evidence cannot be negative")
+        return value
+
 
 class ExpectationSpec(BaseModel):
     """A Great Expectations expectation by its snake_case type and its own kwargs."""
 
     model_config = ConfigDict(frozen=True, extra="allow")
     type: str
+
+    @model_validator(mode="after")
+    def _sane_bounds(self) -> ExpectationSpec:
+        for key in ("min_value", "max_value", "value"):
+            value = (self.model_extra or {}).get(key)
+            try:
+                _sane_number(value)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc} (got {value!r})") from None
+        return self
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -530,9 +567,19 @@ def _read_yaml(path: Path, label: str) -> Any:
     try:
         # Aliases can multiply a small file into an exponential tree ("billion laughs"):
         # configuration needs few, so more than _MAX_ALIASES is refused before loading.
-        aliases = sum(
-            isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)
-        )
+        # Deep nesting would exhaust the recursive composer: refused before loading too.
+        aliases = depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                aliases += 1
+            elif isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > _MAX_DEPTH:
+                    mark = event.start_mark
+                    where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+                    raise ConfigError(f"{label}:{where} nested more than {_MAX_DEPTH} levels deep")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
         if aliases > _MAX_ALIASES:
             raise ConfigError(f"{label}: {aliases} YAML aliases (*name); at most {_MAX_ALIASES} are allowed")
         data = yaml.safe_load(text)
@@ -542,6 +589,9 @@ def _read_yaml(path: Path, label: str) -> Any:
         raise ConfigError(f"{label}:{where}: invalid YAML: {exc.problem}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{label}: invalid YAML: {exc}") from exc
+    except ValueError as exc:  # Python refuses to read an integer of more than 4300 digits
+        reason = "a number with thousands of digits" if "digits" in str(exc) else str(exc)
+        raise ConfigError(f"{label}: invalid YAML value: {reason}") from exc
     if not isinstance(data, dict):
         kind = "empty" if data is None else type(data).__name__
         raise ConfigError(f"{label}: expected a mapping at the top level, got {kind}")
@@ -617,8 +667,12 @@ def _describe_location(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[st
     return _join_path(parts), None
 
 
+_PLAIN_KEY = re.compile(r"^(?:[A-Za-z0-9_$][A-Za-z0-9_$\-]*|\[\d+\])$")
+
+
 def _join_path(parts: list[str]) -> str:
-    return ".".join(parts).replace(".[", "[")
+    # A key that is not a plain name (empty, spaces, dots, newlines…) is quoted.
+    return ".".join(p if _PLAIN_KEY.match(p) else repr(p) for p in parts).replace(".[", "[")
 
 
 _SECRET_KEYS = ("password", "token", "secret")

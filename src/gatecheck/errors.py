@@ -20,12 +20,23 @@ class GatecheckError(Exception):
     """Root of every error gatecheck raises on purpose."""
 
 
+def one_line(text: str) -> str:
+    """``text`` with every non-printable character escaped: a key or value read from a file
+    can hold newlines or terminal escape sequences, and a problem is printed as one line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 class ConfigError(GatecheckError):
-    """Configuration, suite, gate or argument problem; the message names file and key."""
+    """Configuration, suite, gate or argument problem; the message names file and key.
+
+    Each problem is made one printable line, whatever the file contained."""
 
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        message = one_line(message)
         super().__init__(message)
-        self.problems: list[str] = problems if problems is not None else [message]
+        self.problems: list[str] = [one_line(p) for p in problems] if problems is not None else [message]
 
 
 class SourceError(GatecheckError):
