@@ -136,3 +136,43 @@ def test_an_injection_through_a_bound_parameter_stays_a_value(warehouse: Path) -
     assert frame["x"].iloc[0] == attack
     count = query(source(f"chdb://{warehouse}?database=healthy"), "SELECT count() AS n FROM session_facts")
     assert int(count["n"].iloc[0]) > 0
+
+
+# Malformed answers from the real engine, judged by the shipped unmatched_edges suite.
+MALFORMED_ANSWERS = {
+    "no rows": (
+        "SELECT 'a' AS edge_type, toUInt64(500) AS edges, 0.0 AS unmatched_rate WHERE 0",
+        "inconclusive",
+    ),
+    "NULL rate": (
+        "SELECT 'a' AS edge_type, toUInt64(500) AS edges, CAST(NULL AS Nullable(Float64)) AS unmatched_rate",
+        "inconclusive",
+    ),
+    "NaN rate": ("SELECT 'a' AS edge_type, toUInt64(500) AS edges, nan AS unmatched_rate", "inconclusive"),
+    "0/0 rate": ("SELECT 'a' AS edge_type, toUInt64(0) AS edges, 0 / 0 AS unmatched_rate", "inconclusive"),
+    "NULL evidence": (
+        "SELECT 'a' AS edge_type, CAST(NULL AS Nullable(UInt64)) AS edges, 0.0 AS unmatched_rate",
+        "inconclusive",
+    ),
+    "wrong column name": ("SELECT 'a' AS edge_type, toUInt64(500) AS edges, 0.0 AS unmatched_ratio", "error"),
+    "text rate": ("SELECT 'a' AS edge_type, toUInt64(500) AS edges, 'low' AS unmatched_rate", "error"),
+    "array rate": ("SELECT 'a' AS edge_type, toUInt64(500) AS edges, [0.0] AS unmatched_rate", "error"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_ANSWERS))
+def test_a_malformed_answer_is_inconclusive_or_error_never_pass(warehouse: Path, case: str) -> None:
+    from gatecheck.config import load_project
+    from gatecheck.gate import judge, window_for
+
+    from ..conftest import REPO
+
+    sql, expected = MALFORMED_ANSWERS[case]
+    project = load_project(REPO, environ={})
+    suite = project.suites["unmatched_edges"]
+    frame = query(source(f"chdb://{warehouse}?database=healthy"), sql)
+    window = window_for(AS_OF, suite.window.length, suite.window.settle)
+    base = {"suite": suite.name, "source": "warehouse", "role": "required", "window": window}
+    result = judge(suite, frame, project.resolve_thresholds("warehouse-release"), base)
+    assert result.outcome.value == expected, result.reason
+    assert result.reason

@@ -1,0 +1,170 @@
+"""Property-based tests: a malformed source answer is never a pass.
+
+For every shipped suite, a frame that passes is built from the suite's own expectations and
+thresholds (the test checks it passes, so the damage is what changes the outcome). Hypothesis
+then damages the answer the way a broken source or a wrong query would: no rows, a needed
+column missing or renamed, NULLs, NaN, text where numbers belong, objects of the wrong kind.
+The check must come out ``inconclusive`` or ``error`` with a reason — never ``pass``, and
+never a ``fail`` blamed on the data when the answer itself is unusable.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gatecheck.config import ParameterRef, ResolvedThreshold, SuiteConfig, load_project
+from gatecheck.gate import judge, window_for
+from gatecheck.results import Outcome
+
+from .conftest import REPO
+
+PROJECT = load_project(REPO, environ={})
+AS_OF = datetime(2026, 11, 22, 6, tzinfo=UTC)
+
+
+def phase_using(suite: str) -> str:
+    for phase, gate in sorted(PROJECT.gates.items()):
+        if any(c.suite == suite for c in [*gate.checks, *gate.rollback]):
+            return phase
+    raise AssertionError(f"no gate uses {suite}")
+
+
+SUITES = {
+    name: (suite, PROJECT.resolve_thresholds(phase_using(name))) for name, suite in PROJECT.suites.items()
+}
+
+
+def bound(value: Any, thresholds: dict[str, ResolvedThreshold]) -> Any:
+    if isinstance(value, dict) and set(value) == {"$PARAMETER"}:
+        return thresholds[value["$PARAMETER"]].value
+    return value
+
+
+def needed_columns(suite: SuiteConfig) -> dict[str, str]:
+    """Column → how the suite reads it: ``number`` (a bound or the evidence), ``value``, or
+    ``nullable`` (a pair the suite compares only where both are present: NULL there means
+    "nothing expected", as in stream_topology's expected_* columns)."""
+    needed: dict[str, str] = {}
+    for spec in suite.expectations:
+        kwargs = spec.kwargs
+        numeric = "min_value" in kwargs or "max_value" in kwargs
+        nullable = kwargs.get("ignore_row_if") == "either_value_is_missing"
+        for key in ("column", "column_A", "column_B"):
+            if key in kwargs:
+                needed[kwargs[key]] = "number" if numeric else "nullable" if nullable else "value"
+    if suite.evidence is not None:
+        needed[suite.evidence.column] = "number"
+    return needed
+
+
+def passing_frame(suite: SuiteConfig, thresholds: dict[str, ResolvedThreshold], rows: int) -> pd.DataFrame:
+    data: dict[str, list[Any]] = {}
+    for group in suite.groups or []:
+        data[group] = [f"{group}-{i}" for i in range(rows)]
+    for spec in suite.expectations:
+        kwargs = spec.kwargs
+        if "column" in kwargs and ("min_value" in kwargs or "max_value" in kwargs):
+            low, high = bound(kwargs.get("min_value"), thresholds), bound(kwargs.get("max_value"), thresholds)
+            value = float(low if low is not None else high)
+            data[kwargs["column"]] = [value] * rows
+        elif "value_set" in kwargs:
+            data[kwargs["column"]] = [kwargs["value_set"][0]] * rows
+        elif "column_A" in kwargs:
+            data[kwargs["column_A"]] = [f"same-{i}" for i in range(rows)]
+            data[kwargs["column_B"]] = [f"same-{i}" for i in range(rows)]
+    if suite.evidence is not None:
+        minimum = suite.evidence.min_total
+        required = thresholds[minimum.name].value if isinstance(minimum, ParameterRef) else minimum
+        data[suite.evidence.column] = [float(required)] * rows  # type: ignore[arg-type]
+    return pd.DataFrame(data)
+
+
+def check(name: str, frame: pd.DataFrame):
+    suite, thresholds = SUITES[name]
+    window = window_for(AS_OF, suite.window.length, suite.window.settle)
+    base = {"suite": name, "source": suite.source, "role": "required", "window": window}
+    return judge(suite, frame, thresholds, base)
+
+
+@pytest.mark.parametrize("name", sorted(SUITES))
+def test_the_undamaged_answer_passes(name: str) -> None:
+    suite, thresholds = SUITES[name]
+    result = check(name, passing_frame(suite, thresholds, 3))
+    assert result.outcome is Outcome.PASS, result.reason
+
+
+NOT_NUMBERS = st.one_of(
+    st.text(min_size=1, max_size=8).filter(lambda t: not _numeric(t)),
+    st.sampled_from(["n/a", "", " ", "NULL", "1,5", "0x10", "ten", "1e3x", "--"]),
+)
+WRONG_OBJECTS = st.sampled_from([[1], {"a": 1}, (1, 2), b"\x00", object])
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@st.composite
+def damaged_answer(draw: st.DrawFn) -> tuple[str, pd.DataFrame, list[str]]:
+    """(suite, frame, what was done): one shipped suite's passing answer, damaged."""
+    name = draw(st.sampled_from(sorted(SUITES)))
+    suite, thresholds = SUITES[name]
+    rows = draw(st.integers(min_value=1, max_value=5))
+    frame = passing_frame(suite, thresholds, rows)
+    needed = needed_columns(suite)
+    done: list[str] = []
+    for _ in range(draw(st.integers(min_value=1, max_value=2))):
+        kind = draw(
+            st.sampled_from(["no-rows", "missing", "renamed", "nulls", "nan", "not-numbers", "objects"])
+        )
+        column = draw(st.sampled_from(sorted(needed)))
+        if column not in frame.columns:
+            continue
+        if kind == "no-rows":
+            frame = frame.iloc[0:0]
+        elif kind == "missing":
+            frame = frame.drop(columns=[column])
+        elif kind == "renamed":
+            new = "not_" + draw(st.text(min_size=1, max_size=10))  # no suite column starts so
+            frame = frame.rename(columns={column: new})
+        elif kind in ("nulls", "nan"):
+            if needed[column] == "nullable":
+                continue
+            frame[column] = pd.Series([None if kind == "nulls" else np.nan] * len(frame), dtype=object)
+        elif kind == "not-numbers":
+            if needed[column] != "number":
+                continue
+            frame[column] = pd.Series(draw(st.lists(NOT_NUMBERS, min_size=len(frame), max_size=len(frame))))
+        else:
+            frame[column] = pd.Series([draw(WRONG_OBJECTS) for _ in range(len(frame))], dtype=object)
+        done.append(f"{kind} {column}")
+    return name, frame, done
+
+
+@settings(
+    max_examples=150,
+    deadline=10_000,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(damaged_answer())
+def test_a_damaged_answer_is_inconclusive_or_error_never_pass(
+    answer: tuple[str, pd.DataFrame, list[str]],
+) -> None:
+    name, frame, done = answer
+    result = check(name, frame)
+    if not done:  # every drawn damage hit a column already gone: the answer is intact
+        return
+    assert result.outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR), (done, result.outcome, result.reason)
+    assert result.reason, "an inconclusive or errored check says why"
