@@ -126,7 +126,9 @@ def damaged_answer(draw: st.DrawFn) -> tuple[str, pd.DataFrame, list[str]]:
     done: list[str] = []
     for _ in range(draw(st.integers(min_value=1, max_value=2))):
         kind = draw(
-            st.sampled_from(["no-rows", "missing", "renamed", "nulls", "nan", "not-numbers", "objects"])
+            st.sampled_from(
+                ["no-rows", "missing", "renamed", "duplicated", "nulls", "nan", "not-numbers", "objects"]
+            )
         )
         column = draw(st.sampled_from(sorted(needed)))
         if column not in frame.columns:
@@ -138,6 +140,8 @@ def damaged_answer(draw: st.DrawFn) -> tuple[str, pd.DataFrame, list[str]]:
         elif kind == "renamed":
             new = "not_" + draw(st.text(min_size=1, max_size=10))  # no suite column starts so
             frame = frame.rename(columns={column: new})
+        elif kind == "duplicated":
+            frame = pd.concat([frame, frame[[column]]], axis=1)
         elif kind in ("nulls", "nan"):
             if needed[column] == "nullable":
                 continue
@@ -168,3 +172,24 @@ def test_a_damaged_answer_is_inconclusive_or_error_never_pass(
         return
     assert result.outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR), (done, result.outcome, result.reason)
     assert result.reason, "an inconclusive or errored check says why"
+
+
+@settings(max_examples=60, deadline=10_000, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(sorted(SUITES)),
+    st.lists(
+        st.one_of(st.integers(), st.text(), st.just([1, 2]), st.just({"k": "v"})), min_size=1, max_size=3
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_extra_columns_and_row_order_do_not_change_a_pass(name: str, extra: list[Any], rnd: Any) -> None:
+    """The other direction: what a suite does not read (an extra column of arrays, maps or
+    text, the order of rows) must not turn a good answer into an error."""
+    suite, thresholds = SUITES[name]
+    frame = passing_frame(suite, thresholds, 3)
+    for i, value in enumerate(extra):  # ClickHouse arrays, maps, tuples; mixed kinds
+        frame[f"extra_{i}"] = pd.Series([value, "text", None][: len(frame)], dtype=object)
+    order = list(range(len(frame)))
+    rnd.shuffle(order)
+    result = check(name, frame.iloc[order].reset_index(drop=True))
+    assert result.outcome is Outcome.PASS, result.reason

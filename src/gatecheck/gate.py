@@ -405,6 +405,14 @@ def judge(
             outcome=Outcome.ERROR,
             reason=f"query returned {rows} rows; a suite must return aggregates (at most {MAX_ROWS})",
         )
+    duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if duplicated:
+        return CheckResult(
+            **base,
+            rows=rows,
+            outcome=Outcome.ERROR,
+            reason=f"query returned column(s) {', '.join(map(repr, duplicated))} more than once",
+        )
     if rows == 0:
         return CheckResult(
             **base,

@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from functools import lru_cache
+from numbers import Number
 from typing import Any
 
 import numpy as np
@@ -212,6 +214,10 @@ def validate_frame(
     built: dict[int, Any] = {}
     errors: dict[int, ExpectationResult] = {}
     for index, spec in enumerate(suite.expectations):
+        malformed = _malformed(spec, frame)
+        if malformed is not None:
+            errors[index] = _errored(spec, thresholds, suite.name, malformed)
+            continue
         try:
             built[index] = _build(spec, index)
         except Exception as exc:
@@ -219,23 +225,79 @@ def validate_frame(
     ge_results: dict[int, Any] = {}
     if built:
         expectation_suite = gx.ExpectationSuite(name=suite.name, expectations=list(built.values()))
-        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
         result_format: dict[str, Any] = {"result_format": "COMPLETE"}
         if groups:
             result_format["unexpected_index_column_names"] = groups
-        validation = batch.validate(
-            expectation_suite, expectation_parameters=parameters, result_format=result_format
-        )
-        for ge_result in validation.results:
-            meta = ge_result.expectation_config.meta or {}
-            if isinstance(meta.get(_INDEX), int):
-                ge_results[meta[_INDEX]] = ge_result
+        try:
+            batch = batch_definition.get_batch(
+                batch_parameters={"dataframe": _for_ge(frame, groups, [suite.expectations[i] for i in built])}
+            )
+            validation = batch.validate(
+                expectation_suite, expectation_parameters=parameters, result_format=result_format
+            )
+        except Exception as exc:  # GE itself failed on this answer: every expectation is an error
+            reason = f"Great Expectations could not validate the answer: {_one_line(exc)}"
+            errors.update({i: _errored(suite.expectations[i], thresholds, suite.name, reason) for i in built})
+        else:
+            for ge_result in validation.results:
+                meta = ge_result.expectation_config.meta or {}
+                if isinstance(meta.get(_INDEX), int):
+                    ge_results[meta[_INDEX]] = ge_result
     return [
         errors[index]
         if index in errors
         else _convert(spec, ge_results.get(index), frame, groups, thresholds, suite.name)
         for index, spec in enumerate(suite.expectations)
     ]
+
+
+_SINGLE_VALUES = (str, bool, int, float, Decimal, np.generic, datetime, date, pd.Timestamp)
+
+
+def _for_ge(frame: pd.DataFrame, groups: list[str], specs: list[ExpectationSpec]) -> pd.DataFrame:
+    """The columns GE needs (groups and every column an expectation names), nothing else:
+    GE hashes the whole batch, and an extra column of arrays or maps would break it. A group
+    label that is not a single value (a ClickHouse array) is shown as text."""
+    wanted = list(groups)
+    for spec in specs:
+        for value in spec.kwargs.values():
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str) and item in frame.columns and item not in wanted:
+                    wanted.append(item)
+    narrowed = frame[wanted].copy()
+    for column in groups:
+        if narrowed[column].dtype == object:
+            narrowed[column] = [
+                v if v is None or isinstance(v, _SINGLE_VALUES) else str(v) for v in narrowed[column]
+            ]
+    return narrowed
+
+
+def _malformed(spec: ExpectationSpec, frame: pd.DataFrame) -> str | None:
+    """Why the frame cannot answer this expectation (a list where a value belongs, text where
+    a bound needs a number), or None. A source answering in the wrong shape is an error, not
+    a finding about the data."""
+    kwargs = spec.kwargs
+    numeric = "min_value" in kwargs or "max_value" in kwargs
+    for key in ("column", "column_A", "column_B"):
+        column = kwargs.get(key)
+        if not isinstance(column, str) or column not in frame.columns:
+            continue
+        series = frame[column]
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            continue
+        if pd.api.types.is_bool_dtype(series) and not numeric:
+            continue
+        for value in series:
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            shown = repr(value)
+            shown = f"{type(value).__name__} {shown if len(shown) <= 40 else shown[:37] + '...'}"
+            if not isinstance(value, _SINGLE_VALUES):
+                return f"column {column!r} must hold single values, got {shown}"
+            if numeric and (isinstance(value, str | bool | np.bool_) or not isinstance(value, Number)):
+                return f"column {column!r} must hold numbers for its bound, got {shown}"
+    return None
 
 
 def _thresholds_of(
