@@ -477,3 +477,117 @@ def test_an_unwritable_ledger_is_logged_and_survived(
     asyncio.run(svc.scheduled("svc-go"))
     assert svc.states["svc-go"].verdict is not None and svc.states["svc-go"].last_error is None
     assert len(SqliteLedger(path).history("svc-go")) == 1  # only the complete record
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs of its own (needs root, as the developers' machines and CI have)."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """Fill the filesystem to the last byte; return the filler file."""
+    import errno
+    import os
+
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (65536, 4096, 1):
+            while True:
+                try:
+                    os.write(fd, b"\0" * size)
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC
+                    break
+    finally:
+        os.close(fd)
+    return filler
+
+
+def remount(disk: Path, mode: str) -> None:
+    import subprocess
+
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(disk)], check=True)
+
+
+def integrity(path: Path) -> str:
+    import sqlite3
+
+    with sqlite3.connect(path) as connection:
+        return str(connection.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+@pytest.mark.parametrize("fault", ["disk full", "read-only filesystem"])
+def test_a_full_or_read_only_ledger_disk_is_logged_survived_and_recovered(
+    service_config: Path, tiny_disk: Path, fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tiny_disk / "ledger.db"
+    ledger = SqliteLedger(path)
+    svc = Service(load_project(service_config, environ={}), ledger, ["svc-go"])
+    asyncio.run(svc.scheduled("svc-go"))  # one record while the disk is fine
+    first = svc.states["svc-go"].verdict
+    assert first is not None and len(ledger.history("svc-go")) == 1
+
+    filler = fill(tiny_disk) if fault == "disk full" else None
+    if fault == "read-only filesystem":
+        remount(tiny_disk, "ro")
+    asyncio.run(svc.scheduled("svc-go"))  # never raises
+    state = svc.states["svc-go"]
+    # SQLite in WAL mode cannot even read once it cannot create its -shm file: the evaluation
+    # stops at the ledger (read or write), and the message says what the filesystem says.
+    expected = "the disk is full" if fault == "disk full" else "is on a read-only filesystem"
+    assert "history ledger" in (state.last_error or "") and expected in (state.last_error or "")
+    assert state.verdict is not None and state.verdict.as_of == first.as_of  # nothing new published
+    assert "evaluation of svc-go failed" in caplog.text
+
+    if filler is not None:
+        filler.unlink()  # the fault clears
+    else:
+        remount(tiny_disk, "rw")
+    asyncio.run(svc.scheduled("svc-go"))
+    state = svc.states["svc-go"]
+    assert state.last_error is None and state.verdict is not None and state.verdict.as_of > first.as_of
+    assert len(ledger.history("svc-go")) == 2  # the first and the new one: nothing partial
+    assert integrity(path) == "ok"
+
+
+def test_run_on_a_full_ledger_disk_is_one_line_exit_2_and_no_partial_record(
+    warehouse: Path, tiny_disk: Path
+) -> None:
+    from .conftest import REPO, warehouse_env
+
+    path = tiny_disk / "ledger.db"
+    env = {**warehouse_env(warehouse, "healthy"), "GATECHECK_HISTORY_URL": f"sqlite:///{path}"}
+    command = [
+        "run",
+        "--phase",
+        "warehouse-release",
+        "--as-of",
+        "2026-11-22T06:00:00Z",
+        "--config",
+        str(REPO),
+    ]
+    result = CliRunner().invoke(app, command, env=env)
+    assert result.exit_code == 0, result.output  # recorded while there is room
+    filler = fill(tiny_disk)
+    result = CliRunner().invoke(app, command, env=env)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "history ledger" in lines[0] and "the disk is full" in lines[0], lines
+    assert "Traceback" not in result.output and "warehouse-release" not in result.stdout
+    filler.unlink()
+    assert len(SqliteLedger(path).history("warehouse-release")) == 1
+    assert integrity(path) == "ok"

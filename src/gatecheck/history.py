@@ -17,6 +17,7 @@ provenance and window) plus the columns the ledger is searched by.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -158,6 +159,20 @@ def _from_ms(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1000, UTC)
 
 
+def _diagnosis(path: Path) -> str:
+    """What the filesystem says, for SQLite's terse "disk I/O error" / "unable to open"."""
+    try:
+        stats = os.statvfs(path.parent)
+    except OSError:
+        return ""
+    if stats.f_flag & os.ST_RDONLY:
+        return f"; {path.parent} is on a read-only filesystem"
+    free = stats.f_bavail * stats.f_frsize
+    if free < 64 * 1024:
+        return f"; the disk is full ({free} bytes free in {path.parent})"
+    return ""
+
+
 class SqliteLedger(Ledger):
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -169,7 +184,7 @@ class SqliteLedger(Ledger):
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.executescript(_SQLITE_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise LedgerError(f"history ledger {path}: cannot open ({exc})") from exc
+            raise LedgerError(f"history ledger {path}: cannot open ({exc}{_diagnosis(path)})") from exc
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -200,7 +215,9 @@ class SqliteLedger(Ledger):
                 )  # fmt: skip
                 connection.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise LedgerError(f"history ledger {self.path}: cannot write ({exc})") from exc
+            raise LedgerError(
+                f"history ledger {self.path}: cannot write ({exc}{_diagnosis(self.path)})"
+            ) from exc
         return Record.model_validate(row)
 
     def history(
@@ -234,7 +251,9 @@ class SqliteLedger(Ledger):
             with self._connect() as connection:
                 rows = connection.execute(sql, args).fetchall()[::-1]
         except sqlite3.Error as exc:
-            raise LedgerError(f"history ledger {self.path}: cannot read ({exc})") from exc
+            raise LedgerError(
+                f"history ledger {self.path}: cannot read ({exc}{_diagnosis(self.path)})"
+            ) from exc
         return [
             Record(
                 phase=r[0],
@@ -257,7 +276,9 @@ class SqliteLedger(Ledger):
                 connection.execute("BEGIN IMMEDIATE")
                 connection.execute("ROLLBACK")
         except sqlite3.Error as exc:
-            raise LedgerError(f"history ledger {self.path}: not writable ({exc})") from exc
+            raise LedgerError(
+                f"history ledger {self.path}: not writable ({exc}{_diagnosis(self.path)})"
+            ) from exc
 
 
 # --------------------------------------------------------------------------- ClickHouse
