@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from gatecheck.cli import app
 from gatecheck.config import load_project
 from gatecheck.demo.bus import NatsServer, free_port, prepare_bus
-from gatecheck.history import SqliteLedger
+from gatecheck.history import LedgerError, SqliteLedger
 from gatecheck.results import Verdict
 from gatecheck.runner import warm_up
 from gatecheck.service import Service, make_server, run_service
@@ -552,6 +552,8 @@ def test_a_full_or_read_only_ledger_disk_is_logged_survived_and_recovered(
     assert "history ledger" in (state.last_error or "") and expected in (state.last_error or "")
     assert state.verdict is not None and state.verdict.as_of == first.as_of  # nothing new published
     assert "evaluation of svc-go failed" in caplog.text
+    with pytest.raises(LedgerError, match=expected):  # what /readyz answers 503 with
+        ledger.check_writable()
 
     if filler is not None:
         filler.unlink()  # the fault clears

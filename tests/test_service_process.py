@@ -105,3 +105,22 @@ def test_sigterm_stops_cleanly_and_stops_the_bus(demo_service) -> None:
     assert running.returncode == 1, "the demo's nats-server is still running"
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{base}/healthz", timeout=1)
+
+
+def test_concurrent_readers_get_no_errors_while_evaluations_run(demo_service) -> None:
+    """bench/load.py, short: 20 clients from a second process (this one runs the script as a
+    third) for 5 s against the demo service evaluating every phase every second."""
+    import re
+
+    _, base, _ = demo_service
+    script = Path(__file__).resolve().parents[1] / "bench" / "load.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--url", base, "--clients", "20", "--seconds", "5"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    served = re.search(r"requests served: (\d+) \(\d+/s\), errors: (\d+)", result.stdout)
+    assert served is not None, result.stdout
+    assert int(served.group(2)) == 0 and int(served.group(1)) >= 100, result.stdout
+    evaluated = re.search(r"evaluations recorded during the run: (\d+)", result.stdout)
+    assert evaluated is not None and int(evaluated.group(1)) > 0, result.stdout

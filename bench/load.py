@@ -1,0 +1,197 @@
+"""Load: N concurrent clients read /metrics and the API while the service evaluates.
+
+    .venv/bin/python bench/load.py [--clients 50] [--seconds 60] [--interval 1s] [--url URL]
+
+Without --url, starts `gatecheck demo --serve` as its own process (chDB warehouse,
+nats-server bus and normalize exposition; every phase evaluated every --interval, so
+evaluations run back to back for the whole measurement) and waits until every phase has a
+verdict. Then, from this process, --clients concurrent HTTP clients on loopback, each with
+its own connection, cycle for --seconds over GET /metrics, /api/v1/phases,
+/api/v1/phases/{phase}/verdict, /api/v1/phases/{phase}/history?since=1h, /healthz and
+/readyz. Prints requests served, errors, latency percentiles per endpoint and overall, and
+the evaluations the service recorded meanwhile. Exit status 1 if any request failed or no
+evaluation was recorded during the measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Tally:
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    errors: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    @property
+    def served(self) -> int:
+        return sum(len(v) for v in self.latencies.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(len(v) for v in self.errors.values())
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def endpoints(phases: list[str]) -> list[tuple[str, str]]:
+    """(label, path) in the order a client cycles through them."""
+    paths = [("/metrics", "/metrics"), ("/api/v1/phases", "/api/v1/phases")]
+    for phase in phases:
+        paths.append(("/api/v1/phases/{p}/verdict", f"/api/v1/phases/{phase}/verdict"))
+        paths.append(("/api/v1/phases/{p}/history", f"/api/v1/phases/{phase}/history?since=1h"))
+    paths += [("/healthz", "/healthz"), ("/readyz", "/readyz")]
+    return paths
+
+
+async def client(base: str, paths: list[tuple[str, str]], offset: int, deadline: float, tally: Tally) -> None:
+    # One connection per client (a client of its own), as 50 separate scrapers would have.
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=1)) as http:
+        i = offset
+        while time.monotonic() < deadline:
+            label, path = paths[i % len(paths)]
+            i += 1
+            started = time.perf_counter()
+            try:
+                response = await http.get(path)
+                elapsed = time.perf_counter() - started
+                if response.status_code != 200:
+                    tally.errors[label].append(f"HTTP {response.status_code}: {response.text[:120]}")
+                else:
+                    tally.latencies[label].append(elapsed)
+            except httpx.HTTPError as exc:
+                tally.errors[label].append(f"{type(exc).__name__}: {exc}")
+
+
+async def load(base: str, phases: list[str], clients: int, seconds: float) -> Tally:
+    tally = Tally()
+    paths = endpoints(phases)
+    deadline = time.monotonic() + seconds
+    await asyncio.gather(*(client(base, paths, n, deadline, tally) for n in range(clients)))
+    return tally
+
+
+def evaluations_between(base: str, phases: list[str], start: datetime, end: datetime) -> int:
+    count = 0
+    for phase in phases:
+        records = httpx.get(f"{base}/api/v1/phases/{phase}/history?since=1h", timeout=30).json()
+        count += sum(start <= datetime.fromisoformat(r["as_of"]) <= end for r in records)
+    return count
+
+
+@contextmanager
+def demo_service(interval: str) -> Iterator[str]:
+    """`gatecheck demo --serve` in its own process, on a free port, in a temp directory."""
+    from gatecheck.demo.bus import free_port
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for name in ("gatecheck.yaml", "thresholds.yaml"):
+            shutil.copy(REPO / name, root / name)
+        shutil.copytree(REPO / "gates", root / "gates")
+        shutil.copytree(REPO / "suites", root / "suites")
+        project = yaml.safe_load((root / "gatecheck.yaml").read_text())
+        project["service"]["interval"] = interval
+        (root / "gatecheck.yaml").write_text(yaml.safe_dump(project))
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
+        executable = shutil.which("gatecheck", path=str(Path(sys.executable).parent)) or "gatecheck"
+        log = (root / "service.log").open("w")
+        process = subprocess.Popen(
+            [executable, "demo", "--serve", "--listen", f"127.0.0.1:{port}"],
+            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            log.close()
+
+
+def wait_until_evaluated(base: str, timeout: float = 180) -> list[str]:
+    """Every phase has a verdict (the first round of evaluations is done); the phases."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            listed = httpx.get(f"{base}/api/v1/phases", timeout=5).json()
+            if listed and all(p["verdict"] for p in listed if p["scheduled"]):
+                return [p["phase"] for p in listed]
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"the service at {base} did not evaluate every phase within {timeout:.0f} s")
+
+
+def report(tally: Tally, seconds: float, clients: int, evaluations: int) -> list[str]:
+    lines = [
+        f"{datetime.now(UTC):%Y-%m-%d} · {clients} concurrent clients for {seconds:.0f} s on loopback "
+        "(a second process), while the service evaluates",
+        f"requests served: {tally.served} ({tally.served / seconds:.0f}/s), errors: {tally.failed}",
+        f"evaluations recorded during the run: {evaluations}",
+        f"{'endpoint':<30} {'requests':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}",
+    ]
+    every = [x for values in tally.latencies.values() for x in values]
+    rows = [*sorted(tally.latencies.items()), ("all", every)]
+    for label, values in rows:
+        ms = [v * 1000 for v in values]
+        lines.append(
+            f"{label:<30} {len(ms):>8} {percentile(ms, 0.5):>8.1f} {percentile(ms, 0.9):>8.1f} "
+            f"{percentile(ms, 0.99):>8.1f} {max(ms, default=float('nan')):>8.1f}"
+        )
+    for label, errors in sorted(tally.errors.items()):
+        lines.append(f"errors on {label}: {len(errors)}, first: {errors[0]}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--interval", default="1s", help="service.interval of the demo service")
+    parser.add_argument("--url", help="an already running service (default: start the demo)")
+    args = parser.parse_args()
+
+    def measure(base: str) -> int:
+        phases = wait_until_evaluated(base)
+        start = datetime.now(UTC)
+        tally = asyncio.run(load(base, phases, args.clients, args.seconds))
+        end = datetime.now(UTC)
+        evaluations = evaluations_between(base, phases, start, end)
+        print("\n".join(report(tally, args.seconds, args.clients, evaluations)), flush=True)
+        return 0 if tally.failed == 0 and tally.served > 0 and evaluations > 0 else 1
+
+    if args.url:
+        status = measure(args.url.rstrip("/"))
+    else:
+        with demo_service(args.interval) as base:
+            status = measure(base)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
