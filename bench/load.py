@@ -96,7 +96,7 @@ def evaluations_between(base: str, phases: list[str], start: datetime, end: date
     count = 0
     for phase in phases:
         records = httpx.get(f"{base}/api/v1/phases/{phase}/history?since=1h", timeout=30).json()
-        count += sum(start <= datetime.fromisoformat(r["as_of"]) <= end for r in records)
+        count += sum(start <= datetime.fromisoformat(r["recorded_at"]) <= end for r in records)
     return count
 
 

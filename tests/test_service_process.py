@@ -109,13 +109,13 @@ def test_sigterm_stops_cleanly_and_stops_the_bus(demo_service) -> None:
 
 def test_concurrent_readers_get_no_errors_while_evaluations_run(demo_service) -> None:
     """bench/load.py, short: 20 clients from a second process (this one runs the script as a
-    third) for 5 s against the demo service evaluating every phase every second."""
+    third) for 8 s against the demo service evaluating every phase every second."""
     import re
 
     _, base, _ = demo_service
     script = Path(__file__).resolve().parents[1] / "bench" / "load.py"
     result = subprocess.run(
-        [sys.executable, str(script), "--url", base, "--clients", "20", "--seconds", "5"],
+        [sys.executable, str(script), "--url", base, "--clients", "20", "--seconds", "8"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
