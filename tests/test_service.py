@@ -456,6 +456,7 @@ def test_a_planted_secret_appears_nowhere(
     outputs = [document, metrics, listed, caplog.text, ledger_path.read_bytes().decode(errors="replace")]
     outputs += [render(verdict, fmt) for fmt in ("text", "json", "junit", "markdown")]
     outputs.append(repr(svc))
+    outputs += [repr(svc.project.config), str(svc.project.config)]  # models in tracebacks
     for text in outputs:
         assert secret not in text
     assert "Connect call failed" in document or "cannot connect" in document

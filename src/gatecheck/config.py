@@ -80,7 +80,8 @@ class Frozen(BaseModel):
 
 
 class _SourceBase(Frozen):
-    url: str
+    # A URL can carry user:password@: kept out of the model's repr (logs, tracebacks).
+    url: str = Field(repr=False)
     timeout: Duration = timedelta(seconds=30)
 
     #: URL schemes this source type accepts.
@@ -144,7 +145,7 @@ class EnvironmentConfig(Frozen):
 
 
 class HistoryConfig(Frozen):
-    url: str
+    url: str = Field(repr=False)
 
 
 class ServiceConfig(Frozen):
