@@ -109,7 +109,11 @@ def project_for(warehouse: Path):
 @pytest.fixture
 def config_copy(tmp_path: Path) -> Path:
     """A writable copy of the shipped configuration, for tests that change it."""
-    root = tmp_path / "config"
+    return copy_config(tmp_path / "config")
+
+
+def copy_config(root: Path) -> Path:
+    """Copy the shipped configuration files into ``root`` (created)."""
     root.mkdir()
     for name in ("gatecheck.yaml", "thresholds.yaml"):
         shutil.copy(REPO / name, root / name)

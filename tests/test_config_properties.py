@@ -12,7 +12,6 @@ refused.
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from gatecheck.cli import app
 from gatecheck.config import load_project
 from gatecheck.errors import ConfigError
 
-from .conftest import REPO
+from .conftest import REPO, copy_config
 
 FILES = sorted(
     [
@@ -51,13 +50,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def project_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("fuzz") / "config"
-    root.mkdir()
-    for name in ("gatecheck.yaml", "thresholds.yaml"):
-        shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "gates", root / "gates")
-    shutil.copytree(REPO / "suites", root / "suites")
-    return root
+    return copy_config(tmp_path_factory.mktemp("fuzz") / "config")
 
 
 class Planted:
