@@ -26,7 +26,7 @@ from typing import Annotated, Any
 import typer
 
 from gatecheck.config import PROJECT_FILE, Project, load_project
-from gatecheck.errors import ConfigError, GatecheckError
+from gatecheck.errors import ConfigError, GatecheckError, one_line
 from gatecheck.history import Ledger
 from gatecheck.results import ExitCode, Verdict
 from gatecheck.service import disarm_shutdown_watchdog
@@ -58,7 +58,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except GatecheckError as exc:
-        problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+        problems = exc.problems if isinstance(exc, ConfigError) else [one_line(str(exc))]
         for problem in problems:
             typer.echo(f"gatecheck: error: {problem}", err=True)
         raise typer.Exit(ExitCode.USAGE) from None

@@ -184,7 +184,10 @@ class SqliteLedger(Ledger):
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.executescript(_SQLITE_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise LedgerError(f"history ledger {path}: cannot open ({exc}{_diagnosis(path)})") from exc
+            raise self._error("cannot open", exc) from exc
+
+    def _error(self, what: str, exc: BaseException) -> LedgerError:
+        return LedgerError(f"history ledger {self.path}: {what} ({exc}{_diagnosis(self.path)})")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -215,9 +218,7 @@ class SqliteLedger(Ledger):
                 )  # fmt: skip
                 connection.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise LedgerError(
-                f"history ledger {self.path}: cannot write ({exc}{_diagnosis(self.path)})"
-            ) from exc
+            raise self._error("cannot write", exc) from exc
         return Record.model_validate(row)
 
     def history(
@@ -251,9 +252,7 @@ class SqliteLedger(Ledger):
             with self._connect() as connection:
                 rows = connection.execute(sql, args).fetchall()[::-1]
         except sqlite3.Error as exc:
-            raise LedgerError(
-                f"history ledger {self.path}: cannot read ({exc}{_diagnosis(self.path)})"
-            ) from exc
+            raise self._error("cannot read", exc) from exc
         return [
             Record(
                 phase=r[0],
@@ -276,9 +275,7 @@ class SqliteLedger(Ledger):
                 connection.execute("BEGIN IMMEDIATE")
                 connection.execute("ROLLBACK")
         except sqlite3.Error as exc:
-            raise LedgerError(
-                f"history ledger {self.path}: not writable ({exc}{_diagnosis(self.path)})"
-            ) from exc
+            raise self._error("not writable", exc) from exc
 
 
 # --------------------------------------------------------------------------- ClickHouse
