@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from common import copy_config
 
 # Runs in the child: times every stage and prints them as JSON.
 CHILD = r"""
@@ -76,11 +75,7 @@ def main() -> None:
     from gatecheck.sources.clickhouse import embedded_session
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        for name in ("gatecheck.yaml", "thresholds.yaml"):
-            shutil.copy(REPO / name, root / name)
-        shutil.copytree(REPO / "gates", root / "gates")
-        shutil.copytree(REPO / "suites", root / "suites")
+        root = copy_config(Path(tmp))
         with embedded_session(root / ".gatecheck" / "warehouse", create=True) as session:
             build_reference(session, "default", datetime.now(UTC).replace(microsecond=0))
         env = {

@@ -31,9 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import yaml
-
-REPO = Path(__file__).resolve().parents[1]
+from common import copy_config, percentile
 
 
 @dataclass
@@ -48,11 +46,6 @@ class Tally:
     @property
     def failed(self) -> int:
         return sum(len(v) for v in self.errors.values())
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def endpoints(phases: list[str]) -> list[tuple[str, str]]:
@@ -106,14 +99,7 @@ def demo_service(interval: str) -> Iterator[str]:
     from gatecheck.demo.bus import free_port
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        for name in ("gatecheck.yaml", "thresholds.yaml"):
-            shutil.copy(REPO / name, root / name)
-        shutil.copytree(REPO / "gates", root / "gates")
-        shutil.copytree(REPO / "suites", root / "suites")
-        project = yaml.safe_load((root / "gatecheck.yaml").read_text())
-        project["service"]["interval"] = interval
-        (root / "gatecheck.yaml").write_text(yaml.safe_dump(project))
+        root = copy_config(Path(tmp), interval)
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
         executable = shutil.which("gatecheck", path=str(Path(sys.executable).parent)) or "gatecheck"

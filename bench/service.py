@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
 import tempfile
 import threading
@@ -21,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import yaml
+from common import copy_config, percentile
 
 from gatecheck.config import load_project
 from gatecheck.demo.bus import NatsServer, free_port, prepare_bus
@@ -31,8 +30,6 @@ from gatecheck.history import SqliteLedger
 from gatecheck.service import Service, make_server, run_service
 from gatecheck.sources.clickhouse import embedded_session
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def rss_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -41,23 +38,12 @@ def rss_mib() -> float:
     return float("nan")
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=300)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "config"
-        shutil.copytree(REPO / "gates", root / "gates")
-        shutil.copytree(REPO / "suites", root / "suites")
-        shutil.copy(REPO / "thresholds.yaml", root / "thresholds.yaml")
-        project_file = yaml.safe_load((REPO / "gatecheck.yaml").read_text())
-        project_file["service"]["interval"] = "1s"
-        (root / "gatecheck.yaml").write_text(yaml.safe_dump(project_file))
+        root = copy_config(Path(tmp) / "config", interval="1s")
         warehouse = root / ".gatecheck" / "warehouse"
         with (
             embedded_session(warehouse, create=True) as session,
