@@ -224,6 +224,48 @@ BAD_CONFIGS = {
         lambda d: d["checks"][0].update(required="maybe"),
         "gates/staging-soak.yaml: checks[0].required: Input should be a valid boolean",
     ),
+    # A threshold nothing uses would be ignored and the gate judged by another value (issue 13).
+    "misspelt phase override": (
+        "thresholds.yaml",
+        lambda d: d["phases"]["canary-10"].update(p95_latency_max_msx=d["phases"]["canary-10"].pop("p95_latency_max_ms")),
+        "thresholds.yaml: phases.canary-10.p95_latency_max_msx: no suite uses a threshold of this name (did you mean 'p95_latency_max_ms'?)",
+    ),
+    "misspelt default": (
+        "thresholds.yaml",
+        lambda d: d["defaults"].update(fallback_event_max=5),
+        "thresholds.yaml: defaults.fallback_event_max: no suite uses a threshold of this name (did you mean 'fallback_events_max'?)",
+    ),
+    "phase override of a threshold the phase never uses": (
+        "thresholds.yaml",
+        lambda d: d["phases"]["canary-10"].update(rollup_parity_rel_tol=0.5),
+        "thresholds.yaml: phases.canary-10.rollup_parity_rel_tol: no suite that gate 'canary-10' run uses this threshold",
+    ),
+    "environment override no gate of it uses": (
+        "thresholds.yaml",
+        lambda d: d["environments"].update(staging={"stream_replicaz": 2}),
+        "thresholds.yaml: environments.staging.stream_replicaz: no suite uses a threshold of this name (did you mean 'stream_replicas'?)",
+    ),
+    # A threshold must fit where it is used, for every phase that runs the suite.
+    "a bound that is not a number": (
+        "thresholds.yaml",
+        lambda d: d["defaults"].update(unmatched_edge_rate_max="lots"),
+        "thresholds.yaml: defaults.unmatched_edge_rate_max: 'lots' must be a finite number: suites/unmatched_edges.yaml uses it in expectations[0] (expect_column_values_to_be_between) as max_value (for phases canary-10, canary-100, canary-50, prod-soak, staging-soak, warehouse-release)",
+    ),
+    "a phase's bound that is not a number": (
+        "thresholds.yaml",
+        lambda d: d["phases"]["canary-10"].update(p95_latency_max_ms="750ms"),
+        "thresholds.yaml: phases.canary-10.p95_latency_max_ms: '750ms' must be a finite number: suites/normalize_slo.yaml uses it in expectations[1] (expect_column_values_to_be_between) as max_value (for phase canary-10)",
+    ),
+    "an evidence minimum that is negative": (
+        "thresholds.yaml",
+        lambda d: d["defaults"].update(hrv_messages_min_evidence=-5),
+        "thresholds.yaml: defaults.hrv_messages_min_evidence: -5 must be a finite number, at least 0: suites/soak_criteria.yaml uses it in evidence.min_total",
+    ),
+    "a SQL parameter that is not a number": (
+        "thresholds.yaml",
+        lambda d: d["defaults"].update(clock_skew_tolerance_s=[5]),
+        "thresholds.yaml: defaults.clock_skew_tolerance_s: [5] must be a finite number: suites/freshness_lag.yaml uses it in query parameter {clock_skew_tolerance_s:Float64}",
+    ),
 }
 
 
@@ -313,3 +355,65 @@ def test_hostile_yaml_is_a_clean_config_error(config_copy: Path, name: str, text
     assert time.monotonic() - started < 10
     assert result.exit_code == 2, result.output
     assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_a_value_set_threshold_must_be_a_list(config_copy: Path) -> None:
+    def use_parameter(d: dict) -> None:
+        d["expectations"][3]["value_set"] = {"$PARAMETER": "stream_storage"}
+
+    edit(config_copy / "suites/stream_topology.yaml", use_parameter)
+    edit(config_copy / "thresholds.yaml", lambda d: d["defaults"].update(stream_storage=["file"]))
+    assert runner.invoke(app, ["validate", "--config", str(config_copy)]).exit_code == 0
+    edit(config_copy / "thresholds.yaml", lambda d: d["defaults"].update(stream_storage="file"))
+    result = runner.invoke(app, ["validate", "--config", str(config_copy)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "gatecheck: error: thresholds.yaml: defaults.stream_storage: 'file' must be a list: "
+        "suites/stream_topology.yaml uses it in expectations[3] (expect_column_values_to_be_in_set) "
+        "as value_set (for phases canary-10, canary-100, canary-50, prod-predeploy, prod-soak, staging-deploy, "
+        "staging-predeploy, staging-soak)"
+    ]
+
+
+def test_validate_lists_problems_of_every_file_at_once_one_line_each(config_copy: Path) -> None:
+    """A broken gatecheck.yaml hides neither a Great Expectations kwarg problem in a suite nor
+    a threshold problem; each is one line naming its file and key."""
+    edit(config_copy / "gatecheck.yaml", lambda d: d.update(servic={}))
+    edit(config_copy / "suites/unmatched_edges.yaml", lambda d: d["expectations"][0].update(mostly="most"))
+    edit(config_copy / "suites/rollup_parity.yaml", lambda d: d["expectations"].append({"type": "expect_column_values_to_be_betwen", "column": "x"}))
+    edit(config_copy / "thresholds.yaml", lambda d: d["defaults"].update(fallback_event_max=5))
+    for command in (["validate"], ["run", "--phase", "warehouse-release"]):
+        result = runner.invoke(app, [*command, "--config", str(config_copy)])
+        assert result.exit_code == 2
+        lines = result.stderr.strip().splitlines()
+        assert lines == [
+            "gatecheck: error: gatecheck.yaml: servic: unknown key (allowed: environments, history, service)",
+            "gatecheck: error: suites/rollup_parity.yaml: expectations[1]: unknown Great Expectations expectation type 'expect_column_values_to_be_betwen' (did you mean 'expect_column_values_to_be_between'?)",
+            "gatecheck: error: suites/unmatched_edges.yaml: expectations[0]: mostly: value is not a valid float",
+            "gatecheck: error: thresholds.yaml: defaults.fallback_event_max: no suite uses a threshold of this name (did you mean 'fallback_events_max'?)",
+        ], lines
+
+
+def test_a_ledger_directory_that_does_not_exist_is_an_error(
+    config_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gatecheck.demo.bus import free_port
+
+    monkeypatch.setenv("GATECHECK_NATS_URL", f"nats://127.0.0.1:{free_port()}")
+    missing = tmp_path / "nonexistent" / "dir"
+    monkeypatch.setenv("GATECHECK_HISTORY_URL", f"sqlite:///{missing}/h.db")
+    for command in (["run", "--phase", "staging-predeploy"], ["history", "--phase", "staging-predeploy"]):
+        result = runner.invoke(app, [*command, "--config", str(config_copy)])
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"the directory {missing} of the ledger" in lines[0], lines
+    assert not missing.parent.exists()  # nothing created: the soak history was not silently reset
+
+    # gatecheck's own default directory is created; so is the file in an existing directory.
+    monkeypatch.delenv("GATECHECK_HISTORY_URL")
+    result = runner.invoke(app, ["run", "--phase", "staging-predeploy", "--config", str(config_copy)])
+    assert result.exit_code == 3, result.output  # the bus is down: inconclusive, and recorded
+    assert (config_copy / ".gatecheck" / "history.db").is_file()
+    monkeypatch.setenv("GATECHECK_HISTORY_URL", f"sqlite:///{tmp_path}/h.db")
+    assert runner.invoke(app, ["run", "--phase", "staging-predeploy", "--config", str(config_copy)]).exit_code == 3
+    assert (tmp_path / "h.db").is_file()

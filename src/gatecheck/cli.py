@@ -131,20 +131,6 @@ def _finish(verdict: Verdict, fmt: str, output: Path | None) -> None:
     raise typer.Exit(ExitCode.for_verdict(verdict.verdict))
 
 
-def _validate_gates(project: Project) -> None:
-    """Great Expectations' own check of every expectation (type and kwargs)."""
-    from gatecheck.runner import expectation_problems
-
-    problems = []
-    for suite in project.suites.values():
-        for index, spec in enumerate(suite.expectations):
-            problem = expectation_problems(spec)
-            if problem:
-                problems.append(f"{project.files[f'suite:{suite.name}']}: expectations[{index}]: {problem}")
-    if problems:
-        raise ConfigError(problems[0], problems)
-
-
 @app.command()
 def run(
     phase: Annotated[str, typer.Option("--phase", "-p", help="The phase whose gate to evaluate.")],
@@ -185,8 +171,7 @@ def run(
                 )
             verdict = fetch_verdict(url, phase, evaluate_now=fresh)
         else:
-            project = load_project(config)
-            _validate_gates(project)
+            project = load_project(config, expectations=True)
             verdict = _evaluate(project, phase, as_of, assume_approved or [], assume_soaked, record)
     _finish(verdict, fmt, output)
 
@@ -314,8 +299,7 @@ def serve(
 ) -> None:
     """Evaluate phases on a schedule, record them, and serve /metrics and the verdict API."""
     with _user_errors():
-        project = load_project(config)
-        _validate_gates(project)
+        project = load_project(config, expectations=True)
         try:
             _run_service(project, listen, phase)
         finally:
@@ -378,8 +362,7 @@ def phases(config: ConfigOption = Path(".")) -> None:
 def validate(config: ConfigOption = Path(".")) -> None:
     """Check every configuration file; print each problem with its file and key."""
     with _user_errors():
-        project = load_project(config)
-        _validate_gates(project)
+        project = load_project(config, expectations=True)
     typer.echo(
         f"ok: {len(project.gates)} gates, {len(project.suites)} suites, "
         f"{len(project.config.environments)} environments"
@@ -421,8 +404,7 @@ def demo(
         root = config
         # The demo always runs on its own embedded sources, whatever the shell exports.
         environ = {**os.environ, "GATECHECK_CLICKHOUSE_URL": "chdb://.gatecheck/warehouse"}
-        project = load_project(root, environ=environ)
-        _validate_gates(project)
+        project = load_project(root, environ=environ, expectations=True)
         gate = project.gate(phase)
         server = NatsServer(project.root / ".gatecheck" / "nats")
         with (

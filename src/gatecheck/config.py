@@ -185,7 +185,30 @@ class ProjectConfig(Frozen):
 
 # --------------------------------------------------------------------------- thresholds.yaml
 
-ThresholdValue = Annotated[bool | int | float | str, AfterValidator(_sane_number)]
+def _threshold_value(value: Any) -> Any:
+    """A threshold is a number, text or true/false, or a list of them (for a ``value_set``)."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if not isinstance(item, bool | int | float | str):
+            raise ValueError("a threshold is a number, text, true/false or a list of them")
+        _sane_number(item)
+    return value
+
+
+ThresholdValue = Annotated[Any, AfterValidator(_threshold_value)]
+
+#: The thresholds DESIGN.md's table declares (their names are part of the contract): a
+#: ``defaults`` entry may name one even where no suite of this project uses it.
+DECLARED_THRESHOLDS = frozenset(
+    {
+        "unmatched_edge_rate_max", "unmatched_edges_min_evidence", "freshness_lag_max_s",
+        "event_lag_p99_max_s", "clock_skew_tolerance_s", "clock_skew_rate_max",
+        "rollup_parity_rel_tol", "unattributed_session_rate_max", "sessions_min_evidence",
+        "fallback_events_max", "core_hot_share_min", "dlq_messages_max", "consumer_pending_max",
+        "hrv_messages_min_evidence", "success_rate_min", "p95_latency_max_ms",
+        "schema_failures_per_s_max", "dlq_rollback_per_min", "stream_replicas",
+    }
+)  # fmt: skip
 
 
 class ThresholdsConfig(Frozen):
@@ -715,8 +738,14 @@ def _parse(label: str, model: type[BaseModel], data: Any, problems: list[str]) -
         return None
 
 
-def load_project(root: Path | str, environ: Mapping[str, str] | None = None) -> Project:
-    """Load and cross-check a project directory; raise one ConfigError listing every problem."""
+def load_project(
+    root: Path | str, environ: Mapping[str, str] | None = None, expectations: bool = False
+) -> Project:
+    """Load and cross-check a project directory; raise one ConfigError listing every problem.
+
+    Every file is read and checked even when another one is broken, so one run lists every
+    problem. ``expectations=True`` also has Great Expectations check every expectation's type
+    and kwargs (it imports GE, which takes seconds: ``validate``, ``run`` and ``serve`` ask)."""
     root = Path(root)
     environ = os.environ if environ is None else environ
     problems: list[str] = []
@@ -768,13 +797,24 @@ def load_project(root: Path | str, environ: Mapping[str, str] | None = None) -> 
     gates: dict[str, GateConfig] = load_each(GATES_DIR, GateConfig, "gate", "phase")
     suites: dict[str, SuiteConfig] = load_each(SUITES_DIR, SuiteConfig, "suite", "name")
 
-    if config is None or thresholds is None:
-        raise ConfigError(problems[0], problems)
+    if expectations:
+        from gatecheck.runner import expectation_problems
 
+        for suite in suites.values():
+            label = files[f"suite:{suite.name}"]
+            for index, spec in enumerate(suite.expectations):
+                problems.extend(f"{label}: expectations[{index}]: {p}" for p in expectation_problems(spec))
+
+    # A broken gatecheck.yaml or thresholds.yaml still lets the other files be cross-checked:
+    # what depends on the broken file is skipped (it would only repeat its problem).
+    if config is None:
+        unparsed.add("project")
+    if thresholds is None:
+        unparsed.add("thresholds")
     project = Project(
         root=root,
-        config=config,
-        thresholds=thresholds,
+        config=config if config is not None else ProjectConfig.model_construct(environments={}),
+        thresholds=thresholds if thresholds is not None else ThresholdsConfig(),
         gates=gates,
         suites=suites,
         config_hash=config_hash(root),
@@ -812,6 +852,15 @@ def cross_check(project: Project) -> list[str]:
     unknown_sources: dict[tuple[str, str], dict[str, list[str]]] = {}
     config, thresholds = project.config, project.thresholds
     environments = sorted(config.environments)
+    if "project" in project.unparsed:
+        # gatecheck.yaml did not parse: only what needs no environment can be checked.
+        for suite in project.suites.values():
+            label = project.files[f"suite:{suite.name}"]
+            if not isinstance(suite.query, str):
+                problems.extend(f"{label}: query: {p}" for p in suite.query.problems())
+        if "thresholds" not in project.unparsed:
+            problems.extend(threshold_problems(project))
+        return list(dict.fromkeys(problems))
 
     for name, _value in thresholds.defaults.items():
         if not _NAME.match(name):
@@ -889,6 +938,8 @@ def cross_check(project: Project) -> list[str]:
                 elif isinstance(suite.query, str):
                     text_problems = sql_problems if source_type is ClickHouseSourceConfig else promql_problems
                     problems.extend(f"{suite_label}: query: {p}" for p in text_problems(suite.query))
+            if "thresholds" in project.unparsed:
+                continue  # thresholds.yaml did not parse: no parameter can be judged missing
             for parameter in sorted(suite.parameters()):
                 if parameter not in resolved:
                     unresolved.setdefault((suite_label, "$PARAMETER", parameter), []).append(phase)
@@ -919,8 +970,160 @@ def cross_check(project: Project) -> list[str]:
                 f"{suite_label}: query: parameter {{{parameter}}} is neither one of "
                 f"{', '.join(BUILTIN_PARAMETERS)} nor a threshold with a value for {plural} {names}"
             )
+    if "thresholds" not in project.unparsed:
+        problems.extend(threshold_problems(project))
     # Duplicate lines arise when several gates use one broken suite.
     return list(dict.fromkeys(problems))
+
+
+# --------------------------------------------------------------------------- thresholds in use
+
+#: Expectation kwargs that take a number, a list, or a boolean (GE's own types are looser:
+#: a bound may be a string, which compares as text and would loosen a gate silently).
+_NUMBER_KWARGS = frozenset({"min_value", "max_value", "value", "mostly", "threshold", "tolerance"})
+_LIST_KWARGS = frozenset({"value_set", "values"})
+_BOOL_KWARGS = frozenset({"strict_min", "strict_max"})
+_SQL_NUMBER = re.compile(r"^(?:Nullable\()?\s*(?:U?Int\d+|Float\d+|Decimal)", re.I)
+_SQL_TEXT = re.compile(r"^(?:Nullable\()?\s*(?:String|LowCardinality\(String\))", re.I)
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def _kind_problem(kind: str, value: Any) -> str | None:
+    """Why ``value`` cannot be used as ``kind`` (number, list, boolean, text), or None."""
+    if kind == "number" and not _is_number(value):
+        hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if isinstance(value, str) and "e" in value else ""
+        return f"must be a finite number{hint}"
+    if kind == "non-negative number" and (not _is_number(value) or value < 0):
+        return "must be a finite number, at least 0"
+    if kind == "list" and not isinstance(value, list):
+        return "must be a list"
+    if kind == "boolean" and not isinstance(value, bool):
+        return "must be true or false"
+    if kind == "text" and not isinstance(value, str):
+        return "must be text"
+    return None
+
+
+def threshold_uses(suite: SuiteConfig) -> Iterator[tuple[str, str, str]]:
+    """Every use of a threshold by ``suite``: (threshold name, where it is used, the kind of
+    value that use needs: number, non-negative number, list, boolean, text or any)."""
+    for index, spec in enumerate(suite.expectations):
+        for kwarg, value in spec.kwargs.items():
+            for name in _parameter_names(value):
+                if isinstance(value, dict) and set(value) == {"$PARAMETER"}:
+                    if kwarg in _NUMBER_KWARGS:
+                        kind = "number"
+                    elif kwarg in _LIST_KWARGS:
+                        kind = "list"
+                    elif kwarg in _BOOL_KWARGS:
+                        kind = "boolean"
+                    else:
+                        kind = "any"
+                else:
+                    kind = "any"
+                yield name, f"expectations[{index}] ({spec.type}) as {kwarg}", kind
+    if suite.evidence is not None and isinstance(suite.evidence.min_total, ParameterRef):
+        yield suite.evidence.min_total.name, "evidence.min_total", "non-negative number"
+    for name, sql_type in suite.query_parameters().items():
+        if name in BUILTIN_PARAMETERS or not _NAME.match(name):
+            continue
+        if _SQL_NUMBER.match(sql_type):
+            kind = "number"
+        elif _SQL_TEXT.match(sql_type):
+            kind = "text"
+        elif sql_type.strip().lower() == "bool":
+            kind = "boolean"
+        else:
+            kind = "any"
+        yield name, f"query parameter {{{name}:{sql_type}}}", kind
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def threshold_problems(project: Project) -> list[str]:
+    """Thresholds that nothing uses, and thresholds that do not fit where they are used.
+
+    A name no suite uses would be ignored, and the gate judged by another value than the one
+    written (a typo in a phase override falls back to the default): every key under
+    ``defaults`` must be used by some suite (or be one DESIGN.md declares), every key under
+    ``environments.E`` / ``phases.P`` by a suite that E's gates / gate P run. A value must fit
+    its use (a number for a bound, a list for a value_set) in every phase that runs it.
+    """
+    problems: list[str] = []
+    thresholds = project.thresholds
+    uses = {name: list(threshold_uses(suite)) for name, suite in project.suites.items()}
+    used_anywhere = {threshold for found in uses.values() for threshold, _, _ in found}
+
+    def used_by(gates: Iterable[GateConfig]) -> set[str]:
+        names: set[str] = set()
+        for gate in gates:
+            for _, suite in _suite_refs(gate):
+                names.update(threshold for threshold, _, _ in uses.get(suite, []))
+        return names
+
+    # Unparsed suites may use anything: do not report names they might have used.
+    complete = not any(u.startswith("suite:") for u in project.unparsed)
+    for name in thresholds.defaults:
+        if complete and name not in used_anywhere and name not in DECLARED_THRESHOLDS:
+            problems.append(
+                f"{THRESHOLDS_FILE}: defaults.{name}: no suite uses a threshold of this name"
+                f"{_suggest(name, used_anywhere | DECLARED_THRESHOLDS)}"
+            )
+    layers: list[tuple[str, str, Mapping[str, Any], list[GateConfig]]] = []
+    for env, values in thresholds.environments.items():
+        gates = [g for g in project.gates.values() if g.environment == env]
+        layers.append((f"environments.{env}", f"environment {env!r}'s gates", values, gates))
+    for phase, values in thresholds.phases.items():
+        gate = project.gates.get(phase)
+        layers.append((f"phases.{phase}", f"gate {phase!r}", values, [gate] if gate else []))
+    for prefix, whose, values, gates in layers:
+        if not gates or not complete:
+            continue  # an unknown environment or phase is reported on its own
+        used = used_by(gates)
+        for name in values:
+            if name in used:
+                continue
+            if name in used_anywhere or name in DECLARED_THRESHOLDS:
+                problems.append(
+                    f"{THRESHOLDS_FILE}: {prefix}.{name}: no suite that {whose} run uses this threshold, "
+                    "so this value would change nothing"
+                )
+            else:
+                problems.append(
+                    f"{THRESHOLDS_FILE}: {prefix}.{name}: no suite uses a threshold of this name"
+                    f"{_suggest(name, used_anywhere | DECLARED_THRESHOLDS)}"
+                )
+
+    # Fit: one line per (value's key, suite, use), naming the phases that would use it.
+    misfits: dict[tuple[str, str, str, str], list[str]] = {}
+    for phase, gate in project.gates.items():
+        resolved = resolve_thresholds(thresholds, gate.environment, phase)
+        for _, suite_name in _suite_refs(gate):
+            for name, where, kind in uses.get(suite_name, []):
+                found = resolved.get(name)
+                if found is None or kind == "any":
+                    continue
+                problem = _kind_problem(kind, found.value)
+                if problem is not None:
+                    shown = redact(repr(found.value))
+                    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+                    suite_label = project.files.get(f"suite:{suite_name}", f"suites/{suite_name}.yaml")
+                    key = (f"{found.key}: {shown} {problem}", suite_label, where, kind)
+                    misfits.setdefault(key, []).append(phase)
+    for (what, suite_label, where, _), phases in misfits.items():
+        plural = "phases" if len(phases) > 1 else "phase"
+        problems.append(
+            f"{what}: {suite_label} uses it in {where} (for {plural} {', '.join(sorted(phases))})"
+        )
+    return problems
 
 
 # Which query form each source type takes (type, source kind, what the query must be).

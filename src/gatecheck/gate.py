@@ -431,21 +431,31 @@ def judge(
 
 
 def _check_outcome(expectations: list[ExpectationResult], evidence: Any) -> tuple[Outcome, str | None]:
+    """One check's outcome from its expectations and evidence.
+
+    A definite failure is a failure: an expectation that fails on values that are present
+    (with enough evidence) makes the check ``fail`` whatever the other expectations did; their
+    errors and missing values are listed beside it. Otherwise an error is an ``error``, and
+    too little evidence or a column without values is ``inconclusive``.
+    """
     errored = [e for e in expectations if e.outcome is Outcome.ERROR]
+    unknown = [e for e in expectations if e.outcome is Outcome.INCONCLUSIVE]
+    failed = [e for e in expectations if e.outcome is Outcome.FAIL]
+    enough = evidence is None or evidence.sufficient
+    if failed and enough:
+        reason = "; ".join(_failure_text(e) for e in failed)
+        beside = [f"{e.type}: {e.reason}" for e in errored] + [f"{e.column}: {e.reason}" for e in unknown]
+        if beside:
+            reason += " (also not judged: " + "; ".join(beside) + ")"
+        return Outcome.FAIL, reason
     if errored:
         return Outcome.ERROR, "; ".join(f"{e.type}: {e.reason}" for e in errored)
-    if evidence is not None and not evidence.sufficient:
+    if not enough:
         observed = "none" if evidence.observed_total is None else f"{evidence.observed_total:g}"
         return Outcome.INCONCLUSIVE, (
             f"too little evidence: {evidence.column} = {observed}, "
             f"need at least {evidence.min_total.value} ({evidence.min_total.name})"
         )
-    # A bound crossed on enough evidence is a failure even if another expectation of the
-    # check had no values (a stalled table fails its lag while its late-arrival p99 is empty).
-    failed = [e for e in expectations if e.outcome is Outcome.FAIL]
-    if failed:
-        return Outcome.FAIL, "; ".join(_failure_text(e) for e in failed)
-    unknown = [e for e in expectations if e.outcome is Outcome.INCONCLUSIVE]
     if unknown:
         return Outcome.INCONCLUSIVE, "; ".join(f"{e.column}: {e.reason}" for e in unknown)
     return Outcome.PASS, None

@@ -178,7 +178,6 @@ class SqliteLedger(Ledger):
         self.path = path
         self.url = f"sqlite:///{path}"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as connection:
                 # WAL lets readers (a CLI) and the writer (the service) share the file.
                 connection.execute("PRAGMA journal_mode=WAL")
@@ -441,6 +440,29 @@ class ClickHouseLedger(Ledger):
         release()
 
 
+#: gatecheck's own working directory under the configuration directory: created on demand.
+OWN_DIRECTORY = ".gatecheck"
+
+
+def _ledger_directory(path: Path, root: Path, url: str) -> None:
+    """The ledger's file is created, its directory is not: a path that points nowhere (a typo,
+    an unmounted volume) would otherwise start an empty ledger and silently lose the soak and
+    ``requires`` history. Only gatecheck's own ``.gatecheck/`` directory is created."""
+    parent = path.parent
+    if parent.is_dir():
+        return
+    if parent == root / OWN_DIRECTORY and root.is_dir():
+        try:
+            parent.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"history.url: cannot create {parent} ({exc.strerror})") from exc
+        return
+    raise ConfigError(
+        f"history.url: the directory {parent} of the ledger {redact(url)!r} does not exist "
+        "(create it, or point history.url / GATECHECK_HISTORY_URL at an existing one)"
+    )
+
+
 def open_ledger(url: str, root: Path) -> Ledger:
     """The ledger for ``history.url``; relative paths resolve against the config directory."""
     parts = urlsplit(url)
@@ -450,7 +472,9 @@ def open_ledger(url: str, root: Path) -> Ledger:
         if not raw:
             raise ConfigError(f"history.url: {url!r} needs a path, e.g. sqlite:///.gatecheck/history.db")
         path = Path(raw)
-        return SqliteLedger(path if path.is_absolute() else root / path)
+        path = path if path.is_absolute() else root / path
+        _ledger_directory(path, root, url)
+        return SqliteLedger(path)
     if parts.scheme in ("chdb", "clickhouse", "clickhouses"):
         return ClickHouseLedger(url, root)
     raise ConfigError(

@@ -61,13 +61,36 @@ def warm_up() -> None:
     _ge()
 
 
-def expectation_problems(spec: ExpectationSpec) -> str | None:
-    """Why GE would not accept this expectation (unknown type, bad kwargs), or None."""
+def expectation_problems(spec: ExpectationSpec) -> list[str]:
+    """Why Great Expectations would not accept this expectation (unknown type, unknown or
+    ill-typed kwargs): one line each, ``KEY: what is wrong``, or an empty list."""
     try:
         _build(spec)
+    except UnknownExpectation as exc:
+        return [str(exc)]
     except Exception as exc:
-        return _one_line(exc)
-    return None
+        errors = getattr(exc, "errors", None)
+        if not callable(errors):
+            return [_one_line(exc)]
+        by_key: dict[str, list[str]] = {}
+        for error in errors():
+            loc = ".".join(str(p) for p in error.get("loc", ()) if p != "__root__")
+            message = str(error.get("msg", "invalid"))
+            if error.get("type") == "value_error.extra":
+                message = "unknown key for this expectation"
+            by_key.setdefault(loc, []).append(message)
+        lines = []
+        for key, messages in by_key.items():
+            # GE accepts a value or a {$PARAMETER} mapping: "not a valid dict" is noise
+            # beside the real complaint about the value.
+            kept = [m for m in messages if m != "value is not a valid dict"] or messages
+            lines.append(f"{key}: {'; '.join(dict.fromkeys(kept))}" if key else "; ".join(kept))
+        return [_one_line(Exception(line)) for line in lines] or [_one_line(exc)]
+    return []
+
+
+class UnknownExpectation(ValueError):
+    """The expectation type is not one Great Expectations knows."""
 
 
 _INDEX = "gatecheck_index"
@@ -80,7 +103,13 @@ def _build(spec: ExpectationSpec, index: int = 0) -> Any:
     try:
         cls = get_expectation_impl(spec.type)
     except Exception as exc:
-        raise ValueError(f"unknown Great Expectations expectation type {spec.type!r}") from exc
+        import difflib
+
+        from great_expectations.expectations.registry import list_registered_expectation_implementations
+
+        close = difflib.get_close_matches(spec.type, list_registered_expectation_implementations(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UnknownExpectation(f"unknown Great Expectations expectation type {spec.type!r}{hint}") from exc
     kwargs = spec.kwargs
     # GE does not keep the suite's order in its results; the index in meta pairs them up.
     meta = {**(kwargs.pop("meta", None) or {}), _INDEX: index}

@@ -41,7 +41,8 @@ from gatecheck.sources.base import QueryParameters, Source
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Columns of the frame, in order (a column is present only if some row uses it).
+#: Columns of the frame, in order: every row kind has all of them (NULL where they do not
+#: apply), then the window row's counts and derived columns.
 COLUMNS = (
     "kind", "stream", "consumer", "exists",
     "subjects", "expected_subjects", "replicas", "storage", "retention", "discard",
@@ -202,9 +203,11 @@ class NatsSource(Source):
                 value = evaluate_expression(expression, window)
                 window[name] = None if math.isnan(value) else value
             rows.append(window)
-        columns = [c for c in COLUMNS if any(c in row for row in rows)]
-        extra = [c for c in rows[-1] if c not in columns] if rows else []
-        return pd.DataFrame(rows, columns=columns + extra)
+        # Every documented column, always (NULL where a row kind has no such value): the
+        # frame's shape never depends on what exists, so a missing consumer is judged on its
+        # `exists` column instead of erroring on an absent `filter_subject`.
+        extra = [c for c in rows[-1] if c not in COLUMNS] if rows else []
+        return pd.DataFrame(rows, columns=[*COLUMNS, *extra])
 
     async def _stream_row(self, jsm: Any, spec: NatsStream) -> dict[str, Any]:
         from nats.js.errors import NotFoundError
