@@ -224,3 +224,55 @@ def test_the_readme_nats_suite_example_works(config_copy: Path, bus_for) -> None
         )
     )
     assert fallback.verdict is VerdictState.NO_GO
+
+
+def test_a_missing_durable_consumer_alone_is_a_failure_not_an_error(gate_config: Path, tmp_path: Path) -> None:
+    """Only the consumer is missing: `exists` is observed False, and the frame still has every
+    documented column (filter_subject, ack_policy… NULL), so the check fails: NO-GO."""
+    with NatsServer(tmp_path / "nats") as server:
+        asyncio.run(build_topology(server.url))
+
+        async def drop_consumer() -> None:
+            import nats
+
+            connection = await nats.connect(server.url)
+            await connection.jsm().delete_consumer("AA_CORE_HOT", "normalize-hrv-durable")
+            await connection.close()
+
+        asyncio.run(drop_consumer())
+        verdict = judge(gate_config, server.url)
+    topology = check(verdict, "stream_topology")
+    assert topology.outcome is Outcome.FAIL, topology.reason
+    assert verdict.verdict is VerdictState.NO_GO
+    assert failures(topology) == [
+        ("exists", {"kind": "consumer", "stream": "AA_CORE_HOT", "consumer": "normalize-hrv-durable"}, False, None)
+    ]
+    assert "normalize-hrv-durable" in verdict.reasons[0]
+
+
+def test_every_row_kind_has_every_documented_column(tmp_path: Path) -> None:
+    from gatecheck.config import NatsQuery
+    from gatecheck.sources.nats import COLUMNS, NatsSource
+
+    with NatsServer(tmp_path / "nats") as server:
+        asyncio.run(build_topology(server.url, skip=["AA_DLQ"]))
+        project = load_project(REPO, environ={"GATECHECK_NATS_URL": server.url})
+        config = project.config.environments["staging"].sources["bus"]
+        query = NatsQuery.model_validate(
+            {
+                "streams": [{"name": "AA_DLQ"}, {"name": "AA_CORE_HOT"}],
+                "consumers": [{"stream": "AA_CORE_HOT", "name": "nobody"}],
+            }
+        )
+
+        async def ask() -> list[str]:
+            source = NatsSource("bus", config, REPO)
+            try:
+                now = datetime.now(UTC)
+                frame = await source.query(query, {"window_start": now - timedelta(hours=1), "window_end": now})
+            finally:
+                await source.close()
+            return list(frame.columns)
+
+        # Nothing of what the query names exists but one stream: the shape is the same.
+        assert asyncio.run(ask()) == list(COLUMNS)

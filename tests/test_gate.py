@@ -7,8 +7,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gatecheck.errors import ConfigError
-from gatecheck.gate import decide, parse_as_of, window_for
-from gatecheck.results import CheckResult, Outcome, Requirement, SoakStatus, VerdictState
+from gatecheck.gate import _check_outcome, decide, parse_as_of, window_for
+from gatecheck.results import (
+    CheckResult,
+    EvidenceResult,
+    ExpectationResult,
+    Outcome,
+    Requirement,
+    SoakStatus,
+    Threshold,
+    VerdictState,
+)
 
 WINDOW = window_for(datetime(2026, 11, 22, 6, tzinfo=UTC), timedelta(hours=1), timedelta(minutes=10))
 
@@ -85,3 +94,38 @@ def test_as_of_parsing() -> None:
     assert parse_as_of("2026-11-22 06:00") == datetime(2026, 11, 22, 6, tzinfo=UTC)
     with pytest.raises(ConfigError, match="--as-of"):
         parse_as_of("yesterday")
+
+
+def _expectation(outcome: Outcome, column: str = "c") -> ExpectationResult:
+    return ExpectationResult(
+        type="expect_column_values_to_be_between", column=column, outcome=outcome, observed_value=1, reason=outcome.value
+    )
+
+
+def _evidence(sufficient: bool) -> EvidenceResult:
+    minimum = Threshold(name="m", value=10, bound="min", provenance="default", key="thresholds.yaml: defaults.m")
+    return EvidenceResult(column="n", observed_total=20 if sufficient else 3, min_total=minimum, sufficient=sufficient)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "evidence", "expected"),
+    [
+        # A definite failure is a failure, whatever the other expectations did.
+        ([Outcome.FAIL, Outcome.ERROR], None, Outcome.FAIL),
+        ([Outcome.ERROR, Outcome.FAIL, Outcome.INCONCLUSIVE], True, Outcome.FAIL),
+        ([Outcome.FAIL, Outcome.PASS], True, Outcome.FAIL),
+        # Without a failure: an error is an error, missing values are inconclusive.
+        ([Outcome.PASS, Outcome.ERROR, Outcome.INCONCLUSIVE], None, Outcome.ERROR),
+        ([Outcome.PASS, Outcome.INCONCLUSIVE], None, Outcome.INCONCLUSIVE),
+        # Below the minimum evidence a crossed bound is not yet a finding.
+        ([Outcome.FAIL], False, Outcome.INCONCLUSIVE),
+        ([Outcome.PASS], False, Outcome.INCONCLUSIVE),
+        ([Outcome.PASS, Outcome.PASS], True, Outcome.PASS),
+    ],
+)
+def test_check_outcome(outcomes: list[Outcome], evidence: bool | None, expected: Outcome) -> None:
+    expectations = [_expectation(o, f"c{i}") for i, o in enumerate(outcomes)]
+    outcome, reason = _check_outcome(expectations, None if evidence is None else _evidence(evidence))
+    assert outcome is expected
+    if expected is Outcome.FAIL and len({*outcomes} - {Outcome.PASS, Outcome.FAIL}):
+        assert "also not judged" in (reason or "")  # the errors are listed beside the failure
