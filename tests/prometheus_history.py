@@ -18,6 +18,11 @@ SCENARIOS = {
     "ratio-998": 1,
     "p95-high": 2,
     "dlq-spike": 3,
+    # Series that never got a sample, as a prometheus_client exporter leaves them: every
+    # message fails (no success series), and no dead letter or fallback was ever counted.
+    "all-failing": 4,
+    # Healthy traffic, but the dlq, fallback and schema_invalid series were never created.
+    "never-counted": 5,
 }
 BUCKETS = ("0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf")
 FAST = (120, 200, 290, 298, 300, 300, 300)  # cumulative per step: p95 ≈ 240 ms
@@ -52,13 +57,18 @@ def openmetrics() -> str:
         for step in range(int(SEGMENT.total_seconds()) // STEP_S + 1):
             ts = int(start.timestamp()) + step * STEP_S
             errors = 0.6 if scenario == "ratio-998" else (1.0 if step % 10 == 0 else 0.0)
-            bump("normalize_hrv_messages_total", 'result="success"', 300, ts)
-            bump("normalize_hrv_messages_total", 'result="error"', errors, ts)
-            bump("normalize_hrv_messages_total", 'result="schema_invalid"', 0, ts)
-            dlq = 5 if scenario == "dlq-spike" else 0
-            bump("normalize_hrv_messages_total", 'result="dlq"', dlq, ts)
-            bump("dlq_messages_total", 'subject="dlq.normalize.hrv.raw-received"', dlq, ts)
-            bump("event_bus_stream_fallback_total", "", 0, ts)
+            if scenario == "all-failing":
+                bump("normalize_hrv_messages_total", 'result="schema_invalid"', 300, ts)
+            elif scenario == "never-counted":
+                bump("normalize_hrv_messages_total", 'result="success"', 300, ts)
+            else:
+                bump("normalize_hrv_messages_total", 'result="success"', 300, ts)
+                bump("normalize_hrv_messages_total", 'result="error"', errors, ts)
+                bump("normalize_hrv_messages_total", 'result="schema_invalid"', 0, ts)
+                dlq = 5 if scenario == "dlq-spike" else 0
+                bump("normalize_hrv_messages_total", 'result="dlq"', dlq, ts)
+                bump("dlq_messages_total", 'subject="dlq.normalize.hrv.raw-received"', dlq, ts)
+                bump("event_bus_stream_fallback_total", "", 0, ts)
             cumulative = SLOW if scenario == "p95-high" else FAST
             for le, count in zip(BUCKETS, cumulative, strict=True):
                 bump("normalize_hrv_processing_seconds_bucket", f'le="{le}"', count, ts)

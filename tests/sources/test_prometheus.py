@@ -86,6 +86,32 @@ def test_no_samples_is_inconclusive(prom_config: Path, prometheus: str) -> None:
     assert check(verdict, "rollback_triggers").outcome is Outcome.INCONCLUSIVE
 
 
+def test_nothing_succeeded_is_zero_not_no_value(prom_config: Path, prometheus: str) -> None:
+    """Every message fails: the success series does not exist. That is a ratio of 0 and no
+    success at all (NO-GO, and the 'processing stopped' rollback fires), never 'no value'."""
+    verdict = judge(prom_config, prometheus, as_of("all-failing"))
+    assert verdict.verdict is VerdictState.ROLLBACK, verdict.reasons
+    assert observed(verdict, "normalize_slo", "success_ratio") == 0
+    assert observed(verdict, "normalize_slo", "success_messages") == 0
+    assert observed(verdict, "normalize_slo", "schema_failures_per_s") == pytest.approx(20)
+    assert check(verdict, "normalize_slo").outcome is Outcome.FAIL
+    assert observed(verdict, "rollback_triggers", "success_messages_5m") == 0
+    # No dead letter and no fallback was ever counted: 0, with traffic as the evidence.
+    assert observed(verdict, "rollback_triggers", "dlq_per_min_sustained") == 0
+    assert observed(verdict, "rollback_triggers", "fallback_increase") == 0
+
+
+def test_series_never_created_are_zero_when_traffic_flows(prom_config: Path, prometheus: str) -> None:
+    """Healthy traffic whose dlq, fallback and schema_invalid counters were never incremented
+    (so never exported): each is 0, and the gate is GO instead of INCONCLUSIVE."""
+    verdict = judge(prom_config, prometheus, as_of("never-counted"))
+    assert verdict.verdict is VerdictState.GO, verdict.reasons
+    assert observed(verdict, "normalize_slo", "schema_failures_per_s") == 0
+    assert observed(verdict, "normalize_slo", "success_ratio") == 1
+    assert observed(verdict, "rollback_triggers", "dlq_per_min_sustained") == 0
+    assert observed(verdict, "rollback_triggers", "fallback_increase") == 0
+
+
 def test_prometheus_down_is_error_and_inconclusive(prom_config: Path) -> None:
     verdict = judge(prom_config, f"http://127.0.0.1:{free_port()}", as_of("slo-met"))
     assert verdict.verdict is VerdictState.INCONCLUSIVE
