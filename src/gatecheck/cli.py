@@ -473,10 +473,27 @@ def schema() -> None:
     typer.echo(schema_text(), nl=False)
 
 
+#: Loggers of the drivers gatecheck calls: their errors reach the user as one translated line
+#: each (a SourceError), so their own retry warnings and tracebacks are noise unless asked for.
+# (urllib3.connectionpool by name: clickhouse-connect resets the "urllib3" logger on import.)
+DRIVER_LOGGERS = ("clickhouse_connect", "urllib3", "urllib3.connectionpool", "nats", "chdb", "httpx", "httpcore")
+DRIVER_LOGS_ENV = "GATECHECK_DRIVER_LOGS"
+
+
+def quiet_drivers(environ: Any = None) -> None:
+    """Silence the drivers' loggers, unless GATECHECK_DRIVER_LOGS names a level (e.g. debug)."""
+    environ = os.environ if environ is None else environ
+    wanted = str(environ.get(DRIVER_LOGS_ENV, "")).upper()
+    level = getattr(logging, wanted, None) if wanted else None
+    for name in DRIVER_LOGGERS:
+        logging.getLogger(name).setLevel(level if isinstance(level, int) else logging.CRITICAL)
+
+
 def main() -> None:
     """Console-script entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    quiet_drivers()
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints every thread's stack (stuck service)
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:

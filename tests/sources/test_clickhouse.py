@@ -108,6 +108,36 @@ def test_the_server_driver_reports_an_unreachable_server_as_unavailable() -> Non
     with pytest.raises(SourceUnavailable) as caught:
         query(src, "SELECT 1")
     assert "s3cret" not in str(caught.value)
+    # One line, like the NATS and Prometheus sources: not urllib3's retry report.
+    assert str(caught.value) == f"cannot reach ClickHouse at 127.0.0.1:{port}: connection refused"
+
+
+def test_an_unreachable_server_is_one_line_per_check_and_no_driver_noise(tmp_path: Path) -> None:
+    """Through the installed entry point (main() sets up logging): each warehouse check says
+    one line, and neither clickhouse-connect's nor urllib3's retry warnings reach stderr."""
+    import os
+    import subprocess
+    import sys
+
+    from ..conftest import REPO
+
+    env = {
+        **os.environ,
+        "GATECHECK_CLICKHOUSE_URL": "clickhouse://reader:pw@127.0.0.1:1/db",
+        "GATECHECK_HISTORY_URL": f"sqlite:///{tmp_path}/h.db",
+    }
+    env.pop("GATECHECK_DRIVER_LOGS", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "gatecheck.cli", "run", "--phase", "warehouse-release", "--config", str(REPO),
+         "--format", "json"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert done.stderr == "", done.stderr
+    import json
+
+    reasons = {c["suite"]: c["reason"] for c in json.loads(done.stdout)["checks"]}
+    assert set(reasons.values()) == {"source warehouse: cannot reach ClickHouse at 127.0.0.1:1: connection refused"}
 
 
 def test_wrapping_and_parameter_formatting() -> None:

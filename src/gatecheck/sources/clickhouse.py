@@ -190,10 +190,8 @@ class _HttpDriver:
                     send_receive_timeout=self.timeout,
                     autogenerate_session_id=False,
                 )
-            except DriverError as exc:
-                raise _translate(exc, connecting=True) from exc
-            except OSError as exc:
-                raise SourceUnavailable(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+            except Exception as exc:
+                raise self._unreachable(exc) or _translate(exc, connecting=True) from exc
         return self._client
 
     def query(self, sql: str, parameters: dict[str, str]) -> pd.DataFrame:
@@ -201,7 +199,27 @@ class _HttpDriver:
         try:
             return client.query_df(sql, parameters=parameters)
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise self._unreachable(exc) or _translate(exc) from exc
+
+    def _unreachable(self, exc: BaseException) -> Exception | None:
+        """One line for a server that cannot be reached, from the exception chain's socket
+        error (clickhouse-connect wraps urllib3's retry report around it), or None."""
+        import socket
+
+        seen: set[int] = set()
+        current: BaseException | None = exc
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            where = f"cannot reach ClickHouse at {self.host}:{self.port}"
+            if isinstance(current, TimeoutError | socket.timeout):
+                return SourceTimeout(f"{where}: no answer within {self.timeout:g}s")
+            if isinstance(current, socket.gaierror):
+                return SourceUnavailable(f"{where}: unknown host ({current.strerror or current})")
+            if isinstance(current, OSError) and current.errno is not None:
+                reason = (current.strerror or str(current)).lower()
+                return SourceUnavailable(f"{where}: {reason}")
+            current = current.__cause__ or current.__context__
+        return None
 
     def close(self) -> None:
         if self._client is not None:
