@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
+from pydantic import BaseModel
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from gatecheck import __version__
@@ -259,6 +260,57 @@ class VerdictCollector(Collector):
 # --------------------------------------------------------------------------- HTTP
 
 
+class Problem(BaseModel):
+    """An error answer: what went wrong, in one line."""
+
+    detail: str
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    status: str
+    phases: list[str]
+    config_hash: str
+
+
+class NotReady(BaseModel):
+    status: str
+    reason: str
+
+
+class PhaseSummary(BaseModel):
+    """One phase of the chain, as ``GET /api/v1/phases`` lists it."""
+
+    phase: str
+    environment: str
+    description: str
+    requires: list[str]
+    scheduled: bool
+    interval: float
+    verdict: VerdictState | None
+    as_of: datetime | None
+    last_error: str | None
+
+
+class RecordSummary(BaseModel):
+    """One recorded evaluation, as ``GET /api/v1/phases/{phase}/history`` lists it."""
+
+    phase: str
+    environment: str
+    as_of: datetime
+    verdict: VerdictState
+    checks_passed: bool
+    duration_s: float
+    config_hash: str
+    gatecheck_version: str
+    recorded_at: datetime
+    not_passed: dict[str, Outcome]
+
+
+
 def create_app(service: Service) -> Any:
     """The FastAPI app: /metrics, /healthz, /readyz and the /api/v1 verdict API."""
     from fastapi import FastAPI, HTTPException, Query, Request
@@ -292,11 +344,16 @@ def create_app(service: Service) -> Any:
         if phase not in service.project.gates:
             raise HTTPException(404, f"unknown phase {phase!r}")
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
+    # Handlers return plain JSON (or a Response) and declare their documents through
+    # `responses`: FastAPI reads return annotations in this module's globals, where the
+    # names imported above do not exist, and /openapi.json would fail on a forward reference.
+    problem = {"model": Problem}
+
+    @app.get("/healthz", response_model=None, responses={200: {"model": Health}})
+    async def healthz() -> Any:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", response_model=None, responses={200: {"model": Ready}, 503: {"model": NotReady}})
     async def readyz() -> Any:
         try:
             await asyncio.to_thread(service.ledger.check_writable)
@@ -304,12 +361,16 @@ def create_app(service: Service) -> Any:
             return JSONResponse({"status": "not ready", "reason": str(exc)}, status_code=503)
         return {"status": "ready", "phases": service.phases, "config_hash": service.project.config_hash}
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus exposition"}},
+    )
+    async def metrics() -> Any:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/api/v1/phases")
-    async def phases() -> list[dict[str, Any]]:
+    @app.get("/api/v1/phases", response_model=None, responses={200: {"model": list[PhaseSummary]}})
+    async def phases() -> Any:
         result = []
         for gate in service.project.chain():
             state = service.states.get(gate.phase)
@@ -329,7 +390,11 @@ def create_app(service: Service) -> Any:
             )
         return result
 
-    @app.get("/api/v1/phases/{phase}/verdict")
+    @app.get(
+        "/api/v1/phases/{phase}/verdict",
+        response_model=None,
+        responses={200: {"model": Verdict}, 404: problem, 503: problem},
+    )
     async def verdict(phase: str) -> Any:
         known(phase)
         try:
@@ -340,7 +405,11 @@ def create_app(service: Service) -> Any:
             return JSONResponse({"detail": f"no evaluation of {phase} yet"}, status_code=503)
         return latest.document()
 
-    @app.get("/api/v1/phases/{phase}/history")
+    @app.get(
+        "/api/v1/phases/{phase}/history",
+        response_model=None,
+        responses={200: {"model": list[RecordSummary]}, 404: problem, 422: problem, 503: problem},
+    )
     async def history(phase: str, since: str = Query("48h", description="e.g. 30m, 48h, 7d")) -> Any:
         known(phase)
         try:
@@ -353,7 +422,11 @@ def create_app(service: Service) -> Any:
             return JSONResponse({"detail": str(exc)}, status_code=503)
         return [record_summary(r) for r in records]
 
-    @app.post("/api/v1/phases/{phase}/evaluate")
+    @app.post(
+        "/api/v1/phases/{phase}/evaluate",
+        response_model=None,
+        responses={200: {"model": Verdict}, 401: problem, 404: problem, 429: problem},
+    )
     async def evaluate_now(phase: str) -> Any:
         known(phase)
         return (await service.evaluate_phase(phase)).document()
