@@ -116,7 +116,8 @@ def test_assume_approved_of_an_unknown_phase_is_a_usage_error(warehouse: Path) -
     ("args", "message"),
     [
         (["--phase", "canary-1000"], "unknown phase 'canary-1000'"),
-        (["--phase", "warehouse-release", "--format", "yaml"], "unknown format 'yaml'"),
+        (["--phase", "warehouse-release", "--format", "yaml"], "'yaml' is not one of 'text', 'json', 'junit', 'markdown'"),
+        (["--phaze", "warehouse-release"], "No such option: --phaze"),
         (["--phase", "warehouse-release", "--as-of", "last tuesday"], "--as-of"),
     ],
 )
@@ -186,3 +187,27 @@ def test_history_lists_recorded_evaluations(
         app, ["history", "--phase", "warehouse-release", "--config", str(REPO), "--since", "soon"]
     )
     assert bad.exit_code == 2 and "--since" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "offered", "refused"),
+    [
+        (["run", "--phase", "staging-soak"], "text|json|junit|markdown", "html"),
+        (["demo"], "text|json|junit|markdown", "html"),
+        (["history", "--phase", "staging-soak"], "text|json", "junit"),
+        (["history", "--phase", "staging-soak"], "text|json", "markdown"),
+        (["status"], "text|json", "markdown"),
+        (["report", "--phase", "staging-soak"], "markdown", "text"),
+    ],
+)
+def test_each_command_offers_only_the_formats_it_renders(command: list[str], offered: str, refused: str) -> None:
+    """`history --format junit` was offered by --help and silently printed text."""
+    help_text = CliRunner().invoke(app, [command[0], "--help"], env={"COLUMNS": "200"}).output
+    assert f"<{offered}>" in help_text, help_text
+    result = CliRunner().invoke(app, [*command, "--format", refused])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"gatecheck: error: Invalid value for '--format' / '-f': '{refused}' is not one of "
+        + ", ".join(f"'{f}'" for f in offered.split("|"))
+        + "."
+    ]

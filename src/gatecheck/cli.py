@@ -20,10 +20,17 @@ import time
 import traceback
 from collections.abc import Iterator
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
+
+try:  # typer carries its own copy of click; older releases use click itself
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors  # type: ignore[no-redef]
 
 from gatecheck.config import PROJECT_FILE, Project, load_project
 from gatecheck.errors import ConfigError, GatecheckError, one_line
@@ -31,7 +38,28 @@ from gatecheck.history import Ledger
 from gatecheck.results import ExitCode, Verdict
 from gatecheck.service import disarm_shutdown_watchdog
 
+class _OneLineUsageErrors(TyperGroup):
+    """A usage error (unknown option, a --format the command does not render, a missing
+    --phase) is one line, ``gatecheck: error: …``, exit 2, like every other user error,
+    instead of click's framed box."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click_errors.NoArgsIsHelpError as exc:
+            typer.echo(exc.format_message())
+            sys.exit(ExitCode.USAGE)
+        except click_errors.ClickException as exc:
+            message = exc.format_message().replace("Value error, ", "")
+            typer.echo(f"gatecheck: error: {one_line(' '.join(message.split()))}", err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     name="gatecheck",
     help="Release gates for migration phases: GO, NO-GO, INCONCLUSIVE or ROLLBACK, with evidence.",
     no_args_is_help=True,
@@ -43,8 +71,30 @@ ConfigOption = Annotated[
     Path,
     typer.Option("--config", help="Directory holding gatecheck.yaml, thresholds.yaml, gates/, suites/."),
 ]
+class VerdictFormat(str, Enum):
+    """What ``run`` and ``demo`` render a verdict as."""
+
+    text = "text"
+    json = "json"
+    junit = "junit"
+    markdown = "markdown"
+
+
+class ListFormat(str, Enum):
+    """What ``history`` and ``status`` render."""
+
+    text = "text"
+    json = "json"
+
+
+class ReportFormat(str, Enum):
+    markdown = "markdown"
+
+
+# One Enum per command: --help offers only what the command renders, and anything else is a
+# usage error (exit 2) instead of being silently printed as text.
 FormatOption = Annotated[
-    str, typer.Option("--format", "-f", help="Output format: text, json, junit or markdown.")
+    VerdictFormat, typer.Option("--format", "-f", help="Output format.")
 ]
 AsOfOption = Annotated[
     str | None,
@@ -62,14 +112,6 @@ def _user_errors() -> Iterator[None]:
         for problem in problems:
             typer.echo(f"gatecheck: error: {problem}", err=True)
         raise typer.Exit(ExitCode.USAGE) from None
-
-
-def _check_format(fmt: str) -> str:
-    from gatecheck.render import FORMATS
-
-    if fmt not in FORMATS:
-        raise ConfigError(f"--format: unknown format {fmt!r} (allowed: {', '.join(FORMATS)})")
-    return fmt
 
 
 def _write_output(text: str, output: Path | None) -> None:
@@ -116,7 +158,7 @@ def _evaluate(
     return verdict
 
 
-def _finish(verdict: Verdict, fmt: str, output: Path | None) -> None:
+def _finish(verdict: Verdict, fmt: VerdictFormat, output: Path | None) -> None:
     from gatecheck.render import render, render_markdown
 
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -124,8 +166,8 @@ def _finish(verdict: Verdict, fmt: str, output: Path | None) -> None:
         with contextlib.suppress(OSError), open(summary, "a", encoding="utf-8") as handle:
             handle.write(render_markdown(verdict) + "\n")
 
-    color = output is None and fmt == "text" and sys.stdout.isatty()
-    _write_output(render(verdict, fmt, color=color), output)
+    color = output is None and fmt is VerdictFormat.text and sys.stdout.isatty()
+    _write_output(render(verdict, fmt.value, color=color), output)
     if output is not None:
         typer.echo(f"{verdict.verdict.value}: phase {verdict.phase} → {output}", err=True)
     raise typer.Exit(ExitCode.for_verdict(verdict.verdict))
@@ -136,7 +178,7 @@ def run(
     phase: Annotated[str, typer.Option("--phase", "-p", help="The phase whose gate to evaluate.")],
     config: ConfigOption = Path("."),
     as_of: AsOfOption = None,
-    fmt: FormatOption = "text",
+    fmt: FormatOption = VerdictFormat.text,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the report to this file.")
     ] = None,
@@ -161,7 +203,6 @@ def run(
 ) -> None:
     """Evaluate one phase's gate and exit with its verdict (0 go, 1 no-go, 3 inconclusive, 4 rollback)."""
     with _user_errors():
-        _check_format(fmt)
         if url is not None:
             from gatecheck.client import fetch_verdict
 
@@ -181,7 +222,7 @@ def history(
     phase: Annotated[str, typer.Option("--phase", "-p", help="The phase whose evaluations to show.")],
     config: ConfigOption = Path("."),
     since: Annotated[str, typer.Option("--since", help="How far back, e.g. 30m, 48h, 7d.")] = "48h",
-    fmt: FormatOption = "text",
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
 ) -> None:
     """Show the recorded evaluations of a phase, oldest first."""
     from gatecheck.durations import parse_duration
@@ -189,7 +230,6 @@ def history(
     from gatecheck.service import record_summary
 
     with _user_errors():
-        _check_format(fmt)
         try:
             window = parse_duration(since)
         except ValueError as exc:
@@ -204,7 +244,7 @@ def history(
         finally:
             ledger.close()
     summaries = [record_summary(r) for r in records]
-    if fmt == "json":
+    if fmt is ListFormat.json:
         typer.echo(json.dumps(summaries, indent=2))
         return
     if not summaries:
@@ -243,18 +283,16 @@ def status(
     url: Annotated[
         str | None, typer.Option("--url", help="Ask a running service instead of the ledger.")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json")] = "text",
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
 ) -> None:
     """The whole phase chain at a glance: latest verdict, when, soak coverage, what blocks it."""
     from gatecheck.gate import parse_as_of
     from gatecheck.status import next_phase, render_status
 
     with _user_errors():
-        if fmt not in ("text", "json"):
-            raise ConfigError(f"--format: unknown format {fmt!r} (allowed: text, json)")
         chain = _chain(config, url)
     upcoming = next_phase(chain)
-    if fmt == "json":
+    if fmt is ListFormat.json:
         typer.echo(json.dumps({"next": upcoming, "phases": [s.document(upcoming) for s in chain]}, indent=2))
     else:
         typer.echo(render_status(chain, parse_as_of(None)), nl=False)
@@ -267,15 +305,15 @@ def report(
     url: Annotated[
         str | None, typer.Option("--url", help="Ask a running service instead of the ledger.")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="markdown (the status update)")] = "markdown",
+    fmt: Annotated[
+        ReportFormat, typer.Option("--format", "-f", help="Output format (the status update).")
+    ] = ReportFormat.markdown,
 ) -> None:
     """The Phase B status update for a phase, from its latest recorded verdict."""
     from gatecheck.gate import parse_as_of
     from gatecheck.status import render_status_update
 
     with _user_errors():
-        if fmt != "markdown":
-            raise ConfigError(f"--format: unknown format {fmt!r} (allowed: markdown)")
         chain = _chain(config, url)
         found = next((s for s in chain if s.phase == phase), None)
         if found is None:
@@ -379,7 +417,7 @@ def demo(
     ] = "staging-soak",
     config: ConfigOption = Path("."),
     as_of: AsOfOption = None,
-    fmt: FormatOption = "text",
+    fmt: FormatOption = VerdictFormat.text,
     serve_demo: Annotated[
         bool, typer.Option("--serve", help="Run the service on the demo instead of one evaluation.")
     ] = False,
@@ -396,7 +434,6 @@ def demo(
     from gatecheck.sources.clickhouse import embedded_session
 
     with _user_errors():
-        _check_format(fmt)
         known = (*SCENARIOS, *BUS_SCENARIOS, *METRICS_SCENARIOS)
         if scenario not in known:
             raise ConfigError(f"--scenario: unknown scenario {scenario!r} (known: {', '.join(known)})")
