@@ -15,11 +15,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from gatecheck.config import Project, load_project
 from gatecheck.demo.bus import NatsServer, prepare_bus
 from gatecheck.demo.reference import SCENARIOS, build_reference
 from gatecheck.sources.clickhouse import embedded_session
+
+# Hypothesis: CI (CI=true) runs a derandomized profile, the same examples every run, so a
+# red CI is reproducible; local runs keep exploring with fresh examples. A failing example
+# found locally becomes an @example of its test. Loaded here, before any test module builds
+# its own settings on top of the active profile.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev", database=None)
+settings.load_profile("ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "dev")
 
 REPO = Path(__file__).resolve().parents[1]
 AS_OF = datetime(2026, 11, 22, 6, 0, 0, tzinfo=UTC)
