@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -38,6 +39,18 @@ def test_demo_healthy_is_go_and_defect_is_no_go(config_copy: Path) -> None:
     assert drift.returncode == 1, drift.stderr
     assert '"verdict": "no-go"' in drift.stdout
     assert "Traceback" not in drift.stderr
+    # Scenarios do not leak: the healthy run's GO of staging-deploy is in the ledger, but a
+    # nats-down run judges `requires` only on what it recorded itself (staging-deploy
+    # inconclusive: no GO).
+    down = subprocess.run(
+        [gatecheck(), "demo", "--scenario", "nats-down", "--format", "json"],
+        cwd=config_copy, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert down.returncode == 3, down.stderr
+    document = json.loads(down.stdout)
+    assert document["requires"] == [
+        {"phase": "staging-deploy", "satisfied": False, "reason": "no recorded GO of staging-deploy"}
+    ]
     # Great Expectations runs in memory: nothing but the demo's own state was written.
     assert sorted(p.name for p in config_copy.iterdir()) == [
         ".gatecheck", "gatecheck.yaml", "gates", "suites", "thresholds.yaml"

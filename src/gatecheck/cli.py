@@ -19,7 +19,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -140,6 +140,7 @@ def _evaluate(
     assume_approved: list[str],
     assume_soaked: bool,
     record: bool = True,
+    recorded_since: datetime | None = None,
 ) -> Verdict:
     """Evaluate against the ledger's history and record the result (one atomic record)."""
     from gatecheck.gate import evaluate, parse_as_of
@@ -149,7 +150,9 @@ def _evaluate(
     ledger = _open_ledger(project)
     try:
         started = time.perf_counter()
-        verdict = asyncio.run(evaluate(project, phase, moment, assume_approved, assume_soaked, ledger))
+        verdict = asyncio.run(
+            evaluate(project, phase, moment, assume_approved, assume_soaked, ledger, recorded_since)
+        )
         if ledger is not None and record:
             ledger.record(verdict, time.perf_counter() - started)
     finally:
@@ -359,7 +362,12 @@ def _prerequisites(project: Project, phase: str) -> list[str]:
 API_TOKEN_ENV = "GATECHECK_API_TOKEN"
 
 
-def _run_service(project: Project, listen: str | None, phases: list[str] | None) -> None:
+def _run_service(
+    project: Project,
+    listen: str | None,
+    phases: list[str] | None,
+    recorded_since: datetime | None = None,
+) -> None:
     from gatecheck.service import Service, is_loopback, serve
 
     address = listen or project.config.service.listen
@@ -378,7 +386,7 @@ def _run_service(project: Project, listen: str | None, phases: list[str] | None)
         )
     try:
         chosen = phases or project.config.service.phases or [g.phase for g in project.chain()]
-        service = Service(project, ledger, list(chosen), api_token=token)
+        service = Service(project, ledger, list(chosen), api_token=token, recorded_since=recorded_since)
         asyncio.run(serve(service, host.strip("[]"), int(port)))
     finally:
         ledger.close()
@@ -437,6 +445,7 @@ def demo(
         known = (*SCENARIOS, *BUS_SCENARIOS, *METRICS_SCENARIOS)
         if scenario not in known:
             raise ConfigError(f"--scenario: unknown scenario {scenario!r} (known: {', '.join(known)})")
+        started = datetime.now(UTC)
         moment = parse_as_of(as_of).replace(microsecond=0)
         root = config
         # The demo always runs on its own embedded sources, whatever the shell exports.
@@ -472,7 +481,7 @@ def demo(
                         err=True,
                     )
                     try:
-                        _run_service(project, listen, None)
+                        _run_service(project, listen, None, recorded_since=started)
                     finally:
                         server.stop()
                         disarm_shutdown_watchdog()
@@ -488,15 +497,17 @@ def demo(
                 # The phases this one requires are evaluated (and recorded) first, so its
                 # `requires` is judged on real records. A soak cannot pass in a demo that
                 # has just started: that one assumption is made, and said.
+                # Each demo run judges only what it recorded itself: a `requires` is met by
+                # this run's evaluation of the earlier phase, never by a previous scenario's.
                 for earlier in _prerequisites(project, phase):
-                    result = _evaluate(project, earlier, judged_at, [], False)
+                    result = _evaluate(project, earlier, judged_at, [], False, recorded_since=started)
                     typer.echo(f"demo: gatecheck run --phase {earlier}  → {result.verdict.value}", err=True)
                 soaked = gate.soak is not None
                 typer.echo(
                     f"demo: gatecheck run --phase {phase}" + (" --assume-soaked" if soaked else ""),
                     err=True,
                 )
-                verdict = _evaluate(project, phase, judged_at, [], soaked)
+                verdict = _evaluate(project, phase, judged_at, [], soaked, recorded_since=started)
             finally:
                 server.stop()
     _finish(verdict, fmt, None)

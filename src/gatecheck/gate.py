@@ -111,13 +111,16 @@ async def evaluate(
     assume_approved: Iterable[str] = (),
     assume_soaked: bool = False,
     ledger: Ledger | None = None,
+    recorded_since: datetime | None = None,
 ) -> Verdict:
     """Evaluate ``phase`` at ``as_of`` (default: now).
 
     ``ledger`` holds the recorded evaluations that ``requires`` and ``soak`` are judged on
     (the caller records this evaluation afterwards). ``assume_approved`` and
     ``assume_soaked`` are explicit, recorded overrides for bootstrapping (and the demo): they
-    never hide a failing or inconclusive check.
+    never hide a failing or inconclusive check. ``recorded_since`` limits the records that
+    ``requires`` and ``soak`` are judged on to those written since then (the demo judges only
+    what its own run recorded).
     """
     gate = project.gate(phase)
     as_of = parse_as_of(None) if as_of is None else as_of.astimezone(UTC)
@@ -141,8 +144,8 @@ async def evaluate(
         checks = list(await asyncio.gather(*jobs))
     finally:
         await pool.aclose()
-    requires = [await _requirement(name, approved, ledger, as_of) for name in gate.requires]
-    soak = await _soak_status(gate, assume_soaked, ledger, as_of, checks)
+    requires = [await _requirement(name, approved, ledger, as_of, recorded_since) for name in gate.requires]
+    soak = await _soak_status(gate, assume_soaked, ledger, as_of, checks, recorded_since)
     verdict, reasons = decide(checks, requires, soak)
     return Verdict(
         phase=phase,
@@ -163,7 +166,13 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def _requirement(phase: str, approved: set[str], ledger: Ledger | None, as_of: datetime) -> Requirement:
+async def _requirement(
+    phase: str,
+    approved: set[str],
+    ledger: Ledger | None,
+    as_of: datetime,
+    recorded_since: datetime | None = None,
+) -> Requirement:
     if phase in approved:
         return Requirement(phase=phase, satisfied=True, reason="assumed approved (--assume-approved)")
     if ledger is None:
@@ -173,7 +182,7 @@ async def _requirement(phase: str, approved: set[str], ledger: Ledger | None, as
             reason=f"no history ledger configured (history.url), so no recorded GO of {phase} can be found",
         )
     try:
-        record = await asyncio.to_thread(ledger.last_decision, phase, as_of)
+        record = await asyncio.to_thread(ledger.last_decision, phase, as_of, recorded_since)
     except GatecheckError as exc:
         return Requirement(phase=phase, satisfied=False, reason=f"cannot read the history ledger: {exc}")
     if record is None:
@@ -198,6 +207,7 @@ async def _soak_status(
     ledger: Ledger | None,
     as_of: datetime,
     checks: list[CheckResult],
+    recorded_since: datetime | None = None,
 ) -> SoakStatus | None:
     if gate.soak is None:
         return None
@@ -220,7 +230,11 @@ async def _soak_status(
         )
     try:
         records = await asyncio.to_thread(
-            ledger.history, gate.phase, as_of - soak.duration - soak.max_gap, as_of
+            ledger.history,
+            gate.phase,
+            as_of - soak.duration - soak.max_gap,
+            as_of,
+            recorded_since=recorded_since,
         )
     except GatecheckError as exc:
         return SoakStatus(**base, covered=False, reason=f"cannot read the history ledger: {exc}")

@@ -95,9 +95,11 @@ class Ledger(ABC):
         until: datetime | None = None,
         verdicts: frozenset[VerdictState] | None = None,
         newest: int | None = None,
+        recorded_since: datetime | None = None,
     ) -> list[Record]:
-        """Records of ``phase`` with ``since <= as_of <= until`` (and one of ``verdicts``),
-        oldest first; with ``newest`` only that many of the most recent ones."""
+        """Records of ``phase`` with ``since <= as_of <= until`` (and one of ``verdicts``,
+        and recorded at or after ``recorded_since``), oldest first; with ``newest`` only that
+        many of the most recent ones."""
 
     @abstractmethod
     def check_writable(self) -> None:
@@ -110,9 +112,14 @@ class Ledger(ABC):
         records = self.history(phase, until=until, newest=1)
         return records[-1] if records else None
 
-    def last_decision(self, phase: str, until: datetime | None = None) -> Record | None:
-        """The newest GO, NO-GO or ROLLBACK of ``phase`` (inconclusive ones decide nothing)."""
-        records = self.history(phase, until=until, verdicts=DECISIVE, newest=1)
+    def last_decision(
+        self, phase: str, until: datetime | None = None, recorded_since: datetime | None = None
+    ) -> Record | None:
+        """The newest GO, NO-GO or ROLLBACK of ``phase`` (inconclusive ones decide nothing),
+        among the records written at or after ``recorded_since`` if given."""
+        records = self.history(
+            phase, until=until, verdicts=DECISIVE, newest=1, recorded_since=recorded_since
+        )
         return records[-1] if records else None
 
 
@@ -227,6 +234,7 @@ class SqliteLedger(Ledger):
         until: datetime | None = None,
         verdicts: frozenset[VerdictState] | None = None,
         newest: int | None = None,
+        recorded_since: datetime | None = None,
     ) -> list[Record]:
         sql = (
             "SELECT phase, environment, as_of_ms, verdict, checks_passed, config_hash, duration_s,"
@@ -239,6 +247,9 @@ class SqliteLedger(Ledger):
         if until is not None:
             sql += " AND as_of_ms <= ?"
             args.append(_ms(until))
+        if recorded_since is not None:
+            sql += " AND recorded_at_ms >= ?"
+            args.append(_ms(recorded_since))
         if verdicts is not None:
             sql += f" AND verdict IN ({', '.join('?' * len(verdicts))})"
             args.extend(sorted(v.value for v in verdicts))
@@ -309,6 +320,7 @@ WHERE phase = {phase:String}
   AND as_of >= toDateTime64({since_ms:Int64} / 1000, 3, 'UTC')
   AND as_of <= toDateTime64({until_ms:Int64} / 1000, 3, 'UTC')
   AND (empty({verdicts:Array(String)}) OR has({verdicts:Array(String)}, verdict))
+  AND recorded_at >= toDateTime64({recorded_since_ms:Int64} / 1000, 3, 'UTC')
 ORDER BY as_of DESC, recorded_at DESC
 LIMIT {newest:UInt64}
 """
@@ -401,8 +413,10 @@ class ClickHouseLedger(Ledger):
         until: datetime | None = None,
         verdicts: frozenset[VerdictState] | None = None,
         newest: int | None = None,
+        recorded_since: datetime | None = None,
     ) -> list[Record]:
         params = {
+            "recorded_since_ms": _ms(recorded_since) if recorded_since else 0,
             "phase": phase,
             "since_ms": _ms(since) if since else 0,
             "until_ms": _ms(until) if until else 32503680000000,  # year 3000

@@ -66,6 +66,8 @@ class Service:
     # Bearer token for state-changing endpoints (POST); required when listening beyond
     # loopback. Never logged or exported.
     api_token: str | None = field(default=None, repr=False)
+    # Judge `requires` and soak only on records written since then (the demo's own run).
+    recorded_since: datetime | None = None
     states: dict[str, PhaseState] = field(default_factory=dict)
     source_up: dict[tuple[str, str], bool] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -91,7 +93,9 @@ class Service:
             self.states[phase] = PhaseState()
         async with self._locks[phase]:
             started = time.perf_counter()
-            verdict = await evaluate(self.project, phase, ledger=self.ledger)
+            verdict = await evaluate(
+                self.project, phase, ledger=self.ledger, recorded_since=self.recorded_since
+            )
             duration = time.perf_counter() - started
             # Shielded: once the evaluation is complete its record is written whole, even if
             # the service is being stopped; before this point a stop abandons it unrecorded.
