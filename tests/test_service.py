@@ -635,3 +635,54 @@ def test_openapi_document_is_served_and_describes_what_the_api_answers(service) 
     # And a wrong document is refused, so the check above can fail.
     with pytest.raises(jsonschema.ValidationError):
         validate({"phase": "svc-go", "verdict": "maybe"}, "/api/v1/phases/{phase}/verdict")
+
+
+def test_a_cycle_judges_requires_on_this_cycles_results(service_config: Path, tmp_path: Path) -> None:
+    """Right after start every phase used to be evaluated at once: the second phase read the
+    first one's previous record (here a NO-GO) while the fresh GO landed a moment later, and
+    stayed wrong for a whole interval. In a cycle the first phase is evaluated and recorded
+    before the phase that requires it."""
+    import shutil
+
+    from gatecheck.results import VerdictState
+    from gatecheck.service import scheduled
+
+    root = tmp_path / "config"
+    shutil.copytree(service_config, root, ignore=shutil.ignore_patterns("history.db*"))
+    gates = {
+        "chain-first": {"environment": "e-healthy", "checks": [{"suite": "unmatched_edges"}]},
+        "chain-second": {
+            "environment": "e-healthy",
+            "requires": ["chain-first"],
+            "checks": [{"suite": "unmatched_edges"}],
+        },
+    }
+    for phase, gate in gates.items():
+        (root / "gates" / f"{phase}.yaml").write_text(yaml.safe_dump({"phase": phase, **gate}))
+    project = load_project(root, environ={})
+    ledger = SqliteLedger(tmp_path / "l.db")
+    # The previous run left a NO-GO of chain-first in the ledger.
+    earlier = asyncio.run(svc_evaluate(project, "chain-first", ledger))
+    ledger.record(earlier.model_copy(update={"verdict": VerdictState.NO_GO}), 0.1)
+    svc = Service(project, ledger, ["chain-second", "chain-first"])
+
+    async def first_cycle() -> None:
+        async with scheduled(svc):
+            deadline = time.monotonic() + 60
+            while not all(svc.states[p].verdict for p in ("chain-first", "chain-second")):
+                assert time.monotonic() < deadline, "the first cycle did not finish"
+                await asyncio.sleep(0.05)
+
+    asyncio.run(first_cycle())
+    first, second = svc.states["chain-first"].verdict, svc.states["chain-second"].verdict
+    assert first is not None and second is not None
+    assert first.verdict is VerdictState.GO
+    assert second.verdict is VerdictState.GO, second.reasons
+    assert second.requires[0].satisfied and first.as_of.strftime("%H:%M:%S") in second.requires[0].reason
+    ledger.close()
+
+
+async def svc_evaluate(project: Any, phase: str, ledger: Any) -> Verdict:
+    from gatecheck.gate import evaluate
+
+    return await evaluate(project, phase, ledger=ledger)

@@ -347,18 +347,6 @@ def serve(
             disarm_shutdown_watchdog()
 
 
-def _prerequisites(project: Project, phase: str) -> list[str]:
-    """Every phase ``phase`` requires, directly or not, in promotion order."""
-    needed: set[str] = set()
-    pending = list(project.gate(phase).requires)
-    while pending:
-        name = pending.pop()
-        if name not in needed:
-            needed.add(name)
-            pending.extend(project.gate(name).requires)
-    return [g.phase for g in project.chain() if g.phase in needed]
-
-
 API_TOKEN_ENV = "GATECHECK_API_TOKEN"
 
 
@@ -499,7 +487,7 @@ def demo(
                 # has just started: that one assumption is made, and said.
                 # Each demo run judges only what it recorded itself: a `requires` is met by
                 # this run's evaluation of the earlier phase, never by a previous scenario's.
-                for earlier in _prerequisites(project, phase):
+                for earlier in project.prerequisites(phase):
                     result = _evaluate(project, earlier, judged_at, [], False, recorded_since=started)
                     typer.echo(f"demo: gatecheck run --phase {earlier}  → {result.verdict.value}", err=True)
                 soaked = gate.soak is not None

@@ -548,6 +548,17 @@ class Project:
             visit(phase, ())
         return order
 
+    def prerequisites(self, phase: str) -> list[str]:
+        """Every phase ``phase`` requires, directly or not, in promotion order."""
+        needed: set[str] = set()
+        pending = list(self.gate(phase).requires)
+        while pending:
+            name = pending.pop()
+            if name not in needed and name in self.gates:
+                needed.add(name)
+                pending.extend(self.gates[name].requires)
+        return [g.phase for g in self.chain() if g.phase in needed]
+
     def resolve_thresholds(self, phase: str) -> dict[str, ResolvedThreshold]:
         gate = self.gate(phase)
         return resolve_thresholds(self.thresholds, gate.environment, phase)

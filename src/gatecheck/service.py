@@ -136,6 +136,32 @@ class Service:
                 evaluations=state.evaluations,
             )
 
+    async def cycle(self, phases: list[str]) -> None:
+        """One scheduled cycle of ``phases``: each evaluated after the phases it requires
+        (directly or not) have been evaluated and recorded in this cycle, so ``requires`` is
+        judged on this cycle's results, not the previous cycle's. Independent chains run
+        concurrently. Never raises; a stop cancels every evaluation of the cycle."""
+        chosen = set(phases)
+        tasks: dict[str, asyncio.Task[None]] = {}
+
+        async def after_prerequisites(phase: str) -> None:
+            earlier = [tasks[p] for p in self.project.prerequisites(phase) if p in tasks]
+            if earlier:
+                await asyncio.wait(earlier)
+            await self.scheduled(phase)
+
+        for gate in self.project.chain():  # promotion order: prerequisites' tasks exist first
+            if gate.phase in chosen:
+                tasks[gate.phase] = asyncio.create_task(
+                    after_prerequisites(gate.phase), name=f"evaluate:{gate.phase}"
+                )
+        try:
+            await asyncio.gather(*tasks.values())
+        except asyncio.CancelledError:
+            for task in tasks.values():
+                task.cancel()
+            log.debug("cycle of %s cancelled by shutdown", ", ".join(tasks))
+
     def latest(self, phase: str) -> Verdict | None:
         state = self.states.get(phase)
         if state is not None and state.verdict is not None:
@@ -503,7 +529,7 @@ def record_summary(record: Any) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def scheduled(service: Service) -> AsyncIterator[Any]:
-    """Start one APScheduler job per phase (first run now); stop and cancel on exit."""
+    """Start one APScheduler job per interval (first run now); stop and cancel on exit."""
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     # "Skipped: maximum number of running instances reached" is the no-overlap rule working;
@@ -511,15 +537,21 @@ async def scheduled(service: Service) -> AsyncIterator[Any]:
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
     scheduler = AsyncIOScheduler(timezone=UTC)
     now = datetime.now(UTC)
+    # One job per interval: the phases sharing an interval are evaluated in one cycle, in
+    # promotion order (Service.cycle), so a phase's `requires` sees this cycle's record of
+    # the phase before it. A phase on its own interval reads the latest record of the
+    # phases it requires.
+    groups: dict[float, list[str]] = {}
     for phase in service.phases:
-        seconds = service.interval(phase).total_seconds()
+        groups.setdefault(service.interval(phase).total_seconds(), []).append(phase)
+    for seconds, phases in sorted(groups.items()):
         scheduler.add_job(
-            service.scheduled,
+            service.cycle,
             "interval",
             seconds=seconds,
-            args=[phase],
-            id=f"evaluate:{phase}",
-            max_instances=1,  # evaluations of one phase never overlap
+            args=[phases],
+            id=f"cycle:{seconds:g}s",
+            max_instances=1,  # cycles (and so evaluations of one phase) never overlap
             coalesce=True,  # a late run is one run, not a burst
             misfire_grace_time=max(1, int(seconds)),
             next_run_time=now,
