@@ -650,15 +650,25 @@ def test_a_cycle_judges_requires_on_this_cycles_results(service_config: Path, tm
     root = tmp_path / "config"
     shutil.copytree(service_config, root, ignore=shutil.ignore_patterns("history.db*"))
     gates = {
-        "chain-first": {"environment": "e-healthy", "checks": [{"suite": "unmatched_edges"}]},
+        # The first phase takes a second longer (a slow query): evaluated side by side, the
+        # second would finish first and read the old NO-GO.
+        "chain-first": {"environment": "e-healthy", "checks": [{"suite": "unmatched_edges"}, {"suite": "slow_pass"}]},
         "chain-second": {
             "environment": "e-healthy",
             "requires": ["chain-first"],
-            "checks": [{"suite": "unmatched_edges"}],
+            "checks": [{"suite": "soak_criteria"}],  # the bus: it does not queue behind chDB
         },
     }
     for phase, gate in gates.items():
         (root / "gates" / f"{phase}.yaml").write_text(yaml.safe_dump({"phase": phase, **gate}))
+    slow = {
+        "name": "slow_pass",
+        "source": "warehouse",
+        "window": {"length": "1h"},
+        "query": "SELECT toUInt8(1) AS ok FROM (SELECT sleep(1.5))",
+        "expectations": [{"type": "expect_column_values_to_be_between", "column": "ok", "min_value": 1}],
+    }
+    (root / "suites" / "slow_pass.yaml").write_text(yaml.safe_dump(slow))
     project = load_project(root, environ={})
     ledger = SqliteLedger(tmp_path / "l.db")
     # The previous run left a NO-GO of chain-first in the ledger.
@@ -686,3 +696,41 @@ async def svc_evaluate(project: Any, phase: str, ledger: Any) -> Verdict:
     from gatecheck.gate import evaluate
 
     return await evaluate(project, phase, ledger=ledger)
+
+
+def test_the_schedule_starts_a_phase_only_after_the_phases_it_requires(service_config: Path, tmp_path: Path) -> None:
+    """The order itself, through the real scheduler: each phase's evaluation starts after the
+    evaluations of the phases it requires have finished; an independent phase does not wait."""
+    import shutil
+
+    from gatecheck.service import scheduled
+
+    root = tmp_path / "config"
+    shutil.copytree(service_config, root, ignore=shutil.ignore_patterns("history.db*"))
+    gates = {
+        "order-a": {"environment": "e-healthy", "checks": [{"suite": "unmatched_edges"}]},
+        "order-b": {"environment": "e-healthy", "requires": ["order-a"], "checks": [{"suite": "unmatched_edges"}]},
+        "order-c": {"environment": "e-healthy", "requires": ["order-b"], "checks": [{"suite": "unmatched_edges"}]},
+        "order-free": {"environment": "e-healthy", "checks": [{"suite": "unmatched_edges"}]},
+    }
+    for phase, gate in gates.items():
+        (root / "gates" / f"{phase}.yaml").write_text(yaml.safe_dump({"phase": phase, **gate}))
+    svc = Service(load_project(root, environ={}), SqliteLedger(tmp_path / "l.db"), ["order-c", "order-free", "order-b", "order-a"])
+    spans: dict[str, tuple[float, float]] = {}
+
+    async def timed(phase: str) -> None:  # stands in for the evaluation: the order is under test
+        started = time.monotonic()
+        await asyncio.sleep(0.2)
+        spans[phase] = (started, time.monotonic())
+
+    svc.scheduled = timed  # type: ignore[method-assign]
+
+    async def one_cycle() -> None:
+        async with scheduled(svc):
+            while len(spans) < 4:
+                await asyncio.sleep(0.02)
+
+    asyncio.run(one_cycle())
+    assert spans["order-b"][0] >= spans["order-a"][1]
+    assert spans["order-c"][0] >= spans["order-b"][1]
+    assert spans["order-free"][0] < spans["order-a"][1]  # independent: side by side
