@@ -39,6 +39,67 @@ def quiet_as_of() -> datetime:
     return T0 + timedelta(hours=3) * len(SCENARIOS) + timedelta(hours=2)
 
 
+# ------------------------------------------------------------------ scrape-source equivalence
+
+#: One snapshot of a service, the way the scrape source and a Prometheus that scraped it once
+#: both see it: every series' value at SNAPSHOT_AT; counters and histograms also carry their
+#: `_created` time (prometheus_client exports it), at which they were 0.
+SNAPSHOT_AT = T0 + timedelta(hours=20)
+_RECENT = SNAPSHOT_AT - timedelta(seconds=120)  # created inside a 5m range
+_LONG_AGO = SNAPSHOT_AT - timedelta(hours=2)  # created before it
+#: family → (type, created, [(sample name, labels, value)])
+SNAPSHOT: dict[str, tuple[str, datetime | None, list[tuple[str, str, float]]]] = {
+    "jobs": ("counter", _RECENT, [
+        ("jobs_total", 'queue="a",result="ok"', 90), ("jobs_total", 'queue="b",result="ok"', 6),
+        ("jobs_total", 'queue="a",result="failed"', 4),
+    ]),
+    "queue_depth": ("gauge", None, [
+        ("queue_depth", 'queue="a"', 7), ("queue_depth", 'queue="b"', 2.5),
+    ]),
+    "work_seconds": ("histogram", _RECENT, [
+        ("work_seconds_bucket", 'le="0.1"', 50), ("work_seconds_bucket", 'le="0.5"', 90),
+        ("work_seconds_bucket", 'le="1.0"', 100), ("work_seconds_bucket", 'le="+Inf"', 100),
+        ("work_seconds_count", "", 100), ("work_seconds_sum", "", 21.5),
+    ]),
+    "old_jobs": ("counter", _LONG_AGO, [("old_jobs_total", 'queue="a"', 500)]),
+}  # fmt: skip
+
+
+def snapshot_exposition() -> str:
+    """The snapshot as the service exposes it (text format 0.0.4, as prometheus_client)."""
+    lines: list[str] = []
+    for family, (kind, created, samples) in SNAPSHOT.items():
+        name = f"{family}_total" if kind == "counter" else family
+        lines.append(f"# TYPE {name} {kind}")
+        lines.extend(f"{n}{{{labels}}} {value}" if labels else f"{n} {value}" for n, labels, value in samples)
+        if created is not None:
+            lines.append(f"# TYPE {family}_created gauge")
+            seen: set[str] = set()
+            for _, labels, _ in samples:
+                base = ",".join(p for p in labels.split(",") if p and not p.startswith("le="))
+                if base not in seen:
+                    seen.add(base)
+                    rendered = f"{family}_created{{{base}}}" if base else f"{family}_created"
+                    lines.append(f"{rendered} {created.timestamp()}")
+    return "\n".join(lines) + "\n"
+
+
+def _snapshot_openmetrics() -> list[str]:
+    """The same snapshot in Prometheus's TSDB: each series' one scraped sample at
+    SNAPSHOT_AT, plus a counter's zero sample at its created time (what Prometheus's
+    created-timestamp zero ingestion stores; the Debian 2.42 server predates that flag)."""
+    lines: list[str] = []
+    at = int(SNAPSHOT_AT.timestamp())
+    for family, (kind, created, samples) in SNAPSHOT.items():
+        lines.append(f"# TYPE {family} {kind}")
+        for name, labels, value in samples:
+            rendered = f"{name}{{{labels}}}" if labels else name
+            if created is not None:
+                lines.append(f"{rendered} 0 {int(created.timestamp())}")
+            lines.append(f"{rendered} {value:g} {at}")
+    return lines
+
+
 def openmetrics() -> str:
     series: dict[tuple[str, str], list[tuple[float, int]]] = {}
 
@@ -89,5 +150,6 @@ def openmetrics() -> str:
                 continue
             rendered = f"{name}{{{labels}}}" if labels else name
             lines.extend(f"{rendered} {value:g} {ts}" for value, ts in samples)
+    lines.extend(_snapshot_openmetrics())
     lines.append("# EOF")
     return "\n".join(lines) + "\n"

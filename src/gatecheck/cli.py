@@ -20,7 +20,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,16 +38,17 @@ from gatecheck.history import Ledger
 from gatecheck.results import ExitCode, Verdict
 from gatecheck.service import disarm_shutdown_watchdog
 
+
 class _OneLineUsageErrors(TyperGroup):
     """A usage error (unknown option, a --format the command does not render, a missing
     --phase) is one line, ``gatecheck: error: …``, exit 2, like every other user error,
     instead of click's framed box."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.pop("standalone_mode", True):
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
         except click_errors.NoArgsIsHelpError as exc:
             typer.echo(exc.format_message())
             sys.exit(ExitCode.USAGE)
@@ -71,7 +72,7 @@ ConfigOption = Annotated[
     Path,
     typer.Option("--config", help="Directory holding gatecheck.yaml, thresholds.yaml, gates/, suites/."),
 ]
-class VerdictFormat(str, Enum):
+class VerdictFormat(StrEnum):
     """What ``run`` and ``demo`` render a verdict as."""
 
     text = "text"
@@ -80,14 +81,14 @@ class VerdictFormat(str, Enum):
     markdown = "markdown"
 
 
-class ListFormat(str, Enum):
+class ListFormat(StrEnum):
     """What ``history`` and ``status`` render."""
 
     text = "text"
     json = "json"
 
 
-class ReportFormat(str, Enum):
+class ReportFormat(StrEnum):
     markdown = "markdown"
 
 
@@ -512,7 +513,9 @@ def schema() -> None:
 #: Loggers of the drivers gatecheck calls: their errors reach the user as one translated line
 #: each (a SourceError), so their own retry warnings and tracebacks are noise unless asked for.
 # (urllib3.connectionpool by name: clickhouse-connect resets the "urllib3" logger on import.)
-DRIVER_LOGGERS = ("clickhouse_connect", "urllib3", "urllib3.connectionpool", "nats", "chdb", "httpx", "httpcore")
+DRIVER_LOGGERS = (
+    "clickhouse_connect", "urllib3", "urllib3.connectionpool", "nats", "chdb", "httpx", "httpcore",
+)  # fmt: skip
 DRIVER_LOGS_ENV = "GATECHECK_DRIVER_LOGS"
 
 

@@ -861,6 +861,7 @@ def cross_check(project: Project) -> list[str]:
     problems: list[str] = []
     unresolved: dict[tuple[str, str, str], list[str]] = {}
     unknown_sources: dict[tuple[str, str], dict[str, list[str]]] = {}
+    scrape: dict[tuple[str, str, str, str], set[str]] = {}
     config, thresholds = project.config, project.thresholds
     environments = sorted(config.environments)
     if "project" in project.unparsed:
@@ -949,6 +950,11 @@ def cross_check(project: Project) -> list[str]:
                 elif isinstance(suite.query, str):
                     text_problems = sql_problems if source_type is ClickHouseSourceConfig else promql_problems
                     problems.extend(f"{suite_label}: query: {p}" for p in text_problems(suite.query))
+                if source_type is PrometheusSourceConfig and sources[suite.source].url.startswith("scrape+"):
+                    for where, problem in _scrape_problems(suite):
+                        scrape.setdefault((suite_label, where, suite.source, problem), set()).add(
+                            gate.environment
+                        )
             if "thresholds" in project.unparsed:
                 continue  # thresholds.yaml did not parse: no parameter can be judged missing
             for parameter in sorted(suite.parameters()):
@@ -959,6 +965,12 @@ def cross_check(project: Project) -> list[str]:
                     continue  # bad names are reported once by sql_problems
                 if parameter not in resolved:
                     unresolved.setdefault((suite_label, "query", parameter), []).append(phase)
+    for (suite_label, where, source, problem), scrape_envs in scrape.items():
+        names = ", ".join(repr(e) for e in sorted(scrape_envs))
+        plural = "environments" if len(scrape_envs) > 1 else "environment"
+        problems.append(
+            f"{suite_label}: {where}: source {source!r} is a scrape source in {plural} {names}: {problem}"
+        )
     for (suite_label, source), known_by_env in unknown_sources.items():
         envs = ", ".join(repr(e) for e in sorted(known_by_env))
         known = sorted({name for names in known_by_env.values() for name in names})
@@ -1095,11 +1107,11 @@ def threshold_problems(project: Project) -> list[str]:
     for phase, values in thresholds.phases.items():
         gate = project.gates.get(phase)
         layers.append((f"phases.{phase}", f"gate {phase!r}", values, [gate] if gate else []))
-    for prefix, whose, values, gates in layers:
+    for prefix, whose, layer, gates in layers:
         if not gates or not complete:
             continue  # an unknown environment or phase is reported on its own
         used = used_by(gates)
-        for name in values:
+        for name in layer:
             if name in used:
                 continue
             if name in used_anywhere or name in DECLARED_THRESHOLDS:
@@ -1135,6 +1147,19 @@ def threshold_problems(project: Project) -> list[str]:
             f"{what}: {suite_label} uses it in {where} (for {plural} {', '.join(sorted(phases))})"
         )
     return problems
+
+
+def _scrape_problems(suite: SuiteConfig) -> list[tuple[str, str]]:
+    """(key, problem) for PromQL a scrape source (one snapshot) cannot answer."""
+    from gatecheck.sources.scrape import scrape_problems
+
+    measures = suite.query.measures if isinstance(suite.query, PromQuery) else {"value": suite.query}
+    found: list[tuple[str, str]] = []
+    for measure, promql in measures.items():
+        if isinstance(promql, str):
+            where = f"query.measures.{measure}" if isinstance(suite.query, PromQuery) else "query"
+            found.extend((where, p) for p in scrape_problems(promql))
+    return found
 
 
 # Which query form each source type takes (type, source kind, what the query must be).

@@ -31,8 +31,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
-from pydantic import BaseModel
 from prometheus_client.registry import Collector, CollectorRegistry
+from pydantic import BaseModel
 
 from gatecheck import __version__
 from gatecheck.config import Project

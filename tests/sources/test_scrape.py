@@ -19,8 +19,6 @@ from gatecheck.gate import evaluate
 from gatecheck.results import Outcome, VerdictState
 from gatecheck.sources.scrape import ScrapeSource
 
-NOW = datetime.now(UTC)
-
 
 @pytest.fixture
 def serve() -> Iterator[object]:
@@ -39,7 +37,8 @@ def serve() -> Iterator[object]:
 
 def ask(url: str, query: object, window: timedelta = timedelta(minutes=5)):
     src = ScrapeSource("metrics", PrometheusSourceConfig(type="prometheus", url=url, timeout="2s"), Path("."))
-    parameters = {"window_start": NOW - window, "window_end": NOW, "as_of": NOW}
+    now = datetime.now(UTC)  # a snapshot is the present: the window ends now
+    parameters = {"window_start": now - window, "window_end": now, "as_of": now}
 
     async def go() -> object:
         try:
@@ -111,9 +110,31 @@ def test_errors(serve) -> None:
     url = serve(normalize_registry("healthy"))
     with pytest.raises(QueryError, match="expected"):
         ask(url, "sum(rate(normalize_hrv_messages_total[5m])")
-    with pytest.raises(QueryError, match="unsupported PromQL"):
-        ask(url, "normalize_hrv_messages_total offset 5m ^ 2")
+    with pytest.raises(QueryError, match=r"'\^': one snapshot cannot answer it"):
+        ask(url, "normalize_hrv_messages_total ^ 2")
+    with pytest.raises(QueryError, match=r"unsupported PromQL at ' # comment'"):
+        ask(url, "normalize_hrv_messages_total # comment")
+    with pytest.raises(QueryError, match=r"'offset' .*one snapshot cannot answer it; use a Prometheus server"):
+        ask(url, "normalize_hrv_messages_total offset 5m")
     with pytest.raises(SourceUnavailable, match="cannot scrape"):
         ask(f"scrape+http://127.0.0.1:{free_port()}/metrics", "up")
     empty = ask(url, "nothing_here_total")
     assert empty.empty  # no series: no evidence
+
+
+def test_a_window_that_ended_in_the_past_is_refused(serve) -> None:
+    """A snapshot is the present: judging a window that ended ten minutes ago from it would
+    be answering about another time."""
+    url = serve(normalize_registry("healthy"))
+    src = ScrapeSource("metrics", PrometheusSourceConfig(type="prometheus", url=url, timeout="2s"), Path("."))
+    end = datetime.now(UTC) - timedelta(minutes=10)
+    parameters = {"window_start": end - timedelta(minutes=5), "window_end": end, "as_of": end}
+
+    async def go() -> object:
+        try:
+            return await src.query("sum(normalize_hrv_messages_total)", parameters)
+        finally:
+            await src.close()
+
+    with pytest.raises(QueryError, match="a snapshot is the present.*use a Prometheus server"):
+        asyncio.run(go())

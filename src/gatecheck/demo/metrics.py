@@ -25,7 +25,7 @@ def normalize_registry(scenario: str = "healthy", messages: int = 2000) -> Colle
 
     healthy: 0.05% errors, p95 ≈ 120 ms. ``slo-breach``: HRV processing stopped — every
     message fails schema validation, latency p95 > 1 s. ``dlq-spike``: 40 dead letters a
-    minute.
+    minute for 5 minutes.
     """
     registry = CollectorRegistry()
     processed = Counter(
@@ -52,7 +52,8 @@ def normalize_registry(scenario: str = "healthy", messages: int = 2000) -> Colle
         processed.labels(result="schema_invalid", **_LABELS)  # present, zero
         for i in range(messages):
             latency.observe(0.03 + (i % 20) * 0.005)  # 30-125 ms
-    dead = 40 if scenario == "dlq-spike" else (3 if scenario == "dlq" else 0)
+    # dlq-spike: 40 dead letters a minute for the last 5 minutes (the rollback window).
+    dead = 200 if scenario == "dlq-spike" else (3 if scenario == "dlq" else 0)
     processed.labels(result="dlq", **_LABELS).inc(dead)
     dlq.labels(subject="dlq.normalize.hrv.raw-received").inc(dead)
     # The bus `fallback` scenario's legacy message comes from a publisher that never had the

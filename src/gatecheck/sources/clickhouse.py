@@ -176,7 +176,6 @@ class _HttpDriver:
     def _connect(self) -> Any:
         if self._client is None:
             import clickhouse_connect
-            from clickhouse_connect.driver.exceptions import Error as DriverError
 
             try:
                 self._client = clickhouse_connect.get_client(

@@ -1,26 +1,37 @@
 """Scrape source: ``scrape+http(s)://host:port/metrics`` — one service's exposition, no server.
 
 For the embedded default (the demo) where no Prometheus runs: the exposition is fetched
-(httpx) and parsed with prometheus_client's parser, and the suite's PromQL is evaluated on
-that one snapshot by a small evaluator for the subset gatecheck's suites use: selectors
-with ``= != =~ !~`` matchers, ``sum/min/max/avg/count [by|without (…)]``, ``rate``,
-``irate``, ``increase``, ``*_over_time`` (ranges and subqueries), ``histogram_quantile``,
-``vector(n)``, ``+ - * /``, ``or`` and parentheses.
+(httpx), parsed with prometheus_client's parser, and the suite's PromQL is evaluated on that
+one snapshot. A snapshot has no history, so the source accepts exactly the PromQL whose
+answer one snapshot determines — the answer a Prometheus server gives on the same exposition
+scraped once — and refuses everything else (``gatecheck validate`` names it):
 
-A snapshot has no history, so time is read the only way it can be: **a counter's value is
-its increase since the exporter started**, and that is taken as the increase over the
-window — ``increase(x[w])`` is the counter, ``rate(x[w])`` is the counter / ``w``, and
-``*_over_time`` of a value is that value. This is right for an exporter that started at the
-window's beginning (as the demo's does) and only an approximation otherwise: use a real
-Prometheus (``http(s)://``) to judge production.
+- number literals, ``vector(n)``, instant selectors with ``= != =~ !~`` matchers;
+- ``sum``, ``min``, ``max``, ``avg``, ``count``, with ``by (…)`` or ``without (…)``;
+- ``+ - * /`` (scalars, and vectors one-to-one on identical label sets), unary minus, ``or``,
+  parentheses;
+- ``histogram_quantile(φ, buckets)`` over instant bucket values;
+- ``rate(counter[R])`` and ``increase(counter[R])`` of a counter (or histogram) selector,
+  from the counter's ``_created`` timestamp, which prometheus_client exports: a counter is 0
+  when created, so when it was created inside the range, its value *is* its increase over
+  the range, exactly what Prometheus computes from the zero sample at the created time and
+  the scraped sample (Prometheus's created-timestamp zero ingestion). A counter created
+  before the range began, or without ``_created``, is refused at run time: one snapshot
+  cannot tell its increase.
+
+Refused, "use a Prometheus server": ``irate``, ``delta``, every ``*_over_time``, subqueries
+``(…)[5m:1m]``, a range selector anywhere but in ``rate``/``increase``, ``offset``, ``@``,
+comparisons, ``and``/``unless``, vector matching modifiers and any other function. A
+snapshot is the present: a window that ended in the past (``--as-of``) is refused too.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +50,7 @@ Value = Vector | float
 _TOKEN = re.compile(
     r"\s*(?:(?P<number>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)|(?P<duration>\[[^\]]*\])"
     r"|(?P<string>\"(?:[^\"\\]|\\.)*\")|(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)"
-    r"|(?P<op>=~|!~|!=|[-+*/(){},=]))"
+    r"|(?P<op>=~|!~|!=|==|>=|<=|[-+*/(){},=<>@^%]))"
 )
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _AGGREGATIONS: dict[str, Callable[[list[float]], float]] = {
@@ -63,23 +74,50 @@ def _seconds(text: str) -> float:
     return total
 
 
-class _Parser:
-    """Recursive descent over the PromQL subset; evaluates as it parses."""
+#: What to say when the scrape source cannot answer: where the answer can come from.
+USE_PROMETHEUS = "use a Prometheus server (http(s)://) for it"
+#: Functions whose answer needs samples over time.
+_RANGE_FUNCTIONS = frozenset(
+    {"irate", "delta", "idelta", "deriv", "changes", "resets", "predict_linear", "holt_winters",
+     "double_exponential_smoothing", "absent_over_time", "present_over_time"}
+)  # fmt: skip
+_SET_OPERATORS = frozenset({"and", "unless", "offset", "bool", "on", "ignoring", "group_left", "group_right"})
 
-    def __init__(self, text: str, samples: list[tuple[str, dict[str, str], float]]) -> None:
+
+def _refuse(what: str) -> QueryError:
+    return QueryError(f"{what}: one snapshot cannot answer it; {USE_PROMETHEUS}")
+
+
+class _Parser:
+    """Recursive descent over the snapshot subset; evaluates as it parses."""
+
+    def __init__(
+        self,
+        text: str,
+        samples: list[tuple[str, dict[str, str], float]],
+        at: float,
+    ) -> None:
         self.tokens: list[tuple[str, str]] = []
         pos = 0
         text = text.strip()
         while pos < len(text):
             match = _TOKEN.match(text, pos)
             if match is None or match.end() == pos:
-                raise QueryError(f"unsupported PromQL at {text[pos : pos + 20]!r} (scrape source subset)")
+                raise QueryError(
+                    f"unsupported PromQL at {text[pos : pos + 20]!r} (the scrape source's subset); "
+                    f"{USE_PROMETHEUS}"
+                )
             kind = match.lastgroup or ""
             self.tokens.append((kind, match.group(kind)))
             pos = match.end()
         self.index = 0
         self.samples = samples
-        self.last_range: float | None = None
+        self.at = at
+        self.created = {
+            (name, frozenset(labels.items())): value
+            for name, labels, value in samples
+            if name.endswith("_created")
+        }
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
@@ -93,8 +131,11 @@ class _Parser:
 
     def parse(self) -> Value:
         value = self.union()
-        if self.peek() is not None:
-            raise QueryError(f"unexpected {self.peek()[1]!r} in PromQL")  # type: ignore[index]
+        token = self.peek()
+        if token is not None:
+            if token[1] in _SET_OPERATORS or token[0] == "op":
+                raise _refuse(f"{token[1]!r}")
+            raise QueryError(f"unexpected {token[1]!r} in PromQL")
         return value
 
     def union(self) -> Value:
@@ -110,14 +151,14 @@ class _Parser:
 
     def expr(self) -> Value:
         value = self.term()
-        while (token := self.peek()) is not None and token[1] in "+-" and token[0] == "op":
+        while (token := self.peek()) is not None and token[0] == "op" and token[1] in ("+", "-"):
             self.take()
             value = _binary(token[1], value, self.term())
         return value
 
     def term(self) -> Value:
         value = self.unary()
-        while (token := self.peek()) is not None and token[1] in "*/" and token[0] == "op":
+        while (token := self.peek()) is not None and token[0] == "op" and token[1] in ("*", "/"):
             self.take()
             value = _binary(token[1], value, self.unary())
         return value
@@ -129,13 +170,13 @@ class _Parser:
             return _binary("*", -1.0, self.unary())
         return self.primary()
 
-    def range_suffix(self) -> float | None:
+    def no_range(self, what: str) -> None:
+        """A range or subquery suffix here needs history: refused."""
         token = self.peek()
         if token is not None and token[0] == "duration":
-            self.take()
-            inner = token[1][1:-1]
-            return _seconds(inner.split(":")[0].strip())
-        return None
+            raise _refuse(f"{what}{token[1]} (a range outside rate() or increase(), or a subquery)")
+        if token is not None and token[1] in ("offset", "@"):
+            raise _refuse(f"{token[1]!r} (another time than the snapshot's)")
 
     def primary(self) -> Value:
         kind, text = self.take()
@@ -144,40 +185,74 @@ class _Parser:
         if text == "(":
             value = self.union()
             self.take(")")
-            self.range_suffix()  # a subquery: the snapshot value stands for every step
+            self.no_range("(…)")
             return value
         if kind != "name":
             raise QueryError(f"unexpected {text!r} in PromQL")
         if text in _AGGREGATIONS:
             return self.aggregation(text)
-        if text in ("rate", "irate", "increase") or text.endswith("_over_time"):
-            self.take("(")
-            self.last_range = None
-            value = self.expr()
-            window = self.range_suffix() or self.last_range  # x[5m] is consumed by the selector
-            self.take(")")
-            if text in ("rate", "irate"):
-                if not window:
-                    raise QueryError(f"{text}() needs a range, e.g. [5m]")
-                return _binary("/", value, window)
-            return value
-        if text == "histogram_quantile":
-            self.take("(")
-            quantile = self.expr()
-            self.take(",")
-            buckets = self.expr()
-            self.take(")")
-            if not isinstance(quantile, float) or not isinstance(buckets, dict):
-                raise QueryError("histogram_quantile(φ, buckets) needs a number and a vector")
-            return _histogram_quantile(quantile, buckets)
-        if text == "vector":
-            self.take("(")
-            value = self.expr()
-            self.take(")")
-            if not isinstance(value, float):
-                raise QueryError("vector() needs a number")
-            return {frozenset(): value}
-        return self.selector(text)
+        if text in _SET_OPERATORS:
+            raise _refuse(f"{text!r}")
+        if self.peek() == ("op", "("):
+            if text in ("rate", "increase"):
+                return self.counter_range(text)
+            if text == "histogram_quantile":
+                self.take("(")
+                quantile = self.expr()
+                self.take(",")
+                buckets = self.union()
+                self.take(")")
+                if not isinstance(quantile, float) or not isinstance(buckets, dict):
+                    raise QueryError("histogram_quantile(φ, buckets) needs a number and a vector")
+                return _histogram_quantile(quantile, buckets)
+            if text == "vector":
+                self.take("(")
+                value = self.expr()
+                self.take(")")
+                if not isinstance(value, float):
+                    raise QueryError("vector() needs a number")
+                return {frozenset(): value}
+            if text in _RANGE_FUNCTIONS or text.endswith("_over_time"):
+                raise _refuse(f"{text}()")
+            raise QueryError(f"{text}() is not supported by the scrape source; {USE_PROMETHEUS}")
+        vector = self.selector(text)
+        self.no_range(text)
+        return vector
+
+    def counter_range(self, function: str) -> Vector:
+        """``rate(x[R])`` / ``increase(x[R])`` from each series' ``_created`` zero point."""
+        self.take("(")
+        kind, name = self.take()
+        if kind != "name" or name in _AGGREGATIONS:
+            raise _refuse(f"{function}() of an expression (only of a selector: {function}(x[5m]))")
+        matchers = self.matchers()
+        token = self.peek()
+        if token is None or token[0] != "duration":
+            raise QueryError(f"{function}() needs a range, e.g. {function}({name}[5m])")
+        self.take()
+        inner = token[1][1:-1]
+        if ":" in inner:
+            raise _refuse(f"{function}() of a subquery")
+        seconds = _seconds(inner.strip())
+        self.no_range(name)
+        self.take(")")
+        result: Vector = {}
+        for labels, value in self.select(name, matchers).items():
+            created = self.created.get(_created_key(name, labels))
+            shown = f"{name}{{{', '.join(f'{k}={v!r}' for k, v in sorted(labels))}}}"
+            if created is None:
+                raise _refuse(
+                    f"{function}({name}[{inner}]): {shown} has no _created timestamp in the exposition"
+                )
+            if created < self.at - seconds:
+                began = datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                raise _refuse(
+                    f"{function}({name}[{inner}]): {shown} counts since {began}, before the {inner} "
+                    "range began, so its increase over the range is unknown"
+                )
+            # Created inside the range: the counter was 0 then, so its value is the increase.
+            result[labels] = value / seconds if function == "rate" else value
+        return result
 
     def labels_list(self) -> list[str]:
         self.take("(")
@@ -202,8 +277,9 @@ class _Parser:
         if token is not None and token[1] in ("by", "without"):
             self.take()
             grouping = (token[1], self.labels_list())
+        self.no_range(f"{name}(…)")
         if isinstance(value, float):
-            return value
+            raise QueryError(f"{name}() needs a vector, not a number")
         groups: dict[Labels, list[float]] = {}
         for labels, number in value.items():
             if grouping is None:
@@ -215,26 +291,42 @@ class _Parser:
             groups.setdefault(key, []).append(number)
         return {key: _AGGREGATIONS[name](numbers) for key, numbers in groups.items()}
 
-    def selector(self, name: str) -> Vector:
-        matchers: list[tuple[str, str, str]] = []
+    def matchers(self) -> list[tuple[str, str, str]]:
+        found: list[tuple[str, str, str]] = []
         if self.peek() == ("op", "{"):
             self.take()
             while self.peek() != ("op", "}"):
                 label = self.take()[1]
                 op = self.take()[1]
+                if op not in ("=", "!=", "=~", "!~"):
+                    raise QueryError(f"bad label matcher {label}{op}")
                 kind, raw = self.take()
                 if kind != "string":
                     raise QueryError(f"label value for {label} must be quoted")
-                matchers.append((label, op, raw[1:-1].encode().decode("unicode_escape")))
+                found.append((label, op, raw[1:-1].encode().decode("unicode_escape")))
                 if self.peek() == ("op", ","):
                     self.take()
             self.take("}")
-        self.last_range = self.range_suffix()
+        return found
+
+    def select(self, name: str, matchers: list[tuple[str, str, str]]) -> Vector:
         vector: Vector = {}
         for sample_name, labels, value in self.samples:
             if sample_name == name and all(_matches(labels.get(k, ""), op, v) for k, op, v in matchers):
                 vector[frozenset(labels.items())] = value
         return vector
+
+    def selector(self, name: str) -> Vector:
+        return self.select(name, self.matchers())
+
+
+def _created_key(name: str, labels: Labels) -> tuple[str, Labels]:
+    """The ``_created`` series of a counter or histogram series (prometheus_client's names)."""
+    for suffix in ("_total", "_bucket", "_count", "_sum"):
+        if name.endswith(suffix):
+            base = name[: -len(suffix)]
+            return f"{base}_created", frozenset((k, v) for k, v in labels if k != "le")
+    return f"{name}_created", labels
 
 
 def _matches(actual: str, op: str, expected: str) -> bool:
@@ -302,9 +394,38 @@ def _histogram_quantile(q: float, buckets: Vector) -> Vector:
     return result
 
 
-def evaluate_snapshot(promql: str, samples: list[tuple[str, dict[str, str], float]]) -> Value:
-    """Evaluate one PromQL expression on a parsed exposition."""
-    return _Parser(promql, samples).parse()
+def evaluate_snapshot(
+    promql: str, samples: list[tuple[str, dict[str, str], float]], at: float | None = None
+) -> Value:
+    """Evaluate one PromQL expression on a parsed exposition scraped at ``at`` (Unix time)."""
+    return _Parser(promql, samples, time.time() if at is None else at).parse()
+
+
+def parse_exposition(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """Every sample of a Prometheus text exposition: (name, labels, value)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [
+        (sample.name, dict(sample.labels), float(sample.value))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+
+
+def scrape_problems(promql: str) -> list[str]:
+    """Why the scrape source cannot evaluate ``promql`` (a construct one snapshot cannot
+    answer), or nothing: checked by ``gatecheck validate`` before anything runs."""
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    parameters = {"window_start": moment - timedelta(hours=1), "window_end": moment, "as_of": moment}
+    try:
+        evaluate_snapshot(render_promql(promql, parameters), [], moment.timestamp())
+    except QueryError as exc:
+        return [str(exc)]
+    return []
+
+
+#: How far the window's end may lie from the moment of the scrape: a snapshot is the present.
+SNAPSHOT_TOLERANCE_S = 60.0
 
 
 class ScrapeSource(Source):
@@ -319,8 +440,6 @@ class ScrapeSource(Source):
         self._client = httpx.AsyncClient(timeout=self.timeout, headers=headers)
 
     async def _samples(self) -> list[tuple[str, dict[str, str], float]]:
-        from prometheus_client.parser import text_string_to_metric_families
-
         shown = redact(self.target)
         try:
             response = await self._client.get(self.target)
@@ -331,11 +450,7 @@ class ScrapeSource(Source):
         if response.status_code != 200:
             raise SourceUnavailable(f"scrape of {shown} answered {response.status_code}")
         try:
-            return [
-                (sample.name, dict(sample.labels), float(sample.value))
-                for family in text_string_to_metric_families(response.text)
-                for sample in family.samples
-            ]
+            return parse_exposition(response.text)
         except (ValueError, TypeError) as exc:
             raise QueryError(f"scrape of {shown}: not a Prometheus exposition ({exc})") from exc
 
@@ -344,10 +459,17 @@ class ScrapeSource(Source):
         end = parameters["window_end"]
         assert isinstance(end, datetime)
         samples = await self._samples()
+        scraped_at = time.time()
+        late = scraped_at - end.timestamp()
+        if late > max(SNAPSHOT_TOLERANCE_S, self.timeout):
+            raise QueryError(
+                f"the window ended {late:.0f}s before the scrape: a snapshot is the present, so a past "
+                f"window (--as-of) cannot be judged from it; {USE_PROMETHEUS}"
+            )
         rows: dict[Labels, dict[str, Any]] = {}
         for measure, promql in measures.items():
             try:
-                value = evaluate_snapshot(render_promql(promql, parameters), samples)
+                value = evaluate_snapshot(render_promql(promql, parameters), samples, scraped_at)
             except QueryError as exc:
                 raise QueryError(f"{measure}: {exc}") from exc
             vector = {frozenset(): value} if isinstance(value, float) else value
