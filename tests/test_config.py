@@ -238,7 +238,7 @@ BAD_CONFIGS = {
     "phase override of a threshold the phase never uses": (
         "thresholds.yaml",
         lambda d: d["phases"]["canary-10"].update(rollup_parity_rel_tol=0.5),
-        "thresholds.yaml: phases.canary-10.rollup_parity_rel_tol: no suite that gate 'canary-10' run uses this threshold",
+        "thresholds.yaml: phases.canary-10.rollup_parity_rel_tol: no suite of gate 'canary-10' (gates/canary-10.yaml) uses this threshold, so this value would change nothing",
     ),
     "environment override no gate of it uses": (
         "thresholds.yaml",

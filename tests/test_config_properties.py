@@ -257,6 +257,15 @@ def load_or_refuse(root: Path, name: str) -> ConfigError | None:
 
 @FUZZ
 @given(tree_mutation())
+# Found by this test: a check removed from a gate leaves a phase override of thresholds.yaml
+# unused; the refusal must name the gate's file too.
+@example(
+    (
+        "gates/canary-10.yaml",
+        "phase: canary-10\nenvironment: production\nrequires: [prod-predeploy]\nwindow: 1h\n"
+        "checks: [{suite: stream_topology}, {suite: normalize_slo}]\n",
+    )
+)
 # Found by this test: a key holding a newline was printed as two lines.
 @example(
     (

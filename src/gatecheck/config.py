@@ -1101,12 +1101,17 @@ def threshold_problems(project: Project) -> list[str]:
                 f"{_suggest(name, used_anywhere | DECLARED_THRESHOLDS)}"
             )
     layers: list[tuple[str, str, Mapping[str, Any], list[GateConfig]]] = []
+    def files_of(gates: list[GateConfig]) -> str:
+        return ", ".join(project.files.get(f"gate:{g.phase}", g.phase) for g in gates)
+
     for env, values in thresholds.environments.items():
         gates = [g for g in project.gates.values() if g.environment == env]
-        layers.append((f"environments.{env}", f"environment {env!r}'s gates", values, gates))
+        whose = f"the gates of environment {env!r} ({files_of(gates)})"
+        layers.append((f"environments.{env}", whose, values, gates))
     for phase, values in thresholds.phases.items():
         gate = project.gates.get(phase)
-        layers.append((f"phases.{phase}", f"gate {phase!r}", values, [gate] if gate else []))
+        gates = [gate] if gate else []
+        layers.append((f"phases.{phase}", f"gate {phase!r} ({files_of(gates)})", values, gates))
     for prefix, whose, layer, gates in layers:
         if not gates or not complete:
             continue  # an unknown environment or phase is reported on its own
@@ -1116,7 +1121,7 @@ def threshold_problems(project: Project) -> list[str]:
                 continue
             if name in used_anywhere or name in DECLARED_THRESHOLDS:
                 problems.append(
-                    f"{THRESHOLDS_FILE}: {prefix}.{name}: no suite that {whose} run uses this threshold, "
+                    f"{THRESHOLDS_FILE}: {prefix}.{name}: no suite of {whose} uses this threshold, "
                     "so this value would change nothing"
                 )
             else:
