@@ -136,5 +136,5 @@ def test_a_window_that_ended_in_the_past_is_refused(serve) -> None:
         finally:
             await src.close()
 
-    with pytest.raises(QueryError, match="a snapshot is the present.*use a Prometheus server"):
+    with pytest.raises(QueryError, match=r"a snapshot is the present.*use a Prometheus server"):
         asyncio.run(go())
