@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -417,3 +418,23 @@ def test_a_ledger_directory_that_does_not_exist_is_an_error(
     monkeypatch.setenv("GATECHECK_HISTORY_URL", f"sqlite:///{tmp_path}/h.db")
     assert runner.invoke(app, ["run", "--phase", "staging-predeploy", "--config", str(config_copy)]).exit_code == 3
     assert (tmp_path / "h.db").is_file()
+
+
+def test_a_value_set_from_thresholds_yaml_judges_and_reports(config_copy: Path) -> None:
+    """A list threshold (value_set) is used by Great Expectations and shown with provenance."""
+    import pandas as pd
+
+    from gatecheck.gate import judge, window_for
+    from gatecheck.results import Outcome
+
+    edit(config_copy / "suites/stream_topology.yaml", lambda d: d["expectations"][3].update(value_set={"$PARAMETER": "stream_storage"}))
+    edit(config_copy / "thresholds.yaml", lambda d: d["defaults"].update(stream_storage=["file"]))
+    project = load_project(config_copy, environ={})
+    suite = project.suites["stream_topology"]
+    thresholds = project.resolve_thresholds("staging-predeploy")
+    frame = pd.DataFrame({"kind": ["stream"], "stream": ["AA_DLQ"], "consumer": [""], "exists": [True], "storage": ["memory"]})
+    base = {"suite": suite.name, "source": "bus", "role": "required", "window": window_for(datetime.now(UTC), timedelta(minutes=1), timedelta(0))}
+    result = judge(suite, frame, thresholds, base)
+    storage = next(e for e in result.expectations if e.column == "storage")
+    assert storage.outcome is Outcome.FAIL
+    assert (storage.thresholds[0].name, storage.thresholds[0].value, storage.thresholds[0].provenance) == ("stream_storage", "file", "default")

@@ -171,9 +171,12 @@ def _threshold(
         )
     if isinstance(value, dict) and set(value) == {"$PARAMETER"}:
         resolved = thresholds[value["$PARAMETER"]]
+        shown = resolved.value
+        if isinstance(shown, list):  # a value_set from thresholds.yaml
+            shown = ", ".join(str(_scalar(v)) for v in shown)
         return Threshold(
             name=resolved.name,
-            value=resolved.value,
+            value=shown,
             bound=bound,  # type: ignore[arg-type]
             provenance=resolved.provenance,
             key=resolved.key,
