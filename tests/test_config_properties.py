@@ -266,6 +266,9 @@ def load_or_refuse(root: Path, name: str) -> ConfigError | None:
 
 @FUZZ
 @given(tree_mutation())
+# Found by this test: an unset variable at the top level was reported as
+# "gatecheck.yaml.environments: …", not naming the file as "gatecheck.yaml: environments".
+@example(("gatecheck.yaml", "environments: ${A}\nhistory: {url: 'sqlite:///.gatecheck/history.db'}\n"))
 # Found by this test: a check removed from a gate leaves a phase override of thresholds.yaml
 # unused; the refusal must name the gate's file too.
 @example(

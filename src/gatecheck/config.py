@@ -581,10 +581,16 @@ def expand_env(value: Any, environ: Mapping[str, str], where: str) -> Any:
             raise ConfigError(f"{where}: environment variable {name} is not set and has no default")
 
         return _ENV_REF.sub(substitute, value)
+    # `where` is "file" at the top, then "file: key.path": the file is always followed by ": ".
+    inside = ": " in where
     if isinstance(value, dict):
-        return {k: expand_env(v, environ, f"{where}.{k}") for k, v in value.items()}
+        return {
+            k: expand_env(v, environ, f"{where}.{k}" if inside else f"{where}: {k}") for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [expand_env(v, environ, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [
+            expand_env(v, environ, f"{where}[{i}]" if inside else f"{where}: [{i}]") for i, v in enumerate(value)
+        ]
     return value
 
 
