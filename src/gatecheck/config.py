@@ -589,7 +589,8 @@ def expand_env(value: Any, environ: Mapping[str, str], where: str) -> Any:
         }
     if isinstance(value, list):
         return [
-            expand_env(v, environ, f"{where}[{i}]" if inside else f"{where}: [{i}]") for i, v in enumerate(value)
+            expand_env(v, environ, f"{where}[{i}]" if inside else f"{where}: [{i}]")
+            for i, v in enumerate(value)
         ]
     return value
 
