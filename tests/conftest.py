@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -60,7 +60,10 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def live_databases(warehouse: Path) -> dict[str, str]:
     """Scenarios built at the current time (for gates that also read the bus, whose messages
     carry the real clock, and for the service, which evaluates at now): scenario → database."""
-    now = datetime.now(UTC).replace(microsecond=0)
+    # Built 20 minutes into the future: a freshness check only sees rows ingested up to its
+    # as_of, so the data stays fresh (lag of seconds) however long the session runs before a
+    # test uses it; built at "now" it went stale (lag > 300 s) in a slow session.
+    now = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=20)
     built = {}
     with embedded_session(warehouse) as session:
         for scenario in ("healthy", "unmatched-edges", "thin-traffic"):
