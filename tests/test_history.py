@@ -250,3 +250,53 @@ def test_newest_records_come_from_the_query_oldest_first(ledger: Ledger) -> None
     assert latest is not None and latest.as_of == AS_OF - 3 * HOUR
     decision = ledger.last_decision("p", until=AS_OF - timedelta(minutes=90))
     assert decision is not None and decision.verdict is VerdictState.NO_GO  # the error is skipped
+
+
+def test_soak_points_come_from_stored_facts_without_parsing_documents(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Soak coverage reads (as_of, passed, failed) from the ledger's columns: one query, no
+    document re-validated (a 7-day soak at 5 minutes is 2,016 records per evaluation)."""
+    ledger.record(verdict("p", AS_OF - 3 * HOUR), 0.1)
+    ledger.record(verdict("p", AS_OF - 2 * HOUR, Outcome.FAIL), 0.1)
+    ledger.record(verdict("p", AS_OF - HOUR, Outcome.ERROR), 0.1)
+    ledger.record(verdict("p", AS_OF), 0.1)
+    ledger.record(verdict("other", AS_OF), 0.1)
+
+    def no_parsing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a stored document was parsed")
+
+    monkeypatch.setattr(Verdict, "model_validate", no_parsing)
+    points = ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF)
+    assert points == [
+        (AS_OF - 2 * HOUR, False, True),
+        (AS_OF - HOUR, False, False),  # inconclusive: neither evidence nor failure
+        (AS_OF, True, False),
+    ]
+
+
+def test_a_ledger_from_before_the_stored_facts_is_migrated(tmp_path: Path) -> None:
+    """An SQLite ledger written by an older version has no checks_failed column: it is added on
+    open, and its old records are judged from their documents."""
+    import json
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    old = verdict("p", AS_OF - HOUR, Outcome.FAIL)
+    with sqlite3.connect(path) as connection:
+        connection.executescript(
+            "CREATE TABLE evaluations (id INTEGER PRIMARY KEY AUTOINCREMENT, phase TEXT NOT NULL,"
+            " environment TEXT NOT NULL, as_of_ms INTEGER NOT NULL, verdict TEXT NOT NULL,"
+            " checks_passed INTEGER NOT NULL, config_hash TEXT NOT NULL, duration_s REAL NOT NULL,"
+            " gatecheck_version TEXT NOT NULL, recorded_at_ms INTEGER NOT NULL, document TEXT NOT NULL);"
+        )
+        connection.execute(
+            "INSERT INTO evaluations (phase, environment, as_of_ms, verdict, checks_passed, config_hash,"
+            " duration_s, gatecheck_version, recorded_at_ms, document) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            ("p", "staging", int(old.as_of.timestamp() * 1000), "no-go", 0, "abc", 0.1, "old",
+             int(old.as_of.timestamp() * 1000), json.dumps(old.document())),
+        )  # fmt: skip
+    ledger = SqliteLedger(path)
+    ledger.record(verdict("p", AS_OF), 0.1)
+    assert ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF) == [(AS_OF - HOUR, False, True), (AS_OF, True, False)]
+    assert [r.checks_failed for r in ledger.history("p")] == [True, False]

@@ -229,17 +229,13 @@ async def _soak_status(
             ),
         )
     try:
-        records = await asyncio.to_thread(
-            ledger.history,
-            gate.phase,
-            as_of - soak.duration - soak.max_gap,
-            as_of,
-            recorded_since=recorded_since,
+        # Stored facts per record (passed, failed): one indexed query, no document parsed.
+        points = await asyncio.to_thread(
+            ledger.soak_points, gate.phase, as_of - soak.duration - soak.max_gap, as_of, recorded_since
         )
     except GatecheckError as exc:
         return SoakStatus(**base, covered=False, reason=f"cannot read the history ledger: {exc}")
     current = Verdict.model_construct(checks=checks)
-    points = [(r.as_of, r.checks_passed, checks_failed(r.to_verdict())) for r in records]
     points.append((as_of, checks_passed(current), checks_failed(current)))
     return soak_coverage(points, as_of, soak.duration, soak.max_gap)
 

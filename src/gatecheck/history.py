@@ -49,6 +49,7 @@ class Record(BaseModel):
     as_of: datetime
     verdict: VerdictState
     checks_passed: bool
+    checks_failed: bool
     config_hash: str
     duration_s: float
     gatecheck_version: str
@@ -102,6 +103,18 @@ class Ledger(ABC):
         many of the most recent ones."""
 
     @abstractmethod
+    def soak_points(
+        self,
+        phase: str,
+        since: datetime,
+        until: datetime,
+        recorded_since: datetime | None = None,
+    ) -> list[tuple[datetime, bool, bool]]:
+        """``(as_of, checks_passed, checks_failed)`` of every record of ``phase`` with
+        ``since <= as_of <= until``, oldest first: what soak coverage is computed from, read
+        from stored columns (one indexed query, no document is parsed)."""
+
+    @abstractmethod
     def check_writable(self) -> None:
         """Raise LedgerError if a record could not be written now."""
 
@@ -130,12 +143,28 @@ def _row(verdict: Verdict, duration_s: float) -> dict[str, Any]:
         "as_of": _utc(verdict.as_of),
         "verdict": verdict.verdict.value,
         "checks_passed": checks_passed(verdict),
+        "checks_failed": checks_failed(verdict),
         "config_hash": verdict.config_hash,
         "duration_s": float(duration_s),
         "gatecheck_version": verdict.gatecheck_version,
         "recorded_at": datetime.now(UTC),
         "document": verdict.document(),
     }
+
+
+def _failed(stored: Any, document: dict[str, Any] | None) -> bool:
+    """The stored ``checks_failed``; a record written before that column existed has none,
+    and is judged from its document once."""
+    if stored is not None and not (isinstance(stored, float) and stored != stored):
+        return bool(stored)
+    return document is not None and checks_failed(Verdict.model_validate(document))
+
+
+def _sqlite_migrate(connection: sqlite3.Connection) -> None:
+    """Add the columns of newer versions to a ledger an older version created."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(evaluations)")}
+    if "checks_failed" not in columns:
+        connection.execute("ALTER TABLE evaluations ADD COLUMN checks_failed INTEGER")
 
 
 # --------------------------------------------------------------------------- SQLite
@@ -148,6 +177,7 @@ CREATE TABLE IF NOT EXISTS evaluations (
   as_of_ms INTEGER NOT NULL,
   verdict TEXT NOT NULL,
   checks_passed INTEGER NOT NULL,
+  checks_failed INTEGER,
   config_hash TEXT NOT NULL,
   duration_s REAL NOT NULL,
   gatecheck_version TEXT NOT NULL,
@@ -189,6 +219,7 @@ class SqliteLedger(Ledger):
                 # WAL lets readers (a CLI) and the writer (the service) share the file.
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.executescript(_SQLITE_SCHEMA)
+                _sqlite_migrate(connection)
         except (OSError, sqlite3.Error) as exc:
             raise self._error("cannot open", exc) from exc
 
@@ -211,15 +242,17 @@ class SqliteLedger(Ledger):
             with self._connect() as connection:
                 # Idempotent, and lets the ledger recover if its file was lost meanwhile.
                 connection.executescript(_SQLITE_SCHEMA)
+                _sqlite_migrate(connection)
                 connection.execute("BEGIN IMMEDIATE")
                 connection.execute(
                     "INSERT INTO evaluations (phase, environment, as_of_ms, verdict, checks_passed,"
-                    " config_hash, duration_s, gatecheck_version, recorded_at_ms, document)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " checks_failed, config_hash, duration_s, gatecheck_version, recorded_at_ms, document)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         row["phase"], row["environment"], _ms(row["as_of"]), row["verdict"],
-                        int(row["checks_passed"]), row["config_hash"], row["duration_s"],
-                        row["gatecheck_version"], _ms(row["recorded_at"]), json.dumps(row["document"]),
+                        int(row["checks_passed"]), int(row["checks_failed"]), row["config_hash"],
+                        row["duration_s"], row["gatecheck_version"], _ms(row["recorded_at"]),
+                        json.dumps(row["document"]),
                     ),
                 )  # fmt: skip
                 connection.execute("COMMIT")
@@ -238,7 +271,7 @@ class SqliteLedger(Ledger):
     ) -> list[Record]:
         sql = (
             "SELECT phase, environment, as_of_ms, verdict, checks_passed, config_hash, duration_s,"
-            " gatecheck_version, recorded_at_ms, document FROM evaluations WHERE phase = ?"
+            " gatecheck_version, recorded_at_ms, document, checks_failed FROM evaluations WHERE phase = ?"
         )
         args: list[Any] = [phase]
         if since is not None:
@@ -274,8 +307,36 @@ class SqliteLedger(Ledger):
                 duration_s=r[6],
                 gatecheck_version=r[7],
                 recorded_at=_from_ms(r[8]),
-                document=json.loads(r[9]),
+                document=(document := json.loads(r[9])),
+                checks_failed=_failed(r[10], document),
             )
+            for r in rows
+        ]
+
+    def soak_points(
+        self,
+        phase: str,
+        since: datetime,
+        until: datetime,
+        recorded_since: datetime | None = None,
+    ) -> list[tuple[datetime, bool, bool]]:
+        sql = (
+            "SELECT as_of_ms, checks_passed, checks_failed,"
+            " CASE WHEN checks_failed IS NULL THEN document END"  # only records from before the column
+            " FROM evaluations WHERE phase = ? AND as_of_ms >= ? AND as_of_ms <= ?"
+        )
+        args: list[Any] = [phase, _ms(since), _ms(until)]
+        if recorded_since is not None:
+            sql += " AND recorded_at_ms >= ?"
+            args.append(_ms(recorded_since))
+        sql += " ORDER BY as_of_ms, id"
+        try:
+            with self._connect() as connection:
+                rows = connection.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error("cannot read", exc) from exc
+        return [
+            (_from_ms(r[0]), bool(r[1]), _failed(r[2], json.loads(r[3]) if r[3] is not None else None))
             for r in rows
         ]
 
@@ -302,19 +363,23 @@ CREATE TABLE IF NOT EXISTS {table} (
   duration_s Float64,
   gatecheck_version String,
   recorded_at DateTime64(3, 'UTC'),
-  document String
+  document String,
+  checks_failed Nullable(UInt8)
 ) ENGINE = MergeTree ORDER BY (phase, as_of)
 """
+# A ledger created by an older version gets the column (NULL for its existing records).
+_CH_MIGRATE = "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS checks_failed Nullable(UInt8)"
 _CH_INSERT = """
 INSERT INTO {table} SELECT
   {phase:String}, {environment:String}, toDateTime64({as_of_ms:Int64} / 1000, 3, 'UTC'),
   {verdict:String}, {checks_passed:UInt8}, {config_hash:String}, {duration_s:Float64},
-  {gatecheck_version:String}, toDateTime64({recorded_at_ms:Int64} / 1000, 3, 'UTC'), {document:String}
+  {gatecheck_version:String}, toDateTime64({recorded_at_ms:Int64} / 1000, 3, 'UTC'), {document:String},
+  {checks_failed:UInt8}
 """
 _CH_SELECT = """
 SELECT phase, environment, toUnixTimestamp64Milli(as_of) AS as_of_ms, verdict, checks_passed,
        config_hash, duration_s, gatecheck_version, toUnixTimestamp64Milli(recorded_at) AS recorded_at_ms,
-       document
+       document, checks_failed
 FROM {table}
 WHERE phase = {phase:String}
   AND as_of >= toDateTime64({since_ms:Int64} / 1000, 3, 'UTC')
@@ -323,6 +388,18 @@ WHERE phase = {phase:String}
   AND recorded_at >= toDateTime64({recorded_since_ms:Int64} / 1000, 3, 'UTC')
 ORDER BY as_of DESC, recorded_at DESC
 LIMIT {newest:UInt64}
+"""
+
+
+_CH_SOAK = """
+SELECT toUnixTimestamp64Milli(as_of) AS as_of_ms, checks_passed, checks_failed,
+       if(checks_failed IS NULL, document, '') AS old_document
+FROM {table}
+WHERE phase = {phase:String}
+  AND as_of >= toDateTime64({since_ms:Int64} / 1000, 3, 'UTC')
+  AND as_of <= toDateTime64({until_ms:Int64} / 1000, 3, 'UTC')
+  AND recorded_at >= toDateTime64({recorded_since_ms:Int64} / 1000, 3, 'UTC')
+ORDER BY as_of, recorded_at
 """
 
 
@@ -388,6 +465,7 @@ class ClickHouseLedger(Ledger):
             raise ConfigError(f"history.url: unsupported scheme {parts.scheme!r}")
         try:
             self._execute(_CH_SCHEMA.replace("{table}", self._table), {}, False)
+            self._execute(_CH_MIGRATE.replace("{table}", self._table), {}, False)
         except Exception as exc:
             raise LedgerError(f"history ledger {self.url}: cannot create table ({exc})") from exc
 
@@ -396,6 +474,7 @@ class ClickHouseLedger(Ledger):
         params = {
             "phase": row["phase"], "environment": row["environment"], "as_of_ms": _ms(row["as_of"]),
             "verdict": row["verdict"], "checks_passed": int(row["checks_passed"]),
+            "checks_failed": int(row["checks_failed"]),
             "config_hash": row["config_hash"], "duration_s": row["duration_s"],
             "gatecheck_version": row["gatecheck_version"], "recorded_at_ms": _ms(row["recorded_at"]),
             "document": json.dumps(row["document"]),
@@ -438,9 +517,36 @@ class ClickHouseLedger(Ledger):
                 duration_s=float(r["duration_s"]),
                 gatecheck_version=r["gatecheck_version"],
                 recorded_at=_from_ms(int(r["recorded_at_ms"])),
-                document=json.loads(r["document"]),
+                document=(document := json.loads(r["document"])),
+                checks_failed=_failed(r["checks_failed"], document),
             )
             for r in frame.to_dict("records")[::-1]  # newest first from the query
+        ]
+
+    def soak_points(
+        self,
+        phase: str,
+        since: datetime,
+        until: datetime,
+        recorded_since: datetime | None = None,
+    ) -> list[tuple[datetime, bool, bool]]:
+        params = {
+            "phase": phase,
+            "since_ms": _ms(since),
+            "until_ms": _ms(until),
+            "recorded_since_ms": _ms(recorded_since) if recorded_since else 0,
+        }
+        try:
+            frame = self._execute(_CH_SOAK.replace("{table}", self._table), params, True)
+        except Exception as exc:
+            raise LedgerError(f"history ledger {self.url}: cannot read ({exc})") from exc
+        return [
+            (
+                _from_ms(int(r["as_of_ms"])),
+                bool(r["checks_passed"]),
+                _failed(r["checks_failed"], json.loads(r["old_document"]) if r["old_document"] else None),
+            )
+            for r in frame.to_dict("records")
         ]
 
     def check_writable(self) -> None:
