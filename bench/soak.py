@@ -125,7 +125,9 @@ def main() -> None:
         for name, ledger in ledgers:
             fill(ledger, args.records)
             old_s, old_points = timed(lambda ledger=ledger: old_route(ledger, since), args.repeat)
-            new_s, new_points = timed(lambda ledger=ledger: ledger.soak_points(PHASE, since, AS_OF), args.repeat)
+            new_s, new_points = timed(
+                lambda ledger=ledger: ledger.soak_points(PHASE, since, AS_OF), args.repeat
+            )
             assert old_points == new_points, "the two routes must agree"
             status = soak_coverage(new_points, AS_OF, duration, max_gap)  # type: ignore[arg-type]
             print(
