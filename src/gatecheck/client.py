@@ -15,8 +15,7 @@ import httpx
 from pydantic import ValidationError
 
 from gatecheck import __version__
-from gatecheck.config import redact
-from gatecheck.errors import ConfigError, SourceUnavailable
+from gatecheck.errors import ConfigError, SourceUnavailable, redact
 from gatecheck.results import Verdict, VerdictState
 from gatecheck.status import PhaseStatus
 

@@ -36,7 +36,7 @@ from pydantic import (
 )
 
 from gatecheck.durations import Duration
-from gatecheck.errors import ConfigError
+from gatecheck.errors import ConfigError, redact
 
 PROJECT_FILE = "gatecheck.yaml"
 THRESHOLDS_FILE = "thresholds.yaml"
@@ -718,11 +718,6 @@ def _join_path(parts: list[str]) -> str:
 
 
 _SECRET_KEYS = ("password", "token", "secret")
-
-
-def redact(text: str) -> str:
-    """Hide ``user:password@`` in URLs."""
-    return re.sub(r"(://[^:/@\s]*):[^@/\s]*@", r"\1:***@", text)
 
 
 def _format_validation_error(label: str, model: type[BaseModel], exc: ValidationError) -> list[str]:

@@ -4,16 +4,25 @@
 
     GatecheckError
      ├── ConfigError            bad configuration or arguments (exit code 2)
+     ├── LedgerError            the history ledger cannot be opened, written or read
      └── SourceError            a source could not answer a query
           ├── SourceUnavailable   cannot connect / missing embedded path / unsupported type
           ├── SourceTimeout       the query or connection exceeded its time limit
           └── QueryError          the source rejected the query (syntax, unknown column…)
 
 Driver exceptions (chDB, clickhouse-connect, …) are translated into these where the
-driver is called, with ``raise ... from exc``. Messages never contain credentials.
+driver is called, with ``raise ... from exc``. Messages never contain credentials: a URL is
+shown through :func:`redact`.
 """
 
 from __future__ import annotations
+
+import re
+
+
+def redact(text: str) -> str:
+    """Hide ``user:password@`` in URLs."""
+    return re.sub(r"(://[^:/@\s]*):[^@/\s]*@", r"\1:***@", text)
 
 
 class GatecheckError(Exception):
@@ -37,6 +46,11 @@ class ConfigError(GatecheckError):
         message = one_line(message)
         super().__init__(message)
         self.problems: list[str] = [one_line(p) for p in problems] if problems is not None else [message]
+
+
+class LedgerError(GatecheckError):
+    """The history ledger cannot be opened, written or read (exit code 2 for a command;
+    the service logs it, publishes nothing unrecorded and keeps running)."""
 
 
 class SourceError(GatecheckError):

@@ -30,13 +30,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
-from gatecheck.config import redact
-from gatecheck.errors import ConfigError, GatecheckError
+from gatecheck.errors import ConfigError, LedgerError, redact
 from gatecheck.results import Outcome, Verdict, VerdictState
-
-
-class LedgerError(GatecheckError):
-    """The ledger cannot be opened, written or read."""
 
 
 class Record(BaseModel):

@@ -19,8 +19,8 @@ from gatecheck.config import (
     NatsSourceConfig,
     PrometheusSourceConfig,
     SourceConfig,
-    redact,
 )
+from gatecheck.errors import redact
 
 QueryParameters = Mapping[str, datetime | bool | int | float | str]
 

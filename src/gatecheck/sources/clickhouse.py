@@ -22,8 +22,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pandas as pd
 
-from gatecheck.config import ClickHouseSourceConfig, redact
-from gatecheck.errors import ConfigError, QueryError, SourceTimeout, SourceUnavailable
+from gatecheck.config import ClickHouseSourceConfig
+from gatecheck.errors import ConfigError, QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.sources.base import QueryParameters, Source
 
 # TIMEOUT_EXCEEDED, TOO_SLOW (estimated to exceed the limit), SOCKET_TIMEOUT

@@ -34,8 +34,8 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from gatecheck.arith import evaluate as evaluate_expression
-from gatecheck.config import NatsConsumer, NatsCount, NatsQuery, NatsSourceConfig, NatsStream, redact
-from gatecheck.errors import ConfigError, QueryError, SourceTimeout, SourceUnavailable
+from gatecheck.config import NatsConsumer, NatsCount, NatsQuery, NatsSourceConfig, NatsStream
+from gatecheck.errors import ConfigError, QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.sources.base import QueryParameters, Source
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import httpx
 import pandas as pd
 
-from gatecheck.config import PrometheusSourceConfig, PromQuery, redact
-from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
+from gatecheck.config import PrometheusSourceConfig, PromQuery
+from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.sources.base import QueryParameters, Source
 
 

@@ -38,8 +38,8 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from gatecheck.config import PrometheusSourceConfig, PromQuery, redact
-from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
+from gatecheck.config import PrometheusSourceConfig, PromQuery
+from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.sources.base import QueryParameters, Source
 from gatecheck.sources.prometheus import measures_frame, render_promql
 
