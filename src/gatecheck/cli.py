@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 import tempfile
-import time
 import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -143,23 +142,21 @@ def _evaluate(
     record: bool = True,
     recorded_since: datetime | None = None,
 ) -> Verdict:
-    """Evaluate against the ledger's history and record the result (one atomic record)."""
-    from gatecheck.gate import evaluate, parse_as_of
+    """Evaluate through the engine, against the ledger's history, and record the result."""
+    from gatecheck.engine import Engine
+    from gatecheck.gate import parse_as_of
 
     project.gate(phase)  # unknown phase: a usage error before anything runs
     moment: datetime = parse_as_of(as_of)
-    ledger = _open_ledger(project)
-    try:
-        started = time.perf_counter()
-        verdict = asyncio.run(
-            evaluate(project, phase, moment, assume_approved, assume_soaked, ledger, recorded_since)
-        )
-        if ledger is not None and record:
-            ledger.record(verdict, time.perf_counter() - started)
-    finally:
-        if ledger is not None:
-            ledger.close()
-    return verdict
+
+    async def go() -> Verdict:
+        async with Engine(project, recorded_since=recorded_since) as engine:
+            evaluation = await engine.evaluate(
+                phase, moment, assume_approved=assume_approved, assume_soaked=assume_soaked, record=record
+            )
+            return evaluation.verdict
+
+    return asyncio.run(go())
 
 
 def _finish(verdict: Verdict, fmt: VerdictFormat, output: Path | None) -> None:

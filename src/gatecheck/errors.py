@@ -5,6 +5,7 @@
     GatecheckError
      ├── ConfigError            bad configuration or arguments (exit code 2)
      ├── LedgerError            the history ledger cannot be opened, written or read
+     ├── ValidationTimeout      Great Expectations did not finish a validation in time
      └── SourceError            a source could not answer a query
           ├── SourceUnavailable   cannot connect / missing embedded path / unsupported type
           ├── SourceTimeout       the query or connection exceeded its time limit
@@ -51,6 +52,10 @@ class ConfigError(GatecheckError):
 class LedgerError(GatecheckError):
     """The history ledger cannot be opened, written or read (exit code 2 for a command;
     the service logs it, publishes nothing unrecorded and keeps running)."""
+
+
+class ValidationTimeout(GatecheckError):
+    """Great Expectations did not finish validating a frame in time: the check is ``error``."""
 
 
 class SourceError(GatecheckError):

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -28,7 +27,14 @@ from gatecheck.config import (
     SuiteConfig,
 )
 from gatecheck.durations import format_duration
-from gatecheck.errors import ConfigError, GatecheckError, QueryError, SourceTimeout, SourceUnavailable
+from gatecheck.errors import (
+    ConfigError,
+    GatecheckError,
+    QueryError,
+    SourceTimeout,
+    SourceUnavailable,
+    ValidationTimeout,
+)
 from gatecheck.history import Ledger, checks_failed, checks_passed
 from gatecheck.results import (
     CheckResult,
@@ -49,22 +55,28 @@ log = logging.getLogger(__name__)
 
 #: A suite returns aggregates; more rows than this means raw rows are being pulled.
 MAX_ROWS = 10_000
-_GE_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gatecheck-ge")
+
+#: Runs a blocking call (Great Expectations' validation) off the event loop; the engine's is
+#: its own validation thread with a timeout.
+JudgeIn = Callable[..., Awaitable[Any]]
 
 
 class SourcePool:
     """Opens each source of one environment on first use and closes them all at the end."""
 
-    def __init__(self, project: Project, environment: str) -> None:
+    def __init__(
+        self, project: Project, environment: str, source_factory: Callable[..., Source] = open_source
+    ) -> None:
         self.project = project
         self.environment = environment
+        self.source_factory = source_factory
         self._sources: dict[str, Source | GatecheckError] = {}
 
     def get(self, name: str) -> Source:
         if name not in self._sources:
             config = self.project.config.environments[self.environment].sources[name]
             try:
-                self._sources[name] = open_source(name, config, self.project.root)
+                self._sources[name] = self.source_factory(name, config, self.project.root)
             except GatecheckError as exc:
                 self._sources[name] = exc
         found = self._sources[name]
@@ -112,13 +124,18 @@ async def evaluate(
     assume_soaked: bool = False,
     ledger: Ledger | None = None,
     recorded_since: datetime | None = None,
+    *,
+    source_factory: Callable[..., Source] = open_source,
+    judge_in: JudgeIn | None = None,
 ) -> Verdict:
     """Evaluate ``phase`` at ``as_of`` (default: now).
 
     ``ledger`` holds the recorded evaluations that ``requires`` and ``soak`` are judged on
     (the caller records this evaluation afterwards). ``assume_approved`` and
     ``assume_soaked`` are explicit, recorded overrides for bootstrapping (and the demo): they
-    never hide a failing or inconclusive check. ``recorded_since`` limits the records that
+    never hide a failing or inconclusive check. ``source_factory`` builds the sources (a test
+    can hand in fakes) and ``judge_in`` runs Great Expectations off the event loop (the
+    engine's validation thread; by default a worker thread). ``recorded_since`` limits the records that
     ``requires`` and ``soak`` are judged on to those written since then (the demo judges only
     what its own run recorded).
     """
@@ -132,15 +149,11 @@ async def evaluate(
                 f"(known phases: {', '.join(sorted(project.gates))})"
             )
     thresholds = project.resolve_thresholds(phase)
-    pool = SourcePool(project, gate.environment)
+    pool = SourcePool(project, gate.environment, source_factory)
+    judging = judge_in or _in_a_thread
     try:
-        jobs = [
-            _run_check(
-                project, gate, ref, "required" if ref.required else "advisory", as_of, thresholds, pool
-            )
-            for ref in gate.checks
-        ]
-        jobs += [_run_check(project, gate, ref, "rollback", as_of, thresholds, pool) for ref in gate.rollback]
+        refs: list[CheckRef | RollbackRef] = [*gate.checks, *gate.rollback]
+        jobs = [_run_check(project, gate, ref, _role(ref), as_of, thresholds, pool, judging) for ref in refs]
         checks = list(await asyncio.gather(*jobs))
     finally:
         await pool.aclose()
@@ -340,6 +353,7 @@ async def _run_check(
     as_of: datetime,
     thresholds: Mapping[str, ResolvedThreshold],
     pool: SourcePool,
+    judge_in: JudgeIn,
 ) -> CheckResult:
     suite = project.suites[ref.suite]
     # The gate's window is for its checks; a rollback suite watches the last minutes and
@@ -377,14 +391,26 @@ async def _run_check(
     base["source_available"] = True
     try:
         # Great Expectations is CPU work: off the event loop (the service's API and other
-        # phases stay responsive), on one thread (GE's context is shared, not thread-safe).
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_GE_EXECUTOR, judge, suite, frame, thresholds, base)
+        # phases stay responsive).
+        result: CheckResult = await judge_in(judge, suite, frame, thresholds, base)
+        return result
+    except ValidationTimeout as exc:
+        return CheckResult(**base, outcome=Outcome.ERROR, reason=str(exc))
     except Exception as exc:
         log.exception("check %s: unexpected error judging the result", suite.name)
         return CheckResult(
             **base, outcome=Outcome.ERROR, reason=f"internal error: {type(exc).__name__}: {exc}"
         )
+
+
+def _role(ref: CheckRef | RollbackRef) -> Literal["required", "advisory", "rollback"]:
+    if isinstance(ref, RollbackRef):
+        return "rollback"
+    return "required" if ref.required else "advisory"
+
+
+async def _in_a_thread(call: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.to_thread(call, *args)
 
 
 def _query_parameters(

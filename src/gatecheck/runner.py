@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -30,6 +31,9 @@ from gatecheck.results import (
 )
 
 _BOUNDS = {"max_value": "max", "min_value": "min"}
+# The Great Expectations context is one per process (below) and not thread-safe: engines on
+# different threads take turns validating.
+_GE_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=1)
@@ -261,12 +265,15 @@ def validate_frame(
         if groups:
             result_format["unexpected_index_column_names"] = groups
         try:
-            batch = batch_definition.get_batch(
-                batch_parameters={"dataframe": _for_ge(frame, groups, [suite.expectations[i] for i in built])}
-            )
-            validation = batch.validate(
-                expectation_suite, expectation_parameters=parameters, result_format=result_format
-            )
+            with _GE_LOCK:  # one context per process: validations take turns
+                batch = batch_definition.get_batch(
+                    batch_parameters={
+                        "dataframe": _for_ge(frame, groups, [suite.expectations[i] for i in built])
+                    }
+                )
+                validation = batch.validate(
+                    expectation_suite, expectation_parameters=parameters, result_format=result_format
+                )
         except Exception as exc:  # GE itself failed on this answer: every expectation is an error
             reason = f"Great Expectations could not validate the answer: {_one_line(exc)}"
             errors.update({i: _errored(suite.expectations[i], thresholds, suite.name, reason) for i in built})

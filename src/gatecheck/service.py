@@ -37,8 +37,8 @@ from pydantic import BaseModel
 from gatecheck import __version__
 from gatecheck.config import Project
 from gatecheck.durations import parse_duration
+from gatecheck.engine import Engine
 from gatecheck.errors import ConfigError, GatecheckError
-from gatecheck.gate import evaluate
 from gatecheck.history import Ledger
 from gatecheck.results import Outcome, Verdict, VerdictState
 
@@ -73,6 +73,8 @@ class Service:
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # The one engine evaluates for the service; it shares the service's ledger.
+        self.engine = Engine(self.project, ledger=self.ledger, recorded_since=self.recorded_since)
         unknown = [p for p in self.phases if p not in self.project.gates]
         if unknown:
             raise ConfigError(
@@ -92,14 +94,10 @@ class Service:
             self._locks[phase] = asyncio.Lock()
             self.states[phase] = PhaseState()
         async with self._locks[phase]:
-            started = time.perf_counter()
-            verdict = await evaluate(
-                self.project, phase, ledger=self.ledger, recorded_since=self.recorded_since
-            )
-            duration = time.perf_counter() - started
-            # Shielded: once the evaluation is complete its record is written whole, even if
-            # the service is being stopped; before this point a stop abandons it unrecorded.
-            await asyncio.shield(asyncio.to_thread(self.ledger.record, verdict, duration))
+            # The engine records it; once the verdict exists its record is written whole even if
+            # the service is being stopped, before that a stop abandons it unrecorded.
+            evaluation = await self.engine.evaluate(phase)
+            verdict, duration = evaluation.verdict, evaluation.duration_s
             state = self.states[phase]
             self.states[phase] = PhaseState(
                 verdict=verdict,
@@ -592,11 +590,9 @@ def make_server(service: Service, host: str, port: int) -> Any:
 async def run_service(service: Service, server: Any) -> None:
     """Run the schedule and the HTTP server until the server stops (SIGTERM/SIGINT, or
     ``server.should_exit``); then cancel whatever is still running."""
-    from gatecheck.runner import warm_up
-
-    # Importing Great Expectations takes seconds; do it once, off the event loop, before the
-    # first evaluation would do it on the loop and stall every other phase and the API.
-    await asyncio.to_thread(warm_up)
+    # Importing Great Expectations takes seconds; do it once, on the engine's validation
+    # thread, before the first evaluation would stall every other phase and the API.
+    await service.engine.warm_up()
     if threading.current_thread() is threading.main_thread():
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -615,6 +611,7 @@ async def run_service(service: Service, server: Any) -> None:
         task.cancel()
     # Cancelled evaluations are abandoned unrecorded; do not wait on them for ever.
     await asyncio.wait(tasks, timeout=10) if tasks else None
+    service.engine.close()
 
 
 _watchdog: threading.Timer | None = None

@@ -1,0 +1,163 @@
+"""The engine: the one object that evaluates phases, for the CLI, the service and the demo.
+
+::
+
+    async with Engine(project) as engine:          # ledger from gatecheck.yaml's history.url
+        evaluation = await engine.evaluate("staging-soak")
+        evaluation.verdict                           # recorded in the ledger (record=False: not)
+
+It owns what an evaluation needs and what must be released after it:
+
+- the **source factory** (``source_factory``, default :func:`gatecheck.sources.open_source`):
+  a test hands the engine fake sources to exercise gate logic without a backend;
+- the **Great Expectations thread**: every validation runs there, off the event loop, one at
+  a time, each bounded by ``validation_timeout`` (a validation that overruns is the check's
+  ``error``; the thread is shut down with the engine);
+- the **history ledger** that ``requires`` and soak are judged on and each evaluation is
+  recorded into — opened from ``history.url`` unless one is given, and closed with the engine
+  only if the engine opened it.
+
+``gate.evaluate`` stays pure of these: it takes the factory and the judging call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from gatecheck.config import Project, SourceConfig
+from gatecheck.errors import ValidationTimeout
+from gatecheck.history import Ledger, open_ledger
+from gatecheck.results import Verdict
+from gatecheck.sources.base import Source, open_source
+
+T = TypeVar("T")
+
+#: Builds one source: (name in gatecheck.yaml, its configuration, the --config directory).
+SourceFactory = Callable[[str, SourceConfig, Path], Source]
+#: Validating one frame takes milliseconds; a minute means Great Expectations is stuck.
+VALIDATION_TIMEOUT_S = 60.0
+
+
+class _Configured:
+    """The ledger named by ``history.url`` (the default)."""
+
+
+CONFIGURED = _Configured()
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation: the verdict, how long it took, and whether it was recorded."""
+
+    verdict: Verdict
+    duration_s: float
+    recorded: bool
+
+
+class Engine:
+    """Evaluates the phases of one loaded project; see the module docstring."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        ledger: Ledger | _Configured | None = CONFIGURED,
+        source_factory: SourceFactory = open_source,
+        validation_timeout: float = VALIDATION_TIMEOUT_S,
+        recorded_since: datetime | None = None,
+    ) -> None:
+        self.project = project
+        self.source_factory = source_factory
+        self.validation_timeout = validation_timeout
+        # Judge `requires` and soak only on records written since then (the demo's own run).
+        self.recorded_since = recorded_since
+        self._owns_ledger = isinstance(ledger, _Configured)
+        if isinstance(ledger, _Configured):
+            history = project.config.history
+            ledger = open_ledger(history.url, project.root) if history is not None else None
+        self.ledger: Ledger | None = ledger
+        self._executor: ThreadPoolExecutor | None = None
+
+    # ---------------------------------------------------------------- lifetime
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the validation thread (a validation still running is abandoned) and close the
+        ledger if the engine opened it. Safe to call more than once."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        if self._owns_ledger and self.ledger is not None:
+            self.ledger.close()
+            self.ledger = None
+
+    # ---------------------------------------------------------------- work
+
+    async def in_validation_thread(self, call: Callable[..., T], *args: Any) -> T:
+        """Run ``call`` on the Great Expectations thread, bounded by ``validation_timeout``."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gatecheck-ge")
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(self._executor, call, *args), self.validation_timeout
+            )
+        except TimeoutError:
+            raise ValidationTimeout(
+                f"Great Expectations did not finish within {self.validation_timeout:g}s"
+            ) from None
+
+    async def warm_up(self) -> None:
+        """Import Great Expectations and build its context now, on its thread (seconds)."""
+        from gatecheck.runner import warm_up
+
+        await self.in_validation_thread(warm_up)
+
+    async def evaluate(
+        self,
+        phase: str,
+        as_of: datetime | None = None,
+        *,
+        assume_approved: Iterable[str] = (),
+        assume_soaked: bool = False,
+        record: bool = True,
+    ) -> Evaluation:
+        """Evaluate ``phase`` at ``as_of`` (default: now) and, unless ``record=False``, record
+        it in the ledger in one atomic step. A stop (cancellation) before the record is written
+        leaves no record; once the verdict exists its record is written whole."""
+        from gatecheck.gate import evaluate
+
+        self.project.gate(phase)  # an unknown phase is a usage error before anything runs
+        started = time.perf_counter()
+        verdict = await evaluate(
+            self.project,
+            phase,
+            as_of,
+            assume_approved,
+            assume_soaked,
+            self.ledger,
+            self.recorded_since,
+            source_factory=self.source_factory,
+            judge_in=self.in_validation_thread,
+        )
+        duration = time.perf_counter() - started
+        recorded = record and self.ledger is not None
+        if recorded:
+            assert self.ledger is not None
+            await asyncio.shield(asyncio.to_thread(self.ledger.record, verdict, duration))
+        return Evaluation(verdict=verdict, duration_s=duration, recorded=recorded)

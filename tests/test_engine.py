@@ -1,0 +1,150 @@
+"""The engine: gate logic with fake sources injected, recording, the validation thread."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from gatecheck.config import Project, load_project
+from gatecheck.engine import Engine
+from gatecheck.errors import SourceUnavailable
+from gatecheck.history import SqliteLedger
+from gatecheck.results import Outcome, VerdictState
+from gatecheck.sources.base import Source
+
+from .conftest import AS_OF, REPO
+from .test_source_answers import passing_frame
+
+PHASE = "warehouse-release"  # the four warehouse suites
+
+
+class FakeSource(Source):
+    """Answers each suite's query with the frame the test chose for that suite (gate logic
+    only: a source's own tests run against its real engine)."""
+
+    def __init__(self, name: str, config: Any, project: Project, frames: dict[str, Any]) -> None:
+        super().__init__(name, config)
+        self.by_query = {str(s.query): s.name for s in project.suites.values()}
+        self.frames = frames
+        self.closed = False
+
+    async def query(self, text: Any, parameters: Any) -> pd.DataFrame:
+        answer = self.frames[self.by_query[str(text)]]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def project() -> Project:
+    return load_project(REPO, environ={})
+
+
+def passing(project: Project) -> dict[str, Any]:
+    thresholds = project.resolve_thresholds(PHASE)
+    return {c.suite: passing_frame(project.suites[c.suite], thresholds, 3) for c in project.gate(PHASE).checks}
+
+
+def engine_with(project: Project, frames: dict[str, Any], tmp_path: Path, **kwargs: Any) -> tuple[Engine, list[FakeSource]]:
+    opened: list[FakeSource] = []
+
+    def factory(name: str, config: Any, root: Path) -> Source:
+        source = FakeSource(name, config, project, frames)
+        opened.append(source)
+        return source
+
+    return Engine(project, ledger=SqliteLedger(tmp_path / "l.db"), source_factory=factory, **kwargs), opened
+
+
+def test_all_checks_pass_on_fake_sources_is_go_and_recorded(project: Project, tmp_path: Path) -> None:
+    engine, opened = engine_with(project, passing(project), tmp_path)
+
+    async def go() -> Any:
+        async with engine:
+            first = await engine.evaluate(PHASE, AS_OF)
+            second = await engine.evaluate(PHASE, AS_OF, record=False)
+            return first, second
+
+    first, second = asyncio.run(go())
+    assert first.verdict.verdict is VerdictState.GO, first.verdict.reasons
+    assert (first.recorded, second.recorded) == (True, False)
+    assert engine.ledger is not None and len(engine.ledger.history(PHASE)) == 1  # record=False wrote none
+    assert opened and all(s.closed for s in opened)  # the sources are closed after each evaluation
+
+
+def test_a_failing_group_on_a_fake_source_is_no_go(project: Project, tmp_path: Path) -> None:
+    frames = passing(project)
+    frames["unmatched_edges"] = frames["unmatched_edges"].assign(unmatched_rate=[0.0, 0.04, 0.0])
+    engine, _ = engine_with(project, frames, tmp_path)
+    verdict = asyncio.run(engine.evaluate(PHASE, AS_OF)).verdict
+    engine.close()
+    assert verdict.verdict is VerdictState.NO_GO
+    assert "edge_type=edge_type-1: observed 0.04" in verdict.reasons[0]
+
+
+def test_a_source_that_cannot_be_reached_is_error_and_inconclusive(project: Project, tmp_path: Path) -> None:
+    frames = passing(project)
+    frames["rollup_parity"] = SourceUnavailable("cannot reach ClickHouse at h:8123: connection refused")
+    engine, _ = engine_with(project, frames, tmp_path)
+    verdict = asyncio.run(engine.evaluate(PHASE, AS_OF)).verdict
+    engine.close()
+    assert verdict.verdict is VerdictState.INCONCLUSIVE
+    parity = next(c for c in verdict.checks if c.suite == "rollup_parity")
+    assert (parity.outcome, parity.source_available) == (Outcome.ERROR, False)
+
+
+def test_a_validation_that_overruns_is_an_error_not_a_hang(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gatecheck.gate
+
+    real_judge = gatecheck.gate.judge
+
+    def slow_judge(suite: Any, *args: Any) -> Any:
+        if suite.name == "freshness_lag":
+            time.sleep(1.0)
+        return real_judge(suite, *args)
+
+    monkeypatch.setattr(gatecheck.gate, "judge", slow_judge)
+    engine, _ = engine_with(project, passing(project), tmp_path, validation_timeout=0.3)
+    started = time.monotonic()
+    verdict = asyncio.run(engine.evaluate(PHASE, AS_OF)).verdict
+    engine.close()
+    assert time.monotonic() - started < 5
+    lag = next(c for c in verdict.checks if c.suite == "freshness_lag")
+    assert lag.outcome is Outcome.ERROR
+    assert lag.reason == "Great Expectations did not finish within 0.3s"
+    assert verdict.verdict is VerdictState.INCONCLUSIVE
+
+
+def test_closing_stops_the_validation_thread_and_the_ledger_it_opened(project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    monkeypatch.setenv("GATECHECK_HISTORY_URL", f"sqlite:///{tmp_path}/own.db")
+    own = load_project(REPO)
+    engine = Engine(own, source_factory=lambda name, config, root: FakeSource(name, config, own, passing(own)))
+
+    before = set(threading.enumerate())
+    ours: list[threading.Thread] = []
+
+    async def go() -> None:
+        async with engine:
+            await engine.evaluate(PHASE, AS_OF)
+            ours.extend(t for t in set(threading.enumerate()) - before if t.name.startswith("gatecheck-ge"))
+            assert ours, "validations ran on the engine's own thread"
+
+    asyncio.run(go())
+    assert engine.ledger is None  # the engine opened it from history.url, so it closed it
+    deadline = time.monotonic() + 5
+    while any(t.is_alive() for t in ours):
+        assert time.monotonic() < deadline, "the validation thread is still running"
+        time.sleep(0.05)
+    assert len(SqliteLedger(tmp_path / "own.db").history(PHASE)) == 1
