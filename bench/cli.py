@@ -52,7 +52,11 @@ def timed_judge(*a, **k):
         spent["validation"] += time.perf_counter() - s
 clickhouse.ClickHouseSource.query = timed_query
 gate.judge = timed_judge
-verdict = asyncio.run(gate.evaluate(project, "warehouse-release"))
+from gatecheck.engine import Engine
+async def through_engine():
+    async with Engine(project, ledger=None) as engine:
+        return (await engine.evaluate("warehouse-release", record=False)).verdict
+verdict = asyncio.run(through_engine())
 t3 = time.perf_counter()
 from gatecheck.render import render
 render(verdict, "text")

@@ -26,7 +26,8 @@ import yaml
 
 from gatecheck.config import load_project
 from gatecheck.demo.reference import HOURS, build_reference
-from gatecheck.gate import evaluate, window_for
+from gatecheck.engine import Engine
+from gatecheck.gate import window_for
 from gatecheck.runner import _ge
 from gatecheck.sources.clickhouse import embedded_session, format_parameter, wrap_readonly
 
@@ -71,6 +72,12 @@ NAIVE: dict[str, tuple[str, list[dict[str, Any]]]] = {
     ),
 }
 
+
+
+async def through_engine(project: Any, phase: str) -> Any:
+    """One evaluation through the engine, as the CLI and the service run it (not recorded)."""
+    async with Engine(project, ledger=None) as engine:
+        return (await engine.evaluate(phase, AS_OF, record=False)).verdict
 
 def parse_count(text: str) -> int:
     text = text.strip().upper()
@@ -162,7 +169,7 @@ def main() -> None:
 
                     raw = median_time(raw_query, args.repeat)
                     gate = median_time(
-                        lambda phase=phase: asyncio.run(evaluate(project, phase, AS_OF)), args.repeat
+                        lambda phase=phase: asyncio.run(through_engine(project, phase)), args.repeat
                     )
                     naive_sql, naive_expectations = NAIVE[suite_name]
                     naive_params = {"s": format_parameter(window.start), "e": format_parameter(window.end)}
