@@ -206,3 +206,42 @@ def test_a_malformed_answer_is_inconclusive_or_error_never_pass(warehouse: Path,
     result = judge(suite, frame, project.resolve_thresholds("warehouse-release"), base)
     assert result.outcome.value == expected, result.reason
     assert result.reason
+
+
+def test_a_suite_query_then_a_ledger_write_on_one_embedded_path(warehouse: Path) -> None:
+    """The suite query runs read-only (readonly=1 in its own SETTINGS clause); the ledger on
+    the same embedded engine then writes: the read-only setting did not outlive the query."""
+    from datetime import UTC, datetime
+
+    from gatecheck.history import ClickHouseLedger
+    from gatecheck.results import Verdict, VerdictState
+
+    src = source(f"chdb://{warehouse}?database=healthy")
+    frame = query(src, "SELECT count() AS edges FROM lifecycle_edges")
+    assert int(frame["edges"].iloc[0]) > 0
+    ledger = ClickHouseLedger(f"chdb://{warehouse}?database=ledger_after_query", warehouse.parent)
+    try:
+        verdict = Verdict(
+            phase="p", environment="staging", as_of=datetime(2026, 11, 22, 6, tzinfo=UTC), verdict=VerdictState.GO,
+            reasons=[], checks=[], config_hash="h", gatecheck_version="t",
+        )  # fmt: skip
+        ledger.record(verdict, 0.1)
+        assert [r.verdict for r in ledger.history("p")] == [VerdictState.GO]
+    finally:
+        ledger.close()
+
+
+def test_a_per_call_setting_does_not_leak_into_the_next_query(warehouse: Path) -> None:
+    """A suite query runs with readonly=1 and its time limit in its own SETTINGS clause; on the
+    same clickhouse-connect client (chDB backend) the next statement is not bound by them: a
+    write succeeds. (Settings passed per call would persist in the chDB session.)"""
+    src = source(f"chdb://{warehouse}?database=healthy", timeout="2s")
+    driver = src._driver  # type: ignore[attr-defined]
+    frame = driver.query(wrap_readonly("SELECT count() AS n FROM lifecycle_edges", 2), {})
+    assert int(frame["n"].iloc[0]) > 0
+    client = driver._connect()  # the same client that just ran the read-only query
+    client.command("CREATE TABLE IF NOT EXISTS healthy.leak_probe (x UInt8) ENGINE = Memory")
+    client.command("INSERT INTO healthy.leak_probe VALUES (1)")
+    assert client.query("SELECT count() FROM healthy.leak_probe").result_rows == [(1,)]
+    client.command("DROP TABLE healthy.leak_probe")
+    driver.close()

@@ -1,6 +1,7 @@
-"""ClickHouse source: embedded chDB (``chdb://PATH``) or a server (``clickhouse(s)://…``).
+"""ClickHouse source: embedded chDB (``chdb://PATH``) or a server (``clickhouse(s)://…``),
+both through clickhouse-connect (its in-process chDB backend for the embedded case).
 
-Both drivers run the suite's SQL wrapped as ``SELECT * FROM (<suite SQL>) SETTINGS
+Every query runs the suite's SQL wrapped as ``SELECT * FROM (<suite SQL>) SETTINGS
 readonly=1, max_execution_time=N``: the wrapper makes a second statement a syntax error,
 ``readonly=1`` refuses writes on either engine, and parameters travel separately from the
 SQL (``{name:Type}``, bound by the server). Datetimes are sent as Unix epoch seconds, which
@@ -131,32 +132,25 @@ def _release_embedded() -> None:
             session.close()
 
 
-class _ChdbDriver:
-    def __init__(self, path: Path, database: str) -> None:
-        self.database = database
-        self._session = _acquire_embedded(path, create=False)
-        self._closed = False
+class _ClientDriver:
+    """clickhouse-connect for both: its in-process chDB backend for ``chdb://PATH`` (the same
+    ``Client`` API, parameter binding, type system and error classes as against a server), its
+    HTTP client for ``clickhouse(s)://``. Every embedded test so exercises the production path.
 
-    def query(self, sql: str, parameters: dict[str, str]) -> pd.DataFrame:
-        with _Embedded.lock:  # the session is shared; USE + query must not interleave
-            try:
-                self._session.query(f"USE `{self.database}`")
-                frame = self._session.query(sql, "DataFrame", params=parameters)
-            except Exception as exc:
-                raise _translate(exc) from exc
-        return frame
+    Read-only and the time limit travel in the SQL's own ``SETTINGS`` clause (``wrap_readonly``),
+    never as per-call settings: the chDB backend keeps per-call settings in the session, where
+    a ``readonly`` would outlive the query."""
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            _release_embedded()
-
-
-# ---------------------------------------------------------------- server (clickhouse-connect)
-
-
-class _HttpDriver:
-    def __init__(self, config: ClickHouseSourceConfig, timeout: float) -> None:
+    def __init__(
+        self, config: ClickHouseSourceConfig, timeout: float, embedded: tuple[Path, str] | None
+    ) -> None:
+        self.timeout = timeout
+        self.embedded = embedded
+        self._client: Any = None
+        if embedded is not None:
+            path, self.database = embedded
+            self.where = f"chDB at {path}"
+            return
         parts = urlsplit(config.url)
         self.secure = parts.scheme == "clickhouses"
         self.host = parts.hostname or "localhost"
@@ -170,14 +164,24 @@ class _HttpDriver:
             password = config.password.get_secret_value()
         self._password = password
         self.database = parts.path.strip("/") or "default"
-        self.timeout = timeout
-        self._client: Any = None
+        self.where = f"ClickHouse at {self.host}:{self.port}"
 
     def _connect(self) -> Any:
-        if self._client is None:
+        if self._client is not None:
+            return self._client
+        try:
             import clickhouse_connect
-
-            try:
+        except ImportError as exc:  # pragma: no cover — a dependency
+            raise SourceUnavailable("clickhouse-connect is not installed") from exc
+        try:
+            if self.embedded is not None:
+                path = self.embedded[0]
+                _check_embedded_path(path)
+                # tz_mode="aware": timestamps come back in UTC with their zone, as reports show them.
+                self._client = clickhouse_connect.get_client(
+                    dsn=f"chdb://{path}", database=self.database, tz_mode="aware"
+                )
+            else:
                 self._client = clickhouse_connect.get_client(
                     host=self.host,
                     port=self.port,
@@ -188,9 +192,12 @@ class _HttpDriver:
                     connect_timeout=self.timeout,
                     send_receive_timeout=self.timeout,
                     autogenerate_session_id=False,
+                    tz_mode="aware",
                 )
-            except Exception as exc:
-                raise self._unreachable(exc) or _translate(exc, connecting=True) from exc
+        except (SourceUnavailable, ConfigError):
+            raise
+        except Exception as exc:
+            raise self._unreachable(exc) or _translate(exc, connecting=True, where=self.where) from exc
         return self._client
 
     def query(self, sql: str, parameters: dict[str, str]) -> pd.DataFrame:
@@ -198,18 +205,20 @@ class _HttpDriver:
         try:
             return client.query_df(sql, parameters=parameters)
         except Exception as exc:
-            raise self._unreachable(exc) or _translate(exc) from exc
+            raise self._unreachable(exc) or _translate(exc, where=self.where) from exc
 
     def _unreachable(self, exc: BaseException) -> Exception | None:
         """One line for a server that cannot be reached, from the exception chain's socket
         error (clickhouse-connect wraps urllib3's retry report around it), or None."""
         import socket
 
+        if self.embedded is not None:
+            return None
         seen: set[int] = set()
         current: BaseException | None = exc
         while current is not None and id(current) not in seen:
             seen.add(id(current))
-            where = f"cannot reach ClickHouse at {self.host}:{self.port}"
+            where = f"cannot reach {self.where}"
             if isinstance(current, TimeoutError | socket.timeout):
                 return SourceTimeout(f"{where}: no answer within {self.timeout:g}s")
             if isinstance(current, socket.gaierror):
@@ -227,17 +236,34 @@ class _HttpDriver:
             self._client = None
 
 
-def _translate(exc: BaseException, connecting: bool = False) -> Exception:
+def _check_embedded_path(path: Path) -> None:
+    """chDB embeds one engine per process, bound to one path: say so clearly, before chDB
+    refuses with its own words."""
+    if not path.is_dir():
+        raise SourceUnavailable(f"chDB path {path} does not exist")
+    with _Embedded.lock:
+        if _Embedded.session is not None and _Embedded.path != path.resolve():
+            raise SourceUnavailable(
+                f"chDB is already open on {_Embedded.path} in this process; gatecheck opens "
+                f"one embedded path per process, so {path.resolve()} cannot be used at the same time"
+            )
+
+
+def _translate(exc: BaseException, connecting: bool = False, where: str = "ClickHouse") -> Exception:
+    """clickhouse-connect's exception, by type and ClickHouse error code, as ours."""
+    from clickhouse_connect.driver import exceptions as ch
+
     code, message = _error_message(exc)
-    lowered = message.lower()
-    if code in _TIMEOUT_CODES or "timed out" in lowered or "timeout" in lowered:
+    code = getattr(exc, "code", None) or code
+    if code in _TIMEOUT_CODES:
         return SourceTimeout(message)
-    if connecting or (
-        code is None
-        and any(word in lowered for word in ("connection refused", "failed to connect", "name or service"))
-    ):
-        return SourceUnavailable(message)
-    return QueryError(message)
+    if isinstance(exc, ch.ProgrammingError) and "different path" in str(exc).lower():
+        return SourceUnavailable(f"{where}: {message}")
+    if connecting or (isinstance(exc, ch.OperationalError) and code is None):
+        return SourceUnavailable(f"cannot connect to {where}: {message}")
+    if isinstance(exc, ch.Error):
+        return QueryError(message)
+    return QueryError(f"{type(exc).__name__}: {message}")
 
 
 # ---------------------------------------------------------------- the source
@@ -257,11 +283,12 @@ class ClickHouseSource(Source):
                     f"source {name!r}: chdb:// URL needs a path, e.g. chdb://.gatecheck/warehouse"
                 )
             path = Path(raw)
-            path = path if path.is_absolute() else root / path
+            path = (path if path.is_absolute() else root / path).resolve()
             database = parse_qs(parts.query).get("database", ["default"])[0]
-            self._driver = _ChdbDriver(path, database)
+            _check_embedded_path(path)
+            self._driver = _ClientDriver(config, self.timeout, (path, database))
         elif parts.scheme in ("clickhouse", "clickhouses"):
-            self._driver = _HttpDriver(config, self.timeout)
+            self._driver = _ClientDriver(config, self.timeout, None)
         else:
             raise ConfigError(
                 f"source {name!r}: unsupported ClickHouse URL scheme {parts.scheme!r} "
