@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
-from gatecheck.errors import ConfigError, LedgerError, redact
+from gatecheck.errors import ConfigError, GatecheckError, LedgerError, redact
 from gatecheck.results import Outcome, Verdict, VerdictState
 
 
@@ -398,11 +398,6 @@ ORDER BY as_of, recorded_at
 """
 
 
-def _array_literal(values: list[str]) -> str:
-    escaped = (v.replace("\\", "\\\\").replace("'", "\\'") for v in values)
-    return "[" + ",".join(f"'{v}'" for v in escaped) + "]"
-
-
 class ClickHouseLedger(Ledger):
     """A ``gatecheck_evaluations`` table on chDB or a ClickHouse server."""
 
@@ -410,32 +405,27 @@ class ClickHouseLedger(Ledger):
         self.url = redact(url)
         parts = urlsplit(url)
         self._lock = threading.Lock()
+        import clickhouse_connect
+
         if parts.scheme == "chdb":
-            from gatecheck.sources.clickhouse import _acquire_embedded, _release_embedded
+            # The same client as the ClickHouse source, on clickhouse-connect's in-process chDB
+            # backend; chDB embeds one engine per process, so the path must be the warehouse's.
+            from gatecheck.sources.clickhouse import _check_embedded_path
 
             raw = Path(unquote(parts.netloc + parts.path))
-            path = raw if raw.is_absolute() else root / raw
+            path = (raw if raw.is_absolute() else root / raw).resolve()
             database = parse_qs(parts.query).get("database", ["default"])[0]
-            self._table = f"`{database}`.{_CH_TABLE}"
-            session = _acquire_embedded(path, create=True)
-            self._release = _release_embedded
-
-            def execute(sql: str, params: dict[str, Any], fetch: bool) -> Any:
-                # chDB takes parameters as text: arrays as ClickHouse literals.
-                params = {k: _array_literal(v) if isinstance(v, list) else v for k, v in params.items()}
-                with self._lock:
-                    if fetch:
-                        return session.query(sql, "DataFrame", params=params)
-                    session.query(sql, "CSV", params=params)
-                    return None
-
-            self._execute = execute
-            self._execute(f"CREATE DATABASE IF NOT EXISTS `{database}`", {}, False)
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                _check_embedded_path(path)
+                client = clickhouse_connect.get_client(dsn=f"chdb://{path}", tz_mode="aware")
+                client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+            except GatecheckError as exc:
+                raise LedgerError(f"history ledger {self.url}: {exc}") from exc
+            except Exception as exc:
+                raise LedgerError(f"history ledger {self.url}: cannot open ({exc})") from exc
         elif parts.scheme in ("clickhouse", "clickhouses"):
-            import clickhouse_connect
-
             database = parts.path.strip("/") or "default"
-            self._table = f"`{database}`.{_CH_TABLE}"
             try:
                 client = clickhouse_connect.get_client(
                     host=parts.hostname or "localhost",
@@ -444,20 +434,23 @@ class ClickHouseLedger(Ledger):
                     password=unquote(parts.password or ""),
                     database=database,
                     secure=parts.scheme == "clickhouses",
+                    tz_mode="aware",
                 )
             except Exception as exc:
                 raise LedgerError(f"history ledger {self.url}: cannot connect ({exc})") from exc
-            self._release = client.close
+        else:  # pragma: no cover — open_ledger only sends these schemes
+            raise ConfigError(f"history.url: unsupported scheme {parts.scheme!r}")
+        self._table = f"`{database}`.{_CH_TABLE}"
+        self._release = client.close
 
-            def execute(sql: str, params: dict[str, Any], fetch: bool) -> Any:
+        def execute(sql: str, params: dict[str, Any], fetch: bool) -> Any:
+            with self._lock:  # one client, one statement at a time
                 if fetch:
                     return client.query_df(sql, parameters=params)
                 client.command(sql, parameters=params)
                 return None
 
-            self._execute = execute
-        else:  # pragma: no cover — open_ledger only sends these schemes
-            raise ConfigError(f"history.url: unsupported scheme {parts.scheme!r}")
+        self._execute = execute
         try:
             self._execute(_CH_SCHEMA.replace("{table}", self._table), {}, False)
             self._execute(_CH_MIGRATE.replace("{table}", self._table), {}, False)
