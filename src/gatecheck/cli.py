@@ -18,7 +18,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,7 +35,7 @@ from gatecheck.config import PROJECT_FILE, Project, load_project
 from gatecheck.errors import ConfigError, GatecheckError, one_line
 from gatecheck.history import Ledger
 from gatecheck.results import ExitCode, Verdict
-from gatecheck.service import disarm_shutdown_watchdog
+from gatecheck.service import disarm_shutdown_watchdog, serve_project
 
 
 class _OneLineUsageErrors(TyperGroup):
@@ -157,6 +157,11 @@ def _evaluate(
             return evaluation.verdict
 
     return asyncio.run(go())
+
+
+def _say(line: str) -> None:
+    """A progress line: on stderr, so stdout holds only the report."""
+    typer.echo(line, err=True)
 
 
 def _finish(verdict: Verdict, fmt: VerdictFormat, output: Path | None) -> None:
@@ -340,42 +345,9 @@ def serve(
     with _user_errors():
         project = load_project(config, expectations=True)
         try:
-            _run_service(project, listen, phase)
+            serve_project(project, listen, phase)
         finally:
             disarm_shutdown_watchdog()
-
-
-API_TOKEN_ENV = "GATECHECK_API_TOKEN"
-
-
-def _run_service(
-    project: Project,
-    listen: str | None,
-    phases: list[str] | None,
-    recorded_since: datetime | None = None,
-) -> None:
-    from gatecheck.service import Service, is_loopback, serve
-
-    address = listen or project.config.service.listen
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"--listen: expected HOST:PORT, got {address!r}")
-    ledger = _open_ledger(project)
-    if ledger is None:
-        raise ConfigError(f"{PROJECT_FILE}: history: the service needs a history ledger (history.url)")
-    token = os.environ.get(API_TOKEN_ENV) or None
-    if not is_loopback(host) and token is None:
-        ledger.close()
-        raise ConfigError(
-            f"--listen {address}: listening beyond loopback needs a bearer token for the "
-            f"state-changing endpoints; set {API_TOKEN_ENV}"
-        )
-    try:
-        chosen = phases or project.config.service.phases or [g.phase for g in project.chain()]
-        service = Service(project, ledger, list(chosen), api_token=token, recorded_since=recorded_since)
-        asyncio.run(serve(service, host.strip("[]"), int(port)))
-    finally:
-        ledger.close()
 
 
 @app.command()
@@ -421,81 +393,14 @@ def demo(
 ) -> None:
     """Build the demo warehouse (chDB) and bus (bundled nats-server) under .gatecheck/ for a
     scenario, run a gate on them (or, with --serve, the service), and stop the server again."""
-    from gatecheck.demo.bus import BUS_SCENARIOS, NatsServer, free_port, prepare_bus
-    from gatecheck.demo.metrics import METRICS_SCENARIOS, normalize_registry, serve_registry
-    from gatecheck.demo.reference import SCENARIOS, build_reference
-    from gatecheck.gate import parse_as_of
-    from gatecheck.sources.clickhouse import embedded_session
+    from gatecheck.demo.run import run_demo
 
     with _user_errors():
-        known = (*SCENARIOS, *BUS_SCENARIOS, *METRICS_SCENARIOS)
-        if scenario not in known:
-            raise ConfigError(f"--scenario: unknown scenario {scenario!r} (known: {', '.join(known)})")
-        started = datetime.now(UTC)
-        moment = parse_as_of(as_of).replace(microsecond=0)
-        root = config
-        # The demo always runs on its own embedded sources, whatever the shell exports.
-        environ = {**os.environ, "GATECHECK_CLICKHOUSE_URL": "chdb://.gatecheck/warehouse"}
-        project = load_project(root, environ=environ, expectations=True)
-        gate = project.gate(phase)
-        server = NatsServer(project.root / ".gatecheck" / "nats")
-        with (
-            embedded_session(project.root / ".gatecheck" / "warehouse", create=True) as session,
-            contextlib.ExitStack() as stack,
-        ):
-            counts = build_reference(
-                session, "default", moment, scenario if scenario in SCENARIOS else "healthy"
-            )
-            try:
-                if scenario == "nats-down":
-                    url = f"nats://127.0.0.1:{free_port()}"  # nobody listens there
-                else:
-                    url = server.start().url
-                    prepare_bus(url, scenario)
-                metrics_port = free_port()
-                exposition = serve_registry(normalize_registry(scenario), metrics_port)
-                stack.callback(exposition.shutdown)  # type: ignore[attr-defined]
-                metrics_url = f"scrape+http://127.0.0.1:{metrics_port}/metrics"
-                project = load_project(
-                    root,
-                    environ={**environ, "GATECHECK_NATS_URL": url, "GATECHECK_PROMETHEUS_URL": metrics_url},
-                )
-                if serve_demo:
-                    typer.echo(
-                        f"demo: scenario {scenario}: serving every phase on the demo sources "
-                        f"(bus {url}); Ctrl-C stops",
-                        err=True,
-                    )
-                    try:
-                        _run_service(project, listen, None, recorded_since=started)
-                    finally:
-                        server.stop()
-                        disarm_shutdown_watchdog()
-                    raise typer.Exit(0)
-                typer.echo(
-                    f"demo: scenario {scenario}: warehouse as of {moment.isoformat()} "
-                    f"({sum(counts.values())} rows), bus {url}, metrics {metrics_url}",
-                    err=True,
-                )
-                # JetStream stamps messages as they are published: without --as-of, judge
-                # right after publishing, so the bus traffic lies inside the windows.
-                judged_at = moment.isoformat() if as_of is not None else None
-                # The phases this one requires are evaluated (and recorded) first, so its
-                # `requires` is judged on real records. A soak cannot pass in a demo that
-                # has just started: that one assumption is made, and said.
-                # Each demo run judges only what it recorded itself: a `requires` is met by
-                # this run's evaluation of the earlier phase, never by a previous scenario's.
-                for earlier in project.prerequisites(phase):
-                    result = _evaluate(project, earlier, judged_at, [], False, recorded_since=started)
-                    typer.echo(f"demo: gatecheck run --phase {earlier}  → {result.verdict.value}", err=True)
-                soaked = gate.soak is not None
-                typer.echo(
-                    f"demo: gatecheck run --phase {phase}" + (" --assume-soaked" if soaked else ""),
-                    err=True,
-                )
-                verdict = _evaluate(project, phase, judged_at, [], soaked, recorded_since=started)
-            finally:
-                server.stop()
+        verdict = run_demo(
+            config, scenario, phase, as_of, serve=serve_demo, listen=listen, say=_say
+        )
+    if verdict is None:  # served until stopped
+        raise typer.Exit(0)
     _finish(verdict, fmt, None)
 
 

@@ -644,3 +644,38 @@ def disarm_shutdown_watchdog() -> None:
 async def serve(service: Service, host: str, port: int) -> None:
     """Run the service on HOST:PORT until SIGTERM/SIGINT."""
     await run_service(service, make_server(service, host, port))
+
+
+#: The bearer token for the state-changing endpoints; required beyond loopback.
+API_TOKEN_ENV = "GATECHECK_API_TOKEN"
+
+
+def serve_project(
+    project: Project,
+    listen: str | None,
+    phases: list[str] | None,
+    recorded_since: datetime | None = None,
+) -> None:
+    """``gatecheck serve``: the project's phases on ``listen`` (default ``service.listen``)
+    until SIGTERM/SIGINT, recording into ``history.url``."""
+    from gatecheck.history import open_ledger
+
+    address = listen or project.config.service.listen
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--listen: expected HOST:PORT, got {address!r}")
+    if project.config.history is None:
+        raise ConfigError("gatecheck.yaml: history: the service needs a history ledger (history.url)")
+    token = os.environ.get(API_TOKEN_ENV) or None
+    if not is_loopback(host) and token is None:
+        raise ConfigError(
+            f"--listen {address}: listening beyond loopback needs a bearer token for the "
+            f"state-changing endpoints; set {API_TOKEN_ENV}"
+        )
+    ledger = open_ledger(project.config.history.url, project.root)
+    try:
+        chosen = phases or project.config.service.phases or [g.phase for g in project.chain()]
+        service = Service(project, ledger, list(chosen), api_token=token, recorded_since=recorded_since)
+        asyncio.run(serve(service, host.strip("[]"), int(port)))
+    finally:
+        ledger.close()

@@ -1,0 +1,109 @@
+"""``gatecheck demo``: the reference warehouse (chDB), the Phase B bus (the bundled
+nats-server) and the normalize exposition for one scenario, then the gate through the engine
+(or, with ``serve``, the service), and every server stopped again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gatecheck.config import load_project
+from gatecheck.errors import ConfigError
+from gatecheck.results import Verdict
+
+
+def scenarios() -> tuple[str, ...]:
+    from gatecheck.demo.bus import BUS_SCENARIOS
+    from gatecheck.demo.metrics import METRICS_SCENARIOS
+    from gatecheck.demo.reference import SCENARIOS
+
+    return (*SCENARIOS, *BUS_SCENARIOS, *METRICS_SCENARIOS)
+
+
+def run_demo(
+    root: Path,
+    scenario: str,
+    phase: str,
+    as_of: str | None = None,
+    *,
+    serve: bool = False,
+    listen: str | None = None,
+    say: Callable[[str], None] = print,
+) -> Verdict | None:
+    """Build the scenario under ``root/.gatecheck/``, evaluate ``phase`` after the phases it
+    requires (each recorded, so ``requires`` is judged on real records of this run), and return
+    its verdict; with ``serve``, run the service on the demo until stopped and return None."""
+    from gatecheck.demo.bus import NatsServer, free_port, prepare_bus
+    from gatecheck.demo.metrics import normalize_registry, serve_registry
+    from gatecheck.demo.reference import SCENARIOS, build_reference
+    from gatecheck.engine import Engine
+    from gatecheck.gate import parse_as_of
+    from gatecheck.service import disarm_shutdown_watchdog, serve_project
+    from gatecheck.sources.clickhouse import embedded_session
+
+    known = scenarios()
+    if scenario not in known:
+        raise ConfigError(f"--scenario: unknown scenario {scenario!r} (known: {', '.join(known)})")
+    # Each demo run judges only what it recorded itself: a `requires` is met by this run's
+    # evaluation of the earlier phase, never by a previous scenario's record.
+    started = datetime.now(UTC)
+    moment = parse_as_of(as_of).replace(microsecond=0)
+    # The demo always runs on its own embedded sources, whatever the shell exports.
+    environ = {**os.environ, "GATECHECK_CLICKHOUSE_URL": "chdb://.gatecheck/warehouse"}
+    project = load_project(root, environ=environ, expectations=True)
+    gate = project.gate(phase)
+    server = NatsServer(project.root / ".gatecheck" / "nats")
+    with (
+        embedded_session(project.root / ".gatecheck" / "warehouse", create=True) as session,
+        contextlib.ExitStack() as stack,
+    ):
+        counts = build_reference(session, "default", moment, scenario if scenario in SCENARIOS else "healthy")
+        try:
+            if scenario == "nats-down":
+                url = f"nats://127.0.0.1:{free_port()}"  # nobody listens there
+            else:
+                url = server.start().url
+                prepare_bus(url, scenario)
+            metrics_port = free_port()
+            exposition = serve_registry(normalize_registry(scenario), metrics_port)
+            stack.callback(exposition.shutdown)  # type: ignore[attr-defined]
+            metrics_url = f"scrape+http://127.0.0.1:{metrics_port}/metrics"
+            project = load_project(
+                root, environ={**environ, "GATECHECK_NATS_URL": url, "GATECHECK_PROMETHEUS_URL": metrics_url}
+            )
+            if serve:
+                say(
+                    f"demo: scenario {scenario}: serving every phase on the demo sources (bus {url}); "
+                    "Ctrl-C stops"
+                )
+                try:
+                    serve_project(project, listen, None, recorded_since=started)
+                finally:
+                    disarm_shutdown_watchdog()
+                return None
+            say(
+                f"demo: scenario {scenario}: warehouse as of {moment.isoformat()} "
+                f"({sum(counts.values())} rows), bus {url}, metrics {metrics_url}"
+            )
+            # JetStream stamps messages as they are published: without --as-of, judge right
+            # after publishing, so the bus traffic lies inside the windows.
+            judged_at = moment if as_of is not None else None
+            # A soak cannot pass in a demo that has just started: that one assumption is made,
+            # and said.
+            soaked = gate.soak is not None
+
+            async def judge() -> Verdict:
+                async with Engine(project, recorded_since=started) as engine:
+                    for earlier in project.prerequisites(phase):
+                        result = await engine.evaluate(earlier, judged_at)
+                        say(f"demo: gatecheck run --phase {earlier}  → {result.verdict.verdict.value}")
+                    say(f"demo: gatecheck run --phase {phase}" + (" --assume-soaked" if soaked else ""))
+                    return (await engine.evaluate(phase, judged_at, assume_soaked=soaked)).verdict
+
+            return asyncio.run(judge())
+        finally:
+            server.stop()
