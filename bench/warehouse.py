@@ -28,7 +28,7 @@ from gatecheck.config import load_project
 from gatecheck.demo.reference import HOURS, build_reference
 from gatecheck.engine import Engine
 from gatecheck.gate import window_for
-from gatecheck.runner import _ge
+from gatecheck.runner import Validator
 from gatecheck.sources.clickhouse import embedded_session, format_parameter, wrap_readonly
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--naive-max", type=int, default=5_000_000, help="largest raw window to pull")
     args = parser.parse_args()
     scales = [parse_count(s) for s in args.edges.split(",")] + ([100_000_000] if args.big else [])
-    gx, batch_definition = _ge()
+    gx, batch_definition = Validator().context()
     from great_expectations.expectations.registry import get_expectation_impl
 
     with tempfile.TemporaryDirectory() as tmp:

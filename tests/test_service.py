@@ -302,7 +302,7 @@ def test_a_hanging_source_costs_its_own_checks_not_the_other_phases(
         gate = {"phase": "svc-slow", "environment": "e-silent", "checks": [{"suite": "soak_criteria"}]}
         (root / "gates" / "svc-slow.yaml").write_text(yaml.safe_dump(gate))
         svc = Service(load_project(root, environ={}), SqliteLedger(tmp_path / "l.db"), ["svc-slow", "svc-go"])
-        warm_up()  # as run_service does before its first evaluation
+        warm_up(svc.engine.validator)  # as run_service does before its first evaluation
 
         async def both() -> tuple[Verdict, float, Verdict, float]:
             started = time.perf_counter()

@@ -10,8 +10,9 @@ It owns what an evaluation needs and what must be released after it:
 
 - the **source factory** (``source_factory``, default :func:`gatecheck.sources.open_source`):
   a test hands the engine fake sources to exercise gate logic without a backend;
-- the **Great Expectations thread**: every validation runs there, off the event loop, one at
-  a time, each bounded by ``validation_timeout`` (a validation that overruns is the check's
+- the **Great Expectations validator and its thread**: the engine's own GE context; every
+  validation runs on its one thread, off the event loop, one at a time, each bounded by
+  ``validation_timeout`` (a validation that overruns is the check's
   ``error``; the thread is shut down with the engine);
 - the **history ledger** that ``requires`` and soak are judged on and each evaluation is
   recorded into — opened from ``history.url`` unless one is given, and closed with the engine
@@ -36,6 +37,7 @@ from gatecheck.config import Project, SourceConfig
 from gatecheck.errors import ValidationTimeout
 from gatecheck.history import Ledger, open_ledger
 from gatecheck.results import Verdict
+from gatecheck.runner import Validator, warm_up
 from gatecheck.sources.base import Source, open_source
 
 T = TypeVar("T")
@@ -85,6 +87,8 @@ class Engine:
             ledger = open_ledger(history.url, project.root) if history is not None else None
         self.ledger: Ledger | None = ledger
         self._executor: ThreadPoolExecutor | None = None
+        # The engine's own Great Expectations context, used from its validation thread only.
+        self.validator = Validator()
 
     # ---------------------------------------------------------------- lifetime
 
@@ -124,9 +128,7 @@ class Engine:
 
     async def warm_up(self) -> None:
         """Import Great Expectations and build its context now, on its thread (seconds)."""
-        from gatecheck.runner import warm_up
-
-        await self.in_validation_thread(warm_up)
+        await self.in_validation_thread(warm_up, self.validator)
 
     async def evaluate(
         self,
@@ -154,6 +156,7 @@ class Engine:
             self.recorded_since,
             source_factory=self.source_factory,
             judge_in=self.in_validation_thread,
+            validator=self.validator,
         )
         duration = time.perf_counter() - started
         recorded = record and self.ledger is not None

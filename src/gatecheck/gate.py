@@ -48,7 +48,7 @@ from gatecheck.results import (
     VerdictState,
     Window,
 )
-from gatecheck.runner import judge_evidence, validate_frame
+from gatecheck.runner import Validator, judge_evidence, validate_frame
 from gatecheck.sources.base import Source, open_source
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,7 @@ async def evaluate(
     *,
     source_factory: Callable[..., Source] = open_source,
     judge_in: JudgeIn | None = None,
+    validator: Validator | None = None,
 ) -> Verdict:
     """Evaluate ``phase`` at ``as_of`` (default: now).
 
@@ -153,7 +154,10 @@ async def evaluate(
     judging = judge_in or _in_a_thread
     try:
         refs: list[CheckRef | RollbackRef] = [*gate.checks, *gate.rollback]
-        jobs = [_run_check(project, gate, ref, _role(ref), as_of, thresholds, pool, judging) for ref in refs]
+        jobs = [
+            _run_check(project, gate, ref, _role(ref), as_of, thresholds, pool, judging, validator)
+            for ref in refs
+        ]
         checks = list(await asyncio.gather(*jobs))
     finally:
         await pool.aclose()
@@ -354,6 +358,7 @@ async def _run_check(
     thresholds: Mapping[str, ResolvedThreshold],
     pool: SourcePool,
     judge_in: JudgeIn,
+    validator: Validator | None = None,
 ) -> CheckResult:
     suite = project.suites[ref.suite]
     # The gate's window is for its checks; a rollback suite watches the last minutes and
@@ -392,7 +397,7 @@ async def _run_check(
     try:
         # Great Expectations is CPU work: off the event loop (the service's API and other
         # phases stay responsive).
-        result: CheckResult = await judge_in(judge, suite, frame, thresholds, base)
+        result: CheckResult = await judge_in(judge, suite, frame, thresholds, base, validator)
         return result
     except ValidationTimeout as exc:
         return CheckResult(**base, outcome=Outcome.ERROR, reason=str(exc))
@@ -431,6 +436,7 @@ def judge(
     frame: pd.DataFrame,
     thresholds: Mapping[str, ResolvedThreshold],
     base: dict[str, Any],
+    validator: Validator | None = None,
 ) -> CheckResult:
     """Turn one query result into a CheckResult (evidence first, then expectations)."""
     rows = len(frame)
@@ -459,7 +465,7 @@ def judge(
     evidence = judge_evidence(suite, frame, thresholds)
     if isinstance(evidence, str):
         return CheckResult(**base, rows=rows, outcome=Outcome.ERROR, reason=evidence)
-    expectations = validate_frame(suite, frame, thresholds)
+    expectations = validate_frame(suite, frame, thresholds, validator)
     outcome, reason = _check_outcome(expectations, evidence)
     return CheckResult(
         **base, rows=rows, outcome=outcome, evidence=evidence, expectations=expectations, reason=reason

@@ -1,19 +1,18 @@
 """Validate a suite's aggregate frame with Great Expectations 1.x and judge the evidence.
 
-GE runs in one ephemeral context per process (nothing written to disk, progress bars and
-analytics off) with a pandas datasource that takes each query's frame as a batch. Suite
-parameters (``{$PARAMETER: name}``) are GE's own; their values come from thresholds.yaml.
+GE runs in an ephemeral context owned by a :class:`Validator` (one per engine; nothing
+written to disk, progress bars and analytics off) with a pandas datasource that takes each
+query's frame as a batch. Suite parameters (``{$PARAMETER: name}``) are GE's own; their
+values come from thresholds.yaml.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import threading
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from functools import lru_cache
 from numbers import Number
 from typing import Any
 
@@ -31,38 +30,54 @@ from gatecheck.results import (
 )
 
 _BOUNDS = {"max_value": "max", "min_value": "min"}
-# The Great Expectations context is one per process (below) and not thread-safe: engines on
-# different threads take turns validating.
-_GE_LOCK = threading.Lock()
 
 
-@lru_cache(maxsize=1)
-def _ge() -> Any:
-    # Analytics would try the network; must be off before GE is imported.
+
+def _import_ge() -> Any:
+    """Great Expectations, imported with analytics off (it would try the network)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
 
-    # GE's default ephemeral context creates a temporary data-docs directory; this one
-    # keeps everything in memory and writes nothing.
-    project_config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
-        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
-        analytics_enabled=False,
-    )
-    context = gx.get_context(mode="ephemeral", project_config=project_config)
-    asset = context.data_sources.add_pandas("gatecheck").add_dataframe_asset("aggregates")
-    batch_definition = asset.add_batch_definition_whole_dataframe("frame")
-    return gx, batch_definition
+    return gx
 
 
-def warm_up() -> None:
-    """Import Great Expectations and build its context now (it takes seconds)."""
-    _ge()
+class Validator:
+    """One Great Expectations ephemeral context with a pandas datasource that takes each
+    query's frame as a batch. An engine owns one and uses it from its validation thread only;
+    building it (after GE's import) takes milliseconds, nothing is written to disk."""
+
+    def __init__(self) -> None:
+        self._built: tuple[Any, Any] | None = None
+
+    def context(self) -> tuple[Any, Any]:
+        """(the ``great_expectations`` module, the batch definition), built on first use."""
+        if self._built is None:
+            gx = _import_ge()
+            from great_expectations.data_context.types.base import (
+                DataContextConfig,
+                InMemoryStoreBackendDefaults,
+                ProgressBarsConfig,
+            )
+
+            # GE's default ephemeral context creates a temporary data-docs directory; this one
+            # keeps everything in memory and writes nothing.
+            project_config = DataContextConfig(
+                store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+                progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+                analytics_enabled=False,
+            )
+            context = gx.get_context(mode="ephemeral", project_config=project_config)
+            asset = context.data_sources.add_pandas("gatecheck").add_dataframe_asset("aggregates")
+            self._built = (gx, asset.add_batch_definition_whole_dataframe("frame"))
+        return self._built
+
+
+def warm_up(validator: Validator | None = None) -> None:
+    """Import Great Expectations and build ``validator``'s context now (the import takes seconds)."""
+    if validator is not None:
+        validator.context()
+    else:
+        _import_ge()
 
 
 def expectation_problems(spec: ExpectationSpec) -> list[str]:
@@ -101,7 +116,7 @@ _INDEX = "gatecheck_index"
 
 
 def _build(spec: ExpectationSpec, index: int = 0) -> Any:
-    _ge()
+    _import_ge()
     from great_expectations.expectations.registry import get_expectation_impl
 
     try:
@@ -241,10 +256,14 @@ def judge_evidence(
 
 
 def validate_frame(
-    suite: SuiteConfig, frame: pd.DataFrame, thresholds: Mapping[str, ResolvedThreshold]
+    suite: SuiteConfig,
+    frame: pd.DataFrame,
+    thresholds: Mapping[str, ResolvedThreshold],
+    validator: Validator | None = None,
 ) -> list[ExpectationResult]:
-    """Run the suite's expectations on the frame, one ExpectationResult each."""
-    gx, batch_definition = _ge()
+    """Run the suite's expectations on the frame, one ExpectationResult each (on
+    ``validator``'s context; without one, on a context of its own)."""
+    gx, batch_definition = (validator or Validator()).context()
     groups = group_columns(suite, frame)
     parameters = {name: thresholds[name].value for name in suite.parameters() if name in thresholds}
     built: dict[int, Any] = {}
@@ -265,15 +284,12 @@ def validate_frame(
         if groups:
             result_format["unexpected_index_column_names"] = groups
         try:
-            with _GE_LOCK:  # one context per process: validations take turns
-                batch = batch_definition.get_batch(
-                    batch_parameters={
-                        "dataframe": _for_ge(frame, groups, [suite.expectations[i] for i in built])
-                    }
-                )
-                validation = batch.validate(
-                    expectation_suite, expectation_parameters=parameters, result_format=result_format
-                )
+            batch = batch_definition.get_batch(
+                batch_parameters={"dataframe": _for_ge(frame, groups, [suite.expectations[i] for i in built])}
+            )
+            validation = batch.validate(
+                expectation_suite, expectation_parameters=parameters, result_format=result_format
+            )
         except Exception as exc:  # GE itself failed on this answer: every expectation is an error
             reason = f"Great Expectations could not validate the answer: {_one_line(exc)}"
             errors.update({i: _errored(suite.expectations[i], thresholds, suite.name, reason) for i in built})
