@@ -22,10 +22,13 @@ from hypothesis import strategies as st
 from gatecheck.config import ParameterRef, ResolvedThreshold, SuiteConfig, load_project
 from gatecheck.gate import judge, window_for
 from gatecheck.results import Outcome
+from gatecheck.runner import Validator
 
 from .conftest import REPO
 
 PROJECT = load_project(REPO, environ={})
+# One Great Expectations context for the module's many validations, as an engine keeps one.
+VALIDATOR = Validator()
 AS_OF = datetime(2026, 11, 22, 6, tzinfo=UTC)
 
 
@@ -90,7 +93,7 @@ def check(name: str, frame: pd.DataFrame):
     suite, thresholds = SUITES[name]
     window = window_for(AS_OF, suite.window.length, suite.window.settle)
     base = {"suite": name, "source": suite.source, "role": "required", "window": window}
-    return judge(suite, frame, thresholds, base)
+    return judge(suite, frame, thresholds, base, VALIDATOR)
 
 
 @pytest.mark.parametrize("name", sorted(SUITES))
