@@ -734,3 +734,30 @@ def test_the_schedule_starts_a_phase_only_after_the_phases_it_requires(service_c
     assert spans["order-b"][0] >= spans["order-a"][1]
     assert spans["order-c"][0] >= spans["order-b"][1]
     assert spans["order-free"][0] < spans["order-a"][1]  # independent: side by side
+
+
+def test_a_stop_cancels_the_service_own_work_and_nothing_else(service_config: Path, tmp_path: Path) -> None:
+    """The service runs inside someone's event loop (here a test's): stopping it cancels its
+    cycles, never another task of that loop."""
+    svc = Service(load_project(service_config, environ={}), SqliteLedger(tmp_path / "l.db"), ["svc-go"])
+    seen: dict[str, bool] = {}
+
+    async def main() -> None:
+        foreign = asyncio.create_task(asyncio.sleep(60), name="not-the-service's")
+        server = make_server(svc, "127.0.0.1", free_port())
+        running = asyncio.create_task(run_service(svc, server))
+        deadline = time.monotonic() + 60
+        while svc.states["svc-go"].verdict is None:
+            assert time.monotonic() < deadline, "no evaluation"
+            await asyncio.sleep(0.05)
+        server.should_exit = True
+        await asyncio.wait_for(running, 30)
+        seen["foreign alive"] = not foreign.done()
+        seen["cycles left"] = bool(svc._cycles)
+        foreign.cancel()
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()))  # not the main thread: no signals
+    thread.start()
+    thread.join(timeout=90)
+    assert not thread.is_alive()
+    assert seen == {"foreign alive": True, "cycles left": False}

@@ -71,6 +71,7 @@ class Service:
     states: dict[str, PhaseState] = field(default_factory=dict)
     source_up: dict[tuple[str, str], bool] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _cycles: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         # The one engine evaluates for the service; it shares the service's ledger.
@@ -141,6 +142,11 @@ class Service:
         concurrently. Never raises; a stop cancels every evaluation of the cycle."""
         chosen = set(phases)
         tasks: dict[str, asyncio.Task[None]] = {}
+        # The service's own work: a stop cancels these, and nothing else in the loop.
+        current = asyncio.current_task()
+        if current is not None:
+            self._cycles.add(current)
+            current.add_done_callback(self._cycles.discard)
 
         async def after_prerequisites(phase: str) -> None:
             earlier = [tasks[p] for p in self.project.prerequisites(phase) if p in tasks]
@@ -606,10 +612,11 @@ async def run_service(service: Service, server: Any) -> None:
         await server.serve()
     if threading.current_thread() is threading.main_thread():
         _arm_shutdown_watchdog()
-    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    # Only the service's own cycles are cancelled (uvicorn has stopped its request tasks); a
+    # cancelled evaluation is abandoned unrecorded, and a complete one is recorded whole.
+    tasks = list(service._cycles)
     for task in tasks:
         task.cancel()
-    # Cancelled evaluations are abandoned unrecorded; do not wait on them for ever.
     await asyncio.wait(tasks, timeout=10) if tasks else None
     service.engine.close()
 
