@@ -38,7 +38,7 @@ from gatecheck.errors import ValidationTimeout
 from gatecheck.history import Ledger, open_ledger
 from gatecheck.results import Verdict
 from gatecheck.runner import Validator, warm_up
-from gatecheck.sources.base import Source, open_source
+from gatecheck.sources import Source, open_source
 
 T = TypeVar("T")
 

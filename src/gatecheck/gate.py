@@ -49,7 +49,7 @@ from gatecheck.results import (
     Window,
 )
 from gatecheck.runner import Validator, judge_evidence, validate_frame
-from gatecheck.sources.base import Source, open_source
+from gatecheck.sources import Source, open_source
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""The source contract and the registry of source implementations.
+"""The source contract. It imports no implementation: the registry that maps a source's
+configuration to its implementation is :mod:`gatecheck.sources` (``SOURCE_TYPES``).
 
 A source answers one suite query with a *small* pandas DataFrame of aggregates: the heavy
 work happens inside the source (SQL, JetStream APIs, PromQL), never in Python.
@@ -7,19 +8,13 @@ work happens inside the source (SQL, JetStream APIs, PromQL), never in Python.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from gatecheck.config import (
-    ClickHouseSourceConfig,
-    NatsSourceConfig,
-    PrometheusSourceConfig,
-    SourceConfig,
-)
+from gatecheck.config import SourceConfig
 from gatecheck.errors import redact
 
 QueryParameters = Mapping[str, datetime | bool | int | float | str]
@@ -46,38 +41,3 @@ class Source(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {redact(self.config.url)}>"
-
-
-def _clickhouse(name: str, config: Any, root: Path) -> Source:
-    from gatecheck.sources.clickhouse import ClickHouseSource
-
-    return ClickHouseSource(name, config, root)
-
-
-def _nats(name: str, config: Any, root: Path) -> Source:
-    from gatecheck.sources.nats import NatsSource
-
-    return NatsSource(name, config, root)
-
-
-def _prometheus(name: str, config: Any, root: Path) -> Source:
-    if config.url.startswith("scrape+"):
-        from gatecheck.sources.scrape import ScrapeSource
-
-        return ScrapeSource(name, config, root)
-    from gatecheck.sources.prometheus import PrometheusSource
-
-    return PrometheusSource(name, config, root)
-
-
-#: config model → implementation. Explicit, no plugin discovery.
-SOURCE_TYPES: dict[type, Callable[[str, Any, Path], Source]] = {
-    ClickHouseSourceConfig: _clickhouse,
-    NatsSourceConfig: _nats,
-    PrometheusSourceConfig: _prometheus,
-}
-
-
-def open_source(name: str, config: SourceConfig, root: Path) -> Source:
-    """Build the source for ``config``; relative embedded paths resolve against ``root``."""
-    return SOURCE_TYPES[type(config)](name, config, root)
