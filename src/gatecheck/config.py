@@ -863,6 +863,8 @@ def _suite_refs(gate: GateConfig) -> Iterable[tuple[str, str]]:
 
 def cross_check(project: Project) -> list[str]:
     """Problems that span files: unknown names, unresolved parameters, bad SQL."""
+    from gatecheck.sources import SOURCE_TYPES  # the registry of source kinds and query forms
+
     problems: list[str] = []
     unresolved: dict[tuple[str, str, str], list[str]] = {}
     unknown_sources: dict[tuple[str, str], dict[str, list[str]]] = {}
@@ -946,11 +948,11 @@ def cross_check(project: Project) -> list[str]:
                 )
             else:
                 source_type = type(sources[suite.source])
-                wants = _QUERY_FORMS[source_type]
-                if not isinstance(suite.query, wants[0]):
+                source_kind = SOURCE_TYPES[source_type]
+                if not isinstance(suite.query, source_kind.query_types):
                     problems.append(
-                        f"{suite_label}: query: source {suite.source!r} is a {wants[1]} source, "
-                        f"so the query must be {wants[2]}"
+                        f"{suite_label}: query: source {suite.source!r} is a {source_kind.label} source, "
+                        f"so the query must be {source_kind.query_help}"
                     )
                 elif isinstance(suite.query, str):
                     text_problems = sql_problems if source_type is ClickHouseSourceConfig else promql_problems
@@ -1171,13 +1173,6 @@ def _scrape_problems(suite: SuiteConfig) -> list[tuple[str, str]]:
             found.extend((where, p) for p in scrape_problems(promql))
     return found
 
-
-# Which query form each source type takes (type, source kind, what the query must be).
-_QUERY_FORMS: dict[type, tuple[type | tuple[type, ...], str, str]] = {
-    ClickHouseSourceConfig: (str, "ClickHouse", "SQL text"),
-    NatsSourceConfig: (NatsQuery, "NATS", "a mapping of streams / consumers / counts / derive"),
-    PrometheusSourceConfig: ((str, PromQuery), "Prometheus", "PromQL text or a mapping of measures"),
-}
 
 _STATEMENT_START = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(\w+)", re.S)
 

@@ -6,13 +6,16 @@ a new source is a module, a config model in the ``SourceConfig`` union, and a li
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gatecheck.config import (
     ClickHouseSourceConfig,
+    NatsQuery,
     NatsSourceConfig,
     PrometheusSourceConfig,
+    PromQuery,
     SourceConfig,
 )
 from gatecheck.sources.base import QueryParameters, Source
@@ -42,17 +45,31 @@ def _prometheus(name: str, config: Any, root: Path) -> Source:
     return PrometheusSource(name, config, root)
 
 
-#: config model → implementation. Explicit, no plugin discovery.
-SOURCE_TYPES: dict[type, Callable[[str, Any, Path], Source]] = {
-    ClickHouseSourceConfig: _clickhouse,
-    NatsSourceConfig: _nats,
-    PrometheusSourceConfig: _prometheus,
+@dataclass(frozen=True)
+class SourceKind:
+    """One kind of source: how to open it, and the query form its suites are written in."""
+
+    open: Callable[[str, Any, Path], Source]
+    label: str  # "ClickHouse", for messages
+    query_types: tuple[type, ...]  # what a suite's `query:` parses into for this kind
+    query_help: str  # what the query must be, for the message when it is not
+
+
+#: config model → its kind. Explicit, no plugin discovery.
+SOURCE_TYPES: dict[type, SourceKind] = {
+    ClickHouseSourceConfig: SourceKind(_clickhouse, "ClickHouse", (str,), "SQL text"),
+    NatsSourceConfig: SourceKind(
+        _nats, "NATS", (NatsQuery,), "a mapping of streams / consumers / counts / derive"
+    ),
+    PrometheusSourceConfig: SourceKind(
+        _prometheus, "Prometheus", (str, PromQuery), "PromQL text or a mapping of measures"
+    ),
 }
 
 
 def open_source(name: str, config: SourceConfig, root: Path) -> Source:
     """Build the source for ``config``; relative embedded paths resolve against ``root``."""
-    return SOURCE_TYPES[type(config)](name, config, root)
+    return SOURCE_TYPES[type(config)].open(name, config, root)
 
 
-__all__ = ["SOURCE_TYPES", "QueryParameters", "Source", "open_source"]
+__all__ = ["SOURCE_TYPES", "QueryParameters", "Source", "SourceKind", "open_source"]
