@@ -73,7 +73,6 @@ NAIVE: dict[str, tuple[str, list[dict[str, Any]]]] = {
 }
 
 
-
 async def through_engine(project: Any, phase: str) -> Any:
     """One evaluation through the engine, as the CLI and the service run it (not recorded)."""
     async with Engine(project, ledger=None) as engine:

@@ -300,3 +300,36 @@ def test_a_ledger_from_before_the_stored_facts_is_migrated(tmp_path: Path) -> No
     ledger.record(verdict("p", AS_OF), 0.1)
     assert ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF) == [(AS_OF - HOUR, False, True), (AS_OF, True, False)]
     assert [r.checks_failed for r in ledger.history("p")] == [True, False]
+
+
+def test_a_clickhouse_ledger_from_before_the_stored_facts_is_migrated(warehouse: Path, tmp_path: Path) -> None:
+    """The same on chDB: the column is added (NULL for old records, judged from the document)."""
+    import json
+
+    import clickhouse_connect
+
+    database = f"old_ledger_{abs(hash(str(tmp_path))) % 10**8}"
+    client = clickhouse_connect.get_client(dsn=f"chdb://{warehouse.resolve()}")
+    client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    client.command(
+        f"CREATE TABLE `{database}`.gatecheck_evaluations (phase LowCardinality(String),"
+        " environment LowCardinality(String), as_of DateTime64(3, 'UTC'), verdict LowCardinality(String),"
+        " checks_passed UInt8, config_hash String, duration_s Float64, gatecheck_version String,"
+        " recorded_at DateTime64(3, 'UTC'), document String) ENGINE = MergeTree ORDER BY (phase, as_of)"
+    )
+    old = verdict("p", AS_OF - HOUR, Outcome.FAIL)
+    stamp = int(old.as_of.timestamp() * 1000)
+    client.command(
+        f"INSERT INTO `{database}`.gatecheck_evaluations SELECT 'p', 'staging',"
+        " toDateTime64({ms:Int64} / 1000, 3, 'UTC'), 'no-go', 0, 'abc', 0.1, 'old',"
+        " toDateTime64({ms:Int64} / 1000, 3, 'UTC'), {doc:String}",
+        parameters={"ms": stamp, "doc": json.dumps(old.document())},
+    )
+    client.close()
+    ledger = ClickHouseLedger(f"chdb://{warehouse}?database={database}", tmp_path)
+    try:
+        ledger.record(verdict("p", AS_OF), 0.1)
+        assert ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF) == [(AS_OF - HOUR, False, True), (AS_OF, True, False)]
+        assert [r.checks_failed for r in ledger.history("p")] == [True, False]
+    finally:
+        ledger.close()

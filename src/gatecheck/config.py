@@ -36,7 +36,7 @@ from pydantic import (
 )
 
 from gatecheck.durations import Duration
-from gatecheck.errors import ConfigError, redact
+from gatecheck.errors import ConfigError, did_you_mean, redact
 
 PROJECT_FILE = "gatecheck.yaml"
 THRESHOLDS_FILE = "thresholds.yaml"
@@ -1008,11 +1008,13 @@ def cross_check(project: Project) -> list[str]:
 
 # --------------------------------------------------------------------------- thresholds in use
 
-#: Expectation kwargs that take a number, a list, or a boolean (GE's own types are looser:
-#: a bound may be a string, which compares as text and would loosen a gate silently).
-_NUMBER_KWARGS = frozenset({"min_value", "max_value", "value", "mostly", "threshold", "tolerance"})
-_LIST_KWARGS = frozenset({"value_set", "values"})
-_BOOL_KWARGS = frozenset({"strict_min", "strict_max"})
+#: The kind of value an expectation kwarg takes (GE's own types are looser: a bound may be a
+#: string, which compares as text and would loosen a gate silently). Others: any.
+_KWARG_KINDS = {
+    **dict.fromkeys(("min_value", "max_value", "value", "mostly", "threshold", "tolerance"), "number"),
+    **dict.fromkeys(("value_set", "values"), "list"),
+    **dict.fromkeys(("strict_min", "strict_max"), "boolean"),
+}
 _SQL_NUMBER = re.compile(r"^(?:Nullable\()?\s*(?:U?Int\d+|Float\d+|Decimal)", re.I)
 _SQL_TEXT = re.compile(r"^(?:Nullable\()?\s*(?:String|LowCardinality\(String\))", re.I)
 
@@ -1042,18 +1044,11 @@ def threshold_uses(suite: SuiteConfig) -> Iterator[tuple[str, str, str]]:
     value that use needs: number, non-negative number, list, boolean, text or any)."""
     for index, spec in enumerate(suite.expectations):
         for kwarg, value in spec.kwargs.items():
+            # The whole kwarg is the parameter: its value must fit the kwarg. (Nested in a
+            # list or mapping, GE takes it as it is.)
+            whole = isinstance(value, dict) and set(value) == {"$PARAMETER"}
+            kind = _KWARG_KINDS.get(kwarg, "any") if whole else "any"
             for name in _parameter_names(value):
-                if isinstance(value, dict) and set(value) == {"$PARAMETER"}:
-                    if kwarg in _NUMBER_KWARGS:
-                        kind = "number"
-                    elif kwarg in _LIST_KWARGS:
-                        kind = "list"
-                    elif kwarg in _BOOL_KWARGS:
-                        kind = "boolean"
-                    else:
-                        kind = "any"
-                else:
-                    kind = "any"
                 yield name, f"expectations[{index}] ({spec.type}) as {kwarg}", kind
     if suite.evidence is not None and isinstance(suite.evidence.min_total, ParameterRef):
         yield suite.evidence.min_total.name, "evidence.min_total", "non-negative number"
@@ -1069,13 +1064,6 @@ def threshold_uses(suite: SuiteConfig) -> Iterator[tuple[str, str, str]]:
         else:
             kind = "any"
         yield name, f"query parameter {{{name}:{sql_type}}}", kind
-
-
-def _suggest(name: str, known: Iterable[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def threshold_problems(project: Project) -> list[str]:
@@ -1099,17 +1087,20 @@ def threshold_problems(project: Project) -> list[str]:
                 names.update(threshold for threshold, _, _ in uses.get(suite, []))
         return names
 
+    known = used_anywhere | DECLARED_THRESHOLDS
+
+    def unknown(key: str, name: str) -> str:
+        return f"{THRESHOLDS_FILE}: {key}: no suite uses a threshold of this name{did_you_mean(name, known)}"
+
+    def files_of(gates: list[GateConfig]) -> str:
+        return ", ".join(project.files.get(f"gate:{g.phase}", g.phase) for g in gates)
+
     # Unparsed suites may use anything: do not report names they might have used.
     complete = not any(u.startswith("suite:") for u in project.unparsed)
     for name in thresholds.defaults:
-        if complete and name not in used_anywhere and name not in DECLARED_THRESHOLDS:
-            problems.append(
-                f"{THRESHOLDS_FILE}: defaults.{name}: no suite uses a threshold of this name"
-                f"{_suggest(name, used_anywhere | DECLARED_THRESHOLDS)}"
-            )
+        if complete and name not in known:
+            problems.append(unknown(f"defaults.{name}", name))
     layers: list[tuple[str, str, Mapping[str, Any], list[GateConfig]]] = []
-    def files_of(gates: list[GateConfig]) -> str:
-        return ", ".join(project.files.get(f"gate:{g.phase}", g.phase) for g in gates)
 
     for env, values in thresholds.environments.items():
         gates = [g for g in project.gates.values() if g.environment == env]
@@ -1126,16 +1117,13 @@ def threshold_problems(project: Project) -> list[str]:
         for name in layer:
             if name in used:
                 continue
-            if name in used_anywhere or name in DECLARED_THRESHOLDS:
+            if name in known:
                 problems.append(
                     f"{THRESHOLDS_FILE}: {prefix}.{name}: no suite of {whose} uses this threshold, "
                     "so this value would change nothing"
                 )
             else:
-                problems.append(
-                    f"{THRESHOLDS_FILE}: {prefix}.{name}: no suite uses a threshold of this name"
-                    f"{_suggest(name, used_anywhere | DECLARED_THRESHOLDS)}"
-                )
+                problems.append(unknown(f"{prefix}.{name}", name))
 
     # Fit: one line per (value's key, suite, use), naming the phases that would use it.
     misfits: dict[tuple[str, str, str, str], list[str]] = {}

@@ -19,11 +19,20 @@ shown through :func:`redact`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 
 def redact(text: str) -> str:
     """Hide ``user:password@`` in URLs."""
     return re.sub(r"(://[^:/@\s]*):[^@/\s]*@", r"\1:***@", text)
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known`` to a misspelt ``name``, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class GatecheckError(Exception):

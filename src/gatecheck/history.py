@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from gatecheck.errors import ConfigError, GatecheckError, LedgerError, redact
@@ -150,7 +151,7 @@ def _row(verdict: Verdict, duration_s: float) -> dict[str, Any]:
 def _failed(stored: Any, document: dict[str, Any] | None) -> bool:
     """The stored ``checks_failed``; a record written before that column existed has none,
     and is judged from its document once."""
-    if stored is not None and not (isinstance(stored, float) and stored != stored):
+    if stored is not None and stored is not pd.NA and stored == stored:  # NULL: None, NaN or NA
         return bool(stored)
     return document is not None and checks_failed(Verdict.model_validate(document))
 
@@ -237,7 +238,6 @@ class SqliteLedger(Ledger):
             with self._connect() as connection:
                 # Idempotent, and lets the ledger recover if its file was lost meanwhile.
                 connection.executescript(_SQLITE_SCHEMA)
-                _sqlite_migrate(connection)
                 connection.execute("BEGIN IMMEDIATE")
                 connection.execute(
                     "INSERT INTO evaluations (phase, environment, as_of_ms, verdict, checks_passed,"

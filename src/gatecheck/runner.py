@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from gatecheck.config import ExpectationSpec, ParameterRef, ResolvedThreshold, SuiteConfig
+from gatecheck.errors import did_you_mean
 from gatecheck.results import (
     EvidenceResult,
     ExpectationResult,
@@ -30,7 +31,6 @@ from gatecheck.results import (
 )
 
 _BOUNDS = {"max_value": "max", "min_value": "min"}
-
 
 
 def _import_ge() -> Any:
@@ -122,12 +122,9 @@ def _build(spec: ExpectationSpec, index: int = 0) -> Any:
     try:
         cls = get_expectation_impl(spec.type)
     except Exception as exc:
-        import difflib
-
         from great_expectations.expectations.registry import list_registered_expectation_implementations
 
-        close = difflib.get_close_matches(spec.type, list_registered_expectation_implementations(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(spec.type, list_registered_expectation_implementations())
         raise UnknownExpectation(f"unknown Great Expectations expectation type {spec.type!r}{hint}") from exc
     kwargs = spec.kwargs
     # GE does not keep the suite's order in its results; the index in meta pairs them up.
@@ -177,6 +174,11 @@ def group_columns(suite: SuiteConfig, frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
 
 
+def _listed(values: list[Any]) -> str:
+    """A value_set as reports show it: ``file, memory``."""
+    return ", ".join(str(_scalar(v)) for v in values)
+
+
 def _threshold(
     kwarg: str, value: Any, thresholds: Mapping[str, ResolvedThreshold], suite: str
 ) -> Threshold | None:
@@ -184,18 +186,16 @@ def _threshold(
     if kwarg == "value_set" and isinstance(value, list):
         return Threshold(
             name="value_set",
-            value=", ".join(str(_scalar(v)) for v in value),
+            value=_listed(value),
             provenance="suite",
             key=f"suites/{suite}.yaml: expectations.value_set",
         )
     if isinstance(value, dict) and set(value) == {"$PARAMETER"}:
         resolved = thresholds[value["$PARAMETER"]]
-        shown = resolved.value
-        if isinstance(shown, list):  # a value_set from thresholds.yaml
-            shown = ", ".join(str(_scalar(v)) for v in shown)
         return Threshold(
             name=resolved.name,
-            value=shown,
+            # a list is a value_set from thresholds.yaml, shown like one written in the suite
+            value=_listed(resolved.value) if isinstance(resolved.value, list) else resolved.value,
             bound=bound,  # type: ignore[arg-type]
             provenance=resolved.provenance,
             key=resolved.key,

@@ -344,7 +344,6 @@ class RecordSummary(BaseModel):
     not_passed: dict[str, Outcome]
 
 
-
 def create_app(service: Service) -> Any:
     """The FastAPI app: /metrics, /healthz, /readyz and the /api/v1 verdict API."""
     from fastapi import FastAPI, HTTPException, Query, Request

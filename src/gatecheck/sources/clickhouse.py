@@ -257,8 +257,6 @@ def _translate(exc: BaseException, connecting: bool = False, where: str = "Click
     code = getattr(exc, "code", None) or code
     if code in _TIMEOUT_CODES:
         return SourceTimeout(message)
-    if isinstance(exc, ch.ProgrammingError) and "different path" in str(exc).lower():
-        return SourceUnavailable(f"{where}: {message}")
     if connecting or (isinstance(exc, ch.OperationalError) and code is None):
         return SourceUnavailable(f"cannot connect to {where}: {message}")
     if isinstance(exc, ch.Error):
