@@ -71,17 +71,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    from gatecheck.clickhouse import ClickHouse, Target
     from gatecheck.config import load_project
     from gatecheck.demo.bus import free_port
     from gatecheck.demo.reference import build_reference
     from gatecheck.history import SqliteLedger
     from gatecheck.service import Service, make_server, run_service
-    from gatecheck.sources.clickhouse import embedded_session
 
     with tempfile.TemporaryDirectory() as tmp:
         root = copy_config(Path(tmp))
-        with embedded_session(root / ".gatecheck" / "warehouse", create=True) as session:
-            build_reference(session, "default", datetime.now(UTC).replace(microsecond=0))
+        with ClickHouse() as clickhouse:
+            connection = clickhouse.connect(Target.parse("chdb://.gatecheck/warehouse", root), create=True)
+            build_reference(connection, "default", datetime.now(UTC).replace(microsecond=0))
         env = {
             "PATH": str(Path(sys.executable).parent),
             "GATECHECK_HISTORY_URL": f"sqlite:///{root / 'h.db'}",

@@ -22,13 +22,13 @@ from pathlib import Path
 import httpx
 from common import copy_config, percentile
 
+from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import load_project
 from gatecheck.demo.bus import NatsServer, free_port, prepare_bus
 from gatecheck.demo.metrics import normalize_registry, serve_registry
 from gatecheck.demo.reference import build_reference
 from gatecheck.history import SqliteLedger
 from gatecheck.service import Service, make_server, run_service
-from gatecheck.sources.clickhouse import embedded_session
 
 
 def rss_mib() -> float:
@@ -46,10 +46,11 @@ def main() -> None:
         root = copy_config(Path(tmp) / "config", interval="1s")
         warehouse = root / ".gatecheck" / "warehouse"
         with (
-            embedded_session(warehouse, create=True) as session,
+            ClickHouse() as clickhouse,
             NatsServer(root / ".gatecheck" / "nats") as bus,
         ):
-            build_reference(session, "default", datetime.now(UTC).replace(microsecond=0))
+            connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}", root), create=True)
+            build_reference(connection, "default", datetime.now(UTC).replace(microsecond=0))
             prepare_bus(bus.url, "healthy")
             metrics_port = free_port()
             exposition = serve_registry(normalize_registry("healthy"), metrics_port)

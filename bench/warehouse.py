@@ -24,12 +24,13 @@ from typing import Any
 
 import yaml
 
+from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import load_project
 from gatecheck.demo.reference import HOURS, build_reference
 from gatecheck.engine import Engine
 from gatecheck.gate import window_for
 from gatecheck.runner import Validator
-from gatecheck.sources.clickhouse import embedded_session, format_parameter, wrap_readonly
+from gatecheck.sources.clickhouse import format_parameter, wrap_readonly
 
 REPO = Path(__file__).resolve().parents[1]
 AS_OF = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
@@ -77,6 +78,7 @@ async def through_engine(project: Any, phase: str) -> Any:
     """One evaluation through the engine, as the CLI and the service run it (not recorded)."""
     async with Engine(project, ledger=None) as engine:
         return (await engine.evaluate(phase, AS_OF, record=False)).verdict
+
 
 def parse_count(text: str) -> int:
     text = text.strip().upper()
@@ -139,11 +141,15 @@ def main() -> None:
         )
         print(header)
         print("-" * len(header))
-        with embedded_session(warehouse, create=True) as session:
+        with ClickHouse() as clickhouse:
+            # The baseline: the same clickhouse-connect chDB client the source uses, called directly.
+            connection = clickhouse.connect(
+                Target.parse(f"chdb://{warehouse}?database=bench", warehouse), create=True
+            )
             for edges in scales:
                 started = time.perf_counter()
                 build_reference(
-                    session, "bench", AS_OF, "healthy", sessions_per_hour=max(1, edges // (3 * HOURS))
+                    connection, "bench", AS_OF, "healthy", sessions_per_hour=max(1, edges // (3 * HOURS))
                 )
                 built = time.perf_counter() - started
                 for suite_name in SUITES:
@@ -163,8 +169,7 @@ def main() -> None:
                     sql = wrap_readonly(str(suite.query), 60)
 
                     def raw_query(sql: str = sql, params: dict[str, str] = params) -> None:
-                        session.query("USE bench")
-                        session.query(sql, "DataFrame", params=params)
+                        connection.query_df(sql, params)
 
                     raw = median_time(raw_query, args.repeat)
                     gate = median_time(
@@ -172,10 +177,7 @@ def main() -> None:
                     )
                     naive_sql, naive_expectations = NAIVE[suite_name]
                     naive_params = {"s": format_parameter(window.start), "e": format_parameter(window.end)}
-                    session.query("USE bench")
-                    counted = session.query(
-                        f"SELECT count() AS n FROM ({naive_sql})", "DataFrame", params=naive_params
-                    )
+                    counted = connection.query_df(f"SELECT count() AS n FROM ({naive_sql})", naive_params)
                     rows = int(counted["n"].iloc[0])
                     if rows <= args.naive_max:
 
@@ -184,8 +186,7 @@ def main() -> None:
                             spec: list[dict[str, Any]] = naive_expectations,
                             bound: dict[str, str] = naive_params,
                         ) -> None:
-                            session.query("USE bench")
-                            frame = session.query(sql, "DataFrame", params=bound)
+                            frame = connection.query_df(sql, bound)
                             built_expectations = [
                                 get_expectation_impl(e["type"])(**{k: v for k, v in e.items() if k != "type"})
                                 for e in spec

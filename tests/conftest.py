@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import Project, load_project
 from gatecheck.demo.bus import NatsServer, prepare_bus
 from gatecheck.demo.reference import SCENARIOS, build_reference
-from gatecheck.sources.clickhouse import embedded_session
 
 # Hypothesis: CI (CI=true) runs a derandomized profile, the same examples every run, so a
 # red CI is reproducible; local runs keep exploring with fresh examples. A failing example
@@ -50,9 +50,10 @@ def isolated_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A chDB directory holding every demo scenario, built at AS_OF."""
     path = tmp_path_factory.mktemp("chdb") / "warehouse"
-    with embedded_session(path, create=True) as session:
+    with ClickHouse() as clickhouse:
+        connection = clickhouse.connect(Target.parse(f"chdb://{path}", path), create=True)
         for scenario in SCENARIOS:
-            build_reference(session, database_for(scenario), AS_OF, scenario)
+            build_reference(connection, database_for(scenario), AS_OF, scenario)
         yield path
 
 
@@ -65,10 +66,11 @@ def live_databases(warehouse: Path) -> dict[str, str]:
     # test uses it; built at "now" it went stale (lag > 300 s) in a slow session.
     now = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=20)
     built = {}
-    with embedded_session(warehouse) as session:
+    with ClickHouse() as clickhouse:
+        connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}", warehouse))
         for scenario in ("healthy", "unmatched-edges", "thin-traffic"):
             database = "live_" + database_for(scenario)
-            build_reference(session, database, now, scenario)
+            build_reference(connection, database, now, scenario)
             built[scenario] = database
     return built
 

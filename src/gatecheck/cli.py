@@ -126,6 +126,7 @@ def _write_output(text: str, output: Path | None) -> None:
 
 
 def _open_ledger(project: Project) -> Ledger | None:
+    """The ledger alone, for the commands that only read it (history, status)."""
     from gatecheck.history import open_ledger
 
     if project.config.history is None:

@@ -10,6 +10,9 @@ It owns what an evaluation needs and what must be released after it:
 
 - the **source factory** (``source_factory``, default :func:`gatecheck.sources.open_source`):
   a test hands the engine fake sources to exercise gate logic without a backend;
+- the **ClickHouse connections** (:class:`gatecheck.clickhouse.ClickHouse`): the embedded
+  chDB engine's clients, one per database, behind one lock that the ClickHouse sources and a
+  ClickHouse ledger share, so a ledger write never meets another phase's query in the engine;
 - the **Great Expectations validator and its thread**: the engine's own GE context; every
   validation runs on its one thread, off the event loop, one at a time, each bounded by
   ``validation_timeout`` (a validation that overruns is the check's
@@ -24,6 +27,7 @@ It owns what an evaluation needs and what must be released after it:
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from gatecheck.clickhouse import ClickHouse
 from gatecheck.config import Project, SourceConfig
 from gatecheck.errors import ValidationTimeout
 from gatecheck.history import Ledger, open_ledger
@@ -72,19 +77,27 @@ class Engine:
         project: Project,
         *,
         ledger: Ledger | _Configured | None = CONFIGURED,
-        source_factory: SourceFactory = open_source,
+        source_factory: SourceFactory | None = None,
         validation_timeout: float = VALIDATION_TIMEOUT_S,
         recorded_since: datetime | None = None,
     ) -> None:
         self.project = project
-        self.source_factory = source_factory
+        # The embedded ClickHouse engine's clients and their one lock, for sources and ledger.
+        self.clickhouse = ClickHouse()
+        self.source_factory: SourceFactory = source_factory or functools.partial(
+            open_source, clickhouse=self.clickhouse
+        )
         self.validation_timeout = validation_timeout
         # Judge `requires` and soak only on records written since then (the demo's own run).
         self.recorded_since = recorded_since
         self._owns_ledger = isinstance(ledger, _Configured)
         if isinstance(ledger, _Configured):
             history = project.config.history
-            ledger = open_ledger(history.url, project.root) if history is not None else None
+            try:
+                ledger = open_ledger(history.url, project.root, self.clickhouse) if history else None
+            except BaseException:
+                self.clickhouse.close()
+                raise
         self.ledger: Ledger | None = ledger
         self._executor: ThreadPoolExecutor | None = None
         # The engine's own Great Expectations context, used from its validation thread only.
@@ -101,14 +114,16 @@ class Engine:
         self.close()
 
     def close(self) -> None:
-        """Stop the validation thread (a validation still running is abandoned) and close the
-        ledger if the engine opened it. Safe to call more than once."""
+        """Stop the validation thread (a validation still running is abandoned), close the
+        ledger if the engine opened it, then the embedded ClickHouse clients. Safe to call more
+        than once."""
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
         if self._owns_ledger and self.ledger is not None:
             self.ledger.close()
             self.ledger = None
+        self.clickhouse.close()
 
     # ---------------------------------------------------------------- work
 

@@ -16,21 +16,23 @@ provenance and window) plus the columns the ledger is searched by.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from gatecheck.clickhouse import SCHEMES as CLICKHOUSE_SCHEMES
+from gatecheck.clickhouse import ClickHouse, Connection, Target
 from gatecheck.errors import ConfigError, GatecheckError, LedgerError, redact
 from gatecheck.results import Outcome, Verdict, VerdictState
 
@@ -401,54 +403,32 @@ ORDER BY as_of, recorded_at
 class ClickHouseLedger(Ledger):
     """A ``gatecheck_evaluations`` table on chDB or a ClickHouse server."""
 
-    def __init__(self, url: str, root: Path) -> None:
+    def __init__(self, url: str, root: Path, clickhouse: ClickHouse | None = None) -> None:
         self.url = redact(url)
-        parts = urlsplit(url)
-        self._lock = threading.Lock()
-        import clickhouse_connect
-
-        if parts.scheme == "chdb":
-            # The same client as the ClickHouse source, on clickhouse-connect's in-process chDB
-            # backend; chDB embeds one engine per process, so the path must be the warehouse's.
-            from gatecheck.sources.clickhouse import _check_embedded_path
-
-            raw = Path(unquote(parts.netloc + parts.path))
-            path = (raw if raw.is_absolute() else root / raw).resolve()
-            database = parse_qs(parts.query).get("database", ["default"])[0]
-            try:
-                path.mkdir(parents=True, exist_ok=True)
-                _check_embedded_path(path)
-                client = clickhouse_connect.get_client(dsn=f"chdb://{path}", tz_mode="aware")
-                client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
-            except GatecheckError as exc:
-                raise LedgerError(f"history ledger {self.url}: {exc}") from exc
-            except Exception as exc:
-                raise LedgerError(f"history ledger {self.url}: cannot open ({exc})") from exc
-        elif parts.scheme in ("clickhouse", "clickhouses"):
-            database = parts.path.strip("/") or "default"
-            try:
-                client = clickhouse_connect.get_client(
-                    host=parts.hostname or "localhost",
-                    port=parts.port or (8443 if parts.scheme == "clickhouses" else 8123),
-                    username=unquote(parts.username or "default"),
-                    password=unquote(parts.password or ""),
-                    database=database,
-                    secure=parts.scheme == "clickhouses",
-                    tz_mode="aware",
-                )
-            except Exception as exc:
-                raise LedgerError(f"history ledger {self.url}: cannot connect ({exc})") from exc
-        else:  # pragma: no cover — open_ledger only sends these schemes
-            raise ConfigError(f"history.url: unsupported scheme {parts.scheme!r}")
-        self._table = f"`{database}`.{_CH_TABLE}"
-        self._release = client.close
+        target = Target.parse(url, root, what="history.url")
+        # The engine's hub: on chDB the ledger shares the sources' client and its one lock
+        # (chDB embeds one engine per process, so a chDB ledger lives on the warehouse's path).
+        self._own_hub = clickhouse is None
+        self._hub = clickhouse if clickhouse is not None else ClickHouse()
+        try:
+            if target.embedded is not None:
+                # Through the default database's client (shared with the sources): the ledger's
+                # own database may not exist yet, and its table is always named in full.
+                connection = self._hub.connect(dataclasses.replace(target, database="default"), create=True)
+                connection.command(f"CREATE DATABASE IF NOT EXISTS `{target.database}`")
+            else:
+                connection = self._hub.connect(target)
+        except GatecheckError as exc:
+            self._close_hub()
+            raise LedgerError(f"history ledger {self.url}: {exc}") from exc
+        self._table = f"`{target.database}`.{_CH_TABLE}"
+        self._connection: Connection | None = connection if target.embedded is None else None
 
         def execute(sql: str, params: dict[str, Any], fetch: bool) -> Any:
-            with self._lock:  # one client, one statement at a time
-                if fetch:
-                    return client.query_df(sql, parameters=params)
-                client.command(sql, parameters=params)
-                return None
+            if fetch:
+                return connection.query_df(sql, params)
+            connection.command(sql, params)
+            return None
 
         self._execute = execute
         try:
@@ -543,9 +523,15 @@ class ClickHouseLedger(Ledger):
         except Exception as exc:
             raise LedgerError(f"history ledger {self.url}: not reachable ({exc})") from exc
 
+    def _close_hub(self) -> None:
+        if self._own_hub:
+            self._hub.close()
+
     def close(self) -> None:
-        release, self._release = self._release, lambda: None
-        release()
+        connection, self._connection = self._connection, None
+        if connection is not None:  # a server connection is the ledger's own
+            connection.close()
+        self._close_hub()
 
 
 #: gatecheck's own working directory under the configuration directory: created on demand.
@@ -571,8 +557,9 @@ def _ledger_directory(path: Path, root: Path, url: str) -> None:
     )
 
 
-def open_ledger(url: str, root: Path) -> Ledger:
-    """The ledger for ``history.url``; relative paths resolve against the config directory."""
+def open_ledger(url: str, root: Path, clickhouse: ClickHouse | None = None) -> Ledger:
+    """The ledger for ``history.url``; relative paths resolve against the config directory.
+    ``clickhouse``: the engine's connections, shared with its ClickHouse sources."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         # sqlite:///relative/file.db → "relative/file.db"; sqlite:////abs/file.db → "/abs/file.db"
@@ -583,8 +570,8 @@ def open_ledger(url: str, root: Path) -> Ledger:
         path = path if path.is_absolute() else root / path
         _ledger_directory(path, root, url)
         return SqliteLedger(path)
-    if parts.scheme in ("chdb", "clickhouse", "clickhouses"):
-        return ClickHouseLedger(url, root)
+    if parts.scheme in CLICKHOUSE_SCHEMES:
+        return ClickHouseLedger(url, root, clickhouse)
     raise ConfigError(
         f"history.url: unsupported scheme in {redact(url)!r} "
         "(use sqlite:///PATH, chdb://PATH or clickhouse://host:8123/db)"

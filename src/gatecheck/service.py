@@ -72,10 +72,12 @@ class Service:
     source_up: dict[tuple[str, str], bool] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _cycles: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
+    # The one engine that evaluates for the service (default: one on the service's ledger).
+    engine: Engine = field(default=None, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        # The one engine evaluates for the service; it shares the service's ledger.
-        self.engine = Engine(self.project, ledger=self.ledger, recorded_since=self.recorded_since)
+        if self.engine is None:
+            self.engine = Engine(self.project, ledger=self.ledger, recorded_since=self.recorded_since)
         unknown = [p for p in self.phases if p not in self.project.gates]
         if unknown:
             raise ConfigError(
@@ -664,8 +666,6 @@ def serve_project(
 ) -> None:
     """``gatecheck serve``: the project's phases on ``listen`` (default ``service.listen``)
     until SIGTERM/SIGINT, recording into ``history.url``."""
-    from gatecheck.history import open_ledger
-
     address = listen or project.config.service.listen
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
@@ -678,10 +678,16 @@ def serve_project(
             f"--listen {address}: listening beyond loopback needs a bearer token for the "
             f"state-changing endpoints; set {API_TOKEN_ENV}"
         )
-    ledger = open_ledger(project.config.history.url, project.root)
-    try:
+    # The engine opens the ledger (history.url) on the same ClickHouse connections as its sources.
+    with contextlib.closing(Engine(project, recorded_since=recorded_since)) as engine:
+        assert engine.ledger is not None  # history is configured (checked above)
         chosen = phases or project.config.service.phases or [g.phase for g in project.chain()]
-        service = Service(project, ledger, list(chosen), api_token=token, recorded_since=recorded_since)
+        service = Service(
+            project,
+            engine.ledger,
+            list(chosen),
+            api_token=token,
+            recorded_since=recorded_since,
+            engine=engine,
+        )
         asyncio.run(serve(service, host.strip("[]"), int(port)))
-    finally:
-        ledger.close()

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import ClickHouseSourceConfig
+from gatecheck.engine import Engine
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
-from gatecheck.sources.clickhouse import ClickHouseSource, embedded_session, format_parameter, wrap_readonly
+from gatecheck.history import ClickHouseLedger
+from gatecheck.sources.clickhouse import ClickHouseSource, format_parameter, wrap_readonly
 
 from ..conftest import AS_OF
 
@@ -69,6 +72,16 @@ def test_writes_are_refused(warehouse: Path) -> None:
     assert int(frame["n"].iloc[0]) > 0
 
 
+@pytest.mark.parametrize("sql", ["SELECT 1; SELECT 2", "SELECT 1;\nDROP TABLE session_facts", "SELECT 1 ; ; SELECT 2"])
+def test_a_second_statement_is_refused_by_the_engine(warehouse: Path, sql: str) -> None:
+    # The SELECT * FROM (…) wrapper: a ';' inside the subquery is ClickHouse's syntax error.
+    with pytest.raises(QueryError, match="Syntax error"):
+        query(source(f"chdb://{warehouse}?database=healthy"), sql)
+    # …while a ';' in a comment or a string is text, as the engine's own parser reads it.
+    frame = query(source(f"chdb://{warehouse}?database=healthy"), "SELECT ';' AS s /* a; b */")
+    assert frame["s"].iloc[0] == ";"
+
+
 def test_a_bad_query_is_a_query_error_with_the_engine_message(warehouse: Path) -> None:
     with pytest.raises(QueryError, match="no_such_column"):
         query(source(f"chdb://{warehouse}?database=healthy"), "SELECT no_such_column FROM session_facts")
@@ -84,14 +97,14 @@ def test_a_slow_query_hits_the_time_limit(warehouse: Path) -> None:
 
 def test_a_missing_embedded_path_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(SourceUnavailable, match="does not exist"):
-        source(f"chdb://{tmp_path / 'missing'}")
+        query(source(f"chdb://{tmp_path / 'missing'}"), "SELECT 1")
 
 
 def test_a_second_embedded_path_in_one_process_is_refused_clearly(warehouse: Path, tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
     with pytest.raises(SourceUnavailable, match="one embedded path per process"):
-        source(f"chdb://{other}")
+        query(source(f"chdb://{other}"), "SELECT 1")
 
 
 def test_relative_embedded_paths_resolve_against_the_config_directory(warehouse: Path) -> None:
@@ -150,11 +163,38 @@ def test_wrapping_and_parameter_formatting() -> None:
         format_parameter(datetime(2026, 1, 1))
 
 
-def test_embedded_sessions_are_shared_and_closed_with_their_last_user(
-    tmp_path: Path, warehouse: Path
-) -> None:
-    with embedded_session(warehouse) as first, embedded_session(warehouse) as second:
-        assert first is second
+def test_an_engine_gives_its_sources_and_its_ledger_one_embedded_lock(warehouse: Path, tmp_path: Path) -> None:
+    # A suite query (read-only, time-limited) and then a ledger write, on one chDB engine
+    # through the engine's one hub: the write works, the two share the one lock, and the
+    # source's client for its database is handed out once.
+    from gatecheck.config import load_project
+
+    from ..conftest import REPO
+
+    project = load_project(
+        REPO,
+        environ={
+            "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database=healthy",
+            "GATECHECK_HISTORY_URL": f"chdb://{warehouse}?database=ledger_shared",
+        },
+    )
+
+    async def go() -> tuple[object, ...]:
+        async with Engine(project) as engine:
+            assert isinstance(engine.ledger, ClickHouseLedger)
+            evaluation = await engine.evaluate("warehouse-release", AS_OF)
+            config = project.config.environments["staging"].sources["warehouse"]
+            src = engine.source_factory("warehouse", config, project.root)
+            assert isinstance(src, ClickHouseSource)
+            await src.query("SELECT 1 AS one", {})
+            shared = engine.clickhouse.connect(src.target)
+            records = engine.ledger.history("warehouse-release")
+            return evaluation, records, src._connection, shared, engine.clickhouse.lock
+
+    evaluation, records, used, shared, lock = asyncio.run(go())
+    assert evaluation.recorded and len(records) == 1  # type: ignore[attr-defined, arg-type]
+    assert records[0].verdict is evaluation.verdict.verdict  # type: ignore[attr-defined, index]
+    assert used is shared and shared.lock is lock  # type: ignore[attr-defined]
 
 
 def test_an_injection_through_a_bound_parameter_stays_a_value(warehouse: Path) -> None:
@@ -235,13 +275,14 @@ def test_a_per_call_setting_does_not_leak_into_the_next_query(warehouse: Path) -
     """A suite query runs with readonly=1 and its time limit in its own SETTINGS clause; on the
     same clickhouse-connect client (chDB backend) the next statement is not bound by them: a
     write succeeds. (Settings passed per call would persist in the chDB session.)"""
-    src = source(f"chdb://{warehouse}?database=healthy", timeout="2s")
-    driver = src._driver  # type: ignore[attr-defined]
-    frame = driver.query(wrap_readonly("SELECT count() AS n FROM lifecycle_edges", 2), {})
-    assert int(frame["n"].iloc[0]) > 0
-    client = driver._connect()  # the same client that just ran the read-only query
-    client.command("CREATE TABLE IF NOT EXISTS healthy.leak_probe (x UInt8) ENGINE = Memory")
-    client.command("INSERT INTO healthy.leak_probe VALUES (1)")
-    assert client.query("SELECT count() FROM healthy.leak_probe").result_rows == [(1,)]
-    client.command("DROP TABLE healthy.leak_probe")
-    driver.close()
+    with ClickHouse() as hub:
+        connection = hub.connect(Target.parse(f"chdb://{warehouse}?database=healthy", warehouse))
+        probe = "SELECT getSetting('readonly') AS ro, getSetting('max_execution_time') AS t"
+        inside = connection.query_df(wrap_readonly(probe, 7))
+        assert (int(inside["ro"].iloc[0]), float(inside["t"].iloc[0])) == (1, 7)
+        after = connection.query_df(probe)  # the same client that just ran the read-only query
+        assert (int(after["ro"].iloc[0]), float(after["t"].iloc[0])) == (0, 0)
+        connection.command("CREATE TABLE IF NOT EXISTS healthy.leak_probe (x UInt8) ENGINE = Memory")
+        connection.command("INSERT INTO healthy.leak_probe VALUES (1)")
+        assert int(connection.query_df("SELECT count() AS n FROM healthy.leak_probe")["n"].iloc[0]) == 1
+        connection.command("DROP TABLE healthy.leak_probe")

@@ -29,6 +29,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from gatecheck.clickhouse import Connection
+
 SCENARIOS = (
     "healthy",
     "unmatched-edges",
@@ -211,7 +213,7 @@ WHERE ingest_times[k] + {delay_ms:Int64} <= {as_of_ms:Int64}
 
 
 def build_reference(
-    session: Any,
+    connection: Connection,
     database: str,
     as_of: datetime,
     scenario: str = "healthy",
@@ -220,8 +222,8 @@ def build_reference(
     """(Re)create the reference tables in ``database`` with the reference schema and ``scenario``'s data at ``as_of``.
 
     ``sessions_per_hour`` overrides the scenario's traffic (benchmarks). Returns the row
-    count of each table. ``session`` is a chDB session (or anything with
-    chDB's ``query(sql, fmt, params=…)``).
+    count of each table. ``connection``: a :class:`gatecheck.clickhouse.Connection` (chDB or a
+    server), e.g. ``ClickHouse().connect(Target.parse("chdb://PATH", root), create=True)``.
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r} (known: {', '.join(SCENARIOS)})")
@@ -244,15 +246,15 @@ def build_reference(
         "unmatched_edges": int(scenario == "unmatched-edges"),
     }
     db = f"`{database}`"
-    session.query(f"CREATE DATABASE IF NOT EXISTS {db}")
+    connection.command(f"CREATE DATABASE IF NOT EXISTS {db}")
     for table in TABLES:
-        session.query(f"DROP TABLE IF EXISTS {db}.{table}")
+        connection.command(f"DROP TABLE IF EXISTS {db}.{table}")
     for ddl in SCHEMA:
-        session.query(ddl.format(db=db))
+        connection.command(ddl.format(db=db))
 
     def run(template: str, **extra: Any) -> None:
         sql = template.replace("{sessions_sql}", _SESSIONS).replace("{db}", db)
-        session.query(sql, "CSV", params={**params, **extra})
+        connection.command(sql, {**params, **extra})
 
     run(_EVENTS)
     run(_EDGES)
@@ -266,6 +268,6 @@ def build_reference(
         run(_DRIFT)
     counts = {}
     for table in TABLES:
-        frame = session.query(f"SELECT count() AS n FROM {db}.{table}", "DataFrame")
+        frame = connection.query_df(f"SELECT count() AS n FROM {db}.{table}")
         counts[table] = int(frame["n"].iloc[0])
     return counts

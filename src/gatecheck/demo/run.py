@@ -37,13 +37,13 @@ def run_demo(
     """Build the scenario under ``root/.gatecheck/``, evaluate ``phase`` after the phases it
     requires (each recorded, so ``requires`` is judged on real records of this run), and return
     its verdict; with ``serve``, run the service on the demo until stopped and return None."""
+    from gatecheck.clickhouse import ClickHouse, Target
     from gatecheck.demo.bus import NatsServer, free_port, prepare_bus
     from gatecheck.demo.metrics import normalize_registry, serve_registry
     from gatecheck.demo.reference import SCENARIOS, build_reference
     from gatecheck.engine import Engine
     from gatecheck.gate import parse_as_of
     from gatecheck.service import disarm_shutdown_watchdog, serve_project
-    from gatecheck.sources.clickhouse import embedded_session
 
     known = scenarios()
     if scenario not in known:
@@ -57,11 +57,14 @@ def run_demo(
     project = load_project(root, environ=environ, expectations=True)
     gate = project.gate(phase)
     server = NatsServer(project.root / ".gatecheck" / "nats")
-    with (
-        embedded_session(project.root / ".gatecheck" / "warehouse", create=True) as session,
-        contextlib.ExitStack() as stack,
-    ):
-        counts = build_reference(session, "default", moment, scenario if scenario in SCENARIOS else "healthy")
+    warehouse = Target.parse("chdb://.gatecheck/warehouse", project.root)
+    with ClickHouse() as clickhouse, contextlib.ExitStack() as stack:
+        counts = build_reference(
+            clickhouse.connect(warehouse, create=True),
+            "default",
+            moment,
+            scenario if scenario in SCENARIOS else "healthy",
+        )
         try:
             if scenario == "nats-down":
                 url = f"nats://127.0.0.1:{free_port()}"  # nobody listens there

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gatecheck.clickhouse import ClickHouse
 from gatecheck.config import (
     ClickHouseSourceConfig,
     NatsQuery,
@@ -21,19 +22,19 @@ from gatecheck.config import (
 from gatecheck.sources.base import QueryParameters, Source
 
 
-def _clickhouse(name: str, config: Any, root: Path) -> Source:
+def _clickhouse(name: str, config: Any, root: Path, clickhouse: ClickHouse | None) -> Source:
     from gatecheck.sources.clickhouse import ClickHouseSource
 
-    return ClickHouseSource(name, config, root)
+    return ClickHouseSource(name, config, root, clickhouse)
 
 
-def _nats(name: str, config: Any, root: Path) -> Source:
+def _nats(name: str, config: Any, root: Path, clickhouse: ClickHouse | None) -> Source:
     from gatecheck.sources.nats import NatsSource
 
     return NatsSource(name, config, root)
 
 
-def _prometheus(name: str, config: Any, root: Path) -> Source:
+def _prometheus(name: str, config: Any, root: Path, clickhouse: ClickHouse | None) -> Source:
     # One configuration type, two implementations: a server's HTTP API, or one service's
     # exposition read directly (scrape+http://).
     if config.url.startswith("scrape+"):
@@ -49,7 +50,7 @@ def _prometheus(name: str, config: Any, root: Path) -> Source:
 class SourceKind:
     """One kind of source: how to open it, and the query form its suites are written in."""
 
-    open: Callable[[str, Any, Path], Source]
+    open: Callable[[str, Any, Path, ClickHouse | None], Source]
     label: str  # "ClickHouse", for messages
     query_types: tuple[type, ...]  # what a suite's `query:` parses into for this kind
     query_help: str  # what the query must be, for the message when it is not
@@ -67,9 +68,12 @@ SOURCE_TYPES: dict[type, SourceKind] = {
 }
 
 
-def open_source(name: str, config: SourceConfig, root: Path) -> Source:
-    """Build the source for ``config``; relative embedded paths resolve against ``root``."""
-    return SOURCE_TYPES[type(config)].open(name, config, root)
+def open_source(
+    name: str, config: SourceConfig, root: Path, clickhouse: ClickHouse | None = None
+) -> Source:
+    """Build the source for ``config``; relative embedded paths resolve against ``root``;
+    ``clickhouse`` is the engine's hub of ClickHouse connections (its own one if None)."""
+    return SOURCE_TYPES[type(config)].open(name, config, root, clickhouse)
 
 
 __all__ = ["SOURCE_TYPES", "QueryParameters", "Source", "SourceKind", "open_source"]

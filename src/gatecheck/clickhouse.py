@@ -1,0 +1,256 @@
+"""ClickHouse connections, for the ClickHouse source and the ClickHouse ledger alike.
+
+One driver: clickhouse-connect, for ``clickhouse(s)://host:port/db`` (its HTTP client) and
+for ``chdb://PATH`` (its in-process chDB backend: the same ``Client`` API, parameter binding,
+type system and error classes), so every embedded test exercises the production path.
+Its exceptions are translated here, by type and ClickHouse error code, into gatecheck's.
+
+chDB embeds one ClickHouse engine per process, bound to one path. An engine
+(:class:`gatecheck.engine.Engine`) owns one :class:`ClickHouse` hub: every embedded client it
+hands out (one per database, for the sources and the ledger alike) goes through **one lock**,
+so a ledger write and another phase's query never use the native engine at once.
+
+Read-only and time limits travel in the SQL's own ``SETTINGS`` clause, never as per-call
+settings: the chDB backend keeps per-call settings in its session, where a ``readonly=1``
+would outlive the query and refuse the ledger's next write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pandas as pd
+
+from gatecheck.errors import ConfigError, GatecheckError, QueryError, SourceTimeout, SourceUnavailable, redact
+
+# TIMEOUT_EXCEEDED, TOO_SLOW (estimated to exceed the limit), SOCKET_TIMEOUT
+_TIMEOUT_CODES = {159, 160, 209}
+_CODE = re.compile(r"Code: (\d+)\. (?:DB::Exception: )?(.*?)(?: \(version [^)]*\))?$", re.S)
+SCHEMES = ("chdb", "clickhouse", "clickhouses")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one ClickHouse URL points: an embedded path or a server, and a database."""
+
+    database: str
+    embedded: Path | None = None
+    host: str = "localhost"
+    port: int = 8123
+    secure: bool = False
+    username: str = "default"
+    password: str = ""  # never printed: ``where`` and ``repr`` leave it out
+
+    @property
+    def where(self) -> str:
+        if self.embedded is not None:
+            return f"chDB at {self.embedded}"
+        return f"ClickHouse at {self.host}:{self.port}"
+
+    def __repr__(self) -> str:
+        return f"<Target {self.where} database={self.database}>"
+
+    @classmethod
+    def parse(cls, url: str, root: Path, *, password: str | None = None, what: str = "URL") -> Target:
+        """``chdb://PATH?database=DB`` (relative paths against ``root``) or
+        ``clickhouse(s)://user:pass@host:port/db``; ``password`` overrides the URL's."""
+        parts = urlsplit(url)
+        if parts.scheme == "chdb":
+            raw = unquote(parts.netloc + parts.path)
+            if not raw:
+                raise ConfigError(f"{what}: chdb:// URL needs a path, e.g. chdb://.gatecheck/warehouse")
+            path = Path(raw)
+            database = parse_qs(parts.query).get("database", ["default"])[0]
+            return cls(database=database, embedded=(path if path.is_absolute() else root / path).resolve())
+        if parts.scheme in ("clickhouse", "clickhouses"):
+            secure = parts.scheme == "clickhouses"
+            try:
+                port = parts.port or (8443 if secure else 8123)
+            except ValueError as exc:
+                raise ConfigError(f"{what} {redact(url)}: bad port") from exc
+            return cls(
+                database=parts.path.strip("/") or "default",
+                host=parts.hostname or "localhost",
+                port=port,
+                secure=secure,
+                username=unquote(parts.username) if parts.username else "default",
+                password=password if password is not None else unquote(parts.password or ""),
+            )
+        raise ConfigError(
+            f"{what}: unsupported ClickHouse URL scheme {parts.scheme!r} "
+            "(use chdb://PATH, clickhouse://host:8123/db or clickhouses://host:8443/db)"
+        )
+
+
+class Connection:
+    """One clickhouse-connect client; every call holds ``lock`` (shared by all clients of one
+    embedded engine) and raises gatecheck's errors."""
+
+    def __init__(self, client: Any, lock: threading.RLock, target: Target, timeout: float | None) -> None:
+        self.client = client
+        self.lock = lock
+        self.target = target
+        self.timeout = timeout
+
+    def query_df(self, sql: str, parameters: dict[str, Any] | None = None) -> pd.DataFrame:
+        try:
+            with self.lock:
+                return self.client.query_df(sql, parameters=parameters or {})
+        except Exception as exc:
+            raise translate(exc, self.target, self.timeout) from exc
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
+        try:
+            with self.lock:
+                self.client.command(sql, parameters=parameters or {})
+        except Exception as exc:
+            raise translate(exc, self.target, self.timeout) from exc
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception), self.lock:
+            self.client.close()
+
+
+class ClickHouse:
+    """The ClickHouse connections of one engine: embedded clients are shared and closed with
+    the hub; a server connection belongs to whoever asked for it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()  # the one lock of the embedded engine
+        self._embedded: dict[tuple[Path, str], Connection] = {}
+
+    def __enter__(self) -> ClickHouse:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def connect(self, target: Target, *, timeout: float | None = None, create: bool = False) -> Connection:
+        """A connection to ``target``. Embedded: the hub's shared client for that database (the
+        path must exist unless ``create``). Server: a new client the caller closes."""
+        if target.embedded is None:
+            return Connection(_server_client(target, timeout), threading.RLock(), target, timeout)
+        path = target.embedded
+        with self.lock:
+            shared = self._embedded.get((path, target.database))
+            if shared is not None:
+                return shared
+            if create:
+                path.mkdir(parents=True, exist_ok=True)
+            elif not path.is_dir():
+                raise SourceUnavailable(f"chDB path {path} does not exist")
+            client = _embedded_client(target)
+            connection = Connection(client, self.lock, target, timeout)
+            self._embedded[(path, target.database)] = connection
+            return connection
+
+    def close(self) -> None:
+        """Close every embedded client (the chDB engine shuts down with its last handle)."""
+        with self.lock:
+            connections, self._embedded = list(self._embedded.values()), {}
+        for connection in connections:
+            connection.close()
+
+
+def _embedded_client(target: Target) -> Any:
+    try:
+        import chdb  # noqa: F401 — the backend's engine: say which extra provides it
+        import clickhouse_connect
+    except ImportError as exc:
+        raise SourceUnavailable(
+            "chdb:// needs the embedded extra: pip install 'gatecheck[embedded]'"
+        ) from exc
+    try:
+        # tz_mode="aware": timestamps come back in UTC with their zone, as reports show them.
+        client = clickhouse_connect.get_client(
+            dsn=f"chdb://{target.embedded}", database=target.database, tz_mode="aware"
+        )
+    except Exception as exc:
+        message = _error_message(exc)[1]
+        if "already initialized with path" in message:  # chDB's own words for its one-path rule
+            message += " (chDB embeds one engine per process: one embedded path per process)"
+        raise SourceUnavailable(f"cannot open {target.where}: {message}") from exc
+    return client
+
+
+def _server_client(target: Target, timeout: float | None) -> Any:
+    import clickhouse_connect
+
+    try:
+        return clickhouse_connect.get_client(
+            host=target.host,
+            port=target.port,
+            username=target.username,
+            password=target.password,
+            database=target.database,
+            secure=target.secure,
+            connect_timeout=timeout or 10,
+            send_receive_timeout=timeout or 300,
+            autogenerate_session_id=False,
+            tz_mode="aware",
+        )
+    except Exception as exc:
+        raise translate(exc, target, timeout, connecting=True) from exc
+
+
+def _error_message(exc: BaseException) -> tuple[int | None, str]:
+    text = str(exc).strip()
+    match = _CODE.search(text)
+    if not match:
+        return None, text.splitlines()[0][:500] if text else type(exc).__name__
+    return int(match.group(1)), " ".join(match.group(2).split())[:500]
+
+
+def _unreachable(exc: BaseException, target: Target, timeout: float | None) -> Exception | None:
+    """One line for a server that cannot be reached, from the exception chain's socket error
+    (clickhouse-connect wraps urllib3's retry report around it), or None."""
+    if target.embedded is not None:
+        return None
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    where = f"cannot reach {target.where}"
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError | socket.timeout):
+            return SourceTimeout(f"{where}: no answer within {timeout or 0:g}s")
+        if isinstance(current, socket.gaierror):
+            return SourceUnavailable(f"{where}: unknown host ({current.strerror or current})")
+        if isinstance(current, OSError) and current.errno is not None:
+            return SourceUnavailable(f"{where}: {(current.strerror or str(current)).lower()}")
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def translate(
+    exc: BaseException, target: Target, timeout: float | None = None, *, connecting: bool = False
+) -> Exception:
+    """clickhouse-connect's exception, by type and ClickHouse error code, as gatecheck's."""
+    if isinstance(exc, GatecheckError):
+        return exc
+    from clickhouse_connect.driver import exceptions as ch
+
+    unreachable = _unreachable(exc, target, timeout)
+    if unreachable is not None:
+        return unreachable
+    code, message = _error_message(exc)
+    code = getattr(exc, "code", None) or code
+    if code in _TIMEOUT_CODES:
+        return SourceTimeout(message)
+    if connecting or (isinstance(exc, ch.OperationalError) and code is None):
+        return SourceUnavailable(f"cannot connect to {target.where}: {message}")
+    if isinstance(exc, ch.Error):
+        return QueryError(message)
+    return QueryError(f"{type(exc).__name__}: {message}")
+
+
+__all__ = ["SCHEMES", "ClickHouse", "Connection", "Target", "translate"]
