@@ -165,11 +165,9 @@ BAD_CONFIGS = {
         lambda d: d.update(query="INSERT INTO session_facts SELECT * FROM session_facts"),
         "suites/unattributed_sessions.yaml: query: must be a single SELECT",
     ),
-    "two statements": (
-        "suites/unattributed_sessions.yaml",
-        lambda d: d.update(query="SELECT 1 AS sessions; DROP TABLE session_facts"),
-        "suites/unattributed_sessions.yaml: query: must be a single statement",
-    ),
+    # A second statement ("SELECT 1; DROP TABLE …") is refused by ClickHouse's own parser at run
+    # time (the SELECT * FROM (…) wrapper), not by a hand-written lexer here: see
+    # tests/sources/test_clickhouse.py::test_a_second_statement_is_refused_by_the_engine.
     "SQL on a NATS source": (
         "suites/soak_criteria.yaml",
         lambda d: d.update(query="SELECT 1 AS hrv_messages"),

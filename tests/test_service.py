@@ -761,3 +761,85 @@ def test_a_stop_cancels_the_service_own_work_and_nothing_else(service_config: Pa
     thread.join(timeout=90)
     assert not thread.is_alive()
     assert seen == {"foreign alive": True, "cycles left": False}
+
+
+class _SlowWrites(SqliteLedger):
+    """A ledger whose writes take a while, and that says when it was closed."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.events: list[str] = []
+        self.writing = threading.Event()
+
+    def record(self, verdict: Verdict, duration_s: float) -> Any:
+        self.writing.set()
+        time.sleep(0.5)
+        written = super().record(verdict, duration_s)
+        self.events.append("written")
+        return written
+
+    def close(self) -> None:
+        self.events.append("closed")
+        super().close()
+
+
+def test_a_stop_during_a_record_write_waits_for_it_whole(service_config: Path, tmp_path: Path) -> None:
+    """The verdict exists and its record is being written when the stop arrives: the stop
+    lets the write finish (one whole record), and only then closes the ledger."""
+    ledger = _SlowWrites(tmp_path / "slow.db")
+    svc = Service(load_project(service_config, environ={}), ledger, ["svc-go"])
+    svc.engine._owns_ledger = True  # as serve_project's engine, which opened the ledger itself
+
+    async def main() -> None:
+        server = make_server(svc, "127.0.0.1", free_port())
+        running = asyncio.create_task(run_service(svc, server))
+        while not ledger.writing.is_set():
+            await asyncio.sleep(0.01)
+        server.should_exit = True
+        await asyncio.wait_for(running, 30)
+
+    asyncio.run(main())
+    assert ledger.events[:2] == ["written", "closed"]
+    assert len(SqliteLedger(tmp_path / "slow.db").history("svc-go")) == 1
+
+
+def test_a_stop_during_an_evaluation_drops_it_unrecorded_and_promptly(service_config: Path, tmp_path: Path) -> None:
+    """A source that never answers holds an evaluation open; a stop cancels it at once (not
+    after the source's timeout) and nothing is recorded for it."""
+    import shutil
+    import socket
+
+    root = tmp_path / "config"
+    shutil.copytree(service_config, root, ignore=shutil.ignore_patterns("history.db*"))
+    silent = socket.socket()  # accepts connections, never says a word
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    try:
+        project = yaml.safe_load((root / "gatecheck.yaml").read_text())
+        project["environments"]["e-silent"] = {
+            "sources": {
+                "bus": {"type": "nats", "url": f"nats://127.0.0.1:{silent.getsockname()[1]}", "timeout": "60s"}
+            }
+        }
+        (root / "gatecheck.yaml").write_text(yaml.safe_dump(project))
+        gate = {"phase": "svc-held", "environment": "e-silent", "checks": [{"suite": "soak_criteria"}]}
+        (root / "gates" / "svc-held.yaml").write_text(yaml.safe_dump(gate))
+        svc = Service(load_project(root, environ={}), SqliteLedger(tmp_path / "l.db"), ["svc-held"])
+
+        async def main() -> float:
+            server = make_server(svc, "127.0.0.1", free_port())
+            running = asyncio.create_task(run_service(svc, server))
+            while not svc._cycles:  # the cycle has started: the evaluation waits on the source
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.5)
+            stopped = time.monotonic()
+            server.should_exit = True
+            await asyncio.wait_for(running, 30)
+            return time.monotonic() - stopped
+
+        took = asyncio.run(main())
+    finally:
+        silent.close()
+    assert took < 10  # the source's timeout is 60 s: the stop did not wait for it
+    assert SqliteLedger(tmp_path / "l.db").history("svc-held") == []
+    assert svc.states["svc-held"].verdict is None and not svc._cycles

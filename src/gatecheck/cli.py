@@ -35,7 +35,6 @@ from gatecheck.config import PROJECT_FILE, Project, load_project
 from gatecheck.errors import ConfigError, GatecheckError, one_line
 from gatecheck.history import Ledger
 from gatecheck.results import ExitCode, Verdict
-from gatecheck.service import disarm_shutdown_watchdog, serve_project
 
 
 class _OneLineUsageErrors(TyperGroup):
@@ -343,12 +342,11 @@ def serve(
     ] = None,
 ) -> None:
     """Evaluate phases on a schedule, record them, and serve /metrics and the verdict API."""
+    from gatecheck.service import serve_project
+
     with _user_errors():
         project = load_project(config, expectations=True)
-        try:
-            serve_project(project, listen, phase)
-        finally:
-            disarm_shutdown_watchdog()
+        serve_project(project, listen, phase)
 
 
 @app.command()

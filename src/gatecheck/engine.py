@@ -100,6 +100,8 @@ class Engine:
                 raise
         self.ledger: Ledger | None = ledger
         self._executor: ThreadPoolExecutor | None = None
+        # Record writes under way: a stop waits for them, so the ledger closes after the last.
+        self._writes: set[asyncio.Future[Any]] = set()
         # The engine's own Great Expectations context, used from its validation thread only.
         self.validator = Validator()
 
@@ -111,6 +113,12 @@ class Engine:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Wait for the record writes under way (each is one atomic INSERT), then :meth:`close`."""
+        if self._writes:
+            await asyncio.wait(set(self._writes))
         self.close()
 
     def close(self) -> None:
@@ -176,5 +184,9 @@ class Engine:
         recorded = record and self.ledger is not None
         if recorded:
             assert self.ledger is not None
-            await asyncio.shield(asyncio.to_thread(self.ledger.record, verdict, duration))
+            # Shielded: a stop that arrives now still lets the write finish (aclose waits for it).
+            write = asyncio.ensure_future(asyncio.to_thread(self.ledger.record, verdict, duration))
+            self._writes.add(write)
+            write.add_done_callback(self._writes.discard)
+            await asyncio.shield(write)
         return Evaluation(verdict=verdict, duration_s=duration, recorded=recorded)

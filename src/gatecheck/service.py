@@ -1,8 +1,8 @@
 """``gatecheck serve``: evaluate phases on a schedule, record them, serve gauges and an API.
 
-One asyncio event loop holds everything: APScheduler (3.x, ``AsyncIOScheduler``) runs one
-job per phase, uvicorn serves the FastAPI app. A per-phase lock (and ``max_instances=1``)
-keeps evaluations of one phase from overlapping, whether started by the schedule or by
+One asyncio event loop holds everything: one task group runs a loop per interval (its grid
+from APScheduler's interval trigger), uvicorn serves the FastAPI app. A per-phase lock keeps
+evaluations of one phase from overlapping, whether started by the schedule or by
 ``POST /api/v1/phases/{phase}/evaluate``. Sources have their own timeouts, so a slow one
 costs its own checks, never the schedule.
 
@@ -10,16 +10,16 @@ A loop that cannot die: any exception in one evaluation is logged with its trace
 kept as that phase's ``last_error``; the service carries on. A failing source degrades
 verdicts to INCONCLUSIVE (its checks are ``error``) and ``gatecheck_source_up`` to 0.
 
-Shutdown (SIGTERM/SIGINT, handled by uvicorn): the scheduler stops, evaluations in flight
-are cancelled, and since a record is written in one atomic step after an evaluation
-completes, the ledger never holds a partial record.
+Shutdown (SIGTERM/SIGINT): uvicorn stops serving, then the schedule's task group is
+cancelled and awaited — an evaluation in flight is dropped unrecorded, or, if its verdict is
+complete, its record is written whole (one atomic INSERT) before the engine closes the ledger.
+Only the service's own tasks are cancelled; nothing is killed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import faulthandler
 import logging
 import os
 import signal
@@ -141,12 +141,13 @@ class Service:
         """One scheduled cycle of ``phases``: each evaluated after the phases it requires
         (directly or not) have been evaluated and recorded in this cycle, so ``requires`` is
         judged on this cycle's results, not the previous cycle's. Independent chains run
-        concurrently. Never raises; a stop cancels every evaluation of the cycle."""
+        concurrently. Raises only the cancellation of a stop, after every evaluation of the
+        cycle has ended."""
         chosen = set(phases)
         tasks: dict[str, asyncio.Task[None]] = {}
         # The service's own work: a stop cancels these, and nothing else in the loop.
         current = asyncio.current_task()
-        if current is not None:
+        if current is not None and current not in self._cycles:
             self._cycles.add(current)
             current.add_done_callback(self._cycles.discard)
 
@@ -166,7 +167,38 @@ class Service:
         except asyncio.CancelledError:
             for task in tasks.values():
                 task.cancel()
+            # Each evaluation ends here: dropped unrecorded, or (its verdict complete) its record
+            # written whole by the engine before the task returns.
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
             log.debug("cycle of %s cancelled by shutdown", ", ".join(tasks))
+            raise
+
+    async def every(self, seconds: float, phases: list[str]) -> None:
+        """Run cycles of ``phases`` on a fixed grid of ``seconds`` from now, until cancelled.
+        A cycle that overruns its slot is followed by one cycle at the next grid point, never
+        by a burst of missed ones (APScheduler's interval trigger computes the grid)."""
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        trigger = IntervalTrigger(seconds=seconds, start_date=datetime.now(UTC), timezone=UTC)
+        while True:
+            started = datetime.now(UTC)
+            await self.cycle(phases)
+            after = max(datetime.now(UTC), started + timedelta(microseconds=1))
+            upcoming = trigger.get_next_fire_time(None, after)
+            await asyncio.sleep(max(0.0, (upcoming - datetime.now(UTC)).total_seconds()))
+
+    async def run_schedule(self) -> None:
+        """Every scheduled phase, until cancelled: one loop per interval, all under one task
+        group. The phases sharing an interval are evaluated in one cycle, in promotion order
+        (:meth:`cycle`), so a phase's ``requires`` sees this cycle's record of the phase before
+        it; a phase on its own interval reads the latest record of the phases it requires.
+        Cancelling this task cancels the loops, which end their evaluations before returning."""
+        groups: dict[float, list[str]] = {}
+        for phase in self.phases:
+            groups.setdefault(self.interval(phase).total_seconds(), []).append(phase)
+        async with asyncio.TaskGroup() as loops:
+            for seconds, phases in sorted(groups.items()):
+                loops.create_task(self.every(seconds, phases), name=f"gatecheck-every-{seconds:g}s")
 
     def latest(self, phase: str) -> Verdict | None:
         state = self.states.get(phase)
@@ -533,41 +565,16 @@ def record_summary(record: Any) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def scheduled(service: Service) -> AsyncIterator[Any]:
-    """Start one APScheduler job per interval (first run now); stop and cancel on exit."""
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-    # "Skipped: maximum number of running instances reached" is the no-overlap rule working;
-    # a schedule that cannot keep up shows in the staleness alert, not as a log line a second.
-    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
-    scheduler = AsyncIOScheduler(timezone=UTC)
-    now = datetime.now(UTC)
-    # One job per interval: the phases sharing an interval are evaluated in one cycle, in
-    # promotion order (Service.cycle), so a phase's `requires` sees this cycle's record of
-    # the phase before it. A phase on its own interval reads the latest record of the
-    # phases it requires.
-    groups: dict[float, list[str]] = {}
-    for phase in service.phases:
-        groups.setdefault(service.interval(phase).total_seconds(), []).append(phase)
-    for seconds, phases in sorted(groups.items()):
-        scheduler.add_job(
-            service.cycle,
-            "interval",
-            seconds=seconds,
-            args=[phases],
-            id=f"cycle:{seconds:g}s",
-            max_instances=1,  # cycles (and so evaluations of one phase) never overlap
-            coalesce=True,  # a late run is one run, not a burst
-            misfire_grace_time=max(1, int(seconds)),
-            next_run_time=now,
-        )
-    scheduler.start()
+async def scheduled(service: Service) -> AsyncIterator[asyncio.Task[None]]:
+    """The service's schedule (:meth:`Service.run_schedule`, first cycle now) while the block
+    runs; on exit it is cancelled and awaited: no evaluation of the service outlives it."""
+    schedule = asyncio.create_task(service.run_schedule(), name="gatecheck-schedule")
     try:
-        yield scheduler
+        yield schedule
     finally:
-        # wait=False: in-flight evaluations are cancelled; nothing partial reaches the ledger.
-        scheduler.shutdown(wait=False)
-        await asyncio.sleep(0)
+        schedule.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await schedule
 
 
 def make_server(service: Service, host: str, port: int) -> Any:
@@ -611,42 +618,9 @@ async def run_service(service: Service, server: Any) -> None:
             __version__, ", ".join(service.phases), config.host, config.port, service.ledger.url,
         )  # fmt: skip
         await server.serve()
-    if threading.current_thread() is threading.main_thread():
-        _arm_shutdown_watchdog()
-    # Only the service's own cycles are cancelled (uvicorn has stopped its request tasks); a
-    # cancelled evaluation is abandoned unrecorded, and a complete one is recorded whole.
-    tasks = list(service._cycles)
-    for task in tasks:
-        task.cancel()
-    await asyncio.wait(tasks, timeout=10) if tasks else None
-    service.engine.close()
-
-
-_watchdog: threading.Timer | None = None
-SHUTDOWN_GRACE_S = 20.0
-
-
-def _arm_shutdown_watchdog() -> None:
-    """A stop must not hang: if shutting down takes longer than SHUTDOWN_GRACE_S, print every
-    thread's stack and exit 1. Records are atomic, so the ledger stays whole either way."""
-    global _watchdog
-
-    def stalled() -> None:
-        log.error("shutdown stalled for %.0fs; exiting (thread stacks follow)", SHUTDOWN_GRACE_S)
-        faulthandler.dump_traceback(all_threads=True)
-        os._exit(1)
-
-    _watchdog = threading.Timer(SHUTDOWN_GRACE_S, stalled)
-    _watchdog.daemon = True
-    _watchdog.start()
-
-
-def disarm_shutdown_watchdog() -> None:
-    """Called once the service has stopped and the caller's own cleanup is done."""
-    global _watchdog
-    if _watchdog is not None:
-        _watchdog.cancel()
-        _watchdog = None
+    # The schedule has been cancelled and awaited: its evaluations ended, each recorded whole
+    # or not at all. The engine waits for a record write under way, then closes.
+    await service.engine.aclose()
 
 
 async def serve(service: Service, host: str, port: int) -> None:

@@ -43,7 +43,7 @@ def run_demo(
     from gatecheck.demo.reference import SCENARIOS, build_reference
     from gatecheck.engine import Engine
     from gatecheck.gate import parse_as_of
-    from gatecheck.service import disarm_shutdown_watchdog, serve_project
+    from gatecheck.service import serve_project
 
     known = scenarios()
     if scenario not in known:
@@ -83,10 +83,7 @@ def run_demo(
                     f"demo: scenario {scenario}: serving every phase on the demo sources (bus {url}); "
                     "Ctrl-C stops"
                 )
-                try:
-                    serve_project(project, listen, None, recorded_since=started)
-                finally:
-                    disarm_shutdown_watchdog()
+                serve_project(project, listen, None, recorded_since=started)
                 return None
             say(
                 f"demo: scenario {scenario}: warehouse as of {moment.isoformat()} "

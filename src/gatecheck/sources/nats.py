@@ -135,6 +135,11 @@ class NatsSource(Source):
                     self._connection = client
                 except (ConfigError, ssl.SSLError) as exc:
                     raise ConfigError(str(exc)) from exc
+                except asyncio.CancelledError:
+                    # A stop during the attempt: nats-py would leave its socket open too.
+                    with contextlib.suppress(Exception):
+                        await client.close()
+                    raise
                 except Exception as exc:
                     # nats-py leaves the failed attempt's socket open; close it here.
                     with contextlib.suppress(Exception):
