@@ -21,9 +21,8 @@ from pathlib import Path
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 
-from gatecheck.config import NatsQuery, NatsSourceConfig
 from gatecheck.demo.bus import HRV_SUBJECT, NatsServer
-from gatecheck.sources.nats import NatsSource
+from gatecheck.sources.nats import NatsQuery, NatsSource, NatsSourceConfig
 
 
 async def publish(url: str, count: int) -> None:

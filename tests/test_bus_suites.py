@@ -251,8 +251,7 @@ def test_a_missing_durable_consumer_alone_is_a_failure_not_an_error(gate_config:
 
 
 def test_every_row_kind_has_every_documented_column(tmp_path: Path) -> None:
-    from gatecheck.config import NatsQuery
-    from gatecheck.sources.nats import COLUMNS, NatsSource
+    from gatecheck.sources.nats import COLUMNS, NatsQuery, NatsSource
 
     with NatsServer(tmp_path / "nats") as server:
         asyncio.run(build_topology(server.url, skip=["AA_DLQ"]))

@@ -8,8 +8,9 @@ import yaml
 from typer.testing import CliRunner
 
 from gatecheck.cli import app
-from gatecheck.config import expand_env, load_project, resolve_thresholds, sql_problems
+from gatecheck.config import expand_env, load_project, resolve_thresholds
 from gatecheck.errors import ConfigError
+from gatecheck.sources.clickhouse import sql_problems
 
 from .conftest import REPO
 

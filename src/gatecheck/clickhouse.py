@@ -24,10 +24,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
-
-import pandas as pd
 
 from gatecheck.errors import ConfigError, GatecheckError, QueryError, SourceTimeout, SourceUnavailable, redact
 
@@ -35,6 +33,9 @@ from gatecheck.errors import ConfigError, GatecheckError, QueryError, SourceTime
 _TIMEOUT_CODES = {159, 160, 209}
 _CODE = re.compile(r"Code: (\d+)\. (?:DB::Exception: )?(.*?)(?: \(version [^)]*\))?$", re.S)
 SCHEMES = ("chdb", "clickhouse", "clickhouses")
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)

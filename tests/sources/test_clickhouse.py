@@ -10,11 +10,15 @@ from pathlib import Path
 import pytest
 
 from gatecheck.clickhouse import ClickHouse, Target
-from gatecheck.config import ClickHouseSourceConfig
 from gatecheck.engine import Engine
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
 from gatecheck.history import ClickHouseLedger
-from gatecheck.sources.clickhouse import ClickHouseSource, format_parameter, wrap_readonly
+from gatecheck.sources.clickhouse import (
+    ClickHouseSource,
+    ClickHouseSourceConfig,
+    format_parameter,
+    wrap_readonly,
+)
 
 from ..conftest import AS_OF
 

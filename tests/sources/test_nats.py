@@ -13,10 +13,9 @@ import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
-from gatecheck.config import NatsQuery, NatsSourceConfig
 from gatecheck.demo.bus import NatsServer, free_port
 from gatecheck.errors import ConfigError, QueryError, SourceTimeout, SourceUnavailable
-from gatecheck.sources.nats import NatsSource
+from gatecheck.sources.nats import NatsQuery, NatsSource, NatsSourceConfig
 
 _names = itertools.count()
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gatecheck.config import PrometheusSourceConfig, PromQuery, load_project
+from gatecheck.config import load_project
 from gatecheck.demo.bus import free_port
 from gatecheck.errors import QueryError, SourceUnavailable
 from gatecheck.gate import evaluate
 from gatecheck.results import Outcome, Verdict, VerdictState
-from gatecheck.sources.prometheus import PrometheusSource, render_promql
+from gatecheck.sources.prometheus import PrometheusSource, PrometheusSourceConfig, PromQuery, render_promql
 
 from ..prometheus_history import as_of, quiet_as_of
 

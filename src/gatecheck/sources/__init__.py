@@ -1,6 +1,7 @@
-"""Sources: the systems gatecheck queries. One module per backend (a leaf); the contract is
-:mod:`gatecheck.sources.base`; this module is the one explicit registry — no plugin discovery:
-a new source is a module, a config model in the ``SourceConfig`` union, and a line here.
+"""Sources: the systems gatecheck queries. One module per backend (a leaf) owns its
+configuration model, its query model and validation, and its implementation; the contract is
+:mod:`gatecheck.sources.base`; this module is the one explicit registry — no plugin
+discovery. A new source is a leaf module and one entry in ``SOURCE_TYPES``.
 """
 
 from __future__ import annotations
@@ -8,18 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from gatecheck.clickhouse import ClickHouse
-from gatecheck.config import (
-    ClickHouseSourceConfig,
-    NatsQuery,
-    NatsSourceConfig,
+from pydantic import Discriminator, Field, Tag
+
+from gatecheck.sources.base import QueryParameters, Source, SourceSettings
+from gatecheck.sources.clickhouse import ClickHouseSourceConfig, sql_problems
+from gatecheck.sources.nats import NatsQuery, NatsSourceConfig
+from gatecheck.sources.prometheus import (
     PrometheusSourceConfig,
     PromQuery,
-    SourceConfig,
+    promql_problems,
+    scrape_query_problems,
 )
-from gatecheck.sources.base import QueryParameters, Source
+
+if TYPE_CHECKING:
+    from gatecheck.clickhouse import ClickHouse
 
 
 def _clickhouse(name: str, config: Any, root: Path, clickhouse: ClickHouse | None) -> Source:
@@ -37,7 +42,7 @@ def _nats(name: str, config: Any, root: Path, clickhouse: ClickHouse | None) -> 
 def _prometheus(name: str, config: Any, root: Path, clickhouse: ClickHouse | None) -> Source:
     # One configuration type, two implementations: a server's HTTP API, or one service's
     # exposition read directly (scrape+http://).
-    if config.url.startswith("scrape+"):
+    if config.scrape:
         from gatecheck.sources.scrape import ScrapeSource
 
         return ScrapeSource(name, config, root)
@@ -46,34 +51,97 @@ def _prometheus(name: str, config: Any, root: Path, clickhouse: ClickHouse | Non
     return PrometheusSource(name, config, root)
 
 
+def _no_problems(config: Any, query: Any) -> list[tuple[str, str, str]]:
+    return []
+
+
 @dataclass(frozen=True)
 class SourceKind:
-    """One kind of source: how to open it, and the query form its suites are written in."""
+    """One kind of source: its configuration, how to open it, and its suites' query form."""
 
+    config: type[SourceSettings]  # the model of `environments.E.sources.NAME` for this `type`
     open: Callable[[str, Any, Path, ClickHouse | None], Source]
     label: str  # "ClickHouse", for messages
     query_types: tuple[type, ...]  # what a suite's `query:` parses into for this kind
     query_help: str  # what the query must be, for the message when it is not
+    text_problems: Callable[[str], list[str]] | None = None  # static checks of a text query
+    # (key, what the source is, problem) for a query its configuration cannot answer
+    config_problems: Callable[[Any, Any], list[tuple[str, str, str]]] = _no_problems
 
 
-#: config model → its kind. Explicit, no plugin discovery.
-SOURCE_TYPES: dict[type, SourceKind] = {
-    ClickHouseSourceConfig: SourceKind(_clickhouse, "ClickHouse", (str,), "SQL text"),
-    NatsSourceConfig: SourceKind(
-        _nats, "NATS", (NatsQuery,), "a mapping of streams / consumers / counts / derive"
+#: ``type:`` in gatecheck.yaml → its kind. Explicit, no plugin discovery.
+SOURCE_TYPES: dict[str, SourceKind] = {
+    "clickhouse": SourceKind(
+        ClickHouseSourceConfig, _clickhouse, "ClickHouse", (str,), "SQL text", sql_problems
     ),
-    PrometheusSourceConfig: SourceKind(
-        _prometheus, "Prometheus", (str, PromQuery), "PromQL text or a mapping of measures"
+    "nats": SourceKind(
+        NatsSourceConfig, _nats, "NATS", (NatsQuery,), "a mapping of streams / consumers / counts / derive"
+    ),
+    "prometheus": SourceKind(
+        PrometheusSourceConfig,
+        _prometheus,
+        "Prometheus",
+        (str, PromQuery),
+        "PromQL text or a mapping of measures",
+        promql_problems,
+        scrape_query_problems,
     ),
 }
 
+#: The model of one source in gatecheck.yaml, chosen by its ``type`` (every kind's config;
+#: tests/test_config.py checks it against SOURCE_TYPES).
+SourceConfig = Annotated[
+    ClickHouseSourceConfig | NatsSourceConfig | PrometheusSourceConfig,
+    Field(discriminator="type"),
+]
+
+#: Query models of the mapping forms, tagged by source type (text queries are plain ``str``).
+QUERY_FORMS: dict[str, type[Any]] = {
+    tag: form for tag, kind in SOURCE_TYPES.items() for form in kind.query_types if form is not str
+}
+
+
+def _query_form(value: Any) -> str:
+    """Which form a suite's ``query:`` is in, by its shape: text, or the mapping form whose
+    keys it uses (the first mapping form when none: its own validation says what is wrong)."""
+    if isinstance(value, str):
+        return "text"
+    keys = set(value) if isinstance(value, dict) else set()
+    for tag, form in QUERY_FORMS.items():
+        if keys & form.form_keys:
+            return tag
+    return next(iter(QUERY_FORMS))
+
+
+#: The ``query:`` of a suite: SQL or PromQL text, or one of the mapping forms (QUERY_FORMS).
+SuiteQuery = Annotated[
+    Annotated[str, Tag("text")] | Annotated[NatsQuery, Tag("nats")] | Annotated[PromQuery, Tag("prometheus")],
+    Discriminator(_query_form),
+]
+
+
+def kind_of(config: SourceSettings) -> SourceKind:
+    """The kind of a configured source, by its ``type``."""
+    return SOURCE_TYPES[config.type]  # type: ignore[attr-defined]  # every leaf's config has one
+
 
 def open_source(
-    name: str, config: SourceConfig, root: Path, clickhouse: ClickHouse | None = None
+    name: str, config: SourceSettings, root: Path, clickhouse: ClickHouse | None = None
 ) -> Source:
     """Build the source for ``config``; relative embedded paths resolve against ``root``;
     ``clickhouse`` is the engine's hub of ClickHouse connections (its own one if None)."""
-    return SOURCE_TYPES[type(config)].open(name, config, root, clickhouse)
+    return kind_of(config).open(name, config, root, clickhouse)
 
 
-__all__ = ["SOURCE_TYPES", "QueryParameters", "Source", "SourceKind", "open_source"]
+__all__ = [
+    "QUERY_FORMS",
+    "SOURCE_TYPES",
+    "QueryParameters",
+    "Source",
+    "SourceConfig",
+    "SourceKind",
+    "SourceSettings",
+    "SuiteQuery",
+    "kind_of",
+    "open_source",
+]

@@ -1,5 +1,7 @@
-"""The source contract. It imports no implementation: the registry that maps a source's
-configuration to its implementation is :mod:`gatecheck.sources` (``SOURCE_TYPES``).
+"""The source contract: what every source's configuration has (:class:`SourceSettings`) and
+what every source does (:class:`Source`). It imports no implementation: each backend module
+(a leaf) owns its configuration model, its query model and its implementation, and the one
+registry that maps a source's ``type`` to its leaf is :mod:`gatecheck.sources`.
 
 A source answers one suite query with a *small* pandas DataFrame of aggregates: the heavy
 work happens inside the source (SQL, JetStream APIs, PromQL), never in Python.
@@ -9,27 +11,58 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import pandas as pd
+from pydantic import Field, field_validator
 
-from gatecheck.config import SourceConfig
+from gatecheck.durations import Duration
 from gatecheck.errors import redact
+from gatecheck.frozen import Frozen
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 QueryParameters = Mapping[str, datetime | bool | int | float | str]
+
+
+class SourceSettings(Frozen):
+    """What every source's configuration has (``environments.<env>.sources.<name>``); each
+    leaf adds its ``type`` literal and its own keys."""
+
+    # A URL can carry user:password@: kept out of the model's repr (logs, tracebacks).
+    url: str = Field(repr=False)
+    timeout: Duration = timedelta(seconds=30)
+
+    #: URL schemes this source type accepts.
+    schemes: ClassVar[tuple[str, ...]] = ()
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in cls.schemes:
+            raise ValueError(f"URL scheme must be one of {', '.join(s + '://' for s in cls.schemes)}")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("timeout must be positive")
+        return value
 
 
 class Source(ABC):
     """One configured source (``environments.<env>.sources.<name>`` in gatecheck.yaml)."""
 
-    def __init__(self, name: str, config: SourceConfig) -> None:
+    def __init__(self, name: str, config: Any) -> None:
         self.name = name
         self.config = config
 
     @property
     def timeout(self) -> float:
-        return self.config.timeout.total_seconds()
+        return float(self.config.timeout.total_seconds())
 
     @abstractmethod
     async def query(self, text: Any, parameters: QueryParameters) -> pd.DataFrame:

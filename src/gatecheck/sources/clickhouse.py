@@ -12,16 +12,62 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import pandas as pd
+from pydantic import SecretStr
 
 from gatecheck.clickhouse import ClickHouse, Connection, Target
-from gatecheck.config import ClickHouseSourceConfig
 from gatecheck.errors import SourceTimeout
-from gatecheck.sources.base import QueryParameters, Source
+from gatecheck.frozen import NAME
+from gatecheck.sources.base import QueryParameters, Source, SourceSettings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# ---------------------------------------------------------------- configuration and query
+
+
+class ClickHouseSourceConfig(SourceSettings):
+    """A ClickHouse warehouse: ``chdb://PATH`` (embedded) or ``clickhouse(s)://…``."""
+
+    type: Literal["clickhouse"]
+    password: SecretStr | None = None  # overrides the URL's password; write "${VAR}"
+    schemes: ClassVar[tuple[str, ...]] = ("chdb", "clickhouse", "clickhouses")
+
+
+# `{name:Type}` placeholders, ClickHouse's server-side parameter syntax.
+_SQL_PARAM = re.compile(r"\{\s*([^{}:'\"\s]*)\s*:\s*([A-Za-z][^{}]*)\}")
+_STATEMENT_START = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(\w+)", re.S)
+
+
+def sql_parameters(sql: str) -> dict[str, str]:
+    """``{name:Type}`` placeholders in the SQL, name → ClickHouse type."""
+    return {m.group(1): m.group(2).strip() for m in _SQL_PARAM.finditer(sql)}
+
+
+def sql_problems(sql: str) -> list[str]:
+    """Static checks of a suite's SQL: a read-only statement, well-formed parameters. A second
+    statement is refused by the engine itself: the source runs the SQL as the subquery of
+    ``SELECT * FROM (…)``, where anything after a ``;`` is a syntax error."""
+    problems: list[str] = []
+    first = _STATEMENT_START.match(sql)
+    if first is None or first.group(1).upper() not in ("SELECT", "WITH"):
+        word = first.group(1) if first else "nothing"
+        problems.append(f"must be a single SELECT (or WITH … SELECT) statement, starts with {word!r}")
+    for match in _SQL_PARAM.finditer(sql):
+        name = match.group(1)
+        if not NAME.match(name) and not name.startswith(("'", '"')):
+            problems.append(
+                f"bad parameter name {{{name}:{match.group(2)}}}: use lowercase letters, "
+                "digits and _ (e.g. {window_start:DateTime64(3)})"
+            )
+    return problems
+
+
+# ---------------------------------------------------------------- queries
 
 
 def wrap_readonly(sql: str, timeout_s: float) -> str:

@@ -1,7 +1,7 @@
 """NATS JetStream source (nats-py, asyncio).
 
 A suite's query names streams and consumers to describe and message counts to take in the
-check's window (see :class:`~gatecheck.config.NatsQuery`). Only JetStream's info and
+check's window (see :class:`NatsQuery`). Only JetStream's info and
 consumer APIs are used: the source never publishes, never fetches a message body, never
 acks.
 
@@ -25,18 +25,123 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-import pandas as pd
+from pydantic import SecretStr, field_validator
 
 from gatecheck.arith import evaluate as evaluate_expression
-from gatecheck.config import NatsConsumer, NatsCount, NatsQuery, NatsSourceConfig, NatsStream
 from gatecheck.errors import ConfigError, QueryError, SourceTimeout, SourceUnavailable, redact
-from gatecheck.sources.base import QueryParameters, Source
+from gatecheck.frozen import NAME, Frozen
+from gatecheck.sources.base import QueryParameters, Source, SourceSettings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# ---------------------------------------------------------------- configuration and query
+
+
+class NatsSourceConfig(SourceSettings):
+    """A NATS JetStream server. Credentials come from files or ``${VAR}`` expansion."""
+
+    type: Literal["nats"]
+    credentials_file: str | None = None  # a .creds file (JWT + nkey seed)
+    nkey_seed_file: str | None = None  # a file holding an nkey seed
+    token: SecretStr | None = None  # write "${NATS_TOKEN}"
+    tls_ca_file: str | None = None  # CA bundle for tls:// servers
+    tls_cert_file: str | None = None  # client certificate (mutual TLS)
+    tls_key_file: str | None = None
+    schemes: ClassVar[tuple[str, ...]] = ("nats", "tls")
+
+
+_ARITHMETIC = re.compile(r"^[\sA-Za-z0-9_.+\-*/()]+$")
+
+
+class NatsStream(Frozen):
+    """A stream to describe; ``subjects`` (if given) becomes the ``expected_subjects`` column."""
+
+    name: str
+    subjects: list[str] | None = None
+
+
+class NatsConsumer(Frozen):
+    """A durable consumer to describe; expected values become ``expected_*`` columns."""
+
+    stream: str
+    name: str
+    filter_subject: str | None = None
+    ack_policy: Literal["explicit", "all", "none"] | None = None
+
+
+class NatsCount(Frozen):
+    """An exact count of messages in the check's window on a stream (and subject filter)."""
+
+    name: str
+    stream: str
+    subject: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _column_name(cls, value: str) -> str:
+        if not NAME.match(value):
+            raise ValueError("a count name is a column name: lowercase letters, digits and _")
+        return value
+
+
+class NatsQuery(Frozen):
+    """The ``query:`` of a suite on a NATS source (see README, "NATS suites")."""
+
+    #: Keys that mark a suite's ``query:`` mapping as this form.
+    form_keys: ClassVar[frozenset[str]] = frozenset({"streams", "consumers", "counts", "derive"})
+
+    streams: list[NatsStream] = []
+    consumers: list[NatsConsumer] = []
+    counts: list[NatsCount] = []
+    # Columns computed on the window row from the counts, e.g. share = a / (a + b).
+    derive: dict[str, str] = {}
+
+    @field_validator("derive")
+    @classmethod
+    def _arithmetic_only(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, expression in value.items():
+            if not NAME.match(name):
+                raise ValueError(f"derived column {name!r}: use lowercase letters, digits and _")
+            if not _ARITHMETIC.match(expression):
+                raise ValueError(
+                    f"derived column {name!r}: only names, numbers, + - * / and parentheses are allowed"
+                )
+        return value
+
+    def problems(self) -> list[str]:
+        """Names a derived expression uses must be counts or earlier derived columns."""
+        from gatecheck.arith import names_in
+
+        known = {c.name for c in self.counts}
+        found: list[str] = []
+        if not (self.streams or self.consumers or self.counts):
+            found.append("a NATS query needs at least one of streams, consumers, counts")
+        for name, expression in self.derive.items():
+            try:
+                used = names_in(expression)
+            except ValueError as exc:
+                found.append(f"derive.{name}: {exc}")
+                continue
+            unknown = sorted(used - known)
+            if unknown:
+                found.append(
+                    f"derive.{name}: unknown name(s) {', '.join(unknown)} "
+                    f"(known: {', '.join(sorted(known)) or 'none'})"
+                )
+            known.add(name)
+        return found
+
+
+# ---------------------------------------------------------------- the source
+
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -212,6 +317,8 @@ class NatsSource(Source):
         # frame's shape never depends on what exists, so a missing consumer is judged on its
         # `exists` column instead of erroring on an absent `filter_subject`.
         extra = [c for c in rows[-1] if c not in COLUMNS] if rows else []
+        import pandas as pd
+
         return pd.DataFrame(rows, columns=[*COLUMNS, *extra])
 
     async def _stream_row(self, jsm: Any, spec: NatsStream) -> dict[str, Any]:

@@ -13,17 +13,87 @@ column per measure. NaN (e.g. 0/0) and a missing series are NULL: no evidence, n
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
-import pandas as pd
+from pydantic import Field, SecretStr
 
-from gatecheck.config import PrometheusSourceConfig, PromQuery
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
-from gatecheck.sources.base import QueryParameters, Source
+from gatecheck.frozen import NAME, Frozen
+from gatecheck.sources.base import QueryParameters, Source, SourceSettings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# ---------------------------------------------------------------- configuration and query
+
+
+class PrometheusSourceConfig(SourceSettings):
+    """A Prometheus server (PromQL over its HTTP API) or a scrape endpoint (``scrape+http(s)://``:
+    one service's exposition, read directly; see :mod:`gatecheck.sources.scrape`)."""
+
+    type: Literal["prometheus"]
+    username: str | None = None  # basic auth (or user:password@ in the URL)
+    password: SecretStr | None = None  # write "${PROMETHEUS_PASSWORD}"
+    bearer_token: SecretStr | None = None  # write "${PROMETHEUS_TOKEN}"
+    schemes: ClassVar[tuple[str, ...]] = ("http", "https", "scrape+http", "scrape+https")
+
+    @property
+    def scrape(self) -> bool:
+        return self.url.startswith("scrape+")
+
+
+#: ``$name`` placeholders a PromQL query may use (see README, "Prometheus suites").
+PROMQL_PLACEHOLDERS = ("window", "window_s", "window_start", "window_end", "as_of", "settle")
+_PROMQL_PLACEHOLDER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def promql_problems(promql: str) -> list[str]:
+    unknown = sorted({m.group(1) for m in _PROMQL_PLACEHOLDER.finditer(promql)} - set(PROMQL_PLACEHOLDERS))
+    return [
+        f"unknown placeholder ${name} (known: {', '.join('$' + p for p in PROMQL_PLACEHOLDERS)})"
+        for name in unknown
+    ]
+
+
+class PromQuery(Frozen):
+    """The ``query:`` of a suite on a Prometheus source: named PromQL measures, one column each."""
+
+    #: Keys that mark a suite's ``query:`` mapping as this form.
+    form_keys: ClassVar[frozenset[str]] = frozenset({"measures"})
+
+    measures: dict[str, str] = Field(min_length=1)
+
+    def problems(self) -> list[str]:
+        found = []
+        for name, promql in self.measures.items():
+            if not NAME.match(name):
+                found.append(f"measures.{name}: a measure is a column name: lowercase letters, digits and _")
+            found.extend(f"measures.{name}: {p}" for p in promql_problems(promql))
+        return found
+
+
+def scrape_query_problems(config: PrometheusSourceConfig, query: Any) -> list[tuple[str, str, str]]:
+    """(key, what the source is, problem) for a suite query that this source's configuration
+    cannot answer: on a scrape source, every measure must be answerable from one snapshot."""
+    if not config.scrape:
+        return []
+    from gatecheck.sources.scrape import scrape_problems
+
+    measures = query.measures if isinstance(query, PromQuery) else {"value": query}
+    found: list[tuple[str, str, str]] = []
+    for measure, promql in measures.items():
+        if isinstance(promql, str):
+            where = f"query.measures.{measure}" if isinstance(query, PromQuery) else "query"
+            found.extend((where, "a scrape source", p) for p in scrape_problems(promql))
+    return found
+
+
+# ---------------------------------------------------------------- the source
 
 
 def render_promql(promql: str, parameters: QueryParameters) -> str:
@@ -57,6 +127,8 @@ def _value(raw: Any) -> float | None:
 def measures_frame(rows: list[dict[str, Any]], measures: list[str]) -> pd.DataFrame:
     """Rows (labels + measure values) as a frame: label columns sorted, then the measures;
     a measure no row has is a NULL column, not a missing one."""
+    import pandas as pd
+
     if not rows:
         return pd.DataFrame(columns=measures)
     frame = pd.DataFrame(rows)

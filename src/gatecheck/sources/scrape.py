@@ -33,15 +33,16 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import pandas as pd
 
-from gatecheck.config import PrometheusSourceConfig, PromQuery
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.sources.base import QueryParameters, Source
-from gatecheck.sources.prometheus import measures_frame, render_promql
+from gatecheck.sources.prometheus import PrometheusSourceConfig, PromQuery, measures_frame, render_promql
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Labels = frozenset[tuple[str, str]]
 Vector = dict[Labels, float]

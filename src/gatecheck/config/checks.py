@@ -1,0 +1,319 @@
+"""Cross-checks: the problems that span files — unknown names, unresolved parameters, a
+suite's query in the wrong form for its source, thresholds that nothing uses or that do not
+fit where they are used."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from gatecheck.config.models import (
+    BUILTIN_PARAMETERS,
+    DECLARED_THRESHOLDS,
+    PROJECT_FILE,
+    THRESHOLDS_FILE,
+    GateConfig,
+    ParameterRef,
+    Project,
+    SuiteConfig,
+    _parameter_names,
+    resolve_thresholds,
+)
+from gatecheck.errors import did_you_mean, redact
+from gatecheck.frozen import NAME as _NAME
+from gatecheck.sources import kind_of
+
+
+def _suite_refs(gate: GateConfig) -> Iterable[tuple[str, str]]:
+    for i, check in enumerate(gate.checks):
+        yield f"checks[{i}].suite", check.suite
+    for i, ref in enumerate(gate.rollback):
+        yield f"rollback[{i}].suite", ref.suite
+
+
+def cross_check(project: Project) -> list[str]:
+    """Problems that span files: unknown names, unresolved parameters, bad SQL."""
+    problems: list[str] = []
+    unresolved: dict[tuple[str, str, str], list[str]] = {}
+    unknown_sources: dict[tuple[str, str], dict[str, list[str]]] = {}
+    unanswerable: dict[tuple[str, str, str, str, str], set[str]] = {}
+    config, thresholds = project.config, project.thresholds
+    environments = sorted(config.environments)
+    if "project" in project.unparsed:
+        # gatecheck.yaml did not parse: only what needs no environment can be checked.
+        for suite in project.suites.values():
+            label = project.files[f"suite:{suite.name}"]
+            if not isinstance(suite.query, str):
+                problems.extend(f"{label}: query: {p}" for p in suite.query.problems())
+        if "thresholds" not in project.unparsed:
+            problems.extend(threshold_problems(project))
+        return list(dict.fromkeys(problems))
+
+    for name, _value in thresholds.defaults.items():
+        if not _NAME.match(name):
+            problems.append(f"{THRESHOLDS_FILE}: defaults.{name}: a threshold name uses a-z, 0-9 and _")
+    for env in thresholds.environments:
+        if env not in config.environments:
+            problems.append(
+                f"{THRESHOLDS_FILE}: environments.{env}: unknown environment "
+                f"(known: {', '.join(environments)})"
+            )
+    for phase in thresholds.phases:
+        if phase not in project.gates:
+            problems.append(
+                f"{THRESHOLDS_FILE}: phases.{phase}: unknown phase "
+                f"(known: {', '.join(sorted(project.gates))})"
+            )
+
+    service = config.service
+    for key, phases in (("phases", service.phases or []), ("intervals", list(service.intervals))):
+        for phase in phases:
+            if phase not in project.gates:
+                problems.append(
+                    f"{PROJECT_FILE}: service.{key}: unknown phase {phase!r} "
+                    f"(known: {', '.join(sorted(project.gates))})"
+                )
+    for suite in project.suites.values():
+        label = project.files[f"suite:{suite.name}"]
+        if not isinstance(suite.query, str):
+            problems.extend(f"{label}: query: {p}" for p in suite.query.problems())
+
+    for phase, gate in project.gates.items():
+        label = project.files[f"gate:{phase}"]
+        if gate.environment not in config.environments:
+            problems.append(
+                f"{label}: environment: unknown environment {gate.environment!r} "
+                f"(known: {', '.join(environments)})"
+            )
+            continue
+        for i, required in enumerate(gate.requires):
+            if required not in project.gates:
+                if f"gate:{required}" in project.unparsed:
+                    continue
+                problems.append(
+                    f"{label}: requires[{i}]: unknown phase {required!r} "
+                    f"(known: {', '.join(sorted(project.gates))})"
+                )
+            elif required == phase:
+                problems.append(f"{label}: requires[{i}]: a phase cannot require itself")
+        sources = config.environments[gate.environment].sources
+        resolved = resolve_thresholds(thresholds, gate.environment, phase)
+        for key, suite_name in _suite_refs(gate):
+            found = project.suites.get(suite_name)
+            if found is None:
+                if f"suite:{suite_name}" in project.unparsed:
+                    continue
+                problems.append(
+                    f"{label}: {key}: unknown suite {suite_name!r} "
+                    f"(known: {', '.join(sorted(project.suites)) or 'none'})"
+                )
+                continue
+            suite = found
+            suite_label = project.files[f"suite:{suite_name}"]
+            if suite.source not in sources:
+                unknown_sources.setdefault((suite_label, suite.source), {})[gate.environment] = sorted(
+                    sources
+                )
+            else:
+                source_config = sources[suite.source]
+                source_kind = kind_of(source_config)
+                if not isinstance(suite.query, source_kind.query_types):
+                    problems.append(
+                        f"{suite_label}: query: source {suite.source!r} is a {source_kind.label} source, "
+                        f"so the query must be {source_kind.query_help}"
+                    )
+                else:
+                    if isinstance(suite.query, str) and source_kind.text_problems is not None:
+                        text_problems = source_kind.text_problems(suite.query)
+                        problems.extend(f"{suite_label}: query: {p}" for p in text_problems)
+                    # What this source's configuration cannot answer (e.g. a scrape source and a
+                    # rate over a window), reported once per problem with its environments.
+                    for where, what, problem in source_kind.config_problems(source_config, suite.query):
+                        unanswerable.setdefault((suite_label, where, suite.source, what, problem), set()).add(
+                            gate.environment
+                        )
+            if "thresholds" in project.unparsed:
+                continue  # thresholds.yaml did not parse: no parameter can be judged missing
+            for parameter in sorted(suite.parameters()):
+                if parameter not in resolved:
+                    unresolved.setdefault((suite_label, "$PARAMETER", parameter), []).append(phase)
+            for parameter in sorted(suite.query_parameters()):
+                if parameter in BUILTIN_PARAMETERS or not _NAME.match(parameter):
+                    continue  # bad names are reported once by the source's text checks
+                if parameter not in resolved:
+                    unresolved.setdefault((suite_label, "query", parameter), []).append(phase)
+    for (suite_label, where, source, what, problem), scrape_envs in unanswerable.items():
+        names = ", ".join(repr(e) for e in sorted(scrape_envs))
+        plural = "environments" if len(scrape_envs) > 1 else "environment"
+        problems.append(f"{suite_label}: {where}: source {source!r} is {what} in {plural} {names}: {problem}")
+    for (suite_label, source), known_by_env in unknown_sources.items():
+        envs = ", ".join(repr(e) for e in sorted(known_by_env))
+        known = sorted({name for names in known_by_env.values() for name in names})
+        plural = "environments" if len(known_by_env) > 1 else "environment"
+        problems.append(
+            f"{suite_label}: source: unknown source {source!r} in {plural} {envs} "
+            f"(known: {', '.join(known) or 'none'})"
+        )
+    # One line per suite and parameter, naming every phase that lacks a value.
+    for (suite_label, kind, parameter), phases in unresolved.items():
+        names = ", ".join(repr(p) for p in sorted(phases))
+        plural = "phases" if len(phases) > 1 else "phase"
+        if kind == "$PARAMETER":
+            problems.append(
+                f"{suite_label}: $PARAMETER {parameter!r} has no value in {THRESHOLDS_FILE} "
+                f"for {plural} {names}"
+            )
+        else:
+            problems.append(
+                f"{suite_label}: query: parameter {{{parameter}}} is neither one of "
+                f"{', '.join(BUILTIN_PARAMETERS)} nor a threshold with a value for {plural} {names}"
+            )
+    if "thresholds" not in project.unparsed:
+        problems.extend(threshold_problems(project))
+    # Duplicate lines arise when several gates use one broken suite.
+    return list(dict.fromkeys(problems))
+
+
+# --------------------------------------------------------------------------- thresholds in use
+
+#: The kind of value an expectation kwarg takes (GE's own types are looser: a bound may be a
+#: string, which compares as text and would loosen a gate silently). Others: any.
+_KWARG_KINDS = {
+    **dict.fromkeys(("min_value", "max_value", "value", "mostly", "threshold", "tolerance"), "number"),
+    **dict.fromkeys(("value_set", "values"), "list"),
+    **dict.fromkeys(("strict_min", "strict_max"), "boolean"),
+}
+_SQL_NUMBER = re.compile(r"^(?:Nullable\()?\s*(?:U?Int\d+|Float\d+|Decimal)", re.I)
+_SQL_TEXT = re.compile(r"^(?:Nullable\()?\s*(?:String|LowCardinality\(String\))", re.I)
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def _kind_problem(kind: str, value: Any) -> str | None:
+    """Why ``value`` cannot be used as ``kind`` (number, list, boolean, text), or None."""
+    if kind == "number" and not _is_number(value):
+        hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if isinstance(value, str) and "e" in value else ""
+        return f"must be a finite number{hint}"
+    if kind == "non-negative number" and (not _is_number(value) or value < 0):
+        return "must be a finite number, at least 0"
+    if kind == "list" and not isinstance(value, list):
+        return "must be a list"
+    if kind == "boolean" and not isinstance(value, bool):
+        return "must be true or false"
+    if kind == "text" and not isinstance(value, str):
+        return "must be text"
+    return None
+
+
+def threshold_uses(suite: SuiteConfig) -> Iterator[tuple[str, str, str]]:
+    """Every use of a threshold by ``suite``: (threshold name, where it is used, the kind of
+    value that use needs: number, non-negative number, list, boolean, text or any)."""
+    for index, spec in enumerate(suite.expectations):
+        for kwarg, value in spec.kwargs.items():
+            # The whole kwarg is the parameter: its value must fit the kwarg. (Nested in a
+            # list or mapping, GE takes it as it is.)
+            whole = isinstance(value, dict) and set(value) == {"$PARAMETER"}
+            kind = _KWARG_KINDS.get(kwarg, "any") if whole else "any"
+            for name in _parameter_names(value):
+                yield name, f"expectations[{index}] ({spec.type}) as {kwarg}", kind
+    if suite.evidence is not None and isinstance(suite.evidence.min_total, ParameterRef):
+        yield suite.evidence.min_total.name, "evidence.min_total", "non-negative number"
+    for name, sql_type in suite.query_parameters().items():
+        if name in BUILTIN_PARAMETERS or not _NAME.match(name):
+            continue
+        if _SQL_NUMBER.match(sql_type):
+            kind = "number"
+        elif _SQL_TEXT.match(sql_type):
+            kind = "text"
+        elif sql_type.strip().lower() == "bool":
+            kind = "boolean"
+        else:
+            kind = "any"
+        yield name, f"query parameter {{{name}:{sql_type}}}", kind
+
+
+def threshold_problems(project: Project) -> list[str]:
+    """Thresholds that nothing uses, and thresholds that do not fit where they are used.
+
+    A name no suite uses would be ignored, and the gate judged by another value than the one
+    written (a typo in a phase override falls back to the default): every key under
+    ``defaults`` must be used by some suite (or be one DESIGN.md declares), every key under
+    ``environments.E`` / ``phases.P`` by a suite that E's gates / gate P run. A value must fit
+    its use (a number for a bound, a list for a value_set) in every phase that runs it.
+    """
+    problems: list[str] = []
+    thresholds = project.thresholds
+    uses = {name: list(threshold_uses(suite)) for name, suite in project.suites.items()}
+    used_anywhere = {threshold for found in uses.values() for threshold, _, _ in found}
+
+    def used_by(gates: Iterable[GateConfig]) -> set[str]:
+        names: set[str] = set()
+        for gate in gates:
+            for _, suite in _suite_refs(gate):
+                names.update(threshold for threshold, _, _ in uses.get(suite, []))
+        return names
+
+    known = used_anywhere | DECLARED_THRESHOLDS
+
+    def unknown(key: str, name: str) -> str:
+        return f"{THRESHOLDS_FILE}: {key}: no suite uses a threshold of this name{did_you_mean(name, known)}"
+
+    def files_of(gates: list[GateConfig]) -> str:
+        return ", ".join(project.files.get(f"gate:{g.phase}", g.phase) for g in gates)
+
+    # Unparsed suites may use anything: do not report names they might have used.
+    complete = not any(u.startswith("suite:") for u in project.unparsed)
+    for name in thresholds.defaults:
+        if complete and name not in known:
+            problems.append(unknown(f"defaults.{name}", name))
+    layers: list[tuple[str, str, Mapping[str, Any], list[GateConfig]]] = []
+
+    for env, values in thresholds.environments.items():
+        gates = [g for g in project.gates.values() if g.environment == env]
+        whose = f"the gates of environment {env!r} ({files_of(gates)})"
+        layers.append((f"environments.{env}", whose, values, gates))
+    for phase, values in thresholds.phases.items():
+        gate = project.gates.get(phase)
+        gates = [gate] if gate else []
+        layers.append((f"phases.{phase}", f"gate {phase!r} ({files_of(gates)})", values, gates))
+    for prefix, whose, layer, gates in layers:
+        if not gates or not complete:
+            continue  # an unknown environment or phase is reported on its own
+        used = used_by(gates)
+        for name in layer:
+            if name in used:
+                continue
+            if name in known:
+                problems.append(
+                    f"{THRESHOLDS_FILE}: {prefix}.{name}: no suite of {whose} uses this threshold, "
+                    "so this value would change nothing"
+                )
+            else:
+                problems.append(unknown(f"{prefix}.{name}", name))
+
+    # Fit: one line per (value's key, suite, use), naming the phases that would use it.
+    misfits: dict[tuple[str, str, str, str], list[str]] = {}
+    for phase, gate in project.gates.items():
+        resolved = resolve_thresholds(thresholds, gate.environment, phase)
+        for _, suite_name in _suite_refs(gate):
+            for name, where, kind in uses.get(suite_name, []):
+                found = resolved.get(name)
+                if found is None or kind == "any":
+                    continue
+                problem = _kind_problem(kind, found.value)
+                if problem is not None:
+                    shown = redact(repr(found.value))
+                    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+                    suite_label = project.files.get(f"suite:{suite_name}", f"suites/{suite_name}.yaml")
+                    key = (f"{found.key}: {shown} {problem}", suite_label, where, kind)
+                    misfits.setdefault(key, []).append(phase)
+    for (what, suite_label, where, _), phases in misfits.items():
+        plural = "phases" if len(phases) > 1 else "phase"
+        problems.append(
+            f"{what}: {suite_label} uses it in {where} (for {plural} {', '.join(sorted(phases))})"
+        )
+    return problems

@@ -1,0 +1,215 @@
+"""Loading a project: YAML read with limits (size, aliases, depth), ``${VAR}`` expansion after
+parsing, every file parsed into its model, every problem collected (one line each, naming
+the file, the key and the bad value) and raised as one :class:`~gatecheck.errors.ConfigError`,
+so ``gatecheck validate`` shows the whole list at once."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from gatecheck.config.checks import cross_check
+from gatecheck.config.models import (
+    GATES_DIR,
+    PROJECT_FILE,
+    SUITES_DIR,
+    THRESHOLDS_FILE,
+    GateConfig,
+    Project,
+    ProjectConfig,
+    SuiteConfig,
+    ThresholdsConfig,
+)
+from gatecheck.config.problems import parse
+from gatecheck.errors import ConfigError
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_MAX_FILE_BYTES = 1_000_000
+# libyaml's safe loader when PyYAML has it (its wheels do): ten times faster than the pure
+# Python one, the same safe constructors and error classes.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MAX_ALIASES = 50
+_MAX_DEPTH = 40
+
+
+def expand_env(value: Any, environ: Mapping[str, str], where: str) -> Any:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in every string of a parsed YAML tree.
+
+    Expansion happens after parsing, so a value from the environment can never change the
+    structure of the file.
+    """
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ and environ[name] != "":
+                return environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{where}: environment variable {name} is not set and has no default")
+
+        return _ENV_REF.sub(substitute, value)
+    # `where` is "file" at the top, then "file: key.path": the file is always followed by ": ".
+    inside = ": " in where
+    if isinstance(value, dict):
+        return {
+            k: expand_env(v, environ, f"{where}.{k}" if inside else f"{where}: {k}") for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            expand_env(v, environ, f"{where}[{i}]" if inside else f"{where}: [{i}]")
+            for i, v in enumerate(value)
+        ]
+    return value
+
+
+def _read_yaml(path: Path, label: str) -> Any:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read file ({exc.strerror})") from exc
+    if size > _MAX_FILE_BYTES:
+        raise ConfigError(f"{label}: file is {size} bytes; the limit is {_MAX_FILE_BYTES}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{label}: cannot read file ({exc})") from exc
+    try:
+        # Aliases can multiply a small file into an exponential tree ("billion laughs"):
+        # configuration needs few, so more than _MAX_ALIASES is refused before loading.
+        # Deep nesting would exhaust the recursive composer: refused before loading too.
+        aliases = depth = 0
+        for event in yaml.parse(text, Loader=_LOADER):
+            if isinstance(event, yaml.AliasEvent):
+                aliases += 1
+            elif isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > _MAX_DEPTH:
+                    mark = event.start_mark
+                    where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+                    raise ConfigError(f"{label}:{where} nested more than {_MAX_DEPTH} levels deep")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        if aliases > _MAX_ALIASES:
+            raise ConfigError(f"{label}: {aliases} YAML aliases (*name); at most {_MAX_ALIASES} are allowed")
+        data = yaml.load(text, Loader=_LOADER)  # a safe loader (libyaml or PyYAML)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{label}:{where}: invalid YAML: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{label}: invalid YAML: {exc}") from exc
+    except ValueError as exc:  # Python refuses to read an integer of more than 4300 digits
+        reason = "a number with thousands of digits" if "digits" in str(exc) else str(exc)
+        raise ConfigError(f"{label}: invalid YAML value: {reason}") from exc
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else type(data).__name__
+        raise ConfigError(f"{label}: expected a mapping at the top level, got {kind}")
+    return data
+
+
+def load_project(
+    root: Path | str, environ: Mapping[str, str] | None = None, expectations: bool = False
+) -> Project:
+    """Load and cross-check a project directory; raise one ConfigError listing every problem.
+
+    Every file is read and checked even when another one is broken, so one run lists every
+    problem. ``expectations=True`` also has Great Expectations check every expectation's type
+    and kwargs (it imports GE, which takes seconds: ``validate``, ``run`` and ``serve`` ask)."""
+    root = Path(root)
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    if not (root / PROJECT_FILE).is_file():
+        raise ConfigError(f"{root / PROJECT_FILE}: not found (--config names the directory holding it)")
+
+    def load(path: Path, label: str, model: type[BaseModel], expand: bool) -> Any:
+        try:
+            data = _read_yaml(path, label)
+            if expand:
+                data = expand_env(data, environ, label)
+            return parse(label, model, data, problems)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        except RecursionError:  # an alias inside its own anchor: a: &a [*a]
+            problems.append(f"{label}: a YAML alias refers to itself (recursive anchor)")
+        return None
+
+    config = load(root / PROJECT_FILE, PROJECT_FILE, ProjectConfig, expand=True)
+    thresholds_path = root / THRESHOLDS_FILE
+    if thresholds_path.is_file():
+        thresholds = load(thresholds_path, THRESHOLDS_FILE, ThresholdsConfig, expand=True)
+    else:
+        thresholds = ThresholdsConfig()
+
+    files: dict[str, str] = {}
+    unparsed: set[str] = set()
+
+    def load_each(directory: str, model: type[BaseModel], kind: str, key: str) -> dict[str, Any]:
+        """Load every YAML file of a directory; the ``key`` field must equal the file name."""
+        found: dict[str, Any] = {}
+        for path in sorted((root / directory).glob("*.y*ml")):
+            label = f"{directory}/{path.name}"
+            item = load(path, label, model, expand=False)
+            if item is None:
+                unparsed.add(f"{kind}:{path.stem}")
+                continue
+            name = getattr(item, key)
+            if name != path.stem:
+                problems.append(f"{label}: {key}: {name!r} must match the file name {path.stem!r}")
+                unparsed.add(f"{kind}:{path.stem}")
+            elif name in found:
+                problems.append(f"{label}: {kind} {name!r} is defined twice")
+            else:
+                found[name] = item
+                files[f"{kind}:{name}"] = label
+        return found
+
+    gates: dict[str, GateConfig] = load_each(GATES_DIR, GateConfig, "gate", "phase")
+    suites: dict[str, SuiteConfig] = load_each(SUITES_DIR, SuiteConfig, "suite", "name")
+
+    if expectations:
+        from gatecheck.runner import expectation_problems
+
+        for suite in suites.values():
+            label = files[f"suite:{suite.name}"]
+            for index, spec in enumerate(suite.expectations):
+                problems.extend(f"{label}: expectations[{index}]: {p}" for p in expectation_problems(spec))
+
+    # A broken gatecheck.yaml or thresholds.yaml still lets the other files be cross-checked:
+    # what depends on the broken file is skipped (it would only repeat its problem).
+    if config is None:
+        unparsed.add("project")
+    if thresholds is None:
+        unparsed.add("thresholds")
+    project = Project(
+        root=root,
+        config=config if config is not None else ProjectConfig.model_construct(environments={}),
+        thresholds=thresholds if thresholds is not None else ThresholdsConfig(),
+        gates=gates,
+        suites=suites,
+        config_hash=config_hash(root),
+        files=files,
+        unparsed=frozenset(unparsed),
+    )
+    problems.extend(cross_check(project))
+    if problems:
+        raise ConfigError(problems[0], problems)
+    return project
+
+
+def config_hash(root: Path) -> str:
+    """SHA-256 over every configuration file (as written, before variable expansion)."""
+    digest = hashlib.sha256()
+    paths = [root / PROJECT_FILE, root / THRESHOLDS_FILE]
+    paths += sorted((root / GATES_DIR).glob("*.y*ml")) + sorted((root / SUITES_DIR).glob("*.y*ml"))
+    for path in paths:
+        if path.is_file():
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()

@@ -1,0 +1,346 @@
+"""The configuration models: ``gatecheck.yaml``, ``thresholds.yaml``, ``gates/*.yaml``,
+``suites/*.yaml``, and :class:`Project`, everything under one ``--config`` directory.
+
+Every model is strict and frozen (``extra="forbid"``). A source's own configuration and query
+models live with the source (:mod:`gatecheck.sources`, one leaf per ``type``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gatecheck.durations import Duration
+from gatecheck.errors import ConfigError
+from gatecheck.frozen import Frozen
+from gatecheck.frozen import sane_number as _sane_number
+from gatecheck.sources import SourceConfig, SuiteQuery
+
+PROJECT_FILE = "gatecheck.yaml"
+THRESHOLDS_FILE = "thresholds.yaml"
+GATES_DIR = "gates"
+SUITES_DIR = "suites"
+
+#: Query parameters every evaluation provides, besides resolved thresholds.
+BUILTIN_PARAMETERS = ("window_start", "window_end", "as_of")
+
+_PHASE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+# --------------------------------------------------------------------------- gatecheck.yaml
+
+
+class EnvironmentConfig(Frozen):
+    sources: dict[str, SourceConfig]
+
+
+class HistoryConfig(Frozen):
+    url: str = Field(repr=False)
+
+
+class ServiceConfig(Frozen):
+    """How ``gatecheck serve`` runs: which phases, how often, where it listens."""
+
+    interval: Duration = timedelta(minutes=5)
+    listen: str = "127.0.0.1:9464"
+    phases: list[str] | None = None  # default: every gate
+    intervals: dict[str, Duration] = {}  # per-phase interval overrides
+
+    @field_validator("interval")
+    @classmethod
+    def _positive_interval(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("interval must be at least 1s")
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("listen must be HOST:PORT, e.g. 127.0.0.1:9464")
+        return value
+
+    def interval_for(self, phase: str) -> timedelta:
+        return self.intervals.get(phase, self.interval)
+
+
+class ProjectConfig(Frozen):
+    """``gatecheck.yaml``."""
+
+    environments: dict[str, EnvironmentConfig] = Field(min_length=1)
+    history: HistoryConfig | None = None
+    service: ServiceConfig = ServiceConfig()
+
+
+# --------------------------------------------------------------------------- thresholds.yaml
+
+
+def _threshold_value(value: Any) -> Any:
+    """A threshold is a number, text or true/false, or a list of them (for a ``value_set``)."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if not isinstance(item, bool | int | float | str):
+            raise ValueError("a threshold is a number, text, true/false or a list of them")
+        _sane_number(item)
+    return value
+
+
+ThresholdValue = Annotated[Any, AfterValidator(_threshold_value)]
+
+#: The thresholds DESIGN.md's table declares (their names are part of the contract): a
+#: ``defaults`` entry may name one even where no suite of this project uses it.
+DECLARED_THRESHOLDS = frozenset(
+    {
+        "unmatched_edge_rate_max", "unmatched_edges_min_evidence", "freshness_lag_max_s",
+        "event_lag_p99_max_s", "clock_skew_tolerance_s", "clock_skew_rate_max",
+        "rollup_parity_rel_tol", "unattributed_session_rate_max", "sessions_min_evidence",
+        "fallback_events_max", "core_hot_share_min", "dlq_messages_max", "consumer_pending_max",
+        "hrv_messages_min_evidence", "success_rate_min", "p95_latency_max_ms",
+        "schema_failures_per_s_max", "dlq_rollback_per_min", "stream_replicas",
+    }
+)  # fmt: skip
+
+
+class ThresholdsConfig(Frozen):
+    """``thresholds.yaml``: defaults, then per-environment and per-phase overrides."""
+
+    defaults: dict[str, ThresholdValue] = {}
+    environments: dict[str, dict[str, ThresholdValue]] = {}
+    phases: dict[str, dict[str, ThresholdValue]] = {}
+
+
+@dataclass(frozen=True)
+class ResolvedThreshold:
+    """A threshold value and where it came from (``default``, ``environment``, ``phase``)."""
+
+    name: str
+    value: ThresholdValue
+    provenance: Literal["default", "environment", "phase"]
+    key: str  # e.g. "thresholds.yaml: phases.canary-10.p95_latency_max_ms"
+
+
+def resolve_thresholds(
+    thresholds: ThresholdsConfig, environment: str, phase: str
+) -> dict[str, ResolvedThreshold]:
+    """Resolve every threshold for (environment, phase): phase > environment > defaults."""
+    resolved: dict[str, ResolvedThreshold] = {}
+    layers: list[tuple[Literal["default", "environment", "phase"], str, Mapping[str, Any]]] = [
+        ("default", "defaults", thresholds.defaults),
+        ("environment", f"environments.{environment}", thresholds.environments.get(environment, {})),
+        ("phase", f"phases.{phase}", thresholds.phases.get(phase, {})),
+    ]
+    for provenance, prefix, values in layers:
+        for name, value in values.items():
+            resolved[name] = ResolvedThreshold(name, value, provenance, f"{THRESHOLDS_FILE}: {prefix}.{name}")
+    return resolved
+
+
+# --------------------------------------------------------------------------- gates/*.yaml
+
+
+class CheckRef(Frozen):
+    """One check of a gate: a suite, optionally with its own window, settle, advisory flag."""
+
+    suite: str
+    window: Duration | None = None
+    settle: Duration | None = None
+    required: bool = True
+
+
+class RollbackRef(Frozen):
+    """A rollback suite: if it fails, the verdict is ROLLBACK."""
+
+    suite: str
+    window: Duration | None = None
+    settle: Duration | None = None
+
+
+class Soak(Frozen):
+    duration: Duration
+    max_gap: Duration
+
+
+class GateConfig(Frozen):
+    """``gates/PHASE.yaml``."""
+
+    phase: str
+    environment: str
+    description: str = ""
+    requires: list[str] = []
+    window: Duration | None = None
+    soak: Soak | None = None
+    checks: list[CheckRef] = Field(min_length=1)
+    rollback: list[RollbackRef] = []
+
+    @field_validator("phase")
+    @classmethod
+    def _phase_name(cls, value: str) -> str:
+        if not _PHASE_NAME.match(value):
+            raise ValueError("a phase name uses lowercase letters, digits and '-'")
+        return value
+
+
+# --------------------------------------------------------------------------- suites/*.yaml
+
+
+class ParameterRef(Frozen):
+    """Great Expectations' suite-parameter syntax: ``{$PARAMETER: name}``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=False)
+    name: str = Field(alias="$PARAMETER")
+
+
+class SuiteWindow(Frozen):
+    length: Duration
+    settle: Duration = timedelta(0)
+
+    @field_validator("length")
+    @classmethod
+    def _positive_length(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("window length must be positive")
+        return value
+
+
+class Evidence(Frozen):
+    """Minimum evidence: ``sum(column)`` over the frame must reach ``min_total``."""
+
+    column: str
+    min_total: float | ParameterRef
+
+    @field_validator("min_total")
+    @classmethod
+    def _sane_minimum(cls, value: float | ParameterRef) -> float | ParameterRef:
+        if isinstance(value, float):
+            _sane_number(value)
+            if value < 0:
+                raise ValueError("a minimum evidence cannot be negative")
+        return value
+
+
+class ExpectationSpec(BaseModel):
+    """A Great Expectations expectation by its snake_case type and its own kwargs."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    type: str
+
+    @model_validator(mode="after")
+    def _sane_bounds(self) -> ExpectationSpec:
+        for key in ("min_value", "max_value", "value"):
+            value = (self.model_extra or {}).get(key)
+            try:
+                _sane_number(value)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc} (got {value!r})") from None
+        return self
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SuiteConfig(Frozen):
+    """``suites/NAME.yaml``."""
+
+    name: str
+    description: str = ""
+    source: str
+    window: SuiteWindow
+    # SQL (ClickHouse) or one PromQL expression (Prometheus) as text; a mapping for NATS
+    # (streams / consumers / counts) or Prometheus (measures).
+    query: SuiteQuery
+    evidence: Evidence | None = None
+    # Columns that name a group in failure reports; default: the frame's non-numeric columns.
+    groups: list[str] | None = None
+    expectations: list[ExpectationSpec] = Field(min_length=1)
+
+    def parameters(self) -> set[str]:
+        """Every ``$PARAMETER`` the suite's expectations and evidence use."""
+        names = set(_parameter_names([e.kwargs for e in self.expectations]))
+        if self.evidence is not None and isinstance(self.evidence.min_total, ParameterRef):
+            names.add(self.evidence.min_total.name)
+        return names
+
+    def query_parameters(self) -> dict[str, str]:
+        """``{name:Type}`` placeholders in the SQL, name → ClickHouse type."""
+        if not isinstance(self.query, str):
+            return {}
+        from gatecheck.sources.clickhouse import sql_parameters
+
+        return sql_parameters(self.query)
+
+
+def _parameter_names(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        if set(value) == {"$PARAMETER"} and isinstance(value["$PARAMETER"], str):
+            yield value["$PARAMETER"]
+            return
+        for item in value.values():
+            yield from _parameter_names(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _parameter_names(item)
+
+
+# --------------------------------------------------------------------------- the project
+
+
+@dataclass(frozen=True)
+class Project:
+    """Everything under one ``--config`` directory, loaded and cross-checked."""
+
+    root: Path
+    config: ProjectConfig
+    thresholds: ThresholdsConfig
+    gates: dict[str, GateConfig]
+    suites: dict[str, SuiteConfig]
+    config_hash: str
+    files: dict[str, str] = field(default_factory=dict, repr=False)  # model name → file
+    # "suite:NAME" / "gate:PHASE" of files that failed to load: already reported, so
+    # references to them are not reported again as unknown.
+    unparsed: frozenset[str] = frozenset()
+
+    def gate(self, phase: str) -> GateConfig:
+        if phase not in self.gates:
+            known = ", ".join(sorted(self.gates)) or "none"
+            raise ConfigError(f"unknown phase {phase!r} (known phases: {known})")
+        return self.gates[phase]
+
+    def chain(self) -> list[GateConfig]:
+        """Gates in promotion order: every phase after the phases it requires."""
+        order: list[GateConfig] = []
+        seen: set[str] = set()
+
+        def visit(phase: str, stack: tuple[str, ...]) -> None:
+            if phase in seen or phase not in self.gates or phase in stack:
+                return
+            for required in self.gates[phase].requires:
+                visit(required, (*stack, phase))
+            seen.add(phase)
+            order.append(self.gates[phase])
+
+        for phase in self.gates:
+            visit(phase, ())
+        return order
+
+    def prerequisites(self, phase: str) -> list[str]:
+        """Every phase ``phase`` requires, directly or not, in promotion order."""
+        needed: set[str] = set()
+        pending = list(self.gate(phase).requires)
+        while pending:
+            name = pending.pop()
+            if name not in needed and name in self.gates:
+                needed.add(name)
+                pending.extend(self.gates[name].requires)
+        return [g.phase for g in self.chain() if g.phase in needed]
+
+    def resolve_thresholds(self, phase: str) -> dict[str, ResolvedThreshold]:
+        gate = self.gate(phase)
+        return resolve_thresholds(self.thresholds, gate.environment, phase)
