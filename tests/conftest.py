@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +21,9 @@ from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import Project, load_project
 from gatecheck.demo.bus import NatsServer, prepare_bus
 from gatecheck.demo.reference import SCENARIOS, build_reference
+from gatecheck.engine import Engine
+from gatecheck.history import Ledger
+from gatecheck.results import Verdict
 
 # Hypothesis: CI (CI=true) runs a derandomized profile, the same examples every run, so a
 # red CI is reproducible; local runs keep exploring with fresh examples. A failing example
@@ -103,6 +106,24 @@ def bus_for(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     yield url
     for server in servers.values():
         server.stop()
+
+
+async def evaluate(
+    project: Project,
+    phase: str,
+    as_of: datetime | None = None,
+    assume_approved: Iterable[str] = (),
+    assume_soaked: bool = False,
+    ledger: Ledger | None = None,
+    recorded_since: datetime | None = None,
+) -> Verdict:
+    """One evaluation through the engine, as `gatecheck run` does, judged on ``ledger`` (none
+    by default) and not recorded: the tests evaluate the way the product does, nothing else."""
+    async with Engine(project, ledger=ledger, recorded_since=recorded_since) as engine:
+        evaluation = await engine.evaluate(
+            phase, as_of, assume_approved=assume_approved, assume_soaked=assume_soaked, record=False
+        )
+    return evaluation.verdict
 
 
 def warehouse_env(warehouse: Path, scenario: str) -> dict[str, str]:

@@ -13,10 +13,9 @@ from typer.testing import CliRunner
 from gatecheck.cli import app
 from gatecheck.config import load_project
 from gatecheck.demo.bus import NatsServer, build_topology, free_port
-from gatecheck.gate import evaluate
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
 
-from .conftest import REPO
+from .conftest import REPO, evaluate
 
 
 def bus_gate(config: Path, environment: str = "staging", thresholds: dict | None = None) -> None:

@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from gatecheck.config import load_project
-from gatecheck.gate import evaluate, soak_coverage, window_for
+from gatecheck.gate import soak_coverage, window_for
 from gatecheck.history import ClickHouseLedger, Ledger, SqliteLedger, checks_passed
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
 
-from .conftest import AS_OF, warehouse_env
+from .conftest import AS_OF, evaluate, warehouse_env
 
 HOUR = timedelta(hours=1)
 

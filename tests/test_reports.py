@@ -13,24 +13,31 @@ import yaml
 from typer.testing import CliRunner
 
 from gatecheck.cli import app
-from gatecheck.gate import evaluate
 from gatecheck.render import render_junit, render_markdown
 from gatecheck.results import Verdict, VerdictState
 from gatecheck.schema import shipped_schema, verdict_schema
 
-from .conftest import AS_OF, REPO, warehouse_env
+from .conftest import AS_OF, REPO, evaluate, warehouse_env
 
 JUNIT_XSD = xmlschema.XMLSchema(Path(__file__).parent / "junit.xsd")
 
 
-@pytest.fixture
-def verdicts(project_for, config_copy: Path) -> dict[str, Verdict]:
+@pytest.fixture(scope="module")
+def verdicts(warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
+    """One verdict of each kind, evaluated once for the module (verdicts are immutable: every
+    test renders them, none changes them)."""
+    from gatecheck.config import load_project
+
+    from .conftest import copy_config
+
+    config_copy = copy_config(tmp_path_factory.mktemp("reports") / "config")
     gate = yaml.safe_load((config_copy / "gates" / "warehouse-release.yaml").read_text())
     gate["rollback"] = [{"suite": "unmatched_edges"}]
     (config_copy / "gates" / "warehouse-release.yaml").write_text(yaml.safe_dump(gate))
 
     def run(scenario: str, root: Path = REPO) -> Verdict:
-        return asyncio.run(evaluate(project_for(scenario, root=root), "warehouse-release", AS_OF))
+        project = load_project(root, environ=warehouse_env(warehouse, scenario))
+        return asyncio.run(evaluate(project, "warehouse-release", AS_OF))
 
     return {
         "go": run("healthy"),
@@ -43,7 +50,7 @@ def verdicts(project_for, config_copy: Path) -> dict[str, Verdict]:
 @pytest.mark.parametrize("state", ["go", "no-go", "inconclusive", "rollback"])
 def test_junit_validates_and_counts_outcomes(verdicts: dict[str, Verdict], state: str) -> None:
     verdict = verdicts[state]
-    assert verdict.verdict is VerdictState(state)
+    assert verdict.verdict is VerdictState(state), verdict.reasons
     xml = render_junit(verdict)
     JUNIT_XSD.validate(xml)
     document = JUNIT_XSD.to_dict(xml)

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gatecheck.gate import evaluate
 from gatecheck.results import Outcome, Verdict, VerdictState
 
-from .conftest import AS_OF
+from .conftest import AS_OF, evaluate
 
 WAREHOUSE_CHECKS = ("unmatched_edges", "freshness_lag", "rollup_parity", "unattributed_sessions")
 

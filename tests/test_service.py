@@ -693,7 +693,7 @@ def test_a_cycle_judges_requires_on_this_cycles_results(service_config: Path, tm
 
 
 async def svc_evaluate(project: Any, phase: str, ledger: Any) -> Verdict:
-    from gatecheck.gate import evaluate
+    from .conftest import evaluate
 
     return await evaluate(project, phase, ledger=ledger)
 

@@ -25,9 +25,9 @@ def gatecheck() -> str:
     return found
 
 
-@pytest.fixture
-def demo_service(config_copy: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
-    path = config_copy / "gatecheck.yaml"
+def start_demo(root: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    """`gatecheck demo --serve` on ``root`` (every phase each second), ready; killed after."""
+    path = root / "gatecheck.yaml"
     project = yaml.safe_load(path.read_text())
     project["service"]["interval"] = "1s"
     path.write_text(yaml.safe_dump(project))
@@ -35,7 +35,7 @@ def demo_service(config_copy: Path) -> Iterator[tuple[subprocess.Popen[str], str
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
     process = subprocess.Popen(
         [gatecheck(), "demo", "--serve", "--listen", f"127.0.0.1:{port}"],
-        cwd=config_copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -49,14 +49,29 @@ def demo_service(config_copy: Path) -> Iterator[tuple[subprocess.Popen[str], str
     else:
         process.kill()
         pytest.fail("the demo service did not become ready")
-    yield process, base, config_copy
+    yield process, base, root
     if process.poll() is None:
         process.kill()
     process.wait(timeout=10)
     for stream in (process.stdout, process.stderr):
         if stream:
             stream.close()
-    subprocess.run(["pkill", "-f", str(config_copy / ".gatecheck" / "nats")], check=False)
+    subprocess.run(["pkill", "-f", str(root / ".gatecheck" / "nats")], check=False)
+
+
+@pytest.fixture
+def demo_service(config_copy: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    """A demo service of the test's own (it kills the service)."""
+    yield from start_demo(config_copy)
+
+
+@pytest.fixture(scope="module")
+def shared_demo_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    """One demo service for the readers' test and then the SIGTERM test, which stops it (in
+    this file's order; a test that finds it stopped fails, it does not pass)."""
+    from .conftest import copy_config
+
+    yield from start_demo(copy_config(tmp_path_factory.mktemp("demo-serve") / "config"))
 
 
 def wait_for_records(ledger_path: Path, phase: str, count: int) -> None:
@@ -87,8 +102,28 @@ def test_killed_during_evaluations_the_ledger_holds_only_complete_records(demo_s
         assert all(r.to_verdict().phase == phase for r in records)  # every record parses whole
 
 
-def test_sigterm_stops_cleanly_and_stops_the_bus(demo_service) -> None:
-    process, base, root = demo_service
+def test_concurrent_readers_get_no_errors_while_evaluations_run(shared_demo_service) -> None:
+    """bench/load.py, short: 20 clients from a second process (this one runs the script as a
+    third) for 5 s against the demo service evaluating every phase every second."""
+    import re
+
+    _, base, _ = shared_demo_service
+    script = Path(__file__).resolve().parents[1] / "bench" / "load.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--url", base, "--clients", "20", "--seconds", "5"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    served = re.search(r"requests served: (\d+) \(\d+/s\), errors: (\d+)", result.stdout)
+    assert served is not None, result.stdout
+    assert int(served.group(2)) == 0 and int(served.group(1)) >= 100, result.stdout
+    evaluated = re.search(r"evaluations recorded during the run: (\d+)", result.stdout)
+    assert evaluated is not None and int(evaluated.group(1)) > 0, result.stdout
+
+
+def test_sigterm_stops_cleanly_and_stops_the_bus(shared_demo_service) -> None:
+    process, base, root = shared_demo_service
+    assert process.poll() is None, "the shared demo service stopped before its SIGTERM test"
     wait_for_records(root / ".gatecheck" / "history.db", "staging-soak", 2)
     nats_dir = str(root / ".gatecheck" / "nats")
     assert subprocess.run(["pgrep", "-f", nats_dir], capture_output=True).returncode == 0  # it runs
@@ -105,22 +140,3 @@ def test_sigterm_stops_cleanly_and_stops_the_bus(demo_service) -> None:
     assert running.returncode == 1, "the demo's nats-server is still running"
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{base}/healthz", timeout=1)
-
-
-def test_concurrent_readers_get_no_errors_while_evaluations_run(demo_service) -> None:
-    """bench/load.py, short: 20 clients from a second process (this one runs the script as a
-    third) for 8 s against the demo service evaluating every phase every second."""
-    import re
-
-    _, base, _ = demo_service
-    script = Path(__file__).resolve().parents[1] / "bench" / "load.py"
-    result = subprocess.run(
-        [sys.executable, str(script), "--url", base, "--clients", "20", "--seconds", "8"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    served = re.search(r"requests served: (\d+) \(\d+/s\), errors: (\d+)", result.stdout)
-    assert served is not None, result.stdout
-    assert int(served.group(2)) == 0 and int(served.group(1)) >= 100, result.stdout
-    evaluated = re.search(r"evaluations recorded during the run: (\d+)", result.stdout)
-    assert evaluated is not None and int(evaluated.group(1)) > 0, result.stdout

@@ -49,7 +49,7 @@ from gatecheck.results import (
     Window,
 )
 from gatecheck.runner import Validator, judge_evidence, validate_frame
-from gatecheck.sources import Source, open_source
+from gatecheck.sources import Source
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class SourcePool:
     """Opens each source of one environment on first use and closes them all at the end."""
 
     def __init__(
-        self, project: Project, environment: str, source_factory: Callable[..., Source] = open_source
+        self, project: Project, environment: str, source_factory: Callable[..., Source]
     ) -> None:
         self.project = project
         self.environment = environment
@@ -125,9 +125,9 @@ async def evaluate(
     ledger: Ledger | None = None,
     recorded_since: datetime | None = None,
     *,
-    source_factory: Callable[..., Source] = open_source,
-    judge_in: JudgeIn | None = None,
-    validator: Validator | None = None,
+    source_factory: Callable[..., Source],
+    judge_in: JudgeIn,
+    validator: Validator,
 ) -> Verdict:
     """Evaluate ``phase`` at ``as_of`` (default: now).
 
@@ -135,8 +135,10 @@ async def evaluate(
     (the caller records this evaluation afterwards). ``assume_approved`` and
     ``assume_soaked`` are explicit, recorded overrides for bootstrapping (and the demo): they
     never hide a failing or inconclusive check. ``source_factory`` builds the sources (a test
-    can hand in fakes) and ``judge_in`` runs Great Expectations off the event loop (the
-    engine's validation thread; by default a worker thread). ``recorded_since`` limits the records that
+    can hand in fakes) and ``judge_in`` runs Great Expectations off the event loop, on the
+    engine's one validation thread with ``validator`` (GE is not thread-safe: its
+    suite-parameter parser fails when two threads use it). Call it through
+    :class:`gatecheck.engine.Engine`, which owns all three. ``recorded_since`` limits the records that
     ``requires`` and ``soak`` are judged on to those written since then (the demo judges only
     what its own run recorded).
     """
@@ -151,11 +153,10 @@ async def evaluate(
             )
     thresholds = project.resolve_thresholds(phase)
     pool = SourcePool(project, gate.environment, source_factory)
-    judging = judge_in or _in_a_thread
     try:
         refs: list[CheckRef | RollbackRef] = [*gate.checks, *gate.rollback]
         jobs = [
-            _run_check(project, gate, ref, _role(ref), as_of, thresholds, pool, judging, validator)
+            _run_check(project, gate, ref, _role(ref), as_of, thresholds, pool, judge_in, validator)
             for ref in refs
         ]
         checks = list(await asyncio.gather(*jobs))
@@ -412,10 +413,6 @@ def _role(ref: CheckRef | RollbackRef) -> Literal["required", "advisory", "rollb
     if isinstance(ref, RollbackRef):
         return "rollback"
     return "required" if ref.required else "advisory"
-
-
-async def _in_a_thread(call: Callable[..., Any], *args: Any) -> Any:
-    return await asyncio.to_thread(call, *args)
 
 
 def _query_parameters(

@@ -12,10 +12,10 @@ import yaml
 from gatecheck.config import load_project
 from gatecheck.demo.bus import free_port
 from gatecheck.errors import QueryError, SourceUnavailable
-from gatecheck.gate import evaluate
 from gatecheck.results import Outcome, Verdict, VerdictState
 from gatecheck.sources.prometheus import PrometheusSource, PrometheusSourceConfig, PromQuery, render_promql
 
+from ..conftest import evaluate
 from ..prometheus_history import as_of, quiet_as_of
 
 

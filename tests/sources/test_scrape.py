@@ -15,10 +15,11 @@ from gatecheck.config import load_project
 from gatecheck.demo.bus import free_port
 from gatecheck.demo.metrics import normalize_registry, serve_registry
 from gatecheck.errors import QueryError, SourceUnavailable
-from gatecheck.gate import evaluate
 from gatecheck.results import Outcome, VerdictState
 from gatecheck.sources.prometheus import PrometheusSourceConfig, PromQuery
 from gatecheck.sources.scrape import ScrapeSource
+
+from ..conftest import evaluate
 
 
 @pytest.fixture
