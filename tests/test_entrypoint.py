@@ -18,8 +18,16 @@ def gatecheck() -> str:
     return found
 
 
-def test_demo_healthy_is_go_and_defect_is_no_go(config_copy: Path) -> None:
+def test_demo_healthy_is_go_and_defect_is_no_go(config_copy: Path, tmp_path: Path) -> None:
+    from .conftest import copy_config
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
+    # A defect scenario in a second directory, side by side with the healthy run (two cores).
+    drift_copy = copy_config(tmp_path / "drift")
+    drifting = subprocess.Popen(
+        [gatecheck(), "demo", "--scenario", "rollup-drift", "--format", "json"],
+        cwd=drift_copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     healthy = subprocess.run(
         [gatecheck(), "demo"], cwd=config_copy, env=env, capture_output=True, text=True, timeout=120
     )
@@ -28,14 +36,8 @@ def test_demo_healthy_is_go_and_defect_is_no_go(config_copy: Path) -> None:
     assert "gatecheck run --phase staging-deploy  → go" in healthy.stderr
     assert "gatecheck run --phase staging-soak --assume-soaked" in healthy.stderr
     assert (config_copy / ".gatecheck" / "warehouse").is_dir()
-    drift = subprocess.run(
-        [gatecheck(), "demo", "--scenario", "rollup-drift", "--format", "json"],
-        cwd=config_copy,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    stdout, stderr = drifting.communicate(timeout=120)
+    drift = subprocess.CompletedProcess(drifting.args, drifting.returncode, stdout, stderr)
     assert drift.returncode == 1, drift.stderr
     assert '"verdict": "no-go"' in drift.stdout
     assert "Traceback" not in drift.stderr

@@ -25,8 +25,8 @@ def gatecheck() -> str:
     return found
 
 
-def start_demo(root: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
-    """`gatecheck demo --serve` on ``root`` (every phase each second), ready; killed after."""
+def launch_demo(root: Path) -> tuple[subprocess.Popen[str], str]:
+    """Start `gatecheck demo --serve` on ``root``, every phase each second (not yet ready)."""
     path = root / "gatecheck.yaml"
     project = yaml.safe_load(path.read_text())
     project["service"]["interval"] = "1s"
@@ -37,19 +37,23 @@ def start_demo(root: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
         [gatecheck(), "demo", "--serve", "--listen", f"127.0.0.1:{port}"],
         cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    return process, f"http://127.0.0.1:{port}"
+
+
+def wait_ready(process: subprocess.Popen[str], base: str) -> None:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
         try:
             if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
+                return
         except httpx.HTTPError:
             time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("the demo service did not become ready")
-    yield process, base, root
+    process.kill()
+    pytest.fail("the demo service did not become ready")
+
+
+def stop_demo(process: subprocess.Popen[str], root: Path) -> None:
     if process.poll() is None:
         process.kill()
     process.wait(timeout=10)
@@ -59,19 +63,37 @@ def start_demo(root: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
     subprocess.run(["pkill", "-f", str(root / ".gatecheck" / "nats")], check=False)
 
 
-@pytest.fixture
-def demo_service(config_copy: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
-    """A demo service of the test's own (it kills the service)."""
-    yield from start_demo(config_copy)
-
-
 @pytest.fixture(scope="module")
-def shared_demo_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
-    """One demo service for the readers' test and then the SIGTERM test, which stops it (in
-    this file's order; a test that finds it stopped fails, it does not pass)."""
+def demo_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[tuple[subprocess.Popen[str], str, Path]]]:
+    """Two demo services, started side by side (their start-up, mostly importing Great
+    Expectations, overlaps): one for the test that kills it, one for the readers' test and
+    then the SIGTERM test, which stops it (in this file's order; a test that finds its service
+    stopped fails, it does not pass)."""
     from .conftest import copy_config
 
-    yield from start_demo(copy_config(tmp_path_factory.mktemp("demo-serve") / "config"))
+    roots = [copy_config(tmp_path_factory.mktemp("demo-serve") / "config") for _ in range(2)]
+    launched = [(*launch_demo(root), root) for root in roots]
+    try:
+        for process, base, _ in launched:
+            wait_ready(process, base)
+        yield launched
+    finally:
+        for process, _, root in launched:
+            stop_demo(process, root)
+
+
+@pytest.fixture
+def demo_service(demo_services: list[tuple[subprocess.Popen[str], str, Path]]) -> tuple[subprocess.Popen[str], str, Path]:
+    """The service the killing test kills."""
+    return demo_services[0]
+
+
+@pytest.fixture
+def shared_demo_service(
+    demo_services: list[tuple[subprocess.Popen[str], str, Path]],
+) -> tuple[subprocess.Popen[str], str, Path]:
+    """The service the readers' test loads and the SIGTERM test then stops."""
+    return demo_services[1]
 
 
 def wait_for_records(ledger_path: Path, phase: str, count: int) -> None:
@@ -85,8 +107,9 @@ def wait_for_records(ledger_path: Path, phase: str, count: int) -> None:
 
 def test_killed_during_evaluations_the_ledger_holds_only_complete_records(demo_service) -> None:
     process, _, root = demo_service
+    assert process.poll() is None, "the demo service stopped before its test"
     ledger_path = root / ".gatecheck" / "history.db"
-    wait_for_records(ledger_path, "staging-soak", 3)
+    wait_for_records(ledger_path, "staging-soak", 2)
     os.kill(process.pid, signal.SIGKILL)  # every phase evaluates each second: some are in flight
     process.wait(timeout=10)
     # The kernel stops the demo's nats-server with it (PR_SET_PDEATHSIG).
@@ -104,13 +127,13 @@ def test_killed_during_evaluations_the_ledger_holds_only_complete_records(demo_s
 
 def test_concurrent_readers_get_no_errors_while_evaluations_run(shared_demo_service) -> None:
     """bench/load.py, short: 20 clients from a second process (this one runs the script as a
-    third) for 5 s against the demo service evaluating every phase every second."""
+    third) for 4 s against the demo service evaluating every phase every second."""
     import re
 
     _, base, _ = shared_demo_service
     script = Path(__file__).resolve().parents[1] / "bench" / "load.py"
     result = subprocess.run(
-        [sys.executable, str(script), "--url", base, "--clients", "20", "--seconds", "5"],
+        [sys.executable, str(script), "--url", base, "--clients", "20", "--seconds", "4"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

@@ -170,7 +170,7 @@ def test_connection_refused_is_unavailable_quickly() -> None:
 
 def test_server_down_mid_run_is_unavailable(tmp_path: Path) -> None:
     with NatsServer(tmp_path / "short-lived") as server:
-        src = source(server.url, timeout="2s")
+        src = source(server.url, timeout="1s")
 
         async def go() -> None:
             query = NatsQuery.model_validate({"streams": [{"name": "X"}]})
