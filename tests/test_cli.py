@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,38 @@ def test_each_command_offers_only_the_formats_it_renders(command: list[str], off
         + ", ".join(f"'{f}'" for f in offered.split("|"))
         + "."
     ]
+
+
+COLD_COMMANDS = {
+    "help": ["--help"],
+    "phases": ["phases"],
+    "status --url": ["status", "--url", "http://127.0.0.1:1"],
+    "run --url": ["run", "--phase", "staging-soak", "--url", "http://127.0.0.1:1"],
+    "history": ["history", "--phase", "staging-soak"],
+}
+
+
+@pytest.mark.parametrize("command", list(COLD_COMMANDS))
+def test_cold_commands_import_only_what_they_need(command: str, tmp_path: Path) -> None:
+    """In a fresh interpreter, the commands that only read (help, the chain, the ledger, a
+    running service) import neither pandas, Great Expectations, chDB nor the service."""
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    probe = (
+        "import sys\n"
+        f"sys.argv = ['gatecheck', *{COLD_COMMANDS[command]!r}]\n"
+        "import gatecheck.cli\n"
+        "try:\n    gatecheck.cli.main()\nexcept SystemExit:\n    pass\n"
+        "heavy = ('pandas', 'numpy', 'great_expectations', 'chdb', 'clickhouse_connect',"
+        " 'gatecheck.service', 'gatecheck.gate', 'gatecheck.runner', 'fastapi', 'uvicorn')\n"
+        "print('LOADED', sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+    )
+    env = {**os.environ, "GATECHECK_HISTORY_URL": f"sqlite:///{tmp_path}/h.db"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    loaded = [line for line in done.stderr.splitlines() if line.startswith("LOADED")]
+    assert loaded == ["LOADED []"], done.stderr

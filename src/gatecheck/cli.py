@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -31,10 +31,24 @@ try:  # typer carries its own copy of click; older releases use click itself
 except ImportError:  # pragma: no cover
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
-from gatecheck.config import PROJECT_FILE, Project, load_project
 from gatecheck.errors import ConfigError, GatecheckError, one_line
-from gatecheck.history import Ledger
-from gatecheck.results import ExitCode, Verdict
+from gatecheck.exitcodes import ExitCode
+
+# Everything else is imported where a command needs it: `--help`, `phases`, `history`,
+# `status --url` and `run --url` never import pandas, Great Expectations, chDB or the service
+# (tests/test_cli.py checks it in a fresh interpreter).
+if TYPE_CHECKING:
+    from gatecheck.config import Project
+    from gatecheck.history import Ledger
+    from gatecheck.results import Verdict
+
+PROJECT_FILE = "gatecheck.yaml"  # (gatecheck.config.PROJECT_FILE, without importing config)
+
+
+def load_project(*args: Any, **kwargs: Any) -> Project:
+    from gatecheck.config import load_project as load
+
+    return load(*args, **kwargs)
 
 
 class _OneLineUsageErrors(TyperGroup):
@@ -143,8 +157,8 @@ def _evaluate(
     recorded_since: datetime | None = None,
 ) -> Verdict:
     """Evaluate through the engine, against the ledger's history, and record the result."""
+    from gatecheck.durations import parse_as_of
     from gatecheck.engine import Engine
-    from gatecheck.gate import parse_as_of
 
     project.gate(phase)  # unknown phase: a usage error before anything runs
     moment: datetime = parse_as_of(as_of)
@@ -231,9 +245,8 @@ def history(
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
 ) -> None:
     """Show the recorded evaluations of a phase, oldest first."""
-    from gatecheck.durations import parse_duration
-    from gatecheck.gate import parse_as_of
-    from gatecheck.service import record_summary
+    from gatecheck.durations import parse_as_of, parse_duration
+    from gatecheck.history import record_summary
 
     with _user_errors():
         try:
@@ -292,7 +305,7 @@ def status(
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
 ) -> None:
     """The whole phase chain at a glance: latest verdict, when, soak coverage, what blocks it."""
-    from gatecheck.gate import parse_as_of
+    from gatecheck.durations import parse_as_of
     from gatecheck.status import next_phase, render_status
 
     with _user_errors():
@@ -316,7 +329,7 @@ def report(
     ] = ReportFormat.markdown,
 ) -> None:
     """The Phase B status update for a phase, from its latest recorded verdict."""
-    from gatecheck.gate import parse_as_of
+    from gatecheck.durations import parse_as_of
     from gatecheck.status import render_status_update
 
     with _user_errors():

@@ -33,6 +33,14 @@ def _inconclusive(phase: str, reason: str) -> Verdict:
     )
 
 
+def _client(base: str, timeout: float, headers: dict[str, str]) -> httpx.Client:
+    """A client for the service. Over plain http:// there is no TLS to verify, so the CA
+    bundle is not loaded (it is most of a cold `run --url`); redirects are never followed, so
+    the client cannot end up on https:// without verification. https:// verifies as usual."""
+    plain = base.startswith("http://")
+    return httpx.Client(timeout=timeout, headers=headers, verify=not plain, follow_redirects=False)
+
+
 def fetch_verdict(url: str, phase: str, evaluate_now: bool = False, timeout: float = 30.0) -> Verdict:
     """The service's latest verdict of ``phase`` (or a fresh one with ``evaluate_now``)."""
     base = url.rstrip("/")
@@ -43,7 +51,7 @@ def fetch_verdict(url: str, phase: str, evaluate_now: bool = False, timeout: flo
     token = os.environ.get("GATECHECK_API_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with httpx.Client(timeout=timeout, headers=headers) as client:
+        with _client(base, timeout, headers) as client:
             response = client.post(endpoint) if evaluate_now else client.get(endpoint)
     except httpx.HTTPError as exc:
         return _inconclusive(phase, f"gatecheck service at {shown} unreachable: {type(exc).__name__}: {exc}")
@@ -65,7 +73,7 @@ def fetch_chain(url: str, timeout: float = 30.0) -> list[PhaseStatus]:
         raise ConfigError(f"--url: expected http(s)://HOST:PORT, got {redact(url)!r}")
     shown = redact(base)
     try:
-        with httpx.Client(timeout=timeout) as client:
+        with _client(base, timeout, {}) as client:
             listed = client.get(f"{base}/api/v1/phases")
             listed.raise_for_status()
             chain = []

@@ -26,7 +26,8 @@ from gatecheck.config import (
     RollbackRef,
     SuiteConfig,
 )
-from gatecheck.durations import format_duration
+from gatecheck.describe import failure_text
+from gatecheck.durations import format_duration, parse_as_of
 from gatecheck.errors import (
     ConfigError,
     GatecheckError,
@@ -39,11 +40,9 @@ from gatecheck.history import Ledger, checks_failed, checks_passed
 from gatecheck.results import (
     CheckResult,
     ExpectationResult,
-    FailingGroup,
     Outcome,
     Requirement,
     SoakStatus,
-    Threshold,
     Verdict,
     VerdictState,
     Window,
@@ -97,23 +96,6 @@ class SourcePool:
 def window_for(as_of: datetime, length: timedelta, settle: timedelta) -> Window:
     end = as_of - settle
     return Window(start=end - length, end=end, length=length, settle=settle)
-
-
-def parse_as_of(text: str | None) -> datetime:
-    """``--as-of`` (ISO 8601; naive means UTC) or now, in UTC, to the millisecond."""
-    if text is None:
-        moment = datetime.now(UTC)
-    else:
-        try:
-            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ConfigError(
-                f"--as-of: {text!r} is not an ISO 8601 time (e.g. 2026-11-22T06:00:00Z)"
-            ) from exc
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 async def evaluate(
@@ -482,7 +464,7 @@ def _check_outcome(expectations: list[ExpectationResult], evidence: Any) -> tupl
     failed = [e for e in expectations if e.outcome is Outcome.FAIL]
     enough = evidence is None or evidence.sufficient
     if failed and enough:
-        reason = "; ".join(_failure_text(e) for e in failed)
+        reason = "; ".join(failure_text(e) for e in failed)
         beside = [f"{e.type}: {e.reason}" for e in errored] + [f"{e.column}: {e.reason}" for e in unknown]
         if beside:
             reason += " (also not judged: " + "; ".join(beside) + ")"
@@ -498,45 +480,3 @@ def _check_outcome(expectations: list[ExpectationResult], evidence: Any) -> tupl
     if unknown:
         return Outcome.INCONCLUSIVE, "; ".join(f"{e.column}: {e.reason}" for e in unknown)
     return Outcome.PASS, None
-
-
-def subject_of(result: ExpectationResult) -> str:
-    """The column an expectation judges, with the suite's description of it if any."""
-    subject = result.column or result.type
-    return f"{subject} ({result.description})" if result.description else subject
-
-
-def _failure_text(result: ExpectationResult) -> str:
-    subject = subject_of(result)
-    if result.thresholds:
-        rule = "must be " + ", ".join(threshold_text(t) for t in result.thresholds)
-    else:
-        rule = f"fails {result.type}"
-    if result.failing_groups:
-        groups = "; ".join(describe_failure(g) for g in result.failing_groups[:5])
-        more = f" (+{len(result.failing_groups) - 5} more)" if len(result.failing_groups) > 5 else ""
-        return f"{subject} {rule}: {groups}{more}"
-    return f"{subject} {rule}: observed {result.observed_value}"
-
-
-def threshold_text(threshold: Threshold) -> str:
-    """``≤ 0.005 (unmatched_edge_rate_max, default)``, ``in {file} (suite)``."""
-    if threshold.name == "value_set" and threshold.bound is None:
-        return f"in {{{threshold.value}}} ({threshold.provenance})"
-    sign = {"max": "≤ ", "min": "≥ "}.get(threshold.bound or "", f"{threshold.name} ")
-    return f"{sign}{threshold.value} ({threshold.name}, {threshold.provenance})"
-
-
-def describe_failure(failure: FailingGroup) -> str:
-    """``group: observed X[, expected Y]`` for one failing group."""
-    text = f"{format_group(failure.group)}: observed {failure.observed_value}"
-    if failure.expected_value is not None:
-        text += f", expected {failure.expected_value}"
-    return text
-
-
-def format_group(group: Mapping[str, str]) -> str:
-    shown = {k: v for k, v in group.items() if v != ""}
-    if not shown:
-        return "overall"
-    return ", ".join(f"{k}={v}" for k, v in shown.items())

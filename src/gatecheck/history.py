@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from gatecheck.clickhouse import SCHEMES as CLICKHOUSE_SCHEMES
@@ -153,7 +152,8 @@ def _row(verdict: Verdict, duration_s: float) -> dict[str, Any]:
 def _failed(stored: Any, document: dict[str, Any] | None) -> bool:
     """The stored ``checks_failed``; a record written before that column existed has none,
     and is judged from its document once."""
-    if stored is not None and stored is not pd.NA and stored == stored:  # NULL: None, NaN or NA
+    # NULL comes back as None, NaN or pandas.NA (whose == is neither true nor false).
+    if stored is not None and type(stored).__name__ != "NAType" and stored == stored:
         return bool(stored)
     return document is not None and checks_failed(Verdict.model_validate(document))
 
@@ -576,3 +576,20 @@ def open_ledger(url: str, root: Path, clickhouse: ClickHouse | None = None) -> L
         f"history.url: unsupported scheme in {redact(url)!r} "
         "(use sqlite:///PATH, chdb://PATH or clickhouse://host:8123/db)"
     )
+
+
+def record_summary(record: Any) -> dict[str, Any]:
+    """A ledger record without its full document, plus the checks that did not pass."""
+    verdict = record.to_verdict()
+    return {
+        "phase": record.phase,
+        "environment": record.environment,
+        "as_of": record.as_of.isoformat(),
+        "verdict": record.verdict.value,
+        "checks_passed": record.checks_passed,
+        "duration_s": round(record.duration_s, 3),
+        "config_hash": record.config_hash,
+        "gatecheck_version": record.gatecheck_version,
+        "recorded_at": record.recorded_at.isoformat(),
+        "not_passed": {c.suite: c.outcome.value for c in verdict.checks if c.outcome is not Outcome.PASS},
+    }

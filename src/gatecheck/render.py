@@ -8,8 +8,8 @@ import json
 from rich.console import Console
 from rich.text import Text
 
+from gatecheck.describe import describe_failure, subject_of, threshold_text
 from gatecheck.durations import format_duration
-from gatecheck.gate import describe_failure, subject_of, threshold_text
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
 
 FORMATS = ("text", "json", "junit", "markdown")

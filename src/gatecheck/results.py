@@ -8,7 +8,7 @@ the window judged. All are frozen.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -33,24 +33,6 @@ class VerdictState(StrEnum):
     INCONCLUSIVE = "inconclusive"
     ROLLBACK = "rollback"
 
-
-class ExitCode(IntEnum):
-    """``gatecheck run`` exit codes (DESIGN.md)."""
-
-    GO = 0
-    NO_GO = 1
-    USAGE = 2  # bad configuration, bad arguments, internal error
-    INCONCLUSIVE = 3
-    ROLLBACK = 4
-
-    @classmethod
-    def for_verdict(cls, verdict: VerdictState) -> ExitCode:
-        return {
-            VerdictState.GO: cls.GO,
-            VerdictState.NO_GO: cls.NO_GO,
-            VerdictState.INCONCLUSIVE: cls.INCONCLUSIVE,
-            VerdictState.ROLLBACK: cls.ROLLBACK,
-        }[verdict]
 
 
 Scalar = bool | int | float | str | None

@@ -39,7 +39,7 @@ from gatecheck.config import Project
 from gatecheck.durations import parse_duration
 from gatecheck.engine import Engine
 from gatecheck.errors import ConfigError, GatecheckError
-from gatecheck.history import Ledger
+from gatecheck.history import Ledger, record_summary
 from gatecheck.results import Outcome, Verdict, VerdictState
 
 log = logging.getLogger(__name__)
@@ -542,23 +542,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def record_summary(record: Any) -> dict[str, Any]:
-    """A ledger record without its full document, plus the checks that did not pass."""
-    verdict = record.to_verdict()
-    return {
-        "phase": record.phase,
-        "environment": record.environment,
-        "as_of": record.as_of.isoformat(),
-        "verdict": record.verdict.value,
-        "checks_passed": record.checks_passed,
-        "duration_s": round(record.duration_s, 3),
-        "config_hash": record.config_hash,
-        "gatecheck_version": record.gatecheck_version,
-        "recorded_at": record.recorded_at.isoformat(),
-        "not_passed": {c.suite: c.outcome.value for c in verdict.checks if c.outcome is not Outcome.PASS},
-    }
 
 
 # --------------------------------------------------------------------------- running

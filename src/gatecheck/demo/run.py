@@ -41,8 +41,8 @@ def run_demo(
     from gatecheck.demo.bus import NatsServer, free_port, prepare_bus
     from gatecheck.demo.metrics import normalize_registry, serve_registry
     from gatecheck.demo.reference import SCENARIOS, build_reference
+    from gatecheck.durations import parse_as_of
     from gatecheck.engine import Engine
-    from gatecheck.gate import parse_as_of
     from gatecheck.service import serve_project
 
     known = scenarios()

@@ -1,0 +1,52 @@
+"""Words for results: how a failing expectation, a threshold and a group read in reasons and
+reports. Pure functions of :mod:`gatecheck.results`, light to import (the renderers use them
+without the gate)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from gatecheck.results import ExpectationResult, FailingGroup, Threshold
+
+
+def subject_of(result: ExpectationResult) -> str:
+    """The column an expectation judges, with the suite's description of it if any."""
+    subject = result.column or result.type
+    return f"{subject} ({result.description})" if result.description else subject
+
+
+def failure_text(result: ExpectationResult) -> str:
+    """One failing expectation as a reason: its subject, its rule, the groups that broke it."""
+    subject = subject_of(result)
+    if result.thresholds:
+        rule = "must be " + ", ".join(threshold_text(t) for t in result.thresholds)
+    else:
+        rule = f"fails {result.type}"
+    if result.failing_groups:
+        groups = "; ".join(describe_failure(g) for g in result.failing_groups[:5])
+        more = f" (+{len(result.failing_groups) - 5} more)" if len(result.failing_groups) > 5 else ""
+        return f"{subject} {rule}: {groups}{more}"
+    return f"{subject} {rule}: observed {result.observed_value}"
+
+
+def threshold_text(threshold: Threshold) -> str:
+    """``≤ 0.005 (unmatched_edge_rate_max, default)``, ``in {file} (suite)``."""
+    if threshold.name == "value_set" and threshold.bound is None:
+        return f"in {{{threshold.value}}} ({threshold.provenance})"
+    sign = {"max": "≤ ", "min": "≥ "}.get(threshold.bound or "", f"{threshold.name} ")
+    return f"{sign}{threshold.value} ({threshold.name}, {threshold.provenance})"
+
+
+def describe_failure(failure: FailingGroup) -> str:
+    """``group: observed X[, expected Y]`` for one failing group."""
+    text = f"{format_group(failure.group)}: observed {failure.observed_value}"
+    if failure.expected_value is not None:
+        text += f", expected {failure.expected_value}"
+    return text
+
+
+def format_group(group: Mapping[str, str]) -> str:
+    shown = {k: v for k, v in group.items() if v != ""}
+    if not shown:
+        return "overall"
+    return ", ".join(f"{k}={v}" for k, v in shown.items())
