@@ -238,8 +238,11 @@ def test_run_url_unreachable_is_inconclusive() -> None:
     assert result.stdout.startswith("INCONCLUSIVE") and "unreachable" in result.stdout
 
 
-def test_a_source_going_down_and_back(service, service_bus: NatsServer) -> None:
+def test_a_source_going_down_and_back(service, service_bus: NatsServer, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
     base, _svc, thread = service
+    caplog.set_level(logging.INFO, logger="gatecheck")
     service_bus.stop()
     try:
         down = httpx.post(f"{base}/api/v1/phases/svc-go/evaluate", timeout=60).json()
@@ -256,6 +259,19 @@ def test_a_source_going_down_and_back(service, service_bus: NatsServer) -> None:
     assert up["verdict"] == "go", up["reasons"]
     assert value(scrape(base), "gatecheck_source_up", environment="e-healthy", source="bus") == 1
     assert thread.is_alive()
+    # The log tells the story: the source went down (a warning, with the reason) and came
+    # back; the verdict changed both ways; one line per evaluation.
+    mine = [r for r in caplog.records if r.name == "gatecheck.service"]
+    down_lines = [r for r in mine if r.getMessage().startswith("source bus of e-healthy is down")]
+    assert len(down_lines) == 1 and down_lines[0].levelname == "WARNING"
+    assert down_lines[0].source == "bus" and down_lines[0].up is False  # type: ignore[attr-defined]
+    assert "cannot connect" in down_lines[0].getMessage() or "lost" in down_lines[0].getMessage()
+    assert [r.levelname for r in mine if r.getMessage() == "source bus of e-healthy is back"] == ["INFO"]
+    changes = [r.getMessage() for r in mine if r.getMessage().startswith("verdict of svc-go changed")]
+    assert changes == ["verdict of svc-go changed: go → inconclusive", "verdict of svc-go changed: inconclusive → go"]
+    evaluated = [r for r in mine if r.getMessage().startswith("evaluated svc-go")]
+    assert [r.verdict for r in evaluated] == ["inconclusive", "go"]  # type: ignore[attr-defined]
+    assert evaluated[0].failing == ["soak_criteria:error"]  # type: ignore[attr-defined]
 
 
 def test_readyz_is_503_when_the_ledger_cannot_be_written(service_config: Path, tmp_path: Path) -> None:
@@ -453,7 +469,14 @@ def test_a_planted_secret_appears_nowhere(
         document, metrics, listed = asyncio.run(go())
     verdict = Verdict.model_validate_json(document)
     assert verdict.verdict.value == "inconclusive"  # both sources unreachable, with reasons
+    from gatecheck.logs import JsonFormatter, TextFormatter
+
+    # The service's own log lines (source down, evaluated, verdict changed), as an operator
+    # reads them in either format, fields included.
+    formatted = [f.format(r) for r in caplog.records for f in (TextFormatter(), JsonFormatter())]
+    assert any("source bus of e-secret is down" in line for line in formatted)
     outputs = [document, metrics, listed, caplog.text, ledger_path.read_bytes().decode(errors="replace")]
+    outputs += formatted
     outputs += [render(verdict, fmt) for fmt in ("text", "json", "junit", "markdown")]
     outputs.append(repr(svc))
     outputs += [repr(svc.project.config), str(svc.project.config)]  # models in tracebacks

@@ -25,25 +25,32 @@ def gatecheck() -> str:
     return found
 
 
-def launch_demo(root: Path) -> tuple[subprocess.Popen[str], str]:
-    """Start `gatecheck demo --serve` on ``root``, every phase each second (not yet ready)."""
+def launch_demo(root: Path, log_format: str = "text") -> tuple[subprocess.Popen[str], str]:
+    """Start `gatecheck demo --serve` on ``root``, every phase each second (not yet ready).
+    Its log goes to ``root/service.log`` (a pipe nobody reads would fill and stall it)."""
     path = root / "gatecheck.yaml"
     project = yaml.safe_load(path.read_text())
     project["service"]["interval"] = "1s"
     path.write_text(yaml.safe_dump(project))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
-    process = subprocess.Popen(
-        [gatecheck(), "demo", "--serve", "--listen", f"127.0.0.1:{port}"],
-        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    env["GATECHECK_LOG_FORMAT"] = log_format
+    with open(root / "service.log", "w") as log:
+        process = subprocess.Popen(
+            [gatecheck(), "demo", "--serve", "--listen", f"127.0.0.1:{port}"],
+            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True,
+        )  # fmt: skip
     return process, f"http://127.0.0.1:{port}"
 
 
-def wait_ready(process: subprocess.Popen[str], base: str) -> None:
+def service_log(root: Path) -> str:
+    return (root / "service.log").read_text()
+
+
+def wait_ready(process: subprocess.Popen[str], base: str, root: Path) -> None:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert process.poll() is None, service_log(root)
         try:
             if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                 return
@@ -57,9 +64,6 @@ def stop_demo(process: subprocess.Popen[str], root: Path) -> None:
     if process.poll() is None:
         process.kill()
     process.wait(timeout=10)
-    for stream in (process.stdout, process.stderr):
-        if stream:
-            stream.close()
     subprocess.run(["pkill", "-f", str(root / ".gatecheck" / "nats")], check=False)
 
 
@@ -72,10 +76,11 @@ def demo_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[tup
     from .conftest import copy_config
 
     roots = [copy_config(tmp_path_factory.mktemp("demo-serve") / "config") for _ in range(2)]
-    launched = [(*launch_demo(root), root) for root in roots]
+    # The second one logs JSON lines: the SIGTERM test reads them.
+    launched = [(*launch_demo(root, fmt), root) for root, fmt in zip(roots, ("text", "json"), strict=True)]
     try:
-        for process, base, _ in launched:
-            wait_ready(process, base)
+        for process, base, root in launched:
+            wait_ready(process, base, root)
         yield launched
     finally:
         for process, _, root in launched:
@@ -157,8 +162,26 @@ def test_sigterm_stops_cleanly_and_stops_the_bus(shared_demo_service) -> None:
         process.send_signal(signal.SIGUSR1)  # faulthandler: dump every thread's stack
         time.sleep(1)
         process.kill()
-        pytest.fail(f"no exit 30s after SIGTERM: {process.communicate()[1][-6000:]}")
-    assert code == 0, process.stderr.read() if process.stderr else ""
+        pytest.fail(f"no exit 30s after SIGTERM: {service_log(root)[-6000:]}")
+    assert code == 0, service_log(root)
+    # Its log (GATECHECK_LOG_FORMAT=json): one JSON object per line, from start-up through
+    # one line per evaluation to the shutdown lines.
+    import json
+
+    text = [line for line in service_log(root).splitlines() if line.strip()]
+    # `demo` itself says what it built, as the demo's own text; every other line is the
+    # service's log.
+    assert all(line.startswith(("{", "demo: ")) for line in text), text[:5]
+    lines = [json.loads(line) for line in text if line.startswith("{")]
+    messages = [line["message"] for line in lines]
+    assert messages[0].startswith("gatecheck ") and "serving" in messages[0], messages[:3]
+    assert messages[-2].startswith("stopping") and messages[-1] == "stopped", messages[-3:]
+    evaluated = [line for line in lines if line["message"].startswith("evaluated staging-soak")]
+    assert len(evaluated) >= 2
+    assert {"phase", "verdict", "duration_s", "failing", "time", "level", "logger"} <= set(evaluated[0])
+    assert evaluated[0]["level"] == "info" and evaluated[0]["verdict"] in ("go", "no-go", "inconclusive", "rollback")
+    changed = [line for line in lines if line["message"].startswith("verdict of staging-soak changed")]
+    assert changed and changed[0]["previous"] is None
     running = subprocess.run(["pgrep", "-f", nats_dir], capture_output=True)
     assert running.returncode == 1, "the demo's nats-server is still running"
     with pytest.raises(httpx.HTTPError):

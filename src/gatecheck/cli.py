@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import faulthandler
 import json
-import logging
 import os
 import signal
 import sys
@@ -96,6 +95,18 @@ class VerdictFormat(StrEnum):
 class ListFormat(StrEnum):
     """What ``history`` and ``status`` render."""
 
+    text = "text"
+    json = "json"
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+class LogFormat(StrEnum):
     text = "text"
     json = "json"
 
@@ -353,11 +364,21 @@ def serve(
     phase: Annotated[
         list[str] | None, typer.Option("--phase", "-p", help="Serve only these phases (repeatable).")
     ] = None,
+    log_level: Annotated[
+        LogLevel | None,
+        typer.Option("--log-level", help="debug, info (default), warning or error; or GATECHECK_LOG_LEVEL."),
+    ] = None,
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option("--log-format", help="text (default) or json lines; or GATECHECK_LOG_FORMAT."),
+    ] = None,
 ) -> None:
     """Evaluate phases on a schedule, record them, and serve /metrics and the verdict API."""
+    from gatecheck import logs
     from gatecheck.service import serve_project
 
     with _user_errors():
+        logs.configure(*logs.resolve(log_level and log_level.value, log_format and log_format.value))
         project = load_project(config, expectations=True)
         serve_project(project, listen, phase)
 
@@ -405,6 +426,11 @@ def demo(
 ) -> None:
     """Build the demo warehouse (chDB) and bus (bundled nats-server) under .gatecheck/ for a
     scenario, run a gate on them (or, with --serve, the service), and stop the server again."""
+    if serve_demo:
+        from gatecheck import logs
+
+        with _user_errors():  # the service's log: GATECHECK_LOG_LEVEL / _FORMAT, default info
+            logs.configure(*logs.resolve(None, None))
     from gatecheck.demo.run import run_demo
 
     with _user_errors():
@@ -424,29 +450,12 @@ def schema() -> None:
     typer.echo(schema_text(), nl=False)
 
 
-#: Loggers of the drivers gatecheck calls: their errors reach the user as one translated line
-#: each (a SourceError), so their own retry warnings and tracebacks are noise unless asked for.
-# (urllib3.connectionpool by name: clickhouse-connect resets the "urllib3" logger on import.)
-DRIVER_LOGGERS = (
-    "clickhouse_connect", "urllib3", "urllib3.connectionpool", "nats", "chdb", "httpx", "httpcore",
-)  # fmt: skip
-DRIVER_LOGS_ENV = "GATECHECK_DRIVER_LOGS"
-
-
-def quiet_drivers(environ: Any = None) -> None:
-    """Silence the drivers' loggers, unless GATECHECK_DRIVER_LOGS names a level (e.g. debug)."""
-    environ = os.environ if environ is None else environ
-    wanted = str(environ.get(DRIVER_LOGS_ENV, "")).upper()
-    level = getattr(logging, wanted, None) if wanted else None
-    for name in DRIVER_LOGGERS:
-        logging.getLogger(name).setLevel(level if isinstance(level, int) else logging.CRITICAL)
-
-
 def main() -> None:
     """Console-script entry point."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    quiet_drivers()
+    from gatecheck import logs
+
+    # Warnings and errors only for one-shot commands; `serve` takes --log-level/--log-format.
+    logs.configure("warning", "text")
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints every thread's stack (stuck service)
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:

@@ -109,14 +109,54 @@ class Service:
                 last_error=None,
                 evaluations=state.evaluations + 1,
             )
+            self._log_evaluation(verdict, duration, state.verdict)
             answered: dict[tuple[str, str], bool] = {}
+            reasons: dict[tuple[str, str], str] = {}
             for check in verdict.checks:
                 if check.source_available is not None:
                     key = (verdict.environment, check.source)
                     # Down if any check of this evaluation could not reach it.
                     answered[key] = answered.get(key, True) and check.source_available
+                    if not check.source_available and check.reason:
+                        reasons.setdefault(key, check.reason)
+            for key, up in answered.items():
+                was = self.source_up.get(key)
+                environment, source = key
+                if not up and was is not False:
+                    log.warning(
+                        "source %s of %s is down: %s", source, environment, reasons.get(key, "no answer"),
+                        extra={"source": source, "environment": environment, "up": False},
+                    )  # fmt: skip
+                elif up and was is False:
+                    log.info(
+                        "source %s of %s is back", source, environment,
+                        extra={"source": source, "environment": environment, "up": True},
+                    )  # fmt: skip
             self.source_up.update(answered)
             return verdict
+
+    @staticmethod
+    def _log_evaluation(verdict: Verdict, duration: float, previous: Verdict | None) -> None:
+        """One line per evaluation; one more when the verdict changed (WARNING when it turned
+        no-go or rollback). Facts as fields: phase, verdict, duration_s, failing checks."""
+        failing = [f"{c.suite}:{c.outcome.value}" for c in verdict.checks if c.outcome is not Outcome.PASS]
+        fields = {
+            "phase": verdict.phase,
+            "verdict": verdict.verdict.value,
+            "duration_s": round(duration, 3),
+            "as_of": verdict.as_of.isoformat(),
+            "failing": failing,
+        }
+        log.info("evaluated %s: %s", verdict.phase, verdict.verdict.value, extra=fields)
+        before = previous.verdict if previous is not None else None
+        if before is not verdict.verdict:
+            bad = verdict.verdict in (VerdictState.NO_GO, VerdictState.ROLLBACK)
+            log.log(
+                logging.WARNING if bad else logging.INFO,
+                "verdict of %s changed: %s → %s", verdict.phase,
+                before.value if before is not None else "none", verdict.verdict.value,
+                extra={**fields, "previous": before.value if before is not None else None},
+            )  # fmt: skip
 
     async def scheduled(self, phase: str) -> None:
         """The scheduler's job: never raises."""
@@ -596,14 +636,17 @@ async def run_service(service: Service, server: Any) -> None:
             loop.add_signal_handler(signum, lambda: setattr(server, "should_exit", True))
     async with scheduled(service):
         config = server.config
-        log.warning(
+        log.info(
             "gatecheck %s serving %s on http://%s:%d (ledger %s)",
             __version__, ", ".join(service.phases), config.host, config.port, service.ledger.url,
+            extra={"version": __version__, "phases": service.phases, "port": config.port},
         )  # fmt: skip
         await server.serve()
+        log.info("stopping: the schedule is cancelled, evaluations in flight end unrecorded or whole")
     # The schedule has been cancelled and awaited: its evaluations ended, each recorded whole
     # or not at all. The engine waits for a record write under way, then closes.
     await service.engine.aclose()
+    log.info("stopped")
 
 
 async def serve(service: Service, host: str, port: int) -> None:

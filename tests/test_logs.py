@@ -1,0 +1,94 @@
+"""The log: levels, text and JSON lines with their fields, quiet drivers, no secret."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from gatecheck import logs
+from gatecheck.cli import app
+from gatecheck.errors import ConfigError
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in ("gatecheck", *logs.DRIVER_LOGGERS)}
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name, old in levels.items():
+        logging.getLogger(name).setLevel(old)
+
+
+def emit(level: str, fmt: str) -> list[str]:
+    stream = io.StringIO()
+    logs.configure(level, fmt, stream=stream, environ={})
+    log = logging.getLogger("gatecheck.service")
+    log.debug("a debug line", extra={"phase": "p"})
+    log.info("evaluated staging-soak: go", extra={"phase": "staging-soak", "verdict": "go", "failing": []})
+    log.warning("source bus of staging is down: no answer", extra={"source": "bus", "up": False})
+    log.error("evaluation of p failed")
+    logging.getLogger("urllib3.connectionpool").warning("Retrying (Retry(total=2))")
+    logging.getLogger("great_expectations").info("a GE line")
+    return stream.getvalue().splitlines()
+
+
+@pytest.mark.parametrize(
+    ("level", "shown"),
+    [
+        ("debug", ["a debug line", "evaluated", "source bus", "evaluation of p failed", "Retrying", "a GE line"]),
+        ("info", ["evaluated", "source bus", "evaluation of p failed"]),
+        ("warning", ["source bus", "evaluation of p failed"]),
+        ("error", ["evaluation of p failed"]),
+    ],
+)
+def test_each_level_shows_its_lines_and_the_drivers_only_at_debug(restored_logging: None, level: str, shown: list[str]) -> None:
+    lines = emit(level, "text")
+    assert len(lines) == len(shown), lines
+    for line, start in zip(lines, shown, strict=True):
+        assert start in line
+
+
+def test_text_lines_carry_their_fields(restored_logging: None) -> None:
+    line = emit("info", "text")[0]
+    assert " INFO gatecheck.service: evaluated staging-soak: go " in line
+    assert line.endswith("phase=staging-soak verdict=go failing=-")
+    assert line[:4].isdigit() and line.split(" ")[0].endswith("Z")  # UTC timestamp first
+
+
+def test_json_lines_parse_with_their_fields(restored_logging: None) -> None:
+    documents = [json.loads(line) for line in emit("info", "json")]
+    assert [d["level"] for d in documents] == ["info", "warning", "error"]
+    first = documents[0]
+    assert first["message"] == "evaluated staging-soak: go" and first["logger"] == "gatecheck.service"
+    assert (first["phase"], first["verdict"], first["failing"]) == ("staging-soak", "go", [])
+    assert documents[1]["up"] is False and documents[1]["source"] == "bus"
+    assert first["time"].endswith("+00:00")
+
+
+def test_the_level_and_format_come_from_the_option_then_the_environment() -> None:
+    assert logs.resolve(None, None, {}) == ("info", "text")
+    assert logs.resolve(None, None, {"GATECHECK_LOG_LEVEL": "DEBUG", "GATECHECK_LOG_FORMAT": "json"}) == ("debug", "json")
+    assert logs.resolve("error", "text", {"GATECHECK_LOG_LEVEL": "debug"}) == ("error", "text")
+    with pytest.raises(ConfigError, match="GATECHECK_LOG_LEVEL: unknown level 'loud'"):
+        logs.resolve(None, None, {"GATECHECK_LOG_LEVEL": "loud"})
+    with pytest.raises(ConfigError, match="GATECHECK_LOG_FORMAT: unknown format 'xml'"):
+        logs.resolve(None, None, {"GATECHECK_LOG_FORMAT": "xml"})
+
+
+def test_serve_refuses_an_unknown_level_or_format_in_one_line() -> None:
+    for args in (["--log-level", "loud"], ["--log-format", "xml"]):
+        result = CliRunner().invoke(app, ["serve", *args])
+        assert result.exit_code == 2
+        assert "Traceback" not in result.output
+        assert args[0] in result.output
