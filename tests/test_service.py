@@ -866,3 +866,54 @@ def test_a_stop_during_an_evaluation_drops_it_unrecorded_and_promptly(service_co
     assert took < 10  # the source's timeout is 60 s: the stop did not wait for it
     assert SqliteLedger(tmp_path / "l.db").history("svc-held") == []
     assert svc.states["svc-held"].verdict is None and not svc._cycles
+
+
+def test_answers_are_rendered_once_per_verdict_and_served_as_bytes(service_config: Path, tmp_path: Path) -> None:
+    """/metrics is the exposition prometheus_client renders for the collector, rendered once
+    per new state; the verdict document carries an ETag and answers 304 to If-None-Match."""
+    from prometheus_client import generate_latest
+    from prometheus_client.registry import CollectorRegistry
+
+    from gatecheck.service import VerdictCollector
+
+    svc = Service(load_project(service_config, environ={}), SqliteLedger(tmp_path / "l.db"), ["svc-go", "svc-nogo"])
+
+    async def go() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with _asgi(svc) as client:
+            await client.post("/api/v1/phases/svc-go/evaluate")
+            first = await client.get("/metrics")
+            cached = svc._exposition
+            second = await client.get("/metrics")
+            seen["same bytes object"] = svc._exposition is cached and second.content == first.content
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(VerdictCollector(svc))
+            seen["as prometheus_client renders"] = first.content == generate_latest(registry)
+            seen["metrics"] = first.text
+            verdict = await client.get("/api/v1/phases/svc-go/verdict")
+            etag = verdict.headers["etag"]
+            seen["document"] = verdict.json()
+            seen["not modified"] = await client.get("/api/v1/phases/svc-go/verdict", headers={"If-None-Match": etag})
+            seen["other tag"] = await client.get("/api/v1/phases/svc-go/verdict", headers={"If-None-Match": '"x"'})
+            await client.post("/api/v1/phases/svc-nogo/evaluate")  # another phase: a new exposition
+            seen["renewed"] = svc._exposition is None
+            seen["after"] = (await client.get("/metrics")).text
+            seen["svc-go etag kept"] = (await client.get("/api/v1/phases/svc-go/verdict")).headers["etag"] == etag
+            await client.post("/api/v1/phases/svc-go/evaluate")  # a new verdict of svc-go: a new tag
+            seen["svc-go etag after"] = (await client.get("/api/v1/phases/svc-go/verdict")).headers["etag"]
+            seen["etag"] = etag
+        return seen
+
+    seen = asyncio.run(go())
+    assert seen["same bytes object"] and seen["as prometheus_client renders"]
+    families = {f.name: f for f in text_string_to_metric_families(seen["metrics"])}
+    assert {"gatecheck_phase_verdict", "gatecheck_check_outcome", "gatecheck_source_up"} <= set(families)
+    assert seen["document"]["phase"] == "svc-go" and seen["document"]["verdict"] == "go"
+    assert seen["not modified"].status_code == 304 and seen["not modified"].content == b""
+    assert seen["not modified"].headers["etag"] == seen["etag"]
+    assert seen["other tag"].status_code == 200 and seen["other tag"].json() == seen["document"]
+    assert seen["renewed"]
+    nogo = 'gatecheck_phase_verdict{environment="e-unmatched",phase="svc-nogo"'
+    assert nogo in seen["after"] and nogo not in seen["metrics"]
+    assert seen["svc-go etag kept"]
+    assert seen["svc-go etag after"] != seen["etag"]  # as_of moved: a new document

@@ -72,6 +72,10 @@ class Service:
     source_up: dict[tuple[str, str], bool] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _cycles: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
+    # Answers rendered once per new state and served as bytes: the exposition (None: render
+    # at the next scrape) and each phase's verdict document with its ETag.
+    _exposition: bytes | None = field(default=None, repr=False)
+    _documents: dict[str, tuple[bytes, str]] = field(default_factory=dict, repr=False)
     # The one engine that evaluates for the service (default: one on the service's ledger).
     engine: Engine = field(default=None, repr=False)  # type: ignore[assignment]
 
@@ -133,7 +137,38 @@ class Service:
                         extra={"source": source, "environment": environment, "up": True},
                     )  # fmt: skip
             self.source_up.update(answered)
+            self._changed(phase)
             return verdict
+
+    def _changed(self, phase: str) -> None:
+        """A phase's state changed: its document and the exposition are rendered anew."""
+        self._documents.pop(phase, None)
+        self._exposition = None
+
+    def document(self, phase: str) -> tuple[bytes, str] | None:
+        """The latest verdict document of ``phase`` as JSON bytes and its ETag, rendered once
+        per new verdict; None when the service holds no verdict of it (see :meth:`latest`)."""
+        cached = self._documents.get(phase)
+        if cached is not None:
+            return cached
+        state = self.states.get(phase)
+        if state is None or state.verdict is None:
+            return None
+        import hashlib
+        import json
+
+        body = json.dumps(state.verdict.document(), indent=2).encode()
+        rendered = (body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+        self._documents[phase] = rendered
+        return rendered
+
+    def exposition(self, registry: CollectorRegistry) -> bytes:
+        """The Prometheus exposition of ``registry``, rendered once per new state."""
+        from prometheus_client import generate_latest
+
+        if self._exposition is None:
+            self._exposition = generate_latest(registry)
+        return self._exposition
 
     @staticmethod
     def _log_evaluation(verdict: Verdict, duration: float, previous: Verdict | None) -> None:
@@ -176,6 +211,7 @@ class Service:
                 last_error=f"{type(exc).__name__}: {exc}",
                 evaluations=state.evaluations,
             )
+            self._changed(phase)
 
     async def cycle(self, phases: list[str]) -> None:
         """One scheduled cycle of ``phases``: each evaluated after the phases it requires
@@ -420,9 +456,9 @@ class RecordSummary(BaseModel):
 
 def create_app(service: Service) -> Any:
     """The FastAPI app: /metrics, /healthz, /readyz and the /api/v1 verdict API."""
-    from fastapi import FastAPI, HTTPException, Query, Request
+    from fastapi import FastAPI, Header, HTTPException, Query, Request
     from fastapi.responses import JSONResponse, Response
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from prometheus_client import CONTENT_TYPE_LATEST
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(VerdictCollector(service))
@@ -474,7 +510,7 @@ def create_app(service: Service) -> Any:
         responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus exposition"}},
     )
     async def metrics() -> Any:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(service.exposition(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/v1/phases", response_model=None, responses={200: {"model": list[PhaseSummary]}})
     async def phases() -> Any:
@@ -502,15 +538,23 @@ def create_app(service: Service) -> Any:
         response_model=None,
         responses={200: {"model": Verdict}, 404: problem, 503: problem},
     )
-    async def verdict(phase: str) -> Any:
+    async def verdict(phase: str, if_none_match: str | None = Header(None)) -> Any:
         known(phase)
-        try:
-            latest = await asyncio.to_thread(service.latest, phase)
-        except GatecheckError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=503)
-        if latest is None:
-            return JSONResponse({"detail": f"no evaluation of {phase} yet"}, status_code=503)
-        return latest.document()
+        rendered = service.document(phase)
+        if rendered is None:  # nothing evaluated since start: the ledger's latest record
+            try:
+                latest = await asyncio.to_thread(service.latest, phase)
+            except GatecheckError as exc:
+                return JSONResponse({"detail": str(exc)}, status_code=503)
+            if latest is None:
+                return JSONResponse({"detail": f"no evaluation of {phase} yet"}, status_code=503)
+            return latest.document()
+        body, etag = rendered
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}
+        matches = _etags(if_none_match)
+        if etag in matches or "*" in matches:
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
 
     @app.get(
         "/api/v1/phases/{phase}/history",
@@ -545,6 +589,13 @@ def create_app(service: Service) -> Any:
 MAX_REQUEST_BYTES = 64 * 1024
 #: POST /evaluate requests per client and minute.
 EVALUATE_PER_MINUTE = 30
+
+
+def _etags(header: str | None) -> set[str]:
+    """The entity tags of an If-None-Match header (``*`` matches any)."""
+    if not header:
+        return set()
+    return {t.strip().removeprefix("W/") for t in header.split(",")}
 
 
 def _authorized(request: Any, token: str) -> bool:
