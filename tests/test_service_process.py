@@ -174,7 +174,10 @@ def test_sigterm_stops_cleanly_and_stops_the_bus(shared_demo_service) -> None:
     assert all(line.startswith(("{", "demo: ")) for line in text), text[:5]
     lines = [json.loads(line) for line in text if line.startswith("{")]
     messages = [line["message"] for line in lines]
-    assert messages[0].startswith("gatecheck ") and "serving" in messages[0], messages[:3]
+    # The evaluation worker (a process of its own, logging the same way) is ready, then the
+    # service starts serving.
+    assert messages[0].startswith("evaluation worker ") and lines[0]["logger"] == "gatecheck.worker", messages[:3]
+    assert messages[1].startswith("gatecheck ") and "serving" in messages[1], messages[:3]
     assert messages[-2].startswith("stopping") and messages[-1] == "stopped", messages[-3:]
     evaluated = [line for line in lines if line["message"].startswith("evaluated staging-soak")]
     assert len(evaluated) >= 2

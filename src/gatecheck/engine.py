@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gatecheck.clickhouse import ClickHouse
 from gatecheck.config import Project, SourceConfig
@@ -67,6 +67,15 @@ class Evaluation:
     verdict: Verdict
     duration_s: float
     recorded: bool
+
+
+class Evaluator(Protocol):
+    """What evaluates for the service: an :class:`Engine` in this process, or
+    :class:`gatecheck.worker.WorkerEvaluator` running one in a worker process."""
+
+    async def evaluate(self, phase: str) -> Evaluation: ...
+    async def warm_up(self) -> None: ...
+    async def aclose(self) -> None: ...
 
 
 class Engine:

@@ -109,6 +109,12 @@ def configure(level: str = "warning", fmt: str = "text", stream: Any = None, env
     quiet_drivers(environ, numeric)
 
 
+def current_format() -> str:
+    """The format the root logger writes in (a worker process logs the same way)."""
+    handlers = logging.getLogger().handlers
+    return "json" if any(isinstance(h.formatter, JsonFormatter) for h in handlers) else "text"
+
+
 def quiet_drivers(environ: Any = None, level: int = logging.WARNING) -> None:
     """Silence the libraries' loggers (CRITICAL) unless the level is DEBUG, or
     GATECHECK_DRIVER_LOGS names a level (e.g. debug) for them."""

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -37,8 +38,8 @@ from pydantic import BaseModel
 from gatecheck import __version__
 from gatecheck.config import Project
 from gatecheck.durations import parse_duration
-from gatecheck.engine import Engine
-from gatecheck.errors import ConfigError, GatecheckError
+from gatecheck.engine import Engine, Evaluator
+from gatecheck.errors import ConfigError, GatecheckError, redact
 from gatecheck.history import Ledger, record_summary
 from gatecheck.results import Outcome, Verdict, VerdictState
 
@@ -76,8 +77,9 @@ class Service:
     # at the next scrape) and each phase's verdict document with its ETag.
     _exposition: bytes | None = field(default=None, repr=False)
     _documents: dict[str, tuple[bytes, str]] = field(default_factory=dict, repr=False)
-    # The one engine that evaluates for the service (default: one on the service's ledger).
-    engine: Engine = field(default=None, repr=False)  # type: ignore[assignment]
+    # What evaluates for the service: `gatecheck serve` hands it a worker process
+    # (gatecheck.worker.WorkerEvaluator); by default an engine in this process on its ledger.
+    engine: Evaluator = field(default=None, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.engine is None:
@@ -202,7 +204,10 @@ class Service:
             # (not re-raising) ends this job's task without APScheduler logging an error.
             log.debug("evaluation of %s cancelled by shutdown", phase)
         except Exception as exc:
-            log.exception("evaluation of %s failed", phase)
+            if isinstance(exc, GatecheckError):  # e.g. the worker crashed: said in one line
+                log.error("evaluation of %s failed: %s", phase, exc, extra={"phase": phase})
+            else:
+                log.exception("evaluation of %s failed", phase)
             state = self.states[phase]
             self.states[phase] = PhaseState(
                 verdict=state.verdict,
@@ -580,7 +585,10 @@ def create_app(service: Service) -> Any:
     )
     async def evaluate_now(phase: str) -> Any:
         known(phase)
-        return (await service.evaluate_phase(phase)).document()
+        try:
+            return (await service.evaluate_phase(phase)).document()
+        except GatecheckError as exc:  # the evaluation could not finish (e.g. its worker died)
+            return JSONResponse({"detail": str(exc)}, status_code=503)
 
     return app
 
@@ -729,16 +737,28 @@ def serve_project(
             f"--listen {address}: listening beyond loopback needs a bearer token for the "
             f"state-changing endpoints; set {API_TOKEN_ENV}"
         )
-    # The engine opens the ledger (history.url) on the same ClickHouse connections as its sources.
-    with contextlib.closing(Engine(project, recorded_since=recorded_since)) as engine:
-        assert engine.ledger is not None  # history is configured (checked above)
-        chosen = phases or project.config.service.phases or [g.phase for g in project.chain()]
-        service = Service(
-            project,
-            engine.ledger,
-            list(chosen),
-            api_token=token,
-            recorded_since=recorded_since,
-            engine=engine,
-        )
+    from gatecheck.history import open_ledger
+    from gatecheck.worker import WorkerEvaluator, WorkerLedger
+
+    url = project.config.history.url
+    if urlsplit(url).scheme == "sqlite":
+        open_ledger(url, project.root).close()  # a bad path is exit 2 now, not a dead worker
+    # Evaluations run in a worker process, which owns the engine and the ledger; the ledger
+    # reads of this process go through it too (chDB: one process per embedded path).
+    settings = project.config.service.worker
+    evaluator = WorkerEvaluator(
+        project,
+        recorded_since=recorded_since,
+        deadline_s=settings.deadline.total_seconds(),
+        memory_limit_bytes=settings.memory_limit_mib * 2**20,
+        recycle_after=settings.recycle_after,
+    )
+    chosen = phases or project.config.service.phases or [g.phase for g in project.chain()]
+    ledger: Any = WorkerLedger(evaluator, redact(url))
+    service = Service(
+        project, ledger, list(chosen), api_token=token, recorded_since=recorded_since, engine=evaluator
+    )
+    try:
         asyncio.run(serve(service, host.strip("[]"), int(port)))
+    finally:
+        evaluator.close()

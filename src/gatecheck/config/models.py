@@ -44,6 +44,21 @@ class HistoryConfig(Frozen):
     url: str = Field(repr=False)
 
 
+class WorkerConfig(Frozen):
+    """The evaluation worker of ``gatecheck serve`` (a process of its own)."""
+
+    deadline: Duration = timedelta(minutes=5)  # one evaluation longer than this: replaced
+    memory_limit_mib: int = Field(default=2048, ge=64)  # resident memory over it: replaced
+    recycle_after: int = Field(default=0, ge=0)  # evaluations; 0 = never (a safety net only)
+
+    @field_validator("deadline")
+    @classmethod
+    def _positive_deadline(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("deadline must be at least 1s")
+        return value
+
+
 class ServiceConfig(Frozen):
     """How ``gatecheck serve`` runs: which phases, how often, where it listens."""
 
@@ -51,6 +66,7 @@ class ServiceConfig(Frozen):
     listen: str = "127.0.0.1:9464"
     phases: list[str] | None = None  # default: every gate
     intervals: dict[str, Duration] = {}  # per-phase interval overrides
+    worker: WorkerConfig = WorkerConfig()
 
     @field_validator("interval")
     @classmethod

@@ -65,6 +65,9 @@ def run_demo(
             moment,
             scenario if scenario in SCENARIOS else "healthy",
         )
+        # Built: chDB opens an embedded path in one process at a time, and the service's
+        # worker process (or the engine below) opens it next.
+        clickhouse.close()
         try:
             if scenario == "nats-down":
                 url = f"nats://127.0.0.1:{free_port()}"  # nobody listens there
