@@ -917,3 +917,109 @@ def test_answers_are_rendered_once_per_verdict_and_served_as_bytes(service_confi
     assert nogo in seen["after"] and nogo not in seen["metrics"]
     assert seen["svc-go etag kept"]
     assert seen["svc-go etag after"] != seen["etag"]  # as_of moved: a new document
+
+
+def test_the_evaluation_worker_is_replaced_when_killed_hung_or_too_big(
+    service_config: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`gatecheck serve` evaluates in a worker process. Killed mid-evaluation (SIGKILL), hung
+    past its deadline, or over its memory ceiling, it is replaced: the lost evaluation is that
+    phase's error (never a record), the service keeps answering, the next evaluation runs."""
+    import logging
+    import os
+    import shutil
+    import signal
+    import socket
+
+    from gatecheck.worker import WorkerEvaluator, WorkerLedger
+
+    caplog.set_level(logging.INFO, logger="gatecheck")
+    root = tmp_path / "config"
+    shutil.copytree(service_config, root, ignore=shutil.ignore_patterns("history.db*"))
+    silent = socket.socket()  # accepts connections, never says a word: an evaluation in flight
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    project_file = yaml.safe_load((root / "gatecheck.yaml").read_text())
+    project_file["environments"]["e-silent"] = {
+        "sources": {"bus": {"type": "nats", "url": f"nats://127.0.0.1:{silent.getsockname()[1]}", "timeout": "60s"}}
+    }
+    project_file["history"] = {"url": f"sqlite:///{tmp_path / 'w.db'}"}
+    (root / "gatecheck.yaml").write_text(yaml.safe_dump(project_file))
+    for phase, environment in (("w-held", "e-silent"), ("w-bus", "e-healthy")):
+        gate = {"phase": phase, "environment": environment, "checks": [{"suite": "soak_criteria"}]}
+        (root / "gates" / f"{phase}.yaml").write_text(yaml.safe_dump(gate))
+    project = load_project(root, environ={})
+    evaluator = WorkerEvaluator(project, deadline_s=60)
+    svc = Service(project, WorkerLedger(evaluator, "w.db"), ["w-held", "w-bus"], engine=evaluator)
+
+    async def main() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with _asgi(svc) as client:
+            await evaluator.warm_up()
+            first = evaluator.pid
+            assert (await svc.evaluate_phase("w-bus")).verdict.value == "go"
+            # 1. Killed while an evaluation waits on the silent source.
+            held = asyncio.create_task(svc.scheduled("w-held"))
+            while not (evaluator._worker and evaluator._worker.pending):
+                await asyncio.sleep(0.01)
+            os.kill(first, signal.SIGKILL)
+            await asyncio.wait_for(held, 10)
+            seen["killed error"] = svc.states["w-held"].last_error
+            seen["healthz"] = (await client.get("/healthz")).status_code
+            seen["error gauge"] = 'gatecheck_evaluation_error{phase="w-held"} 1.0' in (await client.get("/metrics")).text
+            seen["next"] = (await svc.evaluate_phase("w-bus")).verdict.value
+            second = evaluator.pid
+            seen["replaced after kill"] = second not in (None, first)
+            records = await asyncio.to_thread(svc.ledger.history, "w-bus")  # blocking, as in the app
+            seen["history through the worker"] = [r.phase for r in records]
+            # 2. Hung past its deadline: killed and replaced.
+            evaluator.deadline_s = 1.5
+            await svc.scheduled("w-held")
+            seen["hung error"] = svc.states["w-held"].last_error
+            evaluator.deadline_s = 60
+            seen["after hang"] = (await svc.evaluate_phase("w-bus")).verdict.value
+            third = evaluator.pid
+            seen["replaced after hang"] = third not in (None, first, second)
+            # 3. Over its memory ceiling: replaced once idle, after the evaluation it finished.
+            evaluator.memory_limit_bytes = 64 * 2**20  # a worker with GE loaded is far above
+            seen["big but finished"] = (await svc.evaluate_phase("w-bus")).verdict.value
+            evaluator.memory_limit_bytes = 2048 * 2**20
+            seen["after ceiling"] = (await svc.evaluate_phase("w-bus")).verdict.value
+            seen["replaced after ceiling"] = evaluator.pid not in (None, first, second, third)
+            seen["replacements"] = evaluator.replacements
+        await evaluator.aclose()
+        return seen
+
+    try:
+        seen = asyncio.run(main())
+    finally:
+        evaluator.close()
+        silent.close()
+    assert "evaluation worker: the worker process exited" in seen["killed error"]
+    assert seen["healthz"] == 200 and seen["error gauge"]
+    assert seen["next"] == "go" and seen["replaced after kill"]
+    assert seen["history through the worker"] == ["w-bus", "w-bus"]
+    assert "ran past its deadline of 1.5s" in seen["hung error"]
+    assert seen["after hang"] == "go" and seen["replaced after hang"]
+    assert seen["big but finished"] == "go" and seen["after ceiling"] == "go" and seen["replaced after ceiling"]
+    assert seen["replacements"] == 3
+    # Nothing of the lost evaluations reached the ledger; the worker's replacements are logged.
+    assert SqliteLedger(tmp_path / "w.db").history("w-held") == []
+    reasons = [r.getMessage() for r in caplog.records if r.getMessage().startswith("evaluation worker replaced")]
+    assert len(reasons) == 3 and "resident memory" in reasons[-1]
+
+
+def test_serve_refuses_a_bad_expectation_from_its_worker_in_one_line(config_copy: Path, tmp_path: Path) -> None:
+    """The serving process never imports Great Expectations: its evaluation worker checks
+    every expectation before the first verdict, and a bad one stops `serve` with exit 2."""
+    suite = config_copy / "suites" / "unmatched_edges.yaml"
+    suite.write_text(suite.read_text().replace("expect_column_values_to_be_between", "expect_column_values_to_be_betwen"))
+    result = CliRunner().invoke(
+        app,
+        ["serve", "--config", str(config_copy), "--listen", f"127.0.0.1:{free_port()}"],
+        env={"GATECHECK_HISTORY_URL": f"sqlite:///{tmp_path / 'h.db'}"},
+    )
+    assert result.exit_code == 2, result.output
+    assert "suites/unmatched_edges.yaml: expectations[0]: unknown Great Expectations expectation type" in result.output
+    assert "did you mean 'expect_column_values_to_be_between'" in result.output
+    assert "Traceback" not in result.output

@@ -379,7 +379,9 @@ def serve(
 
     with _user_errors():
         logs.configure(*logs.resolve(log_level and log_level.value, log_format and log_format.value))
-        project = load_project(config, expectations=True)
+        # Great Expectations checks the expectations in the evaluation worker, which loads it
+        # anyway: the serving process never imports it.
+        project = load_project(config)
         serve_project(project, listen, phase)
 
 

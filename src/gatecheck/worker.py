@@ -40,7 +40,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from gatecheck.errors import GatecheckError, LedgerError
+from gatecheck.errors import ConfigError, GatecheckError, LedgerError
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +93,17 @@ def _worker_main(
                     return
 
         threading.Thread(target=receive, name="gatecheck-worker-receive", daemon=True).start()
+        from gatecheck.config.loading import expectation_problems
+
         try:
+            # The serving process loaded the project without Great Expectations (it never
+            # imports it); its check of every expectation runs here, before the first verdict.
+            problems = await asyncio.to_thread(expectation_problems, project.suites, project.files)
+            if problems:
+                raise ConfigError(problems[0], problems)
             engine = Engine(project, recorded_since=recorded_since)
-        except GatecheckError as exc:  # e.g. the ledger cannot be opened: said, then exit
-            send(("failed", type(exc).__name__, str(exc)))
+        except GatecheckError as exc:  # a bad expectation, a ledger that cannot be opened
+            send(("failed", type(exc).__name__, str(exc), list(getattr(exc, "problems", [str(exc)]))))
             return
         async with engine:
             await engine.warm_up()
@@ -187,7 +194,7 @@ class _Worker:
     def _answer(self, message: tuple[Any, ...]) -> None:
         if message[0] == "failed":
             if self.ready is not None and not self.ready.done():
-                self.ready.set_exception(_error(message[1], message[2]))
+                self.ready.set_exception(_error(message[1], message[2], message[3]))
             self._died(message[2])
             return
         if message[0] == "ready":
@@ -240,10 +247,12 @@ class _Worker:
                 self.connection.close()
 
 
-def _error(kind: str, message: str) -> GatecheckError:
+def _error(kind: str, message: str, problems: list[str] | None = None) -> GatecheckError:
     """The worker's GatecheckError, as the same class here where it has one."""
     from gatecheck import errors
 
+    if kind == "ConfigError":
+        return errors.ConfigError(message, problems or [message])
     cls = getattr(errors, kind, None)
     if isinstance(cls, type) and issubclass(cls, GatecheckError):
         return cls(message)
@@ -317,6 +326,9 @@ class WorkerEvaluator:
         worker = await self._live()
         ident = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # Its outcome is read here, or (after a timeout) deliberately dropped: never "an
+        # exception was never retrieved".
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
         worker.pending[ident] = future
         try:
             worker.connection.send(("call", ident, kind, args))
@@ -369,6 +381,12 @@ class WorkerEvaluator:
         loop = self._loop
         if loop is None:
             raise LedgerError("history ledger: the evaluation worker is not running")
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:  # it would wait on itself forever
+            raise RuntimeError("WorkerLedger is blocking: call it in a thread (asyncio.to_thread)")
         future = asyncio.run_coroutine_threadsafe(self._call("ledger", (method, args, kwargs), 60.0), loop)
         return future.result(timeout=65)
 

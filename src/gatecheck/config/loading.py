@@ -175,12 +175,7 @@ def load_project(
     suites: dict[str, SuiteConfig] = load_each(SUITES_DIR, SuiteConfig, "suite", "name")
 
     if expectations:
-        from gatecheck.runner import expectation_problems
-
-        for suite in suites.values():
-            label = files[f"suite:{suite.name}"]
-            for index, spec in enumerate(suite.expectations):
-                problems.extend(f"{label}: expectations[{index}]: {p}" for p in expectation_problems(spec))
+        problems.extend(expectation_problems(suites, files))
 
     # A broken gatecheck.yaml or thresholds.yaml still lets the other files be cross-checked:
     # what depends on the broken file is skipped (it would only repeat its problem).
@@ -202,6 +197,19 @@ def load_project(
     if problems:
         raise ConfigError(problems[0], problems)
     return project
+
+
+def expectation_problems(suites: Mapping[str, SuiteConfig], files: Mapping[str, str]) -> list[str]:
+    """Great Expectations' own check of every expectation's type and kwargs (imports GE:
+    seconds). ``gatecheck serve`` runs it in its evaluation worker, which loads GE anyway."""
+    from gatecheck.runner import expectation_problems as problems_of
+
+    found: list[str] = []
+    for suite in suites.values():
+        label = files.get(f"suite:{suite.name}", f"{SUITES_DIR}/{suite.name}.yaml")
+        for index, spec in enumerate(suite.expectations):
+            found.extend(f"{label}: expectations[{index}]: {p}" for p in problems_of(spec))
+    return found
 
 
 def config_hash(root: Path) -> str:

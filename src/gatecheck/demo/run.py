@@ -54,7 +54,7 @@ def run_demo(
     moment = parse_as_of(as_of).replace(microsecond=0)
     # The demo always runs on its own embedded sources, whatever the shell exports.
     environ = {**os.environ, "GATECHECK_CLICKHOUSE_URL": "chdb://.gatecheck/warehouse"}
-    project = load_project(root, environ=environ, expectations=True)
+    project = load_project(root, environ=environ, expectations=not serve)  # serve: the worker checks
     gate = project.gate(phase)
     server = NatsServer(project.root / ".gatecheck" / "nats")
     warehouse = Target.parse("chdb://.gatecheck/warehouse", project.root)
