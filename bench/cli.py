@@ -126,6 +126,17 @@ def main() -> None:
                 capture_output=True, env=env, check=False,
             )  # fmt: skip
             url_runs.append(time.perf_counter() - started)
+        light: dict[str, list[float]] = {}
+        for label, argv in (
+            ("--help", ["--help"]),
+            ("phases", ["phases", "--config", str(root)]),
+            ("history", ["history", "--phase", "warehouse-release", "--config", str(root)]),
+            ("status --url", ["status", "--url", f"http://127.0.0.1:{port}"]),
+        ):
+            for _ in range(args.repeat):
+                started = time.perf_counter()
+                subprocess.run([gatecheck, *argv], capture_output=True, env=env, check=False)
+                light.setdefault(label, []).append(time.perf_counter() - started)
         server.should_exit = True
         thread.join(timeout=30)
 
@@ -137,6 +148,8 @@ def main() -> None:
         note = {"queries": "  (inside evaluate)", "validation": "  (inside evaluate; first use imports GE)"}
         print(f"  {stage + ':':<31}{median(stages[stage]) * 1000:7.0f} ms{note.get(stage, '')}")
     print(f"`gatecheck run --url` against a running service: {median(url_runs) * 1000:.0f} ms")
+    for label, runs in light.items():
+        print(f"`gatecheck {label}` (cold): {median(runs) * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,14 @@
 """Load: N concurrent clients read /metrics and the API while the service evaluates.
 
     .venv/bin/python bench/load.py [--clients 50] [--seconds 60] [--interval 1s] [--url URL]
+    .venv/bin/python bench/load.py --open-loop [--rate 1] [--clients 50] [--interval 60s]
+
+Closed loop (default): each client sends its next request when the previous one is
+answered (throughput under contention). Open loop (--open-loop): each client sends --rate
+requests a second on a fixed schedule whatever the answers do, half of them scraping
+/metrics and half reading a phase's verdict, as Prometheus and dashboards do; a latency is
+measured from the moment the request was due, so a stall counts in full (no coordinated
+omission).
 
 Without --url, starts `gatecheck demo --serve` as its own process (chDB warehouse,
 nats-server bus and normalize exposition; every phase evaluated every --interval, so
@@ -85,6 +93,49 @@ async def load(base: str, phases: list[str], clients: int, seconds: float) -> Ta
     return tally
 
 
+async def scraper(
+    base: str, label: str, path: str, start: float, deadline: float, rate: float, tally: Tally
+) -> None:
+    """One open-loop client: a request every 1/rate s from ``start``, answered or not."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        due, pending = start, set()
+
+        async def one(due: float) -> None:
+            try:
+                response = await http.get(path)
+                elapsed = time.monotonic() - due  # from when it was due, not when it was sent
+                if response.status_code != 200:
+                    tally.errors[label].append(f"HTTP {response.status_code}: {response.text[:120]}")
+                else:
+                    tally.latencies[label].append(elapsed)
+            except httpx.HTTPError as exc:
+                tally.errors[label].append(f"{type(exc).__name__}: {exc}")
+
+        while due < deadline:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            task = asyncio.create_task(one(due))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            due += 1 / rate
+        await asyncio.gather(*pending)
+
+
+async def open_loop(base: str, phases: list[str], clients: int, seconds: float, rate: float) -> Tally:
+    tally = Tally()
+    now = time.monotonic()
+    deadline = now + seconds
+    jobs = []
+    for n in range(clients):
+        if n % 2 == 0:
+            label, path = "/metrics", "/metrics"
+        else:
+            label, path = "/api/v1/phases/{p}/verdict", f"/api/v1/phases/{phases[n % len(phases)]}/verdict"
+        start = now + (n / clients) / rate  # spread over the first period, as scrapers are
+        jobs.append(scraper(base, label, path, start, deadline, rate, tally))
+    await asyncio.gather(*jobs)
+    return tally
+
+
 def evaluations_between(base: str, phases: list[str], start: datetime, end: datetime) -> int:
     count = 0
     for phase in phases:
@@ -133,9 +184,9 @@ def wait_until_evaluated(base: str, timeout: float = 180) -> list[str]:
     raise SystemExit(f"the service at {base} did not evaluate every phase within {timeout:.0f} s")
 
 
-def report(tally: Tally, seconds: float, clients: int, evaluations: int) -> list[str]:
+def report(tally: Tally, seconds: float, clients: int, evaluations: int, mode: str = "") -> list[str]:
     lines = [
-        f"{datetime.now(UTC):%Y-%m-%d} · {clients} concurrent clients for {seconds:.0f} s on loopback "
+        f"{datetime.now(UTC):%Y-%m-%d} · {clients} concurrent clients{mode} for {seconds:.0f} s on loopback "
         "(a second process), while the service evaluates",
         f"requests served: {tally.served} ({tally.served / seconds:.0f}/s), errors: {tally.failed}",
         f"evaluations recorded during the run: {evaluations}",
@@ -160,15 +211,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--interval", default="1s", help="service.interval of the demo service")
     parser.add_argument("--url", help="an already running service (default: start the demo)")
+    parser.add_argument("--open-loop", action="store_true", help="fixed-rate clients (see above)")
+    parser.add_argument("--rate", type=float, default=1.0, help="open loop: requests a second per client")
     args = parser.parse_args()
 
     def measure(base: str) -> int:
         phases = wait_until_evaluated(base)
         start = datetime.now(UTC)
-        tally = asyncio.run(load(base, phases, args.clients, args.seconds))
+        if args.open_loop:
+            tally = asyncio.run(open_loop(base, phases, args.clients, args.seconds, args.rate))
+        else:
+            tally = asyncio.run(load(base, phases, args.clients, args.seconds))
         end = datetime.now(UTC)
         evaluations = evaluations_between(base, phases, start, end)
-        print("\n".join(report(tally, args.seconds, args.clients, evaluations)), flush=True)
+        mode = f" (open loop, {args.rate:g}/s each, service every {args.interval})" if args.open_loop else ""
+        print("\n".join(report(tally, args.seconds, args.clients, evaluations, mode)), flush=True)
         return 0 if tally.failed == 0 and tally.served > 0 and evaluations > 0 else 1
 
     if args.url:

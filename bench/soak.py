@@ -1,140 +1,129 @@
-"""Soak coverage of `prod-soak` (7 days at 5-minute intervals = 2,016 records) from the ledger:
-the stored facts (`Ledger.soak_points`, one indexed query of three columns) against the old
-route, re-validating every recorded verdict document of the window.
+"""Memory over a long run: the service evaluating every phase back to back, as a process
+of its own (`gatecheck demo --serve`, `service.interval: 1s`), for --evaluations evaluations.
 
-    .venv/bin/python bench/soak.py [--records 2016] [--repeat 5]
+    .venv/bin/python bench/soak.py [--evaluations 5000] [--warmup 500]
+
+Samples the resident memory (VmRSS) of the serving process and of its evaluation worker
+every 100 evaluations (counted in the ledger) and prints the least-squares slope, in KiB per
+evaluation, over the samples after --warmup — for each process separately. A worker replaced
+during the run (it should not be) is reported.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import os
+import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-from common import REPO
-
-from gatecheck.config import load_project
-from gatecheck.gate import soak_coverage, window_for
-from gatecheck.history import ClickHouseLedger, Ledger, SqliteLedger, checks_failed
-from gatecheck.results import (
-    CheckResult,
-    EvidenceResult,
-    ExpectationResult,
-    FailingGroup,
-    Outcome,
-    Threshold,
-    Verdict,
-    VerdictState,
-)
-
-PHASE = "prod-soak"
-AS_OF = datetime(2026, 11, 22, 6, tzinfo=UTC)
-INTERVAL = timedelta(minutes=5)
+from common import copy_config
 
 
-def document(as_of: datetime, failing: bool) -> Verdict:
-    """A verdict the size of a real prod-soak one: every check of the gate with its suite's
-    expectations, thresholds with provenance, and a few groups per expectation."""
-    project = load_project(REPO, environ={})
-    gate = project.gate(PHASE)
-    thresholds = project.resolve_thresholds(PHASE)
-    checks = []
-    for role, refs in (("required", gate.checks), ("rollback", gate.rollback)):
-        for ref in refs:
-            suite = project.suites[ref.suite]
-            expectations = []
-            for spec in suite.expectations:
-                found = [
-                    Threshold(name=t.name, value=t.value, bound="max", provenance=t.provenance, key=t.key)
-                    for name, value in spec.kwargs.items()
-                    if isinstance(value, dict)
-                    and (t := thresholds.get(value.get("$PARAMETER", ""))) is not None
-                ]
-                groups = [FailingGroup(group={"group": f"g{i}"}, observed_value=0.5 + i) for i in range(3)]
-                outcome = Outcome.FAIL if failing else Outcome.PASS
-                expectations.append(
-                    ExpectationResult(
-                        type=spec.type, column=spec.kwargs.get("column"), outcome=outcome,
-                        observed_value=0.25, thresholds=found, failing_groups=groups if failing else [],
-                    )
-                )  # fmt: skip
-            evidence = EvidenceResult(
-                column="n", observed_total=1000,
-                min_total=Threshold(name="m", value=100, bound="min", provenance="default", key="k"),
-                sufficient=True,
-            )  # fmt: skip
-            checks.append(
-                CheckResult(
-                    suite=suite.name, description=suite.description, source=suite.source,
-                    role=role,  # type: ignore[arg-type]
-                    window=window_for(as_of, timedelta(hours=1), timedelta(minutes=10)),
-                    outcome=Outcome.FAIL if failing else Outcome.PASS, source_available=True, rows=4,
-                    evidence=evidence, expectations=expectations,
-                )
-            )  # fmt: skip
-    return Verdict(
-        phase=PHASE, environment="production", description=gate.description, as_of=as_of,
-        verdict=VerdictState.NO_GO if failing else VerdictState.GO, reasons=["bench"], checks=checks,
-        config_hash="bench", gatecheck_version="bench",
-    )  # fmt: skip
+def rss_kib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return float(line.split()[1])
+    except OSError:
+        return None
+    return None
 
 
-def fill(ledger: Ledger, records: int) -> None:
-    good, bad = document(AS_OF, False), document(AS_OF, True)
-    for i in range(records):
-        moment = AS_OF - INTERVAL * (records - 1 - i)
-        template = bad if i % 97 == 0 else good
-        ledger.record(template.model_copy(update={"as_of": moment}), 0.5)
+def worker_of(pid: int) -> int | None:
+    """The serving process's evaluation worker: its child running multiprocessing's spawn."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    for child in children:
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"multiprocessing.spawn" in command or b"spawn_main" in command:
+            return int(child)
+    return None
 
 
-def old_route(ledger: Ledger, since: datetime) -> list[tuple[datetime, bool, bool]]:
-    """What soak coverage did before: every record's document, re-validated."""
-    records = ledger.history(PHASE, since, AS_OF)
-    return [(r.as_of, r.checks_passed, checks_failed(r.to_verdict())) for r in records]
-
-
-def timed(call, repeat: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(repeat):
-        started = time.perf_counter()
-        result = call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
+def slope(points: list[tuple[int, float]]) -> float:
+    """Least-squares slope of (evaluations, KiB): KiB per evaluation."""
+    n = len(points)
+    if n < 2:
+        return float("nan")
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    num = sum((x - mean_x) * (y - mean_y) for x, y in points)
+    den = sum((x - mean_x) ** 2 for x, _ in points)
+    return num / den if den else float("nan")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=2016)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--evaluations", type=int, default=5000)
+    parser.add_argument("--warmup", type=int, default=500)
     args = parser.parse_args()
-    duration, max_gap = timedelta(days=7), timedelta(minutes=30)
-    since = AS_OF - duration - max_gap
-    print(
-        f"{datetime.now(UTC):%Y-%m-%d} · {PHASE}: {args.records} records at 5-minute intervals"
-        f" · median of {args.repeat}"
-    )
-    print(f"{'ledger':<8} {'old route':>11} {'stored facts':>13} {'old/new':>8}")
+    gatecheck = str(Path(sys.executable).parent / "gatecheck")
     with tempfile.TemporaryDirectory() as tmp:
-        ledgers: list[tuple[str, Ledger]] = [
-            ("sqlite", SqliteLedger(Path(tmp) / "h.db")),
-            ("chdb", ClickHouseLedger(f"chdb://{tmp}/chdb?database=bench", Path(tmp))),
-        ]
-        for name, ledger in ledgers:
-            fill(ledger, args.records)
-            old_s, old_points = timed(lambda ledger=ledger: old_route(ledger, since), args.repeat)
-            new_s, new_points = timed(
-                lambda ledger=ledger: ledger.soak_points(PHASE, since, AS_OF), args.repeat
-            )
-            assert old_points == new_points, "the two routes must agree"
-            status = soak_coverage(new_points, AS_OF, duration, max_gap)  # type: ignore[arg-type]
+        root = copy_config(Path(tmp) / "config", interval="1s")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
+        env["GATECHECK_LOG_LEVEL"] = "warning"
+        with open(root / "service.log", "w") as log:
+            process = subprocess.Popen(
+                [gatecheck, "demo", "--serve", "--listen", "127.0.0.1:0"],
+                cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log,
+            )  # fmt: skip
+        ledger = root / ".gatecheck" / "history.db"
+        started = time.monotonic()
+        samples: dict[str, list[tuple[int, float]]] = {"serving": [], "worker": []}
+        workers: set[int] = set()
+        next_mark = 0
+        try:
+            while True:
+                if process.poll() is not None:
+                    sys.exit(f"the service exited: {(root / 'service.log').read_text()[-2000:]}")
+                count = 0
+                if ledger.exists():
+                    with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=5) as db:
+                        count = db.execute("SELECT count(*) FROM evaluations").fetchone()[0]
+                if count >= next_mark:
+                    worker = worker_of(process.pid)
+                    if worker is not None:
+                        workers.add(worker)
+                    serving_rss, worker_rss = rss_kib(process.pid), rss_kib(worker) if worker else None
+                    if serving_rss is not None and worker_rss is not None:
+                        samples["serving"].append((count, serving_rss))
+                        samples["worker"].append((count, worker_rss))
+                        print(
+                            f"{count:6d} evaluations  {time.monotonic() - started:6.0f}s  serving "
+                            f"{serving_rss / 1024:6.1f} MiB  worker {worker_rss / 1024:6.1f} MiB",
+                            flush=True,
+                        )
+                    next_mark = count - count % 100 + 100
+                if count >= args.evaluations:
+                    break
+                time.sleep(0.5)
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+        elapsed = time.monotonic() - started
+        print(f"\n{datetime.now(UTC):%Y-%m-%d} · {count} evaluations in {elapsed:.0f} s "
+              f"({count / elapsed:.1f}/s), every phase back to back (demo environment)")
+        for name, points in samples.items():
+            after = [(x, y) for x, y in points if x >= args.warmup]
+            if not after:
+                continue
+            growth = (after[-1][1] - after[0][1]) / 1024
+            first, last = after[0][1] / 1024, after[-1][1] / 1024
             print(
-                f"{name:<8} {old_s * 1000:>9.1f}ms {new_s * 1000:>11.1f}ms {old_s / new_s:>7.1f}x"
-                f"   ({status.reason})"
+                f"{name:8s} RSS {first:6.1f} → {last:6.1f} MiB after {args.warmup} evaluations "
+                f"({growth:+.1f} MiB); slope {slope(after):+.2f} KiB per evaluation"
             )
-            ledger.close()
+        print(f"worker processes seen: {len(workers)} (1 = never replaced)")
 
 
 if __name__ == "__main__":

@@ -623,6 +623,8 @@ class _RateLimiter:
 
     def allow(self, client: str) -> bool:
         now = time.monotonic()
+        if len(self.seen) > 1024:  # a service runs for weeks: forget clients quiet for a minute
+            self.seen = {c: ts for c, ts in self.seen.items() if ts and now - ts[-1] < 60}
         recent = [t for t in self.seen.get(client, []) if now - t < 60]
         if len(recent) >= self.per_minute:
             self.seen[client] = recent
