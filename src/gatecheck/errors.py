@@ -5,6 +5,7 @@
     GatecheckError
      ├── ConfigError            bad configuration or arguments (exit code 2)
      ├── LedgerError            the history ledger cannot be opened, written or read
+     ├── WorkerError            the evaluation worker crashed, hung past its deadline, or did not start
      ├── ValidationTimeout      Great Expectations did not finish a validation in time
      └── SourceError            a source could not answer a query
           ├── SourceUnavailable   cannot connect / missing embedded path / unsupported type
@@ -61,6 +62,11 @@ class ConfigError(GatecheckError):
 class LedgerError(GatecheckError):
     """The history ledger cannot be opened, written or read (exit code 2 for a command;
     the service logs it, publishes nothing unrecorded and keeps running)."""
+
+
+class WorkerError(GatecheckError):
+    """The evaluation worker of ``gatecheck serve`` crashed, hung past its deadline, or could
+    not start (its evaluations in flight are their phases' errors)."""
 
 
 class ValidationTimeout(GatecheckError):

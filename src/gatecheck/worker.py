@@ -40,13 +40,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from gatecheck.errors import ConfigError, GatecheckError, LedgerError
+from gatecheck.errors import ConfigError, GatecheckError, LedgerError, WorkerError
 
 log = logging.getLogger(__name__)
-
-
-class WorkerError(GatecheckError):
-    """The evaluation worker crashed, hung past its deadline, or could not start."""
 
 
 # --------------------------------------------------------------------------- worker side
