@@ -116,6 +116,21 @@ BAD_CONFIGS = {
         lambda d: d["service"].update(interval="5 minutes"),
         "gatecheck.yaml: service.interval: expected a duration",
     ),
+    "worker memory ceiling too small": (
+        "gatecheck.yaml",
+        lambda d: d["service"].update(worker={"memory_limit_mib": 10}),
+        "gatecheck.yaml: service.worker.memory_limit_mib: Input should be greater than or equal to 64 (got 10)",
+    ),
+    "unknown worker key": (
+        "gatecheck.yaml",
+        lambda d: d["service"].update(worker={"deadlin": "5m"}),
+        "gatecheck.yaml: service.worker.deadlin: unknown key (allowed: deadline, memory_limit_mib, recycle_after)",
+    ),
+    "worker deadline under a second": (
+        "gatecheck.yaml",
+        lambda d: d["service"].update(worker={"deadline": "0s"}),
+        "gatecheck.yaml: service.worker.deadline: deadline must be at least 1s",
+    ),
     "unknown key in a gate": (
         "gates/staging-soak.yaml",
         lambda d: d.update(windw="1h"),
