@@ -57,6 +57,19 @@ def _rss_bytes() -> int:
         return 0
 
 
+def _trim_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``). pandas,
+    Great Expectations and the drivers allocate and free native memory on several threads;
+    without this the freed pages stay in the process and its resident memory creeps up
+    (measured: bench/soak.py)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 def _worker_main(
     connection: Any, project: Any, recorded_since: datetime | None, level: int, fmt: str
 ) -> None:
@@ -118,6 +131,8 @@ def _worker_main(
                         result = await asyncio.to_thread(method, *args[1], **args[2])
                     else:
                         raise WorkerError(f"unknown request {kind!r}")
+                    if kind == "evaluate" and len(tasks) <= 1:  # idle after this one
+                        await asyncio.to_thread(_trim_heap)
                     send(("ok", ident, result, _rss_bytes()))
                 except GatecheckError as exc:
                     send(("error", ident, type(exc).__name__, str(exc), _rss_bytes()))
@@ -150,6 +165,10 @@ class _Worker:
     def __init__(self, project: Any, recorded_since: datetime | None) -> None:
         context = multiprocessing.get_context("spawn")
         self.connection, child = context.Pipe()
+        # Two malloc arenas instead of eight per core: the worker's threads (GE, the drivers'
+        # pools) otherwise each fragment an arena of their own. Read by glibc at start-up, so
+        # it is set for the child's environment (spawn copies os.environ).
+        os.environ.setdefault("MALLOC_ARENA_MAX", "2")
         from gatecheck.logs import current_format
 
         level = logging.getLogger("gatecheck").getEffectiveLevel()
