@@ -94,45 +94,56 @@ async def load(base: str, phases: list[str], clients: int, seconds: float) -> Ta
 
 
 async def scraper(
-    base: str, label: str, path: str, start: float, deadline: float, rate: float, tally: Tally
+    http: httpx.AsyncClient, label: str, path: str, start: float, deadline: float, rate: float, tally: Tally
 ) -> None:
     """One open-loop client: a request every 1/rate s from ``start``, answered or not."""
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-        due, pending = start, set()
+    due, pending = start, set()
 
-        async def one(due: float) -> None:
-            try:
-                response = await http.get(path)
-                elapsed = time.monotonic() - due  # from when it was due, not when it was sent
-                if response.status_code != 200:
-                    tally.errors[label].append(f"HTTP {response.status_code}: {response.text[:120]}")
-                else:
-                    tally.latencies[label].append(elapsed)
-            except httpx.HTTPError as exc:
-                tally.errors[label].append(f"{type(exc).__name__}: {exc}")
+    async def one(due: float) -> None:
+        try:
+            response = await http.get(path)
+            elapsed = time.monotonic() - due  # from when it was due, not when it was sent
+            if response.status_code != 200:
+                tally.errors[label].append(f"HTTP {response.status_code}: {response.text[:120]}")
+            else:
+                tally.latencies[label].append(elapsed)
+        except httpx.HTTPError as exc:
+            tally.errors[label].append(f"{type(exc).__name__}: {exc}")
 
-        while due < deadline:
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            task = asyncio.create_task(one(due))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            due += 1 / rate
-        await asyncio.gather(*pending)
+    while due < deadline:
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        task = asyncio.create_task(one(due))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        due += 1 / rate
+    await asyncio.gather(*pending)
 
 
 async def open_loop(base: str, phases: list[str], clients: int, seconds: float, rate: float) -> Tally:
     tally = Tally()
-    now = time.monotonic()
-    deadline = now + seconds
-    jobs = []
+    targets = []
     for n in range(clients):
         if n % 2 == 0:
-            label, path = "/metrics", "/metrics"
+            targets.append(("/metrics", "/metrics"))
         else:
-            label, path = "/api/v1/phases/{p}/verdict", f"/api/v1/phases/{phases[n % len(phases)]}/verdict"
-        start = now + (n / clients) / rate  # spread over the first period, as scrapers are
-        jobs.append(scraper(base, label, path, start, deadline, rate, tally))
-    await asyncio.gather(*jobs)
+            phase = phases[n % len(phases)]
+            targets.append(("/api/v1/phases/{p}/verdict", f"/api/v1/phases/{phase}/verdict"))
+    # Every client and its connection exist before the clock starts: setting up 50 clients
+    # takes this process seconds, which must not be counted as the service's latency.
+    https = [httpx.AsyncClient(base_url=base, timeout=30) for _ in range(clients)]
+    try:
+        await asyncio.gather(*(http.get("/healthz") for http in https))
+        now = time.monotonic() + 0.5
+        deadline = now + seconds
+        await asyncio.gather(
+            *(
+                # spread over the first period, as independent scrapers are
+                scraper(http, label, path, now + (n / clients) / rate, deadline, rate, tally)
+                for n, (http, (label, path)) in enumerate(zip(https, targets, strict=True))
+            )
+        )
+    finally:
+        await asyncio.gather(*(http.aclose() for http in https))
     return tally
 
 
