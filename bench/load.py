@@ -55,6 +55,18 @@ class Tally:
     def failed(self) -> int:
         return sum(len(v) for v in self.errors.values())
 
+    async def get(self, http: httpx.AsyncClient, label: str, path: str, since: float) -> None:
+        """GET ``path``; its latency counted from ``since`` (time.monotonic), or its error."""
+        try:
+            response = await http.get(path)
+            elapsed = time.monotonic() - since
+            if response.status_code != 200:
+                self.errors[label].append(f"HTTP {response.status_code}: {response.text[:120]}")
+            else:
+                self.latencies[label].append(elapsed)
+        except httpx.HTTPError as exc:
+            self.errors[label].append(f"{type(exc).__name__}: {exc}")
+
 
 def endpoints(phases: list[str]) -> list[tuple[str, str]]:
     """(label, path) in the order a client cycles through them."""
@@ -73,16 +85,7 @@ async def client(base: str, paths: list[tuple[str, str]], offset: int, deadline:
         while time.monotonic() < deadline:
             label, path = paths[i % len(paths)]
             i += 1
-            started = time.perf_counter()
-            try:
-                response = await http.get(path)
-                elapsed = time.perf_counter() - started
-                if response.status_code != 200:
-                    tally.errors[label].append(f"HTTP {response.status_code}: {response.text[:120]}")
-                else:
-                    tally.latencies[label].append(elapsed)
-            except httpx.HTTPError as exc:
-                tally.errors[label].append(f"{type(exc).__name__}: {exc}")
+            await tally.get(http, label, path, time.monotonic())
 
 
 async def load(base: str, phases: list[str], clients: int, seconds: float) -> Tally:
@@ -98,21 +101,10 @@ async def scraper(
 ) -> None:
     """One open-loop client: a request every 1/rate s from ``start``, answered or not."""
     due, pending = start, set()
-
-    async def one(due: float) -> None:
-        try:
-            response = await http.get(path)
-            elapsed = time.monotonic() - due  # from when it was due, not when it was sent
-            if response.status_code != 200:
-                tally.errors[label].append(f"HTTP {response.status_code}: {response.text[:120]}")
-            else:
-                tally.latencies[label].append(elapsed)
-        except httpx.HTTPError as exc:
-            tally.errors[label].append(f"{type(exc).__name__}: {exc}")
-
     while due < deadline:
         await asyncio.sleep(max(0.0, due - time.monotonic()))
-        task = asyncio.create_task(one(due))
+        # Its latency counts from when it was due, not when it was sent.
+        task = asyncio.create_task(tally.get(http, label, path, due))
         pending.add(task)
         task.add_done_callback(pending.discard)
         due += 1 / rate

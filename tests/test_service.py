@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -296,27 +297,39 @@ def test_readyz_is_503_when_the_ledger_cannot_be_written(service_config: Path, t
     assert verdict.status_code == 503  # nothing evaluated (and nothing readable) yet
 
 
-def test_a_hanging_source_costs_its_own_checks_not_the_other_phases(
-    service_config: Path, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def silent_bus_config(
+    service_config: Path, root: Path, timeout: str, gates: dict[str, str], history: Path | None = None
+) -> Iterator[Path]:
+    """A copy of the service configuration at ``root`` with environment ``e-silent``, whose bus
+    accepts connections and never says a word (an evaluation held open for ``timeout``), and
+    ``gates`` (phase → environment) each running soak_criteria. The socket closes after."""
     import shutil
     import socket
 
-    root = tmp_path / "config"
-    shutil.copytree(service_config, root)
-    silent = socket.socket()  # accepts connections, never says a word
+    shutil.copytree(service_config, root, ignore=shutil.ignore_patterns("history.db*"))
+    silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen()
     try:
         project = yaml.safe_load((root / "gatecheck.yaml").read_text())
-        project["environments"]["e-silent"] = {
-            "sources": {
-                "bus": {"type": "nats", "url": f"nats://127.0.0.1:{silent.getsockname()[1]}", "timeout": "2s"}
-            }
-        }
+        url = f"nats://127.0.0.1:{silent.getsockname()[1]}"
+        project["environments"]["e-silent"] = {"sources": {"bus": {"type": "nats", "url": url, "timeout": timeout}}}
+        if history is not None:
+            project["history"] = {"url": f"sqlite:///{history}"}
         (root / "gatecheck.yaml").write_text(yaml.safe_dump(project))
-        gate = {"phase": "svc-slow", "environment": "e-silent", "checks": [{"suite": "soak_criteria"}]}
-        (root / "gates" / "svc-slow.yaml").write_text(yaml.safe_dump(gate))
+        for phase, environment in gates.items():
+            gate = {"phase": phase, "environment": environment, "checks": [{"suite": "soak_criteria"}]}
+            (root / "gates" / f"{phase}.yaml").write_text(yaml.safe_dump(gate))
+        yield root
+    finally:
+        silent.close()
+
+
+def test_a_hanging_source_costs_its_own_checks_not_the_other_phases(
+    service_config: Path, tmp_path: Path
+) -> None:
+    with silent_bus_config(service_config, tmp_path / "config", "2s", {"svc-slow": "e-silent"}) as root:
         svc = Service(load_project(root, environ={}), SqliteLedger(tmp_path / "l.db"), ["svc-slow", "svc-go"])
         warm_up(svc.engine.validator)  # as run_service does before its first evaluation
 
@@ -331,8 +344,6 @@ def test_a_hanging_source_costs_its_own_checks_not_the_other_phases(
             return slow, slow_s, quick, quick_s
 
         slow, slow_s, quick, quick_s = asyncio.run(both())
-    finally:
-        silent.close()
     assert quick.verdict.value == "go" and quick_s < slow_s
     assert slow.verdict.value == "inconclusive" and slow.checks[0].outcome.value == "error"
     assert slow.checks[0].source_available is False
@@ -829,24 +840,7 @@ def test_a_stop_during_a_record_write_waits_for_it_whole(service_config: Path, t
 def test_a_stop_during_an_evaluation_drops_it_unrecorded_and_promptly(service_config: Path, tmp_path: Path) -> None:
     """A source that never answers holds an evaluation open; a stop cancels it at once (not
     after the source's timeout) and nothing is recorded for it."""
-    import shutil
-    import socket
-
-    root = tmp_path / "config"
-    shutil.copytree(service_config, root, ignore=shutil.ignore_patterns("history.db*"))
-    silent = socket.socket()  # accepts connections, never says a word
-    silent.bind(("127.0.0.1", 0))
-    silent.listen()
-    try:
-        project = yaml.safe_load((root / "gatecheck.yaml").read_text())
-        project["environments"]["e-silent"] = {
-            "sources": {
-                "bus": {"type": "nats", "url": f"nats://127.0.0.1:{silent.getsockname()[1]}", "timeout": "60s"}
-            }
-        }
-        (root / "gatecheck.yaml").write_text(yaml.safe_dump(project))
-        gate = {"phase": "svc-held", "environment": "e-silent", "checks": [{"suite": "soak_criteria"}]}
-        (root / "gates" / "svc-held.yaml").write_text(yaml.safe_dump(gate))
+    with silent_bus_config(service_config, tmp_path / "config", "60s", {"svc-held": "e-silent"}) as root:
         svc = Service(load_project(root, environ={}), SqliteLedger(tmp_path / "l.db"), ["svc-held"])
 
         async def main() -> float:
@@ -861,8 +855,6 @@ def test_a_stop_during_an_evaluation_drops_it_unrecorded_and_promptly(service_co
             return time.monotonic() - stopped
 
         took = asyncio.run(main())
-    finally:
-        silent.close()
     assert took < 10  # the source's timeout is 60 s: the stop did not wait for it
     assert SqliteLedger(tmp_path / "l.db").history("svc-held") == []
     assert svc.states["svc-held"].verdict is None and not svc._cycles
@@ -927,27 +919,14 @@ def test_the_evaluation_worker_is_replaced_when_killed_hung_or_too_big(
     phase's error (never a record), the service keeps answering, the next evaluation runs."""
     import logging
     import os
-    import shutil
     import signal
-    import socket
 
     from gatecheck.worker import WorkerEvaluator, WorkerLedger
 
     caplog.set_level(logging.INFO, logger="gatecheck")
-    root = tmp_path / "config"
-    shutil.copytree(service_config, root, ignore=shutil.ignore_patterns("history.db*"))
-    silent = socket.socket()  # accepts connections, never says a word: an evaluation in flight
-    silent.bind(("127.0.0.1", 0))
-    silent.listen()
-    project_file = yaml.safe_load((root / "gatecheck.yaml").read_text())
-    project_file["environments"]["e-silent"] = {
-        "sources": {"bus": {"type": "nats", "url": f"nats://127.0.0.1:{silent.getsockname()[1]}", "timeout": "60s"}}
-    }
-    project_file["history"] = {"url": f"sqlite:///{tmp_path / 'w.db'}"}
-    (root / "gatecheck.yaml").write_text(yaml.safe_dump(project_file))
-    for phase, environment in (("w-held", "e-silent"), ("w-bus", "e-healthy")):
-        gate = {"phase": phase, "environment": environment, "checks": [{"suite": "soak_criteria"}]}
-        (root / "gates" / f"{phase}.yaml").write_text(yaml.safe_dump(gate))
+    gates = {"w-held": "e-silent", "w-bus": "e-healthy"}  # an evaluation held in flight; a quick one
+    stack = contextlib.ExitStack()
+    root = stack.enter_context(silent_bus_config(service_config, tmp_path / "config", "60s", gates, tmp_path / "w.db"))
     project = load_project(root, environ={})
     evaluator = WorkerEvaluator(project, deadline_s=60)
     svc = Service(project, WorkerLedger(evaluator, "w.db"), ["w-held", "w-bus"], engine=evaluator)
@@ -994,7 +973,7 @@ def test_the_evaluation_worker_is_replaced_when_killed_hung_or_too_big(
         seen = asyncio.run(main())
     finally:
         evaluator.close()
-        silent.close()
+        stack.close()
     assert "evaluation worker: the worker process exited" in seen["killed error"]
     assert seen["healthz"] == 200 and seen["error gauge"]
     assert seen["next"] == "go" and seen["replaced after kill"]

@@ -41,9 +41,6 @@ if TYPE_CHECKING:
     from gatecheck.history import Ledger
     from gatecheck.results import Verdict
 
-PROJECT_FILE = "gatecheck.yaml"  # (gatecheck.config.PROJECT_FILE, without importing config)
-
-
 def load_project(*args: Any, **kwargs: Any) -> Project:
     from gatecheck.config import load_project as load
 
@@ -149,12 +146,14 @@ def _write_output(text: str, output: Path | None) -> None:
     os.replace(tmp.name, output)
 
 
-def _open_ledger(project: Project) -> Ledger | None:
-    """The ledger alone, for the commands that only read it (history, status)."""
+def _open_ledger(project: Project, missing: str) -> Ledger:
+    """The ledger alone, for the commands that only read it (history, status); without
+    ``history:`` in gatecheck.yaml, a ConfigError saying there is no ``missing``."""
+    from gatecheck.config import PROJECT_FILE
     from gatecheck.history import open_ledger
 
     if project.config.history is None:
-        return None
+        raise ConfigError(f"{PROJECT_FILE}: history: not configured, so there is no {missing}")
     return open_ledger(project.config.history.url, project.root)
 
 
@@ -266,9 +265,7 @@ def history(
             raise ConfigError(f"--since: {exc}") from exc
         project = load_project(config)
         project.gate(phase)
-        ledger = _open_ledger(project)
-        if ledger is None:
-            raise ConfigError(f"{PROJECT_FILE}: history: not configured, so there is no history to show")
+        ledger = _open_ledger(project, "history to show")
         try:
             records = ledger.history(phase, since=parse_as_of(None) - window)
         finally:
@@ -293,9 +290,7 @@ def _chain(config: Path, url: str | None) -> list[Any]:
 
         return fetch_chain(url)
     project = load_project(config)
-    ledger = _open_ledger(project)
-    if ledger is None:
-        raise ConfigError(f"{PROJECT_FILE}: history: not configured, so there is no recorded verdict")
+    ledger = _open_ledger(project, "recorded verdict")
     try:
         chain = []
         for gate in project.chain():

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import signal
@@ -156,9 +158,6 @@ class Service:
         state = self.states.get(phase)
         if state is None or state.verdict is None:
             return None
-        import hashlib
-        import json
-
         body = json.dumps(state.verdict.document(), indent=2).encode()
         rendered = (body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
         self._documents[phase] = rendered

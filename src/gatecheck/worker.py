@@ -297,6 +297,7 @@ class WorkerEvaluator:
         self._worker: _Worker | None = None
         self._starting: asyncio.Lock | None = None
         self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None  # for ledger calls from threads
         self.replacements = 0
         self.closed = False
 
@@ -359,6 +360,8 @@ class WorkerEvaluator:
             raise WorkerError(f"evaluation worker: {worker.reason}; it was replaced") from None
         finally:
             worker.pending.pop(ident, None)
+            if kind == "evaluate":
+                worker.evaluations += 1
             self._after(worker)
 
     def _after(self, worker: _Worker) -> None:
@@ -383,8 +386,6 @@ class WorkerEvaluator:
         from gatecheck.results import Verdict
 
         document, duration, recorded = await self._call("evaluate", (phase,), self.deadline_s)
-        if self._worker is not None:
-            self._worker.evaluations += 1
         return Evaluation(verdict=Verdict.model_validate(document), duration_s=duration, recorded=recorded)
 
     async def warm_up(self) -> None:
@@ -404,8 +405,6 @@ class WorkerEvaluator:
             raise RuntimeError("WorkerLedger is blocking: call it in a thread (asyncio.to_thread)")
         future = asyncio.run_coroutine_threadsafe(self._call("ledger", (method, args, kwargs), 60.0), loop)
         return future.result(timeout=65)
-
-    _loop: asyncio.AbstractEventLoop | None = None
 
     async def aclose(self) -> None:
         """Stop the worker: it finishes a record write under way, closes its engine and exits."""

@@ -44,6 +44,12 @@ class HistoryConfig(Frozen):
     url: str = Field(repr=False)
 
 
+def _at_least_a_second(name: str, value: timedelta) -> timedelta:
+    if value < timedelta(seconds=1):
+        raise ValueError(f"{name} must be at least 1s")
+    return value
+
+
 class WorkerConfig(Frozen):
     """The evaluation worker of ``gatecheck serve`` (a process of its own)."""
 
@@ -51,12 +57,7 @@ class WorkerConfig(Frozen):
     memory_limit_mib: int = Field(default=2048, ge=64)  # resident memory over it: replaced
     recycle_after: int = Field(default=0, ge=0)  # evaluations; 0 = never (a safety net only)
 
-    @field_validator("deadline")
-    @classmethod
-    def _positive_deadline(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=1):
-            raise ValueError("deadline must be at least 1s")
-        return value
+    _deadline = field_validator("deadline")(lambda value: _at_least_a_second("deadline", value))
 
 
 class ServiceConfig(Frozen):
@@ -68,12 +69,7 @@ class ServiceConfig(Frozen):
     intervals: dict[str, Duration] = {}  # per-phase interval overrides
     worker: WorkerConfig = WorkerConfig()
 
-    @field_validator("interval")
-    @classmethod
-    def _positive_interval(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=1):
-            raise ValueError("interval must be at least 1s")
-        return value
+    _interval = field_validator("interval")(lambda value: _at_least_a_second("interval", value))
 
     @field_validator("listen")
     @classmethod
