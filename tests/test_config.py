@@ -454,3 +454,29 @@ def test_a_value_set_from_thresholds_yaml_judges_and_reports(config_copy: Path) 
     storage = next(e for e in result.expectations if e.column == "storage")
     assert storage.outcome is Outcome.FAIL
     assert (storage.thresholds[0].name, storage.thresholds[0].value, storage.thresholds[0].provenance) == ("stream_storage", "file", "default")
+
+
+def test_aliases_that_expand_too_far_are_refused_before_loading(config_copy: Path) -> None:
+    """Few aliases can stand for millions of nodes (each level doubling the last): the
+    expansion, not only the count of aliases, is bounded; a modest anchor still loads."""
+    import time
+
+    lines = ["x0: &x0 [lol]"] + [f"x{i}: &x{i} [*x{i - 1}, *x{i - 1}]" for i in range(1, 22)]
+    (config_copy / "gatecheck.yaml").write_text("\n".join(lines) + "\n")
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"gatecheck.yaml: YAML aliases \(\*name\) expand to more than 10,000 nodes"):
+        load_project(config_copy, environ={})
+    assert time.perf_counter() - started < 2
+    # A modest anchor, as a person writes one, still loads and resolves.
+    (config_copy / "gatecheck.yaml").write_text((REPO / "gatecheck.yaml").read_text())
+    thresholds = config_copy / "thresholds.yaml"
+    thresholds.write_text(
+        thresholds.read_text()
+        .replace(
+            "  canary-50: {core_hot_share_min: 0.45, fallback_events_max: 1000000000}\n",
+            "  canary-50: &wide {core_hot_share_min: 0.45, fallback_events_max: 1000000000}\n"
+            "  canary-100: *wide\n",
+        )
+    )
+    project = load_project(config_copy, environ={})
+    assert project.resolve_thresholds("canary-100")["core_hot_share_min"].value == 0.45

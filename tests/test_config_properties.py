@@ -326,6 +326,9 @@ def test_damaged_text_loads_or_is_refused_cleanly(
 @example("thresholds.yaml", "defaults: {x: " + "9" * 4301 + "}\n")
 @example("gatecheck.yaml", "a: " + "[" * 3020 + "]" * 3020 + "\n")
 @example("suites/freshness_lag.yaml", "a: &a [*a]\n")
+# Found by this test (random profile): 42 aliases, under the alias count limit, stood for 2**21
+# nodes and took 25 s to refuse; the expansion is now bounded too.
+@example("gatecheck.yaml", billion_laughs(21, 2))
 def test_adversarial_documents_are_refused(project_dir: Path, name: str, document: str | bytes) -> None:
     with Planted(project_dir, name, document):
         exc = load_or_refuse(project_dir, name)

@@ -37,6 +37,8 @@ _MAX_FILE_BYTES = 1_000_000
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MAX_ALIASES = 50
 _MAX_DEPTH = 40
+#: Nodes all aliases of a file may stand for together (the shipped files use none).
+_MAX_ALIAS_NODES = 10_000
 
 
 def expand_env(value: Any, environ: Mapping[str, str], where: str) -> Any:
@@ -83,20 +85,44 @@ def _read_yaml(path: Path, label: str) -> Any:
         raise ConfigError(f"{label}: cannot read file ({exc})") from exc
     try:
         # Aliases can multiply a small file into an exponential tree ("billion laughs"):
-        # configuration needs few, so more than _MAX_ALIASES is refused before loading.
-        # Deep nesting would exhaust the recursive composer: refused before loading too.
-        aliases = depth = 0
+        # configuration needs few, so more than _MAX_ALIASES aliases, or aliases that expand
+        # to more than _MAX_ALIAS_NODES nodes (42 aliases can already stand for 2**21), are
+        # refused before loading. Deep nesting would exhaust the recursive composer: refused
+        # before loading too.
+        aliases = expanded = 0
+        sizes: dict[str, int] = {}  # anchor → nodes it stands for, its own aliases expanded
+        open_nodes: list[tuple[str | None, int]] = []  # the collections being read: (anchor, nodes)
+
+        def add(nodes: int) -> None:
+            if open_nodes:
+                anchor, count = open_nodes[-1]
+                open_nodes[-1] = (anchor, count + nodes)
+
         for event in yaml.parse(text, Loader=_LOADER):
             if isinstance(event, yaml.AliasEvent):
                 aliases += 1
+                nodes = sizes.get(event.anchor or "", 1)
+                expanded += nodes
+                if expanded > _MAX_ALIAS_NODES:
+                    raise ConfigError(
+                        f"{label}: YAML aliases (*name) expand to more than {_MAX_ALIAS_NODES:,} nodes"
+                    )
+                add(nodes)
+            elif isinstance(event, yaml.ScalarEvent):
+                if event.anchor:
+                    sizes[event.anchor] = 1
+                add(1)
             elif isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > _MAX_DEPTH:
+                open_nodes.append((event.anchor, 1))
+                if len(open_nodes) > _MAX_DEPTH:
                     mark = event.start_mark
                     where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
                     raise ConfigError(f"{label}:{where} nested more than {_MAX_DEPTH} levels deep")
             elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
+                anchor, nodes = open_nodes.pop()
+                if anchor:
+                    sizes[anchor] = nodes
+                add(nodes)
         if aliases > _MAX_ALIASES:
             raise ConfigError(f"{label}: {aliases} YAML aliases (*name); at most {_MAX_ALIASES} are allowed")
         data = yaml.load(text, Loader=_LOADER)  # a safe loader (libyaml or PyYAML)
