@@ -8,16 +8,19 @@ from pathlib import Path
 
 import yaml
 
+from gatecheck.shipped import project_path
+
 REPO = Path(__file__).resolve().parents[1]
+PROJECT = project_path("reference")  # the shipped reference project (package data)
 
 
 def copy_config(root: Path, interval: str | None = None) -> Path:
     """Copy the shipped configuration into ``root``; optionally set ``service.interval``."""
     root.mkdir(parents=True, exist_ok=True)
     for name in ("gatecheck.yaml", "thresholds.yaml"):
-        shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "gates", root / "gates")
-    shutil.copytree(REPO / "suites", root / "suites")
+        shutil.copy(PROJECT / name, root / name)
+    shutil.copytree(PROJECT / "gates", root / "gates")
+    shutil.copytree(PROJECT / "suites", root / "suites")
     if interval is not None:
         project = yaml.safe_load((root / "gatecheck.yaml").read_text())
         project["service"]["interval"] = interval

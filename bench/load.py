@@ -159,7 +159,7 @@ def demo_service(interval: str) -> Iterator[str]:
         executable = shutil.which("gatecheck", path=str(Path(sys.executable).parent)) or "gatecheck"
         log = (root / "service.log").open("w")
         process = subprocess.Popen(
-            [executable, "demo", "--serve", "--listen", f"127.0.0.1:{port}"],
+            [executable, "demo", "--config", str(root), "--serve", "--listen", f"127.0.0.1:{port}"],
             cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:

@@ -74,7 +74,7 @@ def main() -> None:
         env["GATECHECK_LOG_LEVEL"] = "warning"
         with open(root / "service.log", "w") as log:
             process = subprocess.Popen(
-                [gatecheck, "demo", "--serve", "--listen", "127.0.0.1:0"],
+                [gatecheck, "demo", "--config", str(root), "--serve", "--listen", "127.0.0.1:0"],
                 cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log,
             )  # fmt: skip
         ledger = root / ".gatecheck" / "history.db"

@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import REPO
+from common import PROJECT
 
 from gatecheck.config import load_project
 from gatecheck.gate import soak_coverage, window_for
@@ -38,7 +38,7 @@ INTERVAL = timedelta(minutes=5)
 def document(as_of: datetime, failing: bool) -> Verdict:
     """A verdict the size of a real prod-soak one: every check of the gate with its suite's
     expectations, thresholds with provenance, and a few groups per expectation."""
-    project = load_project(REPO, environ={})
+    project = load_project(PROJECT, environ={})
     gate = project.gate(PHASE)
     thresholds = project.resolve_thresholds(PHASE)
     checks = []

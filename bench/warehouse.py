@@ -30,9 +30,11 @@ from gatecheck.demo.reference import HOURS, build_reference
 from gatecheck.engine import Engine
 from gatecheck.gate import window_for
 from gatecheck.runner import Validator
+from gatecheck.shipped import project_path
 from gatecheck.sources.clickhouse import format_parameter, wrap_readonly
 
 REPO = Path(__file__).resolve().parents[1]
+PROJECT = project_path("reference")  # the shipped reference project (package data)
 AS_OF = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 SUITES = ("unmatched_edges", "freshness_lag", "rollup_parity", "unattributed_sessions")
 _RANGE = "{col} >= {{s:DateTime64(3)}} AND {col} < {{e:DateTime64(3)}}"
@@ -98,14 +100,14 @@ def median_time(action: Callable[[], object], repeat: int) -> float:
 
 def write_config(config: Path) -> None:
     config.mkdir()
-    (config / "gatecheck.yaml").write_text((REPO / "gatecheck.yaml").read_text())
-    thresholds = yaml.safe_load((REPO / "thresholds.yaml").read_text())
+    (config / "gatecheck.yaml").write_text((PROJECT / "gatecheck.yaml").read_text())
+    thresholds = yaml.safe_load((PROJECT / "thresholds.yaml").read_text())
     thresholds["phases"] = {}
     (config / "thresholds.yaml").write_text(yaml.safe_dump(thresholds))
     (config / "suites").mkdir()
     (config / "gates").mkdir()
     for suite in SUITES:
-        (config / "suites" / f"{suite}.yaml").write_text((REPO / "suites" / f"{suite}.yaml").read_text())
+        (config / "suites" / f"{suite}.yaml").write_text((PROJECT / "suites" / f"{suite}.yaml").read_text())
         gate = {"phase": phase_of(suite), "environment": "staging", "checks": [{"suite": suite}]}
         (config / "gates" / f"{gate['phase']}.yaml").write_text(yaml.safe_dump(gate))
 

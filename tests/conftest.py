@@ -24,6 +24,7 @@ from gatecheck.demo.reference import SCENARIOS, build_reference
 from gatecheck.engine import Engine
 from gatecheck.history import Ledger
 from gatecheck.results import Verdict
+from gatecheck.shipped import project_path
 
 # Hypothesis: CI (CI=true) runs a derandomized profile, the same examples every run, so a
 # red CI is reproducible; local runs keep exploring with fresh examples. A failing example
@@ -34,6 +35,7 @@ settings.register_profile("dev", database=None)
 settings.load_profile("ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "dev")
 
 REPO = Path(__file__).resolve().parents[1]
+PROJECT = project_path("reference")  # the shipped reference project (package data)
 AS_OF = datetime(2026, 11, 22, 6, 0, 0, tzinfo=UTC)
 
 
@@ -134,7 +136,7 @@ def warehouse_env(warehouse: Path, scenario: str) -> dict[str, str]:
 def project_for(warehouse: Path):
     """Load the shipped configuration pointed at one scenario's database."""
 
-    def load(scenario: str, root: Path = REPO, extra: Mapping[str, str] | None = None) -> Project:
+    def load(scenario: str, root: Path = PROJECT, extra: Mapping[str, str] | None = None) -> Project:
         environ = {**warehouse_env(warehouse, scenario), **(extra or {})}
         return load_project(root, environ=environ)
 
@@ -151,9 +153,9 @@ def copy_config(root: Path) -> Path:
     """Copy the shipped configuration files into ``root`` (created)."""
     root.mkdir()
     for name in ("gatecheck.yaml", "thresholds.yaml"):
-        shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "gates", root / "gates")
-    shutil.copytree(REPO / "suites", root / "suites")
+        shutil.copy(PROJECT / name, root / name)
+    shutil.copytree(PROJECT / "gates", root / "gates")
+    shutil.copytree(PROJECT / "suites", root / "suites")
     return root
 
 

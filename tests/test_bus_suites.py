@@ -15,7 +15,7 @@ from gatecheck.config import load_project
 from gatecheck.demo.bus import NatsServer, build_topology, free_port
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
 
-from .conftest import REPO, evaluate
+from .conftest import PROJECT, REPO, evaluate
 
 
 def bus_gate(config: Path, environment: str = "staging", thresholds: dict | None = None) -> None:
@@ -192,7 +192,7 @@ def test_staging_soak_verdicts_on_the_demo_bus(
             "--phase",
             "staging-soak",
             "--config",
-            str(REPO),
+            str(PROJECT),
             "--assume-approved",
             "staging-deploy",
             "--assume-soaked",
@@ -254,7 +254,7 @@ def test_every_row_kind_has_every_documented_column(tmp_path: Path) -> None:
 
     with NatsServer(tmp_path / "nats") as server:
         asyncio.run(build_topology(server.url, skip=["AA_DLQ"]))
-        project = load_project(REPO, environ={"GATECHECK_NATS_URL": server.url})
+        project = load_project(PROJECT, environ={"GATECHECK_NATS_URL": server.url})
         config = project.config.environments["staging"].sources["bus"]
         query = NatsQuery.model_validate(
             {
@@ -264,7 +264,7 @@ def test_every_row_kind_has_every_documented_column(tmp_path: Path) -> None:
         )
 
         async def ask() -> list[str]:
-            source = NatsSource("bus", config, REPO)
+            source = NatsSource("bus", config, PROJECT)
             try:
                 now = datetime.now(UTC)
                 frame = await source.query(query, {"window_start": now - timedelta(hours=1), "window_end": now})

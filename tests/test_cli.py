@@ -12,13 +12,13 @@ from typer.testing import CliRunner
 
 from gatecheck.cli import app
 
-from .conftest import AS_OF, REPO, warehouse_env
+from .conftest import AS_OF, PROJECT, warehouse_env
 
 runner = CliRunner()
 AS_OF_TEXT = AS_OF.isoformat()
 
 
-def invoke(warehouse: Path, scenario: str, *args: str, config: Path = REPO):
+def invoke(warehouse: Path, scenario: str, *args: str, config: Path = PROJECT):
     return runner.invoke(
         app,
         ["run", "--config", str(config), "--as-of", AS_OF_TEXT, *args],
@@ -131,7 +131,7 @@ def test_bad_arguments_are_exit_2_with_one_line(warehouse: Path, args: list[str]
 def test_source_down_is_inconclusive_exit_3(warehouse: Path, tmp_path: Path) -> None:
     result = runner.invoke(
         app,
-        ["run", "--phase", "warehouse-release", "--config", str(REPO), "--as-of", AS_OF_TEXT],
+        ["run", "--phase", "warehouse-release", "--config", str(PROJECT), "--as-of", AS_OF_TEXT],
         env={"GATECHECK_CLICKHOUSE_URL": f"chdb://{tmp_path}/nothing-here"},
     )
     assert result.exit_code == 3
@@ -140,7 +140,7 @@ def test_source_down_is_inconclusive_exit_3(warehouse: Path, tmp_path: Path) -> 
 
 
 def test_phases_lists_the_chain_in_order() -> None:
-    result = runner.invoke(app, ["phases", "--config", str(REPO)])
+    result = runner.invoke(app, ["phases", "--config", str(PROJECT)])
     assert result.exit_code == 0
     lines = [line for line in result.stdout.splitlines() if not line.startswith(" ")]
     names = [line.split()[0] for line in lines]
@@ -155,14 +155,14 @@ def test_history_lists_recorded_evaluations(
         # Evaluated at now (live data), so the records fall inside --since 1h.
         env = {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_databases[scenario]}"}
         return runner.invoke(
-            app, ["run", "--phase", "warehouse-release", "--config", str(REPO), *extra], env=env
+            app, ["run", "--phase", "warehouse-release", "--config", str(PROJECT), *extra], env=env
         )
 
     assert run_now("healthy").exit_code == 0
     assert run_now("unmatched-edges").exit_code == 1
     assert run_now("healthy", "--no-record").exit_code == 0
     text = runner.invoke(
-        app, ["history", "--phase", "warehouse-release", "--config", str(REPO), "--since", "1h"]
+        app, ["history", "--phase", "warehouse-release", "--config", str(PROJECT), "--since", "1h"]
     )
     assert text.exit_code == 0, text.output
     lines = text.stdout.strip().splitlines()
@@ -174,7 +174,7 @@ def test_history_lists_recorded_evaluations(
             "--phase",
             "warehouse-release",
             "--config",
-            str(REPO),
+            str(PROJECT),
             "--since",
             "1h",
             "--format",
@@ -185,7 +185,7 @@ def test_history_lists_recorded_evaluations(
     assert [r["verdict"] for r in records] == ["go", "no-go"]
     assert isolated_history.exists()
     bad = runner.invoke(
-        app, ["history", "--phase", "warehouse-release", "--config", str(REPO), "--since", "soon"]
+        app, ["history", "--phase", "warehouse-release", "--config", str(PROJECT), "--since", "soon"]
     )
     assert bad.exit_code == 2 and "--since" in bad.stderr
 
@@ -216,6 +216,7 @@ def test_each_command_offers_only_the_formats_it_renders(command: list[str], off
 
 COLD_COMMANDS = {
     "help": ["--help"],
+    "version": ["--version"],
     "phases": ["phases"],
     "status --url": ["status", "--url", "http://127.0.0.1:1"],
     "run --url": ["run", "--phase", "staging-soak", "--url", "http://127.0.0.1:1"],
@@ -230,7 +231,6 @@ def test_cold_commands_import_only_what_they_need(command: str, tmp_path: Path) 
     import subprocess
     import sys
 
-    from .conftest import REPO
 
     probe = (
         "import sys\n"
@@ -243,7 +243,7 @@ def test_cold_commands_import_only_what_they_need(command: str, tmp_path: Path) 
     )
     env = {**os.environ, "GATECHECK_HISTORY_URL": f"sqlite:///{tmp_path}/h.db"}
     done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", probe], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60
     )
     loaded = [line for line in done.stderr.splitlines() if line.startswith("LOADED")]
     assert loaded == ["LOADED []"], done.stderr

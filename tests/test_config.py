@@ -12,7 +12,7 @@ from gatecheck.config import expand_env, load_project, resolve_thresholds
 from gatecheck.errors import ConfigError
 from gatecheck.sources.clickhouse import sql_problems
 
-from .conftest import REPO
+from .conftest import PROJECT
 
 runner = CliRunner()
 
@@ -24,18 +24,18 @@ def edit(path: Path, change) -> None:
 
 
 def test_the_shipped_configuration_is_valid() -> None:
-    project = load_project(REPO, environ={})
+    project = load_project(PROJECT, environ={})
     assert {"warehouse-release", "staging-deploy", "staging-soak"} <= set(project.gates)
     assert {"unmatched_edges", "freshness_lag", "rollup_parity", "unattributed_sessions"} <= set(
         project.suites
     )
-    result = runner.invoke(app, ["validate", "--config", str(REPO)])
+    result = runner.invoke(app, ["validate", "--config", str(PROJECT)])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("ok:")
 
 
 def test_shipped_defaults_are_the_documented_ones() -> None:
-    defaults = load_project(REPO, environ={}).thresholds.defaults
+    defaults = load_project(PROJECT, environ={}).thresholds.defaults
     assert defaults == defaults | {
         "unmatched_edge_rate_max": 0.005,
         "unmatched_edges_min_evidence": 100,
@@ -468,7 +468,7 @@ def test_aliases_that_expand_too_far_are_refused_before_loading(config_copy: Pat
         load_project(config_copy, environ={})
     assert time.perf_counter() - started < 2
     # A modest anchor, as a person writes one, still loads and resolves.
-    (config_copy / "gatecheck.yaml").write_text((REPO / "gatecheck.yaml").read_text())
+    (config_copy / "gatecheck.yaml").write_text((PROJECT / "gatecheck.yaml").read_text())
     thresholds = config_copy / "thresholds.yaml"
     thresholds.write_text(
         thresholds.read_text()

@@ -26,14 +26,14 @@ from gatecheck.cli import app
 from gatecheck.config import load_project
 from gatecheck.errors import ConfigError
 
-from .conftest import REPO, copy_config
+from .conftest import PROJECT, copy_config
 
 FILES = sorted(
     [
         "gatecheck.yaml",
         "thresholds.yaml",
-        *(f"gates/{p.name}" for p in (REPO / "gates").glob("*.yaml")),
-        *(f"suites/{p.name}" for p in (REPO / "suites").glob("*.yaml")),
+        *(f"gates/{p.name}" for p in (PROJECT / "gates").glob("*.yaml")),
+        *(f"suites/{p.name}" for p in (PROJECT / "suites").glob("*.yaml")),
     ]
 )
 
@@ -70,7 +70,7 @@ class Planted:
 
 
 def seed(name: str) -> Any:
-    return yaml.safe_load((REPO / name).read_text())
+    return yaml.safe_load((PROJECT / name).read_text())
 
 
 def paths(tree: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -181,7 +181,7 @@ JUNK = [
 def text_mutation(draw: st.DrawFn) -> tuple[str, str | bytes]:
     """(file, content): one file of the project with its text damaged."""
     name = draw(st.sampled_from(FILES))
-    text = (REPO / name).read_text()
+    text = (PROJECT / name).read_text()
     kind = draw(st.sampled_from(["truncate", "insert", "bytes", "swap-lines"]))
     if kind == "truncate":
         return name, text[: draw(st.integers(min_value=0, max_value=len(text)))]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import REPO
+from .conftest import PROJECT, REPO
 
 DASHBOARDS = REPO / "dashboards"
 
@@ -166,6 +166,6 @@ def _routes() -> set[str]:
     from gatecheck.service import Service, create_app
 
     with tempfile.TemporaryDirectory() as tmp:
-        project = load_project(REPO, environ={})
+        project = load_project(PROJECT, environ={})
         app = create_app(Service(project, SqliteLedger(Path(tmp) / "l.db"), []))
         return {route.path for route in app.routes}

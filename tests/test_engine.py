@@ -17,7 +17,7 @@ from gatecheck.history import SqliteLedger
 from gatecheck.results import Outcome, VerdictState
 from gatecheck.sources.base import Source
 
-from .conftest import AS_OF, REPO
+from .conftest import AS_OF, PROJECT
 from .test_source_answers import passing_frame
 
 PHASE = "warehouse-release"  # the four warehouse suites
@@ -45,7 +45,7 @@ class FakeSource(Source):
 
 @pytest.fixture
 def project() -> Project:
-    return load_project(REPO, environ={})
+    return load_project(PROJECT, environ={})
 
 
 def passing(project: Project) -> dict[str, Any]:
@@ -129,7 +129,7 @@ def test_closing_stops_the_validation_thread_and_the_ledger_it_opened(project: P
     import threading
 
     monkeypatch.setenv("GATECHECK_HISTORY_URL", f"sqlite:///{tmp_path}/own.db")
-    own = load_project(REPO)
+    own = load_project(PROJECT)
     engine = Engine(own, source_factory=lambda name, config, root: FakeSource(name, config, own, passing(own)))
 
     before = set(threading.enumerate())

@@ -17,7 +17,7 @@ from gatecheck.render import render_junit, render_markdown
 from gatecheck.results import Verdict, VerdictState
 from gatecheck.schema import shipped_schema, verdict_schema
 
-from .conftest import AS_OF, REPO, evaluate, warehouse_env
+from .conftest import AS_OF, PROJECT, evaluate, warehouse_env
 
 JUNIT_XSD = xmlschema.XMLSchema(Path(__file__).parent / "junit.xsd")
 
@@ -35,7 +35,7 @@ def verdicts(warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     gate["rollback"] = [{"suite": "unmatched_edges"}]
     (config_copy / "gates" / "warehouse-release.yaml").write_text(yaml.safe_dump(gate))
 
-    def run(scenario: str, root: Path = REPO) -> Verdict:
+    def run(scenario: str, root: Path = PROJECT) -> Verdict:
         project = load_project(root, environ=warehouse_env(warehouse, scenario))
         return asyncio.run(evaluate(project, "warehouse-release", AS_OF))
 
@@ -112,7 +112,7 @@ def test_run_appends_markdown_to_the_github_step_summary(warehouse: Path, tmp_pa
             "--phase",
             "warehouse-release",
             "--config",
-            str(REPO),
+            str(PROJECT),
             "--as-of",
             AS_OF.isoformat(),
             "-f",

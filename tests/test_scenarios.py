@@ -131,14 +131,14 @@ def test_requires_and_soak_need_recorded_history_or_explicit_assumptions(
 ) -> None:
     from gatecheck.config import load_project
 
-    from .conftest import REPO
+    from .conftest import PROJECT
 
     environ = {
         "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",
         "GATECHECK_NATS_URL": bus_for("healthy"),
         "GATECHECK_PROMETHEUS_URL": metrics_url,
     }
-    project = load_project(REPO, environ=environ)
+    project = load_project(PROJECT, environ=environ)
     plain = asyncio.run(evaluate(project, "staging-soak"))
     assert all(c.outcome is Outcome.PASS for c in plain.checks if c.role == "required"), plain.reasons
     assert plain.verdict is VerdictState.INCONCLUSIVE  # no recorded GO of staging-deploy, no soak

@@ -43,14 +43,14 @@ def service_config(
     live_databases: dict[str, str],
     service_bus: NatsServer,
 ) -> Path:
-    from .conftest import REPO
+    from .conftest import PROJECT
 
     root = tmp_path_factory.mktemp("svc-config")
     (root / "suites").mkdir()
     (root / "gates").mkdir()
     for suite in ("unmatched_edges", "freshness_lag", "soak_criteria"):
-        (root / "suites" / f"{suite}.yaml").write_text((REPO / "suites" / f"{suite}.yaml").read_text())
-    thresholds = yaml.safe_load((REPO / "thresholds.yaml").read_text())
+        (root / "suites" / f"{suite}.yaml").write_text((PROJECT / "suites" / f"{suite}.yaml").read_text())
+    thresholds = yaml.safe_load((PROJECT / "thresholds.yaml").read_text())
     thresholds["environments"], thresholds["phases"] = {}, {}
     (root / "thresholds.yaml").write_text(yaml.safe_dump(thresholds))
 
@@ -604,7 +604,7 @@ def test_a_full_or_read_only_ledger_disk_is_logged_survived_and_recovered(
 def test_run_on_a_full_ledger_disk_is_one_line_exit_2_and_no_partial_record(
     warehouse: Path, tiny_disk: Path
 ) -> None:
-    from .conftest import REPO, warehouse_env
+    from .conftest import PROJECT, warehouse_env
 
     path = tiny_disk / "ledger.db"
     env = {**warehouse_env(warehouse, "healthy"), "GATECHECK_HISTORY_URL": f"sqlite:///{path}"}
@@ -615,7 +615,7 @@ def test_run_on_a_full_ledger_disk_is_one_line_exit_2_and_no_partial_record(
         "--as-of",
         "2026-11-22T06:00:00Z",
         "--config",
-        str(REPO),
+        str(PROJECT),
     ]
     result = CliRunner().invoke(app, command, env=env)
     assert result.exit_code == 0, result.output  # recorded while there is room

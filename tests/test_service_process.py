@@ -37,7 +37,7 @@ def launch_demo(root: Path, log_format: str = "text") -> tuple[subprocess.Popen[
     env["GATECHECK_LOG_FORMAT"] = log_format
     with open(root / "service.log", "w") as log:
         process = subprocess.Popen(
-            [gatecheck(), "demo", "--serve", "--listen", f"127.0.0.1:{port}"],
+            [gatecheck(), "demo", "--config", str(root), "--serve", "--listen", f"127.0.0.1:{port}"],
             cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True,
         )  # fmt: skip
     return process, f"http://127.0.0.1:{port}"

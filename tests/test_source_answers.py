@@ -24,9 +24,9 @@ from gatecheck.gate import judge, window_for
 from gatecheck.results import Outcome
 from gatecheck.runner import Validator
 
-from .conftest import REPO
+from .conftest import PROJECT
 
-PROJECT = load_project(REPO, environ={})
+PROJECT = load_project(PROJECT, environ={})
 # One Great Expectations context for the module's many validations, as an engine keeps one.
 VALIDATOR = Validator()
 AS_OF = datetime(2026, 11, 22, 6, tzinfo=UTC)

@@ -13,7 +13,7 @@ from gatecheck.cli import app
 from gatecheck.history import SqliteLedger
 from gatecheck.results import CheckResult, Outcome, SoakStatus, Verdict, VerdictState, Window
 
-from .conftest import REPO
+from .conftest import PROJECT
 
 runner = CliRunner()
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -43,7 +43,7 @@ def test_status_shows_the_next_phase_and_why_it_is_blocked(isolated_history: Pat
         recorded("staging-soak", VerdictState.INCONCLUSIVE, ["soak not covered: 10h of 48h covered"], soak),
         0.1,
     )
-    result = runner.invoke(app, ["status", "--config", str(REPO), "--format", "json"])
+    result = runner.invoke(app, ["status", "--config", str(PROJECT), "--format", "json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["next"] == "staging-soak"
@@ -52,12 +52,12 @@ def test_status_shows_the_next_phase_and_why_it_is_blocked(isolated_history: Pat
     assert by_phase["staging-soak"]["blocked_by"] == "soak not covered: 10h of 48h covered"
     assert by_phase["staging-soak"]["soak_coverage_s"] == 36000
     assert by_phase["prod-predeploy"]["verdict"] is None
-    text = runner.invoke(app, ["status", "--config", str(REPO)]).stdout
+    text = runner.invoke(app, ["status", "--config", str(PROJECT)]).stdout
     assert "→  staging-soak" in text and "10h of 48h" in text and "next: staging-soak" in text
 
 
 def test_report_without_a_record_is_a_clear_error() -> None:
-    result = runner.invoke(app, ["report", "--phase", "canary-10", "--config", str(REPO)])
+    result = runner.invoke(app, ["report", "--phase", "canary-10", "--config", str(PROJECT)])
     assert result.exit_code == 2
     assert "no recorded evaluation of canary-10" in result.stderr
 
@@ -71,10 +71,10 @@ def test_status_update_numbers_equal_the_json_observed_values(
         "GATECHECK_NATS_URL": bus_for(scenario),
         "GATECHECK_PROMETHEUS_URL": metrics_url,
     }
-    args = ["run", "--phase", "staging-soak", "--config", str(REPO), "--assume-approved", "staging-deploy"]
+    args = ["run", "--phase", "staging-soak", "--config", str(PROJECT), "--assume-approved", "staging-deploy"]
     run = runner.invoke(app, [*args, "--assume-soaked", "--format", "json"], env=env)
     document = json.loads(run.stdout)
-    report = runner.invoke(app, ["report", "--phase", "staging-soak", "--config", str(REPO)], env=env)
+    report = runner.invoke(app, ["report", "--phase", "staging-soak", "--config", str(PROJECT)], env=env)
     assert report.exit_code == 0, report.output
     text = report.stdout
 

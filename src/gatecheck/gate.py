@@ -131,7 +131,7 @@ async def evaluate(
         if name not in project.gates:
             raise ConfigError(
                 f"--assume-approved: unknown phase {name!r} "
-                f"(known phases: {', '.join(sorted(project.gates))})"
+                f"(known phases: {project.known_phases()})"
             )
     thresholds = project.resolve_thresholds(phase)
     pool = SourcePool(project, gate.environment, source_factory)

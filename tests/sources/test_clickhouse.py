@@ -136,7 +136,7 @@ def test_an_unreachable_server_is_one_line_per_check_and_no_driver_noise(tmp_pat
     import subprocess
     import sys
 
-    from ..conftest import REPO
+    from ..conftest import PROJECT
 
     env = {
         **os.environ,
@@ -145,7 +145,7 @@ def test_an_unreachable_server_is_one_line_per_check_and_no_driver_noise(tmp_pat
     }
     env.pop("GATECHECK_DRIVER_LOGS", None)
     done = subprocess.run(
-        [sys.executable, "-m", "gatecheck.cli", "run", "--phase", "warehouse-release", "--config", str(REPO),
+        [sys.executable, "-m", "gatecheck.cli", "run", "--phase", "warehouse-release", "--config", str(PROJECT),
          "--format", "json"],
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
@@ -173,10 +173,10 @@ def test_an_engine_gives_its_sources_and_its_ledger_one_embedded_lock(warehouse:
     # source's client for its database is handed out once.
     from gatecheck.config import load_project
 
-    from ..conftest import REPO
+    from ..conftest import PROJECT
 
     project = load_project(
-        REPO,
+        PROJECT,
         environ={
             "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database=healthy",
             "GATECHECK_HISTORY_URL": f"chdb://{warehouse}?database=ledger_shared",
@@ -239,10 +239,10 @@ def test_a_malformed_answer_is_inconclusive_or_error_never_pass(warehouse: Path,
     from gatecheck.config import load_project
     from gatecheck.gate import judge, window_for
 
-    from ..conftest import REPO
+    from ..conftest import PROJECT
 
     sql, expected = MALFORMED_ANSWERS[case]
-    project = load_project(REPO, environ={})
+    project = load_project(PROJECT, environ={})
     suite = project.suites["unmatched_edges"]
     frame = query(source(f"chdb://{warehouse}?database=healthy"), sql)
     window = window_for(AS_OF, suite.window.length, suite.window.settle)

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from gatecheck.cli import app
 from gatecheck.errors import QueryError
+from gatecheck.shipped import project_path
 from gatecheck.sources.scrape import evaluate_snapshot, parse_exposition, scrape_problems
 
 from ..prometheus_history import SNAPSHOT_AT, snapshot_exposition
@@ -170,5 +171,5 @@ def test_validate_refuses_a_suite_the_scrape_source_cannot_answer(config_copy: P
         "answer it; use a Prometheus server (http(s)://) for it"
     ]
     # The shipped suites are all within the subset: the demo validates on a scrape source.
-    shipped = CliRunner().invoke(app, ["validate", "--config", str(Path(__file__).parents[2])], env=env)
+    shipped = CliRunner().invoke(app, ["validate", "--config", str(project_path("reference"))], env=env)
     assert shipped.exit_code == 0, shipped.output

@@ -64,7 +64,7 @@ def cross_check(project: Project) -> list[str]:
         if phase not in project.gates:
             problems.append(
                 f"{THRESHOLDS_FILE}: phases.{phase}: unknown phase "
-                f"(known: {', '.join(sorted(project.gates))})"
+                f"(known: {project.known_phases()})"
             )
 
     service = config.service
@@ -73,7 +73,7 @@ def cross_check(project: Project) -> list[str]:
             if phase not in project.gates:
                 problems.append(
                     f"{PROJECT_FILE}: service.{key}: unknown phase {phase!r} "
-                    f"(known: {', '.join(sorted(project.gates))})"
+                    f"(known: {project.known_phases()})"
                 )
     for suite in project.suites.values():
         label = project.files[f"suite:{suite.name}"]
@@ -94,7 +94,7 @@ def cross_check(project: Project) -> list[str]:
                     continue
                 problems.append(
                     f"{label}: requires[{i}]: unknown phase {required!r} "
-                    f"(known: {', '.join(sorted(project.gates))})"
+                    f"(known: {project.known_phases()})"
                 )
             elif required == phase:
                 problems.append(f"{label}: requires[{i}]: a phase cannot require itself")

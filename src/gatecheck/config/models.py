@@ -321,9 +321,12 @@ class Project:
 
     def gate(self, phase: str) -> GateConfig:
         if phase not in self.gates:
-            known = ", ".join(sorted(self.gates)) or "none"
-            raise ConfigError(f"unknown phase {phase!r} (known phases: {known})")
+            raise ConfigError(f"unknown phase {phase!r} (known phases: {self.known_phases()})")
         return self.gates[phase]
+
+    def known_phases(self) -> str:
+        """The phases in promotion order, for "known phases: …" in an error."""
+        return ", ".join(gate.phase for gate in self.chain()) or "none"
 
     def chain(self) -> list[GateConfig]:
         """Gates in promotion order: every phase after the phases it requires."""

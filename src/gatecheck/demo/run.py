@@ -25,7 +25,8 @@ def scenarios() -> tuple[str, ...]:
 
 
 def run_demo(
-    root: Path,
+    config: Path | None,
+    workdir: Path,
     scenario: str,
     phase: str,
     as_of: str | None = None,
@@ -34,9 +35,12 @@ def run_demo(
     listen: str | None = None,
     say: Callable[[str], None] = print,
 ) -> Verdict | None:
-    """Build the scenario under ``root/.gatecheck/``, evaluate ``phase`` after the phases it
+    """Build the scenario under ``workdir/.gatecheck/``, evaluate ``phase`` after the phases it
     requires (each recorded, so ``requires`` is judged on real records of this run), and return
-    its verdict; with ``serve``, run the service on the demo until stopped and return None."""
+    its verdict; with ``serve``, run the service on the demo until stopped and return None.
+
+    ``config``: the project directory (default: the reference project shipped in the package).
+    Nothing is written outside ``workdir/.gatecheck/``."""
     from gatecheck.clickhouse import ClickHouse, Target
     from gatecheck.demo.bus import NatsServer, free_port, prepare_bus
     from gatecheck.demo.metrics import normalize_registry, serve_registry
@@ -44,6 +48,7 @@ def run_demo(
     from gatecheck.durations import parse_as_of
     from gatecheck.engine import Engine
     from gatecheck.service import serve_project
+    from gatecheck.shipped import project_path
 
     known = scenarios()
     if scenario not in known:
@@ -52,12 +57,22 @@ def run_demo(
     # evaluation of the earlier phase, never by a previous scenario's record.
     started = datetime.now(UTC)
     moment = parse_as_of(as_of).replace(microsecond=0)
-    # The demo always runs on its own embedded sources, whatever the shell exports.
-    environ = {**os.environ, "GATECHECK_CLICKHOUSE_URL": "chdb://.gatecheck/warehouse"}
+    root = project_path("reference") if config is None else config
+    if not workdir.is_dir():
+        raise ConfigError(f"--workdir: {workdir} is not a directory")
+    state = workdir.resolve() / ".gatecheck"
+    # The demo always runs on its own embedded sources and ledger under workdir/.gatecheck/,
+    # whatever the shell exports (absolute URLs: the project may be the installed package).
+    environ = {
+        **os.environ,
+        "GATECHECK_CLICKHOUSE_URL": f"chdb://{state / 'warehouse'}",
+        "GATECHECK_HISTORY_URL": f"sqlite:///{state / 'history.db'}",
+    }
     project = load_project(root, environ=environ, expectations=not serve)  # serve: the worker checks
     gate = project.gate(phase)
-    server = NatsServer(project.root / ".gatecheck" / "nats")
-    warehouse = Target.parse("chdb://.gatecheck/warehouse", project.root)
+    state.mkdir(exist_ok=True)
+    server = NatsServer(state / "nats")
+    warehouse = Target.parse(environ["GATECHECK_CLICKHOUSE_URL"], state)
     with ClickHouse() as clickhouse, contextlib.ExitStack() as stack:
         counts = build_reference(
             clickhouse.connect(warehouse, create=True),
