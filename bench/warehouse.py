@@ -24,11 +24,11 @@ from typing import Any
 
 import yaml
 
+from gatecheck.checkplan import window_for
 from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import load_project
 from gatecheck.demo.reference import HOURS, build_reference
 from gatecheck.engine import Engine
-from gatecheck.gate import window_for
 from gatecheck.runner import Validator
 from gatecheck.shipped import project_path
 from gatecheck.sources.clickhouse import format_parameter, wrap_readonly

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from gatecheck.checkplan import window_for
 from gatecheck.errors import ConfigError
-from gatecheck.gate import _check_outcome, decide, parse_as_of, window_for
+from gatecheck.gate import _check_outcome, decide, parse_as_of
 from gatecheck.results import (
     CheckResult,
     EvidenceResult,

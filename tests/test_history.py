@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gatecheck.checkplan import window_for
 from gatecheck.config import load_project
-from gatecheck.gate import soak_coverage, window_for
+from gatecheck.gate import soak_coverage
 from gatecheck.history import ClickHouseLedger, Ledger, SqliteLedger, checks_passed
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
 

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
+from gatecheck.checkplan import window_for
 from gatecheck.config import ResolvedThreshold, SuiteConfig
-from gatecheck.gate import judge, window_for
+from gatecheck.gate import judge
 from gatecheck.results import Outcome
 
 THRESHOLDS = {

@@ -19,8 +19,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from gatecheck.checkplan import window_for
 from gatecheck.config import ParameterRef, ResolvedThreshold, SuiteConfig, load_project
-from gatecheck.gate import judge, window_for
+from gatecheck.gate import judge
 from gatecheck.results import Outcome
 from gatecheck.runner import Validator
 

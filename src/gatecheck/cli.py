@@ -490,6 +490,31 @@ def phases(config: ConfigOption = Path(".")) -> None:
 
 
 @app.command()
+def explain(
+    phase: Annotated[str, typer.Option("--phase", "-p", metavar="PHASE", help="The gate to explain.")],
+    check: Annotated[
+        str | None, typer.Option("--check", metavar="SUITE", help="Only this check of the gate.")
+    ] = None,
+    config: ConfigOption = Path("."),
+    as_of: AsOfOption = None,
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
+) -> None:
+    """Show what a gate would send and judge, without touching any source: each check's window,
+    its query exactly as sent with the bound values, thresholds with their provenance."""
+    from gatecheck.durations import parse_as_of
+    from gatecheck.explain import explain as explain_gate
+    from gatecheck.explain import render_explanation
+
+    with _user_errors():
+        project = load_project(config)
+        document = explain_gate(project, phase, parse_as_of(as_of), check)
+    if fmt is ListFormat.json:
+        typer.echo(json.dumps(document, indent=2, default=str))
+    else:
+        typer.echo(render_explanation(document), nl=False)
+
+
+@app.command()
 def validate(config: ConfigOption = Path(".")) -> None:
     """Check every configuration file; print each problem with its file and key."""
     with _user_errors():

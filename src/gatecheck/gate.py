@@ -12,18 +12,16 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
 from gatecheck import __version__
+from gatecheck.checkplan import CheckPlan, plan_checks, query_parameters
 from gatecheck.config import (
-    BUILTIN_PARAMETERS,
-    CheckRef,
     GateConfig,
     Project,
     ResolvedThreshold,
-    RollbackRef,
     SuiteConfig,
 )
 from gatecheck.describe import failure_text
@@ -45,7 +43,6 @@ from gatecheck.results import (
     SoakStatus,
     Verdict,
     VerdictState,
-    Window,
 )
 from gatecheck.runner import Validator, judge_evidence, validate_frame
 from gatecheck.sources import Source
@@ -93,11 +90,6 @@ class SourcePool:
         self._sources.clear()
 
 
-def window_for(as_of: datetime, length: timedelta, settle: timedelta) -> Window:
-    end = as_of - settle
-    return Window(start=end - length, end=end, length=length, settle=settle)
-
-
 async def evaluate(
     project: Project,
     phase: str,
@@ -136,10 +128,9 @@ async def evaluate(
     thresholds = project.resolve_thresholds(phase)
     pool = SourcePool(project, gate.environment, source_factory)
     try:
-        refs: list[CheckRef | RollbackRef] = [*gate.checks, *gate.rollback]
         jobs = [
-            _run_check(project, gate, ref, _role(ref), as_of, thresholds, pool, judge_in, validator)
-            for ref in refs
+            _run_check(plan, as_of, thresholds, pool, judge_in, validator)
+            for plan in plan_checks(project, gate, as_of)
         ]
         checks = list(await asyncio.gather(*jobs))
     finally:
@@ -333,33 +324,24 @@ def _summary(check: CheckResult) -> str:
 
 
 async def _run_check(
-    project: Project,
-    gate: GateConfig,
-    ref: CheckRef | RollbackRef,
-    role: Literal["required", "advisory", "rollback"],
+    plan: CheckPlan,
     as_of: datetime,
     thresholds: Mapping[str, ResolvedThreshold],
     pool: SourcePool,
     judge_in: JudgeIn,
     validator: Validator | None = None,
 ) -> CheckResult:
-    suite = project.suites[ref.suite]
-    # The gate's window is for its checks; a rollback suite watches the last minutes and
-    # keeps its own window unless its rollback entry names one.
-    gate_window = None if role == "rollback" else gate.window
-    length = ref.window or gate_window or suite.window.length
-    settle = ref.settle if ref.settle is not None else suite.window.settle
-    window = window_for(as_of, length, settle)
+    suite, window = plan.suite, plan.window
     base: dict[str, Any] = {
         "suite": suite.name,
         "description": suite.description,
         "source": suite.source,
-        "role": role,
+        "role": plan.role,
         "window": window,
     }
     try:
         source = pool.get(suite.source)
-        frame = await source.query(suite.query, _query_parameters(suite, window, as_of, thresholds))
+        frame = await source.query(suite.query, query_parameters(suite, window, as_of, thresholds))
     except (SourceUnavailable, SourceTimeout) as exc:
         return CheckResult(
             **base, outcome=Outcome.ERROR, source_available=False, reason=f"source {suite.source}: {exc}"
@@ -389,25 +371,6 @@ async def _run_check(
         return CheckResult(
             **base, outcome=Outcome.ERROR, reason=f"internal error: {type(exc).__name__}: {exc}"
         )
-
-
-def _role(ref: CheckRef | RollbackRef) -> Literal["required", "advisory", "rollback"]:
-    if isinstance(ref, RollbackRef):
-        return "rollback"
-    return "required" if ref.required else "advisory"
-
-
-def _query_parameters(
-    suite: SuiteConfig, window: Window, as_of: datetime, thresholds: Mapping[str, ResolvedThreshold]
-) -> dict[str, Any]:
-    builtins: dict[str, Any] = {"window_start": window.start, "window_end": window.end, "as_of": as_of}
-    if not isinstance(suite.query, str):
-        return builtins  # a structured query (NATS) takes the window itself
-    # SQL gets exactly the parameters it names: ClickHouse rejects unused ones on some versions.
-    return {
-        name: builtins[name] if name in BUILTIN_PARAMETERS else thresholds[name].value
-        for name in suite.query_parameters()
-    }
 
 
 def judge(

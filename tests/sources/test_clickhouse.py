@@ -236,8 +236,9 @@ MALFORMED_ANSWERS = {
 
 @pytest.mark.parametrize("case", sorted(MALFORMED_ANSWERS))
 def test_a_malformed_answer_is_inconclusive_or_error_never_pass(warehouse: Path, case: str) -> None:
+    from gatecheck.checkplan import window_for
     from gatecheck.config import load_project
-    from gatecheck.gate import judge, window_for
+    from gatecheck.gate import judge
 
     from ..conftest import PROJECT
 

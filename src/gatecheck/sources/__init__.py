@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Discriminator, Field, Tag
 
+from gatecheck.sources import clickhouse, nats, prometheus
 from gatecheck.sources.base import QueryParameters, Source, SourceSettings
 from gatecheck.sources.clickhouse import ClickHouseSourceConfig, sql_problems
 from gatecheck.sources.nats import NatsQuery, NatsSourceConfig
@@ -64,6 +65,9 @@ class SourceKind:
     label: str  # "ClickHouse", for messages
     query_types: tuple[type, ...]  # what a suite's `query:` parses into for this kind
     query_help: str  # what the query must be, for the message when it is not
+    # what the source would send for a query (`gatecheck explain`), nothing connected:
+    # (source name, config, query, parameters, root) → {"sent_to": …, "requests": […]}
+    explain: Callable[[str, Any, Any, QueryParameters, Path], dict[str, Any]]
     text_problems: Callable[[str], list[str]] | None = None  # static checks of a text query
     # (key, what the source is, problem) for a query its configuration cannot answer
     config_problems: Callable[[Any, Any], list[tuple[str, str, str]]] = _no_problems
@@ -72,10 +76,21 @@ class SourceKind:
 #: ``type:`` in gatecheck.yaml → its kind. Explicit, no plugin discovery.
 SOURCE_TYPES: dict[str, SourceKind] = {
     "clickhouse": SourceKind(
-        ClickHouseSourceConfig, _clickhouse, "ClickHouse", (str,), "SQL text", sql_problems
+        ClickHouseSourceConfig,
+        _clickhouse,
+        "ClickHouse",
+        (str,),
+        "SQL text",
+        clickhouse.explain_query,
+        sql_problems,
     ),
     "nats": SourceKind(
-        NatsSourceConfig, _nats, "NATS", (NatsQuery,), "a mapping of streams / consumers / counts / derive"
+        NatsSourceConfig,
+        _nats,
+        "NATS",
+        (NatsQuery,),
+        "a mapping of streams / consumers / counts / derive",
+        nats.explain_query,
     ),
     "prometheus": SourceKind(
         PrometheusSourceConfig,
@@ -83,6 +98,7 @@ SOURCE_TYPES: dict[str, SourceKind] = {
         "Prometheus",
         (str, PromQuery),
         "PromQL text or a mapping of measures",
+        prometheus.explain_query,
         promql_problems,
         scrape_query_problems,
     ),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
@@ -74,3 +74,8 @@ class Source(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {redact(self.config.url)}>"
+
+
+def iso_utc(moment: datetime) -> str:
+    """``2026-11-23T22:50:00Z`` (what ``explain`` shows beside a datetime as it is sent)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from gatecheck.clickhouse import ClickHouse, Connection, Target
 from gatecheck.errors import SourceTimeout
 from gatecheck.frozen import NAME
-from gatecheck.sources.base import QueryParameters, Source, SourceSettings
+from gatecheck.sources.base import QueryParameters, Source, SourceSettings, iso_utc
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,6 +86,33 @@ def format_parameter(value: Any) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     return str(value)
+
+
+def explain_query(
+    name: str, config: ClickHouseSourceConfig, query: Any, parameters: QueryParameters, root: Path
+) -> dict[str, Any]:
+    """What the source sends for ``query`` (``gatecheck explain``): the wrapped SQL and each
+    bound parameter as sent, nothing connected."""
+    target = Target.parse(config.url, root, what=f"source {name!r}")
+    types = sql_parameters(query)
+    return {
+        "sent_to": f"{target.where}, database {target.database}",
+        "requests": [
+            {
+                "what": "query",
+                "text": wrap_readonly(query, config.timeout.total_seconds()),
+                "parameters": [
+                    {
+                        "name": key,
+                        "type": types.get(key, ""),
+                        "sent": format_parameter(value),
+                        **({"means": iso_utc(value)} if isinstance(value, datetime) else {}),
+                    }
+                    for key, value in parameters.items()
+                ],
+            }
+        ],
+    }
 
 
 # ---------------------------------------------------------------- the source

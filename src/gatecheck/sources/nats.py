@@ -37,7 +37,7 @@ from pydantic import SecretStr, field_validator
 from gatecheck.arith import evaluate as evaluate_expression
 from gatecheck.errors import ConfigError, QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.frozen import NAME, Frozen
-from gatecheck.sources.base import QueryParameters, Source, SourceSettings
+from gatecheck.sources.base import QueryParameters, Source, SourceSettings, iso_utc
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -138,6 +138,39 @@ class NatsQuery(Frozen):
                 )
             known.add(name)
         return found
+
+
+def explain_query(
+    name: str, config: NatsSourceConfig, query: Any, parameters: QueryParameters, root: Path
+) -> dict[str, Any]:
+    """The JetStream API calls the source makes for ``query`` (``gatecheck explain``)."""
+    requests: list[dict[str, Any]] = []
+    for stream in query.streams:
+        expected = ""
+        if stream.subjects is not None:
+            expected = f" (expected subjects: {', '.join(stream.subjects)})"
+        requests.append({"what": "stream info", "text": f"$JS.API.STREAM.INFO.{stream.name}{expected}"})
+    for consumer in query.consumers:
+        requests.append(
+            {"what": "consumer info", "text": f"$JS.API.CONSUMER.INFO.{consumer.stream}.{consumer.name}"}
+        )
+    start, end = parameters["window_start"], parameters["window_end"]
+    assert isinstance(start, datetime) and isinstance(end, datetime)
+    for count in query.counts:
+        on = count.stream + (f" (subject {count.subject})" if count.subject else "")
+        requests.append(
+            {
+                "what": f"count {count.name}",
+                "text": (
+                    f"messages on {on} stamped in [{iso_utc(start)}, {iso_utc(end)}): two ephemeral "
+                    "consumers (deliver by start time at each end, no acks, in memory, deleted after), "
+                    "pending from the start minus pending from the end, read until stable"
+                ),
+            }
+        )
+    for column, expression in query.derive.items():
+        requests.append({"what": f"derive {column}", "text": f"{column} = {expression} (computed here)"})
+    return {"sent_to": f"NATS at {redact(config.url)}", "requests": requests}
 
 
 # ---------------------------------------------------------------- the source

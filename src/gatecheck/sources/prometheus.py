@@ -24,7 +24,7 @@ from pydantic import Field, SecretStr
 
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.frozen import NAME, Frozen
-from gatecheck.sources.base import QueryParameters, Source, SourceSettings
+from gatecheck.sources.base import QueryParameters, Source, SourceSettings, iso_utc
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -114,6 +114,25 @@ def render_promql(promql: str, parameters: QueryParameters) -> str:
     for name in sorted(values, key=len, reverse=True):
         promql = promql.replace(f"${name}", values[name])
     return promql
+
+
+def explain_query(
+    name: str, config: PrometheusSourceConfig, query: Any, parameters: QueryParameters, root: Path
+) -> dict[str, Any]:
+    """The instant queries the source sends for ``query`` (``gatecheck explain``)."""
+    measures = query.measures if isinstance(query, PromQuery) else {"value": query}
+    end = parameters["window_end"]
+    assert isinstance(end, datetime)
+    at = {"name": "time", "type": "", "sent": f"{end.timestamp():.3f}", "means": iso_utc(end)}
+    if config.scrape:
+        sent_to = f"one scrape of {redact(config.url)}, each measure evaluated on that snapshot"
+    else:
+        sent_to = f"Prometheus at {redact(config.url)}: GET /api/v1/query (instant queries)"
+    requests = [
+        {"what": f"measure {measure}", "text": render_promql(promql, parameters), "parameters": [at]}
+        for measure, promql in measures.items()
+    ]
+    return {"sent_to": sent_to, "requests": requests}
 
 
 def _value(raw: Any) -> float | None:

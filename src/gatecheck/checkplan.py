@@ -1,0 +1,100 @@
+"""What one check of a gate does at an ``as_of`` before anything runs: its window (and where
+its length and settle came from) and the parameters its query is sent with.
+
+The gate engine and ``gatecheck explain`` both use this module, so what ``explain`` shows is
+what a run sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from gatecheck.config import (
+    BUILTIN_PARAMETERS,
+    CheckRef,
+    GateConfig,
+    Project,
+    ResolvedThreshold,
+    RollbackRef,
+    SuiteConfig,
+)
+from gatecheck.results import Window
+
+Role = Literal["required", "advisory", "rollback"]
+
+
+def window_for(as_of: datetime, length: timedelta, settle: timedelta) -> Window:
+    """``[as_of - settle - length, as_of - settle)``."""
+    end = as_of - settle
+    return Window(start=end - length, end=end, length=length, settle=settle)
+
+
+def role_of(ref: CheckRef | RollbackRef) -> Role:
+    if isinstance(ref, RollbackRef):
+        return "rollback"
+    return "required" if ref.required else "advisory"
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    """One check of a gate at one ``as_of``: the suite, its role and window; ``length_from``
+    and ``settle_from`` name the file and key each came from."""
+
+    suite: SuiteConfig
+    role: Role
+    window: Window
+    length_from: str
+    settle_from: str
+
+
+def plan_checks(project: Project, gate: GateConfig, as_of: datetime) -> list[CheckPlan]:
+    """Every check of ``gate`` (its checks, then its rollback suites) at ``as_of``."""
+    gate_file = project.files.get(f"gate:{gate.phase}", f"gates/{gate.phase}.yaml")
+    refs: list[tuple[str, CheckRef | RollbackRef]] = [
+        *((f"{gate_file}: checks[{i}]", ref) for i, ref in enumerate(gate.checks)),
+        *((f"{gate_file}: rollback[{i}]", ref) for i, ref in enumerate(gate.rollback)),
+    ]
+    return [_plan(project, gate, ref, where, gate_file, as_of) for where, ref in refs]
+
+
+def _plan(
+    project: Project,
+    gate: GateConfig,
+    ref: CheckRef | RollbackRef,
+    where: str,
+    gate_file: str,
+    as_of: datetime,
+) -> CheckPlan:
+    suite = project.suites[ref.suite]
+    suite_file = project.files.get(f"suite:{suite.name}", f"suites/{suite.name}.yaml")
+    role = role_of(ref)
+    # The gate's window is for its checks; a rollback suite watches the last minutes and
+    # keeps its own window unless its rollback entry names one.
+    if ref.window is not None:
+        length, length_from = ref.window, f"{where}.window"
+    elif role != "rollback" and gate.window is not None:
+        length, length_from = gate.window, f"{gate_file}: window"
+    else:
+        length, length_from = suite.window.length, f"{suite_file}: window.length"
+    if ref.settle is not None:
+        settle, settle_from = ref.settle, f"{where}.settle"
+    else:
+        settle, settle_from = suite.window.settle, f"{suite_file}: window.settle"
+    return CheckPlan(suite, role, window_for(as_of, length, settle), length_from, settle_from)
+
+
+def query_parameters(
+    suite: SuiteConfig, window: Window, as_of: datetime, thresholds: Mapping[str, ResolvedThreshold]
+) -> dict[str, Any]:
+    """The parameters the suite's query is sent with."""
+    builtins: dict[str, Any] = {"window_start": window.start, "window_end": window.end, "as_of": as_of}
+    if not isinstance(suite.query, str):
+        return builtins  # a structured query (NATS) takes the window itself
+    # SQL gets exactly the parameters it names: ClickHouse rejects unused ones on some versions.
+    return {
+        name: builtins[name] if name in BUILTIN_PARAMETERS else thresholds[name].value
+        for name in suite.query_parameters()
+    }

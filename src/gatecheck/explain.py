@@ -1,0 +1,171 @@
+"""``gatecheck explain``: what a gate would do at an ``as_of`` — each check's window and where
+it came from, the query exactly as its source would receive it, the expectations with every
+threshold resolved and its provenance, and the evidence rule — without touching a source.
+
+The windows and parameters come from :mod:`gatecheck.checkplan`, the same code the engine
+runs, and each source kind describes its own requests (``SourceKind.explain``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from gatecheck.checkplan import plan_checks, query_parameters
+from gatecheck.config import ParameterRef, Project, ResolvedThreshold
+from gatecheck.durations import format_duration
+from gatecheck.errors import ConfigError
+from gatecheck.sources import kind_of
+from gatecheck.sources.base import iso_utc
+
+#: Expectation kwargs that are thresholds when written as literals in a suite.
+_BOUND_KWARGS = ("min_value", "max_value", "value", "mostly", "value_set", "strict_min", "strict_max")
+
+
+def _threshold(resolved: ResolvedThreshold) -> dict[str, Any]:
+    return {
+        "value": resolved.value,
+        "threshold": resolved.name,
+        "provenance": resolved.provenance,
+        "key": resolved.key,
+    }
+
+
+def _kwargs(kwargs: dict[str, Any], thresholds: dict[str, ResolvedThreshold], where: str) -> dict[str, Any]:
+    resolved: dict[str, Any] = {}
+    for name, value in kwargs.items():
+        if isinstance(value, dict) and set(value) == {"$PARAMETER"}:
+            resolved[name] = _threshold(thresholds[value["$PARAMETER"]])
+        elif name in _BOUND_KWARGS and value is not None:
+            resolved[name] = {"value": value, "provenance": "suite", "key": f"{where}.{name}"}
+        else:
+            resolved[name] = value
+    return resolved
+
+
+def explain(project: Project, phase: str, as_of: datetime, check: str | None = None) -> dict[str, Any]:
+    """The explanation document of ``phase`` at ``as_of`` (one check with ``check``)."""
+    gate = project.gate(phase)
+    thresholds = project.resolve_thresholds(phase)
+    plans = plan_checks(project, gate, as_of)
+    if check is not None:
+        plans = [p for p in plans if p.suite.name == check]
+        if not plans:
+            names = ", ".join(p.suite.name for p in plan_checks(project, gate, as_of))
+            raise ConfigError(f"--check: gate {phase} has no check {check!r} (its checks: {names})")
+    sources = project.config.environments[gate.environment].sources
+    checks = []
+    for plan in plans:
+        suite, window = plan.suite, plan.window
+        suite_file = project.files.get(f"suite:{suite.name}", f"suites/{suite.name}.yaml")
+        config = sources[suite.source]
+        parameters = query_parameters(suite, window, as_of, thresholds)
+        query = kind_of(config).explain(suite.source, config, suite.query, parameters, project.root)
+        for request in query["requests"]:
+            for parameter in request.get("parameters", []):
+                if parameter["name"] in thresholds:  # a threshold bound into the SQL
+                    resolved = thresholds[parameter["name"]]
+                    parameter.update(provenance=resolved.provenance, key=resolved.key)
+        evidence: dict[str, Any] | None = None
+        if suite.evidence is not None:
+            minimum = suite.evidence.min_total
+            evidence = {
+                "column": suite.evidence.column,
+                "min_total": _threshold(thresholds[minimum.name])
+                if isinstance(minimum, ParameterRef)
+                else {"value": minimum, "provenance": "suite", "key": f"{suite_file}: evidence.min_total"},
+                "rule": f"the sum of {suite.evidence.column} over the result must reach min_total; "
+                "less is inconclusive, never a pass",
+            }
+        checks.append(
+            {
+                "suite": suite.name,
+                "description": " ".join(suite.description.split()),
+                "role": plan.role,
+                "source": {"name": suite.source, "type": config.type},  # type: ignore[attr-defined]
+                "window": {
+                    "start": iso_utc(window.start),
+                    "end": iso_utc(window.end),
+                    "length": format_duration(window.length),
+                    "length_from": plan.length_from,
+                    "settle": format_duration(window.settle),
+                    "settle_from": plan.settle_from,
+                },
+                "query": query,
+                "evidence": evidence,
+                "expectations": [
+                    {"type": spec.type, **_kwargs(spec.kwargs, thresholds, f"{suite_file}: expectations[{i}]")}
+                    for i, spec in enumerate(suite.expectations)
+                ],
+                "groups": suite.groups,
+            }
+        )
+    return {
+        "phase": phase,
+        "environment": gate.environment,
+        "as_of": iso_utc(as_of),
+        "requires": list(gate.requires),
+        "soak": None
+        if gate.soak is None
+        else {"duration": format_duration(gate.soak.duration), "max_gap": format_duration(gate.soak.max_gap)},
+        "checks": checks,
+    }
+
+
+def _value_text(entry: Any) -> str:
+    if isinstance(entry, dict) and "provenance" in entry:
+        name = f"{entry['threshold']}, " if "threshold" in entry else ""
+        return f"{entry['value']!r}  ({name}{entry['provenance']}: {entry['key']})"
+    return repr(entry)
+
+
+def render_explanation(document: dict[str, Any]) -> str:
+    """The explanation as text, one block per check."""
+    lines = [
+        f"{document['phase']} [{document['environment']}] as of {document['as_of']}: what a run would "
+        "send and judge (nothing was sent)"
+    ]
+    if document["requires"]:
+        lines.append(f"requires   a recorded GO of {', '.join(document['requires'])} (from the ledger)")
+    if document["soak"]:
+        soak = document["soak"]
+        lines.append(f"soak       {soak['duration']} of passing evaluations, gaps ≤ {soak['max_gap']} (ledger)")
+    pad = " " * 11
+    for check in document["checks"]:
+        window, query = check["window"], check["query"]
+        lines += [
+            "",
+            f"{check['suite']} — {check['role']} check on {check['source']['name']} ({check['source']['type']})",
+        ]
+        if check["description"]:
+            lines.append(f"{pad}{check['description']}")
+        lines += [
+            f"window     {window['start']} → {window['end']}",
+            f"{pad}length {window['length']:<6} from {window['length_from']}",
+            f"{pad}settle {window['settle']:<6} from {window['settle_from']}",
+            f"sent to    {query['sent_to']}",
+        ]
+        for request in query["requests"]:
+            lines.append(f"{request['what']}:")
+            lines += [f"{pad}{line}" for line in request["text"].splitlines()]
+            for parameter in request.get("parameters", []):
+                means = f"  = {parameter['means']}" if "means" in parameter else ""
+                origin = f"  ({parameter['provenance']}: {parameter['key']})" if "key" in parameter else ""
+                kind = f" {parameter['type']}" if parameter["type"] else ""
+                lines.append(f"{pad}with {parameter['name']}{kind} = {parameter['sent']}{means}{origin}")
+        evidence = check["evidence"]
+        if evidence is None:
+            lines.append("evidence   no minimum: an empty result is inconclusive, any row is judged")
+        else:
+            lines.append(
+                f"evidence   sum({evidence['column']}) ≥ {_value_text(evidence['min_total'])}; "
+                "less is inconclusive"
+            )
+        for expectation in check["expectations"]:
+            lines.append(f"expect     {expectation['type']}")
+            for name, value in expectation.items():
+                if name != "type":
+                    lines.append(f"{pad}  {name} = {_value_text(value)}")
+        if check["groups"]:
+            lines.append(f"groups     {', '.join(check['groups'])}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,168 @@
+"""`gatecheck explain`: the windows, queries and thresholds a run would use, without a source."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gatecheck.cli import app
+from gatecheck.clickhouse import ClickHouse, Target
+from gatecheck.explain import explain
+
+from .conftest import AS_OF, PROJECT, evaluate
+
+runner = CliRunner()
+AS_OF_TEXT = AS_OF.isoformat()
+
+
+def test_the_explained_queries_are_what_a_run_sends(project_for, warehouse: Path) -> None:
+    """Each explained SQL, sent with the explained parameter values to the real warehouse,
+    returns exactly the rows the engine's evaluation of the same phase judged."""
+    project = project_for("rollup-drift")
+    document = explain(project, "warehouse-release", AS_OF)
+    verdict = asyncio.run(evaluate(project, "warehouse-release", AS_OF))
+    judged = {check.suite: check.rows for check in verdict.checks}
+    assert judged["rollup_parity"] > 0
+    with ClickHouse() as clickhouse:
+        target = Target.parse(f"chdb://{warehouse}?database=rollup_drift", warehouse)
+        connection = clickhouse.connect(target)
+        for check in document["checks"]:
+            (request,) = check["query"]["requests"]
+            assert request["text"].startswith("SELECT * FROM (\n")
+            assert request["text"].endswith("SETTINGS readonly=1, max_execution_time=30")
+            sent = {p["name"]: p["sent"] for p in request["parameters"]}
+            frame = connection.query_df(request["text"], sent)
+            assert len(frame) == judged[check["suite"]], check["suite"]
+    # The failing hour the engine found is inside the explained window.
+    (parity,) = [c for c in document["checks"] if c["suite"] == "rollup_parity"]
+    failing = next(c for c in verdict.checks if c.suite == "rollup_parity")
+    assert failing.outcome.value == "fail"
+    assert parity["window"]["start"] == failing.window.start.isoformat().replace("+00:00", "Z")
+    assert parity["window"]["end"] == failing.window.end.isoformat().replace("+00:00", "Z")
+
+
+def test_windows_and_thresholds_name_where_they_came_from() -> None:
+    result = runner.invoke(
+        app, ["explain", "--phase", "canary-10", "--config", str(PROJECT), "--as-of", AS_OF_TEXT, "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["as_of"] == "2026-11-22T06:00:00Z"
+    checks = {c["suite"]: c for c in document["checks"]}
+    slo = checks["normalize_slo"]
+    # p95_latency_max_ms is overridden for canary-10 only.
+    (p95,) = [e for e in slo["expectations"] if e["column"] == "p95_latency_ms"]
+    assert p95["max_value"] == {
+        "value": 750,
+        "threshold": "p95_latency_max_ms",
+        "provenance": "phase",
+        "key": "thresholds.yaml: phases.canary-10.p95_latency_max_ms",
+    }
+    rollback = checks["rollback_triggers"]
+    assert rollback["role"] == "rollback"
+    assert rollback["window"]["length"] == "5m"
+    assert rollback["window"]["length_from"] == "suites/rollback_triggers.yaml: window.length"
+    assert rollback["window"]["end"] == "2026-11-22T06:00:00Z"
+    (measure, *_) = rollback["query"]["requests"]
+    assert measure["parameters"] == [
+        {"name": "time", "type": "", "sent": f"{AS_OF.timestamp():.3f}", "means": "2026-11-22T06:00:00Z"}
+    ]
+    # Every check of the gate, its rollback suites last.
+    assert [c["role"] for c in document["checks"]][-1] == "rollback"
+
+
+def test_a_per_check_window_and_a_threshold_in_the_sql_are_traced() -> None:
+    document = explain(_project(), "staging-soak", AS_OF)
+    checks = {c["suite"]: c for c in document["checks"]}
+    edges = checks["unmatched_edges"]["window"]
+    assert edges == {
+        "start": "2026-11-22T04:50:00Z",
+        "end": "2026-11-22T05:50:00Z",
+        "length": "1h",
+        "length_from": "gates/staging-soak.yaml: checks[2].window",
+        "settle": "10m",
+        "settle_from": "suites/unmatched_edges.yaml: window.settle",
+    }
+    assert checks["freshness_lag"]["window"]["length_from"] == "gates/staging-soak.yaml: window"
+    (request,) = checks["freshness_lag"]["query"]["requests"]
+    tolerance = next(p for p in request["parameters"] if p["name"] == "clock_skew_tolerance_s")
+    assert tolerance == {
+        "name": "clock_skew_tolerance_s",
+        "type": "Float64",
+        "sent": "5",
+        "provenance": "default",
+        "key": "thresholds.yaml: defaults.clock_skew_tolerance_s",
+    }
+    bus = checks["soak_criteria"]["query"]
+    assert bus["sent_to"] == "NATS at nats://127.0.0.1:4222"
+    assert [r["what"] for r in bus["requests"]][:2] == ["consumer info", "count fallback_events"]
+    assert "[2026-11-20T06:00:00Z, 2026-11-22T06:00:00Z)" in bus["requests"][1]["text"]
+
+
+def _project():
+    from gatecheck.config import load_project
+
+    return load_project(PROJECT, environ={})
+
+
+def test_explain_touches_no_source_and_prints_no_secret(tmp_path: Path) -> None:
+    """Unreachable sources and a password in the URL: explain still answers, fast, and the
+    password is nowhere in its output."""
+    env = {
+        "GATECHECK_CLICKHOUSE_URL": "clickhouse://gate:s3cret-pw@192.0.2.1:8123/prod",
+        "GATECHECK_NATS_URL": "nats://user:nats-s3cret@192.0.2.1:4222",
+        "GATECHECK_PROMETHEUS_URL": "http://prom:prom-s3cret@192.0.2.1:9090",
+    }
+    for fmt in ("text", "json"):
+        result = runner.invoke(
+            app, ["explain", "--phase", "staging-soak", "--config", str(PROJECT), "--format", fmt], env=env
+        )
+        assert result.exit_code == 0, result.output
+        assert "s3cret" not in result.output
+        assert "ClickHouse at 192.0.2.1:8123, database prod" in result.output
+        assert "nats://user:***@192.0.2.1:4222" in result.output
+
+
+def test_explain_text_shows_the_query_with_its_bound_values() -> None:
+    result = runner.invoke(
+        app,
+        ["explain", "--phase", "warehouse-release", "--check", "unmatched_edges", "--config", str(PROJECT),
+         "--as-of", AS_OF_TEXT],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("warehouse-release [staging] as of 2026-11-22T06:00:00Z")
+    assert sum(line.startswith("unmatched_edges — required check on warehouse") for line in lines) == 1
+    assert "freshness_lag" not in result.stdout  # --check: that check alone
+    assert "           ) SETTINGS readonly=1, max_execution_time=30" in lines
+    start = f"{(AS_OF.timestamp() - 4200):.3f}"
+    assert f"           with window_start DateTime64(3) = {start}  = 2026-11-22T04:50:00Z" in lines
+    assert any(
+        line.startswith("             max_value = 0.005  (unmatched_edge_rate_max, default: thresholds.yaml")
+        for line in lines
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--phase", "staging-soak", "--check", "nope"],
+         "gatecheck: error: --check: gate staging-soak has no check 'nope' (its checks: stream_topology, "
+         "soak_criteria, unmatched_edges, freshness_lag, rollup_parity, unattributed_sessions, normalize_slo, "
+         "rollback_triggers)"),
+        (["--phase", "nope"], "gatecheck: error: unknown phase 'nope' (known phases: staging-predeploy, "
+         "staging-deploy, staging-soak, prod-predeploy, canary-10, canary-50, canary-100, prod-soak, warehouse-release)"),
+        (["--phase", "staging-soak", "--as-of", "yesterday"], None),
+    ],
+)  # fmt: skip
+def test_explain_refuses_bad_input_in_one_line(args: list[str], message: str | None) -> None:
+    result = runner.invoke(app, ["explain", "--config", str(PROJECT), *args])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gatecheck: error: ")
+    if message is not None:
+        assert lines == [message]
