@@ -94,7 +94,10 @@ def explain(project: Project, phase: str, as_of: datetime, check: str | None = N
                 "query": query,
                 "evidence": evidence,
                 "expectations": [
-                    {"type": spec.type, **_kwargs(spec.kwargs, thresholds, f"{suite_file}: expectations[{i}]")}
+                    {
+                        "type": spec.type,
+                        **_kwargs(spec.kwargs, thresholds, f"{suite_file}: expectations[{i}]"),
+                    }
                     for i, spec in enumerate(suite.expectations)
                 ],
                 "groups": suite.groups,
@@ -129,7 +132,9 @@ def render_explanation(document: dict[str, Any]) -> str:
         lines.append(f"requires   a recorded GO of {', '.join(document['requires'])} (from the ledger)")
     if document["soak"]:
         soak = document["soak"]
-        lines.append(f"soak       {soak['duration']} of passing evaluations, gaps ≤ {soak['max_gap']} (ledger)")
+        lines.append(
+            f"soak       {soak['duration']} of passing evaluations, gaps ≤ {soak['max_gap']} (ledger)"
+        )
     pad = " " * 11
     for check in document["checks"]:
         window, query = check["window"], check["query"]
