@@ -137,10 +137,10 @@ def render_explanation(document: dict[str, Any]) -> str:
         )
     pad = " " * 11
     for check in document["checks"]:
-        window, query = check["window"], check["query"]
+        window, query, source = check["window"], check["query"], check["source"]
         lines += [
             "",
-            f"{check['suite']} — {check['role']} check on {check['source']['name']} ({check['source']['type']})",
+            f"{check['suite']} — {check['role']} check on {source['name']} ({source['type']})",
         ]
         if check["description"]:
             lines.append(f"{pad}{check['description']}")
