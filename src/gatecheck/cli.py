@@ -251,22 +251,29 @@ def _evaluate(
     assume_soaked: bool,
     record: bool = True,
     recorded_since: datetime | None = None,
+    spinner: bool = False,
 ) -> Verdict:
-    """Evaluate through the engine, against the ledger's history, and record the result."""
+    """Evaluate through the engine, against the ledger's history, and record the result;
+    ``spinner``: name the sources being waited on (on a terminal only)."""
     from gatecheck.durations import parse_as_of
     from gatecheck.engine import Engine
 
     project.gate(phase)  # unknown phase: a usage error before anything runs
     moment: datetime = parse_as_of(as_of)
 
+    from gatecheck.progress import Waiting
+
+    waiting = Waiting(f"evaluating {phase}")
+
     async def go() -> Verdict:
-        async with Engine(project, recorded_since=recorded_since) as engine:
+        async with Engine(project, recorded_since=recorded_since, watch_sources=waiting.watching) as engine:
             evaluation = await engine.evaluate(
                 phase, moment, assume_approved=assume_approved, assume_soaked=assume_soaked, record=record
             )
             return evaluation.verdict
 
-    return asyncio.run(go())
+    with waiting.shown(spinner):
+        return asyncio.run(go())
 
 
 def _say(line: str) -> None:
@@ -335,7 +342,10 @@ def run(
             verdict = fetch_verdict(url, phase, evaluate_now=fresh)
         else:
             project = load_project(config, expectations=True)
-            verdict = _evaluate(project, phase, as_of, assume_approved or [], assume_soaked, record)
+            spinner = fmt is VerdictFormat.text and output is None
+            verdict = _evaluate(
+                project, phase, as_of, assume_approved or [], assume_soaked, record, spinner=spinner
+            )
     _finish(verdict, fmt, output)
 
 
@@ -512,6 +522,33 @@ def explain(
         typer.echo(json.dumps(document, indent=2, default=str))
     else:
         typer.echo(render_explanation(document), nl=False)
+
+
+@app.command("check-sources")
+def check_sources(
+    config: ConfigOption = Path("."),
+    environment: Annotated[
+        str | None,
+        typer.Option("--environment", "-e", metavar="NAME", help="Only this environment's sources."),
+    ] = None,
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
+) -> None:
+    """Connect to each source and check what the suites read exists (ClickHouse tables and
+    columns, NATS streams); exit 0 when every source is ready, 3 when not."""
+    from gatecheck.progress import Waiting
+    from gatecheck.sourcecheck import check_sources as probe_sources
+    from gatecheck.sourcecheck import render_checks
+
+    waiting = Waiting("checking sources")
+    with _user_errors():
+        project = load_project(config)
+        with waiting.shown(fmt is ListFormat.text):
+            checks = asyncio.run(probe_sources(project, environment, waiting.start, waiting.done))
+    if fmt is ListFormat.json:
+        typer.echo(json.dumps([c.document() for c in checks], indent=2))
+    else:
+        typer.echo(render_checks(checks), nl=False)
+    raise typer.Exit(ExitCode.GO if all(c.ok for c in checks) else ExitCode.INCONCLUSIVE)
 
 
 @app.command()

@@ -89,6 +89,7 @@ class Engine:
         source_factory: SourceFactory | None = None,
         validation_timeout: float = VALIDATION_TIMEOUT_S,
         recorded_since: datetime | None = None,
+        watch_sources: Callable[[SourceFactory], SourceFactory] | None = None,
     ) -> None:
         self.project = project
         # The embedded ClickHouse engine's clients and their one lock, for sources and ledger.
@@ -96,6 +97,8 @@ class Engine:
         self.source_factory: SourceFactory = source_factory or functools.partial(
             open_source, clickhouse=self.clickhouse
         )
+        if watch_sources is not None:  # the CLI's spinner: which source is being waited on
+            self.source_factory = watch_sources(self.source_factory)
         self.validation_timeout = validation_timeout
         # Judge `requires` and soak only on records written since then (the demo's own run).
         self.recorded_since = recorded_since

@@ -6,7 +6,7 @@ discovery. A new source is a leaf module and one entry in ``SOURCE_TYPES``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,6 +17,7 @@ from gatecheck.sources import clickhouse, nats, prometheus
 from gatecheck.sources.base import QueryParameters, Source, SourceSettings
 from gatecheck.sources.clickhouse import ClickHouseSourceConfig, sql_problems
 from gatecheck.sources.nats import NatsQuery, NatsSourceConfig
+from gatecheck.sources.probe import Probe
 from gatecheck.sources.prometheus import (
     PrometheusSourceConfig,
     PromQuery,
@@ -68,6 +69,8 @@ class SourceKind:
     # what the source would send for a query (`gatecheck explain`), nothing connected:
     # (source name, config, query, parameters, root) → {"sent_to": …, "requests": […]}
     explain: Callable[[str, Any, Any, QueryParameters, Path], dict[str, Any]]
+    # `gatecheck check-sources`: (source name, config, root, the suites reading it) → a Probe
+    check: Callable[[str, Any, Path, list[Any]], Awaitable[Probe]]
     text_problems: Callable[[str], list[str]] | None = None  # static checks of a text query
     # (key, what the source is, problem) for a query its configuration cannot answer
     config_problems: Callable[[Any, Any], list[tuple[str, str, str]]] = _no_problems
@@ -82,6 +85,7 @@ SOURCE_TYPES: dict[str, SourceKind] = {
         (str,),
         "SQL text",
         clickhouse.explain_query,
+        clickhouse.check_source,
         sql_problems,
     ),
     "nats": SourceKind(
@@ -91,6 +95,7 @@ SOURCE_TYPES: dict[str, SourceKind] = {
         (NatsQuery,),
         "a mapping of streams / consumers / counts / derive",
         nats.explain_query,
+        nats.check_source,
     ),
     "prometheus": SourceKind(
         PrometheusSourceConfig,
@@ -99,6 +104,7 @@ SOURCE_TYPES: dict[str, SourceKind] = {
         (str, PromQuery),
         "PromQL text or a mapping of measures",
         prometheus.explain_query,
+        prometheus.check_source,
         promql_problems,
         scrape_query_problems,
     ),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -20,9 +21,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import SecretStr
 
 from gatecheck.clickhouse import ClickHouse, Connection, Target
-from gatecheck.errors import SourceTimeout
+from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
 from gatecheck.frozen import NAME
 from gatecheck.sources.base import QueryParameters, Source, SourceSettings, iso_utc
+from gatecheck.sources.probe import Probe, counted
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -113,6 +115,116 @@ def explain_query(
             }
         ],
     }
+
+
+def tables_and_columns(sql: str, database: str) -> dict[tuple[str, str], set[str]]:
+    """The tables a suite's SQL reads, ``(database, table)`` → the columns it uses of them
+    (parsed with sqlglot's ClickHouse dialect, scope by scope). An unqualified column in a
+    scope reading several tables is listed under each of them (``column_problems`` accepts it
+    if any has it); names the query defines itself (aliases, WITH names, lambda arguments)
+    are not columns."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.optimizer.scope import traverse_scope
+
+    tree = sqlglot.parse_one(sql, read="clickhouse")
+    defined = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    defined |= {param.name for fn in tree.find_all(exp.Lambda) for param in fn.expressions}
+    found: dict[tuple[str, str], set[str]] = {}
+    for scope in traverse_scope(tree):
+        tables = {
+            alias: (source.db or database, source.name)
+            for alias, source in scope.sources.items()
+            if isinstance(source, exp.Table) and source.name not in defined
+        }
+        for table in tables.values():
+            found.setdefault(table, set())
+        if not tables:
+            continue
+        aliases = {alias.alias for alias in scope.expression.find_all(exp.Alias)}
+        for column in scope.columns:
+            if column.table:
+                if column.table in tables:
+                    found[tables[column.table]].add(column.name)
+            elif column.name not in aliases and column.name not in defined:
+                for table in tables.values():
+                    found[table].add(column.name)
+    return found
+
+
+def column_problems(
+    used: dict[tuple[str, str], dict[str, set[str]]],
+    readers: dict[tuple[str, str], set[str]],
+    existing: dict[tuple[str, str], set[str]],
+) -> list[str]:
+    """Problems of ``used`` — (database, table) → column → the suites using it; ``readers``:
+    the suites reading each table — against the ``existing`` columns of each table (absent:
+    the table does not exist)."""
+    problems = []
+    for (database, table), columns in sorted(used.items()):
+        if (database, table) not in existing:
+            suites = ", ".join(sorted(readers[(database, table)]))
+            problems.append(f"table {database}.{table} does not exist (read by {suites})")
+            continue
+        have = existing[(database, table)]
+        for column, users in sorted(columns.items()):
+            if column not in have:
+                problems.append(
+                    f"column {column} is not in {database}.{table} (used by {', '.join(sorted(users))})"
+                )
+    return problems
+
+
+async def check_source(name: str, config: ClickHouseSourceConfig, root: Path, suites: list[Any]) -> Probe:
+    """Connect, read the server's version, and check in one query to ``system.columns`` that
+    every table the suites read exists with the columns they use."""
+    password = config.password.get_secret_value() if config.password is not None else None
+    target = Target.parse(config.url, root, password=password, what=f"source {name!r}")
+    used: dict[tuple[str, str], dict[str, set[str]]] = {}
+    readers: dict[tuple[str, str], set[str]] = {}
+    for suite in suites:
+        for table, columns in tables_and_columns(suite.query, target.database).items():
+            readers.setdefault(table, set()).add(suite.name)
+            into = used.setdefault(table, {})
+            for column in columns:
+                into.setdefault(column, set()).add(suite.name)
+
+    def probe() -> Probe:
+        started = time.perf_counter()
+        with ClickHouse() as hub:
+            connection = hub.connect(target, timeout=config.timeout.total_seconds())
+            try:
+                version = str(connection.query_df("SELECT version() AS v")["v"].iloc[0])
+                latency = (time.perf_counter() - started) * 1000
+                existing: dict[tuple[str, str], set[str]] = {}
+                if used:
+                    frame = connection.query_df(
+                        "SELECT database, table, name FROM system.columns "
+                        "WHERE database IN {databases:Array(String)} AND table IN {tables:Array(String)}",
+                        {
+                            "databases": sorted({d for d, _ in used}),
+                            "tables": sorted({t for _, t in used}),
+                        },
+                    )
+                    for database, table, column in frame.itertuples(index=False):
+                        existing.setdefault((database, table), set()).add(column)
+            finally:
+                if target.embedded is None:
+                    connection.close()
+        count = sum(len(c) for c in used.values())
+        return Probe(
+            version=f"ClickHouse {version}",
+            latency_ms=latency,
+            checked=f"{counted(len(used), 'table')}, {counted(count, 'column')} the suites use",
+            problems=column_problems(used, readers, existing),
+        )
+
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(probe), config.timeout.total_seconds() + 5)
+    except (SourceUnavailable, SourceTimeout, TimeoutError) as exc:
+        return Probe(reachable=False, problems=[str(exc) or f"no answer within {config.timeout}"])
+    except QueryError as exc:
+        return Probe(problems=[str(exc)])
 
 
 # ---------------------------------------------------------------- the source

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import re
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +40,7 @@ from gatecheck.arith import evaluate as evaluate_expression
 from gatecheck.errors import ConfigError, QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.frozen import NAME, Frozen
 from gatecheck.sources.base import QueryParameters, Source, SourceSettings, iso_utc
+from gatecheck.sources.probe import Probe, counted
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -171,6 +174,66 @@ def explain_query(
     for column, expression in query.derive.items():
         requests.append({"what": f"derive {column}", "text": f"{column} = {expression} (computed here)"})
     return {"sent_to": f"NATS at {redact(config.url)}", "requests": requests}
+
+
+async def check_source(name: str, config: NatsSourceConfig, root: Path, suites: list[Any]) -> Probe:
+    """Connect, read the server's version, and check that every stream (and durable consumer)
+    the suites name exists."""
+    from nats.js.errors import NotFoundError
+
+    streams: dict[str, set[str]] = {}
+    consumers: dict[tuple[str, str], set[str]] = {}
+    for suite in suites:
+        query = suite.query
+        for stream in query.streams:
+            streams.setdefault(stream.name, set()).add(suite.name)
+        for count in query.counts:
+            streams.setdefault(count.stream, set()).add(suite.name)
+        for consumer in query.consumers:
+            streams.setdefault(consumer.stream, set()).add(suite.name)
+            consumers.setdefault((consumer.stream, consumer.name), set()).add(suite.name)
+    source = NatsSource(name, config, root)
+    try:
+        started = time.perf_counter()
+        try:
+            jsm = await source._jsm()
+        except (SourceUnavailable, SourceTimeout) as exc:
+            return Probe(reachable=False, problems=[str(exc)])
+        latency = (time.perf_counter() - started) * 1000
+        assert source._connection is not None
+        server = source._connection.connected_server_version
+        version = f"NATS {server.major}.{server.minor}.{server.patch}"
+        problems: list[str] = []
+        missing: set[str] = set()
+        try:
+            for stream, users in sorted(streams.items()):
+                try:
+                    await source._call(f"stream {stream}", functools.partial(jsm.stream_info, stream))
+                except NotFoundError:
+                    missing.add(stream)
+                    problems.append(f"stream {stream} does not exist (named by {', '.join(sorted(users))})")
+            for (stream, consumer), users in sorted(consumers.items()):
+                if stream in missing:
+                    continue
+                try:
+                    await source._call(
+                        f"consumer {stream}/{consumer}",
+                        functools.partial(jsm.consumer_info, stream, consumer),
+                    )
+                except NotFoundError:
+                    problems.append(
+                        f"consumer {stream}/{consumer} does not exist (named by {', '.join(sorted(users))})"
+                    )
+        except (SourceUnavailable, SourceTimeout, QueryError) as exc:
+            problems.append(str(exc))
+        return Probe(
+            version=version,
+            latency_ms=latency,
+            checked=f"{counted(len(streams), 'stream')}, {counted(len(consumers), 'consumer')} named",
+            problems=problems,
+        )
+    finally:
+        await source.close()
 
 
 # ---------------------------------------------------------------- the source

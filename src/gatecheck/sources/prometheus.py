@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -25,6 +26,7 @@ from pydantic import Field, SecretStr
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.frozen import NAME, Frozen
 from gatecheck.sources.base import QueryParameters, Source, SourceSettings, iso_utc
+from gatecheck.sources.probe import Probe, counted
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -133,6 +135,56 @@ def explain_query(
         for measure, promql in measures.items()
     ]
     return {"sent_to": sent_to, "requests": requests}
+
+
+async def check_source(name: str, config: PrometheusSourceConfig, root: Path, suites: list[Any]) -> Probe:
+    """Reach the server (its build info: version) or, for a scrape source, the exposition."""
+    started = time.perf_counter()
+    if config.scrape:
+        from gatecheck.sources.scrape import ScrapeSource
+
+        scrape = ScrapeSource(name, config, root)
+        try:
+            samples = await scrape._samples()
+        except (SourceUnavailable, SourceTimeout) as exc:
+            return Probe(reachable=False, problems=[str(exc)])
+        except QueryError as exc:
+            return Probe(problems=[str(exc)])
+        finally:
+            await scrape.close()
+        families = len({sample[0] for sample in samples})
+        return Probe(
+            version="an exposition (no server)",
+            latency_ms=(time.perf_counter() - started) * 1000,
+            checked=f"{counted(len(samples), 'sample')} of {counted(families, 'series name')}",
+        )
+    source = PrometheusSource(name, config, root)
+    shown = redact(source.base)
+    try:
+        response = await source._client.get(f"{source.base}/api/v1/status/buildinfo")
+    except httpx.TimeoutException:
+        return Probe(
+            reachable=False, problems=[f"Prometheus at {shown} did not answer within {source.timeout:g}s"]
+        )
+    except httpx.HTTPError as exc:
+        return Probe(reachable=False, problems=[f"cannot reach Prometheus at {shown}: {exc}"])
+    finally:
+        await source.close()
+    latency = (time.perf_counter() - started) * 1000
+    if response.status_code in (401, 403):
+        return Probe(
+            latency_ms=latency, problems=[f"Prometheus refused the credentials ({response.status_code})"]
+        )
+    try:
+        version = response.json()["data"]["version"]
+    except (ValueError, KeyError, TypeError):
+        return Probe(
+            latency_ms=latency,
+            problems=[
+                f"{shown} answered {response.status_code} without Prometheus build info (not its API?)"
+            ],
+        )
+    return Probe(version=f"Prometheus {version}", latency_ms=latency, checked="reachable")
 
 
 def _value(raw: Any) -> float | None:

@@ -1,0 +1,78 @@
+"""Progress where a person waits: a spinner on stderr naming the sources still being waited
+on, shown only on a terminal (never in a pipe, a file or a JSON run)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from gatecheck.sources.base import QueryParameters, Source
+
+
+class Waiting:
+    """What is in flight, by label, and for how long; renders itself for rich's status line."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.pending: dict[str, float] = {}
+
+    def start(self, label: str) -> None:
+        self.pending.setdefault(label, time.monotonic())
+
+    def done(self, label: str) -> None:
+        self.pending.pop(label, None)
+
+    def text(self) -> str:
+        if not self.pending:
+            return self.what
+        now = time.monotonic()
+        waited = ", ".join(f"{label} {now - since:.0f}s" for label, since in sorted(self.pending.items()))
+        return f"{self.what}: waiting on {waited}"
+
+    def __rich__(self) -> str:
+        return self.text()
+
+    def watching(self, factory: Callable[..., Source]) -> Callable[..., Source]:
+        """``factory`` whose sources report each query in flight under the source's name."""
+
+        def build(name: str, config: Any, root: Any) -> Source:
+            return _Watched(factory(name, config, root), self)
+
+        return build
+
+    @contextlib.contextmanager
+    def shown(self, enabled: bool = True) -> Iterator[Waiting]:
+        """The spinner while the block runs, if ``enabled`` and stderr is a terminal."""
+        if not enabled or not sys.stderr.isatty():
+            yield self
+            return
+        from rich.console import Console
+
+        with Console(stderr=True).status(self, spinner="dots"):
+            yield self
+
+
+class _Watched(Source):
+    """A source whose queries are reported to a :class:`Waiting` while they run."""
+
+    def __init__(self, inner: Source, waiting: Waiting) -> None:
+        super().__init__(inner.name, inner.config)
+        self.inner = inner
+        self.waiting = waiting
+        self.running = 0
+
+    async def query(self, text: Any, parameters: QueryParameters) -> Any:
+        self.running += 1
+        self.waiting.start(self.name)
+        try:
+            return await self.inner.query(text, parameters)
+        finally:
+            self.running -= 1
+            if not self.running:
+                self.waiting.done(self.name)
+
+    async def close(self) -> None:
+        await self.inner.close()

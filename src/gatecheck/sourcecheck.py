@@ -1,0 +1,108 @@
+"""``gatecheck check-sources``: connect to each source of an environment and say whether the
+suites can run there — reachable, which server and version, how long connecting took, and,
+per kind, that what the suites read exists (ClickHouse tables and columns, NATS streams)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from gatecheck.config import Project
+from gatecheck.errors import ConfigError, GatecheckError, redact
+from gatecheck.sources import kind_of
+from gatecheck.sources.probe import Probe
+
+
+@dataclass
+class SourceCheck:
+    environment: str
+    name: str
+    type: str
+    url: str  # redacted
+    suites: list[str]
+    probe: Probe
+
+    @property
+    def ok(self) -> bool:
+        return not self.probe.problems
+
+    def document(self) -> dict[str, Any]:
+        probe = self.probe
+        return {
+            "environment": self.environment,
+            "source": self.name,
+            "type": self.type,
+            "url": self.url,
+            "suites": self.suites,
+            "reachable": probe.reachable,
+            "version": probe.version,
+            "latency_ms": None if probe.latency_ms is None else round(probe.latency_ms, 1),
+            "checked": probe.checked,
+            "problems": probe.problems,
+        }
+
+
+def _suites_by_source(project: Project, environment: str) -> dict[str, list[Any]]:
+    """The suites that the gates of ``environment`` run, per source name."""
+    found: dict[str, dict[str, Any]] = {}
+    for gate in project.gates.values():
+        if gate.environment != environment:
+            continue
+        for suite_name in [ref.suite for ref in gate.checks] + [ref.suite for ref in gate.rollback]:
+            suite = project.suites[suite_name]
+            found.setdefault(suite.source, {})[suite.name] = suite
+    return {source: list(suites.values()) for source, suites in found.items()}
+
+
+async def check_sources(
+    project: Project, environment: str | None = None, on_start: Any = None, on_done: Any = None
+) -> list[SourceCheck]:
+    """Probe every source of ``environment`` (default: every environment), concurrently.
+    ``on_start(label)`` / ``on_done(label)`` report progress (the CLI's spinner)."""
+    environments = project.config.environments
+    if environment is not None and environment not in environments:
+        known = ", ".join(environments)
+        raise ConfigError(f"--environment: unknown environment {environment!r} (known: {known})")
+    names = [environment] if environment is not None else list(environments)
+
+    async def one(env: str, name: str, config: Any, suites: list[Any]) -> SourceCheck:
+        label = f"{env}/{name}"
+        if on_start is not None:
+            on_start(label)
+        try:
+            probe = await kind_of(config).check(name, config, project.root, suites)
+        except GatecheckError as exc:
+            probe = Probe(reachable=False, problems=[str(exc)])
+        finally:
+            if on_done is not None:
+                on_done(label)
+        return SourceCheck(env, name, config.type, redact(config.url), sorted(s.name for s in suites), probe)
+
+    jobs = []
+    for env in names:
+        suites = _suites_by_source(project, env)
+        for name, config in environments[env].sources.items():
+            jobs.append(one(env, name, config, suites.get(name, [])))
+    return list(await asyncio.gather(*jobs))
+
+
+def render_checks(checks: list[SourceCheck]) -> str:
+    """One line per source, then one line per problem."""
+    lines = []
+    width = max((len(f"{c.environment}/{c.name}") for c in checks), default=0)
+    for check in checks:
+        probe = check.probe
+        label = f"{check.environment}/{check.name}".ljust(width)
+        if not probe.reachable:
+            lines.append(f"unreachable  {label}  {check.type} {check.url}")
+        else:
+            latency = f"{probe.latency_ms:.0f} ms" if probe.latency_ms is not None else "-"
+            state = "ok" if check.ok else "problem"
+            lines.append(
+                f"{state:<11}  {label}  {probe.version or check.type} at {check.url}, {latency}"
+                + (f"; checked {probe.checked}" if probe.checked else "")
+            )
+    for check in checks:
+        lines += [f"problem: {check.environment}/{check.name}: {p}" for p in check.probe.problems]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,201 @@
+"""`gatecheck check-sources`: real sources (chDB, nats-server, Prometheus, an exposition)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gatecheck.cli import app
+from gatecheck.demo.bus import free_port
+from gatecheck.sources.clickhouse import column_problems, tables_and_columns
+
+from .conftest import PROJECT
+
+runner = CliRunner()
+
+
+def environment(warehouse: Path, bus: str, metrics: str, database: str = "healthy") -> dict[str, str]:
+    return {
+        "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={database}",
+        "GATECHECK_NATS_URL": bus,
+        "GATECHECK_PROMETHEUS_URL": metrics,
+    }
+
+
+def test_every_source_ready_is_exit_0(warehouse: Path, bus_for, metrics_url: str) -> None:
+    env = environment(warehouse, bus_for("healthy"), metrics_url)
+    result = runner.invoke(app, ["check-sources", "--config", str(PROJECT), "-e", "staging"], env=env)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3, lines
+    by_source = {line.split()[1]: line for line in lines}
+    assert by_source["staging/warehouse"].startswith("ok ")
+    assert "ClickHouse 26." in by_source["staging/warehouse"]
+    # unmatched_edges, freshness_lag, rollup_parity, unattributed_sessions: 4 tables.
+    assert "checked 4 tables, " in by_source["staging/warehouse"]
+    assert "NATS 2." in by_source["staging/bus"]
+    assert "checked 4 streams, 1 consumer named" in by_source["staging/bus"]
+    assert "an exposition (no server)" in by_source["staging/metrics"]
+
+
+def test_json_names_versions_latency_and_the_suites(warehouse: Path, bus_for, prometheus: str) -> None:
+    env = environment(warehouse, bus_for("healthy"), prometheus)
+    result = runner.invoke(
+        app, ["check-sources", "--config", str(PROJECT), "-e", "production", "--format", "json"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    documents = {d["source"]: d for d in json.loads(result.stdout)}
+    assert documents["metrics"]["version"].startswith("Prometheus ")  # the real server's build info
+    assert documents["metrics"]["latency_ms"] > 0
+    assert "rollback_triggers" in documents["metrics"]["suites"]
+    assert documents["bus"]["problems"] == []
+    assert {d["environment"] for d in documents.values()} == {"production"}
+
+
+def test_a_missing_table_and_column_are_named(warehouse: Path, bus_for, metrics_url: str, config_copy: Path) -> None:
+    path = config_copy / "suites" / "unmatched_edges.yaml"
+    suite = yaml.safe_load(path.read_text())
+    suite["query"] = suite["query"].replace("FROM lifecycle_edges", "FROM lifecycle_edgez")
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    path = config_copy / "suites" / "unattributed_sessions.yaml"
+    suite = yaml.safe_load(path.read_text())
+    suite["query"] = suite["query"].replace("session_start_ts >=", "session_start_tz >=")
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    env = environment(warehouse, bus_for("healthy"), metrics_url)
+    result = runner.invoke(app, ["check-sources", "--config", str(config_copy), "-e", "staging"], env=env)
+    assert result.exit_code == 3, result.output
+    problems = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
+    assert problems == [
+        "problem: staging/warehouse: table healthy.lifecycle_edgez does not exist (read by unmatched_edges)",
+        "problem: staging/warehouse: column session_start_tz is not in healthy.session_facts "
+        "(used by unattributed_sessions)",
+    ]
+    assert result.stdout.splitlines()[0].startswith("problem ")
+
+
+def test_a_missing_stream_and_an_unreachable_source(warehouse: Path, bus_for, metrics_url: str) -> None:
+    env = environment(warehouse, bus_for("missing-stream"), metrics_url)
+    result = runner.invoke(app, ["check-sources", "--config", str(PROJECT), "-e", "staging"], env=env)
+    assert result.exit_code == 3
+    problems = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
+    assert problems == ["problem: staging/bus: stream AA_DLQ does not exist (named by soak_criteria, stream_topology)"]
+    down = environment(warehouse, f"nats://127.0.0.1:{free_port()}", metrics_url)
+    result = runner.invoke(app, ["check-sources", "--config", str(PROJECT), "-e", "staging"], env=down)
+    assert result.exit_code == 3
+    assert any(line.startswith("unreachable  staging/bus ") for line in result.stdout.splitlines())
+    assert any(line.startswith("problem: staging/bus: cannot connect to nats://127.0.0.1:") for line in result.stdout.splitlines())
+
+
+def test_an_unknown_environment_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["check-sources", "--config", str(PROJECT), "-e", "qa"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "gatecheck: error: --environment: unknown environment 'qa' (known: staging, production)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT a, count() AS n FROM t WHERE ts >= {s:DateTime} GROUP BY a", {("db", "t"): {"a", "ts"}}),
+        # an alias is not a column; a column named like another scope's alias still is
+        ("SELECT x FROM (SELECT toStartOfHour(ts) AS x FROM t GROUP BY x) WHERE x > 1", {("db", "t"): {"ts"}}),
+        # WITH names and lambda arguments are the query's own
+        ("WITH {a:DateTime} AS cut SELECT arrayMap(v -> v + 1, vals) AS m FROM t WHERE ts < cut",
+         {("db", "t"): {"vals", "ts"}}),
+        # qualified columns go to their table; a database-qualified table keeps its database
+        ("SELECT l.k, r.v FROM t AS l INNER JOIN other.u AS r ON l.k = r.k",
+         {("db", "t"): {"k"}, ("other", "u"): {"k", "v"}}),
+        ("SELECT count() FROM t", {("db", "t"): set()}),
+    ],
+)  # fmt: skip
+def test_tables_and_columns_a_query_reads(sql: str, expected: dict[tuple[str, str], set[str]]) -> None:
+    assert tables_and_columns(sql, "db") == expected
+
+
+def test_the_shipped_suites_read_only_what_the_reference_schema_has() -> None:
+    """No false alarm on the reference warehouse: every column found is in the schema."""
+    from gatecheck.demo.reference import SCHEMA
+
+    schema_text = "\n".join(SCHEMA)
+    for path in sorted((PROJECT / "suites").glob("*.yaml")):
+        suite = yaml.safe_load(path.read_text())
+        if suite["source"] != "warehouse":
+            continue
+        for (_, table), columns in tables_and_columns(suite["query"], "default").items():
+            assert f".{table} (" in schema_text, (path.name, table)
+            for column in columns:
+                assert f" {column} " in schema_text or f"({column} " in schema_text or f"\n      {column} " in schema_text, (path.name, column)
+    assert column_problems({("d", "t"): {"c": {"s"}}}, {("d", "t"): {"s"}}, {("d", "t"): {"c"}}) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "spinner", "report"),
+    [
+        (["check-sources"], "checking sources: waiting on staging/warehouse", "unreachable  staging/warehouse"),
+        (["run", "--phase", "release", "--no-record"], "evaluating release: waiting on warehouse", "INCONCLUSIVE"),
+    ],
+)
+def test_a_slow_source_shows_a_spinner_on_a_terminal_only(
+    tmp_path: Path, command: list[str], spinner: str, report: str
+) -> None:
+    """A ClickHouse server that accepts and never answers: on a terminal the spinner names the
+    source while it waits; through a pipe, only the report."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.extend(listener.accept()[0] for _ in range(4)), daemon=True).start()
+    root = tmp_path / "p"
+    assert runner.invoke(app, ["init", str(root)]).exit_code == 0
+    project = yaml.safe_load((root / "gatecheck.yaml").read_text())
+    project["environments"]["staging"]["sources"]["warehouse"] = {
+        "type": "clickhouse", "url": f"clickhouse://127.0.0.1:{port}/default", "timeout": "1s"
+    }  # fmt: skip
+    (root / "gatecheck.yaml").write_text(yaml.safe_dump(project))
+    gatecheck = shutil.which("gatecheck", path=str(Path(sys.executable).parent))
+    assert gatecheck
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
+    env.update(TERM="xterm", COLUMNS="120")
+    main, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [gatecheck, *command, "--config", str(root)], stdin=secondary, stdout=secondary,
+        stderr=secondary, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    os.close(secondary)
+    seen = b""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    process.wait(timeout=30)
+    os.close(main)
+    text = seen.decode(errors="replace")
+    assert spinner in text, text
+    assert report in text
+    piped = subprocess.run(
+        [gatecheck, *command, "--config", str(root)], capture_output=True, text=True, env=env, cwd=tmp_path,
+        timeout=30,
+    )  # fmt: skip
+    assert piped.returncode == 3
+    assert "waiting on" not in piped.stdout + piped.stderr
+    assert report in piped.stdout
+    listener.close()
