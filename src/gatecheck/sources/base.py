@@ -77,5 +77,10 @@ class Source(ABC):
 
 
 def iso_utc(moment: datetime) -> str:
-    """``2026-11-23T22:50:00Z`` (what ``explain`` shows beside a datetime as it is sent)."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    """``2026-11-23T22:50:00Z`` (milliseconds when there are any: ``…:00.421Z``), what
+    ``explain`` shows beside a datetime as it is sent."""
+    moment = moment.astimezone(UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond // 1000:03d}"
+    return text + "Z"
