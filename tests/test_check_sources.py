@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -158,7 +159,13 @@ def test_a_slow_source_shows_a_spinner_on_a_terminal_only(
     listener.listen(8)
     port = listener.getsockname()[1]
     held: list[socket.socket] = []
-    threading.Thread(target=lambda: held.extend(listener.accept()[0] for _ in range(4)), daemon=True).start()
+
+    def hold() -> None:  # accept, never answer; stop when the listener closes
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(listener.accept()[0])
+
+    threading.Thread(target=hold, daemon=True).start()
     root = tmp_path / "p"
     assert runner.invoke(app, ["init", str(root)]).exit_code == 0
     project = yaml.safe_load((root / "gatecheck.yaml").read_text())
@@ -191,8 +198,8 @@ def test_a_slow_source_shows_a_spinner_on_a_terminal_only(
     text = seen.decode(errors="replace")
     assert spinner in text, text
     assert report in text
-    listener.close()
     if command[0] == "run":
+        _close(listener, held)
         return  # the same spinner as check-sources (progress.Waiting.shown): one pipe test suffices
     piped = subprocess.run(
         [gatecheck, *command, "--config", str(root)], capture_output=True, text=True, env=env, cwd=tmp_path,
@@ -201,3 +208,10 @@ def test_a_slow_source_shows_a_spinner_on_a_terminal_only(
     assert piped.returncode == 3
     assert "waiting on" not in piped.stdout + piped.stderr
     assert report in piped.stdout
+    _close(listener, held)
+
+
+def _close(listener: socket.socket, held: list[socket.socket]) -> None:
+    listener.close()
+    for connection in held:
+        connection.close()
