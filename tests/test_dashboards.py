@@ -169,3 +169,76 @@ def _routes() -> set[str]:
         project = load_project(PROJECT, environ={})
         app = create_app(Service(project, SqliteLedger(Path(tmp) / "l.db"), []))
         return {route.path for route in app.routes}
+
+
+def _openapi() -> dict:
+    import tempfile
+
+    from gatecheck.config import load_project
+    from gatecheck.history import SqliteLedger
+    from gatecheck.service import Service, create_app
+
+    with tempfile.TemporaryDirectory() as tmp:
+        project = load_project(PROJECT, environ={})
+        return create_app(Service(project, SqliteLedger(Path(tmp) / "l.db"), [])).openapi()
+
+
+def test_the_argo_rollouts_files_use_only_real_endpoints_parameters_and_phases() -> None:
+    from urllib.parse import parse_qsl, urlsplit
+
+    from gatecheck.config import load_project
+
+    root = REPO / "service" / "kubernetes" / "argo-rollouts"
+    template = yaml.safe_load((root / "analysistemplate.yaml").read_text())
+    rollout = yaml.safe_load((root / "rollout.yaml").read_text())
+    assert (template["apiVersion"], template["kind"]) == ("argoproj.io/v1alpha1", "AnalysisTemplate")
+    declared = {a["name"] for a in template["spec"]["args"]}
+    needed = {a["name"] for a in template["spec"]["args"] if "value" not in a and "valueFrom" not in a}
+    (metric,) = template["spec"]["metrics"]
+    # Both conditions set: an inconclusive verdict is an Inconclusive measurement (a pause).
+    assert metric["successCondition"] == 'result.verdict == "go"'
+    assert metric["failureCondition"] == 'result.verdict in ["no-go", "rollback"]'
+    web = metric["provider"]["web"]
+    assert web["jsonPath"] == "{$}" and web["timeoutSeconds"] <= 10
+    used = set(re.findall(r"\{\{args\.([a-z-]+)\}\}", yaml.safe_dump(template)))
+    assert used <= declared, used - declared
+    url = urlsplit(web["url"].replace("{{args.phase}}", "{phase}"))
+    openapi = _openapi()
+    operation = openapi["paths"][url.path]["get"]
+    parameters = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
+    query = dict(parse_qsl(url.query))
+    assert set(query) <= parameters, set(query) - parameters
+    assert float(query["timeout"]) < web["timeoutSeconds"]  # gatecheck answers before Argo gives up
+    phases = load_project(PROJECT, environ={}).gates
+    steps = [s["analysis"] for s in rollout["spec"]["strategy"]["canary"]["steps"] if "analysis" in s]
+    assert [next(a["value"] for a in s["args"] if a["name"] == "phase") for s in steps] == [
+        "canary-10", "canary-50", "canary-100"
+    ]  # fmt: skip
+    for step in steps:
+        assert step["templates"] == [{"templateName": template["metadata"]["name"]}]
+        given = {a["name"] for a in step["args"]}
+        assert needed <= given, needed - given
+        assert next(a["value"] for a in step["args"] if a["name"] == "phase") in phases
+
+
+def test_the_flagger_canary_wires_each_hook_to_its_role_and_a_real_phase() -> None:
+    from urllib.parse import urlsplit
+
+    from gatecheck.config import load_project
+    from gatecheck.durations import parse_duration
+    from gatecheck.service import FLAGGER_ROLES
+
+    canary = yaml.safe_load((REPO / "service" / "kubernetes" / "flagger" / "canary.yaml").read_text())
+    assert (canary["apiVersion"], canary["kind"]) == ("flagger.app/v1beta1", "Canary")
+    phases = load_project(PROJECT, environ={}).gates
+    openapi = _openapi()
+    hooks = canary["spec"]["analysis"]["webhooks"]
+    assert {h["type"] for h in hooks} == {"pre-rollout", "rollout", "confirm-promotion", "rollback"}
+    for hook in hooks:
+        path = urlsplit(hook["url"]).path
+        assert path == f"/api/v1/flagger/{hook['type']}" and hook["type"] in FLAGGER_ROLES
+        assert "post" in openapi["paths"]["/api/v1/flagger/{role}"]
+        assert hook["metadata"]["phase"] in phases
+        assert float(hook["metadata"]["timeout"]) < parse_duration(hook["timeout"]).total_seconds()
+        if "max_age" in hook["metadata"]:
+            parse_duration(hook["metadata"]["max_age"])

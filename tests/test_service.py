@@ -25,6 +25,8 @@ from gatecheck.results import Verdict
 from gatecheck.runner import warm_up
 from gatecheck.service import Service, make_server, run_service
 
+from .conftest import REPO
+
 PHASES = ("svc-go", "svc-nogo", "svc-inconclusive", "svc-rollback")
 
 
@@ -67,6 +69,8 @@ def service_config(
             "e-healthy": env(live_databases["healthy"]),
             "e-unmatched": env(live_databases["unmatched-edges"]),
             "e-thin": env(live_databases["thin-traffic"]),
+            # Nobody listens on its bus: a phase there is judged on an unreachable source.
+            "e-down": {"sources": {"bus": {"type": "nats", "url": f"nats://127.0.0.1:{free_port()}", "timeout": "2s"}}},
         },
         "history": {"url": f"sqlite:///{root / 'history.db'}"},
         "service": {"interval": "1h", "listen": "127.0.0.1:9464"},
@@ -84,6 +88,8 @@ def service_config(
             "checks": [{"suite": "freshness_lag"}],
             "rollback": [{"suite": "unmatched_edges"}],
         },
+        # Not scheduled (not in PHASES): evaluated only when a request asks.
+        "svc-down": {"environment": "e-down", "checks": [{"suite": "soak_criteria"}]},
     }
     for phase, gate in gates.items():
         (root / "gates" / f"{phase}.yaml").write_text(yaml.safe_dump({"phase": phase, **gate}))
@@ -104,7 +110,7 @@ def service(service_config: Path) -> Iterator[tuple[str, Service, threading.Thre
     while time.monotonic() < deadline:  # the first scheduled run of every phase starts at once
         try:
             listed = httpx.get(f"{base}/api/v1/phases", timeout=2).json()
-            if all(p["verdict"] for p in listed):
+            if all(p["verdict"] for p in listed if p["scheduled"]):
                 break
         except httpx.HTTPError:
             pass
@@ -193,7 +199,8 @@ def test_api_serves_the_run_json_document_and_history(service) -> None:
     base, _svc, _ = service
     listed = httpx.get(f"{base}/api/v1/phases").json()
     assert {p["phase"]: p["verdict"] for p in listed} == {
-        "svc-go": "go", "svc-nogo": "no-go", "svc-inconclusive": "inconclusive", "svc-rollback": "rollback"
+        "svc-go": "go", "svc-nogo": "no-go", "svc-inconclusive": "inconclusive", "svc-rollback": "rollback",
+        "svc-down": None,  # not scheduled, never asked for
     }  # fmt: skip
     document = httpx.get(f"{base}/api/v1/phases/svc-nogo/verdict").json()
     assert Verdict.model_validate(document).document() == document
@@ -1002,3 +1009,144 @@ def test_serve_refuses_a_bad_expectation_from_its_worker_in_one_line(config_copy
     assert "suites/unmatched_edges.yaml: expectations[0]: unknown Great Expectations expectation type" in result.output
     assert "did you mean 'expect_column_values_to_be_between'" in result.output
     assert "Traceback" not in result.output
+
+
+# --------------------------------------------------------------------------- rollout controllers
+
+
+def argo_measurement(base: str, phase: str, **query: str) -> tuple[str, Any]:
+    """One measurement of Argo Rollouts' web metric provider with the shipped AnalysisTemplate:
+    any non-2xx is Error; `result` is the body at jsonPath "{$}" (Kubernetes JSONPath: the
+    whole document); with successCondition and failureCondition both set and neither true,
+    Inconclusive."""
+    from jsonpath_ng import parse as jsonpath
+
+    template = yaml.safe_load((REPO / "service/kubernetes/argo-rollouts/analysistemplate.yaml").read_text())
+    (metric,) = template["spec"]["metrics"]
+    web = metric["provider"]["web"]
+    response = httpx.get(
+        f"{base}/api/v1/phases/{phase}/verdict", params=query, timeout=web["timeoutSeconds"]
+    )
+    if not 200 <= response.status_code < 300:
+        return "Error", response
+    (match,) = jsonpath(web["jsonPath"].strip("{}")).find(response.json())
+    result = _Namespace(match.value)
+    # expr-lang's `a.b == "x"` and `a.b in ["x", "y"]` read the same in Python.
+    if eval(metric["successCondition"], {}, {"result": result}):
+        return "Successful", response
+    if eval(metric["failureCondition"], {}, {"result": result}):
+        return "Failed", response
+    return "Inconclusive", response
+
+
+class _Namespace:
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.__dict__.update(document)
+
+
+def test_argo_rollouts_reads_every_verdict_as_its_measurement(service) -> None:
+    base, svc, _ = service
+    # Not evaluated yet (not scheduled): HTTP 200, an inconclusive document, and the rollout pauses.
+    outcome, response = argo_measurement(base, "svc-down")
+    assert (outcome, response.status_code) == ("Inconclusive", 200)
+    assert response.headers["gatecheck-evaluated"] == "false"
+    assert response.json()["reasons"] == ["no evaluation of svc-down yet"]
+    expected = {
+        "svc-go": "Successful", "svc-nogo": "Failed", "svc-rollback": "Failed",
+        "svc-inconclusive": "Inconclusive", "svc-down": "Inconclusive",  # its bus is unreachable
+    }  # fmt: skip
+    for phase, wanted in expected.items():
+        before = len(svc.ledger.history(phase))
+        outcome, response = argo_measurement(
+            base, phase, fresh="true", rollout="normalize", namespace="athlete-ally", revision="6c9bd8675b"
+        )
+        assert (phase, outcome, response.status_code) == (phase, wanted, 200)
+        document = response.json()
+        assert Verdict.model_validate(document).document() == document
+        records = svc.ledger.history(phase)
+        assert len(records) == before + 1  # evaluated now, and recorded with who asked
+        assert records[-1].to_verdict().requested_by.model_dump() == {
+            "controller": "argo-rollouts", "role": "", "name": "normalize", "namespace": "athlete-ally",
+            "checksum": "6c9bd8675b",
+        }  # fmt: skip
+    down = argo_measurement(base, "svc-down", max_age="1h")[1].json()
+    assert down["checks"][0]["outcome"] == "error" and "cannot connect" in down["checks"][0]["reason"]
+    assert argo_measurement(base, "nope")[0] == "Error"  # gatecheck cannot answer for it: 404
+
+
+def test_verdict_options_latest_if_recent_shared_and_bounded(service) -> None:
+    base, svc, _ = service
+    before = len(svc.ledger.history("svc-go"))
+    recent = httpx.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=10)
+    assert recent.status_code == 200 and recent.json()["verdict"] == "go"
+    assert len(svc.ledger.history("svc-go")) == before  # recent enough: not evaluated again
+    assert httpx.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "soon"}).status_code == 422
+
+    async def together(n: int) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            return await asyncio.gather(
+                *(client.get("/api/v1/phases/svc-go/verdict", params={"fresh": "true"}) for _ in range(n))
+            )
+
+    answers = asyncio.run(together(5))
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.json()["as_of"] for a in answers}) == 1  # one evaluation answered all five
+    assert len(svc.ledger.history("svc-go")) == before + 1
+    # An evaluation that cannot finish in time: an inconclusive answer, never a wait past it.
+    late = httpx.get(f"{base}/api/v1/phases/svc-nogo/verdict", params={"fresh": "true", "timeout": "0.001"})
+    assert late.status_code == 200 and late.headers["gatecheck-evaluated"] == "false"
+    assert late.json()["verdict"] == "inconclusive"
+    assert "did not finish within 0.001s" in late.json()["reasons"][0]
+
+
+FLAGGER_GATING = ("confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-increase", "confirm-promotion")
+
+
+def flagger_payload(role: str, phase: str, **metadata: str) -> dict[str, Any]:
+    """Flagger's webhook payload (pkg/controller/webhook.go, CanaryWebhookPayload)."""
+    return {
+        "name": "normalize", "namespace": "athlete-ally", "phase": "Progressing",
+        "checksum": "5d4f8b9c7-1", "metadata": {"phase": phase, **metadata},
+    }  # fmt: skip
+
+
+def test_flagger_gating_roles_pass_only_on_go_and_rollback_only_on_rollback(service) -> None:
+    base, svc, _ = service
+    # The first call per phase evaluates now and records Flagger's request with it.
+    before = len(svc.ledger.history("svc-go"))
+    first = httpx.post(f"{base}/api/v1/flagger/rollout", json=flagger_payload("rollout", "svc-go"), timeout=30)
+    assert first.status_code == 200, first.text
+    assert first.text.startswith("svc-go: GO as of ")
+    record = svc.ledger.history("svc-go")[before:][-1].to_verdict()
+    assert record.requested_by.model_dump() == {
+        "controller": "flagger", "role": "rollout", "name": "normalize", "namespace": "athlete-ally",
+        "checksum": "5d4f8b9c7-1",
+    }  # fmt: skip
+    for phase, verdict in (("svc-go", "go"), ("svc-nogo", "no-go"), ("svc-inconclusive", "inconclusive"),
+                           ("svc-rollback", "rollback")):  # fmt: skip
+        for role in (*FLAGGER_GATING, "rollback"):
+            answer = httpx.post(
+                f"{base}/api/v1/flagger/{role}", json=flagger_payload(role, phase, max_age="1h"), timeout=30
+            )
+            passes = verdict == ("rollback" if role == "rollback" else "go")
+            # Flagger: a status above 202 is a failed hook; 200 exactly when the hook passes.
+            assert answer.status_code == (200 if passes else 412), (phase, role, answer.text)
+            assert answer.text.startswith(f"{phase}: {verdict.upper()} as of ")
+    assert httpx.post(f"{base}/api/v1/flagger/rollout", json=flagger_payload("rollout", "svc-nogo")).text.count(
+        "required check failed: unmatched_edges"
+    ) == 1  # the reasons are the body Flagger copies into its events
+
+
+def test_flagger_bad_requests_never_pass(service) -> None:
+    base, _svc, _ = service
+    post = lambda role, body: httpx.post(f"{base}/api/v1/flagger/{role}", json=body, timeout=30)  # noqa: E731
+    assert post("post-rollout", flagger_payload("x", "svc-go")).status_code == 404  # not a gating role
+    no_phase = post("rollout", {"name": "normalize", "namespace": "ns", "metadata": {}})
+    assert no_phase.status_code == 422 and "metadata.phase" in no_phase.text
+    assert post("rollout", flagger_payload("rollout", "nope")).status_code == 404
+    assert post("rollout", flagger_payload("rollout", "svc-go", max_age="soon")).status_code == 422
+    huge = httpx.post(
+        f"{base}/api/v1/flagger/rollout", content=b"{" + b" " * (70 * 1024) + b"}",
+        headers={"content-type": "application/json"}, timeout=30,
+    )  # fmt: skip
+    assert huge.status_code == 413

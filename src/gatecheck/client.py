@@ -79,7 +79,10 @@ def fetch_chain(url: str, timeout: float = 30.0) -> list[PhaseStatus]:
             chain = []
             for item in listed.json():
                 response = client.get(f"{base}/api/v1/phases/{item['phase']}/verdict")
-                verdict = Verdict.model_validate(response.json()) if response.status_code == 200 else None
+                # 200 with "Gatecheck-Evaluated: false": the service has no verdict of it yet.
+                none_yet = response.headers.get("gatecheck-evaluated") == "false"
+                evaluated = response.status_code == 200 and not none_yet
+                verdict = Verdict.model_validate(response.json()) if evaluated else None
                 chain.append(PhaseStatus(item["phase"], item["environment"], list(item["requires"]), verdict))
             return chain
     except (httpx.HTTPError, ValueError, KeyError, ValidationError) as exc:

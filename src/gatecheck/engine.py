@@ -41,7 +41,7 @@ from gatecheck.clickhouse import ClickHouse
 from gatecheck.config import Project, SourceConfig
 from gatecheck.errors import ValidationTimeout
 from gatecheck.history import Ledger, open_ledger
-from gatecheck.results import Verdict
+from gatecheck.results import Requester, Verdict
 from gatecheck.runner import Validator, warm_up
 from gatecheck.sources import Source, open_source
 
@@ -73,7 +73,7 @@ class Evaluator(Protocol):
     """What evaluates for the service: an :class:`Engine` in this process, or
     :class:`gatecheck.worker.WorkerEvaluator` running one in a worker process."""
 
-    async def evaluate(self, phase: str) -> Evaluation: ...
+    async def evaluate(self, phase: str, *, requested_by: Requester | None = None) -> Evaluation: ...
     async def warm_up(self) -> None: ...
     async def aclose(self) -> None: ...
 
@@ -173,6 +173,7 @@ class Engine:
         assume_approved: Iterable[str] = (),
         assume_soaked: bool = False,
         record: bool = True,
+        requested_by: Requester | None = None,
     ) -> Evaluation:
         """Evaluate ``phase`` at ``as_of`` (default: now) and, unless ``record=False``, record
         it in the ledger in one atomic step. A stop (cancellation) before the record is written
@@ -193,6 +194,8 @@ class Engine:
             validator=self.validator,
         )
         duration = time.perf_counter() - started
+        if requested_by is not None:  # a rollout controller's request: recorded with it
+            verdict = verdict.model_copy(update={"requested_by": requested_by})
         recorded = record and self.ledger is not None
         if recorded:
             assert self.ledger is not None

@@ -111,6 +111,17 @@ class Requirement(_Result):
     reason: str
 
 
+class Requester(_Result):
+    """Who asked for an evaluation, when a rollout controller did: recorded with it, so a
+    verdict can be tied to the canary revision it judged."""
+
+    controller: Literal["flagger", "argo-rollouts"]
+    role: str = ""  # Flagger's webhook type (rollout, confirm-promotion, rollback, ...)
+    name: str = ""
+    namespace: str = ""
+    checksum: str = ""  # Flagger's canary checksum / the rollout's revision
+
+
 class SoakStatus(_Result):
     duration: Duration
     max_gap: Duration
@@ -136,6 +147,8 @@ class Verdict(_Result):
     soak: SoakStatus | None = None
     config_hash: str
     gatecheck_version: str
+    # Set when a rollout controller's request started this evaluation.
+    requested_by: Requester | None = None
 
     def document(self) -> dict[str, Any]:
         """The stable JSON document (``--format json``)."""

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 from pydantic import BaseModel
+from starlette.requests import Request  # a handler's annotation: FastAPI resolves it here
 
 from gatecheck import __version__
 from gatecheck.config import Project
@@ -43,7 +44,7 @@ from gatecheck.durations import parse_duration
 from gatecheck.engine import Engine, Evaluator
 from gatecheck.errors import ConfigError, GatecheckError, redact
 from gatecheck.history import Ledger, record_summary
-from gatecheck.results import Outcome, Verdict, VerdictState
+from gatecheck.results import Outcome, Requester, Verdict, VerdictState
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class Service:
     states: dict[str, PhaseState] = field(default_factory=dict)
     source_up: dict[tuple[str, str], bool] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # Request-started evaluations under way, by phase (shared by concurrent requests).
+    _inflight: dict[str, asyncio.Future[Verdict]] = field(default_factory=dict, repr=False)
     _cycles: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
     # Answers rendered once per new state and served as bytes: the exposition (None: render
     # at the next scrape) and each phase's verdict document with its ETag.
@@ -99,7 +102,28 @@ class Service:
     def interval(self, phase: str) -> timedelta:
         return self.project.config.service.interval_for(phase)
 
-    async def evaluate_phase(self, phase: str) -> Verdict:
+    def evaluating(self, phase: str) -> bool:
+        """A request-started evaluation of ``phase`` is under way (a new request joins it)."""
+        running = self._inflight.get(phase)
+        return running is not None and not running.done()
+
+    async def evaluate_shared(self, phase: str, requested_by: Requester | None = None) -> Verdict:
+        """An evaluation of ``phase`` now for a request: one already running is shared (its
+        verdict answers every request that arrived while it ran), so requests never make the
+        service evaluate a phase more often than one at a time. The evaluation runs on its own
+        task: a request that stops waiting (its timeout) does not cancel it."""
+        running = self._inflight.get(phase)
+        if running is None or running.done():
+            running = asyncio.ensure_future(self.evaluate_phase(phase, requested_by))
+            self._inflight[phase] = running
+            running.add_done_callback(
+                lambda done: self._inflight.pop(phase, None) if self._inflight.get(phase) is done else None
+            )
+            # Retrieve an exception nobody waits for (a request that timed out).
+            running.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return await asyncio.shield(running)
+
+    async def evaluate_phase(self, phase: str, requested_by: Requester | None = None) -> Verdict:
         """Evaluate now (waiting for a running evaluation of the same phase), record, publish."""
         if phase not in self._locks:
             self._locks[phase] = asyncio.Lock()
@@ -107,7 +131,7 @@ class Service:
         async with self._locks[phase]:
             # The engine records it; once the verdict exists its record is written whole even if
             # the service is being stopped, before that a stop abandons it unrecorded.
-            evaluation = await self.engine.evaluate(phase)
+            evaluation = await self.engine.evaluate(phase, requested_by=requested_by)
             verdict, duration = evaluation.verdict, evaluation.duration_s
             state = self.states[phase]
             self.states[phase] = PhaseState(
@@ -456,12 +480,13 @@ class RecordSummary(BaseModel):
     gatecheck_version: str
     recorded_at: datetime
     not_passed: dict[str, Outcome]
+    requested_by: Requester | None = None
 
 
 def create_app(service: Service) -> Any:
     """The FastAPI app: /metrics, /healthz, /readyz and the /api/v1 verdict API."""
-    from fastapi import FastAPI, Header, HTTPException, Query, Request
-    from fastapi.responses import JSONResponse, Response
+    from fastapi import FastAPI, Header, HTTPException, Query
+    from fastapi.responses import JSONResponse, PlainTextResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST
 
     registry = CollectorRegistry(auto_describe=False)
@@ -476,16 +501,25 @@ def create_app(service: Service) -> Any:
         if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BYTES):
             return JSONResponse({"detail": "request body too large"}, status_code=413)
         if request.method not in ("GET", "HEAD"):
-            if service.api_token is not None and not _authorized(request, service.api_token):
+            # Flagger cannot send headers: its endpoints also take the token from the payload's
+            # metadata, and check it themselves.
+            flagger = request.url.path.startswith("/api/v1/flagger/")
+            if not flagger and service.api_token is not None and not _authorized(request, service.api_token):
                 return JSONResponse(
                     {"detail": "missing or wrong bearer token"},
                     status_code=401,
                     headers={"WWW-Authenticate": "Bearer"},
                 )
-            client = request.client.host if request.client else "unknown"
-            if not limiter.allow(client):
+            if not flagger and not limiter.allow(_client_of(request)):
                 return JSONResponse({"detail": "too many evaluations requested; try later"}, status_code=429)
         return await call_next(request)
+
+    def refused(request: Request, phase: str) -> Any:
+        """A 429 answer when this request may not start an evaluation of ``phase`` now; None
+        when it may. Joining an evaluation already under way costs nothing."""
+        if service.evaluating(phase) or limiter.allow(_client_of(request)):
+            return None
+        return JSONResponse({"detail": "too many evaluations requested; try later"}, status_code=429)
 
     def known(phase: str) -> None:
         if phase not in service.project.gates:
@@ -537,13 +571,100 @@ def create_app(service: Service) -> Any:
             )
         return result
 
+    async def answer_now(phase: str, timeout: float, requested_by: Requester | None) -> Any:
+        """A fresh evaluation's document (shared with one under way), or, past ``timeout``,
+        an inconclusive document saying so (the evaluation goes on and is recorded)."""
+        try:
+            fresh = await asyncio.wait_for(service.evaluate_shared(phase, requested_by), timeout)
+        except TimeoutError:
+            return placeholder(
+                phase,
+                f"the evaluation of {phase} did not finish within {timeout:g}s; it goes on and is "
+                "recorded: ask again",
+            )
+        except GatecheckError as exc:  # gatecheck's own fault (e.g. its worker died): a 5xx
+            return JSONResponse({"detail": str(exc)}, status_code=503)
+        return fresh.document()
+
+    def placeholder(phase: str, reason: str) -> Any:
+        """HTTP 200 with an inconclusive verdict document: there is no verdict to give."""
+        gate = service.project.gates[phase]
+        document = Verdict(
+            phase=phase,
+            environment=gate.environment,
+            description=" ".join(gate.description.split()),
+            as_of=datetime.now(UTC),
+            verdict=VerdictState.INCONCLUSIVE,
+            reasons=[reason],
+            checks=[],
+            config_hash=service.project.config_hash,
+            gatecheck_version=__version__,
+        ).document()
+        return JSONResponse(document, headers={EVALUATED_HEADER: "false"})
+
     @app.get(
         "/api/v1/phases/{phase}/verdict",
         response_model=None,
-        responses={200: {"model": Verdict}, 404: problem, 503: problem},
+        responses={
+            200: {"model": Verdict},
+            401: problem,
+            404: problem,
+            422: problem,
+            429: problem,
+            503: problem,
+        },
     )
-    async def verdict(phase: str, if_none_match: str | None = Header(None)) -> Any:
+    async def verdict(
+        request: Request,
+        phase: str,
+        fresh: bool = Query(False, description="Evaluate now (bearer token when one is set; rate-limited)."),
+        max_age: str | None = Query(
+            None,
+            description="The latest verdict if its as_of is at most this old (e.g. 10m), else evaluate now.",
+        ),
+        timeout: float = Query(
+            ANSWER_TIMEOUT_S,
+            gt=0,
+            le=120,
+            description="Seconds to wait for an evaluation now; past it the answer is inconclusive.",
+        ),
+        rollout: str = Query("", description="The Argo Rollout asking (recorded with a fresh evaluation)."),
+        namespace: str = Query("", description="Its namespace (recorded)."),
+        revision: str = Query("", description="The canary revision or pod-template hash (recorded)."),
+        if_none_match: str | None = Header(None),
+    ) -> Any:
+        """The phase's verdict document, HTTP 200 for every verdict (inconclusive and "no
+        evaluation yet" too); 5xx only for gatecheck's own faults."""
         known(phase)
+        if fresh or max_age is not None:
+            age = None
+            if max_age is not None:
+                try:
+                    age = parse_duration(max_age)
+                except ValueError as exc:
+                    raise HTTPException(422, f"max_age: {exc}") from exc
+            if not fresh and age is not None:
+                try:
+                    latest = await asyncio.to_thread(service.latest, phase)
+                except GatecheckError as exc:
+                    return JSONResponse({"detail": str(exc)}, status_code=503)
+                if latest is not None and latest.as_of >= datetime.now(UTC) - age:
+                    return latest.document()
+            # An evaluation now: the same token and rate limit as POST .../evaluate.
+            if service.api_token is not None and not _authorized(request, service.api_token):
+                return JSONResponse(
+                    {"detail": "missing or wrong bearer token"}, status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )  # fmt: skip
+            too_many = refused(request, phase)
+            if too_many is not None:
+                return too_many
+            requester = None
+            if rollout or revision:
+                requester = Requester(
+                    controller="argo-rollouts", name=rollout, namespace=namespace, checksum=revision
+                )
+            return await answer_now(phase, timeout, requester)
         rendered = service.document(phase)
         if rendered is None:  # nothing evaluated since start: the ledger's latest record
             try:
@@ -551,7 +672,7 @@ def create_app(service: Service) -> Any:
             except GatecheckError as exc:
                 return JSONResponse({"detail": str(exc)}, status_code=503)
             if latest is None:
-                return JSONResponse({"detail": f"no evaluation of {phase} yet"}, status_code=503)
+                return placeholder(phase, f"no evaluation of {phase} yet")
             return latest.document()
         body, etag = rendered
         headers = {"ETag": etag, "Cache-Control": "no-cache"}
@@ -585,14 +706,116 @@ def create_app(service: Service) -> Any:
     async def evaluate_now(phase: str) -> Any:
         known(phase)
         try:
-            return (await service.evaluate_phase(phase)).document()
+            return (await service.evaluate_shared(phase)).document()
         except GatecheckError as exc:  # the evaluation could not finish (e.g. its worker died)
             return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.post(
+        "/api/v1/flagger/{role}",
+        response_class=PlainTextResponse,
+        responses={
+            200: {"description": "gating roles: the verdict is GO; rollback: it is ROLLBACK"},
+            401: problem, 404: problem, 412: {"description": "not GO (rollback role: not ROLLBACK)"},
+            422: problem, 429: problem, 503: problem,
+        },
+    )  # fmt: skip
+    async def flagger(role: str, payload: FlaggerPayload, request: Request) -> Any:
+        """A Flagger webhook (docs: "Gate a Flagger canary"): the gatecheck phase is
+        ``metadata.phase``. Gating roles answer 200 only on GO, ``rollback`` only on ROLLBACK;
+        anything else is 412 with the verdict and its reasons as the body."""
+        if role not in FLAGGER_ROLES:
+            raise HTTPException(
+                404, f"unknown Flagger webhook role {role!r} (known: {', '.join(FLAGGER_ROLES)})"
+            )
+        if service.api_token is not None and not (
+            _authorized(request, service.api_token)
+            or _token_matches(payload.metadata.get("token"), service.api_token)
+        ):
+            return JSONResponse(
+                {"detail": "missing or wrong token (header or metadata.token)"}, status_code=401
+            )
+        phase = payload.metadata.get("phase")
+        if not phase:
+            raise HTTPException(
+                422, "metadata.phase: name the gatecheck phase this hook gates (e.g. canary-10)"
+            )
+        known(phase)
+        try:
+            timeout = float(payload.metadata.get("timeout", ANSWER_TIMEOUT_S))
+        except ValueError:
+            raise HTTPException(422, "metadata.timeout: seconds, e.g. 8") from None
+        judged: Verdict | None = None
+        if "max_age" in payload.metadata:  # the latest verdict will do if it is recent enough
+            try:
+                age = parse_duration(payload.metadata["max_age"])
+            except ValueError as exc:
+                raise HTTPException(422, f"metadata.max_age: {exc}") from exc
+            try:
+                latest = await asyncio.to_thread(service.latest, phase)
+            except GatecheckError as exc:
+                return PlainTextResponse(f"{phase}: {exc}", status_code=503)
+            if latest is not None and latest.as_of >= datetime.now(UTC) - age:
+                judged = latest
+        if judged is None:
+            too_many = refused(request, phase)
+            if too_many is not None:
+                return too_many
+            requester = Requester(
+                controller="flagger", role=role, name=payload.name, namespace=payload.namespace,
+                checksum=payload.checksum,
+            )  # fmt: skip
+            try:
+                judged = await asyncio.wait_for(
+                    service.evaluate_shared(phase, requester), max(0.1, min(timeout, 120))
+                )
+            except TimeoutError:
+                return PlainTextResponse(
+                    f"{phase}: no verdict within {timeout:g}s (the evaluation goes on): not a GO",
+                    status_code=412,
+                )
+            except GatecheckError as exc:
+                return PlainTextResponse(f"{phase}: {exc}", status_code=503)
+        wanted = VerdictState.ROLLBACK if role == "rollback" else VerdictState.GO
+        lines = [f"{phase}: {judged.verdict.value.upper()} as of {judged.as_of.isoformat()}", *judged.reasons]
+        return PlainTextResponse(
+            "\n".join(lines) + "\n", status_code=200 if judged.verdict is wanted else 412
+        )
 
     return app
 
 
-#: Largest request body accepted (no endpoint takes one).
+class FlaggerPayload(BaseModel):
+    """What Flagger POSTs to a webhook (``pkg/controller/webhook.go``)."""
+
+    name: str = ""
+    namespace: str = ""
+    phase: str = ""  # Flagger's canary phase (Progressing, Promoting, ...), not gatecheck's
+    checksum: str = ""
+    metadata: dict[str, str] = {}
+
+
+#: Flagger's webhook types gatecheck answers: the gating ones and the (inverted) rollback one.
+FLAGGER_ROLES = (
+    "confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-increase", "confirm-promotion", "rollback",
+)  # fmt: skip
+#: Default seconds an API request waits for an evaluation now: below Argo Rollouts' and
+#: Flagger's default 10 s request timeouts, so the controller gets gatecheck's answer.
+ANSWER_TIMEOUT_S = 8.0
+#: Set to "false" on a verdict document that is not an evaluation (none yet, or timed out).
+EVALUATED_HEADER = "Gatecheck-Evaluated"
+
+
+def _client_of(request: Any) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _token_matches(given: str | None, token: str) -> bool:
+    import hmac
+
+    return given is not None and hmac.compare_digest(given.encode(), token.encode())
+
+
+#: Largest request body accepted (only the Flagger webhooks take one: a small JSON payload).
 MAX_REQUEST_BYTES = 64 * 1024
 #: POST /evaluate requests per client and minute.
 EVALUATE_PER_MINUTE = 30

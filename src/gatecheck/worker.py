@@ -122,7 +122,10 @@ def _worker_main(
             async def handle(ident: int, kind: str, args: tuple[Any, ...]) -> None:
                 try:
                     if kind == "evaluate":
-                        done = await engine.evaluate(args[0])
+                        from gatecheck.results import Requester
+
+                        requester = Requester.model_validate(args[1]) if args[1] is not None else None
+                        done = await engine.evaluate(args[0], requested_by=requester)
                         result: Any = (done.verdict.document(), done.duration_s, done.recorded)
                     elif kind == "ledger":
                         if engine.ledger is None:
@@ -381,11 +384,12 @@ class WorkerEvaluator:
             threading.Thread(target=worker.stop, name="gatecheck-worker-stop", daemon=True).start()
             worker.dead = True
 
-    async def evaluate(self, phase: str) -> Any:
+    async def evaluate(self, phase: str, *, requested_by: Any = None) -> Any:
         from gatecheck.engine import Evaluation
         from gatecheck.results import Verdict
 
-        document, duration, recorded = await self._call("evaluate", (phase,), self.deadline_s)
+        requester = None if requested_by is None else requested_by.model_dump()
+        document, duration, recorded = await self._call("evaluate", (phase, requester), self.deadline_s)
         return Evaluation(verdict=Verdict.model_validate(document), duration_s=duration, recorded=recorded)
 
     async def warm_up(self) -> None:
