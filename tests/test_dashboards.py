@@ -65,6 +65,7 @@ KNOWN_METRICS = {
     "gatecheck_check_threshold", "gatecheck_soak_coverage_seconds", "gatecheck_soak_duration_seconds",
     "gatecheck_evaluation_timestamp_seconds", "gatecheck_evaluation_duration_seconds",
     "gatecheck_evaluation_interval_seconds", "gatecheck_evaluation_error", "gatecheck_source_up",
+    "gatecheck_notifications_total",
     "normalize_hrv_messages_total", "dlq_messages_total", "normalize_hrv_processing_seconds_bucket",
     "normalize_hrv_processing_seconds_count", "normalize_hrv_processing_seconds_sum",
     "event_bus_stream_fallback_total",
@@ -122,6 +123,7 @@ def test_dashboard_expressions_parse_on_a_real_prometheus(prometheus: str) -> No
 def test_the_exported_metrics_are_the_known_ones() -> None:
     text = (REPO / "src" / "gatecheck" / "service.py").read_text()
     exported = set(re.findall(r'GaugeMetricFamily\(\s*"(gatecheck_[a-z_]+)"', text))
+    exported |= {f"{name}_total" for name in re.findall(r'CounterMetricFamily\(\s*"(gatecheck_[a-z_]+)"', text)}
     assert exported == {m for m in KNOWN_METRICS if m.startswith("gatecheck_")}
 
 

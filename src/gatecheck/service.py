@@ -30,10 +30,10 @@ import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 from pydantic import BaseModel
 from starlette.requests import Request  # a handler's annotation: FastAPI resolves it here
@@ -45,6 +45,9 @@ from gatecheck.engine import Engine, Evaluator
 from gatecheck.errors import ConfigError, GatecheckError, redact
 from gatecheck.history import Ledger, record_summary
 from gatecheck.results import Outcome, Requester, Verdict, VerdictState
+
+if TYPE_CHECKING:
+    from gatecheck.notify import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +88,22 @@ class Service:
     # What evaluates for the service: `gatecheck serve` hands it a worker process
     # (gatecheck.worker.WorkerEvaluator); by default an engine in this process on its ledger.
     engine: Evaluator = field(default=None, repr=False)  # type: ignore[assignment]
+    # Tells the `notify:` targets when a verdict changes (None without targets).
+    notifier: Notifier | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.engine is None:
             self.engine = Engine(self.project, ledger=self.ledger, recorded_since=self.recorded_since)
+        if self.notifier is None and self.project.config.notify:
+            from gatecheck.notify import Notifier
+
+            settings = self.project.config.service
+            self.notifier = Notifier(
+                self.project.config.notify,
+                self.project.root,
+                settings.url or f"http://{settings.listen}",
+                on_count=self._counted,
+            )
         unknown = [p for p in self.phases if p not in self.project.gates]
         if unknown:
             raise ConfigError(
@@ -129,6 +144,9 @@ class Service:
             self._locks[phase] = asyncio.Lock()
             self.states[phase] = PhaseState()
         async with self._locks[phase]:
+            previous = self.states[phase].verdict
+            if previous is None and self.notifier is not None:  # a restart: the ledger remembers
+                previous = await asyncio.to_thread(self._recorded, phase)
             # The engine records it; once the verdict exists its record is written whole even if
             # the service is being stopped, before that a stop abandons it unrecorded.
             evaluation = await self.engine.evaluate(phase, requested_by=requested_by)
@@ -142,6 +160,8 @@ class Service:
                 evaluations=state.evaluations + 1,
             )
             self._log_evaluation(verdict, duration, state.verdict)
+            if self.notifier is not None:  # schedules deliveries; never waits for them
+                self.notifier.changed(previous, verdict)
             answered: dict[tuple[str, str], bool] = {}
             reasons: dict[tuple[str, str], str] = {}
             for check in verdict.checks:
@@ -167,6 +187,18 @@ class Service:
             self.source_up.update(answered)
             self._changed(phase)
             return verdict
+
+    def _recorded(self, phase: str) -> Verdict | None:
+        """The ledger's latest verdict of ``phase`` (None when it cannot be read)."""
+        try:
+            record = self.ledger.latest(phase)
+        except GatecheckError:
+            return None
+        return record.to_verdict() if record else None
+
+    def _counted(self) -> None:
+        """A notification was counted: the exposition is rendered anew at the next scrape."""
+        self._exposition = None
 
     def _changed(self, phase: str) -> None:
         """A phase's state changed: its document and the exposition are rendered anew."""
@@ -329,7 +361,7 @@ class VerdictCollector(Collector):
     def __init__(self, service: Service) -> None:
         self.service = service
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         states = dict(self.service.states)
         verdict_g = GaugeMetricFamily(
             "gatecheck_phase_verdict",
@@ -415,6 +447,18 @@ class VerdictCollector(Collector):
                             )  # fmt: skip
         for (environment, source), up in sorted(self.service.source_up.items()):
             up_g.add_metric([environment, source], 1.0 if up else 0.0)
+        notifications = CounterMetricFamily(
+            "gatecheck_notifications",
+            "Notifications of a verdict change, by target and result (sent, failed, suppressed, dropped).",
+            labels=["target", "result"],
+        )
+        notifier = self.service.notifier
+        if notifier is not None:
+            for target in notifier.targets:
+                for result in ("sent", "failed", "suppressed", "dropped"):
+                    notifications.add_metric(
+                        [target.name, result], float(notifier.counts[(target.name, result)])
+                    )
         yield from (
             verdict_g,
             outcome_g,
@@ -426,6 +470,7 @@ class VerdictCollector(Collector):
             duration_g,
             errors_g,
             up_g,
+            notifications,
         )
 
 
@@ -928,6 +973,8 @@ async def run_service(service: Service, server: Any) -> None:
         log.info("stopping: the schedule is cancelled, evaluations in flight end unrecorded or whole")
     # The schedule has been cancelled and awaited: its evaluations ended, each recorded whole
     # or not at all. The engine waits for a record write under way, then closes.
+    if service.notifier is not None:
+        await service.notifier.aclose()
     await service.engine.aclose()
     log.info("stopped")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from gatecheck.config.models import (
@@ -75,6 +76,18 @@ def cross_check(project: Project) -> list[str]:
                     f"{PROJECT_FILE}: service.{key}: unknown phase {phase!r} "
                     f"(known: {project.known_phases()})"
                 )
+    for index, target in enumerate(config.notify):
+        for phase in target.phases or []:
+            if phase not in project.gates:
+                problems.append(
+                    f"{PROJECT_FILE}: notify[{index}].phases: unknown phase {phase!r} "
+                    f"(known: {project.known_phases()})"
+                )
+        if target.url_file is not None:
+            path = Path(target.url_file)
+            path = path if path.is_absolute() else project.root / path
+            if not path.is_file():
+                problems.append(f"{PROJECT_FILE}: notify[{index}].url_file: {path} is not a file")
     for suite in project.suites.values():
         label = project.files[f"suite:{suite.name}"]
         if not isinstance(suite.query, str):

@@ -14,10 +14,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from gatecheck.durations import Duration
 from gatecheck.errors import ConfigError
+from gatecheck.frozen import NAME as _NAME
 from gatecheck.frozen import Frozen
 from gatecheck.frozen import sane_number as _sane_number
 from gatecheck.sources import SourceConfig, SuiteQuery
@@ -68,6 +77,8 @@ class ServiceConfig(Frozen):
     phases: list[str] | None = None  # default: every gate
     intervals: dict[str, Duration] = {}  # per-phase interval overrides
     worker: WorkerConfig = WorkerConfig()
+    # The address people open the service at, for links in notifications (default: http://listen).
+    url: str | None = None
 
     _interval = field_validator("interval")(lambda value: _at_least_a_second("interval", value))
 
@@ -83,12 +94,60 @@ class ServiceConfig(Frozen):
         return self.intervals.get(phase, self.interval)
 
 
+class NotifyTarget(Frozen):
+    """One ``notify:`` target of ``gatecheck serve``: a webhook told when a phase's verdict
+    changes. The URL is a secret: write ``url: "${SLACK_WEBHOOK_URL}"`` or ``url_file: PATH``."""
+
+    name: str
+    kind: Literal["slack", "json"]  # a Slack-compatible incoming webhook, or the verdict as JSON
+    url: SecretStr | None = None
+    url_file: str | None = None  # a file holding the URL (relative: to the --config directory)
+    phases: list[str] | None = None  # default: every phase the service evaluates
+    # The verdicts a change *into* notifies: e.g. [no-go, rollback] only, or go too ("back to GO").
+    on: list[Literal["go", "no-go", "inconclusive", "rollback"]] = ["no-go", "rollback", "go"]
+    suppress: Duration = timedelta(minutes=30)  # the same change again within this: not sent
+    timeout: Duration = timedelta(seconds=10)  # per delivery attempt
+    retries: int = Field(3, ge=0, le=10)  # more attempts after a failed one, with backoff
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("a target name uses lowercase letters, digits and _")
+        return value
+
+    @field_validator("on")
+    @classmethod
+    def _some(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one verdict to be told about")
+        return value
+
+    @model_validator(mode="after")
+    def _one_url(self) -> NotifyTarget:
+        if (self.url is None) == (self.url_file is None):
+            raise ValueError("give exactly one of url (write \"${VAR}\") and url_file")
+        if self.url is not None and not self.url.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("url must be an http(s):// URL")
+        return self
+
+
 class ProjectConfig(Frozen):
     """``gatecheck.yaml``."""
 
     environments: dict[str, EnvironmentConfig] = Field(min_length=1)
     history: HistoryConfig | None = None
     service: ServiceConfig = ServiceConfig()
+    notify: list[NotifyTarget] = []
+
+    @field_validator("notify")
+    @classmethod
+    def _unique_names(cls, value: list[NotifyTarget]) -> list[NotifyTarget]:
+        names = [t.name for t in value]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"notify target names must be unique: {', '.join(repeated)}")
+        return value
 
 
 # --------------------------------------------------------------------------- thresholds.yaml

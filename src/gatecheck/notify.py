@@ -1,0 +1,235 @@
+"""Notifications on verdict change: ``notify:`` targets of ``gatecheck serve``.
+
+One message per *change* of a phase's verdict (never per evaluation), to each target that
+covers the phase and wants changes into the new verdict; the same change again within the
+target's ``suppress`` time is not sent. Delivery runs on tasks of its own with a timeout per
+attempt and a bounded retry with exponential backoff (tenacity): it never blocks or delays an
+evaluation. Every outcome is counted (``gatecheck_notifications_total{target, result}``) and a
+failed delivery is logged by target name — a webhook URL is a secret and never appears in a
+log line, a metric or an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gatecheck.config import NotifyTarget
+from gatecheck.describe import failure_text
+from gatecheck.results import Outcome, Verdict, VerdictState
+
+log = logging.getLogger(__name__)
+
+#: At most this many deliveries under way at once; more are dropped and counted.
+MAX_PENDING = 100
+
+
+class _HideUrls(logging.Filter):
+    """httpx logs every request's URL at INFO: a webhook URL is a secret, so it is replaced."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        super().__init__()
+        self.notifier = notifier
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        for url in self.notifier.urls():
+            if url in message:
+                message = message.replace(url, "<notify webhook URL>")
+                record.msg, record.args = message, ()
+        return True
+
+
+def _hide_urls_from_httpx_log(notifier: Notifier) -> None:
+    logger = logging.getLogger("httpx")
+    for existing in [f for f in logger.filters if isinstance(f, _HideUrls)]:
+        logger.removeFilter(existing)  # the latest service's targets
+    logger.addFilter(_HideUrls(notifier))
+
+
+class DeliveryFailed(Exception):
+    """One attempt failed in a way worth retrying (no answer, a 5xx, a 429)."""
+
+
+def message_text(previous: Verdict | None, verdict: Verdict, link: str) -> str:
+    """What a person needs at a glance: phase, old → new, what failed with observed value vs
+    threshold and group, and where to look."""
+    before = previous.verdict.value.upper() if previous is not None else "none"
+    lines = [f"gatecheck: {verdict.phase} ({verdict.environment}) {before} → {verdict.verdict.value.upper()}"]
+    for check in verdict.checks:
+        if check.outcome is Outcome.PASS:
+            continue
+        failing = [e for e in check.expectations if e.outcome is Outcome.FAIL]
+        if failing:
+            lines += [f"• {check.suite} ({check.role}): {failure_text(e)}" for e in failing]
+        else:
+            lines.append(
+                f"• {check.suite} ({check.role}) {check.outcome.value}: {check.reason or ''}".rstrip()
+            )
+    if len(lines) == 1:
+        lines += [f"• {reason}" for reason in verdict.reasons]
+    lines.append(f"as of {verdict.as_of.isoformat()} · {link}")
+    return "\n".join(lines)
+
+
+def payload(target: NotifyTarget, previous: Verdict | None, verdict: Verdict, link: str) -> dict[str, Any]:
+    """The body for a target: Slack's ``{"text": …}``, or the change with the verdict document."""
+    text = message_text(previous, verdict, link)
+    if target.kind == "slack":
+        return {"text": text}
+    return {
+        "phase": verdict.phase,
+        "previous": previous.verdict.value if previous is not None else None,
+        "verdict": verdict.verdict.value,
+        "as_of": verdict.as_of.isoformat(),
+        "url": link,
+        "text": text,
+        "document": verdict.document(),
+    }
+
+
+class Notifier:
+    """Decides which changes to send where, and delivers them off the evaluation path."""
+
+    def __init__(
+        self,
+        targets: list[NotifyTarget],
+        root: Path,
+        base_url: str,
+        on_count: Callable[[], None] | None = None,
+        backoff_s: float = 1.0,
+    ) -> None:
+        self.targets = targets
+        self.root = root
+        self.base_url = base_url.rstrip("/")
+        self.on_count = on_count  # the service re-renders its exposition
+        self.backoff_s = backoff_s
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self._sent: dict[tuple[str, str, VerdictState], float] = {}  # (target, phase, into) → when
+        self._tasks: set[asyncio.Task[None]] = set()
+        # One delivery at a time per target, in the order of the changes (a FIFO lock), so a
+        # person never reads "NO-GO → GO" before "GO → NO-GO".
+        self._order: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = {}
+        _hide_urls_from_httpx_log(self)
+
+    def _count(self, target: str, result: str) -> None:
+        self.counts[(target, result)] += 1
+        if self.on_count is not None:
+            self.on_count()
+
+    def changed(self, previous: Verdict | None, verdict: Verdict) -> None:
+        """A phase was evaluated: schedule a message to every target that wants this change.
+        Returns at once; the deliveries run on their own tasks."""
+        before = previous.verdict if previous is not None else None
+        if before is verdict.verdict or (before is None and verdict.verdict is VerdictState.GO):
+            return  # not a change (a first GO is no news: "back to GO" needs a verdict to leave)
+        now = time.monotonic()
+        for target in self.targets:
+            if target.phases is not None and verdict.phase not in target.phases:
+                continue
+            if verdict.verdict.value not in target.on:
+                continue
+            key = (target.name, verdict.phase, verdict.verdict)
+            last = self._sent.get(key)
+            if last is not None and now - last < target.suppress.total_seconds():
+                self._count(target.name, "suppressed")
+                log.info(
+                    "notification to %s suppressed: %s → %s again within %ss",
+                    target.name, verdict.phase, verdict.verdict.value, int(target.suppress.total_seconds()),
+                    extra={"target": target.name, "phase": verdict.phase},
+                )  # fmt: skip
+                continue
+            if len(self._tasks) >= MAX_PENDING:
+                self._count(target.name, "dropped")
+                log.warning("notification to %s dropped: %d deliveries under way", target.name, MAX_PENDING)
+                continue
+            self._sent[key] = now
+            link = f"{self.base_url}/api/v1/phases/{verdict.phase}/verdict"
+            body = payload(target, previous, verdict, link)
+            task = asyncio.get_running_loop().create_task(self._deliver(target, body, verdict.phase))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _url(self, target: NotifyTarget) -> str:
+        if target.url is not None:
+            return target.url.get_secret_value()
+        path = Path(target.url_file or "")
+        path = path if path.is_absolute() else self.root / path
+        return path.read_text(encoding="utf-8").strip()
+
+    def _lock(self, target: str) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        found = self._order.get(target)
+        if found is None or found[0] is not loop:
+            found = (loop, asyncio.Lock())
+            self._order[target] = found
+        return found[1]
+
+    def urls(self) -> list[str]:
+        """The targets' URLs that can be read now (for redaction only; never shown)."""
+        found = []
+        for target in self.targets:
+            with contextlib.suppress(OSError):
+                found.append(self._url(target))
+        return [url for url in found if url]
+
+    async def _deliver(self, target: NotifyTarget, body: dict[str, Any], phase: str) -> None:
+        async with self._lock(target.name):
+            await self._deliver_now(target, body, phase)
+
+    async def _deliver_now(self, target: NotifyTarget, body: dict[str, Any], phase: str) -> None:
+        from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+        timeout = target.timeout.total_seconds()
+        try:
+            url = self._url(target)
+            async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(target.retries + 1),
+                    wait=wait_exponential(multiplier=self.backoff_s, max=60 * self.backoff_s),
+                    retry=retry_if_exception_type(DeliveryFailed),
+                    reraise=True,
+                ):
+                    with attempt:
+                        await self._attempt(client, url, body)
+        except asyncio.CancelledError:
+            raise
+        except (DeliveryFailed, OSError, ValueError) as exc:
+            self._count(target.name, "failed")
+            log.warning(
+                "notification to %s about %s failed: %s", target.name, phase, exc,
+                extra={"target": target.name, "phase": phase},
+            )  # fmt: skip
+            return
+        self._count(target.name, "sent")
+        log.info("notified %s about %s", target.name, phase, extra={"target": target.name, "phase": phase})
+
+    @staticmethod
+    async def _attempt(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> None:
+        """One POST. Never lets the URL into an exception's text (it is a secret)."""
+        try:
+            response = await client.post(url, json=body)
+        except httpx.TimeoutException:
+            raise DeliveryFailed("no answer within the timeout") from None
+        except httpx.HTTPError as exc:
+            raise DeliveryFailed(f"cannot reach the webhook ({type(exc).__name__})") from None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise DeliveryFailed(f"the webhook answered {response.status_code}")
+        if response.status_code >= 300:
+            # A 4xx will not change on a retry (a revoked webhook, a bad payload).
+            raise ValueError(f"the webhook refused the message: {response.status_code}")
+
+    async def aclose(self) -> None:
+        """Stop: deliveries still under way are cancelled (and not counted)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,264 @@
+"""Notifications on verdict change, delivered to a real local HTTP receiver.
+
+The verdicts come from a scripted evaluator (what is under test is when and how the service
+tells people, not how a gate is judged); the deliveries are real HTTP to a real server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
+
+from gatecheck.cli import app
+from gatecheck.config import load_project
+from gatecheck.engine import Evaluation
+from gatecheck.history import SqliteLedger
+from gatecheck.results import (
+    CheckResult,
+    ExpectationResult,
+    FailingGroup,
+    Outcome,
+    Threshold,
+    Verdict,
+    VerdictState,
+    Window,
+)
+from gatecheck.service import Service, VerdictCollector
+
+SECRET_PATH = "/hooks/T000/B000/s3cret-token"
+
+
+class Receiver:
+    """A webhook receiver: records each POST; answers from a script of status codes (then
+    200); ``hang`` holds every answer until released."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.statuses: list[int] = []
+        self.hang = threading.Event()
+        self.hang.set()
+        self.arrived = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                receiver.arrived.set()
+                receiver.hang.wait(30)
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                receiver.received.append({"path": self.path, "body": body, "status": status})
+                self.send_response(status)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{SECRET_PATH}"
+
+    def close(self) -> None:
+        self.hang.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Any:
+    found = Receiver()
+    yield found
+    found.close()
+
+
+def verdict(state: VerdictState, at: int = 0) -> Verdict:
+    as_of = datetime(2026, 11, 24, 6, 0, tzinfo=UTC) + timedelta(minutes=at)
+    window = Window(start=as_of - timedelta(hours=1), end=as_of, length=timedelta(hours=1), settle=timedelta(0))
+    failing = state in (VerdictState.NO_GO, VerdictState.ROLLBACK)
+    expectation = ExpectationResult(
+        type="expect_column_values_to_be_between",
+        column="newest_age_s",
+        outcome=Outcome.FAIL if failing else Outcome.PASS,
+        observed_value=912 if failing else 12,
+        thresholds=[Threshold(name="newest_event_age_max_s", value=300, bound="max", provenance="default",
+                              key="thresholds.yaml: defaults.newest_event_age_max_s")],
+        failing_groups=[FailingGroup(group={"source_table": "stream_trace_events"}, observed_value=912)]
+        if failing else [],
+    )  # fmt: skip
+    check = CheckResult(
+        suite="events_arriving", source="warehouse", role="required",
+        outcome=Outcome.FAIL if failing else Outcome.PASS, window=window, rows=1, expectations=[expectation],
+    )  # fmt: skip
+    return Verdict(
+        phase="release", environment="staging", as_of=as_of, verdict=state,
+        reasons=["required check failed: events_arriving"] if failing else ["all 1 required checks passed"],
+        checks=[check], config_hash="x", gatecheck_version="0",
+    )  # fmt: skip
+
+
+class Scripted:
+    """An evaluator answering the verdicts it was given, in order."""
+
+    def __init__(self, verdicts: list[Verdict]) -> None:
+        self.verdicts = list(verdicts)
+
+    async def evaluate(self, phase: str, *, requested_by: Any = None) -> Evaluation:
+        return Evaluation(verdict=self.verdicts.pop(0), duration_s=0.01, recorded=False)
+
+    async def warm_up(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+def project_with(tmp_path: Path, targets: list[dict[str, Any]], url: str) -> Any:
+    root = tmp_path / "project"
+    assert CliRunner().invoke(app, ["init", str(root)]).exit_code == 0
+    config = yaml.safe_load((root / "gatecheck.yaml").read_text())
+    config["notify"] = targets
+    config["service"]["url"] = "https://gatecheck.example"
+    (root / "gatecheck.yaml").write_text(yaml.safe_dump(config))
+    return load_project(root, environ={"HOOK_URL": url})
+
+
+def run(service: Service, times: int) -> None:
+    async def go() -> None:
+        for _ in range(times):
+            await service.evaluate_phase("release")
+        await asyncio.gather(*service.notifier._tasks)  # the deliveries scheduled so far
+
+    asyncio.run(go())
+
+
+def counts(service: Service) -> dict[tuple[str, str], float]:
+    families = text_string_to_metric_families(_exposition(service))
+    return {
+        (s.labels["target"], s.labels["result"]): s.value
+        for f in families if f.name == "gatecheck_notifications" for s in f.samples if s.name.endswith("_total")
+    }  # fmt: skip
+
+
+def _exposition(service: Service) -> str:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(VerdictCollector(service))
+    return generate_latest(registry).decode()
+
+
+def test_one_message_per_change_none_on_a_repeat_and_suppressed_repeats(
+    receiver: Receiver, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    project = project_with(tmp_path, [{"name": "slack", "kind": "slack", "url": "${HOOK_URL}"}], receiver.url)
+    G, N = VerdictState.GO, VerdictState.NO_GO
+    script = [verdict(G, 0), verdict(N, 1), verdict(N, 2), verdict(G, 3), verdict(N, 4)]
+    service = Service(project, SqliteLedger(tmp_path / "h.db"), ["release"], engine=Scripted(script))
+    run(service, 5)
+    # none → GO: no news; GO → NO-GO: sent; NO-GO again: not a change; NO-GO → GO: sent;
+    # GO → NO-GO within 30 minutes of the last one: suppressed.
+    texts = [r["body"]["text"] for r in receiver.received]
+    assert len(texts) == 2
+    assert texts[0].splitlines()[0] == "gatecheck: release (staging) GO → NO-GO"
+    assert (
+        "• events_arriving (required): newest_age_s must be ≤ 300 (newest_event_age_max_s, default): "
+        "source_table=stream_trace_events: observed 912"
+    ) in texts[0].splitlines()
+    assert texts[0].splitlines()[-1] == (
+        "as of 2026-11-24T06:01:00+00:00 · https://gatecheck.example/api/v1/phases/release/verdict"
+    )
+    assert texts[1].splitlines()[0] == "gatecheck: release (staging) NO-GO → GO"
+    assert {r["path"] for r in receiver.received} == {SECRET_PATH}
+    assert counts(service) == {
+        ("slack", "sent"): 2, ("slack", "failed"): 0, ("slack", "suppressed"): 1, ("slack", "dropped"): 0
+    }  # fmt: skip
+    assert "s3cret" not in caplog.text and "T000" not in caplog.text  # the URL is a secret
+
+
+def test_a_500_is_retried_and_a_dead_webhook_is_counted_as_failed(
+    receiver: Receiver, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    targets = [
+        {"name": "ops", "kind": "json", "url": "${HOOK_URL}", "on": ["no-go", "rollback"], "retries": 2},
+    ]
+    project = project_with(tmp_path, targets, receiver.url)
+    script = [verdict(VerdictState.GO), verdict(VerdictState.ROLLBACK, 1), verdict(VerdictState.NO_GO, 2)]
+    service = Service(project, SqliteLedger(tmp_path / "h.db"), ["release"], engine=Scripted(script))
+    service.notifier.backoff_s = 0.01
+    receiver.statuses = [500, 500]  # the ROLLBACK message: two failures, then delivered
+    run(service, 2)
+    assert [r["status"] for r in receiver.received] == [500, 500, 200]
+    body = receiver.received[-1]["body"]
+    assert (body["phase"], body["previous"], body["verdict"]) == ("release", "go", "rollback")
+    assert Verdict.model_validate(body["document"]).verdict is VerdictState.ROLLBACK
+    receiver.statuses = [503, 503, 503]  # the NO-GO message: every attempt fails
+    run(service, 1)
+    assert len(receiver.received) == 6
+    assert counts(service)[("ops", "sent")] == 1 and counts(service)[("ops", "failed")] == 1
+    failed = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert failed == ["notification to ops about release failed: the webhook answered 503"]
+
+
+def test_the_service_keeps_evaluating_while_the_receiver_hangs(receiver: Receiver, tmp_path: Path) -> None:
+    project = project_with(tmp_path, [{"name": "slack", "kind": "slack", "url": "${HOOK_URL}"}], receiver.url)
+    G, N = VerdictState.GO, VerdictState.NO_GO
+    service = Service(
+        project, SqliteLedger(tmp_path / "h.db"), ["release"],
+        engine=Scripted([verdict(G), verdict(N, 1), verdict(N, 2), verdict(N, 3), verdict(N, 4)]),
+    )  # fmt: skip
+    receiver.hang.clear()
+
+    async def go() -> None:
+        await service.evaluate_phase("release")
+        await service.evaluate_phase("release")  # GO → NO-GO: a message, whose answer hangs
+        assert await asyncio.to_thread(receiver.arrived.wait, 10)
+        for _ in range(3):  # evaluations go on while that delivery waits
+            await service.evaluate_phase("release")
+        assert service.states["release"].evaluations == 5
+        assert receiver.received == [] and len(service.notifier._tasks) == 1
+        receiver.hang.set()
+        await asyncio.gather(*service.notifier._tasks)
+
+    asyncio.run(go())
+    assert len(receiver.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [
+        ({"name": "a", "kind": "slack"}, "give exactly one of url"),
+        ({"name": "a", "kind": "slack", "url": "ftp://x", "url_file": "f"}, "give exactly one of url"),
+        ({"name": "a", "kind": "slack", "url": "ftp://hooks"}, "url must be an http(s):// URL"),
+        ({"name": "a", "kind": "teams", "url": "https://x"}, "kind"),
+        ({"name": "a", "kind": "slack", "url": "https://x", "phases": ["nope"]}, "unknown phase 'nope'"),
+        ({"name": "a", "kind": "slack", "url": "https://x", "on": ["maybe"]}, "on"),
+        ({"name": "a", "kind": "slack", "url": "https://x", "retries": 50}, "retries"),
+        ({"name": "a", "kind": "slack", "url_file": "missing.txt"}, "is not a file"),
+    ],
+)
+def test_a_bad_notify_target_is_refused_in_one_line(tmp_path: Path, target: dict[str, Any], problem: str) -> None:
+    root = tmp_path / "p"
+    CliRunner().invoke(app, ["init", str(root)])
+    config = yaml.safe_load((root / "gatecheck.yaml").read_text())
+    config["notify"] = [target]
+    (root / "gatecheck.yaml").write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(app, ["validate", "--config", str(root)])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gatecheck: error: gatecheck.yaml") and problem in lines[0], lines
+    assert "https://x" not in result.stderr or "ftp" in str(target)
