@@ -404,7 +404,7 @@ def test_validate_lists_problems_of_every_file_at_once_one_line_each(config_copy
         assert result.exit_code == 2
         lines = result.stderr.strip().splitlines()
         assert lines == [
-            "gatecheck: error: gatecheck.yaml: servic: unknown key (allowed: environments, history, service)",
+            "gatecheck: error: gatecheck.yaml: servic: unknown key (allowed: environments, history, service, notify)",
             "gatecheck: error: suites/rollup_parity.yaml: expectations[1]: unknown Great Expectations expectation type 'expect_column_values_to_be_betwen' (did you mean 'expect_column_values_to_be_between'?)",
             "gatecheck: error: suites/unmatched_edges.yaml: expectations[0]: mostly: value is not a valid float",
             "gatecheck: error: thresholds.yaml: defaults.fallback_event_max: no suite uses a threshold of this name (did you mean 'fallback_events_max'?)",

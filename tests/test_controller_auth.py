@@ -1,0 +1,71 @@
+"""The controller endpoints follow the service's exposure rules: a token when one is set
+(Flagger's in metadata.token), the rate limit only for requests that start an evaluation."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+from typer.testing import CliRunner
+
+from gatecheck.cli import app
+from gatecheck.config import load_project
+from gatecheck.history import SqliteLedger
+from gatecheck.results import VerdictState
+from gatecheck.service import EVALUATE_PER_MINUTE, Service, create_app
+
+from .test_notify import Scripted, verdict
+
+TOKEN = "t0ken-for-tests"
+
+
+def service_for(tmp_path: Path, verdicts: int) -> Service:
+    root = tmp_path / "p"
+    assert CliRunner().invoke(app, ["init", str(root)]).exit_code == 0
+    project = load_project(root, environ={})
+    script = Scripted([verdict(VerdictState.GO, i) for i in range(verdicts)])
+    return Service(project, SqliteLedger(tmp_path / "h.db"), [], api_token=TOKEN, engine=script)
+
+
+def ask(service: Service, *requests: tuple[str, str, dict]) -> list[httpx.Response]:
+    async def go() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=create_app(service))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gatecheck") as client:
+            return [await client.request(method, url, **kwargs) for method, url, kwargs in requests]
+
+    return asyncio.run(go())
+
+
+def test_evaluating_requests_need_the_token_reads_do_not(tmp_path: Path) -> None:
+    service = service_for(tmp_path, 3)
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    flagger = {"name": "n", "namespace": "ns", "phase": "Progressing", "checksum": "c", "metadata": {"phase": "release"}}
+    answers = ask(
+        service,
+        ("GET", "/api/v1/phases/release/verdict", {}),  # a read: open
+        ("GET", "/api/v1/phases/release/verdict", {"params": {"fresh": "true"}}),
+        ("GET", "/api/v1/phases/release/verdict", {"params": {"fresh": "true"}, "headers": bearer}),
+        ("POST", "/api/v1/flagger/rollout", {"json": flagger}),
+        ("POST", "/api/v1/flagger/rollout", {"json": {**flagger, "metadata": {"phase": "release", "token": "no"}}}),
+        ("POST", "/api/v1/flagger/rollout", {"json": {**flagger, "metadata": {"phase": "release", "token": TOKEN}}}),
+        ("POST", "/api/v1/flagger/rollout", {"json": flagger, "headers": bearer}),
+    )
+    assert [a.status_code for a in answers] == [200, 401, 200, 401, 401, 200, 200]
+    assert answers[0].headers["gatecheck-evaluated"] == "false"
+    assert answers[2].json()["verdict"] == "go"
+    assert TOKEN not in "".join(a.text for a in answers)
+
+
+def test_only_requests_that_start_an_evaluation_count_against_the_limit(tmp_path: Path) -> None:
+    service = service_for(tmp_path, EVALUATE_PER_MINUTE + 1)
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    fresh = ("GET", "/api/v1/phases/release/verdict", {"params": {"fresh": "true"}, "headers": bearer})
+    recent = ("GET", "/api/v1/phases/release/verdict", {"params": {"max_age": "1d"}, "headers": bearer})
+    answers = ask(service, *([fresh] * EVALUATE_PER_MINUTE), recent, fresh)
+    codes = [a.status_code for a in answers]
+    assert codes[:EVALUATE_PER_MINUTE] == [200] * EVALUATE_PER_MINUTE
+    # The latest is recent enough: answered without an evaluation, so not limited.
+    assert codes[EVALUATE_PER_MINUTE] == 200
+    assert codes[-1] == 429
+    assert service.states["release"].evaluations == EVALUATE_PER_MINUTE
