@@ -270,9 +270,9 @@ def test_soak_points_come_from_stored_facts_without_parsing_documents(
     monkeypatch.setattr(Verdict, "model_validate", no_parsing)
     points = ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF)
     assert points == [
-        (AS_OF - 2 * HOUR, False, True),
-        (AS_OF - HOUR, False, False),  # inconclusive: neither evidence nor failure
-        (AS_OF, True, False),
+        (AS_OF - 2 * HOUR, False, True, ""),
+        (AS_OF - HOUR, False, False, ""),  # inconclusive: neither evidence nor failure
+        (AS_OF, True, False, ""),
     ]
 
 
@@ -299,7 +299,7 @@ def test_a_ledger_from_before_the_stored_facts_is_migrated(tmp_path: Path) -> No
         )  # fmt: skip
     ledger = SqliteLedger(path)
     ledger.record(verdict("p", AS_OF), 0.1)
-    assert ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF) == [(AS_OF - HOUR, False, True), (AS_OF, True, False)]
+    assert ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF) == [(AS_OF - HOUR, False, True, ""), (AS_OF, True, False, "")]
     assert [r.checks_failed for r in ledger.history("p")] == [True, False]
 
 
@@ -330,7 +330,7 @@ def test_a_clickhouse_ledger_from_before_the_stored_facts_is_migrated(warehouse:
     ledger = ClickHouseLedger(f"chdb://{warehouse}?database={database}", tmp_path)
     try:
         ledger.record(verdict("p", AS_OF), 0.1)
-        assert ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF) == [(AS_OF - HOUR, False, True), (AS_OF, True, False)]
+        assert ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF) == [(AS_OF - HOUR, False, True, ""), (AS_OF, True, False, "")]
         assert [r.checks_failed for r in ledger.history("p")] == [True, False]
     finally:
         ledger.close()

@@ -276,6 +276,51 @@ def _evaluate(
         return asyncio.run(go())
 
 
+def _record_assumptions(
+    project: Project, phase: str, approved: list[str], soaked: bool, by: str | None
+) -> None:
+    """Each --assume-approved / --assume-soaked goes to the audit trail, with who ran it."""
+    import getpass
+    from datetime import UTC
+
+    from gatecheck.audit import AuditEvent
+
+    project.gate(phase)
+    for name in approved:
+        project.gate(name)
+    if project.config.history is None:
+        return  # no ledger, no trail (the report still says what was assumed)
+    who = " ".join((by or getpass.getuser()).split()) or "unknown"
+    now = datetime.now(UTC)
+    events = [
+        AuditEvent(
+            at=now,
+            kind="assumed-approved",
+            phase=name,
+            by=who,
+            config_hash=project.config_hash,
+            reason=f"gatecheck run --phase {phase} --assume-approved {name}",
+        )
+        for name in approved
+    ]
+    if soaked:
+        events.append(
+            AuditEvent(
+                at=now,
+                kind="assumed-soaked",
+                phase=phase,
+                by=who,
+                config_hash=project.config_hash,
+                reason=f"gatecheck run --phase {phase} --assume-soaked",
+            )
+        )
+    ledger = _open_ledger(project, "audit trail")
+    try:
+        ledger.append_audit(events)
+    finally:
+        ledger.close()
+
+
 def _say(line: str) -> None:
     """A progress line: on stderr, so stdout holds only the report."""
     typer.echo(line, err=True)
@@ -329,6 +374,12 @@ def run(
     record: Annotated[
         bool, typer.Option("--record/--no-record", help="Record the evaluation in the history ledger.")
     ] = True,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by", metavar="NAME", help="Who assumes (--assume-*: recorded; default: the OS user)."
+        ),
+    ] = None,
 ) -> None:
     """Evaluate one phase's gate and exit with its verdict (0 go, 1 no-go, 3 inconclusive, 4 rollback)."""
     with _user_errors():
@@ -342,6 +393,8 @@ def run(
             verdict = fetch_verdict(url, phase, evaluate_now=fresh)
         else:
             project = load_project(config, expectations=True)
+            if assume_approved or assume_soaked:
+                _record_assumptions(project, phase, assume_approved or [], assume_soaked, by)
             spinner = fmt is VerdictFormat.text and output is None
             verdict = _evaluate(
                 project, phase, as_of, assume_approved or [], assume_soaked, record, spinner=spinner
@@ -522,6 +575,122 @@ def explain(
         typer.echo(json.dumps(document, indent=2, default=str))
     else:
         typer.echo(render_explanation(document), nl=False)
+
+
+ByOption = Annotated[str, typer.Option("--by", metavar="NAME", help="Who decides (recorded).")]
+ReasonOption = Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why (recorded).")]
+
+
+def _decide(config: Path, write: Any) -> Any:
+    """Open the ledger, write one decision, close: one line and exit 2 on any problem."""
+    with _user_errors():
+        project = load_project(config)
+        ledger = _open_ledger(project, "audit trail to record the decision in")
+        try:
+            return write(project, ledger)
+        finally:
+            ledger.close()
+
+
+@app.command()
+def waive(
+    phase: Annotated[str, typer.Option("--phase", "-p", metavar="PHASE", help="The phase whose gate it is.")],
+    check: Annotated[str, typer.Option("--check", metavar="SUITE", help="The check whose failure to waive.")],
+    length: Annotated[
+        str, typer.Option("--for", metavar="DURATION", help="How long, e.g. 24h (at most 30d).")
+    ],
+    reason: ReasonOption,
+    by: ByOption,
+    group: Annotated[
+        list[str] | None,
+        typer.Option("--group", metavar="KEY=VALUE", help="Only this group's failures (repeatable)."),
+    ] = None,
+    config: ConfigOption = Path("."),
+) -> None:
+    """Record a waiver: while it lasts, a definite failure of CHECK (of that group) in PHASE
+    does not block. Never an inconclusive or errored check, never a rollback."""
+    from gatecheck.decisions import describe, parse_groups, waiver_event
+
+    def write(project: Any, ledger: Any) -> Any:
+        event = waiver_event(project, phase, check, parse_groups(group or []), length, reason, by)
+        return ledger.create_waiver(event)
+
+    typer.echo(describe(_decide(config, write)))
+
+
+@app.command()
+def unwaive(
+    waiver: Annotated[str, typer.Argument(metavar="ID", help="The waiver, e.g. W3.")],
+    reason: ReasonOption,
+    by: ByOption,
+    config: ConfigOption = Path("."),
+) -> None:
+    """Revoke a waiver: the next evaluation blocks on that failure again."""
+    from gatecheck.decisions import describe, revoke_event
+
+    def write(project: Any, ledger: Any) -> Any:
+        event = revoke_event(project, ledger.audit(), waiver, reason, by)
+        ledger.append_audit([event])
+        return event
+
+    typer.echo(describe(_decide(config, write)))
+
+
+@app.command()
+def approve(
+    phase: Annotated[str, typer.Option("--phase", "-p", metavar="PHASE", help="The phase to approve.")],
+    reason: ReasonOption,
+    by: ByOption,
+    length: Annotated[
+        str, typer.Option("--for", metavar="DURATION", help="How long it holds (default 24h, at most 30d).")
+    ] = "24h",
+    config: ConfigOption = Path("."),
+) -> None:
+    """Record a person's approval of a phase (a gate with `approval: required` needs one)."""
+    from gatecheck.decisions import approval_event, describe
+
+    def write(project: Any, ledger: Any) -> Any:
+        event = approval_event(project, phase, length, reason, by)
+        ledger.append_audit([event])
+        return event
+
+    typer.echo(describe(_decide(config, write)))
+
+
+@app.command()
+def audit(
+    phase: Annotated[
+        str | None, typer.Option("--phase", "-p", metavar="PHASE", help="Only this phase.")
+    ] = None,
+    since: Annotated[str, typer.Option("--since", metavar="DURATION", help="How far back.")] = "7d",
+    config: ConfigOption = Path("."),
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
+) -> None:
+    """The audit trail, oldest first: waivers (created, used, expired, revoked), approvals,
+    and every --assume-approved / --assume-soaked."""
+    from gatecheck.decisions import describe
+    from gatecheck.durations import parse_as_of, parse_duration
+
+    with _user_errors():
+        try:
+            window = parse_duration(since)
+        except ValueError as exc:
+            raise ConfigError(f"--since: {exc}") from exc
+        project = load_project(config)
+        if phase is not None:
+            project.gate(phase)
+        ledger = _open_ledger(project, "audit trail to show")
+        try:
+            events = ledger.audit([phase] if phase else None, parse_as_of(None) - window)
+        finally:
+            ledger.close()
+    if fmt is ListFormat.json:
+        typer.echo(json.dumps([e.model_dump(mode="json") for e in events], indent=2))
+    elif not events:
+        typer.echo(f"nothing in the audit trail in the last {since}")
+    else:
+        for event in events:
+            typer.echo(describe(event))
 
 
 @app.command("check-sources")

@@ -28,18 +28,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from gatecheck.clickhouse import ClickHouse
 from gatecheck.config import Project, SourceConfig
-from gatecheck.errors import ValidationTimeout
+from gatecheck.errors import GatecheckError, ValidationTimeout
 from gatecheck.history import Ledger, open_ledger
 from gatecheck.results import Requester, Verdict
 from gatecheck.runner import Validator, warm_up
@@ -48,6 +49,8 @@ from gatecheck.sources import Source, open_source
 T = TypeVar("T")
 
 #: Builds one source: (name in gatecheck.yaml, its configuration, the --config directory).
+log = logging.getLogger(__name__)
+
 SourceFactory = Callable[[str, SourceConfig, Path], Source]
 #: Validating one frame takes milliseconds; a minute means Great Expectations is stuck.
 VALIDATION_TIMEOUT_S = 60.0
@@ -118,6 +121,39 @@ class Engine:
         self.validator = Validator()
 
     # ---------------------------------------------------------------- lifetime
+
+    def _record(self, verdict: Verdict, duration: float) -> None:
+        """The evaluation's record, then its lines of the audit trail: each waiver it used,
+        and each waiver of the phase found past its end (blocking: runs in a thread)."""
+        from gatecheck.audit import AuditEvent, expired_unrecorded
+
+        assert self.ledger is not None
+        self.ledger.record(verdict, duration)
+        now = datetime.now(UTC)
+        used = [
+            AuditEvent(
+                at=now,
+                kind="waiver-used",
+                phase=verdict.phase,
+                check=c.suite,
+                group=c.waiver.group,
+                waiver=c.waiver.id,
+                until=c.waiver.until,
+                by="gatecheck",
+                reason=f"the evaluation as of {verdict.as_of.isoformat()} judged {c.suite} failed under it",
+                config_hash=verdict.config_hash,
+            )
+            for c in verdict.checks
+            if c.waiver is not None
+        ]
+        try:
+            kinds = ["waiver-created", "waiver-expired", "waiver-revoked"]
+            trail = self.ledger.audit([verdict.phase], None, kinds)
+            self.ledger.append_audit(used + expired_unrecorded(trail, verdict.phase, now))
+        except GatecheckError as exc:  # the record stands; the trail says less than it should
+            log.warning(
+                "audit trail of %s not written: %s", verdict.phase, exc, extra={"phase": verdict.phase}
+            )
 
     async def __aenter__(self) -> Engine:
         return self
@@ -200,7 +236,7 @@ class Engine:
         if recorded:
             assert self.ledger is not None
             # Shielded: a stop that arrives now still lets the write finish (aclose waits for it).
-            write = asyncio.ensure_future(asyncio.to_thread(self.ledger.record, verdict, duration))
+            write = asyncio.ensure_future(asyncio.to_thread(self._record, verdict, duration))
             self._writes.add(write)
             write.add_done_callback(self._writes.discard)
             await asyncio.shield(write)

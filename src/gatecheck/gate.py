@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
 from gatecheck import __version__
+from gatecheck.audit import AuditEvent, Waiver, approval_at, covers, waivers_at
 from gatecheck.checkplan import CheckPlan, plan_checks, query_parameters
 from gatecheck.config import (
     GateConfig,
@@ -34,8 +35,9 @@ from gatecheck.errors import (
     SourceUnavailable,
     ValidationTimeout,
 )
-from gatecheck.history import Ledger, checks_failed, checks_passed
+from gatecheck.history import Ledger, checks_failed, checks_passed, waived
 from gatecheck.results import (
+    Approval,
     CheckResult,
     ExpectationResult,
     Outcome,
@@ -135,10 +137,19 @@ async def evaluate(
         checks = list(await asyncio.gather(*jobs))
     finally:
         await pool.aclose()
-    requires = [await _requirement(name, approved, ledger, as_of, recorded_since) for name in gate.requires]
+    trail, unreadable = await _trail(ledger, [phase, *gate.requires])
+    # A person's waivers: a definite failure they cover stays `fail` and stops blocking.
+    waivers = waivers_at(trail, phase, as_of)
+    checks = [_waive(check, waivers) for check in checks]
+    approvals = trail if gate.approval_satisfies_requires else None
+    requires = [
+        await _requirement(name, approved, ledger, as_of, recorded_since, approvals) for name in gate.requires
+    ]
     soak = await _soak_status(gate, assume_soaked, ledger, as_of, checks, recorded_since)
-    verdict, reasons = decide(checks, requires, soak)
+    approval = _approval(gate, trail, unreadable, ledger, as_of)
+    verdict, reasons = decide(checks, requires, soak, approval)
     return Verdict(
+        approval=approval,
         phase=phase,
         environment=gate.environment,
         description=gate.description,
@@ -157,15 +168,75 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+async def _trail(ledger: Ledger | None, phases: list[str]) -> tuple[list[AuditEvent], str | None]:
+    """The decisions on record for ``phases`` (waivers, revocations, approvals), or why they
+    cannot be read (then nothing is waived and a required approval is missing)."""
+    if ledger is None:
+        return [], None
+    try:
+        events = await asyncio.to_thread(
+            ledger.audit, phases, None, ["waiver-created", "waiver-revoked", "approved"]
+        )
+    except GatecheckError as exc:
+        return [], f"cannot read the audit trail: {exc}"
+    return events, None
+
+
+def _waive(check: CheckResult, waivers: list[Waiver]) -> CheckResult:
+    """``check`` with the waiver covering its definite failure, if any. Never an
+    inconclusive or errored check (no evidence is not a pass), never a rollback trigger."""
+    if check.outcome is not Outcome.FAIL or check.role == "rollback":
+        return check
+    failing = [e for e in check.expectations if e.outcome is Outcome.FAIL]
+    groups = [g.group for e in failing for g in e.failing_groups]
+    groups += [{} for e in failing if not e.failing_groups]  # failed overall: no group names it
+    for waiver in sorted(waivers, key=lambda w: w.since, reverse=True):
+        if waiver.check == check.suite and covers(waiver, groups):
+            return check.model_copy(update={"waiver": waiver})
+    return check
+
+
+def _approval(
+    gate: GateConfig, trail: list[AuditEvent], unreadable: str | None, ledger: Ledger | None, as_of: datetime
+) -> Approval | None:
+    if gate.approval != "required":
+        return None
+    if ledger is None:
+        return Approval(satisfied=False, reason="no history ledger configured (history.url), so no approval")
+    if unreadable is not None:
+        return Approval(satisfied=False, reason=unreadable)
+    found = approval_at(trail, gate.phase, as_of)
+    if found is None:
+        return Approval(
+            satisfied=False,
+            reason=f"no approval of {gate.phase} in force (gatecheck approve --phase {gate.phase})",
+        )
+    return Approval(
+        satisfied=True,
+        reason=f"approved by {found.by} at {_iso(found.at)}: {found.reason}",
+        by=found.by,
+        at=found.at,
+        until=found.until,
+    )
+
+
 async def _requirement(
     phase: str,
     approved: set[str],
     ledger: Ledger | None,
     as_of: datetime,
     recorded_since: datetime | None = None,
+    approvals: list[AuditEvent] | None = None,
 ) -> Requirement:
     if phase in approved:
         return Requirement(phase=phase, satisfied=True, reason="assumed approved (--assume-approved)")
+    recorded = approval_at(approvals, phase, as_of) if approvals else None
+    if recorded is not None:  # the gate lets a person's approval stand in for a recorded GO
+        return Requirement(
+            phase=phase,
+            satisfied=True,
+            reason=f"approved by {recorded.by} at {_iso(recorded.at)}: {recorded.reason}",
+        )
     if ledger is None:
         return Requirement(
             phase=phase,
@@ -227,12 +298,15 @@ async def _soak_status(
     except GatecheckError as exc:
         return SoakStatus(**base, covered=False, reason=f"cannot read the history ledger: {exc}")
     current = Verdict.model_construct(checks=checks)
-    points.append((as_of, checks_passed(current), checks_failed(current)))
+    points.append((as_of, checks_passed(current), checks_failed(current), waived(current)))
     return soak_coverage(points, as_of, soak.duration, soak.max_gap)
 
 
 def soak_coverage(
-    points: list[tuple[datetime, bool, bool]], as_of: datetime, duration: timedelta, max_gap: timedelta
+    points: Sequence[tuple[Any, ...]],
+    as_of: datetime,
+    duration: timedelta,
+    max_gap: timedelta,
 ) -> SoakStatus:
     """Coverage of ``[as_of - duration, as_of]`` by evaluations ``(as_of, passed, failed)``.
 
@@ -241,14 +315,19 @@ def soak_coverage(
     fired) ends it — the clock restarts after it; an inconclusive one is neither evidence
     nor failure, it only leaves a gap.
     """
-    points = sorted(points, key=lambda p: p[0])
+    points = sorted(points, key=lambda p: p[0])  # type: ignore[assignment]
     window_start = as_of - duration
     covered_since: datetime | None = None
     last_failure: datetime | None = None
     gap: tuple[datetime, datetime] | None = None
     later = as_of  # the time the run must reach back from
     passing = 0
-    for moment, passed, failed in reversed(points):
+    under_waiver = timedelta(0)
+    waivers: set[str] = set()
+    for point in reversed(points):
+        moment: datetime = point[0]
+        passed, failed = bool(point[1]), bool(point[2])
+        ids: str = point[3] if len(point) > 3 else ""  # (as_of, passed, failed[, waiver ids])
         if failed:
             last_failure = moment
             break
@@ -257,6 +336,9 @@ def soak_coverage(
         if later - moment > max_gap:
             gap = (moment, later)
             break
+        if ids:  # passing only because its failures were waived: this stretch rests on them
+            under_waiver += later - max(moment, window_start)  # later > window_start here
+            waivers.update(ids.split(","))
         covered_since, later = moment, moment
         passing += 1
         if moment <= window_start:
@@ -270,6 +352,9 @@ def soak_coverage(
         )
     else:
         reason = f"{format_duration(min(coverage, duration))} of {format_duration(duration)} covered"
+    if waivers:
+        reason += f", {format_duration(under_waiver)} of it under waiver {', '.join(sorted(waivers))}"
+    if not covered:
         if last_failure is not None:
             reason += f"; last failure at {_iso(last_failure)}"
         if gap is not None:
@@ -284,19 +369,26 @@ def soak_coverage(
         coverage=min(coverage, duration),
         covered_since=covered_since,
         last_failure=last_failure,
+        under_waiver=under_waiver,
+        waivers=sorted(waivers),
         reason=reason,
     )
 
 
 def decide(
-    checks: list[CheckResult], requires: list[Requirement], soak: SoakStatus | None
+    checks: list[CheckResult],
+    requires: list[Requirement],
+    soak: SoakStatus | None,
+    approval: Approval | None = None,
 ) -> tuple[VerdictState, list[str]]:
-    """Combine outcomes: rollback > no-go > inconclusive > go. Advisory checks never count."""
+    """Combine outcomes: rollback > no-go > inconclusive > go. Advisory checks never count; a
+    required failure under a person's waiver does not block (and is said)."""
     rollback = [c for c in checks if c.role == "rollback" and c.outcome is Outcome.FAIL]
     if rollback:
         return VerdictState.ROLLBACK, [f"rollback trigger fired: {_summary(c)}" for c in rollback]
     required = [c for c in checks if c.role == "required"]
-    failed = [c for c in required if c.outcome is Outcome.FAIL]
+    failed = [c for c in required if c.outcome is Outcome.FAIL and c.waiver is None]
+    waived = [c for c in required if c.outcome is Outcome.FAIL and c.waiver is not None]
     if failed:
         return VerdictState.NO_GO, [f"required check failed: {_summary(c)}" for c in failed]
     reasons = [
@@ -312,11 +404,25 @@ def decide(
     reasons += [f"requires {r.phase}: {r.reason}" for r in requires if not r.satisfied]
     if soak is not None and not soak.covered:
         reasons.append(f"soak not covered: {soak.reason}")
+    if approval is not None and not approval.satisfied:
+        reasons.append(f"approval required: {approval.reason}")
     if not required:
         reasons.append("the gate has no required checks: nothing to base a GO on")
+    under = [f"required check failed, waived: {_waived_text(c)}" for c in waived]
     if reasons:
-        return VerdictState.INCONCLUSIVE, reasons
+        return VerdictState.INCONCLUSIVE, reasons + under
+    if waived:
+        passed = len(required) - len(waived)
+        return VerdictState.GO, [f"{passed} of {len(required)} required checks passed", *under]
     return VerdictState.GO, [f"all {len(required)} required checks passed"]
+
+
+def _waived_text(check: CheckResult) -> str:
+    waiver = check.waiver
+    assert waiver is not None
+    return (
+        f"{_summary(check)} [waiver {waiver.id} by {waiver.by} until {_iso(waiver.until)}: {waiver.reason}]"
+    )
 
 
 def _summary(check: CheckResult) -> str:

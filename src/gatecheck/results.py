@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from gatecheck.audit import Waiver
 from gatecheck.durations import Duration
 
 
@@ -101,6 +102,9 @@ class CheckResult(_Result):
     evidence: EvidenceResult | None = None
     expectations: list[ExpectationResult] = []
     reason: str | None = None
+    # A person's waiver covering this check's definite failure: it stays `fail`, with its
+    # evidence, and does not block (never set on an inconclusive, errored or rollback check).
+    waiver: Waiver | None = None
 
 
 class Requirement(_Result):
@@ -122,6 +126,16 @@ class Requester(_Result):
     checksum: str = ""  # Flagger's canary checksum / the rollout's revision
 
 
+class Approval(_Result):
+    """A gate's required approval: who approved, why and until when, or what is missing."""
+
+    satisfied: bool
+    reason: str
+    by: str = ""
+    at: datetime | None = None
+    until: datetime | None = None
+
+
 class SoakStatus(_Result):
     duration: Duration
     max_gap: Duration
@@ -130,6 +144,9 @@ class SoakStatus(_Result):
     coverage: Duration = timedelta(0)  # how much of the duration passing evaluations cover
     covered_since: datetime | None = None
     last_failure: datetime | None = None
+    # Of the coverage, how much rests on evaluations whose only failures were waived, and by which.
+    under_waiver: Duration = timedelta(0)
+    waivers: list[str] = []
     reason: str
 
 
@@ -149,6 +166,8 @@ class Verdict(_Result):
     gatecheck_version: str
     # Set when a rollout controller's request started this evaluation.
     requested_by: Requester | None = None
+    # The gate's `approval: required`: whether a recorded approval is in force.
+    approval: Approval | None = None
 
     def document(self) -> dict[str, Any]:
         """The stable JSON document (``--format json``)."""

@@ -441,4 +441,7 @@ class WorkerLedger:
         """The worker closes the ledger it owns."""
 
 
-_LEDGER_METHODS = frozenset({"history", "latest", "last_decision", "soak_points", "check_writable"})
+_LEDGER_METHODS = frozenset({
+    "history", "latest", "last_decision", "soak_points", "check_writable",
+    "audit", "append_audit", "create_waiver",
+})  # fmt: skip

@@ -249,6 +249,10 @@ class GateConfig(Frozen):
     soak: Soak | None = None
     checks: list[CheckRef] = Field(min_length=1)
     rollback: list[RollbackRef] = []
+    # `required`: a person's recorded approval (`gatecheck approve`) must be in force.
+    approval: Literal["required", "none"] = "none"
+    # A recorded approval of a phase in `requires` stands in for its recorded GO.
+    approval_satisfies_requires: bool = False
 
     @field_validator("phase")
     @classmethod

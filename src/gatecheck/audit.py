@@ -1,0 +1,125 @@
+"""The audit trail: a person's decisions — waivers, approvals, bootstrapping assumptions — and
+what became of them, append-only in the history ledger.
+
+The state is derived from the events, never stored beside them: a waiver is active at a
+moment when it was created before it, has not expired and was not revoked before it; of two
+waivers for the same scope the later one stands. Pure functions of the events here; the
+ledgers store them (``Ledger.append_audit``, ``Ledger.audit``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+AuditKind = Literal[
+    "waiver-created",
+    "waiver-used",
+    "waiver-expired",
+    "waiver-revoked",
+    "approved",
+    "assumed-approved",
+    "assumed-soaked",
+]
+
+#: The longest a waiver or an approval may run.
+MAX_DECISION = timedelta(days=30)
+
+
+class AuditEvent(BaseModel):
+    """One line of the trail."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: datetime
+    kind: AuditKind
+    phase: str
+    check: str = ""  # the suite a waiver covers
+    group: dict[str, str] = {}  # the group a waiver covers (empty: every group of the check)
+    waiver: str = ""  # the waiver's id (W1, W2, ...)
+    until: datetime | None = None  # when a waiver or an approval ends
+    by: str
+    reason: str
+    config_hash: str = ""
+
+
+class Waiver(BaseModel):
+    """An active waiver, as a verdict shows it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    check: str
+    group: dict[str, str] = {}
+    reason: str
+    by: str
+    since: datetime
+    until: datetime
+
+
+def waivers_at(events: Iterable[AuditEvent], phase: str, moment: datetime) -> list[Waiver]:
+    """The waivers of ``phase`` active at ``moment``; of two for one scope, the later."""
+    events = sorted((e for e in events if e.phase == phase), key=lambda e: e.at)
+    revoked = {e.waiver: e.at for e in events if e.kind == "waiver-revoked"}
+    by_scope: dict[tuple[str, tuple[tuple[str, str], ...]], Waiver] = {}
+    for event in events:
+        if event.kind != "waiver-created" or event.at > moment or event.until is None:
+            continue
+        if event.until <= moment or (event.waiver in revoked and revoked[event.waiver] <= moment):
+            continue
+        scope = (event.check, tuple(sorted(event.group.items())))
+        by_scope[scope] = Waiver(
+            id=event.waiver, check=event.check, group=event.group, reason=event.reason, by=event.by,
+            since=event.at, until=event.until,
+        )  # fmt: skip
+    return list(by_scope.values())
+
+
+def expired_unrecorded(events: Iterable[AuditEvent], phase: str, moment: datetime) -> list[AuditEvent]:
+    """A ``waiver-expired`` event for each waiver of ``phase`` past its end at ``moment`` that
+    has none yet (and was not revoked first)."""
+    events = [e for e in events if e.phase == phase]
+    closed = {e.waiver for e in events if e.kind in ("waiver-expired", "waiver-revoked")}
+    return [
+        AuditEvent(
+            at=moment,
+            kind="waiver-expired",
+            phase=phase,
+            check=e.check,
+            group=e.group,
+            waiver=e.waiver,
+            until=e.until,
+            by="gatecheck",
+            reason=f"expired at {e.until.isoformat()}",
+            config_hash=e.config_hash,
+        )
+        for e in events
+        if e.kind == "waiver-created" and e.until is not None and e.until <= moment and e.waiver not in closed
+    ]
+
+
+def approval_at(events: Iterable[AuditEvent], phase: str, moment: datetime) -> AuditEvent | None:
+    """The newest approval of ``phase`` in force at ``moment``."""
+    found = [
+        e
+        for e in events
+        if e.phase == phase
+        and e.kind == "approved"
+        and e.at <= moment
+        and (e.until is None or moment < e.until)
+    ]
+    return max(found, key=lambda e: e.at) if found else None
+
+
+def covers(waiver: Waiver, failing_groups: list[dict[str, str]]) -> bool:
+    """Whether ``waiver`` covers a check whose failures are in ``failing_groups`` (an empty
+    dict: the check failed overall). A waiver without a group covers every failure of its
+    check; one with a group only failures all of whose groups match it."""
+    if not waiver.group:
+        return True
+    return bool(failing_groups) and all(
+        all(group.get(key) == value for key, value in waiver.group.items()) for group in failing_groups
+    )

@@ -1,0 +1,123 @@
+"""A person's decisions — waive, unwaive, approve — checked and written to the audit trail.
+
+Everything is checked before anything is written: a bad phase, check, group key or duration,
+an empty reason or author, a rollback trigger is one ``ConfigError`` line and no event.
+The CLI and the service's API both come here.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from gatecheck.audit import MAX_DECISION, AuditEvent, waivers_at
+from gatecheck.config import Project
+from gatecheck.durations import format_duration, parse_duration
+from gatecheck.errors import ConfigError
+
+_WAIVER_ID = re.compile(r"^W[1-9][0-9]*$")
+
+
+def _duration(text: str) -> Any:
+    try:
+        length = parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(f"--for: {exc}") from exc
+    if length.total_seconds() <= 0 or length > MAX_DECISION:
+        raise ConfigError(
+            f"--for: {text!r}: a decision lasts more than 0s and at most {format_duration(MAX_DECISION)}"
+        )
+    return length
+
+
+def _person(by: str, reason: str) -> tuple[str, str]:
+    by, reason = " ".join(by.split()), " ".join(reason.split())
+    if not by:
+        raise ConfigError("--by: say who decides (a name)")
+    if not reason:
+        raise ConfigError("--reason: say why (it is what a later reader of the trail has)")
+    return by, reason
+
+
+def parse_groups(items: list[str]) -> dict[str, str]:
+    """``["edge_type=start->first_segment"]`` → ``{"edge_type": "start->first_segment"}``."""
+    group: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--group: {item!r}: write KEY=VALUE (e.g. edge_type=start->first_segment)")
+        group[key.strip()] = value.strip()
+    return group
+
+
+def waiver_event(
+    project: Project, phase: str, check: str, group: dict[str, str], length: str, reason: str, by: str
+) -> AuditEvent:
+    """The ``waiver-created`` event for a waiver, checked (its id is given when written)."""
+    gate = project.gate(phase)
+    rollback = {ref.suite for ref in gate.rollback}
+    checks = [ref.suite for ref in gate.checks]
+    if check in rollback and check not in checks:
+        raise ConfigError(f"--check: {check} is a rollback trigger of {phase}: a rollback is never waived")
+    if check not in checks:
+        raise ConfigError(f"--check: gate {phase} has no check {check!r} (its checks: {', '.join(checks)})")
+    suite = project.suites[check]
+    if group:
+        known = suite.groups or []
+        if not known:
+            raise ConfigError(
+                f"--group: suite {check} declares no groups: waive the whole check (no --group)"
+            )
+        unknown = sorted(set(group) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"--group: {', '.join(unknown)}: not a group of {check} (its groups: {', '.join(known)})"
+            )
+    duration = _duration(length)
+    by, reason = _person(by, reason)
+    now = datetime.now(UTC)
+    return AuditEvent(
+        at=now, kind="waiver-created", phase=phase, check=check, group=group, until=now + duration,
+        by=by, reason=reason, config_hash=project.config_hash,
+    )  # fmt: skip
+
+
+def revoke_event(project: Project, trail: list[AuditEvent], waiver: str, reason: str, by: str) -> AuditEvent:
+    """The ``waiver-revoked`` event for an active waiver, checked."""
+    if not _WAIVER_ID.match(waiver):
+        raise ConfigError(f"waiver id {waiver!r}: expected W1, W2, …")
+    created = next((e for e in trail if e.kind == "waiver-created" and e.waiver == waiver), None)
+    if created is None:
+        raise ConfigError(f"no waiver {waiver} on record")
+    now = datetime.now(UTC)
+    if all(w.id != waiver for w in waivers_at(trail, created.phase, now)):
+        raise ConfigError(f"waiver {waiver} is not active (expired, revoked or replaced): nothing to revoke")
+    by, reason = _person(by, reason)
+    return AuditEvent(
+        at=now, kind="waiver-revoked", phase=created.phase, check=created.check, group=created.group,
+        waiver=waiver, until=created.until, by=by, reason=reason, config_hash=project.config_hash,
+    )  # fmt: skip
+
+
+def approval_event(project: Project, phase: str, length: str, reason: str, by: str) -> AuditEvent:
+    """The ``approved`` event of a phase, checked."""
+    project.gate(phase)
+    duration = _duration(length)
+    by, reason = _person(by, reason)
+    now = datetime.now(UTC)
+    return AuditEvent(
+        at=now, kind="approved", phase=phase, until=now + duration, by=by, reason=reason,
+        config_hash=project.config_hash,
+    )  # fmt: skip
+
+
+def describe(event: AuditEvent) -> str:
+    """One line of the trail."""
+    at = event.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    scope = event.check + (
+        f" ({', '.join(f'{k}={v}' for k, v in event.group.items())})" if event.group else ""
+    )
+    until = f" until {event.until.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}" if event.until else ""
+    parts = [at, f"{event.kind:<16}", event.phase, event.waiver or "-", scope or "-"]
+    return "  ".join(parts) + f"{until}  by {event.by}: {event.reason}"
