@@ -1,0 +1,246 @@
+"""Waivers, approvals and the audit trail, on both ledger backends, against the real
+warehouse (scenarios built at the current time) through the CLI a person uses."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gatecheck.audit import AuditEvent
+from gatecheck.cli import app
+from gatecheck.history import Ledger, SqliteLedger, open_ledger
+
+runner = CliRunner()
+EDGE = "edge_type=start->first_segment"  # the group the unmatched-edges scenario breaks
+
+
+@pytest.fixture(params=["sqlite", "chdb"])
+def history_url(request: pytest.FixtureRequest, tmp_path: Path, warehouse: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'history.db'}"
+    # chDB opens one path per process: the ledger lives on the warehouse's path.
+    return f"chdb://{warehouse}?database=audit_{abs(hash(str(tmp_path))) % 10**8}"
+
+
+@pytest.fixture
+def gate(warehouse: Path, live_databases: dict[str, str], history_url: str, config_copy: Path):
+    """`gatecheck <args>` on the shipped configuration, the warehouse of a scenario built now,
+    and the ledger under test; returns (exit code, stdout, stderr)."""
+
+    def call(scenario: str, *args: str) -> tuple[int, str, str]:
+        env = {
+            "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_databases[scenario]}",
+            "GATECHECK_HISTORY_URL": history_url,
+        }
+        result = runner.invoke(app, [*args, "--config", str(config_copy)], env=env)
+        return result.exit_code, result.stdout, result.stderr
+
+    return call
+
+
+def run_json(gate, scenario: str) -> tuple[int, dict]:
+    code, out, err = gate(scenario, "run", "--phase", "warehouse-release", "--format", "json")
+    assert code in (0, 1, 3), err
+    return code, json.loads(out)
+
+
+def check(document: dict, suite: str) -> dict:
+    return next(c for c in document["checks"] if c["suite"] == suite)
+
+
+def trail(history_url: str, root: Path) -> Ledger:
+    return open_ledger(history_url, root)
+
+
+def test_a_waived_failure_is_go_with_the_waiver_shown_and_revoking_blocks_again(gate, history_url, tmp_path) -> None:
+    code, document = run_json(gate, "unmatched-edges")
+    assert (code, document["verdict"]) == (1, "no-go")
+    code, out, err = gate(
+        "unmatched-edges", "waive", "--phase", "warehouse-release", "--check", "unmatched_edges",
+        "--group", EDGE, "--for", "24h", "--reason", "vendor stream backfilling until Friday", "--by", "alice",
+    )  # fmt: skip
+    assert code == 0, err
+    assert " waiver-created    warehouse-release  W1  unmatched_edges (edge_type=start->first_segment) until " in out
+    code, document = run_json(gate, "unmatched-edges")
+    assert (code, document["verdict"]) == (0, "go")
+    edges = check(document, "unmatched_edges")
+    assert edges["outcome"] == "fail"  # still failed, with its evidence
+    assert edges["expectations"][0]["failing_groups"][0]["group"] == {"edge_type": "start->first_segment"}
+    assert (edges["waiver"]["id"], edges["waiver"]["by"]) == ("W1", "alice")
+    assert edges["waiver"]["reason"] == "vendor stream backfilling until Friday"
+    assert document["reasons"][0] == "3 of 4 required checks passed"
+    assert document["reasons"][1].startswith("required check failed, waived: unmatched_edges — ")
+    assert "[waiver W1 by alice until " in document["reasons"][1]
+
+    code, out, err = gate("unmatched-edges", "unwaive", "W1", "--by", "alice", "--reason", "backfill done")
+    assert code == 0, err
+    code, document = run_json(gate, "unmatched-edges")
+    assert (code, document["verdict"]) == (1, "no-go")
+    assert check(document, "unmatched_edges")["waiver"] is None
+    code, out, _ = gate("unmatched-edges", "audit", "--phase", "warehouse-release", "--format", "json")
+    kinds = [(e["kind"], e["waiver"], e["by"]) for e in json.loads(out)]
+    assert kinds == [
+        ("waiver-created", "W1", "alice"),
+        ("waiver-used", "W1", "gatecheck"),
+        ("waiver-revoked", "W1", "alice"),
+    ]
+
+
+def test_a_waiver_covers_neither_another_group_nor_an_inconclusive_check(gate) -> None:
+    code, _, err = gate(
+        "unmatched-edges", "waive", "--phase", "warehouse-release", "--check", "unmatched_edges",
+        "--group", "edge_type=first_segment->end", "--for", "1h", "--reason", "other edge", "--by", "bob",
+    )  # fmt: skip
+    assert code == 0, err
+    code, document = run_json(gate, "unmatched-edges")
+    assert (code, document["verdict"]) == (1, "no-go")  # start->first_segment is not covered
+    assert check(document, "unmatched_edges")["waiver"] is None
+    code, _, err = gate(
+        "thin-traffic", "waive", "--phase", "warehouse-release", "--check", "unmatched_edges",
+        "--for", "1h", "--reason", "the whole check", "--by", "bob",
+    )  # fmt: skip
+    assert code == 0, err
+    code, document = run_json(gate, "thin-traffic")
+    assert (code, document["verdict"]) == (3, "inconclusive")  # no evidence is not a pass
+    assert check(document, "unmatched_edges")["outcome"] == "inconclusive"
+    assert check(document, "unmatched_edges")["waiver"] is None
+
+
+def test_an_expired_waiver_blocks_again_and_is_recorded_as_expired(gate, history_url, tmp_path) -> None:
+    ledger = trail(history_url, tmp_path)
+    try:
+        now = datetime.now(UTC)
+        ledger.create_waiver(
+            AuditEvent(
+                at=now - timedelta(hours=2), kind="waiver-created", phase="warehouse-release",
+                check="unmatched_edges", until=now - timedelta(seconds=1), by="carol", reason="short",
+            )
+        )
+    finally:
+        ledger.close()
+    code, document = run_json(gate, "unmatched-edges")
+    assert (code, document["verdict"]) == (1, "no-go")
+    code, out, _ = gate("unmatched-edges", "audit", "--format", "json")
+    assert [(e["kind"], e["waiver"]) for e in json.loads(out)] == [("waiver-created", "W1"), ("waiver-expired", "W1")]
+    run_json(gate, "unmatched-edges")  # expired once: not recorded again
+    code, out, _ = gate("unmatched-edges", "audit", "--format", "json")
+    assert len(json.loads(out)) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"--check": "rollback_triggers"}, "--check: rollback_triggers is a rollback trigger of canary-10: a rollback is never waived"),
+        ({"--group": "edge=x"}, "--group: edge: not a group of unmatched_edges (its groups: edge_type)"),
+        ({"--for": "31d"}, "--for: '31d': a decision lasts more than 0s and at most 30d"),
+        ({"--for": "0s"}, "--for: '0s': a decision lasts more than 0s"),
+        ({"--reason": "  "}, "--reason: say why"),
+        ({"--by": ""}, "--by: say who decides"),
+        ({"--check": "nope"}, "--check: gate canary-10 has no check 'nope'"),
+        ({"--phase": "nope"}, "unknown phase 'nope'"),
+    ],
+)  # fmt: skip
+def test_bad_waivers_are_one_line_and_record_nothing(gate, change: dict[str, str], message: str) -> None:
+    options = {"--phase": "canary-10", "--check": "unmatched_edges", "--for": "24h", "--reason": "r", "--by": "dave"}
+    options.update(change)
+    code, _, err = gate("healthy", "waive", *[x for pair in options.items() for x in pair])
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+    code, out, _ = gate("healthy", "audit", "--format", "json")
+    assert json.loads(out) == []
+
+
+def test_a_rollback_trigger_is_never_waived(gate, config_copy: Path) -> None:
+    path = config_copy / "gates" / "warehouse-release.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["rollback"] = [{"suite": "freshness_lag"}]
+    document["checks"] = [c for c in document["checks"] if c["suite"] != "freshness_lag"]
+    path.write_text(yaml.safe_dump(document))
+    code, _, err = gate(
+        "healthy", "waive", "--phase", "warehouse-release", "--check", "freshness_lag", "--for", "1h",
+        "--reason", "r", "--by", "eve",
+    )  # fmt: skip
+    assert code == 2
+    assert err.strip() == (
+        "gatecheck: error: --check: freshness_lag is a rollback trigger of warehouse-release: a rollback is never waived"
+    )
+
+
+def test_approval_required_blocks_until_approved(gate, config_copy: Path) -> None:
+    path = config_copy / "gates" / "warehouse-release.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["approval"] = "required"
+    path.write_text(yaml.safe_dump(document))
+    code, document = run_json(gate, "healthy")
+    assert (code, document["verdict"]) == (3, "inconclusive")
+    assert document["reasons"] == [
+        "approval required: no approval of warehouse-release in force "
+        "(gatecheck approve --phase warehouse-release)"
+    ]
+    code, _, err = gate("healthy", "approve", "--phase", "warehouse-release", "--by", "frank", "--reason", "EM sign-off")
+    assert code == 0, err
+    code, document = run_json(gate, "healthy")
+    assert (code, document["verdict"]) == (0, "go")
+    assert document["approval"]["satisfied"] and document["approval"]["by"] == "frank"
+
+
+def test_assumptions_are_written_to_the_trail_with_who_ran_them(gate) -> None:
+    code, _, err = gate(
+        "healthy", "run", "--phase", "staging-soak", "--assume-approved", "staging-deploy", "--assume-soaked",
+        "--by", "grace", "--no-record",
+    )  # fmt: skip
+    assert code == 3, err  # the bus is not there: inconclusive, and the assumptions are on record
+    code, out, _ = gate("healthy", "audit", "--format", "json")
+    assert code == 0
+    events = [(e["kind"], e["phase"], e["by"]) for e in json.loads(out)]
+    assert events == [("assumed-approved", "staging-deploy", "grace"), ("assumed-soaked", "staging-soak", "grace")]
+
+
+WRITER = """
+import sys
+from datetime import UTC, datetime
+from gatecheck.audit import AuditEvent
+from gatecheck.history import open_ledger
+from pathlib import Path
+ledger = open_ledger(sys.argv[1], Path(sys.argv[2]))
+print("ready", flush=True)
+i = 0
+while True:
+    i += 1
+    ledger.append_audit([AuditEvent(at=datetime.now(UTC), kind="approved", phase="p", by="w", reason=f"event {i}")])
+"""
+
+
+def test_the_trail_survives_a_killed_writer_whole(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, url, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=10)
+    writer.stdout.close()
+    ledger = SqliteLedger(tmp_path / "h.db")
+    events = ledger.audit()
+    assert len(events) > 3
+    # Every event whole, in the order written, none missing before the kill.
+    assert [e.reason for e in events] == [f"event {i}" for i in range(1, len(events) + 1)]
+    import sqlite3
+
+    connection = sqlite3.connect(tmp_path / "h.db")
+    try:
+        for statement in ("DELETE FROM audit", "UPDATE audit SET reason = 'changed'"):
+            with pytest.raises(sqlite3.IntegrityError, match="the audit trail is append-only"):
+                connection.execute(statement)
+    finally:
+        connection.close()
