@@ -244,3 +244,58 @@ def test_the_trail_survives_a_killed_writer_whole(tmp_path: Path) -> None:
                 connection.execute(statement)
     finally:
         connection.close()
+
+
+def test_a_waiver_is_visible_wherever_the_verdict_is_shown(gate, tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from gatecheck.notify import message_text
+    from gatecheck.render import render_junit, render_markdown, render_text
+    from gatecheck.results import Verdict, VerdictState
+    from gatecheck.service import Service
+    from gatecheck.status import PhaseStatus, render_status_update
+
+    from .test_notify import Scripted, _exposition
+
+    gate(
+        "unmatched-edges", "waive", "--phase", "warehouse-release", "--check", "unmatched_edges",
+        "--group", EDGE, "--for", "24h", "--reason", "vendor backfill", "--by", "alice",
+    )  # fmt: skip
+    _, document = run_json(gate, "unmatched-edges")
+    verdict = Verdict.model_validate(document)
+    assert verdict.verdict is VerdictState.GO
+    text = render_text(verdict)
+    assert "fail (waived W1)" in text
+    assert "  ⚠️ waived by W1 for edge_type=start->first_segment (alice, until " in text
+    markdown = render_markdown(verdict)
+    assert "❌ fail ⚠️ waived W1" in markdown
+    assert "- ⚠️ `unmatched_edges` waived by W1 for edge_type=start->first_segment (alice" in markdown
+    suite = ET.fromstring(render_junit(verdict).split("\n", 1)[1])
+    case = next(c for c in suite.iter("testcase") if c.get("name") == "unmatched_edges")
+    skipped = case.find("skipped")
+    assert skipped is not None and skipped.get("message", "").startswith("waived by W1")
+    assert "start->first_segment" in (skipped.text or "")  # the evidence stays with it
+    assert suite.get("failures") == "0" and case.find("failure") is None
+    update = render_status_update(verdict, [], datetime.now(UTC))
+    issues = update.split("### ⚠️ Issues")[1].split("###")[0]
+    blockers = update.split("### 🔴 Blockers")[1].split("###")[0]
+    assert "- `unmatched_edges` failed, ⚠️ waived by W1" in issues
+    assert blockers.strip() == "- none"
+    assert PhaseStatus("warehouse-release", "staging", [], verdict).state == "go (waived W1)"
+    assert "⚠️ waived by W1" in message_text(None, verdict, "http://x")
+    root = tmp_path / "p"
+    assert runner.invoke(app, ["init", str(root), "--from", "reference"]).exit_code == 0
+    from gatecheck.config import load_project
+
+    service = Service(
+        load_project(root, environ={}), SqliteLedger(tmp_path / "m.db"), [], engine=Scripted([verdict])
+    )
+    import asyncio
+
+    asyncio.run(service.evaluate_phase("warehouse-release"))
+    exposition = _exposition(service)
+    assert 'gatecheck_waivers_active{phase="warehouse-release"} 1.0' in exposition
+    assert (
+        'gatecheck_check_outcome{outcome="fail",phase="warehouse-release",role="required",'
+        'suite="unmatched_edges",waived="true"} 1.0'
+    ) in exposition

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gatecheck.results import ExpectationResult, FailingGroup, Threshold
+from gatecheck.results import CheckResult, ExpectationResult, FailingGroup, Threshold
 
 
 def subject_of(result: ExpectationResult) -> str:
@@ -50,3 +50,13 @@ def format_group(group: Mapping[str, str]) -> str:
     if not shown:
         return "overall"
     return ", ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def waiver_text(check: CheckResult) -> str | None:
+    """``waived by W1 (alice, until 2026-11-25 06:00Z): the vendor stream is backfilling``."""
+    waiver = check.waiver
+    if waiver is None:
+        return None
+    scope = f" for {format_group(waiver.group)}" if waiver.group else ""
+    until = waiver.until.strftime("%Y-%m-%d %H:%MZ")
+    return f"waived by {waiver.id}{scope} ({waiver.by}, until {until}): {waiver.reason}"

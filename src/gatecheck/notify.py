@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from gatecheck.config import NotifyTarget
-from gatecheck.describe import failure_text
+from gatecheck.describe import failure_text, waiver_text
 from gatecheck.results import Outcome, Verdict, VerdictState
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,9 @@ def message_text(previous: Verdict | None, verdict: Verdict, link: str) -> str:
         if check.outcome is Outcome.PASS:
             continue
         failing = [e for e in check.expectations if e.outcome is Outcome.FAIL]
+        waived = f" ⚠️ {waiver_text(check)}" if check.waiver is not None else ""
         if failing:
-            lines += [f"• {check.suite} ({check.role}): {failure_text(e)}" for e in failing]
+            lines += [f"• {check.suite} ({check.role}): {failure_text(e)}{waived}" for e in failing]
         else:
             lines.append(
                 f"• {check.suite} ({check.role}) {check.outcome.value}: {check.reason or ''}".rstrip()

@@ -8,7 +8,7 @@ import json
 from rich.console import Console
 from rich.text import Text
 
-from gatecheck.describe import describe_failure, subject_of, threshold_text
+from gatecheck.describe import describe_failure, subject_of, threshold_text, waiver_text
 from gatecheck.durations import format_duration
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
 
@@ -100,7 +100,7 @@ def render_text(verdict: Verdict, color: bool = False, width: int = 120) -> str:
         (
             check.suite,
             check.role,
-            check.outcome.value,
+            check.outcome.value + (f" (waived {check.waiver.id})" if check.waiver else ""),
             f"{_time(check.window.start)} → {_time(check.window.end)} "
             f"({format_duration(check.window.length)}, settle {format_duration(check.window.settle)})",
             _evidence_text(check),
@@ -124,10 +124,15 @@ def render_text(verdict: Verdict, color: bool = False, width: int = 120) -> str:
         title = Text(f"{check.suite}: ")
         title.append(check.outcome.value, style=_OUTCOME_STYLE[check.outcome])
         line(title)
+        waived = waiver_text(check)
+        if waived:
+            line(f"  ⚠️ {waived}", style="yellow")
         for detail in _check_detail(check):
             line(f"  {detail}")
-    if verdict.requires or verdict.soak is not None:
+    if verdict.requires or verdict.soak is not None or verdict.approval is not None:
         line()
+    if verdict.approval is not None:
+        line(f"approval: {'ok' if verdict.approval.satisfied else 'missing'} — {verdict.approval.reason}")
     for requirement in verdict.requires:
         mark = "ok" if requirement.satisfied else "missing"
         line(f"requires {requirement.phase}: {mark} — {requirement.reason}")
@@ -157,6 +162,9 @@ def render_junit(verdict: Verdict) -> str:
     import xml.etree.ElementTree as ET
 
     counts = {outcome: sum(1 for c in verdict.checks if c.outcome is outcome) for outcome in Outcome}
+    waived = sum(1 for c in verdict.checks if c.outcome is Outcome.FAIL and c.waiver is not None)
+    counts[Outcome.FAIL] -= waived  # a waived failure is reported as skipped, with its evidence
+    counts[Outcome.INCONCLUSIVE] += waived
     suite = ET.Element(
         "testsuite",
         {
@@ -189,7 +197,9 @@ def render_junit(verdict: Verdict) -> str:
         )
         detail = "\n".join([_window_text(check), *_check_detail(check)])
         summary = f"{check.suite}: {check.reason or check.outcome.value} ({_window_text(check)})"
-        if check.outcome is Outcome.FAIL:
+        if check.outcome is Outcome.FAIL and check.waiver is not None:
+            ET.SubElement(case, "skipped", {"message": f"{waiver_text(check)} — {summary}"}).text = detail
+        elif check.outcome is Outcome.FAIL:
             ET.SubElement(
                 case, "failure", {"message": summary, "type": f"{check.role}-check-failed"}
             ).text = detail
@@ -240,9 +250,18 @@ def render_markdown(verdict: Verdict) -> str:
         detail = "<br>".join(_cell(line.strip()) for line in _check_detail(check))
         window = f"{_time(check.window.start)} → {_time(check.window.end)}"
         outcome = f"{_MARK[check.outcome]} {check.outcome.value}"
+        if check.waiver is not None:
+            outcome += f" ⚠️ waived {check.waiver.id}"
         lines.append(f"| `{check.suite}` | {check.role} | {outcome} | {detail} | {window} |")
-    if verdict.requires or verdict.soak is not None:
+    waived = [c for c in verdict.checks if c.waiver is not None]
+    if waived:
         lines.append("")
+        lines += [f"- ⚠️ `{c.suite}` {_cell(waiver_text(c) or '')}" for c in waived]
+    if verdict.requires or verdict.soak is not None or verdict.approval is not None:
+        lines.append("")
+    if verdict.approval is not None:
+        mark = "✅" if verdict.approval.satisfied else "⚠️"
+        lines.append(f"- approval: {mark} {_cell(verdict.approval.reason)}")
     for requirement in verdict.requires:
         mark = "✅" if requirement.satisfied else "⚠️"
         lines.append(f"- requires `{requirement.phase}`: {mark} {_cell(requirement.reason)}")

@@ -370,8 +370,14 @@ class VerdictCollector(Collector):
         )
         outcome_g = GaugeMetricFamily(
             "gatecheck_check_outcome",
-            "Latest outcome of a check, one-hot over outcome (pass, fail, inconclusive, error).",
-            labels=["phase", "suite", "role", "outcome"],
+            "Latest outcome of a check, one-hot over outcome (pass, fail, inconclusive, error); "
+            'waived="true" when a person\'s waiver covers its failure.',
+            labels=["phase", "suite", "role", "outcome", "waived"],
+        )
+        waivers_g = GaugeMetricFamily(
+            "gatecheck_waivers_active",
+            "Waivers covering a failure in the latest evaluation of a phase.",
+            labels=["phase"],
         )
         observed_g = GaugeMetricFamily(
             "gatecheck_check_observed_value",
@@ -427,11 +433,12 @@ class VerdictCollector(Collector):
             if verdict.soak is not None:
                 coverage_g.add_metric([phase], verdict.soak.coverage.total_seconds())
                 soak_g.add_metric([phase], verdict.soak.duration.total_seconds())
+            waivers_g.add_metric([phase], float(len({c.waiver.id for c in verdict.checks if c.waiver})))
             for check in verdict.checks:
+                waived = "true" if check.waiver is not None else "false"
                 for outcome in Outcome:
-                    outcome_g.add_metric(
-                        [phase, check.suite, check.role, outcome.value], float(outcome is check.outcome)
-                    )
+                    labels = [phase, check.suite, check.role, outcome.value, waived]
+                    outcome_g.add_metric(labels, float(outcome is check.outcome))
                 for expectation in check.expectations:
                     column = expectation.column or ""
                     observed = _number(expectation.observed_value)
@@ -470,6 +477,7 @@ class VerdictCollector(Collector):
             duration_g,
             errors_g,
             up_g,
+            waivers_g,
             notifications,
         )
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from gatecheck.describe import waiver_text
 from gatecheck.durations import format_duration
 from gatecheck.results import ExpectationResult, Outcome, Verdict, VerdictState
 
@@ -20,7 +21,10 @@ class PhaseStatus:
 
     @property
     def state(self) -> str:
-        return self.verdict.verdict.value if self.verdict else "never evaluated"
+        if self.verdict is None:
+            return "never evaluated"
+        waivers = sorted({c.waiver.id for c in self.verdict.checks if c.waiver is not None})
+        return self.verdict.verdict.value + (f" (waived {', '.join(waivers)})" if waivers else "")
 
     @property
     def soak(self) -> str:
@@ -135,7 +139,10 @@ def render_status_update(verdict: Verdict, chain: list[PhaseStatus], now: dateti
         if (c.role == "advisory" and c.outcome is not Outcome.PASS)
         or (c.role != "advisory" and c.outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR))
     ]  # fmt: skip
-    blockers = [c for c in verdict.checks if c.role != "advisory" and c.outcome is Outcome.FAIL]
+    blockers = [
+        c for c in verdict.checks if c.role != "advisory" and c.outcome is Outcome.FAIL and c.waiver is None
+    ]
+    waived = [c for c in verdict.checks if c.waiver is not None]
     step = " ".join(verdict.description.split()) or verdict.phase
     role_name = {"rollback": "rollback trigger", "required": "required"}
     lines = [
@@ -153,6 +160,8 @@ def render_status_update(verdict: Verdict, chain: list[PhaseStatus], now: dateti
           or ["- none"]),
         *([f"- soak: {verdict.soak.reason}"] if verdict.soak and not verdict.soak.covered else []),
         *[f"- requires {r.phase}: {r.reason}" for r in verdict.requires if not r.satisfied],
+        *[f"- `{c.suite}` failed, ⚠️ {waiver_text(c)}" for c in waived],
+        *[f"- approval: {a.reason}" for a in [verdict.approval] if a is not None and not a.satisfied],
         "",
         "### 🔴 Blockers",
         *([f"- `{c.suite}` ({role_name.get(c.role, c.role)}): {c.reason}" for c in blockers] or ["- none"]),
