@@ -69,3 +69,27 @@ def test_only_requests_that_start_an_evaluation_count_against_the_limit(tmp_path
     assert codes[EVALUATE_PER_MINUTE] == 200
     assert codes[-1] == 429
     assert service.states["release"].evaluations == EVALUATE_PER_MINUTE
+
+
+def test_waivers_through_the_api_need_the_token_and_pass_the_same_checks(tmp_path: Path) -> None:
+    service = service_for(tmp_path, 0)
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    body = {"check": "events_arriving", "for": "2h", "reason": "backfill", "by": "alice"}
+    answers = ask(
+        service,
+        ("POST", "/api/v1/phases/release/waivers", {"json": body}),
+        ("POST", "/api/v1/phases/release/waivers", {"json": {**body, "for": "40d"}, "headers": bearer}),
+        ("POST", "/api/v1/phases/release/waivers", {"json": {**body, "group": {"x": "1"}}, "headers": bearer}),
+        ("POST", "/api/v1/phases/release/waivers", {"json": body, "headers": bearer}),
+        ("POST", "/api/v1/waivers/W1/revoke", {"json": {"reason": "done", "by": "alice"}, "headers": bearer}),
+        ("POST", "/api/v1/waivers/W1/revoke", {"json": {"reason": "again", "by": "alice"}, "headers": bearer}),
+        ("GET", "/api/v1/audit", {"params": {"phase": "release"}}),
+    )
+    assert [a.status_code for a in answers] == [401, 422, 422, 201, 201, 422, 200]
+    assert answers[1].json()["detail"] == "--for: '40d': a decision lasts more than 0s and at most 30d"
+    assert answers[3].json()["waiver"] == "W1" and answers[3].json()["kind"] == "waiver-created"
+    assert "not active" in answers[5].json()["detail"]
+    assert [(e["kind"], e["waiver"], e["by"]) for e in answers[6].json()] == [
+        ("waiver-created", "W1", "alice"),
+        ("waiver-revoked", "W1", "alice"),
+    ]

@@ -334,3 +334,31 @@ def test_a_clickhouse_ledger_from_before_the_stored_facts_is_migrated(warehouse:
         assert [r.checks_failed for r in ledger.history("p")] == [True, False]
     finally:
         ledger.close()
+
+
+def test_waived_failures_count_for_soak_and_the_reason_says_so(ledger: Ledger) -> None:
+    """An evaluation whose only failure was waived counts as passing for soak coverage, and
+    the soak says how much of it rests on which waiver; an unwaived failure still restarts it."""
+    from gatecheck.audit import Waiver
+
+    waiver = Waiver(
+        id="W7", check="unmatched_edges", reason="backfill", by="alice", since=AS_OF - 10 * HOUR, until=AS_OF + HOUR
+    )
+    for hours in range(49, -1, -1):
+        recorded = verdict("p", AS_OF - hours * HOUR, Outcome.FAIL if hours < 4 else Outcome.PASS)
+        if hours < 4:  # the last four evaluations failed under the waiver: GO, as the gate decides
+            check = recorded.checks[0].model_copy(update={"waiver": waiver})
+            recorded = recorded.model_copy(update={"checks": [check], "verdict": VerdictState.GO})
+        ledger.record(recorded, 0.1)
+    points = ledger.soak_points("p", AS_OF - 49 * HOUR, AS_OF)
+    assert [p[3] for p in points[-5:]] == ["", "W7", "W7", "W7", "W7"]
+    assert all(p[1] and not p[2] for p in points)  # passed, not failed
+    status = soak_coverage(points, AS_OF, timedelta(hours=48), timedelta(hours=2))
+    assert status.covered and status.waivers == ["W7"] and status.under_waiver == 3 * HOUR
+    assert status.reason.endswith(", 3h of it under waiver W7")
+    # The same failure without a waiver restarts the clock.
+    ledger.record(verdict("p", AS_OF + HOUR, Outcome.FAIL), 0.1)
+    later = soak_coverage(
+        ledger.soak_points("p", AS_OF - 48 * HOUR, AS_OF + HOUR), AS_OF + HOUR, timedelta(hours=48), timedelta(hours=2)
+    )
+    assert not later.covered and later.last_failure == AS_OF + HOUR

@@ -35,10 +35,11 @@ from urllib.parse import urlsplit
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request  # a handler's annotation: FastAPI resolves it here
 
 from gatecheck import __version__
+from gatecheck.audit import AuditEvent
 from gatecheck.config import Project
 from gatecheck.durations import parse_duration
 from gatecheck.engine import Engine, Evaluator
@@ -763,6 +764,68 @@ def create_app(service: Service) -> Any:
         except GatecheckError as exc:  # the evaluation could not finish (e.g. its worker died)
             return JSONResponse({"detail": str(exc)}, status_code=503)
 
+    async def decided(write: Any) -> Any:
+        """Check and record one decision in the ledger (in a thread); a bad one is a 422."""
+        try:
+            event = await asyncio.to_thread(write)
+        except ConfigError as exc:
+            return JSONResponse({"detail": exc.problems[0] if exc.problems else str(exc)}, status_code=422)
+        except GatecheckError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=503)
+        return JSONResponse(event.model_dump(mode="json"), status_code=201)
+
+    @app.post(
+        "/api/v1/phases/{phase}/waivers",
+        response_model=None,
+        responses={201: {"model": AuditEvent}, 401: problem, 404: problem, 422: problem, 503: problem},
+    )
+    async def waive(phase: str, body: WaiverRequest) -> Any:
+        """Record a waiver (as `gatecheck waive`): bearer token, the same checks."""
+        from gatecheck.decisions import waiver_event
+
+        known(phase)
+        return await decided(
+            lambda: service.ledger.create_waiver(
+                waiver_event(service.project, phase, body.check, body.group, body.for_, body.reason, body.by)
+            )
+        )
+
+    @app.post(
+        "/api/v1/waivers/{waiver}/revoke",
+        response_model=None,
+        responses={201: {"model": AuditEvent}, 401: problem, 422: problem, 503: problem},
+    )
+    async def unwaive(waiver: str, body: DecisionRequest) -> Any:
+        """Revoke a waiver (as `gatecheck unwaive`)."""
+        from gatecheck.decisions import revoke_event
+
+        def write() -> AuditEvent:
+            event = revoke_event(service.project, service.ledger.audit(), waiver, body.reason, body.by)
+            service.ledger.append_audit([event])
+            return event
+
+        return await decided(write)
+
+    @app.get("/api/v1/audit", response_model=None, responses={200: {"model": list[AuditEvent]}, 422: problem})
+    async def audit(
+        phase: str | None = Query(None, description="Only this phase."),
+        since: str = Query("7d", description="e.g. 24h, 7d"),
+    ) -> Any:
+        """The audit trail, oldest first (as `gatecheck audit`)."""
+        if phase is not None:
+            known(phase)
+        try:
+            window = parse_duration(since)
+        except ValueError as exc:
+            raise HTTPException(422, f"since: {exc}") from exc
+        try:
+            events = await asyncio.to_thread(
+                service.ledger.audit, [phase] if phase else None, datetime.now(UTC) - window
+            )
+        except GatecheckError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=503)
+        return [e.model_dump(mode="json") for e in events]
+
     @app.post(
         "/api/v1/flagger/{role}",
         response_class=PlainTextResponse,
@@ -835,6 +898,22 @@ def create_app(service: Service) -> Any:
         )
 
     return app
+
+
+class DecisionRequest(BaseModel):
+    """Who decides and why (recorded in the audit trail)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str
+    by: str
+
+
+class WaiverRequest(DecisionRequest):
+    """A waiver, as `gatecheck waive` takes it: the check, optionally a group, how long."""
+
+    check: str
+    group: dict[str, str] = {}
+    for_: str = Field(alias="for", description="How long, e.g. 24h (at most 30d).")
 
 
 class FlaggerPayload(BaseModel):
