@@ -299,3 +299,38 @@ def test_a_waiver_is_visible_wherever_the_verdict_is_shown(gate, tmp_path: Path)
         'gatecheck_check_outcome{outcome="fail",phase="warehouse-release",role="required",'
         'suite="unmatched_edges",waived="true"} 1.0'
     ) in exposition
+
+
+def test_an_approval_stands_in_for_requires_only_when_the_gate_says_so(gate, config_copy: Path) -> None:
+    path = config_copy / "gates" / "warehouse-release.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["requires"] = ["staging-predeploy"]
+    path.write_text(yaml.safe_dump(document))
+    code, _, err = gate("healthy", "approve", "--phase", "staging-predeploy", "--by", "heidi", "--reason", "checked by hand")
+    assert code == 0, err
+    code, result = run_json(gate, "healthy")
+    assert (code, result["verdict"]) == (3, "inconclusive")  # an approval is not a recorded GO
+    assert result["requires"][0]["reason"] == "no recorded GO of staging-predeploy"
+    document["approval_satisfies_requires"] = True
+    path.write_text(yaml.safe_dump(document))
+    code, result = run_json(gate, "healthy")
+    assert (code, result["verdict"]) == (0, "go")
+    assert result["requires"][0]["satisfied"]
+    assert result["requires"][0]["reason"].startswith("approved by heidi at ")
+
+
+def test_of_two_waivers_for_one_scope_the_later_stands() -> None:
+    from gatecheck.audit import waivers_at
+
+    now = datetime.now(UTC)
+
+    def created(waiver: str, minutes_ago: int, hours: int) -> AuditEvent:
+        return AuditEvent(
+            at=now - timedelta(minutes=minutes_ago), kind="waiver-created", phase="p", check="c",
+            waiver=waiver, until=now + timedelta(hours=hours), by="x", reason=waiver,
+        )  # fmt: skip
+
+    active = waivers_at([created("W1", 30, 10), created("W2", 10, 1)], "p", now)
+    assert [w.id for w in active] == ["W2"]
+    revoked = AuditEvent(at=now, kind="waiver-revoked", phase="p", check="c", waiver="W2", by="x", reason="r")
+    assert waivers_at([created("W1", 30, 10), created("W2", 10, 1), revoked], "p", now) == []

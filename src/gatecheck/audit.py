@@ -61,21 +61,24 @@ class Waiver(BaseModel):
 
 
 def waivers_at(events: Iterable[AuditEvent], phase: str, moment: datetime) -> list[Waiver]:
-    """The waivers of ``phase`` active at ``moment``; of two for one scope, the later."""
+    """The waivers of ``phase`` active at ``moment``. Of two waivers for one scope the later
+    stands: it replaces the earlier, which does not come back when the later one ends."""
     events = sorted((e for e in events if e.phase == phase), key=lambda e: e.at)
     revoked = {e.waiver: e.at for e in events if e.kind == "waiver-revoked"}
-    by_scope: dict[tuple[str, tuple[tuple[str, str], ...]], Waiver] = {}
+    latest: dict[tuple[str, tuple[tuple[str, str], ...]], AuditEvent] = {}
     for event in events:
-        if event.kind != "waiver-created" or event.at > moment or event.until is None:
+        if event.kind == "waiver-created" and event.at <= moment and event.until is not None:
+            latest[(event.check, tuple(sorted(event.group.items())))] = event
+    active = []
+    for e in latest.values():
+        if e.until is None or moment >= e.until or (e.waiver in revoked and revoked[e.waiver] <= moment):
             continue
-        if event.until <= moment or (event.waiver in revoked and revoked[event.waiver] <= moment):
-            continue
-        scope = (event.check, tuple(sorted(event.group.items())))
-        by_scope[scope] = Waiver(
-            id=event.waiver, check=event.check, group=event.group, reason=event.reason, by=event.by,
-            since=event.at, until=event.until,
-        )  # fmt: skip
-    return list(by_scope.values())
+        active.append(
+            Waiver(
+                id=e.waiver, check=e.check, group=e.group, reason=e.reason, by=e.by, since=e.at, until=e.until
+            )
+        )
+    return active
 
 
 def expired_unrecorded(events: Iterable[AuditEvent], phase: str, moment: datetime) -> list[AuditEvent]:
