@@ -292,28 +292,20 @@ def _record_assumptions(
         return  # no ledger, no trail (the report still says what was assumed)
     who = " ".join((by or getpass.getuser()).split()) or "unknown"
     now = datetime.now(UTC)
+    assumed = [("assumed-approved", name, f"--assume-approved {name}") for name in approved]
+    if soaked:
+        assumed.append(("assumed-soaked", phase, "--assume-soaked"))
     events = [
         AuditEvent(
             at=now,
-            kind="assumed-approved",
-            phase=name,
+            kind=kind,  # type: ignore[arg-type]
+            phase=subject,
             by=who,
             config_hash=project.config_hash,
-            reason=f"gatecheck run --phase {phase} --assume-approved {name}",
+            reason=f"gatecheck run --phase {phase} {flag}",
         )
-        for name in approved
+        for kind, subject, flag in assumed
     ]
-    if soaked:
-        events.append(
-            AuditEvent(
-                at=now,
-                kind="assumed-soaked",
-                phase=phase,
-                by=who,
-                config_hash=project.config_hash,
-                reason=f"gatecheck run --phase {phase} --assume-soaked",
-            )
-        )
     ledger = _open_ledger(project, "audit trail")
     try:
         ledger.append_audit(events)

@@ -575,6 +575,13 @@ def create_app(service: Service) -> Any:
             return None
         return JSONResponse({"detail": "too many evaluations requested; try later"}, status_code=429)
 
+    def since_moment(since: str) -> datetime:
+        """``?since=48h`` as the moment it names (a bad duration is a 422)."""
+        try:
+            return datetime.now(UTC) - parse_duration(since)
+        except ValueError as exc:
+            raise HTTPException(422, f"since: {exc}") from exc
+
     def known(phase: str) -> None:
         if phase not in service.project.gates:
             raise HTTPException(404, f"unknown phase {phase!r}")
@@ -742,12 +749,9 @@ def create_app(service: Service) -> Any:
     )
     async def history(phase: str, since: str = Query("48h", description="e.g. 30m, 48h, 7d")) -> Any:
         known(phase)
+        start = since_moment(since)
         try:
-            window = parse_duration(since)
-        except ValueError as exc:
-            raise HTTPException(422, f"since: {exc}") from exc
-        try:
-            records = await asyncio.to_thread(service.ledger.history, phase, datetime.now(UTC) - window)
+            records = await asyncio.to_thread(service.ledger.history, phase, start)
         except GatecheckError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=503)
         return [record_summary(r) for r in records]
@@ -814,14 +818,9 @@ def create_app(service: Service) -> Any:
         """The audit trail, oldest first (as `gatecheck audit`)."""
         if phase is not None:
             known(phase)
+        start = since_moment(since)
         try:
-            window = parse_duration(since)
-        except ValueError as exc:
-            raise HTTPException(422, f"since: {exc}") from exc
-        try:
-            events = await asyncio.to_thread(
-                service.ledger.audit, [phase] if phase else None, datetime.now(UTC) - window
-            )
+            events = await asyncio.to_thread(service.ledger.audit, [phase] if phase else None, start)
         except GatecheckError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=503)
         return [e.model_dump(mode="json") for e in events]
