@@ -437,17 +437,35 @@ async def _run_check(
     judge_in: JudgeIn,
     validator: Validator | None = None,
 ) -> CheckResult:
-    suite, window = plan.suite, plan.window
-    base: dict[str, Any] = {
+    fetched = await fetch(plan, as_of, thresholds, pool)
+    if isinstance(fetched, CheckResult):
+        return fetched
+    return await judge_fetched(plan, fetched, thresholds, judge_in, validator)
+
+
+def check_base(plan: CheckPlan) -> dict[str, Any]:
+    """The fields every result of ``plan``'s check has, whatever its outcome."""
+    suite = plan.suite
+    return {
         "suite": suite.name,
         "description": suite.description,
         "source": suite.source,
         "role": plan.role,
-        "window": window,
+        "window": plan.window,
     }
+
+
+async def fetch(
+    plan: CheckPlan, as_of: datetime, thresholds: Mapping[str, ResolvedThreshold], pool: SourcePool
+) -> pd.DataFrame | CheckResult:
+    """The check's frame from its source, or the ``error`` result saying why there is none."""
+    suite, window = plan.suite, plan.window
+    base = check_base(plan)
     try:
         source = pool.get(suite.source)
-        frame = await source.query(suite.query, query_parameters(suite, window, as_of, thresholds))
+        parameters = query_parameters(suite, window, as_of, thresholds)
+        frame: pd.DataFrame = await source.query(suite.query, parameters)
+        return frame
     except (SourceUnavailable, SourceTimeout) as exc:
         return CheckResult(
             **base, outcome=Outcome.ERROR, source_available=False, reason=f"source {suite.source}: {exc}"
@@ -464,16 +482,26 @@ async def _run_check(
         return CheckResult(
             **base, outcome=Outcome.ERROR, reason=f"internal error: {type(exc).__name__}: {exc}"
         )
-    base["source_available"] = True
+
+
+async def judge_fetched(
+    plan: CheckPlan,
+    frame: pd.DataFrame,
+    thresholds: Mapping[str, ResolvedThreshold],
+    judge_in: JudgeIn,
+    validator: Validator | None = None,
+) -> CheckResult:
+    """Judge a fetched frame (Great Expectations on the engine's validation thread)."""
+    base = {**check_base(plan), "source_available": True}
     try:
         # Great Expectations is CPU work: off the event loop (the service's API and other
         # phases stay responsive).
-        result: CheckResult = await judge_in(judge, suite, frame, thresholds, base, validator)
+        result: CheckResult = await judge_in(judge, plan.suite, frame, thresholds, base, validator)
         return result
     except ValidationTimeout as exc:
         return CheckResult(**base, outcome=Outcome.ERROR, reason=str(exc))
     except Exception as exc:
-        log.exception("check %s: unexpected error judging the result", suite.name)
+        log.exception("check %s: unexpected error judging the result", plan.suite.name)
         return CheckResult(
             **base, outcome=Outcome.ERROR, reason=f"internal error: {type(exc).__name__}: {exc}"
         )
