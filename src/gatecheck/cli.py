@@ -685,6 +685,59 @@ def audit(
             typer.echo(describe(event))
 
 
+@app.command()
+def backtest(
+    phase: Annotated[str, typer.Option("--phase", "-p", metavar="PHASE", help="The gate to backtest.")],
+    since: Annotated[str, typer.Option("--since", metavar="DURATION", help="How far back, e.g. 30d.")],
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="TIME", help="The last step (ISO 8601; default: now).")
+    ] = None,
+    step: Annotated[str, typer.Option("--step", metavar="DURATION", help="Between steps.")] = "1h",
+    thresholds: Annotated[
+        Path | None,
+        typer.Option("--thresholds", metavar="FILE", help="What-if: judge the same values under this file."),
+    ] = None,
+    config: ConfigOption = Path("."),
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
+) -> None:
+    """How the gate would have judged each step of a past range (nothing is recorded)."""
+    from gatecheck.backtest import proposed_thresholds, render_backtest, run_backtest
+    from gatecheck.durations import parse_as_of, parse_duration
+
+    with _user_errors():
+        try:
+            back, every = parse_duration(since), parse_duration(step)
+        except ValueError as exc:
+            raise ConfigError(f"--since/--step: {exc}") from exc
+        end = parse_as_of(until)
+        project = load_project(config, expectations=True)
+        project.gate(phase)
+        proposed = proposed_thresholds(project, phase, thresholds) if thresholds is not None else None
+        progress = _progress_bar(fmt is ListFormat.text)
+        with progress as bar:
+            task = bar.add_task(f"backtest {phase}", total=None) if bar is not None else None
+
+            def tick(done: int, total: int) -> None:
+                if bar is not None and task is not None:
+                    bar.update(task, completed=done, total=total)
+
+            report = asyncio.run(run_backtest(project, phase, end - back, end, every, proposed, tick))
+    if fmt is ListFormat.json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        typer.echo(render_backtest(report), nl=False)
+
+
+def _progress_bar(enabled: bool) -> Any:
+    """A rich progress bar on stderr when it is a terminal; otherwise nothing."""
+    if not enabled or not sys.stderr.isatty():
+        return contextlib.nullcontext(None)
+    from rich.console import Console
+    from rich.progress import Progress
+
+    return Progress(console=Console(stderr=True), transient=True)
+
+
 @app.command("check-sources")
 def check_sources(
     config: ConfigOption = Path("."),

@@ -1,0 +1,428 @@
+"""``gatecheck backtest``: how a gate would have judged every step of a past range.
+
+Each step is judged exactly as ``gatecheck run --as-of`` judges its checks — the same plans
+(windows, settle), queries, evidence rules, thresholds with provenance, through the engine's
+own fetch and judge — without recording anything. ``requires`` and soak are about the
+ledger, not the data, and are left out: a step's verdict is its checks' verdict.
+
+The observed values are fetched once: a second thresholds file (what-if) judges the same
+frames again, and every step whose verdict flips is listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from gatecheck.checkplan import plan_checks
+from gatecheck.config import Project, ResolvedThreshold
+from gatecheck.durations import format_duration
+from gatecheck.errors import ConfigError
+from gatecheck.results import CheckResult, Outcome, VerdictState
+
+#: At most this many steps in one backtest.
+MAX_STEPS = 10_000
+#: Queries under way at once (a source's own limits apply on top).
+CONCURRENCY = 8
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StepCheck(_Model):
+    """One check at one step: its outcome and each expectation's observed value."""
+
+    suite: str
+    outcome: Outcome
+    observed: dict[str, float | int | str | bool | None] = {}
+    reason: str | None = None
+
+
+class Step(_Model):
+    as_of: datetime
+    verdict: VerdictState
+    checks: list[StepCheck]
+
+
+class Distribution(_Model):
+    """An expectation's observed values over the steps, against its threshold."""
+
+    column: str
+    expectation: str
+    threshold: str
+    steps: int
+    min: float | None = None
+    p50: float | None = None
+    p95: float | None = None
+    max: float | None = None
+
+
+class CheckSummary(_Model):
+    suite: str
+    role: str
+    passed: int
+    failed: int
+    inconclusive: int
+    errored: int
+    longest_failing_steps: int
+    longest_failing_from: datetime | None = None
+    first_failing: datetime | None = None
+    last_failing: datetime | None = None
+    worst_observed: float | int | str | bool | None = None
+    worst_group: dict[str, str] = {}
+    worst_as_of: datetime | None = None
+    distributions: list[Distribution] = []
+    # Why the first step that was neither pass nor fail was so (a source that cannot look back).
+    not_judged: str | None = None
+
+
+class Flip(_Model):
+    """A step whose verdict changes under the proposed thresholds."""
+
+    as_of: datetime
+    verdict: VerdictState
+    proposed: VerdictState
+    changes: list[str]
+
+
+class BacktestReport(_Model):
+    phase: str
+    since: datetime
+    until: datetime
+    step: float  # seconds
+    verdicts: dict[str, int]
+    checks: list[CheckSummary]
+    steps: list[Step]
+    proposed_verdicts: dict[str, int] | None = None
+    flips: list[Flip] | None = None
+
+
+def step_times(since: datetime, until: datetime, step: timedelta) -> list[datetime]:
+    """The steps' as_of, oldest first, ending at ``until``; checked for sense."""
+    if step.total_seconds() <= 0:
+        raise ConfigError("--step: must be longer than 0s")
+    if until <= since:
+        raise ConfigError("--until: must be after the start of the range (--since)")
+    if step > until - since:
+        raise ConfigError(
+            f"--step: {format_duration(step)} is longer than the range ({format_duration(until - since)})"
+        )
+    count = int((until - since) / step) + 1
+    if count > MAX_STEPS:
+        raise ConfigError(f"--step: {count} steps; at most {MAX_STEPS} (a longer --step or a shorter range)")
+    return [until - step * k for k in range(count - 1, -1, -1)]
+
+
+def _verdict(checks: list[CheckResult]) -> VerdictState:
+    from gatecheck.gate import decide
+
+    return decide(checks, [], None)[0]
+
+
+def _observed(check: CheckResult) -> dict[str, Any]:
+    return {f"{e.column or e.type}": e.observed_value for e in check.expectations}
+
+
+async def run_backtest(
+    project: Project,
+    phase: str,
+    since: datetime,
+    until: datetime,
+    step: timedelta,
+    proposed: dict[str, ResolvedThreshold] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BacktestReport:
+    """The report of ``phase`` over ``[since, until]`` every ``step``."""
+    from gatecheck.engine import Engine
+    from gatecheck.gate import SourcePool, fetch, judge_fetched
+
+    gate = project.gate(phase)
+    times = step_times(since, until, step)
+    thresholds = project.resolve_thresholds(phase)
+    if proposed is not None:
+        _refuse_sql_thresholds(project, phase, thresholds, proposed)
+    plans_by_step = [plan_checks(project, gate, moment) for moment in times]
+    total = len(times) * len(plans_by_step[0])
+    done = 0
+    limit = asyncio.Semaphore(CONCURRENCY)
+    async with Engine(project, ledger=None) as engine:
+        pool = SourcePool(project, gate.environment, engine.source_factory)
+
+        async def one(moment: datetime, plan: Any) -> tuple[CheckResult, CheckResult | None]:
+            nonlocal done
+            async with limit:
+                fetched = await fetch(plan, moment, thresholds, pool)
+            if isinstance(fetched, CheckResult):
+                result: tuple[CheckResult, CheckResult | None] = (fetched, fetched)
+            else:
+                judged = await judge_fetched(
+                    plan, fetched, thresholds, engine.in_validation_thread, engine.validator
+                )
+                again = None
+                if proposed is not None:  # the same frame, judged under the proposed thresholds
+                    again = await judge_fetched(
+                        plan, fetched, proposed, engine.in_validation_thread, engine.validator
+                    )
+                result = (judged, again)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+            return result
+
+        try:
+            results = await asyncio.gather(
+                *(
+                    asyncio.gather(*(one(moment, plan) for plan in plans))
+                    for moment, plans in zip(times, plans_by_step, strict=True)
+                )
+            )
+        finally:
+            await pool.aclose()
+    return _report(phase, since, until, step, times, results, proposed is not None)
+
+
+def _refuse_sql_thresholds(
+    project: Project,
+    phase: str,
+    current: dict[str, ResolvedThreshold],
+    proposed: dict[str, ResolvedThreshold],
+) -> None:
+    """A threshold bound into a query changes what is observed: the frames fetched once
+    cannot answer for it."""
+    gate = project.gate(phase)
+    for name_of in [ref.suite for ref in gate.checks] + [ref.suite for ref in gate.rollback]:
+        suite = project.suites[name_of]
+        for name in suite.query_parameters():
+            if name in current and name in proposed and current[name].value != proposed[name].value:
+                raise ConfigError(
+                    f"--thresholds: {name} is bound into the query of {suite.name}: a what-if changes "
+                    "only thresholds the observed values are judged against"
+                )
+
+
+def _report(
+    phase: str,
+    since: datetime,
+    until: datetime,
+    step: timedelta,
+    times: list[datetime],
+    results: list[list[tuple[CheckResult, CheckResult | None]]],
+    what_if: bool,
+) -> BacktestReport:
+    steps: list[Step] = []
+    flips: list[Flip] = []
+    proposed_counts: dict[str, int] = {v.value: 0 for v in VerdictState}
+    for moment, pairs in zip(times, results, strict=True):
+        checks = [p[0] for p in pairs]
+        verdict = _verdict(checks)
+        steps.append(
+            Step(
+                as_of=moment,
+                verdict=verdict,
+                checks=[
+                    StepCheck(suite=c.suite, outcome=c.outcome, observed=_observed(c), reason=c.reason)
+                    for c in checks
+                ],
+            )
+        )
+        if what_if:
+            other = [p[1] or p[0] for p in pairs]
+            proposed = _verdict(other)
+            proposed_counts[proposed.value] += 1
+            if proposed is not verdict:
+                flips.append(
+                    Flip(as_of=moment, verdict=verdict, proposed=proposed, changes=_changes(checks, other))
+                )
+    counts = {v.value: sum(1 for s in steps if s.verdict is v) for v in VerdictState}
+    summaries = [_summary([pairs[i][0] for pairs in results], times) for i in range(len(results[0]))]
+    return BacktestReport(
+        phase=phase,
+        since=since,
+        until=until,
+        step=step.total_seconds(),
+        verdicts=counts,
+        checks=summaries,
+        steps=steps,
+        proposed_verdicts=proposed_counts if what_if else None,
+        flips=flips if what_if else None,
+    )
+
+
+def _changes(checks: list[CheckResult], other: list[CheckResult]) -> list[str]:
+    """What changed in each check between the two judgements: outcome, value, thresholds."""
+    found = []
+    for now, then in zip(checks, other, strict=True):
+        if now.outcome is then.outcome:
+            continue
+        for a, b in zip(now.expectations, then.expectations, strict=False):
+            before = ", ".join(f"{t.name}={t.value}" for t in a.thresholds)
+            after = ", ".join(f"{t.name}={t.value}" for t in b.thresholds)
+            if a.outcome is not b.outcome:
+                found.append(
+                    f"{now.suite}: {a.column or a.type} observed {a.observed_value}: "
+                    f"{a.outcome.value} under {before or 'its kwargs'} → "
+                    f"{b.outcome.value} under {after or 'its kwargs'}"
+                )
+        if not found:
+            found.append(f"{now.suite}: {now.outcome.value} → {then.outcome.value}")
+    return found
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _summary(results: list[CheckResult], times: list[datetime]) -> CheckSummary:
+    first = results[0]
+    failing = [r.outcome is Outcome.FAIL for r in results]
+    longest, start, run, run_start = 0, None, 0, None
+    for moment, bad in zip(times, failing, strict=True):
+        if bad:
+            run, run_start = run + 1, run_start or moment
+            if run > longest:
+                longest, start = run, run_start
+        else:
+            run, run_start = 0, None
+    fail_times = [t for t, bad in zip(times, failing, strict=True) if bad]
+    worst: tuple[float, Any, dict[str, str], datetime] | None = None
+    for moment, result in zip(times, results, strict=True):
+        for expectation in result.expectations:
+            if expectation.outcome is not Outcome.FAIL:
+                continue
+            for group in expectation.failing_groups or []:
+                value = _number(group.observed_value)
+                if value is None:
+                    continue
+                bound = next((t.bound for t in expectation.thresholds if t.bound), "max")
+                score = value if bound == "max" else -value
+                if worst is None or score > worst[0]:
+                    worst = (score, group.observed_value, group.group, moment)
+    distributions = []
+    for index, expectation in enumerate(first.expectations):
+        values = [
+            v
+            for r in results
+            if index < len(r.expectations)
+            for v in [_number(r.expectations[index].observed_value)]
+            if v is not None
+        ]
+        threshold = ", ".join(
+            f"{'≤' if t.bound == 'max' else '≥' if t.bound == 'min' else t.name} {t.value}"
+            for t in expectation.thresholds
+        )
+        ordered = sorted(values)
+        distributions.append(
+            Distribution(
+                column=expectation.column or expectation.type,
+                expectation=expectation.type,
+                threshold=threshold,
+                steps=len(values),
+                min=ordered[0] if ordered else None,
+                p50=statistics.median(ordered) if ordered else None,
+                p95=ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] if ordered else None,
+                max=ordered[-1] if ordered else None,
+            )
+        )
+    return CheckSummary(
+        suite=first.suite,
+        role=first.role,
+        passed=sum(r.outcome is Outcome.PASS for r in results),
+        failed=sum(failing),
+        inconclusive=sum(r.outcome is Outcome.INCONCLUSIVE for r in results),
+        errored=sum(r.outcome is Outcome.ERROR for r in results),
+        longest_failing_steps=longest,
+        longest_failing_from=start,
+        first_failing=fail_times[0] if fail_times else None,
+        last_failing=fail_times[-1] if fail_times else None,
+        worst_observed=worst[1] if worst else None,
+        worst_group=worst[2] if worst else {},
+        worst_as_of=worst[3] if worst else None,
+        distributions=distributions,
+        not_judged=next(
+            (
+                f"{r.outcome.value} at {_iso(t)}: {r.reason}"
+                for t, r in zip(times, results, strict=True)
+                if r.outcome in (Outcome.ERROR, Outcome.INCONCLUSIVE)
+            ),
+            None,
+        ),
+    )
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%MZ") if moment else "-"
+
+
+def render_backtest(report: BacktestReport) -> str:
+    """The report as text: the gate's verdicts, then each check."""
+    step = format_duration(timedelta(seconds=report.step))
+    lines = [
+        f"backtest of {report.phase}: {len(report.steps)} steps of {step} from {_iso(report.since)} "
+        f"to {_iso(report.until)} (nothing recorded; requires and soak not judged)",
+        "verdicts: " + ", ".join(f"{k} {v}" for k, v in report.verdicts.items()),
+    ]
+    for check in report.checks:
+        lines += [
+            "",
+            f"{check.suite} ({check.role}): pass {check.passed}, fail {check.failed}, "
+            f"inconclusive {check.inconclusive}, error {check.errored}",
+        ]
+        if check.failed:
+            lines.append(
+                f"  failing from {_iso(check.first_failing)} to {_iso(check.last_failing)}; longest stretch "
+                f"{check.longest_failing_steps} steps from {_iso(check.longest_failing_from)}"
+            )
+        if check.not_judged:
+            lines.append(f"  not judged: {check.not_judged}")
+        if check.worst_observed is not None:
+            group = ", ".join(f"{k}={v}" for k, v in check.worst_group.items()) or "overall"
+            lines.append(f"  worst: {check.worst_observed} ({group}) at {_iso(check.worst_as_of)}")
+        for d in check.distributions:
+            if d.steps:
+                lines.append(
+                    f"  {d.column}: min {d.min:g}, p50 {d.p50:g}, p95 {d.p95:g}, max {d.max:g} "
+                    f"against {d.threshold or d.expectation} ({d.steps} steps)"
+                )
+    if report.flips is not None:
+        lines += [
+            "",
+            "what-if: " + ", ".join(f"{k} {v}" for k, v in (report.proposed_verdicts or {}).items()),
+        ]
+        if not report.flips:
+            lines.append("  no step's verdict changes")
+        for flip in report.flips:
+            lines.append(f"  {_iso(flip.as_of)}  {flip.verdict.value} → {flip.proposed.value}")
+            lines += [f"    {change}" for change in flip.changes]
+    return "\n".join(lines) + "\n"
+
+
+def proposed_thresholds(project: Project, phase: str, path: Path) -> dict[str, ResolvedThreshold]:
+    """``phase``'s thresholds resolved from another thresholds file (checked like the real one)."""
+    from gatecheck.config import ThresholdsConfig, resolve_thresholds
+    from gatecheck.config.loading import _read_yaml
+    from gatecheck.config.problems import parse
+
+    if not path.is_file():
+        raise ConfigError(f"--thresholds: {path} is not a file")
+    problems: list[str] = []
+    config = parse(str(path), ThresholdsConfig, _read_yaml(path, str(path)), problems)
+    if problems or config is None:
+        raise ConfigError(
+            problems[0] if problems else f"--thresholds: {path}: not a thresholds file", problems
+        )
+    gate = project.gate(phase)
+    resolved = resolve_thresholds(config, gate.environment, phase)
+    current = project.resolve_thresholds(phase)
+    missing = sorted(set(current) - set(resolved))
+    if missing:
+        raise ConfigError(f"--thresholds: {path}: no value for {', '.join(missing)} (phase {phase})")
+    return {name: value for name, value in resolved.items() if name in current}
