@@ -1,0 +1,113 @@
+"""`gatecheck backtest` on chDB: the unmatched-edges scenario breaks the last 3 hours before
+AS_OF (edge_type=start->first_segment), so a backtest over the 8 hours before it has a
+known bad stretch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gatecheck.backtest import run_backtest
+from gatecheck.cli import app
+
+from .conftest import AS_OF, PROJECT, evaluate, warehouse_env
+
+runner = CliRunner()
+HOUR = timedelta(hours=1)
+
+
+def backtest(warehouse: Path, scenario: str, *args: str, config: Path = PROJECT) -> tuple[int, str, str]:
+    result = runner.invoke(
+        app,
+        ["backtest", "--phase", "warehouse-release", "--config", str(config), "--until", AS_OF.isoformat(), *args],
+        env=warehouse_env(warehouse, scenario),
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_a_known_bad_stretch_is_found_with_its_group(warehouse: Path) -> None:
+    code, out, err = backtest(warehouse, "unmatched-edges", "--since", "8h", "--step", "1h", "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert len(report["steps"]) == 9
+    edges = next(c for c in report["checks"] if c["suite"] == "unmatched_edges")
+    # The last 3 hours are broken; a 1h window settled 10 min sees it from AS_OF-2h on.
+    assert (edges["passed"], edges["failed"]) == (6, 3)
+    assert edges["first_failing"].startswith((AS_OF - 2 * HOUR).strftime("%Y-%m-%dT%H:%M"))
+    assert edges["last_failing"].startswith(AS_OF.strftime("%Y-%m-%dT%H:%M"))
+    assert edges["longest_failing_steps"] == 3
+    assert edges["worst_group"] == {"edge_type": "start->first_segment"}
+    assert report["verdicts"] == {"go": 6, "no-go": 3, "inconclusive": 0, "rollback": 0}
+    assert [s["verdict"] for s in report["steps"]] == ["go"] * 6 + ["no-go"] * 3
+    (rate,) = edges["distributions"]
+    assert rate["column"] == "unmatched_rate" and rate["threshold"] == "≤ 0.005" and rate["steps"] == 9
+    assert rate["max"] > 0.005 >= rate["p50"]
+
+
+def test_a_step_is_judged_as_run_as_of_judges_it(project_for) -> None:
+    project = project_for("unmatched-edges")
+    report = asyncio.run(run_backtest(project, "warehouse-release", AS_OF - 3 * HOUR, AS_OF, HOUR))
+    for step in report.steps[1:3]:  # a passing step and a failing one
+        verdict = asyncio.run(evaluate(project, "warehouse-release", step.as_of))
+        assert step.verdict is verdict.verdict
+        assert [(c.suite, c.outcome) for c in step.checks] == [(c.suite, c.outcome) for c in verdict.checks]
+        for mine, theirs in zip(step.checks, verdict.checks, strict=True):
+            assert mine.observed == {f"{e.column or e.type}": e.observed_value for e in theirs.expectations}
+
+
+def test_what_if_thresholds_flip_exactly_the_expected_steps(warehouse: Path, tmp_path: Path) -> None:
+    thresholds = yaml.safe_load((PROJECT / "thresholds.yaml").read_text())
+    thresholds["defaults"]["unmatched_edge_rate_max"] = 0.5
+    proposed = tmp_path / "proposed.yaml"
+    proposed.write_text(yaml.safe_dump(thresholds))
+    code, out, err = backtest(
+        warehouse, "unmatched-edges", "--since", "8h", "--thresholds", str(proposed), "--format", "json"
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    flips = report["flips"]
+    assert [f["as_of"][:16] for f in flips] == [
+        (AS_OF - k * HOUR).strftime("%Y-%m-%dT%H:%M") for k in (2, 1, 0)
+    ]
+    assert all((f["verdict"], f["proposed"]) == ("no-go", "go") for f in flips)
+    assert "unmatched_edges: unmatched_rate observed" in flips[0]["changes"][0]
+    assert "fail under unmatched_edge_rate_max=0.005 → pass under unmatched_edge_rate_max=0.5" in flips[0]["changes"][0]
+    assert report["proposed_verdicts"] == {"go": 9, "no-go": 0, "inconclusive": 0, "rollback": 0}
+    code, text, _ = backtest(warehouse, "unmatched-edges", "--since", "8h", "--thresholds", str(proposed))
+    assert "what-if: go 9, no-go 0, inconclusive 0, rollback 0" in text
+
+
+def test_a_what_if_of_a_threshold_bound_into_sql_is_refused(warehouse: Path, tmp_path: Path) -> None:
+    thresholds = yaml.safe_load((PROJECT / "thresholds.yaml").read_text())
+    thresholds["defaults"]["clock_skew_tolerance_s"] = 60
+    proposed = tmp_path / "proposed.yaml"
+    proposed.write_text(yaml.safe_dump(thresholds))
+    code, _, err = backtest(warehouse, "healthy", "--since", "2h", "--thresholds", str(proposed))
+    assert code == 2
+    assert err.strip() == (
+        "gatecheck: error: --thresholds: clock_skew_tolerance_s is bound into the query of freshness_lag: "
+        "a what-if changes only thresholds the observed values are judged against"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "soon"], "--since/--step: "),
+        (["--since", "2h", "--step", "3h"], "--step: 3h is longer than the range (2h)"),
+        (["--since", "30d", "--step", "1m"], "--step: 43201 steps; at most 10000"),
+        (["--since", "2h", "--phase", "nope"], "unknown phase 'nope'"),
+        (["--since", "2h", "--thresholds", "/nonexistent.yaml"], "--thresholds: /nonexistent.yaml is not a file"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(warehouse: Path, args: list[str], message: str) -> None:
+    code, out, err = backtest(warehouse, "healthy", *args)
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
