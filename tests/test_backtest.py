@@ -111,3 +111,37 @@ def test_bad_input_is_one_line_and_exit_2(warehouse: Path, args: list[str], mess
     assert code == 2 and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_the_chart_opens_offline_in_a_real_browser(warehouse: Path, tmp_path: Path) -> None:
+    """Headless Chromium (Debian's package), no network: the page renders an SVG chart with
+    the observed series and the threshold line of each expectation."""
+    import os
+    import re
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        message = "chromium is not installed: apt-get install chromium (Debian's package)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} — .ci/run installs it; CI must not skip this test")
+        pytest.skip(message)
+    chart = tmp_path / "backtest.html"
+    code, _, err = backtest(warehouse, "unmatched-edges", "--since", "8h", "--chart", str(chart))
+    assert code == 0, err
+    page = chart.read_text()
+    assert not re.search(r"<script[^>]+src=", page)  # every script inline: it opens offline
+    rendered = subprocess.run(
+        [
+            browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--proxy-server=127.0.0.1:9", "--virtual-time-budget=10000", "--dump-dom", chart.as_uri(),
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr[-2000:]
+    dom = rendered.stdout
+    assert "<svg" in dom, dom[:2000]
+    assert "unmatched_edges: unmatched_rate" in dom  # a panel per expectation
+    assert dom.count('class="mark-rule') >= 1 or "mark-rule" in dom  # the threshold lines
+    assert "mark-line" in dom and "mark-symbol" in dom  # the observed series and its steps

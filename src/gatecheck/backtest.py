@@ -57,6 +57,7 @@ class Distribution(_Model):
     column: str
     expectation: str
     threshold: str
+    bounds: list[float] = []  # the numeric thresholds, for the chart's lines
     steps: int
     min: float | None = None
     p50: float | None = None
@@ -325,6 +326,9 @@ def _summary(results: list[CheckResult], times: list[datetime]) -> CheckSummary:
                 column=expectation.column or expectation.type,
                 expectation=expectation.type,
                 threshold=threshold,
+                bounds=[
+                    v for t in expectation.thresholds if t.bound for v in [_number(t.value)] if v is not None
+                ],
                 steps=len(values),
                 min=ordered[0] if ordered else None,
                 p50=statistics.median(ordered) if ordered else None,
@@ -426,3 +430,58 @@ def proposed_thresholds(project: Project, phase: str, path: Path) -> dict[str, R
     if missing:
         raise ConfigError(f"--thresholds: {path}: no value for {', '.join(missing)} (phase {phase})")
     return {name: value for name, value in resolved.items() if name in current}
+
+
+def write_chart(report: BacktestReport, path: Path) -> None:
+    """A self-contained HTML page (Vega-Lite through altair, its scripts inlined: it opens
+    offline): per expectation, the observed value over time against its threshold line,
+    failing steps marked, steps that were not judged shaded."""
+    import altair as alt
+    import pandas as pd
+
+    step = timedelta(seconds=report.step)
+    rows = []
+    for summary in report.checks:
+        for distribution in summary.distributions:
+            panel = f"{summary.suite}: {distribution.column}"
+            for item in report.steps:
+                check = next(c for c in item.checks if c.suite == summary.suite)
+                value = _number(check.observed.get(distribution.column))
+                rows.append(
+                    {
+                        "panel": panel,
+                        "as_of": item.as_of,
+                        "end": item.as_of + step,
+                        "value": value,
+                        "outcome": check.outcome.value,
+                        "threshold": distribution.bounds[0] if distribution.bounds else None,
+                        "not_judged": check.outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR),
+                    }
+                )
+    frame = pd.DataFrame(rows)
+    base = alt.Chart(frame)
+    colors = alt.Scale(
+        domain=["pass", "fail", "inconclusive", "error"], range=["#2e7d32", "#c62828", "#f9a825", "#6d4c41"]
+    )
+    layers = alt.layer(
+        base.transform_filter("datum.not_judged")
+        .mark_rect(opacity=0.15, color="#f9a825")
+        .encode(x="as_of:T", x2="end:T"),
+        base.mark_line(color="#1565c0").encode(
+            x=alt.X("as_of:T", title="as of (UTC)"), y=alt.Y("value:Q", title="observed")
+        ),
+        base.mark_point(filled=True, size=40).encode(
+            x="as_of:T",
+            y="value:Q",
+            color=alt.Color("outcome:N", scale=colors),
+            tooltip=["as_of:T", "value:Q", "outcome:N"],
+        ),
+        base.mark_rule(strokeDash=[6, 4], color="#c62828").encode(y="threshold:Q"),
+    )
+    chart = (
+        layers.properties(width=720, height=160)
+        .facet(row=alt.Row("panel:N", title=None))
+        .resolve_scale(y="independent")
+        .properties(title=f"gatecheck backtest: {report.phase}, {len(report.steps)} steps")
+    )
+    chart.save(str(path), inline=True)

@@ -697,11 +697,15 @@ def backtest(
         Path | None,
         typer.Option("--thresholds", metavar="FILE", help="What-if: judge the same values under this file."),
     ] = None,
+    chart: Annotated[
+        Path | None,
+        typer.Option("--chart", metavar="FILE.html", help="A self-contained chart page (opens offline)."),
+    ] = None,
     config: ConfigOption = Path("."),
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
 ) -> None:
     """How the gate would have judged each step of a past range (nothing is recorded)."""
-    from gatecheck.backtest import proposed_thresholds, render_backtest, run_backtest
+    from gatecheck.backtest import proposed_thresholds, render_backtest, run_backtest, write_chart
     from gatecheck.durations import parse_as_of, parse_duration
 
     with _user_errors():
@@ -722,6 +726,10 @@ def backtest(
                     bar.update(task, completed=done, total=total)
 
             report = asyncio.run(run_backtest(project, phase, end - back, end, every, proposed, tick))
+        if chart is not None:
+            chart.parent.mkdir(parents=True, exist_ok=True)
+            write_chart(report, chart)
+            _say(f"chart: {chart}")
     if fmt is ListFormat.json:
         typer.echo(report.model_dump_json(indent=2))
     else:
