@@ -145,3 +145,19 @@ def test_the_chart_opens_offline_in_a_real_browser(warehouse: Path, tmp_path: Pa
     assert "unmatched_edges: unmatched_rate" in dom  # a panel per expectation
     assert dom.count('class="mark-rule') >= 1 or "mark-rule" in dom  # the threshold lines
     assert "mark-line" in dom and "mark-symbol" in dom  # the observed series and its steps
+
+
+def test_the_json_document_validates_against_the_shipped_schema(warehouse: Path) -> None:
+    import jsonschema
+
+    from gatecheck.schema import backtest_schema, shipped_backtest_schema
+
+    assert shipped_backtest_schema() == backtest_schema(), (
+        "regenerate: gatecheck schema --backtest > src/gatecheck/schema/backtest.schema.json"
+    )
+    code, out, err = backtest(warehouse, "unmatched-edges", "--since", "3h", "--format", "json")
+    assert code == 0, err
+    document = json.loads(out)
+    jsonschema.Draft202012Validator(shipped_backtest_schema()).validate(document)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(shipped_backtest_schema()).validate({**document, "verdicts": "many"})

@@ -883,10 +883,17 @@ def init(
 
 
 @app.command()
-def schema() -> None:
+def schema(
+    of_backtest: Annotated[
+        bool, typer.Option("--backtest", help="The schema of `backtest --format json` instead.")
+    ] = False,
+) -> None:
     """Print the JSON Schema of the --format json document (also shipped in the package)."""
-    from gatecheck.schema import schema_text
+    from gatecheck.schema import backtest_schema, schema_text
 
+    if of_backtest:
+        typer.echo(json.dumps(backtest_schema(), indent=2, ensure_ascii=False))
+        return
     typer.echo(schema_text(), nl=False)
 
 

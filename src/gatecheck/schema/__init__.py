@@ -37,3 +37,26 @@ def shipped_schema() -> dict[str, Any]:
 
 def schema_text() -> str:
     return json.dumps(verdict_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+BACKTEST_SCHEMA_ID = "https://gatecheck.dev/schema/backtest.schema.json"
+
+
+def backtest_schema() -> dict[str, Any]:
+    """The schema of ``gatecheck backtest --format json``, generated from its report model."""
+    from gatecheck.backtest import BacktestReport
+
+    schema = BacktestReport.model_json_schema(mode="serialization")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": BACKTEST_SCHEMA_ID,
+        **{k: v for k, v in schema.items() if k not in ("title", "description")},
+        "title": "gatecheck backtest",
+        "description": "A gate judged at every step of a past range: each step's verdict and checks.",
+    }
+
+
+def shipped_backtest_schema() -> dict[str, Any]:
+    text = files("gatecheck.schema").joinpath("backtest.schema.json").read_text(encoding="utf-8")
+    result: dict[str, Any] = json.loads(text)
+    return result
