@@ -218,10 +218,12 @@ def build_reference(
     as_of: datetime,
     scenario: str = "healthy",
     sessions_per_hour: int | None = None,
+    hours: int = HOURS,
 ) -> dict[str, int]:
     """(Re)create the reference tables in ``database`` with the reference schema and ``scenario``'s data at ``as_of``.
 
-    ``sessions_per_hour`` overrides the scenario's traffic (benchmarks). Returns the row
+    ``sessions_per_hour`` overrides the scenario's traffic and ``hours`` how far back it goes
+    (benchmarks; the default is the demo's 50 hours). Returns the row
     count of each table. ``connection``: a :class:`gatecheck.clickhouse.Connection` (chDB or a
     server), e.g. ``ClickHouse().connect(Target.parse("chdb://PATH", root), create=True)``.
     """
@@ -235,10 +237,10 @@ def build_reference(
     spacing_ms = 3_600_000 // per_hour
     params = {
         "as_of_ms": as_of_ms,
-        "start_ms": as_of_ms - HOURS * 3_600_000,
+        "start_ms": as_of_ms - hours * 3_600_000,
         "spacing_ms": spacing_ms,
-        "sessions": HOURS * per_hour,
-        "hours": HOURS,
+        "sessions": hours * per_hour,
+        "hours": hours,
         "delay_ms": PROCESSOR_DELAY_MS,
         "unattributed_spike": int(scenario == "unattributed-spike"),
         "clock_skew": int(scenario == "clock-skew"),
