@@ -313,6 +313,16 @@ def _record_assumptions(
         ledger.close()
 
 
+def _since(text: str) -> Any:
+    """``--since 48h`` as a timedelta; a bad duration is a usage error naming the option."""
+    from gatecheck.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(f"--since: {exc}") from exc
+
+
 def _say(line: str) -> None:
     """A progress line: on stderr, so stdout holds only the report."""
     typer.echo(line, err=True)
@@ -406,14 +416,11 @@ def history(
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
 ) -> None:
     """Show the recorded evaluations of a phase, oldest first."""
-    from gatecheck.durations import parse_as_of, parse_duration
+    from gatecheck.durations import parse_as_of
     from gatecheck.history import record_summary
 
     with _user_errors():
-        try:
-            window = parse_duration(since)
-        except ValueError as exc:
-            raise ConfigError(f"--since: {exc}") from exc
+        window = _since(since)
         project = load_project(config)
         project.gate(phase)
         ledger = _open_ledger(project, "history to show")
@@ -661,13 +668,10 @@ def audit(
     """The audit trail, oldest first: waivers (created, used, expired, revoked), approvals,
     and every --assume-approved / --assume-soaked."""
     from gatecheck.decisions import describe
-    from gatecheck.durations import parse_as_of, parse_duration
+    from gatecheck.durations import parse_as_of
 
     with _user_errors():
-        try:
-            window = parse_duration(since)
-        except ValueError as exc:
-            raise ConfigError(f"--since: {exc}") from exc
+        window = _since(since)
         project = load_project(config)
         if phase is not None:
             project.gate(phase)

@@ -14,25 +14,38 @@ from typing import Any
 SCHEMA_ID = "https://gatecheck.dev/schema/verdict.schema.json"
 
 
+def _generated(model: Any, schema_id: str, title: str, description: str) -> dict[str, Any]:
+    schema = model.model_json_schema(mode="serialization")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": schema_id,
+        **{k: v for k, v in schema.items() if k not in ("title", "description")},
+        "title": title,
+        "description": description,
+    }
+
+
+def _shipped(name: str) -> dict[str, Any]:
+    text = files("gatecheck.schema").joinpath(name).read_text(encoding="utf-8")
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
 def verdict_schema() -> dict[str, Any]:
     """The schema, generated from :class:`gatecheck.results.Verdict` (serialization mode)."""
     from gatecheck.results import Verdict
 
-    schema = Verdict.model_json_schema(mode="serialization")
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
-        **{k: v for k, v in schema.items() if k not in ("title", "description")},
-        "title": "gatecheck verdict",
-        "description": "One evaluation of a phase's gate: the verdict and every check's evidence.",
-    }
+    return _generated(
+        Verdict,
+        SCHEMA_ID,
+        "gatecheck verdict",
+        "One evaluation of a phase's gate: the verdict and every check's evidence.",
+    )
 
 
 def shipped_schema() -> dict[str, Any]:
     """The schema file shipped in the package."""
-    text = files("gatecheck.schema").joinpath("verdict.schema.json").read_text(encoding="utf-8")
-    result: dict[str, Any] = json.loads(text)
-    return result
+    return _shipped("verdict.schema.json")
 
 
 def schema_text() -> str:
@@ -46,17 +59,13 @@ def backtest_schema() -> dict[str, Any]:
     """The schema of ``gatecheck backtest --format json``, generated from its report model."""
     from gatecheck.backtest import BacktestReport
 
-    schema = BacktestReport.model_json_schema(mode="serialization")
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": BACKTEST_SCHEMA_ID,
-        **{k: v for k, v in schema.items() if k not in ("title", "description")},
-        "title": "gatecheck backtest",
-        "description": "A gate judged at every step of a past range: each step's verdict and checks.",
-    }
+    return _generated(
+        BacktestReport,
+        BACKTEST_SCHEMA_ID,
+        "gatecheck backtest",
+        "A gate judged at every step of a past range: each step's verdict and checks.",
+    )
 
 
 def shipped_backtest_schema() -> dict[str, Any]:
-    text = files("gatecheck.schema").joinpath("backtest.schema.json").read_text(encoding="utf-8")
-    result: dict[str, Any] = json.loads(text)
-    return result
+    return _shipped("backtest.schema.json")
