@@ -139,3 +139,24 @@ def test_a_crossed_bound_fails_even_if_another_expectation_has_no_values() -> No
     assert check(data, expectations=expectations).outcome is Outcome.FAIL
     quiet = frame([0.001], [500]).assign(lag=[None])
     assert check(quiet, expectations=expectations).outcome is Outcome.INCONCLUSIVE
+
+
+def test_a_suite_built_once_is_judged_by_each_validations_own_thresholds() -> None:
+    """The validator builds a suite's expectations once and reuses them: the thresholds of
+    each validation (phase overrides differ) must still be the ones that judge it."""
+    import pandas as pd
+
+    from gatecheck.config import ResolvedThreshold, SuiteConfig
+    from gatecheck.runner import Validator, validate_frame
+
+    suite = SuiteConfig.model_validate({
+        "name": "s", "source": "w", "window": {"length": "1h"}, "query": "SELECT 1",
+        "expectations": [{"type": "expect_column_values_to_be_between", "column": "x", "max_value": {"$PARAMETER": "m"}}],
+    })  # fmt: skip
+    validator = Validator()
+    frame = pd.DataFrame({"x": [0.6, 0.1]})
+    seen = []
+    for limit in (0.5, 1.0, 0.5, 0.7, 0.55):
+        (result,) = validate_frame(suite, frame, {"m": ResolvedThreshold("m", limit, "phase", "k")}, validator)
+        seen.append((result.outcome.value, result.thresholds[0].value))
+    assert seen == [("fail", 0.5), ("pass", 1.0), ("fail", 0.5), ("pass", 0.7), ("fail", 0.55)]

@@ -48,6 +48,36 @@ class Validator:
 
     def __init__(self) -> None:
         self._built: tuple[Any, Any] | None = None
+        # A suite's expectations, built once: (id of the SuiteConfig, index) → (the config, the
+        # expectation or why it cannot be built), and their GE suite per set of indices. The
+        # config is kept so its id cannot be reused by another.
+        self._expectations: dict[tuple[int, int], tuple[Any, Any]] = {}
+        self._suites: dict[tuple[int, tuple[int, ...]], tuple[Any, Any]] = {}
+
+    def expectation(self, suite: SuiteConfig, index: int) -> Any:
+        """The GE expectation of ``suite.expectations[index]``, or the exception building it
+        raised (built once)."""
+        key = (id(suite), index)
+        found = self._expectations.get(key)
+        if found is None or found[0] is not suite:
+            try:
+                made: Any = _build(suite.expectations[index], index)
+            except Exception as exc:
+                made = exc
+            found = (suite, made)
+            self._expectations[key] = found
+        return found[1]
+
+    def expectation_suite(self, suite: SuiteConfig, built: dict[int, Any]) -> Any:
+        """The GE suite of ``suite``'s expectations at the indices of ``built`` (built once
+        per suite and set of indices; the thresholds travel with each validation)."""
+        gx, _ = self.context()
+        key = (id(suite), tuple(sorted(built)))
+        found = self._suites.get(key)
+        if found is None or found[0] is not suite:
+            found = (suite, gx.ExpectationSuite(name=suite.name, expectations=list(built.values())))
+            self._suites[key] = found
+        return found[1]
 
     def context(self) -> tuple[Any, Any]:
         """(the ``great_expectations`` module, the batch definition), built on first use."""
@@ -263,7 +293,8 @@ def validate_frame(
 ) -> list[ExpectationResult]:
     """Run the suite's expectations on the frame, one ExpectationResult each (on
     ``validator``'s context; without one, on a context of its own)."""
-    gx, batch_definition = (validator or Validator()).context()
+    validator = validator or Validator()
+    gx, batch_definition = validator.context()
     groups = group_columns(suite, frame)
     parameters = {name: thresholds[name].value for name in suite.parameters() if name in thresholds}
     built: dict[int, Any] = {}
@@ -273,13 +304,14 @@ def validate_frame(
         if malformed is not None:
             errors[index] = _errored(spec, thresholds, suite.name, malformed)
             continue
-        try:
-            built[index] = _build(spec, index)
-        except Exception as exc:
-            errors[index] = _errored(spec, thresholds, suite.name, f"cannot build: {_one_line(exc)}")
+        made = validator.expectation(suite, index)
+        if isinstance(made, Exception):
+            errors[index] = _errored(spec, thresholds, suite.name, f"cannot build: {_one_line(made)}")
+        else:
+            built[index] = made
     ge_results: dict[int, Any] = {}
     if built:
-        expectation_suite = gx.ExpectationSuite(name=suite.name, expectations=list(built.values()))
+        expectation_suite = validator.expectation_suite(suite, built)
         result_format: dict[str, Any] = {"result_format": "COMPLETE"}
         if groups:
             result_format["unexpected_index_column_names"] = groups
