@@ -294,7 +294,7 @@ def validate_frame(
     """Run the suite's expectations on the frame, one ExpectationResult each (on
     ``validator``'s context; without one, on a context of its own)."""
     validator = validator or Validator()
-    gx, batch_definition = validator.context()
+    _, batch_definition = validator.context()
     groups = group_columns(suite, frame)
     parameters = {name: thresholds[name].value for name in suite.parameters() if name in thresholds}
     built: dict[int, Any] = {}
