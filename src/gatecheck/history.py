@@ -409,12 +409,25 @@ class SqliteLedger(Ledger):
         ]
 
     def append_audit(self, events: list[AuditEvent]) -> None:
-        if not events:
-            return
+        if events:
+            self._append_audit(events)
+
+    def create_waiver(self, event: AuditEvent) -> AuditEvent:
+        (created,) = self._append_audit([event], number_waiver=True)
+        return created
+
+    def _append_audit(self, events: list[AuditEvent], number_waiver: bool = False) -> list[AuditEvent]:
+        """Insert ``events`` in one transaction; ``number_waiver``: give the one event the next
+        waiver id, counted inside the same transaction."""
         try:
             with self._connect() as connection:
                 connection.executescript(_SQLITE_SCHEMA)
                 connection.execute("BEGIN IMMEDIATE")
+                if number_waiver:
+                    (count,) = connection.execute(
+                        "SELECT count(*) FROM audit WHERE kind = 'waiver-created'"
+                    ).fetchone()
+                    events = [e.model_copy(update={"waiver": f"W{count + 1}"}) for e in events]
                 connection.executemany(
                     f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [_audit_row(e) for e in events],
@@ -422,24 +435,7 @@ class SqliteLedger(Ledger):
                 connection.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self._error("cannot write the audit trail", exc) from exc
-
-    def create_waiver(self, event: AuditEvent) -> AuditEvent:
-        try:
-            with self._connect() as connection:
-                connection.executescript(_SQLITE_SCHEMA)
-                connection.execute("BEGIN IMMEDIATE")  # the id and the event in one transaction
-                (count,) = connection.execute(
-                    "SELECT count(*) FROM audit WHERE kind = 'waiver-created'"
-                ).fetchone()
-                created = event.model_copy(update={"waiver": f"W{count + 1}"})
-                connection.execute(
-                    f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    _audit_row(created),
-                )
-                connection.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._error("cannot write the audit trail", exc) from exc
-        return created
+        return events
 
     def audit(
         self, phases: list[str] | None = None, since: datetime | None = None, kinds: list[str] | None = None

@@ -559,11 +559,7 @@ def create_app(service: Service) -> Any:
             # metadata, and check it themselves.
             flagger = request.url.path.startswith("/api/v1/flagger/")
             if not flagger and service.api_token is not None and not _authorized(request, service.api_token):
-                return JSONResponse(
-                    {"detail": "missing or wrong bearer token"},
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
+                return unauthorized()
             if not flagger and not limiter.allow(_client_of(request)):
                 return JSONResponse({"detail": "too many evaluations requested; try later"}, status_code=429)
         return await call_next(request)
@@ -575,12 +571,26 @@ def create_app(service: Service) -> Any:
             return None
         return JSONResponse({"detail": "too many evaluations requested; try later"}, status_code=429)
 
+    def unauthorized() -> Any:
+        headers = {"WWW-Authenticate": "Bearer"}
+        return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401, headers=headers)
+
+    def duration_param(text: str, what: str) -> timedelta:
+        """A duration parameter (``48h``); a bad one is a 422 naming ``what``."""
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            raise HTTPException(422, f"{what}: {exc}") from exc
+
     def since_moment(since: str) -> datetime:
         """``?since=48h`` as the moment it names (a bad duration is a 422)."""
-        try:
-            return datetime.now(UTC) - parse_duration(since)
-        except ValueError as exc:
-            raise HTTPException(422, f"since: {exc}") from exc
+        return datetime.now(UTC) - duration_param(since, "since")
+
+    async def recent(phase: str, age: timedelta) -> Verdict | None:
+        """The latest verdict of ``phase`` if its as_of is at most ``age`` old (a ledger that
+        cannot be read raises GatecheckError)."""
+        latest = await asyncio.to_thread(service.latest, phase)
+        return latest if latest is not None and latest.as_of >= datetime.now(UTC) - age else None
 
     def known(phase: str) -> None:
         if phase not in service.project.gates:
@@ -698,25 +708,17 @@ def create_app(service: Service) -> Any:
         evaluation yet" too); 5xx only for gatecheck's own faults."""
         known(phase)
         if fresh or max_age is not None:
-            age = None
-            if max_age is not None:
-                try:
-                    age = parse_duration(max_age)
-                except ValueError as exc:
-                    raise HTTPException(422, f"max_age: {exc}") from exc
+            age = duration_param(max_age, "max_age") if max_age is not None else None
             if not fresh and age is not None:
                 try:
-                    latest = await asyncio.to_thread(service.latest, phase)
+                    latest = await recent(phase, age)
                 except GatecheckError as exc:
                     return JSONResponse({"detail": str(exc)}, status_code=503)
-                if latest is not None and latest.as_of >= datetime.now(UTC) - age:
+                if latest is not None:
                     return latest.document()
             # An evaluation now: the same token and rate limit as POST .../evaluate.
             if service.api_token is not None and not _authorized(request, service.api_token):
-                return JSONResponse(
-                    {"detail": "missing or wrong bearer token"}, status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )  # fmt: skip
+                return unauthorized()
             too_many = refused(request, phase)
             if too_many is not None:
                 return too_many
@@ -861,16 +863,11 @@ def create_app(service: Service) -> Any:
             raise HTTPException(422, "metadata.timeout: seconds, e.g. 8") from None
         judged: Verdict | None = None
         if "max_age" in payload.metadata:  # the latest verdict will do if it is recent enough
+            age = duration_param(payload.metadata["max_age"], "metadata.max_age")
             try:
-                age = parse_duration(payload.metadata["max_age"])
-            except ValueError as exc:
-                raise HTTPException(422, f"metadata.max_age: {exc}") from exc
-            try:
-                latest = await asyncio.to_thread(service.latest, phase)
+                judged = await recent(phase, age)
             except GatecheckError as exc:
                 return PlainTextResponse(f"{phase}: {exc}", status_code=503)
-            if latest is not None and latest.as_of >= datetime.now(UTC) - age:
-                judged = latest
         if judged is None:
             too_many = refused(request, phase)
             if too_many is not None:
