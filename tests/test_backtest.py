@@ -161,3 +161,16 @@ def test_the_json_document_validates_against_the_shipped_schema(warehouse: Path)
     jsonschema.Draft202012Validator(shipped_backtest_schema()).validate(document)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(shipped_backtest_schema()).validate({**document, "verdicts": "many"})
+
+
+def test_a_proposed_thresholds_file_is_checked_like_the_projects_own(warehouse: Path, tmp_path: Path) -> None:
+    thresholds = yaml.safe_load((PROJECT / "thresholds.yaml").read_text())
+    thresholds["defaults"]["unmatched_edge_rate_max"] = "lots"
+    proposed = tmp_path / "proposed.yaml"
+    proposed.write_text(yaml.safe_dump(thresholds))
+    code, out, err = backtest(warehouse, "healthy", "--since", "2h", "--thresholds", str(proposed))
+    assert code == 2 and out == ""
+    assert err.startswith(
+        f"gatecheck: error: --thresholds {proposed}: thresholds.yaml: defaults.unmatched_edge_rate_max: "
+        "'lots' must be a finite number"
+    ), err

@@ -410,8 +410,11 @@ def render_backtest(report: BacktestReport) -> str:
 
 
 def proposed_thresholds(project: Project, phase: str, path: Path) -> dict[str, ResolvedThreshold]:
-    """``phase``'s thresholds resolved from another thresholds file (checked like the real one)."""
-    from gatecheck.config import ThresholdsConfig, resolve_thresholds
+    """``phase``'s thresholds resolved from another thresholds file, checked by the same rules
+    as the project's own (every name used, every value fitting where it is used)."""
+    import dataclasses
+
+    from gatecheck.config import ThresholdsConfig, resolve_thresholds, threshold_problems
     from gatecheck.config.loading import _read_yaml
     from gatecheck.config.problems import parse
 
@@ -419,10 +422,11 @@ def proposed_thresholds(project: Project, phase: str, path: Path) -> dict[str, R
         raise ConfigError(f"--thresholds: {path} is not a file")
     problems: list[str] = []
     config = parse(str(path), ThresholdsConfig, _read_yaml(path, str(path)), problems)
+    if config is not None:
+        problems += threshold_problems(dataclasses.replace(project, thresholds=config))
     if problems or config is None:
-        raise ConfigError(
-            problems[0] if problems else f"--thresholds: {path}: not a thresholds file", problems
-        )
+        lines = [f"--thresholds {path}: {p}" for p in problems]
+        raise ConfigError(lines[0] if lines else f"--thresholds: {path}: not a thresholds file", lines)
     gate = project.gate(phase)
     resolved = resolve_thresholds(config, gate.environment, phase)
     current = project.resolve_thresholds(phase)
