@@ -13,13 +13,11 @@ from typing import Any
 
 from gatecheck.checkplan import plan_checks, query_parameters
 from gatecheck.config import ParameterRef, Project, ResolvedThreshold
+from gatecheck.config.checks import THRESHOLD_KWARGS
 from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError
 from gatecheck.sources import kind_of
 from gatecheck.sources.base import iso_utc
-
-#: Expectation kwargs that are thresholds when written as literals in a suite.
-_BOUND_KWARGS = ("min_value", "max_value", "value", "mostly", "value_set", "strict_min", "strict_max")
 
 
 def _threshold(resolved: ResolvedThreshold) -> dict[str, Any]:
@@ -36,7 +34,7 @@ def _kwargs(kwargs: dict[str, Any], thresholds: dict[str, ResolvedThreshold], wh
     for name, value in kwargs.items():
         if isinstance(value, dict) and set(value) == {"$PARAMETER"}:
             resolved[name] = _threshold(thresholds[value["$PARAMETER"]])
-        elif name in _BOUND_KWARGS and value is not None:
+        elif name in THRESHOLD_KWARGS and value is not None:
             resolved[name] = {"value": value, "provenance": "suite", "key": f"{where}.{name}"}
         else:
             resolved[name] = value

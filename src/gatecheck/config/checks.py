@@ -198,6 +198,8 @@ _KWARG_KINDS = {
     **dict.fromkeys(("value_set", "values"), "list"),
     **dict.fromkeys(("strict_min", "strict_max"), "boolean"),
 }
+#: Expectation kwargs that hold thresholds (written as literals or as ``$PARAMETER``s).
+THRESHOLD_KWARGS = frozenset(_KWARG_KINDS)
 _SQL_NUMBER = re.compile(r"^(?:Nullable\()?\s*(?:U?Int\d+|Float\d+|Decimal)", re.I)
 _SQL_TEXT = re.compile(r"^(?:Nullable\()?\s*(?:String|LowCardinality\(String\))", re.I)
 
