@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gatecheck.checkplan import window_for
 from gatecheck.config import ResolvedThreshold, SuiteConfig
@@ -157,6 +159,75 @@ def test_a_suite_built_once_is_judged_by_each_validations_own_thresholds() -> No
     frame = pd.DataFrame({"x": [0.6, 0.1]})
     seen = []
     for limit in (0.5, 1.0, 0.5, 0.7, 0.55):
-        (result,) = validate_frame(suite, frame, {"m": ResolvedThreshold("m", limit, "phase", "k")}, validator)
+        (result,) = validate_frame(
+            suite, frame, {"m": ResolvedThreshold("m", limit, "phase", "k")}, validator
+        )
         seen.append((result.outcome.value, result.thresholds[0].value))
     assert seen == [("fail", 0.5), ("pass", 1.0), ("fail", 0.5), ("pass", 0.7), ("fail", 0.55)]
+
+
+# ---------------------------------------------------------------- many frames, one validation
+
+STACKED_SUITE = {
+    "name": "stacked", "source": "w", "window": {"length": "1h"}, "query": "SELECT 1",
+    "groups": ["kind"],
+    "expectations": [
+        {"type": "expect_column_values_to_be_between", "column": "rate", "max_value": {"$PARAMETER": "rate_max"}},
+        {"type": "expect_column_values_to_be_in_set", "column": "state", "value_set": ["ok", "late"]},
+        {"type": "expect_column_pair_values_to_be_equal", "column_A": "seen", "column_B": "sent"},
+        # not row-wise: judged frame by frame
+        {"type": "expect_column_max_to_be_between", "column": "rate", "max_value": 0.5},
+        {"type": "expect_column_values_to_be_unique", "column": "seen"},
+        {"type": "expect_column_values_to_be_between", "column": "rate", "max_value": 0.2, "mostly": 0.5},
+    ],
+}  # fmt: skip
+
+_rates = st.one_of(st.none(), st.sampled_from([0.0, 0.004, 0.005, 0.0051, 0.3, 0.9]))
+_rows = st.tuples(
+    st.sampled_from(["a", "b", "<c>"]), _rates, st.sampled_from(["ok", "late", "lost"]),
+    st.integers(0, 3), st.integers(0, 3),
+)  # fmt: skip
+
+
+def _frame_of(rows: list[tuple[str, float | None, str, int, int]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["kind", "rate", "state", "seen", "sent"]).astype(
+        {"rate": "float64", "seen": "int64", "sent": "int64"}
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(_rows, max_size=4), min_size=1, max_size=5))
+def test_frames_validated_together_are_judged_as_each_alone(frames: list[list[tuple]]) -> None:
+    """The backtest validates every step of a suite in one Great Expectations run: each
+    step's results must be exactly those of validating its frame alone (outcome, observed
+    value, failing groups, reason), including row-wise expectations stacked and the others
+    (aggregates, uniqueness, `mostly`) run frame by frame."""
+    from gatecheck.runner import Validator, validate_frame, validate_frames
+
+    suite = SuiteConfig.model_validate(STACKED_SUITE)
+    validator = Validator()
+    made = [_frame_of(rows) for rows in frames]
+    together = validate_frames(suite, made, THRESHOLDS, validator)
+    alone = [validate_frame(suite, frame, THRESHOLDS, validator) for frame in made]
+    assert [[r.model_dump() for r in step] for step in together] == [
+        [r.model_dump() for r in step] for step in alone
+    ]
+
+
+def test_frames_validated_together_take_one_validation_for_the_row_wise_expectations(monkeypatch) -> None:
+    """One GE run for the stacked row-wise expectations, not one per frame."""
+    from gatecheck import runner
+
+    suite = SuiteConfig.model_validate({**STACKED_SUITE, "expectations": STACKED_SUITE["expectations"][:3]})
+    validator = runner.Validator()
+    runs = []
+    original = runner.validate_frame
+    monkeypatch.setattr(runner, "validate_frame", lambda *a, **k: runs.append(a) or original(*a, **k))
+    frames = [_frame_of([("a", 0.001 * k, "ok", 1, 1), ("b", 0.001, "lost", 2, 1)]) for k in range(30)]
+    results = runner.validate_frames(suite, frames, THRESHOLDS, validator)
+    assert runs == []
+    assert [step[0].outcome for step in results] == [Outcome.PASS] * 6 + [Outcome.FAIL] * 24
+    assert [g.group for g in results[10][0].failing_groups] == [{"kind": "a"}]
+    assert results[0][1].failing_groups[0].group == {"kind": "b"}
+    assert results[0][1].failing_groups[0].observed_value == "lost"
+    assert results[0][2].outcome is Outcome.FAIL and results[0][2].failing_groups[0].expected_value == 1

@@ -12,19 +12,25 @@ frames again, and every step whose verdict flips is listed.
 from __future__ import annotations
 
 import asyncio
+import logging
 import statistics
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from gatecheck.checkplan import plan_checks
+from gatecheck.checkplan import CheckPlan, plan_checks, query_parameters
 from gatecheck.config import Project, ResolvedThreshold
 from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError
 from gatecheck.results import CheckResult, Outcome, VerdictState
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
 
 #: At most this many steps in one backtest.
 MAX_STEPS = 10_000
@@ -140,9 +146,16 @@ async def run_backtest(
     proposed: dict[str, ResolvedThreshold] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> BacktestReport:
-    """The report of ``phase`` over ``[since, until]`` every ``step``."""
+    """The report of ``phase`` over ``[since, until]`` every ``step``.
+
+    Check by check: a source that can answers many steps in one request (ClickHouse: the
+    suite's SQL once per step, ``UNION ALL``), others step by step; then Great Expectations
+    validates every step's frame of the check in one run (``validate_frames``). Anything the
+    batched path cannot answer alike — a failed request, a validation that raises or times
+    out — is redone step by step through the engine's own ``fetch`` and ``judge_fetched``, so
+    each step gets exactly the result ``run --as-of`` gives."""
     from gatecheck.engine import Engine
-    from gatecheck.gate import SourcePool, fetch, judge_fetched
+    from gatecheck.gate import SourcePool
 
     gate = project.gate(phase)
     times = step_times(since, until, step)
@@ -150,43 +163,164 @@ async def run_backtest(
     if proposed is not None:
         _refuse_sql_thresholds(project, phase, thresholds, proposed)
     plans_by_step = [plan_checks(project, gate, moment) for moment in times]
-    total = len(times) * len(plans_by_step[0])
+    checks = len(plans_by_step[0])
+    total = len(times) * checks * 2  # fetched, then judged
     done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress(done, total)
+
     limit = asyncio.Semaphore(CONCURRENCY)
     async with Engine(project, ledger=None) as engine:
         pool = SourcePool(project, gate.environment, engine.source_factory)
-
-        async def one(moment: datetime, plan: Any) -> tuple[CheckResult, CheckResult | None]:
-            nonlocal done
-            async with limit:
-                fetched = await fetch(plan, moment, thresholds, pool)
-            if isinstance(fetched, CheckResult):
-                result: tuple[CheckResult, CheckResult | None] = (fetched, fetched)
-            else:
-                judged = await judge_fetched(
-                    plan, fetched, thresholds, engine.in_validation_thread, engine.validator
-                )
-                again = None
-                if proposed is not None:  # the same frame, judged under the proposed thresholds
-                    again = await judge_fetched(
-                        plan, fetched, proposed, engine.in_validation_thread, engine.validator
-                    )
-                result = (judged, again)
-            done += 1
-            if progress is not None:
-                progress(done, total)
-            return result
-
         try:
-            results = await asyncio.gather(
+            columns = await asyncio.gather(
                 *(
-                    asyncio.gather(*(one(moment, plan) for plan in plans))
-                    for moment, plans in zip(times, plans_by_step, strict=True)
+                    _one_check(
+                        engine,
+                        pool,
+                        limit,
+                        times,
+                        [plans[i] for plans in plans_by_step],
+                        thresholds,
+                        proposed,
+                        advance,
+                    )
+                    for i in range(checks)
                 )
             )
         finally:
             await pool.aclose()
+    results = [[column[k] for column in columns] for k in range(len(times))]
     return _report(phase, since, until, step, times, results, proposed is not None)
+
+
+Judged = tuple[CheckResult, CheckResult | None]
+
+
+async def _one_check(
+    engine: Any,
+    pool: Any,
+    limit: asyncio.Semaphore,
+    times: list[datetime],
+    plans: list[CheckPlan],
+    thresholds: dict[str, ResolvedThreshold],
+    proposed: dict[str, ResolvedThreshold] | None,
+    advance: Callable[[int], None],
+) -> list[Judged]:
+    """One check at every step: (its result, its result under the proposed thresholds)."""
+    suite = plans[0].suite
+    chunks = _chunks(suite.query, len(times))
+    fetched: list[pd.DataFrame | CheckResult] = []
+    for part in await asyncio.gather(
+        *(_fetch_steps(pool, limit, times[a:b], plans[a:b], thresholds, advance) for a, b in chunks)
+    ):
+        fetched.extend(part)
+    judged = await _judge_steps(engine, plans, fetched, thresholds)
+    again = await _judge_steps(engine, plans, fetched, proposed) if proposed is not None else None
+    advance(len(times))
+    return [(now, None if again is None else again[k]) for k, now in enumerate(judged)]
+
+
+#: A query of many steps stays under this many characters (ClickHouse's max_query_size is
+#: 256 KiB by default) and this many steps.
+BATCH_CHARS = 128_000
+BATCH_STEPS = 64
+
+
+def _chunks(query: Any, count: int) -> list[tuple[int, int]]:
+    """The ranges of steps asked in one request each."""
+    size = BATCH_STEPS
+    if isinstance(query, str):
+        size = max(1, min(BATCH_STEPS, BATCH_CHARS // (len(query) + 64)))
+    return [(a, min(a + size, count)) for a in range(0, count, size)]
+
+
+async def _fetch_steps(
+    pool: Any,
+    limit: asyncio.Semaphore,
+    times: list[datetime],
+    plans: list[CheckPlan],
+    thresholds: dict[str, ResolvedThreshold],
+    advance: Callable[[int], None],
+) -> list[pd.DataFrame | CheckResult]:
+    """The frames of some steps of one check: in one request where the source can, else (or
+    when that request fails) step by step as ``run`` fetches, each with its own error."""
+    from gatecheck.gate import fetch
+
+    suite = plans[0].suite
+    async with limit:
+        try:
+            source = pool.get(suite.source)
+            parameter_sets = [
+                query_parameters(suite, plan.window, moment, thresholds)
+                for moment, plan in zip(times, plans, strict=True)
+            ]
+            frames = await source.query_steps(suite.query, parameter_sets)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # each step is asked again and gets its own answer
+            log.debug("backtest: %s in one request failed (%s); step by step", suite.name, exc)
+            frames = None
+    if frames is not None:
+        advance(len(frames))
+        return list(frames)
+
+    async def one(moment: datetime, plan: CheckPlan) -> pd.DataFrame | CheckResult:
+        async with limit:
+            found = await fetch(plan, moment, thresholds, pool)
+        advance(1)
+        return found
+
+    return list(await asyncio.gather(*(one(m, p) for m, p in zip(times, plans, strict=True))))
+
+
+async def _judge_steps(
+    engine: Any,
+    plans: list[CheckPlan],
+    fetched: list[pd.DataFrame | CheckResult],
+    thresholds: dict[str, ResolvedThreshold],
+) -> list[CheckResult]:
+    """Every step of one check judged: the frames that reach Great Expectations validated in
+    one run, the rest (and all, if that run fails) as ``run`` judges them."""
+    from gatecheck.gate import check_base, judge, judge_fetched, triage
+    from gatecheck.runner import validate_frames
+
+    suite = plans[0].suite
+    base = [{**check_base(plan), "source_available": True} for plan in plans]
+    ready = [
+        k
+        for k, found in enumerate(fetched)
+        if not isinstance(found, CheckResult)
+        and not isinstance(triage(suite, found, thresholds, base[k]), CheckResult)
+    ]
+    validated: dict[int, Any] = {}
+    if ready:
+        try:
+            together = await engine.in_validation_thread(
+                validate_frames, suite, [fetched[k] for k in ready], thresholds, engine.validator
+            )
+            validated = dict(zip(ready, together, strict=True))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # each step is judged on its own and gets its own answer
+            log.debug("backtest: validating %s in one run failed (%s); step by step", suite.name, exc)
+    results: list[CheckResult] = []
+    for k, found in enumerate(fetched):
+        if isinstance(found, CheckResult):
+            results.append(found)
+        elif k in validated:
+            results.append(judge(suite, found, thresholds, base[k], expectations=validated[k]))
+        else:
+            results.append(
+                await judge_fetched(
+                    plans[k], found, thresholds, engine.in_validation_thread, engine.validator
+                )
+            )
+    return results
 
 
 def _refuse_sql_thresholds(
@@ -214,7 +348,7 @@ def _report(
     until: datetime,
     step: timedelta,
     times: list[datetime],
-    results: list[list[tuple[CheckResult, CheckResult | None]]],
+    results: list[list[Judged]],
     what_if: bool,
 ) -> BacktestReport:
     steps: list[Step] = []

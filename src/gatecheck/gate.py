@@ -39,6 +39,7 @@ from gatecheck.history import Ledger, checks_failed, checks_passed, waived
 from gatecheck.results import (
     Approval,
     CheckResult,
+    EvidenceResult,
     ExpectationResult,
     Outcome,
     Requirement,
@@ -513,8 +514,28 @@ def judge(
     thresholds: Mapping[str, ResolvedThreshold],
     base: dict[str, Any],
     validator: Validator | None = None,
+    expectations: list[ExpectationResult] | None = None,
 ) -> CheckResult:
-    """Turn one query result into a CheckResult (evidence first, then expectations)."""
+    """Turn one query result into a CheckResult (evidence first, then expectations);
+    ``expectations``: the frame's results already validated (the backtest validates many
+    frames at once), else Great Expectations runs now."""
+    early = triage(suite, frame, thresholds, base)
+    if isinstance(early, CheckResult):
+        return early
+    if expectations is None:
+        expectations = validate_frame(suite, frame, thresholds, validator)
+    outcome, reason = _check_outcome(expectations, early)
+    return CheckResult(
+        **base, rows=len(frame), outcome=outcome, evidence=early, expectations=expectations, reason=reason
+    )
+
+
+def triage(
+    suite: SuiteConfig, frame: pd.DataFrame, thresholds: Mapping[str, ResolvedThreshold], base: dict[str, Any]
+) -> CheckResult | EvidenceResult | None:
+    """What is decided before any expectation runs: the result itself when the frame cannot
+    be judged (too many rows, a duplicated column, no rows, no evidence column), else the
+    evidence (None when the suite sets no minimum)."""
     rows = len(frame)
     if rows > MAX_ROWS:
         return CheckResult(
@@ -541,11 +562,7 @@ def judge(
     evidence = judge_evidence(suite, frame, thresholds)
     if isinstance(evidence, str):
         return CheckResult(**base, rows=rows, outcome=Outcome.ERROR, reason=evidence)
-    expectations = validate_frame(suite, frame, thresholds, validator)
-    outcome, reason = _check_outcome(expectations, evidence)
-    return CheckResult(
-        **base, rows=rows, outcome=outcome, evidence=evidence, expectations=expectations, reason=reason
-    )
+    return evidence
 
 
 def _check_outcome(expectations: list[ExpectationResult], evidence: Any) -> tuple[Outcome, str | None]:

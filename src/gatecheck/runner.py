@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from numbers import Number
@@ -290,9 +291,11 @@ def validate_frame(
     frame: pd.DataFrame,
     thresholds: Mapping[str, ResolvedThreshold],
     validator: Validator | None = None,
+    only: Collection[int] | None = None,
 ) -> list[ExpectationResult]:
     """Run the suite's expectations on the frame, one ExpectationResult each (on
-    ``validator``'s context; without one, on a context of its own)."""
+    ``validator``'s context; without one, on a context of its own); with ``only``, just the
+    expectations at those indices, in order."""
     validator = validator or Validator()
     _, batch_definition = validator.context()
     groups = group_columns(suite, frame)
@@ -300,6 +303,8 @@ def validate_frame(
     built: dict[int, Any] = {}
     errors: dict[int, ExpectationResult] = {}
     for index, spec in enumerate(suite.expectations):
+        if only is not None and index not in only:
+            continue
         malformed = _malformed(spec, frame)
         if malformed is not None:
             errors[index] = _errored(spec, thresholds, suite.name, malformed)
@@ -335,7 +340,158 @@ def validate_frame(
         if index in errors
         else _convert(spec, ge_results.get(index), frame, groups, thresholds, suite.name)
         for index, spec in enumerate(suite.expectations)
+        if only is None or index in only
     ]
+
+
+#: Expectations that judge each row on its own values alone (no ``mostly``, no
+#: ``row_condition``): one validation of many frames stacked is the validation of each.
+#: Uniqueness, aggregates and type checks look across rows or at the column and are not here.
+ROW_WISE = frozenset(
+    {
+        "expect_column_values_to_be_between",
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_not_be_in_set",
+        "expect_column_values_to_be_null",
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_match_regex",
+        "expect_column_values_to_not_match_regex",
+        "expect_column_values_to_match_regex_list",
+        "expect_column_values_to_not_match_regex_list",
+        "expect_column_value_lengths_to_be_between",
+        "expect_column_value_lengths_to_equal",
+        "expect_column_pair_values_to_be_equal",
+        "expect_column_pair_values_a_to_be_greater_than_b",
+        "expect_column_pair_values_to_be_in_set",
+        "expect_multicolumn_sum_to_equal",
+    }
+)
+_STEP = "gatecheck_step"
+
+
+@dataclass(frozen=True)
+class _StepResult:
+    """One frame's share of a validation of stacked frames, shaped like GE's result."""
+
+    success: bool
+    result: dict[str, Any]
+    exception_info: None = None
+
+
+def validate_frames(
+    suite: SuiteConfig,
+    frames: Sequence[pd.DataFrame],
+    thresholds: Mapping[str, ResolvedThreshold],
+    validator: Validator | None = None,
+) -> list[list[ExpectationResult]]:
+    """``validate_frame`` of each frame, with one Great Expectations validation for all of
+    them where that gives the same answers: the row-wise expectations (``ROW_WISE``) run once
+    on the frames stacked with their position as a column, and each frame gets the rows that
+    failed in it. Every other expectation, and any that the stacked frames cannot answer alike
+    (a column whose type differs between frames, a malformed value, GE raising), runs frame by
+    frame."""
+    validator = validator or Validator()
+    if not frames:
+        return []
+    groups = [group_columns(suite, frame) for frame in frames]
+    stackable = _STEP not in frames[0].columns and all(g == groups[0] for g in groups)
+    together: list[int] = []
+    for index, spec in enumerate(suite.expectations):
+        if not stackable or spec.type not in ROW_WISE or {"mostly", "row_condition"} & set(spec.kwargs):
+            continue
+        if isinstance(validator.expectation(suite, index), Exception):
+            continue
+        columns = [c for c in _named_columns(spec) if c in frames[0].columns]
+        if not _alike(frames, columns) or any(_malformed(spec, frame) is not None for frame in frames):
+            continue
+        together.append(index)
+    stacked: dict[int, list[Any]] = _validate_stacked(
+        suite, frames, groups[0], together, thresholds, validator
+    )
+    apart = [i for i in range(len(suite.expectations)) if i not in stacked]
+    results: list[list[ExpectationResult]] = []
+    for position, frame in enumerate(frames):
+        by_index: dict[int, ExpectationResult] = {}
+        if apart:
+            for index, result in zip(
+                apart, validate_frame(suite, frame, thresholds, validator, only=apart), strict=True
+            ):
+                by_index[index] = result
+        for index, shares in stacked.items():
+            spec = suite.expectations[index]
+            by_index[index] = _convert(spec, shares[position], frame, groups[0], thresholds, suite.name)
+        results.append([by_index[i] for i in range(len(suite.expectations))])
+    return results
+
+
+def _named_columns(spec: ExpectationSpec) -> list[str]:
+    kwargs = spec.kwargs
+    named = [kwargs.get(key) for key in ("column", "column_A", "column_B")]
+    named += list(kwargs.get("column_list") or [])
+    return [c for c in named if isinstance(c, str)]
+
+
+def _alike(frames: Sequence[pd.DataFrame], columns: list[str]) -> bool:
+    """Every frame has these columns with one dtype (stacking would change no value)."""
+    for column in columns:
+        dtypes = {str(frame[column].dtype) for frame in frames if column in frame.columns}
+        if len(dtypes) > 1 or any(column not in frame.columns for frame in frames):
+            return False
+    return True
+
+
+def _validate_stacked(
+    suite: SuiteConfig,
+    frames: Sequence[pd.DataFrame],
+    groups: list[str],
+    indices: list[int],
+    thresholds: Mapping[str, ResolvedThreshold],
+    validator: Validator,
+) -> dict[int, list[Any]]:
+    """index → each frame's share of one validation of the stacked frames, for the
+    expectations at ``indices`` that GE judged without raising."""
+    if not indices:
+        return {}
+    _, batch_definition = validator.context()
+    specs = [suite.expectations[i] for i in indices]
+    parts = []
+    for position, frame in enumerate(frames):
+        part = _for_ge(frame, groups, specs)
+        part.insert(0, _STEP, position)
+        parts.append(part)
+    stacked = pd.concat(parts, ignore_index=True)
+    built = {i: validator.expectation(suite, i) for i in indices}
+    parameters = {name: thresholds[name].value for name in suite.parameters() if name in thresholds}
+    result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [_STEP, *groups]}
+    try:
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": stacked})
+        validation = batch.validate(
+            validator.expectation_suite(suite, built),
+            expectation_parameters=parameters,
+            result_format=result_format,
+        )
+    except Exception:
+        return {}  # frame by frame, where each frame gets its own error
+    shares: dict[int, list[Any]] = {}
+    for ge_result in validation.results:
+        index = (ge_result.expectation_config.meta or {}).get(_INDEX)
+        if index not in built or _raised(ge_result.exception_info) is not None:
+            continue
+        unexpected: list[list[dict[str, Any]]] = [[] for _ in frames]
+        for row in (ge_result.result or {}).get("unexpected_index_list") or []:
+            unexpected[row[_STEP]].append(row)
+        shares[index] = [
+            _StepResult(
+                success=not rows,
+                result={
+                    "element_count": len(frame),
+                    "unexpected_count": len(rows),
+                    "unexpected_index_list": rows,
+                },
+            )
+            for frame, rows in zip(frames, unexpected, strict=True)
+        ]
+    return shares
 
 
 _SINGLE_VALUES = (str, bool, int, float, Decimal, np.generic, datetime, date, pd.Timestamp)

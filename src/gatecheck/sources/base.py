@@ -69,6 +69,14 @@ class Source(ABC):
         """Run one suite query (SQL text or a source-specific query model); raise a
         ``SourceError`` subclass on failure."""
 
+    async def query_steps(
+        self, text: Any, parameter_sets: list[QueryParameters]
+    ) -> list[pd.DataFrame] | None:
+        """The frames of one query at each of many parameter sets, in order, in one request;
+        None when this source cannot (the caller queries each set). Each frame is what
+        ``query`` returns for its set."""
+        return None
+
     async def close(self) -> None:  # noqa: B027 — optional hook
         """Release connections; safe to call more than once."""
 

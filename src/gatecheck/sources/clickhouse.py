@@ -79,6 +79,26 @@ def wrap_readonly(sql: str, timeout_s: float) -> str:
     return f"SELECT * FROM (\n{body}\n) SETTINGS readonly=1, max_execution_time={seconds}"
 
 
+#: The column that carries each step's position in a query of many steps.
+STEP_COLUMN = "gatecheck_step"
+
+
+def wrap_steps(sql: str, count: int, timeout_s: float) -> str:
+    """The suite SQL ``count`` times in one read-only, time-limited SELECT: copy ``k``'s
+    parameters are renamed ``name__k`` and its rows carry ``gatecheck_step = k``."""
+    body = sql.strip().rstrip(";")
+    seconds = max(1, math.ceil(timeout_s))
+    copies = [
+        f"SELECT {k} AS {STEP_COLUMN}, * FROM (\n"
+        + _SQL_PARAM.sub(lambda m, k=k: f"{{{m.group(1)}__{k}:{m.group(2)}}}", body)  # type: ignore[misc]
+        + "\n)"
+        for k in range(count)
+    ]
+    return (
+        f"SELECT * FROM (\n{' UNION ALL '.join(copies)}\n) SETTINGS readonly=1, max_execution_time={seconds}"
+    )
+
+
 def format_parameter(value: Any) -> str:
     """Text form of a query parameter for server-side binding."""
     if isinstance(value, datetime):
@@ -260,6 +280,28 @@ class ClickHouseSource(Source):
             return await asyncio.wait_for(asyncio.to_thread(self._query, sql, bound), self.timeout + 5)
         except TimeoutError as exc:
             raise SourceTimeout(f"no answer within {self.timeout:.0f}s") from exc
+
+    async def query_steps(
+        self, text: str, parameter_sets: list[QueryParameters]
+    ) -> list[pd.DataFrame] | None:
+        """One query for every set: the suite SQL once per set, ``UNION ALL``, each copy's rows
+        marked with its position (``wrap_steps``) and split back into one frame per set, in
+        the order the engine returned them. None when the SQL already names the marker."""
+        if STEP_COLUMN in text:
+            return None
+        sql = wrap_steps(text, len(parameter_sets), self.timeout)
+        bound = {
+            f"{name}__{k}": format_parameter(value)
+            for k, parameters in enumerate(parameter_sets)
+            for name, value in parameters.items()
+        }
+        try:
+            frame = await asyncio.wait_for(asyncio.to_thread(self._query, sql, bound), self.timeout + 5)
+        except TimeoutError as exc:
+            raise SourceTimeout(f"no answer within {self.timeout:.0f}s") from exc
+        positions = frame.groupby(STEP_COLUMN, sort=False).indices
+        frame = frame.drop(columns=STEP_COLUMN)
+        return [frame.iloc[positions.get(k, [])].reset_index(drop=True) for k in range(len(parameter_sets))]
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None
