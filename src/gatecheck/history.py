@@ -126,6 +126,11 @@ class Ledger(ABC):
         from stored columns (one indexed query, no document is parsed)."""
 
     @abstractmethod
+    def timeline(self, phase: str, since: datetime, until: datetime) -> list[tuple[datetime, VerdictState]]:
+        """``(as_of, verdict)`` of every record of ``phase`` with ``since <= as_of <= until``,
+        oldest first: what the status page draws, read from stored columns (no document)."""
+
+    @abstractmethod
     def append_audit(self, events: list[AuditEvent]) -> None:
         """Append events to the audit trail, all in one atomic write."""
 
@@ -408,6 +413,18 @@ class SqliteLedger(Ledger):
             for r in rows
         ]
 
+    def timeline(self, phase: str, since: datetime, until: datetime) -> list[tuple[datetime, VerdictState]]:
+        sql = (
+            "SELECT as_of_ms, verdict FROM evaluations WHERE phase = ? AND as_of_ms >= ? AND as_of_ms <= ?"
+            " ORDER BY as_of_ms, id"
+        )
+        try:
+            with self._connect() as connection:
+                rows = connection.execute(sql, [phase, _ms(since), _ms(until)]).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error("cannot read", exc) from exc
+        return [(_from_ms(r[0]), VerdictState(r[1])) for r in rows]
+
     def append_audit(self, events: list[AuditEvent]) -> None:
         if events:
             self._append_audit(events)
@@ -558,6 +575,15 @@ WHERE phase = {phase:String}
 ORDER BY as_of, recorded_at
 """
 
+_CH_TIMELINE = """
+SELECT toUnixTimestamp64Milli(as_of) AS as_of_ms, verdict
+FROM {table}
+WHERE phase = {phase:String}
+  AND as_of >= toDateTime64({since_ms:Int64} / 1000, 3, 'UTC')
+  AND as_of <= toDateTime64({until_ms:Int64} / 1000, 3, 'UTC')
+ORDER BY as_of, recorded_at
+"""
+
 
 class ClickHouseLedger(Ledger):
     """A ``gatecheck_evaluations`` table on chDB or a ClickHouse server."""
@@ -679,6 +705,17 @@ class ClickHouseLedger(Ledger):
                 r["waivers"] or "",
             )
             for r in frame.to_dict("records")
+        ]
+
+    def timeline(self, phase: str, since: datetime, until: datetime) -> list[tuple[datetime, VerdictState]]:
+        params = {"phase": phase, "since_ms": _ms(since), "until_ms": _ms(until)}
+        try:
+            frame = self._execute(_CH_TIMELINE.replace("{table}", self._table), params, True)
+        except Exception as exc:
+            raise LedgerError(f"history ledger {self.url}: cannot read ({exc})") from exc
+        return [
+            (_from_ms(int(ms)), VerdictState(verdict))
+            for ms, verdict in zip(frame["as_of_ms"], frame["verdict"], strict=True)
         ]
 
     def _audit_params(self, event: AuditEvent, seq: int) -> dict[str, Any]:

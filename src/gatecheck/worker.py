@@ -442,6 +442,6 @@ class WorkerLedger:
 
 
 _LEDGER_METHODS = frozenset({
-    "history", "latest", "last_decision", "soak_points", "check_writable",
+    "history", "latest", "last_decision", "soak_points", "timeline", "check_writable",
     "audit", "append_audit", "create_waiver",
 })  # fmt: skip
