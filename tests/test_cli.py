@@ -193,12 +193,12 @@ def test_history_lists_recorded_evaluations(
 @pytest.mark.parametrize(
     ("command", "offered", "refused"),
     [
-        (["run", "--phase", "staging-soak"], "text|json|junit|markdown", "html"),
-        (["demo"], "text|json|junit|markdown", "html"),
+        (["run", "--phase", "staging-soak"], "text|json|junit|markdown|html", "csv"),
+        (["demo"], "text|json|junit|markdown|html", "csv"),
         (["history", "--phase", "staging-soak"], "text|json", "junit"),
         (["history", "--phase", "staging-soak"], "text|json", "markdown"),
         (["status"], "text|json", "markdown"),
-        (["report", "--phase", "staging-soak"], "markdown", "text"),
+        (["report", "--phase", "staging-soak"], "markdown|html", "text"),
     ],
 )
 def test_each_command_offers_only_the_formats_it_renders(command: list[str], offered: str, refused: str) -> None:

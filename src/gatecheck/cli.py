@@ -160,6 +160,7 @@ class VerdictFormat(StrEnum):
     json = "json"
     junit = "junit"
     markdown = "markdown"
+    html = "html"
 
 
 # The demo's scenarios (gatecheck.demo.run.scenarios(), kept equal by a test): listed here
@@ -198,6 +199,7 @@ class LogFormat(StrEnum):
 
 class ReportFormat(StrEnum):
     markdown = "markdown"
+    html = "html"
 
 
 # One Enum per command: --help offers only what the command renders, and anything else is a
@@ -328,7 +330,7 @@ def _say(line: str) -> None:
     typer.echo(line, err=True)
 
 
-def _finish(verdict: Verdict, fmt: VerdictFormat, output: Path | None) -> None:
+def _finish(verdict: Verdict, fmt: VerdictFormat, output: Path | None, rendered: str | None = None) -> None:
     from gatecheck.render import render, render_markdown
 
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -337,7 +339,7 @@ def _finish(verdict: Verdict, fmt: VerdictFormat, output: Path | None) -> None:
             handle.write(render_markdown(verdict) + "\n")
 
     color = output is None and fmt is VerdictFormat.text and sys.stdout.isatty()
-    _write_output(render(verdict, fmt.value, color=color), output)
+    _write_output(rendered if rendered is not None else render(verdict, fmt.value, color=color), output)
     if output is not None:
         typer.echo(f"{verdict.verdict.value}: phase {verdict.phase} → {output}", err=True)
     raise typer.Exit(ExitCode.for_verdict(verdict.verdict))
@@ -401,7 +403,29 @@ def run(
             verdict = _evaluate(
                 project, phase, as_of, assume_approved or [], assume_soaked, record, spinner=spinner
             )
-    _finish(verdict, fmt, output)
+    rendered = None
+    if fmt is VerdictFormat.html and url is None:
+        rendered = _run_page(project, verdict)
+    _finish(verdict, fmt, output, rendered)
+
+
+def _run_page(project: Project, verdict: Verdict) -> str | None:
+    """``run --format html`` with the phase's recorded history (its timeline and charts)
+    when the project has a ledger that can be read; None: the verdict alone."""
+    from gatecheck.pages import read_phase_page, render_verdict_page
+
+    if project.config.history is None:
+        return None
+    try:
+        ledger = _open_ledger(project, "history")
+        try:
+            page = read_phase_page(ledger, project.gate(verdict.phase), verdict, verdict.as_of)
+        finally:
+            ledger.close()
+    except GatecheckError as exc:
+        _say(f"gatecheck: warning: the page shows this verdict alone: {one_line(str(exc))}")
+        return None
+    return render_verdict_page(verdict, page)
 
 
 @app.command()
@@ -489,13 +513,25 @@ def report(
         str | None, typer.Option("--url", metavar="URL", help="Ask a running service instead of the ledger.")
     ] = None,
     fmt: Annotated[
-        ReportFormat, typer.Option("--format", "-f", help="Output format (the status update).")
+        ReportFormat,
+        typer.Option("--format", "-f", help="markdown: the status update; html: the phase page as one file."),
     ] = ReportFormat.markdown,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the report to this file.")
+    ] = None,
 ) -> None:
-    """The Phase B status update for a phase, from its latest recorded verdict."""
+    """A phase's report from its latest recorded verdict: the Phase B status update
+    (markdown), or the phase page as one self-contained HTML file (a CI artifact)."""
     from gatecheck.durations import parse_as_of
     from gatecheck.status import render_status_update
 
+    if fmt is ReportFormat.html:
+        with _user_errors():
+            page = _html_report(config, url, phase)
+        _write_output(page, output)
+        if output is not None:
+            typer.echo(f"phase page of {phase} → {output}", err=True)
+        return
     with _user_errors():
         chain = _chain(config, url)
         found = next((s for s in chain if s.phase == phase), None)
@@ -505,7 +541,29 @@ def report(
         if found.verdict is None:
             raise ConfigError(f"no recorded evaluation of {phase}: run `gatecheck run --phase {phase}` first")
         text = render_status_update(found.verdict, chain, parse_as_of(None))
-    typer.echo(text, nl=False)
+    _write_output(text, output)
+
+
+def _html_report(config: Path, url: str | None, phase: str) -> str:
+    """The phase page as one file: from the service (``--url``) or from the ledger."""
+    from gatecheck.durations import parse_as_of
+    from gatecheck.pages import read_phase_page, render_phase
+
+    if url is not None:
+        from gatecheck.client import fetch_page
+
+        return fetch_page(url, phase)
+    project = load_project(config)
+    gate = project.gate(phase)
+    ledger = _open_ledger(project, "recorded verdict")
+    now = parse_as_of(None)
+    try:
+        page = read_phase_page(ledger, gate, None, now)
+    finally:
+        ledger.close()
+    if page.verdict is None:
+        raise ConfigError(f"no recorded evaluation of {phase}: run `gatecheck run --phase {phase}` first")
+    return render_phase(page, now, None, export=True)
 
 
 @app.command()

@@ -87,3 +87,26 @@ def fetch_chain(url: str, timeout: float = 30.0) -> list[PhaseStatus]:
             return chain
     except (httpx.HTTPError, ValueError, KeyError, ValidationError) as exc:
         raise SourceUnavailable(f"gatecheck service at {shown}: {type(exc).__name__}: {exc}") from exc
+
+
+def fetch_page(url: str, phase: str, timeout: float = 30.0) -> str:
+    """The service's page of ``phase`` as one self-contained file (``report --format html
+    --url``): the same page ``/phases/{phase}`` shows, without refresh or links."""
+    base = url.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError(f"--url: expected http(s)://HOST:PORT, got {redact(url)!r}")
+    shown = redact(base)
+    token = os.environ.get("GATECHECK_API_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with _client(base, timeout, headers) as client:
+            response = client.get(f"{base}/phases/{phase}", params={"export": "true"})
+    except httpx.HTTPError as exc:
+        raise SourceUnavailable(f"gatecheck service at {shown}: {type(exc).__name__}: {exc}") from exc
+    if response.status_code == 404:
+        raise ConfigError(f"--phase: the service at {shown} does not know phase {phase!r}")
+    if response.status_code == 401:
+        raise ConfigError(f"the service at {shown} needs its token: set GATECHECK_API_TOKEN")
+    if response.status_code != 200:
+        raise SourceUnavailable(f"gatecheck service at {shown} answered {response.status_code}")
+    return response.text

@@ -12,7 +12,7 @@ from gatecheck.describe import describe_failure, subject_of, threshold_text, wai
 from gatecheck.durations import format_duration
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
 
-FORMATS = ("text", "json", "junit", "markdown")
+FORMATS = ("text", "json", "junit", "markdown", "html")
 
 _VERDICT_STYLE = {
     VerdictState.GO: "bold green",
@@ -35,6 +35,10 @@ def render(verdict: Verdict, fmt: str, color: bool = False) -> str:
         return render_junit(verdict)
     if fmt == "markdown":
         return render_markdown(verdict)
+    if fmt == "html":  # the status page's phase page, as one self-contained file
+        from gatecheck.pages import render_verdict_page
+
+        return render_verdict_page(verdict)
     return render_text(verdict, color=color)
 
 

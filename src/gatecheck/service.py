@@ -24,13 +24,15 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -49,6 +51,15 @@ from gatecheck.results import Outcome, Requester, Verdict, VerdictState
 
 if TYPE_CHECKING:
     from gatecheck.notify import Notifier
+    from gatecheck.pages import Card, PhasePage
+
+T = TypeVar("T")
+#: Seconds a status page's ledger read is reused.
+PAGE_READ_TTL = 5.0
+#: A browser session that gave the token lasts this long (seconds), at most this many at once.
+SESSION_LIFETIME_S = 12 * 3600
+MAX_SESSIONS = 1000
+SESSION_COOKIE = "gatecheck_session"
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +102,11 @@ class Service:
     engine: Evaluator = field(default=None, repr=False)  # type: ignore[assignment]
     # Tells the `notify:` targets when a verdict changes (None without targets).
     notifier: Notifier | None = field(default=None, repr=False)
+    # The status pages' ledger reads (a phase's latest record, timeline, page), kept a few
+    # seconds: a page refreshing in many browsers reads the ledger once.
+    _page_reads: dict[tuple[str, str], tuple[float, Any]] = field(default_factory=dict, repr=False)
+    # Browser sessions that gave the token on the login form: id → expiry (monotonic).
+    _sessions: dict[str, float] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.engine is None:
@@ -202,9 +218,82 @@ class Service:
         self._exposition = None
 
     def _changed(self, phase: str) -> None:
-        """A phase's state changed: its document and the exposition are rendered anew."""
+        """A phase's state changed: its document, the exposition and its pages anew."""
         self._documents.pop(phase, None)
         self._exposition = None
+        for key in [k for k in self._page_reads if k[1] == phase]:
+            self._page_reads.pop(key, None)
+
+    # ------------------------------------------------------------------ the status pages
+
+    def _page_read(self, what: str, phase: str, read: Callable[[], T]) -> T:
+        """``read()``, or its value from the last ``PAGE_READ_TTL`` seconds (blocking)."""
+        now = time.monotonic()
+        hit = self._page_reads.get((what, phase))
+        if hit is not None and now - hit[0] < PAGE_READ_TTL:
+            return hit[1]  # type: ignore[no-any-return]
+        value = read()
+        self._page_reads[(what, phase)] = (now, value)
+        return value
+
+    def refresh_s(self) -> float:
+        """How often a page refreshes itself: the shortest interval it shows."""
+        return min(self.interval(p).total_seconds() for p in self.phases) if self.phases else 60.0
+
+    def chain_cards(self, now: datetime) -> list[Card]:
+        """The chain page's cards: each phase's latest verdict (the service's, else the
+        ledger's) and timeline. Blocking (ledger reads): call it in a thread."""
+        from gatecheck.pages import Card, PhaseInfo, Timeline, read_timeline, timeline_period
+
+        cards = []
+        for gate in self.project.chain():
+            phase = gate.phase
+            state = self.states.get(phase)
+            verdict = state.verdict if state is not None else None
+            problem = state.last_error if state is not None else None
+            if verdict is None:
+                verdict = self._page_read("latest", phase, partial(self._recorded, phase))
+            try:
+                line = self._page_read("timeline", phase, partial(read_timeline, self.ledger, gate, now))
+            except GatecheckError as exc:
+                since = now - timeline_period(gate)
+                line = Timeline(since, now, [], {})
+                problem = problem or f"cannot read the history ledger: {exc}"
+            cards.append(Card(PhaseInfo.of(gate), verdict, line, problem))
+        upcoming = next(
+            (c.gate.phase for c in cards if c.verdict is None or c.verdict.verdict is not VerdictState.GO),
+            None,
+        )
+        return [replace(c, next=c.gate.phase == upcoming) for c in cards]
+
+    def phase_page(self, phase: str, now: datetime) -> PhasePage:
+        """A phase's page: its latest verdict, timeline, charts' history and waivers.
+        Blocking (ledger reads): call it in a thread."""
+        from gatecheck.pages import read_phase_page
+
+        state = self.states.get(phase)
+        verdict = state.verdict if state is not None else None
+        problem = state.last_error if state is not None else None
+        gate = self.project.gates[phase]
+        return self._page_read(
+            "page", phase, lambda: read_phase_page(self.ledger, gate, verdict, now, problem)
+        )
+
+    def open_session(self) -> str:
+        """A new browser session that gave the token: its id, for an HttpOnly cookie."""
+        import secrets
+
+        now = time.monotonic()
+        self._sessions = {k: t for k, t in self._sessions.items() if t > now}
+        while len(self._sessions) >= MAX_SESSIONS:  # oldest first out
+            self._sessions.pop(min(self._sessions, key=self._sessions.__getitem__))
+        session = secrets.token_urlsafe(32)
+        self._sessions[session] = now + SESSION_LIFETIME_S
+        return session
+
+    def session_valid(self, session: str) -> bool:
+        expiry = self._sessions.get(session)
+        return expiry is not None and expiry > time.monotonic()
 
     def document(self, phase: str) -> tuple[bytes, str] | None:
         """The latest verdict document of ``phase`` as JSON bytes and its ETag, rendered once
@@ -558,7 +647,14 @@ def create_app(service: Service) -> Any:
             # Flagger cannot send headers: its endpoints also take the token from the payload's
             # metadata, and check it themselves.
             flagger = request.url.path.startswith("/api/v1/flagger/")
-            if not flagger and service.api_token is not None and not _authorized(request, service.api_token):
+            # The login form of the pages posts the token itself (rate-limited below).
+            login = request.url.path == "/session"
+            if (
+                not flagger
+                and not login
+                and service.api_token is not None
+                and not _authorized(request, service.api_token)
+            ):
                 return unauthorized()
             if not flagger and not limiter.allow(_client_of(request)):
                 return JSONResponse({"detail": "too many evaluations requested; try later"}, status_code=429)
@@ -620,6 +716,93 @@ def create_app(service: Service) -> Any:
     )
     async def metrics() -> Any:
         return Response(service.exposition(registry), media_type=CONTENT_TYPE_LATEST)
+
+    # ------------------------------------------------------------------ status pages
+
+    def page_allowed(request: Request) -> bool:
+        """Beyond loopback (a token is set) a page needs the token: the bearer header, or the
+        cookie of a browser session that gave it on the login form."""
+        if service.api_token is None or _authorized(request, service.api_token):
+            return True
+        session = request.cookies.get(SESSION_COOKIE)
+        return session is not None and service.session_valid(session)
+
+    def html(body: str, status_code: int = 200) -> Any:
+        from fastapi.responses import HTMLResponse
+
+        from gatecheck.pages import CONTENT_SECURITY_POLICY
+
+        headers = {
+            "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        }
+        return HTMLResponse(body, status_code=status_code, headers=headers)
+
+    def login(next_path: str, failed: bool = False) -> Any:
+        from gatecheck.pages import render_login
+
+        return html(render_login(next_path, failed), 401)
+
+    @app.get("/", include_in_schema=False)
+    async def chain_page(request: Request) -> Any:
+        """The phase chain: every phase's latest verdict, soak and recent verdicts."""
+        if not page_allowed(request):
+            return login("/")
+        from gatecheck.pages import render_chain
+
+        now = datetime.now(UTC)
+
+        def page() -> str:
+            return render_chain(service.chain_cards(now), now, service.refresh_s())
+
+        return html(await asyncio.to_thread(page))
+
+    @app.get("/phases/{phase}", include_in_schema=False)
+    async def phase_page(request: Request, phase: str, export: bool = Query(False)) -> Any:
+        """One phase: its checks, evidence, thresholds, failing groups, reasons, history."""
+        if phase not in service.project.gates:
+            return html(f"<!doctype html><title>404</title><p>unknown phase {_html_text(phase)}</p>", 404)
+        if not page_allowed(request):
+            return login(f"/phases/{phase}")
+        from gatecheck.pages import render_phase
+
+        now = datetime.now(UTC)
+
+        def page() -> str:
+            return render_phase(service.phase_page(phase, now), now, service.refresh_s(), export=export)
+
+        try:
+            return html(await asyncio.to_thread(page))
+        except GatecheckError as exc:
+            return html(f"<!doctype html><title>503</title><p>{_html_text(str(exc))}</p>", 503)
+
+    @app.post("/session", include_in_schema=False)
+    async def session(request: Request) -> Any:
+        """The login form: the token once, in the body; a session cookie in return."""
+        from urllib.parse import parse_qs
+
+        from fastapi.responses import RedirectResponse
+
+        form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=8)
+        next_path = form.get("next", ["/"])[0]
+        if not _LOCAL_PAGE.fullmatch(next_path):
+            next_path = "/"
+        if service.api_token is None:
+            return RedirectResponse(next_path, status_code=303)
+        if not _token_matches(form.get("token", [""])[0], service.api_token):
+            return login(next_path, failed=True)
+        response = RedirectResponse(next_path, status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            service.open_session(),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+        return response
 
     @app.get("/api/v1/phases", response_model=None, responses={200: {"model": list[PhaseSummary]}})
     async def phases() -> Any:
@@ -931,6 +1114,16 @@ FLAGGER_ROLES = (
 ANSWER_TIMEOUT_S = 8.0
 #: Set to "false" on a verdict document that is not an evaluation (none yet, or timed out).
 EVALUATED_HEADER = "Gatecheck-Evaluated"
+
+
+#: Where the login form may send a browser back to: the chain or a phase page.
+_LOCAL_PAGE = re.compile(r"/(phases/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
+
+
+def _html_text(text: str) -> str:
+    import html
+
+    return html.escape(text)
 
 
 def _client_of(request: Any) -> str:
