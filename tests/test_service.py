@@ -481,10 +481,13 @@ def test_a_planted_secret_appears_nowhere(
             )
             metrics = await client.get("/metrics")
             listed = await client.get("/api/v1/phases")
-            return evaluated.text, metrics.text, listed.text
+            bearer = {"Authorization": f"Bearer {secret}"}
+            pages = [(await client.get(path, headers=bearer)).text for path in ("/", "/phases/svc-secret")]
+            return evaluated.text, metrics.text, listed.text, pages
 
     with caplog.at_level(logging.DEBUG):
-        document, metrics, listed = asyncio.run(go())
+        document, metrics, listed, pages = asyncio.run(go())
+    assert all("svc-secret" in page for page in pages)
     verdict = Verdict.model_validate_json(document)
     assert verdict.verdict.value == "inconclusive"  # both sources unreachable, with reasons
     from gatecheck.logs import JsonFormatter, TextFormatter
@@ -495,7 +498,7 @@ def test_a_planted_secret_appears_nowhere(
     assert any("source bus of e-secret is down" in line for line in formatted)
     outputs = [document, metrics, listed, caplog.text, ledger_path.read_bytes().decode(errors="replace")]
     outputs += formatted
-    outputs += [render(verdict, fmt) for fmt in ("text", "json", "junit", "markdown")]
+    outputs += [render(verdict, fmt) for fmt in ("text", "json", "junit", "markdown", "html")] + pages
     outputs.append(repr(svc))
     outputs += [repr(svc.project.config), str(svc.project.config)]  # models in tracebacks
     for text in outputs:
