@@ -195,8 +195,8 @@ def _frame_of(rows: list[tuple[str, float | None, str, int, int]]) -> pd.DataFra
     )
 
 
-@settings(max_examples=25, deadline=None)
-@given(st.lists(st.lists(_rows, max_size=4), min_size=1, max_size=5))
+@settings(max_examples=12, deadline=None)
+@given(st.lists(st.lists(_rows, max_size=4), min_size=1, max_size=4))
 def test_frames_validated_together_are_judged_as_each_alone(frames: list[list[tuple]]) -> None:
     """The backtest validates every step of a suite in one Great Expectations run: each
     step's results must be exactly those of validating its frame alone (outcome, observed
