@@ -38,6 +38,9 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_repository(tmp_path: P
         for path in project_files(project):
             assert f"gatecheck/shipped/{project}/{path.as_posix()}" in names
     assert "gatecheck/schema/verdict.schema.json" in names
+    for template in ("base", "macros", "chain", "phase", "login"):
+        assert f"gatecheck/pages/templates/{template}.html.j2" in names
+    assert "gatecheck/pages/style.css" in names
 
     # A fresh virtualenv outside the repository. Its dependencies are this environment's
     # (a .pth line adds that site-packages to the path without running its .pth files, so
@@ -76,4 +79,14 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_repository(tmp_path: P
     assert demo.returncode == 0, demo.stderr
     assert demo.stdout.startswith("GO  phase staging-soak")
     assert [p.name for p in elsewhere.iterdir()] == [".gatecheck"]
+    # The status pages' templates and stylesheet load from the installed package.
+    page = subprocess.run(
+        [python, "-c", "from datetime import UTC, datetime; from gatecheck.results import Verdict; "
+         "from gatecheck.pages import render_verdict_page; print(render_verdict_page(Verdict(phase='p', "
+         "environment='e', as_of=datetime.now(UTC), verdict='go', reasons=['ok'], checks=[], config_hash='h', "
+         "gatecheck_version='0')))"],
+        capture_output=True, text=True, cwd=elsewhere, env=env, timeout=60,
+    )  # fmt: skip
+    assert page.returncode == 0, page.stderr
+    assert 'class="verdict verdict-go">GO<' in page.stdout and "--go: #1b7f3b" in page.stdout
     assert not any(Path(purelib, "gatecheck", "shipped", "reference").glob(".gatecheck"))
