@@ -219,3 +219,15 @@ def metrics_url() -> Iterator[str]:
     yield f"scrape+http://127.0.0.1:{port}/metrics"
     server.shutdown()  # type: ignore[attr-defined]
     server.server_close()  # type: ignore[attr-defined]
+
+
+def chromium() -> str:
+    """Debian's chromium, for the tests that open a page in a real browser: skipped where it
+    is missing, a failure under CI (.ci/run installs it)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        message = "chromium is not installed: apt-get install chromium (Debian's package)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} — .ci/run installs it; CI must not skip this test")
+        pytest.skip(message)
+    return found

@@ -134,17 +134,12 @@ def test_bad_input_is_one_line_and_exit_2(warehouse: Path, args: list[str], mess
 def test_the_chart_opens_offline_in_a_real_browser(warehouse: Path, tmp_path: Path) -> None:
     """Headless Chromium (Debian's package), no network: the page renders an SVG chart with
     the observed series and the threshold line of each expectation."""
-    import os
     import re
-    import shutil
     import subprocess
 
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        message = "chromium is not installed: apt-get install chromium (Debian's package)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} — .ci/run installs it; CI must not skip this test")
-        pytest.skip(message)
+    from .conftest import chromium
+
+    browser = chromium()
     chart = tmp_path / "backtest.html"
     code, _, err = backtest(warehouse, "unmatched-edges", "--since", "8h", "--chart", str(chart))
     assert code == 0, err

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from gatecheck.pages import PhaseInfo, PhasePage, check_charts, render_phase, ti
 from gatecheck.results import Outcome, Verdict, VerdictState
 from gatecheck.service import SESSION_COOKIE, Service, create_app
 
-from .conftest import AS_OF, PROJECT, REPO, copy_config, evaluate
+from .conftest import AS_OF, PROJECT, REPO, chromium, copy_config, evaluate
 
 HOUR = timedelta(hours=1)
 HOSTILE = "<script>document.documentElement.setAttribute('data-pwned','script')</script>"
@@ -300,22 +299,12 @@ def test_run_format_html_is_the_phase_page_of_the_verdict(project_for, tmp_path:
 # ---------------------------------------------------------------- in a real browser
 
 
-def _browser() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        message = "chromium is not installed: apt-get install chromium (Debian's package)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} — .ci/run installs it; CI must not skip this test")
-        pytest.skip(message)
-    return found
-
-
 def browse(url: str, *extra: str) -> str:
     """The DOM of ``url`` after chromium loaded it (and ran whatever it would run). No
     virtual time budget: it would fast-forward to the page's own refresh and dump the DOM
     of a page being reloaded."""
     done = subprocess.run(
-        [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          *extra, "--dump-dom", url],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -326,7 +315,7 @@ def browse(url: str, *extra: str) -> str:
 def screenshot(url: str, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--hide-scrollbars", "--window-size=1280,1500", f"--screenshot={path}", url],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -341,7 +330,7 @@ def demo_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
     ROLLBACK at once) and a suite's description carries markup that must not run."""
     from gatecheck.demo.bus import free_port
 
-    _browser()
+    chromium()
     root = copy_config(tmp_path_factory.mktemp("pages") / "config")
     project = yaml.safe_load((root / "gatecheck.yaml").read_text())
     project["service"]["interval"] = "3s"
