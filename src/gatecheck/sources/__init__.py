@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Discriminator, Field, Tag
 
-from gatecheck.sources import clickhouse, nats, prometheus
+from gatecheck.sources import clickhouse, nats, postgresql, prometheus
 from gatecheck.sources.base import QueryParameters, Source, SourceSettings
 from gatecheck.sources.clickhouse import ClickHouseSourceConfig, sql_problems
 from gatecheck.sources.nats import NatsQuery, NatsSourceConfig
+from gatecheck.sources.postgresql import PostgreSQLSourceConfig
 from gatecheck.sources.probe import Probe
 from gatecheck.sources.prometheus import (
     PrometheusSourceConfig,
@@ -33,6 +34,12 @@ def _clickhouse(name: str, config: Any, root: Path, clickhouse: ClickHouse | Non
     from gatecheck.sources.clickhouse import ClickHouseSource
 
     return ClickHouseSource(name, config, root, clickhouse)
+
+
+def _postgresql(name: str, config: Any, root: Path, clickhouse: ClickHouse | None) -> Source:
+    from gatecheck.sources.postgresql import PostgreSQLSource
+
+    return PostgreSQLSource(name, config, root)
 
 
 def _nats(name: str, config: Any, root: Path, clickhouse: ClickHouse | None) -> Source:
@@ -88,6 +95,16 @@ SOURCE_TYPES: dict[str, SourceKind] = {
         clickhouse.check_source,
         sql_problems,
     ),
+    "postgresql": SourceKind(
+        PostgreSQLSourceConfig,
+        _postgresql,
+        "PostgreSQL",
+        (str,),
+        "SQL text",
+        postgresql.explain_query,
+        postgresql.check_source,
+        postgresql.sql_problems,
+    ),
     "nats": SourceKind(
         NatsSourceConfig,
         _nats,
@@ -113,7 +130,7 @@ SOURCE_TYPES: dict[str, SourceKind] = {
 #: The model of one source in gatecheck.yaml, chosen by its ``type`` (every kind's config;
 #: tests/test_config.py checks it against SOURCE_TYPES).
 SourceConfig = Annotated[
-    ClickHouseSourceConfig | NatsSourceConfig | PrometheusSourceConfig,
+    ClickHouseSourceConfig | PostgreSQLSourceConfig | NatsSourceConfig | PrometheusSourceConfig,
     Field(discriminator="type"),
 ]
 

