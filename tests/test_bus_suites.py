@@ -177,13 +177,14 @@ def test_nats_down_is_error_and_inconclusive(gate_config: Path) -> None:
     ],
 )
 def test_staging_soak_verdicts_on_the_demo_bus(
-    warehouse: Path, live_warehouse: str, bus_for, metrics_url: str, scenario: str, code: int, word: str
+    warehouse: Path, live_warehouse: str, bus_for, metrics_url: str, postgres_for, scenario: str, code: int, word: str
 ) -> None:
     url = f"nats://127.0.0.1:{free_port()}" if scenario == "nats-down" else bus_for(scenario)
     env = {
         "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",
         "GATECHECK_NATS_URL": url,
         "GATECHECK_PROMETHEUS_URL": metrics_url,
+        "GATECHECK_POSTGRES_URL": postgres_for("healthy", live=True),
     }
     result = CliRunner().invoke(
         app,

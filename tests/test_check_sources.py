@@ -27,20 +27,23 @@ from .conftest import PROJECT
 runner = CliRunner()
 
 
-def environment(warehouse: Path, bus: str, metrics: str, database: str = "healthy") -> dict[str, str]:
+def environment(
+    warehouse: Path, bus: str, metrics: str, postgres: str, database: str = "healthy"
+) -> dict[str, str]:
     return {
         "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={database}",
         "GATECHECK_NATS_URL": bus,
         "GATECHECK_PROMETHEUS_URL": metrics,
+        "GATECHECK_POSTGRES_URL": postgres,
     }
 
 
-def test_every_source_ready_is_exit_0(warehouse: Path, bus_for, metrics_url: str) -> None:
-    env = environment(warehouse, bus_for("healthy"), metrics_url)
+def test_every_source_ready_is_exit_0(warehouse: Path, bus_for, metrics_url: str, postgres_for) -> None:
+    env = environment(warehouse, bus_for("healthy"), metrics_url, postgres_for())
     result = runner.invoke(app, ["check-sources", "--config", str(PROJECT), "-e", "staging"], env=env)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert len(lines) == 3, lines
+    assert len(lines) == 4, lines
     by_source = {line.split()[1]: line for line in lines}
     assert by_source["staging/warehouse"].startswith("ok ")
     assert "ClickHouse 26." in by_source["staging/warehouse"]
@@ -49,10 +52,12 @@ def test_every_source_ready_is_exit_0(warehouse: Path, bus_for, metrics_url: str
     assert "NATS 2." in by_source["staging/bus"]
     assert "checked 4 streams, 1 consumer named" in by_source["staging/bus"]
     assert "an exposition (no server)" in by_source["staging/metrics"]
+    assert "PostgreSQL 18." in by_source["staging/database"]
+    assert "checked 1 table, " in by_source["staging/database"]  # hrv_readings
 
 
-def test_json_names_versions_latency_and_the_suites(warehouse: Path, bus_for, prometheus: str) -> None:
-    env = environment(warehouse, bus_for("healthy"), prometheus)
+def test_json_names_versions_latency_and_the_suites(warehouse: Path, bus_for, prometheus: str, postgres_for) -> None:
+    env = environment(warehouse, bus_for("healthy"), prometheus, postgres_for())
     result = runner.invoke(
         app, ["check-sources", "--config", str(PROJECT), "-e", "production", "--format", "json"], env=env
     )
@@ -65,7 +70,9 @@ def test_json_names_versions_latency_and_the_suites(warehouse: Path, bus_for, pr
     assert {d["environment"] for d in documents.values()} == {"production"}
 
 
-def test_a_missing_table_and_column_are_named(warehouse: Path, bus_for, metrics_url: str, config_copy: Path) -> None:
+def test_a_missing_table_and_column_are_named(
+    warehouse: Path, bus_for, metrics_url: str, config_copy: Path, postgres_for
+) -> None:
     path = config_copy / "suites" / "unmatched_edges.yaml"
     suite = yaml.safe_load(path.read_text())
     suite["query"] = suite["query"].replace("FROM lifecycle_edges", "FROM lifecycle_edgez")
@@ -74,7 +81,11 @@ def test_a_missing_table_and_column_are_named(warehouse: Path, bus_for, metrics_
     suite = yaml.safe_load(path.read_text())
     suite["query"] = suite["query"].replace("session_start_ts >=", "session_start_tz >=")
     path.write_text(yaml.safe_dump(suite, sort_keys=False))
-    env = environment(warehouse, bus_for("healthy"), metrics_url)
+    path = config_copy / "suites" / "db_writes.yaml"
+    suite = yaml.safe_load(path.read_text())
+    suite["query"] = suite["query"].replace("max(created_at)", "max(written_at)")
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    env = environment(warehouse, bus_for("healthy"), metrics_url, postgres_for())
     result = runner.invoke(app, ["check-sources", "--config", str(config_copy), "-e", "staging"], env=env)
     assert result.exit_code == 3, result.output
     problems = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
@@ -82,17 +93,18 @@ def test_a_missing_table_and_column_are_named(warehouse: Path, bus_for, metrics_
         "problem: staging/warehouse: table healthy.lifecycle_edgez does not exist (read by unmatched_edges)",
         "problem: staging/warehouse: column session_start_tz is not in healthy.session_facts "
         "(used by unattributed_sessions)",
+        "problem: staging/database: column written_at is not in public.hrv_readings (used by db_writes)",
     ]
     assert result.stdout.splitlines()[0].startswith("problem ")
 
 
-def test_a_missing_stream_and_an_unreachable_source(warehouse: Path, bus_for, metrics_url: str) -> None:
-    env = environment(warehouse, bus_for("missing-stream"), metrics_url)
+def test_a_missing_stream_and_an_unreachable_source(warehouse: Path, bus_for, metrics_url: str, postgres_for) -> None:
+    env = environment(warehouse, bus_for("missing-stream"), metrics_url, postgres_for())
     result = runner.invoke(app, ["check-sources", "--config", str(PROJECT), "-e", "staging"], env=env)
     assert result.exit_code == 3
     problems = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
     assert problems == ["problem: staging/bus: stream AA_DLQ does not exist (named by soak_criteria, stream_topology)"]
-    down = environment(warehouse, f"nats://127.0.0.1:{free_port()}", metrics_url)
+    down = environment(warehouse, f"nats://127.0.0.1:{free_port()}", metrics_url, postgres_for())
     result = runner.invoke(app, ["check-sources", "--config", str(PROJECT), "-e", "staging"], env=down)
     assert result.exit_code == 3
     assert any(line.startswith("unreachable  staging/bus ") for line in result.stdout.splitlines())

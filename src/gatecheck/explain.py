@@ -49,7 +49,7 @@ def explain(project: Project, phase: str, as_of: datetime, check: str | None = N
     if check is not None:
         plans = [p for p in plans if p.suite.name == check]
         if not plans:
-            names = ", ".join(p.suite.name for p in plan_checks(project, gate, as_of))
+            names = ", ".join(dict.fromkeys(p.suite.name for p in plan_checks(project, gate, as_of)))
             raise ConfigError(f"--check: gate {phase} has no check {check!r} (its checks: {names})")
     sources = project.config.environments[gate.environment].sources
     checks = []

