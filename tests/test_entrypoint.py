@@ -28,7 +28,7 @@ def test_demo_healthy_is_go_and_defect_is_no_go(tmp_path: Path) -> None:
     drift_copy = tmp_path / "drift"
     drift_copy.mkdir()
     drifting = subprocess.Popen(
-        [gatecheck(), "demo", "--scenario", "rollup-drift", "--format", "json"],
+        [gatecheck(), "demo", "--scenario", "rollup-drift", "--phase", "warehouse-release", "--format", "json"],
         cwd=drift_copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     healthy = subprocess.run(

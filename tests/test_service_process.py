@@ -64,7 +64,9 @@ def stop_demo(process: subprocess.Popen[str], root: Path) -> None:
     if process.poll() is None:
         process.kill()
     process.wait(timeout=10)
-    subprocess.run(["pkill", "-f", str(root / ".gatecheck" / "nats")], check=False)
+    # killed, the demo could not stop its servers: they are stopped here
+    for server in ("nats", "postgres"):
+        subprocess.run(["pkill", "-f", str(root / ".gatecheck" / server)], check=False)
 
 
 @pytest.fixture(scope="module")
