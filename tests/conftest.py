@@ -21,6 +21,7 @@ from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import Project, load_project
 from gatecheck.demo.bus import NatsServer, prepare_bus
 from gatecheck.demo.database import EmbeddedPostgres, build_database
+from gatecheck.demo.e2e import write_reports
 from gatecheck.demo.reference import SCENARIOS, build_reference
 from gatecheck.engine import Engine
 from gatecheck.history import Ledger
@@ -109,6 +110,23 @@ def postgres_for(postgres_server: EmbeddedPostgres) -> Callable[..., str]:
             build_database(found, moment, scenario)
             built[(scenario, live)] = found
         return built[(scenario, live)]
+
+    return url
+
+
+@pytest.fixture(scope="session")
+def e2e_for(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., str]:
+    """The E2E job's JUnit reports per scenario (a directory, written once on first use): at
+    AS_OF, or with ``live=True`` at the current time → its ``file://`` URL."""
+    written: dict[tuple[str, bool], str] = {}
+
+    def url(scenario: str = "healthy", live: bool = False) -> str:
+        if (scenario, live) not in written:
+            directory = tmp_path_factory.mktemp(f"e2e-{scenario}")
+            moment = datetime.now(UTC).replace(microsecond=0) if live else AS_OF
+            write_reports(directory, moment, scenario)
+            written[(scenario, live)] = f"file://{directory}"
+        return written[(scenario, live)]
 
     return url
 

@@ -177,7 +177,7 @@ def test_nats_down_is_error_and_inconclusive(gate_config: Path) -> None:
     ],
 )
 def test_staging_soak_verdicts_on_the_demo_bus(
-    warehouse: Path, live_warehouse: str, bus_for, metrics_url: str, postgres_for, scenario: str, code: int, word: str
+    warehouse: Path, live_warehouse: str, bus_for, metrics_url: str, postgres_for, e2e_for, scenario: str, code: int, word: str
 ) -> None:
     url = f"nats://127.0.0.1:{free_port()}" if scenario == "nats-down" else bus_for(scenario)
     env = {
@@ -185,6 +185,7 @@ def test_staging_soak_verdicts_on_the_demo_bus(
         "GATECHECK_NATS_URL": url,
         "GATECHECK_PROMETHEUS_URL": metrics_url,
         "GATECHECK_POSTGRES_URL": postgres_for("healthy", live=True),
+        "GATECHECK_E2E_REPORTS": e2e_for("healthy", live=True),
     }
     result = CliRunner().invoke(
         app,

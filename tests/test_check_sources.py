@@ -28,22 +28,23 @@ runner = CliRunner()
 
 
 def environment(
-    warehouse: Path, bus: str, metrics: str, postgres: str, database: str = "healthy"
+    warehouse: Path, bus: str, metrics: str, postgres: str, e2e: str = "file:///nonexistent", database: str = "healthy"
 ) -> dict[str, str]:
     return {
         "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={database}",
         "GATECHECK_NATS_URL": bus,
         "GATECHECK_PROMETHEUS_URL": metrics,
         "GATECHECK_POSTGRES_URL": postgres,
+        "GATECHECK_E2E_REPORTS": e2e,
     }
 
 
-def test_every_source_ready_is_exit_0(warehouse: Path, bus_for, metrics_url: str, postgres_for) -> None:
-    env = environment(warehouse, bus_for("healthy"), metrics_url, postgres_for())
+def test_every_source_ready_is_exit_0(warehouse: Path, bus_for, metrics_url: str, postgres_for, e2e_for) -> None:
+    env = environment(warehouse, bus_for("healthy"), metrics_url, postgres_for(), e2e_for())
     result = runner.invoke(app, ["check-sources", "--config", str(PROJECT), "-e", "staging"], env=env)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert len(lines) == 4, lines
+    assert len(lines) == 5, lines
     by_source = {line.split()[1]: line for line in lines}
     assert by_source["staging/warehouse"].startswith("ok ")
     assert "ClickHouse 26." in by_source["staging/warehouse"]
@@ -54,6 +55,7 @@ def test_every_source_ready_is_exit_0(warehouse: Path, bus_for, metrics_url: str
     assert "an exposition (no server)" in by_source["staging/metrics"]
     assert "PostgreSQL 18." in by_source["staging/database"]
     assert "checked 1 table, " in by_source["staging/database"]  # hrv_readings
+    assert "checked 6 reports" in by_source["staging/e2e"]
 
 
 def test_json_names_versions_latency_and_the_suites(warehouse: Path, bus_for, prometheus: str, postgres_for) -> None:
@@ -71,7 +73,7 @@ def test_json_names_versions_latency_and_the_suites(warehouse: Path, bus_for, pr
 
 
 def test_a_missing_table_and_column_are_named(
-    warehouse: Path, bus_for, metrics_url: str, config_copy: Path, postgres_for
+    warehouse: Path, bus_for, metrics_url: str, config_copy: Path, postgres_for, e2e_for
 ) -> None:
     path = config_copy / "suites" / "unmatched_edges.yaml"
     suite = yaml.safe_load(path.read_text())
@@ -85,7 +87,7 @@ def test_a_missing_table_and_column_are_named(
     suite = yaml.safe_load(path.read_text())
     suite["query"] = suite["query"].replace("max(created_at)", "max(written_at)")
     path.write_text(yaml.safe_dump(suite, sort_keys=False))
-    env = environment(warehouse, bus_for("healthy"), metrics_url, postgres_for())
+    env = environment(warehouse, bus_for("healthy"), metrics_url, postgres_for(), e2e_for())
     result = runner.invoke(app, ["check-sources", "--config", str(config_copy), "-e", "staging"], env=env)
     assert result.exit_code == 3, result.output
     problems = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
@@ -98,13 +100,15 @@ def test_a_missing_table_and_column_are_named(
     assert result.stdout.splitlines()[0].startswith("problem ")
 
 
-def test_a_missing_stream_and_an_unreachable_source(warehouse: Path, bus_for, metrics_url: str, postgres_for) -> None:
-    env = environment(warehouse, bus_for("missing-stream"), metrics_url, postgres_for())
+def test_a_missing_stream_and_an_unreachable_source(
+    warehouse: Path, bus_for, metrics_url: str, postgres_for, e2e_for
+) -> None:
+    env = environment(warehouse, bus_for("missing-stream"), metrics_url, postgres_for(), e2e_for())
     result = runner.invoke(app, ["check-sources", "--config", str(PROJECT), "-e", "staging"], env=env)
     assert result.exit_code == 3
     problems = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
     assert problems == ["problem: staging/bus: stream AA_DLQ does not exist (named by soak_criteria, stream_topology)"]
-    down = environment(warehouse, f"nats://127.0.0.1:{free_port()}", metrics_url, postgres_for())
+    down = environment(warehouse, f"nats://127.0.0.1:{free_port()}", metrics_url, postgres_for(), e2e_for())
     result = runner.invoke(app, ["check-sources", "--config", str(PROJECT), "-e", "staging"], env=down)
     assert result.exit_code == 3
     assert any(line.startswith("unreachable  staging/bus ") for line in result.stdout.splitlines())

@@ -127,7 +127,7 @@ def test_a_query_error_is_error_for_that_check_only(project_for, config_copy: Pa
 
 
 def test_requires_and_soak_need_recorded_history_or_explicit_assumptions(
-    warehouse, live_warehouse, bus_for, metrics_url, postgres_for
+    warehouse, live_warehouse, bus_for, metrics_url, postgres_for, e2e_for
 ) -> None:
     from gatecheck.config import load_project
 
@@ -138,6 +138,7 @@ def test_requires_and_soak_need_recorded_history_or_explicit_assumptions(
         "GATECHECK_NATS_URL": bus_for("healthy"),
         "GATECHECK_PROMETHEUS_URL": metrics_url,
         "GATECHECK_POSTGRES_URL": postgres_for("healthy", live=True),
+        "GATECHECK_E2E_REPORTS": e2e_for("healthy", live=True),
     }
     project = load_project(PROJECT, environ=environ)
     plain = asyncio.run(evaluate(project, "staging-soak"))

@@ -64,13 +64,14 @@ def test_report_without_a_record_is_a_clear_error() -> None:
 
 @pytest.mark.parametrize("scenario", ["healthy", "fallback", "dlq"])
 def test_status_update_numbers_equal_the_json_observed_values(
-    scenario: str, warehouse: Path, live_warehouse: str, bus_for, metrics_url: str, postgres_for
+    scenario: str, warehouse: Path, live_warehouse: str, bus_for, metrics_url: str, postgres_for, e2e_for
 ) -> None:
     env = {
         "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",
         "GATECHECK_NATS_URL": bus_for(scenario),
         "GATECHECK_PROMETHEUS_URL": metrics_url,
         "GATECHECK_POSTGRES_URL": postgres_for("healthy", live=True),
+        "GATECHECK_E2E_REPORTS": e2e_for("healthy", live=True),
     }
     args = ["run", "--phase", "staging-soak", "--config", str(PROJECT), "--assume-approved", "staging-deploy"]
     run = runner.invoke(app, [*args, "--assume-soaked", "--format", "json"], env=env)

@@ -92,7 +92,9 @@ def query_parameters(
     """The parameters the suite's query is sent with."""
     builtins: dict[str, Any] = {"window_start": window.start, "window_end": window.end, "as_of": as_of}
     if not isinstance(suite.query, str):
-        return builtins  # a structured query (NATS) takes the window itself
+        # a structured query takes the window itself, and the thresholds it names
+        named = {n: thresholds[n].value for n in suite.query_parameters() if n not in BUILTIN_PARAMETERS}
+        return {**builtins, **named}
     # SQL gets exactly the parameters it names: ClickHouse rejects unused ones on some versions.
     return {
         name: builtins[name] if name in BUILTIN_PARAMETERS else thresholds[name].value

@@ -135,6 +135,7 @@ def test_through_the_engine_a_down_database_is_an_error_and_never_go(
         "GATECHECK_NATS_URL": bus_for("healthy"),
         "GATECHECK_PROMETHEUS_URL": metrics_url,
         "GATECHECK_POSTGRES_URL": f"postgresql://gatecheck:{SECRET}@127.0.0.1:{free_port()}/normalize",
+        "GATECHECK_E2E_REPORTS": "file:///nonexistent",
     }
     project = load_project(PROJECT, environ=environ)
     verdict = asyncio.run(evaluate(project, "staging-deploy", assume_approved=["staging-predeploy"]))

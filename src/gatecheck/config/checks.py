@@ -62,7 +62,7 @@ def cross_check(project: Project) -> list[str]:
                 f"(known: {', '.join(environments)})"
             )
     for phase in thresholds.phases:
-        if phase not in project.gates:
+        if phase not in project.gates and f"gate:{phase}" not in project.unparsed:
             problems.append(
                 f"{THRESHOLDS_FILE}: phases.{phase}: unknown phase "
                 f"(known: {project.known_phases()})"
@@ -200,8 +200,13 @@ _KWARG_KINDS = {
 }
 #: Expectation kwargs that hold thresholds (written as literals or as ``$PARAMETER``s).
 THRESHOLD_KWARGS = frozenset(_KWARG_KINDS)
-_SQL_NUMBER = re.compile(r"^(?:Nullable\()?\s*(?:U?Int\d+|Float\d+|Decimal)", re.I)
-_SQL_TEXT = re.compile(r"^(?:Nullable\()?\s*(?:String|LowCardinality\(String\))", re.I)
+# ClickHouse's and PostgreSQL's names for numbers and text.
+_SQL_NUMBER = re.compile(
+    r"^(?:Nullable\()?\s*(?:U?Int\d+|Float\d+|Decimal|int[248]?\b|integer|bigint|smallint|numeric"
+    r"|real|double precision|float[48]?\b)",
+    re.I,
+)
+_SQL_TEXT = re.compile(r"^(?:Nullable\()?\s*(?:String|LowCardinality\(String\)|text\b|varchar)", re.I)
 
 
 def _is_number(value: Any) -> bool:

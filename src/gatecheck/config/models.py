@@ -176,7 +176,7 @@ DECLARED_THRESHOLDS = frozenset(
         "hrv_messages_min_evidence", "success_rate_min", "p95_latency_max_ms",
         "schema_failures_per_s_max", "dlq_rollback_per_min", "stream_replicas",
         "db_write_stall_max_s", "db_writes_min_rows", "db_writes_min_evidence", "ln_rmssd_min",
-        "ln_rmssd_max", "ln_rmssd_null_rate_max", "hrv_rows_min_evidence",
+        "ln_rmssd_max", "ln_rmssd_null_rate_max", "hrv_rows_min_evidence", "e2e_consecutive_min",
     }
 )  # fmt: skip
 
@@ -346,9 +346,11 @@ class SuiteConfig(Frozen):
         return names
 
     def query_parameters(self) -> dict[str, str]:
-        """``{name:Type}`` placeholders in the SQL, name → ClickHouse type."""
+        """``{name:Type}`` placeholders in the SQL, name → the source's type; for a mapping
+        query, the thresholds it names (a JUnit query's ``newest``)."""
         if not isinstance(self.query, str):
-            return {}
+            named = getattr(self.query, "query_parameters", None)
+            return dict(named()) if callable(named) else {}
         from gatecheck.sources.clickhouse import sql_parameters
 
         return sql_parameters(self.query)

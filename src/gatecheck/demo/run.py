@@ -19,10 +19,11 @@ from gatecheck.results import Verdict
 def scenarios() -> tuple[str, ...]:
     from gatecheck.demo.bus import BUS_SCENARIOS
     from gatecheck.demo.database import DB_SCENARIOS
+    from gatecheck.demo.e2e import E2E_SCENARIOS
     from gatecheck.demo.metrics import METRICS_SCENARIOS
     from gatecheck.demo.reference import SCENARIOS
 
-    return (*SCENARIOS, *BUS_SCENARIOS, *METRICS_SCENARIOS, *DB_SCENARIOS)
+    return (*SCENARIOS, *BUS_SCENARIOS, *METRICS_SCENARIOS, *DB_SCENARIOS, *E2E_SCENARIOS)
 
 
 def run_demo(
@@ -45,6 +46,7 @@ def run_demo(
     from gatecheck.clickhouse import ClickHouse, Target
     from gatecheck.demo.bus import NatsServer, free_port, prepare_bus
     from gatecheck.demo.database import EmbeddedPostgres, build_database
+    from gatecheck.demo.e2e import write_reports
     from gatecheck.demo.metrics import normalize_registry, serve_registry
     from gatecheck.demo.reference import SCENARIOS, build_reference
     from gatecheck.durations import parse_as_of
@@ -101,6 +103,7 @@ def run_demo(
             stack.callback(database.stop)
             database_url = database.url()
             rows = build_database(database_url, moment, scenario)
+            runs = write_reports(state / "e2e", moment, scenario)  # the E2E job's JUnit reports
             project = load_project(
                 root,
                 environ={
@@ -108,6 +111,7 @@ def run_demo(
                     "GATECHECK_NATS_URL": url,
                     "GATECHECK_PROMETHEUS_URL": metrics_url,
                     "GATECHECK_POSTGRES_URL": database_url,
+                    "GATECHECK_E2E_REPORTS": f"file://{state / 'e2e'}",
                 },
             )
             if serve:
@@ -120,7 +124,7 @@ def run_demo(
             say(
                 f"demo: scenario {scenario}: warehouse as of {moment.isoformat()} "
                 f"({sum(counts.values())} rows), bus {url}, metrics {metrics_url}, "
-                f"database {rows} HRV rows"
+                f"database {rows} HRV rows, {runs} E2E reports"
             )
             # JetStream stamps messages as they are published: without --as-of, judge right
             # after publishing, so the bus traffic lies inside the windows.

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Discriminator, Field, Tag
 
-from gatecheck.sources import clickhouse, nats, postgresql, prometheus
+from gatecheck.sources import clickhouse, junit, nats, postgresql, prometheus
 from gatecheck.sources.base import QueryParameters, Source, SourceSettings
 from gatecheck.sources.clickhouse import ClickHouseSourceConfig, sql_problems
+from gatecheck.sources.junit import JUnitQuery, JUnitSourceConfig
 from gatecheck.sources.nats import NatsQuery, NatsSourceConfig
 from gatecheck.sources.postgresql import PostgreSQLSourceConfig
 from gatecheck.sources.probe import Probe
@@ -40,6 +41,12 @@ def _postgresql(name: str, config: Any, root: Path, clickhouse: ClickHouse | Non
     from gatecheck.sources.postgresql import PostgreSQLSource
 
     return PostgreSQLSource(name, config, root)
+
+
+def _junit(name: str, config: Any, root: Path, clickhouse: ClickHouse | None) -> Source:
+    from gatecheck.sources.junit import JUnitSource
+
+    return JUnitSource(name, config, root)
 
 
 def _nats(name: str, config: Any, root: Path, clickhouse: ClickHouse | None) -> Source:
@@ -105,6 +112,15 @@ SOURCE_TYPES: dict[str, SourceKind] = {
         postgresql.check_source,
         postgresql.sql_problems,
     ),
+    "junit": SourceKind(
+        JUnitSourceConfig,
+        _junit,
+        "JUnit",
+        (JUnitQuery,),
+        "a mapping: reports (a file glob) and newest",
+        junit.explain_query,
+        junit.check_source,
+    ),
     "nats": SourceKind(
         NatsSourceConfig,
         _nats,
@@ -130,7 +146,11 @@ SOURCE_TYPES: dict[str, SourceKind] = {
 #: The model of one source in gatecheck.yaml, chosen by its ``type`` (every kind's config;
 #: tests/test_config.py checks it against SOURCE_TYPES).
 SourceConfig = Annotated[
-    ClickHouseSourceConfig | PostgreSQLSourceConfig | NatsSourceConfig | PrometheusSourceConfig,
+    ClickHouseSourceConfig
+    | PostgreSQLSourceConfig
+    | NatsSourceConfig
+    | PrometheusSourceConfig
+    | JUnitSourceConfig,
     Field(discriminator="type"),
 ]
 
@@ -154,7 +174,10 @@ def _query_form(value: Any) -> str:
 
 #: The ``query:`` of a suite: SQL or PromQL text, or one of the mapping forms (QUERY_FORMS).
 SuiteQuery = Annotated[
-    Annotated[str, Tag("text")] | Annotated[NatsQuery, Tag("nats")] | Annotated[PromQuery, Tag("prometheus")],
+    Annotated[str, Tag("text")]
+    | Annotated[NatsQuery, Tag("nats")]
+    | Annotated[PromQuery, Tag("prometheus")]
+    | Annotated[JUnitQuery, Tag("junit")],
     Discriminator(_query_form),
 ]
 

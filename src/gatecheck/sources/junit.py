@@ -1,0 +1,333 @@
+"""JUnit source: the E2E job's JUnit XML reports as evidence, one row per run.
+
+The reports are read from a directory (``file://PATH``, relative to the ``--config``
+directory, or ``file:///abs/path``) or from an HTTP(S) URL whose page lists them (a
+directory index: every link whose file name matches the suite's glob). Each report is one
+run: its time is the ``timestamp`` of its first ``<testsuite>`` (a timestamp without a zone
+is UTC), else the file's modification time (``Last-Modified`` over HTTP). The runs inside the
+window, newest first — at most ``newest`` of them — are the frame.
+
+XML is parsed with defusedxml: a document type declaration or an entity (an XML bomb, an
+external entity) is refused, and the report named in the error, as is one that is not
+JUnit XML. At most ``MAX_REPORTS`` reports of at most ``MAX_REPORT_BYTES`` each are read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from urllib.parse import unquote, urljoin, urlsplit
+
+from pydantic import field_validator
+
+from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
+from gatecheck.frozen import NAME, Frozen
+from gatecheck.sources.base import QueryParameters, Source, SourceSettings, iso_utc
+from gatecheck.sources.probe import Probe, counted
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MAX_REPORTS = 500
+MAX_REPORT_BYTES = 5 * 2**20
+#: The columns of the frame, one row per run.
+COLUMNS = [
+    "run", "time", "tests", "failures", "errors", "skipped", "failed", "runs", "failing_tests",
+]  # fmt: skip
+
+
+class JUnitSourceConfig(SourceSettings):
+    """Where the E2E job's JUnit reports are: ``file://DIR`` or ``http(s)://…`` (a listing)."""
+
+    type: Literal["junit"]
+    schemes: ClassVar[tuple[str, ...]] = ("file", "http", "https")
+
+
+class JUnitQuery(Frozen):
+    """The ``query:`` of a suite on a JUnit source: which reports, and how many of the newest
+    runs in the window (a number or ``{$PARAMETER: name}`` from thresholds.yaml)."""
+
+    form_keys: ClassVar[frozenset[str]] = frozenset({"reports"})
+
+    reports: str = "*.xml"
+    newest: int | dict[str, str] | None = None
+
+    @field_validator("reports")
+    @classmethod
+    def _a_file_glob(cls, value: str) -> str:
+        if not value or "/" in value:
+            raise ValueError("a file-name glob such as 'e2e-*.xml' (no directory)")
+        return value
+
+    @field_validator("newest")
+    @classmethod
+    def _count_or_parameter(cls, value: int | dict[str, str] | None) -> int | dict[str, str] | None:
+        if isinstance(value, dict):
+            name = value.get("$PARAMETER")
+            if set(value) != {"$PARAMETER"} or not isinstance(name, str) or not NAME.match(name):
+                raise ValueError("a number or {$PARAMETER: name}")
+        elif value is not None and value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    def problems(self) -> list[str]:
+        """Nothing beyond what the model checks itself."""
+        return []
+
+    def query_parameters(self) -> dict[str, str]:
+        """The thresholds this query is sent with (``newest`` as a parameter): name → type."""
+        if isinstance(self.newest, dict):
+            return {self.newest["$PARAMETER"]: "UInt32"}
+        return {}
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    time: datetime
+    tests: int
+    failures: int
+    errors: int
+    skipped: int
+    failing_tests: list[str]
+
+
+def _location(config: JUnitSourceConfig, root: Path) -> Path | str:
+    """The reports' directory (a Path) or listing URL (a str)."""
+    parts = urlsplit(config.url)
+    if parts.scheme == "file":
+        raw = unquote(parts.netloc + parts.path)
+        if not raw:
+            raise SourceUnavailable("file:// URL needs a directory, e.g. file://reports/e2e")
+        path = Path(raw)
+        return path if path.is_absolute() else root / path
+    return config.url
+
+
+def parse_report(name: str, data: bytes, modified: datetime | None) -> Run:
+    """One JUnit XML report as a run; QueryError naming the report when it is not one."""
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import ParseError, fromstring
+
+    try:
+        root = fromstring(data, forbid_dtd=True)
+    except DefusedXmlException as exc:
+        raise QueryError(
+            f"report {name}: refused: {type(exc).__name__} (no DTD or entities in a report)"
+        ) from None
+    except ParseError as exc:
+        raise QueryError(f"report {name}: not well-formed XML ({exc})") from None
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    if root.tag not in ("testsuite", "testsuites") or not suites:
+        raise QueryError(f"report {name}: not a JUnit report (root element <{root.tag}>)")
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    failing: list[str] = []
+    try:
+        for suite in suites:
+            cases = list(suite.iter("testcase"))
+            for key in counts:
+                given = suite.get(key)
+                if given is not None:
+                    counts[key] += int(given)
+                elif key == "tests":
+                    counts[key] += len(cases)
+                else:
+                    tag = {"failures": "failure", "errors": "error", "skipped": "skipped"}[key]
+                    counts[key] += sum(1 for case in cases if case.find(tag) is not None)
+            for case in cases:
+                if case.find("failure") is not None or case.find("error") is not None:
+                    failing.append(".".join(p for p in (case.get("classname"), case.get("name")) if p))
+    except ValueError as exc:
+        raise QueryError(f"report {name}: a count is not a number ({exc})") from None
+    stamp = suites[0].get("timestamp")
+    when = modified
+    if stamp:
+        try:
+            when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            raise QueryError(f"report {name}: timestamp {stamp!r} is not ISO 8601") from None
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    if when is None:
+        raise QueryError(f"report {name}: no timestamp and no modification time")
+    return Run(name, when, failing_tests=failing, **counts)
+
+
+def frame_of(
+    runs: list[Run], window_start: datetime, window_end: datetime, newest: int | None
+) -> pd.DataFrame:
+    """The runs inside ``[window_start, window_end)``, newest first, at most ``newest``."""
+    import pandas as pd
+
+    inside = sorted(
+        (r for r in runs if window_start <= r.time < window_end), key=lambda r: r.time, reverse=True
+    )
+    if newest is not None:
+        inside = inside[:newest]
+    rows = [
+        {
+            "run": r.name,
+            "time": iso_utc(r.time),
+            "tests": r.tests,
+            "failures": r.failures,
+            "errors": r.errors,
+            "skipped": r.skipped,
+            "failed": r.failures + r.errors,
+            "runs": 1,
+            "failing_tests": ", ".join(r.failing_tests[:5]) + (" …" if len(r.failing_tests) > 5 else ""),
+        }
+        for r in inside
+    ]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.links.extend(v for k, v in attrs if k == "href" and v)
+
+
+def _listed(page: str, base: str, pattern: str) -> Iterator[tuple[str, str]]:
+    """(file name, absolute URL) of every link on a listing page matching ``pattern``."""
+    parser = _Links()
+    parser.feed(page)
+    seen = set()
+    for link in parser.links:
+        url = urljoin(base if base.endswith("/") else base + "/", link)
+        name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+        if name and name not in seen and fnmatch.fnmatchcase(name, pattern):
+            seen.add(name)
+            yield name, url
+
+
+class JUnitSource(Source):
+    """The reports in a directory or behind a listing URL."""
+
+    def __init__(self, name: str, config: JUnitSourceConfig, root: Path) -> None:
+        super().__init__(name, config)
+        self.location = _location(config, root)
+        self.where = f"JUnit reports at {redact(str(self.location))}"
+
+    def _read_directory(self, directory: Path, pattern: str) -> list[Run]:
+        if not directory.is_dir():
+            raise SourceUnavailable(f"{self.where}: not a directory")
+        files = sorted(p for p in directory.iterdir() if p.is_file() and fnmatch.fnmatchcase(p.name, pattern))
+        if len(files) > MAX_REPORTS:
+            files = sorted(files, key=lambda p: p.stat().st_mtime)[-MAX_REPORTS:]
+        runs = []
+        for path in files:
+            stat = path.stat()
+            if stat.st_size > MAX_REPORT_BYTES:
+                raise QueryError(f"report {path.name}: {stat.st_size} bytes, more than {MAX_REPORT_BYTES}")
+            modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+            runs.append(parse_report(path.name, path.read_bytes(), modified))
+        return runs
+
+    async def _read_listing(self, url: str, pattern: str) -> list[Run]:
+        import httpx
+
+        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
+            try:
+                page = await client.get(url)
+                page.raise_for_status()
+                found = list(_listed(page.text, url, pattern))[-MAX_REPORTS:]
+                runs = []
+                for name, link in found:
+                    response = await client.get(link)
+                    response.raise_for_status()
+                    if len(response.content) > MAX_REPORT_BYTES:
+                        raise QueryError(f"report {name}: more than {MAX_REPORT_BYTES} bytes")
+                    stamp = response.headers.get("last-modified")
+                    modified = parsedate_to_datetime(stamp).astimezone(UTC) if stamp else None
+                    runs.append(parse_report(name, response.content, modified))
+                return runs
+            except httpx.TimeoutException as exc:
+                raise SourceTimeout(f"{self.where}: no answer within {self.timeout:g}s") from exc
+            except httpx.HTTPStatusError as exc:
+                raise SourceUnavailable(
+                    f"{self.where}: {exc.request.url} answered {exc.response.status_code}"
+                ) from None
+            except httpx.HTTPError as exc:
+                raise SourceUnavailable(f"{self.where}: {type(exc).__name__}: {exc}") from None
+
+    async def query(self, text: JUnitQuery, parameters: QueryParameters) -> pd.DataFrame:
+        newest: Any = text.newest
+        if isinstance(newest, dict):
+            name = newest["$PARAMETER"]
+            raw = parameters[name]
+            if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 1 or int(raw) != raw:
+                raise QueryError(f"newest: {name} = {raw!r} is not a whole number of runs (at least 1)")
+            newest = int(raw)
+        if isinstance(self.location, Path):
+            runs = await asyncio.to_thread(self._read_directory, self.location, text.reports)
+        else:
+            runs = await self._read_listing(self.location, text.reports)
+        start, end = parameters["window_start"], parameters["window_end"]
+        assert isinstance(start, datetime) and isinstance(end, datetime)
+        return frame_of(runs, start, end, newest)
+
+
+def explain_query(
+    name: str, config: JUnitSourceConfig, query: JUnitQuery, parameters: QueryParameters, root: Path
+) -> dict[str, Any]:
+    location = _location(config, root)
+    newest = query.newest
+    if isinstance(newest, dict):
+        newest = parameters.get(newest["$PARAMETER"])  # type: ignore[assignment]
+    how = "list the directory" if isinstance(location, Path) else "GET the listing page"
+    return {
+        "sent_to": f"JUnit reports at {redact(str(location))}",
+        "requests": [
+            {
+                "what": f"{how}; read every report matching {query.reports!r} (one run each)",
+                "text": f"runs with {_shown(parameters['window_start'])} ≤ time < "
+                f"{_shown(parameters['window_end'])}"
+                + (f", the newest {newest}" if newest is not None else ""),
+                "parameters": [],
+            }
+        ],
+    }
+
+
+def _shown(value: Any) -> str:
+    return iso_utc(value) if isinstance(value, datetime) else str(value)
+
+
+async def check_source(name: str, config: JUnitSourceConfig, root: Path, suites: list[Any]) -> Probe:
+    """The reports can be listed and each suite's glob finds some."""
+    import time
+
+    source = JUnitSource(name, config, root)
+    started = time.perf_counter()
+    problems = []
+    found = 0
+    for suite in suites:
+        try:
+            if isinstance(source.location, Path):
+                runs = await asyncio.to_thread(source._read_directory, source.location, suite.query.reports)
+            else:
+                runs = await source._read_listing(source.location, suite.query.reports)
+        except (SourceUnavailable, SourceTimeout) as exc:
+            return Probe(reachable=False, problems=[str(exc)])
+        except QueryError as exc:
+            problems.append(f"{exc} (read by {suite.name})")
+            continue
+        found += len(runs)
+        if not runs:
+            problems.append(f"no report matches {suite.query.reports!r} (read by {suite.name})")
+    return Probe(
+        version="JUnit XML",
+        latency_ms=(time.perf_counter() - started) * 1000,
+        checked=f"{counted(found, 'report')} the suites read",
+        problems=problems,
+    )

@@ -1,0 +1,162 @@
+"""The JUnit source on real report files — in a directory and behind a real HTTP server's
+directory listing — and the shipped e2e_consecutive suite through the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import threading
+from datetime import datetime, timedelta
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gatecheck.config import load_project
+from gatecheck.demo.e2e import write_reports
+from gatecheck.errors import QueryError, SourceUnavailable
+from gatecheck.results import Outcome, VerdictState
+from gatecheck.sources.junit import JUnitQuery, JUnitSource, JUnitSourceConfig
+
+from ..conftest import AS_OF, PROJECT, evaluate
+
+WINDOW = {"window_start": AS_OF - timedelta(hours=2), "window_end": AS_OF, "as_of": AS_OF}
+
+
+def read(url: str, query: dict[str, Any] | None = None, **parameters: Any) -> Any:
+    config = JUnitSourceConfig(type="junit", url=url, timeout=timedelta(seconds=5))
+    source = JUnitSource("e2e", config, Path("."))
+    return asyncio.run(source.query(JUnitQuery.model_validate(query or {}), {**WINDOW, **parameters}))
+
+
+def test_one_row_per_run_in_the_window_newest_first(tmp_path: Path) -> None:
+    write_reports(tmp_path, AS_OF, "e2e-flaky")
+    frame = read(f"file://{tmp_path}", {"reports": "e2e-*.xml"})
+    assert len(frame) == 6  # one every 10 minutes over the last hour
+    assert list(frame["time"]) == sorted(frame["time"], reverse=True)
+    assert frame["time"].iloc[0] == (AS_OF - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert list(frame["failed"]) == [0, 0, 1, 0, 0, 0]
+    assert frame["failing_tests"].iloc[2] == "e2e.ingest.test_post_ingest_hrv_writes_a_row_with_correct_ln_rmssd"
+    assert set(frame["tests"]) == {4} and set(frame["runs"]) == {1}
+    newest = read(f"file://{tmp_path}", {"reports": "e2e-*.xml", "newest": 2})
+    assert list(newest["run"]) == list(frame["run"][:2])
+    later = read(f"file://{tmp_path}", {"newest": {"$PARAMETER": "n"}}, n=3, window_end=AS_OF - timedelta(minutes=25))
+    assert list(later["run"]) == list(frame["run"][3:6])  # the window's end moved back
+    with pytest.raises(QueryError, match=r"newest: n = 2.5 is not a whole number"):
+        read(f"file://{tmp_path}", {"newest": {"$PARAMETER": "n"}}, n=2.5)
+
+
+def test_the_same_runs_behind_an_http_directory_listing(tmp_path: Path) -> None:
+    write_reports(tmp_path, AS_OF, "healthy")
+    (tmp_path / "notes.txt").write_text("not a report")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        over_http = read(f"http://127.0.0.1:{server.server_port}/", {"reports": "e2e-*.xml"})
+        missing = f"http://127.0.0.1:{server.server_port}/nope/"
+        with pytest.raises(SourceUnavailable, match="answered 404"):
+            read(missing)
+    finally:
+        server.shutdown()
+        server.server_close()
+    on_disk = read(f"file://{tmp_path}", {"reports": "e2e-*.xml"})
+    assert over_http.to_dict("records") == on_disk.to_dict("records")
+
+
+BOMB = """<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<testsuite name="x" tests="1"><testcase name="&lol3;"/></testsuite>"""
+EXTERNAL = """<?xml version="1.0"?>
+<!DOCTYPE t [<!ENTITY secret SYSTEM "file:///etc/passwd">]>
+<testsuite name="x" tests="1"><testcase name="&secret;"/></testsuite>"""
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("<testsuite name='x' tests='1'><testcase", "report bad.xml: not well-formed XML"),
+        ("<html><body>502 Bad Gateway</body></html>", "report bad.xml: not a JUnit report (root element <html>)"),
+        ("<testsuite name='x' tests='many'/>", "report bad.xml: a count is not a number"),
+        ("<testsuite name='x' tests='1' timestamp='yesterday'/>", "report bad.xml: timestamp 'yesterday' is not ISO"),
+        (BOMB, "report bad.xml: refused: DTDForbidden"),
+        (EXTERNAL, "report bad.xml: refused: DTDForbidden"),
+    ],
+)
+def test_a_report_that_is_not_junit_is_an_error_naming_it(tmp_path: Path, content: str, message: str) -> None:
+    write_reports(tmp_path, AS_OF, "healthy")
+    (tmp_path / "bad.xml").write_text(content)
+    with pytest.raises(QueryError) as raised:
+        read(f"file://{tmp_path}")
+    assert str(raised.value).startswith(message)
+
+
+def test_a_report_without_a_timestamp_is_dated_by_its_file_and_a_naive_one_is_utc(tmp_path: Path) -> None:
+    (tmp_path / "a.xml").write_text("<testsuite name='a' tests='2' failures='0'/>")
+    moment = (AS_OF - timedelta(minutes=30)).timestamp()
+    os.utime(tmp_path / "a.xml", (moment, moment))
+    (tmp_path / "b.xml").write_text(
+        "<testsuites><testsuite name='b' timestamp='2026-11-22T05:50:00'>"
+        "<testcase classname='c' name='t1'/><testcase classname='c' name='t2'><error/></testcase>"
+        "</testsuite></testsuites>"
+    )
+    frame = read(f"file://{tmp_path}")
+    assert list(frame["run"]) == ["b.xml", "a.xml"]
+    assert list(frame["time"]) == ["2026-11-22T05:50:00Z", "2026-11-22T05:30:00Z"]
+    # counts come from the test cases when the suite does not give them
+    assert (frame["tests"].iloc[0], frame["errors"].iloc[0], frame["failed"].iloc[0]) == (2, 1, 1)
+    assert frame["failing_tests"].iloc[0] == "c.t2"
+
+
+def test_a_missing_directory_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(SourceUnavailable, match="not a directory"):
+        read(f"file://{tmp_path / 'nope'}")
+
+
+@pytest.fixture
+def e2e_project(warehouse: Path, live_warehouse: str, bus_for, metrics_url: str, postgres_for, tmp_path: Path):
+    def load(scenario: str, moment: datetime = AS_OF, runs: int | None = None) -> Any:
+        directory = tmp_path / scenario
+        write_reports(directory, moment, scenario)
+        for extra in sorted(directory.glob("*.xml"))[: 6 - runs] if runs is not None else []:
+            extra.unlink()  # the oldest ones
+        return load_project(
+            PROJECT,
+            environ={
+                "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",
+                "GATECHECK_NATS_URL": bus_for("healthy"),
+                "GATECHECK_PROMETHEUS_URL": metrics_url,
+                "GATECHECK_POSTGRES_URL": postgres_for("healthy"),
+                "GATECHECK_E2E_REPORTS": f"file://{directory}",
+            },
+        )
+
+    return load
+
+
+def _e2e(project: Any, phase: str = "staging-soak") -> Any:
+    verdict = asyncio.run(evaluate(project, phase, AS_OF, ["staging-deploy", "staging-predeploy"], True))
+    return verdict, next(c for c in verdict.checks if c.suite == "e2e_consecutive")
+
+
+def test_five_of_five_passes_a_failing_run_names_itself_and_its_test(e2e_project) -> None:
+    _, check = _e2e(e2e_project("healthy"))
+    assert check.outcome is Outcome.PASS and check.rows == 5
+    assert check.evidence is not None and check.evidence.observed_total == 5
+    verdict, check = _e2e(e2e_project("e2e-flaky"))
+    assert check.outcome is Outcome.FAIL and verdict.verdict is VerdictState.NO_GO
+    (failing,) = check.expectations[0].failing_groups
+    assert failing.group["failing_tests"] == "e2e.ingest.test_post_ingest_hrv_writes_a_row_with_correct_ln_rmssd"
+    assert failing.group["run"].startswith("e2e-20261122T05") and failing.observed_value == 1
+
+
+def test_fewer_runs_than_five_are_inconclusive_and_staging_deploy_needs_one(e2e_project) -> None:
+    _, check = _e2e(e2e_project("healthy", runs=3))
+    assert check.outcome is Outcome.INCONCLUSIVE and "too little evidence: runs = 3" in (check.reason or "")
+    # staging-deploy: the run after the deploy (e2e_consecutive_min 1 for that phase)
+    _, deploy = _e2e(e2e_project("e2e-flaky", runs=3), "staging-deploy")
+    assert deploy.outcome is Outcome.PASS and deploy.rows == 1
+    assert deploy.evidence is not None and deploy.evidence.min_total.provenance == "phase"
