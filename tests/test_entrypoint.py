@@ -24,13 +24,6 @@ def test_demo_healthy_is_go_and_defect_is_no_go(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
     workdir = tmp_path / "healthy"
     workdir.mkdir()
-    # A defect scenario in a second directory, side by side with the healthy run (two cores).
-    drift_copy = tmp_path / "drift"
-    drift_copy.mkdir()
-    drifting = subprocess.Popen(
-        [gatecheck(), "demo", "--scenario", "rollup-drift", "--phase", "warehouse-release", "--format", "json"],
-        cwd=drift_copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
     healthy = subprocess.run(
         [gatecheck(), "demo"], cwd=workdir, env=env, capture_output=True, text=True, timeout=120
     )
@@ -39,11 +32,6 @@ def test_demo_healthy_is_go_and_defect_is_no_go(tmp_path: Path) -> None:
     assert "gatecheck run --phase staging-deploy  → go" in healthy.stderr
     assert "gatecheck run --phase staging-soak --assume-soaked" in healthy.stderr
     assert (workdir / ".gatecheck" / "warehouse").is_dir()
-    stdout, stderr = drifting.communicate(timeout=120)
-    drift = subprocess.CompletedProcess(drifting.args, drifting.returncode, stdout, stderr)
-    assert drift.returncode == 1, drift.stderr
-    assert '"verdict": "no-go"' in drift.stdout
-    assert "Traceback" not in drift.stderr
     # Scenarios do not leak: the healthy run's GO of staging-deploy is in the ledger, but a
     # nats-down run judges `requires` only on what it recorded itself (staging-deploy
     # inconclusive: no GO).
