@@ -23,6 +23,10 @@ SCENARIOS = {
     "all-failing": 4,
     # Healthy traffic, but the dlq, fallback and schema_invalid series were never created.
     "never-counted": 5,
+    # The remaining rollback triggers (service_triggers), each in the last 10 minutes.
+    "crashloop": 6,
+    "ingest-5xx": 7,
+    "lookup-failures": 8,
 }
 BUCKETS = ("0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf")
 FAST = (120, 200, 290, 298, 300, 300, 300)  # cumulative per step: p95 ≈ 240 ms
@@ -130,6 +134,17 @@ def openmetrics() -> str:
                 bump("normalize_hrv_messages_total", 'result="dlq"', dlq, ts)
                 bump("dlq_messages_total", 'subject="dlq.normalize.hrv.raw-received"', dlq, ts)
                 bump("event_bus_stream_fallback_total", "", 0, ts)
+            late = step * STEP_S >= SEGMENT.total_seconds() - 600  # the segment's last 10 minutes
+            pod = 'namespace="athlete-ally",pod="normalize-0",container="normalize"'
+            looping = scenario == "crashloop" and late
+            add("kube_pod_container_status_waiting_reason", f'{pod},reason="CrashLoopBackOff"', int(looping), ts)
+            bump("kube_pod_container_status_restarts_total", pod, 1 if looping and step % 4 == 0 else 0, ts)
+            route = 'route="/ingest/hrv",method="POST"'
+            bump("ingest_http_requests_total", f'{route},status="201"', 300, ts)
+            if scenario == "ingest-5xx" and late:
+                bump("ingest_http_requests_total", f'{route},status="503"', 2, ts)
+            lookups = 1 if scenario == "lookup-failures" and late else 0
+            bump("normalize_consumer_lookup_failures_total", "", lookups, ts)
             cumulative = SLOW if scenario == "p95-high" else FAST
             for le, count in zip(BUCKETS, cumulative, strict=True):
                 bump("normalize_hrv_processing_seconds_bucket", f'le="{le}"', count, ts)
@@ -141,12 +156,16 @@ def openmetrics() -> str:
         "dlq_messages": "counter",
         "event_bus_stream_fallback": "counter",
         "normalize_hrv_processing_seconds": "histogram",
+        "kube_pod_container_status_waiting_reason": "gauge",
+        "kube_pod_container_status_restarts": "counter",
+        "ingest_http_requests": "counter",
+        "normalize_consumer_lookup_failures": "counter",
     }
     lines: list[str] = []
     for family, kind in families.items():
         lines.append(f"# TYPE {family} {kind}")
         for (name, labels), samples in series.items():
-            if not name.startswith(family + "_"):
+            if not (name == family or name.startswith(family + "_")):
                 continue
             rendered = f"{name}{{{labels}}}" if labels else name
             lines.extend(f"{rendered} {value:g} {ts}" for value, ts in samples)

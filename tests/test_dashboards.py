@@ -69,6 +69,10 @@ KNOWN_METRICS = {
     "normalize_hrv_messages_total", "dlq_messages_total", "normalize_hrv_processing_seconds_bucket",
     "normalize_hrv_processing_seconds_count", "normalize_hrv_processing_seconds_sum",
     "event_bus_stream_fallback_total",
+    # the remaining rollback triggers: kube-state-metrics, the ingest service, the normalize
+    # service's consumer-lookup counter (service_triggers)
+    "kube_pod_container_status_waiting_reason", "kube_pod_container_status_restarts_total",
+    "ingest_http_requests_total", "normalize_consumer_lookup_failures_total",
 }  # fmt: skip
 _PROMQL_WORDS = {
     "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset",

@@ -172,7 +172,7 @@ Scenario = StrEnum(  # type: ignore[misc]
         for name in (
             "healthy", "unmatched-edges", "stale-ingest", "clock-skew", "rollup-drift",
             "unattributed-spike", "thin-traffic", "fallback", "dlq", "missing-stream",
-            "nats-down", "slo-breach", "dlq-spike", "db-stall", "e2e-flaky",
+            "nats-down", "slo-breach", "dlq-spike", "crashloop", "ingest-5xx", "db-stall", "e2e-flaky",
         )
     },
 )  # fmt: skip

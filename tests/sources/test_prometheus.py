@@ -195,3 +195,43 @@ def test_the_readme_prometheus_suite_example_works(config_copy: Path, prometheus
     project = load_project(config_copy, environ={"GATECHECK_PROMETHEUS_URL": prometheus})
     assert asyncio.run(evaluate(project, "readme-prom", as_of("slo-met"))).verdict is VerdictState.GO
     assert asyncio.run(evaluate(project, "readme-prom", as_of("ratio-998"))).verdict is VerdictState.NO_GO
+
+
+@pytest.fixture
+def triggers_config(config_copy: Path) -> Path:
+    gate = {
+        "phase": "prom-triggers",
+        "environment": "staging",
+        "window": "1h",
+        "checks": [{"suite": "normalize_slo"}],
+        "rollback": [{"suite": "service_triggers"}],
+    }
+    (config_copy / "gates" / "prom-triggers.yaml").write_text(yaml.safe_dump(gate))
+    return config_copy
+
+
+@pytest.mark.parametrize(
+    ("scenario", "fired", "observed_value"),
+    [
+        ("slo-met", None, None),
+        ("crashloop", "crashlooping_containers", 1),
+        ("crashloop", "container_restarts", 5),  # one every minute for the last 5 minutes
+        ("ingest-5xx", "ingest_5xx", 40),  # 2 per 15 s for 5 minutes
+        ("lookup-failures", "consumer_lookup_failures", 20),
+    ],
+)
+def test_the_remaining_rollback_triggers_fire_and_stay_quiet(
+    triggers_config: Path, prometheus: str, scenario: str, fired: str | None, observed_value: float | None
+) -> None:
+    project = load_project(triggers_config, environ={"GATECHECK_PROMETHEUS_URL": prometheus})
+    verdict = asyncio.run(evaluate(project, "prom-triggers", as_of(scenario)))
+    triggers = check(verdict, "service_triggers")
+    failing = {e.column for e in triggers.expectations if e.outcome is Outcome.FAIL}
+    if fired is None:
+        assert triggers.outcome is Outcome.PASS and verdict.verdict is VerdictState.GO, verdict.reasons
+        assert {e.column: e.observed_value for e in triggers.expectations} == {
+            "crashlooping_containers": 0, "container_restarts": 0, "ingest_5xx": 0, "consumer_lookup_failures": 0,
+        }  # fmt: skip
+        return
+    assert verdict.verdict is VerdictState.ROLLBACK and fired in failing
+    assert observed(verdict, "service_triggers", fired) == pytest.approx(observed_value, rel=0.15)

@@ -177,6 +177,8 @@ DECLARED_THRESHOLDS = frozenset(
         "schema_failures_per_s_max", "dlq_rollback_per_min", "stream_replicas",
         "db_write_stall_max_s", "db_writes_min_rows", "db_writes_min_evidence", "ln_rmssd_min",
         "ln_rmssd_max", "ln_rmssd_null_rate_max", "hrv_rows_min_evidence", "e2e_consecutive_min",
+        "crashloop_containers_max", "container_restarts_max", "ingest_5xx_max",
+        "consumer_lookup_failures_max",
     }
 )  # fmt: skip
 

@@ -8,10 +8,10 @@ service had started at the beginning of the window (what the scrape source assum
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import start_http_server
 
-METRICS_SCENARIOS = ("slo-breach", "dlq-spike")
+METRICS_SCENARIOS = ("slo-breach", "dlq-spike", "crashloop", "ingest-5xx")
 _LABELS = {
     "subject": "athlete-ally.hrv.raw-received",
     "stream": "AA_CORE_HOT",
@@ -59,7 +59,39 @@ def normalize_registry(scenario: str = "healthy", messages: int = 2000) -> Colle
     # The bus `fallback` scenario's legacy message comes from a publisher that never had the
     # multi-stream client (no fallback counted): it is a NO-GO on the bus, not a rollback.
     fallback.inc(0)
+    _service_health(registry, scenario, messages)
     return registry
+
+
+def _service_health(registry: CollectorRegistry, scenario: str, messages: int) -> None:
+    """The series the remaining rollback triggers read (``service_triggers``): in a cluster
+    they come from kube-state-metrics and the ingest service; the demo serves them in the same
+    exposition. ``crashloop``: the normalize container in CrashLoopBackOff, restarted 6 times;
+    ``ingest-5xx``: 30 answers of 503 on ``/ingest/hrv``."""
+    pod = {"namespace": "athlete-ally", "pod": "normalize-7d9f-0", "container": "normalize"}
+    waiting = Gauge(
+        "kube_pod_container_status_waiting_reason", "kube-state-metrics: a container waiting, by reason.",
+        ["namespace", "pod", "container", "reason"], registry=registry,
+    )  # fmt: skip
+    waiting.labels(reason="CrashLoopBackOff", **pod).set(1 if scenario == "crashloop" else 0)
+    restarts = Counter(
+        "kube_pod_container_status_restarts", "kube-state-metrics: container restarts.",
+        ["namespace", "pod", "container"], registry=registry,
+    )  # fmt: skip
+    restarts.labels(**pod).inc(6 if scenario == "crashloop" else 0)
+    requests = Counter(
+        "ingest_http_requests", "The ingest service's HTTP requests, by route, method and status.",
+        ["route", "method", "status"], registry=registry,
+    )  # fmt: skip
+    requests.labels(route="/ingest/hrv", method="POST", status="201").inc(messages)
+    if scenario == "ingest-5xx":
+        requests.labels(route="/ingest/hrv", method="POST", status="503").inc(30)
+    lookups = Counter(
+        "normalize_consumer_lookup_failures",
+        'Times the normalize service logged "Failed to find HRV consumer on any available stream".',
+        registry=registry,
+    )
+    lookups.inc(0)
 
 
 def serve_registry(registry: CollectorRegistry, port: int) -> object:
