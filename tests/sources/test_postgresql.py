@@ -214,3 +214,23 @@ def test_hrv_row_quality_names_the_stream_of_a_null_or_implausible_value(databas
     assert failing["ln_rmssd_null_rate"] == [({"source_stream": "AA_VENDOR_HOT"}, 0.5)]
     assert failing["ln_rmssd_max"] == [({"source_stream": "AA_VENDOR_HOT"}, 9.5)]
     assert failing["ln_rmssd_min"] == []
+
+
+def test_a_password_file_is_read_relative_to_the_config_directory_and_never_printed(tmp_path: Path) -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    from gatecheck.sources.postgresql import conninfo
+
+    (tmp_path / "pg.pw").write_text(f"{SECRET}\n")
+    url = f"postgresql://gatecheck@127.0.0.1:{free_port()}/normalize"
+    config = PostgreSQLSourceConfig(type="postgresql", url=url, password_file=Path("pg.pw"))
+    info, where = conninfo(config, tmp_path)
+    assert conninfo_to_dict(info)["password"] == SECRET and SECRET not in where
+    with pytest.raises(SourceUnavailable) as raised:
+        asyncio.run(PostgreSQLSource("database", config, tmp_path).query("SELECT 1 AS one", {}))
+    assert SECRET not in str(raised.value) and SECRET not in repr(config)
+    missing = PostgreSQLSourceConfig(type="postgresql", url=url, password_file=Path("nope.pw"))
+    with pytest.raises(SourceUnavailable, match=r"password_file .*nope.pw"):
+        conninfo(missing, tmp_path)
+    with pytest.raises(ValueError, match="password or password_file, not both"):
+        PostgreSQLSourceConfig(type="postgresql", url=url, password=SECRET, password_file=Path("pg.pw"))

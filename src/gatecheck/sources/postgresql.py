@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.frozen import NAME
@@ -46,7 +46,14 @@ class PostgreSQLSourceConfig(SourceSettings):
 
     type: Literal["postgresql"]
     password: SecretStr | None = None  # overrides the URL's password; write "${VAR}"
+    password_file: Path | None = None  # or a file holding it (relative to the config directory)
     schemes: ClassVar[tuple[str, ...]] = ("postgresql", "postgres")
+
+    @model_validator(mode="after")
+    def _one_password(self) -> PostgreSQLSourceConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        return self
 
 
 def sql_problems(sql: str) -> list[str]:
@@ -79,7 +86,7 @@ def bind_form(sql: str) -> str:
     return f"SELECT * FROM (\n{''.join(parts)}\n) AS gatecheck_query"
 
 
-def conninfo(config: PostgreSQLSourceConfig) -> tuple[str, str]:
+def conninfo(config: PostgreSQLSourceConfig, root: Path = Path(".")) -> tuple[str, str]:
     """(the connection string, where it points for messages — no password)."""
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -91,6 +98,12 @@ def conninfo(config: PostgreSQLSourceConfig) -> tuple[str, str]:
     extra: dict[str, Any] = {"application_name": "gatecheck"}
     if config.password is not None:
         extra["password"] = config.password.get_secret_value()
+    elif config.password_file is not None:
+        path = config.password_file if config.password_file.is_absolute() else root / config.password_file
+        try:
+            extra["password"] = path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise SourceUnavailable(f"password_file {path}: {exc.strerror or exc}") from None
     host = str(parts.get("host") or "localhost")
     where = f"PostgreSQL at {host}" + (f":{parts['port']}" if parts.get("port") else "")
     where += f", database {parts.get('dbname') or parts.get('user') or 'postgres'}"
@@ -102,7 +115,7 @@ def explain_query(
 ) -> dict[str, Any]:
     """What the source sends for ``query`` (``gatecheck explain``), nothing connected."""
     types = {m.group(1): m.group(2).strip() for m in _SQL_PARAM.finditer(query)}
-    _, where = conninfo(config)
+    _, where = conninfo(config.model_copy(update={"password_file": None}), root)
     return {
         "sent_to": where,
         "requests": [
@@ -144,7 +157,7 @@ class PostgreSQLSource(Source):
 
     def __init__(self, name: str, config: PostgreSQLSourceConfig, root: Path) -> None:
         super().__init__(name, config)
-        self._conninfo, self.where = conninfo(config)
+        self._conninfo, self.where = conninfo(config, root)
         self._connection: Any = None
         # One connection, one transaction at a time: the checks of a gate that read this
         # database take turns.
@@ -213,7 +226,7 @@ async def check_source(name: str, config: PostgreSQLSourceConfig, root: Path, su
 
     from gatecheck.sources.clickhouse import column_problems, tables_and_columns
 
-    info, where = conninfo(config)
+    info, where = conninfo(config, root)
     used: dict[tuple[str, str], dict[str, set[str]]] = {}
     readers: dict[tuple[str, str], set[str]] = {}
     for suite in suites:
