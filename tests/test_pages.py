@@ -333,7 +333,7 @@ def demo_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
     chromium()
     root = copy_config(tmp_path_factory.mktemp("pages") / "config")
     project = yaml.safe_load((root / "gatecheck.yaml").read_text())
-    project["service"]["interval"] = "3s"
+    project["service"]["interval"] = "6s"  # a soak that grows while the tests read, little CPU
     (root / "gatecheck.yaml").write_text(yaml.safe_dump(project))
     gate = yaml.safe_load((root / "gates" / "warehouse-release.yaml").read_text())
     gate["soak"] = {"duration": "48h", "max_gap": "1h"}
@@ -426,6 +426,10 @@ def test_a_no_go_phase_page_shows_its_failing_group_and_observed_value(
 def test_the_soak_bar_says_the_verdicts_coverage(demo_page: tuple[str, Path]) -> None:
     base, root = demo_page
     ledger = SqliteLedger(root / ".gatecheck" / "history.db")
+    deadline = time.monotonic() + 30
+    while len(ledger.history("warehouse-release")) < 2:  # a coverage above 0s to compare
+        assert time.monotonic() < deadline, "the demo service did not evaluate warehouse-release again"
+        time.sleep(0.5)
     for _ in range(5):
         dom = browse(f"{base}/")
         cards, attributes = elements(dom, "data-phase")
@@ -436,7 +440,7 @@ def test_the_soak_bar_says_the_verdicts_coverage(demo_page: tuple[str, Path]) ->
         time.sleep(1)  # the card came from an evaluation not yet readable: look again
     assert record is not None
     soak = record.to_verdict().soak
-    assert soak is not None and not soak.covered
+    assert soak is not None and not soak.covered and soak.coverage > timedelta(0)
     assert f"soak {format_duration(soak.coverage)} of 48h" in cards["warehouse-release"]
 
 
