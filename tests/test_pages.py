@@ -338,9 +338,10 @@ def demo_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
     gate = yaml.safe_load((root / "gates" / "warehouse-release.yaml").read_text())
     gate["soak"] = {"duration": "48h", "max_gap": "1h"}
     (root / "gates" / "warehouse-release.yaml").write_text(yaml.safe_dump(gate))
-    suite = yaml.safe_load((root / "suites" / "stream_topology.yaml").read_text())
-    suite["description"] = f"Streams {HOSTILE}{HOSTILE_IMG}"
-    (root / "suites" / "stream_topology.yaml").write_text(yaml.safe_dump(suite))
+    # (in a suite the screenshot pages do not show: they illustrate the README)
+    suite = yaml.safe_load((root / "suites" / "unmatched_edges.yaml").read_text())
+    suite["description"] = f"Edges {HOSTILE}{HOSTILE_IMG}"
+    (root / "suites" / "unmatched_edges.yaml").write_text(yaml.safe_dump(suite))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
     from .test_service_process import gatecheck
@@ -395,7 +396,7 @@ def test_the_chain_page_shows_every_verdict_in_words(demo_page: tuple[str, Path]
 @pytest.fixture(scope="module")
 def no_go_page(demo_page: tuple[str, Path]) -> str:
     """The DOM of the demo's NO-GO phase page in chromium (prod-predeploy: stream_topology
-    fails, and its description carries the planted markup)."""
+    fails)."""
     base, _ = demo_page
     return browse(f"{base}/phases/prod-predeploy")
 
@@ -444,15 +445,17 @@ def test_the_soak_bar_says_the_verdicts_coverage(demo_page: tuple[str, Path]) ->
     assert f"soak {format_duration(soak.coverage)} of 48h" in cards["warehouse-release"]
 
 
-def test_planted_markup_does_not_run_in_the_browser(no_go_page: str, tmp_path: Path) -> None:
+def test_planted_markup_does_not_run_in_the_browser(demo_page: tuple[str, Path], tmp_path: Path) -> None:
+    base, _ = demo_page
     # The control: the same markup, unescaped in a page without the policy, does run here.
     control = tmp_path / "control.html"
     control.write_text(f"<!doctype html><html><body><p>{HOSTILE}{HOSTILE_IMG}</p></body></html>")
     assert 'data-pwned="' in browse(control.as_uri())
-    root = re.search(r"<html[^>]*>", no_go_page)
-    assert root is not None and "data-pwned" not in root.group(0), no_go_page[:3000]  # neither ran
-    checks, _ = elements(no_go_page, "data-suite")
-    assert f"Streams {HOSTILE}{HOSTILE_IMG}" in checks["stream_topology"]  # shown, as text
+    dom = browse(f"{base}/phases/staging-soak")
+    root = re.search(r"<html[^>]*>", dom)
+    assert root is not None and "data-pwned" not in root.group(0), dom[:3000]  # neither ran
+    checks, _ = elements(dom, "data-suite")
+    assert f"Edges {HOSTILE}{HOSTILE_IMG}" in checks["unmatched_edges"]  # shown, as text
 
 
 def test_the_exported_page_opens_from_a_file_with_no_network(demo_page: tuple[str, Path], tmp_path: Path) -> None:
