@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from gatecheck.cli import app
 from gatecheck.demo.bus import free_port
-from gatecheck.sources.clickhouse import column_problems, tables_and_columns
+from gatecheck.sources.sqltext import column_problems, tables_and_columns
 
 from .conftest import PROJECT
 

@@ -22,9 +22,9 @@ from pydantic import SecretStr
 
 from gatecheck.clickhouse import ClickHouse, Connection, Target
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
-from gatecheck.frozen import NAME
 from gatecheck.sources.base import QueryParameters, Source, SourceSettings, iso_utc
 from gatecheck.sources.probe import Probe, counted
+from gatecheck.sources.sqltext import column_problems, statement_problems, tables_and_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,7 +42,6 @@ class ClickHouseSourceConfig(SourceSettings):
 
 # `{name:Type}` placeholders, ClickHouse's server-side parameter syntax.
 _SQL_PARAM = re.compile(r"\{\s*([^{}:'\"\s]*)\s*:\s*([A-Za-z][^{}]*)\}")
-_STATEMENT_START = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(\w+)", re.S)
 
 
 def sql_parameters(sql: str) -> dict[str, str]:
@@ -51,22 +50,8 @@ def sql_parameters(sql: str) -> dict[str, str]:
 
 
 def sql_problems(sql: str) -> list[str]:
-    """Static checks of a suite's SQL: a read-only statement, well-formed parameters. A second
-    statement is refused by the engine itself: the source runs the SQL as the subquery of
-    ``SELECT * FROM (…)``, where anything after a ``;`` is a syntax error."""
-    problems: list[str] = []
-    first = _STATEMENT_START.match(sql)
-    if first is None or first.group(1).upper() not in ("SELECT", "WITH"):
-        word = first.group(1) if first else "nothing"
-        problems.append(f"must be a single SELECT (or WITH … SELECT) statement, starts with {word!r}")
-    for match in _SQL_PARAM.finditer(sql):
-        name = match.group(1)
-        if not NAME.match(name) and not name.startswith(("'", '"')):
-            problems.append(
-                f"bad parameter name {{{name}:{match.group(2)}}}: use lowercase letters, "
-                "digits and _ (e.g. {window_start:DateTime64(3)})"
-            )
-    return problems
+    """Static checks of a suite's SQL: one read-only SELECT, well-formed parameters."""
+    return statement_problems(sql, _SQL_PARAM.finditer(sql), "{window_start:DateTime64(3)}")
 
 
 # ---------------------------------------------------------------- queries
@@ -135,66 +120,6 @@ def explain_query(
             }
         ],
     }
-
-
-def tables_and_columns(
-    sql: str, database: str, dialect: str = "clickhouse"
-) -> dict[tuple[str, str], set[str]]:
-    """The tables a suite's SQL reads, ``(database, table)`` → the columns it uses of them
-    (parsed with sqlglot's ClickHouse dialect, scope by scope). An unqualified column in a
-    scope reading several tables is listed under each of them (``column_problems`` accepts it
-    if any has it); names the query defines itself (aliases, WITH names, lambda arguments)
-    are not columns."""
-    import sqlglot
-    from sqlglot import exp
-    from sqlglot.optimizer.scope import traverse_scope
-
-    tree = sqlglot.parse_one(sql, read=dialect)
-    defined = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
-    defined |= {param.name for fn in tree.find_all(exp.Lambda) for param in fn.expressions}
-    found: dict[tuple[str, str], set[str]] = {}
-    for scope in traverse_scope(tree):
-        tables = {
-            alias: (source.db or database, source.name)
-            for alias, source in scope.sources.items()
-            if isinstance(source, exp.Table) and source.name not in defined
-        }
-        for table in tables.values():
-            found.setdefault(table, set())
-        if not tables:
-            continue
-        aliases = {alias.alias for alias in scope.expression.find_all(exp.Alias)}
-        for column in scope.columns:
-            if column.table:
-                if column.table in tables:
-                    found[tables[column.table]].add(column.name)
-            elif column.name not in aliases and column.name not in defined:
-                for table in tables.values():
-                    found[table].add(column.name)
-    return found
-
-
-def column_problems(
-    used: dict[tuple[str, str], dict[str, set[str]]],
-    readers: dict[tuple[str, str], set[str]],
-    existing: dict[tuple[str, str], set[str]],
-) -> list[str]:
-    """Problems of ``used`` — (database, table) → column → the suites using it; ``readers``:
-    the suites reading each table — against the ``existing`` columns of each table (absent:
-    the table does not exist)."""
-    problems = []
-    for (database, table), columns in sorted(used.items()):
-        if (database, table) not in existing:
-            suites = ", ".join(sorted(readers[(database, table)]))
-            problems.append(f"table {database}.{table} does not exist (read by {suites})")
-            continue
-        have = existing[(database, table)]
-        for column, users in sorted(columns.items()):
-            if column not in have:
-                problems.append(
-                    f"column {column} is not in {database}.{table} (used by {', '.join(sorted(users))})"
-                )
-    return problems
 
 
 async def check_source(name: str, config: ClickHouseSourceConfig, root: Path, suites: list[Any]) -> Probe:

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import SecretStr, model_validator
 
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
-from gatecheck.frozen import NAME
 from gatecheck.sources.base import QueryParameters, Source, SourceSettings, iso_utc
 from gatecheck.sources.probe import Probe, counted
+from gatecheck.sources.sqltext import column_problems, statement_problems, tables_and_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,7 +36,6 @@ MAX_ROWS = 10_000
 
 # `{name:type}` placeholders, the same form as ClickHouse's (a PostgreSQL type here).
 _SQL_PARAM = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*([A-Za-z][A-Za-z0-9_ ()\[\],]*)\}")
-_STATEMENT_START = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(\w+)", re.S)
 # SQLSTATEs: 57014 query_canceled (statement_timeout), 25006 read_only_sql_transaction.
 _TIMEOUT_STATE = "57014"
 
@@ -58,18 +57,7 @@ class PostgreSQLSourceConfig(SourceSettings):
 
 def sql_problems(sql: str) -> list[str]:
     """Static checks of a suite's SQL: one read-only SELECT, well-formed parameters."""
-    problems: list[str] = []
-    first = _STATEMENT_START.match(sql)
-    if first is None or first.group(1).upper() not in ("SELECT", "WITH"):
-        word = first.group(1) if first else "nothing"
-        problems.append(f"must be a single SELECT (or WITH … SELECT) statement, starts with {word!r}")
-    for match in _SQL_PARAM.finditer(sql):
-        if not NAME.match(match.group(1)):
-            problems.append(
-                f"bad parameter name {{{match.group(1)}:{match.group(2)}}}: use lowercase letters, "
-                "digits and _ (e.g. {window_start:timestamptz})"
-            )
-    return problems
+    return statement_problems(sql, _SQL_PARAM.finditer(sql), "{window_start:timestamptz}")
 
 
 def bind_form(sql: str) -> str:
@@ -223,8 +211,6 @@ async def check_source(name: str, config: PostgreSQLSourceConfig, root: Path, su
     """Connect, read the server's version, and check that the tables and columns the suites
     read exist (one query to ``information_schema.columns``)."""
     import psycopg
-
-    from gatecheck.sources.clickhouse import column_problems, tables_and_columns
 
     info, where = conninfo(config, root)
     used: dict[tuple[str, str], dict[str, set[str]]] = {}

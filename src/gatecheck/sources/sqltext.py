@@ -1,0 +1,91 @@
+"""What the SQL sources (ClickHouse, PostgreSQL) check alike in a suite's query text before
+anything runs: one SELECT statement, and ``{name:type}`` parameters with usable names."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from gatecheck.frozen import NAME
+
+STATEMENT_START = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(\w+)", re.S)
+
+
+def statement_problems(sql: str, parameters: Iterable[re.Match[str]], example: str) -> list[str]:
+    """A statement that is not one SELECT (or WITH … SELECT), and each parameter whose name
+    is not lowercase letters, digits and _ (``example`` shows a good one). A second statement
+    is refused by the engine itself: the sources run the SQL as a subquery, where anything
+    after a ``;`` is a syntax error."""
+    problems: list[str] = []
+    first = STATEMENT_START.match(sql)
+    if first is None or first.group(1).upper() not in ("SELECT", "WITH"):
+        word = first.group(1) if first else "nothing"
+        problems.append(f"must be a single SELECT (or WITH … SELECT) statement, starts with {word!r}")
+    for match in parameters:
+        name = match.group(1)
+        if not NAME.match(name) and not name.startswith(("'", '"')):
+            problems.append(
+                f"bad parameter name {{{name}:{match.group(2)}}}: use lowercase letters, "
+                f"digits and _ (e.g. {example})"
+            )
+    return problems
+
+
+def tables_and_columns(
+    sql: str, database: str, dialect: str = "clickhouse"
+) -> dict[tuple[str, str], set[str]]:
+    """The tables a suite's SQL reads, ``(database, table)`` → the columns it uses of them
+    (parsed with sqlglot in the source's dialect, scope by scope). An unqualified column in a
+    scope reading several tables is listed under each of them (``column_problems`` accepts it
+    if any has it); names the query defines itself (aliases, WITH names, lambda arguments)
+    are not columns."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.optimizer.scope import traverse_scope
+
+    tree = sqlglot.parse_one(sql, read=dialect)
+    defined = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    defined |= {param.name for fn in tree.find_all(exp.Lambda) for param in fn.expressions}
+    found: dict[tuple[str, str], set[str]] = {}
+    for scope in traverse_scope(tree):
+        tables = {
+            alias: (source.db or database, source.name)
+            for alias, source in scope.sources.items()
+            if isinstance(source, exp.Table) and source.name not in defined
+        }
+        for table in tables.values():
+            found.setdefault(table, set())
+        if not tables:
+            continue
+        aliases = {alias.alias for alias in scope.expression.find_all(exp.Alias)}
+        for column in scope.columns:
+            if column.table:
+                if column.table in tables:
+                    found[tables[column.table]].add(column.name)
+            elif column.name not in aliases and column.name not in defined:
+                for table in tables.values():
+                    found[table].add(column.name)
+    return found
+
+
+def column_problems(
+    used: dict[tuple[str, str], dict[str, set[str]]],
+    readers: dict[tuple[str, str], set[str]],
+    existing: dict[tuple[str, str], set[str]],
+) -> list[str]:
+    """Problems of ``used`` — (database, table) → column → the suites using it; ``readers``:
+    the suites reading each table — against the ``existing`` columns of each table (absent:
+    the table does not exist)."""
+    problems = []
+    for (database, table), columns in sorted(used.items()):
+        if (database, table) not in existing:
+            suites = ", ".join(sorted(readers[(database, table)]))
+            problems.append(f"table {database}.{table} does not exist (read by {suites})")
+            continue
+        have = existing[(database, table)]
+        for column, users in sorted(columns.items()):
+            if column not in have:
+                problems.append(
+                    f"column {column} is not in {database}.{table} (used by {', '.join(sorted(users))})"
+                )
+    return problems
