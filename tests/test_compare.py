@@ -1,0 +1,85 @@
+"""The comparison core: two sides joined on keys, and canary-vs-baseline statistics against
+known distributions."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gatecheck.compare import join_sides, mann_whitney, proportions, samples_from_histogram
+
+HOUR = datetime(2026, 11, 22, 5, tzinfo=UTC)
+
+
+def test_two_sides_join_on_their_keys_with_differences_and_a_presence_marker() -> None:
+    model_grain = pd.DataFrame(
+        {"hour": [HOUR, HOUR, HOUR], "pipeline": ["a", "b", "c"], "sessions": [100, 50, 7]}
+    )
+    pipeline_grain = pd.DataFrame(  # another engine: naive-UTC strings would not meet; timestamps do
+        {"hour": pd.to_datetime([HOUR, HOUR, HOUR]), "pipeline": ["a", "b", "d"], "sessions": [100, 40, 3]}
+    )
+    joined = join_sides(model_grain, pipeline_grain, ["hour", "pipeline"], ["sessions"], ("model", "pipeline"))
+    rows = {r["pipeline"]: r for r in joined.to_dict("records")}
+    assert list(rows) == ["a", "b", "c", "d"]
+    assert [rows[k]["present"] for k in "abcd"] == ["both", "both", "model only", "pipeline only"]
+    assert (rows["a"]["sessions_diff"], rows["a"]["sessions_rel_diff"], rows["a"]["sessions_ratio"]) == (0, 0, 1)
+    assert rows["b"]["sessions_diff"] == 10 and rows["b"]["sessions_rel_diff"] == pytest.approx(0.25)
+    assert rows["c"]["pipeline_sessions"] != rows["c"]["pipeline_sessions"]  # NULL on the side without it
+    assert rows["c"]["sessions_rel_diff"] == 7 and math.isnan(rows["c"]["sessions_ratio"])
+    assert rows["d"]["sessions_diff"] == -3 and rows["d"]["sessions_rel_diff"] == 1
+
+
+def test_keys_of_different_types_meet_and_bad_sides_are_named() -> None:
+    left = pd.DataFrame({"id": [1, 2], "n": [1, 1]})  # a number on one engine …
+    right = pd.DataFrame({"id": ["1", "2"], "n": [1, 2]})  # … text on the other
+    joined = join_sides(left, right, ["id"], ["n"])
+    assert list(joined["present"]) == ["both", "both"] and list(joined["n_diff"]) == [0, -1]
+    with pytest.raises(ValueError, match=r"right: column\(s\) n not in its answer"):
+        join_sides(left, right.drop(columns="n"), ["id"], ["n"])
+    with pytest.raises(ValueError, match="left: key id=1 appears more than once"):
+        join_sides(pd.concat([left, left]), right, ["id"], ["n"])
+
+
+def test_a_clearly_slower_canary_is_higher_with_its_p95_and_p_value() -> None:
+    rng = np.random.default_rng(7)
+    canary, baseline = rng.normal(300, 30, 400), rng.normal(200, 30, 400)
+    result = mann_whitney(canary, baseline, unit=" ms")
+    assert result.sufficient and result.direction == "higher"
+    assert result.p_value is not None and result.p_value < 0.001
+    assert result.effect is not None and result.effect > 0.9
+    assert result.text.startswith("canary p95 3") and "vs baseline 2" in result.text
+    assert result.text.endswith(("p = < 0.001, effect +0.98", "p = < 0.001, effect +0.99", "p = < 0.001, effect +1.00"))
+    faster = mann_whitney(baseline, canary)
+    assert faster.direction == "lower" and faster.effect is not None and faster.effect < -0.9
+
+
+def test_equal_distributions_are_no_difference_and_too_few_samples_conclude_nothing() -> None:
+    rng = np.random.default_rng(11)
+    same = mann_whitney(rng.normal(200, 30, 300), rng.normal(200, 30, 300))
+    assert same.sufficient and same.direction == "no difference" and same.p_value is not None and same.p_value > 0.05
+    few = mann_whitney([300.0] * 49, [200.0] * 500)
+    assert not few.sufficient and few.p_value is None and few.direction == "no difference"
+    assert few.text == "too few samples: canary 49, baseline 500 (need 50 each)"
+
+
+def test_error_rates_per_group_compare_as_proportions() -> None:
+    worse = proportions(100, 2000, 20, 2000)
+    assert worse.direction == "higher" and worse.p_value is not None and worse.p_value < 0.001
+    assert worse.effect == pytest.approx(0.04) and worse.text.startswith("canary error rate 5.00% vs baseline 1.00%")
+    alike = proportions(20, 2000, 21, 2000)
+    assert alike.direction == "no difference" and alike.p_value is not None and alike.p_value > 0.5
+    assert not proportions(1, 10, 20, 2000).sufficient
+
+
+def test_a_histogram_stands_for_its_observations() -> None:
+    buckets = [(0.1, 10), (0.25, 30), (0.5, 35), (math.inf, 36)]
+    samples = samples_from_histogram(buckets)
+    assert len(samples) == 36
+    assert samples.count(0.1) == 10 and samples.count(0.175) == 20 and samples.count(0.375) == 5
+    assert samples[-1] == 0.5  # +Inf: its lower bound
+    with pytest.raises(ValueError, match="below the previous"):
+        samples_from_histogram([(0.1, 10), (0.2, 5)])
