@@ -160,3 +160,19 @@ def test_fewer_runs_than_five_are_inconclusive_and_staging_deploy_needs_one(e2e_
     _, deploy = _e2e(e2e_project("e2e-flaky", runs=3), "staging-deploy")
     assert deploy.outcome is Outcome.PASS and deploy.rows == 1
     assert deploy.evidence is not None and deploy.evidence.min_total.provenance == "phase"
+
+
+def test_a_listing_is_followed_only_on_its_own_host_and_only_to_matching_files() -> None:
+    from gatecheck.sources.junit import _listed
+
+    page = (
+        '<a href="../">..</a><a href="?C=N;O=D">Name</a><a href="e2e-1.xml">e2e-1.xml</a>'
+        '<a href="sub/e2e-2.xml">2</a><a href="http://elsewhere.example/e2e-3.xml">3</a>'
+        '<a href="https://reports.example/e2e/e2e-4.xml">4</a><a href="notes.txt">n</a><a href="e2e-1.xml">again</a>'
+    )
+    found = list(_listed(page, "https://reports.example/e2e", "e2e-*.xml"))
+    assert found == [
+        ("e2e-1.xml", "https://reports.example/e2e/e2e-1.xml"),
+        ("e2e-2.xml", "https://reports.example/e2e/sub/e2e-2.xml"),
+        ("e2e-4.xml", "https://reports.example/e2e/e2e-4.xml"),
+    ]

@@ -198,13 +198,18 @@ class _Links(HTMLParser):
 
 
 def _listed(page: str, base: str, pattern: str) -> Iterator[tuple[str, str]]:
-    """(file name, absolute URL) of every link on a listing page matching ``pattern``."""
+    """(file name, absolute URL) of every link on a listing page matching ``pattern`` that
+    stays on the listing's own scheme and host (a link elsewhere is not followed)."""
     parser = _Links()
     parser.feed(page)
     seen = set()
+    home = urlsplit(base)
     for link in parser.links:
         url = urljoin(base if base.endswith("/") else base + "/", link)
-        name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+        target = urlsplit(url)
+        if (target.scheme, target.netloc) != (home.scheme, home.netloc):
+            continue
+        name = unquote(target.path.rsplit("/", 1)[-1])
         if name and name not in seen and fnmatch.fnmatchcase(name, pattern):
             seen.add(name)
             yield name, url
