@@ -246,3 +246,47 @@ def test_a_failed_batched_request_is_asked_again_step_by_step(project_for, monke
     assert asked == [4, 4, 4, 4]  # one request per check, refused
     assert again.model_dump() == expected.model_dump()
     assert again.verdicts == {"go": 1, "no-go": 3, "inconclusive": 0, "rollback": 0}
+
+
+def test_a_windowed_suite_is_answered_in_one_pass_and_each_step_equals_its_own_query(project_for) -> None:
+    """The one-pass form (one scan for every step) of the suites whose shape allows it, over
+    overlapping windows (1h windows every 20 minutes) and steps past the data (an ungrouped
+    suite's empty steps are asked as the suite asks them): every step's frame equals its own
+    query's. The other suites are not rewritten."""
+    from gatecheck.checkplan import window_for
+    from gatecheck.engine import Engine
+    from gatecheck.gate import SourcePool
+    from gatecheck.sources.onepass import one_pass
+
+    project = project_for("unmatched-edges")
+    suites = project.suites
+    assert one_pass(suites["unmatched_edges"].query).grouped  # type: ignore[union-attr]
+    assert not one_pass(suites["unattributed_sessions"].query).grouped  # type: ignore[union-attr]
+    assert one_pass(suites["freshness_lag"].query) is None  # as_of, UNION ALL, a lookback
+    assert one_pass(suites["rollup_parity"].query) is None  # a join of subqueries
+    moments = [AS_OF - timedelta(minutes=20) * k for k in range(12, -1, -1)]
+    moments += [AS_OF + timedelta(days=3) + timedelta(minutes=20) * k for k in range(3)]  # no data yet
+
+    async def compare() -> int:
+        compared = 0
+        async with Engine(project, ledger=None) as engine:
+            pool = SourcePool(project, "staging", engine.source_factory)
+            try:
+                for name in ("unmatched_edges", "unattributed_sessions"):
+                    suite = suites[name]
+                    source = pool.get(suite.source)
+                    for chunk in (moments[:13], moments[13:]):  # each chunk evenly spaced
+                        sets = [
+                            {"window_start": w.start, "window_end": w.end}
+                            for w in (window_for(m, HOUR, suite.window.settle) for m in chunk)
+                        ]
+                        together = await source.query_steps(suite.query, sets)
+                        assert together is not None
+                        for frame, parameters in zip(together, sets, strict=True):
+                            pd.testing.assert_frame_equal(frame, await source.query(suite.query, parameters))
+                            compared += 1
+            finally:
+                await pool.aclose()
+        return compared
+
+    assert asyncio.run(compare()) == 2 * 16
