@@ -298,6 +298,14 @@ class SqliteLedger(Ledger):
     def _error(self, what: str, exc: BaseException) -> LedgerError:
         return LedgerError(f"history ledger {self.path}: {what} ({exc}{_diagnosis(self.path)})")
 
+    def _rows(self, sql: str, args: list[Any], what: str = "cannot read") -> list[Any]:
+        """Every row of one read; a LedgerError saying ``what`` failed."""
+        try:
+            with self._connect() as connection:
+                return connection.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(what, exc) from exc
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         # A connection per operation: safe from any thread, nothing held between calls.
@@ -363,11 +371,7 @@ class SqliteLedger(Ledger):
         if newest is not None:
             sql += " LIMIT ?"
             args.append(newest)
-        try:
-            with self._connect() as connection:
-                rows = connection.execute(sql, args).fetchall()[::-1]
-        except sqlite3.Error as exc:
-            raise self._error("cannot read", exc) from exc
+        rows = self._rows(sql, args)[::-1]
         return [
             Record(
                 phase=r[0],
@@ -403,11 +407,7 @@ class SqliteLedger(Ledger):
             sql += " AND recorded_at_ms >= ?"
             args.append(_ms(recorded_since))
         sql += " ORDER BY as_of_ms, id"
-        try:
-            with self._connect() as connection:
-                rows = connection.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            raise self._error("cannot read", exc) from exc
+        rows = self._rows(sql, args)
         return [
             (_from_ms(r[0]), bool(r[1]), _failed(r[2], json.loads(r[3]) if r[3] is not None else None), r[4])
             for r in rows
@@ -418,11 +418,7 @@ class SqliteLedger(Ledger):
             "SELECT as_of_ms, verdict FROM evaluations WHERE phase = ? AND as_of_ms >= ? AND as_of_ms <= ?"
             " ORDER BY as_of_ms, id"
         )
-        try:
-            with self._connect() as connection:
-                rows = connection.execute(sql, [phase, _ms(since), _ms(until)]).fetchall()
-        except sqlite3.Error as exc:
-            raise self._error("cannot read", exc) from exc
+        rows = self._rows(sql, [phase, _ms(since), _ms(until)])
         return [(_from_ms(r[0]), VerdictState(r[1])) for r in rows]
 
     def append_audit(self, events: list[AuditEvent]) -> None:
@@ -469,11 +465,7 @@ class SqliteLedger(Ledger):
             sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
             args.extend(kinds)
         sql += " ORDER BY id"
-        try:
-            with self._connect() as connection:
-                rows = connection.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            raise self._error("cannot read the audit trail", exc) from exc
+        rows = self._rows(sql, args, "cannot read the audit trail")
         return [_audit_event(r) for r in rows]
 
     def check_writable(self) -> None:

@@ -23,8 +23,8 @@ from pydantic import SecretStr
 from gatecheck.clickhouse import ClickHouse, Connection, Target
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
 from gatecheck.sources.base import QueryParameters, Source, SourceSettings, iso_utc
-from gatecheck.sources.probe import Probe, counted
-from gatecheck.sources.sqltext import column_problems, statement_problems, tables_and_columns
+from gatecheck.sources.probe import Probe
+from gatecheck.sources.sqltext import ColumnsUsed, statement_problems
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -127,14 +127,8 @@ async def check_source(name: str, config: ClickHouseSourceConfig, root: Path, su
     every table the suites read exists with the columns they use."""
     password = config.password.get_secret_value() if config.password is not None else None
     target = Target.parse(config.url, root, password=password, what=f"source {name!r}")
-    used: dict[tuple[str, str], dict[str, set[str]]] = {}
-    readers: dict[tuple[str, str], set[str]] = {}
-    for suite in suites:
-        for table, columns in tables_and_columns(suite.query, target.database).items():
-            readers.setdefault(table, set()).add(suite.name)
-            into = used.setdefault(table, {})
-            for column in columns:
-                into.setdefault(column, set()).add(suite.name)
+    wanted = ColumnsUsed.of(suites, target.database)
+    used = wanted.used
 
     def probe() -> Probe:
         started = time.perf_counter()
@@ -158,13 +152,7 @@ async def check_source(name: str, config: ClickHouseSourceConfig, root: Path, su
             finally:
                 if target.embedded is None:
                     connection.close()
-        count = sum(len(c) for c in used.values())
-        return Probe(
-            version=f"ClickHouse {version}",
-            latency_ms=latency,
-            checked=f"{counted(len(used), 'table')}, {counted(count, 'column')} the suites use",
-            problems=column_problems(used, readers, existing),
-        )
+        return wanted.probe(f"ClickHouse {version}", latency, existing)
 
     try:
         return await asyncio.wait_for(asyncio.to_thread(probe), config.timeout.total_seconds() + 5)

@@ -265,6 +265,12 @@ class JUnitSource(Source):
             except httpx.HTTPError as exc:
                 raise SourceUnavailable(f"{self.where}: {type(exc).__name__}: {exc}") from None
 
+    async def runs(self, pattern: str) -> list[Run]:
+        """Every report matching ``pattern``, as runs."""
+        if isinstance(self.location, Path):
+            return await asyncio.to_thread(self._read_directory, self.location, pattern)
+        return await self._read_listing(self.location, pattern)
+
     async def query(self, text: JUnitQuery, parameters: QueryParameters) -> pd.DataFrame:
         newest: Any = text.newest
         if isinstance(newest, dict):
@@ -273,10 +279,7 @@ class JUnitSource(Source):
             if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 1 or int(raw) != raw:
                 raise QueryError(f"newest: {name} = {raw!r} is not a whole number of runs (at least 1)")
             newest = int(raw)
-        if isinstance(self.location, Path):
-            runs = await asyncio.to_thread(self._read_directory, self.location, text.reports)
-        else:
-            runs = await self._read_listing(self.location, text.reports)
+        runs = await self.runs(text.reports)
         start, end = parameters["window_start"], parameters["window_end"]
         assert isinstance(start, datetime) and isinstance(end, datetime)
         return frame_of(runs, start, end, newest)
@@ -318,10 +321,7 @@ async def check_source(name: str, config: JUnitSourceConfig, root: Path, suites:
     found = 0
     for suite in suites:
         try:
-            if isinstance(source.location, Path):
-                runs = await asyncio.to_thread(source._read_directory, source.location, suite.query.reports)
-            else:
-                runs = await source._read_listing(source.location, suite.query.reports)
+            runs = await source.runs(suite.query.reports)
         except (SourceUnavailable, SourceTimeout) as exc:
             return Probe(reachable=False, problems=[str(exc)])
         except QueryError as exc:

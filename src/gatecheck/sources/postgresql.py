@@ -24,8 +24,8 @@ from pydantic import SecretStr, model_validator
 
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.sources.base import QueryParameters, Source, SourceSettings, iso_utc
-from gatecheck.sources.probe import Probe, counted
-from gatecheck.sources.sqltext import column_problems, statement_problems, tables_and_columns
+from gatecheck.sources.probe import Probe
+from gatecheck.sources.sqltext import ColumnsUsed, statement_problems
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -213,15 +213,9 @@ async def check_source(name: str, config: PostgreSQLSourceConfig, root: Path, su
     import psycopg
 
     info, where = conninfo(config, root)
-    used: dict[tuple[str, str], dict[str, set[str]]] = {}
-    readers: dict[tuple[str, str], set[str]] = {}
-    for suite in suites:
-        plain = _SQL_PARAM.sub("NULL", suite.query)
-        for table, columns in tables_and_columns(plain, "public", dialect="postgres").items():
-            readers.setdefault(table, set()).add(suite.name)
-            into = used.setdefault(table, {})
-            for column in columns:
-                into.setdefault(column, set()).add(suite.name)
+    # {name:type} is gatecheck's, not PostgreSQL's: a NULL stands in for it while parsing
+    wanted = ColumnsUsed.of(suites, "public", "postgres", lambda sql: _SQL_PARAM.sub("NULL", sql))
+    used = wanted.used
     started = time.perf_counter()
     try:
         async with await asyncio.wait_for(
@@ -250,10 +244,4 @@ async def check_source(name: str, config: PostgreSQLSourceConfig, root: Path, su
         if isinstance(translated, QueryError):
             return Probe(problems=[str(translated)])
         return Probe(reachable=False, problems=[str(translated)])
-    count = sum(len(c) for c in used.values())
-    return Probe(
-        version=f"PostgreSQL {version}",
-        latency_ms=latency,
-        checked=f"{counted(len(used), 'table')}, {counted(count, 'column')} the suites use",
-        problems=column_problems(used, readers, existing),
-    )
+    return wanted.probe(f"PostgreSQL {version}", latency, existing)

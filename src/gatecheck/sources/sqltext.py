@@ -4,9 +4,12 @@ anything runs: one SELECT statement, and ``{name:type}`` parameters with usable 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 from gatecheck.frozen import NAME
+from gatecheck.sources.probe import Probe, counted
 
 STATEMENT_START = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(\w+)", re.S)
 
@@ -89,3 +92,41 @@ def column_problems(
                     f"column {column} is not in {database}.{table} (used by {', '.join(sorted(users))})"
                 )
     return problems
+
+
+@dataclass
+class ColumnsUsed:
+    """The tables and columns a source's suites read — ``used``: (database, table) → column
+    → the suites using it; ``readers``: (database, table) → the suites reading it — for
+    ``gatecheck check-sources``."""
+
+    used: dict[tuple[str, str], dict[str, set[str]]] = field(default_factory=dict)
+    readers: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        suites: Iterable[Any],
+        database: str,
+        dialect: str = "clickhouse",
+        prepare: Callable[[str], str] = lambda sql: sql,
+    ) -> ColumnsUsed:
+        """What ``suites`` read (``prepare`` makes a suite's SQL parseable in ``dialect``)."""
+        found = cls()
+        for suite in suites:
+            for table, columns in tables_and_columns(prepare(suite.query), database, dialect).items():
+                found.readers.setdefault(table, set()).add(suite.name)
+                into = found.used.setdefault(table, {})
+                for column in columns:
+                    into.setdefault(column, set()).add(suite.name)
+        return found
+
+    def probe(self, version: str, latency_ms: float, existing: dict[tuple[str, str], set[str]]) -> Probe:
+        """The probe of a reachable source whose tables have ``existing`` columns."""
+        count = sum(len(c) for c in self.used.values())
+        return Probe(
+            version=version,
+            latency_ms=latency_ms,
+            checked=f"{counted(len(self.used), 'table')}, {counted(count, 'column')} the suites use",
+            problems=column_problems(self.used, self.readers, existing),
+        )
