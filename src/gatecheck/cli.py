@@ -585,7 +585,8 @@ def serve(
         typer.Option("--log-format", help="text (default) or json lines; or GATECHECK_LOG_FORMAT."),
     ] = None,
 ) -> None:
-    """Evaluate phases on a schedule, record them, and serve /metrics and the verdict API."""
+    """Evaluate phases on a schedule, record them, and serve /metrics, the verdict API and the
+    status page (/)."""
     from gatecheck import logs
     from gatecheck.service import serve_project
 
@@ -817,8 +818,9 @@ def check_sources(
     ] = None,
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
 ) -> None:
-    """Connect to each source and check what the suites read exists (ClickHouse tables and
-    columns, NATS streams); exit 0 when every source is ready, 3 when not."""
+    """Connect to each source and check what the suites read exists (ClickHouse and PostgreSQL
+    tables and columns, NATS streams, JUnit reports); exit 0 when every source is ready, 3 when
+    not."""
     from gatecheck.progress import Waiting
     from gatecheck.sourcecheck import check_sources as probe_sources
     from gatecheck.sourcecheck import render_checks
@@ -885,9 +887,9 @@ def demo(
         ),
     ] = None,
 ) -> None:
-    """Build the demo warehouse (chDB) and bus (bundled nats-server) under .gatecheck/ for a
-    scenario, run a gate of the shipped reference project on them (or, with --serve, the
-    service), and stop the server again."""
+    """Build the demo warehouse (chDB), bus (bundled nats-server), database (embedded
+    PostgreSQL) and E2E reports under .gatecheck/ for a scenario, run a gate of the shipped
+    reference project on them (or, with --serve, the service), and stop the servers again."""
     if serve_demo:
         from gatecheck import logs
 
