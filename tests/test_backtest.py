@@ -248,45 +248,67 @@ def test_a_failed_batched_request_is_asked_again_step_by_step(project_for, monke
     assert again.verdicts == {"go": 1, "no-go": 3, "inconclusive": 0, "rollback": 0}
 
 
-def test_a_windowed_suite_is_answered_in_one_pass_and_each_step_equals_its_own_query(project_for) -> None:
-    """The one-pass form (one scan for every step) of the suites whose shape allows it, over
-    overlapping windows (1h windows every 20 minutes) and steps past the data (an ungrouped
-    suite's empty steps are asked as the suite asks them): every step's frame equals its own
-    query's. The other suites are not rewritten."""
-    from gatecheck.checkplan import window_for
+# Each ClickHouse suite of the reference project on a healthy warehouse and on the scenario
+# that breaks it, with what that breakage looks like in its frame (so the comparison covers
+# the failing rows too, not only healthy ones).
+ONE_PASS_CASES = [
+    ("freshness_lag", "healthy", None),
+    ("freshness_lag", "stale-ingest", lambda f: (f["ingest_lag_s"] > 3600).any()),
+    ("freshness_lag", "clock-skew", lambda f: (f["clock_skew_rate"] > 0).any()),
+    ("rollup_parity", "rollup-drift", lambda f: (f["rel_diff"] > 0).any()),
+    ("unattributed_sessions", "unattributed-spike", lambda f: (f["unattributed_rate"] > 0.1).any()),
+    ("unmatched_edges", "unmatched-edges", lambda f: (f["unmatched"] > 0).any()),
+]
+
+
+@pytest.mark.parametrize(("name", "scenario", "broken"), ONE_PASS_CASES, ids=lambda v: v if isinstance(v, str) else "")
+def test_a_warehouse_suite_answered_in_one_pass_gives_each_step_its_own_querys_frame(
+    project_for, name, scenario, broken
+) -> None:
+    """The one-pass form (one scan of each table for every step) of every ClickHouse suite of
+    the reference project — a table scope, partial aggregates handed to overlapping windows
+    (1h windows every 20 minutes; a one-day lookback from as_of), a UNION ALL, a FULL OUTER
+    JOIN of two windowed aggregates, an ungrouped aggregate's steps without data — gives
+    every step exactly the frame its own query returns: rows, order, values and types."""
+    from gatecheck.checkplan import query_parameters, window_for
     from gatecheck.engine import Engine
     from gatecheck.gate import SourcePool
-    from gatecheck.sources.onepass import one_pass
+    from gatecheck.sources.onepass import one_pass, steps_of
 
-    project = project_for("unmatched-edges")
-    suites = project.suites
-    assert one_pass(suites["unmatched_edges"].query).grouped  # type: ignore[union-attr]
-    assert not one_pass(suites["unattributed_sessions"].query).grouped  # type: ignore[union-attr]
-    assert one_pass(suites["freshness_lag"].query) is None  # as_of, UNION ALL, a lookback
-    assert one_pass(suites["rollup_parity"].query) is None  # a join of subqueries
-    moments = [AS_OF - timedelta(minutes=20) * k for k in range(12, -1, -1)]
-    moments += [AS_OF + timedelta(days=3) + timedelta(minutes=20) * k for k in range(3)]  # no data yet
+    project = project_for(scenario)
+    thresholds = project.resolve_thresholds("warehouse-release")
+    suite = project.suites[name]
+    chunks = [
+        [AS_OF - timedelta(minutes=20) * k for k in range(12, -1, -1)],
+        [AS_OF - HOUR * k for k in range(30, -1, -1)],
+        [AS_OF + timedelta(days=1) + timedelta(minutes=20) * k for k in range(3)],  # no data yet
+    ]
 
-    async def compare() -> int:
-        compared = 0
+    async def compare() -> list[pd.DataFrame]:
+        frames = []
         async with Engine(project, ledger=None) as engine:
             pool = SourcePool(project, "staging", engine.source_factory)
             try:
-                for name in ("unmatched_edges", "unattributed_sessions"):
-                    suite = suites[name]
-                    source = pool.get(suite.source)
-                    for chunk in (moments[:13], moments[13:]):  # each chunk evenly spaced
-                        sets = [
-                            {"window_start": w.start, "window_end": w.end}
-                            for w in (window_for(m, HOUR, suite.window.settle) for m in chunk)
-                        ]
-                        together = await source.query_steps(suite.query, sets)
-                        assert together is not None
-                        for frame, parameters in zip(together, sets, strict=True):
-                            pd.testing.assert_frame_equal(frame, await source.query(suite.query, parameters))
-                            compared += 1
+                source = pool.get(suite.source)
+                for chunk in chunks:
+                    sets = [
+                        query_parameters(suite, window_for(m, suite.window.length, suite.window.settle), m, thresholds)
+                        for m in chunk
+                    ]
+                    steps = steps_of(sets)
+                    assert steps is not None and one_pass(suite.query, steps) is not None
+                    together = await source.query_steps(suite.query, sets)
+                    assert together is not None
+                    for frame, parameters in zip(together, sets, strict=True):
+                        alone = await source.query(suite.query, parameters)
+                        pd.testing.assert_frame_equal(frame, alone, obj=f"{name} at {parameters}")
+                        frames.append(frame)
             finally:
                 await pool.aclose()
-        return compared
+        return frames
 
-    assert asyncio.run(compare()) == 2 * 16
+    frames = asyncio.run(compare())
+    assert len(frames) == 13 + 31 + 3
+    assert sum(not f.empty for f in frames) >= 13 + 31 - 6  # the comparison saw data
+    if broken is not None:
+        assert any(broken(f) for f in frames if not f.empty)

@@ -199,40 +199,22 @@ class ClickHouseSource(Source):
     async def query_steps(
         self, text: str, parameter_sets: list[QueryParameters]
     ) -> list[pd.DataFrame] | None:
-        """Many steps in one request: a windowed suite of the one-pass shape
-        (:mod:`gatecheck.sources.onepass`) in one scan of its table; any other, the suite SQL
-        once per set, ``UNION ALL``, each copy's rows marked with its position
-        (``wrap_steps``). Either way the rows are split back into one frame per set, in the
-        order the engine returned them. None when the SQL already names the marker."""
+        """Many steps in one request: when the steps differ only in evenly spaced time
+        parameters and the SQL has a shape :mod:`gatecheck.sources.onepass` rewrites, one
+        scan of each table for every step; otherwise the suite SQL once per set, ``UNION
+        ALL``, each copy's rows marked with its position (``wrap_steps``). Either way the rows
+        are split back into one frame per set, in the order the engine returned them. None
+        when the SQL already names the marker."""
         if STEP_COLUMN in text:
             return None
-        from gatecheck.sources.onepass import one_pass, uniform_steps
+        from gatecheck.sources.onepass import one_pass, steps_of
 
-        spacing = uniform_steps(list(parameter_sets))
-        rewritten = one_pass(text) if spacing is not None else None
-        if spacing is None or rewritten is None:
+        steps = steps_of(list(parameter_sets))
+        rewritten = one_pass(text, steps) if steps is not None else None
+        if steps is None or rewritten is None:
             return await self._union_steps(text, parameter_sets)
-        first_end, step, length = spacing
-        starts = [p["window_start"] for p in parameter_sets]
-        ends = [p["window_end"] for p in parameter_sets]
-        bound = {
-            "gatecheck_first_end": str(first_end),
-            "gatecheck_step_ms": str(step),
-            "gatecheck_length_ms": str(length),
-            "gatecheck_steps": str(len(parameter_sets)),
-            "gatecheck_from": format_parameter(min(starts)),
-            "gatecheck_to": format_parameter(max(ends)),
-        }
-        frames = await self._split(wrap_readonly(rewritten.sql, self.timeout), bound, len(parameter_sets))
-        if not rewritten.grouped:
-            # One aggregate row per step even without data: the steps the scan found nothing
-            # for are asked as the suite asks them.
-            empty = [k for k, frame in enumerate(frames) if frame.empty]
-            if empty:
-                again = await self._union_steps(text, [parameter_sets[k] for k in empty])
-                for k, frame in zip(empty, again, strict=True):
-                    frames[k] = frame
-        return frames
+        bound = {name: format_parameter(value) for name, value in steps.parameters().items()}
+        return await self._split(wrap_readonly(rewritten, self.timeout), bound, len(parameter_sets))
 
     async def _union_steps(self, text: str, parameter_sets: list[QueryParameters]) -> list[pd.DataFrame]:
         sql = wrap_steps(text, len(parameter_sets), self.timeout)
