@@ -212,8 +212,7 @@ async def _one_check(
     advance: Callable[[int], None],
 ) -> list[Judged]:
     """One check at every step: (its result, its result under the proposed thresholds)."""
-    suite = plans[0].suite
-    chunks = _chunks(suite.query, len(times))
+    chunks = _chunks(pool, plans, times, thresholds)
     fetched: list[pd.DataFrame | CheckResult] = []
     for part in await asyncio.gather(
         *(_fetch_steps(pool, limit, times[a:b], plans[a:b], thresholds, advance) for a, b in chunks)
@@ -225,18 +224,21 @@ async def _one_check(
     return [(now, None if again is None else again[k]) for k, now in enumerate(judged)]
 
 
-#: A query of many steps stays under this many characters (ClickHouse's max_query_size is
-#: 256 KiB by default) and this many steps.
-BATCH_CHARS = 128_000
-BATCH_STEPS = 64
-
-
-def _chunks(query: Any, count: int) -> list[tuple[int, int]]:
-    """The ranges of steps asked in one request each."""
-    size = BATCH_STEPS
-    if isinstance(query, str):
-        size = max(1, min(BATCH_STEPS, BATCH_CHARS // (len(query) + 64)))
-    return [(a, min(a + size, count)) for a in range(0, count, size)]
+def _chunks(
+    pool: Any, plans: list[CheckPlan], times: list[datetime], thresholds: dict[str, ResolvedThreshold]
+) -> list[tuple[int, int]]:
+    """The ranges of steps asked in one request each, as many as the source takes."""
+    suite = plans[0].suite
+    try:
+        source = pool.get(suite.source)
+        size = source.steps_per_request(
+            suite.query,
+            [query_parameters(suite, p.window, m, thresholds) for m, p in zip(times, plans, strict=True)],
+        )
+    except Exception:  # the source's own error is each step's, when it is fetched
+        size = 1
+    size = max(1, size)
+    return [(a, min(a + size, len(times))) for a in range(0, len(times), size)]
 
 
 async def _fetch_steps(
@@ -291,12 +293,12 @@ async def _judge_steps(
 
     suite = plans[0].suite
     base = [{**check_base(plan), "source_available": True} for plan in plans]
-    ready = [
-        k
+    early = {
+        k: triage(suite, found, thresholds, base[k])
         for k, found in enumerate(fetched)
         if not isinstance(found, CheckResult)
-        and not isinstance(triage(suite, found, thresholds, base[k]), CheckResult)
-    ]
+    }
+    ready = [k for k, decided in early.items() if not isinstance(decided, CheckResult)]
     validated: dict[int, Any] = {}
     if ready:
         try:
@@ -313,7 +315,9 @@ async def _judge_steps(
         if isinstance(found, CheckResult):
             results.append(found)
         elif k in validated:
-            results.append(judge(suite, found, thresholds, base[k], expectations=validated[k]))
+            results.append(
+                judge(suite, found, thresholds, base[k], expectations=validated[k], early=early[k])
+            )
         else:
             results.append(
                 await judge_fetched(

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -515,11 +515,14 @@ def judge(
     base: dict[str, Any],
     validator: Validator | None = None,
     expectations: list[ExpectationResult] | None = None,
+    early: CheckResult | EvidenceResult | Literal["unknown"] | None = "unknown",
 ) -> CheckResult:
     """Turn one query result into a CheckResult (evidence first, then expectations);
     ``expectations``: the frame's results already validated (the backtest validates many
-    frames at once), else Great Expectations runs now."""
-    early = triage(suite, frame, thresholds, base)
+    frames at once), else Great Expectations runs now; ``early``: the frame's ``triage``
+    when the caller already has it."""
+    if early == "unknown":
+        early = triage(suite, frame, thresholds, base)
     if isinstance(early, CheckResult):
         return early
     if expectations is None:

@@ -271,8 +271,15 @@ def judge_evidence(
             f"evidence column {evidence.column!r} is not in the query result "
             f"(columns: {', '.join(map(str, frame.columns))})"
         )
-    values = pd.to_numeric(frame[evidence.column], errors="coerce")
-    total = float(values.sum(skipna=True)) if values.notna().any() else None
+    column = frame[evidence.column]
+    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+        # numbers already (the usual case): summed in numpy, not per value
+        numbers = column.to_numpy(dtype="float64", na_value=float("nan"))
+        present = numbers[~np.isnan(numbers)]
+        total = float(present.sum()) if present.size else None
+    else:
+        values = pd.to_numeric(column, errors="coerce")
+        total = float(values.sum(skipna=True)) if values.notna().any() else None
     try:
         required = float(minimum.value)  # type: ignore[arg-type]
     except (TypeError, ValueError):

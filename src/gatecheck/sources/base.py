@@ -77,6 +77,10 @@ class Source(ABC):
         ``query`` returns for its set."""
         return None
 
+    def steps_per_request(self, text: Any, parameter_sets: list[QueryParameters]) -> int:
+        """How many of these parameter sets one ``query_steps`` request should carry."""
+        return 64
+
     async def close(self) -> None:  # noqa: B027 — optional hook
         """Release connections; safe to call more than once."""
 

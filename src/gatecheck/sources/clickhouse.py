@@ -67,6 +67,10 @@ def wrap_readonly(sql: str, timeout_s: float) -> str:
 #: The column that carries each step's position in a query of many steps.
 STEP_COLUMN = "gatecheck_step"
 
+#: A ``UNION ALL`` request of many steps stays under this many characters and this many steps.
+BATCH_CHARS = 128_000
+BATCH_STEPS = 64
+
 
 def wrap_steps(sql: str, count: int, timeout_s: float) -> str:
     """The suite SQL ``count`` times in one read-only, time-limited SELECT: copy ``k``'s
@@ -196,6 +200,19 @@ class ClickHouseSource(Source):
         except TimeoutError as exc:
             raise SourceTimeout(f"no answer within {self.timeout:.0f}s") from exc
 
+    def steps_per_request(self, text: Any, parameter_sets: list[QueryParameters]) -> int:
+        """Every step in one request when the one-pass form applies (one scan whatever the
+        count); else as many copies of the SQL as keep a ``UNION ALL`` request under
+        ``BATCH_CHARS`` (ClickHouse's max_query_size is 256 KiB by default) and
+        ``BATCH_STEPS``."""
+        from gatecheck.sources.onepass import one_pass, steps_of
+
+        steps = steps_of(list(parameter_sets)) if isinstance(text, str) else None
+        if steps is not None and one_pass(text, steps) is not None:
+            return len(parameter_sets)
+        size = BATCH_CHARS // (len(text) + 64) if isinstance(text, str) else BATCH_STEPS
+        return max(1, min(BATCH_STEPS, size))
+
     async def query_steps(
         self, text: str, parameter_sets: list[QueryParameters]
     ) -> list[pd.DataFrame] | None:
@@ -234,9 +251,17 @@ class ClickHouseSource(Source):
             if frame.empty:  # no row at all: the driver's empty answer, for every step alike
                 return [frame.copy() for _ in range(count)]
             raise QueryError(f"the answer of many steps lacks its {STEP_COLUMN} column")
-        positions = frame.groupby(STEP_COLUMN, sort=False).indices
+        import numpy as np
+
+        # One stable sort by step (rows keep their order within a step), then each step's
+        # rows are a contiguous slice: no copy per step.
+        steps = frame[STEP_COLUMN].to_numpy(dtype="int64")
+        if len(steps) > 1 and (steps[1:] < steps[:-1]).any():
+            order = np.argsort(steps, kind="stable")
+            frame, steps = frame.take(order), steps[order]
+        bounds = np.searchsorted(steps, np.arange(count + 1), side="left")
         frame = frame.drop(columns=STEP_COLUMN)
-        return [frame.iloc[positions.get(k, [])].reset_index(drop=True) for k in range(count)]
+        return [frame.iloc[bounds[k] : bounds[k + 1]].reset_index(drop=True) for k in range(count)]
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None

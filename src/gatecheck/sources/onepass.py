@@ -36,6 +36,7 @@ the one its own query returns (tested frame for frame on every shipped ClickHous
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -82,7 +83,7 @@ class Steps:
         return out
 
 
-def steps_of(parameter_sets: list[dict[str, Any]]) -> Steps | None:
+def steps_of(parameter_sets: Sequence[Mapping[str, Any]]) -> Steps | None:
     """The steps' shape when the sets differ only in time parameters that all advance by
     one whole-millisecond spacing, oldest first; None otherwise."""
     if len(parameter_sets) < 2:
@@ -205,7 +206,17 @@ class _Rewrite:
 
     @staticmethod
     def _check_plain(select: Any) -> None:
-        for key in ("with_", "with", "limit", "offset", "distinct", "laterals", "qualify", "windows", "prewhere"):
+        for key in (
+            "with_",
+            "with",
+            "limit",
+            "offset",
+            "distinct",
+            "laterals",
+            "qualify",
+            "windows",
+            "prewhere",
+        ):
             if select.args.get(key):
                 raise _Refused(key)
         for key in ("sample", "settings", "format", "kind", "into", "locks"):
@@ -272,7 +283,11 @@ class _Rewrite:
         source = select.args.get("from_") or select.args.get("from")
         parts = [source.this]
         for join in select.args.get("joins") or []:
-            if join.args.get("on") is not None or not join.args.get("using") or join.args.get("kind") in ("CROSS", "ARRAY"):
+            if (
+                join.args.get("on") is not None
+                or not join.args.get("using")
+                or join.args.get("kind") in ("CROSS", "ARRAY")
+            ):
                 raise _Refused("a join not USING")
             join.set("using", [exp.to_identifier(STEP), *join.args["using"]])
             parts.append(join.this)
@@ -286,7 +301,9 @@ class _Rewrite:
         if any(self._nested(e) for e in select.expressions):
             raise _Refused("subquery in an expression")
         group = select.args.get("group")
-        aggregated = any(n.find(exp.AggFunc) for n in [*select.expressions, select.args.get("having") or exp.null()])
+        aggregated = any(
+            n.find(exp.AggFunc) for n in [*select.expressions, select.args.get("having") or exp.null()]
+        )
         if group is not None:
             group.set("expressions", [exp.column(STEP), *group.expressions])
         elif aggregated:
@@ -372,11 +389,19 @@ class _Rewrite:
         from sqlglot import exp
 
         clauses = [select.args.get(k) for k in ("where", "having", "group", "order")]
-        if any(self._nested(c) for c in clauses if c is not None) or any(self._nested(e) for e in select.expressions):
+        if any(self._nested(c) for c in clauses if c is not None) or any(
+            self._nested(e) for e in select.expressions
+        ):
             raise _Refused("subquery in an expression")
         where = select.args.get("where")
-        conjuncts = [] if where is None else (list(where.this.flatten()) if isinstance(where.this, exp.And) else [where.this])
-        los, his, kept = [], [], []
+        conjuncts = (
+            []
+            if where is None
+            else (list(where.this.flatten()) if isinstance(where.this, exp.And) else [where.this])
+        )
+        los: list[str] = []
+        his: list[str] = []
+        kept: list[Any] = []
         for conjunct in conjuncts:
             if self._varies(conjunct):
                 kind, bound, loosest = self._bound(conjunct)
@@ -387,8 +412,10 @@ class _Rewrite:
         aliases = {e.alias: e.this for e in select.expressions if isinstance(e, exp.Alias)}
         used = {c.name for k in kept for c in k.find_all(exp.Column) if not c.table}
         lo = f"toInt64(greatest(0, {', '.join(los)}))" if los else "toInt64(0)"
-        hi = f"toInt64(least({{gatecheck_steps:Int64}} - 1, {', '.join(his)}))" if his else (
-            "toInt64({gatecheck_steps:Int64} - 1)"
+        hi = (
+            f"toInt64(least({{gatecheck_steps:Int64}} - 1, {', '.join(his)}))"
+            if his
+            else ("toInt64({gatecheck_steps:Int64} - 1)")
         )
         from_sql = source.this.sql(dialect="clickhouse")
         conditions = " AND ".join("(" + k.sql(dialect="clickhouse") + ")" for k in kept)
@@ -398,13 +425,14 @@ class _Rewrite:
         order = select.args.get("order")
         for clause in (group, order):
             if clause is not None and any(
-                isinstance(o.this if isinstance(o, exp.Ordered) else o, exp.Literal) for o in clause.expressions
+                isinstance(o.this if isinstance(o, exp.Ordered) else o, exp.Literal)
+                for o in clause.expressions
             ):
                 raise _Refused("positional GROUP BY or ORDER BY")
         aggregated = group is not None or any(
             n.find(exp.AggFunc) for n in [*select.expressions, having or exp.null()]
         )
-        handed = f"range(gatecheck_lo, greatest(gatecheck_lo, gatecheck_hi + 1))"
+        handed = "range(gatecheck_lo, greatest(gatecheck_lo, gatecheck_hi + 1))"
         if not aggregated:
             if having is not None:
                 raise _Refused("HAVING without aggregates")
@@ -438,7 +466,11 @@ class _Rewrite:
             else:
                 key_sql.append(g.sql(dialect="clickhouse"))
             keys.append(name)
-        dropped = {a for a, e in aliases.items() if a not in aliased_keys and not (isinstance(e, exp.Column) and e.name == a)}
+        dropped = {
+            a
+            for a, e in aliases.items()
+            if a not in aliased_keys and not (isinstance(e, exp.Column) and e.name == a)
+        }
         if used & dropped:
             raise _Refused("WHERE names a SELECT alias")
 
@@ -470,10 +502,12 @@ class _Rewrite:
         )
         if group is None:
             # one row per step even without data: an empty partial state for every step
-            inner += (
-                f" UNION ALL SELECT {', '.join(['toInt64(0)', 'toInt64({gatecheck_steps:Int64} - 1)', *(s.rsplit(' AS ', 1)[0] for s in states)])} "
-                f"FROM {from_sql} WHERE 0"
-            )
+            empty = [
+                "toInt64(0)",
+                "toInt64({gatecheck_steps:Int64} - 1)",
+                *(s.rsplit(" AS ", 1)[0] for s in states),
+            ]
+            inner += f" UNION ALL SELECT {', '.join(empty)} FROM {from_sql} WHERE 0"
         return (
             f"SELECT {STEP}, {items} FROM ({inner}) ARRAY JOIN {handed} AS {STEP} "
             f"GROUP BY {', '.join([STEP, *keys])}{having_sql}{ordering}"
