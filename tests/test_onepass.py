@@ -24,14 +24,20 @@ MINUTE = timedelta(minutes=1)
 
 
 @pytest.fixture(scope="module")
-def chdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ClickHouse, Any, Path]]:
-    path = tmp_path_factory.mktemp("onepass") / "db"
+def chdb(warehouse: Path) -> Iterator[tuple[ClickHouse, Any, str]]:
+    """A table ``t`` in a database of its own in the session's chDB path (chDB embeds one
+    path per process): the hub, a connection to that database, and its URL."""
+    url = f"chdb://{warehouse}?database=onepass"
     with ClickHouse() as hub:
-        connection = hub.connect(Target.parse(f"chdb://{path}", path), create=True)
+        hub.connect(Target.parse(f"chdb://{warehouse}", warehouse)).command(
+            "CREATE DATABASE IF NOT EXISTS onepass"
+        )
+        connection = hub.connect(Target.parse(url, warehouse))
+        connection.command("DROP TABLE IF EXISTS t")
         connection.command(
             "CREATE TABLE t (ts DateTime64(3), g String, v Int64) ENGINE = MergeTree ORDER BY ts"
         )
-        yield hub, connection, path
+        yield hub, connection, url
 
 
 def fill(connection: Any, rows: list[tuple[int, str, int]]) -> None:
@@ -41,12 +47,12 @@ def fill(connection: Any, rows: list[tuple[int, str, int]]) -> None:
         connection.command(f"INSERT INTO t VALUES {values}")
 
 
-def compare(hub: ClickHouse, path: Path, sql: str, sets: list[dict[str, Any]]) -> list[pd.DataFrame]:
+def compare(hub: ClickHouse, url: str, sql: str, sets: list[dict[str, Any]]) -> list[pd.DataFrame]:
     """query_steps and each step's own query; asserts they are equal, returns the frames."""
 
     async def go() -> list[pd.DataFrame]:
-        config = ClickHouseSourceConfig(type="clickhouse", url=f"chdb://{path}")
-        source = ClickHouseSource("w", config, path.parent, hub)
+        config = ClickHouseSourceConfig(type="clickhouse", url=url)
+        source = ClickHouseSource("w", config, Path("/"), hub)
         together = await source.query_steps(sql, sets)
         assert together is not None and len(together) == len(sets)
         for frame, parameters in zip(together, sets, strict=True):
@@ -121,7 +127,7 @@ def test_every_step_of_the_one_pass_form_equals_its_own_query(
     longer and shorter than the step, strict and non-strict bounds either way round, a
     lookback from as_of, grouped, ungrouped (a row per step even without data), plain rows,
     and a UNION ALL of both."""
-    hub, connection, path = chdb
+    hub, connection, url = chdb
     rows = [
         (int((BASE + m * MINUTE).timestamp() * 1000) + offset_ms * (i % 3 - 1), "ab"[i % 2], i)
         for i, m in enumerate(minutes)
@@ -135,14 +141,14 @@ def test_every_step_of_the_one_pass_form_equals_its_own_query(
     steps = steps_of(sets)
     assert steps is not None
     assert one_pass(sql, steps) is not None, sql
-    compare(hub, path, sql, sets)
+    compare(hub, url, sql, sets)
 
 
 def test_every_bound_counts_the_rows_on_step_boundaries_as_its_own_query_does(chdb) -> None:
     """Every lower bound with every upper bound over rows every 5 minutes exactly, 1 ms before
     and 1 ms after (every step boundary holds rows): a strict bound read as non-strict, or a
     boundary row handed to the neighbouring step, changes a count."""
-    hub, connection, path = chdb
+    hub, connection, url = chdb
     rows = [
         (int((BASE + m * MINUTE).timestamp() * 1000) + delta, "ab"[m % 2], m)
         for m in range(-120, 300, 5)
@@ -159,7 +165,7 @@ def test_every_bound_counts_the_rows_on_step_boundaries_as_its_own_query_does(ch
             names = {n for n in ("window_start", "window_end", "as_of") if "{" + n + ":" in sql}
             steps = steps_of([{n: s[n] for n in names} for s in sets])
             assert steps is not None and one_pass(sql, steps) is not None, sql
-            frames = compare(hub, path, sql, [{n: s[n] for n in names} for s in sets])
+            frames = compare(hub, url, sql, [{n: s[n] for n in names} for s in sets])
             seen += sum(not f.empty for f in frames)
     assert seen >= 0.9 * len(LOWER) * len(UPPER) * len(sets)  # the comparisons saw rows
 
@@ -167,17 +173,17 @@ def test_every_bound_counts_the_rows_on_step_boundaries_as_its_own_query_does(ch
 def test_the_one_pass_form_holds_steps_without_any_row(chdb) -> None:
     """An empty table: an ungrouped aggregate still answers one row per step (count 0), a
     grouped one none."""
-    hub, connection, path = chdb
+    hub, connection, url = chdb
     fill(connection, [])
     sets = step_sets(
         BASE, 60 * MINUTE, 60 * MINUTE, 0 * MINUTE, 4, {"window_start", "window_end", "as_of", "tolerance"}
     )
     ungrouped = SHAPES["ungrouped"].replace("{where}", f"{LOWER[0]} AND {UPPER[0]}")
-    frames = compare(hub, path, ungrouped, sets)
+    frames = compare(hub, url, ungrouped, sets)
     assert [f["n"].tolist() for f in frames] == [[0]] * 4
     grouped = SHAPES["grouped"].replace("{where}", f"{LOWER[0]} AND {UPPER[0]}")
     sets = [{k: v for k, v in s.items() if k in ("window_start", "window_end")} for s in sets]
-    assert all(f.empty for f in compare(hub, path, grouped, sets))
+    assert all(f.empty for f in compare(hub, url, grouped, sets))
 
 
 REFUSED = {
@@ -201,7 +207,7 @@ REFUSED = {
 
 @pytest.mark.parametrize("why", sorted(REFUSED))
 def test_a_shape_the_rewrite_cannot_prove_is_refused_and_asked_step_by_step(chdb, why) -> None:
-    hub, connection, path = chdb
+    hub, connection, url = chdb
     fill(
         connection, [(int((BASE + m * MINUTE).timestamp() * 1000), "ab"[m % 2], m) for m in range(0, 300, 7)]
     )
@@ -212,7 +218,7 @@ def test_a_shape_the_rewrite_cannot_prove_is_refused_and_asked_step_by_step(chdb
     steps = steps_of(sets)
     assert steps is not None
     assert one_pass(sql, steps) is None
-    frames = compare(hub, path, sql, sets)  # UNION ALL of the suite's own query, each step equal
+    frames = compare(hub, url, sql, sets)  # UNION ALL of the suite's own query, each step equal
     assert any(not f.empty for f in frames)
 
 
