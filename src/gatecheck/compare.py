@@ -1,8 +1,9 @@
 """Comparisons: two sides' answers as one frame, and two samples judged statistically.
 
-The computational core of comparison checks (issue "Comparison checks"); a suite kind that
-uses it is not wired yet. Both functions work on what sources already return — small frames
-of aggregates, sample lists or histograms — never raw rows.
+The core of comparison suites (``compare:`` in a suite file): :func:`compare_frame` turns
+the two sides' answers into the one frame Great Expectations judges. Everything works on what
+sources already return — small frames of aggregates, sample lists or histograms — never raw
+rows.
 
 - :func:`join_sides` joins two frames on declared keys into one frame Great Expectations can
   judge: both sides' values, their difference, relative difference and ratio, and a
@@ -17,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,9 +75,11 @@ def join_sides(
     a = _normalized_keys(left[[*keys, *values]], keys).rename(columns={v: f"{first}_{v}" for v in values})
     b = _normalized_keys(right[[*keys, *values]], keys).rename(columns={v: f"{second}_{v}" for v in values})
     joined = a.merge(b, on=keys, how="outer", indicator=True, sort=True)
-    joined[PRESENT] = joined.pop("_merge").map(
-        {"both": "both", "left_only": f"{first} only", "right_only": f"{second} only"}
-    ).astype(str)
+    joined[PRESENT] = (
+        joined.pop("_merge")
+        .map({"both": "both", "left_only": f"{first} only", "right_only": f"{second} only"})
+        .astype(str)
+    )
     for value in values:
         lhs = pd.to_numeric(joined[f"{first}_{value}"], errors="coerce").astype(float)
         rhs = pd.to_numeric(joined[f"{second}_{value}"], errors="coerce").astype(float)
@@ -117,10 +120,12 @@ def mann_whitney(
     alpha: float = 0.05,
     names: tuple[str, str] = ("canary", "baseline"),
     unit: str = "",
+    alternative: str = "two-sided",
 ) -> Comparison:
-    """Two-sided Mann-Whitney U test of two samples (scipy), its rank-biserial effect size
-    (+1: every left sample above every right one) and direction. Fewer than ``min_samples``
-    on a side: ``sufficient`` is False and nothing is concluded."""
+    """Mann-Whitney U test of two samples (scipy; ``alternative``: ``two-sided``, or
+    ``greater`` / ``less`` for "left is higher / lower"), its rank-biserial effect size (+1:
+    every left sample above every right one) and direction. Fewer than ``min_samples`` on a
+    side: ``sufficient`` is False and nothing is concluded."""
     from scipy.stats import mannwhitneyu
 
     left_n, right_n = len(left), len(right)
@@ -130,7 +135,7 @@ def mann_whitney(
             "mann-whitney", left_n, right_n, False, None, None, "no difference", None, None,
             f"too few samples: {first} {left_n}, {second} {right_n} (need {min_samples} each)",
         )  # fmt: skip
-    result = mannwhitneyu(left, right, alternative="two-sided")
+    result = mannwhitneyu(left, right, alternative=alternative)
     u, p = float(result.statistic), float(result.pvalue)
     effect = 2 * u / (left_n * right_n) - 1  # rank-biserial: P(left > right) - P(left < right)
     lp95, rp95 = _p95(left), _p95(right)
@@ -152,9 +157,10 @@ def proportions(
     alpha: float = 0.05,
     names: tuple[str, str] = ("canary", "baseline"),
     what: str = "error rate",
+    alternative: str = "two-sided",
 ) -> Comparison:
-    """Two-sided z-test of two proportions (pooled), e.g. error rates per pod group; the
-    effect is the difference of proportions (left − right)."""
+    """z-test of two proportions (pooled), e.g. error rates per pod group (``alternative``
+    as for :func:`mann_whitney`); the effect is the difference of proportions (left − right)."""
     from scipy.stats import norm
 
     first, second = names
@@ -166,7 +172,14 @@ def proportions(
     p1, p2 = left_hits / left_total, right_hits / right_total
     pooled = (left_hits + right_hits) / (left_total + right_total)
     spread = math.sqrt(pooled * (1 - pooled) * (1 / left_total + 1 / right_total))
-    p = 1.0 if spread == 0 else float(2 * norm.sf(abs(p1 - p2) / spread))
+    if spread == 0:
+        p = 1.0
+    elif alternative == "greater":
+        p = float(norm.sf((p1 - p2) / spread))
+    elif alternative == "less":
+        p = float(norm.cdf((p1 - p2) / spread))
+    else:
+        p = float(2 * norm.sf(abs(p1 - p2) / spread))
     direction = "no difference" if p >= alpha else ("higher" if p1 > p2 else "lower")
     text = f"{first} {what} {p1:.2%} vs {second} {p2:.2%}, {direction}, p = {_fmt_p(p)}"
     return Comparison("proportions", left_total, right_total, True, p, p1 - p2, direction, p1, p2, text)
@@ -195,3 +208,151 @@ def _fmt(value: float) -> str:
 
 def _fmt_p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+# --------------------------------------------------------------------------- suites
+
+
+def compare_frame(config: Any, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The frame a comparison suite's expectations judge, from each side's answer
+    (``config``: the suite's ``CompareConfig``; ``frames``: side name → its frame).
+
+    - ``difference``: :func:`join_sides` on ``keys`` (without keys each side answers at most
+      one row, its totals), both sides' ``values``, their difference, relative difference,
+      ratio and ``present``.
+    - ``mann-whitney`` / ``proportions``: one row — per side ``<side>_n`` and its summary
+      (``_p50``/``_p95`` of the samples, or ``_hits``/``_total``/``_rate``), ``p_value`` (one-sided:
+      the probability of a difference at least this large in the worse direction if the first
+      side were no worse), ``effect`` (rank-biserial, or the difference of rates; positive: the
+      first side higher), ``direction`` and ``summary`` (one sentence). Too few samples on a
+      side leaves ``p_value`` and ``effect`` empty.
+
+    Raises ValueError (what is wrong with which side) when an answer lacks a column or
+    repeats a key."""
+    import pandas as pd
+
+    first, second = config.names
+    if config.test == "difference":
+        left, right = frames[first], frames[second]
+        keys = list(config.keys)
+        if not keys:
+            for name, frame in ((first, left), (second, right)):
+                if len(frame) > 1:
+                    raise ValueError(
+                        f"{name}: {len(frame)} rows without keys (a comparison of totals takes one)"
+                    )
+            left, right = left.assign(_gatecheck_total=0), right.assign(_gatecheck_total=0)
+            keys = ["_gatecheck_total"]
+        # a side without any row: the driver may not name its columns
+        left, right = (
+            pd.DataFrame({c: pd.Series(dtype=object) for c in [*keys, *config.values]}) if f.empty else f
+            for f in (left, right)
+        )
+        joined = join_sides(left, right, keys, list(config.values), (first, second))
+        return joined.drop(columns=["_gatecheck_total"], errors="ignore")
+
+    alternative = "greater" if config.worse == "higher" else "less"
+    if config.test == "mann-whitney":
+        samples = {name: _samples(config, name, frames[name]) for name in (first, second)}
+        result = mann_whitney(
+            samples[first], samples[second], min_samples=config.min_samples, names=(first, second),
+            alternative=alternative,
+        )  # fmt: skip
+        row: dict[str, Any] = {}
+        for name in (first, second):
+            row[f"{name}_n"] = len(samples[name])
+            row[f"{name}_p50"] = _percentile(samples[name], 50)
+            row[f"{name}_p95"] = _percentile(samples[name], 95)
+    else:
+        counts = {name: _counts(config, name, frames[name]) for name in (first, second)}
+        result = proportions(
+            *counts[first], *counts[second], min_samples=config.min_samples, names=(first, second),
+            alternative=alternative,
+        )  # fmt: skip
+        row = {}
+        for name in (first, second):
+            hits, total = counts[name]
+            row[f"{name}_n"] = total
+            row[f"{name}_hits"] = hits
+            row[f"{name}_total"] = total
+            row[f"{name}_rate"] = hits / total if total else None
+    row["p_value"] = result.p_value
+    row["effect"] = result.effect
+    row["direction"] = result.direction if result.sufficient else "too few samples"
+    row["summary"] = result.text
+    frame = pd.DataFrame([row])
+    for column in ("p_value", "effect"):
+        frame[column] = frame[column].astype(float)
+    return frame
+
+
+def _samples(config: Any, name: str, frame: pd.DataFrame) -> list[float]:
+    import pandas as pd
+
+    column = config.samples
+    needed = [column, "le"] if config.histogram else [column]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing and not frame.empty:
+        found = ", ".join(map(str, frame.columns))
+        raise ValueError(f"{name}: column(s) {', '.join(missing)} not in its answer ({found})")
+    if frame.empty:
+        return []
+    values = pd.to_numeric(frame[column], errors="coerce")
+    if not config.histogram:
+        return [float(v) for v in values.dropna()]
+    bounds = pd.to_numeric(frame["le"].astype(str).str.replace("+Inf", "inf"), errors="coerce")
+    if bounds.isna().any() or values.isna().any():
+        raise ValueError(f"{name}: a histogram bucket without a number (le or {column})")
+    try:
+        return samples_from_histogram(list(zip(bounds.astype(float), values.astype(float), strict=True)))
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+def _counts(config: Any, name: str, frame: pd.DataFrame) -> tuple[int, int]:
+    import pandas as pd
+
+    if frame.empty:
+        return 0, 0
+    missing = [c for c in (config.hits, config.total) if c not in frame.columns]
+    if missing:
+        found = ", ".join(map(str, frame.columns))
+        raise ValueError(f"{name}: column(s) {', '.join(missing)} not in its answer ({found})")
+    hits = float(pd.to_numeric(frame[config.hits], errors="coerce").fillna(0).sum())
+    total = float(pd.to_numeric(frame[config.total], errors="coerce").fillna(0).sum())
+    if hits < 0 or total < 0 or hits > total:
+        raise ValueError(
+            f"{name}: {hits:g} {config.hits} out of {total:g} {config.total} is not a proportion"
+        )
+    return round(hits), round(total)
+
+
+def _percentile(samples: Sequence[float], q: float) -> float | None:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(samples, dtype=float), q)) if len(samples) else None
+
+
+def side_values(config: Any, frame: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+    """Each side's headline numbers in a comparison frame: every compared value's total over
+    the keys (``difference``), or its sample count and summary (the statistical tests)."""
+    import pandas as pd
+
+    out: dict[str, dict[str, float | None]] = {}
+    for name in config.names:
+        found: dict[str, float | None] = {}
+        if config.test == "difference":
+            for value in config.values:
+                column = frame.get(f"{name}_{value}")
+                numbers = pd.to_numeric(column, errors="coerce") if column is not None else None
+                found[value] = float(numbers.sum()) if numbers is not None and numbers.notna().any() else None
+        else:
+            suffixes = (
+                ("n", "p50", "p95") if config.test == "mann-whitney" else ("n", "hits", "total", "rate")
+            )
+            for suffix in suffixes:
+                column = frame.get(f"{name}_{suffix}")
+                value = None if column is None or frame.empty else column.iloc[0]
+                found[suffix] = None if value is None or pd.isna(value) else float(value)
+        out[name] = found
+    return out

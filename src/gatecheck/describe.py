@@ -42,6 +42,8 @@ def describe_failure(failure: FailingGroup) -> str:
     text = f"{format_group(failure.group)}: observed {failure.observed_value}"
     if failure.expected_value is not None:
         text += f", expected {failure.expected_value}"
+    if failure.values:
+        text += " (" + ", ".join(f"{k} {'none' if v is None else v}" for k, v in failure.values.items()) + ")"
     return text
 
 

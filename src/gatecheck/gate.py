@@ -43,11 +43,13 @@ from gatecheck.results import (
     ExpectationResult,
     Outcome,
     Requirement,
+    SideResult,
     SoakStatus,
     Verdict,
     VerdictState,
+    Window,
 )
-from gatecheck.runner import Validator, judge_evidence, validate_frame
+from gatecheck.runner import Validator, judge_evidence, scalar, validate_frame
 from gatecheck.sources import Source
 
 log = logging.getLogger(__name__)
@@ -450,7 +452,7 @@ def check_base(plan: CheckPlan) -> dict[str, Any]:
     return {
         "suite": suite.name,
         "description": suite.description,
-        "source": suite.source,
+        "source": suite.source_label,
         "role": plan.role,
         "window": plan.window,
     }
@@ -459,9 +461,54 @@ def check_base(plan: CheckPlan) -> dict[str, Any]:
 async def fetch(
     plan: CheckPlan, as_of: datetime, thresholds: Mapping[str, ResolvedThreshold], pool: SourcePool
 ) -> pd.DataFrame | CheckResult:
-    """The check's frame from its source, or the ``error`` result saying why there is none."""
-    suite, window = plan.suite, plan.window
+    """The check's frame from its source, or the ``error`` result saying why there is none.
+    A comparison asks both sides at once (same window and as_of) and joins their answers;
+    a side that cannot answer makes the check an error naming that side."""
+    suite = plan.suite
     base = check_base(plan)
+    if suite.compare is None:
+        return await _fetch_one(suite, plan.window, as_of, thresholds, pool, base)
+    from gatecheck.compare import compare_frame
+
+    names = suite.compare.names
+    found = await asyncio.gather(
+        *(_fetch_one(unit, plan.window, as_of, thresholds, pool, base) for _, unit in suite.units())
+    )
+    sides = [
+        SideResult(
+            side=name,
+            source=unit.source,
+            source_available=one.source_available if isinstance(one, CheckResult) else True,
+        )
+        for name, (_, unit), one in zip(names, suite.units(), found, strict=True)
+    ]
+    failed = [(name, one) for name, one in zip(names, found, strict=True) if isinstance(one, CheckResult)]
+    if failed:
+        availability = [one.source_available for _, one in failed]
+        return CheckResult(
+            **base,
+            outcome=Outcome.ERROR,
+            source_available=False if False in availability else (None if None in availability else True),
+            reason="; ".join(f"side {name}: {one.reason}" for name, one in failed),
+            sides=sides,
+        )
+    try:
+        return compare_frame(suite.compare, dict(zip(names, found, strict=True)))  # type: ignore[arg-type]
+    except ValueError as exc:
+        return CheckResult(
+            **base, outcome=Outcome.ERROR, source_available=True, reason=f"comparison: {exc}", sides=sides
+        )
+
+
+async def _fetch_one(
+    suite: SuiteConfig,
+    window: Window,
+    as_of: datetime,
+    thresholds: Mapping[str, ResolvedThreshold],
+    pool: SourcePool,
+    base: dict[str, Any],
+) -> pd.DataFrame | CheckResult:
+    """One query's frame (a suite's, or one side's of a comparison), or the error."""
     try:
         source = pool.get(suite.source)
         parameters = query_parameters(suite, window, as_of, thresholds)
@@ -527,10 +574,59 @@ def judge(
         return early
     if expectations is None:
         expectations = validate_frame(suite, frame, thresholds, validator)
+    sides: list[SideResult] = []
+    if suite.compare is not None:
+        expectations, sides = _compared(suite, frame, expectations)
     outcome, reason = _check_outcome(expectations, early)
     return CheckResult(
-        **base, rows=len(frame), outcome=outcome, evidence=early, expectations=expectations, reason=reason
+        **base,
+        rows=len(frame),
+        outcome=outcome,
+        evidence=early,
+        expectations=expectations,
+        reason=reason,
+        sides=sides,
     )
+
+
+def _compared(
+    suite: SuiteConfig, frame: pd.DataFrame, expectations: list[ExpectationResult]
+) -> tuple[list[ExpectationResult], list[SideResult]]:
+    """A comparison's sides (source, headline numbers) and, on each failing group, both
+    sides' values and their difference (looked up in the frame by the group's labels)."""
+    from gatecheck.compare import side_values
+    from gatecheck.runner import group_label
+
+    config = suite.compare
+    assert config is not None
+    totals = side_values(config, frame)
+    sides = [
+        SideResult(side=name, source=unit.source, source_available=True, values=totals[name])
+        for name, (_, unit) in zip(config.names, suite.units(), strict=True)
+    ]
+    if config.test != "difference":
+        return expectations, sides
+    shown = [f"{name}_{v}" for v in config.values for name in config.names]
+    shown += [f"{v}_diff" for v in config.values]
+    shown = [c for c in shown if c in frame.columns]
+    enriched = []
+    for expectation in expectations:
+        if not expectation.failing_groups:
+            enriched.append(expectation)
+            continue
+        groups = []
+        for failing in expectation.failing_groups:
+            keys = list(failing.group)
+            match = frame
+            for key in keys:
+                if key in frame.columns:
+                    match = match[match[key].map(group_label) == failing.group[key]]
+            if len(match) == 1:
+                row = match.iloc[0]
+                failing = failing.model_copy(update={"values": {c: scalar(row[c]) for c in shown}})
+            groups.append(failing)
+        enriched.append(expectation.model_copy(update={"failing_groups": groups}))
+    return enriched, sides
 
 
 def triage(

@@ -68,6 +68,9 @@ class FailingGroup(_Result):
     group: dict[str, str]
     observed_value: Scalar
     expected_value: Scalar = None  # for pair expectations: the value of column_B
+    # a comparison's group: both sides' values and their difference (``model_grain_sessions``,
+    # ``pipeline_grain_sessions``, ``sessions_diff``)
+    values: dict[str, Scalar] = {}
 
 
 class ExpectationResult(_Result):
@@ -88,6 +91,16 @@ class EvidenceResult(_Result):
     sufficient: bool
 
 
+class SideResult(_Result):
+    """One side of a comparison check: its source, whether it answered, and its headline
+    numbers (each compared value's total over the keys, or the sample count and summary)."""
+
+    side: str
+    source: str
+    source_available: bool | None = None
+    values: dict[str, float | None] = {}
+
+
 class CheckResult(_Result):
     suite: str
     description: str = ""
@@ -105,6 +118,8 @@ class CheckResult(_Result):
     # A person's waiver covering this check's definite failure: it stays `fail`, with its
     # evidence, and does not block (never set on an inconclusive, errored or rollback check).
     waiver: Waiver | None = None
+    # a comparison check's two sides (empty for a suite of one source)
+    sides: list[SideResult] = []
 
 
 class Requirement(_Result):

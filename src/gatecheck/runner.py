@@ -195,13 +195,22 @@ def _scalar(value: Any) -> Scalar:
 
 
 def _group_label(value: Any) -> str:
-    scalar = _scalar(value)
-    return "" if scalar is None else str(scalar)
+    found = _scalar(value)
+    return "" if found is None else str(found)
+
+
+#: The forms a group's value and an observed value take in results (public for the gate).
+group_label = _group_label
+scalar = _scalar
 
 
 def group_columns(suite: SuiteConfig, frame: pd.DataFrame) -> list[str]:
     if suite.groups is not None:
         return [c for c in suite.groups if c in frame.columns]
+    if suite.compare is not None:  # a comparison's groups: its keys and which side has them
+        if suite.compare.test != "difference":
+            return []
+        return [c for c in [*suite.compare.keys, "present"] if c in frame.columns]
     return [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
 
 
@@ -246,9 +255,63 @@ def judge_evidence(
     suite: SuiteConfig, frame: pd.DataFrame, thresholds: Mapping[str, ResolvedThreshold]
 ) -> EvidenceResult | str | None:
     """Minimum evidence: an EvidenceResult, an error string (column missing), or None."""
+    if suite.compare is not None:
+        return _compare_evidence(suite, frame, thresholds)
     evidence = suite.evidence
     if evidence is None:
         return None
+    key = f"suites/{suite.name}.yaml: evidence.min_total"
+    return _evidence(evidence, frame, evidence.column, thresholds, key)
+
+
+def _compare_evidence(
+    suite: SuiteConfig, frame: pd.DataFrame, thresholds: Mapping[str, ResolvedThreshold]
+) -> EvidenceResult | str | None:
+    """A comparison's evidence: each side's own minimum over its column in the joined frame
+    (``<side>_<column>``), or for a statistical test the smaller side's sample count against
+    ``min_samples``. The first side short of its minimum, else the first side's."""
+    config = suite.compare
+    assert config is not None
+    if config.test != "difference":
+        counts = {name: frame.get(f"{name}_n") for name in config.names}
+        side = min(config.names, key=lambda n: -1 if counts[n] is None else float(counts[n].iloc[0]))
+        column = counts[side]
+        observed = None if column is None or frame.empty else float(column.iloc[0])
+        minimum = Threshold(
+            name="min_samples",
+            value=config.min_samples,
+            bound="min",
+            provenance="suite",
+            key=f"suites/{suite.name}.yaml: compare.min_samples",
+        )
+        sufficient = observed is not None and observed >= config.min_samples
+        return EvidenceResult(
+            column=f"{side}_n", observed_total=observed, min_total=minimum, sufficient=sufficient
+        )
+    results: list[EvidenceResult] = []
+    for prefix, unit in suite.units():
+        if unit.evidence is None:
+            continue
+        side = prefix.split(".")[2]
+        key = f"suites/{suite.name}.yaml: {prefix}evidence.min_total"
+        found = _evidence(unit.evidence, frame, f"{side}_{unit.evidence.column}", thresholds, key)
+        if isinstance(found, str):
+            return found
+        assert found is not None
+        if not found.sufficient:
+            return found
+        results.append(found)
+    return results[0] if results else None
+
+
+def _evidence(
+    evidence: Any,
+    frame: pd.DataFrame,
+    column_name: str,
+    thresholds: Mapping[str, ResolvedThreshold],
+    key: str,
+) -> EvidenceResult | str:
+    """``sum(column_name)`` of the frame against the evidence's minimum."""
     if isinstance(evidence.min_total, ParameterRef):
         resolved = thresholds[evidence.min_total.name]
         minimum = Threshold(
@@ -260,18 +323,14 @@ def judge_evidence(
         )
     else:
         minimum = Threshold(
-            name="min_total",
-            value=evidence.min_total,
-            bound="min",
-            provenance="suite",
-            key=f"suites/{suite.name}.yaml: evidence.min_total",
+            name="min_total", value=evidence.min_total, bound="min", provenance="suite", key=key
         )
-    if evidence.column not in frame.columns:
+    if column_name not in frame.columns:
         return (
-            f"evidence column {evidence.column!r} is not in the query result "
+            f"evidence column {column_name!r} is not in the query result "
             f"(columns: {', '.join(map(str, frame.columns))})"
         )
-    column = frame[evidence.column]
+    column = frame[column_name]
     if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
         # numbers already (the usual case): summed in numpy, not per value
         numbers = column.to_numpy(dtype="float64", na_value=float("nan"))
@@ -286,7 +345,7 @@ def judge_evidence(
         return f"evidence minimum {minimum.name}={minimum.value!r} is not a number"
     sufficient = total is not None and total >= required
     return EvidenceResult(
-        column=evidence.column,
+        column=column_name,
         observed_total=None if total is None else _scalar(total),  # type: ignore[arg-type]
         min_total=minimum,
         sufficient=sufficient,

@@ -38,7 +38,7 @@ def cross_check(project: Project) -> list[str]:
     """Problems that span files: unknown names, unresolved parameters, bad SQL."""
     problems: list[str] = []
     unresolved: dict[tuple[str, str, str], list[str]] = {}
-    unknown_sources: dict[tuple[str, str], dict[str, list[str]]] = {}
+    unknown_sources: dict[tuple[str, str, str], dict[str, list[str]]] = {}
     unanswerable: dict[tuple[str, str, str, str, str], set[str]] = {}
     config, thresholds = project.config, project.thresholds
     environments = sorted(config.environments)
@@ -46,8 +46,9 @@ def cross_check(project: Project) -> list[str]:
         # gatecheck.yaml did not parse: only what needs no environment can be checked.
         for suite in project.suites.values():
             label = project.files[f"suite:{suite.name}"]
-            if not isinstance(suite.query, str):
-                problems.extend(f"{label}: query: {p}" for p in suite.query.problems())
+            for prefix, unit in suite.units():
+                if unit.query is not None and not isinstance(unit.query, str):
+                    problems.extend(f"{label}: {prefix}query: {p}" for p in unit.query.problems())
         if "thresholds" not in project.unparsed:
             problems.extend(threshold_problems(project))
         return list(dict.fromkeys(problems))
@@ -90,8 +91,9 @@ def cross_check(project: Project) -> list[str]:
                 problems.append(f"{PROJECT_FILE}: notify[{index}].url_file: {path} is not a file")
     for suite in project.suites.values():
         label = project.files[f"suite:{suite.name}"]
-        if not isinstance(suite.query, str):
-            problems.extend(f"{label}: query: {p}" for p in suite.query.problems())
+        for prefix, unit in suite.units():
+            if unit.query is not None and not isinstance(unit.query, str):
+                problems.extend(f"{label}: {prefix}query: {p}" for p in unit.query.problems())
 
     for phase, gate in project.gates.items():
         label = project.files[f"gate:{phase}"]
@@ -125,28 +127,28 @@ def cross_check(project: Project) -> list[str]:
                 continue
             suite = found
             suite_label = project.files[f"suite:{suite_name}"]
-            if suite.source not in sources:
-                unknown_sources.setdefault((suite_label, suite.source), {})[gate.environment] = sorted(
-                    sources
-                )
-            else:
-                source_config = sources[suite.source]
-                source_kind = kind_of(source_config)
-                if not isinstance(suite.query, source_kind.query_types):
-                    problems.append(
-                        f"{suite_label}: query: source {suite.source!r} is a {source_kind.label} source, "
-                        f"so the query must be {source_kind.query_help}"
+            for prefix, unit in suite.units():
+                if unit.source not in sources:
+                    unknown_sources.setdefault((suite_label, prefix, unit.source), {})[gate.environment] = (
+                        sorted(sources)
                     )
                 else:
-                    if isinstance(suite.query, str) and source_kind.text_problems is not None:
-                        text_problems = source_kind.text_problems(suite.query)
-                        problems.extend(f"{suite_label}: query: {p}" for p in text_problems)
-                    # What this source's configuration cannot answer (e.g. a scrape source and a
-                    # rate over a window), reported once per problem with its environments.
-                    for where, what, problem in source_kind.config_problems(source_config, suite.query):
-                        unanswerable.setdefault((suite_label, where, suite.source, what, problem), set()).add(
-                            gate.environment
+                    source_config = sources[unit.source]
+                    source_kind = kind_of(source_config)
+                    if not isinstance(unit.query, source_kind.query_types):
+                        problems.append(
+                            f"{suite_label}: {prefix}query: source {unit.source!r} is a {source_kind.label} "
+                            f"source, so the query must be {source_kind.query_help}"
                         )
+                    else:
+                        if isinstance(unit.query, str) and source_kind.text_problems is not None:
+                            text_problems = source_kind.text_problems(unit.query)
+                            problems.extend(f"{suite_label}: {prefix}query: {p}" for p in text_problems)
+                        # What this source's configuration cannot answer (e.g. a scrape source and a
+                        # rate over a window), reported once per problem with its environments.
+                        for where, what, problem in source_kind.config_problems(source_config, unit.query):
+                            found_key = (suite_label, f"{prefix}{where}", unit.source, what, problem)
+                            unanswerable.setdefault(found_key, set()).add(gate.environment)
             if "thresholds" in project.unparsed:
                 continue  # thresholds.yaml did not parse: no parameter can be judged missing
             for parameter in sorted(suite.parameters()):
@@ -161,12 +163,12 @@ def cross_check(project: Project) -> list[str]:
         names = ", ".join(repr(e) for e in sorted(scrape_envs))
         plural = "environments" if len(scrape_envs) > 1 else "environment"
         problems.append(f"{suite_label}: {where}: source {source!r} is {what} in {plural} {names}: {problem}")
-    for (suite_label, source), known_by_env in unknown_sources.items():
+    for (suite_label, prefix, source), known_by_env in unknown_sources.items():
         envs = ", ".join(repr(e) for e in sorted(known_by_env))
         known = sorted({name for names in known_by_env.values() for name in names})
         plural = "environments" if len(known_by_env) > 1 else "environment"
         problems.append(
-            f"{suite_label}: source: unknown source {source!r} in {plural} {envs} "
+            f"{suite_label}: {prefix}source: unknown source {source!r} in {plural} {envs} "
             f"(known: {', '.join(known) or 'none'})"
         )
     # One line per suite and parameter, naming every phase that lacks a value.
@@ -240,8 +242,9 @@ def threshold_uses(suite: SuiteConfig) -> Iterator[tuple[str, str, str]]:
             kind = _KWARG_KINDS.get(kwarg, "any") if whole else "any"
             for name in _parameter_names(value):
                 yield name, f"expectations[{index}] ({spec.type}) as {kwarg}", kind
-    if suite.evidence is not None and isinstance(suite.evidence.min_total, ParameterRef):
-        yield suite.evidence.min_total.name, "evidence.min_total", "non-negative number"
+    for prefix, unit in suite.units():
+        if unit.evidence is not None and isinstance(unit.evidence.min_total, ParameterRef):
+            yield unit.evidence.min_total.name, f"{prefix}evidence.min_total", "non-negative number"
     for name, sql_type in suite.query_parameters().items():
         if name in BUILTIN_PARAMETERS or not _NAME.match(name):
             continue

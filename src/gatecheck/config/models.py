@@ -325,31 +325,168 @@ class ExpectationSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+class CompareSide(Frozen):
+    """One side of a comparison: a query on a source, with its own evidence minimum."""
+
+    source: str
+    query: SuiteQuery
+    evidence: Evidence | None = None
+
+
+class CompareConfig(Frozen):
+    """``compare:`` — two sides' answers joined (``test: difference``) or two samples tested
+    (``mann-whitney``, ``proportions``)."""
+
+    sides: dict[str, CompareSide]
+    test: Literal["difference", "mann-whitney", "proportions"] = "difference"
+    # difference: the sides' answers joined on ``keys``; ``values`` compared
+    keys: list[str] = []
+    values: list[str] = []
+    # mann-whitney: each side's samples in ``samples`` (one row each), or with ``histogram``
+    # a cumulative histogram: ``le`` (bucket upper bound) and ``samples`` (its count)
+    samples: str | None = None
+    histogram: bool = False
+    # proportions: each side's one row with ``hits`` out of ``total``
+    hits: str | None = None
+    total: str | None = None
+    # mann-whitney / proportions: which direction of the first side is worse, and the
+    # smallest sample on either side that concludes anything
+    worse: Literal["higher", "lower"] = "higher"
+    min_samples: int = Field(default=50, ge=2)
+
+    @field_validator("sides")
+    @classmethod
+    def _two_sides(cls, value: dict[str, CompareSide]) -> dict[str, CompareSide]:
+        if len(value) != 2:
+            raise ValueError(f"a comparison has exactly two sides (got {len(value)})")
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"side {name!r}: a side name uses a-z, 0-9 and _, starting with a letter")
+        return value
+
+    @model_validator(mode="after")
+    def _what_is_compared(self) -> CompareConfig:
+        unused = {
+            "difference": ("samples", "hits", "total"),
+            "mann-whitney": ("keys", "values", "hits", "total"),
+            "proportions": ("keys", "values", "samples"),
+        }[self.test]
+        for key in unused:
+            if getattr(self, key):
+                raise ValueError(f"{key}: not used by test {self.test!r}")
+        if self.test == "difference" and not self.values:
+            raise ValueError("values: name at least one column both sides answer (test 'difference')")
+        if self.test == "mann-whitney" and not self.samples:
+            raise ValueError("samples: the column of samples (or of histogram counts) is required")
+        if self.test == "proportions" and not (self.hits and self.total):
+            raise ValueError("hits and total: both columns are required by 'proportions'")
+        if self.histogram and self.test != "mann-whitney":
+            raise ValueError("histogram: only for test 'mann-whitney'")
+        if self.test != "difference":
+            for name, side in self.sides.items():
+                if side.evidence is not None:
+                    raise ValueError(
+                        f"sides.{name}.evidence: a statistical test's evidence is min_samples per side"
+                    )
+        overlap = set(self.keys) & set(self.values)
+        if overlap:
+            raise ValueError(f"keys and values share {', '.join(sorted(overlap))}")
+        for name, side in self.sides.items():
+            if side.evidence is not None and side.evidence.column not in self.values:
+                raise ValueError(
+                    f"sides.{name}.evidence.column: {side.evidence.column!r} is not one of the compared "
+                    f"values ({', '.join(self.values)})"
+                )
+        return self
+
+    @property
+    def names(self) -> tuple[str, str]:
+        first, second = self.sides
+        return first, second
+
+
 class SuiteConfig(Frozen):
     """``suites/NAME.yaml``."""
 
     name: str
     description: str = ""
-    source: str
+    # one source and its query, or ``compare`` (two sides, each a source and a query)
+    source: str = ""
     window: SuiteWindow
     # SQL (ClickHouse) or one PromQL expression (Prometheus) as text; a mapping for NATS
     # (streams / consumers / counts) or Prometheus (measures).
-    query: SuiteQuery
+    query: SuiteQuery | None = None
+    compare: CompareConfig | None = None
     evidence: Evidence | None = None
     # Columns that name a group in failure reports; default: the frame's non-numeric columns.
     groups: list[str] | None = None
     expectations: list[ExpectationSpec] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _one_kind(self) -> SuiteConfig:
+        if self.compare is None:
+            if not self.source or self.query is None:
+                missing = [k for k, v in (("source", self.source), ("query", self.query)) if not v]
+                raise ValueError(f"missing {' and '.join(missing)} (or a compare: block)")
+        else:
+            kinds = (("source", self.source), ("query", self.query), ("evidence", self.evidence))
+            given = [k for k, v in kinds if v]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)}: a comparison suite names them per side (compare.sides.NAME)"
+                )
+        return self
+
+    def units(self) -> list[tuple[str, SuiteConfig]]:
+        """What is queried: ``[("", self)]``, or for a comparison each side as a suite of its
+        own (named ``suite.side``) with the key path its problems are reported under."""
+        if self.compare is None:
+            return [("", self)]
+        return [
+            (
+                f"compare.sides.{name}.",
+                SuiteConfig.model_construct(
+                    name=f"{self.name}.{name}",
+                    description=self.description,
+                    source=side.source,
+                    window=self.window,
+                    query=side.query,
+                    compare=None,
+                    evidence=side.evidence,
+                    groups=None,
+                    expectations=self.expectations,
+                ),
+            )
+            for name, side in self.compare.sides.items()
+        ]
+
+    @property
+    def sources(self) -> list[str]:
+        """The sources the suite reads (one, or each side's)."""
+        return list(dict.fromkeys(unit.source for _, unit in self.units()))
+
+    @property
+    def source_label(self) -> str:
+        """The source, or the sides' sources: ``nats vs database``."""
+        return " vs ".join(self.sources) if self.compare is not None else self.source
+
     def parameters(self) -> set[str]:
         """Every ``$PARAMETER`` the suite's expectations and evidence use."""
         names = set(_parameter_names([e.kwargs for e in self.expectations]))
-        if self.evidence is not None and isinstance(self.evidence.min_total, ParameterRef):
-            names.add(self.evidence.min_total.name)
+        for _, unit in self.units():
+            if unit.evidence is not None and isinstance(unit.evidence.min_total, ParameterRef):
+                names.add(unit.evidence.min_total.name)
         return names
 
     def query_parameters(self) -> dict[str, str]:
         """``{name:Type}`` placeholders in the SQL, name → the source's type; for a mapping
-        query, the thresholds it names (a JUnit query's ``newest``)."""
+        query, the thresholds it names (a JUnit query's ``newest``); for a comparison, both
+        sides'."""
+        if self.compare is not None:
+            merged: dict[str, str] = {}
+            for _, unit in self.units():
+                merged.update(unit.query_parameters())
+            return merged
         if not isinstance(self.query, str):
             named = getattr(self.query, "query_parameters", None)
             return dict(named()) if callable(named) else {}
