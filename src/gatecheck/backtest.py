@@ -229,6 +229,8 @@ def _chunks(
 ) -> list[tuple[int, int]]:
     """The ranges of steps asked in one request each, as many as the source takes."""
     suite = plans[0].suite
+    if suite.compare is not None:  # each step asks both sides, as run does
+        return [(a, a + 1) for a in range(len(times))]
     try:
         source = pool.get(suite.source)
         size = source.steps_per_request(
@@ -254,8 +256,11 @@ async def _fetch_steps(
     from gatecheck.gate import fetch
 
     suite = plans[0].suite
+    frames = None
     async with limit:
         try:
+            if suite.compare is not None:
+                raise LookupError("a comparison is asked step by step")
             source = pool.get(suite.source)
             parameter_sets = [
                 query_parameters(suite, plan.window, moment, thresholds)

@@ -56,31 +56,52 @@ def explain(project: Project, phase: str, as_of: datetime, check: str | None = N
     for plan in plans:
         suite, window = plan.suite, plan.window
         suite_file = project.files.get(f"suite:{suite.name}", f"suites/{suite.name}.yaml")
-        config = sources[suite.source]
-        parameters = query_parameters(suite, window, as_of, thresholds)
-        query = kind_of(config).explain(suite.source, config, suite.query, parameters, project.root)
-        for request in query["requests"]:
-            for parameter in request.get("parameters", []):
-                if parameter["name"] in thresholds:  # a threshold bound into the SQL
-                    resolved = thresholds[parameter["name"]]
-                    parameter.update(provenance=resolved.provenance, key=resolved.key)
-        evidence: dict[str, Any] | None = None
-        if suite.evidence is not None:
-            minimum = suite.evidence.min_total
-            evidence = {
-                "column": suite.evidence.column,
-                "min_total": _threshold(thresholds[minimum.name])
-                if isinstance(minimum, ParameterRef)
-                else {"value": minimum, "provenance": "suite", "key": f"{suite_file}: evidence.min_total"},
-                "rule": f"the sum of {suite.evidence.column} over the result must reach min_total; "
-                "less is inconclusive, never a pass",
+        queries, evidences = [], []
+        for prefix, unit in suite.units():
+            config = sources[unit.source]
+            parameters = query_parameters(unit, window, as_of, thresholds)
+            query = kind_of(config).explain(unit.source, config, unit.query, parameters, project.root)
+            side = prefix.split(".")[2] if prefix else None
+            for request in query["requests"]:
+                if side is not None:
+                    request["what"] = f"side {side} ({unit.source}): {request['what']}"
+                for parameter in request.get("parameters", []):
+                    if parameter["name"] in thresholds:  # a threshold bound into the SQL
+                        resolved = thresholds[parameter["name"]]
+                        parameter.update(provenance=resolved.provenance, key=resolved.key)
+            queries.append(query)
+            if unit.evidence is not None:
+                minimum = unit.evidence.min_total
+                column = unit.evidence.column if side is None else f"{side}_{unit.evidence.column}"
+                evidences.append(
+                    {
+                        "column": column,
+                        "min_total": _threshold(thresholds[minimum.name])
+                        if isinstance(minimum, ParameterRef)
+                        else {
+                            "value": minimum,
+                            "provenance": "suite",
+                            "key": f"{suite_file}: {prefix}evidence.min_total",
+                        },
+                        "rule": f"the sum of {column} over the result must reach min_total; "
+                        "less is inconclusive, never a pass",
+                    }
+                )
+        if suite.compare is None:
+            query, source = queries[0], {"name": suite.source, "type": config.type}  # type: ignore[attr-defined]
+        else:
+            query = {
+                "sent_to": "; ".join(q["sent_to"] for q in queries),
+                "requests": [r for q in queries for r in q["requests"]],
             }
+            source = {"name": suite.source_label, "type": "comparison"}
+        evidence: dict[str, Any] | None = evidences[0] if evidences else None
         checks.append(
             {
                 "suite": suite.name,
                 "description": " ".join(suite.description.split()),
                 "role": plan.role,
-                "source": {"name": suite.source, "type": config.type},  # type: ignore[attr-defined]
+                "source": source,
                 "window": {
                     "start": iso_utc(window.start),
                     "end": iso_utc(window.end),
@@ -99,6 +120,8 @@ def explain(project: Project, phase: str, as_of: datetime, check: str | None = N
                     for i, spec in enumerate(suite.expectations)
                 ],
                 "groups": suite.groups,
+                "compare": None if suite.compare is None else _compare_text(suite),
+                "evidence_per_side": evidences if suite.compare is not None else None,
             }
         )
     return {
@@ -111,6 +134,22 @@ def explain(project: Project, phase: str, as_of: datetime, check: str | None = N
         else {"duration": format_duration(gate.soak.duration), "max_gap": format_duration(gate.soak.max_gap)},
         "checks": checks,
     }
+
+
+def _compare_text(suite: Any) -> str:
+    """What a comparison does, in one line."""
+    config = suite.compare
+    first, second = config.names
+    if config.test == "difference":
+        on = f"on {', '.join(config.keys)}" if config.keys else "as totals"
+        return (
+            f"{first} vs {second} joined {on}: {', '.join(config.values)} of both sides, their "
+            "_diff, _rel_diff and _ratio, and present (a key on one side only)"
+        )
+    return (
+        f"{config.test} test of {first} vs {second}: p_value that {first} is not {config.worse}; "
+        f"fewer than {config.min_samples} samples on a side is inconclusive"
+    )
 
 
 def _value_text(entry: Any) -> str:
@@ -156,10 +195,12 @@ def render_explanation(document: dict[str, Any]) -> str:
                 origin = f"  ({parameter['provenance']}: {parameter['key']})" if "key" in parameter else ""
                 kind = f" {parameter['type']}" if parameter["type"] else ""
                 lines.append(f"{pad}with {parameter['name']}{kind} = {parameter['sent']}{means}{origin}")
-        evidence = check["evidence"]
-        if evidence is None:
+        if check.get("compare"):
+            lines.append(f"compare    {check['compare']}")
+        evidences = check.get("evidence_per_side") or ([check["evidence"]] if check["evidence"] else [])
+        if not evidences:
             lines.append("evidence   no minimum: an empty result is inconclusive, any row is judged")
-        else:
+        for evidence in evidences:
             lines.append(
                 f"evidence   sum({evidence['column']}) ≥ {_value_text(evidence['min_total'])}; "
                 "less is inconclusive"

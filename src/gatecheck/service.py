@@ -182,11 +182,17 @@ class Service:
             answered: dict[tuple[str, str], bool] = {}
             reasons: dict[tuple[str, str], str] = {}
             for check in verdict.checks:
-                if check.source_available is not None:
-                    key = (verdict.environment, check.source)
+                # a comparison reaches each side's source on its own
+                asked = [(s.source, s.source_available) for s in check.sides] or [
+                    (check.source, check.source_available)
+                ]
+                for source, available in asked:
+                    if available is None:
+                        continue
+                    key = (verdict.environment, source)
                     # Down if any check of this evaluation could not reach it.
-                    answered[key] = answered.get(key, True) and check.source_available
-                    if not check.source_available and check.reason:
+                    answered[key] = answered.get(key, True) and available
+                    if not available and check.reason:
                         reasons.setdefault(key, check.reason)
             for key, up in answered.items():
                 was = self.source_up.get(key)
@@ -503,6 +509,12 @@ class VerdictCollector(Collector):
         errors_g = GaugeMetricFamily(
             "gatecheck_evaluation_error", "1 if the latest scheduled evaluation raised.", labels=["phase"]
         )
+        side_g = GaugeMetricFamily(
+            "gatecheck_comparison_side_value",
+            "A comparison check's side: each compared value's total over the keys, or its sample "
+            "count (n) and summary (p50, p95, hits, total, rate).",
+            labels=["phase", "suite", "side", "source", "value"],
+        )
         up_g = GaugeMetricFamily(
             "gatecheck_source_up", "1 if the source answered in the latest evaluation using it.",
             labels=["environment", "source"],
@@ -529,6 +541,10 @@ class VerdictCollector(Collector):
                 for outcome in Outcome:
                     labels = [phase, check.suite, check.role, outcome.value, waived]
                     outcome_g.add_metric(labels, float(outcome is check.outcome))
+                for side in check.sides:
+                    for name, number in side.values.items():
+                        if number is not None:
+                            side_g.add_metric([phase, check.suite, side.side, side.source, name], number)
                 for expectation in check.expectations:
                     column = expectation.column or ""
                     observed = _number(expectation.observed_value)
@@ -561,6 +577,7 @@ class VerdictCollector(Collector):
             outcome_g,
             observed_g,
             threshold_g,
+            side_g,
             coverage_g,
             soak_g,
             as_of_g,

@@ -50,8 +50,8 @@ def _suites_by_source(project: Project, environment: str) -> dict[str, list[Any]
         if gate.environment != environment:
             continue
         for suite_name in [ref.suite for ref in gate.checks] + [ref.suite for ref in gate.rollback]:
-            suite = project.suites[suite_name]
-            found.setdefault(suite.source, {})[suite.name] = suite
+            for _, unit in project.suites[suite_name].units():  # each side of a comparison
+                found.setdefault(unit.source, {})[unit.name] = unit
     return {source: list(suites.values()) for source, suites in found.items()}
 
 
