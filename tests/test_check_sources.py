@@ -49,7 +49,7 @@ def test_every_source_ready_is_exit_0(warehouse: Path, bus_for, metrics_url: str
     assert by_source["staging/warehouse"].startswith("ok ")
     assert "ClickHouse 26." in by_source["staging/warehouse"]
     # unmatched_edges, freshness_lag, rollup_parity, unattributed_sessions: 4 tables.
-    assert "checked 4 tables, " in by_source["staging/warehouse"]
+    assert "checked 5 tables, " in by_source["staging/warehouse"]
     assert "NATS 2." in by_source["staging/bus"]
     assert "checked 4 streams, 1 consumer named" in by_source["staging/bus"]
     assert "an exposition (no server)" in by_source["staging/metrics"]
@@ -149,9 +149,13 @@ def test_the_shipped_suites_read_only_what_the_reference_schema_has() -> None:
     schema_text = "\n".join(SCHEMA)
     for path in sorted((PROJECT / "suites").glob("*.yaml")):
         suite = yaml.safe_load(path.read_text())
-        if suite["source"] != "warehouse":
-            continue
-        for (_, table), columns in tables_and_columns(suite["query"], "default").items():
+        queries = [suite] if "compare" not in suite else list(suite["compare"]["sides"].values())
+        for (_, table), columns in (
+            found
+            for one in queries
+            if one["source"] == "warehouse"
+            for found in tables_and_columns(one["query"], "default").items()
+        ):
             assert f".{table} (" in schema_text, (path.name, table)
             for column in columns:
                 assert f" {column} " in schema_text or f"({column} " in schema_text or f"\n      {column} " in schema_text, (path.name, column)

@@ -18,7 +18,7 @@ from gatecheck.results import Outcome, VerdictState
 from gatecheck.sources.base import Source
 
 from .conftest import AS_OF, PROJECT
-from .test_source_answers import passing_frame
+from .test_source_answers import passing_frame, passing_sides
 
 PHASE = "warehouse-release"  # the four warehouse suites
 
@@ -29,12 +29,20 @@ class FakeSource(Source):
 
     def __init__(self, name: str, config: Any, project: Project, frames: dict[str, Any]) -> None:
         super().__init__(name, config)
-        self.by_query = {str(s.query): s.name for s in project.suites.values()}
+        # each query (a comparison: each side's) → (suite, side)
+        self.by_query = {
+            str(unit.query): (s.name, prefix.split(".")[2] if prefix else None)
+            for s in project.suites.values()
+            for prefix, unit in s.units()
+        }
         self.frames = frames
         self.closed = False
 
     async def query(self, text: Any, parameters: Any) -> pd.DataFrame:
-        answer = self.frames[self.by_query[str(text)]]
+        suite, side = self.by_query[str(text)]
+        answer = self.frames[suite]
+        if side is not None and isinstance(answer, dict):  # a comparison's sides
+            answer = answer[side]
         if isinstance(answer, Exception):
             raise answer
         return answer
@@ -50,7 +58,12 @@ def project() -> Project:
 
 def passing(project: Project) -> dict[str, Any]:
     thresholds = project.resolve_thresholds(PHASE)
-    return {c.suite: passing_frame(project.suites[c.suite], thresholds, 3) for c in project.gate(PHASE).checks}
+    return {
+        c.suite: passing_sides(project.suites[c.suite], thresholds, 3)
+        if project.suites[c.suite].compare is not None
+        else passing_frame(project.suites[c.suite], thresholds, 3)
+        for c in project.gate(PHASE).checks
+    }
 
 
 def engine_with(project: Project, frames: dict[str, Any], tmp_path: Path, **kwargs: Any) -> tuple[Engine, list[FakeSource]]:

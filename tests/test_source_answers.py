@@ -65,10 +65,50 @@ def needed_columns(suite: SuiteConfig) -> dict[str, str]:
                 needed[kwargs[key]] = "number" if numeric else "nullable" if nullable else "value"
     if suite.evidence is not None:
         needed[suite.evidence.column] = "number"
+    if suite.compare is not None:  # each side's evidence, in the joined frame
+        for prefix, unit in suite.units():
+            side = prefix.split(".")[2]
+            if suite.compare.test != "difference":
+                needed[f"{side}_n"] = "number"
+            elif unit.evidence is not None:
+                needed[f"{side}_{unit.evidence.column}"] = "number"
     return needed
 
 
+def passing_sides(suite: SuiteConfig, thresholds: dict[str, ResolvedThreshold], rows: int) -> dict[str, pd.DataFrame]:
+    """A comparison's two sides answering alike, with enough evidence on each."""
+    config = suite.compare
+    assert config is not None
+    sides: dict[str, pd.DataFrame] = {}
+    for prefix, unit in suite.units():
+        data: dict[str, list[Any]] = {}
+        if config.test == "difference":
+            count = rows if config.keys else 1
+            for key in config.keys:
+                data[key] = [f"{key}-{i}" for i in range(count)]
+            value = 100.0
+            if unit.evidence is not None:
+                minimum = unit.evidence.min_total
+                value = float(thresholds[minimum.name].value if isinstance(minimum, ParameterRef) else minimum)
+            for column in config.values:
+                data[column] = [max(value, 1.0)] * count
+        elif config.test == "mann-whitney":
+            n = config.min_samples
+            if config.histogram:  # cumulative buckets, the same on both sides
+                data = {"le": ["0.05", "0.1", "0.25", "+Inf"], config.samples: [n, 2 * n, 3 * n, 3 * n]}
+            else:
+                data = {config.samples: [float(i % 7) for i in range(3 * n)]}  # type: ignore[dict-item]
+        else:
+            data = {config.hits: [1], config.total: [10 * config.min_samples]}  # type: ignore[dict-item]
+        sides[prefix.split(".")[2]] = pd.DataFrame(data)
+    return sides
+
+
 def passing_frame(suite: SuiteConfig, thresholds: dict[str, ResolvedThreshold], rows: int) -> pd.DataFrame:
+    if suite.compare is not None:
+        from gatecheck.compare import compare_frame
+
+        return compare_frame(suite.compare, passing_sides(suite, thresholds, rows))
     data: dict[str, list[Any]] = {}
     for group in suite.groups or []:
         data[group] = [f"{group}-{i}" for i in range(rows)]

@@ -171,8 +171,9 @@ Scenario = StrEnum(  # type: ignore[misc]
         name.replace("-", "_"): name
         for name in (
             "healthy", "unmatched-edges", "stale-ingest", "clock-skew", "rollup-drift",
-            "unattributed-spike", "thin-traffic", "fallback", "dlq", "missing-stream",
-            "nats-down", "slo-breach", "dlq-spike", "crashloop", "ingest-5xx", "db-stall", "e2e-flaky",
+            "unattributed-spike", "thin-traffic", "demand-drift", "fallback", "dlq", "missing-stream",
+            "nats-down", "slo-breach", "dlq-spike", "crashloop", "ingest-5xx", "canary-slow", "db-stall",
+            "db-missing", "e2e-flaky",
         )
     },
 )  # fmt: skip

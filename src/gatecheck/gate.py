@@ -489,7 +489,11 @@ async def fetch(
             **base,
             outcome=Outcome.ERROR,
             source_available=False if False in availability else (None if None in availability else True),
-            reason="; ".join(f"side {name}: {one.reason}" for name, one in failed),
+            reason=(
+                failed[0][1].reason  # both sides alike (one source down): said once
+                if len(failed) == len(names) and len({one.reason for _, one in failed}) == 1
+                else "; ".join(f"side {name}: {one.reason}" for name, one in failed)
+            ),
             sides=sides,
         )
     try:

@@ -178,7 +178,8 @@ DECLARED_THRESHOLDS = frozenset(
         "db_write_stall_max_s", "db_writes_min_rows", "db_writes_min_evidence", "ln_rmssd_min",
         "ln_rmssd_max", "ln_rmssd_null_rate_max", "hrv_rows_min_evidence", "e2e_consecutive_min",
         "crashloop_containers_max", "container_restarts_max", "ingest_5xx_max",
-        "consumer_lookup_failures_max",
+        "consumer_lookup_failures_max", "demand_grain_rel_tol", "hrv_db_missing_max",
+        "canary_latency_p_min",
     }
 )  # fmt: skip
 

@@ -9,7 +9,9 @@ pipelines with two models each, six orchestrators. Each session emits four lifec
 (request, start, first segment, end; 30 s–5 min long) that reach the warehouse 0.2–3 s
 later; the stream processor pairs them into three edges once the later event has arrived;
 gold sessions are written at start (version 1) and again at the end (version 2); the
-hourly rollup covers every hour that ended at least five minutes before ``as_of``.
+hourly rollup covers every hour that ended at least five minutes before ``as_of``, at the
+model grain (``network_demand_hourly``) and at the old pipeline grain
+(``network_demand_pipeline_hourly``, which the model grain replaces and must add up to).
 
 Scenarios break one thing each:
 
@@ -18,9 +20,11 @@ healthy            nothing
 unmatched-edges    3% of ``start->first_segment`` edges unpaired in the last 3 hours
 stale-ingest       raw events (``stream_trace_events``) stopped arriving 20 minutes ago
 clock-skew         5% of runner-clock events stamped 30 s in the future in the last 3 h
-rollup-drift       one hour and key of ``network_demand_hourly`` counted 7 sessions twice
+rollup-drift       one hour and key of the rollups counted 7 sessions twice (both grains)
 unattributed-spike 60% of sessions unattributed in the last 2 hours (capabilities lost)
 thin-traffic       30 sessions an hour: too little evidence for a verdict
+demand-drift       the pipeline-grain rollup lost one hour of one gateway's key and counted
+                   5 sessions twice in another (the model grain no longer adds up to it)
 ================== =====================================================================
 """
 
@@ -39,6 +43,7 @@ SCENARIOS = (
     "rollup-drift",
     "unattributed-spike",
     "thin-traffic",
+    "demand-drift",
 )
 
 HOURS = 50
@@ -52,6 +57,7 @@ TABLES = (
     "lifecycle_edges",
     "session_facts",
     "network_demand_hourly",
+    "network_demand_pipeline_hourly",
 )
 
 SCHEMA = (
@@ -88,6 +94,10 @@ SCHEMA = (
       pipeline LowCardinality(String), model_id LowCardinality(String),
       sessions UInt64, session_minutes Float64
     ) ENGINE = SummingMergeTree ORDER BY (hour, gateway, region, pipeline, model_id)""",
+    """CREATE TABLE {db}.network_demand_pipeline_hourly (
+      hour DateTime('UTC'), gateway LowCardinality(String), region LowCardinality(String),
+      pipeline LowCardinality(String), sessions UInt64, session_minutes Float64
+    ) ENGINE = SummingMergeTree ORDER BY (hour, gateway, region, pipeline)""",
 )
 
 # One row per session with every time in epoch milliseconds. {as_of_ms}, {start_ms},
@@ -181,11 +191,39 @@ GROUP BY hour, gateway, region, pipeline, model_id
 HAVING hour + INTERVAL 1 HOUR <= fromUnixTimestamp64Milli({as_of_ms:Int64} - 5 * 60000, 'UTC')
 """
 
-_DRIFT = """
-INSERT INTO {db}.network_demand_hourly
-SELECT toDateTime(toStartOfHour(fromUnixTimestamp64Milli({as_of_ms:Int64}, 'UTC')), 'UTC') - INTERVAL 3 HOUR,
-       'gw-iad-1', 'us-east', 'text-to-image', 'sdxl-lightning', 7, 35.0
+# The pipeline grain: the rollup before model_id was added, from the same gold sessions.
+_PIPELINE_ROLLUP = """
+INSERT INTO {db}.network_demand_pipeline_hourly
+SELECT toDateTime(toStartOfHour(session_start_ts), 'UTC') AS hour,
+       gateway, region, pipeline,
+       count() AS sessions, sum(duration_s) / 60 AS session_minutes
+FROM {db}.session_facts FINAL
+GROUP BY hour, gateway, region, pipeline
+HAVING hour + INTERVAL 1 HOUR <= fromUnixTimestamp64Milli({as_of_ms:Int64} - 5 * 60000, 'UTC')
 """
+
+# demand-drift: the pipeline grain lost gw-fra-1's text-to-image key 2 hours before as_of and
+# counted 5 sessions twice for gw-iad-1's 4 hours before.
+_PIPELINE_DRIFT = (
+    """ALTER TABLE {db}.network_demand_pipeline_hourly DELETE
+    WHERE hour = toDateTime(toStartOfHour(fromUnixTimestamp64Milli({as_of_ms:Int64}, 'UTC')), 'UTC') - INTERVAL 2 HOUR
+      AND gateway = 'gw-fra-1' AND pipeline = 'text-to-image'
+    SETTINGS mutations_sync = 1""",
+    """INSERT INTO {db}.network_demand_pipeline_hourly
+    SELECT toDateTime(toStartOfHour(fromUnixTimestamp64Milli({as_of_ms:Int64}, 'UTC')), 'UTC') - INTERVAL 4 HOUR,
+           'gw-iad-1', 'us-east', 'text-to-image', 5, 25.0""",
+)
+
+# rollup-drift: the rollup job counted 7 sessions twice, at both grains alike (the grains
+# still agree with each other; neither agrees with the gold sessions).
+_DRIFT = (
+    """INSERT INTO {db}.network_demand_hourly
+    SELECT toDateTime(toStartOfHour(fromUnixTimestamp64Milli({as_of_ms:Int64}, 'UTC')), 'UTC') - INTERVAL 3 HOUR,
+           'gw-iad-1', 'us-east', 'text-to-image', 'sdxl-lightning', 7, 35.0""",
+    """INSERT INTO {db}.network_demand_pipeline_hourly
+    SELECT toDateTime(toStartOfHour(fromUnixTimestamp64Milli({as_of_ms:Int64}, 'UTC')), 'UTC') - INTERVAL 3 HOUR,
+           'gw-iad-1', 'us-east', 'text-to-image', 7, 35.0""",
+)
 
 
 # The processor sees an event PROCESSOR_DELAY_MS after it is ingested; an edge whose later event
@@ -266,8 +304,13 @@ def build_reference(
     run(_CAPABILITIES)
     for part in (0, 1):
         run(_ROLLUP, part=part)
+    run(_PIPELINE_ROLLUP)
     if scenario == "rollup-drift":
-        run(_DRIFT)
+        for statement in _DRIFT:
+            run(statement)
+    if scenario == "demand-drift":
+        for statement in _PIPELINE_DRIFT:
+            run(statement)
     counts = {}
     for table in TABLES:
         frame = connection.query_df(f"SELECT count() AS n FROM {db}.{table}")

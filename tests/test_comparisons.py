@@ -1,0 +1,168 @@
+"""Comparison suites through the real gate: the shipped ``demand_grain_parity`` (two queries on
+chDB), ``hrv_db_integrity`` (nats-server vs PostgreSQL) and ``canary_latency_vs_baseline``
+(the normalize service's histogram by track, scraped and on a real Prometheus) — pass, a key
+missing on either side, a difference beyond tolerance, too little evidence on one side, one
+side's source down — and the reports and metrics that show both sides."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gatecheck.clickhouse import ClickHouse, Target
+from gatecheck.config import load_project
+from gatecheck.demo.reference import build_reference
+from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
+
+from .conftest import AS_OF, PROJECT, evaluate
+
+HOUR = timedelta(hours=1)
+
+
+def check_of(verdict: Verdict, suite: str) -> CheckResult:
+    (check,) = [c for c in verdict.checks if c.suite == suite]
+    return check
+
+
+@pytest.fixture(scope="module")
+def demand_db(warehouse: Path) -> Callable[[str, list[str]], str]:
+    """A healthy reference warehouse in a database of its own, changed by ``statements``
+    (``{db}`` is the database) → the ClickHouse URL of that database."""
+    built: dict[str, str] = {}
+
+    def make(name: str, statements: list[str]) -> str:
+        if name not in built:
+            database = f"demand_{name}"
+            with ClickHouse() as hub:
+                connection = hub.connect(Target.parse(f"chdb://{warehouse}", warehouse))
+                build_reference(connection, database, AS_OF, "healthy")
+                for statement in statements:
+                    connection.command(statement.replace("{db}", f"`{database}`"))
+            built[name] = f"chdb://{warehouse}?database={database}"
+        return built[name]
+
+    return make
+
+
+def demand_verdict(url: str, root: Path = PROJECT, extra: dict[str, str] | None = None) -> Verdict:
+    project = load_project(root, environ={"GATECHECK_CLICKHOUSE_URL": url, **(extra or {})})
+    return asyncio.run(evaluate(project, "warehouse-release", AS_OF))
+
+
+TWO_HOURS_AGO = f"toDateTime('{(AS_OF - 2 * HOUR).strftime('%Y-%m-%d %H:00:00')}', 'UTC')"
+
+
+def test_the_grains_adding_up_pass_with_both_sides_totals(project_for) -> None:
+    verdict = asyncio.run(evaluate(project_for("healthy"), "warehouse-release", AS_OF))
+    check = check_of(verdict, "demand_grain_parity")
+    assert check.outcome is Outcome.PASS, check.reason
+    assert check.source == "warehouse"
+    model, pipeline = check.sides
+    assert (model.side, pipeline.side) == ("model_grain", "pipeline_grain")
+    assert model.values["sessions"] == pipeline.values["sessions"] and model.values["sessions"] > 2000
+    assert check.evidence is not None and check.evidence.column == "model_grain_sessions"
+
+
+def test_demand_drift_names_the_missing_key_and_the_difference_with_both_sides(project_for) -> None:
+    verdict = asyncio.run(evaluate(project_for("demand-drift"), "warehouse-release", AS_OF))
+    assert verdict.verdict is VerdictState.NO_GO
+    assert {c.suite: c.outcome for c in verdict.checks if c.outcome is not Outcome.PASS} == {
+        "demand_grain_parity": Outcome.FAIL
+    }
+    check = check_of(verdict, "demand_grain_parity")
+    rel, present = check.expectations
+    missing_hour = (AS_OF - 2 * HOUR).replace(minute=0).isoformat()
+    doubled_hour = (AS_OF - 4 * HOUR).replace(minute=0).isoformat()
+    (gone,) = present.failing_groups
+    assert gone.group == {
+        "hour": missing_hour, "gateway": "gw-fra-1", "region": gone.group["region"],
+        "pipeline": "text-to-image", "present": "model_grain only",
+    }  # fmt: skip
+    assert gone.values["pipeline_grain_sessions"] is None and gone.values["model_grain_sessions"] > 0
+    by_hour = {g.group["hour"]: g for g in rel.failing_groups}
+    assert set(by_hour) == {missing_hour, doubled_hour}
+    doubled = by_hour[doubled_hour]
+    assert doubled.group["gateway"] == "gw-iad-1" and doubled.group["present"] == "both"
+    assert doubled.values["sessions_diff"] == -5
+    assert doubled.values["pipeline_grain_sessions"] == doubled.values["model_grain_sessions"] + 5
+    # the report shows the key, both sides' values and the difference
+    assert "model_grain_sessions" in (check.reason or "") and "sessions_diff -5" in (check.reason or "")
+
+
+def test_a_key_missing_on_the_model_grain_fails_naming_it(demand_db) -> None:
+    url = demand_db(
+        "model_missing",
+        [
+            f"ALTER TABLE {{db}}.network_demand_hourly DELETE WHERE hour = {TWO_HOURS_AGO} "
+            "AND gateway = 'gw-sin-1' SETTINGS mutations_sync = 1"
+        ],
+    )
+    check = check_of(demand_verdict(url), "demand_grain_parity")
+    assert check.outcome is Outcome.FAIL
+    _, present = check.expectations
+    assert {g.group["present"] for g in present.failing_groups} == {"pipeline_grain only"}
+    assert {g.group["gateway"] for g in present.failing_groups} == {"gw-sin-1"}
+
+
+def test_a_difference_within_the_tolerance_passes_and_beyond_it_fails(demand_db, config_copy: Path) -> None:
+    url = demand_db(
+        "one_more",
+        [
+            f"INSERT INTO {{db}}.network_demand_hourly SELECT {TWO_HOURS_AGO}, 'gw-iad-1', 'us-east', "
+            "'text-to-image', 'sdxl-lightning', 1, 5.0"
+        ],
+    )
+    check = check_of(demand_verdict(url), "demand_grain_parity")
+    assert check.outcome is Outcome.FAIL  # the default tolerance is 0
+    (group,) = check.expectations[0].failing_groups
+    assert group.values["sessions_diff"] == 1
+    thresholds = yaml.safe_load((config_copy / "thresholds.yaml").read_text())
+    thresholds["defaults"]["demand_grain_rel_tol"] = 0.05  # one session in ~100: within 5%
+    (config_copy / "thresholds.yaml").write_text(yaml.safe_dump(thresholds))
+    assert check_of(demand_verdict(url, config_copy), "demand_grain_parity").outcome is Outcome.PASS
+
+
+def test_too_little_evidence_on_one_side_is_inconclusive_however_the_keys_differ(demand_db) -> None:
+    url = demand_db(
+        "thin_pipeline",
+        ["ALTER TABLE {db}.network_demand_pipeline_hourly DELETE WHERE gateway != 'gw-iad-1' "
+         "OR pipeline != 'text-to-image' SETTINGS mutations_sync = 1",
+         "ALTER TABLE {db}.network_demand_pipeline_hourly UPDATE sessions = 1 WHERE 1 SETTINGS mutations_sync = 1"],
+    )  # fmt: skip
+    verdict = demand_verdict(url)
+    check = check_of(verdict, "demand_grain_parity")
+    assert check.outcome is Outcome.INCONCLUSIVE
+    assert check.evidence is not None and check.evidence.column == "pipeline_grain_sessions"
+    assert check.evidence.observed_total is not None and check.evidence.observed_total < 50
+    assert "too little evidence: pipeline_grain_sessions" in (check.reason or "")
+    assert verdict.verdict is VerdictState.INCONCLUSIVE
+
+
+def test_one_sides_source_down_is_an_error_naming_that_side(
+    project_for, warehouse, config_copy: Path
+) -> None:
+    suite = yaml.safe_load((PROJECT / "suites" / "demand_grain_parity.yaml").read_text())
+    suite["compare"]["sides"]["pipeline_grain"]["source"] = "old_warehouse"
+    (config_copy / "suites" / "demand_grain_parity.yaml").write_text(yaml.safe_dump(suite))
+    project_file = yaml.safe_load((config_copy / "gatecheck.yaml").read_text())
+    for environment in project_file["environments"].values():
+        environment["sources"]["old_warehouse"] = {
+            "type": "clickhouse",
+            "url": "clickhouse://127.0.0.1:9/default",
+        }
+    (config_copy / "gatecheck.yaml").write_text(yaml.safe_dump(project_file))
+    verdict = demand_verdict(f"chdb://{warehouse}?database=healthy", config_copy)
+    check = check_of(verdict, "demand_grain_parity")
+    assert check.outcome is Outcome.ERROR
+    assert check.source == "warehouse vs old_warehouse"
+    assert (check.reason or "").startswith("side pipeline_grain: source old_warehouse:")
+    assert [(s.side, s.source, s.source_available) for s in check.sides] == [
+        ("model_grain", "warehouse", True),
+        ("pipeline_grain", "old_warehouse", False),
+    ]
+    assert verdict.verdict is VerdictState.INCONCLUSIVE
