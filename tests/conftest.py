@@ -19,7 +19,7 @@ from hypothesis import settings
 
 from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import Project, load_project
-from gatecheck.demo.bus import NatsServer, prepare_bus
+from gatecheck.demo.bus import HRV_MESSAGES, NatsServer, prepare_bus
 from gatecheck.demo.database import EmbeddedPostgres, build_database
 from gatecheck.demo.e2e import write_reports
 from gatecheck.demo.reference import SCENARIOS, build_reference
@@ -107,7 +107,9 @@ def postgres_for(postgres_server: EmbeddedPostgres) -> Callable[..., str]:
             name = ("live_" if live else "") + database_for(scenario)
             found = postgres_server.url(name)
             moment = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=20) if live else AS_OF
-            build_database(found, moment, scenario)
+            # live: with a row per HRV message bus_for() publishes (hrv_db_integrity)
+            bus_at = datetime.now(UTC) if live else None
+            build_database(found, moment, scenario, bus_messages=HRV_MESSAGES, bus_at=bus_at)
             built[(scenario, live)] = found
         return built[(scenario, live)]
 

@@ -166,3 +166,84 @@ def test_one_sides_source_down_is_an_error_naming_that_side(
         ("pipeline_grain", "old_warehouse", False),
     ]
     assert verdict.verdict is VerdictState.INCONCLUSIVE
+
+
+# --------------------------------------------------------------------------- hrv_db_integrity
+
+
+@pytest.fixture
+def integrity_config(config_copy: Path) -> Path:
+    """The shipped configuration with a gate running only hrv_db_integrity over 48 hours."""
+    (config_copy / "gates" / "integrity.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "phase": "integrity",
+                "environment": "staging",
+                "window": "48h",
+                "checks": [{"suite": "hrv_db_integrity"}],
+            }
+        )
+    )
+    return config_copy
+
+
+def integrity(root: Path, bus: str, database: str, as_of=None) -> CheckResult:
+    project = load_project(root, environ={"GATECHECK_NATS_URL": bus, "GATECHECK_POSTGRES_URL": database})
+    return check_of(asyncio.run(evaluate(project, "integrity", as_of)), "hrv_db_integrity")
+
+
+def test_every_bus_message_with_its_row_passes(integrity_config, bus_for, postgres_for) -> None:
+    check = integrity(integrity_config, bus_for("healthy"), postgres_for("healthy", live=True))
+    assert check.outcome is Outcome.PASS, check.reason
+    assert check.source == "bus vs database"
+    bus, database = check.sides
+    assert (bus.side, bus.source, database.side, database.source) == ("bus", "bus", "database", "database")
+    assert bus.values == {"messages": 240.0} and database.values == {"messages": 240.0}
+
+
+def test_messages_without_rows_fail_with_both_counts(integrity_config, bus_for, postgres_for) -> None:
+    check = integrity(integrity_config, bus_for("healthy"), postgres_for("db-missing", live=True))
+    assert check.outcome is Outcome.FAIL
+    (expectation,) = check.expectations
+    (group,) = expectation.failing_groups
+    assert group.group == {"present": "both"}
+    assert group.values == {"bus_messages": 240, "database_messages": 200, "messages_diff": 40}
+    assert "bus_messages 240, database_messages 200, messages_diff 40" in (check.reason or "")
+
+
+def test_a_database_without_any_row_of_the_window_fails(integrity_config, bus_for, postgres_for) -> None:
+    # built at AS_OF (days ago): nothing written in the window the bus has messages in
+    check = integrity(integrity_config, bus_for("healthy"), postgres_for("healthy"))
+    assert check.outcome is Outcome.FAIL
+    assert [s.values["messages"] for s in check.sides] == [240.0, 0.0]
+
+
+def test_a_window_before_the_traffic_is_too_little_evidence_on_the_bus(
+    integrity_config, bus_for, postgres_for
+) -> None:
+    from datetime import UTC, datetime
+
+    before = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=49)
+    check = integrity(integrity_config, bus_for("healthy"), postgres_for("healthy", live=True), before)
+    assert check.outcome is Outcome.INCONCLUSIVE
+    assert check.evidence is not None and check.evidence.column == "bus_messages"
+    assert "too little evidence: bus_messages" in (check.reason or "")
+
+
+@pytest.mark.parametrize("down", ["bus", "database"])
+def test_either_sides_source_down_is_an_error_naming_that_side(
+    integrity_config, bus_for, postgres_for, down
+) -> None:
+    from gatecheck.demo.bus import free_port
+
+    bus = f"nats://127.0.0.1:{free_port()}" if down == "bus" else bus_for("healthy")
+    database = (
+        f"postgresql://postgres@127.0.0.1:{free_port()}/normalize" if down == "database"
+        else postgres_for("healthy", live=True)
+    )  # fmt: skip
+    check = integrity(integrity_config, bus, database)
+    assert check.outcome is Outcome.ERROR
+    assert (check.reason or "").startswith(f"side {down}: source {down}:")
+    assert {s.side: s.source_available for s in check.sides} == {
+        "bus": down != "bus", "database": down != "database"
+    }  # fmt: skip

@@ -16,8 +16,13 @@ from typing import Any
 
 from gatecheck.errors import SourceUnavailable
 
-#: Scenarios that change the database (the others get a healthy one).
-DB_SCENARIOS = ("db-stall",)
+#: Scenarios that change the database (the others get a healthy one): ``db-stall`` — writes
+#: stopped 5 minutes ago; ``db-missing`` — 40 of the HRV messages read from AA_CORE_HOT never
+#: became rows.
+DB_SCENARIOS = ("db-stall", "db-missing")
+#: The bus subject whose messages the normalize service writes as rows (demo.bus.HRV_SUBJECT).
+BUS_SUBJECT = "athlete-ally.hrv.raw-received"
+MISSING = 40
 #: The database the normalize service writes to.
 DATABASE = "normalize"
 
@@ -79,9 +84,14 @@ class EmbeddedPostgres:
             server.cleanup()
 
 
-def build_database(url: str, as_of: datetime, scenario: str) -> int:
+def build_database(
+    url: str, as_of: datetime, scenario: str, bus_messages: int = 0, bus_at: datetime | None = None
+) -> int:
     """Create ``hrv_readings`` in ``url``'s database afresh and write a day of rows up to
-    ``as_of`` for ``scenario``; the number of rows written."""
+    ``as_of`` for ``scenario``; the number of rows written. With ``bus_messages`` and
+    ``bus_at``: also the rows of the HRV messages the demo published on ``AA_CORE_HOT`` at
+    ``bus_at`` (the bus's clock), one per message — all but ``MISSING`` of them in
+    ``db-missing``, none in ``db-stall`` (writes stopped)."""
     import psycopg
 
     last = as_of - (timedelta(minutes=5) if scenario == "db-stall" else timedelta(seconds=10))
@@ -103,6 +113,20 @@ def build_database(url: str, as_of: datetime, scenario: str) -> int:
         )
         k += 1
         moment -= EVERY
+    if bus_at is not None and scenario != "db-stall":
+        written = bus_messages - (MISSING if scenario == "db-missing" else 0)
+        for seq in range(max(0, written)):
+            rows.append(
+                (
+                    f"bus-{seq:06d}",
+                    f"ath-{seq % 37:03d}",
+                    bus_at - timedelta(seconds=3),
+                    bus_at,
+                    round(3.4 + 0.7 * math.sin(seq / 11.0), 4),
+                    "AA_CORE_HOT",
+                    BUS_SUBJECT,
+                )
+            )
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("DROP TABLE IF EXISTS hrv_readings")
         connection.execute(SCHEMA)
@@ -110,6 +134,6 @@ def build_database(url: str, as_of: datetime, scenario: str) -> int:
             "COPY hrv_readings (message_id, user_id, recorded_at, created_at, ln_rmssd, source_stream,"
             " source_subject) FROM STDIN"
         ) as copy:
-            for row in reversed(rows):
+            for row in sorted(rows, key=lambda r: r[3]):
                 copy.write_row(row)
     return len(rows)

@@ -44,7 +44,7 @@ def run_demo(
     ``config``: the project directory (default: the reference project shipped in the package).
     Nothing is written outside ``workdir/.gatecheck/``."""
     from gatecheck.clickhouse import ClickHouse, Target
-    from gatecheck.demo.bus import NatsServer, free_port, prepare_bus
+    from gatecheck.demo.bus import HRV_MESSAGES, NatsServer, free_port, prepare_bus
     from gatecheck.demo.database import EmbeddedPostgres, build_database
     from gatecheck.demo.e2e import write_reports
     from gatecheck.demo.metrics import normalize_registry, serve_registry
@@ -102,7 +102,10 @@ def run_demo(
             database = EmbeddedPostgres(state / "postgres").start()
             stack.callback(database.stop)
             database_url = database.url()
-            rows = build_database(database_url, moment, scenario)
+            # with a row per HRV message the bus got just now (hrv_db_integrity compares them)
+            rows = build_database(
+                database_url, moment, scenario, bus_messages=HRV_MESSAGES, bus_at=datetime.now(UTC)
+            )
             runs = write_reports(state / "e2e", moment, scenario)  # the E2E job's JUnit reports
             project = load_project(
                 root,
