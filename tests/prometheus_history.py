@@ -27,10 +27,15 @@ SCENARIOS = {
     "crashloop": 6,
     "ingest-5xx": 7,
     "lookup-failures": 8,
+    # The canary's share of the traffic (track="canary") processed slower than the baseline.
+    "canary-slow": 9,
 }
 BUCKETS = ("0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf")
 FAST = (120, 200, 290, 298, 300, 300, 300)  # cumulative per step: p95 ≈ 240 ms
 SLOW = (20, 50, 100, 200, 290, 300, 300)  # p95 ≈ 970 ms
+#: The canary's tenth of the traffic (track="canary"), beside the baseline's: same shapes.
+FAST_CANARY = (12, 20, 29, 30, 30, 30, 30)
+SLOW_CANARY = (2, 5, 10, 20, 29, 30, 30)
 
 
 def as_of(scenario: str) -> datetime:
@@ -145,11 +150,13 @@ def openmetrics() -> str:
                 bump("ingest_http_requests_total", f'{route},status="503"', 2, ts)
             lookups = 1 if scenario == "lookup-failures" and late else 0
             bump("normalize_consumer_lookup_failures_total", "", lookups, ts)
-            cumulative = SLOW if scenario == "p95-high" else FAST
-            for le, count in zip(BUCKETS, cumulative, strict=True):
-                bump("normalize_hrv_processing_seconds_bucket", f'le="{le}"', count, ts)
-            bump("normalize_hrv_processing_seconds_count", "", cumulative[-1], ts)
-            bump("normalize_hrv_processing_seconds_sum", "", 0.2 * cumulative[-1], ts)
+            baseline = SLOW if scenario == "p95-high" else FAST
+            canary = SLOW_CANARY if scenario in ("p95-high", "canary-slow") else FAST_CANARY
+            for track, cumulative in (("baseline", baseline), ("canary", canary)):
+                for le, count in zip(BUCKETS, cumulative, strict=True):
+                    bump("normalize_hrv_processing_seconds_bucket", f'track="{track}",le="{le}"', count, ts)
+                bump("normalize_hrv_processing_seconds_count", f'track="{track}"', cumulative[-1], ts)
+                bump("normalize_hrv_processing_seconds_sum", f'track="{track}"', 0.2 * cumulative[-1], ts)
 
     families = {
         "normalize_hrv_messages": "counter",

@@ -247,3 +247,93 @@ def test_either_sides_source_down_is_an_error_naming_that_side(
     assert {s.side: s.source_available for s in check.sides} == {
         "bus": down != "bus", "database": down != "database"
     }  # fmt: skip
+
+
+# --------------------------------------------------------------------------- canary_latency_vs_baseline
+
+
+@pytest.fixture
+def canary_config(config_copy: Path) -> Path:
+    """The shipped configuration with a gate running only canary_latency_vs_baseline."""
+    gate = {
+        "phase": "canary-only",
+        "environment": "production",
+        "checks": [{"suite": "canary_latency_vs_baseline"}],
+    }
+    (config_copy / "gates" / "canary-only.yaml").write_text(yaml.safe_dump(gate))
+    return config_copy
+
+
+def canary(root: Path, metrics: str, as_of=None) -> CheckResult:
+    project = load_project(root, environ={"GATECHECK_PROMETHEUS_URL": metrics})
+    return check_of(asyncio.run(evaluate(project, "canary-only", as_of)), "canary_latency_vs_baseline")
+
+
+@pytest.fixture
+def exposition() -> Callable[..., str]:
+    """The demo's normalize exposition for a scenario, served → its scrape+http URL."""
+    from gatecheck.demo.bus import free_port
+    from gatecheck.demo.metrics import normalize_registry, serve_registry
+
+    servers = []
+
+    def serve(scenario: str, messages: int = 2000) -> str:
+        port = free_port()
+        servers.append(serve_registry(normalize_registry(scenario, messages), port))
+        return f"scrape+http://127.0.0.1:{port}/metrics"
+
+    yield serve
+    for server in servers:
+        server.shutdown()  # type: ignore[attr-defined]
+        server.server_close()  # type: ignore[attr-defined]
+
+
+def test_a_canary_as_fast_as_its_baseline_passes(canary_config, exposition) -> None:
+    check = canary(canary_config, exposition("healthy"))
+    assert check.outcome is Outcome.PASS, check.reason
+    (expectation,) = check.expectations
+    assert expectation.observed_value is not None and expectation.observed_value > 0.3  # p-value
+    sides = {s.side: s.values for s in check.sides}
+    assert sides["canary"]["n"] == 200 and sides["baseline"]["n"] == 1800
+    assert check.evidence is not None and check.evidence.column == "canary_n" and check.evidence.sufficient
+
+
+def test_a_slower_canary_fails_with_both_p95s_the_direction_and_the_p_value(
+    canary_config, exposition
+) -> None:
+    check = canary(canary_config, exposition("canary-slow"))
+    assert check.outcome is Outcome.FAIL
+    (expectation,) = check.expectations
+    assert expectation.observed_value is not None and expectation.observed_value < 0.001
+    sides = {s.side: s.values for s in check.sides}
+    assert sides["canary"]["p95"] > sides["baseline"]["p95"] + 0.1  # bucket midpoints
+
+
+def test_too_few_canary_samples_is_inconclusive(canary_config, exposition) -> None:
+    check = canary(canary_config, exposition("canary-slow", messages=300))  # 30 on the canary
+    assert check.outcome is Outcome.INCONCLUSIVE
+    assert check.evidence is not None and check.evidence.column == "canary_n"
+    assert check.evidence.observed_total == 30 and not check.evidence.sufficient
+
+
+def test_the_metrics_source_down_is_an_error(canary_config) -> None:
+    from gatecheck.demo.bus import free_port
+
+    check = canary(canary_config, f"http://127.0.0.1:{free_port()}")
+    assert check.outcome is Outcome.ERROR
+    assert {s.source_available for s in check.sides} == {False}
+    assert (check.reason or "").startswith("source metrics:")  # both sides alike: said once
+
+
+def test_on_a_real_prometheus_a_slower_canary_fails_and_an_equal_one_passes(
+    canary_config, prometheus
+) -> None:
+    from .prometheus_history import as_of, quiet_as_of
+
+    slow = canary(canary_config, prometheus, as_of("canary-slow"))
+    assert slow.outcome is Outcome.FAIL, slow.reason
+    equal = canary(canary_config, prometheus, as_of("slo-met"))
+    assert equal.outcome is Outcome.PASS, equal.reason
+    assert {s.side: s.values["n"] for s in equal.sides} == {"canary": 7200, "baseline": 72000}
+    quiet = canary(canary_config, prometheus, quiet_as_of())
+    assert quiet.outcome is Outcome.INCONCLUSIVE

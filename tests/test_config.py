@@ -273,8 +273,8 @@ BAD_CONFIGS = {
     ),
     "an evidence minimum that is negative": (
         "thresholds.yaml",
-        lambda d: d["defaults"].update(hrv_messages_min_evidence=-5),
-        "thresholds.yaml: defaults.hrv_messages_min_evidence: -5 must be a finite number, at least 0: suites/soak_criteria.yaml uses it in evidence.min_total",
+        lambda d: d["defaults"].update(unmatched_edges_min_evidence=-5),
+        "thresholds.yaml: defaults.unmatched_edges_min_evidence: -5 must be a finite number, at least 0: suites/unmatched_edges.yaml uses it in evidence.min_total",
     ),
     "a SQL parameter that is not a number": (
         "thresholds.yaml",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import start_http_server
 
-METRICS_SCENARIOS = ("slo-breach", "dlq-spike", "crashloop", "ingest-5xx")
+METRICS_SCENARIOS = ("slo-breach", "dlq-spike", "crashloop", "ingest-5xx", "canary-slow")
 _LABELS = {
     "subject": "athlete-ally.hrv.raw-received",
     "stream": "AA_CORE_HOT",
@@ -25,7 +25,8 @@ def normalize_registry(scenario: str = "healthy", messages: int = 2000) -> Colle
 
     healthy: 0.05% errors, p95 ≈ 120 ms. ``slo-breach``: HRV processing stopped — every
     message fails schema validation, latency p95 > 1 s. ``dlq-spike``: 40 dead letters a
-    minute for 5 minutes.
+    minute for 5 minutes. ``canary-slow``: the canary's tenth of the messages 300 ms slower
+    than the baseline's.
     """
     registry = CollectorRegistry()
     processed = Counter(
@@ -34,24 +35,30 @@ def normalize_registry(scenario: str = "healthy", messages: int = 2000) -> Colle
     )  # fmt: skip
     dlq = Counter("dlq_messages", "Messages sent to the DLQ, by subject.", ["subject"], registry=registry)
     latency = Histogram(
-        "normalize_hrv_processing_seconds", "Processing time of one HRV message.",
-        buckets=_BUCKETS, registry=registry,
+        "normalize_hrv_processing_seconds", "Processing time of one HRV message, by track (canary, baseline).",
+        ["track"], buckets=_BUCKETS, registry=registry,
     )  # fmt: skip
     fallback = Counter(
         "event_bus_stream_fallback", "Publishes that fell back to the legacy stream.", registry=registry
     )
 
+    # A tenth of the messages go through the canary (track="canary"), the rest the baseline:
+    # the same latencies on both tracks, but for canary-slow's canary (+300 ms).
+    tracks = {"canary": messages // 10, "baseline": messages - messages // 10}
     if scenario == "slo-breach":
         processed.labels(result="schema_invalid", **_LABELS).inc(messages)
-        for i in range(messages):
-            latency.observe(0.8 + (i % 10) * 0.1)
+        for track, count in tracks.items():
+            for i in range(count):
+                latency.labels(track=track).observe(0.8 + (i % 10) * 0.1)
     else:
         errors = max(1, messages // 2000)
         processed.labels(result="success", **_LABELS).inc(messages - errors)
         processed.labels(result="error", **_LABELS).inc(errors)
         processed.labels(result="schema_invalid", **_LABELS)  # present, zero
-        for i in range(messages):
-            latency.observe(0.03 + (i % 20) * 0.005)  # 30-125 ms
+        for track, count in tracks.items():
+            slower = 0.3 if scenario == "canary-slow" and track == "canary" else 0.0
+            for i in range(count):
+                latency.labels(track=track).observe(0.03 + (i % 20) * 0.005 + slower)  # 30-125 ms
     # dlq-spike: 40 dead letters a minute for the last 5 minutes (the rollback window).
     dead = 200 if scenario == "dlq-spike" else (3 if scenario == "dlq" else 0)
     processed.labels(result="dlq", **_LABELS).inc(dead)
