@@ -35,7 +35,7 @@ def normalize_registry(scenario: str = "healthy", messages: int = 2000) -> Colle
     )  # fmt: skip
     dlq = Counter("dlq_messages", "Messages sent to the DLQ, by subject.", ["subject"], registry=registry)
     latency = Histogram(
-        "normalize_hrv_processing_seconds", "Processing time of one HRV message, by track (canary, baseline).",
+        "normalize_hrv_processing_seconds", "Processing time of one HRV message, by track.",
         ["track"], buckets=_BUCKETS, registry=registry,
     )  # fmt: skip
     fallback = Counter(
