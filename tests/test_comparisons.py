@@ -337,3 +337,48 @@ def test_on_a_real_prometheus_a_slower_canary_fails_and_an_equal_one_passes(
     assert {s.side: s.values["n"] for s in equal.sides} == {"canary": 7200, "baseline": 72000}
     quiet = canary(canary_config, prometheus, quiet_as_of())
     assert quiet.outcome is Outcome.INCONCLUSIVE
+
+
+# --------------------------------------------------------------------------- reports and metrics
+
+
+def test_the_phase_page_and_metrics_show_both_sides_of_a_failing_comparison(project_for) -> None:
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from gatecheck.pages import PhaseInfo, PhasePage, render_phase, timeline
+    from gatecheck.service import VerdictCollector
+
+    verdict = asyncio.run(evaluate(project_for("demand-drift"), "warehouse-release", AS_OF))
+    check = check_of(verdict, "demand_grain_parity")
+    model, pipeline = check.sides
+
+    page = render_phase(
+        PhasePage(PhaseInfo.of_verdict(verdict), verdict, timeline([], AS_OF, AS_OF)), AS_OF, None
+    )
+    assert "<th>model_grain_sessions</th><th>pipeline_grain_sessions</th><th>sessions_diff</th>" in page
+    assert '<td class="side-value">-5</td>' in page  # the doubled key's difference
+    assert f"model_grain (warehouse) sessions {model.values['sessions']}" in page
+
+    state = SimpleNamespace(verdict=verdict, last_error=None, duration_s=0.5)
+    service = SimpleNamespace(
+        states={"warehouse-release": state},
+        interval=lambda phase: timedelta(minutes=5),
+        source_up={},
+        notifier=None,
+    )
+    registry = CollectorRegistry()
+    registry.register(VerdictCollector(service))  # type: ignore[arg-type]
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    exported = {
+        (s.labels["side"], s.labels["source"], s.labels["value"]): s.value
+        for s in families["gatecheck_comparison_side_value"].samples
+        if s.labels["suite"] == "demand_grain_parity" and s.labels["phase"] == "warehouse-release"
+    }
+    assert exported == {
+        ("model_grain", "warehouse", "sessions"): model.values["sessions"],
+        ("pipeline_grain", "warehouse", "sessions"): pipeline.values["sessions"],
+    }
+    assert model.values["sessions"] != pipeline.values["sessions"]
