@@ -335,24 +335,36 @@ def _percentile(samples: Sequence[float], q: float) -> float | None:
 
 def side_values(config: Any, frame: pd.DataFrame) -> dict[str, dict[str, float | None]]:
     """Each side's headline numbers in a comparison frame: every compared value's total over
-    the keys (``difference``), or its sample count and summary (the statistical tests)."""
-    import pandas as pd
-
+    the keys (``difference``), or its sample count and summary (the statistical tests). A
+    value that is not a number (a damaged answer) is left out as None."""
     out: dict[str, dict[str, float | None]] = {}
     for name in config.names:
         found: dict[str, float | None] = {}
         if config.test == "difference":
             for value in config.values:
-                column = frame.get(f"{name}_{value}")
-                numbers = pd.to_numeric(column, errors="coerce") if column is not None else None
-                found[value] = float(numbers.sum()) if numbers is not None and numbers.notna().any() else None
+                column = frame[f"{name}_{value}"] if f"{name}_{value}" in frame.columns else None
+                numbers = (
+                    [] if column is None else [n for n in map(_number, column.tolist()) if n is not None]
+                )
+                found[value] = float(sum(numbers)) if numbers else None
         else:
             suffixes = (
                 ("n", "p50", "p95") if config.test == "mann-whitney" else ("n", "hits", "total", "rate")
             )
             for suffix in suffixes:
-                column = frame.get(f"{name}_{suffix}")
-                value = None if column is None or frame.empty else column.iloc[0]
-                found[suffix] = None if value is None or pd.isna(value) else float(value)
+                column_name = f"{name}_{suffix}"
+                column = frame[column_name] if column_name in frame.columns and len(frame) == 1 else None
+                found[suffix] = None if column is None or column.ndim != 1 else _number(column.iloc[0])
         out[name] = found
     return out
+
+
+def _number(value: Any) -> float | None:
+    """A finite number, else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

@@ -273,10 +273,20 @@ def _compare_evidence(
     config = suite.compare
     assert config is not None
     if config.test != "difference":
-        counts = {name: frame.get(f"{name}_n") for name in config.names}
-        side = min(config.names, key=lambda n: -1 if counts[n] is None else float(counts[n].iloc[0]))
-        column = counts[side]
-        observed = None if column is None or frame.empty else float(column.iloc[0])
+        counts: dict[str, float | None] = {}
+        for name in config.names:
+            column_name = f"{name}_n"
+            if column_name not in frame.columns:
+                return (
+                    f"evidence column {column_name!r} is not in the query result "
+                    f"(columns: {', '.join(map(str, frame.columns))})"
+                )
+            numbers = pd.to_numeric(frame[column_name], errors="coerce") if len(frame) == 1 else None
+            value = None if numbers is None or not isinstance(numbers, pd.Series) else numbers.iloc[0]
+            counts[name] = None if value is None or pd.isna(value) else float(value)
+        # the smaller side decides (a side without a count is the smallest)
+        side = min(config.names, key=lambda n: -1.0 if counts[n] is None else float(counts[n] or 0.0))
+        observed = counts[side]
         minimum = Threshold(
             name="min_samples",
             value=config.min_samples,
