@@ -22,11 +22,17 @@ def test_two_sides_join_on_their_keys_with_differences_and_a_presence_marker() -
     pipeline_grain = pd.DataFrame(  # another engine: naive-UTC strings would not meet; timestamps do
         {"hour": pd.to_datetime([HOUR, HOUR, HOUR]), "pipeline": ["a", "b", "d"], "sessions": [100, 40, 3]}
     )
-    joined = join_sides(model_grain, pipeline_grain, ["hour", "pipeline"], ["sessions"], ("model", "pipeline"))
+    joined = join_sides(
+        model_grain, pipeline_grain, ["hour", "pipeline"], ["sessions"], ("model", "pipeline")
+    )
     rows = {r["pipeline"]: r for r in joined.to_dict("records")}
     assert list(rows) == ["a", "b", "c", "d"]
     assert [rows[k]["present"] for k in "abcd"] == ["both", "both", "model only", "pipeline only"]
-    assert (rows["a"]["sessions_diff"], rows["a"]["sessions_rel_diff"], rows["a"]["sessions_ratio"]) == (0, 0, 1)
+    assert (rows["a"]["sessions_diff"], rows["a"]["sessions_rel_diff"], rows["a"]["sessions_ratio"]) == (
+        0,
+        0,
+        1,
+    )
     assert rows["b"]["sessions_diff"] == 10 and rows["b"]["sessions_rel_diff"] == pytest.approx(0.25)
     assert rows["c"]["pipeline_sessions"] != rows["c"]["pipeline_sessions"]  # NULL on the side without it
     assert rows["c"]["sessions_rel_diff"] == 7 and math.isnan(rows["c"]["sessions_ratio"])
@@ -52,7 +58,9 @@ def test_a_clearly_slower_canary_is_higher_with_its_p95_and_p_value() -> None:
     assert result.p_value is not None and result.p_value < 0.001
     assert result.effect is not None and result.effect > 0.9
     assert result.text.startswith("canary p95 3") and "vs baseline 2" in result.text
-    assert result.text.endswith(("p = < 0.001, effect +0.98", "p = < 0.001, effect +0.99", "p = < 0.001, effect +1.00"))
+    assert result.text.endswith(
+        ("p = < 0.001, effect +0.98", "p = < 0.001, effect +0.99", "p = < 0.001, effect +1.00")
+    )
     faster = mann_whitney(baseline, canary)
     assert faster.direction == "lower" and faster.effect is not None and faster.effect < -0.9
 
@@ -60,7 +68,12 @@ def test_a_clearly_slower_canary_is_higher_with_its_p95_and_p_value() -> None:
 def test_equal_distributions_are_no_difference_and_too_few_samples_conclude_nothing() -> None:
     rng = np.random.default_rng(11)
     same = mann_whitney(rng.normal(200, 30, 300), rng.normal(200, 30, 300))
-    assert same.sufficient and same.direction == "no difference" and same.p_value is not None and same.p_value > 0.05
+    assert (
+        same.sufficient
+        and same.direction == "no difference"
+        and same.p_value is not None
+        and same.p_value > 0.05
+    )
     few = mann_whitney([300.0] * 49, [200.0] * 500)
     assert not few.sufficient and few.p_value is None and few.direction == "no difference"
     assert few.text == "too few samples: canary 49, baseline 500 (need 50 each)"
@@ -69,7 +82,9 @@ def test_equal_distributions_are_no_difference_and_too_few_samples_conclude_noth
 def test_error_rates_per_group_compare_as_proportions() -> None:
     worse = proportions(100, 2000, 20, 2000)
     assert worse.direction == "higher" and worse.p_value is not None and worse.p_value < 0.001
-    assert worse.effect == pytest.approx(0.04) and worse.text.startswith("canary error rate 5.00% vs baseline 1.00%")
+    assert worse.effect == pytest.approx(0.04) and worse.text.startswith(
+        "canary error rate 5.00% vs baseline 1.00%"
+    )
     alike = proportions(20, 2000, 21, 2000)
     assert alike.direction == "no difference" and alike.p_value is not None and alike.p_value > 0.5
     assert not proportions(1, 10, 20, 2000).sufficient
@@ -83,3 +98,86 @@ def test_a_histogram_stands_for_its_observations() -> None:
     assert samples[-1] == 0.5  # +Inf: its lower bound
     with pytest.raises(ValueError, match="below the previous"):
         samples_from_histogram([(0.1, 10), (0.2, 5)])
+
+
+def _config(**kwargs):
+    from gatecheck.config.models import CompareConfig
+
+    sides = {"canary": {"source": "s", "query": "SELECT 1"}, "baseline": {"source": "s", "query": "SELECT 1"}}
+    return CompareConfig.model_validate({"sides": sides, **kwargs})
+
+
+def test_compare_frame_of_totals_without_keys_and_of_a_side_without_rows() -> None:
+    from gatecheck.compare import compare_frame
+
+    config = _config(values=["messages"])
+    frame = compare_frame(
+        config, {"canary": pd.DataFrame({"messages": [240]}), "baseline": pd.DataFrame({"messages": [200]})}
+    )
+    assert frame[["canary_messages", "baseline_messages", "messages_diff", "present"]].to_dict("records") == [
+        {"canary_messages": 240, "baseline_messages": 200, "messages_diff": 40.0, "present": "both"}
+    ]
+    empty = compare_frame(config, {"canary": pd.DataFrame({"messages": [240]}), "baseline": pd.DataFrame()})
+    assert list(empty["present"]) == ["canary only"] and empty["messages_rel_diff"].iloc[0] == 240
+    with pytest.raises(ValueError, match="canary: 2 rows without keys"):
+        compare_frame(
+            config,
+            {"canary": pd.DataFrame({"messages": [1, 2]}), "baseline": pd.DataFrame({"messages": [1]})},
+        )
+
+
+def test_compare_frame_tests_samples_one_sided_in_the_worse_direction() -> None:
+    from gatecheck.compare import compare_frame
+
+    rng = np.random.default_rng(11)
+    slow, fast = rng.normal(300, 30, 200), rng.normal(200, 30, 200)
+    higher_is_worse = _config(test="mann-whitney", samples="ms")
+    worse = compare_frame(
+        higher_is_worse, {"canary": pd.DataFrame({"ms": slow}), "baseline": pd.DataFrame({"ms": fast})}
+    )
+    row = worse.iloc[0]
+    assert row["p_value"] < 0.001 and row["effect"] > 0.9 and row["direction"] == "higher"
+    assert row["canary_n"] == 200 and row["canary_p95"] > row["baseline_p95"]
+    better = compare_frame(
+        higher_is_worse, {"canary": pd.DataFrame({"ms": fast}), "baseline": pd.DataFrame({"ms": slow})}
+    )
+    assert better.iloc[0]["p_value"] > 0.99  # faster is not worse: nothing to fail on
+    lower_is_worse = _config(test="mann-whitney", samples="ms", worse="lower")
+    flipped = compare_frame(
+        lower_is_worse, {"canary": pd.DataFrame({"ms": fast}), "baseline": pd.DataFrame({"ms": slow})}
+    )
+    assert flipped.iloc[0]["p_value"] < 0.001
+    few = compare_frame(
+        higher_is_worse, {"canary": pd.DataFrame({"ms": slow[:10]}), "baseline": pd.DataFrame({"ms": fast})}
+    )
+    assert math.isnan(few.iloc[0]["p_value"]) and few.iloc[0]["direction"] == "too few samples"
+
+
+def test_compare_frame_reads_histograms_and_proportions_and_names_a_bad_side() -> None:
+    from gatecheck.compare import compare_frame
+
+    histogram = _config(test="mann-whitney", samples="value", histogram=True)
+    slow = pd.DataFrame({"le": ["0.1", "0.5", "+Inf"], "value": [10.0, 60.0, 200.0]})
+    fast = pd.DataFrame({"le": ["0.1", "0.5", "+Inf"], "value": [150.0, 190.0, 200.0]})
+    row = compare_frame(histogram, {"canary": slow, "baseline": fast}).iloc[0]
+    assert row["canary_n"] == 200 and row["baseline_n"] == 200 and row["p_value"] < 0.001
+    broken = pd.DataFrame({"le": ["0.1", "+Inf"], "value": [50.0, 10.0]})  # a cumulative count falling
+    with pytest.raises(ValueError, match="canary: bucket le=inf"):
+        compare_frame(histogram, {"canary": broken, "baseline": fast})
+    rates = _config(test="proportions", hits="errors", total="requests")
+    row = compare_frame(
+        rates,
+        {
+            "canary": pd.DataFrame({"errors": [30], "requests": [1000]}),
+            "baseline": pd.DataFrame({"errors": [10], "requests": [1000]}),
+        },
+    ).iloc[0]
+    assert row["canary_rate"] == 0.03 and row["p_value"] < 0.01 and row["effect"] == pytest.approx(0.02)
+    with pytest.raises(ValueError, match="baseline: 5 errors out of 3 requests is not a proportion"):
+        compare_frame(
+            rates,
+            {
+                "canary": pd.DataFrame({"errors": [1], "requests": [100]}),
+                "baseline": pd.DataFrame({"errors": [5], "requests": [3]}),
+            },
+        )

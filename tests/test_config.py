@@ -156,6 +156,26 @@ BAD_CONFIGS = {
         lambda d: d.update(source="warehous"),
         "suites/unattributed_sessions.yaml: source: unknown source 'warehous'",
     ),
+    "a comparison with one side": (
+        "suites/demand_grain_parity.yaml",
+        lambda d: d["compare"]["sides"].pop("pipeline_grain"),
+        "suites/demand_grain_parity.yaml: compare.sides: a comparison has exactly two sides (got 1)",
+    ),
+    "an unknown source on one side of a comparison": (
+        "suites/demand_grain_parity.yaml",
+        lambda d: d["compare"]["sides"]["pipeline_grain"].update(source="warehous"),
+        "suites/demand_grain_parity.yaml: compare.sides.pipeline_grain.source: unknown source 'warehous'",
+    ),
+    "a comparison side's evidence on a column it does not compare": (
+        "suites/demand_grain_parity.yaml",
+        lambda d: d["compare"]["sides"]["model_grain"]["evidence"].update(column="rows"),
+        "suites/demand_grain_parity.yaml: compare: sides.model_grain.evidence.column: 'rows' is not one of the compared values",
+    ),
+    "a source beside a comparison": (
+        "suites/demand_grain_parity.yaml",
+        lambda d: d.update(source="warehouse"),
+        "suites/demand_grain_parity.yaml: source: a comparison suite names them per side",
+    ),
     "$PARAMETER with no value": (
         "suites/unattributed_sessions.yaml",
         lambda d: d["expectations"][0].update(max_value={"$PARAMETER": "unattributed_rate_maximum"}),
