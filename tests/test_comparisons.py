@@ -166,6 +166,12 @@ def test_one_sides_source_down_is_an_error_naming_that_side(
         ("pipeline_grain", "old_warehouse", False),
     ]
     assert verdict.verdict is VerdictState.INCONCLUSIVE
+    from gatecheck.service import source_answers
+
+    answered, reasons = source_answers(verdict)  # what gatecheck_source_up reports
+    assert answered[("staging", "warehouse")] is True and answered[("staging", "old_warehouse")] is False
+    assert ("staging", "warehouse vs old_warehouse") not in answered
+    assert reasons[("staging", "old_warehouse")].startswith("side pipeline_grain: source old_warehouse:")
 
 
 # --------------------------------------------------------------------------- hrv_db_integrity

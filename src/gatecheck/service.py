@@ -179,21 +179,7 @@ class Service:
             self._log_evaluation(verdict, duration, state.verdict)
             if self.notifier is not None:  # schedules deliveries; never waits for them
                 self.notifier.changed(previous, verdict)
-            answered: dict[tuple[str, str], bool] = {}
-            reasons: dict[tuple[str, str], str] = {}
-            for check in verdict.checks:
-                # a comparison reaches each side's source on its own
-                asked = [(s.source, s.source_available) for s in check.sides] or [
-                    (check.source, check.source_available)
-                ]
-                for source, available in asked:
-                    if available is None:
-                        continue
-                    key = (verdict.environment, source)
-                    # Down if any check of this evaluation could not reach it.
-                    answered[key] = answered.get(key, True) and available
-                    if not available and check.reason:
-                        reasons.setdefault(key, check.reason)
+            answered, reasons = source_answers(verdict)
             for key, up in answered.items():
                 was = self.source_up.get(key)
                 environment, source = key
@@ -449,6 +435,25 @@ def _number(value: Any) -> float | None:
     if isinstance(value, int | float):
         return float(value)
     return None
+
+
+def source_answers(verdict: Verdict) -> tuple[dict[tuple[str, str], bool], dict[tuple[str, str], str]]:
+    """(environment, source) → whether it answered every check of the evaluation that asked
+    it (a comparison asks each side's source on its own), and why one did not."""
+    answered: dict[tuple[str, str], bool] = {}
+    reasons: dict[tuple[str, str], str] = {}
+    for check in verdict.checks:
+        asked = [(s.source, s.source_available) for s in check.sides]
+        asked = asked or [(check.source, check.source_available)]
+        for source, available in asked:
+            if available is None:
+                continue
+            key = (verdict.environment, source)
+            # Down if any check of this evaluation could not reach it.
+            answered[key] = answered.get(key, True) and available
+            if not available and check.reason:
+                reasons.setdefault(key, check.reason)
+    return answered, reasons
 
 
 class VerdictCollector(Collector):
