@@ -313,6 +313,8 @@ def test_a_slower_canary_fails_with_both_p95s_the_direction_and_the_p_value(
     assert expectation.observed_value is not None and expectation.observed_value < 0.001
     sides = {s.side: s.values for s in check.sides}
     assert sides["canary"]["p95"] > sides["baseline"]["p95"] + 0.1  # bucket midpoints
+    assert check.comparison is not None and check.comparison.startswith("canary p95 0.375 vs baseline 0.175, higher")
+    assert (check.reason or "").endswith(check.comparison)
 
 
 def test_too_few_canary_samples_is_inconclusive(canary_config, exposition) -> None:

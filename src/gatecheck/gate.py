@@ -582,6 +582,13 @@ def judge(
     if suite.compare is not None:
         expectations, sides = _compared(suite, frame, expectations)
     outcome, reason = _check_outcome(expectations, early)
+    summary = None
+    if suite.compare is not None and suite.compare.test != "difference" and "summary" in frame.columns:
+        # the statistical test in one sentence: "canary p95 … vs baseline …, higher, p = …"
+        found = frame["summary"].iloc[0] if len(frame) == 1 else None
+        summary = found if isinstance(found, str) and found else None
+        if summary is not None and reason is not None:
+            reason = f"{reason} — {summary}"
     return CheckResult(
         **base,
         rows=len(frame),
@@ -590,6 +597,7 @@ def judge(
         expectations=expectations,
         reason=reason,
         sides=sides,
+        comparison=summary,
     )
 
 

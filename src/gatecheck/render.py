@@ -64,6 +64,11 @@ def _check_detail(check: CheckResult) -> list[str]:
     lines: list[str] = []
     if check.outcome in (Outcome.ERROR, Outcome.INCONCLUSIVE) and check.reason:
         lines.append(check.reason)
+    if check.comparison and check.comparison not in (check.reason or ""):
+        lines.append(check.comparison)
+    for side in check.sides:  # a comparison: each side's source and totals
+        totals = ", ".join(f"{k} {'none' if v is None else f'{v:g}'}" for k, v in side.values.items())
+        lines.append(f"side {side.side} ({side.source}){': ' + totals if totals else ''}")
     for result in check.expectations:
         limits = ", ".join(threshold_text(t) for t in result.thresholds)
         subject = subject_of(result)

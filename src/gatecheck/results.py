@@ -118,8 +118,10 @@ class CheckResult(_Result):
     # A person's waiver covering this check's definite failure: it stays `fail`, with its
     # evidence, and does not block (never set on an inconclusive, errored or rollback check).
     waiver: Waiver | None = None
-    # a comparison check's two sides (empty for a suite of one source)
+    # a comparison check's two sides (empty for a suite of one source), and a statistical
+    # comparison's result in one sentence ("canary p95 340 ms vs baseline 210 ms, higher, p = 0.001")
     sides: list[SideResult] = []
+    comparison: str | None = None
 
 
 class Requirement(_Result):
