@@ -91,12 +91,8 @@ def query_parameters(
 ) -> dict[str, Any]:
     """The parameters the suite's query is sent with."""
     builtins: dict[str, Any] = {"window_start": window.start, "window_end": window.end, "as_of": as_of}
-    if not isinstance(suite.query, str):
-        # a structured query takes the window itself, and the thresholds it names
-        named = {n: thresholds[n].value for n in suite.query_parameters() if n not in BUILTIN_PARAMETERS}
-        return {**builtins, **named}
-    # SQL gets exactly the parameters it names: ClickHouse rejects unused ones on some versions.
-    return {
-        name: builtins[name] if name in BUILTIN_PARAMETERS else thresholds[name].value
-        for name in suite.query_parameters()
-    }
+    # The window always (a PromQL text reads window_end whether or not it names $window), and
+    # the thresholds the query names. A SQL source binds only what its SQL names (ClickHouse
+    # rejects unused parameters on some versions): see the sources' ``named_only``.
+    named = {n: thresholds[n].value for n in suite.query_parameters() if n not in BUILTIN_PARAMETERS}
+    return {**builtins, **named}

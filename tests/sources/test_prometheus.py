@@ -197,6 +197,34 @@ def test_the_readme_prometheus_suite_example_works(config_copy: Path, prometheus
     assert asyncio.run(evaluate(project, "readme-prom", as_of("ratio-998"))).verdict is VerdictState.NO_GO
 
 
+def test_a_suite_of_one_promql_text_gets_its_window(config_copy: Path, prometheus: str) -> None:
+    """``query:`` as one PromQL expression (not ``measures``): the frame is its labels plus
+    ``value``, judged over the window like any suite (it once got no window at all)."""
+    suite = {
+        "name": "hrv_messages_text",
+        "source": "metrics",
+        "window": {"length": "1h"},
+        "query": "sum by (result) (increase(normalize_hrv_messages_total[$window]))",
+        "groups": ["result"],
+        "expectations": [{"type": "expect_column_values_to_be_between", "column": "value", "max_value": 100_000}],
+    }
+    (config_copy / "suites" / "hrv_messages_text.yaml").write_text(yaml.safe_dump(suite))
+    gate = {"phase": "text-prom", "environment": "staging", "checks": [{"suite": "hrv_messages_text"}]}
+    (config_copy / "gates" / "text-prom.yaml").write_text(yaml.safe_dump(gate))
+    project = load_project(config_copy, environ={"GATECHECK_PROMETHEUS_URL": prometheus})
+    verdict = asyncio.run(evaluate(project, "text-prom", as_of("slo-met")))
+    (result,) = verdict.checks
+    assert result.outcome is Outcome.PASS, result.reason
+    assert result.rows == 4  # success, error, schema_invalid, dlq
+    assert result.window.end == as_of("slo-met")
+    suite["expectations"][0]["max_value"] = 1000  # success: 300 a step, 240 steps an hour
+    (config_copy / "suites" / "hrv_messages_text.yaml").write_text(yaml.safe_dump(suite))
+    project = load_project(config_copy, environ={"GATECHECK_PROMETHEUS_URL": prometheus})
+    (failed,) = asyncio.run(evaluate(project, "text-prom", as_of("slo-met"))).checks
+    assert failed.outcome is Outcome.FAIL
+    assert [g.group for g in failed.expectations[0].failing_groups] == [{"result": "success"}]
+
+
 @pytest.fixture
 def triggers_config(config_copy: Path) -> Path:
     gate = {

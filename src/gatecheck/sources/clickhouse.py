@@ -14,6 +14,7 @@ import asyncio
 import math
 import re
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -88,6 +89,13 @@ def wrap_steps(sql: str, count: int, timeout_s: float) -> str:
     )
 
 
+def named_only(sql: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters ``sql`` names as ``{name:Type}`` placeholders (a suite's query gets the
+    window whether or not its SQL uses it; ClickHouse rejects unused ones on some versions)."""
+    names = set(sql_parameters(sql))
+    return {name: value for name, value in parameters.items() if name in names}
+
+
 def format_parameter(value: Any) -> str:
     """Text form of a query parameter for server-side binding."""
     if isinstance(value, datetime):
@@ -106,6 +114,7 @@ def explain_query(
     bound parameter as sent, nothing connected."""
     target = Target.parse(config.url, root, what=f"source {name!r}")
     types = sql_parameters(query)
+    parameters = named_only(query, parameters)
     return {
         "sent_to": f"{target.where}, database {target.database}",
         "requests": [
@@ -192,7 +201,7 @@ class ClickHouseSource(Source):
 
     async def query(self, text: str, parameters: QueryParameters) -> pd.DataFrame:
         sql = wrap_readonly(text, self.timeout)
-        bound = {name: format_parameter(value) for name, value in parameters.items()}
+        bound = {name: format_parameter(value) for name, value in named_only(text, parameters).items()}
         try:
             # The driver blocks, so it runs in a thread; the server's max_execution_time stops
             # the query itself, this outer limit stops us waiting on a hung connection.
@@ -230,7 +239,8 @@ class ClickHouseSource(Source):
         rewritten = one_pass(text, steps) if steps is not None else None
         if steps is None or rewritten is None:
             return await self._union_steps(text, parameter_sets)
-        bound = {name: format_parameter(value) for name, value in steps.parameters().items()}
+        named = named_only(rewritten, steps.parameters())
+        bound = {name: format_parameter(value) for name, value in named.items()}
         return await self._split(wrap_readonly(rewritten, self.timeout), bound, len(parameter_sets))
 
     async def _union_steps(self, text: str, parameter_sets: list[QueryParameters]) -> list[pd.DataFrame]:
@@ -238,7 +248,7 @@ class ClickHouseSource(Source):
         bound = {
             f"{name}__{k}": format_parameter(value)
             for k, parameters in enumerate(parameter_sets)
-            for name, value in parameters.items()
+            for name, value in named_only(text, parameters).items()
         }
         return await self._split(sql, bound, len(parameter_sets))
 

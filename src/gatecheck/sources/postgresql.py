@@ -118,6 +118,7 @@ def explain_query(
                         "sent": iso_utc(value) if isinstance(value, datetime) else str(value),
                     }
                     for key, value in parameters.items()
+                    if key in types  # what the SQL names (the window comes whether or not)
                 ],
             }
         ],
@@ -184,7 +185,9 @@ class PostgreSQLSource(Source):
         try:
             # statement_timeout stops the query in the server; this outer limit stops us
             # waiting on a connection that hangs.
-            return await asyncio.wait_for(self._run(sql, dict(parameters)), self.timeout + 5)
+            names = {m.group(1) for m in _SQL_PARAM.finditer(text)}
+            bound = {name: value for name, value in parameters.items() if name in names}
+            return await asyncio.wait_for(self._run(sql, bound), self.timeout + 5)
         except TimeoutError as exc:
             await self._drop()
             raise SourceTimeout(f"{self.where}: no answer within {self.timeout:.0f}s") from exc
