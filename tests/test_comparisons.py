@@ -313,7 +313,9 @@ def test_a_slower_canary_fails_with_both_p95s_the_direction_and_the_p_value(
     assert expectation.observed_value is not None and expectation.observed_value < 0.001
     sides = {s.side: s.values for s in check.sides}
     assert sides["canary"]["p95"] > sides["baseline"]["p95"] + 0.1  # bucket midpoints
-    assert check.comparison is not None and check.comparison.startswith("canary p95 0.375 vs baseline 0.175, higher")
+    assert check.comparison is not None and check.comparison.startswith(
+        "canary p95 0.375 vs baseline 0.175, higher"
+    )
     assert (check.reason or "").endswith(check.comparison)
 
 
@@ -390,3 +392,35 @@ def test_the_phase_page_and_metrics_show_both_sides_of_a_failing_comparison(proj
         ("pipeline_grain", "warehouse", "sessions"): pipeline.values["sessions"],
     }
     assert model.values["sessions"] != pipeline.values["sessions"]
+
+
+def test_the_backtest_asks_each_side_once_for_all_steps_and_judges_each_step_as_run(
+    project_for, monkeypatch
+) -> None:
+    """demand-drift over 8 hourly steps: both sides of demand_grain_parity in one request
+    each (the one-pass form of each side's SQL), joined per step — every step's outcome and
+    failing groups (with both sides' values) those of `run --as-of` at that step."""
+    from gatecheck.backtest import run_backtest
+    from gatecheck.sources.clickhouse import ClickHouseSource
+
+    project = project_for("demand-drift")
+    asked: list[tuple[str, int]] = []
+    original = ClickHouseSource.query_steps
+
+    async def counting(self, text, parameter_sets):
+        asked.append((text.split("FROM")[1].split()[0], len(parameter_sets)))
+        return await original(self, text, parameter_sets)
+
+    monkeypatch.setattr(ClickHouseSource, "query_steps", counting)
+    report = asyncio.run(run_backtest(project, "warehouse-release", AS_OF - 7 * HOUR, AS_OF, HOUR))
+    assert ("network_demand_hourly", 8) in asked and ("network_demand_pipeline_hourly", 8) in asked
+    outcomes = []
+    for step in report.steps:
+        (mine,) = [c for c in step.checks if c.suite == "demand_grain_parity"]
+        theirs = check_of(
+            asyncio.run(evaluate(project, "warehouse-release", step.as_of)), "demand_grain_parity"
+        )
+        assert mine.outcome is theirs.outcome, step.as_of
+        assert mine.observed == {f"{e.column or e.type}": e.observed_value for e in theirs.expectations}
+        outcomes.append(theirs.outcome)
+    assert Outcome.FAIL in outcomes and Outcome.PASS in outcomes  # the drifted hours enter the window

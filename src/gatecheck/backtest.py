@@ -229,13 +229,13 @@ def _chunks(
 ) -> list[tuple[int, int]]:
     """The ranges of steps asked in one request each, as many as the source takes."""
     suite = plans[0].suite
-    if suite.compare is not None:  # each step asks both sides, as run does
-        return [(a, a + 1) for a in range(len(times))]
-    try:
-        source = pool.get(suite.source)
-        size = source.steps_per_request(
-            suite.query,
-            [query_parameters(suite, p.window, m, thresholds) for m, p in zip(times, plans, strict=True)],
+    try:  # a comparison: as many as both sides' sources take
+        size = min(
+            pool.get(unit.source).steps_per_request(
+                unit.query,
+                [query_parameters(unit, p.window, m, thresholds) for m, p in zip(times, plans, strict=True)],
+            )
+            for _, unit in suite.units()
         )
     except Exception:  # the source's own error is each step's, when it is fetched
         size = 1
@@ -259,14 +259,25 @@ async def _fetch_steps(
     frames = None
     async with limit:
         try:
-            if suite.compare is not None:
-                raise LookupError("a comparison is asked step by step")
-            source = pool.get(suite.source)
-            parameter_sets = [
-                query_parameters(suite, plan.window, moment, thresholds)
-                for moment, plan in zip(times, plans, strict=True)
-            ]
-            frames = await source.query_steps(suite.query, parameter_sets)
+            # each side's steps in one request (a comparison: then joined step by step)
+            sides = []
+            for _, unit in suite.units():
+                parameter_sets = [
+                    query_parameters(unit, plan.window, moment, thresholds)
+                    for moment, plan in zip(times, plans, strict=True)
+                ]
+                sides.append(await pool.get(unit.source).query_steps(unit.query, parameter_sets))
+            if suite.compare is None:
+                frames = sides[0]
+            elif all(side is not None for side in sides):
+                from gatecheck.compare import compare_frame
+
+                names = suite.compare.names
+                # a side's answer that cannot be compared raises: asked step by step, as run does
+                frames = [
+                    compare_frame(suite.compare, {n: side[k] for n, side in zip(names, sides, strict=True)})
+                    for k in range(len(times))
+                ]
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # each step is asked again and gets its own answer
