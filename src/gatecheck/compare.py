@@ -28,21 +28,27 @@ MIN_SAMPLES = 50
 PRESENT = "present"
 
 
-def _normalized_keys(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Keys both sides can be matched on: datetimes as UTC timestamps, everything else text
-    (a ClickHouse ``UInt16`` hour and a PostgreSQL ``integer`` one must meet)."""
+def _normalized_keys(frame: pd.DataFrame, keys: list[str]) -> tuple[list[list[Any]], list[bool]]:
+    """Each key column as values both sides can be matched on — datetimes as UTC timestamps,
+    everything else text (a ClickHouse ``UInt16`` hour and a PostgreSQL ``integer`` one must
+    meet), a missing value None — and whether it is a datetime column."""
     import pandas as pd
 
-    out = frame.copy()
+    columns: list[list[Any]] = []
+    moments: list[bool] = []
     for key in keys:
-        column = out[key]
+        column = frame[key]
         present = column.dropna()
-        moments = column.dtype == object and len(present) > 0 and all(hasattr(v, "tzinfo") for v in present)
-        if pd.api.types.is_datetime64_any_dtype(column) or moments:
-            out[key] = pd.to_datetime(column, utc=True)
+        timed = pd.api.types.is_datetime64_any_dtype(column) or (
+            column.dtype == object and len(present) > 0 and all(hasattr(v, "tzinfo") for v in present)
+        )
+        if timed:
+            values = [None if pd.isna(v) else v for v in pd.to_datetime(column, utc=True)]
         else:
-            out[key] = column.map(lambda v: None if v is None else str(v))
-    return out
+            values = [None if v is None or v is pd.NA else str(v) for v in column.tolist()]
+        columns.append(values)
+        moments.append(bool(timed))
+    return columns, moments
 
 
 def join_sides(
@@ -52,42 +58,75 @@ def join_sides(
     values: list[str],
     names: tuple[str, str] = ("left", "right"),
 ) -> pd.DataFrame:
-    """One row per key found on either side: the keys, for each compared value ``v``
-    ``<left>_v`` and ``<right>_v`` (NULL on the side that lacks the key), ``v_diff`` (left −
-    right, a missing side counted as 0), ``v_rel_diff`` (``|diff| / max(|right|, 1)``: a key on
-    one side only is at least 1 when its value is), ``v_ratio`` (left / right, NULL when right
-    is 0 or missing), and ``present``. Raises ValueError naming a key or value column a side
-    does not have, or a key that repeats on one side."""
+    """One row per key found on either side, sorted by the keys: the keys, for each compared
+    value ``v`` ``<left>_v`` and ``<right>_v`` (numbers; NULL on the side that lacks the key),
+    ``v_diff`` (left − right, a missing side counted as 0), ``v_rel_diff`` (``|diff| /
+    max(|right|, 1)``: a key on one side only is at least 1 when its value is), ``v_ratio``
+    (left / right, NULL when right is 0 or missing), and ``present``. Raises ValueError naming
+    a key or value column a side does not have, or a key that repeats on one side.
+
+    Built in plain Python over the two small frames (a few hundred keys at most: a suite
+    answers aggregates), not with a pandas merge: the backtest joins every step's sides, and
+    a merge costs ~10 ms however small the frames."""
     import numpy as np
     import pandas as pd
 
     first, second = names
+    sides: list[tuple[dict[tuple[Any, ...], int], dict[str, np.ndarray], list[bool]]] = []
     for name, frame in ((first, left), (second, right)):
         missing = [c for c in [*keys, *values] if c not in frame.columns]
         if missing:
             found = ", ".join(map(str, frame.columns))
             raise ValueError(f"{name}: column(s) {', '.join(missing)} not in its answer ({found})")
-        duplicated = frame.duplicated(subset=keys)
-        if duplicated.any():
-            row = frame[duplicated].iloc[0]
-            shown = ", ".join(f"{k}={row[k]}" for k in keys)
-            raise ValueError(f"{name}: key {shown} appears more than once")
-    a = _normalized_keys(left[[*keys, *values]], keys).rename(columns={v: f"{first}_{v}" for v in values})
-    b = _normalized_keys(right[[*keys, *values]], keys).rename(columns={v: f"{second}_{v}" for v in values})
-    joined = a.merge(b, on=keys, how="outer", indicator=True, sort=True)
-    joined[PRESENT] = (
-        joined.pop("_merge")
-        .map({"both": "both", "left_only": f"{first} only", "right_only": f"{second} only"})
-        .astype(str)
+        columns, moments = _normalized_keys(frame, keys)
+        rows: dict[tuple[Any, ...], int] = {}
+        for i, key in enumerate(zip(*columns, strict=True) if keys else [()] * len(frame)):
+            if key in rows:
+                shown = ", ".join(f"{k}={frame[k].iloc[i]}" for k in keys)
+                raise ValueError(f"{name}: key {shown} appears more than once")
+            rows[key] = i
+        numbers = {
+            v: pd.to_numeric(frame[v], errors="coerce").to_numpy(dtype=float, na_value=np.nan) for v in values
+        }
+        sides.append((rows, numbers, moments))
+    (lrows, lvalues, lmoments), (rrows, rvalues, rmoments) = sides
+    timed = [a or b for a, b in zip(lmoments, rmoments, strict=True)]
+
+    def order(key: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple((1, 0) if v is None else (0, v) for v in key)  # missing keys last
+
+    every = sorted(set(lrows) | set(rrows), key=order)
+    data: dict[str, Any] = {}
+    for position, key_name in enumerate(keys):
+        column = [k[position] for k in every]
+        data[key_name] = (
+            pd.Series(column, dtype="datetime64[ns, UTC]")
+            if timed[position]
+            else pd.Series(column, dtype=object)
+        )
+    picked = {}
+    for side, rows, numbers in ((first, lrows, lvalues), (second, rrows, rvalues)):
+        index = np.array([rows.get(k, -1) for k in every], dtype=int)
+        for value in values:
+            source = numbers[value]
+            taken = source[np.clip(index, 0, None)] if len(source) else np.full(len(index), np.nan)
+            picked[(side, value)] = np.where(index >= 0, taken, np.nan)
+            data[f"{side}_{value}"] = picked[(side, value)]
+    data[PRESENT] = pd.Series(
+        [
+            "both" if k in lrows and k in rrows else f"{first} only" if k in lrows else f"{second} only"
+            for k in every
+        ],
+        dtype=object,
     )
     for value in values:
-        lhs = pd.to_numeric(joined[f"{first}_{value}"], errors="coerce").astype(float)
-        rhs = pd.to_numeric(joined[f"{second}_{value}"], errors="coerce").astype(float)
-        diff = lhs.fillna(0.0) - rhs.fillna(0.0)
-        joined[f"{value}_diff"] = diff
-        joined[f"{value}_rel_diff"] = diff.abs() / np.maximum(rhs.fillna(0.0).abs(), 1.0)
-        joined[f"{value}_ratio"] = (lhs / rhs).where((rhs != 0) & rhs.notna())
-    return joined.reset_index(drop=True)
+        lhs, rhs = picked[(first, value)], picked[(second, value)]
+        diff = np.nan_to_num(lhs, nan=0.0) - np.nan_to_num(rhs, nan=0.0)
+        data[f"{value}_diff"] = diff
+        data[f"{value}_rel_diff"] = np.abs(diff) / np.maximum(np.abs(np.nan_to_num(rhs, nan=0.0)), 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            data[f"{value}_ratio"] = np.where((rhs != 0) & ~np.isnan(rhs), lhs / rhs, np.nan)
+    return pd.DataFrame(data)
 
 
 @dataclass(frozen=True)
