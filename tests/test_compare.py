@@ -181,3 +181,37 @@ def test_compare_frame_reads_histograms_and_proportions_and_names_a_bad_side() -
                 "baseline": pd.DataFrame({"errors": [5], "requests": [3]}),
             },
         )
+
+
+@pytest.mark.parametrize("keys", [["hour", "gateway"], []])
+def test_compare_steps_gives_every_step_the_frame_of_its_own_comparison(keys) -> None:
+    """Many steps joined at once (the backtest) = each step joined alone: rows, order, types,
+    values — with steps where one side, or both, has no row."""
+    from gatecheck.compare import compare_frame, compare_steps
+    from gatecheck.config.models import CompareConfig
+
+    sides = {"model": {"source": "s", "query": "SELECT 1"}, "pipeline": {"source": "s", "query": "SELECT 1"}}
+    config = CompareConfig.model_validate({"sides": sides, "keys": keys, "values": ["sessions"]})
+    rng = np.random.default_rng(5)
+
+    def side(k: int, drop: int) -> pd.DataFrame:
+        if keys:
+            rows = [(HOUR.replace(hour=h), g) for h in range(k % 3 + 1) for g in ("gw-b", "gw-a", "gw-10")]
+            frame = pd.DataFrame(rows, columns=["hour", "gateway"])[drop:]
+        else:
+            frame = pd.DataFrame(index=range(1 - drop % 2))
+        return frame.assign(sessions=rng.integers(0, 5, len(frame)))
+
+    model = [side(k, 0) for k in range(7)]
+    pipeline = [side(k, k % 4) for k in range(7)]
+    model[3], pipeline[5] = model[3].iloc[0:0], pipeline[5].iloc[0:0]  # a side without rows
+    model[6], pipeline[6] = pd.DataFrame(), pd.DataFrame()  # neither: the driver's empty answer
+    together = compare_steps(config, {"model": model, "pipeline": pipeline})
+    assert len(together) == 7
+    for k, frame in enumerate(together):
+        alone = compare_frame(config, {"model": model[k], "pipeline": pipeline[k]})
+        if alone.empty:
+            assert frame.empty, k
+        else:
+            pd.testing.assert_frame_equal(frame, alone, obj=f"step {k}")
+    assert not together[5].empty and set(together[5]["present"]) == {"model only"}

@@ -270,14 +270,11 @@ async def _fetch_steps(
             if suite.compare is None:
                 frames = sides[0]
             elif all(side is not None for side in sides):
-                from gatecheck.compare import compare_frame
+                from gatecheck.compare import compare_steps
 
                 names = suite.compare.names
                 # a side's answer that cannot be compared raises: asked step by step, as run does
-                frames = [
-                    compare_frame(suite.compare, {n: side[k] for n, side in zip(names, sides, strict=True)})
-                    for k in range(len(times))
-                ]
+                frames = compare_steps(suite.compare, dict(zip(names, sides, strict=True)))  # type: ignore[arg-type]
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # each step is asked again and gets its own answer

@@ -325,6 +325,44 @@ def compare_frame(config: Any, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return frame
 
 
+def compare_steps(config: Any, sides: dict[str, list[pd.DataFrame]]) -> list[pd.DataFrame]:
+    """:func:`compare_frame` of many steps at once (the backtest): each side's step frames
+    stacked with the step as one more key and joined once, then split back per step. Each
+    step's frame has the rows, order and values its own ``compare_frame`` gives (a step with
+    no row on either side: an empty frame, judged alike). Statistical tests: step by step."""
+    import pandas as pd
+
+    first, second = config.names
+    count = len(sides[first])
+    if config.test != "difference":
+        return [compare_frame(config, {n: frames[k] for n, frames in sides.items()}) for k in range(count)]
+    step = "_gatecheck_step"
+    stacked = {}
+    for name, frames in sides.items():
+        if not config.keys:
+            for frame in frames:
+                if len(frame) > 1:
+                    raise ValueError(
+                        f"{name}: {len(frame)} rows without keys (a comparison of totals takes one)"
+                    )
+        parts = [frame.assign(**{step: k}) for k, frame in enumerate(frames) if not frame.empty]
+        stacked[name] = (
+            pd.concat(parts, ignore_index=True)
+            if parts
+            else pd.DataFrame({c: pd.Series(dtype=object) for c in [step, *config.keys, *config.values]})
+        )
+    joined = join_sides(
+        stacked[first], stacked[second], [step, *config.keys], list(config.values), (first, second)
+    )
+    positions = joined.groupby(step, sort=False).indices
+    joined = joined.drop(columns=step)
+    empty = joined.iloc[0:0]
+    return [
+        joined.iloc[positions[str(k)]].reset_index(drop=True) if str(k) in positions else empty.copy()
+        for k in range(count)
+    ]
+
+
 def _samples(config: Any, name: str, frame: pd.DataFrame) -> list[float]:
     import pandas as pd
 
