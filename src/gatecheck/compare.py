@@ -95,7 +95,10 @@ def join_sides(
     def order(key: tuple[Any, ...]) -> tuple[Any, ...]:
         return tuple((1, 0) if v is None else (0, v) for v in key)  # missing keys last
 
-    every = sorted(set(lrows) | set(rrows), key=order)
+    found = set(lrows) | set(rrows)
+    # a key column holds one kind (text or UTC timestamps): tuples sort as they are unless a
+    # key is missing somewhere
+    every = sorted(found, key=order) if any(None in k for k in found) else sorted(found)
     data: dict[str, Any] = {}
     for position, key_name in enumerate(keys):
         column = [k[position] for k in every]
@@ -336,6 +339,8 @@ def compare_steps(config: Any, sides: dict[str, list[pd.DataFrame]]) -> list[pd.
     count = len(sides[first])
     if config.test != "difference":
         return [compare_frame(config, {n: frames[k] for n, frames in sides.items()}) for k in range(count)]
+    import numpy as np
+
     step = "_gatecheck_step"
     stacked = {}
     for name, frames in sides.items():
@@ -345,12 +350,15 @@ def compare_steps(config: Any, sides: dict[str, list[pd.DataFrame]]) -> list[pd.
                     raise ValueError(
                         f"{name}: {len(frame)} rows without keys (a comparison of totals takes one)"
                     )
-        parts = [frame.assign(**{step: k}) for k, frame in enumerate(frames) if not frame.empty]
-        stacked[name] = (
-            pd.concat(parts, ignore_index=True)
-            if parts
-            else pd.DataFrame({c: pd.Series(dtype=object) for c in [step, *config.keys, *config.values]})
-        )
+        steps = [k for k, frame in enumerate(frames) if not frame.empty]
+        if steps:
+            whole = pd.concat([frames[k] for k in steps], ignore_index=True)
+            whole[step] = np.repeat(steps, [len(frames[k]) for k in steps])
+            stacked[name] = whole
+        else:
+            stacked[name] = pd.DataFrame(
+                {c: pd.Series(dtype=object) for c in [step, *config.keys, *config.values]}
+            )
     joined = join_sides(
         stacked[first], stacked[second], [step, *config.keys], list(config.values), (first, second)
     )
