@@ -95,10 +95,10 @@ def join_sides(
     def order(key: tuple[Any, ...]) -> tuple[Any, ...]:
         return tuple((1, 0) if v is None else (0, v) for v in key)  # missing keys last
 
-    found = set(lrows) | set(rrows)
+    union = set(lrows) | set(rrows)
     # a key column holds one kind (text or UTC timestamps): tuples sort as they are unless a
     # key is missing somewhere
-    every = sorted(found, key=order) if any(None in k for k in found) else sorted(found)
+    every = sorted(union, key=order) if any(None in k for k in union) else sorted(union)
     data: dict[str, Any] = {}
     for position, key_name in enumerate(keys):
         column = [k[position] for k in every]
