@@ -149,7 +149,8 @@ async def run_backtest(
     """The report of ``phase`` over ``[since, until]`` every ``step``.
 
     Check by check: a source that can answers many steps in one request (ClickHouse: the
-    suite's SQL once per step, ``UNION ALL``), others step by step; then Great Expectations
+    one-pass form of the suite's SQL, else its SQL once per step ``UNION ALL``; a comparison
+    asks each side so and joins all steps at once), others step by step; then Great Expectations
     validates every step's frame of the check in one run (``validate_frames``). Anything the
     batched path cannot answer alike — a failed request, a validation that raises or times
     out — is redone step by step through the engine's own ``fetch`` and ``judge_fetched``, so
@@ -259,7 +260,7 @@ async def _fetch_steps(
     frames = None
     async with limit:
         try:
-            # each side's steps in one request (a comparison: then joined step by step)
+            # each side's steps in one request (a comparison: both sides, then joined at once)
             sides = []
             for _, unit in suite.units():
                 parameter_sets = [
@@ -267,9 +268,11 @@ async def _fetch_steps(
                     for moment, plan in zip(times, plans, strict=True)
                 ]
                 sides.append(await pool.get(unit.source).query_steps(unit.query, parameter_sets))
+                if sides[-1] is None:
+                    break  # this source answers step by step: so does the check
             if suite.compare is None:
                 frames = sides[0]
-            elif all(side is not None for side in sides):
+            elif len(sides) == 2 and all(side is not None for side in sides):
                 from gatecheck.compare import compare_steps
 
                 names = suite.compare.names
