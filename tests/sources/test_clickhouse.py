@@ -76,7 +76,9 @@ def test_writes_are_refused(warehouse: Path) -> None:
     assert int(frame["n"].iloc[0]) > 0
 
 
-@pytest.mark.parametrize("sql", ["SELECT 1; SELECT 2", "SELECT 1;\nDROP TABLE session_facts", "SELECT 1 ; ; SELECT 2"])
+@pytest.mark.parametrize(
+    "sql", ["SELECT 1; SELECT 2", "SELECT 1;\nDROP TABLE session_facts", "SELECT 1 ; ; SELECT 2"]
+)
 def test_a_second_statement_is_refused_by_the_engine(warehouse: Path, sql: str) -> None:
     # The SELECT * FROM (…) wrapper: a ';' inside the subquery is ClickHouse's syntax error.
     with pytest.raises(QueryError, match="Syntax error"):
@@ -154,7 +156,9 @@ def test_an_unreachable_server_is_one_line_per_check_and_no_driver_noise(tmp_pat
     import json
 
     reasons = {c["suite"]: c["reason"] for c in json.loads(done.stdout)["checks"]}
-    assert set(reasons.values()) == {"source warehouse: cannot reach ClickHouse at 127.0.0.1:1: connection refused"}
+    assert set(reasons.values()) == {
+        "source warehouse: cannot reach ClickHouse at 127.0.0.1:1: connection refused"
+    }
 
 
 def test_wrapping_and_parameter_formatting() -> None:
@@ -167,7 +171,9 @@ def test_wrapping_and_parameter_formatting() -> None:
         format_parameter(datetime(2026, 1, 1))
 
 
-def test_an_engine_gives_its_sources_and_its_ledger_one_embedded_lock(warehouse: Path, tmp_path: Path) -> None:
+def test_an_engine_gives_its_sources_and_its_ledger_one_embedded_lock(
+    warehouse: Path, tmp_path: Path
+) -> None:
     # A suite query (read-only, time-limited) and then a ledger write, on one chDB engine
     # through the engine's one hub: the write works, the two share the one lock, and the
     # source's client for its database is handed out once.
@@ -291,3 +297,40 @@ def test_a_per_call_setting_does_not_leak_into_the_next_query(warehouse: Path) -
         connection.command("INSERT INTO healthy.leak_probe VALUES (1)")
         assert int(connection.query_df("SELECT count() AS n FROM healthy.leak_probe")["n"].iloc[0]) == 1
         connection.command("DROP TABLE healthy.leak_probe")
+
+
+def test_the_embedded_engine_keeps_no_query_condition_cache(project_for, warehouse) -> None:
+    """A gate's windows move, so a filter result cached per condition and parameters is never
+    used again: the embedded engine's clients turn the cache off (it grew the evaluation
+    worker's memory with every query). With the cache on, the same query adds entries."""
+    import asyncio
+    from datetime import timedelta
+
+    from gatecheck.clickhouse import ClickHouse, Target
+
+    from ..conftest import AS_OF, evaluate
+
+    with ClickHouse() as hub:
+        connection = hub.connect(Target.parse(f"chdb://{warehouse}?database=healthy", warehouse))
+
+        def entries() -> int:
+            frame = connection.query_df(
+                "SELECT value FROM system.metrics WHERE metric = 'QueryConditionCacheEntries'"
+            )
+            return int(frame["value"].iloc[0])
+
+        before = entries()
+        project = project_for("healthy")
+        for hours in range(3):
+            asyncio.run(evaluate(project, "warehouse-release", AS_OF - timedelta(hours=hours)))
+        assert entries() == before
+        query = (
+            "SELECT sum(sessions) AS n FROM network_demand_hourly WHERE hour >= {a:DateTime64(3)} "
+            "AND hour + INTERVAL 1 HOUR <= {b:DateTime64(3)} SETTINGS use_query_condition_cache = 1"
+        )
+        for hours in range(3):
+            end = AS_OF - timedelta(hours=hours)
+            connection.query_df(
+                query, {"a": f"{(end - timedelta(hours=1)).timestamp():.3f}", "b": f"{end.timestamp():.3f}"}
+            )
+        assert entries() > before  # the control: the cache is there to be turned off
