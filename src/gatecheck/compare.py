@@ -148,12 +148,6 @@ class Comparison:
     text: str
 
 
-def _p95(samples: Sequence[float]) -> float:
-    import numpy as np
-
-    return float(np.percentile(np.asarray(samples, dtype=float), 95))
-
-
 def mann_whitney(
     left: Sequence[float],
     right: Sequence[float],
@@ -180,10 +174,10 @@ def mann_whitney(
     result = mannwhitneyu(left, right, alternative=alternative)
     u, p = float(result.statistic), float(result.pvalue)
     effect = 2 * u / (left_n * right_n) - 1  # rank-biserial: P(left > right) - P(left < right)
-    lp95, rp95 = _p95(left), _p95(right)
+    lp95, rp95 = _percentile(left, 95), _percentile(right, 95)
     direction = "no difference" if p >= alpha else ("higher" if effect > 0 else "lower")
     text = (
-        f"{first} p95 {_fmt(lp95)}{unit} vs {second} {_fmt(rp95)}{unit}, {direction}, "
+        f"{first} p95 {_fmt(lp95 or 0.0)}{unit} vs {second} {_fmt(rp95 or 0.0)}{unit}, {direction}, "
         f"p = {_fmt_p(p)}, effect {effect:+.2f}"
     )
     return Comparison("mann-whitney", left_n, right_n, True, p, effect, direction, lp95, rp95, text)

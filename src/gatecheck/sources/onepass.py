@@ -39,6 +39,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 
@@ -121,18 +122,25 @@ def one_pass(sql: str, steps: Steps) -> str | None:
     """The one-pass form of ``sql`` for ``steps`` (its parameters: ``steps.parameters()``),
     its first column ``gatecheck_step``; None when its shape is not one this rewrite proves
     equal."""
+    return _rewritten(sql, frozenset(steps.first))
+
+
+@lru_cache(maxsize=64)
+def _rewritten(sql: str, varying: frozenset[str]) -> str | None:
+    """``one_pass`` for the time parameters ``varying``: the rewrite depends on nothing else,
+    so the source's batch sizing and its query share one parse."""
     import sqlglot
 
     if STEP in sql or "gatecheck_" in sql.lower():
         return None
     try:
         tree = sqlglot.parse_one(sql, read="clickhouse")
-        text = _Rewrite(set(steps.first)).top(tree)
+        text = _Rewrite(set(varying)).top(tree)
     except _Refused:
         return None
     except Exception:  # a parse the rewrite did not foresee: asked step by step
         return None
-    for name in steps.first:  # every time parameter became the step's own value
+    for name in varying:  # every time parameter became the step's own value
         if re.search(r"\{\s*" + re.escape(name) + r"\s*:", text):
             return None
     return text
