@@ -39,7 +39,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 
@@ -122,15 +121,9 @@ def one_pass(sql: str, steps: Steps) -> str | None:
     """The one-pass form of ``sql`` for ``steps`` (its parameters: ``steps.parameters()``),
     its first column ``gatecheck_step``; None when its shape is not one this rewrite proves
     equal."""
-    return _rewritten(sql, frozenset(steps.first))
-
-
-@lru_cache(maxsize=64)
-def _rewritten(sql: str, varying: frozenset[str]) -> str | None:
-    """``one_pass`` for the time parameters ``varying``: the rewrite depends on nothing else,
-    so the source's batch sizing and its query share one parse."""
     import sqlglot
 
+    varying = set(steps.first)
     if STEP in sql or "gatecheck_" in sql.lower():
         return None
     try:
