@@ -163,6 +163,21 @@ class ClickHouse:
             connection.close()
 
 
+# The embedded engine's caches keyed by a query's text *with its parameters*. A gate's windows
+# move, so no entry is ever used again, and every evaluation adds some to the worker's memory
+# until each cache's own bound (measured with bench/soak.py and ClickHouse's MemoryTracking):
+# - the query condition cache: each query's filter result per part (~1 KiB per query; bounded
+#   only at 100 MiB);
+# - the hash table statistics collected by aggregations and joins to size the next run of the
+#   same query's hash tables (~150 B per GROUP BY, ~600 B per join; 10,000 entries).
+# A ClickHouse server's caches are the server's memory: its clients leave them alone.
+EMBEDDED_SETTINGS = {
+    "use_query_condition_cache": 0,
+    "collect_hash_table_stats_during_aggregation": 0,
+    "collect_hash_table_stats_during_joins": 0,
+}
+
+
 def _embedded_client(target: Target) -> Any:
     try:
         import chdb  # noqa: F401 — the backend's engine: say which extra provides it
@@ -173,15 +188,11 @@ def _embedded_client(target: Target) -> Any:
         ) from exc
     try:
         # tz_mode="aware": timestamps come back in UTC with their zone, as reports show them.
-        # use_query_condition_cache=0: the engine would cache every query's filter result per
-        # part, keyed by the condition with its parameters — a gate's windows move, so no
-        # entry is ever used again and the cache grows with every evaluation (~1 KiB of the
-        # worker's memory per query, measured; it is bounded only at 100 MiB).
         client = clickhouse_connect.get_client(
             dsn=f"chdb://{target.embedded}",
             database=target.database,
             tz_mode="aware",
-            settings={"use_query_condition_cache": 0},
+            settings=dict(EMBEDDED_SETTINGS),
         )
     except Exception as exc:
         message = _error_message(exc)[1]

@@ -334,3 +334,44 @@ def test_the_embedded_engine_keeps_no_query_condition_cache(project_for, warehou
                 query, {"a": f"{(end - timedelta(hours=1)).timestamp():.3f}", "b": f"{end.timestamp():.3f}"}
             )
         assert entries() > before  # the control: the cache is there to be turned off
+
+
+def test_the_embedded_engine_collects_no_hash_table_statistics(warehouse: Path) -> None:
+    """An aggregation or a join records its hash table's size, keyed by the query, so that the
+    next run of the same query can preallocate; a gate's queries carry moving windows, so the
+    entries are never used and each adds to the worker's memory. The embedded engine's clients
+    turn the collection off: running a query twice preallocates nothing. The control: the same
+    queries with the collection on preallocate on their second run."""
+    from gatecheck.clickhouse import ClickHouse, Target
+
+    aggregate = "SELECT count() AS n FROM (SELECT number % 200000 AS k, count() FROM numbers(1000000) GROUP BY k)"
+    join = (
+        "SELECT count() AS n FROM numbers(100000) AS a "
+        "INNER JOIN (SELECT number AS m FROM numbers(100000)) AS b ON a.number = b.m"
+    )
+    with ClickHouse() as hub:
+        connection = hub.connect(Target.parse(f"chdb://{warehouse}?database=healthy", warehouse))
+
+        def preallocated() -> dict[str, int]:
+            frame = connection.query_df(
+                "SELECT event, value FROM system.events WHERE event IN "
+                "('AggregationPreallocatedElementsInHashTables', 'HashJoinPreallocatedElementsInHashTables')"
+            )
+            if frame.empty:  # neither event has happened in this process yet
+                return {}
+            return {str(event): int(value) for event, value in zip(frame["event"], frame["value"], strict=True)}
+
+        def twice(settings: str) -> dict[str, int]:
+            before = preallocated()
+            for _ in range(2):
+                for sql in (aggregate, join):
+                    connection.query_df(sql + settings)
+            after = preallocated()
+            return {event: after.get(event, 0) - before.get(event, 0) for event in after.keys() | before.keys()}
+
+        assert not any(twice("").values())
+        collected = twice(
+            " SETTINGS collect_hash_table_stats_during_aggregation = 1, collect_hash_table_stats_during_joins = 1"
+        )
+        assert collected.get("AggregationPreallocatedElementsInHashTables", 0) > 0
+        assert collected.get("HashJoinPreallocatedElementsInHashTables", 0) > 0
