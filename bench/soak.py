@@ -5,8 +5,8 @@ of its own (`gatecheck demo --serve`, `service.interval: 1s`), for --evaluations
 
 Samples the resident memory (VmRSS) of the serving process and of its evaluation worker
 every 100 evaluations (counted in the ledger) and prints the least-squares slope, in KiB per
-evaluation, over the samples after --warmup — for each process separately. A worker replaced
-during the run (it should not be) is reported.
+evaluation, with its standard error, over the samples after --warmup — for each process
+separately. A worker replaced during the run (it should not be) is reported.
 """
 
 from __future__ import annotations
@@ -50,16 +50,21 @@ def worker_of(pid: int) -> int | None:
     return None
 
 
-def slope(points: list[tuple[int, float]]) -> float:
-    """Least-squares slope of (evaluations, KiB): KiB per evaluation."""
+def slope(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """Least-squares slope of (evaluations, KiB) in KiB per evaluation, and its standard error
+    (the samples scatter by a few MiB with the evaluation in flight when each is taken)."""
     n = len(points)
-    if n < 2:
-        return float("nan")
+    if n < 3:
+        return float("nan"), float("nan")
     mean_x = sum(x for x, _ in points) / n
     mean_y = sum(y for _, y in points) / n
     num = sum((x - mean_x) * (y - mean_y) for x, y in points)
     den = sum((x - mean_x) ** 2 for x, _ in points)
-    return num / den if den else float("nan")
+    if not den:
+        return float("nan"), float("nan")
+    b = num / den
+    residual = sum((y - mean_y - b * (x - mean_x)) ** 2 for x, y in points)
+    return b, (residual / (n - 2) / den) ** 0.5
 
 
 def main() -> None:
@@ -119,9 +124,10 @@ def main() -> None:
                 continue
             growth = (after[-1][1] - after[0][1]) / 1024
             first, last = after[0][1] / 1024, after[-1][1] / 1024
+            per_evaluation, error = slope(after)
             print(
                 f"{name:8s} RSS {first:6.1f} → {last:6.1f} MiB after {args.warmup} evaluations "
-                f"({growth:+.1f} MiB); slope {slope(after):+.2f} KiB per evaluation"
+                f"({growth:+.1f} MiB); slope {per_evaluation:+.2f} ± {error:.2f} KiB per evaluation"
             )
         print(f"worker processes seen: {len(workers)} (1 = never replaced)")
 
