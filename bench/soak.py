@@ -7,6 +7,12 @@ Samples the resident memory (VmRSS) of the serving process and of its evaluation
 every 100 evaluations (counted in the ledger) and prints the least-squares slope, in KiB per
 evaluation, with its standard error, over the samples after --warmup — for each process
 separately. A worker replaced during the run (it should not be) is reported.
+
+Two readings per 100 evaluations: the resident memory at that moment (`sample`: it includes
+whatever the evaluations in flight hold, so it scatters by a few MiB), and the least resident
+memory seen in those 100 evaluations, read four times a second (`floor`: what the process
+keeps between evaluations). Memory that is kept grows both; the floor sees it with less
+scatter.
 """
 
 from __future__ import annotations
@@ -84,7 +90,10 @@ def main() -> None:
             )  # fmt: skip
         ledger = root / ".gatecheck" / "history.db"
         started = time.monotonic()
-        samples: dict[str, list[tuple[int, float]]] = {"serving": [], "worker": []}
+        samples: dict[str, list[tuple[int, float]]] = {
+            f"{who} {kind}": [] for who in ("serving", "worker") for kind in ("sample", "floor")
+        }
+        low: dict[str, float] = {}  # the least resident memory of each process since the last mark
         workers: set[int] = set()
         next_mark = 0
         try:
@@ -95,23 +104,25 @@ def main() -> None:
                 if ledger.exists():
                     with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=5) as db:
                         count = db.execute("SELECT count(*) FROM evaluations").fetchone()[0]
-                if count >= next_mark:
-                    worker = worker_of(process.pid)
-                    if worker is not None:
-                        workers.add(worker)
-                    serving_rss, worker_rss = rss_kib(process.pid), rss_kib(worker) if worker else None
-                    if serving_rss is not None and worker_rss is not None:
-                        samples["serving"].append((count, serving_rss))
-                        samples["worker"].append((count, worker_rss))
-                        print(
-                            f"{count:6d} evaluations  {time.monotonic() - started:6.0f}s  serving "
-                            f"{serving_rss / 1024:6.1f} MiB  worker {worker_rss / 1024:6.1f} MiB",
-                            flush=True,
-                        )
+                worker = worker_of(process.pid)
+                if worker is not None:
+                    workers.add(worker)
+                now = {"serving": rss_kib(process.pid), "worker": rss_kib(worker) if worker else None}
+                for name, rss in now.items():
+                    if rss is not None:
+                        low[name] = min(low.get(name, rss), rss)
+                if count >= next_mark and now["serving"] is not None and now["worker"] is not None:
+                    line = f"{count:6d} evaluations  {time.monotonic() - started:6.0f}s"
+                    for name, rss in now.items():
+                        samples[f"{name} sample"].append((count, rss))
+                        samples[f"{name} floor"].append((count, low[name]))
+                        line += f"  {name} {rss / 1024:6.1f} MiB (floor {low[name] / 1024:6.1f})"
+                    print(line, flush=True)
+                    low = {}
                     next_mark = count - count % 100 + 100
                 if count >= args.evaluations:
                     break
-                time.sleep(0.5)
+                time.sleep(0.25)
         finally:
             process.terminate()
             process.wait(timeout=60)
@@ -126,7 +137,7 @@ def main() -> None:
             first, last = after[0][1] / 1024, after[-1][1] / 1024
             per_evaluation, error = slope(after)
             print(
-                f"{name:8s} RSS {first:6.1f} → {last:6.1f} MiB after {args.warmup} evaluations "
+                f"{name:15s} RSS {first:6.1f} → {last:6.1f} MiB after {args.warmup} evaluations "
                 f"({growth:+.1f} MiB); slope {per_evaluation:+.2f} ± {error:.2f} KiB per evaluation"
             )
         print(f"worker processes seen: {len(workers)} (1 = never replaced)")
