@@ -123,17 +123,16 @@ def one_pass(sql: str, steps: Steps) -> str | None:
     equal."""
     import sqlglot
 
-    varying = set(steps.first)
     if STEP in sql or "gatecheck_" in sql.lower():
         return None
     try:
         tree = sqlglot.parse_one(sql, read="clickhouse")
-        text = _Rewrite(set(varying)).top(tree)
+        text = _Rewrite(set(steps.first)).top(tree)
     except _Refused:
         return None
     except Exception:  # a parse the rewrite did not foresee: asked step by step
         return None
-    for name in varying:  # every time parameter became the step's own value
+    for name in steps.first:  # every time parameter became the step's own value
         if re.search(r"\{\s*" + re.escape(name) + r"\s*:", text):
             return None
     return text

@@ -98,11 +98,17 @@ def conninfo(config: PostgreSQLSourceConfig, root: Path = Path(".")) -> tuple[st
     return make_conninfo(url, **extra), where
 
 
+def sql_parameters(sql: str) -> dict[str, str]:
+    """``{name:type}`` placeholders in the SQL, name → PostgreSQL type. A query binds only
+    these (a suite's query gets the window whether or not its SQL uses it)."""
+    return {m.group(1): m.group(2).strip() for m in _SQL_PARAM.finditer(sql)}
+
+
 def explain_query(
     name: str, config: PostgreSQLSourceConfig, query: Any, parameters: QueryParameters, root: Path
 ) -> dict[str, Any]:
     """What the source sends for ``query`` (``gatecheck explain``), nothing connected."""
-    types = {m.group(1): m.group(2).strip() for m in _SQL_PARAM.finditer(query)}
+    types = sql_parameters(query)
     _, where = conninfo(config.model_copy(update={"password_file": None}), root)
     return {
         "sent_to": where,
@@ -182,11 +188,11 @@ class PostgreSQLSource(Source):
 
     async def query(self, text: str, parameters: QueryParameters) -> pd.DataFrame:
         sql = bind_form(text)
+        names = sql_parameters(text)
+        bound = {name: value for name, value in parameters.items() if name in names}
         try:
             # statement_timeout stops the query in the server; this outer limit stops us
             # waiting on a connection that hangs.
-            names = {m.group(1) for m in _SQL_PARAM.finditer(text)}
-            bound = {name: value for name, value in parameters.items() if name in names}
             return await asyncio.wait_for(self._run(sql, bound), self.timeout + 5)
         except TimeoutError as exc:
             await self._drop()
