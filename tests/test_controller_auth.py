@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -25,7 +26,10 @@ def service_for(tmp_path: Path, verdicts: int) -> Service:
     assert CliRunner().invoke(app, ["init", str(root)]).exit_code == 0
     project = load_project(root, environ={})
     script = Scripted([verdict(VerdictState.GO, i) for i in range(verdicts)])
-    return Service(project, SqliteLedger(tmp_path / "h.db"), [], api_token=TOKEN, engine=script)
+    # The scripted verdicts are dated; the service's clock stands an hour after the first, so
+    # max_age is judged the same on any day the suite runs.
+    first = verdict(VerdictState.GO).as_of
+    return Service(project, SqliteLedger(tmp_path / "h.db"), [], api_token=TOKEN, engine=script, clock=lambda: first + timedelta(hours=1))
 
 
 def ask(service: Service, *requests: tuple[str, str, dict]) -> list[httpx.Response]:

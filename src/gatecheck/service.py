@@ -107,6 +107,9 @@ class Service:
     _page_reads: dict[tuple[str, str], tuple[float, Any]] = field(default_factory=dict, repr=False)
     # Browser sessions that gave the token on the login form: id → expiry (monotonic).
     _sessions: dict[str, float] = field(default_factory=dict, repr=False)
+    # The wall clock every age is judged against (max_age, since, page times, the latest
+    # record's recency): a test hands in a clock it controls, so no test depends on its date.
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)
 
     def __post_init__(self) -> None:
         if self.engine is None:
@@ -172,7 +175,7 @@ class Service:
             self.states[phase] = PhaseState(
                 verdict=verdict,
                 duration_s=duration,
-                evaluated_at=datetime.now(UTC),
+                evaluated_at=self.clock(),
                 last_error=None,
                 evaluations=state.evaluations + 1,
             )
@@ -702,13 +705,13 @@ def create_app(service: Service) -> Any:
 
     def since_moment(since: str) -> datetime:
         """``?since=48h`` as the moment it names (a bad duration is a 422)."""
-        return datetime.now(UTC) - duration_param(since, "since")
+        return service.clock() - duration_param(since, "since")
 
     async def recent(phase: str, age: timedelta) -> Verdict | None:
         """The latest verdict of ``phase`` if its as_of is at most ``age`` old (a ledger that
         cannot be read raises GatecheckError)."""
         latest = await asyncio.to_thread(service.latest, phase)
-        return latest if latest is not None and latest.as_of >= datetime.now(UTC) - age else None
+        return latest if latest is not None and latest.as_of >= service.clock() - age else None
 
     def known(phase: str) -> None:
         if phase not in service.project.gates:
@@ -774,7 +777,7 @@ def create_app(service: Service) -> Any:
             return login("/")
         from gatecheck.pages import render_chain
 
-        now = datetime.now(UTC)
+        now = service.clock()
 
         def page() -> str:
             return render_chain(service.chain_cards(now), now, service.refresh_s())
@@ -790,7 +793,7 @@ def create_app(service: Service) -> Any:
             return login(f"/phases/{phase}")
         from gatecheck.pages import render_phase
 
-        now = datetime.now(UTC)
+        now = service.clock()
 
         def page() -> str:
             return render_phase(service.phase_page(phase, now), now, service.refresh_s(), export=export)
@@ -869,7 +872,7 @@ def create_app(service: Service) -> Any:
             phase=phase,
             environment=gate.environment,
             description=" ".join(gate.description.split()),
-            as_of=datetime.now(UTC),
+            as_of=service.clock(),
             verdict=VerdictState.INCONCLUSIVE,
             reasons=[reason],
             checks=[],
