@@ -51,11 +51,9 @@ from gatecheck.results import (
 )
 from gatecheck.runner import Validator, judge_evidence, scalar, validate_frame
 from gatecheck.sources import Source
+from gatecheck.sources.base import MAX_ROWS  # a suite returns aggregates: more means raw rows
 
 log = logging.getLogger(__name__)
-
-#: A suite returns aggregates; more rows than this means raw rows are being pulled.
-MAX_ROWS = 10_000
 
 #: Runs a blocking call (Great Expectations' validation) off the event loop; the engine's is
 #: its own validation thread with a timeout.

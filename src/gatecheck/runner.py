@@ -349,6 +349,8 @@ def _evidence(
     else:
         values = pd.to_numeric(column, errors="coerce")
         total = float(values.sum(skipna=True)) if values.notna().any() else None
+    if total is not None and not math.isfinite(total):
+        return f"evidence column {column_name!r} holds an infinite value: it counts nothing"
     try:
         required = float(minimum.value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -375,6 +377,11 @@ def validate_frame(
     validator = validator or Validator()
     _, batch_definition = validator.context()
     groups = group_columns(suite, frame)
+    infinite = _infinite(frame)
+    if infinite:  # judged on the finite values (GE skips NaN); the infinite ones named below
+        frame = frame.copy()
+        for column in infinite:
+            frame[column] = frame[column].replace([np.inf, -np.inf], np.nan)
     parameters = {name: thresholds[name].value for name in suite.parameters() if name in thresholds}
     built: dict[int, Any] = {}
     errors: dict[int, ExpectationResult] = {}
@@ -412,9 +419,13 @@ def validate_frame(
                 if isinstance(meta.get(_INDEX), int):
                     ge_results[meta[_INDEX]] = ge_result
     return [
-        errors[index]
-        if index in errors
-        else _convert(spec, ge_results.get(index), frame, groups, thresholds, suite.name)
+        _judged_with_infinite(
+            errors[index]
+            if index in errors
+            else _convert(spec, ge_results.get(index), frame, groups, thresholds, suite.name),
+            spec,
+            infinite,
+        )
         for index, spec in enumerate(suite.expectations)
         if only is None or index in only
     ]
@@ -478,7 +489,9 @@ def validate_frames(
         if isinstance(validator.expectation(suite, index), Exception):
             continue
         columns = [c for c in _named_columns(spec) if c in frames[0].columns]
-        if not _alike(frames, columns) or any(_malformed(spec, frame) is not None for frame in frames):
+        if not _alike(frames, columns) or any(
+            _malformed(spec, frame) is not None or set(columns) & set(_infinite(frame)) for frame in frames
+        ):
             continue
         together.append(index)
     stacked: dict[int, list[Any]] = _validate_stacked(
@@ -617,6 +630,41 @@ def _malformed(spec: ExpectationSpec, frame: pd.DataFrame) -> str | None:
             if numeric and (isinstance(value, str | bool | np.bool_) or not isinstance(value, Number)):
                 return f"column {column!r} must hold numbers for its bound, got {shown}"
     return None
+
+
+def _infinite(frame: pd.DataFrame) -> dict[str, str]:
+    """Each numeric column holding ±Inf, with why it cannot be judged. ±Inf is what a division
+    by zero answers in PromQL and in ClickHouse's float division; it would pass a minimum (or,
+    as -Inf, a maximum) on no meaningful value, so an infinite value is never a pass."""
+    found = {}
+    for column in frame.columns:
+        series = frame[column]
+        if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+            continue
+        values = series.to_numpy(dtype="float64", na_value=np.nan)
+        where = np.flatnonzero(np.isinf(values))
+        if where.size:
+            shown = ", ".join(sorted({"+inf" if values[i] > 0 else "-inf" for i in where}))
+            found[str(column)] = (
+                f"column {column!r} holds an infinite value ({shown}) in {where.size} of {len(values)} rows "
+                "(a division by zero?): an infinite value is never a pass"
+            )
+    return found
+
+
+def _judged_with_infinite(
+    result: ExpectationResult, spec: ExpectationSpec, infinite: dict[str, str]
+) -> ExpectationResult:
+    """``result`` (judged on the finite values) with the infinite ones accounted for: a
+    definite failure stays a failure, naming them too; anything else becomes an error."""
+    named = [infinite[c] for c in _named_columns(spec) if c in infinite]
+    if not named:
+        return result
+    if result.outcome is Outcome.FAIL:
+        return result.model_copy(
+            update={"reason": "; ".join([result.reason or "expectation not met", *named])}
+        )
+    return result.model_copy(update={"outcome": Outcome.ERROR, "reason": "; ".join(named)})
 
 
 def _thresholds_of(

@@ -163,7 +163,7 @@ def test_an_unreachable_server_is_one_line_per_check_and_no_driver_noise(tmp_pat
 
 def test_wrapping_and_parameter_formatting() -> None:
     assert wrap_readonly("SELECT 1;\n", 2.5) == (
-        "SELECT * FROM (\nSELECT 1\n) SETTINGS readonly=1, max_execution_time=3"
+        "SELECT * FROM (\nSELECT 1\n) LIMIT 10001 SETTINGS readonly=1, max_execution_time=3"
     )
     assert format_parameter(datetime(2026, 1, 1, tzinfo=UTC)) == "1767225600.000"
     assert format_parameter(0.005) == "0.005"
@@ -375,3 +375,58 @@ def test_the_embedded_engine_collects_no_hash_table_statistics(warehouse: Path) 
         )
         assert collected.get("AggregationPreallocatedElementsInHashTables", 0) > 0
         assert collected.get("HashJoinPreallocatedElementsInHashTables", 0) > 0
+
+
+def test_the_engine_stops_at_one_row_past_the_cap(warehouse: Path) -> None:
+    """A suite selecting ten million rows gets MAX_ROWS + 1 of them: the engine stops there
+    (the outer LIMIT), nothing larger crosses into Python, and the gate refuses the answer."""
+    frame = query(source(f"chdb://{warehouse}?database=healthy"), "SELECT number AS n FROM numbers(10000000)")
+    assert len(frame) == 10_001
+
+
+def test_many_steps_are_capped_per_step(warehouse: Path) -> None:
+    src = source(f"chdb://{warehouse}?database=healthy")
+    steps = [{"window_start": AS_OF - timedelta(hours=k + 1), "window_end": AS_OF - timedelta(hours=k)} for k in range(3)]
+
+    async def go() -> object:
+        try:
+            return await src.query_steps("SELECT number AS n FROM numbers(20000)", steps)
+        finally:
+            await src.close()
+
+    frames = asyncio.run(go())
+    assert [len(f) for f in frames] == [10_001] * 3
+
+
+def test_an_infinite_value_from_clickhouse_is_never_a_pass(config_copy: Path, warehouse: Path) -> None:
+    """Float division by zero answers inf in ClickHouse: a minimum would pass on it."""
+    import yaml
+
+    from gatecheck.config import load_project
+    from gatecheck.results import Outcome, VerdictState
+
+    from ..conftest import evaluate
+
+    suite = {
+        "name": "ratio", "source": "warehouse", "window": {"length": "1h"},
+        "query": "SELECT g, toFloat64(ok) / toFloat64(total) AS ratio FROM "
+                 "(SELECT 'a' AS g, 5 AS ok, 0 AS total UNION ALL SELECT 'b', 9, 10)",
+        "groups": ["g"],
+        "expectations": [{"type": "expect_column_values_to_be_between", "column": "ratio", "min_value": 0.5}],
+    }  # fmt: skip
+    (config_copy / "suites" / "ratio.yaml").write_text(yaml.safe_dump(suite))
+    gate = {"phase": "inf", "environment": "staging", "checks": [{"suite": "ratio"}]}
+    (config_copy / "gates" / "inf.yaml").write_text(yaml.safe_dump(gate))
+    project = load_project(config_copy, environ={"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database=healthy"})
+    verdict = asyncio.run(evaluate(project, "inf", AS_OF))
+    assert verdict.verdict is VerdictState.INCONCLUSIVE
+    (check,) = verdict.checks
+    assert check.outcome is Outcome.ERROR and "+inf" in check.expectations[0].reason
+    # A definite failure on the finite values stays a failure, the infinite value named too.
+    suite["expectations"][0]["min_value"] = 0.95
+    (config_copy / "suites" / "ratio.yaml").write_text(yaml.safe_dump(suite))
+    project = load_project(config_copy, environ={"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database=healthy"})
+    verdict = asyncio.run(evaluate(project, "inf", AS_OF))
+    assert verdict.verdict is VerdictState.NO_GO
+    (expectation,) = verdict.checks[0].expectations
+    assert [g.group for g in expectation.failing_groups] == [{"g": "b"}] and "+inf" in expectation.reason

@@ -263,3 +263,60 @@ def test_the_remaining_rollback_triggers_fire_and_stay_quiet(
         return
     assert verdict.verdict is VerdictState.ROLLBACK and fired in failing
     assert observed(verdict, "service_triggers", fired) == pytest.approx(observed_value, rel=0.15)
+
+
+def test_an_infinite_ratio_is_never_a_pass(config_copy: Path, prometheus: str) -> None:
+    """x/0 answers +Inf in PromQL: a minimum of 0.99 would pass on it."""
+    suite = {
+        "name": "inf_ratio", "source": "metrics", "window": {"length": "1h"},
+        "query": {"measures": {"ratio": "sum(rate(normalize_hrv_messages_total[$window])) / 0"}},
+        "expectations": [{"type": "expect_column_values_to_be_between", "column": "ratio", "min_value": 0.99}],
+    }  # fmt: skip
+    (config_copy / "suites" / "inf_ratio.yaml").write_text(yaml.safe_dump(suite))
+    gate = {"phase": "inf-prom", "environment": "staging", "checks": [{"suite": "inf_ratio"}]}
+    (config_copy / "gates" / "inf-prom.yaml").write_text(yaml.safe_dump(gate))
+    project = load_project(config_copy, environ={"GATECHECK_PROMETHEUS_URL": prometheus})
+    verdict = asyncio.run(evaluate(project, "inf-prom", as_of("slo-met")))
+    assert verdict.verdict is VerdictState.INCONCLUSIVE
+    (result,) = verdict.checks
+    assert result.outcome is Outcome.ERROR and "+inf" in result.expectations[0].reason
+
+
+def test_series_alike_but_for_their_name_are_all_kept(prometheus: str) -> None:
+    """Two series that differ only by __name__ are both judged (the name a group value):
+    folding them let a passing one hide a failing one."""
+    frame = ask(
+        source(prometheus),
+        '{__name__=~"event_bus_stream_fallback_total|normalize_consumer_lookup_failures_total"}',
+        as_of("slo-met"),
+    )
+    assert "__name__" in frame.columns
+    assert set(frame["__name__"]) == {"event_bus_stream_fallback_total", "normalize_consumer_lookup_failures_total"}
+
+
+def test_join_series_never_drops_one() -> None:
+    from gatecheck.sources.prometheus import join_series
+
+    kept = join_series([("value", [({"__name__": "a", "job": "x"}, 0.5), ({"__name__": "b", "job": "x"}, 1.0)])], 10)
+    assert sorted(zip(kept["__name__"], kept["value"], strict=True)) == [("a", 0.5), ("b", 1.0)]
+    plain = join_series([("value", [({"__name__": "a", "job": "x"}, 0.5), ({"__name__": "a", "job": "y"}, 1.0)])], 10)
+    assert list(plain.columns) == ["job", "value"]
+    with pytest.raises(QueryError, match="two series with the same labels"):
+        join_series([("value", [({"job": "x"}, 0.5), ({"job": "x"}, 1.0)])], 10)
+    with pytest.raises(QueryError, match="more than the 1"):
+        join_series([("value", [({"job": "x"}, 0.5), ({"job": "y"}, 1.0)])], 1)
+
+
+@pytest.mark.parametrize("raw", [True, None, {"v": 1}, "yes", [1]])
+def test_a_sample_that_is_not_a_number_is_an_error(raw: object) -> None:
+    from gatecheck.sources.prometheus import sample_value
+
+    with pytest.raises(QueryError, match="not a number"):
+        sample_value(raw)
+
+
+def test_sample_values_as_prometheus_writes_them() -> None:
+    from gatecheck.sources.prometheus import sample_value
+
+    assert sample_value("0.5") == 0.5 and sample_value("NaN") is None
+    assert sample_value("+Inf") == float("inf") and sample_value(3) == 3.0

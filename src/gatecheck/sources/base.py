@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 QueryParameters = Mapping[str, datetime | bool | int | float | str]
 
+#: The most rows (or series) a suite's answer may have: a suite returns aggregates. Sources stop
+#: reading at MAX_ROWS + 1, so a runaway query never crosses whole into Python.
+MAX_ROWS = 10_000
+
 
 class SourceSettings(Frozen):
     """What every source's configuration has (``environments.<env>.sources.<name>``); each

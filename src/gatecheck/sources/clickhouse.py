@@ -1,8 +1,10 @@
 """ClickHouse source: embedded chDB (``chdb://PATH``) or a server (``clickhouse(s)://…``),
 both through clickhouse-connect (its in-process chDB backend for the embedded case).
 
-Every query runs the suite's SQL wrapped as ``SELECT * FROM (<suite SQL>) SETTINGS
-readonly=1, max_execution_time=N``: the wrapper makes a second statement a syntax error,
+Every query runs the suite's SQL wrapped as ``SELECT * FROM (<suite SQL>) LIMIT 10001
+SETTINGS readonly=1, max_execution_time=N``: the wrapper makes a second statement a syntax error,
+the outer ``LIMIT`` stops the engine at one row past the cap a suite may return (so at most
+MAX_ROWS + 1 rows ever cross, and a read-only user may run it: it changes no setting),
 ``readonly=1`` refuses writes on either engine, and parameters travel separately from the
 SQL (``{name:Type}``, bound by the server). Datetimes are sent as Unix epoch seconds, which
 ClickHouse parses the same way whatever the server's or session's timezone is.
@@ -23,7 +25,7 @@ from pydantic import SecretStr
 
 from gatecheck.clickhouse import ClickHouse, Connection, Target
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
-from gatecheck.sources.base import QueryParameters, Source, SourceSettings, iso_utc
+from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source, SourceSettings, iso_utc
 from gatecheck.sources.probe import Probe
 from gatecheck.sources.sqltext import ColumnsUsed, statement_problems
 
@@ -58,11 +60,13 @@ def sql_problems(sql: str) -> list[str]:
 # ---------------------------------------------------------------- queries
 
 
-def wrap_readonly(sql: str, timeout_s: float) -> str:
-    """The suite SQL as a read-only, time-limited single SELECT."""
+def wrap_readonly(sql: str, timeout_s: float, *, by_step: bool = False) -> str:
+    """The suite SQL as a read-only, time-limited single SELECT of at most MAX_ROWS + 1 rows
+    (``by_step``: per step of a query of many steps)."""
     body = sql.strip().rstrip(";")
     seconds = max(1, math.ceil(timeout_s))
-    return f"SELECT * FROM (\n{body}\n) SETTINGS readonly=1, max_execution_time={seconds}"
+    limit = f"LIMIT {MAX_ROWS + 1}" + (f" BY {STEP_COLUMN}" if by_step else "")
+    return f"SELECT * FROM (\n{body}\n) {limit} SETTINGS readonly=1, max_execution_time={seconds}"
 
 
 #: The column that carries each step's position in a query of many steps.
@@ -77,16 +81,13 @@ def wrap_steps(sql: str, count: int, timeout_s: float) -> str:
     """The suite SQL ``count`` times in one read-only, time-limited SELECT: copy ``k``'s
     parameters are renamed ``name__k`` and its rows carry ``gatecheck_step = k``."""
     body = sql.strip().rstrip(";")
-    seconds = max(1, math.ceil(timeout_s))
     copies = [
         f"SELECT {k} AS {STEP_COLUMN}, * FROM (\n"
         + _SQL_PARAM.sub(lambda m, k=k: f"{{{m.group(1)}__{k}:{m.group(2)}}}", body)  # type: ignore[misc]
         + "\n)"
         for k in range(count)
     ]
-    return (
-        f"SELECT * FROM (\n{' UNION ALL '.join(copies)}\n) SETTINGS readonly=1, max_execution_time={seconds}"
-    )
+    return wrap_readonly(" UNION ALL ".join(copies), timeout_s, by_step=True)
 
 
 def named_only(sql: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -241,7 +242,8 @@ class ClickHouseSource(Source):
             return await self._union_steps(text, parameter_sets)
         named = named_only(rewritten, steps.parameters())
         bound = {name: format_parameter(value) for name, value in named.items()}
-        return await self._split(wrap_readonly(rewritten, self.timeout), bound, len(parameter_sets))
+        sql = wrap_readonly(rewritten, self.timeout, by_step=True)
+        return await self._split(sql, bound, len(parameter_sets))
 
     async def _union_steps(self, text: str, parameter_sets: list[QueryParameters]) -> list[pd.DataFrame]:
         sql = wrap_steps(text, len(parameter_sets), self.timeout)

@@ -23,16 +23,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import SecretStr, model_validator
 
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
-from gatecheck.sources.base import QueryParameters, Source, SourceSettings, iso_utc
+from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source, SourceSettings, iso_utc
 from gatecheck.sources.probe import Probe
 from gatecheck.sources.sqltext import ColumnsUsed, statement_problems
 
 if TYPE_CHECKING:
     import pandas as pd
 
-#: A suite returns aggregates (the gate refuses more than 10,000 rows): one more is read, no
-#: more, so a suite that selects a raw table costs the source nothing unbounded.
-MAX_ROWS = 10_000
 
 # `{name:type}` placeholders, the same form as ClickHouse's (a PostgreSQL type here).
 _SQL_PARAM = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*([A-Za-z][A-Za-z0-9_ ()\[\],]*)\}")

@@ -25,7 +25,7 @@ from pydantic import Field, SecretStr
 
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.frozen import NAME, Frozen
-from gatecheck.sources.base import QueryParameters, Source, SourceSettings, iso_utc
+from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source, SourceSettings, iso_utc
 from gatecheck.sources.probe import Probe, counted
 
 if TYPE_CHECKING:
@@ -187,12 +187,52 @@ async def check_source(name: str, config: PrometheusSourceConfig, root: Path, su
     return Probe(version=f"Prometheus {version}", latency_ms=latency, checked="reachable")
 
 
-def _value(raw: Any) -> float | None:
-    try:
+def sample_value(raw: Any, where: str = "") -> float | None:
+    """A sample's value as Prometheus encodes it (a string: "0.5", "NaN", "+Inf"); NaN is
+    NULL (no evidence). Anything else (a JSON true, an object, a word) is an error, never a
+    number: ``float(True)`` would read as 1.0."""
+    if isinstance(raw, str):
+        try:
+            number = float(raw)
+        except ValueError:
+            number = None
+    elif isinstance(raw, int | float) and not isinstance(raw, bool):
         number = float(raw)
-    except (TypeError, ValueError):
-        return None
+    else:
+        number = None
+    if number is None:
+        shown = repr(raw) if len(repr(raw)) <= 40 else repr(raw)[:37] + "..."
+        raise QueryError(f"{where}a sample's value is not a number: {shown}")
     return None if math.isnan(number) else number
+
+
+def join_series(
+    answers: list[tuple[str, list[tuple[dict[str, str], float | None]]]], max_series: int
+) -> pd.DataFrame:
+    """Each measure's series joined on their labels into one frame. A series' metric name
+    (``__name__``) is dropped, as Prometheus's operators drop it, unless that would make two
+    series of one measure alike: then it stays, as the group column ``__name__``, so that no
+    series is ever folded into another (a failing one hidden by a passing one). Two series that
+    are alike even with it are an error."""
+    rows: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+    named = any(
+        len({tuple(sorted((k, v) for k, v in labels.items() if k != "__name__")) for labels, _ in series})
+        < len(series)
+        for _, series in answers
+    )
+    for measure, series in answers:
+        where = f"{measure}: " if measure != "value" else ""
+        for labels, value in series:
+            kept = labels if named else {k: v for k, v in labels.items() if k != "__name__"}
+            key = tuple(sorted(kept.items()))
+            row = rows.setdefault(key, dict(kept))
+            if measure in row:
+                shown = ", ".join(f"{k}={v}" for k, v in key) or "no labels"
+                raise QueryError(f"{where}two series with the same labels ({shown}): none may be dropped")
+            row[measure] = value
+    if len(rows) > max_series:
+        raise QueryError(f"the answer has {len(rows)} series, more than the {max_series} a suite may judge")
+    return measures_frame(list(rows.values()), [measure for measure, _ in answers])
 
 
 def measures_frame(rows: list[dict[str, Any]], measures: list[str]) -> pd.DataFrame:
@@ -213,6 +253,8 @@ def measures_frame(rows: list[dict[str, Any]], measures: list[str]) -> pd.DataFr
 
 class PrometheusSource(Source):
     """A Prometheus server's HTTP API."""
+
+    max_series: ClassVar[int] = MAX_ROWS
 
     def __init__(self, name: str, config: PrometheusSourceConfig, root: Path) -> None:
         super().__init__(name, config)
@@ -236,12 +278,11 @@ class PrometheusSource(Source):
         measures = text.measures if isinstance(text, PromQuery) else {"value": text}
         end = parameters["window_end"]
         assert isinstance(end, datetime)
-        rows: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
-        for measure, promql in measures.items():
-            for labels, value in await self._instant(render_promql(promql, parameters), end, measure):
-                key = tuple(sorted(labels.items()))
-                rows.setdefault(key, dict(labels))[measure] = value
-        return measures_frame(list(rows.values()), list(measures))
+        answers = [
+            (measure, await self._instant(render_promql(promql, parameters), end, measure))
+            for measure, promql in measures.items()
+        ]
+        return join_series(answers, self.max_series)
 
     async def _instant(
         self, promql: str, at: datetime, measure: str
@@ -272,13 +313,15 @@ class PrometheusSource(Source):
         data = body.get("data", {})
         kind, result = data.get("resultType"), data.get("result")
         if kind == "scalar":
-            return [({}, _value(result[1]))]
+            return [({}, sample_value(result[1], where))]
         if kind != "vector":
             raise QueryError(f"{where}expected an instant vector or scalar, got a {kind}")
-        return [
-            ({k: v for k, v in item["metric"].items() if k != "__name__"}, _value(item["value"][1]))
-            for item in result
-        ]
+        if len(result) > self.max_series:
+            raise QueryError(
+                f"{where}the answer has {len(result)} series, more than the {self.max_series} a suite may "
+                "judge: aggregate in PromQL (sum by …)"
+            )
+        return [(dict(item["metric"]), sample_value(item["value"][1], where)) for item in result]
 
     async def close(self) -> None:
         await self._client.aclose()
