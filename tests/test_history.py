@@ -19,7 +19,7 @@ import yaml
 from gatecheck.checkplan import window_for
 from gatecheck.config import load_project
 from gatecheck.gate import soak_coverage
-from gatecheck.history import ClickHouseLedger, Ledger, SqliteLedger, checks_passed
+from gatecheck.history import ClickHouseLedger, Ledger, Record, SqliteLedger, checks_passed
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
 
 from .conftest import AS_OF, evaluate, warehouse_env
@@ -44,6 +44,19 @@ def verdict(
     )  # fmt: skip
 
 
+def at_their_time(ledger: Ledger, delay: timedelta = timedelta(seconds=5)) -> Ledger:
+    """``ledger`` recording each verdict ``delay`` after its as_of, as the service does at the
+    time (its clock is the test's: the fixed AS_OF never meets today's date)."""
+    record = ledger.record
+
+    def recorded_then(verdict: Verdict, duration_s: float) -> Record:
+        ledger.clock = lambda: verdict.as_of + delay  # type: ignore[method-assign]
+        return record(verdict, duration_s)
+
+    ledger.record = recorded_then  # type: ignore[method-assign]
+    return ledger
+
+
 @pytest.fixture(params=["sqlite", "chdb"])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path, warehouse: Path) -> Ledger:
     if request.param == "sqlite":
@@ -52,7 +65,7 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path, warehouse: Path) -> L
         # chDB opens one path per process: the ledger lives on the warehouse's path.
         database = f"ledger_{abs(hash(str(tmp_path))) % 10**8}"
         opened = ClickHouseLedger(f"chdb://{warehouse}?database={database}", tmp_path)
-    yield opened
+    yield at_their_time(opened)
     opened.close()
 
 
@@ -194,7 +207,7 @@ def fill(ledger: Ledger, phase: str, history: list[tuple[float, str]]) -> None:
 def test_gate_go_when_required_phase_approved_and_soak_covered(
     soak_config: Path, warehouse: Path, tmp_path: Path
 ) -> None:
-    ledger = SqliteLedger(tmp_path / "l.db")
+    ledger = at_their_time(SqliteLedger(tmp_path / "l.db"))
     fill(ledger, "before", [(10, "pass")])
     fill(ledger, "soak-test", every(6.2, 0.1))
     result = judge(soak_config, warehouse, ledger)
@@ -206,7 +219,7 @@ def test_gate_go_when_required_phase_approved_and_soak_covered(
 def test_gate_inconclusive_with_coverage_when_a_gap_breaks_the_soak(
     soak_config: Path, warehouse: Path, tmp_path: Path
 ) -> None:
-    ledger = SqliteLedger(tmp_path / "l.db")
+    ledger = at_their_time(SqliteLedger(tmp_path / "l.db"))
     fill(ledger, "before", [(10, "pass")])
     fill(ledger, "soak-test", every(6.2, 3.5) + every(2.0, 0.1))
     result = judge(soak_config, warehouse, ledger)
@@ -218,7 +231,7 @@ def test_gate_inconclusive_with_coverage_when_a_gap_breaks_the_soak(
 def test_gate_not_go_after_a_failure_until_the_window_is_clean(
     soak_config: Path, warehouse: Path, tmp_path: Path
 ) -> None:
-    ledger = SqliteLedger(tmp_path / "l.db")
+    ledger = at_their_time(SqliteLedger(tmp_path / "l.db"))
     fill(ledger, "before", [(10, "pass")])
     fill(ledger, "soak-test", [*every(6.2, 4.5), (4.2, "fail"), *every(4.0, 0.1)])
     result = judge(soak_config, warehouse, ledger)
@@ -227,7 +240,7 @@ def test_gate_not_go_after_a_failure_until_the_window_is_clean(
 
 
 def test_requires_not_met_names_the_phase(soak_config: Path, warehouse: Path, tmp_path: Path) -> None:
-    ledger = SqliteLedger(tmp_path / "l.db")
+    ledger = at_their_time(SqliteLedger(tmp_path / "l.db"))
     fill(ledger, "soak-test", every(6.2, 0.1))
     missing = judge(soak_config, warehouse, ledger)
     assert missing.verdict is VerdictState.INCONCLUSIVE
@@ -270,9 +283,9 @@ def test_soak_points_come_from_stored_facts_without_parsing_documents(
     monkeypatch.setattr(Verdict, "model_validate", no_parsing)
     points = ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF)
     assert points == [
-        (AS_OF - 2 * HOUR, False, True, ""),
-        (AS_OF - HOUR, False, False, ""),  # inconclusive: neither evidence nor failure
-        (AS_OF, True, False, ""),
+        (AS_OF - 2 * HOUR, False, True, "", True),
+        (AS_OF - HOUR, False, False, "", True),  # inconclusive: neither evidence nor failure
+        (AS_OF, True, False, "", True),
     ]
 
 
@@ -297,9 +310,9 @@ def test_a_ledger_from_before_the_stored_facts_is_migrated(tmp_path: Path) -> No
             ("p", "staging", int(old.as_of.timestamp() * 1000), "no-go", 0, "abc", 0.1, "old",
              int(old.as_of.timestamp() * 1000), json.dumps(old.document())),
         )  # fmt: skip
-    ledger = SqliteLedger(path)
+    ledger = at_their_time(SqliteLedger(path))
     ledger.record(verdict("p", AS_OF), 0.1)
-    assert ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF) == [(AS_OF - HOUR, False, True, ""), (AS_OF, True, False, "")]
+    assert ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF) == [(AS_OF - HOUR, False, True, "", True), (AS_OF, True, False, "", True)]
     assert [r.checks_failed for r in ledger.history("p")] == [True, False]
 
 
@@ -327,10 +340,10 @@ def test_a_clickhouse_ledger_from_before_the_stored_facts_is_migrated(warehouse:
         parameters={"ms": stamp, "doc": json.dumps(old.document())},
     )
     client.close()
-    ledger = ClickHouseLedger(f"chdb://{warehouse}?database={database}", tmp_path)
+    ledger = at_their_time(ClickHouseLedger(f"chdb://{warehouse}?database={database}", tmp_path))
     try:
         ledger.record(verdict("p", AS_OF), 0.1)
-        assert ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF) == [(AS_OF - HOUR, False, True, ""), (AS_OF, True, False, "")]
+        assert ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF) == [(AS_OF - HOUR, False, True, "", True), (AS_OF, True, False, "", True)]
         assert [r.checks_failed for r in ledger.history("p")] == [True, False]
     finally:
         ledger.close()
@@ -362,3 +375,53 @@ def test_waived_failures_count_for_soak_and_the_reason_says_so(ledger: Ledger) -
         ledger.soak_points("p", AS_OF - 48 * HOUR, AS_OF + HOUR), AS_OF + HOUR, timedelta(hours=48), timedelta(hours=2)
     )
     assert not later.covered and later.last_failure == AS_OF + HOUR
+
+
+def test_backdated_records_never_earn_a_soak(soak_config: Path, warehouse: Path, tmp_path: Path) -> None:
+    """Evaluations of the past (`run --as-of now-5h … now-20m`) recorded in a few seconds of
+    wall time are shown as backdated and never count: the soak is not covered."""
+    backdated = SqliteLedger(tmp_path / "l.db")
+    backdated.clock = lambda: AS_OF - 10 * HOUR  # type: ignore[method-assign]
+    backdated.record(verdict("before", AS_OF - 10 * HOUR), 0.1)
+    backdated.clock = lambda: AS_OF  # type: ignore[method-assign]  # the soak's records all written at AS_OF
+    for hours in every(6.2, 0.5):
+        backdated.record(verdict("soak-test", AS_OF - timedelta(hours=hours[0])), 0.1)
+    result = judge(soak_config, warehouse, backdated)
+    assert result.verdict is VerdictState.INCONCLUSIVE
+    assert result.soak is not None and not result.soak.covered
+    assert result.soak.backdated == len(every(6.0, 0.5))  # those inside the 6h span
+    assert "not counted: recorded more than 10m after their as_of (backdated)" in result.soak.reason
+    # The same records written at their time earn it.
+    contemporary = at_their_time(SqliteLedger(tmp_path / "c.db"))
+    contemporary.record(verdict("before", AS_OF - 10 * HOUR), 0.1)
+    for hours in every(6.2, 0.1):
+        contemporary.record(verdict("soak-test", AS_OF - timedelta(hours=hours[0])), 0.1)
+    assert judge(soak_config, warehouse, contemporary).verdict is VerdictState.GO
+
+
+def test_a_record_dated_ahead_of_its_recording_is_never_the_latest(ledger: Ledger) -> None:
+    ledger.record(verdict("p", AS_OF, Outcome.FAIL), 0.1)
+    ledger.clock = lambda: AS_OF + timedelta(seconds=10)  # type: ignore[method-assign]
+    type(ledger).record(ledger, verdict("p", AS_OF + 365 * 24 * HOUR), 0.1)  # recorded then, as of a year ahead
+    latest = ledger.latest("p")
+    assert latest is not None and latest.as_of == AS_OF and latest.verdict is VerdictState.NO_GO
+    decision = ledger.last_decision("p")
+    assert decision is not None and decision.verdict is VerdictState.NO_GO
+    assert [r.as_of for r in ledger.history("p")] == [AS_OF, AS_OF + 365 * 24 * HOUR]  # still listed
+
+
+def test_an_as_of_ahead_of_now_is_refused(warehouse: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gatecheck.cli import app
+
+    from .conftest import PROJECT
+
+    history = tmp_path / "h.db"
+    result = CliRunner().invoke(
+        app, ["run", "--phase", "warehouse-release", "--config", str(PROJECT), "--as-of", "2099-01-01T00:00:00Z"],
+        env={**warehouse_env(warehouse, "healthy"), "GATECHECK_HISTORY_URL": f"sqlite:///{history}"},
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "lies ahead of now" in result.output and "Traceback" not in result.output
+    assert not history.exists() or SqliteLedger(history).history("warehouse-release") == []

@@ -28,7 +28,7 @@ from gatecheck.pages import PhaseInfo, PhasePage, check_charts, render_phase, ti
 from gatecheck.results import Outcome, Verdict, VerdictState
 from gatecheck.service import SESSION_COOKIE, Service, create_app
 
-from .conftest import AS_OF, PROJECT, REPO, chromium, copy_config, evaluate
+from .conftest import AS_OF, PROJECT, chromium, copy_config, evaluate
 
 HOUR = timedelta(hours=1)
 HOSTILE = "<script>document.documentElement.setAttribute('data-pwned','script')</script>"

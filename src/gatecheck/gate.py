@@ -35,7 +35,14 @@ from gatecheck.errors import (
     SourceUnavailable,
     ValidationTimeout,
 )
-from gatecheck.history import Ledger, checks_failed, checks_passed, waived
+from gatecheck.history import (
+    MAX_CLOCK_SKEW,
+    MAX_RECORDING_DELAY,
+    Ledger,
+    checks_failed,
+    checks_passed,
+    waived,
+)
 from gatecheck.results import (
     Approval,
     CheckResult,
@@ -121,6 +128,13 @@ async def evaluate(
     """
     gate = project.gate(phase)
     as_of = parse_as_of(None) if as_of is None else as_of.astimezone(UTC)
+    now = datetime.now(UTC)
+    if as_of > now + MAX_CLOCK_SKEW:
+        raise ConfigError(
+            f"--as-of {_iso(as_of)} lies ahead of now ({_iso(now)}) by more than the "
+            f"{format_duration(MAX_CLOCK_SKEW)} of clock skew allowed: a verdict of the future would "
+            "mask every later one"
+        )
     approved = set(assume_approved)
     for name in sorted(approved):
         if name not in project.gates:
@@ -299,7 +313,9 @@ async def _soak_status(
     except GatecheckError as exc:
         return SoakStatus(**base, covered=False, reason=f"cannot read the history ledger: {exc}")
     current = Verdict.model_construct(checks=checks)
-    points.append((as_of, checks_passed(current), checks_failed(current), waived(current)))
+    # The evaluation itself counts as of its own as_of (a reproduction of the past judges as
+    # it would have then); the recorded ones only if they were evaluated at their time.
+    points.append((as_of, checks_passed(current), checks_failed(current), waived(current), True))
     return soak_coverage(points, as_of, soak.duration, soak.max_gap)
 
 
@@ -309,12 +325,14 @@ def soak_coverage(
     duration: timedelta,
     max_gap: timedelta,
 ) -> SoakStatus:
-    """Coverage of ``[as_of - duration, as_of]`` by evaluations ``(as_of, passed, failed)``.
+    """Coverage of ``[as_of - duration, as_of]`` by evaluations
+    ``(as_of, passed, failed[, waiver ids[, contemporary]])``.
 
     Walking back from ``as_of``: passing evaluations extend the covered run while each is
     within ``max_gap`` of the next; a failed one (a required check failed or a rollback
     fired) ends it — the clock restarts after it; an inconclusive one is neither evidence
-    nor failure, it only leaves a gap.
+    nor failure, it only leaves a gap. A passing evaluation that was not recorded at its time
+    (backdated with ``--as-of``) is no evidence either: it leaves a gap and is counted aside.
     """
     points = sorted(points, key=lambda p: p[0])  # type: ignore[assignment]
     window_start = as_of - duration
@@ -322,7 +340,7 @@ def soak_coverage(
     last_failure: datetime | None = None
     gap: tuple[datetime, datetime] | None = None
     later = as_of  # the time the run must reach back from
-    passing = 0
+    passing = backdated = 0
     under_waiver = timedelta(0)
     waivers: set[str] = set()
     for point in reversed(points):
@@ -333,6 +351,10 @@ def soak_coverage(
             last_failure = moment
             break
         if not passed:
+            continue
+        if len(point) > 4 and not point[4]:
+            if moment >= window_start:
+                backdated += 1
             continue
         if later - moment > max_gap:
             gap = (moment, later)
@@ -355,6 +377,12 @@ def soak_coverage(
         reason = f"{format_duration(min(coverage, duration))} of {format_duration(duration)} covered"
     if waivers:
         reason += f", {format_duration(under_waiver)} of it under waiver {', '.join(sorted(waivers))}"
+    if backdated:
+        reason += (
+            f"; {backdated} passing evaluation{'s' if backdated > 1 else ''} not counted: recorded more than "
+            f"{format_duration(MAX_RECORDING_DELAY)} after {'their' if backdated > 1 else 'its'} as_of "
+            "(backdated) or dated ahead of the recording"
+        )
     if not covered:
         if last_failure is not None:
             reason += f"; last failure at {_iso(last_failure)}"
@@ -372,6 +400,7 @@ def soak_coverage(
         last_failure=last_failure,
         under_waiver=under_waiver,
         waivers=sorted(waivers),
+        backdated=backdated,
         reason=reason,
     )
 

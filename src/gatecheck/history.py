@@ -22,9 +22,9 @@ import os
 import sqlite3
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +36,20 @@ from gatecheck.clickhouse import SCHEMES as CLICKHOUSE_SCHEMES
 from gatecheck.clickhouse import ClickHouse, Connection, Target
 from gatecheck.errors import ConfigError, GatecheckError, LedgerError, redact
 from gatecheck.results import Outcome, Verdict, VerdictState
+
+#: How far ahead of the clock an ``as_of`` may lie (clocks of two machines disagree a little);
+#: ``gatecheck run --as-of`` refuses more, and a record whose ``as_of`` lies further ahead of
+#: its recording time is never "the latest" (it would mask every later verdict).
+MAX_CLOCK_SKEW = timedelta(minutes=2)
+#: A record counts towards a soak only if it was recorded within this long after its
+#: ``as_of``: an evaluation of the past (``--as-of``) reproduces a verdict, it did not watch
+#: the system through that time, so backdated records never earn a soak.
+MAX_RECORDING_DELAY = timedelta(minutes=10)
+
+
+def contemporary(as_of: datetime, recorded_at: datetime) -> bool:
+    """Was the evaluation recorded close to its ``as_of`` (neither backdated nor ahead)?"""
+    return -MAX_CLOCK_SKEW <= recorded_at - as_of <= MAX_RECORDING_DELAY
 
 
 class Record(BaseModel):
@@ -108,10 +122,12 @@ class Ledger(ABC):
         verdicts: frozenset[VerdictState] | None = None,
         newest: int | None = None,
         recorded_since: datetime | None = None,
+        ahead: bool = True,
     ) -> list[Record]:
         """Records of ``phase`` with ``since <= as_of <= until`` (and one of ``verdicts``,
         and recorded at or after ``recorded_since``), oldest first; with ``newest`` only that
-        many of the most recent ones."""
+        many of the most recent ones. ``ahead=False`` leaves out records whose ``as_of`` lies
+        more than MAX_CLOCK_SKEW ahead of their recording time."""
 
     @abstractmethod
     def soak_points(
@@ -120,10 +136,10 @@ class Ledger(ABC):
         since: datetime,
         until: datetime,
         recorded_since: datetime | None = None,
-    ) -> list[tuple[datetime, bool, bool, str]]:
-        """``(as_of, checks_passed, checks_failed, waivers)`` of every record of ``phase`` with
-        ``since <= as_of <= until``, oldest first: what soak coverage is computed from, read
-        from stored columns (one indexed query, no document is parsed)."""
+    ) -> list[tuple[datetime, bool, bool, str, bool]]:
+        """``(as_of, checks_passed, checks_failed, waivers, contemporary)`` of every record of
+        ``phase`` with ``since <= as_of <= until``, oldest first: what soak coverage is computed
+        from, read from stored columns (one indexed query, no document is parsed)."""
 
     @abstractmethod
     def timeline(self, phase: str, since: datetime, until: datetime) -> list[tuple[datetime, VerdictState]]:
@@ -148,11 +164,15 @@ class Ledger(ABC):
     def check_writable(self) -> None:
         """Raise LedgerError if a record could not be written now."""
 
+    #: The clock a record's ``recorded_at`` is read from (a test hands in its own).
+    clock: Callable[[], datetime] = staticmethod(lambda: datetime.now(UTC))  # type: ignore[assignment]
+
     def close(self) -> None:  # noqa: B027 — optional hook
         """Release resources."""
 
     def latest(self, phase: str, until: datetime | None = None) -> Record | None:
-        records = self.history(phase, until=until, newest=1)
+        """The newest record by ``as_of``, never one dated ahead of its recording."""
+        records = self.history(phase, until=until, newest=1, ahead=False)
         return records[-1] if records else None
 
     def last_decision(
@@ -161,12 +181,12 @@ class Ledger(ABC):
         """The newest GO, NO-GO or ROLLBACK of ``phase`` (inconclusive ones decide nothing),
         among the records written at or after ``recorded_since`` if given."""
         records = self.history(
-            phase, until=until, verdicts=DECISIVE, newest=1, recorded_since=recorded_since
+            phase, until=until, verdicts=DECISIVE, newest=1, recorded_since=recorded_since, ahead=False
         )
         return records[-1] if records else None
 
 
-def _row(verdict: Verdict, duration_s: float) -> dict[str, Any]:
+def _row(verdict: Verdict, duration_s: float, recorded_at: datetime) -> dict[str, Any]:
     return {
         "phase": verdict.phase,
         "environment": verdict.environment,
@@ -178,7 +198,7 @@ def _row(verdict: Verdict, duration_s: float) -> dict[str, Any]:
         "config_hash": verdict.config_hash,
         "duration_s": float(duration_s),
         "gatecheck_version": verdict.gatecheck_version,
-        "recorded_at": datetime.now(UTC),
+        "recorded_at": _utc(recorded_at),
         "document": verdict.document(),
     }
 
@@ -317,7 +337,7 @@ class SqliteLedger(Ledger):
             connection.close()
 
     def record(self, verdict: Verdict, duration_s: float) -> Record:
-        row = _row(verdict, duration_s)
+        row = _row(verdict, duration_s, self.clock())
         try:
             with self._connect() as connection:
                 # Idempotent, and lets the ledger recover if its file was lost meanwhile.
@@ -347,6 +367,7 @@ class SqliteLedger(Ledger):
         verdicts: frozenset[VerdictState] | None = None,
         newest: int | None = None,
         recorded_since: datetime | None = None,
+        ahead: bool = True,
     ) -> list[Record]:
         sql = (
             "SELECT phase, environment, as_of_ms, verdict, checks_passed, config_hash, duration_s,"
@@ -363,6 +384,9 @@ class SqliteLedger(Ledger):
         if recorded_since is not None:
             sql += " AND recorded_at_ms >= ?"
             args.append(_ms(recorded_since))
+        if not ahead:
+            sql += " AND as_of_ms <= recorded_at_ms + ?"
+            args.append(int(MAX_CLOCK_SKEW.total_seconds() * 1000))
         if verdicts is not None:
             sql += f" AND verdict IN ({', '.join('?' * len(verdicts))})"
             args.extend(sorted(v.value for v in verdicts))
@@ -396,11 +420,11 @@ class SqliteLedger(Ledger):
         since: datetime,
         until: datetime,
         recorded_since: datetime | None = None,
-    ) -> list[tuple[datetime, bool, bool, str]]:
+    ) -> list[tuple[datetime, bool, bool, str, bool]]:
         sql = (
             "SELECT as_of_ms, checks_passed, checks_failed,"
             " CASE WHEN checks_failed IS NULL THEN document END,"  # only records from before the column
-            " waivers FROM evaluations WHERE phase = ? AND as_of_ms >= ? AND as_of_ms <= ?"
+            " waivers, recorded_at_ms FROM evaluations WHERE phase = ? AND as_of_ms >= ? AND as_of_ms <= ?"
         )
         args: list[Any] = [phase, _ms(since), _ms(until)]
         if recorded_since is not None:
@@ -409,7 +433,13 @@ class SqliteLedger(Ledger):
         sql += " ORDER BY as_of_ms, id"
         rows = self._rows(sql, args)
         return [
-            (_from_ms(r[0]), bool(r[1]), _failed(r[2], json.loads(r[3]) if r[3] is not None else None), r[4])
+            (
+                _from_ms(r[0]),
+                bool(r[1]),
+                _failed(r[2], json.loads(r[3]) if r[3] is not None else None),
+                r[4],
+                contemporary(_from_ms(r[0]), _from_ms(r[5])),
+            )
             for r in rows
         ]
 
@@ -551,6 +581,7 @@ WHERE phase = {phase:String}
   AND as_of <= toDateTime64({until_ms:Int64} / 1000, 3, 'UTC')
   AND (empty({verdicts:Array(String)}) OR has({verdicts:Array(String)}, verdict))
   AND recorded_at >= toDateTime64({recorded_since_ms:Int64} / 1000, 3, 'UTC')
+  AND toUnixTimestamp64Milli(as_of) <= toUnixTimestamp64Milli(recorded_at) + {ahead_ms:Int64}
 ORDER BY as_of DESC, recorded_at DESC
 LIMIT {newest:UInt64}
 """
@@ -558,7 +589,8 @@ LIMIT {newest:UInt64}
 
 _CH_SOAK = """
 SELECT toUnixTimestamp64Milli(as_of) AS as_of_ms, checks_passed, checks_failed,
-       if(checks_failed IS NULL, document, '') AS old_document, waivers
+       if(checks_failed IS NULL, document, '') AS old_document, waivers,
+       toUnixTimestamp64Milli(recorded_at) AS recorded_at_ms
 FROM {table}
 WHERE phase = {phase:String}
   AND as_of >= toDateTime64({since_ms:Int64} / 1000, 3, 'UTC')
@@ -618,7 +650,7 @@ class ClickHouseLedger(Ledger):
             raise LedgerError(f"history ledger {self.url}: cannot create table ({exc})") from exc
 
     def record(self, verdict: Verdict, duration_s: float) -> Record:
-        row = _row(verdict, duration_s)
+        row = _row(verdict, duration_s, self.clock())
         params = {
             "phase": row["phase"], "environment": row["environment"], "as_of_ms": _ms(row["as_of"]),
             "verdict": row["verdict"], "checks_passed": int(row["checks_passed"]),
@@ -641,8 +673,10 @@ class ClickHouseLedger(Ledger):
         verdicts: frozenset[VerdictState] | None = None,
         newest: int | None = None,
         recorded_since: datetime | None = None,
+        ahead: bool = True,
     ) -> list[Record]:
         params = {
+            "ahead_ms": 2**62 if ahead else int(MAX_CLOCK_SKEW.total_seconds() * 1000),
             "recorded_since_ms": _ms(recorded_since) if recorded_since else 0,
             "phase": phase,
             "since_ms": _ms(since) if since else 0,
@@ -678,7 +712,7 @@ class ClickHouseLedger(Ledger):
         since: datetime,
         until: datetime,
         recorded_since: datetime | None = None,
-    ) -> list[tuple[datetime, bool, bool, str]]:
+    ) -> list[tuple[datetime, bool, bool, str, bool]]:
         params = {
             "phase": phase,
             "since_ms": _ms(since),
@@ -695,6 +729,7 @@ class ClickHouseLedger(Ledger):
                 bool(r["checks_passed"]),
                 _failed(r["checks_failed"], json.loads(r["old_document"]) if r["old_document"] else None),
                 r["waivers"] or "",
+                contemporary(_from_ms(int(r["as_of_ms"])), _from_ms(int(r["recorded_at_ms"]))),
             )
             for r in frame.to_dict("records")
         ]

@@ -164,6 +164,9 @@ class SoakStatus(_Result):
     # Of the coverage, how much rests on evaluations whose only failures were waived, and by which.
     under_waiver: Duration = timedelta(0)
     waivers: list[str] = []
+    # Passing records in the soak's span that did not count: evaluated long after their as_of
+    # (backdated, `run --as-of`) or dated ahead of their recording.
+    backdated: int = 0
     reason: str
 
 
