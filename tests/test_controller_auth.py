@@ -14,7 +14,7 @@ from gatecheck.cli import app
 from gatecheck.config import load_project
 from gatecheck.history import SqliteLedger
 from gatecheck.results import VerdictState
-from gatecheck.service import EVALUATE_PER_MINUTE, Service, create_app
+from gatecheck.service import AUTH_FAILURES_PER_MINUTE, EVALUATE_PER_MINUTE, Service, create_app
 
 from .test_notify import Scripted, verdict
 
@@ -35,7 +35,7 @@ def service_for(tmp_path: Path, verdicts: int) -> Service:
 def ask(service: Service, *requests: tuple[str, str, dict]) -> list[httpx.Response]:
     async def go() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=create_app(service))
-        async with httpx.AsyncClient(transport=transport, base_url="http://gatecheck") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             return [await client.request(method, url, **kwargs) for method, url, kwargs in requests]
 
     return asyncio.run(go())
@@ -97,3 +97,56 @@ def test_waivers_through_the_api_need_the_token_and_pass_the_same_checks(tmp_pat
         ("waiver-created", "W1", "alice"),
         ("waiver-revoked", "W1", "alice"),
     ]
+
+
+def test_guessing_the_token_is_limited_on_every_door(tmp_path: Path) -> None:
+    """Failed authentications count per client across the doors: after AUTH_FAILURES_PER_MINUTE
+    wrong tokens (bearer header, Flagger's metadata.token, the login form) every further try
+    is 429, the right token included, so guessing through one door is as slow as another."""
+    wrong = {"Authorization": "Bearer guess"}
+    flagger = {"name": "n", "namespace": "ns", "phase": "Progressing", "metadata": {"phase": "release", "token": "guess"}}
+    doors = [
+        ("GET", "/api/v1/phases/release/verdict", {"params": {"fresh": "true"}, "headers": wrong}),
+        ("POST", "/api/v1/flagger/rollout", {"json": flagger}),
+        ("POST", "/session", {"content": "token=guess&next=/", "headers": {"content-type": "application/x-www-form-urlencoded"}}),
+        ("POST", "/api/v1/phases/release/evaluate", {"headers": wrong}),
+    ]
+    for door in doors:
+        service = service_for(tmp_path / door[1].replace("/", "_"), 1)
+        right = ("GET", "/api/v1/phases/release/verdict", {"params": {"fresh": "true"}, "headers": {"Authorization": f"Bearer {TOKEN}"}})
+        codes = [a.status_code for a in ask(service, *([door] * (AUTH_FAILURES_PER_MINUTE + 5)), right)]
+        refused = 401  # (the login form shows itself again, with 401)
+        assert codes[:AUTH_FAILURES_PER_MINUTE] == [refused] * AUTH_FAILURES_PER_MINUTE, (door[1], codes)
+        assert codes[AUTH_FAILURES_PER_MINUTE:] == [429] * 6, (door[1], codes)
+
+
+def test_a_rebound_host_name_is_refused_without_a_token(tmp_path: Path) -> None:
+    """DNS rebinding: a page of another site whose name now resolves to 127.0.0.1 sends its
+    own Host. The loopback service (no token) answers only its own names."""
+    root = tmp_path / "p"
+    assert CliRunner().invoke(app, ["init", str(root)]).exit_code == 0
+    project = load_project(root, environ={})
+    service = Service(project, SqliteLedger(tmp_path / "h.db"), [], engine=Scripted([]))
+    body = {"check": "events_arriving", "for": "30d", "reason": "r", "by": "mallory"}
+    rebound = {"Host": "rebind.attacker.example:9464"}
+    answers = ask(
+        service,
+        ("POST", "/api/v1/phases/release/waivers", {"json": body, "headers": rebound}),
+        ("GET", "/api/v1/phases", {"headers": rebound}),
+        ("GET", "/api/v1/phases", {"headers": {"Host": "localhost:9464"}}),
+        ("GET", "/api/v1/phases", {"headers": {"Host": "127.0.0.1:9464"}}),
+        ("GET", "/api/v1/phases", {"headers": {"Host": "[::1]:9464"}}),
+    )
+    assert [a.status_code for a in answers] == [400, 400, 200, 200, 200]
+    assert service.ledger.audit(["release"]) == []  # no waiver was created
+
+
+def test_known_hosts_from_the_settings() -> None:
+    from gatecheck.service import KnownHosts
+
+    local = KnownHosts.for_settings(None, "127.0.0.1:9464", "https://gate.example.com/x", ["*.internal"])
+    assert local.accepts("gate.example.com") and local.accepts("a.b.internal:443") and local.accepts("127.0.0.2")
+    assert not local.accepts("example.com") and not local.accepts("") and not local.accepts("internal.evil")
+    everywhere = KnownHosts.for_settings(None, "0.0.0.0:9464", None, [])
+    assert everywhere.accepts("anything.example")  # beyond loopback the token guards changes
+    assert not KnownHosts.for_settings(None, "0.0.0.0:9464", None, ["gate"]).accepts("other")

@@ -200,7 +200,7 @@ def recorded(tmp_path: Path, no_go: Verdict, warehouse: Path) -> tuple[Service, 
 
 
 def _client(service: Service) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(service)), base_url="http://gatecheck")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(service)), base_url="http://127.0.0.1")
 
 
 def test_the_chain_and_phase_pages_come_from_the_ledger_without_evaluating(recorded) -> None:

@@ -290,7 +290,7 @@ def test_readyz_is_503_when_the_ledger_cannot_be_written(service_config: Path, t
 
     async def ask(*paths: str) -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=create_app(svc))
-        async with httpx.AsyncClient(transport=transport, base_url="http://gatecheck") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             return [await client.get(p) for p in paths]
 
     (ready,) = asyncio.run(ask("/readyz"))
@@ -372,7 +372,7 @@ def _asgi(svc: Service):
     from gatecheck.service import create_app
 
     transport = httpx.ASGITransport(app=create_app(svc))
-    return httpx.AsyncClient(transport=transport, base_url="http://gatecheck")
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
 
 
 def test_state_changing_requests_need_the_bearer_token(service_config: Path, tmp_path: Path) -> None:
@@ -1153,3 +1153,14 @@ def test_flagger_bad_requests_never_pass(service) -> None:
         headers={"content-type": "application/json"}, timeout=30,
     )  # fmt: skip
     assert huge.status_code == 413
+
+    def chunked(size: int):  # a body without Content-Length, in 64 KiB chunks
+        sent = 0
+        while sent < size:
+            sent += 65536
+            yield b" " * 65536
+
+    for path in ("/api/v1/flagger/rollout", "/session", "/api/v1/phases/svc-go/waivers"):
+        streamed = httpx.post(f"{base}{path}", content=chunked(8 * 1024 * 1024), timeout=30)
+        assert streamed.status_code == 413, (path, streamed.status_code)
+    # The serving process never held the body: it stopped reading at 64 KiB.

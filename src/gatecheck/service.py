@@ -107,6 +107,11 @@ class Service:
     _page_reads: dict[tuple[str, str], tuple[float, Any]] = field(default_factory=dict, repr=False)
     # Browser sessions that gave the token on the login form: id → expiry (monotonic).
     _sessions: dict[str, float] = field(default_factory=dict, repr=False)
+    # Failed authentications per client in the last minute, on every door (header, Flagger's
+    # metadata.token, the login form): past the limit a client gets 429, right token or not.
+    auth_failures: _RateLimiter = field(
+        default_factory=lambda: _RateLimiter(AUTH_FAILURES_PER_MINUTE), repr=False
+    )
     # The wall clock every age is judged against (max_age, since, page times, the latest
     # record's recency): a test hands in a clock it controls, so no test depends on its date.
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)
@@ -664,23 +669,17 @@ def create_app(service: Service) -> Any:
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
-        # No endpoint takes a body: refuse large ones before reading them.
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BYTES):
-            return JSONResponse({"detail": "request body too large"}, status_code=413)
+        # (The body was read and bounded by BoundedBody before this runs; the Host checked.)
         if request.method not in ("GET", "HEAD"):
             # Flagger cannot send headers: its endpoints also take the token from the payload's
             # metadata, and check it themselves.
             flagger = request.url.path.startswith("/api/v1/flagger/")
             # The login form of the pages posts the token itself (rate-limited below).
             login = request.url.path == "/session"
-            if (
-                not flagger
-                and not login
-                and service.api_token is not None
-                and not _authorized(request, service.api_token)
-            ):
-                return unauthorized()
+            if not flagger and not login and service.api_token is not None:
+                denied = authenticate(request)
+                if denied is not None:
+                    return denied
             if not flagger and not limiter.allow(_client_of(request)):
                 return JSONResponse({"detail": "too many evaluations requested; try later"}, status_code=429)
         return await call_next(request)
@@ -695,6 +694,24 @@ def create_app(service: Service) -> Any:
     def unauthorized() -> Any:
         headers = {"WWW-Authenticate": "Bearer"}
         return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401, headers=headers)
+
+    def authenticate(
+        request: Request, *other: str | None, detail: str = "missing or wrong bearer token"
+    ) -> Any:
+        """None when the request carries the token (its bearer header, or one of ``other``:
+        Flagger's metadata.token, the login form's field); else the answer: 401, or 429 once
+        the client has failed AUTH_FAILURES_PER_MINUTE times in the last minute (every door
+        counts the same failures, so guessing through one is as slow as through another)."""
+        assert service.api_token is not None
+        client = _client_of(request)
+        if service.auth_failures.exhausted(client):
+            return JSONResponse({"detail": "too many failed authentications; try later"}, status_code=429)
+        token = service.api_token
+        if _authorized(request, token) or any(_token_matches(t, token) for t in other):
+            return None
+        service.auth_failures.allow(client)  # counts the failure
+        headers = {"WWW-Authenticate": "Bearer"}
+        return JSONResponse({"detail": detail}, status_code=401, headers=headers)
 
     def duration_param(text: str, what: str) -> timedelta:
         """A duration parameter (``48h``); a bad one is a 422 naming ``what``."""
@@ -747,8 +764,10 @@ def create_app(service: Service) -> Any:
     def page_allowed(request: Request) -> bool:
         """Beyond loopback (a token is set) a page needs the token: the bearer header, or the
         cookie of a browser session that gave it on the login form."""
-        if service.api_token is None or _authorized(request, service.api_token):
+        if service.api_token is None:
             return True
+        if request.headers.get("authorization"):  # a bearer given: right, or a counted failure
+            return authenticate(request) is None
         session = request.cookies.get(SESSION_COOKIE)
         return session is not None and service.session_valid(session)
 
@@ -816,8 +835,9 @@ def create_app(service: Service) -> Any:
             next_path = "/"
         if service.api_token is None:
             return RedirectResponse(next_path, status_code=303)
-        if not _token_matches(form.get("token", [""])[0], service.api_token):
-            return login(next_path, failed=True)
+        denied = authenticate(request, form.get("token", [""])[0])
+        if denied is not None:
+            return denied if denied.status_code == 429 else login(next_path, failed=True)
         response = RedirectResponse(next_path, status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
@@ -925,8 +945,10 @@ def create_app(service: Service) -> Any:
                 if latest is not None:
                     return latest.document()
             # An evaluation now: the same token and rate limit as POST .../evaluate.
-            if service.api_token is not None and not _authorized(request, service.api_token):
-                return unauthorized()
+            if service.api_token is not None:
+                denied = authenticate(request)
+                if denied is not None:
+                    return denied
             too_many = refused(request, phase)
             if too_many is not None:
                 return too_many
@@ -1052,13 +1074,14 @@ def create_app(service: Service) -> Any:
             raise HTTPException(
                 404, f"unknown Flagger webhook role {role!r} (known: {', '.join(FLAGGER_ROLES)})"
             )
-        if service.api_token is not None and not (
-            _authorized(request, service.api_token)
-            or _token_matches(payload.metadata.get("token"), service.api_token)
-        ):
-            return JSONResponse(
-                {"detail": "missing or wrong token (header or metadata.token)"}, status_code=401
-            )
+        if service.api_token is not None:
+            token = payload.metadata.get("token")
+            denied = authenticate(
+                request, token if isinstance(token, str) else None,
+                detail="missing or wrong token (header or metadata.token)",
+            )  # fmt: skip
+            if denied is not None:
+                return denied
         phase = payload.metadata.get("phase")
         if not phase:
             raise HTTPException(
@@ -1101,6 +1124,12 @@ def create_app(service: Service) -> Any:
             "\n".join(lines) + "\n", status_code=200 if judged.verdict is wanted else 412
         )
 
+    # Outermost last: the Host is checked first, then the body is read and bounded, then the
+    # guard above authenticates and rate-limits, then the route runs.
+    settings = service.project.config.service
+    hosts = KnownHosts.for_settings(None, settings.listen, settings.url, settings.allowed_hosts)
+    app.add_middleware(BoundedBody, limit=MAX_REQUEST_BYTES)
+    app.add_middleware(KnownHosts, allowed=hosts.allowed)
     return app
 
 
@@ -1165,6 +1194,8 @@ def _token_matches(given: str | None, token: str) -> bool:
 MAX_REQUEST_BYTES = 64 * 1024
 #: POST /evaluate requests per client and minute.
 EVALUATE_PER_MINUTE = 30
+#: Failed authentications per client and minute before every further attempt is a 429.
+AUTH_FAILURES_PER_MINUTE = 10
 
 
 def _etags(header: str | None) -> set[str]:
@@ -1189,6 +1220,11 @@ class _RateLimiter:
         self.per_minute = per_minute
         self.seen: dict[str, list[float]] = {}
 
+    def exhausted(self, client: str) -> bool:
+        """The client has used its minute (without counting this look)."""
+        now = time.monotonic()
+        return sum(1 for t in self.seen.get(client, []) if now - t < 60) >= self.per_minute
+
     def allow(self, client: str) -> bool:
         now = time.monotonic()
         if len(self.seen) > 1024:  # a service runs for weeks: forget clients quiet for a minute
@@ -1200,6 +1236,106 @@ class _RateLimiter:
         recent.append(now)
         self.seen[client] = recent
         return True
+
+
+class BoundedBody:
+    """ASGI middleware: a request's body is read and counted as it arrives, before anything
+    parses or authenticates it; past ``limit`` bytes the answer is 413 and the rest is never
+    read (a chunked body, which has no Content-Length, counts the same). The app then reads
+    the body from memory."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await self._too_large(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body, given = b"".join(chunks), False
+
+        async def replay() -> Any:
+            nonlocal given
+            if not given:
+                given = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: the disconnect, when it comes
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _too_large(scope: Any, receive: Any, send: Any) -> None:
+        from starlette.responses import JSONResponse
+
+        too_large = JSONResponse({"detail": "request body too large"}, status_code=413)
+        await too_large(scope, receive, send)
+
+
+class KnownHosts:
+    """ASGI middleware: only requests whose ``Host`` names this service (its listen address,
+    the loopback names, ``service.url``'s host, ``service.allowed_hosts``) are answered; any
+    other is 400. A page of another site whose name was rebound to 127.0.0.1 sends its own
+    name: without this, it could create waivers on a loopback service that has no token.
+    A service listening on every address (``0.0.0.0``) with no ``allowed_hosts`` answers any
+    name: there the token guards every change."""
+
+    def __init__(self, app: Any, allowed: set[str] | None) -> None:
+        self.app, self.allowed = app, allowed
+
+    @classmethod
+    def for_settings(cls, app: Any, listen: str, url: str | None, extra: list[str]) -> KnownHosts:
+        host = listen.rpartition(":")[0].strip("[]").lower()
+        if host in ("0.0.0.0", "::", "") and not extra:
+            return cls(app, None)
+        allowed = {"localhost", host, *(h.lower() for h in extra)}
+        if url:
+            named = urlsplit(url).hostname
+            if named:
+                allowed.add(named.lower())
+        return cls(app, allowed)
+
+    def accepts(self, header: str) -> bool:
+        if self.allowed is None:
+            return True
+        try:
+            host = urlsplit(f"//{header}").hostname
+        except ValueError:
+            return False
+        if not host:
+            return False
+        if host in self.allowed or is_loopback(host):
+            return True
+        return any(a.startswith("*.") and host.endswith(a[1:]) for a in self.allowed)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            header = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+            if not self.accepts(header):
+                from starlette.responses import PlainTextResponse
+
+                await PlainTextResponse("unknown Host: this service answers to its own names only", 400)(
+                    scope, receive, send
+                )
+                return
+        await self.app(scope, receive, send)
 
 
 def is_loopback(host: str) -> bool:

@@ -79,6 +79,10 @@ class ServiceConfig(Frozen):
     worker: WorkerConfig = WorkerConfig()
     # The address people open the service at, for links in notifications (default: http://listen).
     url: str | None = None
+    # Host names the service answers to besides its listen address, the loopback names and
+    # url's host (a request naming any other Host is refused: DNS rebinding). "*.example.com"
+    # matches subdomains.
+    allowed_hosts: list[str] = []
 
     _interval = field_validator("interval")(lambda value: _at_least_a_second("interval", value))
 
