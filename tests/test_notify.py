@@ -249,6 +249,8 @@ def test_the_service_keeps_evaluating_while_the_receiver_hangs(receiver: Receive
         ({"name": "a", "kind": "slack", "url": "https://x", "on": ["maybe"]}, "on"),
         ({"name": "a", "kind": "slack", "url": "https://x", "retries": 50}, "retries"),
         ({"name": "a", "kind": "slack", "url_file": "missing.txt"}, "is not a file"),
+        ({"name": "a", "kind": "json", "url": "http://127.0.0.1:99999/SECRETPATH"}, "port must be a number"),
+        ({"name": "a", "kind": "json", "url": "ftp://hooks.example/SECRETPATH"}, "url must be an http(s):// URL"),
     ],
 )
 def test_a_bad_notify_target_is_refused_in_one_line(tmp_path: Path, target: dict[str, Any], problem: str) -> None:
@@ -262,3 +264,22 @@ def test_a_bad_notify_target_is_refused_in_one_line(tmp_path: Path, target: dict
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gatecheck: error: gatecheck.yaml") and problem in lines[0], lines
     assert "https://x" not in result.stderr or "ftp" in str(target)
+    assert "SECRETPATH" not in result.stderr and "{'" not in lines[0]  # no URL, no Python dict
+
+
+def test_any_failed_delivery_is_counted_and_logged_in_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A url_file naming an impossible port (it is read at delivery) once crashed the delivery
+    task (OverflowError, never counted); then every later change was "suppressed"."""
+    targets = [{"name": "ops", "kind": "json", "url_file": "hook.txt", "on": ["no-go", "rollback"], "retries": 0}]
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "hook.txt").write_text("http://127.0.0.1:99999/SECRETPATH\n")
+    project = project_with(tmp_path, targets, "unused")
+    script = [verdict(VerdictState.GO), verdict(VerdictState.NO_GO, 1)]
+    service = Service(project, SqliteLedger(tmp_path / "h.db"), ["release"], engine=Scripted(script))
+    run(service, 2)
+    assert counts(service)[("ops", "failed")] == 1 and counts(service)[("ops", "sent")] == 0
+    failed = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failed) == 1 and "\n" not in failed[0] and "SECRETPATH" not in caplog.text

@@ -437,38 +437,55 @@ def test_serve_beyond_loopback_without_a_token_refuses_to_start(
     assert "needs a bearer token" in result.stderr and "GATECHECK_API_TOKEN" in result.stderr
 
 
+SECRET = "PLANTED-s3cret-9f2c"
+
+#: Every form a URL can carry a credential in: user:password@, a user part alone (nats-py's
+#: token form), a password with an unencoded @ (the part after it is the secret), a
+#: password-like query parameter.
+URL_FORMS = {
+    "password": (f"nats://gate:{SECRET}@127.0.0.1:{{port}}", f"clickhouse://reader:{SECRET}@127.0.0.1:{{port}}/db"),
+    "token-user-part": (f"nats://{SECRET}@127.0.0.1:{{port}}", f"clickhouse://{SECRET}@127.0.0.1:{{port}}/db"),
+    "unencoded-at": (f"nats://gate:x@{SECRET}@127.0.0.1:{{port}}", f"clickhouse://bob:PASS@{SECRET}@127.0.0.1:{{port}}/db"),
+    "query-parameter": (f"nats://127.0.0.1:{{port}}?token={SECRET}", f"clickhouse://127.0.0.1:{{port}}/db?password={SECRET}"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("form", sorted(URL_FORMS))
 def test_a_planted_secret_appears_nowhere(
-    service_config: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    service_config: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, form: str
 ) -> None:
     import logging
     import shutil
 
     from gatecheck.render import render
 
-    secret = "PLANTED-s3cret-9f2c"
+    secret = SECRET
+    bus_url, warehouse_url = URL_FORMS[form]
     root = tmp_path / "config"
     shutil.copytree(service_config, root)
     project_file = yaml.safe_load((root / "gatecheck.yaml").read_text())
     project_file["environments"]["e-secret"] = {
         "sources": {
-            "bus": {
-                "type": "nats",
-                "url": f"nats://gate:{secret}@127.0.0.1:{free_port()}",
-                "token": secret,
-                "timeout": "2s",
-            },
-            "warehouse": {
-                "type": "clickhouse",
-                "url": f"clickhouse://reader:{secret}@127.0.0.1:{free_port()}/db",
+            "bus": {"type": "nats", "url": bus_url.format(port=free_port()), "token": secret, "timeout": "2s"},
+            "warehouse": {"type": "clickhouse", "url": warehouse_url.format(port=free_port()), "timeout": "2s"},
+            "database": {
+                "type": "postgresql", "url": f"postgresql://gate@127.0.0.1:{free_port()}/db?password={secret}",
                 "timeout": "2s",
             },
         }
-    }
+    }  # fmt: skip
     (root / "gatecheck.yaml").write_text(yaml.safe_dump(project_file))
+    from .conftest import PROJECT
+
+    (root / "suites" / "db_writes.yaml").write_text((PROJECT / "suites" / "db_writes.yaml").read_text())
+    thresholds = yaml.safe_load((root / "thresholds.yaml").read_text())
+    shipped = yaml.safe_load((PROJECT / "thresholds.yaml").read_text())["defaults"]
+    thresholds["defaults"].update({k: v for k, v in shipped.items() if k.startswith("db_write")})
+    (root / "thresholds.yaml").write_text(yaml.safe_dump(thresholds))
     gate = {
         "phase": "svc-secret",
         "environment": "e-secret",
-        "checks": [{"suite": "soak_criteria"}, {"suite": "unmatched_edges"}],
+        "checks": [{"suite": "soak_criteria"}, {"suite": "unmatched_edges"}, {"suite": "db_writes"}],
     }
     (root / "gates" / "svc-secret.yaml").write_text(yaml.safe_dump(gate))
     ledger_path = tmp_path / "l.db"
@@ -501,9 +518,22 @@ def test_a_planted_secret_appears_nowhere(
     outputs += [render(verdict, fmt) for fmt in ("text", "json", "junit", "markdown", "html")] + pages
     outputs.append(repr(svc))
     outputs += [repr(svc.project.config), str(svc.project.config)]  # models in tracebacks
+    # What a notification says of it, and what explain and check-sources print.
+    from gatecheck.config.models import NotifyTarget
+    from gatecheck.notify import payload
+
+    for kind in ("slack", "json"):
+        target = NotifyTarget(name="t", kind=kind, url="https://hooks.example/x")
+        outputs.append(json.dumps(payload(target, None, verdict, "https://gatecheck.example/phases/svc-secret")))
+    cli = CliRunner()
+    for command in (["explain", "--phase", "svc-secret"], ["check-sources", "--environment", "e-secret"],
+                    ["explain", "--phase", "svc-secret", "--format", "json"]):
+        result = cli.invoke(app, [*command, "--config", str(root)])
+        assert result.exit_code in (0, 3), result.output
+        outputs.append(result.output)
     for text in outputs:
         assert secret not in text
-    assert "Connect call failed" in document or "cannot connect" in document
+    assert "Connect call failed" in document or "cannot connect" in document or "cannot reach" in document
 
 
 def test_an_unwritable_ledger_is_logged_and_survived(

@@ -22,10 +22,31 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+# The user part of a URL: everything after ``scheme://`` up to the *last* ``@`` before the
+# path (a password may hold an unencoded ``@``), never crossing a space, quote or bracket.
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#\s'\"<>()\[\]{}]*)@")
+# A query parameter whose name says it holds a secret (?password=…, &token=…, ?sslpassword=…).
+_SECRET_PARAMETER = re.compile(
+    r"(?P<name>[?&;](?:[A-Za-z_]*(?:password|passwd|pwd|token|secret|api_?key|access_?key|auth)[A-Za-z_]*)=)"
+    r"(?P<value>[^&#\s'\"]*)",
+    re.IGNORECASE,
+)
+
+
+def _hide_userinfo(match: re.Match[str]) -> str:
+    user, colon, _password = match.group("userinfo").partition(":")
+    # user:password@ keeps the user; a user part alone may be the secret itself
+    # (nats://TOKEN@host, a bearer in the user part), so it is hidden whole.
+    shown = f"{user}:***" if colon else "***"
+    return f"{match.group('scheme')}{shown}@"
+
 
 def redact(text: str) -> str:
-    """Hide ``user:password@`` in URLs."""
-    return re.sub(r"(://[^:/@\s]*):[^@/\s]*@", r"\1:***@", text)
+    """``text`` with every credential a URL can carry hidden: the password of
+    ``user:password@`` (up to the last ``@``), a user part without a password (a token), and
+    query parameters named like a secret (``password``, ``token``, ``secret``, ``key``…)."""
+    text = _USERINFO.sub(_hide_userinfo, text)
+    return _SECRET_PARAMETER.sub(lambda m: f"{m.group('name')}***", text)
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

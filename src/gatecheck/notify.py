@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from gatecheck.config import NotifyTarget
+from gatecheck.config.models import webhook_url_problem
 from gatecheck.describe import failure_text, waiver_text
 from gatecheck.results import Outcome, Verdict, VerdictState
 
@@ -164,7 +165,11 @@ class Notifier:
             return target.url.get_secret_value()
         path = Path(target.url_file or "")
         path = path if path.is_absolute() else self.root / path
-        return path.read_text(encoding="utf-8").strip()
+        url = path.read_text(encoding="utf-8").strip()
+        problem = webhook_url_problem(url)
+        if problem is not None:
+            raise ValueError(f"url_file {target.url_file}: {problem}")
+        return url
 
     def _lock(self, target: str) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -203,7 +208,10 @@ class Notifier:
                         await self._attempt(client, url, body)
         except asyncio.CancelledError:
             raise
-        except (DeliveryFailed, OSError, ValueError) as exc:
+        except Exception as exc:
+            if not isinstance(exc, DeliveryFailed | OSError | ValueError):
+                # never the exception's text: a driver's may quote the URL, which is a secret
+                exc = DeliveryFailed(f"cannot deliver ({type(exc).__name__})")
             self._count(target.name, "failed")
             log.warning(
                 "notification to %s about %s failed: %s", target.name, phase, exc,

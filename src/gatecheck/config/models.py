@@ -98,6 +98,22 @@ class ServiceConfig(Frozen):
         return self.intervals.get(phase, self.interval)
 
 
+def webhook_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a webhook's address (never quoting it: it is a secret), or None."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 — raises ValueError for a port out of range or not a number
+    except ValueError:
+        return "url is not a valid URL (its port must be a number from 1 to 65535)"
+    if parts.scheme not in ("http", "https"):
+        return "url must be an http(s):// URL"
+    if not parts.hostname:
+        return "url names no host"
+    return None
+
+
 class NotifyTarget(Frozen):
     """One ``notify:`` target of ``gatecheck serve``: a webhook told when a phase's verdict
     changes. The URL is a secret: write ``url: "${SLACK_WEBHOOK_URL}"`` or ``url_file: PATH``."""
@@ -131,8 +147,9 @@ class NotifyTarget(Frozen):
     def _one_url(self) -> NotifyTarget:
         if (self.url is None) == (self.url_file is None):
             raise ValueError("give exactly one of url (write \"${VAR}\") and url_file")
-        if self.url is not None and not self.url.get_secret_value().startswith(("http://", "https://")):
-            raise ValueError("url must be an http(s):// URL")
+        problem = webhook_url_problem(self.url.get_secret_value()) if self.url is not None else None
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 

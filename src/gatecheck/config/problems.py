@@ -109,7 +109,11 @@ def _format_validation_error(label: str, model: type[BaseModel], exc: Validation
             problems.append(f"{where}: required key is missing")
             continue
         shown = error.get("input")
-        if any(s in path.lower() for s in _SECRET_KEYS):
+        if (
+            any(s in path.lower() for s in _SECRET_KEYS)
+            or isinstance(shown, dict | list)  # a rule of the whole mapping: no one bad value (and its URLs)
+            or repr(shown) in message  # the message names it already
+        ):
             problems.append(f"{where}: {message}")
         else:
             text = redact(repr(shown))
