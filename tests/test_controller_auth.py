@@ -88,15 +88,24 @@ def test_waivers_through_the_api_need_the_token_and_pass_the_same_checks(tmp_pat
         ("POST", "/api/v1/waivers/W1/revoke", {"json": {"reason": "done", "by": "alice"}, "headers": bearer}),
         ("POST", "/api/v1/waivers/W1/revoke", {"json": {"reason": "again", "by": "alice"}, "headers": bearer}),
         ("GET", "/api/v1/audit", {"params": {"phase": "release"}}),
+        ("POST", "/api/v1/waivers/W9/revoke", {"json": {"reason": "r", "by": "alice"}, "headers": bearer}),
+        ("POST", "/api/v1/phases/release/waivers", {"json": {**body, "reason": "back\x1b[2Kfill"}, "headers": bearer}),
     )
-    assert [a.status_code for a in answers] == [401, 422, 422, 201, 201, 422, 200]
-    assert answers[1].json()["detail"] == "--for: '40d': a decision lasts more than 0s and at most 30d"
+    assert [a.status_code for a in answers] == [401, 422, 422, 201, 201, 422, 200, 404, 201]
+    # The request's field names, not the CLI's flags.
+    assert answers[1].json()["detail"] == "for: '40d': a decision lasts more than 0s and at most 30d"
     assert answers[3].json()["waiver"] == "W1" and answers[3].json()["kind"] == "waiver-created"
     assert "not active" in answers[5].json()["detail"]
     assert [(e["kind"], e["waiver"], e["by"]) for e in answers[6].json()] == [
         ("waiver-created", "W1", "alice"),
         ("waiver-revoked", "W1", "alice"),
     ]
+    assert answers[7].json()["detail"] == "no waiver W9 on record"
+    # A reason with a terminal escape, posted through the API: `gatecheck audit` shows it escaped.
+    audit = CliRunner().invoke(app, ["audit", "--config", str(tmp_path / "p")], env={
+        "GATECHECK_HISTORY_URL": f"sqlite:///{tmp_path / 'h.db'}"})
+    assert audit.exit_code == 0, audit.output
+    assert "back\\x1b[2Kfill" in audit.output and "\x1b" not in audit.output
 
 
 def test_guessing_the_token_is_limited_on_every_door(tmp_path: Path) -> None:

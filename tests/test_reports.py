@@ -124,3 +124,38 @@ def test_run_appends_markdown_to_the_github_step_summary(warehouse: Path, tmp_pa
     assert result.stdout.startswith('<?xml version="1.0"')
     text = summary.read_text()
     assert text.startswith("earlier step\n### gatecheck: ❌ NO-GO")
+
+
+def hostile(verdict: Verdict) -> Verdict:
+    """``verdict`` with control characters planted where data reaches the outputs: a failing
+    group's value (ESC erase-line, NUL) and a reason."""
+    check = next(c for c in verdict.checks if c.outcome.value == "fail")
+    expectation = next(e for e in check.expectations if e.failing_groups)
+    group = expectation.failing_groups[0].model_copy(update={"group": {"source_table": "evil\x1b[2K\x00row"}})
+    expectation = expectation.model_copy(update={"failing_groups": [group]})
+    check = check.model_copy(update={
+        "expectations": [expectation if e.column == expectation.column else e for e in check.expectations],
+        "reason": "bad\x1b]0;title\x07 reason",
+    })  # fmt: skip
+    return verdict.model_copy(update={
+        "checks": [check if c.suite == check.suite else c for c in verdict.checks],
+        "reasons": [*verdict.reasons, "from data: \x1b[2K\x00"],
+    })  # fmt: skip
+
+
+def test_control_characters_from_data_never_reach_the_terminal_or_break_junit(verdicts: dict[str, Verdict]) -> None:
+    import xml.etree.ElementTree as ET
+
+    from gatecheck.render import render
+
+    verdict = hostile(verdicts["no-go"])
+    for colour in (False, True):
+        text = render(verdict, "text", color=colour)
+        assert "\x00" not in text and "\x07" not in text and "\x1b[2K" not in text and "\x1b]0" not in text
+        assert "evil\\x1b[2K\\x00row" in text  # shown, escaped
+    xml = render_junit(verdict)
+    ET.fromstring(xml.encode())  # well-formed: CI reporters read it
+    JUNIT_XSD.validate(xml)
+    assert "evil\\x1b[2K\\x00row" in xml
+    markdown = render(verdict, "markdown")
+    assert "\x1b" not in markdown and "\x00" not in markdown

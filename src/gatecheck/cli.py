@@ -30,7 +30,7 @@ try:  # typer carries its own copy of click; older releases use click itself
 except ImportError:  # pragma: no cover
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
-from gatecheck.errors import ConfigError, GatecheckError, one_line
+from gatecheck.errors import ConfigError, GatecheckError, one_line, printable
 from gatecheck.exitcodes import ExitCode
 
 # Everything else is imported where a command needs it: `--help`, `phases`, `history`,
@@ -462,7 +462,8 @@ def history(
         return
     for item in summaries:
         not_passed = ", ".join(f"{k}={v}" for k, v in item["not_passed"].items()) or "all checks passed"
-        typer.echo(f"{item['as_of'][:19]}Z  {item['verdict']:<12}  {item['duration_s']:>7.2f}s  {not_passed}")
+        row = f"{item['as_of'][:19]}Z  {item['verdict']:<12}  {item['duration_s']:>7.2f}s  {not_passed}"
+        typer.echo(printable(row))
 
 
 def _chain(config: Path, url: str | None) -> list[Any]:
@@ -503,7 +504,7 @@ def status(
     if fmt is ListFormat.json:
         typer.echo(json.dumps({"next": upcoming, "phases": [s.document(upcoming) for s in chain]}, indent=2))
     else:
-        typer.echo(render_status(chain, parse_as_of(None)), nl=False)
+        typer.echo(printable(render_status(chain, parse_as_of(None))), nl=False)
 
 
 @app.command()
@@ -633,7 +634,7 @@ def explain(
     if fmt is ListFormat.json:
         typer.echo(json.dumps(document, indent=2, default=str))
     else:
-        typer.echo(render_explanation(document), nl=False)
+        typer.echo(printable(render_explanation(document)), nl=False)
 
 
 ByOption = Annotated[str, typer.Option("--by", metavar="NAME", help="Who decides (recorded).")]
@@ -674,7 +675,7 @@ def waive(
         event = waiver_event(project, phase, check, parse_groups(group or []), length, reason, by)
         return ledger.create_waiver(event)
 
-    typer.echo(describe(_decide(config, write)))
+    typer.echo(printable(describe(_decide(config, write))))
 
 
 @app.command()
@@ -692,7 +693,7 @@ def unwaive(
         ledger.append_audit([event])
         return event
 
-    typer.echo(describe(_decide(config, write)))
+    typer.echo(printable(describe(_decide(config, write))))
 
 
 @app.command()
@@ -713,7 +714,7 @@ def approve(
         ledger.append_audit([event])
         return event
 
-    typer.echo(describe(_decide(config, write)))
+    typer.echo(printable(describe(_decide(config, write))))
 
 
 @app.command()
@@ -746,7 +747,7 @@ def audit(
         typer.echo(f"nothing in the audit trail in the last {since}")
     else:
         for event in events:
-            typer.echo(describe(event))
+            typer.echo(printable(describe(event)))
 
 
 @app.command()
@@ -797,7 +798,7 @@ def backtest(
     if fmt is ListFormat.json:
         typer.echo(report.model_dump_json(indent=2))
     else:
-        typer.echo(render_backtest(report), nl=False)
+        typer.echo(printable(render_backtest(report)), nl=False)
 
 
 def _progress_bar(enabled: bool) -> Any:
@@ -834,7 +835,7 @@ def check_sources(
     if fmt is ListFormat.json:
         typer.echo(json.dumps([c.document() for c in checks], indent=2))
     else:
-        typer.echo(render_checks(checks), nl=False)
+        typer.echo(printable(render_checks(checks)), nl=False)
     raise typer.Exit(ExitCode.GO if all(c.ok for c in checks) else ExitCode.INCONCLUSIVE)
 
 

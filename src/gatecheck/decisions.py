@@ -19,6 +19,10 @@ from gatecheck.errors import ConfigError
 _WAIVER_ID = re.compile(r"^W[1-9][0-9]*$")
 
 
+class UnknownWaiver(ConfigError):
+    """No waiver of that id was ever created (the API answers 404)."""
+
+
 def _duration(text: str) -> Any:
     try:
         length = parse_duration(text)
@@ -89,7 +93,7 @@ def revoke_event(project: Project, trail: list[AuditEvent], waiver: str, reason:
         raise ConfigError(f"waiver id {waiver!r}: expected W1, W2, …")
     created = next((e for e in trail if e.kind == "waiver-created" and e.waiver == waiver), None)
     if created is None:
-        raise ConfigError(f"no waiver {waiver} on record")
+        raise UnknownWaiver(f"no waiver {waiver} on record")
     now = datetime.now(UTC)
     if all(w.id != waiver for w in waivers_at(trail, created.phase, now)):
         raise ConfigError(f"waiver {waiver} is not active (expired, revoked or replaced): nothing to revoke")

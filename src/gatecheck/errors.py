@@ -69,6 +69,24 @@ def one_line(text: str) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a terminal or a log: control characters (ESC, NUL, …) from data are
+    shown escaped (``\\x1b``) instead of moving the cursor or rewriting lines; newlines and tabs
+    stay."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else repr(ch)[1:-1] for ch in text)
+
+
+#: Characters XML 1.0 cannot hold at all, even escaped (a JUnit report with one is ill-formed).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def xml_safe(text: str) -> str:
+    """``text`` with every character XML 1.0 forbids shown escaped (``\\x1b``)."""
+    return _NOT_XML.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 class ConfigError(GatecheckError):
     """Configuration, suite, gate or argument problem; the message names file and key.
 

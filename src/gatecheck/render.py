@@ -10,6 +10,7 @@ from rich.text import Text
 
 from gatecheck.describe import describe_failure, subject_of, threshold_text, waiver_text
 from gatecheck.durations import format_duration
+from gatecheck.errors import printable, xml_safe
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
 
 FORMATS = ("text", "json", "junit", "markdown", "html")
@@ -95,7 +96,10 @@ def render_text(verdict: Verdict, color: bool = False, width: int = 120) -> str:
     console = Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False)
 
     def line(text: str | Text = "", style: str | None = None) -> None:
-        # soft_wrap: long lines stay whole (greppable logs, copy-paste into tickets).
+        # soft_wrap: long lines stay whole (greppable logs, copy-paste into tickets). Text from
+        # data (reasons, group values, waiver reasons) cannot steer the terminal.
+        if isinstance(text, str):
+            text = Text(printable(text))
         console.print(text, style=style, soft_wrap=True)
 
     header = Text()
@@ -219,6 +223,9 @@ def render_junit(verdict: Verdict) -> str:
     out = ET.SubElement(suite, "system-out")
     out.text = "\n".join([f"verdict: {verdict.verdict.value}", *verdict.reasons])
     ET.SubElement(suite, "system-err").text = ""
+    for element in suite.iter():  # data may hold characters XML 1.0 forbids (ESC, NUL)
+        element.text = xml_safe(element.text) if element.text else element.text
+        element.attrib = {name: xml_safe(value) for name, value in element.attrib.items()}
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
 
@@ -240,7 +247,7 @@ _VERDICT_MARK = {
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", "<br>")
+    return printable(text).replace("|", "\\|").replace("\n", "<br>")
 
 
 def render_markdown(verdict: Verdict) -> str:

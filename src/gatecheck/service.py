@@ -1002,10 +1002,15 @@ def create_app(service: Service) -> Any:
 
     async def decided(write: Any) -> Any:
         """Check and record one decision in the ledger (in a thread); a bad one is a 422."""
+        from gatecheck.decisions import UnknownWaiver
+
         try:
             event = await asyncio.to_thread(write)
         except ConfigError as exc:
-            return JSONResponse({"detail": exc.problems[0] if exc.problems else str(exc)}, status_code=422)
+            # The checks speak of the CLI's flags (--for: …); the API's caller sent fields.
+            detail = re.sub(r"^--([a-z]+):", r"\1:", exc.problems[0] if exc.problems else str(exc))
+            status = 404 if isinstance(exc, UnknownWaiver) else 422
+            return JSONResponse({"detail": detail}, status_code=status)
         except GatecheckError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=503)
         return JSONResponse(event.model_dump(mode="json"), status_code=201)
@@ -1029,7 +1034,7 @@ def create_app(service: Service) -> Any:
     @app.post(
         "/api/v1/waivers/{waiver}/revoke",
         response_model=None,
-        responses={201: {"model": AuditEvent}, 401: problem, 422: problem, 503: problem},
+        responses={201: {"model": AuditEvent}, 401: problem, 404: problem, 422: problem, 503: problem},
     )
     async def unwaive(waiver: str, body: DecisionRequest) -> Any:
         """Revoke a waiver (as `gatecheck unwaive`)."""
