@@ -88,6 +88,38 @@ def test_output_file(warehouse: Path, tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
+def test_output_file_gets_the_umask_mode(warehouse: Path, tmp_path: Path) -> None:
+    target = tmp_path / "gate.json"
+    previous = os.umask(0o022)
+    try:
+        result = invoke(warehouse, "healthy", "--phase", "warehouse-release", "--format", "json", "--output", str(target))
+    finally:
+        os.umask(previous)
+    assert result.exit_code == 0, result.output
+    assert target.stat().st_mode & 0o777 == 0o644  # readable by an artifact uploader, not 0600
+
+
+def test_an_unwritable_output_is_refused_before_anything_is_evaluated(
+    warehouse: Path, tmp_path: Path, isolated_history: Path
+) -> None:
+    blocker = tmp_path / "FILE"
+    blocker.write_text("a file where a directory is needed")
+    for args in (
+        ["run", "--phase", "warehouse-release", "--format", "json", "--output", str(blocker / "x.json")],
+        ["report", "--phase", "warehouse-release", "--output", str(blocker / "r.md")],
+        ["backtest", "--phase", "warehouse-release", "--since", "2h", "--chart", str(blocker / "c.html")],
+        ["run", "--phase", "warehouse-release", "--output", str(tmp_path)],
+    ):
+        result = runner.invoke(app, [*args, "--config", str(PROJECT)], env=warehouse_env(warehouse, "healthy"))
+        assert result.exit_code == 2, (args, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and ("is not a directory" in lines[0] or "is a directory" in lines[0]), lines
+        assert "Traceback" not in result.output
+    from gatecheck.history import SqliteLedger
+
+    assert not isolated_history.exists() or SqliteLedger(isolated_history).history("warehouse-release") == []
+
+
 def test_rollback_trigger_gives_exit_4(warehouse: Path, config_copy: Path) -> None:
     gate = config_copy / "gates" / "warehouse-release.yaml"
     data = yaml.safe_load(gate.read_text())

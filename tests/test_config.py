@@ -91,6 +91,16 @@ def test_environment_values_cannot_change_the_structure() -> None:
 
 # Each bad configuration: (file to change, change, text the one error line must contain).
 BAD_CONFIGS = {
+    "ClickHouse SQL syntax error": (
+        "suites/unmatched_edges.yaml",
+        lambda d: d.update(query=d["query"].replace("count() AS edges,", "count() AS edges,, (")),
+        "suites/unmatched_edges.yaml: query: SQL syntax error at line ",
+    ),
+    "PostgreSQL SQL syntax error": (
+        "suites/db_writes.yaml",
+        lambda d: d.update(query=d["query"].replace("SELECT", "SELECT (", 1)),
+        "suites/db_writes.yaml: query: SQL syntax error at line ",
+    ),
     "unknown key in gatecheck.yaml": (
         "gatecheck.yaml",
         lambda d: d["environments"]["staging"]["sources"]["warehouse"].update(urll="x"),

@@ -224,14 +224,35 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(ExitCode.USAGE) from None
 
 
+def _writable(path: Path | None, flag: str) -> None:
+    """Refuse an output path that cannot be written, before anything is evaluated or recorded
+    (a report lost after its record was written is a verdict nobody reads)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a directory, not a file")
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: cannot write in {existing} (permission denied)")
+
+
 def _write_output(text: str, output: Path | None) -> None:
     if output is None:
         typer.echo(text, nl=False)
         return
-    # Write-then-rename: a crash never leaves half a report behind.
+    # Write-then-rename: a crash never leaves half a report behind. The file gets the mode any
+    # new file would (the umask's), not the temporary file's 0600: an artifact uploader or
+    # another user may need to read it.
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=output.parent, delete=False, encoding="utf-8") as tmp:
         tmp.write(text)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp.name, 0o666 & ~umask)
     os.replace(tmp.name, output)
 
 
@@ -388,6 +409,7 @@ def run(
 ) -> None:
     """Evaluate one phase's gate and exit with its verdict (0 go, 1 no-go, 3 inconclusive, 4 rollback)."""
     with _user_errors():
+        _writable(output, "--output")
         if url is not None:
             from gatecheck.client import fetch_verdict
 
@@ -527,6 +549,8 @@ def report(
     from gatecheck.durations import parse_as_of
     from gatecheck.status import render_status_update
 
+    with _user_errors():
+        _writable(output, "--output")
     if fmt is ReportFormat.html:
         with _user_errors():
             page = _html_report(config, url, phase)
@@ -774,6 +798,7 @@ def backtest(
     from gatecheck.durations import parse_as_of, parse_duration
 
     with _user_errors():
+        _writable(chart, "--chart")
         try:
             back, every = parse_duration(since), parse_duration(step)
         except ValueError as exc:

@@ -27,7 +27,7 @@ from gatecheck.clickhouse import ClickHouse, Connection, Target
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
 from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source, SourceSettings, iso_utc
 from gatecheck.sources.probe import Probe
-from gatecheck.sources.sqltext import ColumnsUsed, statement_problems
+from gatecheck.sources.sqltext import ColumnsUsed, statement_problems, syntax_problem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,7 +54,9 @@ def sql_parameters(sql: str) -> dict[str, str]:
 
 def sql_problems(sql: str) -> list[str]:
     """Static checks of a suite's SQL: one read-only SELECT, well-formed parameters."""
-    return statement_problems(sql, _SQL_PARAM.finditer(sql), "{window_start:DateTime64(3)}")
+    problems = statement_problems(sql, _SQL_PARAM.finditer(sql), "{window_start:DateTime64(3)}")
+    syntax = syntax_problem(sql, "clickhouse") if not problems else None
+    return [*problems, syntax] if syntax else problems
 
 
 # ---------------------------------------------------------------- queries

@@ -25,7 +25,7 @@ from pydantic import SecretStr, model_validator
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source, SourceSettings, iso_utc
 from gatecheck.sources.probe import Probe
-from gatecheck.sources.sqltext import ColumnsUsed, statement_problems
+from gatecheck.sources.sqltext import ColumnsUsed, statement_problems, syntax_problem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,7 +54,9 @@ class PostgreSQLSourceConfig(SourceSettings):
 
 def sql_problems(sql: str) -> list[str]:
     """Static checks of a suite's SQL: one read-only SELECT, well-formed parameters."""
-    return statement_problems(sql, _SQL_PARAM.finditer(sql), "{window_start:timestamptz}")
+    problems = statement_problems(sql, _SQL_PARAM.finditer(sql), "{window_start:timestamptz}")
+    syntax = syntax_problem(_SQL_PARAM.sub("NULL", sql), "postgres") if not problems else None
+    return [*problems, syntax] if syntax else problems
 
 
 def bind_form(sql: str) -> str:

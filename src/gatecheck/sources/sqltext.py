@@ -34,6 +34,27 @@ def statement_problems(sql: str, parameters: Iterable[re.Match[str]], example: s
     return problems
 
 
+def syntax_problem(sql: str, dialect: str) -> str | None:
+    """Where ``sql`` is not well-formed in ``dialect`` (sqlglot's parser), or None: a line,
+    a column and what was expected, so `gatecheck validate` finds it before a source does."""
+    import sqlglot
+    from sqlglot.errors import ParseError, TokenError
+
+    try:
+        sqlglot.parse(sql, read=dialect)
+    except ParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        near = str(first.get("highlight") or "").strip()
+        return (
+            f"SQL syntax error at line {first.get('line', '?')}, column {first.get('col', '?')} of the query"
+            + (f" (at {near!r})" if near else "")
+            + f": {first.get('description') or 'cannot parse'}"
+        )
+    except TokenError as exc:
+        return f"SQL syntax error: {' '.join(str(exc).split())}"
+    return None
+
+
 def tables_and_columns(
     sql: str, database: str, dialect: str = "clickhouse"
 ) -> dict[tuple[str, str], set[str]]:
@@ -102,6 +123,7 @@ class ColumnsUsed:
 
     used: dict[tuple[str, str], dict[str, set[str]]] = field(default_factory=dict)
     readers: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    unparsed: list[str] = field(default_factory=list)  # suites whose SQL cannot be parsed: why
 
     @classmethod
     def of(
@@ -114,6 +136,10 @@ class ColumnsUsed:
         """What ``suites`` read (``prepare`` makes a suite's SQL parseable in ``dialect``)."""
         found = cls()
         for suite in suites:
+            problem = syntax_problem(prepare(suite.query), dialect)
+            if problem is not None:
+                found.unparsed.append(f"suite {suite.name}: {problem}")
+                continue
             for table, columns in tables_and_columns(prepare(suite.query), database, dialect).items():
                 found.readers.setdefault(table, set()).add(suite.name)
                 into = found.used.setdefault(table, {})
@@ -128,5 +154,5 @@ class ColumnsUsed:
             version=version,
             latency_ms=latency_ms,
             checked=f"{counted(len(self.used), 'table')}, {counted(count, 'column')} the suites use",
-            problems=column_problems(self.used, self.readers, existing),
+            problems=[*self.unparsed, *column_problems(self.used, self.readers, existing)],
         )
