@@ -91,6 +91,11 @@ def test_environment_values_cannot_change_the_structure() -> None:
 
 # Each bad configuration: (file to change, change, text the one error line must contain).
 BAD_CONFIGS = {
+    "chDB ledger on another path than the warehouse": (
+        "gatecheck.yaml",
+        lambda d: d["history"].update(url="chdb://.gatecheck/ledger"),
+        "gatecheck.yaml: chDB embeds one engine per process, on one path, but these name 2: ",
+    ),
     "ClickHouse SQL syntax error": (
         "suites/unmatched_edges.yaml",
         lambda d: d.update(query=d["query"].replace("count() AS edges,", "count() AS edges,, (")),
@@ -511,3 +516,16 @@ def test_aliases_that_expand_too_far_are_refused_before_loading(config_copy: Pat
     )
     project = load_project(config_copy, environ={})
     assert project.resolve_thresholds("canary-100")["core_hot_share_min"].value == 0.45
+
+
+def test_validate_names_every_cross_file_problem_at_once(config_copy: Path) -> None:
+    """A gate with an unknown environment and an unknown suite: both lines, not the first."""
+    gate = yaml.safe_load((config_copy / "gates" / "warehouse-release.yaml").read_text())
+    gate["environment"] = "stagin"
+    gate["checks"][0]["suite"] = "unmatched_edge"
+    (config_copy / "gates" / "warehouse-release.yaml").write_text(yaml.safe_dump(gate))
+    result = runner.invoke(app, ["validate", "--config", str(config_copy)])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert any("environment: unknown environment 'stagin'" in line and "did you mean 'staging'" in line for line in lines)
+    assert any("checks[0].suite: unknown suite 'unmatched_edge'" in line for line in lines), lines

@@ -1194,3 +1194,25 @@ def test_flagger_bad_requests_never_pass(service) -> None:
         streamed = httpx.post(f"{base}{path}", content=chunked(8 * 1024 * 1024), timeout=30)
         assert streamed.status_code == 413, (path, streamed.status_code)
     # The serving process never held the body: it stopped reading at 64 KiB.
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exit_2(service_config: Path, tmp_path: Path, caplog) -> None:
+    """Bind first, then announce: nothing says "serving" on a port another process holds."""
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        result = CliRunner().invoke(
+            app, ["serve", "--config", str(service_config), "--listen", f"127.0.0.1:{port}"],
+            env={"GATECHECK_HISTORY_URL": f"sqlite:///{tmp_path / 'h.db'}"},
+        )  # fmt: skip
+    finally:
+        taken.close()
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"gatecheck: error: --listen 127.0.0.1:{port}: cannot listen: the address is already in use"
+    ]
+    assert "serving" not in caplog.text and "serving" not in result.output

@@ -1394,9 +1394,36 @@ def make_server(service: Service, host: str, port: int) -> Any:
     return Server(config)
 
 
-async def run_service(service: Service, server: Any) -> None:
+def bind(host: str, port: int) -> Any:
+    """The listening socket on HOST:PORT, bound before anything is announced or started: a
+    port in use is one line and exit 2, not a log line saying "serving" and then uvicorn's."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reasons = {
+            errno.EADDRINUSE: "the address is already in use",
+            errno.EACCES: "permission denied",
+            errno.EADDRNOTAVAIL: "no such address on this machine",
+        }
+        why = reasons.get(exc.errno or 0, exc.strerror)
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise ConfigError(f"--listen {shown}: cannot listen: {why}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def run_service(service: Service, server: Any, sockets: list[Any] | None = None) -> None:
     """Run the schedule and the HTTP server until the server stops (SIGTERM/SIGINT, or
-    ``server.should_exit``); then cancel whatever is still running."""
+    ``server.should_exit``); then cancel whatever is still running. ``sockets``: already
+    bound (see :func:`bind`)."""
     # Importing Great Expectations takes seconds; do it once, on the engine's validation
     # thread, before the first evaluation would stall every other phase and the API.
     await service.engine.warm_up()
@@ -1411,7 +1438,7 @@ async def run_service(service: Service, server: Any) -> None:
             __version__, ", ".join(service.phases), config.host, config.port, service.ledger.url,
             extra={"version": __version__, "phases": service.phases, "port": config.port},
         )  # fmt: skip
-        await server.serve()
+        await server.serve(sockets=sockets)
         log.info("stopping: the schedule is cancelled, evaluations in flight end unrecorded or whole")
     # The schedule has been cancelled and awaited: its evaluations ended, each recorded whole
     # or not at all. The engine waits for a record write under way, then closes.
@@ -1421,9 +1448,10 @@ async def run_service(service: Service, server: Any) -> None:
     log.info("stopped")
 
 
-async def serve(service: Service, host: str, port: int) -> None:
-    """Run the service on HOST:PORT until SIGTERM/SIGINT."""
-    await run_service(service, make_server(service, host, port))
+async def serve(service: Service, host: str, port: int, sock: Any = None) -> None:
+    """Run the service on HOST:PORT (``sock``: bound to it already) until SIGTERM/SIGINT."""
+    sock = sock if sock is not None else bind(host, port)
+    await run_service(service, make_server(service, host, port), [sock])
 
 
 #: The bearer token for the state-changing endpoints; required beyond loopback.
@@ -1456,6 +1484,7 @@ def serve_project(
     url = project.config.history.url
     if urlsplit(url).scheme == "sqlite":
         open_ledger(url, project.root).close()  # a bad path is exit 2 now, not a dead worker
+    sock = bind(host.strip("[]"), int(port))  # a port in use is exit 2 now, before any worker
     # Evaluations run in a worker process, which owns the engine and the ledger; the ledger
     # reads of this process go through it too (chDB: one process per embedded path).
     settings = project.config.service.worker
@@ -1472,6 +1501,7 @@ def serve_project(
         project, ledger, list(chosen), api_token=token, recorded_since=recorded_since, engine=evaluator
     )
     try:
-        asyncio.run(serve(service, host.strip("[]"), int(port)))
+        asyncio.run(serve(service, host.strip("[]"), int(port), sock))
     finally:
         evaluator.close()
+        sock.close()

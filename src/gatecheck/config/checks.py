@@ -97,12 +97,12 @@ def cross_check(project: Project) -> list[str]:
 
     for phase, gate in project.gates.items():
         label = project.files[f"gate:{phase}"]
-        if gate.environment not in config.environments:
+        unknown_environment = gate.environment not in config.environments
+        if unknown_environment:
             problems.append(
                 f"{label}: environment: unknown environment {gate.environment!r} "
-                f"(known: {', '.join(environments)})"
+                f"(known: {', '.join(environments)}){did_you_mean(gate.environment, environments)}"
             )
-            continue
         for i, required in enumerate(gate.requires):
             if required not in project.gates:
                 if f"gate:{required}" in project.unparsed:
@@ -113,6 +113,15 @@ def cross_check(project: Project) -> list[str]:
                 )
             elif required == phase:
                 problems.append(f"{label}: requires[{i}]: a phase cannot require itself")
+        if unknown_environment:  # its suites' names can still be checked, not their sources
+            known_suites = ", ".join(sorted(project.suites)) or "none"
+            problems.extend(
+                f"{label}: {key}: unknown suite {name!r} (known: {known_suites})"
+                f"{did_you_mean(name, project.suites)}"
+                for key, name in _suite_refs(gate)
+                if name not in project.suites and f"suite:{name}" not in project.unparsed
+            )
+            continue
         sources = config.environments[gate.environment].sources
         resolved = resolve_thresholds(thresholds, gate.environment, phase)
         for key, suite_name in _suite_refs(gate):
@@ -123,6 +132,7 @@ def cross_check(project: Project) -> list[str]:
                 problems.append(
                     f"{label}: {key}: unknown suite {suite_name!r} "
                     f"(known: {', '.join(sorted(project.suites)) or 'none'})"
+                    f"{did_you_mean(suite_name, project.suites)}"
                 )
                 continue
             suite = found
@@ -188,6 +198,7 @@ def cross_check(project: Project) -> list[str]:
     if "thresholds" not in project.unparsed:
         problems.extend(threshold_problems(project))
     # Duplicate lines arise when several gates use one broken suite.
+    problems.extend(embedded_path_problems(project))
     return list(dict.fromkeys(problems))
 
 
@@ -340,3 +351,27 @@ def threshold_problems(project: Project) -> list[str]:
             f"{what}: {suite_label} uses it in {where} (for {plural} {', '.join(sorted(phases))})"
         )
     return problems
+
+
+def embedded_path_problems(project: Project) -> list[str]:
+    """chDB embeds one engine per process, on one path: every ``chdb://`` URL of the project
+    (the sources of every environment, which ``serve`` evaluates in one worker, and the
+    ledger) must name the same path, or the second to open fails at run time."""
+    from gatecheck.clickhouse import Target
+
+    paths: dict[Path, list[str]] = {}
+    for env_name, environment in sorted(project.config.environments.items()):
+        for name, source in sorted(environment.sources.items()):
+            if source.type == "clickhouse" and source.url.startswith("chdb://"):
+                where = f"environments.{env_name}.sources.{name}"
+                paths.setdefault(Target.parse(source.url, project.root).embedded, []).append(where)  # type: ignore[arg-type]
+    history = project.config.history
+    if history is not None and history.url.startswith("chdb://"):
+        paths.setdefault(Target.parse(history.url, project.root).embedded, []).append("history.url")  # type: ignore[arg-type]
+    if len(paths) < 2:
+        return []
+    used = "; ".join(f"{path} ({', '.join(users)})" for path, users in paths.items())
+    return [
+        f"{PROJECT_FILE}: chDB embeds one engine per process, on one path, but these name "
+        f"{len(paths)}: {used}; put them on one path (chdb://PATH?database=NAME)"
+    ]
