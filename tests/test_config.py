@@ -91,6 +91,17 @@ def test_environment_values_cannot_change_the_structure() -> None:
 
 # Each bad configuration: (file to change, change, text the one error line must contain).
 BAD_CONFIGS = {
+    "a word where a number belongs (no exponent hint)": (
+        "thresholds.yaml",
+        lambda d: d["defaults"].update(unmatched_edge_rate_max="five"),
+        "thresholds.yaml: defaults.unmatched_edge_rate_max: 'five' must be a finite number: suites/",
+    ),
+    "an exponent YAML 1.1 reads as text": (
+        "thresholds.yaml",
+        lambda d: d["defaults"].update(unmatched_edge_rate_max="5e-3"),
+        "thresholds.yaml: defaults.unmatched_edge_rate_max: '5e-3' must be a finite number (YAML reads 5e-3 as "
+        "text: write it with a dot, e.g. 1.0e-3): suites/",
+    ),
     "chDB ledger on another path than the warehouse": (
         "gatecheck.yaml",
         lambda d: d["history"].update(url="chdb://.gatecheck/ledger"),
@@ -529,3 +540,66 @@ def test_validate_names_every_cross_file_problem_at_once(config_copy: Path) -> N
     lines = result.stderr.strip().splitlines()
     assert any("environment: unknown environment 'stagin'" in line and "did you mean 'staging'" in line for line in lines)
     assert any("checks[0].suite: unknown suite 'unmatched_edge'" in line for line in lines), lines
+
+
+def test_a_bad_duration_names_the_value_once(config_copy: Path) -> None:
+    suite = yaml.safe_load((config_copy / "suites" / "unmatched_edges.yaml").read_text())
+    suite["window"]["length"] = "1hour"
+    (config_copy / "suites" / "unmatched_edges.yaml").write_text(yaml.safe_dump(suite))
+    result = runner.invoke(app, ["validate", "--config", str(config_copy)])
+    assert result.exit_code == 2
+    (line,) = [line for line in result.stderr.splitlines() if "window.length" in line]
+    assert line.count("'1hour'") == 1, line
+
+
+def _documented_blocks() -> list[tuple[str, int, str]]:
+    """Every ```yaml block of the README and docs/: (file, index, text)."""
+    import re
+
+    from .conftest import REPO
+
+    found = []
+    for path in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        for index, block in enumerate(re.findall(r"```yaml\n(.*?)```", path.read_text(), re.S)):
+            found.append((str(path.relative_to(REPO)), index, block))
+    return found
+
+
+#: Blocks that are not gatecheck configuration (a rollout controller's, quoted for how it
+#: calls gatecheck) — each named, so a new block is never skipped silently.
+NOT_GATECHECK = ({"successCondition", "failureCondition", "provider"}, {"webhooks"})
+
+
+@pytest.mark.parametrize(("doc", "index", "block"), _documented_blocks(), ids=lambda v: str(v)[:20])
+def test_every_configuration_block_of_the_docs_validates(doc: str, index: int, block: str, config_copy: Path) -> None:
+    """A complete configuration block as a user copies it — a gatecheck.yaml part, a gate, a
+    suite, thresholds — dropped into the reference project validates (illustrative fragments
+    with "..." are left out, and so are partial suite snippets without a name)."""
+    from gatecheck.config.loading import _LOADER
+
+    data = yaml.load(block, Loader=_LOADER)  # the way gatecheck reads it (YAML 1.2 booleans)
+    import re
+
+    if "..." in re.sub(r"#.*", "", block) or not isinstance(data, dict) or set(data) in NOT_GATECHECK:
+        pytest.skip("an illustrative fragment or another tool's configuration")
+    if "phase" in data:
+        (config_copy / "gates" / f"{data['phase']}.yaml").write_text(block)
+    elif "name" in data:
+        (config_copy / "suites" / f"{data['name']}.yaml").write_text(block)
+    elif "defaults" in data:
+        (config_copy / "thresholds.yaml").write_text(block)
+    elif {"compare", "expectations"} >= set(data):
+        pytest.skip("the part of a suite that a paragraph explains")
+    else:
+        project = yaml.safe_load((config_copy / "gatecheck.yaml").read_text())
+        project.update(data)
+        (config_copy / "gatecheck.yaml").write_text(yaml.safe_dump(project) + "\n")
+        text = (config_copy / "gatecheck.yaml").read_text()
+        (config_copy / "gatecheck.yaml").write_text(text.replace("'on':", "on:"))  # as a person writes it
+        (config_copy / "secrets").mkdir()
+        (config_copy / "secrets" / "incident-hook").write_text("https://hooks.example/incident\n")
+    result = runner.invoke(
+        app, ["validate", "--config", str(config_copy)],
+        env={"SLACK_WEBHOOK_URL": "https://hooks.example/slack", "GATECHECK_API_TOKEN": "t"},
+    )  # fmt: skip
+    assert result.exit_code == 0, f"{doc} block {index}: {result.output}"

@@ -229,7 +229,8 @@ def _is_number(value: Any) -> bool:
 def _kind_problem(kind: str, value: Any) -> str | None:
     """Why ``value`` cannot be used as ``kind`` (number, list, boolean, text), or None."""
     if kind == "number" and not _is_number(value):
-        hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if isinstance(value, str) and "e" in value else ""
+        exponent = isinstance(value, str) and re.fullmatch(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+", value.strip())
+        hint = f" (YAML reads {value.strip()} as text: write it with a dot, e.g. 1.0e-3)" if exponent else ""
         return f"must be a finite number{hint}"
     if kind == "non-negative number" and (not _is_number(value) or value < 0):
         return "must be a finite number, at least 0"

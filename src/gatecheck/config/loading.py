@@ -34,7 +34,21 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MAX_FILE_BYTES = 1_000_000
 # libyaml's safe loader when PyYAML has it (its wheels do): ten times faster than the pure
 # Python one, the same safe constructors and error classes.
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BASE_LOADER):  # type: ignore[misc,valid-type]
+    """The safe loader with YAML 1.2's booleans: only true and false. YAML 1.1 also reads
+    yes/no/on/off as booleans, so the key ``on:`` of a notify target became ``True``."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _BOOL]
+    for first, resolvers in _BASE_LOADER.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_LOADER: Any = _Loader
 _MAX_ALIASES = 50
 _MAX_DEPTH = 40
 #: Nodes all aliases of a file may stand for together (the shipped files use none).
