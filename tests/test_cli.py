@@ -279,3 +279,28 @@ def test_cold_commands_import_only_what_they_need(command: str, tmp_path: Path) 
     )
     loaded = [line for line in done.stderr.splitlines() if line.startswith("LOADED")]
     assert loaded == ["LOADED []"], done.stderr
+
+
+def test_no_record_writes_nothing_anywhere(warehouse: Path, config_copy: Path, tmp_path: Path) -> None:
+    """--no-record: no record, no audit event (not even for --assume-*), no ledger file."""
+    ledger = tmp_path / "never" / "history.db"
+    (tmp_path / "never").mkdir()
+    gate = yaml.safe_load((config_copy / "gates" / "staging-soak.yaml").read_text())
+    result = runner.invoke(
+        app,
+        ["run", "--phase", "warehouse-release", "--config", str(config_copy), "--as-of", AS_OF_TEXT,
+         "--no-record", "--assume-soaked", "--assume-approved", "staging-soak"],
+        env={**warehouse_env(warehouse, "healthy"), "GATECHECK_HISTORY_URL": f"sqlite:///{ledger}"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert list((tmp_path / "never").iterdir()) == [], "--no-record wrote into the ledger's directory"
+    assert gate["soak"]  # (the shipped staging-soak has a soak; warehouse-release has none)
+
+
+def test_assumed_soaked_is_audited_only_for_a_gate_with_a_soak(warehouse: Path, isolated_history: Path) -> None:
+    from gatecheck.history import SqliteLedger
+
+    result = invoke(warehouse, "healthy", "--phase", "warehouse-release", "--assume-soaked", "--by", "ci")
+    assert result.exit_code == 0, result.output
+    kinds = [e.kind for e in SqliteLedger(isolated_history).audit()]
+    assert "assumed-soaked" not in kinds  # warehouse-release has no soak: nothing was assumed

@@ -290,7 +290,9 @@ def _evaluate(
     waiting = Waiting(f"evaluating {phase}")
 
     async def go() -> Verdict:
-        async with Engine(project, recorded_since=recorded_since, watch_sources=waiting.watching) as engine:
+        async with Engine(
+            project, recorded_since=recorded_since, watch_sources=waiting.watching, read_only=not record
+        ) as engine:
             evaluation = await engine.evaluate(
                 phase, moment, assume_approved=assume_approved, assume_soaked=assume_soaked, record=record
             )
@@ -317,7 +319,7 @@ def _record_assumptions(
     who = " ".join((by or getpass.getuser()).split()) or "unknown"
     now = datetime.now(UTC)
     assumed = [("assumed-approved", name, f"--assume-approved {name}") for name in approved]
-    if soaked:
+    if soaked and project.gate(phase).soak is not None:  # nothing is assumed of a gate without a soak
         assumed.append(("assumed-soaked", phase, "--assume-soaked"))
     events = [
         AuditEvent(
@@ -420,7 +422,7 @@ def run(
             verdict = fetch_verdict(url, phase, evaluate_now=fresh)
         else:
             project = load_project(config, expectations=True)
-            if assume_approved or assume_soaked:
+            if record and (assume_approved or assume_soaked):  # --no-record writes nothing anywhere
                 _record_assumptions(project, phase, assume_approved or [], assume_soaked, by)
             spinner = fmt is VerdictFormat.text and output is None
             verdict = _evaluate(

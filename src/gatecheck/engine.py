@@ -93,6 +93,7 @@ class Engine:
         validation_timeout: float = VALIDATION_TIMEOUT_S,
         recorded_since: datetime | None = None,
         watch_sources: Callable[[SourceFactory], SourceFactory] | None = None,
+        read_only: bool = False,
     ) -> None:
         self.project = project
         # The embedded ClickHouse engine's clients and their one lock, for sources and ledger.
@@ -109,7 +110,11 @@ class Engine:
         if isinstance(ledger, _Configured):
             history = project.config.history
             try:
-                ledger = open_ledger(history.url, project.root, self.clickhouse) if history else None
+                ledger = (
+                    open_ledger(history.url, project.root, self.clickhouse, create=not read_only)
+                    if history
+                    else None
+                )
             except BaseException:
                 self.clickhouse.close()
                 raise

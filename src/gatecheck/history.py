@@ -303,9 +303,14 @@ def _diagnosis(path: Path) -> str:
 
 
 class SqliteLedger(Ledger):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        """The ledger in ``path``, created if missing; ``create=False`` (``run --no-record``)
+        writes nothing: a missing file is an empty ledger, an existing one is only read."""
         self.path = path
         self.url = f"sqlite:///{path}"
+        self._absent = not create and not path.exists()
+        if not create:
+            return
         try:
             with self._connect() as connection:
                 # WAL lets readers (a CLI) and the writer (the service) share the file.
@@ -320,6 +325,8 @@ class SqliteLedger(Ledger):
 
     def _rows(self, sql: str, args: list[Any], what: str = "cannot read") -> list[Any]:
         """Every row of one read; a LedgerError saying ``what`` failed."""
+        if self._absent:  # read-only, and no file: nothing was ever recorded
+            return []
         try:
             with self._connect() as connection:
                 return connection.execute(sql, args).fetchall()
@@ -827,9 +834,10 @@ def _ledger_directory(path: Path, root: Path, url: str) -> None:
     )
 
 
-def open_ledger(url: str, root: Path, clickhouse: ClickHouse | None = None) -> Ledger:
+def open_ledger(url: str, root: Path, clickhouse: ClickHouse | None = None, *, create: bool = True) -> Ledger:
     """The ledger for ``history.url``; relative paths resolve against the config directory.
-    ``clickhouse``: the engine's connections, shared with its ClickHouse sources."""
+    ``clickhouse``: the engine's connections, shared with its ClickHouse sources. ``create=False``:
+    an SQLite ledger only read, never created (``run --no-record`` writes nothing)."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         # sqlite:///relative/file.db → "relative/file.db"; sqlite:////abs/file.db → "/abs/file.db"
@@ -838,6 +846,8 @@ def open_ledger(url: str, root: Path, clickhouse: ClickHouse | None = None) -> L
             raise ConfigError(f"history.url: {url!r} needs a path, e.g. sqlite:///.gatecheck/history.db")
         path = Path(raw)
         path = path if path.is_absolute() else root / path
+        if not create:
+            return SqliteLedger(path, create=False)
         _ledger_directory(path, root, url)
         return SqliteLedger(path)
     if parts.scheme in CLICKHOUSE_SCHEMES:
