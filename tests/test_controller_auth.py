@@ -159,3 +159,15 @@ def test_known_hosts_from_the_settings() -> None:
     everywhere = KnownHosts.for_settings(None, "0.0.0.0:9464", None, [])
     assert everywhere.accepts("anything.example")  # beyond loopback the token guards changes
     assert not KnownHosts.for_settings(None, "0.0.0.0:9464", None, ["gate"]).accepts("other")
+
+
+def test_an_unscheduled_phase_has_one_answer_everywhere(tmp_path: Path) -> None:
+    """A phase this service does not schedule: /api/v1/phases says what /verdict says (the
+    ledger's latest), not null beside a GO."""
+    service = service_for(tmp_path, 0)
+    service.ledger.record(verdict(VerdictState.GO), 0.1)
+    listed, document = ask(service, ("GET", "/api/v1/phases", {}), ("GET", "/api/v1/phases/release/verdict", {}))
+    (release,) = [p for p in listed.json() if p["phase"] == "release"]
+    assert release["scheduled"] is False
+    assert release["verdict"] == document.json()["verdict"] == "go"
+    assert release["as_of"] is not None

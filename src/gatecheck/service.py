@@ -855,6 +855,12 @@ def create_app(service: Service) -> Any:
         for gate in service.project.chain():
             state = service.states.get(gate.phase)
             latest = state.verdict if state else None
+            error = state.last_error if state else None
+            if latest is None:  # not evaluated here since the start: the ledger's latest, as /verdict says
+                try:
+                    latest = await asyncio.to_thread(service.latest, gate.phase)
+                except GatecheckError as exc:
+                    error = error or str(exc)
             result.append(
                 {
                     "phase": gate.phase,
@@ -865,7 +871,7 @@ def create_app(service: Service) -> Any:
                     "interval": service.interval(gate.phase).total_seconds(),
                     "verdict": latest.verdict.value if latest else None,
                     "as_of": latest.as_of.isoformat() if latest else None,
-                    "last_error": state.last_error if state else None,
+                    "last_error": error,
                 }
             )
         return result
