@@ -299,6 +299,29 @@ def test_run_format_html_is_the_phase_page_of_the_verdict(project_for, tmp_path:
 # ---------------------------------------------------------------- in a real browser
 
 
+def test_the_stylesheet_reaches_the_browser_whole(recorded, tmp_path: Path) -> None:
+    """The inlined stylesheet is not HTML-escaped (its quotes became &#34; and Chromium dropped
+    the font declaration: serif everywhere). Chromium reads the computed font family of a
+    page, a copy of it with a probe script (the page itself allows none)."""
+    service, _, _ = recorded
+
+    async def go() -> str:
+        async with _client(service) as client:
+            return (await client.get("/phases/warehouse-release")).text
+
+    page = asyncio.run(go())
+    assert "&#34;" not in page.split("<style>")[1].split("</style>")[0]
+    probe = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page).replace(
+        "</body>",
+        "<script>document.body.setAttribute('data-font', getComputedStyle(document.body).fontFamily)</script></body>",
+    )
+    (tmp_path / "probe.html").write_text(probe)
+    dom = browse((tmp_path / "probe.html").as_uri())
+    font = re.search(r'data-font="([^"]*)"', dom)
+    assert font is not None, dom[-500:]
+    assert "Segoe UI" in font.group(1).replace("&quot;", '"') and "system-ui" in font.group(1)
+
+
 def browse(url: str, *extra: str) -> str:
     """The DOM of ``url`` after chromium loaded it (and ran whatever it would run). No
     virtual time budget: it would fast-forward to the page's own refresh and dump the DOM

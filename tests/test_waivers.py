@@ -299,6 +299,17 @@ def test_a_waiver_is_visible_wherever_the_verdict_is_shown(gate, tmp_path: Path)
         'gatecheck_check_outcome{outcome="fail",phase="warehouse-release",role="required",'
         'suite="unmatched_edges",waived="true"} 1.0'
     ) in exposition
+    # `gatecheck history` (the run above was recorded) and the chain page's card.
+    code, out, err = gate("unmatched-edges", "history", "--phase", "warehouse-release")
+    assert code == 0, err
+    assert "go (waived W1)" in out.splitlines()[-1]
+    code, out, err = gate("unmatched-edges", "history", "--phase", "warehouse-release", "--format", "json")
+    assert json.loads(out)[-1]["waivers"] == ["W1"]
+    from gatecheck.pages import render_chain
+
+    page = render_chain(service.chain_cards(verdict.as_of), verdict.as_of, None)
+    card = page.split('data-phase="warehouse-release"')[1].split("</li>")[0]
+    assert 'data-waived="W1"' in card and "GO only under waiver W1: unmatched_edges failed" in card
 
 
 def test_an_approval_stands_in_for_requires_only_when_the_gate_says_so(gate, config_copy: Path) -> None:

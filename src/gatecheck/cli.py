@@ -486,7 +486,8 @@ def history(
         return
     for item in summaries:
         not_passed = ", ".join(f"{k}={v}" for k, v in item["not_passed"].items()) or "all checks passed"
-        row = f"{item['as_of'][:19]}Z  {item['verdict']:<12}  {item['duration_s']:>7.2f}s  {not_passed}"
+        shown = item["verdict"] + (f" (waived {', '.join(item['waivers'])})" if item["waivers"] else "")
+        row = f"{item['as_of'][:19]}Z  {shown:<12}  {item['duration_s']:>7.2f}s  {not_passed}"
         typer.echo(printable(row))
 
 

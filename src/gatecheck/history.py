@@ -872,5 +872,7 @@ def record_summary(record: Any) -> dict[str, Any]:
         "gatecheck_version": record.gatecheck_version,
         "recorded_at": record.recorded_at.isoformat(),
         "not_passed": {c.suite: c.outcome.value for c in verdict.checks if c.outcome is not Outcome.PASS},
+        # The waivers a GO held through: a waived GO is never shown as a plain one.
+        "waivers": sorted({c.waiver.id for c in verdict.checks if c.waiver is not None}),
         "requested_by": verdict.requested_by.model_dump() if verdict.requested_by is not None else None,
     }

@@ -653,6 +653,7 @@ class RecordSummary(BaseModel):
     gatecheck_version: str
     recorded_at: datetime
     not_passed: dict[str, Outcome]
+    waivers: list[str] = []  # the waivers its GO held through
     requested_by: Requester | None = None
 
 
