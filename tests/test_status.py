@@ -99,3 +99,27 @@ def test_status_update_numbers_equal_the_json_observed_values(
         blocker = text.split("### 🔴 Blockers\n")[1].split("\n\n")[0]
         assert "`soak_criteria` (required)" in blocker
         assert "hold `staging-soak`" in text
+
+
+def test_the_status_update_never_says_none_above_an_issue_and_names_each_role() -> None:
+    """"⚠️ Issues: none" followed by "soak: 0s of 48h covered" contradicted itself; a suite that
+    is both a required check and a rollback trigger was listed as passed twice, alike."""
+    from datetime import timedelta
+
+    from gatecheck.results import SoakStatus
+    from gatecheck.status import render_status_update
+
+    from .test_notify import verdict as made
+
+    base = made(VerdictState.INCONCLUSIVE)
+    check = base.checks[0]
+    verdict = base.model_copy(update={
+        "checks": [check, check.model_copy(update={"role": "rollback"})],
+        "soak": SoakStatus(duration=timedelta(hours=48), max_gap=timedelta(minutes=30), covered=False,
+                           reason="0s of 48h covered"),
+    })  # fmt: skip
+    text = render_status_update(verdict, [], verdict.as_of)
+    issues = text.split("### ⚠️ Issues\n")[1].split("\n\n")[0].splitlines()
+    assert issues == ["- soak: 0s of 48h covered"]
+    completed = text.split("### ✅ Completed\n")[1].split("\n\n")[0].splitlines()
+    assert completed == ["- `events_arriving` passed (required)", "- `events_arriving` passed (rollback trigger)"]

@@ -144,7 +144,14 @@ def render_status_update(verdict: Verdict, chain: list[PhaseStatus], now: dateti
     ]
     waived = [c for c in verdict.checks if c.waiver is not None]
     step = " ".join(verdict.description.split()) or verdict.phase
-    role_name = {"rollback": "rollback trigger", "required": "required"}
+    role_name = {"rollback": "rollback trigger", "required": "required", "advisory": "advisory"}
+    issue_lines = [
+        *[f"- `{c.suite}` ({c.role}): {c.outcome.value} — {c.reason or ''}".rstrip(" —") for c in issues],
+        *([f"- soak: {verdict.soak.reason}"] if verdict.soak and not verdict.soak.covered else []),
+        *[f"- requires {r.phase}: {r.reason}" for r in verdict.requires if not r.satisfied],
+        *[f"- `{c.suite}` failed, ⚠️ {waiver_text(c)}" for c in waived],
+        *[f"- approval: {a.reason}" for a in [verdict.approval] if a is not None and not a.satisfied],
+    ]
     lines = [
         f"## Phase B status update — {verdict.phase}",
         "",
@@ -153,15 +160,11 @@ def render_status_update(verdict: Verdict, chain: list[PhaseStatus], now: dateti
         f"**Current step:** {step} — verdict **{verdict.verdict.value.upper()}**",
         "",
         "### ✅ Completed",
-        *([f"- `{c.suite}` passed" for c in passed] or ["- nothing yet"]),
+        # A suite that is both a required check and a rollback trigger is listed once per role.
+        *([f"- `{c.suite}` passed ({role_name.get(c.role, c.role)})" for c in passed] or ["- nothing yet"]),
         "",
         "### ⚠️ Issues",
-        *([f"- `{c.suite}` ({c.role}): {c.outcome.value} — {c.reason or ''}".rstrip(" —") for c in issues]
-          or ["- none"]),
-        *([f"- soak: {verdict.soak.reason}"] if verdict.soak and not verdict.soak.covered else []),
-        *[f"- requires {r.phase}: {r.reason}" for r in verdict.requires if not r.satisfied],
-        *[f"- `{c.suite}` failed, ⚠️ {waiver_text(c)}" for c in waived],
-        *[f"- approval: {a.reason}" for a in [verdict.approval] if a is not None and not a.satisfied],
+        *(issue_lines or ["- none"]),
         "",
         "### 🔴 Blockers",
         *([f"- `{c.suite}` ({role_name.get(c.role, c.role)}): {c.reason}" for c in blockers] or ["- none"]),
