@@ -32,8 +32,9 @@ from gatecheck.shipped import project_path
 # red CI is reproducible; local runs keep exploring with fresh examples. A failing example
 # found locally becomes an @example of its test. Loaded here, before any test module builds
 # its own settings on top of the active profile.
-settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
-settings.register_profile("dev", database=None)
+# No deadlines: how fast the machine is never decides a test (STYLE.md §11).
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True, deadline=None)
+settings.register_profile("dev", database=None, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "dev")
 
 REPO = Path(__file__).resolve().parents[1]

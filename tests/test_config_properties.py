@@ -37,10 +37,11 @@ FILES = sorted(
     ]
 )
 
-# A few hundred milliseconds is a slow load; five seconds is a hang.
+# No deadline: a wall-clock limit fails on a loaded machine (a second copy of the suite
+# beside this one), not on wrong code; a hang is caught by the alias and size limits' own tests.
 FUZZ = settings(
     max_examples=120,
-    deadline=5000,
+    deadline=None,
     database=None,  # nothing written into the checkout
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

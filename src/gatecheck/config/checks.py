@@ -193,7 +193,8 @@ def cross_check(project: Project) -> list[str]:
         else:
             problems.append(
                 f"{suite_label}: query: parameter {{{parameter}}} is neither one of "
-                f"{', '.join(BUILTIN_PARAMETERS)} nor a threshold with a value for {plural} {names}"
+                f"{', '.join(BUILTIN_PARAMETERS)} nor a threshold with a value in {THRESHOLDS_FILE} "
+                f"for {plural} {names}"
             )
     if "thresholds" not in project.unparsed:
         problems.extend(threshold_problems(project))
