@@ -916,10 +916,20 @@ def demo(
             "--listen", metavar="HOST:PORT", help="With --serve: HOST:PORT (default: service.listen)"
         ),
     ] = None,
+    stop: Annotated[
+        bool,
+        typer.Option("--stop", help="Stop the servers a killed demo of --workdir left running, and exit."),
+    ] = False,
 ) -> None:
     """Build the demo warehouse (chDB), bus (bundled nats-server), database (embedded
     PostgreSQL) and E2E reports under .gatecheck/ for a scenario, run a gate of the shipped
     reference project on them (or, with --serve, the service), and stop the servers again."""
+    if stop:
+        from gatecheck.demo.run import stop_demo
+
+        with _user_errors():
+            stop_demo(workdir, say=_say)
+        raise typer.Exit(0)
     if serve_demo:
         from gatecheck import logs
 

@@ -147,3 +147,36 @@ def run_demo(
             return asyncio.run(judge())
         finally:
             server.stop()
+
+
+def stop_demo(workdir: Path, say: Callable[[str], None] = print) -> int:
+    """``gatecheck demo --stop``: stop exactly the servers of ``workdir``'s demo that are still
+    running (a demo killed with SIGKILL leaves its PostgreSQL running as a daemon): the one
+    whose ``postmaster.pid`` lies in ``workdir/.gatecheck/postgres``, after checking that the
+    process is that PostgreSQL (its command line names that data directory). Returns how many
+    servers were stopped; demos of other directories are never touched."""
+    import signal
+    import time
+
+    data = (workdir.resolve() / ".gatecheck" / "postgres").resolve()
+    pidfile = data / "postmaster.pid"
+    try:
+        pid = int(pidfile.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        say(f"demo: no PostgreSQL of {workdir} is running (no {pidfile})")
+        return 0
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        say(f"demo: the PostgreSQL of {workdir} is not running (a stale {pidfile})")
+        return 0
+    if str(data) not in command:
+        raise ConfigError(f"demo --stop: process {pid} of {pidfile} is not this demo's PostgreSQL: left alone")
+    os.kill(pid, signal.SIGINT)  # PostgreSQL's fast shutdown: end sessions, checkpoint, exit
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if Path(f"/proc/{pid}").exists():
+        raise ConfigError(f"demo --stop: PostgreSQL {pid} of {workdir} did not stop within 60s")
+    say(f"demo: stopped the PostgreSQL of {workdir} (pid {pid})")
+    return 1
