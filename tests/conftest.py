@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import Project, load_project
@@ -27,6 +28,10 @@ from gatecheck.engine import Engine
 from gatecheck.history import Ledger
 from gatecheck.results import Verdict
 from gatecheck.shipped import project_path
+
+# Hypothesis keeps caches (the constants of the code under test) in ./.hypothesis: tests write
+# only under temporary directories, never into the checkout (STYLE.md §11).
+set_hypothesis_home_dir(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"gatecheck-hypothesis-{os.getuid()}"))
 
 # Hypothesis: CI (CI=true) runs a derandomized profile, the same examples every run, so a
 # red CI is reproducible; local runs keep exploring with fresh examples. A failing example

@@ -456,7 +456,7 @@ def test_a_no_go_phase_page_shows_its_failing_group_and_observed_value(
 
 def test_the_soak_bar_says_the_verdicts_coverage(demo_page: tuple[str, Path]) -> None:
     base, root = demo_page
-    ledger = SqliteLedger(root / ".gatecheck" / "history.db")
+    ledger = SqliteLedger(root / ".gatecheck" / "served.db")
     deadline = time.monotonic() + 30
     while len(ledger.history("warehouse-release")) < 2:  # a coverage above 0s to compare
         assert time.monotonic() < deadline, "the demo service did not evaluate warehouse-release again"

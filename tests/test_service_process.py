@@ -115,7 +115,7 @@ def wait_for_records(ledger_path: Path, phase: str, count: int) -> None:
 def test_killed_during_evaluations_the_ledger_holds_only_complete_records(demo_service) -> None:
     process, _, root = demo_service
     assert process.poll() is None, "the demo service stopped before its test"
-    ledger_path = root / ".gatecheck" / "history.db"
+    ledger_path = root / ".gatecheck" / "served.db"
     wait_for_records(ledger_path, "staging-soak", 2)
     os.kill(process.pid, signal.SIGKILL)  # every phase evaluates each second: some are in flight
     process.wait(timeout=10)
@@ -154,7 +154,7 @@ def test_concurrent_readers_get_no_errors_while_evaluations_run(shared_demo_serv
 def test_sigterm_stops_cleanly_and_stops_the_bus(shared_demo_service) -> None:
     process, base, root = shared_demo_service
     assert process.poll() is None, "the shared demo service stopped before its SIGTERM test"
-    wait_for_records(root / ".gatecheck" / "history.db", "staging-soak", 2)
+    wait_for_records(root / ".gatecheck" / "served.db", "staging-soak", 2)
     nats_dir = str(root / ".gatecheck" / "nats")
     assert subprocess.run(["pgrep", "-f", nats_dir], capture_output=True).returncode == 0  # it runs
     process.send_signal(signal.SIGTERM)

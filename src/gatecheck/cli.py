@@ -153,6 +153,36 @@ ConfigOption = Annotated[
 ]
 
 
+DemoOption = Annotated[
+    bool,
+    typer.Option(
+        "--demo",
+        help="Read the records of `gatecheck demo` run in this directory (the shipped reference project "
+        "and .gatecheck/history.db).",
+    ),
+]
+
+
+def _load_for_reading(config: Path, demo: bool) -> Project:
+    """The project of a command that reads the ledger; ``--demo``: the reference project the
+    demo runs, on the ledger the demo recorded into in this directory."""
+    if not demo:
+        return load_project(config)
+    from gatecheck.shipped import project_path
+
+    state = Path.cwd() / ".gatecheck"
+    if not (state / "history.db").is_file():
+        raise ConfigError(
+            f"--demo: no demo records in {state} (run `gatecheck demo` in this directory first)"
+        )
+    environ = {
+        **os.environ,
+        "GATECHECK_HISTORY_URL": f"sqlite:///{state / 'history.db'}",
+        "GATECHECK_CLICKHOUSE_URL": f"chdb://{state / 'warehouse'}",
+    }
+    return load_project(project_path("reference"), environ=environ)
+
+
 class VerdictFormat(StrEnum):
     """What ``run`` and ``demo`` render a verdict as."""
 
@@ -463,6 +493,7 @@ def history(
         str, typer.Option("--since", metavar="DURATION", help="How far back, e.g. 30m, 48h, 7d.")
     ] = "48h",
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
+    demo: DemoOption = False,
 ) -> None:
     """Show the recorded evaluations of a phase, oldest first."""
     from gatecheck.durations import parse_as_of
@@ -470,7 +501,7 @@ def history(
 
     with _user_errors():
         window = _since(since)
-        project = load_project(config)
+        project = _load_for_reading(config, demo)
         project.gate(phase)
         ledger = _open_ledger(project, "history to show")
         try:
@@ -491,14 +522,14 @@ def history(
         typer.echo(printable(row))
 
 
-def _chain(config: Path, url: str | None) -> list[Any]:
+def _chain(config: Path, url: str | None, demo: bool = False) -> list[Any]:
     from gatecheck.status import PhaseStatus
 
     if url is not None:
         from gatecheck.client import fetch_chain
 
         return fetch_chain(url)
-    project = load_project(config)
+    project = _load_for_reading(config, demo)
     ledger = _open_ledger(project, "recorded verdict")
     try:
         chain = []
@@ -518,13 +549,14 @@ def status(
         str | None, typer.Option("--url", metavar="URL", help="Ask a running service instead of the ledger.")
     ] = None,
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
+    demo: DemoOption = False,
 ) -> None:
     """The whole phase chain at a glance: latest verdict, when, soak coverage, what blocks it."""
     from gatecheck.durations import parse_as_of
     from gatecheck.status import next_phase, render_status
 
     with _user_errors():
-        chain = _chain(config, url)
+        chain = _chain(config, url, demo)
     upcoming = next_phase(chain)
     if fmt is ListFormat.json:
         typer.echo(json.dumps({"next": upcoming, "phases": [s.document(upcoming) for s in chain]}, indent=2))
@@ -546,6 +578,7 @@ def report(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the report to this file.")
     ] = None,
+    demo: DemoOption = False,
 ) -> None:
     """A phase's report from its latest recorded verdict: the Phase B status update
     (markdown), or the phase page as one self-contained HTML file (a CI artifact)."""
@@ -556,13 +589,13 @@ def report(
         _writable(output, "--output")
     if fmt is ReportFormat.html:
         with _user_errors():
-            page = _html_report(config, url, phase)
+            page = _html_report(config, url, phase, demo)
         _write_output(page, output)
         if output is not None:
             typer.echo(f"phase page of {phase} → {output}", err=True)
         return
     with _user_errors():
-        chain = _chain(config, url)
+        chain = _chain(config, url, demo)
         found = next((s for s in chain if s.phase == phase), None)
         if found is None:
             known = ", ".join(s.phase for s in chain)
@@ -573,7 +606,7 @@ def report(
     _write_output(text, output)
 
 
-def _html_report(config: Path, url: str | None, phase: str) -> str:
+def _html_report(config: Path, url: str | None, phase: str, demo: bool = False) -> str:
     """The phase page as one file: from the service (``--url``) or from the ledger."""
     from gatecheck.durations import parse_as_of
     from gatecheck.pages import read_phase_page, render_phase
@@ -582,7 +615,7 @@ def _html_report(config: Path, url: str | None, phase: str) -> str:
         from gatecheck.client import fetch_page
 
         return fetch_page(url, phase)
-    project = load_project(config)
+    project = _load_for_reading(config, demo)
     gate = project.gate(phase)
     ledger = _open_ledger(project, "recorded verdict")
     now = parse_as_of(None)
@@ -752,6 +785,7 @@ def audit(
     since: Annotated[str, typer.Option("--since", metavar="DURATION", help="How far back.")] = "7d",
     config: ConfigOption = Path("."),
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
+    demo: DemoOption = False,
 ) -> None:
     """The audit trail, oldest first: waivers (created, used, expired, revoked), approvals,
     and every --assume-approved / --assume-soaked."""
@@ -760,7 +794,7 @@ def audit(
 
     with _user_errors():
         window = _since(since)
-        project = load_project(config)
+        project = _load_for_reading(config, demo)
         if phase is not None:
             project.gate(phase)
         ledger = _open_ledger(project, "audit trail to show")

@@ -834,11 +834,31 @@ def _ledger_directory(path: Path, root: Path, url: str) -> None:
     )
 
 
+def _not_in_the_package(url: str, root: Path) -> None:
+    """Refuse a ledger inside the installed gatecheck package (``--config`` pointing at a
+    shipped project, whose default ledger is relative to it): nothing is ever written there."""
+    import gatecheck
+
+    raw = url.split("://", 1)[1].split("?", 1)[0]
+    raw = raw[1:] if url.startswith("sqlite:///") else raw  # sqlite:///rel, sqlite:////abs
+    path = Path(raw) if Path(raw).is_absolute() else root / raw
+    package = Path(gatecheck.__file__).resolve().parent
+    if path.resolve().is_relative_to(package):
+        raise ConfigError(
+            f"history.url: {redact(url)} resolves to {path.resolve()}, "
+            "inside the installed gatecheck package, "
+            "which is never written: set GATECHECK_HISTORY_URL (or history.url) to a path of yours; "
+            "the demo's records: gatecheck status --demo"
+        )
+
+
 def open_ledger(url: str, root: Path, clickhouse: ClickHouse | None = None, *, create: bool = True) -> Ledger:
     """The ledger for ``history.url``; relative paths resolve against the config directory.
     ``clickhouse``: the engine's connections, shared with its ClickHouse sources. ``create=False``:
     an SQLite ledger only read, never created (``run --no-record`` writes nothing)."""
     parts = urlsplit(url)
+    if parts.scheme in ("sqlite", "chdb"):
+        _not_in_the_package(url, root)
     if parts.scheme == "sqlite":
         # sqlite:///relative/file.db → "relative/file.db"; sqlite:////abs/file.db → "/abs/file.db"
         raw = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""

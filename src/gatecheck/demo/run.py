@@ -67,14 +67,20 @@ def run_demo(
     state = workdir.resolve() / ".gatecheck"
     # The demo always runs on its own embedded sources and ledger under workdir/.gatecheck/,
     # whatever the shell exports (absolute URLs: the project may be the installed package).
+    # A served demo keeps a ledger of its own, new at each start (its pages show its own
+    # records, never the NO-GOs of earlier scenario runs); scenario runs record into history.db.
+    ledger = state / ("served.db" if serve else "history.db")
     environ = {
         **os.environ,
         "GATECHECK_CLICKHOUSE_URL": f"chdb://{state / 'warehouse'}",
-        "GATECHECK_HISTORY_URL": f"sqlite:///{state / 'history.db'}",
+        "GATECHECK_HISTORY_URL": f"sqlite:///{ledger}",
     }
     project = load_project(root, environ=environ, expectations=not serve)  # serve: the worker checks
     gate = project.gate(phase)
     state.mkdir(exist_ok=True)
+    if serve:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{ledger}{suffix}").unlink(missing_ok=True)
     server = NatsServer(state / "nats")
     warehouse = Target.parse(environ["GATECHECK_CLICKHOUSE_URL"], state)
     with ClickHouse() as clickhouse, contextlib.ExitStack() as stack:
@@ -171,7 +177,9 @@ def stop_demo(workdir: Path, say: Callable[[str], None] = print) -> int:
         say(f"demo: the PostgreSQL of {workdir} is not running (a stale {pidfile})")
         return 0
     if str(data) not in command:
-        raise ConfigError(f"demo --stop: process {pid} of {pidfile} is not this demo's PostgreSQL: left alone")
+        raise ConfigError(
+            f"demo --stop: process {pid} of {pidfile} is not this demo's PostgreSQL: left alone"
+        )
     os.kill(pid, signal.SIGINT)  # PostgreSQL's fast shutdown: end sessions, checkpoint, exit
     deadline = time.monotonic() + 60
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
