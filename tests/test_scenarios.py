@@ -156,3 +156,31 @@ def test_requires_and_soak_need_recorded_history_or_explicit_assumptions(
     )
     assert both.verdict is VerdictState.GO
     assert both.soak is not None and both.soak.assumed and both.soak.covered
+
+
+@pytest.mark.parametrize(("scenario", "verdict", "broken"), [
+    ("healthy", "go", None), ("stale-ingest", "no-go", "freshness_lag"), ("unmatched-edges", "no-go", "unmatched_edges"),
+])  # fmt: skip
+def test_a_served_demos_warehouse_lives_on_and_keeps_its_one_broken_thing(
+    warehouse: Path, scenario: str, verdict: str, broken: str | None
+) -> None:
+    """The served demo's warehouse is built on to 24 h past its start: judged 12 h later it is
+    still fresh (healthy: GO) and each scenario still has its one broken thing."""
+    import asyncio
+    from datetime import timedelta
+
+    from gatecheck.clickhouse import ClickHouse, Target
+    from gatecheck.config import load_project
+    from gatecheck.demo.reference import build_reference
+
+    from .conftest import AS_OF, PROJECT, evaluate
+
+    database = "served_" + scenario.replace("-", "_")
+    with ClickHouse() as clickhouse:
+        connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}", warehouse))
+        build_reference(connection, database, AS_OF, scenario, until=AS_OF + timedelta(hours=24))
+    project = load_project(PROJECT, environ={"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={database}"})
+    for hours in (0, 12):
+        judged = asyncio.run(evaluate(project, "warehouse-release", AS_OF + timedelta(hours=hours)))
+        assert judged.verdict.value == verdict, (hours, judged.reasons)
+        assert [c.suite for c in judged.checks if c.outcome.value != "pass"] == ([broken] if broken else [])

@@ -145,7 +145,7 @@ SELECT
                         AND cityHash64(n, 40 + k) % 100 < 5, 30000, 0), 'UTC') AS event_ts,
   fromUnixTimestamp64Milli(ingest_times[k], 'UTC') AS ingest_ts
 FROM ({sessions_sql}) ARRAY JOIN [1, 2, 3, 4] AS k
-WHERE ingest_times[k] <= {as_of_ms:Int64}
+WHERE ingest_times[k] <= {until_ms:Int64}
   AND NOT ({stale_ingest:UInt8} = 1 AND ingest_times[k] > {as_of_ms:Int64} - 20 * 60000)
 """
 
@@ -162,7 +162,7 @@ SELECT
   v,
   fromUnixTimestamp64Milli(if(v = 2, ingest_times[4], ingest_times[2]) + {delay_ms:Int64}, 'UTC')
 FROM ({sessions_sql}) ARRAY JOIN [{version:UInt8}] AS v
-WHERE if(v = 2, ingest_times[4], ingest_times[2]) + {delay_ms:Int64} <= {as_of_ms:Int64}
+WHERE if(v = 2, ingest_times[4], ingest_times[2]) + {delay_ms:Int64} <= {until_ms:Int64}
 """
 
 _CAPABILITIES = """
@@ -188,7 +188,7 @@ SELECT toDateTime(toStartOfHour(session_start_ts), 'UTC') AS hour,
 FROM {db}.session_facts FINAL
 WHERE cityHash64(session_id) % 2 = {part:UInt8}
 GROUP BY hour, gateway, region, pipeline, model_id
-HAVING hour + INTERVAL 1 HOUR <= fromUnixTimestamp64Milli({as_of_ms:Int64} - 5 * 60000, 'UTC')
+HAVING hour + INTERVAL 1 HOUR <= fromUnixTimestamp64Milli({until_ms:Int64} - 5 * 60000, 'UTC')
 """
 
 # The pipeline grain: the rollup before model_id was added, from the same gold sessions.
@@ -199,7 +199,7 @@ SELECT toDateTime(toStartOfHour(session_start_ts), 'UTC') AS hour,
        count() AS sessions, sum(duration_s) / 60 AS session_minutes
 FROM {db}.session_facts FINAL
 GROUP BY hour, gateway, region, pipeline
-HAVING hour + INTERVAL 1 HOUR <= fromUnixTimestamp64Milli({as_of_ms:Int64} - 5 * 60000, 'UTC')
+HAVING hour + INTERVAL 1 HOUR <= fromUnixTimestamp64Milli({until_ms:Int64} - 5 * 60000, 'UTC')
 """
 
 # demand-drift: the pipeline grain lost gw-fra-1's text-to-image key 2 hours before as_of and
@@ -240,13 +240,13 @@ SELECT
   fromUnixTimestamp64Milli(if(matched, ingest_times[k + 1], ingest_times[k]) + {delay_ms:Int64}, 'UTC') AS ingest_ts
 FROM (
   SELECT *, k,
-    ingest_times[k + 1] + {delay_ms:Int64} <= {as_of_ms:Int64}
+    ingest_times[k + 1] + {delay_ms:Int64} <= {until_ms:Int64}
     AND NOT ({unmatched_edges:UInt8} = 1 AND k = 2
              AND event_times[k] >= {as_of_ms:Int64} - 3 * 3600000
              AND cityHash64(n, 50) % 100 < 3) AS matched
   FROM ({sessions_sql}) ARRAY JOIN [1, 2, 3] AS k
 )
-WHERE ingest_times[k] + {delay_ms:Int64} <= {as_of_ms:Int64}
+WHERE ingest_times[k] + {delay_ms:Int64} <= {until_ms:Int64}
 """
 
 
@@ -257,11 +257,17 @@ def build_reference(
     scenario: str = "healthy",
     sessions_per_hour: int | None = None,
     hours: int = HOURS,
+    until: datetime | None = None,
 ) -> dict[str, int]:
     """(Re)create the reference tables in ``database`` with the reference schema and ``scenario``'s data at ``as_of``.
 
     ``sessions_per_hour`` overrides the scenario's traffic and ``hours`` how far back it goes
-    (benchmarks; the default is the demo's 50 hours). Returns the row
+    (benchmarks; the default is the demo's 50 hours). ``until`` (a served demo): the data goes
+    on past ``as_of`` to ``until`` as the warehouse will have written it by then — rows with
+    future ingest times, which a window ending now does not see, so the warehouse stays fresh
+    as the clock advances — and each scenario's defect, anchored at ``as_of``, goes on with it
+    (unmatched edges, clock skew, unattributed sessions from then on; no raw event after
+    stale-ingest's stop). Returns the row
     count of each table. ``connection``: a :class:`gatecheck.clickhouse.Connection` (chDB or a
     server), e.g. ``ClickHouse().connect(Target.parse("chdb://PATH", root), create=True)``.
     """
@@ -273,12 +279,14 @@ def build_reference(
     if sessions_per_hour is not None:  # benchmarks scale the traffic up
         per_hour = sessions_per_hour
     spacing_ms = 3_600_000 // per_hour
+    until_ms = max(as_of_ms, int(until.astimezone(UTC).timestamp() * 1000)) if until else as_of_ms
     params = {
         "as_of_ms": as_of_ms,
+        "until_ms": until_ms,
         "start_ms": as_of_ms - hours * 3_600_000,
         "spacing_ms": spacing_ms,
-        "sessions": hours * per_hour,
-        "hours": hours,
+        "sessions": hours * per_hour + (until_ms - as_of_ms) // spacing_ms,
+        "hours": hours + -(-(until_ms - as_of_ms) // 3_600_000),
         "delay_ms": PROCESSOR_DELAY_MS,
         "unattributed_spike": int(scenario == "unattributed-spike"),
         "clock_skew": int(scenario == "clock-skew"),
