@@ -98,8 +98,14 @@ class Engine:
         self.project = project
         # The embedded ClickHouse engine's clients and their one lock, for sources and ledger.
         self.clickhouse = ClickHouse()
+        # The scrape sources' memory of earlier scrapes, kept across this engine's evaluations
+        # (the service's worker): increase/rate over a range that began before a counter was
+        # created are answered from the scrape at the range's start.
+        from gatecheck.sources.scrape import ScrapeMemory
+
+        self.scrapes = ScrapeMemory()
         self.source_factory: SourceFactory = source_factory or functools.partial(
-            open_source, clickhouse=self.clickhouse
+            open_source, clickhouse=self.clickhouse, scrapes=self.scrapes
         )
         if watch_sources is not None:  # the CLI's spinner: which source is being waited on
             self.source_factory = watch_sources(self.source_factory)

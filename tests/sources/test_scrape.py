@@ -140,3 +140,46 @@ def test_a_window_that_ended_in_the_past_is_refused(serve) -> None:
 
     with pytest.raises(QueryError, match=r"a snapshot is the present.*use a Prometheus server"):
         asyncio.run(go())
+
+
+def test_a_counter_older_than_the_range_is_answered_from_the_scrape_remembered_at_its_start() -> None:
+    """A service scrapes at every evaluation: the increase over [at - 5m, at] of a counter
+    created before the range is its value now minus its value at the scrape 5 minutes ago —
+    what a Prometheus server computes from the same two samples — never an error for as long
+    as the service runs; without that scrape, or across a reset, it is refused as before."""
+    from gatecheck.sources.scrape import ScrapeMemory, evaluate_snapshot
+
+    def exposition(value: float, created: float) -> list[tuple[str, dict[str, str], float]]:
+        return [("jobs_total", {"queue": "a"}, value), ("jobs_created", {"queue": "a"}, created)]
+
+    memory = ScrapeMemory()
+    earlier = lambda moment, tolerance: memory.near("svc", moment, tolerance)  # noqa: E731
+    memory.remember("svc", 1_000.0, exposition(100, created=10.0))
+    answer = evaluate_snapshot("sum(increase(jobs_total[5m]))", exposition(160, created=10.0), 1_300.0, earlier)
+    assert answer == {frozenset(): 60.0}
+    rate = evaluate_snapshot("sum(rate(jobs_total[5m]))", exposition(160, created=10.0), 1_300.0, earlier)
+    assert rate == {frozenset(): 0.2}
+    # A scrape 10 s into the range: the 290 s it saw, extrapolated to the range (Prometheus's way).
+    late = ScrapeMemory()
+    late.remember("svc", 1_010.0, exposition(100, created=10.0))
+    found = evaluate_snapshot(
+        "sum(increase(jobs_total[5m]))", exposition(158, created=10.0), 1_300.0, lambda m, t: late.near("svc", m, t)
+    )
+    assert found == {frozenset(): pytest.approx(60.0)}
+    with pytest.raises(QueryError, match="no scrape from the range's start is remembered"):
+        evaluate_snapshot("increase(jobs_total[5m])", exposition(160, created=10.0), 1_300.0)
+    with pytest.raises(QueryError, match="no scrape from the range's start"):  # the counter was reset
+        evaluate_snapshot("increase(jobs_total[5m])", exposition(5, created=900.0), 1_300.0 + 900, earlier)
+    with pytest.raises(QueryError, match="no scrape from the range's start"):  # too far from the start
+        evaluate_snapshot("increase(jobs_total[1h])", exposition(160, created=10.0), 5_000.0, earlier)
+
+
+def test_the_scrape_memory_is_bounded() -> None:
+    from gatecheck.sources.scrape import ScrapeMemory
+
+    memory = ScrapeMemory(keep_s=3600, spacing_s=20)
+    sample = [("x_total", {}, 1.0), ("x_created", {}, 0.0)]
+    for second in range(0, 7200, 5):  # a scrape every 5 s for 2 h
+        memory.remember("svc", float(second), sample)
+    kept = memory._scrapes["svc"]
+    assert len(kept) <= 3600 // 20 + 1 and kept[0][0] >= 7195 - 3600

@@ -31,37 +31,47 @@ if TYPE_CHECKING:
     from gatecheck.clickhouse import ClickHouse
 
 
-def _clickhouse(name: str, config: Any, root: Path, clickhouse: ClickHouse | None) -> Source:
+def _clickhouse(
+    name: str, config: Any, root: Path, clickhouse: ClickHouse | None, scrapes: Any = None
+) -> Source:
     from gatecheck.sources.clickhouse import ClickHouseSource
 
     return ClickHouseSource(name, config, root, clickhouse)
 
 
-def _postgresql(name: str, config: Any, root: Path, clickhouse: ClickHouse | None) -> Source:
+def _postgresql(
+    name: str, config: Any, root: Path, clickhouse: ClickHouse | None, scrapes: Any = None
+) -> Source:
     from gatecheck.sources.postgresql import PostgreSQLSource
 
     return PostgreSQLSource(name, config, root)
 
 
-def _junit(name: str, config: Any, root: Path, clickhouse: ClickHouse | None) -> Source:
+def _junit(
+    name: str, config: Any, root: Path, clickhouse: ClickHouse | None, scrapes: Any = None
+) -> Source:
     from gatecheck.sources.junit import JUnitSource
 
     return JUnitSource(name, config, root)
 
 
-def _nats(name: str, config: Any, root: Path, clickhouse: ClickHouse | None) -> Source:
+def _nats(
+    name: str, config: Any, root: Path, clickhouse: ClickHouse | None, scrapes: Any = None
+) -> Source:
     from gatecheck.sources.nats import NatsSource
 
     return NatsSource(name, config, root)
 
 
-def _prometheus(name: str, config: Any, root: Path, clickhouse: ClickHouse | None) -> Source:
+def _prometheus(
+    name: str, config: Any, root: Path, clickhouse: ClickHouse | None, scrapes: Any = None
+) -> Source:
     # One configuration type, two implementations: a server's HTTP API, or one service's
     # exposition read directly (scrape+http://).
     if config.scrape:
         from gatecheck.sources.scrape import ScrapeSource
 
-        return ScrapeSource(name, config, root)
+        return ScrapeSource(name, config, root, scrapes)
     from gatecheck.sources.prometheus import PrometheusSource
 
     return PrometheusSource(name, config, root)
@@ -76,7 +86,8 @@ class SourceKind:
     """One kind of source: its configuration, how to open it, and its suites' query form."""
 
     config: type[SourceSettings]  # the model of `environments.E.sources.NAME` for this `type`
-    open: Callable[[str, Any, Path, ClickHouse | None], Source]
+    # (name, config, root, the engine's ClickHouse hub, the engine's ScrapeMemory) → the source
+    open: Callable[[str, Any, Path, ClickHouse | None, Any], Source]
     label: str  # "ClickHouse", for messages
     query_types: tuple[type, ...]  # what a suite's `query:` parses into for this kind
     query_help: str  # what the query must be, for the message when it is not
@@ -188,11 +199,13 @@ def kind_of(config: SourceSettings) -> SourceKind:
 
 
 def open_source(
-    name: str, config: SourceSettings, root: Path, clickhouse: ClickHouse | None = None
+    name: str, config: SourceSettings, root: Path, clickhouse: ClickHouse | None = None, scrapes: Any = None
 ) -> Source:
     """Build the source for ``config``; relative embedded paths resolve against ``root``;
-    ``clickhouse`` is the engine's hub of ClickHouse connections (its own one if None)."""
-    return kind_of(config).open(name, config, root, clickhouse)
+    ``clickhouse`` is the engine's hub of ClickHouse connections (its own one if None);
+    ``scrapes`` the engine's :class:`gatecheck.sources.scrape.ScrapeMemory` (none: a scrape
+    source answers from its one snapshot)."""
+    return kind_of(config).open(name, config, root, clickhouse, scrapes)
 
 
 __all__ = [

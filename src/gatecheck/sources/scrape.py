@@ -97,7 +97,9 @@ class _Parser:
         text: str,
         samples: list[tuple[str, dict[str, str], float]],
         at: float,
+        earlier: Earlier | None = None,
     ) -> None:
+        self.earlier = earlier
         self.tokens: list[tuple[str, str]] = []
         pos = 0
         text = text.strip()
@@ -246,14 +248,39 @@ class _Parser:
                     f"{function}({name}[{inner}]): {shown} has no _created timestamp in the exposition"
                 )
             if created < self.at - seconds:
-                began = datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                raise _refuse(
-                    f"{function}({name}[{inner}]): {shown} counts since {began}, before the {inner} "
-                    "range began, so its increase over the range is unknown"
-                )
+                # Created before the range: its value then, from a scrape remembered from the
+                # range's start (a service scrapes every evaluation), or no answer.
+                increase = self.remembered_increase(name, labels, value, created, seconds)
+                if increase is None:
+                    began = datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    raise _refuse(
+                        f"{function}({name}[{inner}]): {shown} counts since {began}, before the {inner} "
+                        "range began, and no scrape from the range's start is remembered, so its "
+                        "increase over the range is unknown"
+                    )
+                result[labels] = increase / seconds if function == "rate" else increase
+                continue
             # Created inside the range: the counter was 0 then, so its value is the increase.
             result[labels] = value / seconds if function == "rate" else value
         return result
+
+    def remembered_increase(
+        self, name: str, labels: Labels, value: float, created: float, seconds: float
+    ) -> float | None:
+        """The increase over ``[at - seconds, at]`` from the value a remembered scrape near the
+        range's start saw (the same counter: same ``_created``, no reset), extrapolated to the
+        range's start the way Prometheus extrapolates to its boundaries; None without one."""
+        if self.earlier is None:
+            return None
+        start = self.at - seconds
+        found = self.earlier(start, max(seconds * RANGE_TOLERANCE, MIN_TOLERANCE_S))
+        if found is None:
+            return None
+        then, counters = found
+        before = counters.get((name, labels))
+        if before is None or before[1] != created or then >= self.at or value < before[0]:
+            return None
+        return (value - before[0]) * seconds / (self.at - then)
 
     def labels_list(self) -> list[str]:
         self.take("(")
@@ -396,10 +423,60 @@ def _histogram_quantile(q: float, buckets: Vector) -> Vector:
 
 
 def evaluate_snapshot(
-    promql: str, samples: list[tuple[str, dict[str, str], float]], at: float | None = None
+    promql: str,
+    samples: list[tuple[str, dict[str, str], float]],
+    at: float | None = None,
+    earlier: Earlier | None = None,
 ) -> Value:
-    """Evaluate one PromQL expression on a parsed exposition scraped at ``at`` (Unix time)."""
-    return _Parser(promql, samples, time.time() if at is None else at).parse()
+    """Evaluate one PromQL expression on a parsed exposition scraped at ``at`` (Unix time);
+    ``earlier``: the remembered scrapes of the same target (see :class:`ScrapeMemory`)."""
+    return _Parser(promql, samples, time.time() if at is None else at, earlier).parse()
+
+
+#: A remembered scrape counts as the range's start if it lies this share of the range from it
+#: (at least MIN_TOLERANCE_S): a service that evaluates every 5 minutes scraped 5 minutes ago,
+#: give or take its schedule's jitter.
+RANGE_TOLERANCE = 0.1
+MIN_TOLERANCE_S = 30.0
+#: (moment, tolerance) → the remembered scrape nearest ``moment`` within ``tolerance``:
+#: (when, {(name, labels): (value, created)}), or None.
+Counters = dict[tuple[str, Labels], tuple[float, float]]
+Earlier = Callable[[float, float], "tuple[float, Counters] | None"]
+
+
+class ScrapeMemory:
+    """The counters each scrape target showed at earlier scrapes, kept by the engine that owns
+    it (the service's worker: one per process, across evaluations) so that ``increase`` and
+    ``rate`` over a range can be answered for a counter created before the range: from its
+    value at the range's start and its value now, exactly as a Prometheus server would from
+    its samples. Bounded: at most one scrape per target every ``spacing_s``, none older than
+    ``keep_s`` (counters only: a few hundred numbers a scrape)."""
+
+    def __init__(self, keep_s: float = 6 * 3600, spacing_s: float = 20.0) -> None:
+        self.keep_s, self.spacing_s = keep_s, spacing_s
+        self._scrapes: dict[str, list[tuple[float, Counters]]] = {}
+
+    def remember(self, target: str, at: float, samples: list[tuple[str, dict[str, str], float]]) -> None:
+        created = {
+            (name, frozenset(labels.items())): value
+            for name, labels, value in samples
+            if name.endswith("_created")
+        }
+        counters: Counters = {}
+        for name, labels, value in samples:
+            if name.endswith(("_total", "_count", "_sum", "_bucket")):
+                key = frozenset(labels.items())
+                found = created.get(_created_key(name, key))
+                if found is not None:
+                    counters[(name, key)] = (value, found)
+        kept = [s for s in self._scrapes.get(target, []) if at - s[0] <= self.keep_s]
+        if not kept or at - kept[-1][0] >= self.spacing_s:
+            kept.append((at, counters))
+        self._scrapes[target] = kept
+
+    def near(self, target: str, moment: float, tolerance: float) -> tuple[float, Counters] | None:
+        candidates = [s for s in self._scrapes.get(target, []) if abs(s[0] - moment) <= tolerance]
+        return min(candidates, key=lambda s: abs(s[0] - moment)) if candidates else None
 
 
 def parse_exposition(text: str) -> list[tuple[str, dict[str, str], float]]:
@@ -432,9 +509,12 @@ SNAPSHOT_TOLERANCE_S = 60.0
 class ScrapeSource(Source):
     """Reads ``scrape+http(s)://…`` expositions; see the module docstring for semantics."""
 
-    def __init__(self, name: str, config: PrometheusSourceConfig, root: Path) -> None:
+    def __init__(
+        self, name: str, config: PrometheusSourceConfig, root: Path, memory: ScrapeMemory | None = None
+    ) -> None:
         super().__init__(name, config)
         self.target = config.url.removeprefix("scrape+")
+        self.memory = memory
         headers = {}
         if config.bearer_token is not None:
             headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
@@ -467,15 +547,21 @@ class ScrapeSource(Source):
                 f"the window ended {late:.0f}s before the scrape: a snapshot is the present, so a past "
                 f"window (--as-of) cannot be judged from it; {USE_PROMETHEUS}"
             )
+        earlier: Earlier | None = None
+        if self.memory is not None:
+            memory, target = self.memory, self.target
+            earlier = lambda moment, tolerance: memory.near(target, moment, tolerance)  # noqa: E731
         rows: dict[Labels, dict[str, Any]] = {}
         for measure, promql in measures.items():
             try:
-                value = evaluate_snapshot(render_promql(promql, parameters), samples, scraped_at)
+                value = evaluate_snapshot(render_promql(promql, parameters), samples, scraped_at, earlier)
             except QueryError as exc:
                 raise QueryError(f"{measure}: {exc}") from exc
             vector = {frozenset(): value} if isinstance(value, float) else value
             for labels, number in vector.items():
                 rows.setdefault(labels, dict(labels))[measure] = None if math.isnan(number) else number
+        if self.memory is not None:  # after judging: a scrape is never its own range's start
+            self.memory.remember(self.target, scraped_at, samples)
         return measures_frame(list(rows.values()), list(measures))
 
     async def close(self) -> None:
