@@ -115,3 +115,22 @@ def test_the_served_demos_world_keeps_the_gate_true(
         judged = asyncio.run(evaluate(project, "world", datetime.now(UTC) + timedelta(seconds=1)))
     assert judged.verdict.value == verdict, judged.reasons
     assert [c.suite for c in judged.checks if c.outcome.value != "pass"] == failing, judged.reasons
+
+
+def test_the_normalize_metrics_keep_their_rates_tick_after_tick() -> None:
+    """A tick's two messages once counted a whole error each (max(1, …)): 50% errors, and the
+    healthy served demo's success ratio fell below 99.9% within minutes."""
+    from prometheus_client import generate_latest
+
+    from gatecheck.demo.metrics import NormalizeService
+    from gatecheck.sources.scrape import evaluate_snapshot, parse_exposition
+
+    service = NormalizeService("healthy")
+    service.add(2000, minutes=5)
+    for _ in range(60):
+        service.add(2, minutes=1 / 6)
+    samples = parse_exposition(generate_latest(service.registry).decode())
+    ratio = evaluate_snapshot(
+        'sum(normalize_hrv_messages_total{result="success"}) / sum(normalize_hrv_messages_total)', samples, 0.0
+    )
+    assert ratio == {frozenset(): pytest.approx(1 - 1 / 2000)}
