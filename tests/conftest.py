@@ -261,10 +261,12 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process.wait(timeout=20)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def metrics_url() -> Iterator[str]:
     """The demo's healthy normalize-service exposition, served by prometheus_client, as a
-    scrape+http URL for gates that read the metrics source."""
+    scrape+http URL for gates that read the metrics source. One per test: its counters are
+    created when the test starts, so a 5-minute range holds them however long the session has
+    run (a session-wide one failed every test that came more than 5 minutes in)."""
     from gatecheck.demo.bus import free_port
     from gatecheck.demo.metrics import normalize_registry, serve_registry
 
