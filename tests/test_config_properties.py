@@ -40,7 +40,7 @@ FILES = sorted(
 # No deadline: a wall-clock limit fails on a loaded machine (a second copy of the suite
 # beside this one), not on wrong code; a hang is caught by the alias and size limits' own tests.
 FUZZ = settings(
-    max_examples=120,
+    max_examples=60,  # derandomized under CI: the same 60 every run
     deadline=None,
     database=None,  # nothing written into the checkout
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -402,7 +402,7 @@ def invalid_by_construction(draw: st.DrawFn) -> tuple[str, str, str]:
     return name, yaml.safe_dump(tree, sort_keys=False, allow_unicode=True), kind
 
 
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=75)
 @given(invalid_by_construction())
 def test_invalid_values_are_refused_with_file_and_exit_2(
     project_dir: Path, isolated_history: Path, mutation: tuple[str, str, str]
