@@ -235,3 +235,19 @@ def _close(listener: socket.socket, held: list[socket.socket]) -> None:
     listener.close()
     for connection in held:
         connection.close()
+
+
+def test_a_suite_whose_sql_cannot_be_parsed_is_one_problem_line_of_the_probe() -> None:
+    """check-sources never crashes on a suite's SQL (sqlglot's traceback and "internal error"
+    before): the probe says which suite and where, beside the suites it could read."""
+    from types import SimpleNamespace
+
+    from gatecheck.sources.sqltext import ColumnsUsed
+
+    broken = SimpleNamespace(name="broken", query="SELECT count() AS n FROM t WHERE (")
+    fine = SimpleNamespace(name="fine", query="SELECT count() AS n FROM t")
+    used = ColumnsUsed.of([broken, fine], "db")
+    probe = used.probe("ClickHouse 25.1", 1.0, {("db", "t"): {"n"}})
+    (problem,) = probe.problems
+    assert problem.startswith("suite broken: SQL syntax error at line 1, column 34 of the query")
+    assert used.readers == {("db", "t"): {"fine"}}

@@ -140,7 +140,15 @@ class ColumnsUsed:
             if problem is not None:
                 found.unparsed.append(f"suite {suite.name}: {problem}")
                 continue
-            for table, columns in tables_and_columns(prepare(suite.query), database, dialect).items():
+            try:
+                read = tables_and_columns(prepare(suite.query), database, dialect)
+            except Exception as exc:
+                found.unparsed.append(
+                    f"suite {suite.name}: cannot tell which tables and columns its SQL reads "
+                    f"({' '.join(str(exc).split())[:200]})"
+                )
+                continue
+            for table, columns in read.items():
                 found.readers.setdefault(table, set()).add(suite.name)
                 into = found.used.setdefault(table, {})
                 for column in columns:
