@@ -153,12 +153,14 @@ def test_a_rebound_host_name_is_refused_without_a_token(tmp_path: Path) -> None:
 def test_known_hosts_from_the_settings() -> None:
     from gatecheck.service import KnownHosts
 
-    local = KnownHosts.for_settings(None, "127.0.0.1:9464", "https://gate.example.com/x", ["*.internal"])
+    def hosts(listen: str, url: str | None, extra: list[str]) -> KnownHosts:
+        return KnownHosts(None, KnownHosts.allowed_for(listen, url, extra))
+
+    local = hosts("127.0.0.1:9464", "https://gate.example.com/x", ["*.internal"])
     assert local.accepts("gate.example.com") and local.accepts("a.b.internal:443") and local.accepts("127.0.0.2")
     assert not local.accepts("example.com") and not local.accepts("") and not local.accepts("internal.evil")
-    everywhere = KnownHosts.for_settings(None, "0.0.0.0:9464", None, [])
-    assert everywhere.accepts("anything.example")  # beyond loopback the token guards changes
-    assert not KnownHosts.for_settings(None, "0.0.0.0:9464", None, ["gate"]).accepts("other")
+    assert hosts("0.0.0.0:9464", None, []).accepts("anything.example")  # there the token guards changes
+    assert not hosts("0.0.0.0:9464", None, ["gate"]).accepts("other")
 
 
 def test_an_unscheduled_phase_has_one_answer_everywhere(tmp_path: Path) -> None:

@@ -1139,9 +1139,10 @@ def create_app(service: Service) -> Any:
     # Outermost last: the Host is checked first, then the body is read and bounded, then the
     # guard above authenticates and rate-limits, then the route runs.
     settings = service.project.config.service
-    hosts = KnownHosts.for_settings(None, settings.listen, settings.url, settings.allowed_hosts)
     app.add_middleware(BoundedBody, limit=MAX_REQUEST_BYTES)
-    app.add_middleware(KnownHosts, allowed=hosts.allowed)
+    app.add_middleware(
+        KnownHosts, allowed=KnownHosts.allowed_for(settings.listen, settings.url, settings.allowed_hosts)
+    )
     return app
 
 
@@ -1312,17 +1313,18 @@ class KnownHosts:
     def __init__(self, app: Any, allowed: set[str] | None) -> None:
         self.app, self.allowed = app, allowed
 
-    @classmethod
-    def for_settings(cls, app: Any, listen: str, url: str | None, extra: list[str]) -> KnownHosts:
+    @staticmethod
+    def allowed_for(listen: str, url: str | None, extra: list[str]) -> set[str] | None:
+        """The host names a service on ``listen`` answers to (None: any)."""
         host = listen.rpartition(":")[0].strip("[]").lower()
         if host in ("0.0.0.0", "::", "") and not extra:
-            return cls(app, None)
+            return None
         allowed = {"localhost", host, *(h.lower() for h in extra)}
         if url:
             named = urlsplit(url).hostname
             if named:
                 allowed.add(named.lower())
-        return cls(app, allowed)
+        return allowed
 
     def accepts(self, header: str) -> bool:
         if self.allowed is None:
