@@ -12,7 +12,12 @@ so a ledger write and another phase's query never use the native engine at once.
 
 Read-only and time limits travel in the SQL's own ``SETTINGS`` clause, never as per-call
 settings: the chDB backend keeps per-call settings in its session, where a ``readonly=1``
-would outlive the query and refuse the ledger's next write.
+would outlive the query and refuse the ledger's next write. A URL's query parameters other
+than ``database`` are ClickHouse settings of that connection's session (as clickhouse-connect's
+DSN reads them): ``chdb://PATH?readonly=1`` reproduces a read-only server profile on chDB, in
+a client of its own (``readonly`` applied last, after the embedded engine's own settings).
+:meth:`Connection.readonly` reads the session's level once: under ``readonly=1`` a query may
+change no setting, so the source sends its SQL without a ``SETTINGS`` clause.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ class Target:
     secure: bool = False
     username: str = "default"
     password: str = ""  # never printed: ``where`` and ``repr`` leave it out
+    # Session settings from the URL's query string (everything but ``database``), in order.
+    settings: tuple[tuple[str, str], ...] = ()
 
     @property
     def where(self) -> str:
@@ -70,7 +77,11 @@ class Target:
                 raise ConfigError(f"{what}: chdb:// URL needs a path, e.g. chdb://.gatecheck/warehouse")
             path = Path(raw)
             database = parse_qs(parts.query).get("database", ["default"])[0]
-            return cls(database=database, embedded=(path if path.is_absolute() else root / path).resolve())
+            return cls(
+                database=database,
+                embedded=(path if path.is_absolute() else root / path).resolve(),
+                settings=_url_settings(parts.query, what),
+            )
         if parts.scheme in ("clickhouse", "clickhouses"):
             secure = parts.scheme == "clickhouses"
             try:
@@ -84,11 +95,27 @@ class Target:
                 secure=secure,
                 username=unquote(parts.username) if parts.username else "default",
                 password=password if password is not None else unquote(parts.password or ""),
+                settings=_url_settings(parts.query, what),
             )
         raise ConfigError(
             f"{what}: unsupported ClickHouse URL scheme {parts.scheme!r} "
             "(use chdb://PATH, clickhouse://host:8123/db or clickhouses://host:8443/db)"
         )
+
+
+_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _url_settings(query: str, what: str) -> tuple[tuple[str, str], ...]:
+    """A URL's query parameters as ClickHouse session settings (``database`` is the URL's own);
+    ``readonly`` last, since after it the session may change no other setting."""
+    from urllib.parse import parse_qsl
+
+    pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "database"]
+    for key, _ in pairs:
+        if not _SETTING_NAME.match(key):
+            raise ConfigError(f"{what}: {key!r} in the URL's query is not a ClickHouse setting name")
+    return tuple(sorted(pairs, key=lambda kv: kv[0] == "readonly"))
 
 
 class Connection:
@@ -100,6 +127,15 @@ class Connection:
         self.lock = lock
         self.target = target
         self.timeout = timeout
+        self._readonly: int | None = None
+
+    def readonly(self) -> int:
+        """The session's ``readonly`` level (0: any query; 1: reads, and no setting may change;
+        2: reads, settings may change), read once from the server or engine."""
+        if self._readonly is None:
+            frame = self.query_df("SELECT toUInt8(getSetting('readonly')) AS level")
+            self._readonly = int(frame["level"].iloc[0])
+        return self._readonly
 
     def query_df(self, sql: str, parameters: dict[str, Any] | None = None) -> pd.DataFrame:
         try:
@@ -126,7 +162,7 @@ class ClickHouse:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()  # the one lock of the embedded engine
-        self._embedded: dict[tuple[Path, str], Connection] = {}
+        self._embedded: dict[tuple[Path, str, tuple[tuple[str, str], ...]], Connection] = {}
 
     def __enter__(self) -> ClickHouse:
         return self
@@ -142,8 +178,9 @@ class ClickHouse:
         if target.embedded is None:
             return Connection(_server_client(target, timeout), threading.RLock(), target, timeout)
         path = target.embedded
+        key = (path, target.database, target.settings)
         with self.lock:
-            shared = self._embedded.get((path, target.database))
+            shared = self._embedded.get(key)
             if shared is not None:
                 return shared
             if create:
@@ -152,7 +189,7 @@ class ClickHouse:
                 raise SourceUnavailable(f"chDB path {path} does not exist")
             client = _embedded_client(target)
             connection = Connection(client, self.lock, target, timeout)
-            self._embedded[(path, target.database)] = connection
+            self._embedded[key] = connection
             return connection
 
     def close(self) -> None:
@@ -192,7 +229,8 @@ def _embedded_client(target: Target) -> Any:
             dsn=f"chdb://{target.embedded}",
             database=target.database,
             tz_mode="aware",
-            settings=dict(EMBEDDED_SETTINGS),
+            # The engine's own settings first: after a readonly=1 from the URL none could be set.
+            settings={**EMBEDDED_SETTINGS, **dict(target.settings)},
         )
     except Exception as exc:
         message = _error_message(exc)[1]
@@ -217,6 +255,7 @@ def _server_client(target: Target, timeout: float | None) -> Any:
             send_receive_timeout=timeout or 300,
             autogenerate_session_id=False,
             tz_mode="aware",
+            settings=dict(target.settings),
         )
     except Exception as exc:
         raise translate(exc, target, timeout, connecting=True) from exc

@@ -430,3 +430,74 @@ def test_an_infinite_value_from_clickhouse_is_never_a_pass(config_copy: Path, wa
     assert verdict.verdict is VerdictState.NO_GO
     (expectation,) = verdict.checks[0].expectations
     assert [g.group for g in expectation.failing_groups] == [{"g": "b"}] and "+inf" in expectation.reason
+
+
+READONLY_SCENARIOS = ("healthy", "unmatched-edges", "rollup-drift", "thin-traffic", "demand-drift")
+
+
+def test_every_shipped_clickhouse_suite_judges_alike_under_each_read_only_level(warehouse: Path) -> None:
+    """A monitoring user's profile has readonly = 1, under which a query may change no
+    setting: the SETTINGS clause is left off there (it failed every check: READONLY). The URL's
+    query parameters are the session's settings, so chDB reproduces the profile."""
+    from gatecheck.config import load_project
+
+    from ..conftest import PROJECT, database_for, evaluate
+
+    def judged(scenario: str, level: int) -> list[tuple[str, str, object]]:
+        url = f"chdb://{warehouse}?database={database_for(scenario)}&readonly={level}"
+        project = load_project(PROJECT, environ={"GATECHECK_CLICKHOUSE_URL": url})
+        verdict = asyncio.run(evaluate(project, "warehouse-release", AS_OF))
+        assert not any(c.outcome.value == "error" for c in verdict.checks), verdict.reasons
+        return [verdict.verdict.value] + [  # type: ignore[return-value]
+            (c.suite, c.outcome.value, [e.observed_value for e in c.expectations]) for c in verdict.checks
+        ]
+
+    for scenario in READONLY_SCENARIOS:
+        levels = [judged(scenario, level) for level in (0, 1, 2)]
+        assert levels[0] == levels[1] == levels[2], scenario
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_every_query_runs_read_only_at_every_level(warehouse: Path, level: int) -> None:
+    """Whatever the session allows, a suite's query runs read-only (its SETTINGS at 0, the
+    profile at 1 and 2); and the read-only sessions refuse a write outright."""
+    src = source(f"chdb://{warehouse}?database=healthy&readonly={level}")
+    frame = query(src, "SELECT toUInt8(getSetting('readonly')) AS ro")
+    assert int(frame["ro"].iloc[0]) == (1 if level in (0, 1) else 2)  # 2 refuses writes too
+    if level:
+        with ClickHouse() as hub:
+            connection = hub.connect(Target.parse(f"chdb://{warehouse}?database=healthy&readonly={level}", warehouse))
+            assert connection.readonly() == level
+            with pytest.raises(QueryError, match="readonly"):
+                connection.command("CREATE TABLE healthy.not_written (x UInt8) ENGINE = Memory")
+
+
+def test_a_slow_query_stops_at_the_profiles_time_limit_under_readonly_1(warehouse: Path) -> None:
+    """At readonly=1 no max_execution_time can be sent: the profile's own stops the query."""
+    src = source(f"chdb://{warehouse}?database=healthy&max_execution_time=1&readonly=1", timeout="60s")
+    with pytest.raises(SourceTimeout):
+        query(src, "SELECT sum(number) AS s FROM numbers(100000000000)")
+
+
+def test_url_settings_are_the_sessions_and_readonly_comes_last(tmp_path: Path) -> None:
+    target = Target.parse("chdb://x?readonly=1&database=d&max_execution_time=5", tmp_path)
+    assert target.database == "d"
+    assert target.settings == (("max_execution_time", "5"), ("readonly", "1"))
+    with pytest.raises(Exception, match="not a ClickHouse setting name"):
+        Target.parse("chdb://x?bad-name=1", tmp_path)
+
+
+def test_explain_says_which_time_limit_applies(tmp_path: Path) -> None:
+    from gatecheck.sources.clickhouse import time_limit
+
+    def config(url: str) -> ClickHouseSourceConfig:
+        return ClickHouseSourceConfig(type="clickhouse", url=url, timeout="30s")
+
+    assert time_limit(config("chdb://w"), tmp_path).startswith("max_execution_time=30 in the query's SETTINGS")
+    assert time_limit(config("chdb://w?readonly=1&max_execution_time=5"), tmp_path) == (
+        "readonly=1 in the URL: no SETTINGS sent; the time limit is max_execution_time=5 from the URL"
+    )
+    assert time_limit(config("clickhouse://h/db?readonly=1"), tmp_path) == (
+        "readonly=1 in the URL: no SETTINGS sent; the time limit is the profile's max_execution_time, "
+        "and the client's 30s timeout"
+    )

@@ -71,6 +71,43 @@ def wrap_readonly(sql: str, timeout_s: float, *, by_step: bool = False) -> str:
     return f"SELECT * FROM (\n{body}\n) {limit} SETTINGS readonly=1, max_execution_time={seconds}"
 
 
+#: The wrapper's SETTINGS clause, which a read-only session may not send whole.
+_SETTINGS_TAIL = re.compile(r" SETTINGS readonly=1, (max_execution_time=\d+)$")
+
+
+def for_session(sql: str, readonly: int) -> str:
+    """The wrapped SQL as a session at ``readonly`` level may run it. At 1 (a read-only
+    profile, where a query may change no setting) without its SETTINGS clause: the profile
+    refuses writes, and its own ``max_execution_time`` (and a server's HTTP timeout) bounds
+    the time. At 2 (settings may change, but not ``readonly`` itself) with its time limit
+    only: the session refuses writes already. The outer LIMIT stays at every level."""
+    if readonly == 1:
+        return _SETTINGS_TAIL.sub("", sql)
+    if readonly == 2:
+        return _SETTINGS_TAIL.sub(r" SETTINGS \1", sql)
+    return sql
+
+
+def time_limit(config: ClickHouseSourceConfig, root: Path) -> str:
+    """Which time limit a query gets, and from where (``gatecheck explain``)."""
+    target = Target.parse(config.url, root)
+    seconds = max(1, math.ceil(config.timeout.total_seconds()))
+    named = dict(target.settings)
+    if named.get("readonly") == "1":
+        profile = named.get("max_execution_time")
+        where = (
+            f"max_execution_time={profile} from the URL" if profile else "the profile's max_execution_time"
+        )
+        client = f", and the client's {seconds}s timeout" if target.embedded is None else ""
+        return f"readonly=1 in the URL: no SETTINGS sent; the time limit is {where}{client}"
+    if named.get("readonly") == "2":
+        return f"max_execution_time={seconds} in the query's SETTINGS (readonly=2 in the URL refuses writes)"
+    return (
+        f"max_execution_time={seconds} in the query's SETTINGS (the source's timeout); a session at "
+        "readonly=1 gets no SETTINGS clause: then its profile's own limit applies"
+    )
+
+
 #: The column that carries each step's position in a query of many steps.
 STEP_COLUMN = "gatecheck_step"
 
@@ -119,7 +156,7 @@ def explain_query(
     types = sql_parameters(query)
     parameters = named_only(query, parameters)
     return {
-        "sent_to": f"{target.where}, database {target.database}",
+        "sent_to": f"{target.where}, database {target.database}; time limit: {time_limit(config, root)}",
         "requests": [
             {
                 "what": "query",
@@ -200,7 +237,8 @@ class ClickHouseSource(Source):
     def _query(self, sql: str, parameters: dict[str, str]) -> pd.DataFrame:
         if self._connection is None:
             self._connection = self._hub.connect(self.target, timeout=self.timeout)
-        return self._connection.query_df(sql, parameters)
+        connection = self._connection
+        return connection.query_df(for_session(sql, connection.readonly()), parameters)
 
     async def query(self, text: str, parameters: QueryParameters) -> pd.DataFrame:
         sql = wrap_readonly(text, self.timeout)
