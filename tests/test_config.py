@@ -585,7 +585,15 @@ def test_every_configuration_block_of_the_docs_validates(doc: str, index: int, b
         pytest.skip("the part of a suite that a paragraph explains")
     else:
         project = yaml.safe_load((config_copy / "gatecheck.yaml").read_text())
-        project.update(data)
+
+        def merge(into: dict, extra: dict) -> None:  # a block adds to the file, as a person merges it
+            for key, value in extra.items():
+                if isinstance(value, dict) and isinstance(into.get(key), dict):
+                    merge(into[key], value)
+                else:
+                    into[key] = value
+
+        merge(project, data)
         (config_copy / "gatecheck.yaml").write_text(yaml.safe_dump(project) + "\n")
         text = (config_copy / "gatecheck.yaml").read_text()
         (config_copy / "gatecheck.yaml").write_text(text.replace("'on':", "on:"))  # as a person writes it
@@ -593,6 +601,7 @@ def test_every_configuration_block_of_the_docs_validates(doc: str, index: int, b
         (config_copy / "secrets" / "incident-hook").write_text("https://hooks.example/incident\n")
     result = runner.invoke(
         app, ["validate", "--config", str(config_copy)],
-        env={"SLACK_WEBHOOK_URL": "https://hooks.example/slack", "GATECHECK_API_TOKEN": "t"},
+        env={"SLACK_WEBHOOK_URL": "https://hooks.example/slack", "GATECHECK_API_TOKEN": "t",
+             "GATECHECK_CLICKHOUSE_PASSWORD": "p"},
     )  # fmt: skip
     assert result.exit_code == 0, f"{doc} block {index}: {result.output}"
