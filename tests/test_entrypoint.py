@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,11 +36,16 @@ def test_demo_healthy_is_go_and_defect_is_no_go(tmp_path: Path) -> None:
     # Scenarios do not leak: the healthy run's GO of staging-deploy is in the ledger, but a
     # nats-down run judges `requires` only on what it recorded itself (staging-deploy
     # inconclusive: no GO).
-    down = subprocess.run(
-        [gatecheck(), "demo", "--scenario", "nats-down", "--format", "json"],
+    down = subprocess.run(  # with 3 hours of history (--hours) instead of 50
+        [gatecheck(), "demo", "--scenario", "nats-down", "--format", "json", "--hours", "3"],
         cwd=workdir, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert down.returncode == 3, down.stderr
+
+    def rows(stderr: str) -> int:
+        return int(re.search(r"warehouse as of \S+ \((\d+) rows\)", stderr).group(1))  # type: ignore[union-attr]
+
+    assert rows(down.stderr) * 10 < rows(healthy.stderr)  # 3 hours of history, not 50
     document = json.loads(down.stdout)
     assert document["requires"] == [
         {"phase": "staging-deploy", "satisfied": False, "reason": "no recorded GO of staging-deploy"}

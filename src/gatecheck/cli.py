@@ -954,6 +954,10 @@ def demo(
         bool,
         typer.Option("--stop", help="Stop the servers a killed demo of --workdir left running, and exit."),
     ] = False,
+    hours: Annotated[
+        int | None,
+        typer.Option("--hours", metavar="N", help="Hours of warehouse history to build (default 50)."),
+    ] = None,
 ) -> None:
     """Build the demo warehouse (chDB), bus (bundled nats-server), database (embedded
     PostgreSQL) and E2E reports under .gatecheck/ for a scenario, run a gate of the shipped
@@ -973,8 +977,9 @@ def demo(
 
     with _user_errors():
         verdict = run_demo(
-            config, workdir, scenario.value, phase, as_of, serve=serve_demo, listen=listen, say=_say
-        )
+            config, workdir, scenario.value, phase, as_of,
+            serve=serve_demo, listen=listen, say=_say, hours=hours,
+        )  # fmt: skip
     if verdict is None:  # served until stopped
         raise typer.Exit(0)
     _finish(verdict, fmt, None)

@@ -39,6 +39,7 @@ def run_demo(
     serve: bool = False,
     listen: str | None = None,
     say: Callable[[str], None] = print,
+    hours: int | None = None,
 ) -> Verdict | None:
     """Build the scenario under ``workdir/.gatecheck/``, evaluate ``phase`` after the phases it
     requires (each recorded, so ``requires`` is judged on real records of this run), and return
@@ -51,12 +52,14 @@ def run_demo(
     from gatecheck.demo.database import EmbeddedPostgres, build_database
     from gatecheck.demo.e2e import write_reports
     from gatecheck.demo.metrics import NormalizeService, serve_registry
-    from gatecheck.demo.reference import SCENARIOS, build_reference
+    from gatecheck.demo.reference import HOURS, SCENARIOS, build_reference
     from gatecheck.durations import parse_as_of
     from gatecheck.engine import Engine
     from gatecheck.service import serve_project
     from gatecheck.shipped import project_path
 
+    if hours is not None and not 1 <= hours <= 24 * 366:
+        raise ConfigError(f"--hours: {hours}: from 1 to {24 * 366} hours of history")
     known = scenarios()
     if scenario not in known:
         raise ConfigError(f"--scenario: unknown scenario {scenario!r} (known: {', '.join(known)})")
@@ -92,6 +95,7 @@ def run_demo(
             "default",
             moment,
             scenario if scenario in SCENARIOS else "healthy",
+            hours=hours or HOURS,  # --hours: history to try estimates, pruning and backtests on
             # Served, the warehouse goes on as it will have been written (it lives on unseen
             # ahead of the clock; the served demo's worker owns the embedded engine meanwhile).
             until=moment + SERVED_HORIZON if serve else None,
