@@ -173,3 +173,41 @@ def test_explain_refuses_bad_input_in_one_line(args: list[str], message: str | N
     assert len(lines) == 1 and lines[0].startswith("gatecheck: error: ")
     if message is not None:
         assert lines == [message]
+
+
+def test_estimate_shows_a_pruned_and_an_unpruned_request(warehouse: Path) -> None:
+    """--estimate asks ClickHouse, read-only, for each request's plan: unmatched_edges reads
+    one granule range of lifecycle_edges by its sort key; unattributed_sessions reads every
+    row of session_facts (ordered by session_id: a time window cannot prune it)."""
+    env = {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database=healthy"}
+    args = ["explain", "--phase", "warehouse-release", "--config", str(PROJECT), "--as-of", AS_OF_TEXT]
+    result = runner.invoke(app, [*args, "--estimate", "--format", "json"], env=env)
+    assert result.exit_code == 0, result.output
+    checks = {c["suite"]: c for c in json.loads(result.stdout)["checks"]}
+    (edges,) = checks["unmatched_edges"]["estimate"]
+    (index,) = [i for i in edges["indexes"] if i["table"] == "healthy.lifecycle_edges"]
+    assert index["keys"] == ["from_ts"] and index["granules"] < index["of"]
+    (sessions,) = checks["unattributed_sessions"]["estimate"]
+    (table,) = sessions["tables"]
+    with ClickHouse() as clickhouse:
+        connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}?database=healthy", warehouse))
+        total = int(connection.query_df("SELECT count() AS n FROM healthy.session_facts")["n"].iloc[0])
+    assert table["table"] == "healthy.session_facts" and table["rows"] == total
+    text = runner.invoke(app, [*args, "--estimate", "--check", "unmatched_edges"], env=env).stdout
+    assert "estimate   healthy.lifecycle_edges: " in text and "PrimaryKey (from_ts) selects 1/" in text
+
+
+def test_estimate_on_postgresql_names_each_scan(postgres_for) -> None:
+    env = {"GATECHECK_POSTGRES_URL": postgres_for("healthy")}
+    result = runner.invoke(
+        app,
+        ["explain", "--phase", "staging-deploy", "--check", "db_writes", "--config", str(PROJECT),
+         "--as-of", AS_OF_TEXT, "--estimate", "--format", "json"],
+        env=env,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    checks = json.loads(result.stdout)["checks"]  # db_writes: a check and a rollback trigger
+    assert {c["suite"] for c in checks} == {"db_writes"}
+    (estimate,) = checks[0]["estimate"]
+    assert {scan["table"] for scan in estimate["scans"]} == {"hrv_readings"}
+    assert all(scan["scan"].endswith("Scan") for scan in estimate["scans"])

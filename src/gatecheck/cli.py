@@ -681,16 +681,21 @@ def explain(
     config: ConfigOption = Path("."),
     as_of: AsOfOption = None,
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
+    estimate: Annotated[
+        bool,
+        typer.Option("--estimate", help="Ask each source, read-only, what each request would read."),
+    ] = False,
 ) -> None:
     """Show what a gate would send and judge, without touching any source: each check's window,
-    its query exactly as sent with the bound values, thresholds with their provenance."""
+    its query exactly as sent with the bound values, thresholds with their provenance. With
+    --estimate, each source's own plan of each request (nothing is run)."""
     from gatecheck.durations import parse_as_of
     from gatecheck.explain import explain as explain_gate
     from gatecheck.explain import render_explanation
 
     with _user_errors():
         project = load_project(config)
-        document = explain_gate(project, phase, parse_as_of(as_of), check)
+        document = explain_gate(project, phase, parse_as_of(as_of), check, estimate)
     if fmt is ListFormat.json:
         typer.echo(json.dumps(document, indent=2, default=str))
     else:

@@ -41,8 +41,11 @@ def _kwargs(kwargs: dict[str, Any], thresholds: dict[str, ResolvedThreshold], wh
     return resolved
 
 
-def explain(project: Project, phase: str, as_of: datetime, check: str | None = None) -> dict[str, Any]:
-    """The explanation document of ``phase`` at ``as_of`` (one check with ``check``)."""
+def explain(
+    project: Project, phase: str, as_of: datetime, check: str | None = None, estimate: bool = False
+) -> dict[str, Any]:
+    """The explanation document of ``phase`` at ``as_of`` (one check with ``check``); with
+    ``estimate``, each request's plan as its source estimates it (read-only, nothing run)."""
     gate = project.gate(phase)
     thresholds = project.resolve_thresholds(phase)
     plans = plan_checks(project, gate, as_of)
@@ -52,7 +55,8 @@ def explain(project: Project, phase: str, as_of: datetime, check: str | None = N
             names = ", ".join(dict.fromkeys(p.suite.name for p in plan_checks(project, gate, as_of)))
             raise ConfigError(f"--check: gate {phase} has no check {check!r} (its checks: {names})")
     sources = project.config.environments[gate.environment].sources
-    checks = []
+    checks: list[dict[str, Any]] = []
+    asked: list[tuple[int, str, Any, Any, Any]] = []  # (check index, source, config, query, parameters)
     for plan in plans:
         suite, window = plan.suite, plan.window
         suite_file = project.files.get(f"suite:{suite.name}", f"suites/{suite.name}.yaml")
@@ -61,6 +65,7 @@ def explain(project: Project, phase: str, as_of: datetime, check: str | None = N
             config = sources[unit.source]
             parameters = query_parameters(unit, window, as_of, thresholds)
             query = kind_of(config).explain(unit.source, config, unit.query, parameters, project.root)
+            asked.append((len(checks), unit.source, config, unit.query, parameters))
             side = prefix.split(".")[2] if prefix else None
             for request in query["requests"]:
                 if side is not None:
@@ -124,6 +129,9 @@ def explain(project: Project, phase: str, as_of: datetime, check: str | None = N
                 "evidence_per_side": evidences if suite.compare is not None else None,
             }
         )
+    if estimate:
+        for index, answer in zip((a[0] for a in asked), _estimates(project, asked), strict=True):
+            checks[index].setdefault("estimate", []).append(answer)
     return {
         "phase": phase,
         "environment": gate.environment,
@@ -134,6 +142,57 @@ def explain(project: Project, phase: str, as_of: datetime, check: str | None = N
         else {"duration": format_duration(gate.soak.duration), "max_gap": format_duration(gate.soak.max_gap)},
         "checks": checks,
     }
+
+
+def _estimates(project: Project, asked: list[tuple[int, str, Any, Any, Any]]) -> list[dict[str, Any]]:
+    """Each request's plan from its own source (one connection per source), or why not."""
+    import asyncio
+
+    from gatecheck.errors import GatecheckError
+    from gatecheck.sources import open_source
+
+    async def all_of() -> list[dict[str, Any]]:
+        opened: dict[str, Any] = {}
+        answers = []
+        try:
+            for _, name, config, query, parameters in asked:
+                source = opened.get(name) or opened.setdefault(name, open_source(name, config, project.root))
+                try:
+                    plan = await source.estimate(query, parameters)
+                except GatecheckError as exc:
+                    plan = {"error": str(exc)}
+                plan = plan or {"none": f"its {config.type} source has no planner"}
+                answers.append({"source": name, **plan})
+        finally:
+            for source in opened.values():
+                await source.close()
+        return answers
+
+    return asyncio.run(all_of())
+
+
+def _estimate_lines(estimate: dict[str, Any]) -> list[str]:
+    """One line per table of an estimate, as ``explain`` prints it."""
+    if "error" in estimate:
+        return [f"no estimate: {estimate['error']}"]
+    if "none" in estimate:
+        return [estimate["none"]]
+    lines = []
+    for table in estimate.get("tables", []):
+        used = [
+            f"{i['index']} ({', '.join(i['keys']) or 'no condition on its keys'}) selects "
+            f"{i['granules']}/{i['of']} granules"
+            for i in estimate.get("indexes", [])
+            if i["table"] == table["table"]
+        ]
+        lines.append(
+            f"{table['table']}: {table['rows']:,} rows, {table['parts']} parts, {table['marks']} marks"
+            + (f"; {'; '.join(used)}" if used else "; no index prunes it")
+        )
+    for scan in estimate.get("scans", []):
+        how = f"{scan['scan']}" + (f" on {scan['index']}" if scan.get("index") else "")
+        lines.append(f"{scan['table']}: {how}, ~{scan['rows']:,} rows")
+    return lines
 
 
 def _compare_text(suite: Any) -> str:
@@ -195,6 +254,8 @@ def render_explanation(document: dict[str, Any]) -> str:
                 origin = f"  ({parameter['provenance']}: {parameter['key']})" if "key" in parameter else ""
                 kind = f" {parameter['type']}" if parameter["type"] else ""
                 lines.append(f"{pad}with {parameter['name']}{kind} = {parameter['sent']}{means}{origin}")
+        for estimate in check.get("estimate", []):
+            lines += [f"estimate   {line}" for line in _estimate_lines(estimate)]
         if check.get("compare"):
             lines.append(f"compare    {check['compare']}")
         evidences = check.get("evidence_per_side") or ([check["evidence"]] if check["evidence"] else [])

@@ -85,6 +85,11 @@ class Source(ABC):
         """How many of these parameter sets one ``query_steps`` request should carry."""
         return 64
 
+    async def estimate(self, text: Any, parameters: QueryParameters) -> dict[str, Any] | None:
+        """What the source expects one suite query to read, from its own planner, read-only and
+        without running it (``gatecheck explain --estimate``); None when it has no planner."""
+        return None
+
     async def close(self) -> None:  # noqa: B027 — optional hook
         """Release connections; safe to call more than once."""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import time
 from datetime import datetime
@@ -203,6 +204,39 @@ class PostgreSQLSource(Source):
             if isinstance(translated, SourceUnavailable):
                 await self._drop()
             raise translated from exc
+
+    async def estimate(self, text: str, parameters: QueryParameters) -> dict[str, Any] | None:
+        """PostgreSQL's plan of the request ``query`` sends, not run: ``EXPLAIN (FORMAT JSON)``
+        in a READ ONLY transaction — the estimated rows, and each table's scan (index or
+        sequential) with its estimated rows."""
+        names = sql_parameters(text)
+        bound = {name: value for name, value in parameters.items() if name in names}
+        try:
+            frame = await asyncio.wait_for(
+                self._run("EXPLAIN (FORMAT JSON) " + bind_form(text), bound), self.timeout + 5
+            )
+        except TimeoutError as exc:
+            await self._drop()
+            raise SourceTimeout(f"{self.where}: no estimate within {self.timeout:.0f}s") from exc
+        except Exception as exc:
+            if isinstance(exc, SourceUnavailable | SourceTimeout | QueryError):
+                raise
+            raise _translate(exc, self.where, self.timeout) from exc
+        document = frame.iloc[0, 0]
+        plan = (json.loads(document) if isinstance(document, str) else document)[0]["Plan"]
+        scans: list[dict[str, Any]] = []
+
+        def walk(node: dict[str, Any]) -> None:
+            if "Relation Name" in node:
+                scans.append({
+                    "table": node["Relation Name"], "scan": node["Node Type"],
+                    "index": node.get("Index Name"), "rows": int(node.get("Plan Rows", 0)),
+                })  # fmt: skip
+            for child in node.get("Plans", []):
+                walk(child)
+
+        walk(plan)
+        return {"rows": int(plan.get("Plan Rows", 0)), "scans": scans}
 
     async def _drop(self) -> None:
         connection, self._connection = self._connection, None
