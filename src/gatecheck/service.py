@@ -236,6 +236,12 @@ class Service:
         self._page_reads[(what, phase)] = (now, value)
         return value
 
+    def recorded_latest(self, phase: str) -> Verdict | None:
+        """The ledger's latest verdict of a phase not evaluated here since the start, as the
+        pages and /api/v1/phases show it (kept a few seconds: pollers read the ledger once).
+        Blocking: call it in a thread."""
+        return self._page_read("latest", phase, partial(self._recorded, phase))
+
     def refresh_s(self) -> float:
         """How often a page refreshes itself: the shortest interval it shows."""
         return min(self.interval(p).total_seconds() for p in self.phases) if self.phases else 60.0
@@ -252,7 +258,7 @@ class Service:
             verdict = state.verdict if state is not None else None
             problem = state.last_error if state is not None else None
             if verdict is None:
-                verdict = self._page_read("latest", phase, partial(self._recorded, phase))
+                verdict = self.recorded_latest(phase)
             try:
                 line = self._page_read("timeline", phase, partial(read_timeline, self.ledger, gate, now))
             except GatecheckError as exc:
@@ -426,10 +432,15 @@ class Service:
             for seconds, phases in sorted(groups.items()):
                 loops.create_task(self.every(seconds, phases), name=f"gatecheck-every-{seconds:g}s")
 
-    def latest(self, phase: str) -> Verdict | None:
+    def latest_here(self, phase: str) -> Verdict | None:
+        """The verdict this service evaluated last (None: not since its start)."""
         state = self.states.get(phase)
-        if state is not None and state.verdict is not None:
-            return state.verdict
+        return state.verdict if state is not None else None
+
+    def latest(self, phase: str) -> Verdict | None:
+        here = self.latest_here(phase)
+        if here is not None:
+            return here
         record = self.ledger.latest(phase)
         return record.to_verdict() if record else None
 
@@ -692,10 +703,6 @@ def create_app(service: Service) -> Any:
             return None
         return JSONResponse({"detail": "too many evaluations requested; try later"}, status_code=429)
 
-    def unauthorized() -> Any:
-        headers = {"WWW-Authenticate": "Bearer"}
-        return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401, headers=headers)
-
     def authenticate(
         request: Request, *other: str | None, detail: str = "missing or wrong bearer token"
     ) -> Any:
@@ -853,15 +860,12 @@ def create_app(service: Service) -> Any:
     @app.get("/api/v1/phases", response_model=None, responses={200: {"model": list[PhaseSummary]}})
     async def phases() -> Any:
         result = []
+        unevaluated = [g.phase for g in service.project.chain() if service.latest_here(g.phase) is None]
+        # Not evaluated here since the start: the ledger's latest, as /verdict says (one thread).
+        recorded = await asyncio.to_thread(lambda: {p: service.recorded_latest(p) for p in unevaluated})
         for gate in service.project.chain():
             state = service.states.get(gate.phase)
-            latest = state.verdict if state else None
-            error = state.last_error if state else None
-            if latest is None:  # not evaluated here since the start: the ledger's latest, as /verdict says
-                try:
-                    latest = await asyncio.to_thread(service.latest, gate.phase)
-                except GatecheckError as exc:
-                    error = error or str(exc)
+            latest = service.latest_here(gate.phase) or recorded.get(gate.phase)
             result.append(
                 {
                     "phase": gate.phase,
@@ -872,7 +876,7 @@ def create_app(service: Service) -> Any:
                     "interval": service.interval(gate.phase).total_seconds(),
                     "verdict": latest.verdict.value if latest else None,
                     "as_of": latest.as_of.isoformat() if latest else None,
-                    "last_error": error,
+                    "last_error": state.last_error if state else None,
                 }
             )
         return result

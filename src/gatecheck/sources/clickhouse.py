@@ -264,10 +264,13 @@ class ClickHouseSource(Source):
         self._hub = clickhouse if clickhouse is not None else ClickHouse()
         self._connection: Connection | None = None
 
-    def _query(self, sql: str, parameters: dict[str, str]) -> pd.DataFrame:
+    def _connected(self) -> Connection:
         if self._connection is None:
             self._connection = self._hub.connect(self.target, timeout=self.timeout)
-        connection = self._connection
+        return self._connection
+
+    def _query(self, sql: str, parameters: dict[str, str]) -> pd.DataFrame:
+        connection = self._connected()
         return connection.query_df(for_session(sql, connection.readonly()), parameters)
 
     async def query(self, text: str, parameters: QueryParameters) -> pd.DataFrame:
@@ -288,9 +291,7 @@ class ClickHouseSource(Source):
         bound = {name: format_parameter(value) for name, value in named_only(text, parameters).items()}
 
         def plan() -> dict[str, Any]:
-            if self._connection is None:
-                self._connection = self._hub.connect(self.target, timeout=self.timeout)
-            connection = self._connection
+            connection = self._connected()
             sent = for_session(sql, connection.readonly())
             estimate = connection.query_df("EXPLAIN ESTIMATE " + sent, bound)
             indexes = connection.query_df("EXPLAIN indexes = 1 " + sent, bound)

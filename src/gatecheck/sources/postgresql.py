@@ -187,7 +187,12 @@ class PostgreSQLSource(Source):
         return pd.DataFrame.from_records(rows, columns=columns)
 
     async def query(self, text: str, parameters: QueryParameters) -> pd.DataFrame:
-        sql = bind_form(text)
+        return await self._ask(text, parameters)
+
+    async def _ask(self, text: str, parameters: QueryParameters, prefix: str = "") -> pd.DataFrame:
+        """``prefix`` + the suite's SQL in its bound form, run in a READ ONLY transaction, its
+        errors translated (a broken connection is dropped, to be opened again)."""
+        sql = prefix + bind_form(text)
         names = sql_parameters(text)
         bound = {name: value for name, value in parameters.items() if name in names}
         try:
@@ -209,19 +214,7 @@ class PostgreSQLSource(Source):
         """PostgreSQL's plan of the request ``query`` sends, not run: ``EXPLAIN (FORMAT JSON)``
         in a READ ONLY transaction — the estimated rows, and each table's scan (index or
         sequential) with its estimated rows."""
-        names = sql_parameters(text)
-        bound = {name: value for name, value in parameters.items() if name in names}
-        try:
-            frame = await asyncio.wait_for(
-                self._run("EXPLAIN (FORMAT JSON) " + bind_form(text), bound), self.timeout + 5
-            )
-        except TimeoutError as exc:
-            await self._drop()
-            raise SourceTimeout(f"{self.where}: no estimate within {self.timeout:.0f}s") from exc
-        except Exception as exc:
-            if isinstance(exc, SourceUnavailable | SourceTimeout | QueryError):
-                raise
-            raise _translate(exc, self.where, self.timeout) from exc
+        frame = await self._ask(text, parameters, prefix="EXPLAIN (FORMAT JSON) ")
         document = frame.iloc[0, 0]
         plan = (json.loads(document) if isinstance(document, str) else document)[0]["Plan"]
         scans: list[dict[str, Any]] = []
