@@ -304,3 +304,20 @@ def test_assumed_soaked_is_audited_only_for_a_gate_with_a_soak(warehouse: Path, 
     assert result.exit_code == 0, result.output
     kinds = [e.kind for e in SqliteLedger(isolated_history).audit()]
     assert "assumed-soaked" not in kinds  # warehouse-release has no soak: nothing was assumed
+
+
+def test_no_record_on_a_clickhouse_ledger_creates_no_database(warehouse: Path) -> None:
+    """The chDB ledger too: --no-record reads a ledger that is there and creates none."""
+    from gatecheck.clickhouse import ClickHouse, Target
+
+    url = f"chdb://{warehouse}?database=never_created_ledger"
+    result = runner.invoke(
+        app,
+        ["run", "--phase", "warehouse-release", "--config", str(PROJECT), "--as-of", AS_OF_TEXT, "--no-record"],
+        env={**warehouse_env(warehouse, "healthy"), "GATECHECK_HISTORY_URL": url},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with ClickHouse() as clickhouse:
+        connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}", warehouse))
+        databases = set(connection.query_df("SELECT name FROM system.databases")["name"])
+    assert "never_created_ledger" not in databases

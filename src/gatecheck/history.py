@@ -619,9 +619,14 @@ ORDER BY as_of, recorded_at
 class ClickHouseLedger(Ledger):
     """A ``gatecheck_evaluations`` table on chDB or a ClickHouse server."""
 
-    def __init__(self, url: str, root: Path, clickhouse: ClickHouse | None = None) -> None:
+    def __init__(
+        self, url: str, root: Path, clickhouse: ClickHouse | None = None, *, create: bool = True
+    ) -> None:
+        """The ledger's tables in ``url``'s database, created if missing; ``create=False``
+        (``run --no-record``) writes nothing: missing tables are an empty ledger."""
         self.url = redact(url)
         target = Target.parse(url, root, what="history.url")
+        self._absent = False
         # The engine's hub: on chDB the ledger shares the sources' client and its one lock
         # (chDB embeds one engine per process, so a chDB ledger lives on the warehouse's path).
         self._own_hub = clickhouse is None
@@ -630,8 +635,9 @@ class ClickHouseLedger(Ledger):
             if target.embedded is not None:
                 # Through the default database's client (shared with the sources): the ledger's
                 # own database may not exist yet, and its table is always named in full.
-                connection = self._hub.connect(dataclasses.replace(target, database="default"), create=True)
-                connection.command(f"CREATE DATABASE IF NOT EXISTS `{target.database}`")
+                connection = self._hub.connect(dataclasses.replace(target, database="default"), create=create)
+                if create:
+                    connection.command(f"CREATE DATABASE IF NOT EXISTS `{target.database}`")
             else:
                 connection = self._hub.connect(target)
         except GatecheckError as exc:
@@ -648,6 +654,13 @@ class ClickHouseLedger(Ledger):
             return None
 
         self._execute = execute
+        if not create:
+            try:
+                found = execute(f"EXISTS TABLE {self._table}", {}, True)
+            except Exception as exc:
+                raise LedgerError(f"history ledger {self.url}: cannot read ({exc})") from exc
+            self._absent = not int(found.iloc[0, 0])
+            return
         try:
             self._execute(_CH_SCHEMA.replace("{table}", self._table), {}, False)
             for migration in _CH_MIGRATE:
@@ -682,6 +695,8 @@ class ClickHouseLedger(Ledger):
         recorded_since: datetime | None = None,
         ahead: bool = True,
     ) -> list[Record]:
+        if self._absent:  # read-only, and no tables: nothing was ever recorded
+            return []
         params = {
             "ahead_ms": 2**62 if ahead else int(MAX_CLOCK_SKEW.total_seconds() * 1000),
             "recorded_since_ms": _ms(recorded_since) if recorded_since else 0,
@@ -720,6 +735,8 @@ class ClickHouseLedger(Ledger):
         until: datetime,
         recorded_since: datetime | None = None,
     ) -> list[tuple[datetime, bool, bool, str, bool]]:
+        if self._absent:  # read-only, and no tables: nothing was ever recorded
+            return []
         params = {
             "phase": phase,
             "since_ms": _ms(since),
@@ -742,6 +759,8 @@ class ClickHouseLedger(Ledger):
         ]
 
     def timeline(self, phase: str, since: datetime, until: datetime) -> list[tuple[datetime, VerdictState]]:
+        if self._absent:  # read-only, and no tables: nothing was ever recorded
+            return []
         params = {"phase": phase, "since_ms": _ms(since), "until_ms": _ms(until)}
         try:
             frame = self._execute(_CH_TIMELINE.replace("{table}", self._table), params, True)
@@ -785,6 +804,8 @@ class ClickHouseLedger(Ledger):
     def audit(
         self, phases: list[str] | None = None, since: datetime | None = None, kinds: list[str] | None = None
     ) -> list[AuditEvent]:
+        if self._absent:  # read-only, and no tables: nothing was ever recorded
+            return []
         params = {"phases": phases or [], "since_ms": _ms(since) if since else 0, "kinds": kinds or []}
         try:
             frame = self._execute(_CH_AUDIT_SELECT.replace("{audit}", self._audit), params, True)
@@ -834,14 +855,11 @@ def _ledger_directory(path: Path, root: Path, url: str) -> None:
     )
 
 
-def _not_in_the_package(url: str, root: Path) -> None:
+def _not_in_the_package(path: Path, url: str) -> None:
     """Refuse a ledger inside the installed gatecheck package (``--config`` pointing at a
     shipped project, whose default ledger is relative to it): nothing is ever written there."""
     import gatecheck
 
-    raw = url.split("://", 1)[1].split("?", 1)[0]
-    raw = raw[1:] if url.startswith("sqlite:///") else raw  # sqlite:///rel, sqlite:////abs
-    path = Path(raw) if Path(raw).is_absolute() else root / raw
     package = Path(gatecheck.__file__).resolve().parent
     if path.resolve().is_relative_to(package):
         raise ConfigError(
@@ -857,8 +875,6 @@ def open_ledger(url: str, root: Path, clickhouse: ClickHouse | None = None, *, c
     ``clickhouse``: the engine's connections, shared with its ClickHouse sources. ``create=False``:
     an SQLite ledger only read, never created (``run --no-record`` writes nothing)."""
     parts = urlsplit(url)
-    if parts.scheme in ("sqlite", "chdb"):
-        _not_in_the_package(url, root)
     if parts.scheme == "sqlite":
         # sqlite:///relative/file.db → "relative/file.db"; sqlite:////abs/file.db → "/abs/file.db"
         raw = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
@@ -866,12 +882,16 @@ def open_ledger(url: str, root: Path, clickhouse: ClickHouse | None = None, *, c
             raise ConfigError(f"history.url: {url!r} needs a path, e.g. sqlite:///.gatecheck/history.db")
         path = Path(raw)
         path = path if path.is_absolute() else root / path
+        _not_in_the_package(path, url)
         if not create:
             return SqliteLedger(path, create=False)
         _ledger_directory(path, root, url)
         return SqliteLedger(path)
     if parts.scheme in CLICKHOUSE_SCHEMES:
-        return ClickHouseLedger(url, root, clickhouse)
+        embedded = Target.parse(url, root, what="history.url").embedded
+        if embedded is not None:
+            _not_in_the_package(embedded, url)
+        return ClickHouseLedger(url, root, clickhouse, create=create)
     raise ConfigError(
         f"history.url: unsupported scheme in {redact(url)!r} "
         "(use sqlite:///PATH, chdb://PATH or clickhouse://host:8123/db)"
