@@ -168,6 +168,7 @@ def _load_for_reading(config: Path, demo: bool) -> Project:
     demo runs, on the ledger the demo recorded into in this directory."""
     if not demo:
         return load_project(config)
+    from gatecheck.demo.run import demo_environ
     from gatecheck.shipped import project_path
 
     state = Path.cwd() / ".gatecheck"
@@ -175,12 +176,7 @@ def _load_for_reading(config: Path, demo: bool) -> Project:
         raise ConfigError(
             f"--demo: no demo records in {state} (run `gatecheck demo` in this directory first)"
         )
-    environ = {
-        **os.environ,
-        "GATECHECK_HISTORY_URL": f"sqlite:///{state / 'history.db'}",
-        "GATECHECK_CLICKHOUSE_URL": f"chdb://{state / 'warehouse'}",
-    }
-    return load_project(project_path("reference"), environ=environ)
+    return load_project(project_path("reference"), environ=demo_environ(state, state / "history.db"))
 
 
 class VerdictFormat(StrEnum):
@@ -740,7 +736,7 @@ def waive(
         event = waiver_event(project, phase, check, parse_groups(group or []), length, reason, by)
         return ledger.create_waiver(event)
 
-    typer.echo(printable(describe(_decide(config, write))))
+    typer.echo(describe(_decide(config, write)))
 
 
 @app.command()
@@ -758,7 +754,7 @@ def unwaive(
         ledger.append_audit([event])
         return event
 
-    typer.echo(printable(describe(_decide(config, write))))
+    typer.echo(describe(_decide(config, write)))
 
 
 @app.command()
@@ -779,7 +775,7 @@ def approve(
         ledger.append_audit([event])
         return event
 
-    typer.echo(printable(describe(_decide(config, write))))
+    typer.echo(describe(_decide(config, write)))
 
 
 @app.command()
@@ -813,7 +809,7 @@ def audit(
         typer.echo(f"nothing in the audit trail in the last {since}")
     else:
         for event in events:
-            typer.echo(printable(describe(event)))
+            typer.echo(describe(event))
 
 
 @app.command()

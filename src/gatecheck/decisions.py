@@ -14,7 +14,7 @@ from typing import Any
 from gatecheck.audit import MAX_DECISION, AuditEvent, waivers_at
 from gatecheck.config import Project
 from gatecheck.durations import format_duration, parse_duration
-from gatecheck.errors import ConfigError
+from gatecheck.errors import ConfigError, printable
 
 _WAIVER_ID = re.compile(r"^W[1-9][0-9]*$")
 
@@ -124,4 +124,5 @@ def describe(event: AuditEvent) -> str:
     )
     until = f" until {event.until.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}" if event.until else ""
     parts = [at, f"{event.kind:<16}", event.phase, event.waiver or "-", scope or "-"]
-    return "  ".join(parts) + f"{until}  by {event.by}: {event.reason}"
+    # A reason or author posted through the API may hold control characters: shown escaped.
+    return printable("  ".join(parts) + f"{until}  by {event.by}: {event.reason}")

@@ -76,11 +76,7 @@ def run_demo(
     # A served demo keeps a ledger of its own, new at each start (its pages show its own
     # records, never the NO-GOs of earlier scenario runs); scenario runs record into history.db.
     ledger = state / ("served.db" if serve else "history.db")
-    environ = {
-        **os.environ,
-        "GATECHECK_CLICKHOUSE_URL": f"chdb://{state / 'warehouse'}",
-        "GATECHECK_HISTORY_URL": f"sqlite:///{ledger}",
-    }
+    environ = demo_environ(state, ledger)
     project = load_project(root, environ=environ, expectations=not serve)  # serve: the worker checks
     gate = project.gate(phase)
     state.mkdir(exist_ok=True)
@@ -174,6 +170,17 @@ def run_demo(
             return asyncio.run(judge())
         finally:
             server.stop()
+
+
+def demo_environ(state: Path, ledger: Path) -> dict[str, str]:
+    """The environment the demo's project is read with: its own embedded warehouse in
+    ``state`` and ``ledger``, whatever the shell exports (absolute URLs: the project may be the
+    installed package)."""
+    return {
+        **os.environ,
+        "GATECHECK_CLICKHOUSE_URL": f"chdb://{state / 'warehouse'}",
+        "GATECHECK_HISTORY_URL": f"sqlite:///{ledger}",
+    }
 
 
 def stop_demo(workdir: Path, say: Callable[[str], None] = print) -> int:
