@@ -70,6 +70,33 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield path
 
 
+# The reference schema before it was made for time windows: no partitions, no skip indexes.
+_UNPRUNABLE = {
+    "stream_trace_events": "MergeTree ORDER BY (event_ts, session_id)",
+    "lifecycle_edges": "MergeTree ORDER BY (from_ts, session_id)",
+    "session_facts": "ReplacingMergeTree(version) ORDER BY session_id",
+    "network_demand_hourly": "SummingMergeTree ORDER BY (hour, gateway, region, pipeline, model_id)",
+    "network_demand_pipeline_hourly": "SummingMergeTree ORDER BY (hour, gateway, region, pipeline)",
+    "network_capabilities": "MergeTree ORDER BY (local_address, snapshot_ts)",
+}
+
+
+@pytest.fixture(scope="session")
+def unprunable(warehouse: Path) -> str:
+    """A database of the warehouse holding the healthy scenario's rows in the reference
+    schema as it was before partitions and skip indexes (a time window prunes only on the
+    sort keys): its name."""
+    with ClickHouse() as clickhouse:
+        connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}", warehouse))
+        connection.command("CREATE DATABASE IF NOT EXISTS unprunable")
+        for table, engine in _UNPRUNABLE.items():
+            connection.command(f"DROP TABLE IF EXISTS unprunable.{table}")
+            connection.command(
+                f"CREATE TABLE unprunable.{table} ENGINE = {engine} AS SELECT * FROM healthy.{table}"
+            )
+    return "unprunable"
+
+
 @pytest.fixture(scope="session")
 def live_databases(warehouse: Path) -> dict[str, str]:
     """Scenarios built at the current time (for gates that also read the bus, whose messages

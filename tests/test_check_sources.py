@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from gatecheck.cli import app
 from gatecheck.demo.bus import free_port
-from gatecheck.sources.sqltext import column_problems, tables_and_columns
+from gatecheck.sources.sqltext import column_problems, tables_and_columns, time_filtered_columns
 
 from .conftest import PROJECT
 
@@ -142,6 +142,29 @@ def test_tables_and_columns_a_query_reads(sql: str, expected: dict[tuple[str, st
     assert tables_and_columns(sql, "db") == expected
 
 
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        # both bounds; a condition without a time parameter is not the window's
+        ("SELECT count() FROM t WHERE ts >= {window_start:DateTime64(3)} AND ts < {window_end:DateTime64(3)} "
+         "AND kind = 'a'", {("db", "t"): {"ts"}}),
+        # through a WITH name, an offset and BETWEEN; each scope's own table
+        ("WITH {as_of:DateTime64(3)} AS now SELECT 1 FROM t WHERE ingest_ts > now - INTERVAL 1 DAY "
+         "UNION ALL SELECT 2 FROM u WHERE hour BETWEEN {window_start:DateTime64(3)} AND now",
+         {("db", "t"): {"ingest_ts"}, ("db", "u"): {"hour"}}),
+        # a parameter that is not a time one bounds nothing; a table read without a window
+        ("SELECT count() FROM t WHERE lag > {lag_max:Float64}", {("db", "t"): set()}),
+        # a join: a bare column's table is not known, so nothing is claimed
+        ("SELECT count() FROM t JOIN u USING k WHERE ts >= {window_start:DateTime64(3)}",
+         {("db", "t"): set(), ("db", "u"): set()}),
+    ],
+)  # fmt: skip
+def test_the_columns_a_query_bounds_by_its_window(
+    sql: str, expected: dict[tuple[str, str], set[str]]
+) -> None:
+    assert time_filtered_columns(sql, "db") == expected
+
+
 def test_the_shipped_suites_read_only_what_the_reference_schema_has() -> None:
     """No false alarm on the reference warehouse: every column found is in the schema."""
     from gatecheck.demo.reference import SCHEMA
@@ -251,3 +274,30 @@ def test_a_suite_whose_sql_cannot_be_parsed_is_one_problem_line_of_the_probe() -
     (problem,) = probe.problems
     assert problem.startswith("suite broken: SQL syntax error at line 1, column 34 of the query")
     assert used.readers == {("db", "t"): {"fine"}}
+
+
+def test_a_window_that_prunes_nothing_is_named_with_what_to_do(
+    warehouse: Path, unprunable: str, bus_for, metrics_url: str, postgres_for, e2e_for
+) -> None:
+    """On the schema before partitions and skip indexes, every suite bounding a column that
+    is in no key or index reads whole tables: one line each, naming the column. The shipped
+    schema (the healthy database: exit 0 above) prunes every suite's window."""
+    env = environment(
+        warehouse, bus_for("healthy"), metrics_url, postgres_for(), e2e_for(), database=unprunable
+    )
+    result = runner.invoke(app, ["check-sources", "--config", str(PROJECT), "-e", "staging"], env=env)
+    assert result.exit_code == 3, result.output
+    problems = sorted(line for line in result.stdout.splitlines() if line.startswith("problem: "))
+    assert problems == [
+        "problem: staging/warehouse: freshness_lag reads all 120k rows of stream_trace_events for a 1h window "
+        "(ingest_ts is not in its sort key, partition or a skip index)",
+        "problem: staging/warehouse: freshness_lag reads all 30k rows of session_facts for a 1h window "
+        "(ingest_ts is not in its sort key, partition or a skip index)",
+        "problem: staging/warehouse: freshness_lag reads all 90k rows of lifecycle_edges for a 1h window "
+        "(ingest_ts is not in its sort key, partition or a skip index)",
+        "problem: staging/warehouse: rollup_parity reads all 30k rows of session_facts for a 6h window "
+        "(session_start_ts is not in its sort key, partition or a skip index)",
+        "problem: staging/warehouse: unattributed_sessions reads all 30k rows of session_facts for a 1h "
+        "window (session_start_ts is not in its sort key, partition or a skip index)",
+    ], result.stdout
+    assert result.stdout.splitlines()[0].startswith("problem ")  # the warehouse's own line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -175,26 +176,45 @@ def test_explain_refuses_bad_input_in_one_line(args: list[str], message: str | N
         assert lines == [message]
 
 
-def test_estimate_shows_a_pruned_and_an_unpruned_request(warehouse: Path) -> None:
+def test_estimate_shows_a_pruned_and_an_unpruned_request(warehouse: Path, unprunable: str) -> None:
     """--estimate asks ClickHouse, read-only, for each request's plan: unmatched_edges reads
-    one granule range of lifecycle_edges by its sort key; unattributed_sessions reads every
-    row of session_facts (ordered by session_id: a time window cannot prune it)."""
-    env = {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database=healthy"}
+    one granule range of lifecycle_edges by its sort key, in one day's part; on the schema
+    without partitions and skip indexes unattributed_sessions reads every row of
+    session_facts (ordered by session_id: a time window cannot prune it), on the shipped
+    schema the granules its skip index on session_start_ts keeps (read with FINAL, where
+    ClickHouse uses skip indexes, not the partition key)."""
     args = ["explain", "--phase", "warehouse-release", "--config", str(PROJECT), "--as-of", AS_OF_TEXT]
-    result = runner.invoke(app, [*args, "--estimate", "--format", "json"], env=env)
-    assert result.exit_code == 0, result.output
-    checks = {c["suite"]: c for c in json.loads(result.stdout)["checks"]}
-    (edges,) = checks["unmatched_edges"]["estimate"]
-    (index,) = [i for i in edges["indexes"] if i["table"] == "healthy.lifecycle_edges"]
-    assert index["keys"] == ["from_ts"] and index["granules"] < index["of"]
-    (sessions,) = checks["unattributed_sessions"]["estimate"]
-    (table,) = sessions["tables"]
+
+    def estimates(database: str) -> dict[str, Any]:
+        env = {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={database}"}
+        result = runner.invoke(app, [*args, "--estimate", "--format", "json"], env=env)
+        assert result.exit_code == 0, result.output
+        return {c["suite"]: c["estimate"] for c in json.loads(result.stdout)["checks"]}
+
     with ClickHouse() as clickhouse:
-        connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}?database=healthy", warehouse))
-        total = int(connection.query_df("SELECT count() AS n FROM healthy.session_facts")["n"].iloc[0])
-    assert table["table"] == "healthy.session_facts" and table["rows"] == total
+        connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}", warehouse))
+        total, copied = (
+            int(connection.query_df(f"SELECT count() AS n FROM {database}.session_facts")["n"].iloc[0])
+            for database in ("healthy", unprunable)
+        )
+    shipped = estimates("healthy")
+    (edges,) = shipped["unmatched_edges"]
+    used = {i["index"]: i for i in edges["indexes"] if i["table"] == "healthy.lifecycle_edges"}
+    assert used["PrimaryKey"]["keys"] == ["from_ts"] and used["PrimaryKey"]["granules"] == 1
+    assert (
+        used["MinMax"]["keys"] == ["from_ts"] and used["MinMax"]["granules"] < used["MinMax"]["of"]
+    )  # a day's part
+    (sessions,) = shipped["unattributed_sessions"]
+    (table,) = sessions["tables"]
+    assert table["table"] == "healthy.session_facts" and 0 < table["rows"] < total / 3
+    (skip,) = [i for i in sessions["indexes"] if i["index"] == "Skip"]  # under FINAL: the skip index
+    assert skip["keys"] == ["session_start_ts_minmax"] and skip["granules"] < skip["of"]
+    ((table,),) = [e["tables"] for e in estimates(unprunable)["unattributed_sessions"]]
+    assert table["table"] == f"{unprunable}.session_facts" and table["rows"] == copied
+    env = {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database=healthy"}
     text = runner.invoke(app, [*args, "--estimate", "--check", "unmatched_edges"], env=env).stdout
     assert "estimate   healthy.lifecycle_edges: " in text and "PrimaryKey (from_ts) selects 1/" in text
+    assert "MinMax (from_ts) selects " in text
 
 
 def test_estimate_on_postgresql_names_each_scan(postgres_for) -> None:

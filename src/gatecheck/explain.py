@@ -180,8 +180,12 @@ def _estimate_lines(estimate: dict[str, Any]) -> list[str]:
     lines = []
     for table in estimate.get("tables", []):
         used = [
-            f"{i['index']} ({', '.join(i['keys']) or 'no condition on its keys'}) selects "
-            f"{i['granules']}/{i['of']} granules"
+            (
+                f"{i['index']} selects "
+                if i["index"] == "PrimaryKeyExpand"
+                else f"{i['index']} ({', '.join(i['keys']) or 'no condition on its keys'}) selects "
+            )
+            + f"{i['granules']}/{i['of']} granules"
             for i in estimate.get("indexes", [])
             if i["table"] == table["table"]
         ]

@@ -67,8 +67,9 @@ SCHEMA = (
       orchestrator_local_address String,
       clock_domain LowCardinality(String),
       event_ts DateTime64(3, 'UTC'),
-      ingest_ts DateTime64(3, 'UTC')
-    ) ENGINE = MergeTree ORDER BY (event_ts, session_id)""",
+      ingest_ts DateTime64(3, 'UTC'),
+      INDEX ingest_ts_minmax ingest_ts TYPE minmax GRANULARITY 1
+    ) ENGINE = MergeTree PARTITION BY toDate(event_ts) ORDER BY (event_ts, session_id)""",
     """CREATE TABLE {db}.network_capabilities (
       snapshot_ts DateTime64(3, 'UTC'), local_address String, orchestrator_address String,
       pipeline LowCardinality(String), model_id LowCardinality(String),
@@ -79,25 +80,30 @@ SCHEMA = (
       edge_type LowCardinality(String),
       from_event_id String, to_event_id Nullable(String),
       from_ts DateTime64(3, 'UTC'), to_ts Nullable(DateTime64(3, 'UTC')),
-      ingest_ts DateTime64(3, 'UTC')
-    ) ENGINE = MergeTree ORDER BY (from_ts, session_id)""",
+      ingest_ts DateTime64(3, 'UTC'),
+      INDEX ingest_ts_minmax ingest_ts TYPE minmax GRANULARITY 1
+    ) ENGINE = MergeTree PARTITION BY toDate(from_ts) ORDER BY (from_ts, session_id)""",
     """CREATE TABLE {db}.session_facts (
       session_id String, session_start_ts DateTime64(3, 'UTC'),
       gateway LowCardinality(String), region LowCardinality(String),
       orchestrator_address String,
       pipeline LowCardinality(String), model_id LowCardinality(String),
       attribution_source Enum8('direct' = 1, 'mapped_window' = 2, 'unattributed' = 3),
-      duration_s Float64, version UInt64, ingest_ts DateTime64(3, 'UTC')
-    ) ENGINE = ReplacingMergeTree(version) ORDER BY session_id""",
+      duration_s Float64, version UInt64, ingest_ts DateTime64(3, 'UTC'),
+      INDEX session_start_ts_minmax session_start_ts TYPE minmax GRANULARITY 1,
+      INDEX ingest_ts_minmax ingest_ts TYPE minmax GRANULARITY 1
+    ) ENGINE = ReplacingMergeTree(version) PARTITION BY toDate(session_start_ts) ORDER BY session_id""",
     """CREATE TABLE {db}.network_demand_hourly (
       hour DateTime('UTC'), gateway LowCardinality(String), region LowCardinality(String),
       pipeline LowCardinality(String), model_id LowCardinality(String),
       sessions UInt64, session_minutes Float64
-    ) ENGINE = SummingMergeTree ORDER BY (hour, gateway, region, pipeline, model_id)""",
+    ) ENGINE = SummingMergeTree PARTITION BY toYYYYMM(hour) ORDER BY (hour, gateway, region, pipeline, model_id)
+    SETTINGS index_granularity = 64""",
     """CREATE TABLE {db}.network_demand_pipeline_hourly (
       hour DateTime('UTC'), gateway LowCardinality(String), region LowCardinality(String),
       pipeline LowCardinality(String), sessions UInt64, session_minutes Float64
-    ) ENGINE = SummingMergeTree ORDER BY (hour, gateway, region, pipeline)""",
+    ) ENGINE = SummingMergeTree PARTITION BY toYYYYMM(hour) ORDER BY (hour, gateway, region, pipeline)
+    SETTINGS index_granularity = 32""",
 )
 
 # One row per session with every time in epoch milliseconds. {as_of_ms}, {start_ms},

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -28,6 +29,17 @@ QueryParameters = Mapping[str, datetime | bool | int | float | str]
 #: The most rows (or series) a suite's answer may have: a suite returns aggregates. Sources stop
 #: reading at MAX_ROWS + 1, so a runaway query never crosses whole into Python.
 MAX_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class PlannedRequest:
+    """One suite's request as a gate would send it: the suite, its window's length (for
+    messages), the query and its parameters."""
+
+    suite: str
+    window: str
+    query: Any
+    parameters: QueryParameters
 
 
 class SourceSettings(Frozen):
@@ -89,6 +101,12 @@ class Source(ABC):
         """What the source expects one suite query to read, from its own planner, read-only and
         without running it (``gatecheck explain --estimate``); None when it has no planner."""
         return None
+
+    async def unpruned(self, requests: list[PlannedRequest]) -> list[str]:
+        """Each request that reads a whole table its window could have pruned, one line per
+        table with what to do (``gatecheck check-sources``); none when the source has no
+        planner to ask."""
+        return []
 
     async def close(self) -> None:  # noqa: B027 — optional hook
         """Release connections; safe to call more than once."""

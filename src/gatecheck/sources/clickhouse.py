@@ -25,9 +25,9 @@ from pydantic import SecretStr
 
 from gatecheck.clickhouse import ClickHouse, Connection, Target
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
-from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source, SourceSettings, iso_utc
+from gatecheck.sources.base import MAX_ROWS, PlannedRequest, QueryParameters, Source, SourceSettings, iso_utc
 from gatecheck.sources.probe import Probe
-from gatecheck.sources.sqltext import ColumnsUsed, statement_problems, syntax_problem
+from gatecheck.sources.sqltext import ColumnsUsed, statement_problems, syntax_problem, time_filtered_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,9 +108,19 @@ def time_limit(config: ClickHouseSourceConfig, root: Path) -> str:
     )
 
 
+def _count(rows: int) -> str:
+    """``1.9M``, ``245k``, ``812``."""
+    for scale, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if rows >= scale:
+            return f"{rows / scale:.1f}".rstrip("0").rstrip(".") + suffix
+    return str(rows)
+
+
 def index_use(lines: list[str]) -> list[dict[str, Any]]:
-    """From ``EXPLAIN indexes = 1``: per table read, each index (PrimaryKey, MinMax, Partition,
-    Skip) with its keys and the granules it selected of those it looked at."""
+    """From ``EXPLAIN indexes = 1``: per table read, each index (MinMax, Partition, PrimaryKey,
+    Skip — keyed by the skip index's name —, and PrimaryKeyExpand, which under FINAL adds back
+    the granules sharing a key with those a skip index kept) with its keys and the granules it
+    selected of those it looked at."""
     found: list[dict[str, Any]] = []
     table = index = None
     keys: list[str] = []
@@ -120,10 +130,12 @@ def index_use(lines: list[str]) -> list[dict[str, Any]]:
         read = re.match(r"ReadFromMergeTree \((.+)\)", text)
         if read:
             table, index = read.group(1), None
-        elif text in ("PrimaryKey", "MinMax", "Partition") or text.startswith("Skip"):
-            index, keys, in_keys = text, [], False
+        elif text in ("PrimaryKey", "MinMax", "Min-Max", "Partition", "PrimaryKeyExpand") or text == "Skip":
+            index, keys, in_keys = text.replace("-", ""), [], False
         elif text == "Keys:":
             in_keys = True
+        elif text.startswith("Name:") and index == "Skip":
+            keys, in_keys = [text.removeprefix("Name:").strip()], False
         elif text.startswith(("Condition:", "Name:", "Description:", "Parts:", "Search Algorithm")):
             in_keys = False
         elif in_keys and text:
@@ -310,6 +322,71 @@ class ClickHouseSource(Source):
             return await asyncio.wait_for(asyncio.to_thread(plan), self.timeout + 5)
         except TimeoutError as exc:
             raise SourceTimeout(f"no estimate within {self.timeout:.0f}s") from exc
+
+    async def unpruned(self, requests: list[PlannedRequest]) -> list[str]:
+        """Each request whose estimate reads every row (and more than one granule) of a table
+        while a column it bounds by its window is in none of the table's sort key, partition
+        key or skip indexes, or while no condition bounds it by the window at all. A table
+        read whole although every column bounding it is indexed holds no more than the
+        window: not named. One line per request and table."""
+        plans = [(request, await self.estimate(request.query, request.parameters)) for request in requests]
+
+        def shapes(tables: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
+            connection = self._connected()
+            listed = {"databases": sorted({d for d, _ in tables}), "tables": sorted({t for _, t in tables})}
+            described = connection.query_df(
+                "SELECT database, name, total_rows, sorting_key, partition_key, primary_key "
+                "FROM system.tables "
+                "WHERE database IN {databases:Array(String)} AND name IN {tables:Array(String)}",
+                listed,
+            )
+            indexed = connection.query_df(
+                "SELECT database, table, expr FROM system.data_skipping_indices "
+                "WHERE database IN {databases:Array(String)} AND table IN {tables:Array(String)}",
+                listed,
+            )
+            out: dict[tuple[str, str], tuple[int, str]] = {}
+            for row in described.to_dict("records"):
+                keys = " ".join(str(row[k] or "") for k in ("sorting_key", "partition_key", "primary_key"))
+                out[(row["database"], row["name"])] = (int(row["total_rows"] or 0), keys)
+            for row in indexed.to_dict("records"):
+                rows, keys = out.get((row["database"], row["table"]), (0, ""))
+                out[(row["database"], row["table"])] = (rows, f"{keys} {row['expr']}")
+            return out
+
+        read: list[tuple[PlannedRequest, tuple[str, str], dict[str, Any]]] = []
+        for request, plan in plans:
+            for figures in plan["tables"] if plan is not None else []:
+                database, _, name = figures["table"].partition(".")
+                read.append((request, (database, name), figures))
+        if not read:
+            return []
+        try:
+            known = await asyncio.wait_for(
+                asyncio.to_thread(shapes, sorted({table for _, table, _ in read})), self.timeout + 5
+            )
+        except TimeoutError as exc:
+            raise SourceTimeout(f"no answer from system.tables within {self.timeout:.0f}s") from exc
+        problems = []
+        for request, table, figures in read:
+            total, keys = known.get(table, (0, ""))
+            if total == 0 or figures["rows"] < total or figures["marks"] < 2:
+                continue
+            bounded = time_filtered_columns(request.query, self.target.database).get(table, set())
+            loose = sorted(c for c in bounded if not re.search(rf"\b{re.escape(c)}\b", keys))
+            if bounded and not loose:
+                continue
+            verb = "is" if len(loose) == 1 else "are"
+            why = (
+                f"{', '.join(loose)} {verb} not in its sort key, partition or a skip index"
+                if loose
+                else "no condition on a time column bounds it"
+            )
+            problems.append(
+                f"{request.suite} reads all {_count(total)} rows of {table[1]} "
+                f"for a {request.window} window ({why})"
+            )
+        return problems
 
     def steps_per_request(self, text: Any, parameter_sets: list[QueryParameters]) -> int:
         """Every step in one request when the one-pass form applies (one scan whatever the

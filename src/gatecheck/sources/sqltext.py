@@ -92,6 +92,60 @@ def tables_and_columns(
     return found
 
 
+TIME_PARAMETERS = frozenset({"window_start", "window_end", "as_of"})
+
+
+def time_filtered_columns(
+    sql: str, database: str, dialect: str = "clickhouse"
+) -> dict[tuple[str, str], set[str]]:
+    """The columns a suite's SQL bounds by its window, per table it reads: ``(database,
+    table)`` → the columns of each WHERE (or PREWHERE) comparison whose other side holds a time
+    parameter (``window_start``, ``window_end``, ``as_of``), directly or through a WITH name.
+    A table read without such a condition maps to an empty set."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.optimizer.scope import traverse_scope
+
+    tree = sqlglot.parse_one(sql, read=dialect)
+    # WITH <expression> AS name: a name standing for a time parameter is one too
+    timed = {
+        cte.alias
+        for cte in tree.find_all(exp.CTE)
+        if any(p.name in TIME_PARAMETERS for p in cte.this.find_all(exp.Placeholder))
+    }
+
+    def holds_time(node: Any) -> bool:
+        return any(p.name in TIME_PARAMETERS for p in node.find_all(exp.Placeholder)) or any(
+            c.name in timed and not c.table for c in node.find_all(exp.Column)
+        )
+
+    comparisons = (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.EQ, exp.Between)
+    found: dict[tuple[str, str], set[str]] = {}
+    for scope in traverse_scope(tree):
+        tables = [
+            (source.db or database, source.name)
+            for source in scope.sources.values()
+            if isinstance(source, exp.Table) and source.name not in timed
+        ]
+        for table in tables:
+            found.setdefault(table, set())
+        if len(tables) != 1:  # a join: which table a bare column belongs to is not known here
+            continue
+        for key in ("where", "prewhere"):
+            clause = scope.expression.args.get(key)
+            if clause is None:
+                continue
+            for node in clause.find_all(*comparisons):
+                sides = [node.this, *(node.args.get(k) for k in ("expression", "low", "high"))]
+                sides = [side for side in sides if side is not None]
+                if not any(holds_time(side) for side in sides):
+                    continue
+                for side in sides:
+                    if not holds_time(side):
+                        found[tables[0]] |= {c.name for c in side.find_all(exp.Column) if c.name not in timed}
+    return found
+
+
 def column_problems(
     used: dict[tuple[str, str], dict[str, set[str]]],
     readers: dict[tuple[str, str], set[str]],
