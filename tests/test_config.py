@@ -107,6 +107,14 @@ BAD_CONFIGS = {
         lambda d: d["history"].update(url="chdb://.gatecheck/ledger"),
         "gatecheck.yaml: chDB embeds one engine per process, on one path, but these name 2: ",
     ),
+    "a CA for a ClickHouse URL without TLS": (
+        "gatecheck.yaml",
+        lambda d: d["environments"]["staging"]["sources"]["warehouse"].update(
+            url="clickhouse://gatecheck@127.0.0.1:8123/analytics", ca_cert="ca.pem"
+        ),
+        "gatecheck.yaml: environments.staging.sources.warehouse: ca_cert verifies a TLS server: it needs a "
+        "clickhouses:// URL",
+    ),
     "ClickHouse SQL syntax error": (
         "suites/unmatched_edges.yaml",
         lambda d: d.update(query=d["query"].replace("count() AS edges,", "count() AS edges,, (")),
@@ -120,7 +128,7 @@ BAD_CONFIGS = {
     "unknown key in gatecheck.yaml": (
         "gatecheck.yaml",
         lambda d: d["environments"]["staging"]["sources"]["warehouse"].update(urll="x"),
-        "gatecheck.yaml: environments.staging.sources.warehouse.urll: unknown key (allowed: url, timeout, type, password)",
+        "gatecheck.yaml: environments.staging.sources.warehouse.urll: unknown key (allowed: url, timeout, type, password, ca_cert)",
     ),
     "unknown source type": (
         "gatecheck.yaml",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ class Target:
     password: str = ""  # never printed: ``where`` and ``repr`` leave it out
     # Session settings from the URL's query string (everything but ``database``), in order.
     settings: tuple[tuple[str, str], ...] = ()
+    ca_cert: Path | None = None  # PEM of the CA(s) signing a clickhouses:// server's certificate
 
     @property
     def where(self) -> str:
@@ -67,9 +69,18 @@ class Target:
         return f"<Target {self.where} database={self.database}>"
 
     @classmethod
-    def parse(cls, url: str, root: Path, *, password: str | None = None, what: str = "URL") -> Target:
+    def parse(
+        cls,
+        url: str,
+        root: Path,
+        *,
+        password: str | None = None,
+        ca_cert: Path | None = None,
+        what: str = "URL",
+    ) -> Target:
         """``chdb://PATH?database=DB`` (relative paths against ``root``) or
-        ``clickhouse(s)://user:pass@host:port/db``; ``password`` overrides the URL's."""
+        ``clickhouse(s)://user:pass@host:port/db``; ``password`` overrides the URL's;
+        ``ca_cert`` (relative to ``root``) verifies a ``clickhouses://`` server's certificate."""
         parts = urlsplit(url)
         if parts.scheme == "chdb":
             raw = unquote(parts.netloc + parts.path)
@@ -96,6 +107,7 @@ class Target:
                 username=unquote(parts.username) if parts.username else "default",
                 password=password if password is not None else unquote(parts.password or ""),
                 settings=_url_settings(parts.query, what),
+                ca_cert=None if ca_cert is None else (ca_cert if ca_cert.is_absolute() else root / ca_cert),
             )
         raise ConfigError(
             f"{what}: unsupported ClickHouse URL scheme {parts.scheme!r} "
@@ -243,6 +255,11 @@ def _embedded_client(target: Target) -> Any:
 def _server_client(target: Target, timeout: float | None) -> Any:
     import clickhouse_connect
 
+    tls: dict[str, Any] = {}
+    if target.secure and target.ca_cert is not None:
+        if not target.ca_cert.is_file():
+            raise SourceUnavailable(f"ca_cert {target.ca_cert}: no such file")
+        tls = {"verify": True, "ca_cert": str(target.ca_cert)}
     try:
         return clickhouse_connect.get_client(
             host=target.host,
@@ -256,6 +273,7 @@ def _server_client(target: Target, timeout: float | None) -> Any:
             autogenerate_session_id=False,
             tz_mode="aware",
             settings=dict(target.settings),
+            **tls,
         )
     except Exception as exc:
         raise translate(exc, target, timeout, connecting=True) from exc
@@ -281,6 +299,12 @@ def _unreachable(exc: BaseException, target: Target, timeout: float | None) -> E
         seen.add(id(current))
         if isinstance(current, TimeoutError | socket.timeout):
             return SourceTimeout(f"{where}: no answer within {timeout or 0:g}s")
+        if isinstance(current, ssl.SSLCertVerificationError):
+            hint = "; a certificate signed by a private CA needs the source's ca_cert"
+            hint = "" if target.ca_cert else hint
+            return SourceUnavailable(
+                f"{target.where}: its TLS certificate is not trusted ({current.verify_message}){hint}"
+            )
         if isinstance(current, socket.gaierror):
             return SourceUnavailable(f"{where}: unknown host ({current.strerror or current})")
         if isinstance(current, OSError) and current.errno is not None:

@@ -501,3 +501,100 @@ def test_explain_says_which_time_limit_applies(tmp_path: Path) -> None:
         "readonly=1 in the URL: no SETTINGS sent; the time limit is the profile's max_execution_time, "
         "and the client's 30s timeout"
     )
+
+
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a certificate it signs for localhost / 127.0.0.1: (CA PEM, server
+    certificate PEM, server key PEM)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    start = datetime(2020, 1, 1, tzinfo=UTC)  # valid from long ago to far ahead: no clock in the test
+    end = datetime(2100, 1, 1, tzinfo=UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gatecheck test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key()).serial_number(1).not_valid_before(start).not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+        .not_valid_before(start).not_valid_after(end)
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
+
+
+def test_a_private_ca_verifies_a_tls_server_and_without_it_the_server_is_refused(tmp_path: Path) -> None:
+    """clickhouses:// with `ca_cert:` trusts a server whose certificate a private CA signed;
+    without it the handshake fails on the certificate and no request is sent. The server is
+    a TLS endpoint answering as a ClickHouse server refusing the user (what the handshake
+    test needs; no data is served)."""
+    import http.server
+    import ssl
+    import threading
+
+    from gatecheck.sources.clickhouse import ClickHouseSourceConfig
+
+    _, certificate, key = _certificates(tmp_path)
+    seen: list[str] = []
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.path)
+            body = b"Code: 516. DB::Exception: gatecheck: Authentication failed. (AUTHENTICATION_FAILED)"
+            self.send_response(516)
+            self.send_header("X-ClickHouse-Exception-Code", "516")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificate, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"clickhouses://gatecheck@localhost:{server.server_address[1]}/analytics"
+    try:
+        def connect(**extra: object) -> str:
+            config = ClickHouseSourceConfig(type="clickhouse", url=url, timeout="5s", **extra)  # type: ignore[arg-type]
+            with pytest.raises(SourceUnavailable) as caught, ClickHouse() as hub:
+                hub.connect(config.target("warehouse", tmp_path), timeout=5)
+            return str(caught.value)
+
+        refused = connect()
+        assert seen == [] and refused == (
+            f"ClickHouse at localhost:{server.server_address[1]}: its TLS certificate is not trusted "
+            "(unable to get local issuer certificate); a certificate signed by a private CA needs the "
+            "source's ca_cert"
+        )
+        trusted = connect(ca_cert="ca.pem")  # relative to the config directory
+        assert seen and "Authentication failed" in trusted and "certificate" not in trusted, trusted
+        missing = connect(ca_cert="nope.pem")
+        assert missing == f"ca_cert {tmp_path / 'nope.pem'}: no such file"
+    finally:
+        server.shutdown()
+        server.server_close()

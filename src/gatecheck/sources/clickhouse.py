@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 
 from gatecheck.clickhouse import ClickHouse, Connection, Target
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
@@ -40,7 +40,21 @@ class ClickHouseSourceConfig(SourceSettings):
 
     type: Literal["clickhouse"]
     password: SecretStr | None = None  # overrides the URL's password; write "${VAR}"
+    # PEM file of the CA(s) that sign a clickhouses:// server's certificate (a private CA),
+    # relative to the config directory; without it the system's trusted CAs verify it
+    ca_cert: Path | None = None
     schemes: ClassVar[tuple[str, ...]] = ("chdb", "clickhouse", "clickhouses")
+
+    @model_validator(mode="after")
+    def _ca_cert_needs_tls(self) -> ClickHouseSourceConfig:
+        if self.ca_cert is not None and not self.url.startswith("clickhouses://"):
+            raise ValueError("ca_cert verifies a TLS server: it needs a clickhouses:// URL")
+        return self
+
+    def target(self, name: str, root: Path) -> Target:
+        """Where this source's URL points, with its password and CA."""
+        password = self.password.get_secret_value() if self.password is not None else None
+        return Target.parse(self.url, root, password=password, ca_cert=self.ca_cert, what=f"source {name!r}")
 
 
 # `{name:Type}` placeholders, ClickHouse's server-side parameter syntax.
@@ -220,8 +234,7 @@ def explain_query(
 async def check_source(name: str, config: ClickHouseSourceConfig, root: Path, suites: list[Any]) -> Probe:
     """Connect, read the server's version, and check in one query to ``system.columns`` that
     every table the suites read exists with the columns they use."""
-    password = config.password.get_secret_value() if config.password is not None else None
-    target = Target.parse(config.url, root, password=password, what=f"source {name!r}")
+    target = config.target(name, root)
     wanted = ColumnsUsed.of(suites, target.database)
     used = wanted.used
 
@@ -270,8 +283,7 @@ class ClickHouseSource(Source):
         self, name: str, config: ClickHouseSourceConfig, root: Path, clickhouse: ClickHouse | None = None
     ) -> None:
         super().__init__(name, config)
-        password = config.password.get_secret_value() if config.password is not None else None
-        self.target = Target.parse(config.url, root, password=password, what=f"source {name!r}")
+        self.target = config.target(name, root)
         self._own_hub = clickhouse is None
         self._hub = clickhouse if clickhouse is not None else ClickHouse()
         self._connection: Connection | None = None
