@@ -60,6 +60,13 @@ TABLES = (
     "network_demand_pipeline_hourly",
 )
 
+# Made for time windows (docs/clickhouse-server.md, "A schema made for time windows"): the
+# event tables and session_facts partitioned by day of the time their windows use (every
+# version of a session shares its start, so ReplacingMergeTree still sees them together),
+# minmax skip indexes on the times that cannot lead the sort key (ingest_ts, and
+# session_start_ts under session_facts' session_id key), the rollups by month with granules
+# of a few hours' rows. A suite's read grows with its window, not the history
+# (bench/history.py).
 SCHEMA = (
     """CREATE TABLE {db}.stream_trace_events (
       event_id String, event_type LowCardinality(String),
