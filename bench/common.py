@@ -11,7 +11,7 @@ import yaml
 from gatecheck.shipped import project_path
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT = project_path("reference")  # the shipped reference project (package data)
+PROJECT = project_path("reference")  # the reference project: the repository's top level
 
 
 def copy_config(root: Path, interval: str | None = None) -> Path:

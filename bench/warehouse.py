@@ -34,7 +34,7 @@ from gatecheck.shipped import project_path
 from gatecheck.sources.clickhouse import format_parameter, wrap_readonly
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT = project_path("reference")  # the shipped reference project (package data)
+PROJECT = project_path("reference")  # the reference project: the repository's top level
 AS_OF = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 SUITES = ("unmatched_edges", "freshness_lag", "rollup_parity", "unattributed_sessions")
 _RANGE = "{col} >= {{s:DateTime64(3)}} AND {col} < {{e:DateTime64(3)}}"

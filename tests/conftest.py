@@ -43,7 +43,7 @@ settings.register_profile("dev", database=None, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "dev")
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT = project_path("reference")  # the shipped reference project (package data)
+PROJECT = project_path("reference")  # the reference project: the repository's top level
 AS_OF = datetime(2026, 11, 22, 6, 0, 0, tzinfo=UTC)
 
 

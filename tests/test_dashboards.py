@@ -59,7 +59,7 @@ def test_every_alert_has_a_firing_and_a_quiet_test_and_full_annotations() -> Non
         assert anchor == name.lower() and f"### {name.lower()}" in runbook, name
 
 
-#: Every metric gatecheck exports (service.VerdictCollector) and every one DESIGN.md names.
+#: Every metric gatecheck exports (service.VerdictCollector) and every one the README names.
 KNOWN_METRICS = {
     "gatecheck_phase_verdict", "gatecheck_check_outcome", "gatecheck_check_observed_value",
     "gatecheck_check_threshold", "gatecheck_soak_coverage_seconds", "gatecheck_soak_duration_seconds",

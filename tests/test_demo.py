@@ -37,17 +37,15 @@ def test_demo_stop_stops_exactly_that_workdirs_postgresql(tmp_path: Path, postgr
     assert again.exit_code == 0 and "no PostgreSQL of" in again.stderr and running(other)
 
 
-def test_the_demos_records_are_read_with_demo_and_nothing_writes_into_the_package(
+def test_the_demos_records_are_read_with_demo(
     tmp_path: Path, monkeypatch
 ) -> None:
-    """After `gatecheck demo`, status/history/audit/report read its records with --demo; a
-    --config pointing into the installed package never creates a ledger there."""
+    """After `gatecheck demo`, status/history/audit/report read its records with --demo."""
     import json
     from datetime import UTC, datetime, timedelta
 
     from gatecheck.history import SqliteLedger
     from gatecheck.results import VerdictState
-    from gatecheck.shipped import project_path
 
     from .test_notify import verdict
 
@@ -69,11 +67,8 @@ def test_the_demos_records_are_read_with_demo_and_nothing_writes_into_the_packag
     assert history.exit_code == 0 and " go " in history.stdout, history.output
     assert runner.invoke(app, ["audit", "--demo"]).exit_code == 0
     assert runner.invoke(app, ["report", "--demo", "--phase", "staging-soak"]).exit_code == 0
-    # The package's own directory: refused, and nothing created there.
-    package = project_path("reference")
-    refused = runner.invoke(app, ["history", "--phase", "staging-soak", "--config", str(package)])
-    assert refused.exit_code == 2 and "inside the installed gatecheck package" in refused.stderr
-    assert not (package / ".gatecheck").exists()
+    # A --config inside the installed package is refused: tests/test_package.py, on the wheel
+    # (in this checkout the reference project is the repository's own top level).
 
 
 @pytest.mark.parametrize(("scenario", "verdict", "failing"), [

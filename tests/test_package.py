@@ -11,7 +11,7 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
-from gatecheck.shipped import PROJECTS, project_files
+from gatecheck.shipped import PROJECTS, project_files, project_path
 
 from .conftest import REPO
 
@@ -20,11 +20,11 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_repository(tmp_path: P
     # Build from a copy of what the sdist holds, so the checkout stays untouched.
     source = tmp_path / "source"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "gatecheck.yaml", "thresholds.yaml"):
         shutil.copy(REPO / name, source / name)
-    shutil.copytree(
-        REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", ".gatecheck", "*.egg-info")
-    )
+    ignore = shutil.ignore_patterns("__pycache__", ".gatecheck", "*.egg-info")
+    for name in ("src", "gates", "suites"):  # the reference project lives at the top level
+        shutil.copytree(REPO / name, source / name, ignore=ignore)
     wheels = tmp_path / "wheels"
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
@@ -37,6 +37,9 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_repository(tmp_path: P
     for project in PROJECTS:
         for path in project_files(project):
             assert f"gatecheck/shipped/{project}/{path.as_posix()}" in names
+    # one copy in the repository: the reference project's files, from the top level
+    assert {p.as_posix() for p in project_files("reference")} >= {"gatecheck.yaml", "thresholds.yaml"}
+    assert project_path("reference") == REPO and not (REPO / "src/gatecheck/shipped/reference").exists()
     assert "gatecheck/schema/verdict.schema.json" in names
     for template in ("base", "macros", "chain", "phase", "login"):
         assert f"gatecheck/pages/templates/{template}.html.j2" in names
@@ -90,3 +93,10 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_repository(tmp_path: P
     assert page.returncode == 0, page.stderr
     assert 'class="verdict verdict-go">GO<' in page.stdout and "--go: #1b7f3b" in page.stdout
     assert not any(Path(purelib, "gatecheck", "shipped", "reference").glob(".gatecheck"))
+    # --config pointing at the installed package's project: refused, nothing created there
+    refused = subprocess.run(
+        [gatecheck, "history", "--phase", "staging-soak", "--config", reference],
+        capture_output=True, text=True, cwd=elsewhere, env=env, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "inside the installed gatecheck package" in refused.stderr, refused.stderr
+    assert not Path(reference, ".gatecheck").exists()

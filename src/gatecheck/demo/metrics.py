@@ -1,6 +1,7 @@
 """The demo's normalize-service exposition: prometheus_client on a free loopback port.
 
-The metrics DESIGN.md names — ``normalize_hrv_messages_total{result,subject,stream,durable}``,
+The normalize service's metrics the reference suites read —
+``normalize_hrv_messages_total{result,subject,stream,durable}``,
 ``dlq_messages_total{subject}``, ``normalize_hrv_processing_seconds`` (histogram) and
 ``event_bus_stream_fallback_total`` — filled with the traffic of one scenario, as if the
 service had started at the beginning of the window (what the scrape source assumes).
