@@ -75,7 +75,7 @@ def main() -> None:
     from gatecheck.config import load_project
     from gatecheck.demo.bus import free_port
     from gatecheck.demo.reference import build_reference
-    from gatecheck.history import SqliteLedger
+    from gatecheck.ledger import SqliteLedger
     from gatecheck.service import Service, make_server, run_service
 
     with tempfile.TemporaryDirectory() as tmp:

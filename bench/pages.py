@@ -35,7 +35,7 @@ from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import load_project
 from gatecheck.demo.reference import build_reference
 from gatecheck.engine import Engine
-from gatecheck.history import SqliteLedger
+from gatecheck.ledger import SqliteLedger
 from gatecheck.pages import render_chain
 from gatecheck.results import VerdictState
 from gatecheck.service import Service, create_app

@@ -27,7 +27,7 @@ from gatecheck.config import load_project
 from gatecheck.demo.bus import NatsServer, free_port, prepare_bus
 from gatecheck.demo.metrics import normalize_registry, serve_registry
 from gatecheck.demo.reference import build_reference
-from gatecheck.history import SqliteLedger
+from gatecheck.ledger import SqliteLedger
 from gatecheck.service import Service, make_server, run_service
 
 

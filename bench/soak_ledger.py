@@ -19,7 +19,7 @@ from common import PROJECT
 from gatecheck.checkplan import window_for
 from gatecheck.config import load_project
 from gatecheck.gate import soak_coverage
-from gatecheck.history import ClickHouseLedger, Ledger, SqliteLedger, checks_failed
+from gatecheck.ledger import ClickHouseLedger, Ledger, SqliteLedger
 from gatecheck.results import (
     CheckResult,
     EvidenceResult,
@@ -29,6 +29,7 @@ from gatecheck.results import (
     Threshold,
     Verdict,
     VerdictState,
+    checks_failed,
 )
 
 PHASE = "prod-soak"

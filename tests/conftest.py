@@ -25,7 +25,7 @@ from gatecheck.demo.database import EmbeddedPostgres, build_database
 from gatecheck.demo.e2e import write_reports
 from gatecheck.demo.reference import SCENARIOS, build_reference
 from gatecheck.engine import Engine
-from gatecheck.history import Ledger
+from gatecheck.ledger import Ledger
 from gatecheck.results import Verdict
 from gatecheck.shipped import project_path
 

@@ -115,7 +115,7 @@ def test_an_unwritable_output_is_refused_before_anything_is_evaluated(
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and ("is not a directory" in lines[0] or "is a directory" in lines[0]), lines
         assert "Traceback" not in result.output
-    from gatecheck.history import SqliteLedger
+    from gatecheck.ledger import SqliteLedger
 
     assert not isolated_history.exists() or SqliteLedger(isolated_history).history("warehouse-release") == []
 
@@ -298,7 +298,7 @@ def test_no_record_writes_nothing_anywhere(warehouse: Path, config_copy: Path, t
 
 
 def test_assumed_soaked_is_audited_only_for_a_gate_with_a_soak(warehouse: Path, isolated_history: Path) -> None:
-    from gatecheck.history import SqliteLedger
+    from gatecheck.ledger import SqliteLedger
 
     result = invoke(warehouse, "healthy", "--phase", "warehouse-release", "--assume-soaked", "--by", "ci")
     assert result.exit_code == 0, result.output

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from gatecheck.cli import app
 from gatecheck.config import load_project
-from gatecheck.history import SqliteLedger
+from gatecheck.ledger import SqliteLedger
 from gatecheck.results import VerdictState
 from gatecheck.service import AUTH_FAILURES_PER_MINUTE, EVALUATE_PER_MINUTE, Service, create_app
 

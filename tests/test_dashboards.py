@@ -168,7 +168,7 @@ def _routes() -> set[str]:
     import tempfile
 
     from gatecheck.config import load_project
-    from gatecheck.history import SqliteLedger
+    from gatecheck.ledger import SqliteLedger
     from gatecheck.service import Service, create_app
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -181,7 +181,7 @@ def _openapi() -> dict:
     import tempfile
 
     from gatecheck.config import load_project
-    from gatecheck.history import SqliteLedger
+    from gatecheck.ledger import SqliteLedger
     from gatecheck.service import Service, create_app
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -44,7 +44,7 @@ def test_the_demos_records_are_read_with_demo(
     import json
     from datetime import UTC, datetime, timedelta
 
-    from gatecheck.history import SqliteLedger
+    from gatecheck.ledger import SqliteLedger
     from gatecheck.results import VerdictState
 
     from .test_notify import verdict

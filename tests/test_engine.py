@@ -13,7 +13,7 @@ import pytest
 from gatecheck.config import Project, load_project
 from gatecheck.engine import Engine
 from gatecheck.errors import SourceUnavailable
-from gatecheck.history import SqliteLedger
+from gatecheck.ledger import SqliteLedger
 from gatecheck.results import Outcome, VerdictState
 from gatecheck.sources.base import Source
 

@@ -19,8 +19,8 @@ import yaml
 from gatecheck.checkplan import window_for
 from gatecheck.config import load_project
 from gatecheck.gate import soak_coverage
-from gatecheck.history import ClickHouseLedger, Ledger, Record, SqliteLedger, checks_passed
-from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
+from gatecheck.ledger import ClickHouseLedger, Ledger, Record, SqliteLedger
+from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState, checks_passed
 
 from .conftest import AS_OF, evaluate, warehouse_env
 
@@ -109,7 +109,7 @@ def test_a_killed_writer_leaves_only_complete_records(tmp_path: Path) -> None:
     document = json.dumps(verdict("p", AS_OF).document())
     script = (
         "import sys, json; from datetime import timedelta\n"
-        "from gatecheck.history import SqliteLedger\n"
+        "from gatecheck.ledger import SqliteLedger\n"
         "from gatecheck.results import Verdict\n"
         f"v = Verdict.model_validate(json.loads({document!r}))\n"
         f"ledger = SqliteLedger(__import__('pathlib').Path({str(path)!r}))\n"
@@ -352,7 +352,7 @@ def test_a_clickhouse_ledger_from_before_the_stored_facts_is_migrated(warehouse:
 def test_waived_failures_count_for_soak_and_the_reason_says_so(ledger: Ledger) -> None:
     """An evaluation whose only failure was waived counts as passing for soak coverage, and
     the soak says how much of it rests on which waiver; an unwaived failure still restarts it."""
-    from gatecheck.audit import Waiver
+    from gatecheck.results import Waiver
 
     waiver = Waiver(
         id="W7", check="unmatched_edges", reason="backfill", by="alice", since=AS_OF - 10 * HOUR, until=AS_OF + HOUR

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from gatecheck.cli import app
 from gatecheck.config import load_project
 from gatecheck.engine import Evaluation
-from gatecheck.history import SqliteLedger
+from gatecheck.ledger import SqliteLedger
 from gatecheck.results import (
     CheckResult,
     ExpectationResult,

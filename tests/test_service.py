@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from gatecheck.cli import app
 from gatecheck.config import load_project
 from gatecheck.demo.bus import NatsServer, free_port, prepare_bus
-from gatecheck.history import LedgerError, SqliteLedger
+from gatecheck.ledger import LedgerError, SqliteLedger
 from gatecheck.results import Verdict
 from gatecheck.runner import warm_up
 from gatecheck.service import Service, make_server, run_service
@@ -969,7 +969,8 @@ def test_the_evaluation_worker_is_replaced_when_killed_hung_or_too_big(
     import os
     import signal
 
-    from gatecheck.worker import WorkerEvaluator, WorkerLedger
+    from gatecheck.ledger.proxy import WorkerLedger
+    from gatecheck.worker import WorkerEvaluator
 
     caplog.set_level(logging.INFO, logger="gatecheck")
     gates = {"w-held": "e-silent", "w-bus": "e-healthy"}  # an evaluation held in flight; a quick one

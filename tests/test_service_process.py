@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from gatecheck.demo.bus import free_port
-from gatecheck.history import SqliteLedger
+from gatecheck.ledger import SqliteLedger
 
 
 def gatecheck() -> str:

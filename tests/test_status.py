@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gatecheck.cli import app
-from gatecheck.history import SqliteLedger
+from gatecheck.ledger import SqliteLedger
 from gatecheck.results import CheckResult, Outcome, SoakStatus, Verdict, VerdictState, Window
 
 from .conftest import PROJECT

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gatecheck.audit import AuditEvent
 from gatecheck.cli import app
-from gatecheck.history import Ledger, SqliteLedger, open_ledger
+from gatecheck.ledger import Ledger, SqliteLedger, open_ledger
+from gatecheck.ledger.audit import AuditEvent
 
 runner = CliRunner()
 EDGE = "edge_type=start->first_segment"  # the group the unmatched-edges scenario breaks
@@ -209,8 +209,8 @@ def test_assumptions_are_written_to_the_trail_with_who_ran_them(gate) -> None:
 WRITER = """
 import sys
 from datetime import UTC, datetime
-from gatecheck.audit import AuditEvent
-from gatecheck.history import open_ledger
+from gatecheck.ledger.audit import AuditEvent
+from gatecheck.ledger import open_ledger
 from pathlib import Path
 ledger = open_ledger(sys.argv[1], Path(sys.argv[2]))
 print("ready", flush=True)
@@ -332,7 +332,7 @@ def test_an_approval_stands_in_for_requires_only_when_the_gate_says_so(gate, con
 
 
 def test_of_two_waivers_for_one_scope_the_later_stands() -> None:
-    from gatecheck.audit import waivers_at
+    from gatecheck.ledger.audit import waivers_at
 
     now = datetime.now(UTC)
 

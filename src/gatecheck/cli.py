@@ -38,7 +38,7 @@ from gatecheck.exitcodes import ExitCode
 # (tests/test_cli.py checks it in a fresh interpreter).
 if TYPE_CHECKING:
     from gatecheck.config import Project
-    from gatecheck.history import Ledger
+    from gatecheck.ledger import Ledger
     from gatecheck.results import Verdict
 
 
@@ -286,7 +286,7 @@ def _open_ledger(project: Project, missing: str) -> Ledger:
     """The ledger alone, for the commands that only read it (history, status); without
     ``history:`` in gatecheck.yaml, a ConfigError saying there is no ``missing``."""
     from gatecheck.config import PROJECT_FILE
-    from gatecheck.history import open_ledger
+    from gatecheck.ledger import open_ledger
 
     if project.config.history is None:
         raise ConfigError(f"{PROJECT_FILE}: history: not configured, so there is no {missing}")
@@ -335,7 +335,7 @@ def _record_assumptions(
     import getpass
     from datetime import UTC
 
-    from gatecheck.audit import AuditEvent
+    from gatecheck.ledger.audit import AuditEvent
 
     project.gate(phase)
     for name in approved:
@@ -395,6 +395,13 @@ def _finish(verdict: Verdict, fmt: VerdictFormat, output: Path | None, rendered:
     raise typer.Exit(ExitCode.for_verdict(verdict.verdict))
 
 
+def _ge_problems() -> Any:
+    """Great Expectations' own check of one expectation (imports GE: seconds)."""
+    from gatecheck.runner import expectation_problems
+
+    return expectation_problems
+
+
 @app.command()
 def run(
     phase: Annotated[
@@ -447,7 +454,7 @@ def run(
                 )
             verdict = fetch_verdict(url, phase, evaluate_now=fresh)
         else:
-            project = load_project(config, expectations=True)
+            project = load_project(config, expectations=_ge_problems())
             if record and (assume_approved or assume_soaked):  # --no-record writes nothing anywhere
                 _record_assumptions(project, phase, assume_approved or [], assume_soaked, by)
             spinner = fmt is VerdictFormat.text and output is None
@@ -493,7 +500,7 @@ def history(
 ) -> None:
     """Show the recorded evaluations of a phase, oldest first."""
     from gatecheck.durations import parse_as_of
-    from gatecheck.history import record_summary
+    from gatecheck.ledger import record_summary
 
     with _user_errors():
         window = _since(since)
@@ -730,7 +737,7 @@ def waive(
 ) -> None:
     """Record a waiver: while it lasts, a definite failure of CHECK (of that group) in PHASE
     does not block. Never an inconclusive or errored check, never a rollback."""
-    from gatecheck.decisions import describe, parse_groups, waiver_event
+    from gatecheck.ledger.decisions import describe, parse_groups, waiver_event
 
     def write(project: Any, ledger: Any) -> Any:
         event = waiver_event(project, phase, check, parse_groups(group or []), length, reason, by)
@@ -747,7 +754,7 @@ def unwaive(
     config: ConfigOption = Path("."),
 ) -> None:
     """Revoke a waiver: the next evaluation blocks on that failure again."""
-    from gatecheck.decisions import describe, revoke_event
+    from gatecheck.ledger.decisions import describe, revoke_event
 
     def write(project: Any, ledger: Any) -> Any:
         event = revoke_event(project, ledger.audit(), waiver, reason, by)
@@ -768,7 +775,7 @@ def approve(
     config: ConfigOption = Path("."),
 ) -> None:
     """Record a person's approval of a phase (a gate with `approval: required` needs one)."""
-    from gatecheck.decisions import approval_event, describe
+    from gatecheck.ledger.decisions import approval_event, describe
 
     def write(project: Any, ledger: Any) -> Any:
         event = approval_event(project, phase, length, reason, by)
@@ -790,8 +797,8 @@ def audit(
 ) -> None:
     """The audit trail, oldest first: waivers (created, used, expired, revoked), approvals,
     and every --assume-approved / --assume-soaked."""
-    from gatecheck.decisions import describe
     from gatecheck.durations import parse_as_of
+    from gatecheck.ledger.decisions import describe
 
     with _user_errors():
         window = _since(since)
@@ -842,7 +849,7 @@ def backtest(
         except ValueError as exc:
             raise ConfigError(f"--since/--step: {exc}") from exc
         end = parse_as_of(until)
-        project = load_project(config, expectations=True)
+        project = load_project(config, expectations=_ge_problems())
         project.gate(phase)
         proposed = proposed_thresholds(project, phase, thresholds) if thresholds is not None else None
         progress = _progress_bar(fmt is ListFormat.text)
@@ -906,7 +913,7 @@ def check_sources(
 def validate(config: ConfigOption = Path(".")) -> None:
     """Check every configuration file; print each problem with its file and key."""
     with _user_errors():
-        project = load_project(config, expectations=True)
+        project = load_project(config, expectations=_ge_problems())
     typer.echo(
         f"ok: {len(project.gates)} gates, {len(project.suites)} suites, "
         f"{len(project.config.environments)} environments"

@@ -41,7 +41,7 @@ from typing import Any, Protocol, TypeVar
 from gatecheck.clickhouse import ClickHouse
 from gatecheck.config import Project, SourceConfig
 from gatecheck.errors import GatecheckError, ValidationTimeout
-from gatecheck.history import Ledger, open_ledger
+from gatecheck.ledger import Ledger, open_ledger
 from gatecheck.results import Requester, Verdict
 from gatecheck.runner import Validator, warm_up
 from gatecheck.sources import Source, open_source
@@ -136,7 +136,7 @@ class Engine:
     def _record(self, verdict: Verdict, duration: float) -> None:
         """The evaluation's record, then its lines of the audit trail: each waiver it used,
         and each waiver of the phase found past its end (blocking: runs in a thread)."""
-        from gatecheck.audit import AuditEvent, expired_unrecorded
+        from gatecheck.ledger.audit import AuditEvent, expired_unrecorded
 
         assert self.ledger is not None
         self.ledger.record(verdict, duration)

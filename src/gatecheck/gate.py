@@ -17,7 +17,6 @@ from typing import Any, Literal
 import pandas as pd
 
 from gatecheck import __version__
-from gatecheck.audit import AuditEvent, Waiver, approval_at, covers, waivers_at
 from gatecheck.checkplan import CheckPlan, plan_checks, query_parameters
 from gatecheck.config import (
     GateConfig,
@@ -35,14 +34,8 @@ from gatecheck.errors import (
     SourceUnavailable,
     ValidationTimeout,
 )
-from gatecheck.history import (
-    MAX_CLOCK_SKEW,
-    MAX_RECORDING_DELAY,
-    Ledger,
-    checks_failed,
-    checks_passed,
-    waived,
-)
+from gatecheck.ledger import MAX_CLOCK_SKEW, MAX_RECORDING_DELAY, Ledger
+from gatecheck.ledger.audit import AuditEvent, approval_at, covers, waivers_at
 from gatecheck.results import (
     Approval,
     CheckResult,
@@ -54,7 +47,11 @@ from gatecheck.results import (
     SoakStatus,
     Verdict,
     VerdictState,
+    Waiver,
     Window,
+    checks_failed,
+    checks_passed,
+    waived,
 )
 from gatecheck.runner import Validator, judge_evidence, scalar, validate_frame
 from gatecheck.sources import Source

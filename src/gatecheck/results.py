@@ -13,8 +13,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from gatecheck.audit import Waiver
 from gatecheck.durations import Duration
+
+
+class Waiver(BaseModel):
+    """An active waiver, as a verdict shows it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    check: str
+    group: dict[str, str] = {}
+    reason: str
+    by: str
+    since: datetime
+    until: datetime
 
 
 class Outcome(StrEnum):
@@ -192,3 +205,26 @@ class Verdict(_Result):
     def document(self) -> dict[str, Any]:
         """The stable JSON document (``--format json``)."""
         return self.model_dump(mode="json")
+
+
+def checks_passed(verdict: Verdict) -> bool:
+    """Every required check passed (or failed under a waiver) and no rollback suite failed
+    (requires/soak aside)."""
+    required = [c for c in verdict.checks if c.role == "required"]
+    rollback_failed = any(c.role == "rollback" and c.outcome is Outcome.FAIL for c in verdict.checks)
+    passed = all(c.outcome is Outcome.PASS or (c.outcome is Outcome.FAIL and c.waiver) for c in required)
+    return bool(required) and passed and not rollback_failed
+
+
+def checks_failed(verdict: Verdict) -> bool:
+    """A required check failed (not under a waiver) or a rollback suite fired: a failure that
+    restarts a soak."""
+    return any(
+        c.role in ("required", "rollback") and c.outcome is Outcome.FAIL and c.waiver is None
+        for c in verdict.checks
+    )
+
+
+def waived(verdict: Verdict) -> str:
+    """The ids of the waivers this evaluation's checks passed under, comma-separated."""
+    return ",".join(sorted({c.waiver.id for c in verdict.checks if c.waiver is not None}))

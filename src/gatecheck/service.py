@@ -41,12 +41,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request  # a handler's annotation: FastAPI resolves it here
 
 from gatecheck import __version__
-from gatecheck.audit import AuditEvent
 from gatecheck.config import Project
 from gatecheck.durations import parse_duration
 from gatecheck.engine import Engine, Evaluator
 from gatecheck.errors import ConfigError, GatecheckError, redact
-from gatecheck.history import Ledger, record_summary
+from gatecheck.ledger import Ledger, record_summary
+from gatecheck.ledger.audit import AuditEvent
 from gatecheck.results import Outcome, Requester, Verdict, VerdictState
 
 if TYPE_CHECKING:
@@ -1013,7 +1013,7 @@ def create_app(service: Service) -> Any:
 
     async def decided(write: Any) -> Any:
         """Check and record one decision in the ledger (in a thread); a bad one is a 422."""
-        from gatecheck.decisions import UnknownWaiver
+        from gatecheck.ledger.decisions import UnknownWaiver
 
         try:
             event = await asyncio.to_thread(write)
@@ -1033,7 +1033,7 @@ def create_app(service: Service) -> Any:
     )
     async def waive(phase: str, body: WaiverRequest) -> Any:
         """Record a waiver (as `gatecheck waive`): bearer token, the same checks."""
-        from gatecheck.decisions import waiver_event
+        from gatecheck.ledger.decisions import waiver_event
 
         known(phase)
         return await decided(
@@ -1049,7 +1049,7 @@ def create_app(service: Service) -> Any:
     )
     async def unwaive(waiver: str, body: DecisionRequest) -> Any:
         """Revoke a waiver (as `gatecheck unwaive`)."""
-        from gatecheck.decisions import revoke_event
+        from gatecheck.ledger.decisions import revoke_event
 
         def write() -> AuditEvent:
             event = revoke_event(service.project, service.ledger.audit(), waiver, body.reason, body.by)
@@ -1491,8 +1491,9 @@ def serve_project(
             f"--listen {address}: listening beyond loopback needs a bearer token for the "
             f"state-changing endpoints; set {API_TOKEN_ENV}"
         )
-    from gatecheck.history import open_ledger
-    from gatecheck.worker import WorkerEvaluator, WorkerLedger
+    from gatecheck.ledger import open_ledger
+    from gatecheck.ledger.proxy import WorkerLedger
+    from gatecheck.worker import WorkerEvaluator
 
     url = project.config.history.url
     if urlsplit(url).scheme == "sqlite":
@@ -1509,7 +1510,7 @@ def serve_project(
         recycle_after=settings.recycle_after,
     )
     chosen = phases or project.config.service.phases or [g.phase for g in project.chain()]
-    ledger: Any = WorkerLedger(evaluator, redact(url))
+    ledger = WorkerLedger(evaluator, redact(url))
     service = Service(
         project, ledger, list(chosen), api_token=token, recorded_since=recorded_since, engine=evaluator
     )

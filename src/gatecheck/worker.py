@@ -22,8 +22,8 @@ again next cycle. A worker records an evaluation in one atomic write after its v
 exists, so a killed worker leaves no partial record.
 
 Ledger reads of the serving process (history, latest verdict, readiness) also go through the
-worker (:class:`WorkerLedger`): chDB opens an embedded path in one process only, so a
-``chdb://`` ledger can have one owner.
+worker (:class:`gatecheck.ledger.proxy.WorkerLedger`): chDB opens an embedded path in one
+process only, so a ``chdb://`` ledger can have one owner.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -103,11 +102,14 @@ def _worker_main(
 
         threading.Thread(target=receive, name="gatecheck-worker-receive", daemon=True).start()
         from gatecheck.config.loading import expectation_problems
+        from gatecheck.runner import expectation_problems as ge_problems
 
         try:
             # The serving process loaded the project without Great Expectations (it never
             # imports it); its check of every expectation runs here, before the first verdict.
-            problems = await asyncio.to_thread(expectation_problems, project.suites, project.files)
+            problems = await asyncio.to_thread(
+                expectation_problems, project.suites, project.files, ge_problems
+            )
             if problems:
                 raise ConfigError(problems[0], problems)
             engine = Engine(project, recorded_since=recorded_since)
@@ -406,7 +408,7 @@ class WorkerEvaluator:
         except RuntimeError:
             running = None
         if running is loop:  # it would wait on itself forever
-            raise RuntimeError("WorkerLedger is blocking: call it in a thread (asyncio.to_thread)")
+            raise RuntimeError("the worker's ledger is blocking: call it in a thread (asyncio.to_thread)")
         future = asyncio.run_coroutine_threadsafe(self._call("ledger", (method, args, kwargs), 60.0), loop)
         return future.result(timeout=65)
 
@@ -422,26 +424,3 @@ class WorkerEvaluator:
         worker, self._worker = self._worker, None
         if worker is not None and not worker.dead:
             worker.stop()
-
-
-class WorkerLedger:
-    """The ledger as the serving process sees it: every call runs in the worker, which owns
-    the ledger (chDB: one process per embedded path). Blocking, like every ledger."""
-
-    def __init__(self, evaluator: WorkerEvaluator, url: str) -> None:
-        self.evaluator = evaluator
-        self.url = url
-
-    def __getattr__(self, method: str) -> Callable[..., Any]:
-        if method.startswith("_") or method not in _LEDGER_METHODS:
-            raise AttributeError(method)
-        return lambda *args, **kwargs: self.evaluator.ledger_call(method, *args, **kwargs)
-
-    def close(self) -> None:
-        """The worker closes the ledger it owns."""
-
-
-_LEDGER_METHODS = frozenset({
-    "history", "latest", "last_decision", "soak_points", "timeline", "check_writable",
-    "audit", "append_audit", "create_waiver",
-})  # fmt: skip

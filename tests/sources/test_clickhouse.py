@@ -12,7 +12,7 @@ import pytest
 from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.engine import Engine
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
-from gatecheck.history import ClickHouseLedger
+from gatecheck.ledger import ClickHouseLedger
 from gatecheck.sources.clickhouse import (
     ClickHouseSource,
     ClickHouseSourceConfig,
@@ -264,7 +264,7 @@ def test_a_suite_query_then_a_ledger_write_on_one_embedded_path(warehouse: Path)
     the same embedded engine then writes: the read-only setting did not outlive the query."""
     from datetime import UTC, datetime
 
-    from gatecheck.history import ClickHouseLedger
+    from gatecheck.ledger import ClickHouseLedger
     from gatecheck.results import Verdict, VerdictState
 
     src = source(f"chdb://{warehouse}?database=healthy")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from gatecheck.config.models import (
     PROJECT_FILE,
     SUITES_DIR,
     THRESHOLDS_FILE,
+    ExpectationSpec,
     GateConfig,
     Project,
     ProjectConfig,
@@ -156,13 +157,17 @@ def _read_yaml(path: Path, label: str) -> Any:
 
 
 def load_project(
-    root: Path | str, environ: Mapping[str, str] | None = None, expectations: bool = False
+    root: Path | str,
+    environ: Mapping[str, str] | None = None,
+    expectations: Callable[[ExpectationSpec], list[str]] | None = None,
 ) -> Project:
     """Load and cross-check a project directory; raise one ConfigError listing every problem.
 
     Every file is read and checked even when another one is broken, so one run lists every
-    problem. ``expectations=True`` also has Great Expectations check every expectation's type
-    and kwargs (it imports GE, which takes seconds: ``validate``, ``run`` and ``serve`` ask)."""
+    problem. ``expectations``: the check of one expectation's type and kwargs to run on every
+    expectation — Great Expectations' own (:func:`gatecheck.runner.expectation_problems`,
+    which imports GE and takes seconds: ``validate``, ``run`` and ``serve`` hand it in);
+    configuration never imports the validation it configures."""
     root = Path(root)
     environ = os.environ if environ is None else environ
     problems: list[str] = []
@@ -214,8 +219,8 @@ def load_project(
     gates: dict[str, GateConfig] = load_each(GATES_DIR, GateConfig, "gate", "phase")
     suites: dict[str, SuiteConfig] = load_each(SUITES_DIR, SuiteConfig, "suite", "name")
 
-    if expectations:
-        problems.extend(expectation_problems(suites, files))
+    if expectations is not None:
+        problems.extend(expectation_problems(suites, files, expectations))
 
     # A broken gatecheck.yaml or thresholds.yaml still lets the other files be cross-checked:
     # what depends on the broken file is skipped (it would only repeat its problem).
@@ -239,11 +244,14 @@ def load_project(
     return project
 
 
-def expectation_problems(suites: Mapping[str, SuiteConfig], files: Mapping[str, str]) -> list[str]:
-    """Great Expectations' own check of every expectation's type and kwargs (imports GE:
-    seconds). ``gatecheck serve`` runs it in its evaluation worker, which loads GE anyway."""
-    from gatecheck.runner import expectation_problems as problems_of
-
+def expectation_problems(
+    suites: Mapping[str, SuiteConfig],
+    files: Mapping[str, str],
+    problems_of: Callable[[ExpectationSpec], list[str]],
+) -> list[str]:
+    """``problems_of`` (one expectation's check) on every expectation of every suite, each
+    line saying where. ``gatecheck serve`` runs it in its evaluation worker, which loads GE
+    anyway."""
     found: list[str] = []
     for suite in suites.values():
         label = files.get(f"suite:{suite.name}", f"{SUITES_DIR}/{suite.name}.yaml")

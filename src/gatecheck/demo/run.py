@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from gatecheck.config import load_project
+from gatecheck.config import ExpectationSpec, load_project
 from gatecheck.errors import ConfigError
 from gatecheck.results import Verdict
 
@@ -77,7 +77,12 @@ def run_demo(
     # records, never the NO-GOs of earlier scenario runs); scenario runs record into history.db.
     ledger = state / ("served.db" if serve else "history.db")
     environ = demo_environ(state, ledger)
-    project = load_project(root, environ=environ, expectations=not serve)  # serve: the worker checks
+    checks: Callable[[ExpectationSpec], list[str]] | None = None
+    if not serve:  # serving, the worker checks the expectations (this process never imports GE)
+        from gatecheck.runner import expectation_problems
+
+        checks = expectation_problems
+    project = load_project(root, environ=environ, expectations=checks)
     gate = project.gate(phase)
     state.mkdir(exist_ok=True)
     if serve:

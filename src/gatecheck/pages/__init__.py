@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gatecheck.audit import Waiver
 from gatecheck.config import GateConfig
 from gatecheck.describe import format_group, subject_of, threshold_text, waiver_text
 from gatecheck.durations import format_duration
-from gatecheck.results import Outcome, Verdict, VerdictState
+from gatecheck.results import Outcome, Verdict, VerdictState, Waiver
+
+if TYPE_CHECKING:
+    from gatecheck.ledger import Ledger
 
 #: The words a verdict is shown with (never its colour alone).
 VERDICT_WORDS = {
@@ -341,18 +343,18 @@ def timeline_period(gate: GateConfig) -> timedelta:
     return max(TIMELINE_PERIOD, gate.soak.duration) if gate.soak is not None else TIMELINE_PERIOD
 
 
-def read_timeline(ledger: Any, gate: GateConfig, now: datetime) -> Timeline:
+def read_timeline(ledger: Ledger, gate: GateConfig, now: datetime) -> Timeline:
     """The phase's recorded verdicts over its timeline period (stored columns only)."""
     since = now - timeline_period(gate)
     return timeline(ledger.timeline(gate.phase, since, now), since, now)
 
 
 def read_phase_page(
-    ledger: Any, gate: GateConfig, verdict: Verdict | None, now: datetime, last_error: str | None = None
+    ledger: Ledger, gate: GateConfig, verdict: Verdict | None, now: datetime, last_error: str | None = None
 ) -> PhasePage:
     """A phase's page from ``verdict`` (default: the ledger's latest) and the ledger: its
     timeline, the verdicts its charts draw, and the waivers in force now."""
-    from gatecheck.audit import waivers_at
+    from gatecheck.ledger.audit import waivers_at
 
     since = now - timeline_period(gate)
     records = ledger.history(gate.phase, since=since, until=now, newest=CHART_POINTS)

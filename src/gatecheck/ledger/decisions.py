@@ -11,10 +11,10 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from gatecheck.audit import MAX_DECISION, AuditEvent, waivers_at
 from gatecheck.config import Project
 from gatecheck.durations import format_duration, parse_duration
 from gatecheck.errors import ConfigError, printable
+from gatecheck.ledger.audit import MAX_DECISION, AuditEvent, waivers_at
 
 _WAIVER_ID = re.compile(r"^W[1-9][0-9]*$")
 

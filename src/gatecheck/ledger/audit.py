@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from gatecheck.results import Waiver
+
 AuditKind = Literal[
     "waiver-created",
     "waiver-used",
@@ -44,20 +46,6 @@ class AuditEvent(BaseModel):
     by: str
     reason: str
     config_hash: str = ""
-
-
-class Waiver(BaseModel):
-    """An active waiver, as a verdict shows it."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    id: str
-    check: str
-    group: dict[str, str] = {}
-    reason: str
-    by: str
-    since: datetime
-    until: datetime
 
 
 def waivers_at(events: Iterable[AuditEvent], phase: str, moment: datetime) -> list[Waiver]:

@@ -1,0 +1,227 @@
+"""The ledger's contract: what a record is, what every backend answers, and the helpers the
+backends share (one record's row, the audit trail's row, times as epoch milliseconds).
+
+A record keeps the full verdict document (every check, observed value, threshold with its
+provenance and window) plus the columns the ledger is searched by. A ledger is a context
+manager: ``with open_ledger(url, root) as ledger: …`` closes it however the block ends.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from gatecheck.ledger.audit import AuditEvent
+from gatecheck.results import Outcome, Verdict, VerdictState, checks_failed, checks_passed, waived
+
+#: How far ahead of the clock an ``as_of`` may lie (clocks of two machines disagree a little);
+#: ``gatecheck run --as-of`` refuses more, and a record whose ``as_of`` lies further ahead of
+#: its recording time is never "the latest" (it would mask every later verdict).
+MAX_CLOCK_SKEW = timedelta(minutes=2)
+#: A record counts towards a soak only if it was recorded within this long after its
+#: ``as_of``: an evaluation of the past (``--as-of``) reproduces a verdict, it did not watch
+#: the system through that time, so backdated records never earn a soak.
+MAX_RECORDING_DELAY = timedelta(minutes=10)
+
+
+def contemporary(as_of: datetime, recorded_at: datetime) -> bool:
+    """Was the evaluation recorded close to its ``as_of`` (neither backdated nor ahead)?"""
+    return -MAX_CLOCK_SKEW <= recorded_at - as_of <= MAX_RECORDING_DELAY
+
+
+class Record(BaseModel):
+    """One recorded evaluation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    phase: str
+    environment: str
+    as_of: datetime
+    verdict: VerdictState
+    checks_passed: bool
+    checks_failed: bool
+    waivers: str = ""
+    config_hash: str
+    duration_s: float
+    gatecheck_version: str
+    recorded_at: datetime
+    document: dict[str, Any]
+
+    def to_verdict(self) -> Verdict:
+        return Verdict.model_validate(self.document)
+
+
+DECISIVE = frozenset({VerdictState.GO, VerdictState.NO_GO, VerdictState.ROLLBACK})
+
+
+def utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+class Ledger(ABC):
+    """Where evaluations are recorded. Methods are blocking; the service runs them in a thread."""
+
+    url: str
+
+    @abstractmethod
+    def record(self, verdict: Verdict, duration_s: float) -> Record:
+        """Append one evaluation, atomically."""
+
+    @abstractmethod
+    def history(
+        self,
+        phase: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        verdicts: frozenset[VerdictState] | None = None,
+        newest: int | None = None,
+        recorded_since: datetime | None = None,
+        ahead: bool = True,
+    ) -> list[Record]:
+        """Records of ``phase`` with ``since <= as_of <= until`` (and one of ``verdicts``,
+        and recorded at or after ``recorded_since``), oldest first; with ``newest`` only that
+        many of the most recent ones. ``ahead=False`` leaves out records whose ``as_of`` lies
+        more than MAX_CLOCK_SKEW ahead of their recording time."""
+
+    @abstractmethod
+    def soak_points(
+        self,
+        phase: str,
+        since: datetime,
+        until: datetime,
+        recorded_since: datetime | None = None,
+    ) -> list[tuple[datetime, bool, bool, str, bool]]:
+        """``(as_of, checks_passed, checks_failed, waivers, contemporary)`` of every record of
+        ``phase`` with ``since <= as_of <= until``, oldest first: what soak coverage is computed
+        from, read from stored columns (one indexed query, no document is parsed)."""
+
+    @abstractmethod
+    def timeline(self, phase: str, since: datetime, until: datetime) -> list[tuple[datetime, VerdictState]]:
+        """``(as_of, verdict)`` of every record of ``phase`` with ``since <= as_of <= until``,
+        oldest first: what the status page draws, read from stored columns (no document)."""
+
+    @abstractmethod
+    def append_audit(self, events: list[AuditEvent]) -> None:
+        """Append events to the audit trail, all in one atomic write."""
+
+    @abstractmethod
+    def create_waiver(self, event: AuditEvent) -> AuditEvent:
+        """Append a ``waiver-created`` event with the next waiver id (W1, W2, …); return it."""
+
+    @abstractmethod
+    def audit(
+        self, phases: list[str] | None = None, since: datetime | None = None, kinds: list[str] | None = None
+    ) -> list[AuditEvent]:
+        """The trail, oldest first: of ``phases`` (default all), from ``since``, of ``kinds``."""
+
+    @abstractmethod
+    def check_writable(self) -> None:
+        """Raise LedgerError if a record could not be written now."""
+
+    #: The clock a record's ``recorded_at`` is read from (a test hands in its own).
+    clock: Callable[[], datetime] = staticmethod(lambda: datetime.now(UTC))  # type: ignore[assignment]
+
+    def close(self) -> None:  # noqa: B027 — optional hook
+        """Release resources."""
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def latest(self, phase: str, until: datetime | None = None) -> Record | None:
+        """The newest record by ``as_of``, never one dated ahead of its recording."""
+        records = self.history(phase, until=until, newest=1, ahead=False)
+        return records[-1] if records else None
+
+    def last_decision(
+        self, phase: str, until: datetime | None = None, recorded_since: datetime | None = None
+    ) -> Record | None:
+        """The newest GO, NO-GO or ROLLBACK of ``phase`` (inconclusive ones decide nothing),
+        among the records written at or after ``recorded_since`` if given."""
+        records = self.history(
+            phase, until=until, verdicts=DECISIVE, newest=1, recorded_since=recorded_since, ahead=False
+        )
+        return records[-1] if records else None
+
+
+def row_of(verdict: Verdict, duration_s: float, recorded_at: datetime) -> dict[str, Any]:
+    return {
+        "phase": verdict.phase,
+        "environment": verdict.environment,
+        "as_of": utc(verdict.as_of),
+        "verdict": verdict.verdict.value,
+        "checks_passed": checks_passed(verdict),
+        "checks_failed": checks_failed(verdict),
+        "waivers": waived(verdict),
+        "config_hash": verdict.config_hash,
+        "duration_s": float(duration_s),
+        "gatecheck_version": verdict.gatecheck_version,
+        "recorded_at": utc(recorded_at),
+        "document": verdict.document(),
+    }
+
+
+def stored_failed(stored: Any, document: dict[str, Any] | None) -> bool:
+    """The stored ``checks_failed``; a record written before that column existed has none,
+    and is judged from its document once."""
+    # NULL comes back as None, NaN or pandas.NA (whose == is neither true nor false).
+    if stored is not None and type(stored).__name__ != "NAType" and stored == stored:
+        return bool(stored)
+    return document is not None and checks_failed(Verdict.model_validate(document))
+
+
+AUDIT_COLUMNS = "at_ms, kind, phase, check_name, group_json, waiver, until_ms, by, reason, config_hash"
+
+
+def audit_row(event: AuditEvent) -> tuple[Any, ...]:
+    return (
+        to_ms(event.at), event.kind, event.phase, event.check, json.dumps(event.group, sort_keys=True),
+        event.waiver, to_ms(event.until) if event.until is not None else None, event.by, event.reason,
+        event.config_hash,
+    )  # fmt: skip
+
+
+def audit_event_of(row: Any) -> AuditEvent:
+    return AuditEvent(
+        at=from_ms(int(row[0])), kind=row[1], phase=row[2], check=row[3], group=json.loads(row[4]),
+        waiver=row[5], until=from_ms(int(row[6])) if row[6] is not None and row[6] == row[6] else None,
+        by=row[7], reason=row[8], config_hash=row[9],
+    )  # fmt: skip
+
+
+def to_ms(moment: datetime) -> int:
+    return round(utc(moment).timestamp() * 1000)
+
+
+def from_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+def record_summary(record: Any) -> dict[str, Any]:
+    """A ledger record without its full document, plus the checks that did not pass."""
+    verdict = record.to_verdict()
+    return {
+        "phase": record.phase,
+        "environment": record.environment,
+        "as_of": record.as_of.isoformat(),
+        "verdict": record.verdict.value,
+        "checks_passed": record.checks_passed,
+        "duration_s": round(record.duration_s, 3),
+        "config_hash": record.config_hash,
+        "gatecheck_version": record.gatecheck_version,
+        "recorded_at": record.recorded_at.isoformat(),
+        "not_passed": {c.suite: c.outcome.value for c in verdict.checks if c.outcome is not Outcome.PASS},
+        # The waivers a GO held through: a waived GO is never shown as a plain one.
+        "waivers": sorted({c.waiver.id for c in verdict.checks if c.waiver is not None}),
+        "requested_by": verdict.requested_by.model_dump() if verdict.requested_by is not None else None,
+    }

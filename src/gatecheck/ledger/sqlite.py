@@ -1,0 +1,308 @@
+"""The SQLite ledger (``sqlite:///relative/path.db`` / ``sqlite:////absolute/path.db``), the
+embedded default. WAL mode, so the service and a CLI can use one file at once; one record is
+one INSERT in one transaction, so a crash leaves either the whole record or none of it. The
+audit trail is append-only in the file itself (triggers refuse UPDATE and DELETE).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from gatecheck.errors import LedgerError
+from gatecheck.ledger.audit import AuditEvent
+from gatecheck.ledger.base import (
+    AUDIT_COLUMNS,
+    MAX_CLOCK_SKEW,
+    Ledger,
+    Record,
+    audit_event_of,
+    audit_row,
+    contemporary,
+    from_ms,
+    row_of,
+    stored_failed,
+    to_ms,
+)
+from gatecheck.results import Verdict, VerdictState
+
+
+def _sqlite_migrate(connection: sqlite3.Connection) -> None:
+    """Add the columns of newer versions to a ledger an older version created."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(evaluations)")}
+    if "checks_failed" not in columns:
+        connection.execute("ALTER TABLE evaluations ADD COLUMN checks_failed INTEGER")
+    if "waivers" not in columns:
+        connection.execute("ALTER TABLE evaluations ADD COLUMN waivers TEXT NOT NULL DEFAULT ''")
+
+
+_SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS evaluations (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  phase TEXT NOT NULL,
+  environment TEXT NOT NULL,
+  as_of_ms INTEGER NOT NULL,
+  verdict TEXT NOT NULL,
+  checks_passed INTEGER NOT NULL,
+  checks_failed INTEGER,
+  config_hash TEXT NOT NULL,
+  duration_s REAL NOT NULL,
+  gatecheck_version TEXT NOT NULL,
+  recorded_at_ms INTEGER NOT NULL,
+  document TEXT NOT NULL,
+  waivers TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS evaluations_phase_as_of ON evaluations (phase, as_of_ms);
+CREATE TABLE IF NOT EXISTS audit (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at_ms INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  phase TEXT NOT NULL,
+  check_name TEXT NOT NULL,
+  group_json TEXT NOT NULL,
+  waiver TEXT NOT NULL,
+  until_ms INTEGER,
+  by TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  config_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_phase_at ON audit (phase, at_ms);
+-- The audit trail is append-only: no UPDATE or DELETE, from gatecheck or anyone else.
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+"""
+
+def _diagnosis(path: Path) -> str:
+    """What the filesystem says, for SQLite's terse "disk I/O error" / "unable to open"."""
+    try:
+        stats = os.statvfs(path.parent)
+    except OSError:
+        return ""
+    if stats.f_flag & os.ST_RDONLY:
+        return f"; {path.parent} is on a read-only filesystem"
+    free = stats.f_bavail * stats.f_frsize
+    if free < 64 * 1024:
+        return f"; the disk is full ({free} bytes free in {path.parent})"
+    return ""
+
+
+class SqliteLedger(Ledger):
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        """The ledger in ``path``, created if missing; ``create=False`` (``run --no-record``)
+        writes nothing: a missing file is an empty ledger, an existing one is only read."""
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        self._absent = not create and not path.exists()
+        if not create:
+            return
+        try:
+            with self._connect() as connection:
+                # WAL lets readers (a CLI) and the writer (the service) share the file.
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.executescript(_SQLITE_SCHEMA)
+                _sqlite_migrate(connection)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._error("cannot open", exc) from exc
+
+    def _error(self, what: str, exc: BaseException) -> LedgerError:
+        return LedgerError(f"history ledger {self.path}: {what} ({exc}{_diagnosis(self.path)})")
+
+    def _rows(self, sql: str, args: list[Any], what: str = "cannot read") -> list[Any]:
+        """Every row of one read; a LedgerError saying ``what`` failed."""
+        if self._absent:  # read-only, and no file: nothing was ever recorded
+            return []
+        try:
+            with self._connect() as connection:
+                return connection.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(what, exc) from exc
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # A connection per operation: safe from any thread, nothing held between calls.
+        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            connection.execute("PRAGMA busy_timeout=30000")
+            yield connection
+        finally:
+            connection.close()
+
+    def record(self, verdict: Verdict, duration_s: float) -> Record:
+        row = row_of(verdict, duration_s, self.clock())
+        try:
+            with self._connect() as connection:
+                # Idempotent, and lets the ledger recover if its file was lost meanwhile.
+                connection.executescript(_SQLITE_SCHEMA)
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute(
+                    "INSERT INTO evaluations (phase, environment, as_of_ms, verdict, checks_passed,"
+                    " checks_failed, config_hash, duration_s, gatecheck_version, recorded_at_ms, document,"
+                    " waivers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        row["phase"], row["environment"], to_ms(row["as_of"]), row["verdict"],
+                        int(row["checks_passed"]), int(row["checks_failed"]), row["config_hash"],
+                        row["duration_s"], row["gatecheck_version"], to_ms(row["recorded_at"]),
+                        json.dumps(row["document"]), row["waivers"],
+                    ),
+                )  # fmt: skip
+                connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._error("cannot write", exc) from exc
+        return Record.model_validate(row)
+
+    def history(
+        self,
+        phase: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        verdicts: frozenset[VerdictState] | None = None,
+        newest: int | None = None,
+        recorded_since: datetime | None = None,
+        ahead: bool = True,
+    ) -> list[Record]:
+        sql = (
+            "SELECT phase, environment, as_of_ms, verdict, checks_passed, config_hash, duration_s,"
+            " gatecheck_version, recorded_at_ms, document, checks_failed, waivers"
+            " FROM evaluations WHERE phase = ?"
+        )
+        args: list[Any] = [phase]
+        if since is not None:
+            sql += " AND as_of_ms >= ?"
+            args.append(to_ms(since))
+        if until is not None:
+            sql += " AND as_of_ms <= ?"
+            args.append(to_ms(until))
+        if recorded_since is not None:
+            sql += " AND recorded_at_ms >= ?"
+            args.append(to_ms(recorded_since))
+        if not ahead:
+            sql += " AND as_of_ms <= recorded_at_ms + ?"
+            args.append(int(MAX_CLOCK_SKEW.total_seconds() * 1000))
+        if verdicts is not None:
+            sql += f" AND verdict IN ({', '.join('?' * len(verdicts))})"
+            args.extend(sorted(v.value for v in verdicts))
+        # Newest first so LIMIT keeps the most recent; reversed below to oldest first.
+        sql += " ORDER BY as_of_ms DESC, id DESC"
+        if newest is not None:
+            sql += " LIMIT ?"
+            args.append(newest)
+        rows = self._rows(sql, args)[::-1]
+        return [
+            Record(
+                phase=r[0],
+                environment=r[1],
+                as_of=from_ms(r[2]),
+                verdict=VerdictState(r[3]),
+                checks_passed=bool(r[4]),
+                config_hash=r[5],
+                duration_s=r[6],
+                gatecheck_version=r[7],
+                recorded_at=from_ms(r[8]),
+                document=(document := json.loads(r[9])),
+                checks_failed=stored_failed(r[10], document),
+                waivers=r[11] or "",
+            )
+            for r in rows
+        ]
+
+    def soak_points(
+        self,
+        phase: str,
+        since: datetime,
+        until: datetime,
+        recorded_since: datetime | None = None,
+    ) -> list[tuple[datetime, bool, bool, str, bool]]:
+        sql = (
+            "SELECT as_of_ms, checks_passed, checks_failed,"
+            " CASE WHEN checks_failed IS NULL THEN document END,"  # only records from before the column
+            " waivers, recorded_at_ms FROM evaluations WHERE phase = ? AND as_of_ms >= ? AND as_of_ms <= ?"
+        )
+        args: list[Any] = [phase, to_ms(since), to_ms(until)]
+        if recorded_since is not None:
+            sql += " AND recorded_at_ms >= ?"
+            args.append(to_ms(recorded_since))
+        sql += " ORDER BY as_of_ms, id"
+        rows = self._rows(sql, args)
+        return [
+            (
+                from_ms(r[0]),
+                bool(r[1]),
+                stored_failed(r[2], json.loads(r[3]) if r[3] is not None else None),
+                r[4],
+                contemporary(from_ms(r[0]), from_ms(r[5])),
+            )
+            for r in rows
+        ]
+
+    def timeline(self, phase: str, since: datetime, until: datetime) -> list[tuple[datetime, VerdictState]]:
+        sql = (
+            "SELECT as_of_ms, verdict FROM evaluations WHERE phase = ? AND as_of_ms >= ? AND as_of_ms <= ?"
+            " ORDER BY as_of_ms, id"
+        )
+        rows = self._rows(sql, [phase, to_ms(since), to_ms(until)])
+        return [(from_ms(r[0]), VerdictState(r[1])) for r in rows]
+
+    def append_audit(self, events: list[AuditEvent]) -> None:
+        if events:
+            self._append_audit(events)
+
+    def create_waiver(self, event: AuditEvent) -> AuditEvent:
+        (created,) = self._append_audit([event], number_waiver=True)
+        return created
+
+    def _append_audit(self, events: list[AuditEvent], number_waiver: bool = False) -> list[AuditEvent]:
+        """Insert ``events`` in one transaction; ``number_waiver``: give the one event the next
+        waiver id, counted inside the same transaction."""
+        try:
+            with self._connect() as connection:
+                connection.executescript(_SQLITE_SCHEMA)
+                connection.execute("BEGIN IMMEDIATE")
+                if number_waiver:
+                    (count,) = connection.execute(
+                        "SELECT count(*) FROM audit WHERE kind = 'waiver-created'"
+                    ).fetchone()
+                    events = [e.model_copy(update={"waiver": f"W{count + 1}"}) for e in events]
+                connection.executemany(
+                    f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [audit_row(e) for e in events],
+                )
+                connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._error("cannot write the audit trail", exc) from exc
+        return events
+
+    def audit(
+        self, phases: list[str] | None = None, since: datetime | None = None, kinds: list[str] | None = None
+    ) -> list[AuditEvent]:
+        sql = f"SELECT {AUDIT_COLUMNS} FROM audit WHERE 1 = 1"
+        args: list[Any] = []
+        if phases is not None:
+            sql += f" AND phase IN ({', '.join('?' * len(phases))})"
+            args.extend(phases)
+        if since is not None:
+            sql += " AND at_ms >= ?"
+            args.append(to_ms(since))
+        if kinds is not None:
+            sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
+            args.extend(kinds)
+        sql += " ORDER BY id"
+        rows = self._rows(sql, args, "cannot read the audit trail")
+        return [audit_event_of(r) for r in rows]
+
+    def check_writable(self) -> None:
+        try:
+            with self._connect() as connection:
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise self._error("not writable", exc) from exc
+
+
