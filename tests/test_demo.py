@@ -118,7 +118,7 @@ def test_the_normalize_metrics_keep_their_rates_tick_after_tick() -> None:
     from prometheus_client import generate_latest
 
     from gatecheck.demo.metrics import NormalizeService
-    from gatecheck.sources.scrape import evaluate_snapshot, parse_exposition
+    from gatecheck.sources.prometheus.scrape import evaluate_snapshot, parse_exposition
 
     service = NormalizeService("healthy")
     service.add(2000, minutes=5)

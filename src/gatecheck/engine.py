@@ -101,7 +101,7 @@ class Engine:
         # The scrape sources' memory of earlier scrapes, kept across this engine's evaluations
         # (the service's worker): increase/rate over a range that began before a counter was
         # created are answered from the scrape at the range's start.
-        from gatecheck.sources.scrape import ScrapeMemory
+        from gatecheck.sources.prometheus.scrape import ScrapeMemory
 
         self.scrapes = ScrapeMemory()
         self.source_factory: SourceFactory = source_factory or functools.partial(

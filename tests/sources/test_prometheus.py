@@ -13,7 +13,8 @@ from gatecheck.config import load_project
 from gatecheck.demo.bus import free_port
 from gatecheck.errors import QueryError, SourceUnavailable
 from gatecheck.results import Outcome, Verdict, VerdictState
-from gatecheck.sources.prometheus import PrometheusSource, PrometheusSourceConfig, PromQuery, render_promql
+from gatecheck.sources.prometheus.api import PrometheusSource
+from gatecheck.sources.prometheus.promql import PrometheusSourceConfig, PromQuery, render_promql
 
 from ..conftest import evaluate
 from ..prometheus_history import as_of, quiet_as_of
@@ -295,7 +296,7 @@ def test_series_alike_but_for_their_name_are_all_kept(prometheus: str) -> None:
 
 
 def test_join_series_never_drops_one() -> None:
-    from gatecheck.sources.prometheus import join_series
+    from gatecheck.sources.prometheus.api import join_series
 
     kept = join_series([("value", [({"__name__": "a", "job": "x"}, 0.5), ({"__name__": "b", "job": "x"}, 1.0)])], 10)
     assert sorted(zip(kept["__name__"], kept["value"], strict=True)) == [("a", 0.5), ("b", 1.0)]
@@ -309,14 +310,14 @@ def test_join_series_never_drops_one() -> None:
 
 @pytest.mark.parametrize("raw", [True, None, {"v": 1}, "yes", [1]])
 def test_a_sample_that_is_not_a_number_is_an_error(raw: object) -> None:
-    from gatecheck.sources.prometheus import sample_value
+    from gatecheck.sources.prometheus.api import sample_value
 
     with pytest.raises(QueryError, match="not a number"):
         sample_value(raw)
 
 
 def test_sample_values_as_prometheus_writes_them() -> None:
-    from gatecheck.sources.prometheus import sample_value
+    from gatecheck.sources.prometheus.api import sample_value
 
     assert sample_value("0.5") == 0.5 and sample_value("NaN") is None
     assert sample_value("+Inf") == float("inf") and sample_value(3) == 3.0

@@ -16,8 +16,8 @@ from gatecheck.demo.bus import free_port
 from gatecheck.demo.metrics import normalize_registry, serve_registry
 from gatecheck.errors import QueryError, SourceUnavailable
 from gatecheck.results import Outcome, VerdictState
-from gatecheck.sources.prometheus import PrometheusSourceConfig, PromQuery
-from gatecheck.sources.scrape import ScrapeSource
+from gatecheck.sources.prometheus.promql import PrometheusSourceConfig, PromQuery
+from gatecheck.sources.prometheus.scrape import ScrapeSource
 
 from ..conftest import evaluate
 
@@ -147,7 +147,7 @@ def test_a_counter_older_than_the_range_is_answered_from_the_scrape_remembered_a
     created before the range is its value now minus its value at the scrape 5 minutes ago —
     what a Prometheus server computes from the same two samples — never an error for as long
     as the service runs; without that scrape, or across a reset, it is refused as before."""
-    from gatecheck.sources.scrape import ScrapeMemory, evaluate_snapshot
+    from gatecheck.sources.prometheus.scrape import ScrapeMemory, evaluate_snapshot
 
     def exposition(value: float, created: float) -> list[tuple[str, dict[str, str], float]]:
         return [("jobs_total", {"queue": "a"}, value), ("jobs_created", {"queue": "a"}, created)]
@@ -175,7 +175,7 @@ def test_a_counter_older_than_the_range_is_answered_from_the_scrape_remembered_a
 
 
 def test_the_scrape_memory_is_bounded() -> None:
-    from gatecheck.sources.scrape import ScrapeMemory
+    from gatecheck.sources.prometheus.scrape import ScrapeMemory
 
     memory = ScrapeMemory(keep_s=3600, spacing_s=20)
     sample = [("x_total", {}, 1.0), ("x_created", {}, 0.0)]

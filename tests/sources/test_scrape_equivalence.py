@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from gatecheck.cli import app
 from gatecheck.errors import QueryError
 from gatecheck.shipped import project_path
-from gatecheck.sources.scrape import evaluate_snapshot, parse_exposition, scrape_problems
+from gatecheck.sources.prometheus.scrape import evaluate_snapshot, parse_exposition, scrape_problems
 
 from ..prometheus_history import SNAPSHOT_AT, snapshot_exposition
 

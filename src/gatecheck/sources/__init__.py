@@ -20,12 +20,8 @@ from gatecheck.sources.junit import JUnitQuery, JUnitSourceConfig
 from gatecheck.sources.nats import NatsQuery, NatsSourceConfig
 from gatecheck.sources.postgresql import PostgreSQLSourceConfig
 from gatecheck.sources.probe import Probe
-from gatecheck.sources.prometheus import (
-    PrometheusSourceConfig,
-    PromQuery,
-    promql_problems,
-    scrape_query_problems,
-)
+from gatecheck.sources.prometheus import scrape_query_problems
+from gatecheck.sources.prometheus.promql import PrometheusSourceConfig, PromQuery, promql_problems
 
 if TYPE_CHECKING:
     from gatecheck.clickhouse import ClickHouse
@@ -69,10 +65,10 @@ def _prometheus(
     # One configuration type, two implementations: a server's HTTP API, or one service's
     # exposition read directly (scrape+http://).
     if config.scrape:
-        from gatecheck.sources.scrape import ScrapeSource
+        from gatecheck.sources.prometheus.scrape import ScrapeSource
 
         return ScrapeSource(name, config, root, scrapes)
-    from gatecheck.sources.prometheus import PrometheusSource
+    from gatecheck.sources.prometheus.api import PrometheusSource
 
     return PrometheusSource(name, config, root)
 
@@ -203,7 +199,7 @@ def open_source(
 ) -> Source:
     """Build the source for ``config``; relative embedded paths resolve against ``root``;
     ``clickhouse`` is the engine's hub of ClickHouse connections (its own one if None);
-    ``scrapes`` the engine's :class:`gatecheck.sources.scrape.ScrapeMemory` (none: a scrape
+    ``scrapes`` the engine's :class:`gatecheck.sources.prometheus.scrape.ScrapeMemory` (none: a scrape
     source answers from its one snapshot)."""
     return kind_of(config).open(name, config, root, clickhouse, scrapes)
 

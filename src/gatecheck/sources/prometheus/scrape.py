@@ -39,7 +39,13 @@ import httpx
 
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.sources.base import QueryParameters, Source
-from gatecheck.sources.prometheus import PrometheusSourceConfig, PromQuery, measures_frame, render_promql
+from gatecheck.sources.probe import Probe, counted
+from gatecheck.sources.prometheus.promql import (
+    PrometheusSourceConfig,
+    PromQuery,
+    measures_frame,
+    render_promql,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -520,7 +526,7 @@ class ScrapeSource(Source):
             headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
         self._client = httpx.AsyncClient(timeout=self.timeout, headers=headers)
 
-    async def _samples(self) -> list[tuple[str, dict[str, str], float]]:
+    async def samples(self) -> list[tuple[str, dict[str, str], float]]:
         shown = redact(self.target)
         try:
             response = await self._client.get(self.target)
@@ -539,7 +545,7 @@ class ScrapeSource(Source):
         measures = text.measures if isinstance(text, PromQuery) else {"value": text}
         end = parameters["window_end"]
         assert isinstance(end, datetime)
-        samples = await self._samples()
+        samples = await self.samples()
         scraped_at = time.time()
         late = scraped_at - end.timestamp()
         if late > max(SNAPSHOT_TOLERANCE_S, self.timeout):
@@ -566,3 +572,23 @@ class ScrapeSource(Source):
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+async def check_scrape(name: str, config: PrometheusSourceConfig, root: Path) -> Probe:
+    """Read the exposition once: how many samples of how many series names, how long it took."""
+    started = time.perf_counter()
+    scrape = ScrapeSource(name, config, root)
+    try:
+        samples = await scrape.samples()
+    except (SourceUnavailable, SourceTimeout) as exc:
+        return Probe(reachable=False, problems=[str(exc)])
+    except QueryError as exc:
+        return Probe(problems=[str(exc)])
+    finally:
+        await scrape.close()
+    families = len({sample[0] for sample in samples})
+    return Probe(
+        version="an exposition (no server)",
+        latency_ms=(time.perf_counter() - started) * 1000,
+        checked=f"{counted(len(samples), 'sample')} of {counted(families, 'series name')}",
+    )

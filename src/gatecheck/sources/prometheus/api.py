@@ -13,155 +13,35 @@ column per measure. NaN (e.g. 0/0) and a missing series are NULL: no evidence, n
 from __future__ import annotations
 
 import math
-import re
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
-from pydantic import Field, SecretStr
 
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
-from gatecheck.frozen import NAME, Frozen
-from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source, SourceSettings, iso_utc
-from gatecheck.sources.probe import Probe, counted
+from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source
+from gatecheck.sources.probe import Probe
+from gatecheck.sources.prometheus.promql import (
+    PrometheusSourceConfig,
+    PromQuery,
+    measures_frame,
+    render_promql,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# ---------------------------------------------------------------- configuration and query
 
-
-class PrometheusSourceConfig(SourceSettings):
-    """A Prometheus server (PromQL over its HTTP API) or a scrape endpoint (``scrape+http(s)://``:
-    one service's exposition, read directly; see :mod:`gatecheck.sources.scrape`)."""
-
-    type: Literal["prometheus"]
-    username: str | None = None  # basic auth (or user:password@ in the URL)
-    password: SecretStr | None = None  # write "${PROMETHEUS_PASSWORD}"
-    bearer_token: SecretStr | None = None  # write "${PROMETHEUS_TOKEN}"
-    schemes: ClassVar[tuple[str, ...]] = ("http", "https", "scrape+http", "scrape+https")
-
-    @property
-    def scrape(self) -> bool:
-        return self.url.startswith("scrape+")
-
-
-#: ``$name`` placeholders a PromQL query may use (see README, "Prometheus suites").
-PROMQL_PLACEHOLDERS = ("window", "window_s", "window_start", "window_end", "as_of", "settle")
-_PROMQL_PLACEHOLDER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
-
-
-def promql_problems(promql: str) -> list[str]:
-    unknown = sorted({m.group(1) for m in _PROMQL_PLACEHOLDER.finditer(promql)} - set(PROMQL_PLACEHOLDERS))
-    return [
-        f"unknown placeholder ${name} (known: {', '.join('$' + p for p in PROMQL_PLACEHOLDERS)})"
-        for name in unknown
-    ]
-
-
-class PromQuery(Frozen):
-    """The ``query:`` of a suite on a Prometheus source: named PromQL measures, one column each."""
-
-    #: Keys that mark a suite's ``query:`` mapping as this form.
-    form_keys: ClassVar[frozenset[str]] = frozenset({"measures"})
-
-    measures: dict[str, str] = Field(min_length=1)
-
-    def problems(self) -> list[str]:
-        found = []
-        for name, promql in self.measures.items():
-            if not NAME.match(name):
-                found.append(f"measures.{name}: a measure is a column name: lowercase letters, digits and _")
-            found.extend(f"measures.{name}: {p}" for p in promql_problems(promql))
-        return found
-
-
-def scrape_query_problems(config: PrometheusSourceConfig, query: Any) -> list[tuple[str, str, str]]:
-    """(key, what the source is, problem) for a suite query that this source's configuration
-    cannot answer: on a scrape source, every measure must be answerable from one snapshot."""
-    if not config.scrape:
-        return []
-    from gatecheck.sources.scrape import scrape_problems
-
-    measures = query.measures if isinstance(query, PromQuery) else {"value": query}
-    found: list[tuple[str, str, str]] = []
-    for measure, promql in measures.items():
-        if isinstance(promql, str):
-            where = f"query.measures.{measure}" if isinstance(query, PromQuery) else "query"
-            found.extend((where, "a scrape source", p) for p in scrape_problems(promql))
-    return found
-
-
-# ---------------------------------------------------------------- the source
-
-
-def render_promql(promql: str, parameters: QueryParameters) -> str:
-    """Fill ``$window``-style placeholders (longest names first: $window_s before $window)."""
-    start, end = parameters["window_start"], parameters["window_end"]
-    as_of = parameters.get("as_of", end)
-    assert isinstance(start, datetime) and isinstance(end, datetime) and isinstance(as_of, datetime)
-    window_s = max(1, round((end - start).total_seconds()))
-    settle_s = max(0, round((as_of - end).total_seconds()))
-    values = {
-        "window_start": f"{start.timestamp():.3f}",
-        "window_end": f"{end.timestamp():.3f}",
-        "window_s": str(window_s),
-        "window": f"{window_s}s",
-        "as_of": f"{as_of.timestamp():.3f}",
-        "settle": f"{settle_s}s",
-    }
-    for name in sorted(values, key=len, reverse=True):
-        promql = promql.replace(f"${name}", values[name])
-    return promql
-
-
-def explain_query(
-    name: str, config: PrometheusSourceConfig, query: Any, parameters: QueryParameters, root: Path
-) -> dict[str, Any]:
-    """The instant queries the source sends for ``query`` (``gatecheck explain``)."""
-    measures = query.measures if isinstance(query, PromQuery) else {"value": query}
-    end = parameters["window_end"]
-    assert isinstance(end, datetime)
-    at = {"name": "time", "type": "", "sent": f"{end.timestamp():.3f}", "means": iso_utc(end)}
-    if config.scrape:
-        sent_to = f"one scrape of {redact(config.url)}, each measure evaluated on that snapshot"
-    else:
-        sent_to = f"Prometheus at {redact(config.url)}: GET /api/v1/query (instant queries)"
-    requests = [
-        {"what": f"measure {measure}", "text": render_promql(promql, parameters), "parameters": [at]}
-        for measure, promql in measures.items()
-    ]
-    return {"sent_to": sent_to, "requests": requests}
-
-
-async def check_source(name: str, config: PrometheusSourceConfig, root: Path, suites: list[Any]) -> Probe:
-    """Reach the server (its build info: version) or, for a scrape source, the exposition."""
+async def check_server(name: str, config: PrometheusSourceConfig, root: Path) -> Probe:
+    """Reach the server: its build info (version) and how long it took."""
     started = time.perf_counter()
-    if config.scrape:
-        from gatecheck.sources.scrape import ScrapeSource
-
-        scrape = ScrapeSource(name, config, root)
-        try:
-            samples = await scrape._samples()
-        except (SourceUnavailable, SourceTimeout) as exc:
-            return Probe(reachable=False, problems=[str(exc)])
-        except QueryError as exc:
-            return Probe(problems=[str(exc)])
-        finally:
-            await scrape.close()
-        families = len({sample[0] for sample in samples})
-        return Probe(
-            version="an exposition (no server)",
-            latency_ms=(time.perf_counter() - started) * 1000,
-            checked=f"{counted(len(samples), 'sample')} of {counted(families, 'series name')}",
-        )
     source = PrometheusSource(name, config, root)
     shown = redact(source.base)
     try:
-        response = await source._client.get(f"{source.base}/api/v1/status/buildinfo")
+        response = await source.build_info()
     except httpx.TimeoutException:
         return Probe(
             reachable=False, problems=[f"Prometheus at {shown} did not answer within {source.timeout:g}s"]
@@ -185,6 +65,8 @@ async def check_source(name: str, config: PrometheusSourceConfig, root: Path, su
             ],
         )
     return Probe(version=f"Prometheus {version}", latency_ms=latency, checked="reachable")
+
+
 
 
 def sample_value(raw: Any, where: str = "") -> float | None:
@@ -233,22 +115,6 @@ def join_series(
     if len(rows) > max_series:
         raise QueryError(f"the answer has {len(rows)} series, more than the {max_series} a suite may judge")
     return measures_frame(list(rows.values()), [measure for measure, _ in answers])
-
-
-def measures_frame(rows: list[dict[str, Any]], measures: list[str]) -> pd.DataFrame:
-    """Rows (labels + measure values) as a frame: label columns sorted, then the measures;
-    a measure no row has is a NULL column, not a missing one."""
-    import pandas as pd
-
-    if not rows:
-        return pd.DataFrame(columns=measures)
-    frame = pd.DataFrame(rows)
-    for measure in measures:
-        if measure not in frame.columns:
-            frame[measure] = None
-    label_columns = sorted(str(c) for c in frame.columns if c not in measures)
-    frame = frame[label_columns + measures]
-    return frame.sort_values(label_columns).reset_index(drop=True) if label_columns else frame
 
 
 class PrometheusSource(Source):
@@ -322,6 +188,10 @@ class PrometheusSource(Source):
                 "judge: aggregate in PromQL (sum by …)"
             )
         return [(dict(item["metric"]), sample_value(item["value"][1], where)) for item in result]
+
+    async def build_info(self) -> httpx.Response:
+        """``GET /api/v1/status/buildinfo`` (``check-sources``: is it Prometheus, which version)."""
+        return await self._client.get(f"{self.base}/api/v1/status/buildinfo")
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -1,0 +1,62 @@
+"""The Prometheus source kind: one configuration (``type: prometheus``), two sources —
+a server's HTTP API (``http(s)://``, :mod:`.api`) and one service's exposition read directly
+(``scrape+http(s)://``, :mod:`.scrape`) — and what they share (:mod:`.promql`). This module
+chooses between the two for the registry; neither imports the other.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from gatecheck.errors import redact
+from gatecheck.sources.base import QueryParameters, iso_utc
+from gatecheck.sources.probe import Probe
+from gatecheck.sources.prometheus.promql import PrometheusSourceConfig, PromQuery, render_promql
+
+
+def scrape_query_problems(config: PrometheusSourceConfig, query: Any) -> list[tuple[str, str, str]]:
+    """(key, what the source is, problem) for a suite query that this source's configuration
+    cannot answer: on a scrape source, every measure must be answerable from one snapshot."""
+    if not config.scrape:
+        return []
+    from gatecheck.sources.prometheus.scrape import scrape_problems
+
+    measures = query.measures if isinstance(query, PromQuery) else {"value": query}
+    found: list[tuple[str, str, str]] = []
+    for measure, promql in measures.items():
+        if isinstance(promql, str):
+            where = f"query.measures.{measure}" if isinstance(query, PromQuery) else "query"
+            found.extend((where, "a scrape source", p) for p in scrape_problems(promql))
+    return found
+
+
+def explain_query(
+    name: str, config: PrometheusSourceConfig, query: Any, parameters: QueryParameters, root: Path
+) -> dict[str, Any]:
+    """The instant queries the source sends for ``query`` (``gatecheck explain``)."""
+    measures = query.measures if isinstance(query, PromQuery) else {"value": query}
+    end = parameters["window_end"]
+    assert isinstance(end, datetime)
+    at = {"name": "time", "type": "", "sent": f"{end.timestamp():.3f}", "means": iso_utc(end)}
+    if config.scrape:
+        sent_to = f"one scrape of {redact(config.url)}, each measure evaluated on that snapshot"
+    else:
+        sent_to = f"Prometheus at {redact(config.url)}: GET /api/v1/query (instant queries)"
+    requests = [
+        {"what": f"measure {measure}", "text": render_promql(promql, parameters), "parameters": [at]}
+        for measure, promql in measures.items()
+    ]
+    return {"sent_to": sent_to, "requests": requests}
+
+
+async def check_source(name: str, config: PrometheusSourceConfig, root: Path, suites: list[Any]) -> Probe:
+    """Reach the server (its build info: version) or, for a scrape source, the exposition."""
+    if config.scrape:
+        from gatecheck.sources.prometheus.scrape import check_scrape
+
+        return await check_scrape(name, config, root)
+    from gatecheck.sources.prometheus.api import check_server
+
+    return await check_server(name, config, root)
