@@ -22,12 +22,12 @@ from pathlib import Path
 
 from common import PROJECT
 
-from gatecheck.backtest import run_backtest
-from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import load_project
 from gatecheck.demo.reference import build_reference
 from gatecheck.durations import format_duration, parse_duration
-from gatecheck.engine import Engine
+from gatecheck.evaluation.backtest import run_backtest
+from gatecheck.evaluation.engine import Engine
+from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
 AS_OF = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 
@@ -63,7 +63,7 @@ def main() -> None:
         async def go() -> tuple[float, object, float, int]:
             # Both sides are timed with Great Expectations already imported (seconds, once
             # per process): what is compared is the evaluations' cost.
-            from gatecheck.runner import warm_up
+            from gatecheck.evaluation.validation import warm_up
 
             warm_up()
             started = time.perf_counter()

@@ -27,12 +27,12 @@ import pandas as pd
 from backtest import count
 from common import PROJECT
 
-from gatecheck.checkplan import query_parameters, window_for
-from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import load_project
 from gatecheck.demo.reference import build_reference
+from gatecheck.evaluation.plan import query_parameters, window_for
 from gatecheck.sources.clickhouse import ClickHouseSource, ClickHouseSourceConfig
-from gatecheck.sources.onepass import one_pass, steps_of
+from gatecheck.sources.clickhouse.connection import ClickHouse, Target
+from gatecheck.sources.clickhouse.onepass import one_pass, steps_of
 
 AS_OF = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 SUITES = ("unmatched_edges", "freshness_lag", "rollup_parity", "unattributed_sessions")

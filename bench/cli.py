@@ -30,7 +30,9 @@ CHILD = r"""
 import time, json, sys
 t0 = time.perf_counter()
 import asyncio
-from gatecheck import cli, gate, runner
+from gatecheck import cli
+from gatecheck.evaluation import gate
+from gatecheck.evaluation import validation as runner
 from gatecheck.sources import clickhouse
 t1 = time.perf_counter()
 from gatecheck.config import load_project
@@ -52,7 +54,7 @@ def timed_judge(*a, **k):
         spent["validation"] += time.perf_counter() - s
 clickhouse.ClickHouseSource.query = timed_query
 gate.judge = timed_judge
-from gatecheck.engine import Engine
+from gatecheck.evaluation.engine import Engine
 async def through_engine():
     async with Engine(project, ledger=None) as engine:
         return (await engine.evaluate("warehouse-release", record=False)).verdict
@@ -71,12 +73,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    from gatecheck.clickhouse import ClickHouse, Target
     from gatecheck.config import load_project
     from gatecheck.demo.bus import free_port
     from gatecheck.demo.reference import build_reference
     from gatecheck.ledger import SqliteLedger
     from gatecheck.service import Service, make_server, run_service
+    from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
     with tempfile.TemporaryDirectory() as tmp:
         root = copy_config(Path(tmp))

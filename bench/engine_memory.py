@@ -25,11 +25,16 @@ from pathlib import Path
 
 from common import PROJECT
 
-from gatecheck.checkplan import query_parameters, window_for
-from gatecheck.clickhouse import EMBEDDED_SETTINGS, ClickHouse, Connection, Target
 from gatecheck.config import ResolvedThreshold, SuiteConfig, load_project
 from gatecheck.demo.reference import build_reference
+from gatecheck.evaluation.plan import query_parameters, window_for
 from gatecheck.sources.clickhouse import ClickHouseSourceConfig, format_parameter, wrap_readonly
+from gatecheck.sources.clickhouse.connection import (
+    EMBEDDED_SETTINGS,
+    ClickHouse,
+    Connection,
+    Target,
+)
 
 #: The engine's defaults for what gatecheck's embedded clients turn off.
 DEFAULTS = ", " + ", ".join(f"{name}=1" for name in EMBEDDED_SETTINGS)

@@ -32,13 +32,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gatecheck.checkplan import plan_checks, query_parameters
-from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import load_project
 from gatecheck.demo.reference import SESSIONS_PER_HOUR, TABLES, build_reference
 from gatecheck.durations import format_duration
+from gatecheck.evaluation.plan import plan_checks, query_parameters
 from gatecheck.shipped import project_path
 from gatecheck.sources.clickhouse import ClickHouseSource, ClickHouseSourceConfig
+from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
 AS_OF = datetime(2026, 11, 22, 13, 20, tzinfo=UTC)  # mid-day: day partitions only partly filled
 GOAL = 1.5

@@ -31,14 +31,14 @@ from pathlib import Path
 import httpx
 from common import PROJECT
 
-from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import load_project
 from gatecheck.demo.reference import build_reference
-from gatecheck.engine import Engine
+from gatecheck.evaluation.engine import Engine
 from gatecheck.ledger import SqliteLedger
 from gatecheck.pages import render_chain
 from gatecheck.results import VerdictState
 from gatecheck.service import Service, create_app
+from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
 BUDGET_MS = 50.0
 

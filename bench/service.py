@@ -22,13 +22,13 @@ from pathlib import Path
 import httpx
 from common import copy_config, percentile
 
-from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import load_project
 from gatecheck.demo.bus import NatsServer, free_port, prepare_bus
 from gatecheck.demo.metrics import normalize_registry, serve_registry
 from gatecheck.demo.reference import build_reference
 from gatecheck.ledger import SqliteLedger
 from gatecheck.service import Service, make_server, run_service
+from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
 
 def rss_mib() -> float:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from common import PROJECT
 
-from gatecheck.checkplan import window_for
 from gatecheck.config import load_project
-from gatecheck.gate import soak_coverage
+from gatecheck.evaluation.gate import soak_coverage
+from gatecheck.evaluation.plan import window_for
 from gatecheck.ledger import ClickHouseLedger, Ledger, SqliteLedger
 from gatecheck.results import (
     CheckResult,

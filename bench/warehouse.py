@@ -24,14 +24,14 @@ from typing import Any
 
 import yaml
 
-from gatecheck.checkplan import window_for
-from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import load_project
 from gatecheck.demo.reference import HOURS, build_reference
-from gatecheck.engine import Engine
-from gatecheck.runner import Validator
+from gatecheck.evaluation.engine import Engine
+from gatecheck.evaluation.plan import window_for
+from gatecheck.evaluation.validation import Validator
 from gatecheck.shipped import project_path
 from gatecheck.sources.clickhouse import format_parameter, wrap_readonly
+from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = project_path("reference")  # the reference project: the repository's top level

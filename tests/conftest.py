@@ -18,16 +18,16 @@ import pytest
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import Project, load_project
 from gatecheck.demo.bus import HRV_MESSAGES, NatsServer, prepare_bus
 from gatecheck.demo.database import EmbeddedPostgres, build_database
 from gatecheck.demo.e2e import write_reports
 from gatecheck.demo.reference import SCENARIOS, build_reference
-from gatecheck.engine import Engine
+from gatecheck.evaluation.engine import Engine
 from gatecheck.ledger import Ledger
 from gatecheck.results import Verdict
 from gatecheck.shipped import project_path
+from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
 # Hypothesis keeps caches (the constants of the code under test) in ./.hypothesis: tests write
 # only under temporary directories, never into the checkout (STYLE.md §11).

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gatecheck.backtest import run_backtest
 from gatecheck.cli import app
+from gatecheck.evaluation.backtest import run_backtest
 
 from .conftest import AS_OF, PROJECT, evaluate, warehouse_env
 
@@ -194,10 +194,10 @@ def test_many_steps_in_one_union_all_query_give_each_steps_own_frame(project_for
     """A suite the one-pass rewrite refuses is asked for many steps in one query (the
     suite's SQL once per step, UNION ALL): each step's frame must be exactly the one its own
     query returns — rows, order, values and types — for every warehouse suite of the gate."""
-    from gatecheck.checkplan import plan_checks, query_parameters
-    from gatecheck.engine import Engine
-    from gatecheck.gate import SourcePool
-    from gatecheck.sources import onepass
+    from gatecheck.evaluation.engine import Engine
+    from gatecheck.evaluation.gate import SourcePool
+    from gatecheck.evaluation.plan import plan_checks, query_parameters
+    from gatecheck.sources.clickhouse import onepass
 
     monkeypatch.setattr(onepass, "one_pass", lambda sql, steps: None)  # as for a refused shape
     project = project_for("unmatched-edges")
@@ -275,10 +275,10 @@ def test_a_warehouse_suite_answered_in_one_pass_gives_each_step_its_own_querys_f
     (1h windows every 20 minutes; a one-day lookback from as_of), a UNION ALL, a FULL OUTER
     JOIN of two windowed aggregates, an ungrouped aggregate's steps without data — gives
     every step exactly the frame its own query returns: rows, order, values and types."""
-    from gatecheck.checkplan import query_parameters, window_for
-    from gatecheck.engine import Engine
-    from gatecheck.gate import SourcePool
-    from gatecheck.sources.onepass import one_pass, steps_of
+    from gatecheck.evaluation.engine import Engine
+    from gatecheck.evaluation.gate import SourcePool
+    from gatecheck.evaluation.plan import query_parameters, window_for
+    from gatecheck.sources.clickhouse.onepass import one_pass, steps_of
 
     project = project_for(scenario)
     thresholds = project.resolve_thresholds("warehouse-release")

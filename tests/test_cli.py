@@ -270,7 +270,7 @@ def test_cold_commands_import_only_what_they_need(command: str, tmp_path: Path) 
         "import gatecheck.cli\n"
         "try:\n    gatecheck.cli.main()\nexcept SystemExit:\n    pass\n"
         "heavy = ('pandas', 'numpy', 'great_expectations', 'chdb', 'clickhouse_connect',"
-        " 'gatecheck.service', 'gatecheck.gate', 'gatecheck.runner', 'fastapi', 'uvicorn')\n"
+        " 'gatecheck.service', 'gatecheck.evaluation.gate', 'gatecheck.evaluation.validation', 'fastapi', 'uvicorn')\n"
         "print('LOADED', sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
     )
     env = {**os.environ, "GATECHECK_HISTORY_URL": f"sqlite:///{tmp_path}/h.db"}
@@ -308,7 +308,7 @@ def test_assumed_soaked_is_audited_only_for_a_gate_with_a_soak(warehouse: Path, 
 
 def test_no_record_on_a_clickhouse_ledger_creates_no_database(warehouse: Path) -> None:
     """The chDB ledger too: --no-record reads a ledger that is there and creates none."""
-    from gatecheck.clickhouse import ClickHouse, Target
+    from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
     url = f"chdb://{warehouse}?database=never_created_ledger"
     result = runner.invoke(

@@ -10,7 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gatecheck.compare import join_sides, mann_whitney, proportions, samples_from_histogram
+from gatecheck.evaluation.compare import (
+    join_sides,
+    mann_whitney,
+    proportions,
+    samples_from_histogram,
+)
 
 HOUR = datetime(2026, 11, 22, 5, tzinfo=UTC)
 
@@ -108,7 +113,7 @@ def _config(**kwargs):
 
 
 def test_compare_frame_of_totals_without_keys_and_of_a_side_without_rows() -> None:
-    from gatecheck.compare import compare_frame
+    from gatecheck.evaluation.compare import compare_frame
 
     config = _config(values=["messages"])
     frame = compare_frame(
@@ -127,7 +132,7 @@ def test_compare_frame_of_totals_without_keys_and_of_a_side_without_rows() -> No
 
 
 def test_compare_frame_tests_samples_one_sided_in_the_worse_direction() -> None:
-    from gatecheck.compare import compare_frame
+    from gatecheck.evaluation.compare import compare_frame
 
     rng = np.random.default_rng(11)
     slow, fast = rng.normal(300, 30, 200), rng.normal(200, 30, 200)
@@ -154,7 +159,7 @@ def test_compare_frame_tests_samples_one_sided_in_the_worse_direction() -> None:
 
 
 def test_compare_frame_reads_histograms_and_proportions_and_names_a_bad_side() -> None:
-    from gatecheck.compare import compare_frame
+    from gatecheck.evaluation.compare import compare_frame
 
     histogram = _config(test="mann-whitney", samples="value", histogram=True)
     slow = pd.DataFrame({"le": ["0.1", "0.5", "+Inf"], "value": [10.0, 60.0, 200.0]})
@@ -187,8 +192,8 @@ def test_compare_frame_reads_histograms_and_proportions_and_names_a_bad_side() -
 def test_compare_steps_gives_every_step_the_frame_of_its_own_comparison(keys) -> None:
     """Many steps joined at once (the backtest) = each step joined alone: rows, order, types,
     values — with steps where one side, or both, has no row."""
-    from gatecheck.compare import compare_frame, compare_steps
     from gatecheck.config.models import CompareConfig
+    from gatecheck.evaluation.compare import compare_frame, compare_steps
 
     sides = {"model": {"source": "s", "query": "SELECT 1"}, "pipeline": {"source": "s", "query": "SELECT 1"}}
     config = CompareConfig.model_validate({"sides": sides, "keys": keys, "values": ["sessions"]})

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.config import load_project
 from gatecheck.demo.reference import build_reference
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
+from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
 from .conftest import AS_OF, PROJECT, evaluate
 
@@ -400,7 +400,7 @@ def test_the_backtest_asks_each_side_once_for_all_steps_and_judges_each_step_as_
     """demand-drift over 8 hourly steps: both sides of demand_grain_parity in one request
     each (the one-pass form of each side's SQL), joined per step — every step's outcome and
     failing groups (with both sides' values) those of `run --as-of` at that step."""
-    from gatecheck.backtest import run_backtest
+    from gatecheck.evaluation.backtest import run_backtest
     from gatecheck.sources.clickhouse import ClickHouseSource
 
     project = project_for("demand-drift")

@@ -490,8 +490,8 @@ def test_a_value_set_from_thresholds_yaml_judges_and_reports(config_copy: Path) 
     """A list threshold (value_set) is used by Great Expectations and shown with provenance."""
     import pandas as pd
 
-    from gatecheck.checkplan import window_for
-    from gatecheck.gate import judge
+    from gatecheck.evaluation.gate import judge
+    from gatecheck.evaluation.plan import window_for
     from gatecheck.results import Outcome
 
     edit(config_copy / "suites/stream_topology.yaml", lambda d: d["expectations"][3].update(value_set={"$PARAMETER": "stream_storage"}))

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from gatecheck.config import Project, load_project
-from gatecheck.engine import Engine
 from gatecheck.errors import SourceUnavailable
+from gatecheck.evaluation.engine import Engine
 from gatecheck.ledger import SqliteLedger
 from gatecheck.results import Outcome, VerdictState
 from gatecheck.sources.base import Source
@@ -119,9 +119,9 @@ def test_a_validation_that_overruns_is_an_error_not_a_hang(
 ) -> None:
     import threading
 
-    import gatecheck.gate
+    import gatecheck.evaluation.gate
 
-    real_judge = gatecheck.gate.judge
+    real_judge = gatecheck.evaluation.gate.judge
     release = threading.Event()  # the validation of freshness_lag hangs until the test is done
 
     def hanging_judge(suite: Any, *args: Any) -> Any:
@@ -129,7 +129,7 @@ def test_a_validation_that_overruns_is_an_error_not_a_hang(
             release.wait(60)
         return real_judge(suite, *args)
 
-    monkeypatch.setattr(gatecheck.gate, "judge", hanging_judge)
+    monkeypatch.setattr(gatecheck.evaluation.gate, "judge", hanging_judge)
     engine, _ = engine_with(project, passing(project), tmp_path, validation_timeout=0.3)
     try:  # the verdict comes while the validation still hangs (were it awaited: 60 s, then a pass)
         verdict = asyncio.run(engine.evaluate(PHASE, AS_OF)).verdict

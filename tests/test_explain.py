@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gatecheck.cli import app
-from gatecheck.clickhouse import ClickHouse, Target
-from gatecheck.explain import explain
+from gatecheck.evaluation.explain import explain
+from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
 from .conftest import AS_OF, PROJECT, evaluate
 

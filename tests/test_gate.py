@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gatecheck.checkplan import window_for
 from gatecheck.errors import ConfigError
-from gatecheck.gate import _check_outcome, decide, parse_as_of
+from gatecheck.evaluation.gate import _check_outcome, decide, parse_as_of
+from gatecheck.evaluation.plan import window_for
 from gatecheck.results import (
     CheckResult,
     EvidenceResult,

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gatecheck.checkplan import window_for
 from gatecheck.config import load_project
-from gatecheck.gate import soak_coverage
+from gatecheck.evaluation.gate import soak_coverage
+from gatecheck.evaluation.plan import window_for
 from gatecheck.ledger import ClickHouseLedger, Ledger, Record, SqliteLedger
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState, checks_passed
 

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from gatecheck.cli import app
 from gatecheck.config import load_project
-from gatecheck.engine import Evaluation
+from gatecheck.evaluation.engine import Evaluation
 from gatecheck.ledger import SqliteLedger
 from gatecheck.results import (
     CheckResult,

@@ -1,4 +1,4 @@
-"""The backtest's one-pass rewrite (``gatecheck.sources.onepass``) on chDB: for any rows and
+"""The backtest's one-pass rewrite (``gatecheck.sources.clickhouse.onepass``) on chDB: for any rows and
 any window shape it accepts, every step's frame equals the frame of that step's own query;
 shapes it cannot prove equal are refused and asked step by step (``UNION ALL``), still equal."""
 
@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.sources.clickhouse import ClickHouseSource, ClickHouseSourceConfig
-from gatecheck.sources.onepass import one_pass, steps_of
+from gatecheck.sources.clickhouse.connection import ClickHouse, Target
+from gatecheck.sources.clickhouse.onepass import one_pass, steps_of
 
 BASE = datetime(2026, 11, 20, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatecheck.checkplan import window_for
 from gatecheck.config import ResolvedThreshold, SuiteConfig
-from gatecheck.gate import judge
+from gatecheck.evaluation.gate import judge
+from gatecheck.evaluation.plan import window_for
 from gatecheck.results import Outcome
 
 THRESHOLDS = {
@@ -149,7 +149,7 @@ def test_a_suite_built_once_is_judged_by_each_validations_own_thresholds() -> No
     import pandas as pd
 
     from gatecheck.config import ResolvedThreshold, SuiteConfig
-    from gatecheck.runner import Validator, validate_frame
+    from gatecheck.evaluation.validation import Validator, validate_frame
 
     suite = SuiteConfig.model_validate({
         "name": "s", "source": "w", "window": {"length": "1h"}, "query": "SELECT 1",
@@ -202,7 +202,7 @@ def test_frames_validated_together_are_judged_as_each_alone(frames: list[list[tu
     step's results must be exactly those of validating its frame alone (outcome, observed
     value, failing groups, reason), including row-wise expectations stacked and the others
     (aggregates, uniqueness, `mostly`) run frame by frame."""
-    from gatecheck.runner import Validator, validate_frame, validate_frames
+    from gatecheck.evaluation.validation import Validator, validate_frame, validate_frames
 
     suite = SuiteConfig.model_validate(STACKED_SUITE)
     validator = Validator()
@@ -216,7 +216,7 @@ def test_frames_validated_together_are_judged_as_each_alone(frames: list[list[tu
 
 def test_frames_validated_together_take_one_validation_for_the_row_wise_expectations(monkeypatch) -> None:
     """One GE run for the stacked row-wise expectations, not one per frame."""
-    from gatecheck import runner
+    from gatecheck.evaluation import validation as runner
 
     suite = SuiteConfig.model_validate({**STACKED_SUITE, "expectations": STACKED_SUITE["expectations"][:3]})
     validator = runner.Validator()

@@ -169,9 +169,9 @@ def test_a_served_demos_warehouse_lives_on_and_keeps_its_one_broken_thing(
     import asyncio
     from datetime import timedelta
 
-    from gatecheck.clickhouse import ClickHouse, Target
     from gatecheck.config import load_project
     from gatecheck.demo.reference import build_reference
+    from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
     from .conftest import AS_OF, PROJECT, evaluate
 

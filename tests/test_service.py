@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 from gatecheck.cli import app
 from gatecheck.config import load_project
 from gatecheck.demo.bus import NatsServer, free_port, prepare_bus
+from gatecheck.evaluation.validation import warm_up
 from gatecheck.ledger import LedgerError, SqliteLedger
 from gatecheck.results import Verdict
-from gatecheck.runner import warm_up
 from gatecheck.service import Service, make_server, run_service
 
 from .conftest import REPO

@@ -19,11 +19,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gatecheck.checkplan import window_for
 from gatecheck.config import ParameterRef, ResolvedThreshold, SuiteConfig, load_project
-from gatecheck.gate import judge
+from gatecheck.evaluation.gate import judge
+from gatecheck.evaluation.plan import window_for
+from gatecheck.evaluation.validation import Validator
 from gatecheck.results import Outcome
-from gatecheck.runner import Validator
 
 from .conftest import PROJECT
 
@@ -106,7 +106,7 @@ def passing_sides(suite: SuiteConfig, thresholds: dict[str, ResolvedThreshold], 
 
 def passing_frame(suite: SuiteConfig, thresholds: dict[str, ResolvedThreshold], rows: int) -> pd.DataFrame:
     if suite.compare is not None:
-        from gatecheck.compare import compare_frame
+        from gatecheck.evaluation.compare import compare_frame
 
         return compare_frame(suite.compare, passing_sides(suite, thresholds, rows))
     data: dict[str, list[Any]] = {}

@@ -306,7 +306,7 @@ def _evaluate(
     """Evaluate through the engine, against the ledger's history, and record the result;
     ``spinner``: name the sources being waited on (on a terminal only)."""
     from gatecheck.durations import parse_as_of
-    from gatecheck.engine import Engine
+    from gatecheck.evaluation.engine import Engine
 
     project.gate(phase)  # unknown phase: a usage error before anything runs
     moment: datetime = parse_as_of(as_of)
@@ -397,7 +397,7 @@ def _finish(verdict: Verdict, fmt: VerdictFormat, output: Path | None, rendered:
 
 def _ge_problems() -> Any:
     """Great Expectations' own check of one expectation (imports GE: seconds)."""
-    from gatecheck.runner import expectation_problems
+    from gatecheck.evaluation.validation import expectation_problems
 
     return expectation_problems
 
@@ -693,8 +693,8 @@ def explain(
     its query exactly as sent with the bound values, thresholds with their provenance. With
     --estimate, each source's own plan of each request (nothing is run)."""
     from gatecheck.durations import parse_as_of
-    from gatecheck.explain import explain as explain_gate
-    from gatecheck.explain import render_explanation
+    from gatecheck.evaluation.explain import explain as explain_gate
+    from gatecheck.evaluation.explain import render_explanation
 
     with _user_errors():
         project = load_project(config)
@@ -839,8 +839,13 @@ def backtest(
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
 ) -> None:
     """How the gate would have judged each step of a past range (nothing is recorded)."""
-    from gatecheck.backtest import proposed_thresholds, render_backtest, run_backtest, write_chart
     from gatecheck.durations import parse_as_of, parse_duration
+    from gatecheck.evaluation.backtest import (
+        proposed_thresholds,
+        render_backtest,
+        run_backtest,
+        write_chart,
+    )
 
     with _user_errors():
         _writable(chart, "--chart")
@@ -893,9 +898,9 @@ def check_sources(
     """Connect to each source and check what the suites read exists (ClickHouse and PostgreSQL
     tables and columns, NATS streams, JUnit reports); exit 0 when every source is ready, 3 when
     not."""
+    from gatecheck.evaluation.sourcecheck import check_sources as probe_sources
+    from gatecheck.evaluation.sourcecheck import render_checks
     from gatecheck.progress import Waiting
-    from gatecheck.sourcecheck import check_sources as probe_sources
-    from gatecheck.sourcecheck import render_checks
 
     waiting = Waiting("checking sources")
     with _user_errors():

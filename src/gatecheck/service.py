@@ -43,8 +43,8 @@ from starlette.requests import Request  # a handler's annotation: FastAPI resolv
 from gatecheck import __version__
 from gatecheck.config import Project
 from gatecheck.durations import parse_duration
-from gatecheck.engine import Engine, Evaluator
 from gatecheck.errors import ConfigError, GatecheckError, redact
+from gatecheck.evaluation.engine import Engine, Evaluator
 from gatecheck.ledger import Ledger, record_summary
 from gatecheck.ledger.audit import AuditEvent
 from gatecheck.results import Outcome, Requester, Verdict, VerdictState

@@ -4,7 +4,7 @@
 Expectations, pandas and the native drivers hold the GIL for tens of milliseconds at a
 time; in the serving process they would stall every answer. So the service evaluates in a
 **worker process** (``multiprocessing``, spawned): the worker holds the
-:class:`~gatecheck.engine.Engine` — the sources, the embedded ClickHouse session, the Great
+:class:`~gatecheck.evaluation.engine.Engine` — the sources, the embedded ClickHouse session, the Great
 Expectations thread and the ledger it records into — and sends back each verdict as its JSON
 document. The serving process keeps the latest verdicts and answers from them.
 
@@ -78,7 +78,7 @@ def _worker_main(
     from gatecheck import logs
 
     logs.configure(logging.getLevelName(level).lower(), fmt)  # as the serving process logs
-    from gatecheck.engine import Engine
+    from gatecheck.evaluation.engine import Engine
 
     send_lock = threading.Lock()
 
@@ -102,7 +102,7 @@ def _worker_main(
 
         threading.Thread(target=receive, name="gatecheck-worker-receive", daemon=True).start()
         from gatecheck.config.loading import expectation_problems
-        from gatecheck.runner import expectation_problems as ge_problems
+        from gatecheck.evaluation.validation import expectation_problems as ge_problems
 
         try:
             # The serving process loaded the project without Great Expectations (it never
@@ -281,7 +281,7 @@ def _error(kind: str, message: str, problems: list[str] | None = None) -> Gatech
 
 class WorkerEvaluator:
     """Evaluates phases in a worker process; see the module docstring. An evaluator like
-    :class:`~gatecheck.engine.Engine`: ``evaluate``, ``warm_up``, ``aclose``."""
+    :class:`~gatecheck.evaluation.engine.Engine`: ``evaluate``, ``warm_up``, ``aclose``."""
 
     def __init__(
         self,
@@ -387,7 +387,7 @@ class WorkerEvaluator:
             worker.dead = True
 
     async def evaluate(self, phase: str, *, requested_by: Any = None) -> Any:
-        from gatecheck.engine import Evaluation
+        from gatecheck.evaluation.engine import Evaluation
         from gatecheck.results import Verdict
 
         requester = None if requested_by is None else requested_by.model_dump()

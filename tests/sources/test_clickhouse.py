@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gatecheck.clickhouse import ClickHouse, Target
-from gatecheck.engine import Engine
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
+from gatecheck.evaluation.engine import Engine
 from gatecheck.ledger import ClickHouseLedger
 from gatecheck.sources.clickhouse import (
     ClickHouseSource,
@@ -19,6 +18,7 @@ from gatecheck.sources.clickhouse import (
     format_parameter,
     wrap_readonly,
 )
+from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
 from ..conftest import AS_OF
 
@@ -242,9 +242,9 @@ MALFORMED_ANSWERS = {
 
 @pytest.mark.parametrize("case", sorted(MALFORMED_ANSWERS))
 def test_a_malformed_answer_is_inconclusive_or_error_never_pass(warehouse: Path, case: str) -> None:
-    from gatecheck.checkplan import window_for
     from gatecheck.config import load_project
-    from gatecheck.gate import judge
+    from gatecheck.evaluation.gate import judge
+    from gatecheck.evaluation.plan import window_for
 
     from ..conftest import PROJECT
 
@@ -306,7 +306,7 @@ def test_the_embedded_engine_keeps_no_query_condition_cache(project_for, warehou
     import asyncio
     from datetime import timedelta
 
-    from gatecheck.clickhouse import ClickHouse, Target
+    from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
     from ..conftest import AS_OF, evaluate
 
@@ -342,7 +342,7 @@ def test_the_embedded_engine_collects_no_hash_table_statistics(warehouse: Path) 
     entries are never used and each adds to the worker's memory. The embedded engine's clients
     turn the collection off: running a query twice preallocates nothing. The control: the same
     queries with the collection on preallocate on their second run."""
-    from gatecheck.clickhouse import ClickHouse, Target
+    from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
     aggregate = "SELECT count() AS n FROM (SELECT number % 200000 AS k, count() FROM numbers(1000000) GROUP BY k)"
     join = (

@@ -360,7 +360,7 @@ def embedded_path_problems(project: Project) -> list[str]:
     """chDB embeds one engine per process, on one path: every ``chdb://`` URL of the project
     (the sources of every environment, which ``serve`` evaluates in one worker, and the
     ledger) must name the same path, or the second to open fails at run time."""
-    from gatecheck.clickhouse import Target
+    from gatecheck.sources.clickhouse.connection import Target
 
     paths: dict[Path, list[str]] = {}
     for env_name, environment in sorted(project.config.environments.items()):

@@ -165,7 +165,7 @@ def load_project(
 
     Every file is read and checked even when another one is broken, so one run lists every
     problem. ``expectations``: the check of one expectation's type and kwargs to run on every
-    expectation — Great Expectations' own (:func:`gatecheck.runner.expectation_problems`,
+    expectation — Great Expectations' own (:func:`gatecheck.evaluation.validation.expectation_problems`,
     which imports GE and takes seconds: ``validate``, ``run`` and ``serve`` hand it in);
     configuration never imports the validation it configures."""
     root = Path(root)

@@ -33,7 +33,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from gatecheck.clickhouse import Connection
+from gatecheck.sources.clickhouse.connection import Connection
 
 SCENARIOS = (
     "healthy",
@@ -281,7 +281,7 @@ def build_reference(
     as the clock advances — and each scenario's defect, anchored at ``as_of``, goes on with it
     (unmatched edges, clock skew, unattributed sessions from then on; no raw event after
     stale-ingest's stop). Returns the row
-    count of each table. ``connection``: a :class:`gatecheck.clickhouse.Connection` (chDB or a
+    count of each table. ``connection``: a :class:`gatecheck.sources.clickhouse.connection.Connection` (chDB or a
     server), e.g. ``ClickHouse().connect(Target.parse("chdb://PATH", root), create=True)``.
     """
     if scenario not in SCENARIOS:

@@ -47,16 +47,16 @@ def run_demo(
 
     ``config``: the project directory (default: the reference project shipped in the package).
     Nothing is written outside ``workdir/.gatecheck/``."""
-    from gatecheck.clickhouse import ClickHouse, Target
     from gatecheck.demo.bus import HRV_MESSAGES, NatsServer, free_port, prepare_bus
     from gatecheck.demo.database import EmbeddedPostgres, build_database
     from gatecheck.demo.e2e import write_reports
     from gatecheck.demo.metrics import NormalizeService, serve_registry
     from gatecheck.demo.reference import HOURS, SCENARIOS, build_reference
     from gatecheck.durations import parse_as_of
-    from gatecheck.engine import Engine
+    from gatecheck.evaluation.engine import Engine
     from gatecheck.service import serve_project
     from gatecheck.shipped import project_path
+    from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
     if hours is not None and not 1 <= hours <= 24 * 366:
         raise ConfigError(f"--hours: {hours}: from 1 to {24 * 366} hours of history")
@@ -79,7 +79,7 @@ def run_demo(
     environ = demo_environ(state, ledger)
     checks: Callable[[ExpectationSpec], list[str]] | None = None
     if not serve:  # serving, the worker checks the expectations (this process never imports GE)
-        from gatecheck.runner import expectation_problems
+        from gatecheck.evaluation.validation import expectation_problems
 
         checks = expectation_problems
     project = load_project(root, environ=environ, expectations=checks)

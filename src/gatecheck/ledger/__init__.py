@@ -19,8 +19,6 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gatecheck.clickhouse import SCHEMES as CLICKHOUSE_SCHEMES
-from gatecheck.clickhouse import ClickHouse, Target
 from gatecheck.errors import ConfigError, LedgerError, redact
 from gatecheck.ledger.base import (
     DECISIVE,
@@ -33,6 +31,8 @@ from gatecheck.ledger.base import (
 )
 from gatecheck.ledger.clickhouse import ClickHouseLedger
 from gatecheck.ledger.sqlite import SqliteLedger
+from gatecheck.sources.clickhouse.connection import SCHEMES as CLICKHOUSE_SCHEMES
+from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
 __all__ = [
     "DECISIVE",

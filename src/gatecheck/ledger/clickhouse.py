@@ -13,7 +13,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gatecheck.clickhouse import ClickHouse, Connection, Target
 from gatecheck.errors import GatecheckError, LedgerError, redact
 from gatecheck.ledger.audit import AuditEvent
 from gatecheck.ledger.base import (
@@ -29,6 +28,7 @@ from gatecheck.ledger.base import (
     to_ms,
 )
 from gatecheck.results import Verdict, VerdictState
+from gatecheck.sources.clickhouse.connection import ClickHouse, Connection, Target
 
 _CH_TABLE = "gatecheck_evaluations"
 _CH_SCHEMA = """

@@ -57,7 +57,7 @@ BACKTEST_SCHEMA_ID = "https://gatecheck.dev/schema/backtest.schema.json"
 
 def backtest_schema() -> dict[str, Any]:
     """The schema of ``gatecheck backtest --format json``, generated from its report model."""
-    from gatecheck.backtest import BacktestReport
+    from gatecheck.evaluation.backtest import BacktestReport
 
     return _generated(
         BacktestReport,

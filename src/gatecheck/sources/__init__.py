@@ -24,7 +24,7 @@ from gatecheck.sources.prometheus import scrape_query_problems
 from gatecheck.sources.prometheus.promql import PrometheusSourceConfig, PromQuery, promql_problems
 
 if TYPE_CHECKING:
-    from gatecheck.clickhouse import ClickHouse
+    from gatecheck.sources.clickhouse.connection import ClickHouse
 
 
 def _clickhouse(

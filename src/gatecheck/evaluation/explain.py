@@ -2,7 +2,7 @@
 it came from, the query exactly as its source would receive it, the expectations with every
 threshold resolved and its provenance, and the evidence rule — without touching a source.
 
-The windows and parameters come from :mod:`gatecheck.checkplan`, the same code the engine
+The windows and parameters come from :mod:`gatecheck.evaluation.plan`, the same code the engine
 runs, and each source kind describes its own requests (``SourceKind.explain``).
 """
 
@@ -11,11 +11,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from gatecheck.checkplan import plan_checks, query_parameters
 from gatecheck.config import ParameterRef, Project, ResolvedThreshold
 from gatecheck.config.checks import THRESHOLD_KWARGS
 from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError
+from gatecheck.evaluation.plan import plan_checks, query_parameters
 from gatecheck.sources import kind_of
 from gatecheck.sources.base import iso_utc
 

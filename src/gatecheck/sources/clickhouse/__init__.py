@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import SecretStr, model_validator
 
-from gatecheck.clickhouse import ClickHouse, Connection, Target
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
 from gatecheck.sources.base import MAX_ROWS, PlannedRequest, QueryParameters, Source, SourceSettings, iso_utc
+from gatecheck.sources.clickhouse.connection import ClickHouse, Connection, Target
 from gatecheck.sources.probe import Probe
 from gatecheck.sources.sqltext import ColumnsUsed, statement_problems, syntax_problem, time_filtered_columns
 
@@ -405,7 +405,7 @@ class ClickHouseSource(Source):
         count); else as many copies of the SQL as keep a ``UNION ALL`` request under
         ``BATCH_CHARS`` (ClickHouse's max_query_size is 256 KiB by default) and
         ``BATCH_STEPS``."""
-        from gatecheck.sources.onepass import one_pass, steps_of
+        from gatecheck.sources.clickhouse.onepass import one_pass, steps_of
 
         steps = steps_of(list(parameter_sets)) if isinstance(text, str) else None
         if steps is not None and one_pass(text, steps) is not None:
@@ -417,14 +417,14 @@ class ClickHouseSource(Source):
         self, text: str, parameter_sets: list[QueryParameters]
     ) -> list[pd.DataFrame] | None:
         """Many steps in one request: when the steps differ only in evenly spaced time
-        parameters and the SQL has a shape :mod:`gatecheck.sources.onepass` rewrites, one
+        parameters and the SQL has a shape :mod:`gatecheck.sources.clickhouse.onepass` rewrites, one
         scan of each table for every step; otherwise the suite SQL once per set, ``UNION
         ALL``, each copy's rows marked with its position (``wrap_steps``). Either way the rows
         are split back into one frame per set, in the order the engine returned them. None
         when the SQL already names the marker."""
         if STEP_COLUMN in text:
             return None
-        from gatecheck.sources.onepass import one_pass, steps_of
+        from gatecheck.sources.clickhouse.onepass import one_pass, steps_of
 
         steps = steps_of(list(parameter_sets))
         rewritten = one_pass(text, steps) if steps is not None else None

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from gatecheck.checkplan import CheckPlan, plan_checks, query_parameters
 from gatecheck.config import Project, ResolvedThreshold
 from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError
+from gatecheck.evaluation.plan import CheckPlan, plan_checks, query_parameters
 from gatecheck.results import CheckResult, Outcome, VerdictState
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ def step_times(since: datetime, until: datetime, step: timedelta) -> list[dateti
 
 
 def _verdict(checks: list[CheckResult]) -> VerdictState:
-    from gatecheck.gate import decide
+    from gatecheck.evaluation.gate import decide
 
     return decide(checks, [], None)[0]
 
@@ -155,8 +155,8 @@ async def run_backtest(
     batched path cannot answer alike — a failed request, a validation that raises or times
     out — is redone step by step through the engine's own ``fetch`` and ``judge_fetched``, so
     each step gets exactly the result ``run --as-of`` gives."""
-    from gatecheck.engine import Engine
-    from gatecheck.gate import SourcePool
+    from gatecheck.evaluation.engine import Engine
+    from gatecheck.evaluation.gate import SourcePool
 
     gate = project.gate(phase)
     times = step_times(since, until, step)
@@ -254,7 +254,7 @@ async def _fetch_steps(
 ) -> list[pd.DataFrame | CheckResult]:
     """The frames of some steps of one check: in one request where the source can, else (or
     when that request fails) step by step as ``run`` fetches, each with its own error."""
-    from gatecheck.gate import fetch
+    from gatecheck.evaluation.gate import fetch
 
     suite = plans[0].suite
     frames = None
@@ -273,7 +273,7 @@ async def _fetch_steps(
             if suite.compare is None:
                 frames = sides[0]
             elif len(sides) == 2 and all(side is not None for side in sides):
-                from gatecheck.compare import compare_steps
+                from gatecheck.evaluation.compare import compare_steps
 
                 names = suite.compare.names
                 # a side's answer that cannot be compared raises: asked step by step, as run does
@@ -304,8 +304,8 @@ async def _judge_steps(
 ) -> list[CheckResult]:
     """Every step of one check judged: the frames that reach Great Expectations validated in
     one run, the rest (and all, if that run fails) as ``run`` judges them."""
-    from gatecheck.gate import check_base, judge, judge_fetched, triage
-    from gatecheck.runner import validate_frames
+    from gatecheck.evaluation.gate import check_base, judge, judge_fetched, triage
+    from gatecheck.evaluation.validation import validate_frames
 
     suite = plans[0].suite
     base = [{**check_base(plan), "source_available": True} for plan in plans]

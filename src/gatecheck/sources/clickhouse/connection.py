@@ -6,7 +6,7 @@ type system and error classes), so every embedded test exercises the production 
 Its exceptions are translated here, by type and ClickHouse error code, into gatecheck's.
 
 chDB embeds one ClickHouse engine per process, bound to one path. An engine
-(:class:`gatecheck.engine.Engine`) owns one :class:`ClickHouse` hub: every embedded client it
+(:class:`gatecheck.evaluation.engine.Engine`) owns one :class:`ClickHouse` hub: every embedded client it
 hands out (one per database, for the sources and the ledger alike) goes through **one lock**,
 so a ledger write and another phase's query never use the native engine at once.
 

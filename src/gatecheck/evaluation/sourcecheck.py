@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gatecheck.checkplan import query_parameters, window_for
 from gatecheck.config import Project
 from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError, GatecheckError, redact
+from gatecheck.evaluation.plan import query_parameters, window_for
 from gatecheck.sources import kind_of, open_source
 from gatecheck.sources.base import PlannedRequest
 from gatecheck.sources.probe import Probe

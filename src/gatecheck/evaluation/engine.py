@@ -10,7 +10,7 @@ It owns what an evaluation needs and what must be released after it:
 
 - the **source factory** (``source_factory``, default :func:`gatecheck.sources.open_source`):
   a test hands the engine fake sources to exercise gate logic without a backend;
-- the **ClickHouse connections** (:class:`gatecheck.clickhouse.ClickHouse`): the embedded
+- the **ClickHouse connections** (:class:`gatecheck.sources.clickhouse.connection.ClickHouse`): the embedded
   chDB engine's clients, one per database, behind one lock that the ClickHouse sources and a
   ClickHouse ledger share, so a ledger write never meets another phase's query in the engine;
 - the **Great Expectations validator and its thread**: the engine's own GE context; every
@@ -38,13 +38,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from gatecheck.clickhouse import ClickHouse
 from gatecheck.config import Project, SourceConfig
 from gatecheck.errors import GatecheckError, ValidationTimeout
+from gatecheck.evaluation.validation import Validator, warm_up
 from gatecheck.ledger import Ledger, open_ledger
 from gatecheck.results import Requester, Verdict
-from gatecheck.runner import Validator, warm_up
 from gatecheck.sources import Source, open_source
+from gatecheck.sources.clickhouse.connection import ClickHouse
 
 T = TypeVar("T")
 
@@ -225,7 +225,7 @@ class Engine:
         """Evaluate ``phase`` at ``as_of`` (default: now) and, unless ``record=False``, record
         it in the ledger in one atomic step. A stop (cancellation) before the record is written
         leaves no record; once the verdict exists its record is written whole."""
-        from gatecheck.gate import evaluate  # (it refuses an unknown phase before any I/O)
+        from gatecheck.evaluation.gate import evaluate
 
         started = time.perf_counter()
         verdict = await evaluate(

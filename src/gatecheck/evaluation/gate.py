@@ -17,7 +17,6 @@ from typing import Any, Literal
 import pandas as pd
 
 from gatecheck import __version__
-from gatecheck.checkplan import CheckPlan, plan_checks, query_parameters
 from gatecheck.config import (
     GateConfig,
     Project,
@@ -34,6 +33,8 @@ from gatecheck.errors import (
     SourceUnavailable,
     ValidationTimeout,
 )
+from gatecheck.evaluation.plan import CheckPlan, plan_checks, query_parameters
+from gatecheck.evaluation.validation import Validator, judge_evidence, scalar, validate_frame
 from gatecheck.ledger import MAX_CLOCK_SKEW, MAX_RECORDING_DELAY, Ledger
 from gatecheck.ledger.audit import AuditEvent, approval_at, covers, waivers_at
 from gatecheck.results import (
@@ -53,7 +54,6 @@ from gatecheck.results import (
     checks_passed,
     waived,
 )
-from gatecheck.runner import Validator, judge_evidence, scalar, validate_frame
 from gatecheck.sources import Source
 from gatecheck.sources.base import MAX_ROWS  # a suite returns aggregates: more means raw rows
 
@@ -119,9 +119,9 @@ async def evaluate(
     can hand in fakes) and ``judge_in`` runs Great Expectations off the event loop, on the
     engine's one validation thread with ``validator`` (GE is not thread-safe: its
     suite-parameter parser fails when two threads use it). Call it through
-    :class:`gatecheck.engine.Engine`, which owns all three. ``recorded_since`` limits the records that
-    ``requires`` and ``soak`` are judged on to those written since then (the demo judges only
-    what its own run recorded).
+    :class:`gatecheck.evaluation.engine.Engine`, which owns all three. ``recorded_since``
+    limits the records that ``requires`` and ``soak`` are judged on to those written since
+    then (the demo judges only what its own run recorded).
     """
     gate = project.gate(phase)
     as_of = parse_as_of(None) if as_of is None else as_of.astimezone(UTC)
@@ -492,7 +492,7 @@ async def fetch(
     base = check_base(plan)
     if suite.compare is None:
         return await _fetch_one(suite, plan.window, as_of, thresholds, pool, base)
-    from gatecheck.compare import compare_frame
+    from gatecheck.evaluation.compare import compare_frame
 
     names = suite.compare.names
     found = await asyncio.gather(
@@ -630,8 +630,8 @@ def _compared(
 ) -> tuple[list[ExpectationResult], list[SideResult]]:
     """A comparison's sides (source, headline numbers) and, on each failing group, both
     sides' values and their difference (looked up in the frame by the group's labels)."""
-    from gatecheck.compare import side_values
-    from gatecheck.runner import group_label
+    from gatecheck.evaluation.compare import side_values
+    from gatecheck.evaluation.validation import group_label
 
     config = suite.compare
     assert config is not None
