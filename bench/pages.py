@@ -35,7 +35,7 @@ from gatecheck.config import load_project
 from gatecheck.demo.reference import build_reference
 from gatecheck.evaluation.engine import Engine
 from gatecheck.ledger import SqliteLedger
-from gatecheck.pages import render_chain
+from gatecheck.render.html import render_chain
 from gatecheck.results import VerdictState
 from gatecheck.service import Service, create_app
 from gatecheck.sources.clickhouse.connection import ClickHouse, Target

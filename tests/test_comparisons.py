@@ -358,7 +358,7 @@ def test_the_phase_page_and_metrics_show_both_sides_of_a_failing_comparison(proj
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from gatecheck.pages import PhaseInfo, PhasePage, render_phase, timeline
+    from gatecheck.render.html import PhaseInfo, PhasePage, render_phase, timeline
     from gatecheck.service import VerdictCollector
 
     verdict = asyncio.run(evaluate(project_for("demand-drift"), "warehouse-release", AS_OF))

@@ -42,8 +42,8 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_repository(tmp_path: P
     assert project_path("reference") == REPO and not (REPO / "src/gatecheck/shipped/reference").exists()
     assert "gatecheck/schema/verdict.schema.json" in names
     for template in ("base", "macros", "chain", "phase", "login"):
-        assert f"gatecheck/pages/templates/{template}.html.j2" in names
-    assert "gatecheck/pages/style.css" in names
+        assert f"gatecheck/render/html/templates/{template}.html.j2" in names
+    assert "gatecheck/render/html/style.css" in names
 
     # A fresh virtualenv outside the repository. Its dependencies are this environment's
     # (a .pth line adds that site-packages to the path without running its .pth files, so
@@ -85,7 +85,7 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_repository(tmp_path: P
     # The status pages' templates and stylesheet load from the installed package.
     page = subprocess.run(
         [python, "-c", "from datetime import UTC, datetime; from gatecheck.results import Verdict; "
-         "from gatecheck.pages import render_verdict_page; print(render_verdict_page(Verdict(phase='p', "
+         "from gatecheck.render.html import render_verdict_page; print(render_verdict_page(Verdict(phase='p', "
          "environment='e', as_of=datetime.now(UTC), verdict='go', reasons=['ok'], checks=[], config_hash='h', "
          "gatecheck_version='0')))"],
         capture_output=True, text=True, cwd=elsewhere, env=env, timeout=60,

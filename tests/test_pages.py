@@ -21,10 +21,10 @@ import yaml
 from typer.testing import CliRunner
 
 from gatecheck.cli import app
-from gatecheck.describe import format_group
 from gatecheck.durations import format_duration
 from gatecheck.ledger import SqliteLedger
-from gatecheck.pages import PhaseInfo, PhasePage, check_charts, render_phase, timeline
+from gatecheck.render.describe import format_group
+from gatecheck.render.html import PhaseInfo, PhasePage, check_charts, render_phase, timeline
 from gatecheck.results import Outcome, Verdict, VerdictState
 from gatecheck.service import SESSION_COOKIE, Service, create_app
 

@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from gatecheck.cli import app
-from gatecheck.render import render_junit, render_markdown
+from gatecheck.render.verdict import render_junit, render_markdown
 from gatecheck.results import Verdict, VerdictState
 from gatecheck.schema import shipped_schema, verdict_schema
 
@@ -146,7 +146,7 @@ def hostile(verdict: Verdict) -> Verdict:
 def test_control_characters_from_data_never_reach_the_terminal_or_break_junit(verdicts: dict[str, Verdict]) -> None:
     import xml.etree.ElementTree as ET
 
-    from gatecheck.render import render
+    from gatecheck.render.verdict import render
 
     verdict = hostile(verdicts["no-go"])
     for colour in (False, True):

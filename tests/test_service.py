@@ -460,7 +460,7 @@ def test_a_planted_secret_appears_nowhere(
     import logging
     import shutil
 
-    from gatecheck.render import render
+    from gatecheck.render.verdict import render
 
     secret = SECRET
     bus_url, warehouse_url = URL_FORMS[form]

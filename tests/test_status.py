@@ -106,8 +106,8 @@ def test_the_status_update_never_says_none_above_an_issue_and_names_each_role() 
     is both a required check and a rollback trigger was listed as passed twice, alike."""
     from datetime import timedelta
 
+    from gatecheck.render.status import render_status_update
     from gatecheck.results import SoakStatus
-    from gatecheck.status import render_status_update
 
     from .test_notify import verdict as made
 

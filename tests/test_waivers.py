@@ -251,10 +251,10 @@ def test_a_waiver_is_visible_wherever_the_verdict_is_shown(gate, tmp_path: Path)
     import xml.etree.ElementTree as ET
 
     from gatecheck.notify import message_text
-    from gatecheck.render import render_junit, render_markdown, render_text
+    from gatecheck.render.status import PhaseStatus, render_status_update
+    from gatecheck.render.verdict import render_junit, render_markdown, render_text
     from gatecheck.results import Verdict, VerdictState
     from gatecheck.service import Service
-    from gatecheck.status import PhaseStatus, render_status_update
 
     from .test_notify import Scripted, _exposition
 
@@ -306,7 +306,7 @@ def test_a_waiver_is_visible_wherever_the_verdict_is_shown(gate, tmp_path: Path)
     assert "go (waived W1)" in out.splitlines()[-1]
     code, out, err = gate("unmatched-edges", "history", "--phase", "warehouse-release", "--format", "json")
     assert json.loads(out)[-1]["waivers"] == ["W1"]
-    from gatecheck.pages import render_chain
+    from gatecheck.render.html import render_chain
 
     page = render_chain(service.chain_cards(verdict.as_of), verdict.as_of, None)
     card = page.split('data-phase="warehouse-release"')[1].split("</li>")[0]

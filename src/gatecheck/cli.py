@@ -381,7 +381,7 @@ def _say(line: str) -> None:
 
 
 def _finish(verdict: Verdict, fmt: VerdictFormat, output: Path | None, rendered: str | None = None) -> None:
-    from gatecheck.render import render, render_markdown
+    from gatecheck.render.verdict import render, render_markdown
 
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:  # GitHub Actions shows this file on the run's page
@@ -470,7 +470,7 @@ def run(
 def _run_page(project: Project, verdict: Verdict) -> str | None:
     """``run --format html`` with the phase's recorded history (its timeline and charts)
     when the project has a ledger that can be read; None: the verdict alone."""
-    from gatecheck.pages import read_phase_page, render_verdict_page
+    from gatecheck.render.html import read_phase_page, render_verdict_page
 
     if project.config.history is None:
         return None
@@ -526,7 +526,7 @@ def history(
 
 
 def _chain(config: Path, url: str | None, demo: bool = False) -> list[Any]:
-    from gatecheck.status import PhaseStatus
+    from gatecheck.render.status import PhaseStatus
 
     if url is not None:
         from gatecheck.client import fetch_chain
@@ -556,7 +556,7 @@ def status(
 ) -> None:
     """The whole phase chain at a glance: latest verdict, when, soak coverage, what blocks it."""
     from gatecheck.durations import parse_as_of
-    from gatecheck.status import next_phase, render_status
+    from gatecheck.render.status import next_phase, render_status
 
     with _user_errors():
         chain = _chain(config, url, demo)
@@ -586,7 +586,7 @@ def report(
     """A phase's report from its latest recorded verdict: the Phase B status update
     (markdown), or the phase page as one self-contained HTML file (a CI artifact)."""
     from gatecheck.durations import parse_as_of
-    from gatecheck.status import render_status_update
+    from gatecheck.render.status import render_status_update
 
     with _user_errors():
         _writable(output, "--output")
@@ -612,7 +612,7 @@ def report(
 def _html_report(config: Path, url: str | None, phase: str, demo: bool = False) -> str:
     """The phase page as one file: from the service (``--url``) or from the ledger."""
     from gatecheck.durations import parse_as_of
-    from gatecheck.pages import read_phase_page, render_phase
+    from gatecheck.render.html import read_phase_page, render_phase
 
     if url is not None:
         from gatecheck.client import fetch_page
@@ -694,7 +694,7 @@ def explain(
     --estimate, each source's own plan of each request (nothing is run)."""
     from gatecheck.durations import parse_as_of
     from gatecheck.evaluation.explain import explain as explain_gate
-    from gatecheck.evaluation.explain import render_explanation
+    from gatecheck.render.explain import render_explanation
 
     with _user_errors():
         project = load_project(config)
@@ -840,12 +840,8 @@ def backtest(
 ) -> None:
     """How the gate would have judged each step of a past range (nothing is recorded)."""
     from gatecheck.durations import parse_as_of, parse_duration
-    from gatecheck.evaluation.backtest import (
-        proposed_thresholds,
-        render_backtest,
-        run_backtest,
-        write_chart,
-    )
+    from gatecheck.evaluation.backtest import proposed_thresholds, run_backtest
+    from gatecheck.render.backtest import render_backtest, write_chart
 
     with _user_errors():
         _writable(chart, "--chart")
@@ -899,8 +895,8 @@ def check_sources(
     tables and columns, NATS streams, JUnit reports); exit 0 when every source is ready, 3 when
     not."""
     from gatecheck.evaluation.sourcecheck import check_sources as probe_sources
-    from gatecheck.evaluation.sourcecheck import render_checks
     from gatecheck.progress import Waiting
+    from gatecheck.render.sourcecheck import render_checks
 
     waiting = Waiting("checking sources")
     with _user_errors():

@@ -16,8 +16,8 @@ from pydantic import ValidationError
 
 from gatecheck import __version__
 from gatecheck.errors import ConfigError, SourceUnavailable, redact
+from gatecheck.render.status import PhaseStatus
 from gatecheck.results import Verdict, VerdictState
-from gatecheck.status import PhaseStatus
 
 
 def _inconclusive(phase: str, reason: str) -> Verdict:

@@ -24,7 +24,7 @@ import httpx
 
 from gatecheck.config import NotifyTarget
 from gatecheck.config.models import webhook_url_problem
-from gatecheck.describe import failure_text, waiver_text
+from gatecheck.render.describe import failure_text, waiver_text
 from gatecheck.results import Outcome, Verdict, VerdictState
 
 log = logging.getLogger(__name__)

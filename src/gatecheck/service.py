@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request  # a handler's annotation: FastAPI resolves it here
 
 from gatecheck import __version__
+from gatecheck._values import observed_number
 from gatecheck.config import Project
 from gatecheck.durations import parse_duration
 from gatecheck.errors import ConfigError, GatecheckError, redact
@@ -51,7 +52,7 @@ from gatecheck.results import Outcome, Requester, Verdict, VerdictState
 
 if TYPE_CHECKING:
     from gatecheck.notify import Notifier
-    from gatecheck.pages import Card, PhasePage
+    from gatecheck.render.html import Card, PhasePage
 
 T = TypeVar("T")
 #: Seconds a status page's ledger read is reused.
@@ -249,7 +250,7 @@ class Service:
     def chain_cards(self, now: datetime) -> list[Card]:
         """The chain page's cards: each phase's latest verdict (the service's, else the
         ledger's) and timeline. Blocking (ledger reads): call it in a thread."""
-        from gatecheck.pages import Card, PhaseInfo, Timeline, read_timeline, timeline_period
+        from gatecheck.render.html import Card, PhaseInfo, Timeline, read_timeline, timeline_period
 
         cards = []
         for gate in self.project.chain():
@@ -275,7 +276,7 @@ class Service:
     def phase_page(self, phase: str, now: datetime) -> PhasePage:
         """A phase's page: its latest verdict, timeline, charts' history and waivers.
         Blocking (ledger reads): call it in a thread."""
-        from gatecheck.pages import read_phase_page
+        from gatecheck.render.html import read_phase_page
 
         state = self.states.get(phase)
         verdict = state.verdict if state is not None else None
@@ -448,14 +449,6 @@ class Service:
 # --------------------------------------------------------------------------- /metrics
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return 1.0 if value else 0.0
-    if isinstance(value, int | float):
-        return float(value)
-    return None
-
-
 def source_answers(verdict: Verdict) -> tuple[dict[tuple[str, str], bool], dict[tuple[str, str], str]]:
     """(environment, source) → whether it answered every check of the evaluation that asked
     it (a comparison asks each side's source on its own), and why one did not."""
@@ -571,11 +564,11 @@ class VerdictCollector(Collector):
                             side_g.add_metric([phase, check.suite, side.side, side.source, name], number)
                 for expectation in check.expectations:
                     column = expectation.column or ""
-                    observed = _number(expectation.observed_value)
+                    observed = observed_number(expectation.observed_value)
                     if observed is not None:
                         observed_g.add_metric([phase, check.suite, column, expectation.type], observed)
                     for threshold in expectation.thresholds:
-                        value = _number(threshold.value)
+                        value = observed_number(threshold.value)
                         if value is not None and threshold.bound is not None:
                             threshold_g.add_metric(
                                 [phase, check.suite, column, expectation.type, threshold.name,
@@ -782,7 +775,7 @@ def create_app(service: Service) -> Any:
     def html(body: str, status_code: int = 200) -> Any:
         from fastapi.responses import HTMLResponse
 
-        from gatecheck.pages import CONTENT_SECURITY_POLICY
+        from gatecheck.render.html import CONTENT_SECURITY_POLICY
 
         headers = {
             "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -793,7 +786,7 @@ def create_app(service: Service) -> Any:
         return HTMLResponse(body, status_code=status_code, headers=headers)
 
     def login(next_path: str, failed: bool = False) -> Any:
-        from gatecheck.pages import render_login
+        from gatecheck.render.html import render_login
 
         return html(render_login(next_path, failed), 401)
 
@@ -802,7 +795,7 @@ def create_app(service: Service) -> Any:
         """The phase chain: every phase's latest verdict, soak and recent verdicts."""
         if not page_allowed(request):
             return login("/")
-        from gatecheck.pages import render_chain
+        from gatecheck.render.html import render_chain
 
         now = service.clock()
 
@@ -818,7 +811,7 @@ def create_app(service: Service) -> Any:
             return html(f"<!doctype html><title>404</title><p>unknown phase {_html_text(phase)}</p>", 404)
         if not page_allowed(request):
             return login(f"/phases/{phase}")
-        from gatecheck.pages import render_phase
+        from gatecheck.render.html import render_phase
 
         now = service.clock()
 

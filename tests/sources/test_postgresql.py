@@ -128,7 +128,7 @@ def test_through_the_engine_a_down_database_is_an_error_and_never_go(
 ) -> None:
     """The gate with its database unreachable: db_writes is an `error` (its check and its
     rollback role), the verdict inconclusive, the password in no output format."""
-    from gatecheck.render import render
+    from gatecheck.render.verdict import render
 
     environ = {
         "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gatecheck._values import observed_number
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -423,7 +425,9 @@ def side_values(config: Any, frame: pd.DataFrame) -> dict[str, dict[str, float |
             for value in config.values:
                 column = frame[f"{name}_{value}"] if f"{name}_{value}" in frame.columns else None
                 numbers = (
-                    [] if column is None else [n for n in map(_number, column.tolist()) if n is not None]
+                    []
+                    if column is None
+                    else [n for n in map(observed_number, column.tolist()) if n is not None]
                 )
                 found[value] = float(sum(numbers)) if numbers else None
         else:
@@ -433,17 +437,7 @@ def side_values(config: Any, frame: pd.DataFrame) -> dict[str, dict[str, float |
             for suffix in suffixes:
                 column_name = f"{name}_{suffix}"
                 column = frame[column_name] if column_name in frame.columns and len(frame) == 1 else None
-                found[suffix] = None if column is None or column.ndim != 1 else _number(column.iloc[0])
+                one = column is not None and column.ndim == 1
+                found[suffix] = observed_number(column.iloc[0]) if one else None  # type: ignore[union-attr]
         out[name] = found
     return out
-
-
-def _number(value: Any) -> float | None:
-    """A finite number, else None."""
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None

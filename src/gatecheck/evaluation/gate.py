@@ -23,7 +23,6 @@ from gatecheck.config import (
     ResolvedThreshold,
     SuiteConfig,
 )
-from gatecheck.describe import failure_text
 from gatecheck.durations import format_duration, parse_as_of
 from gatecheck.errors import (
     ConfigError,
@@ -37,6 +36,7 @@ from gatecheck.evaluation.plan import CheckPlan, plan_checks, query_parameters
 from gatecheck.evaluation.validation import Validator, judge_evidence, scalar, validate_frame
 from gatecheck.ledger import MAX_CLOCK_SKEW, MAX_RECORDING_DELAY, Ledger
 from gatecheck.ledger.audit import AuditEvent, approval_at, covers, waivers_at
+from gatecheck.render.describe import failure_text
 from gatecheck.results import (
     Approval,
     CheckResult,

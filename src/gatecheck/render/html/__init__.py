@@ -20,9 +20,10 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from gatecheck._values import observed_number
 from gatecheck.config import GateConfig
-from gatecheck.describe import format_group, subject_of, threshold_text, waiver_text
 from gatecheck.durations import format_duration
+from gatecheck.render.describe import format_group, subject_of, threshold_text, waiver_text
 from gatecheck.results import Outcome, Verdict, VerdictState, Waiver
 
 if TYPE_CHECKING:
@@ -123,12 +124,6 @@ class Chart:
     points: int
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def check_charts(history: Sequence[Verdict], suite: str) -> list[Chart]:
     """A chart per expectation of ``suite`` over the recorded verdicts (oldest first): its
     observed value at each evaluation against the numeric threshold of the latest one."""
@@ -139,14 +134,14 @@ def check_charts(history: Sequence[Verdict], suite: str) -> list[Chart]:
         if check is None:
             continue
         for expectation in check.expectations:
-            value = _number(expectation.observed_value)
+            value = observed_number(expectation.observed_value)
             key = subject_of(expectation)
             if value is None:
                 continue
             series.setdefault(key, []).append((verdict.as_of, value, expectation.outcome is Outcome.FAIL))
-            numeric = next((t for t in expectation.thresholds if _number(t.value) is not None), None)
+            numeric = next((t for t in expectation.thresholds if observed_number(t.value) is not None), None)
             bounds[key] = (
-                _number(numeric.value) if numeric else None,
+                observed_number(numeric.value) if numeric else None,
                 threshold_text(numeric) if numeric else "",
             )
     return [_chart(key, points, *bounds[key]) for key, points in series.items()]
@@ -235,7 +230,7 @@ def _environment() -> Any:
     import jinja2
 
     environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("gatecheck.pages", "templates"),
+        loader=jinja2.PackageLoader("gatecheck.render.html", "templates"),
         autoescape=True,  # every template: values are text, never markup
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -259,7 +254,7 @@ def _environment() -> Any:
 
 
 def _stylesheet() -> str:
-    return resources.files("gatecheck.pages").joinpath("style.css").read_text(encoding="utf-8")
+    return resources.files("gatecheck.render.html").joinpath("style.css").read_text(encoding="utf-8")
 
 
 def _iso(moment: datetime | None) -> str:

@@ -8,9 +8,9 @@ import json
 from rich.console import Console
 from rich.text import Text
 
-from gatecheck.describe import describe_failure, subject_of, threshold_text, waiver_text
 from gatecheck.durations import format_duration
 from gatecheck.errors import printable, xml_safe
+from gatecheck.render.describe import describe_failure, subject_of, threshold_text, waiver_text
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
 
 FORMATS = ("text", "json", "junit", "markdown", "html")
@@ -37,7 +37,7 @@ def render(verdict: Verdict, fmt: str, color: bool = False) -> str:
     if fmt == "markdown":
         return render_markdown(verdict)
     if fmt == "html":  # the status page's phase page, as one self-contained file
-        from gatecheck.pages import render_verdict_page
+        from gatecheck.render.html import render_verdict_page
 
         return render_verdict_page(verdict)
     return render_text(verdict, color=color)

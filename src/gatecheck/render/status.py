@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gatecheck.describe import waiver_text
 from gatecheck.durations import format_duration
+from gatecheck.render.describe import waiver_text
 from gatecheck.results import ExpectationResult, Outcome, Verdict, VerdictState
 
 
