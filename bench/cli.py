@@ -77,7 +77,8 @@ def main() -> None:
     from gatecheck.demo.bus import free_port
     from gatecheck.demo.reference import build_reference
     from gatecheck.ledger import SqliteLedger
-    from gatecheck.service import Service, make_server, run_service
+    from gatecheck.service.core import Service
+    from gatecheck.service.server import make_server, run_service
     from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -37,7 +37,8 @@ from gatecheck.evaluation.engine import Engine
 from gatecheck.ledger import SqliteLedger
 from gatecheck.render.html import render_chain
 from gatecheck.results import VerdictState
-from gatecheck.service import Service, create_app
+from gatecheck.service.app import create_app
+from gatecheck.service.core import Service
 from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
 BUDGET_MS = 50.0

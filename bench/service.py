@@ -27,7 +27,8 @@ from gatecheck.demo.bus import NatsServer, free_port, prepare_bus
 from gatecheck.demo.metrics import normalize_registry, serve_registry
 from gatecheck.demo.reference import build_reference
 from gatecheck.ledger import SqliteLedger
-from gatecheck.service import Service, make_server, run_service
+from gatecheck.service.core import Service
+from gatecheck.service.server import make_server, run_service
 from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
 

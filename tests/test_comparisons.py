@@ -166,7 +166,7 @@ def test_one_sides_source_down_is_an_error_naming_that_side(
         ("pipeline_grain", "old_warehouse", False),
     ]
     assert verdict.verdict is VerdictState.INCONCLUSIVE
-    from gatecheck.service import source_answers
+    from gatecheck.service.core import source_answers
 
     answered, reasons = source_answers(verdict)  # what gatecheck_source_up reports
     assert answered[("staging", "warehouse")] is True and answered[("staging", "old_warehouse")] is False
@@ -359,7 +359,7 @@ def test_the_phase_page_and_metrics_show_both_sides_of_a_failing_comparison(proj
     from prometheus_client.parser import text_string_to_metric_families
 
     from gatecheck.render.html import PhaseInfo, PhasePage, render_phase, timeline
-    from gatecheck.service import VerdictCollector
+    from gatecheck.service.collector import VerdictCollector
 
     verdict = asyncio.run(evaluate(project_for("demand-drift"), "warehouse-release", AS_OF))
     check = check_of(verdict, "demand_grain_parity")

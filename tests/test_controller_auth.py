@@ -14,7 +14,9 @@ from gatecheck.cli import app
 from gatecheck.config import load_project
 from gatecheck.ledger import SqliteLedger
 from gatecheck.results import VerdictState
-from gatecheck.service import AUTH_FAILURES_PER_MINUTE, EVALUATE_PER_MINUTE, Service, create_app
+from gatecheck.service.app import create_app
+from gatecheck.service.auth import AUTH_FAILURES_PER_MINUTE, EVALUATE_PER_MINUTE
+from gatecheck.service.core import Service
 
 from .test_notify import Scripted, verdict
 
@@ -151,7 +153,7 @@ def test_a_rebound_host_name_is_refused_without_a_token(tmp_path: Path) -> None:
 
 
 def test_known_hosts_from_the_settings() -> None:
-    from gatecheck.service import KnownHosts
+    from gatecheck.service.middleware import KnownHosts
 
     def hosts(listen: str, url: str | None, extra: list[str]) -> KnownHosts:
         return KnownHosts(None, KnownHosts.allowed_for(listen, url, extra))

@@ -125,7 +125,7 @@ def test_dashboard_expressions_parse_on_a_real_prometheus(prometheus: str) -> No
 
 
 def test_the_exported_metrics_are_the_known_ones() -> None:
-    text = (REPO / "src" / "gatecheck" / "service.py").read_text()
+    text = (REPO / "src" / "gatecheck" / "service" / "collector.py").read_text()
     exported = set(re.findall(r'GaugeMetricFamily\(\s*"(gatecheck_[a-z_]+)"', text))
     exported |= {f"{name}_total" for name in re.findall(r'CounterMetricFamily\(\s*"(gatecheck_[a-z_]+)"', text)}
     assert exported == {m for m in KNOWN_METRICS if m.startswith("gatecheck_")}
@@ -169,7 +169,8 @@ def _routes() -> set[str]:
 
     from gatecheck.config import load_project
     from gatecheck.ledger import SqliteLedger
-    from gatecheck.service import Service, create_app
+    from gatecheck.service.app import create_app
+    from gatecheck.service.core import Service
 
     with tempfile.TemporaryDirectory() as tmp:
         project = load_project(PROJECT, environ={})
@@ -182,7 +183,8 @@ def _openapi() -> dict:
 
     from gatecheck.config import load_project
     from gatecheck.ledger import SqliteLedger
-    from gatecheck.service import Service, create_app
+    from gatecheck.service.app import create_app
+    from gatecheck.service.core import Service
 
     with tempfile.TemporaryDirectory() as tmp:
         project = load_project(PROJECT, environ={})
@@ -232,7 +234,7 @@ def test_the_flagger_canary_wires_each_hook_to_its_role_and_a_real_phase() -> No
 
     from gatecheck.config import load_project
     from gatecheck.durations import parse_duration
-    from gatecheck.service import FLAGGER_ROLES
+    from gatecheck.service.app import FLAGGER_ROLES
 
     canary = yaml.safe_load((REPO / "service" / "kubernetes" / "flagger" / "canary.yaml").read_text())
     assert (canary["apiVersion"], canary["kind"]) == ("flagger.app/v1beta1", "Canary")

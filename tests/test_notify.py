@@ -34,7 +34,8 @@ from gatecheck.results import (
     VerdictState,
     Window,
 )
-from gatecheck.service import Service, VerdictCollector
+from gatecheck.service.collector import VerdictCollector
+from gatecheck.service.core import Service
 
 SECRET_PATH = "/hooks/T000/B000/s3cret-token"
 

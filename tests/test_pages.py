@@ -26,7 +26,8 @@ from gatecheck.ledger import SqliteLedger
 from gatecheck.render.describe import format_group
 from gatecheck.render.html import PhaseInfo, PhasePage, check_charts, render_phase, timeline
 from gatecheck.results import Outcome, Verdict, VerdictState
-from gatecheck.service import SESSION_COOKIE, Service, create_app
+from gatecheck.service.app import create_app
+from gatecheck.service.core import SESSION_COOKIE, Service
 
 from .conftest import AS_OF, PROJECT, chromium, copy_config, evaluate
 

@@ -23,7 +23,8 @@ from gatecheck.demo.bus import NatsServer, free_port, prepare_bus
 from gatecheck.evaluation.validation import warm_up
 from gatecheck.ledger import LedgerError, SqliteLedger
 from gatecheck.results import Verdict
-from gatecheck.service import Service, make_server, run_service
+from gatecheck.service.core import Service
+from gatecheck.service.server import make_server, run_service
 
 from .conftest import REPO
 
@@ -283,7 +284,7 @@ def test_a_source_going_down_and_back(service, service_bus: NatsServer, caplog: 
 
 
 def test_readyz_is_503_when_the_ledger_cannot_be_written(service_config: Path, tmp_path: Path) -> None:
-    from gatecheck.service import create_app
+    from gatecheck.service.app import create_app
 
     path = tmp_path / "ledger.db"
     svc = Service(load_project(service_config, environ={}), SqliteLedger(path), ["svc-go"])
@@ -372,7 +373,7 @@ def test_status_and_report_from_the_service(service) -> None:
 
 
 def _asgi(svc: Service):
-    from gatecheck.service import create_app
+    from gatecheck.service.app import create_app
 
     transport = httpx.ASGITransport(app=create_app(svc))
     return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
@@ -417,7 +418,7 @@ def test_state_changing_requests_need_the_bearer_token(service_config: Path, tmp
 def test_evaluations_are_rate_limited_per_client(
     service_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gatecheck.service as service_module
+    import gatecheck.service.app as service_module
 
     monkeypatch.setattr(service_module, "EVALUATE_PER_MINUTE", 2)
     svc = Service(load_project(service_config, environ={}), SqliteLedger(tmp_path / "l.db"), ["svc-go"])
@@ -523,7 +524,7 @@ def test_a_planted_secret_appears_nowhere(
     outputs += [repr(svc.project.config), str(svc.project.config)]  # models in tracebacks
     # What a notification says of it, and what explain and check-sources print.
     from gatecheck.config.models import NotifyTarget
-    from gatecheck.notify import payload
+    from gatecheck.service.notify import payload
 
     for kind in ("slack", "json"):
         target = NotifyTarget(name="t", kind=kind, url="https://hooks.example/x")
@@ -722,7 +723,7 @@ def test_a_cycle_judges_requires_on_this_cycles_results(service_config: Path, tm
     import shutil
 
     from gatecheck.results import VerdictState
-    from gatecheck.service import scheduled
+    from gatecheck.service.server import scheduled
 
     root = tmp_path / "config"
     shutil.copytree(service_config, root, ignore=shutil.ignore_patterns("history.db*"))
@@ -780,7 +781,7 @@ def test_the_schedule_starts_a_phase_only_after_the_phases_it_requires(service_c
     evaluations of the phases it requires have finished; an independent phase does not wait."""
     import shutil
 
-    from gatecheck.service import scheduled
+    from gatecheck.service.server import scheduled
 
     root = tmp_path / "config"
     shutil.copytree(service_config, root, ignore=shutil.ignore_patterns("history.db*"))
@@ -914,7 +915,7 @@ def test_answers_are_rendered_once_per_verdict_and_served_as_bytes(service_confi
     from prometheus_client import generate_latest
     from prometheus_client.registry import CollectorRegistry
 
-    from gatecheck.service import VerdictCollector
+    from gatecheck.service.collector import VerdictCollector
 
     svc = Service(load_project(service_config, environ={}), SqliteLedger(tmp_path / "l.db"), ["svc-go", "svc-nogo"])
 
@@ -970,7 +971,7 @@ def test_the_evaluation_worker_is_replaced_when_killed_hung_or_too_big(
     import signal
 
     from gatecheck.ledger.proxy import WorkerLedger
-    from gatecheck.worker import WorkerEvaluator
+    from gatecheck.service.worker import WorkerEvaluator
 
     caplog.set_level(logging.INFO, logger="gatecheck")
     gates = {"w-held": "e-silent", "w-bus": "e-healthy"}  # an evaluation held in flight; a quick one

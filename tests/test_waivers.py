@@ -250,11 +250,11 @@ def test_the_trail_survives_a_killed_writer_whole(tmp_path: Path) -> None:
 def test_a_waiver_is_visible_wherever_the_verdict_is_shown(gate, tmp_path: Path) -> None:
     import xml.etree.ElementTree as ET
 
-    from gatecheck.notify import message_text
     from gatecheck.render.status import PhaseStatus, render_status_update
     from gatecheck.render.verdict import render_junit, render_markdown, render_text
     from gatecheck.results import Verdict, VerdictState
-    from gatecheck.service import Service
+    from gatecheck.service.core import Service
+    from gatecheck.service.notify import message_text
 
     from .test_notify import Scripted, _exposition
 

@@ -37,8 +37,11 @@ from gatecheck.exitcodes import ExitCode
 # `status --url` and `run --url` never import pandas, Great Expectations, chDB or the service
 # (tests/test_cli.py checks it in a fresh interpreter).
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gatecheck.config import Project
     from gatecheck.ledger import Ledger
+    from gatecheck.ledger.audit import AuditEvent
     from gatecheck.results import Verdict
 
 
@@ -335,7 +338,7 @@ def _record_assumptions(
     import getpass
     from datetime import UTC
 
-    from gatecheck.ledger.audit import AuditEvent
+    from gatecheck.ledger.decisions import assumption_events
 
     project.gate(phase)
     for name in approved:
@@ -344,25 +347,9 @@ def _record_assumptions(
         return  # no ledger, no trail (the report still says what was assumed)
     who = " ".join((by or getpass.getuser()).split()) or "unknown"
     now = datetime.now(UTC)
-    assumed = [("assumed-approved", name, f"--assume-approved {name}") for name in approved]
-    if soaked and project.gate(phase).soak is not None:  # nothing is assumed of a gate without a soak
-        assumed.append(("assumed-soaked", phase, "--assume-soaked"))
-    events = [
-        AuditEvent(
-            at=now,
-            kind=kind,  # type: ignore[arg-type]
-            phase=subject,
-            by=who,
-            config_hash=project.config_hash,
-            reason=f"gatecheck run --phase {phase} {flag}",
-        )
-        for kind, subject, flag in assumed
-    ]
-    ledger = _open_ledger(project, "audit trail")
-    try:
+    events = assumption_events(project, phase, approved, soaked, who, now)
+    with _open_ledger(project, "audit trail") as ledger:
         ledger.append_audit(events)
-    finally:
-        ledger.close()
 
 
 def _since(text: str) -> Any:
@@ -475,11 +462,8 @@ def _run_page(project: Project, verdict: Verdict) -> str | None:
     if project.config.history is None:
         return None
     try:
-        ledger = _open_ledger(project, "history")
-        try:
+        with _open_ledger(project, "history") as ledger:
             page = read_phase_page(ledger, project.gate(verdict.phase), verdict, verdict.as_of)
-        finally:
-            ledger.close()
     except GatecheckError as exc:
         _say(f"gatecheck: warning: the page shows this verdict alone: {one_line(str(exc))}")
         return None
@@ -506,11 +490,8 @@ def history(
         window = _since(since)
         project = _load_for_reading(config, demo)
         project.gate(phase)
-        ledger = _open_ledger(project, "history to show")
-        try:
+        with _open_ledger(project, "history to show") as ledger:
             records = ledger.history(phase, since=parse_as_of(None) - window)
-        finally:
-            ledger.close()
     summaries = [record_summary(r) for r in records]
     if fmt is ListFormat.json:
         typer.echo(json.dumps(summaries, indent=2))
@@ -533,16 +514,13 @@ def _chain(config: Path, url: str | None, demo: bool = False) -> list[Any]:
 
         return fetch_chain(url)
     project = _load_for_reading(config, demo)
-    ledger = _open_ledger(project, "recorded verdict")
-    try:
+    with _open_ledger(project, "recorded verdict") as ledger:
         chain = []
         for gate in project.chain():
             record = ledger.latest(gate.phase)
             verdict = record.to_verdict() if record else None
             chain.append(PhaseStatus(gate.phase, gate.environment, list(gate.requires), verdict))
         return chain
-    finally:
-        ledger.close()
 
 
 @app.command()
@@ -620,12 +598,9 @@ def _html_report(config: Path, url: str | None, phase: str, demo: bool = False) 
         return fetch_page(url, phase)
     project = _load_for_reading(config, demo)
     gate = project.gate(phase)
-    ledger = _open_ledger(project, "recorded verdict")
     now = parse_as_of(None)
-    try:
+    with _open_ledger(project, "recorded verdict") as ledger:
         page = read_phase_page(ledger, gate, None, now)
-    finally:
-        ledger.close()
     if page.verdict is None:
         raise ConfigError(f"no recorded evaluation of {phase}: run `gatecheck run --phase {phase}` first")
     return render_phase(page, now, None, export=True)
@@ -653,7 +628,7 @@ def serve(
     """Evaluate phases on a schedule, record them, and serve /metrics, the verdict API and the
     status page (/)."""
     from gatecheck import logs
-    from gatecheck.service import serve_project
+    from gatecheck.service.server import serve_project
 
     with _user_errors():
         logs.configure(*logs.resolve(log_level and log_level.value, log_format and log_format.value))
@@ -709,15 +684,12 @@ ByOption = Annotated[str, typer.Option("--by", metavar="NAME", help="Who decides
 ReasonOption = Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why (recorded).")]
 
 
-def _decide(config: Path, write: Any) -> Any:
+def _decide(config: Path, write: Callable[[Project, Ledger], AuditEvent]) -> AuditEvent:
     """Open the ledger, write one decision, close: one line and exit 2 on any problem."""
     with _user_errors():
         project = load_project(config)
-        ledger = _open_ledger(project, "audit trail to record the decision in")
-        try:
+        with _open_ledger(project, "audit trail to record the decision in") as ledger:
             return write(project, ledger)
-        finally:
-            ledger.close()
 
 
 @app.command()
@@ -739,7 +711,7 @@ def waive(
     does not block. Never an inconclusive or errored check, never a rollback."""
     from gatecheck.ledger.decisions import describe, parse_groups, waiver_event
 
-    def write(project: Any, ledger: Any) -> Any:
+    def write(project: Project, ledger: Ledger) -> AuditEvent:
         event = waiver_event(project, phase, check, parse_groups(group or []), length, reason, by)
         return ledger.create_waiver(event)
 
@@ -756,7 +728,7 @@ def unwaive(
     """Revoke a waiver: the next evaluation blocks on that failure again."""
     from gatecheck.ledger.decisions import describe, revoke_event
 
-    def write(project: Any, ledger: Any) -> Any:
+    def write(project: Project, ledger: Ledger) -> AuditEvent:
         event = revoke_event(project, ledger.audit(), waiver, reason, by)
         ledger.append_audit([event])
         return event
@@ -777,7 +749,7 @@ def approve(
     """Record a person's approval of a phase (a gate with `approval: required` needs one)."""
     from gatecheck.ledger.decisions import approval_event, describe
 
-    def write(project: Any, ledger: Any) -> Any:
+    def write(project: Project, ledger: Ledger) -> AuditEvent:
         event = approval_event(project, phase, length, reason, by)
         ledger.append_audit([event])
         return event
@@ -805,11 +777,8 @@ def audit(
         project = _load_for_reading(config, demo)
         if phase is not None:
             project.gate(phase)
-        ledger = _open_ledger(project, "audit trail to show")
-        try:
+        with _open_ledger(project, "audit trail to show") as ledger:
             events = ledger.audit([phase] if phase else None, parse_as_of(None) - window)
-        finally:
-            ledger.close()
     if fmt is ListFormat.json:
         typer.echo(json.dumps([e.model_dump(mode="json") for e in events], indent=2))
     elif not events:

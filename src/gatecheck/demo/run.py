@@ -54,7 +54,7 @@ def run_demo(
     from gatecheck.demo.reference import HOURS, SCENARIOS, build_reference
     from gatecheck.durations import parse_as_of
     from gatecheck.evaluation.engine import Engine
-    from gatecheck.service import serve_project
+    from gatecheck.service.server import serve_project
     from gatecheck.shipped import project_path
     from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 

@@ -74,7 +74,7 @@ class Evaluation:
 
 class Evaluator(Protocol):
     """What evaluates for the service: an :class:`Engine` in this process, or
-    :class:`gatecheck.worker.WorkerEvaluator` running one in a worker process."""
+    :class:`gatecheck.service.worker.WorkerEvaluator` running one in a worker process."""
 
     async def evaluate(self, phase: str, *, requested_by: Requester | None = None) -> Evaluation: ...
     async def warm_up(self) -> None: ...
@@ -136,27 +136,12 @@ class Engine:
     def _record(self, verdict: Verdict, duration: float) -> None:
         """The evaluation's record, then its lines of the audit trail: each waiver it used,
         and each waiver of the phase found past its end (blocking: runs in a thread)."""
-        from gatecheck.ledger.audit import AuditEvent, expired_unrecorded
+        from gatecheck.ledger.decisions import expired_unrecorded, waivers_used
 
         assert self.ledger is not None
         self.ledger.record(verdict, duration)
         now = datetime.now(UTC)
-        used = [
-            AuditEvent(
-                at=now,
-                kind="waiver-used",
-                phase=verdict.phase,
-                check=c.suite,
-                group=c.waiver.group,
-                waiver=c.waiver.id,
-                until=c.waiver.until,
-                by="gatecheck",
-                reason=f"the evaluation as of {verdict.as_of.isoformat()} judged {c.suite} failed under it",
-                config_hash=verdict.config_hash,
-            )
-            for c in verdict.checks
-            if c.waiver is not None
-        ]
+        used = waivers_used(verdict, now)
         try:
             kinds = ["waiver-created", "waiver-expired", "waiver-revoked"]
             trail = self.ledger.audit([verdict.phase], None, kinds)

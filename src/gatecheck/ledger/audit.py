@@ -69,29 +69,6 @@ def waivers_at(events: Iterable[AuditEvent], phase: str, moment: datetime) -> li
     return active
 
 
-def expired_unrecorded(events: Iterable[AuditEvent], phase: str, moment: datetime) -> list[AuditEvent]:
-    """A ``waiver-expired`` event for each waiver of ``phase`` past its end at ``moment`` that
-    has none yet (and was not revoked first)."""
-    events = [e for e in events if e.phase == phase]
-    closed = {e.waiver for e in events if e.kind in ("waiver-expired", "waiver-revoked")}
-    return [
-        AuditEvent(
-            at=moment,
-            kind="waiver-expired",
-            phase=phase,
-            check=e.check,
-            group=e.group,
-            waiver=e.waiver,
-            until=e.until,
-            by="gatecheck",
-            reason=f"expired at {e.until.isoformat()}",
-            config_hash=e.config_hash,
-        )
-        for e in events
-        if e.kind == "waiver-created" and e.until is not None and e.until <= moment and e.waiver not in closed
-    ]
-
-
 def approval_at(events: Iterable[AuditEvent], phase: str, moment: datetime) -> AuditEvent | None:
     """The newest approval of ``phase`` in force at ``moment``."""
     found = [

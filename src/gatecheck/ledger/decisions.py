@@ -1,4 +1,6 @@
-"""A person's decisions — waive, unwaive, approve — checked and written to the audit trail.
+"""The one place audit events are built: a person's decisions — waive, unwaive, approve, and
+the assumptions of ``run --assume-approved / --assume-soaked`` — and gatecheck's own lines
+(a waiver used by an evaluation, a waiver found past its end).
 
 Everything is checked before anything is written: a bad phase, check, group key or duration,
 an empty reason or author, a rollback trigger is one ``ConfigError`` line and no event.
@@ -8,6 +10,7 @@ The CLI and the service's API both come here.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +18,7 @@ from gatecheck.config import Project
 from gatecheck.durations import format_duration, parse_duration
 from gatecheck.errors import ConfigError, printable
 from gatecheck.ledger.audit import MAX_DECISION, AuditEvent, waivers_at
+from gatecheck.results import Verdict
 
 _WAIVER_ID = re.compile(r"^W[1-9][0-9]*$")
 
@@ -126,3 +130,67 @@ def describe(event: AuditEvent) -> str:
     parts = [at, f"{event.kind:<16}", event.phase, event.waiver or "-", scope or "-"]
     # A reason or author posted through the API may hold control characters: shown escaped.
     return printable("  ".join(parts) + f"{until}  by {event.by}: {event.reason}")
+
+
+def expired_unrecorded(events: Iterable[AuditEvent], phase: str, moment: datetime) -> list[AuditEvent]:
+    """A ``waiver-expired`` event for each waiver of ``phase`` past its end at ``moment`` that
+    has none yet (and was not revoked first)."""
+    events = [e for e in events if e.phase == phase]
+    closed = {e.waiver for e in events if e.kind in ("waiver-expired", "waiver-revoked")}
+    return [
+        AuditEvent(
+            at=moment,
+            kind="waiver-expired",
+            phase=phase,
+            check=e.check,
+            group=e.group,
+            waiver=e.waiver,
+            until=e.until,
+            by="gatecheck",
+            reason=f"expired at {e.until.isoformat()}",
+            config_hash=e.config_hash,
+        )
+        for e in events
+        if e.kind == "waiver-created" and e.until is not None and e.until <= moment and e.waiver not in closed
+    ]
+
+
+def waivers_used(verdict: Verdict, now: datetime) -> list[AuditEvent]:
+    """A ``waiver-used`` event for each check of ``verdict`` judged failed under a waiver."""
+    return [
+        AuditEvent(
+            at=now,
+            kind="waiver-used",
+            phase=verdict.phase,
+            check=c.suite,
+            group=c.waiver.group,
+            waiver=c.waiver.id,
+            until=c.waiver.until,
+            by="gatecheck",
+            reason=f"the evaluation as of {verdict.as_of.isoformat()} judged {c.suite} failed under it",
+            config_hash=verdict.config_hash,
+        )
+        for c in verdict.checks
+        if c.waiver is not None
+    ]
+
+
+def assumption_events(
+    project: Project, phase: str, approved: list[str], soaked: bool, by: str, now: datetime
+) -> list[AuditEvent]:
+    """What ``run --phase PHASE --assume-approved … --assume-soaked`` assumed, by whom: one
+    event each (a soak is assumed only of a gate that has one)."""
+    assumed = [("assumed-approved", name, f"--assume-approved {name}") for name in approved]
+    if soaked and project.gate(phase).soak is not None:
+        assumed.append(("assumed-soaked", phase, "--assume-soaked"))
+    return [
+        AuditEvent(
+            at=now,
+            kind=kind,  # type: ignore[arg-type]
+            phase=subject,
+            by=by,
+            config_hash=project.config_hash,
+            reason=f"gatecheck run --phase {phase} {flag}",
+        )
+        for kind, subject, flag in assumed
+    ]

@@ -14,7 +14,7 @@ from gatecheck.results import Verdict, VerdictState
 
 
 class LedgerCalls(Protocol):
-    """Whoever runs a ledger method elsewhere (:class:`gatecheck.worker.WorkerEvaluator`)."""
+    """Whoever runs a ledger method elsewhere (:class:`gatecheck.service.worker.WorkerEvaluator`)."""
 
     def ledger_call(self, method: str, *args: Any, **kwargs: Any) -> Any: ...
 

@@ -27,7 +27,7 @@ from gatecheck.config.models import webhook_url_problem
 from gatecheck.render.describe import failure_text, waiver_text
 from gatecheck.results import Outcome, Verdict, VerdictState
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gatecheck.notify")
 
 #: At most this many deliveries under way at once; more are dropped and counted.
 MAX_PENDING = 100

@@ -41,7 +41,7 @@ from typing import Any
 
 from gatecheck.errors import ConfigError, GatecheckError, LedgerError, WorkerError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gatecheck.worker")
 
 
 # --------------------------------------------------------------------------- worker side

@@ -1,0 +1,444 @@
+"""The service's state: each phase's latest verdict, what is being evaluated, the schedule's
+cycles, the pages' short-lived cache and the login sessions (:class:`Service`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from prometheus_client.registry import CollectorRegistry
+
+from gatecheck.config import Project
+from gatecheck.errors import ConfigError, GatecheckError
+from gatecheck.evaluation.engine import Engine, Evaluator
+from gatecheck.ledger import Ledger
+from gatecheck.results import Outcome, Requester, Verdict, VerdictState
+
+if TYPE_CHECKING:
+    from gatecheck.render.html import Card, PhasePage
+    from gatecheck.service.notify import Notifier
+from gatecheck.service.auth import AUTH_FAILURES_PER_MINUTE, RateLimiter
+
+log = logging.getLogger("gatecheck.service")
+
+
+T = TypeVar("T")
+#: Seconds a status page's ledger read is reused.
+PAGE_READ_TTL = 5.0
+#: A browser session that gave the token lasts this long (seconds), at most this many at once.
+SESSION_LIFETIME_S = 12 * 3600
+MAX_SESSIONS = 1000
+SESSION_COOKIE = "gatecheck_session"
+
+
+
+@dataclass
+class PhaseState:
+    """What the service knows of one phase (replaced whole after each evaluation)."""
+
+    verdict: Verdict | None = None
+    duration_s: float | None = None
+    evaluated_at: datetime | None = None  # wall clock when the evaluation finished
+    last_error: str | None = None
+    evaluations: int = 0
+
+
+@dataclass
+class Service:
+    """The scheduled evaluator and its state; the HTTP app and the collector are views of it."""
+
+    project: Project = field(repr=False)  # its URLs may carry credentials
+    ledger: Ledger
+    phases: list[str]
+    # Bearer token for state-changing endpoints (POST); required when listening beyond
+    # loopback. Never logged or exported.
+    api_token: str | None = field(default=None, repr=False)
+    # Judge `requires` and soak only on records written since then (the demo's own run).
+    recorded_since: datetime | None = None
+    states: dict[str, PhaseState] = field(default_factory=dict)
+    source_up: dict[tuple[str, str], bool] = field(default_factory=dict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # Request-started evaluations under way, by phase (shared by concurrent requests).
+    _inflight: dict[str, asyncio.Future[Verdict]] = field(default_factory=dict, repr=False)
+    _cycles: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
+    # Answers rendered once per new state and served as bytes: the exposition (None: render
+    # at the next scrape) and each phase's verdict document with its ETag.
+    _exposition: bytes | None = field(default=None, repr=False)
+    _documents: dict[str, tuple[bytes, str]] = field(default_factory=dict, repr=False)
+    # What evaluates for the service: `gatecheck serve` hands it a worker process
+    # (gatecheck.service.worker.WorkerEvaluator); by default an engine in this process on its ledger.
+    engine: Evaluator = field(default=None, repr=False)  # type: ignore[assignment]
+    # Tells the `notify:` targets when a verdict changes (None without targets).
+    notifier: Notifier | None = field(default=None, repr=False)
+    # The status pages' ledger reads (a phase's latest record, timeline, page), kept a few
+    # seconds: a page refreshing in many browsers reads the ledger once.
+    _page_reads: dict[tuple[str, str], tuple[float, Any]] = field(default_factory=dict, repr=False)
+    # Browser sessions that gave the token on the login form: id → expiry (monotonic).
+    _sessions: dict[str, float] = field(default_factory=dict, repr=False)
+    # Failed authentications per client in the last minute, on every door (header, Flagger's
+    # metadata.token, the login form): past the limit a client gets 429, right token or not.
+    auth_failures: RateLimiter = field(
+        default_factory=lambda: RateLimiter(AUTH_FAILURES_PER_MINUTE), repr=False
+    )
+    # The wall clock every age is judged against (max_age, since, page times, the latest
+    # record's recency): a test hands in a clock it controls, so no test depends on its date.
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)
+
+    def __post_init__(self) -> None:
+        if self.engine is None:
+            self.engine = Engine(self.project, ledger=self.ledger, recorded_since=self.recorded_since)
+        if self.notifier is None and self.project.config.notify:
+            from gatecheck.service.notify import Notifier
+
+            settings = self.project.config.service
+            self.notifier = Notifier(
+                self.project.config.notify,
+                self.project.root,
+                settings.url or f"http://{settings.listen}",
+                on_count=self._counted,
+            )
+        unknown = [p for p in self.phases if p not in self.project.gates]
+        if unknown:
+            raise ConfigError(
+                f"unknown phase(s) to serve: {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(self.project.gates))})"
+            )
+        for phase in self.phases:
+            self.states.setdefault(phase, PhaseState())
+            self._locks.setdefault(phase, asyncio.Lock())
+
+    def interval(self, phase: str) -> timedelta:
+        return self.project.config.service.interval_for(phase)
+
+    def evaluating(self, phase: str) -> bool:
+        """A request-started evaluation of ``phase`` is under way (a new request joins it)."""
+        running = self._inflight.get(phase)
+        return running is not None and not running.done()
+
+    async def evaluate_shared(self, phase: str, requested_by: Requester | None = None) -> Verdict:
+        """An evaluation of ``phase`` now for a request: one already running is shared (its
+        verdict answers every request that arrived while it ran), so requests never make the
+        service evaluate a phase more often than one at a time. The evaluation runs on its own
+        task: a request that stops waiting (its timeout) does not cancel it."""
+        running = self._inflight.get(phase)
+        if running is None or running.done():
+            running = asyncio.ensure_future(self.evaluate_phase(phase, requested_by))
+            self._inflight[phase] = running
+            running.add_done_callback(
+                lambda done: self._inflight.pop(phase, None) if self._inflight.get(phase) is done else None
+            )
+            # Retrieve an exception nobody waits for (a request that timed out).
+            running.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return await asyncio.shield(running)
+
+    async def evaluate_phase(self, phase: str, requested_by: Requester | None = None) -> Verdict:
+        """Evaluate now (waiting for a running evaluation of the same phase), record, publish."""
+        if phase not in self._locks:
+            self._locks[phase] = asyncio.Lock()
+            self.states[phase] = PhaseState()
+        async with self._locks[phase]:
+            previous = self.states[phase].verdict
+            if previous is None and self.notifier is not None:  # a restart: the ledger remembers
+                previous = await asyncio.to_thread(self._recorded, phase)
+            # The engine records it; once the verdict exists its record is written whole even if
+            # the service is being stopped, before that a stop abandons it unrecorded.
+            evaluation = await self.engine.evaluate(phase, requested_by=requested_by)
+            verdict, duration = evaluation.verdict, evaluation.duration_s
+            state = self.states[phase]
+            self.states[phase] = PhaseState(
+                verdict=verdict,
+                duration_s=duration,
+                evaluated_at=self.clock(),
+                last_error=None,
+                evaluations=state.evaluations + 1,
+            )
+            self._log_evaluation(verdict, duration, state.verdict)
+            if self.notifier is not None:  # schedules deliveries; never waits for them
+                self.notifier.changed(previous, verdict)
+            answered, reasons = source_answers(verdict)
+            for key, up in answered.items():
+                was = self.source_up.get(key)
+                environment, source = key
+                if not up and was is not False:
+                    log.warning(
+                        "source %s of %s is down: %s", source, environment, reasons.get(key, "no answer"),
+                        extra={"source": source, "environment": environment, "up": False},
+                    )  # fmt: skip
+                elif up and was is False:
+                    log.info(
+                        "source %s of %s is back", source, environment,
+                        extra={"source": source, "environment": environment, "up": True},
+                    )  # fmt: skip
+            self.source_up.update(answered)
+            self._changed(phase)
+            return verdict
+
+    def _recorded(self, phase: str) -> Verdict | None:
+        """The ledger's latest verdict of ``phase`` (None when it cannot be read)."""
+        try:
+            record = self.ledger.latest(phase)
+        except GatecheckError:
+            return None
+        return record.to_verdict() if record else None
+
+    def _counted(self) -> None:
+        """A notification was counted: the exposition is rendered anew at the next scrape."""
+        self._exposition = None
+
+    def _changed(self, phase: str) -> None:
+        """A phase's state changed: its document, the exposition and its pages anew."""
+        self._documents.pop(phase, None)
+        self._exposition = None
+        for key in [k for k in self._page_reads if k[1] == phase]:
+            self._page_reads.pop(key, None)
+
+    # ------------------------------------------------------------------ the status pages
+
+    def _page_read(self, what: str, phase: str, read: Callable[[], T]) -> T:
+        """``read()``, or its value from the last ``PAGE_READ_TTL`` seconds (blocking)."""
+        now = time.monotonic()
+        hit = self._page_reads.get((what, phase))
+        if hit is not None and now - hit[0] < PAGE_READ_TTL:
+            return hit[1]  # type: ignore[no-any-return]
+        value = read()
+        self._page_reads[(what, phase)] = (now, value)
+        return value
+
+    def recorded_latest(self, phase: str) -> Verdict | None:
+        """The ledger's latest verdict of a phase not evaluated here since the start, as the
+        pages and /api/v1/phases show it (kept a few seconds: pollers read the ledger once).
+        Blocking: call it in a thread."""
+        return self._page_read("latest", phase, partial(self._recorded, phase))
+
+    def refresh_s(self) -> float:
+        """How often a page refreshes itself: the shortest interval it shows."""
+        return min(self.interval(p).total_seconds() for p in self.phases) if self.phases else 60.0
+
+    def chain_cards(self, now: datetime) -> list[Card]:
+        """The chain page's cards: each phase's latest verdict (the service's, else the
+        ledger's) and timeline. Blocking (ledger reads): call it in a thread."""
+        from gatecheck.render.html import Card, PhaseInfo, Timeline, read_timeline, timeline_period
+
+        cards = []
+        for gate in self.project.chain():
+            phase = gate.phase
+            state = self.states.get(phase)
+            verdict = state.verdict if state is not None else None
+            problem = state.last_error if state is not None else None
+            if verdict is None:
+                verdict = self.recorded_latest(phase)
+            try:
+                line = self._page_read("timeline", phase, partial(read_timeline, self.ledger, gate, now))
+            except GatecheckError as exc:
+                since = now - timeline_period(gate)
+                line = Timeline(since, now, [], {})
+                problem = problem or f"cannot read the history ledger: {exc}"
+            cards.append(Card(PhaseInfo.of(gate), verdict, line, problem))
+        upcoming = next(
+            (c.gate.phase for c in cards if c.verdict is None or c.verdict.verdict is not VerdictState.GO),
+            None,
+        )
+        return [replace(c, next=c.gate.phase == upcoming) for c in cards]
+
+    def phase_page(self, phase: str, now: datetime) -> PhasePage:
+        """A phase's page: its latest verdict, timeline, charts' history and waivers.
+        Blocking (ledger reads): call it in a thread."""
+        from gatecheck.render.html import read_phase_page
+
+        state = self.states.get(phase)
+        verdict = state.verdict if state is not None else None
+        problem = state.last_error if state is not None else None
+        gate = self.project.gates[phase]
+        return self._page_read(
+            "page", phase, lambda: read_phase_page(self.ledger, gate, verdict, now, problem)
+        )
+
+    def open_session(self) -> str:
+        """A new browser session that gave the token: its id, for an HttpOnly cookie."""
+        import secrets
+
+        now = time.monotonic()
+        self._sessions = {k: t for k, t in self._sessions.items() if t > now}
+        while len(self._sessions) >= MAX_SESSIONS:  # oldest first out
+            self._sessions.pop(min(self._sessions, key=self._sessions.__getitem__))
+        session = secrets.token_urlsafe(32)
+        self._sessions[session] = now + SESSION_LIFETIME_S
+        return session
+
+    def session_valid(self, session: str) -> bool:
+        expiry = self._sessions.get(session)
+        return expiry is not None and expiry > time.monotonic()
+
+    def document(self, phase: str) -> tuple[bytes, str] | None:
+        """The latest verdict document of ``phase`` as JSON bytes and its ETag, rendered once
+        per new verdict; None when the service holds no verdict of it (see :meth:`latest`)."""
+        cached = self._documents.get(phase)
+        if cached is not None:
+            return cached
+        state = self.states.get(phase)
+        if state is None or state.verdict is None:
+            return None
+        body = json.dumps(state.verdict.document(), indent=2).encode()
+        rendered = (body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+        self._documents[phase] = rendered
+        return rendered
+
+    def exposition(self, registry: CollectorRegistry) -> bytes:
+        """The Prometheus exposition of ``registry``, rendered once per new state."""
+        from prometheus_client import generate_latest
+
+        if self._exposition is None:
+            self._exposition = generate_latest(registry)
+        return self._exposition
+
+    @staticmethod
+    def _log_evaluation(verdict: Verdict, duration: float, previous: Verdict | None) -> None:
+        """One line per evaluation; one more when the verdict changed (WARNING when it turned
+        no-go or rollback). Facts as fields: phase, verdict, duration_s, failing checks."""
+        failing = [f"{c.suite}:{c.outcome.value}" for c in verdict.checks if c.outcome is not Outcome.PASS]
+        fields = {
+            "phase": verdict.phase,
+            "verdict": verdict.verdict.value,
+            "duration_s": round(duration, 3),
+            "as_of": verdict.as_of.isoformat(),
+            "failing": failing,
+        }
+        log.info("evaluated %s: %s", verdict.phase, verdict.verdict.value, extra=fields)
+        before = previous.verdict if previous is not None else None
+        if before is not verdict.verdict:
+            bad = verdict.verdict in (VerdictState.NO_GO, VerdictState.ROLLBACK)
+            log.log(
+                logging.WARNING if bad else logging.INFO,
+                "verdict of %s changed: %s → %s", verdict.phase,
+                before.value if before is not None else "none", verdict.verdict.value,
+                extra={**fields, "previous": before.value if before is not None else None},
+            )  # fmt: skip
+
+    async def scheduled(self, phase: str) -> None:
+        """The scheduler's job: never raises."""
+        try:
+            await self.evaluate_phase(phase)
+        except asyncio.CancelledError:
+            # The service is stopping: the evaluation is abandoned unrecorded. Returning
+            # (not re-raising) ends this job's task without APScheduler logging an error.
+            log.debug("evaluation of %s cancelled by shutdown", phase)
+        except Exception as exc:
+            if isinstance(exc, GatecheckError):  # e.g. the worker crashed: said in one line
+                log.error("evaluation of %s failed: %s", phase, exc, extra={"phase": phase})
+            else:
+                log.exception("evaluation of %s failed", phase)
+            state = self.states[phase]
+            self.states[phase] = PhaseState(
+                verdict=state.verdict,
+                duration_s=state.duration_s,
+                evaluated_at=state.evaluated_at,
+                last_error=f"{type(exc).__name__}: {exc}",
+                evaluations=state.evaluations,
+            )
+            self._changed(phase)
+
+    async def cycle(self, phases: list[str]) -> None:
+        """One scheduled cycle of ``phases``: each evaluated after the phases it requires
+        (directly or not) have been evaluated and recorded in this cycle, so ``requires`` is
+        judged on this cycle's results, not the previous cycle's. Independent chains run
+        concurrently. Raises only the cancellation of a stop, after every evaluation of the
+        cycle has ended."""
+        chosen = set(phases)
+        tasks: dict[str, asyncio.Task[None]] = {}
+        # The service's own work: a stop cancels these, and nothing else in the loop.
+        current = asyncio.current_task()
+        if current is not None and current not in self._cycles:
+            self._cycles.add(current)
+            current.add_done_callback(self._cycles.discard)
+
+        async def after_prerequisites(phase: str) -> None:
+            earlier = [tasks[p] for p in self.project.prerequisites(phase) if p in tasks]
+            if earlier:
+                await asyncio.wait(earlier)
+            await self.scheduled(phase)
+
+        for gate in self.project.chain():  # promotion order: prerequisites' tasks exist first
+            if gate.phase in chosen:
+                tasks[gate.phase] = asyncio.create_task(
+                    after_prerequisites(gate.phase), name=f"evaluate:{gate.phase}"
+                )
+        try:
+            await asyncio.gather(*tasks.values())
+        except asyncio.CancelledError:
+            for task in tasks.values():
+                task.cancel()
+            # Each evaluation ends here: dropped unrecorded, or (its verdict complete) its record
+            # written whole by the engine before the task returns.
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            log.debug("cycle of %s cancelled by shutdown", ", ".join(tasks))
+            raise
+
+    async def every(self, seconds: float, phases: list[str]) -> None:
+        """Run cycles of ``phases`` on a fixed grid of ``seconds`` from now, until cancelled.
+        A cycle that overruns its slot is followed by one cycle at the next grid point, never
+        by a burst of missed ones (APScheduler's interval trigger computes the grid)."""
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        trigger = IntervalTrigger(seconds=seconds, start_date=datetime.now(UTC), timezone=UTC)
+        while True:
+            started = datetime.now(UTC)
+            await self.cycle(phases)
+            after = max(datetime.now(UTC), started + timedelta(microseconds=1))
+            upcoming = trigger.get_next_fire_time(None, after)
+            await asyncio.sleep(max(0.0, (upcoming - datetime.now(UTC)).total_seconds()))
+
+    async def run_schedule(self) -> None:
+        """Every scheduled phase, until cancelled: one loop per interval, all under one task
+        group. The phases sharing an interval are evaluated in one cycle, in promotion order
+        (:meth:`cycle`), so a phase's ``requires`` sees this cycle's record of the phase before
+        it; a phase on its own interval reads the latest record of the phases it requires.
+        Cancelling this task cancels the loops, which end their evaluations before returning."""
+        groups: dict[float, list[str]] = {}
+        for phase in self.phases:
+            groups.setdefault(self.interval(phase).total_seconds(), []).append(phase)
+        async with asyncio.TaskGroup() as loops:
+            for seconds, phases in sorted(groups.items()):
+                loops.create_task(self.every(seconds, phases), name=f"gatecheck-every-{seconds:g}s")
+
+    def latest_here(self, phase: str) -> Verdict | None:
+        """The verdict this service evaluated last (None: not since its start)."""
+        state = self.states.get(phase)
+        return state.verdict if state is not None else None
+
+    def latest(self, phase: str) -> Verdict | None:
+        here = self.latest_here(phase)
+        if here is not None:
+            return here
+        record = self.ledger.latest(phase)
+        return record.to_verdict() if record else None
+
+
+# --------------------------------------------------------------------------- /metrics
+
+
+def source_answers(verdict: Verdict) -> tuple[dict[tuple[str, str], bool], dict[tuple[str, str], str]]:
+    """(environment, source) → whether it answered every check of the evaluation that asked
+    it (a comparison asks each side's source on its own), and why one did not."""
+    answered: dict[tuple[str, str], bool] = {}
+    reasons: dict[tuple[str, str], str] = {}
+    for check in verdict.checks:
+        asked = [(s.source, s.source_available) for s in check.sides]
+        asked = asked or [(check.source, check.source_available)]
+        for source, available in asked:
+            if available is None:
+                continue
+            key = (verdict.environment, source)
+            # Down if any check of this evaluation could not reach it.
+            answered[key] = answered.get(key, True) and available
+            if not available and check.reason:
+                reasons.setdefault(key, check.reason)
+    return answered, reasons

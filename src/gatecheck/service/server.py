@@ -1,0 +1,179 @@
+"""Running it: the schedule's task, uvicorn on a bound socket, signals and a clean shutdown,
+and ``gatecheck serve``'s set-up (the evaluation worker, its ledger).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from gatecheck import __version__
+from gatecheck.config import Project
+from gatecheck.errors import ConfigError, redact
+
+if TYPE_CHECKING:
+    pass
+from gatecheck.service.app import create_app
+from gatecheck.service.core import Service
+from gatecheck.service.middleware import is_loopback
+
+log = logging.getLogger("gatecheck.service")
+
+
+@contextlib.asynccontextmanager
+async def scheduled(service: Service) -> AsyncIterator[asyncio.Task[None]]:
+    """The service's schedule (:meth:`Service.run_schedule`, first cycle now) while the block
+    runs; on exit it is cancelled and awaited: no evaluation of the service outlives it."""
+    schedule = asyncio.create_task(service.run_schedule(), name="gatecheck-schedule")
+    try:
+        yield schedule
+    finally:
+        schedule.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await schedule
+
+
+def make_server(service: Service, host: str, port: int) -> Any:
+    """The uvicorn server for the service's app (not started)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        # uvicorn re-raises SIGTERM after its own shutdown, which would kill the process
+        # before gatecheck's cleanup (ledger, the demo's nats-server). run_service handles
+        # the signals instead.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    config = uvicorn.Config(
+        create_app(service),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,  # a client holding a connection cannot stall a stop
+    )
+    return Server(config)
+
+
+def bind(host: str, port: int) -> Any:
+    """The listening socket on HOST:PORT, bound before anything is announced or started: a
+    port in use is one line and exit 2, not a log line saying "serving" and then uvicorn's."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reasons = {
+            errno.EADDRINUSE: "the address is already in use",
+            errno.EACCES: "permission denied",
+            errno.EADDRNOTAVAIL: "no such address on this machine",
+        }
+        why = reasons.get(exc.errno or 0, exc.strerror)
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise ConfigError(f"--listen {shown}: cannot listen: {why}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def run_service(service: Service, server: Any, sockets: list[Any] | None = None) -> None:
+    """Run the schedule and the HTTP server until the server stops (SIGTERM/SIGINT, or
+    ``server.should_exit``); then cancel whatever is still running. ``sockets``: already
+    bound (see :func:`bind`)."""
+    # Importing Great Expectations takes seconds; do it once, on the engine's validation
+    # thread, before the first evaluation would stall every other phase and the API.
+    await service.engine.warm_up()
+    if threading.current_thread() is threading.main_thread():
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lambda: setattr(server, "should_exit", True))
+    async with scheduled(service):
+        config = server.config
+        log.info(
+            "gatecheck %s serving %s on http://%s:%d (ledger %s)",
+            __version__, ", ".join(service.phases), config.host, config.port, service.ledger.url,
+            extra={"version": __version__, "phases": service.phases, "port": config.port},
+        )  # fmt: skip
+        await server.serve(sockets=sockets)
+        log.info("stopping: the schedule is cancelled, evaluations in flight end unrecorded or whole")
+    # The schedule has been cancelled and awaited: its evaluations ended, each recorded whole
+    # or not at all. The engine waits for a record write under way, then closes.
+    if service.notifier is not None:
+        await service.notifier.aclose()
+    await service.engine.aclose()
+    log.info("stopped")
+
+
+async def serve(service: Service, host: str, port: int, sock: Any = None) -> None:
+    """Run the service on HOST:PORT (``sock``: bound to it already) until SIGTERM/SIGINT."""
+    sock = sock if sock is not None else bind(host, port)
+    await run_service(service, make_server(service, host, port), [sock])
+
+
+#: The bearer token for the state-changing endpoints; required beyond loopback.
+API_TOKEN_ENV = "GATECHECK_API_TOKEN"
+
+
+def serve_project(
+    project: Project,
+    listen: str | None,
+    phases: list[str] | None,
+    recorded_since: datetime | None = None,
+) -> None:
+    """``gatecheck serve``: the project's phases on ``listen`` (default ``service.listen``)
+    until SIGTERM/SIGINT, recording into ``history.url``."""
+    address = listen or project.config.service.listen
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--listen: expected HOST:PORT, got {address!r}")
+    if project.config.history is None:
+        raise ConfigError("gatecheck.yaml: history: the service needs a history ledger (history.url)")
+    token = os.environ.get(API_TOKEN_ENV) or None
+    if not is_loopback(host) and token is None:
+        raise ConfigError(
+            f"--listen {address}: listening beyond loopback needs a bearer token for the "
+            f"state-changing endpoints; set {API_TOKEN_ENV}"
+        )
+    from gatecheck.ledger import open_ledger
+    from gatecheck.ledger.proxy import WorkerLedger
+    from gatecheck.service.worker import WorkerEvaluator
+
+    url = project.config.history.url
+    if urlsplit(url).scheme == "sqlite":
+        open_ledger(url, project.root).close()  # a bad path is exit 2 now, not a dead worker
+    sock = bind(host.strip("[]"), int(port))  # a port in use is exit 2 now, before any worker
+    # Evaluations run in a worker process, which owns the engine and the ledger; the ledger
+    # reads of this process go through it too (chDB: one process per embedded path).
+    settings = project.config.service.worker
+    evaluator = WorkerEvaluator(
+        project,
+        recorded_since=recorded_since,
+        deadline_s=settings.deadline.total_seconds(),
+        memory_limit_bytes=settings.memory_limit_mib * 2**20,
+        recycle_after=settings.recycle_after,
+    )
+    chosen = phases or project.config.service.phases or [g.phase for g in project.chain()]
+    ledger = WorkerLedger(evaluator, redact(url))
+    service = Service(
+        project, ledger, list(chosen), api_token=token, recorded_since=recorded_since, engine=evaluator
+    )
+    try:
+        asyncio.run(serve(service, host.strip("[]"), int(port), sock))
+    finally:
+        evaluator.close()
+        sock.close()
