@@ -984,8 +984,10 @@ def test_the_evaluation_worker_is_replaced_when_killed_hung_or_too_big(
     async def main() -> dict[str, Any]:
         seen: dict[str, Any] = {}
         async with _asgi(svc) as client:
+            environment = dict(os.environ)
             await evaluator.warm_up()
             first = evaluator.pid
+            assert dict(os.environ) == environment  # the worker's malloc limit is its own (mallopt)
             assert (await svc.evaluate_phase("w-bus")).verdict.value == "go"
             # 1. Killed while an evaluation waits on the silent source.
             held = asyncio.create_task(svc.scheduled("w-held"))

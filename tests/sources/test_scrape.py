@@ -118,7 +118,7 @@ def test_errors(serve) -> None:
         ask(url, "normalize_hrv_messages_total # comment")
     with pytest.raises(QueryError, match=r"'offset' .*one snapshot cannot answer it; use a Prometheus server"):
         ask(url, "normalize_hrv_messages_total offset 5m")
-    with pytest.raises(SourceUnavailable, match="cannot scrape"):
+    with pytest.raises(SourceUnavailable, match=r"cannot reach the exposition at http://127\.0\.0\.1:"):
         ask(f"scrape+http://127.0.0.1:{free_port()}/metrics", "up")
     empty = ask(url, "nothing_here_total")
     assert empty.empty  # no series: no evidence

@@ -3,6 +3,9 @@
 
 Every model is strict and frozen (``extra="forbid"``). A source's own configuration and query
 models live with the source (:mod:`gatecheck.sources`, one leaf per ``type``).
+
+Why one module of ~590 lines: the models refer to one another (a gate's checks, a suite's
+window and query, the project) and pydantic resolves them together.
 """
 
 from __future__ import annotations

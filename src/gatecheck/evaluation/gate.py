@@ -4,6 +4,10 @@ For each check the window is ``[as_of - settle - length, as_of - settle)``; the 
 query runs in its source, Great Expectations judges the frame, and the outcomes combine
 with precedence rollback > no-go > inconclusive > go. Nothing here raises for a source
 problem: a failing source is an ``error`` check and an ``inconclusive`` gate.
+
+Why one module of ~730 lines: fetch, judge and decide share the shape of a check result; its
+pure parts (``decide``, ``soak_coverage``, ``triage``) are tested on plain records, and are
+the next to move into a module of their own.
 """
 
 from __future__ import annotations

@@ -4,12 +4,15 @@ GE runs in an ephemeral context owned by a :class:`Validator` (one per engine; n
 written to disk, progress bars and analytics off) with a pandas datasource that takes each
 query's frame as a batch. Suite parameters (``{$PARAMETER: name}``) are GE's own; their
 values come from thresholds.yaml.
+
+Why one module of ~800 lines: everything that touches Great Expectations is here — the
+context, expectation building and checking, evidence, frames and their conversion — so
+nothing else imports GE.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -21,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from gatecheck.config import ExpectationSpec, ParameterRef, ResolvedThreshold, SuiteConfig
-from gatecheck.errors import did_you_mean
+from gatecheck.errors import did_you_mean, one_line
 from gatecheck.results import (
     EvidenceResult,
     ExpectationResult,
@@ -35,8 +38,8 @@ _BOUNDS = {"max_value": "max", "min_value": "min"}
 
 
 def _import_ge() -> Any:
-    """Great Expectations, imported with analytics off (it would try the network)."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    """Great Expectations (its analytics are off in the context's own configuration, below:
+    nothing of this process's environment is changed)."""
     import great_expectations as gx
 
     return gx
@@ -121,7 +124,7 @@ def expectation_problems(spec: ExpectationSpec) -> list[str]:
     except Exception as exc:
         errors = getattr(exc, "errors", None)
         if not callable(errors):
-            return [_one_line(exc)]
+            return [_exception_text(exc)]
         by_key: dict[str, list[str]] = {}
         for error in errors():
             loc = ".".join(str(p) for p in error.get("loc", ()) if p != "__root__")
@@ -135,7 +138,7 @@ def expectation_problems(spec: ExpectationSpec) -> list[str]:
             # beside the real complaint about the value.
             kept = [m for m in messages if m != "value is not a valid dict"] or messages
             lines.append(f"{key}: {'; '.join(dict.fromkeys(kept))}" if key else "; ".join(kept))
-        return [_one_line(Exception(line)) for line in lines] or [_one_line(exc)]
+        return [_exception_text(Exception(line)) for line in lines] or [_exception_text(exc)]
     return []
 
 
@@ -163,9 +166,11 @@ def _build(spec: ExpectationSpec, index: int = 0) -> Any:
     return cls(**kwargs, meta=meta)
 
 
-def _one_line(exc: BaseException) -> str:
+def _exception_text(exc: BaseException) -> str:
+    """Great Expectations' message (often pretty-printed over lines) as one line, at most 300
+    characters, escaped like every other problem line (:func:`gatecheck.errors.one_line`)."""
     text = " ".join(str(exc).split())
-    return text[:300] if text else type(exc).__name__
+    return one_line(text[:300]) if text else type(exc).__name__
 
 
 def _scalar(value: Any) -> Scalar:
@@ -394,7 +399,7 @@ def validate_frame(
             continue
         made = validator.expectation(suite, index)
         if isinstance(made, Exception):
-            errors[index] = _errored(spec, thresholds, suite.name, f"cannot build: {_one_line(made)}")
+            errors[index] = _errored(spec, thresholds, suite.name, f"cannot build: {_exception_text(made)}")
         else:
             built[index] = made
     ge_results: dict[int, Any] = {}
@@ -411,7 +416,7 @@ def validate_frame(
                 expectation_suite, expectation_parameters=parameters, result_format=result_format
             )
         except Exception as exc:  # GE itself failed on this answer: every expectation is an error
-            reason = f"Great Expectations could not validate the answer: {_one_line(exc)}"
+            reason = f"Great Expectations could not validate the answer: {_exception_text(exc)}"
             errors.update({i: _errored(suite.expectations[i], thresholds, suite.name, reason) for i in built})
         else:
             for ge_result in validation.results:
@@ -783,7 +788,7 @@ def _raised(info: Any) -> str | None:
     candidates = [info, *(v for v in info.values() if isinstance(v, dict))]
     for candidate in candidates:
         if candidate.get("raised_exception"):
-            return _one_line(Exception(candidate.get("exception_message") or "unknown error"))
+            return _exception_text(Exception(candidate.get("exception_message") or "unknown error"))
     return None
 
 

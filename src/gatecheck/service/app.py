@@ -1,6 +1,11 @@
 """The FastAPI application: every route — health, metrics, the status pages and their login,
 the phases API, decisions (waivers), the Flagger webhooks — over one
 :class:`~gatecheck.service.core.Service`.
+
+Why one module of ~500 lines: the routes share one closure over the service (its rate
+limiter, its metrics registry, the helpers that answer a phase now or from the latest
+verdict); splitting them into routers means passing those explicitly, which is the next step
+of this package.
 """
 
 from __future__ import annotations
@@ -56,6 +61,12 @@ def create_app(service: Service) -> Any:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(VerdictCollector(service))
     app = FastAPI(title="gatecheck", version=__version__, docs_url=None, redoc_url=None)
+
+    @app.exception_handler(GatecheckError)
+    async def unavailable(request: Request, exc: GatecheckError) -> Any:
+        """gatecheck's own trouble answering (a ledger it cannot read, an evaluation worker that
+        died): 503 with what happened, from every route that has no answer of its own for it."""
+        return JSONResponse({"detail": str(exc)}, status_code=503)
     limiter = RateLimiter(EVALUATE_PER_MINUTE)
 
     @app.middleware("http")
@@ -271,8 +282,6 @@ def create_app(service: Service) -> Any:
                 f"the evaluation of {phase} did not finish within {timeout:g}s; it goes on and is "
                 "recorded: ask again",
             )
-        except GatecheckError as exc:  # gatecheck's own fault (e.g. its worker died): a 5xx
-            return JSONResponse({"detail": str(exc)}, status_code=503)
         return fresh.document()
 
     def placeholder(phase: str, reason: str) -> Any:
@@ -328,10 +337,7 @@ def create_app(service: Service) -> Any:
         if fresh or max_age is not None:
             age = duration_param(max_age, "max_age") if max_age is not None else None
             if not fresh and age is not None:
-                try:
-                    latest = await recent(phase, age)
-                except GatecheckError as exc:
-                    return JSONResponse({"detail": str(exc)}, status_code=503)
+                latest = await recent(phase, age)
                 if latest is not None:
                     return latest.document()
             # An evaluation now: the same token and rate limit as POST .../evaluate.
@@ -350,10 +356,7 @@ def create_app(service: Service) -> Any:
             return await answer_now(phase, timeout, requester)
         rendered = service.document(phase)
         if rendered is None:  # nothing evaluated since start: the ledger's latest record
-            try:
-                latest = await asyncio.to_thread(service.latest, phase)
-            except GatecheckError as exc:
-                return JSONResponse({"detail": str(exc)}, status_code=503)
+            latest = await asyncio.to_thread(service.latest, phase)
             if latest is None:
                 return placeholder(phase, f"no evaluation of {phase} yet")
             return latest.document()
@@ -372,10 +375,7 @@ def create_app(service: Service) -> Any:
     async def history(phase: str, since: str = Query("48h", description="e.g. 30m, 48h, 7d")) -> Any:
         known(phase)
         start = since_moment(since)
-        try:
-            records = await asyncio.to_thread(service.ledger.history, phase, start)
-        except GatecheckError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=503)
+        records = await asyncio.to_thread(service.ledger.history, phase, start)
         return [record_summary(r) for r in records]
 
     @app.post(
@@ -385,10 +385,7 @@ def create_app(service: Service) -> Any:
     )
     async def evaluate_now(phase: str) -> Any:
         known(phase)
-        try:
-            return (await service.evaluate_shared(phase)).document()
-        except GatecheckError as exc:  # the evaluation could not finish (e.g. its worker died)
-            return JSONResponse({"detail": str(exc)}, status_code=503)
+        return (await service.evaluate_shared(phase)).document()
 
     async def decided(write: Any) -> Any:
         """Check and record one decision in the ledger (in a thread); a bad one is a 422."""
@@ -401,8 +398,6 @@ def create_app(service: Service) -> Any:
             detail = re.sub(r"^--([a-z]+):", r"\1:", exc.problems[0] if exc.problems else str(exc))
             status = 404 if isinstance(exc, UnknownWaiver) else 422
             return JSONResponse({"detail": detail}, status_code=status)
-        except GatecheckError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=503)
         return JSONResponse(event.model_dump(mode="json"), status_code=201)
 
     @app.post(
@@ -446,10 +441,7 @@ def create_app(service: Service) -> Any:
         if phase is not None:
             known(phase)
         start = since_moment(since)
-        try:
-            events = await asyncio.to_thread(service.ledger.audit, [phase] if phase else None, start)
-        except GatecheckError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=503)
+        events = await asyncio.to_thread(service.ledger.audit, [phase] if phase else None, start)
         return [e.model_dump(mode="json") for e in events]
 
     @app.post(

@@ -56,6 +56,19 @@ def _rss_bytes() -> int:
         return 0
 
 
+def _limit_arenas(arenas: int = 2) -> None:
+    """At most ``arenas`` malloc arenas in this process (glibc's ``mallopt(M_ARENA_MAX)``)
+    instead of eight per core: the worker's threads (GE, the drivers' pools) otherwise each
+    fragment an arena of their own. Called first thing in the worker, before its threads
+    start, so the serving process's environment is never changed to reach it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 def _trim_heap() -> None:
     """Give the C heap's free pages back to the system (glibc's ``malloc_trim``). pandas,
     Great Expectations and the drivers allocate and free native memory on several threads;
@@ -74,6 +87,7 @@ def _worker_main(
 ) -> None:
     """The worker process: one engine, one event loop; requests arrive on ``connection`` and
     run concurrently (as they would in one process); each answer goes back with its id."""
+    _limit_arenas()  # before any thread of the worker starts
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the serving process decides when it stops
     from gatecheck import logs
 
@@ -170,10 +184,6 @@ class _Worker:
     def __init__(self, project: Any, recorded_since: datetime | None) -> None:
         context = multiprocessing.get_context("spawn")
         self.connection, child = context.Pipe()
-        # Two malloc arenas instead of eight per core: the worker's threads (GE, the drivers'
-        # pools) otherwise each fragment an arena of their own. Read by glibc at start-up, so
-        # it is set for the child's environment (spawn copies os.environ).
-        os.environ.setdefault("MALLOC_ARENA_MAX", "2")
         from gatecheck.logs import current_format
 
         level = logging.getLogger("gatecheck").getEffectiveLevel()

@@ -29,6 +29,7 @@ from pydantic import field_validator
 
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.frozen import NAME, Frozen
+from gatecheck.sources._http import http_errors
 from gatecheck.sources.base import QueryParameters, Source, SourceSettings, iso_utc
 from gatecheck.sources.probe import Probe, counted
 
@@ -242,7 +243,7 @@ class JUnitSource(Source):
         import httpx
 
         async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
-            try:
+            with http_errors(self.where, self.timeout):
                 page = await client.get(url)
                 page.raise_for_status()
                 found = list(_listed(page.text, url, pattern))[-MAX_REPORTS:]
@@ -256,14 +257,6 @@ class JUnitSource(Source):
                     modified = parsedate_to_datetime(stamp).astimezone(UTC) if stamp else None
                     runs.append(parse_report(name, response.content, modified))
                 return runs
-            except httpx.TimeoutException as exc:
-                raise SourceTimeout(f"{self.where}: no answer within {self.timeout:g}s") from exc
-            except httpx.HTTPStatusError as exc:
-                raise SourceUnavailable(
-                    f"{self.where}: {exc.request.url} answered {exc.response.status_code}"
-                ) from None
-            except httpx.HTTPError as exc:
-                raise SourceUnavailable(f"{self.where}: {type(exc).__name__}: {exc}") from None
 
     async def runs(self, pattern: str) -> list[Run]:
         """Every report matching ``pattern``, as runs."""

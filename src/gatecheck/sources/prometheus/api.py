@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import httpx
 
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
+from gatecheck.sources._http import http_errors
 from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source
 from gatecheck.sources.probe import Probe
 from gatecheck.sources.prometheus.promql import (
@@ -41,13 +42,10 @@ async def check_server(name: str, config: PrometheusSourceConfig, root: Path) ->
     source = PrometheusSource(name, config, root)
     shown = redact(source.base)
     try:
-        response = await source.build_info()
-    except httpx.TimeoutException:
-        return Probe(
-            reachable=False, problems=[f"Prometheus at {shown} did not answer within {source.timeout:g}s"]
-        )
-    except httpx.HTTPError as exc:
-        return Probe(reachable=False, problems=[f"cannot reach Prometheus at {shown}: {exc}"])
+        with http_errors(f"Prometheus at {shown}", source.timeout):
+            response = await source.build_info()
+    except (SourceUnavailable, SourceTimeout) as exc:
+        return Probe(reachable=False, problems=[str(exc)])
     finally:
         await source.close()
     latency = (time.perf_counter() - started) * 1000
@@ -155,14 +153,8 @@ class PrometheusSource(Source):
     ) -> list[tuple[dict[str, str], float | None]]:
         url = f"{self.base}/api/v1/query"
         where = f"{measure}: " if measure != "value" else ""
-        try:
+        with http_errors(f"{where}Prometheus at {redact(self.base)}", self.timeout):
             response = await self._client.get(url, params={"query": promql, "time": f"{at.timestamp():.3f}"})
-        except httpx.TimeoutException as exc:
-            raise SourceTimeout(
-                f"{where}Prometheus at {redact(self.base)} did not answer within {self.timeout:g}s"
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise SourceUnavailable(f"{where}cannot reach Prometheus at {redact(self.base)}: {exc}") from exc
         try:
             body = response.json()
         except ValueError as exc:

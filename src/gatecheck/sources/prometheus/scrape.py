@@ -23,6 +23,9 @@ Refused, "use a Prometheus server": ``irate``, ``delta``, every ``*_over_time``,
 ``(…)[5m:1m]``, a range selector anywhere but in ``rate``/``increase``, ``offset``, ``@``,
 comparisons, ``and``/``unless``, vector matching modifiers and any other function. A
 snapshot is the present: a window that ended in the past (``--as-of``) is refused too.
+
+Why one module of ~590 lines: the PromQL subset's parser and evaluator and the source that
+feeds them one snapshot are one thing, used by nothing else.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
+from gatecheck.sources._http import http_errors
 from gatecheck.sources.base import QueryParameters, Source
 from gatecheck.sources.probe import Probe, counted
 from gatecheck.sources.prometheus.promql import (
@@ -528,12 +532,8 @@ class ScrapeSource(Source):
 
     async def samples(self) -> list[tuple[str, dict[str, str], float]]:
         shown = redact(self.target)
-        try:
+        with http_errors(f"the exposition at {shown}", self.timeout):
             response = await self._client.get(self.target)
-        except httpx.TimeoutException as exc:
-            raise SourceTimeout(f"scrape of {shown} did not answer within {self.timeout:g}s") from exc
-        except httpx.HTTPError as exc:
-            raise SourceUnavailable(f"cannot scrape {shown}: {exc}") from exc
         if response.status_code != 200:
             raise SourceUnavailable(f"scrape of {shown} answered {response.status_code}")
         try:
