@@ -206,9 +206,9 @@ def test_staging_soak_verdicts_on_the_demo_bus(
     assert "assumed covered (--assume-soaked)" in result.stdout
 
 
-def test_the_readme_nats_suite_example_works(config_copy: Path, bus_for) -> None:
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("### NATS suites") :]
+def test_the_documented_nats_suite_example_works(config_copy: Path, bus_for) -> None:
+    text = (REPO / "docs" / "sources" / "nats.md").read_text()
+    section = text[text.index("# NATS suites") :]
     example = section[
         section.index("```yaml") + len("```yaml") : section.index("```", section.index("```yaml") + 7)
     ]

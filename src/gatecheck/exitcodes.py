@@ -1,4 +1,4 @@
-"""``gatecheck`` exit codes (the README's "Commands"), importable without pydantic for a fast CLI start."""
+"""``gatecheck`` exit codes (docs/commands.md), importable without pydantic for a fast CLI start."""
 
 from __future__ import annotations
 

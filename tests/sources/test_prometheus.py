@@ -182,11 +182,11 @@ def test_placeholders_render() -> None:
     assert rendered == f"rate(x[3600s]) @ {moment.timestamp():.3f} offset 300s # 3600"
 
 
-def test_the_readme_prometheus_suite_example_works(config_copy: Path, prometheus: str) -> None:
+def test_the_documented_prometheus_suite_example_works(config_copy: Path, prometheus: str) -> None:
     from ..conftest import REPO
 
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("### Prometheus suites") :]
+    text = (REPO / "docs" / "sources" / "prometheus.md").read_text()
+    section = text[text.index("# Prometheus suites") :]
     start = section.index("```yaml") + len("```yaml")
     example = section[start : section.index("```", start)]
     suite = yaml.safe_load(example)

@@ -25,7 +25,7 @@ from gatecheck.sources.prometheus.scrape import evaluate_snapshot, parse_exposit
 
 from ..prometheus_history import SNAPSHOT_AT, snapshot_exposition
 
-#: Every construct of the scrape source's subset (README, "The scrape source"), on the snapshot.
+#: Every construct of the scrape source's subset (docs/configuration.md), on the snapshot.
 ACCEPTED = [
     "jobs_total",
     'jobs_total{result="ok"}',

@@ -1,6 +1,6 @@
 """``gatecheck`` command line: load configuration, call the library, render, exit.
 
-Exit codes (README, "Commands"): 0 go, 1 no-go, 2 bad configuration / arguments / internal error,
+Exit codes (docs/commands.md): 0 go, 1 no-go, 2 bad configuration / arguments / internal error,
 3 inconclusive, 4 rollback. Only ``GatecheckError`` is printed as one clear line; anything
 else is a bug and shows its traceback (still exit code 2).
 """

@@ -277,8 +277,8 @@ def threshold_problems(project: Project) -> list[str]:
 
     A name no suite uses would be ignored, and the gate judged by another value than the one
     written (a typo in a phase override falls back to the default): every key under
-    ``defaults`` must be used by some suite (or be one the README's "thresholds.yaml"
-    section declares), every key under
+    ``defaults`` must be used by some suite (or be one docs/configuration.md
+    declares), every key under
     ``environments.E`` / ``phases.P`` by a suite that E's gates / gate P run. A value must fit
     its use (a number for a bound, a list for a value_set) in every phase that runs it.
     """

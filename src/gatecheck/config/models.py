@@ -189,7 +189,7 @@ def _threshold_value(value: Any) -> Any:
 
 ThresholdValue = Annotated[Any, AfterValidator(_threshold_value)]
 
-#: The thresholds the README's "thresholds.yaml" section declares (their names are part of the contract): a
+#: The thresholds docs/configuration.md ("thresholds.yaml") declares (their names are part of the contract): a
 #: ``defaults`` entry may name one even where no suite of this project uses it.
 DECLARED_THRESHOLDS = frozenset(
     {

@@ -29,7 +29,7 @@ LEGACY_STREAM = "ATHLETE_ALLY_EVENTS"
 HRV_SUBJECT = "athlete-ally.hrv.raw-received"
 DURABLE = "normalize-hrv-durable"
 
-#: The Phase B topology (README, "The reference schema"): stream → subjects.
+#: The Phase B topology (docs/reference-project.md): stream → subjects.
 TOPOLOGY: dict[str, list[str]] = {
     LEGACY_STREAM: ["athlete-ally.events.>"],
     "AA_CORE_HOT": ["athlete-ally.hrv.>", "athlete-ally.sleep.>", "athlete-ally.onboarding.>"],

@@ -1,4 +1,4 @@
-"""Reference warehouse: the reference schema (README, "The reference schema"), filled with realistic, deterministic data.
+"""Reference warehouse: the reference schema (docs/reference-project.md), filled with realistic, deterministic data.
 
 All rows are generated *inside* ClickHouse (``INSERT … SELECT … FROM numbers(n)`` with
 ``cityHash64`` as the dice), so building 50 hours of traffic takes a second and the same

@@ -100,7 +100,7 @@ class NatsCount(Frozen):
 
 
 class NatsQuery(Frozen):
-    """The ``query:`` of a suite on a NATS source (see README, "NATS suites")."""
+    """The ``query:`` of a suite on a NATS source (see docs/sources/nats.md)."""
 
     #: Keys that mark a suite's ``query:`` mapping as this form.
     form_keys: ClassVar[frozenset[str]] = frozenset({"streams", "consumers", "counts", "derive"})

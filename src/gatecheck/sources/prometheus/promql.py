@@ -34,7 +34,7 @@ class PrometheusSourceConfig(SourceSettings):
         return self.url.startswith("scrape+")
 
 
-#: ``$name`` placeholders a PromQL query may use (see README, "Prometheus suites").
+#: ``$name`` placeholders a PromQL query may use (see docs/sources/prometheus.md).
 PROMQL_PLACEHOLDERS = ("window", "window_s", "window_start", "window_end", "as_of", "settle")
 _PROMQL_PLACEHOLDER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
