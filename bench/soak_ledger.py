@@ -17,7 +17,7 @@ from pathlib import Path
 from common import PROJECT
 
 from gatecheck.config import load_project
-from gatecheck.evaluation.gate import soak_coverage
+from gatecheck.evaluation.decide import soak_coverage
 from gatecheck.evaluation.plan import window_for
 from gatecheck.ledger import ClickHouseLedger, Ledger, SqliteLedger
 from gatecheck.results import (

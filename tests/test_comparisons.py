@@ -143,37 +143,6 @@ def test_too_little_evidence_on_one_side_is_inconclusive_however_the_keys_differ
     assert verdict.verdict is VerdictState.INCONCLUSIVE
 
 
-def test_one_sides_source_down_is_an_error_naming_that_side(
-    project_for, warehouse, config_copy: Path
-) -> None:
-    suite = yaml.safe_load((PROJECT / "suites" / "demand_grain_parity.yaml").read_text())
-    suite["compare"]["sides"]["pipeline_grain"]["source"] = "old_warehouse"
-    (config_copy / "suites" / "demand_grain_parity.yaml").write_text(yaml.safe_dump(suite))
-    project_file = yaml.safe_load((config_copy / "gatecheck.yaml").read_text())
-    for environment in project_file["environments"].values():
-        environment["sources"]["old_warehouse"] = {
-            "type": "clickhouse",
-            "url": "clickhouse://127.0.0.1:9/default",
-        }
-    (config_copy / "gatecheck.yaml").write_text(yaml.safe_dump(project_file))
-    verdict = demand_verdict(f"chdb://{warehouse}?database=healthy", config_copy)
-    check = check_of(verdict, "demand_grain_parity")
-    assert check.outcome is Outcome.ERROR
-    assert check.source == "warehouse vs old_warehouse"
-    assert (check.reason or "").startswith("side pipeline_grain: source old_warehouse:")
-    assert [(s.side, s.source, s.source_available) for s in check.sides] == [
-        ("model_grain", "warehouse", True),
-        ("pipeline_grain", "old_warehouse", False),
-    ]
-    assert verdict.verdict is VerdictState.INCONCLUSIVE
-    from gatecheck.service.core import source_answers
-
-    answered, reasons = source_answers(verdict)  # what gatecheck_source_up reports
-    assert answered[("staging", "warehouse")] is True and answered[("staging", "old_warehouse")] is False
-    assert ("staging", "warehouse vs old_warehouse") not in answered
-    assert reasons[("staging", "old_warehouse")].startswith("side pipeline_grain: source old_warehouse:")
-
-
 # --------------------------------------------------------------------------- hrv_db_integrity
 
 
@@ -236,12 +205,40 @@ def test_a_window_before_the_traffic_is_too_little_evidence_on_the_bus(
     assert "too little evidence: bus_messages" in (check.reason or "")
 
 
-@pytest.mark.parametrize("down", ["bus", "database"])
-def test_either_sides_source_down_is_an_error_naming_that_side(
-    integrity_config, bus_for, postgres_for, down
+@pytest.mark.parametrize("down", ["pipeline_grain", "bus", "database"])
+def test_a_sides_source_down_is_an_error_naming_that_side(
+    down: str, project_for, warehouse, config_copy: Path, integrity_config, bus_for, postgres_for
 ) -> None:
+    """One side's source cannot be reached — a ClickHouse server (demand_grain_parity's
+    pipeline grain), the bus or the database (hrv_db_integrity): the check is an error naming
+    that side and its source, the other side still answered, and gatecheck_source_up says
+    which source was down (never the pair's label)."""
     from gatecheck.demo.bus import free_port
+    from gatecheck.service.core import source_answers
 
+    if down == "pipeline_grain":
+        suite = yaml.safe_load((PROJECT / "suites" / "demand_grain_parity.yaml").read_text())
+        suite["compare"]["sides"]["pipeline_grain"]["source"] = "old_warehouse"
+        (config_copy / "suites" / "demand_grain_parity.yaml").write_text(yaml.safe_dump(suite))
+        project_file = yaml.safe_load((config_copy / "gatecheck.yaml").read_text())
+        for environment in project_file["environments"].values():
+            environment["sources"]["old_warehouse"] = {"type": "clickhouse", "url": "clickhouse://127.0.0.1:9/default"}
+        (config_copy / "gatecheck.yaml").write_text(yaml.safe_dump(project_file))
+        verdict = demand_verdict(f"chdb://{warehouse}?database=healthy", config_copy)
+        check = check_of(verdict, "demand_grain_parity")
+        assert check.outcome is Outcome.ERROR
+        assert check.source == "warehouse vs old_warehouse"
+        assert (check.reason or "").startswith("side pipeline_grain: source old_warehouse:")
+        assert [(s.side, s.source, s.source_available) for s in check.sides] == [
+            ("model_grain", "warehouse", True),
+            ("pipeline_grain", "old_warehouse", False),
+        ]
+        assert verdict.verdict is VerdictState.INCONCLUSIVE
+        answered, reasons = source_answers(verdict)  # what gatecheck_source_up reports
+        assert answered[("staging", "warehouse")] is True and answered[("staging", "old_warehouse")] is False
+        assert ("staging", "warehouse vs old_warehouse") not in answered
+        assert reasons[("staging", "old_warehouse")].startswith("side pipeline_grain: source old_warehouse:")
+        return
     bus = f"nats://127.0.0.1:{free_port()}" if down == "bus" else bus_for("healthy")
     database = (
         f"postgresql://postgres@127.0.0.1:{free_port()}/normalize" if down == "database"

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from gatecheck.durations import parse_as_of
 from gatecheck.errors import ConfigError
-from gatecheck.evaluation.gate import _check_outcome, decide, parse_as_of
+from gatecheck.evaluation.decide import check_outcome, decide
 from gatecheck.evaluation.plan import window_for
 from gatecheck.results import (
     CheckResult,
@@ -126,7 +127,7 @@ def _evidence(sufficient: bool) -> EvidenceResult:
 )
 def test_check_outcome(outcomes: list[Outcome], evidence: bool | None, expected: Outcome) -> None:
     expectations = [_expectation(o, f"c{i}") for i, o in enumerate(outcomes)]
-    outcome, reason = _check_outcome(expectations, None if evidence is None else _evidence(evidence))
+    outcome, reason = check_outcome(expectations, None if evidence is None else _evidence(evidence))
     assert outcome is expected
     if expected is Outcome.FAIL and len({*outcomes} - {Outcome.PASS, Outcome.FAIL}):
         assert "also not judged" in (reason or "")  # the errors are listed beside the failure

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from gatecheck.config import load_project
-from gatecheck.evaluation.gate import soak_coverage
+from gatecheck.evaluation.decide import soak_coverage
 from gatecheck.evaluation.plan import window_for
 from gatecheck.ledger import ClickHouseLedger, Ledger, Record, SqliteLedger
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState, checks_passed

@@ -141,7 +141,7 @@ def run(service: Service, times: int) -> None:
     async def go() -> None:
         for _ in range(times):
             await service.evaluate_phase("release")
-        await asyncio.gather(*service.notifier._tasks)  # the deliveries scheduled so far
+        await service.notifier.settled()  # the deliveries scheduled so far
 
     asyncio.run(go())
 
@@ -231,9 +231,9 @@ def test_the_service_keeps_evaluating_while_the_receiver_hangs(receiver: Receive
         for _ in range(3):  # evaluations go on while that delivery waits
             await service.evaluate_phase("release")
         assert service.states["release"].evaluations == 5
-        assert receiver.received == [] and len(service.notifier._tasks) == 1
+        assert receiver.received == [] and service.notifier.pending == 1
         receiver.hang.set()
-        await asyncio.gather(*service.notifier._tasks)
+        await service.notifier.settled()
 
     asyncio.run(go())
     assert len(receiver.received) == 1

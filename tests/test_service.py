@@ -839,7 +839,7 @@ def test_a_stop_cancels_the_service_own_work_and_nothing_else(service_config: Pa
         server.should_exit = True
         await asyncio.wait_for(running, 30)
         seen["foreign alive"] = not foreign.done()
-        seen["cycles left"] = bool(svc._cycles)
+        seen["cycles left"] = bool(svc.cycles_under_way)
         foreign.cancel()
 
     thread = threading.Thread(target=lambda: asyncio.run(main()))  # not the main thread: no signals
@@ -872,9 +872,12 @@ class _SlowWrites(SqliteLedger):
 def test_a_stop_during_a_record_write_waits_for_it_whole(service_config: Path, tmp_path: Path) -> None:
     """The verdict exists and its record is being written when the stop arrives: the stop
     lets the write finish (one whole record), and only then closes the ledger."""
+    from gatecheck.evaluation.engine import Engine
+
     ledger = _SlowWrites(tmp_path / "slow.db")
-    svc = Service(load_project(service_config, environ={}), ledger, ["svc-go"])
-    svc.engine._owns_ledger = True  # as serve_project's engine, which opened the ledger itself
+    project = load_project(service_config, environ={})
+    # The engine closes the ledger it is handed, as `serve`'s worker closes the one it opened.
+    svc = Service(project, ledger, ["svc-go"], engine=Engine(project, ledger=ledger, close_ledger=True))
 
     async def main() -> None:
         server = make_server(svc, "127.0.0.1", free_port())
@@ -898,7 +901,7 @@ def test_a_stop_during_an_evaluation_drops_it_unrecorded_and_promptly(service_co
         async def main() -> float:
             server = make_server(svc, "127.0.0.1", free_port())
             running = asyncio.create_task(run_service(svc, server))
-            while not svc._cycles:  # the cycle has started: the evaluation waits on the source
+            while not svc.cycles_under_way:  # the cycle has started: the evaluation waits on the source
                 await asyncio.sleep(0.01)
             server.should_exit = True
             # The source's timeout is 60 s: a stop that waited for it would time out here.
@@ -906,7 +909,7 @@ def test_a_stop_during_an_evaluation_drops_it_unrecorded_and_promptly(service_co
 
         asyncio.run(main())
     assert SqliteLedger(tmp_path / "l.db").history("svc-held") == []
-    assert svc.states["svc-held"].verdict is None and not svc._cycles
+    assert svc.states["svc-held"].verdict is None and not svc.cycles_under_way
 
 
 def test_answers_are_rendered_once_per_verdict_and_served_as_bytes(service_config: Path, tmp_path: Path) -> None:
@@ -924,11 +927,11 @@ def test_answers_are_rendered_once_per_verdict_and_served_as_bytes(service_confi
         async with _asgi(svc) as client:
             await client.post("/api/v1/phases/svc-go/evaluate")
             first = await client.get("/metrics")
-            cached = svc._exposition
             second = await client.get("/metrics")
-            seen["same bytes object"] = svc._exposition is cached and second.content == first.content
             registry = CollectorRegistry(auto_describe=False)
             registry.register(VerdictCollector(svc))
+            cached = svc.exposition(registry)  # the state's one rendering, whoever asks
+            seen["same bytes object"] = svc.exposition(registry) is cached and second.content == first.content
             seen["as prometheus_client renders"] = first.content == generate_latest(registry)
             seen["metrics"] = first.text
             verdict = await client.get("/api/v1/phases/svc-go/verdict")
@@ -937,7 +940,7 @@ def test_answers_are_rendered_once_per_verdict_and_served_as_bytes(service_confi
             seen["not modified"] = await client.get("/api/v1/phases/svc-go/verdict", headers={"If-None-Match": etag})
             seen["other tag"] = await client.get("/api/v1/phases/svc-go/verdict", headers={"If-None-Match": '"x"'})
             await client.post("/api/v1/phases/svc-nogo/evaluate")  # another phase: a new exposition
-            seen["renewed"] = svc._exposition is None
+            seen["renewed"] = svc.exposition(registry) is not cached
             seen["after"] = (await client.get("/metrics")).text
             seen["svc-go etag kept"] = (await client.get("/api/v1/phases/svc-go/verdict")).headers["etag"] == etag
             await client.post("/api/v1/phases/svc-go/evaluate")  # a new verdict of svc-go: a new tag
@@ -991,7 +994,7 @@ def test_the_evaluation_worker_is_replaced_when_killed_hung_or_too_big(
             assert (await svc.evaluate_phase("w-bus")).verdict.value == "go"
             # 1. Killed while an evaluation waits on the silent source.
             held = asyncio.create_task(svc.scheduled("w-held"))
-            while not (evaluator._worker and evaluator._worker.pending):
+            while not evaluator.in_flight:
                 await asyncio.sleep(0.01)
             os.kill(first, signal.SIGKILL)
             await asyncio.wait_for(held, 10)
@@ -1249,12 +1252,8 @@ def test_a_late_cycle_is_followed_by_one_cycle_never_a_burst(
     release = asyncio.Event()
     stopped: list[bool] = []
 
-    async def cycle(phases: list[str]) -> None:
+    async def evaluation(phase: str) -> None:  # each cycle's one evaluation, held as told
         starts.append(asyncio.get_running_loop().time())
-        current = asyncio.current_task()
-        assert current is not None
-        svc._cycles.add(current)
-        current.add_done_callback(svc._cycles.discard)
         try:
             if len(starts) == 1:
                 await release.wait()  # the first cycle overruns its slot twice
@@ -1264,7 +1263,7 @@ def test_a_late_cycle_is_followed_by_one_cycle_never_a_burst(
             stopped.append(True)
             raise
 
-    monkeypatch.setattr(svc, "cycle", cycle)
+    monkeypatch.setattr(svc, "scheduled", evaluation)
 
     async def main() -> None:
         schedule = asyncio.create_task(svc.run_schedule())
@@ -1282,4 +1281,4 @@ def test_a_late_cycle_is_followed_by_one_cycle_never_a_burst(
     assert starts[1] >= released[0], (starts, released)  # none while the late one ran
     gaps = [b - a for a, b in itertools.pairwise(starts[1:])]
     assert all(gap >= interval / 2 for gap in gaps), gaps  # one per interval, not a burst
-    assert stopped == [True] and not svc._cycles  # the stop cancelled the fourth and awaited it
+    assert stopped == [True] and not svc.cycles_under_way  # the stop cancelled the fourth and awaited it

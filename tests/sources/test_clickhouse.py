@@ -199,7 +199,7 @@ def test_an_engine_gives_its_sources_and_its_ledger_one_embedded_lock(
             await src.query("SELECT 1 AS one", {})
             shared = engine.clickhouse.connect(src.target)
             records = engine.ledger.history("warehouse-release")
-            return evaluation, records, src._connection, shared, engine.clickhouse.lock
+            return evaluation, records, src.connection(), shared, engine.clickhouse.lock
 
     evaluation, records, used, shared, lock = asyncio.run(go())
     assert evaluation.recorded and len(records) == 1  # type: ignore[attr-defined, arg-type]

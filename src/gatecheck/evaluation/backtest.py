@@ -132,7 +132,7 @@ def step_times(since: datetime, until: datetime, step: timedelta) -> list[dateti
 
 
 def _verdict(checks: list[CheckResult]) -> VerdictState:
-    from gatecheck.evaluation.gate import decide
+    from gatecheck.evaluation.decide import decide
 
     return decide(checks, [], None)[0]
 

@@ -94,6 +94,7 @@ class Engine:
         recorded_since: datetime | None = None,
         watch_sources: Callable[[SourceFactory], SourceFactory] | None = None,
         read_only: bool = False,
+        close_ledger: bool | None = None,
     ) -> None:
         self.project = project
         # The embedded ClickHouse engine's clients and their one lock, for sources and ledger.
@@ -112,7 +113,9 @@ class Engine:
         self.validation_timeout = validation_timeout
         # Judge `requires` and soak only on records written since then (the demo's own run).
         self.recorded_since = recorded_since
-        self._owns_ledger = isinstance(ledger, _Configured)
+        # Close the ledger with the engine: one it opened itself, or one handed in with
+        # close_ledger=True (whoever opened it leaves it to the engine, as `serve` does).
+        self._owns_ledger = isinstance(ledger, _Configured) if close_ledger is None else close_ledger
         if isinstance(ledger, _Configured):
             history = project.config.history
             try:

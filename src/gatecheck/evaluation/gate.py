@@ -5,17 +5,18 @@ query runs in its source, Great Expectations judges the frame, and the outcomes 
 with precedence rollback > no-go > inconclusive > go. Nothing here raises for a source
 problem: a failing source is an ``error`` check and an ``inconclusive`` gate.
 
-Why one module of ~730 lines: fetch, judge and decide share the shape of a check result; its
-pure parts (``decide``, ``soak_coverage``, ``triage``) are tested on plain records, and are
-the next to move into a module of their own.
+Why ~530 lines: fetching a check and judging its answer share the shape of a check result.
+The pure part — a check's outcome, waivers, approvals, soak coverage, the verdict — is
+:mod:`gatecheck.evaluation.decide`, tested on plain records; this module gathers what it
+needs (sources through the engine's pool, the ledger's records and trail).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pandas as pd
@@ -36,13 +37,19 @@ from gatecheck.errors import (
     SourceUnavailable,
     ValidationTimeout,
 )
+from gatecheck.evaluation.decide import (
+    approval_of,
+    check_outcome,
+    decide,
+    iso_text,
+    soak_coverage,
+    waive,
+)
 from gatecheck.evaluation.plan import CheckPlan, plan_checks, query_parameters
 from gatecheck.evaluation.validation import Validator, judge_evidence, scalar, validate_frame
-from gatecheck.ledger import MAX_CLOCK_SKEW, MAX_RECORDING_DELAY, Ledger
-from gatecheck.ledger.audit import AuditEvent, approval_at, covers, waivers_at
-from gatecheck.render.describe import failure_text
+from gatecheck.ledger import MAX_CLOCK_SKEW, Ledger
+from gatecheck.ledger.audit import AuditEvent, approval_at, waivers_at
 from gatecheck.results import (
-    Approval,
     CheckResult,
     EvidenceResult,
     ExpectationResult,
@@ -52,7 +59,6 @@ from gatecheck.results import (
     SoakStatus,
     Verdict,
     VerdictState,
-    Waiver,
     Window,
     checks_failed,
     checks_passed,
@@ -132,7 +138,7 @@ async def evaluate(
     now = datetime.now(UTC)
     if as_of > now + MAX_CLOCK_SKEW:
         raise ConfigError(
-            f"--as-of {_iso(as_of)} lies ahead of now ({_iso(now)}) by more than the "
+            f"--as-of {iso_text(as_of)} lies ahead of now ({iso_text(now)}) by more than the "
             f"{format_duration(MAX_CLOCK_SKEW)} of clock skew allowed: a verdict of the future would "
             "mask every later one"
         )
@@ -156,13 +162,13 @@ async def evaluate(
     trail, unreadable = await _trail(ledger, [phase, *gate.requires])
     # A person's waivers: a definite failure they cover stays `fail` and stops blocking.
     waivers = waivers_at(trail, phase, as_of)
-    checks = [_waive(check, waivers) for check in checks]
+    checks = [waive(check, waivers) for check in checks]
     approvals = trail if gate.approval_satisfies_requires else None
     requires = [
         await _requirement(name, approved, ledger, as_of, recorded_since, approvals) for name in gate.requires
     ]
     soak = await _soak_status(gate, assume_soaked, ledger, as_of, checks, recorded_since)
-    approval = _approval(gate, trail, unreadable, ledger, as_of)
+    approval = approval_of(gate, trail, unreadable, ledger, as_of)
     verdict, reasons = decide(checks, requires, soak, approval)
     return Verdict(
         approval=approval,
@@ -180,10 +186,6 @@ async def evaluate(
     )
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 async def _trail(ledger: Ledger | None, phases: list[str]) -> tuple[list[AuditEvent], str | None]:
     """The decisions on record for ``phases`` (waivers, revocations, approvals), or why they
     cannot be read (then nothing is waived and a required approval is missing)."""
@@ -196,44 +198,6 @@ async def _trail(ledger: Ledger | None, phases: list[str]) -> tuple[list[AuditEv
     except GatecheckError as exc:
         return [], f"cannot read the audit trail: {exc}"
     return events, None
-
-
-def _waive(check: CheckResult, waivers: list[Waiver]) -> CheckResult:
-    """``check`` with the waiver covering its definite failure, if any. Never an
-    inconclusive or errored check (no evidence is not a pass), never a rollback trigger."""
-    if check.outcome is not Outcome.FAIL or check.role == "rollback":
-        return check
-    failing = [e for e in check.expectations if e.outcome is Outcome.FAIL]
-    groups = [g.group for e in failing for g in e.failing_groups]
-    groups += [{} for e in failing if not e.failing_groups]  # failed overall: no group names it
-    for waiver in sorted(waivers, key=lambda w: w.since, reverse=True):
-        if waiver.check == check.suite and covers(waiver, groups):
-            return check.model_copy(update={"waiver": waiver})
-    return check
-
-
-def _approval(
-    gate: GateConfig, trail: list[AuditEvent], unreadable: str | None, ledger: Ledger | None, as_of: datetime
-) -> Approval | None:
-    if gate.approval != "required":
-        return None
-    if ledger is None:
-        return Approval(satisfied=False, reason="no history ledger configured (history.url), so no approval")
-    if unreadable is not None:
-        return Approval(satisfied=False, reason=unreadable)
-    found = approval_at(trail, gate.phase, as_of)
-    if found is None:
-        return Approval(
-            satisfied=False,
-            reason=f"no approval of {gate.phase} in force (gatecheck approve --phase {gate.phase})",
-        )
-    return Approval(
-        satisfied=True,
-        reason=f"approved by {found.by} at {_iso(found.at)}: {found.reason}",
-        by=found.by,
-        at=found.at,
-        until=found.until,
-    )
 
 
 async def _requirement(
@@ -251,7 +215,7 @@ async def _requirement(
         return Requirement(
             phase=phase,
             satisfied=True,
-            reason=f"approved by {recorded.by} at {_iso(recorded.at)}: {recorded.reason}",
+            reason=f"approved by {recorded.by} at {iso_text(recorded.at)}: {recorded.reason}",
         )
     if ledger is None:
         return Requirement(
@@ -267,14 +231,14 @@ async def _requirement(
         return Requirement(phase=phase, satisfied=False, reason=f"no recorded GO of {phase}")
     if record.verdict is VerdictState.GO:
         return Requirement(
-            phase=phase, satisfied=True, reason=f"GO of {phase} recorded as of {_iso(record.as_of)}"
+            phase=phase, satisfied=True, reason=f"GO of {phase} recorded as of {iso_text(record.as_of)}"
         )
     return Requirement(
         phase=phase,
         satisfied=False,
         reason=(
             f"the latest decision of {phase} is {record.verdict.value.upper()} as of "
-            f"{_iso(record.as_of)}: it needs a newer GO"
+            f"{iso_text(record.as_of)}: it needs a newer GO"
         ),
     )
 
@@ -318,146 +282,6 @@ async def _soak_status(
     # it would have then); the recorded ones only if they were evaluated at their time.
     points.append((as_of, checks_passed(current), checks_failed(current), waived(current), True))
     return soak_coverage(points, as_of, soak.duration, soak.max_gap)
-
-
-def soak_coverage(
-    points: Sequence[tuple[Any, ...]],
-    as_of: datetime,
-    duration: timedelta,
-    max_gap: timedelta,
-) -> SoakStatus:
-    """Coverage of ``[as_of - duration, as_of]`` by evaluations
-    ``(as_of, passed, failed[, waiver ids[, contemporary]])``.
-
-    Walking back from ``as_of``: passing evaluations extend the covered run while each is
-    within ``max_gap`` of the next; a failed one (a required check failed or a rollback
-    fired) ends it — the clock restarts after it; an inconclusive one is neither evidence
-    nor failure, it only leaves a gap. A passing evaluation that was not recorded at its time
-    (backdated with ``--as-of``) is no evidence either: it leaves a gap and is counted aside.
-    """
-    points = sorted(points, key=lambda p: p[0])  # type: ignore[assignment]
-    window_start = as_of - duration
-    covered_since: datetime | None = None
-    last_failure: datetime | None = None
-    gap: tuple[datetime, datetime] | None = None
-    later = as_of  # the time the run must reach back from
-    passing = backdated = 0
-    under_waiver = timedelta(0)
-    waivers: set[str] = set()
-    for point in reversed(points):
-        moment: datetime = point[0]
-        passed, failed = bool(point[1]), bool(point[2])
-        ids: str = point[3] if len(point) > 3 else ""  # (as_of, passed, failed[, waiver ids])
-        if failed:
-            last_failure = moment
-            break
-        if not passed:
-            continue
-        if len(point) > 4 and not point[4]:
-            if moment >= window_start:
-                backdated += 1
-            continue
-        if later - moment > max_gap:
-            gap = (moment, later)
-            break
-        if ids:  # passing only because its failures were waived: this stretch rests on them
-            under_waiver += later - max(moment, window_start)  # later > window_start here
-            waivers.update(ids.split(","))
-        covered_since, later = moment, moment
-        passing += 1
-        if moment <= window_start:
-            break
-    coverage = as_of - covered_since if covered_since is not None else timedelta(0)
-    covered = covered_since is not None and covered_since <= window_start
-    if covered:
-        reason = (
-            f"{format_duration(duration)} covered by {passing} passing evaluations "
-            f"since {_iso(covered_since)}"  # type: ignore[arg-type]
-        )
-    else:
-        reason = f"{format_duration(min(coverage, duration))} of {format_duration(duration)} covered"
-    if waivers:
-        reason += f", {format_duration(under_waiver)} of it under waiver {', '.join(sorted(waivers))}"
-    if backdated:
-        reason += (
-            f"; {backdated} passing evaluation{'s' if backdated > 1 else ''} not counted: recorded more than "
-            f"{format_duration(MAX_RECORDING_DELAY)} after {'their' if backdated > 1 else 'its'} as_of "
-            "(backdated) or dated ahead of the recording"
-        )
-    if not covered:
-        if last_failure is not None:
-            reason += f"; last failure at {_iso(last_failure)}"
-        if gap is not None:
-            reason += (
-                f"; no passing evaluation between {_iso(gap[0])} and {_iso(gap[1])} "
-                f"(more than max_gap {format_duration(max_gap)})"
-            )
-    return SoakStatus(
-        duration=duration,
-        max_gap=max_gap,
-        covered=covered,
-        coverage=min(coverage, duration),
-        covered_since=covered_since,
-        last_failure=last_failure,
-        under_waiver=under_waiver,
-        waivers=sorted(waivers),
-        backdated=backdated,
-        reason=reason,
-    )
-
-
-def decide(
-    checks: list[CheckResult],
-    requires: list[Requirement],
-    soak: SoakStatus | None,
-    approval: Approval | None = None,
-) -> tuple[VerdictState, list[str]]:
-    """Combine outcomes: rollback > no-go > inconclusive > go. Advisory checks never count; a
-    required failure under a person's waiver does not block (and is said)."""
-    rollback = [c for c in checks if c.role == "rollback" and c.outcome is Outcome.FAIL]
-    if rollback:
-        return VerdictState.ROLLBACK, [f"rollback trigger fired: {_summary(c)}" for c in rollback]
-    required = [c for c in checks if c.role == "required"]
-    failed = [c for c in required if c.outcome is Outcome.FAIL and c.waiver is None]
-    waived = [c for c in required if c.outcome is Outcome.FAIL and c.waiver is not None]
-    if failed:
-        return VerdictState.NO_GO, [f"required check failed: {_summary(c)}" for c in failed]
-    reasons = [
-        f"required check {c.outcome.value}: {_summary(c)}"
-        for c in required
-        if c.outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR)
-    ]
-    reasons += [
-        f"rollback check {c.outcome.value}: {_summary(c)}"
-        for c in checks
-        if c.role == "rollback" and c.outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR)
-    ]
-    reasons += [f"requires {r.phase}: {r.reason}" for r in requires if not r.satisfied]
-    if soak is not None and not soak.covered:
-        reasons.append(f"soak not covered: {soak.reason}")
-    if approval is not None and not approval.satisfied:
-        reasons.append(f"approval required: {approval.reason}")
-    if not required:
-        reasons.append("the gate has no required checks: nothing to base a GO on")
-    under = [f"required check failed, waived: {_waived_text(c)}" for c in waived]
-    if reasons:
-        return VerdictState.INCONCLUSIVE, reasons + under
-    if waived:
-        passed = len(required) - len(waived)
-        return VerdictState.GO, [f"{passed} of {len(required)} required checks passed", *under]
-    return VerdictState.GO, [f"all {len(required)} required checks passed"]
-
-
-def _waived_text(check: CheckResult) -> str:
-    waiver = check.waiver
-    assert waiver is not None
-    return (
-        f"{_summary(check)} [waiver {waiver.id} by {waiver.by} until {_iso(waiver.until)}: {waiver.reason}]"
-    )
-
-
-def _summary(check: CheckResult) -> str:
-    return f"{check.suite} — {check.reason}" if check.reason else check.suite
 
 
 async def _run_check(
@@ -609,7 +433,7 @@ def judge(
     sides: list[SideResult] = []
     if suite.compare is not None:
         expectations, sides = _compared(suite, frame, expectations)
-    outcome, reason = _check_outcome(expectations, early)
+    outcome, reason = check_outcome(expectations, early)
     summary = None
     if suite.compare is not None and suite.compare.test != "difference" and "summary" in frame.columns:
         # the statistical test in one sentence: "canary p95 … vs baseline …, higher, p = …"
@@ -704,32 +528,3 @@ def triage(
     return evidence
 
 
-def _check_outcome(expectations: list[ExpectationResult], evidence: Any) -> tuple[Outcome, str | None]:
-    """One check's outcome from its expectations and evidence.
-
-    A definite failure is a failure: an expectation that fails on values that are present
-    (with enough evidence) makes the check ``fail`` whatever the other expectations did; their
-    errors and missing values are listed beside it. Otherwise an error is an ``error``, and
-    too little evidence or a column without values is ``inconclusive``.
-    """
-    errored = [e for e in expectations if e.outcome is Outcome.ERROR]
-    unknown = [e for e in expectations if e.outcome is Outcome.INCONCLUSIVE]
-    failed = [e for e in expectations if e.outcome is Outcome.FAIL]
-    enough = evidence is None or evidence.sufficient
-    if failed and enough:
-        reason = "; ".join(failure_text(e) for e in failed)
-        beside = [f"{e.type}: {e.reason}" for e in errored] + [f"{e.column}: {e.reason}" for e in unknown]
-        if beside:
-            reason += " (also not judged: " + "; ".join(beside) + ")"
-        return Outcome.FAIL, reason
-    if errored:
-        return Outcome.ERROR, "; ".join(f"{e.type}: {e.reason}" for e in errored)
-    if not enough:
-        observed = "none" if evidence.observed_total is None else f"{evidence.observed_total:g}"
-        return Outcome.INCONCLUSIVE, (
-            f"too little evidence: {evidence.column} = {observed}, "
-            f"need at least {evidence.min_total.value} ({evidence.min_total.name})"
-        )
-    if unknown:
-        return Outcome.INCONCLUSIVE, "; ".join(f"{e.column}: {e.reason}" for e in unknown)
-    return Outcome.PASS, None

@@ -17,7 +17,8 @@ kept as that phase's ``last_error``; the service carries on. A failing source de
 verdicts to INCONCLUSIVE (its checks are ``error``) and ``gatecheck_source_up`` to 0.
 
 Shutdown (SIGTERM/SIGINT): uvicorn stops serving, then the scheduler is shut down and the
-cycles under way are cancelled and awaited — an evaluation in flight is dropped unrecorded, or, if its verdict is
-complete, its record is written whole (one atomic INSERT) before the engine closes the ledger.
+cycles under way are cancelled and awaited — an evaluation in flight is dropped unrecorded,
+or, if its verdict is complete, its record is written whole (one atomic INSERT) before the
+engine closes the ledger.
 Only the service's own tasks are cancelled; nothing is killed.
 """

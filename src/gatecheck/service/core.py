@@ -116,6 +116,11 @@ class Service:
             self.states.setdefault(phase, PhaseState())
             self._locks.setdefault(phase, asyncio.Lock())
 
+    @property
+    def cycles_under_way(self) -> frozenset[asyncio.Task[Any]]:
+        """The schedule's cycles running now (a stop cancels these, and nothing else)."""
+        return frozenset(self._cycles)
+
     def interval(self, phase: str) -> timedelta:
         return self.project.config.service.interval_for(phase)
 

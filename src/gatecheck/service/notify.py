@@ -236,6 +236,15 @@ class Notifier:
             # A 4xx will not change on a retry (a revoked webhook, a bad payload).
             raise ValueError(f"the webhook refused the message: {response.status_code}")
 
+    @property
+    def pending(self) -> int:
+        """Deliveries under way (one at a time per target; each with its retries)."""
+        return len(self._tasks)
+
+    async def settled(self) -> None:
+        """Wait for every delivery scheduled so far to end (delivered or given up)."""
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def aclose(self) -> None:
         """Stop: deliveries still under way are cancelled (and not counted)."""
         tasks = list(self._tasks)

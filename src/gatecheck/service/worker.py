@@ -317,6 +317,12 @@ class WorkerEvaluator:
         self.closed = False
 
     @property
+    def in_flight(self) -> int:
+        """Calls waiting on the worker now (evaluations and ledger reads)."""
+        worker = self._worker
+        return len(worker.pending) if worker is not None else 0
+
+    @property
     def pid(self) -> int | None:
         worker = self._worker
         return worker.process.pid if worker is not None and not worker.dead else None

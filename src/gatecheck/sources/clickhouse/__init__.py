@@ -288,13 +288,14 @@ class ClickHouseSource(Source):
         self._hub = clickhouse if clickhouse is not None else ClickHouse()
         self._connection: Connection | None = None
 
-    def _connected(self) -> Connection:
+    def connection(self) -> Connection:
+        """The source's connection, opened on first use (embedded: the hub's shared client)."""
         if self._connection is None:
             self._connection = self._hub.connect(self.target, timeout=self.timeout)
         return self._connection
 
     def _query(self, sql: str, parameters: dict[str, str]) -> pd.DataFrame:
-        connection = self._connected()
+        connection = self.connection()
         return connection.query_df(for_session(sql, connection.readonly()), parameters)
 
     async def query(self, text: str, parameters: QueryParameters) -> pd.DataFrame:
@@ -315,7 +316,7 @@ class ClickHouseSource(Source):
         bound = {name: format_parameter(value) for name, value in named_only(text, parameters).items()}
 
         def plan() -> dict[str, Any]:
-            connection = self._connected()
+            connection = self.connection()
             sent = for_session(sql, connection.readonly())
             estimate = connection.query_df("EXPLAIN ESTIMATE " + sent, bound)
             indexes = connection.query_df("EXPLAIN indexes = 1 " + sent, bound)
@@ -344,7 +345,7 @@ class ClickHouseSource(Source):
         plans = [(request, await self.estimate(request.query, request.parameters)) for request in requests]
 
         def shapes(tables: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
-            connection = self._connected()
+            connection = self.connection()
             listed = {"databases": sorted({d for d, _ in tables}), "tables": sorted({t for _, t in tables})}
             described = connection.query_df(
                 "SELECT database, name, total_rows, sorting_key, partition_key, primary_key "

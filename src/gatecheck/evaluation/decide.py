@@ -1,0 +1,244 @@
+"""The pure part of judging a gate: plain records in, a decision out — no source, ledger or
+Great Expectations. A check's outcome from its expectations and evidence (a definite failure
+is a failure), a waiver applied to a failure, an approval found on the trail, soak coverage
+from the recorded points, and the verdict with its reasons (rollback > no-go > inconclusive >
+go). :mod:`gatecheck.evaluation.gate` gathers what they need and calls them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gatecheck.config import (
+    GateConfig,
+)
+from gatecheck.durations import format_duration
+from gatecheck.ledger import MAX_RECORDING_DELAY, Ledger
+from gatecheck.ledger.audit import AuditEvent, approval_at, covers
+from gatecheck.render.describe import failure_text
+from gatecheck.results import (
+    Approval,
+    CheckResult,
+    ExpectationResult,
+    Outcome,
+    Requirement,
+    SoakStatus,
+    VerdictState,
+    Waiver,
+)
+
+
+def iso_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def waive(check: CheckResult, waivers: list[Waiver]) -> CheckResult:
+    """``check`` with the waiver covering its definite failure, if any. Never an
+    inconclusive or errored check (no evidence is not a pass), never a rollback trigger."""
+    if check.outcome is not Outcome.FAIL or check.role == "rollback":
+        return check
+    failing = [e for e in check.expectations if e.outcome is Outcome.FAIL]
+    groups = [g.group for e in failing for g in e.failing_groups]
+    groups += [{} for e in failing if not e.failing_groups]  # failed overall: no group names it
+    for waiver in sorted(waivers, key=lambda w: w.since, reverse=True):
+        if waiver.check == check.suite and covers(waiver, groups):
+            return check.model_copy(update={"waiver": waiver})
+    return check
+
+
+def approval_of(
+    gate: GateConfig, trail: list[AuditEvent], unreadable: str | None, ledger: Ledger | None, as_of: datetime
+) -> Approval | None:
+    if gate.approval != "required":
+        return None
+    if ledger is None:
+        return Approval(satisfied=False, reason="no history ledger configured (history.url), so no approval")
+    if unreadable is not None:
+        return Approval(satisfied=False, reason=unreadable)
+    found = approval_at(trail, gate.phase, as_of)
+    if found is None:
+        return Approval(
+            satisfied=False,
+            reason=f"no approval of {gate.phase} in force (gatecheck approve --phase {gate.phase})",
+        )
+    return Approval(
+        satisfied=True,
+        reason=f"approved by {found.by} at {iso_text(found.at)}: {found.reason}",
+        by=found.by,
+        at=found.at,
+        until=found.until,
+    )
+
+
+def soak_coverage(
+    points: Sequence[tuple[Any, ...]],
+    as_of: datetime,
+    duration: timedelta,
+    max_gap: timedelta,
+) -> SoakStatus:
+    """Coverage of ``[as_of - duration, as_of]`` by evaluations
+    ``(as_of, passed, failed[, waiver ids[, contemporary]])``.
+
+    Walking back from ``as_of``: passing evaluations extend the covered run while each is
+    within ``max_gap`` of the next; a failed one (a required check failed or a rollback
+    fired) ends it — the clock restarts after it; an inconclusive one is neither evidence
+    nor failure, it only leaves a gap. A passing evaluation that was not recorded at its time
+    (backdated with ``--as-of``) is no evidence either: it leaves a gap and is counted aside.
+    """
+    points = sorted(points, key=lambda p: p[0])  # type: ignore[assignment]
+    window_start = as_of - duration
+    covered_since: datetime | None = None
+    last_failure: datetime | None = None
+    gap: tuple[datetime, datetime] | None = None
+    later = as_of  # the time the run must reach back from
+    passing = backdated = 0
+    under_waiver = timedelta(0)
+    waivers: set[str] = set()
+    for point in reversed(points):
+        moment: datetime = point[0]
+        passed, failed = bool(point[1]), bool(point[2])
+        ids: str = point[3] if len(point) > 3 else ""  # (as_of, passed, failed[, waiver ids])
+        if failed:
+            last_failure = moment
+            break
+        if not passed:
+            continue
+        if len(point) > 4 and not point[4]:
+            if moment >= window_start:
+                backdated += 1
+            continue
+        if later - moment > max_gap:
+            gap = (moment, later)
+            break
+        if ids:  # passing only because its failures were waived: this stretch rests on them
+            under_waiver += later - max(moment, window_start)  # later > window_start here
+            waivers.update(ids.split(","))
+        covered_since, later = moment, moment
+        passing += 1
+        if moment <= window_start:
+            break
+    coverage = as_of - covered_since if covered_since is not None else timedelta(0)
+    covered = covered_since is not None and covered_since <= window_start
+    if covered:
+        reason = (
+            f"{format_duration(duration)} covered by {passing} passing evaluations "
+            f"since {iso_text(covered_since)}"  # type: ignore[arg-type]
+        )
+    else:
+        reason = f"{format_duration(min(coverage, duration))} of {format_duration(duration)} covered"
+    if waivers:
+        reason += f", {format_duration(under_waiver)} of it under waiver {', '.join(sorted(waivers))}"
+    if backdated:
+        reason += (
+            f"; {backdated} passing evaluation{'s' if backdated > 1 else ''} not counted: recorded more than "
+            f"{format_duration(MAX_RECORDING_DELAY)} after {'their' if backdated > 1 else 'its'} as_of "
+            "(backdated) or dated ahead of the recording"
+        )
+    if not covered:
+        if last_failure is not None:
+            reason += f"; last failure at {iso_text(last_failure)}"
+        if gap is not None:
+            reason += (
+                f"; no passing evaluation between {iso_text(gap[0])} and {iso_text(gap[1])} "
+                f"(more than max_gap {format_duration(max_gap)})"
+            )
+    return SoakStatus(
+        duration=duration,
+        max_gap=max_gap,
+        covered=covered,
+        coverage=min(coverage, duration),
+        covered_since=covered_since,
+        last_failure=last_failure,
+        under_waiver=under_waiver,
+        waivers=sorted(waivers),
+        backdated=backdated,
+        reason=reason,
+    )
+
+
+def decide(
+    checks: list[CheckResult],
+    requires: list[Requirement],
+    soak: SoakStatus | None,
+    approval: Approval | None = None,
+) -> tuple[VerdictState, list[str]]:
+    """Combine outcomes: rollback > no-go > inconclusive > go. Advisory checks never count; a
+    required failure under a person's waiver does not block (and is said)."""
+    rollback = [c for c in checks if c.role == "rollback" and c.outcome is Outcome.FAIL]
+    if rollback:
+        return VerdictState.ROLLBACK, [f"rollback trigger fired: {summary(c)}" for c in rollback]
+    required = [c for c in checks if c.role == "required"]
+    failed = [c for c in required if c.outcome is Outcome.FAIL and c.waiver is None]
+    waived = [c for c in required if c.outcome is Outcome.FAIL and c.waiver is not None]
+    if failed:
+        return VerdictState.NO_GO, [f"required check failed: {summary(c)}" for c in failed]
+    reasons = [
+        f"required check {c.outcome.value}: {summary(c)}"
+        for c in required
+        if c.outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR)
+    ]
+    reasons += [
+        f"rollback check {c.outcome.value}: {summary(c)}"
+        for c in checks
+        if c.role == "rollback" and c.outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR)
+    ]
+    reasons += [f"requires {r.phase}: {r.reason}" for r in requires if not r.satisfied]
+    if soak is not None and not soak.covered:
+        reasons.append(f"soak not covered: {soak.reason}")
+    if approval is not None and not approval.satisfied:
+        reasons.append(f"approval required: {approval.reason}")
+    if not required:
+        reasons.append("the gate has no required checks: nothing to base a GO on")
+    under = [f"required check failed, waived: {waived_text(c)}" for c in waived]
+    if reasons:
+        return VerdictState.INCONCLUSIVE, reasons + under
+    if waived:
+        passed = len(required) - len(waived)
+        return VerdictState.GO, [f"{passed} of {len(required)} required checks passed", *under]
+    return VerdictState.GO, [f"all {len(required)} required checks passed"]
+
+
+def waived_text(check: CheckResult) -> str:
+    waiver = check.waiver
+    assert waiver is not None
+    return (
+        f"{summary(check)} [waiver {waiver.id} by {waiver.by} until {iso_text(waiver.until)}: "
+        f"{waiver.reason}]"
+    )
+
+
+def summary(check: CheckResult) -> str:
+    return f"{check.suite} — {check.reason}" if check.reason else check.suite
+
+
+def check_outcome(expectations: list[ExpectationResult], evidence: Any) -> tuple[Outcome, str | None]:
+    """One check's outcome from its expectations and evidence.
+
+    A definite failure is a failure: an expectation that fails on values that are present
+    (with enough evidence) makes the check ``fail`` whatever the other expectations did; their
+    errors and missing values are listed beside it. Otherwise an error is an ``error``, and
+    too little evidence or a column without values is ``inconclusive``.
+    """
+    errored = [e for e in expectations if e.outcome is Outcome.ERROR]
+    unknown = [e for e in expectations if e.outcome is Outcome.INCONCLUSIVE]
+    failed = [e for e in expectations if e.outcome is Outcome.FAIL]
+    enough = evidence is None or evidence.sufficient
+    if failed and enough:
+        reason = "; ".join(failure_text(e) for e in failed)
+        beside = [f"{e.type}: {e.reason}" for e in errored] + [f"{e.column}: {e.reason}" for e in unknown]
+        if beside:
+            reason += " (also not judged: " + "; ".join(beside) + ")"
+        return Outcome.FAIL, reason
+    if errored:
+        return Outcome.ERROR, "; ".join(f"{e.type}: {e.reason}" for e in errored)
+    if not enough:
+        observed = "none" if evidence.observed_total is None else f"{evidence.observed_total:g}"
+        return Outcome.INCONCLUSIVE, (
+            f"too little evidence: {evidence.column} = {observed}, "
+            f"need at least {evidence.min_total.value} ({evidence.min_total.name})"
+        )
+    if unknown:
+        return Outcome.INCONCLUSIVE, "; ".join(f"{e.column}: {e.reason}" for e in unknown)
+    return Outcome.PASS, None
