@@ -47,7 +47,7 @@ def test_the_demos_records_are_read_with_demo(
     from gatecheck.ledger import SqliteLedger
     from gatecheck.results import VerdictState
 
-    from .test_notify import verdict
+    from .service.test_notify import verdict
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GATECHECK_HISTORY_URL", raising=False)

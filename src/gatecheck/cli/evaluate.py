@@ -16,7 +16,7 @@ from gatecheck.exitcodes import ExitCode
 
 # Everything else is imported where a command needs it: `--help`, `phases`, `history`,
 # `status --url` and `run --url` never import pandas, Great Expectations, chDB or the service
-# (tests/test_cli.py checks it in a fresh interpreter).
+# (tests/cli/test_cli.py checks it in a fresh interpreter).
 if TYPE_CHECKING:
 
     from gatecheck.config import Project

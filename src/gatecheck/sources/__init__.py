@@ -151,7 +151,7 @@ SOURCE_TYPES: dict[str, SourceKind] = {
 }
 
 #: The model of one source in gatecheck.yaml, chosen by its ``type`` (every kind's config;
-#: tests/test_config.py checks it against SOURCE_TYPES).
+#: tests/config/test_config.py checks it against SOURCE_TYPES).
 SourceConfig = Annotated[
     ClickHouseSourceConfig
     | PostgreSQLSourceConfig

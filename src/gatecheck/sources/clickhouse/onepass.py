@@ -33,7 +33,7 @@ Anything else — LIMIT, DISTINCT, window functions, subqueries in expressions, 
 the one its own query returns (tested frame for frame on every shipped ClickHouse suite).
 
 Why one module of ~550 lines: one rewrite — its scopes, bounds and partial aggregates —
-proved equal as a whole (tests/test_onepass.py); its parts mean nothing apart.
+proved equal as a whole (tests/sources/test_onepass.py); its parts mean nothing apart.
 """
 
 from __future__ import annotations

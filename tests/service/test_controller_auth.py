@@ -18,7 +18,7 @@ from gatecheck.service.app import create_app
 from gatecheck.service.auth import AUTH_FAILURES_PER_MINUTE, EVALUATE_PER_MINUTE
 from gatecheck.service.core import Service
 
-from .test_notify import Scripted, verdict
+from ..service.test_notify import Scripted, verdict
 
 TOKEN = "t0ken-for-tests"
 

@@ -12,7 +12,7 @@ from gatecheck.config import expand_env, load_project, resolve_thresholds
 from gatecheck.errors import ConfigError
 from gatecheck.sources.clickhouse import sql_problems
 
-from .conftest import PROJECT
+from ..conftest import PROJECT
 
 runner = CliRunner()
 
@@ -557,7 +557,7 @@ def _documented_blocks() -> list[tuple[str, int, str]]:
     """Every ```yaml block of the README and docs/: (file, index, text)."""
     import re
 
-    from .conftest import REPO
+    from ..conftest import REPO
 
     found = []
     for path in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:

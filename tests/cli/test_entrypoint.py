@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import PROJECT
+from ..conftest import PROJECT
 
 
 def gatecheck() -> str:

@@ -19,7 +19,7 @@ from gatecheck.demo.reference import build_reference
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
 from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
-from .conftest import AS_OF, PROJECT, evaluate
+from ..conftest import AS_OF, PROJECT, evaluate
 
 HOUR = timedelta(hours=1)
 
@@ -335,7 +335,7 @@ def test_the_metrics_source_down_is_an_error(canary_config) -> None:
 def test_on_a_real_prometheus_a_slower_canary_fails_and_an_equal_one_passes(
     canary_config, prometheus
 ) -> None:
-    from .prometheus_history import as_of, quiet_as_of
+    from ..prometheus_history import as_of, quiet_as_of
 
     slow = canary(canary_config, prometheus, as_of("canary-slow"))
     assert slow.outcome is Outcome.FAIL, slow.reason

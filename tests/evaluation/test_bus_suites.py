@@ -15,7 +15,7 @@ from gatecheck.config import load_project
 from gatecheck.demo.bus import NatsServer, build_topology, free_port
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
 
-from .conftest import PROJECT, REPO, evaluate
+from ..conftest import PROJECT, REPO, evaluate
 
 
 def bus_gate(config: Path, environment: str = "staging", thresholds: dict | None = None) -> None:

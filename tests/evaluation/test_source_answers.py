@@ -25,7 +25,7 @@ from gatecheck.evaluation.plan import window_for
 from gatecheck.evaluation.validation import Validator
 from gatecheck.results import Outcome
 
-from .conftest import PROJECT
+from ..conftest import PROJECT
 
 PROJECT = load_project(PROJECT, environ={})
 # One Great Expectations context for the module's many validations, as an engine keeps one.

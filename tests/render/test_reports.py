@@ -17,9 +17,9 @@ from gatecheck.render.verdict import render_junit, render_markdown
 from gatecheck.results import Verdict, VerdictState
 from gatecheck.schema import shipped_schema, verdict_schema
 
-from .conftest import AS_OF, PROJECT, evaluate, warehouse_env
+from ..conftest import AS_OF, PROJECT, evaluate, warehouse_env
 
-JUNIT_XSD = xmlschema.XMLSchema(Path(__file__).parent / "junit.xsd")
+JUNIT_XSD = xmlschema.XMLSchema(Path(__file__).parents[1] / "junit.xsd")
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def verdicts(warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     test renders them, none changes them)."""
     from gatecheck.config import load_project
 
-    from .conftest import copy_config
+    from ..conftest import copy_config
 
     config_copy = copy_config(tmp_path_factory.mktemp("reports") / "config")
     gate = yaml.safe_load((config_copy / "gates" / "warehouse-release.yaml").read_text())

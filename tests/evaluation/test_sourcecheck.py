@@ -22,7 +22,7 @@ from gatecheck.cli import app
 from gatecheck.demo.bus import free_port
 from gatecheck.sources.sqltext import column_problems, tables_and_columns, time_filtered_columns
 
-from .conftest import PROJECT
+from ..conftest import PROJECT
 
 runner = CliRunner()
 

@@ -75,7 +75,7 @@ def demo_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[tup
     Expectations, overlaps): one for the test that kills it, one for the readers' test and
     then the SIGTERM test, which stops it (in this file's order; a test that finds its service
     stopped fails, it does not pass)."""
-    from .conftest import copy_config
+    from ..conftest import copy_config
 
     roots = [copy_config(tmp_path_factory.mktemp("demo-serve") / "config") for _ in range(2)]
     # The second one logs JSON lines: the SIGTERM test reads them.
@@ -138,7 +138,7 @@ def test_concurrent_readers_get_no_errors_while_evaluations_run(shared_demo_serv
     import re
 
     _, base, _ = shared_demo_service
-    script = Path(__file__).resolve().parents[1] / "bench" / "load.py"
+    script = Path(__file__).resolve().parents[2] / "bench" / "load.py"
     result = subprocess.run(
         [sys.executable, str(script), "--url", base, "--clients", "20", "--seconds", "4"],
         capture_output=True, text=True, timeout=300,

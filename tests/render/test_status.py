@@ -13,7 +13,7 @@ from gatecheck.cli import app
 from gatecheck.ledger import SqliteLedger
 from gatecheck.results import CheckResult, Outcome, SoakStatus, Verdict, VerdictState, Window
 
-from .conftest import PROJECT
+from ..conftest import PROJECT
 
 runner = CliRunner()
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -109,7 +109,7 @@ def test_the_status_update_never_says_none_above_an_issue_and_names_each_role() 
     from gatecheck.render.status import render_status_update
     from gatecheck.results import SoakStatus
 
-    from .test_notify import verdict as made
+    from ..service.test_notify import verdict as made
 
     base = made(VerdictState.INCONCLUSIVE)
     check = base.checks[0]

@@ -26,7 +26,7 @@ from gatecheck.results import Verdict
 from gatecheck.service.core import Service
 from gatecheck.service.server import make_server, run_service
 
-from .conftest import REPO
+from ..conftest import REPO
 
 PHASES = ("svc-go", "svc-nogo", "svc-inconclusive", "svc-rollback")
 
@@ -46,7 +46,7 @@ def service_config(
     live_databases: dict[str, str],
     service_bus: NatsServer,
 ) -> Path:
-    from .conftest import PROJECT
+    from ..conftest import PROJECT
 
     root = tmp_path_factory.mktemp("svc-config")
     (root / "suites").mkdir()
@@ -479,7 +479,7 @@ def test_a_planted_secret_appears_nowhere(
         }
     }  # fmt: skip
     (root / "gatecheck.yaml").write_text(yaml.safe_dump(project_file))
-    from .conftest import PROJECT
+    from ..conftest import PROJECT
 
     (root / "suites" / "db_writes.yaml").write_text((PROJECT / "suites" / "db_writes.yaml").read_text())
     thresholds = yaml.safe_load((root / "thresholds.yaml").read_text())
@@ -648,7 +648,7 @@ def test_a_full_or_read_only_ledger_disk_is_logged_survived_and_recovered(
 def test_run_on_a_full_ledger_disk_is_one_line_exit_2_and_no_partial_record(
     warehouse: Path, tiny_disk: Path
 ) -> None:
-    from .conftest import PROJECT, warehouse_env
+    from ..conftest import PROJECT, warehouse_env
 
     path = tiny_disk / "ledger.db"
     env = {**warehouse_env(warehouse, "healthy"), "GATECHECK_HISTORY_URL": f"sqlite:///{path}"}
@@ -771,7 +771,7 @@ def test_a_cycle_judges_requires_on_this_cycles_results(service_config: Path, tm
 
 
 async def svc_evaluate(project: Any, phase: str, ledger: Any) -> Verdict:
-    from .conftest import evaluate
+    from ..conftest import evaluate
 
     return await evaluate(project, phase, ledger=ledger)
 

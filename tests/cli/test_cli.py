@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from gatecheck.cli import app
 
-from .conftest import AS_OF, PROJECT, warehouse_env
+from ..conftest import AS_OF, PROJECT, warehouse_env
 
 runner = CliRunner()
 AS_OF_TEXT = AS_OF.isoformat()

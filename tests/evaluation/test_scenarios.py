@@ -11,7 +11,7 @@ import yaml
 
 from gatecheck.results import Outcome, Verdict, VerdictState
 
-from .conftest import AS_OF, evaluate
+from ..conftest import AS_OF, evaluate
 
 WAREHOUSE_CHECKS = (
     "unmatched_edges", "freshness_lag", "rollup_parity", "demand_grain_parity", "unattributed_sessions"
@@ -128,7 +128,7 @@ def test_requires_and_soak_need_recorded_history_or_explicit_assumptions(
 ) -> None:
     from gatecheck.config import load_project
 
-    from .conftest import PROJECT
+    from ..conftest import PROJECT
 
     environ = {
         "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",
@@ -167,7 +167,7 @@ def test_a_served_demos_warehouse_lives_on_and_keeps_its_one_broken_thing(
     from gatecheck.demo.reference import build_reference
     from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
-    from .conftest import AS_OF, PROJECT, evaluate
+    from ..conftest import AS_OF, PROJECT, evaluate
 
     database = "served_" + scenario.replace("-", "_")
     with ClickHouse() as clickhouse:

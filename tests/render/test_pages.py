@@ -29,7 +29,7 @@ from gatecheck.results import Outcome, Verdict, VerdictState
 from gatecheck.service.app import create_app
 from gatecheck.service.core import SESSION_COOKIE, Service
 
-from .conftest import AS_OF, PROJECT, chromium, copy_config, evaluate
+from ..conftest import AS_OF, PROJECT, chromium, copy_config, evaluate
 
 HOUR = timedelta(hours=1)
 HOSTILE = "<script>document.documentElement.setAttribute('data-pwned','script')</script>"
@@ -110,7 +110,7 @@ def no_go(warehouse: Path) -> Verdict:
     """A real NO-GO: warehouse-release on the unmatched-edges data (one failing group)."""
     from gatecheck.config import load_project
 
-    from .conftest import warehouse_env
+    from ..conftest import warehouse_env
 
     project = load_project(PROJECT, environ=warehouse_env(warehouse, "unmatched-edges"))
     return asyncio.run(evaluate(project, "warehouse-release", AS_OF))
@@ -184,7 +184,7 @@ def recorded(tmp_path: Path, no_go: Verdict, warehouse: Path) -> tuple[Service, 
     warehouse-release history (GO then NO-GO)."""
     from gatecheck.config import load_project
 
-    from .conftest import warehouse_env
+    from ..conftest import warehouse_env
 
     ledger_path = tmp_path / "history.db"
     ledger = SqliteLedger(ledger_path)
@@ -282,7 +282,7 @@ def test_report_html_writes_the_phase_page_as_one_file(recorded, tmp_path: Path)
 
 
 def test_run_format_html_is_the_phase_page_of_the_verdict(project_for, tmp_path: Path, warehouse: Path) -> None:
-    from .conftest import warehouse_env
+    from ..conftest import warehouse_env
 
     out = tmp_path / "run.html"
     result = CliRunner().invoke(
@@ -375,7 +375,7 @@ def demo_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
     (root / "suites" / "unmatched_edges.yaml").write_text(yaml.safe_dump(suite))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
-    from .test_service_process import gatecheck
+    from ..service.test_service_process import gatecheck
 
     with open(root / "service.log", "w") as log:
         process = subprocess.Popen(

@@ -14,7 +14,7 @@ from gatecheck.cli import app
 from gatecheck.evaluation.explain import explain
 from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
-from .conftest import AS_OF, PROJECT, evaluate
+from ..conftest import AS_OF, PROJECT, evaluate
 
 runner = CliRunner()
 AS_OF_TEXT = AS_OF.isoformat()

@@ -256,7 +256,7 @@ def test_a_waiver_is_visible_wherever_the_verdict_is_shown(gate, tmp_path: Path)
     from gatecheck.service.core import Service
     from gatecheck.service.notify import message_text
 
-    from .test_notify import Scripted, _exposition
+    from ..service.test_notify import Scripted, _exposition
 
     gate(
         "unmatched-edges", "waive", "--phase", "warehouse-release", "--check", "unmatched_edges",

@@ -22,7 +22,7 @@ from gatecheck.evaluation.plan import window_for
 from gatecheck.ledger import ClickHouseLedger, Ledger, Record, SqliteLedger
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState, checks_passed
 
-from .conftest import AS_OF, evaluate, warehouse_env
+from ..conftest import AS_OF, evaluate, warehouse_env
 
 HOUR = timedelta(hours=1)
 
@@ -415,7 +415,7 @@ def test_an_as_of_ahead_of_now_is_refused(warehouse: Path, tmp_path: Path) -> No
 
     from gatecheck.cli import app
 
-    from .conftest import PROJECT
+    from ..conftest import PROJECT
 
     history = tmp_path / "h.db"
     result = CliRunner().invoke(

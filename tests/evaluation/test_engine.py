@@ -17,8 +17,8 @@ from gatecheck.ledger import SqliteLedger
 from gatecheck.results import Outcome, VerdictState
 from gatecheck.sources.base import Source
 
-from .conftest import AS_OF, PROJECT
-from .test_source_answers import passing_frame, passing_sides
+from ..conftest import AS_OF, PROJECT
+from ..evaluation.test_source_answers import passing_frame, passing_sides
 
 PHASE = "warehouse-release"  # the four warehouse suites
 

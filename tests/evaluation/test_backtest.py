@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from gatecheck.cli import app
 from gatecheck.evaluation.backtest import run_backtest
 
-from .conftest import AS_OF, PROJECT, evaluate, warehouse_env
+from ..conftest import AS_OF, PROJECT, evaluate, warehouse_env
 
 runner = CliRunner()
 HOUR = timedelta(hours=1)
@@ -138,7 +138,7 @@ def test_the_chart_opens_offline_in_a_real_browser(warehouse: Path, tmp_path: Pa
     import re
     import subprocess
 
-    from .conftest import chromium
+    from ..conftest import chromium
 
     browser = chromium()
     chart = tmp_path / "backtest.html"

@@ -102,7 +102,7 @@ def test_demo_help_lists_every_scenario() -> None:
 
 
 def test_an_unknown_phase_lists_the_known_ones_in_promotion_order() -> None:
-    from .conftest import PROJECT
+    from ..conftest import PROJECT
 
     result = runner.invoke(app, ["history", "--phase", "nope", "--config", str(PROJECT)])
     assert result.exit_code == 2

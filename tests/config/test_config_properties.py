@@ -26,7 +26,7 @@ from gatecheck.cli import app
 from gatecheck.config import load_project
 from gatecheck.errors import ConfigError
 
-from .conftest import PROJECT, copy_config
+from ..conftest import PROJECT, copy_config
 
 FILES = sorted(
     [
