@@ -425,3 +425,19 @@ def test_an_as_of_ahead_of_now_is_refused(warehouse: Path, tmp_path: Path) -> No
     assert result.exit_code == 2, result.output
     assert "lies ahead of now" in result.output and "Traceback" not in result.output
     assert not history.exists() or SqliteLedger(history).history("warehouse-release") == []
+
+
+def test_a_chain_reads_each_phases_latest_verdict(ledger: Ledger) -> None:
+    """Ledger.chain: each gate of a chain with its latest recorded verdict, in the chain's
+    order; a phase never recorded has none (status and the chain page start from this)."""
+    from types import SimpleNamespace
+
+    ledger.record(verdict("a", AS_OF - HOUR, Outcome.FAIL), 0.1)
+    ledger.record(verdict("a", AS_OF), 0.1)  # the newer one counts
+    ledger.record(verdict("c", AS_OF, Outcome.FAIL), 0.1)
+    gates = [SimpleNamespace(phase=p) for p in ("a", "b", "c")]
+    chain = ledger.chain(gates)
+    assert [(g.phase, v.verdict if v else None) for g, v in chain] == [
+        ("a", VerdictState.GO), ("b", None), ("c", VerdictState.NO_GO)
+    ]  # fmt: skip
+    assert ledger.latest_verdict("b") is None

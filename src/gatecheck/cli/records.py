@@ -76,12 +76,10 @@ def _chain(config: Path, url: str | None, demo: bool = False) -> list[Any]:
         return fetch_chain(url)
     project = load_for_reading(config, demo)
     with open_ledger_of(project, "recorded verdict") as ledger:
-        chain = []
-        for gate in project.chain():
-            record = ledger.latest(gate.phase)
-            verdict = record.to_verdict() if record else None
-            chain.append(PhaseStatus(gate.phase, gate.environment, list(gate.requires), verdict))
-        return chain
+        return [
+            PhaseStatus(gate.phase, gate.environment, list(gate.requires), verdict)
+            for gate, verdict in ledger.chain(project.chain())
+        ]
 
 
 @app.command()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -142,6 +142,16 @@ class Ledger(ABC):
         """The newest record by ``as_of``, never one dated ahead of its recording."""
         records = self.history(phase, until=until, newest=1, ahead=False)
         return records[-1] if records else None
+
+    def latest_verdict(self, phase: str, until: datetime | None = None) -> Verdict | None:
+        """The verdict of :meth:`latest` (None: nothing recorded)."""
+        record = self.latest(phase, until)
+        return record.to_verdict() if record else None
+
+    def chain(self, gates: Iterable[Any]) -> list[tuple[Any, Verdict | None]]:
+        """Each gate of a phase chain (``Project.chain()``) with its latest recorded verdict:
+        what ``gatecheck status`` and the service's chain page start from."""
+        return [(gate, self.latest_verdict(gate.phase)) for gate in gates]
 
     def last_decision(
         self, phase: str, until: datetime | None = None, recorded_since: datetime | None = None

@@ -190,10 +190,9 @@ class Service:
     def _recorded(self, phase: str) -> Verdict | None:
         """The ledger's latest verdict of ``phase`` (None when it cannot be read)."""
         try:
-            record = self.ledger.latest(phase)
+            return self.ledger.latest_verdict(phase)
         except GatecheckError:
             return None
-        return record.to_verdict() if record else None
 
     def _counted(self) -> None:
         """A notification was counted: the exposition is rendered anew at the next scrape."""
@@ -441,8 +440,7 @@ class Service:
         here = self.latest_here(phase)
         if here is not None:
             return here
-        record = self.ledger.latest(phase)
-        return record.to_verdict() if record else None
+        return self.ledger.latest_verdict(phase)
 
 
 # --------------------------------------------------------------------------- /metrics
