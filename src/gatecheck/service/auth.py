@@ -5,10 +5,7 @@ evaluations and failed authentications.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 
 def token_matches(given: str | None, token: str) -> bool:

@@ -5,16 +5,12 @@ phase's latest verdict when scraped.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gatecheck._values import observed_number
 from gatecheck.results import Outcome, VerdictState
-
-if TYPE_CHECKING:
-    pass
 from gatecheck.service.core import Service
 
 

@@ -4,11 +4,8 @@ against the names the service answers to.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
-
-if TYPE_CHECKING:
-    pass
 
 
 class BoundedBody:

@@ -41,11 +41,14 @@ class _HideUrls(logging.Filter):
         self.notifier = notifier
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        for url in self.notifier.urls():
-            if url in message:
-                message = message.replace(url, "<notify webhook URL>")
-                record.msg, record.args = message, ()
+        try:
+            message = record.getMessage()
+            for url in self.notifier.urls():
+                if url in message:
+                    message = message.replace(url, "<notify webhook URL>")
+                    record.msg, record.args = message, ()
+        except Exception:  # a filter never breaks the logging (or the request) it sits on
+            pass
         return True
 
 
@@ -180,11 +183,17 @@ class Notifier:
         return found[1]
 
     def urls(self) -> list[str]:
-        """The targets' URLs that can be read now (for redaction only; never shown)."""
+        """The targets' URLs as written, valid or not, that can be read now (for redaction
+        only; never shown)."""
         found = []
         for target in self.targets:
+            if target.url is not None:
+                found.append(target.url.get_secret_value())
+                continue
+            path = Path(target.url_file or "")
+            path = path if path.is_absolute() else self.root / path
             with contextlib.suppress(OSError):
-                found.append(self._url(target))
+                found.append(path.read_text(encoding="utf-8").strip())
         return [url for url in found if url]
 
     async def _deliver(self, target: NotifyTarget, body: dict[str, Any], phase: str) -> None:

@@ -5,14 +5,10 @@ the OpenAPI schema).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gatecheck.results import Outcome, Requester, VerdictState
-
-if TYPE_CHECKING:
-    pass
 
 
 class Problem(BaseModel):

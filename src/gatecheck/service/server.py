@@ -12,15 +12,12 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from gatecheck import __version__
 from gatecheck.config import Project
 from gatecheck.errors import ConfigError, redact
-
-if TYPE_CHECKING:
-    pass
 from gatecheck.service.app import create_app
 from gatecheck.service.core import Service
 from gatecheck.service.middleware import is_loopback

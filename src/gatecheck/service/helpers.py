@@ -1,0 +1,200 @@
+"""What the routes share: the answers a phase gets now or from its latest verdict, the
+token and rate-limit checks, the pages' HTML response and login; built once per app over
+one service."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import HTTPException
+from fastapi.responses import JSONResponse
+from starlette.requests import Request  # a handler's annotation: FastAPI resolves it here
+
+from gatecheck import __version__
+from gatecheck.durations import parse_duration
+from gatecheck.errors import ConfigError
+from gatecheck.results import Requester, Verdict, VerdictState
+from gatecheck.service.auth import (
+    RateLimiter,
+    authorized,
+    client_of,
+    token_matches,
+)
+from gatecheck.service.core import SESSION_COOKIE, Service
+
+FLAGGER_ROLES = (
+    "confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-increase", "confirm-promotion", "rollback",
+)  # fmt: skip
+#: Default seconds an API request waits for an evaluation now: below Argo Rollouts' and
+#: Flagger's default 10 s request timeouts, so the controller gets gatecheck's answer.
+ANSWER_TIMEOUT_S = 8.0
+#: Set to "false" on a verdict document that is not an evaluation (none yet, or timed out).
+EVALUATED_HEADER = "Gatecheck-Evaluated"
+
+
+#: Where the login form may send a browser back to: the chain or a phase page.
+LOCAL_PAGE = re.compile(r"/(phases/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
+
+
+def html_text(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+@dataclass(frozen=True)
+class Helpers:
+    """The shared helpers of one app (see :func:`helpers_for`)."""
+
+    refused: Callable[..., Any]
+    authenticate: Callable[..., Any]
+    duration_param: Callable[..., Any]
+    since_moment: Callable[..., Any]
+    recent: Callable[..., Any]
+    known: Callable[..., Any]
+    page_allowed: Callable[..., Any]
+    html: Callable[..., Any]
+    login: Callable[..., Any]
+    answer_now: Callable[..., Any]
+    placeholder: Callable[..., Any]
+    decided: Callable[..., Any]
+
+
+def helpers_for(service: Service, limiter: RateLimiter) -> Helpers:
+    """The helpers over ``service`` and the app's evaluation ``limiter``."""
+
+    def refused(request: Request, phase: str) -> Any:
+        """A 429 answer when this request may not start an evaluation of ``phase`` now; None
+        when it may. Joining an evaluation already under way costs nothing."""
+        if service.evaluating(phase) or limiter.allow(client_of(request)):
+            return None
+        return JSONResponse({"detail": "too many evaluations requested; try later"}, status_code=429)
+
+    def authenticate(
+        request: Request, *other: str | None, detail: str = "missing or wrong bearer token"
+    ) -> Any:
+        """None when the request carries the token (its bearer header, or one of ``other``:
+        Flagger's metadata.token, the login form's field); else the answer: 401, or 429 once
+        the client has failed AUTH_FAILURES_PER_MINUTE times in the last minute (every door
+        counts the same failures, so guessing through one is as slow as through another)."""
+        assert service.api_token is not None
+        client = client_of(request)
+        if service.auth_failures.exhausted(client):
+            return JSONResponse({"detail": "too many failed authentications; try later"}, status_code=429)
+        token = service.api_token
+        if authorized(request, token) or any(token_matches(t, token) for t in other):
+            return None
+        service.auth_failures.allow(client)  # counts the failure
+        headers = {"WWW-Authenticate": "Bearer"}
+        return JSONResponse({"detail": detail}, status_code=401, headers=headers)
+
+    def duration_param(text: str, what: str) -> timedelta:
+        """A duration parameter (``48h``); a bad one is a 422 naming ``what``."""
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            raise HTTPException(422, f"{what}: {exc}") from exc
+
+    def since_moment(since: str) -> datetime:
+        """``?since=48h`` as the moment it names (a bad duration is a 422)."""
+        return service.clock() - duration_param(since, "since")
+
+    async def recent(phase: str, age: timedelta) -> Verdict | None:
+        """The latest verdict of ``phase`` if its as_of is at most ``age`` old (a ledger that
+        cannot be read raises GatecheckError)."""
+        latest = await asyncio.to_thread(service.latest, phase)
+        return latest if latest is not None and latest.as_of >= service.clock() - age else None
+
+    def known(phase: str) -> None:
+        if phase not in service.project.gates:
+            raise HTTPException(404, f"unknown phase {phase!r}")
+
+    def page_allowed(request: Request) -> bool:
+        """Beyond loopback (a token is set) a page needs the token: the bearer header, or the
+        cookie of a browser session that gave it on the login form."""
+        if service.api_token is None:
+            return True
+        if request.headers.get("authorization"):  # a bearer given: right, or a counted failure
+            return authenticate(request) is None
+        session = request.cookies.get(SESSION_COOKIE)
+        return session is not None and service.session_valid(session)
+
+    def html(body: str, status_code: int = 200) -> Any:
+        from fastapi.responses import HTMLResponse
+
+        from gatecheck.render.html import CONTENT_SECURITY_POLICY
+
+        headers = {
+            "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        }
+        return HTMLResponse(body, status_code=status_code, headers=headers)
+
+    def login(next_path: str, failed: bool = False) -> Any:
+        from gatecheck.render.html import render_login
+
+        return html(render_login(next_path, failed), 401)
+
+    async def answer_now(phase: str, timeout: float, requested_by: Requester | None) -> Any:
+        """A fresh evaluation's document (shared with one under way), or, past ``timeout``,
+        an inconclusive document saying so (the evaluation goes on and is recorded)."""
+        try:
+            fresh = await asyncio.wait_for(service.evaluate_shared(phase, requested_by), timeout)
+        except TimeoutError:
+            return placeholder(
+                phase,
+                f"the evaluation of {phase} did not finish within {timeout:g}s; it goes on and is "
+                "recorded: ask again",
+            )
+        return fresh.document()
+
+    def placeholder(phase: str, reason: str) -> Any:
+        """HTTP 200 with an inconclusive verdict document: there is no verdict to give."""
+        gate = service.project.gates[phase]
+        document = Verdict(
+            phase=phase,
+            environment=gate.environment,
+            description=" ".join(gate.description.split()),
+            as_of=service.clock(),
+            verdict=VerdictState.INCONCLUSIVE,
+            reasons=[reason],
+            checks=[],
+            config_hash=service.project.config_hash,
+            gatecheck_version=__version__,
+        ).document()
+        return JSONResponse(document, headers={EVALUATED_HEADER: "false"})
+
+    async def decided(write: Any) -> Any:
+        """Check and record one decision in the ledger (in a thread); a bad one is a 422."""
+        from gatecheck.ledger.decisions import UnknownWaiver
+
+        try:
+            event = await asyncio.to_thread(write)
+        except ConfigError as exc:
+            # The checks speak of the CLI's flags (--for: …); the API's caller sent fields.
+            detail = re.sub(r"^--([a-z]+):", r"\1:", exc.problems[0] if exc.problems else str(exc))
+            status = 404 if isinstance(exc, UnknownWaiver) else 422
+            return JSONResponse({"detail": detail}, status_code=status)
+        return JSONResponse(event.model_dump(mode="json"), status_code=201)
+
+    return Helpers(
+        refused=refused,
+        authenticate=authenticate,
+        duration_param=duration_param,
+        since_moment=since_moment,
+        recent=recent,
+        known=known,
+        page_allowed=page_allowed,
+        html=html,
+        login=login,
+        answer_now=answer_now,
+        placeholder=placeholder,
+        decided=decided,
+    )

@@ -1,0 +1,146 @@
+"""The phases API: the chain, a phase's verdict (now, or the latest of a given age), its
+history, an evaluation on request."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import Response
+from starlette.requests import Request  # a handler's annotation: FastAPI resolves it here
+
+from gatecheck.ledger import record_summary
+from gatecheck.results import Requester, Verdict
+from gatecheck.service.auth import (
+    etags,
+)
+from gatecheck.service.core import Service
+from gatecheck.service.helpers import (
+    ANSWER_TIMEOUT_S,
+    Helpers,
+)
+from gatecheck.service.schemas import (
+    PhaseSummary,
+    Problem,
+    RecordSummary,
+)
+
+
+def routes(service: Service, h: Helpers) -> APIRouter:
+    """The routes of this group, over ``service`` (``h``: the helpers they share)."""
+    router = APIRouter()
+    problem = {"model": Problem}
+
+    @router.get("/api/v1/phases", response_model=None, responses={200: {"model": list[PhaseSummary]}})
+    async def phases() -> Any:
+        result = []
+        unevaluated = [g.phase for g in service.project.chain() if service.latest_here(g.phase) is None]
+        # Not evaluated here since the start: the ledger's latest, as /verdict says (one thread).
+        recorded = await asyncio.to_thread(lambda: {p: service.recorded_latest(p) for p in unevaluated})
+        for gate in service.project.chain():
+            state = service.states.get(gate.phase)
+            latest = service.latest_here(gate.phase) or recorded.get(gate.phase)
+            result.append(
+                {
+                    "phase": gate.phase,
+                    "environment": gate.environment,
+                    "description": " ".join(gate.description.split()),
+                    "requires": gate.requires,
+                    "scheduled": gate.phase in service.phases,
+                    "interval": service.interval(gate.phase).total_seconds(),
+                    "verdict": latest.verdict.value if latest else None,
+                    "as_of": latest.as_of.isoformat() if latest else None,
+                    "last_error": state.last_error if state else None,
+                }
+            )
+        return result
+
+    @router.get(
+        "/api/v1/phases/{phase}/verdict",
+        response_model=None,
+        responses={
+            200: {"model": Verdict},
+            401: problem,
+            404: problem,
+            422: problem,
+            429: problem,
+            503: problem,
+        },
+    )
+    async def verdict(
+        request: Request,
+        phase: str,
+        fresh: bool = Query(False, description="Evaluate now (bearer token when one is set; rate-limited)."),
+        max_age: str | None = Query(
+            None,
+            description="The latest verdict if its as_of is at most this old (e.g. 10m), else evaluate now.",
+        ),
+        timeout: float = Query(
+            ANSWER_TIMEOUT_S,
+            gt=0,
+            le=120,
+            description="Seconds to wait for an evaluation now; past it the answer is inconclusive.",
+        ),
+        rollout: str = Query("", description="The Argo Rollout asking (recorded with a fresh evaluation)."),
+        namespace: str = Query("", description="Its namespace (recorded)."),
+        revision: str = Query("", description="The canary revision or pod-template hash (recorded)."),
+        if_none_match: str | None = Header(None),
+    ) -> Any:
+        """The phase's verdict document, HTTP 200 for every verdict (inconclusive and "no
+        evaluation yet" too); 5xx only for gatecheck's own faults."""
+        h.known(phase)
+        if fresh or max_age is not None:
+            age = h.duration_param(max_age, "max_age") if max_age is not None else None
+            if not fresh and age is not None:
+                latest = await h.recent(phase, age)
+                if latest is not None:
+                    return latest.document()
+            # An evaluation now: the same token and rate limit as POST .../evaluate.
+            if service.api_token is not None:
+                denied = h.authenticate(request)
+                if denied is not None:
+                    return denied
+            too_many = h.refused(request, phase)
+            if too_many is not None:
+                return too_many
+            requester = None
+            if rollout or revision:
+                requester = Requester(
+                    controller="argo-rollouts", name=rollout, namespace=namespace, checksum=revision
+                )
+            return await h.answer_now(phase, timeout, requester)
+        rendered = service.document(phase)
+        if rendered is None:  # nothing evaluated since start: the ledger's latest record
+            latest = await asyncio.to_thread(service.latest, phase)
+            if latest is None:
+                return h.placeholder(phase, f"no evaluation of {phase} yet")
+            return latest.document()
+        body, etag = rendered
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}
+        matches = etags(if_none_match)
+        if etag in matches or "*" in matches:
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
+
+    @router.get(
+        "/api/v1/phases/{phase}/history",
+        response_model=None,
+        responses={200: {"model": list[RecordSummary]}, 404: problem, 422: problem, 503: problem},
+    )
+    async def history(phase: str, since: str = Query("48h", description="e.g. 30m, 48h, 7d")) -> Any:
+        h.known(phase)
+        start = h.since_moment(since)
+        records = await asyncio.to_thread(service.ledger.history, phase, start)
+        return [record_summary(r) for r in records]
+
+    @router.post(
+        "/api/v1/phases/{phase}/evaluate",
+        response_model=None,
+        responses={200: {"model": Verdict}, 401: problem, 404: problem, 429: problem},
+    )
+    async def evaluate_now(phase: str) -> Any:
+        h.known(phase)
+        return (await service.evaluate_shared(phase)).document()
+
+    return router
