@@ -1238,10 +1238,11 @@ def test_a_late_cycle_is_followed_by_one_cycle_never_a_burst(
     service_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The schedule (APScheduler: coalesced, one instance at a time) after a cycle that
-    overran its slot twice: no cycle starts while it runs, and the next ones follow one per
-    interval, never back to back to catch up. Only lower bounds are judged (a slow machine
-    widens gaps, never narrows them); the stop cancels the cycle under way and awaits it."""
-    import itertools
+    overran its slot twice: no cycle starts while it runs, and the missed slots are not
+    caught up: the three cycles after it span at least one interval (a burst would start
+    them together). Cycle 4's grid point lies two intervals after cycle 2's, so only a
+    start delayed by a whole interval could break the bound; the stop cancels the cycle
+    under way and awaits it."""
     from datetime import timedelta
 
     svc = Service(load_project(service_config, environ={}), SqliteLedger(tmp_path / "l.db"), ["svc-go"])
@@ -1279,6 +1280,5 @@ def test_a_late_cycle_is_followed_by_one_cycle_never_a_burst(
 
     asyncio.run(main())
     assert starts[1] >= released[0], (starts, released)  # none while the late one ran
-    gaps = [b - a for a, b in itertools.pairwise(starts[1:])]
-    assert all(gap >= interval / 2 for gap in gaps), gaps  # one per interval, not a burst
+    assert starts[3] - starts[1] >= interval, starts  # one per slot, not a burst
     assert stopped == [True] and not svc.cycles_under_way  # the stop cancelled the fourth and awaited it

@@ -224,8 +224,8 @@ def check_sources(
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
 ) -> None:
     """Connect to each source and check what the suites read exists (ClickHouse and PostgreSQL
-    tables and columns, NATS streams, JUnit reports); exit 0 when every source is ready, 3 when
-    not."""
+    tables and columns, NATS streams, JUnit reports) and that no suite's window reads a whole
+    ClickHouse table it could prune; exit 0 when every source is ready, 3 when not."""
     from gatecheck.evaluation.sourcecheck import check_sources as probe_sources
     from gatecheck.progress import Waiting
     from gatecheck.render.sourcecheck import render_checks

@@ -13,12 +13,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from gatecheck.ledger.audit import AuditEvent
 from gatecheck.results import Outcome, Verdict, VerdictState, checks_failed, checks_passed, waived
+
+if TYPE_CHECKING:
+    from gatecheck.config import GateConfig
 
 #: How far ahead of the clock an ``as_of`` may lie (clocks of two machines disagree a little);
 #: ``gatecheck run --as-of`` refuses more, and a record whose ``as_of`` lies further ahead of
@@ -148,7 +151,7 @@ class Ledger(ABC):
         record = self.latest(phase, until)
         return record.to_verdict() if record else None
 
-    def chain(self, gates: Iterable[Any]) -> list[tuple[Any, Verdict | None]]:
+    def chain(self, gates: Iterable[GateConfig]) -> list[tuple[GateConfig, Verdict | None]]:
         """Each gate of a phase chain (``Project.chain()``) with its latest recorded verdict:
         what ``gatecheck status`` and the service's chain page start from."""
         return [(gate, self.latest_verdict(gate.phase)) for gate in gates]

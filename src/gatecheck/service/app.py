@@ -31,7 +31,7 @@ def create_app(service: Service) -> Any:
     from fastapi.responses import JSONResponse
 
     from gatecheck.service import routes_api, routes_decisions, routes_flagger, routes_health, routes_pages
-    from gatecheck.service.helpers import helpers_for
+    from gatecheck.service.helpers import Helpers
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(VerdictCollector(service))
@@ -44,7 +44,7 @@ def create_app(service: Service) -> Any:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
     limiter = RateLimiter(EVALUATE_PER_MINUTE)
-    h = helpers_for(service, limiter)
+    h = Helpers(service, limiter)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +17,7 @@ from starlette.requests import Request  # a handler's annotation: FastAPI resolv
 from gatecheck import __version__
 from gatecheck.durations import parse_duration
 from gatecheck.errors import ConfigError
+from gatecheck.ledger.audit import AuditEvent
 from gatecheck.results import Requester, Verdict, VerdictState
 from gatecheck.service.auth import (
     RateLimiter,
@@ -47,84 +47,70 @@ def html_text(text: str) -> str:
     return html.escape(text)
 
 
-@dataclass(frozen=True)
 class Helpers:
-    """The shared helpers of one app (see :func:`helpers_for`)."""
+    """What the routes of one app share, over its ``service`` and its evaluation ``limiter``."""
 
-    refused: Callable[..., Any]
-    authenticate: Callable[..., Any]
-    duration_param: Callable[..., Any]
-    since_moment: Callable[..., Any]
-    recent: Callable[..., Any]
-    known: Callable[..., Any]
-    page_allowed: Callable[..., Any]
-    html: Callable[..., Any]
-    login: Callable[..., Any]
-    answer_now: Callable[..., Any]
-    placeholder: Callable[..., Any]
-    decided: Callable[..., Any]
+    def __init__(self, service: Service, limiter: RateLimiter) -> None:
+        self.service = service
+        self.limiter = limiter
 
-
-def helpers_for(service: Service, limiter: RateLimiter) -> Helpers:
-    """The helpers over ``service`` and the app's evaluation ``limiter``."""
-
-    def refused(request: Request, phase: str) -> Any:
+    def refused(self, request: Request, phase: str) -> Any:
         """A 429 answer when this request may not start an evaluation of ``phase`` now; None
         when it may. Joining an evaluation already under way costs nothing."""
-        if service.evaluating(phase) or limiter.allow(client_of(request)):
+        if self.service.evaluating(phase) or self.limiter.allow(client_of(request)):
             return None
         return JSONResponse({"detail": "too many evaluations requested; try later"}, status_code=429)
 
     def authenticate(
-        request: Request, *other: str | None, detail: str = "missing or wrong bearer token"
+        self, request: Request, *other: str | None, detail: str = "missing or wrong bearer token"
     ) -> Any:
         """None when the request carries the token (its bearer header, or one of ``other``:
         Flagger's metadata.token, the login form's field); else the answer: 401, or 429 once
         the client has failed AUTH_FAILURES_PER_MINUTE times in the last minute (every door
         counts the same failures, so guessing through one is as slow as through another)."""
-        assert service.api_token is not None
+        assert self.service.api_token is not None
         client = client_of(request)
-        if service.auth_failures.exhausted(client):
+        if self.service.auth_failures.exhausted(client):
             return JSONResponse({"detail": "too many failed authentications; try later"}, status_code=429)
-        token = service.api_token
+        token = self.service.api_token
         if authorized(request, token) or any(token_matches(t, token) for t in other):
             return None
-        service.auth_failures.allow(client)  # counts the failure
+        self.service.auth_failures.allow(client)  # counts the failure
         headers = {"WWW-Authenticate": "Bearer"}
         return JSONResponse({"detail": detail}, status_code=401, headers=headers)
 
-    def duration_param(text: str, what: str) -> timedelta:
+    def duration_param(self, text: str, what: str) -> timedelta:
         """A duration parameter (``48h``); a bad one is a 422 naming ``what``."""
         try:
             return parse_duration(text)
         except ValueError as exc:
             raise HTTPException(422, f"{what}: {exc}") from exc
 
-    def since_moment(since: str) -> datetime:
+    def since_moment(self, since: str) -> datetime:
         """``?since=48h`` as the moment it names (a bad duration is a 422)."""
-        return service.clock() - duration_param(since, "since")
+        return self.service.clock() - self.duration_param(since, "since")
 
-    async def recent(phase: str, age: timedelta) -> Verdict | None:
+    async def recent(self, phase: str, age: timedelta) -> Verdict | None:
         """The latest verdict of ``phase`` if its as_of is at most ``age`` old (a ledger that
         cannot be read raises GatecheckError)."""
-        latest = await asyncio.to_thread(service.latest, phase)
-        return latest if latest is not None and latest.as_of >= service.clock() - age else None
+        latest = await asyncio.to_thread(self.service.latest, phase)
+        return latest if latest is not None and latest.as_of >= self.service.clock() - age else None
 
-    def known(phase: str) -> None:
-        if phase not in service.project.gates:
+    def known(self, phase: str) -> None:
+        if phase not in self.service.project.gates:
             raise HTTPException(404, f"unknown phase {phase!r}")
 
-    def page_allowed(request: Request) -> bool:
+    def page_allowed(self, request: Request) -> bool:
         """Beyond loopback (a token is set) a page needs the token: the bearer header, or the
         cookie of a browser session that gave it on the login form."""
-        if service.api_token is None:
+        if self.service.api_token is None:
             return True
         if request.headers.get("authorization"):  # a bearer given: right, or a counted failure
-            return authenticate(request) is None
+            return self.authenticate(request) is None
         session = request.cookies.get(SESSION_COOKIE)
-        return session is not None and service.session_valid(session)
+        return session is not None and self.service.session_valid(session)
 
-    def html(body: str, status_code: int = 200) -> Any:
+    def html(self, body: str, status_code: int = 200) -> Any:
         from fastapi.responses import HTMLResponse
 
         from gatecheck.render.html import CONTENT_SECURITY_POLICY
@@ -137,41 +123,41 @@ def helpers_for(service: Service, limiter: RateLimiter) -> Helpers:
         }
         return HTMLResponse(body, status_code=status_code, headers=headers)
 
-    def login(next_path: str, failed: bool = False) -> Any:
+    def login(self, next_path: str, failed: bool = False) -> Any:
         from gatecheck.render.html import render_login
 
-        return html(render_login(next_path, failed), 401)
+        return self.html(render_login(next_path, failed), 401)
 
-    async def answer_now(phase: str, timeout: float, requested_by: Requester | None) -> Any:
+    async def answer_now(self, phase: str, timeout: float, requested_by: Requester | None) -> Any:
         """A fresh evaluation's document (shared with one under way), or, past ``timeout``,
         an inconclusive document saying so (the evaluation goes on and is recorded)."""
         try:
-            fresh = await asyncio.wait_for(service.evaluate_shared(phase, requested_by), timeout)
+            fresh = await asyncio.wait_for(self.service.evaluate_shared(phase, requested_by), timeout)
         except TimeoutError:
-            return placeholder(
+            return self.placeholder(
                 phase,
                 f"the evaluation of {phase} did not finish within {timeout:g}s; it goes on and is "
                 "recorded: ask again",
             )
         return fresh.document()
 
-    def placeholder(phase: str, reason: str) -> Any:
+    def placeholder(self, phase: str, reason: str) -> Any:
         """HTTP 200 with an inconclusive verdict document: there is no verdict to give."""
-        gate = service.project.gates[phase]
+        gate = self.service.project.gates[phase]
         document = Verdict(
             phase=phase,
             environment=gate.environment,
             description=" ".join(gate.description.split()),
-            as_of=service.clock(),
+            as_of=self.service.clock(),
             verdict=VerdictState.INCONCLUSIVE,
             reasons=[reason],
             checks=[],
-            config_hash=service.project.config_hash,
+            config_hash=self.service.project.config_hash,
             gatecheck_version=__version__,
         ).document()
         return JSONResponse(document, headers={EVALUATED_HEADER: "false"})
 
-    async def decided(write: Any) -> Any:
+    async def decided(self, write: Callable[[], AuditEvent]) -> Any:
         """Check and record one decision in the ledger (in a thread); a bad one is a 422."""
         from gatecheck.ledger.decisions import UnknownWaiver
 
@@ -183,18 +169,3 @@ def helpers_for(service: Service, limiter: RateLimiter) -> Helpers:
             status = 404 if isinstance(exc, UnknownWaiver) else 422
             return JSONResponse({"detail": detail}, status_code=status)
         return JSONResponse(event.model_dump(mode="json"), status_code=201)
-
-    return Helpers(
-        refused=refused,
-        authenticate=authenticate,
-        duration_param=duration_param,
-        since_moment=since_moment,
-        recent=recent,
-        known=known,
-        page_allowed=page_allowed,
-        html=html,
-        login=login,
-        answer_now=answer_now,
-        placeholder=placeholder,
-        decided=decided,
-    )

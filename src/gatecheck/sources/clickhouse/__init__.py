@@ -381,11 +381,14 @@ class ClickHouseSource(Source):
         except TimeoutError as exc:
             raise SourceTimeout(f"no answer from system.tables within {self.timeout:.0f}s") from exc
         problems = []
+        bounds: dict[int, dict[tuple[str, str], set[str]]] = {}  # each request's SQL parsed once
         for request, table, figures in read:
             total, keys = known.get(table, (0, ""))
             if total == 0 or figures["rows"] < total or figures["marks"] < 2:
                 continue
-            bounded = time_filtered_columns(request.query, self.target.database).get(table, set())
+            if id(request) not in bounds:
+                bounds[id(request)] = time_filtered_columns(request.query, self.target.database)
+            bounded = bounds[id(request)].get(table, set())
             loose = sorted(c for c in bounded if not re.search(rf"\b{re.escape(c)}\b", keys))
             if bounded and not loose:
                 continue
