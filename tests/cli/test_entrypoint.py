@@ -20,9 +20,21 @@ def gatecheck() -> str:
 
 
 def test_demo_healthy_is_go_and_defect_is_no_go(tmp_path: Path) -> None:
-    """The demo runs the reference project shipped in the package from an empty directory and
-    writes only under its .gatecheck/."""
+    """The demo runs the reference project (in a checkout: the repository's top level) from an
+    empty directory and writes only under that directory's .gatecheck/ — never beside the
+    project, where the README's own demo command (run in the checkout) keeps its state."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
+
+    def project_state() -> list[tuple[str, int, int]]:
+        """What is under the project's .gatecheck/ (a demo run in the checkout), as it is."""
+        state = PROJECT / ".gatecheck"
+        return sorted(
+            (str(f.relative_to(state)), f.stat().st_mtime_ns, f.stat().st_size)
+            for f in (state.rglob("*") if state.is_dir() else [])
+            if f.is_file()
+        )
+
+    before = project_state()
     workdir = tmp_path / "healthy"
     workdir.mkdir()
     healthy = subprocess.run(
@@ -59,5 +71,5 @@ def test_demo_healthy_is_go_and_defect_is_no_go(tmp_path: Path) -> None:
     for server in ("nats", "postgres"):
         running = subprocess.run(["pgrep", "-f", str(workdir / ".gatecheck" / server)], capture_output=True)
         assert running.returncode == 1, (server, running.stdout)
-    # The shipped project was only read.
-    assert not (PROJECT / ".gatecheck").exists()
+    # The project was only read: nothing beside it was created or changed.
+    assert project_state() == before
