@@ -3,6 +3,7 @@ anything runs: one SELECT statement, and ``{name:type}`` parameters with usable 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,9 +35,13 @@ def statement_problems(sql: str, parameters: Iterable[re.Match[str]], example: s
     return problems
 
 
+@functools.lru_cache(maxsize=512)
 def syntax_problem(sql: str, dialect: str) -> str | None:
     """Where ``sql`` is not well-formed in ``dialect`` (sqlglot's parser), or None: a line,
-    a column and what was expected, so `gatecheck validate` finds it before a source does."""
+    a column and what was expected, so `gatecheck validate` finds it before a source does.
+
+    Kept per text: parsing is most of loading a project (about 5 ms a query), and a service
+    or a test session loads the same suites again and again."""
     import sqlglot
     from sqlglot.errors import ParseError, TokenError
 
