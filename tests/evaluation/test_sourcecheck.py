@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -197,18 +198,11 @@ def test_a_slow_source_shows_a_spinner_on_a_terminal_only(
 ) -> None:
     """A ClickHouse server that accepts and never answers: on a terminal the spinner names the
     source while it waits; through a pipe, only the report."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    port = listener.getsockname()[1]
-    held: list[socket.socket] = []
+    with _silent_server() as port:
+        _spinner_case(tmp_path, port, command, spinner, report)
 
-    def hold() -> None:  # accept, never answer; stop when the listener closes
-        with contextlib.suppress(OSError):
-            while True:
-                held.append(listener.accept()[0])
 
-    threading.Thread(target=hold, daemon=True).start()
+def _spinner_case(tmp_path: Path, port: int, command: list[str], spinner: str, report: str) -> None:
     root = tmp_path / "p"
     assert runner.invoke(app, ["init", str(root)]).exit_code == 0
     project = yaml.safe_load((root / "gatecheck.yaml").read_text())
@@ -242,7 +236,6 @@ def test_a_slow_source_shows_a_spinner_on_a_terminal_only(
     assert spinner in text, text
     assert report in text
     if command[0] == "run":
-        _close(listener, held)
         return  # the same spinner as check-sources (progress.Waiting.shown): one pipe test suffices
     piped = subprocess.run(
         [gatecheck, *command, "--config", str(root)], capture_output=True, text=True, env=env, cwd=tmp_path,
@@ -251,13 +244,34 @@ def test_a_slow_source_shows_a_spinner_on_a_terminal_only(
     assert piped.returncode == 3
     assert "waiting on" not in piped.stdout + piped.stderr
     assert report in piped.stdout
-    _close(listener, held)
 
 
-def _close(listener: socket.socket, held: list[socket.socket]) -> None:
-    listener.close()
-    for connection in held:
-        connection.close()
+@contextlib.contextmanager
+def _silent_server() -> Iterator[int]:
+    """A port that accepts connections and never answers; on exit the listener, the thread
+    and every accepted connection are closed (the thread is joined first: a connection it
+    accepts while closing is closed too, never left to the garbage collector)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held: list[socket.socket] = []
+
+    def hold() -> None:  # accept, never answer; stop when the listener closes
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        listener.close()
+        thread.join(timeout=10)
+        for connection in held:
+            connection.close()
 
 
 def test_a_suite_whose_sql_cannot_be_parsed_is_one_problem_line_of_the_probe() -> None:
