@@ -33,6 +33,13 @@ from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 # only under temporary directories, never into the checkout (STYLE.md §11).
 set_hypothesis_home_dir(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"gatecheck-hypothesis-{os.getuid()}"))
 
+# The processes the tests start (gatecheck, the demo, the service's workers) keep their bytecode
+# in a cache outside the checkout and reuse it, instead of compiling the package from source in
+# every process (an editable install has no bytecode of its own, and PYTHONDONTWRITEBYTECODE may
+# be set to keep checkouts clean: the cache prefix keeps this one clean too).
+os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"gatecheck-pycache-{os.getuid()}")
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 # Hypothesis: CI (CI=true) runs a derandomized profile, the same examples every run, so a
 # red CI is reproducible; local runs keep exploring with fresh examples. A failing example
 # found locally becomes an @example of its test. Loaded here, before any test module builds
