@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from gatecheck._values import document_time
+
 LEVEL_ENV = "GATECHECK_LOG_LEVEL"
 FORMAT_ENV = "GATECHECK_LOG_FORMAT"
 LEVELS = ("debug", "info", "warning", "error")
@@ -52,8 +54,8 @@ class TextFormatter(logging.Formatter):
     """``2026-11-23T06:00:00.123Z INFO gatecheck.service: evaluated staging-soak phase=… verdict=…``"""
 
     def format(self, record: logging.LogRecord) -> str:
-        moment = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-        line = f"{moment.replace('+00:00', 'Z')} {record.levelname} {record.name}: {record.getMessage()}"
+        moment = document_time(datetime.fromtimestamp(record.created, UTC))
+        line = f"{moment} {record.levelname} {record.name}: {record.getMessage()}"
         extra = fields_of(record)
         if extra:
             line += " " + " ".join(f"{k}={_scalar(v)}" for k, v in extra.items())
@@ -67,7 +69,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         document: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": document_time(datetime.fromtimestamp(record.created, UTC)),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

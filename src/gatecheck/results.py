@@ -7,12 +7,13 @@ the window judged. All are frozen.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from gatecheck._values import Moment
 from gatecheck.durations import Duration
 
 
@@ -26,8 +27,8 @@ class Waiver(BaseModel):
     group: dict[str, str] = {}
     reason: str
     by: str
-    since: datetime
-    until: datetime
+    since: Moment
+    until: Moment
 
 
 class Outcome(StrEnum):
@@ -59,8 +60,8 @@ class _Result(BaseModel):
 class Window(_Result):
     """``[start, end)`` = ``[as_of - settle - length, as_of - settle)``."""
 
-    start: datetime
-    end: datetime
+    start: Moment
+    end: Moment
     length: Duration
     settle: Duration
 
@@ -162,8 +163,8 @@ class Approval(_Result):
     satisfied: bool
     reason: str
     by: str = ""
-    at: datetime | None = None
-    until: datetime | None = None
+    at: Moment | None = None
+    until: Moment | None = None
 
 
 class SoakStatus(_Result):
@@ -172,8 +173,8 @@ class SoakStatus(_Result):
     covered: bool
     assumed: bool = False  # covered only because --assume-soaked said so
     coverage: Duration = timedelta(0)  # how much of the duration passing evaluations cover
-    covered_since: datetime | None = None
-    last_failure: datetime | None = None
+    covered_since: Moment | None = None
+    last_failure: Moment | None = None
     # Of the coverage, how much rests on evaluations whose only failures were waived, and by which.
     under_waiver: Duration = timedelta(0)
     waivers: list[str] = []
@@ -189,7 +190,7 @@ class Verdict(_Result):
     phase: str
     environment: str
     description: str = ""
-    as_of: datetime
+    as_of: Moment
     verdict: VerdictState
     reasons: list[str]
     checks: list[CheckResult]

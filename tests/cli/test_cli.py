@@ -47,7 +47,7 @@ def test_run_exit_codes_match_the_verdict(warehouse: Path, scenario: str, code: 
 def test_text_output_names_group_observed_value_and_threshold(warehouse: Path) -> None:
     result = invoke(warehouse, "unmatched-edges", "--phase", "warehouse-release")
     assert "edge_type=start->first_segment: observed" in result.stdout
-    assert "≤ 0.005 (unmatched_edge_rate_max, default)" in result.stdout
+    assert "≤ 0.5 % (unmatched_edge_rate_max, default)" in result.stdout
 
 
 def test_json_document(warehouse: Path) -> None:

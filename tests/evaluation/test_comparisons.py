@@ -76,8 +76,8 @@ def test_demand_drift_names_the_missing_key_and_the_difference_with_both_sides(p
     }
     check = check_of(verdict, "demand_grain_parity")
     rel, present = check.expectations
-    missing_hour = (AS_OF - 2 * HOUR).replace(minute=0).isoformat()
-    doubled_hour = (AS_OF - 4 * HOUR).replace(minute=0).isoformat()
+    missing_hour = (AS_OF - 2 * HOUR).replace(minute=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    doubled_hour = (AS_OF - 4 * HOUR).replace(minute=0).strftime("%Y-%m-%dT%H:%M:%SZ")
     (gone,) = present.failing_groups
     assert gone.group == {
         "hour": missing_hour, "gateway": "gw-fra-1", "region": gone.group["region"],

@@ -100,7 +100,7 @@ def test_a_failing_group_on_a_fake_source_is_no_go(project: Project, tmp_path: P
     verdict = asyncio.run(engine.evaluate(PHASE, AS_OF)).verdict
     engine.close()
     assert verdict.verdict is VerdictState.NO_GO
-    assert "edge_type=edge_type-1: observed 0.04" in verdict.reasons[0]
+    assert "edge_type=edge_type-1: observed 4 %" in verdict.reasons[0]
 
 
 def test_a_source_that_cannot_be_reached_is_error_and_inconclusive(project: Project, tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def test_healthy_is_go_with_evidence(project_for) -> None:
             "rollup_parity",
             "rel_diff",
             {
-                "hour": (AS_OF - timedelta(hours=3)).isoformat(),
+                "hour": (AS_OF - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "gateway": "gw-iad-1",
                 "region": "us-east",
                 "pipeline": "text-to-image",

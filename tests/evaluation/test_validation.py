@@ -73,7 +73,7 @@ def test_fail_names_each_failing_group_and_its_value() -> None:
         ({"edge_type": "t1"}, 0.02),
         ({"edge_type": "t2"}, 0.5),
     ]
-    assert "edge_type=t1: observed 0.02" in (result.reason or "")
+    assert "edge_type=t1: observed 2 %" in (result.reason or "")
 
 
 def test_too_little_evidence_is_inconclusive_even_when_values_fail() -> None:

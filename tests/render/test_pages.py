@@ -120,7 +120,7 @@ def test_a_checks_chart_draws_each_evaluation_against_the_threshold(no_go: Verdi
     history = [no_go.model_copy(update={"as_of": AS_OF - k * HOUR}) for k in (3, 2, 1, 0)]
     (chart,) = check_charts(history, "unmatched_edges")
     assert chart.title == "unmatched_rate" and chart.points == 4
-    assert chart.threshold.startswith("≤ 0.005")
+    assert chart.threshold.startswith("≤ 0.5 %")
     assert len(chart.failing) == 4  # every evaluation failed: each marked
     xs = [float(p.split(",")[0]) for p in chart.line.split()]
     assert xs == sorted(xs) and xs[0] < xs[-1]  # oldest left, newest right
@@ -136,7 +136,7 @@ def test_the_phase_page_shows_the_failing_group_its_value_and_the_thresholds_pro
     assert attributes["unmatched_edges"]["data-outcome"] == "fail"
     edges = checks["unmatched_edges"]
     assert "edge_type=start->first_segment" in edges and "0.025" in edges
-    assert "≤ 0.005 (unmatched_edge_rate_max, default)" in edges
+    assert "≤ 0.5 % (unmatched_edge_rate_max, default)" in edges
     assert "thresholds.yaml: defaults.unmatched_edge_rate_max" in edges
     assert "evidence: edges = " in edges and "minimum 100" in edges
     assert attributes["freshness_lag"]["data-outcome"] == "pass"

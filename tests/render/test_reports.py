@@ -71,15 +71,15 @@ def test_junit_validates_and_counts_outcomes(verdicts: dict[str, Verdict], state
 
 def test_junit_failure_carries_observed_value_and_threshold(verdicts: dict[str, Verdict]) -> None:
     xml = render_junit(verdicts["no-go"])
-    assert "ingest_lag_s must be ≤ 300 (freshness_lag_max_s, default)" in xml
-    assert "source_table=stream_trace_events, clock_domain=all: observed 1200" in xml
+    assert "ingest_lag_s must be ≤ 300 s (freshness_lag_max_s, default)" in xml
+    assert "source_table=stream_trace_events, clock_domain=all: observed 1201 s" in xml
 
 
 def test_markdown_report(verdicts: dict[str, Verdict]) -> None:
     text = render_markdown(verdicts["rollback"])
     assert text.startswith("### gatecheck: 🔴 ROLLBACK — `warehouse-release` (staging)")
     assert "| `unmatched_edges` | rollback | ❌ fail |" in text
-    assert "edge_type=start->first_segment: observed 0.025" in text
+    assert "edge_type=start->first_segment: observed 2.5 %" in text
 
 
 @pytest.mark.parametrize("state", ["go", "no-go", "inconclusive", "rollback"])

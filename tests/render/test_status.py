@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from gatecheck._values import number
 from gatecheck.cli import app
 from gatecheck.ledger import SqliteLedger
 from gatecheck.results import CheckResult, Outcome, SoakStatus, Verdict, VerdictState, Window
@@ -87,11 +88,12 @@ def test_status_update_numbers_equal_the_json_observed_values(
                     return expectation["observed_value"]
         raise AssertionError(column)
 
-    assert f"| Messages on AA_CORE_HOT | ≥ 100.00% | {observed('core_hot_share') * 100:.2f}% |" in text
-    assert f"| DLQ messages in the window | ≤ 0 | {observed('dlq_messages'):g} |" in text
-    assert f"| Success rate | ≥ 99.90% | {observed('success_ratio') * 100:.2f}% |" in text
-    assert f"| Fallback events | ≤ 0 | {observed('fallback_events'):g} |" in text
-    assert f"| p95 latency (ms) | ≤ 500 | {observed('p95_latency_ms'):g} |" in text
+    # the one number formatter: no float noise, a share as a percentage with 4 significant digits
+    assert f"| Messages on AA_CORE_HOT | ≥ 100 % | {number(observed('core_hot_share'), '%')} |" in text
+    assert f"| DLQ messages in the window | ≤ 0 | {number(observed('dlq_messages'))} |" in text
+    assert f"| Success rate | ≥ 99.9 % | {number(observed('success_ratio'), '%')} |" in text
+    assert f"| Fallback events | ≤ 0 | {number(observed('fallback_events'))} |" in text
+    assert f"| p95 latency (ms) | ≤ 500 | {number(observed('p95_latency_ms'))} |" in text
     assert f"verdict **{document['verdict'].upper()}**" in text
     if scenario == "healthy":
         assert "### 🔴 Blockers\n- none" in text and "promote: `staging-soak` is GO" in text

@@ -177,11 +177,11 @@ def test_one_message_per_change_none_on_a_repeat_and_suppressed_repeats(
     assert len(texts) == 2
     assert texts[0].splitlines()[0] == "gatecheck: release (staging) GO → NO-GO"
     assert (
-        "• events_arriving (required): newest_age_s must be ≤ 300 (newest_event_age_max_s, default): "
-        "source_table=stream_trace_events: observed 912"
+        "• events_arriving (required): newest_age_s must be ≤ 300 s (newest_event_age_max_s, default): "
+        "source_table=stream_trace_events: observed 912 s"
     ) in texts[0].splitlines()
     assert texts[0].splitlines()[-1] == (
-        "as of 2026-11-24T06:01:00+00:00 · https://gatecheck.example/api/v1/phases/release/verdict"
+        "as of 2026-11-24T06:01:00Z · https://gatecheck.example/api/v1/phases/release/verdict"
     )
     assert texts[1].splitlines()[0] == "gatecheck: release (staging) NO-GO → GO"
     assert {r["path"] for r in receiver.received} == {SECRET_PATH}

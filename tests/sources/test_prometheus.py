@@ -61,7 +61,7 @@ def test_success_ratio_998_is_no_go(prom_config: Path, prometheus: str) -> None:
     verdict = judge(prom_config, prometheus, as_of("ratio-998"))
     assert verdict.verdict is VerdictState.NO_GO
     assert observed(verdict, "normalize_slo", "success_ratio") == pytest.approx(300 / 300.6, rel=1e-6)
-    assert "success_ratio must be ≥ 0.999" in verdict.reasons[0]
+    assert "success_ratio must be ≥ 99.9 %" in verdict.reasons[0]
 
 
 def test_p95_above_500ms_is_no_go(prom_config: Path, prometheus: str) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from gatecheck._values import timestamp
 from gatecheck.config import ExpectationSpec, load_project
 from gatecheck.errors import ConfigError
 from gatecheck.results import Verdict
@@ -153,7 +154,7 @@ def run_demo(
                 serve_project(project, listen, None, recorded_since=started)
                 return None
             say(
-                f"demo: scenario {scenario}: warehouse as of {moment.isoformat()} "
+                f"demo: scenario {scenario}: warehouse as of {timestamp(moment)} "
                 f"({sum(counts.values())} rows), bus {url}, metrics {metrics_url}, "
                 f"database {rows} HRV rows, {runs} E2E reports"
             )

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from gatecheck._values import observed_number, utc_minute
+from gatecheck._values import Moment, observed_number, utc_minute
 from gatecheck.config import Project, ResolvedThreshold
 from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError
@@ -56,7 +56,7 @@ class StepCheck(_Model):
 
 
 class Step(_Model):
-    as_of: datetime
+    as_of: Moment
     verdict: VerdictState
     checks: list[StepCheck]
 
@@ -83,12 +83,12 @@ class CheckSummary(_Model):
     inconclusive: int
     errored: int
     longest_failing_steps: int
-    longest_failing_from: datetime | None = None
-    first_failing: datetime | None = None
-    last_failing: datetime | None = None
+    longest_failing_from: Moment | None = None
+    first_failing: Moment | None = None
+    last_failing: Moment | None = None
     worst_observed: float | int | str | bool | None = None
     worst_group: dict[str, str] = {}
-    worst_as_of: datetime | None = None
+    worst_as_of: Moment | None = None
     distributions: list[Distribution] = []
     # Why the first step that was neither pass nor fail was so (a source that cannot look back).
     not_judged: str | None = None
@@ -97,7 +97,7 @@ class CheckSummary(_Model):
 class Flip(_Model):
     """A step whose verdict changes under the proposed thresholds."""
 
-    as_of: datetime
+    as_of: Moment
     verdict: VerdictState
     proposed: VerdictState
     changes: list[str]
@@ -105,8 +105,8 @@ class Flip(_Model):
 
 class BacktestReport(_Model):
     phase: str
-    since: datetime
-    until: datetime
+    since: Moment
+    until: Moment
     step: float  # seconds
     verdicts: dict[str, int]
     checks: list[CheckSummary]

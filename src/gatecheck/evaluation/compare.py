@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gatecheck._values import observed_number
+from gatecheck._values import number, observed_number
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -241,7 +241,7 @@ def samples_from_histogram(buckets: Sequence[tuple[float, float]]) -> list[float
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.0f}" if abs(value) >= 10 else f"{value:.3g}"
+    return number(value)
 
 
 def _fmt_p(p: float) -> str:

@@ -8,9 +8,10 @@ go). :mod:`gatecheck.evaluation.gate` gathers what they need and calls them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from gatecheck._values import shown, timestamp
 from gatecheck.config import (
     GateConfig,
 )
@@ -28,10 +29,6 @@ from gatecheck.results import (
     VerdictState,
     Waiver,
 )
-
-
-def iso_text(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def waive(check: CheckResult, waivers: list[Waiver]) -> CheckResult:
@@ -65,7 +62,7 @@ def approval_of(
         )
     return Approval(
         satisfied=True,
-        reason=f"approved by {found.by} at {iso_text(found.at)}: {found.reason}",
+        reason=f"approved by {found.by} at {timestamp(found.at)}: {found.reason}",
         by=found.by,
         at=found.at,
         until=found.until,
@@ -124,7 +121,7 @@ def soak_coverage(
     if covered:
         reason = (
             f"{format_duration(duration)} covered by {passing} passing evaluations "
-            f"since {iso_text(covered_since)}"  # type: ignore[arg-type]
+            f"since {timestamp(covered_since)}"  # type: ignore[arg-type]
         )
     else:
         reason = f"{format_duration(min(coverage, duration))} of {format_duration(duration)} covered"
@@ -138,10 +135,10 @@ def soak_coverage(
         )
     if not covered:
         if last_failure is not None:
-            reason += f"; last failure at {iso_text(last_failure)}"
+            reason += f"; last failure at {timestamp(last_failure)}"
         if gap is not None:
             reason += (
-                f"; no passing evaluation between {iso_text(gap[0])} and {iso_text(gap[1])} "
+                f"; no passing evaluation between {timestamp(gap[0])} and {timestamp(gap[1])} "
                 f"(more than max_gap {format_duration(max_gap)})"
             )
     return SoakStatus(
@@ -204,7 +201,7 @@ def waived_text(check: CheckResult) -> str:
     waiver = check.waiver
     assert waiver is not None
     return (
-        f"{summary(check)} [waiver {waiver.id} by {waiver.by} until {iso_text(waiver.until)}: "
+        f"{summary(check)} [waiver {waiver.id} by {waiver.by} until {timestamp(waiver.until)}: "
         f"{waiver.reason}]"
     )
 
@@ -234,10 +231,9 @@ def check_outcome(expectations: list[ExpectationResult], evidence: Any) -> tuple
     if errored:
         return Outcome.ERROR, "; ".join(f"{e.type}: {e.reason}" for e in errored)
     if not enough:
-        observed = "none" if evidence.observed_total is None else f"{evidence.observed_total:g}"
         return Outcome.INCONCLUSIVE, (
-            f"too little evidence: {evidence.column} = {observed}, "
-            f"need at least {evidence.min_total.value} ({evidence.min_total.name})"
+            f"too little evidence: {evidence.column} = {shown(evidence.observed_total)}, "
+            f"need at least {shown(evidence.min_total.value)} ({evidence.min_total.name})"
         )
     if unknown:
         return Outcome.INCONCLUSIVE, "; ".join(f"{e.column}: {e.reason}" for e in unknown)

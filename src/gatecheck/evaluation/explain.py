@@ -11,13 +11,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from gatecheck._values import document_time
 from gatecheck.config import ParameterRef, Project, ResolvedThreshold
 from gatecheck.config.checks import THRESHOLD_KWARGS
 from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError
 from gatecheck.evaluation.plan import plan_checks, query_parameters
 from gatecheck.sources import kind_of
-from gatecheck.sources.base import iso_utc
 
 
 def _threshold(resolved: ResolvedThreshold) -> dict[str, Any]:
@@ -108,8 +108,8 @@ def explain(
                 "role": plan.role,
                 "source": source,
                 "window": {
-                    "start": iso_utc(window.start),
-                    "end": iso_utc(window.end),
+                    "start": document_time(window.start),
+                    "end": document_time(window.end),
                     "length": format_duration(window.length),
                     "length_from": plan.length_from,
                     "settle": format_duration(window.settle),
@@ -135,7 +135,7 @@ def explain(
     return {
         "phase": phase,
         "environment": gate.environment,
-        "as_of": iso_utc(as_of),
+        "as_of": document_time(as_of),
         "requires": list(gate.requires),
         "soak": None
         if gate.soak is None

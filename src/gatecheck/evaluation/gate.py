@@ -22,6 +22,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from gatecheck import __version__
+from gatecheck._values import timestamp
 from gatecheck.config import (
     GateConfig,
     Project,
@@ -41,7 +42,6 @@ from gatecheck.evaluation.decide import (
     approval_of,
     check_outcome,
     decide,
-    iso_text,
     soak_coverage,
     waive,
 )
@@ -138,7 +138,7 @@ async def evaluate(
     now = datetime.now(UTC)
     if as_of > now + MAX_CLOCK_SKEW:
         raise ConfigError(
-            f"--as-of {iso_text(as_of)} lies ahead of now ({iso_text(now)}) by more than the "
+            f"--as-of {timestamp(as_of)} lies ahead of now ({timestamp(now)}) by more than the "
             f"{format_duration(MAX_CLOCK_SKEW)} of clock skew allowed: a verdict of the future would "
             "mask every later one"
         )
@@ -215,7 +215,7 @@ async def _requirement(
         return Requirement(
             phase=phase,
             satisfied=True,
-            reason=f"approved by {recorded.by} at {iso_text(recorded.at)}: {recorded.reason}",
+            reason=f"approved by {recorded.by} at {timestamp(recorded.at)}: {recorded.reason}",
         )
     if ledger is None:
         return Requirement(
@@ -231,14 +231,14 @@ async def _requirement(
         return Requirement(phase=phase, satisfied=False, reason=f"no recorded GO of {phase}")
     if record.verdict is VerdictState.GO:
         return Requirement(
-            phase=phase, satisfied=True, reason=f"GO of {phase} recorded as of {iso_text(record.as_of)}"
+            phase=phase, satisfied=True, reason=f"GO of {phase} recorded as of {timestamp(record.as_of)}"
         )
     return Requirement(
         phase=phase,
         satisfied=False,
         reason=(
             f"the latest decision of {phase} is {record.verdict.value.upper()} as of "
-            f"{iso_text(record.as_of)}: it needs a newer GO"
+            f"{timestamp(record.as_of)}: it needs a newer GO"
         ),
     )
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gatecheck._values import document_time, shown
 from gatecheck.config import ExpectationSpec, ParameterRef, ResolvedThreshold, SuiteConfig
 from gatecheck.errors import did_you_mean, one_line
 from gatecheck.results import (
@@ -188,7 +189,7 @@ def _scalar(value: Any) -> Scalar:
             return int(value)  # counts come back as floats when a column has NULLs
         return round(value, 9)
     if isinstance(value, datetime | pd.Timestamp):
-        return pd.Timestamp(value).isoformat()
+        return document_time(pd.Timestamp(value).to_pydatetime())
     if isinstance(value, bool | int | str):
         return value
     try:
@@ -221,7 +222,7 @@ def group_columns(suite: SuiteConfig, frame: pd.DataFrame) -> list[str]:
 
 def _listed(values: list[Any]) -> str:
     """A value_set as reports show it: ``file, memory``."""
-    return ", ".join(str(_scalar(v)) for v in values)
+    return ", ".join(shown(_scalar(v)) for v in values)
 
 
 def _threshold(

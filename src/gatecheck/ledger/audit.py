@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from gatecheck._values import Moment
 from gatecheck.results import Waiver
 
 AuditKind = Literal[
@@ -36,7 +37,7 @@ class AuditEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    at: datetime
+    at: Moment
     kind: AuditKind
     phase: str
     check: str = ""  # the suite a waiver covers

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from gatecheck._values import document_time
 from gatecheck.ledger.audit import AuditEvent
 from gatecheck.results import Outcome, Verdict, VerdictState, checks_failed, checks_passed, waived
 
@@ -226,13 +227,13 @@ def record_summary(record: Any) -> dict[str, Any]:
     return {
         "phase": record.phase,
         "environment": record.environment,
-        "as_of": record.as_of.isoformat(),
+        "as_of": document_time(record.as_of),
         "verdict": record.verdict.value,
         "checks_passed": record.checks_passed,
         "duration_s": round(record.duration_s, 3),
         "config_hash": record.config_hash,
         "gatecheck_version": record.gatecheck_version,
-        "recorded_at": record.recorded_at.isoformat(),
+        "recorded_at": document_time(record.recorded_at),
         "not_passed": {c.suite: c.outcome.value for c in verdict.checks if c.outcome is not Outcome.PASS},
         # The waivers a GO held through: a waived GO is never shown as a plain one.
         "waivers": sorted({c.waiver.id for c in verdict.checks if c.waiver is not None}),

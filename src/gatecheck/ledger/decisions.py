@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from gatecheck._values import timestamp
 from gatecheck.config import Project
 from gatecheck.durations import format_duration, parse_duration
 from gatecheck.errors import ConfigError, printable
@@ -122,11 +123,11 @@ def approval_event(project: Project, phase: str, length: str, reason: str, by: s
 
 def describe(event: AuditEvent) -> str:
     """One line of the trail."""
-    at = event.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    at = timestamp(event.at)
     scope = event.check + (
         f" ({', '.join(f'{k}={v}' for k, v in event.group.items())})" if event.group else ""
     )
-    until = f" until {event.until.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}" if event.until else ""
+    until = f" until {timestamp(event.until)}" if event.until else ""
     parts = [at, f"{event.kind:<16}", event.phase, event.waiver or "-", scope or "-"]
     # A reason or author posted through the API may hold control characters: shown escaped.
     return printable("  ".join(parts) + f"{until}  by {event.by}: {event.reason}")
@@ -147,7 +148,7 @@ def expired_unrecorded(events: Iterable[AuditEvent], phase: str, moment: datetim
             waiver=e.waiver,
             until=e.until,
             by="gatecheck",
-            reason=f"expired at {e.until.isoformat()}",
+            reason=f"expired at {timestamp(e.until)}",
             config_hash=e.config_hash,
         )
         for e in events
@@ -167,7 +168,7 @@ def waivers_used(verdict: Verdict, now: datetime) -> list[AuditEvent]:
             waiver=c.waiver.id,
             until=c.waiver.until,
             by="gatecheck",
-            reason=f"the evaluation as of {verdict.as_of.isoformat()} judged {c.suite} failed under it",
+            reason=f"the evaluation as of {timestamp(verdict.as_of)} judged {c.suite} failed under it",
             config_hash=verdict.config_hash,
         )
         for c in verdict.checks

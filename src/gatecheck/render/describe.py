@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from gatecheck._values import bound, shown, timestamp, unit_of
 from gatecheck.results import CheckResult, ExpectationResult, FailingGroup, Threshold
 
 
@@ -18,32 +19,39 @@ def subject_of(result: ExpectationResult) -> str:
 def failure_text(result: ExpectationResult) -> str:
     """One failing expectation as a reason: its subject, its rule, the groups that broke it."""
     subject = subject_of(result)
+    unit = unit_of(result.column)
     if result.thresholds:
-        rule = "must be " + ", ".join(threshold_text(t) for t in result.thresholds)
+        rule = "must be " + ", ".join(threshold_text(t, unit) for t in result.thresholds)
     else:
         rule = f"fails {result.type}"
     if result.failing_groups:
-        groups = "; ".join(describe_failure(g) for g in result.failing_groups[:5])
+        groups = "; ".join(describe_failure(g, unit) for g in result.failing_groups[:5])
         more = f" (+{len(result.failing_groups) - 5} more)" if len(result.failing_groups) > 5 else ""
         return f"{subject} {rule}: {groups}{more}"
-    return f"{subject} {rule}: observed {result.observed_value}"
+    return f"{subject} {rule}: observed {shown(result.observed_value, unit)}"
 
 
-def threshold_text(threshold: Threshold) -> str:
-    """``≤ 0.005 (unmatched_edge_rate_max, default)``, ``in {file} (suite)``."""
+def threshold_text(threshold: Threshold, unit: str = "") -> str:
+    """``≤ 0.5 % (unmatched_edge_rate_max, default)``, ``in {file} (suite)``, ``≤ no limit
+    (fallback_events_max, phase)``."""
     if threshold.name == "value_set" and threshold.bound is None:
         return f"in {{{threshold.value}}} ({threshold.provenance})"
-    sign = {"max": "≤ ", "min": "≥ "}.get(threshold.bound or "", f"{threshold.name} ")
-    return f"{sign}{threshold.value} ({threshold.name}, {threshold.provenance})"
+    if threshold.bound is None:
+        return f"{threshold.name} {shown(threshold.value, unit)} ({threshold.provenance})"
+    value = bound(threshold.value, threshold.bound, unit)
+    if value == "no limit":
+        return f"no limit ({threshold.name}, {threshold.provenance})"
+    sign = "≤ " if threshold.bound == "max" else "≥ "
+    return f"{sign}{value} ({threshold.name}, {threshold.provenance})"
 
 
-def describe_failure(failure: FailingGroup) -> str:
+def describe_failure(failure: FailingGroup, unit: str = "") -> str:
     """``group: observed X[, expected Y]`` for one failing group."""
-    text = f"{format_group(failure.group)}: observed {failure.observed_value}"
+    text = f"{format_group(failure.group)}: observed {shown(failure.observed_value, unit)}"
     if failure.expected_value is not None:
-        text += f", expected {failure.expected_value}"
+        text += f", expected {shown(failure.expected_value, unit)}"
     if failure.values:
-        text += " (" + ", ".join(f"{k} {'none' if v is None else v}" for k, v in failure.values.items()) + ")"
+        text += " (" + ", ".join(f"{k} {shown(v, unit_of(k))}" for k, v in failure.values.items()) + ")"
     return text
 
 
@@ -55,10 +63,10 @@ def format_group(group: Mapping[str, str]) -> str:
 
 
 def waiver_text(check: CheckResult) -> str | None:
-    """``waived by W1 (alice, until 2026-11-25 06:00Z): the vendor stream is backfilling``."""
+    """``waived by W1 (alice, until 2026-11-25T06:00:00Z): the vendor stream is backfilling``."""
     waiver = check.waiver
     if waiver is None:
         return None
     scope = f" for {format_group(waiver.group)}" if waiver.group else ""
-    until = waiver.until.strftime("%Y-%m-%d %H:%MZ")
+    until = timestamp(waiver.until)
     return f"waived by {waiver.id}{scope} ({waiver.by}, until {until}): {waiver.reason}"

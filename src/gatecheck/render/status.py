@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from gatecheck._values import document_time, shown, timestamp
 from gatecheck.durations import format_duration
 from gatecheck.render.describe import waiver_text
 from gatecheck.results import ExpectationResult, Outcome, Verdict, VerdictState
@@ -49,7 +50,7 @@ class PhaseStatus:
             "environment": self.environment,
             "requires": self.requires,
             "verdict": self.verdict.verdict.value if self.verdict else None,
-            "as_of": self.verdict.as_of.isoformat() if self.verdict else None,
+            "as_of": document_time(self.verdict.as_of) if self.verdict else None,
             "soak_coverage_s": self.verdict.soak.coverage.total_seconds()
             if self.verdict and self.verdict.soak
             else None,
@@ -72,9 +73,9 @@ def next_phase(chain: list[PhaseStatus]) -> str | None:
 
 def render_status(chain: list[PhaseStatus], now: datetime) -> str:
     upcoming = next_phase(chain)
-    rows = [("", "phase", "env", "verdict", "as of (UTC)", "soak", "blocked by")]
+    rows = [("", "phase", "env", "verdict", "as of", "soak", "blocked by")]
     for status in chain:
-        when = status.verdict.as_of.strftime("%Y-%m-%d %H:%M") if status.verdict else "—"
+        when = timestamp(status.verdict.as_of) if status.verdict else "—"
         rows.append(
             (
                 "→" if status.phase == upcoming else "",
@@ -91,7 +92,7 @@ def render_status(chain: list[PhaseStatus], now: datetime) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=False)) + "  " + r[-1] for r in rows
     ]
     footer = f"next: {upcoming}" if upcoming else "every phase of the chain is GO"
-    return "\n".join(line.rstrip() for line in lines) + f"\n\n{footer} (as of {now:%Y-%m-%d %H:%M}Z)\n"
+    return "\n".join(line.rstrip() for line in lines) + f"\n\n{footer} (as of {timestamp(now)})\n"
 
 
 # --------------------------------------------------------------------------- the status update
@@ -118,9 +119,7 @@ def find_expectation(verdict: Verdict, column: str) -> ExpectationResult | None:
 def _show(value: Any, kind: str) -> str:
     if value is None:
         return "no data"
-    if kind == "percent" and isinstance(value, int | float):
-        return f"{value * 100:.2f}%"
-    return f"{value:g}" if isinstance(value, int | float) else str(value)
+    return shown(value, "%" if kind == "percent" else "")
 
 
 def _target(expectation: ExpectationResult, kind: str) -> str:

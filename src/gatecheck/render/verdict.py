@@ -8,6 +8,7 @@ import json
 from rich.console import Console
 from rich.text import Text
 
+from gatecheck._values import document_time, shown, timestamp, unit_of
 from gatecheck.durations import format_duration
 from gatecheck.errors import printable, xml_safe
 from gatecheck.render.describe import describe_failure, subject_of, threshold_text, waiver_text
@@ -47,18 +48,14 @@ def render_json(verdict: Verdict) -> str:
     return json.dumps(verdict.document(), indent=2, ensure_ascii=False) + "\n"
 
 
-def _time(moment: object) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%SZ")  # type: ignore[attr-defined]
+_time = timestamp
 
 
 def _evidence_text(check: CheckResult) -> str:
     evidence = check.evidence
     if evidence is None:
-        return f"{check.rows} rows"
-    observed = "none" if evidence.observed_total is None else f"{evidence.observed_total:g}"
-    minimum = evidence.min_total.value
-    shown = f"{minimum:g}" if isinstance(minimum, int | float) else minimum
-    return f"{evidence.column} {observed} (min {shown})"
+        return f"{check.rows} row" if check.rows == 1 else f"{check.rows} rows"
+    return f"{evidence.column} {shown(evidence.observed_total)} (min {shown(evidence.min_total.value)})"
 
 
 def _check_detail(check: CheckResult) -> list[str]:
@@ -68,22 +65,24 @@ def _check_detail(check: CheckResult) -> list[str]:
     if check.comparison and check.comparison not in (check.reason or ""):
         lines.append(check.comparison)
     for side in check.sides:  # a comparison: each side's source and totals
-        totals = ", ".join(f"{k} {'none' if v is None else f'{v:g}'}" for k, v in side.values.items())
+        totals = ", ".join(f"{k} {shown(v, unit_of(k))}" for k, v in side.values.items())
         lines.append(f"side {side.side} ({side.source}){': ' + totals if totals else ''}")
     for result in check.expectations:
-        limits = ", ".join(threshold_text(t) for t in result.thresholds)
+        unit = unit_of(result.column)
+        limits = ", ".join(threshold_text(t, unit) for t in result.thresholds)
+        observed = shown(result.observed_value, unit)
         subject = subject_of(result)
         if result.outcome is Outcome.FAIL:
             rule = f"must be {limits}" if result.thresholds else f"fails {result.type}"
             lines.append(f"{subject} {rule}")
             for group in result.failing_groups[:10]:
-                lines.append(f"  {describe_failure(group)}")
+                lines.append(f"  {describe_failure(group, unit)}")
             if len(result.failing_groups) > 10:
                 lines.append(f"  … and {len(result.failing_groups) - 10} more groups")
             if not result.failing_groups:
-                lines.append(f"  observed {result.observed_value}")
+                lines.append(f"  observed {observed}")
         elif result.outcome is Outcome.PASS and any(t.bound for t in result.thresholds):
-            lines.append(f"{subject}: worst {result.observed_value}, {limits}")
+            lines.append(f"{subject}: worst {observed}, {limits}")
         elif result.outcome is Outcome.PASS:
             lines.append(f"{subject}: ok ({limits or result.type})")
         elif check.outcome is not Outcome.ERROR or result.outcome is not Outcome.ERROR:
@@ -197,7 +196,7 @@ def render_junit(verdict: Verdict) -> str:
         ("verdict", verdict.verdict.value),
         ("phase", verdict.phase),
         ("environment", verdict.environment),
-        ("as_of", verdict.as_of.isoformat()),
+        ("as_of", document_time(verdict.as_of)),
         ("config_hash", verdict.config_hash),
         ("gatecheck_version", verdict.gatecheck_version),
     ):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client.registry import CollectorRegistry
 
+from gatecheck._values import document_time
 from gatecheck.config import Project
 from gatecheck.errors import ConfigError, GatecheckError
 from gatecheck.evaluation.engine import Engine, Evaluator
@@ -313,7 +314,7 @@ class Service:
             "phase": verdict.phase,
             "verdict": verdict.verdict.value,
             "duration_s": round(duration, 3),
-            "as_of": verdict.as_of.isoformat(),
+            "as_of": document_time(verdict.as_of),
             "failing": failing,
         }
         log.info("evaluated %s: %s", verdict.phase, verdict.verdict.value, extra=fields)

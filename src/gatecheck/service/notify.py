@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from gatecheck._values import document_time, timestamp
 from gatecheck.config import NotifyTarget
 from gatecheck.config.models import webhook_url_problem
 from gatecheck.render.describe import failure_text, waiver_text
@@ -81,7 +82,7 @@ def message_text(previous: Verdict | None, verdict: Verdict, link: str) -> str:
             )
     if len(lines) == 1:
         lines += [f"• {reason}" for reason in verdict.reasons]
-    lines.append(f"as of {verdict.as_of.isoformat()} · {link}")
+    lines.append(f"as of {timestamp(verdict.as_of)} · {link}")
     return "\n".join(lines)
 
 
@@ -94,7 +95,7 @@ def payload(target: NotifyTarget, previous: Verdict | None, verdict: Verdict, li
         "phase": verdict.phase,
         "previous": previous.verdict.value if previous is not None else None,
         "verdict": verdict.verdict.value,
-        "as_of": verdict.as_of.isoformat(),
+        "as_of": document_time(verdict.as_of),
         "url": link,
         "text": text,
         "document": verdict.document(),

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 from starlette.requests import Request  # a handler's annotation: FastAPI resolves it here
 
+from gatecheck._values import document_time
 from gatecheck.ledger import record_summary
 from gatecheck.results import Requester, Verdict
 from gatecheck.service.auth import (
@@ -50,7 +51,7 @@ def routes(service: Service, h: Helpers) -> APIRouter:
                     "scheduled": gate.phase in service.phases,
                     "interval": service.interval(gate.phase).total_seconds(),
                     "verdict": latest.verdict.value if latest else None,
-                    "as_of": latest.as_of.isoformat() if latest else None,
+                    "as_of": document_time(latest.as_of) if latest else None,
                     "last_error": state.last_error if state else None,
                 }
             )

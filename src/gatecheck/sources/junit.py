@@ -27,10 +27,11 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from pydantic import field_validator
 
+from gatecheck._values import document_time
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.frozen import NAME, Frozen
 from gatecheck.sources._http import http_errors
-from gatecheck.sources.base import QueryParameters, Source, SourceSettings, iso_utc
+from gatecheck.sources.base import QueryParameters, Source, SourceSettings
 from gatecheck.sources.probe import Probe, counted
 
 if TYPE_CHECKING:
@@ -174,7 +175,7 @@ def frame_of(
     rows = [
         {
             "run": r.name,
-            "time": iso_utc(r.time),
+            "time": document_time(r.time),
             "tests": r.tests,
             "failures": r.failures,
             "errors": r.errors,
@@ -301,7 +302,7 @@ def explain_query(
 
 
 def _shown(value: Any) -> str:
-    return iso_utc(value) if isinstance(value, datetime) else str(value)
+    return document_time(value) if isinstance(value, datetime) else str(value)
 
 
 async def check_source(name: str, config: JUnitSourceConfig, root: Path, suites: list[Any]) -> Probe:

@@ -40,10 +40,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import SecretStr, field_validator
 
+from gatecheck._values import document_time
 from gatecheck.arith import evaluate as evaluate_expression
 from gatecheck.errors import ConfigError, QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.frozen import NAME, Frozen
-from gatecheck.sources.base import QueryParameters, Source, SourceSettings, iso_utc
+from gatecheck.sources.base import QueryParameters, Source, SourceSettings
 from gatecheck.sources.probe import Probe, counted
 
 if TYPE_CHECKING:
@@ -169,7 +170,8 @@ def explain_query(
             {
                 "what": f"count {count.name}",
                 "text": (
-                    f"messages on {on} stamped in [{iso_utc(start)}, {iso_utc(end)}): two ephemeral "
+                    f"messages on {on} stamped in [{document_time(start)}, {document_time(end)}): "
+                    "two ephemeral "
                     "consumers (deliver by start time at each end, no acks, in memory, deleted after), "
                     "pending from the start minus pending from the end, read until stable"
                 ),
@@ -270,7 +272,7 @@ def _time(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value.isoformat()
+        return document_time(value)
     return str(value)
 
 

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import SecretStr, model_validator
 
+from gatecheck._values import document_time
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
-from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source, SourceSettings, iso_utc
+from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source, SourceSettings
 from gatecheck.sources.probe import Probe
 from gatecheck.sources.sqltext import ColumnsUsed, statement_problems, syntax_problem
 
@@ -121,7 +122,7 @@ def explain_query(
                     {
                         "name": key,
                         "type": types.get(key, ""),
-                        "sent": iso_utc(value) if isinstance(value, datetime) else str(value),
+                        "sent": document_time(value) if isinstance(value, datetime) else str(value),
                     }
                     for key, value in parameters.items()
                     if key in types  # what the SQL names (the window comes whether or not)

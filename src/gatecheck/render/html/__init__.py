@@ -20,7 +20,7 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from gatecheck._values import observed_number
+from gatecheck._values import number, observed_number, shown, timestamp, unit_of
 from gatecheck.config import GateConfig
 from gatecheck.durations import format_duration
 from gatecheck.render.describe import format_group, subject_of, threshold_text, waiver_text
@@ -142,7 +142,7 @@ def check_charts(history: Sequence[Verdict], suite: str) -> list[Chart]:
             numeric = next((t for t in expectation.thresholds if observed_number(t.value) is not None), None)
             bounds[key] = (
                 observed_number(numeric.value) if numeric else None,
-                threshold_text(numeric) if numeric else "",
+                threshold_text(numeric, unit_of(expectation.column)) if numeric else "",
             )
     return [_chart(key, points, *bounds[key]) for key, points in series.items()]
 
@@ -170,8 +170,8 @@ def _chart(
         markers=placed if len(placed) <= 60 else [],
         threshold_y=xy(since, limit)[1] if limit is not None else None,
         threshold=limit_text,
-        low=f"{low:g}",
-        high=f"{high:g}",
+        low=number(low),
+        high=number(high),
         since=since,
         until=until,
         points=len(points),
@@ -244,6 +244,8 @@ def _environment() -> Any:
         subject_of=subject_of,
         waiver_text=waiver_text,
         iso=_iso,
+        shown=shown,
+        unit_of=unit_of,
         ago=_ago,
         csp=CONTENT_SECURITY_POLICY,
         chart_width=CHART_WIDTH,
@@ -258,9 +260,7 @@ def _stylesheet() -> str:
 
 
 def _iso(moment: datetime | None) -> str:
-    if moment is None:
-        return "—"
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return "—" if moment is None else timestamp(moment)
 
 
 def _ago(moment: datetime | None, now: datetime) -> str:

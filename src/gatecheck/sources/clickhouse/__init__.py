@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import SecretStr, model_validator
 
+from gatecheck._values import document_time
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
-from gatecheck.sources.base import MAX_ROWS, PlannedRequest, QueryParameters, Source, SourceSettings, iso_utc
+from gatecheck.sources.base import MAX_ROWS, PlannedRequest, QueryParameters, Source, SourceSettings
 from gatecheck.sources.clickhouse.connection import ClickHouse, Connection, Target
 from gatecheck.sources.probe import Probe
 from gatecheck.sources.sqltext import ColumnsUsed, statement_problems, syntax_problem, time_filtered_columns
@@ -222,7 +223,7 @@ def explain_query(
                         "name": key,
                         "type": types.get(key, ""),
                         "sent": format_parameter(value),
-                        **({"means": iso_utc(value)} if isinstance(value, datetime) else {}),
+                        **({"means": document_time(value)} if isinstance(value, datetime) else {}),
                     }
                     for key, value in parameters.items()
                 ],

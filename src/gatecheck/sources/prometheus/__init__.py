@@ -10,8 +10,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from gatecheck._values import document_time
 from gatecheck.errors import redact
-from gatecheck.sources.base import QueryParameters, iso_utc
+from gatecheck.sources.base import QueryParameters
 from gatecheck.sources.probe import Probe
 from gatecheck.sources.prometheus.promql import PrometheusSourceConfig, PromQuery, render_promql
 
@@ -39,7 +40,7 @@ def explain_query(
     measures = query.measures if isinstance(query, PromQuery) else {"value": query}
     end = parameters["window_end"]
     assert isinstance(end, datetime)
-    at = {"name": "time", "type": "", "sent": f"{end.timestamp():.3f}", "means": iso_utc(end)}
+    at = {"name": "time", "type": "", "sent": f"{end.timestamp():.3f}", "means": document_time(end)}
     if config.scrape:
         sent_to = f"one scrape of {redact(config.url)}, each measure evaluated on that snapshot"
     else:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from gatecheck._values import timestamp
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.sources._http import http_errors
 from gatecheck.sources.base import QueryParameters, Source
@@ -262,7 +263,7 @@ class _Parser:
                 # range's start (a service scrapes every evaluation), or no answer.
                 increase = self.remembered_increase(name, labels, value, created, seconds)
                 if increase is None:
-                    began = datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    began = timestamp(datetime.fromtimestamp(created, UTC))
                     raise _refuse(
                         f"{function}({name}[{inner}]): {shown} counts since {began}, before the {inner} "
                         "range began, and no scrape from the range's start is remembered, so its "
