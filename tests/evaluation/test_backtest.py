@@ -58,7 +58,7 @@ def test_a_known_bad_stretch_is_found_with_its_group(warehouse: Path) -> None:
     assert report["verdicts"] == {"go": 6, "no-go": 3, "inconclusive": 0, "rollback": 0}
     assert [s["verdict"] for s in report["steps"]] == ["go"] * 6 + ["no-go"] * 3
     (rate,) = edges["distributions"]
-    assert rate["column"] == "unmatched_rate" and rate["threshold"] == "≤ 0.005" and rate["steps"] == 9
+    assert rate["column"] == "unmatched_rate" and rate["threshold"] == "≤ 0.5 %" and rate["steps"] == 9
     assert rate["max"] > 0.005 >= rate["p50"]
 
 
@@ -97,6 +97,31 @@ def test_what_if_thresholds_flip_exactly_the_expected_steps(warehouse: Path, tmp
     assert report["proposed_verdicts"] == {"go": 9, "no-go": 0, "inconclusive": 0, "rollback": 0}
     code, text, _ = backtest(warehouse, "unmatched-edges", "--since", "8h", "--thresholds", str(proposed))
     assert "what-if: go 9, no-go 0, inconclusive 0, rollback 0" in text
+    assert report["check_flips"] == []
+
+
+def test_a_what_if_names_the_checks_that_flip_where_the_verdict_stays(warehouse: Path, tmp_path: Path) -> None:
+    """unmatched_edges passes under the proposal but freshness_lag then fails: the last three
+    steps stay NO-GO, and the report still says which checks changed there."""
+    thresholds = yaml.safe_load((PROJECT / "thresholds.yaml").read_text())
+    thresholds["defaults"]["unmatched_edge_rate_max"] = 0.5
+    thresholds["defaults"]["freshness_lag_max_s"] = 0.001
+    proposed = tmp_path / "proposed.yaml"
+    proposed.write_text(yaml.safe_dump(thresholds))
+    code, out, err = backtest(
+        warehouse, "unmatched-edges", "--since", "8h", "--thresholds", str(proposed), "--format", "json"
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    stayed = report["check_flips"]
+    assert [f["as_of"][:16] for f in stayed] == [(AS_OF - k * HOUR).strftime("%Y-%m-%dT%H:%M") for k in (2, 1, 0)]
+    assert all((f["verdict"], f["proposed"]) == ("no-go", "no-go") for f in stayed)
+    changes = " | ".join(stayed[0]["changes"])
+    assert "unmatched_edges: unmatched_rate observed" in changes and "fail under unmatched_edge_rate_max" in changes
+    assert "freshness_lag: ingest_lag_s observed" in changes and "pass under freshness_lag_max_s" in changes
+    assert [f["verdict"] for f in report["flips"]] == ["go"] * 6  # the others turn NO-GO
+    code, text, _ = backtest(warehouse, "unmatched-edges", "--since", "8h", "--thresholds", str(proposed))
+    assert "checks that change at 3 steps whose verdict stays:" in text
 
 
 def test_a_what_if_of_a_threshold_bound_into_sql_is_refused(warehouse: Path, tmp_path: Path) -> None:
@@ -159,6 +184,14 @@ def test_the_chart_opens_offline_in_a_real_browser(warehouse: Path, tmp_path: Pa
     assert "unmatched_edges: unmatched_rate" in dom  # a panel per expectation
     assert "mark-rule" in dom  # the threshold lines
     assert "mark-line" in dom and "mark-symbol" in dom  # the observed series and its steps
+    # every panel has its own time axis, in UTC and 24-hour time (never "06 PM")
+    panels = set(re.findall(r">((?:unmatched_edges|freshness_lag|rollup_parity|demand_grain_parity|unattributed_sessions): \w+)", dom))
+    assert {p.split(":")[0] for p in panels} == {"unmatched_edges", "freshness_lag", "rollup_parity", "demand_grain_parity", "unattributed_sessions"}
+    assert dom.count(">as of (UTC)<") == len(panels), (dom.count(">as of (UTC)<"), panels)
+    assert not re.search(r">\d\d? ?(AM|PM)<", dom)
+    assert re.search(r">\d\d-\d\d \d\d:\d\d<", dom)  # a label such as 11-22 05:00
+    # a categorical expectation (demand_grain_parity's `present`) is drawn as its outcome per step
+    assert "demand_grain_parity: present (expect_column_values_to_be_in_set: outcome per step)" in dom
 
 
 def test_the_json_document_validates_against_the_shipped_schema(warehouse: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gatecheck._values import number
 from gatecheck.config import load_project
 from gatecheck.demo.reference import build_reference
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
@@ -367,7 +368,7 @@ def test_the_phase_page_and_metrics_show_both_sides_of_a_failing_comparison(proj
     )
     assert "<th>model_grain_sessions</th><th>pipeline_grain_sessions</th><th>sessions_diff</th>" in page
     assert '<td class="side-value">-5</td>' in page  # the doubled key's difference
-    assert f"model_grain (warehouse) sessions {model.values['sessions']}" in page
+    assert f"model_grain (warehouse) sessions {number(model.values['sessions'])}" in page  # 3600, never 3600.0
 
     state = SimpleNamespace(verdict=verdict, last_error=None, duration_s=0.5)
     service = SimpleNamespace(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from gatecheck._values import Moment, observed_number, utc_minute
+from gatecheck._values import Moment, bound, observed_number, shown, unit_of, utc_minute
 from gatecheck.config import Project, ResolvedThreshold
 from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError
@@ -52,6 +52,8 @@ class StepCheck(_Model):
     suite: str
     outcome: Outcome
     observed: dict[str, float | int | str | bool | None] = {}
+    # each expectation's own outcome (a check fails when one of its expectations does)
+    outcomes: dict[str, Outcome] = {}
     reason: str | None = None
 
 
@@ -113,6 +115,9 @@ class BacktestReport(_Model):
     steps: list[Step]
     proposed_verdicts: dict[str, int] | None = None
     flips: list[Flip] | None = None
+    # what-if: steps whose verdict stays but a check's outcome changes (a failure that the
+    # proposed thresholds clear while another check still blocks)
+    check_flips: list[Flip] | None = None
 
 
 def step_times(since: datetime, until: datetime, step: timedelta) -> list[datetime]:
@@ -139,6 +144,10 @@ def _verdict(checks: list[CheckResult]) -> VerdictState:
 
 def _observed(check: CheckResult) -> dict[str, Any]:
     return {f"{e.column or e.type}": e.observed_value for e in check.expectations}
+
+
+def _outcomes(check: CheckResult) -> dict[str, Outcome]:
+    return {f"{e.column or e.type}": e.outcome for e in check.expectations}
 
 
 async def run_backtest(
@@ -377,6 +386,7 @@ def _report(
 ) -> BacktestReport:
     steps: list[Step] = []
     flips: list[Flip] = []
+    check_flips: list[Flip] = []
     proposed_counts: dict[str, int] = {v.value: 0 for v in VerdictState}
     for moment, pairs in zip(times, results, strict=True):
         checks = [p[0] for p in pairs]
@@ -386,7 +396,10 @@ def _report(
                 as_of=moment,
                 verdict=verdict,
                 checks=[
-                    StepCheck(suite=c.suite, outcome=c.outcome, observed=_observed(c), reason=c.reason)
+                    StepCheck(
+                        suite=c.suite, outcome=c.outcome, observed=_observed(c), outcomes=_outcomes(c),
+                        reason=c.reason,
+                    )
                     for c in checks
                 ],
             )
@@ -397,6 +410,10 @@ def _report(
             proposed_counts[proposed.value] += 1
             if proposed is not verdict:
                 flips.append(
+                    Flip(as_of=moment, verdict=verdict, proposed=proposed, changes=_changes(checks, other))
+                )
+            elif any(a.outcome is not b.outcome for a, b in zip(checks, other, strict=True)):
+                check_flips.append(
                     Flip(as_of=moment, verdict=verdict, proposed=proposed, changes=_changes(checks, other))
                 )
     counts = {v.value: sum(1 for s in steps if s.verdict is v) for v in VerdictState}
@@ -411,6 +428,7 @@ def _report(
         steps=steps,
         proposed_verdicts=proposed_counts if what_if else None,
         flips=flips if what_if else None,
+        check_flips=check_flips if what_if else None,
     )
 
 
@@ -425,7 +443,8 @@ def _changes(checks: list[CheckResult], other: list[CheckResult]) -> list[str]:
             after = ", ".join(f"{t.name}={t.value}" for t in b.thresholds)
             if a.outcome is not b.outcome:
                 found.append(
-                    f"{now.suite}: {a.column or a.type} observed {a.observed_value}: "
+                    f"{now.suite}: {a.column or a.type} observed "
+                    f"{shown(a.observed_value, unit_of(a.column))}: "
                     f"{a.outcome.value} under {before or 'its kwargs'} → "
                     f"{b.outcome.value} under {after or 'its kwargs'}"
                 )
@@ -455,8 +474,8 @@ def _summary(results: list[CheckResult], times: list[datetime]) -> CheckSummary:
                 value = observed_number(group.observed_value)
                 if value is None:
                     continue
-                bound = next((t.bound for t in expectation.thresholds if t.bound), "max")
-                score = value if bound == "max" else -value
+                side = next((t.bound for t in expectation.thresholds if t.bound), "max")
+                score = value if side == "max" else -value
                 if worst is None or score > worst[0]:
                     worst = (score, group.observed_value, group.group, moment)
     distributions = []
@@ -469,7 +488,8 @@ def _summary(results: list[CheckResult], times: list[datetime]) -> CheckSummary:
             if v is not None
         ]
         threshold = ", ".join(
-            f"{'≤' if t.bound == 'max' else '≥' if t.bound == 'min' else t.name} {t.value}"
+            f"{'≤' if t.bound == 'max' else '≥' if t.bound == 'min' else t.name} "
+            f"{bound(t.value, t.bound, unit_of(expectation.column))}"
             for t in expectation.thresholds
         )
         ordered = sorted(values)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from gatecheck._values import observed_number, utc_minute
+from gatecheck._values import observed_number, shown, utc_minute
 from gatecheck.durations import format_duration
 from gatecheck.evaluation.backtest import BacktestReport
 from gatecheck.results import Outcome
@@ -40,8 +41,8 @@ def render_backtest(report: BacktestReport) -> str:
         for d in check.distributions:
             if d.steps:
                 lines.append(
-                    f"  {d.column}: min {d.min:g}, p50 {d.p50:g}, p95 {d.p95:g}, max {d.max:g} "
-                    f"against {d.threshold or d.expectation} ({d.steps} steps)"
+                    f"  {d.column}: min {shown(d.min)}, p50 {shown(d.p50)}, p95 {shown(d.p95)}, "
+                    f"max {shown(d.max)} against {d.threshold or d.expectation} ({d.steps} steps)"
                 )
     if report.flips is not None:
         lines += [
@@ -53,59 +54,85 @@ def render_backtest(report: BacktestReport) -> str:
         for flip in report.flips:
             lines.append(f"  {utc_minute(flip.as_of)}  {flip.verdict.value} → {flip.proposed.value}")
             lines += [f"    {change}" for change in flip.changes]
+        if report.check_flips:
+            lines.append(f"  checks that change at {len(report.check_flips)} steps whose verdict stays:")
+            for flip in report.check_flips:
+                lines.append(f"  {utc_minute(flip.as_of)}  {flip.verdict.value} (stays)")
+                lines += [f"    {change}" for change in flip.changes]
     return "\n".join(lines) + "\n"
 
 
 def write_chart(report: BacktestReport, path: Path) -> None:
     """A self-contained HTML page (Vega-Lite through altair, its scripts inlined: it opens
-    offline): per expectation, the observed value over time against its threshold line,
-    failing steps marked, steps that were not judged shaded."""
+    offline): a panel per expectation, each with its own time axis (UTC, 24-hour). A numeric
+    expectation draws its observed value over time against its threshold line; a categorical
+    one (``present``, a value set) draws its outcome at each step. Points are coloured by the
+    expectation's own outcome (a passing expectation of a failing check is green); steps that
+    were not judged are shaded."""
     import altair as alt
     import pandas as pd
 
     step = timedelta(seconds=report.step)
-    rows = []
-    for summary in report.checks:
-        for distribution in summary.distributions:
-            panel = f"{summary.suite}: {distribution.column}"
-            for item in report.steps:
-                check = next(c for c in item.checks if c.suite == summary.suite)
-                value = observed_number(check.observed.get(distribution.column))
-                rows.append(
-                    {
-                        "panel": panel,
-                        "as_of": item.as_of,
-                        "end": item.as_of + step,
-                        "value": value,
-                        "outcome": check.outcome.value,
-                        "threshold": distribution.bounds[0] if distribution.bounds else None,
-                        "not_judged": check.outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR),
-                    }
-                )
-    frame = pd.DataFrame(rows)
-    base = alt.Chart(frame)
     colors = alt.Scale(
         domain=["pass", "fail", "inconclusive", "error"], range=["#2e7d32", "#c62828", "#f9a825", "#6d4c41"]
     )
-    layers = alt.layer(
-        base.transform_filter("datum.not_judged")
-        .mark_rect(opacity=0.15, color="#f9a825")
-        .encode(x="as_of:T", x2="end:T"),
-        base.mark_line(color="#1565c0").encode(
-            x=alt.X("as_of:T", title="as of (UTC)"), y=alt.Y("value:Q", title="observed")
-        ),
-        base.mark_point(filled=True, size=40).encode(
-            x="as_of:T",
-            y="value:Q",
-            color=alt.Color("outcome:N", scale=colors),
-            tooltip=["as_of:T", "value:Q", "outcome:N"],
-        ),
-        base.mark_rule(strokeDash=[6, 4], color="#c62828").encode(y="threshold:Q"),
-    )
+    # Vega-Lite reads times in the browser's zone unless told: UTC scale and UTC labels.
+    # (the axis labels' UTC format is configured once, below, for every panel)
+    time: dict[str, Any] = {"title": "as of (UTC)", "scale": alt.Scale(type="utc")}
+    when = alt.Tooltip("as_of:T", format="%Y-%m-%dT%H:%MZ", formatType="utc")
+    panels = []
+    for summary in report.checks:
+        for distribution in summary.distributions:
+            rows = []
+            for item in report.steps:
+                check = next(c for c in item.checks if c.suite == summary.suite)
+                outcome = check.outcomes.get(distribution.column, check.outcome)
+                rows.append(
+                    {
+                        "as_of": item.as_of,
+                        "end": item.as_of + step,
+                        "value": observed_number(check.observed.get(distribution.column)),
+                        "shown": shown(check.observed.get(distribution.column)),
+                        "outcome": outcome.value,
+                        "threshold": distribution.bounds[0] if distribution.bounds else None,
+                        "not_judged": outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR),
+                    }
+                )
+            base = alt.Chart(pd.DataFrame(rows))
+            shade = base.transform_filter("datum.not_judged").mark_rect(opacity=0.15, color="#f9a825")
+            title = f"{summary.suite}: {distribution.column}"
+            if distribution.steps:  # numeric: the value over time against the threshold
+                tip = [when, "shown:N", "outcome:N"]
+                layer = alt.layer(
+                    shade.encode(x=alt.X("as_of:T", **time), x2="end:T"),
+                    base.mark_line(color="#1565c0").encode(
+                        x=alt.X("as_of:T", **time), y=alt.Y("value:Q", title="observed")
+                    ),
+                    base.mark_point(filled=True, size=40).encode(
+                        x=alt.X("as_of:T", **time),
+                        y="value:Q",
+                        color=alt.Color("outcome:N", scale=colors, title="expectation"),
+                        tooltip=tip,
+                    ),
+                    base.mark_rule(strokeDash=[6, 4], color="#c62828").encode(y="threshold:Q"),
+                )
+                height = 150
+            else:  # categorical: the outcome at each step
+                title += f" ({distribution.expectation}: outcome per step)"
+                layer = alt.layer(
+                    base.mark_rect().encode(
+                        x=alt.X("as_of:T", **time),
+                        x2="end:T",
+                        color=alt.Color("outcome:N", scale=colors, title="expectation"),
+                        tooltip=[when, "outcome:N"],
+                    )
+                )
+                height = 28
+            panels.append(layer.properties(width=720, height=height, title=title))
     chart = (
-        layers.properties(width=720, height=160)
-        .facet(row=alt.Row("panel:N", title=None))
-        .resolve_scale(y="independent")
+        alt.vconcat(*panels)
+        .resolve_scale(color="shared")
         .properties(title=f"gatecheck backtest: {report.phase}, {len(report.steps)} steps")
+        .configure_axisTemporal(format="%m-%d %H:%M", formatType="utc", labelAngle=0)
     )
     chart.save(str(path), inline=True)
