@@ -135,7 +135,7 @@ def test_the_phase_page_shows_the_failing_group_its_value_and_the_thresholds_pro
     checks, attributes = elements(page, "data-suite")
     assert attributes["unmatched_edges"]["data-outcome"] == "fail"
     edges = checks["unmatched_edges"]
-    assert "edge_type=start->first_segment" in edges and "0.025" in edges
+    assert "edge_type=start->first_segment" in edges and "2.5 %" in edges  # 0.025, a share
     assert "≤ 0.5 % (unmatched_edge_rate_max, default)" in edges
     assert "thresholds.yaml: defaults.unmatched_edge_rate_max" in edges
     assert "evidence: edges = " in edges and "minimum 100" in edges
@@ -294,7 +294,9 @@ def test_run_format_html_is_the_phase_page_of_the_verdict(project_for, tmp_path:
     assert result.exit_code == 1, result.stderr  # NO-GO
     checks, attributes = elements(out.read_text(), "data-suite")
     assert attributes["unmatched_edges"]["data-outcome"] == "fail"
-    assert "over 1 recorded evaluation" in checks["unmatched_edges"]
+    # one evaluation draws no chart (a line needs two points); the failing group leads the card
+    assert "recorded evaluation" not in checks["unmatched_edges"]
+    assert "unmatched_rate 2.5 % at edge_type=start->first_segment — must be ≤ 0.5 %" in checks["unmatched_edges"]
 
 
 # ---------------------------------------------------------------- in a real browser
@@ -503,3 +505,96 @@ def test_the_exported_page_opens_from_a_file_with_no_network(demo_page: tuple[st
     checks, attributes = elements(dom, "data-suite")
     assert attributes["stream_topology"]["data-outcome"] == "fail"
     assert "kind=stream" in checks["stream_topology"]
+
+
+# ---------------------------------------------------------------- read in ten seconds
+
+#: The window an on-call engineer reads the page in (the issue's "above the fold").
+FOLD = 1000
+SANS = ("system-ui", "sans-serif")
+
+
+def test_each_phase_page_puts_the_verdict_its_reason_and_the_blocking_check_above_the_fold(
+    demo_page: tuple[str, Path],
+) -> None:
+    """On the served demo (GO, NO-GO, INCONCLUSIVE and ROLLBACK at once), in a 1400×1000
+    window: the verdict, its first reason and the most urgent check card come first; a
+    rollback trigger before a failure, a failure before an error, passes folded away."""
+    from ..browser import PHASE_PAGE, Browser
+
+    base, _ = demo_page
+    listed = {p["phase"]: p["verdict"] for p in httpx.get(f"{base}/api/v1/phases").json()}
+    words = {"go": "GO", "no-go": "NO-GO", "inconclusive": "INCONCLUSIVE", "rollback": "ROLLBACK"}
+    seen = set()
+    with Browser(1400, FOLD) as browser:
+        for phase, _state in listed.items():
+            verdict = Verdict.model_validate(httpx.get(f"{base}/api/v1/phases/{phase}/verdict").json())
+            page = browser.measure(f"{base}/phases/{phase}", PHASE_PAGE)
+            seen.add(verdict.verdict.value)
+            assert page["verdict"] == words[verdict.verdict.value], (phase, page)
+            assert page["reason"].startswith(verdict.reasons[0][:60]), (phase, page["reason"])
+            assert page["verdict_bottom"] < FOLD and page["reason_bottom"] < FOLD, (phase, page)
+            assert page["font"].startswith(SANS[0]) and page["font"].endswith(SANS[1]), page["font"]
+            ranks = ["rollback", "blocking", "error", "inconclusive", "waived", "advisory", "passed"]
+            assert page["standings"] == sorted(page["standings"], key=ranks.index), (phase, page["standings"])
+            rolled = [c for c in verdict.checks if c.role == "rollback" and c.outcome is Outcome.FAIL]
+            blocking = [
+                c for c in verdict.checks
+                if c.outcome is Outcome.FAIL and c.role == "required" and c.waiver is None
+            ]  # fmt: skip
+            if rolled or blocking:  # the first card is the one that decided, above the fold
+                first = page["first"]
+                assert first["standing"] == ("rollback" if rolled else "blocking"), (phase, first)
+                assert first["suite"] == (rolled or blocking)[0].suite, (phase, first)
+                assert first["bottom"] < FOLD, (phase, first)
+                assert "must be" in first["headline"], first  # its observed value against its threshold
+            if verdict.verdict is VerdictState.GO:
+                assert set(page["standings"]) <= {"passed", "advisory", "waived"} and page["passed_open"]
+            elif page["standings"] and page["standings"][0] != "passed":
+                assert not page["passed_open"], (phase, page)  # the passes are a click away
+    assert {"go", "no-go", "rollback"} <= seen, seen
+
+
+def test_the_chain_cards_are_a_few_lines_each(demo_page: tuple[str, Path]) -> None:
+    from ..browser import CHAIN_PAGE, Browser
+
+    base, _ = demo_page
+    with Browser(1400, FOLD) as browser:
+        cards = browser.measure(f"{base}/", CHAIN_PAGE)
+    assert len(cards) == len(httpx.get(f"{base}/api/v1/phases").json())
+    assert {c["verdict"] for c in cards} >= {"go", "no-go", "rollback"}
+    for card in cards:
+        assert card["reason_lines"] <= 2, card  # the first reason, clipped; the rest on the phase page
+        assert card["height"] < 260, card  # head, when, one reason, soak, history: a few lines
+        assert card["font"].startswith(SANS[0]) and card["font"].endswith(SANS[1]), card
+
+
+def test_a_waived_failure_is_first_and_visibly_not_blocking(no_go: Verdict, tmp_path: Path) -> None:
+    """A GO under a waiver, exported as one file: the waived check comes first, badged WAIVED
+    FAIL in a dashed amber card, never the red of a blocking failure."""
+    from gatecheck.render.html import render_verdict_page
+    from gatecheck.results import Waiver
+
+    from ..browser import PHASE_PAGE, Browser
+
+    waiver = Waiver(
+        id="W7", check="unmatched_edges", reason="vendor backfill", by="alice",
+        since=AS_OF - HOUR, until=AS_OF + HOUR,
+    )  # fmt: skip
+    checks = [c.model_copy(update={"waiver": waiver}) if c.outcome is Outcome.FAIL else c for c in no_go.checks]
+    waived = no_go.model_copy(
+        update={"checks": checks, "verdict": VerdictState.GO, "reasons": ["all required checks passed or were waived (W7)"]}
+    )
+    path = tmp_path / "waived.html"
+    path.write_text(render_verdict_page(waived))
+    style = """(() => { const a = document.querySelector('section.checks article.check');
+      const badge = a.querySelector('h3 .outcome');
+      return {badge: badge.textContent.trim(), color: getComputedStyle(badge).backgroundColor,
+              border: getComputedStyle(a).borderLeftStyle}; })()"""
+    with Browser(1400, FOLD) as browser:
+        page = browser.measure(path.as_uri(), PHASE_PAGE)
+        card = browser.measure(path.as_uri(), style)
+    assert page["verdict"] == "GO" and page["first"]["standing"] == "waived"
+    assert page["first"]["suite"] == "unmatched_edges" and page["first"]["bottom"] < FOLD
+    assert card["badge"] == "WAIVED FAIL" and card["border"] == "dashed"
+    assert card["color"] != "rgb(198, 40, 40)"  # not the blocking red (--nogo)

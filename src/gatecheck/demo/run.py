@@ -146,12 +146,16 @@ def run_demo(
                     scenario, bus_url=None if scenario == "nats-down" else url, database_url=database_url,
                     e2e_dir=state / "e2e", metrics=normalize,
                 ).start()  # fmt: skip
-                stack.callback(world.stop)
-                say(
-                    f"demo: scenario {scenario}: serving every phase on the demo sources (bus {url}), "
-                    f"which live on for {SERVED_HORIZON.days * 24}h; Ctrl-C stops"
-                )
-                serve_project(project, listen, None, recorded_since=started)
+                try:
+                    say(
+                        f"demo: scenario {scenario}: serving every phase on the demo sources (bus {url}), "
+                        f"which live on for {SERVED_HORIZON.days * 24}h; Ctrl-C stops"
+                    )
+                    serve_project(project, listen, None, recorded_since=started)
+                finally:
+                    # before the bus it publishes to stops (below): a tick on a stopping
+                    # nats-server logged "a tick failed" after the service said "stopped"
+                    world.stop()
                 return None
             say(
                 f"demo: scenario {scenario}: warehouse as of {timestamp(moment)} "

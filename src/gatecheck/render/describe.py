@@ -20,15 +20,26 @@ def failure_text(result: ExpectationResult) -> str:
     """One failing expectation as a reason: its subject, its rule, the groups that broke it."""
     subject = subject_of(result)
     unit = unit_of(result.column)
-    if result.thresholds:
-        rule = "must be " + ", ".join(threshold_text(t, unit) for t in result.thresholds)
-    else:
-        rule = f"fails {result.type}"
+    rule = f"must be {rule_text(result.thresholds, unit)}" if result.thresholds else f"fails {result.type}"
     if result.failing_groups:
         groups = "; ".join(describe_failure(g, unit) for g in result.failing_groups[:5])
         more = f" (+{len(result.failing_groups) - 5} more)" if len(result.failing_groups) > 5 else ""
         return f"{subject} {rule}: {groups}{more}"
     return f"{subject} {rule}: observed {shown(result.observed_value, unit)}"
+
+
+def rule_text(thresholds: list[Threshold], unit: str = "") -> str:
+    """The thresholds of one expectation: ``= 3 (stream_replicas, environment)`` when a minimum
+    and a maximum of one name and value pin it, else each by :func:`threshold_text`."""
+    if (
+        len(thresholds) == 2
+        and {t.bound for t in thresholds} == {"min", "max"}
+        and thresholds[0].name == thresholds[1].name
+        and thresholds[0].value == thresholds[1].value
+    ):
+        pinned = thresholds[0]
+        return f"= {shown(pinned.value, unit)} ({pinned.name}, {pinned.provenance})"
+    return ", ".join(threshold_text(t, unit) for t in thresholds)
 
 
 def threshold_text(threshold: Threshold, unit: str = "") -> str:

@@ -11,7 +11,7 @@ from rich.text import Text
 from gatecheck._values import document_time, shown, timestamp, unit_of
 from gatecheck.durations import format_duration
 from gatecheck.errors import printable, xml_safe
-from gatecheck.render.describe import describe_failure, subject_of, threshold_text, waiver_text
+from gatecheck.render.describe import describe_failure, rule_text, subject_of, waiver_text
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
 
 FORMATS = ("text", "json", "junit", "markdown", "html")
@@ -69,7 +69,7 @@ def _check_detail(check: CheckResult) -> list[str]:
         lines.append(f"side {side.side} ({side.source}){': ' + totals if totals else ''}")
     for result in check.expectations:
         unit = unit_of(result.column)
-        limits = ", ".join(threshold_text(t, unit) for t in result.thresholds)
+        limits = rule_text(result.thresholds, unit)
         observed = shown(result.observed_value, unit)
         subject = subject_of(result)
         if result.outcome is Outcome.FAIL:

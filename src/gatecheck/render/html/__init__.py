@@ -20,11 +20,11 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from gatecheck._values import number, observed_number, shown, timestamp, unit_of
+from gatecheck._values import document_time, number, observed_number, shown, timestamp, unit_of
 from gatecheck.config import GateConfig
 from gatecheck.durations import format_duration
-from gatecheck.render.describe import format_group, subject_of, threshold_text, waiver_text
-from gatecheck.results import Outcome, Verdict, VerdictState, Waiver
+from gatecheck.render.describe import format_group, rule_text, subject_of, threshold_text, waiver_text
+from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState, Waiver
 
 if TYPE_CHECKING:
     from gatecheck.ledger import Ledger
@@ -70,10 +70,11 @@ class Timeline:
     until: datetime
     spans: list[Span]
     counts: dict[str, int]
+    period: timedelta | None = None  # what the counts cover, when the bar starts later
 
     @property
     def length(self) -> str:
-        return format_duration(self.until - self.since)
+        return format_duration(self.period or self.until - self.since)
 
     @property
     def summary(self) -> str:
@@ -86,12 +87,16 @@ class Timeline:
 def timeline(points: Iterable[tuple[datetime, VerdictState]], since: datetime, until: datetime) -> Timeline:
     """The timeline of ``points`` (oldest first): each verdict holds from its ``as_of`` to the
     next one's (the last to ``until``); equal neighbours merge into one span."""
+    inside = [(m, v) for m, v in points if since <= m <= until]
+    period = until - since
+    if inside and inside[0][0] > since:
+        # Recorded for less than the period (a new service): the bar starts at the first
+        # evaluation, so recent verdicts fill it instead of a sliver at its right end.
+        since = inside[0][0]
     total = (until - since).total_seconds() or 1.0
     runs: list[list[Any]] = []  # [verdict, start, count]
     counts = {v.value: 0 for v in VerdictState}
-    for moment, verdict in points:
-        if moment < since or moment > until:
-            continue
+    for moment, verdict in inside:
         counts[verdict.value] += 1
         if runs and runs[-1][0] is verdict:
             runs[-1][2] += 1
@@ -103,7 +108,65 @@ def timeline(points: Iterable[tuple[datetime, VerdictState]], since: datetime, u
         x = (start - since).total_seconds() / total * 100
         width = max((end - start).total_seconds() / total * 100, 0.3)
         spans.append(Span(verdict, start, end, count, round(x, 3), round(width, 3)))
-    return Timeline(since, until, spans, counts)
+    return Timeline(since, until, spans, counts, period)
+
+
+#: An expectation's outcome, most urgent first (a check's failing expectation leads its table).
+_URGENCY = (Outcome.FAIL, Outcome.ERROR, Outcome.INCONCLUSIVE, Outcome.PASS)
+
+#: How a check stands on a page, most urgent first: what a reader must see first.
+STANDINGS = ("rollback", "blocking", "error", "inconclusive", "waived", "advisory", "passed")
+#: The badge each standing is shown with (never its colour alone).
+STANDING_WORDS = {
+    "rollback": "ROLLBACK",
+    "blocking": "FAIL",
+    "error": "ERROR",
+    "inconclusive": "INCONCLUSIVE",
+    "waived": "WAIVED FAIL",
+    "advisory": "ADVISORY FAIL",
+    "passed": "PASS",
+}
+
+
+def standing(check: CheckResult) -> str:
+    """Where ``check`` stands: a rollback trigger that fired, a failure that blocks, an error, an
+    inconclusive check, a failure under a waiver, an advisory failure (neither blocks), or a pass."""
+    if check.outcome is Outcome.FAIL:
+        if check.role == "rollback":
+            return "rollback"
+        if check.waiver is not None:
+            return "waived"
+        return "advisory" if check.role == "advisory" else "blocking"
+    if check.outcome is Outcome.ERROR:
+        return "error"
+    if check.outcome is Outcome.INCONCLUSIVE:
+        return "inconclusive"
+    return "passed"
+
+
+def ordered_checks(verdict: Verdict) -> list[tuple[str, CheckResult]]:
+    """The checks in the order a reader needs them: by :data:`STANDINGS`, then as configured."""
+    ranked = [(standing(c), c) for c in verdict.checks]
+    return sorted(ranked, key=lambda pair: STANDINGS.index(pair[0]))
+
+
+def headline(check: CheckResult) -> str:
+    """A check's one line: for a failure its first failing expectation — the group, the
+    observed value, the rule and where the threshold came from; otherwise its reason."""
+    for result in check.expectations:
+        if result.outcome is not Outcome.FAIL:
+            continue
+        unit = unit_of(result.column)
+        rule = rule_text(result.thresholds, unit) or result.type
+        if result.failing_groups:
+            group = result.failing_groups[0]
+            more = len(result.failing_groups) - 1
+            where = format_group(group.group)
+            extra = f" (and {more} more group{'s' if more > 1 else ''})" if more else ""
+            observed = shown(group.observed_value, unit)
+            return f"{subject_of(result)} {observed} at {where}{extra} — must be {rule}"
+        return f"{subject_of(result)} {shown(result.observed_value, unit)} — must be {rule}"
+    return check.reason or check.outcome.value
 
 
 @dataclass(frozen=True)
@@ -144,7 +207,8 @@ def check_charts(history: Sequence[Verdict], suite: str) -> list[Chart]:
                 observed_number(numeric.value) if numeric else None,
                 threshold_text(numeric, unit_of(expectation.column)) if numeric else "",
             )
-    return [_chart(key, points, *bounds[key]) for key, points in series.items()]
+    # one evaluation draws no line: a chart begins with the second
+    return [_chart(key, points, *bounds[key]) for key, points in series.items() if len(points) > 1]
 
 
 def _chart(
@@ -241,9 +305,15 @@ def _environment() -> Any:
         duration=format_duration,
         group_text=format_group,
         threshold_text=threshold_text,
+        rule_text=rule_text,
+        by_urgency=lambda results: sorted(results, key=lambda r: _URGENCY.index(r.outcome)),
         subject_of=subject_of,
         waiver_text=waiver_text,
+        standing_words=STANDING_WORDS,
+        ordered_checks=ordered_checks,
+        headline=headline,
         iso=_iso,
+        exact=document_time,
         shown=shown,
         unit_of=unit_of,
         ago=_ago,
