@@ -324,3 +324,16 @@ def test_no_record_on_a_clickhouse_ledger_creates_no_database(warehouse: Path) -
         connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}", warehouse))
         databases = set(connection.query_df("SELECT name FROM system.databases")["name"])
     assert "never_created_ledger" not in databases
+
+
+def test_run_junit_carries_the_evaluations_durations(warehouse: Path) -> None:
+    """`run --format junit` times each testcase by its own check and the suite by the whole
+    evaluation (a check never takes longer than the evaluation it is part of)."""
+    import xml.etree.ElementTree as ET
+
+    result = invoke(warehouse, "healthy", "--phase", "warehouse-release", "--format", "junit")
+    assert result.exit_code == 0, result.output
+    suite = ET.fromstring(result.stdout)
+    cases = [float(case.get("time", "")) for case in suite.iter("testcase")]
+    assert float(suite.get("time", "")) > 0 and len(cases) == 5
+    assert all(0 < case <= float(suite.get("time", "")) for case in cases)

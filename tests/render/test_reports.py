@@ -159,3 +159,36 @@ def test_control_characters_from_data_never_reach_the_terminal_or_break_junit(ve
     assert "evil\\x1b[2K\\x00row" in xml
     markdown = render(verdict, "markdown")
     assert "\x1b" not in markdown and "\x00" not in markdown
+
+
+def test_junit_an_advisory_failure_is_skipped_with_its_evidence_and_times_are_the_checks_own(
+    verdicts: dict[str, Verdict],
+) -> None:
+    """An advisory check that failed does not block: JUnit says so as <skipped> (CI stays green
+    on a GO) with the evidence; each testcase carries its own check's duration, the suite the
+    evaluation's."""
+    from types import SimpleNamespace
+
+    from gatecheck.results import Outcome
+
+    go = verdicts["go"]
+    failed = verdicts["no-go"].checks[0] if verdicts["no-go"].checks[0].outcome is Outcome.FAIL else next(
+        c for c in verdicts["no-go"].checks if c.outcome is Outcome.FAIL
+    )
+    advisory = failed.model_copy(update={"role": "advisory"})
+    verdict = go.model_copy(update={"checks": [*go.checks, advisory]})
+    timings = SimpleNamespace(
+        duration_s=2.5, check_seconds={(c.suite, c.role): 0.25 * (i + 1) for i, c in enumerate(verdict.checks)}
+    )
+    xml = render_junit(verdict, timings)
+    JUNIT_XSD.validate(xml)
+    document = JUNIT_XSD.to_dict(xml)
+    assert document["@failures"] == 0 and document["@skipped"] == 1  # a GO is never red in CI
+    case = document["testcase"][-1]
+    assert case["@classname"].endswith(".advisory") and "failure" not in case
+    assert case["skipped"]["@message"].startswith("advisory check failed (does not block the verdict)")
+    assert "must be" in case["skipped"]["$"]  # the evidence: observed value against its threshold
+    assert document["@time"] == 2.5
+    assert [c["@time"] for c in document["testcase"]] == [0.25 * (i + 1) for i in range(len(verdict.checks))]
+    # without timings (a verdict read back from the service or the ledger): 0, never invented
+    assert {c["@time"] for c in JUNIT_XSD.to_dict(render_junit(verdict))["testcase"]} == {0}

@@ -30,8 +30,8 @@ from gatecheck.exitcodes import ExitCode
 # `status --url` and `run --url` never import pandas, Great Expectations, chDB or the service
 # (tests/cli/test_cli.py checks it in a fresh interpreter).
 if TYPE_CHECKING:
-
     from gatecheck.config import Project
+    from gatecheck.evaluation.engine import Evaluation
     from gatecheck.ledger import Ledger
     from gatecheck.results import Verdict
 
@@ -309,7 +309,7 @@ def evaluate_phase(
     record: bool = True,
     recorded_since: datetime | None = None,
     spinner: bool = False,
-) -> Verdict:
+) -> Evaluation:
     """Evaluate through the engine, against the ledger's history, and record the result;
     ``spinner``: name the sources being waited on (on a terminal only)."""
     from gatecheck.durations import parse_as_of
@@ -322,14 +322,13 @@ def evaluate_phase(
 
     waiting = Waiting(f"evaluating {phase}")
 
-    async def go() -> Verdict:
+    async def go() -> Evaluation:
         async with Engine(
             project, recorded_since=recorded_since, watch_sources=waiting.watching, read_only=not record
         ) as engine:
-            evaluation = await engine.evaluate(
+            return await engine.evaluate(
                 phase, moment, assume_approved=assume_approved, assume_soaked=assume_soaked, record=record
             )
-            return evaluation.verdict
 
     with waiting.shown(spinner):
         return asyncio.run(go())
@@ -371,7 +370,13 @@ def say(line: str) -> None:
     typer.echo(line, err=True)
 
 
-def finish(verdict: Verdict, fmt: VerdictFormat, output: Path | None, rendered: str | None = None) -> None:
+def finish(
+    verdict: Verdict,
+    fmt: VerdictFormat,
+    output: Path | None,
+    rendered: str | None = None,
+    timings: Evaluation | None = None,
+) -> None:
     from gatecheck.render.verdict import render, render_markdown
 
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -380,7 +385,9 @@ def finish(verdict: Verdict, fmt: VerdictFormat, output: Path | None, rendered: 
             handle.write(render_markdown(verdict) + "\n")
 
     color = output is None and fmt is VerdictFormat.text and sys.stdout.isatty()
-    write_output(rendered if rendered is not None else render(verdict, fmt.value, color=color), output)
+    if rendered is None:
+        rendered = render(verdict, fmt.value, color=color, timings=timings)
+    write_output(rendered, output)
     if output is not None:
         typer.echo(f"{verdict.verdict.value}: phase {verdict.phase} → {output}", err=True)
     raise typer.Exit(ExitCode.for_verdict(verdict.verdict))

@@ -96,13 +96,14 @@ def run(
             if record and (assume_approved or assume_soaked):  # --no-record writes nothing anywhere
                 record_assumptions(project, phase, assume_approved or [], assume_soaked, by)
             spinner = fmt is VerdictFormat.text and output is None
-            verdict = evaluate_phase(
+            evaluation = evaluate_phase(
                 project, phase, as_of, assume_approved or [], assume_soaked, record, spinner=spinner
             )
+            verdict = evaluation.verdict
     rendered = None
     if fmt is VerdictFormat.html and url is None:
         rendered = _run_page(project, verdict)
-    finish(verdict, fmt, output, rendered)
+    finish(verdict, fmt, output, rendered, timings=evaluation if url is None else None)
 
 
 def _run_page(project: Project, verdict: Verdict) -> str | None:

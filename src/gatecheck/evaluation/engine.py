@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -70,6 +70,8 @@ class Evaluation:
     verdict: Verdict
     duration_s: float
     recorded: bool
+    # how long each check took, by (suite, role): for reports (JUnit's time), not the verdict
+    check_seconds: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 class Evaluator(Protocol):
@@ -216,6 +218,7 @@ class Engine:
         from gatecheck.evaluation.gate import evaluate
 
         started = time.perf_counter()
+        timings: dict[tuple[str, str], float] = {}
         verdict = await evaluate(
             self.project,
             phase,
@@ -227,6 +230,7 @@ class Engine:
             source_factory=self.source_factory,
             judge_in=self.in_validation_thread,
             validator=self.validator,
+            timings=timings,
         )
         duration = time.perf_counter() - started
         if requested_by is not None:  # a rollout controller's request: recorded with it
@@ -239,4 +243,4 @@ class Engine:
             self._writes.add(write)
             write.add_done_callback(self._writes.discard)
             await asyncio.shield(write)
-        return Evaluation(verdict=verdict, duration_s=duration, recorded=recorded)
+        return Evaluation(verdict=verdict, duration_s=duration, recorded=recorded, check_seconds=timings)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -119,6 +120,7 @@ async def evaluate(
     source_factory: Callable[..., Source],
     judge_in: JudgeIn,
     validator: Validator,
+    timings: dict[tuple[str, str], float] | None = None,
 ) -> Verdict:
     """Evaluate ``phase`` at ``as_of`` (default: now).
 
@@ -131,7 +133,9 @@ async def evaluate(
     suite-parameter parser fails when two threads use it). Call it through
     :class:`gatecheck.evaluation.engine.Engine`, which owns all three. ``recorded_since``
     limits the records that ``requires`` and ``soak`` are judged on to those written since
-    then (the demo judges only what its own run recorded).
+    then (the demo judges only what its own run recorded). ``timings``, when given, receives
+    how long each check took, by (suite, role): it is not part of the verdict, whose document
+    stays the same however fast the sources answer.
     """
     gate = project.gate(phase)
     as_of = parse_as_of(None) if as_of is None else as_of.astimezone(UTC)
@@ -153,7 +157,7 @@ async def evaluate(
     pool = SourcePool(project, gate.environment, source_factory)
     try:
         jobs = [
-            _run_check(plan, as_of, thresholds, pool, judge_in, validator)
+            _timed(plan, _run_check(plan, as_of, thresholds, pool, judge_in, validator), timings)
             for plan in plan_checks(project, gate, as_of)
         ]
         checks = list(await asyncio.gather(*jobs))
@@ -282,6 +286,17 @@ async def _soak_status(
     # it would have then); the recorded ones only if they were evaluated at their time.
     points.append((as_of, checks_passed(current), checks_failed(current), waived(current), True))
     return soak_coverage(points, as_of, soak.duration, soak.max_gap)
+
+
+async def _timed(
+    plan: CheckPlan, job: Awaitable[CheckResult], timings: dict[tuple[str, str], float] | None
+) -> CheckResult:
+    started = time.perf_counter()
+    try:
+        return await job
+    finally:
+        if timings is not None:
+            timings[(plan.suite.name, plan.role)] = time.perf_counter() - started
 
 
 async def _run_check(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text
@@ -30,11 +31,13 @@ _OUTCOME_STYLE = {
 }
 
 
-def render(verdict: Verdict, fmt: str, color: bool = False) -> str:
+def render(verdict: Verdict, fmt: str, color: bool = False, timings: Any = None) -> str:
+    """``verdict`` in ``fmt``; ``timings`` (the :class:`~gatecheck.evaluation.engine.Evaluation`
+    that produced it, when known) gives JUnit its durations."""
     if fmt == "json":
         return render_json(verdict)
     if fmt == "junit":
-        return render_junit(verdict)
+        return render_junit(verdict, timings)
     if fmt == "markdown":
         return render_markdown(verdict)
     if fmt == "html":  # the status page's phase page, as one self-contained file
@@ -167,16 +170,26 @@ def _window_text(check: CheckResult) -> str:
     )
 
 
-def render_junit(verdict: Verdict) -> str:
-    """One <testsuite> per evaluation, one <testcase> per check: fail → <failure>, error →
-    <error>, inconclusive → <skipped message=…>. Readable by GitLab, Jenkins, GitHub."""
+def render_junit(verdict: Verdict, timings: Any = None) -> str:
+    """One <testsuite> per evaluation, one <testcase> per check: a failure that blocks (or a
+    rollback trigger that fired) → <failure>, error → <error>, inconclusive → <skipped>; a
+    failure that does not block — waived, or of an advisory check — is <skipped> with its
+    evidence, so CI is not red on a GO. ``time`` is each check's own duration (the suite's:
+    the evaluation's) when ``timings`` (an Evaluation) is given, else 0. Readable by GitLab,
+    Jenkins, GitHub."""
     import socket
     import xml.etree.ElementTree as ET
 
     counts = {outcome: sum(1 for c in verdict.checks if c.outcome is outcome) for outcome in Outcome}
-    waived = sum(1 for c in verdict.checks if c.outcome is Outcome.FAIL and c.waiver is not None)
-    counts[Outcome.FAIL] -= waived  # a waived failure is reported as skipped, with its evidence
-    counts[Outcome.INCONCLUSIVE] += waived
+    not_blocking = sum(
+        1
+        for c in verdict.checks
+        if c.outcome is Outcome.FAIL and (c.waiver is not None or c.role == "advisory")
+    )
+    counts[Outcome.FAIL] -= not_blocking  # reported as skipped, with its evidence
+    counts[Outcome.INCONCLUSIVE] += not_blocking
+    seconds: dict[tuple[str, str], float] = getattr(timings, "check_seconds", {}) or {}
+    total = getattr(timings, "duration_s", None)
     suite = ET.Element(
         "testsuite",
         {
@@ -188,7 +201,7 @@ def render_junit(verdict: Verdict) -> str:
             "failures": str(counts[Outcome.FAIL]),
             "errors": str(counts[Outcome.ERROR]),
             "skipped": str(counts[Outcome.INCONCLUSIVE]),
-            "time": "0",
+            "time": f"{total:.3f}" if total is not None else "0",
         },
     )
     properties = ET.SubElement(suite, "properties")
@@ -205,12 +218,19 @@ def render_junit(verdict: Verdict) -> str:
         case = ET.SubElement(
             suite,
             "testcase",
-            {"name": check.suite, "classname": f"gatecheck.{verdict.phase}.{check.role}", "time": "0"},
+            {
+                "name": check.suite,
+                "classname": f"gatecheck.{verdict.phase}.{check.role}",
+                "time": f"{seconds.get((check.suite, check.role), 0.0):.3f}",
+            },
         )
         detail = "\n".join([_window_text(check), *_check_detail(check)])
         summary = f"{check.suite}: {check.reason or check.outcome.value} ({_window_text(check)})"
         if check.outcome is Outcome.FAIL and check.waiver is not None:
             ET.SubElement(case, "skipped", {"message": f"{waiver_text(check)} — {summary}"}).text = detail
+        elif check.outcome is Outcome.FAIL and check.role == "advisory":
+            message = f"advisory check failed (does not block the verdict) — {summary}"
+            ET.SubElement(case, "skipped", {"message": message}).text = detail
         elif check.outcome is Outcome.FAIL:
             ET.SubElement(
                 case, "failure", {"message": summary, "type": f"{check.role}-check-failed"}
