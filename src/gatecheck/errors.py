@@ -19,6 +19,7 @@ shown through :func:`redact`.
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Iterable
 
@@ -55,6 +56,50 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
 
     close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_ERRNO_WORDS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset",
+    errno.ETIMEDOUT: "timed out",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EADDRNOTAVAIL: "address not available",
+}
+_ERRNO_TEXT = re.compile(r"\[Errno (-?\d+)\]\s*")
+
+
+def network_reason(exc: BaseException) -> str | None:
+    """Why a server could not be reached, in words (``connection refused``, ``unknown host
+    db.example``, ``timed out``), from the first socket error in ``exc``'s chain; None when
+    the chain holds none. Never Python's ``[Errno 111] Connect call failed ('127.0.0.1', 4222)``."""
+    import socket
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror):
+            return "unknown host"
+        if isinstance(current, OSError) and current.errno in _ERRNO_WORDS:
+            return _ERRNO_WORDS[current.errno]
+        found = _ERRNO_TEXT.search(str(current))  # a library that kept only the text
+        if found and int(found.group(1)) in _ERRNO_WORDS:
+            return _ERRNO_WORDS[int(found.group(1))]
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def server_of(url: str) -> str:
+    """``host:port`` of ``url`` (its credentials hidden), for "cannot reach NATS at …"."""
+    from urllib.parse import urlsplit
+
+    shown = redact(url)
+    try:
+        parts = urlsplit(shown)
+    except ValueError:
+        return shown
+    return parts.netloc or shown
 
 
 class GatecheckError(Exception):

@@ -93,6 +93,21 @@ def test_a_bad_query_is_a_query_error_with_the_engine_message(warehouse: Path) -
         query(source(f"chdb://{warehouse}?database=healthy"), "SELECT no_such_column FROM session_facts")
 
 
+def test_an_engine_error_is_one_human_line_without_the_rewritten_query(warehouse: Path) -> None:
+    """The server echoes the whole query as it ran (``In scope SELECT …``, a parameter as
+    ``_CAST('1795327200', 'DateTime64(3)')``): the error keeps what went wrong and its code."""
+    with pytest.raises(QueryError) as caught:
+        query(
+            source(f"chdb://{warehouse}?database=healthy"),
+            "SELECT {window_end:DateTime64(3)} + 'x' AS lag FROM stream_trace_events",
+            window_end=AS_OF,
+        )
+    message = str(caught.value)
+    assert message.startswith("Illegal types DateTime64(3) and String of arguments of function plus")
+    assert message.endswith("(ILLEGAL_TYPE_OF_ARGUMENT)")
+    assert "In scope" not in message and "_CAST" not in message and "SELECT" not in message
+
+
 def test_a_slow_query_hits_the_time_limit(warehouse: Path) -> None:
     with pytest.raises(SourceTimeout):
         query(

@@ -169,6 +169,7 @@ def test_unreachable_and_credentials_are_not_leaked() -> None:
             as_of("slo-met"),
         )
     assert "hunter2" not in str(caught.value) and "t0k3n" not in str(caught.value)
+    assert str(caught.value).endswith(": connection refused") and "Errno" not in str(caught.value)
 
 
 def test_placeholders_render() -> None:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from gatecheck.errors import SourceTimeout, SourceUnavailable, redact
+from gatecheck.errors import SourceTimeout, SourceUnavailable, network_reason, redact
 
 
 @contextmanager
@@ -24,4 +24,5 @@ def http_errors(what: str, timeout: float) -> Iterator[None]:
         asked = redact(str(exc.request.url))
         raise SourceUnavailable(f"{what} answered {exc.response.status_code} to {asked}") from None
     except httpx.HTTPError as exc:
-        raise SourceUnavailable(f"cannot reach {what}: {exc}") from None
+        reason = network_reason(exc) or " ".join(str(exc).split()) or type(exc).__name__
+        raise SourceUnavailable(f"cannot reach {what}: {reason}") from None

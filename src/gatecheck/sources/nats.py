@@ -42,7 +42,15 @@ from pydantic import SecretStr, field_validator
 
 from gatecheck._values import document_time
 from gatecheck.arith import evaluate as evaluate_expression
-from gatecheck.errors import ConfigError, QueryError, SourceTimeout, SourceUnavailable, redact
+from gatecheck.errors import (
+    ConfigError,
+    QueryError,
+    SourceTimeout,
+    SourceUnavailable,
+    network_reason,
+    redact,
+    server_of,
+)
 from gatecheck.frozen import NAME, Frozen
 from gatecheck.sources.base import QueryParameters, Source, SourceSettings
 from gatecheck.sources.probe import Probe, counted
@@ -352,9 +360,9 @@ class NatsSource(Source):
                     with contextlib.suppress(Exception):
                         await client.close()
                     cause = self._last_error or exc
-                    raise SourceUnavailable(
-                        f"cannot connect to {redact(self.config.url)}: {_describe(cause)}"
-                    ) from exc
+                    reason = network_reason(cause) or network_reason(exc) or _describe(cause)
+                    server = server_of(self.config.url)
+                    raise SourceUnavailable(f"cannot reach NATS at {server}: {reason}") from exc
             return self._connection.jsm(timeout=self.timeout)
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -380,9 +388,9 @@ class NatsSource(Source):
             nats_errors.OutboundBufferLimitError,
             ConnectionError,
         ) as exc:
-            raise SourceUnavailable(
-                f"{what}: connection to {redact(self.config.url)} lost ({_describe(exc)})"
-            ) from exc
+            reason = network_reason(exc) or _describe(exc)
+            server = server_of(self.config.url)
+            raise SourceUnavailable(f"{what}: connection to NATS at {server} lost ({reason})") from exc
         except nats_errors.Error as exc:
             raise SourceUnavailable(f"{what}: {_describe(exc)}") from exc
 

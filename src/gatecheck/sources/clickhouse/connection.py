@@ -283,8 +283,30 @@ def _error_message(exc: BaseException) -> tuple[int | None, str]:
     text = str(exc).strip()
     match = _CODE.search(text)
     if not match:
-        return None, text.splitlines()[0][:500] if text else type(exc).__name__
-    return int(match.group(1)), " ".join(match.group(2).split())[:500]
+        return None, tidy(text.splitlines()[0])[:500] if text else type(exc).__name__
+    return int(match.group(1)), tidy(" ".join(match.group(2).split()))[:500]
+
+
+#: The server's echo of the whole query as it ran (rewritten: parameters as ``_CAST(…)``):
+#: ``…: In scope SELECT … . (CODE)``. The suite's query is in its file and in `explain`.
+_IN_SCOPE = re.compile(r":?\s*In scope .*?(?=\.? \([A-Z_]+\)$|$)")
+_EXPECTED = re.compile(r"(Expected one of: )([^.]*)")
+_CAST = re.compile(r"_CAST\('((?:[^'\\]|\\.)*)', '[^']*'\)")
+
+
+def tidy(message: str) -> str:
+    """A ClickHouse error as a person reads it: without the server's echo of the rewritten
+    query (``In scope SELECT … _CAST('1795327200', 'DateTime64(3)') …``), a parameter's
+    ``_CAST('v', 'T')`` as ``'v'``, and at most six of a syntax error's expected tokens."""
+    text = _IN_SCOPE.sub("", message)
+    text = _CAST.sub(lambda m: f"'{m.group(1)}'", text)
+
+    def fewer(match: re.Match[str]) -> str:
+        tokens = [t.strip() for t in match.group(2).split(",")]
+        more = f" (and {len(tokens) - 6} more)" if len(tokens) > 6 else ""
+        return match.group(1) + ", ".join(tokens[:6]) + more
+
+    return _EXPECTED.sub(fewer, text).replace("?. (", "? (").strip()
 
 
 def _unreachable(exc: BaseException, target: Target, timeout: float | None) -> Exception | None:
