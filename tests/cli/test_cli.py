@@ -151,9 +151,11 @@ def test_assume_approved_of_an_unknown_phase_is_a_usage_error(warehouse: Path) -
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--phase", "canary-1000"], "unknown phase 'canary-1000'"),
+        (["--phase", "canary-1000"], "unknown phase 'canary-1000' (did you mean 'canary-100'?)"),
+        # click's own guess was "--record, --url": no close option, no guess
+        (["--phase", "warehouse-release", "--colour"], "no option --colour (see gatecheck run --help)"),
         (["--phase", "warehouse-release", "--format", "yaml"], "'yaml' is not one of 'text', 'json', 'junit', 'markdown'"),
-        (["--phaze", "warehouse-release"], "No such option: --phaze"),
+        (["--phaze", "warehouse-release"], "no option --phaze (did you mean '--phase'?) (see gatecheck run --help)"),
         (["--phase", "warehouse-release", "--as-of", "last tuesday"], "--as-of"),
     ],
 )

@@ -128,7 +128,7 @@ BAD_CONFIGS = {
     "unknown key in gatecheck.yaml": (
         "gatecheck.yaml",
         lambda d: d["environments"]["staging"]["sources"]["warehouse"].update(urll="x"),
-        "gatecheck.yaml: environments.staging.sources.warehouse.urll: unknown key (allowed: url, timeout, type, password, ca_cert)",
+        "gatecheck.yaml: environments.staging.sources.warehouse.urll: unknown key (did you mean 'url'?) (allowed: url, timeout, type, password, ca_cert)",
     ),
     "unknown source type": (
         "gatecheck.yaml",
@@ -158,7 +158,7 @@ BAD_CONFIGS = {
     "unknown worker key": (
         "gatecheck.yaml",
         lambda d: d["service"].update(worker={"deadlin": "5m"}),
-        "gatecheck.yaml: service.worker.deadlin: unknown key (allowed: deadline, memory_limit_mib, recycle_after)",
+        "gatecheck.yaml: service.worker.deadlin: unknown key (did you mean 'deadline'?) (allowed: deadline, memory_limit_mib, recycle_after)",
     ),
     "worker deadline under a second": (
         "gatecheck.yaml",
@@ -168,7 +168,7 @@ BAD_CONFIGS = {
     "unknown key in a gate": (
         "gates/staging-soak.yaml",
         lambda d: d.update(windw="1h"),
-        "gates/staging-soak.yaml: windw: unknown key (allowed: phase, environment",
+        "gates/staging-soak.yaml: windw: unknown key (did you mean 'window'?) (allowed: phase, environment",
     ),
     "unknown suite in a gate": (
         "gates/warehouse-release.yaml",
@@ -256,7 +256,7 @@ BAD_CONFIGS = {
     "unknown key in a NATS query": (
         "suites/stream_topology.yaml",
         lambda d: d["query"]["streams"][0].update(subject=["x"]),
-        "suites/stream_topology.yaml: query.streams[0].subject: unknown key (allowed: name, subjects)",
+        "suites/stream_topology.yaml: query.streams[0].subject: unknown key (did you mean 'subjects'?) (allowed: name, subjects)",
     ),
     "unknown phase in thresholds": (
         "thresholds.yaml",
@@ -454,7 +454,7 @@ def test_validate_lists_problems_of_every_file_at_once_one_line_each(config_copy
         assert result.exit_code == 2
         lines = result.stderr.strip().splitlines()
         assert lines == [
-            "gatecheck: error: gatecheck.yaml: servic: unknown key (allowed: environments, history, service, notify)",
+            "gatecheck: error: gatecheck.yaml: servic: unknown key (did you mean 'service'?) (allowed: environments, history, service, notify)",
             "gatecheck: error: suites/rollup_parity.yaml: expectations[1]: unknown Great Expectations expectation type 'expect_column_values_to_be_betwen' (did you mean 'expect_column_values_to_be_between'?)",
             "gatecheck: error: suites/unmatched_edges.yaml: expectations[0]: mostly: value is not a valid float",
             "gatecheck: error: thresholds.yaml: defaults.fallback_event_max: no suite uses a threshold of this name (did you mean 'fallback_events_max'?)",

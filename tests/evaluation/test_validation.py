@@ -231,3 +231,12 @@ def test_frames_validated_together_take_one_validation_for_the_row_wise_expectat
     assert results[0][1].failing_groups[0].group == {"kind": "b"}
     assert results[0][1].failing_groups[0].observed_value == "lost"
     assert results[0][2].outcome is Outcome.FAIL and results[0][2].failing_groups[0].expected_value == 1
+
+
+def test_great_expectations_complaints_read_in_the_suites_words() -> None:
+    """GE says "min_value and max_value cannot both be None": the suite's author wrote YAML."""
+    from gatecheck.config.models import ExpectationSpec
+    from gatecheck.evaluation.validation import expectation_problems
+
+    spec = ExpectationSpec.model_validate({"type": "expect_column_values_to_be_between", "column": "x"})
+    assert expectation_problems(spec) == ["give min_value or max_value (or both)"]

@@ -146,6 +146,7 @@ def test_an_expired_waiver_blocks_again_and_is_recorded_as_expired(gate, history
         ({"--reason": "  "}, "--reason: say why"),
         ({"--by": ""}, "--by: say who decides"),
         ({"--check": "nope"}, "--check: gate canary-10 has no check 'nope'"),
+        ({"--check": "soak_criterias"}, "--check: gate canary-10 has no check 'soak_criterias' (did you mean 'soak_criteria'?)"),
         ({"--phase": "nope"}, "unknown phase 'nope'"),
     ],
 )  # fmt: skip

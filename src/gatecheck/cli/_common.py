@@ -23,7 +23,7 @@ try:  # typer carries its own copy of click; older releases use click itself
 except ImportError:  # pragma: no cover
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
-from gatecheck.errors import ConfigError, GatecheckError, one_line
+from gatecheck.errors import ConfigError, GatecheckError, did_you_mean, one_line
 from gatecheck.exitcodes import ExitCode
 
 # Everything else is imported where a command needs it: `--help`, `phases`, `history`,
@@ -84,6 +84,18 @@ class OneLineUsageErrors(TyperGroup):
         except click_errors.NoArgsIsHelpError as exc:
             typer.echo(exc.format_message())
             sys.exit(ExitCode.USAGE)
+        except click_errors.NoSuchOption as exc:
+            # click suggests by its own loose match ("--colour" → "--record, --url"): ours is
+            # the one closest name, or none
+            params = exc.ctx.command.params if exc.ctx else []
+            known = [name for param in params for name in param.opts if name.startswith("--")]
+            command = exc.ctx.command_path if exc.ctx else "gatecheck"
+            # matched without the shared "--" (which made "--colour" look like "--record")
+            close = did_you_mean(exc.option_name.lstrip("-"), [k.lstrip("-") for k in known])
+            hint = close.replace("'", "'--", 1) if close else ""
+            message = f"no option {exc.option_name}{hint} (see {command} --help)"
+            typer.echo(f"gatecheck: error: {message}", err=True)
+            sys.exit(exc.exit_code)
         except click_errors.ClickException as exc:
             message = exc.format_message().replace("Value error, ", "")
             typer.echo(f"gatecheck: error: {one_line(' '.join(message.split()))}", err=True)

@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from gatecheck.durations import Duration
-from gatecheck.errors import ConfigError
+from gatecheck.errors import ConfigError, did_you_mean
 from gatecheck.frozen import NAME as _NAME
 from gatecheck.frozen import Frozen
 from gatecheck.frozen import sane_number as _sane_number
@@ -552,7 +552,10 @@ class Project:
 
     def gate(self, phase: str) -> GateConfig:
         if phase not in self.gates:
-            raise ConfigError(f"unknown phase {phase!r} (known phases: {self.known_phases()})")
+            raise ConfigError(
+                f"unknown phase {phase!r}{did_you_mean(phase, self.gates)} "
+                f"(known phases: {self.known_phases()})"
+            )
         return self.gates[phase]
 
     def known_phases(self) -> str:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, Tag, ValidationError
 
-from gatecheck.errors import redact
+from gatecheck.errors import did_you_mean, redact
 
 
 def _unwrap(tp: Any) -> Any:
@@ -102,7 +102,8 @@ def _format_validation_error(label: str, model: type[BaseModel], exc: Validation
         where = f"{label}: {path}" if path else label
         if error["type"] == "extra_forbidden":
             hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
-            problems.append(f"{where}: unknown key{hint}")
+            guess = did_you_mean(str(error["loc"][-1]), allowed) if allowed else ""
+            problems.append(f"{where}: unknown key{guess}{hint}")
             continue
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "missing":

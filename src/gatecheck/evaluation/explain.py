@@ -15,7 +15,7 @@ from gatecheck._values import document_time
 from gatecheck.config import ParameterRef, Project, ResolvedThreshold
 from gatecheck.config.checks import THRESHOLD_KWARGS
 from gatecheck.durations import format_duration
-from gatecheck.errors import ConfigError
+from gatecheck.errors import ConfigError, did_you_mean
 from gatecheck.evaluation.plan import plan_checks, query_parameters
 from gatecheck.sources import kind_of
 
@@ -53,7 +53,8 @@ def explain(
         plans = [p for p in plans if p.suite.name == check]
         if not plans:
             names = ", ".join(dict.fromkeys(p.suite.name for p in plan_checks(project, gate, as_of)))
-            raise ConfigError(f"--check: gate {phase} has no check {check!r} (its checks: {names})")
+            hint = did_you_mean(check, names.split(", "))
+            raise ConfigError(f"--check: gate {phase} has no check {check!r}{hint} (its checks: {names})")
     sources = project.config.environments[gate.environment].sources
     checks: list[dict[str, Any]] = []
     asked: list[tuple[int, str, Any, Any, Any]] = []  # (check index, source, config, query, parameters)

@@ -38,6 +38,7 @@ from gatecheck.errors import (
     SourceTimeout,
     SourceUnavailable,
     ValidationTimeout,
+    did_you_mean,
 )
 from gatecheck.evaluation.decide import (
     approval_of,
@@ -150,7 +151,7 @@ async def evaluate(
     for name in sorted(approved):
         if name not in project.gates:
             raise ConfigError(
-                f"--assume-approved: unknown phase {name!r} "
+                f"--assume-approved: unknown phase {name!r}{did_you_mean(name, project.gates)} "
                 f"(known phases: {project.known_phases()})"
             )
     thresholds = project.resolve_thresholds(phase)

@@ -12,7 +12,7 @@ from typing import Any
 
 from gatecheck.config import Project
 from gatecheck.durations import format_duration
-from gatecheck.errors import ConfigError, GatecheckError, redact
+from gatecheck.errors import ConfigError, GatecheckError, did_you_mean, redact
 from gatecheck.evaluation.plan import query_parameters, window_for
 from gatecheck.sources import kind_of, open_source
 from gatecheck.sources.base import PlannedRequest
@@ -94,7 +94,8 @@ async def check_sources(
     environments = project.config.environments
     if environment is not None and environment not in environments:
         known = ", ".join(environments)
-        raise ConfigError(f"--environment: unknown environment {environment!r} (known: {known})")
+        hint = did_you_mean(environment, environments)
+        raise ConfigError(f"--environment: unknown environment {environment!r}{hint} (known: {known})")
     names = [environment] if environment is not None else list(environments)
 
     async def one(

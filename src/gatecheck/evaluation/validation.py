@@ -13,6 +13,7 @@ nothing else imports GE.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -167,10 +168,22 @@ def _build(spec: ExpectationSpec, index: int = 0) -> Any:
     return cls(**kwargs, meta=meta)
 
 
+#: Great Expectations' words that are Python's, as a suite's author reads them.
+_GE_WORDS = (
+    (re.compile(r"(\w+) and (\w+) cannot both be None"), r"give \1 or \2 (or both)"),
+    (re.compile(r"\bNone\b"), "null"),
+    (re.compile(r"\bTrue\b"), "true"),
+    (re.compile(r"\bFalse\b"), "false"),
+)
+
+
 def _exception_text(exc: BaseException) -> str:
     """Great Expectations' message (often pretty-printed over lines) as one line, at most 300
-    characters, escaped like every other problem line (:func:`gatecheck.errors.one_line`)."""
+    characters, escaped like every other problem line (:func:`gatecheck.errors.one_line`), in
+    the words of the suite's YAML (``null``, ``true``), not Python's."""
     text = " ".join(str(exc).split())
+    for pattern, words in _GE_WORDS:
+        text = pattern.sub(words, text)
     return one_line(text[:300]) if text else type(exc).__name__
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from gatecheck._values import timestamp
 from gatecheck.config import Project
 from gatecheck.durations import format_duration, parse_duration
-from gatecheck.errors import ConfigError, printable
+from gatecheck.errors import ConfigError, did_you_mean, printable
 from gatecheck.ledger.audit import MAX_DECISION, AuditEvent, waivers_at
 from gatecheck.results import Verdict
 
@@ -70,7 +70,10 @@ def waiver_event(
     if check in rollback and check not in checks:
         raise ConfigError(f"--check: {check} is a rollback trigger of {phase}: a rollback is never waived")
     if check not in checks:
-        raise ConfigError(f"--check: gate {phase} has no check {check!r} (its checks: {', '.join(checks)})")
+        raise ConfigError(
+            f"--check: gate {phase} has no check {check!r}{did_you_mean(check, checks)} "
+            f"(its checks: {', '.join(checks)})"
+        )
     suite = project.suites[check]
     if group:
         known = suite.groups or []
