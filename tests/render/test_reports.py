@@ -192,3 +192,29 @@ def test_junit_an_advisory_failure_is_skipped_with_its_evidence_and_times_are_th
     assert [c["@time"] for c in document["testcase"]] == [0.25 * (i + 1) for i in range(len(verdict.checks))]
     # without timings (a verdict read back from the service or the ledger): 0, never invented
     assert {c["@time"] for c in JUNIT_XSD.to_dict(render_junit(verdict))["testcase"]} == {0}
+
+
+def test_a_long_reason_is_a_headline_with_its_details_below(verdicts: dict[str, Verdict]) -> None:
+    """The demand-drift reason was one line of about 700 characters."""
+    from gatecheck.render.describe import split_reason
+
+    groups = [f"hour=2026-11-22T0{h}:00:00Z, gateway=gw-{h}, present=both: observed 0.05 (sessions_diff -5)" for h in range(3)]
+    reason = (
+        "required check failed: demand_grain_parity — sessions_rel_diff (per hour and key) must be ≤ 0 "
+        "(demand_grain_rel_tol, default): " + "; ".join(groups)
+    )
+    headline, details = split_reason(reason)
+    assert headline == (
+        "required check failed: demand_grain_parity — sessions_rel_diff (per hour and key) must be ≤ 0 "
+        "(demand_grain_rel_tol, default)"
+    )
+    assert details == groups
+    short = "required check failed: unmatched_edges — unmatched_rate must be ≤ 0.5 % (x, default): overall: observed 2 %"
+    assert split_reason(short) == (short, [])
+    from gatecheck.render.verdict import render_markdown, render_text
+
+    text = render_text(verdicts["no-go"].model_copy(update={"reasons": [reason]}))
+    why = text.split("why:\n")[1].splitlines()
+    assert why == [f"  - {headline}:", *[f"      {g}" for g in groups]]
+    markdown = render_markdown(verdicts["no-go"].model_copy(update={"reasons": [reason]}))
+    assert f"- {headline}:\n" + "".join(f"  - {g}\n" for g in groups) in markdown

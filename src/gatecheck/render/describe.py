@@ -4,6 +4,7 @@ without the gate)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from gatecheck._values import bound, shown, timestamp, unit_of
@@ -64,6 +65,23 @@ def describe_failure(failure: FailingGroup, unit: str = "") -> str:
     if failure.values:
         text += " (" + ", ".join(f"{k} {shown(v, unit_of(k))}" for k, v in failure.values.items()) + ")"
     return text
+
+
+#: A reason longer than this is shown as a headline with its details below it.
+LONG_REASON = 160
+_RULE_END = re.compile(r"^(.*? must be .*?\((?:[^()]|\([^()]*\))*\)): (.+)$")
+
+
+def split_reason(reason: str) -> tuple[str, list[str]]:
+    """A long reason as a headline and its details: ``required check failed: X — col must be
+    ≤ 0 (name, default)`` over one line per failing group (``hour=…: observed 87 (…)``). A
+    short reason is its own headline."""
+    if len(reason) <= LONG_REASON:
+        return reason, []
+    found = _RULE_END.match(reason)
+    if found is None:
+        return reason, []
+    return found.group(1), [part.strip() for part in found.group(2).split("; ") if part.strip()]
 
 
 def format_group(group: Mapping[str, str]) -> str:

@@ -12,7 +12,7 @@ from rich.text import Text
 from gatecheck._values import document_time, shown, timestamp, unit_of
 from gatecheck.durations import format_duration
 from gatecheck.errors import printable, xml_safe
-from gatecheck.render.describe import describe_failure, rule_text, subject_of, waiver_text
+from gatecheck.render.describe import describe_failure, rule_text, split_reason, subject_of, waiver_text
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
 
 FORMATS = ("text", "json", "junit", "markdown", "html")
@@ -156,7 +156,10 @@ def render_text(verdict: Verdict, color: bool = False, width: int = 120) -> str:
     line()
     line("why:", style="bold")
     for reason in verdict.reasons:
-        line(f"  - {reason}")
+        headline, details = split_reason(reason)
+        line(f"  - {headline}" + (":" if details else ""))
+        for detail in details:
+            line(f"      {detail}")
     return buffer.getvalue()
 
 
@@ -276,7 +279,15 @@ def render_markdown(verdict: Verdict) -> str:
         "",
         f"as of {_time(verdict.as_of)}",
         "",
-        *[f"- {_cell(reason)}" for reason in verdict.reasons],
+        *[
+            text
+            for reason in verdict.reasons
+            for headline, details in [split_reason(reason)]
+            for text in [
+                f"- {_cell(headline)}" + (":" if details else ""),
+                *[f"  - {_cell(detail)}" for detail in details],
+            ]
+        ],
         "",
         "| check | role | outcome | detail | window (UTC) |",
         "|---|---|---|---|---|",

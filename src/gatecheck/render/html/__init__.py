@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 from gatecheck._values import document_time, number, observed_number, shown, timestamp, unit_of
 from gatecheck.config import GateConfig
 from gatecheck.durations import format_duration
-from gatecheck.render.describe import format_group, rule_text, subject_of, threshold_text, waiver_text
+from gatecheck.render.describe import (
+    format_group,
+    rule_text,
+    split_reason,
+    subject_of,
+    threshold_text,
+    waiver_text,
+)
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState, Waiver
 
 if TYPE_CHECKING:
@@ -306,6 +313,7 @@ def _environment() -> Any:
         group_text=format_group,
         threshold_text=threshold_text,
         rule_text=rule_text,
+        split_reason=split_reason,
         by_urgency=lambda results: sorted(results, key=lambda r: _URGENCY.index(r.outcome)),
         subject_of=subject_of,
         waiver_text=waiver_text,
