@@ -15,7 +15,7 @@ import httpx
 from pydantic import ValidationError
 
 from gatecheck import __version__
-from gatecheck.errors import ConfigError, SourceUnavailable, redact
+from gatecheck.errors import ConfigError, SourceUnavailable, network_reason, redact
 from gatecheck.render.status import PhaseStatus
 from gatecheck.results import Verdict, VerdictState
 
@@ -54,7 +54,8 @@ def fetch_verdict(url: str, phase: str, evaluate_now: bool = False, timeout: flo
         with _client(base, timeout, headers) as client:
             response = client.post(endpoint) if evaluate_now else client.get(endpoint)
     except httpx.HTTPError as exc:
-        return _inconclusive(phase, f"gatecheck service at {shown} unreachable: {type(exc).__name__}: {exc}")
+        reason = network_reason(exc) or " ".join(str(exc).split()) or type(exc).__name__
+        return _inconclusive(phase, f"cannot reach the gatecheck service at {shown}: {reason}")
     if response.status_code == 404:
         raise ConfigError(f"--phase: the service at {shown} does not know phase {phase!r}")
     if response.status_code != 200:

@@ -339,3 +339,14 @@ def test_run_junit_carries_the_evaluations_durations(warehouse: Path) -> None:
     cases = [float(case.get("time", "")) for case in suite.iter("testcase")]
     assert float(suite.get("time", "")) > 0 and len(cases) == 5
     assert all(0 < case <= float(suite.get("time", "")) for case in cases)
+
+
+def test_run_url_against_an_unreachable_service_says_why_without_an_empty_table() -> None:
+    from gatecheck.demo.bus import free_port
+
+    port = free_port()
+    result = runner.invoke(app, ["run", "--phase", "staging-soak", "--url", f"http://127.0.0.1:{port}"])
+    assert result.exit_code == 3  # inconclusive, never a pass
+    assert "check  " not in result.stdout and "role" not in result.stdout  # no header over nothing
+    assert "no check was judged" in result.stdout
+    assert f"cannot reach the gatecheck service at http://127.0.0.1:{port}: connection refused" in result.stdout

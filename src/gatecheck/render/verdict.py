@@ -124,6 +124,9 @@ def render_text(verdict: Verdict, color: bool = False, width: int = 120) -> str:
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     line()
+    if not verdict.checks:  # never a table header over nothing (the service was unreachable)
+        line("no check was judged", style="dim")
+        rows = []
     for index, row in enumerate(rows):
         text = Text()
         for column, (cell, size) in enumerate(zip(row, widths, strict=True)):
