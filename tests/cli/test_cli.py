@@ -350,3 +350,13 @@ def test_run_url_against_an_unreachable_service_says_why_without_an_empty_table(
     assert "check  " not in result.stdout and "role" not in result.stdout  # no header over nothing
     assert "no check was judged" in result.stdout
     assert f"cannot reach the gatecheck service at http://127.0.0.1:{port}: connection refused" in result.stdout
+
+
+def test_help_text_reflows_to_the_terminal() -> None:
+    """A docstring's line breaks are not the help box's: on a wide terminal every command's
+    summary is one line (report's broke after "status update" and after "HTML file")."""
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "240", "TERM": "dumb"})
+    assert result.exit_code == 0
+    report = [line for line in result.stdout.splitlines() if "report " in line or "(markdown), or" in line]
+    assert len(report) == 1, report
+    assert "the Phase B status update (markdown), or the phase page as one self-contained HTML file" in report[0]

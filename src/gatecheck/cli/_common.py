@@ -110,6 +110,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # help text reflows to the terminal: a docstring's line breaks are not the box's
+    rich_markup_mode="markdown",
 )
 
 
