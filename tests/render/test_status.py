@@ -125,3 +125,20 @@ def test_the_status_update_never_says_none_above_an_issue_and_names_each_role() 
     assert issues == ["- soak: 0s of 48h covered"]
     completed = text.split("### ✅ Completed\n")[1].split("\n\n")[0].splitlines()
     assert completed == ["- `events_arriving` passed (required)", "- `events_arriving` passed (rollback trigger)"]
+
+
+def test_a_teams_own_project_gets_a_plain_title_and_its_own_metrics() -> None:
+    """`report` on a project that is not the Phase B runbook was titled "Phase B status update"
+    and showed an empty Metrics table."""
+    from gatecheck.render.status import render_status_update
+
+    from ..service.test_notify import verdict as made
+
+    verdict = made(VerdictState.NO_GO)
+    text = render_status_update(verdict, [], verdict.as_of)
+    assert text.startswith(f"## Status update — {verdict.phase}\n") and "Phase B" not in text
+    metrics = text.split("### 📊 Metrics\n\n")[1].split("\n\n")[0].splitlines()
+    assert metrics[:2] == ["| Metric | Target | Current |", "|---|---|---|"]
+    assert "| `events_arriving` newest_age_s | ≤ 300 s (newest_event_age_max_s, default) | 912 s |" in metrics
+    bare = verdict.model_copy(update={"checks": [c.model_copy(update={"expectations": []}) for c in verdict.checks]})
+    assert "Metrics" not in render_status_update(bare, [], verdict.as_of)  # never an empty table

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gatecheck._values import document_time, shown, timestamp
+from gatecheck._values import document_time, observed_number, shown, timestamp, unit_of
 from gatecheck.durations import format_duration
-from gatecheck.render.describe import waiver_text
+from gatecheck.render.describe import rule_text, waiver_text
 from gatecheck.results import ExpectationResult, Outcome, Verdict, VerdictState
 
 
@@ -152,9 +152,9 @@ def render_status_update(verdict: Verdict, chain: list[PhaseStatus], now: dateti
         *[f"- approval: {a.reason}" for a in [verdict.approval] if a is not None and not a.satisfied],
     ]
     lines = [
-        f"## Phase B status update — {verdict.phase}",
+        f"## {_title(verdict)} — {verdict.phase}",
         "",
-        f"**Date/Time:** {now:%Y-%m-%d %H:%M} UTC (evaluation as of {verdict.as_of:%Y-%m-%d %H:%M:%S} UTC)",
+        f"**Date/Time:** {timestamp(now)} (evaluation as of {timestamp(verdict.as_of)})",
         f"**Phase:** {verdict.phase} ({verdict.environment})",
         f"**Current step:** {step} — verdict **{verdict.verdict.value.upper()}**",
         "",
@@ -168,20 +168,12 @@ def render_status_update(verdict: Verdict, chain: list[PhaseStatus], now: dateti
         "### 🔴 Blockers",
         *([f"- `{c.suite}` ({role_name.get(c.role, c.role)}): {c.reason}" for c in blockers] or ["- none"]),
         "",
-        "### 📊 Metrics",
-        "",
-        "| Metric | Target | Current |",
-        "|---|---|---|",
     ]  # fmt: skip
-    for label, column, kind in _INDICATORS:
-        expectation = find_expectation(verdict, column)
-        if expectation is None:
-            continue
-        lines.append(
-            f"| {label} | {_target(expectation, kind)} | {_show(expectation.observed_value, kind)} |"
-        )
+    metrics = _metrics(verdict)
+    if metrics:
+        lines += ["### 📊 Metrics", "", "| Metric | Target | Current |", "|---|---|---|", *metrics, ""]
     upcoming = next_phase(chain)
-    lines += ["", "### Next steps"]
+    lines += ["### Next steps"]
     if verdict.verdict is VerdictState.GO:
         after = _after(chain, verdict.phase)
         lines.append(f"- promote: `{verdict.phase}` is GO" + (f"; next phase `{after}`" if after else ""))
@@ -192,6 +184,36 @@ def render_status_update(verdict: Verdict, chain: list[PhaseStatus], now: dateti
     if upcoming and upcoming != verdict.phase:
         lines.append(f"- the chain's next phase to clear: `{upcoming}`")
     return "\n".join(lines) + "\n"
+
+
+def _title(verdict: Verdict) -> str:
+    """The Phase B runbook's heading where the verdict judges its soak criteria (the reference
+    project); a plain status update for any other project."""
+    return "Phase B status update" if find_expectation(verdict, "core_hot_share") else "Status update"
+
+
+def _metrics(verdict: Verdict) -> list[str]:
+    """The Metrics table's rows: the Phase B runbook's indicators where the verdict has them;
+    otherwise every expectation with a numeric observed value and a bound, by the one number
+    formatter. None at all: no table (never an empty one)."""
+    rows = []
+    for label, column, kind in _INDICATORS:
+        expectation = find_expectation(verdict, column)
+        if expectation is not None:
+            current = _show(expectation.observed_value, kind)
+            rows.append(f"| {label} | {_target(expectation, kind)} | {current} |")
+    if rows:
+        return rows
+    for check in verdict.checks:
+        for expectation in check.expectations:
+            bounded = [t for t in expectation.thresholds if t.bound]
+            if not bounded or observed_number(expectation.observed_value) is None:
+                continue
+            unit = unit_of(expectation.column)
+            label = f"`{check.suite}` {expectation.column or expectation.type}"
+            current = shown(expectation.observed_value, unit)
+            rows.append(f"| {label} | {rule_text(bounded, unit)} | {current} |")
+    return rows
 
 
 def _after(chain: list[PhaseStatus], phase: str) -> str | None:
