@@ -151,10 +151,12 @@ class Requester(_Result):
     verdict can be tied to the canary revision it judged."""
 
     controller: Literal["flagger", "argo-rollouts"]
-    role: str = ""  # Flagger's webhook type (rollout, confirm-promotion, rollback, ...)
     name: str = ""
     namespace: str = ""
-    checksum: str = ""  # Flagger's canary checksum / the rollout's revision
+    # each controller's own fields, under their own names (none where it has no such thing)
+    role: str | None = None  # Flagger's webhook type (rollout, confirm-promotion, rollback, ...)
+    checksum: str | None = None  # Flagger's canary checksum
+    revision: str | None = None  # Argo Rollouts' canary revision or pod-template hash
 
 
 class Approval(_Result):

@@ -244,7 +244,7 @@ def test_run_url_unreachable_is_inconclusive() -> None:
         app, ["run", "--phase", "staging-soak", "--url", f"http://127.0.0.1:{free_port()}"]
     )
     assert result.exit_code == 3
-    assert result.stdout.startswith("INCONCLUSIVE") and "unreachable" in result.stdout
+    assert result.stdout.startswith("INCONCLUSIVE") and "cannot reach the gatecheck service" in result.stdout
 
 
 def test_a_source_going_down_and_back(service, service_bus: NatsServer, caplog: pytest.LogCaptureFixture) -> None:
@@ -274,7 +274,7 @@ def test_a_source_going_down_and_back(service, service_bus: NatsServer, caplog: 
     down_lines = [r for r in mine if r.getMessage().startswith("source bus of e-healthy is down")]
     assert len(down_lines) == 1 and down_lines[0].levelname == "WARNING"
     assert down_lines[0].source == "bus" and down_lines[0].up is False  # type: ignore[attr-defined]
-    assert "cannot connect" in down_lines[0].getMessage() or "lost" in down_lines[0].getMessage()
+    assert "cannot reach NATS at" in down_lines[0].getMessage() or "lost" in down_lines[0].getMessage()
     assert [r.levelname for r in mine if r.getMessage() == "source bus of e-healthy is back"] == ["INFO"]
     changes = [r.getMessage() for r in mine if r.getMessage().startswith("verdict of svc-go changed")]
     assert changes == ["verdict of svc-go changed: go → inconclusive", "verdict of svc-go changed: inconclusive → go"]
@@ -537,7 +537,7 @@ def test_a_planted_secret_appears_nowhere(
         outputs.append(result.output)
     for text in outputs:
         assert secret not in text
-    assert "Connect call failed" in document or "cannot connect" in document or "cannot reach" in document
+    assert "cannot reach" in document and "Connect call failed" not in document
 
 
 def test_an_unwritable_ledger_is_logged_and_survived(
@@ -1113,12 +1113,13 @@ def test_argo_rollouts_reads_every_verdict_as_its_measurement(service) -> None:
         assert Verdict.model_validate(document).document() == document
         records = svc.ledger.history(phase)
         assert len(records) == before + 1  # evaluated now, and recorded with who asked
+        # Argo's revision under its own name, never Flagger's checksum or an empty role
         assert records[-1].to_verdict().requested_by.model_dump() == {
-            "controller": "argo-rollouts", "role": "", "name": "normalize", "namespace": "athlete-ally",
-            "checksum": "6c9bd8675b",
+            "controller": "argo-rollouts", "name": "normalize", "namespace": "athlete-ally",
+            "role": None, "checksum": None, "revision": "6c9bd8675b",
         }  # fmt: skip
     down = argo_measurement(base, "svc-down", max_age="1h")[1].json()
-    assert down["checks"][0]["outcome"] == "error" and "cannot connect" in down["checks"][0]["reason"]
+    assert down["checks"][0]["outcome"] == "error" and "cannot reach" in down["checks"][0]["reason"]
     assert argo_measurement(base, "nope")[0] == "Error"  # gatecheck cannot answer for it: 404
 
 
@@ -1168,7 +1169,7 @@ def test_flagger_gating_roles_pass_only_on_go_and_rollback_only_on_rollback(serv
     record = svc.ledger.history("svc-go")[before:][-1].to_verdict()
     assert record.requested_by.model_dump() == {
         "controller": "flagger", "role": "rollout", "name": "normalize", "namespace": "athlete-ally",
-        "checksum": "5d4f8b9c7-1",
+        "checksum": "5d4f8b9c7-1", "revision": None,
     }  # fmt: skip
     for phase, verdict in (("svc-go", "go"), ("svc-nogo", "no-go"), ("svc-inconclusive", "inconclusive"),
                            ("svc-rollback", "rollback")):  # fmt: skip

@@ -108,7 +108,7 @@ def routes(service: Service, h: Helpers) -> APIRouter:
             requester = None
             if rollout or revision:
                 requester = Requester(
-                    controller="argo-rollouts", name=rollout, namespace=namespace, checksum=revision
+                    controller="argo-rollouts", name=rollout, namespace=namespace, revision=revision or None
                 )
             return await h.answer_now(phase, timeout, requester)
         rendered = service.document(phase)
