@@ -613,3 +613,30 @@ def test_every_configuration_block_of_the_docs_validates(doc: str, index: int, b
              "GATECHECK_CLICKHOUSE_PASSWORD": "p"},
     )  # fmt: skip
     assert result.exit_code == 0, f"{doc} block {index}: {result.output}"
+
+
+def test_an_unset_notify_variable_stops_only_serve(config_copy: Path) -> None:
+    """Only `serve` sends notifications: an unset ${SLACK_WEBHOOK_URL} in notify: no longer
+    stops run, explain, phases and validate (validate says what serve will need)."""
+    project = yaml.safe_load((config_copy / "gatecheck.yaml").read_text())
+    project["notify"] = [{"name": "slack", "kind": "slack", "url": "${SLACK_WEBHOOK_URL}"}]
+    (config_copy / "gatecheck.yaml").write_text(yaml.safe_dump(project))
+    env = {"SLACK_WEBHOOK_URL": ""}  # unset (empty counts as unset)
+    for command in (["phases"], ["explain", "--phase", "staging-soak"]):
+        result = runner.invoke(app, [*command, "--config", str(config_copy)], env=env)
+        assert result.exit_code == 0, (command, result.output)
+    validated = runner.invoke(app, ["validate", "--config", str(config_copy)], env=env)
+    assert validated.exit_code == 0, validated.output
+    assert validated.stderr.strip() == (
+        "gatecheck: note: gatecheck.yaml: notify[0].url: environment variable SLACK_WEBHOOK_URL is not set "
+        "and has no default — `gatecheck serve` needs it to notify"
+    )
+    served = runner.invoke(app, ["serve", "--config", str(config_copy)], env=env)
+    assert served.exit_code == 2
+    assert served.stderr.strip() == (
+        "gatecheck: error: gatecheck.yaml: notify[0].url: environment variable SLACK_WEBHOOK_URL is not set "
+        "and has no default"
+    )
+    # set, every command has the target
+    loaded = load_project(config_copy, environ={"SLACK_WEBHOOK_URL": "https://hooks.example/x"})
+    assert [t.name for t in loaded.config.notify] == ["slack"] and loaded.notify_unresolved == ()

@@ -248,6 +248,8 @@ def validate(config: ConfigOption = Path(".")) -> None:
     """Check every configuration file; print each problem with its file and key."""
     with user_errors():
         project = load_project(config, expectations=ge_problems())
+    for problem in project.notify_unresolved:  # serve would refuse it; nothing else needs it
+        typer.echo(f"gatecheck: note: {problem} — `gatecheck serve` needs it to notify", err=True)
     typer.echo(
         f"ok: {len(project.gates)} gates, {len(project.suites)} suites, "
         f"{len(project.config.environments)} environments"

@@ -44,5 +44,5 @@ def serve(
         logs.configure(*logs.resolve(log_level and log_level.value, log_format and log_format.value))
         # Great Expectations checks the expectations in the evaluation worker, which loads it
         # anyway: the serving process never imports it.
-        project = load_project(config)
+        project = load_project(config, notify=True)  # it sends: an unset ${VAR} is an error
         serve_project(project, listen, phase)

@@ -160,6 +160,7 @@ def load_project(
     root: Path | str,
     environ: Mapping[str, str] | None = None,
     expectations: Callable[[ExpectationSpec], list[str]] | None = None,
+    notify: bool = False,
 ) -> Project:
     """Load and cross-check a project directory; raise one ConfigError listing every problem.
 
@@ -167,18 +168,35 @@ def load_project(
     problem. ``expectations``: the check of one expectation's type and kwargs to run on every
     expectation — Great Expectations' own (:func:`gatecheck.evaluation.validation.expectation_problems`,
     which imports GE and takes seconds: ``validate``, ``run`` and ``serve`` hand it in);
-    configuration never imports the validation it configures."""
+    configuration never imports the validation it configures.
+
+    ``notify``: the caller sends notifications (``serve``), so a ``notify:`` target whose
+    ``${VAR}`` is unset is a problem. Every other command leaves such a target out and says
+    why in :attr:`Project.notify_unresolved` (``validate`` prints it): only ``serve`` needs it."""
     root = Path(root)
     environ = os.environ if environ is None else environ
     problems: list[str] = []
     if not (root / PROJECT_FILE).is_file():
         raise ConfigError(f"{root / PROJECT_FILE}: not found (--config names the directory holding it)")
 
+    unresolved: list[str] = []
+
     def load(path: Path, label: str, model: type[BaseModel], expand: bool) -> Any:
         try:
             data = _read_yaml(path, label)
+            targets = data.pop("notify", None) if expand and not notify and model is ProjectConfig else None
             if expand:
                 data = expand_env(data, environ, label)
+            if isinstance(targets, list):
+                kept = []
+                for index, target in enumerate(targets):
+                    try:
+                        kept.append(expand_env(target, environ, f"{label}: notify[{index}]"))
+                    except ConfigError as exc:  # only serve sends: said, not fatal here
+                        unresolved.append(exc.problems[0])
+                data["notify"] = kept
+            elif targets is not None:
+                data["notify"] = expand_env(targets, environ, f"{label}: notify")
             return parse(label, model, data, problems)
         except ConfigError as exc:
             problems.extend(exc.problems)
@@ -237,6 +255,7 @@ def load_project(
         config_hash=config_hash(root),
         files=files,
         unparsed=frozenset(unparsed),
+        notify_unresolved=tuple(unresolved),
     )
     problems.extend(cross_check(project))
     if problems:

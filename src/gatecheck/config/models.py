@@ -549,6 +549,8 @@ class Project:
     # "suite:NAME" / "gate:PHASE" of files that failed to load: already reported, so
     # references to them are not reported again as unknown.
     unparsed: frozenset[str] = frozenset()
+    # notify: targets left out because a ${VAR} is unset (only `serve` sends: it refuses them)
+    notify_unresolved: tuple[str, ...] = ()
 
     def gate(self, phase: str) -> GateConfig:
         if phase not in self.gates:

@@ -83,7 +83,7 @@ def run_demo(
         from gatecheck.evaluation.validation import expectation_problems
 
         checks = expectation_problems
-    project = load_project(root, environ=environ, expectations=checks)
+    project = load_project(root, environ=environ, expectations=checks, notify=serve)
     gate = project.gate(phase)
     state.mkdir(exist_ok=True)
     if serve:
@@ -129,6 +129,7 @@ def run_demo(
             runs = write_reports(state / "e2e", moment, scenario)  # the E2E job's JUnit reports
             project = load_project(
                 root,
+                notify=serve,
                 environ={
                     **environ,
                     "GATECHECK_NATS_URL": url,
