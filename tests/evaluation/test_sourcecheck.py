@@ -72,6 +72,47 @@ def test_json_names_versions_latency_and_the_suites(warehouse: Path, bus_for, pr
     assert "rollback_triggers" in documents["metrics"]["suites"]
     assert documents["bus"]["problems"] == []
     assert {d["environment"] for d in documents.values()} == {"production"}
+    # every metric the production suites name has series on this server (the series API)
+    assert documents["metrics"]["problems"] == []
+    assert documents["metrics"]["checked"].startswith("reachable, ") and " metrics the suites use" in documents["metrics"]["checked"]
+
+
+def test_a_metric_the_suites_name_but_the_server_lacks_is_a_problem(
+    warehouse: Path, bus_for, prometheus: str, postgres_for, config_copy: Path
+) -> None:
+    """"checked reachable" said nothing of the metrics: a renamed one read nothing at run time."""
+    path = config_copy / "suites" / "rollback_triggers.yaml"
+    suite = yaml.safe_load(path.read_text())
+    suite["query"]["measures"] = {
+        name: promql.replace("dlq_messages_total", "dlq_mesages_total") for name, promql in suite["query"]["measures"].items()
+    }
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    env = environment(warehouse, bus_for("healthy"), prometheus, postgres_for())
+    result = runner.invoke(app, ["check-sources", "--config", str(config_copy), "-e", "production"], env=env)
+    assert result.exit_code == 3, result.output
+    problems = [line for line in result.stdout.splitlines() if line.startswith("problem: production/metrics")]
+    assert problems == [
+        "problem: production/metrics: metric dlq_mesages_total has no series on this server (used by rollback_triggers)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("promql", "names"),
+    [
+        ('sum(rate(normalize_hrv_messages_total{result="success"}[$window])) / sum(rate(normalize_hrv_messages_total[$window]))',
+         {"normalize_hrv_messages_total"}),
+        ("histogram_quantile(0.95, sum by (le) (rate(normalize_hrv_processing_seconds_bucket[5m]))) * 1000",
+         {"normalize_hrv_processing_seconds_bucket"}),
+        ("max_over_time(dlq_messages_total[10m:1m]) offset 5m", {"dlq_messages_total"}),
+        ('count({__name__=~"a|b"})', set()),
+        ("up == bool 1 and on(job) x:y:z", {"up", "x:y:z"}),
+        ('label_replace(up, "a", "$1", "job", "(.*)")', {"up"}),
+    ],
+)  # fmt: skip
+def test_the_metric_names_a_promql_expression_selects(promql: str, names: set[str]) -> None:
+    from gatecheck.sources.prometheus.api import metric_names
+
+    assert metric_names(promql) == names
 
 
 def test_a_missing_table_and_column_are_named(

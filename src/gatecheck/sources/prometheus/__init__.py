@@ -53,11 +53,12 @@ def explain_query(
 
 
 async def check_source(name: str, config: PrometheusSourceConfig, root: Path, suites: list[Any]) -> Probe:
-    """Reach the server (its build info: version) or, for a scrape source, the exposition."""
+    """Reach the server (its build info: version; each metric the suites name has a series)
+    or, for a scrape source, the exposition."""
     if config.scrape:
         from gatecheck.sources.prometheus.scrape import check_scrape
 
         return await check_scrape(name, config, root)
     from gatecheck.sources.prometheus.api import check_server
 
-    return await check_server(name, config, root)
+    return await check_server(name, config, root, suites)

@@ -13,6 +13,7 @@ column per measure. NaN (e.g. 0/0) and a missing series are NULL: no evidence, n
 from __future__ import annotations
 
 import math
+import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ import httpx
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.sources._http import http_errors
 from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source
-from gatecheck.sources.probe import Probe
+from gatecheck.sources.probe import Probe, counted
 from gatecheck.sources.prometheus.promql import (
     PrometheusSourceConfig,
     PromQuery,
@@ -36,19 +37,53 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-async def check_server(name: str, config: PrometheusSourceConfig, root: Path) -> Probe:
-    """Reach the server: its build info (version) and how long it took."""
+_PROMQL_WORDS = frozenset(
+    {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset",
+     "inf", "nan", "start", "end"}
+)  # fmt: skip
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_IDENTIFIER = re.compile(r"(?<![\w:.$])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![a-zA-Z0-9_:])(?!\s*\()")
+
+
+def metric_names(promql: str) -> set[str]:
+    """The metric names a PromQL expression selects by name (``rate(http_total[5m])`` →
+    ``http_total``): not functions, keywords, label names, strings or ``$placeholders``; a
+    selector by ``{__name__=~…}`` alone names none."""
+    text = _STRINGS.sub('""', promql)
+    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # ranges and subqueries
+    text = _GROUPING.sub(" ", text)
+    return {m.group(1) for m in _IDENTIFIER.finditer(text) if m.group(1).lower() not in _PROMQL_WORDS}
+
+
+async def check_server(
+    name: str, config: PrometheusSourceConfig, root: Path, suites: list[Any] | None = None
+) -> Probe:
+    """Reach the server: its build info (version) and how long it took; then that each metric
+    the suites select by name has a series there (the series API), so a renamed or missing
+    metric is found before a gate reads nothing."""
     started = time.perf_counter()
     source = PrometheusSource(name, config, root)
     shown = redact(source.base)
     try:
         with http_errors(f"Prometheus at {shown}", source.timeout):
             response = await source.build_info()
+            latency = (time.perf_counter() - started) * 1000
+            used: dict[str, list[str]] = {}
+            for suite in suites or []:
+                for promql in getattr(suite.query, "measures", {}).values():
+                    for metric in metric_names(promql):
+                        used.setdefault(metric, []).append(suite.name)
+            missing = []
+            if response.status_code == 200:
+                for metric in sorted(used):
+                    if not await source.has_series(metric):
+                        missing.append(metric)
     except (SourceUnavailable, SourceTimeout) as exc:
         return Probe(reachable=False, problems=[str(exc)])
     finally:
         await source.close()
-    latency = (time.perf_counter() - started) * 1000
     if response.status_code in (401, 403):
         return Probe(
             latency_ms=latency, problems=[f"Prometheus refused the credentials ({response.status_code})"]
@@ -62,7 +97,12 @@ async def check_server(name: str, config: PrometheusSourceConfig, root: Path) ->
                 f"{shown} answered {response.status_code} without Prometheus build info (not its API?)"
             ],
         )
-    return Probe(version=f"Prometheus {version}", latency_ms=latency, checked="reachable")
+    problems = [
+        f"metric {metric} has no series on this server (used by {', '.join(sorted(set(used[metric])))})"
+        for metric in missing
+    ]
+    checked = f"reachable, {counted(len(used), 'metric')} the suites use" if used else "reachable"
+    return Probe(version=f"Prometheus {version}", latency_ms=latency, checked=checked, problems=problems)
 
 
 
@@ -180,6 +220,15 @@ class PrometheusSource(Source):
                 "judge: aggregate in PromQL (sum by …)"
             )
         return [(dict(item["metric"]), sample_value(item["value"][1], where)) for item in result]
+
+    async def has_series(self, metric: str) -> bool:
+        """Whether the server holds any series of ``metric`` (``GET /api/v1/series``, at most
+        one returned)."""
+        response = await self._client.get(
+            f"{self.base}/api/v1/series", params={"match[]": metric, "limit": "1"}
+        )
+        response.raise_for_status()
+        return bool(response.json().get("data"))
 
     async def build_info(self) -> httpx.Response:
         """``GET /api/v1/status/buildinfo`` (``check-sources``: is it Prometheus, which version)."""
