@@ -260,3 +260,25 @@ def test_the_flagger_canary_wires_each_hook_to_its_role_and_a_real_phase() -> No
         assert float(hook["metadata"]["timeout"]) < parse_duration(hook["timeout"]).total_seconds()
         if "max_age" in hook["metadata"]:
             parse_duration(hook["metadata"]["max_age"])
+
+
+def test_alert_rules_come_with_runbook_links_anyone_can_click(tmp_path: Path) -> None:
+    """`runbook_url: service/RUNBOOK.md#…` is a path no alert receiver can open: `gatecheck
+    alert-rules --runbook-url URL` gives the rules with URL#anchor, and promtool accepts them."""
+    from typer.testing import CliRunner
+
+    from gatecheck.cli import app
+
+    base = "https://git.example.com/team/gatecheck/blob/main/service/RUNBOOK.md"
+    result = CliRunner().invoke(app, ["alert-rules", "--runbook-url", base])
+    assert result.exit_code == 0, result.output
+    rules = [r for g in yaml.safe_load(result.stdout)["groups"] for r in g["rules"]]
+    assert rules and all(r["annotations"]["runbook_url"] == f"{base}#{r['alert'].lower()}" for r in rules)
+    original = yaml.safe_load((DASHBOARDS / "alert_rules.yml").read_text())
+    assert [r["expr"] for g in original["groups"] for r in g["rules"]] == [r["expr"] for r in rules]  # only links
+    (tmp_path / "rules.yml").write_text(result.stdout)
+    checked = subprocess.run([promtool(), "check", "rules", "rules.yml"], cwd=tmp_path, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    for bad in ("service/RUNBOOK.md", "ftp://x/RUNBOOK.md", f"{base}#anchor"):
+        refused = CliRunner().invoke(app, ["alert-rules", "--runbook-url", bad])
+        assert refused.exit_code == 2 and refused.stderr.startswith("gatecheck: error: --runbook-url: ")

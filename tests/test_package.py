@@ -44,6 +44,7 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_repository(tmp_path: P
     for template in ("base", "macros", "chain", "phase", "login"):
         assert f"gatecheck/render/html/templates/{template}.html.j2" in names
     assert "gatecheck/render/html/style.css" in names
+    assert "gatecheck/shipped/dashboards/alert_rules.yml" in names  # `gatecheck alert-rules` outside a checkout
 
     # A fresh virtualenv outside the repository. Its dependencies are this environment's
     # (a .pth line adds that site-packages to the path without running its .pth files, so

@@ -53,7 +53,7 @@ def plain_flags(command: Any, ctx: Any) -> Any:
 #: ``gatecheck --help``'s order: judging first, then the records, the service, decisions, set-up.
 COMMAND_ORDER = (
     "run", "history", "status", "report", "serve", "phases", "explain", "waive", "unwaive",
-    "approve", "audit", "backtest", "check-sources", "validate", "demo", "init", "schema",
+    "approve", "audit", "backtest", "check-sources", "validate", "demo", "init", "schema", "alert-rules",
 )  # fmt: skip
 
 

@@ -156,6 +156,27 @@ def init(
     typer.echo(f"next: gatecheck validate --config {directory}", err=True)
 
 
+@app.command("alert-rules")
+def alert_rules(
+    runbook_url: Annotated[
+        str,
+        typer.Option(
+            "--runbook-url", metavar="URL",
+            help="Where your team keeps service/RUNBOOK.md: an absolute http(s) URL (its web view).",
+        ),
+    ],
+) -> None:
+    """Print the Prometheus alert rules (dashboards/alert_rules.yml) with every runbook_url a
+    link anyone can click from an alert: URL#the-rule's-anchor."""
+    from gatecheck.shipped import alert_rules as rules
+
+    with user_errors():
+        try:
+            typer.echo(rules(runbook_url), nl=False)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+
 @app.command()
 def schema(
     of_backtest: Annotated[

@@ -10,6 +10,7 @@ where they are. One copy in the repository either way.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 PROJECTS = ("reference", "minimal")
@@ -30,6 +31,34 @@ def project_path(name: str = "reference") -> Path:
         if (checkout / "gatecheck.yaml").is_file() and (checkout / "pyproject.toml").is_file():
             return checkout
     return packaged
+
+
+def alert_rules_path() -> Path:
+    """The Prometheus alert rules (``dashboards/alert_rules.yml``): package data once
+    installed; in a source checkout, the repository's own file."""
+    packaged = _HERE / "dashboards" / "alert_rules.yml"
+    if packaged.is_file():
+        return packaged
+    return _HERE.parents[2] / "dashboards" / "alert_rules.yml"
+
+
+#: A rule's runbook link as the repository writes it: relative to the repository.
+_RUNBOOK_LINK = re.compile(r"(runbook_url:\s*)service/RUNBOOK\.md(#[\w-]+)")
+
+
+def alert_rules(runbook_url: str) -> str:
+    """The alert rules with every ``runbook_url`` made absolute: ``runbook_url`` (where the
+    team keeps ``service/RUNBOOK.md``, e.g. its repository's web view) plus the rule's
+    anchor — a link anyone can click from an alert."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(runbook_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+        raise ValueError(
+            f"--runbook-url: {runbook_url!r}: give the RUNBOOK.md's absolute http(s) URL, without #anchor"
+        )
+    text = alert_rules_path().read_text()
+    return _RUNBOOK_LINK.sub(lambda m: f"{m.group(1)}{runbook_url}{m.group(2)}", text)
 
 
 def project_files(name: str) -> list[Path]:
