@@ -93,3 +93,15 @@ def test_serve_refuses_an_unknown_level_or_format_in_one_line() -> None:
         assert result.exit_code == 2
         assert "Traceback" not in result.output
         assert args[0] in result.output
+
+
+def test_a_text_line_shows_none_numbers_and_moments_as_every_output_does() -> None:
+    from datetime import UTC, datetime
+
+    record = logging.makeLogRecord(
+        {"name": "gatecheck.service", "levelname": "INFO", "msg": "verdict of p changed", "created": 1796400000.25,
+         "previous": None, "duration_s": 0.123456789, "at": datetime(2026, 12, 4, 17, 47, 1, tzinfo=UTC)}
+    )  # fmt: skip
+    line = logs.TextFormatter().format(record)
+    assert line.startswith("2026-12-04T") and line.split(" ")[0].endswith(".250Z")
+    assert line.endswith("previous=- duration_s=0.1235 at=2026-12-04T17:47:01Z"), line

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from gatecheck._values import document_time
+from gatecheck._values import document_time, number
 
 LEVEL_ENV = "GATECHECK_LOG_LEVEL"
 FORMAT_ENV = "GATECHECK_LOG_FORMAT"
@@ -44,8 +44,16 @@ def fields_of(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def _scalar(value: Any) -> str:
+    """A field's value in a text log line: ``-`` for none (never Python's ``None``), numbers
+    and moments by the one formatter every output uses."""
+    if value is None:
+        return "-"
     if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value) or "-"
+        return ",".join(_scalar(v) for v in value) or "-"
+    if isinstance(value, datetime):
+        return document_time(value)
+    if isinstance(value, float):
+        return number(value)
     text = str(value)
     return json.dumps(text) if (" " in text or not text) else text
 
