@@ -18,13 +18,18 @@ from .conftest import REPO
 
 def test_the_wheel_installs_and_runs_the_demo_outside_the_repository(tmp_path: Path) -> None:
     # Build from a copy of what the sdist holds, so the checkout stays untouched.
+    import tomllib
+
     source = tmp_path / "source"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md", "gatecheck.yaml", "thresholds.yaml"):
-        shutil.copy(REPO / name, source / name)
     ignore = shutil.ignore_patterns("__pycache__", ".gatecheck", "*.egg-info")
-    for name in ("src", "gates", "suites"):  # the reference project lives at the top level
-        shutil.copytree(REPO / name, source / name, ignore=ignore)
+    sdist = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["sdist"]
+    for name in sdist["include"]:  # the reference project and the alert rules at the top level
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, source / name, ignore=ignore)
+        else:
+            shutil.copy(REPO / name, source / name)
     wheels = tmp_path / "wheels"
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],

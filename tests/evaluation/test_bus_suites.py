@@ -163,7 +163,8 @@ def test_nats_down_is_error_and_inconclusive(gate_config: Path) -> None:
     verdict = judge(gate_config, f"nats://127.0.0.1:{free_port()}")
     assert verdict.verdict is VerdictState.INCONCLUSIVE
     assert {c.outcome for c in verdict.checks} == {Outcome.ERROR}
-    assert "Connect call failed" in (verdict.checks[0].reason or "")
+    assert "cannot reach NATS at 127.0.0.1:" in (verdict.checks[0].reason or "")
+    assert (verdict.checks[0].reason or "").endswith(": connection refused")
 
 
 @pytest.mark.parametrize(

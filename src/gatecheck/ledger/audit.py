@@ -43,7 +43,7 @@ class AuditEvent(BaseModel):
     check: str = ""  # the suite a waiver covers
     group: dict[str, str] = {}  # the group a waiver covers (empty: every group of the check)
     waiver: str = ""  # the waiver's id (W1, W2, ...)
-    until: datetime | None = None  # when a waiver or an approval ends
+    until: Moment | None = None  # when a waiver or an approval ends
     by: str
     reason: str
     config_hash: str = ""

@@ -37,7 +37,8 @@ def render_backtest(report: BacktestReport) -> str:
             lines.append(f"  not judged: {check.not_judged}")
         if check.worst_observed is not None:
             group = ", ".join(f"{k}={v}" for k, v in check.worst_group.items()) or "overall"
-            lines.append(f"  worst: {check.worst_observed} ({group}) at {utc_minute(check.worst_as_of)}")
+            worst = shown(check.worst_observed)
+            lines.append(f"  worst: {worst} ({group}) at {utc_minute(check.worst_as_of)}")
         for d in check.distributions:
             if d.steps:
                 lines.append(

@@ -434,6 +434,8 @@ def read_phase_page(
     history = [r.to_verdict() for r in records]
     if verdict is None and history:
         verdict = history[-1]
+    elif verdict is None:  # none within the timeline's period: the latest recorded, however old
+        verdict = ledger.latest_verdict(gate.phase, until=now)
     elif verdict is not None and not any(v.as_of == verdict.as_of for v in history):
         history.append(verdict)  # not recorded (`run --no-record`): still drawn
     trail = ledger.audit([gate.phase], None, ["waiver-created", "waiver-revoked"])
