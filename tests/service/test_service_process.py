@@ -69,38 +69,34 @@ def stop_demo(process: subprocess.Popen[str], root: Path) -> None:
         subprocess.run(["pkill", "-f", str(root / ".gatecheck" / server)], check=False)
 
 
-@pytest.fixture(scope="module")
-def demo_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[tuple[subprocess.Popen[str], str, Path]]]:
-    """Two demo services, started side by side (their start-up, mostly importing Great
-    Expectations, overlaps): one for the test that kills it, one for the readers' test and
-    then the SIGTERM test, which stops it (in this file's order; a test that finds its service
-    stopped fails, it does not pass)."""
+def _served(root: Path, log_format: str) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    process, base = launch_demo(root, log_format)
+    try:
+        wait_ready(process, base, root)
+        yield process, base, root
+    finally:
+        stop_demo(process, root)
+
+
+@pytest.fixture
+def demo_service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    """The service the killing test kills: its own, alive only for that test (a service
+    evaluating every phase each second costs a core the other tests need)."""
     from ..conftest import copy_config
 
-    roots = [copy_config(tmp_path_factory.mktemp("demo-serve") / "config") for _ in range(2)]
-    # The second one logs JSON lines: the SIGTERM test reads them.
-    launched = [(*launch_demo(root, fmt), root) for root, fmt in zip(roots, ("text", "json"), strict=True)]
-    try:
-        for process, base, root in launched:
-            wait_ready(process, base, root)
-        yield launched
-    finally:
-        for process, _, root in launched:
-            stop_demo(process, root)
+    yield from _served(copy_config(tmp_path / "config"), "text")
 
 
-@pytest.fixture
-def demo_service(demo_services: list[tuple[subprocess.Popen[str], str, Path]]) -> tuple[subprocess.Popen[str], str, Path]:
-    """The service the killing test kills."""
-    return demo_services[0]
-
-
-@pytest.fixture
+@pytest.fixture(scope="module")
 def shared_demo_service(
-    demo_services: list[tuple[subprocess.Popen[str], str, Path]],
-) -> tuple[subprocess.Popen[str], str, Path]:
-    """The service the readers' test loads and the SIGTERM test then stops."""
-    return demo_services[1]
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    """The service the readers' test loads and the SIGTERM test then stops (in this file's
+    order; a test that finds it stopped fails, it does not pass). It logs JSON lines: the
+    SIGTERM test reads them."""
+    from ..conftest import copy_config
+
+    yield from _served(copy_config(tmp_path_factory.mktemp("demo-serve") / "config"), "json")
 
 
 def wait_for_records(ledger_path: Path, phase: str, count: int) -> None:
