@@ -20,6 +20,7 @@ from gatecheck.config import load_project
 from gatecheck.evaluation.decide import soak_coverage
 from gatecheck.evaluation.plan import window_for
 from gatecheck.ledger import ClickHouseLedger, Ledger, Record, SqliteLedger
+from gatecheck.ledger.postgresql import PostgresLedger
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState, checks_passed
 
 from ..conftest import AS_OF, evaluate, warehouse_env
@@ -57,10 +58,18 @@ def at_their_time(ledger: Ledger, delay: timedelta = timedelta(seconds=5)) -> Le
     return ledger
 
 
-@pytest.fixture(params=["sqlite", "chdb"])
+def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new database on the session's embedded PostgreSQL (one per test): its URL."""
+    server = request.getfixturevalue("postgres_server")
+    return str(server.url(f"ledger_{abs(hash(str(tmp_path))) % 10**8}"))
+
+
+@pytest.fixture(params=["sqlite", "chdb", "postgresql"])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path, warehouse: Path) -> Ledger:
     if request.param == "sqlite":
         opened: Ledger = SqliteLedger(tmp_path / "ledger.db")
+    elif request.param == "postgresql":
+        opened = PostgresLedger(fresh_database(request, tmp_path))
     else:
         # chDB opens one path per process: the ledger lives on the warehouse's path.
         database = f"ledger_{abs(hash(str(tmp_path))) % 10**8}"
@@ -441,3 +450,81 @@ def test_a_chain_reads_each_phases_latest_verdict(ledger: Ledger) -> None:
         ("a", VerdictState.GO), ("b", None), ("c", VerdictState.NO_GO)
     ]  # fmt: skip
     assert ledger.latest_verdict("b") is None
+
+
+# ---------------------------------------------------------------- PostgreSQL: a ledger replicas share
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return fresh_database(request, tmp_path)
+
+
+def test_postgresql_audit_trail_is_append_only_in_the_database(pg_url: str) -> None:
+    """Whoever connects — the embedded server's superuser here — cannot change or remove an
+    audit event: the triggers refuse UPDATE, DELETE and TRUNCATE."""
+    import psycopg
+
+    from gatecheck.ledger.audit import AuditEvent
+
+    ledger = PostgresLedger(pg_url)
+    event = AuditEvent(at=AS_OF, kind="approved", phase="p", by="alice", reason="ok", config_hash="h")
+    ledger.append_audit([event])
+    for statement in (
+        "UPDATE gatecheck_audit SET reason = 'changed'",
+        "DELETE FROM gatecheck_audit",
+        "TRUNCATE gatecheck_audit",
+    ):
+        with psycopg.connect(pg_url) as connection, pytest.raises(psycopg.Error, match="append-only"):
+            connection.execute(statement)
+    assert [e.reason for e in ledger.audit()] == ["ok"]
+
+
+def test_postgresql_waiver_ids_are_unique_under_concurrent_creation_on_replicas(pg_url: str) -> None:
+    """Two replicas (two ledgers on one database), ten threads each, creating waivers at once:
+    twenty different ids (a count + 1 in separate transactions could give two the same)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gatecheck.ledger.audit import AuditEvent
+
+    replicas = [PostgresLedger(pg_url), PostgresLedger(pg_url)]
+    event = AuditEvent(
+        at=AS_OF, kind="waiver-created", phase="p", check="c", until=AS_OF + HOUR, by="alice", reason="r",
+        config_hash="h",
+    )  # fmt: skip
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        ids = list(pool.map(lambda i: replicas[i % 2].create_waiver(event).waiver, range(20)))
+    assert len(set(ids)) == 20 and all(i.startswith("W") for i in ids)
+    assert sorted(e.waiver for e in replicas[0].audit(kinds=["waiver-created"])) == sorted(ids)
+
+
+def test_postgresql_schema_migrates_once_in_order_and_refuses_a_newer_one(pg_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psycopg
+
+    from gatecheck.errors import LedgerError
+    from gatecheck.ledger import postgresql
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # replicas starting together
+        versions = list(pool.map(lambda _: PostgresLedger(pg_url).migrate(), range(4)))
+    assert versions == [len(postgresql.MIGRATIONS)] * 4
+    with psycopg.connect(pg_url) as connection:
+        steps = [r[0] for r in connection.execute("SELECT version FROM gatecheck_schema ORDER BY version")]
+        assert steps == list(range(1, len(postgresql.MIGRATIONS) + 1))  # each step once
+        connection.execute("INSERT INTO gatecheck_schema (version) VALUES (%s)", [len(postgresql.MIGRATIONS) + 1])
+    with pytest.raises(LedgerError, match="newer than this gatecheck knows"):
+        PostgresLedger(pg_url)
+
+
+def test_postgresql_unreachable_is_one_line_without_the_password() -> None:
+    from gatecheck.demo.bus import free_port
+    from gatecheck.errors import LedgerError
+    from gatecheck.ledger import open_ledger
+
+    url = f"postgresql://gate:s3cr3t@127.0.0.1:{free_port()}/history"
+    with pytest.raises(LedgerError) as caught:
+        open_ledger(url, Path("."))
+    message = str(caught.value)
+    assert "s3cr3t" not in message and "\n" not in message
+    assert message.startswith("history ledger postgresql://gate:***@127.0.0.1:") and "cannot migrate" in message

@@ -23,10 +23,14 @@ runner = CliRunner()
 EDGE = "edge_type=start->first_segment"  # the group the unmatched-edges scenario breaks
 
 
-@pytest.fixture(params=["sqlite", "chdb"])
+@pytest.fixture(params=["sqlite", "chdb", "postgresql"])
 def history_url(request: pytest.FixtureRequest, tmp_path: Path, warehouse: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'history.db'}"
+    if request.param == "postgresql":
+        from .test_ledger import fresh_database
+
+        return fresh_database(request, tmp_path)
     # chDB opens one path per process: the ledger lives on the warehouse's path.
     return f"chdb://{warehouse}?database=audit_{abs(hash(str(tmp_path))) % 10**8}"
 

@@ -7,6 +7,8 @@ Backends, chosen by ``history.url`` in gatecheck.yaml (:func:`open_ledger`):
   (:mod:`gatecheck.ledger.sqlite`).
 - ``chdb://PATH?database=DB`` / ``clickhouse(s)://user:pass@host:port/db`` — a ClickHouse
   table (:mod:`gatecheck.ledger.clickhouse`).
+- ``postgresql://user@host:5432/db`` — a PostgreSQL database several processes share
+  (:mod:`gatecheck.ledger.postgresql`).
 
 :mod:`gatecheck.ledger.base` is the contract every backend meets; :mod:`~gatecheck.ledger.audit`
 the audit trail's events and what they decide; :mod:`~gatecheck.ledger.decisions` the one
@@ -108,9 +110,13 @@ def open_ledger(url: str, root: Path, clickhouse: ClickHouse | None = None, *, c
         if embedded is not None:
             _not_in_the_package(embedded, url)
         return ClickHouseLedger(url, root, clickhouse, create=create)
+    if parts.scheme in ("postgresql", "postgres"):
+        from gatecheck.ledger.postgresql import PostgresLedger
+
+        return PostgresLedger(url, create=create)
     raise ConfigError(
         f"history.url: unsupported scheme in {redact(url)!r} "
-        "(use sqlite:///PATH, chdb://PATH or clickhouse://host:8123/db)"
+        "(use sqlite:///PATH, postgresql://user@host/db, chdb://PATH or clickhouse://host:8123/db)"
     )
 
 

@@ -1,0 +1,297 @@
+"""The PostgreSQL ledger (``postgresql://user@host:5432/db``, psycopg 3): one database that
+several gatecheck processes — replicas, a CLI, CI — share.
+
+- **Versioned migrations.** ``gatecheck_schema`` holds the schema's version; each step of
+  :data:`MIGRATIONS` runs once, in order, in one transaction under an advisory lock, so
+  replicas starting together migrate once and an older ledger is brought forward.
+- **One record is one INSERT** in its own transaction: a crash leaves the whole record or none.
+- **The audit trail is append-only in the database**: triggers refuse every UPDATE, DELETE
+  and TRUNCATE of ``gatecheck_audit`` from any role that cannot drop or disable them — the
+  service's own role included. The table's owner (and a superuser) can; so deploy with an
+  owner role that runs the migrations and a service role granted only ``SELECT, INSERT``
+  (docs/service.md says how).
+- **Waiver ids from a sequence** (``gatecheck_waiver_ids``): unique however many replicas
+  create waivers at once (a count + 1 in two transactions could give two the same id).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from gatecheck.errors import LedgerError, one_line, redact
+from gatecheck.ledger.audit import AuditEvent
+from gatecheck.ledger.base import (
+    AUDIT_COLUMNS,
+    MAX_CLOCK_SKEW,
+    Ledger,
+    Record,
+    audit_event_of,
+    audit_row,
+    contemporary,
+    from_ms,
+    row_of,
+    stored_failed,
+    to_ms,
+)
+from gatecheck.results import Verdict, VerdictState
+
+#: The schema, step by step: step N brings a ledger at version N-1 to N. Never edit a step
+#: that has shipped; add the next one.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: evaluations, the audit trail (append-only), waiver ids
+    """
+    CREATE TABLE gatecheck_evaluations (
+      id BIGSERIAL PRIMARY KEY,
+      phase TEXT NOT NULL,
+      environment TEXT NOT NULL,
+      as_of_ms BIGINT NOT NULL,
+      verdict TEXT NOT NULL,
+      checks_passed BOOLEAN NOT NULL,
+      checks_failed BOOLEAN NOT NULL,
+      config_hash TEXT NOT NULL,
+      duration_s DOUBLE PRECISION NOT NULL,
+      gatecheck_version TEXT NOT NULL,
+      recorded_at_ms BIGINT NOT NULL,
+      document JSONB NOT NULL,
+      waivers TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX gatecheck_evaluations_phase_as_of ON gatecheck_evaluations (phase, as_of_ms);
+    CREATE TABLE gatecheck_audit (
+      id BIGSERIAL PRIMARY KEY,
+      at_ms BIGINT NOT NULL,
+      kind TEXT NOT NULL,
+      phase TEXT NOT NULL,
+      check_name TEXT NOT NULL,
+      group_json TEXT NOT NULL,
+      waiver TEXT NOT NULL,
+      until_ms BIGINT,
+      "by" TEXT NOT NULL,
+      reason TEXT NOT NULL,
+      config_hash TEXT NOT NULL
+    );
+    CREATE INDEX gatecheck_audit_phase_at ON gatecheck_audit (phase, at_ms);
+    CREATE FUNCTION gatecheck_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$;
+    CREATE TRIGGER gatecheck_audit_no_change BEFORE UPDATE OR DELETE ON gatecheck_audit
+      FOR EACH ROW EXECUTE FUNCTION gatecheck_audit_append_only();
+    CREATE TRIGGER gatecheck_audit_no_truncate BEFORE TRUNCATE ON gatecheck_audit
+      FOR EACH STATEMENT EXECUTE FUNCTION gatecheck_audit_append_only();
+    CREATE SEQUENCE gatecheck_waiver_ids;
+    """,
+)
+
+#: The audit trail's columns, quoted: ``by`` is a reserved word in PostgreSQL.
+_AUDIT_COLUMNS = ", ".join(f'"{column}"' for column in AUDIT_COLUMNS.split(", "))
+
+#: The advisory lock the migrations hold (any 64-bit key of our own).
+_MIGRATION_LOCK = 0x6761746563686B  # "gatechk"
+
+
+class PostgresLedger(Ledger):
+    """The ledger in one PostgreSQL database; a connection per operation (safe from any
+    thread, nothing held between calls)."""
+
+    def __init__(self, url: str, *, create: bool = True, connect_timeout: float = 10.0) -> None:
+        self.url = url
+        self._shown = redact(url)
+        self._timeout = max(1, round(connect_timeout))
+        self._create = create
+        if create:
+            self.migrate()
+
+    # ------------------------------------------------------------------ connections
+
+    def _error(self, what: str, exc: BaseException) -> LedgerError:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        return LedgerError(f"history ledger {self._shown}: {what} ({one_line(redact(text))[:300]})")
+
+    @contextmanager
+    def _connect(self, what: str) -> Iterator[Any]:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.url, connect_timeout=self._timeout, autocommit=False) as connection:
+                yield connection
+        except psycopg.Error as exc:
+            raise self._error(what, exc) from None
+
+    def migrate(self) -> int:
+        """Bring the schema to the newest version (each step once); returns the version."""
+        with self._connect("cannot migrate the schema") as connection, connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
+            connection.execute("CREATE TABLE IF NOT EXISTS gatecheck_schema (version INTEGER NOT NULL)")
+            row = connection.execute("SELECT max(version) FROM gatecheck_schema").fetchone()
+            version = (row[0] if row else None) or 0
+            if version > len(MIGRATIONS):
+                raise LedgerError(
+                    f"history ledger {self._shown}: its schema is version {version}, newer than this "
+                    f"gatecheck knows ({len(MIGRATIONS)}): upgrade gatecheck"
+                )
+            for step in range(version, len(MIGRATIONS)):
+                connection.execute(MIGRATIONS[step])
+                connection.execute("INSERT INTO gatecheck_schema (version) VALUES (%s)", [step + 1])
+            return len(MIGRATIONS)
+
+    def _rows(self, sql: str, args: list[Any], what: str = "cannot read") -> list[Any]:
+        with self._connect(what) as connection:
+            if not self._create and not _has_tables(connection):
+                return []  # read-only, and never created: nothing was ever recorded
+            return list(connection.execute(sql, args).fetchall())
+
+    # ------------------------------------------------------------------ evaluations
+
+    def record(self, verdict: Verdict, duration_s: float) -> Record:
+        row = row_of(verdict, duration_s, self.clock())
+        with self._connect("cannot write") as connection, connection.transaction():
+            connection.execute(
+                "INSERT INTO gatecheck_evaluations (phase, environment, as_of_ms, verdict, checks_passed,"
+                " checks_failed, config_hash, duration_s, gatecheck_version, recorded_at_ms, document,"
+                " waivers)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)",
+                [
+                    row["phase"], row["environment"], to_ms(row["as_of"]), row["verdict"],
+                    bool(row["checks_passed"]), bool(row["checks_failed"]), row["config_hash"],
+                    row["duration_s"], row["gatecheck_version"], to_ms(row["recorded_at"]),
+                    json.dumps(row["document"]), row["waivers"],
+                ],
+            )  # fmt: skip
+        return Record.model_validate(row)
+
+    def history(
+        self,
+        phase: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        verdicts: frozenset[VerdictState] | None = None,
+        newest: int | None = None,
+        recorded_since: datetime | None = None,
+        ahead: bool = True,
+    ) -> list[Record]:
+        sql = (
+            "SELECT phase, environment, as_of_ms, verdict, checks_passed, config_hash, duration_s,"
+            " gatecheck_version, recorded_at_ms, document::text, checks_failed, waivers"
+            " FROM gatecheck_evaluations WHERE phase = %s"
+        )
+        args: list[Any] = [phase]
+        if since is not None:
+            sql += " AND as_of_ms >= %s"
+            args.append(to_ms(since))
+        if until is not None:
+            sql += " AND as_of_ms <= %s"
+            args.append(to_ms(until))
+        if recorded_since is not None:
+            sql += " AND recorded_at_ms >= %s"
+            args.append(to_ms(recorded_since))
+        if not ahead:
+            sql += " AND as_of_ms <= recorded_at_ms + %s"
+            args.append(int(MAX_CLOCK_SKEW.total_seconds() * 1000))
+        if verdicts is not None:
+            sql += " AND verdict = ANY(%s)"
+            args.append(sorted(v.value for v in verdicts))
+        # Newest first so LIMIT keeps the most recent; reversed below to oldest first.
+        sql += " ORDER BY as_of_ms DESC, id DESC"
+        if newest is not None:
+            sql += " LIMIT %s"
+            args.append(newest)
+        rows = self._rows(sql, args)[::-1]
+        return [
+            Record(
+                phase=r[0],
+                environment=r[1],
+                as_of=from_ms(r[2]),
+                verdict=VerdictState(r[3]),
+                checks_passed=bool(r[4]),
+                config_hash=r[5],
+                duration_s=r[6],
+                gatecheck_version=r[7],
+                recorded_at=from_ms(r[8]),
+                document=(document := json.loads(r[9])),
+                checks_failed=stored_failed(r[10], document),
+                waivers=r[11] or "",
+            )
+            for r in rows
+        ]
+
+    def soak_points(
+        self,
+        phase: str,
+        since: datetime,
+        until: datetime,
+        recorded_since: datetime | None = None,
+    ) -> list[tuple[datetime, bool, bool, str, bool]]:
+        sql = (
+            "SELECT as_of_ms, checks_passed, checks_failed, waivers, recorded_at_ms"
+            " FROM gatecheck_evaluations WHERE phase = %s AND as_of_ms >= %s AND as_of_ms <= %s"
+        )
+        args: list[Any] = [phase, to_ms(since), to_ms(until)]
+        if recorded_since is not None:
+            sql += " AND recorded_at_ms >= %s"
+            args.append(to_ms(recorded_since))
+        sql += " ORDER BY as_of_ms, id"
+        return [
+            (from_ms(r[0]), bool(r[1]), bool(r[2]), r[3], contemporary(from_ms(r[0]), from_ms(r[4])))
+            for r in self._rows(sql, args)
+        ]
+
+    def timeline(self, phase: str, since: datetime, until: datetime) -> list[tuple[datetime, VerdictState]]:
+        sql = (
+            "SELECT as_of_ms, verdict FROM gatecheck_evaluations WHERE phase = %s AND as_of_ms >= %s"
+            " AND as_of_ms <= %s ORDER BY as_of_ms, id"
+        )
+        rows = self._rows(sql, [phase, to_ms(since), to_ms(until)])
+        return [(from_ms(r[0]), VerdictState(r[1])) for r in rows]
+
+    # ------------------------------------------------------------------ the audit trail
+
+    def append_audit(self, events: list[AuditEvent]) -> None:
+        if events:
+            self._append_audit(events)
+
+    def create_waiver(self, event: AuditEvent) -> AuditEvent:
+        (created,) = self._append_audit([event], number_waiver=True)
+        return created
+
+    def _append_audit(self, events: list[AuditEvent], number_waiver: bool = False) -> list[AuditEvent]:
+        """Insert ``events`` in one transaction; ``number_waiver``: the one event takes the
+        next waiver id from the sequence (unique across every replica, never reused)."""
+        placeholders = ", ".join(["%s"] * len(_AUDIT_COLUMNS.split(", ")))
+        with self._connect("cannot write the audit trail") as connection, connection.transaction():
+            if number_waiver:
+                row = connection.execute("SELECT nextval('gatecheck_waiver_ids')").fetchone()
+                events = [e.model_copy(update={"waiver": f"W{row[0] if row else 1}"}) for e in events]
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    f"INSERT INTO gatecheck_audit ({_AUDIT_COLUMNS}) VALUES ({placeholders})",
+                    [audit_row(e) for e in events],
+                )
+        return events
+
+    def audit(
+        self, phases: list[str] | None = None, since: datetime | None = None, kinds: list[str] | None = None
+    ) -> list[AuditEvent]:
+        sql = f"SELECT {_AUDIT_COLUMNS} FROM gatecheck_audit WHERE true"
+        args: list[Any] = []
+        if phases is not None:
+            sql += " AND phase = ANY(%s)"
+            args.append(list(phases))
+        if since is not None:
+            sql += " AND at_ms >= %s"
+            args.append(to_ms(since))
+        if kinds is not None:
+            sql += " AND kind = ANY(%s)"
+            args.append(list(kinds))
+        sql += " ORDER BY id"
+        return [audit_event_of(r) for r in self._rows(sql, args, "cannot read the audit trail")]
+
+    def check_writable(self) -> None:
+        with self._connect("not writable") as connection, connection.transaction():
+            connection.execute("LOCK TABLE gatecheck_evaluations IN ROW EXCLUSIVE MODE NOWAIT")
+
+
+def _has_tables(connection: Any) -> bool:
+    row = connection.execute("SELECT to_regclass('gatecheck_evaluations') IS NOT NULL").fetchone()
+    return bool(row and row[0])
