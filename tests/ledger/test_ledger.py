@@ -528,3 +528,50 @@ def test_postgresql_unreachable_is_one_line_without_the_password() -> None:
     message = str(caught.value)
     assert "s3cr3t" not in message and "\n" not in message
     assert message.startswith("history ledger postgresql://gate:***@127.0.0.1:") and "cannot migrate" in message
+
+
+def test_postgresql_lease_has_one_holder_and_fences_a_stale_one(pg_url: str) -> None:
+    """Replica A holds the scheduler's lease; B cannot take it until A's holding ends; then B
+    holds the next epoch and A's late record is refused — nothing of it written — while B's
+    is recorded with its epoch."""
+    import psycopg
+
+    from gatecheck.errors import LedgerError
+
+    a, b = PostgresLedger(pg_url), PostgresLedger(pg_url)
+    held = a.acquire_lease("replica-a", timedelta(seconds=30))
+    assert held is not None and held.epoch == 1
+    assert b.acquire_lease("replica-b", timedelta(seconds=30)) is None  # A holds it
+    renewed = a.acquire_lease("replica-a", timedelta(seconds=30))
+    assert renewed is not None and renewed.epoch == 1  # a renewal keeps the epoch
+    a.record(verdict("p", AS_OF), 1.0, lease=held)  # fenced, and A still holds it: written
+    a.release_lease(held)  # (or A's holding runs out: the database's clock decides)
+    taken = b.acquire_lease("replica-b", timedelta(seconds=30))
+    assert taken is not None and taken.epoch == 2 and b.lease_holder() == taken
+    with pytest.raises(LedgerError, match="replica-a no longer holds the scheduler lease of epoch 1"):
+        a.record(verdict("p", AS_OF + HOUR), 1.0, lease=held)
+    b.record(verdict("p", AS_OF + 2 * HOUR), 1.0, lease=taken)
+    assert [r.as_of for r in a.history("p")] == [AS_OF, AS_OF + 2 * HOUR]  # the stale one: not there
+    with psycopg.connect(pg_url) as connection:
+        epochs = [r[0] for r in connection.execute("SELECT epoch FROM gatecheck_evaluations ORDER BY as_of_ms")]
+    assert epochs == [1, 2]
+
+
+def test_postgresql_lease_runs_out_by_the_databases_clock(pg_url: str) -> None:
+    a, b = PostgresLedger(pg_url), PostgresLedger(pg_url)
+    held = a.acquire_lease("replica-a", timedelta(seconds=1))
+    assert held is not None
+    time.sleep(1.2)  # longer than the holding: however slow the machine, it has run out
+    assert a.lease_holder() is None
+    taken = b.acquire_lease("replica-b", timedelta(seconds=30))
+    assert taken is not None and taken.epoch == held.epoch + 1
+
+
+def test_postgresql_lease_goes_to_exactly_one_of_many_at_once(pg_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    ledgers = [PostgresLedger(pg_url) for _ in range(6)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        held = list(pool.map(lambda i: ledgers[i].acquire_lease(f"replica-{i}", timedelta(seconds=30)), range(6)))
+    winners = [h for h in held if h is not None]
+    assert len(winners) == 1 and winners[0].epoch == 1

@@ -12,6 +12,10 @@ several gatecheck processes — replicas, a CLI, CI — share.
   (docs/service.md says how).
 - **Waiver ids from a sequence** (``gatecheck_waiver_ids``): unique however many replicas
   create waivers at once (a count + 1 in two transactions could give two the same id).
+- **A lease with fencing** (``gatecheck_lease``): one holder at a time by the database's
+  clock, an epoch per holding, and a record written under a holding only while it is still
+  the lease's (:meth:`PostgresLedger.record` with ``lease``). The service does not take it
+  yet: the replicas' scheduler is the next step.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from gatecheck.errors import LedgerError, one_line, redact
@@ -82,7 +87,32 @@ MIGRATIONS: tuple[str, ...] = (
       FOR EACH STATEMENT EXECUTE FUNCTION gatecheck_audit_append_only();
     CREATE SEQUENCE gatecheck_waiver_ids;
     """,
+    # 2: the scheduler's lease (one holder at a time, an epoch per holding) and each record's
+    # epoch (fencing: a record of a stale epoch is refused)
+    """
+    CREATE TABLE gatecheck_lease (
+      name TEXT PRIMARY KEY,
+      holder TEXT NOT NULL,
+      epoch BIGINT NOT NULL,
+      expires_at TIMESTAMPTZ NOT NULL
+    );
+    ALTER TABLE gatecheck_evaluations ADD COLUMN epoch BIGINT;
+    """,
 )
+
+#: The one lease gatecheck holds: who schedules the evaluations.
+SCHEDULER = "scheduler"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A holding of a lease: who, which epoch (it grows at every change of holder), until when
+    (the database's clock)."""
+
+    name: str
+    holder: str
+    epoch: int
+    expires_at: datetime
 
 #: The audit trail's columns, quoted: ``by`` is a reserved word in PostgreSQL.
 _AUDIT_COLUMNS = ", ".join(f'"{column}"' for column in AUDIT_COLUMNS.split(", "))
@@ -144,22 +174,76 @@ class PostgresLedger(Ledger):
 
     # ------------------------------------------------------------------ evaluations
 
-    def record(self, verdict: Verdict, duration_s: float) -> Record:
+    def record(self, verdict: Verdict, duration_s: float, lease: Lease | None = None) -> Record:
+        """Record ``verdict`` in one transaction. With ``lease`` (a scheduler's holding) the
+        record is **fenced**: written only while that holding is still the lease's — same holder,
+        same epoch, not expired, by the database's clock, the lease row share-locked until the
+        commit so a takeover waits for it — else refused (``LedgerError``), nothing written."""
         row = row_of(verdict, duration_s, self.clock())
         with self._connect("cannot write") as connection, connection.transaction():
+            if lease is not None:
+                held = connection.execute(
+                    "SELECT 1 FROM gatecheck_lease WHERE name = %s AND holder = %s AND epoch = %s"
+                    " AND expires_at > now() FOR SHARE",
+                    [lease.name, lease.holder, lease.epoch],
+                ).fetchone()
+                if held is None:
+                    raise LedgerError(
+                        f"history ledger {self._shown}: the record of {verdict.phase} is refused: "
+                        f"{lease.holder} no longer holds the {lease.name} lease of epoch {lease.epoch}"
+                    )
             connection.execute(
                 "INSERT INTO gatecheck_evaluations (phase, environment, as_of_ms, verdict, checks_passed,"
                 " checks_failed, config_hash, duration_s, gatecheck_version, recorded_at_ms, document,"
-                " waivers)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)",
+                " waivers, epoch)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)",
                 [
                     row["phase"], row["environment"], to_ms(row["as_of"]), row["verdict"],
                     bool(row["checks_passed"]), bool(row["checks_failed"]), row["config_hash"],
                     row["duration_s"], row["gatecheck_version"], to_ms(row["recorded_at"]),
-                    json.dumps(row["document"]), row["waivers"],
+                    json.dumps(row["document"]), row["waivers"], lease.epoch if lease else None,
                 ],
             )  # fmt: skip
         return Record.model_validate(row)
+
+    # ------------------------------------------------------------------ the lease
+
+    def acquire_lease(self, holder: str, ttl: timedelta, name: str = SCHEDULER) -> Lease | None:
+        """Take or renew ``name`` for ``holder`` for ``ttl`` (the database's clock: replicas'
+        clocks never decide), or None while another holds it. A renewal keeps the epoch; a new
+        holding — another holder, or this one after its lease ran out — takes the next epoch,
+        so whatever the previous holding still tries to write is refused."""
+        seconds = ttl.total_seconds()
+        with self._connect("cannot take the lease") as connection, connection.transaction():
+            row = connection.execute(
+                "INSERT INTO gatecheck_lease AS lease (name, holder, epoch, expires_at)"
+                " VALUES (%s, %s, 1, now() + make_interval(secs => %s))"
+                " ON CONFLICT (name) DO UPDATE SET"
+                "  epoch = CASE WHEN lease.holder = EXCLUDED.holder AND lease.expires_at > now()"
+                "          THEN lease.epoch ELSE lease.epoch + 1 END,"
+                "  holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at"
+                " WHERE lease.holder = EXCLUDED.holder OR lease.expires_at <= now()"
+                " RETURNING epoch, expires_at",
+                [name, holder, seconds],
+            ).fetchone()
+        return None if row is None else Lease(name, holder, int(row[0]), row[1])
+
+    def release_lease(self, lease: Lease) -> None:
+        """Give ``lease`` up now (a clean stop): another may take it at once."""
+        with self._connect("cannot release the lease") as connection, connection.transaction():
+            connection.execute(
+                "UPDATE gatecheck_lease SET expires_at = now()"
+                " WHERE name = %s AND holder = %s AND epoch = %s",
+                [lease.name, lease.holder, lease.epoch],
+            )
+
+    def lease_holder(self, name: str = SCHEDULER) -> Lease | None:
+        """Who holds ``name`` now (None when nobody does, or the holding ran out)."""
+        rows = self._rows(
+            "SELECT holder, epoch, expires_at FROM gatecheck_lease WHERE name = %s AND expires_at > now()",
+            [name],
+        )
+        return Lease(name, rows[0][0], int(rows[0][1]), rows[0][2]) if rows else None
 
     def history(
         self,
