@@ -13,8 +13,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer.testing as typer_testing
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
@@ -48,6 +50,22 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True, deadline=None)
 settings.register_profile("dev", database=None, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "dev")
+
+# typer's CliRunner builds the click command from the Typer app on every invoke (~35 ms, some
+# hundreds of times a run); the tests build it once per app, as `gatecheck` itself does once
+# per process. Each invoke still gets a new click context: nothing else is shared.
+_commands: dict[int, Any] = {}
+_build_command = typer_testing._get_command
+
+
+def _command_once(app: Any) -> Any:
+    found = _commands.get(id(app))
+    if found is None:
+        found = _commands[id(app)] = _build_command(app)
+    return found
+
+
+typer_testing._get_command = _command_once
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = project_path("reference")  # the reference project: the repository's top level
