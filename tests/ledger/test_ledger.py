@@ -575,3 +575,19 @@ def test_postgresql_lease_goes_to_exactly_one_of_many_at_once(pg_url: str) -> No
         held = list(pool.map(lambda i: ledgers[i].acquire_lease(f"replica-{i}", timedelta(seconds=30)), range(6)))
     winners = [h for h in held if h is not None]
     assert len(winners) == 1 and winners[0].epoch == 1
+
+
+def test_a_clickhouse_record_sent_twice_is_stored_once(tmp_path: Path, warehouse: Path) -> None:
+    """The evaluation's identity is the insert's deduplication token: a retry of the same
+    record (its answer lost on the way back) leaves one row; another evaluation is its own."""
+    database = f"dedup_{abs(hash(str(tmp_path))) % 10**8}"
+    ledger = ClickHouseLedger(f"chdb://{warehouse}?database={database}", tmp_path)
+    ledger.clock = lambda: AS_OF + timedelta(seconds=5)  # type: ignore[method-assign]
+    try:
+        ledger.record(verdict("p", AS_OF), 1.0)
+        ledger.record(verdict("p", AS_OF), 1.0)  # the same record again
+        assert [r.as_of for r in ledger.history("p")] == [AS_OF]
+        ledger.record(verdict("p", AS_OF + HOUR), 1.0)
+        assert [r.as_of for r in ledger.history("p")] == [AS_OF, AS_OF + HOUR]
+    finally:
+        ledger.close()

@@ -7,6 +7,7 @@ opens one path per process, so a chDB ledger must live on the warehouse's path.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from datetime import datetime
@@ -46,11 +47,14 @@ CREATE TABLE IF NOT EXISTS {table} (
   checks_failed Nullable(UInt8),
   waivers String DEFAULT ''
 ) ENGINE = MergeTree ORDER BY (phase, as_of)
+SETTINGS non_replicated_deduplication_window = 1000
 """
-# A ledger created by an older version gets the columns (NULL / '' for its existing records).
+# A ledger created by an older version gets the columns (NULL / '' for its existing records),
+# and the deduplication window its inserts' tokens need (ReplicatedMergeTree has one anyway).
 _CH_MIGRATE = (
     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS checks_failed Nullable(UInt8)",
     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS waivers String DEFAULT ''",
+    "ALTER TABLE {table} MODIFY SETTING non_replicated_deduplication_window = 1000",
 )
 _CH_AUDIT_TABLE = "gatecheck_audit"
 _CH_AUDIT_SCHEMA = """
@@ -193,8 +197,12 @@ class ClickHouseLedger(Ledger):
             "gatecheck_version": row["gatecheck_version"], "recorded_at_ms": to_ms(row["recorded_at"]),
             "document": json.dumps(row["document"]), "waivers": row["waivers"],
         }  # fmt: skip
+        # The evaluation's own identity as the insert's deduplication token: the same record
+        # sent again (a retry after an answer lost on the way back) is stored once.
+        token = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+        sql = _CH_INSERT.replace("{table}", self._table) + f"SETTINGS insert_deduplication_token = '{token}'"
         try:
-            self._execute(_CH_INSERT.replace("{table}", self._table), params, False)
+            self._execute(sql, params, False)
         except Exception as exc:
             raise LedgerError(f"history ledger {self.url}: cannot write ({exc})") from exc
         return Record.model_validate(row)
