@@ -591,3 +591,14 @@ def test_a_clickhouse_record_sent_twice_is_stored_once(tmp_path: Path, warehouse
         assert [r.as_of for r in ledger.history("p")] == [AS_OF, AS_OF + HOUR]
     finally:
         ledger.close()
+
+
+def test_an_empty_selection_matches_nothing(ledger: Ledger) -> None:
+    """No phases, no kinds, no verdicts asked: nothing (``IN ()`` is not SQL)."""
+    from gatecheck.ledger.audit import AuditEvent
+
+    ledger.record(verdict("p", AS_OF), 1.0)
+    ledger.append_audit([AuditEvent(at=AS_OF, kind="approved", phase="p", by="a", reason="r", config_hash="h")])
+    assert ledger.audit(phases=[]) == [] and ledger.audit(kinds=[]) == []
+    assert ledger.history("p", verdicts=frozenset()) == []
+    assert len(ledger.audit(phases=["p"])) == 1 and len(ledger.history("p")) == 1

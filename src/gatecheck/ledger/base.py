@@ -196,6 +196,96 @@ def stored_failed(stored: Any, document: dict[str, Any] | None) -> bool:
 
 AUDIT_COLUMNS = "at_ms, kind, phase, check_name, group_json, waiver, until_ms, by, reason, config_hash"
 
+# ---------------------------------------------------------------- the SQL backends' queries
+# SQLite and PostgreSQL store a record in the same columns; only the driver's placeholder
+# (``?`` or ``%s``) differs. ClickHouse (typed columns, its own parameters) has its own.
+
+#: The columns a history query selects, in the order :func:`record_of` reads them.
+HISTORY_COLUMNS = (
+    "phase, environment, as_of_ms, verdict, checks_passed, config_hash, duration_s,"
+    " gatecheck_version, recorded_at_ms, document, checks_failed, waivers"
+)
+
+
+def history_filter(
+    mark: str,
+    phase: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    verdicts: frozenset[VerdictState] | None = None,
+    newest: int | None = None,
+    recorded_since: datetime | None = None,
+    ahead: bool = True,
+) -> tuple[str, list[Any]]:
+    """`` WHERE … ORDER BY … [LIMIT …]`` of :meth:`Ledger.history` and its arguments, with
+    ``mark`` as the driver's placeholder. Newest first, so a LIMIT keeps the most recent: the
+    caller reverses the rows to oldest first."""
+    sql = f" WHERE phase = {mark}"
+    args: list[Any] = [phase]
+    if since is not None:
+        sql += f" AND as_of_ms >= {mark}"
+        args.append(to_ms(since))
+    if until is not None:
+        sql += f" AND as_of_ms <= {mark}"
+        args.append(to_ms(until))
+    if recorded_since is not None:
+        sql += f" AND recorded_at_ms >= {mark}"
+        args.append(to_ms(recorded_since))
+    if not ahead:
+        sql += f" AND as_of_ms <= recorded_at_ms + {mark}"
+        args.append(int(MAX_CLOCK_SKEW.total_seconds() * 1000))
+    if verdicts is not None:
+        sql += _any_of("verdict", mark, list(verdicts))
+        args.extend(sorted(v.value for v in verdicts))
+    sql += " ORDER BY as_of_ms DESC, id DESC"
+    if newest is not None:
+        sql += f" LIMIT {mark}"
+        args.append(newest)
+    return sql, args
+
+
+def record_of(row: Any) -> Record:
+    """A record from a row of :data:`HISTORY_COLUMNS`."""
+    document = json.loads(row[9])
+    return Record(
+        phase=row[0],
+        environment=row[1],
+        as_of=from_ms(row[2]),
+        verdict=VerdictState(row[3]),
+        checks_passed=bool(row[4]),
+        config_hash=row[5],
+        duration_s=row[6],
+        gatecheck_version=row[7],
+        recorded_at=from_ms(row[8]),
+        document=document,
+        checks_failed=stored_failed(row[10], document),
+        waivers=row[11] or "",
+    )
+
+
+def _any_of(column: str, mark: str, values: list[Any]) -> str:
+    """`` AND column IN (…)``; none at all matches nothing (``IN ()`` is not SQL)."""
+    return f" AND {column} IN ({', '.join([mark] * len(values))})" if values else " AND 1 = 0"
+
+
+def audit_filter(
+    mark: str, phases: list[str] | None = None, since: datetime | None = None, kinds: list[str] | None = None
+) -> tuple[str, list[Any]]:
+    """`` WHERE … ORDER BY id`` of :meth:`Ledger.audit` and its arguments (``mark``: the
+    driver's placeholder)."""
+    sql = " WHERE 1 = 1"
+    args: list[Any] = []
+    if phases is not None:
+        sql += _any_of("phase", mark, phases)
+        args.extend(phases)
+    if since is not None:
+        sql += f" AND at_ms >= {mark}"
+        args.append(to_ms(since))
+    if kinds is not None:
+        sql += _any_of("kind", mark, kinds)
+        args.extend(kinds)
+    return sql + " ORDER BY id", args
+
 
 def audit_row(event: AuditEvent) -> tuple[Any, ...]:
     return (

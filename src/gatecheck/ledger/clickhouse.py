@@ -217,7 +217,9 @@ class ClickHouseLedger(Ledger):
         recorded_since: datetime | None = None,
         ahead: bool = True,
     ) -> list[Record]:
-        if self._absent:  # read-only, and no tables: nothing was ever recorded
+        # read-only and no tables: nothing was ever recorded; no verdict asked: none matches
+        # (the query's empty array means "any", as the SQL backends' `IN ()` cannot)
+        if self._absent or (verdicts is not None and not verdicts):
             return []
         params = {
             "ahead_ms": 2**62 if ahead else int(MAX_CLOCK_SKEW.total_seconds() * 1000),
@@ -328,7 +330,8 @@ class ClickHouseLedger(Ledger):
     def audit(
         self, phases: list[str] | None = None, since: datetime | None = None, kinds: list[str] | None = None
     ) -> list[AuditEvent]:
-        if self._absent:  # read-only, and no tables: nothing was ever recorded
+        # read-only and no tables: nothing was ever recorded; no phase or kind asked: none
+        if self._absent or phases == [] or kinds == []:
             return []
         params = {"phases": phases or [], "since_ms": to_ms(since) if since else 0, "kinds": kinds or []}
         try:

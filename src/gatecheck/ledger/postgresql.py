@@ -31,15 +31,17 @@ from gatecheck.errors import LedgerError, one_line, redact
 from gatecheck.ledger.audit import AuditEvent
 from gatecheck.ledger.base import (
     AUDIT_COLUMNS,
-    MAX_CLOCK_SKEW,
+    HISTORY_COLUMNS,
     Ledger,
     Record,
     audit_event_of,
+    audit_filter,
     audit_row,
     contemporary,
     from_ms,
+    history_filter,
+    record_of,
     row_of,
-    stored_failed,
     to_ms,
 )
 from gatecheck.results import Verdict, VerdictState
@@ -61,7 +63,7 @@ MIGRATIONS: tuple[str, ...] = (
       duration_s DOUBLE PRECISION NOT NULL,
       gatecheck_version TEXT NOT NULL,
       recorded_at_ms BIGINT NOT NULL,
-      document JSONB NOT NULL,
+      document TEXT NOT NULL,
       waivers TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX gatecheck_evaluations_phase_as_of ON gatecheck_evaluations (phase, as_of_ms);
@@ -196,7 +198,7 @@ class PostgresLedger(Ledger):
                 "INSERT INTO gatecheck_evaluations (phase, environment, as_of_ms, verdict, checks_passed,"
                 " checks_failed, config_hash, duration_s, gatecheck_version, recorded_at_ms, document,"
                 " waivers, epoch)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)",
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [
                     row["phase"], row["environment"], to_ms(row["as_of"]), row["verdict"],
                     bool(row["checks_passed"]), bool(row["checks_failed"]), row["config_hash"],
@@ -255,50 +257,9 @@ class PostgresLedger(Ledger):
         recorded_since: datetime | None = None,
         ahead: bool = True,
     ) -> list[Record]:
-        sql = (
-            "SELECT phase, environment, as_of_ms, verdict, checks_passed, config_hash, duration_s,"
-            " gatecheck_version, recorded_at_ms, document::text, checks_failed, waivers"
-            " FROM gatecheck_evaluations WHERE phase = %s"
-        )
-        args: list[Any] = [phase]
-        if since is not None:
-            sql += " AND as_of_ms >= %s"
-            args.append(to_ms(since))
-        if until is not None:
-            sql += " AND as_of_ms <= %s"
-            args.append(to_ms(until))
-        if recorded_since is not None:
-            sql += " AND recorded_at_ms >= %s"
-            args.append(to_ms(recorded_since))
-        if not ahead:
-            sql += " AND as_of_ms <= recorded_at_ms + %s"
-            args.append(int(MAX_CLOCK_SKEW.total_seconds() * 1000))
-        if verdicts is not None:
-            sql += " AND verdict = ANY(%s)"
-            args.append(sorted(v.value for v in verdicts))
-        # Newest first so LIMIT keeps the most recent; reversed below to oldest first.
-        sql += " ORDER BY as_of_ms DESC, id DESC"
-        if newest is not None:
-            sql += " LIMIT %s"
-            args.append(newest)
-        rows = self._rows(sql, args)[::-1]
-        return [
-            Record(
-                phase=r[0],
-                environment=r[1],
-                as_of=from_ms(r[2]),
-                verdict=VerdictState(r[3]),
-                checks_passed=bool(r[4]),
-                config_hash=r[5],
-                duration_s=r[6],
-                gatecheck_version=r[7],
-                recorded_at=from_ms(r[8]),
-                document=(document := json.loads(r[9])),
-                checks_failed=stored_failed(r[10], document),
-                waivers=r[11] or "",
-            )
-            for r in rows
-        ]
+        where, args = history_filter("%s", phase, since, until, verdicts, newest, recorded_since, ahead)
+        rows = self._rows(f"SELECT {HISTORY_COLUMNS} FROM gatecheck_evaluations{where}", args)
+        return [record_of(r) for r in rows[::-1]]
 
     def soak_points(
         self,
@@ -357,18 +318,8 @@ class PostgresLedger(Ledger):
     def audit(
         self, phases: list[str] | None = None, since: datetime | None = None, kinds: list[str] | None = None
     ) -> list[AuditEvent]:
-        sql = f"SELECT {_AUDIT_COLUMNS} FROM gatecheck_audit WHERE true"
-        args: list[Any] = []
-        if phases is not None:
-            sql += " AND phase = ANY(%s)"
-            args.append(list(phases))
-        if since is not None:
-            sql += " AND at_ms >= %s"
-            args.append(to_ms(since))
-        if kinds is not None:
-            sql += " AND kind = ANY(%s)"
-            args.append(list(kinds))
-        sql += " ORDER BY id"
+        where, args = audit_filter("%s", phases, since, kinds)
+        sql = f"SELECT {_AUDIT_COLUMNS} FROM gatecheck_audit{where}"
         return [audit_event_of(r) for r in self._rows(sql, args, "cannot read the audit trail")]
 
     def check_writable(self) -> None:

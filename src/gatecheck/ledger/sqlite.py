@@ -19,13 +19,16 @@ from gatecheck.errors import LedgerError
 from gatecheck.ledger.audit import AuditEvent
 from gatecheck.ledger.base import (
     AUDIT_COLUMNS,
-    MAX_CLOCK_SKEW,
+    HISTORY_COLUMNS,
     Ledger,
     Record,
     audit_event_of,
+    audit_filter,
     audit_row,
     contemporary,
     from_ms,
+    history_filter,
+    record_of,
     row_of,
     stored_failed,
     to_ms,
@@ -168,50 +171,9 @@ class SqliteLedger(Ledger):
         recorded_since: datetime | None = None,
         ahead: bool = True,
     ) -> list[Record]:
-        sql = (
-            "SELECT phase, environment, as_of_ms, verdict, checks_passed, config_hash, duration_s,"
-            " gatecheck_version, recorded_at_ms, document, checks_failed, waivers"
-            " FROM evaluations WHERE phase = ?"
-        )
-        args: list[Any] = [phase]
-        if since is not None:
-            sql += " AND as_of_ms >= ?"
-            args.append(to_ms(since))
-        if until is not None:
-            sql += " AND as_of_ms <= ?"
-            args.append(to_ms(until))
-        if recorded_since is not None:
-            sql += " AND recorded_at_ms >= ?"
-            args.append(to_ms(recorded_since))
-        if not ahead:
-            sql += " AND as_of_ms <= recorded_at_ms + ?"
-            args.append(int(MAX_CLOCK_SKEW.total_seconds() * 1000))
-        if verdicts is not None:
-            sql += f" AND verdict IN ({', '.join('?' * len(verdicts))})"
-            args.extend(sorted(v.value for v in verdicts))
-        # Newest first so LIMIT keeps the most recent; reversed below to oldest first.
-        sql += " ORDER BY as_of_ms DESC, id DESC"
-        if newest is not None:
-            sql += " LIMIT ?"
-            args.append(newest)
-        rows = self._rows(sql, args)[::-1]
-        return [
-            Record(
-                phase=r[0],
-                environment=r[1],
-                as_of=from_ms(r[2]),
-                verdict=VerdictState(r[3]),
-                checks_passed=bool(r[4]),
-                config_hash=r[5],
-                duration_s=r[6],
-                gatecheck_version=r[7],
-                recorded_at=from_ms(r[8]),
-                document=(document := json.loads(r[9])),
-                checks_failed=stored_failed(r[10], document),
-                waivers=r[11] or "",
-            )
-            for r in rows
-        ]
+        where, args = history_filter("?", phase, since, until, verdicts, newest, recorded_since, ahead)
+        rows = self._rows(f"SELECT {HISTORY_COLUMNS} FROM evaluations{where}", args)
+        return [record_of(r) for r in rows[::-1]]
 
     def soak_points(
         self,
@@ -282,18 +244,8 @@ class SqliteLedger(Ledger):
     def audit(
         self, phases: list[str] | None = None, since: datetime | None = None, kinds: list[str] | None = None
     ) -> list[AuditEvent]:
-        sql = f"SELECT {AUDIT_COLUMNS} FROM audit WHERE 1 = 1"
-        args: list[Any] = []
-        if phases is not None:
-            sql += f" AND phase IN ({', '.join('?' * len(phases))})"
-            args.extend(phases)
-        if since is not None:
-            sql += " AND at_ms >= ?"
-            args.append(to_ms(since))
-        if kinds is not None:
-            sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
-            args.extend(kinds)
-        sql += " ORDER BY id"
+        where, args = audit_filter("?", phases, since, kinds)
+        sql = f"SELECT {AUDIT_COLUMNS} FROM audit{where}"
         rows = self._rows(sql, args, "cannot read the audit trail")
         return [audit_event_of(r) for r in rows]
 
