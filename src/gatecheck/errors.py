@@ -69,23 +69,32 @@ _ERRNO_WORDS = {
 _ERRNO_TEXT = re.compile(r"\[Errno (-?\d+)\]\s*")
 
 
-def network_reason(exc: BaseException) -> str | None:
-    """Why a server could not be reached, in words (``connection refused``, ``unknown host
-    db.example``, ``timed out``), from the first socket error in ``exc``'s chain; None when
-    the chain holds none. Never Python's ``[Errno 111] Connect call failed ('127.0.0.1', 4222)``."""
+def socket_reason(exc: BaseException) -> str | None:
+    """Why one exception says a server could not be reached, in words — ``connection refused``,
+    ``unknown host (Name or service not known)``, ``timed out`` — or None when it is not a
+    socket error."""
     import socket
 
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror or exc})"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return _ERRNO_WORDS.get(exc.errno) or (exc.strerror or str(exc)).lower()
+    found = _ERRNO_TEXT.search(str(exc))  # a library that kept only the text
+    if found and int(found.group(1)) in _ERRNO_WORDS:
+        return _ERRNO_WORDS[int(found.group(1))]
+    return None
+
+
+def network_reason(exc: BaseException) -> str | None:
+    """:func:`socket_reason` of the first socket error in ``exc``'s chain, or None. Never
+    Python's ``[Errno 111] Connect call failed ('127.0.0.1', 4222)``."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, socket.gaierror):
-            return "unknown host"
-        if isinstance(current, OSError) and current.errno in _ERRNO_WORDS:
-            return _ERRNO_WORDS[current.errno]
-        found = _ERRNO_TEXT.search(str(current))  # a library that kept only the text
-        if found and int(found.group(1)) in _ERRNO_WORDS:
-            return _ERRNO_WORDS[int(found.group(1))]
+        reason = socket_reason(current)
+        if reason is not None:
+            return reason
         current = current.__cause__ or current.__context__
     return None
 

@@ -33,7 +33,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from gatecheck.errors import ConfigError, GatecheckError, QueryError, SourceTimeout, SourceUnavailable, redact
+from gatecheck.errors import (
+    ConfigError,
+    GatecheckError,
+    QueryError,
+    SourceTimeout,
+    SourceUnavailable,
+    redact,
+    socket_reason,
+)
 
 # TIMEOUT_EXCEEDED, TOO_SLOW (estimated to exceed the limit), SOCKET_TIMEOUT
 _TIMEOUT_CODES = {159, 160, 209}
@@ -327,10 +335,9 @@ def _unreachable(exc: BaseException, target: Target, timeout: float | None) -> E
             return SourceUnavailable(
                 f"{target.where}: its TLS certificate is not trusted ({current.verify_message}){hint}"
             )
-        if isinstance(current, socket.gaierror):
-            return SourceUnavailable(f"{where}: unknown host ({current.strerror or current})")
-        if isinstance(current, OSError) and current.errno is not None:
-            return SourceUnavailable(f"{where}: {(current.strerror or str(current)).lower()}")
+        reason = socket_reason(current)
+        if reason is not None:
+            return SourceUnavailable(f"{where}: {reason}")
         current = current.__cause__ or current.__context__
     return None
 
