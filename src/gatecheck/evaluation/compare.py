@@ -179,7 +179,7 @@ def mann_whitney(
     lp95, rp95 = _percentile(left, 95), _percentile(right, 95)
     direction = "no difference" if p >= alpha else ("higher" if effect > 0 else "lower")
     text = (
-        f"{first} p95 {_fmt(lp95 or 0.0)}{unit} vs {second} {_fmt(rp95 or 0.0)}{unit}, {direction}, "
+        f"{first} p95 {number(lp95 or 0.0)}{unit} vs {second} {number(rp95 or 0.0)}{unit}, {direction}, "
         f"p = {_fmt_p(p)}, effect {effect:+.2f}"
     )
     return Comparison("mann-whitney", left_n, right_n, True, p, effect, direction, lp95, rp95, text)
@@ -238,10 +238,6 @@ def samples_from_histogram(buckets: Sequence[tuple[float, float]]) -> list[float
         samples.extend([value] * new)
         previous_le, previous_count = (previous_le if math.isinf(le) else le), count
     return samples
-
-
-def _fmt(value: float) -> str:
-    return number(value)
 
 
 def _fmt_p(p: float) -> str:

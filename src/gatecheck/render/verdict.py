@@ -51,9 +51,6 @@ def render_json(verdict: Verdict) -> str:
     return json.dumps(verdict.document(), indent=2, ensure_ascii=False) + "\n"
 
 
-_time = timestamp
-
-
 def _evidence_text(check: CheckResult) -> str:
     evidence = check.evidence
     if evidence is None:
@@ -106,7 +103,7 @@ def render_text(verdict: Verdict, color: bool = False, width: int = 120) -> str:
 
     header = Text()
     header.append(verdict.verdict.value.upper(), style=_VERDICT_STYLE[verdict.verdict])
-    header.append(f"  phase {verdict.phase} ({verdict.environment}) as of {_time(verdict.as_of)}")
+    header.append(f"  phase {verdict.phase} ({verdict.environment}) as of {timestamp(verdict.as_of)}")
     line(header)
     if verdict.description:
         line(" ".join(verdict.description.split()), style="dim")
@@ -116,7 +113,7 @@ def render_text(verdict: Verdict, color: bool = False, width: int = 120) -> str:
             check.suite,
             check.role,
             check.outcome.value + (f" (waived {check.waiver.id})" if check.waiver else ""),
-            f"{_time(check.window.start)} → {_time(check.window.end)} "
+            f"{timestamp(check.window.start)} → {timestamp(check.window.end)} "
             f"({format_duration(check.window.length)}, settle {format_duration(check.window.settle)})",
             _evidence_text(check),
         )
@@ -171,7 +168,7 @@ def render_text(verdict: Verdict, color: bool = False, width: int = 120) -> str:
 
 def _window_text(check: CheckResult) -> str:
     return (
-        f"window {_time(check.window.start)} → {_time(check.window.end)} "
+        f"window {timestamp(check.window.start)} → {timestamp(check.window.end)} "
         f"({format_duration(check.window.length)}, settle {format_duration(check.window.settle)})"
     )
 
@@ -280,7 +277,7 @@ def render_markdown(verdict: Verdict) -> str:
     lines = [
         f"### gatecheck: {_VERDICT_MARK[verdict.verdict]} — `{verdict.phase}` ({verdict.environment})",
         "",
-        f"as of {_time(verdict.as_of)}",
+        f"as of {timestamp(verdict.as_of)}",
         "",
         *[
             text
@@ -297,7 +294,7 @@ def render_markdown(verdict: Verdict) -> str:
     ]
     for check in verdict.checks:
         detail = "<br>".join(_cell(line.strip()) for line in _check_detail(check))
-        window = f"{_time(check.window.start)} → {_time(check.window.end)}"
+        window = f"{timestamp(check.window.start)} → {timestamp(check.window.end)}"
         outcome = f"{_MARK[check.outcome]} {check.outcome.value}"
         if check.waiver is not None:
             outcome += f" ⚠️ waived {check.waiver.id}"
