@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -350,3 +351,14 @@ def test_a_warehouse_suite_answered_in_one_pass_gives_each_step_its_own_querys_f
     assert sum(not f.empty for f in frames) >= 13 + 31 - 6  # the comparison saw data
     if broken is not None:
         assert any(broken(f) for f in frames if not f.empty)
+
+
+def test_the_text_shows_values_in_their_thresholds_unit(warehouse: Path) -> None:
+    """A share's worst value and distribution read in % like its threshold (0.1098 against
+    ≤ 0.5 % before)."""
+    code, text, err = backtest(warehouse, "unmatched-edges", "--since", "8h")
+    assert code == 0, err
+    worst = next(line for line in text.splitlines() if line.startswith("  worst: "))
+    assert re.match(r"  worst: [\d.]+ % \(edge_type=", worst), worst
+    rate = next(line for line in text.splitlines() if line.startswith("  unmatched_rate: min "))
+    assert re.fullmatch(r"  unmatched_rate: min [\d.]+ %, p50 [\d.]+ %, p95 [\d.]+ %, max [\d.]+ % against ≤ 0\.5 % \(9 steps\)", rate), rate

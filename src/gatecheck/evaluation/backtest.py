@@ -89,6 +89,7 @@ class CheckSummary(_Model):
     first_failing: Moment | None = None
     last_failing: Moment | None = None
     worst_observed: float | int | str | bool | None = None
+    worst_column: str | None = None  # the expectation's column the worst value is of
     worst_group: dict[str, str] = {}
     worst_as_of: Moment | None = None
     distributions: list[Distribution] = []
@@ -465,7 +466,7 @@ def _summary(results: list[CheckResult], times: list[datetime]) -> CheckSummary:
         else:
             run, run_start = 0, None
     fail_times = [t for t, bad in zip(times, failing, strict=True) if bad]
-    worst: tuple[float, Any, dict[str, str], datetime] | None = None
+    worst: tuple[float, Any, dict[str, str], datetime, str | None] | None = None
     for moment, result in zip(times, results, strict=True):
         for expectation in result.expectations:
             if expectation.outcome is not Outcome.FAIL:
@@ -477,7 +478,7 @@ def _summary(results: list[CheckResult], times: list[datetime]) -> CheckSummary:
                 side = next((t.bound for t in expectation.thresholds if t.bound), "max")
                 score = value if side == "max" else -value
                 if worst is None or score > worst[0]:
-                    worst = (score, group.observed_value, group.group, moment)
+                    worst = (score, group.observed_value, group.group, moment, expectation.column)
     distributions = []
     for index, expectation in enumerate(first.expectations):
         values = [
@@ -526,6 +527,7 @@ def _summary(results: list[CheckResult], times: list[datetime]) -> CheckSummary:
         worst_observed=worst[1] if worst else None,
         worst_group=worst[2] if worst else {},
         worst_as_of=worst[3] if worst else None,
+        worst_column=worst[4] if worst else None,
         distributions=distributions,
         not_judged=next(
             (

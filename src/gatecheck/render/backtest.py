@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from gatecheck._values import observed_number, shown, utc_minute
+from gatecheck._values import observed_number, shown, unit_of, utc_minute
 from gatecheck.durations import format_duration
 from gatecheck.evaluation.backtest import BacktestReport
 from gatecheck.results import Outcome
@@ -37,13 +37,15 @@ def render_backtest(report: BacktestReport) -> str:
             lines.append(f"  not judged: {check.not_judged}")
         if check.worst_observed is not None:
             group = ", ".join(f"{k}={v}" for k, v in check.worst_group.items()) or "overall"
-            worst = shown(check.worst_observed)
+            worst = shown(check.worst_observed, unit_of(check.worst_column))
             lines.append(f"  worst: {worst} ({group}) at {utc_minute(check.worst_as_of)}")
         for d in check.distributions:
             if d.steps:
+                unit = unit_of(d.column)
                 lines.append(
-                    f"  {d.column}: min {shown(d.min)}, p50 {shown(d.p50)}, p95 {shown(d.p95)}, "
-                    f"max {shown(d.max)} against {d.threshold or d.expectation} ({d.steps} steps)"
+                    f"  {d.column}: min {shown(d.min, unit)}, p50 {shown(d.p50, unit)}, "
+                    f"p95 {shown(d.p95, unit)}, max {shown(d.max, unit)} "
+                    f"against {d.threshold or d.expectation} ({d.steps} steps)"
                 )
     if report.flips is not None:
         lines += [
