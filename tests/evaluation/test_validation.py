@@ -240,3 +240,84 @@ def test_great_expectations_complaints_read_in_the_suites_words() -> None:
 
     spec = ExpectationSpec.model_validate({"type": "expect_column_values_to_be_between", "column": "x"})
     assert expectation_problems(spec) == ["give min_value or max_value (or both)"]
+
+
+def _count_ge_validations(monkeypatch) -> list[int]:
+    """Every Great Expectations validation from now on appends 1 to the returned list."""
+    from great_expectations.datasource.fluent.interfaces import Batch
+
+    calls: list[int] = []
+    original = Batch.validate
+    monkeypatch.setattr(Batch, "validate", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    return calls
+
+
+def test_an_identical_question_is_answered_once_and_any_change_is_asked_again(monkeypatch) -> None:
+    """GE's answers are kept per question (expectations, parameters, frame): the same frame
+    judged again costs no validation and gives the same result; a changed value, dtype,
+    parameter or expectation is validated anew and judged on its own."""
+    from gatecheck.evaluation import validation as runner
+
+    runner._ANSWERS.clear()
+    calls = _count_ge_validations(monkeypatch)
+    first = check(frame([0.001, 0.004], [100, 200]))
+    again = check(frame([0.001, 0.004], [100, 200]))
+    assert len(calls) == 1
+    assert again.model_dump() == first.model_dump() and first.outcome is Outcome.PASS
+
+    changed = check(frame([0.001, 0.009], [100, 200]))  # one value over the bound
+    assert len(calls) == 2 and changed.outcome is Outcome.FAIL
+    assert [g.group for g in changed.expectations[0].failing_groups] == [{"edge_type": "t1"}]
+
+    as_float32 = frame([0.001, 0.004], [100, 200]).astype({"rate": "float32"})  # the column's dtype
+    assert check(as_float32).outcome is Outcome.PASS
+    assert len(calls) == 3
+
+    stricter = dict(THRESHOLDS, rate_max=ResolvedThreshold("rate_max", 0.003, "phase", "thresholds.yaml"))
+    window = window_for(datetime(2026, 11, 22, 6, tzinfo=UTC), timedelta(hours=1), timedelta(minutes=10))
+    base = {"suite": "edges", "source": "warehouse", "role": "required", "window": window}
+    tighter = judge(suite(), frame([0.001, 0.004], [100, 200]), stricter, base)
+    assert len(calls) == 4 and tighter.outcome is Outcome.FAIL
+
+    other_expectation = check(
+        frame([0.001, 0.004], [100, 200]),
+        expectations=[{"type": "expect_column_values_to_be_between", "column": "rate", "max_value": 0.002}],
+    )
+    assert len(calls) == 5 and other_expectation.outcome is Outcome.FAIL
+
+
+def test_a_digest_collision_cannot_return_another_frames_answer(monkeypatch) -> None:
+    """The kept answer is used only for a frame equal to the one it was given for."""
+    from gatecheck.evaluation import validation as runner
+
+    runner._ANSWERS.clear()
+    monkeypatch.setattr(runner._Answers, "_key", lambda self, *a: "the same digest for every question")
+    calls = _count_ge_validations(monkeypatch)
+    assert check(frame([0.001, 0.004], [100, 200])).outcome is Outcome.PASS
+    assert check(frame([0.001, 0.009], [100, 200])).outcome is Outcome.FAIL
+    assert check(frame([0.001, 0.004], [100, 200])).outcome is Outcome.PASS
+    assert len(calls) == 3  # the collision was noticed each time, the frames validated apart
+
+
+def test_a_validation_that_raised_is_not_kept_and_the_kept_answers_are_bounded(monkeypatch) -> None:
+    from great_expectations.datasource.fluent.interfaces import Batch
+
+    from gatecheck.evaluation import validation as runner
+
+    runner._ANSWERS.clear()
+    original = Batch.validate
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("metric store unavailable")
+
+    monkeypatch.setattr(Batch, "validate", broken)
+    failed = check(frame([0.001, 0.004], [100, 200]))
+    assert failed.outcome is Outcome.ERROR
+    assert "could not validate the answer: metric store unavailable" in failed.expectations[0].reason
+    monkeypatch.setattr(Batch, "validate", original)
+    assert check(frame([0.001, 0.004], [100, 200])).outcome is Outcome.PASS  # asked again, not the error
+
+    monkeypatch.setattr(runner._Answers, "_SIZE", 3)
+    for k in range(6):
+        check(frame([0.001 * k, 0.0], [100, 200]))
+    assert len(runner._ANSWERS._kept) == 3

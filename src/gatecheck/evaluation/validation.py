@@ -12,10 +12,14 @@ nothing else imports GE.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from numbers import Number
@@ -394,7 +398,6 @@ def validate_frame(
     ``validator``'s context; without one, on a context of its own); with ``only``, just the
     expectations at those indices, in order."""
     validator = validator or Validator()
-    _, batch_definition = validator.context()
     groups = group_columns(suite, frame)
     infinite = _infinite(frame)
     if infinite:  # judged on the finite values (GE skips NaN); the infinite ones named below
@@ -418,25 +421,15 @@ def validate_frame(
             built[index] = made
     ge_results: dict[int, Any] = {}
     if built:
-        expectation_suite = validator.expectation_suite(suite, built)
         result_format: dict[str, Any] = {"result_format": "COMPLETE"}
         if groups:
             result_format["unexpected_index_column_names"] = groups
+        ge_frame = _for_ge(frame, groups, [suite.expectations[i] for i in built])
         try:
-            batch = batch_definition.get_batch(
-                batch_parameters={"dataframe": _for_ge(frame, groups, [suite.expectations[i] for i in built])}
-            )
-            validation = batch.validate(
-                expectation_suite, expectation_parameters=parameters, result_format=result_format
-            )
+            ge_results = _ANSWERS.validate(validator, suite, built, ge_frame, parameters, result_format)
         except Exception as exc:  # GE itself failed on this answer: every expectation is an error
             reason = f"Great Expectations could not validate the answer: {_exception_text(exc)}"
             errors.update({i: _errored(suite.expectations[i], thresholds, suite.name, reason) for i in built})
-        else:
-            for ge_result in validation.results:
-                meta = ge_result.expectation_config.meta or {}
-                if isinstance(meta.get(_INDEX), int):
-                    ge_results[meta[_INDEX]] = ge_result
     return [
         _judged_with_infinite(
             errors[index]
@@ -560,7 +553,6 @@ def _validate_stacked(
     expectations at ``indices`` that GE judged without raising."""
     if not indices:
         return {}
-    _, batch_definition = validator.context()
     specs = [suite.expectations[i] for i in indices]
     parts = []
     for position, frame in enumerate(frames):
@@ -572,17 +564,11 @@ def _validate_stacked(
     parameters = {name: thresholds[name].value for name in suite.parameters() if name in thresholds}
     result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [_STEP, *groups]}
     try:
-        batch = batch_definition.get_batch(batch_parameters={"dataframe": stacked})
-        validation = batch.validate(
-            validator.expectation_suite(suite, built),
-            expectation_parameters=parameters,
-            result_format=result_format,
-        )
+        answers = _ANSWERS.validate(validator, suite, built, stacked, parameters, result_format)
     except Exception:
         return {}  # frame by frame, where each frame gets its own error
     shares: dict[int, list[Any]] = {}
-    for ge_result in validation.results:
-        index = (ge_result.expectation_config.meta or {}).get(_INDEX)
+    for index, ge_result in answers.items():
         if index not in built or _raised(ge_result.exception_info) is not None:
             continue
         unexpected: list[list[dict[str, Any]]] = [[] for _ in frames]
@@ -600,6 +586,112 @@ def _validate_stacked(
             for frame, rows in zip(frames, unexpected, strict=True)
         ]
     return shares
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What gatecheck reads of one GE expectation result (kept after the validation)."""
+
+    success: bool
+    result: dict[str, Any] = field(hash=False)
+    exception_info: Any = field(hash=False)
+
+
+class _Answers:
+    """Great Expectations' answers to questions already asked in this process.
+
+    A validation is a pure function of the expectations, their parameters, the result format
+    and the frame, and GE takes ~30 ms for one however small the frame: the same question comes
+    back when a service cycle, a page or a what-if re-judges a window whose aggregates have not
+    changed, and when a chain, a backtest and an explanation judge the same frames. The key is
+    a digest of all four; a hit is confirmed by comparing the frame itself (``DataFrame.equals``
+    with the same dtypes), so a digest collision cannot return another frame's answer. Bounded
+    (``_SIZE`` questions, frames of at most ``_ROWS`` rows); a validation that raised is never
+    kept. Thread-safe: engines validate on their own threads."""
+
+    _SIZE = 512
+    _ROWS = 10_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[str, tuple[pd.DataFrame, dict[int, _Answer]]] = OrderedDict()
+
+    def validate(
+        self,
+        validator: Validator,
+        suite: SuiteConfig,
+        built: Mapping[int, Any],
+        frame: pd.DataFrame,
+        parameters: Mapping[str, Any],
+        result_format: Mapping[str, Any],
+    ) -> dict[int, _Answer]:
+        """index → GE's result for each expectation of ``built`` validated on ``frame``
+        (GE raising propagates)."""
+        key = self._key(suite, built, frame, parameters, result_format)
+        if key is not None:
+            with self._lock:
+                kept = self._kept.get(key)
+                if kept is not None and _same_frame(kept[0], frame):
+                    self._kept.move_to_end(key)
+                    return kept[1]
+        _, batch_definition = validator.context()
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        validation = batch.validate(
+            validator.expectation_suite(suite, dict(built)),
+            expectation_parameters=dict(parameters),
+            result_format=dict(result_format),
+        )
+        answers: dict[int, _Answer] = {}
+        for ge_result in validation.results:
+            index = (ge_result.expectation_config.meta or {}).get(_INDEX)
+            if isinstance(index, int):
+                answers[index] = _Answer(ge_result.success, ge_result.result, ge_result.exception_info)
+        if key is not None:
+            with self._lock:
+                self._kept[key] = (frame, answers)
+                while len(self._kept) > self._SIZE:
+                    self._kept.popitem(last=False)
+        return answers
+
+    def _key(
+        self,
+        suite: SuiteConfig,
+        built: Mapping[int, Any],
+        frame: pd.DataFrame,
+        parameters: Mapping[str, Any],
+        result_format: Mapping[str, Any],
+    ) -> str | None:
+        """A digest of the question, or None when it is not kept (a large frame, values
+        that cannot be hashed)."""
+        if len(frame) > self._ROWS:
+            return None
+        try:
+            question = json.dumps(
+                [
+                    [[i, suite.expectations[i].type, suite.expectations[i].kwargs] for i in sorted(built)],
+                    parameters,
+                    result_format,
+                    [[str(c), str(t)] for c, t in frame.dtypes.items()],
+                ],
+                sort_keys=True,
+                default=repr,
+            )
+            rows = pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
+        except (TypeError, ValueError):
+            return None
+        return hashlib.sha256(question.encode() + b"\0" + rows).hexdigest()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+
+
+def _same_frame(kept: pd.DataFrame, frame: pd.DataFrame) -> bool:
+    same_columns = list(kept.columns) == list(frame.columns) and list(kept.dtypes) == list(frame.dtypes)
+    return same_columns and kept.equals(frame)
+
+
+_ANSWERS = _Answers()
 
 
 _SINGLE_VALUES = (str, bool, int, float, Decimal, np.generic, datetime, date, pd.Timestamp)
