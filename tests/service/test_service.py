@@ -857,10 +857,10 @@ class _SlowWrites(SqliteLedger):
         self.events: list[str] = []
         self.writing = threading.Event()
 
-    def record(self, verdict: Verdict, duration_s: float) -> Any:
+    def record(self, verdict: Verdict, duration_s: float, lease: Any = None) -> Any:
         self.writing.set()
         time.sleep(0.5)
-        written = super().record(verdict, duration_s)
+        written = super().record(verdict, duration_s, lease)
         self.events.append("written")
         return written
 

@@ -77,6 +77,13 @@ def cross_check(project: Project) -> list[str]:
                     f"{PROJECT_FILE}: service.{key}: unknown phase {phase!r} "
                     f"(known: {project.known_phases()})"
                 )
+    if service.lease is not None and not (
+        config.history is not None and config.history.url.split(":", 1)[0] in ("postgresql", "postgres")
+    ):
+        problems.append(
+            f"{PROJECT_FILE}: service.lease: replicas share a PostgreSQL ledger; history.url is "
+            f"{'not set' if config.history is None else 'not postgresql://'} (one service per other ledger)"
+        )
     for index, target in enumerate(config.notify):
         for phase in target.phases or []:
             if phase not in project.gates:

@@ -72,6 +72,21 @@ class WorkerConfig(Frozen):
     _deadline = field_validator("deadline")(lambda value: _at_least_a_second("deadline", value))
 
 
+class LeaseConfig(Frozen):
+    """Replicas of ``gatecheck serve`` on one PostgreSQL ledger: the lease that decides which
+    one schedules. Its holder renews it every third of ``ttl``; a holder that could not renew
+    stops scheduling before ``ttl`` has passed, and another replica takes over when it ends."""
+
+    ttl: Duration = timedelta(seconds=15)
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=2):
+            raise ValueError("ttl must be at least 2s (the holder renews it every third of it)")
+        return value
+
+
 class ServiceConfig(Frozen):
     """How ``gatecheck serve`` runs: which phases, how often, where it listens."""
 
@@ -80,6 +95,8 @@ class ServiceConfig(Frozen):
     phases: list[str] | None = None  # default: every gate
     intervals: dict[str, Duration] = {}  # per-phase interval overrides
     worker: WorkerConfig = WorkerConfig()
+    # The scheduler's lease among replicas (PostgreSQL ledgers only; None: the defaults there).
+    lease: LeaseConfig | None = None
     # The address people open the service at, for links in notifications (default: http://listen).
     url: str | None = None
     # Host names the service answers to besides its listen address, the loopback names and

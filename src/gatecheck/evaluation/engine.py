@@ -41,7 +41,7 @@ from typing import Any, Protocol, TypeVar
 from gatecheck.config import Project, SourceConfig
 from gatecheck.errors import GatecheckError, ValidationTimeout
 from gatecheck.evaluation.validation import Validator, warm_up
-from gatecheck.ledger import Ledger, open_ledger
+from gatecheck.ledger import Lease, Ledger, open_ledger
 from gatecheck.results import Requester, Verdict
 from gatecheck.sources import Source, open_source
 from gatecheck.sources.clickhouse.connection import ClickHouse
@@ -78,7 +78,9 @@ class Evaluator(Protocol):
     """What evaluates for the service: an :class:`Engine` in this process, or
     :class:`gatecheck.service.worker.WorkerEvaluator` running one in a worker process."""
 
-    async def evaluate(self, phase: str, *, requested_by: Requester | None = None) -> Evaluation: ...
+    async def evaluate(
+        self, phase: str, *, requested_by: Requester | None = None, lease: Lease | None = None
+    ) -> Evaluation: ...
     async def warm_up(self) -> None: ...
     async def aclose(self) -> None: ...
 
@@ -138,13 +140,19 @@ class Engine:
 
     # ---------------------------------------------------------------- lifetime
 
-    def _record(self, verdict: Verdict, duration: float) -> None:
-        """The evaluation's record, then its lines of the audit trail: each waiver it used,
-        and each waiver of the phase found past its end (blocking: runs in a thread)."""
+    def _record(self, verdict: Verdict, duration: float, lease: Lease | None = None) -> None:
+        """The evaluation's record (fenced by ``lease``: the schedule's holding, refused once
+        it has passed), then its lines of the audit trail: each waiver it used, and each waiver
+        of the phase found past its end (blocking: runs in a thread)."""
         from gatecheck.ledger.decisions import expired_unrecorded, waivers_used
 
         assert self.ledger is not None
-        self.ledger.record(verdict, duration)
+        try:
+            self.ledger.record(verdict, duration, lease)
+        except GatecheckError as exc:
+            if lease is not None:  # fenced: this replica's schedule ended while it evaluated
+                log.warning("%s", exc, extra={"phase": verdict.phase, "epoch": lease.epoch})
+            raise
         now = datetime.now(UTC)
         used = waivers_used(verdict, now)
         try:
@@ -211,10 +219,12 @@ class Engine:
         assume_soaked: bool = False,
         record: bool = True,
         requested_by: Requester | None = None,
+        lease: Lease | None = None,
     ) -> Evaluation:
         """Evaluate ``phase`` at ``as_of`` (default: now) and, unless ``record=False``, record
         it in the ledger in one atomic step. A stop (cancellation) before the record is written
-        leaves no record; once the verdict exists its record is written whole."""
+        leaves no record; once the verdict exists its record is written whole. ``lease``: the
+        scheduler's holding among replicas; the record is refused once it has passed."""
         from gatecheck.evaluation.gate import evaluate
 
         started = time.perf_counter()
@@ -239,7 +249,7 @@ class Engine:
         if recorded:
             assert self.ledger is not None
             # Shielded: a stop that arrives now still lets the write finish (aclose waits for it).
-            write = asyncio.ensure_future(asyncio.to_thread(self._record, verdict, duration))
+            write = asyncio.ensure_future(asyncio.to_thread(self._record, verdict, duration, lease))
             self._writes.add(write)
             write.add_done_callback(self._writes.discard)
             await asyncio.shield(write)

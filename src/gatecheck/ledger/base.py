@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,23 @@ class Record(BaseModel):
         return Verdict.model_validate(self.document)
 
 
+#: The one lease gatecheck's replicas hold: who schedules the evaluations.
+SCHEDULER = "scheduler"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A holding of a lease (a ledger shared by replicas: PostgreSQL): who, which epoch (it
+    grows at every change of holder), until when and how long that was from the moment it was
+    read — both by the database's clock, never a replica's."""
+
+    name: str
+    holder: str
+    epoch: int
+    expires_at: datetime
+    left_s: float = 0.0
+
+
 DECISIVE = frozenset({VerdictState.GO, VerdictState.NO_GO, VerdictState.ROLLBACK})
 
 
@@ -74,8 +92,10 @@ class Ledger(ABC):
     url: str
 
     @abstractmethod
-    def record(self, verdict: Verdict, duration_s: float) -> Record:
-        """Append one evaluation, atomically."""
+    def record(self, verdict: Verdict, duration_s: float, lease: Lease | None = None) -> Record:
+        """Append one evaluation, atomically. With ``lease`` (the scheduler's holding, on a
+        ledger that has leases) the record is fenced: refused unless that holding is still the
+        lease's; a ledger without leases refuses any ``lease``."""
 
     @abstractmethod
     def history(
@@ -329,3 +349,14 @@ def record_summary(record: Any) -> dict[str, Any]:
         "waivers": sorted({c.waiver.id for c in verdict.checks if c.waiver is not None}),
         "requested_by": verdict.requested_by.model_dump() if verdict.requested_by is not None else None,
     }
+
+
+def no_leases(ledger: Ledger, lease: Lease | None) -> None:
+    """A ledger without leases (one machine's, or one process's) cannot fence a record."""
+    if lease is not None:
+        from gatecheck.errors import LedgerError
+
+        raise LedgerError(
+            f"history ledger {ledger.url}: it has no leases (replicas need a PostgreSQL ledger); "
+            "the record is refused"
+        )

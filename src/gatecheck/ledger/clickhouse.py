@@ -18,12 +18,14 @@ from gatecheck.errors import GatecheckError, LedgerError, redact
 from gatecheck.ledger.audit import AuditEvent
 from gatecheck.ledger.base import (
     MAX_CLOCK_SKEW,
+    Lease,
     Ledger,
     Record,
     audit_event_of,
     audit_row,
     contemporary,
     from_ms,
+    no_leases,
     row_of,
     stored_failed,
     to_ms,
@@ -187,7 +189,8 @@ class ClickHouseLedger(Ledger):
         except Exception as exc:
             raise LedgerError(f"history ledger {self.url}: cannot create table ({exc})") from exc
 
-    def record(self, verdict: Verdict, duration_s: float) -> Record:
+    def record(self, verdict: Verdict, duration_s: float, lease: Lease | None = None) -> Record:
+        no_leases(self, lease)
         row = row_of(verdict, duration_s, self.clock())
         params = {
             "phase": row["phase"], "environment": row["environment"], "as_of_ms": to_ms(row["as_of"]),

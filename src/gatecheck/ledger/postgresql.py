@@ -14,8 +14,8 @@ several gatecheck processes — replicas, a CLI, CI — share.
   create waivers at once (a count + 1 in two transactions could give two the same id).
 - **A lease with fencing** (``gatecheck_lease``): one holder at a time by the database's
   clock, an epoch per holding, and a record written under a holding only while it is still
-  the lease's (:meth:`PostgresLedger.record` with ``lease``). The service does not take it
-  yet: the replicas' scheduler is the next step.
+  the lease's (:meth:`PostgresLedger.record` with ``lease``): the replicas of ``gatecheck
+  serve`` take it to decide which one schedules (:mod:`gatecheck.service.lease`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +31,8 @@ from gatecheck.ledger.audit import AuditEvent
 from gatecheck.ledger.base import (
     AUDIT_COLUMNS,
     HISTORY_COLUMNS,
+    SCHEDULER,
+    Lease,
     Ledger,
     Record,
     audit_event_of,
@@ -101,20 +102,6 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE gatecheck_evaluations ADD COLUMN epoch BIGINT;
     """,
 )
-
-#: The one lease gatecheck holds: who schedules the evaluations.
-SCHEDULER = "scheduler"
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A holding of a lease: who, which epoch (it grows at every change of holder), until when
-    (the database's clock)."""
-
-    name: str
-    holder: str
-    epoch: int
-    expires_at: datetime
 
 #: The audit trail's columns, quoted: ``by`` is a reserved word in PostgreSQL.
 _AUDIT_COLUMNS = ", ".join(f'"{column}"' for column in AUDIT_COLUMNS.split(", "))
@@ -225,10 +212,10 @@ class PostgresLedger(Ledger):
                 "          THEN lease.epoch ELSE lease.epoch + 1 END,"
                 "  holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at"
                 " WHERE lease.holder = EXCLUDED.holder OR lease.expires_at <= now()"
-                " RETURNING epoch, expires_at",
+                " RETURNING epoch, expires_at, extract(epoch FROM expires_at - now())",
                 [name, holder, seconds],
             ).fetchone()
-        return None if row is None else Lease(name, holder, int(row[0]), row[1])
+        return None if row is None else Lease(name, holder, int(row[0]), row[1], float(row[2]))
 
     def release_lease(self, lease: Lease) -> None:
         """Give ``lease`` up now (a clean stop): another may take it at once."""
@@ -242,10 +229,11 @@ class PostgresLedger(Ledger):
     def lease_holder(self, name: str = SCHEDULER) -> Lease | None:
         """Who holds ``name`` now (None when nobody does, or the holding ran out)."""
         rows = self._rows(
-            "SELECT holder, epoch, expires_at FROM gatecheck_lease WHERE name = %s AND expires_at > now()",
+            "SELECT holder, epoch, expires_at, extract(epoch FROM expires_at - now())"
+            " FROM gatecheck_lease WHERE name = %s AND expires_at > now()",
             [name],
         )
-        return Lease(name, rows[0][0], int(rows[0][1]), rows[0][2]) if rows else None
+        return Lease(name, rows[0][0], int(rows[0][1]), rows[0][2], float(rows[0][3])) if rows else None
 
     def history(
         self,

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from gatecheck.ledger.audit import AuditEvent
-from gatecheck.ledger.base import Ledger, Record
+from gatecheck.ledger.base import Lease, Ledger, Record
 from gatecheck.results import Verdict, VerdictState
 
 
@@ -26,8 +26,8 @@ class WorkerLedger(Ledger):
         self.calls = calls
         self.url = url
 
-    def record(self, verdict: Verdict, duration_s: float) -> Record:
-        result: Record = self.calls.ledger_call("record", verdict, duration_s)
+    def record(self, verdict: Verdict, duration_s: float, lease: Lease | None = None) -> Record:
+        result: Record = self.calls.ledger_call("record", verdict, duration_s, lease)
         return result
 
     def history(

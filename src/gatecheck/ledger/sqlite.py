@@ -20,6 +20,7 @@ from gatecheck.ledger.audit import AuditEvent
 from gatecheck.ledger.base import (
     AUDIT_COLUMNS,
     HISTORY_COLUMNS,
+    Lease,
     Ledger,
     Record,
     audit_event_of,
@@ -28,6 +29,7 @@ from gatecheck.ledger.base import (
     contemporary,
     from_ms,
     history_filter,
+    no_leases,
     record_of,
     row_of,
     stored_failed,
@@ -138,7 +140,8 @@ class SqliteLedger(Ledger):
         finally:
             connection.close()
 
-    def record(self, verdict: Verdict, duration_s: float) -> Record:
+    def record(self, verdict: Verdict, duration_s: float, lease: Lease | None = None) -> Record:
+        no_leases(self, lease)
         row = row_of(verdict, duration_s, self.clock())
         try:
             with self._connect() as connection:

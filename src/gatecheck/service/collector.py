@@ -135,7 +135,14 @@ class VerdictCollector(Collector):
                     notifications.add_metric(
                         [target.name, result], float(notifier.counts[(target.name, result)])
                     )
+        leader_g = GaugeMetricFamily(
+            "gatecheck_leader",
+            "1 if this replica schedules the evaluations (it holds the scheduler lease of a shared "
+            "PostgreSQL ledger; a service without replicas always does), else 0.",
+        )
+        leader_g.add_metric([], 1.0 if self.service.scheduling else 0.0)
         yield from (
+            leader_g,
             verdict_g,
             outcome_g,
             observed_g,

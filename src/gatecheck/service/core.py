@@ -25,7 +25,9 @@ from gatecheck.ledger import Ledger
 from gatecheck.results import Outcome, Requester, Verdict, VerdictState
 
 if TYPE_CHECKING:
+    from gatecheck.ledger import Lease
     from gatecheck.render.html import Card, PhasePage
+    from gatecheck.service.lease import Leadership
     from gatecheck.service.notify import Notifier
 from gatecheck.service.auth import AUTH_FAILURES_PER_MINUTE, RateLimiter
 
@@ -90,6 +92,9 @@ class Service:
     auth_failures: RateLimiter = field(
         default_factory=lambda: RateLimiter(AUTH_FAILURES_PER_MINUTE), repr=False
     )
+    # Replicas on one PostgreSQL ledger: the lease that decides which one schedules (None:
+    # this service is the only one and always schedules).
+    leadership: Leadership | None = field(default=None, repr=False)
     # The wall clock every age is judged against (max_age, since, page times, the latest
     # record's recency): a test hands in a clock it controls, so no test depends on its date.
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)
@@ -146,8 +151,16 @@ class Service:
             running.add_done_callback(lambda done: done.cancelled() or done.exception())
         return await asyncio.shield(running)
 
-    async def evaluate_phase(self, phase: str, requested_by: Requester | None = None) -> Verdict:
-        """Evaluate now (waiting for a running evaluation of the same phase), record, publish."""
+    @property
+    def scheduling(self) -> bool:
+        """This replica schedules the evaluations now (always, without replicas)."""
+        return self.leadership is None or self.leadership.leading
+
+    async def evaluate_phase(
+        self, phase: str, requested_by: Requester | None = None, lease: Lease | None = None
+    ) -> Verdict:
+        """Evaluate now (waiting for a running evaluation of the same phase), record, publish.
+        ``lease``: the schedule's holding (replicas), which fences the record."""
         if phase not in self._locks:
             self._locks[phase] = asyncio.Lock()
             self.states[phase] = PhaseState()
@@ -157,7 +170,10 @@ class Service:
                 previous = await asyncio.to_thread(self._recorded, phase)
             # The engine records it; once the verdict exists its record is written whole even if
             # the service is being stopped, before that a stop abandons it unrecorded.
-            evaluation = await self.engine.evaluate(phase, requested_by=requested_by)
+            if lease is not None:
+                evaluation = await self.engine.evaluate(phase, requested_by=requested_by, lease=lease)
+            else:
+                evaluation = await self.engine.evaluate(phase, requested_by=requested_by)
             verdict, duration = evaluation.verdict, evaluation.duration_s
             state = self.states[phase]
             self.states[phase] = PhaseState(
@@ -197,6 +213,10 @@ class Service:
 
     def _counted(self) -> None:
         """A notification was counted: the exposition is rendered anew at the next scrape."""
+        self._exposition = None
+
+    def leadership_changed(self) -> None:
+        """This replica began or stopped scheduling: ``gatecheck_leader`` anew at the next scrape."""
         self._exposition = None
 
     def _changed(self, phase: str) -> None:
@@ -329,9 +349,13 @@ class Service:
             )  # fmt: skip
 
     async def scheduled(self, phase: str) -> None:
-        """The scheduler's job: never raises."""
+        """The scheduler's job: never raises. Among replicas, evaluated under the lease this
+        replica holds (its record is refused once the lease has passed to another)."""
+        lease = self.leadership.current if self.leadership is not None else None
+        if self.leadership is not None and lease is None:
+            return  # no longer the one that schedules
         try:
-            await self.evaluate_phase(phase)
+            await self.evaluate_phase(phase, lease=lease)
         except asyncio.CancelledError:
             # The service is stopping: the evaluation is abandoned unrecorded. Returning
             # (not re-raising) ends this job's task without APScheduler logging an error.
@@ -396,6 +420,20 @@ class Service:
             log.debug("cycle of %s stopped", ", ".join(phases))
 
     async def run_schedule(self) -> None:
+        """Every scheduled phase, until cancelled: always, or (replicas on a PostgreSQL ledger)
+        while this replica holds the scheduler's lease, following the ledger while it does not
+        (:meth:`follow`)."""
+        if self.leadership is None:
+            await self._schedule()
+            return
+        follower = asyncio.create_task(self.follow(), name="gatecheck-follow")
+        try:
+            await self.leadership.run(self._schedule)
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+
+    async def _schedule(self) -> None:
         """Every scheduled phase, until cancelled. APScheduler holds the schedule: one job per
         interval, first run now, its phases evaluated in one cycle in promotion order
         (:meth:`cycle`), so a phase's ``requires`` sees this cycle's record of the phase before
@@ -431,6 +469,33 @@ class Service:
         finally:
             scheduler.shutdown(wait=False)  # cancels the cycles under way ...
             await asyncio.gather(*self._cycles, return_exceptions=True)  # ... and awaits them
+
+    async def follow(self) -> None:
+        """While another replica schedules, take each phase's newer records from the ledger
+        (every third of the lease, at most every shortest interval), so this replica's
+        documents, gauges and pages show what the leader recorded. Until cancelled."""
+        assert self.leadership is not None
+        every = min(self.leadership.renew_every_s, self.refresh_s())
+        while True:
+            await asyncio.sleep(every)
+            if self.leadership.leading:
+                continue
+            for phase in self.phases:
+                try:
+                    record = await asyncio.to_thread(self.ledger.latest, phase)
+                except GatecheckError:
+                    break  # the ledger is unreachable: /readyz says so; try again later
+                state = self.states.get(phase) or PhaseState()
+                if record is None or (state.verdict is not None and record.as_of <= state.verdict.as_of):
+                    continue
+                self.states[phase] = PhaseState(
+                    verdict=record.to_verdict(),
+                    duration_s=record.duration_s,
+                    evaluated_at=record.recorded_at,
+                    last_error=None,
+                    evaluations=state.evaluations,
+                )
+                self._changed(phase)
 
     def latest_here(self, phase: str) -> Verdict | None:
         """The verdict this service evaluated last (None: not since its start)."""

@@ -34,7 +34,15 @@ def routes(service: Service, h: Helpers, registry: CollectorRegistry) -> APIRout
             await asyncio.to_thread(service.ledger.check_writable)
         except GatecheckError as exc:
             return JSONResponse({"status": "not ready", "reason": str(exc)}, status_code=503)
-        return {"status": "ready", "phases": service.phases, "config_hash": service.project.config_hash}
+        leadership = service.leadership
+        known = leadership.leader if leadership is not None else None
+        return {
+            "status": "ready",
+            "phases": service.phases,
+            "config_hash": service.project.config_hash,
+            "scheduling": service.scheduling,
+            "leader": known[0] if known is not None else None,
+        }
 
     @router.get(
         "/metrics",

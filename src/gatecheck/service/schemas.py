@@ -25,6 +25,10 @@ class Ready(BaseModel):
     status: str
     phases: list[str]
     config_hash: str
+    # whether this replica schedules now (always true without replicas), and the leader it
+    # knows of among replicas (null: none known, or no replicas)
+    scheduling: bool
+    leader: str | None = None
 
 
 class NotReady(BaseModel):

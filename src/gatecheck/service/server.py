@@ -166,9 +166,19 @@ def serve_project(
     )
     chosen = phases or project.config.service.phases or [g.phase for g in project.chain()]
     ledger = WorkerLedger(evaluator, redact(url))
+    leadership = None
+    if urlsplit(url).scheme in ("postgresql", "postgres"):
+        # Replicas share this ledger: the one holding its scheduler lease schedules.
+        from gatecheck.config.models import LeaseConfig
+        from gatecheck.service.lease import Leadership
+
+        leadership = Leadership(url, (project.config.service.lease or LeaseConfig()).ttl)
     service = Service(
-        project, ledger, list(chosen), api_token=token, recorded_since=recorded_since, engine=evaluator
-    )
+        project, ledger, list(chosen), api_token=token, recorded_since=recorded_since, engine=evaluator,
+        leadership=leadership,
+    )  # fmt: skip
+    if leadership is not None:
+        leadership.on_change = service.leadership_changed
     try:
         asyncio.run(serve(service, host.strip("[]"), int(port), sock))
     finally:

@@ -142,7 +142,7 @@ def _worker_main(
                         from gatecheck.results import Requester
 
                         requester = Requester.model_validate(args[1]) if args[1] is not None else None
-                        done = await engine.evaluate(args[0], requested_by=requester)
+                        done = await engine.evaluate(args[0], requested_by=requester, lease=args[2])
                         result: Any = (done.verdict.document(), done.duration_s, done.recorded)
                     elif kind == "ledger":
                         if engine.ledger is None:
@@ -411,12 +411,13 @@ class WorkerEvaluator:
             threading.Thread(target=worker.stop, name="gatecheck-worker-stop", daemon=True).start()
             worker.dead = True
 
-    async def evaluate(self, phase: str, *, requested_by: Any = None) -> Any:
+    async def evaluate(self, phase: str, *, requested_by: Any = None, lease: Any = None) -> Any:
         from gatecheck.evaluation.engine import Evaluation
         from gatecheck.results import Verdict
 
         requester = None if requested_by is None else requested_by.model_dump()
-        document, duration, recorded = await self._call("evaluate", (phase, requester), self.deadline_s)
+        asked = (phase, requester, lease)
+        document, duration, recorded = await self._call("evaluate", asked, self.deadline_s)
         return Evaluation(verdict=Verdict.model_validate(document), duration_s=duration, recorded=recorded)
 
     async def warm_up(self) -> None:

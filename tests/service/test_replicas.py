@@ -1,0 +1,347 @@
+"""Replicas: three real ``gatecheck serve`` processes on one embedded PostgreSQL ledger.
+
+Exactly one schedules (the scheduler lease); every record of the schedule carries the lease's
+epoch; a SIGKILLed leader is replaced within one interval plus the lease; a waiver created on
+one replica is applied by the one that schedules; a leader cut off from the database stops
+scheduling before its lease ends and its late write is refused (fencing).
+
+Each replica reaches the ledger through a Unix-socket proxy of its own, which the test can
+pause (the bytes held: a network partition, not a refused connection) and resume. The data the
+suites query is reached directly, so a cut ledger does not stop an evaluation under way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import yaml
+
+from gatecheck.demo.bus import free_port
+
+INTERVAL_S = 2.0
+TTL_S = 2.0
+TOKEN = "replica-test-token"
+
+
+class Proxy:
+    """Forwards a PostgreSQL Unix socket; ``pause()`` holds every byte (existing and new
+    connections hang, as behind a partition) until ``resume()``."""
+
+    def __init__(self, target: Path, directory: Path) -> None:
+        directory.mkdir(parents=True)
+        self.directory = directory
+        self.target = str(target)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(directory / target.name))
+        self.listener.listen(64)
+        self.open = threading.Event()
+        self.open.set()
+        self.closed = False
+        self.lock = threading.Lock()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(self.target)
+            self.sockets += [client, upstream]
+            ends = [2]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b, client, upstream, ends), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, *pair: Any) -> None:
+        client, upstream, ends = pair
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                self.open.wait()
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+        with self.lock:
+            ends[0] -= 1
+            if ends[0] == 0:
+                client.close()
+                upstream.close()
+
+    def pause(self) -> None:
+        self.open.clear()
+
+    def resume(self) -> None:
+        self.open.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.open.set()
+        self.listener.close()
+        for connection in self.sockets:
+            connection.close()
+
+
+def write_project(root: Path, ledger_url: str, data_url: str, port: int) -> None:
+    (root / "suites").mkdir(parents=True)
+    (root / "gates").mkdir()
+    suites = {
+        "quick": "SELECT count(*) AS n FROM things WHERE {as_of:timestamptz} IS NOT NULL",
+        # long enough for the test to kill or cut a replica in the middle of a cycle
+        "slow": "SELECT count(*) AS n FROM things, pg_sleep(0.8) WHERE {as_of:timestamptz} IS NOT NULL",
+        "clean": "SELECT coalesce(max(bad), 0) AS bad FROM things WHERE {as_of:timestamptz} IS NOT NULL",
+    }
+    for name, query in suites.items():
+        column, bound = ("bad", {"max_value": 0}) if name == "clean" else ("n", {"min_value": 1})
+        suite = {
+            "name": name, "source": "db", "window": {"length": "1h"}, "query": query,
+            "expectations": [{"type": "expect_column_values_to_be_between", "column": column, **bound}],
+        }  # fmt: skip
+        (root / "suites" / f"{name}.yaml").write_text(yaml.safe_dump(suite))
+    for phase, suite in (("first", "quick"), ("second", "slow"), ("gated", "clean")):
+        gate = {"phase": phase, "environment": "test", "checks": [{"suite": suite}]}
+        (root / "gates" / f"{phase}.yaml").write_text(yaml.safe_dump(gate))
+    (root / "thresholds.yaml").write_text(yaml.safe_dump({"defaults": {}}))
+    project = {
+        "environments": {"test": {"sources": {"db": {"type": "postgresql", "url": data_url}}}},
+        "history": {"url": ledger_url},
+        "service": {
+            "interval": f"{INTERVAL_S:g}s", "listen": f"127.0.0.1:{port}", "lease": {"ttl": f"{TTL_S:g}s"},
+        },
+    }  # fmt: skip
+    (root / "gatecheck.yaml").write_text(yaml.safe_dump(project))
+
+
+class Replica:
+    def __init__(self, name: str, root: Path, port: int, proxy: Proxy) -> None:
+        self.name, self.root, self.port, self.proxy = name, root, port, proxy
+        self.base = f"http://127.0.0.1:{port}"
+        gatecheck = shutil.which("gatecheck", path=str(Path(sys.executable).parent))
+        assert gatecheck
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
+        env["GATECHECK_API_TOKEN"] = TOKEN
+        self.log_path = root / "serve.log"
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                [gatecheck, "serve", "--config", str(root), "--log-format", "json"],
+                stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=root,
+            )  # fmt: skip
+
+    def lines(self) -> list[dict[str, Any]]:
+        found = []
+        for line in self.log_path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                found.append(json.loads(line))
+        return found
+
+    def ready(self) -> dict[str, Any] | None:
+        with contextlib.suppress(httpx.HTTPError):
+            answer = httpx.get(f"{self.base}/readyz", timeout=2)
+            if answer.status_code == 200:
+                return answer.json()  # type: ignore[no-any-return]
+        return None
+
+    def leader_gauge(self) -> float:
+        text = httpx.get(f"{self.base}/metrics", timeout=5).text
+        (line,) = [x for x in text.splitlines() if x.startswith("gatecheck_leader ")]
+        return float(line.split()[1])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def wait_for(what: str, check: Any, timeout: float = 60.0, every: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def records(ledger_url: str) -> list[tuple[str, str, int | None, float, float, str]]:
+    """(phase, verdict, epoch, recorded_at (s), duration_s, waivers) of every record, in order."""
+    with psycopg.connect(ledger_url) as connection:
+        rows = connection.execute(
+            "SELECT phase, verdict, epoch, recorded_at_ms / 1000.0, duration_s, waivers"
+            " FROM gatecheck_evaluations ORDER BY id"
+        ).fetchall()
+    return [(r[0], r[1], r[2], float(r[3]), float(r[4]), r[5]) for r in rows]
+
+
+def holder(ledger_url: str) -> tuple[str, int] | None:
+    with psycopg.connect(ledger_url) as connection:
+        row = connection.execute(
+            "SELECT holder, epoch FROM gatecheck_lease WHERE name = 'scheduler' AND expires_at > now()"
+        ).fetchone()
+    return (row[0], int(row[1])) if row else None
+
+
+def slow_query_running(data_url: str) -> bool:
+    with psycopg.connect(data_url) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep(0.8)%'"
+            " AND pid <> pg_backend_pid()"
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def at(line: dict[str, Any]) -> float:
+    return datetime.fromisoformat(line["time"].replace("Z", "+00:00")).timestamp()
+
+
+@pytest.fixture
+def cluster(postgres_server: Any, tmp_path: Path) -> Iterator[tuple[str, str, list[Replica]]]:
+    tag = abs(hash(str(tmp_path))) % 10**8
+    ledger_url = str(postgres_server.url(f"replicas_ledger_{tag}"))
+    data_url = str(postgres_server.url(f"replicas_data_{tag}"))
+    with psycopg.connect(data_url, autocommit=True) as connection:
+        connection.execute("CREATE TABLE things (id int, bad int)")
+        connection.execute("INSERT INTO things VALUES (1, 0), (2, 1)")  # one bad row: gated is NO-GO
+    socket_dir = Path(ledger_url.split("host=")[1].split("&")[0])
+    replicas = []
+    for index in range(3):
+        name = f"r{index}"
+        proxy = Proxy(socket_dir / ".s.PGSQL.5432", Path(f"/tmp/gc-{tag}-{name}"))
+        via_proxy = ledger_url.replace(f"host={socket_dir}", f"host={proxy.directory}")
+        root = tmp_path / name
+        port = free_port()
+        write_project(root, via_proxy, data_url, port)
+        replicas.append(Replica(name, root, port, proxy))
+    try:
+        yield ledger_url, data_url, replicas
+    finally:
+        for replica in replicas:
+            replica.proxy.resume()
+        for replica in replicas:
+            replica.stop()
+        for replica in replicas:
+            replica.proxy.close()
+            shutil.rmtree(replica.proxy.directory, ignore_errors=True)
+
+
+def test_one_replica_schedules_a_killed_leader_is_replaced_and_a_cut_one_is_fenced(cluster) -> None:
+    ledger_url, data_url, replicas = cluster
+    by_pid = {r.process.pid: r for r in replicas}
+    for replica in replicas:
+        wait_for(f"{replica.name} ready", replica.ready, timeout=90)
+
+    # --- exactly one schedules; three cycles of its records
+    first_holder = wait_for("a leader", lambda: holder(ledger_url))
+    leader = by_pid[int(first_holder[0].split(":")[1])]
+    wait_for("three cycles", lambda: sum(r[0] == "second" for r in records(ledger_url)) >= 3, timeout=30)
+    assert [r.leader_gauge() for r in replicas] == [float(r is leader) for r in replicas]
+    states = {r.name: r.ready() for r in replicas}
+    assert all(s is not None and s["leader"] == first_holder[0] for s in states.values()), states
+    assert [s["scheduling"] for s in states.values()] == [r is leader for r in replicas]  # type: ignore[index]
+
+    # --- SIGKILL the leader in the middle of a cycle (its slow query running)
+    wait_for("the leader in the middle of a cycle", lambda: slow_query_running(data_url), timeout=10)
+    leader.process.send_signal(signal.SIGKILL)
+    killed_at = time.time()
+    leader.process.wait(timeout=10)
+    second_holder = wait_for("a new leader", lambda: (h := holder(ledger_url)) and h[1] > first_holder[1] and h)
+    successor = by_pid[int(second_holder[0].split(":")[1])]
+    assert successor is not leader
+    wait_for("its records", lambda: sum(r[2] == second_holder[1] for r in records(ledger_url)) >= 6, timeout=30)
+
+    written = records(ledger_url)
+    assert {r[2] for r in written} == {first_holder[1], second_holder[1]}  # every record is the schedule's
+    for phase in ("first", "second", "gated"):
+        mine = [r for r in written if r[0] == phase]
+        before = [r for r in mine if r[2] == first_holder[1]]
+        after = [r for r in mine if r[2] == second_holder[1]]
+        # once per cycle until the kill: never two records of a phase within one interval
+        gaps = [b[3] - a[3] for a, b in itertools.pairwise(before)]
+        assert gaps and all(INTERVAL_S * 0.5 < g < INTERVAL_S * 1.5 + max(r[4] for r in before) for g in gaps), (
+            phase, gaps,
+        )  # fmt: skip
+        # after the kill: unrecorded for at most one interval plus the lease (plus the time the
+        # evaluation takes and the successor's first poll after the lease ran out)
+        unrecorded = after[0][3] - before[-1][3]
+        assert unrecorded <= INTERVAL_S + TTL_S + after[0][4] + 1.0, (phase, unrecorded)
+        assert before[-1][3] <= killed_at + 1.0 and all(r[1] in ("go", "no-go") for r in mine)
+    # the successor said it once, and the others saw the change
+    for replica in replicas:
+        if replica is leader:
+            continue
+        seen = [line for line in replica.lines() if line["message"].startswith("leader: ")]
+        assert [line["leader"] for line in seen] == [first_holder[0], second_holder[0]], seen
+
+    # --- a waiver created on the replica that does not schedule is applied by the one that does
+    follower = next(r for r in replicas if r is not leader and r is not successor)
+    created = httpx.post(
+        f"{follower.base}/api/v1/phases/gated/waivers",
+        json={"check": "clean", "for": "1h", "reason": "known bad row, INC-1", "by": "alice"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    waived = wait_for(
+        "the waiver applied",
+        lambda: [r for r in records(ledger_url) if r[0] == "gated" and r[1] == "go"],
+        timeout=20,
+    )
+    assert waived[0][2] == second_holder[1] and waived[0][5] == created.json()["waiver"]
+    # the follower shows the leader's record (it follows the ledger)
+    verdict = wait_for(
+        "the follower's document",
+        lambda: (d := httpx.get(f"{follower.base}/api/v1/phases/gated/verdict", timeout=5)).status_code == 200
+        and d.json()["verdict"] == "go" and d.json(),
+        timeout=10,
+    )
+    assert verdict["checks"][0]["waiver"]["id"] == created.json()["waiver"]
+
+    # --- cut the successor off the database in the middle of a cycle
+    wait_for("the successor in the middle of a cycle", lambda: slow_query_running(data_url), timeout=10)
+    successor.proxy.pause()
+    cut_at = time.time()
+    third_holder = wait_for(
+        "the last replica takes over", lambda: (h := holder(ledger_url)) and h[1] > second_holder[1] and h, timeout=20
+    )
+    assert by_pid[int(third_holder[0].split(":")[1])] is follower
+    time.sleep(0.5)
+    successor.proxy.resume()  # its write of the cycle it was in reaches the database now: refused
+    refused = wait_for(
+        "the late write refused",
+        lambda: [x for x in successor.lines() if "is refused" in x["message"]],
+        timeout=20,
+    )
+    assert f"no longer holds the scheduler lease of epoch {second_holder[1]}" in refused[0]["message"]
+    stopped = [x for x in successor.lines() if x["message"].startswith("this replica stopped scheduling")]
+    took_over = [
+        x for x in follower.lines()
+        if x["message"].startswith("leader: ") and x.get("epoch") == third_holder[1] and x["this_replica"]
+    ]  # fmt: skip
+    assert stopped and took_over
+    # it stopped scheduling before its lease could have ended: before anyone could take over
+    assert cut_at < at(stopped[-1]) < at(took_over[0]), (stopped[-1], took_over[0])
+    assert "could not be renewed" in stopped[-1]["message"]
+    late = [r for r in records(ledger_url) if r[2] == second_holder[1] and r[3] > at(took_over[0])]
+    assert late == []
+    wait_for("the last replica's records", lambda: any(r[2] == third_holder[1] for r in records(ledger_url)))
+    assert successor.leader_gauge() == 0.0 and follower.leader_gauge() == 1.0
