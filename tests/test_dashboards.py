@@ -165,6 +165,43 @@ def test_service_files_reference_only_real_flags_ports_and_endpoints() -> None:
     assert "gatecheck run --phase staging-soak --url" in runbook
 
 
+def test_the_replicas_manifest_runs_two_on_a_postgresql_ledger_through_drains() -> None:
+    """Two replicas (the lease decides which schedules): a PostgreSQL ledger from the Secret,
+    no volume, readiness on /readyz, a PodDisruptionBudget that keeps one through a drain and
+    selects the Deployment's pods, rolling one at a time."""
+    from typer.testing import CliRunner
+
+    from gatecheck.cli import app
+
+    documents = list(yaml.safe_load_all((REPO / "service/kubernetes/gatecheck-replicas.yaml").read_text()))
+    by_kind = {d["kind"]: d for d in documents}
+    assert set(by_kind) == {"Secret", "Deployment", "PodDisruptionBudget", "Service", "ServiceMonitor"}
+    deployment, budget = by_kind["Deployment"], by_kind["PodDisruptionBudget"]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = deployment["spec"]["template"]
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    container = pod["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz" and "/readyz" in _routes()
+    assert "volumes" in pod["spec"] and not any("persistentVolumeClaim" in v for v in pod["spec"]["volumes"])
+    secret = by_kind["Secret"]["stringData"]
+    assert secret["GATECHECK_HISTORY_URL"].startswith("postgresql://") and "GATECHECK_API_TOKEN" in secret
+    assert {e["secretRef"]["name"] for e in container["envFrom"]} == {by_kind["Secret"]["metadata"]["name"]}
+    serve_help = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).stdout
+    assert container["args"][0] == "serve"
+    assert all(flag in serve_help for flag in container["args"] if flag.startswith("--"))
+    single = next(
+        d for d in yaml.safe_load_all((REPO / "service/kubernetes/gatecheck.yaml").read_text())
+        if d["kind"] == "Deployment"
+    )  # fmt: skip
+    assert single["spec"]["template"]["spec"]["containers"][0]["args"] == container["args"]
+    assert [m["mountPath"] for m in container["volumeMounts"]] == [
+        m["mountPath"] for m in single["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        if m["name"] != "history"
+    ]
+
+
 def _routes() -> set[str]:
     import tempfile
 

@@ -165,6 +165,21 @@ BAD_CONFIGS = {
         lambda d: d["service"].update(worker={"deadline": "0s"}),
         "gatecheck.yaml: service.worker.deadline: deadline must be at least 1s",
     ),
+    "a lease on a ledger replicas cannot share": (
+        "gatecheck.yaml",
+        lambda d: d["service"].update(lease={"ttl": "15s"}),
+        "gatecheck.yaml: service.lease: replicas share a PostgreSQL ledger; history.url is not postgresql://",
+    ),
+    "a lease too short to renew": (
+        "gatecheck.yaml",
+        lambda d: d["service"].update(lease={"ttl": "1s"}),
+        "gatecheck.yaml: service.lease.ttl: ttl must be at least 2s",
+    ),
+    "unknown lease key": (
+        "gatecheck.yaml",
+        lambda d: d["service"].update(lease={"tll": "15s"}),
+        "gatecheck.yaml: service.lease.tll: unknown key (did you mean 'ttl'?)",
+    ),
     "unknown key in a gate": (
         "gates/staging-soak.yaml",
         lambda d: d.update(windw="1h"),

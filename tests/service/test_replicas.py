@@ -345,3 +345,49 @@ def test_one_replica_schedules_a_killed_leader_is_replaced_and_a_cut_one_is_fenc
     assert late == []
     wait_for("the last replica's records", lambda: any(r[2] == third_holder[1] for r in records(ledger_url)))
     assert successor.leader_gauge() == 0.0 and follower.leader_gauge() == 1.0
+
+
+def test_a_clean_stop_gives_the_lease_up_and_another_replica_schedules_at_once(postgres_server: Any) -> None:
+    """A stopping leader (SIGTERM, a rolling update) releases the lease: the other replica
+    schedules long before the lease would have run out."""
+    import asyncio
+    from datetime import timedelta
+
+    from gatecheck.service.lease import Leadership
+
+    url = str(postgres_server.url(f"replicas_stop_{os.getpid()}"))
+    ttl = timedelta(seconds=30)
+
+    async def scenario() -> tuple[float, list[str]]:
+        ran: list[str] = []
+
+        def schedule(name: str) -> Any:
+            async def run() -> None:
+                ran.append(name)
+                await asyncio.Event().wait()
+
+            return run
+
+        first, second = Leadership(url, ttl, holder="first"), Leadership(url, ttl, holder="second")
+        leading = asyncio.create_task(first.run(schedule("first")))
+        await asyncio.sleep(0)
+        while not first.leading:
+            await asyncio.sleep(0.05)
+        following = asyncio.create_task(second.run(schedule("second")))
+        while second.leader is None:
+            await asyncio.sleep(0.05)
+        assert not second.leading and second.leader[0] == "first"
+        stopped = time.monotonic()
+        leading.cancel()
+        await asyncio.gather(leading, return_exceptions=True)
+        while not second.leading:
+            await asyncio.sleep(0.05)
+        took = time.monotonic() - stopped
+        assert second.current is not None and second.current.epoch == 2
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+        return took, ran
+
+    took, ran = asyncio.run(scenario())
+    assert ran == ["first", "second"]
+    assert took < ttl.total_seconds() / 3  # it did not wait for the 30 s lease to run out

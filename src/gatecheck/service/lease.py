@@ -15,8 +15,9 @@ with an evaluation must not delay a renewal):
   — at ``ttl - ttl/4`` after the start of its last successful renewal, measured on its own
   monotonic clock, which the lease's expiry (set by the database after that start) cannot
   precede;
-- the others try to take it every third of ``ttl``, and as soon as the holding they saw runs
-  out by the database's clock; the one that takes it schedules at once (its first cycle now);
+- the others try to take it every second (at most every third of ``ttl``), and as soon as
+  the holding they saw runs out by the database's clock; the one that takes it schedules at
+  once (its first cycle now);
 - a clean stop gives the lease up, so another replica takes over at once.
 
 Each replica logs one line whenever the leader it knows of changes, and ``gatecheck_leader``
@@ -40,6 +41,9 @@ from gatecheck.errors import GatecheckError, redact
 from gatecheck.ledger.base import Lease
 
 log = logging.getLogger("gatecheck.service")
+
+#: How often a replica that does not schedule asks for the lease (at most).
+FOLLOW_EVERY_S = 1.0
 
 
 def default_holder() -> str:
@@ -148,7 +152,9 @@ class Leadership:
                     self._problem = None
                     if seen is not None:
                         self._saw(seen)
-                        wait = min(self.renew_every_s, max(seen.left_s, 0.0) + 0.05)
+                        # ask again within a second (a clean stop gives the lease up early),
+                        # and the moment the holding seen runs out
+                        wait = min(FOLLOW_EVERY_S, self.renew_every_s, max(seen.left_s, 0.0) + 0.05)
                     else:
                         wait = 0.05  # nobody holds it: take it now
                 else:
