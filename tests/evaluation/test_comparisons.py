@@ -376,6 +376,7 @@ def test_the_phase_page_and_metrics_show_both_sides_of_a_failing_comparison(proj
         interval=lambda phase: timedelta(minutes=5),
         source_up={},
         notifier=None,
+        scheduling=True,
     )
     registry = CollectorRegistry()
     registry.register(VerdictCollector(service))  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -76,7 +76,7 @@ class Lease:
     holder: str
     epoch: int
     expires_at: datetime
-    left_s: float = 0.0
+    left_s: float = field(default=0.0, compare=False)  # a reading, not part of the holding
 
 
 DECISIVE = frozenset({VerdictState.GO, VerdictState.NO_GO, VerdictState.ROLLBACK})
