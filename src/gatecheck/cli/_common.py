@@ -219,8 +219,8 @@ Scenario = StrEnum(  # type: ignore[misc]
         for name in (
             "healthy", "unmatched-edges", "stale-ingest", "clock-skew", "rollup-drift",
             "unattributed-spike", "thin-traffic", "demand-drift", "fallback", "dlq", "missing-stream",
-            "nats-down", "slo-breach", "dlq-spike", "crashloop", "ingest-5xx", "canary-slow", "db-stall",
-            "db-missing", "e2e-flaky",
+            "nats-down", "nats-node-down", "slo-breach", "dlq-spike", "crashloop", "ingest-5xx",
+            "canary-slow", "db-stall", "db-missing", "e2e-flaky",
         )
     },
 )  # fmt: skip

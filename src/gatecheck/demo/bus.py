@@ -37,7 +37,9 @@ TOPOLOGY: dict[str, list[str]] = {
     "AA_DLQ": ["dlq.>"],
 }
 
-BUS_SCENARIOS = ("fallback", "dlq", "missing-stream", "nats-down")
+BUS_SCENARIOS = ("fallback", "dlq", "missing-stream", "nats-down", "nats-node-down")
+#: The production cluster's node the nats-node-down scenario kills.
+NODE_DOWN = "gatecheck-n3"
 HRV_MESSAGES = 240
 
 
@@ -125,6 +127,66 @@ class NatsServer:
         self.stop()
 
 
+class NatsCluster:
+    """Three nats-servers on loopback ports as one JetStream cluster (``gatecheck-n1`` …
+    ``-n3``), each storing under ``store_dir/NAME``: what production runs, so its streams can
+    hold 3 replicas. ``url`` lists every node (a client reaches whichever is up)."""
+
+    NAMES = ("gatecheck-n1", "gatecheck-n2", "gatecheck-n3")
+
+    def __init__(self, store_dir: Path) -> None:
+        routes = {name: free_port() for name in self.NAMES}
+        self.nodes = {
+            name: NatsServer(store_dir / name, extra_args=self._args(name, routes)) for name in self.NAMES
+        }
+
+    def _args(self, name: str, routes: dict[str, int]) -> tuple[str, ...]:
+        route_urls = ",".join(f"nats://127.0.0.1:{port}" for port in routes.values())
+        return (
+            "--server_name", name, "--cluster_name", "gatecheck-demo",
+            "--cluster", f"nats://127.0.0.1:{routes[name]}", "--routes", route_urls,
+        )  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return ",".join(node.url for node in self.nodes.values())
+
+    def start(self, timeout: float = 30.0) -> NatsCluster:
+        """Start every node and wait until JetStream has elected its meta leader."""
+        try:
+            for node in self.nodes.values():
+                node.start()
+            asyncio.run(self._ready(timeout))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    async def _ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last: BaseException | None = None
+        while time.monotonic() < deadline:
+            try:
+                connection = await _connect(self.url)
+                try:
+                    await connection.jsm(timeout=0.5).account_info()
+                    return
+                finally:
+                    await connection.close()
+            except Exception as exc:  # no meta leader yet
+                last = exc
+                await asyncio.sleep(0.2)
+        raise SourceUnavailable(f"the NATS cluster elected no JetStream leader within {timeout:g}s ({last})")
+
+    def kill(self, name: str) -> None:
+        """Stop one node (the nats-node-down scenario)."""
+        self.nodes[name].stop()
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            node.stop()
+
+
 async def _connect(url: str) -> Any:
     import nats
 
@@ -132,7 +194,8 @@ async def _connect(url: str) -> Any:
         return None
 
     return await nats.connect(
-        url, connect_timeout=5, allow_reconnect=False, max_reconnect_attempts=1,
+        servers=[u.strip() for u in url.split(",")], connect_timeout=5, allow_reconnect=False,
+        max_reconnect_attempts=1,
         reconnect_time_wait=0.1, error_cb=quiet,
     )  # fmt: skip
 
@@ -238,12 +301,12 @@ async def _consume(js: Any, count: int) -> None:
         done += len(batch)
 
 
-def prepare_bus(url: str, scenario: str) -> dict[str, int]:
-    """Topology and traffic for a demo scenario (blocking)."""
+def prepare_bus(url: str, scenario: str, replicas: int = 1) -> dict[str, int]:
+    """Topology (each stream with ``replicas``) and traffic for a demo scenario (blocking)."""
 
     async def go() -> dict[str, int]:
         skip = ["AA_DLQ"] if scenario == "missing-stream" else []
-        await build_topology(url, skip=skip)
+        await build_topology(url, replicas=replicas, skip=skip)
         return await publish_traffic(url, scenario if scenario in BUS_SCENARIOS else "healthy")
 
     return asyncio.run(go())

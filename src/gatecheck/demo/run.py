@@ -48,7 +48,7 @@ def run_demo(
 
     ``config``: the project directory (default: the reference project shipped in the package).
     Nothing is written outside ``workdir/.gatecheck/``."""
-    from gatecheck.demo.bus import HRV_MESSAGES, NatsServer, free_port, prepare_bus
+    from gatecheck.demo.bus import HRV_MESSAGES, NODE_DOWN, NatsCluster, NatsServer, free_port, prepare_bus
     from gatecheck.demo.database import EmbeddedPostgres, build_database
     from gatecheck.demo.e2e import write_reports
     from gatecheck.demo.metrics import NormalizeService, serve_registry
@@ -90,6 +90,8 @@ def run_demo(
         for suffix in ("", "-wal", "-shm"):
             Path(f"{ledger}{suffix}").unlink(missing_ok=True)
     server = NatsServer(state / "nats")
+    # production's bus: a three-node JetStream cluster, its streams with 3 replicas
+    cluster = NatsCluster(state / "nats-cluster")
     warehouse = Target.parse(environ["GATECHECK_CLICKHOUSE_URL"], state)
     with ClickHouse() as clickhouse, contextlib.ExitStack() as stack:
         counts = build_reference(
@@ -111,6 +113,10 @@ def run_demo(
             else:
                 url = server.start().url
                 prepare_bus(url, scenario)
+            production_url = cluster.start().url
+            prepare_bus(production_url, scenario, replicas=3)
+            if scenario == "nats-node-down":
+                cluster.kill(NODE_DOWN)
             metrics_port = free_port()
             normalize = NormalizeService(scenario)
             normalize.add(2000, minutes=5)  # the five minutes before the demo started
@@ -133,6 +139,7 @@ def run_demo(
                 environ={
                     **environ,
                     "GATECHECK_NATS_URL": url,
+                    "GATECHECK_NATS_PRODUCTION_URL": production_url,
                     "GATECHECK_PROMETHEUS_URL": metrics_url,
                     "GATECHECK_POSTGRES_URL": database_url,
                     "GATECHECK_E2E_REPORTS": f"file://{state / 'e2e'}",
@@ -145,7 +152,7 @@ def run_demo(
                 # rows, the metrics and the E2E runs at their rates (the warehouse is built ahead).
                 world = World(
                     scenario, bus_url=None if scenario == "nats-down" else url, database_url=database_url,
-                    e2e_dir=state / "e2e", metrics=normalize,
+                    e2e_dir=state / "e2e", metrics=normalize, production_bus_url=production_url,
                 ).start()  # fmt: skip
                 try:
                     say(
@@ -160,7 +167,8 @@ def run_demo(
                 return None
             say(
                 f"demo: scenario {scenario}: warehouse as of {timestamp(moment)} "
-                f"({sum(counts.values())} rows), bus {url}, metrics {metrics_url}, "
+                f"({sum(counts.values())} rows), bus {url}, production bus a 3-node cluster"
+                f"{f' ({NODE_DOWN} down)' if scenario == 'nats-node-down' else ''}, metrics {metrics_url}, "
                 f"database {rows} HRV rows, {runs} E2E reports"
             )
             # JetStream stamps messages as they are published: without --as-of, judge right
@@ -181,6 +189,7 @@ def run_demo(
             return asyncio.run(judge())
         finally:
             server.stop()
+            cluster.stop()
 
 
 def demo_environ(state: Path, ledger: Path) -> dict[str, str]:

@@ -49,6 +49,7 @@ class World:
         database_url: str | None,
         e2e_dir: Path | None,
         metrics: Any = None,
+        production_bus_url: str | None = None,
         tick_s: float = TICK_S,
         hrv_per_tick: int = HRV_PER_TICK,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -56,6 +57,8 @@ class World:
         self.scenario = scenario
         self.bus_url, self.database_url, self.e2e_dir = bus_url, database_url, e2e_dir
         self.metrics = metrics  # a NormalizeService, or None
+        # production's bus (a cluster) gets the same traffic; the rows follow staging's bus
+        self.production_bus_url = production_bus_url
         self.tick_s = tick_s
         self.hrv_per_tick = hrv_per_tick
         self.clock = clock
@@ -75,6 +78,15 @@ class World:
         if self.bus_url is not None and self.scenario != "nats-down":
             stamped, defects = asyncio.run(self._bus(recurring and self.ticks > 0))
             done["hrv_messages"], done["defects"] = len(stamped), defects
+        if self.production_bus_url is not None:
+            after = self.sequence
+            self.sequence = after - len(stamped)  # the same messages, the same sequence numbers
+            try:
+                asyncio.run(self._bus(recurring and self.ticks > 0, self.production_bus_url))
+            except Exception as exc:  # a node down is the scenario, not the world's end
+                log.debug("production bus tick: %s", exc)
+            finally:
+                self.sequence = max(self.sequence, after)
         if self.database_url is not None and stamped:
             done["rows"] = self._rows(stamped)
         if self.metrics is not None:
@@ -86,11 +98,12 @@ class World:
         self.ticks += 1
         return done
 
-    async def _bus(self, recurring: bool) -> tuple[list[tuple[int, datetime]], int]:
-        """Publish this tick's traffic; each HRV message's sequence and JetStream time."""
+    async def _bus(self, recurring: bool, url: str | None = None) -> tuple[list[tuple[int, datetime]], int]:
+        """Publish this tick's traffic (on staging's bus, or ``url``); each HRV message's
+        sequence and JetStream time."""
         from gatecheck.demo.bus import HRV_SUBJECT, LEGACY_STREAM, _connect, _consume
 
-        connection = await _connect(self.bus_url or "")
+        connection = await _connect(url or self.bus_url or "")
         try:
             js = connection.jetstream()
             stamped: list[tuple[int, datetime]] = []

@@ -238,8 +238,8 @@ def group_columns(suite: SuiteConfig, frame: pd.DataFrame) -> list[str]:
 
 
 def _listed(values: list[Any]) -> str:
-    """A value_set as reports show it: ``file, memory``."""
-    return ", ".join(shown(_scalar(v)) for v in values)
+    """A value_set as reports show it: ``file, memory``; the empty text as ``""``."""
+    return ", ".join('""' if v == "" else shown(_scalar(v)) for v in values)
 
 
 def _threshold(

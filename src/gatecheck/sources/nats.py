@@ -62,7 +62,9 @@ if TYPE_CHECKING:
 
 
 class NatsSourceConfig(SourceSettings):
-    """A NATS JetStream server. Credentials come from files or ``${VAR}`` expansion."""
+    """A NATS JetStream server, or a cluster's servers separated by commas
+    (``nats://n1:4222,nats://n2:4222``: the client reaches whichever answers). Credentials
+    come from files or ``${VAR}`` expansion."""
 
     type: Literal["nats"]
     credentials_file: str | None = None  # a .creds file (JWT + nkey seed)
@@ -72,6 +74,21 @@ class NatsSourceConfig(SourceSettings):
     tls_cert_file: str | None = None  # client certificate (mutual TLS)
     tls_key_file: str | None = None
     schemes: ClassVar[tuple[str, ...]] = ("nats", "tls")
+
+    @field_validator("url")
+    @classmethod
+    def _every_server(cls, value: str) -> str:
+        for server in value.split(","):
+            scheme = server.strip().split("://", 1)[0] if "://" in server else ""
+            if scheme not in cls.schemes or not server.strip().split("://", 1)[1]:
+                raise ValueError(
+                    "each server of a cluster (separated by commas) is a nats:// or tls:// URL"
+                )
+        return value
+
+    @property
+    def servers(self) -> list[str]:
+        return [server.strip() for server in self.url.split(",")]
 
 
 _ARITHMETIC = re.compile(r"^[\sA-Za-z0-9_.+\-*/()]+$")
@@ -260,7 +277,8 @@ T = TypeVar("T")
 #: apply), then the window row's counts and derived columns.
 COLUMNS = (
     "kind", "stream", "consumer", "exists",
-    "subjects", "expected_subjects", "replicas", "storage", "retention", "discard",
+    "subjects", "expected_subjects", "replicas", "current_replicas", "lagging_replicas",
+    "storage", "retention", "discard",
     "max_age_s", "messages", "bytes", "first_seq", "last_seq", "first_ts", "last_ts",
     "consumer_count",
     "filter_subject", "expected_filter_subject", "ack_policy", "expected_ack_policy",
@@ -314,7 +332,7 @@ class NatsSource(Source):
             log.debug("nats %s: %s", self.name, exc)
 
         options: dict[str, Any] = {
-            "servers": [config.url],
+            "servers": config.servers,
             "connect_timeout": self.timeout,
             "allow_reconnect": False,
             # nats-py retries the first connect forever with 0; 1 means one try, then give up.
@@ -329,7 +347,7 @@ class NatsSource(Source):
             options["nkeys_seed"] = self._path(config.nkey_seed_file)
         if config.token is not None:
             options["token"] = config.token.get_secret_value()
-        if config.url.startswith("tls://") or config.tls_ca_file or config.tls_cert_file:
+        if any(u.startswith("tls://") for u in config.servers) or config.tls_ca_file or config.tls_cert_file:
             context = ssl.create_default_context(cafile=self._path(config.tls_ca_file))
             if config.tls_cert_file:
                 context.load_cert_chain(
@@ -361,7 +379,7 @@ class NatsSource(Source):
                         await client.close()
                     cause = self._last_error or exc
                     reason = network_reason(cause) or network_reason(exc) or _describe(cause)
-                    server = server_of(self.config.url)
+                    server = ", ".join(server_of(u) for u in self.config.servers)
                     raise SourceUnavailable(f"cannot reach NATS at {server}: {reason}") from exc
             return self._connection.jsm(timeout=self.timeout)
 
@@ -389,7 +407,7 @@ class NatsSource(Source):
             ConnectionError,
         ) as exc:
             reason = network_reason(exc) or _describe(exc)
-            server = server_of(self.config.url)
+            server = ", ".join(server_of(u) for u in self.config.servers)
             raise SourceUnavailable(f"{what}: connection to NATS at {server} lost ({reason})") from exc
         except nats_errors.Error as exc:
             raise SourceUnavailable(f"{what}: {_describe(exc)}") from exc
@@ -442,10 +460,13 @@ class NatsSource(Source):
         except NotFoundError:
             return row | {"exists": False}
         config, state = info.config, info.state
+        current, lagging = _replica_states(info.cluster)
         return row | {
             "exists": True,
             "subjects": ",".join(sorted(config.subjects or [])),
             "replicas": config.num_replicas or 1,
+            "current_replicas": current,
+            "lagging_replicas": lagging,
             "storage": _enum(config.storage),
             "retention": _enum(config.retention),
             "discard": _enum(config.discard),
@@ -530,6 +551,25 @@ class NatsSource(Source):
     async def _pending(self, jsm: Any, stream: str, name: str, what: str) -> int:
         info = await self._call(what, lambda: jsm.consumer_info(stream, name))
         return int(info.num_pending)
+
+
+def _replica_states(cluster: Any) -> tuple[int, str]:
+    """(how many of a stream's replicas are current — its leader and every follower that is
+    neither offline nor behind —, the others named: ``gatecheck-n3 (offline)``, ``n2 (behind
+    by 12 operations)``, or ``""``). A stream on a single server is one current replica; a
+    stream without a leader (its quorum lost) has none."""
+    if cluster is None:
+        return 1, ""
+    current = 1 if cluster.leader else 0
+    lagging = [] if cluster.leader else ["no leader"]
+    for peer in cluster.replicas or []:
+        if peer.offline:
+            lagging.append(f"{peer.name} (offline)")
+        elif not peer.current:
+            lagging.append(f"{peer.name} (behind by {peer.lag or 0} operations)")
+        else:
+            current += 1
+    return current, ", ".join(sorted(lagging))
 
 
 def _describe(exc: BaseException) -> str:
