@@ -106,7 +106,7 @@ def test_the_served_demos_world_keeps_the_gate_true(
         assert sum(d["hrv_messages"] for d in done) == 180
         lost = 30 if scenario == "db-missing" else 0  # one in six
         assert sum(d["rows"] for d in done) == 180 - lost
-        project = load_project(config_copy, environ={"GATECHECK_NATS_URL": bus.url, "GATECHECK_POSTGRES_URL": database})
+        project = load_project(config_copy, environ={"GATECHECK_NATS_URL": bus.url, "GATECHECK_NATS_PRODUCTION_URL": bus.url, "GATECHECK_POSTGRES_URL": database})
         judged = asyncio.run(evaluate(project, "world", datetime.now(UTC) + timedelta(seconds=1)))
     assert judged.verdict.value == verdict, judged.reasons
     assert [c.suite for c in judged.checks if c.outcome.value != "pass"] == failing, judged.reasons
@@ -129,3 +129,30 @@ def test_the_normalize_metrics_keep_their_rates_tick_after_tick() -> None:
         'sum(normalize_hrv_messages_total{result="success"}) / sum(normalize_hrv_messages_total)', samples, 0.0
     )
     assert ratio == {frozenset(): pytest.approx(1 - 1 / 2000)}
+
+
+def test_a_production_nats_node_down_is_no_go_naming_the_node(tmp_path: Path) -> None:
+    """`gatecheck demo --scenario nats-node-down --phase prod-predeploy`: production's bus is a
+    three-node cluster with one node killed; stream_topology names it on every stream (the
+    streams keep their quorum: the bus answers), and the demo stopped every node it started."""
+    import subprocess
+
+    from gatecheck.demo.run import run_demo
+    from gatecheck.results import Outcome, VerdictState
+
+    said: list[str] = []
+    verdict = run_demo(None, tmp_path, "nats-node-down", "prod-predeploy", say=said.append, hours=3)
+    assert verdict is not None and verdict.verdict is VerdictState.NO_GO
+    (topology,) = [c for c in verdict.checks if c.suite == "stream_topology"]
+    assert topology.outcome is Outcome.FAIL and topology.source_available is True
+    named = {
+        (g.group["stream"], g.observed_value)
+        for e in topology.expectations if e.column == "lagging_replicas"
+        for g in e.failing_groups
+    }  # fmt: skip
+    streams = ("AA_CORE_HOT", "AA_DLQ", "AA_VENDOR_HOT", "ATHLETE_ALLY_EVENTS")
+    assert named == {(s, "gatecheck-n3 (offline)") for s in streams}
+    assert any("production bus a 3-node cluster (gatecheck-n3 down)" in line for line in said), said
+    assert "gatecheck-n3 (offline)" in verdict.reasons[0] or any("gatecheck-n3" in r for r in verdict.reasons)
+    left = subprocess.run(["pgrep", "-f", str(tmp_path / ".gatecheck" / "nats-cluster")], capture_output=True)
+    assert left.returncode == 1, left.stdout

@@ -65,10 +65,10 @@ def test_demo_healthy_is_go_and_defect_is_no_go(tmp_path: Path) -> None:
     # Great Expectations runs in memory: nothing but the demo's own state was written.
     assert [p.name for p in workdir.iterdir()] == [".gatecheck"]
     assert {p.name for p in (workdir / ".gatecheck").iterdir()} <= {
-        "nats", "warehouse", "postgres", "e2e", "history.db", "history.db-wal", "history.db-shm"
+        "nats", "nats-cluster", "warehouse", "postgres", "e2e", "history.db", "history.db-wal", "history.db-shm"
     }  # fmt: skip
-    # The demo stopped the nats-server and the PostgreSQL server it started.
-    for server in ("nats", "postgres"):
+    # The demo stopped the nats-servers and the PostgreSQL server it started.
+    for server in ("nats", "nats-cluster", "postgres"):
         running = subprocess.run(["pgrep", "-f", str(workdir / ".gatecheck" / server)], capture_output=True)
         assert running.returncode == 1, (server, running.stdout)
     # The project was only read: nothing beside it was created or changed.

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -34,7 +36,7 @@ def bus_gate(config: Path, environment: str = "staging", thresholds: dict | None
 
 
 def judge(config: Path, url: str, as_of: datetime | None = None) -> Verdict:
-    project = load_project(config, environ={"GATECHECK_NATS_URL": url})
+    project = load_project(config, environ={"GATECHECK_NATS_URL": url, "GATECHECK_NATS_PRODUCTION_URL": url})
     return asyncio.run(evaluate(project, "bus-check", as_of))
 
 
@@ -183,7 +185,7 @@ def test_staging_soak_verdicts_on_the_demo_bus(
     url = f"nats://127.0.0.1:{free_port()}" if scenario == "nats-down" else bus_for(scenario)
     env = {
         "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",
-        "GATECHECK_NATS_URL": url,
+        "GATECHECK_NATS_URL": url, "GATECHECK_NATS_PRODUCTION_URL": url,
         "GATECHECK_PROMETHEUS_URL": metrics_url,
         "GATECHECK_POSTGRES_URL": postgres_for("healthy", live=True),
         "GATECHECK_E2E_REPORTS": e2e_for("healthy", live=True),
@@ -217,12 +219,12 @@ def test_the_documented_nats_suite_example_works(config_copy: Path, bus_for) -> 
     (config_copy / "suites" / f"{suite['name']}.yaml").write_text(example)
     gate = {"phase": "readme-example", "environment": "staging", "checks": [{"suite": suite["name"]}]}
     (config_copy / "gates" / "readme-example.yaml").write_text(yaml.safe_dump(gate))
-    project = load_project(config_copy, environ={"GATECHECK_NATS_URL": bus_for("healthy")})
+    project = load_project(config_copy, environ={"GATECHECK_NATS_URL": bus_for("healthy"), "GATECHECK_NATS_PRODUCTION_URL": bus_for("healthy")})
     verdict = asyncio.run(evaluate(project, "readme-example"))
     assert verdict.verdict is VerdictState.GO, verdict.reasons
     fallback = asyncio.run(
         evaluate(
-            load_project(config_copy, environ={"GATECHECK_NATS_URL": bus_for("fallback")}), "readme-example"
+            load_project(config_copy, environ={"GATECHECK_NATS_URL": bus_for("fallback"), "GATECHECK_NATS_PRODUCTION_URL": bus_for("fallback")}), "readme-example"
         )
     )
     assert fallback.verdict is VerdictState.NO_GO
@@ -257,7 +259,7 @@ def test_every_row_kind_has_every_documented_column(tmp_path: Path) -> None:
 
     with NatsServer(tmp_path / "nats") as server:
         asyncio.run(build_topology(server.url, skip=["AA_DLQ"]))
-        project = load_project(PROJECT, environ={"GATECHECK_NATS_URL": server.url})
+        project = load_project(PROJECT, environ={"GATECHECK_NATS_URL": server.url, "GATECHECK_NATS_PRODUCTION_URL": server.url})
         config = project.config.environments["staging"].sources["bus"]
         query = NatsQuery.model_validate(
             {
@@ -277,3 +279,50 @@ def test_every_row_kind_has_every_documented_column(tmp_path: Path) -> None:
 
         # Nothing of what the query names exists but one stream: the shape is the same.
         assert asyncio.run(ask()) == list(COLUMNS)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Three nats-servers as one JetStream cluster, the Phase B streams on it with 3 replicas
+    and the demo's traffic (as `gatecheck demo` builds production's bus)."""
+    from gatecheck.demo.bus import NatsCluster, prepare_bus
+
+    running = NatsCluster(tmp_path_factory.mktemp("cluster")).start()
+    try:
+        prepare_bus(running.url, "healthy", replicas=3)
+        yield running
+    finally:
+        running.stop()
+
+
+def test_production_on_a_cluster_needs_every_replica_current_and_names_a_node_that_is_not(
+    config_copy: Path, cluster: Any
+) -> None:
+    """On three current replicas stream_topology passes; with a node down (the first server of
+    the source's URL list, so the source must reach another) it fails, each stream naming
+    the node, while the streams keep their quorum and the bus still answers."""
+    bus_gate(config_copy, environment="production")
+    healthy = check(judge(config_copy, cluster.url), "stream_topology")
+    assert healthy.outcome is Outcome.PASS, healthy.reason
+    current = next(e for e in healthy.expectations if e.column == "current_replicas")
+    assert current.observed_value == 3 and current.thresholds[0].value == 3
+
+    cluster.kill("gatecheck-n1")
+    down = check(judge(config_copy, cluster.url), "stream_topology")
+    assert down.outcome is Outcome.FAIL and down.source_available is True
+    lagging = [(f[1]["stream"], f[2]) for f in failures(down) if f[0] == "lagging_replicas"]
+    assert lagging == [(s, "gatecheck-n1 (offline)") for s in ("AA_CORE_HOT", "AA_DLQ", "AA_VENDOR_HOT", "ATHLETE_ALLY_EVENTS")]
+    assert {f[2] for f in failures(down) if f[0] == "current_replicas"} == {2}
+    assert all(f[0] in ("current_replicas", "lagging_replicas") for f in failures(down))  # nothing else broke
+
+
+def test_a_cluster_url_lists_nats_servers_only(config_copy: Path) -> None:
+    from gatecheck.config import load_project
+    from gatecheck.errors import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        load_project(config_copy, environ={"GATECHECK_NATS_PRODUCTION_URL": "nats://a:4222,http://b:4222"})
+    assert (
+        "environments.production.sources.bus.url: each server of a cluster (separated by commas) is a "
+        "nats:// or tls:// URL" in str(raised.value)
+    )

@@ -164,7 +164,7 @@ def integrity_config(config_copy: Path) -> Path:
 
 
 def integrity(root: Path, bus: str, database: str, as_of=None) -> CheckResult:
-    project = load_project(root, environ={"GATECHECK_NATS_URL": bus, "GATECHECK_POSTGRES_URL": database})
+    project = load_project(root, environ={"GATECHECK_NATS_URL": bus, "GATECHECK_NATS_PRODUCTION_URL": bus, "GATECHECK_POSTGRES_URL": database})
     return check_of(asyncio.run(evaluate(project, "integrity", as_of)), "hrv_db_integrity")
 
 

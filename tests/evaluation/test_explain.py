@@ -122,7 +122,7 @@ def test_explain_touches_no_source_and_prints_no_secret(tmp_path: Path) -> None:
     password is nowhere in its output."""
     env = {
         "GATECHECK_CLICKHOUSE_URL": "clickhouse://gate:s3cret-pw@192.0.2.1:8123/prod",
-        "GATECHECK_NATS_URL": "nats://user:nats-s3cret@192.0.2.1:4222",
+        "GATECHECK_NATS_URL": "nats://user:nats-s3cret@192.0.2.1:4222", "GATECHECK_NATS_PRODUCTION_URL": "nats://user:nats-s3cret@192.0.2.1:4222",
         "GATECHECK_PROMETHEUS_URL": "http://prom:prom-s3cret@192.0.2.1:9090",
     }
     for fmt in ("text", "json"):

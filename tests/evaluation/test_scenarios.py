@@ -132,7 +132,7 @@ def test_requires_and_soak_need_recorded_history_or_explicit_assumptions(
 
     environ = {
         "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",
-        "GATECHECK_NATS_URL": bus_for("healthy"),
+        "GATECHECK_NATS_URL": bus_for("healthy"), "GATECHECK_NATS_PRODUCTION_URL": bus_for("healthy"),
         "GATECHECK_PROMETHEUS_URL": metrics_url,
         "GATECHECK_POSTGRES_URL": postgres_for("healthy", live=True),
         "GATECHECK_E2E_REPORTS": e2e_for("healthy", live=True),

@@ -34,7 +34,7 @@ def environment(
 ) -> dict[str, str]:
     return {
         "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={database}",
-        "GATECHECK_NATS_URL": bus,
+        "GATECHECK_NATS_URL": bus, "GATECHECK_NATS_PRODUCTION_URL": bus,
         "GATECHECK_PROMETHEUS_URL": metrics,
         "GATECHECK_POSTGRES_URL": postgres,
         "GATECHECK_E2E_REPORTS": e2e,

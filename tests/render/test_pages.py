@@ -359,8 +359,8 @@ def screenshot(url: str, path: Path) -> None:
 @pytest.fixture(scope="module")
 def demo_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """`gatecheck demo --serve --scenario dlq-spike` on a copy of the reference project where
-    warehouse-release also needs a 48h soak (so the chain holds GO, NO-GO, INCONCLUSIVE and
-    ROLLBACK at once) and a suite's description carries markup that must not run."""
+    warehouse-release also needs a 48h soak and production 5 stream replicas (so the chain
+    holds GO, NO-GO, INCONCLUSIVE and ROLLBACK at once) and a suite's description carries markup that must not run."""
     from gatecheck.demo.bus import free_port
 
     chromium()
@@ -370,6 +370,11 @@ def demo_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
     # other tests need): the soak test asks for its second evaluation itself.
     project["service"]["interval"] = "1h"
     (root / "gatecheck.yaml").write_text(yaml.safe_dump(project))
+    # Production's streams hold 3 replicas on the demo's cluster; asking for 5 keeps a NO-GO
+    # in the chain (prod-predeploy: stream_topology).
+    thresholds = yaml.safe_load((root / "thresholds.yaml").read_text())
+    thresholds["environments"]["production"]["stream_replicas"] = 5
+    (root / "thresholds.yaml").write_text(yaml.safe_dump(thresholds))
     gate = yaml.safe_load((root / "gates" / "warehouse-release.yaml").read_text())
     gate["soak"] = {"duration": "48h", "max_gap": "1h"}
     (root / "gates" / "warehouse-release.yaml").write_text(yaml.safe_dump(gate))

@@ -69,7 +69,7 @@ def test_status_update_numbers_equal_the_json_observed_values(
 ) -> None:
     env = {
         "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",
-        "GATECHECK_NATS_URL": bus_for(scenario),
+        "GATECHECK_NATS_URL": bus_for(scenario), "GATECHECK_NATS_PRODUCTION_URL": bus_for(scenario),
         "GATECHECK_PROMETHEUS_URL": metrics_url,
         "GATECHECK_POSTGRES_URL": postgres_for("healthy", live=True),
         "GATECHECK_E2E_REPORTS": e2e_for("healthy", live=True),

@@ -127,7 +127,7 @@ def e2e_project(warehouse: Path, live_warehouse: str, bus_for, metrics_url: str,
             PROJECT,
             environ={
                 "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",
-                "GATECHECK_NATS_URL": bus_for("healthy"),
+                "GATECHECK_NATS_URL": bus_for("healthy"), "GATECHECK_NATS_PRODUCTION_URL": bus_for("healthy"),
                 "GATECHECK_PROMETHEUS_URL": metrics_url,
                 "GATECHECK_POSTGRES_URL": postgres_for("healthy"),
                 "GATECHECK_E2E_REPORTS": f"file://{directory}",

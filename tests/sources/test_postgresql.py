@@ -132,7 +132,7 @@ def test_through_the_engine_a_down_database_is_an_error_and_never_go(
 
     environ = {
         "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",
-        "GATECHECK_NATS_URL": bus_for("healthy"),
+        "GATECHECK_NATS_URL": bus_for("healthy"), "GATECHECK_NATS_PRODUCTION_URL": bus_for("healthy"),
         "GATECHECK_PROMETHEUS_URL": metrics_url,
         "GATECHECK_POSTGRES_URL": f"postgresql://gatecheck:{SECRET}@127.0.0.1:{free_port()}/normalize",
         "GATECHECK_E2E_REPORTS": "file:///nonexistent",
@@ -155,7 +155,7 @@ def database_project(postgres_for, warehouse: Path, live_warehouse: str, bus_for
             PROJECT,
             environ={
                 "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",
-                "GATECHECK_NATS_URL": bus_for("healthy"),
+                "GATECHECK_NATS_URL": bus_for("healthy"), "GATECHECK_NATS_PRODUCTION_URL": bus_for("healthy"),
                 "GATECHECK_PROMETHEUS_URL": metrics_url,
                 "GATECHECK_POSTGRES_URL": postgres_for(scenario, live),
             },
