@@ -156,3 +156,12 @@ def test_a_production_nats_node_down_is_no_go_naming_the_node(tmp_path: Path) ->
     assert "gatecheck-n3 (offline)" in verdict.reasons[0] or any("gatecheck-n3" in r for r in verdict.reasons)
     left = subprocess.run(["pgrep", "-f", str(tmp_path / ".gatecheck" / "nats-cluster")], capture_output=True)
     assert left.returncode == 1, left.stdout
+
+
+def test_replicas_serve_or_are_refused() -> None:
+    for args, words in (
+        (["--replicas", "2"], "--replicas: replicas serve: give --serve too"),
+        (["--serve", "--replicas", "9"], "--replicas: 9: from 1 to 5"),
+    ):
+        result = runner.invoke(app, ["demo", *args])
+        assert result.exit_code == 2 and result.stderr.strip() == f"gatecheck: error: {words}", result.output

@@ -391,3 +391,41 @@ def test_a_clean_stop_gives_the_lease_up_and_another_replica_schedules_at_once(p
     took, ran = asyncio.run(scenario())
     assert ran == ["first", "second"]
     assert took < ttl.total_seconds() / 3  # it did not wait for the 30 s lease to run out
+
+
+def test_the_served_demo_runs_two_replicas_on_its_postgresql_ledger(tmp_path: Path) -> None:
+    """`gatecheck demo --serve --replicas 2`: two services on the demo's PostgreSQL ledger,
+    one scheduling, both answering with the same verdicts; a stop stops both and the demo's
+    servers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
+    gatecheck = shutil.which("gatecheck", path=str(Path(sys.executable).parent))
+    assert gatecheck
+    with (tmp_path / "demo.log").open("w") as log:
+        demo = subprocess.Popen(
+            [gatecheck, "demo", "--serve", "--replicas", "2", "--hours", "3", "--listen", f"127.0.0.1:{port}"],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    bases = [f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"]
+
+    def phases(base: str) -> dict[str, str] | None:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            listed = httpx.get(f"{base}/api/v1/phases", timeout=2).json()
+            if all(p["verdict"] for p in listed):
+                return {p["phase"]: p["verdict"] for p in listed}
+        return None
+
+    try:
+        leader_view = wait_for("the scheduling replica's verdicts", lambda: phases(bases[0]), timeout=120, every=0.3)
+        follower_view = wait_for("the other replica's", lambda: phases(bases[1]), timeout=30, every=0.3)
+        assert follower_view == leader_view
+        assert leader_view["staging-soak"] == "inconclusive" and leader_view["staging-predeploy"] == "go"
+        ready = [httpx.get(f"{b}/readyz", timeout=5).json() for b in bases]
+        assert sorted(r["scheduling"] for r in ready) == [False, True]
+        assert ready[0]["leader"] == ready[1]["leader"] is not None
+        assert "2 replicas on the demo's PostgreSQL ledger" in (tmp_path / "demo.log").read_text()
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(timeout=60)
+    left = subprocess.run(["pgrep", "-f", f"127.0.0.1:{port + 1}|{tmp_path / '.gatecheck'}"], capture_output=True)
+    assert left.returncode == 1, left.stdout

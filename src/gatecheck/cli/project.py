@@ -89,6 +89,15 @@ def demo(
         int | None,
         typer.Option("--hours", metavar="N", help="Hours of warehouse history to build (default 50)."),
     ] = None,
+    replicas: Annotated[
+        int,
+        typer.Option(
+            "--replicas",
+            metavar="N",
+            help="With --serve: N gatecheck replicas on the demo's PostgreSQL ledger (one schedules; "
+            "the others listen on the ports after --listen's).",
+        ),
+    ] = 1,
 ) -> None:
     """Build the demo warehouse (chDB), bus (bundled nats-server), database (embedded
     PostgreSQL) and E2E reports under .gatecheck/ for a scenario, run a gate of the shipped
@@ -109,7 +118,7 @@ def demo(
     with user_errors():
         verdict = run_demo(
             config, workdir, scenario.value, phase, as_of,
-            serve=serve_demo, listen=listen, say=say, hours=hours,
+            serve=serve_demo, listen=listen, say=say, hours=hours, replicas=replicas,
         )  # fmt: skip
     if verdict is None:  # served until stopped
         raise typer.Exit(0)

@@ -78,6 +78,14 @@ class EmbeddedPostgres:
                 connection.execute(f'CREATE DATABASE "{database}"')
         return str(self._server.get_uri(database))
 
+    def fresh_url(self, database: str) -> str:
+        """The URL of ``database``, dropped and created anew (nothing of an earlier run)."""
+        import psycopg
+
+        with psycopg.connect(self._server.get_uri(), autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        return self.url(database)
+
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from gatecheck._values import timestamp
 from gatecheck.config import ExpectationSpec, load_project
@@ -18,6 +19,8 @@ from gatecheck.results import Verdict
 
 #: How long a served demo's warehouse lives on: after that, restart the demo.
 SERVED_HORIZON = timedelta(hours=24)
+#: ``demo --serve --replicas N``: at most this many.
+MAX_REPLICAS = 5
 
 
 def scenarios() -> tuple[str, ...]:
@@ -41,6 +44,7 @@ def run_demo(
     listen: str | None = None,
     say: Callable[[str], None] = print,
     hours: int | None = None,
+    replicas: int = 1,
 ) -> Verdict | None:
     """Build the scenario under ``workdir/.gatecheck/``, evaluate ``phase`` after the phases it
     requires (each recorded, so ``requires`` is judged on real records of this run), and return
@@ -59,6 +63,10 @@ def run_demo(
     from gatecheck.shipped import project_path
     from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
+    if not 1 <= replicas <= MAX_REPLICAS:
+        raise ConfigError(f"--replicas: {replicas}: from 1 to {MAX_REPLICAS}")
+    if replicas > 1 and not serve:
+        raise ConfigError("--replicas: replicas serve: give --serve too")
     if hours is not None and not 1 <= hours <= 24 * 366:
         raise ConfigError(f"--hours: {hours}: from 1 to {24 * 366} hours of history")
     known = scenarios()
@@ -133,18 +141,16 @@ def run_demo(
                 database_url, moment, scenario, bus_messages=HRV_MESSAGES, bus_at=datetime.now(UTC)
             )
             runs = write_reports(state / "e2e", moment, scenario)  # the E2E job's JUnit reports
-            project = load_project(
-                root,
-                notify=serve,
-                environ={
-                    **environ,
-                    "GATECHECK_NATS_URL": url,
-                    "GATECHECK_NATS_PRODUCTION_URL": production_url,
-                    "GATECHECK_PROMETHEUS_URL": metrics_url,
-                    "GATECHECK_POSTGRES_URL": database_url,
-                    "GATECHECK_E2E_REPORTS": f"file://{state / 'e2e'}",
-                },
-            )
+            served_env = {
+                "GATECHECK_NATS_URL": url,
+                "GATECHECK_NATS_PRODUCTION_URL": production_url,
+                "GATECHECK_PROMETHEUS_URL": metrics_url,
+                "GATECHECK_POSTGRES_URL": database_url,
+                "GATECHECK_E2E_REPORTS": f"file://{state / 'e2e'}",
+            }
+            if replicas > 1:  # replicas share a PostgreSQL ledger: the demo's, new at each start
+                served_env["GATECHECK_HISTORY_URL"] = database.fresh_url("gatecheck_ledger")
+            project = load_project(root, notify=serve, environ={**environ, **served_env})
             if serve:
                 from gatecheck.demo.world import World
 
@@ -154,13 +160,21 @@ def run_demo(
                     scenario, bus_url=None if scenario == "nats-down" else url, database_url=database_url,
                     e2e_dir=state / "e2e", metrics=normalize, production_bus_url=production_url,
                 ).start()  # fmt: skip
+                stops: list[Callable[[], None]] = []
                 try:
+                    address = listen or project.config.service.listen
+                    others = _replicas(root, state, address, replicas, {**environ, **served_env}, stack)
+                    stops.extend(stop for _, stop in others)
                     say(
                         f"demo: scenario {scenario}: serving every phase on the demo sources (bus {url}), "
                         f"which live on for {SERVED_HORIZON.days * 24}h; Ctrl-C stops"
-                    )
+                        + (f"; {replicas} replicas on the demo's PostgreSQL ledger: {address}, "
+                           f"{', '.join(a for a, _ in others)}" if others else "")
+                    )  # fmt: skip
                     serve_project(project, listen, None, recorded_since=started)
                 finally:
+                    for stop in stops:  # the other replicas, before the sources they read
+                        stop()
                     # before the bus it publishes to stops (below): a tick on a stopping
                     # nats-server logged "a tick failed" after the service said "stopped"
                     world.stop()
@@ -190,6 +204,53 @@ def run_demo(
         finally:
             server.stop()
             cluster.stop()
+
+
+def _replicas(
+    root: Path, state: Path, address: str, replicas: int, environ: dict[str, str], stack: contextlib.ExitStack
+) -> list[tuple[str, Callable[[], None]]]:
+    """Start ``replicas - 1`` more ``gatecheck serve`` processes on the ports after
+    ``address``'s, each on a copy of the demo's warehouse (chDB opens a path in one process;
+    the warehouse is built ahead, so a copy is the same data); stopped with the demo (and
+    with it if it is killed). Their addresses, and how to stop each."""
+    import functools
+    import shutil
+    import subprocess
+    import sys
+
+    from gatecheck.demo.bus import _die_with_parent
+
+    host, _, port = address.rpartition(":")
+    started: list[tuple[str, Callable[[], None]]] = []
+    for index in range(2, replicas + 1):
+        warehouse = state / f"warehouse-r{index}"
+        shutil.rmtree(warehouse, ignore_errors=True)
+        shutil.copytree(state / "warehouse", warehouse)
+        listen = f"{host}:{int(port) + index - 1}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gatecheck.cli", "serve", "--config", str(root), "--listen", listen],
+            env={**environ, "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}"},
+            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+        )  # fmt: skip
+
+        stop = functools.partial(_stop_process, process)
+        stack.callback(stop)
+        started.append((listen, stop))
+    return started
+
+
+def _stop_process(process: Any) -> None:
+    """SIGTERM, then SIGKILL if it has not stopped within 30 s (nothing if it has exited)."""
+    import signal
+    import subprocess
+
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def demo_environ(state: Path, ledger: Path) -> dict[str, str]:

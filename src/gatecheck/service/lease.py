@@ -189,7 +189,10 @@ class Leadership:
             log.exception("the schedule failed")
         lease, self.current = self.current, None
         self.leader = None
-        log.warning("this replica stopped scheduling: %s", why, extra={"holder": self.holder, "reason": why})
+        log.log(
+            logging.INFO if release else logging.WARNING,  # a clean stop is no incident
+            "this replica stopped scheduling: %s", why, extra={"holder": self.holder, "reason": why},
+        )  # fmt: skip
         self._changed()
         if release and lease is not None:
             with contextlib.suppress(GatecheckError, TimeoutError):
