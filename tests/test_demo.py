@@ -134,26 +134,35 @@ def test_the_normalize_metrics_keep_their_rates_tick_after_tick() -> None:
 def test_a_production_nats_node_down_is_no_go_naming_the_node(tmp_path: Path) -> None:
     """`gatecheck demo --scenario nats-node-down --phase prod-predeploy`: production's bus is a
     three-node cluster with one node killed; stream_topology names it on every stream (the
-    streams keep their quorum: the bus answers), and the demo stopped every node it started."""
+    streams keep their quorum: the bus answers), and the demo stopped every node it started.
+    (A process of its own: chDB opens one embedded path per process.)"""
+    import json
+    import os
+    import shutil
     import subprocess
+    import sys
 
-    from gatecheck.demo.run import run_demo
-    from gatecheck.results import Outcome, VerdictState
-
-    said: list[str] = []
-    verdict = run_demo(None, tmp_path, "nats-node-down", "prod-predeploy", say=said.append, hours=3)
-    assert verdict is not None and verdict.verdict is VerdictState.NO_GO
-    (topology,) = [c for c in verdict.checks if c.suite == "stream_topology"]
-    assert topology.outcome is Outcome.FAIL and topology.source_available is True
+    gatecheck = shutil.which("gatecheck", path=str(Path(sys.executable).parent))
+    assert gatecheck
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
+    done = subprocess.run(
+        [gatecheck, "demo", "--scenario", "nats-node-down", "--phase", "prod-predeploy", "--format", "json",
+         "--hours", "3"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    verdict = json.loads(done.stdout)
+    assert done.returncode == 1 and verdict["verdict"] == "no-go", done.stderr
+    (topology,) = [c for c in verdict["checks"] if c["suite"] == "stream_topology"]
+    assert topology["outcome"] == "fail" and topology["source_available"] is True
     named = {
-        (g.group["stream"], g.observed_value)
-        for e in topology.expectations if e.column == "lagging_replicas"
-        for g in e.failing_groups
+        (g["group"]["stream"], g["observed_value"])
+        for e in topology["expectations"] if e["column"] == "lagging_replicas"
+        for g in e["failing_groups"]
     }  # fmt: skip
     streams = ("AA_CORE_HOT", "AA_DLQ", "AA_VENDOR_HOT", "ATHLETE_ALLY_EVENTS")
     assert named == {(s, "gatecheck-n3 (offline)") for s in streams}
-    assert any("production bus a 3-node cluster (gatecheck-n3 down)" in line for line in said), said
-    assert "gatecheck-n3 (offline)" in verdict.reasons[0] or any("gatecheck-n3" in r for r in verdict.reasons)
+    assert "production bus a 3-node cluster (gatecheck-n3 down)" in done.stderr
+    assert any("gatecheck-n3 (offline)" in reason for reason in verdict["reasons"]), verdict["reasons"]
     left = subprocess.run(["pgrep", "-f", str(tmp_path / ".gatecheck" / "nats-cluster")], capture_output=True)
     assert left.returncode == 1, left.stdout
 
