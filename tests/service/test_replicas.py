@@ -34,6 +34,7 @@ import pytest
 import yaml
 
 from gatecheck.demo.bus import free_port
+from gatecheck.results import Verdict
 
 INTERVAL_S = 2.0
 TTL_S = 2.0
@@ -271,6 +272,12 @@ def test_one_replica_schedules_a_killed_leader_is_replaced_and_a_cut_one_is_fenc
 
     written = records(ledger_url)
     assert {r[2] for r in written} == {first_holder[1], second_holder[1]}  # every record is the schedule's
+    with psycopg.connect(ledger_url) as connection:  # no partial record: each row is its whole verdict
+        for phase, verdict, document in connection.execute(
+            "SELECT phase, verdict, document FROM gatecheck_evaluations"
+        ).fetchall():
+            parsed = Verdict.model_validate_json(document)
+            assert (parsed.phase, parsed.verdict.value) == (phase, verdict) and parsed.checks
     for phase in ("first", "second", "gated"):
         mine = [r for r in written if r[0] == phase]
         before = [r for r in mine if r[2] == first_holder[1]]
@@ -419,7 +426,19 @@ def test_the_served_demo_runs_two_replicas_on_its_postgresql_ledger(tmp_path: Pa
         leader_view = wait_for("the scheduling replica's verdicts", lambda: phases(bases[0]), timeout=120, every=0.3)
         follower_view = wait_for("the other replica's", lambda: phases(bases[1]), timeout=30, every=0.3)
         assert follower_view == leader_view
-        assert leader_view["staging-soak"] == "inconclusive" and leader_view["staging-predeploy"] == "go"
+        # the healthy chain: every check of every phase passes (production's streams hold 3
+        # current replicas on the demo's cluster); a phase is GO, or INCONCLUSIVE only because a
+        # real soak is needed (its own, or one that a phase it requires needs) — and says so
+        for phase, state in leader_view.items():
+            document = httpx.get(f"{bases[1]}/api/v1/phases/{phase}/verdict", timeout=5).json()
+            assert [c["suite"] for c in document["checks"] if c["outcome"] != "pass"] == [], phase
+            assert state == "go" or all(
+                r.startswith(("soak not covered", "requires ")) for r in document["reasons"]
+            ), (phase, document["reasons"])
+        assert leader_view["staging-soak"] == "inconclusive" and leader_view["prod-predeploy"] == "inconclusive"
+        assert [p for p, v in leader_view.items() if v == "go"] == [
+            "staging-predeploy", "staging-deploy", "warehouse-release"
+        ]  # fmt: skip
         ready = [httpx.get(f"{b}/readyz", timeout=5).json() for b in bases]
         assert sorted(r["scheduling"] for r in ready) == [False, True]
         assert ready[0]["leader"] == ready[1]["leader"] is not None
