@@ -153,9 +153,23 @@ class NatsCluster:
 
     def start(self, timeout: float = 30.0) -> NatsCluster:
         """Start every node and wait until JetStream has elected its meta leader."""
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> NatsCluster:
+        """Start every node (listening), not waiting for the election: the caller can do other
+        work meanwhile, then :meth:`wait_ready`."""
         try:
             for node in self.nodes.values():
-                node.start()
+                if node.process is None:
+                    node.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> NatsCluster:
+        """Wait until JetStream has elected its meta leader (stopping every node if it does not)."""
+        try:
             asyncio.run(self._ready(timeout))
         except BaseException:
             self.stop()

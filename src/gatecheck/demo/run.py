@@ -102,6 +102,9 @@ def run_demo(
     cluster = NatsCluster(state / "nats-cluster")
     warehouse = Target.parse(environ["GATECHECK_CLICKHOUSE_URL"], state)
     with ClickHouse() as clickhouse, contextlib.ExitStack() as stack:
+        # the cluster elects its JetStream leader while the warehouse is built
+        stack.callback(cluster.stop)
+        cluster.launch()
         counts = build_reference(
             clickhouse.connect(warehouse, create=True),
             "default",
@@ -121,7 +124,7 @@ def run_demo(
             else:
                 url = server.start().url
                 prepare_bus(url, scenario)
-            production_url = cluster.start().url
+            production_url = cluster.wait_ready().url
             prepare_bus(production_url, scenario, replicas=3)
             if scenario == "nats-node-down":
                 cluster.kill(NODE_DOWN)
