@@ -1,0 +1,82 @@
+"""`gatecheck demo --serve --replicas 2`: the served demo's two replicas (a module of its own:
+the replicas of tests/service/test_replicas.py run meanwhile on another test worker)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from gatecheck.demo.bus import free_port
+
+from .test_replicas import wait_for
+
+
+def free_pair() -> int:
+    """A port whose next one is free too (the second replica listens there)."""
+    import socket
+
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
+def test_the_served_demo_runs_two_replicas_on_its_postgresql_ledger(tmp_path: Path) -> None:
+    """`gatecheck demo --serve --replicas 2`: two services on the demo's PostgreSQL ledger,
+    one scheduling, both answering with the same verdicts; a stop stops both and the demo's
+    servers."""
+    port = free_pair()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
+    gatecheck = shutil.which("gatecheck", path=str(Path(sys.executable).parent))
+    assert gatecheck
+    with (tmp_path / "demo.log").open("w") as log:
+        demo = subprocess.Popen(
+            [gatecheck, "demo", "--serve", "--replicas", "2", "--hours", "3", "--listen", f"127.0.0.1:{port}"],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    bases = [f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"]
+
+    def phases(base: str) -> dict[str, str] | None:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            listed = httpx.get(f"{base}/api/v1/phases", timeout=2).json()
+            if all(p["verdict"] for p in listed):
+                return {p["phase"]: p["verdict"] for p in listed}
+        return None
+
+    try:
+        leader_view = wait_for("the scheduling replica's verdicts", lambda: phases(bases[0]), timeout=120, every=0.3)
+        follower_view = wait_for("the other replica's", lambda: phases(bases[1]), timeout=30, every=0.3)
+        assert follower_view == leader_view
+        # the healthy chain: every check of every phase passes (production's streams hold 3
+        # current replicas on the demo's cluster); a phase is GO, or INCONCLUSIVE only because a
+        # real soak is needed (its own, or one that a phase it requires needs) — and says so
+        for phase, state in leader_view.items():
+            document = httpx.get(f"{bases[1]}/api/v1/phases/{phase}/verdict", timeout=5).json()
+            assert [c["suite"] for c in document["checks"] if c["outcome"] != "pass"] == [], phase
+            assert state == "go" or all(
+                r.startswith(("soak not covered", "requires ")) for r in document["reasons"]
+            ), (phase, document["reasons"])
+        assert leader_view["staging-soak"] == "inconclusive" and leader_view["prod-predeploy"] == "inconclusive"
+        assert [p for p, v in leader_view.items() if v == "go"] == [
+            "staging-predeploy", "staging-deploy", "warehouse-release"
+        ]  # fmt: skip
+        ready = [httpx.get(f"{b}/readyz", timeout=5).json() for b in bases]
+        assert sorted(r["scheduling"] for r in ready) == [False, True]
+        assert ready[0]["leader"] == ready[1]["leader"] is not None
+        assert "2 replicas on the demo's PostgreSQL ledger" in (tmp_path / "demo.log").read_text()
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(timeout=60)
+    left = subprocess.run(["pgrep", "-f", f"127.0.0.1:{port + 1}|{tmp_path / '.gatecheck'}"], capture_output=True)
+    assert left.returncode == 1, left.stdout
