@@ -480,6 +480,53 @@ def test_postgresql_audit_trail_is_append_only_in_the_database(pg_url: str) -> N
     assert [e.reason for e in ledger.audit()] == ["ok"]
 
 
+#: The service role's grants, as docs/service.md gives them.
+SERVICE_GRANTS = (
+    "GRANT SELECT ON gatecheck_schema TO {role}",
+    "GRANT SELECT, INSERT ON gatecheck_evaluations, gatecheck_audit TO {role}",
+    "GRANT SELECT, INSERT, UPDATE ON gatecheck_lease TO {role}",
+    "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+)
+
+
+def test_postgresql_service_role_with_the_documented_grants_runs_and_cannot_rewrite(pg_url: str) -> None:
+    """The owner creates the tables; a role with only the documented grants (no CREATE) opens
+    the ledger, records, creates waivers, takes the lease — and cannot change the trail or
+    the records, nor migrate (a newer gatecheck needs the owner once: said in one line)."""
+    from datetime import timedelta
+
+    import psycopg
+
+    from gatecheck.ledger.audit import AuditEvent
+
+    PostgresLedger(pg_url)  # the owner migrates
+    role = f"gatecheck_service_{abs(hash(pg_url)) % 10**6}"
+    with psycopg.connect(pg_url, autocommit=True) as connection:
+        connection.execute(f"DROP ROLE IF EXISTS {role}")
+        connection.execute(f"CREATE ROLE {role} LOGIN")
+        for grant in SERVICE_GRANTS:
+            connection.execute(grant.format(role=role))
+    service_url = pg_url.replace("postgres:@", f"{role}:@", 1)
+    assert service_url != pg_url
+    ledger = PostgresLedger(service_url)
+    ledger.record(verdict("p", AS_OF), 1.0)
+    waiver = AuditEvent(
+        at=AS_OF, kind="waiver-created", phase="p", check="s", by="alice", reason="INC-1", until=AS_OF + HOUR
+    )
+    assert ledger.create_waiver(waiver).waiver == "W1"
+    assert ledger.acquire_lease("replica-a", timedelta(seconds=30)) is not None
+    assert [r.verdict for r in ledger.history("p")] == [VerdictState.GO]
+    for statement in ("UPDATE gatecheck_evaluations SET verdict = 'no-go'", "DELETE FROM gatecheck_audit"):
+        with psycopg.connect(service_url) as connection, pytest.raises(psycopg.Error):
+            connection.execute(statement)
+    with psycopg.connect(pg_url, autocommit=True) as connection:  # the schema one step behind
+        connection.execute("DELETE FROM gatecheck_schema WHERE version = (SELECT max(version) FROM gatecheck_schema)")
+    from gatecheck.errors import LedgerError
+
+    with pytest.raises(LedgerError, match=r"cannot migrate the schema \(permission denied"):
+        PostgresLedger(service_url)
+
+
 def test_postgresql_waiver_ids_are_unique_under_concurrent_creation_on_replicas(pg_url: str) -> None:
     """Two replicas (two ledgers on one database), ten threads each, creating waivers at once:
     twenty different ids (a count + 1 in separate transactions could give two the same)."""

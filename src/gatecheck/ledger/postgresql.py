@@ -142,14 +142,19 @@ class PostgresLedger(Ledger):
         """Bring the schema to the newest version (each step once); returns the version."""
         with self._connect("cannot migrate the schema") as connection, connection.transaction():
             connection.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
-            connection.execute("CREATE TABLE IF NOT EXISTS gatecheck_schema (version INTEGER NOT NULL)")
-            row = connection.execute("SELECT max(version) FROM gatecheck_schema").fetchone()
-            version = (row[0] if row else None) or 0
+            found = connection.execute("SELECT to_regclass('gatecheck_schema') IS NOT NULL").fetchone()
+            version = 0
+            if found and found[0]:
+                row = connection.execute("SELECT max(version) FROM gatecheck_schema").fetchone()
+                version = (row[0] if row else None) or 0
             if version > len(MIGRATIONS):
                 raise LedgerError(
                     f"history ledger {self._shown}: its schema is version {version}, newer than this "
                     f"gatecheck knows ({len(MIGRATIONS)}): upgrade gatecheck"
                 )
+            if version == len(MIGRATIONS):
+                return version  # up to date: nothing created, so a role without CREATE opens it
+            connection.execute("CREATE TABLE IF NOT EXISTS gatecheck_schema (version INTEGER NOT NULL)")
             for step in range(version, len(MIGRATIONS)):
                 connection.execute(MIGRATIONS[step])
                 connection.execute("INSERT INTO gatecheck_schema (version) VALUES (%s)", [step + 1])
