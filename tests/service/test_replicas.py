@@ -97,6 +97,8 @@ class Proxy:
     def close(self) -> None:
         self.closed = True
         self.open.set()
+        with contextlib.suppress(OSError):  # wakes the accepting thread: nothing more gets through
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         for connection in self.sockets:
             connection.close()
@@ -401,3 +403,50 @@ def test_a_clean_stop_gives_the_lease_up_and_another_replica_schedules_at_once(p
     took, ran = asyncio.run(scenario())
     assert ran == ["first", "second"]
     assert took < ttl.total_seconds() / 3  # it did not wait for the 30 s lease to run out
+
+
+def test_a_leader_whose_database_refuses_it_stops_scheduling_before_its_lease_ends(
+    postgres_server: Any, tmp_path: Path
+) -> None:
+    """The database goes away (connections refused: a quick error each time, not a hang): the
+    holder keeps asking, and stops scheduling before the lease it held can have ended."""
+    import asyncio
+    from datetime import timedelta
+
+    from gatecheck.service.lease import Leadership
+
+    url = str(postgres_server.url(f"replicas_refused_{os.getpid()}"))
+    socket_dir = Path(url.split("host=")[1].split("&")[0])
+    proxy = Proxy(socket_dir / ".s.PGSQL.5432", Path(f"/tmp/gc-refused-{os.getpid()}"))
+    via_proxy = url.replace(f"host={socket_dir}", f"host={proxy.directory}")
+    ttl = timedelta(seconds=4)
+
+    async def scenario() -> tuple[float, datetime]:
+        leadership = Leadership(via_proxy, ttl, holder="refused")
+        stopped = asyncio.Event()
+
+        async def schedule() -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                stopped.set()
+
+        running = asyncio.create_task(leadership.run(schedule))
+        while not leadership.leading:
+            await asyncio.sleep(0.05)
+        proxy.close()  # nothing listens there any more: every question is refused at once
+        await asyncio.wait_for(stopped.wait(), ttl.total_seconds())
+        at_stop = time.time()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        with psycopg.connect(url) as connection:
+            row = connection.execute("SELECT expires_at FROM gatecheck_lease WHERE holder = 'refused'").fetchone()
+        assert row is not None
+        return at_stop, row[0]
+
+    try:
+        at_stop, expired = asyncio.run(scenario())
+    finally:
+        proxy.close()
+        shutil.rmtree(proxy.directory, ignore_errors=True)
+    assert at_stop < expired.timestamp(), (at_stop, expired)

@@ -130,6 +130,8 @@ class Leadership:
                     mine, seen, problem = None, None, "the database did not answer in time"
                 except GatecheckError as exc:
                     mine, seen, problem = None, None, str(exc)
+                except Exception as exc:  # a bug or a driver's surprise: said, and asked again
+                    mine, seen, problem = None, None, f"{type(exc).__name__}: {exc}"
                 if attempt.done():
                     attempt = None
                 started = attempt_started
