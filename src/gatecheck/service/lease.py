@@ -216,7 +216,3 @@ class Leadership:
     def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change()
-
-    def close(self) -> None:
-        """Close the connection's ledger object (it holds no connection between calls)."""
-        self._ledger = None
