@@ -264,6 +264,20 @@ def history_filter(
     return sql, args
 
 
+def range_filter(
+    mark: str, phase: str, since: datetime, until: datetime, recorded_since: datetime | None = None
+) -> tuple[str, list[Any]]:
+    """`` WHERE … ORDER BY as_of_ms, id`` of :meth:`Ledger.soak_points` and
+    :meth:`Ledger.timeline` (``since <= as_of <= until``, oldest first) and its arguments, with
+    ``mark`` as the driver's placeholder."""
+    sql = f" WHERE phase = {mark} AND as_of_ms >= {mark} AND as_of_ms <= {mark}"
+    args: list[Any] = [phase, to_ms(since), to_ms(until)]
+    if recorded_since is not None:
+        sql += f" AND recorded_at_ms >= {mark}"
+        args.append(to_ms(recorded_since))
+    return sql + " ORDER BY as_of_ms, id", args
+
+
 def record_of(row: Any) -> Record:
     """A record from a row of :data:`HISTORY_COLUMNS`."""
     document = json.loads(row[9])

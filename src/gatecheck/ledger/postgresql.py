@@ -41,6 +41,7 @@ from gatecheck.ledger.base import (
     contemporary,
     from_ms,
     history_filter,
+    range_filter,
     record_of,
     row_of,
     to_ms,
@@ -261,26 +262,20 @@ class PostgresLedger(Ledger):
         until: datetime,
         recorded_since: datetime | None = None,
     ) -> list[tuple[datetime, bool, bool, str, bool]]:
-        sql = (
+        where, args = range_filter("%s", phase, since, until, recorded_since)
+        rows = self._rows(
             "SELECT as_of_ms, checks_passed, checks_failed, waivers, recorded_at_ms"
-            " FROM gatecheck_evaluations WHERE phase = %s AND as_of_ms >= %s AND as_of_ms <= %s"
+            f" FROM gatecheck_evaluations{where}",
+            args,
         )
-        args: list[Any] = [phase, to_ms(since), to_ms(until)]
-        if recorded_since is not None:
-            sql += " AND recorded_at_ms >= %s"
-            args.append(to_ms(recorded_since))
-        sql += " ORDER BY as_of_ms, id"
         return [
             (from_ms(r[0]), bool(r[1]), bool(r[2]), r[3], contemporary(from_ms(r[0]), from_ms(r[4])))
-            for r in self._rows(sql, args)
+            for r in rows
         ]
 
     def timeline(self, phase: str, since: datetime, until: datetime) -> list[tuple[datetime, VerdictState]]:
-        sql = (
-            "SELECT as_of_ms, verdict FROM gatecheck_evaluations WHERE phase = %s AND as_of_ms >= %s"
-            " AND as_of_ms <= %s ORDER BY as_of_ms, id"
-        )
-        rows = self._rows(sql, [phase, to_ms(since), to_ms(until)])
+        where, args = range_filter("%s", phase, since, until)
+        rows = self._rows(f"SELECT as_of_ms, verdict FROM gatecheck_evaluations{where}", args)
         return [(from_ms(r[0]), VerdictState(r[1])) for r in rows]
 
     # ------------------------------------------------------------------ the audit trail

@@ -30,6 +30,7 @@ from gatecheck.ledger.base import (
     from_ms,
     history_filter,
     no_leases,
+    range_filter,
     record_of,
     row_of,
     stored_failed,
@@ -185,17 +186,13 @@ class SqliteLedger(Ledger):
         until: datetime,
         recorded_since: datetime | None = None,
     ) -> list[tuple[datetime, bool, bool, str, bool]]:
-        sql = (
+        where, args = range_filter("?", phase, since, until, recorded_since)
+        rows = self._rows(
             "SELECT as_of_ms, checks_passed, checks_failed,"
             " CASE WHEN checks_failed IS NULL THEN document END,"  # only records from before the column
-            " waivers, recorded_at_ms FROM evaluations WHERE phase = ? AND as_of_ms >= ? AND as_of_ms <= ?"
+            f" waivers, recorded_at_ms FROM evaluations{where}",
+            args,
         )
-        args: list[Any] = [phase, to_ms(since), to_ms(until)]
-        if recorded_since is not None:
-            sql += " AND recorded_at_ms >= ?"
-            args.append(to_ms(recorded_since))
-        sql += " ORDER BY as_of_ms, id"
-        rows = self._rows(sql, args)
         return [
             (
                 from_ms(r[0]),
@@ -208,11 +205,8 @@ class SqliteLedger(Ledger):
         ]
 
     def timeline(self, phase: str, since: datetime, until: datetime) -> list[tuple[datetime, VerdictState]]:
-        sql = (
-            "SELECT as_of_ms, verdict FROM evaluations WHERE phase = ? AND as_of_ms >= ? AND as_of_ms <= ?"
-            " ORDER BY as_of_ms, id"
-        )
-        rows = self._rows(sql, [phase, to_ms(since), to_ms(until)])
+        where, args = range_filter("?", phase, since, until)
+        rows = self._rows(f"SELECT as_of_ms, verdict FROM evaluations{where}", args)
         return [(from_ms(r[0]), VerdictState(r[1])) for r in rows]
 
     def append_audit(self, events: list[AuditEvent]) -> None:
