@@ -117,7 +117,7 @@ class Scripted:
     def __init__(self, verdicts: list[Verdict]) -> None:
         self.verdicts = list(verdicts)
 
-    async def evaluate(self, phase: str, *, requested_by: Any = None) -> Evaluation:
+    async def evaluate(self, phase: str, *, requested_by: Any = None, lease: Any = None) -> Evaluation:
         return Evaluation(verdict=self.verdicts.pop(0), duration_s=0.01, recorded=False)
 
     async def warm_up(self) -> None:

@@ -208,6 +208,14 @@ class PostgresLedger(Ledger):
         clocks never decide), or None while another holds it. A renewal keeps the epoch; a new
         holding — another holder, or this one after its lease ran out — takes the next epoch,
         so whatever the previous holding still tries to write is refused."""
+        return self.take_lease(holder, ttl, name)[0]
+
+    def take_lease(
+        self, holder: str, ttl: timedelta, name: str = SCHEDULER
+    ) -> tuple[Lease | None, Lease | None]:
+        """:meth:`acquire_lease`, and in the same transaction who holds ``name`` when it is not
+        ``holder`` (None when nobody does): (ours or None, the current holding or None) — one
+        connection for what a replica asks every second."""
         seconds = ttl.total_seconds()
         with self._connect("cannot take the lease") as connection, connection.transaction():
             row = connection.execute(
@@ -221,7 +229,10 @@ class PostgresLedger(Ledger):
                 " RETURNING epoch, expires_at, extract(epoch FROM expires_at - now())",
                 [name, holder, seconds],
             ).fetchone()
-        return None if row is None else Lease(name, holder, int(row[0]), row[1], float(row[2]))
+            if row is not None:
+                mine = Lease(name, holder, int(row[0]), row[1], float(row[2]))
+                return mine, mine
+            return None, _holding(connection, name)
 
     def release_lease(self, lease: Lease) -> None:
         """Give ``lease`` up now (a clean stop): another may take it at once."""
@@ -234,12 +245,10 @@ class PostgresLedger(Ledger):
 
     def lease_holder(self, name: str = SCHEDULER) -> Lease | None:
         """Who holds ``name`` now (None when nobody does, or the holding ran out)."""
-        rows = self._rows(
-            "SELECT holder, epoch, expires_at, extract(epoch FROM expires_at - now())"
-            " FROM gatecheck_lease WHERE name = %s AND expires_at > now()",
-            [name],
-        )
-        return Lease(name, rows[0][0], int(rows[0][1]), rows[0][2], float(rows[0][3])) if rows else None
+        with self._connect("cannot read the lease") as connection:
+            if not self._create and not _has_tables(connection):
+                return None
+            return _holding(connection, name)
 
     def history(
         self,
@@ -313,6 +322,16 @@ class PostgresLedger(Ledger):
     def check_writable(self) -> None:
         with self._connect("not writable") as connection, connection.transaction():
             connection.execute("LOCK TABLE gatecheck_evaluations IN ROW EXCLUSIVE MODE NOWAIT")
+
+
+def _holding(connection: Any, name: str) -> Lease | None:
+    """The unexpired holding of lease ``name`` (None when nobody holds it)."""
+    row = connection.execute(
+        "SELECT holder, epoch, expires_at, extract(epoch FROM expires_at - now())"
+        " FROM gatecheck_lease WHERE name = %s AND expires_at > now()",
+        [name],
+    ).fetchone()
+    return Lease(name, row[0], int(row[1]), row[2], float(row[3])) if row else None
 
 
 def _has_tables(connection: Any) -> bool:

@@ -170,10 +170,7 @@ class Service:
                 previous = await asyncio.to_thread(self._recorded, phase)
             # The engine records it; once the verdict exists its record is written whole even if
             # the service is being stopped, before that a stop abandons it unrecorded.
-            if lease is not None:
-                evaluation = await self.engine.evaluate(phase, requested_by=requested_by, lease=lease)
-            else:
-                evaluation = await self.engine.evaluate(phase, requested_by=requested_by)
+            evaluation = await self.engine.evaluate(phase, requested_by=requested_by, lease=lease)
             verdict, duration = evaluation.verdict, evaluation.duration_s
             state = self.states[phase]
             self.states[phase] = PhaseState(

@@ -97,10 +97,8 @@ class Leadership:
             from gatecheck.ledger.postgresql import PostgresLedger
 
             self._ledger = PostgresLedger(self.url, connect_timeout=max(1.0, self.renew_every_s))
-        lease = self._ledger.acquire_lease(self.holder, timedelta(seconds=self.ttl_s))
-        if lease is not None:
-            return lease, lease
-        return None, self._ledger.lease_holder()
+        mine, seen = self._ledger.take_lease(self.holder, timedelta(seconds=self.ttl_s))
+        return mine, seen
 
     def _release(self, lease: Lease) -> None:
         if self._ledger is not None:
