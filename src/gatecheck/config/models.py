@@ -447,6 +447,80 @@ class CompareConfig(Frozen):
         return first, second
 
 
+#: How a reconciled column is compared: its canonical form (docs/reconcile.md).
+ColumnType = Literal["text", "integer", "number", "timestamp", "boolean"]
+
+
+class ReconcileSide(Frozen):
+    """One side of a reconciliation: a keyed query on a ClickHouse or PostgreSQL source (SQL
+    returning the key and compared columns, one row per record) or a NATS source (the
+    ``messages:`` of a stream's subject), with the fewest rows it must answer."""
+
+    source: str
+    query: SuiteQuery
+    min_rows: float | ParameterRef | None = None
+
+    @field_validator("min_rows")
+    @classmethod
+    def _sane_minimum(cls, value: float | ParameterRef | None) -> float | ParameterRef | None:
+        if isinstance(value, float):
+            _sane_number(value)
+            if value < 0:
+                raise ValueError("a minimum number of rows cannot be negative")
+        return value
+
+
+class ReconcileConfig(Frozen):
+    """``reconcile:`` — two sides' records matched by key (the first side is the reference:
+    a key only there is *missing*, a key only on the other side *extra*)."""
+
+    sides: dict[str, ReconcileSide]
+    keys: dict[str, ColumnType] = Field(min_length=1)
+    values: dict[str, ColumnType] = {}
+    # numbers are compared to this many decimal places
+    decimals: int = Field(default=6, ge=0, le=9)
+    # keys of each kind named in the result; hash_keys: their MD5 instead (keys that are personal data)
+    sample: int = Field(default=10, ge=0, le=1000)
+    hash_keys: bool = False
+    # the most rows of differing buckets fetched from a side; more makes the counts lower
+    # bounds (a pass is then inconclusive, a failure stays one)
+    max_rows: int = Field(default=50_000, ge=100, le=1_000_000)
+    # rounds of splitting differing buckets before their rows are fetched
+    max_rounds: int = Field(default=6, ge=1, le=12)
+
+    @field_validator("sides")
+    @classmethod
+    def _two_sides(cls, value: dict[str, ReconcileSide]) -> dict[str, ReconcileSide]:
+        if len(value) != 2:
+            raise ValueError(f"a reconciliation has exactly two sides (got {len(value)})")
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"side {name!r}: a side name uses a-z, 0-9 and _, starting with a letter")
+        return value
+
+    @model_validator(mode="after")
+    def _columns(self) -> ReconcileConfig:
+        for column in [*self.keys, *self.values]:
+            if not _NAME.match(column):
+                raise ValueError(
+                    f"column {column!r}: a column name uses a-z, 0-9 and _, starting with a letter"
+                )
+        overlap = set(self.keys) & set(self.values)
+        if overlap:
+            raise ValueError(f"keys and values share {', '.join(sorted(overlap))}")
+        return self
+
+    @property
+    def names(self) -> tuple[str, str]:
+        first, second = self.sides
+        return first, second
+
+    @property
+    def columns(self) -> dict[str, ColumnType]:
+        """Every compared column, the keys first."""
+        return {**self.keys, **self.values}
+
+
 class SuiteConfig(Frozen):
     """``suites/NAME.yaml``."""
 
@@ -459,6 +533,7 @@ class SuiteConfig(Frozen):
     # (streams / consumers / counts) or Prometheus (measures).
     query: SuiteQuery | None = None
     compare: CompareConfig | None = None
+    reconcile: ReconcileConfig | None = None
     evidence: Evidence | None = None
     # Columns that name a group in failure reports; default: the frame's non-numeric columns.
     groups: list[str] | None = None
@@ -466,24 +541,60 @@ class SuiteConfig(Frozen):
 
     @model_validator(mode="after")
     def _one_kind(self) -> SuiteConfig:
-        if self.compare is None:
+        paired = [k for k in ("compare", "reconcile") if getattr(self, k) is not None]
+        if len(paired) > 1:
+            raise ValueError("compare and reconcile: a suite is one kind (a comparison or a reconciliation)")
+        if not paired:
             if not self.source or self.query is None:
                 missing = [k for k, v in (("source", self.source), ("query", self.query)) if not v]
-                raise ValueError(f"missing {' and '.join(missing)} (or a compare: block)")
+                raise ValueError(f"missing {' and '.join(missing)} (or a compare: or reconcile: block)")
+            if getattr(self.query, "messages", None) is not None:
+                raise ValueError(
+                    "query.messages: a NATS subject's messages are read only by a reconcile: side"
+                )
         else:
             kinds = (("source", self.source), ("query", self.query), ("evidence", self.evidence))
             given = [k for k, v in kinds if v]
             if given:
                 raise ValueError(
-                    f"{', '.join(given)}: a comparison suite names them per side (compare.sides.NAME)"
+                    f"{', '.join(given)}: a {'comparison' if self.compare else 'reconciliation'} suite names "
+                    f"them per side ({paired[0]}.sides.NAME)"
                 )
+        if self.reconcile is not None:
+            for name, side in self.reconcile.sides.items():
+                query = side.query
+                if not isinstance(query, str) and getattr(query, "messages", None) is None:
+                    raise ValueError(
+                        f"reconcile.sides.{name}.query: SQL returning the keys and values, or for a NATS "
+                        "source messages: (a stream's subject)"
+                    )
         return self
 
     def units(self) -> list[tuple[str, SuiteConfig]]:
         """What is queried: ``[("", self)]``, or for a comparison each side as a suite of its
         own (named ``suite.side``) with the key path its problems are reported under."""
-        if self.compare is None:
+        if self.compare is None and self.reconcile is None:
             return [("", self)]
+        if self.reconcile is not None:
+            return [
+                (
+                    f"reconcile.sides.{name}.",
+                    SuiteConfig.model_construct(
+                        name=f"{self.name}.{name}",
+                        description=self.description,
+                        source=side.source,
+                        window=self.window,
+                        query=side.query,
+                        compare=None,
+                        reconcile=None,
+                        evidence=None,
+                        groups=None,
+                        expectations=self.expectations,
+                    ),
+                )
+                for name, side in self.reconcile.sides.items()
+            ]
+        assert self.compare is not None
         return [
             (
                 f"compare.sides.{name}.",
@@ -494,6 +605,7 @@ class SuiteConfig(Frozen):
                     window=self.window,
                     query=side.query,
                     compare=None,
+                    reconcile=None,
                     evidence=side.evidence,
                     groups=None,
                     expectations=self.expectations,
@@ -510,7 +622,8 @@ class SuiteConfig(Frozen):
     @property
     def source_label(self) -> str:
         """The source, or the sides' sources: ``nats vs database``."""
-        return " vs ".join(self.sources) if self.compare is not None else self.source
+        paired = self.compare is not None or self.reconcile is not None
+        return " vs ".join(self.sources) if paired else self.source
 
     def parameters(self) -> set[str]:
         """Every ``$PARAMETER`` the suite's expectations and evidence use."""
@@ -518,13 +631,17 @@ class SuiteConfig(Frozen):
         for _, unit in self.units():
             if unit.evidence is not None and isinstance(unit.evidence.min_total, ParameterRef):
                 names.add(unit.evidence.min_total.name)
+        if self.reconcile is not None:
+            for side in self.reconcile.sides.values():
+                if isinstance(side.min_rows, ParameterRef):
+                    names.add(side.min_rows.name)
         return names
 
     def query_parameters(self) -> dict[str, str]:
         """``{name:Type}`` placeholders in the SQL, name → the source's type; for a mapping
         query, the thresholds it names (a JUnit query's ``newest``); for a comparison, both
         sides'."""
-        if self.compare is not None:
+        if self.compare is not None or self.reconcile is not None:
             merged: dict[str, str] = {}
             for _, unit in self.units():
                 merged.update(unit.query_parameters())

@@ -1,0 +1,492 @@
+"""Reconciliation: two sides' records matched by key, computed in the sources.
+
+A ``reconcile:`` suite names two sides, each a keyed query (one row per record: the key
+columns and the compared columns) on ClickHouse, PostgreSQL or NATS JetStream. Nothing pulls
+the rows into Python:
+
+1. Each SQL side hashes every row in the source — the key's hash ``kh`` (60 bits) and the
+   whole row's hash ``rh`` (60 bits) — and answers, per bucket (the top bits of ``kh``), its
+   row count and the sum of ``rh`` (mod 2^64; a sum, not a XOR, so a row written twice
+   changes it).
+2. Buckets whose (count, sum) agree on both sides cost only that answer. Buckets that differ
+   are split again — only their rows are hashed into finer buckets (more bits of ``kh``) —
+   for a bounded number of rounds, until the differing buckets hold few enough rows.
+3. Those rows cross, as (canonical key, ``rh``) pairs, and are classified: a key on the
+   first side only is *missing*, on the second side only *extra*, on both with other values
+   *changed*, more than once on a side *duplicated*.
+
+The hashes must agree across engines, so each value is first written in one canonical form
+(:func:`canonical_text` and its SQL twins, docs/reconcile.md "Canonical form"): by its
+declared type — text as is, integers in decimal, numbers as integers of 10^-decimals,
+timestamps as UTC microseconds since the epoch, booleans ``1``/``0`` — each field
+``<bytes>:<text>`` (NULL: ``-``), fields joined by ``,``. ``portable`` hashing (sides on
+different engines, or a NATS side) is MD5 of that text: the first 15 hex digits, in every
+engine and in Python alike. Two ClickHouse sides hash natively (``cityHash64`` of the typed
+canonical values), two PostgreSQL sides with ``hashtextextended``: faster, and still equal on
+both sides of the same engine.
+
+A NATS side cannot compute in the stream: its window's messages are read (an ordered
+consumer, at most ``max_messages``, else the check is inconclusive) and hashed here, then
+answer the same questions as a SQL side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from gatecheck.sources.base import QueryParameters, Source
+
+Hashing = Literal["portable", "clickhouse", "postgresql"]
+Dialect = Literal["clickhouse", "postgresql", "nats"]
+
+#: Bits of a key's hash: the first 15 hex digits of an MD5.
+HASH_BITS = 60
+_MASK60 = (1 << HASH_BITS) - 1
+_MOD = 1 << 64
+#: Buckets asked for in one request (a request answers at most MAX_ROWS rows).
+MAX_BUCKETS = 8192
+FIRST_BITS = 13
+#: Rows of differing buckets fetched in one request.
+FETCH_ROWS = 8000
+KINDS = ("missing", "extra", "changed", "duplicated")
+
+
+# ---------------------------------------------------------------- the canonical form
+
+
+def _scaled(value: Any, decimals: int) -> int:
+    """A number as an integer of 10^-decimals, rounded half to even (as the engines round a
+    double)."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    return round(number * 10**decimals)
+
+
+def canonical_value(value: Any, kind: str, decimals: int) -> str | None:
+    """One value in its canonical text (None for NULL), as the SQL forms write it."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    try:
+        import pandas as pd
+
+        if value is pd.NaT or value is pd.NA:
+            return None
+    except ImportError:  # pragma: no cover — pandas is a dependency
+        pass
+    if kind == "text":
+        return value if isinstance(value, str) else str(value)
+    if kind == "integer":
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        if isinstance(value, float | Decimal) and value != int(value):
+            raise ValueError(f"{value!r} is not an integer")
+        return str(int(value))
+    if kind == "number":
+        return str(_scaled(value, decimals))
+    if kind == "timestamp":
+        moment = _moment(value)
+        delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+        return str((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+    if kind == "boolean":
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered not in ("true", "false", "1", "0", "t", "f"):
+                raise ValueError(f"{value!r} is not a boolean")
+            return "1" if lowered in ("true", "1", "t") else "0"
+        return "1" if bool(value) else "0"
+    raise ValueError(f"unknown column type {kind!r}")
+
+
+def _moment(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if hasattr(value, "to_pydatetime"):
+        value = value.to_pydatetime()
+    if not isinstance(value, datetime):
+        raise ValueError(f"{value!r} is not a timestamp")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def field_text(text: str | None) -> str:
+    """A field of the serialization: ``<bytes>:<text>``, NULL ``-`` (no two rows' fields
+    can run into each other)."""
+    return "-" if text is None else f"{len(text.encode())}:{text}"
+
+
+def canonical_row(
+    values: Iterable[Any], types: Iterable[str], decimals: int
+) -> str:
+    return ",".join(
+        field_text(canonical_value(v, t, decimals)) for v, t in zip(values, types, strict=True)
+    )
+
+
+def md5_60(text: str) -> int:
+    """The first 15 hex digits of the text's MD5, as an integer (the portable hash)."""
+    return int(hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()[:15], 16)
+
+
+def decode_key(text: str, names: list[str]) -> dict[str, str | None]:
+    """A canonical key back into its columns' canonical texts (for the samples)."""
+    out: dict[str, str | None] = {}
+    position = 0
+    for name in names:
+        if text.startswith("-", position):
+            out[name] = None
+            position += 2
+            continue
+        colon = text.index(":", position)
+        size = int(text[position:colon])
+        raw = text.encode()[colon + 1 :]
+        value = raw[:size].decode()
+        out[name] = value
+        position = colon + 1 + len(value) + 1
+    return out
+
+
+# ---------------------------------------------------------------- SQL of each engine
+
+
+def _ch_text(column: str, kind: str, decimals: int) -> str:
+    x = f"`{column}`"
+    if kind == "text":
+        return f"toString({x})"
+    if kind == "integer":
+        return f"toString(toInt64({x}))"
+    if kind == "number":
+        return f"toString(toInt64(round(toFloat64({x}) * {10**decimals})))"
+    if kind == "timestamp":
+        return f"toString(toUnixTimestamp64Micro(toDateTime64({x}, 6, 'UTC')))"
+    return f"toString(toUInt8(toBool({x})))"  # boolean: NULL stays NULL
+
+
+def _ch_typed(column: str, kind: str, decimals: int) -> tuple[str, str]:
+    """(is NULL, the value in its canonical ClickHouse type) for native hashing."""
+    x = f"`{column}`"
+    typed = {
+        "text": f"toString({x})",
+        "integer": f"toInt64({x})",
+        "number": f"toInt64(round(toFloat64({x}) * {10**decimals}))",
+        "timestamp": f"toUnixTimestamp64Micro(toDateTime64({x}, 6, 'UTC'))",
+        "boolean": f"toUInt8(toBool({x}))",
+    }[kind]
+    zero = "''" if kind == "text" else "0"
+    return f"isNull({x})", f"ifNull({typed}, {zero})"
+
+
+def _pg_text(column: str, kind: str, decimals: int) -> str:
+    x = f'"{column}"'
+    if kind == "text":
+        return f"({x})::text"
+    if kind == "integer":
+        return f"(({x})::bigint)::text"
+    if kind == "number":
+        return f"(round(({x})::float8 * {10**decimals})::bigint)::text"
+    if kind == "timestamp":
+        return f"(round(extract(epoch from {x}) * 1000000)::bigint)::text"
+    return f"((({x})::boolean)::int)::text"  # boolean: NULL stays NULL
+
+
+def _serialization(dialect: str, columns: Mapping[str, str], decimals: int) -> str:
+    if dialect == "clickhouse":
+        fields = [
+            f"ifNull(concat(toString(length({t})), ':', {t}), '-')"
+            for t in (_ch_text(c, k, decimals) for c, k in columns.items())
+        ]
+        return fields[0] if len(fields) == 1 else "concat(" + ", ',', ".join(fields) + ")"
+    fields = [
+        f"coalesce(octet_length({t})::text || ':' || {t}, '-')"
+        for t in (_pg_text(c, k, decimals) for c, k in columns.items())
+    ]
+    return " || ',' || ".join(fields)
+
+
+@dataclass(frozen=True)
+class SqlForm:
+    """How one SQL side hashes its rows."""
+
+    dialect: Literal["clickhouse", "postgresql"]
+    hashing: Hashing
+    keys: dict[str, str]
+    values: dict[str, str]
+    decimals: int
+
+    def key_text(self) -> str:
+        return _serialization(self.dialect, self.keys, self.decimals)
+
+    def _hash(self, columns: Mapping[str, str]) -> str:
+        if self.hashing == "clickhouse":
+            parts = [p for c, k in columns.items() for p in _ch_typed(c, k, self.decimals)]
+            return f"bitShiftRight(cityHash64({', '.join(parts)}), 4)"
+        text = _serialization(self.dialect, columns, self.decimals)
+        if self.hashing == "postgresql":
+            return f"(hashtextextended({text}, 0) & {_MASK60})"
+        if self.dialect == "clickhouse":
+            return f"bitShiftRight(reinterpretAsUInt64(reverse(substring(MD5({text}), 1, 8))), 4)"
+        return f"('x' || substr(md5({text}), 1, 15))::bit(60)::bigint"
+
+    def key_hash(self) -> str:
+        return self._hash(self.keys)
+
+    def row_hash(self) -> str:
+        return self._hash({**self.keys, **self.values})
+
+    def _shift(self, expression: str, bits: int) -> str:
+        if self.dialect == "clickhouse":
+            return f"bitShiftRight({expression}, {HASH_BITS - bits})"
+        return f"({expression} >> {HASH_BITS - bits})"
+
+    def _within(self, kh: str, bits: int, prefixes: list[int] | None) -> str:
+        if prefixes is None:
+            return ""
+        listed = ", ".join(map(str, sorted(prefixes)))
+        return f"\nWHERE {self._shift(kh, bits)} IN ({listed})"
+
+    def buckets_sql(self, user_sql: str, bits: int, within: tuple[int, list[int]] | None) -> str:
+        """Per bucket of ``bits`` bits of the key hash: rows and the sum of row hashes, over
+        the rows in ``within`` (bits, prefixes) or all of them."""
+        body = user_sql.strip().rstrip(";")
+        count = "count()" if self.dialect == "clickhouse" else "count(*)"
+        where = "" if within is None else self._within("gc_kh", within[0], within[1])
+        return (
+            f"SELECT {self._shift('gc_kh', bits)} AS gc_bucket, {count} AS gc_rows, sum(gc_rh) AS gc_hash\n"
+            f"FROM (SELECT {self.key_hash()} AS gc_kh, {self.row_hash()} AS gc_rh\n"
+            f"      FROM (\n{body}\n) AS gc_side) AS gc_hashed{where}\n"
+            "GROUP BY gc_bucket"
+        )
+
+    def rows_sql(self, user_sql: str, bits: int, prefixes: list[int]) -> str:
+        """The rows in the buckets ``prefixes`` of ``bits`` bits: canonical key, row hash."""
+        body = user_sql.strip().rstrip(";")
+        return (
+            f"SELECT {self.key_text()} AS gc_key, {self.row_hash()} AS gc_rh\n"
+            f"FROM (\n{body}\n) AS gc_side{self._within(self.key_hash(), bits, prefixes)}"
+        )
+
+
+def hashing_for(dialects: tuple[str, str]) -> Hashing:
+    """Native hashing when both sides are the same SQL engine, else the portable MD5."""
+    first, second = dialects
+    if first == second and first in ("clickhouse", "postgresql"):
+        return first  # type: ignore[return-value]
+    return "portable"
+
+
+# ---------------------------------------------------------------- sides
+
+
+class Side(Protocol):
+    name: str
+
+    async def buckets(self, bits: int, within: tuple[int, list[int]] | None) -> dict[int, tuple[int, int]]:
+        """bucket → (rows, sum of row hashes mod 2^64)."""
+
+    async def rows(self, bits: int, prefixes: list[int]) -> list[tuple[str, int]]:
+        """(canonical key, row hash) of every row in those buckets."""
+
+
+class SqlSide:
+    """A ClickHouse or PostgreSQL side: every round is one query in the source."""
+
+    def __init__(
+        self, name: str, source: Source, sql: str, parameters: QueryParameters, form: SqlForm
+    ) -> None:
+        self.name = name
+        self.source = source
+        self.sql = sql
+        self.parameters = parameters
+        self.form = form
+        self.requests = 0
+
+    async def _ask(self, sql: str) -> pd.DataFrame:
+        self.requests += 1
+        return await self.source.query(sql, self.parameters)
+
+    async def buckets(self, bits: int, within: tuple[int, list[int]] | None) -> dict[int, tuple[int, int]]:
+        frame = await self._ask(self.form.buckets_sql(self.sql, bits, within))
+        return {
+            int(b): (int(n), int(h) % _MOD)
+            for b, n, h in zip(frame["gc_bucket"], frame["gc_rows"], frame["gc_hash"], strict=True)
+        }
+
+    async def rows(self, bits: int, prefixes: list[int]) -> list[tuple[str, int]]:
+        frame = await self._ask(self.form.rows_sql(self.sql, bits, prefixes))
+        return [(str(k), int(h)) for k, h in zip(frame["gc_key"], frame["gc_rh"], strict=True)]
+
+
+class MemorySide:
+    """A side whose rows are in hand (a NATS subject's messages, read once): hashed here in
+    the portable form, answering the same questions."""
+
+    def __init__(self, name: str, records: list[tuple[str, int, int]], what: str) -> None:
+        self.name = name
+        self.records = records  # (canonical key, key hash, row hash)
+        self.what = what
+        self.requests = 0
+
+    @classmethod
+    def of(
+        cls, name: str, rows: list[list[Any]], keys: Mapping[str, str], values: Mapping[str, str],
+        decimals: int, what: str,
+    ) -> MemorySide:  # fmt: skip
+        """``rows``: each record's key values then compared values, in the columns' order."""
+        records = []
+        key_types, value_types = list(keys.values()), list(values.values())
+        count = len(key_types)
+        for row in rows:
+            key = canonical_row(row[:count], key_types, decimals)
+            whole = key + ("," + canonical_row(row[count:], value_types, decimals) if value_types else "")
+            records.append((key, md5_60(key), md5_60(whole)))
+        return cls(name, records, what)
+
+    async def buckets(self, bits: int, within: tuple[int, list[int]] | None) -> dict[int, tuple[int, int]]:
+        self.requests += 1
+        allowed = None if within is None else (within[0], set(within[1]))
+        found: dict[int, tuple[int, int]] = {}
+        for _, kh, rh in self.records:
+            if allowed is not None and kh >> (HASH_BITS - allowed[0]) not in allowed[1]:
+                continue
+            bucket = kh >> (HASH_BITS - bits)
+            n, h = found.get(bucket, (0, 0))
+            found[bucket] = (n + 1, (h + rh) % _MOD)
+        return found
+
+    async def rows(self, bits: int, prefixes: list[int]) -> list[tuple[str, int]]:
+        self.requests += 1
+        wanted = set(prefixes)
+        return [(k, rh) for k, kh, rh in self.records if kh >> (HASH_BITS - bits) in wanted]
+
+
+# ---------------------------------------------------------------- the rounds
+
+
+@dataclass
+class Round:
+    what: str  # "buckets" or "rows"
+    bits: int
+    asked: int  # buckets asked about (0: all)
+    differing: int
+    transferred: dict[str, int]
+
+
+@dataclass
+class Outcome:
+    rows: dict[str, int]
+    counts: dict[str, int]
+    samples: dict[str, list[str]]  # kind → canonical keys
+    rounds: list[Round] = field(default_factory=list)
+    capped: bool = False
+
+    @property
+    def transferred(self) -> int:
+        return sum(sum(r.transferred.values()) for r in self.rounds)
+
+
+def _differing(a: dict[int, tuple[int, int]], b: dict[int, tuple[int, int]]) -> list[int]:
+    return sorted(k for k in set(a) | set(b) if a.get(k, (0, 0)) != b.get(k, (0, 0)))
+
+
+async def reconcile(
+    first: Side, second: Side, *, sample: int = 10, max_rows: int = 50_000, max_rounds: int = 6
+) -> Outcome:
+    """Match the two sides' records by key, asking each only about buckets that differ."""
+    import asyncio
+
+    rounds: list[Round] = []
+    bits = FIRST_BITS
+    a, b = await asyncio.gather(first.buckets(bits, None), second.buckets(bits, None))
+    rows = {first.name: sum(n for n, _ in a.values()), second.name: sum(n for n, _ in b.values())}
+    differing = _differing(a, b)
+    rounds.append(Round("buckets", bits, 0, len(differing), {first.name: len(a), second.name: len(b)}))
+    while differing and len(rounds) < max_rounds and bits < HASH_BITS:
+        expected = sum(max(a.get(k, (0, 0))[0], b.get(k, (0, 0))[0]) for k in differing)
+        if expected <= FETCH_ROWS:
+            break
+        extra = max(1, min(HASH_BITS - bits, int(math.log2(max(1, MAX_BUCKETS // len(differing))))))
+        within = (bits, differing)
+        bits += extra
+        a, b = await asyncio.gather(first.buckets(bits, within), second.buckets(bits, within))
+        differing = _differing(a, b)
+        rounds.append(
+            Round("buckets", bits, len(within[1]), len(differing), {first.name: len(a), second.name: len(b)})
+        )
+    # fetch the rows of the differing buckets, in requests of at most FETCH_ROWS rows, up to
+    # max_rows a side
+    capped = False
+    fetched: dict[str, list[tuple[str, int]]] = {first.name: [], second.name: []}
+    chunk: list[int] = []
+    size = 0
+    budget = 0
+    chunks: list[list[int]] = []
+    for key in differing:
+        n = max(a.get(key, (0, 0))[0], b.get(key, (0, 0))[0])
+        if budget + n > max_rows:
+            capped = True
+            break
+        if chunk and size + n > FETCH_ROWS:
+            chunks.append(chunk)
+            chunk, size = [], 0
+        chunk.append(key)
+        size += n
+        budget += n
+    if chunk:
+        chunks.append(chunk)
+    for part in chunks:
+        got_a, got_b = await asyncio.gather(first.rows(bits, part), second.rows(bits, part))
+        fetched[first.name].extend(got_a)
+        fetched[second.name].extend(got_b)
+        rounds.append(
+            Round("rows", bits, len(part), len(part), {first.name: len(got_a), second.name: len(got_b)})
+        )
+    counts, samples = classify(fetched[first.name], fetched[second.name], sample)
+    return Outcome(rows=rows, counts=counts, samples=samples, rounds=rounds, capped=capped)
+
+
+def classify(
+    first: list[tuple[str, int]], second: list[tuple[str, int]], sample: int = 10
+) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Counts of keys missing (first side only), extra (second only), changed (on both, with
+    other values) and duplicated (more than once on a side), and a sample of each (the
+    smallest keys)."""
+    left: dict[str, list[int]] = {}
+    right: dict[str, list[int]] = {}
+    for key, rh in first:
+        left.setdefault(key, []).append(rh)
+    for key, rh in second:
+        right.setdefault(key, []).append(rh)
+    found: dict[str, list[str]] = {
+        "missing": [k for k in left if k not in right],
+        "extra": [k for k in right if k not in left],
+        "changed": [k for k in left if k in right and set(left[k]) != set(right[k])],
+        "duplicated": [k for k in {*left, *right} if len(left.get(k, ())) > 1 or len(right.get(k, ())) > 1],
+    }
+    counts = {kind: len(keys) for kind, keys in found.items()}
+    samples = {kind: sorted(keys)[:sample] for kind, keys in found.items()}
+    return counts, samples
+
+
+__all__ = [
+    "KINDS",
+    "MemorySide",
+    "Outcome",
+    "SqlForm",
+    "SqlSide",
+    "canonical_row",
+    "canonical_value",
+    "classify",
+    "decode_key",
+    "hashing_for",
+    "md5_60",
+    "reconcile",
+]
+
