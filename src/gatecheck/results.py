@@ -115,6 +115,34 @@ class SideResult(_Result):
     values: dict[str, float | None] = {}
 
 
+class ReconcileRound(_Result):
+    """One round of a reconciliation: buckets asked about (0: every row) at ``bits`` bits of
+    the key hash and how many differed, or the rows of differing buckets fetched."""
+
+    what: Literal["buckets", "rows"]
+    bits: int
+    asked: int
+    differing: int
+    transferred: dict[str, int]  # rows answered, per side
+
+
+class Reconciliation(_Result):
+    """What a ``reconcile:`` check found, by key."""
+
+    keys: list[str]
+    hashing: str  # portable (MD5), clickhouse (cityHash64) or postgresql (hashtextextended)
+    rows: dict[str, int]  # rows per side in the window
+    missing: int  # keys on the first side only
+    extra: int  # keys on the second side only
+    changed: int  # keys on both sides with other values
+    duplicated: int  # keys more than once on a side
+    # a few keys of each kind: column → its canonical text (None: NULL), or {"key_md5": …}
+    samples: dict[str, list[dict[str, str | None]]] = {}
+    rounds: list[ReconcileRound] = []
+    transferred: int = 0  # rows that crossed from both sides, every round
+    capped: bool = False  # more differing rows than max_rows: the counts are lower bounds
+
+
 class CheckResult(_Result):
     suite: str
     description: str = ""
@@ -136,6 +164,7 @@ class CheckResult(_Result):
     # comparison's result in one sentence ("canary p95 340 ms vs baseline 210 ms, higher, p = 0.001")
     sides: list[SideResult] = []
     comparison: str | None = None
+    reconciliation: Reconciliation | None = None
 
 
 class Requirement(_Result):

@@ -152,7 +152,12 @@ def cross_check(project: Project) -> list[str]:
                 else:
                     source_config = sources[unit.source]
                     source_kind = kind_of(source_config)
-                    if not isinstance(unit.query, source_kind.query_types):
+                    if suite.reconcile is not None and source_kind.reconcile is None:
+                        problems.append(
+                            f"{suite_label}: {prefix}source: {unit.source!r} is a {source_kind.label} "
+                            "source; a reconcile side reads ClickHouse, PostgreSQL or NATS"
+                        )
+                    elif not isinstance(unit.query, source_kind.query_types):
                         problems.append(
                             f"{suite_label}: {prefix}query: source {unit.source!r} is a {source_kind.label} "
                             f"source, so the query must be {source_kind.query_help}"

@@ -220,7 +220,8 @@ DECLARED_THRESHOLDS = frozenset(
         "ln_rmssd_max", "ln_rmssd_null_rate_max", "hrv_rows_min_evidence", "e2e_consecutive_min",
         "crashloop_containers_max", "container_restarts_max", "ingest_5xx_max",
         "consumer_lookup_failures_max", "demand_grain_rel_tol", "hrv_db_missing_max",
-        "canary_latency_p_min",
+        "canary_latency_p_min", "reconcile_missing_max", "reconcile_extra_max",
+        "reconcile_changed_max", "reconcile_duplicated_max",
     }
 )  # fmt: skip
 
@@ -568,6 +569,14 @@ class SuiteConfig(Frozen):
                         f"reconcile.sides.{name}.query: SQL returning the keys and values, or for a NATS "
                         "source messages: (a stream's subject)"
                     )
+                messages = getattr(query, "messages", None)
+                if messages is not None:
+                    unread = [c for c in self.reconcile.columns if c not in messages.columns]
+                    if unread:
+                        raise ValueError(
+                            f"reconcile.sides.{name}.query.messages.columns: no {', '.join(unread)} "
+                            "(every key and value column is read from the message)"
+                        )
         return self
 
     def units(self) -> list[tuple[str, SuiteConfig]]:

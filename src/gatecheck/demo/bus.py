@@ -280,7 +280,8 @@ async def publish_traffic(
         js = connection.jetstream()
         for i in range(hrv_messages):
             reading = {"athlete_id": f"ath-{i % 37:03d}", "rmssd_ms": 40 + i % 25, "source": "oura"}
-            await publish(HRV_SUBJECT, {"type": "hrv.raw-received", "seq": i, **reading}, "AA_CORE_HOT")
+            message = {"type": "hrv.raw-received", "message_id": f"bus-{i:06d}", "seq": i, **reading}
+            await publish(HRV_SUBJECT, message, "AA_CORE_HOT")
             if i % 4 == 0:
                 await publish(
                     "athlete-ally.sleep.session-recorded", {"seq": i, "minutes": 420}, "AA_CORE_HOT"

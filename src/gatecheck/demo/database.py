@@ -18,8 +18,9 @@ from gatecheck.errors import SourceUnavailable
 
 #: Scenarios that change the database (the others get a healthy one): ``db-stall`` — writes
 #: stopped 5 minutes ago; ``db-missing`` — 40 of the HRV messages read from AA_CORE_HOT never
-#: became rows.
-DB_SCENARIOS = ("db-stall", "db-missing")
+#: became rows; ``db-duplicates`` — 40 never became rows and 40 others became two rows each
+#: (as many rows as messages: a count says nothing).
+DB_SCENARIOS = ("db-stall", "db-missing", "db-duplicates")
 #: The bus subject whose messages the normalize service writes as rows (demo.bus.HRV_SUBJECT).
 BUS_SUBJECT = "athlete-ally.hrv.raw-received"
 MISSING = 40
@@ -28,7 +29,8 @@ DATABASE = "normalize"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hrv_readings (
-    message_id     text PRIMARY KEY,                    -- the bus message it came from
+    message_id     text NOT NULL,                       -- the bus message it came from (a
+                                                        -- redelivered message may be written twice)
     user_id        text NOT NULL,
     recorded_at    timestamptz NOT NULL,                -- when the device measured it
     created_at     timestamptz NOT NULL DEFAULT now(),  -- when the normalize service wrote it
@@ -37,6 +39,7 @@ CREATE TABLE IF NOT EXISTS hrv_readings (
     source_subject text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS hrv_readings_created_at ON hrv_readings (created_at);
+CREATE INDEX IF NOT EXISTS hrv_readings_message_id ON hrv_readings (message_id);
 """
 
 #: One row every this often, over the day before ``as_of`` (and two hours more).
@@ -98,8 +101,9 @@ def build_database(
     """Create ``hrv_readings`` in ``url``'s database afresh and write a day of rows up to
     ``as_of`` for ``scenario``; the number of rows written. With ``bus_messages`` and
     ``bus_at``: also the rows of the HRV messages the demo published on ``AA_CORE_HOT`` at
-    ``bus_at`` (the bus's clock), one per message — all but ``MISSING`` of them in
-    ``db-missing``, none in ``db-stall`` (writes stopped)."""
+    ``bus_at`` (the bus's clock), one per message — all but the last ``MISSING`` of them in
+    ``db-missing`` and ``db-duplicates`` (where the first ``MISSING`` are written twice), none
+    in ``db-stall`` (writes stopped)."""
     import psycopg
 
     last = as_of - (timedelta(minutes=5) if scenario == "db-stall" else timedelta(seconds=10))
@@ -122,8 +126,9 @@ def build_database(
         k += 1
         moment -= EVERY
     if bus_at is not None and scenario != "db-stall":
-        written = bus_messages - (MISSING if scenario == "db-missing" else 0)
-        for seq in range(max(0, written)):
+        written = bus_messages - (MISSING if scenario in ("db-missing", "db-duplicates") else 0)
+        twice = MISSING if scenario == "db-duplicates" else 0
+        for seq in [*range(max(0, written)), *range(min(twice, max(0, written)))]:
             rows.append(
                 (
                     f"bus-{seq:06d}",

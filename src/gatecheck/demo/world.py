@@ -111,7 +111,10 @@ class World:
                 seq = self.sequence
                 self.sequence += 1
                 reading = {"athlete_id": f"ath-{seq % 37:03d}", "rmssd_ms": 40 + seq % 25, "source": "oura"}
-                body = json.dumps({"type": "hrv.raw-received", "seq": seq, "world": True, **reading}).encode()
+                body = json.dumps({
+                    "type": "hrv.raw-received", "message_id": f"world-{seq:07d}", "seq": seq, "world": True,
+                    **reading,
+                }).encode()  # fmt: skip
                 ack = await js.publish(HRV_SUBJECT, body, stream="AA_CORE_HOT")
                 # The row is stamped with the message's own time: a window counts both alike.
                 stored = await js.get_msg("AA_CORE_HOT", ack.seq)
@@ -137,7 +140,8 @@ class World:
 
     def _rows(self, stamped: list[tuple[int, datetime]]) -> int:
         """One row per HRV message, as the normalize service writes it (none in db-stall; one
-        in six lost in db-missing)."""
+        in six lost in db-missing; in db-duplicates one in six lost and another one in six
+        written twice)."""
         import psycopg
 
         from gatecheck.demo.database import BUS_SUBJECT
@@ -150,7 +154,8 @@ class World:
                 round(3.4 + 0.7 * math.sin(seq / 11.0), 4), "AA_CORE_HOT", BUS_SUBJECT,
             )
             for seq, at in stamped
-            if not (self.scenario == "db-missing" and seq % 6 == 0)
+            for _ in range(2 if self.scenario == "db-duplicates" and seq % 6 == 3 else 1)
+            if not (self.scenario in ("db-missing", "db-duplicates") and seq % 6 == 0)
         ]  # fmt: skip
         with psycopg.connect(self.database_url or "", autocommit=True) as connection:
             connection.cursor().executemany(

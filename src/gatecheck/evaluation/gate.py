@@ -334,6 +334,10 @@ async def fetch(
     a side that cannot answer makes the check an error naming that side."""
     suite = plan.suite
     base = check_base(plan)
+    if suite.reconcile is not None:
+        from gatecheck.evaluation.reconcile_check import fetch_reconciled
+
+        return await fetch_reconciled(suite, plan.window, as_of, thresholds, pool, base)
     if suite.compare is None:
         return await _fetch_one(suite, plan.window, as_of, thresholds, pool, base)
     from gatecheck.evaluation.compare import compare_frame
@@ -450,6 +454,11 @@ def judge(
     if suite.compare is not None:
         expectations, sides = _compared(suite, frame, expectations)
     outcome, reason = check_outcome(expectations, early)
+    reconciliation = frame.attrs.get("reconciliation") if suite.reconcile is not None else None
+    if reconciliation is not None:
+        from gatecheck.evaluation.reconcile_check import judged
+
+        outcome, reason, sides = judged(suite, reconciliation, outcome, reason)
     summary = None
     if suite.compare is not None and suite.compare.test != "difference" and "summary" in frame.columns:
         # the statistical test in one sentence: "canary p95 … vs baseline …, higher, p = …"
@@ -466,6 +475,7 @@ def judge(
         reason=reason,
         sides=sides,
         comparison=summary,
+        reconciliation=reconciliation,
     )
 
 

@@ -372,7 +372,7 @@ class MemorySide:
 
 @dataclass
 class Round:
-    what: str  # "buckets" or "rows"
+    what: Literal["buckets", "rows"]
     bits: int
     asked: int  # buckets asked about (0: all)
     differing: int

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from numbers import Number
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -280,6 +281,8 @@ def judge_evidence(
     """Minimum evidence: an EvidenceResult, an error string (column missing), or None."""
     if suite.compare is not None:
         return _compare_evidence(suite, frame, thresholds)
+    if suite.reconcile is not None:
+        return _reconcile_evidence(suite, frame, thresholds)
     evidence = suite.evidence
     if evidence is None:
         return None
@@ -332,6 +335,24 @@ def _compare_evidence(
             return found
         assert found is not None
         if not found.sufficient:
+            return found
+        results.append(found)
+    return results[0] if results else None
+
+
+def _reconcile_evidence(
+    suite: SuiteConfig, frame: pd.DataFrame, thresholds: Mapping[str, ResolvedThreshold]
+) -> EvidenceResult | str | None:
+    """Each side's rows in the window against its ``min_rows``: the first side short of its
+    minimum, else the first side's."""
+    assert suite.reconcile is not None
+    results: list[EvidenceResult] = []
+    for name, side in suite.reconcile.sides.items():
+        if side.min_rows is None:
+            continue
+        key = f"suites/{suite.name}.yaml: reconcile.sides.{name}.min_rows"
+        found = _evidence(SimpleNamespace(min_total=side.min_rows), frame, f"{name}_rows", thresholds, key)
+        if isinstance(found, str) or not found.sufficient:
             return found
         results.append(found)
     return results[0] if results else None

@@ -95,6 +95,9 @@ class SourceKind:
     text_problems: Callable[[str], list[str]] | None = None  # static checks of a text query
     # (key, what the source is, problem) for a query its configuration cannot answer
     config_problems: Callable[[Any, Any], list[tuple[str, str, str]]] = _no_problems
+    # how a reconcile: side on this kind is answered: "clickhouse" / "postgresql" (hashed in
+    # SQL), "nats" (messages read and hashed by gatecheck), None (no reconciliation)
+    reconcile: str | None = None
 
 
 #: ``type:`` in gatecheck.yaml → its kind. Explicit, no plugin discovery.
@@ -108,6 +111,7 @@ SOURCE_TYPES: dict[str, SourceKind] = {
         explain=clickhouse.explain_query,
         check=clickhouse.check_source,
         text_problems=sql_problems,
+        reconcile="clickhouse",
     ),
     "postgresql": SourceKind(
         config=PostgreSQLSourceConfig,
@@ -118,6 +122,7 @@ SOURCE_TYPES: dict[str, SourceKind] = {
         explain=postgresql.explain_query,
         check=postgresql.check_source,
         text_problems=postgresql.sql_problems,
+        reconcile="postgresql",
     ),
     "junit": SourceKind(
         config=JUnitSourceConfig,
@@ -136,6 +141,7 @@ SOURCE_TYPES: dict[str, SourceKind] = {
         query_help="a mapping of streams / consumers / counts / derive",
         explain=nats.explain_query,
         check=nats.check_source,
+        reconcile="nats",
     ),
     "prometheus": SourceKind(
         config=PrometheusSourceConfig,

@@ -38,7 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from gatecheck._values import document_time
 from gatecheck.arith import evaluate as evaluate_expression
@@ -125,17 +125,52 @@ class NatsCount(Frozen):
         return value
 
 
+_COLUMN_FROM = re.compile(
+    r"^(header:[!-9;-~]+|payload:[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*|sequence|time|subject)$"
+)
+
+
+class NatsMessages(Frozen):
+    """A subject's messages in the window, one row each, for a ``reconcile:`` side: each
+    column read from a header (``header:Nats-Msg-Id``), a JSON payload field
+    (``payload:reading.athlete_id``), or the message's ``sequence``, ``time`` or ``subject``.
+    More than ``max_messages`` in the window makes the check inconclusive (never a partial
+    read)."""
+
+    stream: str
+    subject: str
+    columns: dict[str, str]
+    max_messages: int = Field(default=100_000, ge=1, le=10_000_000)
+
+    @field_validator("columns")
+    @classmethod
+    def _readable(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("name at least the key column and where it is read")
+        for name, where in value.items():
+            if not NAME.match(name):
+                raise ValueError(f"column {name!r}: use lowercase letters, digits and _")
+            if not _COLUMN_FROM.match(where):
+                raise ValueError(
+                    f"column {name!r}: {where!r} is not header:NAME, payload:FIELD[.FIELD…], "
+                    "sequence, time or subject"
+                )
+        return value
+
+
 class NatsQuery(Frozen):
     """The ``query:`` of a suite on a NATS source (see docs/sources/nats.md)."""
 
     #: Keys that mark a suite's ``query:`` mapping as this form.
-    form_keys: ClassVar[frozenset[str]] = frozenset({"streams", "consumers", "counts", "derive"})
+    form_keys: ClassVar[frozenset[str]] = frozenset({"streams", "consumers", "counts", "derive", "messages"})
 
     streams: list[NatsStream] = []
     consumers: list[NatsConsumer] = []
     counts: list[NatsCount] = []
     # Columns computed on the window row from the counts, e.g. share = a / (a + b).
     derive: dict[str, str] = {}
+    # A subject's messages, one row each (a reconcile: side only).
+    messages: NatsMessages | None = None
 
     @field_validator("derive")
     @classmethod
@@ -155,6 +190,10 @@ class NatsQuery(Frozen):
 
         known = {c.name for c in self.counts}
         found: list[str] = []
+        if self.messages is not None:
+            if self.streams or self.consumers or self.counts or self.derive:
+                found.append("messages: reads a subject's messages alone (no streams, consumers, counts)")
+            return found
         if not (self.streams or self.consumers or self.counts):
             found.append("a NATS query needs at least one of streams, consumers, counts")
         for name, expression in self.derive.items():
@@ -449,6 +488,49 @@ class NatsSource(Source):
 
         return pd.DataFrame(rows, columns=[*COLUMNS, *extra])
 
+    async def messages(
+        self, spec: NatsMessages, start: datetime, end: datetime, columns: list[str]
+    ) -> list[list[Any]]:
+        """The values of ``columns`` of every message of ``spec.subject`` stored in
+        ``[start, end)``, in stream order, read with an ordered consumer from ``start``. The
+        window's count is taken first (exactly, without reading): more than
+        ``max_messages`` raises :class:`TooMuchToRead`, nothing read."""
+        from nats.js.api import ConsumerConfig, DeliverPolicy
+
+        jsm = await self._jsm()
+        counted_spec = NatsCount(name="messages", stream=spec.stream, subject=spec.subject)
+        expected = await self._count(jsm, counted_spec, start, end)
+        what = f"messages of {spec.subject} on {spec.stream}"
+        if expected > spec.max_messages:
+            raise TooMuchToRead(
+                f"{what}: {expected} in the window, more than max_messages ({spec.max_messages}); "
+                "a shorter window or a higher max_messages"
+            )
+        if expected == 0:
+            return []
+        js = self._connection.jetstream(timeout=self.timeout)
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start)
+        subscription = await self._call(
+            what,
+            lambda: js.subscribe(
+                spec.subject, stream=spec.stream, config=config, ordered_consumer=True,
+                idle_heartbeat=max(1.0, min(5.0, self.timeout / 2)),
+            ),
+        )  # fmt: skip
+        readers = [_reader(spec.columns[c]) for c in columns]
+        rows: list[list[Any]] = []
+        try:
+            while len(rows) < expected:
+                message = await self._call(what, lambda: subscription.next_msg(timeout=self.timeout))
+                if message.metadata.timestamp >= end:
+                    break
+                payload = _Payload(message.data)
+                rows.append([read(message, payload) for read in readers])
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(subscription.unsubscribe(), self.timeout)
+        return rows
+
     async def _stream_row(self, jsm: Any, spec: NatsStream) -> dict[str, Any]:
         from nats.js.errors import NotFoundError
 
@@ -551,6 +633,49 @@ class NatsSource(Source):
     async def _pending(self, jsm: Any, stream: str, name: str, what: str) -> int:
         info = await self._call(what, lambda: jsm.consumer_info(stream, name))
         return int(info.num_pending)
+
+
+class TooMuchToRead(QueryError):
+    """More messages in the window than the query may read: the check is inconclusive."""
+
+
+class _Payload:
+    """A message's JSON payload, parsed once when a column first asks (not JSON: no fields)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._parsed: Any = _Payload
+
+    def field(self, path: list[str]) -> Any:
+        if self._parsed is _Payload:
+            import json
+
+            try:
+                self._parsed = json.loads(self.data)
+            except ValueError:
+                self._parsed = None
+        found = self._parsed
+        for part in path:
+            if not isinstance(found, dict):
+                return None
+            found = found.get(part)
+        return found
+
+
+def _reader(where: str) -> Callable[[Any, _Payload], Any]:
+    """How one column is read from a message (``header:``, ``payload:``, ``sequence``,
+    ``time``, ``subject``); a missing header or field is NULL."""
+    if where == "sequence":
+        return lambda m, _: int(m.metadata.sequence.stream)
+    if where == "time":
+        return lambda m, _: m.metadata.timestamp
+    if where == "subject":
+        return lambda m, _: m.subject
+    kind, _, name = where.partition(":")
+    if kind == "header":
+        return lambda m, _: (m.headers or {}).get(name)
+    path = name.split(".")
+    return lambda _, payload: payload.field(path)
 
 
 def _replica_states(cluster: Any) -> tuple[int, str]:

@@ -1,0 +1,254 @@
+"""A ``reconcile:`` suite as a check: its two sides opened, the rounds run
+(:mod:`gatecheck.evaluation.reconcile`), the counts as the one-row frame its expectations
+judge, and what was found (counts, sample keys, rounds) on the check's result.
+
+The frame: ``<first>_rows`` and ``<second>_rows`` (each side's rows in the window, for its
+``min_rows``), ``missing``, ``extra``, ``changed`` and ``duplicated`` (keys).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from gatecheck.errors import GatecheckError, QueryError, SourceTimeout, SourceUnavailable
+from gatecheck.evaluation.plan import query_parameters
+from gatecheck.evaluation.reconcile import (
+    KINDS,
+    MemorySide,
+    SqlForm,
+    SqlSide,
+    decode_key,
+    hashing_for,
+    reconcile,
+)
+from gatecheck.results import (
+    CheckResult,
+    Outcome,
+    ReconcileRound,
+    Reconciliation,
+    SideResult,
+    Window,
+)
+from gatecheck.sources import kind_of
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from gatecheck.config import ResolvedThreshold, SuiteConfig
+    from gatecheck.evaluation.gate import SourcePool
+
+log = logging.getLogger(__name__)
+
+
+class SideFailed(Exception):
+    """A side could not answer: its name and gatecheck's error."""
+
+    def __init__(self, side: str, error: GatecheckError) -> None:
+        super().__init__(f"side {side}: {error}")
+        self.side = side
+        self.error = error
+
+
+class _Named:
+    """A side whose failures name it."""
+
+    def __init__(self, side: Any) -> None:
+        self.side = side
+        self.name = side.name
+
+    async def buckets(self, bits: int, within: tuple[int, list[int]] | None) -> dict[int, tuple[int, int]]:
+        try:
+            found: dict[int, tuple[int, int]] = await self.side.buckets(bits, within)
+            return found
+        except GatecheckError as exc:
+            raise SideFailed(self.name, exc) from exc
+        except (KeyError, ValueError, TypeError) as exc:
+            raise SideFailed(self.name, QueryError(f"unexpected answer: {exc}")) from exc
+
+    async def rows(self, bits: int, prefixes: list[int]) -> list[tuple[str, int]]:
+        try:
+            found: list[tuple[str, int]] = await self.side.rows(bits, prefixes)
+            return found
+        except GatecheckError as exc:
+            raise SideFailed(self.name, exc) from exc
+        except (KeyError, ValueError, TypeError) as exc:
+            raise SideFailed(self.name, QueryError(f"unexpected answer: {exc}")) from exc
+
+
+async def open_sides(
+    suite: SuiteConfig, window: Window, as_of: datetime, thresholds: Mapping[str, ResolvedThreshold],
+    pool: SourcePool,
+) -> tuple[list[_Named], str]:  # fmt: skip
+    """Each side ready to answer (a NATS side's messages read and hashed), and the hashing
+    both use. Raises SideFailed."""
+    config = suite.reconcile
+    assert config is not None
+    units = [unit for _, unit in suite.units()]
+    environment = pool.project.config.environments[pool.environment]
+    dialects = tuple(kind_of(environment.sources[u.source]).reconcile or "" for u in units)
+    hashing = hashing_for(dialects)  # type: ignore[arg-type]
+    sides: list[_Named] = []
+
+    async def one(name: str, unit: SuiteConfig, dialect: str) -> _Named:
+        try:
+            source = pool.get(unit.source)
+            parameters = query_parameters(unit, window, as_of, thresholds)
+            if dialect == "nats":
+                spec = unit.query.messages  # type: ignore[union-attr]
+                assert spec is not None  # the suite's model requires it on a NATS side
+                columns = list(config.columns)
+                rows = await source.messages(spec, window.start, window.end, columns)  # type: ignore[attr-defined]
+                what = f"{len(rows)} messages of {spec.subject} on {spec.stream} read and hashed by gatecheck"
+                return _Named(MemorySide.of(name, rows, config.keys, config.values, config.decimals, what))
+            form = SqlForm(dialect, hashing, dict(config.keys), dict(config.values), config.decimals)  # type: ignore[arg-type]
+            return _Named(SqlSide(name, source, str(unit.query), parameters, form))
+        except GatecheckError as exc:
+            raise SideFailed(name, exc) from exc
+        except ValueError as exc:  # a message value that is not of its column's type
+            raise SideFailed(name, QueryError(str(exc))) from exc
+
+    found = await asyncio.gather(
+        *(one(n, u, d) for n, u, d in zip(config.names, units, dialects, strict=True)),
+        return_exceptions=True,
+    )
+    failures = [f for f in found if isinstance(f, BaseException)]
+    if failures:
+        # both sides' failures said together (the first one raised carries the others)
+        raise _joined([f for f in failures if isinstance(f, SideFailed)] or failures)
+    sides = [f for f in found if isinstance(f, _Named)]
+    return sides, hashing
+
+
+def _joined(failures: list[BaseException]) -> BaseException:
+    named = [f for f in failures if isinstance(f, SideFailed)]
+    if len(named) != len(failures):
+        return failures[0]
+    if len(named) == 1:
+        return named[0]
+    first = named[0]
+    joined = SideFailed(first.side, first.error)
+    joined.args = ("; ".join(str(f) for f in named),)
+    joined.others = named[1:]  # type: ignore[attr-defined]
+    return joined
+
+
+async def fetch_reconciled(
+    suite: SuiteConfig,
+    window: Window,
+    as_of: datetime,
+    thresholds: Mapping[str, ResolvedThreshold],
+    pool: SourcePool,
+    base: dict[str, Any],
+) -> pd.DataFrame | CheckResult:
+    """The reconciliation's frame (its findings in ``frame.attrs["reconciliation"]``), or the
+    result saying why there is none: a side that cannot answer is an error naming it; a NATS
+    side with more messages than it may read is inconclusive."""
+    import pandas as pd
+
+    from gatecheck.sources.nats import TooMuchToRead
+
+    config = suite.reconcile
+    assert config is not None
+    names = config.names
+    units = [unit for _, unit in suite.units()]
+    try:
+        sides, hashing = await open_sides(suite, window, as_of, thresholds, pool)
+        outcome = await reconcile(
+            sides[0], sides[1], sample=config.sample, max_rows=config.max_rows, max_rounds=config.max_rounds
+        )
+    except SideFailed as failed:
+        every = [failed, *getattr(failed, "others", [])]
+        down = {f.side for f in every if isinstance(f.error, SourceUnavailable | SourceTimeout)}
+        sides_result = [
+            SideResult(side=n, source=u.source, source_available=n not in down)
+            for n, u in zip(names, units, strict=True)
+        ]
+        reason = "; ".join(f"side {f.side}: source {_source_of(suite, f.side)}: {f.error}" for f in every)
+        if all(isinstance(f.error, TooMuchToRead) for f in every):
+            return CheckResult(
+                **base, outcome=Outcome.INCONCLUSIVE, source_available=True, reason=reason, sides=sides_result
+            )
+        return CheckResult(
+            **base,
+            outcome=Outcome.ERROR,
+            source_available=not down,
+            reason=reason,
+            sides=sides_result,
+        )
+    found = Reconciliation(
+        keys=list(config.keys),
+        hashing=hashing,
+        rows=outcome.rows,
+        **outcome.counts,
+        samples={
+            kind: [_shown_key(key, list(config.keys), config.hash_keys) for key in keys]
+            for kind, keys in outcome.samples.items()
+        },
+        rounds=[
+            ReconcileRound(
+                what=r.what, bits=r.bits, asked=r.asked, differing=r.differing, transferred=r.transferred
+            )
+            for r in outcome.rounds
+        ],
+        transferred=outcome.transferred,
+        capped=outcome.capped,
+    )
+    row: dict[str, Any] = {f"{name}_rows": outcome.rows[name] for name in names}
+    row.update(outcome.counts)
+    frame = pd.DataFrame([row])
+    frame.attrs["reconciliation"] = found
+    return frame
+
+
+def _source_of(suite: SuiteConfig, side: str) -> str:
+    assert suite.reconcile is not None
+    return suite.reconcile.sides[side].source
+
+
+def _shown_key(key: str, names: list[str], hashed: bool) -> dict[str, str | None]:
+    if hashed:
+        return {"key_md5": hashlib.md5(key.encode(), usedforsecurity=False).hexdigest()[:16]}
+    return decode_key(key, names)
+
+
+def key_text(key: dict[str, str | None]) -> str:
+    """A sampled key in one line: ``message_id=bus-000006`` (NULL: ``NULL``)."""
+    return ", ".join(f"{k}={'NULL' if v is None else v}" for k, v in key.items())
+
+
+def judged(
+    suite: SuiteConfig, found: Reconciliation, outcome: Outcome, reason: str | None
+) -> tuple[Outcome, str | None, list[SideResult]]:
+    """The check's outcome with what the reconciliation found: the sample keys of each
+    failing kind after the reason; counts capped at max_rows (lower bounds) turn a pass into
+    inconclusive, a failure stays one."""
+    config = suite.reconcile
+    assert config is not None
+    sides = [
+        SideResult(side=name, source=side.source, source_available=True, values={"rows": found.rows[name]})
+        for name, side in config.sides.items()
+    ]
+    if outcome is Outcome.FAIL and reason:
+        named = []
+        for kind in KINDS:
+            keys = found.samples.get(kind, [])
+            count = getattr(found, kind)
+            if count and keys and kind in reason:
+                shown = keys[:3]
+                more = f" (+{count - len(shown)} more)" if count > len(shown) else ""
+                named.append(f"{kind}: {'; '.join(key_text(k) for k in shown)}{more}")
+        if named:
+            reason = f"{reason} — {' · '.join(named)}"
+    if found.capped and outcome is Outcome.PASS:
+        outcome = Outcome.INCONCLUSIVE
+        reason = (
+            f"more differing rows than max_rows ({config.max_rows}): at least {found.missing} missing, "
+            f"{found.extra} extra, {found.changed} changed, {found.duplicated} duplicated — "
+            "a shorter window or a higher max_rows"
+        )
+    return outcome, reason, sides
