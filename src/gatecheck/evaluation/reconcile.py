@@ -294,6 +294,10 @@ class Side(Protocol):
     async def rows(self, bits: int, prefixes: list[int]) -> list[tuple[str, int]]:
         """(canonical key, row hash) of every row in those buckets."""
 
+    def crossed(self, answered: int, first: bool) -> int:
+        """Rows that crossed from the source for an answer of ``answered`` rows (``first``:
+        the first round's)."""
+
 
 class SqlSide:
     """A ClickHouse or PostgreSQL side: every round is one query in the source."""
@@ -322,6 +326,9 @@ class SqlSide:
     async def rows(self, bits: int, prefixes: list[int]) -> list[tuple[str, int]]:
         frame = await self._ask(self.form.rows_sql(self.sql, bits, prefixes))
         return [(str(k), int(h)) for k, h in zip(frame["gc_key"], frame["gc_rh"], strict=True)]
+
+    def crossed(self, answered: int, first: bool) -> int:
+        return answered
 
 
 class MemorySide:
@@ -366,6 +373,10 @@ class MemorySide:
         wanted = set(prefixes)
         return [(k, rh) for k, kh, rh in self.records if kh >> (HASH_BITS - bits) in wanted]
 
+    def crossed(self, answered: int, first: bool) -> int:
+        """Every message crossed once, when it was read; nothing after."""
+        return len(self.records) if first else 0
+
 
 # ---------------------------------------------------------------- the rounds
 
@@ -397,29 +408,49 @@ def _differing(a: dict[int, tuple[int, int]], b: dict[int, tuple[int, int]]) -> 
 
 
 async def reconcile(
-    first: Side, second: Side, *, sample: int = 10, max_rows: int = 50_000, max_rounds: int = 6
+    first: Side,
+    second: Side,
+    *,
+    sample: int = 10,
+    max_rows: int = 50_000,
+    max_rounds: int = 6,
+    first_bits: int = FIRST_BITS,
+    fetch_rows: int = FETCH_ROWS,
+    max_buckets: int = MAX_BUCKETS,
 ) -> Outcome:
-    """Match the two sides' records by key, asking each only about buckets that differ."""
+    """Match the two sides' records by key, asking each only about buckets that differ:
+    ``first_bits`` bits of the key hash at first; a round's differing buckets are split into
+    at most ``max_buckets`` finer ones until they hold at most ``fetch_rows`` rows (or
+    ``max_rounds`` rounds were asked), then their rows are fetched — at most ``max_rows`` a
+    side, else the counts are lower bounds (``capped``)."""
     import asyncio
 
     rounds: list[Round] = []
-    bits = FIRST_BITS
+    bits = first_bits
     a, b = await asyncio.gather(first.buckets(bits, None), second.buckets(bits, None))
     rows = {first.name: sum(n for n, _ in a.values()), second.name: sum(n for n, _ in b.values())}
     differing = _differing(a, b)
-    rounds.append(Round("buckets", bits, 0, len(differing), {first.name: len(a), second.name: len(b)}))
+    rounds.append(
+        Round(
+            "buckets", bits, 0, len(differing),
+            {first.name: first.crossed(len(a), True), second.name: second.crossed(len(b), True)},
+        )
+    )  # fmt: skip
     while differing and len(rounds) < max_rounds and bits < HASH_BITS:
         expected = sum(max(a.get(k, (0, 0))[0], b.get(k, (0, 0))[0]) for k in differing)
-        if expected <= FETCH_ROWS:
+        if expected <= fetch_rows:
             break
-        extra = max(1, min(HASH_BITS - bits, int(math.log2(max(1, MAX_BUCKETS // len(differing))))))
+        extra = max(1, min(HASH_BITS - bits, int(math.log2(max(1, max_buckets // len(differing))))))
         within = (bits, differing)
         bits += extra
         a, b = await asyncio.gather(first.buckets(bits, within), second.buckets(bits, within))
         differing = _differing(a, b)
         rounds.append(
-            Round("buckets", bits, len(within[1]), len(differing), {first.name: len(a), second.name: len(b)})
-        )
+            Round(
+                "buckets", bits, len(within[1]), len(differing),
+                {first.name: first.crossed(len(a), False), second.name: second.crossed(len(b), False)},
+            )
+        )  # fmt: skip
     # fetch the rows of the differing buckets, in requests of at most FETCH_ROWS rows, up to
     # max_rows a side
     capped = False
@@ -433,7 +464,7 @@ async def reconcile(
         if budget + n > max_rows:
             capped = True
             break
-        if chunk and size + n > FETCH_ROWS:
+        if chunk and size + n > fetch_rows:
             chunks.append(chunk)
             chunk, size = [], 0
         chunk.append(key)
@@ -446,8 +477,14 @@ async def reconcile(
         fetched[first.name].extend(got_a)
         fetched[second.name].extend(got_b)
         rounds.append(
-            Round("rows", bits, len(part), len(part), {first.name: len(got_a), second.name: len(got_b)})
-        )
+            Round(
+                "rows", bits, len(part), len(part),
+                {
+                    first.name: first.crossed(len(got_a), False),
+                    second.name: second.crossed(len(got_b), False),
+                },
+            )
+        )  # fmt: skip
     counts, samples = classify(fetched[first.name], fetched[second.name], sample)
     return Outcome(rows=rows, counts=counts, samples=samples, rounds=rounds, capped=capped)
 

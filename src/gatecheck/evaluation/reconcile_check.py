@@ -70,6 +70,9 @@ class _Named:
         except (KeyError, ValueError, TypeError) as exc:
             raise SideFailed(self.name, QueryError(f"unexpected answer: {exc}")) from exc
 
+    def crossed(self, answered: int, first: bool) -> int:
+        return int(self.side.crossed(answered, first))
+
     async def rows(self, bits: int, prefixes: list[int]) -> list[tuple[str, int]]:
         try:
             found: list[tuple[str, int]] = await self.side.rows(bits, prefixes)
@@ -216,11 +219,6 @@ def _shown_key(key: str, names: list[str], hashed: bool) -> dict[str, str | None
     return decode_key(key, names)
 
 
-def key_text(key: dict[str, str | None]) -> str:
-    """A sampled key in one line: ``message_id=bus-000006`` (NULL: ``NULL``)."""
-    return ", ".join(f"{k}={'NULL' if v is None else v}" for k, v in key.items())
-
-
 def judged(
     suite: SuiteConfig, found: Reconciliation, outcome: Outcome, reason: str | None
 ) -> tuple[Outcome, str | None, list[SideResult]]:
@@ -234,16 +232,15 @@ def judged(
         for name, side in config.sides.items()
     ]
     if outcome is Outcome.FAIL and reason:
-        named = []
-        for kind in KINDS:
-            keys = found.samples.get(kind, [])
-            count = getattr(found, kind)
-            if count and keys and kind in reason:
-                shown = keys[:3]
-                more = f" (+{count - len(shown)} more)" if count > len(shown) else ""
-                named.append(f"{kind}: {'; '.join(key_text(k) for k in shown)}{more}")
+        from gatecheck.render.describe import sampled_keys
+
+        named = [
+            f"{kind} {sampled_keys(found.samples.get(kind, []), getattr(found, kind))}"
+            for kind in KINDS
+            if getattr(found, kind) and found.samples.get(kind) and kind in reason
+        ]
         if named:
-            reason = f"{reason} — {' · '.join(named)}"
+            reason = f"{reason} — {', '.join(config.keys)}: {' · '.join(named)}"
     if found.capped and outcome is Outcome.PASS:
         outcome = Outcome.INCONCLUSIVE
         reason = (

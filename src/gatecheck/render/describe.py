@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 
 from gatecheck._values import bound, shown, timestamp, unit_of
-from gatecheck.results import CheckResult, ExpectationResult, FailingGroup, Threshold
+from gatecheck.results import CheckResult, ExpectationResult, FailingGroup, Reconciliation, Threshold
 
 
 def subject_of(result: ExpectationResult) -> str:
@@ -99,3 +99,43 @@ def waiver_text(check: CheckResult) -> str | None:
     scope = f" for {format_group(waiver.group)}" if waiver.group else ""
     until = timestamp(waiver.until)
     return f"waived by {waiver.id}{scope} ({waiver.by}, until {until}): {waiver.reason}"
+
+
+def sampled_keys(keys: list[dict[str, str | None]], count: int, at_most: int = 3) -> str:
+    """Sample keys in one line: ``bus-000200, bus-000201 (+38 more)``; a key of many columns
+    in parentheses; NULL as ``NULL``."""
+
+    def one(key: dict[str, str | None]) -> str:
+        values = ["NULL" if v is None else v for v in key.values()]
+        return values[0] if len(values) == 1 else "(" + ", ".join(values) + ")"
+
+    shown_keys = keys[:at_most]
+    more = count - len(shown_keys)
+    return ", ".join(one(k) for k in shown_keys) + (f" (+{more} more)" if more > 0 else "")
+
+
+def reconciliation_lines(found: Reconciliation, at_most: int = 10) -> list[str]:
+    """What a reconciliation found, for people: the counts, a sample of each kind's keys,
+    and what it cost (rounds, rows that crossed)."""
+    columns = found.keys[0] if len(found.keys) == 1 else "(" + ", ".join(found.keys) + ")"
+    if "key_md5" in next((k for keys in found.samples.values() for k in keys), {}):
+        columns = "key MD5"
+    counts = ", ".join(
+        f"{kind} {getattr(found, kind)}" for kind in ("missing", "extra", "changed", "duplicated")
+    )
+    lines = [
+        f"by {columns}: {counts}" + (" (at least: more differing rows than max_rows)" if found.capped else "")
+    ]
+    for kind in ("missing", "extra", "changed", "duplicated"):
+        count = getattr(found, kind)
+        if count:
+            lines.append(f"  {kind}: {sampled_keys(found.samples.get(kind, []), count, at_most)}")
+    buckets = [r for r in found.rounds if r.what == "buckets"]
+    fetched = [r for r in found.rounds if r.what == "rows"]
+    compared = sum(found.rows.values())
+    cost = f"{len(buckets)} bucket round{'s' if len(buckets) != 1 else ''}"
+    if fetched:
+        cost += f" and {len(fetched)} fetch{'es' if len(fetched) != 1 else ''} of differing rows"
+    share = f" ({found.transferred / compared:.2%} of {compared} compared)" if compared else ""
+    lines.append(f"{cost}; {found.transferred} rows crossed{share}; hashing {found.hashing}")
+    return lines

@@ -12,7 +12,14 @@ from rich.text import Text
 from gatecheck._values import document_time, shown, timestamp, unit_of
 from gatecheck.durations import format_duration
 from gatecheck.errors import printable, xml_safe
-from gatecheck.render.describe import describe_failure, rule_text, split_reason, subject_of, waiver_text
+from gatecheck.render.describe import (
+    describe_failure,
+    reconciliation_lines,
+    rule_text,
+    split_reason,
+    subject_of,
+    waiver_text,
+)
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
 
 FORMATS = ("text", "json", "junit", "markdown", "html")
@@ -67,6 +74,8 @@ def _check_detail(check: CheckResult) -> list[str]:
     for side in check.sides:  # a comparison: each side's source and totals
         totals = ", ".join(f"{k} {shown(v, unit_of(k))}" for k, v in side.values.items())
         lines.append(f"side {side.side} ({side.source}){': ' + totals if totals else ''}")
+    if check.reconciliation is not None:
+        lines.extend(reconciliation_lines(check.reconciliation))
     for result in check.expectations:
         unit = unit_of(result.column)
         limits = rule_text(result.thresholds, unit)

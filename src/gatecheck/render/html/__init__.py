@@ -25,6 +25,7 @@ from gatecheck.config import GateConfig
 from gatecheck.durations import format_duration
 from gatecheck.render.describe import (
     format_group,
+    reconciliation_lines,
     rule_text,
     split_reason,
     subject_of,
@@ -314,6 +315,7 @@ def _environment() -> Any:
         threshold_text=threshold_text,
         rule_text=rule_text,
         split_reason=split_reason,
+        reconciliation_lines=reconciliation_lines,
         by_urgency=lambda results: sorted(results, key=lambda r: _URGENCY.index(r.outcome)),
         subject_of=subject_of,
         waiver_text=waiver_text,
