@@ -318,6 +318,8 @@ class SqlSide:
 
     async def buckets(self, bits: int, within: tuple[int, list[int]] | None) -> dict[int, tuple[int, int]]:
         frame = await self._ask(self.form.buckets_sql(self.sql, bits, within))
+        if frame.empty:  # no rows: the driver may not even name the columns
+            return {}
         return {
             int(b): (int(n), int(h) % _MOD)
             for b, n, h in zip(frame["gc_bucket"], frame["gc_rows"], frame["gc_hash"], strict=True)
@@ -325,6 +327,8 @@ class SqlSide:
 
     async def rows(self, bits: int, prefixes: list[int]) -> list[tuple[str, int]]:
         frame = await self._ask(self.form.rows_sql(self.sql, bits, prefixes))
+        if frame.empty:
+            return []
         return [(str(k), int(h)) for k, h in zip(frame["gc_key"], frame["gc_rh"], strict=True)]
 
     def crossed(self, answered: int, first: bool) -> int:
