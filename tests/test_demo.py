@@ -73,6 +73,7 @@ def test_the_demos_records_are_read_with_demo(
 
 @pytest.mark.parametrize(("scenario", "verdict", "failing"), [
     ("healthy", "go", []), ("db-missing", "no-go", ["hrv_db_integrity"]), ("fallback", "no-go", ["soak_criteria"]),
+    ("db-duplicates", "no-go", ["hrv_db_integrity"]),
 ])  # fmt: skip
 def test_the_served_demos_world_keeps_the_gate_true(
     tmp_path: Path, config_copy: Path, postgres_server: EmbeddedPostgres, scenario: str, verdict: str, failing: list[str]
@@ -104,8 +105,9 @@ def test_the_served_demos_world_keeps_the_gate_true(
         world.ticks = DEFECT_EVERY  # the recurring defect's tick
         done.append(world.tick())
         assert sum(d["hrv_messages"] for d in done) == 180
-        lost = 30 if scenario == "db-missing" else 0  # one in six
-        assert sum(d["rows"] for d in done) == 180 - lost
+        lost = 30 if scenario in ("db-missing", "db-duplicates") else 0  # one in six
+        twice = 30 if scenario == "db-duplicates" else 0  # another one in six
+        assert sum(d["rows"] for d in done) == 180 - lost + twice
         project = load_project(config_copy, environ={"GATECHECK_NATS_URL": bus.url, "GATECHECK_NATS_PRODUCTION_URL": bus.url, "GATECHECK_POSTGRES_URL": database})
         judged = asyncio.run(evaluate(project, "world", datetime.now(UTC) + timedelta(seconds=1)))
     assert judged.verdict.value == verdict, judged.reasons

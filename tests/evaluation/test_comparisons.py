@@ -174,24 +174,43 @@ def test_every_bus_message_with_its_row_passes(integrity_config, bus_for, postgr
     assert check.source == "bus vs database"
     bus, database = check.sides
     assert (bus.side, bus.source, database.side, database.source) == ("bus", "bus", "database", "database")
-    assert bus.values == {"messages": 240.0} and database.values == {"messages": 240.0}
+    assert bus.values == {"rows": 240.0} and database.values == {"rows": 240.0}
+    found = check.reconciliation
+    assert found is not None and found.hashing == "portable" and found.keys == ["message_id"]
+    assert (found.missing, found.extra, found.changed, found.duplicated) == (0, 0, 0, 0)
+    # matching buckets cost only their answers: no row of the database crossed
+    assert [r.what for r in found.rounds] == ["buckets"]
 
 
-def test_messages_without_rows_fail_with_both_counts(integrity_config, bus_for, postgres_for) -> None:
+def test_messages_without_rows_fail_naming_them(integrity_config, bus_for, postgres_for) -> None:
     check = integrity(integrity_config, bus_for("healthy"), postgres_for("db-missing", live=True))
     assert check.outcome is Outcome.FAIL
-    (expectation,) = check.expectations
-    (group,) = expectation.failing_groups
-    assert group.group == {"present": "both"}
-    assert group.values == {"bus_messages": 240, "database_messages": 200, "messages_diff": 40}
-    assert "bus_messages 240, database_messages 200, messages_diff 40" in (check.reason or "")
+    found = check.reconciliation
+    assert found is not None and (found.missing, found.extra, found.changed, found.duplicated) == (40, 0, 0, 0)
+    assert found.samples["missing"][:2] == [{"message_id": "bus-000200"}, {"message_id": "bus-000201"}]
+    assert len(found.samples["missing"]) == 10  # the suite's sample size (default)
+    assert "message_id: missing bus-000200, bus-000201, bus-000202 (+37 more)" in (check.reason or "")
+    assert [e.column for e in check.expectations if e.outcome is Outcome.FAIL] == ["missing"]
+
+
+def test_equal_counts_of_missing_and_duplicated_rows_are_no_go(integrity_config, bus_for, postgres_for) -> None:
+    """40 messages never written and 40 written twice: as many rows as messages (a count
+    comparison's GO), and by key both kinds, each named."""
+    check = integrity(integrity_config, bus_for("healthy"), postgres_for("db-duplicates", live=True))
+    assert check.outcome is Outcome.FAIL
+    assert [s.values["rows"] for s in check.sides] == [240.0, 240.0]
+    found = check.reconciliation
+    assert found is not None and (found.missing, found.duplicated, found.extra, found.changed) == (40, 40, 0, 0)
+    assert found.samples["duplicated"][0] == {"message_id": "bus-000000"}
+    assert sorted(e.column for e in check.expectations if e.outcome is Outcome.FAIL) == ["duplicated", "missing"]
 
 
 def test_a_database_without_any_row_of_the_window_fails(integrity_config, bus_for, postgres_for) -> None:
     # built at AS_OF (days ago): nothing written in the window the bus has messages in
     check = integrity(integrity_config, bus_for("healthy"), postgres_for("healthy"))
     assert check.outcome is Outcome.FAIL
-    assert [s.values["messages"] for s in check.sides] == [240.0, 0.0]
+    assert [s.values["rows"] for s in check.sides] == [240.0, 0.0]
+    assert check.reconciliation is not None and check.reconciliation.missing == 240
 
 
 def test_a_window_before_the_traffic_is_too_little_evidence_on_the_bus(
@@ -202,8 +221,21 @@ def test_a_window_before_the_traffic_is_too_little_evidence_on_the_bus(
     before = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=49)
     check = integrity(integrity_config, bus_for("healthy"), postgres_for("healthy", live=True), before)
     assert check.outcome is Outcome.INCONCLUSIVE
-    assert check.evidence is not None and check.evidence.column == "bus_messages"
-    assert "too little evidence: bus_messages" in (check.reason or "")
+    assert check.evidence is not None and check.evidence.column == "bus_rows"
+    assert "too little evidence: bus_rows" in (check.reason or "")
+
+
+def test_more_messages_than_the_side_may_read_is_inconclusive(integrity_config, bus_for, postgres_for) -> None:
+    """The bus side reads at most max_messages: more in the window is inconclusive, never a
+    judgement of the first part."""
+    path = integrity_config / "suites" / "hrv_db_integrity.yaml"
+    suite = yaml.safe_load(path.read_text())
+    suite["reconcile"]["sides"]["bus"]["query"]["messages"]["max_messages"] = 100
+    path.write_text(yaml.safe_dump(suite))
+    check = integrity(integrity_config, bus_for("healthy"), postgres_for("healthy", live=True))
+    assert check.outcome is Outcome.INCONCLUSIVE
+    assert (check.reason or "").startswith("side bus: source bus: messages of athlete-ally.hrv.raw-received")
+    assert "240 in the window, more than max_messages (100)" in (check.reason or "")
 
 
 @pytest.mark.parametrize("down", ["pipeline_grain", "bus", "database"])
