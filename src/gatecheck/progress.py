@@ -74,5 +74,15 @@ class _Watched(Source):
             if not self.running:
                 self.waiting.done(self.name)
 
+    async def records(self, text: Any, parameters: QueryParameters, columns: list[str]) -> list[list[Any]]:
+        self.running += 1
+        self.waiting.start(self.name)
+        try:
+            return await self.inner.records(text, parameters, columns)
+        finally:
+            self.running -= 1
+            if not self.running:
+                self.waiting.done(self.name)
+
     async def close(self) -> None:
         await self.inner.close()

@@ -72,6 +72,10 @@ def needed_columns(suite: SuiteConfig) -> dict[str, str]:
                 needed[f"{side}_n"] = "number"
             elif unit.evidence is not None:
                 needed[f"{side}_{unit.evidence.column}"] = "number"
+    if suite.reconcile is not None:  # each side's rows, for its min_rows
+        for name, side in suite.reconcile.sides.items():
+            if side.min_rows is not None:
+                needed[f"{name}_rows"] = "number"
     return needed
 
 
@@ -110,6 +114,11 @@ def passing_frame(suite: SuiteConfig, thresholds: dict[str, ResolvedThreshold], 
 
         return compare_frame(suite.compare, passing_sides(suite, thresholds, rows))
     data: dict[str, list[Any]] = {}
+    if suite.reconcile is not None:  # one row of counts, each side's rows at its minimum
+        rows = 1
+        for name, side in suite.reconcile.sides.items():
+            minimum = side.min_rows if side.min_rows is not None else 100.0
+            data[f"{name}_rows"] = [float(bound({"$PARAMETER": minimum.name}, thresholds) if isinstance(minimum, ParameterRef) else minimum)]
     for group in suite.groups or []:
         data[group] = [f"{group}-{i}" for i in range(rows)]
     for spec in suite.expectations:

@@ -218,7 +218,8 @@ def test_the_shipped_suites_read_only_what_the_reference_schema_has() -> None:
     schema_text = "\n".join(SCHEMA)
     for path in sorted((PROJECT / "suites").glob("*.yaml")):
         suite = yaml.safe_load(path.read_text())
-        queries = [suite] if "compare" not in suite else list(suite["compare"]["sides"].values())
+        paired = suite.get("compare") or suite.get("reconcile")
+        queries = [suite] if paired is None else list(paired["sides"].values())
         for (_, table), columns in (
             found
             for one in queries

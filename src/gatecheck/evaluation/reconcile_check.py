@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gatecheck.errors import GatecheckError, QueryError, SourceTimeout, SourceUnavailable
 from gatecheck.evaluation.plan import query_parameters
@@ -39,8 +39,17 @@ from gatecheck.sources import kind_of
 if TYPE_CHECKING:
     import pandas as pd
 
-    from gatecheck.config import ResolvedThreshold, SuiteConfig
-    from gatecheck.evaluation.gate import SourcePool
+    from gatecheck.config import Project, ResolvedThreshold, SuiteConfig
+    from gatecheck.sources import Source
+
+
+class SourcePool(Protocol):
+    """The gate's sources of one environment (gatecheck.evaluation.gate.SourcePool)."""
+
+    project: Project
+    environment: str
+
+    def get(self, name: str) -> Source: ...
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +113,7 @@ async def open_sides(
             if dialect == "nats":
                 spec = unit.query.messages  # type: ignore[union-attr]
                 assert spec is not None  # the suite's model requires it on a NATS side
-                columns = list(config.columns)
-                rows = await source.messages(spec, window.start, window.end, columns)  # type: ignore[attr-defined]
+                rows = await source.records(unit.query, parameters, list(config.columns))
                 what = f"{len(rows)} messages of {spec.subject} on {spec.stream} read and hashed by gatecheck"
                 return _Named(MemorySide.of(name, rows, config.keys, config.values, config.decimals, what))
             form = SqlForm(dialect, hashing, dict(config.keys), dict(config.values), config.decimals)  # type: ignore[arg-type]

@@ -85,6 +85,14 @@ class Source(ABC):
         """Run one suite query (SQL text or a source-specific query model); raise a
         ``SourceError`` subclass on failure."""
 
+    async def records(self, text: Any, parameters: QueryParameters, columns: list[str]) -> list[list[Any]]:
+        """Every record a keyed query selects, as the values of ``columns`` (a ``reconcile:``
+        side this source cannot hash itself: NATS messages). Sources that hash their rows in
+        their own engine (SQL) never get asked."""
+        from gatecheck.errors import QueryError
+
+        raise QueryError(f"a {type(self).__name__} cannot list records")
+
     async def query_steps(
         self, text: Any, parameter_sets: list[QueryParameters]
     ) -> list[pd.DataFrame] | None:

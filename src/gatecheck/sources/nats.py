@@ -488,6 +488,14 @@ class NatsSource(Source):
 
         return pd.DataFrame(rows, columns=[*COLUMNS, *extra])
 
+    async def records(self, text: Any, parameters: QueryParameters, columns: list[str]) -> list[list[Any]]:
+        """A ``messages:`` query's messages in the window (:meth:`messages`)."""
+        spec = text.messages if isinstance(text, NatsQuery) else None
+        start, end = parameters.get("window_start"), parameters.get("window_end")
+        if spec is None or not isinstance(start, datetime) or not isinstance(end, datetime):
+            raise QueryError("records need a messages: query and the window")
+        return await self.messages(spec, start, end, columns)
+
     async def messages(
         self, spec: NatsMessages, start: datetime, end: datetime, columns: list[str]
     ) -> list[list[Any]]:
