@@ -90,10 +90,15 @@ class Engines:
     def side(self, name: str, engine: str, sql: str, hashing: str) -> SqlSide:
         if engine == "clickhouse":
             source: Any = ClickHouseSource(
-                name, ClickHouseSourceConfig(type="clickhouse", url=f"chdb://{self.warehouse}"), Path("."), self.hub
+                name,
+                ClickHouseSourceConfig(type="clickhouse", url=f"chdb://{self.warehouse}"),
+                Path("."),
+                self.hub,
             )
         else:
-            source = PostgreSQLSource(name, PostgreSQLSourceConfig(type="postgresql", url=self.pg_url), Path("."))
+            source = PostgreSQLSource(
+                name, PostgreSQLSourceConfig(type="postgresql", url=self.pg_url), Path(".")
+            )
         return SqlSide(name, source, sql, {}, SqlForm(engine, hashing, KEYS, VALUES, 4))  # type: ignore[arg-type]
 
     def pair(
@@ -163,7 +168,9 @@ def found_sets(outcome: Any) -> dict[str, set[str | None]]:
 
 
 @pytest.mark.parametrize("ddl", [CH_DDL, CH_DDL_WIDE], ids=["float32-kolkata", "decimal-utc"])
-def test_the_canonical_form_hashes_alike_in_clickhouse_postgresql_and_python(engines: Engines, ddl: str) -> None:
+def test_the_canonical_form_hashes_alike_in_clickhouse_postgresql_and_python(
+    engines: Engines, ddl: str
+) -> None:
     """Every type across engines: text with non-ASCII and the empty string, numbers as Float32
     or Decimal against numeric, timestamps stored in another zone, booleans as Bool or UInt8,
     NULL in every column — the same canonical key and row hash from ClickHouse, PostgreSQL
@@ -205,9 +212,12 @@ def test_each_type_is_compared_at_its_declared_precision() -> None:
     assert canonical_value(1.00004, "number", 4) == canonical_value(1.0, "number", 4)
     assert canonical_value(1.0001, "number", 4) != canonical_value(1.0, "number", 4)
     moment = datetime(2026, 1, 1, 12, tzinfo=UTC)
-    assert canonical_value(moment, "timestamp", 0) == canonical_value(
-        moment.astimezone(timezone(timedelta(hours=-5))), "timestamp", 0
-    ) == canonical_value("2026-01-01T12:00:00Z", "timestamp", 0) == str(1767268800 * 1_000_000)
+    assert (
+        canonical_value(moment, "timestamp", 0)
+        == canonical_value(moment.astimezone(timezone(timedelta(hours=-5))), "timestamp", 0)
+        == canonical_value("2026-01-01T12:00:00Z", "timestamp", 0)
+        == str(1767268800 * 1_000_000)
+    )
     assert canonical_value(True, "boolean", 0) == canonical_value("true", "boolean", 0) == "1"
     assert canonical_row([None], ["text"], 0) != canonical_row([""], ["text"], 0)
     assert canonical_row(["a,1:b"], ["text"], 0) != canonical_row(["a", "b"], ["text", "text"], 0)
@@ -233,7 +243,9 @@ def test_identical_sides_cost_only_their_bucket_hashes(engines: Engines, pair: t
 
 @pytest.mark.parametrize("pair", PAIRS, ids=["-".join(p) for p in PAIRS])
 @pytest.mark.parametrize("split", [False, True], ids=["one-round", "split-rounds"])
-def test_every_kind_of_difference_is_found_by_key(engines: Engines, pair: tuple[str, str], split: bool) -> None:
+def test_every_kind_of_difference_is_found_by_key(
+    engines: Engines, pair: tuple[str, str], split: bool
+) -> None:
     """Missing, extra, changed (a value, a NULL against a value), duplicated on either side,
     a NULL key — exactly the true sets, whether the differing buckets are fetched at once or
     split over several rounds first."""
@@ -306,7 +318,10 @@ def _tables() -> st.SearchStrategy[tuple[list[Record], list[Record]]]:
         second = [record(i) for i in base if i not in dropped]
         second += [record(100 + i) for i in draw(st.lists(st.integers(0, 20), max_size=5, unique=True))]
         changes = draw(st.lists(st.sampled_from(base), max_size=5, unique=True)) if base else []
-        second = [record(int(r[0][4:]), athlete="changed") if r[0] and int(r[0][4:]) in changes else r for r in second]
+        second = [
+            record(int(r[0][4:]), athlete="changed") if r[0] and int(r[0][4:]) in changes else r
+            for r in second
+        ]
         for side in (first, second):
             if side and draw(st.booleans()):
                 side.append(draw(st.sampled_from(side)))  # a duplicate
@@ -327,7 +342,12 @@ def test_the_reported_sets_are_the_true_sets(
     exactly the true ones."""
     first, second = tables
     outcome, _, _ = engines.pair(
-        ("clickhouse", "postgresql"), first, second, first_bits=first_bits, fetch_rows=fetch_rows, max_buckets=16
+        ("clickhouse", "postgresql"),
+        first,
+        second,
+        first_bits=first_bits,
+        fetch_rows=fetch_rows,
+        max_buckets=16,
     )
     assert found_sets(outcome) == truth(first, second)
     assert outcome.rows == {"a": len(first), "b": len(second)}

@@ -123,12 +123,8 @@ def field_text(text: str | None) -> str:
     return "-" if text is None else f"{len(text.encode())}:{text}"
 
 
-def canonical_row(
-    values: Iterable[Any], types: Iterable[str], decimals: int
-) -> str:
-    return ",".join(
-        field_text(canonical_value(v, t, decimals)) for v, t in zip(values, types, strict=True)
-    )
+def canonical_row(values: Iterable[Any], types: Iterable[str], decimals: int) -> str:
+    return ",".join(field_text(canonical_value(v, t, decimals)) for v, t in zip(values, types, strict=True))
 
 
 def md5_60(text: str) -> int:
@@ -530,4 +526,3 @@ __all__ = [
     "md5_60",
     "reconcile",
 ]
-

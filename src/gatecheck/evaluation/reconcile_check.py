@@ -51,6 +51,7 @@ class SourcePool(Protocol):
 
     def get(self, name: str) -> Source: ...
 
+
 log = logging.getLogger(__name__)
 
 
