@@ -12,9 +12,10 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gatecheck._values import document_time, shown
 from gatecheck.errors import GatecheckError, QueryError, SourceTimeout, SourceUnavailable
 from gatecheck.evaluation.plan import query_parameters
 from gatecheck.evaluation.reconcile import (
@@ -198,7 +199,7 @@ async def fetch_reconciled(
         rows=outcome.rows,
         **outcome.counts,
         samples={
-            kind: [_shown_key(key, list(config.keys), config.hash_keys) for key in keys]
+            kind: [_shown_key(key, config.keys, config.decimals, config.hash_keys) for key in keys]
             for kind, keys in outcome.samples.items()
         },
         rounds=[
@@ -222,10 +223,25 @@ def _source_of(suite: SuiteConfig, side: str) -> str:
     return suite.reconcile.sides[side].source
 
 
-def _shown_key(key: str, names: list[str], hashed: bool) -> dict[str, str | None]:
+def _shown_key(
+    key: str, columns: Mapping[str, str], decimals: int, hashed: bool
+) -> dict[str, str | None]:
+    """A sampled key for people: each column's canonical text read back — a timestamp as
+    ``2026-12-04T09:00:00Z`` (with its fraction when it has one), a number in its units —
+    or, with ``hash_keys``, only the key's MD5."""
     if hashed:
         return {"key_md5": hashlib.md5(key.encode(), usedforsecurity=False).hexdigest()[:16]}
-    return decode_key(key, names)
+    decoded = decode_key(key, list(columns))
+    for name, kind in columns.items():
+        text = decoded[name]
+        if text is None:
+            continue
+        if kind == "timestamp":
+            moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(text))
+            decoded[name] = document_time(moment)
+        elif kind == "number":
+            decoded[name] = shown(int(text) / 10**decimals)
+    return decoded
 
 
 def judged(
