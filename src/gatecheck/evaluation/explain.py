@@ -65,7 +65,10 @@ def explain(
         for prefix, unit in suite.units():
             config = sources[unit.source]
             parameters = query_parameters(unit, window, as_of, thresholds)
-            query = kind_of(config).explain(unit.source, config, unit.query, parameters, project.root)
+            if suite.reconcile is not None:
+                query = _reconcile_requests(suite, unit, config, sources, parameters, project)
+            else:
+                query = kind_of(config).explain(unit.source, config, unit.query, parameters, project.root)
             asked.append((len(checks), unit.source, config, unit.query, parameters))
             side = prefix.split(".")[2] if prefix else None
             for request in query["requests"]:
@@ -93,14 +96,15 @@ def explain(
                         "less is inconclusive, never a pass",
                     }
                 )
-        if suite.compare is None:
+        if suite.compare is None and suite.reconcile is None:
             query, source = queries[0], {"name": suite.source, "type": config.type}  # type: ignore[attr-defined]
         else:
             query = {
-                "sent_to": "; ".join(q["sent_to"] for q in queries),
+                "sent_to": "; ".join(dict.fromkeys(q["sent_to"] for q in queries)),
                 "requests": [r for q in queries for r in q["requests"]],
             }
-            source = {"name": suite.source_label, "type": "comparison"}
+            kind = "comparison" if suite.compare is not None else "reconciliation"
+            source = {"name": suite.source_label, "type": kind}
         evidence: dict[str, Any] | None = evidences[0] if evidences else None
         checks.append(
             {
@@ -128,6 +132,7 @@ def explain(
                 "groups": suite.groups,
                 "compare": None if suite.compare is None else _compare_text(suite),
                 "evidence_per_side": evidences if suite.compare is not None else None,
+                "reconcile": None if suite.reconcile is None else _reconcile_text(suite, sources),
             }
         )
     if estimate:
@@ -185,4 +190,70 @@ def _compare_text(suite: Any) -> str:
     return (
         f"{config.test} test of {first} vs {second}: p_value that {first} is not {config.worse}; "
         f"fewer than {config.min_samples} samples on a side is inconclusive"
+    )
+
+
+def _reconcile_requests(
+    suite: Any, unit: Any, config: Any, sources: dict[str, Any], parameters: dict[str, Any], project: Project
+) -> dict[str, Any]:
+    """A reconcile side's requests: a SQL side's rounds as it sends them (the first exactly;
+    the later ones with the differing buckets still to be found), a NATS side's reading of
+    its messages."""
+    from gatecheck.evaluation.reconcile import FIRST_BITS, SqlForm, hashing_for
+
+    reconcile = suite.reconcile
+    dialect = kind_of(config).reconcile
+    if dialect == "nats":
+        return kind_of(config).explain(unit.source, config, unit.query, parameters, project.root)
+    first, second = (kind_of(sources[s.source]).reconcile or "" for s in reconcile.sides.values())
+    form = SqlForm(
+        dialect,  # type: ignore[arg-type]  # a SQL kind's: clickhouse or postgresql
+        hashing_for((first, second)),
+        dict(reconcile.keys),
+        dict(reconcile.values),
+        reconcile.decimals,
+    )
+    rounds = [
+        (
+            f"round 1: rows and hash sum per bucket of {FIRST_BITS} bits",
+            form.buckets_sql(unit.query, FIRST_BITS, None),
+        ),
+        (
+            "each later round, while differing buckets hold more rows than one fetch: those buckets split",
+            form.buckets_sql(unit.query, FIRST_BITS + 4, (FIRST_BITS, "<the differing buckets>")),
+        ),
+        (
+            "last: the rows of the differing buckets",
+            form.rows_sql(unit.query, FIRST_BITS, "<the differing buckets>"),
+        ),
+    ]
+    requests = []
+    for what, sql in rounds:
+        explained = kind_of(config).explain(unit.source, config, sql, parameters, project.root)
+        for request in explained["requests"]:
+            request["what"] = f"{what} — {request['what']}"
+            requests.append(request)
+        sent_to = explained["sent_to"]
+    return {"sent_to": sent_to, "requests": requests}
+
+
+def _reconcile_text(suite: Any, sources: dict[str, Any]) -> str:
+    """What a reconciliation does, in one line."""
+    from gatecheck.evaluation.reconcile import hashing_for
+
+    config = suite.reconcile
+    first, second = config.names
+    dialects = tuple(kind_of(sources[s.source]).reconcile or "" for s in config.sides.values())
+    hashing = hashing_for(dialects)  # type: ignore[arg-type]
+    how = {
+        "portable": "MD5 of the canonical form (the same in every engine)",
+        "clickhouse": "cityHash64 of the canonical values, in ClickHouse",
+        "postgresql": "hashtextextended of the canonical form, in PostgreSQL",
+    }[hashing]
+    values = ", ".join(config.values) or "nothing else"
+    return (
+        f"{first} vs {second} by {', '.join(config.keys)}; compared: {values} (numbers to "
+        f"{config.decimals} decimals); hashed with {how}; differing buckets split for at most "
+        f"{config.max_rounds} rounds, then their rows fetched (at most {config.max_rows} a side); "
+        f"missing = on {first} only, extra = on {second} only"
     )

@@ -242,13 +242,15 @@ class SqlForm:
             return f"bitShiftRight({expression}, {HASH_BITS - bits})"
         return f"({expression} >> {HASH_BITS - bits})"
 
-    def _within(self, kh: str, bits: int, prefixes: list[int] | None) -> str:
+    def _within(self, kh: str, bits: int, prefixes: list[int] | str | None) -> str:
+        """``WHERE`` the key hash's top ``bits`` are one of ``prefixes`` (a text: a
+        placeholder for ``gatecheck explain``)."""
         if prefixes is None:
             return ""
-        listed = ", ".join(map(str, sorted(prefixes)))
+        listed = prefixes if isinstance(prefixes, str) else ", ".join(map(str, sorted(prefixes)))
         return f"\nWHERE {self._shift(kh, bits)} IN ({listed})"
 
-    def buckets_sql(self, user_sql: str, bits: int, within: tuple[int, list[int]] | None) -> str:
+    def buckets_sql(self, user_sql: str, bits: int, within: tuple[int, list[int] | str] | None) -> str:
         """Per bucket of ``bits`` bits of the key hash: rows and the sum of row hashes, over
         the rows in ``within`` (bits, prefixes) or all of them."""
         body = user_sql.strip().rstrip(";")
@@ -261,7 +263,7 @@ class SqlForm:
             "GROUP BY gc_bucket"
         )
 
-    def rows_sql(self, user_sql: str, bits: int, prefixes: list[int]) -> str:
+    def rows_sql(self, user_sql: str, bits: int, prefixes: list[int] | str) -> str:
         """The rows in the buckets ``prefixes`` of ``bits`` bits: canonical key, row hash."""
         body = user_sql.strip().rstrip(";")
         return (

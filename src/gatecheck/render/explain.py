@@ -48,6 +48,8 @@ def render_explanation(document: dict[str, Any]) -> str:
             lines += [f"estimate   {line}" for line in _estimate_lines(estimate)]
         if check.get("compare"):
             lines.append(f"compare    {check['compare']}")
+        if check.get("reconcile"):
+            lines.append(f"reconcile  {check['reconcile']}")
         evidences = check.get("evidence_per_side") or ([check["evidence"]] if check["evidence"] else [])
         if not evidences:
             lines.append("evidence   no minimum: an empty result is inconclusive, any row is judged")

@@ -243,6 +243,25 @@ def explain_query(
         )
     for column, expression in query.derive.items():
         requests.append({"what": f"derive {column}", "text": f"{column} = {expression} (computed here)"})
+    if query.messages is not None:
+        spec = query.messages
+        window = f"[{document_time(start)}, {document_time(end)})"
+        requests.append(
+            {
+                "what": "count of the messages",
+                "text": f"messages of {spec.subject} on {spec.stream} stamped in {window}, counted as "
+                f"a count is (two ephemeral consumers); more than max_messages ({spec.max_messages}) "
+                "stops here: inconclusive",
+            }
+        )
+        columns = ", ".join(f"{c} from {w}" for c, w in spec.columns.items())
+        requests.append(
+            {
+                "what": "the messages",
+                "text": f"an ordered consumer on {spec.stream} (subject {spec.subject}) delivering from "
+                f"{document_time(start)}, read until {document_time(end)}: {columns}",
+            }
+        )
     return {"sent_to": f"NATS at {redact(config.url)}", "requests": requests}
 
 
