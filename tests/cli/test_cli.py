@@ -337,7 +337,7 @@ def test_run_junit_carries_the_evaluations_durations(warehouse: Path) -> None:
     assert result.exit_code == 0, result.output
     suite = ET.fromstring(result.stdout)
     cases = [float(case.get("time", "")) for case in suite.iter("testcase")]
-    assert float(suite.get("time", "")) > 0 and len(cases) == 5
+    assert float(suite.get("time", "")) > 0 and len(cases) == 6
     assert all(0 < case <= float(suite.get("time", "")) for case in cases)
 
 

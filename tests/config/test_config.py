@@ -188,7 +188,7 @@ BAD_CONFIGS = {
     "unknown suite in a gate": (
         "gates/warehouse-release.yaml",
         lambda d: d["checks"].append({"suite": "no_such_suite"}),
-        "gates/warehouse-release.yaml: checks[5].suite: unknown suite 'no_such_suite'",
+        "gates/warehouse-release.yaml: checks[6].suite: unknown suite 'no_such_suite'",
     ),
     "unknown required phase": (
         "gates/staging-soak.yaml",

@@ -186,8 +186,8 @@ def test_the_chart_opens_offline_in_a_real_browser(warehouse: Path, tmp_path: Pa
     assert "mark-rule" in dom  # the threshold lines
     assert "mark-line" in dom and "mark-symbol" in dom  # the observed series and its steps
     # every panel has its own time axis, in UTC and 24-hour time (never "06 PM")
-    panels = set(re.findall(r">((?:unmatched_edges|freshness_lag|rollup_parity|demand_grain_parity|unattributed_sessions): \w+)", dom))
-    assert {p.split(":")[0] for p in panels} == {"unmatched_edges", "freshness_lag", "rollup_parity", "demand_grain_parity", "unattributed_sessions"}
+    panels = set(re.findall(r">((?:unmatched_edges|freshness_lag|rollup_parity|rollup_reconcile|demand_grain_parity|unattributed_sessions): \w+)", dom))
+    assert {p.split(":")[0] for p in panels} == {"unmatched_edges", "freshness_lag", "rollup_parity", "rollup_reconcile", "demand_grain_parity", "unattributed_sessions"}
     assert dom.count(">as of (UTC)<") == len(panels), (dom.count(">as of (UTC)<"), panels)
     assert not re.search(r">\d\d? ?(AM|PM)<", dom)
     assert re.search(r">\d\d-\d\d \d\d:\d\d<", dom)  # a label such as 11-22 05:00
@@ -245,7 +245,7 @@ def test_many_steps_in_one_union_all_query_give_each_steps_own_frame(project_for
             pool = SourcePool(project, gate.environment, engine.source_factory)
             try:
                 for i, plan in enumerate(plan_checks(project, gate, AS_OF)):
-                    if plan.suite.compare is not None:
+                    if plan.suite.compare is not None or plan.suite.reconcile is not None:
                         continue  # asked side by side, step by step
                     source = pool.get(plan.suite.source)
                     plans = [plan_checks(project, gate, m)[i] for m in moments]

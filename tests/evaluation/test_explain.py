@@ -32,6 +32,8 @@ def test_the_explained_queries_are_what_a_run_sends(project_for, warehouse: Path
         target = Target.parse(f"chdb://{warehouse}?database=rollup_drift", warehouse)
         connection = clickhouse.connect(target)
         for check in document["checks"]:
+            if check["reconcile"] is not None:
+                continue  # its rounds: test_reconciliation_rounds_are_explained_as_sent
             rows = []
             for request in check["query"]["requests"]:  # a comparison: one per side
                 assert request["text"].startswith("SELECT * FROM (\n")
@@ -51,6 +53,29 @@ def test_the_explained_queries_are_what_a_run_sends(project_for, warehouse: Path
     assert failing.outcome.value == "fail"
     assert parity["window"]["start"] == failing.window.start.isoformat().replace("+00:00", "Z")
     assert parity["window"]["end"] == failing.window.end.isoformat().replace("+00:00", "Z")
+
+
+def test_reconciliation_rounds_are_explained_as_sent(project_for, warehouse: Path) -> None:
+    """A reconciliation's first round, sent as explained, answers the buckets the engine's
+    run compared (rows per side); the later rounds are shown with the buckets still to be
+    found; the one-line summary names its hashing and its kinds."""
+    project = project_for("rollup-drift")
+    document = explain(project, "warehouse-release", AS_OF, check="rollup_reconcile")
+    verdict = asyncio.run(evaluate(project, "warehouse-release", AS_OF))
+    (found,) = [c.reconciliation for c in verdict.checks if c.suite == "rollup_reconcile"]
+    assert found is not None
+    (check,) = document["checks"]
+    assert check["source"] == {"name": "warehouse", "type": "reconciliation"}
+    assert "cityHash64" in check["reconcile"] and "missing = on facts only" in check["reconcile"]
+    requests = check["query"]["requests"]
+    assert [r["what"].split(":")[0] for r in requests] == ["side facts (warehouse)"] * 3 + ["side rollup (warehouse)"] * 3
+    with ClickHouse() as clickhouse:
+        connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}?database=rollup_drift", warehouse))
+        for side, first in (("facts", requests[0]), ("rollup", requests[3])):
+            sent = {p["name"]: p["sent"] for p in first["parameters"]}
+            answer = connection.query_df(first["text"], sent)
+            assert int(answer["gc_rows"].sum()) == found.rows[side]
+    assert all("<the differing buckets>" in r["text"] for i, r in enumerate(requests) if i % 3)
 
 
 def test_windows_and_thresholds_name_where_they_came_from() -> None:

@@ -14,8 +14,9 @@ from gatecheck.results import Outcome, Verdict, VerdictState
 from ..conftest import AS_OF, evaluate
 
 WAREHOUSE_CHECKS = (
-    "unmatched_edges", "freshness_lag", "rollup_parity", "demand_grain_parity", "unattributed_sessions"
-)
+    "unmatched_edges", "freshness_lag", "rollup_parity", "rollup_reconcile", "demand_grain_parity",
+    "unattributed_sessions",
+)  # fmt: skip
 
 
 def run(project, phase: str = "warehouse-release", **kwargs) -> Verdict:
@@ -75,12 +76,35 @@ def test_healthy_is_go_with_evidence(project_for) -> None:
 def test_each_defect_is_no_go_naming_the_exact_group(project_for, scenario, suite, column, group) -> None:
     verdict = run(project_for(scenario))
     assert verdict.verdict is VerdictState.NO_GO
-    # One thing broken: exactly that check fails, the others still pass.
+    # One thing broken: exactly that check fails (a rollup's drift: both rollup checks), the
+    # others still pass.
     expected = dict.fromkeys(WAREHOUSE_CHECKS, Outcome.PASS) | {suite: Outcome.FAIL}
+    if scenario == "rollup-drift":
+        expected["rollup_reconcile"] = Outcome.FAIL
     assert outcomes(verdict) == expected
     groups = failing_groups(verdict, suite)
     assert [(c, g) for c, g, _ in groups] == [(column, group)]
     assert suite in verdict.reasons[0]
+
+
+def test_a_drifted_rollup_key_is_named_by_the_reconciliation(project_for) -> None:
+    """rollup-drift counted 7 sessions twice in one hour and key: the reconciliation names
+    that key as changed — nothing missing, extra or duplicated — having fetched only the rows
+    of its differing bucket."""
+    drift = run(project_for("rollup-drift"))
+    (check,) = [c for c in drift.checks if c.suite == "rollup_reconcile"]
+    found = check.reconciliation
+    assert found is not None and found.hashing == "clickhouse"
+    assert (found.missing, found.extra, found.changed, found.duplicated) == (0, 0, 1, 0)
+    assert found.samples["changed"] == [{
+        "hour": (AS_OF - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ"), "gateway": "gw-iad-1",
+        "region": "us-east", "pipeline": "text-to-image", "model_id": "sdxl-lightning",
+    }]  # fmt: skip
+    fetched = [r for r in found.rounds if r.what == "rows"]
+    assert len(fetched) == 1 and max(fetched[0].transferred.values()) < found.rows["rollup"]
+    healthy = run(project_for("healthy"))
+    (same,) = [c for c in healthy.checks if c.suite == "rollup_reconcile"]
+    assert same.reconciliation is not None and [r.what for r in same.reconciliation.rounds] == ["buckets"]
 
 
 def test_failure_values_are_the_observed_ones(project_for) -> None:

@@ -357,6 +357,8 @@ def test_a_window_that_prunes_nothing_is_named_with_what_to_do(
         "(ingest_ts is not in its sort key, partition or a skip index)",
         "problem: staging/warehouse: rollup_parity reads all 30k rows of session_facts for a 6h window "
         "(session_start_ts is not in its sort key, partition or a skip index)",
+        "problem: staging/warehouse: rollup_reconcile.facts reads all 30k rows of session_facts for a 6h "
+        "window (session_start_ts is not in its sort key, partition or a skip index)",
         "problem: staging/warehouse: unattributed_sessions reads all 30k rows of session_facts for a 1h "
         "window (session_start_ts is not in its sort key, partition or a skip index)",
     ], result.stdout

@@ -81,7 +81,7 @@ def test_a_waived_failure_is_go_with_the_waiver_shown_and_revoking_blocks_again(
     assert edges["expectations"][0]["failing_groups"][0]["group"] == {"edge_type": "start->first_segment"}
     assert (edges["waiver"]["id"], edges["waiver"]["by"]) == ("W1", "alice")
     assert edges["waiver"]["reason"] == "vendor stream backfilling until Friday"
-    assert document["reasons"][0] == "4 of 5 required checks passed"
+    assert document["reasons"][0] == "5 of 6 required checks passed"
     assert document["reasons"][1].startswith("required check failed, waived: unmatched_edges — ")
     assert "[waiver W1 by alice until " in document["reasons"][1]
 

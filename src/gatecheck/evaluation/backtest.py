@@ -258,6 +258,10 @@ def _chunks(
     return [(a, min(a + size, len(times))) for a in range(0, len(times), size)]
 
 
+class _StepByStep(Exception):
+    """This check's steps are fetched one by one."""
+
+
 async def _fetch_steps(
     pool: Any,
     limit: asyncio.Semaphore,
@@ -274,6 +278,10 @@ async def _fetch_steps(
     frames = None
     async with limit:
         try:
+            if suite.reconcile is not None:
+                # a reconciliation's rounds depend on each step's own differing buckets: every
+                # step runs its own (below)
+                raise _StepByStep
             # each side's steps in one request (a comparison: both sides, then joined at once)
             sides = []
             for _, unit in suite.units():
@@ -294,6 +302,8 @@ async def _fetch_steps(
                 frames = compare_steps(suite.compare, dict(zip(names, sides, strict=True)))  # type: ignore[arg-type]
         except asyncio.CancelledError:
             raise
+        except _StepByStep:
+            frames = None
         except Exception as exc:  # each step is asked again and gets its own answer
             log.debug("backtest: %s in one request failed (%s); step by step", suite.name, exc)
             frames = None

@@ -405,6 +405,28 @@ class Outcome:
         return sum(sum(r.transferred.values()) for r in self.rounds)
 
 
+class SidesFailed(Exception):
+    """Both sides' requests of one round failed: each one's error."""
+
+    def __init__(self, errors: list[BaseException]) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = errors
+
+
+async def _both(first: Any, second: Any) -> tuple[Any, Any]:
+    """Both sides' answers to one round, asked at once; a failure raises it (both: SidesFailed)."""
+    import asyncio
+
+    answers = list(await asyncio.gather(first, second, return_exceptions=True))
+    a, b = answers
+    errors = [r for r in answers if isinstance(r, BaseException)]
+    if len(errors) == 2:
+        raise SidesFailed(errors)
+    if errors:
+        raise errors[0]
+    return a, b
+
+
 def _differing(a: dict[int, tuple[int, int]], b: dict[int, tuple[int, int]]) -> list[int]:
     return sorted(k for k in set(a) | set(b) if a.get(k, (0, 0)) != b.get(k, (0, 0)))
 
@@ -425,11 +447,10 @@ async def reconcile(
     at most ``max_buckets`` finer ones until they hold at most ``fetch_rows`` rows (or
     ``max_rounds`` rounds were asked), then their rows are fetched — at most ``max_rows`` a
     side, else the counts are lower bounds (``capped``)."""
-    import asyncio
 
     rounds: list[Round] = []
     bits = first_bits
-    a, b = await asyncio.gather(first.buckets(bits, None), second.buckets(bits, None))
+    a, b = await _both(first.buckets(bits, None), second.buckets(bits, None))
     rows = {first.name: sum(n for n, _ in a.values()), second.name: sum(n for n, _ in b.values())}
     differing = _differing(a, b)
     rounds.append(
@@ -445,7 +466,7 @@ async def reconcile(
         extra = max(1, min(HASH_BITS - bits, int(math.log2(max(1, max_buckets // len(differing))))))
         within = (bits, differing)
         bits += extra
-        a, b = await asyncio.gather(first.buckets(bits, within), second.buckets(bits, within))
+        a, b = await _both(first.buckets(bits, within), second.buckets(bits, within))
         differing = _differing(a, b)
         rounds.append(
             Round(
@@ -475,7 +496,7 @@ async def reconcile(
     if chunk:
         chunks.append(chunk)
     for part in chunks:
-        got_a, got_b = await asyncio.gather(first.rows(bits, part), second.rows(bits, part))
+        got_a, got_b = await _both(first.rows(bits, part), second.rows(bits, part))
         fetched[first.name].extend(got_a)
         fetched[second.name].extend(got_b)
         rounds.append(

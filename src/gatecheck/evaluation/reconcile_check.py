@@ -21,6 +21,7 @@ from gatecheck.evaluation.plan import query_parameters
 from gatecheck.evaluation.reconcile import (
     KINDS,
     MemorySide,
+    SidesFailed,
     SqlForm,
     SqlSide,
     decode_key,
@@ -174,14 +175,24 @@ async def fetch_reconciled(
         outcome = await reconcile(
             sides[0], sides[1], sample=config.sample, max_rows=config.max_rows, max_rounds=config.max_rounds
         )
-    except SideFailed as failed:
-        every = [failed, *getattr(failed, "others", [])]
+    except (SideFailed, SidesFailed) as failed:
+        if isinstance(failed, SidesFailed):
+            every = [e for e in failed.errors if isinstance(e, SideFailed)]
+            if len(every) != len(failed.errors):
+                raise next(e for e in failed.errors if not isinstance(e, SideFailed)) from failed
+        else:
+            every = [failed, *getattr(failed, "others", [])]
         down = {f.side for f in every if isinstance(f.error, SourceUnavailable | SourceTimeout)}
         sides_result = [
             SideResult(side=n, source=u.source, source_available=n not in down)
             for n, u in zip(names, units, strict=True)
         ]
-        reason = "; ".join(f"side {f.side}: source {_source_of(suite, f.side)}: {f.error}" for f in every)
+        said = {(_source_of(suite, f.side), str(f.error)) for f in every}
+        if len(every) == len(names) and len(said) == 1:  # one source down under both sides: said once
+            ((source, error),) = said
+            reason = f"source {source}: {error}"
+        else:
+            reason = "; ".join(f"side {f.side}: source {_source_of(suite, f.side)}: {f.error}" for f in every)
         if all(isinstance(f.error, TooMuchToRead) for f in every):
             return CheckResult(
                 **base, outcome=Outcome.INCONCLUSIVE, source_available=True, reason=reason, sides=sides_result
