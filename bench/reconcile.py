@@ -1,0 +1,275 @@
+"""Benchmark: reconciliation by key, pushed down, against pulling both sides into Python.
+
+    .venv/bin/python bench/reconcile.py [--rows 10M] [--pg-rows 1M] [--planted 100] [--repeat 3]
+
+Two pairs of sides with the same records and planted differences — ``--planted`` of each
+kind: missing (on the first side only), extra (on the second only), changed (an athlete
+and a score), duplicated (written twice on the second side):
+
+- chDB against chDB, ``--rows`` records a side (native hashing: ``cityHash64``);
+- chDB against the embedded PostgreSQL, ``--pg-rows`` a side (portable hashing: MD5).
+
+For each pair it prints: whether every planted key was found and nothing else; the rows
+that crossed from the sources (bucket answers and fetched rows) against the rows compared;
+the reconciliation's time (median of ``--repeat``) against one full scan of each side (a
+``count`` that reads every compared column of every row) as a ratio; and the naive route —
+both sides' rows pulled into pandas and compared there — as a ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from gatecheck.demo.database import EmbeddedPostgres
+from gatecheck.evaluation.reconcile import SqlForm, SqlSide, decode_key, hashing_for, reconcile
+from gatecheck.sources.clickhouse import ClickHouseSource, ClickHouseSourceConfig
+from gatecheck.sources.clickhouse.connection import ClickHouse, Target
+from gatecheck.sources.postgresql import PostgreSQLSource, PostgreSQLSourceConfig
+
+KEYS = {"id": "text"}
+VALUES = {"athlete": "text", "score": "number", "seen": "timestamp"}
+KINDS = ("missing", "extra", "changed", "duplicated")
+
+
+def planted(rows: int, count: int) -> dict[str, list[int]]:
+    """The record numbers of each kind of difference, spread over the table."""
+    stride = rows // (4 * count + 1)
+    numbers = [stride * (k + 1) for k in range(4 * count)]
+    return {
+        "missing": numbers[0::4],
+        "extra": [rows + k for k in range(count)],
+        "changed": numbers[1::4],
+        "duplicated": numbers[2::4],
+    }
+
+
+def _in(numbers: list[int]) -> str:
+    return ", ".join(map(str, numbers))
+
+
+def clickhouse_tables(admin: Any, rows: int, plant: dict[str, list[int]], suffix: str) -> tuple[str, str]:
+    admin.command("CREATE DATABASE IF NOT EXISTS bench_reconcile")
+    a, b = f"bench_reconcile.a_{suffix}", f"bench_reconcile.b_{suffix}"
+    for table in (a, b):
+        admin.command(f"DROP TABLE IF EXISTS {table}")
+        admin.command(
+            f"CREATE TABLE {table} (id String, athlete String, score Float64, seen DateTime64(3, 'UTC')) "
+            "ENGINE = MergeTree ORDER BY id"
+        )
+    columns = (
+        "concat('msg-', toString(number)), concat('ath-', toString(number % 37)), (number % 400) / 8, "
+        "toDateTime64('2026-11-01 00:00:00', 3, 'UTC') + toIntervalMillisecond(number * 1001)"
+    )
+    admin.command(f"INSERT INTO {a} SELECT {columns} FROM numbers({rows})")
+    changed = (
+        f"concat('msg-', toString(number)), if(number IN ({_in(plant['changed'])}), 'someone', "
+        f"concat('ath-', toString(number % 37))), (number % 400) / 8, "
+        "toDateTime64('2026-11-01 00:00:00', 3, 'UTC') + toIntervalMillisecond(number * 1001)"
+    )
+    admin.command(
+        f"INSERT INTO {b} SELECT {changed} FROM numbers({rows + len(plant['extra'])}) "
+        f"WHERE number NOT IN ({_in(plant['missing'])})"
+    )
+    admin.command(
+        f"INSERT INTO {b} SELECT {columns} FROM numbers({rows}) WHERE number IN ({_in(plant['duplicated'])})"
+    )
+    return f"SELECT id, athlete, score, seen FROM {a}", f"SELECT id, athlete, score, seen FROM {b}"
+
+
+def postgresql_table(url: str, rows: int, plant: dict[str, list[int]]) -> str:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("DROP TABLE IF EXISTS bench_b")
+        connection.execute(
+            "CREATE TABLE bench_b (id text, athlete text, score numeric(10,3), seen timestamptz)"
+        )
+        connection.execute(
+            "INSERT INTO bench_b SELECT 'msg-' || n, CASE WHEN n = ANY(%s) THEN 'someone' ELSE 'ath-' || n %% 37 END, "
+            "(n %% 400) / 8.0, timestamptz '2026-11-01 00:00:00+00' + n * interval '1001 milliseconds' "
+            "FROM generate_series(0, %s) AS n WHERE NOT n = ANY(%s)",
+            [plant["changed"], rows + len(plant["extra"]) - 1, plant["missing"]],
+        )
+        connection.execute(
+            "INSERT INTO bench_b SELECT 'msg-' || n, 'ath-' || n %% 37, (n %% 400) / 8.0, "
+            "timestamptz '2026-11-01 00:00:00+00' + n * interval '1001 milliseconds' FROM unnest(%s::int[]) AS n",
+            [plant["duplicated"]],
+        )
+        connection.execute("VACUUM ANALYZE bench_b")
+    return "SELECT id, athlete, score, seen FROM bench_b"
+
+
+async def timed_reconcile(first: SqlSide, second: SqlSide) -> tuple[Any, float]:
+    started = time.perf_counter()
+    outcome = await reconcile(first, second, sample=10_000, max_rows=1_000_000)
+    return outcome, time.perf_counter() - started
+
+
+async def full_scan(side: SqlSide) -> float:
+    """One full scan of a side: every compared column of every row read, nothing returned."""
+    if side.form.dialect == "clickhouse":
+        sql = f"SELECT count() AS n FROM ({side.sql}) WHERE NOT ignore(id, athlete, score, seen)"
+    else:
+        sql = f"SELECT count(*) AS n FROM ({side.sql}) AS s WHERE s IS NOT NULL"
+    started = time.perf_counter()
+    await side.source.query(sql, {})
+    return time.perf_counter() - started
+
+
+def pulled(first: SqlSide, second: SqlSide, clients: dict[str, Any]) -> tuple[dict[str, set[str]], float]:
+    """The naive route: both sides' rows into pandas, compared there."""
+    import pandas as pd
+
+    started = time.perf_counter()
+    frames = []
+    for side in (first, second):
+        if side.form.dialect == "clickhouse":
+            frame = clients["clickhouse"].query_df(side.sql)
+        else:
+            import psycopg
+
+            with psycopg.connect(clients["postgresql"]) as connection:
+                frame = pd.DataFrame(
+                    connection.execute(side.sql).fetchall(), columns=["id", "athlete", "score", "seen"]
+                )
+        frame["score"] = frame["score"].astype(float).round(6)
+        frame["seen"] = pd.to_datetime(frame["seen"], utc=True)
+        frames.append(frame)
+    a, b = frames
+    counts_a, counts_b = a["id"].value_counts(), b["id"].value_counts()
+    duplicated = set(counts_a[counts_a > 1].index) | set(counts_b[counts_b > 1].index)
+    missing = set(a["id"]) - set(b["id"])
+    extra = set(b["id"]) - set(a["id"])
+    joined = a.drop_duplicates().merge(b.drop_duplicates(), on="id", how="inner", suffixes=("_a", "_b"))
+    differs = (
+        (joined["athlete_a"] != joined["athlete_b"])
+        | (joined["score_a"] != joined["score_b"])
+        | (joined["seen_a"] != joined["seen_b"])
+    )
+    changed = set(joined.loc[differs, "id"])
+    return {
+        "missing": missing,
+        "extra": extra,
+        "changed": changed,
+        "duplicated": duplicated,
+    }, time.perf_counter() - started
+
+
+def check(outcome: Any, plant: dict[str, list[int]]) -> bool:
+    found = {kind: {decode_key(k, ["id"])["id"] for k in keys} for kind, keys in outcome.samples.items()}
+    expected = {kind: {f"msg-{n}" for n in numbers} for kind, numbers in plant.items()}
+    return found == expected and outcome.counts == {k: len(v) for k, v in expected.items()}
+
+
+def report(
+    label: str,
+    rows: int,
+    plant: dict[str, list[int]],
+    first: SqlSide,
+    second: SqlSide,
+    repeat: int,
+    clients: dict[str, Any],
+) -> None:
+    async def run() -> tuple[Any, list[float], list[float]]:
+        outcome, _ = await timed_reconcile(first, second)  # warm-up
+        times = []
+        for _ in range(repeat):
+            outcome, took = await timed_reconcile(first, second)
+            times.append(took)
+        scans = []
+        for _ in range(repeat):
+            scans.append(await full_scan(first) + await full_scan(second))
+        return outcome, times, scans
+
+    outcome, times, scans = asyncio.run(run())
+    compared = sum(outcome.rows.values())
+    naive_sets, naive_time = pulled(first, second, clients)
+    naive_right = naive_sets == {kind: {f"msg-{n}" for n in numbers} for kind, numbers in plant.items()}
+    took, scan = statistics.median(times), statistics.median(scans)
+    rounds = [r.what for r in outcome.rounds]
+    print(f"\n{label}: {rows:,} records a side, {len(plant['missing'])} planted of each kind")
+    print(f"  found every planted key and nothing else: {check(outcome, plant)} (counts {outcome.counts})")
+    print(
+        f"  rounds: {rounds.count('buckets')} bucket rounds, {rounds.count('rows')} fetches; rows crossed "
+        f"{outcome.transferred:,} of {compared:,} compared = {outcome.transferred / compared:.3%}"
+    )
+    print(f"  reconcile {took:.3f} s vs one full scan of each side {scan:.3f} s: {took / scan:.2f}x")
+    print(
+        f"  pull both sides into pandas and compare: {naive_time:.3f} s (right: {naive_right}): {naive_time / took:.1f}x the reconciliation"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", default="10M")
+    parser.add_argument("--pg-rows", default="1M")
+    parser.add_argument("--planted", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    def count(text: str) -> int:
+        return int(
+            float(text.rstrip("MK"))
+            * (1_000_000 if text.endswith("M") else 1000 if text.endswith("K") else 1)
+        )
+
+    rows, pg_rows = count(args.rows), count(args.pg_rows)
+    work = Path(tempfile.mkdtemp(prefix="gatecheck-bench-reconcile-"))
+    hub = ClickHouse()
+    target = Target.parse(f"chdb://{work / 'chdb'}?database=default", work)
+    admin = hub.connect(target, create=True)
+    postgres = EmbeddedPostgres(work / "postgres").start()
+    try:
+        url = postgres.fresh_url("bench")
+        config = ClickHouseSourceConfig(type="clickhouse", url=f"chdb://{work / 'chdb'}", timeout="600s")
+
+        def ch(name: str, sql: str, hashing: str) -> SqlSide:
+            source = ClickHouseSource(name, config, work, hub)
+            return SqlSide(name, source, sql, {}, SqlForm("clickhouse", hashing, KEYS, VALUES, 3))  # type: ignore[arg-type]
+
+        plant = planted(rows, args.planted)
+        started = time.perf_counter()
+        a_sql, b_sql = clickhouse_tables(admin.client, rows, plant, "big")
+        print(f"built chDB sides of {rows:,} records in {time.perf_counter() - started:.1f} s")
+        native = hashing_for(("clickhouse", "clickhouse"))
+        report(
+            "chDB vs chDB",
+            rows,
+            plant,
+            ch("a", a_sql, native),
+            ch("b", b_sql, native),
+            args.repeat,
+            {"clickhouse": admin.client},
+        )
+
+        plant = planted(pg_rows, args.planted)
+        a_sql, _ = clickhouse_tables(admin.client, pg_rows, plant, "small")
+        pg_sql = postgresql_table(url, pg_rows, plant)
+        portable = hashing_for(("clickhouse", "postgresql"))
+        pg_config = PostgreSQLSourceConfig(type="postgresql", url=url, timeout="600s")
+        pg_side = SqlSide(
+            "b",
+            PostgreSQLSource("b", pg_config, work),
+            pg_sql,
+            {},
+            SqlForm("postgresql", portable, KEYS, VALUES, 3),
+        )
+        report(
+            "chDB vs PostgreSQL", pg_rows, plant, ch("a", a_sql, portable), pg_side, args.repeat,
+            {"clickhouse": admin.client, "postgresql": url},
+        )  # fmt: skip
+    finally:
+        hub.close()
+        postgres.stop()
+
+
+if __name__ == "__main__":
+    main()
