@@ -91,14 +91,16 @@ def postgresql_table(url: str, rows: int, plant: dict[str, list[int]]) -> str:
             "CREATE TABLE bench_b (id text, athlete text, score numeric(10,3), seen timestamptz)"
         )
         connection.execute(
-            "INSERT INTO bench_b SELECT 'msg-' || n, CASE WHEN n = ANY(%s) THEN 'someone' ELSE 'ath-' || n %% 37 END, "
-            "(n %% 400) / 8.0, timestamptz '2026-11-01 00:00:00+00' + n * interval '1001 milliseconds' "
+            "INSERT INTO bench_b SELECT 'msg-' || n, "
+            "CASE WHEN n = ANY(%s) THEN 'someone' ELSE 'ath-' || n %% 37 END, (n %% 400) / 8.0, "
+            "timestamptz '2026-11-01 00:00:00+00' + n * interval '1001 milliseconds' "
             "FROM generate_series(0, %s) AS n WHERE NOT n = ANY(%s)",
             [plant["changed"], rows + len(plant["extra"]) - 1, plant["missing"]],
         )
         connection.execute(
             "INSERT INTO bench_b SELECT 'msg-' || n, 'ath-' || n %% 37, (n %% 400) / 8.0, "
-            "timestamptz '2026-11-01 00:00:00+00' + n * interval '1001 milliseconds' FROM unnest(%s::int[]) AS n",
+            "timestamptz '2026-11-01 00:00:00+00' + n * interval '1001 milliseconds' "
+            "FROM unnest(%s::int[]) AS n",
             [plant["duplicated"]],
         )
         connection.execute("VACUUM ANALYZE bench_b")
@@ -201,7 +203,8 @@ def report(
     )
     print(f"  reconcile {took:.3f} s vs one full scan of each side {scan:.3f} s: {took / scan:.2f}x")
     print(
-        f"  pull both sides into pandas and compare: {naive_time:.3f} s (right: {naive_right}): {naive_time / took:.1f}x the reconciliation"
+        f"  pull both sides into pandas and compare: {naive_time:.3f} s (right: {naive_right}): "
+        f"{naive_time / took:.1f}x the reconciliation"
     )
 
 
