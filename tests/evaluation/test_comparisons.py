@@ -455,3 +455,29 @@ def test_the_backtest_asks_each_side_once_for_all_steps_and_judges_each_step_as_
         assert mine.observed == {f"{e.column or e.type}": e.observed_value for e in theirs.expectations}
         outcomes.append(theirs.outcome)
     assert Outcome.FAIL in outcomes and Outcome.PASS in outcomes  # the drifted hours enter the window
+
+
+def test_the_keys_found_reach_the_page_the_markdown_and_a_notification(
+    integrity_config, bus_for, postgres_for
+) -> None:
+    """What the reconciliation found, where people read it: the phase page, the markdown
+    report and the notification's text name the missing and duplicated message ids."""
+    from gatecheck.render.html import render_verdict_page
+    from gatecheck.render.verdict import render_markdown
+    from gatecheck.results import VerdictState
+    from gatecheck.service.notify import message_text
+
+    project = load_project(integrity_config, environ={
+        "GATECHECK_NATS_URL": bus_for("healthy"), "GATECHECK_NATS_PRODUCTION_URL": bus_for("healthy"),
+        "GATECHECK_POSTGRES_URL": postgres_for("db-duplicates", live=True),
+    })  # fmt: skip
+    verdict: Verdict = asyncio.run(evaluate(project, "integrity"))
+    assert verdict.verdict is VerdictState.NO_GO
+    page = render_verdict_page(verdict)
+    assert "by message_id: missing 40, extra 0, changed 0, duplicated 40" in page
+    assert "duplicated: bus-000000, bus-000001" in page
+    markdown = render_markdown(verdict)
+    assert "missing: bus-000200, bus-000201" in markdown
+    text = message_text(None, verdict, "http://gatecheck/phases/integrity")
+    assert "message_id: missing bus-000200, bus-000201, bus-000202 (+37 more)" in text
+    assert "duplicated bus-000000, bus-000001, bus-000002 (+37 more)" in text

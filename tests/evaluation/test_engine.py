@@ -59,7 +59,14 @@ def project() -> Project:
 
 
 def agreeing_buckets(suite: Any) -> dict[str, pd.DataFrame]:
-    """A reconciliation's sides answering its first round alike: 60 rows in two buckets."""
+    """A reconciliation's sides answering its first round alike, 60 rows each: sides on two
+    sources each their two buckets; on one source, the one query's row of totals (no bucket
+    differs)."""
+    sources = {side.source for side in suite.reconcile.sides.values()}
+    if len(sources) == 1:
+        joint = pd.DataFrame({"gc_bucket": [1], "gc_n0": [30], "gc_h0": [5], "gc_n1": [30], "gc_h1": [5],
+                              "gc_t0": [60], "gc_t1": [60]})  # fmt: skip
+        return dict.fromkeys(suite.reconcile.sides, joint)
     buckets = pd.DataFrame({"gc_bucket": [1, 2], "gc_rows": [30, 30], "gc_hash": [5, 7]})
     return dict.fromkeys(suite.reconcile.sides, buckets)
 

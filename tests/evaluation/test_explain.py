@@ -68,14 +68,17 @@ def test_reconciliation_rounds_are_explained_as_sent(project_for, warehouse: Pat
     assert check["source"] == {"name": "warehouse", "type": "reconciliation"}
     assert "cityHash64" in check["reconcile"] and "missing = on facts only" in check["reconcile"]
     requests = check["query"]["requests"]
-    assert [r["what"].split(":")[0] for r in requests] == ["side facts (warehouse)"] * 3 + ["side rollup (warehouse)"] * 3
+    # both sides on one source: one query a round over both, compared in the engine
+    assert [r["what"].split(":")[0] for r in requests] == ["sides facts and rollup (warehouse)"] * 3
     with ClickHouse() as clickhouse:
         connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}?database=rollup_drift", warehouse))
-        for side, first in (("facts", requests[0]), ("rollup", requests[3])):
-            sent = {p["name"]: p["sent"] for p in first["parameters"]}
-            answer = connection.query_df(first["text"], sent)
-            assert int(answer["gc_rows"].sum()) == found.rows[side]
-    assert all("<the differing buckets>" in r["text"] for i, r in enumerate(requests) if i % 3)
+        first = requests[0]
+        sent = {p["name"]: p["sent"] for p in first["parameters"]}
+        answer = connection.query_df(first["text"], sent)
+        assert int(answer["gc_t0"].iloc[0]) == found.rows["facts"] and int(answer["gc_t1"].iloc[0]) == found.rows["rollup"]
+        differing = answer[(answer["gc_n0"] != answer["gc_n1"]) | (answer["gc_h0"] != answer["gc_h1"])]
+        assert len(differing) == found.rounds[0].differing == 1  # the drifted hour and key's bucket
+    assert all("<the differing buckets>" in r["text"] for r in requests[1:])
 
 
 def test_windows_and_thresholds_name_where_they_came_from() -> None:

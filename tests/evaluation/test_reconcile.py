@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gatecheck.evaluation.reconcile import (
+    JointPair,
     MemorySide,
     SqlForm,
     SqlSide,
@@ -102,14 +103,21 @@ class Engines:
         return SqlSide(name, source, sql, {}, SqlForm(engine, hashing, KEYS, VALUES, 4))  # type: ignore[arg-type]
 
     def pair(
-        self, engines: tuple[str, str], first: list[Record], second: list[Record], **options: Any
-    ) -> tuple[Any, SqlSide, SqlSide]:
+        self, engines: tuple[str, str], first: list[Record], second: list[Record], joint: bool = False,
+        **options: Any,
+    ) -> tuple[Any, SqlSide, SqlSide]:  # fmt: skip
+        """Reconcile ``first`` against ``second``; ``joint``: both on one source, each round one
+        query over both."""
         hashing = hashing_for(engines)
         a = self.side("a", engines[0], self.table(engines[0], first), hashing)
         b = self.side("b", engines[1], self.table(engines[1], second), hashing)
 
         async def run() -> Any:
             try:
+                if joint:
+                    assert engines[0] == engines[1]
+                    both = JointPair(("a", "b"), a.source, (a.sql, b.sql), {}, a.form)
+                    return await reconcile(both, sample=1000, **options)
                 return await reconcile(a, b, sample=1000, **options)
             finally:
                 for side in (a, b):
@@ -241,10 +249,36 @@ def test_identical_sides_cost_only_their_bucket_hashes(engines: Engines, pair: t
     assert outcome.transferred <= 2 * 500  # bucket answers only: never a row
 
 
-@pytest.mark.parametrize("pair", PAIRS, ids=["-".join(p) for p in PAIRS])
+@pytest.mark.parametrize("engine", ["clickhouse", "postgresql"])
+def test_two_sides_on_one_source_compare_their_buckets_in_the_engine(engines: Engines, engine: str) -> None:
+    """Both sides on one source: one query a round compares the buckets where the data is —
+    identical sides answer one row (the totals), never a bucket; a difference answers its
+    bucket only."""
+    records = [record(i) for i in range(500)]
+    same, _, _ = engines.pair((engine, engine), records, records, joint=True)
+    assert same.rows == {"a": 500, "b": 500} and same.counts["changed"] == 0
+    assert [(r.what, r.transferred) for r in same.rounds] == [("buckets", {"both": 1})]
+    one_off = [record(i, athlete="x") if i == 250 else r for i, r in enumerate(records)]
+    changed, _, _ = engines.pair((engine, engine), records, one_off, joint=True)
+    assert changed.counts == {"missing": 0, "extra": 0, "changed": 1, "duplicated": 0}
+    # its bucket (and the one row that carries the totals, unless it is that bucket)
+    assert [r.what for r in changed.rounds] == ["buckets", "rows"]
+    assert changed.rounds[0].transferred["both"] in (1, 2)
+    assert changed.rounds[1].transferred == {"a": 1, "b": 1}
+    empty, _, _ = engines.pair((engine, engine), [], [], joint=True)
+    assert empty.rows == {"a": 0, "b": 0} and empty.counts["missing"] == 0
+
+
+JOINT = [("clickhouse", "clickhouse", True), ("postgresql", "postgresql", True)]
+PAIRS_AND_JOINT = [(*p, False) for p in PAIRS] + JOINT
+
+
+@pytest.mark.parametrize(
+    "pair", PAIRS_AND_JOINT, ids=["-".join(p[:2]) + ("-one-source" if p[2] else "") for p in PAIRS_AND_JOINT]
+)
 @pytest.mark.parametrize("split", [False, True], ids=["one-round", "split-rounds"])
 def test_every_kind_of_difference_is_found_by_key(
-    engines: Engines, pair: tuple[str, str], split: bool
+    engines: Engines, pair: tuple[str, str, bool], split: bool
 ) -> None:
     """Missing, extra, changed (a value, a NULL against a value), duplicated on either side,
     a NULL key — exactly the true sets, whether the differing buckets are fetched at once or
@@ -261,7 +295,7 @@ def test_every_kind_of_difference_is_found_by_key(
     first = [both_null if r[0] == "msg-00003" else r for r in first]  # NULLs alike: not changed
     second = [both_null if r[0] == "msg-00003" else r for r in second]
     options = {"first_bits": 2, "fetch_rows": 16, "max_buckets": 8} if split else {}
-    outcome, _, _ = engines.pair(pair, first, second, **options)
+    outcome, _, _ = engines.pair(pair[:2], first, second, joint=pair[2], **options)
     expected = truth(first, second)
     assert found_sets(outcome) == expected
     assert outcome.counts == {kind: len(keys) for kind, keys in expected.items()}
@@ -333,18 +367,25 @@ def _tables() -> st.SearchStrategy[tuple[list[Record], list[Record]]]:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(tables=_tables(), first_bits=st.integers(1, 13), fetch_rows=st.integers(1, 50))
+@given(
+    tables=_tables(), first_bits=st.integers(1, 20), fetch_rows=st.integers(1, 50),
+    how=st.sampled_from(["clickhouse-postgresql", "clickhouse-one-source"]),
+)  # fmt: skip
 def test_the_reported_sets_are_the_true_sets(
-    engines: Engines, tables: tuple[list[Record], list[Record]], first_bits: int, fetch_rows: int
+    engines: Engines, tables: tuple[list[Record], list[Record]], first_bits: int, fetch_rows: int, how: str
 ) -> None:
-    """For random pairs of tables with random differences — on chDB against PostgreSQL, with
-    random bucket sizes so any number of rounds happens — the keys reported of each kind are
-    exactly the true ones."""
+    """For random pairs of tables with random differences — on chDB against PostgreSQL, and
+    both on one chDB compared in the engine, with random bucket sizes so any number of rounds
+    happens — the keys reported of each kind are exactly the true ones."""
     first, second = tables
+    engines_pair = (
+        ("clickhouse", "postgresql") if how == "clickhouse-postgresql" else ("clickhouse", "clickhouse")
+    )
     outcome, _, _ = engines.pair(
-        ("clickhouse", "postgresql"),
+        engines_pair,
         first,
         second,
+        joint=how == "clickhouse-one-source",
         first_bits=first_bits,
         fetch_rows=fetch_rows,
         max_buckets=16,
@@ -357,3 +398,120 @@ def test_classify_counts_a_key_once_per_kind() -> None:
     counts, samples = classify([("1:a", 1), ("1:a", 1), ("1:b", 2)], [("1:a", 1), ("1:c", 3)], sample=1)
     assert counts == {"missing": 1, "extra": 1, "changed": 0, "duplicated": 1}
     assert samples == {"missing": ["1:b"], "extra": ["1:c"], "changed": [], "duplicated": ["1:a"]}
+
+
+# ---------------------------------------------------------------- a NATS side
+
+
+def publish(
+    url: str, stream: str, messages: list[tuple[str | None, dict[str, Any]]]
+) -> tuple[datetime, datetime]:
+    """A stream of its own on the test's nats-server, and messages with a ``Msg-Id`` header
+    (None: no header) and a JSON payload; the window around them."""
+    import json
+
+    from gatecheck.demo.bus import _connect
+
+    async def go() -> tuple[datetime, datetime]:
+        from nats.js.api import StreamConfig
+
+        connection = await _connect(url)
+        try:
+            js = connection.jetstream()
+            await js.add_stream(StreamConfig(name=stream, subjects=[f"{stream.lower()}.>"]))
+            start = datetime.now(UTC) - timedelta(seconds=1)
+            for header, payload in messages:
+                await js.publish(
+                    f"{stream.lower()}.hrv", json.dumps(payload).encode(), stream=stream,
+                    headers={"Msg-Id": header} if header is not None else None,
+                )  # fmt: skip
+            return start, datetime.now(UTC) + timedelta(seconds=1)
+        finally:
+            await connection.close()
+
+    return asyncio.run(go())
+
+
+def nats_side(
+    url: str, stream: str, window: tuple[datetime, datetime], max_messages: int = 1000
+) -> MemorySide:
+    from gatecheck.sources.nats import NatsQuery, NatsSource, NatsSourceConfig
+
+    query = NatsQuery.model_validate({"messages": {
+        "stream": stream, "subject": f"{stream.lower()}.hrv", "max_messages": max_messages,
+        "columns": {"id": "header:Msg-Id", "athlete": "payload:reading.athlete", "score": "payload:score",
+                    "seen": "payload:seen", "ok": "payload:ok", "n": "sequence"},
+    }})  # fmt: skip
+    source = NatsSource("bus", NatsSourceConfig(type="nats", url=url), Path("."))
+
+    async def read() -> list[list[Any]]:
+        try:
+            return await source.records(query, {"window_start": window[0], "window_end": window[1]}, NAMES)
+        finally:
+            await source.close()
+
+    rows = asyncio.run(read())
+    return MemorySide.of(
+        "bus", rows, KEYS, {k: v for k, v in VALUES.items() if k != "n"} | {"n": "integer"}, 4, "bus"
+    )
+
+
+def test_a_nats_subject_keyed_by_a_header_reconciles_with_postgresql(
+    engines: Engines, nats_server: Any
+) -> None:
+    """nats-server against PostgreSQL: the key from a header, values from nested payload
+    fields and the stream sequence — a message without the header is a NULL key, a row with
+    another athlete is changed, a message never written is missing, a row written twice is
+    duplicated."""
+    records = [record(i) for i in range(1, 41)]
+    messages: list[tuple[str | None, dict[str, Any]]] = [
+        (r[0], {"reading": {"athlete": r[1]}, "score": float(r[2]), "seen": r[3].isoformat(), "ok": r[4]})
+        for r in records
+    ]
+    messages.append((None, {"reading": {"athlete": "x"}, "score": 1.0, "seen": None, "ok": True}))
+    window = publish(nats_server.url, "RC_HEADER", messages)
+    # the database's rows: the stream's sequences as n (1…), as the bus side reads them
+    rows = [(*r[:5], seq) for seq, r in enumerate(records, start=1)]
+    rows = [r for r in rows if r[0] != "msg-00007"]  # never written
+    rows = [(*r[:1], "someone", *r[2:]) if r[0] == "msg-00011" else r for r in rows]  # another athlete
+    rows.append(rows[0])  # written twice
+    bus = nats_side(nats_server.url, "RC_HEADER", window)
+    database = engines.side("database", "postgresql", engines.table("postgresql", rows), "portable")
+
+    async def run() -> Any:
+        try:
+            return await reconcile(bus, database, sample=100)  # type: ignore[arg-type]
+        finally:
+            await database.source.close()
+
+    outcome = asyncio.run(run())
+    assert outcome.rows == {"bus": 41, "database": 40}
+    assert found_sets(outcome) == {
+        "missing": {"msg-00007", None}, "extra": set(), "changed": {"msg-00011"}, "duplicated": {"msg-00001"}
+    }  # fmt: skip
+    # every message crossed once, when it was read; the database sent bucket answers and rows
+    assert outcome.rounds[0].transferred["bus"] == 41
+
+
+def test_more_messages_than_max_messages_reads_none(nats_server: Any) -> None:
+    from gatecheck.sources.nats import TooMuchToRead
+
+    window = publish(nats_server.url, "RC_CAP", [(f"m{i}", {"score": i}) for i in range(12)])
+    with pytest.raises(TooMuchToRead, match=r"12 in the window, more than max_messages \(10\)"):
+        nats_side(nats_server.url, "RC_CAP", window, max_messages=10)
+
+
+def test_hashed_keys_name_no_key() -> None:
+    """hash_keys: the samples carry each key's MD5, never the key (keys that are personal
+    data stay out of documents, pages and notifications)."""
+    from gatecheck.evaluation.reconcile_check import _shown_key
+
+    key = canonical_row(["athlete@example.com"], ["text"], 0)
+    hidden = _shown_key(key, {"email": "text"}, 0, hashed=True)
+    assert list(hidden) == ["key_md5"] and len(hidden["key_md5"]) == 16
+    assert "athlete@example.com" not in str(hidden)
+    assert _shown_key(key, {"email": "text"}, 0, hashed=False) == {"email": "athlete@example.com"}
+    moment = canonical_row([datetime(2026, 12, 4, 9, tzinfo=UTC), 1.25], ["timestamp", "number"], 2)
+    assert _shown_key(moment, {"hour": "timestamp", "minutes": "number"}, 2, hashed=False) == {
+        "hour": "2026-12-04T09:00:00Z", "minutes": "1.25"
+    }  # fmt: skip

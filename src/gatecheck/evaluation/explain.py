@@ -72,7 +72,7 @@ def explain(
             asked.append((len(checks), unit.source, config, unit.query, parameters))
             side = prefix.split(".")[2] if prefix else None
             for request in query["requests"]:
-                if side is not None:
+                if side is not None and not request.pop("both_sides", False):
                     request["what"] = f"side {side} ({unit.source}): {request['what']}"
                 for parameter in request.get("parameters", []):
                     if parameter["name"] in thresholds:  # a threshold bound into the SQL
@@ -100,7 +100,7 @@ def explain(
             query, source = queries[0], {"name": suite.source, "type": config.type}  # type: ignore[attr-defined]
         else:
             query = {
-                "sent_to": "; ".join(dict.fromkeys(q["sent_to"] for q in queries)),
+                "sent_to": "; ".join(dict.fromkeys(q["sent_to"] for q in queries if q["sent_to"])),
                 "requests": [r for q in queries for r in q["requests"]],
             }
             kind = "comparison" if suite.compare is not None else "reconciliation"
@@ -205,6 +205,12 @@ def _reconcile_requests(
     dialect = kind_of(config).reconcile
     if dialect == "nats":
         return kind_of(config).explain(unit.source, config, unit.query, parameters, project.root)
+    names = list(reconcile.sides)
+    sides = list(reconcile.sides.values())
+    if sides[0].source == sides[1].source:  # one query a round over both sides
+        if unit.query != sides[0].query:
+            return {"sent_to": "", "requests": []}  # said with the first side
+        return _joint_requests(suite, config, dialect, parameters, project, names)
     first, second = (kind_of(sources[s.source]).reconcile or "" for s in reconcile.sides.values())
     form = SqlForm(
         dialect,  # type: ignore[arg-type]  # a SQL kind's: clickhouse or postgresql
@@ -257,3 +263,44 @@ def _reconcile_text(suite: Any, sources: dict[str, Any]) -> str:
         f"{config.max_rounds} rounds, then their rows fetched (at most {config.max_rows} a side); "
         f"missing = on {first} only, extra = on {second} only"
     )
+
+
+def _joint_requests(
+    suite: Any, config: Any, dialect: Any, parameters: dict[str, Any], project: Project, names: list[str]
+) -> dict[str, Any]:
+    """Both sides' rounds on one source: one query a round over both sides."""
+    from gatecheck.evaluation.plan import query_parameters as parameters_of
+    from gatecheck.evaluation.reconcile import JointPair, SqlForm
+
+    reconcile = suite.reconcile
+    units = [unit for _, unit in suite.units()]
+    both = {**parameters, **parameters_of(units[1], _window_of(parameters), parameters["as_of"], {})}
+    form = SqlForm(dialect, dialect, dict(reconcile.keys), dict(reconcile.values), reconcile.decimals)
+    sqls = (str(units[0].query), str(units[1].query))
+    bits = JointPair.FIRST_BITS
+    rounds = [
+        (f"round 1: both sides' buckets of {bits} bits compared in the source, only differing ones answered",
+         form.joint_buckets_sql(sqls, bits, None)),
+        ("each later round, while differing buckets hold more rows than one fetch: those buckets split",
+         form.joint_buckets_sql(sqls, bits + 4, (bits, "<the differing buckets>"))),
+        ("last: both sides' rows of the differing buckets",
+         form.joint_rows_sql(sqls, bits, "<the differing buckets>")),
+    ]  # fmt: skip
+    requests = []
+    sent_to = ""
+    for what, sql in rounds:
+        explained = kind_of(config).explain(units[0].source, config, sql, both, project.root)
+        for request in explained["requests"]:
+            request["what"] = (
+                f"sides {names[0]} and {names[1]} ({units[0].source}): {what} — {request['what']}"
+            )
+            request["both_sides"] = True
+            requests.append(request)
+        sent_to = explained["sent_to"]
+    return {"sent_to": sent_to, "requests": requests}
+
+
+def _window_of(parameters: dict[str, Any]) -> Any:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(start=parameters["window_start"], end=parameters["window_end"])

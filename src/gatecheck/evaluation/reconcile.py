@@ -263,6 +263,54 @@ class SqlForm:
             "GROUP BY gc_bucket"
         )
 
+    def joint_buckets_sql(
+        self, sqls: tuple[str, str], bits: int, within: tuple[int, list[int] | str] | None
+    ) -> str:
+        """Both sides' buckets in one query, compared in the engine: only the buckets whose
+        (rows, hash sum) differ come back (and one more row, so each side's total rows —
+        the last two columns — always do)."""
+        first, second = (sql.strip().rstrip(";") for sql in sqls)
+        where = "" if within is None else self._within("gc_kh", within[0], within[1])
+        bucket = self._shift("gc_kh", bits)
+        if self.dialect == "clickhouse":
+            per_side = (
+                "countIf(gc_s = 0) AS gc_n0, sumIf(gc_rh, gc_s = 0) AS gc_h0, "
+                "countIf(gc_s = 1) AS gc_n1, sumIf(gc_rh, gc_s = 1) AS gc_h1"
+            )
+        else:
+            per_side = (
+                "count(*) FILTER (WHERE gc_s = 0) AS gc_n0, "
+                "coalesce(sum(gc_rh) FILTER (WHERE gc_s = 0), 0) AS gc_h0, "
+                "count(*) FILTER (WHERE gc_s = 1) AS gc_n1, "
+                "coalesce(sum(gc_rh) FILTER (WHERE gc_s = 1), 0) AS gc_h1"
+            )
+        hashed = f"{self.key_hash()} AS gc_kh, {self.row_hash()} AS gc_rh"
+        return (
+            "SELECT gc_bucket, gc_n0, gc_h0, gc_n1, gc_h1, gc_t0, gc_t1 FROM (\n"
+            "  SELECT gc_bucket, gc_n0, gc_h0, gc_n1, gc_h1,\n"
+            "         sum(gc_n0) OVER () AS gc_t0, sum(gc_n1) OVER () AS gc_t1,\n"
+            "         row_number() OVER () AS gc_first\n"
+            f"  FROM (SELECT {bucket} AS gc_bucket, {per_side}\n"
+            f"        FROM (SELECT 0 AS gc_s, {hashed} FROM (\n{first}\n) AS gc_first_side\n"
+            f"              UNION ALL\n"
+            f"              SELECT 1 AS gc_s, {hashed} FROM (\n{second}\n) AS gc_second_side)\n"
+            f"        AS gc_hashed{where}\n"
+            "        GROUP BY gc_bucket) AS gc_buckets\n"
+            ") AS gc_compared\n"
+            "WHERE gc_n0 != gc_n1 OR gc_h0 != gc_h1 OR gc_first = 1"
+        )
+
+    def joint_rows_sql(self, sqls: tuple[str, str], bits: int, prefixes: list[int] | str) -> str:
+        """Both sides' rows in the buckets ``prefixes``: side (0, 1), canonical key, row hash."""
+        first, second = (sql.strip().rstrip(";") for sql in sqls)
+        within = self._within(self.key_hash(), bits, prefixes)
+        return (
+            f"SELECT 0 AS gc_s, {self.key_text()} AS gc_key, {self.row_hash()} AS gc_rh\n"
+            f"FROM (\n{first}\n) AS gc_first_side{within}\n"
+            f"UNION ALL SELECT 1 AS gc_s, {self.key_text()} AS gc_key, {self.row_hash()} AS gc_rh\n"
+            f"FROM (\n{second}\n) AS gc_second_side{within}"
+        )
+
     def rows_sql(self, user_sql: str, bits: int, prefixes: list[int] | str) -> str:
         """The rows in the buckets ``prefixes`` of ``bits`` bits: canonical key, row hash."""
         body = user_sql.strip().rstrip(";")
@@ -431,34 +479,136 @@ def _differing(a: dict[int, tuple[int, int]], b: dict[int, tuple[int, int]]) -> 
     return sorted(k for k in set(a) | set(b) if a.get(k, (0, 0)) != b.get(k, (0, 0)))
 
 
+@dataclass
+class Answer:
+    """One round's bucket answers of both sides (a joint pair: the differing buckets only),
+    the rows that crossed from each, and each side's rows in all (the first round's)."""
+
+    first: dict[int, tuple[int, int]]
+    second: dict[int, tuple[int, int]]
+    crossed: dict[str, int]
+    totals: dict[str, int] | None = None
+
+
+class Pair(Protocol):
+    """Both sides of a reconciliation, asked together."""
+
+    names: tuple[str, str]
+
+    async def buckets(self, bits: int, within: tuple[int, list[int]] | None, first: bool) -> Answer: ...
+
+    async def rows(
+        self, bits: int, prefixes: list[int]
+    ) -> tuple[list[tuple[str, int]], list[tuple[str, int]], dict[str, int]]: ...
+
+
+class SeparatePair:
+    """Two sides each asked on its own (both at once)."""
+
+    def __init__(self, first: Side, second: Side) -> None:
+        self.first, self.second = first, second
+        self.names = (first.name, second.name)
+
+    async def buckets(self, bits: int, within: tuple[int, list[int]] | None, first: bool) -> Answer:
+        a, b = await _both(self.first.buckets(bits, within), self.second.buckets(bits, within))
+        crossed = {
+            self.first.name: self.first.crossed(len(a), first),
+            self.second.name: self.second.crossed(len(b), first),
+        }
+        totals = {
+            self.first.name: sum(n for n, _ in a.values()),
+            self.second.name: sum(n for n, _ in b.values()),
+        }
+        return Answer(a, b, crossed, totals)
+
+    async def rows(
+        self, bits: int, prefixes: list[int]
+    ) -> tuple[list[tuple[str, int]], list[tuple[str, int]], dict[str, int]]:
+        got_a, got_b = await _both(self.first.rows(bits, prefixes), self.second.rows(bits, prefixes))
+        crossed = {
+            self.first.name: self.first.crossed(len(got_a), False),
+            self.second.name: self.second.crossed(len(got_b), False),
+        }
+        return got_a, got_b, crossed
+
+
+class JointPair:
+    """Two SQL sides on one source: each round is one query over both (``UNION ALL``) that
+    compares the buckets in the engine and answers only those that differ — so a round can
+    ask for many more, finer buckets, and what crosses is the differences."""
+
+    #: Buckets of the first round: only differing ones come back, so as fine as useful.
+    FIRST_BITS = 20
+
+    def __init__(
+        self, names: tuple[str, str], source: Source, sqls: tuple[str, str], parameters: QueryParameters,
+        form: SqlForm,
+    ) -> None:  # fmt: skip
+        self.names = names
+        self.source = source
+        self.sqls = sqls
+        self.parameters = parameters
+        self.form = form
+        self.requests = 0
+
+    async def _ask(self, sql: str) -> pd.DataFrame:
+        self.requests += 1
+        return await self.source.query(sql, self.parameters)
+
+    async def buckets(self, bits: int, within: tuple[int, list[int]] | None, first: bool) -> Answer:
+        frame = await self._ask(self.form.joint_buckets_sql(self.sqls, bits, within))
+        a: dict[int, tuple[int, int]] = {}
+        b: dict[int, tuple[int, int]] = {}
+        totals = {name: 0 for name in self.names}
+        for row in frame.itertuples(index=False):
+            bucket, n0, h0, n1, h1, t0, t1 = (int(v) for v in row)
+            totals = {self.names[0]: t0, self.names[1]: t1}
+            if (n0, h0 % _MOD) != (n1, h1 % _MOD):
+                if n0:
+                    a[bucket] = (n0, h0 % _MOD)
+                if n1:
+                    b[bucket] = (n1, h1 % _MOD)
+        # one row per differing bucket carries both sides' answers
+        return Answer(a, b, {"both": len(frame)}, totals)
+
+    async def rows(
+        self, bits: int, prefixes: list[int]
+    ) -> tuple[list[tuple[str, int]], list[tuple[str, int]], dict[str, int]]:
+        frame = await self._ask(self.form.joint_rows_sql(self.sqls, bits, prefixes))
+        found: tuple[list[tuple[str, int]], list[tuple[str, int]]] = ([], [])
+        for side, key, rh in frame.itertuples(index=False):
+            found[int(side)].append((str(key), int(rh)))
+        return found[0], found[1], {self.names[0]: len(found[0]), self.names[1]: len(found[1])}
+
+
 async def reconcile(
-    first: Side,
-    second: Side,
+    first: Side | Pair,
+    second: Side | None = None,
     *,
     sample: int = 10,
     max_rows: int = 50_000,
     max_rounds: int = 6,
-    first_bits: int = FIRST_BITS,
+    first_bits: int | None = None,
     fetch_rows: int = FETCH_ROWS,
     max_buckets: int = MAX_BUCKETS,
 ) -> Outcome:
-    """Match the two sides' records by key, asking each only about buckets that differ:
-    ``first_bits`` bits of the key hash at first; a round's differing buckets are split into
-    at most ``max_buckets`` finer ones until they hold at most ``fetch_rows`` rows (or
-    ``max_rounds`` rounds were asked), then their rows are fetched — at most ``max_rows`` a
-    side, else the counts are lower bounds (``capped``)."""
-
+    """Match two sides' records by key (``first`` and ``second``, or ``first`` a
+    :class:`Pair`), asking only about buckets that differ: ``first_bits`` bits of the key
+    hash at first (13; a joint pair 20); a round's differing buckets are split into at most
+    ``max_buckets`` finer ones until they hold at most ``fetch_rows`` rows (or ``max_rounds``
+    rounds were asked), then their rows are fetched — at most ``max_rows`` a side, else the
+    counts are lower bounds (``capped``)."""
+    pair: Pair = first if second is None else SeparatePair(first, second)  # type: ignore[assignment,arg-type]
+    if first_bits is None:
+        first_bits = JointPair.FIRST_BITS if isinstance(pair, JointPair) else FIRST_BITS
+    name_a, name_b = pair.names
     rounds: list[Round] = []
     bits = first_bits
-    a, b = await _both(first.buckets(bits, None), second.buckets(bits, None))
-    rows = {first.name: sum(n for n, _ in a.values()), second.name: sum(n for n, _ in b.values())}
+    answer = await pair.buckets(bits, None, True)
+    a, b = answer.first, answer.second
+    rows = answer.totals or {name_a: 0, name_b: 0}
     differing = _differing(a, b)
-    rounds.append(
-        Round(
-            "buckets", bits, 0, len(differing),
-            {first.name: first.crossed(len(a), True), second.name: second.crossed(len(b), True)},
-        )
-    )  # fmt: skip
+    rounds.append(Round("buckets", bits, 0, len(differing), answer.crossed))
     while differing and len(rounds) < max_rounds and bits < HASH_BITS:
         expected = sum(max(a.get(k, (0, 0))[0], b.get(k, (0, 0))[0]) for k in differing)
         if expected <= fetch_rows:
@@ -466,18 +616,14 @@ async def reconcile(
         extra = max(1, min(HASH_BITS - bits, int(math.log2(max(1, max_buckets // len(differing))))))
         within = (bits, differing)
         bits += extra
-        a, b = await _both(first.buckets(bits, within), second.buckets(bits, within))
+        answer = await pair.buckets(bits, within, False)
+        a, b = answer.first, answer.second
         differing = _differing(a, b)
-        rounds.append(
-            Round(
-                "buckets", bits, len(within[1]), len(differing),
-                {first.name: first.crossed(len(a), False), second.name: second.crossed(len(b), False)},
-            )
-        )  # fmt: skip
-    # fetch the rows of the differing buckets, in requests of at most FETCH_ROWS rows, up to
+        rounds.append(Round("buckets", bits, len(within[1]), len(differing), answer.crossed))
+    # fetch the rows of the differing buckets, in requests of at most fetch_rows rows, up to
     # max_rows a side
     capped = False
-    fetched: dict[str, list[tuple[str, int]]] = {first.name: [], second.name: []}
+    fetched: dict[str, list[tuple[str, int]]] = {name_a: [], name_b: []}
     chunk: list[int] = []
     size = 0
     budget = 0
@@ -496,19 +642,11 @@ async def reconcile(
     if chunk:
         chunks.append(chunk)
     for part in chunks:
-        got_a, got_b = await _both(first.rows(bits, part), second.rows(bits, part))
-        fetched[first.name].extend(got_a)
-        fetched[second.name].extend(got_b)
-        rounds.append(
-            Round(
-                "rows", bits, len(part), len(part),
-                {
-                    first.name: first.crossed(len(got_a), False),
-                    second.name: second.crossed(len(got_b), False),
-                },
-            )
-        )  # fmt: skip
-    counts, samples = classify(fetched[first.name], fetched[second.name], sample)
+        got_a, got_b, crossed = await pair.rows(bits, part)
+        fetched[name_a].extend(got_a)
+        fetched[name_b].extend(got_b)
+        rounds.append(Round("rows", bits, len(part), len(part), crossed))
+    counts, samples = classify(fetched[name_a], fetched[name_b], sample)
     return Outcome(rows=rows, counts=counts, samples=samples, rounds=rounds, capped=capped)
 
 

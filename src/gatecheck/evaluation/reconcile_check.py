@@ -20,6 +20,7 @@ from gatecheck.errors import GatecheckError, QueryError, SourceTimeout, SourceUn
 from gatecheck.evaluation.plan import query_parameters
 from gatecheck.evaluation.reconcile import (
     KINDS,
+    JointPair,
     MemorySide,
     SidesFailed,
     SqlForm,
@@ -93,6 +94,60 @@ class _Named:
             raise SideFailed(self.name, exc) from exc
         except (KeyError, ValueError, TypeError) as exc:
             raise SideFailed(self.name, QueryError(f"unexpected answer: {exc}")) from exc
+
+
+def joint_pair(
+    suite: SuiteConfig, window: Window, as_of: datetime, thresholds: Mapping[str, ResolvedThreshold],
+    pool: SourcePool,
+) -> JointPair | None:  # fmt: skip
+    """Both sides as one :class:`JointPair` when they are SQL on one source (each round one
+    query over both, compared in the engine), else None. Raises SideFailed (both sides)
+    when that source cannot be opened."""
+    config = suite.reconcile
+    assert config is not None
+    units = [unit for _, unit in suite.units()]
+    environment = pool.project.config.environments[pool.environment]
+    if units[0].source != units[1].source:
+        return None
+    dialect = kind_of(environment.sources[units[0].source]).reconcile
+    if dialect not in ("clickhouse", "postgresql"):
+        return None
+    try:
+        source = pool.get(units[0].source)
+    except GatecheckError as exc:
+        raise SidesFailed([SideFailed(n, exc) for n in config.names]) from exc
+    parameters = {
+        **query_parameters(units[0], window, as_of, thresholds),
+        **query_parameters(units[1], window, as_of, thresholds),
+    }
+    form = SqlForm(dialect, dialect, dict(config.keys), dict(config.values), config.decimals)  # type: ignore[arg-type]
+    return JointPair(config.names, source, (str(units[0].query), str(units[1].query)), parameters, form)
+
+
+class _NamedJoint:
+    """A joint pair whose failures name both sides (one query asks both)."""
+
+    def __init__(self, pair: JointPair) -> None:
+        self.pair = pair
+        self.names = pair.names
+
+    async def buckets(self, bits: int, within: tuple[int, list[int]] | None, first: bool) -> Any:
+        try:
+            return await self.pair.buckets(bits, within, first)
+        except GatecheckError as exc:
+            raise SidesFailed([SideFailed(n, exc) for n in self.names]) from exc
+        except (KeyError, ValueError, TypeError) as exc:
+            error = QueryError(f"unexpected answer: {exc}")
+            raise SidesFailed([SideFailed(n, error) for n in self.names]) from exc
+
+    async def rows(self, bits: int, prefixes: list[int]) -> Any:
+        try:
+            return await self.pair.rows(bits, prefixes)
+        except GatecheckError as exc:
+            raise SidesFailed([SideFailed(n, exc) for n in self.names]) from exc
+        except (KeyError, ValueError, TypeError) as exc:
+            error = QueryError(f"unexpected answer: {exc}")
+            raise SidesFailed([SideFailed(n, error) for n in self.names]) from exc
 
 
 async def open_sides(
@@ -170,11 +225,16 @@ async def fetch_reconciled(
     assert config is not None
     names = config.names
     units = [unit for _, unit in suite.units()]
+    options = {"sample": config.sample, "max_rows": config.max_rows, "max_rounds": config.max_rounds}
     try:
-        sides, hashing = await open_sides(suite, window, as_of, thresholds, pool)
-        outcome = await reconcile(
-            sides[0], sides[1], sample=config.sample, max_rows=config.max_rows, max_rounds=config.max_rounds
-        )
+        joint = joint_pair(suite, window, as_of, thresholds, pool)
+        hashing: str
+        if joint is not None:
+            hashing = joint.form.hashing
+            outcome = await reconcile(_NamedJoint(joint), **options)  # type: ignore[arg-type]
+        else:
+            sides, hashing = await open_sides(suite, window, as_of, thresholds, pool)
+            outcome = await reconcile(sides[0], sides[1], **options)  # type: ignore[arg-type]
     except (SideFailed, SidesFailed) as failed:
         if isinstance(failed, SidesFailed):
             every = [e for e in failed.errors if isinstance(e, SideFailed)]
