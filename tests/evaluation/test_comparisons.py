@@ -480,4 +480,4 @@ def test_the_keys_found_reach_the_page_the_markdown_and_a_notification(
     assert "missing: bus-000200, bus-000201" in markdown
     text = message_text(None, verdict, "http://gatecheck/phases/integrity")
     assert "message_id: missing bus-000200, bus-000201, bus-000202 (+37 more)" in text
-    assert "duplicated bus-000000, bus-000001, bus-000002 (+37 more)" in text
+    assert "· duplicated bus-000000, bus-000001, bus-000002 (+37 more)" in text

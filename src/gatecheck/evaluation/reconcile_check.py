@@ -328,15 +328,11 @@ def judged(
         for name, side in config.sides.items()
     ]
     if outcome is Outcome.FAIL and reason:
-        from gatecheck.render.describe import sampled_keys
+        from gatecheck.render.describe import keys_found
 
-        named = [
-            f"{kind} {sampled_keys(found.samples.get(kind, []), getattr(found, kind))}"
-            for kind in KINDS
-            if getattr(found, kind) and found.samples.get(kind) and kind in reason
-        ]
+        named = keys_found(found, only=[k for k in KINDS if k in reason])
         if named:
-            reason = f"{reason} — {', '.join(config.keys)}: {' · '.join(named)}"
+            reason = f"{reason} — {named}"
     if found.capped and outcome is Outcome.PASS:
         outcome = Outcome.INCONCLUSIVE
         reason = (

@@ -114,6 +114,18 @@ def sampled_keys(keys: list[dict[str, str | None]], count: int, at_most: int = 3
     return ", ".join(one(k) for k in shown_keys) + (f" (+{more} more)" if more > 0 else "")
 
 
+def keys_found(found: Reconciliation, only: list[str] | None = None) -> str:
+    """The sampled keys of each kind found, in one line:
+    ``message_id: missing bus-000200, bus-000201, bus-000202 (+37 more) · duplicated …``
+    (``only``: those kinds); empty when none."""
+    named = [
+        f"{kind} {sampled_keys(found.samples.get(kind, []), getattr(found, kind))}"
+        for kind in ("missing", "extra", "changed", "duplicated")
+        if getattr(found, kind) and found.samples.get(kind) and (only is None or kind in only)
+    ]
+    return f"{', '.join(found.keys)}: {' · '.join(named)}" if named else ""
+
+
 def reconciliation_lines(found: Reconciliation, at_most: int = 10) -> list[str]:
     """What a reconciliation found, for people: the counts, a sample of each kind's keys,
     and what it cost (rounds, rows that crossed)."""

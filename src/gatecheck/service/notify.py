@@ -25,7 +25,7 @@ import httpx
 from gatecheck._values import document_time, timestamp
 from gatecheck.config import NotifyTarget
 from gatecheck.config.models import webhook_url_problem
-from gatecheck.render.describe import failure_text, waiver_text
+from gatecheck.render.describe import failure_text, keys_found, waiver_text
 from gatecheck.results import Outcome, Verdict, VerdictState
 
 log = logging.getLogger("gatecheck.notify")
@@ -76,6 +76,9 @@ def message_text(previous: Verdict | None, verdict: Verdict, link: str) -> str:
         waived = f" ⚠️ {waiver_text(check)}" if check.waiver is not None else ""
         if failing:
             lines += [f"• {check.suite} ({check.role}): {failure_text(e)}{waived}" for e in failing]
+            named = keys_found(check.reconciliation) if check.reconciliation is not None else ""
+            if named:
+                lines.append(f"  {named}")  # which records, by key
         else:
             lines.append(
                 f"• {check.suite} ({check.role}) {check.outcome.value}: {check.reason or ''}".rstrip()
