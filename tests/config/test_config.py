@@ -345,6 +345,49 @@ BAD_CONFIGS = {
         lambda d: d["defaults"].update(unmatched_edges_min_evidence=-5),
         "thresholds.yaml: defaults.unmatched_edges_min_evidence: -5 must be a finite number, at least 0: suites/unmatched_edges.yaml uses it in evidence.min_total",
     ),
+    # reconciliations
+    "a reconcile side on a Prometheus source": (
+        "suites/rollup_reconcile.yaml",
+        lambda d: d["reconcile"]["sides"]["rollup"].update(source="metrics"),
+        "suites/rollup_reconcile.yaml: reconcile.sides.rollup.source: 'metrics' is a Prometheus source; a reconcile side reads ClickHouse, PostgreSQL or NATS",
+    ),
+    "a NATS reconcile side without messages": (
+        "suites/hrv_db_integrity.yaml",
+        lambda d: d["reconcile"]["sides"]["bus"].update(query={"counts": [{"name": "m", "stream": "AA_CORE_HOT"}]}),
+        "suites/hrv_db_integrity.yaml: reconcile.sides.bus.query: SQL returning the keys and values, or for a NATS source messages:",
+    ),
+    "a NATS reconcile side that does not read a compared column": (
+        "suites/hrv_db_integrity.yaml",
+        lambda d: d["reconcile"]["sides"]["bus"]["query"]["messages"]["columns"].pop("user_id"),
+        "suites/hrv_db_integrity.yaml: reconcile.sides.bus.query.messages.columns: no user_id (every key and value column is read from the message)",
+    ),
+    "a message column read from nowhere": (
+        "suites/hrv_db_integrity.yaml",
+        lambda d: d["reconcile"]["sides"]["bus"]["query"]["messages"]["columns"].update(user_id="body:athlete_id"),
+        "column 'user_id': 'body:athlete_id' is not header:NAME, payload:FIELD[.FIELD…], sequence, time or subject",
+    ),
+    "a key column of an unknown type": (
+        "suites/rollup_reconcile.yaml",
+        lambda d: d["reconcile"]["keys"].update(hour="datetime"),
+        "suites/rollup_reconcile.yaml: reconcile.keys.hour: Input should be 'text', 'integer', 'number', 'timestamp' or 'boolean'",
+    ),
+    "a reconciliation with a compare block too": (
+        "suites/rollup_reconcile.yaml",
+        lambda d: d.update(compare={"values": ["sessions"], "sides": {
+            name: {"source": side["source"], "query": side["query"]} for name, side in d["reconcile"]["sides"].items()
+        }}),
+        "compare and reconcile: a suite is one kind",
+    ),
+    "messages in a suite that is not a reconciliation": (
+        "suites/soak_criteria.yaml",
+        lambda d: d.update(query={"messages": {"stream": "AA_CORE_HOT", "subject": "x", "columns": {"id": "sequence"}}}),
+        "suites/soak_criteria.yaml: query.messages: a NATS subject's messages are read only by a reconcile: side",
+    ),
+    "a reconcile side's minimum that is not a number": (
+        "thresholds.yaml",
+        lambda d: d["defaults"].update(rollup_keys_min_evidence="many"),
+        "thresholds.yaml: defaults.rollup_keys_min_evidence: 'many' must be a finite number, at least 0: suites/rollup_reconcile.yaml uses it in reconcile.sides.facts.min_rows",
+    ),
     "a SQL parameter that is not a number": (
         "thresholds.yaml",
         lambda d: d["defaults"].update(clock_skew_tolerance_s=[5]),

@@ -270,6 +270,10 @@ def threshold_uses(suite: SuiteConfig) -> Iterator[tuple[str, str, str]]:
     for prefix, unit in suite.units():
         if unit.evidence is not None and isinstance(unit.evidence.min_total, ParameterRef):
             yield unit.evidence.min_total.name, f"{prefix}evidence.min_total", "non-negative number"
+    if suite.reconcile is not None:
+        for name, side in suite.reconcile.sides.items():
+            if isinstance(side.min_rows, ParameterRef):
+                yield side.min_rows.name, f"reconcile.sides.{name}.min_rows", "non-negative number"
     for name, sql_type in suite.query_parameters().items():
         if name in BUILTIN_PARAMETERS or not _NAME.match(name):
             continue

@@ -368,6 +368,16 @@ class ExpectationSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+def _two_named_sides(value: dict[str, Any], what: str) -> dict[str, Any]:
+    """Exactly two sides, each named as a column is (its name prefixes the frame's columns)."""
+    if len(value) != 2:
+        raise ValueError(f"{what} has exactly two sides (got {len(value)})")
+    for name in value:
+        if not _NAME.match(name):
+            raise ValueError(f"side {name!r}: a side name uses a-z, 0-9 and _, starting with a letter")
+    return value
+
+
 class CompareSide(Frozen):
     """One side of a comparison: a query on a source, with its own evidence minimum."""
 
@@ -400,12 +410,7 @@ class CompareConfig(Frozen):
     @field_validator("sides")
     @classmethod
     def _two_sides(cls, value: dict[str, CompareSide]) -> dict[str, CompareSide]:
-        if len(value) != 2:
-            raise ValueError(f"a comparison has exactly two sides (got {len(value)})")
-        for name in value:
-            if not _NAME.match(name):
-                raise ValueError(f"side {name!r}: a side name uses a-z, 0-9 and _, starting with a letter")
-        return value
+        return _two_named_sides(value, "a comparison")
 
     @model_validator(mode="after")
     def _what_is_compared(self) -> CompareConfig:
@@ -492,12 +497,7 @@ class ReconcileConfig(Frozen):
     @field_validator("sides")
     @classmethod
     def _two_sides(cls, value: dict[str, ReconcileSide]) -> dict[str, ReconcileSide]:
-        if len(value) != 2:
-            raise ValueError(f"a reconciliation has exactly two sides (got {len(value)})")
-        for name in value:
-            if not _NAME.match(name):
-                raise ValueError(f"side {name!r}: a side name uses a-z, 0-9 and _, starting with a letter")
-        return value
+        return _two_named_sides(value, "a reconciliation")
 
     @model_validator(mode="after")
     def _columns(self) -> ReconcileConfig:

@@ -153,31 +153,28 @@ def decode_key(text: str, names: list[str]) -> dict[str, str | None]:
 # ---------------------------------------------------------------- SQL of each engine
 
 
-def _ch_text(column: str, kind: str, decimals: int) -> str:
+def _ch_value(column: str, kind: str, decimals: int) -> str:
+    """A column's value in its canonical ClickHouse type (NULL stays NULL)."""
     x = f"`{column}`"
-    if kind == "text":
-        return f"toString({x})"
-    if kind == "integer":
-        return f"toString(toInt64({x}))"
-    if kind == "number":
-        return f"toString(toInt64(round(toFloat64({x}) * {10**decimals})))"
-    if kind == "timestamp":
-        return f"toString(toUnixTimestamp64Micro(toDateTime64({x}, 6, 'UTC')))"
-    return f"toString(toUInt8(toBool({x})))"  # boolean: NULL stays NULL
-
-
-def _ch_typed(column: str, kind: str, decimals: int) -> tuple[str, str]:
-    """(is NULL, the value in its canonical ClickHouse type) for native hashing."""
-    x = f"`{column}`"
-    typed = {
+    return {
         "text": f"toString({x})",
         "integer": f"toInt64({x})",
         "number": f"toInt64(round(toFloat64({x}) * {10**decimals}))",
         "timestamp": f"toUnixTimestamp64Micro(toDateTime64({x}, 6, 'UTC'))",
         "boolean": f"toUInt8(toBool({x}))",
     }[kind]
+
+
+def _ch_text(column: str, kind: str, decimals: int) -> str:
+    """The canonical text of a column's value, in ClickHouse."""
+    value = _ch_value(column, kind, decimals)
+    return value if kind == "text" else f"toString({value})"
+
+
+def _ch_typed(column: str, kind: str, decimals: int) -> tuple[str, str]:
+    """(is NULL, the value in its canonical ClickHouse type) for native hashing."""
     zero = "''" if kind == "text" else "0"
-    return f"isNull({x})", f"ifNull({typed}, {zero})"
+    return f"isNull(`{column}`)", f"ifNull({_ch_value(column, kind, decimals)}, {zero})"
 
 
 def _pg_text(column: str, kind: str, decimals: int) -> str:
