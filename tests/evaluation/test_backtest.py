@@ -362,3 +362,17 @@ def test_the_text_shows_values_in_their_thresholds_unit(warehouse: Path) -> None
     assert re.match(r"  worst: [\d.]+ % \(edge_type=", worst), worst
     rate = next(line for line in text.splitlines() if line.startswith("  unmatched_rate: min "))
     assert re.fullmatch(r"  unmatched_rate: min [\d.]+ %, p50 [\d.]+ %, p95 [\d.]+ %, max [\d.]+ % against ≤ 0\.5 % \(9 steps\)", rate), rate
+
+
+def test_a_reconciliation_runs_at_every_step_with_its_own_rounds(warehouse: Path) -> None:
+    """rollup_reconcile in a backtest: each step reconciles its own window (its own rounds),
+    failing exactly where rollup_parity does — the steps whose window holds the drifted hour."""
+    code, out, err = backtest(warehouse, "rollup-drift", "--since", "8h", "--step", "1h", "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    checks = {c["suite"]: c for c in report["checks"]}
+    reconciled, parity = checks["rollup_reconcile"], checks["rollup_parity"]
+    assert reconciled["failed"] > 0 and reconciled["passed"] > 0
+    assert (reconciled["failed"], reconciled["first_failing"], reconciled["last_failing"]) == (
+        parity["failed"], parity["first_failing"], parity["last_failing"]
+    )  # fmt: skip
