@@ -376,3 +376,41 @@ def test_a_reconciliation_runs_at_every_step_with_its_own_rounds(warehouse: Path
     assert (reconciled["failed"], reconciled["first_failing"], reconciled["last_failing"]) == (
         parity["failed"], parity["first_failing"], parity["last_failing"]
     )  # fmt: skip
+
+
+def test_every_steps_reconciliation_buckets_are_compared_in_one_query(project_for) -> None:
+    """rollup_reconcile's sides are on one ClickHouse source and their SQL takes the one-pass
+    form: one query compares every step's buckets; a step with no differing bucket gets the
+    frame its own reconciliation gives (each side's rows, nothing found), and only the steps
+    holding the drifted hour are left to reconcile on their own."""
+    from gatecheck.evaluation.engine import Engine
+    from gatecheck.evaluation.gate import SourcePool, fetch
+    from gatecheck.evaluation.plan import plan_checks
+    from gatecheck.evaluation.reconcile_check import reconcile_steps
+
+    project = project_for("rollup-drift")
+    gate = project.gate("warehouse-release")
+    thresholds = project.resolve_thresholds("warehouse-release")
+    moments = [AS_OF - k * HOUR for k in range(10, -1, -1)]
+    (index,) = [i for i, p in enumerate(plan_checks(project, gate, AS_OF)) if p.suite.name == "rollup_reconcile"]
+    plans = [plan_checks(project, gate, m)[index] for m in moments]
+
+    async def both() -> tuple[list, list]:
+        async with Engine(project, ledger=None) as engine:
+            pool = SourcePool(project, gate.environment, engine.source_factory)
+            try:
+                together = await reconcile_steps(plans[0].suite, plans, moments, thresholds, pool)
+                alone = [await fetch(p, m, thresholds, pool) for p, m in zip(plans, moments, strict=True)]
+                return together, alone  # type: ignore[return-value]
+            finally:
+                await pool.aclose()
+
+    together, alone = asyncio.run(both())
+    assert together is not None and len(together) == len(moments)
+    left = [k for k, frame in enumerate(together) if frame is None]
+    drifted = [k for k, frame in enumerate(alone) if int(frame["changed"].iloc[0]) > 0]
+    assert left == drifted and 0 < len(left) < len(moments)
+    for k, frame in enumerate(together):
+        if frame is not None:
+            assert frame.to_dict("records") == alone[k].to_dict("records"), k
+            assert frame.attrs["reconciliation"].rows == alone[k].attrs["reconciliation"].rows

@@ -279,9 +279,19 @@ async def _fetch_steps(
     async with limit:
         try:
             if suite.reconcile is not None:
-                # a reconciliation's rounds depend on each step's own differing buckets: every
-                # step runs its own (below)
-                raise _StepByStep
+                # every step's buckets compared at once where both sides allow; a step whose
+                # buckets differ (or all, where they do not allow) runs its own rounds
+                from gatecheck.evaluation.reconcile_check import reconcile_steps
+
+                together = await reconcile_steps(suite, plans, times, thresholds, pool)
+                if together is None:
+                    raise _StepByStep
+                frames_or_none: list[Any] = list(together)
+                for k, found in enumerate(frames_or_none):
+                    if found is None:
+                        frames_or_none[k] = await fetch(plans[k], times[k], thresholds, pool)
+                advance(len(frames_or_none))
+                return frames_or_none
             # each side's steps in one request (a comparison: both sides, then joined at once)
             sides = []
             for _, unit in suite.units():

@@ -217,7 +217,6 @@ async def fetch_reconciled(
     """The reconciliation's frame (its findings in ``frame.attrs["reconciliation"]``), or the
     result saying why there is none: a side that cannot answer is an error naming it; a NATS
     side with more messages than it may read is inconclusive."""
-    import pandas as pd
 
     from gatecheck.sources.nats import TooMuchToRead
 
@@ -264,6 +263,16 @@ async def fetch_reconciled(
             reason=reason,
             sides=sides_result,
         )
+    return reconciled_frame(suite, outcome, hashing)
+
+
+def reconciled_frame(suite: SuiteConfig, outcome: Any, hashing: str) -> pd.DataFrame:
+    """The one-row frame of counts the expectations judge, the findings in its attrs."""
+    import pandas as pd
+
+    config = suite.reconcile
+    assert config is not None
+    names = config.names
     found = Reconciliation(
         keys=list(config.keys),
         hashing=hashing,
@@ -294,9 +303,7 @@ def _source_of(suite: SuiteConfig, side: str) -> str:
     return suite.reconcile.sides[side].source
 
 
-def _shown_key(
-    key: str, columns: Mapping[str, str], decimals: int, hashed: bool
-) -> dict[str, str | None]:
+def _shown_key(key: str, columns: Mapping[str, str], decimals: int, hashed: bool) -> dict[str, str | None]:
     """A sampled key for people: each column's canonical text read back — a timestamp as
     ``2026-12-04T09:00:00Z`` (with its fraction when it has one), a number in its units —
     or, with ``hash_keys``, only the key's MD5."""
@@ -341,3 +348,87 @@ def judged(
             "a shorter window or a higher max_rows"
         )
     return outcome, reason, sides
+
+
+async def reconcile_steps(
+    suite: SuiteConfig, plans: list[Any], times: list[datetime], thresholds: Mapping[str, ResolvedThreshold],
+    pool: SourcePool,
+) -> list[pd.DataFrame | None] | None:  # fmt: skip
+    """A backtest's reconciliation of many steps, where it can be asked at once: both sides
+    on one ClickHouse source and each side's SQL in the one-pass form — then one query
+    compares every step's buckets in the engine. Each step's frame, or None for a step whose
+    buckets differ (its own reconciliation names the keys); None when not asked at once."""
+    from gatecheck.evaluation.reconcile import Outcome as Found
+    from gatecheck.evaluation.reconcile import Round
+    from gatecheck.sources.base import MAX_ROWS
+    from gatecheck.sources.clickhouse import STEP_COLUMN
+    from gatecheck.sources.clickhouse.onepass import one_pass, steps_of
+
+    config = suite.reconcile
+    assert config is not None
+    units = [unit for _, unit in suite.units()]
+    environment = pool.project.config.environments[pool.environment]
+    if (
+        units[0].source != units[1].source
+        or kind_of(environment.sources[units[0].source]).reconcile != "clickhouse"
+    ):
+        return None
+    sets = [
+        {**query_parameters(units[0], plan.window, moment, thresholds),
+         **query_parameters(units[1], plan.window, moment, thresholds)}
+        for moment, plan in zip(times, plans, strict=True)
+    ]  # fmt: skip
+    steps = steps_of(sets)
+    if steps is None:
+        return None
+    rewritten = [one_pass(str(unit.query), steps) for unit in units]
+    if None in rewritten:
+        return None
+    form = SqlForm("clickhouse", "clickhouse", dict(config.keys), dict(config.values), config.decimals)
+    bits = JointPair.FIRST_BITS
+    hashed = f"{STEP_COLUMN} AS gc_step, {form.key_hash()} AS gc_kh, {form.row_hash()} AS gc_rh"
+    sql = (
+        "SELECT gc_step, gc_n0, gc_h0, gc_n1, gc_h1, gc_t0, gc_t1 FROM (\n"
+        "  SELECT gc_step, gc_n0, gc_h0, gc_n1, gc_h1,\n"
+        "         sum(gc_n0) OVER (PARTITION BY gc_step) AS gc_t0,\n"
+        "         sum(gc_n1) OVER (PARTITION BY gc_step) AS gc_t1,\n"
+        "         row_number() OVER (PARTITION BY gc_step) AS gc_first\n"
+        f"  FROM (SELECT gc_step, bitShiftRight(gc_kh, {60 - bits}) AS gc_bucket,\n"
+        "               countIf(gc_s = 0) AS gc_n0, sumIf(gc_rh, gc_s = 0) AS gc_h0,\n"
+        "               countIf(gc_s = 1) AS gc_n1, sumIf(gc_rh, gc_s = 1) AS gc_h1\n"
+        f"        FROM (SELECT 0 AS gc_s, {hashed} FROM (\n{rewritten[0]}\n) AS gc_first_side\n"
+        "              UNION ALL\n"
+        f"              SELECT 1 AS gc_s, {hashed} FROM (\n{rewritten[1]}\n) AS gc_second_side)\n"
+        "        AS gc_hashed\n"
+        "        GROUP BY gc_step, gc_bucket) AS gc_buckets\n"
+        ") AS gc_compared\n"
+        "WHERE gc_n0 != gc_n1 OR gc_h0 != gc_h1 OR gc_first = 1"
+    )
+    source = pool.get(units[0].source)
+    frame = await source.query(sql, steps.parameters())
+    if len(frame) > MAX_ROWS:  # more differing buckets than one answer holds: step by step
+        return None
+    names = config.names
+    totals: dict[int, dict[str, int]] = {}
+    answered: dict[int, int] = {}
+    differing: set[int] = set()
+    for row in frame.itertuples(index=False):
+        step, n0, h0, n1, h1, t0, t1 = (int(v) for v in row)
+        totals[step] = {names[0]: t0, names[1]: t1}
+        answered[step] = answered.get(step, 0) + 1
+        if (n0, h0) != (n1, h1):
+            differing.add(step)
+    frames: list[pd.DataFrame | None] = []
+    for k in range(len(plans)):
+        if k in differing:
+            frames.append(None)
+            continue
+        rows = totals.get(k, {names[0]: 0, names[1]: 0})
+        found = Found(
+            rows=rows,
+            counts=dict.fromkeys(KINDS, 0),
+            samples={kind: [] for kind in KINDS},
+            rounds=[Round("buckets", bits, 0, 0, {"both": answered.get(k, 0)})],
+        )
+        frames.append(reconciled_frame(suite, found, "clickhouse"))
+    return frames
