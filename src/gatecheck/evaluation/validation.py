@@ -516,14 +516,20 @@ def validate_frames(
     groups = [group_columns(suite, frame) for frame in frames]
     stackable = _STEP not in frames[0].columns and all(g == groups[0] for g in groups)
     together: list[int] = []
+    infinite: list[set[str]] | None = None  # each frame's columns holding an infinity, once
     for index, spec in enumerate(suite.expectations):
         if not stackable or spec.type not in ROW_WISE or {"mostly", "row_condition"} & set(spec.kwargs):
             continue
         if isinstance(validator.expectation(suite, index), Exception):
             continue
         columns = [c for c in _named_columns(spec) if c in frames[0].columns]
-        if not _alike(frames, columns) or any(
-            _malformed(spec, frame) is not None or set(columns) & set(_infinite(frame)) for frame in frames
+        if not _alike(frames, columns):
+            continue
+        if infinite is None:
+            infinite = [set(_infinite(frame)) for frame in frames]
+        if any(
+            _malformed(spec, frame) is not None or set(columns) & found
+            for frame, found in zip(frames, infinite, strict=True)
         ):
             continue
         together.append(index)
