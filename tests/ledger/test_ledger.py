@@ -649,3 +649,40 @@ def test_an_empty_selection_matches_nothing(ledger: Ledger) -> None:
     assert ledger.audit(phases=[]) == [] and ledger.audit(kinds=[]) == []
     assert ledger.history("p", verdicts=frozenset()) == []
     assert len(ledger.audit(phases=["p"])) == 1 and len(ledger.history("p")) == 1
+
+
+def test_postgresql_a_replica_gone_silent_inside_a_transaction_does_not_keep_the_lease(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica cut off from the database while its transaction holds the lease's row (a
+    renewal, a fenced record): the server ends that session after the ledger's
+    idle-in-transaction limit, so another replica takes the lease once the holding has run
+    out — not when the cut one's connection finally goes away."""
+    import threading
+
+    from gatecheck.ledger import postgresql
+
+    monkeypatch.setattr(postgresql, "IDLE_IN_TRANSACTION_MS", 300)
+    cut, other = PostgresLedger(pg_url), PostgresLedger(pg_url)
+    held = cut.acquire_lease("replica-cut", timedelta(seconds=1))
+    assert held is not None
+    locked, released = threading.Event(), threading.Event()
+
+    def silent() -> None:  # the cut replica: inside a transaction holding the row, never a word more
+        try:
+            with cut._connect("the cut replica") as connection:
+                connection.execute("SELECT 1 FROM gatecheck_lease WHERE name = 'scheduler' FOR UPDATE")
+                locked.set()
+                time.sleep(30)
+        except Exception:
+            pass
+        finally:
+            released.set()
+
+    thread = threading.Thread(target=silent, daemon=True)
+    thread.start()
+    assert locked.wait(10)
+    time.sleep(1.2)  # the holding has run out by the database's clock
+    taken = other.acquire_lease("replica-other", timedelta(seconds=30))
+    assert taken is not None and taken.epoch == held.epoch + 1
+    assert not released.is_set()  # taken while the cut replica's connection still exists

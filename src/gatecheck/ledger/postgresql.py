@@ -111,6 +111,11 @@ _AUDIT_COLUMNS = ", ".join(f'"{column}"' for column in AUDIT_COLUMNS.split(", ")
 _MIGRATION_LOCK = 0x6761746563686B  # "gatechk"
 
 
+#: How long the server lets a ledger session sit inside a transaction without a word from its
+#: client before it ends the session (and frees its locks).
+IDLE_IN_TRANSACTION_MS = 5000
+
+
 class PostgresLedger(Ledger):
     """The ledger in one PostgreSQL database; a connection per operation (safe from any
     thread, nothing held between calls)."""
@@ -120,6 +125,15 @@ class PostgresLedger(Ledger):
         self._shown = redact(url)
         self._timeout = max(1, round(connect_timeout))
         self._create = create
+        # A replica cut off from the database inside a transaction (its lease renewal, a
+        # fenced record) would hold its row locks until the server noticed the connection
+        # gone — hours of TCP keepalive — and no other replica could take the lease. The
+        # server ends such a session itself after IDLE_IN_TRANSACTION (the ledger's own
+        # transactions never wait on their client that long).
+        from psycopg.conninfo import conninfo_to_dict
+
+        given = str(conninfo_to_dict(url).get("options") or "")
+        self._options = f"{given} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}".strip()
         if create:
             self.migrate()
 
@@ -134,7 +148,9 @@ class PostgresLedger(Ledger):
         import psycopg
 
         try:
-            with psycopg.connect(self.url, connect_timeout=self._timeout, autocommit=False) as connection:
+            with psycopg.connect(
+                self.url, connect_timeout=self._timeout, autocommit=False, options=self._options
+            ) as connection:
                 yield connection
         except psycopg.Error as exc:
             raise self._error(what, exc) from None
