@@ -363,3 +363,17 @@ def test_a_window_that_prunes_nothing_is_named_with_what_to_do(
         "window (session_start_ts is not in its sort key, partition or a skip index)",
     ], result.stdout
     assert result.stdout.splitlines()[0].startswith("problem ")  # the warehouse's own line
+
+
+def test_the_stream_a_reconciliation_reads_must_exist(
+    warehouse: Path, bus_for, metrics_url: str, postgres_for, e2e_for, config_copy: Path
+) -> None:
+    path = config_copy / "suites" / "hrv_db_integrity.yaml"
+    suite = yaml.safe_load(path.read_text())
+    suite["reconcile"]["sides"]["bus"]["query"]["messages"]["stream"] = "AA_CORE_HOTT"
+    path.write_text(yaml.safe_dump(suite))
+    env = environment(warehouse, bus_for("healthy"), metrics_url, postgres_for(), e2e_for())
+    result = runner.invoke(app, ["check-sources", "--config", str(config_copy), "-e", "staging"], env=env)
+    assert result.exit_code == 3
+    problems = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
+    assert problems == ["problem: staging/bus: stream AA_CORE_HOTT does not exist (named by hrv_db_integrity.bus)"]

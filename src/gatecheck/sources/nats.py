@@ -278,6 +278,8 @@ async def check_source(name: str, config: NatsSourceConfig, root: Path, suites: 
             streams.setdefault(stream.name, set()).add(suite.name)
         for count in query.counts:
             streams.setdefault(count.stream, set()).add(suite.name)
+        if query.messages is not None:  # a reconcile side's messages
+            streams.setdefault(query.messages.stream, set()).add(suite.name)
         for consumer in query.consumers:
             streams.setdefault(consumer.stream, set()).add(suite.name)
             consumers.setdefault((consumer.stream, consumer.name), set()).add(suite.name)
