@@ -195,7 +195,7 @@ def test_the_canonical_form_hashes_alike_in_clickhouse_postgresql_and_python(
         records = [(*r[:4], None if r[4] is None else int(r[4]), *r[5:]) for r in records]
     ch = engines.side("ch", "clickhouse", engines.table("clickhouse", records, ddl), "portable")
     pg = engines.side("pg", "postgresql", engines.table("postgresql", records), "portable")
-    memory = MemorySide.of("nats", [list(r) for r in records], KEYS, VALUES, 4, "messages")
+    memory = MemorySide.of("nats", [list(r) for r in records], KEYS, VALUES, 4)
 
     async def rows() -> list[list[tuple[str, int]]]:
         try:
@@ -452,7 +452,7 @@ def nats_side(
 
     rows = asyncio.run(read())
     return MemorySide.of(
-        "bus", rows, KEYS, {k: v for k, v in VALUES.items() if k != "n"} | {"n": "integer"}, 4, "bus"
+        "bus", rows, KEYS, {k: v for k, v in VALUES.items() if k != "n"} | {"n": "integer"}, 4
     )
 
 

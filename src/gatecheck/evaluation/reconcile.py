@@ -382,16 +382,15 @@ class MemorySide:
     """A side whose rows are in hand (a NATS subject's messages, read once): hashed here in
     the portable form, answering the same questions."""
 
-    def __init__(self, name: str, records: list[tuple[str, int, int]], what: str) -> None:
+    def __init__(self, name: str, records: list[tuple[str, int, int]]) -> None:
         self.name = name
         self.records = records  # (canonical key, key hash, row hash)
-        self.what = what
         self.requests = 0
 
     @classmethod
     def of(
         cls, name: str, rows: list[list[Any]], keys: Mapping[str, str], values: Mapping[str, str],
-        decimals: int, what: str,
+        decimals: int,
     ) -> MemorySide:  # fmt: skip
         """``rows``: each record's key values then compared values, in the columns' order."""
         records = []
@@ -401,7 +400,7 @@ class MemorySide:
             key = canonical_row(row[:count], key_types, decimals)
             whole = key + ("," + canonical_row(row[count:], value_types, decimals) if value_types else "")
             records.append((key, md5_60(key), md5_60(whole)))
-        return cls(name, records, what)
+        return cls(name, records)
 
     async def buckets(self, bits: int, within: tuple[int, list[int]] | None) -> dict[int, tuple[int, int]]:
         self.requests += 1

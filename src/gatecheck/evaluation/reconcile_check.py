@@ -169,11 +169,8 @@ async def open_sides(
             source = pool.get(unit.source)
             parameters = query_parameters(unit, window, as_of, thresholds)
             if dialect == "nats":
-                spec = unit.query.messages  # type: ignore[union-attr]
-                assert spec is not None  # the suite's model requires it on a NATS side
                 rows = await source.records(unit.query, parameters, list(config.columns))
-                what = f"{len(rows)} messages of {spec.subject} on {spec.stream} read and hashed by gatecheck"
-                return _Named(MemorySide.of(name, rows, config.keys, config.values, config.decimals, what))
+                return _Named(MemorySide.of(name, rows, config.keys, config.values, config.decimals))
             form = SqlForm(dialect, hashing, dict(config.keys), dict(config.values), config.decimals)  # type: ignore[arg-type]
             return _Named(SqlSide(name, source, str(unit.query), parameters, form))
         except GatecheckError as exc:
