@@ -386,7 +386,7 @@ def test_every_steps_reconciliation_buckets_are_compared_in_one_query(project_fo
     from gatecheck.evaluation.engine import Engine
     from gatecheck.evaluation.gate import SourcePool, fetch
     from gatecheck.evaluation.plan import plan_checks
-    from gatecheck.evaluation.reconcile_check import reconcile_steps
+    from gatecheck.evaluation.reconcile_check import findings_of, reconcile_steps
 
     project = project_for("rollup-drift")
     gate = project.gate("warehouse-release")
@@ -413,4 +413,4 @@ def test_every_steps_reconciliation_buckets_are_compared_in_one_query(project_fo
     for k, frame in enumerate(together):
         if frame is not None:
             assert frame.to_dict("records") == alone[k].to_dict("records"), k
-            assert frame.attrs["reconciliation"].rows == alone[k].attrs["reconciliation"].rows
+            assert findings_of(frame).rows == findings_of(alone[k]).rows  # type: ignore[union-attr]

@@ -454,11 +454,13 @@ def judge(
     if suite.compare is not None:
         expectations, sides = _compared(suite, frame, expectations)
     outcome, reason = check_outcome(expectations, early)
-    reconciliation = frame.attrs.get("reconciliation") if suite.reconcile is not None else None
-    if reconciliation is not None:
-        from gatecheck.evaluation.reconcile_check import judged
+    reconciliation = None
+    if suite.reconcile is not None:
+        from gatecheck.evaluation.reconcile_check import findings_of, judged
 
-        outcome, reason, sides = judged(suite, reconciliation, outcome, reason)
+        reconciliation = findings_of(frame)
+        if reconciliation is not None:
+            outcome, reason, sides = judged(suite, reconciliation, outcome, reason)
     summary = None
     if suite.compare is not None and suite.compare.test != "difference" and "summary" in frame.columns:
         # the statistical test in one sentence: "canary p95 … vs baseline …, higher, p = …"

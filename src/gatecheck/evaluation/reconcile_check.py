@@ -211,7 +211,7 @@ async def fetch_reconciled(
     pool: SourcePool,
     base: dict[str, Any],
 ) -> pd.DataFrame | CheckResult:
-    """The reconciliation's frame (its findings in ``frame.attrs["reconciliation"]``), or the
+    """The reconciliation's frame (its findings: :func:`findings_of`), or the
     result saying why there is none: a side that cannot answer is an error naming it; a NATS
     side with more messages than it may read is inconclusive."""
 
@@ -263,6 +263,26 @@ async def fetch_reconciled(
     return reconciled_frame(suite, outcome, hashing)
 
 
+class Carried:
+    """What a reconciliation found, carried on its frame's ``attrs``: shared, never copied
+    (pandas deep-copies ``attrs`` into every column taken from a frame)."""
+
+    def __init__(self, found: Reconciliation) -> None:
+        self.found = found
+
+    def __copy__(self) -> Carried:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Carried:
+        return self
+
+
+def findings_of(frame: pd.DataFrame) -> Reconciliation | None:
+    """The findings a reconciliation's frame carries (None on any other frame)."""
+    carried = frame.attrs.get("reconciliation")
+    return carried.found if isinstance(carried, Carried) else None
+
+
 def reconciled_frame(suite: SuiteConfig, outcome: Any, hashing: str) -> pd.DataFrame:
     """The one-row frame of counts the expectations judge, the findings in its attrs."""
     import pandas as pd
@@ -291,7 +311,7 @@ def reconciled_frame(suite: SuiteConfig, outcome: Any, hashing: str) -> pd.DataF
     row: dict[str, Any] = {f"{name}_rows": outcome.rows[name] for name in names}
     row.update(outcome.counts)
     frame = pd.DataFrame([row])
-    frame.attrs["reconciliation"] = found
+    frame.attrs["reconciliation"] = Carried(found)
     return frame
 
 

@@ -235,7 +235,12 @@ def group_columns(suite: SuiteConfig, frame: pd.DataFrame) -> list[str]:
         if suite.compare.test != "difference":
             return []
         return [c for c in [*suite.compare.keys, "present"] if c in frame.columns]
-    return [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    # by the frame's dtypes: taking each column as a Series costs ~0.1 ms, times every step
+    return [
+        c
+        for c, dtype in zip(frame.columns, frame.dtypes, strict=True)
+        if not pd.api.types.is_numeric_dtype(dtype)
+    ]
 
 
 def _listed(values: list[Any]) -> str:
