@@ -586,12 +586,7 @@ def _validate_stacked(
     if not indices:
         return {}
     specs = [suite.expectations[i] for i in indices]
-    parts = []
-    for position, frame in enumerate(frames):
-        part = _for_ge(frame, groups, specs)
-        part.insert(0, _STEP, position)
-        parts.append(part)
-    stacked = pd.concat(parts, ignore_index=True)
+    stacked = _stacked_for_ge(frames, groups, specs)
     built = {i: validator.expectation(suite, i) for i in indices}
     parameters = {name: thresholds[name].value for name in suite.parameters() if name in thresholds}
     result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [_STEP, *groups]}
@@ -729,23 +724,54 @@ _ANSWERS = _Answers()
 _SINGLE_VALUES = (str, bool, int, float, Decimal, np.generic, datetime, date, pd.Timestamp)
 
 
-def _for_ge(frame: pd.DataFrame, groups: list[str], specs: list[ExpectationSpec]) -> pd.DataFrame:
-    """The columns GE needs (groups and every column an expectation names), nothing else:
-    GE hashes the whole batch, and an extra column of arrays or maps would break it. A group
-    label that is not a single value (a ClickHouse array) is shown as text."""
+def _wanted(columns: Any, groups: list[str], specs: list[ExpectationSpec]) -> list[str]:
+    """The groups and every column of ``columns`` an expectation names, in that order."""
     wanted = list(groups)
     for spec in specs:
         for value in spec.kwargs.values():
             for item in value if isinstance(value, list) else [value]:
-                if isinstance(item, str) and item in frame.columns and item not in wanted:
+                if isinstance(item, str) and item in columns and item not in wanted:
                     wanted.append(item)
-    narrowed = frame[wanted].copy()
+    return wanted
+
+
+def _single_labels(narrowed: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
+    """A group label that is not a single value (a ClickHouse array) as text."""
     for column in groups:
         if narrowed[column].dtype == object:
             narrowed[column] = [
                 v if v is None or isinstance(v, _SINGLE_VALUES) else str(v) for v in narrowed[column]
             ]
     return narrowed
+
+
+def _for_ge(frame: pd.DataFrame, groups: list[str], specs: list[ExpectationSpec]) -> pd.DataFrame:
+    """The columns GE needs (groups and every column an expectation names), nothing else:
+    GE hashes the whole batch, and an extra column of arrays or maps would break it. A group
+    label that is not a single value (a ClickHouse array) is shown as text."""
+    return _single_labels(frame[_wanted(frame.columns, groups, specs)].copy(), groups)
+
+
+def _stacked_for_ge(
+    frames: Sequence[pd.DataFrame], groups: list[str], specs: list[ExpectationSpec]
+) -> pd.DataFrame:
+    """:func:`_for_ge` of every frame, stacked, each row with its frame's position in
+    ``_STEP`` — the frames joined once and narrowed once (not a copy per frame), when they
+    all name the same columns; else frame by frame."""
+    wanted = _wanted(frames[0].columns, groups, specs)
+    if any(_wanted(frame.columns, groups, specs) != wanted for frame in frames):
+        parts = []
+        for position, frame in enumerate(frames):
+            part = _for_ge(frame, groups, specs)
+            part.insert(0, _STEP, position)
+            parts.append(part)
+        return pd.concat(parts, ignore_index=True)
+    if any(list(frame.columns) != list(frames[0].columns) for frame in frames):
+        stacked = pd.concat([frame[wanted] for frame in frames], ignore_index=True)
+    else:  # one source's answers: joined whole, then narrowed once
+        stacked = pd.concat(frames, ignore_index=True)[wanted].copy()
+    stacked.insert(0, _STEP, np.repeat(np.arange(len(frames)), [len(frame) for frame in frames]))
+    return _single_labels(stacked, groups)
 
 
 def _malformed(spec: ExpectationSpec, frame: pd.DataFrame) -> str | None:
