@@ -542,6 +542,7 @@ def validate_frames(
         suite, frames, groups[0], together, thresholds, validator
     )
     apart = [i for i in range(len(suite.expectations)) if i not in stacked]
+    found = {i: _thresholds_of(suite.expectations[i], thresholds, suite.name) for i in stacked}
     results: list[list[ExpectationResult]] = []
     for position, frame in enumerate(frames):
         by_index: dict[int, ExpectationResult] = {}
@@ -552,7 +553,9 @@ def validate_frames(
                 by_index[index] = result
         for index, shares in stacked.items():
             spec = suite.expectations[index]
-            by_index[index] = _convert(spec, shares[position], frame, groups[0], thresholds, suite.name)
+            by_index[index] = _convert(
+                spec, shares[position], frame, groups[0], thresholds, suite.name, found[index]
+            )
         results.append([by_index[i] for i in range(len(suite.expectations))])
     return results
 
@@ -867,11 +870,15 @@ def _convert(
     groups: list[str],
     thresholds: Mapping[str, ResolvedThreshold],
     suite: str,
+    found_thresholds: list[Threshold] | None = None,
 ) -> ExpectationResult:
+    """One expectation's result from GE's answer (``found_thresholds``: the expectation's
+    thresholds when the caller already has them — the same for every step of a backtest)."""
     # Pair expectations compare column_A (observed) with column_B (expected).
     column = spec.kwargs.get("column") or spec.kwargs.get("column_A")
     expected_column = spec.kwargs.get("column_B")
-    found_thresholds = _thresholds_of(spec, thresholds, suite)
+    if found_thresholds is None:
+        found_thresholds = _thresholds_of(spec, thresholds, suite)
     if ge_result is None:
         return _errored(spec, thresholds, suite, "Great Expectations returned no result")
     missing = [c for c in (column, expected_column) if c is not None and c not in frame.columns]
@@ -904,15 +911,16 @@ def _convert(
         )
     failing.sort(key=lambda f: (sorted(f.group.items()), str(f.observed_value)))
 
+    series = frame[column] if column is not None and column in frame.columns else None
     observed_value: Scalar
     if "observed_value" in result:
         observed_value = _scalar(result["observed_value"])
-    elif column is not None and bound is not None:
-        observed_value = _worst(frame[column], bound)
+    elif series is not None and bound is not None:
+        observed_value = _worst(series, bound)
     else:
         observed_value = None
 
-    if column is not None and column in frame.columns and frame[column].notna().sum() == 0:
+    if series is not None and series.notna().sum() == 0:
         # GE skips nulls: an all-null column would "pass" on no data at all.
         return ExpectationResult(
             type=spec.type,
@@ -957,6 +965,10 @@ def _raised(info: Any) -> str | None:
 
 
 def _worst(series: pd.Series, bound: str | None) -> Scalar:
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+        # numbers already: their own min/max (NaN skipped), no conversion per step
+        worst = series.min() if bound == "min" else series.max()
+        return None if pd.isna(worst) else _scalar(worst)
     values = pd.to_numeric(series, errors="coerce").dropna()
     if values.empty:
         return None
