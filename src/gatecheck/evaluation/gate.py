@@ -535,7 +535,8 @@ def triage(
             outcome=Outcome.ERROR,
             reason=f"query returned {rows} rows; a suite must return aggregates (at most {MAX_ROWS})",
         )
-    duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    columns = frame.columns
+    duplicated = [] if columns.is_unique else sorted({str(c) for c in columns[columns.duplicated()]})
     if duplicated:
         return CheckResult(
             **base,

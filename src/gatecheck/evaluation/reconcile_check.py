@@ -310,7 +310,7 @@ def reconciled_frame(suite: SuiteConfig, outcome: Any, hashing: str) -> pd.DataF
     )
     row: dict[str, Any] = {f"{name}_rows": outcome.rows[name] for name in names}
     row.update(outcome.counts)
-    frame = pd.DataFrame([row])
+    frame = pd.DataFrame({column: [value] for column, value in row.items()})
     frame.attrs["reconciliation"] = Carried(found)
     return frame
 
