@@ -259,3 +259,30 @@ def test_estimate_on_postgresql_names_each_scan(postgres_for) -> None:
     (estimate,) = checks[0]["estimate"]
     assert {scan["table"] for scan in estimate["scans"]} == {"hrv_readings"}
     assert all(scan["scan"].endswith("Scan") for scan in estimate["scans"])
+
+
+def test_a_threshold_in_the_second_sides_sql_is_bound_in_the_joint_queries(
+    config_copy: Path, warehouse: Path
+) -> None:
+    """Both sides on one source ask one query a round: a threshold only the second side's
+    SQL names is resolved (with its provenance) and sent, as a run sends it."""
+    import yaml
+
+    from gatecheck.config import load_project
+
+    from ..conftest import warehouse_env
+
+    path = config_copy / "suites" / "rollup_reconcile.yaml"
+    suite = yaml.safe_load(path.read_text())
+    rollup = suite["reconcile"]["sides"]["rollup"]
+    rollup["query"] = rollup["query"].rstrip() + "\n  AND sessions >= {reconcile_missing_max:UInt64}\n"
+    path.write_text(yaml.safe_dump(suite))
+    project = load_project(config_copy, environ=warehouse_env(warehouse, "rollup-drift"))
+    document = explain(project, "warehouse-release", AS_OF, check="rollup_reconcile")
+    (check,) = document["checks"]
+    first = check["query"]["requests"][0]
+    bound = {p["name"]: p for p in first["parameters"]}
+    assert bound["reconcile_missing_max"]["sent"] == "0" and bound["reconcile_missing_max"]["provenance"] == "default"
+    verdict = asyncio.run(evaluate(project, "warehouse-release", AS_OF))
+    (run,) = [c for c in verdict.checks if c.suite == "rollup_reconcile"]
+    assert run.reconciliation is not None and run.reconciliation.changed == 1

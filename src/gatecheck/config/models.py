@@ -166,7 +166,7 @@ class NotifyTarget(Frozen):
     @model_validator(mode="after")
     def _one_url(self) -> NotifyTarget:
         if (self.url is None) == (self.url_file is None):
-            raise ValueError("give exactly one of url (write \"${VAR}\") and url_file")
+            raise ValueError('give exactly one of url (write "${VAR}") and url_file')
         problem = webhook_url_problem(self.url.get_secret_value()) if self.url is not None else None
         if problem is not None:
             raise ValueError(problem)
@@ -580,33 +580,16 @@ class SuiteConfig(Frozen):
         return self
 
     def units(self) -> list[tuple[str, SuiteConfig]]:
-        """What is queried: ``[("", self)]``, or for a comparison each side as a suite of its
-        own (named ``suite.side``) with the key path its problems are reported under."""
-        if self.compare is None and self.reconcile is None:
+        """What is queried: ``[("", self)]``, or for a comparison or a reconciliation each side
+        as a suite of its own (named ``suite.side``) with the key path its problems are
+        reported under."""
+        paired = self.compare if self.compare is not None else self.reconcile
+        if paired is None:
             return [("", self)]
-        if self.reconcile is not None:
-            return [
-                (
-                    f"reconcile.sides.{name}.",
-                    SuiteConfig.model_construct(
-                        name=f"{self.name}.{name}",
-                        description=self.description,
-                        source=side.source,
-                        window=self.window,
-                        query=side.query,
-                        compare=None,
-                        reconcile=None,
-                        evidence=None,
-                        groups=None,
-                        expectations=self.expectations,
-                    ),
-                )
-                for name, side in self.reconcile.sides.items()
-            ]
-        assert self.compare is not None
+        kind = "compare" if self.compare is not None else "reconcile"
         return [
             (
-                f"compare.sides.{name}.",
+                f"{kind}.sides.{name}.",
                 SuiteConfig.model_construct(
                     name=f"{self.name}.{name}",
                     description=self.description,
@@ -615,12 +598,12 @@ class SuiteConfig(Frozen):
                     query=side.query,
                     compare=None,
                     reconcile=None,
-                    evidence=side.evidence,
+                    evidence=getattr(side, "evidence", None),  # a reconcile side has min_rows instead
                     groups=None,
                     expectations=self.expectations,
                 ),
             )
-            for name, side in self.compare.sides.items()
+            for name, side in paired.sides.items()
         ]
 
     @property

@@ -17,6 +17,7 @@ from gatecheck.config.checks import THRESHOLD_KWARGS
 from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError, did_you_mean
 from gatecheck.evaluation.plan import plan_checks, query_parameters
+from gatecheck.evaluation.reconcile_check import both_parameters, hashing_of, one_source_dialect
 from gatecheck.sources import kind_of
 
 
@@ -66,7 +67,11 @@ def explain(
             config = sources[unit.source]
             parameters = query_parameters(unit, window, as_of, thresholds)
             if suite.reconcile is not None:
-                query = _reconcile_requests(suite, unit, config, sources, parameters, project)
+                side_name = prefix.split(".")[2]
+                both = both_parameters(suite, window, as_of, thresholds)
+                query = _reconcile_requests(
+                    suite, side_name, unit, config, sources, parameters, both, project
+                )
             else:
                 query = kind_of(config).explain(unit.source, config, unit.query, parameters, project.root)
             asked.append((len(checks), unit.source, config, unit.query, parameters))
@@ -194,27 +199,27 @@ def _compare_text(suite: Any) -> str:
 
 
 def _reconcile_requests(
-    suite: Any, unit: Any, config: Any, sources: dict[str, Any], parameters: dict[str, Any], project: Project
-) -> dict[str, Any]:
+    suite: Any, side: str, unit: Any, config: Any, sources: dict[str, Any], parameters: dict[str, Any],
+    both: dict[str, Any], project: Project,
+) -> dict[str, Any]:  # fmt: skip
     """A reconcile side's requests: a SQL side's rounds as it sends them (the first exactly;
     the later ones with the differing buckets still to be found), a NATS side's reading of
-    its messages."""
-    from gatecheck.evaluation.reconcile import FIRST_BITS, SqlForm, hashing_for
+    its messages; both SQL sides on one source: their joint queries, once (``both``: the
+    parameters of a query over both sides)."""
+    from gatecheck.evaluation.reconcile import FIRST_BITS, SqlForm
 
     reconcile = suite.reconcile
     dialect = kind_of(config).reconcile
     if dialect == "nats":
         return kind_of(config).explain(unit.source, config, unit.query, parameters, project.root)
-    names = list(reconcile.sides)
-    sides = list(reconcile.sides.values())
-    if sides[0].source == sides[1].source:  # one query a round over both sides
-        if unit.query != sides[0].query:
-            return {"sent_to": "", "requests": []}  # said with the first side
-        return _joint_requests(suite, config, dialect, parameters, project, names)
-    first, second = (kind_of(sources[s.source]).reconcile or "" for s in reconcile.sides.values())
+    joint = one_source_dialect(suite, sources)
+    if joint is not None:  # one query a round over both sides: said with the first side
+        if side != reconcile.names[0]:
+            return {"sent_to": "", "requests": []}
+        return _joint_requests(suite, config, joint, both, project)
     form = SqlForm(
         dialect,  # type: ignore[arg-type]  # a SQL kind's: clickhouse or postgresql
-        hashing_for((first, second)),
+        hashing_of(suite, sources),  # type: ignore[arg-type]
         dict(reconcile.keys),
         dict(reconcile.values),
         reconcile.decimals,
@@ -245,12 +250,9 @@ def _reconcile_requests(
 
 def _reconcile_text(suite: Any, sources: dict[str, Any]) -> str:
     """What a reconciliation does, in one line."""
-    from gatecheck.evaluation.reconcile import hashing_for
-
     config = suite.reconcile
     first, second = config.names
-    dialects = tuple(kind_of(sources[s.source]).reconcile or "" for s in config.sides.values())
-    hashing = hashing_for(dialects)  # type: ignore[arg-type]
+    hashing = hashing_of(suite, sources)
     how = {
         "portable": "MD5 of the canonical form (the same in every engine)",
         "clickhouse": "cityHash64 of the canonical values, in ClickHouse",
@@ -266,15 +268,14 @@ def _reconcile_text(suite: Any, sources: dict[str, Any]) -> str:
 
 
 def _joint_requests(
-    suite: Any, config: Any, dialect: Any, parameters: dict[str, Any], project: Project, names: list[str]
+    suite: Any, config: Any, dialect: Any, both: dict[str, Any], project: Project
 ) -> dict[str, Any]:
     """Both sides' rounds on one source: one query a round over both sides."""
-    from gatecheck.evaluation.plan import query_parameters as parameters_of
     from gatecheck.evaluation.reconcile import JointPair, SqlForm
 
     reconcile = suite.reconcile
+    names = list(reconcile.names)
     units = [unit for _, unit in suite.units()]
-    both = {**parameters, **parameters_of(units[1], _window_of(parameters), parameters["as_of"], {})}
     form = SqlForm(dialect, dialect, dict(reconcile.keys), dict(reconcile.values), reconcile.decimals)
     sqls = (str(units[0].query), str(units[1].query))
     bits = JointPair.FIRST_BITS
@@ -298,9 +299,3 @@ def _joint_requests(
             requests.append(request)
         sent_to = explained["sent_to"]
     return {"sent_to": sent_to, "requests": requests}
-
-
-def _window_of(parameters: dict[str, Any]) -> Any:
-    from types import SimpleNamespace
-
-    return SimpleNamespace(start=parameters["window_start"], end=parameters["window_end"])

@@ -74,15 +74,10 @@ def _scaled(value: Any, decimals: int) -> int:
 
 def canonical_value(value: Any, kind: str, decimals: int) -> str | None:
     """One value in its canonical text (None for NULL), as the SQL forms write it."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    try:
-        import pandas as pd
+    import pandas as pd
 
-        if value is pd.NaT or value is pd.NA:
-            return None
-    except ImportError:  # pragma: no cover — pandas is a dependency
-        pass
+    if value is None or value is pd.NaT or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
     if kind == "text":
         return value if isinstance(value, str) else str(value)
     if kind == "integer":
@@ -261,11 +256,16 @@ class SqlForm:
         )
 
     def joint_buckets_sql(
-        self, sqls: tuple[str, str], bits: int, within: tuple[int, list[int] | str] | None
+        self,
+        sqls: tuple[str, str],
+        bits: int,
+        within: tuple[int, list[int] | str] | None,
+        step: str | None = None,
     ) -> str:
         """Both sides' buckets in one query, compared in the engine: only the buckets whose
         (rows, hash sum) differ come back (and one more row, so each side's total rows —
-        the last two columns — always do)."""
+        the last two columns — always do). ``step``: the sides' column naming the step of a
+        query of many steps — then every step's buckets and totals apart, the step first."""
         first, second = (sql.strip().rstrip(";") for sql in sqls)
         where = "" if within is None else self._within("gc_kh", within[0], within[1])
         bucket = self._shift("gc_kh", bits)
@@ -282,17 +282,21 @@ class SqlForm:
                 "coalesce(sum(gc_rh) FILTER (WHERE gc_s = 1), 0) AS gc_h1"
             )
         hashed = f"{self.key_hash()} AS gc_kh, {self.row_hash()} AS gc_rh"
+        by, over = "", "()"
+        if step is not None:
+            hashed = f"{step} AS gc_step, {hashed}"
+            by, over = "gc_step, ", "(PARTITION BY gc_step)"
         return (
-            "SELECT gc_bucket, gc_n0, gc_h0, gc_n1, gc_h1, gc_t0, gc_t1 FROM (\n"
-            "  SELECT gc_bucket, gc_n0, gc_h0, gc_n1, gc_h1,\n"
-            "         sum(gc_n0) OVER () AS gc_t0, sum(gc_n1) OVER () AS gc_t1,\n"
-            "         row_number() OVER () AS gc_first\n"
-            f"  FROM (SELECT {bucket} AS gc_bucket, {per_side}\n"
+            f"SELECT {by}gc_bucket, gc_n0, gc_h0, gc_n1, gc_h1, gc_t0, gc_t1 FROM (\n"
+            f"  SELECT {by}gc_bucket, gc_n0, gc_h0, gc_n1, gc_h1,\n"
+            f"         sum(gc_n0) OVER {over} AS gc_t0, sum(gc_n1) OVER {over} AS gc_t1,\n"
+            f"         row_number() OVER {over} AS gc_first\n"
+            f"  FROM (SELECT {by}{bucket} AS gc_bucket, {per_side}\n"
             f"        FROM (SELECT 0 AS gc_s, {hashed} FROM (\n{first}\n) AS gc_first_side\n"
             f"              UNION ALL\n"
             f"              SELECT 1 AS gc_s, {hashed} FROM (\n{second}\n) AS gc_second_side)\n"
             f"        AS gc_hashed{where}\n"
-            "        GROUP BY gc_bucket) AS gc_buckets\n"
+            f"        GROUP BY {by}gc_bucket) AS gc_buckets\n"
             ") AS gc_compared\n"
             "WHERE gc_n0 != gc_n1 OR gc_h0 != gc_h1 OR gc_first = 1"
         )
@@ -342,15 +346,11 @@ class Side(Protocol):
         the first round's)."""
 
 
-class SqlSide:
-    """A ClickHouse or PostgreSQL side: every round is one query in the source."""
+class _Asking:
+    """Rounds asked of one SQL source with one set of parameters, counted."""
 
-    def __init__(
-        self, name: str, source: Source, sql: str, parameters: QueryParameters, form: SqlForm
-    ) -> None:
-        self.name = name
+    def __init__(self, source: Source, parameters: QueryParameters, form: SqlForm) -> None:
         self.source = source
-        self.sql = sql
         self.parameters = parameters
         self.form = form
         self.requests = 0
@@ -358,6 +358,17 @@ class SqlSide:
     async def _ask(self, sql: str) -> pd.DataFrame:
         self.requests += 1
         return await self.source.query(sql, self.parameters)
+
+
+class SqlSide(_Asking):
+    """A ClickHouse or PostgreSQL side: every round is one query in the source."""
+
+    def __init__(
+        self, name: str, source: Source, sql: str, parameters: QueryParameters, form: SqlForm
+    ) -> None:
+        super().__init__(source, parameters, form)
+        self.name = name
+        self.sql = sql
 
     async def buckets(self, bits: int, within: tuple[int, list[int]] | None) -> dict[int, tuple[int, int]]:
         frame = await self._ask(self.form.buckets_sql(self.sql, bits, within))
@@ -437,7 +448,7 @@ class Round:
 
 
 @dataclass
-class Outcome:
+class Found:
     rows: dict[str, int]
     counts: dict[str, int]
     samples: dict[str, list[str]]  # kind → canonical keys
@@ -528,7 +539,7 @@ class SeparatePair:
         return got_a, got_b, crossed
 
 
-class JointPair:
+class JointPair(_Asking):
     """Two SQL sides on one source: each round is one query over both (``UNION ALL``) that
     compares the buckets in the engine and answers only those that differ — so a round can
     ask for many more, finer buckets, and what crosses is the differences."""
@@ -540,16 +551,9 @@ class JointPair:
         self, names: tuple[str, str], source: Source, sqls: tuple[str, str], parameters: QueryParameters,
         form: SqlForm,
     ) -> None:  # fmt: skip
+        super().__init__(source, parameters, form)
         self.names = names
-        self.source = source
         self.sqls = sqls
-        self.parameters = parameters
-        self.form = form
-        self.requests = 0
-
-    async def _ask(self, sql: str) -> pd.DataFrame:
-        self.requests += 1
-        return await self.source.query(sql, self.parameters)
 
     async def buckets(self, bits: int, within: tuple[int, list[int]] | None, first: bool) -> Answer:
         frame = await self._ask(self.form.joint_buckets_sql(self.sqls, bits, within))
@@ -587,7 +591,7 @@ async def reconcile(
     first_bits: int | None = None,
     fetch_rows: int = FETCH_ROWS,
     max_buckets: int = MAX_BUCKETS,
-) -> Outcome:
+) -> Found:
     """Match two sides' records by key (``first`` and ``second``, or ``first`` a
     :class:`Pair`), asking only about buckets that differ: ``first_bits`` bits of the key
     hash at first (13; a joint pair 20); a round's differing buckets are split into at most
@@ -643,7 +647,7 @@ async def reconcile(
         fetched[name_b].extend(got_b)
         rounds.append(Round("rows", bits, len(part), len(part), crossed))
     counts, samples = classify(fetched[name_a], fetched[name_b], sample)
-    return Outcome(rows=rows, counts=counts, samples=samples, rounds=rounds, capped=capped)
+    return Found(rows=rows, counts=counts, samples=samples, rounds=rounds, capped=capped)
 
 
 def classify(
@@ -671,8 +675,8 @@ def classify(
 
 __all__ = [
     "KINDS",
+    "Found",
     "MemorySide",
-    "Outcome",
     "SqlForm",
     "SqlSide",
     "canonical_row",

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -55,9 +55,6 @@ class SourcePool(Protocol):
     def get(self, name: str) -> Source: ...
 
 
-log = logging.getLogger(__name__)
-
-
 class SideFailed(Exception):
     """A side could not answer: its name and gatecheck's error."""
 
@@ -65,6 +62,23 @@ class SideFailed(Exception):
         super().__init__(f"side {side}: {error}")
         self.side = side
         self.error = error
+
+
+@contextmanager
+def _blamed(*names: str) -> Iterator[None]:
+    """A request's failure as the failure of the sides it asked: SideFailed for one,
+    SidesFailed for both (one query asks both sides on one source)."""
+    try:
+        yield
+    except GatecheckError as exc:
+        error = exc
+    except (KeyError, ValueError, TypeError) as exc:  # an answer not of the shape asked for
+        error = QueryError(f"unexpected answer: {exc}")
+    else:
+        return
+    if len(names) == 1:
+        raise SideFailed(names[0], error) from error
+    raise SidesFailed([SideFailed(name, error) for name in names]) from error
 
 
 class _Named:
@@ -75,53 +89,17 @@ class _Named:
         self.name = side.name
 
     async def buckets(self, bits: int, within: tuple[int, list[int]] | None) -> dict[int, tuple[int, int]]:
-        try:
+        with _blamed(self.name):
             found: dict[int, tuple[int, int]] = await self.side.buckets(bits, within)
-            return found
-        except GatecheckError as exc:
-            raise SideFailed(self.name, exc) from exc
-        except (KeyError, ValueError, TypeError) as exc:
-            raise SideFailed(self.name, QueryError(f"unexpected answer: {exc}")) from exc
+        return found
 
     def crossed(self, answered: int, first: bool) -> int:
         return int(self.side.crossed(answered, first))
 
     async def rows(self, bits: int, prefixes: list[int]) -> list[tuple[str, int]]:
-        try:
+        with _blamed(self.name):
             found: list[tuple[str, int]] = await self.side.rows(bits, prefixes)
-            return found
-        except GatecheckError as exc:
-            raise SideFailed(self.name, exc) from exc
-        except (KeyError, ValueError, TypeError) as exc:
-            raise SideFailed(self.name, QueryError(f"unexpected answer: {exc}")) from exc
-
-
-def joint_pair(
-    suite: SuiteConfig, window: Window, as_of: datetime, thresholds: Mapping[str, ResolvedThreshold],
-    pool: SourcePool,
-) -> JointPair | None:  # fmt: skip
-    """Both sides as one :class:`JointPair` when they are SQL on one source (each round one
-    query over both, compared in the engine), else None. Raises SideFailed (both sides)
-    when that source cannot be opened."""
-    config = suite.reconcile
-    assert config is not None
-    units = [unit for _, unit in suite.units()]
-    environment = pool.project.config.environments[pool.environment]
-    if units[0].source != units[1].source:
-        return None
-    dialect = kind_of(environment.sources[units[0].source]).reconcile
-    if dialect not in ("clickhouse", "postgresql"):
-        return None
-    try:
-        source = pool.get(units[0].source)
-    except GatecheckError as exc:
-        raise SidesFailed([SideFailed(n, exc) for n in config.names]) from exc
-    parameters = {
-        **query_parameters(units[0], window, as_of, thresholds),
-        **query_parameters(units[1], window, as_of, thresholds),
-    }
-    form = SqlForm(dialect, dialect, dict(config.keys), dict(config.values), config.decimals)  # type: ignore[arg-type]
-    return JointPair(config.names, source, (str(units[0].query), str(units[1].query)), parameters, form)
+        return found
 
 
 class _NamedJoint:
@@ -132,22 +110,60 @@ class _NamedJoint:
         self.names = pair.names
 
     async def buckets(self, bits: int, within: tuple[int, list[int]] | None, first: bool) -> Any:
-        try:
+        with _blamed(*self.names):
             return await self.pair.buckets(bits, within, first)
-        except GatecheckError as exc:
-            raise SidesFailed([SideFailed(n, exc) for n in self.names]) from exc
-        except (KeyError, ValueError, TypeError) as exc:
-            error = QueryError(f"unexpected answer: {exc}")
-            raise SidesFailed([SideFailed(n, error) for n in self.names]) from exc
 
     async def rows(self, bits: int, prefixes: list[int]) -> Any:
-        try:
+        with _blamed(*self.names):
             return await self.pair.rows(bits, prefixes)
-        except GatecheckError as exc:
-            raise SidesFailed([SideFailed(n, exc) for n in self.names]) from exc
-        except (KeyError, ValueError, TypeError) as exc:
-            error = QueryError(f"unexpected answer: {exc}")
-            raise SidesFailed([SideFailed(n, error) for n in self.names]) from exc
+
+
+def one_source_dialect(suite: SuiteConfig, sources: Mapping[str, Any]) -> str | None:
+    """``clickhouse`` or ``postgresql`` when both sides are SQL on one source (each round one
+    query over both), else None. ``sources``: the environment's configured sources."""
+    assert suite.reconcile is not None
+    first, second = suite.reconcile.sides.values()
+    if first.source != second.source:
+        return None
+    dialect = kind_of(sources[first.source]).reconcile
+    return dialect if dialect in ("clickhouse", "postgresql") else None
+
+
+def hashing_of(suite: SuiteConfig, sources: Mapping[str, Any]) -> str:
+    """How both sides hash (:func:`gatecheck.evaluation.reconcile.hashing_for` of their
+    sources' kinds)."""
+    assert suite.reconcile is not None
+    first, second = (kind_of(sources[side.source]).reconcile or "" for side in suite.reconcile.sides.values())
+    return hashing_for((first, second))
+
+
+def both_parameters(
+    suite: SuiteConfig, window: Any, as_of: datetime, thresholds: Mapping[str, ResolvedThreshold]
+) -> dict[str, Any]:
+    """The parameters of a query over both sides: each side's."""
+    found: dict[str, Any] = {}
+    for _, unit in suite.units():
+        found.update(query_parameters(unit, window, as_of, thresholds))
+    return found
+
+
+def joint_pair(
+    suite: SuiteConfig, window: Window, as_of: datetime, thresholds: Mapping[str, ResolvedThreshold],
+    pool: SourcePool,
+) -> JointPair | None:  # fmt: skip
+    """Both sides as one :class:`JointPair` when they are SQL on one source, else None.
+    Raises SidesFailed when that source cannot be opened."""
+    config = suite.reconcile
+    assert config is not None
+    dialect = one_source_dialect(suite, pool.project.config.environments[pool.environment].sources)
+    if dialect is None:
+        return None
+    units = [unit for _, unit in suite.units()]
+    with _blamed(*config.names):
+        source = pool.get(units[0].source)
+    form = SqlForm(dialect, dialect, dict(config.keys), dict(config.values), config.decimals)  # type: ignore[arg-type]
+    sqls = (str(units[0].query), str(units[1].query))
+    return JointPair(config.names, source, sqls, both_parameters(suite, window, as_of, thresholds), form)
 
 
 async def open_sides(
@@ -155,28 +171,24 @@ async def open_sides(
     pool: SourcePool,
 ) -> tuple[list[_Named], str]:  # fmt: skip
     """Each side ready to answer (a NATS side's messages read and hashed), and the hashing
-    both use. Raises SideFailed."""
+    both use. Raises SidesFailed with every side that cannot."""
     config = suite.reconcile
     assert config is not None
     units = [unit for _, unit in suite.units()]
-    environment = pool.project.config.environments[pool.environment]
-    dialects = tuple(kind_of(environment.sources[u.source]).reconcile or "" for u in units)
-    hashing = hashing_for(dialects)  # type: ignore[arg-type]
-    sides: list[_Named] = []
+    sources = pool.project.config.environments[pool.environment].sources
+    dialects = [kind_of(sources[u.source]).reconcile or "" for u in units]
+    hashing = hashing_of(suite, sources)
 
     async def one(name: str, unit: SuiteConfig, dialect: str) -> _Named:
-        try:
+        with _blamed(name):
             source = pool.get(unit.source)
             parameters = query_parameters(unit, window, as_of, thresholds)
-            if dialect == "nats":
+            if dialect == "nats":  # a message value not of its column's type: ValueError
                 rows = await source.records(unit.query, parameters, list(config.columns))
                 return _Named(MemorySide.of(name, rows, config.keys, config.values, config.decimals))
             form = SqlForm(dialect, hashing, dict(config.keys), dict(config.values), config.decimals)  # type: ignore[arg-type]
             return _Named(SqlSide(name, source, str(unit.query), parameters, form))
-        except GatecheckError as exc:
-            raise SideFailed(name, exc) from exc
-        except ValueError as exc:  # a message value that is not of its column's type
-            raise SideFailed(name, QueryError(str(exc))) from exc
+        raise AssertionError("unreachable")  # _blamed raises or the block returned
 
     found = await asyncio.gather(
         *(one(n, u, d) for n, u, d in zip(config.names, units, dialects, strict=True)),
@@ -184,23 +196,11 @@ async def open_sides(
     )
     failures = [f for f in found if isinstance(f, BaseException)]
     if failures:
-        # both sides' failures said together (the first one raised carries the others)
-        raise _joined([f for f in failures if isinstance(f, SideFailed)] or failures)
-    sides = [f for f in found if isinstance(f, _Named)]
-    return sides, hashing
-
-
-def _joined(failures: list[BaseException]) -> BaseException:
-    named = [f for f in failures if isinstance(f, SideFailed)]
-    if len(named) != len(failures):
-        return failures[0]
-    if len(named) == 1:
-        return named[0]
-    first = named[0]
-    joined = SideFailed(first.side, first.error)
-    joined.args = ("; ".join(str(f) for f in named),)
-    joined.others = named[1:]  # type: ignore[attr-defined]
-    return joined
+        named = [f for f in failures if isinstance(f, SideFailed)]
+        if len(named) != len(failures):
+            raise next(f for f in failures if not isinstance(f, SideFailed))
+        raise SidesFailed(list(named))  # every side that cannot answer, said together
+    return [f for f in found if isinstance(f, _Named)], hashing
 
 
 async def fetch_reconciled(
@@ -232,12 +232,13 @@ async def fetch_reconciled(
             sides, hashing = await open_sides(suite, window, as_of, thresholds, pool)
             outcome = await reconcile(sides[0], sides[1], **options)  # type: ignore[arg-type]
     except (SideFailed, SidesFailed) as failed:
-        if isinstance(failed, SidesFailed):
-            every = [e for e in failed.errors if isinstance(e, SideFailed)]
-            if len(every) != len(failed.errors):
-                raise next(e for e in failed.errors if not isinstance(e, SideFailed)) from failed
-        else:
-            every = [failed, *getattr(failed, "others", [])]
+        every = (
+            [e for e in failed.errors if isinstance(e, SideFailed)]
+            if isinstance(failed, SidesFailed)
+            else [failed]
+        )
+        if isinstance(failed, SidesFailed) and len(every) != len(failed.errors):
+            raise next(e for e in failed.errors if not isinstance(e, SideFailed)) from failed
         down = {f.side for f in every if isinstance(f.error, SourceUnavailable | SourceTimeout)}
         sides_result = [
             SideResult(side=n, source=u.source, source_available=n not in down)
@@ -375,8 +376,7 @@ async def reconcile_steps(
     on one ClickHouse source and each side's SQL in the one-pass form — then one query
     compares every step's buckets in the engine. Each step's frame, or None for a step whose
     buckets differ (its own reconciliation names the keys); None when not asked at once."""
-    from gatecheck.evaluation.reconcile import Outcome as Found
-    from gatecheck.evaluation.reconcile import Round
+    from gatecheck.evaluation.reconcile import Found, Round
     from gatecheck.sources.base import MAX_ROWS
     from gatecheck.sources.clickhouse import STEP_COLUMN
     from gatecheck.sources.clickhouse.onepass import one_pass, steps_of
@@ -384,43 +384,19 @@ async def reconcile_steps(
     config = suite.reconcile
     assert config is not None
     units = [unit for _, unit in suite.units()]
-    environment = pool.project.config.environments[pool.environment]
-    if (
-        units[0].source != units[1].source
-        or kind_of(environment.sources[units[0].source]).reconcile != "clickhouse"
-    ):
+    if one_source_dialect(suite, pool.project.config.environments[pool.environment].sources) != "clickhouse":
         return None
-    sets = [
-        {**query_parameters(units[0], plan.window, moment, thresholds),
-         **query_parameters(units[1], plan.window, moment, thresholds)}
-        for moment, plan in zip(times, plans, strict=True)
-    ]  # fmt: skip
-    steps = steps_of(sets)
+    steps = steps_of(
+        [both_parameters(suite, p.window, m, thresholds) for m, p in zip(times, plans, strict=True)]
+    )
     if steps is None:
         return None
-    rewritten = [one_pass(str(unit.query), steps) for unit in units]
-    if None in rewritten:
+    first, second = (one_pass(str(unit.query), steps) for unit in units)
+    if first is None or second is None:
         return None
     form = SqlForm("clickhouse", "clickhouse", dict(config.keys), dict(config.values), config.decimals)
     bits = JointPair.FIRST_BITS
-    hashed = f"{STEP_COLUMN} AS gc_step, {form.key_hash()} AS gc_kh, {form.row_hash()} AS gc_rh"
-    sql = (
-        "SELECT gc_step, gc_n0, gc_h0, gc_n1, gc_h1, gc_t0, gc_t1 FROM (\n"
-        "  SELECT gc_step, gc_n0, gc_h0, gc_n1, gc_h1,\n"
-        "         sum(gc_n0) OVER (PARTITION BY gc_step) AS gc_t0,\n"
-        "         sum(gc_n1) OVER (PARTITION BY gc_step) AS gc_t1,\n"
-        "         row_number() OVER (PARTITION BY gc_step) AS gc_first\n"
-        f"  FROM (SELECT gc_step, bitShiftRight(gc_kh, {60 - bits}) AS gc_bucket,\n"
-        "               countIf(gc_s = 0) AS gc_n0, sumIf(gc_rh, gc_s = 0) AS gc_h0,\n"
-        "               countIf(gc_s = 1) AS gc_n1, sumIf(gc_rh, gc_s = 1) AS gc_h1\n"
-        f"        FROM (SELECT 0 AS gc_s, {hashed} FROM (\n{rewritten[0]}\n) AS gc_first_side\n"
-        "              UNION ALL\n"
-        f"              SELECT 1 AS gc_s, {hashed} FROM (\n{rewritten[1]}\n) AS gc_second_side)\n"
-        "        AS gc_hashed\n"
-        "        GROUP BY gc_step, gc_bucket) AS gc_buckets\n"
-        ") AS gc_compared\n"
-        "WHERE gc_n0 != gc_n1 OR gc_h0 != gc_h1 OR gc_first = 1"
-    )
+    sql = form.joint_buckets_sql((first, second), bits, None, step=STEP_COLUMN)
     source = pool.get(units[0].source)
     frame = await source.query(sql, steps.parameters())
     if len(frame) > MAX_ROWS:  # more differing buckets than one answer holds: step by step
@@ -430,7 +406,7 @@ async def reconcile_steps(
     answered: dict[int, int] = {}
     differing: set[int] = set()
     for row in frame.itertuples(index=False):
-        step, n0, h0, n1, h1, t0, t1 = (int(v) for v in row)
+        step, _, n0, h0, n1, h1, t0, t1 = (int(v) for v in row)
         totals[step] = {names[0]: t0, names[1]: t1}
         answered[step] = answered.get(step, 0) + 1
         if (n0, h0) != (n1, h1):
