@@ -331,6 +331,16 @@ class SuiteWindow(Frozen):
         return value
 
 
+def _sane_minimum(value: Any, what: str) -> Any:
+    """A literal minimum is a finite number, not negative (a $PARAMETER is checked where its
+    value is resolved)."""
+    if isinstance(value, float):
+        _sane_number(value)
+        if value < 0:
+            raise ValueError(f"{what} cannot be negative")
+    return value
+
+
 class Evidence(Frozen):
     """Minimum evidence: ``sum(column)`` over the frame must reach ``min_total``."""
 
@@ -340,11 +350,7 @@ class Evidence(Frozen):
     @field_validator("min_total")
     @classmethod
     def _sane_minimum(cls, value: float | ParameterRef) -> float | ParameterRef:
-        if isinstance(value, float):
-            _sane_number(value)
-            if value < 0:
-                raise ValueError("a minimum evidence cannot be negative")
-        return value
+        return _sane_minimum(value, "a minimum evidence")
 
 
 class ExpectationSpec(BaseModel):
@@ -469,11 +475,7 @@ class ReconcileSide(Frozen):
     @field_validator("min_rows")
     @classmethod
     def _sane_minimum(cls, value: float | ParameterRef | None) -> float | ParameterRef | None:
-        if isinstance(value, float):
-            _sane_number(value)
-            if value < 0:
-                raise ValueError("a minimum number of rows cannot be negative")
-        return value
+        return _sane_minimum(value, "a minimum number of rows")
 
 
 class ReconcileConfig(Frozen):
