@@ -7,6 +7,7 @@ directory; tests are isolated by database, not by restarting the engine.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -319,14 +320,11 @@ def metrics_url() -> Iterator[str]:
     scrape+http URL for gates that read the metrics source. One per test: its counters are
     created when the test starts, so a 5-minute range holds them however long the session has
     run (a session-wide one failed every test that came more than 5 minutes in)."""
-    from gatecheck.demo.bus import free_port
-    from gatecheck.demo.metrics import normalize_registry, serve_registry
+    from gatecheck.demo.metrics import Exposition, normalize_registry
 
-    port = free_port()
-    server = serve_registry(normalize_registry("healthy"), port)
-    yield f"scrape+http://127.0.0.1:{port}/metrics"
-    server.shutdown()  # type: ignore[attr-defined]
-    server.server_close()  # type: ignore[attr-defined]
+    server = Exposition(normalize_registry("healthy"))
+    yield server.url
+    server.close()
 
 
 def chromium() -> str:
@@ -339,3 +337,33 @@ def chromium() -> str:
             pytest.fail(f"{message} — .ci/run installs it; CI must not skip this test")
         pytest.skip(message)
     return found
+
+
+#: The line a service logs once it listens (text or JSON log): "… serving P on http://H:P (ledger …".
+SERVING = re.compile(r"serving .*? on (http://[0-9.]+:[0-9]+) \(ledger")
+
+
+def served_bases(
+    log: Path, process: subprocess.Popen[Any], count: int = 1, timeout: float = 90.0
+) -> list[str]:
+    """The addresses the first ``count`` services logging to ``log`` serve on. They are started
+    with ``--listen 127.0.0.1:0`` and each binds a port the system picks: a port chosen by the
+    test beforehand could be taken by another process before the service binds it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = SERVING.findall(log.read_text()) if log.exists() else []
+        if len(found) >= count:
+            return list(found[:count])
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, f"no service said where it serves within {timeout:g}s"
+        time.sleep(0.1)
+
+
+def listening_server(service: Any) -> tuple[Any, list[Any], str]:
+    """An in-process service's uvicorn server, its socket (bound now, on a port the system
+    picked) and its address: pass both to ``run_service(service, server, sockets)``."""
+    from gatecheck.service.server import bind, make_server
+
+    sock = bind("127.0.0.1", 0)
+    port = int(sock.getsockname()[1])
+    return make_server(service, "127.0.0.1", port), [sock], f"http://127.0.0.1:{port}"

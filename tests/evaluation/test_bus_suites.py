@@ -326,3 +326,38 @@ def test_a_cluster_url_lists_nats_servers_only(config_copy: Path) -> None:
         "environments.production.sources.bus.url: each server of a cluster (separated by commas) is a "
         "nats:// or tls:// URL" in str(raised.value)
     )
+
+
+def test_a_cluster_whose_chosen_route_port_is_taken_meanwhile_starts_on_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seed's route port is the one port chosen before a server binds it; when another
+    process takes it first (what failed CI once: "bind: address already in use"), the seed is
+    started again on another, and the cluster elects a leader. The other nodes and every
+    client port are picked by the servers themselves."""
+    import socket
+
+    from gatecheck.demo import bus
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        taken_port = taken.getsockname()[1]
+        chosen = iter([taken_port])
+        monkeypatch.setattr(bus, "free_port", lambda: next(chosen, 0) or _unused_port())
+        running = bus.NatsCluster(tmp_path / "cluster").start()
+        try:
+            seed = running.nodes["gatecheck-n1"]
+            assert seed.cluster_port not in (0, taken_port)
+            assert all(node.port for node in running.nodes.values())
+            assert len({node.cluster_port for node in running.nodes.values()}) == 3
+        finally:
+            running.stop()
+
+
+def _unused_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

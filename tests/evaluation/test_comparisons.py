@@ -308,20 +308,17 @@ def canary(root: Path, metrics: str, as_of=None) -> CheckResult:
 @pytest.fixture
 def exposition() -> Callable[..., str]:
     """The demo's normalize exposition for a scenario, served → its scrape+http URL."""
-    from gatecheck.demo.bus import free_port
-    from gatecheck.demo.metrics import normalize_registry, serve_registry
+    from gatecheck.demo.metrics import Exposition, normalize_registry
 
-    servers = []
+    servers: list[Exposition] = []
 
     def serve(scenario: str, messages: int = 2000) -> str:
-        port = free_port()
-        servers.append(serve_registry(normalize_registry(scenario, messages), port))
-        return f"scrape+http://127.0.0.1:{port}/metrics"
+        servers.append(Exposition(normalize_registry(scenario, messages)))
+        return servers[-1].url
 
     yield serve
     for server in servers:
-        server.shutdown()  # type: ignore[attr-defined]
-        server.server_close()  # type: ignore[attr-defined]
+        server.close()
 
 
 def test_a_canary_as_fast_as_its_baseline_passes(canary_config, exposition) -> None:

@@ -361,8 +361,6 @@ def demo_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
     """`gatecheck demo --serve --scenario dlq-spike` on a copy of the reference project where
     warehouse-release also needs a 48h soak and production 5 stream replicas (so the chain
     holds GO, NO-GO, INCONCLUSIVE and ROLLBACK at once) and a suite's description carries markup that must not run."""
-    from gatecheck.demo.bus import free_port
-
     chromium()
     root = copy_config(tmp_path_factory.mktemp("pages") / "config")
     project = yaml.safe_load((root / "gatecheck.yaml").read_text())
@@ -382,18 +380,18 @@ def demo_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
     suite = yaml.safe_load((root / "suites" / "unmatched_edges.yaml").read_text())
     suite["description"] = f"Edges {HOSTILE}{HOSTILE_IMG}"
     (root / "suites" / "unmatched_edges.yaml").write_text(yaml.safe_dump(suite))
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
+    from ..conftest import served_bases
     from ..service.test_service_process import gatecheck
 
     with open(root / "service.log", "w") as log:
         process = subprocess.Popen(
             [gatecheck(), "demo", "--config", str(root), "--serve", "--scenario", "dlq-spike",
-             "--listen", f"127.0.0.1:{port}"],
+             "--listen", "127.0.0.1:0"],
             cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True,
         )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
     try:
+        (base,) = served_bases(root / "service.log", process, timeout=120)
         deadline = time.monotonic() + 120
         while True:
             assert process.poll() is None, (root / "service.log").read_text()

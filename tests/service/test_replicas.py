@@ -33,8 +33,9 @@ import psycopg
 import pytest
 import yaml
 
-from gatecheck.demo.bus import free_port
 from gatecheck.results import Verdict
+
+from ..conftest import SERVING, served_bases
 
 INTERVAL_S = 2.0
 # the holder stops scheduling at 3/4 of it without a renewal: a second before anyone can take
@@ -104,7 +105,7 @@ class Proxy:
             connection.close()
 
 
-def write_project(root: Path, ledger_url: str, data_url: str, port: int) -> None:
+def write_project(root: Path, ledger_url: str, data_url: str) -> None:
     (root / "suites").mkdir(parents=True)
     (root / "gates").mkdir()
     suites = {
@@ -128,16 +129,16 @@ def write_project(root: Path, ledger_url: str, data_url: str, port: int) -> None
         "environments": {"test": {"sources": {"db": {"type": "postgresql", "url": data_url}}}},
         "history": {"url": ledger_url},
         "service": {
-            "interval": f"{INTERVAL_S:g}s", "listen": f"127.0.0.1:{port}", "lease": {"ttl": f"{TTL_S:g}s"},
+            "interval": f"{INTERVAL_S:g}s", "listen": "127.0.0.1:0", "lease": {"ttl": f"{TTL_S:g}s"},
         },
     }  # fmt: skip
     (root / "gatecheck.yaml").write_text(yaml.safe_dump(project))
 
 
 class Replica:
-    def __init__(self, name: str, root: Path, port: int, proxy: Proxy) -> None:
-        self.name, self.root, self.port, self.proxy = name, root, port, proxy
-        self.base = f"http://127.0.0.1:{port}"
+    def __init__(self, name: str, root: Path, proxy: Proxy) -> None:
+        self.name, self.root, self.proxy = name, root, proxy
+        self._base: str | None = None  # it listens on a port it picks (listen: 127.0.0.1:0)
         gatecheck = shutil.which("gatecheck", path=str(Path(sys.executable).parent))
         assert gatecheck
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
@@ -149,6 +150,12 @@ class Replica:
                 stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=root,
             )  # fmt: skip
 
+    @property
+    def base(self) -> str:
+        if self._base is None:
+            (self._base,) = served_bases(self.log_path, self.process, timeout=90)
+        return self._base
+
     def lines(self) -> list[dict[str, Any]]:
         found = []
         for line in self.log_path.read_text().splitlines():
@@ -157,6 +164,9 @@ class Replica:
         return found
 
     def ready(self) -> dict[str, Any] | None:
+        if self._base is None and not SERVING.search(self.log_path.read_text()):
+            assert self.process.poll() is None, self.log_path.read_text()
+            return None  # not listening yet
         with contextlib.suppress(httpx.HTTPError):
             answer = httpx.get(f"{self.base}/readyz", timeout=2)
             if answer.status_code == 200:
@@ -234,9 +244,8 @@ def cluster(postgres_server: Any, tmp_path: Path) -> Iterator[tuple[str, str, li
         proxy = Proxy(socket_dir / ".s.PGSQL.5432", Path(f"/tmp/gc-{tag}-{name}"))
         via_proxy = ledger_url.replace(f"host={socket_dir}", f"host={proxy.directory}")
         root = tmp_path / name
-        port = free_port()
-        write_project(root, via_proxy, data_url, port)
-        replicas.append(Replica(name, root, port, proxy))
+        write_project(root, via_proxy, data_url)
+        replicas.append(Replica(name, root, proxy))
     try:
         yield ledger_url, data_url, replicas
     finally:

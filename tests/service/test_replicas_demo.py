@@ -13,39 +13,23 @@ from pathlib import Path
 
 import httpx
 
-from gatecheck.demo.bus import free_port
-
+from ..conftest import served_bases
 from .test_replicas import wait_for
-
-
-def free_pair() -> int:
-    """A port whose next one is free too (the second replica listens there)."""
-    import socket
-
-    while True:
-        port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
 
 
 def test_the_served_demo_runs_two_replicas_on_its_postgresql_ledger(tmp_path: Path) -> None:
     """`gatecheck demo --serve --replicas 2`: two services on the demo's PostgreSQL ledger,
     one scheduling, both answering with the same verdicts; a stop stops both and the demo's
     servers."""
-    port = free_pair()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
     gatecheck = shutil.which("gatecheck", path=str(Path(sys.executable).parent))
     assert gatecheck
     with (tmp_path / "demo.log").open("w") as log:
         demo = subprocess.Popen(
-            [gatecheck, "demo", "--serve", "--replicas", "2", "--hours", "3", "--listen", f"127.0.0.1:{port}"],
+            [gatecheck, "demo", "--serve", "--replicas", "2", "--hours", "3", "--listen", "127.0.0.1:0"],
             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    bases = [f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"]
+    children: list[str] = []
 
     def phases(base: str) -> dict[str, str] | None:
         with contextlib.suppress(httpx.HTTPError, ValueError):
@@ -55,6 +39,9 @@ def test_the_served_demo_runs_two_replicas_on_its_postgresql_ledger(tmp_path: Pa
         return None
 
     try:
+        # each replica on a port it picks (--listen's port 0), as its log line says
+        bases = served_bases(tmp_path / "demo.log", demo, count=2, timeout=120)
+        children = subprocess.run(["pgrep", "-P", str(demo.pid)], capture_output=True, text=True).stdout.split()
         leader_view = wait_for("the scheduling replica's verdicts", lambda: phases(bases[0]), timeout=120, every=0.3)
         follower_view = wait_for("the other replica's", lambda: phases(bases[1]), timeout=30, every=0.3)
         assert follower_view == leader_view
@@ -78,5 +65,15 @@ def test_the_served_demo_runs_two_replicas_on_its_postgresql_ledger(tmp_path: Pa
     finally:
         demo.send_signal(signal.SIGTERM)
         demo.wait(timeout=60)
-    left = subprocess.run(["pgrep", "-f", f"127.0.0.1:{port + 1}|{tmp_path / '.gatecheck'}"], capture_output=True)
+    left = subprocess.run(["pgrep", "-f", str(tmp_path / ".gatecheck")], capture_output=True)
     assert left.returncode == 1, left.stdout
+    # the other replica too, and every helper (a forkserver exits once it sees its parent gone)
+    wait_for("the demo's processes to stop", lambda: not any(running(pid) for pid in children), timeout=10)
+
+
+def running(pid: str) -> bool:
+    """Whether the process runs (a zombie nobody has reaped yet has stopped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

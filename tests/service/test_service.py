@@ -24,9 +24,9 @@ from gatecheck.evaluation.validation import warm_up
 from gatecheck.ledger import LedgerError, SqliteLedger
 from gatecheck.results import Verdict
 from gatecheck.service.core import Service
-from gatecheck.service.server import make_server, run_service
+from gatecheck.service.server import run_service
 
-from ..conftest import REPO
+from ..conftest import REPO, listening_server
 
 PHASES = ("svc-go", "svc-nogo", "svc-inconclusive", "svc-rollback")
 
@@ -102,11 +102,9 @@ def service(service_config: Path) -> Iterator[tuple[str, Service, threading.Thre
     project = load_project(service_config, environ={})
     ledger = SqliteLedger(service_config / "history.db")
     svc = Service(project, ledger, list(PHASES))
-    port = free_port()
-    server = make_server(svc, "127.0.0.1", port)
-    thread = threading.Thread(target=lambda: asyncio.run(run_service(svc, server)), daemon=True)
+    server, sockets, base = listening_server(svc)
+    thread = threading.Thread(target=lambda: asyncio.run(run_service(svc, server, sockets)), daemon=True)
     thread.start()
-    base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # the first scheduled run of every phase starts at once
         try:
@@ -830,8 +828,8 @@ def test_a_stop_cancels_the_service_own_work_and_nothing_else(service_config: Pa
 
     async def main() -> None:
         foreign = asyncio.create_task(asyncio.sleep(60), name="not-the-service's")
-        server = make_server(svc, "127.0.0.1", free_port())
-        running = asyncio.create_task(run_service(svc, server))
+        server, sockets, _ = listening_server(svc)
+        running = asyncio.create_task(run_service(svc, server, sockets))
         deadline = time.monotonic() + 60
         while svc.states["svc-go"].verdict is None:
             assert time.monotonic() < deadline, "no evaluation"
@@ -880,8 +878,8 @@ def test_a_stop_during_a_record_write_waits_for_it_whole(service_config: Path, t
     svc = Service(project, ledger, ["svc-go"], engine=Engine(project, ledger=ledger, close_ledger=True))
 
     async def main() -> None:
-        server = make_server(svc, "127.0.0.1", free_port())
-        running = asyncio.create_task(run_service(svc, server))
+        server, sockets, _ = listening_server(svc)
+        running = asyncio.create_task(run_service(svc, server, sockets))
         while not ledger.writing.is_set():
             await asyncio.sleep(0.01)
         server.should_exit = True
@@ -899,8 +897,8 @@ def test_a_stop_during_an_evaluation_drops_it_unrecorded_and_promptly(service_co
         svc = Service(load_project(root, environ={}), SqliteLedger(tmp_path / "l.db"), ["svc-held"])
 
         async def main() -> float:
-            server = make_server(svc, "127.0.0.1", free_port())
-            running = asyncio.create_task(run_service(svc, server))
+            server, sockets, _ = listening_server(svc)
+            running = asyncio.create_task(run_service(svc, server, sockets))
             while not svc.cycles_under_way:  # the cycle has started: the evaluation waits on the source
                 await asyncio.sleep(0.01)
             server.should_exit = True

@@ -15,8 +15,9 @@ import httpx
 import pytest
 import yaml
 
-from gatecheck.demo.bus import free_port
 from gatecheck.ledger import SqliteLedger
+
+from ..conftest import served_bases
 
 
 def gatecheck() -> str:
@@ -25,35 +26,36 @@ def gatecheck() -> str:
     return found
 
 
-def launch_demo(root: Path, log_format: str = "text") -> tuple[subprocess.Popen[str], str]:
-    """Start `gatecheck demo --serve` on ``root``, every phase each second (not yet ready).
-    Its log goes to ``root/service.log`` (a pipe nobody reads would fill and stall it)."""
+def launch_demo(root: Path, log_format: str = "text") -> subprocess.Popen[str]:
+    """Start `gatecheck demo --serve` on ``root``, every phase each second (not yet ready), on
+    a port it picks. Its log goes to ``root/service.log`` (a pipe nobody reads would fill and
+    stall it)."""
     path = root / "gatecheck.yaml"
     project = yaml.safe_load(path.read_text())
     project["service"]["interval"] = "1s"
     path.write_text(yaml.safe_dump(project))
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
     env["GATECHECK_LOG_FORMAT"] = log_format
     with open(root / "service.log", "w") as log:
-        process = subprocess.Popen(
-            [gatecheck(), "demo", "--config", str(root), "--serve", "--listen", f"127.0.0.1:{port}"],
+        return subprocess.Popen(
+            [gatecheck(), "demo", "--config", str(root), "--serve", "--listen", "127.0.0.1:0"],
             cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True,
         )  # fmt: skip
-    return process, f"http://127.0.0.1:{port}"
 
 
 def service_log(root: Path) -> str:
     return (root / "service.log").read_text()
 
 
-def wait_ready(process: subprocess.Popen[str], base: str, root: Path) -> None:
+def wait_ready(process: subprocess.Popen[str], root: Path) -> str:
+    """The demo service's address, once it is ready."""
     deadline = time.monotonic() + 90
+    (base,) = served_bases(root / "service.log", process, timeout=90)
     while time.monotonic() < deadline:
         assert process.poll() is None, service_log(root)
         try:
             if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
+                return base
         except httpx.HTTPError:
             time.sleep(0.2)
     process.kill()
@@ -70,9 +72,9 @@ def stop_demo(process: subprocess.Popen[str], root: Path) -> None:
 
 
 def _served(root: Path, log_format: str) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
-    process, base = launch_demo(root, log_format)
+    process = launch_demo(root, log_format)
     try:
-        wait_ready(process, base, root)
+        base = wait_ready(process, root)
         yield process, base, root
     finally:
         stop_demo(process, root)

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from gatecheck.config import load_project
 from gatecheck.demo.bus import free_port
-from gatecheck.demo.metrics import normalize_registry, serve_registry
+from gatecheck.demo.metrics import Exposition, normalize_registry
 from gatecheck.errors import QueryError, SourceUnavailable
 from gatecheck.results import Outcome, VerdictState
 from gatecheck.sources.prometheus.promql import PrometheusSourceConfig, PromQuery
@@ -24,17 +24,15 @@ from ..conftest import evaluate
 
 @pytest.fixture
 def serve() -> Iterator[object]:
-    servers = []
+    servers: list[Exposition] = []
 
     def start(registry: CollectorRegistry) -> str:
-        port = free_port()
-        servers.append(serve_registry(registry, port))
-        return f"scrape+http://127.0.0.1:{port}/metrics"
+        servers.append(Exposition(registry))
+        return servers[-1].url
 
     yield start
     for server in servers:
-        server.shutdown()  # type: ignore[attr-defined]
-        server.server_close()  # type: ignore[attr-defined]
+        server.close()
 
 
 def ask(url: str, query: object, window: timedelta = timedelta(minutes=5)):

@@ -110,7 +110,7 @@ class ServiceConfig(Frozen):
     @classmethod
     def _host_port(cls, value: str) -> str:
         host, _, port = value.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: the system picks one
             raise ValueError("listen must be HOST:PORT, e.g. 127.0.0.1:9464")
         return value
 

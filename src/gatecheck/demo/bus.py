@@ -65,17 +65,45 @@ def _die_with_parent() -> None:
 
 
 def free_port() -> int:
+    """A port nobody listens on now — for an address that must be unreachable. A server we
+    start picks its own port instead (a free port can be taken before the server binds it)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
+class NatsStartFailed(SourceUnavailable):
+    """nats-server exited while starting (its last words in the message)."""
+
+
+def _listening(ports_dir: Path, pid: int) -> dict[str, Any] | None:
+    """The ports a started nats-server wrote (it writes them once it listens on all), or None."""
+    for path in ports_dir.glob(f"*_{pid}.ports"):
+        try:
+            found = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None  # being written
+        return found if isinstance(found, dict) else None
+    return None
+
+
+def _port_of(urls: object) -> int:
+    if isinstance(urls, list) and urls:
+        return int(str(urls[0]).rsplit(":", 1)[1])
+    return 0
+
+
 class NatsServer:
-    """A nats-server with JetStream on 127.0.0.1, storing under ``store_dir``."""
+    """A nats-server with JetStream on 127.0.0.1, storing under ``store_dir``.
+
+    Without a ``port`` the server picks its own (``-1``) and writes the ports it listens on to a
+    ports file, which :meth:`start` reads: no free port is chosen here and then lost to another
+    process before the server binds it. A restart keeps the port it was given the first time."""
 
     def __init__(self, store_dir: Path, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
         self.store_dir = store_dir.resolve()
-        self.port = port or free_port()
+        self.port = port or 0  # 0: not known until the server has started
+        self.cluster_port = 0
         self.extra_args = extra_args  # e.g. ("--auth", token) in tests
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -85,9 +113,13 @@ class NatsServer:
 
     def start(self, timeout: float = 10.0) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        ports_dir = self.store_dir / "ports"
+        shutil.rmtree(ports_dir, ignore_errors=True)
+        ports_dir.mkdir()
         command = [
             nats_server_binary(), "--jetstream", "--store_dir", str(self.store_dir),
-            "--addr", "127.0.0.1", "--port", str(self.port), *self.extra_args,
+            "--addr", "127.0.0.1", "--port", str(self.port or -1), "--ports_file_dir", str(ports_dir),
+            *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
@@ -95,15 +127,19 @@ class NatsServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                error = (self.process.stderr.read() if self.process.stderr else b"").decode(errors="replace")
-                raise SourceUnavailable(f"nats-server exited at start: {error.strip()[-300:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
+                exited, self.process = self.process, None
+                error = (exited.stderr.read() if exited.stderr else b"").decode(errors="replace")
+                if exited.stderr:
+                    exited.stderr.close()
+                raise NatsStartFailed(f"nats-server exited at start: {error.strip()[-300:]}")
+            ports = _listening(ports_dir, self.process.pid)
+            if ports is not None:
+                self.port = _port_of(ports.get("nats"))
+                self.cluster_port = _port_of(ports.get("cluster"))
+                return self
+            time.sleep(0.05)
         self.stop()
-        raise SourceUnavailable(f"nats-server did not listen on port {self.port} within {timeout:g}s")
+        raise SourceUnavailable(f"nats-server did not start listening within {timeout:g}s")
 
     def stop(self) -> None:
         process, self.process = self.process, None
@@ -133,18 +169,20 @@ class NatsCluster:
     hold 3 replicas. ``url`` lists every node (a client reaches whichever is up)."""
 
     NAMES = ("gatecheck-n1", "gatecheck-n2", "gatecheck-n3")
+    #: How many times the seed node is tried on another port when its own was taken meanwhile.
+    SEED_TRIES = 5
 
     def __init__(self, store_dir: Path) -> None:
-        routes = {name: free_port() for name in self.NAMES}
-        self.nodes = {
-            name: NatsServer(store_dir / name, extra_args=self._args(name, routes)) for name in self.NAMES
-        }
+        self.store_dir = store_dir
+        self.nodes = {name: NatsServer(store_dir / name) for name in self.NAMES}
+        self._seed = 0  # the first node's route port, once it listens
 
-    def _args(self, name: str, routes: dict[str, int]) -> tuple[str, ...]:
-        route_urls = ",".join(f"nats://127.0.0.1:{port}" for port in routes.values())
+    def _args(self, name: str, cluster_port: int | str) -> tuple[str, ...]:
+        """Every node routes to the first (the seed; routing to itself is ignored) and learns
+        the others from it. Only the seed's route port is chosen here; the others pick theirs."""
         return (
             "--server_name", name, "--cluster_name", "gatecheck-demo",
-            "--cluster", f"nats://127.0.0.1:{routes[name]}", "--routes", route_urls,
+            "--cluster", f"nats://127.0.0.1:{cluster_port}", "--routes", f"nats://127.0.0.1:{self._seed}",
         )  # fmt: skip
 
     @property
@@ -159,8 +197,24 @@ class NatsCluster:
         """Start every node (listening), not waiting for the election: the caller can do other
         work meanwhile, then :meth:`wait_ready`."""
         try:
-            for node in self.nodes.values():
+            seed_name, *others = self.NAMES
+            seed = self.nodes[seed_name]
+            for attempt in range(self.SEED_TRIES):
+                if seed.process is not None:
+                    break
+                self._seed = seed.cluster_port or free_port()
+                seed.extra_args = self._args(seed_name, self._seed)
+                try:
+                    seed.start()
+                except NatsStartFailed as exc:
+                    # Its route port was taken between choosing and binding: choose again.
+                    if "address already in use" not in str(exc) or attempt == self.SEED_TRIES - 1:
+                        raise
+                    seed.cluster_port = 0
+            for name in others:
+                node = self.nodes[name]
                 if node.process is None:
+                    node.extra_args = self._args(name, node.cluster_port or -1)
                     node.start()
         except BaseException:
             self.stop()

@@ -130,7 +130,18 @@ class NormalizeService:
         lookups.inc(0)
 
 
-def serve_registry(registry: CollectorRegistry, port: int) -> object:
-    """Serve ``/metrics`` on 127.0.0.1:port in a daemon thread; returns the server."""
-    server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
-    return server
+class Exposition:
+    """A registry served on ``/metrics`` at 127.0.0.1 in a daemon thread, on a port the system
+    picked when the server bound it (a port chosen beforehand can be taken meanwhile)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._server, _thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+
+    @property
+    def url(self) -> str:
+        """The exposition as a metrics source's URL."""
+        return f"scrape+http://127.0.0.1:{self._server.server_port}/metrics"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

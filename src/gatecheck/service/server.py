@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -117,9 +118,10 @@ async def run_service(service: Service, server: Any, sockets: list[Any] | None =
 
 
 async def serve(service: Service, host: str, port: int, sock: Any = None) -> None:
-    """Run the service on HOST:PORT (``sock``: bound to it already) until SIGTERM/SIGINT."""
+    """Run the service on HOST:PORT (``sock``: bound to it already) until SIGTERM/SIGINT.
+    Port 0 is the one the system picked when the socket was bound: the log line says which."""
     sock = sock if sock is not None else bind(host, port)
-    await run_service(service, make_server(service, host, port), [sock])
+    await run_service(service, make_server(service, host, int(sock.getsockname()[1])), [sock])
 
 
 #: The bearer token for the state-changing endpoints; required beyond loopback.
@@ -154,6 +156,13 @@ def serve_project(
     if urlsplit(url).scheme == "sqlite":
         open_ledger(url, project.root).close()  # a bad path is exit 2 now, not a dead worker
     sock = bind(host.strip("[]"), int(port))  # a port in use is exit 2 now, before any worker
+    bound = f"{host}:{sock.getsockname()[1]}"
+    if bound != project.config.service.listen:
+        # --listen, or port 0: links in notifications and the Host check name where it listens
+        service_config = project.config.service.model_copy(update={"listen": bound})
+        project = dataclasses.replace(
+            project, config=project.config.model_copy(update={"service": service_config})
+        )
     # Evaluations run in a worker process, which owns the engine and the ledger; the ledger
     # reads of this process go through it too (chDB: one process per embedded path).
     settings = project.config.service.worker
