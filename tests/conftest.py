@@ -272,8 +272,6 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     built with promtool from generated OpenMetrics (tests/prometheus_history.py)."""
     import httpx
 
-    from gatecheck.demo.bus import free_port
-
     from .prometheus_history import openmetrics
 
     binaries = [shutil.which("prometheus"), shutil.which("promtool")]
@@ -289,26 +287,31 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         check=True, capture_output=True,
     )  # fmt: skip
     (root / "prometheus.yml").write_text("global: {}\n")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            "prometheus", f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=100y",
-        ],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    log_path = root / "prometheus.log"
+    with log_path.open("w") as log:  # port 0: it binds one and logs it ("Listening on" address=…)
+        process = subprocess.Popen(
+            [
+                "prometheus", f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'tsdb'}",
+                "--web.listen-address=127.0.0.1:0", "--storage.tsdb.retention.time=100y",
+            ],
+            stdout=subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
     deadline = time.monotonic() + 30
+    url = None
     while time.monotonic() < deadline:
+        if url is None:
+            found = re.search(r'msg="Listening on" address=(127\.0\.0\.1:[1-9][0-9]*)', log_path.read_text())
+            url = f"http://{found.group(1)}" if found else None
         try:
-            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+            if url is not None and httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
                 break
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
     else:
         process.kill()
-        pytest.fail("Prometheus did not become ready")
+        pytest.fail(f"Prometheus did not become ready: {log_path.read_text()[-500:]}")
+    assert url is not None
     yield url
     process.terminate()
     process.wait(timeout=20)
