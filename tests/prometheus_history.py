@@ -177,5 +177,45 @@ def openmetrics() -> str:
             rendered = f"{name}{{{labels}}}" if labels else name
             lines.extend(f"{rendered} {value:g} {ts}" for value, ts in samples)
     lines.extend(_snapshot_openmetrics())
+    lines.extend(_slo_openmetrics())
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ an error budget's history
+
+#: Eight days of an SLI, one sample a minute: ``slo_requests_total{code="ok"|"error"}``. Every
+#: minute 1,000 requests, 0.5 of them errors (a burn rate of 0.5 at a 99.9% objective), except:
+SLO_START = T0 + timedelta(days=2)
+#: a 5-minute spike (20 errors a minute: burn 20) ending here — 7 days and 1 hour in;
+SLO_SPIKE_END = SLO_START + timedelta(days=7, hours=1)
+#: 70 minutes at 20 errors a minute ending here, 8 hours later;
+SLO_SUSTAINED_END = SLO_SPIKE_END + timedelta(hours=8, minutes=70)
+#: then 2 hours as usual, and 30 minutes of low traffic (10 requests a minute, no errors) ending here.
+SLO_LOW_END = SLO_SUSTAINED_END + timedelta(hours=2, minutes=30)
+
+
+def slo_minute(minute_end: datetime) -> tuple[float, float]:
+    """(requests, errors) in the minute that ends at ``minute_end``."""
+    if SLO_SPIKE_END - timedelta(minutes=5) < minute_end <= SLO_SPIKE_END:
+        return 1000, 20
+    if SLO_SUSTAINED_END - timedelta(minutes=70) < minute_end <= SLO_SUSTAINED_END:
+        return 1000, 20
+    if SLO_LOW_END - timedelta(minutes=30) < minute_end <= SLO_LOW_END:
+        return 10, 0
+    return 1000, 0.5
+
+
+def _slo_openmetrics() -> list[str]:
+    ok = error = 0.0
+    ok_lines, error_lines = [], []
+    moment = SLO_START
+    while moment <= SLO_LOW_END + timedelta(minutes=10):
+        if moment > SLO_START:
+            requests, errors = slo_minute(moment)
+            ok, error = ok + requests - errors, error + errors
+        at = int(moment.timestamp())
+        ok_lines.append(f'slo_requests_total{{code="ok"}} {ok!r} {at}')
+        error_lines.append(f'slo_requests_total{{code="error"}} {error!r} {at}')
+        moment += timedelta(minutes=1)
+    return ["# TYPE slo_requests counter", *ok_lines, *error_lines]

@@ -143,6 +143,53 @@ class Reconciliation(_Result):
     capped: bool = False  # more differing rows than max_rows: the counts are lower bounds
 
 
+class SloWindow(_Result):
+    """Good and total events in one window ending at the check's window end (corrections
+    taken out), and the error budget's burn rate there (None: no events)."""
+
+    length: Duration
+    good: float
+    total: float
+    burn: float | None
+    enough: bool  # at least the SLO's minimum of events
+
+
+class BurnRateFinding(_Result):
+    """One multiwindow burn-rate rule: it fires only when both windows burn faster than
+    ``factor``; None when a window has too few events to say."""
+
+    rule: str
+    factor: float
+    long: SloWindow
+    short: SloWindow
+    firing: bool | None
+
+
+class SloCorrection(_Result):
+    """A stretch left out of the budget (a maintenance window, an incident), as recorded."""
+
+    start: Moment
+    end: Moment
+    reason: str
+    by: str
+
+
+class SloFindings(_Result):
+    """What an ``slo:`` check found at its window's end."""
+
+    objective: float  # percent of good events, e.g. 99.9
+    window: SloWindow  # the SLO's window
+    budget_remaining: float | None  # share of the window's budget left (negative: overspent)
+    rules: list[BurnRateFinding] = []
+    # the budget this phase consumed since it began (its earliest record in the SLO's window)
+    phase_since: Moment | None = None
+    phase_consumed: float | None = None
+    # at the burn rate of the shortest long window: when the budget left would be gone
+    exhaustion_s: float | None = None
+    corrections: list[SloCorrection] = []
+    min_events: float = 0
+
+
 class CheckResult(_Result):
     suite: str
     description: str = ""
@@ -165,6 +212,7 @@ class CheckResult(_Result):
     sides: list[SideResult] = []
     comparison: str | None = None
     reconciliation: Reconciliation | None = None
+    slo: SloFindings | None = None
 
 
 class Requirement(_Result):

@@ -157,6 +157,19 @@ def cross_check(project: Project) -> list[str]:
                             f"{suite_label}: {prefix}source: {unit.source!r} is a {source_kind.label} "
                             "source; a reconcile side reads ClickHouse, PostgreSQL or NATS"
                         )
+                    elif suite.slo is not None and source_kind.label not in SLO_SOURCES:
+                        problems.append(
+                            f"{suite_label}: source: {unit.source!r} is a {source_kind.label} source; an SLO "
+                            f"counts its events in {', '.join(SLO_SOURCES)}"
+                        )
+                    elif suite.slo is not None and (
+                        source_kind.label == "Prometheus"
+                        and not {"good", "total"} <= set(getattr(unit.query, "measures", {}))
+                    ):
+                        problems.append(
+                            f"{suite_label}: query: an SLO on Prometheus names two measures, good and total "
+                            "(each a PromQL count of events over $window)"
+                        )
                     elif not isinstance(unit.query, source_kind.query_types):
                         problems.append(
                             f"{suite_label}: {prefix}query: source {unit.source!r} is a {source_kind.label} "
@@ -256,6 +269,10 @@ def _kind_problem(kind: str, value: Any) -> str | None:
     return None
 
 
+#: The sources an SLO counts its good and total events in.
+SLO_SOURCES = ("Prometheus", "ClickHouse", "PostgreSQL")
+
+
 def threshold_uses(suite: SuiteConfig) -> Iterator[tuple[str, str, str]]:
     """Every use of a threshold by ``suite``: (threshold name, where it is used, the kind of
     value that use needs: number, non-negative number, list, boolean, text or any)."""
@@ -270,6 +287,8 @@ def threshold_uses(suite: SuiteConfig) -> Iterator[tuple[str, str, str]]:
     for prefix, unit in suite.units():
         if unit.evidence is not None and isinstance(unit.evidence.min_total, ParameterRef):
             yield unit.evidence.min_total.name, f"{prefix}evidence.min_total", "non-negative number"
+    if suite.slo is not None and isinstance(suite.slo.min_events, ParameterRef):
+        yield suite.slo.min_events.name, "slo.min_events", "non-negative number"
     if suite.reconcile is not None:
         for name, side in suite.reconcile.sides.items():
             if isinstance(side.min_rows, ParameterRef):

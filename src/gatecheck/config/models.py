@@ -524,6 +524,82 @@ class ReconcileConfig(Frozen):
         return {**self.keys, **self.values}
 
 
+class BurnRateRule(Frozen):
+    """One multiwindow burn-rate rule: it fires when the error budget burns faster than
+    ``factor`` times the sustainable rate over both ``long`` and ``short``."""
+
+    name: str
+    long: Duration
+    short: Duration
+    factor: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _windows(self) -> BurnRateRule:
+        if not _NAME.match(self.name.replace("-", "_")):
+            raise ValueError(f"name {self.name!r}: use a-z, 0-9, - and _, starting with a letter")
+        if self.short <= timedelta(0) or self.long <= self.short:
+            raise ValueError("short must be positive and shorter than long")
+        _sane_number(self.factor)
+        return self
+
+
+#: The SRE workbook's multiwindow, multi-burn-rate rules (a 30-day budget's page and ticket
+#: alerts): 2% of the budget in 1 h, 5% in 6 h, 10% in 3 days.
+DEFAULT_BURN_RATES = (
+    BurnRateRule(name="page-fast", long=timedelta(hours=1), short=timedelta(minutes=5), factor=14.4),
+    BurnRateRule(name="page-slow", long=timedelta(hours=6), short=timedelta(minutes=30), factor=6),
+    BurnRateRule(name="ticket", long=timedelta(days=3), short=timedelta(hours=6), factor=1),
+)
+
+
+class SloConfig(Frozen):
+    """``slo:`` — the suite's query is an SLI (``good`` and ``total`` events in a window);
+    the suite's window is the SLO's (rolling) window."""
+
+    # percent of events that must be good over the window, e.g. 99.9
+    objective: float = Field(gt=0, lt=100)
+    burn_rates: list[BurnRateRule] = Field(default_factory=lambda: list(DEFAULT_BURN_RATES))
+    # fewer events than this in a window leaves what that window judges inconclusive
+    min_events: float | ParameterRef = 100.0
+
+    @field_validator("min_events")
+    @classmethod
+    def _sane_minimum(cls, value: float | ParameterRef) -> float | ParameterRef:
+        return _sane_minimum(value, "a minimum number of events")
+
+    @field_validator("burn_rates")
+    @classmethod
+    def _distinct(cls, value: list[BurnRateRule]) -> list[BurnRateRule]:
+        names = [rule.name for rule in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"burn-rate rule {', '.join(twice)} named more than once")
+        return value
+
+    @property
+    def budget(self) -> float:
+        """The error budget: the share of events that may be bad (0.001 for 99.9%)."""
+        return 1 - self.objective / 100
+
+
+#: What an SLO suite judges when it lists no expectations of its own: no burn-rate rule fires
+#: and budget is left over the window.
+SLO_EXPECTATIONS = (
+    {
+        "type": "expect_column_values_to_be_between",
+        "column": "firing",
+        "description": "no burn-rate rule fires (both of its windows above its factor)",
+        "max_value": 0,
+    },
+    {
+        "type": "expect_column_values_to_be_between",
+        "column": "budget_remaining",
+        "description": "error budget left over the SLO's window",
+        "min_value": 0,
+    },
+)
+
+
 class SuiteConfig(Frozen):
     """``suites/NAME.yaml``."""
 
@@ -537,16 +613,29 @@ class SuiteConfig(Frozen):
     query: SuiteQuery | None = None
     compare: CompareConfig | None = None
     reconcile: ReconcileConfig | None = None
+    slo: SloConfig | None = None
     evidence: Evidence | None = None
     # Columns that name a group in failure reports; default: the frame's non-numeric columns.
     groups: list[str] | None = None
     expectations: list[ExpectationSpec] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _slo_expectations(cls, data: Any) -> Any:
+        """An SLO suite without expectations of its own judges the default ones."""
+        if isinstance(data, dict) and data.get("slo") is not None and not data.get("expectations"):
+            return {**data, "expectations": [dict(e) for e in SLO_EXPECTATIONS]}
+        return data
 
     @model_validator(mode="after")
     def _one_kind(self) -> SuiteConfig:
         paired = [k for k in ("compare", "reconcile") if getattr(self, k) is not None]
         if len(paired) > 1:
             raise ValueError("compare and reconcile: a suite is one kind (a comparison or a reconciliation)")
+        if self.slo is not None and paired:
+            raise ValueError(f"slo and {paired[0]}: a suite is one kind (an SLO reads one source's query)")
+        if self.slo is not None and self.evidence is not None:
+            raise ValueError("evidence: an SLO suite's minimum is slo.min_events (per window)")
         if not paired:
             if not self.source or self.query is None:
                 missing = [k for k, v in (("source", self.source), ("query", self.query)) if not v]
@@ -625,6 +714,8 @@ class SuiteConfig(Frozen):
         for _, unit in self.units():
             if unit.evidence is not None and isinstance(unit.evidence.min_total, ParameterRef):
                 names.add(unit.evidence.min_total.name)
+        if self.slo is not None and isinstance(self.slo.min_events, ParameterRef):
+            names.add(self.slo.min_events.name)
         if self.reconcile is not None:
             for side in self.reconcile.sides.values():
                 if isinstance(side.min_rows, ParameterRef):

@@ -48,9 +48,10 @@ from gatecheck.evaluation.decide import (
     waive,
 )
 from gatecheck.evaluation.plan import CheckPlan, plan_checks, query_parameters
+from gatecheck.evaluation.slo import SloContext
 from gatecheck.evaluation.validation import Validator, judge_evidence, scalar, validate_frame
 from gatecheck.ledger import MAX_CLOCK_SKEW, Ledger
-from gatecheck.ledger.audit import AuditEvent, approval_at, waivers_at
+from gatecheck.ledger.audit import EVERY_PHASE, AuditEvent, approval_at, corrections_at, waivers_at
 from gatecheck.results import (
     CheckResult,
     EvidenceResult,
@@ -155,16 +156,19 @@ async def evaluate(
                 f"(known phases: {project.known_phases()})"
             )
     thresholds = project.resolve_thresholds(phase)
+    # The decisions on record first: an SLO check leaves out the corrections recorded by as_of.
+    trail, unreadable = await _trail(ledger, [phase, *gate.requires, EVERY_PHASE])
+    plans = plan_checks(project, gate, as_of)
+    context = await _slo_context(plans, trail, unreadable, ledger, phase, as_of, recorded_since)
     pool = SourcePool(project, gate.environment, source_factory)
     try:
         jobs = [
-            _timed(plan, _run_check(plan, as_of, thresholds, pool, judge_in, validator), timings)
-            for plan in plan_checks(project, gate, as_of)
+            _timed(plan, _run_check(plan, as_of, thresholds, pool, judge_in, validator, context), timings)
+            for plan in plans
         ]
         checks = list(await asyncio.gather(*jobs))
     finally:
         await pool.aclose()
-    trail, unreadable = await _trail(ledger, [phase, *gate.requires])
     # A person's waivers: a definite failure they cover stays `fail` and stops blocking.
     waivers = waivers_at(trail, phase, as_of)
     checks = [waive(check, waivers) for check in checks]
@@ -198,7 +202,7 @@ async def _trail(ledger: Ledger | None, phases: list[str]) -> tuple[list[AuditEv
         return [], None
     try:
         events = await asyncio.to_thread(
-            ledger.audit, phases, None, ["waiver-created", "waiver-revoked", "approved"]
+            ledger.audit, phases, None, ["waiver-created", "waiver-revoked", "approved", "slo-corrected"]
         )
     except GatecheckError as exc:
         return [], f"cannot read the audit trail: {exc}"
@@ -246,6 +250,30 @@ async def _requirement(
             f"{timestamp(record.as_of)}: it needs a newer GO"
         ),
     )
+
+
+async def _slo_context(
+    plans: list[CheckPlan],
+    trail: list[AuditEvent],
+    unreadable: str | None,
+    ledger: Ledger | None,
+    phase: str,
+    as_of: datetime,
+    recorded_since: datetime | None,
+) -> SloContext | None:
+    """What an SLO check needs from the ledger: the corrections recorded by ``as_of`` and
+    when this phase began (its earliest record within the longest SLO window)."""
+    longest = max((p.window.length for p in plans if p.suite.slo is not None), default=None)
+    if longest is None:
+        return None
+    since = None
+    if ledger is not None:
+        try:
+            found = await asyncio.to_thread(ledger.timeline, phase, as_of - longest, as_of)
+            since = found[0][0] if found else None
+        except GatecheckError:
+            since = None  # said as "not known" in the findings; the budget itself is unaffected
+    return SloContext(corrections_at(trail, as_of), since, unreadable)
 
 
 async def _soak_status(
@@ -307,8 +335,9 @@ async def _run_check(
     pool: SourcePool,
     judge_in: JudgeIn,
     validator: Validator | None = None,
+    context: SloContext | None = None,
 ) -> CheckResult:
-    fetched = await fetch(plan, as_of, thresholds, pool)
+    fetched = await fetch(plan, as_of, thresholds, pool, context)
     if isinstance(fetched, CheckResult):
         return fetched
     return await judge_fetched(plan, fetched, thresholds, judge_in, validator)
@@ -327,13 +356,24 @@ def check_base(plan: CheckPlan) -> dict[str, Any]:
 
 
 async def fetch(
-    plan: CheckPlan, as_of: datetime, thresholds: Mapping[str, ResolvedThreshold], pool: SourcePool
+    plan: CheckPlan,
+    as_of: datetime,
+    thresholds: Mapping[str, ResolvedThreshold],
+    pool: SourcePool,
+    context: SloContext | None = None,
 ) -> pd.DataFrame | CheckResult:
     """The check's frame from its source, or the ``error`` result saying why there is none.
     A comparison asks both sides at once (same window and as_of) and joins their answers;
-    a side that cannot answer makes the check an error naming that side."""
+    a side that cannot answer makes the check an error naming that side. ``context``: what
+    an SLO check reads from the ledger (none: no corrections, the phase's start unknown)."""
     suite = plan.suite
     base = check_base(plan)
+    if suite.slo is not None:
+        from gatecheck.evaluation.slo import fetch_slo
+
+        corrections = context.corrections.get(suite.name, []) if context is not None else []
+        since = context.phase_since if context is not None else None
+        return await fetch_slo(suite, plan.window, as_of, thresholds, pool, base, corrections, since)
     if suite.reconcile is not None:
         from gatecheck.evaluation.reconcile_check import fetch_reconciled
 
@@ -461,6 +501,13 @@ def judge(
         reconciliation = findings_of(frame)
         if reconciliation is not None:
             outcome, reason, sides = judged(suite, reconciliation, outcome, reason)
+    slo = None
+    if suite.slo is not None:
+        from gatecheck.evaluation import slo as slo_check
+
+        slo = slo_check.findings_of(frame)
+        if slo is not None:
+            outcome, reason = slo_check.judged(slo, outcome, reason)
     summary = None
     if suite.compare is not None and suite.compare.test != "difference" and "summary" in frame.columns:
         # the statistical test in one sentence: "canary p95 … vs baseline …, higher, p = …"
@@ -478,6 +525,7 @@ def judge(
         sides=sides,
         comparison=summary,
         reconciliation=reconciliation,
+        slo=slo,
     )
 
 

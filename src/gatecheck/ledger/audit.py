@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from gatecheck._values import Moment
-from gatecheck.results import Waiver
+from gatecheck.results import SloCorrection, Waiver
 
 AuditKind = Literal[
     "waiver-created",
@@ -26,7 +26,11 @@ AuditKind = Literal[
     "approved",
     "assumed-approved",
     "assumed-soaked",
+    "slo-corrected",
 ]
+
+#: The phase of a decision that holds in every phase (an SLO correction).
+EVERY_PHASE = "*"
 
 #: The longest a waiver or an approval may run.
 MAX_DECISION = timedelta(days=30)
@@ -92,3 +96,23 @@ def covers(waiver: Waiver, failing_groups: list[dict[str, str]]) -> bool:
     return bool(failing_groups) and all(
         all(group.get(key) == value for key, value in waiver.group.items()) for group in failing_groups
     )
+
+
+def corrections_at(events: Iterable[AuditEvent], moment: datetime) -> dict[str, list[SloCorrection]]:
+    """The SLO corrections recorded at or before ``moment``, by SLO suite, oldest first: an
+    evaluation at ``moment`` leaves their stretches out of the budget (a later correction
+    does not change what an earlier evaluation judged). A correction's stretch is its
+    ``group``'s ``from`` and ``to``."""
+    found: dict[str, list[SloCorrection]] = {}
+    for e in sorted(events, key=lambda e: e.at):
+        if e.kind != "slo-corrected" or e.at > moment:
+            continue
+        start, end = e.group.get("from"), e.group.get("to")
+        if start is None or end is None:
+            continue
+        found.setdefault(e.check, []).append(
+            SloCorrection(
+                start=datetime.fromisoformat(start), end=datetime.fromisoformat(end), reason=e.reason, by=e.by
+            )
+        )
+    return found

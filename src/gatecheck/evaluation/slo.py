@@ -1,0 +1,297 @@
+"""``slo:`` checks: an error budget and its burn rates, judged at the check's window end.
+
+The suite's query is the SLI: ``good`` and ``total`` events in a window (a Prometheus source's
+two measures over ``$window``, or SQL returning both columns for ``{window_start}`` to
+``{window_end}``). It is asked once per distinct window — the SLO's own and each burn-rate
+rule's long and short one, all ending at the window's end — and once more per overlap of a
+window with a correction (a recorded stretch left out of the budget), whose events are taken
+out. Everything is counted in the source; only the counts cross.
+
+The budget is ``1 - objective`` of the window's events; the burn rate of a window is its
+error ratio over that share (1: the budget would last exactly the window). A rule fires
+when both of its windows burn faster than its factor. A window with fewer events than
+``min_events`` says nothing: what it would judge is left out (NULL in the frame), and a check
+that would otherwise pass is inconclusive — a rule firing on windows that have enough events
+is a failure whatever else lacks them.
+
+The frame the expectations judge has one row per ``scope``: ``budget`` (its
+``budget_remaining``) and each rule (``firing`` 0/1, ``burn_long``, ``burn_short``, ``factor``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from gatecheck.config.models import ParameterRef, SloConfig, SuiteConfig
+from gatecheck.durations import format_duration
+from gatecheck.errors import GatecheckError, QueryError, SourceTimeout, SourceUnavailable
+from gatecheck.evaluation.plan import query_parameters
+from gatecheck.results import (
+    BurnRateFinding,
+    CheckResult,
+    Outcome,
+    SloCorrection,
+    SloFindings,
+    SloWindow,
+    Window,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from gatecheck.config.models import ResolvedThreshold
+
+
+@dataclass(frozen=True)
+class SloContext:
+    """What an evaluation's SLO checks read from the ledger: the corrections recorded by its
+    ``as_of`` (by SLO suite), when the phase began, and why the trail could not be read."""
+
+    corrections: Mapping[str, list[SloCorrection]]
+    phase_since: datetime | None = None
+    unreadable: str | None = None
+
+
+class _Carried:
+    """The findings on the frame's ``attrs``: shared, never copied (pandas deep-copies
+    ``attrs`` into every column taken from a frame)."""
+
+    def __init__(self, found: SloFindings) -> None:
+        self.found = found
+
+    def __copy__(self) -> _Carried:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Carried:
+        return self
+
+
+def findings_of(frame: pd.DataFrame) -> SloFindings | None:
+    """What an SLO check's frame carries (None on any other frame)."""
+    carried = frame.attrs.get("slo")
+    return carried.found if isinstance(carried, _Carried) else None
+
+
+def min_events(config: SloConfig, thresholds: Mapping[str, ResolvedThreshold]) -> float:
+    if isinstance(config.min_events, ParameterRef):
+        return float(thresholds[config.min_events.name].value)  # type: ignore[arg-type]
+    return float(config.min_events)
+
+
+def windows_of(config: SloConfig, length: timedelta) -> list[timedelta]:
+    """Every distinct window the check counts events in, longest first."""
+    found = {length}
+    for rule in config.burn_rates:
+        found.update((rule.long, rule.short))
+    return sorted(found, reverse=True)
+
+
+def overlap(
+    start: datetime, end: datetime, corrections: list[SloCorrection]
+) -> list[tuple[datetime, datetime]]:
+    """The stretches of ``[start, end]`` that corrections leave out, merged (an event is taken
+    out once however many corrections cover it)."""
+    spans = sorted(
+        (max(start, c.start), min(end, c.end)) for c in corrections if c.start < end and c.end > start
+    )
+    merged: list[tuple[datetime, datetime]] = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def _counts(frame: pd.DataFrame, what: str) -> tuple[float, float]:
+    """``(good, total)`` summed over the answer's rows; no rows or NULLs count as none."""
+    missing = [c for c in ("good", "total") if c not in frame.columns]
+    if missing:
+        raise QueryError(
+            f"{what}: the SLI must answer columns good and total (no {', '.join(missing)}; "
+            f"got {', '.join(map(str, frame.columns)) or 'none'})"
+        )
+    values = []
+    for column in ("good", "total"):
+        numbers = [float(v) for v in frame[column].tolist() if v is not None and not _nan(v)]
+        if any(math.isinf(v) for v in numbers):
+            raise QueryError(f"{what}: {column} is not a finite number")
+        values.append(sum(numbers))
+    good, total = values
+    if good < 0 or total < 0:
+        raise QueryError(f"{what}: a negative count (good {good:g}, total {total:g})")
+    return good, total
+
+
+def _nan(value: Any) -> bool:
+    try:
+        return math.isnan(float(value))
+    except (TypeError, ValueError):
+        return True
+
+
+def burn_of(good: float, total: float, budget: float) -> float | None:
+    """How fast the budget burns over a window: its error ratio over the budget's share."""
+    if total <= 0:
+        return None
+    return max(0.0, total - good) / total / budget
+
+
+async def fetch_slo(
+    suite: SuiteConfig,
+    window: Window,
+    as_of: datetime,
+    thresholds: Mapping[str, ResolvedThreshold],
+    pool: Any,
+    base: dict[str, Any],
+    corrections: list[SloCorrection],
+    phase_since: datetime | None = None,
+) -> pd.DataFrame | CheckResult:
+    """The SLO's frame (its findings in ``attrs``), or the error result naming the source."""
+    config = suite.slo
+    assert config is not None
+    end = window.end
+
+    async def count(start: datetime, stop: datetime) -> tuple[float, float]:
+        span = Window(start=start, end=stop, length=stop - start, settle=window.settle)
+        source = pool.get(suite.source)
+        frame = await source.query(suite.query, query_parameters(suite, span, as_of, thresholds))
+        return _counts(frame, f"the window {format_duration(stop - start)} ending {stop.isoformat()}")
+
+    async def corrected(start: datetime) -> tuple[float, float]:
+        good, total = await count(start, end)
+        for lo, hi in overlap(start, end, corrections):
+            if hi > lo:
+                less_good, less_total = await count(lo, hi)
+                good, total = good - less_good, total - less_total
+        # increase() extrapolates each range on its own: never fewer than none
+        return max(0.0, min(good, total)), max(0.0, total)
+
+    lengths = windows_of(config, window.length)
+    since = phase_since if phase_since is not None and phase_since < end else None
+    try:
+        answers = await asyncio.gather(*(corrected(end - length) for length in lengths))
+        phase_counts = await corrected(since) if since is not None else None
+    except (SourceUnavailable, SourceTimeout) as exc:
+        return CheckResult(
+            **base, outcome=Outcome.ERROR, source_available=False, reason=f"source {suite.source}: {exc}"
+        )
+    except GatecheckError as exc:
+        available = True if isinstance(exc, QueryError) else None
+        return CheckResult(
+            **base, outcome=Outcome.ERROR, source_available=available, reason=f"source {suite.source}: {exc}"
+        )
+    counted = dict(zip(lengths, answers, strict=True))
+    return slo_frame(
+        config, window.length, counted, min_events(config, thresholds), corrections, since, phase_counts
+    )
+
+
+def slo_frame(
+    config: SloConfig,
+    length: timedelta,
+    counted: Mapping[timedelta, tuple[float, float]],
+    minimum: float,
+    corrections: list[SloCorrection],
+    since: datetime | None = None,
+    phase_counts: tuple[float, float] | None = None,
+) -> pd.DataFrame:
+    """The frame the expectations judge, from the counts of every window (pure: no I/O)."""
+    import pandas as pd
+
+    budget = config.budget
+
+    def of(span: timedelta) -> SloWindow:
+        good, total = counted[span]
+        enough = total >= minimum and total > 0
+        return SloWindow(
+            length=span, good=good, total=total, burn=burn_of(good, total, budget), enough=enough
+        )
+
+    whole = of(length)
+    remaining = 1 - whole.burn if whole.enough and whole.burn is not None else None
+    rules = []
+    for rule in config.burn_rates:
+        long, short = of(rule.long), of(rule.short)
+        firing = None
+        if long.enough and short.enough:
+            assert long.burn is not None and short.burn is not None
+            firing = long.burn > rule.factor and short.burn > rule.factor
+        rules.append(
+            BurnRateFinding(rule=rule.name, factor=rule.factor, long=long, short=short, firing=firing)
+        )
+    consumed = None
+    if phase_counts is not None and whole.total > 0:
+        good, total = phase_counts
+        consumed = max(0.0, total - good) / (budget * whole.total)
+    exhaustion = None
+    if rules and remaining is not None and remaining > 0:
+        current = min(rules, key=lambda r: r.long.length).long
+        if current.enough and current.burn:
+            exhaustion = remaining * length.total_seconds() / current.burn
+    found = SloFindings(
+        objective=config.objective,
+        window=whole,
+        budget_remaining=remaining,
+        rules=rules,
+        phase_since=since,
+        phase_consumed=consumed,
+        exhaustion_s=exhaustion,
+        corrections=corrections,
+        min_events=minimum,
+    )
+    rows: list[dict[str, Any]] = [
+        {"scope": "budget", "budget_remaining": remaining, "firing": None, "burn_long": whole.burn,
+         "burn_short": None, "factor": None},
+    ]  # fmt: skip
+    for finding in rules:
+        rows.append(
+            {
+                "scope": finding.rule,
+                "budget_remaining": None,
+                "firing": None if finding.firing is None else int(finding.firing),
+                "burn_long": finding.long.burn,
+                "burn_short": finding.short.burn,
+                "factor": finding.factor,
+            }
+        )
+    frame = pd.DataFrame(rows).astype(
+        {c: "float64" for c in ("budget_remaining", "firing", "burn_long", "burn_short", "factor")}
+    )
+    frame.attrs["slo"] = _Carried(found)
+    return frame
+
+
+def unjudged(found: SloFindings) -> list[str]:
+    """What too few events left unjudged, in words."""
+    lacking: dict[timedelta, SloWindow] = {}
+    if not found.window.enough:
+        lacking[found.window.length] = found.window
+    for rule in found.rules:
+        for span in (rule.long, rule.short):
+            if not span.enough:
+                lacking[span.length] = span
+    return [
+        f"the {format_duration(span.length)} window has {span.total:g} events, fewer than the "
+        f"{found.min_events:g} an SLO window needs"
+        for span in sorted(lacking.values(), key=lambda s: s.length, reverse=True)
+    ]
+
+
+def judged(found: SloFindings, outcome: Outcome, reason: str | None) -> tuple[Outcome, str | None]:
+    """A pass with any window short of events is inconclusive (never a pass); a failure on
+    windows with enough events stays a failure, the rest said beside it."""
+    lacking = unjudged(found)
+    if not lacking:
+        return outcome, reason
+    said = "too few events: " + "; ".join(lacking)
+    if outcome is Outcome.PASS:
+        return Outcome.INCONCLUSIVE, said
+    if outcome is Outcome.FAIL and reason is not None:
+        return outcome, f"{reason} (also not judged: {said})"
+    return outcome, reason

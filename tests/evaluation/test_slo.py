@@ -1,0 +1,203 @@
+"""``slo:`` suites on a real Prometheus over promtool-backfilled series (tests/prometheus_history.py:
+eight days of an SLI, one sample a minute). Every figure below is worked out by hand from
+those samples: 1,000 requests a minute, 0.5 errors a minute as usual (a burn rate of 0.5 at
+99.9%), a 5-minute spike and a 70-minute stretch at 20 errors a minute (burn 20), then 30
+minutes of 10 requests a minute."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gatecheck.config import load_project
+from gatecheck.errors import ConfigError
+from gatecheck.ledger import SqliteLedger
+from gatecheck.ledger.audit import EVERY_PHASE, AuditEvent
+from gatecheck.results import CheckResult, Outcome, Verdict
+
+from ..conftest import evaluate
+from ..prometheus_history import SLO_LOW_END, SLO_SPIKE_END, SLO_SUSTAINED_END
+
+SLI = {
+    "measures": {
+        "good": 'sum(increase(slo_requests_total{code="ok"}[$window]))',
+        "total": "sum(increase(slo_requests_total[$window]))",
+    }
+}
+WEEK = timedelta(days=7)
+
+
+def slo_project(root: Path, **slo: Any) -> Path:
+    suite = {
+        "name": "requests_slo",
+        "description": "99.9% of requests succeed over 7 days",
+        "source": "metrics",
+        "window": {"length": "7d"},
+        "query": SLI,
+        "slo": {"objective": 99.9, **slo},
+    }
+    (root / "suites" / "requests_slo.yaml").write_text(yaml.safe_dump(suite))
+    gate = {"phase": "slo-check", "environment": "staging", "checks": [{"suite": "requests_slo"}]}
+    (root / "gates" / "slo-check.yaml").write_text(yaml.safe_dump(gate))
+    return root
+
+
+def judge(root: Path, url: str, moment: datetime, ledger: SqliteLedger | None = None) -> Verdict:
+    project = load_project(root, environ={"GATECHECK_PROMETHEUS_URL": url})
+    return asyncio.run(evaluate(project, "slo-check", moment, ledger=ledger))
+
+
+def the_check(verdict: Verdict) -> CheckResult:
+    (found,) = [c for c in verdict.checks if c.suite == "requests_slo"]
+    return found
+
+
+def burns(check: CheckResult) -> dict[str, tuple[float | None, float | None, bool | None]]:
+    assert check.slo is not None
+    return {r.rule: (r.long.burn, r.short.burn, r.firing) for r in check.slo.rules}
+
+
+def test_a_short_spike_alone_does_not_fire_a_two_window_rule(config_copy: Path, prometheus: str) -> None:
+    """At the spike's end the 5-minute window burns at 20 (above page-fast's 14.4) but the
+    hour around it at 2.125: no rule fires, the budget holds — a pass, with every figure."""
+    check = the_check(judge(slo_project(config_copy), prometheus, SLO_SPIKE_END))
+    assert check.outcome is Outcome.PASS, check.reason
+    found = check.slo
+    assert found is not None
+    # 7 days: 10,080,000 requests; errors 10,075 minutes x 0.5 + 5 x 20 = 5,137.5
+    assert found.window.total == pytest.approx(10_080_000)
+    assert found.window.total - found.window.good == pytest.approx(5_137.5)
+    assert found.window.burn == pytest.approx(5_137.5 / 10_080_000 / 0.001)
+    assert found.budget_remaining == pytest.approx(1 - 5_137.5 / 10_080.0)
+    assert burns(check) == {
+        # 1h: (55 x 0.5 + 100) / 60,000; 5m: 100 / 5,000
+        "page-fast": (pytest.approx(127.5 / 60), pytest.approx(20.0), False),
+        # 6h: (355 x 0.5 + 100) / 360,000; 30m: (25 x 0.5 + 100) / 30,000
+        "page-slow": (pytest.approx(277.5 / 360), pytest.approx(112.5 / 30), False),
+        # 3d: (4,315 x 0.5 + 100) / 4,320,000; 6h as above
+        "ticket": (pytest.approx(2_257.5 / 4_320), pytest.approx(277.5 / 360), False),
+    }
+    # at the hour's burn (2.125) the budget left would be gone in remaining x 7 days / 2.125
+    assert found.exhaustion_s == pytest.approx((1 - 5_137.5 / 10_080.0) * WEEK.total_seconds() / 2.125)
+    firing = {e.column: e.outcome for e in check.expectations}
+    assert firing == {"firing": Outcome.PASS, "budget_remaining": Outcome.PASS}
+
+
+def test_a_sustained_burn_fires_the_fast_page_rule_and_names_it(config_copy: Path, prometheus: str) -> None:
+    check = the_check(judge(slo_project(config_copy), prometheus, SLO_SUSTAINED_END))
+    assert check.outcome is Outcome.FAIL
+    assert burns(check)["page-fast"] == (pytest.approx(20.0), pytest.approx(20.0), True)
+    # 6h: (70 x 20 + 290 x 0.5) / 360,000 = burn 4.29 < 6, though its 30 minutes burn at 20
+    assert burns(check)["page-slow"] == (pytest.approx(1_545 / 360), pytest.approx(20.0), False)
+    assert check.reason is not None and "scope=page-fast" in check.reason
+    found = check.slo
+    assert found is not None
+    # 7 days: 1,400 + 100 + 10,005 x 0.5 errors
+    assert found.window.total - found.window.good == pytest.approx(6_502.5)
+    assert found.budget_remaining == pytest.approx(1 - 6_502.5 / 10_080.0)
+
+
+def test_low_traffic_is_inconclusive_never_a_pass(config_copy: Path, prometheus: str) -> None:
+    """The last 5 minutes hold 50 requests, fewer than the 100 a window needs: page-fast
+    cannot be judged, so the check is inconclusive though nothing else is wrong."""
+    check = the_check(judge(slo_project(config_copy), prometheus, SLO_LOW_END))
+    assert check.outcome is Outcome.INCONCLUSIVE
+    assert check.reason == "too few events: the 5m window has 50 events, fewer than the 100 an SLO window needs"
+    assert burns(check)["page-fast"][2] is None
+    # a lower minimum judges it: all windows have enough
+    lowered = the_check(judge(slo_project(config_copy, min_events=10), prometheus, SLO_LOW_END))
+    assert lowered.outcome is Outcome.PASS, lowered.reason
+
+
+def test_a_correction_leaves_its_stretch_out_of_the_budget(
+    config_copy: Path, prometheus: str, tmp_path: Path
+) -> None:
+    """A correction over the 70 bad minutes takes out their 70,000 requests and 1,400 errors
+    in every window that covers them; a correction recorded after the as_of changes nothing
+    (an evaluation at a fixed as_of is reproducible)."""
+    ledger = SqliteLedger(tmp_path / "ledger.db")
+    recorded = SLO_SUSTAINED_END - timedelta(minutes=1)
+    ledger.append_audit(
+        [
+            AuditEvent(
+                at=recorded, kind="slo-corrected", phase=EVERY_PHASE, check="requests_slo",
+                group={"from": (SLO_SUSTAINED_END - timedelta(minutes=70)).isoformat(),
+                       "to": SLO_SUSTAINED_END.isoformat()},
+                until=SLO_SUSTAINED_END, by="alice", reason="INC-42: a bad deploy, rolled back",
+            ),
+            AuditEvent(
+                at=SLO_SUSTAINED_END + timedelta(hours=1), kind="slo-corrected", phase=EVERY_PHASE,
+                check="requests_slo",
+                group={"from": (SLO_SUSTAINED_END - timedelta(days=6)).isoformat(),
+                       "to": SLO_SUSTAINED_END.isoformat()},
+                until=SLO_SUSTAINED_END, by="mallory", reason="recorded later",
+            ),
+        ]
+    )  # fmt: skip
+    check = the_check(judge(slo_project(config_copy), prometheus, SLO_SUSTAINED_END, ledger))
+    found = check.slo
+    assert found is not None
+    assert [(c.by, c.reason) for c in found.corrections] == [("alice", "INC-42: a bad deploy, rolled back")]
+    assert found.window.total == pytest.approx(10_080_000 - 70_000)
+    assert found.window.total - found.window.good == pytest.approx(6_502.5 - 1_400)
+    # the hour and the 5 and 30 minutes lie inside the correction: no events left to judge
+    assert burns(check)["page-fast"] == (None, None, None)
+    assert burns(check)["page-slow"] == (pytest.approx(145 / 290), None, None)
+    assert check.outcome is Outcome.INCONCLUSIVE
+    assert check.reason is not None and check.reason.startswith("too few events: the 1h window has 0 events")
+
+
+def test_the_same_as_of_gives_the_same_document(config_copy: Path, prometheus: str) -> None:
+    root = slo_project(config_copy)
+    first, second = (judge(root, prometheus, SLO_SUSTAINED_END) for _ in range(2))
+    assert json.dumps(first.model_dump(mode="json"), sort_keys=True) == json.dumps(
+        second.model_dump(mode="json"), sort_keys=True
+    )
+
+
+def test_prometheus_down_is_an_error_naming_the_source(config_copy: Path) -> None:
+    from gatecheck.demo.bus import free_port
+
+    check = the_check(judge(slo_project(config_copy), f"http://127.0.0.1:{free_port()}", SLO_SPIKE_END))
+    assert check.outcome is Outcome.ERROR and check.source_available is False
+    assert check.reason is not None and check.reason.startswith("source metrics: ")
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"slo": {"objective": 100}}, "slo.objective"),
+        ({"slo": {"objective": 99.9, "burn_rates": [{"name": "x", "long": "5m", "short": "1h", "factor": 2}]}},
+         "short must be positive and shorter than long"),
+        ({"slo": {"objective": 99.9, "min_events": -1}}, "a minimum number of events cannot be negative"),
+        ({"query": {"measures": {"good": "up"}}}, "an SLO on Prometheus names two measures, good and total"),
+        ({"source": "bus"}, "an SLO counts its events in Prometheus, ClickHouse, PostgreSQL"),
+        ({"evidence": {"column": "total", "min_total": 1}}, "an SLO suite's minimum is slo.min_events"),
+    ],
+)
+def test_a_misconfigured_slo_is_refused_in_one_line(config_copy: Path, change: dict[str, Any], problem: str) -> None:
+    root = slo_project(config_copy)
+    path = root / "suites" / "requests_slo.yaml"
+    suite = yaml.safe_load(path.read_text())
+    if change.get("source") == "bus":
+        suite["query"] = {"streams": [{"name": "AA_CORE_HOT"}]}
+    path.write_text(yaml.safe_dump({**suite, **change}))
+    with pytest.raises(ConfigError) as caught:
+        load_project(root, environ={})
+    assert problem in str(caught.value)
+
+
+def test_an_slo_suite_without_expectations_judges_the_defaults() -> None:
+    from gatecheck.config.models import SuiteConfig
+
+    suite = SuiteConfig.model_validate(
+        {"name": "s", "source": "metrics", "window": {"length": "7d"}, "query": SLI, "slo": {"objective": 99.5}}
+    )
+    assert [e.kwargs["column"] for e in suite.expectations] == ["firing", "budget_remaining"]
+    assert suite.slo is not None and suite.slo.budget == pytest.approx(0.005)
