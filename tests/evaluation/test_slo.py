@@ -201,3 +201,44 @@ def test_an_slo_suite_without_expectations_judges_the_defaults() -> None:
     )
     assert [e.kwargs["column"] for e in suite.expectations] == ["firing", "budget_remaining"]
     assert suite.slo is not None and suite.slo.budget == pytest.approx(0.005)
+
+
+def test_gatecheck_correct_records_a_correction_and_refuses_a_bad_one_in_one_line(
+    config_copy: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from gatecheck.cli import app
+
+    root = slo_project(config_copy)
+    env = {"GATECHECK_HISTORY_URL": f"sqlite:///{tmp_path / 'ledger.db'}"}
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(app, [*args, "--config", str(root)], env=env)
+        return result.exit_code, result.stdout, result.stderr
+
+    code, out, err = cli(
+        "correct", "--slo", "requests_slo", "--from", "2026-11-20T02:00:00Z", "--to", "2026-11-20T03:30:00+00:00",
+        "--reason", "planned maintenance", "--by", "alice",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "slo-corrected     *  -  requests_slo (left out: 2026-11-20T02:00:00Z to 2026-11-20T03:30:00Z)" in out
+    code, out, err = cli("audit", "--phase", "slo-check", "--since", "30d", "--format", "json")
+    (event,) = json.loads(out)
+    assert (event["kind"], event["phase"], event["check"], event["by"]) == ("slo-corrected", "*", "requests_slo", "alice")
+    assert event["group"] == {"from": "2026-11-20T02:00:00+00:00", "to": "2026-11-20T03:30:00+00:00"}
+    bad = [
+        (["--slo", "request_slo"], "--slo: no SLO suite 'request_slo' (did you mean 'requests_slo'?)"),
+        (["--slo", "requests_slo", "--from", "yesterday"], "--from: 'yesterday' is not an ISO 8601 time"),
+        (["--slo", "requests_slo", "--to", "2026-11-20T01:00:00Z"], "--to: 2026-11-20T01:00:00Z is not after --from"),
+        (["--slo", "requests_slo", "--to", "2026-12-30T00:00:00Z"], "a correction leaves out at most 30d"),
+        (["--slo", "requests_slo", "--by", " "], "--by: say who decides"),
+    ]
+    for change, problem in bad:
+        options = {"--slo": "", "--from": "2026-11-20T02:00:00Z", "--to": "2026-11-20T03:00:00Z", "--reason": "r", "--by": "b"}
+        options.update(dict(zip(change[::2], change[1::2], strict=True)))
+        code, out, err = cli("correct", *[x for pair in options.items() for x in pair])
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and problem in lines[0], (change, err)
+    code, out, _ = cli("audit", "--since", "30d", "--format", "json")
+    assert len(json.loads(out)) == 1  # nothing written by the refused ones

@@ -1,4 +1,4 @@
-"""Commands that record a person's decision: ``waive``, ``unwaive``, ``approve``."""
+"""Commands that record a person's decision: ``waive``, ``unwaive``, ``approve``, ``correct``."""
 
 from __future__ import annotations
 
@@ -89,6 +89,30 @@ def approve(
 
     def write(project: Project, ledger: Ledger) -> AuditEvent:
         event = approval_event(project, phase, length, reason, by)
+        ledger.append_audit([event])
+        return event
+
+    typer.echo(describe(_decide(config, write)))
+
+
+@app.command()
+def correct(
+    slo: Annotated[
+        str, typer.Option("--slo", metavar="SUITE", help="The SLO suite whose budget to correct.")
+    ],
+    start: Annotated[str, typer.Option("--from", metavar="TIME", help="Start of the stretch (ISO 8601).")],
+    end: Annotated[str, typer.Option("--to", metavar="TIME", help="End of the stretch (ISO 8601).")],
+    reason: ReasonOption,
+    by: ByOption,
+    config: ConfigOption = Path("."),
+) -> None:
+    """Leave a stretch (a maintenance window, an incident) out of an SLO's error budget, in
+    every phase that judges it: its good and bad events no longer count. At most 30 days;
+    an evaluation as of an earlier moment than the record does not see it."""
+    from gatecheck.ledger.decisions import correction_event, describe
+
+    def write(project: Project, ledger: Ledger) -> AuditEvent:
+        event = correction_event(project, slo, start, end, reason, by)
         ledger.append_audit([event])
         return event
 

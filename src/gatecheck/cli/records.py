@@ -176,8 +176,9 @@ def audit(
     demo: DemoOption = False,
 ) -> None:
     """The audit trail, oldest first: waivers (created, used, expired, revoked), approvals,
-    and every --assume-approved / --assume-soaked."""
+    SLO corrections, and every --assume-approved / --assume-soaked."""
     from gatecheck.durations import parse_as_of
+    from gatecheck.ledger.audit import EVERY_PHASE
     from gatecheck.ledger.decisions import describe
 
     with user_errors():
@@ -186,7 +187,7 @@ def audit(
         if phase is not None:
             project.gate(phase)
         with open_ledger_of(project, "audit trail to show") as ledger:
-            events = ledger.audit([phase] if phase else None, parse_as_of(None) - window)
+            events = ledger.audit([phase, EVERY_PHASE] if phase else None, parse_as_of(None) - window)
     if fmt is ListFormat.json:
         typer.echo(json.dumps([e.model_dump(mode="json") for e in events], indent=2))
     elif not events:

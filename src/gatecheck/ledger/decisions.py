@@ -18,7 +18,7 @@ from gatecheck._values import timestamp
 from gatecheck.config import Project
 from gatecheck.durations import format_duration, parse_duration
 from gatecheck.errors import ConfigError, did_you_mean, printable
-from gatecheck.ledger.audit import MAX_DECISION, AuditEvent, waivers_at
+from gatecheck.ledger.audit import EVERY_PHASE, MAX_DECISION, AuditEvent, waivers_at
 from gatecheck.results import Verdict
 
 _WAIVER_ID = re.compile(r"^W[1-9][0-9]*$")
@@ -124,13 +124,54 @@ def approval_event(project: Project, phase: str, length: str, reason: str, by: s
     )  # fmt: skip
 
 
+def _moment(option: str, text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {text!r} is not an ISO 8601 time (e.g. 2026-11-22T06:00:00Z)") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def correction_event(project: Project, slo: str, start: str, end: str, reason: str, by: str) -> AuditEvent:
+    """The ``slo-corrected`` event leaving ``[start, end)`` out of SLO ``slo``'s budget in every
+    phase that judges it, checked. The stretch is at most 30 days, in the past or ahead (a
+    planned maintenance window); evaluations as of a moment before the event was recorded do
+    not see it."""
+    slos = sorted(name for name, suite in project.suites.items() if suite.slo is not None)
+    if slo not in slos:
+        raise ConfigError(
+            f"--slo: no SLO suite {slo!r}{did_you_mean(slo, slos)} (SLO suites: {', '.join(slos) or 'none'})"
+        )
+    begins, ends = _moment("--from", start), _moment("--to", end)
+    if ends <= begins:
+        raise ConfigError(f"--to: {timestamp(ends)} is not after --from {timestamp(begins)}")
+    if ends - begins > MAX_DECISION:
+        raise ConfigError(
+            f"--from/--to: a correction leaves out at most {format_duration(MAX_DECISION)} "
+            f"(got {format_duration(ends - begins)})"
+        )
+    by, reason = _person(by, reason)
+    return AuditEvent(
+        at=datetime.now(UTC), kind="slo-corrected", phase=EVERY_PHASE, check=slo,
+        group={"from": begins.isoformat(), "to": ends.isoformat()}, until=ends, by=by, reason=reason,
+        config_hash=project.config_hash,
+    )  # fmt: skip
+
+
 def describe(event: AuditEvent) -> str:
     """One line of the trail."""
     at = timestamp(event.at)
-    scope = event.check + (
-        f" ({', '.join(f'{k}={v}' for k, v in event.group.items())})" if event.group else ""
-    )
-    until = f" until {timestamp(event.until)}" if event.until else ""
+    if event.kind == "slo-corrected":
+        begins, ends = (timestamp(_moment(k, event.group[k])) for k in ("from", "to"))
+        scope = f"{event.check} (left out: {begins} to {ends})"
+    else:
+        scope = event.check + (
+            f" ({', '.join(f'{k}={v}' for k, v in event.group.items())})" if event.group else ""
+        )
+    until = f" until {timestamp(event.until)}" if event.until and event.kind != "slo-corrected" else ""
     parts = [at, f"{event.kind:<16}", event.phase, event.waiver or "-", scope or "-"]
     # A reason or author posted through the API may hold control characters: shown escaped.
     return printable("  ".join(parts) + f"{until}  by {event.by}: {event.reason}")
