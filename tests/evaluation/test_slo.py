@@ -242,3 +242,28 @@ def test_gatecheck_correct_records_a_correction_and_refuses_a_bad_one_in_one_lin
         assert code == 2 and len(lines) == 1 and problem in lines[0], (change, err)
     code, out, _ = cli("audit", "--since", "30d", "--format", "json")
     assert len(json.loads(out)) == 1  # nothing written by the refused ones
+
+
+def test_the_budget_reads_the_same_in_the_terminal_markdown_and_the_phase_page(
+    config_copy: Path, prometheus: str
+) -> None:
+    from gatecheck.render.html import PhaseInfo, PhasePage, render_phase, timeline
+    from gatecheck.render.verdict import render_markdown, render_text
+
+    verdict = judge(slo_project(config_copy), prometheus, SLO_SUSTAINED_END)
+    left = f"{1 - 6_502.5 / 10_080.0:.1%}"
+    expected = [
+        f"objective 99.9%: {left} of the 7d error budget left (6,502.5 bad of 10,080,000 events)",
+        "page-fast (over 14.4x in both): 1h burn 20, 5m burn 20 — firing",
+        "page-slow (over 6x in both): 6h burn 4.29, 30m burn 20",
+    ]
+    text = render_text(verdict, width=200)
+    markdown = render_markdown(verdict)
+    page = render_phase(
+        PhasePage(PhaseInfo.of_verdict(verdict), verdict, timeline([], SLO_SUSTAINED_END, SLO_SUSTAINED_END)),
+        SLO_SUSTAINED_END, None,
+    )  # fmt: skip
+    for line in expected:
+        assert line in text and line in markdown and line in page, line
+    gone = "at the current burn the budget left is gone in 2h58m52s"  # 0.354911 x 7 days / 20
+    assert gone in text

@@ -588,7 +588,7 @@ SLO_EXPECTATIONS = (
     {
         "type": "expect_column_values_to_be_between",
         "column": "firing",
-        "description": "no burn-rate rule fires (both of its windows above its factor)",
+        "description": "burn-rate rules firing: both windows above the factor",
         "max_value": 0,
     },
     {

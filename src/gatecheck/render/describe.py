@@ -6,9 +6,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 
 from gatecheck._values import bound, shown, timestamp, unit_of
-from gatecheck.results import CheckResult, ExpectationResult, FailingGroup, Reconciliation, Threshold
+from gatecheck.durations import format_duration
+from gatecheck.results import (
+    CheckResult,
+    ExpectationResult,
+    FailingGroup,
+    Reconciliation,
+    SloFindings,
+    SloWindow,
+    Threshold,
+)
 
 
 def subject_of(result: ExpectationResult) -> str:
@@ -150,4 +160,44 @@ def reconciliation_lines(found: Reconciliation, at_most: int = 10) -> list[str]:
         cost += f" and {len(fetched)} fetch{'es' if len(fetched) != 1 else ''} of differing rows"
     share = f" ({found.transferred / compared:.2%} of {compared} compared)" if compared else ""
     lines.append(f"{cost}; {found.transferred} rows crossed{share}; hashing {found.hashing}")
+    return lines
+
+
+def _count(value: float) -> str:
+    """An event count with thousands separators (a count from increase() may be fractional)."""
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
+def _burn(span: SloWindow) -> str:
+    shown_burn = "no events" if span.burn is None else f"burn {span.burn:.3g}"
+    short_of = "" if span.enough else f" (too few events: {_count(span.total)})"
+    return f"{format_duration(span.length)} {shown_burn}{short_of}"
+
+
+def slo_lines(found: SloFindings) -> list[str]:
+    """An SLO's budget for people: what is left, each rule's burn in both windows, what this
+    phase consumed, when the budget would be gone, and the stretches left out."""
+    whole = found.window
+    bad = whole.total - whole.good
+    events = f"{_count(bad)} bad of {_count(whole.total)} events"
+    if found.budget_remaining is None:
+        left = f"budget of the {format_duration(whole.length)} window not judged ({events})"
+    else:
+        window = format_duration(whole.length)
+        left = f"{found.budget_remaining:.1%} of the {window} error budget left ({events})"
+    lines = [f"objective {found.objective:g}%: {left}"]
+    for rule in found.rules:
+        state = {True: " — firing", False: "", None: " — not judged"}[rule.firing]
+        lines.append(
+            f"  {rule.rule} (over {rule.factor:g}x in both): {_burn(rule.long)}, {_burn(rule.short)}{state}"
+        )
+    if found.phase_since is not None and found.phase_consumed is not None:
+        since = timestamp(found.phase_since)
+        lines.append(f"this phase since {since}: {found.phase_consumed:.1%} of the budget consumed")
+    if found.exhaustion_s is not None:
+        gone = format_duration(timedelta(seconds=found.exhaustion_s))
+        lines.append(f"at the current burn the budget left is gone in {gone}")
+    for correction in found.corrections:
+        stretch = f"{timestamp(correction.start)} to {timestamp(correction.end)}"
+        lines.append(f"left out: {stretch} — {correction.reason} ({correction.by})")
     return lines

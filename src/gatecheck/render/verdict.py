@@ -16,6 +16,7 @@ from gatecheck.render.describe import (
     describe_failure,
     reconciliation_lines,
     rule_text,
+    slo_lines,
     split_reason,
     subject_of,
     waiver_text,
@@ -76,6 +77,8 @@ def _check_detail(check: CheckResult) -> list[str]:
         lines.append(f"side {side.side} ({side.source}){': ' + totals if totals else ''}")
     if check.reconciliation is not None:
         lines.extend(reconciliation_lines(check.reconciliation))
+    if check.slo is not None:
+        lines.extend(slo_lines(check.slo))
     for result in check.expectations:
         unit = unit_of(result.column)
         limits = rule_text(result.thresholds, unit)
