@@ -66,7 +66,7 @@ KNOWN_METRICS = {
     "gatecheck_evaluation_timestamp_seconds", "gatecheck_evaluation_duration_seconds",
     "gatecheck_evaluation_interval_seconds", "gatecheck_evaluation_error", "gatecheck_source_up",
     "gatecheck_notifications_total", "gatecheck_waivers_active", "gatecheck_comparison_side_value",
-    "gatecheck_leader",
+    "gatecheck_leader", "gatecheck_slo_budget_remaining", "gatecheck_slo_burn_rate", "gatecheck_slo_rule_firing",
     "normalize_hrv_messages_total", "dlq_messages_total", "normalize_hrv_processing_seconds_bucket",
     "normalize_hrv_processing_seconds_count", "normalize_hrv_processing_seconds_sum",
     "event_bus_stream_fallback_total",

@@ -267,3 +267,29 @@ def test_the_budget_reads_the_same_in_the_terminal_markdown_and_the_phase_page(
         assert line in text and line in markdown and line in page, line
     gone = "at the current burn the budget left is gone in 2h58m52s"  # 0.354911 x 7 days / 20
     assert gone in text
+
+
+def test_the_service_exports_the_budget_burn_rates_and_firing_rules(config_copy: Path, prometheus: str) -> None:
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from gatecheck.service.collector import VerdictCollector
+
+    verdict = judge(slo_project(config_copy), prometheus, SLO_SUSTAINED_END)
+    service = SimpleNamespace(
+        states={"slo-check": SimpleNamespace(verdict=verdict, last_error=None, duration_s=0.5)},
+        interval=lambda phase: timedelta(minutes=5), source_up={}, notifier=None, scheduling=True,
+    )  # fmt: skip
+    registry = CollectorRegistry()
+    registry.register(VerdictCollector(service))  # type: ignore[arg-type]
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    (budget,) = families["gatecheck_slo_budget_remaining"].samples
+    assert budget.labels == {"phase": "slo-check", "slo": "requests_slo"}
+    assert budget.value == pytest.approx(1 - 6_502.5 / 10_080.0)
+    burn = {(s.labels["rule"], s.labels["window"]): s.value for s in families["gatecheck_slo_burn_rate"].samples}
+    assert burn[("page-fast", "1h")] == pytest.approx(20) and burn[("page-slow", "6h")] == pytest.approx(1_545 / 360)
+    assert len(burn) == 6
+    firing = {s.labels["rule"]: s.value for s in families["gatecheck_slo_rule_firing"].samples}
+    assert firing == {"page-fast": 1.0, "page-slow": 0.0, "ticket": 0.0}

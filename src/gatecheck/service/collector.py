@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gatecheck._values import observed_number
+from gatecheck.durations import format_duration
 from gatecheck.results import Outcome, VerdictState
 from gatecheck.service.core import Service
 
@@ -82,6 +83,24 @@ class VerdictCollector(Collector):
             "gatecheck_source_up", "1 if the source answered in the latest evaluation using it.",
             labels=["environment", "source"],
         )  # fmt: skip
+        budget_g = GaugeMetricFamily(
+            "gatecheck_slo_budget_remaining",
+            "Share of an SLO's error budget left over its window at the latest evaluation (negative: "
+            "overspent; absent: too few events to say).",
+            labels=["phase", "slo"],
+        )
+        burn_g = GaugeMetricFamily(
+            "gatecheck_slo_burn_rate",
+            "How fast an SLO's error budget burns in one window of a burn-rate rule (1: it would last "
+            "exactly the SLO's window).",
+            labels=["phase", "slo", "rule", "window"],
+        )
+        firing_g = GaugeMetricFamily(
+            "gatecheck_slo_rule_firing",
+            "1 if the burn-rate rule fires (both of its windows above its factor), 0 if not; absent "
+            "when a window has too few events.",
+            labels=["phase", "slo", "rule"],
+        )
         for phase, state in sorted(states.items()):
             errors_g.add_metric([phase], 1.0 if state.last_error else 0.0)
             interval_g.add_metric([phase], self.service.interval(phase).total_seconds())
@@ -104,6 +123,17 @@ class VerdictCollector(Collector):
                 for outcome in Outcome:
                     labels = [phase, check.suite, check.role, outcome.value, waived]
                     outcome_g.add_metric(labels, float(outcome is check.outcome))
+                if check.slo is not None:
+                    found = check.slo
+                    if found.budget_remaining is not None:
+                        budget_g.add_metric([phase, check.suite], found.budget_remaining)
+                    for rule in found.rules:
+                        for span in (rule.long, rule.short):
+                            if span.burn is not None:
+                                window = format_duration(span.length)
+                                burn_g.add_metric([phase, check.suite, rule.rule, window], span.burn)
+                        if rule.firing is not None:
+                            firing_g.add_metric([phase, check.suite, rule.rule], float(rule.firing))
                 for side in check.sides:
                     for name, number in side.values.items():
                         if number is not None:
@@ -148,6 +178,9 @@ class VerdictCollector(Collector):
             observed_g,
             threshold_g,
             side_g,
+            budget_g,
+            burn_g,
+            firing_g,
             coverage_g,
             soak_g,
             as_of_g,
