@@ -275,6 +275,20 @@ def test_newest_records_come_from_the_query_oldest_first(ledger: Ledger) -> None
     assert decision is not None and decision.verdict is VerdictState.NO_GO  # the error is skipped
 
 
+def test_a_timeline_lists_verdicts_in_order_and_nothing_where_nothing_was_recorded(ledger: Ledger) -> None:
+    """What the status page draws and where an SLO's phase began: an empty span is an empty
+    list on every backend (ClickHouse answered a span without rows with no columns, and the
+    timeline raised KeyError)."""
+    assert ledger.timeline("p", AS_OF - 3 * HOUR, AS_OF) == []
+    ledger.record(verdict("p", AS_OF - 2 * HOUR, Outcome.FAIL), 0.1)
+    ledger.record(verdict("p", AS_OF - HOUR), 0.1)
+    assert ledger.timeline("p", AS_OF - 3 * HOUR, AS_OF) == [
+        (AS_OF - 2 * HOUR, VerdictState.NO_GO),
+        (AS_OF - HOUR, VerdictState.GO),
+    ]
+    assert ledger.timeline("other", AS_OF - 3 * HOUR, AS_OF) == []
+
+
 def test_soak_points_come_from_stored_facts_without_parsing_documents(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:

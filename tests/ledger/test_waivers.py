@@ -199,11 +199,11 @@ def test_approval_required_blocks_until_approved(gate, config_copy: Path) -> Non
 
 
 def test_assumptions_are_written_to_the_trail_with_who_ran_them(gate) -> None:
-    code, _, err = gate(
+    code, out, err = gate(
         "healthy", "run", "--phase", "staging-soak", "--assume-approved", "staging-deploy", "--assume-soaked",
         "--by", "grace",
     )  # fmt: skip
-    assert code == 3, err  # the bus is not there: inconclusive, and the assumptions are on record
+    assert code == 3, out + err  # the bus is not there: inconclusive, and the assumptions are on record
     # (--no-record writes nothing anywhere, these audit events included: test_cli.py)
     code, out, _ = gate("healthy", "audit", "--format", "json")
     assert code == 0

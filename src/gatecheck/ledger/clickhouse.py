@@ -295,10 +295,8 @@ class ClickHouseLedger(Ledger):
             frame = self._execute(_CH_TIMELINE.replace("{table}", self._table), params, True)
         except Exception as exc:
             raise LedgerError(f"history ledger {self.url}: cannot read ({exc})") from exc
-        return [
-            (from_ms(int(ms)), VerdictState(verdict))
-            for ms, verdict in zip(frame["as_of_ms"], frame["verdict"], strict=True)
-        ]
+        # (an answer without rows may come back without columns: read it row by row)
+        return [(from_ms(int(r["as_of_ms"])), VerdictState(r["verdict"])) for r in frame.to_dict("records")]
 
     def _audit_params(self, event: AuditEvent, seq: int) -> dict[str, Any]:
         row = audit_row(event)
