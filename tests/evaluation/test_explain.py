@@ -189,7 +189,7 @@ def test_explain_text_shows_the_query_with_its_bound_values() -> None:
         (["--phase", "staging-soak", "--check", "nope"],
          "gatecheck: error: --check: gate staging-soak has no check 'nope' (its checks: stream_topology, "
          "soak_criteria, unmatched_edges, freshness_lag, rollup_parity, unattributed_sessions, db_writes, "
-         "hrv_row_quality, hrv_db_integrity, e2e_consecutive, normalize_slo, rollback_triggers, service_triggers)"),
+         "hrv_row_quality, hrv_db_integrity, e2e_consecutive, normalize_slo, normalize_success_slo, normalize_latency_slo, rollback_triggers, service_triggers)"),
         (["--phase", "nope"], "gatecheck: error: unknown phase 'nope' (known phases: staging-predeploy, "
          "staging-deploy, staging-soak, prod-predeploy, canary-10, canary-50, canary-100, prod-soak, warehouse-release)"),
         (["--phase", "staging-soak", "--as-of", "yesterday"], None),

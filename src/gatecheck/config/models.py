@@ -221,7 +221,7 @@ DECLARED_THRESHOLDS = frozenset(
         "crashloop_containers_max", "container_restarts_max", "ingest_5xx_max",
         "consumer_lookup_failures_max", "demand_grain_rel_tol", "hrv_db_missing_max",
         "canary_latency_p_min", "reconcile_missing_max", "reconcile_extra_max",
-        "reconcile_changed_max", "reconcile_duplicated_max", "rollup_keys_min_evidence",
+        "reconcile_changed_max", "reconcile_duplicated_max", "rollup_keys_min_evidence", "slo_min_events",
     }
 )  # fmt: skip
 
