@@ -293,3 +293,163 @@ def test_the_service_exports_the_budget_burn_rates_and_firing_rules(config_copy:
     assert len(burn) == 6
     firing = {s.labels["rule"]: s.value for s in families["gatecheck_slo_rule_firing"].samples}
     assert firing == {"page-fast": 1.0, "page-slow": 0.0, "ticket": 0.0}
+
+
+# ------------------------------------------------------------------ OpenSLO v1
+
+#: The specification's inline-SLI example (README, "SLI"), its ratioMetric on Prometheus as in
+#: the specification's ratioMetric example, pointed at this test's series.
+OPENSLO_INLINE = """
+apiVersion: openslo/v1
+kind: SLO
+metadata:
+  name: foo-slo
+  displayName: Foo SLO
+spec:
+  service: foo
+  budgetingMethod: Occurrences
+  timeWindow:
+    - duration: 1w
+      isRolling: true
+  indicator:
+    metadata:
+      name: foo-error
+      displayName: Foo Error
+    spec:
+      ratioMetric:
+        counter: true
+        good:
+          metricSource:
+            type: Prometheus
+            metricSourceRef: prometheus-datasource
+            spec:
+              query: sum(slo_requests_total{code="ok"})
+        total:
+          metricSource:
+            type: Prometheus
+            metricSourceRef: prometheus-datasource
+            spec:
+              query: slo_requests_total
+  objectives:
+    - displayName: Foo Total Errors
+      target: 0.999
+"""
+
+#: The same SLO with its SLI by reference (kind: SLI), its source a DataSource, and bad/total.
+OPENSLO_REFERENCED = """
+apiVersion: openslo/v1
+kind: DataSource
+metadata:
+  name: prometheus-datasource
+spec:
+  type: Prometheus
+  connectionDetails: {url: "http://prometheus:9090"}
+---
+apiVersion: openslo/v1
+kind: SLI
+metadata:
+  name: foo-errors
+spec:
+  ratioMetric:
+    counter: false
+    bad:
+      metricSource:
+        metricSourceRef: prometheus-datasource
+        spec:
+          query: sum(increase(slo_requests_total{code="error"}[{{.window}}]))
+    total:
+      metricSource:
+        metricSourceRef: prometheus-datasource
+        spec:
+          query: sum(increase(slo_requests_total[{{.window}}]))
+---
+apiVersion: openslo/v1
+kind: SLO
+metadata:
+  name: foo-slo-by-ref
+spec:
+  service: foo
+  indicatorRef: foo-errors
+  budgetingMethod: Occurrences
+  timeWindow:
+    - duration: 7d
+      isRolling: true
+  objectives:
+    - targetPercent: 99.9
+"""
+
+
+@pytest.mark.parametrize("document", [OPENSLO_INLINE, OPENSLO_REFERENCED], ids=["inline", "referenced"])
+def test_an_openslo_slo_imports_and_judges_what_the_suite_written_by_hand_does(
+    config_copy: Path, prometheus: str, tmp_path: Path, document: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from gatecheck.cli import app
+
+    path = tmp_path / "slo.yaml"
+    path.write_text(document)
+    result = CliRunner().invoke(app, ["import-openslo", str(path), "--write", "--config", str(config_copy)])
+    assert result.exit_code == 0, result.output
+    (written,) = (config_copy / "suites").glob("foo_slo*.yaml")
+    assert result.stdout == f"wrote {written}\n"
+    suite = yaml.safe_load(written.read_text())
+    assert suite["window"] == {"length": "7d"} and suite["slo"] == {"objective": 99.9}
+    gate = {"phase": "slo-check", "environment": "staging", "checks": [{"suite": suite["name"]}]}
+    (config_copy / "gates" / "slo-check.yaml").write_text(yaml.safe_dump(gate))
+    project = load_project(config_copy, environ={"GATECHECK_PROMETHEUS_URL": prometheus})
+    (check,) = asyncio.run(evaluate(project, "slo-check", SLO_SUSTAINED_END)).checks
+    assert check.outcome is Outcome.FAIL and check.slo is not None
+    assert check.slo.window.total - check.slo.window.good == pytest.approx(6_502.5)
+    assert burns(check)["page-fast"] == (pytest.approx(20.0), pytest.approx(20.0), True)
+    again = CliRunner().invoke(app, ["import-openslo", str(path), "--write", "--config", str(config_copy)])
+    assert again.exit_code == 2 and "exist already: nothing written" in again.stderr
+
+
+SPEC_DATADOG = OPENSLO_INLINE.replace("type: Prometheus", "type: Datadog")
+SPEC_THRESHOLD = """
+apiVersion: openslo/v1
+kind: SLO
+metadata: {name: search-slo}
+spec:
+  service: web-shop
+  indicator:
+    metadata: {name: search-latency}
+    spec:
+      thresholdMetric:
+        metricSource: {type: Any, spec: {}}
+  timeWindow: [{duration: 2w, isRolling: true}]
+  budgetingMethod: Occurrences
+  objectives: [{displayName: Good experience, op: lt, value: 500, target: 0.99}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        (SPEC_DATADOG, "SLO foo-slo: spec.indicator.spec.ratioMetric.total.metricSource: type Datadog: "
+                       "gatecheck reads an SLI from Prometheus"),
+        (SPEC_THRESHOLD, "SLO search-slo: spec.indicator: only a ratioMetric"),
+        (OPENSLO_INLINE.replace("Occurrences", "Timeslices"), "spec.budgetingMethod: 'Timeslices': only Occurrences"),
+        (OPENSLO_INLINE.replace("duration: 1w", "duration: 1M"), "spec.timeWindow[0].duration: '1M'"),
+        (OPENSLO_INLINE.replace("isRolling: true", "isRolling: false"), "a calendar-aligned window is not supported"),
+        (OPENSLO_INLINE.replace("sum(slo_requests_total{code=\"ok\"})", "rate(x[5m]) / 2"),
+         "counter: true needs a metric selector"),
+        (OPENSLO_INLINE.replace("target: 0.999", "target: 1.5"), "the target lies in (0, 1)"),
+        (OPENSLO_REFERENCED.replace("indicatorRef: foo-errors", "indicatorRef: nope"), "no kind: SLI named 'nope'"),
+        (OPENSLO_INLINE.replace("openslo/v1", "openslo/v1alpha"), "apiVersion 'openslo/v1alpha': expected openslo/v1"),
+    ],
+)
+def test_what_openslo_says_that_gatecheck_cannot_judge_is_refused_in_one_line(
+    tmp_path: Path, config_copy: Path, document: str, problem: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from gatecheck.cli import app
+
+    path = tmp_path / "slo.yaml"
+    path.write_text(document)
+    result = CliRunner().invoke(app, ["import-openslo", str(path), "--write", "--config", str(config_copy)])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and problem in lines[0], result.stderr
+    assert not list((config_copy / "suites").glob("foo*")) and not list((config_copy / "suites").glob("search*"))

@@ -1,4 +1,4 @@
-"""Commands about a project itself: ``phases``, ``demo``, ``init``, ``schema``."""
+"""Commands about a project itself: ``phases``, ``demo``, ``init``, ``schema``, ``import-openslo``."""
 
 from __future__ import annotations
 
@@ -199,3 +199,50 @@ def schema(
         typer.echo(json.dumps(backtest_schema(), indent=2, ensure_ascii=False))
         return
     typer.echo(schema_text(), nl=False)
+
+
+@app.command("import-openslo")
+def import_openslo(
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="OpenSLO v1 YAML files.")],
+    source: Annotated[
+        str, typer.Option("--source", metavar="NAME", help="The Prometheus source the suites read.")
+    ] = "metrics",
+    write: Annotated[
+        bool, typer.Option("--write", help="Write suites/NAME.yaml into --config (never over a file).")
+    ] = False,
+    config: ConfigOption = Path("."),
+) -> None:
+    """Turn OpenSLO v1 SLOs (Occurrences, a rolling window, a Prometheus ratio SLI) into `slo:`
+    suites: printed as YAML, or written with --write. Then add them to a gate's checks."""
+    import yaml
+
+    from gatecheck.config.models import SuiteConfig
+    from gatecheck.config.openslo import suites_of
+
+    with user_errors():
+        suites: list[dict[str, object]] = []
+        for path in files:
+            try:
+                documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
+            suites.extend(suites_of(documents, source, str(path)))
+        for suite in suites:
+            try:
+                SuiteConfig.model_validate(suite)
+            except ValueError as exc:
+                raise ConfigError(f"OpenSLO {suite['name']}: {str(exc).splitlines()[-1]}") from None
+        targets = [config / "suites" / f"{s['name']}.yaml" for s in suites]
+        taken = [str(t) for t in targets if t.exists()]
+        if write and taken:
+            raise ConfigError(f"--write: {', '.join(taken)} exist already: nothing written")
+    texts = [yaml.safe_dump(suite, sort_keys=False, allow_unicode=True, width=100) for suite in suites]
+    if not write:
+        typer.echo("---\n".join(texts), nl=False)
+        return
+    for target, text in zip(targets, texts, strict=True):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {target}")
