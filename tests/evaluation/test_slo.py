@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -453,3 +453,91 @@ def test_what_openslo_says_that_gatecheck_cannot_judge_is_refused_in_one_line(
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and problem in lines[0], result.stderr
     assert not list((config_copy / "suites").glob("foo*")) and not list((config_copy / "suites").glob("search*"))
+
+
+def test_a_backtest_judges_each_step_as_run_does_and_charts_the_budget(
+    config_copy: Path, prometheus: str, tmp_path: Path
+) -> None:
+    """Each step counts its own windows (an SLO's frame is not its SLI's answer: never asked
+    in one request for all steps); the budget left is a panel of the chart over time."""
+    from gatecheck.evaluation.backtest import run_backtest
+    from gatecheck.render.backtest import write_chart
+
+    root = slo_project(config_copy)
+    project = load_project(root, environ={"GATECHECK_PROMETHEUS_URL": prometheus})
+    step = SLO_SUSTAINED_END - SLO_SPIKE_END
+    report = asyncio.run(run_backtest(project, "slo-check", SLO_SPIKE_END, SLO_SUSTAINED_END, step))
+    assert [s.as_of for s in report.steps] == [SLO_SPIKE_END, SLO_SUSTAINED_END]
+    assert [s.verdict.value for s in report.steps] == ["go", "no-go"]
+    budget = [s.checks[0].observed["budget_remaining"] for s in report.steps]
+    assert budget == [pytest.approx(1 - 5_137.5 / 10_080.0), pytest.approx(1 - 6_502.5 / 10_080.0)]
+    (summary,) = report.checks
+    assert {d.column for d in summary.distributions} >= {"budget_remaining", "firing"}
+    write_chart(report, tmp_path / "chart.html")
+    page = (tmp_path / "chart.html").read_text()
+    assert "budget_remaining" in page and "0.3549" in page
+
+
+# ------------------------------------------------------------------ an SLI in SQL (chDB)
+
+SQL_AS_OF = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def sql_events(warehouse: Path) -> str:
+    """Eight days of events in chDB before SQL_AS_OF: 100 a minute (each at its minute's
+    middle), 20 of them bad in each of the last 60 minutes. The database's name."""
+    from gatecheck.sources.clickhouse.connection import ClickHouse, Target
+
+    with ClickHouse() as clickhouse:
+        connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}", warehouse))
+        connection.command("CREATE DATABASE IF NOT EXISTS slo_sql")
+        connection.command("DROP TABLE IF EXISTS slo_sql.events")
+        connection.command(
+            "CREATE TABLE slo_sql.events (ts DateTime64(3, 'UTC'), bad UInt8) ENGINE = MergeTree ORDER BY ts"
+        )
+        connection.command(
+            "INSERT INTO slo_sql.events SELECT "
+            f"toDateTime64('{SQL_AS_OF:%Y-%m-%d %H:%M:%S}', 3, 'UTC') - toIntervalSecond(intDiv(number, 100) * 60 + 30), "
+            "intDiv(number, 100) < 60 AND number % 100 < 20 FROM numbers(100 * 1440 * 8)"
+        )
+    return "slo_sql"
+
+
+def sql_project(root: Path) -> Path:
+    suite = {
+        "name": "events_slo",
+        "source": "warehouse",
+        "window": {"length": "7d"},
+        "query": "SELECT countIf(NOT bad) AS good, count() AS total FROM events\n"
+                 "WHERE ts >= {window_start:DateTime64(3)} AND ts < {window_end:DateTime64(3)}",
+        "slo": {"objective": 99},
+    }  # fmt: skip
+    (root / "suites" / "events_slo.yaml").write_text(yaml.safe_dump(suite))
+    gate = {"phase": "sql-slo", "environment": "staging", "checks": [{"suite": "events_slo"}]}
+    (root / "gates" / "sql-slo.yaml").write_text(yaml.safe_dump(gate))
+    return root
+
+
+def test_an_sli_in_sql_is_counted_in_clickhouse_and_a_backtest_asks_each_step(
+    config_copy: Path, warehouse: Path, sql_events: str
+) -> None:
+    from gatecheck.evaluation.backtest import run_backtest
+
+    environ = {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={sql_events}"}
+    project = load_project(sql_project(config_copy), environ=environ)
+    (check,) = asyncio.run(evaluate(project, "sql-slo", SQL_AS_OF)).checks
+    assert check.outcome is Outcome.FAIL and check.slo is not None
+    # 7 days: 1,008,000 events, 1,200 bad (60 minutes x 20): burn 0.119 at a 1% budget
+    assert (check.slo.window.total, check.slo.window.good) == (1_008_000, 1_008_000 - 1_200)
+    assert check.slo.budget_remaining == pytest.approx(1 - 1_200 / 1_008_000 / 0.01)
+    # the hour and the 5 minutes: 20 bad in 100 — burn 20 in both; 30 minutes too, 6 hours 3.33
+    assert burns(check)["page-fast"] == (pytest.approx(20), pytest.approx(20), True)
+    assert burns(check)["page-slow"] == (pytest.approx(1_200 / 36_000 / 0.01), pytest.approx(20), False)
+    # a backtest: the step 2 hours before saw none of the bad minutes; each step asked alone
+    # (ClickHouse answers many steps of a suite's SQL in one request: never an SLO's)
+    report = asyncio.run(run_backtest(project, "sql-slo", SQL_AS_OF - timedelta(hours=2), SQL_AS_OF, timedelta(hours=2)))
+    assert [s.verdict.value for s in report.steps] == ["go", "no-go"]
+    assert [s.checks[0].observed["budget_remaining"] for s in report.steps] == [
+        pytest.approx(1.0), pytest.approx(1 - 1_200 / 1_008_000 / 0.01)
+    ]  # fmt: skip

@@ -278,6 +278,8 @@ async def _fetch_steps(
     frames = None
     async with limit:
         try:
+            if suite.slo is not None:
+                raise _StepByStep  # each step counts its own windows (the SLI is not the frame)
             if suite.reconcile is not None:
                 # every step's buckets compared at once where both sides allow; a step whose
                 # buckets differ (or all, where they do not allow) runs its own rounds
