@@ -541,3 +541,27 @@ def test_an_sli_in_sql_is_counted_in_clickhouse_and_a_backtest_asks_each_step(
     assert [s.checks[0].observed["budget_remaining"] for s in report.steps] == [
         pytest.approx(1.0), pytest.approx(1 - 1_200 / 1_008_000 / 0.01)
     ]  # fmt: skip
+
+
+def test_an_overspent_budget_and_unjudged_windows_read_plainly() -> None:
+    """The words for the cases the figures above do not reach: a budget used many times over,
+    a window without enough events, a correction."""
+    from gatecheck.config.models import SloConfig
+    from gatecheck.evaluation.slo import findings_of, slo_frame
+    from gatecheck.render.describe import slo_lines
+    from gatecheck.results import SloCorrection
+
+    config = SloConfig(objective=99.9)
+    counted = {span: (0.0, 2_000.0) for span in (timedelta(days=2), *(
+        w for r in config.burn_rates for w in (r.long, r.short)))}  # fmt: skip
+    counted[timedelta(minutes=5)] = (0.0, 40.0)
+    correction = SloCorrection(start=SQL_AS_OF - timedelta(hours=1), end=SQL_AS_OF, reason="INC-7", by="bob")
+    found = findings_of(slo_frame(config, timedelta(days=2), counted, 100, [correction]))
+    assert found is not None
+    assert slo_lines(found) == [
+        "objective 99.9%: the 48h error budget is spent: 1,000x of it used (2,000 bad of 2,000 events)",
+        "  page-fast (over 14.4x in both): 1h burn 1,000, 5m burn 1,000 (too few events: 40) — not judged",
+        "  page-slow (over 6x in both): 6h burn 1,000, 30m burn 1,000 — firing",
+        "  ticket (over 1x in both): 72h burn 1,000, 6h burn 1,000 — firing",
+        "left out: 2026-03-01T11:00:00Z to 2026-03-01T12:00:00Z — INC-7 (bob)",
+    ]

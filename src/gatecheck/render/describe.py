@@ -168,8 +168,18 @@ def _count(value: float) -> str:
     return f"{value:,.0f}" if value == int(value) else f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
+def _rate(value: float) -> str:
+    """A burn rate: three significant digits, and no exponent for a large one."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def _share(value: float) -> str:
+    """A share of a budget: a percentage, or a multiple when it is many times over."""
+    return f"{value:.1%}" if value < 10 else f"{value:,.0f}x"
+
+
 def _burn(span: SloWindow) -> str:
-    shown_burn = "no events" if span.burn is None else f"burn {span.burn:.3g}"
+    shown_burn = "no events" if span.burn is None else f"burn {_rate(span.burn)}"
     short_of = "" if span.enough else f" (too few events: {_count(span.total)})"
     return f"{format_duration(span.length)} {shown_burn}{short_of}"
 
@@ -184,7 +194,11 @@ def slo_lines(found: SloFindings) -> list[str]:
         left = f"budget of the {format_duration(whole.length)} window not judged ({events})"
     else:
         window = format_duration(whole.length)
-        left = f"{found.budget_remaining:.1%} of the {window} error budget left ({events})"
+        if found.budget_remaining >= 0:
+            left = f"{found.budget_remaining:.1%} of the {window} error budget left ({events})"
+        else:
+            used = _share(1 - found.budget_remaining)
+            left = f"the {window} error budget is spent: {used} of it used ({events})"
     lines = [f"objective {found.objective:g}%: {left}"]
     for rule in found.rules:
         state = {True: " — firing", False: "", None: " — not judged"}[rule.firing]
@@ -193,7 +207,7 @@ def slo_lines(found: SloFindings) -> list[str]:
         )
     if found.phase_since is not None and found.phase_consumed is not None:
         since = timestamp(found.phase_since)
-        lines.append(f"this phase since {since}: {found.phase_consumed:.1%} of the budget consumed")
+        lines.append(f"this phase since {since}: {_share(found.phase_consumed)} of the budget consumed")
     if found.exhaustion_s is not None:
         gone = format_duration(timedelta(seconds=found.exhaustion_s))
         lines.append(f"at the current burn the budget left is gone in {gone}")
