@@ -603,3 +603,28 @@ def test_a_waived_failure_is_first_and_visibly_not_blocking(no_go: Verdict, tmp_
     assert page["first"]["suite"] == "unmatched_edges" and page["first"]["bottom"] < FOLD
     assert card["badge"] == "WAIVED FAIL" and card["border"] == "dashed"
     assert card["color"] != "rgb(198, 40, 40)"  # not the blocking red (--nogo)
+
+
+def test_the_chain_page_shows_each_slo_budget_and_its_burn(demo_page: tuple[str, Path]) -> None:
+    """The status page's error budgets, read in a real browser: each SLO check of a phase's
+    latest verdict with the budget left (the same figure as the API's document) and the burn
+    in each window its rules read."""
+    base, _ = demo_page
+    dom = browse(f"{base}/")
+    budgets, attributes = elements(dom, "data-slo")
+    document = httpx.get(f"{base}/api/v1/phases/staging-soak/verdict").json()
+    slos = {c["suite"]: c["slo"] for c in document["checks"] if c.get("slo")}
+    assert set(slos) == {"normalize_success_slo", "normalize_latency_slo"}
+    assert {k for k in budgets if k.startswith("staging-soak/")} == {f"staging-soak/{s}" for s in slos}
+    for suite, found in slos.items():
+        shown = budgets[f"staging-soak/{suite}"]
+        remaining = found["budget_remaining"]
+        assert float(attributes[f"staging-soak/{suite}"]["data-budget"]) == pytest.approx(remaining)
+        if remaining >= 0:
+            assert f"{remaining:.1%} of the 48h budget left" in shown, shown
+        else:  # dlq-spike: dead letters are bad messages
+            used = 1 - remaining
+            assert f"48h budget spent ({used:.1%} used)" in shown or f"48h budget spent ({used:,.0f}x used)" in shown
+        firing = [r["rule"] for r in found["rules"] if r["firing"]]
+        assert ("burning: " + ", ".join(firing) in shown) if firing else "burning" not in shown
+    assert "burn 5m " in dom and " · 72h " in dom

@@ -215,3 +215,29 @@ def slo_lines(found: SloFindings) -> list[str]:
         stretch = f"{timestamp(correction.start)} to {timestamp(correction.end)}"
         lines.append(f"left out: {stretch} — {correction.reason} ({correction.by})")
     return lines
+
+
+def slo_card(found: SloFindings) -> dict[str, object]:
+    """An SLO in a few words for the chain page: the budget left (or why not judged), the
+    burn in every window its rules read, the rules firing, the corrections in force."""
+    window = format_duration(found.window.length)
+    if found.budget_remaining is None:
+        budget = f"budget of the {window} window not judged (too few events)"
+    elif found.budget_remaining >= 0:
+        budget = f"{found.budget_remaining:.1%} of the {window} budget left"
+    else:
+        budget = f"{window} budget spent ({_share(1 - found.budget_remaining)} used)"
+    spans: dict[timedelta, SloWindow] = {}
+    for rule in found.rules:
+        spans.setdefault(rule.long.length, rule.long)
+        spans.setdefault(rule.short.length, rule.short)
+    burns = " · ".join(
+        f"{format_duration(length)} {'–' if span.burn is None else _rate(span.burn)}"
+        for length, span in sorted(spans.items())
+    )
+    firing = [rule.rule for rule in found.rules if rule.firing]
+    corrections = [
+        f"{timestamp(c.start)} to {timestamp(c.end)}: {c.reason} ({c.by})" for c in found.corrections
+    ]
+    return {"budget": budget, "remaining": found.budget_remaining, "burns": burns, "firing": firing,
+            "corrections": corrections}  # fmt: skip
