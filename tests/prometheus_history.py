@@ -218,4 +218,13 @@ def _slo_openmetrics() -> list[str]:
         ok_lines.append(f'slo_requests_total{{code="ok"}} {ok!r} {at}')
         error_lines.append(f'slo_requests_total{{code="error"}} {error!r} {at}')
         moment += timedelta(minutes=1)
-    return ["# TYPE slo_requests counter", *ok_lines, *error_lines]
+    # Sloth's recording rules for two of the windows, around the sustained stretch's end: an
+    # error ratio of 0.03 (burn 30), not the 0.02 the counters give: a test can tell them apart.
+    recorded = []
+    for window in ("5m", "1h"):
+        recorded.append(f"# TYPE slo:sli_error:ratio_rate{window} gauge")
+        moment = SLO_SUSTAINED_END - timedelta(minutes=10)
+        while moment <= SLO_SUSTAINED_END + timedelta(minutes=10):
+            recorded.append(f'slo:sli_error:ratio_rate{window}{{sloth_slo="requests"}} 0.03 {int(moment.timestamp())}')
+            moment += timedelta(minutes=1)
+    return ["# TYPE slo_requests counter", *ok_lines, *error_lines, *recorded]

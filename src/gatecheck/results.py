@@ -152,6 +152,7 @@ class SloWindow(_Result):
     total: float
     burn: float | None
     enough: bool  # at least the SLO's minimum of events
+    recorded: bool = False  # the error ratio is a recording rule's (Sloth, Pyrra), not counted here
 
 
 class BurnRateFinding(_Result):

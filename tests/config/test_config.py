@@ -647,7 +647,7 @@ def test_every_configuration_block_of_the_docs_validates(doc: str, index: int, b
         (config_copy / "suites" / f"{data['name']}.yaml").write_text(block)
     elif "defaults" in data:
         (config_copy / "thresholds.yaml").write_text(block)
-    elif {"compare", "reconcile", "query", "expectations"} >= set(data):
+    elif {"compare", "reconcile", "slo", "query", "expectations"} >= set(data):
         pytest.skip("the part of a suite that a paragraph explains")
     else:
         project = yaml.safe_load((config_copy / "gatecheck.yaml").read_text())

@@ -565,3 +565,32 @@ def test_an_overspent_budget_and_unjudged_windows_read_plainly() -> None:
         "  ticket (over 1x in both): 72h burn 1,000, 6h burn 1,000 — firing",
         "left out: 2026-03-01T11:00:00Z to 2026-03-01T12:00:00Z — INC-7 (bob)",
     ]
+
+
+def test_sloths_recording_rules_are_used_where_they_exist(config_copy: Path, prometheus: str) -> None:
+    """The history holds Sloth's slo:sli_error:ratio_rate5m and ratio_rate1h at 0.03 around
+    the sustained stretch's end (the counters say 0.02): page-fast's windows read them (burn
+    30, marked recorded); the others have no rule and are counted (page-slow's 6 hours 4.29)."""
+    root = slo_project(config_copy, recorded_error_ratio='slo:sli_error:ratio_rate$window_name{sloth_slo="requests"}')
+    check = the_check(judge(root, prometheus, SLO_SUSTAINED_END))
+    assert burns(check)["page-fast"] == (pytest.approx(30.0), pytest.approx(30.0), True)
+    assert burns(check)["page-slow"] == (pytest.approx(1_545 / 360), pytest.approx(20.0), False)
+    assert check.slo is not None
+    fast = check.slo.rules[0]
+    assert (fast.long.recorded, fast.short.recorded, check.slo.rules[1].long.recorded) == (True, True, False)
+    assert fast.long.total == pytest.approx(60_000)  # the events are counted all the same
+    from gatecheck.render.describe import slo_lines
+
+    assert "  page-fast (over 14.4x in both): 1h burn 30 (recorded), 5m burn 30 (recorded) — firing" in slo_lines(check.slo)
+    # where no rule was recorded at that time (the spike's end), every window is counted
+    spike = the_check(judge(root, prometheus, SLO_SPIKE_END))
+    assert burns(spike)["page-fast"] == (pytest.approx(127.5 / 60), pytest.approx(20.0), False)
+
+
+def test_a_recorded_ratio_outside_zero_to_one_or_on_another_source_is_refused(config_copy: Path, prometheus: str) -> None:
+    root = slo_project(config_copy, recorded_error_ratio="vector(1.5) + 0 * vector($window_s) # $window_name")
+    check = the_check(judge(root, prometheus, SLO_SUSTAINED_END))
+    assert check.outcome is Outcome.ERROR
+    assert check.reason == "source metrics: slo.recorded_error_ratio: 1.5 is not a ratio between 0 and 1"
+    with pytest.raises(ConfigError, match=r"recorded_error_ratio names its window as \$window_name"):
+        load_project(slo_project(config_copy, recorded_error_ratio="slo:sli_error:ratio_rate5m"), environ={})

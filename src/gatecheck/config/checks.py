@@ -65,8 +65,7 @@ def cross_check(project: Project) -> list[str]:
     for phase in thresholds.phases:
         if phase not in project.gates and f"gate:{phase}" not in project.unparsed:
             problems.append(
-                f"{THRESHOLDS_FILE}: phases.{phase}: unknown phase "
-                f"(known: {project.known_phases()})"
+                f"{THRESHOLDS_FILE}: phases.{phase}: unknown phase (known: {project.known_phases()})"
             )
 
     service = config.service
@@ -115,8 +114,7 @@ def cross_check(project: Project) -> list[str]:
                 if f"gate:{required}" in project.unparsed:
                     continue
                 problems.append(
-                    f"{label}: requires[{i}]: unknown phase {required!r} "
-                    f"(known: {project.known_phases()})"
+                    f"{label}: requires[{i}]: unknown phase {required!r} (known: {project.known_phases()})"
                 )
             elif required == phase:
                 problems.append(f"{label}: requires[{i}]: a phase cannot require itself")
@@ -161,6 +159,16 @@ def cross_check(project: Project) -> list[str]:
                         problems.append(
                             f"{suite_label}: source: {unit.source!r} is a {source_kind.label} source; an SLO "
                             f"counts its events in {', '.join(SLO_SOURCES)}"
+                        )
+                    elif (
+                        suite.slo is not None
+                        and suite.slo.recorded_error_ratio
+                        and source_kind.label != "Prometheus"
+                    ):
+                        problems.append(
+                            f"{suite_label}: slo.recorded_error_ratio: recording rules are read from "
+                            "Prometheus; "
+                            f"{unit.source!r} is a {source_kind.label} source"
                         )
                     elif suite.slo is not None and (
                         source_kind.label == "Prometheus"

@@ -561,6 +561,19 @@ class SloConfig(Frozen):
     burn_rates: list[BurnRateRule] = Field(default_factory=lambda: list(DEFAULT_BURN_RATES))
     # fewer events than this in a window leaves what that window judges inconclusive
     min_events: float | ParameterRef = 100.0
+    # Sloth's or Pyrra's recording rules, used where they exist: PromQL of a window's error
+    # ratio naming the window as $window_name (5m, 1h, 3d), e.g.
+    # 'slo:sli_error:ratio_rate$window_name{sloth_id="normalize-success"}'
+    recorded_error_ratio: str | None = None
+
+    @field_validator("recorded_error_ratio")
+    @classmethod
+    def _names_the_window(cls, value: str | None) -> str | None:
+        if value is not None and "$window_name" not in value:
+            raise ValueError(
+                "recorded_error_ratio names its window as $window_name (e.g. ratio_rate$window_name)"
+            )
+        return value
 
     @field_validator("min_events")
     @classmethod

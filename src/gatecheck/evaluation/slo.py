@@ -135,6 +135,16 @@ def _nan(value: Any) -> bool:
         return True
 
 
+def prom_duration(length: timedelta) -> str:
+    """A window as Prometheus and the recording rules name it: 5m, 1h, 3d (the largest unit
+    that divides it)."""
+    seconds = round(length.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def burn_of(good: float, total: float, budget: float) -> float | None:
     """How fast the budget burns over a window: its error ratio over the budget's share."""
     if total <= 0:
@@ -163,20 +173,46 @@ async def fetch_slo(
         frame = await source.query(suite.query, query_parameters(suite, span, as_of, thresholds))
         return _counts(frame, f"the window {format_duration(stop - start)} ending {stop.isoformat()}")
 
-    async def corrected(start: datetime) -> tuple[float, float]:
+    async def recorded_ratio(start: datetime) -> float | None:
+        """A recording rule's error ratio over ``[start, end]``, or None where it has none."""
+        template = config.recorded_error_ratio
+        if template is None:
+            return None
+        from gatecheck.sources.prometheus.promql import PromQuery
+
+        span = Window(start=start, end=end, length=end - start, settle=window.settle)
+        query = PromQuery(
+            measures={"error_ratio": template.replace("$window_name", prom_duration(end - start))}
+        )
+        frame = await pool.get(suite.source).query(query, query_parameters(suite, span, as_of, thresholds))
+        values = [float(v) for v in frame.get("error_ratio", []) if v is not None and not _nan(v)]
+        if len(values) > 1:
+            raise QueryError(
+                f"slo.recorded_error_ratio: {len(values)} series for one window (select one SLO)"
+            )
+        if values and not 0 <= values[0] <= 1:
+            raise QueryError(f"slo.recorded_error_ratio: {values[0]:g} is not a ratio between 0 and 1")
+        return values[0] if values else None
+
+    async def corrected(start: datetime) -> tuple[float, float, bool]:
         good, total = await count(start, end)
-        for lo, hi in overlap(start, end, corrections):
-            if hi > lo:
-                less_good, less_total = await count(lo, hi)
-                good, total = good - less_good, total - less_total
+        stretches = [(lo, hi) for lo, hi in overlap(start, end, corrections) if hi > lo]
+        # A recording rule's ratio is used where it exists (and no correction reaches into
+        # the window: a recorded ratio cannot leave a stretch out); the total is counted.
+        ratio = None if stretches else await recorded_ratio(start)
+        if ratio is not None:
+            return total * (1 - ratio), total, True
+        for lo, hi in stretches:
+            less_good, less_total = await count(lo, hi)
+            good, total = good - less_good, total - less_total
         # increase() extrapolates each range on its own: never fewer than none
-        return max(0.0, min(good, total)), max(0.0, total)
+        return max(0.0, min(good, total)), max(0.0, total), False
 
     lengths = windows_of(config, window.length)
     since = phase_since if phase_since is not None and phase_since < end else None
     try:
         answers = await asyncio.gather(*(corrected(end - length) for length in lengths))
-        phase_counts = await corrected(since) if since is not None else None
+        phase_counts = (await corrected(since))[:2] if since is not None else None
     except (SourceUnavailable, SourceTimeout) as exc:
         return CheckResult(
             **base, outcome=Outcome.ERROR, source_available=False, reason=f"source {suite.source}: {exc}"
@@ -186,10 +222,10 @@ async def fetch_slo(
         return CheckResult(
             **base, outcome=Outcome.ERROR, source_available=available, reason=f"source {suite.source}: {exc}"
         )
-    counted = dict(zip(lengths, answers, strict=True))
-    return slo_frame(
-        config, window.length, counted, min_events(config, thresholds), corrections, since, phase_counts
-    )
+    counted = {length: (good, total) for length, (good, total, _) in zip(lengths, answers, strict=True)}
+    recorded = {length for length, (_, _, by_rule) in zip(lengths, answers, strict=True) if by_rule}
+    minimum = min_events(config, thresholds)
+    return slo_frame(config, window.length, counted, minimum, corrections, since, phase_counts, recorded)
 
 
 def slo_frame(
@@ -200,8 +236,10 @@ def slo_frame(
     corrections: list[SloCorrection],
     since: datetime | None = None,
     phase_counts: tuple[float, float] | None = None,
+    recorded: set[timedelta] | frozenset[timedelta] = frozenset(),
 ) -> pd.DataFrame:
-    """The frame the expectations judge, from the counts of every window (pure: no I/O)."""
+    """The frame the expectations judge, from the counts of every window (pure: no I/O);
+    ``recorded``: the windows whose error ratio came from a recording rule."""
     import pandas as pd
 
     budget = config.budget
@@ -209,8 +247,9 @@ def slo_frame(
     def of(span: timedelta) -> SloWindow:
         good, total = counted[span]
         enough = total >= minimum and total > 0
+        burn = burn_of(good, total, budget)
         return SloWindow(
-            length=span, good=good, total=total, burn=burn_of(good, total, budget), enough=enough
+            length=span, good=good, total=total, burn=burn, enough=enough, recorded=span in recorded
         )
 
     whole = of(length)

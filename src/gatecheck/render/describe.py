@@ -181,6 +181,8 @@ def _share(value: float) -> str:
 def _burn(span: SloWindow) -> str:
     shown_burn = "no events" if span.burn is None else f"burn {_rate(span.burn)}"
     short_of = "" if span.enough else f" (too few events: {_count(span.total)})"
+    if span.recorded:
+        short_of += " (recorded)"
     return f"{format_duration(span.length)} {shown_burn}{short_of}"
 
 
