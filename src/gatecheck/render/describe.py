@@ -225,10 +225,14 @@ def slo_card(found: SloFindings) -> dict[str, object]:
     window = format_duration(found.window.length)
     if found.budget_remaining is None:
         budget = f"budget of the {window} window not judged (too few events)"
+        short = "not judged"
     elif found.budget_remaining >= 0:
         budget = f"{found.budget_remaining:.1%} of the {window} budget left"
+        short = f"{found.budget_remaining:.1%} left ({window})"
     else:
-        budget = f"{window} budget spent ({_share(1 - found.budget_remaining)} used)"
+        used = _share(1 - found.budget_remaining)
+        budget = f"{window} budget spent ({used} used)"
+        short = f"spent, {used} used ({window})"
     spans: dict[timedelta, SloWindow] = {}
     for rule in found.rules:
         spans.setdefault(rule.long.length, rule.long)
@@ -241,5 +245,5 @@ def slo_card(found: SloFindings) -> dict[str, object]:
     corrections = [
         f"{timestamp(c.start)} to {timestamp(c.end)}: {c.reason} ({c.by})" for c in found.corrections
     ]
-    return {"budget": budget, "remaining": found.budget_remaining, "burns": burns, "firing": firing,
-            "corrections": corrections}  # fmt: skip
+    return {"budget": budget, "short": short, "remaining": found.budget_remaining, "burns": burns,
+            "firing": firing, "corrections": corrections}  # fmt: skip
