@@ -237,14 +237,24 @@ class NatsCluster:
             try:
                 connection = await _connect(self.url)
                 try:
-                    await connection.jsm(timeout=0.5).account_info()
+                    # Ready when a stream can be placed on every node: the nodes that joined
+                    # through the seed may not all be peers of JetStream yet once it has a leader.
+                    manager = connection.jsm(timeout=2)
+                    await manager.add_stream(
+                        name="GATECHECK_READY", subjects=["gatecheck.ready"], num_replicas=len(self.nodes),
+                        storage="memory",
+                    )  # fmt: skip
+                    await manager.delete_stream("GATECHECK_READY")
                     return
                 finally:
                     await connection.close()
-            except Exception as exc:  # no meta leader yet
+            except Exception as exc:  # no meta leader yet, or not every node a peer
                 last = exc
                 await asyncio.sleep(0.2)
-        raise SourceUnavailable(f"the NATS cluster elected no JetStream leader within {timeout:g}s ({last})")
+        raise SourceUnavailable(
+            f"the NATS cluster could not place a stream on its {len(self.nodes)} nodes within "
+            f"{timeout:g}s ({last})"
+        )
 
     def kill(self, name: str) -> None:
         """Stop one node (the nats-node-down scenario)."""
