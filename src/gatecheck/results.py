@@ -235,6 +235,8 @@ class Requester(_Result):
     role: str | None = None  # Flagger's webhook type (rollout, confirm-promotion, rollback, ...)
     checksum: str | None = None  # Flagger's canary checksum
     revision: str | None = None  # Argo Rollouts' canary revision or pod-template hash
+    # when the rollout began, as the request names it: an SLO's budget consumed is counted from it
+    started: Moment | None = None
 
 
 class Approval(_Result):

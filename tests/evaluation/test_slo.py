@@ -594,3 +594,56 @@ def test_a_recorded_ratio_outside_zero_to_one_or_on_another_source_is_refused(co
     assert check.reason == "source metrics: slo.recorded_error_ratio: 1.5 is not a ratio between 0 and 1"
     with pytest.raises(ConfigError, match=r"recorded_error_ratio names its window as \$window_name"):
         load_project(slo_project(config_copy, recorded_error_ratio="slo:sli_error:ratio_rate5m"), environ={})
+
+
+def test_the_phase_consumption_counts_from_the_start_a_controller_names(config_copy: Path, prometheus: str) -> None:
+    """A rollout controller's request names when its rollout began: the bad events since then
+    (the 70 minutes at 20 a minute: 1,400) over the 7-day window's budget (0.1% of 10,080,000),
+    and the start is recorded with the requester."""
+    from gatecheck.evaluation.engine import Engine
+    from gatecheck.results import Requester
+
+    project = load_project(slo_project(config_copy), environ={"GATECHECK_PROMETHEUS_URL": prometheus})
+    began = SLO_SUSTAINED_END - timedelta(minutes=70)
+    asker = Requester(controller="argo-rollouts", name="normalize", started=began)
+
+    async def go() -> Verdict:
+        async with Engine(project, ledger=None) as engine:
+            return (await engine.evaluate("slo-check", SLO_SUSTAINED_END, requested_by=asker, record=False)).verdict
+
+    verdict = asyncio.run(go())
+    found = the_check(verdict).slo
+    assert found is not None and found.phase_since == began
+    assert found.phase_consumed == pytest.approx(1_400 / 10_080)
+    assert verdict.requested_by is not None and verdict.requested_by.started == began
+
+
+def test_a_correction_through_the_api_is_the_same_record_and_needs_the_token(config_copy: Path, tmp_path: Path) -> None:
+    import httpx
+
+    from gatecheck.service.app import create_app
+    from gatecheck.service.core import Service
+
+    project = load_project(slo_project(config_copy), environ={})
+    service = Service(project, SqliteLedger(tmp_path / "l.db"), [], api_token="s3cret")
+    bearer = {"Authorization": "Bearer s3cret"}
+    body = {"from": "2026-11-20T02:00:00Z", "to": "2026-11-20T03:30:00Z", "reason": "maintenance", "by": "alice"}
+
+    async def go() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=create_app(service))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            return [
+                await client.post("/api/v1/slos/requests_slo/corrections", json=body),
+                await client.post("/api/v1/slos/requests_slo/corrections", json={**body, "from": "x"}, headers=bearer),
+                await client.post("/api/v1/slos/nope/corrections", json=body, headers=bearer),
+                await client.post("/api/v1/slos/requests_slo/corrections", json=body, headers=bearer),
+                await client.get("/api/v1/audit", params={"phase": "slo-check", "since": "30d"}),
+            ]
+
+    denied, bad_time, unknown, made, trail = asyncio.run(go())
+    assert denied.status_code == 401
+    assert (bad_time.status_code, bad_time.json()["detail"]) == (422, "from: 'x' is not an ISO 8601 time (e.g. 2026-11-22T06:00:00Z)")
+    assert unknown.status_code == 422 and unknown.json()["detail"].startswith("slo: no SLO suite 'nope'")
+    assert made.status_code == 201 and made.json()["kind"] == "slo-corrected"
+    (event,) = trail.json()
+    assert (event["check"], event["phase"], event["group"]["from"]) == ("requests_slo", "*", "2026-11-20T02:00:00+00:00")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from typer.testing import CliRunner
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 from gatecheck.cli import app
 from gatecheck.config import load_project
 from gatecheck.ledger import SqliteLedger
-from gatecheck.results import VerdictState
+from gatecheck.results import Verdict, VerdictState
 from gatecheck.service.app import create_app
 from gatecheck.service.auth import AUTH_FAILURES_PER_MINUTE, EVALUATE_PER_MINUTE
 from gatecheck.service.core import Service
@@ -175,3 +176,38 @@ def test_an_unscheduled_phase_has_one_answer_everywhere(tmp_path: Path) -> None:
     assert release["scheduled"] is False
     assert release["verdict"] == document.json()["verdict"] == "go"
     assert release["as_of"] is not None
+
+
+def test_a_controller_names_when_its_rollout_began_and_a_bad_time_is_422(tmp_path: Path) -> None:
+    """`started` on a fresh evaluation travels with the requester to the engine (an SLO's
+    consumption is counted from it, tests/evaluation/test_slo.py); a time that does not parse,
+    or lies ahead of the service's clock, is refused in one line before anything runs."""
+
+    class Remembering(Scripted):
+        def __init__(self, verdicts: list[Verdict]) -> None:
+            super().__init__(verdicts)
+            self.asked: list[Any] = []
+
+        async def evaluate(self, phase: str, *, requested_by: Any = None, lease: Any = None) -> Any:
+            self.asked.append(requested_by)
+            return await super().evaluate(phase, requested_by=requested_by, lease=lease)
+
+    service = service_for(tmp_path, 1)
+    script = Remembering([verdict(VerdictState.GO)])
+    service.engine = script
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    now = service.clock()
+    began = (now - timedelta(hours=2)).isoformat()
+    answers = ask(
+        service,
+        ("GET", "/api/v1/phases/release/verdict", {"params": {"fresh": "true", "started": "yesterday"}, "headers": bearer}),
+        ("GET", "/api/v1/phases/release/verdict",
+         {"params": {"fresh": "true", "started": (now + timedelta(hours=1)).isoformat()}, "headers": bearer}),
+        ("GET", "/api/v1/phases/release/verdict",
+         {"params": {"fresh": "true", "rollout": "checkout", "started": began}, "headers": bearer}),
+    )  # fmt: skip
+    assert [a.status_code for a in answers] == [422, 422, 200]
+    assert "started: 'yesterday' is not an ISO 8601 time" in answers[0].text
+    assert "lies ahead of now" in answers[1].text
+    (asked,) = script.asked
+    assert (asked.name, asked.started) == ("checkout", now - timedelta(hours=2))

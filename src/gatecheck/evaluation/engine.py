@@ -241,6 +241,7 @@ class Engine:
             judge_in=self.in_validation_thread,
             validator=self.validator,
             timings=timings,
+            phase_since=requested_by.started if requested_by is not None else None,
         )
         duration = time.perf_counter() - started
         if requested_by is not None:  # a rollout controller's request: recorded with it

@@ -123,6 +123,7 @@ async def evaluate(
     judge_in: JudgeIn,
     validator: Validator,
     timings: dict[tuple[str, str], float] | None = None,
+    phase_since: datetime | None = None,
 ) -> Verdict:
     """Evaluate ``phase`` at ``as_of`` (default: now).
 
@@ -137,7 +138,9 @@ async def evaluate(
     limits the records that ``requires`` and ``soak`` are judged on to those written since
     then (the demo judges only what its own run recorded). ``timings``, when given, receives
     how long each check took, by (suite, role): it is not part of the verdict, whose document
-    stays the same however fast the sources answer.
+    stays the same however fast the sources answer. ``phase_since``: when the phase began, as
+    a rollout controller's request names it (an SLO's consumption is counted from it; default:
+    the phase's earliest record in the SLO's window).
     """
     gate = project.gate(phase)
     as_of = parse_as_of(None) if as_of is None else as_of.astimezone(UTC)
@@ -159,7 +162,7 @@ async def evaluate(
     # The decisions on record first: an SLO check leaves out the corrections recorded by as_of.
     trail, unreadable = await _trail(ledger, [phase, *gate.requires, EVERY_PHASE])
     plans = plan_checks(project, gate, as_of)
-    context = await _slo_context(plans, trail, unreadable, ledger, phase, as_of, recorded_since)
+    context = await _slo_context(plans, trail, unreadable, ledger, phase, as_of, phase_since)
     pool = SourcePool(project, gate.environment, source_factory)
     try:
         jobs = [
@@ -259,15 +262,16 @@ async def _slo_context(
     ledger: Ledger | None,
     phase: str,
     as_of: datetime,
-    recorded_since: datetime | None,
+    named: datetime | None,
 ) -> SloContext | None:
     """What an SLO check needs from the ledger: the corrections recorded by ``as_of`` and
-    when this phase began (its earliest record within the longest SLO window)."""
+    when this phase began — ``named`` by a rollout controller's request, else its earliest
+    record within the longest SLO window."""
     longest = max((p.window.length for p in plans if p.suite.slo is not None), default=None)
     if longest is None:
         return None
-    since = None
-    if ledger is not None:
+    since = named if named is not None and named < as_of else None
+    if since is None and ledger is not None:
         try:
             found = await asyncio.to_thread(ledger.timeline, phase, as_of - longest, as_of)
             since = found[0][0] if found else None

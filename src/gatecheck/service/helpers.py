@@ -86,6 +86,20 @@ class Helpers:
         except ValueError as exc:
             raise HTTPException(422, f"{what}: {exc}") from exc
 
+    def moment_param(self, text: str, what: str) -> datetime:
+        """A time parameter (ISO 8601, naive means UTC); a bad one, or one ahead of now, is a
+        422 naming ``what``."""
+        from gatecheck.durations import parse_as_of
+        from gatecheck.errors import ConfigError
+
+        try:
+            moment = parse_as_of(text)
+        except ConfigError as exc:
+            raise HTTPException(422, f"{what}: {str(exc).removeprefix('--as-of: ')}") from exc
+        if moment > self.service.clock():
+            raise HTTPException(422, f"{what}: {text!r} lies ahead of now")
+        return moment
+
     def since_moment(self, since: str) -> datetime:
         """``?since=48h`` as the moment it names (a bad duration is a 422)."""
         return self.service.clock() - self.duration_param(since, "since")

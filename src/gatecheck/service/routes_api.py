@@ -86,11 +86,16 @@ def routes(service: Service, h: Helpers) -> APIRouter:
         rollout: str = Query("", description="The Argo Rollout asking (recorded with a fresh evaluation)."),
         namespace: str = Query("", description="Its namespace (recorded)."),
         revision: str = Query("", description="The canary revision or pod-template hash (recorded)."),
+        started: str = Query(
+            "",
+            description="When the rollout began (ISO 8601; recorded): an SLO's consumption counts from it.",
+        ),
         if_none_match: str | None = Header(None),
     ) -> Any:
         """The phase's verdict document, HTTP 200 for every verdict (inconclusive and "no
         evaluation yet" too); 5xx only for gatecheck's own faults."""
         h.known(phase)
+        began = h.moment_param(started, "started") if started else None
         if fresh or max_age is not None:
             age = h.duration_param(max_age, "max_age") if max_age is not None else None
             if not fresh and age is not None:
@@ -106,10 +111,11 @@ def routes(service: Service, h: Helpers) -> APIRouter:
             if too_many is not None:
                 return too_many
             requester = None
-            if rollout or revision:
+            if rollout or revision or began is not None:
                 requester = Requester(
-                    controller="argo-rollouts", name=rollout, namespace=namespace, revision=revision or None
-                )
+                    controller="argo-rollouts", name=rollout, namespace=namespace, revision=revision or None,
+                    started=began,
+                )  # fmt: skip
             return await h.answer_now(phase, timeout, requester)
         rendered = service.document(phase)
         if rendered is None:  # nothing evaluated since start: the ledger's latest record

@@ -1,4 +1,4 @@
-"""Decisions through the API: waivers, their revocation, the audit trail."""
+"""Decisions through the API: waivers, their revocation, SLO corrections, the audit trail."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from gatecheck.ledger.audit import AuditEvent
+from gatecheck.ledger.audit import EVERY_PHASE, AuditEvent
 from gatecheck.service.core import Service
 from gatecheck.service.helpers import Helpers
 from gatecheck.service.schemas import (
+    CorrectionRequest,
     DecisionRequest,
     Problem,
     WaiverRequest,
@@ -54,6 +55,22 @@ def routes(service: Service, h: Helpers) -> APIRouter:
 
         return await h.decided(write)
 
+    @router.post(
+        "/api/v1/slos/{slo}/corrections",
+        response_model=None,
+        responses={201: {"model": AuditEvent}, 401: problem, 422: problem, 503: problem},
+    )
+    async def correct(slo: str, body: CorrectionRequest) -> Any:
+        """Leave a stretch out of an SLO's error budget (as `gatecheck correct`)."""
+        from gatecheck.ledger.decisions import correction_event
+
+        def write() -> AuditEvent:
+            event = correction_event(service.project, slo, body.from_, body.to, body.reason, body.by)
+            service.ledger.append_audit([event])
+            return event
+
+        return await h.decided(write)
+
     @router.get(
         "/api/v1/audit", response_model=None, responses={200: {"model": list[AuditEvent]}, 422: problem}
     )
@@ -65,7 +82,7 @@ def routes(service: Service, h: Helpers) -> APIRouter:
         if phase is not None:
             h.known(phase)
         start = h.since_moment(since)
-        events = await asyncio.to_thread(service.ledger.audit, [phase] if phase else None, start)
+        events = await asyncio.to_thread(service.ledger.audit, [phase, EVERY_PHASE] if phase else None, start)
         return [e.model_dump(mode="json") for e in events]
 
     return router

@@ -83,6 +83,13 @@ class WaiverRequest(DecisionRequest):
     for_: str = Field(alias="for", description="How long, e.g. 24h (at most 30d).")
 
 
+class CorrectionRequest(DecisionRequest):
+    """An SLO correction, as `gatecheck correct` takes it: the stretch left out of the budget."""
+
+    from_: str = Field(alias="from", description="Start of the stretch (ISO 8601).")
+    to: str = Field(description="End of the stretch (ISO 8601); at most 30 days after its start.")
+
+
 class FlaggerPayload(BaseModel):
     """What Flagger POSTs to a webhook (``pkg/controller/webhook.go``)."""
 
