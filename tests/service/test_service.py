@@ -1114,7 +1114,7 @@ def test_argo_rollouts_reads_every_verdict_as_its_measurement(service) -> None:
         # Argo's revision under its own name, never Flagger's checksum or an empty role
         assert records[-1].to_verdict().requested_by.model_dump() == {
             "controller": "argo-rollouts", "name": "normalize", "namespace": "athlete-ally",
-            "role": None, "checksum": None, "revision": "6c9bd8675b",
+            "role": None, "checksum": None, "revision": "6c9bd8675b", "started": None,
         }  # fmt: skip
     down = argo_measurement(base, "svc-down", max_age="1h")[1].json()
     assert down["checks"][0]["outcome"] == "error" and "cannot reach" in down["checks"][0]["reason"]
@@ -1167,7 +1167,7 @@ def test_flagger_gating_roles_pass_only_on_go_and_rollback_only_on_rollback(serv
     record = svc.ledger.history("svc-go")[before:][-1].to_verdict()
     assert record.requested_by.model_dump() == {
         "controller": "flagger", "role": "rollout", "name": "normalize", "namespace": "athlete-ally",
-        "checksum": "5d4f8b9c7-1", "revision": None,
+        "checksum": "5d4f8b9c7-1", "revision": None, "started": None,
     }  # fmt: skip
     for phase, verdict in (("svc-go", "go"), ("svc-nogo", "no-go"), ("svc-inconclusive", "inconclusive"),
                            ("svc-rollback", "rollback")):  # fmt: skip
