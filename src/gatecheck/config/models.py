@@ -184,8 +184,7 @@ class ProjectConfig(Frozen):
     @field_validator("notify")
     @classmethod
     def _unique_names(cls, value: list[NotifyTarget]) -> list[NotifyTarget]:
-        names = [t.name for t in value]
-        repeated = sorted({n for n in names if names.count(n) > 1})
+        repeated = _repeated([t.name for t in value])
         if repeated:
             raise ValueError(f"notify target names must be unique: {', '.join(repeated)}")
         return value
@@ -329,6 +328,11 @@ class SuiteWindow(Frozen):
         if value <= timedelta(0):
             raise ValueError("window length must be positive")
         return value
+
+
+def _repeated(names: list[str]) -> list[str]:
+    """The names given more than once, sorted."""
+    return sorted({n for n in names if names.count(n) > 1})
 
 
 def _sane_minimum(value: Any, what: str) -> Any:
@@ -583,8 +587,7 @@ class SloConfig(Frozen):
     @field_validator("burn_rates")
     @classmethod
     def _distinct(cls, value: list[BurnRateRule]) -> list[BurnRateRule]:
-        names = [rule.name for rule in value]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = _repeated([rule.name for rule in value])
         if twice:
             raise ValueError(f"burn-rate rule {', '.join(twice)} named more than once")
         return value

@@ -34,12 +34,10 @@ from gatecheck.durations import format_duration, parse_as_of
 from gatecheck.errors import (
     ConfigError,
     GatecheckError,
-    QueryError,
-    SourceTimeout,
-    SourceUnavailable,
     ValidationTimeout,
     did_you_mean,
 )
+from gatecheck.evaluation.carried import source_failed
 from gatecheck.evaluation.decide import (
     approval_of,
     check_outcome,
@@ -434,15 +432,8 @@ async def _fetch_one(
         parameters = query_parameters(suite, window, as_of, thresholds)
         frame: pd.DataFrame = await source.query(suite.query, parameters)
         return frame
-    except (SourceUnavailable, SourceTimeout) as exc:
-        return CheckResult(
-            **base, outcome=Outcome.ERROR, source_available=False, reason=f"source {suite.source}: {exc}"
-        )
     except GatecheckError as exc:
-        available = True if isinstance(exc, QueryError) else None
-        return CheckResult(
-            **base, outcome=Outcome.ERROR, source_available=available, reason=f"source {suite.source}: {exc}"
-        )
+        return source_failed(exc, suite.source, base)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a check must never take the evaluation down

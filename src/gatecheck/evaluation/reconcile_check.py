@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gatecheck._values import document_time, shown
 from gatecheck.errors import GatecheckError, QueryError, SourceTimeout, SourceUnavailable
+from gatecheck.evaluation.carried import carried, carry
 from gatecheck.evaluation.plan import query_parameters
 from gatecheck.evaluation.reconcile import (
     KINDS,
@@ -264,24 +265,10 @@ async def fetch_reconciled(
     return reconciled_frame(suite, outcome, hashing)
 
 
-class Carried:
-    """What a reconciliation found, carried on its frame's ``attrs``: shared, never copied
-    (pandas deep-copies ``attrs`` into every column taken from a frame)."""
-
-    def __init__(self, found: Reconciliation) -> None:
-        self.found = found
-
-    def __copy__(self) -> Carried:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Carried:
-        return self
-
-
 def findings_of(frame: pd.DataFrame) -> Reconciliation | None:
     """The findings a reconciliation's frame carries (None on any other frame)."""
-    carried = frame.attrs.get("reconciliation")
-    return carried.found if isinstance(carried, Carried) else None
+    found: Reconciliation | None = carried(frame, "reconciliation")
+    return found
 
 
 def reconciled_frame(suite: SuiteConfig, outcome: Any, hashing: str) -> pd.DataFrame:
@@ -312,8 +299,7 @@ def reconciled_frame(suite: SuiteConfig, outcome: Any, hashing: str) -> pd.DataF
     row: dict[str, Any] = {f"{name}_rows": outcome.rows[name] for name in names}
     row.update(outcome.counts)
     frame = pd.DataFrame({column: [value] for column, value in row.items()})
-    frame.attrs["reconciliation"] = Carried(found)
-    return frame
+    return carry(frame, "reconciliation", found)
 
 
 def _source_of(suite: SuiteConfig, side: str) -> str:

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from gatecheck.config.models import ParameterRef, SloConfig, SuiteConfig
 from gatecheck.durations import format_duration
-from gatecheck.errors import GatecheckError, QueryError, SourceTimeout, SourceUnavailable
+from gatecheck.errors import GatecheckError, QueryError
+from gatecheck.evaluation.carried import carried, carry, source_failed
 from gatecheck.evaluation.plan import query_parameters
 from gatecheck.results import (
     BurnRateFinding,
@@ -57,24 +58,10 @@ class SloContext:
     unreadable: str | None = None
 
 
-class _Carried:
-    """The findings on the frame's ``attrs``: shared, never copied (pandas deep-copies
-    ``attrs`` into every column taken from a frame)."""
-
-    def __init__(self, found: SloFindings) -> None:
-        self.found = found
-
-    def __copy__(self) -> _Carried:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _Carried:
-        return self
-
-
 def findings_of(frame: pd.DataFrame) -> SloFindings | None:
     """What an SLO check's frame carries (None on any other frame)."""
-    carried = frame.attrs.get("slo")
-    return carried.found if isinstance(carried, _Carried) else None
+    found: SloFindings | None = carried(frame, "slo")
+    return found
 
 
 def min_events(config: SloConfig, thresholds: Mapping[str, ResolvedThreshold]) -> float:
@@ -213,15 +200,8 @@ async def fetch_slo(
     try:
         answers = await asyncio.gather(*(corrected(end - length) for length in lengths))
         phase_counts = (await corrected(since))[:2] if since is not None else None
-    except (SourceUnavailable, SourceTimeout) as exc:
-        return CheckResult(
-            **base, outcome=Outcome.ERROR, source_available=False, reason=f"source {suite.source}: {exc}"
-        )
     except GatecheckError as exc:
-        available = True if isinstance(exc, QueryError) else None
-        return CheckResult(
-            **base, outcome=Outcome.ERROR, source_available=available, reason=f"source {suite.source}: {exc}"
-        )
+        return source_failed(exc, suite.source, base)
     counted = {length: (good, total) for length, (good, total, _) in zip(lengths, answers, strict=True)}
     recorded = {length for length, (_, _, by_rule) in zip(lengths, answers, strict=True) if by_rule}
     minimum = min_events(config, thresholds)
@@ -302,8 +282,7 @@ def slo_frame(
     frame = pd.DataFrame(rows).astype(
         {c: "float64" for c in ("budget_remaining", "firing", "burn_long", "burn_short", "factor")}
     )
-    frame.attrs["slo"] = _Carried(found)
-    return frame
+    return carry(frame, "slo", found)
 
 
 def unjudged(found: SloFindings) -> list[str]:
