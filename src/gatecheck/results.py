@@ -49,7 +49,6 @@ class VerdictState(StrEnum):
     ROLLBACK = "rollback"
 
 
-
 Scalar = bool | int | float | str | None
 
 
@@ -179,7 +178,8 @@ class SloFindings(_Result):
     """What an ``slo:`` check found at its window's end."""
 
     objective: float  # percent of good events, e.g. 99.9
-    window: SloWindow  # the SLO's window
+    window: SloWindow  # the SLO's window (a calendar SLO's: from its period's start)
+    calendar: Literal["week", "month"] | None = None
     budget_remaining: float | None  # share of the window's budget left (negative: overspent)
     rules: list[BurnRateFinding] = []
     # the budget this phase consumed since it began (its earliest record in the SLO's window)

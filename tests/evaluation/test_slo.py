@@ -432,7 +432,12 @@ spec:
         (SPEC_THRESHOLD, "SLO search-slo: spec.indicator: only a ratioMetric"),
         (OPENSLO_INLINE.replace("Occurrences", "Timeslices"), "spec.budgetingMethod: 'Timeslices': only Occurrences"),
         (OPENSLO_INLINE.replace("duration: 1w", "duration: 1M"), "spec.timeWindow[0].duration: '1M'"),
-        (OPENSLO_INLINE.replace("isRolling: true", "isRolling: false"), "a calendar-aligned window is not supported"),
+        (OPENSLO_INLINE.replace("isRolling: true", "isRolling: false"),
+         "a calendar-aligned window needs calendar.startTime and calendar.timeZone"),
+        (OPENSLO_INLINE.replace("isRolling: true", "calendar: {startTime: 2026-01-06 00:00:00, timeZone: UTC}"),
+         "calendar.startTime: 2026-01-06 00:00:00: a week starts at midnight on a Monday"),
+        (OPENSLO_INLINE.replace("isRolling: true", "calendar: {startTime: 2026-01-01 00:00:00, timeZone: UTC}")
+         .replace("duration: 1w", "duration: 1Q"), "a calendar window is 1w or 1M here"),
         (OPENSLO_INLINE.replace("sum(slo_requests_total{code=\"ok\"})", "rate(x[5m]) / 2"),
          "counter: true needs a metric selector"),
         (OPENSLO_INLINE.replace("target: 0.999", "target: 1.5"), "the target lies in (0, 1)"),
@@ -647,3 +652,69 @@ def test_a_correction_through_the_api_is_the_same_record_and_needs_the_token(con
     assert made.status_code == 201 and made.json()["kind"] == "slo-corrected"
     (event,) = trail.json()
     assert (event["check"], event["phase"], event["group"]["from"]) == ("requests_slo", "*", "2026-11-20T02:00:00+00:00")
+
+
+def test_a_calendar_period_starts_on_monday_or_the_first_in_its_time_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    from gatecheck.config.models import SloConfig
+
+    end = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)  # a Sunday; Europe/Berlin changed to summer time at 01:00 UTC
+    assert SloConfig(objective=99, calendar="week").period_start(end) == datetime(2026, 3, 23, tzinfo=UTC)
+    berlin = SloConfig(objective=99, calendar="month", time_zone="Europe/Berlin").period_start(end)
+    assert berlin == datetime(2026, 3, 1, tzinfo=ZoneInfo("Europe/Berlin")) == datetime(2026, 2, 28, 23, tzinfo=UTC)
+    # a window ending at a period's first instant covers the period before it
+    assert SloConfig(objective=99, calendar="month").period_start(datetime(2026, 4, 1, tzinfo=UTC)) == datetime(
+        2026, 3, 1, tzinfo=UTC
+    )
+    assert SloConfig(objective=99).period_start(end) is None
+    with pytest.raises(ValueError, match="time_zone 'Mars/Olympus': not an IANA time zone"):
+        SloConfig(objective=99, calendar="week", time_zone="Mars/Olympus")
+
+
+@pytest.mark.parametrize(
+    ("zone", "minutes"),
+    [
+        ("UTC", 7_810),  # Monday 2026-01-05 00:00 UTC to Saturday 10:10 UTC: 5d 10h10m
+        ("Asia/Tokyo", 8_350),  # Monday 00:00 in Tokyo is Sunday 15:00 UTC: 5d 19h10m
+    ],
+)
+def test_a_calendar_slo_counts_its_budget_from_the_start_of_the_week(
+    config_copy: Path, prometheus: str, zone: str, minutes: int
+) -> None:
+    check = the_check(judge(slo_project(config_copy, calendar="week", time_zone=zone), prometheus, SLO_SUSTAINED_END))
+    found = check.slo
+    assert found is not None and found.calendar == "week"
+    assert found.window.length == timedelta(minutes=minutes)
+    bad = 100 + 1_400 + 0.5 * (minutes - 75)  # the spike, the sustained stretch, the usual half a minute
+    assert found.window.total == pytest.approx(1_000 * minutes)
+    assert found.window.total - found.window.good == pytest.approx(bad)
+    assert found.budget_remaining == pytest.approx(1 - bad / (1_000 * minutes) / 0.001)
+    from gatecheck.render.describe import slo_lines
+
+    assert slo_lines(found)[0].startswith(f"objective 99.9%: {found.budget_remaining:.1%} of the week to date (")
+
+
+def test_an_openslo_calendar_week_imports_as_a_calendar_slo(config_copy: Path, prometheus: str, tmp_path: Path) -> None:
+    """OpenSLO's calendar-aligned window (a week from a Monday, in its time zone) becomes a
+    calendar SLO: the budget counts from Monday 00:00 in Tokyo (8,350 minutes by the end of
+    the sustained stretch), as the suite written by hand does."""
+    from typer.testing import CliRunner
+
+    from gatecheck.cli import app
+
+    document = OPENSLO_INLINE.replace(
+        "isRolling: true", "isRolling: false\n      calendar: {startTime: 2026-01-05 00:00:00, timeZone: Asia/Tokyo}"
+    )
+    path = tmp_path / "slo.yaml"
+    path.write_text(document)
+    result = CliRunner().invoke(app, ["import-openslo", str(path), "--write", "--config", str(config_copy)])
+    assert result.exit_code == 0, result.output
+    suite = yaml.safe_load((config_copy / "suites" / "foo_slo.yaml").read_text())
+    assert suite["slo"] == {"objective": 99.9, "calendar": "week", "time_zone": "Asia/Tokyo"}
+    gate = {"phase": "slo-check", "environment": "staging", "checks": [{"suite": "foo_slo"}]}
+    (config_copy / "gates" / "slo-check.yaml").write_text(yaml.safe_dump(gate))
+    project = load_project(config_copy, environ={"GATECHECK_PROMETHEUS_URL": prometheus})
+    (check,) = asyncio.run(evaluate(project, "slo-check", SLO_SUSTAINED_END)).checks
+    assert check.slo is not None and check.slo.window.length == timedelta(minutes=8_350)
+    assert check.slo.window.total == pytest.approx(8_350_000)

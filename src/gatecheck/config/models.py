@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -565,10 +565,43 @@ class SloConfig(Frozen):
     burn_rates: list[BurnRateRule] = Field(default_factory=lambda: list(DEFAULT_BURN_RATES))
     # fewer events than this in a window leaves what that window judges inconclusive
     min_events: float | ParameterRef = 100.0
+    # a calendar SLO: the budget counts from the start of the current week (Monday) or month
+    # in time_zone, up to the window's end; None: rolling over the suite's window
+    calendar: Literal["week", "month"] | None = None
+    time_zone: str = "UTC"
     # Sloth's or Pyrra's recording rules, used where they exist: PromQL of a window's error
     # ratio naming the window as $window_name (5m, 1h, 3d), e.g.
     # 'slo:sli_error:ratio_rate$window_name{sloth_id="normalize-success"}'
     recorded_error_ratio: str | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"time_zone {value!r}: not an IANA time zone (e.g. UTC, Europe/Berlin)"
+            ) from None
+        return value
+
+    def period_start(self, end: datetime) -> datetime | None:
+        """Where a calendar SLO's budget starts counting for a window ending at ``end``: the
+        start of the week (Monday) or month holding the instant before ``end``, in
+        ``time_zone``; None for a rolling SLO."""
+        if self.calendar is None:
+            return None
+        from zoneinfo import ZoneInfo
+
+        local = (end - timedelta(microseconds=1)).astimezone(ZoneInfo(self.time_zone))
+        day = (
+            local.date() - timedelta(days=local.weekday())
+            if self.calendar == "week"
+            else local.date().replace(day=1)
+        )
+        return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(self.time_zone)).astimezone(end.tzinfo)
 
     @field_validator("recorded_error_ratio")
     @classmethod

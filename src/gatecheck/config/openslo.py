@@ -1,7 +1,8 @@
 """OpenSLO v1 → ``slo:`` suites (``gatecheck import-openslo``).
 
 What is taken: ``kind: SLO`` with ``budgetingMethod: Occurrences``, a rolling ``timeWindow``
-(``m``, ``h``, ``d``, ``w``), one objective (``target`` or ``targetPercent``), and an SLI —
+(``m``, ``h``, ``d``, ``w``) or a calendar one (``1w`` from a Monday, ``1M`` from the first, at
+midnight in its ``timeZone``), one objective (``target`` or ``targetPercent``), and an SLI —
 inline (``indicator``) or by name (``indicatorRef`` to a ``kind: SLI`` among the documents) —
 whose ``ratioMetric`` reads Prometheus (``metricSource.type: Prometheus``, or a
 ``metricSourceRef`` to a ``kind: DataSource`` of that type), with ``good`` and ``total`` or
@@ -16,7 +17,7 @@ How a query becomes a count of events in a window (what an SLO suite measures):
 - ``bad`` — good is ``total - bad``.
 
 Everything else is refused, one line each, naming the document and the key: ``Timeslices``
-and ``RatioTimeslices`` (a good/bad minute is another SLI), calendar windows, ``raw`` ratios
+and ``RatioTimeslices`` (a good/bad minute is another SLI), other calendar windows, ``raw`` ratios
 and ``thresholdMetric`` (no counts to burn a budget with), sources other than Prometheus,
 several objectives (a composite SLO). The suite gets the default burn-rate rules and
 expectations; edit them after the import.
@@ -50,6 +51,42 @@ def _window(value: Any, where: str) -> timedelta:
             "calendar lengths: not supported)"
         )
     return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _calendar(window: dict[str, Any], where: str) -> tuple[str, str]:
+    """A calendar-aligned window as (``week`` or ``month``, its time zone): one week from a
+    Monday or one month from the first, at midnight (other lengths and starts are refused)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    duration, calendar = str(window.get("duration", "")).strip(), window.get("calendar")
+    if not isinstance(calendar, dict) or "startTime" not in calendar:
+        raise ConfigError(
+            f"{where}: a calendar-aligned window needs calendar.startTime and calendar.timeZone"
+        )
+    zone = str(calendar.get("timeZone", "UTC"))
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}.calendar.timeZone: {zone!r}: not an IANA time zone") from None
+    try:
+        start = datetime.fromisoformat(str(calendar["startTime"]))
+    except ValueError:
+        raise ConfigError(
+            f"{where}.calendar.startTime: {calendar['startTime']!r}: not a date and time"
+        ) from None
+    period = {"1w": "week", "1M": "month"}.get(duration)
+    if period is None:
+        raise ConfigError(f"{where}.duration: {duration!r}: a calendar window is 1w or 1M here")
+    boundary = start.time() == datetime.min.time() and (
+        start.weekday() == 0 if period == "week" else start.day == 1
+    )
+    if not boundary:
+        raise ConfigError(
+            f"{where}.calendar.startTime: {calendar['startTime']!s}: a {period} starts at midnight on "
+            + ("a Monday" if period == "week" else "the first")
+        )
+    return period, zone
 
 
 def _count(metric: Any, counter: bool, where: str, sources: dict[str, str]) -> str:
@@ -126,11 +163,12 @@ def _suite(
     windows = spec.get("timeWindow") or [{"duration": "4w", "isRolling": True}]
     if not isinstance(windows, list) or len(windows) != 1 or not isinstance(windows[0], dict):
         raise ConfigError(f"{where}: spec.timeWindow: exactly one window")
+    calendar = None
     if windows[0].get("calendar") is not None or windows[0].get("isRolling") is False:
-        raise ConfigError(
-            f"{where}: spec.timeWindow[0]: a calendar-aligned window is not supported (rolling only)"
-        )
-    length = _window(windows[0].get("duration"), f"{where}: spec.timeWindow[0].duration")
+        calendar = _calendar(windows[0], f"{where}: spec.timeWindow[0]")
+        length = timedelta(days=7) if calendar[0] == "week" else timedelta(days=31)
+    else:
+        length = _window(windows[0].get("duration"), f"{where}: spec.timeWindow[0].duration")
     objectives = spec.get("objectives") or []
     if not isinstance(objectives, list) or len(objectives) != 1 or not isinstance(objectives[0], dict):
         raise ConfigError(
@@ -179,5 +217,6 @@ def _suite(
         "source": source,
         "window": {"length": format_duration(length)},
         "query": {"measures": {"good": good, "total": total}},
-        "slo": {"objective": round(percent, 6)},
+        "slo": {"objective": round(percent, 6)}
+        | ({"calendar": calendar[0], "time_zone": calendar[1]} if calendar else {}),
     }

@@ -182,6 +182,8 @@ async def fetch_slo(
         return values[0] if values else None
 
     async def corrected(start: datetime) -> tuple[float, float, bool]:
+        if start >= end:  # a calendar period that has just begun: no events yet
+            return 0.0, 0.0, False
         good, total = await count(start, end)
         stretches = [(lo, hi) for lo, hi in overlap(start, end, corrections) if hi > lo]
         # A recording rule's ratio is used where it exists (and no correction reaches into
@@ -195,7 +197,10 @@ async def fetch_slo(
         # increase() extrapolates each range on its own: never fewer than none
         return max(0.0, min(good, total)), max(0.0, total), False
 
-    lengths = windows_of(config, window.length)
+    # a calendar SLO's budget counts from its period's start (the week or month so far)
+    begun = config.period_start(end)
+    length = window.length if begun is None else end - begun
+    lengths = windows_of(config, length)
     since = phase_since if phase_since is not None and phase_since < end else None
     try:
         answers = await asyncio.gather(*(corrected(end - length) for length in lengths))
@@ -205,7 +210,7 @@ async def fetch_slo(
     counted = {length: (good, total) for length, (good, total, _) in zip(lengths, answers, strict=True)}
     recorded = {length for length, (_, _, by_rule) in zip(lengths, answers, strict=True) if by_rule}
     minimum = min_events(config, thresholds)
-    return slo_frame(config, window.length, counted, minimum, corrections, since, phase_counts, recorded)
+    return slo_frame(config, length, counted, minimum, corrections, since, phase_counts, recorded)
 
 
 def slo_frame(
@@ -256,6 +261,7 @@ def slo_frame(
     found = SloFindings(
         objective=config.objective,
         window=whole,
+        calendar=config.calendar,
         budget_remaining=remaining,
         rules=rules,
         phase_since=since,

@@ -163,6 +163,12 @@ def reconciliation_lines(found: Reconciliation, at_most: int = 10) -> list[str]:
     return lines
 
 
+def _period(found: SloFindings) -> str:
+    """The SLO's window in words: ``7d``, or a calendar SLO's ``month to date (4d6h)``."""
+    length = format_duration(found.window.length)
+    return f"{found.calendar} to date ({length})" if found.calendar else length
+
+
 def _count(value: float) -> str:
     """An event count with thousands separators (a count from increase() may be fractional)."""
     return f"{value:,.0f}" if value == int(value) else f"{value:,.2f}".rstrip("0").rstrip(".")
@@ -193,9 +199,9 @@ def slo_lines(found: SloFindings) -> list[str]:
     bad = whole.total - whole.good
     events = f"{_count(bad)} bad of {_count(whole.total)} events"
     if found.budget_remaining is None:
-        left = f"budget of the {format_duration(whole.length)} window not judged ({events})"
+        left = f"budget of the {_period(found)} window not judged ({events})"
     else:
-        window = format_duration(whole.length)
+        window = _period(found)
         if found.budget_remaining >= 0:
             left = f"{found.budget_remaining:.1%} of the {window} error budget left ({events})"
         else:
@@ -222,7 +228,7 @@ def slo_lines(found: SloFindings) -> list[str]:
 def slo_card(found: SloFindings) -> dict[str, object]:
     """An SLO in a few words for the chain page: the budget left (or why not judged), the
     burn in every window its rules read, the rules firing, the corrections in force."""
-    window = format_duration(found.window.length)
+    window = _period(found)
     if found.budget_remaining is None:
         budget = f"budget of the {window} window not judged (too few events)"
         short = "not judged"
