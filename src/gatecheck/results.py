@@ -214,6 +214,25 @@ class CheckResult(_Result):
     comparison: str | None = None
     reconciliation: Reconciliation | None = None
     slo: SloFindings | None = None
+    # A shadow check (``enforce: false``): judged and recorded, never changing the verdict;
+    # ``enforced_by`` names the recorded decision that turned a shadow check on.
+    shadow: bool = False
+    enforced_by: str | None = None
+    # A check with accumulation rules (fail_after, pass_after): what this evaluation alone
+    # measured (``outcome`` is then the accumulated one) and the rule's account of it.
+    measured: Outcome | None = None
+    accumulation: str | None = None
+
+
+def role_of(check: CheckResult) -> str:
+    """The check's role as a reader sees it: ``required``, ``advisory``, ``rollback``, and
+    ``shadow`` after it for a shadow check (``required, shadow``)."""
+    return f"{check.role}, shadow" if check.shadow else check.role
+
+
+def blocking(check: CheckResult) -> bool:
+    """Can this check change the verdict (a required or rollback check that is not a shadow)?"""
+    return check.role != "advisory" and not check.shadow
 
 
 class Requirement(_Result):
@@ -266,6 +285,16 @@ class SoakStatus(_Result):
     reason: str
 
 
+class DeadlineStatus(_Result):
+    """A gate's deadline on INCONCLUSIVE: since when the phase has been inconclusive (its
+    evaluations in a row, this one included) and whether that is longer than allowed."""
+
+    inconclusive_for: Duration
+    then: Literal["no-go", "rollback", "notify"]
+    since: Moment
+    passed: bool
+
+
 class Verdict(_Result):
     """The answer for one phase at one ``as_of``, with all its evidence."""
 
@@ -284,6 +313,8 @@ class Verdict(_Result):
     requested_by: Requester | None = None
     # The gate's `approval: required`: whether a recorded approval is in force.
     approval: Approval | None = None
+    # The gate's deadline, set while the checks, requires and soak leave it inconclusive.
+    deadline: DeadlineStatus | None = None
 
     def document(self) -> dict[str, Any]:
         """The stable JSON document (``--format json``)."""
@@ -293,8 +324,10 @@ class Verdict(_Result):
 def checks_passed(verdict: Verdict) -> bool:
     """Every required check passed (or failed under a waiver) and no rollback suite failed
     (requires/soak aside)."""
-    required = [c for c in verdict.checks if c.role == "required"]
-    rollback_failed = any(c.role == "rollback" and c.outcome is Outcome.FAIL for c in verdict.checks)
+    required = [c for c in verdict.checks if c.role == "required" and not c.shadow]
+    rollback_failed = any(
+        c.role == "rollback" and not c.shadow and c.outcome is Outcome.FAIL for c in verdict.checks
+    )
     passed = all(c.outcome is Outcome.PASS or (c.outcome is Outcome.FAIL and c.waiver) for c in required)
     return bool(required) and passed and not rollback_failed
 
@@ -302,10 +335,7 @@ def checks_passed(verdict: Verdict) -> bool:
 def checks_failed(verdict: Verdict) -> bool:
     """A required check failed (not under a waiver) or a rollback suite fired: a failure that
     restarts a soak."""
-    return any(
-        c.role in ("required", "rollback") and c.outcome is Outcome.FAIL and c.waiver is None
-        for c in verdict.checks
-    )
+    return any(blocking(c) and c.outcome is Outcome.FAIL and c.waiver is None for c in verdict.checks)
 
 
 def waived(verdict: Verdict) -> str:

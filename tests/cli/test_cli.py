@@ -357,6 +357,10 @@ def test_help_text_reflows_to_the_terminal() -> None:
     summary is one line (report's broke after "status update" and after "HTML file")."""
     result = runner.invoke(app, ["--help"], env={"COLUMNS": "240", "TERM": "dumb"})
     assert result.exit_code == 0
-    report = [line for line in result.stdout.splitlines() if "report " in line or "(markdown), or" in line]
+    report = [
+        line
+        for line in result.stdout.splitlines()
+        if line.lstrip("│ ").startswith("report ") or "(markdown), or" in line
+    ]
     assert len(report) == 1, report
     assert "the Phase B status update (markdown), or the phase page as one self-contained HTML file" in report[0]

@@ -289,3 +289,29 @@ def test_any_failed_delivery_is_counted_and_logged_in_one_line(
     with caplog.at_level(logging.INFO, logger="httpx"):
         logging.getLogger("httpx").info("HTTP Request: POST %s", "http://127.0.0.1:99999/SECRETPATH")
     assert "SECRETPATH" not in caplog.text and "<notify webhook URL>" in caplog.text
+
+
+def test_an_inconclusive_past_its_deadline_is_told_once_to_every_target(receiver: Receiver, tmp_path: Path) -> None:
+    """A gate's ``deadline: {then: notify}``: the verdict stays INCONCLUSIVE and the first
+    evaluation past the deadline is news even to a target that is not told of INCONCLUSIVE
+    (``on: [no-go]``); the next one past it is not news again."""
+    from gatecheck.results import DeadlineStatus
+
+    project = project_with(
+        tmp_path, [{"name": "pager", "kind": "json", "url": "${HOOK_URL}", "on": ["no-go"]}], receiver.url
+    )
+    I = VerdictState.INCONCLUSIVE  # noqa: E741
+    since = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+
+    def pending(at: int, passed: bool) -> Verdict:
+        status = DeadlineStatus(inconclusive_for=timedelta(hours=2), then="notify", since=since, passed=passed)
+        return verdict(I, at).model_copy(update={"deadline": status})
+
+    script = [pending(0, False), pending(60, False), pending(120, True), pending(180, True)]
+    service = Service(project, SqliteLedger(tmp_path / "h.db"), ["release"], engine=Scripted(script))
+    run(service, 4)
+    (sent,) = [r["body"] for r in receiver.received]
+    assert sent["text"].splitlines()[0] == (
+        "gatecheck: release (staging) INCONCLUSIVE since 2026-11-24T06:00:00Z, past its deadline of 2h"
+    )
+    assert sent["verdict"] == "inconclusive" and sent["document"]["deadline"]["passed"] is True

@@ -1,4 +1,5 @@
-"""Commands that record a person's decision: ``waive``, ``unwaive``, ``approve``, ``correct``."""
+"""Commands that record a person's decision: ``waive``, ``unwaive``, ``approve``, ``correct``,
+``enforce``."""
 
 from __future__ import annotations
 
@@ -113,6 +114,28 @@ def correct(
 
     def write(project: Project, ledger: Ledger) -> AuditEvent:
         event = correction_event(project, slo, start, end, reason, by)
+        ledger.append_audit([event])
+        return event
+
+    typer.echo(describe(_decide(config, write)))
+
+
+@app.command()
+def enforce(
+    phase: Annotated[str, typer.Option("--phase", "-p", metavar="PHASE", help="The phase whose gate it is.")],
+    check: Annotated[
+        str, typer.Option("--check", metavar="SUITE", help="The shadow check (enforce: false) to enforce.")
+    ],
+    reason: ReasonOption,
+    by: ByOption,
+    config: ConfigOption = Path("."),
+) -> None:
+    """Turn a shadow check on: from now on it blocks like any other check of PHASE (see
+    `gatecheck shadow-report` for how often it would have). Recorded on the audit trail."""
+    from gatecheck.ledger.decisions import describe, enforce_event
+
+    def write(project: Project, ledger: Ledger) -> AuditEvent:
+        event = enforce_event(project, phase, check, reason, by)
         ledger.append_audit([event])
         return event
 

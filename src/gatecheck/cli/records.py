@@ -14,7 +14,6 @@ from gatecheck.errors import ConfigError, printable
 # `status --url` and `run --url` never import pandas, Great Expectations, chDB or the service
 # (tests/cli/test_cli.py checks it in a fresh interpreter).
 if TYPE_CHECKING:
-
     pass
 from gatecheck.cli._common import (
     ConfigOption,
@@ -195,3 +194,41 @@ def audit(
     else:
         for event in events:
             typer.echo(describe(event))
+
+
+@app.command("shadow-report")
+def shadow_report(
+    phase: Annotated[
+        str, typer.Option("--phase", "-p", metavar="PHASE", help="The phase whose shadow checks to report.")
+    ],
+    since: Annotated[
+        str, typer.Option("--since", metavar="DURATION", help="How far back, e.g. 30d.")
+    ] = "30d",
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", metavar="TIME", help="The end of the stretch (ISO 8601; default: now)."),
+    ] = None,
+    config: ConfigOption = Path("."),
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
+    demo: DemoOption = False,
+) -> None:
+    """How often each shadow check (enforce: false) of a phase would have blocked, from the
+    recorded evaluations: with a ROLLBACK, beside an enforced failure, or alone (then the
+    verdict would have changed; those evaluations are listed)."""
+    from gatecheck.durations import parse_as_of
+    from gatecheck.evaluation.overtime import shadow_lines, shadow_report
+
+    with user_errors():
+        window = since_window(since)
+        project = load_for_reading(config, demo)
+        project.gate(phase)
+        end = parse_as_of(as_of)
+        with open_ledger_of(project, "recorded evaluations to report on") as ledger:
+            records = ledger.history(phase, since=end - window, until=end)
+    findings = shadow_report(record.document for record in records)
+    if fmt is ListFormat.json:
+        document = {"phase": phase, "since": since, "evaluations": len(records)}
+        typer.echo(json.dumps({**document, "checks": [f.document() for f in findings]}, indent=2))
+        return
+    for line in shadow_lines(phase, since, len(records), findings):
+        typer.echo(printable(line))

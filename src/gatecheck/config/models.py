@@ -262,26 +262,93 @@ def resolve_thresholds(
 # --------------------------------------------------------------------------- gates/*.yaml
 
 
+#: The most evaluations an accumulation rule may look back over.
+MAX_LOOKBACK = 100
+
+
+class FailAfter(Frozen):
+    """A check fails only once its failures accumulate over this phase's evaluations: ``k of
+    n`` (``{failures: 3, of: 5}``) or ``{consecutive: 3}``; the current evaluation counts."""
+
+    failures: int | None = Field(None, ge=1, le=MAX_LOOKBACK)
+    of: int | None = Field(None, ge=1, le=MAX_LOOKBACK)
+    consecutive: int | None = Field(None, ge=1, le=MAX_LOOKBACK)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> FailAfter:
+        counted = self.failures is not None or self.of is not None
+        if counted == (self.consecutive is not None):
+            raise ValueError("give either failures and of ({failures: 3, of: 5}) or consecutive")
+        if counted and (self.failures is None or self.of is None):
+            raise ValueError("failures and of go together ({failures: 3, of: 5})")
+        if self.failures is not None and self.of is not None and self.failures > self.of:
+            raise ValueError(f"failures ({self.failures}) cannot exceed of ({self.of})")
+        return self
+
+    @property
+    def lookback(self) -> int:
+        """How many evaluations, the current one included, the rule reads."""
+        return self.of if self.of is not None else self.consecutive or 1
+
+
+class PassAfter(Frozen):
+    """A check passes only after this many consecutive passing evaluations (the current one
+    included): a check that flaps does not earn a GO."""
+
+    consecutive: int = Field(ge=1, le=MAX_LOOKBACK)
+
+
 class CheckRef(Frozen):
-    """One check of a gate: a suite, optionally with its own window, settle, advisory flag."""
+    """One check of a gate: a suite, optionally with its own window, settle, advisory flag,
+    accumulation rules, and ``enforce: false`` for a shadow check (judged, never blocking)."""
 
     suite: str
     window: Duration | None = None
     settle: Duration | None = None
     required: bool = True
+    fail_after: FailAfter | None = None
+    pass_after: PassAfter | None = None
+    enforce: bool = True
+
+    @model_validator(mode="after")
+    def _shadow_of_a_blocking_check(self) -> CheckRef:
+        if not self.enforce and not self.required:
+            raise ValueError(
+                "enforce: false on an advisory check (required: false): an advisory check never "
+                "blocks already; a shadow check is one that would block once enforced"
+            )
+        return self
 
 
 class RollbackRef(Frozen):
-    """A rollback suite: if it fails, the verdict is ROLLBACK."""
+    """A rollback suite: if it fails, the verdict is ROLLBACK (``enforce: false``: a shadow
+    trigger, judged and recorded, never rolling back)."""
 
     suite: str
     window: Duration | None = None
     settle: Duration | None = None
+    fail_after: FailAfter | None = None
+    enforce: bool = True
 
 
 class Soak(Frozen):
     duration: Duration
     max_gap: Duration
+
+
+class Deadline(Frozen):
+    """How long a phase may stay INCONCLUSIVE before it is escalated: ``then: no-go`` or
+    ``rollback`` changes the verdict, ``notify`` keeps it and tells the notify targets."""
+
+    inconclusive_for: Duration
+    then: Literal["no-go", "rollback", "notify"]
+
+    @field_validator("inconclusive_for")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("inconclusive_for must be longer than 0s")
+        return value
 
 
 class GateConfig(Frozen):
@@ -293,6 +360,7 @@ class GateConfig(Frozen):
     requires: list[str] = []
     window: Duration | None = None
     soak: Soak | None = None
+    deadline: Deadline | None = None
     checks: list[CheckRef] = Field(min_length=1)
     rollback: list[RollbackRef] = []
     # `required`: a person's recorded approval (`gatecheck approve`) must be in force.

@@ -26,8 +26,10 @@ from pydantic import BaseModel, ConfigDict
 
 from gatecheck._values import Moment, bound, observed_number, shown, unit_of, utc_minute
 from gatecheck.config import Project, ResolvedThreshold
+from gatecheck.config.models import Deadline
 from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError
+from gatecheck.evaluation.decide import decide
 from gatecheck.evaluation.plan import CheckPlan, plan_checks, query_parameters
 from gatecheck.results import CheckResult, Outcome, VerdictState
 
@@ -55,12 +57,17 @@ class StepCheck(_Model):
     # each expectation's own outcome (a check fails when one of its expectations does)
     outcomes: dict[str, Outcome] = {}
     reason: str | None = None
+    # with accumulation rules: what this step alone measured (``outcome`` is accumulated)
+    measured: Outcome | None = None
+    shadow: bool = False  # judged, not enforced: it never changes the step's verdict
 
 
 class Step(_Model):
     as_of: Moment
     verdict: VerdictState
     checks: list[StepCheck]
+    # the gate has a deadline and the step is inconclusive (before escalation): since when
+    inconclusive_since: Moment | None = None
 
 
 class Distribution(_Model):
@@ -137,12 +144,6 @@ def step_times(since: datetime, until: datetime, step: timedelta) -> list[dateti
     return [until - step * k for k in range(count - 1, -1, -1)]
 
 
-def _verdict(checks: list[CheckResult]) -> VerdictState:
-    from gatecheck.evaluation.decide import decide
-
-    return decide(checks, [], None)[0]
-
-
 def _observed(check: CheckResult) -> dict[str, Any]:
     return {f"{e.column or e.type}": e.observed_value for e in check.expectations}
 
@@ -209,8 +210,36 @@ async def run_backtest(
             )
         finally:
             await pool.aclose()
+    # Over time, as run judges on a ledger holding these same steps: accumulation over the
+    # earlier steps, shadow checks marked (no ledger: no decision enforces one here).
+    columns = [_over_time(plans_by_step[0][i], column) for i, column in enumerate(columns)]
     results = [[column[k] for column in columns] for k in range(len(times))]
-    return _report(phase, since, until, step, times, results, proposed is not None)
+    return _report(phase, since, until, step, times, results, proposed is not None, gate.deadline)
+
+
+def _over_time(plan: CheckPlan, column: list[Judged]) -> list[Judged]:
+    """One check's steps with its accumulation rules applied over the steps before each, and
+    ``shadow`` set on a check that is not enforced (both judgements, each on its own steps)."""
+    from gatecheck.evaluation.overtime import accumulate
+
+    if plan.lookback <= 1 and plan.fail_after is None and plan.pass_after is None and plan.enforce:
+        return column
+    keep = plan.lookback - 1
+    measured: tuple[list[Outcome | None], list[Outcome | None]] = ([], [])
+    found: list[Judged] = []
+    for pair in column:
+        judged: list[CheckResult | None] = []
+        for side, check in enumerate(pair):
+            if check is None:
+                judged.append(None)
+                continue
+            earlier = measured[side][len(measured[side]) - keep :] if keep > 0 else []
+            result = accumulate(check, plan.fail_after, plan.pass_after, earlier)
+            measured[side].append(check.outcome)
+            judged.append(result if plan.enforce else result.model_copy(update={"shadow": True}))
+        assert judged[0] is not None
+        found.append((judged[0], judged[1]))
+    return found
 
 
 Judged = tuple[CheckResult, CheckResult | None]
@@ -406,22 +435,35 @@ def _report(
     times: list[datetime],
     results: list[list[Judged]],
     what_if: bool,
+    deadline: Deadline | None = None,
 ) -> BacktestReport:
+    from gatecheck.evaluation.overtime import apply_deadline
+
     steps: list[Step] = []
     flips: list[Flip] = []
     check_flips: list[Flip] = []
     proposed_counts: dict[str, int] = {v.value: 0 for v in VerdictState}
+    # the gate's deadline over the steps: since when each judgement has been inconclusive
+    begun: list[datetime | None] = [None, None]
     for moment, pairs in zip(times, results, strict=True):
         checks = [p[0] for p in pairs]
-        verdict = _verdict(checks)
+        verdict, reasons = decide(checks, [], None)
+        verdict, _, status = apply_deadline(deadline, verdict, reasons, moment, begun[0])
+        begun[0] = status.since if status is not None else None
         steps.append(
             Step(
                 as_of=moment,
                 verdict=verdict,
+                inconclusive_since=begun[0],
                 checks=[
                     StepCheck(
-                        suite=c.suite, outcome=c.outcome, observed=_observed(c), outcomes=_outcomes(c),
+                        suite=c.suite,
+                        outcome=c.outcome,
+                        observed=_observed(c),
+                        outcomes=_outcomes(c),
                         reason=c.reason,
+                        measured=c.measured,
+                        shadow=c.shadow,
                     )
                     for c in checks
                 ],
@@ -429,7 +471,9 @@ def _report(
         )
         if what_if:
             other = [p[1] or p[0] for p in pairs]
-            proposed = _verdict(other)
+            proposed, reasons = decide(other, [], None)
+            proposed, _, status = apply_deadline(deadline, proposed, reasons, moment, begun[1])
+            begun[1] = status.since if status is not None else None
             proposed_counts[proposed.value] += 1
             if proposed is not verdict:
                 flips.append(

@@ -161,8 +161,24 @@ def decide(
     soak: SoakStatus | None,
     approval: Approval | None = None,
 ) -> tuple[VerdictState, list[str]]:
-    """Combine outcomes: rollback > no-go > inconclusive > go. Advisory checks never count; a
-    required failure under a person's waiver does not block (and is said)."""
+    """Combine outcomes: rollback > no-go > inconclusive > go. Advisory and shadow checks never
+    count (a shadow check that would have blocked is said last); a required failure under a
+    person's waiver does not block (and is said)."""
+    shadows = [
+        f"shadow check {c.outcome.value}, not enforced: {summary(c)}"
+        for c in checks
+        if c.shadow and c.outcome is Outcome.FAIL
+    ]
+    verdict, reasons = _decided([c for c in checks if not c.shadow], requires, soak, approval)
+    return verdict, reasons + shadows
+
+
+def _decided(
+    checks: list[CheckResult],
+    requires: list[Requirement],
+    soak: SoakStatus | None,
+    approval: Approval | None,
+) -> tuple[VerdictState, list[str]]:
     rollback = [c for c in checks if c.role == "rollback" and c.outcome is Outcome.FAIL]
     if rollback:
         return VerdictState.ROLLBACK, [f"rollback trigger fired: {summary(c)}" for c in rollback]

@@ -17,7 +17,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
 import pandas as pd
@@ -45,11 +46,25 @@ from gatecheck.evaluation.decide import (
     soak_coverage,
     waive,
 )
+from gatecheck.evaluation.overtime import (
+    Earlier,
+    accumulate,
+    apply_deadline,
+    earlier_outcomes,
+    previous_since,
+)
 from gatecheck.evaluation.plan import CheckPlan, plan_checks, query_parameters
 from gatecheck.evaluation.slo import SloContext
 from gatecheck.evaluation.validation import Validator, judge_evidence, scalar, validate_frame
 from gatecheck.ledger import MAX_CLOCK_SKEW, Ledger
-from gatecheck.ledger.audit import EVERY_PHASE, AuditEvent, approval_at, corrections_at, waivers_at
+from gatecheck.ledger.audit import (
+    EVERY_PHASE,
+    AuditEvent,
+    approval_at,
+    corrections_at,
+    enforcement_at,
+    waivers_at,
+)
 from gatecheck.results import (
     CheckResult,
     EvidenceResult,
@@ -70,6 +85,10 @@ from gatecheck.sources.base import MAX_ROWS  # a suite returns aggregates: more 
 
 log = logging.getLogger(__name__)
 
+#: Earlier evaluations lie strictly before this one's as_of (the ledger's times are whole
+#: milliseconds).
+BEFORE = timedelta(milliseconds=1)
+
 #: Runs a blocking call (Great Expectations' validation) off the event loop; the engine's is
 #: its own validation thread with a timeout.
 JudgeIn = Callable[..., Awaitable[Any]]
@@ -78,9 +97,7 @@ JudgeIn = Callable[..., Awaitable[Any]]
 class SourcePool:
     """Opens each source of one environment on first use and closes them all at the end."""
 
-    def __init__(
-        self, project: Project, environment: str, source_factory: Callable[..., Source]
-    ) -> None:
+    def __init__(self, project: Project, environment: str, source_factory: Callable[..., Source]) -> None:
         self.project = project
         self.environment = environment
         self.source_factory = source_factory
@@ -170,6 +187,14 @@ async def evaluate(
         checks = list(await asyncio.gather(*jobs))
     finally:
         await pool.aclose()
+    # Over time: each check's accumulation rules over the phase's earlier evaluations, then
+    # whether it is enforced (a shadow check turned on by a recorded decision is).
+    earlier = await _earlier(ledger, phase, plans, as_of, recorded_since)
+    checks = [
+        accumulate(check, plan.fail_after, plan.pass_after, earlier.get((plan.suite.name, plan.role), []))
+        for plan, check in zip(plans, checks, strict=True)
+    ]
+    checks = [_enforced(plan, check, trail, phase, as_of) for plan, check in zip(plans, checks, strict=True)]
     # A person's waivers: a definite failure they cover stays `fail` and stops blocking.
     waivers = waivers_at(trail, phase, as_of)
     checks = [waive(check, waivers) for check in checks]
@@ -180,7 +205,12 @@ async def evaluate(
     soak = await _soak_status(gate, assume_soaked, ledger, as_of, checks, recorded_since)
     approval = approval_of(gate, trail, unreadable, ledger, as_of)
     verdict, reasons = decide(checks, requires, soak, approval)
+    deadline = None
+    if gate.deadline is not None and verdict is VerdictState.INCONCLUSIVE:
+        since = await _inconclusive_since(ledger, phase, as_of, recorded_since)
+        verdict, reasons, deadline = apply_deadline(gate.deadline, verdict, reasons, as_of, since)
     return Verdict(
+        deadline=deadline,
         approval=approval,
         phase=phase,
         environment=gate.environment,
@@ -196,6 +226,80 @@ async def evaluate(
     )
 
 
+async def _earlier(
+    ledger: Ledger | None,
+    phase: str,
+    plans: list[CheckPlan],
+    as_of: datetime,
+    recorded_since: datetime | None,
+) -> dict[tuple[str, str], list[Earlier] | str]:
+    """For each check with accumulation rules: its measured outcomes in the phase's earlier
+    evaluations (as_of before this one's, oldest first), or why they cannot be read."""
+    wanted = [plan for plan in plans if plan.lookback > 1]
+    if not wanted:
+        return {}
+    if ledger is None:
+        problem = "no history ledger configured (history.url) to count earlier evaluations in"
+        return {(plan.suite.name, plan.role): problem for plan in wanted}
+    try:
+        newest = max(plan.lookback for plan in wanted) - 1
+        records = await asyncio.to_thread(
+            partial(
+                ledger.history,
+                phase,
+                until=as_of - BEFORE,
+                newest=newest,
+                recorded_since=recorded_since,
+                ahead=False,
+            )
+        )
+    except GatecheckError as exc:
+        return {(plan.suite.name, plan.role): f"cannot read the history ledger: {exc}" for plan in wanted}
+    documents = [record.document for record in records]
+    return {
+        (plan.suite.name, plan.role): earlier_outcomes(documents, plan.suite.name, plan.role)[
+            -(plan.lookback - 1) :
+        ]
+        for plan in wanted
+    }
+
+
+async def _inconclusive_since(
+    ledger: Ledger | None, phase: str, as_of: datetime, recorded_since: datetime | None
+) -> datetime | None:
+    """When the phase became inconclusive, as its newest earlier record says (None: now)."""
+    if ledger is None:
+        return None
+    try:
+        records = await asyncio.to_thread(
+            partial(
+                ledger.history,
+                phase,
+                until=as_of - BEFORE,
+                newest=1,
+                recorded_since=recorded_since,
+                ahead=False,
+            )
+        )
+    except GatecheckError:
+        return None  # the clock starts now: a deadline never passes on an unreadable ledger
+    return previous_since(records[-1].document if records else None)
+
+
+def _enforced(
+    plan: CheckPlan, check: CheckResult, trail: list[AuditEvent], phase: str, as_of: datetime
+) -> CheckResult:
+    """A shadow check (``enforce: false``) stays one until a recorded decision enforces it."""
+    if plan.enforce:
+        return check
+    decision = enforcement_at(trail, phase, plan.suite.name, as_of)
+    if decision is None:
+        return check.model_copy(update={"shadow": True})
+    return check.model_copy(
+        update={"enforced_by": f"{decision.by} at {timestamp(decision.at)}: {decision.reason}"}
+    )
+
+
 async def _trail(ledger: Ledger | None, phases: list[str]) -> tuple[list[AuditEvent], str | None]:
     """The decisions on record for ``phases`` (waivers, revocations, approvals), or why they
     cannot be read (then nothing is waived and a required approval is missing)."""
@@ -203,7 +307,10 @@ async def _trail(ledger: Ledger | None, phases: list[str]) -> tuple[list[AuditEv
         return [], None
     try:
         events = await asyncio.to_thread(
-            ledger.audit, phases, None, ["waiver-created", "waiver-revoked", "approved", "slo-corrected"]
+            ledger.audit,
+            phases,
+            None,
+            ["waiver-created", "waiver-revoked", "approved", "slo-corrected", "check-enforced"],
         )
     except GatecheckError as exc:
         return [], f"cannot read the audit trail: {exc}"
@@ -598,5 +705,3 @@ def triage(
     if isinstance(evidence, str):
         return CheckResult(**base, rows=rows, outcome=Outcome.ERROR, reason=evidence)
     return evidence
-
-

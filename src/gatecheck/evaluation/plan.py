@@ -21,6 +21,7 @@ from gatecheck.config import (
     RollbackRef,
     SuiteConfig,
 )
+from gatecheck.config.models import FailAfter, PassAfter
 from gatecheck.results import Window
 
 Role = Literal["required", "advisory", "rollback"]
@@ -48,6 +49,17 @@ class CheckPlan:
     window: Window
     length_from: str
     settle_from: str
+    fail_after: FailAfter | None = None
+    pass_after: PassAfter | None = None
+    enforce: bool = True
+
+    @property
+    def lookback(self) -> int:
+        """How many evaluations its accumulation rules read, this one included (1: none)."""
+        return max(
+            self.fail_after.lookback if self.fail_after is not None else 1,
+            self.pass_after.consecutive if self.pass_after is not None else 1,
+        )
 
 
 def plan_checks(project: Project, gate: GateConfig, as_of: datetime) -> list[CheckPlan]:
@@ -83,7 +95,16 @@ def _plan(
         settle, settle_from = ref.settle, f"{where}.settle"
     else:
         settle, settle_from = suite.window.settle, f"{suite_file}: window.settle"
-    return CheckPlan(suite, role, window_for(as_of, length, settle), length_from, settle_from)
+    return CheckPlan(
+        suite,
+        role,
+        window_for(as_of, length, settle),
+        length_from,
+        settle_from,
+        fail_after=ref.fail_after,
+        pass_after=ref.pass_after if isinstance(ref, CheckRef) else None,
+        enforce=ref.enforce,
+    )
 
 
 def query_parameters(

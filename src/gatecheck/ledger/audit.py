@@ -27,6 +27,7 @@ AuditKind = Literal[
     "assumed-approved",
     "assumed-soaked",
     "slo-corrected",
+    "check-enforced",
 ]
 
 #: The phase of a decision that holds in every phase (an SLO correction).
@@ -83,6 +84,18 @@ def approval_at(events: Iterable[AuditEvent], phase: str, moment: datetime) -> A
         and e.kind == "approved"
         and e.at <= moment
         and (e.until is None or moment < e.until)
+    ]
+    return max(found, key=lambda e: e.at) if found else None
+
+
+def enforcement_at(
+    events: Iterable[AuditEvent], phase: str, check: str, moment: datetime
+) -> AuditEvent | None:
+    """The recorded decision enforcing shadow check ``check`` of ``phase`` by ``moment``."""
+    found = [
+        e
+        for e in events
+        if e.kind == "check-enforced" and e.phase == phase and e.check == check and e.at <= moment
     ]
     return max(found, key=lambda e: e.at) if found else None
 

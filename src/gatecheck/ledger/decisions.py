@@ -1,4 +1,5 @@
-"""The one place audit events are built: a person's decisions — waive, unwaive, approve, and
+"""The one place audit events are built: a person's decisions — waive, unwaive, approve,
+enforce a shadow check, correct an SLO, and
 the assumptions of ``run --assume-approved / --assume-soaked`` — and gatecheck's own lines
 (a waiver used by an evaluation, a waiver found past its end).
 
@@ -120,6 +121,29 @@ def approval_event(project: Project, phase: str, length: str, reason: str, by: s
     now = datetime.now(UTC)
     return AuditEvent(
         at=now, kind="approved", phase=phase, until=now + duration, by=by, reason=reason,
+        config_hash=project.config_hash,
+    )  # fmt: skip
+
+
+def enforce_event(project: Project, phase: str, check: str, reason: str, by: str) -> AuditEvent:
+    """The ``check-enforced`` event turning shadow check ``check`` of ``phase`` on, checked:
+    from the moment it is recorded the check blocks like any other (a record of who and why)."""
+    gate = project.gate(phase)
+    refs = [(ref.suite, ref.enforce) for ref in gate.checks] + [
+        (ref.suite, ref.enforce) for ref in gate.rollback
+    ]
+    shadows = [suite for suite, enforced in refs if not enforced]
+    if check not in shadows:
+        every = [suite for suite, _ in refs]
+        if check in every:
+            raise ConfigError(f"--check: {check} is enforced in {phase} already (it has no enforce: false)")
+        raise ConfigError(
+            f"--check: gate {phase} has no check {check!r}{did_you_mean(check, every)} "
+            f"(its shadow checks: {', '.join(shadows) or 'none'})"
+        )
+    by, reason = _person(by, reason)
+    return AuditEvent(
+        at=datetime.now(UTC), kind="check-enforced", phase=phase, check=check, by=by, reason=reason,
         config_hash=project.config_hash,
     )  # fmt: skip
 

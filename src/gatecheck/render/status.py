@@ -10,7 +10,7 @@ from typing import Any
 from gatecheck._values import document_time, observed_number, shown, timestamp, unit_of
 from gatecheck.durations import format_duration
 from gatecheck.render.describe import rule_text, waiver_text
-from gatecheck.results import ExpectationResult, Outcome, Verdict, VerdictState
+from gatecheck.results import ExpectationResult, Outcome, Verdict, VerdictState, blocking, role_of
 
 
 @dataclass(frozen=True)
@@ -135,17 +135,15 @@ def render_status_update(verdict: Verdict, chain: list[PhaseStatus], now: dateti
     passed = [c for c in verdict.checks if c.outcome is Outcome.PASS]
     issues = [
         c for c in verdict.checks
-        if (c.role == "advisory" and c.outcome is not Outcome.PASS)
-        or (c.role != "advisory" and c.outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR))
+        if (not blocking(c) and c.outcome is not Outcome.PASS)
+        or (blocking(c) and c.outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR))
     ]  # fmt: skip
-    blockers = [
-        c for c in verdict.checks if c.role != "advisory" and c.outcome is Outcome.FAIL and c.waiver is None
-    ]
+    blockers = [c for c in verdict.checks if blocking(c) and c.outcome is Outcome.FAIL and c.waiver is None]
     waived = [c for c in verdict.checks if c.waiver is not None]
     step = " ".join(verdict.description.split()) or verdict.phase
     role_name = {"rollback": "rollback trigger", "required": "required", "advisory": "advisory"}
     issue_lines = [
-        *[f"- `{c.suite}` ({c.role}): {c.outcome.value} — {c.reason or ''}".rstrip(" —") for c in issues],
+        *[f"- `{c.suite}` ({role_of(c)}): {c.outcome.value} — {c.reason or ''}".rstrip(" —") for c in issues],
         *([f"- soak: {verdict.soak.reason}"] if verdict.soak and not verdict.soak.covered else []),
         *[f"- requires {r.phase}: {r.reason}" for r in verdict.requires if not r.satisfied],
         *[f"- `{c.suite}` failed, ⚠️ {waiver_text(c)}" for c in waived],

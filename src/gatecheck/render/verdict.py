@@ -21,7 +21,7 @@ from gatecheck.render.describe import (
     subject_of,
     waiver_text,
 )
-from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
+from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState, blocking, role_of
 
 FORMATS = ("text", "json", "junit", "markdown", "html")
 
@@ -123,7 +123,7 @@ def render_text(verdict: Verdict, color: bool = False, width: int = 120) -> str:
     rows += [
         (
             check.suite,
-            check.role,
+            role_of(check),
             check.outcome.value + (f" (waived {check.waiver.id})" if check.waiver else ""),
             f"{timestamp(check.window.start)} → {timestamp(check.window.end)} "
             f"({format_duration(check.window.length)}, settle {format_duration(check.window.settle)})",
@@ -197,9 +197,7 @@ def render_junit(verdict: Verdict, timings: Any = None) -> str:
 
     counts = {outcome: sum(1 for c in verdict.checks if c.outcome is outcome) for outcome in Outcome}
     not_blocking = sum(
-        1
-        for c in verdict.checks
-        if c.outcome is Outcome.FAIL and (c.waiver is not None or c.role == "advisory")
+        1 for c in verdict.checks if c.outcome is Outcome.FAIL and (c.waiver is not None or not blocking(c))
     )
     counts[Outcome.FAIL] -= not_blocking  # reported as skipped, with its evidence
     counts[Outcome.INCONCLUSIVE] += not_blocking
@@ -243,8 +241,9 @@ def render_junit(verdict: Verdict, timings: Any = None) -> str:
         summary = f"{check.suite}: {check.reason or check.outcome.value} ({_window_text(check)})"
         if check.outcome is Outcome.FAIL and check.waiver is not None:
             ET.SubElement(case, "skipped", {"message": f"{waiver_text(check)} — {summary}"}).text = detail
-        elif check.outcome is Outcome.FAIL and check.role == "advisory":
-            message = f"advisory check failed (does not block the verdict) — {summary}"
+        elif check.outcome is Outcome.FAIL and not blocking(check):
+            kind = "shadow" if check.shadow else "advisory"
+            message = f"{kind} check failed (does not block the verdict) — {summary}"
             ET.SubElement(case, "skipped", {"message": message}).text = detail
         elif check.outcome is Outcome.FAIL:
             ET.SubElement(
@@ -310,7 +309,7 @@ def render_markdown(verdict: Verdict) -> str:
         outcome = f"{_MARK[check.outcome]} {check.outcome.value}"
         if check.waiver is not None:
             outcome += f" ⚠️ waived {check.waiver.id}"
-        lines.append(f"| `{check.suite}` | {check.role} | {outcome} | {detail} | {window} |")
+        lines.append(f"| `{check.suite}` | {role_of(check)} | {outcome} | {detail} | {window} |")
     waived = [c for c in verdict.checks if c.waiver is not None]
     if waived:
         lines.append("")

@@ -25,6 +25,7 @@ import httpx
 from gatecheck._values import document_time, timestamp
 from gatecheck.config import NotifyTarget
 from gatecheck.config.models import webhook_url_problem
+from gatecheck.durations import format_duration
 from gatecheck.render.describe import failure_text, keys_found, waiver_text
 from gatecheck.results import Outcome, Verdict, VerdictState
 
@@ -69,6 +70,13 @@ def message_text(previous: Verdict | None, verdict: Verdict, link: str) -> str:
     threshold and group, and where to look."""
     before = previous.verdict.value.upper() if previous is not None else "none"
     lines = [f"gatecheck: {verdict.phase} ({verdict.environment}) {before} → {verdict.verdict.value.upper()}"]
+    if deadline_crossed(previous, verdict):
+        assert verdict.deadline is not None
+        lines[0] = (
+            f"gatecheck: {verdict.phase} ({verdict.environment}) INCONCLUSIVE since "
+            f"{timestamp(verdict.deadline.since)}, past its deadline of "
+            f"{format_duration(verdict.deadline.inconclusive_for)}"
+        )
     for check in verdict.checks:
         if check.outcome is Outcome.PASS:
             continue
@@ -87,6 +95,14 @@ def message_text(previous: Verdict | None, verdict: Verdict, link: str) -> str:
         lines += [f"• {reason}" for reason in verdict.reasons]
     lines.append(f"as of {timestamp(verdict.as_of)} · {link}")
     return "\n".join(lines)
+
+
+def deadline_crossed(previous: Verdict | None, verdict: Verdict) -> bool:
+    """This evaluation is the first past the gate's ``deadline: {then: notify}``."""
+    now, before = verdict.deadline, previous.deadline if previous is not None else None
+    return (
+        now is not None and now.passed and now.then == "notify" and not (before is not None and before.passed)
+    )
 
 
 def payload(target: NotifyTarget, previous: Verdict | None, verdict: Verdict, link: str) -> dict[str, Any]:
@@ -122,7 +138,7 @@ class Notifier:
         self.on_count = on_count  # the service re-renders its exposition
         self.backoff_s = backoff_s
         self.counts: Counter[tuple[str, str]] = Counter()
-        self._sent: dict[tuple[str, str, VerdictState], float] = {}  # (target, phase, into) → when
+        self._sent: dict[tuple[str, str, str], float] = {}  # (target, phase, into) → when
         self._tasks: set[asyncio.Task[None]] = set()
         # One delivery at a time per target, in the order of the changes (a FIFO lock), so a
         # person never reads "NO-GO → GO" before "GO → NO-GO".
@@ -138,15 +154,19 @@ class Notifier:
         """A phase was evaluated: schedule a message to every target that wants this change.
         Returns at once; the deliveries run on their own tasks."""
         before = previous.verdict if previous is not None else None
-        if before is verdict.verdict or (before is None and verdict.verdict is VerdictState.GO):
+        # the first evaluation past a `then: notify` deadline is news to every target
+        deadline = deadline_crossed(previous, verdict)
+        if not deadline and (
+            before is verdict.verdict or (before is None and verdict.verdict is VerdictState.GO)
+        ):
             return  # not a change (a first GO is no news: "back to GO" needs a verdict to leave)
         now = time.monotonic()
         for target in self.targets:
             if target.phases is not None and verdict.phase not in target.phases:
                 continue
-            if verdict.verdict.value not in target.on:
+            if verdict.verdict.value not in target.on and not deadline:
                 continue
-            key = (target.name, verdict.phase, verdict.verdict)
+            key = (target.name, verdict.phase, "deadline" if deadline else verdict.verdict.value)
             last = self._sent.get(key)
             if last is not None and now - last < target.suppress.total_seconds():
                 self._count(target.name, "suppressed")

@@ -125,7 +125,7 @@ def timeline(points: Iterable[tuple[datetime, VerdictState]], since: datetime, u
 _URGENCY = (Outcome.FAIL, Outcome.ERROR, Outcome.INCONCLUSIVE, Outcome.PASS)
 
 #: How a check stands on a page, most urgent first: what a reader must see first.
-STANDINGS = ("rollback", "blocking", "error", "inconclusive", "waived", "advisory", "passed")
+STANDINGS = ("rollback", "blocking", "error", "inconclusive", "waived", "advisory", "shadow", "passed")
 #: The badge each standing is shown with (never its colour alone).
 STANDING_WORDS = {
     "rollback": "ROLLBACK",
@@ -134,6 +134,7 @@ STANDING_WORDS = {
     "inconclusive": "INCONCLUSIVE",
     "waived": "WAIVED FAIL",
     "advisory": "ADVISORY FAIL",
+    "shadow": "SHADOW FAIL",
     "passed": "PASS",
 }
 
@@ -142,6 +143,8 @@ def standing(check: CheckResult) -> str:
     """Where ``check`` stands: a rollback trigger that fired, a failure that blocks, an error, an
     inconclusive check, a failure under a waiver, an advisory failure (neither blocks), or a pass."""
     if check.outcome is Outcome.FAIL:
+        if check.shadow:
+            return "shadow"
         if check.role == "rollback":
             return "rollback"
         if check.waiver is not None:
