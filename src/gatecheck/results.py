@@ -71,7 +71,8 @@ class Threshold(_Result):
     name: str  # threshold name, or the expectation kwarg for literals written in a suite
     value: Scalar
     bound: Literal["min", "max"] | None = None
-    provenance: Literal["default", "environment", "phase", "suite"]
+    # history: a bound from the phase's own records (a baseline or a learned band)
+    provenance: Literal["default", "environment", "phase", "suite", "history"]
     key: str  # file and key path the value came from
 
 
@@ -191,6 +192,51 @@ class SloFindings(_Result):
     min_events: float = 0
 
 
+class GroupValue(_Result):
+    """One group's value of a tracked column (None: no value in that group)."""
+
+    group: dict[str, str]
+    value: float | None
+
+
+class Tracked(_Result):
+    """The values of the column a bound from history judges, per group, kept in the record so
+    later evaluations can learn from them."""
+
+    column: str
+    groups: list[GroupValue] = []
+
+
+class HistoryGroup(_Result):
+    """One group judged against its history: the reference (baseline or the band's centre),
+    the bounds, how many records it rests on."""
+
+    group: dict[str, str]
+    observed: float | None
+    reference: float | None = None
+    low: float | None = None
+    high: float | None = None
+    records: int = 0
+    outcome: Outcome
+    reason: str | None = None
+
+
+class HistoryBound(_Result):
+    """What a ``baseline`` or ``learned`` bound found: the rule in words, the records used (by
+    ``as_of``) and those left out, and each group's judgement."""
+
+    kind: Literal["baseline", "pinned", "learned"]
+    column: str
+    rule: str
+    # the check's outcome before this bound: a baseline learns from evaluations that passed
+    # apart from it (and that it did not fail), so a new baseline can start from none
+    before: Outcome | None = None
+    records: list[Moment] = []
+    left_out: dict[str, int] = {}  # why → how many records (invalidated, rollback, waived, …)
+    pinned_by: str | None = None
+    groups: list[HistoryGroup] = []
+
+
 class CheckResult(_Result):
     suite: str
     description: str = ""
@@ -222,6 +268,9 @@ class CheckResult(_Result):
     # measured (``outcome`` is then the accumulated one) and the rule's account of it.
     measured: Outcome | None = None
     accumulation: str | None = None
+    # A check with a bound from history: the tracked column's values, and the judgement.
+    tracked: Tracked | None = None
+    history: HistoryBound | None = None
 
 
 def role_of(check: CheckResult) -> str:

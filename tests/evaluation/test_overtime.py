@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from gatecheck.config import load_project
-from gatecheck.config.models import Deadline, FailAfter, PassAfter
+from gatecheck.config.models import Deadline, FailAfter, Learned, PassAfter
 from gatecheck.evaluation.decide import decide
 from gatecheck.evaluation.engine import Engine
 from gatecheck.evaluation.overtime import accumulate, apply_deadline, shadow_report
@@ -61,7 +61,9 @@ def check(outcome: Outcome, role: str = "required", suite: str = "s") -> CheckRe
         ([F, F], F, F, "3 of the last 3 evaluations failed"),
     ],
 )
-def test_k_of_n_failures(earlier: list[Outcome | None], now: Outcome, expected: Outcome, account: str | None) -> None:
+def test_k_of_n_failures(
+    earlier: list[Outcome | None], now: Outcome, expected: Outcome, account: str | None
+) -> None:
     judged = accumulate(check(now), FailAfter(failures=3, of=5), None, earlier)
     assert judged.outcome is expected
     assert judged.accumulation == account
@@ -79,7 +81,9 @@ def test_k_of_n_failures(earlier: list[Outcome | None], now: Outcome, expected: 
         ([F, F, F], P, P, None),
     ],
 )
-def test_consecutive_failures(earlier: list[Outcome], now: Outcome, expected: Outcome, account: str | None) -> None:
+def test_consecutive_failures(
+    earlier: list[Outcome], now: Outcome, expected: Outcome, account: str | None
+) -> None:
     judged = accumulate(check(now), FailAfter(consecutive=3), None, earlier)
     assert (judged.outcome, judged.accumulation) == (expected, account)
 
@@ -93,7 +97,9 @@ def test_consecutive_failures(earlier: list[Outcome], now: Outcome, expected: Ou
         ([P, P, P], F, F, None),  # pass_after never softens a failure
     ],
 )
-def test_consecutive_passes(earlier: list[Outcome], now: Outcome, expected: Outcome, account: str | None) -> None:
+def test_consecutive_passes(
+    earlier: list[Outcome], now: Outcome, expected: Outcome, account: str | None
+) -> None:
     judged = accumulate(check(now), None, PassAfter(consecutive=3), earlier)
     assert (judged.outcome, judged.accumulation) == (expected, account)
 
@@ -149,7 +155,8 @@ def test_a_deadline_escalates_an_inconclusive_that_lasts() -> None:
     verdict, reasons, status = apply_deadline(rule, VerdictState.INCONCLUSIVE, ["x"], now, now - 2 * HOUR)
     assert verdict is VerdictState.NO_GO and status is not None and status.passed
     assert reasons == [
-        "inconclusive since 2026-03-02T01:00:00Z (2h), longer than the gate's deadline of 2h: no-go", "x"
+        "inconclusive since 2026-03-02T01:00:00Z (2h), longer than the gate's deadline of 2h: no-go",
+        "x",
     ]
     rollback = Deadline(inconclusive_for=HOUR, then="rollback")
     assert apply_deadline(rollback, VerdictState.INCONCLUSIVE, [], now, T0)[0] is VerdictState.ROLLBACK
@@ -167,7 +174,10 @@ def test_a_shadow_check_never_changes_the_verdict_and_is_said() -> None:
     shadow = check(F, suite="new_rule").model_copy(update={"shadow": True})
     verdict, reasons = decide([check(P), shadow], [], None)
     assert verdict is VerdictState.GO
-    assert reasons == ["all 1 required checks passed", "shadow check fail, not enforced: new_rule — it was fail"]
+    assert reasons == [
+        "all 1 required checks passed",
+        "shadow check fail, not enforced: new_rule — it was fail",
+    ]
     trigger = check(F, role="rollback", suite="new_trigger").model_copy(update={"shadow": True})
     assert decide([check(P), trigger], [], None)[0] is VerdictState.GO
     # shadow checks alone cannot earn a GO
@@ -178,6 +188,8 @@ def test_a_shadow_check_never_changes_the_verdict_and_is_said() -> None:
 
 #: One reading per hour, at its middle; the check fails above 10. Hour k is judged as of T0 + (k+1)h.
 READINGS = [20, 5, 20, 20, 5, 5, 5, 5, None, None, None, None, 5]
+#: Another column of the same rows, for a baseline (the suite's own limit is 1000).
+LEVELS = [4, 6, 5, 5, 20, 5, 7, 8, None, None, None, None, 5]
 
 
 @pytest.fixture(scope="module")
@@ -190,12 +202,12 @@ def readings(warehouse: Path) -> str:
         connection.command("CREATE DATABASE IF NOT EXISTS overtime")
         connection.command("DROP TABLE IF EXISTS overtime.readings")
         connection.command(
-            "CREATE TABLE overtime.readings (ts DateTime64(3, 'UTC'), v Float64, shadow Float64) "
+            "CREATE TABLE overtime.readings (ts DateTime64(3, 'UTC'), v Float64, shadow Float64, level Float64) "
             "ENGINE = MergeTree ORDER BY ts"
         )
         rows = ", ".join(
-            f"(toDateTime64('{T0 + k * HOUR + HOUR / 2:%Y-%m-%d %H:%M:%S}', 3, 'UTC'), {v}, {30 if k % 3 == 0 else 0})"
-            for k, v in enumerate(READINGS)
+            f"(toDateTime64('{T0 + k * HOUR + HOUR / 2:%Y-%m-%d %H:%M:%S}', 3, 'UTC'), {v}, {30 if k % 3 == 0 else 0}, {level})"
+            for k, (v, level) in enumerate(zip(READINGS, LEVELS, strict=True))
             if v is not None
         )
         connection.command(f"INSERT INTO overtime.readings VALUES {rows}")
@@ -203,7 +215,7 @@ def readings(warehouse: Path) -> str:
 
 
 def overtime_project(root: Path, gate: dict[str, Any]) -> Path:
-    for column in ("v", "shadow"):
+    for column, limit in (("v", 10), ("shadow", 10), ("level", 1000)):
         suite = {
             "name": f"reading_{column}",
             "source": "warehouse",
@@ -212,7 +224,7 @@ def overtime_project(root: Path, gate: dict[str, Any]) -> Path:
                      "WHERE ts >= {window_start:DateTime64(3)} AND ts < {window_end:DateTime64(3)}",
             "evidence": {"column": "n", "min_total": 1},
             "expectations": [
-                {"type": "expect_column_values_to_be_between", "column": "worst", "max_value": 10}
+                {"type": "expect_column_values_to_be_between", "column": "worst", "max_value": limit}
             ],
         }  # fmt: skip
         (root / "suites" / f"reading_{column}.yaml").write_text(yaml.safe_dump(suite))
@@ -230,7 +242,11 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def open_ledger(url: str) -> Ledger:
-    return SqliteLedger(Path(url.removeprefix("sqlite:///"))) if url.startswith("sqlite") else PostgresLedger(url)
+    return (
+        SqliteLedger(Path(url.removeprefix("sqlite:///")))
+        if url.startswith("sqlite")
+        else PostgresLedger(url)
+    )
 
 
 def run_hours(project: Any, ledger: Ledger, hours: range) -> list[Verdict]:
@@ -296,7 +312,8 @@ def test_k_of_n_and_consecutive_passes_over_recorded_evaluations_equal_the_backt
     report = backtest_hours(project, range(8))
     assert [s.verdict for s in report.steps] == [v.verdict for v in verdicts]
     assert [(s.checks[0].outcome, s.checks[0].measured, s.checks[0].reason) for s in report.steps] == [
-        (the(v, "reading_v").outcome, the(v, "reading_v").measured, the(v, "reading_v").reason) for v in verdicts
+        (the(v, "reading_v").outcome, the(v, "reading_v").measured, the(v, "reading_v").reason)
+        for v in verdicts
     ]
 
 
@@ -334,7 +351,9 @@ def test_a_deadline_crossing_and_a_shadow_check_over_recorded_evaluations(
     assert "shadow check fail, not enforced: reading_shadow" in verdicts[1].reasons[-1]
     report = backtest_hours(project, range(5, 13))
     assert [s.verdict for s in report.steps] == [v.verdict for v in verdicts]
-    assert [s.inconclusive_since for s in report.steps] == [v.deadline.since if v.deadline else None for v in verdicts]
+    assert [s.inconclusive_since for s in report.steps] == [
+        v.deadline.since if v.deadline else None for v in verdicts
+    ]
 
 
 def test_enforcing_a_shadow_check_is_a_recorded_decision_and_shadow_report_counts_it(
@@ -349,7 +368,10 @@ def test_enforcing_a_shadow_check_is_a_recorded_decision_and_shadow_report_count
     }
     root = overtime_project(config_copy, gate)
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    env = {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={readings}", "GATECHECK_HISTORY_URL": url}
+    env = {
+        "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={readings}",
+        "GATECHECK_HISTORY_URL": url,
+    }
     project = load_project(root, environ=env)
 
     def cli(*args: str) -> tuple[int, str, str]:
@@ -382,21 +404,37 @@ def test_enforcing_a_shadow_check_is_a_recorded_decision_and_shadow_report_count
         "suite": "reading_shadow", "judged": 8, "would_block": 4, "with_rollback": 0, "with_enforced_failure": 2, "alone": 2,
     }  # fmt: skip
     assert found["alone_at"][0]["verdict"] == "go" and found["alone_at"][0]["instead"] == "no-go"
-    code, out, err = cli("shadow-report", "--phase", "overtime", "--since", "1d", "--as-of", "2026-03-02T09:00:00Z")
+    code, out, err = cli(
+        "shadow-report", "--phase", "overtime", "--since", "1d", "--as-of", "2026-03-02T09:00:00Z"
+    )
     assert "reading_shadow (required, shadow): judged 8 times, would have blocked 4 (50.0%)" in out
     assert "with a ROLLBACK 0 · with an enforced failure 2 · alone 2" in out
     # the command records who and why, and refuses what is not a shadow check
-    code, out, err = cli("enforce", "--phase", "overtime", "--check", "reading_shadow", "--reason", "ok", "--by", "bob")
+    code, out, err = cli(
+        "enforce", "--phase", "overtime", "--check", "reading_shadow", "--reason", "ok", "--by", "bob"
+    )
     assert code == 0 and "check-enforced" in out and "reading_shadow" in out, err
-    code, out, err = cli("enforce", "--phase", "overtime", "--check", "reading_v", "--reason", "ok", "--by", "bob")
-    assert code == 2 and err.strip() == "gatecheck: error: --check: reading_v is enforced in overtime already (it has no enforce: false)"
-    code, out, err = cli("enforce", "--phase", "overtime", "--check", "reading_shadw", "--reason", "ok", "--by", "bob")
+    code, out, err = cli(
+        "enforce", "--phase", "overtime", "--check", "reading_v", "--reason", "ok", "--by", "bob"
+    )
+    assert (
+        code == 2
+        and err.strip()
+        == "gatecheck: error: --check: reading_v is enforced in overtime already (it has no enforce: false)"
+    )
+    code, out, err = cli(
+        "enforce", "--phase", "overtime", "--check", "reading_shadw", "--reason", "ok", "--by", "bob"
+    )
     assert code == 2 and "did you mean 'reading_shadow'" in err and len(err.strip().splitlines()) == 1
 
 
 def test_the_shadow_report_tells_rollbacks_from_enforced_failures_from_alone() -> None:
     def document(verdict: str, checks: list[CheckResult]) -> dict[str, Any]:
-        return {"verdict": verdict, "as_of": "2026-03-02T01:00:00Z", "checks": [c.model_dump(mode="json") for c in checks]}
+        return {
+            "verdict": verdict,
+            "as_of": "2026-03-02T01:00:00Z",
+            "checks": [c.model_dump(mode="json") for c in checks],
+        }
 
     shadow = check(F, suite="new").model_copy(update={"shadow": True})
     found = shadow_report([
@@ -407,4 +445,351 @@ def test_the_shadow_report_tells_rollbacks_from_enforced_failures_from_alone() -
         document("go", [check(P)]),
     ])  # fmt: skip
     (one,) = found
-    assert (one.judged, one.would_block, one.with_rollback, one.with_enforced_failure, len(one.alone)) == (4, 3, 1, 1, 1)
+    assert (one.judged, one.would_block, one.with_rollback, one.with_enforced_failure, len(one.alone)) == (
+        4,
+        3,
+        1,
+        1,
+        1,
+    )
+
+
+# ------------------------------------------------------------------ baselines
+
+
+def test_a_baseline_from_the_last_passing_evaluations_then_pinned_and_invalidated(
+    config_copy: Path, warehouse: Path, readings: str, ledger_url: str
+) -> None:
+    """The level's baseline: 1.5 × the median of its last 3 passing evaluations, from at least
+    2. Levels 4, 6, 5, 5, 20, 5, 7, 8 hour by hour."""
+    from typer.testing import CliRunner
+
+    from gatecheck.cli import app
+
+    rule = {"column": "worst", "last": 3, "quantile": 0.5, "max_ratio": 1.5, "min_records": 2}
+    gate = {"checks": [{"suite": "reading_level", "baseline": rule}]}
+    env = {
+        "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={readings}",
+        "GATECHECK_HISTORY_URL": ledger_url,
+    }
+    root = overtime_project(config_copy, gate)
+    project = load_project(root, environ=env)
+    ledger = open_ledger(ledger_url)
+    try:
+        verdicts = run_hours(project, ledger, range(7))
+    finally:
+        ledger.close()
+    checks = [the(v, "reading_level") for v in verdicts]
+    assert [v.verdict.value for v in verdicts] == [
+        "inconclusive",  # no history yet
+        "inconclusive",  # 1 passing evaluation, 2 needed
+        "go",  # median(4, 6) = 5: 5 <= 7.5
+        "go",
+        "no-go",  # median(6, 5, 5) = 5: 20 > 7.5
+        "go",  # the failure is not in the baseline: median(6, 5, 5)
+        "go",  # median(5, 5, 5) x 1.5 = 7.5 >= 7
+    ]
+    assert checks[0].reason == "worst: too little history: 0 passing evaluations with a value, need 2"
+    assert checks[4].reason == (
+        "worst (≤ 1.5 × the median of its last 3 passing evaluations) must be ≤ 7.5 (baseline, history): observed 20"
+    )
+    bound = checks[4].history
+    assert bound is not None and bound.kind == "baseline"
+    assert bound.records == [T0 + 2 * HOUR, T0 + 3 * HOUR, T0 + 4 * HOUR]  # the evaluations it rests on
+    assert (bound.groups[0].reference, bound.groups[0].high) == (5, 7.5)
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(app, [*args, "--config", str(root)], env=env)
+        return result.exit_code, result.stdout, result.stderr
+
+    # hour 7 (level 8) against the median (5, 5, 7) x 1.5 = 7.5 fails; pinned to hour 1's 6: 9
+    code, out, err = cli("pin", "--phase", "overtime", "--check", "reading_level", "--record", "2026-03-02T02:00:00Z",
+                         "--reason", "the release before the regression", "--by", "alice")  # fmt: skip
+    assert code == 0 and "baseline-pinned" in out and "record as of 2026-03-02T02:00:00Z" in out, err
+    ledger = open_ledger(ledger_url)
+    try:
+        (event,) = [e for e in ledger.audit(["overtime"]) if e.kind == "baseline-pinned"]
+        # A decision holds from the moment it is recorded (today): the same decision dated
+        # before the hour judged, as if it had been recorded then.
+        ledger.append_audit([event.model_copy(update={"at": T0 + 7 * HOUR})])
+        (after,) = run_hours(project, ledger, range(7, 8))
+    finally:
+        ledger.close()
+    pinned = the(after, "reading_level")
+    assert after.verdict is VerdictState.GO, pinned.reason
+    assert pinned.history is not None and pinned.history.kind == "pinned"
+    assert pinned.history.records == [T0 + 2 * HOUR] and pinned.history.groups[0].high == 9
+    assert pinned.history.pinned_by == "alice at 2026-03-02T07:00:00Z: the release before the regression"
+    # invalidating an evaluation leaves it out; a record that does not exist is one line, exit 2
+    code, out, err = cli("invalidate", "--phase", "overtime", "--record", "2026-03-02T03:00:00Z",
+                         "--reason", "load test", "--by", "bob")  # fmt: skip
+    assert code == 0 and "record-invalidated" in out, err
+    code, out, err = cli("invalidate", "--phase", "overtime", "--record", "2026-03-02T03:30:00Z",
+                         "--reason", "x", "--by", "bob")  # fmt: skip
+    assert code == 2 and err.strip() == (
+        "gatecheck: error: --record: no evaluation of overtime as of 2026-03-02T03:30:00Z on record "
+        "(gatecheck history --phase overtime lists them)"
+    )
+    code, out, err = cli("pin", "--phase", "overtime", "--check", "reading_lvl", "--record", "2026-03-02T02:00:00Z",
+                         "--reason", "x", "--by", "bob")  # fmt: skip
+    assert code == 2 and "has no baseline in gate overtime (did you mean 'reading_level'?)" in err
+
+
+def test_the_baseline_and_invalidated_records_in_the_backtest_equal_run(
+    config_copy: Path, warehouse: Path, readings: str, tmp_path: Path
+) -> None:
+    rule = {"column": "worst", "last": 3, "max_ratio": 1.5, "min_records": 2}
+    gate = {"checks": [{"suite": "reading_level", "baseline": rule, "fail_after": {"failures": 1, "of": 2}}]}
+    environ = {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={readings}"}
+    project = load_project(overtime_project(config_copy, gate), environ=environ)
+    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        verdicts = run_hours(project, ledger, range(8))
+    finally:
+        ledger.close()
+    report = backtest_hours(project, range(8))
+    assert [s.verdict for s in report.steps] == [v.verdict for v in verdicts]
+    assert [s.checks[0].reason for s in report.steps] == [the(v, "reading_level").reason for v in verdicts]
+    assert [v.verdict.value for v in verdicts][4:6] == ["no-go", "no-go"]  # 1 of the last 2 failed
+
+
+def test_what_a_bound_from_history_leaves_out_and_why() -> None:
+    """Invalidated by a person, a ROLLBACK until the next GO, a waived failure, a window an SLO
+    correction or the rule's own exclusion reaches into."""
+    from gatecheck.evaluation.history_bounds import past_of_documents
+    from gatecheck.results import GroupValue, Tracked, Waiver
+
+    def document(hour: int, verdict: str, **update: Any) -> dict[str, Any]:
+        moment = T0 + hour * HOUR
+        found = check(P, suite="level").model_copy(
+            update={"window": window_for(moment, HOUR, timedelta(0)),
+                    "tracked": Tracked(column="worst", groups=[GroupValue(group={}, value=float(hour))]), **update}
+        )  # fmt: skip
+        return {"as_of": moment.isoformat(), "verdict": verdict, "checks": [found.model_dump(mode="json")]}
+
+    waiver = Waiver(id="W1", check="level", reason="r", by="b", since=T0, until=T0 + 30 * HOUR)
+    from gatecheck.config.models import ExcludedStretch
+
+    stretch = ExcludedStretch.model_validate(
+        {"from": T0 + 8 * HOUR + HOUR / 2, "to": T0 + 9 * HOUR, "reason": "load test"}
+    )
+    documents = [
+        document(1, "go"),
+        document(2, "go"),  # invalidated
+        document(3, "rollback"),
+        document(4, "no-go"),  # still rolling back: no GO since
+        document(5, "go"),
+        document(6, "no-go", outcome=F, waiver=waiver),
+        document(7, "go"),  # its window [6:00, 7:00) overlaps the correction
+        document(8, "go"),  # its window [7:00, 8:00): untouched
+        document(9, "go"),  # its window [8:00, 9:00) overlaps the excluded stretch
+    ]
+    past = past_of_documents(
+        documents, "level", "required", invalidated={T0 + 2 * HOUR},
+        corrections=[(T0 + 6 * HOUR + HOUR / 2, T0 + 6 * HOUR + HOUR * 3 / 4)], excluded=[stretch],
+    )  # fmt: skip
+    assert [p.left_out for p in past] == [
+        None, "invalidated", "rollback", "rollback", None, "waived", "corrected", None, "excluded"
+    ]  # fmt: skip
+    assert [p.passed for p in past] == [True, True, True, True, True, False, True, True, True]
+
+
+# ------------------------------------------------------------------ learned thresholds
+
+DAY = timedelta(days=24 * 60 * 60 / 86400)
+JUDGED = T0 + 10 * DAY  # day 10: judged against days 0-9
+T1 = datetime(2026, 4, 1, tzinfo=UTC)  # four days of six-hourly steps, for the backtest
+SIX = timedelta(hours=6)
+
+
+def six_hourly(k: int) -> float:
+    """Step k's value (as of T1 + 6h x k): 100 at noon, 10 otherwise, a little noise; the
+    noon of day 2 is an incident (500) the rule excludes."""
+    moment = T1 + k * SIX
+    if moment == T1 + 2 * DAY + 12 * HOUR:
+        return 500.0
+    return (100.0 if moment.hour == 12 else 10.0) + (k % 2)
+
+
+@pytest.fixture(scope="module")
+def seasonal(warehouse: Path, readings: str) -> str:
+    """The judged values on day 10 (102 in the hour before 13:00 and before 04:00) and the
+    six-hourly series (each value in the hour before its step)."""
+    from gatecheck.sources.clickhouse.connection import ClickHouse, Target
+
+    rows = [(JUDGED + 12.5 * HOUR, 102.0), (JUDGED + 3.5 * HOUR, 102.0)]
+    rows += [(T1 + k * SIX - HOUR / 2, six_hourly(k)) for k in range(16)]
+    with ClickHouse() as clickhouse:
+        connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}", warehouse))
+        connection.command("DROP TABLE IF EXISTS overtime.seasonal")
+        connection.command(
+            "CREATE TABLE overtime.seasonal (ts DateTime64(3, 'UTC'), v Float64) ENGINE = MergeTree ORDER BY ts"
+        )
+        values = ", ".join(f"(toDateTime64('{ts:%Y-%m-%d %H:%M:%S}', 3, 'UTC'), {v})" for ts, v in rows)
+        connection.command(f"INSERT INTO overtime.seasonal VALUES {values}")
+    return readings
+
+
+def seasonal_project(root: Path, learned: dict[str, Any]) -> Path:
+    suite = {
+        "name": "seasonal_level",
+        "source": "warehouse",
+        "window": {"length": "1h"},
+        "query": "SELECT max(v) AS worst, count() AS n FROM seasonal\n"
+                 "WHERE ts >= {window_start:DateTime64(3)} AND ts < {window_end:DateTime64(3)}",
+        "evidence": {"column": "n", "min_total": 1},
+        "expectations": [{"type": "expect_column_values_to_be_between", "column": "worst", "max_value": 1000}],
+    }  # fmt: skip
+    (root / "suites" / "seasonal_level.yaml").write_text(yaml.safe_dump(suite))
+    gate = {
+        "phase": "overtime",
+        "environment": "staging",
+        "checks": [{"suite": "seasonal_level", "learned": learned}],
+    }
+    (root / "gates" / "overtime.yaml").write_text(yaml.safe_dump(gate))
+    return root
+
+
+def recorded_history(ledger: Ledger) -> None:
+    """Ten days of hourly evaluations of seasonal_level, as the service would have recorded
+    them: 100 ± 1 in the hour before 13:00, 10 ± 1 otherwise; on days 3 to 7 the noon hour
+    was an incident (500) that rolled back, until the next hour's GO."""
+    from gatecheck.results import GroupValue, Tracked
+
+    for day in range(10):
+        for hour in range(24):
+            as_of = T0 + day * DAY + hour * HOUR
+            noise = day % 3 - 1
+            incident = hour == 13 and 3 <= day <= 7
+            value = 500.0 if incident else (100.0 if hour == 13 else 10.0) + noise
+            found = CheckResult(
+                suite="seasonal_level", source="warehouse", role="required", outcome=P, rows=1,
+                window=window_for(as_of, HOUR, timedelta(0)),
+                tracked=Tracked(column="worst", groups=[GroupValue(group={}, value=value)]),
+            )  # fmt: skip
+            ledger.record(
+                Verdict(
+                    phase="overtime", environment="staging", as_of=as_of, reasons=["history"], checks=[found],
+                    verdict=VerdictState.ROLLBACK if incident else VerdictState.GO, config_hash="h",
+                    gatecheck_version="test",
+                ),
+                0.01,
+            )  # fmt: skip
+
+
+def test_a_learned_band_per_hour_of_day_leaves_the_incident_out(
+    config_copy: Path, warehouse: Path, seasonal: str, ledger_url: str
+) -> None:
+    learned = {"column": "worst", "season": "hour_of_day", "training": "10d", "spread": 3, "min_records": 5}
+    environ = {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={seasonal}"}
+    project = load_project(seasonal_project(config_copy, learned), environ=environ)
+    ledger = open_ledger(ledger_url)
+    try:
+        recorded_history(ledger)
+
+        async def judge(as_of: datetime) -> Verdict:
+            async with Engine(project, ledger=ledger, close_ledger=False) as engine:
+                return (await engine.evaluate("overtime", as_of, record=False)).verdict
+
+        noon, night = asyncio.run(judge(JUDGED + 13 * HOUR)), asyncio.run(judge(JUDGED + 4 * HOUR))
+        short = load_project(seasonal_project(config_copy, {**learned, "training": "2d"}), environ=environ)
+
+        async def judge_short() -> Verdict:
+            async with Engine(short, ledger=ledger, close_ledger=False) as engine:
+                return (await engine.evaluate("overtime", JUDGED + 13 * HOUR, record=False)).verdict
+
+        little = asyncio.run(judge_short())
+    finally:
+        ledger.close()
+    # noon: the 5 quiet noons (99, 100, 101, 101, 99; median 100, MAD 1) — the 5 incident noons
+    # rolled back and are left out, else the median would be 300: 102 is inside 100 ± 4.45
+    found = the(noon, "seasonal_level")
+    assert noon.verdict is VerdictState.GO, found.reason
+    bound = found.history
+    assert bound is not None and bound.kind == "learned" and bound.left_out == {"rollback": 5}
+    assert bound.rule == "within the median ± 3 × MAD of its last 10d at 13:00-13:59 UTC"
+    assert len(bound.records) == 5 and all(r.hour == 13 for r in bound.records)
+    (group,) = bound.groups
+    assert group.reference == 100 and group.low == pytest.approx(100 - 3 * 1.4826)
+    assert group.high == pytest.approx(100 + 3 * 1.4826) and group.records == 5
+    # 04:00: the same 102 against 10 ± 4.45 of the quiet hours
+    assert night.verdict is VerdictState.NO_GO
+    assert the(night, "seasonal_level").reason == (
+        "worst (within the median ± 3 × MAD of its last 10d at 04:00-04:59 UTC) must be "
+        "≥ 5.552 (learned band, history), ≤ 14.45 (learned band, history): observed 102"
+    )
+    # two days of training hold two noons: too little history is inconclusive, never a pass
+    assert little.verdict is VerdictState.INCONCLUSIVE
+    assert the(little, "seasonal_level").reason == (
+        "worst: too little history: 2 evaluations in its last 48h at 13:00-13:59 UTC, need 5"
+    )
+
+
+def test_a_learned_band_never_trains_on_the_window_it_judges() -> None:
+    from gatecheck.evaluation.history_bounds import Past, judge_history
+    from gatecheck.evaluation.plan import CheckPlan
+    from gatecheck.results import GroupValue, Tracked
+
+    rule = Learned.model_validate({"column": "worst", "min_records": 3, "spread": 1, "min_change": 2})
+    window = window_for(T0 + 10 * HOUR, HOUR, timedelta(0))
+    plan = CheckPlan(
+        suite=None,
+        role="required",
+        window=window,
+        length_from="",
+        settle_from="",
+        learned=rule,
+        where="gates/x.yaml: checks[0]",
+    )  # type: ignore[arg-type]
+    current = check(P).model_copy(
+        update={
+            "window": window,
+            "tracked": Tracked(column="worst", groups=[GroupValue(group={}, value=13.0)]),
+        }
+    )
+
+    def past(hour: float, value: float) -> Past:
+        end = T0 + hour * HOUR
+        return Past(end, end - HOUR, end, P, {(): value}, None, True)
+
+    # three earlier windows of 10; the one ending at 9:30 overlaps [9:00, 10:00): left out
+    judged = judge_history(
+        current, plan, [past(7, 10), past(8, 10), past(9, 10), past(9.5, 1000)], T0 + 10 * HOUR
+    )
+    assert judged.history is not None and len(judged.history.records) == 3
+    # MAD 0: the band is the minimum change, 10 ± 2: 13 is outside
+    assert judged.outcome is F and (judged.history.groups[0].low, judged.history.groups[0].high) == (8, 12)
+
+
+def test_a_learned_band_in_the_backtest_equals_run_at_every_step(
+    config_copy: Path, warehouse: Path, seasonal: str, tmp_path: Path
+) -> None:
+    learned = {
+        "column": "worst", "season": "hour_of_day", "training": "4d", "spread": 3, "min_change": 5,
+        "min_records": 2, "exclude": [{"from": "2026-04-03T11:00:00Z", "to": "2026-04-03T12:00:00Z", "reason": "incident"}],
+    }  # fmt: skip
+    environ = {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={seasonal}"}
+    project = load_project(seasonal_project(config_copy, learned), environ=environ)
+    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+
+    async def go() -> list[Verdict]:
+        found = []
+        async with Engine(project, ledger=ledger, close_ledger=False) as engine:
+            for k in range(16):
+                found.append((await engine.evaluate("overtime", T1 + k * SIX)).verdict)
+        return found
+
+    try:
+        verdicts = asyncio.run(go())
+    finally:
+        ledger.close()
+    from gatecheck.evaluation.backtest import run_backtest
+
+    report = asyncio.run(run_backtest(project, "overtime", T1, T1 + 15 * SIX, SIX))
+    assert [s.verdict for s in report.steps] == [v.verdict for v in verdicts]
+    assert [s.checks[0].reason for s in report.steps] == [the(v, "seasonal_level").reason for v in verdicts]
+    # two days of each hour to learn from: days 0 and 1 inconclusive, day 2's noon incident
+    # fails against 100 ± 5 and is excluded after; day 3 passes
+    assert [v.verdict.value for v in verdicts] == ["inconclusive"] * 8 + ["go", "go", "no-go", "go"] + [
+        "go"
+    ] * 4

@@ -1,5 +1,5 @@
 """Commands that record a person's decision: ``waive``, ``unwaive``, ``approve``, ``correct``,
-``enforce``."""
+``enforce``, ``pin``, ``invalidate``."""
 
 from __future__ import annotations
 
@@ -136,6 +136,57 @@ def enforce(
 
     def write(project: Project, ledger: Ledger) -> AuditEvent:
         event = enforce_event(project, phase, check, reason, by)
+        ledger.append_audit([event])
+        return event
+
+    typer.echo(describe(_decide(config, write)))
+
+
+RecordOption = Annotated[
+    str,
+    typer.Option(
+        "--record", metavar="TIME", help="The evaluation, by its as_of (ISO 8601, as history shows it)."
+    ),
+]
+
+
+@app.command()
+def pin(
+    phase: Annotated[str, typer.Option("--phase", "-p", metavar="PHASE", help="The phase whose gate it is.")],
+    check: Annotated[str, typer.Option("--check", metavar="SUITE", help="The check with a baseline.")],
+    record: RecordOption,
+    reason: ReasonOption,
+    by: ByOption,
+    config: ConfigOption = Path("."),
+) -> None:
+    """Pin a recorded evaluation as the baseline of CHECK: later evaluations compare with its
+    values instead of a quantile of the last passing ones (a later pin replaces it)."""
+    from gatecheck.ledger.decisions import describe, pin_event
+
+    def write(project: Project, ledger: Ledger) -> AuditEvent:
+        event = pin_event(project, ledger, phase, check, record, reason, by)
+        ledger.append_audit([event])
+        return event
+
+    typer.echo(describe(_decide(config, write)))
+
+
+@app.command()
+def invalidate(
+    phase: Annotated[
+        str, typer.Option("--phase", "-p", metavar="PHASE", help="The phase of the evaluation.")
+    ],
+    record: RecordOption,
+    reason: ReasonOption,
+    by: ByOption,
+    config: ConfigOption = Path("."),
+) -> None:
+    """Leave a recorded evaluation out of every baseline and learned threshold of PHASE (a
+    load test, an incident): it stays in the history, marked on the audit trail."""
+    from gatecheck.ledger.decisions import describe, invalidate_event
+
+    def write(project: Project, ledger: Ledger) -> AuditEvent:
+        event = invalidate_event(project, ledger, phase, record, reason, by)
         ledger.append_audit([event])
         return event
 

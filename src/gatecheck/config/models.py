@@ -298,9 +298,71 @@ class PassAfter(Frozen):
     consecutive: int = Field(ge=1, le=MAX_LOOKBACK)
 
 
+class Baseline(Frozen):
+    """A bound relative to the check's own history in this phase: ``quantile`` of ``column``
+    (per group) over its last ``last`` passing evaluations — or a pinned evaluation's value
+    (``gatecheck pin``) — times ``max_ratio`` and/or ``min_ratio``."""
+
+    column: str
+    last: int = Field(20, ge=1, le=1000)
+    quantile: float = Field(0.5, ge=0, le=1)
+    max_ratio: float | None = Field(None, gt=0)
+    min_ratio: float | None = Field(None, ge=0)
+    min_records: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Baseline:
+        if self.max_ratio is None and self.min_ratio is None:
+            raise ValueError("give max_ratio, min_ratio or both (e.g. max_ratio: 1.25)")
+        if self.max_ratio is not None and self.min_ratio is not None and self.min_ratio > self.max_ratio:
+            raise ValueError(f"min_ratio ({self.min_ratio}) exceeds max_ratio ({self.max_ratio})")
+        if self.min_records > self.last:
+            raise ValueError(f"min_records ({self.min_records}) exceeds last ({self.last})")
+        return self
+
+
+class ExcludedStretch(Frozen):
+    """A stretch of history a learned threshold leaves out (an incident, a load test)."""
+
+    start: datetime = Field(alias="from")
+    end: datetime = Field(alias="to")
+    reason: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ExcludedStretch:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("from and to need a time zone (e.g. 2026-11-20T02:00:00Z)")
+        if self.end <= self.start:
+            raise ValueError("to must be after from")
+        return self
+
+
+class Learned(Frozen):
+    """A band for ``column`` (per group) learned from the check's observed history in this
+    phase: the median ± ``spread`` × the scaled MAD (at least ``min_change``), per seasonal
+    bucket, over ``training`` before the window being judged, with incidents left out."""
+
+    column: str
+    training: Duration = timedelta(days=28)
+    season: Literal["none", "hour_of_day", "day_of_week"] = "none"
+    spread: float = Field(3.0, gt=0)
+    min_change: float = Field(0.0, ge=0)
+    bound: Literal["both", "max", "min"] = "both"
+    min_records: int = Field(8, ge=2, le=10_000)
+    exclude: list[ExcludedStretch] = []
+
+    @field_validator("training")
+    @classmethod
+    def _some_training(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0) or value > timedelta(days=400):
+            raise ValueError("training lasts more than 0s and at most 400d")
+        return value
+
+
 class CheckRef(Frozen):
     """One check of a gate: a suite, optionally with its own window, settle, advisory flag,
-    accumulation rules, and ``enforce: false`` for a shadow check (judged, never blocking)."""
+    accumulation rules, a bound from its history (``baseline`` or ``learned``), and
+    ``enforce: false`` for a shadow check (judged, never blocking)."""
 
     suite: str
     window: Duration | None = None
@@ -309,9 +371,13 @@ class CheckRef(Frozen):
     fail_after: FailAfter | None = None
     pass_after: PassAfter | None = None
     enforce: bool = True
+    baseline: Baseline | None = None
+    learned: Learned | None = None
 
     @model_validator(mode="after")
     def _shadow_of_a_blocking_check(self) -> CheckRef:
+        if self.baseline is not None and self.learned is not None:
+            raise ValueError("give baseline or learned, not both (one bound from history per check)")
         if not self.enforce and not self.required:
             raise ValueError(
                 "enforce: false on an advisory check (required: false): an advisory check never "

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import statistics
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from gatecheck.config.models import Deadline
 from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError
 from gatecheck.evaluation.decide import decide
+from gatecheck.evaluation.overtime import apply_deadline
 from gatecheck.evaluation.plan import CheckPlan, plan_checks, query_parameters
 from gatecheck.results import CheckResult, Outcome, VerdictState
 
@@ -212,37 +214,98 @@ async def run_backtest(
             await pool.aclose()
     # Over time, as run judges on a ledger holding these same steps: accumulation over the
     # earlier steps, shadow checks marked (no ledger: no decision enforces one here).
-    columns = [_over_time(plans_by_step[0][i], column) for i, column in enumerate(columns)]
     results = [[column[k] for column in columns] for k in range(len(times))]
-    return _report(phase, since, until, step, times, results, proposed is not None, gate.deadline)
-
-
-def _over_time(plan: CheckPlan, column: list[Judged]) -> list[Judged]:
-    """One check's steps with its accumulation rules applied over the steps before each, and
-    ``shadow`` set on a check that is not enforced (both judgements, each on its own steps)."""
-    from gatecheck.evaluation.overtime import accumulate
-
-    if plan.lookback <= 1 and plan.fail_after is None and plan.pass_after is None and plan.enforce:
-        return column
-    keep = plan.lookback - 1
-    measured: tuple[list[Outcome | None], list[Outcome | None]] = ([], [])
-    found: list[Judged] = []
-    for pair in column:
-        judged: list[CheckResult | None] = []
-        for side, check in enumerate(pair):
-            if check is None:
-                judged.append(None)
-                continue
-            earlier = measured[side][len(measured[side]) - keep :] if keep > 0 else []
-            result = accumulate(check, plan.fail_after, plan.pass_after, earlier)
-            measured[side].append(check.outcome)
-            judged.append(result if plan.enforce else result.model_copy(update={"shadow": True}))
-        assert judged[0] is not None
-        found.append((judged[0], judged[1]))
-    return found
+    replayed = _replay(plans_by_step, times, results, gate.deadline, proposed is not None)
+    return _report(phase, since, until, step, times, replayed, proposed is not None)
 
 
 Judged = tuple[CheckResult, CheckResult | None]
+
+
+@dataclass
+class _Side:
+    """One judgement's (the project's thresholds, or the what-if's) state over the steps."""
+
+    # per check: (as_of, the step's verdict, the check's result), oldest first
+    seen: list[list[tuple[datetime, str, CheckResult]]]
+    begun: datetime | None = None  # inconclusive since (the gate's deadline)
+
+
+@dataclass(frozen=True)
+class _Replayed:
+    checks: list[Judged]
+    verdict: VerdictState
+    inconclusive_since: datetime | None
+    proposed: VerdictState | None
+    proposed_since: datetime | None
+
+
+def _replay(
+    plans_by_step: list[list[CheckPlan]],
+    times: list[datetime],
+    results: list[list[Judged]],
+    deadline: Deadline | None,
+    what_if: bool,
+) -> list[_Replayed]:
+    """Every step as ``run --as-of`` judges it on a ledger holding exactly the earlier steps:
+    each check's bound from history over the earlier steps (as many as run reads), its
+    accumulation rules, ``shadow`` on a check that is not enforced, then the verdict and the
+    gate's deadline. Both judgements, each over its own steps."""
+    count = len(results[0]) if results else 0
+    sides = [_Side([[] for _ in range(count)]), _Side([[] for _ in range(count)])]
+    replayed = []
+    for moment, plans, pairs in zip(times, plans_by_step, results, strict=True):
+        found: list[tuple[VerdictState, datetime | None, list[CheckResult]] | None] = []
+        for index, side in enumerate(sides):
+            if index == 1 and not what_if:
+                found.append(None)
+                continue
+            checks = [
+                _over_time(plan, pair[index] or pair[0], side.seen[i], moment)
+                for i, (plan, pair) in enumerate(zip(plans, pairs, strict=True))
+            ]
+            verdict, reasons = decide(checks, [], None)
+            verdict, _, status = apply_deadline(deadline, verdict, reasons, moment, side.begun)
+            side.begun = status.since if status is not None else None
+            for i, check in enumerate(checks):
+                side.seen[i].append((moment, verdict.value, check))
+            found.append((verdict, side.begun, checks))
+        now, other = found
+        assert now is not None
+        pairs_now = [(c, other[2][i] if other is not None else None) for i, c in enumerate(now[2])]
+        replayed.append(
+            _Replayed(
+                pairs_now,
+                now[0],
+                now[1],
+                other[0] if other is not None else None,
+                other[1] if other is not None else None,
+            )
+        )
+    return replayed
+
+
+def _over_time(
+    plan: CheckPlan, check: CheckResult, seen: list[tuple[datetime, str, CheckResult]], moment: datetime
+) -> CheckResult:
+    """One check at one step in the light of the earlier steps, as the run does on a ledger."""
+    from gatecheck.evaluation.history_bounds import judge_history, past_of_checks
+    from gatecheck.evaluation.overtime import accumulate
+
+    if plan.baseline is not None:
+        # run reads the newest 10 × last records before as_of
+        check = judge_history(check, plan, past_of_checks(seen[-plan.baseline.last * 10 :]), moment)
+    elif plan.learned is not None:
+        # run reads the records since as_of - training - the window (length and settle)
+        reach = moment - plan.learned.training - plan.window.length - plan.window.settle
+        earlier = [entry for entry in seen if entry[0] >= reach]
+        check = judge_history(check, plan, past_of_checks(earlier, plan.learned.exclude), moment)
+    keep = plan.lookback - 1
+    earlier_outcomes = (
+        [entry[2].measured or entry[2].outcome for entry in seen[len(seen) - keep :]] if keep > 0 else []
+    )
+    check = accumulate(check, plan.fail_after, plan.pass_after, earlier_outcomes)
+    return check if plan.enforce else check.model_copy(update={"shadow": True})
 
 
 async def _one_check(
@@ -262,8 +325,12 @@ async def _one_check(
         *(_fetch_steps(pool, limit, times[a:b], plans[a:b], thresholds, advance) for a, b in chunks)
     ):
         fetched.extend(part)
-    judged = await _judge_steps(engine, plans, fetched, thresholds)
-    again = await _judge_steps(engine, plans, fetched, proposed) if proposed is not None else None
+    judged = _tracking(plans, fetched, await _judge_steps(engine, plans, fetched, thresholds))
+    again = (
+        _tracking(plans, fetched, await _judge_steps(engine, plans, fetched, proposed))
+        if proposed is not None
+        else None
+    )
     advance(len(times))
     return [(now, None if again is None else again[k]) for k, now in enumerate(judged)]
 
@@ -361,6 +428,20 @@ async def _fetch_steps(
     return list(await asyncio.gather(*(one(m, p) for m, p in zip(times, plans, strict=True))))
 
 
+def _tracking(
+    plans: list[CheckPlan], fetched: list[pd.DataFrame | CheckResult], judged: list[CheckResult]
+) -> list[CheckResult]:
+    """Each step's result with the values its bound from history tracks (as the run keeps them)."""
+    from gatecheck.evaluation.gate import with_tracked
+
+    if plans[0].tracked_column is None:
+        return judged
+    return [
+        result if isinstance(frame, CheckResult) else with_tracked(plan, frame, result)
+        for plan, frame, result in zip(plans, fetched, judged, strict=True)
+    ]
+
+
 async def _judge_steps(
     engine: Any,
     plans: list[CheckPlan],
@@ -433,28 +514,21 @@ def _report(
     until: datetime,
     step: timedelta,
     times: list[datetime],
-    results: list[list[Judged]],
+    replayed: list[_Replayed],
     what_if: bool,
-    deadline: Deadline | None = None,
 ) -> BacktestReport:
-    from gatecheck.evaluation.overtime import apply_deadline
-
     steps: list[Step] = []
     flips: list[Flip] = []
     check_flips: list[Flip] = []
     proposed_counts: dict[str, int] = {v.value: 0 for v in VerdictState}
-    # the gate's deadline over the steps: since when each judgement has been inconclusive
-    begun: list[datetime | None] = [None, None]
-    for moment, pairs in zip(times, results, strict=True):
-        checks = [p[0] for p in pairs]
-        verdict, reasons = decide(checks, [], None)
-        verdict, _, status = apply_deadline(deadline, verdict, reasons, moment, begun[0])
-        begun[0] = status.since if status is not None else None
+    for moment, one in zip(times, replayed, strict=True):
+        checks = [p[0] for p in one.checks]
+        verdict = one.verdict
         steps.append(
             Step(
                 as_of=moment,
                 verdict=verdict,
-                inconclusive_since=begun[0],
+                inconclusive_since=one.inconclusive_since,
                 checks=[
                     StepCheck(
                         suite=c.suite,
@@ -470,10 +544,9 @@ def _report(
             )
         )
         if what_if:
-            other = [p[1] or p[0] for p in pairs]
-            proposed, reasons = decide(other, [], None)
-            proposed, _, status = apply_deadline(deadline, proposed, reasons, moment, begun[1])
-            begun[1] = status.since if status is not None else None
+            other = [p[1] or p[0] for p in one.checks]
+            proposed = one.proposed
+            assert proposed is not None
             proposed_counts[proposed.value] += 1
             if proposed is not verdict:
                 flips.append(
@@ -484,7 +557,9 @@ def _report(
                     Flip(as_of=moment, verdict=verdict, proposed=proposed, changes=_changes(checks, other))
                 )
     counts = {v.value: sum(1 for s in steps if s.verdict is v) for v in VerdictState}
-    summaries = [_summary([pairs[i][0] for pairs in results], times) for i in range(len(results[0]))]
+    summaries = [
+        _summary([one.checks[i][0] for one in replayed], times) for i in range(len(replayed[0].checks))
+    ]
     return BacktestReport(
         phase=phase,
         since=since,

@@ -63,6 +63,8 @@ from gatecheck.ledger.audit import (
     approval_at,
     corrections_at,
     enforcement_at,
+    invalidated_at,
+    pin_at,
     waivers_at,
 )
 from gatecheck.results import (
@@ -189,6 +191,7 @@ async def evaluate(
         await pool.aclose()
     # Over time: each check's accumulation rules over the phase's earlier evaluations, then
     # whether it is enforced (a shadow check turned on by a recorded decision is).
+    checks = await _from_history(ledger, phase, plans, checks, trail, as_of, recorded_since)
     earlier = await _earlier(ledger, phase, plans, as_of, recorded_since)
     checks = [
         accumulate(check, plan.fail_after, plan.pass_after, earlier.get((plan.suite.name, plan.role), []))
@@ -264,6 +267,89 @@ async def _earlier(
     }
 
 
+#: At most this many earlier records are read for one bound from history.
+MAX_HISTORY = 20_000
+
+
+async def _from_history(
+    ledger: Ledger | None,
+    phase: str,
+    plans: list[CheckPlan],
+    checks: list[CheckResult],
+    trail: list[AuditEvent],
+    as_of: datetime,
+    recorded_since: datetime | None,
+) -> list[CheckResult]:
+    """Each check with a ``baseline`` or ``learned`` bound judged against the phase's earlier
+    records (invalidated ones, ROLLBACK stretches, waived failures and SLO corrections left
+    out); without a readable ledger such a check cannot pass."""
+    from gatecheck.evaluation.history_bounds import judge_history, past_of_documents
+
+    wanted = [k for k, plan in enumerate(plans) if plan.tracked_column is not None and checks[k].tracked]
+    if not wanted:
+        return checks
+    found = list(checks)
+    invalidated = invalidated_at(trail, phase, as_of)
+    stretches = [(c.start, c.end) for found_ in corrections_at(trail, as_of).values() for c in found_]
+    for k in wanted:
+        plan, check = plans[k], checks[k]
+        problem = None
+        if ledger is None:
+            problem = "no history ledger configured (history.url) to learn a bound from"
+        else:
+            try:
+                documents, pinned = await asyncio.to_thread(
+                    _history_of, ledger, phase, plan, trail, as_of, recorded_since
+                )
+            except GatecheckError as exc:
+                problem = f"cannot read the history ledger: {exc}"
+        if problem is not None:
+            if check.outcome is Outcome.PASS:
+                found[k] = check.model_copy(update={"outcome": Outcome.INCONCLUSIVE, "reason": problem})
+            continue
+        excluded = plan.learned.exclude if plan.learned is not None else []
+        past = past_of_documents(documents, plan.suite.name, plan.role, invalidated, stretches, excluded)
+        pin = None
+        if pinned is not None:
+            event, document = pinned
+            pinned_past = past_of_documents([document], plan.suite.name, plan.role)
+            if pinned_past:
+                pin = (pinned_past[0], f"{event.by} at {timestamp(event.at)}: {event.reason}")
+        found[k] = judge_history(check, plan, past, as_of, pin)
+    return found
+
+
+def _history_of(
+    ledger: Ledger,
+    phase: str,
+    plan: CheckPlan,
+    trail: list[AuditEvent],
+    as_of: datetime,
+    recorded_since: datetime | None,
+) -> tuple[list[dict[str, Any]], tuple[AuditEvent, dict[str, Any]] | None]:
+    """The earlier records a bound reads (documents, oldest first) and the pinned one."""
+    until = as_of - BEFORE
+    if plan.learned is not None:
+        since = as_of - plan.learned.training - plan.window.length - plan.window.settle
+        records = ledger.history(
+            phase, since=since, until=until, newest=MAX_HISTORY, recorded_since=recorded_since, ahead=False
+        )
+    else:
+        assert plan.baseline is not None
+        newest = min(plan.baseline.last * 10, MAX_HISTORY)
+        records = ledger.history(
+            phase, until=until, newest=newest, recorded_since=recorded_since, ahead=False
+        )
+    pinned = None
+    event = pin_at(trail, phase, plan.suite.name, as_of) if plan.baseline is not None else None
+    if event is not None:
+        moment = datetime.fromisoformat(event.group["record"])
+        found = ledger.history(phase, since=moment, until=moment, newest=1)
+        if found:
+            pinned = (event, found[-1].document)
+    return [record.document for record in records], pinned
+
+
 async def _inconclusive_since(
     ledger: Ledger | None, phase: str, as_of: datetime, recorded_since: datetime | None
 ) -> datetime | None:
@@ -310,7 +396,15 @@ async def _trail(ledger: Ledger | None, phases: list[str]) -> tuple[list[AuditEv
             ledger.audit,
             phases,
             None,
-            ["waiver-created", "waiver-revoked", "approved", "slo-corrected", "check-enforced"],
+            [
+                "waiver-created",
+                "waiver-revoked",
+                "approved",
+                "slo-corrected",
+                "check-enforced",
+                "baseline-pinned",
+                "record-invalidated",
+            ],
         )
     except GatecheckError as exc:
         return [], f"cannot read the audit trail: {exc}"
@@ -449,7 +543,24 @@ async def _run_check(
     fetched = await fetch(plan, as_of, thresholds, pool, context)
     if isinstance(fetched, CheckResult):
         return fetched
-    return await judge_fetched(plan, fetched, thresholds, judge_in, validator)
+    return with_tracked(plan, fetched, await judge_fetched(plan, fetched, thresholds, judge_in, validator))
+
+
+def with_tracked(plan: CheckPlan, frame: pd.DataFrame, result: CheckResult) -> CheckResult:
+    """``result`` with the values of the column its bound from history judges, kept in the
+    record (an error naming the key when the answer has no such column or no numbers)."""
+    column = plan.tracked_column
+    if column is None or result.outcome is Outcome.ERROR:
+        return result
+    from gatecheck.evaluation.history_bounds import tracked_values
+
+    found = tracked_values(plan.suite, frame, column)
+    if isinstance(found, str):
+        key = "baseline" if plan.baseline is not None else "learned"
+        return result.model_copy(
+            update={"outcome": Outcome.ERROR, "reason": f"{plan.where}.{key}.column: {found}"}
+        )
+    return result.model_copy(update={"tracked": found})
 
 
 def check_base(plan: CheckPlan) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from gatecheck.config import (
     RollbackRef,
     SuiteConfig,
 )
-from gatecheck.config.models import FailAfter, PassAfter
+from gatecheck.config.models import Baseline, FailAfter, Learned, PassAfter
 from gatecheck.results import Window
 
 Role = Literal["required", "advisory", "rollback"]
@@ -52,6 +52,15 @@ class CheckPlan:
     fail_after: FailAfter | None = None
     pass_after: PassAfter | None = None
     enforce: bool = True
+    baseline: Baseline | None = None
+    learned: Learned | None = None
+    where: str = ""  # the gate's file and key of this check (``gates/P.yaml: checks[0]``)
+
+    @property
+    def tracked_column(self) -> str | None:
+        """The column a bound from history judges (None: the check has none)."""
+        rule = self.baseline or self.learned
+        return rule.column if rule is not None else None
 
     @property
     def lookback(self) -> int:
@@ -104,6 +113,9 @@ def _plan(
         fail_after=ref.fail_after,
         pass_after=ref.pass_after if isinstance(ref, CheckRef) else None,
         enforce=ref.enforce,
+        baseline=ref.baseline if isinstance(ref, CheckRef) else None,
+        learned=ref.learned if isinstance(ref, CheckRef) else None,
+        where=where,
     )
 
 

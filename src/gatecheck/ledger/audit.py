@@ -28,6 +28,8 @@ AuditKind = Literal[
     "assumed-soaked",
     "slo-corrected",
     "check-enforced",
+    "baseline-pinned",
+    "record-invalidated",
 ]
 
 #: The phase of a decision that holds in every phase (an SLO correction).
@@ -98,6 +100,27 @@ def enforcement_at(
         if e.kind == "check-enforced" and e.phase == phase and e.check == check and e.at <= moment
     ]
     return max(found, key=lambda e: e.at) if found else None
+
+
+def pin_at(events: Iterable[AuditEvent], phase: str, check: str, moment: datetime) -> AuditEvent | None:
+    """The newest ``baseline-pinned`` decision of ``check`` in ``phase`` recorded by ``moment``
+    (its ``group["record"]``: the pinned record's ``as_of``)."""
+    found = [
+        e
+        for e in events
+        if e.kind == "baseline-pinned" and e.phase == phase and e.check == check and e.at <= moment
+    ]
+    return max(found, key=lambda e: e.at) if found else None
+
+
+def invalidated_at(events: Iterable[AuditEvent], phase: str, moment: datetime) -> set[datetime]:
+    """The ``as_of`` of every record of ``phase`` invalidated by ``moment`` (left out of baselines
+    and learned thresholds)."""
+    return {
+        datetime.fromisoformat(e.group["record"])
+        for e in events
+        if e.kind == "record-invalidated" and e.phase == phase and e.at <= moment and "record" in e.group
+    }
 
 
 def covers(waiver: Waiver, failing_groups: list[dict[str, str]]) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gatecheck._values import timestamp
 from gatecheck.config import Project
@@ -21,6 +21,9 @@ from gatecheck.durations import format_duration, parse_duration
 from gatecheck.errors import ConfigError, did_you_mean, printable
 from gatecheck.ledger.audit import EVERY_PHASE, MAX_DECISION, AuditEvent, waivers_at
 from gatecheck.results import Verdict
+
+if TYPE_CHECKING:
+    from gatecheck.ledger import Ledger, Record
 
 _WAIVER_ID = re.compile(r"^W[1-9][0-9]*$")
 
@@ -148,6 +151,58 @@ def enforce_event(project: Project, phase: str, check: str, reason: str, by: str
     )  # fmt: skip
 
 
+def _record_of(ledger: Ledger, phase: str, text: str) -> Record:
+    """The record of ``phase`` as of ``text`` (its ``as_of``, as ``history`` shows it)."""
+    moment = _moment("--record", text)
+    found = ledger.history(phase, since=moment, until=moment, newest=1)
+    if not found:
+        raise ConfigError(
+            f"--record: no evaluation of {phase} as of {timestamp(moment)} on record "
+            f"(gatecheck history --phase {phase} lists them)"
+        )
+    return found[-1]
+
+
+def pin_event(
+    project: Project, ledger: Ledger, phase: str, check: str, record: str, reason: str, by: str
+) -> AuditEvent:
+    """The ``baseline-pinned`` event making the evaluation of ``phase`` as of ``record`` the
+    baseline of ``check`` (a check with ``baseline:``), checked against the ledger."""
+    gate = project.gate(phase)
+    with_baseline = [ref.suite for ref in gate.checks if ref.baseline is not None]
+    if check not in with_baseline:
+        raise ConfigError(
+            f"--check: {check!r} has no baseline in gate {phase}{did_you_mean(check, with_baseline)} "
+            f"(checks with a baseline: {', '.join(with_baseline) or 'none'})"
+        )
+    found = _record_of(ledger, phase, record)
+    kept = [c for c in found.document.get("checks", []) if c.get("suite") == check and c.get("tracked")]
+    if not kept:
+        raise ConfigError(
+            f"--record: the evaluation as of {timestamp(found.as_of)} kept no values of {check} "
+            "(it errored, or was recorded before the check had a baseline)"
+        )
+    by, reason = _person(by, reason)
+    return AuditEvent(
+        at=datetime.now(UTC), kind="baseline-pinned", phase=phase, check=check,
+        group={"record": found.as_of.isoformat()}, by=by, reason=reason, config_hash=project.config_hash,
+    )  # fmt: skip
+
+
+def invalidate_event(
+    project: Project, ledger: Ledger, phase: str, record: str, reason: str, by: str
+) -> AuditEvent:
+    """The ``record-invalidated`` event leaving the evaluation of ``phase`` as of ``record`` out
+    of every baseline and learned threshold, checked against the ledger."""
+    project.gate(phase)
+    found = _record_of(ledger, phase, record)
+    by, reason = _person(by, reason)
+    return AuditEvent(
+        at=datetime.now(UTC), kind="record-invalidated", phase=phase,
+        group={"record": found.as_of.isoformat()}, by=by, reason=reason, config_hash=project.config_hash,
+    )  # fmt: skip
+
+
 def _moment(option: str, text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
@@ -188,7 +243,10 @@ def correction_event(project: Project, slo: str, start: str, end: str, reason: s
 def describe(event: AuditEvent) -> str:
     """One line of the trail."""
     at = timestamp(event.at)
-    if event.kind == "slo-corrected":
+    if event.kind in ("baseline-pinned", "record-invalidated"):
+        record = f"record as of {timestamp(datetime.fromisoformat(event.group['record']))}"
+        scope = f"{event.check} ({record})" if event.check else record
+    elif event.kind == "slo-corrected":
         begins, ends = (timestamp(_moment(k, event.group[k])) for k in ("from", "to"))
         scope = f"{event.check} (left out: {begins} to {ends})"
     else:
