@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from gatecheck.config import load_project
-from gatecheck.config.models import Deadline, FailAfter, Learned, PassAfter
+from gatecheck.config.models import Baseline, Deadline, FailAfter, Learned, PassAfter
 from gatecheck.evaluation.decide import decide
 from gatecheck.evaluation.engine import Engine
 from gatecheck.evaluation.overtime import accumulate, apply_deadline, shadow_report
@@ -495,6 +495,15 @@ def test_a_baseline_from_the_last_passing_evaluations_then_pinned_and_invalidate
     )
     bound = checks[4].history
     assert bound is not None and bound.kind == "baseline"
+    # every output names the rule and the evaluations it rests on
+    from gatecheck.render.verdict import render
+
+    for fmt in ("text", "markdown", "html"):
+        shown = render(verdicts[4], fmt)
+        assert (
+            "baseline: worst ≤ 1.5 × the median of its last 3 passing evaluations — from 3 evaluations "
+            "(2026-03-02T02:00:00Z … 2026-03-02T04:00:00Z)"
+        ) in shown.replace("&lt;", "<").replace("&gt;", ">"), fmt
     assert bound.records == [T0 + 2 * HOUR, T0 + 3 * HOUR, T0 + 4 * HOUR]  # the evaluations it rests on
     assert (bound.groups[0].reference, bound.groups[0].high) == (5, 7.5)
 
@@ -793,3 +802,33 @@ def test_a_learned_band_in_the_backtest_equals_run_at_every_step(
     assert [v.verdict.value for v in verdicts] == ["inconclusive"] * 8 + ["go", "go", "no-go", "go"] + [
         "go"
     ] * 4
+
+
+def test_a_baseline_is_per_group_and_names_the_group_outside_it() -> None:
+    from gatecheck.evaluation.history_bounds import Past, judge_history
+    from gatecheck.evaluation.plan import CheckPlan
+    from gatecheck.results import GroupValue, Tracked
+
+    rule = Baseline.model_validate({"column": "lag_s", "last": 3, "max_ratio": 2, "min_records": 2})
+    window = window_for(T0 + 10 * HOUR, HOUR, timedelta(0))
+    plan = CheckPlan(suite=None, role="required", window=window, length_from="", settle_from="", baseline=rule, where="gates/x.yaml: checks[0]")  # type: ignore[arg-type]
+    eu, us, ap = (("region", "eu"),), (("region", "us"),), (("region", "ap"),)
+
+    def past(hour: int, values: dict[Any, float]) -> Past:
+        end = T0 + hour * HOUR
+        return Past(end, end - HOUR, end, P, values, None, True)
+
+    history = [past(6, {eu: 10, us: 100}), past(7, {eu: 12, us: 110}), past(8, {eu: 11, us: 90})]
+    current = check(P).model_copy(update={"window": window, "tracked": Tracked(column="lag_s", groups=[
+        GroupValue(group={"region": "eu"}, value=30), GroupValue(group={"region": "us"}, value=150),
+        GroupValue(group={"region": "ap"}, value=5),
+    ])})  # fmt: skip
+    judged = judge_history(current, plan, history, T0 + 10 * HOUR)
+    assert judged.outcome is F
+    assert judged.reason == (
+        "lag_s (≤ 2 × the median of its last 3 passing evaluations) is outside its baseline: "
+        "region=eu: observed 30 s, expected 22 s"
+    )
+    assert judged.history is not None
+    by_group = {tuple(g.group.items()): (g.outcome, g.reference, g.high) for g in judged.history.groups}
+    assert by_group == {eu: (F, 11, 22), us: (P, 100, 200), ap: (I, None, None)}  # ap: no history

@@ -700,3 +700,23 @@ def test_postgresql_a_replica_gone_silent_inside_a_transaction_does_not_keep_the
     taken = other.acquire_lease("replica-other", timedelta(seconds=30))
     assert taken is not None and taken.epoch == held.epoch + 1
     assert not released.is_set()  # taken while the cut replica's connection still exists
+
+
+def test_tracked_values_are_read_from_their_own_column_as_the_documents_hold_them(ledger: Ledger) -> None:
+    """What a bound from history reads: the stored column, in every backend, equals what the
+    documents say (the contract's fallback), oldest first, only up to ``until``."""
+    from gatecheck.ledger.base import Ledger as Contract
+    from gatecheck.results import GroupValue, Tracked
+
+    tracked = Tracked(column="lag_s", groups=[GroupValue(group={"table": "t"}, value=1.5)])
+    for k in range(3):
+        found = verdict("p", AS_OF + k * HOUR, Outcome.FAIL if k == 1 else Outcome.PASS)
+        checks = [found.checks[0].model_copy(update={"tracked": tracked if k != 2 else None})]
+        ledger.record(found.model_copy(update={"checks": checks}), 0.1)
+    read = ledger.tracked_history("p", until=AS_OF + HOUR)
+    assert read == Contract.tracked_history(ledger, "p", until=AS_OF + HOUR)
+    assert [(r["verdict"], len(r["checks"])) for r in read] == [("go", 1), ("no-go", 1)]
+    assert read[0]["checks"][0]["tracked"] == {"column": "lag_s", "groups": [{"group": {"table": "t"}, "value": 1.5}]}
+    assert read[1]["checks"][0]["outcome"] == "fail" and read[0]["as_of"] == AS_OF.isoformat()
+    assert [len(r["checks"]) for r in ledger.tracked_history("p")] == [1, 1, 0]  # the third tracked nothing
+    assert len(ledger.tracked_history("p", newest=1)) == 1

@@ -146,12 +146,21 @@ def step_times(since: datetime, until: datetime, step: timedelta) -> list[dateti
     return [until - step * k for k in range(count - 1, -1, -1)]
 
 
+def _key(expectation: Any) -> str:
+    """An expectation's name in a step: its column (a bound from history: with its kind, as
+    the column is also judged by the suite's own expectation)."""
+    name = f"{expectation.column or expectation.type}"
+    if expectation.type in ("within_baseline", "within_learned_band"):
+        name += f" ({expectation.type.removeprefix('within_').replace('_', ' ')})"
+    return name
+
+
 def _observed(check: CheckResult) -> dict[str, Any]:
-    return {f"{e.column or e.type}": e.observed_value for e in check.expectations}
+    return {_key(e): e.observed_value for e in check.expectations}
 
 
 def _outcomes(check: CheckResult) -> dict[str, Outcome]:
-    return {f"{e.column or e.type}": e.outcome for e in check.expectations}
+    return {_key(e): e.outcome for e in check.expectations}
 
 
 async def run_backtest(

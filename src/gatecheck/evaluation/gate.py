@@ -331,15 +331,13 @@ def _history_of(
     until = as_of - BEFORE
     if plan.learned is not None:
         since = as_of - plan.learned.training - plan.window.length - plan.window.settle
-        records = ledger.history(
-            phase, since=since, until=until, newest=MAX_HISTORY, recorded_since=recorded_since, ahead=False
+        documents = ledger.tracked_history(
+            phase, since=since, until=until, newest=MAX_HISTORY, recorded_since=recorded_since
         )
     else:
         assert plan.baseline is not None
         newest = min(plan.baseline.last * 10, MAX_HISTORY)
-        records = ledger.history(
-            phase, until=until, newest=newest, recorded_since=recorded_since, ahead=False
-        )
+        documents = ledger.tracked_history(phase, until=until, newest=newest, recorded_since=recorded_since)
     pinned = None
     event = pin_at(trail, phase, plan.suite.name, as_of) if plan.baseline is not None else None
     if event is not None:
@@ -347,7 +345,7 @@ def _history_of(
         found = ledger.history(phase, since=moment, until=moment, newest=1)
         if found:
             pinned = (event, found[-1].document)
-    return [record.document for record in records], pinned
+    return documents, pinned
 
 
 async def _inconclusive_since(

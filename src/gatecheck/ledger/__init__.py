@@ -122,5 +122,3 @@ def open_ledger(url: str, root: Path, clickhouse: ClickHouse | None = None, *, c
         f"history.url: unsupported scheme in {redact(url)!r} "
         "(use sqlite:///PATH, postgresql://user@host/db, chdb://PATH or clickhouse://host:8123/db)"
     )
-
-

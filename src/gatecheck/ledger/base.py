@@ -162,6 +162,22 @@ class Ledger(ABC):
     ) -> None:
         self.close()
 
+    def tracked_history(
+        self,
+        phase: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest: int | None = None,
+        recorded_since: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Records of ``phase`` as a bound from history reads them, oldest first: ``as_of``,
+        ``verdict`` and the checks that tracked a column (:func:`tracked_of`), never one dated
+        ahead of its recording. A backend reads its stored column; this fallback, the documents."""
+        records = self.history(phase, since, until, None, newest, recorded_since, ahead=False)
+        return [
+            tracked_document(to_ms(r.as_of), r.verdict.value, tracked_of(r.to_verdict())) for r in records
+        ]
+
     def latest(self, phase: str, until: datetime | None = None) -> Record | None:
         """The newest record by ``as_of``, never one dated ahead of its recording."""
         records = self.history(phase, until=until, newest=1, ahead=False)
@@ -202,6 +218,46 @@ def row_of(verdict: Verdict, duration_s: float, recorded_at: datetime) -> dict[s
         "gatecheck_version": verdict.gatecheck_version,
         "recorded_at": utc(recorded_at),
         "document": verdict.document(),
+        "tracked": tracked_of(verdict),
+    }
+
+
+def tracked_of(verdict: Verdict) -> str:
+    """The checks of ``verdict`` that track a column for a bound from history, trimmed to what
+    such a bound reads later (window, outcomes, waiver, the values), as JSON; '' for none.
+    Stored in a column of its own: learning from weeks of records reads these, never the
+    documents."""
+    found = []
+    for check in verdict.checks:
+        if check.tracked is None:
+            continue
+        history = check.history
+        found.append(
+            {
+                "suite": check.suite,
+                "role": check.role,
+                "window": {"start": check.window.start.isoformat(), "end": check.window.end.isoformat()},
+                "outcome": check.outcome.value,
+                "measured": check.measured.value if check.measured is not None else None,
+                "waiver": check.waiver is not None,
+                "tracked": check.tracked.model_dump(mode="json"),
+                "history": None
+                if history is None
+                else {
+                    "before": history.before.value if history.before is not None else None,
+                    "groups": [{"outcome": g.outcome.value} for g in history.groups],
+                },
+            }
+        )
+    return json.dumps(found) if found else ""
+
+
+def tracked_document(as_of_ms: int, verdict: str, tracked: str | None) -> dict[str, Any]:
+    """A row of :meth:`Ledger.tracked_history` in the shape of a verdict document."""
+    return {
+        "as_of": from_ms(int(as_of_ms)).isoformat(),
+        "verdict": verdict,
+        "checks": json.loads(tracked) if tracked else [],
     }
 
 

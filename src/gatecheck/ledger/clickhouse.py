@@ -29,6 +29,7 @@ from gatecheck.ledger.base import (
     row_of,
     stored_failed,
     to_ms,
+    tracked_document,
 )
 from gatecheck.results import Verdict, VerdictState
 from gatecheck.sources.clickhouse.connection import ClickHouse, Connection, Target
@@ -47,7 +48,8 @@ CREATE TABLE IF NOT EXISTS {table} (
   recorded_at DateTime64(3, 'UTC'),
   document String,
   checks_failed Nullable(UInt8),
-  waivers String DEFAULT ''
+  waivers String DEFAULT '',
+  tracked String DEFAULT ''
 ) ENGINE = MergeTree ORDER BY (phase, as_of)
 SETTINGS non_replicated_deduplication_window = 1000
 """
@@ -56,6 +58,7 @@ SETTINGS non_replicated_deduplication_window = 1000
 _CH_MIGRATE = (
     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS checks_failed Nullable(UInt8)",
     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS waivers String DEFAULT ''",
+    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS tracked String DEFAULT ''",
     "ALTER TABLE {table} MODIFY SETTING non_replicated_deduplication_window = 1000",
 )
 _CH_AUDIT_TABLE = "gatecheck_audit"
@@ -96,7 +99,7 @@ INSERT INTO {table} SELECT
   {phase:String}, {environment:String}, toDateTime64({as_of_ms:Int64} / 1000, 3, 'UTC'),
   {verdict:String}, {checks_passed:UInt8}, {config_hash:String}, {duration_s:Float64},
   {gatecheck_version:String}, toDateTime64({recorded_at_ms:Int64} / 1000, 3, 'UTC'), {document:String},
-  {checks_failed:UInt8}, {waivers:String}
+  {checks_failed:UInt8}, {waivers:String}, {tracked:String}
 """
 _CH_SELECT = """
 SELECT phase, environment, toUnixTimestamp64Milli(as_of) AS as_of_ms, verdict, checks_passed,
@@ -113,6 +116,18 @@ ORDER BY as_of DESC, recorded_at DESC
 LIMIT {newest:UInt64}
 """
 
+
+_CH_TRACKED = """
+SELECT toUnixTimestamp64Milli(as_of) AS as_of_ms, verdict, tracked
+FROM {table}
+WHERE phase = {phase:String}
+  AND as_of >= toDateTime64({since_ms:Int64} / 1000, 3, 'UTC')
+  AND as_of <= toDateTime64({until_ms:Int64} / 1000, 3, 'UTC')
+  AND recorded_at >= toDateTime64({recorded_since_ms:Int64} / 1000, 3, 'UTC')
+  AND toUnixTimestamp64Milli(as_of) <= toUnixTimestamp64Milli(recorded_at) + {ahead_ms:Int64}
+ORDER BY as_of DESC, recorded_at DESC
+LIMIT {newest:UInt64}
+"""
 
 _CH_SOAK = """
 SELECT toUnixTimestamp64Milli(as_of) AS as_of_ms, checks_passed, checks_failed,
@@ -198,7 +213,7 @@ class ClickHouseLedger(Ledger):
             "checks_failed": int(row["checks_failed"]),
             "config_hash": row["config_hash"], "duration_s": row["duration_s"],
             "gatecheck_version": row["gatecheck_version"], "recorded_at_ms": to_ms(row["recorded_at"]),
-            "document": json.dumps(row["document"]), "waivers": row["waivers"],
+            "document": json.dumps(row["document"]), "waivers": row["waivers"], "tracked": row["tracked"],
         }  # fmt: skip
         # The evaluation's own identity as the insert's deduplication token: the same record
         # sent again (a retry after an answer lost on the way back) is stored once.
@@ -253,6 +268,33 @@ class ClickHouseLedger(Ledger):
                 waivers=r["waivers"] or "",
             )
             for r in frame.to_dict("records")[::-1]  # newest first from the query
+        ]
+
+    def tracked_history(
+        self,
+        phase: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest: int | None = None,
+        recorded_since: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        if self._absent:
+            return []
+        params = {
+            "ahead_ms": int(MAX_CLOCK_SKEW.total_seconds() * 1000),
+            "recorded_since_ms": to_ms(recorded_since) if recorded_since else 0,
+            "phase": phase,
+            "since_ms": to_ms(since) if since else 0,
+            "until_ms": to_ms(until) if until else 32503680000000,  # year 3000
+            "newest": newest if newest is not None else 2**63,
+        }
+        try:
+            frame = self._execute(_CH_TRACKED.replace("{table}", self._table), params, True)
+        except Exception as exc:
+            raise LedgerError(f"history ledger {self.url}: cannot read ({exc})") from exc
+        return [
+            tracked_document(int(r["as_of_ms"]), r["verdict"], r["tracked"])
+            for r in frame.to_dict("records")[::-1]
         ]
 
     def soak_points(

@@ -45,6 +45,7 @@ from gatecheck.ledger.base import (
     record_of,
     row_of,
     to_ms,
+    tracked_document,
 )
 from gatecheck.results import Verdict, VerdictState
 
@@ -101,6 +102,10 @@ MIGRATIONS: tuple[str, ...] = (
       expires_at TIMESTAMPTZ NOT NULL
     );
     ALTER TABLE gatecheck_evaluations ADD COLUMN epoch BIGINT;
+    """,
+    # 3: the values each check tracked for a bound from history (read without the documents)
+    """
+    ALTER TABLE gatecheck_evaluations ADD COLUMN tracked TEXT NOT NULL DEFAULT '';
     """,
 )
 
@@ -206,13 +211,14 @@ class PostgresLedger(Ledger):
             connection.execute(
                 "INSERT INTO gatecheck_evaluations (phase, environment, as_of_ms, verdict, checks_passed,"
                 " checks_failed, config_hash, duration_s, gatecheck_version, recorded_at_ms, document,"
-                " waivers, epoch)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " waivers, epoch, tracked)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [
                     row["phase"], row["environment"], to_ms(row["as_of"]), row["verdict"],
                     bool(row["checks_passed"]), bool(row["checks_failed"]), row["config_hash"],
                     row["duration_s"], row["gatecheck_version"], to_ms(row["recorded_at"]),
                     json.dumps(row["document"]), row["waivers"], lease.epoch if lease else None,
+                    row["tracked"],
                 ],
             )  # fmt: skip
         return Record.model_validate(row)
@@ -279,6 +285,18 @@ class PostgresLedger(Ledger):
         where, args = history_filter("%s", phase, since, until, verdicts, newest, recorded_since, ahead)
         rows = self._rows(f"SELECT {HISTORY_COLUMNS} FROM gatecheck_evaluations{where}", args)
         return [record_of(r) for r in rows[::-1]]
+
+    def tracked_history(
+        self,
+        phase: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest: int | None = None,
+        recorded_since: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        where, args = history_filter("%s", phase, since, until, None, newest, recorded_since, False)
+        rows = self._rows(f"SELECT as_of_ms, verdict, tracked FROM gatecheck_evaluations{where}", args)
+        return [tracked_document(*r) for r in rows[::-1]]
 
     def soak_points(
         self,

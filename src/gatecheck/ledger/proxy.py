@@ -53,6 +53,19 @@ class WorkerLedger(Ledger):
         )
         return result
 
+    def tracked_history(
+        self,
+        phase: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest: int | None = None,
+        recorded_since: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.calls.ledger_call(
+            "tracked_history", phase, since, until, newest, recorded_since
+        )
+        return result
+
     def timeline(self, phase: str, since: datetime, until: datetime) -> list[tuple[datetime, VerdictState]]:
         result: list[tuple[datetime, VerdictState]] = self.calls.ledger_call("timeline", phase, since, until)
         return result

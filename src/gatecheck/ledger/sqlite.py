@@ -35,6 +35,7 @@ from gatecheck.ledger.base import (
     row_of,
     stored_failed,
     to_ms,
+    tracked_document,
 )
 from gatecheck.results import Verdict, VerdictState
 
@@ -46,6 +47,8 @@ def _sqlite_migrate(connection: sqlite3.Connection) -> None:
         connection.execute("ALTER TABLE evaluations ADD COLUMN checks_failed INTEGER")
     if "waivers" not in columns:
         connection.execute("ALTER TABLE evaluations ADD COLUMN waivers TEXT NOT NULL DEFAULT ''")
+    if "tracked" not in columns:
+        connection.execute("ALTER TABLE evaluations ADD COLUMN tracked TEXT NOT NULL DEFAULT ''")
 
 
 _SQLITE_SCHEMA = """
@@ -62,7 +65,8 @@ CREATE TABLE IF NOT EXISTS evaluations (
   gatecheck_version TEXT NOT NULL,
   recorded_at_ms INTEGER NOT NULL,
   document TEXT NOT NULL,
-  waivers TEXT NOT NULL DEFAULT ''
+  waivers TEXT NOT NULL DEFAULT '',
+  tracked TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS evaluations_phase_as_of ON evaluations (phase, as_of_ms);
 CREATE TABLE IF NOT EXISTS audit (
@@ -85,6 +89,7 @@ CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
   BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 """
+
 
 def _diagnosis(path: Path) -> str:
     """What the filesystem says, for SQLite's terse "disk I/O error" / "unable to open"."""
@@ -152,12 +157,12 @@ class SqliteLedger(Ledger):
                 connection.execute(
                     "INSERT INTO evaluations (phase, environment, as_of_ms, verdict, checks_passed,"
                     " checks_failed, config_hash, duration_s, gatecheck_version, recorded_at_ms, document,"
-                    " waivers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " waivers, tracked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         row["phase"], row["environment"], to_ms(row["as_of"]), row["verdict"],
                         int(row["checks_passed"]), int(row["checks_failed"]), row["config_hash"],
                         row["duration_s"], row["gatecheck_version"], to_ms(row["recorded_at"]),
-                        json.dumps(row["document"]), row["waivers"],
+                        json.dumps(row["document"]), row["waivers"], row["tracked"],
                     ),
                 )  # fmt: skip
                 connection.execute("COMMIT")
@@ -178,6 +183,18 @@ class SqliteLedger(Ledger):
         where, args = history_filter("?", phase, since, until, verdicts, newest, recorded_since, ahead)
         rows = self._rows(f"SELECT {HISTORY_COLUMNS} FROM evaluations{where}", args)
         return [record_of(r) for r in rows[::-1]]
+
+    def tracked_history(
+        self,
+        phase: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest: int | None = None,
+        recorded_since: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        where, args = history_filter("?", phase, since, until, None, newest, recorded_since, False)
+        rows = self._rows(f"SELECT as_of_ms, verdict, tracked FROM evaluations{where}", args)
+        return [tracked_document(*r) for r in rows[::-1]]
 
     def soak_points(
         self,
@@ -253,5 +270,3 @@ class SqliteLedger(Ledger):
                 connection.execute("ROLLBACK")
         except sqlite3.Error as exc:
             raise self._error("not writable", exc) from exc
-
-

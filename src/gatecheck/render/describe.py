@@ -14,6 +14,7 @@ from gatecheck.results import (
     CheckResult,
     ExpectationResult,
     FailingGroup,
+    HistoryBound,
     Reconciliation,
     SloFindings,
     SloWindow,
@@ -31,12 +32,19 @@ def failure_text(result: ExpectationResult) -> str:
     """One failing expectation as a reason: its subject, its rule, the groups that broke it."""
     subject = subject_of(result)
     unit = unit_of(result.column)
-    rule = f"must be {rule_text(result.thresholds, unit)}" if result.thresholds else f"fails {result.type}"
+    rule = f"must be {rule_text(result.thresholds, unit)}" if result.thresholds else unmet(result)
     if result.failing_groups:
         groups = "; ".join(describe_failure(g, unit) for g in result.failing_groups[:5])
         more = f" (+{len(result.failing_groups) - 5} more)" if len(result.failing_groups) > 5 else ""
         return f"{subject} {rule}: {groups}{more}"
     return f"{subject} {rule}: observed {shown(result.observed_value, unit)}"
+
+
+def unmet(result: ExpectationResult) -> str:
+    """An expectation without thresholds that failed: ``fails TYPE``, or, for a bound from
+    history per group (each group has its own bound), ``is outside its baseline``."""
+    words = {"within_baseline": "baseline", "within_learned_band": "learned band"}.get(result.type)
+    return f"is outside its {words}" if words else f"fails {result.type}"
 
 
 def rule_text(thresholds: list[Threshold], unit: str = "") -> str:
@@ -253,3 +261,38 @@ def slo_card(found: SloFindings) -> dict[str, object]:
     ]
     return {"budget": budget, "short": short, "remaining": found.budget_remaining, "burns": burns,
             "firing": firing, "corrections": corrections}  # fmt: skip
+
+
+def history_lines(found: HistoryBound, at_most: int = 10) -> list[str]:
+    """A bound from history in a few lines: the rule, the evaluations it rests on (first and
+    last, by as_of) and what was left out; then each group judged against it."""
+    what = {"baseline": "baseline", "pinned": "pinned baseline", "learned": "learned band"}[found.kind]
+    if found.records:
+        first, last = timestamp(min(found.records)), timestamp(max(found.records))
+        span = first if first == last else f"{first} … {last}"
+        rests = f"from {len(found.records)} evaluation{'s' if len(found.records) != 1 else ''} ({span})"
+    else:
+        rests = "no evaluation to learn from yet"
+    left = ", ".join(f"{why} {count}" for why, count in sorted(found.left_out.items()))
+    line = f"{what}: {found.column} {found.rule} — {rests}" + (f"; left out: {left}" if left else "")
+    if found.pinned_by:
+        line += f"; pinned by {found.pinned_by}"
+    lines = [line]
+    unit = unit_of(found.column)
+    for group in found.groups[:at_most]:
+        where = format_group(group.group) if group.group else found.column
+        if group.reason is not None:
+            lines.append(f"  {where}: {group.outcome.value}, {group.reason}")
+            continue
+        bounds = ", ".join(
+            f"{sign} {shown(value, unit)}"
+            for sign, value in (("≥", group.low), ("≤", group.high))
+            if value is not None
+        )
+        lines.append(
+            f"  {where}: {group.outcome.value}, observed {shown(group.observed, unit)}, "
+            f"reference {shown(group.reference, unit)} ({bounds})"
+        )
+    if len(found.groups) > at_most:
+        lines.append(f"  … and {len(found.groups) - at_most} more groups")
+    return lines

@@ -14,11 +14,13 @@ from gatecheck.durations import format_duration
 from gatecheck.errors import printable, xml_safe
 from gatecheck.render.describe import (
     describe_failure,
+    history_lines,
     reconciliation_lines,
     rule_text,
     slo_lines,
     split_reason,
     subject_of,
+    unmet,
     waiver_text,
 )
 from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState, blocking, role_of
@@ -79,13 +81,17 @@ def _check_detail(check: CheckResult) -> list[str]:
         lines.extend(reconciliation_lines(check.reconciliation))
     if check.slo is not None:
         lines.extend(slo_lines(check.slo))
+    if check.history is not None:
+        lines.extend(history_lines(check.history))
+    if check.accumulation is not None and check.accumulation not in (check.reason or ""):
+        lines.append(f"over time: {check.accumulation}")
     for result in check.expectations:
         unit = unit_of(result.column)
         limits = rule_text(result.thresholds, unit)
         observed = shown(result.observed_value, unit)
         subject = subject_of(result)
         if result.outcome is Outcome.FAIL:
-            rule = f"must be {limits}" if result.thresholds else f"fails {result.type}"
+            rule = f"must be {limits}" if result.thresholds else unmet(result)
             lines.append(f"{subject} {rule}")
             for group in result.failing_groups[:10]:
                 lines.append(f"  {describe_failure(group, unit)}")

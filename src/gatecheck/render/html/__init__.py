@@ -25,6 +25,7 @@ from gatecheck.config import GateConfig
 from gatecheck.durations import format_duration
 from gatecheck.render.describe import (
     format_group,
+    history_lines,
     reconciliation_lines,
     rule_text,
     slo_card,
@@ -322,6 +323,7 @@ def _environment() -> Any:
         split_reason=split_reason,
         reconciliation_lines=reconciliation_lines,
         slo_lines=slo_lines,
+        history_lines=history_lines,
         slo_card=slo_card,
         by_urgency=lambda results: sorted(results, key=lambda r: _URGENCY.index(r.outcome)),
         subject_of=subject_of,
