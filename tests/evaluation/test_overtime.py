@@ -511,28 +511,44 @@ def test_a_baseline_from_the_last_passing_evaluations_then_pinned_and_invalidate
         result = CliRunner().invoke(app, [*args, "--config", str(root)], env=env)
         return result.exit_code, result.stdout, result.stderr
 
-    # hour 7 (level 8) against the median (5, 5, 7) x 1.5 = 7.5 fails; pinned to hour 1's 6: 9
+    def dated(kind: str) -> None:
+        """A decision holds from the moment it is recorded (today): the same decision dated
+        before the hour judged, as if it had been recorded then."""
+        ledger = open_ledger(ledger_url)
+        try:
+            (event,) = [e for e in ledger.audit(["overtime"]) if e.kind == kind]
+            ledger.append_audit([event.model_copy(update={"at": T0 + 7 * HOUR})])
+        finally:
+            ledger.close()
+
+    def hour_seven() -> Verdict:
+        ledger = open_ledger(ledger_url)
+        try:
+            return run_hours(project, ledger, range(7, 8))[0]
+        finally:
+            ledger.close()
+
+    # hour 6's 7 invalidated (a load test): hour 7's 8 against the median of hours 2, 3 and 5
+    code, out, err = cli("invalidate", "--phase", "overtime", "--record", "2026-03-02T07:00:00Z",
+                         "--reason", "load test", "--by", "bob")  # fmt: skip
+    assert code == 0 and "record-invalidated" in out and "record as of 2026-03-02T07:00:00Z" in out, err
+    dated("record-invalidated")
+    invalidated = the(hour_seven(), "reading_level")
+    assert invalidated.outcome is F and invalidated.history is not None
+    assert invalidated.history.records == [T0 + 3 * HOUR, T0 + 4 * HOUR, T0 + 6 * HOUR]
+    assert invalidated.history.left_out == {"invalidated": 1}
+    # pinned to hour 1's 6: 1.5 x 6 = 9, and 8 passes
     code, out, err = cli("pin", "--phase", "overtime", "--check", "reading_level", "--record", "2026-03-02T02:00:00Z",
                          "--reason", "the release before the regression", "--by", "alice")  # fmt: skip
     assert code == 0 and "baseline-pinned" in out and "record as of 2026-03-02T02:00:00Z" in out, err
-    ledger = open_ledger(ledger_url)
-    try:
-        (event,) = [e for e in ledger.audit(["overtime"]) if e.kind == "baseline-pinned"]
-        # A decision holds from the moment it is recorded (today): the same decision dated
-        # before the hour judged, as if it had been recorded then.
-        ledger.append_audit([event.model_copy(update={"at": T0 + 7 * HOUR})])
-        (after,) = run_hours(project, ledger, range(7, 8))
-    finally:
-        ledger.close()
+    dated("baseline-pinned")
+    after = hour_seven()
     pinned = the(after, "reading_level")
     assert after.verdict is VerdictState.GO, pinned.reason
     assert pinned.history is not None and pinned.history.kind == "pinned"
     assert pinned.history.records == [T0 + 2 * HOUR] and pinned.history.groups[0].high == 9
     assert pinned.history.pinned_by == "alice at 2026-03-02T07:00:00Z: the release before the regression"
-    # invalidating an evaluation leaves it out; a record that does not exist is one line, exit 2
-    code, out, err = cli("invalidate", "--phase", "overtime", "--record", "2026-03-02T03:00:00Z",
-                         "--reason", "load test", "--by", "bob")  # fmt: skip
-    assert code == 0 and "record-invalidated" in out, err
+    # a record that does not exist, a check without a baseline: one line, exit 2
     code, out, err = cli("invalidate", "--phase", "overtime", "--record", "2026-03-02T03:30:00Z",
                          "--reason", "x", "--by", "bob")  # fmt: skip
     assert code == 2 and err.strip() == (
@@ -544,7 +560,7 @@ def test_a_baseline_from_the_last_passing_evaluations_then_pinned_and_invalidate
     assert code == 2 and "has no baseline in gate overtime (did you mean 'reading_level'?)" in err
 
 
-def test_the_baseline_and_invalidated_records_in_the_backtest_equal_run(
+def test_a_baseline_with_accumulation_in_the_backtest_equals_run(
     config_copy: Path, warehouse: Path, readings: str, tmp_path: Path
 ) -> None:
     rule = {"column": "worst", "last": 3, "max_ratio": 1.5, "min_records": 2}
@@ -811,7 +827,15 @@ def test_a_baseline_is_per_group_and_names_the_group_outside_it() -> None:
 
     rule = Baseline.model_validate({"column": "lag_s", "last": 3, "max_ratio": 2, "min_records": 2})
     window = window_for(T0 + 10 * HOUR, HOUR, timedelta(0))
-    plan = CheckPlan(suite=None, role="required", window=window, length_from="", settle_from="", baseline=rule, where="gates/x.yaml: checks[0]")  # type: ignore[arg-type]
+    plan = CheckPlan(
+        suite=None,
+        role="required",
+        window=window,
+        length_from="",
+        settle_from="",
+        baseline=rule,
+        where="gates/x.yaml: checks[0]",
+    )  # type: ignore[arg-type]
     eu, us, ap = (("region", "eu"),), (("region", "us"),), (("region", "ap"),)
 
     def past(hour: int, values: dict[Any, float]) -> Past:
