@@ -856,3 +856,35 @@ def test_a_baseline_is_per_group_and_names_the_group_outside_it() -> None:
     assert judged.history is not None
     by_group = {tuple(g.group.items()): (g.outcome, g.reference, g.high) for g in judged.history.groups}
     assert by_group == {eu: (F, 11, 22), us: (P, 100, 200), ap: (I, None, None)}  # ap: no history
+
+
+def test_explain_says_every_rule_over_time(config_copy: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gatecheck.cli import app
+
+    gate = {
+        "deadline": {"inconclusive_for": "2h", "then": "rollback"},
+        "checks": [
+            {"suite": "reading_v", "fail_after": {"failures": 3, "of": 5}, "pass_after": {"consecutive": 2}},
+            {"suite": "reading_level", "baseline": {"column": "worst", "max_ratio": 1.5, "quantile": 0.9}},
+            {"suite": "reading_shadow", "enforce": False, "fail_after": {"consecutive": 2},
+             "learned": {"column": "worst", "season": "hour_of_day", "min_change": 0.5}},
+        ],
+    }  # fmt: skip
+    root = overtime_project(config_copy, gate)
+    result = CliRunner().invoke(
+        app, ["explain", "--phase", "overtime", "--config", str(root), "--as-of", "2026-03-02T05:00:00Z"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith(("over time", "deadline"))]
+    assert lines == [
+        "deadline   inconclusive for 2h, then rollback (ledger)",
+        "over time  fails while 3 of the last 5 evaluations failed (ledger)",
+        "over time  passes after 2 consecutive passing evaluations (ledger)",
+        "over time  baseline: worst ≤ 1.5 × the p90 of its last 20 passing evaluations (or a pinned one), at least 5 (ledger)",
+        "over time  shadow check (enforce: false): judged and recorded, never changes the verdict (ledger)",
+        "over time  fails after 2 consecutive failing evaluations (ledger)",
+        "over time  learned band: worst within the median ± 3 × MAD (at least 0.5) of its last 28d per hour of day, "
+        "at least 8 evaluations (ledger)",
+    ]

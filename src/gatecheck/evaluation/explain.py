@@ -138,6 +138,7 @@ def explain(
                 "compare": None if suite.compare is None else _compare_text(suite),
                 "evidence_per_side": evidences if suite.compare is not None else None,
                 "reconcile": None if suite.reconcile is None else _reconcile_text(suite, sources),
+                "over_time": _over_time_text(plan),
             }
         )
     if estimate:
@@ -151,8 +152,52 @@ def explain(
         "soak": None
         if gate.soak is None
         else {"duration": format_duration(gate.soak.duration), "max_gap": format_duration(gate.soak.max_gap)},
+        "deadline": None
+        if gate.deadline is None
+        else {
+            "inconclusive_for": format_duration(gate.deadline.inconclusive_for),
+            "then": gate.deadline.then,
+        },
         "checks": checks,
     }
+
+
+def _over_time_text(plan: Any) -> list[str]:
+    """The check's rules over the phase's earlier evaluations, in words (read from the ledger)."""
+    found = []
+    if not plan.enforce:
+        found.append("shadow check (enforce: false): judged and recorded, never changes the verdict")
+    rule = plan.fail_after
+    if rule is not None and rule.consecutive is not None:
+        found.append(f"fails after {rule.consecutive} consecutive failing evaluations")
+    elif rule is not None:
+        found.append(f"fails while {rule.failures} of the last {rule.of} evaluations failed")
+    if plan.pass_after is not None:
+        found.append(f"passes after {plan.pass_after.consecutive} consecutive passing evaluations")
+    if plan.baseline is not None:
+        b = plan.baseline
+        sides = []
+        if b.max_ratio is not None:
+            sides.append(f"≤ {b.max_ratio:g} ×")
+        if b.min_ratio is not None:
+            sides.append(f"≥ {b.min_ratio:g} ×")
+        of = "median" if b.quantile == 0.5 else f"p{b.quantile * 100:g}"
+        found.append(
+            f"baseline: {b.column} {' and '.join(sides)} the {of} of its last {b.last} passing"
+            f" evaluations (or a pinned one), at least {b.min_records}"
+        )
+    if plan.learned is not None:
+        learned = plan.learned
+        season = {"none": "", "hour_of_day": " per hour of day", "day_of_week": " per day of week"}[
+            learned.season
+        ]
+        found.append(
+            f"learned band: {learned.column} within the median ± {learned.spread:g} × MAD"
+            f"{f' (at least {learned.min_change:g})' if learned.min_change else ''} of its last "
+            f"{format_duration(learned.training)}{season}, at least {learned.min_records} evaluations"
+            f"{f', {len(learned.exclude)} stretches excluded' if learned.exclude else ''}"
+        )
+    return found
 
 
 def _estimates(project: Project, asked: list[tuple[int, str, Any, Any, Any]]) -> list[dict[str, Any]]:

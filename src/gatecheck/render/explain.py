@@ -21,6 +21,11 @@ def render_explanation(document: dict[str, Any]) -> str:
         lines.append(
             f"soak       {soak['duration']} of passing evaluations, gaps ≤ {soak['max_gap']} (ledger)"
         )
+    if document.get("deadline"):
+        deadline = document["deadline"]
+        lines.append(
+            f"deadline   inconclusive for {deadline['inconclusive_for']}, then {deadline['then']} (ledger)"
+        )
     pad = " " * 11
     for check in document["checks"]:
         window, query, source = check["window"], check["query"], check["source"]
@@ -65,6 +70,8 @@ def render_explanation(document: dict[str, Any]) -> str:
                     lines.append(f"{pad}  {name} = {_value_text(value)}")
         if check["groups"]:
             lines.append(f"groups     {', '.join(check['groups'])}")
+        for text in check.get("over_time") or []:
+            lines.append(f"over time  {text} (ledger)")
     return "\n".join(lines) + "\n"
 
 
