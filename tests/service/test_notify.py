@@ -54,11 +54,15 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                raw = self.rfile.read(int(self.headers["content-length"]))
+                body = json.loads(raw)
                 receiver.arrived.set()
                 receiver.hang.wait(30)
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
-                receiver.received.append({"path": self.path, "body": body, "status": status})
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                receiver.received.append(
+                    {"path": self.path, "body": body, "status": status, "headers": headers, "raw": raw}
+                )
                 self.send_response(status)
                 self.send_header("content-length", "2")
                 self.end_headers()
@@ -88,7 +92,9 @@ def receiver() -> Any:
 
 def verdict(state: VerdictState, at: int = 0) -> Verdict:
     as_of = datetime(2026, 11, 24, 6, 0, tzinfo=UTC) + timedelta(minutes=at)
-    window = Window(start=as_of - timedelta(hours=1), end=as_of, length=timedelta(hours=1), settle=timedelta(0))
+    window = Window(
+        start=as_of - timedelta(hours=1), end=as_of, length=timedelta(hours=1), settle=timedelta(0)
+    )
     failing = state in (VerdictState.NO_GO, VerdictState.ROLLBACK)
     expectation = ExpectationResult(
         type="expect_column_values_to_be_between",
@@ -251,10 +257,15 @@ def test_the_service_keeps_evaluating_while_the_receiver_hangs(receiver: Receive
         ({"name": "a", "kind": "slack", "url": "https://x", "retries": 50}, "retries"),
         ({"name": "a", "kind": "slack", "url_file": "missing.txt"}, "is not a file"),
         ({"name": "a", "kind": "json", "url": "http://127.0.0.1:99999/SECRETPATH"}, "port must be a number"),
-        ({"name": "a", "kind": "json", "url": "ftp://hooks.example/SECRETPATH"}, "url must be an http(s):// URL"),
+        (
+            {"name": "a", "kind": "json", "url": "ftp://hooks.example/SECRETPATH"},
+            "url must be an http(s):// URL",
+        ),
     ],
 )
-def test_a_bad_notify_target_is_refused_in_one_line(tmp_path: Path, target: dict[str, Any], problem: str) -> None:
+def test_a_bad_notify_target_is_refused_in_one_line(
+    tmp_path: Path, target: dict[str, Any], problem: str
+) -> None:
     root = tmp_path / "p"
     CliRunner().invoke(app, ["init", str(root)])
     config = yaml.safe_load((root / "gatecheck.yaml").read_text())
@@ -263,7 +274,9 @@ def test_a_bad_notify_target_is_refused_in_one_line(tmp_path: Path, target: dict
     result = CliRunner().invoke(app, ["validate", "--config", str(root)])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("gatecheck: error: gatecheck.yaml") and problem in lines[0], lines
+    assert (
+        len(lines) == 1 and lines[0].startswith("gatecheck: error: gatecheck.yaml") and problem in lines[0]
+    ), lines
     assert "https://x" not in result.stderr or "ftp" in str(target)
     assert "SECRETPATH" not in result.stderr and "{'" not in lines[0]  # no URL, no Python dict
 
@@ -273,7 +286,9 @@ def test_any_failed_delivery_is_counted_and_logged_in_one_line(
 ) -> None:
     """A url_file naming an impossible port (it is read at delivery) once crashed the delivery
     task (OverflowError, never counted); then every later change was "suppressed"."""
-    targets = [{"name": "ops", "kind": "json", "url_file": "hook.txt", "on": ["no-go", "rollback"], "retries": 0}]
+    targets = [
+        {"name": "ops", "kind": "json", "url_file": "hook.txt", "on": ["no-go", "rollback"], "retries": 0}
+    ]
     root = tmp_path / "project"
     root.mkdir()
     (root / "hook.txt").write_text("http://127.0.0.1:99999/SECRETPATH\n")
@@ -291,7 +306,9 @@ def test_any_failed_delivery_is_counted_and_logged_in_one_line(
     assert "SECRETPATH" not in caplog.text and "<notify webhook URL>" in caplog.text
 
 
-def test_an_inconclusive_past_its_deadline_is_told_once_to_every_target(receiver: Receiver, tmp_path: Path) -> None:
+def test_an_inconclusive_past_its_deadline_is_told_once_to_every_target(
+    receiver: Receiver, tmp_path: Path
+) -> None:
     """A gate's ``deadline: {then: notify}``: the verdict stays INCONCLUSIVE and the first
     evaluation past the deadline is news even to a target that is not told of INCONCLUSIVE
     (``on: [no-go]``); the next one past it is not news again."""
@@ -304,7 +321,9 @@ def test_an_inconclusive_past_its_deadline_is_told_once_to_every_target(receiver
     since = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 
     def pending(at: int, passed: bool) -> Verdict:
-        status = DeadlineStatus(inconclusive_for=timedelta(hours=2), then="notify", since=since, passed=passed)
+        status = DeadlineStatus(
+            inconclusive_for=timedelta(hours=2), then="notify", since=since, passed=passed
+        )
         return verdict(I, at).model_copy(update={"deadline": status})
 
     script = [pending(0, False), pending(60, False), pending(120, True), pending(180, True)]
@@ -315,3 +334,112 @@ def test_an_inconclusive_past_its_deadline_is_told_once_to_every_target(receiver
         "gatecheck: release (staging) INCONCLUSIVE since 2026-11-24T06:00:00Z, past its deadline of 2h"
     )
     assert sent["verdict"] == "inconclusive" and sent["document"]["deadline"]["passed"] is True
+
+
+#: CDEvents 0.4.1, testsuiterun.finished 0.2.0: the event's required shape, as the spec's
+#: schema (schemas/testsuiterunfinished.json) states it — context and subject required, no
+#: other keys; the outcome one of four; the environment's id required.
+CDEVENT_SCHEMA = {
+    "type": "object",
+    "required": ["context", "subject"],
+    "additionalProperties": False,
+    "properties": {
+        "context": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["version", "id", "source", "type", "timestamp"],
+            "properties": {
+                "version": {"type": "string", "minLength": 1},
+                "id": {"type": "string", "minLength": 1},
+                "source": {"type": "string", "minLength": 1},
+                "type": {"enum": ["dev.cdevents.testsuiterun.finished.0.2.0"]},
+                "timestamp": {"type": "string", "format": "date-time"},
+            },
+        },
+        "subject": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["id", "content"],
+            "properties": {
+                "id": {"type": "string", "minLength": 1},
+                "source": {"type": "string"},
+                "content": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["outcome", "environment"],
+                    "properties": {
+                        "outcome": {"enum": ["success", "failure", "cancel", "error"]},
+                        "severity": {"enum": ["low", "medium", "high", "critical"]},
+                        "reason": {"type": "string"},
+                        "environment": {
+                            "type": "object", "additionalProperties": False, "required": ["id"],
+                            "properties": {"id": {"type": "string", "minLength": 1}, "source": {"type": "string"}},
+                        },
+                        "testSuite": {
+                            "type": "object", "additionalProperties": False, "required": ["id"],
+                            "properties": {"id": {"type": "string", "minLength": 1}, "name": {"type": "string"},
+                                           "version": {"type": "string"}, "uri": {"type": "string"}},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}  # fmt: skip
+
+
+def test_a_change_is_two_cloudevents_the_sdk_reads_back(receiver: Receiver, tmp_path: Path) -> None:
+    """A ``kind: cloudevents`` target gets each change as structured-mode CloudEvents 1.0 over
+    HTTP: first the CDEvents test suite run, then gatecheck's own verdict change; a retried
+    delivery carries the same ids."""
+    import jsonschema
+    from cloudevents.core.bindings.http import HTTPMessage, from_http_event
+
+    project = project_with(
+        tmp_path, [{"name": "bus", "kind": "cloudevents", "url": "${HOOK_URL}"}], receiver.url
+    )
+    G, N = VerdictState.GO, VerdictState.NO_GO
+    receiver.statuses = [503]  # the first request fails once and is retried
+    service = Service(
+        project, SqliteLedger(tmp_path / "h.db"), ["release"], engine=Scripted([verdict(G, 0), verdict(N, 1)])
+    )
+    run(service, 2)
+    assert [r["status"] for r in receiver.received] == [503, 200, 200]
+    first, retried, second = receiver.received
+    events = [from_http_event(HTTPMessage(headers=r["headers"], body=r["raw"])) for r in (retried, second)]
+    assert all(
+        r["headers"]["content-type"].startswith("application/cloudevents+json") for r in receiver.received
+    )
+    assert first["raw"] == retried["raw"]  # the same event again, the same id
+    cdevent, changed = events
+    assert [e.get_type() for e in events] == [
+        "dev.cdevents.testsuiterun.finished.0.2.0",
+        "dev.gatecheck.verdict.changed.v1",
+    ]
+    for event in events:
+        assert event.get_specversion() == "1.0"
+        assert event.get_source() == "https://gatecheck.example/api/v1/phases/release"
+        assert event.get_subject() == "release"
+        assert event.get_time() == datetime(2026, 11, 24, 6, 1, tzinfo=UTC)
+    assert cdevent.get_id() != changed.get_id()
+    data = cdevent.get_data()
+    assert isinstance(data, dict)
+    jsonschema.validate(data, CDEVENT_SCHEMA)
+    assert data["context"]["id"] == cdevent.get_id() and data["context"]["type"] == cdevent.get_type()
+    assert (
+        data["subject"]["content"]["outcome"] == "failure"
+        and data["subject"]["content"]["severity"] == "high"
+    )
+    assert data["subject"]["content"]["environment"] == {"id": "staging"}
+    essentials = changed.get_data()
+    assert isinstance(essentials, dict)
+    assert (essentials["previous"], essentials["verdict"], essentials["as_of"]) == (
+        "go",
+        "no-go",
+        "2026-11-24T06:01:00Z",
+    )
+    assert essentials["url"] == "https://gatecheck.example/api/v1/phases/release/verdict"
+    assert essentials["checks"] == [
+        {"suite": "events_arriving", "role": "required", "outcome": "fail", "reason": None}
+    ]
+    assert counts(service)[("bus", "sent")] == 1

@@ -139,7 +139,8 @@ class NotifyTarget(Frozen):
     changes. The URL is a secret: write ``url: "${SLACK_WEBHOOK_URL}"`` or ``url_file: PATH``."""
 
     name: str
-    kind: Literal["slack", "json"]  # a Slack-compatible incoming webhook, or the verdict as JSON
+    # a Slack-compatible incoming webhook, the verdict as JSON, or CloudEvents 1.0 (structured)
+    kind: Literal["slack", "json", "cloudevents"]
     url: SecretStr | None = None
     url_file: str | None = None  # a file holding the URL (relative: to the --config directory)
     phases: list[str] | None = None  # default: every phase the service evaluates

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import Counter
@@ -105,6 +106,22 @@ def deadline_crossed(previous: Verdict | None, verdict: Verdict) -> bool:
     )
 
 
+Message = tuple[dict[str, str], bytes]
+
+
+def messages(
+    target: NotifyTarget, previous: Verdict | None, verdict: Verdict, base_url: str
+) -> list[Message]:
+    """What one change sends to ``target``, in order: (headers, body) per HTTP request."""
+    if target.kind == "cloudevents":
+        from gatecheck.service.events import verdict_events
+
+        return verdict_events(previous, verdict, base_url)
+    link = f"{base_url}/api/v1/phases/{verdict.phase}/verdict"
+    body = json.dumps(payload(target, previous, verdict, link)).encode()
+    return [({"content-type": "application/json"}, body)]
+
+
 def payload(target: NotifyTarget, previous: Verdict | None, verdict: Verdict, link: str) -> dict[str, Any]:
     """The body for a target: Slack's ``{"text": …}``, or the change with the verdict document."""
     text = message_text(previous, verdict, link)
@@ -181,8 +198,7 @@ class Notifier:
                 log.warning("notification to %s dropped: %d deliveries under way", target.name, MAX_PENDING)
                 continue
             self._sent[key] = now
-            link = f"{self.base_url}/api/v1/phases/{verdict.phase}/verdict"
-            body = payload(target, previous, verdict, link)
+            body = messages(target, previous, verdict, self.base_url)
             task = asyncio.get_running_loop().create_task(self._deliver(target, body, verdict.phase))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -220,25 +236,26 @@ class Notifier:
                 found.append(path.read_text(encoding="utf-8").strip())
         return [url for url in found if url]
 
-    async def _deliver(self, target: NotifyTarget, body: dict[str, Any], phase: str) -> None:
+    async def _deliver(self, target: NotifyTarget, body: list[Message], phase: str) -> None:
         async with self._lock(target.name):
             await self._deliver_now(target, body, phase)
 
-    async def _deliver_now(self, target: NotifyTarget, body: dict[str, Any], phase: str) -> None:
+    async def _deliver_now(self, target: NotifyTarget, body: list[Message], phase: str) -> None:
         from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
         timeout = target.timeout.total_seconds()
         try:
             url = self._url(target)
             async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
-                async for attempt in AsyncRetrying(
-                    stop=stop_after_attempt(target.retries + 1),
-                    wait=wait_exponential(multiplier=self.backoff_s, max=60 * self.backoff_s),
-                    retry=retry_if_exception_type(DeliveryFailed),
-                    reraise=True,
-                ):
-                    with attempt:
-                        await self._attempt(client, url, body)
+                for message in body:  # in order, each with its retries
+                    async for attempt in AsyncRetrying(
+                        stop=stop_after_attempt(target.retries + 1),
+                        wait=wait_exponential(multiplier=self.backoff_s, max=60 * self.backoff_s),
+                        retry=retry_if_exception_type(DeliveryFailed),
+                        reraise=True,
+                    ):
+                        with attempt:
+                            await self._attempt(client, url, message)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -255,10 +272,11 @@ class Notifier:
         log.info("notified %s about %s", target.name, phase, extra={"target": target.name, "phase": phase})
 
     @staticmethod
-    async def _attempt(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> None:
+    async def _attempt(client: httpx.AsyncClient, url: str, message: Message) -> None:
         """One POST. Never lets the URL into an exception's text (it is a secret)."""
+        headers, content = message
         try:
-            response = await client.post(url, json=body)
+            response = await client.post(url, content=content, headers=headers)
         except httpx.TimeoutException:
             raise DeliveryFailed("no answer within the timeout") from None
         except httpx.HTTPError as exc:
