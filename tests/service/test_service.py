@@ -71,7 +71,11 @@ def service_config(
             "e-unmatched": env(live_databases["unmatched-edges"]),
             "e-thin": env(live_databases["thin-traffic"]),
             # Nobody listens on its bus: a phase there is judged on an unreachable source.
-            "e-down": {"sources": {"bus": {"type": "nats", "url": f"nats://127.0.0.1:{free_port()}", "timeout": "2s"}}},
+            "e-down": {
+                "sources": {
+                    "bus": {"type": "nats", "url": f"nats://127.0.0.1:{free_port()}", "timeout": "2s"}
+                }
+            },
         },
         "history": {"url": f"sqlite:///{root / 'history.db'}"},
         "service": {"interval": "1h", "listen": "127.0.0.1:9464"},
@@ -245,7 +249,9 @@ def test_run_url_unreachable_is_inconclusive() -> None:
     assert result.stdout.startswith("INCONCLUSIVE") and "cannot reach the gatecheck service" in result.stdout
 
 
-def test_a_source_going_down_and_back(service, service_bus: NatsServer, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_source_going_down_and_back(
+    service, service_bus: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
     import logging
 
     base, _svc, thread = service
@@ -275,7 +281,10 @@ def test_a_source_going_down_and_back(service, service_bus: NatsServer, caplog: 
     assert "cannot reach NATS at" in down_lines[0].getMessage() or "lost" in down_lines[0].getMessage()
     assert [r.levelname for r in mine if r.getMessage() == "source bus of e-healthy is back"] == ["INFO"]
     changes = [r.getMessage() for r in mine if r.getMessage().startswith("verdict of svc-go changed")]
-    assert changes == ["verdict of svc-go changed: go → inconclusive", "verdict of svc-go changed: inconclusive → go"]
+    assert changes == [
+        "verdict of svc-go changed: go → inconclusive",
+        "verdict of svc-go changed: inconclusive → go",
+    ]
     evaluated = [r for r in mine if r.getMessage().startswith("evaluated svc-go")]
     assert [r.verdict for r in evaluated] == ["inconclusive", "go"]  # type: ignore[attr-defined]
     assert evaluated[0].failing == ["soak_criteria:error"]  # type: ignore[attr-defined]
@@ -305,7 +314,11 @@ def test_readyz_is_503_when_the_ledger_cannot_be_written(service_config: Path, t
 
 @contextlib.contextmanager
 def silent_bus_config(
-    service_config: Path, root: Path, timeout: str, gates: dict[str, str], history: Path | None = None,
+    service_config: Path,
+    root: Path,
+    timeout: str,
+    gates: dict[str, str],
+    history: Path | None = None,
     held: list[Any] | None = None,
 ) -> Iterator[Path]:
     """A copy of the service configuration at ``root`` with environment ``e-silent``, whose bus
@@ -324,7 +337,9 @@ def silent_bus_config(
     try:
         project = yaml.safe_load((root / "gatecheck.yaml").read_text())
         url = f"nats://127.0.0.1:{silent.getsockname()[1]}"
-        project["environments"]["e-silent"] = {"sources": {"bus": {"type": "nats", "url": url, "timeout": timeout}}}
+        project["environments"]["e-silent"] = {
+            "sources": {"bus": {"type": "nats", "url": url, "timeout": timeout}}
+        }
         if history is not None:
             project["history"] = {"url": f"sqlite:///{history}"}
         (root / "gatecheck.yaml").write_text(yaml.safe_dump(project))
@@ -342,7 +357,9 @@ def test_a_hanging_source_costs_its_own_checks_not_the_other_phases(
     """The other phase is judged while the hanging one still waits (no clock: the hanging
     source answers only when the test lets it, by refusing it), then the hanging one errors."""
     held: list[Any] = []
-    with silent_bus_config(service_config, tmp_path / "config", "60s", {"svc-slow": "e-silent"}, held=held) as root:
+    with silent_bus_config(
+        service_config, tmp_path / "config", "60s", {"svc-slow": "e-silent"}, held=held
+    ) as root:
         svc = Service(load_project(root, environ={}), SqliteLedger(tmp_path / "l.db"), ["svc-slow", "svc-go"])
         warm_up(svc.engine.validator)  # as run_service does before its first evaluation
 
@@ -526,10 +543,15 @@ def test_a_planted_secret_appears_nowhere(
 
     for kind in ("slack", "json"):
         target = NotifyTarget(name="t", kind=kind, url="https://hooks.example/x")
-        outputs.append(json.dumps(payload(target, None, verdict, "https://gatecheck.example/phases/svc-secret")))
+        outputs.append(
+            json.dumps(payload(target, None, verdict, "https://gatecheck.example/phases/svc-secret"))
+        )
     cli = CliRunner()
-    for command in (["explain", "--phase", "svc-secret"], ["check-sources", "--environment", "e-secret"],
-                    ["explain", "--phase", "svc-secret", "--format", "json"]):
+    for command in (
+        ["explain", "--phase", "svc-secret"],
+        ["check-sources", "--environment", "e-secret"],
+        ["explain", "--phase", "svc-secret", "--format", "json"],
+    ):
         result = cli.invoke(app, [*command, "--config", str(root)])
         assert result.exit_code in (0, 3), result.output
         outputs.append(result.output)
@@ -702,9 +724,13 @@ def test_openapi_document_is_served_and_describes_what_the_api_answers(service) 
         schema = document["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
         jsonschema.validate(answer, {**schema, "components": document["components"]})
 
-    validate(httpx.get(f"{base}/api/v1/phases/svc-go/verdict", timeout=5).json(), "/api/v1/phases/{phase}/verdict")
+    validate(
+        httpx.get(f"{base}/api/v1/phases/svc-go/verdict", timeout=5).json(), "/api/v1/phases/{phase}/verdict"
+    )
     validate(httpx.get(f"{base}/api/v1/phases", timeout=5).json(), "/api/v1/phases")
-    validate(httpx.get(f"{base}/api/v1/phases/svc-go/history", timeout=5).json(), "/api/v1/phases/{phase}/history")
+    validate(
+        httpx.get(f"{base}/api/v1/phases/svc-go/history", timeout=5).json(), "/api/v1/phases/{phase}/history"
+    )
     validate(httpx.get(f"{base}/readyz", timeout=5).json(), "/readyz")
     verdict_states = schemas["VerdictState"]["enum"]
     assert verdict_states == ["go", "no-go", "inconclusive", "rollback"]
@@ -728,7 +754,10 @@ def test_a_cycle_judges_requires_on_this_cycles_results(service_config: Path, tm
     gates = {
         # The first phase takes a second longer (a slow query): evaluated side by side, the
         # second would finish first and read the old NO-GO.
-        "chain-first": {"environment": "e-healthy", "checks": [{"suite": "unmatched_edges"}, {"suite": "slow_pass"}]},
+        "chain-first": {
+            "environment": "e-healthy",
+            "checks": [{"suite": "unmatched_edges"}, {"suite": "slow_pass"}],
+        },
         "chain-second": {
             "environment": "e-healthy",
             "requires": ["chain-first"],
@@ -774,7 +803,9 @@ async def svc_evaluate(project: Any, phase: str, ledger: Any) -> Verdict:
     return await evaluate(project, phase, ledger=ledger)
 
 
-def test_the_schedule_starts_a_phase_only_after_the_phases_it_requires(service_config: Path, tmp_path: Path) -> None:
+def test_the_schedule_starts_a_phase_only_after_the_phases_it_requires(
+    service_config: Path, tmp_path: Path
+) -> None:
     """The order itself, through the real scheduler: each phase's evaluation starts after the
     evaluations of the phases it requires have finished; an independent phase does not wait."""
     import shutil
@@ -785,13 +816,25 @@ def test_the_schedule_starts_a_phase_only_after_the_phases_it_requires(service_c
     shutil.copytree(service_config, root, ignore=shutil.ignore_patterns("history.db*"))
     gates = {
         "order-a": {"environment": "e-healthy", "checks": [{"suite": "unmatched_edges"}]},
-        "order-b": {"environment": "e-healthy", "requires": ["order-a"], "checks": [{"suite": "unmatched_edges"}]},
-        "order-c": {"environment": "e-healthy", "requires": ["order-b"], "checks": [{"suite": "unmatched_edges"}]},
+        "order-b": {
+            "environment": "e-healthy",
+            "requires": ["order-a"],
+            "checks": [{"suite": "unmatched_edges"}],
+        },
+        "order-c": {
+            "environment": "e-healthy",
+            "requires": ["order-b"],
+            "checks": [{"suite": "unmatched_edges"}],
+        },
         "order-free": {"environment": "e-healthy", "checks": [{"suite": "unmatched_edges"}]},
     }
     for phase, gate in gates.items():
         (root / "gates" / f"{phase}.yaml").write_text(yaml.safe_dump({"phase": phase, **gate}))
-    svc = Service(load_project(root, environ={}), SqliteLedger(tmp_path / "l.db"), ["order-c", "order-free", "order-b", "order-a"])
+    svc = Service(
+        load_project(root, environ={}),
+        SqliteLedger(tmp_path / "l.db"),
+        ["order-c", "order-free", "order-b", "order-a"],
+    )
     events: list[tuple[str, str]] = []  # the order things happened in: no clock
 
     async def logged(phase: str) -> None:  # stands in for the evaluation: the order is under test
@@ -890,7 +933,9 @@ def test_a_stop_during_a_record_write_waits_for_it_whole(service_config: Path, t
     assert len(SqliteLedger(tmp_path / "slow.db").history("svc-go")) == 1
 
 
-def test_a_stop_during_an_evaluation_drops_it_unrecorded_and_promptly(service_config: Path, tmp_path: Path) -> None:
+def test_a_stop_during_an_evaluation_drops_it_unrecorded_and_promptly(
+    service_config: Path, tmp_path: Path
+) -> None:
     """A source that never answers holds an evaluation open; a stop cancels it at once (not
     after the source's timeout) and nothing is recorded for it."""
     with silent_bus_config(service_config, tmp_path / "config", "60s", {"svc-held": "e-silent"}) as root:
@@ -910,7 +955,9 @@ def test_a_stop_during_an_evaluation_drops_it_unrecorded_and_promptly(service_co
     assert svc.states["svc-held"].verdict is None and not svc.cycles_under_way
 
 
-def test_answers_are_rendered_once_per_verdict_and_served_as_bytes(service_config: Path, tmp_path: Path) -> None:
+def test_answers_are_rendered_once_per_verdict_and_served_as_bytes(
+    service_config: Path, tmp_path: Path
+) -> None:
     """/metrics is the exposition prometheus_client renders for the collector, rendered once
     per new state; the verdict document carries an ETag and answers 304 to If-None-Match."""
     from prometheus_client import generate_latest
@@ -918,7 +965,9 @@ def test_answers_are_rendered_once_per_verdict_and_served_as_bytes(service_confi
 
     from gatecheck.service.collector import VerdictCollector
 
-    svc = Service(load_project(service_config, environ={}), SqliteLedger(tmp_path / "l.db"), ["svc-go", "svc-nogo"])
+    svc = Service(
+        load_project(service_config, environ={}), SqliteLedger(tmp_path / "l.db"), ["svc-go", "svc-nogo"]
+    )
 
     async def go() -> dict[str, Any]:
         seen: dict[str, Any] = {}
@@ -935,12 +984,18 @@ def test_answers_are_rendered_once_per_verdict_and_served_as_bytes(service_confi
             verdict = await client.get("/api/v1/phases/svc-go/verdict")
             etag = verdict.headers["etag"]
             seen["document"] = verdict.json()
-            seen["not modified"] = await client.get("/api/v1/phases/svc-go/verdict", headers={"If-None-Match": etag})
-            seen["other tag"] = await client.get("/api/v1/phases/svc-go/verdict", headers={"If-None-Match": '"x"'})
+            seen["not modified"] = await client.get(
+                "/api/v1/phases/svc-go/verdict", headers={"If-None-Match": etag}
+            )
+            seen["other tag"] = await client.get(
+                "/api/v1/phases/svc-go/verdict", headers={"If-None-Match": '"x"'}
+            )
             await client.post("/api/v1/phases/svc-nogo/evaluate")  # another phase: a new exposition
             seen["renewed"] = svc.exposition(registry) is not cached
             seen["after"] = (await client.get("/metrics")).text
-            seen["svc-go etag kept"] = (await client.get("/api/v1/phases/svc-go/verdict")).headers["etag"] == etag
+            seen["svc-go etag kept"] = (await client.get("/api/v1/phases/svc-go/verdict")).headers[
+                "etag"
+            ] == etag
             await client.post("/api/v1/phases/svc-go/evaluate")  # a new verdict of svc-go: a new tag
             seen["svc-go etag after"] = (await client.get("/api/v1/phases/svc-go/verdict")).headers["etag"]
             seen["etag"] = etag
@@ -977,7 +1032,9 @@ def test_the_evaluation_worker_is_replaced_when_killed_hung_or_too_big(
     caplog.set_level(logging.INFO, logger="gatecheck")
     gates = {"w-held": "e-silent", "w-bus": "e-healthy"}  # an evaluation held in flight; a quick one
     stack = contextlib.ExitStack()
-    root = stack.enter_context(silent_bus_config(service_config, tmp_path / "config", "60s", gates, tmp_path / "w.db"))
+    root = stack.enter_context(
+        silent_bus_config(service_config, tmp_path / "config", "60s", gates, tmp_path / "w.db")
+    )
     project = load_project(root, environ={})
     evaluator = WorkerEvaluator(project, deadline_s=60)
     svc = Service(project, WorkerLedger(evaluator, "w.db"), ["w-held", "w-bus"], engine=evaluator)
@@ -998,7 +1055,9 @@ def test_the_evaluation_worker_is_replaced_when_killed_hung_or_too_big(
             await asyncio.wait_for(held, 10)
             seen["killed error"] = svc.states["w-held"].last_error
             seen["healthz"] = (await client.get("/healthz")).status_code
-            seen["error gauge"] = 'gatecheck_evaluation_error{phase="w-held"} 1.0' in (await client.get("/metrics")).text
+            seen["error gauge"] = (
+                'gatecheck_evaluation_error{phase="w-held"} 1.0' in (await client.get("/metrics")).text
+            )
             seen["next"] = (await svc.evaluate_phase("w-bus")).verdict.value
             second = evaluator.pid
             seen["replaced after kill"] = second not in (None, first)
@@ -1033,26 +1092,37 @@ def test_the_evaluation_worker_is_replaced_when_killed_hung_or_too_big(
     assert seen["history through the worker"] == ["w-bus", "w-bus"]
     assert "ran past its deadline of 1.5s" in seen["hung error"]
     assert seen["after hang"] == "go" and seen["replaced after hang"]
-    assert seen["big but finished"] == "go" and seen["after ceiling"] == "go" and seen["replaced after ceiling"]
+    assert (
+        seen["big but finished"] == "go" and seen["after ceiling"] == "go" and seen["replaced after ceiling"]
+    )
     assert seen["replacements"] == 3
     # Nothing of the lost evaluations reached the ledger; the worker's replacements are logged.
     assert SqliteLedger(tmp_path / "w.db").history("w-held") == []
-    reasons = [r.getMessage() for r in caplog.records if r.getMessage().startswith("evaluation worker replaced")]
+    reasons = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("evaluation worker replaced")
+    ]
     assert len(reasons) == 3 and "resident memory" in reasons[-1]
 
 
-def test_serve_refuses_a_bad_expectation_from_its_worker_in_one_line(config_copy: Path, tmp_path: Path) -> None:
+def test_serve_refuses_a_bad_expectation_from_its_worker_in_one_line(
+    config_copy: Path, tmp_path: Path
+) -> None:
     """The serving process never imports Great Expectations: its evaluation worker checks
     every expectation before the first verdict, and a bad one stops `serve` with exit 2."""
     suite = config_copy / "suites" / "unmatched_edges.yaml"
-    suite.write_text(suite.read_text().replace("expect_column_values_to_be_between", "expect_column_values_to_be_betwen"))
+    suite.write_text(
+        suite.read_text().replace("expect_column_values_to_be_between", "expect_column_values_to_be_betwen")
+    )
     result = CliRunner().invoke(
         app,
         ["serve", "--config", str(config_copy), "--listen", f"127.0.0.1:{free_port()}"],
         env={"GATECHECK_HISTORY_URL": f"sqlite:///{tmp_path / 'h.db'}"},
     )
     assert result.exit_code == 2, result.output
-    assert "suites/unmatched_edges.yaml: expectations[0]: unknown Great Expectations expectation type" in result.output
+    assert (
+        "suites/unmatched_edges.yaml: expectations[0]: unknown Great Expectations expectation type"
+        in result.output
+    )
     assert "did you mean 'expect_column_values_to_be_between'" in result.output
     assert "Traceback" not in result.output
 
@@ -1065,14 +1135,19 @@ def argo_measurement(base: str, phase: str, **query: str) -> tuple[str, Any]:
     any non-2xx is Error; `result` is the body at jsonPath "{$}" (Kubernetes JSONPath: the
     whole document); with successCondition and failureCondition both set and neither true,
     Inconclusive."""
+    from urllib.parse import parse_qsl, urlsplit
+
     from jsonpath_ng import parse as jsonpath
 
     template = yaml.safe_load((REPO / "service/kubernetes/argo-rollouts/analysistemplate.yaml").read_text())
     (metric,) = template["spec"]["metrics"]
     web = metric["provider"]["web"]
+    # the template's own view of the verdict (its other parameters are the test's to give)
+    shipped = dict(parse_qsl(urlsplit(web["url"]).query))
     response = httpx.get(
-        f"{base}/api/v1/phases/{phase}/verdict", params=query, timeout=web["timeoutSeconds"]
-    )
+        f"{base}/api/v1/phases/{phase}/verdict", params={"view": shipped["view"], **query},
+        timeout=web["timeoutSeconds"],
+    )  # fmt: skip
     if not 200 <= response.status_code < 300:
         return "Error", response
     (match,) = jsonpath(web["jsonPath"].strip("{}")).find(response.json())
@@ -1091,12 +1166,14 @@ class _Namespace:
 
 
 def test_argo_rollouts_reads_every_verdict_as_its_measurement(service) -> None:
+    from gatecheck.service.compact import compact
+
     base, svc, _ = service
     # Not evaluated yet (not scheduled): HTTP 200, an inconclusive document, and the rollout pauses.
     outcome, response = argo_measurement(base, "svc-down")
     assert (outcome, response.status_code) == ("Inconclusive", 200)
     assert response.headers["gatecheck-evaluated"] == "false"
-    assert response.json()["reasons"] == ["no evaluation of svc-down yet"]
+    assert response.json()["reason"] == "no evaluation of svc-down yet" and response.json()["failing"] == []
     expected = {
         "svc-go": "Successful", "svc-nogo": "Failed", "svc-rollback": "Failed",
         "svc-inconclusive": "Inconclusive", "svc-down": "Inconclusive",  # its bus is unreachable
@@ -1107,9 +1184,11 @@ def test_argo_rollouts_reads_every_verdict_as_its_measurement(service) -> None:
             base, phase, fresh="true", rollout="normalize", namespace="athlete-ally", revision="6c9bd8675b"
         )
         assert (phase, outcome, response.status_code) == (phase, wanted, 200)
-        document = response.json()
-        assert Verdict.model_validate(document).document() == document
+        answer = response.json()
         records = svc.ledger.history(phase)
+        # the compact view of the verdict just recorded: what the AnalysisRun keeps, in a few hundred bytes
+        assert answer == compact(records[-1].to_verdict(), svc.base_url)
+        assert len(response.content) < 700, (phase, len(response.content))
         assert len(records) == before + 1  # evaluated now, and recorded with who asked
         # Argo's revision under its own name, never Flagger's checksum or an empty role
         assert records[-1].to_verdict().requested_by.model_dump() == {
@@ -1117,7 +1196,7 @@ def test_argo_rollouts_reads_every_verdict_as_its_measurement(service) -> None:
             "role": None, "checksum": None, "revision": "6c9bd8675b", "started": None,
         }  # fmt: skip
     down = argo_measurement(base, "svc-down", max_age="1h")[1].json()
-    assert down["checks"][0]["outcome"] == "error" and "cannot reach" in down["checks"][0]["reason"]
+    assert down["failing"][0].startswith("soak_criteria error: ") and "cannot reach" in down["failing"][0]
     assert argo_measurement(base, "nope")[0] == "Error"  # gatecheck cannot answer for it: 404
 
 
@@ -1146,7 +1225,13 @@ def test_verdict_options_latest_if_recent_shared_and_bounded(service) -> None:
     assert "did not finish within 0.001s" in late.json()["reasons"][0]
 
 
-FLAGGER_GATING = ("confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-increase", "confirm-promotion")
+FLAGGER_GATING = (
+    "confirm-rollout",
+    "pre-rollout",
+    "rollout",
+    "confirm-traffic-increase",
+    "confirm-promotion",
+)
 
 
 def flagger_payload(role: str, phase: str, **metadata: str) -> dict[str, Any]:
@@ -1161,7 +1246,9 @@ def test_flagger_gating_roles_pass_only_on_go_and_rollback_only_on_rollback(serv
     base, svc, _ = service
     # The first call per phase evaluates now and records Flagger's request with it.
     before = len(svc.ledger.history("svc-go"))
-    first = httpx.post(f"{base}/api/v1/flagger/rollout", json=flagger_payload("rollout", "svc-go"), timeout=30)
+    first = httpx.post(
+        f"{base}/api/v1/flagger/rollout", json=flagger_payload("rollout", "svc-go"), timeout=30
+    )
     assert first.status_code == 200, first.text
     assert first.text.startswith("svc-go: GO as of ")
     record = svc.ledger.history("svc-go")[before:][-1].to_verdict()
@@ -1179,9 +1266,12 @@ def test_flagger_gating_roles_pass_only_on_go_and_rollback_only_on_rollback(serv
             # Flagger: a status above 202 is a failed hook; 200 exactly when the hook passes.
             assert answer.status_code == (200 if passes else 412), (phase, role, answer.text)
             assert answer.text.startswith(f"{phase}: {verdict.upper()} as of ")
-    assert httpx.post(f"{base}/api/v1/flagger/rollout", json=flagger_payload("rollout", "svc-nogo")).text.count(
-        "required check failed: unmatched_edges"
-    ) == 1  # the reasons are the body Flagger copies into its events
+    assert (
+        httpx.post(f"{base}/api/v1/flagger/rollout", json=flagger_payload("rollout", "svc-nogo")).text.count(
+            "required check failed: unmatched_edges"
+        )
+        == 1
+    )  # the reasons are the body Flagger copies into its events
 
 
 def test_flagger_bad_requests_never_pass(service) -> None:
@@ -1229,7 +1319,9 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_2(service_config: Path, tmp
     # This process also runs the module's service in a thread, whose log lines (an evaluation a
     # request left going on) may land in the captured stream: the command's own is the error.
     errors = [line for line in result.stderr.strip().splitlines() if line.startswith("gatecheck: ")]
-    assert errors == [f"gatecheck: error: --listen 127.0.0.1:{port}: cannot listen: the address is already in use"]
+    assert errors == [
+        f"gatecheck: error: --listen 127.0.0.1:{port}: cannot listen: the address is already in use"
+    ]
     assert "serving" not in caplog.text and "serving" not in result.output
 
 
@@ -1281,3 +1373,51 @@ def test_a_late_cycle_is_followed_by_one_cycle_never_a_burst(
     assert starts[1] >= released[0], (starts, released)  # none while the late one ran
     assert starts[3] - starts[1] >= interval, starts  # one per slot, not a burst
     assert stopped == [True] and not svc.cycles_under_way  # the stop cancelled the fourth and awaited it
+
+
+def test_the_compact_view_stays_small_whatever_the_verdict_holds() -> None:
+    """Argo Rollouts keeps the whole answer as a measurement's value (the shipped template's
+    jsonPath is "{$}"): the compact view names the verdict, the first reason, the blocking
+    checks (rollback triggers first, at most 4 lines) and the page, in a few hundred bytes."""
+    import json as json_module
+    from datetime import UTC, datetime, timedelta
+
+    from gatecheck.evaluation.plan import window_for
+    from gatecheck.results import CheckResult, Outcome, VerdictState
+    from gatecheck.service.compact import compact, compact_text
+
+    as_of = datetime(2026, 11, 24, 6, tzinfo=UTC)
+    window = window_for(as_of, timedelta(hours=1), timedelta(0))
+    checks = [
+        CheckResult(suite=f"check_{k:02d}", source="warehouse", role="required", outcome=Outcome.FAIL,
+                    window=window, reason="x" * 500)
+        for k in range(12)
+    ] + [
+        CheckResult(suite="triggers", source="metrics", role="rollback", outcome=Outcome.FAIL, window=window,
+                    reason="crash loops: 3"),
+        CheckResult(suite="advisory_one", source="metrics", role="advisory", outcome=Outcome.FAIL, window=window,
+                    reason="never shown"),
+    ]  # fmt: skip
+    verdict = Verdict(
+        phase="canary-10", environment="production", as_of=as_of, verdict=VerdictState.ROLLBACK,
+        reasons=["rollback trigger fired: triggers — " + "y" * 400, "more"], checks=checks,
+        config_hash="h", gatecheck_version="test",
+    )  # fmt: skip
+    full = len(json_module.dumps(verdict.document()))
+    found = compact(verdict, "https://gatecheck.example")
+    size = len(json_module.dumps(found))
+    assert size < 700 < full
+    assert found["verdict"] == "rollback" and found["reason"].startswith(
+        "rollback trigger fired: triggers — yyy"
+    )
+    assert len(found["reason"]) == 160 and found["reason"].endswith("…")
+    assert found["failing"][0] == "triggers fail: crash loops: 3"  # the trigger first
+    assert len(found["failing"]) == 4 and found["failing"][-1] == "… and 10 more"
+    assert all(len(line) <= 80 for line in found["failing"])
+    assert not any("advisory_one" in line for line in found["failing"])
+    assert found["page"] == "https://gatecheck.example/phases/canary-10"
+    text = compact_text(verdict, "https://gatecheck.example")
+    assert text.splitlines()[0].startswith(
+        "canary-10: ROLLBACK as of 2026-11-24T06:00:00Z — rollback trigger fired"
+    )
+    assert len(text) < 700

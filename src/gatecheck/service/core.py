@@ -43,7 +43,6 @@ MAX_SESSIONS = 1000
 SESSION_COOKIE = "gatecheck_session"
 
 
-
 @dataclass
 class PhaseState:
     """What the service knows of one phase (replaced whole after each evaluation)."""
@@ -99,17 +98,22 @@ class Service:
     # record's recency): a test hands in a clock it controls, so no test depends on its date.
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)
 
+    @property
+    def base_url(self) -> str:
+        """Where people open the service (links in notifications and compact answers)."""
+        settings = self.project.config.service
+        return (settings.url or f"http://{settings.listen}").rstrip("/")
+
     def __post_init__(self) -> None:
         if self.engine is None:
             self.engine = Engine(self.project, ledger=self.ledger, recorded_since=self.recorded_since)
         if self.notifier is None and self.project.config.notify:
             from gatecheck.service.notify import Notifier
 
-            settings = self.project.config.service
             self.notifier = Notifier(
                 self.project.config.notify,
                 self.project.root,
-                settings.url or f"http://{settings.listen}",
+                self.base_url,
                 on_count=self._counted,
             )
         unknown = [p for p in self.phases if p not in self.project.gates]

@@ -4,10 +4,11 @@ history, an evaluation on request."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import json
+from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request  # a handler's annotation: FastAPI resolves it here
 
 from gatecheck._values import document_time
@@ -91,9 +92,47 @@ def routes(service: Service, h: Helpers) -> APIRouter:
             description="When the rollout began (ISO 8601; recorded): an SLO's consumption counts from it.",
         ),
         if_none_match: str | None = Header(None),
+        view: Literal["full", "compact"] = Query(
+            "full",
+            description="compact: the verdict, its reason, the blocking checks and a link (a few "
+            "hundred bytes, for a rollout controller's status) instead of the whole document.",
+        ),
     ) -> Any:
         """The phase's verdict document, HTTP 200 for every verdict (inconclusive and "no
         evaluation yet" too); 5xx only for gatecheck's own faults."""
+        found = await full(
+            request, phase, fresh, max_age, timeout, rollout, namespace, revision, started,
+            None if view == "compact" else if_none_match,
+        )  # fmt: skip
+        if view == "full":
+            return found
+        return compacted(found)
+
+    def compacted(found: Any) -> Any:
+        """A verdict answer (a document, or a response holding one) in its compact view;
+        anything else (a problem, a 304) as it is."""
+        from gatecheck.service.compact import compact
+
+        headers: dict[str, str] = {}
+        if isinstance(found, Response):
+            if found.status_code != 200:
+                return found
+            headers = {k: v for k, v in found.headers.items() if k.lower().startswith("gatecheck-")}
+            found = json.loads(bytes(found.body))
+        return JSONResponse(compact(Verdict.model_validate(found), service.base_url), headers=headers)
+
+    async def full(
+        request: Request,
+        phase: str,
+        fresh: bool,
+        max_age: str | None,
+        timeout: float,
+        rollout: str,
+        namespace: str,
+        revision: str,
+        started: str,
+        if_none_match: str | None,
+    ) -> Any:
         h.known(phase)
         began = h.moment_param(started, "started") if started else None
         if fresh or max_age is not None:

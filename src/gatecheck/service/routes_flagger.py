@@ -10,7 +10,6 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import PlainTextResponse
 from starlette.requests import Request  # a handler's annotation: FastAPI resolves it here
 
-from gatecheck._values import timestamp
 from gatecheck.errors import GatecheckError
 from gatecheck.results import Requester, Verdict, VerdictState
 from gatecheck.service.core import Service
@@ -88,9 +87,11 @@ def routes(service: Service, h: Helpers) -> APIRouter:
             except GatecheckError as exc:
                 return PlainTextResponse(f"{phase}: {exc}", status_code=503)
         wanted = VerdictState.ROLLBACK if role == "rollback" else VerdictState.GO
-        lines = [f"{phase}: {judged.verdict.value.upper()} as of {timestamp(judged.as_of)}", *judged.reasons]
+        # Flagger shows a failed webhook's body in the canary's events: the compact answer
+        from gatecheck.service.compact import compact_text
+
         return PlainTextResponse(
-            "\n".join(lines) + "\n", status_code=200 if judged.verdict is wanted else 412
+            compact_text(judged, service.base_url), status_code=200 if judged.verdict is wanted else 412
         )
 
     return router
