@@ -9,12 +9,15 @@ of the phase yet, gives an INCONCLUSIVE verdict — never GO.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from pydantic import ValidationError
 
 from gatecheck import __version__
+from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError, SourceUnavailable, network_reason, redact
 from gatecheck.render.status import PhaseStatus
 from gatecheck.results import Verdict, VerdictState
@@ -65,6 +68,64 @@ def fetch_verdict(url: str, phase: str, evaluate_now: bool = False, timeout: flo
         return Verdict.model_validate(response.json())
     except (ValueError, ValidationError) as exc:
         return _inconclusive(phase, f"gatecheck service at {shown} sent an unreadable verdict: {exc}")
+
+
+def wait_for_verdict(
+    url: str,
+    phase: str,
+    wait: timedelta,
+    progress: Callable[[str], None] | None = None,
+    poll_s: float = 2.0,
+    timeout: float = 30.0,
+) -> Verdict:
+    """Have the service evaluate ``phase`` now through its asynchronous API and wait up to
+    ``wait`` for the verdict: ``POST …/evaluations`` (202, an id to poll), then ``GET
+    /api/v1/evaluations/{id}`` until it is no longer in progress. ``progress`` is told how long
+    it has waited at every poll. Past ``wait``, or without an answer, INCONCLUSIVE — never GO."""
+    base = url.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError(f"--url: expected http(s)://HOST:PORT, got {redact(url)!r}")
+    shown = redact(base)
+    token = os.environ.get("GATECHECK_API_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    deadline = time.monotonic() + wait.total_seconds()
+    started = time.monotonic()
+    try:
+        with _client(base, timeout, headers) as client:
+            response = client.post(f"{base}/api/v1/phases/{phase}/evaluations")
+            if response.status_code == 404:
+                raise ConfigError(f"--phase: the service at {shown} does not know phase {phase!r}")
+            if response.status_code != 202:
+                detail = response.text.strip()[:200]
+                return _inconclusive(
+                    phase, f"gatecheck service at {shown} answered {response.status_code}: {detail}"
+                )
+            location = response.headers.get("location") or f"/api/v1/evaluations/{response.json()['id']}"
+            while True:
+                answer = client.get(f"{base}{location}")
+                if answer.status_code != 200:
+                    detail = answer.text.strip()[:200]
+                    return _inconclusive(
+                        phase, f"gatecheck service at {shown} answered {answer.status_code}: {detail}"
+                    )
+                document = answer.json()
+                if document.get("status") != "in_progress":
+                    return Verdict.model_validate(document)
+                if progress is not None:
+                    progress(f"evaluating {phase} on {shown}: {time.monotonic() - started:.0f}s")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return _inconclusive(
+                        phase,
+                        f"no verdict from {shown} within {format_duration(wait)}; the evaluation goes on "
+                        f"(GET {location})",
+                    )
+                time.sleep(min(poll_s, left))
+    except httpx.HTTPError as exc:
+        reason = network_reason(exc) or " ".join(str(exc).split()) or type(exc).__name__
+        return _inconclusive(phase, f"cannot reach the gatecheck service at {shown}: {reason}")
+    except (ValueError, KeyError, ValidationError) as exc:
+        return _inconclusive(phase, f"gatecheck service at {shown} sent an unreadable answer: {exc}")
 
 
 def fetch_chain(url: str, timeout: float = 30.0) -> list[PhaseStatus]:

@@ -18,7 +18,6 @@ from gatecheck.exitcodes import ExitCode
 # `status --url` and `run --url` never import pandas, Great Expectations, chDB or the service
 # (tests/cli/test_cli.py checks it in a fresh interpreter).
 if TYPE_CHECKING:
-
     from gatecheck.config import Project
     from gatecheck.results import Verdict
 from gatecheck.cli._common import (
@@ -70,6 +69,14 @@ def run(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="With --url: have the service evaluate now, not its latest.")
     ] = False,
+    wait: Annotated[
+        str | None,
+        typer.Option(
+            "--wait",
+            metavar="DURATION",
+            help="With --url: have the service evaluate now and wait up to this long (e.g. 30m).",
+        ),
+    ] = None,
     record: Annotated[
         bool, typer.Option("--record/--no-record", help="Record the evaluation in the history ledger.")
     ] = True,
@@ -90,8 +97,13 @@ def run(
                 raise ConfigError(
                     "--url asks the service for its verdict: --as-of and --assume-* do not apply"
                 )
-            verdict = fetch_verdict(url, phase, evaluate_now=fresh)
+            if wait is not None:
+                verdict = _waited(url, phase, wait, fmt is VerdictFormat.text and output is None)
+            else:
+                verdict = fetch_verdict(url, phase, evaluate_now=fresh)
         else:
+            if wait is not None:
+                raise ConfigError("--wait: waits for a running service's evaluation: give --url too")
             project = load_project(config, expectations=ge_problems())
             if record and (assume_approved or assume_soaked):  # --no-record writes nothing anywhere
                 record_assumptions(project, phase, assume_approved or [], assume_soaked, by)
@@ -104,6 +116,27 @@ def run(
     if fmt is VerdictFormat.html and url is None:
         rendered = _run_page(project, verdict)
     finish(verdict, fmt, output, rendered, timings=evaluation if url is None else None)
+
+
+def _waited(url: str, phase: str, wait: str, show: bool) -> Verdict:
+    """``run --url --wait``: the service's asynchronous evaluation, with a progress line on a
+    terminal (stderr; never in a pipe, a file or another format)."""
+
+    from gatecheck.client import wait_for_verdict
+    from gatecheck.durations import parse_duration
+
+    try:
+        length = parse_duration(wait)
+    except ValueError as exc:
+        raise ConfigError(f"--wait: {exc}") from exc
+    if length.total_seconds() <= 0:
+        raise ConfigError(f"--wait: {wait!r}: wait longer than 0s")
+    if not show or not sys.stderr.isatty():
+        return wait_for_verdict(url, phase, length)
+    from rich.console import Console
+
+    with Console(stderr=True).status(f"evaluating {phase}", spinner="dots") as status:
+        return wait_for_verdict(url, phase, length, progress=status.update)
 
 
 def _run_page(project: Project, verdict: Verdict) -> str | None:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,22 @@ class PhaseState:
     evaluations: int = 0
 
 
+#: An asynchronous evaluation's answer is kept this long after it started, and at most this
+#: many are kept.
+ASYNC_KEPT = timedelta(hours=1)
+MAX_ASYNC = 1000
+
+
+@dataclass(frozen=True)
+class AsyncEvaluation:
+    """One asynchronous evaluation request: its id, phase, when it started, and its future."""
+
+    id: str
+    phase: str
+    started: datetime
+    future: asyncio.Future[Verdict]
+
+
 @dataclass
 class Service:
     """The scheduled evaluator and its state; the HTTP app and the collector are views of it."""
@@ -72,6 +89,8 @@ class Service:
     # Request-started evaluations under way, by phase (shared by concurrent requests).
     _inflight: dict[str, asyncio.Future[Verdict]] = field(default_factory=dict, repr=False)
     _cycles: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
+    # Asynchronous evaluations (POST /api/v1/phases/{phase}/evaluations), by id, oldest first.
+    requests: dict[str, AsyncEvaluation] = field(default_factory=dict, repr=False)
     # Answers rendered once per new state and served as bytes: the exposition (None: render
     # at the next scrape) and each phase's verdict document with its ETag.
     _exposition: bytes | None = field(default=None, repr=False)
@@ -138,6 +157,24 @@ class Service:
         """A request-started evaluation of ``phase`` is under way (a new request joins it)."""
         running = self._inflight.get(phase)
         return running is not None and not running.done()
+
+    def start_evaluation(self, phase: str) -> AsyncEvaluation:
+        """An evaluation of ``phase`` started for an asynchronous request, or the one under way
+        for an earlier request (the same id: requests for one phase share it). Finished ones are
+        kept for :data:`ASYNC_KEPT` (at most :data:`MAX_ASYNC`, the oldest dropped first)."""
+        for found in reversed(self.requests.values()):
+            if found.phase == phase and not found.future.done():
+                return found
+        now = self.clock()
+        for key in [k for k, v in self.requests.items() if v.future.done() and now - v.started > ASYNC_KEPT]:
+            del self.requests[key]
+        while len(self.requests) >= MAX_ASYNC:
+            del self.requests[next(iter(self.requests))]
+        future = asyncio.ensure_future(self.evaluate_shared(phase))
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        started = AsyncEvaluation(uuid.uuid4().hex, phase, now, future)
+        self.requests[started.id] = started
+        return started
 
     async def evaluate_shared(self, phase: str, requested_by: Requester | None = None) -> Verdict:
         """An evaluation of ``phase`` now for a request: one already running is shared (its

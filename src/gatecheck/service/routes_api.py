@@ -7,7 +7,7 @@ import asyncio
 import json
 from typing import Any, Literal
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, HTTPException, Query
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request  # a handler's annotation: FastAPI resolves it here
 
@@ -179,6 +179,56 @@ def routes(service: Service, h: Helpers) -> APIRouter:
         start = h.since_moment(since)
         records = await asyncio.to_thread(service.ledger.history, phase, start)
         return [record_summary(r) for r in records]
+
+    @router.post(
+        "/api/v1/phases/{phase}/evaluations",
+        status_code=202,
+        response_model=None,
+        responses={
+            202: {"description": "started (or the one under way)"},
+            401: problem,
+            404: problem,
+            429: problem,
+        },
+    )
+    async def start_evaluation(phase: str) -> Any:
+        """Start an evaluation of ``phase`` and answer at once: 202 with its id and a
+        ``Location`` to poll (a request while one of the phase runs gets that one)."""
+        h.known(phase)
+        started = service.start_evaluation(phase)
+        location = f"/api/v1/evaluations/{started.id}"
+        return JSONResponse(
+            {"id": started.id, "phase": phase, "status": "in_progress",
+             "started": document_time(started.started), "location": location},
+            status_code=202,
+            headers={"Location": location},
+        )  # fmt: skip
+
+    @router.get(
+        "/api/v1/evaluations/{evaluation}",
+        response_model=None,
+        responses={200: {"model": Verdict}, 404: problem, 503: problem},
+    )
+    async def evaluation_of(evaluation: str) -> Any:
+        """``in_progress`` while it runs, then the verdict document (kept for an hour);
+        404 for an id this service never gave or no longer keeps."""
+        found = service.requests.get(evaluation)
+        if found is None:
+            raise HTTPException(404, f"no evaluation {evaluation!r} here (unknown, or older than an hour)")
+        if not found.future.done():
+            return JSONResponse(
+                {"id": found.id, "phase": found.phase, "status": "in_progress",
+                 "started": document_time(found.started)},
+                headers={"Retry-After": "2"},
+            )  # fmt: skip
+        if found.future.cancelled():
+            return JSONResponse(
+                {"detail": "the evaluation was stopped (the service is stopping)"}, status_code=503
+            )
+        failed = found.future.exception()
+        if failed is not None:
+            return JSONResponse({"detail": str(failed)}, status_code=503)
+        return found.future.result().document()
 
     @router.post(
         "/api/v1/phases/{phase}/evaluate",
