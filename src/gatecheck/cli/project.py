@@ -15,7 +15,6 @@ from gatecheck.errors import ConfigError
 # `status --url` and `run --url` never import pandas, Great Expectations, chDB or the service
 # (tests/cli/test_cli.py checks it in a fresh interpreter).
 if TYPE_CHECKING:
-
     pass
 from gatecheck.cli._common import (
     AsOfOption,
@@ -170,7 +169,8 @@ def alert_rules(
     runbook_url: Annotated[
         str,
         typer.Option(
-            "--runbook-url", metavar="URL",
+            "--runbook-url",
+            metavar="URL",
             help="Where your team keeps service/RUNBOOK.md: an absolute http(s) URL (its web view).",
         ),
     ],
@@ -246,3 +246,81 @@ def import_openslo(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {target}")
+
+
+importer = typer.Typer(help="Turn another tool's definitions into gatecheck suites.", no_args_is_help=True)
+app.add_typer(importer, name="import")
+
+
+@importer.command("keptn-slo")
+def import_keptn_slo(
+    slo_file: Annotated[Path, typer.Argument(metavar="SLO.yaml", help="A Keptn v1 slo.yaml.")],
+    sli_file: Annotated[
+        Path | None, typer.Option("--sli", metavar="SLI.yaml", help="The Prometheus SLI provider's sli.yaml.")
+    ] = None,
+    source: Annotated[
+        str, typer.Option("--source", metavar="NAME", help="The Prometheus source the suites read.")
+    ] = "metrics",
+    values: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", metavar="NAME=VALUE", help="A placeholder's value: SERVICE=carts (repeatable)."
+        ),
+    ] = None,
+    write: Annotated[
+        bool, typer.Option("--write", help="Write suites/NAME.yaml into --config (never over a file).")
+    ] = False,
+    config: ConfigOption = Path("."),
+) -> None:
+    """Turn Keptn v1 SLO objectives (absolute pass and warning criteria; relative ones as a
+    baseline from history) and their Prometheus SLIs into suites, and say the gate checks that
+    use them. Printed as YAML, or the suites written with --write."""
+    import yaml
+
+    from gatecheck.config.keptn import import_keptn
+    from gatecheck.config.models import CheckRef, SuiteConfig
+
+    def read(path: Path) -> object:
+        try:
+            return yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
+
+    with user_errors():
+        given: dict[str, str] = {}
+        for item in values or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"--set: {item!r}: write NAME=VALUE (e.g. SERVICE=carts)")
+            given[key.strip().removeprefix("$")] = value
+        slo = read(slo_file)
+        sli = read(sli_file) if sli_file is not None else None
+        suites, checks, notes = import_keptn(
+            slo, sli, source, given, str(slo_file), str(sli_file) if sli_file is not None else None
+        )
+        for suite in suites:
+            try:
+                SuiteConfig.model_validate(suite)
+            except ValueError as exc:
+                raise ConfigError(f"Keptn {suite['name']}: {str(exc).splitlines()[-1]}") from None
+        for check in checks:
+            CheckRef.model_validate(check)
+        targets = [config / "suites" / f"{s['name']}.yaml" for s in suites]
+        taken = [str(t) for t in targets if t.exists()]
+        if write and taken:
+            raise ConfigError(f"--write: {', '.join(taken)} exist already: nothing written")
+    for note in notes:
+        typer.echo(f"gatecheck: note: {note}", err=True)
+    texts = [yaml.safe_dump(suite, sort_keys=False, allow_unicode=True, width=100) for suite in suites]
+    gate = "# add to a gate's checks:\n" + yaml.safe_dump({"checks": checks}, sort_keys=False, width=100)
+    if not write:
+        typer.echo("---\n".join(texts), nl=False)
+        typer.echo("---\n" + gate, nl=False)
+        return
+    for target, text in zip(targets, texts, strict=True):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {target}")
+    typer.echo(gate, nl=False)
