@@ -888,3 +888,52 @@ def test_explain_says_every_rule_over_time(config_copy: Path) -> None:
         "over time  learned band: worst within the median ± 3 × MAD (at least 0.5) of its last 28d per hour of day, "
         "at least 8 evaluations (ledger)",
     ]
+
+
+def test_accumulation_over_a_ledger_with_a_gap_and_an_inconclusive_evaluation(
+    config_copy: Path, warehouse: Path, readings: str, ledger_url: str
+) -> None:
+    """Recorded histories, then a real evaluation of hour 3 (a failing reading) under
+    ``fail_after {failures: 2, of: 3}``: after a failure, an evaluation without the check and an
+    inconclusive one, it is 1 of the last 3 — inconclusive; after a failure and five hours with
+    no evaluation at all (the service was down), it is 2 of the last 2 — a failure."""
+    rule = {"suite": "reading_v", "fail_after": {"failures": 2, "of": 3}}
+    root = overtime_project(config_copy, {"checks": [rule]})
+    gap = {"phase": "overtime-gap", "environment": "staging", "checks": [rule]}
+    (root / "gates" / "overtime-gap.yaml").write_text(yaml.safe_dump(gap))
+    environ = {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={readings}"}
+    project = load_project(root, environ=environ)
+
+    def recorded(phase: str, hour: float, checks: list[CheckResult]) -> Verdict:
+        state = VerdictState.NO_GO if any(c.outcome is F for c in checks) else VerdictState.INCONCLUSIVE
+        return Verdict(
+            phase=phase, environment="staging", as_of=T0 + hour * HOUR, verdict=state, reasons=["history"],
+            checks=checks, config_hash="h", gatecheck_version="test",
+        )  # fmt: skip
+
+    def reading(outcome: Outcome, hour: float) -> CheckResult:
+        return check(outcome, suite="reading_v").model_copy(
+            update={"window": window_for(T0 + hour * HOUR, HOUR, timedelta(0))}
+        )
+
+    ledger = open_ledger(ledger_url)
+    try:
+        ledger.record(recorded("overtime", 1, [reading(F, 1)]), 0.1)
+        ledger.record(recorded("overtime", 2, [check(P, suite="another_check")]), 0.1)  # no reading_v
+        ledger.record(recorded("overtime", 3, [reading(I, 3)]), 0.1)
+        ledger.record(recorded("overtime-gap", -2, [reading(F, -2)]), 0.1)  # then nothing for 5 hours
+
+        async def judge(phase: str) -> Verdict:
+            async with Engine(project, ledger=ledger, close_ledger=False) as engine:
+                return (await engine.evaluate(phase, T0 + 4 * HOUR, record=False)).verdict
+
+        after_gaps, after_downtime = asyncio.run(judge("overtime")), asyncio.run(judge("overtime-gap"))
+    finally:
+        ledger.close()
+    found = the(after_gaps, "reading_v")
+    assert (found.measured, found.outcome) == (F, I)
+    assert found.accumulation == "1 of the last 3 evaluations failed; it fails at 2 of 3"
+    found = the(after_downtime, "reading_v")
+    assert (found.measured, found.outcome) == (F, F)
+    assert found.accumulation == "2 of the last 2 evaluations failed"
+    assert after_downtime.verdict is VerdictState.NO_GO
