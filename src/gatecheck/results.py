@@ -268,15 +268,17 @@ class CheckResult(_Result):
     # measured (``outcome`` is then the accumulated one) and the rule's account of it.
     measured: Outcome | None = None
     accumulation: str | None = None
+    # A probe's check (an http source): its evidence came from a synthetic request.
+    synthetic: bool = False
     # A check with a bound from history: the tracked column's values, and the judgement.
     tracked: Tracked | None = None
     history: HistoryBound | None = None
 
 
 def role_of(check: CheckResult) -> str:
-    """The check's role as a reader sees it: ``required``, ``advisory``, ``rollback``, and
-    ``shadow`` after it for a shadow check (``required, shadow``)."""
-    return f"{check.role}, shadow" if check.shadow else check.role
+    """The check's role as a reader sees it: ``required``, ``advisory``, ``rollback``, then
+    ``shadow`` for a shadow check and ``synthetic`` for a probe (``rollback, synthetic``)."""
+    return check.role + (", shadow" if check.shadow else "") + (", synthetic" if check.synthetic else "")
 
 
 def blocking(check: CheckResult) -> bool:

@@ -24,7 +24,6 @@ from gatecheck.config.models import (
 )
 from gatecheck.errors import did_you_mean, redact
 from gatecheck.frozen import NAME as _NAME
-from gatecheck.sources import kind_of
 
 
 def _suite_refs(gate: GateConfig) -> Iterable[tuple[str, str]]:
@@ -142,6 +141,37 @@ def cross_check(project: Project) -> list[str]:
                 continue
             suite = found
             suite_label = project.files[f"suite:{suite_name}"]
+            if type(suite.query).__name__ == "ProbeQuery":
+                if not gate.probes:
+                    problems.append(
+                        f"{label}: {key}: suite {suite_name} sends synthetic requests (a probe): a gate "
+                        "runs probes only with probes: true"
+                    )
+                effect = getattr(suite.query, "effect", None)
+                if effect is not None and effect.source in sources:
+                    from gatecheck.sources import kind_of
+
+                    effect_kind = kind_of(sources[effect.source])
+                    if effect_kind.text_problems is None or effect_kind.label not in (
+                        "PostgreSQL",
+                        "ClickHouse",
+                    ):
+                        problems.append(
+                            f"{suite_label}: query.effect.source: {effect.source!r} is a {effect_kind.label} "
+                            "source: an effect is looked for with SQL (PostgreSQL or ClickHouse)"
+                        )
+                    else:
+                        problems.extend(
+                            f"{suite_label}: query.effect.query: {p}"
+                            for p in effect_kind.text_problems(effect.query)
+                        )
+                elif effect is not None:
+                    listed = ", ".join(sorted(sources))
+                    hint = did_you_mean(effect.source, sources)
+                    problems.append(
+                        f"{suite_label}: query.effect.source: unknown source {effect.source!r} in "
+                        f"environment {gate.environment} (known: {listed}){hint}"
+                    )
             for prefix, unit in suite.units():
                 if unit.source not in sources:
                     unknown_sources.setdefault((suite_label, prefix, unit.source), {})[gate.environment] = (

@@ -428,6 +428,8 @@ class GateConfig(Frozen):
     window: Duration | None = None
     soak: Soak | None = None
     deadline: Deadline | None = None
+    # Probes (suites on an http source) send synthetic requests: only a gate that says so runs them.
+    probes: bool = False
     checks: list[CheckRef] = Field(min_length=1)
     rollback: list[RollbackRef] = []
     # `required`: a person's recorded approval (`gatecheck approve`) must be in force.

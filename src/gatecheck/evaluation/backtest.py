@@ -189,7 +189,16 @@ async def run_backtest(
     thresholds = project.resolve_thresholds(phase)
     if proposed is not None:
         _refuse_sql_thresholds(project, phase, thresholds, proposed)
-    plans_by_step = [plan_checks(project, gate, moment) for moment in times]
+    # A probe sends a synthetic request now: never in a backtest (its checks are left out).
+    from gatecheck.evaluation.probe import is_probe
+
+    plans_by_step = [
+        [plan for plan in plan_checks(project, gate, moment) if not is_probe(plan.suite)] for moment in times
+    ]
+    if not plans_by_step[0]:
+        raise ConfigError(
+            f"backtest: every check of {phase} is a probe: a backtest sends no synthetic request"
+        )
     checks = len(plans_by_step[0])
     total = len(times) * checks * 2  # fetched, then judged
     done = 0

@@ -538,10 +538,13 @@ async def _run_check(
     validator: Validator | None = None,
     context: SloContext | None = None,
 ) -> CheckResult:
+    from gatecheck.evaluation.probe import is_probe, synthetic
+
     fetched = await fetch(plan, as_of, thresholds, pool, context)
     if isinstance(fetched, CheckResult):
-        return fetched
-    return with_tracked(plan, fetched, await judge_fetched(plan, fetched, thresholds, judge_in, validator))
+        return synthetic(fetched) if is_probe(plan.suite) else fetched
+    result = with_tracked(plan, fetched, await judge_fetched(plan, fetched, thresholds, judge_in, validator))
+    return synthetic(result) if is_probe(plan.suite) else result
 
 
 def with_tracked(plan: CheckPlan, frame: pd.DataFrame, result: CheckResult) -> CheckResult:
@@ -586,6 +589,10 @@ async def fetch(
     an SLO check reads from the ledger (none: no corrections, the phase's start unknown)."""
     suite = plan.suite
     base = check_base(plan)
+    from gatecheck.evaluation.probe import fetch_probe, is_probe
+
+    if is_probe(suite):
+        return await fetch_probe(suite, as_of, pool, base)
     if suite.slo is not None:
         from gatecheck.evaluation.slo import fetch_slo
 

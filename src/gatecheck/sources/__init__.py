@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Discriminator, Field, Tag
 
-from gatecheck.sources import clickhouse, junit, nats, postgresql, prometheus
+from gatecheck.sources import clickhouse, http, junit, nats, postgresql, prometheus
 from gatecheck.sources.base import QueryParameters, Source, SourceSettings
 from gatecheck.sources.clickhouse import ClickHouseSourceConfig, sql_problems
+from gatecheck.sources.http import HttpSourceConfig, ProbeQuery
 from gatecheck.sources.junit import JUnitQuery, JUnitSourceConfig
 from gatecheck.sources.nats import NatsQuery, NatsSourceConfig
 from gatecheck.sources.postgresql import PostgreSQLSourceConfig
@@ -43,17 +44,13 @@ def _postgresql(
     return PostgreSQLSource(name, config, root)
 
 
-def _junit(
-    name: str, config: Any, root: Path, clickhouse: ClickHouse | None, scrapes: Any = None
-) -> Source:
+def _junit(name: str, config: Any, root: Path, clickhouse: ClickHouse | None, scrapes: Any = None) -> Source:
     from gatecheck.sources.junit import JUnitSource
 
     return JUnitSource(name, config, root)
 
 
-def _nats(
-    name: str, config: Any, root: Path, clickhouse: ClickHouse | None, scrapes: Any = None
-) -> Source:
+def _nats(name: str, config: Any, root: Path, clickhouse: ClickHouse | None, scrapes: Any = None) -> Source:
     from gatecheck.sources.nats import NatsSource
 
     return NatsSource(name, config, root)
@@ -71,6 +68,12 @@ def _prometheus(
     from gatecheck.sources.prometheus.api import PrometheusSource
 
     return PrometheusSource(name, config, root)
+
+
+def _http(name: str, config: Any, root: Path, clickhouse: ClickHouse | None, scrapes: Any = None) -> Source:
+    from gatecheck.sources.http import HttpSource
+
+    return HttpSource(name, config, root)
 
 
 def _no_problems(config: Any, query: Any) -> list[tuple[str, str, str]]:
@@ -154,6 +157,15 @@ SOURCE_TYPES: dict[str, SourceKind] = {
         text_problems=promql_problems,
         config_problems=scrape_query_problems,
     ),
+    "http": SourceKind(
+        config=HttpSourceConfig,
+        open=_http,
+        label="HTTP probe",
+        query_types=(ProbeQuery,),
+        query_help="a probe: request (method, path, body) and optionally effect",
+        explain=http.explain_query,
+        check=http.check_source,
+    ),
 }
 
 #: The model of one source in gatecheck.yaml, chosen by its ``type`` (every kind's config;
@@ -163,7 +175,8 @@ SourceConfig = Annotated[
     | PostgreSQLSourceConfig
     | NatsSourceConfig
     | PrometheusSourceConfig
-    | JUnitSourceConfig,
+    | JUnitSourceConfig
+    | HttpSourceConfig,
     Field(discriminator="type"),
 ]
 
@@ -190,7 +203,8 @@ SuiteQuery = Annotated[
     Annotated[str, Tag("text")]
     | Annotated[NatsQuery, Tag("nats")]
     | Annotated[PromQuery, Tag("prometheus")]
-    | Annotated[JUnitQuery, Tag("junit")],
+    | Annotated[JUnitQuery, Tag("junit")]
+    | Annotated[ProbeQuery, Tag("http")],
     Discriminator(_query_form),
 ]
 
