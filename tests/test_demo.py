@@ -21,7 +21,9 @@ def running(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
 
 
-def test_demo_stop_stops_exactly_that_workdirs_postgresql(tmp_path: Path, postgres_server: EmbeddedPostgres) -> None:
+def test_demo_stop_stops_exactly_that_workdirs_postgresql(
+    tmp_path: Path, postgres_server: EmbeddedPostgres
+) -> None:
     """A killed demo leaves its PostgreSQL running: `demo --stop --workdir DIR` stops that one
     (found by its pid file, checked by its command line), never another demo's."""
     workdir = tmp_path / "killed-demo"
@@ -37,9 +39,7 @@ def test_demo_stop_stops_exactly_that_workdirs_postgresql(tmp_path: Path, postgr
     assert again.exit_code == 0 and "no PostgreSQL of" in again.stderr and running(other)
 
 
-def test_the_demos_records_are_read_with_demo(
-    tmp_path: Path, monkeypatch
-) -> None:
+def test_the_demos_records_are_read_with_demo(tmp_path: Path, monkeypatch) -> None:
     """After `gatecheck demo`, status/history/audit/report read its records with --demo."""
     import json
     from datetime import UTC, datetime, timedelta
@@ -76,7 +76,12 @@ def test_the_demos_records_are_read_with_demo(
     ("db-duplicates", "no-go", ["hrv_db_integrity"]),
 ])  # fmt: skip
 def test_the_served_demos_world_keeps_the_gate_true(
-    tmp_path: Path, config_copy: Path, postgres_server: EmbeddedPostgres, scenario: str, verdict: str, failing: list[str]
+    tmp_path: Path,
+    config_copy: Path,
+    postgres_server: EmbeddedPostgres,
+    scenario: str,
+    verdict: str,
+    failing: list[str],
 ) -> None:
     """The world's ticks on a real nats-server and PostgreSQL: every HRV message becomes a row
     stamped with the message's own JetStream time, so the bus and the database agree over any
@@ -108,7 +113,14 @@ def test_the_served_demos_world_keeps_the_gate_true(
         lost = 30 if scenario in ("db-missing", "db-duplicates") else 0  # one in six
         twice = 30 if scenario == "db-duplicates" else 0  # another one in six
         assert sum(d["rows"] for d in done) == 180 - lost + twice
-        project = load_project(config_copy, environ={"GATECHECK_NATS_URL": bus.url, "GATECHECK_NATS_PRODUCTION_URL": bus.url, "GATECHECK_POSTGRES_URL": database})
+        project = load_project(
+            config_copy,
+            environ={
+                "GATECHECK_NATS_URL": bus.url,
+                "GATECHECK_NATS_PRODUCTION_URL": bus.url,
+                "GATECHECK_POSTGRES_URL": database,
+            },
+        )
         judged = asyncio.run(evaluate(project, "world", datetime.now(UTC) + timedelta(seconds=1)))
     assert judged.verdict.value == verdict, judged.reasons
     assert [c.suite for c in judged.checks if c.outcome.value != "pass"] == failing, judged.reasons
@@ -128,7 +140,9 @@ def test_the_normalize_metrics_keep_their_rates_tick_after_tick() -> None:
         service.add(2, minutes=1 / 6)
     samples = parse_exposition(generate_latest(service.registry).decode())
     ratio = evaluate_snapshot(
-        'sum(normalize_hrv_messages_total{result="success"}) / sum(normalize_hrv_messages_total)', samples, 0.0
+        'sum(normalize_hrv_messages_total{result="success"}) / sum(normalize_hrv_messages_total)',
+        samples,
+        0.0,
     )
     assert ratio == {frozenset(): pytest.approx(1 - 1 / 2000)}
 
@@ -167,6 +181,47 @@ def test_a_production_nats_node_down_is_no_go_naming_the_node(tmp_path: Path) ->
     assert any("gatecheck-n3 (offline)" in reason for reason in verdict["reasons"]), verdict["reasons"]
     left = subprocess.run(["pgrep", "-f", str(tmp_path / ".gatecheck" / "nats-cluster")], capture_output=True)
     assert left.returncode == 1, left.stdout
+
+
+@pytest.mark.parametrize(
+    ("scenario", "exit_code", "verdict", "failing"),
+    [
+        # nothing answers the probe: the rollback trigger ingest_answers fires
+        ("ingest-down", 4, "rollback", "ingest_answers"),
+        # the ingest service answers 202 and never writes the row: the smoke probe fails
+        ("ingest-drops", 1, "no-go", "smoke_ingest_probe"),
+    ],
+)
+def test_the_smoke_probe_against_the_demos_ingest_service(
+    tmp_path: Path, scenario: str, exit_code: int, verdict: str, failing: str
+) -> None:
+    """`gatecheck demo --scenario ingest-… --phase staging-deploy`: the shipped smoke probe posts
+    to the demo's own ingest service (a loopback port) and looks for its row in the demo's
+    PostgreSQL, end to end. (A process of its own: chDB opens one embedded path per process.)"""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    gatecheck = shutil.which("gatecheck", path=str(Path(sys.executable).parent))
+    assert gatecheck
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
+    done = subprocess.run(
+        [gatecheck, "demo", "--scenario", scenario, "--phase", "staging-deploy", "--format", "json", "--hours", "3"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    found = json.loads(done.stdout)
+    assert (done.returncode, found["verdict"]) == (exit_code, verdict), done.stderr
+    probes = {c["suite"]: c for c in found["checks"] if c["synthetic"]}
+    assert set(probes) == {"smoke_ingest_probe", "ingest_answers"}
+    assert probes[failing]["outcome"] == "fail"
+    observed = {e["column"]: e["observed_value"] for e in probes["smoke_ingest_probe"]["expectations"]}
+    if scenario == "ingest-down":
+        assert observed["status"] == 0 and probes["smoke_ingest_probe"]["outcome"] == "fail"
+    else:
+        assert (observed["status"], observed["effect_rows"]) == (202, 0)
+        assert probes["ingest_answers"]["outcome"] == "pass"
 
 
 def test_replicas_serve_or_are_refused() -> None:

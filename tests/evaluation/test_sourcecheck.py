@@ -28,6 +28,19 @@ from ..conftest import PROJECT
 
 runner = CliRunner()
 
+#: The smoke probe's ingest service (the demo's, on a loopback port), for the staging checks.
+INGEST: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ingest_service() -> Iterator[str]:
+    from gatecheck.demo.ingest import IngestService
+
+    service = IngestService("postgresql://unused").start()  # check-sources never posts
+    INGEST["url"] = service.url
+    yield service.url
+    service.stop()
+
 
 def environment(
     warehouse: Path, bus: str, metrics: str, postgres: str, e2e: str = "file:///nonexistent", database: str = "healthy"
@@ -38,6 +51,7 @@ def environment(
         "GATECHECK_PROMETHEUS_URL": metrics,
         "GATECHECK_POSTGRES_URL": postgres,
         "GATECHECK_E2E_REPORTS": e2e,
+        "GATECHECK_INGEST_URL": INGEST.get("url", "http://127.0.0.1:4101"),
     }
 
 
@@ -46,8 +60,9 @@ def test_every_source_ready_is_exit_0(warehouse: Path, bus_for, metrics_url: str
     result = runner.invoke(app, ["check-sources", "--config", str(PROJECT), "-e", "staging"], env=env)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert len(lines) == 5, lines
+    assert len(lines) == 6, lines
     by_source = {line.split()[1]: line for line in lines}
+    assert "answered 404 (no probe sent)" in by_source["staging/ingest"]  # a GET of its URL, never a probe
     assert by_source["staging/warehouse"].startswith("ok ")
     assert "ClickHouse 26." in by_source["staging/warehouse"]
     # unmatched_edges, freshness_lag, rollup_parity, unattributed_sessions: 4 tables.

@@ -128,17 +128,28 @@ def test_through_the_engine_a_down_database_is_an_error_and_never_go(
 ) -> None:
     """The gate with its database unreachable: db_writes is an `error` (its check and its
     rollback role), the verdict inconclusive, the password in no output format."""
+    from gatecheck.demo.ingest import IngestService
     from gatecheck.render.verdict import render
 
+    # the smoke probe's ingest service answers (and writes nothing): only the database is down
+    ingest = IngestService("postgresql://unused", drops=True).start()
     environ = {
         "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",
-        "GATECHECK_NATS_URL": bus_for("healthy"), "GATECHECK_NATS_PRODUCTION_URL": bus_for("healthy"),
+        "GATECHECK_NATS_URL": bus_for("healthy"),
+        "GATECHECK_NATS_PRODUCTION_URL": bus_for("healthy"),
         "GATECHECK_PROMETHEUS_URL": metrics_url,
         "GATECHECK_POSTGRES_URL": f"postgresql://gatecheck:{SECRET}@127.0.0.1:{free_port()}/normalize",
         "GATECHECK_E2E_REPORTS": "file:///nonexistent",
+        "GATECHECK_INGEST_URL": ingest.url,
     }
     project = load_project(PROJECT, environ=environ)
-    verdict = asyncio.run(evaluate(project, "staging-deploy", assume_approved=["staging-predeploy"]))
+    try:
+        verdict = asyncio.run(evaluate(project, "staging-deploy", assume_approved=["staging-predeploy"]))
+    finally:
+        ingest.stop()
+    # the probe's effect is looked for in the down database: an error too, never a pass
+    (probe,) = [c for c in verdict.checks if c.suite == "smoke_ingest_probe"]
+    assert probe.outcome is Outcome.ERROR and probe.synthetic
     db = [c for c in verdict.checks if c.suite == "db_writes"]
     assert [(c.role, c.outcome) for c in db] == [("required", Outcome.ERROR), ("rollback", Outcome.ERROR)]
     assert db[0].source_available is False
@@ -155,7 +166,8 @@ def database_project(postgres_for, warehouse: Path, live_warehouse: str, bus_for
             PROJECT,
             environ={
                 "GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_warehouse}",
-                "GATECHECK_NATS_URL": bus_for("healthy"), "GATECHECK_NATS_PRODUCTION_URL": bus_for("healthy"),
+                "GATECHECK_NATS_URL": bus_for("healthy"),
+                "GATECHECK_NATS_PRODUCTION_URL": bus_for("healthy"),
                 "GATECHECK_PROMETHEUS_URL": metrics_url,
                 "GATECHECK_POSTGRES_URL": postgres_for(scenario, live),
             },
@@ -169,13 +181,17 @@ def _check(verdict: Any, suite: str, role: str = "required") -> Any:
 
 
 def test_db_writes_passes_on_steady_writes_and_a_stall_is_a_rollback(database_project) -> None:
-    healthy = asyncio.run(evaluate(database_project("healthy"), "staging-deploy", AS_OF, ["staging-predeploy"]))
+    healthy = asyncio.run(
+        evaluate(database_project("healthy"), "staging-deploy", AS_OF, ["staging-predeploy"])
+    )
     writes = _check(healthy, "db_writes")
     assert writes.outcome is Outcome.PASS
     ages = {e.column: e.observed_value for e in writes.expectations}
     assert ages == {"newest_row_age_s": 10, "rows_written": 60}  # a row every 15 s for 15 min
     assert writes.evidence is not None and writes.evidence.observed_total == 5760  # the day before
-    stalled = asyncio.run(evaluate(database_project("db-stall"), "staging-deploy", AS_OF, ["staging-predeploy"]))
+    stalled = asyncio.run(
+        evaluate(database_project("db-stall"), "staging-deploy", AS_OF, ["staging-predeploy"])
+    )
     trigger = _check(stalled, "db_writes", "rollback")
     assert trigger.outcome is Outcome.FAIL
     assert {e.column: e.observed_value for e in trigger.expectations}["newest_row_age_s"] == 300
@@ -185,14 +201,18 @@ def test_db_writes_passes_on_steady_writes_and_a_stall_is_a_rollback(database_pr
 
 def test_db_writes_without_rows_in_its_lookback_is_inconclusive_not_a_pass(database_project) -> None:
     verdict = asyncio.run(
-        evaluate(database_project("healthy"), "staging-deploy", AS_OF + timedelta(days=3), ["staging-predeploy"])
+        evaluate(
+            database_project("healthy"), "staging-deploy", AS_OF + timedelta(days=3), ["staging-predeploy"]
+        )
     )
     for role in ("required", "rollback"):
         check = _check(verdict, "db_writes", role)
         assert check.outcome is Outcome.INCONCLUSIVE and "too little evidence" in (check.reason or "")
 
 
-def test_hrv_row_quality_names_the_stream_of_a_null_or_implausible_value(database_project, postgres_for) -> None:
+def test_hrv_row_quality_names_the_stream_of_a_null_or_implausible_value(
+    database_project, postgres_for
+) -> None:
     project = database_project("healthy")
     good = asyncio.run(evaluate(project, "staging-soak", AS_OF, ["staging-deploy"], assume_soaked=True))
     quality = _check(good, "hrv_row_quality")
@@ -205,12 +225,16 @@ def test_hrv_row_quality_names_the_stream_of_a_null_or_implausible_value(databas
             [AS_OF - timedelta(minutes=3)] * 4,
         )
         try:
-            bad = asyncio.run(evaluate(project, "staging-soak", AS_OF, ["staging-deploy"], assume_soaked=True))
+            bad = asyncio.run(
+                evaluate(project, "staging-soak", AS_OF, ["staging-deploy"], assume_soaked=True)
+            )
         finally:
             connection.execute("DELETE FROM hrv_readings WHERE message_id LIKE 'bad-%'")
     quality = _check(bad, "hrv_row_quality")
     assert quality.outcome is Outcome.FAIL and bad.verdict is VerdictState.NO_GO
-    failing = {e.column: [(g.group, g.observed_value) for g in e.failing_groups] for e in quality.expectations}
+    failing = {
+        e.column: [(g.group, g.observed_value) for g in e.failing_groups] for e in quality.expectations
+    }
     assert failing["ln_rmssd_null_rate"] == [({"source_stream": "AA_VENDOR_HOT"}, 0.5)]
     assert failing["ln_rmssd_max"] == [({"source_stream": "AA_VENDOR_HOT"}, 9.5)]
     assert failing["ln_rmssd_min"] == []

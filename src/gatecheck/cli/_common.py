@@ -220,7 +220,8 @@ Scenario = StrEnum(  # type: ignore[misc]
             "healthy", "unmatched-edges", "stale-ingest", "clock-skew", "rollup-drift",
             "unattributed-spike", "thin-traffic", "demand-drift", "fallback", "dlq", "missing-stream",
             "nats-down", "nats-node-down", "slo-breach", "dlq-spike", "crashloop", "ingest-5xx",
-            "canary-slow", "db-stall", "db-missing", "db-duplicates", "e2e-flaky",
+            "canary-slow", "db-stall", "db-missing", "db-duplicates", "e2e-flaky", "ingest-down",
+            "ingest-drops",
         )
     },
 )  # fmt: skip

@@ -24,6 +24,7 @@ from gatecheck.config.models import (
 )
 from gatecheck.errors import did_you_mean, redact
 from gatecheck.frozen import NAME as _NAME
+from gatecheck.sources import kind_of
 
 
 def _suite_refs(gate: GateConfig) -> Iterable[tuple[str, str]]:
@@ -149,8 +150,6 @@ def cross_check(project: Project) -> list[str]:
                     )
                 effect = getattr(suite.query, "effect", None)
                 if effect is not None and effect.source in sources:
-                    from gatecheck.sources import kind_of
-
                     effect_kind = kind_of(sources[effect.source])
                     if effect_kind.text_problems is None or effect_kind.label not in (
                         "PostgreSQL",

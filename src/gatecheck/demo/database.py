@@ -143,10 +143,13 @@ def build_database(
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("DROP TABLE IF EXISTS hrv_readings")
         connection.execute(SCHEMA)
-        with connection.cursor() as cursor, cursor.copy(
-            "COPY hrv_readings (message_id, user_id, recorded_at, created_at, ln_rmssd, source_stream,"
-            " source_subject) FROM STDIN"
-        ) as copy:
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(
+                "COPY hrv_readings (message_id, user_id, recorded_at, created_at, ln_rmssd, source_stream,"
+                " source_subject) FROM STDIN"
+            ) as copy,
+        ):
             for row in sorted(rows, key=lambda r: r[3]):
                 copy.write_row(row)
     return len(rows)

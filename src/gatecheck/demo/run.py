@@ -27,10 +27,11 @@ def scenarios() -> tuple[str, ...]:
     from gatecheck.demo.bus import BUS_SCENARIOS
     from gatecheck.demo.database import DB_SCENARIOS
     from gatecheck.demo.e2e import E2E_SCENARIOS
+    from gatecheck.demo.ingest import INGEST_SCENARIOS
     from gatecheck.demo.metrics import METRICS_SCENARIOS
     from gatecheck.demo.reference import SCENARIOS
 
-    return (*SCENARIOS, *BUS_SCENARIOS, *METRICS_SCENARIOS, *DB_SCENARIOS, *E2E_SCENARIOS)
+    return (*SCENARIOS, *BUS_SCENARIOS, *METRICS_SCENARIOS, *DB_SCENARIOS, *E2E_SCENARIOS, *INGEST_SCENARIOS)
 
 
 def run_demo(
@@ -55,6 +56,7 @@ def run_demo(
     from gatecheck.demo.bus import HRV_MESSAGES, NODE_DOWN, NatsCluster, NatsServer, free_port, prepare_bus
     from gatecheck.demo.database import EmbeddedPostgres, build_database
     from gatecheck.demo.e2e import write_reports
+    from gatecheck.demo.ingest import IngestService
     from gatecheck.demo.metrics import Exposition, NormalizeService
     from gatecheck.demo.reference import HOURS, SCENARIOS, build_reference
     from gatecheck.durations import parse_as_of
@@ -143,7 +145,15 @@ def run_demo(
                 database_url, moment, scenario, bus_messages=HRV_MESSAGES, bus_at=datetime.now(UTC)
             )
             runs = write_reports(state / "e2e", moment, scenario)  # the E2E job's JUnit reports
+            # the ingest service the smoke probe posts to (nothing listens in ingest-down)
+            if scenario == "ingest-down":
+                ingest_url = f"http://127.0.0.1:{free_port()}"
+            else:
+                ingest = IngestService(database_url, drops=scenario == "ingest-drops").start()
+                stack.callback(ingest.stop)
+                ingest_url = ingest.url
             served_env = {
+                "GATECHECK_INGEST_URL": ingest_url,
                 "GATECHECK_NATS_URL": url,
                 "GATECHECK_NATS_PRODUCTION_URL": production_url,
                 "GATECHECK_PROMETHEUS_URL": metrics_url,
