@@ -140,3 +140,63 @@ def test_what_gatecheck_cannot_judge_is_refused_in_one_line(
     errors = [line for line in lines if line.startswith("gatecheck: error:")]
     assert result.exit_code == 2 and len(errors) == 1 and problem in errors[0], result.output
     assert not list((config_copy / "suites").glob("keptn_*.yaml"))  # nothing written
+
+
+def test_a_single_result_comparison_with_the_service_placeholders(config_copy: Path, tmp_path: Path) -> None:
+    """The shape of Keptn's quality-gate tutorial (written here, not copied): compare with the
+    single last result by its average, one objective with a relative and an absolute pass
+    criterion and a warning, the SLI's job named from $SERVICE-$PROJECT-$STAGE."""
+    slo = """\
+spec_version: "0.1.1"
+comparison:
+  compare_with: "single_result"
+  include_result_with_score: "pass"
+  aggregate_function: "avg"
+  number_of_comparison_results: 1
+objectives:
+  - sli: "latency_p95"
+    key_sli: false
+    pass:
+      - criteria:
+          - "<=+10%"
+          - "<600"
+    warning:
+      - criteria:
+          - "<=800"
+total_score:
+  pass: "90%"
+  warning: "75%"
+"""
+    sli = """\
+spec_version: '1.0'
+indicators:
+  latency_p95: histogram_quantile(0.95, sum by(le) (rate(http_latency_ms_bucket{job="$SERVICE-$PROJECT-$STAGE"}[$DURATION_SECONDS])))
+"""
+    slo_path, sli_path = files(tmp_path, slo, sli)
+    result = cli(
+        config_copy, slo_path, "--sli", sli_path, "--set", "SERVICE=normalize", "--set", "PROJECT=athlete",
+        "--set", "STAGE=staging",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    documents = list(yaml.safe_load_all(result.stdout))
+    suite, warning, gate = documents
+    assert suite["query"] == (
+        'histogram_quantile(0.95, sum by(le) (rate(http_latency_ms_bucket{job="normalize-athlete-staging"}[$window])))'
+    )
+    assert suite["expectations"] == [
+        {
+            "type": "expect_column_values_to_be_between",
+            "column": "value",
+            "max_value": 600.0,
+            "strict_max": True,
+        }
+    ]
+    assert warning["expectations"][0]["max_value"] == 800.0 and "strict_max" not in warning["expectations"][0]
+    # single_result: the last passing evaluation, one needed; avg of one is that one
+    assert gate["checks"][0] == {
+        "suite": "keptn_latency_p95",
+        "baseline": {"column": "value", "max_ratio": 1.1, "last": 1, "quantile": 0.5, "min_records": 1},
+    }
+    assert not any(
+        "median stands in" in line for line in result.stderr.splitlines()
+    )  # one result: no average
