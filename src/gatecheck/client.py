@@ -44,15 +44,20 @@ def _client(base: str, timeout: float, headers: dict[str, str]) -> httpx.Client:
     return httpx.Client(timeout=timeout, headers=headers, verify=not plain, follow_redirects=False)
 
 
-def fetch_verdict(url: str, phase: str, evaluate_now: bool = False, timeout: float = 30.0) -> Verdict:
-    """The service's latest verdict of ``phase`` (or a fresh one with ``evaluate_now``)."""
+def _service(url: str) -> tuple[str, str, dict[str, str]]:
+    """The service's base URL, the same redacted for messages, and the bearer header of
+    ``GATECHECK_API_TOKEN`` (none when unset); a URL that is not http(s) is refused."""
     base = url.rstrip("/")
     if not base.startswith(("http://", "https://")):
         raise ConfigError(f"--url: expected http(s)://HOST:PORT, got {redact(url)!r}")
-    endpoint = f"{base}/api/v1/phases/{phase}/" + ("evaluate" if evaluate_now else "verdict")
-    shown = redact(base)
     token = os.environ.get("GATECHECK_API_TOKEN")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return base, redact(base), {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def fetch_verdict(url: str, phase: str, evaluate_now: bool = False, timeout: float = 30.0) -> Verdict:
+    """The service's latest verdict of ``phase`` (or a fresh one with ``evaluate_now``)."""
+    base, shown, headers = _service(url)
+    endpoint = f"{base}/api/v1/phases/{phase}/" + ("evaluate" if evaluate_now else "verdict")
     try:
         with _client(base, timeout, headers) as client:
             response = client.post(endpoint) if evaluate_now else client.get(endpoint)
@@ -82,12 +87,7 @@ def wait_for_verdict(
     ``wait`` for the verdict: ``POST …/evaluations`` (202, an id to poll), then ``GET
     /api/v1/evaluations/{id}`` until it is no longer in progress. ``progress`` is told how long
     it has waited at every poll. Past ``wait``, or without an answer, INCONCLUSIVE — never GO."""
-    base = url.rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        raise ConfigError(f"--url: expected http(s)://HOST:PORT, got {redact(url)!r}")
-    shown = redact(base)
-    token = os.environ.get("GATECHECK_API_TOKEN")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    base, shown, headers = _service(url)
     deadline = time.monotonic() + wait.total_seconds()
     started = time.monotonic()
     try:

@@ -750,22 +750,23 @@ def test_a_learned_band_per_hour_of_day_leaves_the_incident_out(
     )
 
 
+def bound_plan(window: Any, **rule: Any) -> Any:
+    """A plan of one check with a bound from history (its suite is never read by the bound)."""
+    from gatecheck.evaluation.plan import CheckPlan
+
+    return CheckPlan(
+        suite=None,  # type: ignore[arg-type]
+        role="required", window=window, length_from="", settle_from="", where="gates/x.yaml: checks[0]", **rule,
+    )  # fmt: skip
+
+
 def test_a_learned_band_never_trains_on_the_window_it_judges() -> None:
     from gatecheck.evaluation.history_bounds import Past, judge_history
-    from gatecheck.evaluation.plan import CheckPlan
     from gatecheck.results import GroupValue, Tracked
 
     rule = Learned.model_validate({"column": "worst", "min_records": 3, "spread": 1, "min_change": 2})
     window = window_for(T0 + 10 * HOUR, HOUR, timedelta(0))
-    plan = CheckPlan(
-        suite=None,
-        role="required",
-        window=window,
-        length_from="",
-        settle_from="",
-        learned=rule,
-        where="gates/x.yaml: checks[0]",
-    )  # type: ignore[arg-type]
+    plan = bound_plan(window, learned=rule)
     current = check(P).model_copy(
         update={
             "window": window,
@@ -822,20 +823,11 @@ def test_a_learned_band_in_the_backtest_equals_run_at_every_step(
 
 def test_a_baseline_is_per_group_and_names_the_group_outside_it() -> None:
     from gatecheck.evaluation.history_bounds import Past, judge_history
-    from gatecheck.evaluation.plan import CheckPlan
     from gatecheck.results import GroupValue, Tracked
 
     rule = Baseline.model_validate({"column": "lag_s", "last": 3, "max_ratio": 2, "min_records": 2})
     window = window_for(T0 + 10 * HOUR, HOUR, timedelta(0))
-    plan = CheckPlan(
-        suite=None,
-        role="required",
-        window=window,
-        length_from="",
-        settle_from="",
-        baseline=rule,
-        where="gates/x.yaml: checks[0]",
-    )  # type: ignore[arg-type]
+    plan = bound_plan(window, baseline=rule)
     eu, us, ap = (("region", "eu"),), (("region", "us"),), (("region", "ap"),)
 
     def past(hour: int, values: dict[Any, float]) -> Past:

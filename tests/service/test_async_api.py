@@ -92,16 +92,14 @@ def test_an_evaluation_started_answers_at_once_and_is_shared_while_it_runs(
 ) -> None:
     base, svc = slow_service
     before = len(svc.ledger.history("svc-slow"))
-    started = time.monotonic()
     first = httpx.post(f"{base}/api/v1/phases/svc-slow/evaluations", timeout=5)
-    answered_in = time.monotonic() - started
     second = httpx.post(f"{base}/api/v1/phases/svc-slow/evaluations", timeout=5)
     assert first.status_code == second.status_code == 202
-    assert answered_in < 2  # the query alone sleeps 2 s: the answer did not wait for it
     body = first.json()
     assert body["status"] == "in_progress" and body["phase"] == "svc-slow"
     assert first.headers["location"] == f"/api/v1/evaluations/{body['id']}" == body["location"]
     assert second.json()["id"] == body["id"]  # the one under way, shared
+    # answered while the evaluation was still under way (no clock asked: it was seen running)
     seen, document = poll(base, first.headers["location"])
     assert seen and set(seen) == {"in_progress"}
     assert document["verdict"] == "go" and document["phase"] == "svc-slow"

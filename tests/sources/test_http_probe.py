@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,8 @@ from typer.testing import CliRunner
 
 from gatecheck.cli import app
 from gatecheck.config import load_project
+from gatecheck.demo.database import SCHEMA
+from gatecheck.demo.ingest import IngestService
 from gatecheck.errors import ConfigError
 from gatecheck.results import Outcome, VerdictState
 
@@ -32,61 +32,15 @@ from ..ledger.test_ledger import fresh_database
 TOKEN = "s3cret-ingest-token"
 
 
-class Ingest:
-    """``POST /ingest/hrv`` {message_id, rmssd_ms} with ``Authorization: Bearer TOKEN`` →
-    202 and a row (ln of the RMSSD) in ``hrv_readings``; ``drop`` answers 202 and writes
-    nothing; ``GET /healthz`` → 200."""
-
-    def __init__(self, database: str) -> None:
-        self.database = database
-        self.drop = False
-        self.seen: list[dict[str, Any]] = []
-        ingest = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200 if self.path == "/healthz" else 404)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                ingest.seen.append({"headers": dict(self.headers.items()), "body": body})
-                if self.headers.get("authorization") != f"Bearer {TOKEN}":
-                    status = 401
-                else:
-                    status = 202
-                    if not ingest.drop:
-                        with psycopg.connect(ingest.database, autocommit=True) as connection:
-                            connection.execute(
-                                "INSERT INTO hrv_readings (message_id, ln_rmssd) VALUES (%s, %s)",
-                                (body["message_id"], math.log(float(body["rmssd_ms"]))),
-                            )
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def ingest(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ingest]:
+def ingest(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IngestService]:
+    """The demo's ingest service, requiring the token, on a new database of the demo's schema."""
     database = fresh_database(request, tmp_path)
     with psycopg.connect(database, autocommit=True) as connection:
-        connection.execute("CREATE TABLE hrv_readings (message_id text NOT NULL, ln_rmssd double precision)")
-    service = Ingest(database)
+        connection.execute(SCHEMA)
+    service = IngestService(database, token=TOKEN).start()
     yield service
-    service.close()
+    service.stop()
 
 
 def probe_project(root: Path, ingest_url: str, database: str, probes: bool = True) -> Path:
@@ -150,29 +104,29 @@ def judge(root: Path) -> Any:
 
 
 def test_a_probe_finds_its_row_with_the_right_value(
-    ingest: Ingest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ingest: IngestService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("INGEST_AUTH", f"Bearer {TOKEN}")
-    verdict = judge(probe_project(tmp_path / "config", ingest.url, ingest.database))
+    verdict = judge(probe_project(tmp_path / "config", ingest.url, ingest.database_url))
     assert verdict.verdict is VerdictState.GO, verdict.reasons
     smoke = next(c for c in verdict.checks if c.suite == "smoke_ingest")
     assert smoke.synthetic and all(c.synthetic for c in verdict.checks)
     observed = {e.column: e.observed_value for e in smoke.expectations}
     assert observed["status"] == 202 and observed["effect_rows"] == 1
     assert observed["ln_rmssd"] == pytest.approx(math.log(42.0))
-    (sent,) = [s for s in ingest.seen if s["body"]]
+    (sent,) = ingest.received
     assert sent["body"]["message_id"].startswith("gatecheck-probe-")  # a unique id per probe
     assert sent["headers"]["x-gatecheck-probe"] == sent["body"]["message_id"]
     assert TOKEN not in json.dumps(verdict.document())  # the header's value is never in the evidence
 
 
 def test_the_service_down_is_a_rollback(
-    ingest: Ingest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ingest: IngestService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("INGEST_AUTH", f"Bearer {TOKEN}")
     url = ingest.url
-    ingest.close()  # nothing listens there any more
-    verdict = judge(probe_project(tmp_path / "config", url, ingest.database))
+    ingest.stop()  # nothing listens there any more
+    verdict = judge(probe_project(tmp_path / "config", url, ingest.database_url))
     assert verdict.verdict is VerdictState.ROLLBACK, verdict.reasons
     trigger = next(c for c in verdict.checks if c.role == "rollback")
     assert trigger.outcome is Outcome.FAIL and trigger.synthetic
@@ -181,21 +135,21 @@ def test_the_service_down_is_a_rollback(
 
 
 def test_a_row_never_written_is_no_go(
-    ingest: Ingest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ingest: IngestService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("INGEST_AUTH", f"Bearer {TOKEN}")
-    ingest.drop = True
-    verdict = judge(probe_project(tmp_path / "config", ingest.url, ingest.database))
+    ingest.drops = True
+    verdict = judge(probe_project(tmp_path / "config", ingest.url, ingest.database_url))
     assert verdict.verdict is VerdictState.NO_GO, verdict.reasons
     smoke = next(c for c in verdict.checks if c.suite == "smoke_ingest")
     assert smoke.outcome is Outcome.FAIL
     assert "effect_rows" in (smoke.reason or "") and "observed 0" in (smoke.reason or "")
 
 
-def test_probes_run_only_where_allowed_and_never_in_a_backtest(ingest: Ingest, tmp_path: Path) -> None:
+def test_probes_run_only_where_allowed_and_never_in_a_backtest(ingest: IngestService, tmp_path: Path) -> None:
     from gatecheck.evaluation.backtest import run_backtest
 
-    root = probe_project(tmp_path / "config", ingest.url, ingest.database, probes=False)
+    root = probe_project(tmp_path / "config", ingest.url, ingest.database_url, probes=False)
     with pytest.raises(ConfigError) as refused:
         load_project(root, environ={})
     assert any(
@@ -203,7 +157,7 @@ def test_probes_run_only_where_allowed_and_never_in_a_backtest(ingest: Ingest, t
         in p
         for p in refused.value.problems
     ), refused.value.problems
-    allowed = probe_project(tmp_path / "allowed", ingest.url, ingest.database)
+    allowed = probe_project(tmp_path / "allowed", ingest.url, ingest.database_url)
     with pytest.raises(
         ConfigError, match="every check of smoke is a probe: a backtest sends no synthetic request"
     ):
@@ -216,24 +170,24 @@ def test_probes_run_only_where_allowed_and_never_in_a_backtest(ingest: Ingest, t
                 timedelta(hours=1),
             )
         )
-    assert ingest.seen == []  # nothing was sent
+    assert ingest.received == []  # nothing was sent
     # explain shows what a probe would send, and the header by its variable only
     shown = CliRunner().invoke(
         app, ["explain", "--phase", "smoke", "--config", str(allowed)], env={"INGEST_AUTH": TOKEN}
     )
     assert shown.exit_code == 0, shown.output
     assert "a synthetic POST request (probe)" in shown.stdout and "${INGEST_AUTH}" in shown.stdout
-    assert TOKEN not in shown.stdout and ingest.seen == []
+    assert TOKEN not in shown.stdout and ingest.received == []
 
 
 def test_an_unset_header_variable_is_an_error_not_a_probe_without_it(
-    ingest: Ingest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ingest: IngestService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("INGEST_AUTH", raising=False)
-    root = probe_project(tmp_path / "config", ingest.url, ingest.database)
+    root = probe_project(tmp_path / "config", ingest.url, ingest.database_url)
     project = load_project(root, environ={})
     verdict = asyncio.run(evaluate(project, "smoke", AS_OF))
     assert verdict.verdict is VerdictState.INCONCLUSIVE
     assert all(c.outcome is Outcome.ERROR for c in verdict.checks)
     assert "environment variable INGEST_AUTH is not set" in (verdict.checks[0].reason or "")
-    assert ingest.seen == []
+    assert ingest.received == []

@@ -212,7 +212,7 @@ def import_openslo(
     ] = False,
     config: ConfigOption = Path("."),
 ) -> None:
-    """Turn OpenSLO v1 SLOs (Occurrences, a rolling window, a Prometheus ratio SLI) into `slo:`
+    """Turn OpenSLO v1 SLOs (Occurrences, a rolling or calendar window, a Prometheus ratio SLI) into `slo:`
     suites: printed as YAML, or written with --write. Then add them to a gate's checks."""
     import yaml
 

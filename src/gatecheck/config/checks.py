@@ -25,6 +25,7 @@ from gatecheck.config.models import (
 from gatecheck.errors import did_you_mean, redact
 from gatecheck.frozen import NAME as _NAME
 from gatecheck.sources import kind_of
+from gatecheck.sources.http import ProbeQuery
 
 
 def _suite_refs(gate: GateConfig) -> Iterable[tuple[str, str]]:
@@ -142,7 +143,7 @@ def cross_check(project: Project) -> list[str]:
                 continue
             suite = found
             suite_label = project.files[f"suite:{suite_name}"]
-            if type(suite.query).__name__ == "ProbeQuery":
+            if isinstance(suite.query, ProbeQuery):
                 if not gate.probes:
                     problems.append(
                         f"{label}: {key}: suite {suite_name} sends synthetic requests (a probe): a gate "

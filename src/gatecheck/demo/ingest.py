@@ -20,10 +20,12 @@ INGEST_SCENARIOS = ("ingest-down", "ingest-drops")
 class IngestService:
     """A threaded HTTP server on 127.0.0.1 (a port the system picks) until :meth:`stop`."""
 
-    def __init__(self, database_url: str, drops: bool = False) -> None:
+    def __init__(self, database_url: str, drops: bool = False, token: str | None = None) -> None:
         self.database_url = database_url
         self.drops = drops
+        self.token = token  # a POST must then carry `Authorization: Bearer TOKEN` (else 401)
         self.accepted = 0
+        self.received: list[dict[str, Any]] = []  # each POST's headers and body, in order
         service = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,6 +42,13 @@ class IngestService:
                     reading = (str(body["message_id"]), str(body.get("user_id", "")), float(body["rmssd_ms"]))
                 except (ValueError, KeyError, TypeError):
                     self._answer(400)
+                    return
+                service.received.append({"headers": dict(self.headers.items()), "body": body})
+                if (
+                    service.token is not None
+                    and self.headers.get("authorization") != f"Bearer {service.token}"
+                ):
+                    self._answer(401)
                     return
                 if reading[2] <= 0:
                     self._answer(422)

@@ -33,6 +33,7 @@ from gatecheck.errors import ConfigError
 from gatecheck.evaluation.decide import decide
 from gatecheck.evaluation.overtime import apply_deadline
 from gatecheck.evaluation.plan import CheckPlan, plan_checks, query_parameters
+from gatecheck.ledger.base import tracked_check
 from gatecheck.results import CheckResult, Outcome, VerdictState
 
 if TYPE_CHECKING:
@@ -238,14 +239,16 @@ async def run_backtest(
 
 
 Judged = tuple[CheckResult, CheckResult | None]
+_Seen = tuple[datetime, Outcome, dict[str, Any]]
 
 
 @dataclass
 class _Side:
     """One judgement's (the project's thresholds, or the what-if's) state over the steps."""
 
-    # per check: (as_of, the step's verdict, the check's result), oldest first
-    seen: list[list[tuple[datetime, str, CheckResult]]]
+    # per check, oldest first: (as_of, what it measured, the step as a record of the ledger
+    # reads it — the verdict and the check's tracked values, made once per step)
+    seen: list[list[_Seen]]
     begun: datetime | None = None  # inconclusive since (the gate's deadline)
 
 
@@ -286,7 +289,13 @@ def _replay(
             verdict, _, status = apply_deadline(deadline, verdict, reasons, moment, side.begun)
             side.begun = status.since if status is not None else None
             for i, check in enumerate(checks):
-                side.seen[i].append((moment, verdict.value, check))
+                kept = tracked_check(check)
+                document = {
+                    "as_of": moment.isoformat(),
+                    "verdict": verdict.value,
+                    "checks": [kept] if kept else [],
+                }
+                side.seen[i].append((moment, check.measured or check.outcome, document))
             found.append((verdict, side.begun, checks))
         now, other = found
         assert now is not None
@@ -303,25 +312,24 @@ def _replay(
     return replayed
 
 
-def _over_time(
-    plan: CheckPlan, check: CheckResult, seen: list[tuple[datetime, str, CheckResult]], moment: datetime
-) -> CheckResult:
+def _over_time(plan: CheckPlan, check: CheckResult, seen: list[_Seen], moment: datetime) -> CheckResult:
     """One check at one step in the light of the earlier steps, as the run does on a ledger."""
-    from gatecheck.evaluation.history_bounds import judge_history, past_of_checks
+    from gatecheck.evaluation.history_bounds import judge_history, past_of_documents
     from gatecheck.evaluation.overtime import accumulate
 
+    name, role = plan.suite.name, plan.role
     if plan.baseline is not None:
         # run reads the newest 10 × last records before as_of
-        check = judge_history(check, plan, past_of_checks(seen[-plan.baseline.last * 10 :]), moment)
+        earlier = [entry[2] for entry in seen[-plan.baseline.last * 10 :]]
+        check = judge_history(check, plan, past_of_documents(earlier, name, role), moment)
     elif plan.learned is not None:
         # run reads the records since as_of - training - the window (length and settle)
         reach = moment - plan.learned.training - plan.window.length - plan.window.settle
-        earlier = [entry for entry in seen if entry[0] >= reach]
-        check = judge_history(check, plan, past_of_checks(earlier, plan.learned.exclude), moment)
+        earlier = [entry[2] for entry in seen if entry[0] >= reach]
+        past = past_of_documents(earlier, name, role, excluded=plan.learned.exclude)
+        check = judge_history(check, plan, past, moment)
     keep = plan.lookback - 1
-    earlier_outcomes = (
-        [entry[2].measured or entry[2].outcome for entry in seen[len(seen) - keep :]] if keep > 0 else []
-    )
+    earlier_outcomes = [entry[1] for entry in seen[len(seen) - keep :]] if keep > 0 else []
     check = accumulate(check, plan.fail_after, plan.pass_after, earlier_outcomes)
     return check if plan.enforce else check.model_copy(update={"shadow": True})
 

@@ -291,6 +291,7 @@ async def _from_history(
     found = list(checks)
     invalidated = invalidated_at(trail, phase, as_of)
     stretches = [(c.start, c.end) for found_ in corrections_at(trail, as_of).values() for c in found_]
+    reads: dict[tuple[datetime | None, int], list[dict[str, Any]]] = {}  # checks asking alike read once
     for k in wanted:
         plan, check = plans[k], checks[k]
         problem = None
@@ -299,7 +300,7 @@ async def _from_history(
         else:
             try:
                 documents, pinned = await asyncio.to_thread(
-                    _history_of, ledger, phase, plan, trail, as_of, recorded_since
+                    _history_of, ledger, phase, plan, trail, as_of, recorded_since, reads
                 )
             except GatecheckError as exc:
                 problem = f"cannot read the history ledger: {exc}"
@@ -326,18 +327,23 @@ def _history_of(
     trail: list[AuditEvent],
     as_of: datetime,
     recorded_since: datetime | None,
+    reads: dict[tuple[datetime | None, int], list[dict[str, Any]]],
 ) -> tuple[list[dict[str, Any]], tuple[AuditEvent, dict[str, Any]] | None]:
-    """The earlier records a bound reads (documents, oldest first) and the pinned one."""
-    until = as_of - BEFORE
+    """The earlier records a bound reads (documents, oldest first) and the pinned one;
+    ``reads`` keeps what this evaluation read already, by (since, newest)."""
     if plan.learned is not None:
-        since = as_of - plan.learned.training - plan.window.length - plan.window.settle
-        documents = ledger.tracked_history(
-            phase, since=since, until=until, newest=MAX_HISTORY, recorded_since=recorded_since
+        key: tuple[datetime | None, int] = (
+            as_of - plan.learned.training - plan.window.length - plan.window.settle,
+            MAX_HISTORY,
         )
     else:
         assert plan.baseline is not None
-        newest = min(plan.baseline.last * 10, MAX_HISTORY)
-        documents = ledger.tracked_history(phase, until=until, newest=newest, recorded_since=recorded_since)
+        key = (None, min(plan.baseline.last * 10, MAX_HISTORY))
+    if key not in reads:
+        reads[key] = ledger.tracked_history(
+            phase, since=key[0], until=as_of - BEFORE, newest=key[1], recorded_since=recorded_since
+        )
+    documents = reads[key]
     pinned = None
     event = pin_at(trail, phase, plan.suite.name, as_of) if plan.baseline is not None else None
     if event is not None:

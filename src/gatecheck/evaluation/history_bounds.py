@@ -30,6 +30,7 @@ from gatecheck.results import (
     Threshold,
     Tracked,
 )
+from gatecheck.sources.probe import counted
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,7 +88,7 @@ def tracked_values(suite: SuiteConfig, frame: pd.DataFrame, column: str) -> Trac
 
 
 def _moment(text: Any) -> datetime:
-    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return datetime.fromisoformat(str(text))  # documents write Z (Python 3.11 reads it)
 
 
 def _overlaps(start: datetime, end: datetime, stretches: Iterable[tuple[datetime, datetime]]) -> bool:
@@ -161,10 +162,6 @@ def _median(values: list[float]) -> float:
 
 def _quantile_words(q: float) -> str:
     return "median" if q == 0.5 else f"p{q * 100:g}"
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def judge_history(
@@ -255,7 +252,7 @@ def _baseline(
         values = [v for p in candidates if (v := p.values.get(key_of(value.group))) is not None]
         if len(values) < rule.min_records:
             short = (
-                f"too little history: {_plural(len(values), 'passing evaluation')} with a value, "
+                f"too little history: {counted(len(values), 'passing evaluation')} with a value, "
                 f"need {rule.min_records}"
             )
             groups.append(_judged(value, None, None, None, len(values), short))
@@ -263,7 +260,7 @@ def _baseline(
         reference = _quantile(values, rule.quantile)
         low, high = _ratio_bounds(rule, reference)
         groups.append(_judged(value, reference, low, high, len(values), None))
-    last = _plural(rule.last, "passing evaluation")
+    last = counted(rule.last, "passing evaluation")
     words = f"{ratios} the {_quantile_words(rule.quantile)} of its last {last}"
     return HistoryBound(
         kind="baseline", column=tracked.column, rule=words, records=[p.as_of for p in candidates],
@@ -313,7 +310,7 @@ def _learned(
         values = [v for p in used if (v := p.values.get(key_of(value.group))) is not None]
         if len(values) < rule.min_records:
             short = (
-                f"too little history: {_plural(len(values), 'evaluation')} in its last "
+                f"too little history: {counted(len(values), 'evaluation')} in its last "
                 f"{format_duration(rule.training)}{_season_words(rule, as_of)}, need {rule.min_records}"
             )
             groups.append(_judged(value, None, None, None, len(values), short))
@@ -394,21 +391,3 @@ def _group_words(group: HistoryGroup) -> str:
     return "".join(f"{k}={v}, " for k, v in group.group.items()).removesuffix(", ") + (
         ": " if group.group else ""
     )
-
-
-def past_of_checks(
-    steps: Sequence[tuple[datetime, str, CheckResult]], excluded: Sequence[ExcludedStretch] = ()
-) -> list[Past]:
-    """The same as :func:`past_of_documents` from a backtest's earlier steps: ``(as_of,
-    verdict, the check's result)``, oldest first (no ledger: nothing invalidated or corrected)."""
-    documents = [
-        {"as_of": as_of.isoformat(), "verdict": verdict, "checks": [check.model_dump(mode="json")]}
-        for as_of, verdict, check in steps
-    ]
-    if not steps:
-        return []
-    suite, role = steps[0][2].suite, steps[0][2].role
-    return past_of_documents(documents, suite, role, excluded=excluded)
-
-
-__all__ = ["Past", "judge_history", "past_of_checks", "past_of_documents", "same_season", "tracked_values"]

@@ -24,13 +24,10 @@ from gatecheck._values import timestamp
 from gatecheck.config.models import Deadline, FailAfter, PassAfter
 from gatecheck.durations import format_duration
 from gatecheck.results import CheckResult, DeadlineStatus, Outcome, VerdictState
+from gatecheck.sources.probe import counted
 
 #: One earlier evaluation's measured outcome of a check (None: the check was not in it).
 Earlier = Outcome | None
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _trailing(outcomes: Sequence[Earlier], wanted: Outcome) -> int:
@@ -82,9 +79,9 @@ def accumulate(
         wanted = pass_after.consecutive
         run = min(_trailing([*earlier, measured], Outcome.PASS), wanted)
         if run < wanted:
-            account = f"passed {_plural(run, 'consecutive evaluation')}; it passes after {wanted}"
+            account = f"passed {counted(run, 'consecutive evaluation')}; it passes after {wanted}"
             return _with(check, Outcome.INCONCLUSIVE, account, account)
-        account = f"passed the last {_plural(wanted, 'evaluation')}"
+        account = f"passed the last {counted(wanted, 'evaluation')}"
         return _with(check, Outcome.PASS, account, check.reason)
     return check.model_copy(update={"measured": measured})
 
@@ -96,21 +93,21 @@ def _failed_after(check: CheckResult, rule: FailAfter, outcomes: list[Earlier]) 
     if rule.consecutive is not None:
         run = min(_trailing(outcomes, Outcome.FAIL), rule.consecutive)
         if run >= rule.consecutive:
-            account = f"the last {_plural(run, 'evaluation')} failed"
+            account = f"the last {counted(run, 'evaluation')} failed"
             return _with(check, Outcome.FAIL, account, account + why)
         if measured is Outcome.FAIL:
-            account = f"{_plural(run, 'consecutive evaluation')} failed; it fails after {rule.consecutive}"
+            account = f"{counted(run, 'consecutive evaluation')} failed; it fails after {rule.consecutive}"
             return _with(check, Outcome.INCONCLUSIVE, account, account + why)
         return None
     assert rule.failures is not None and rule.of is not None
     window = outcomes[-rule.of :]
     failures = sum(1 for outcome in window if outcome is Outcome.FAIL)
-    counted = f"{failures} of the last {_plural(len(window), 'evaluation')} failed"
+    said = f"{failures} of the last {counted(len(window), 'evaluation')} failed"
     if failures >= rule.failures:
         this = "" if measured is Outcome.FAIL else f" (this one {measured.value})"
-        return _with(check, Outcome.FAIL, counted + this, counted + this + why)
+        return _with(check, Outcome.FAIL, said + this, said + this + why)
     if measured is Outcome.FAIL:
-        account = f"{counted}; it fails at {rule.failures} of {rule.of}"
+        account = f"{said}; it fails at {rule.failures} of {rule.of}"
         return _with(check, Outcome.INCONCLUSIVE, account, account + why)
     return None
 
@@ -137,9 +134,9 @@ def previous_since(previous: Mapping[str, Any] | None) -> datetime | None:
         return None
     deadline = previous.get("deadline")
     if deadline:
-        return datetime.fromisoformat(str(deadline["since"]).replace("Z", "+00:00"))
+        return datetime.fromisoformat(str(deadline["since"]))
     if previous.get("verdict") == VerdictState.INCONCLUSIVE.value:
-        return datetime.fromisoformat(str(previous["as_of"]).replace("Z", "+00:00"))
+        return datetime.fromisoformat(str(previous["as_of"]))
     return None
 
 
@@ -246,7 +243,7 @@ def shadow_lines(
     phase: str, since: str, evaluations: int, findings: list[ShadowFinding], at_most: int = 10
 ) -> list[str]:
     """The report in a few lines per shadow check."""
-    lines = [f"shadow checks of {phase} in the last {since} ({_plural(evaluations, 'evaluation')})"]
+    lines = [f"shadow checks of {phase} in the last {since} ({counted(evaluations, 'evaluation')})"]
     if not findings:
         lines.append("  no shadow check was judged (a check with enforce: false is one)")
     for finding in findings:

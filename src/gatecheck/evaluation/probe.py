@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 
 def is_probe(suite: SuiteConfig) -> bool:
+    """A suite on an http source: it sends a synthetic request."""
     from gatecheck.sources.http import ProbeQuery
 
     return isinstance(suite.query, ProbeQuery)

@@ -20,7 +20,15 @@ from pydantic import BaseModel, ConfigDict
 
 from gatecheck._values import document_time
 from gatecheck.ledger.audit import AuditEvent
-from gatecheck.results import Outcome, Verdict, VerdictState, checks_failed, checks_passed, waived
+from gatecheck.results import (
+    CheckResult,
+    Outcome,
+    Verdict,
+    VerdictState,
+    checks_failed,
+    checks_passed,
+    waived,
+)
 
 if TYPE_CHECKING:
     from gatecheck.config import GateConfig
@@ -222,33 +230,34 @@ def row_of(verdict: Verdict, duration_s: float, recorded_at: datetime) -> dict[s
     }
 
 
+def tracked_check(check: CheckResult) -> dict[str, Any] | None:
+    """One check as a bound from history reads it later (window, outcomes, waiver, the tracked
+    values), or None when it tracks no column."""
+    if check.tracked is None:
+        return None
+    history = check.history
+    return {
+        "suite": check.suite,
+        "role": check.role,
+        "window": {"start": check.window.start.isoformat(), "end": check.window.end.isoformat()},
+        "outcome": check.outcome.value,
+        "measured": check.measured.value if check.measured is not None else None,
+        "waiver": check.waiver is not None,
+        "tracked": check.tracked.model_dump(mode="json"),
+        "history": None
+        if history is None
+        else {
+            "before": history.before.value if history.before is not None else None,
+            "groups": [{"outcome": g.outcome.value} for g in history.groups],
+        },
+    }
+
+
 def tracked_of(verdict: Verdict) -> str:
-    """The checks of ``verdict`` that track a column for a bound from history, trimmed to what
-    such a bound reads later (window, outcomes, waiver, the values), as JSON; '' for none.
-    Stored in a column of its own: learning from weeks of records reads these, never the
-    documents."""
-    found = []
-    for check in verdict.checks:
-        if check.tracked is None:
-            continue
-        history = check.history
-        found.append(
-            {
-                "suite": check.suite,
-                "role": check.role,
-                "window": {"start": check.window.start.isoformat(), "end": check.window.end.isoformat()},
-                "outcome": check.outcome.value,
-                "measured": check.measured.value if check.measured is not None else None,
-                "waiver": check.waiver is not None,
-                "tracked": check.tracked.model_dump(mode="json"),
-                "history": None
-                if history is None
-                else {
-                    "before": history.before.value if history.before is not None else None,
-                    "groups": [{"outcome": g.outcome.value} for g in history.groups],
-                },
-            }
-        )
+    """The checks of ``verdict`` that track a column for a bound from history
+    (:func:`tracked_check`), as JSON; '' for none. Stored in a column of its own: learning from
+    weeks of records reads these, never the documents."""
+    found = [kept for check in verdict.checks if (kept := tracked_check(check)) is not None]
     return json.dumps(found) if found else ""
 
 

@@ -117,6 +117,26 @@ LIMIT {newest:UInt64}
 """
 
 
+def _range_params(
+    phase: str,
+    since: datetime | None,
+    until: datetime | None,
+    newest: int | None,
+    recorded_since: datetime | None,
+    ahead: bool,
+) -> dict[str, Any]:
+    """The parameters of a query over one phase's records (``_CH_SELECT``, ``_CH_TRACKED``):
+    no bound is the widest one."""
+    return {
+        "ahead_ms": 2**62 if ahead else int(MAX_CLOCK_SKEW.total_seconds() * 1000),
+        "recorded_since_ms": to_ms(recorded_since) if recorded_since else 0,
+        "phase": phase,
+        "since_ms": to_ms(since) if since else 0,
+        "until_ms": to_ms(until) if until else 32503680000000,  # year 3000
+        "newest": newest if newest is not None else 2**63,
+    }
+
+
 _CH_TRACKED = """
 SELECT toUnixTimestamp64Milli(as_of) AS as_of_ms, verdict, tracked
 FROM {table}
@@ -240,13 +260,8 @@ class ClickHouseLedger(Ledger):
         if self._absent or (verdicts is not None and not verdicts):
             return []
         params = {
-            "ahead_ms": 2**62 if ahead else int(MAX_CLOCK_SKEW.total_seconds() * 1000),
-            "recorded_since_ms": to_ms(recorded_since) if recorded_since else 0,
-            "phase": phase,
-            "since_ms": to_ms(since) if since else 0,
-            "until_ms": to_ms(until) if until else 32503680000000,  # year 3000
+            **_range_params(phase, since, until, newest, recorded_since, ahead),
             "verdicts": sorted(v.value for v in verdicts or ()),
-            "newest": newest if newest is not None else 2**63,
         }
         try:
             frame = self._execute(_CH_SELECT.replace("{table}", self._table), params, True)
@@ -280,14 +295,7 @@ class ClickHouseLedger(Ledger):
     ) -> list[dict[str, Any]]:
         if self._absent:
             return []
-        params = {
-            "ahead_ms": int(MAX_CLOCK_SKEW.total_seconds() * 1000),
-            "recorded_since_ms": to_ms(recorded_since) if recorded_since else 0,
-            "phase": phase,
-            "since_ms": to_ms(since) if since else 0,
-            "until_ms": to_ms(until) if until else 32503680000000,  # year 3000
-            "newest": newest if newest is not None else 2**63,
-        }
+        params = _range_params(phase, since, until, newest, recorded_since, ahead=False)
         try:
             frame = self._execute(_CH_TRACKED.replace("{table}", self._table), params, True)
         except Exception as exc:
