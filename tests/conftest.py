@@ -73,6 +73,38 @@ PROJECT = project_path("reference")  # the reference project: the repository's t
 AS_OF = datetime(2026, 11, 22, 6, 0, 0, tzinfo=UTC)
 
 
+#: The modules that take longest on one worker (seconds of wall time on two cores, measured
+#: 2026-12-06): scheduled first, so no worker starts a long module when the others are done.
+#: pytest-xdist's loadscope hands out whole modules in the order collected (pyproject turns off
+#: its own reordering, by number of tests, which put these few-test modules last). Only the
+#: order depends on these figures; a stale one costs time, never a result.
+SCHEDULE_FIRST = {
+    "tests/test_demo.py": 48,
+    "tests/service/test_service_process.py": 37,
+    "tests/service/test_replicas.py": 35,
+    "tests/render/test_pages.py": 32,
+    "tests/cli/test_entrypoint.py": 27,
+    "tests/ledger/test_waivers.py": 27,
+    "tests/service/test_service.py": 22,
+    "tests/service/test_replicas_demo.py": 19,
+    "tests/evaluation/test_backtest.py": 18,
+    "tests/evaluation/test_bus_suites.py": 17,
+    "tests/evaluation/test_scenarios.py": 17,
+    "tests/test_package.py": 17,
+    "tests/sources/test_scrape_equivalence.py": 16,
+    "tests/ledger/test_ledger.py": 16,
+    "tests/evaluation/test_sourcecheck.py": 15,
+    "tests/evaluation/test_slo.py": 13,
+    "tests/sources/test_clickhouse.py": 13,
+    "tests/config/test_config_properties.py": 13,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest modules first (:data:`SCHEDULE_FIRST`), the rest in their own order."""
+    items.sort(key=lambda item: -SCHEDULE_FIRST.get(item.nodeid.split("::", 1)[0], 0))
+
+
 def database_for(scenario: str) -> str:
     return scenario.replace("-", "_")
 
@@ -266,13 +298,42 @@ def copy_config(root: Path) -> Path:
     return root
 
 
+def _once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A directory every worker of this run reads (never writes): built by the first worker
+    that asks, under a lock; the others wait for it and use it."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    done = shared / name
+    with (shared / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.is_dir():
+            building = shared / f"{name}.building"
+            shutil.rmtree(building, ignore_errors=True)
+            building.mkdir()
+            build(building)
+            building.rename(done)
+    return done
+
+
+def _prometheus_blocks(directory: Path) -> None:
+    """The TSDB blocks of tests/prometheus_history.py's history, written by promtool."""
+    from .prometheus_history import openmetrics
+
+    (directory / "history.om").write_text(openmetrics())
+    subprocess.run(
+        ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(directory / "history.om"), str(directory / "tsdb")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (directory / "history.om").unlink()
+
+
 @pytest.fixture(scope="session")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prometheus (Debian's package) on a free port over deterministic TSDB blocks
     built with promtool from generated OpenMetrics (tests/prometheus_history.py)."""
     import httpx
-
-    from .prometheus_history import openmetrics
 
     binaries = [shutil.which("prometheus"), shutil.which("promtool")]
     if None in binaries:
@@ -281,11 +342,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             pytest.fail(f"{message} — .ci/run installs it; CI must not skip these tests")
         pytest.skip(message)
     root = tmp_path_factory.mktemp("prometheus")
-    (root / "history.om").write_text(openmetrics())
-    subprocess.run(
-        ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(root / "history.om"), str(root / "tsdb")],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    blocks = _once_per_run(tmp_path_factory, "prometheus-blocks", _prometheus_blocks)
+    shutil.copytree(blocks / "tsdb", root / "tsdb")
     (root / "prometheus.yml").write_text("global: {}\n")
     log_path = root / "prometheus.log"
     with log_path.open("w") as log:  # port 0: it binds one and logs it ("Listening on" address=…)

@@ -26,7 +26,10 @@ def test_the_served_demo_runs_two_replicas_on_its_postgresql_ledger(tmp_path: Pa
     assert gatecheck
     with (tmp_path / "demo.log").open("w") as log:
         demo = subprocess.Popen(
-            [gatecheck, "demo", "--serve", "--replicas", "2", "--hours", "3", "--listen", "127.0.0.1:0"],
+            # 8 hours: warehouse-release's longest window (rollup_reconcile: 6h, settled 1h) and a
+            # spare hour. With 3, the complete hours inside it were one or two, by the minute of
+            # the hour the test ran: too few rollup keys at xx:59, and the phase inconclusive.
+            [gatecheck, "demo", "--serve", "--replicas", "2", "--hours", "8", "--listen", "127.0.0.1:0"],
             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     children: list[str] = []

@@ -591,7 +591,7 @@ def test_a_private_ca_verifies_a_tls_server_and_without_it_the_server_is_refused
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certificate, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     url = f"clickhouses://gatecheck@localhost:{server.server_address[1]}/analytics"
     try:
         def connect(**extra: object) -> str:

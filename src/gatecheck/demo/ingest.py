@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from gatecheck.demo.metrics import STOP_POLL_S
+
 INGEST_SCENARIOS = ("ingest-down", "ingest-drops")
 
 
@@ -73,7 +75,12 @@ class IngestService:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, name="demo-ingest", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": STOP_POLL_S},
+            name="demo-ingest",
+            daemon=True,
+        )
 
     def write(self, message_id: str, user_id: str, rmssd_ms: float, recorded_at: str) -> None:
         import psycopg

@@ -9,10 +9,16 @@ service had started at the beginning of the window (what the scrape source assum
 
 from __future__ import annotations
 
-from typing import ClassVar
+import threading
+from typing import Any, ClassVar
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import start_http_server
+from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
+
+#: How often a serving loop looks for a stop: ``close()`` returns within it (the standard
+#: library's default, half a second, is what every stop would wait).
+STOP_POLL_S = 0.02
 
 METRICS_SCENARIOS = ("slo-breach", "dlq-spike", "crashloop", "ingest-5xx", "canary-slow")
 _LABELS = {
@@ -132,10 +138,18 @@ class NormalizeService:
 
 class Exposition:
     """A registry served on ``/metrics`` at 127.0.0.1 in a daemon thread, on a port the system
-    picked when the server bound it (a port chosen beforehand can be taken meanwhile)."""
+    picked when the server bound it (a port chosen beforehand can be taken meanwhile).
+    prometheus_client's own WSGI app and threading server, as its ``start_http_server`` builds
+    them, in a loop that notices ``close()`` at once."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._server, _thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+        self._server = make_server(
+            "127.0.0.1", 0, make_wsgi_app(registry), ThreadingWSGIServer, handler_class=_Quiet
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": STOP_POLL_S}, daemon=True
+        )
+        self._thread.start()
 
     @property
     def url(self) -> str:
@@ -145,3 +159,10 @@ class Exposition:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class _Quiet(WSGIRequestHandler):
+    """No access log line per scrape."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
