@@ -8,7 +8,7 @@ ledger, not the data, and are left out: a step's verdict is its checks' verdict.
 The observed values are fetched once: a second thresholds file (what-if) judges the same
 frames again, and every step whose verdict flips is listed.
 
-Why one module of ~500 lines: planning the steps, asking them in batches, validating them
+Why one module of ~730 lines: planning the steps, asking them in batches, validating them
 together and summarizing are one pipeline whose parts are used nowhere else.
 """
 

@@ -28,6 +28,10 @@ both sides of the same engine.
 A NATS side cannot compute in the stream: its window's messages are read (an ordered
 consumer, at most ``max_messages``, else the check is inconclusive) and hashed here, then
 answer the same questions as a SQL side.
+
+Why one module of ~690 lines: the canonical form, its SQL twins in each dialect, the sides
+that answer bucket and row questions and the rounds that ask them must change together — a
+hash computed one way in one engine and another way in the other reports every key changed.
 """
 
 from __future__ import annotations

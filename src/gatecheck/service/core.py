@@ -1,5 +1,8 @@
 """The service's state: each phase's latest verdict, what is being evaluated, the schedule's
 cycles, the pages' short-lived cache and the login sessions (:class:`Service`).
+
+Why one module of ~570 lines: every route, the schedule and the collector read and change
+this one state under one event loop; split, each part would reach into the others' fields.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ Refused, "use a Prometheus server": ``irate``, ``delta``, every ``*_over_time``,
 comparisons, ``and``/``unless``, vector matching modifiers and any other function. A
 snapshot is the present: a window that ended in the past (``--as-of``) is refused too.
 
-Why one module of ~590 lines: the PromQL subset's parser and evaluator and the source that
+Why one module of ~600 lines: the PromQL subset's parser and evaluator and the source that
 feeds them one snapshot are one thing, used by nothing else.
 """
 
