@@ -135,3 +135,25 @@ def test_the_cycle_finder_counts_lazy_imports_and_finds_a_cycle() -> None:
     assert "gatecheck.evaluation.validation" in graph["gatecheck.cli._common"]  # inside a function only
     graph["gatecheck.results"].add("gatecheck.ledger.base")  # the ledger imports results
     assert any({"gatecheck.ledger.base", "gatecheck.results"} <= set(c) for c in _cycles(graph))
+
+
+def test_a_module_over_500_lines_says_why_and_how_long_it_is() -> None:
+    """Issue 32: no module over about 500 lines without a sentence at its top saying why —
+    and the size it gives is the module's own, within a quarter (a module that grew past its
+    sentence says so again)."""
+    import re
+
+    wrong = []
+    for path in sorted(SRC.rglob("*.py")):
+        lines = len(path.read_text().splitlines())
+        if lines <= 500:
+            continue
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        why = re.search(r"Why (?:one module of )?~([\d,]+) lines:", doc)
+        if why is None:
+            wrong.append(f"{path.relative_to(SRC)} ({lines} lines): no 'Why … ~N lines:' sentence")
+            continue
+        said = int(why.group(1).replace(",", ""))
+        if not 0.75 * said <= lines <= 1.25 * said:
+            wrong.append(f"{path.relative_to(SRC)}: says ~{said} lines, has {lines}")
+    assert wrong == []
