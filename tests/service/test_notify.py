@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from gatecheck.cli import app
 from gatecheck.config import load_project
+from gatecheck.demo.metrics import STOP_POLL_S
 from gatecheck.evaluation.engine import Evaluation
 from gatecheck.ledger import SqliteLedger
 from gatecheck.results import (
@@ -73,7 +74,7 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(STOP_POLL_S,), daemon=True)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}{SECRET_PATH}"
 

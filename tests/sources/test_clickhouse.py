@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gatecheck.demo.metrics import STOP_POLL_S
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
 from gatecheck.evaluation.engine import Engine
 from gatecheck.ledger import ClickHouseLedger
@@ -591,7 +592,7 @@ def test_a_private_ca_verifies_a_tls_server_and_without_it_the_server_is_refused
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certificate, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(STOP_POLL_S,), daemon=True).start()
     url = f"clickhouses://gatecheck@localhost:{server.server_address[1]}/analytics"
     try:
         def connect(**extra: object) -> str:

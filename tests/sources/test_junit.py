@@ -16,6 +16,7 @@ import pytest
 
 from gatecheck.config import load_project
 from gatecheck.demo.e2e import write_reports
+from gatecheck.demo.metrics import STOP_POLL_S
 from gatecheck.errors import QueryError, SourceUnavailable
 from gatecheck.results import Outcome, VerdictState
 from gatecheck.sources.junit import JUnitQuery, JUnitSource, JUnitSourceConfig
@@ -53,7 +54,7 @@ def test_the_same_runs_behind_an_http_directory_listing(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not a report")
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(STOP_POLL_S,), daemon=True).start()
     try:
         over_http = read(f"http://127.0.0.1:{server.server_port}/", {"reports": "e2e-*.xml"})
         missing = f"http://127.0.0.1:{server.server_port}/nope/"
