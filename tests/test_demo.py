@@ -231,3 +231,34 @@ def test_replicas_serve_or_are_refused() -> None:
     ):
         result = runner.invoke(app, ["demo", *args])
         assert result.exit_code == 2 and result.stderr.strip() == f"gatecheck: error: {words}", result.output
+
+
+def test_history_shorter_than_a_judged_window_is_said_before_the_verdict() -> None:
+    """`--hours` builds that much warehouse history; a check whose window and settle reach
+    further may lack evidence by the minute of the hour it runs (inconclusive). The demo says
+    which check, how far it reads and how many hours cover it — only for warehouse checks of
+    the phases it judges."""
+    from gatecheck.config import load_project
+    from gatecheck.demo.run import short_history
+
+    from .conftest import PROJECT
+
+    project = load_project(PROJECT, environ={})
+    said = short_history(project, ["warehouse-release"], 3)
+    assert said == (
+        "demo: --hours 3: warehouse-release's rollup_parity reads 7h of warehouse history (its window and "
+        "settle), more than the demo builds; checks like it may find too little evidence (inconclusive, "
+        "never a pass): give --hours 8 or more"
+    )
+    assert short_history(project, ["warehouse-release"], 8) is None  # the test above runs 8
+    assert short_history(project, ["warehouse-release"], 7) is None  # exactly its reach
+    # staging-deploy's warehouse check (freshness_lag) reads less than 3 hours; prod-predeploy
+    # reads only the bus
+    assert short_history(project, ["staging-predeploy", "staging-deploy"], 3) is None
+    assert short_history(project, ["prod-predeploy"], 1) is None
+    # served, every phase is judged: the first check in the chain that reads furthest (the
+    # soak's gate window, 48h, is every check's there: the default history, 50 hours, covers it)
+    served = short_history(project, [g.phase for g in project.chain()], 3)
+    assert served is not None and "staging-soak's rollup_parity reads 49h" in served
+    assert served.endswith("give --hours 50 or more")
+    assert short_history(project, [g.phase for g in project.chain()], 50) is None

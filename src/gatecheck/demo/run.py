@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from gatecheck._values import timestamp
-from gatecheck.config import ExpectationSpec, load_project
+from gatecheck.config import ExpectationSpec, Project, load_project
+from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError
 from gatecheck.results import Verdict
 
@@ -163,6 +165,11 @@ def run_demo(
             if replicas > 1:  # replicas share a PostgreSQL ledger: the demo's, new at each start
                 served_env["GATECHECK_HISTORY_URL"] = database.fresh_url("gatecheck_ledger")
             project = load_project(root, notify=serve, environ={**environ, **served_env})
+            if hours is not None:  # history shorter than a window judged: said before judging
+                judged = [*project.prerequisites(phase), phase]
+                note = short_history(project, [g.phase for g in project.chain()] if serve else judged, hours)
+                if note is not None:
+                    say(note)
             if serve:
                 from gatecheck.demo.world import World
 
@@ -218,6 +225,34 @@ def run_demo(
         finally:
             server.stop()
             cluster.stop()
+
+
+def short_history(project: Project, phases: list[str], hours: int) -> str | None:
+    """What the demo says when ``--hours`` builds less warehouse history than a judged check
+    reads (its window and settle): the longest such check. Its verdict then depends on where in
+    the hour the demo runs — fewer complete hours, too little evidence — and is inconclusive,
+    never a pass; this line says why before the verdict does. None when the history covers all."""
+    from gatecheck.evaluation.plan import plan_checks
+
+    as_of = datetime.now(UTC)
+    longest: tuple[timedelta, str, str] | None = None
+    for phase in phases:
+        gate = project.gate(phase)
+        sources = project.config.environments[gate.environment].sources
+        for plan in plan_checks(project, gate, as_of):
+            if all(getattr(sources.get(name), "type", None) != "clickhouse" for name in plan.suite.sources):
+                continue
+            reach = as_of - plan.window.start
+            if reach > timedelta(hours=hours) and (longest is None or reach > longest[0]):
+                longest = (reach, phase, plan.suite.name)
+    if longest is None:
+        return None
+    reach, phase, suite = longest
+    return (
+        f"demo: --hours {hours}: {phase}'s {suite} reads {format_duration(reach)} of warehouse history (its "
+        "window and settle), more than the demo builds; checks like it may find too little evidence "
+        f"(inconclusive, never a pass): give --hours {math.ceil(reach / timedelta(hours=1)) + 1} or more"
+    )
 
 
 def _replicas(
