@@ -1,6 +1,7 @@
 """Benchmark: reconciliation by key, pushed down, against pulling both sides into Python.
 
     .venv/bin/python bench/reconcile.py [--rows 10M] [--pg-rows 1M] [--planted 100] [--repeat 3]
+    .venv/bin/python bench/reconcile.py --first-bits 12,14,16,18,20   # the one-source pair only
 
 Two pairs of sides with the same records and planted differences — ``--planted`` of each
 kind: missing (on the first side only), extra (on the second only), changed (an athlete
@@ -214,6 +215,39 @@ def report(
     )
 
 
+def sweep(
+    joint: JointPair,
+    first: SqlSide,
+    second: SqlSide,
+    bits: list[int],
+    plant: dict[str, list[int]],
+    repeat: int,
+) -> None:
+    """The one-source pair with each first round's bits: fewer bits, more rounds; more, more
+    bucket answers in the first."""
+
+    async def run() -> None:
+        scans = [await full_scan(first) + await full_scan(second) for _ in range(repeat)]
+        scan = statistics.median(scans)
+        print(f"\none full scan of each side: {scan:.3f} s (median of {repeat})")
+        print("| first bits | time / full scans | rows crossed | rounds | found exactly the planted keys |")
+        print("|---|---|---|---|---|")
+        for b in bits:
+            times = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                outcome = await reconcile(joint, sample=10_000, max_rows=1_000_000, first_bits=b)
+                times.append(time.perf_counter() - started)
+            took = statistics.median(times)
+            rounds = [r.what for r in outcome.rounds]
+            crossed = outcome.transferred / sum(outcome.rows.values())
+            asked = f"{rounds.count('buckets')} bucket rounds + {rounds.count('rows')} fetch"
+            right = check(outcome, plant)
+            print(f"| {b} | {took:.3f} s = {took / scan:.1f}x | {crossed:.3%} | {asked} | {right} |")
+
+    asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -222,6 +256,12 @@ def main() -> None:
     parser.add_argument("--pg-rows", default="1M")
     parser.add_argument("--planted", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--first-bits",
+        metavar="B,B,…",
+        help="only the one-source chDB pair, once per first round of B bits (e.g. 12,14,16,18,20): "
+        "time against the full scans, rows crossed, rounds",
+    )
     args = parser.parse_args()
 
     def count(text: str) -> int:
@@ -251,6 +291,10 @@ def main() -> None:
         native = hashing_for(("clickhouse", "clickhouse"))
         a_side, b_side = ch("a", a_sql, native), ch("b", b_sql, native)
         clients = {"clickhouse": admin.client}
+        if args.first_bits:
+            joint = JointPair(("a", "b"), a_side.source, (a_sql, b_sql), {}, a_side.form)
+            sweep(joint, a_side, b_side, [int(b) for b in args.first_bits.split(",")], plant, args.repeat)
+            return
         report("chDB vs chDB, each side asked on its own", rows, plant, a_side, b_side, args.repeat, clients)
         joint = JointPair(("a", "b"), a_side.source, (a_sql, b_sql), {}, a_side.form)
         report("chDB vs chDB, one source: buckets compared in the engine", rows, plant, a_side, b_side,
