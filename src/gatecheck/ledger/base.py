@@ -362,6 +362,45 @@ def record_of(row: Any) -> Record:
     )
 
 
+class RowLedger(Ledger):
+    """A ledger on a driver with placeholders (SQLite, PostgreSQL): a record's columns are the
+    same in both, so its history and tracked values are read alike; only ``MARK`` (the
+    driver's placeholder) and ``TABLE`` differ."""
+
+    MARK: str
+    TABLE: str
+
+    @abstractmethod
+    def _rows(self, sql: str, args: list[Any], what: str = "cannot read") -> list[Any]:
+        """The rows ``sql`` answers with ``args``, or LedgerError saying ``what`` failed."""
+
+    def history(
+        self,
+        phase: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        verdicts: frozenset[VerdictState] | None = None,
+        newest: int | None = None,
+        recorded_since: datetime | None = None,
+        ahead: bool = True,
+    ) -> list[Record]:
+        where, args = history_filter(self.MARK, phase, since, until, verdicts, newest, recorded_since, ahead)
+        rows = self._rows(f"SELECT {HISTORY_COLUMNS} FROM {self.TABLE}{where}", args)
+        return [record_of(r) for r in rows[::-1]]
+
+    def tracked_history(
+        self,
+        phase: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest: int | None = None,
+        recorded_since: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        where, args = history_filter(self.MARK, phase, since, until, None, newest, recorded_since, False)
+        rows = self._rows(f"SELECT as_of_ms, verdict, tracked FROM {self.TABLE}{where}", args)
+        return [tracked_document(*r) for r in rows[::-1]]
+
+
 def _any_of(column: str, mark: str, values: list[Any]) -> str:
     """`` AND column IN (…)``; none at all matches nothing (``IN ()`` is not SQL)."""
     return f" AND {column} IN ({', '.join([mark] * len(values))})" if values else " AND 1 = 0"

@@ -30,22 +30,18 @@ from gatecheck.errors import LedgerError, one_line, redact
 from gatecheck.ledger.audit import AuditEvent
 from gatecheck.ledger.base import (
     AUDIT_COLUMNS,
-    HISTORY_COLUMNS,
     SCHEDULER,
     Lease,
-    Ledger,
     Record,
+    RowLedger,
     audit_event_of,
     audit_filter,
     audit_row,
     contemporary,
     from_ms,
-    history_filter,
     range_filter,
-    record_of,
     row_of,
     to_ms,
-    tracked_document,
 )
 from gatecheck.results import Verdict, VerdictState
 
@@ -121,9 +117,12 @@ _MIGRATION_LOCK = 0x6761746563686B  # "gatechk"
 IDLE_IN_TRANSACTION_MS = 5000
 
 
-class PostgresLedger(Ledger):
+class PostgresLedger(RowLedger):
     """The ledger in one PostgreSQL database; a connection per operation (safe from any
     thread, nothing held between calls)."""
+
+    MARK = "%s"
+    TABLE = "gatecheck_evaluations"
 
     def __init__(self, url: str, *, create: bool = True, connect_timeout: float = 10.0) -> None:
         self.url = url
@@ -271,32 +270,6 @@ class PostgresLedger(Ledger):
             if not self._create and not _has_tables(connection):
                 return None
             return _holding(connection, name)
-
-    def history(
-        self,
-        phase: str,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        verdicts: frozenset[VerdictState] | None = None,
-        newest: int | None = None,
-        recorded_since: datetime | None = None,
-        ahead: bool = True,
-    ) -> list[Record]:
-        where, args = history_filter("%s", phase, since, until, verdicts, newest, recorded_since, ahead)
-        rows = self._rows(f"SELECT {HISTORY_COLUMNS} FROM gatecheck_evaluations{where}", args)
-        return [record_of(r) for r in rows[::-1]]
-
-    def tracked_history(
-        self,
-        phase: str,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        newest: int | None = None,
-        recorded_since: datetime | None = None,
-    ) -> list[dict[str, Any]]:
-        where, args = history_filter("%s", phase, since, until, None, newest, recorded_since, False)
-        rows = self._rows(f"SELECT as_of_ms, verdict, tracked FROM gatecheck_evaluations{where}", args)
-        return [tracked_document(*r) for r in rows[::-1]]
 
     def soak_points(
         self,

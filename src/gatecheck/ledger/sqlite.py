@@ -19,23 +19,19 @@ from gatecheck.errors import LedgerError
 from gatecheck.ledger.audit import AuditEvent
 from gatecheck.ledger.base import (
     AUDIT_COLUMNS,
-    HISTORY_COLUMNS,
     Lease,
-    Ledger,
     Record,
+    RowLedger,
     audit_event_of,
     audit_filter,
     audit_row,
     contemporary,
     from_ms,
-    history_filter,
     no_leases,
     range_filter,
-    record_of,
     row_of,
     stored_failed,
     to_ms,
-    tracked_document,
 )
 from gatecheck.results import Verdict, VerdictState
 
@@ -105,7 +101,10 @@ def _diagnosis(path: Path) -> str:
     return ""
 
 
-class SqliteLedger(Ledger):
+class SqliteLedger(RowLedger):
+    MARK = "?"
+    TABLE = "evaluations"
+
     def __init__(self, path: Path, *, create: bool = True) -> None:
         """The ledger in ``path``, created if missing; ``create=False`` (``run --no-record``)
         writes nothing: a missing file is an empty ledger, an existing one is only read."""
@@ -169,32 +168,6 @@ class SqliteLedger(Ledger):
         except sqlite3.Error as exc:
             raise self._error("cannot write", exc) from exc
         return Record.model_validate(row)
-
-    def history(
-        self,
-        phase: str,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        verdicts: frozenset[VerdictState] | None = None,
-        newest: int | None = None,
-        recorded_since: datetime | None = None,
-        ahead: bool = True,
-    ) -> list[Record]:
-        where, args = history_filter("?", phase, since, until, verdicts, newest, recorded_since, ahead)
-        rows = self._rows(f"SELECT {HISTORY_COLUMNS} FROM evaluations{where}", args)
-        return [record_of(r) for r in rows[::-1]]
-
-    def tracked_history(
-        self,
-        phase: str,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        newest: int | None = None,
-        recorded_since: datetime | None = None,
-    ) -> list[dict[str, Any]]:
-        where, args = history_filter("?", phase, since, until, None, newest, recorded_since, False)
-        rows = self._rows(f"SELECT as_of_ms, verdict, tracked FROM evaluations{where}", args)
-        return [tracked_document(*r) for r in rows[::-1]]
 
     def soak_points(
         self,
