@@ -23,12 +23,21 @@ ByOption = Annotated[str, typer.Option("--by", metavar="NAME", help="Who decides
 ReasonOption = Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why (recorded).")]
 
 
-def _decide(config: Path, write: Callable[[Project, Ledger], AuditEvent]) -> AuditEvent:
-    """Open the ledger, write one decision, close: one line and exit 2 on any problem."""
+def _decide(config: Path, decision: Callable[[Project, Ledger], AuditEvent], *, waiver: bool = False) -> None:
+    """Open the ledger, build one decision (from the project and the ledger), record it — a
+    waiver is created, which gives it its id — close, and say what was recorded: one line and
+    exit 2 on any problem."""
+    from gatecheck.ledger.decisions import describe
+
     with user_errors():
         project = load_project(config)
         with open_ledger_of(project, "audit trail to record the decision in") as ledger:
-            return write(project, ledger)
+            event = decision(project, ledger)
+            if waiver:
+                event = ledger.create_waiver(event)
+            else:
+                ledger.append_audit([event])
+    typer.echo(describe(event))
 
 
 @app.command()
@@ -48,13 +57,12 @@ def waive(
 ) -> None:
     """Record a waiver: while it lasts, a definite failure of CHECK (of that group) in PHASE
     does not block. Never an inconclusive or errored check, never a rollback."""
-    from gatecheck.ledger.decisions import describe, parse_groups, waiver_event
+    from gatecheck.ledger.decisions import parse_groups, waiver_event
 
-    def write(project: Project, ledger: Ledger) -> AuditEvent:
-        event = waiver_event(project, phase, check, parse_groups(group or []), length, reason, by)
-        return ledger.create_waiver(event)
+    def decision(project: Project, ledger: Ledger) -> AuditEvent:
+        return waiver_event(project, phase, check, parse_groups(group or []), length, reason, by)
 
-    typer.echo(describe(_decide(config, write)))
+    _decide(config, decision, waiver=True)
 
 
 @app.command()
@@ -65,14 +73,12 @@ def unwaive(
     config: ConfigOption = Path("."),
 ) -> None:
     """Revoke a waiver: the next evaluation blocks on that failure again."""
-    from gatecheck.ledger.decisions import describe, revoke_event
+    from gatecheck.ledger.decisions import revoke_event
 
-    def write(project: Project, ledger: Ledger) -> AuditEvent:
-        event = revoke_event(project, ledger.audit(), waiver, reason, by)
-        ledger.append_audit([event])
-        return event
+    def decision(project: Project, ledger: Ledger) -> AuditEvent:
+        return revoke_event(project, ledger.audit(), waiver, reason, by)
 
-    typer.echo(describe(_decide(config, write)))
+    _decide(config, decision)
 
 
 @app.command()
@@ -86,14 +92,12 @@ def approve(
     config: ConfigOption = Path("."),
 ) -> None:
     """Record a person's approval of a phase (a gate with `approval: required` needs one)."""
-    from gatecheck.ledger.decisions import approval_event, describe
+    from gatecheck.ledger.decisions import approval_event
 
-    def write(project: Project, ledger: Ledger) -> AuditEvent:
-        event = approval_event(project, phase, length, reason, by)
-        ledger.append_audit([event])
-        return event
+    def decision(project: Project, ledger: Ledger) -> AuditEvent:
+        return approval_event(project, phase, length, reason, by)
 
-    typer.echo(describe(_decide(config, write)))
+    _decide(config, decision)
 
 
 @app.command()
@@ -110,14 +114,12 @@ def correct(
     """Leave a stretch (a maintenance window, an incident) out of an SLO's error budget, in
     every phase that judges it: its good and bad events no longer count. At most 30 days;
     an evaluation as of an earlier moment than the record does not see it."""
-    from gatecheck.ledger.decisions import correction_event, describe
+    from gatecheck.ledger.decisions import correction_event
 
-    def write(project: Project, ledger: Ledger) -> AuditEvent:
-        event = correction_event(project, slo, start, end, reason, by)
-        ledger.append_audit([event])
-        return event
+    def decision(project: Project, ledger: Ledger) -> AuditEvent:
+        return correction_event(project, slo, start, end, reason, by)
 
-    typer.echo(describe(_decide(config, write)))
+    _decide(config, decision)
 
 
 @app.command()
@@ -132,14 +134,12 @@ def enforce(
 ) -> None:
     """Turn a shadow check on: from now on it blocks like any other check of PHASE (see
     `gatecheck shadow-report` for how often it would have). Recorded on the audit trail."""
-    from gatecheck.ledger.decisions import describe, enforce_event
+    from gatecheck.ledger.decisions import enforce_event
 
-    def write(project: Project, ledger: Ledger) -> AuditEvent:
-        event = enforce_event(project, phase, check, reason, by)
-        ledger.append_audit([event])
-        return event
+    def decision(project: Project, ledger: Ledger) -> AuditEvent:
+        return enforce_event(project, phase, check, reason, by)
 
-    typer.echo(describe(_decide(config, write)))
+    _decide(config, decision)
 
 
 RecordOption = Annotated[
@@ -161,14 +161,12 @@ def pin(
 ) -> None:
     """Pin a recorded evaluation as the baseline of CHECK: later evaluations compare with its
     values instead of a quantile of the last passing ones (a later pin replaces it)."""
-    from gatecheck.ledger.decisions import describe, pin_event
+    from gatecheck.ledger.decisions import pin_event
 
-    def write(project: Project, ledger: Ledger) -> AuditEvent:
-        event = pin_event(project, ledger, phase, check, record, reason, by)
-        ledger.append_audit([event])
-        return event
+    def decision(project: Project, ledger: Ledger) -> AuditEvent:
+        return pin_event(project, ledger, phase, check, record, reason, by)
 
-    typer.echo(describe(_decide(config, write)))
+    _decide(config, decision)
 
 
 @app.command()
@@ -183,11 +181,9 @@ def invalidate(
 ) -> None:
     """Leave a recorded evaluation out of every baseline and learned threshold of PHASE (a
     load test, an incident): it stays in the history, marked on the audit trail."""
-    from gatecheck.ledger.decisions import describe, invalidate_event
+    from gatecheck.ledger.decisions import invalidate_event
 
-    def write(project: Project, ledger: Ledger) -> AuditEvent:
-        event = invalidate_event(project, ledger, phase, record, reason, by)
-        ledger.append_audit([event])
-        return event
+    def decision(project: Project, ledger: Ledger) -> AuditEvent:
+        return invalidate_event(project, ledger, phase, record, reason, by)
 
-    typer.echo(describe(_decide(config, write)))
+    _decide(config, decision)
