@@ -201,6 +201,13 @@ def test_an_slo_suite_without_expectations_judges_the_defaults() -> None:
     )
     assert [e.kwargs["column"] for e in suite.expectations] == ["firing", "budget_remaining"]
     assert suite.slo is not None and suite.slo.budget == pytest.approx(0.005)
+    # null is "none of its own"; any other value is judged as given, never replaced by the
+    # defaults (Hypothesis found `expectations: 0` loading as the defaults)
+    given = {"name": "s", "source": "metrics", "window": {"length": "7d"}, "query": SLI, "slo": {"objective": 99.5}}
+    assert len(SuiteConfig.model_validate({**given, "expectations": None}).expectations) == 2
+    for wrong in (0, False, "", [], {}):
+        with pytest.raises(ValueError, match="expectations"):
+            SuiteConfig.model_validate({**given, "expectations": wrong})
 
 
 def test_gatecheck_correct_records_a_correction_and_refuses_a_bad_one_in_one_line(

@@ -809,8 +809,9 @@ class SuiteConfig(Frozen):
     @model_validator(mode="before")
     @classmethod
     def _slo_expectations(cls, data: Any) -> Any:
-        """An SLO suite without expectations of its own judges the default ones."""
-        if isinstance(data, dict) and data.get("slo") is not None and not data.get("expectations"):
+        """An SLO suite without expectations of its own (no key, or null) judges the default
+        ones; any value given is judged as given (``expectations: 0`` is refused, not replaced)."""
+        if isinstance(data, dict) and data.get("slo") is not None and data.get("expectations") is None:
             return {**data, "expectations": [dict(e) for e in SLO_EXPECTATIONS]}
         return data
 
