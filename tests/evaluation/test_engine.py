@@ -64,10 +64,10 @@ def agreeing_buckets(suite: Any) -> dict[str, pd.DataFrame]:
     differs)."""
     sources = {side.source for side in suite.reconcile.sides.values()}
     if len(sources) == 1:
-        joint = pd.DataFrame({"gc_bucket": [1], "gc_n0": [30], "gc_h0": [5], "gc_n1": [30], "gc_h1": [5],
-                              "gc_t0": [60], "gc_t1": [60]})  # fmt: skip
+        joint = pd.DataFrame({"gc_bucket": [1], "gc_n0": [30], "gc_h0": [5], "gc_d0": [0], "gc_n1": [30],
+                              "gc_h1": [5], "gc_d1": [0], "gc_t0": [60], "gc_t1": [60]})  # fmt: skip
         return dict.fromkeys(suite.reconcile.sides, joint)
-    buckets = pd.DataFrame({"gc_bucket": [1, 2], "gc_rows": [30, 30], "gc_hash": [5, 7]})
+    buckets = pd.DataFrame({"gc_bucket": [1, 2], "gc_rows": [30, 30], "gc_hash": [5, 7], "gc_dups": [0, 0]})
     return dict.fromkeys(suite.reconcile.sides, buckets)
 
 

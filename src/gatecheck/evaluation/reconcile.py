@@ -6,9 +6,11 @@ the rows into Python:
 
 1. Each SQL side hashes every row in the source — the key's hash ``kh`` (60 bits) and the
    whole row's hash ``rh`` (60 bits) — and answers, per bucket (the top bits of ``kh``), its
-   row count and the sum of ``rh`` (mod 2^64; a sum, not a XOR, so a row written twice
-   changes it).
-2. Buckets whose (count, sum) agree on both sides cost only that answer. Buckets that differ
+   row count, the sum of ``rh`` (mod 2^64; a sum, not a XOR, so a row written twice
+   changes it) and its rows beyond one per key (a key written twice alike on both sides
+   leaves the counts and sums equal).
+2. Buckets whose (count, sum) agree on both sides, with no key more than once, cost only
+   that answer. Buckets that differ
    are split again — only their rows are hashed into finer buckets (more bits of ``kh``) —
    for a bounded number of rounds, until the differing buckets hold few enough rows.
 3. Those rows cross, as (canonical key, ``rh``) pairs, and are classified: a key on the
@@ -247,13 +249,16 @@ class SqlForm:
         return f"\nWHERE {self._shift(kh, bits)} IN ({listed})"
 
     def buckets_sql(self, user_sql: str, bits: int, within: tuple[int, list[int] | str] | None) -> str:
-        """Per bucket of ``bits`` bits of the key hash: rows and the sum of row hashes, over
+        """Per bucket of ``bits`` bits of the key hash: rows, the sum of row hashes and the rows
+        beyond one per key (a key written twice: identical on both sides, the sums agree), over
         the rows in ``within`` (bits, prefixes) or all of them."""
         body = user_sql.strip().rstrip(";")
         count = "count()" if self.dialect == "clickhouse" else "count(*)"
+        distinct = "uniqExact(gc_kh)" if self.dialect == "clickhouse" else "count(DISTINCT gc_kh)"
         where = "" if within is None else self._within("gc_kh", within[0], within[1])
         return (
-            f"SELECT {self._shift('gc_kh', bits)} AS gc_bucket, {count} AS gc_rows, sum(gc_rh) AS gc_hash\n"
+            f"SELECT {self._shift('gc_kh', bits)} AS gc_bucket, {count} AS gc_rows, sum(gc_rh) AS gc_hash,\n"
+            f"       {count} - {distinct} AS gc_dups\n"
             f"FROM (SELECT {self.key_hash()} AS gc_kh, {self.row_hash()} AS gc_rh\n"
             f"      FROM (\n{body}\n) AS gc_side) AS gc_hashed{where}\n"
             "GROUP BY gc_bucket"
@@ -267,23 +272,28 @@ class SqlForm:
         step: str | None = None,
     ) -> str:
         """Both sides' buckets in one query, compared in the engine: only the buckets whose
-        (rows, hash sum) differ come back (and one more row, so each side's total rows —
-        the last two columns — always do). ``step``: the sides' column naming the step of a
-        query of many steps — then every step's buckets and totals apart, the step first."""
+        (rows, hash sum) differ, or that hold a key more than once on a side, come back (and
+        one more row, so each side's total rows — the last two columns — always do). ``step``:
+        the sides' column naming the step of a query of many steps — then every step's buckets
+        and totals apart, the step first."""
         first, second = (sql.strip().rstrip(";") for sql in sqls)
         where = "" if within is None else self._within("gc_kh", within[0], within[1])
         bucket = self._shift("gc_kh", bits)
         if self.dialect == "clickhouse":
             per_side = (
                 "countIf(gc_s = 0) AS gc_n0, sumIf(gc_rh, gc_s = 0) AS gc_h0, "
-                "countIf(gc_s = 1) AS gc_n1, sumIf(gc_rh, gc_s = 1) AS gc_h1"
+                "gc_n0 - uniqExactIf(gc_kh, gc_s = 0) AS gc_d0, "
+                "countIf(gc_s = 1) AS gc_n1, sumIf(gc_rh, gc_s = 1) AS gc_h1, "
+                "gc_n1 - uniqExactIf(gc_kh, gc_s = 1) AS gc_d1"
             )
         else:
             per_side = (
                 "count(*) FILTER (WHERE gc_s = 0) AS gc_n0, "
                 "coalesce(sum(gc_rh) FILTER (WHERE gc_s = 0), 0) AS gc_h0, "
+                "count(*) FILTER (WHERE gc_s = 0) - count(DISTINCT gc_kh) FILTER (WHERE gc_s = 0) AS gc_d0, "
                 "count(*) FILTER (WHERE gc_s = 1) AS gc_n1, "
-                "coalesce(sum(gc_rh) FILTER (WHERE gc_s = 1), 0) AS gc_h1"
+                "coalesce(sum(gc_rh) FILTER (WHERE gc_s = 1), 0) AS gc_h1, "
+                "count(*) FILTER (WHERE gc_s = 1) - count(DISTINCT gc_kh) FILTER (WHERE gc_s = 1) AS gc_d1"
             )
         hashed = f"{self.key_hash()} AS gc_kh, {self.row_hash()} AS gc_rh"
         by, over = "", "()"
@@ -291,8 +301,8 @@ class SqlForm:
             hashed = f"{step} AS gc_step, {hashed}"
             by, over = "gc_step, ", "(PARTITION BY gc_step)"
         return (
-            f"SELECT {by}gc_bucket, gc_n0, gc_h0, gc_n1, gc_h1, gc_t0, gc_t1 FROM (\n"
-            f"  SELECT {by}gc_bucket, gc_n0, gc_h0, gc_n1, gc_h1,\n"
+            f"SELECT {by}gc_bucket, gc_n0, gc_h0, gc_d0, gc_n1, gc_h1, gc_d1, gc_t0, gc_t1 FROM (\n"
+            f"  SELECT {by}gc_bucket, gc_n0, gc_h0, gc_d0, gc_n1, gc_h1, gc_d1,\n"
             f"         sum(gc_n0) OVER {over} AS gc_t0, sum(gc_n1) OVER {over} AS gc_t1,\n"
             f"         row_number() OVER {over} AS gc_first\n"
             f"  FROM (SELECT {by}{bucket} AS gc_bucket, {per_side}\n"
@@ -302,7 +312,7 @@ class SqlForm:
             f"        AS gc_hashed{where}\n"
             f"        GROUP BY {by}gc_bucket) AS gc_buckets\n"
             ") AS gc_compared\n"
-            "WHERE gc_n0 != gc_n1 OR gc_h0 != gc_h1 OR gc_first = 1"
+            "WHERE gc_n0 != gc_n1 OR gc_h0 != gc_h1 OR gc_d0 > 0 OR gc_d1 > 0 OR gc_first = 1"
         )
 
     def joint_rows_sql(self, sqls: tuple[str, str], bits: int, prefixes: list[int] | str) -> str:
@@ -335,12 +345,17 @@ def hashing_for(dialects: tuple[str, str]) -> Hashing:
 
 # ---------------------------------------------------------------- sides
 
+#: A side's answer to a round: bucket → (rows, sum of row hashes mod 2^64, rows beyond one
+#: per key).
+Buckets = dict[int, tuple[int, int, int]]
+_NONE = (0, 0, 0)
+
 
 class Side(Protocol):
     name: str
 
-    async def buckets(self, bits: int, within: tuple[int, list[int]] | None) -> dict[int, tuple[int, int]]:
-        """bucket → (rows, sum of row hashes mod 2^64)."""
+    async def buckets(self, bits: int, within: tuple[int, list[int]] | None) -> Buckets:
+        """bucket → (rows, sum of row hashes mod 2^64, rows beyond one per key)."""
 
     async def rows(self, bits: int, prefixes: list[int]) -> list[tuple[str, int]]:
         """(canonical key, row hash) of every row in those buckets."""
@@ -374,14 +389,12 @@ class SqlSide(_Asking):
         self.name = name
         self.sql = sql
 
-    async def buckets(self, bits: int, within: tuple[int, list[int]] | None) -> dict[int, tuple[int, int]]:
+    async def buckets(self, bits: int, within: tuple[int, list[int]] | None) -> Buckets:
         frame = await self._ask(self.form.buckets_sql(self.sql, bits, within))
         if frame.empty:  # no rows: the driver may not even name the columns
             return {}
-        return {
-            int(b): (int(n), int(h) % _MOD)
-            for b, n, h in zip(frame["gc_bucket"], frame["gc_rows"], frame["gc_hash"], strict=True)
-        }
+        columns = (frame["gc_bucket"], frame["gc_rows"], frame["gc_hash"], frame["gc_dups"])
+        return {int(b): (int(n), int(h) % _MOD, int(d)) for b, n, h, d in zip(*columns, strict=True)}
 
     async def rows(self, bits: int, prefixes: list[int]) -> list[tuple[str, int]]:
         frame = await self._ask(self.form.rows_sql(self.sql, bits, prefixes))
@@ -417,16 +430,19 @@ class MemorySide:
             records.append((key, md5_60(key), md5_60(whole)))
         return cls(name, records)
 
-    async def buckets(self, bits: int, within: tuple[int, list[int]] | None) -> dict[int, tuple[int, int]]:
+    async def buckets(self, bits: int, within: tuple[int, list[int]] | None) -> Buckets:
         self.requests += 1
         allowed = None if within is None else (within[0], set(within[1]))
-        found: dict[int, tuple[int, int]] = {}
+        found: Buckets = {}
+        keys: dict[int, set[int]] = {}
         for _, kh, rh in self.records:
             if allowed is not None and kh >> (HASH_BITS - allowed[0]) not in allowed[1]:
                 continue
             bucket = kh >> (HASH_BITS - bits)
-            n, h = found.get(bucket, (0, 0))
-            found[bucket] = (n + 1, (h + rh) % _MOD)
+            n, h, d = found.get(bucket, _NONE)
+            seen = keys.setdefault(bucket, set())
+            found[bucket] = (n + 1, (h + rh) % _MOD, d + (kh in seen))
+            seen.add(kh)
         return found
 
     async def rows(self, bits: int, prefixes: list[int]) -> list[tuple[str, int]]:
@@ -486,8 +502,13 @@ async def _both(first: Any, second: Any) -> tuple[Any, Any]:
     return a, b
 
 
-def _differing(a: dict[int, tuple[int, int]], b: dict[int, tuple[int, int]]) -> list[int]:
-    return sorted(k for k in set(a) | set(b) if a.get(k, (0, 0)) != b.get(k, (0, 0)))
+def _differing(a: Buckets, b: Buckets) -> list[int]:
+    """The buckets whose rows or hash sums differ, or that hold a key more than once on a side."""
+    return sorted(
+        k
+        for k in set(a) | set(b)
+        if a.get(k, _NONE)[:2] != b.get(k, _NONE)[:2] or a.get(k, _NONE)[2] or b.get(k, _NONE)[2]
+    )
 
 
 @dataclass
@@ -495,8 +516,8 @@ class Answer:
     """One round's bucket answers of both sides (a joint pair: the differing buckets only),
     the rows that crossed from each, and each side's rows in all (the first round's)."""
 
-    first: dict[int, tuple[int, int]]
-    second: dict[int, tuple[int, int]]
+    first: Buckets
+    second: Buckets
     crossed: dict[str, int]
     totals: dict[str, int] | None = None
 
@@ -527,8 +548,8 @@ class SeparatePair:
             self.second.name: self.second.crossed(len(b), first),
         }
         totals = {
-            self.first.name: sum(n for n, _ in a.values()),
-            self.second.name: sum(n for n, _ in b.values()),
+            self.first.name: sum(v[0] for v in a.values()),
+            self.second.name: sum(v[0] for v in b.values()),
         }
         return Answer(a, b, crossed, totals)
 
@@ -561,17 +582,17 @@ class JointPair(_Asking):
 
     async def buckets(self, bits: int, within: tuple[int, list[int]] | None, first: bool) -> Answer:
         frame = await self._ask(self.form.joint_buckets_sql(self.sqls, bits, within))
-        a: dict[int, tuple[int, int]] = {}
-        b: dict[int, tuple[int, int]] = {}
+        a: Buckets = {}
+        b: Buckets = {}
         totals = {name: 0 for name in self.names}
         for row in frame.itertuples(index=False):
-            bucket, n0, h0, n1, h1, t0, t1 = (int(v) for v in row)
+            bucket, n0, h0, d0, n1, h1, d1, t0, t1 = (int(v) for v in row)
             totals = {self.names[0]: t0, self.names[1]: t1}
-            if (n0, h0 % _MOD) != (n1, h1 % _MOD):
+            if (n0, h0 % _MOD) != (n1, h1 % _MOD) or d0 or d1:
                 if n0:
-                    a[bucket] = (n0, h0 % _MOD)
+                    a[bucket] = (n0, h0 % _MOD, d0)
                 if n1:
-                    b[bucket] = (n1, h1 % _MOD)
+                    b[bucket] = (n1, h1 % _MOD, d1)
         # one row per differing bucket carries both sides' answers
         return Answer(a, b, {"both": len(frame)}, totals)
 
@@ -614,7 +635,7 @@ async def reconcile(
     differing = _differing(a, b)
     rounds.append(Round("buckets", bits, 0, len(differing), answer.crossed))
     while differing and len(rounds) < max_rounds and bits < HASH_BITS:
-        expected = sum(max(a.get(k, (0, 0))[0], b.get(k, (0, 0))[0]) for k in differing)
+        expected = sum(max(a.get(k, _NONE)[0], b.get(k, _NONE)[0]) for k in differing)
         if expected <= fetch_rows:
             break
         extra = max(1, min(HASH_BITS - bits, int(math.log2(max(1, max_buckets // len(differing))))))
@@ -633,7 +654,7 @@ async def reconcile(
     budget = 0
     chunks: list[list[int]] = []
     for key in differing:
-        n = max(a.get(key, (0, 0))[0], b.get(key, (0, 0))[0])
+        n = max(a.get(key, _NONE)[0], b.get(key, _NONE)[0])
         if budget + n > max_rows:
             capped = True
             break

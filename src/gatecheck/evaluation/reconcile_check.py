@@ -21,6 +21,7 @@ from gatecheck.evaluation.carried import carried, carry
 from gatecheck.evaluation.plan import query_parameters
 from gatecheck.evaluation.reconcile import (
     KINDS,
+    Buckets,
     JointPair,
     MemorySide,
     SidesFailed,
@@ -89,9 +90,9 @@ class _Named:
         self.side = side
         self.name = side.name
 
-    async def buckets(self, bits: int, within: tuple[int, list[int]] | None) -> dict[int, tuple[int, int]]:
+    async def buckets(self, bits: int, within: tuple[int, list[int]] | None) -> Buckets:
         with _blamed(self.name):
-            found: dict[int, tuple[int, int]] = await self.side.buckets(bits, within)
+            found: Buckets = await self.side.buckets(bits, within)
         return found
 
     def crossed(self, answered: int, first: bool) -> int:
@@ -392,10 +393,10 @@ async def reconcile_steps(
     answered: dict[int, int] = {}
     differing: set[int] = set()
     for row in frame.itertuples(index=False):
-        step, _, n0, h0, n1, h1, t0, t1 = (int(v) for v in row)
+        step, _, n0, h0, d0, n1, h1, d1, t0, t1 = (int(v) for v in row)
         totals[step] = {names[0]: t0, names[1]: t1}
         answered[step] = answered.get(step, 0) + 1
-        if (n0, h0) != (n1, h1):
+        if (n0, h0) != (n1, h1) or d0 or d1:
             differing.add(step)
     frames: list[pd.DataFrame | None] = []
     for k in range(len(plans)):
