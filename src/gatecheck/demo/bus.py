@@ -256,9 +256,35 @@ class NatsCluster:
             f"{timeout:g}s ({last})"
         )
 
-    def kill(self, name: str) -> None:
-        """Stop one node (the nats-node-down scenario)."""
+    def kill(self, name: str, timeout: float = 30.0) -> None:
+        """Stop one node (the nats-node-down scenario) and wait until the others lead every
+        stream again: a stream that node led answers nothing until its peers elect another
+        (seconds; longer on a busy machine), and a gate judged meanwhile finds the bus not
+        answering (an error) where the scenario is a node down (a NO-GO naming it)."""
         self.nodes[name].stop()
+        asyncio.run(self._led_without(name, timeout))
+
+    async def _led_without(self, gone: str, timeout: float) -> None:
+        url = ",".join(node.url for other, node in self.nodes.items() if other != gone)
+        deadline = time.monotonic() + timeout
+        last: object = "no stream"
+        while time.monotonic() < deadline:
+            try:
+                connection = await _connect(url)
+                try:
+                    streams = await connection.jsm(timeout=2).streams_info()
+                    leaders = [s.cluster.leader if s.cluster else None for s in streams]
+                    if streams and all(leader not in (None, gone) for leader in leaders):
+                        return
+                    last = f"leaders {leaders}"
+                finally:
+                    await connection.close()
+            except Exception as exc:  # no meta leader yet
+                last = exc
+            await asyncio.sleep(0.2)
+        raise SourceUnavailable(
+            f"the NATS cluster did not lead every stream without {gone} within {timeout:g}s ({last})"
+        )
 
     def stop(self) -> None:
         for node in self.nodes.values():
