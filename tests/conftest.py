@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import typer.testing as typer_testing
 from hypothesis import settings
@@ -67,6 +68,13 @@ def _command_once(app: Any) -> Any:
 
 
 typer_testing._get_command = _command_once
+
+#: The tests' one HTTP client for their requests to their own servers (plain http:// on the
+#: loopback). httpx loads the CA bundle for every client it builds (~20 ms of CPU), which the
+#: module-level ``httpx.get`` paid on every poll of a waiting loop. No keep-alive: each request
+#: opens its own connection, as ``httpx.get`` did, so no connection outlives the server it was
+#: made to.
+local_http = httpx.Client(verify=False, limits=httpx.Limits(max_keepalive_connections=0))
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = project_path("reference")  # the reference project: the repository's top level
@@ -333,8 +341,6 @@ def _prometheus_blocks(directory: Path) -> None:
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prometheus (Debian's package) on a free port over deterministic TSDB blocks
     built with promtool from generated OpenMetrics (tests/prometheus_history.py)."""
-    import httpx
-
     binaries = [shutil.which("prometheus"), shutil.which("promtool")]
     if None in binaries:
         message = "Prometheus is not installed: apt-get install prometheus (Debian's package)"
@@ -361,7 +367,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             found = re.search(r'msg="Listening on" address=(127\.0\.0\.1:[1-9][0-9]*)', log_path.read_text())
             url = f"http://{found.group(1)}" if found else None
         try:
-            if url is not None and httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+            if url is not None and local_http.get(f"{url}/-/ready", timeout=1).status_code == 200:
                 break
         except httpx.HTTPError:
             pass

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import PROJECT, REPO
+from .conftest import PROJECT, REPO, local_http
 
 DASHBOARDS = REPO / "dashboards"
 
@@ -116,11 +116,10 @@ def test_dashboard_expressions_use_only_known_metrics() -> None:
 
 
 def test_dashboard_expressions_parse_on_a_real_prometheus(prometheus: str) -> None:
-    import httpx
 
     for where, expr in expressions():
         concrete = expr.replace("$__rate_interval", "5m").replace("$phase", ".*")
-        response = httpx.get(f"{prometheus}/api/v1/query", params={"query": concrete, "time": "1767225600"})
+        response = local_http.get(f"{prometheus}/api/v1/query", params={"query": concrete, "time": "1767225600"})
         body = response.json()
         assert body["status"] == "success", f"{where}: {body.get('error')}"
 

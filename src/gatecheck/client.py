@@ -39,9 +39,13 @@ def _inconclusive(phase: str, reason: str) -> Verdict:
 def _client(base: str, timeout: float, headers: dict[str, str]) -> httpx.Client:
     """A client for the service. Over plain http:// there is no TLS to verify, so the CA
     bundle is not loaded (it is most of a cold `run --url`); redirects are never followed, so
-    the client cannot end up on https:// without verification. https:// verifies as usual."""
+    the client cannot end up on https:// without verification. https:// verifies as usual,
+    with the process's one verifying context."""
+    from gatecheck.sources._http import verified_tls
+
     plain = base.startswith("http://")
-    return httpx.Client(timeout=timeout, headers=headers, verify=not plain, follow_redirects=False)
+    verify = False if plain else verified_tls()
+    return httpx.Client(timeout=timeout, headers=headers, verify=verify, follow_redirects=False)
 
 
 def _service(url: str) -> tuple[str, str, dict[str, str]]:

@@ -29,7 +29,7 @@ from gatecheck.results import Outcome, Verdict, VerdictState
 from gatecheck.service.app import create_app
 from gatecheck.service.core import SESSION_COOKIE, Service
 
-from ..conftest import AS_OF, PROJECT, chromium, copy_config, evaluate
+from ..conftest import AS_OF, PROJECT, chromium, copy_config, evaluate, local_http
 
 HOUR = timedelta(hours=1)
 HOSTILE = "<script>document.documentElement.setAttribute('data-pwned','script')</script>"
@@ -397,7 +397,7 @@ def demo_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
             assert process.poll() is None, (root / "service.log").read_text()
             assert time.monotonic() < deadline, "the demo service did not judge every phase"
             try:
-                listed = httpx.get(f"{base}/api/v1/phases", timeout=2).json()
+                listed = local_http.get(f"{base}/api/v1/phases", timeout=2).json()
                 if all(p["verdict"] for p in listed):
                     break
             except httpx.HTTPError:
@@ -415,7 +415,7 @@ def demo_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
 def test_the_chain_page_shows_every_verdict_in_words(demo_page: tuple[str, Path], tmp_path: Path) -> None:
     base, _ = demo_page
     dom = browse(f"{base}/")
-    listed = {p["phase"]: p["verdict"] for p in httpx.get(f"{base}/api/v1/phases").json()}
+    listed = {p["phase"]: p["verdict"] for p in local_http.get(f"{base}/api/v1/phases").json()}
     cards, attributes = elements(dom, "data-phase")
     assert list(cards) == list(listed)  # promotion order, every phase
     shown = {}
@@ -443,7 +443,7 @@ def test_a_no_go_phase_page_shows_its_failing_group_and_observed_value(
     demo_page: tuple[str, Path], no_go_page: str, tmp_path: Path
 ) -> None:
     base, _ = demo_page
-    verdict = Verdict.model_validate(httpx.get(f"{base}/api/v1/phases/prod-predeploy/verdict").json())
+    verdict = Verdict.model_validate(local_http.get(f"{base}/api/v1/phases/prod-predeploy/verdict").json())
     assert verdict.verdict is VerdictState.NO_GO
     failing = [
         (check.suite, group)
@@ -466,7 +466,7 @@ def test_the_soak_bar_says_the_verdicts_coverage(demo_page: tuple[str, Path]) ->
     base, root = demo_page
     ledger = SqliteLedger(root / ".gatecheck" / "served.db")
     if len(ledger.history("warehouse-release")) < 2:  # a coverage above 0s to compare
-        asked = httpx.post(f"{base}/api/v1/phases/warehouse-release/evaluate", timeout=60)
+        asked = local_http.post(f"{base}/api/v1/phases/warehouse-release/evaluate", timeout=60)
         assert asked.status_code == 200, asked.text
     assert len(ledger.history("warehouse-release")) >= 2
     for _ in range(5):
@@ -528,12 +528,12 @@ def test_each_phase_page_puts_the_verdict_its_reason_and_the_blocking_check_abov
     from ..browser import PHASE_PAGE, Browser
 
     base, _ = demo_page
-    listed = {p["phase"]: p["verdict"] for p in httpx.get(f"{base}/api/v1/phases").json()}
+    listed = {p["phase"]: p["verdict"] for p in local_http.get(f"{base}/api/v1/phases").json()}
     words = {"go": "GO", "no-go": "NO-GO", "inconclusive": "INCONCLUSIVE", "rollback": "ROLLBACK"}
     seen = set()
     with Browser(1400, FOLD) as browser:
         for phase, _state in listed.items():
-            verdict = Verdict.model_validate(httpx.get(f"{base}/api/v1/phases/{phase}/verdict").json())
+            verdict = Verdict.model_validate(local_http.get(f"{base}/api/v1/phases/{phase}/verdict").json())
             page = browser.measure(f"{base}/phases/{phase}", PHASE_PAGE)
             seen.add(verdict.verdict.value)
             assert page["verdict"] == words[verdict.verdict.value], (phase, page)
@@ -566,7 +566,7 @@ def test_the_chain_cards_are_a_few_lines_each(demo_page: tuple[str, Path]) -> No
     base, _ = demo_page
     with Browser(1400, FOLD) as browser:
         cards = browser.measure(f"{base}/", CHAIN_PAGE)
-    assert len(cards) == len(httpx.get(f"{base}/api/v1/phases").json())
+    assert len(cards) == len(local_http.get(f"{base}/api/v1/phases").json())
     assert {c["verdict"] for c in cards} >= {"go", "no-go", "rollback"}
     for card in cards:
         assert card["reason_lines"] <= 2, card  # the first reason, clipped; the rest on the phase page
@@ -612,7 +612,7 @@ def test_the_chain_page_shows_each_slo_budget_and_its_burn(demo_page: tuple[str,
     base, _ = demo_page
     dom = browse(f"{base}/")
     budgets, attributes = elements(dom, "data-slo")
-    document = httpx.get(f"{base}/api/v1/phases/staging-soak/verdict").json()
+    document = local_http.get(f"{base}/api/v1/phases/staging-soak/verdict").json()
     slos = {c["suite"]: c["slo"] for c in document["checks"] if c.get("slo")}
     assert set(slos) == {"normalize_success_slo", "normalize_latency_slo"}
     assert {k for k in budgets if k.startswith("staging-soak/")} == {f"staging-soak/{s}" for s in slos}

@@ -23,7 +23,7 @@ from gatecheck.ledger import SqliteLedger
 from gatecheck.service.core import Service
 from gatecheck.service.server import run_service
 
-from ..conftest import listening_server
+from ..conftest import listening_server, local_http
 
 SLOW = {
     "name": "slow_pass",
@@ -62,7 +62,7 @@ def slow_service(tmp_path_factory: pytest.TempPathFactory, warehouse: Path) -> I
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+            if local_http.get(f"{base}/healthz", timeout=2).status_code == 200:
                 break
         except httpx.HTTPError:
             pass
@@ -77,7 +77,7 @@ def poll(base: str, location: str, timeout: float = 60) -> tuple[list[str], dict
     seen = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        answer = httpx.get(f"{base}{location}", timeout=5)
+        answer = local_http.get(f"{base}{location}", timeout=5)
         assert answer.status_code == 200, answer.text
         document = answer.json()
         if document.get("status") != "in_progress":
@@ -92,8 +92,8 @@ def test_an_evaluation_started_answers_at_once_and_is_shared_while_it_runs(
 ) -> None:
     base, svc = slow_service
     before = len(svc.ledger.history("svc-slow"))
-    first = httpx.post(f"{base}/api/v1/phases/svc-slow/evaluations", timeout=5)
-    second = httpx.post(f"{base}/api/v1/phases/svc-slow/evaluations", timeout=5)
+    first = local_http.post(f"{base}/api/v1/phases/svc-slow/evaluations", timeout=5)
+    second = local_http.post(f"{base}/api/v1/phases/svc-slow/evaluations", timeout=5)
     assert first.status_code == second.status_code == 202
     body = first.json()
     assert body["status"] == "in_progress" and body["phase"] == "svc-slow"
@@ -105,14 +105,14 @@ def test_an_evaluation_started_answers_at_once_and_is_shared_while_it_runs(
     assert document["verdict"] == "go" and document["phase"] == "svc-slow"
     assert len(svc.ledger.history("svc-slow")) == before + 1  # one evaluation for both requests
     # asked again once done: the same document; a new request starts a new evaluation
-    assert httpx.get(f"{base}{first.headers['location']}", timeout=5).json() == document
-    third = httpx.post(f"{base}/api/v1/phases/svc-slow/evaluations", timeout=5).json()
+    assert local_http.get(f"{base}{first.headers['location']}", timeout=5).json() == document
+    third = local_http.post(f"{base}/api/v1/phases/svc-slow/evaluations", timeout=5).json()
     assert third["id"] != body["id"]
     poll(base, third["location"])
     # unknown ids and phases
-    missing = httpx.get(f"{base}/api/v1/evaluations/0123abcd", timeout=5)
+    missing = local_http.get(f"{base}/api/v1/evaluations/0123abcd", timeout=5)
     assert missing.status_code == 404 and "no evaluation '0123abcd'" in missing.json()["detail"]
-    assert httpx.post(f"{base}/api/v1/phases/nope/evaluations", timeout=5).status_code == 404
+    assert local_http.post(f"{base}/api/v1/phases/nope/evaluations", timeout=5).status_code == 404
 
 
 def test_run_url_wait_polls_the_asynchronous_api(slow_service: tuple[str, Service]) -> None:

@@ -35,7 +35,7 @@ import yaml
 
 from gatecheck.results import Verdict
 
-from ..conftest import SERVING, served_bases
+from ..conftest import SERVING, local_http, served_bases
 
 INTERVAL_S = 2.0
 # the holder stops scheduling at 3/4 of it without a renewal: a second before anyone can take
@@ -168,13 +168,13 @@ class Replica:
             assert self.process.poll() is None, self.log_path.read_text()
             return None  # not listening yet
         with contextlib.suppress(httpx.HTTPError):
-            answer = httpx.get(f"{self.base}/readyz", timeout=2)
+            answer = local_http.get(f"{self.base}/readyz", timeout=2)
             if answer.status_code == 200:
                 return answer.json()  # type: ignore[no-any-return]
         return None
 
     def leader_gauge(self) -> float:
-        text = httpx.get(f"{self.base}/metrics", timeout=5).text
+        text = local_http.get(f"{self.base}/metrics", timeout=5).text
         (line,) = [x for x in text.splitlines() if x.startswith("gatecheck_leader ")]
         return float(line.split()[1])
 
@@ -315,7 +315,7 @@ def test_one_replica_schedules_a_killed_leader_is_replaced_and_a_cut_one_is_fenc
 
     # --- a waiver created on the replica that does not schedule is applied by the one that does
     follower = next(r for r in replicas if r is not leader and r is not successor)
-    created = httpx.post(
+    created = local_http.post(
         f"{follower.base}/api/v1/phases/gated/waivers",
         json={"check": "clean", "for": "1h", "reason": "known bad row, INC-1", "by": "alice"},
         headers={"Authorization": f"Bearer {TOKEN}"},
@@ -331,7 +331,7 @@ def test_one_replica_schedules_a_killed_leader_is_replaced_and_a_cut_one_is_fenc
     # the follower shows the leader's record (it follows the ledger)
     verdict = wait_for(
         "the follower's document",
-        lambda: (d := httpx.get(f"{follower.base}/api/v1/phases/gated/verdict", timeout=5)).status_code == 200
+        lambda: (d := local_http.get(f"{follower.base}/api/v1/phases/gated/verdict", timeout=5)).status_code == 200
         and d.json()["verdict"] == "go" and d.json(),
         timeout=10,
     )

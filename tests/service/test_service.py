@@ -26,7 +26,7 @@ from gatecheck.results import Verdict
 from gatecheck.service.core import Service
 from gatecheck.service.server import run_service
 
-from ..conftest import REPO, listening_server
+from ..conftest import REPO, listening_server, local_http
 
 PHASES = ("svc-go", "svc-nogo", "svc-inconclusive", "svc-rollback")
 
@@ -112,7 +112,7 @@ def service(service_config: Path) -> Iterator[tuple[str, Service, threading.Thre
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # the first scheduled run of every phase starts at once
         try:
-            listed = httpx.get(f"{base}/api/v1/phases", timeout=2).json()
+            listed = local_http.get(f"{base}/api/v1/phases", timeout=2).json()
             if all(p["verdict"] for p in listed if p["scheduled"]):
                 break
         except httpx.HTTPError:
@@ -127,7 +127,7 @@ def service(service_config: Path) -> Iterator[tuple[str, Service, threading.Thre
 
 
 def scrape(base: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    text = httpx.get(f"{base}/metrics", timeout=5).text
+    text = local_http.get(f"{base}/metrics", timeout=5).text
     samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -200,30 +200,30 @@ def test_check_gauges_carry_outcome_observed_value_and_threshold(service) -> Non
 
 def test_api_serves_the_run_json_document_and_history(service) -> None:
     base, _svc, _ = service
-    listed = httpx.get(f"{base}/api/v1/phases").json()
+    listed = local_http.get(f"{base}/api/v1/phases").json()
     assert {p["phase"]: p["verdict"] for p in listed} == {
         "svc-go": "go", "svc-nogo": "no-go", "svc-inconclusive": "inconclusive", "svc-rollback": "rollback",
         "svc-down": None,  # not scheduled, never asked for
     }  # fmt: skip
-    document = httpx.get(f"{base}/api/v1/phases/svc-nogo/verdict").json()
+    document = local_http.get(f"{base}/api/v1/phases/svc-nogo/verdict").json()
     assert Verdict.model_validate(document).document() == document
     assert document["verdict"] == "no-go"
-    history = httpx.get(f"{base}/api/v1/phases/svc-nogo/history", params={"since": "1h"}).json()
+    history = local_http.get(f"{base}/api/v1/phases/svc-nogo/history", params={"since": "1h"}).json()
     assert (
         history
         and history[-1]["verdict"] == "no-go"
         and history[-1]["not_passed"] == {"unmatched_edges": "fail"}
     )
-    assert httpx.get(f"{base}/api/v1/phases/nope/verdict").status_code == 404
-    assert httpx.get(f"{base}/api/v1/phases/svc-go/history", params={"since": "soon"}).status_code == 422
-    assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
-    assert httpx.get(f"{base}/readyz").status_code == 200
+    assert local_http.get(f"{base}/api/v1/phases/nope/verdict").status_code == 404
+    assert local_http.get(f"{base}/api/v1/phases/svc-go/history", params={"since": "soon"}).status_code == 422
+    assert local_http.get(f"{base}/healthz").json() == {"status": "ok"}
+    assert local_http.get(f"{base}/readyz").status_code == 200
 
 
 def test_post_evaluate_records_a_new_evaluation(service) -> None:
     base, svc, _ = service
     before = len(svc.ledger.history("svc-go"))
-    response = httpx.post(f"{base}/api/v1/phases/svc-go/evaluate", timeout=60)
+    response = local_http.post(f"{base}/api/v1/phases/svc-go/evaluate", timeout=60)
     assert response.status_code == 200 and response.json()["verdict"] == "go"
     assert len(svc.ledger.history("svc-go")) == before + 1
 
@@ -258,7 +258,7 @@ def test_a_source_going_down_and_back(
     caplog.set_level(logging.INFO, logger="gatecheck")
     service_bus.stop()
     try:
-        down = httpx.post(f"{base}/api/v1/phases/svc-go/evaluate", timeout=60).json()
+        down = local_http.post(f"{base}/api/v1/phases/svc-go/evaluate", timeout=60).json()
         assert down["verdict"] == "inconclusive"
         soak = next(c for c in down["checks"] if c["suite"] == "soak_criteria")
         assert soak["outcome"] == "error" and soak["source_available"] is False
@@ -268,7 +268,7 @@ def test_a_source_going_down_and_back(
         assert value(samples, "gatecheck_phase_verdict", phase="svc-go", state="inconclusive") == 1
     finally:
         service_bus.start()  # same port, same store: the streams come back
-    up = httpx.post(f"{base}/api/v1/phases/svc-go/evaluate", timeout=60).json()
+    up = local_http.post(f"{base}/api/v1/phases/svc-go/evaluate", timeout=60).json()
     assert up["verdict"] == "go", up["reasons"]
     assert value(scrape(base), "gatecheck_source_up", environment="e-healthy", source="bus") == 1
     assert thread.is_alive()
@@ -700,7 +700,7 @@ def test_openapi_document_is_served_and_describes_what_the_api_answers(service) 
     import jsonschema
 
     base, _svc, _thread = service
-    response = httpx.get(f"{base}/openapi.json", timeout=5)
+    response = local_http.get(f"{base}/openapi.json", timeout=5)
     assert response.status_code == 200, response.text
     document = response.json()
     schemas = document["components"]["schemas"]
@@ -725,13 +725,13 @@ def test_openapi_document_is_served_and_describes_what_the_api_answers(service) 
         jsonschema.validate(answer, {**schema, "components": document["components"]})
 
     validate(
-        httpx.get(f"{base}/api/v1/phases/svc-go/verdict", timeout=5).json(), "/api/v1/phases/{phase}/verdict"
+        local_http.get(f"{base}/api/v1/phases/svc-go/verdict", timeout=5).json(), "/api/v1/phases/{phase}/verdict"
     )
-    validate(httpx.get(f"{base}/api/v1/phases", timeout=5).json(), "/api/v1/phases")
+    validate(local_http.get(f"{base}/api/v1/phases", timeout=5).json(), "/api/v1/phases")
     validate(
-        httpx.get(f"{base}/api/v1/phases/svc-go/history", timeout=5).json(), "/api/v1/phases/{phase}/history"
+        local_http.get(f"{base}/api/v1/phases/svc-go/history", timeout=5).json(), "/api/v1/phases/{phase}/history"
     )
-    validate(httpx.get(f"{base}/readyz", timeout=5).json(), "/readyz")
+    validate(local_http.get(f"{base}/readyz", timeout=5).json(), "/readyz")
     verdict_states = schemas["VerdictState"]["enum"]
     assert verdict_states == ["go", "no-go", "inconclusive", "rollback"]
     # And a wrong document is refused, so the check above can fail.
@@ -1144,7 +1144,7 @@ def argo_measurement(base: str, phase: str, **query: str) -> tuple[str, Any]:
     web = metric["provider"]["web"]
     # the template's own view of the verdict (its other parameters are the test's to give)
     shipped = dict(parse_qsl(urlsplit(web["url"]).query))
-    response = httpx.get(
+    response = local_http.get(
         f"{base}/api/v1/phases/{phase}/verdict", params={"view": shipped["view"], **query},
         timeout=web["timeoutSeconds"],
     )  # fmt: skip
@@ -1203,10 +1203,10 @@ def test_argo_rollouts_reads_every_verdict_as_its_measurement(service) -> None:
 def test_verdict_options_latest_if_recent_shared_and_bounded(service) -> None:
     base, svc, _ = service
     before = len(svc.ledger.history("svc-go"))
-    recent = httpx.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=10)
+    recent = local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=10)
     assert recent.status_code == 200 and recent.json()["verdict"] == "go"
     assert len(svc.ledger.history("svc-go")) == before  # recent enough: not evaluated again
-    assert httpx.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "soon"}).status_code == 422
+    assert local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "soon"}).status_code == 422
 
     async def together(n: int) -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
@@ -1219,7 +1219,7 @@ def test_verdict_options_latest_if_recent_shared_and_bounded(service) -> None:
     assert len({a.json()["as_of"] for a in answers}) == 1  # one evaluation answered all five
     assert len(svc.ledger.history("svc-go")) == before + 1
     # An evaluation that cannot finish in time: an inconclusive answer, never a wait past it.
-    late = httpx.get(f"{base}/api/v1/phases/svc-nogo/verdict", params={"fresh": "true", "timeout": "0.001"})
+    late = local_http.get(f"{base}/api/v1/phases/svc-nogo/verdict", params={"fresh": "true", "timeout": "0.001"})
     assert late.status_code == 200 and late.headers["gatecheck-evaluated"] == "false"
     assert late.json()["verdict"] == "inconclusive"
     assert "did not finish within 0.001s" in late.json()["reasons"][0]
@@ -1246,7 +1246,7 @@ def test_flagger_gating_roles_pass_only_on_go_and_rollback_only_on_rollback(serv
     base, svc, _ = service
     # The first call per phase evaluates now and records Flagger's request with it.
     before = len(svc.ledger.history("svc-go"))
-    first = httpx.post(
+    first = local_http.post(
         f"{base}/api/v1/flagger/rollout", json=flagger_payload("rollout", "svc-go"), timeout=30
     )
     assert first.status_code == 200, first.text
@@ -1259,7 +1259,7 @@ def test_flagger_gating_roles_pass_only_on_go_and_rollback_only_on_rollback(serv
     for phase, verdict in (("svc-go", "go"), ("svc-nogo", "no-go"), ("svc-inconclusive", "inconclusive"),
                            ("svc-rollback", "rollback")):  # fmt: skip
         for role in (*FLAGGER_GATING, "rollback"):
-            answer = httpx.post(
+            answer = local_http.post(
                 f"{base}/api/v1/flagger/{role}", json=flagger_payload(role, phase, max_age="1h"), timeout=30
             )
             passes = verdict == ("rollback" if role == "rollback" else "go")
@@ -1267,7 +1267,7 @@ def test_flagger_gating_roles_pass_only_on_go_and_rollback_only_on_rollback(serv
             assert answer.status_code == (200 if passes else 412), (phase, role, answer.text)
             assert answer.text.startswith(f"{phase}: {verdict.upper()} as of ")
     assert (
-        httpx.post(f"{base}/api/v1/flagger/rollout", json=flagger_payload("rollout", "svc-nogo")).text.count(
+        local_http.post(f"{base}/api/v1/flagger/rollout", json=flagger_payload("rollout", "svc-nogo")).text.count(
             "required check failed: unmatched_edges"
         )
         == 1
@@ -1276,13 +1276,13 @@ def test_flagger_gating_roles_pass_only_on_go_and_rollback_only_on_rollback(serv
 
 def test_flagger_bad_requests_never_pass(service) -> None:
     base, _svc, _ = service
-    post = lambda role, body: httpx.post(f"{base}/api/v1/flagger/{role}", json=body, timeout=30)  # noqa: E731
+    post = lambda role, body: local_http.post(f"{base}/api/v1/flagger/{role}", json=body, timeout=30)  # noqa: E731
     assert post("post-rollout", flagger_payload("x", "svc-go")).status_code == 404  # not a gating role
     no_phase = post("rollout", {"name": "normalize", "namespace": "ns", "metadata": {}})
     assert no_phase.status_code == 422 and "metadata.phase" in no_phase.text
     assert post("rollout", flagger_payload("rollout", "nope")).status_code == 404
     assert post("rollout", flagger_payload("rollout", "svc-go", max_age="soon")).status_code == 422
-    huge = httpx.post(
+    huge = local_http.post(
         f"{base}/api/v1/flagger/rollout", content=b"{" + b" " * (70 * 1024) + b"}",
         headers={"content-type": "application/json"}, timeout=30,
     )  # fmt: skip
@@ -1295,7 +1295,7 @@ def test_flagger_bad_requests_never_pass(service) -> None:
             yield b" " * 65536
 
     for path in ("/api/v1/flagger/rollout", "/session", "/api/v1/phases/svc-go/waivers"):
-        streamed = httpx.post(f"{base}{path}", content=chunked(8 * 1024 * 1024), timeout=30)
+        streamed = local_http.post(f"{base}{path}", content=chunked(8 * 1024 * 1024), timeout=30)
         assert streamed.status_code == 413, (path, streamed.status_code)
     # The serving process never held the body: it stopped reading at 64 KiB.
 

@@ -17,7 +17,7 @@ import yaml
 
 from gatecheck.ledger import SqliteLedger
 
-from ..conftest import served_bases
+from ..conftest import local_http, served_bases
 
 
 def gatecheck() -> str:
@@ -54,7 +54,7 @@ def wait_ready(process: subprocess.Popen[str], root: Path) -> str:
     while time.monotonic() < deadline:
         assert process.poll() is None, service_log(root)
         try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+            if local_http.get(f"{base}/readyz", timeout=1).status_code == 200:
                 return base
         except httpx.HTTPError:
             time.sleep(0.2)
@@ -188,4 +188,4 @@ def test_sigterm_stops_cleanly_and_stops_the_bus(shared_demo_service) -> None:
     running = subprocess.run(["pgrep", "-f", nats_dir], capture_output=True)
     assert running.returncode == 1, "the demo's nats-server is still running"
     with pytest.raises(httpx.HTTPError):
-        httpx.get(f"{base}/healthz", timeout=1)
+        local_http.get(f"{base}/healthz", timeout=1)

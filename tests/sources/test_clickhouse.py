@@ -22,6 +22,7 @@ from gatecheck.sources.clickhouse import (
 from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
 from ..conftest import AS_OF
+from ..tls import certificates
 
 
 def source(url: str, root: Path = Path("."), timeout: str = "30s") -> ClickHouseSource:
@@ -519,46 +520,6 @@ def test_explain_says_which_time_limit_applies(tmp_path: Path) -> None:
     )
 
 
-def _certificates(directory: Path) -> tuple[Path, Path, Path]:
-    """A private CA and a certificate it signs for localhost / 127.0.0.1: (CA PEM, server
-    certificate PEM, server key PEM)."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    start = datetime(2020, 1, 1, tzinfo=UTC)  # valid from long ago to far ahead: no clock in the test
-    end = datetime(2100, 1, 1, tzinfo=UTC)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gatecheck test CA")])
-    ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-        .public_key(ca_key.public_key()).serial_number(1).not_valid_before(start).not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
-    server = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
-        .not_valid_before(start).not_valid_after(end)
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
-    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return paths
-
-
 def test_a_private_ca_verifies_a_tls_server_and_without_it_the_server_is_refused(tmp_path: Path) -> None:
     """clickhouses:// with `ca_cert:` trusts a server whose certificate a private CA signed;
     without it the handshake fails on the certificate and no request is sent. The server is
@@ -570,7 +531,7 @@ def test_a_private_ca_verifies_a_tls_server_and_without_it_the_server_is_refused
 
     from gatecheck.sources.clickhouse import ClickHouseSourceConfig
 
-    _, certificate, key = _certificates(tmp_path)
+    _, certificate, key = certificates(tmp_path)
     seen: list[str] = []
 
     class Refusing(http.server.BaseHTTPRequestHandler):

@@ -181,3 +181,62 @@ def test_the_scrape_memory_is_bounded() -> None:
         memory.remember("svc", float(second), sample)
     kept = memory._scrapes["svc"]
     assert len(kept) <= 3600 // 20 + 1 and kept[0][0] >= 7195 - 3600
+
+
+def test_https_verifies_with_the_processs_one_tls_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over https:// a scrape verifies the server: a certificate a private CA signed is refused
+    until SSL_CERT_FILE names that CA (as httpx reads it). However many clients the sources
+    open, the CA bundle is loaded once per process: it cost ~20 ms of CPU per client."""
+    import http.server
+    import ssl
+    import threading
+
+    from gatecheck.demo.metrics import STOP_POLL_S
+    from gatecheck.sources._http import verified_tls
+
+    from ..tls import certificates
+
+    authority, certificate, key = certificates(tmp_path)
+    body = b"# TYPE jobs counter\njobs_total 7\n"
+
+    class Exposes(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Exposes)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificate, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, args=(STOP_POLL_S,), daemon=True).start()
+    url = f"scrape+https://localhost:{server.server_address[1]}/metrics"
+    loads: list[object] = []
+    default_context = ssl.create_default_context
+
+    def counted(*args: object, **kwargs: object) -> ssl.SSLContext:
+        loads.append(kwargs)
+        return default_context(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    try:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+        verified_tls.cache_clear()
+        with pytest.raises(SourceUnavailable, match="certificate verify failed"):
+            ask(url, "sum(jobs_total)")
+        monkeypatch.setenv("SSL_CERT_FILE", str(authority))
+        verified_tls.cache_clear()  # the environment is read on first use: a new process
+        loads.clear()
+        for _ in range(3):
+            assert list(ask(url, "sum(jobs_total)")["value"]) == [7]
+        assert loads == [{"cafile": str(authority)}]  # one load for three sources
+    finally:
+        verified_tls.cache_clear()  # later tests build the context from their own environment
+        server.shutdown()
+        server.server_close()

@@ -13,7 +13,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -23,6 +22,7 @@ from gatecheck.errors import QueryError
 from gatecheck.shipped import project_path
 from gatecheck.sources.prometheus.scrape import evaluate_snapshot, parse_exposition, scrape_problems
 
+from ..conftest import local_http
 from ..prometheus_history import SNAPSHOT_AT, snapshot_exposition
 
 #: Every construct of the scrape source's subset (docs/configuration.md), on the snapshot.
@@ -97,7 +97,7 @@ def samples() -> list[tuple[str, dict[str, str], float]]:
 
 
 def prometheus_answer(url: str, promql: str) -> float | dict[frozenset[tuple[str, str]], float]:
-    body = httpx.get(
+    body = local_http.get(
         f"{url}/api/v1/query", params={"query": promql, "time": f"{SNAPSHOT_AT.timestamp():.3f}"}, timeout=10
     ).json()
     assert body["status"] == "success", body

@@ -29,6 +29,7 @@ from gatecheck.config.models import webhook_url_problem
 from gatecheck.durations import format_duration
 from gatecheck.render.describe import failure_text, keys_found, waiver_text
 from gatecheck.results import Outcome, Verdict, VerdictState
+from gatecheck.sources._http import verified_tls
 
 log = logging.getLogger("gatecheck.notify")
 
@@ -246,7 +247,9 @@ class Notifier:
         timeout = target.timeout.total_seconds()
         try:
             url = self._url(target)
-            async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+            async with httpx.AsyncClient(
+                timeout=timeout, follow_redirects=False, verify=verified_tls()
+            ) as client:
                 for message in body:  # in order, each with its retries
                     async for attempt in AsyncRetrying(
                         stop=stop_after_attempt(target.retries + 1),

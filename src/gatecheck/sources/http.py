@@ -24,6 +24,7 @@ from pydantic import field_validator
 from gatecheck.durations import Duration, format_duration
 from gatecheck.errors import SourceUnavailable, network_reason, redact
 from gatecheck.frozen import Frozen
+from gatecheck.sources._http import verified_tls
 from gatecheck.sources.base import QueryParameters, Source, SourceSettings
 from gatecheck.sources.probe import Probe
 
@@ -135,7 +136,9 @@ class HttpSource(Source):
         body = body_of(request, probe_id, as_of)
         started = time.perf_counter()
         try:
-            async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
+            async with httpx.AsyncClient(
+                timeout=self.timeout, follow_redirects=False, verify=verified_tls()
+            ) as client:
                 response = await client.request(
                     request.method, self.base + request.path, content=body, headers=headers
                 )
@@ -189,7 +192,7 @@ async def check_source(name: str, config: Any, root: Path, suites: list[Any]) ->
     started = time.perf_counter()
     try:
         async with httpx.AsyncClient(
-            timeout=config.timeout.total_seconds(), follow_redirects=False
+            timeout=config.timeout.total_seconds(), follow_redirects=False, verify=verified_tls()
         ) as client:
             response = await client.get(config.url)
     except httpx.HTTPError as exc:

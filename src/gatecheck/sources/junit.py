@@ -30,7 +30,7 @@ from pydantic import field_validator
 from gatecheck._values import document_time
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.frozen import NAME, Frozen
-from gatecheck.sources._http import http_errors
+from gatecheck.sources._http import http_errors, verified_tls
 from gatecheck.sources.base import QueryParameters, Source, SourceSettings
 from gatecheck.sources.probe import Probe, counted
 
@@ -243,7 +243,9 @@ class JUnitSource(Source):
     async def _read_listing(self, url: str, pattern: str) -> list[Run]:
         import httpx
 
-        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
+        async with httpx.AsyncClient(
+            timeout=self.timeout, follow_redirects=False, verify=verified_tls()
+        ) as client:
             with http_errors(self.where, self.timeout):
                 page = await client.get(url)
                 page.raise_for_status()

@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import httpx
 
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
-from gatecheck.sources._http import http_errors
+from gatecheck.sources._http import http_errors, verified_tls
 from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source
 from gatecheck.sources.probe import Probe, counted
 from gatecheck.sources.prometheus.promql import (
@@ -105,8 +105,6 @@ async def check_server(
     return Probe(version=f"Prometheus {version}", latency_ms=latency, checked=checked, problems=problems)
 
 
-
-
 def sample_value(raw: Any, where: str = "") -> float | None:
     """A sample's value as Prometheus encodes it (a string: "0.5", "NaN", "+Inf"); NaN is
     NULL (no evidence). Anything else (a JSON true, an object, a word) is an error, never a
@@ -176,7 +174,9 @@ class PrometheusSource(Source):
         if parts.port:
             netloc += f":{parts.port}"
         self.base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-        self._client = httpx.AsyncClient(auth=auth, headers=headers, timeout=self.timeout)
+        self._client = httpx.AsyncClient(
+            auth=auth, headers=headers, timeout=self.timeout, verify=verified_tls()
+        )
 
     async def query(self, text: Any, parameters: QueryParameters) -> pd.DataFrame:
         measures = text.measures if isinstance(text, PromQuery) else {"value": text}

@@ -42,7 +42,7 @@ import httpx
 
 from gatecheck._values import timestamp
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
-from gatecheck.sources._http import http_errors
+from gatecheck.sources._http import http_errors, verified_tls
 from gatecheck.sources.base import QueryParameters, Source
 from gatecheck.sources.probe import Probe, counted
 from gatecheck.sources.prometheus.promql import (
@@ -529,7 +529,7 @@ class ScrapeSource(Source):
         headers = {}
         if config.bearer_token is not None:
             headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
-        self._client = httpx.AsyncClient(timeout=self.timeout, headers=headers)
+        self._client = httpx.AsyncClient(timeout=self.timeout, headers=headers, verify=verified_tls())
 
     async def samples(self) -> list[tuple[str, dict[str, str], float]]:
         shown = redact(self.target)
