@@ -7,18 +7,23 @@ without the page allowing anything."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from .conftest import chromium
 
 
 class Browser:
-    """One headless chromium with a ``width`` × ``height`` viewport; a context manager."""
+    """One headless chromium; each page is opened in a tab of its own (``width`` × ``height``
+    unless a call says otherwise) and closed after. A context manager; the tests share one per
+    worker (the ``browser`` fixture): starting chromium costs more than most of what they ask."""
 
     def __init__(self, width: int = 1400, height: int = 1000) -> None:
         self.width, self.height = width, height
@@ -41,14 +46,6 @@ class Browser:
         )  # fmt: skip
         os.close(to_browser)
         os.close(from_browser)
-        target = self._call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self._session = self._call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        self._call(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False},
-            session=True,
-        )
-        self._call("Page.enable", session=True)
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -62,26 +59,73 @@ class Browser:
         os.close(self._commands)
         os.close(self._events)
 
-    def measure(self, url: str, expression: str) -> Any:
+    def measure(self, url: str, expression: str, width: int | None = None, height: int | None = None) -> Any:
         """Load ``url`` and return the value of the JavaScript ``expression`` evaluated on it."""
-        self._call("Page.navigate", {"url": url}, session=True)
-        self._wait_for("Page.loadEventFired")
-        answer = self._call("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=True)
+        with self._tab(url, width, height) as session:
+            return self._evaluate(session, expression)
+
+    def dom(self, url: str, offline: bool = False) -> str:
+        """The DOM of ``url`` once loaded (what ``chromium --dump-dom`` prints). ``offline``:
+        every request the page makes goes to a proxy that is not there (loopback excepted)."""
+        with self._tab(url, offline=offline) as session:
+            return str(self._evaluate(session, "document.documentElement.outerHTML"))
+
+    def screenshot(self, url: str, path: Path, width: int = 1280, height: int = 1500) -> None:
+        """A PNG of the first ``width`` × ``height`` of ``url``, written to ``path``."""
+        with self._tab(url, width, height) as session:
+            shot = self._call("Page.captureScreenshot", {"format": "png"}, session)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+    @contextlib.contextmanager
+    def _tab(
+        self, url: str, width: int | None = None, height: int | None = None, offline: bool = False
+    ) -> Iterator[str]:
+        """A new tab (in a browser context of its own, proxied when ``offline``) that has
+        loaded ``url``: its session id; closed after."""
+        options = {"proxyServer": "127.0.0.1:9", "proxyBypassList": "<-loopback>"} if offline else {}
+        context = self._call("Target.createBrowserContext", options)["browserContextId"]
+        target = self._call("Target.createTarget", {"url": "about:blank", "browserContextId": context})[
+            "targetId"
+        ]
+        session = self._call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        try:
+            self._call(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width or self.width, "height": height or self.height, "deviceScaleFactor": 1,
+                 "mobile": False},
+                session,
+            )  # fmt: skip
+            # The answer comes once the page is committed; its load event after that. A load of
+            # the blank tab itself does not count: the page must be the one asked for, loaded.
+            self._call("Page.navigate", {"url": url}, session)
+            loaded = "document.readyState === 'complete' && location.href !== 'about:blank'"
+            deadline = time.monotonic() + 60
+            while not self._evaluate(session, loaded):
+                assert time.monotonic() < deadline, f"{url} did not load within 60s"
+                time.sleep(0.02)
+            yield session
+        finally:
+            self._call("Target.closeTarget", {"targetId": target})
+            self._call("Target.disposeBrowserContext", {"browserContextId": context})
+
+    def _evaluate(self, session: str, expression: str) -> Any:
+        answer = self._call("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session)
         if "exceptionDetails" in answer:
             raise AssertionError(f"the measuring script failed: {answer['exceptionDetails']}")
         return answer["result"]["value"]
 
     # ------------------------------------------------------------------ the protocol
 
-    def _send(self, method: str, params: dict[str, Any], session: bool = False) -> int:
+    def _send(self, method: str, params: dict[str, Any], session: str | None = None) -> int:
         self._ids += 1
         message: dict[str, Any] = {"id": self._ids, "method": method, "params": params}
-        if session:
-            message["sessionId"] = self._session
+        if session is not None:
+            message["sessionId"] = session
         os.write(self._commands, json.dumps(message).encode() + b"\0")
         return self._ids
 
-    def _call(self, method: str, params: dict[str, Any] | None = None, session: bool = False) -> Any:
+    def _call(self, method: str, params: dict[str, Any] | None = None, session: str | None = None) -> Any:
         ident = self._send(method, params or {}, session)
         while True:
             message = self._read()
@@ -89,13 +133,6 @@ class Browser:
                 if "error" in message:
                     raise AssertionError(f"{method}: {message['error']}")
                 return message.get("result", {})
-
-    def _wait_for(self, event: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._read().get("method") == event:
-                return
-        raise AssertionError(f"no {event} within {timeout}s")
 
     def _read(self) -> dict[str, Any]:
         while b"\0" not in self._buffer:

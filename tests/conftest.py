@@ -406,6 +406,16 @@ def chromium() -> str:
     return found
 
 
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless chromium per worker for the tests that read pages in a real browser
+    (tests/browser.py): each page opens in a tab of its own."""
+    from .browser import Browser
+
+    with Browser() as found:
+        yield found
+
+
 #: The line a service logs once it listens (text or JSON log): "… serving P on http://H:P (ledger …".
 SERVING = re.compile(r"serving .*? on (http://[0-9.]+:[0-9]+) \(ledger")
 

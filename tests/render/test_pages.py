@@ -29,6 +29,7 @@ from gatecheck.results import Outcome, Verdict, VerdictState
 from gatecheck.service.app import create_app
 from gatecheck.service.core import SESSION_COOKIE, Service
 
+from ..browser import Browser
 from ..conftest import AS_OF, PROJECT, chromium, copy_config, evaluate, local_http
 
 HOUR = timedelta(hours=1)
@@ -302,7 +303,7 @@ def test_run_format_html_is_the_phase_page_of_the_verdict(project_for, tmp_path:
 # ---------------------------------------------------------------- in a real browser
 
 
-def test_the_stylesheet_reaches_the_browser_whole(recorded, tmp_path: Path) -> None:
+def test_the_stylesheet_reaches_the_browser_whole(recorded, tmp_path: Path, browser: Browser) -> None:
     """The inlined stylesheet is not HTML-escaped (its quotes became &#34; and Chromium dropped
     the font declaration: serif everywhere). Chromium reads the computed font family of a
     page, a copy of it with a probe script (the page itself allows none)."""
@@ -319,23 +320,10 @@ def test_the_stylesheet_reaches_the_browser_whole(recorded, tmp_path: Path) -> N
         "<script>document.body.setAttribute('data-font', getComputedStyle(document.body).fontFamily)</script></body>",
     )
     (tmp_path / "probe.html").write_text(probe)
-    dom = browse((tmp_path / "probe.html").as_uri())
+    dom = browser.dom((tmp_path / "probe.html").as_uri())
     font = re.search(r'data-font="([^"]*)"', dom)
     assert font is not None, dom[-500:]
     assert "Segoe UI" in font.group(1).replace("&quot;", '"') and "system-ui" in font.group(1)
-
-
-def browse(url: str, *extra: str) -> str:
-    """The DOM of ``url`` after chromium loaded it (and ran whatever it would run). No
-    virtual time budget: it would fast-forward to the page's own refresh and dump the DOM
-    of a page being reloaded."""
-    done = subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-         *extra, "--dump-dom", url],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
 
 
 def pictures(tmp_path: Path) -> Path:
@@ -343,17 +331,6 @@ def pictures(tmp_path: Path) -> Path:
     pictures are retaken on purpose by docs/screenshots/retake.sh (GATECHECK_SCREENSHOTS)."""
     chosen = os.environ.get("GATECHECK_SCREENSHOTS")
     return Path(chosen) if chosen else tmp_path
-
-
-def screenshot(url: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-         "--hide-scrollbars", "--window-size=1280,1500", f"--screenshot={path}", url],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
@@ -412,9 +389,9 @@ def demo_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
             subprocess.run(["pkill", "-f", str(root / ".gatecheck" / server)], check=False)
 
 
-def test_the_chain_page_shows_every_verdict_in_words(demo_page: tuple[str, Path], tmp_path: Path) -> None:
+def test_the_chain_page_shows_every_verdict_in_words(demo_page: tuple[str, Path], tmp_path: Path, browser: Browser) -> None:
     base, _ = demo_page
-    dom = browse(f"{base}/")
+    dom = browser.dom(f"{base}/")
     listed = {p["phase"]: p["verdict"] for p in local_http.get(f"{base}/api/v1/phases").json()}
     cards, attributes = elements(dom, "data-phase")
     assert list(cards) == list(listed)  # promotion order, every phase
@@ -428,19 +405,20 @@ def test_the_chain_page_shows_every_verdict_in_words(demo_page: tuple[str, Path]
     assert set(shown.values()) == {"go", "no-go", "inconclusive", "rollback"}
     first_not_go = next(p for p, v in listed.items() if v != "go")
     assert "NEXT TO CLEAR" in cards[first_not_go]
-    screenshot(f"{base}/", pictures(tmp_path) / "chain.png")
+    browser.screenshot(f"{base}/", pictures(tmp_path) / "chain.png")
 
 
 @pytest.fixture(scope="module")
-def no_go_page(demo_page: tuple[str, Path]) -> str:
+def no_go_page(demo_page: tuple[str, Path], browser: Browser) -> str:
     """The DOM of the demo's NO-GO phase page in chromium (prod-predeploy: stream_topology
     fails)."""
     base, _ = demo_page
-    return browse(f"{base}/phases/prod-predeploy")
+    return browser.dom(f"{base}/phases/prod-predeploy")
 
 
 def test_a_no_go_phase_page_shows_its_failing_group_and_observed_value(
-    demo_page: tuple[str, Path], no_go_page: str, tmp_path: Path
+    demo_page: tuple[str, Path], no_go_page: str, tmp_path: Path,
+    browser: Browser,
 ) -> None:
     base, _ = demo_page
     verdict = Verdict.model_validate(local_http.get(f"{base}/api/v1/phases/prod-predeploy/verdict").json())
@@ -459,10 +437,10 @@ def test_a_no_go_phase_page_shows_its_failing_group_and_observed_value(
         assert attributes[suite]["data-outcome"] == "fail"
         assert f"{format_group(group.group)} {group.observed_value}" in checks[suite]
     assert "Why NO-GO" in dom
-    screenshot(f"{base}/phases/prod-predeploy", pictures(tmp_path) / "phase-no-go.png")
+    browser.screenshot(f"{base}/phases/prod-predeploy", pictures(tmp_path) / "phase-no-go.png")
 
 
-def test_the_soak_bar_says_the_verdicts_coverage(demo_page: tuple[str, Path]) -> None:
+def test_the_soak_bar_says_the_verdicts_coverage(demo_page: tuple[str, Path], browser: Browser) -> None:
     base, root = demo_page
     ledger = SqliteLedger(root / ".gatecheck" / "served.db")
     if len(ledger.history("warehouse-release")) < 2:  # a coverage above 0s to compare
@@ -470,7 +448,7 @@ def test_the_soak_bar_says_the_verdicts_coverage(demo_page: tuple[str, Path]) ->
         assert asked.status_code == 200, asked.text
     assert len(ledger.history("warehouse-release")) >= 2
     for _ in range(5):
-        dom = browse(f"{base}/")
+        dom = browser.dom(f"{base}/")
         cards, attributes = elements(dom, "data-phase")
         as_of = datetime.fromisoformat(attributes["warehouse-release"]["data-as-of"])
         record = next((r for r in ledger.history("warehouse-release") if r.as_of == as_of), None)
@@ -483,20 +461,20 @@ def test_the_soak_bar_says_the_verdicts_coverage(demo_page: tuple[str, Path]) ->
     assert f"soak {format_duration(soak.coverage)} of 48h" in cards["warehouse-release"]
 
 
-def test_planted_markup_does_not_run_in_the_browser(demo_page: tuple[str, Path], tmp_path: Path) -> None:
+def test_planted_markup_does_not_run_in_the_browser(demo_page: tuple[str, Path], tmp_path: Path, browser: Browser) -> None:
     base, _ = demo_page
     # The control: the same markup, unescaped in a page without the policy, does run here.
     control = tmp_path / "control.html"
     control.write_text(f"<!doctype html><html><body><p>{HOSTILE}{HOSTILE_IMG}</p></body></html>")
-    assert 'data-pwned="' in browse(control.as_uri())
-    dom = browse(f"{base}/phases/staging-soak")
+    assert 'data-pwned="' in browser.dom(control.as_uri())
+    dom = browser.dom(f"{base}/phases/staging-soak")
     root = re.search(r"<html[^>]*>", dom)
     assert root is not None and "data-pwned" not in root.group(0), dom[:3000]  # neither ran
     checks, _ = elements(dom, "data-suite")
     assert f"Edges {HOSTILE}{HOSTILE_IMG}" in checks["unmatched_edges"]  # shown, as text
 
 
-def test_the_exported_page_opens_from_a_file_with_no_network(demo_page: tuple[str, Path], tmp_path: Path) -> None:
+def test_the_exported_page_opens_from_a_file_with_no_network(demo_page: tuple[str, Path], tmp_path: Path, browser: Browser) -> None:
     base, _ = demo_page
     out = tmp_path / "prod-predeploy.html"
     result = CliRunner().invoke(
@@ -506,7 +484,7 @@ def test_the_exported_page_opens_from_a_file_with_no_network(demo_page: tuple[st
     page = out.read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     # every request the page could make goes to a proxy that is not there
-    dom = browse(out.as_uri(), "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>")
+    dom = browser.dom(out.as_uri(), offline=True)
     checks, attributes = elements(dom, "data-suite")
     assert attributes["stream_topology"]["data-outcome"] == "fail"
     assert "kind=stream" in checks["stream_topology"]
@@ -521,51 +499,50 @@ SANS = ("system-ui", "sans-serif")
 
 def test_each_phase_page_puts_the_verdict_its_reason_and_the_blocking_check_above_the_fold(
     demo_page: tuple[str, Path],
+    browser: Browser,
 ) -> None:
     """On the served demo (GO, NO-GO, INCONCLUSIVE and ROLLBACK at once), in a 1400×1000
     window: the verdict, its first reason and the most urgent check card come first; a
     rollback trigger before a failure, a failure before an error, passes folded away."""
-    from ..browser import PHASE_PAGE, Browser
+    from ..browser import PHASE_PAGE
 
     base, _ = demo_page
     listed = {p["phase"]: p["verdict"] for p in local_http.get(f"{base}/api/v1/phases").json()}
     words = {"go": "GO", "no-go": "NO-GO", "inconclusive": "INCONCLUSIVE", "rollback": "ROLLBACK"}
     seen = set()
-    with Browser(1400, FOLD) as browser:
-        for phase, _state in listed.items():
-            verdict = Verdict.model_validate(local_http.get(f"{base}/api/v1/phases/{phase}/verdict").json())
-            page = browser.measure(f"{base}/phases/{phase}", PHASE_PAGE)
-            seen.add(verdict.verdict.value)
-            assert page["verdict"] == words[verdict.verdict.value], (phase, page)
-            assert page["reason"].startswith(verdict.reasons[0][:60]), (phase, page["reason"])
-            assert page["verdict_bottom"] < FOLD and page["reason_bottom"] < FOLD, (phase, page)
-            assert page["font"].startswith(SANS[0]) and page["font"].endswith(SANS[1]), page["font"]
-            ranks = ["rollback", "blocking", "error", "inconclusive", "waived", "advisory", "passed"]
-            assert page["standings"] == sorted(page["standings"], key=ranks.index), (phase, page["standings"])
-            rolled = [c for c in verdict.checks if c.role == "rollback" and c.outcome is Outcome.FAIL]
-            blocking = [
-                c for c in verdict.checks
-                if c.outcome is Outcome.FAIL and c.role == "required" and c.waiver is None
-            ]  # fmt: skip
-            if rolled or blocking:  # the first card is the one that decided, above the fold
-                first = page["first"]
-                assert first["standing"] == ("rollback" if rolled else "blocking"), (phase, first)
-                assert first["suite"] == (rolled or blocking)[0].suite, (phase, first)
-                assert first["bottom"] < FOLD, (phase, first)
-                assert "must be" in first["headline"], first  # its observed value against its threshold
-            if verdict.verdict is VerdictState.GO:
-                assert set(page["standings"]) <= {"passed", "advisory", "waived"} and page["passed_open"]
-            elif page["standings"] and page["standings"][0] != "passed":
-                assert not page["passed_open"], (phase, page)  # the passes are a click away
+    for phase, _state in listed.items():
+        verdict = Verdict.model_validate(local_http.get(f"{base}/api/v1/phases/{phase}/verdict").json())
+        page = browser.measure(f"{base}/phases/{phase}", PHASE_PAGE, 1400, FOLD)
+        seen.add(verdict.verdict.value)
+        assert page["verdict"] == words[verdict.verdict.value], (phase, page)
+        assert page["reason"].startswith(verdict.reasons[0][:60]), (phase, page["reason"])
+        assert page["verdict_bottom"] < FOLD and page["reason_bottom"] < FOLD, (phase, page)
+        assert page["font"].startswith(SANS[0]) and page["font"].endswith(SANS[1]), page["font"]
+        ranks = ["rollback", "blocking", "error", "inconclusive", "waived", "advisory", "passed"]
+        assert page["standings"] == sorted(page["standings"], key=ranks.index), (phase, page["standings"])
+        rolled = [c for c in verdict.checks if c.role == "rollback" and c.outcome is Outcome.FAIL]
+        blocking = [
+            c for c in verdict.checks
+            if c.outcome is Outcome.FAIL and c.role == "required" and c.waiver is None
+        ]  # fmt: skip
+        if rolled or blocking:  # the first card is the one that decided, above the fold
+            first = page["first"]
+            assert first["standing"] == ("rollback" if rolled else "blocking"), (phase, first)
+            assert first["suite"] == (rolled or blocking)[0].suite, (phase, first)
+            assert first["bottom"] < FOLD, (phase, first)
+            assert "must be" in first["headline"], first  # its observed value against its threshold
+        if verdict.verdict is VerdictState.GO:
+            assert set(page["standings"]) <= {"passed", "advisory", "waived"} and page["passed_open"]
+        elif page["standings"] and page["standings"][0] != "passed":
+            assert not page["passed_open"], (phase, page)  # the passes are a click away
     assert {"go", "no-go", "rollback"} <= seen, seen
 
 
-def test_the_chain_cards_are_a_few_lines_each(demo_page: tuple[str, Path]) -> None:
-    from ..browser import CHAIN_PAGE, Browser
+def test_the_chain_cards_are_a_few_lines_each(demo_page: tuple[str, Path], browser: Browser) -> None:
+    from ..browser import CHAIN_PAGE
 
     base, _ = demo_page
-    with Browser(1400, FOLD) as browser:
-        cards = browser.measure(f"{base}/", CHAIN_PAGE)
+    cards = browser.measure(f"{base}/", CHAIN_PAGE, 1400, FOLD)
     assert len(cards) == len(local_http.get(f"{base}/api/v1/phases").json())
     assert {c["verdict"] for c in cards} >= {"go", "no-go", "rollback"}
     for card in cards:
@@ -574,13 +551,13 @@ def test_the_chain_cards_are_a_few_lines_each(demo_page: tuple[str, Path]) -> No
         assert card["font"].startswith(SANS[0]) and card["font"].endswith(SANS[1]), card
 
 
-def test_a_waived_failure_is_first_and_visibly_not_blocking(no_go: Verdict, tmp_path: Path) -> None:
+def test_a_waived_failure_is_first_and_visibly_not_blocking(no_go: Verdict, tmp_path: Path, browser: Browser) -> None:
     """A GO under a waiver, exported as one file: the waived check comes first, badged WAIVED
     FAIL in a dashed amber card, never the red of a blocking failure."""
     from gatecheck.render.html import render_verdict_page
     from gatecheck.results import Waiver
 
-    from ..browser import PHASE_PAGE, Browser
+    from ..browser import PHASE_PAGE
 
     waiver = Waiver(
         id="W7", check="unmatched_edges", reason="vendor backfill", by="alice",
@@ -596,21 +573,20 @@ def test_a_waived_failure_is_first_and_visibly_not_blocking(no_go: Verdict, tmp_
       const badge = a.querySelector('h3 .outcome');
       return {badge: badge.textContent.trim(), color: getComputedStyle(badge).backgroundColor,
               border: getComputedStyle(a).borderLeftStyle}; })()"""
-    with Browser(1400, FOLD) as browser:
-        page = browser.measure(path.as_uri(), PHASE_PAGE)
-        card = browser.measure(path.as_uri(), style)
+    page = browser.measure(path.as_uri(), PHASE_PAGE, 1400, FOLD)
+    card = browser.measure(path.as_uri(), style, 1400, FOLD)
     assert page["verdict"] == "GO" and page["first"]["standing"] == "waived"
     assert page["first"]["suite"] == "unmatched_edges" and page["first"]["bottom"] < FOLD
     assert card["badge"] == "WAIVED FAIL" and card["border"] == "dashed"
     assert card["color"] != "rgb(198, 40, 40)"  # not the blocking red (--nogo)
 
 
-def test_the_chain_page_shows_each_slo_budget_and_its_burn(demo_page: tuple[str, Path]) -> None:
+def test_the_chain_page_shows_each_slo_budget_and_its_burn(demo_page: tuple[str, Path], browser: Browser) -> None:
     """The status page's error budgets, read in a real browser: each SLO check of a phase's
     latest verdict with the budget left (the same figure as the API's document) and the burn
     in each window its rules read."""
     base, _ = demo_page
-    dom = browse(f"{base}/")
+    dom = browser.dom(f"{base}/")
     budgets, attributes = elements(dom, "data-slo")
     document = local_http.get(f"{base}/api/v1/phases/staging-soak/verdict").json()
     slos = {c["suite"]: c["slo"] for c in document["checks"] if c.get("slo")}
