@@ -220,3 +220,31 @@ def test_compare_steps_gives_every_step_the_frame_of_its_own_comparison(keys) ->
         else:
             pd.testing.assert_frame_equal(frame, alone, obj=f"step {k}")
     assert not together[5].empty and set(together[5]["present"]) == {"model only"}
+
+
+def test_a_sample_or_count_that_is_not_a_number_is_an_error_never_left_out_or_zero() -> None:
+    """Left out, a latency sample that is NULL (a request that timed out) could have been the
+    slowest; read as 0, an error count makes the worse side look better. Both were passes."""
+    from gatecheck.evaluation.compare import compare_frame
+
+    latency = _config(test="mann-whitney", samples="ms")
+    slow = pd.DataFrame({"ms": [float(v) for v in range(100, 300)]})
+    timed_out = pd.DataFrame({"ms": [10.0] * 60 + [None] * 200})
+    with pytest.raises(ValueError, match=r"^canary: 200 of 260 samples in ms are not numbers \(NULL or text\)"):
+        compare_frame(latency, {"canary": timed_out, "baseline": slow})
+    with pytest.raises(ValueError, match=r"^baseline: 1 of 3 samples in ms are not numbers"):
+        compare_frame(latency, {"canary": slow, "baseline": pd.DataFrame({"ms": [1.0, "fast", 2.0]})})
+    rates = _config(test="proportions", hits="errors", total="requests")
+    baseline = pd.DataFrame({"errors": [5], "requests": [1000]})
+    for damaged in ({"errors": [None], "requests": [1000]}, {"errors": ["lots"], "requests": [1000]}):
+        with pytest.raises(ValueError, match=r"^canary: errors is not a number \(NULL or text\) in 1 of 1 rows"):
+            compare_frame(rates, {"canary": pd.DataFrame(damaged), "baseline": baseline})
+    with pytest.raises(ValueError, match=r"^canary: requests is not a number"):
+        compare_frame(rates, {"canary": pd.DataFrame({"errors": [1], "requests": [None]}), "baseline": baseline})
+    # a row with neither count is no traffic: left out; the other rows counted
+    row = compare_frame(
+        rates, {"canary": pd.DataFrame({"errors": [None, 3], "requests": [None, 1000]}), "baseline": baseline}
+    ).iloc[0]
+    assert row["canary_hits"] == 3 and row["canary_total"] == 1000
+    none = compare_frame(rates, {"canary": pd.DataFrame({"errors": [None], "requests": [None]}), "baseline": baseline})
+    assert none.iloc[0]["canary_n"] == 0 and none.iloc[0]["direction"] == "too few samples"

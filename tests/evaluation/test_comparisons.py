@@ -478,3 +478,57 @@ def test_the_keys_found_reach_the_page_the_markdown_and_a_notification(
     text = message_text(None, verdict, "http://gatecheck/phases/integrity")
     assert "message_id: missing bus-000200, bus-000201, bus-000202 (+37 more)" in text
     assert "· duplicated bus-000000, bus-000001, bus-000002 (+37 more)" in text
+
+
+# --------------------------------------------------------------------------- a count or sample that is not a number
+
+
+@pytest.mark.parametrize(
+    ("canary", "outcome", "said"),
+    [
+        ("(3, 1000)", Outcome.PASS, None),
+        ("(60, 1000)", Outcome.FAIL, None),
+        # the wrong GO this guards against: a NULL error count was read as no error at all
+        ("(NULL, 1000)", Outcome.ERROR, "comparison: canary: errors is not a number (NULL or text) in 1 of 1 rows"),
+        ("(5, NULL)", Outcome.ERROR, "comparison: canary: requests is not a number (NULL or text) in 1 of 1 rows"),
+        ("(NULL, NULL)", Outcome.INCONCLUSIVE, None),  # a sum over no traffic: no evidence
+    ],
+)
+def test_a_proportion_with_a_count_that_is_not_a_number_is_never_a_pass(
+    canary: str, outcome: Outcome, said: str | None, warehouse: Path, config_copy: Path
+) -> None:
+    """`test: proportions` on chDB: the canary's error rate against the baseline's (5 in
+    1,000). A count that is NULL beside the other is an error naming the side and the column,
+    never 0 errors; a row with neither count is no traffic (too few samples: inconclusive)."""
+    database = f"rates_{abs(hash(canary)) % 10**8}"
+    with ClickHouse() as hub:
+        connection = hub.connect(Target.parse(f"chdb://{warehouse}", warehouse))
+        connection.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+        connection.command(
+            f"CREATE OR REPLACE TABLE {database}.track_totals "
+            "(track String, errors Nullable(UInt64), requests Nullable(UInt64)) ENGINE = Memory"
+        )
+        connection.command(f"INSERT INTO {database}.track_totals VALUES ('baseline', 5, 1000), ('canary', {canary[1:]}")
+    side = "SELECT errors, requests FROM track_totals WHERE track = '{track}'"
+    suite = {
+        "name": "error_rate_vs_baseline",
+        "window": {"length": "1h", "settle": "0s"},
+        "compare": {
+            "test": "proportions", "hits": "errors", "total": "requests", "worse": "higher", "min_samples": 50,
+            "sides": {t: {"source": "warehouse", "query": side.format(track=t)} for t in ("canary", "baseline")},
+        },
+        "expectations": [{"type": "expect_column_values_to_be_between", "column": "p_value", "min_value": 0.05}],
+    }  # fmt: skip
+    # the first side is the one judged worse or not: the file's order (not sorted)
+    (config_copy / "suites" / "error_rate_vs_baseline.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+    gate = {"phase": "rates", "environment": "staging", "checks": [{"suite": "error_rate_vs_baseline"}]}
+    (config_copy / "gates" / "rates.yaml").write_text(yaml.safe_dump(gate))
+    project = load_project(config_copy, environ={"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={database}"})
+    verdict = asyncio.run(evaluate(project, "rates", AS_OF))
+    check = check_of(verdict, "error_rate_vs_baseline")
+    assert check.outcome is outcome, check
+    if said is not None:
+        assert (check.reason or "").startswith(said), check.reason
+    assert verdict.verdict is {Outcome.PASS: VerdictState.GO, Outcome.FAIL: VerdictState.NO_GO}.get(
+        outcome, VerdictState.INCONCLUSIVE
+    )

@@ -376,7 +376,16 @@ def _samples(config: Any, name: str, frame: pd.DataFrame) -> list[float]:
         return []
     values = pd.to_numeric(frame[column], errors="coerce")
     if not config.histogram:
-        return [float(v) for v in values.dropna()]
+        # A sample that is not a number (NULL, text) is not left out: the request it stood
+        # for — one that timed out, say — could have been the slowest of all.
+        unknown = int(values.isna().sum())
+        if unknown:
+            raise ValueError(
+                f"{name}: {unknown} of {len(values)} samples in {column} are not numbers (NULL or text); "
+                "a comparison of distributions takes numbers only — leave out in the query what "
+                "should not count, or count it as a proportion"
+            )
+        return [float(v) for v in values]
     bounds = pd.to_numeric(frame["le"].astype(str).str.replace("+Inf", "inf"), errors="coerce")
     if bounds.isna().any() or values.isna().any():
         raise ValueError(f"{name}: a histogram bucket without a number (le or {column})")
@@ -395,8 +404,21 @@ def _counts(config: Any, name: str, frame: pd.DataFrame) -> tuple[int, int]:
     if missing:
         found = ", ".join(map(str, frame.columns))
         raise ValueError(f"{name}: column(s) {', '.join(missing)} not in its answer ({found})")
-    hits = float(pd.to_numeric(frame[config.hits], errors="coerce").fillna(0).sum())
-    total = float(pd.to_numeric(frame[config.total], errors="coerce").fillna(0).sum())
+    hits_of = pd.to_numeric(frame[config.hits], errors="coerce")
+    total_of = pd.to_numeric(frame[config.total], errors="coerce")
+    # A row with neither number (NULL both: a sum over no traffic) is no evidence. A count that
+    # is NULL or text beside the other is not read as 0: an error count taken for "none" would
+    # make the worse side look better.
+    unanswered = hits_of.isna() & total_of.isna() & frame[config.hits].isna() & frame[config.total].isna()
+    for column, values in ((config.hits, hits_of), (config.total, total_of)):
+        unknown = int((values.isna() & ~unanswered).sum())
+        if unknown:
+            raise ValueError(
+                f"{name}: {column} is not a number (NULL or text) in {unknown} of {len(values)} rows; "
+                "a proportion takes counts — coalesce in the query where none means 0"
+            )
+    hits = float(hits_of[~unanswered].sum())
+    total = float(total_of[~unanswered].sum())
     if hits < 0 or total < 0 or hits > total:
         raise ValueError(
             f"{name}: {hits:g} {config.hits} out of {total:g} {config.total} is not a proportion"
