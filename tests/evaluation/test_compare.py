@@ -248,3 +248,17 @@ def test_a_sample_or_count_that_is_not_a_number_is_an_error_never_left_out_or_ze
     assert row["canary_hits"] == 3 and row["canary_total"] == 1000
     none = compare_frame(rates, {"canary": pd.DataFrame({"errors": [None], "requests": [None]}), "baseline": baseline})
     assert none.iloc[0]["canary_n"] == 0 and none.iloc[0]["direction"] == "too few samples"
+
+
+def test_a_compared_value_that_is_text_is_an_error_and_null_counts_as_zero() -> None:
+    """`test: difference`: text in a compared column on both sides was read as 0 on both — a
+    match, so a pass; it is a damaged answer, an error naming the side. NULL counts as 0."""
+    from gatecheck.evaluation.compare import compare_frame
+
+    config = _config(test="difference", keys=["k"], values=["v"])
+    damaged = pd.DataFrame({"k": ["a", "b"], "v": ["n/a", 5]})
+    with pytest.raises(ValueError, match=r"^canary: v is not a number in 1 of 2 rows \('n/a'\)$"):
+        compare_frame(config, {"canary": damaged, "baseline": damaged})
+    nulls = pd.DataFrame({"k": ["a", "b"], "v": [None, 5]})
+    frame = compare_frame(config, {"canary": nulls, "baseline": pd.DataFrame({"k": ["a", "b"], "v": [7, 5]})})
+    assert list(frame["v_diff"]) == [-7.0, 0.0] and list(frame["present"]) == ["both", "both"]

@@ -87,9 +87,18 @@ def join_sides(
                 shown = ", ".join(f"{k}={frame[k].iloc[i]}" for k in keys)
                 raise ValueError(f"{name}: key {shown} appears more than once")
             rows[key] = i
-        numbers = {
-            v: pd.to_numeric(frame[v], errors="coerce").to_numpy(dtype=float, na_value=np.nan) for v in values
-        }
+        numbers = {}
+        for v in values:
+            found = pd.to_numeric(frame[v], errors="coerce")
+            # NULL counts as 0 in a difference; text is a damaged answer, never a 0 that could
+            # match the other side's
+            damaged = found.isna() & frame[v].notna()
+            if damaged.any():
+                raise ValueError(
+                    f"{name}: {v} is not a number in {int(damaged.sum())} of {len(frame)} rows "
+                    f"({str(frame[v][damaged].iloc[0])[:40]!r})"
+                )
+            numbers[v] = found.to_numpy(dtype=float, na_value=np.nan)
         sides.append((rows, numbers, moments))
     (lrows, lvalues, lmoments), (rrows, rvalues, rmoments) = sides
     timed = [a or b for a, b in zip(lmoments, rmoments, strict=True)]
