@@ -58,13 +58,30 @@ def _service(url: str) -> tuple[str, str, dict[str, str]]:
     return base, redact(base), {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def fetch_verdict(url: str, phase: str, evaluate_now: bool = False, timeout: float = 30.0) -> Verdict:
-    """The service's latest verdict of ``phase`` (or a fresh one with ``evaluate_now``)."""
+#: How old the service's latest verdict may be for ``run --url`` (``--max-age``), unless told.
+MAX_AGE = timedelta(hours=1)
+
+
+def fetch_verdict(
+    url: str,
+    phase: str,
+    evaluate_now: bool = False,
+    timeout: float = 30.0,
+    max_age: timedelta | None = MAX_AGE,
+) -> Verdict:
+    """The service's latest verdict of ``phase`` if at most ``max_age`` old — an older one is
+    not taken: the service evaluates now (its ``max_age`` parameter), and a verdict older than
+    that all the same (a service that does not know the parameter) is INCONCLUSIVE — or a
+    fresh one with ``evaluate_now``."""
     base, shown, headers = _service(url)
     endpoint = f"{base}/api/v1/phases/{phase}/" + ("evaluate" if evaluate_now else "verdict")
+    params: dict[str, str] = {}
+    if not evaluate_now and max_age is not None:
+        # an evaluation now must answer within this client's own timeout
+        params = {"max_age": format_duration(max_age), "timeout": f"{max(1.0, min(120.0, timeout - 5)):g}"}
     try:
         with _client(base, timeout, headers) as client:
-            response = client.post(endpoint) if evaluate_now else client.get(endpoint)
+            response = client.post(endpoint) if evaluate_now else client.get(endpoint, params=params)
     except httpx.HTTPError as exc:
         reason = network_reason(exc) or " ".join(str(exc).split()) or type(exc).__name__
         return _inconclusive(phase, f"cannot reach the gatecheck service at {shown}: {reason}")
@@ -74,9 +91,32 @@ def fetch_verdict(url: str, phase: str, evaluate_now: bool = False, timeout: flo
         detail = response.text.strip()[:200]
         return _inconclusive(phase, f"gatecheck service at {shown} answered {response.status_code}: {detail}")
     try:
-        return Verdict.model_validate(response.json())
+        verdict = Verdict.model_validate(response.json())
     except (ValueError, ValidationError) as exc:
         return _inconclusive(phase, f"gatecheck service at {shown} sent an unreadable verdict: {exc}")
+    if response.headers.get("gatecheck-evaluated") == "false":  # none yet: said as it is
+        return verdict
+    return _as_asked(verdict, phase, shown, None if evaluate_now else max_age)
+
+
+def _as_asked(verdict: Verdict, phase: str, shown: str, max_age: timedelta | None) -> Verdict:
+    """``verdict`` if it is of ``phase`` and, with ``max_age``, at most that old; otherwise
+    INCONCLUSIVE saying why: a GO of another phase, or one the service made hours ago and has
+    not renewed since (its schedule stopped), is no GO of this phase now."""
+    if verdict.phase != phase:
+        answered = f"answered a verdict of phase {verdict.phase!r}, not {phase!r}"
+        return _inconclusive(phase, f"gatecheck service at {shown} {answered}")
+    if max_age is not None:
+        age = datetime.now(UTC) - verdict.as_of
+        if age > max_age:
+            return _inconclusive(
+                phase,
+                f"the latest verdict of {phase} at {shown} is {format_duration(age)} old (as of "
+                f"{verdict.as_of:%Y-%m-%dT%H:%M:%SZ}, {verdict.verdict.value}), more than --max-age "
+                f"{format_duration(max_age)}: the service may have stopped evaluating it; --fresh has it "
+                "evaluate now",
+            )
+    return verdict
 
 
 def wait_for_verdict(
@@ -114,7 +154,7 @@ def wait_for_verdict(
                     )
                 document = answer.json()
                 if document.get("status") != "in_progress":
-                    return Verdict.model_validate(document)
+                    return _as_asked(Verdict.model_validate(document), phase, shown, None)
                 if progress is not None:
                     progress(f"evaluating {phase} on {shown}: {time.monotonic() - started:.0f}s")
                 left = deadline - time.monotonic()

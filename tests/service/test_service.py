@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -1421,3 +1422,112 @@ def test_the_compact_view_stays_small_whatever_the_verdict_holds() -> None:
         "canary-10: ROLLBACK as of 2026-11-24T06:00:00Z — rollback trigger fired"
     )
     assert len(text) < 700
+
+
+def test_run_url_takes_no_verdict_older_than_max_age(service_config: Path, tmp_path: Path) -> None:
+    """A service whose latest verdict of a phase is 3 hours old (nothing evaluated it since:
+    its schedule stopped, or it schedules other phases) does not hand that GO to `run --url`:
+    past --max-age (default 1h) the service evaluates now; within it the recorded verdict is
+    taken as it is."""
+    from datetime import UTC, datetime, timedelta
+
+    ledger_path = tmp_path / "old.db"
+    three_hours_ago = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0)
+    judged = CliRunner().invoke(
+        app,
+        ["run", "--phase", "svc-go", "--config", str(service_config), "--as-of", three_hours_ago.isoformat(),
+         "--format", "json", "--no-record"],
+    )  # fmt: skip
+    SqliteLedger(ledger_path).record(Verdict.model_validate_json(judged.stdout), 0.1)
+    svc = Service(load_project(service_config, environ={}), SqliteLedger(ledger_path), [])  # schedules nothing
+    server, sockets, base = listening_server(svc)
+    thread = threading.Thread(target=lambda: asyncio.run(run_service(svc, server, sockets)), daemon=True)
+    thread.start()
+    try:
+        runner = CliRunner()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if local_http.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        within = runner.invoke(app, ["run", "--phase", "svc-go", "--url", base, "--max-age", "4h", "--format", "json"])
+        assert Verdict.model_validate_json(within.stdout).as_of == three_hours_ago  # the recorded one
+        assert len(SqliteLedger(ledger_path).history("svc-go")) == 1
+        now = runner.invoke(app, ["run", "--phase", "svc-go", "--url", base, "--format", "json"])
+        fresh = Verdict.model_validate_json(now.stdout)
+        assert datetime.now(UTC) - fresh.as_of < timedelta(minutes=5), fresh.as_of
+        assert now.exit_code == 0 and fresh.verdict.value == "go"
+        assert len(SqliteLedger(ledger_path).history("svc-go")) == 2  # evaluated now, recorded
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def test_run_url_refuses_a_stale_verdict_or_another_phases_from_any_service(tmp_path: Path) -> None:
+    """Against a service that ignores max_age (an older gatecheck, or something in between
+    answering for it), the client judges the document itself: a GO 3 hours old, or a GO of
+    another phase, is INCONCLUSIVE (exit 3) saying why — never the GO."""
+    import http.server
+    from datetime import UTC, datetime, timedelta
+
+    from gatecheck.demo.metrics import STOP_POLL_S
+
+    def document(phase: str, age: timedelta) -> bytes:
+        as_of = (datetime.now(UTC) - age).replace(microsecond=0)
+        return Verdict(
+            phase=phase, environment="e", as_of=as_of, verdict="go", reasons=["all required checks passed"],
+            checks=[], config_hash="h", gatecheck_version="0",
+        ).model_dump_json().encode()  # fmt: skip
+
+    answers = {"/api/v1/phases/svc-go/verdict": document("svc-go", timedelta(hours=3))}
+    asked: list[str] = []
+
+    class Old(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            body = answers[self.path.split("?")[0]]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Old)
+    threading.Thread(target=server.serve_forever, args=(STOP_POLL_S,), daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    runner = CliRunner()
+    try:
+        stale = runner.invoke(app, ["run", "--phase", "svc-go", "--url", base, "--format", "json"])
+        assert stale.exit_code == 3, stale.stdout
+        (reason,) = Verdict.model_validate_json(stale.stdout).reasons
+        assert re.match(rf"the latest verdict of svc-go at {re.escape(base)} is 3h\S* old \(as of .*, go\), more than --max-age 1h", reason)
+        assert asked[-1].endswith("?max_age=1h&timeout=25")  # the service was asked for a recent one
+        assert runner.invoke(app, ["run", "--phase", "svc-go", "--url", base, "--max-age", "4h"]).exit_code == 0
+        answers["/api/v1/phases/svc-go/verdict"] = document("svc-other", timedelta(0))
+        other = runner.invoke(app, ["run", "--phase", "svc-go", "--url", base])
+        assert other.exit_code == 3 and "answered a verdict of phase 'svc-other', not 'svc-go'" in other.stdout
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--url", "http://127.0.0.1:1", "--max-age", "10m", "--fresh"], "--max-age: --fresh and --wait"),
+        (["--url", "http://127.0.0.1:1", "--max-age", "10m", "--wait", "1m"], "--max-age: --fresh and --wait"),
+        (["--url", "http://127.0.0.1:1", "--max-age", "0"], "--max-age: '0' is no age"),
+        (["--url", "http://127.0.0.1:1", "--max-age", "soon"], "--max-age: expected a duration"),
+        (["--max-age", "10m"], "--max-age: how old a running service's verdict may be: give --url too"),
+    ],
+)
+def test_a_bad_max_age_is_one_line_and_exit_2(args: list[str], said: str) -> None:
+    result = CliRunner().invoke(app, ["run", "--phase", "svc-go", *args])
+    assert result.exit_code == 2, result.output
+    assert said in result.stderr and "Traceback" not in result.output

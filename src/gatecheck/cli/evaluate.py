@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -77,6 +78,15 @@ def run(
             help="With --url: have the service evaluate now and wait up to this long (e.g. 30m).",
         ),
     ] = None,
+    max_age: Annotated[
+        str | None,
+        typer.Option(
+            "--max-age",
+            metavar="DURATION",
+            help="With --url: take the service's latest verdict only if at most this old, else it "
+            "evaluates now (default 1h).",
+        ),
+    ] = None,
     record: Annotated[
         bool, typer.Option("--record/--no-record", help="Record the evaluation in the history ledger.")
     ] = True,
@@ -97,13 +107,17 @@ def run(
                 raise ConfigError(
                     "--url asks the service for its verdict: --as-of and --assume-* do not apply"
                 )
+            if max_age is not None and (fresh or wait is not None):
+                raise ConfigError("--max-age: --fresh and --wait have the service evaluate now; give one")
             if wait is not None:
                 verdict = _waited(url, phase, wait, fmt is VerdictFormat.text and output is None)
             else:
-                verdict = fetch_verdict(url, phase, evaluate_now=fresh)
+                verdict = fetch_verdict(url, phase, evaluate_now=fresh, max_age=_max_age(max_age))
         else:
             if wait is not None:
                 raise ConfigError("--wait: waits for a running service's evaluation: give --url too")
+            if max_age is not None:
+                raise ConfigError("--max-age: how old a running service's verdict may be: give --url too")
             project = load_project(config, expectations=ge_problems())
             if record and (assume_approved or assume_soaked):  # --no-record writes nothing anywhere
                 record_assumptions(project, phase, assume_approved or [], assume_soaked, by)
@@ -116,6 +130,22 @@ def run(
     if fmt is VerdictFormat.html and url is None:
         rendered = _run_page(project, verdict)
     finish(verdict, fmt, output, rendered, timings=evaluation if url is None else None)
+
+
+def _max_age(text: str | None) -> timedelta:
+    """``--max-age`` (default: the client's 1h), a duration above 0."""
+    from gatecheck.client import MAX_AGE
+    from gatecheck.durations import parse_duration
+
+    if text is None:
+        return MAX_AGE
+    try:
+        found = parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(f"--max-age: {exc}") from None
+    if found <= timedelta(0):
+        raise ConfigError(f"--max-age: {text!r} is no age: give one above 0 (e.g. 10m), or --fresh")
+    return found
 
 
 def _waited(url: str, phase: str, wait: str, show: bool) -> Verdict:
