@@ -341,6 +341,31 @@ def _prometheus_blocks(directory: Path) -> None:
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prometheus (Debian's package) on a free port over deterministic TSDB blocks
     built with promtool from generated OpenMetrics (tests/prometheus_history.py)."""
+    yield from _prometheus_over_the_history(tmp_path_factory, "global: {}\n")
+
+
+@pytest.fixture(scope="session")
+def prometheus_partial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The same Prometheus with a remote-read store it cannot reach (``read_recent``: asked
+    for every query): each answer is its local data with status "success" and a warning that
+    the remote part is missing — what a partial answer looks like."""
+    config = (
+        "global: {}\nremote_read:\n"
+        f"  - url: http://127.0.0.1:{_closed_port()}/api/v1/read\n    read_recent: true\n"
+    )
+    yield from _prometheus_over_the_history(tmp_path_factory, config)
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed: connections are refused)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _prometheus_over_the_history(tmp_path_factory: pytest.TempPathFactory, config: str) -> Iterator[str]:
     binaries = [shutil.which("prometheus"), shutil.which("promtool")]
     if None in binaries:
         message = "Prometheus is not installed: apt-get install prometheus (Debian's package)"
@@ -350,7 +375,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("prometheus")
     blocks = _once_per_run(tmp_path_factory, "prometheus-blocks", _prometheus_blocks)
     shutil.copytree(blocks / "tsdb", root / "tsdb")
-    (root / "prometheus.yml").write_text("global: {}\n")
+    (root / "prometheus.yml").write_text(config)
     log_path = root / "prometheus.log"
     with log_path.open("w") as log:  # port 0: it binds one and logs it ("Listening on" address=…)
         process = subprocess.Popen(

@@ -322,3 +322,21 @@ def test_sample_values_as_prometheus_writes_them() -> None:
 
     assert sample_value("0.5") == 0.5 and sample_value("NaN") is None
     assert sample_value("+Inf") == float("inf") and sample_value(3) == 3.0
+
+
+def test_a_partial_answer_is_an_error_never_judged(
+    prom_config: Path, prometheus: str, prometheus_partial: str
+) -> None:
+    """The same history, behind a Prometheus whose remote-read store is unreachable: every
+    answer is "success" with a warning that part of the data is missing. The gate that is GO
+    on the whole answer is judged on none of the partial one: each check is an error quoting
+    Prometheus's warning (a failure still fails: the rollback check's errors stay errors)."""
+    whole = judge(prom_config, prometheus, as_of("slo-met"))
+    assert whole.verdict is VerdictState.GO
+    partial = judge(prom_config, prometheus_partial, as_of("slo-met"))
+    assert partial.verdict is VerdictState.INCONCLUSIVE
+    for suite in ("normalize_slo", "rollback_triggers"):
+        found = check(partial, suite)
+        assert found.outcome is Outcome.ERROR, found
+        assert "Prometheus answered with a warning, so the answer may be partial: remote_read:" in (found.reason or "")
+        assert "connection refused" in (found.reason or "")

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
-from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
+from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, one_line, redact
 from gatecheck.sources._http import http_errors, verified_tls
 from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source
 from gatecheck.sources.probe import Probe, counted
@@ -207,6 +207,17 @@ class PrometheusSource(Source):
             # Prometheus's own words, e.g. 'parse error: unexpected ")"'.
             raise QueryError(
                 f"{where}{body.get('errorType', 'error')}: {body.get('error', response.text[:300])}"
+            )
+        warnings = body.get("warnings")
+        if warnings:
+            # A success with warnings may be partial: a remote-read store or a Thanos/Mimir
+            # querier that could not reach part of the data still answers "success", and a
+            # count missing its part makes a worse canary look better. Never judged. (Infos,
+            # e.g. "metric might not be a counter", are only advice.)
+            more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
+            raise QueryError(
+                f"{where}Prometheus answered with a warning, so the answer may be partial: "
+                f"{one_line(str(warnings[0]))[:300]}{more}"
             )
         data = body.get("data", {})
         kind, result = data.get("resultType"), data.get("result")
