@@ -19,6 +19,13 @@ from ..conftest import AS_OF, PROJECT, evaluate
 runner = CliRunner()
 AS_OF_TEXT = AS_OF.isoformat()
 
+#: What every ClickHouse query asks at each limit: an error, never part of the answer.
+THROW = (
+    "timeout_overflow_mode='throw', read_overflow_mode='throw', result_overflow_mode='throw', "
+    "group_by_overflow_mode='throw', sort_overflow_mode='throw', set_overflow_mode='throw', "
+    "distinct_overflow_mode='throw', join_overflow_mode='throw', transfer_overflow_mode='throw'"
+)
+
 
 def test_the_explained_queries_are_what_a_run_sends(project_for, warehouse: Path) -> None:
     """Each explained SQL, sent with the explained parameter values to the real warehouse,
@@ -37,7 +44,9 @@ def test_the_explained_queries_are_what_a_run_sends(project_for, warehouse: Path
             rows = []
             for request in check["query"]["requests"]:  # a comparison: one per side
                 assert request["text"].startswith("SELECT * FROM (\n")
-                assert request["text"].endswith(") LIMIT 10001 SETTINGS readonly=1, max_execution_time=30")
+                assert request["text"].endswith(
+                    ") LIMIT 10001 SETTINGS readonly=1, max_execution_time=30, " + THROW
+                )
                 sent = {p["name"]: p["sent"] for p in request["parameters"]}
                 rows.append(len(connection.query_df(request["text"], sent)))
             if check["compare"] is None:
@@ -174,7 +183,7 @@ def test_explain_text_shows_the_query_with_its_bound_values() -> None:
     assert lines[0].startswith("warehouse-release [staging] as of 2026-11-22T06:00:00Z")
     assert sum(line.startswith("unmatched_edges — required check on warehouse") for line in lines) == 1
     assert "freshness_lag" not in result.stdout  # --check: that check alone
-    assert "           ) LIMIT 10001 SETTINGS readonly=1, max_execution_time=30" in lines
+    assert "           ) LIMIT 10001 SETTINGS readonly=1, max_execution_time=30, " + THROW in lines
     start = f"{(AS_OF.timestamp() - 4200):.3f}"
     assert f"           with window_start DateTime64(3) = {start}  = 2026-11-22T04:50:00Z" in lines
     assert any(

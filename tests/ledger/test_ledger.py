@@ -720,3 +720,26 @@ def test_tracked_values_are_read_from_their_own_column_as_the_documents_hold_the
     assert read[1]["checks"][0]["outcome"] == "fail" and read[0]["as_of"] == AS_OF.isoformat()
     assert [len(r["checks"]) for r in ledger.tracked_history("p")] == [1, 1, 0]  # the third tracked nothing
     assert len(ledger.tracked_history("p", newest=1)) == 1
+
+
+def test_a_clickhouse_ledger_under_a_profile_that_breaks_at_a_limit_errs_never_cuts_the_history(
+    tmp_path: Path, warehouse: Path
+) -> None:
+    """A session that answers at most 2 rows and calls the 2 it read the answer
+    (result_overflow_mode='break') gave a history of 2 of 4 records: the NO-GO that came
+    last was not in it. The ledger's reads ask for 'throw': reading the history is an error."""
+    from gatecheck.errors import LedgerError
+
+    database = f"ledger_{abs(hash(str(tmp_path))) % 10**8}"
+    whole = at_their_time(ClickHouseLedger(f"chdb://{warehouse}?database={database}", tmp_path))
+    for k in range(3):
+        whole.record(verdict("p", AS_OF - (3 - k) * HOUR), 0.1)
+    whole.record(verdict("p", AS_OF, Outcome.FAIL), 0.1)
+    assert len(whole.history("p")) == 4
+    whole.close()
+    cut = ClickHouseLedger(f"chdb://{warehouse}?database={database}&max_result_rows=2&result_overflow_mode=break", tmp_path)
+    try:
+        with pytest.raises(LedgerError, match=r"Limit for result exceeded"):
+            cut.history("p")
+    finally:
+        cut.close()

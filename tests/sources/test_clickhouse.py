@@ -180,7 +180,10 @@ def test_an_unreachable_server_is_one_line_per_check_and_no_driver_noise(tmp_pat
 
 def test_wrapping_and_parameter_formatting() -> None:
     assert wrap_readonly("SELECT 1;\n", 2.5) == (
-        "SELECT * FROM (\nSELECT 1\n) LIMIT 10001 SETTINGS readonly=1, max_execution_time=3"
+        "SELECT * FROM (\nSELECT 1\n) LIMIT 10001 SETTINGS readonly=1, max_execution_time=3, "
+        "timeout_overflow_mode='throw', read_overflow_mode='throw', result_overflow_mode='throw', "
+        "group_by_overflow_mode='throw', sort_overflow_mode='throw', set_overflow_mode='throw', "
+        "distinct_overflow_mode='throw', join_overflow_mode='throw', transfer_overflow_mode='throw'"
     )
     assert format_parameter(datetime(2026, 1, 1, tzinfo=UTC)) == "1767225600.000"
     assert format_parameter(0.005) == "0.005"
@@ -575,3 +578,50 @@ def test_a_private_ca_verifies_a_tls_server_and_without_it_the_server_is_refused
     finally:
         server.shutdown()
         server.server_close()
+
+
+#: A profile that stops reading at 100 rows and answers what it read as if it were all
+#: (read_overflow_mode='break'); small blocks, so the limit falls inside the table.
+BREAKS = "max_rows_to_read=100&read_overflow_mode=break&max_block_size=10"
+EDGES = "SELECT sum(length(session_id)) AS s, count() AS n FROM lifecycle_edges WHERE session_id != ''"
+
+
+@pytest.mark.parametrize("level", [0, 2])
+def test_a_profile_that_breaks_at_a_limit_gets_an_error_not_part_of_the_answer(warehouse: Path, level: int) -> None:
+    """Under such a profile the same query answered 16,384 of the table's rows as its sum; the
+    query asks for 'throw' at every limit (readonly 0 and 2 may), so the limit is an error."""
+    whole = query(source(f"chdb://{warehouse}?database=healthy"), EDGES)
+    assert int(whole["n"].iloc[0]) > 10_000
+    with pytest.raises(QueryError, match=r"^Limit for rows \(controlled by 'max_rows_to_read' setting\) exceeded"):
+        query(source(f"chdb://{warehouse}?database=healthy&{BREAKS}&readonly={level}"), EDGES)
+
+
+def test_at_readonly_1_a_profile_that_breaks_at_a_limit_refuses_every_query(warehouse: Path) -> None:
+    """readonly=1 may change no setting, so the query cannot ask for 'throw': a profile that
+    breaks at a limit it sets refuses the query, saying which setting to change. Breaking at
+    no limit, or a limit that throws, is harmless: the query runs as it is."""
+    with pytest.raises(QueryError) as caught:
+        query(source(f"chdb://{warehouse}?database=healthy&{BREAKS}&readonly=1"), EDGES)
+    assert str(caught.value) == (
+        "the session's read_overflow_mode='break' (max_rows_to_read=100) answers part of a query as the "
+        "whole at that limit, and at readonly=1 gatecheck cannot ask for 'throw': set it to 'throw' in the "
+        "profile of gatecheck's user (or give it readonly=2)"
+    )
+    whole = query(source(f"chdb://{warehouse}?database=healthy"), EDGES)
+    for harmless in ("read_overflow_mode=break", "max_rows_to_read=100000000&max_block_size=10"):
+        found = query(source(f"chdb://{warehouse}?database=healthy&{harmless}&readonly=1"), EDGES)
+        assert found.to_dict("records") == whole.to_dict("records"), harmless
+
+
+def test_a_gate_on_a_profile_that_breaks_at_a_limit_judges_nothing(project_for, warehouse: Path) -> None:
+    """warehouse-release on the unmatched-edges scenario (NO-GO on all of its rows) under the
+    breaking profile: every check is an error naming the limit, the verdict never GO."""
+    from ..conftest import database_for, evaluate
+
+    url = f"chdb://{warehouse}?database={database_for('unmatched-edges')}&{BREAKS}"
+    project = project_for("unmatched-edges", extra={"GATECHECK_CLICKHOUSE_URL": url})
+    verdict = asyncio.run(evaluate(project, "warehouse-release", AS_OF))
+    assert verdict.verdict.value == "inconclusive", verdict.reasons
+    for check in verdict.checks:
+        assert check.outcome.value == "error", check
+        assert "Limit for rows (controlled by 'max_rows_to_read' setting) exceeded" in (check.reason or ""), check.reason

@@ -32,7 +32,7 @@ from gatecheck.ledger.base import (
     tracked_document,
 )
 from gatecheck.results import Verdict, VerdictState
-from gatecheck.sources.clickhouse.connection import ClickHouse, Connection, Target
+from gatecheck.sources.clickhouse.connection import THROW, ClickHouse, Connection, Target
 
 _CH_TABLE = "gatecheck_evaluations"
 _CH_SCHEMA = """
@@ -204,6 +204,10 @@ class ClickHouseLedger(Ledger):
 
         def execute(sql: str, params: dict[str, Any], fetch: bool) -> Any:
             if fetch:
+                if sql.lstrip().upper().startswith(("SELECT", "WITH")):
+                    # a history cut short at a profile's limit could miss the NO-GO that
+                    # decides `requires`: an error instead (connection.OVERFLOW_MODES)
+                    sql = f"{sql.rstrip().rstrip(';')}\nSETTINGS {THROW}"
                 return connection.query_df(sql, params)
             connection.command(sql, params)
             return None

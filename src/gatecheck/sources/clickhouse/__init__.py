@@ -26,7 +26,7 @@ from pydantic import SecretStr, model_validator
 from gatecheck._values import document_time
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
 from gatecheck.sources.base import MAX_ROWS, PlannedRequest, QueryParameters, Source, SourceSettings
-from gatecheck.sources.clickhouse.connection import ClickHouse, Connection, Target
+from gatecheck.sources.clickhouse.connection import THROW, ClickHouse, Connection, Target
 from gatecheck.sources.probe import Probe
 from gatecheck.sources.sqltext import ColumnsUsed, statement_problems, syntax_problem, time_filtered_columns
 
@@ -79,15 +79,15 @@ def sql_problems(sql: str) -> list[str]:
 
 def wrap_readonly(sql: str, timeout_s: float, *, by_step: bool = False) -> str:
     """The suite SQL as a read-only, time-limited single SELECT of at most MAX_ROWS + 1 rows
-    (``by_step``: per step of a query of many steps)."""
+    (``by_step``: per step of a query of many steps) that errs, never stops short, at a limit."""
     body = sql.strip().rstrip(";")
     seconds = max(1, math.ceil(timeout_s))
     limit = f"LIMIT {MAX_ROWS + 1}" + (f" BY {STEP_COLUMN}" if by_step else "")
-    return f"SELECT * FROM (\n{body}\n) {limit} SETTINGS readonly=1, max_execution_time={seconds}"
+    return f"SELECT * FROM (\n{body}\n) {limit} SETTINGS readonly=1, max_execution_time={seconds}, {THROW}"
 
 
 #: The wrapper's SETTINGS clause, which a read-only session may not send whole.
-_SETTINGS_TAIL = re.compile(r" SETTINGS readonly=1, (max_execution_time=\d+)$")
+_SETTINGS_TAIL = re.compile(r" SETTINGS readonly=1, (max_execution_time=\d+, .*)$")
 
 
 def for_session(sql: str, readonly: int) -> str:
@@ -101,6 +101,20 @@ def for_session(sql: str, readonly: int) -> str:
     if readonly == 2:
         return _SETTINGS_TAIL.sub(r" SETTINGS \1", sql)
     return sql
+
+
+def _sendable(sql: str, connection: Connection) -> str:
+    """The wrapped SQL as ``connection``'s session may run it (:func:`for_session`); at
+    readonly=1, whose profile the query cannot override, a profile that would answer part of
+    it as the whole at a limit refuses it (QueryError)."""
+    level = connection.readonly()
+    if level == 1 and connection.partial_answers():
+        raise QueryError(
+            f"the session's {'; '.join(connection.partial_answers())} answers part of a query as the "
+            "whole at that limit, and at readonly=1 gatecheck cannot ask for 'throw': set it to 'throw' "
+            "in the profile of gatecheck's user (or give it readonly=2)"
+        )
+    return for_session(sql, level)
 
 
 def time_limit(config: ClickHouseSourceConfig, root: Path) -> str:
@@ -297,7 +311,7 @@ class ClickHouseSource(Source):
 
     def _query(self, sql: str, parameters: dict[str, str]) -> pd.DataFrame:
         connection = self.connection()
-        return connection.query_df(for_session(sql, connection.readonly()), parameters)
+        return connection.query_df(_sendable(sql, connection), parameters)
 
     async def query(self, text: str, parameters: QueryParameters) -> pd.DataFrame:
         sql = wrap_readonly(text, self.timeout)
@@ -318,7 +332,7 @@ class ClickHouseSource(Source):
 
         def plan() -> dict[str, Any]:
             connection = self.connection()
-            sent = for_session(sql, connection.readonly())
+            sent = _sendable(sql, connection)
             estimate = connection.query_df("EXPLAIN ESTIMATE " + sent, bound)
             indexes = connection.query_df("EXPLAIN indexes = 1 " + sent, bound)
             tables = [

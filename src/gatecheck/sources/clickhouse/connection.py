@@ -138,6 +138,27 @@ def _url_settings(query: str, what: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(pairs, key=lambda kv: kv[0] == "readonly"))
 
 
+#: The settings under which ClickHouse, on reaching a limit, answers part of a query as if it
+#: were the whole ('break'; 'any' for GROUP BY), each with the limits it applies to. A sum over
+#: the rows read before the limit is no sum over the window: the source's queries ask for
+#: 'throw' (an error) in their SETTINGS, and where a session may change no setting (readonly=1)
+#: a profile that breaks at a limit it sets refuses every query instead.
+OVERFLOW_MODES: dict[str, tuple[str, ...]] = {
+    "timeout_overflow_mode": ("max_execution_time",),
+    "read_overflow_mode": ("max_rows_to_read", "max_bytes_to_read"),
+    "result_overflow_mode": ("max_result_rows", "max_result_bytes"),
+    "group_by_overflow_mode": ("max_rows_to_group_by",),
+    "sort_overflow_mode": ("max_rows_to_sort", "max_bytes_to_sort"),
+    "set_overflow_mode": ("max_rows_in_set", "max_bytes_in_set"),
+    "distinct_overflow_mode": ("max_rows_in_distinct", "max_bytes_in_distinct"),
+    "join_overflow_mode": ("max_rows_in_join", "max_bytes_in_join"),
+    "transfer_overflow_mode": ("max_rows_to_transfer", "max_bytes_to_transfer"),
+}
+
+#: Each limit's overflow mode as gatecheck's reads ask for it (a ``SETTINGS`` clause): an error.
+THROW = ", ".join(f"{mode}='throw'" for mode in OVERFLOW_MODES)
+
+
 class Connection:
     """One clickhouse-connect client; every call holds ``lock`` (shared by all clients of one
     embedded engine) and raises gatecheck's errors."""
@@ -147,15 +168,39 @@ class Connection:
         self.lock = lock
         self.target = target
         self.timeout = timeout
-        self._readonly: int | None = None
+        self._session: tuple[int, list[str]] | None = None
 
     def readonly(self) -> int:
         """The session's ``readonly`` level (0: any query; 1: reads, and no setting may change;
         2: reads, settings may change), read once from the server or engine."""
-        if self._readonly is None:
-            frame = self.query_df("SELECT toUInt8(getSetting('readonly')) AS level")
-            self._readonly = int(frame["level"].iloc[0])
-        return self._readonly
+        return self._settings()[0]
+
+    def partial_answers(self) -> list[str]:
+        """The session's settings that would answer part of a query as the whole at a limit it
+        also sets (``read_overflow_mode='break' (max_rows_to_read=1000)``); none: []."""
+        return self._settings()[1]
+
+    def _settings(self) -> tuple[int, list[str]]:
+        if self._session is None:
+            names = [
+                "readonly",
+                *OVERFLOW_MODES,
+                *(limit for limits in OVERFLOW_MODES.values() for limit in limits),
+            ]
+            listed = ", ".join(f"'{name}'" for name in names)
+            frame = self.query_df(f"SELECT name, value FROM system.settings WHERE name IN ({listed})")
+            value = dict(zip(frame["name"], frame["value"], strict=True))
+            partial = []
+            for mode, limits in OVERFLOW_MODES.items():
+                if value.get(mode, "throw") == "throw":
+                    continue
+                set_limits = [
+                    f"{limit}={value[limit]}" for limit in limits if value.get(limit, "0") not in ("0", "")
+                ]
+                if set_limits:
+                    partial.append(f"{mode}='{value[mode]}' ({', '.join(set_limits)})")
+            self._session = (int(value.get("readonly", "0")), partial)
+        return self._session
 
     def query_df(self, sql: str, parameters: dict[str, Any] | None = None) -> pd.DataFrame:
         try:
