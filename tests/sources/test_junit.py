@@ -112,6 +112,31 @@ def test_a_report_without_a_timestamp_is_dated_by_its_file_and_a_naive_one_is_ut
     assert frame["failing_tests"].iloc[0] == "c.t2"
 
 
+def test_a_failing_test_case_counts_whatever_the_summary_says_and_nested_suites_count_once(
+    tmp_path: Path,
+) -> None:
+    """A suite whose summary says failures='0' over a test case that failed was a passing run;
+    the failure counts. A suite of suites (PHPUnit's, Karma's) sums its children: counting it
+    too counted every test twice."""
+    (tmp_path / "summary.xml").write_text(
+        "<testsuite name='s' tests='2' failures='0' errors='0' timestamp='2026-11-22T05:40:00'>"
+        "<testcase classname='c' name='ok'/><testcase classname='c' name='broken'><failure/></testcase>"
+        "</testsuite>"
+    )
+    (tmp_path / "nested.xml").write_text(
+        "<testsuites><testsuite name='All' tests='3' failures='1' timestamp='2026-11-22T05:50:00'>"
+        "<testsuite name='A' tests='2' failures='1'><testcase classname='A' name='a1'/>"
+        "<testcase classname='A' name='a2'><failure/></testcase></testsuite>"
+        "<testsuite name='B' tests='1' failures='0'><testcase classname='B' name='b1'/></testsuite>"
+        "</testsuite></testsuites>"
+    )
+    frame = read(f"file://{tmp_path}")
+    assert list(frame["run"]) == ["nested.xml", "summary.xml"]
+    assert list(frame["time"]) == ["2026-11-22T05:50:00Z", "2026-11-22T05:40:00Z"]  # the outer suite's
+    assert list(frame["tests"]) == [3, 2] and list(frame["failed"]) == [1, 1]
+    assert list(frame["failing_tests"]) == ["A.a2", "c.broken"]
+
+
 def test_a_missing_directory_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(SourceUnavailable, match="not a directory"):
         read(f"file://{tmp_path / 'nope'}")

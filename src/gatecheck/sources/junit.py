@@ -126,7 +126,9 @@ def parse_report(name: str, data: bytes, modified: datetime | None) -> Run:
         ) from None
     except ParseError as exc:
         raise QueryError(f"report {name}: not well-formed XML ({exc})") from None
-    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    # The suites that hold test cases: a suite of suites (PHPUnit, Karma) only sums its own,
+    # and counting both counted every test twice.
+    suites = [suite for suite in root.iter("testsuite") if suite.find("testsuite") is None]
     if root.tag not in ("testsuite", "testsuites") or not suites:
         raise QueryError(f"report {name}: not a JUnit report (root element <{root.tag}>)")
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
@@ -136,19 +138,20 @@ def parse_report(name: str, data: bytes, modified: datetime | None) -> Run:
             cases = list(suite.iter("testcase"))
             for key in counts:
                 given = suite.get(key)
-                if given is not None:
-                    counts[key] += int(given)
+                tag = {"tests": "", "failures": "failure", "errors": "error", "skipped": "skipped"}[key]
+                found = len(cases) if key == "tests" else sum(case.find(tag) is not None for case in cases)
+                if given is None:
+                    counts[key] += found
                 elif key == "tests":
-                    counts[key] += len(cases)
-                else:
-                    tag = {"failures": "failure", "errors": "error", "skipped": "skipped"}[key]
-                    counts[key] += sum(1 for case in cases if case.find(tag) is not None)
+                    counts[key] += int(given)
+                else:  # a failure in a test case counts even where the suite's summary says 0
+                    counts[key] += max(int(given), found)
             for case in cases:
                 if case.find("failure") is not None or case.find("error") is not None:
                     failing.append(".".join(p for p in (case.get("classname"), case.get("name")) if p))
     except ValueError as exc:
         raise QueryError(f"report {name}: a count is not a number ({exc})") from None
-    stamp = suites[0].get("timestamp")
+    stamp = next((s.get("timestamp") for s in root.iter("testsuite") if s.get("timestamp")), None)
     when = modified
     if stamp:
         try:
