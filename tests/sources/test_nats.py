@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -126,6 +127,7 @@ def test_streams_and_consumers_are_described(nats_server: NatsServer) -> None:
         for _ in range(4):
             await js.publish(f"{stream.lower()}.a", b"{}")
 
+    before = now() - timedelta(milliseconds=5)
     admin(nats_server.url, setup)
     frame = ask(
         source(nats_server.url),
@@ -143,6 +145,8 @@ def test_streams_and_consumers_are_described(nats_server: NatsServer) -> None:
     rows = frame.to_dict("records")
     present, missing, worker, ghost = rows
     assert present["exists"] and present["messages"] == 4 and present["replicas"] == 1
+    # when the oldest and the newest message were stored (nats-py's state leaves them out)
+    assert before <= datetime.fromisoformat(present["first_ts"]) <= datetime.fromisoformat(present["last_ts"]) <= now()
     assert present["subjects"] == present["expected_subjects"]  # compared as sorted sets
     assert (present["storage"], present["retention"], present["discard"]) == ("file", "limits", "old")
     assert missing["exists"] is False or missing["exists"] == False  # noqa: E712
@@ -226,3 +230,72 @@ def test_a_missing_credentials_file_is_a_config_error(nats_server: NatsServer, t
     config = NatsSourceConfig(type="nats", url=nats_server.url, credentials_file="missing.creds")
     with pytest.raises(ConfigError, match=r"missing\.creds"):
         ask(NatsSource("bus", config, tmp_path), {"streams": [{"name": "X"}]})
+
+
+def test_a_count_over_a_window_the_stream_no_longer_holds_whole_is_an_error(nats_server: NatsServer) -> None:
+    """A stream keeps what its limits allow: counting the messages left in a window whose
+    older ones were removed gave a count short of what was stored (a fallback event aged out
+    is none). Such a count is an error naming the stream and what it holds; a window after
+    the oldest kept message, or after the last one of a stream its limits emptied, counts as
+    before. A stream that drops what is consumed (work-queue retention) never counts."""
+    capped, aged, queue = unique("CAPPED"), unique("AGED"), unique("QUEUE")
+
+    async def setup(jsm, js) -> None:
+        from nats.js.api import RetentionPolicy
+
+        await jsm.add_stream(StreamConfig(name=capped, subjects=[capped.lower()], max_msgs=3))
+        await jsm.add_stream(StreamConfig(name=aged, subjects=[aged.lower()], max_age=0.5))
+        await jsm.add_stream(
+            StreamConfig(name=queue, subjects=[queue.lower()], retention=RetentionPolicy.WORK_QUEUE)
+        )
+
+    async def publish(jsm, js, subject: str, n: int) -> None:
+        for _ in range(n):
+            await js.publish(subject, b"{}")
+
+    admin(nats_server.url, setup)
+    t0 = now()
+    time.sleep(0.02)
+    admin(nats_server.url, lambda jsm, js: publish(jsm, js, capped.lower(), 2))
+    time.sleep(0.02)
+    t1 = now()
+    time.sleep(0.02)
+    admin(nats_server.url, lambda jsm, js: publish(jsm, js, capped.lower(), 1))
+    time.sleep(0.02)
+    t_mid = now()  # after the oldest message the stream will keep
+    time.sleep(0.02)
+    admin(nats_server.url, lambda jsm, js: publish(jsm, js, capped.lower(), 2))  # the first 2 removed
+    admin(nats_server.url, lambda jsm, js: publish(jsm, js, aged.lower(), 2))
+    admin(nats_server.url, lambda jsm, js: publish(jsm, js, queue.lower(), 1))
+    time.sleep(0.02)
+    t2 = now()
+
+    def count(stream: str, start: datetime, end: datetime) -> int:
+        frame = ask(source(nats_server.url), {"counts": [{"name": "n", "stream": stream}]}, start, end)
+        return int(frame["n"].iloc[0])
+
+    with pytest.raises(QueryError) as cut:
+        count(capped, t0, t2)
+    assert re.fullmatch(
+        rf"count on {capped}: stream {capped} holds messages from \S+ \(its limits removed the 2 before\), "
+        rf"and the window starts at \S+: a count over it would miss the removed ones — keep the stream's "
+        "messages longer than the window",
+        str(cut.value),
+    ), str(cut.value)
+    # a window that begins after the oldest message kept holds all of its own
+    assert count(capped, t_mid, t2) == 2
+    with pytest.raises(QueryError, match="its limits removed the 2 before"):
+        count(capped, t1, t2)  # the removed ones were older, but no stream says when they were stored
+    with pytest.raises(QueryError, match=rf"stream {queue} keeps a message only until it is consumed \(workqueue"):
+        count(queue, t0, t2)
+
+    def emptied(jsm, js) -> Any:
+        return jsm.stream_info(aged)
+
+    deadline = time.monotonic() + 30
+    while admin(nats_server.url, emptied).state.messages:  # max_age removes both
+        assert time.monotonic() < deadline, "the aged messages were not removed"
+        time.sleep(0.1)
+    with pytest.raises(QueryError, match=rf"stream {aged} holds none \(its limits removed the 2 before\)"):
+        count(aged, t0, now())
+    assert count(aged, now(), now() + timedelta(seconds=1)) == 0  # after its last message: exact

@@ -34,7 +34,7 @@ import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
@@ -81,9 +81,7 @@ class NatsSourceConfig(SourceSettings):
         for server in value.split(","):
             scheme = server.strip().split("://", 1)[0] if "://" in server else ""
             if scheme not in cls.schemes or not server.strip().split("://", 1)[1]:
-                raise ValueError(
-                    "each server of a cluster (separated by commas) is a nats:// or tls:// URL"
-                )
+                raise ValueError("each server of a cluster (separated by commas) is a nats:// or tls:// URL")
         return value
 
     @property
@@ -354,6 +352,19 @@ def _enum(value: Any) -> str | None:
     return str(getattr(value, "value", value))
 
 
+def _stored_at(text: Any) -> datetime | None:
+    """A JetStream time (RFC 3339, nanoseconds: ``2026-12-06T03:40:00.123456789Z``) as a UTC
+    datetime; Go's zero time (``0001-01-01T00:00:00Z``: never) as None."""
+    if not isinstance(text, str) or text.startswith("0001-01-01"):
+        return None
+    found = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", text)
+    if found is None:
+        return None
+    fraction = (found.group(2) or ".0")[:7]  # microseconds: Python's precision
+    zone = found.group(3).replace("Z", "+00:00")
+    return datetime.fromisoformat(found.group(1) + fraction + zone).astimezone(UTC)
+
+
 def _time(value: Any) -> str | None:
     if value is None:
         return None
@@ -572,6 +583,7 @@ class NatsSource(Source):
             return row | {"exists": False}
         config, state = info.config, info.state
         current, lagging = _replica_states(info.cluster)
+        first_ts, last_ts = await self._stored_times(spec.name, f"stream {spec.name}")
         return row | {
             "exists": True,
             "subjects": ",".join(sorted(config.subjects or [])),
@@ -586,8 +598,8 @@ class NatsSource(Source):
             "bytes": state.bytes,
             "first_seq": state.first_seq,
             "last_seq": state.last_seq,
-            "first_ts": _time(getattr(state, "first_ts", None)),
-            "last_ts": _time(getattr(state, "last_ts", None)),
+            "first_ts": _time(first_ts),
+            "last_ts": _time(last_ts),
             "consumer_count": state.consumer_count,
         }
 
@@ -622,6 +634,7 @@ class NatsSource(Source):
         what = f"count on {spec.stream}" + (f" ({spec.subject})" if spec.subject else "")
         created: list[str] = []
         try:
+            await self._holds_the_window(jsm, spec.stream, None, what)  # its retention, first
             at_end = await self._ephemeral(jsm, spec, end, what)
             created.append(at_end)
             at_start = await self._ephemeral(jsm, spec, start, what)
@@ -631,6 +644,7 @@ class NatsSource(Source):
                 from_start = await self._pending(jsm, spec.stream, at_start, what)
                 after = await self._pending(jsm, spec.stream, at_end, what)
                 if before == after:
+                    await self._holds_the_window(jsm, spec.stream, start, what)
                     return max(0, from_start - before)
             raise SourceTimeout(
                 f"{what}: the stream kept changing; no stable count after {_STABLE_READS} reads"
@@ -643,6 +657,52 @@ class NatsSource(Source):
                     await asyncio.wait_for(jsm.delete_consumer(spec.stream, name), self.timeout)
                 except Exception as exc:  # the inactive threshold removes it anyway
                     log.debug("deleting ephemeral consumer %s/%s failed: %s", spec.stream, name, exc)
+
+    async def _holds_the_window(self, jsm: Any, stream: str, start: datetime | None, what: str) -> None:
+        """QueryError unless ``stream`` still holds every message it stored since ``start``: a
+        stream that drops consumed messages (interest or work-queue retention), or one whose
+        limits (max_age, max_msgs, max_bytes) removed messages stored after ``start``, counts
+        only what is left — a fallback event or a dead letter no longer stored is none.
+        Without ``start``: the retention only (before the counting consumers are created)."""
+        from nats.js.api import RetentionPolicy
+
+        info = await self._call(what, lambda: jsm.stream_info(stream))
+        retention = info.config.retention
+        if retention is not None and retention != RetentionPolicy.LIMITS:
+            raise QueryError(
+                f"{what}: stream {stream} keeps a message only until it is consumed ({_enum(retention)} "
+                "retention), so a count over the window would miss the consumed ones"
+            )
+        state = info.state
+        if start is None or state.first_seq <= 1:
+            return  # only the retention asked, or nothing removed
+        first_ts, last_ts = await self._stored_times(stream, what)
+        # the newest removed message was stored at most when the oldest kept one was (or, none
+        # kept, when the last one was)
+        newest_removed = first_ts if state.messages else last_ts
+        if newest_removed is None or newest_removed > start:
+            kept = f"holds messages from {_time(first_ts)}" if state.messages else "holds none"
+            raise QueryError(
+                f"{what}: stream {stream} {kept} (its limits removed the {state.first_seq - 1} before), "
+                f"and the window starts at {_time(start)}: a count over it would miss the removed ones "
+                "— keep the stream's messages longer than the window"
+            )
+
+    async def _stored_times(self, stream: str, what: str) -> tuple[datetime | None, datetime | None]:
+        """When the oldest and the newest message ``stream`` holds were stored (the newest: even
+        if removed since); None where it never held one. From the JetStream API's own stream
+        info: nats-py's state leaves both times out."""
+        import json
+
+        async def ask() -> Any:
+            return await self._connection.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=self.timeout)
+
+        answer = await self._call(what, ask)
+        try:
+            state = json.loads(answer.data)["state"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise QueryError(f"{what}: stream {stream}: an unreadable stream info") from exc
+        return _stored_at(state.get("first_ts")), _stored_at(state.get("last_ts"))
 
     async def _ephemeral(self, jsm: Any, spec: NatsCount, moment: datetime, what: str) -> str:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
