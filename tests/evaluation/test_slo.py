@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -553,6 +554,29 @@ def test_an_sli_in_sql_is_counted_in_clickhouse_and_a_backtest_asks_each_step(
     assert [s.checks[0].observed["budget_remaining"] for s in report.steps] == [
         pytest.approx(1.0), pytest.approx(1 - 1_200 / 1_008_000 / 0.01)
     ]  # fmt: skip
+
+
+def test_good_beyond_total_is_an_error_never_a_full_budget(config_copy: Path, warehouse: Path, sql_events: str) -> None:
+    """An SLI whose good counts other events than its total (here every event, against the
+    bad-free hour's) was taken as all good: a full budget, a pass. Beyond the extrapolation
+    of two increase() measures (1%), it is an error naming the window."""
+    root = sql_project(config_copy)
+    suite = yaml.safe_load((root / "suites" / "events_slo.yaml").read_text())
+    where = "FROM events\nWHERE ts >= {window_start:DateTime64(3)} AND ts < {window_end:DateTime64(3)}"
+    suite["query"] = f"SELECT count() AS good, countIf(NOT bad) AS total {where}"  # the two swapped
+    (root / "suites" / "events_slo.yaml").write_text(yaml.safe_dump(suite))
+    environ = {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={sql_events}"}
+    (check,) = asyncio.run(evaluate(load_project(root, environ=environ), "sql-slo", SQL_AS_OF)).checks
+    assert check.outcome is Outcome.ERROR, check
+    found = re.search(r"the window \S+ ending \S+: good (\d+) is more than total (\d+): good events are some "
+                      r"of the events — the SLI's two queries count different things", check.reason or "")
+    assert found is not None, check.reason
+    assert int(found.group(1)) * 4 == int(found.group(2)) * 5  # a window of the bad hour: 20 bad in 100
+    # within the extrapolation's tolerance (0.1% over): judged, good taken as at most total
+    suite["query"] = f"SELECT count() AS good, count() * 0.999 AS total {where}"
+    (root / "suites" / "events_slo.yaml").write_text(yaml.safe_dump(suite))
+    (judged,) = asyncio.run(evaluate(load_project(root, environ=environ), "sql-slo", SQL_AS_OF)).checks
+    assert judged.outcome is Outcome.PASS, judged
 
 
 def test_an_overspent_budget_and_unjudged_windows_read_plainly() -> None:

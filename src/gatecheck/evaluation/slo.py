@@ -112,7 +112,20 @@ def _counts(frame: pd.DataFrame, what: str) -> tuple[float, float]:
     good, total = values
     if good < 0 or total < 0:
         raise QueryError(f"{what}: a negative count (good {good:g}, total {total:g})")
+    # increase() extrapolates each measure on its own, so good may pass total by a little; by
+    # more, the two queries count different things (another metric, other labels), and taking
+    # good as all of total would make every event good
+    if good > total * (1 + GOOD_OVER_TOTAL) + 1:
+        raise QueryError(
+            f"{what}: good {good:g} is more than total {total:g}: good events are some of the events "
+            "— the SLI's two queries count different things"
+        )
     return good, total
+
+
+#: How far good may pass total (a share of total, plus one event): the extrapolation of two
+#: increase() measures, never a miscounted SLI.
+GOOD_OVER_TOTAL = 0.01
 
 
 def _nan(value: Any) -> bool:
