@@ -336,7 +336,7 @@ def test_run_junit_carries_the_evaluations_durations(warehouse: Path) -> None:
     result = invoke(warehouse, "healthy", "--phase", "warehouse-release", "--format", "junit")
     assert result.exit_code == 0, result.output
     suite = ET.fromstring(result.stdout)
-    cases = [float(case.get("time", "")) for case in suite.iter("testcase")]
+    cases = [float(case.get("time", "")) for case in suite.iter("testcase") if case.get("name") != "verdict"]
     assert float(suite.get("time", "")) > 0 and len(cases) == 6
     assert all(0 < case <= float(suite.get("time", "")) for case in cases)
 

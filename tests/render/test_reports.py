@@ -55,13 +55,20 @@ def test_junit_validates_and_counts_outcomes(verdicts: dict[str, Verdict], state
     JUNIT_XSD.validate(xml)
     document = JUNIT_XSD.to_dict(xml)
     outcomes = [c.outcome.value for c in verdict.checks]
-    assert document["@tests"] == len(verdict.checks)
-    assert document["@failures"] == outcomes.count("fail")
+    assert document["@tests"] == len(verdict.checks) + 1  # and the verdict's own
+    assert document["@failures"] == outcomes.count("fail") + (state != "go")
     assert document["@errors"] == outcomes.count("error")
     assert document["@skipped"] == outcomes.count("inconclusive")
     properties = {p["@name"]: p["@value"] for p in document["properties"]["property"]}
     assert properties["verdict"] == state
-    for case, check in zip(document["testcase"], verdict.checks, strict=True):
+    *cases, judged = document["testcase"]
+    assert judged["@name"] == "verdict" and judged["@classname"] == "gatecheck.warehouse-release"
+    if state == "go":
+        assert "failure" not in judged
+    else:  # an inconclusive verdict too: its checks are only <skipped>, the report must not be green
+        assert judged["failure"]["@type"] == f"verdict-{state}"
+        assert judged["failure"]["@message"] == f"{state.upper()}: {verdict.reasons[0]}"
+    for case, check in zip(cases, verdict.checks, strict=True):
         assert case["@name"] == check.suite
         if check.outcome.value == "fail":
             assert "window" in case["failure"]["@message"] and check.suite in case["failure"]["@message"]
@@ -184,12 +191,12 @@ def test_junit_an_advisory_failure_is_skipped_with_its_evidence_and_times_are_th
     JUNIT_XSD.validate(xml)
     document = JUNIT_XSD.to_dict(xml)
     assert document["@failures"] == 0 and document["@skipped"] == 1  # a GO is never red in CI
-    case = document["testcase"][-1]
+    case = document["testcase"][-2]  # the last: the verdict's own, passing
     assert case["@classname"].endswith(".advisory") and "failure" not in case
     assert case["skipped"]["@message"].startswith("advisory check failed (does not block the verdict)")
     assert "must be" in case["skipped"]["$"]  # the evidence: observed value against its threshold
     assert document["@time"] == 2.5
-    assert [c["@time"] for c in document["testcase"]] == [0.25 * (i + 1) for i in range(len(verdict.checks))]
+    assert [c["@time"] for c in document["testcase"][:-1]] == [0.25 * (i + 1) for i in range(len(verdict.checks))]
     # without timings (a verdict read back from the service or the ledger): 0, never invented
     assert {c["@time"] for c in JUNIT_XSD.to_dict(render_junit(verdict))["testcase"]} == {0}
 

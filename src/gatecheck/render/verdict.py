@@ -195,9 +195,12 @@ def render_junit(verdict: Verdict, timings: Any = None) -> str:
     """One <testsuite> per evaluation, one <testcase> per check: a failure that blocks (or a
     rollback trigger that fired) → <failure>, error → <error>, inconclusive → <skipped>; a
     failure that does not block — waived, or of an advisory check — is <skipped> with its
-    evidence, so CI is not red on a GO. ``time`` is each check's own duration (the suite's:
-    the evaluation's) when ``timings`` (an Evaluation) is given, else 0. Readable by GitLab,
-    Jenkins, GitHub."""
+    evidence, so CI is not red on a GO. A last <testcase> ``verdict`` passes on GO only: a
+    verdict held back by no check (an unmet ``requires``, an uncovered soak, an approval) or by
+    inconclusive checks alone (<skipped>) would otherwise be a report without a failure —
+    green in a test-report view for a release that may not go. ``time`` is each check's own
+    duration (the suite's: the evaluation's) when ``timings`` (an Evaluation) is given, else
+    0. Readable by GitLab, Jenkins, GitHub."""
     import socket
     import xml.etree.ElementTree as ET
 
@@ -216,8 +219,8 @@ def render_junit(verdict: Verdict, timings: Any = None) -> str:
             # JUnit timestamps carry no timezone: this one is UTC.
             "timestamp": verdict.as_of.strftime("%Y-%m-%dT%H:%M:%S"),
             "hostname": socket.gethostname() or "localhost",
-            "tests": str(len(verdict.checks)),
-            "failures": str(counts[Outcome.FAIL]),
+            "tests": str(len(verdict.checks) + 1),
+            "failures": str(counts[Outcome.FAIL] + (verdict.verdict is not VerdictState.GO)),
             "errors": str(counts[Outcome.ERROR]),
             "skipped": str(counts[Outcome.INCONCLUSIVE]),
             "time": f"{total:.3f}" if total is not None else "0",
@@ -259,6 +262,19 @@ def render_junit(verdict: Verdict, timings: Any = None) -> str:
             ET.SubElement(case, "error", {"message": summary, "type": "check-error"}).text = detail
         elif check.outcome is Outcome.INCONCLUSIVE:
             ET.SubElement(case, "skipped", {"message": summary})
+    judged = ET.SubElement(
+        suite, "testcase", {"name": "verdict", "classname": f"gatecheck.{verdict.phase}", "time": "0.000"}
+    )
+    if verdict.verdict is not VerdictState.GO:
+        word = verdict.verdict.value.upper()
+        ET.SubElement(
+            judged,
+            "failure",
+            {
+                "message": f"{word}: {verdict.reasons[0] if verdict.reasons else word}",
+                "type": f"verdict-{verdict.verdict.value}",
+            },
+        ).text = "\n".join(verdict.reasons)
     out = ET.SubElement(suite, "system-out")
     out.text = "\n".join([f"verdict: {verdict.verdict.value}", *verdict.reasons])
     ET.SubElement(suite, "system-err").text = ""
