@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 
 def certificates(directory: Path) -> tuple[Path, Path, Path]:
@@ -44,3 +45,20 @@ def certificates(directory: Path) -> tuple[Path, Path, Path]:
         )
     )
     return paths
+
+
+def tls_server(handler: type, certificate: Path, key: Path) -> Any:
+    """A threading HTTP server on a loopback port the system picks, speaking TLS with
+    ``certificate`` and ``key``, already serving ``handler``; the caller shuts it down."""
+    import http.server
+    import ssl
+    import threading
+
+    from gatecheck.demo.metrics import STOP_POLL_S
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificate, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, args=(STOP_POLL_S,), daemon=True).start()
+    return server

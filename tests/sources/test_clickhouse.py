@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from gatecheck.demo.metrics import STOP_POLL_S
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
 from gatecheck.evaluation.engine import Engine
 from gatecheck.ledger import ClickHouseLedger
@@ -22,7 +21,7 @@ from gatecheck.sources.clickhouse import (
 from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
 from ..conftest import AS_OF
-from ..tls import certificates
+from ..tls import certificates, tls_server
 
 
 def source(url: str, root: Path = Path("."), timeout: str = "30s") -> ClickHouseSource:
@@ -529,8 +528,6 @@ def test_a_private_ca_verifies_a_tls_server_and_without_it_the_server_is_refused
     a TLS endpoint answering as a ClickHouse server refusing the user (what the handshake
     test needs; no data is served)."""
     import http.server
-    import ssl
-    import threading
 
     from gatecheck.sources.clickhouse import ClickHouseSourceConfig
 
@@ -552,11 +549,7 @@ def test_a_private_ca_verifies_a_tls_server_and_without_it_the_server_is_refused
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(certificate, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, args=(STOP_POLL_S,), daemon=True).start()
+    server = tls_server(Refusing, certificate, key)
     url = f"clickhouses://gatecheck@localhost:{server.server_address[1]}/analytics"
     try:
         def connect(**extra: object) -> str:

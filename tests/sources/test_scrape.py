@@ -189,12 +189,10 @@ def test_https_verifies_with_the_processs_one_tls_context(tmp_path: Path, monkey
     open, the CA bundle is loaded once per process: it cost ~20 ms of CPU per client."""
     import http.server
     import ssl
-    import threading
 
-    from gatecheck.demo.metrics import STOP_POLL_S
     from gatecheck.sources._http import verified_tls
 
-    from ..tls import certificates
+    from ..tls import certificates, tls_server
 
     authority, certificate, key = certificates(tmp_path)
     body = b"# TYPE jobs counter\njobs_total 7\n"
@@ -210,11 +208,7 @@ def test_https_verifies_with_the_processs_one_tls_context(tmp_path: Path, monkey
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Exposes)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(certificate, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, args=(STOP_POLL_S,), daemon=True).start()
+    server = tls_server(Exposes, certificate, key)
     url = f"scrape+https://localhost:{server.server_address[1]}/metrics"
     loads: list[object] = []
     default_context = ssl.create_default_context
