@@ -568,13 +568,10 @@ def test_good_beyond_total_is_an_error_never_a_full_budget(config_copy: Path, wa
     environ = {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={sql_events}"}
     (check,) = asyncio.run(evaluate(load_project(root, environ=environ), "sql-slo", SQL_AS_OF)).checks
     assert check.outcome is Outcome.ERROR, check
-    # whichever of the SLO's windows answered first (they are asked together): each holds the
-    # bad hour, where good (all events) passes total (the good ones) by far more than 1%
-    found = re.search(r"the window (\S+) ending \S+: good (\d+) is more than total (\d+): good events are some "
-                      r"of the events — the SLI's two queries count different things", check.reason or "")
-    assert found is not None, check.reason
-    assert found.group(1) in ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "7d"), found.group(1)
-    assert int(found.group(2)) > int(found.group(3)) * 1.01 + 1
+    # the longest window beyond the margin, whichever answered first: 7d and 3d hold the bad
+    # hour among so many good ones that good passes total by less than 1%; 6h by 3.4%
+    assert re.search(r"the window 6h ending \S+: good 36000 is more than total 34800: good events are some "
+                     r"of the events — the SLI's two queries count different things", check.reason or ""), check.reason
     # within the extrapolation's tolerance (0.1% over): judged, good taken as at most total
     suite["query"] = f"SELECT count() AS good, count() * 0.999 AS total {where}"
     (root / "suites" / "events_slo.yaml").write_text(yaml.safe_dump(suite))

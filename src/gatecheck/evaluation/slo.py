@@ -216,7 +216,14 @@ async def fetch_slo(
     lengths = windows_of(config, length)
     since = phase_since if phase_since is not None and phase_since < end else None
     try:
-        answers = await asyncio.gather(*(corrected(end - length) for length in lengths))
+        # asked together; a failure is reported for the longest window that failed, not for
+        # whichever answered first: the same evaluation gives the same reason every time
+        asks = (corrected(end - length) for length in lengths)
+        settled = await asyncio.gather(*asks, return_exceptions=True)
+        for answer in settled:
+            if isinstance(answer, BaseException):
+                raise answer
+        answers = [answer for answer in settled if not isinstance(answer, BaseException)]
         phase_counts = (await corrected(since))[:2] if since is not None else None
     except GatecheckError as exc:
         return source_failed(exc, suite.source, base)
