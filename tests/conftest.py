@@ -6,10 +6,13 @@ directory; tests are isolated by database, not by restarting the engine.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -459,6 +462,35 @@ def served_bases(
         assert process.poll() is None, log.read_text()
         assert time.monotonic() < deadline, f"no service said where it serves within {timeout:g}s"
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def serving(
+    service: Any, ready: Callable[[str], bool] | None = None, timeout: float = 60.0
+) -> Iterator[tuple[str, threading.Thread]]:
+    """An in-process service served on its own thread (:func:`listening_server`): its address
+    and thread once ``/healthz`` answers and ``ready(base)`` holds; stopped after, and said if
+    it does not stop."""
+    from gatecheck.service.server import run_service
+
+    server, sockets, base = listening_server(service)
+    thread = threading.Thread(target=lambda: asyncio.run(run_service(service, server, sockets)), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if local_http.get(f"{base}/healthz", timeout=2).status_code == 200 and (ready is None or ready(base)):
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"the service was not ready within {timeout:g}s"
+        time.sleep(0.1)
+    try:
+        yield base, thread
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        assert not thread.is_alive(), "the service did not stop"
 
 
 def listening_server(service: Any) -> tuple[Any, list[Any], str]:

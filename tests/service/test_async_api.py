@@ -5,14 +5,11 @@ run --url --wait`` on top of it."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -21,9 +18,8 @@ from gatecheck.cli import app
 from gatecheck.config import load_project
 from gatecheck.ledger import SqliteLedger
 from gatecheck.service.core import Service
-from gatecheck.service.server import run_service
 
-from ..conftest import listening_server, local_http
+from ..conftest import local_http, serving
 
 SLOW = {
     "name": "slow_pass",
@@ -56,20 +52,8 @@ def slow_service(tmp_path_factory: pytest.TempPathFactory, warehouse: Path) -> I
     gate = {"phase": "svc-slow", "environment": "staging", "checks": [{"suite": "slow_pass"}]}
     (root / "gates" / "svc-slow.yaml").write_text(yaml.safe_dump(gate))
     svc = Service(load_project(root, environ={}), SqliteLedger(root / "history.db"), [])
-    server, sockets, base = listening_server(svc)
-    thread = threading.Thread(target=lambda: asyncio.run(run_service(svc, server, sockets)), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if local_http.get(f"{base}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    yield base, svc
-    server.should_exit = True
-    thread.join(timeout=15)
+    with serving(svc) as (base, _):
+        yield base, svc
 
 
 def poll(base: str, location: str, timeout: float = 60) -> tuple[list[str], dict[str, Any]]:

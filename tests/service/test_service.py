@@ -27,7 +27,7 @@ from gatecheck.results import Verdict
 from gatecheck.service.core import Service
 from gatecheck.service.server import run_service
 
-from ..conftest import REPO, listening_server, local_http
+from ..conftest import REPO, listening_server, local_http, serving
 
 PHASES = ("svc-go", "svc-nogo", "svc-inconclusive", "svc-rollback")
 
@@ -107,24 +107,13 @@ def service(service_config: Path) -> Iterator[tuple[str, Service, threading.Thre
     project = load_project(service_config, environ={})
     ledger = SqliteLedger(service_config / "history.db")
     svc = Service(project, ledger, list(PHASES))
-    server, sockets, base = listening_server(svc)
-    thread = threading.Thread(target=lambda: asyncio.run(run_service(svc, server, sockets)), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # the first scheduled run of every phase starts at once
-        try:
-            listed = local_http.get(f"{base}/api/v1/phases", timeout=2).json()
-            if all(p["verdict"] for p in listed if p["scheduled"]):
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    else:
-        pytest.fail("the service did not evaluate every phase within 60s")
-    yield base, svc, thread
-    server.should_exit = True
-    thread.join(timeout=15)
-    assert not thread.is_alive(), "the service did not stop"
+
+    def judged(base: str) -> bool:  # the first scheduled run of every phase starts at once
+        listed = local_http.get(f"{base}/api/v1/phases", timeout=2).json()
+        return all(p["verdict"] for p in listed if p["scheduled"])
+
+    with serving(svc, judged) as (base, thread):
+        yield base, svc, thread
 
 
 def scrape(base: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -1440,19 +1429,8 @@ def test_run_url_takes_no_verdict_older_than_max_age(service_config: Path, tmp_p
     )  # fmt: skip
     SqliteLedger(ledger_path).record(Verdict.model_validate_json(judged.stdout), 0.1)
     svc = Service(load_project(service_config, environ={}), SqliteLedger(ledger_path), [])  # schedules nothing
-    server, sockets, base = listening_server(svc)
-    thread = threading.Thread(target=lambda: asyncio.run(run_service(svc, server, sockets)), daemon=True)
-    thread.start()
-    try:
+    with serving(svc) as (base, _):
         runner = CliRunner()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if local_http.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
         within = runner.invoke(app, ["run", "--phase", "svc-go", "--url", base, "--max-age", "4h", "--format", "json"])
         assert Verdict.model_validate_json(within.stdout).as_of == three_hours_ago  # the recorded one
         assert len(SqliteLedger(ledger_path).history("svc-go")) == 1
@@ -1461,9 +1439,6 @@ def test_run_url_takes_no_verdict_older_than_max_age(service_config: Path, tmp_p
         assert datetime.now(UTC) - fresh.as_of < timedelta(minutes=5), fresh.as_of
         assert now.exit_code == 0 and fresh.verdict.value == "go"
         assert len(SqliteLedger(ledger_path).history("svc-go")) == 2  # evaluated now, recorded
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 def test_run_url_refuses_a_stale_verdict_or_another_phases_from_any_service(tmp_path: Path) -> None:
