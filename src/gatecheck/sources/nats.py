@@ -578,12 +578,11 @@ class NatsSource(Source):
         if spec.subjects is not None:
             row["expected_subjects"] = ",".join(sorted(spec.subjects))
         try:
-            info = await self._call(f"stream {spec.name}", lambda: jsm.stream_info(spec.name))
+            info, first_ts, last_ts = await self._stream_info(spec.name, f"stream {spec.name}")
         except NotFoundError:
             return row | {"exists": False}
         config, state = info.config, info.state
         current, lagging = _replica_states(info.cluster)
-        first_ts, last_ts = await self._stored_times(spec.name, f"stream {spec.name}")
         return row | {
             "exists": True,
             "subjects": ",".join(sorted(config.subjects or [])),
@@ -634,7 +633,7 @@ class NatsSource(Source):
         what = f"count on {spec.stream}" + (f" ({spec.subject})" if spec.subject else "")
         created: list[str] = []
         try:
-            await self._holds_the_window(jsm, spec.stream, None, what)  # its retention, first
+            await self._holds_the_window(spec.stream, None, what)  # its retention, first
             at_end = await self._ephemeral(jsm, spec, end, what)
             created.append(at_end)
             at_start = await self._ephemeral(jsm, spec, start, what)
@@ -644,7 +643,7 @@ class NatsSource(Source):
                 from_start = await self._pending(jsm, spec.stream, at_start, what)
                 after = await self._pending(jsm, spec.stream, at_end, what)
                 if before == after:
-                    await self._holds_the_window(jsm, spec.stream, start, what)
+                    await self._holds_the_window(spec.stream, start, what)
                     return max(0, from_start - before)
             raise SourceTimeout(
                 f"{what}: the stream kept changing; no stable count after {_STABLE_READS} reads"
@@ -658,7 +657,7 @@ class NatsSource(Source):
                 except Exception as exc:  # the inactive threshold removes it anyway
                     log.debug("deleting ephemeral consumer %s/%s failed: %s", spec.stream, name, exc)
 
-    async def _holds_the_window(self, jsm: Any, stream: str, start: datetime | None, what: str) -> None:
+    async def _holds_the_window(self, stream: str, start: datetime | None, what: str) -> None:
         """QueryError unless ``stream`` still holds every message it stored since ``start``: a
         stream that drops consumed messages (interest or work-queue retention), or one whose
         limits (max_age, max_msgs, max_bytes) removed messages stored after ``start``, counts
@@ -666,7 +665,7 @@ class NatsSource(Source):
         Without ``start``: the retention only (before the counting consumers are created)."""
         from nats.js.api import RetentionPolicy
 
-        info = await self._call(what, lambda: jsm.stream_info(stream))
+        info, first_ts, last_ts = await self._stream_info(stream, what)
         retention = info.config.retention
         if retention is not None and retention != RetentionPolicy.LIMITS:
             raise QueryError(
@@ -676,7 +675,6 @@ class NatsSource(Source):
         state = info.state
         if start is None or state.first_seq <= 1:
             return  # only the retention asked, or nothing removed
-        first_ts, last_ts = await self._stored_times(stream, what)
         # the newest removed message was stored at most when the oldest kept one was (or, none
         # kept, when the last one was)
         newest_removed = first_ts if state.messages else last_ts
@@ -688,21 +686,35 @@ class NatsSource(Source):
                 "— keep the stream's messages longer than the window"
             )
 
-    async def _stored_times(self, stream: str, what: str) -> tuple[datetime | None, datetime | None]:
-        """When the oldest and the newest message ``stream`` holds were stored (the newest: even
-        if removed since); None where it never held one. From the JetStream API's own stream
-        info: nats-py's state leaves both times out."""
+    async def _stream_info(self, stream: str, what: str) -> tuple[Any, datetime | None, datetime | None]:
+        """nats-py's StreamInfo of ``stream`` (NotFoundError if there is none), with when its
+        oldest and newest message were stored (the newest: even if removed since; None where
+        it never held one), which nats-py's state leaves out: one JetStream API request, read
+        as nats-py's own ``stream_info`` reads it."""
         import json
 
-        async def ask() -> Any:
-            return await self._connection.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=self.timeout)
+        from nats.errors import NoRespondersError
+        from nats.js.api import StreamInfo
+        from nats.js.errors import APIError, ServiceUnavailableError
 
-        answer = await self._call(what, ask)
-        try:
-            state = json.loads(answer.data)["state"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise QueryError(f"{what}: stream {stream}: an unreadable stream info") from exc
-        return _stored_at(state.get("first_ts")), _stored_at(state.get("last_ts"))
+        async def ask() -> dict[str, Any]:
+            subject = f"$JS.API.STREAM.INFO.{stream}"
+            try:
+                answer = await self._connection.request(subject, b"", timeout=self.timeout)
+            except NoRespondersError as exc:  # as nats-py's own requests say it
+                raise ServiceUnavailableError from exc
+            try:
+                found: dict[str, Any] = json.loads(answer.data)
+            except ValueError as exc:
+                raise QueryError(f"{what}: stream {stream}: an unreadable stream info") from exc
+            if "error" in found:
+                APIError.from_error(found["error"])  # raises it: NotFoundError, …
+            return found
+
+        found = await self._call(what, ask)
+        times = found.get("state", {})
+        first_ts, last_ts = _stored_at(times.get("first_ts")), _stored_at(times.get("last_ts"))
+        return StreamInfo.from_response(found), first_ts, last_ts
 
     async def _ephemeral(self, jsm: Any, spec: NatsCount, moment: datetime, what: str) -> str:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
