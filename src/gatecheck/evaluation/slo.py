@@ -95,6 +95,11 @@ def overlap(
     return merged
 
 
+#: How far good may pass total (a share of total, plus one event): the extrapolation of two
+#: increase() measures, never a miscounted SLI.
+GOOD_OVER_TOTAL = 0.01
+
+
 def _counts(frame: pd.DataFrame, what: str) -> tuple[float, float]:
     """``(good, total)`` summed over the answer's rows; no rows or NULLs count as none."""
     missing = [c for c in ("good", "total") if c not in frame.columns]
@@ -121,11 +126,6 @@ def _counts(frame: pd.DataFrame, what: str) -> tuple[float, float]:
             "— the SLI's two queries count different things"
         )
     return good, total
-
-
-#: How far good may pass total (a share of total, plus one event): the extrapolation of two
-#: increase() measures, never a miscounted SLI.
-GOOD_OVER_TOTAL = 0.01
 
 
 def _nan(value: Any) -> bool:
