@@ -128,10 +128,6 @@ def run_demo(
             else:
                 url = server.start().url
                 prepare_bus(url, scenario)
-            production_url = cluster.wait_ready().url
-            prepare_bus(production_url, scenario, replicas=3)
-            if scenario == "nats-node-down":
-                cluster.kill(NODE_DOWN)
             normalize = NormalizeService(scenario)
             normalize.add(2000, minutes=5)  # the five minutes before the demo started
             exposition = Exposition(normalize.registry)
@@ -154,6 +150,11 @@ def run_demo(
                 ingest = IngestService(database_url, drops=scenario == "ingest-drops").start()
                 stack.callback(ingest.stop)
                 ingest_url = ingest.url
+            # The cluster has elected its JetStream leader meanwhile (it takes seconds).
+            production_url = cluster.wait_ready().url
+            prepare_bus(production_url, scenario, replicas=3)
+            if scenario == "nats-node-down":
+                cluster.kill(NODE_DOWN)
             served_env = {
                 "GATECHECK_INGEST_URL": ingest_url,
                 "GATECHECK_NATS_URL": url,

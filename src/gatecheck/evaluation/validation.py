@@ -46,8 +46,9 @@ _BOUNDS = {"max_value": "max", "min_value": "min"}
 
 def _import_ge() -> Any:
     """Great Expectations (its analytics are off in the context's own configuration, below:
-    nothing of this process's environment is changed)."""
-    import great_expectations as gx
+    nothing of this process's environment is changed; what it imports that gatecheck never
+    uses runs on first use: :mod:`gatecheck.evaluation.ge`)."""
+    from gatecheck.evaluation.ge import gx
 
     return gx
 

@@ -180,7 +180,7 @@ def _worker_main(
 
 
 #: What the fork server imports once for every worker it forks (none of them starts a thread).
-_PRELOAD = ("gatecheck.service.worker", "gatecheck.evaluation.engine", "great_expectations")
+_PRELOAD = ("gatecheck.service.worker", "gatecheck.evaluation.engine", "gatecheck.evaluation.ge")
 
 
 class _Worker:
