@@ -698,3 +698,19 @@ def test_an_unset_notify_variable_stops_only_serve(config_copy: Path) -> None:
     # set, every command has the target
     loaded = load_project(config_copy, environ={"SLACK_WEBHOOK_URL": "https://hooks.example/x"})
     assert [t.name for t in loaded.config.notify] == ["slack"] and loaded.notify_unresolved == ()
+
+
+def test_a_file_changed_between_two_loads_is_read_as_it_is_now(config_copy: Path) -> None:
+    """Parsed files are kept by their text, so a second load of an unchanged project is cheap;
+    a changed file is parsed again, and what one load made of a file is not what the next gets."""
+    before = load_project(config_copy)
+    thresholds = config_copy / "thresholds.yaml"
+    text = thresholds.read_text()
+    document = yaml.safe_load(text)
+    document["defaults"]["freshness_lag_max_s"] = 4321
+    thresholds.write_text(yaml.safe_dump(document))
+    after = load_project(config_copy)
+    assert before.thresholds != after.thresholds
+    assert after.thresholds.defaults["freshness_lag_max_s"] == 4321
+    thresholds.write_text(text)
+    assert load_project(config_copy).thresholds == before.thresholds
