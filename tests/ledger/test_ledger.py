@@ -743,3 +743,45 @@ def test_a_clickhouse_ledger_under_a_profile_that_breaks_at_a_limit_errs_never_c
             cut.history("p")
     finally:
         cut.close()
+
+
+def test_the_audit_trail_keeps_every_kind_whole_numbers_waivers_and_selects(ledger: Ledger) -> None:
+    """The audit contract every backend keeps (the waiver, approval and assumption flows run
+    end to end on SQLite in test_waivers.py, and on each backend for one flow): every kind and
+    field as written, oldest first, waiver ids W1, W2, … and the three selections."""
+    from typing import get_args
+
+    from gatecheck.ledger.audit import AuditEvent, AuditKind
+
+    start = AS_OF - 10 * HOUR
+    kinds = [k for k in get_args(AuditKind) if k != "waiver-created"]
+    first = ledger.create_waiver(
+        AuditEvent(
+            at=start, kind="waiver-created", phase="release", check="unmatched_edges",
+            group={"edge_type": "start->first_segment", "region": "eu"}, until=start + 24 * HOUR,
+            by="alice", reason="vendor backfill — until Friday", config_hash="c1",
+        )
+    )  # fmt: skip
+    second = ledger.create_waiver(
+        AuditEvent(at=start + HOUR, kind="waiver-created", phase="canary", check="freshness_lag",
+                   until=start + 2 * HOUR, by="bob", reason="r")
+    )  # fmt: skip
+    assert (first.waiver, second.waiver) == ("W1", "W2")
+    events = [
+        AuditEvent(
+            at=start + (2 + i) * HOUR, kind=kind, phase="release" if i % 2 else "canary", check="unmatched_edges",
+            waiver="W1" if kind.startswith("waiver") else "", by=f"who{i}", reason=f"because {i}",
+            until=start + 30 * HOUR if kind == "approved" else None,
+        )
+        for i, kind in enumerate(kinds)
+    ]  # fmt: skip
+    ledger.append_audit(events)
+    trail = ledger.audit()
+    assert trail == [first, second, *events]
+    assert ledger.audit(["release"]) == [e for e in trail if e.phase == "release"]
+    assert ledger.audit(since=start + 3 * HOUR) == [e for e in trail if e.at >= start + 3 * HOUR]
+    assert ledger.audit(kinds=["waiver-created", "approved"]) == [
+        e for e in trail if e.kind in ("waiver-created", "approved")
+    ]
+    third = ledger.create_waiver(second.model_copy(update={"waiver": "", "at": start + 40 * HOUR}))
+    assert third.waiver == "W3"

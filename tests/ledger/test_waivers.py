@@ -1,5 +1,7 @@
-"""Waivers, approvals and the audit trail, on both ledger backends, against the real
-warehouse (scenarios built at the current time) through the CLI a person uses."""
+"""Waivers, approvals and the audit trail against the real warehouse (scenarios built at the
+current time) through the CLI a person uses: on SQLite, and one whole flow (a waiver created,
+used, revoked) on each ledger backend. The audit contract each backend keeps is tested on all
+three in test_ledger.py."""
 
 from __future__ import annotations
 
@@ -23,11 +25,16 @@ runner = CliRunner()
 EDGE = "edge_type=start->first_segment"  # the group the unmatched-edges scenario breaks
 
 
-@pytest.fixture(params=["sqlite", "chdb", "postgresql"])
+BACKENDS = pytest.mark.parametrize("history_url", ["sqlite", "chdb", "postgresql"], indirect=True)
+
+
+@pytest.fixture
 def history_url(request: pytest.FixtureRequest, tmp_path: Path, warehouse: Path) -> str:
-    if request.param == "sqlite":
+    """The ledger's URL: SQLite, or the backend a test is parametrized with (``BACKENDS``)."""
+    backend = getattr(request, "param", "sqlite")
+    if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'history.db'}"
-    if request.param == "postgresql":
+    if backend == "postgresql":
         from .test_ledger import fresh_database
 
         return fresh_database(request, tmp_path)
@@ -65,6 +72,7 @@ def trail(history_url: str, root: Path) -> Ledger:
     return open_ledger(history_url, root)
 
 
+@BACKENDS
 def test_a_waived_failure_is_go_with_the_waiver_shown_and_revoking_blocks_again(gate, history_url, tmp_path) -> None:
     code, document = run_json(gate, "unmatched-edges")
     assert (code, document["verdict"]) == (1, "no-go")
