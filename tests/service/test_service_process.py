@@ -26,10 +26,21 @@ def gatecheck() -> str:
     return found
 
 
+#: The phases the served demo here evaluates: staging's chain and the warehouse's (production's
+#: five, on the demo's three-node cluster, would double its work and judge nothing these tests read).
+SERVED = ("staging-predeploy", "staging-deploy", "staging-soak", "warehouse-release")
+
+
 def launch_demo(root: Path, log_format: str = "text") -> subprocess.Popen[str]:
-    """Start `gatecheck demo --serve` on ``root``, every phase each second (not yet ready), on
-    a port it picks. Its log goes to ``root/service.log`` (a pipe nobody reads would fill and
-    stall it)."""
+    """Start `gatecheck demo --serve` on ``root``, every phase of ``SERVED`` each second (not yet
+    ready), on a port it picks. Its log goes to ``root/service.log`` (a pipe nobody reads would
+    fill and stall it)."""
+    for gate in (root / "gates").glob("*.yaml"):
+        if gate.stem not in SERVED:
+            gate.unlink()
+    thresholds = yaml.safe_load((root / "thresholds.yaml").read_text())
+    thresholds["phases"] = {p: t for p, t in thresholds.get("phases", {}).items() if p in SERVED}
+    (root / "thresholds.yaml").write_text(yaml.safe_dump(thresholds))
     path = root / "gatecheck.yaml"
     project = yaml.safe_load(path.read_text())
     project["service"]["interval"] = "1s"
