@@ -84,10 +84,18 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_repository(tmp_path: P
     assert version.returncode == 0, version.stderr
     assert version.stdout.splitlines()[0] == "gatecheck 0.1.0"
 
+    # The README's demo command: GO, after the phases staging-soak requires, recorded by this
+    # run; only the demo's own state written; every server it started stopped.
     demo = subprocess.run([gatecheck, "demo"], capture_output=True, text=True, cwd=elsewhere, env=env, timeout=180)
     assert demo.returncode == 0, demo.stderr
     assert demo.stdout.startswith("GO  phase staging-soak")
+    assert "gatecheck run --phase staging-deploy  → go" in demo.stderr
+    assert "gatecheck run --phase staging-soak --assume-soaked" in demo.stderr
     assert [p.name for p in elsewhere.iterdir()] == [".gatecheck"]
+    assert (elsewhere / ".gatecheck" / "warehouse").is_dir()
+    for server in ("nats", "nats-cluster", "postgres"):
+        running = subprocess.run(["pgrep", "-f", str(elsewhere / ".gatecheck" / server)], capture_output=True)
+        assert running.returncode == 1, (server, running.stdout)
     # The status pages' templates and stylesheet load from the installed package.
     page = subprocess.run(
         [python, "-c", "from datetime import UTC, datetime; from gatecheck.results import Verdict; "

@@ -19,10 +19,24 @@ def gatecheck() -> str:
     return found
 
 
-def test_demo_healthy_is_go_and_defect_is_no_go(tmp_path: Path) -> None:
-    """The demo runs the reference project (in a checkout: the repository's top level) from an
-    empty directory and writes only under that directory's .gatecheck/ — never beside the
-    project, where the README's own demo command (run in the checkout) keeps its state."""
+def test_a_demo_scenario_judges_only_its_own_records_and_writes_only_under_its_workdir(
+    tmp_path: Path, warehouse: Path
+) -> None:
+    """`gatecheck demo --scenario nats-down` from the checkout's console script, in a directory
+    where an earlier demo left a GO of staging-deploy: the scenario judges `requires` only on
+    what it recorded itself (staging-deploy inconclusive: no GO); it runs the reference project
+    (in a checkout: the repository's top level) and writes only under the directory's
+    .gatecheck/ — never beside the project, where the README's own demo command (run in the
+    checkout) keeps its state. (The healthy demo, GO, runs from the wheel: test_package.py.)"""
+    from datetime import UTC, datetime, timedelta
+
+    from gatecheck.ledger import SqliteLedger
+    from gatecheck.results import VerdictState
+    from gatecheck.sources.clickhouse.connection import ClickHouse, Target
+
+    from ..conftest import database_for
+    from ..service.test_notify import verdict
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
 
     def project_state() -> list[tuple[str, int, int]]:
@@ -35,29 +49,28 @@ def test_demo_healthy_is_go_and_defect_is_no_go(tmp_path: Path) -> None:
         )
 
     before = project_state()
-    workdir = tmp_path / "healthy"
-    workdir.mkdir()
-    healthy = subprocess.run(
-        [gatecheck(), "demo"], cwd=workdir, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert healthy.returncode == 0, healthy.stderr
-    assert healthy.stdout.startswith("GO  phase staging-soak")
-    assert "gatecheck run --phase staging-deploy  → go" in healthy.stderr
-    assert "gatecheck run --phase staging-soak --assume-soaked" in healthy.stderr
-    assert (workdir / ".gatecheck" / "warehouse").is_dir()
-    # Scenarios do not leak: the healthy run's GO of staging-deploy is in the ledger, but a
-    # nats-down run judges `requires` only on what it recorded itself (staging-deploy
-    # inconclusive: no GO).
+    workdir = tmp_path / "demo"
+    (workdir / ".gatecheck").mkdir(parents=True)
+    earlier = SqliteLedger(workdir / ".gatecheck" / "history.db")  # an earlier healthy demo's GO
+    moment = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    earlier.clock = lambda: moment + timedelta(seconds=1)  # type: ignore[method-assign]
+    earlier.record(verdict(VerdictState.GO).model_copy(update={"phase": "staging-deploy", "as_of": moment}), 0.1)
+    assert earlier.latest_verdict("staging-deploy").verdict is VerdictState.GO  # type: ignore[union-attr]
+    earlier.close()
     down = subprocess.run(  # with 3 hours of history (--hours) instead of 50
         [gatecheck(), "demo", "--scenario", "nats-down", "--format", "json", "--hours", "3"],
         cwd=workdir, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert down.returncode == 3, down.stderr
-
-    def rows(stderr: str) -> int:
-        return int(re.search(r"warehouse as of \S+ \((\d+) rows\)", stderr).group(1))  # type: ignore[union-attr]
-
-    assert rows(down.stderr) * 10 < rows(healthy.stderr)  # 3 hours of history, not 50
+    rows = int(re.search(r"warehouse as of \S+ \((\d+) rows\)", down.stderr).group(1))  # type: ignore[union-attr]
+    with ClickHouse() as clickhouse:  # the default demo's 50 hours, as the session's warehouse holds them
+        connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}", warehouse))
+        database = database_for("healthy")
+        tables = connection.query_df(f"SELECT name FROM system.tables WHERE database = '{database}'")["name"]
+        fifty = sum(
+            int(connection.query_df(f"SELECT count() AS n FROM `{database}`.`{t}`")["n"][0]) for t in tables
+        )
+    assert 0 < rows * 10 < fifty  # 3 hours of history, not 50
     document = json.loads(down.stdout)
     assert document["requires"] == [
         {"phase": "staging-deploy", "satisfied": False, "reason": "no recorded GO of staging-deploy"}
