@@ -184,3 +184,53 @@ def test_closing_stops_the_validation_thread_and_the_ledger_it_opened(project: P
         assert time.monotonic() < deadline, "the validation thread is still running"
         time.sleep(0.05)
     assert len(SqliteLedger(tmp_path / "own.db").history(PHASE)) == 1
+
+
+def test_a_stopped_evaluation_closes_its_sources_only_after_every_query_has_ended(
+    project: Project, tmp_path: Path
+) -> None:
+    """A stop (the service's, a rollout's timeout) cancels an evaluation while its checks query
+    one source together. The source is closed only once every query has ended: a query that
+    takes a moment to end (nats-py's request, closing its own stream) ran on a closed
+    connection and logged an "unexpected error" from the stopping service."""
+    started: list[str] = []
+    both = asyncio.Event()
+    seen_closed: list[bool] = []
+
+    class Slow(FakeSource):
+        async def query(self, text: Any, parameters: Any) -> pd.DataFrame:
+            suite, _ = self.by_query.get(str(text), ("", None))
+            started.append(suite)
+            if len(started) == 2:
+                both.set()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                if suite == "rollup_parity":  # ends a few steps after being told to stop
+                    for _ in range(5):
+                        await asyncio.sleep(0)
+                    seen_closed.append(self.closed)
+                raise
+            raise AssertionError("not stopped")
+
+    frames = passing(project)
+    opened: list[FakeSource] = []
+
+    def factory(name: str, config: Any, root: Path) -> Source:
+        source = Slow(name, config, project, frames)
+        opened.append(source)
+        return source
+
+    engine = Engine(project, ledger=SqliteLedger(tmp_path / "l.db"), source_factory=factory)
+
+    async def go() -> None:
+        async with engine:
+            task = asyncio.create_task(engine.evaluate(PHASE, AS_OF))
+            await asyncio.wait_for(both.wait(), 30)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(go())
+    assert "rollup_parity" in started and seen_closed == [False]
+    assert opened and all(s.closed for s in opened)  # and closed once they had all ended

@@ -183,7 +183,7 @@ async def run_backtest(
     out — is redone step by step through the engine's own ``fetch`` and ``judge_fetched``, so
     each step gets exactly the result ``run --as-of`` gives."""
     from gatecheck.evaluation.engine import Engine
-    from gatecheck.evaluation.gate import SourcePool
+    from gatecheck.evaluation.gate import SourcePool, every
 
     gate = project.gate(phase)
     times = step_times(since, until, step)
@@ -214,20 +214,18 @@ async def run_backtest(
     async with Engine(project, ledger=None) as engine:
         pool = SourcePool(project, gate.environment, engine.source_factory)
         try:
-            columns = await asyncio.gather(
-                *(
-                    _one_check(
-                        engine,
-                        pool,
-                        limit,
-                        times,
-                        [plans[i] for plans in plans_by_step],
-                        thresholds,
-                        proposed,
-                        advance,
-                    )
-                    for i in range(checks)
+            columns = await every(
+                _one_check(
+                    engine,
+                    pool,
+                    limit,
+                    times,
+                    [plans[i] for plans in plans_by_step],
+                    thresholds,
+                    proposed,
+                    advance,
                 )
+                for i in range(checks)
             )
         finally:
             await pool.aclose()
@@ -345,10 +343,12 @@ async def _one_check(
     advance: Callable[[int], None],
 ) -> list[Judged]:
     """One check at every step: (its result, its result under the proposed thresholds)."""
+    from gatecheck.evaluation.gate import every
+
     chunks = _chunks(pool, plans, times, thresholds)
     fetched: list[pd.DataFrame | CheckResult] = []
-    for part in await asyncio.gather(
-        *(_fetch_steps(pool, limit, times[a:b], plans[a:b], thresholds, advance) for a, b in chunks)
+    for part in await every(
+        _fetch_steps(pool, limit, times[a:b], plans[a:b], thresholds, advance) for a, b in chunks
     ):
         fetched.extend(part)
     judged = _tracking(plans, fetched, await _judge_steps(engine, plans, fetched, thresholds))
@@ -394,7 +394,7 @@ async def _fetch_steps(
 ) -> list[pd.DataFrame | CheckResult]:
     """The frames of some steps of one check: in one request where the source can, else (or
     when that request fails) step by step as ``run`` fetches, each with its own error."""
-    from gatecheck.evaluation.gate import fetch
+    from gatecheck.evaluation.gate import every, fetch
 
     suite = plans[0].suite
     frames = None
@@ -451,7 +451,7 @@ async def _fetch_steps(
         advance(1)
         return found
 
-    return list(await asyncio.gather(*(one(m, p) for m, p in zip(times, plans, strict=True))))
+    return await every(one(m, p) for m, p in zip(times, plans, strict=True))
 
 
 def _tracking(

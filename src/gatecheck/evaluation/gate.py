@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pandas as pd
 
@@ -95,6 +95,27 @@ BEFORE = timedelta(milliseconds=1)
 #: Runs a blocking call (Great Expectations' validation) off the event loop; the engine's is
 #: its own validation thread with a timeout.
 JudgeIn = Callable[..., Awaitable[Any]]
+
+
+T = TypeVar("T")
+
+
+async def every(jobs: Iterable[Awaitable[T]]) -> list[T]:
+    """The results of ``jobs``, run together, as :func:`asyncio.gather` gives them — but when
+    one of them fails or the caller is stopped, the others are stopped and awaited to their end
+    before that propagates. ``gather`` returns as soon as the first cancelled job ends, while
+    the others are still ending: what they use (a :class:`SourcePool`'s sources) would be
+    closed under them. A job already told to stop is not told twice: a second cancellation
+    would cut its own ending short (``asyncio.wait_for`` then leaves its inner task running)."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            if not task.done() and not task.cancelling():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 class SourcePool:
@@ -187,7 +208,7 @@ async def evaluate(
             _timed(plan, _run_check(plan, as_of, thresholds, pool, judge_in, validator, context), timings)
             for plan in plans
         ]
-        checks = list(await asyncio.gather(*jobs))
+        checks = await every(jobs)
     finally:
         await pool.aclose()
     # Over time: each check's accumulation rules over the phase's earlier evaluations, then
@@ -615,8 +636,8 @@ async def fetch(
     from gatecheck.evaluation.compare import compare_frame
 
     names = suite.compare.names
-    found = await asyncio.gather(
-        *(_fetch_one(unit, plan.window, as_of, thresholds, pool, base) for _, unit in suite.units())
+    found = await every(
+        _fetch_one(unit, plan.window, as_of, thresholds, pool, base) for _, unit in suite.units()
     )
     sides = [
         SideResult(
