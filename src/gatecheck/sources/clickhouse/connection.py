@@ -188,8 +188,8 @@ class Connection:
                 *(limit for limits in OVERFLOW_MODES.values() for limit in limits),
             ]
             listed = ", ".join(f"'{name}'" for name in names)
-            frame = self.query_df(f"SELECT name, value FROM system.settings WHERE name IN ({listed})")
-            value = dict(zip(frame["name"], frame["value"], strict=True))
+            rows = self.query_rows(f"SELECT name, value FROM system.settings WHERE name IN ({listed})")
+            value = {str(name): str(setting) for name, setting in rows}
             partial = []
             for mode, limits in OVERFLOW_MODES.items():
                 if value.get(mode, "throw") == "throw":
@@ -206,6 +206,14 @@ class Connection:
         try:
             with self.lock:
                 return self.client.query_df(sql, parameters=parameters or {})
+        except Exception as exc:
+            raise translate(exc, self.target, self.timeout) from exc
+
+    def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """The answer's rows as tuples: for a few rows, half the CPU of a frame (no pandas)."""
+        try:
+            with self.lock:
+                return [tuple(row) for row in self.client.query(sql, parameters=parameters or {}).result_rows]
         except Exception as exc:
             raise translate(exc, self.target, self.timeout) from exc
 
