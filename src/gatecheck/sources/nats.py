@@ -697,10 +697,13 @@ class NatsSource(Source):
         from nats.js.api import StreamInfo
         from nats.js.errors import APIError, ServiceUnavailableError
 
+        await self._jsm()  # connected (again, if the server dropped the connection)
+        connection = self._connection
+
         async def ask() -> dict[str, Any]:
             subject = f"$JS.API.STREAM.INFO.{stream}"
             try:
-                answer = await self._connection.request(subject, b"", timeout=self.timeout)
+                answer = await connection.request(subject, b"", timeout=self.timeout)
             except NoRespondersError as exc:  # as nats-py's own requests say it
                 raise ServiceUnavailableError from exc
             try:

@@ -107,10 +107,10 @@ def _sendable(sql: str, connection: Connection) -> str:
     """The wrapped SQL as ``connection``'s session may run it (:func:`for_session`); at
     readonly=1, whose profile the query cannot override, a profile that would answer part of
     it as the whole at a limit refuses it (QueryError)."""
-    level = connection.readonly()
-    if level == 1 and connection.partial_answers():
+    level, partial = connection.readonly(), connection.partial_answers()
+    if level == 1 and partial:
         raise QueryError(
-            f"the session's {'; '.join(connection.partial_answers())} answers part of a query as the "
+            f"the session's {'; '.join(partial)} answers part of a query as the "
             "whole at that limit, and at readonly=1 gatecheck cannot ask for 'throw': set it to 'throw' "
             "in the profile of gatecheck's user (or give it readonly=2)"
         )
