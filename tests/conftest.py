@@ -26,7 +26,7 @@ from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from gatecheck.config import Project, load_project
-from gatecheck.demo.bus import HRV_MESSAGES, NatsServer, prepare_bus
+from gatecheck.demo.bus import HRV_MESSAGES, NatsServer, free_port, prepare_bus
 from gatecheck.demo.database import EmbeddedPostgres, build_database
 from gatecheck.demo.e2e import write_reports
 from gatecheck.demo.reference import SCENARIOS, build_reference
@@ -354,18 +354,9 @@ def prometheus_partial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     the remote part is missing — what a partial answer looks like."""
     config = (
         "global: {}\nremote_read:\n"
-        f"  - url: http://127.0.0.1:{_closed_port()}/api/v1/read\n    read_recent: true\n"
+        f"  - url: http://127.0.0.1:{free_port()}/api/v1/read\n    read_recent: true\n"
     )
     yield from _prometheus_over_the_history(tmp_path_factory, config)
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, then closed: connections are refused)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _prometheus_over_the_history(tmp_path_factory: pytest.TempPathFactory, config: str) -> Iterator[str]:
