@@ -116,10 +116,12 @@ class SideResult(_Result):
 
 
 class ReconcileRound(_Result):
-    """One round of a reconciliation: buckets asked about (0: every row) at ``bits`` bits of
-    the key hash and how many differed, or the rows of differing buckets fetched."""
+    """One round of a reconciliation: the difference digests (``cells``: 3 × 2^``bits``
+    cells asked, how many differed), the keys more than once on a side (``duplicates``),
+    buckets asked about (0: every row) at ``bits`` bits of the key hash and how many differed,
+    or the rows of differing keys or buckets fetched."""
 
-    what: Literal["buckets", "rows"]
+    what: Literal["cells", "duplicates", "buckets", "rows"]
     bits: int
     asked: int
     differing: int

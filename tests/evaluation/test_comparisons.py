@@ -178,8 +178,9 @@ def test_every_bus_message_with_its_row_passes(integrity_config, bus_for, postgr
     found = check.reconciliation
     assert found is not None and found.hashing == "portable" and found.keys == ["message_id"]
     assert (found.missing, found.extra, found.changed, found.duplicated) == (0, 0, 0, 0)
-    # matching buckets cost only their answers: no row of the database crossed
-    assert [r.what for r in found.rounds] == ["buckets"]
+    # matching digests cost only their cells: no row of the database crossed
+    assert [(r.what, r.differing) for r in found.rounds] == [("cells", 0), ("duplicates", 0)]
+    assert found.rounds[1].transferred == {"bus": 0, "database": 0}
 
 
 def test_messages_without_rows_fail_naming_them(integrity_config, bus_for, postgres_for) -> None:

@@ -90,6 +90,53 @@ def test_reconciliation_rounds_are_explained_as_sent(project_for, warehouse: Pat
     assert all("<the differing buckets>" in r["text"] for r in requests[1:])
 
 
+def test_a_side_asked_apart_explains_its_digest_and_duplicates_as_sent(postgres_for) -> None:
+    """hrv_db_integrity's database side (the bus is read apart): its digest and duplicates
+    questions, sent to PostgreSQL as explained, answer every row of the window once in each
+    part of the digest and the keys written twice; the bucket rounds follow, for a
+    difference too large to decode."""
+    import psycopg
+
+    from gatecheck.config import load_project
+
+    url = postgres_for("db-duplicates", live=True)  # a row per bus message, now
+    project = load_project(
+        PROJECT, environ={"GATECHECK_POSTGRES_URL": url, "GATECHECK_NATS_URL": "nats://127.0.0.1:1"}
+    )
+    from datetime import UTC, datetime, timedelta
+
+    # the live rows are stamped from now to 20 minutes ahead: a window ending after them
+    as_of = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    (check,) = explain(project, "staging-soak", as_of, check="hrv_db_integrity")["checks"]
+    requests = [r for r in check["query"]["requests"] if r["what"].startswith("side database")]
+    assert [r["what"].split(": ", 1)[1].split(",")[0] for r in requests] == [
+        "round 1: the difference digest",
+        "round 2",
+        "last",
+        "else (too many differences for the digest) round 2: rows and hash sum per bucket of 13 bits — query (READ ONLY transaction",
+        "each later round",
+        "last: the rows of the differing buckets — query (READ ONLY transaction",
+    ]
+    with psycopg.connect(url) as connection:
+
+        def sent(request: dict[str, Any]) -> list[tuple[Any, ...]]:
+            parameters = {p["name"]: p["sent"] for p in request["parameters"]}
+            return connection.execute(request["text"], parameters).fetchall()
+
+        window = {p["name"]: p["sent"] for p in requests[0]["parameters"]}
+        rows, keys = connection.execute(
+            "SELECT count(*), count(DISTINCT message_id) FROM hrv_readings WHERE source_stream = 'AA_CORE_HOT'"
+            " AND source_subject = 'athlete-ally.hrv.raw-received'"
+            " AND created_at >= %(window_start)s::timestamptz AND created_at < %(window_end)s::timestamptz",
+            window,
+        ).fetchone()
+        cells = sent(requests[0])
+        assert rows > keys > 0
+        for part in range(3):  # every row in one cell of each part
+            assert sum(n for cell, n, _, _ in cells if part * 512 <= cell < (part + 1) * 512) == rows
+        assert len(sent(requests[1])) == rows - keys == 40  # db-duplicates: 40 messages written twice
+
+
 def test_windows_and_thresholds_name_where_they_came_from() -> None:
     result = runner.invoke(
         app, ["explain", "--phase", "canary-10", "--config", str(PROJECT), "--as-of", AS_OF_TEXT, "--format", "json"]

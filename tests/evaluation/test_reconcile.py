@@ -240,13 +240,19 @@ PAIRS = [("clickhouse", "postgresql"), ("clickhouse", "clickhouse"), ("postgresq
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=["-".join(p) for p in PAIRS])
-def test_identical_sides_cost_only_their_bucket_hashes(engines: Engines, pair: tuple[str, str]) -> None:
+def test_identical_sides_cost_only_their_digests(engines: Engines, pair: tuple[str, str]) -> None:
+    """Two sides asked apart: their difference digests (3 × 512 cells at most a side) and the
+    keys more than once (none) — never a row; with the digest off, one round of buckets."""
     records = [record(i) for i in range(500)]
     outcome, a, b = engines.pair(pair, records, list(reversed(records)))
     assert outcome.counts == {"missing": 0, "extra": 0, "changed": 0, "duplicated": 0}
     assert outcome.rows == {"a": 500, "b": 500}
-    assert [r.what for r in outcome.rounds] == ["buckets"] and a.requests == b.requests == 1
-    assert outcome.transferred <= 2 * 500  # bucket answers only: never a row
+    assert [(r.what, r.differing) for r in outcome.rounds] == [("cells", 0), ("duplicates", 0)]
+    assert a.requests == b.requests == 2
+    assert 0 < outcome.rounds[0].transferred["a"] <= 3 * 512 and outcome.rounds[1].transferred == {"a": 0, "b": 0}
+    buckets, a, b = engines.pair(pair, records, list(reversed(records)), digest_part=0)
+    assert [r.what for r in buckets.rounds] == ["buckets"] and a.requests == b.requests == 1
+    assert buckets.transferred <= 2 * 500 and buckets.counts == outcome.counts
 
 
 @pytest.mark.parametrize("engine", ["clickhouse", "postgresql"])
@@ -294,7 +300,8 @@ def test_every_kind_of_difference_is_found_by_key(
     both_null = record(3, athlete=None, score=None, seen=None, ok=None, n=None)
     first = [both_null if r[0] == "msg-00003" else r for r in first]  # NULLs alike: not changed
     second = [both_null if r[0] == "msg-00003" else r for r in second]
-    options = {"first_bits": 2, "fetch_rows": 16, "max_buckets": 8} if split else {}
+    # split: the bucket rounds (the digest off), several of them
+    options = {"first_bits": 2, "fetch_rows": 16, "max_buckets": 8, "digest_part": 0} if split else {}
     outcome, _, _ = engines.pair(pair[:2], first, second, joint=pair[2], **options)
     expected = truth(first, second)
     assert found_sets(outcome) == expected
@@ -303,6 +310,8 @@ def test_every_kind_of_difference_is_found_by_key(
     assert "msg-00003" not in expected["changed"]
     buckets = [r for r in outcome.rounds if r.what == "buckets"]
     assert (len(buckets) > 2) is split
+    # two sides asked apart decode their digests: no bucket round
+    assert (not buckets) is (not split and not pair[2])
     assert not outcome.capped
 
 
@@ -317,7 +326,7 @@ def test_a_key_written_twice_alike_on_both_sides_is_duplicated(
     key is duplicated — each bucket also counts its rows beyond one per key, so that bucket
     is asked about. (Hypothesis's random examples found it reported as nothing.)"""
     twice = [record(i) for i in range(300)] + [record(42)]
-    options = {"first_bits": 2, "fetch_rows": 16, "max_buckets": 8} if split else {}
+    options = {"first_bits": 2, "fetch_rows": 16, "max_buckets": 8, "digest_part": 0} if split else {}
     outcome, _, _ = engines.pair(pair[:2], twice, list(reversed(twice)), joint=pair[2], **options)
     assert found_sets(outcome) == {"missing": set(), "extra": set(), "changed": set(), "duplicated": {"msg-00042"}}
     assert outcome.counts == {"missing": 0, "extra": 0, "changed": 0, "duplicated": 1}
@@ -340,12 +349,36 @@ def test_more_differing_rows_than_max_rows_are_lower_bounds(engines: Engines) ->
     assert 0 < outcome.counts["missing"] <= 100
 
 
+def test_a_difference_costs_its_digest_cells_and_its_keys_rows_only(engines: Engines) -> None:
+    """On a bigger pair of sides asked apart, what crosses is each side's digest (at most 3 ×
+    512 cells, whatever the rows) and the rows of the differing keys — exactly those."""
+    first = [record(i) for i in range(20_000)]
+    second = [record(i, athlete="x") if i % 2000 == 0 else r for i, r in enumerate(first)]
+    outcome, _, _ = engines.pair(("clickhouse", "postgresql"), first, second)
+    assert outcome.counts["changed"] == 10
+    assert [r.what for r in outcome.rounds] == ["cells", "duplicates", "rows"]
+    assert outcome.rounds[0].differing > 0 and all(n <= 3 * 512 for n in outcome.rounds[0].transferred.values())
+    assert outcome.rounds[2].transferred == {"a": 10, "b": 10}  # the ten keys' rows, a side
+    assert outcome.transferred <= 2 * 3 * 512 + 20
+
+
+def test_more_differences_than_the_digest_holds_fall_back_to_bucket_rounds(engines: Engines) -> None:
+    """A digest too small for the differences does not decode: the bucket rounds find them,
+    the same sets, and the side's messages or rows are counted once."""
+    first = [record(i) for i in range(3000)]
+    second = [record(i, athlete="x") if i % 10 == 0 else r for i, r in enumerate(first)]  # 300 changed
+    outcome, _, _ = engines.pair(("clickhouse", "postgresql"), first, second, digest_part=64)
+    assert [r.what for r in outcome.rounds][:2] == ["cells", "buckets"]
+    assert found_sets(outcome) == truth(first, second) and outcome.counts["changed"] == 300
+    assert outcome.rows == {"a": 3000, "b": 3000}
+
+
 def test_a_differing_bucket_costs_its_rows_only(engines: Engines) -> None:
     """On a bigger pair of sides, what crosses is the bucket answers and the differing
     buckets' rows: well under the rows compared."""
     first = [record(i) for i in range(20_000)]
     second = [record(i, athlete="x") if i % 2000 == 0 else r for i, r in enumerate(first)]
-    outcome, _, _ = engines.pair(("clickhouse", "clickhouse"), first, second, fetch_rows=200)
+    outcome, _, _ = engines.pair(("clickhouse", "clickhouse"), first, second, fetch_rows=200, digest_part=0)
     assert outcome.counts["changed"] == 10
     fetched = sum(sum(r.transferred.values()) for r in outcome.rounds if r.what == "rows")
     assert 20 <= fetched <= 400  # the differing buckets' rows, not the 40,000
@@ -385,21 +418,30 @@ def _tables() -> st.SearchStrategy[tuple[list[Record], list[Record]]]:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @example(  # found by a random run: one key twice, alike, on both sides
-    tables=([record(0), record(0)], [record(0), record(0)]), first_bits=1, fetch_rows=50, how="clickhouse-postgresql"
+    tables=([record(0), record(0)], [record(0), record(0)]), first_bits=1, fetch_rows=50, how="clickhouse-postgresql",
+    digest_part=0,
+)
+@example(  # the same through the digests: the duplicates' own question finds it
+    tables=([record(0), record(0)], [record(0), record(0)]), first_bits=1, fetch_rows=50, how="clickhouse-postgresql",
+    digest_part=512,
 )
 @example(
-    tables=([record(0), record(0)], [record(0), record(0)]), first_bits=20, fetch_rows=1, how="clickhouse-one-source"
+    tables=([record(0), record(0)], [record(0), record(0)]), first_bits=20, fetch_rows=1, how="clickhouse-one-source",
+    digest_part=512,
 )
 @given(
     tables=_tables(), first_bits=st.integers(1, 20), fetch_rows=st.integers(1, 50),
     how=st.sampled_from(["clickhouse-postgresql", "clickhouse-one-source"]),
+    digest_part=st.sampled_from([0, 1, 4, 512]),
 )  # fmt: skip
 def test_the_reported_sets_are_the_true_sets(
-    engines: Engines, tables: tuple[list[Record], list[Record]], first_bits: int, fetch_rows: int, how: str
-) -> None:
+    engines: Engines, tables: tuple[list[Record], list[Record]], first_bits: int, fetch_rows: int, how: str,
+    digest_part: int,
+) -> None:  # fmt: skip
     """For random pairs of tables with random differences — on chDB against PostgreSQL, and
     both on one chDB compared in the engine, with random bucket sizes so any number of rounds
-    happens — the keys reported of each kind are exactly the true ones."""
+    happens, and digests from too small to decode (the bucket rounds then) to the default —
+    the keys reported of each kind are exactly the true ones."""
     first, second = tables
     engines_pair = (
         ("clickhouse", "postgresql") if how == "clickhouse-postgresql" else ("clickhouse", "clickhouse")
@@ -412,6 +454,7 @@ def test_the_reported_sets_are_the_true_sets(
         first_bits=first_bits,
         fetch_rows=fetch_rows,
         max_buckets=16,
+        digest_part=digest_part,
     )
     assert found_sets(outcome) == truth(first, second)
     assert outcome.rows == {"a": len(first), "b": len(second)}
@@ -538,3 +581,31 @@ def test_hashed_keys_name_no_key() -> None:
     assert _shown_key(moment, {"hour": "timestamp", "minutes": "number"}, 2, hashed=False) == {
         "hour": "2026-12-04T09:00:00Z", "minutes": "1.25"
     }  # fmt: skip
+
+
+def test_the_difference_of_two_digests_is_peeled_to_the_rows_on_one_side_only() -> None:
+    """Pure: rows on one side only come back by key hash (+1 first side, -1 second); a row
+    three times on one side against once on the other is not one row's difference — the
+    digest does not decode (None), and the bucket rounds answer instead."""
+    from gatecheck.evaluation.reconcile import HASH_BITS, Cells, digest_cells, md5_60, peel
+
+    def digest(rows: list[tuple[int, int]], part: int) -> Cells:
+        cells: Cells = {}
+        for kh, rh in rows:
+            for cell in digest_cells(rh, part):
+                n, k, h = cells.get(cell, (0, 0, 0))
+                cells[cell] = (n + 1, (k + kh) % 2**64, (h + rh) % 2**64)
+        return cells
+
+    rows = [(md5_60(f"k{i}"), md5_60(f"r{i}")) for i in range(1000)]
+    assert all(kh < 2**HASH_BITS for kh, _ in rows)
+    first, second = rows[:-3], rows[3:]  # 3 rows on each side only
+    assert peel(digest(first, 64), digest(second, 64), 64) == {
+        **{kh: 1 for kh, _ in rows[:3]},
+        **{kh: -1 for kh, _ in rows[-3:]},
+    }
+    assert peel(digest(rows, 64), digest(rows, 64), 64) == {}
+    thrice = [*rows, rows[0], rows[0]]
+    assert peel(digest(thrice, 64), digest(rows, 64), 64) is None
+    # more differences than the cells hold: not decoded, never a partial answer
+    assert peel(digest(rows, 4), digest([], 4), 4) is None

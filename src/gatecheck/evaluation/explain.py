@@ -251,7 +251,7 @@ def _reconcile_requests(
     the later ones with the differing buckets still to be found), a NATS side's reading of
     its messages; both SQL sides on one source: their joint queries, once (``both``: the
     parameters of a query over both sides)."""
-    from gatecheck.evaluation.reconcile import FIRST_BITS, SqlForm
+    from gatecheck.evaluation.reconcile import DIGEST_PART, FIRST_BITS, HASH_BITS, SqlForm
 
     reconcile = suite.reconcile
     dialect = kind_of(config).reconcile
@@ -271,7 +271,20 @@ def _reconcile_requests(
     )
     rounds = [
         (
-            f"round 1: rows and hash sum per bucket of {FIRST_BITS} bits",
+            f"round 1: the difference digest, 3 × {DIGEST_PART} cells",
+            form.digest_sql(unit.query, DIGEST_PART),
+        ),
+        (
+            "round 2, when the digests' difference decodes: the keys on more than one row",
+            form.duplicates_sql(unit.query, reconcile.max_rows + 1),
+        ),
+        (
+            "last, then: the rows of the differing and duplicated keys",
+            form.rows_sql(unit.query, HASH_BITS, "<the differing keys' hashes>"),
+        ),
+        (
+            "else (too many differences for the digest) round 2: rows and hash sum per bucket of "
+            f"{FIRST_BITS} bits",
             form.buckets_sql(unit.query, FIRST_BITS, None),
         ),
         (

@@ -17,6 +17,15 @@ the rows into Python:
    first side only is *missing*, on the second side only *extra*, on both with other values
    *changed*, more than once on a side *duplicated*.
 
+Two sides asked apart (two sources, or a NATS side) first answer a **difference digest**
+instead (an invertible Bloom lookup table): 3 × 512 cells, each row added to one cell of each
+part — its count, the sum of its key hashes and of its row hashes. The two digests
+subtracted hold only the rows on one side; cells holding one such row give it, and taking it
+out frees others (:func:`peel`). When that empties every cell, the differing rows' key
+hashes are known: with the keys each side holds more than once (its own question), only
+their rows cross — a cost that grows with the differences, not with the rows. When it does
+not (more differences than the cells hold), the bucket rounds above run.
+
 The hashes must agree across engines, so each value is first written in one canonical form
 (:func:`canonical_text` and its SQL twins, docs/reconcile.md "Canonical form"): by its
 declared type — text as is, integers in decimal, numbers as integers of 10^-decimals,
@@ -31,8 +40,8 @@ A NATS side cannot compute in the stream: its window's messages are read (an ord
 consumer, at most ``max_messages``, else the check is inconclusive) and hashed here, then
 answer the same questions as a SQL side.
 
-Why one module of ~690 lines: the canonical form, its SQL twins in each dialect, the sides
-that answer bucket and row questions and the rounds that ask them must change together — a
+Why one module of ~900 lines: the canonical form, its SQL twins in each dialect, the sides
+that answer digest, bucket and row questions and the rounds that ask them must change together — a
 hash computed one way in one engine and another way in the other reports every key changed.
 """
 
@@ -63,6 +72,10 @@ MAX_BUCKETS = 8192
 FIRST_BITS = 13
 #: Rows of differing buckets fetched in one request.
 FETCH_ROWS = 8000
+#: The difference digest: each row is added to one cell in each of three parts of
+#: ``DIGEST_PART`` cells (a power of two, at most 2^20), chosen by 20-bit slices of its row hash.
+DIGEST_PART = 512
+DIGEST_PARTS = 3
 KINDS = ("missing", "extra", "changed", "duplicated")
 
 
@@ -131,6 +144,52 @@ def canonical_row(values: Iterable[Any], types: Iterable[str], decimals: int) ->
 def md5_60(text: str) -> int:
     """The first 15 hex digits of the text's MD5, as an integer (the portable hash)."""
     return int(hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()[:15], 16)
+
+
+def digest_cells(rh: int, part: int) -> tuple[int, ...]:
+    """The digest cells of a row whose hash is ``rh``: one in each part, from 20-bit slices
+    of the hash (as the SQL of each engine computes them)."""
+    return tuple(j * part + ((rh >> (20 * j)) & (part - 1)) for j in range(DIGEST_PARTS))
+
+
+def peel(first: Cells, second: Cells, part: int) -> dict[int, int] | None:
+    """The key hashes of the rows on one side only — a row on the first side and not the
+    second counts +1, the other way -1 — from two sides' digests, or None when the difference
+    cannot be decoded (too many differences for the cells, a row more than twice as often
+    on one side): the digests subtracted, every cell holding exactly one row's difference
+    gives that row (its key hash and row hash sums; its row hash names its cells, which
+    must include this one), which is taken out of its other cells, until none is left. Only
+    a difference peeled to the last cell is an answer."""
+    diff: dict[int, list[int]] = {}
+    for cell in set(first) | set(second):
+        n0, k0, h0 = first.get(cell, _NONE)
+        n1, k1, h1 = second.get(cell, _NONE)
+        value = [n0 - n1, (k0 - k1) % _MOD, (h0 - h1) % _MOD]
+        if value != [0, 0, 0]:
+            diff[cell] = value
+    found: dict[int, int] = {}
+    queue = [cell for cell, value in diff.items() if value[0] in (1, -1)]
+    while queue:
+        cell = queue.pop()
+        held = diff.get(cell)
+        if held is None or held[0] not in (1, -1):
+            continue
+        sign = held[0]
+        kh, rh = (held[1], held[2]) if sign == 1 else ((-held[1]) % _MOD, (-held[2]) % _MOD)
+        cells = digest_cells(rh, part)
+        if kh > _MASK60 or rh > _MASK60 or cell not in cells:
+            continue  # more than one row's difference: another peel may free it
+        found[kh] = found.get(kh, 0) + sign
+        for other in cells:
+            left = diff.setdefault(other, [0, 0, 0])
+            left[0] -= sign
+            left[1] = (left[1] - sign * kh) % _MOD
+            left[2] = (left[2] - sign * rh) % _MOD
+            if left == [0, 0, 0]:
+                del diff[other]
+            elif left[0] in (1, -1):
+                queue.append(other)
+    return None if diff else found
 
 
 def decode_key(text: str, names: list[str]) -> dict[str, str | None]:
@@ -264,6 +323,38 @@ class SqlForm:
             "GROUP BY gc_bucket"
         )
 
+    def digest_sql(self, user_sql: str, part: int) -> str:
+        """The difference digest: per cell, its rows, the sum of their key hashes and of
+        their row hashes (each row in one cell of each of three parts: :func:`digest_cells`)."""
+        body = user_sql.strip().rstrip(";")
+        hashed = (
+            f"FROM (SELECT {self.key_hash()} AS gc_kh, {self.row_hash()} AS gc_rh\n"
+            f"      FROM (\n{body}\n) AS gc_side) AS gc_hashed\n"
+        )
+        if self.dialect == "clickhouse":
+            cells = ", ".join(
+                f"{j * part} + bitAnd(bitShiftRight(gc_rh, {20 * j}), {part - 1})"
+                for j in range(DIGEST_PARTS)
+            )
+            return (
+                "SELECT gc_cell, count() AS gc_rows, sum(gc_kh) AS gc_ksum, sum(gc_rh) AS gc_hash\n"
+                f"{hashed}ARRAY JOIN [{cells}] AS gc_cell\nGROUP BY gc_cell"
+            )
+        cells = ", ".join(f"({j * part} + ((gc_rh >> {20 * j}) & {part - 1}))" for j in range(DIGEST_PARTS))
+        return (
+            "SELECT gc_cell, count(*) AS gc_rows, sum(gc_kh) AS gc_ksum, sum(gc_rh) AS gc_hash\n"
+            f"{hashed}CROSS JOIN LATERAL (VALUES {cells}) AS gc_cells(gc_cell)\nGROUP BY gc_cell"
+        )
+
+    def duplicates_sql(self, user_sql: str, limit: int) -> str:
+        """The hashes of the keys on more than one row (at most ``limit``)."""
+        body = user_sql.strip().rstrip(";")
+        count = "count()" if self.dialect == "clickhouse" else "count(*)"
+        return (
+            f"SELECT gc_kh FROM (SELECT {self.key_hash()} AS gc_kh FROM (\n{body}\n) AS gc_side) AS gc_keys\n"
+            f"GROUP BY gc_kh HAVING {count} > 1\nLIMIT {int(limit)}"
+        )
+
     def joint_buckets_sql(
         self,
         sqls: tuple[str, str],
@@ -348,6 +439,8 @@ def hashing_for(dialects: tuple[str, str]) -> Hashing:
 #: A side's answer to a round: bucket → (rows, sum of row hashes mod 2^64, rows beyond one
 #: per key).
 Buckets = dict[int, tuple[int, int, int]]
+#: A side's difference digest: cell → (rows, sum of key hashes, sum of row hashes), mod 2^64.
+Cells = dict[int, tuple[int, int, int]]
 _NONE = (0, 0, 0)
 
 
@@ -359,6 +452,12 @@ class Side(Protocol):
 
     async def rows(self, bits: int, prefixes: list[int]) -> list[tuple[str, int]]:
         """(canonical key, row hash) of every row in those buckets."""
+
+    async def digest(self, part: int) -> Cells:
+        """The side's difference digest (:meth:`SqlForm.digest_sql`)."""
+
+    async def duplicates(self, limit: int) -> list[int]:
+        """The hashes of keys on more than one row, at most ``limit``."""
 
     def crossed(self, answered: int, first: bool) -> int:
         """Rows that crossed from the source for an answer of ``answered`` rows (``first``:
@@ -401,6 +500,17 @@ class SqlSide(_Asking):
         if frame.empty:
             return []
         return [(str(k), int(h)) for k, h in zip(frame["gc_key"], frame["gc_rh"], strict=True)]
+
+    async def digest(self, part: int) -> Cells:
+        frame = await self._ask(self.form.digest_sql(self.sql, part))
+        if frame.empty:
+            return {}
+        columns = (frame["gc_cell"], frame["gc_rows"], frame["gc_ksum"], frame["gc_hash"])
+        return {int(c): (int(n), int(k) % _MOD, int(h) % _MOD) for c, n, k, h in zip(*columns, strict=True)}
+
+    async def duplicates(self, limit: int) -> list[int]:
+        frame = await self._ask(self.form.duplicates_sql(self.sql, limit))
+        return [] if frame.empty else [int(k) for k in frame["gc_kh"]]
 
     def crossed(self, answered: int, first: bool) -> int:
         return answered
@@ -450,6 +560,22 @@ class MemorySide:
         wanted = set(prefixes)
         return [(k, rh) for k, kh, rh in self.records if kh >> (HASH_BITS - bits) in wanted]
 
+    async def digest(self, part: int) -> Cells:
+        self.requests += 1
+        cells: Cells = {}
+        for _, kh, rh in self.records:
+            for cell in digest_cells(rh, part):
+                n, k, h = cells.get(cell, _NONE)
+                cells[cell] = (n + 1, (k + kh) % _MOD, (h + rh) % _MOD)
+        return cells
+
+    async def duplicates(self, limit: int) -> list[int]:
+        self.requests += 1
+        seen: dict[int, int] = {}
+        for _, kh, _ in self.records:
+            seen[kh] = seen.get(kh, 0) + 1
+        return [kh for kh, n in seen.items() if n > 1][:limit]
+
     def crossed(self, answered: int, first: bool) -> int:
         """Every message crossed once, when it was read; nothing after."""
         return len(self.records) if first else 0
@@ -460,7 +586,7 @@ class MemorySide:
 
 @dataclass
 class Round:
-    what: Literal["buckets", "rows"]
+    what: Literal["cells", "duplicates", "buckets", "rows"]
     bits: int
     asked: int  # buckets asked about (0: all)
     differing: int
@@ -563,6 +689,22 @@ class SeparatePair:
         }
         return got_a, got_b, crossed
 
+    async def digest(self, part: int) -> tuple[Cells, Cells, dict[str, int]]:
+        a, b = await _both(self.first.digest(part), self.second.digest(part))
+        crossed = {
+            self.first.name: self.first.crossed(len(a), True),
+            self.second.name: self.second.crossed(len(b), True),
+        }
+        return a, b, crossed
+
+    async def duplicates(self, limit: int) -> tuple[list[int], list[int], dict[str, int]]:
+        a, b = await _both(self.first.duplicates(limit), self.second.duplicates(limit))
+        crossed = {
+            self.first.name: self.first.crossed(len(a), False),
+            self.second.name: self.second.crossed(len(b), False),
+        }
+        return a, b, crossed
+
 
 class JointPair(_Asking):
     """Two SQL sides on one source: each round is one query over both (``UNION ALL``) that
@@ -616,25 +758,38 @@ async def reconcile(
     first_bits: int | None = None,
     fetch_rows: int = FETCH_ROWS,
     max_buckets: int = MAX_BUCKETS,
+    digest_part: int = DIGEST_PART,
 ) -> Found:
     """Match two sides' records by key (``first`` and ``second``, or ``first`` a
     :class:`Pair`), asking only about buckets that differ: ``first_bits`` bits of the key
     hash at first (13; a joint pair 20); a round's differing buckets are split into at most
     ``max_buckets`` finer ones until they hold at most ``fetch_rows`` rows (or ``max_rounds``
     rounds were asked), then their rows are fetched — at most ``max_rows`` a side, else the
-    counts are lower bounds (``capped``)."""
+    counts are lower bounds (``capped``).
+
+    Two sides asked apart first exchange their difference digests (``digest_part`` cells a
+    part; 0: never): when the difference decodes (:func:`peel`), the keys it names and the
+    keys more than once on a side are the only rows fetched — what crosses grows with the
+    differences, not with the rows. When it does not decode (more differences than the cells
+    hold), the bucket rounds above run."""
     pair: Pair = first if second is None else SeparatePair(first, second)  # type: ignore[assignment,arg-type]
     if first_bits is None:
         first_bits = JointPair.FIRST_BITS if isinstance(pair, JointPair) else FIRST_BITS
     name_a, name_b = pair.names
     rounds: list[Round] = []
+    digested = False
+    if isinstance(pair, SeparatePair) and digest_part:
+        found = await _by_digest(pair, digest_part, rounds, sample, max_rows, fetch_rows)
+        if found is not None:
+            return found
+        digested = True
     bits = first_bits
-    answer = await pair.buckets(bits, None, True)
+    answer = await pair.buckets(bits, None, not digested)
     a, b = answer.first, answer.second
     rows = answer.totals or {name_a: 0, name_b: 0}
     differing = _differing(a, b)
     rounds.append(Round("buckets", bits, 0, len(differing), answer.crossed))
-    while differing and len(rounds) < max_rounds and bits < HASH_BITS:
+    while differing and sum(r.what == "buckets" for r in rounds) < max_rounds and bits < HASH_BITS:
         expected = sum(max(a.get(k, _NONE)[0], b.get(k, _NONE)[0]) for k in differing)
         if expected <= fetch_rows:
             break
@@ -675,6 +830,43 @@ async def reconcile(
     return Found(rows=rows, counts=counts, samples=samples, rounds=rounds, capped=capped)
 
 
+async def _by_digest(
+    pair: SeparatePair, part: int, rounds: list[Round], sample: int, max_rows: int, fetch_rows: int
+) -> Found | None:
+    """The digests' round, then the duplicated keys and the differing keys' rows (None: the
+    difference does not decode; the digests' round is in ``rounds``)."""
+    name_a, name_b = pair.names
+    cells_a, cells_b, crossed = await pair.digest(part)
+    differing_cells = sum(
+        1 for c in set(cells_a) | set(cells_b) if cells_a.get(c, _NONE) != cells_b.get(c, _NONE)
+    )
+    rounds.append(Round("cells", part.bit_length() - 1, DIGEST_PARTS * part, differing_cells, crossed))
+    differing = peel(cells_a, cells_b, part)
+    if differing is None:
+        return None
+    # every row is in one cell of each part: a part's counts add up to the side's rows
+    rows = {
+        name_a: sum(v[0] for c, v in cells_a.items() if c < part),
+        name_b: sum(v[0] for c, v in cells_b.items() if c < part),
+    }
+    # a key written twice alike on both sides leaves no difference: each side names its own
+    dups_a, dups_b, crossed = await pair.duplicates(max_rows + 1)
+    twice = set(dups_a) | set(dups_b)
+    rounds.append(Round("duplicates", HASH_BITS, 0, len(twice), crossed))
+    keys = sorted(set(differing) | twice)
+    capped = len(keys) > max_rows
+    keys = keys[:max_rows]
+    fetched: dict[str, list[tuple[str, int]]] = {name_a: [], name_b: []}
+    for start in range(0, len(keys), max(1, fetch_rows)):
+        part_keys = keys[start : start + max(1, fetch_rows)]
+        got_a, got_b, crossed = await pair.rows(HASH_BITS, part_keys)
+        fetched[name_a].extend(got_a)
+        fetched[name_b].extend(got_b)
+        rounds.append(Round("rows", HASH_BITS, len(part_keys), len(part_keys), crossed))
+    counts, samples = classify(fetched[name_a], fetched[name_b], sample)
+    return Found(rows=rows, counts=counts, samples=samples, rounds=rounds, capped=capped)
+
+
 def classify(
     first: list[tuple[str, int]], second: list[tuple[str, int]], sample: int = 10
 ) -> tuple[dict[str, int], dict[str, list[str]]]:
@@ -710,5 +902,6 @@ __all__ = [
     "decode_key",
     "hashing_for",
     "md5_60",
+    "peel",
     "reconcile",
 ]

@@ -22,6 +22,7 @@ from gatecheck.evaluation.plan import query_parameters
 from gatecheck.evaluation.reconcile import (
     KINDS,
     Buckets,
+    Cells,
     JointPair,
     MemorySide,
     SidesFailed,
@@ -101,6 +102,16 @@ class _Named:
     async def rows(self, bits: int, prefixes: list[int]) -> list[tuple[str, int]]:
         with _blamed(self.name):
             found: list[tuple[str, int]] = await self.side.rows(bits, prefixes)
+        return found
+
+    async def digest(self, part: int) -> Cells:
+        with _blamed(self.name):
+            found: Cells = await self.side.digest(part)
+        return found
+
+    async def duplicates(self, limit: int) -> list[int]:
+        with _blamed(self.name):
+            found: list[int] = await self.side.duplicates(limit)
         return found
 
 

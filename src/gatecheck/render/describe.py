@@ -160,10 +160,18 @@ def reconciliation_lines(found: Reconciliation, at_most: int = 10) -> list[str]:
         count = getattr(found, kind)
         if count:
             lines.append(f"  {kind}: {sampled_keys(found.samples.get(kind, []), count, at_most)}")
+    digests = [r for r in found.rounds if r.what == "cells"]
     buckets = [r for r in found.rounds if r.what == "buckets"]
     fetched = [r for r in found.rounds if r.what == "rows"]
     compared = sum(found.rows.values())
-    cost = f"{len(buckets)} bucket round{'s' if len(buckets) != 1 else ''}"
+    parts = []
+    if digests:
+        # decoded: the duplicates' question follows; else the bucket rounds did the work
+        decoded = any(r.what == "duplicates" for r in found.rounds)
+        parts.append("difference digests" + ("" if decoded else " (too many differences to decode)"))
+    if buckets or not digests:
+        parts.append(f"{len(buckets)} bucket round{'s' if len(buckets) != 1 else ''}")
+    cost = ", then ".join(parts)
     if fetched:
         cost += f" and {len(fetched)} fetch{'es' if len(fetched) != 1 else ''} of differing rows"
     share = f" ({found.transferred / compared:.2%} of {compared} compared)" if compared else ""
