@@ -110,9 +110,9 @@ def postgresql_table(url: str, rows: int, plant: dict[str, list[int]]) -> str:
     return "SELECT id, athlete, score, seen FROM bench_b"
 
 
-async def timed_reconcile(first: Any, second: SqlSide | None) -> tuple[Any, float]:
+async def timed_reconcile(first: Any, second: SqlSide | None, **options: Any) -> tuple[Any, float]:
     started = time.perf_counter()
-    outcome = await reconcile(first, second, sample=10_000, max_rows=1_000_000)
+    outcome = await reconcile(first, second, sample=10_000, max_rows=1_000_000, **options)
     return outcome, time.perf_counter() - started
 
 
@@ -185,7 +185,7 @@ def report(
     """One pair's figures; ``joint``: both sides asked together on their one source."""
     asked: tuple[Any, SqlSide | None] = (joint, None) if joint is not None else (first, second)
 
-    async def run() -> tuple[Any, list[float], list[float]]:
+    async def run() -> tuple[Any, list[float], list[float], Any, list[float]]:
         outcome, _ = await timed_reconcile(*asked)  # warm-up
         times = []
         for _ in range(repeat):
@@ -194,9 +194,15 @@ def report(
         scans = []
         for _ in range(repeat):
             scans.append(await full_scan(first) + await full_scan(second))
-        return outcome, times, scans
+        # the baseline, sides asked apart: bucket rounds only (no difference digest)
+        buckets, bucket_times = None, []
+        if joint is None:
+            for _ in range(repeat):
+                buckets, took = await timed_reconcile(*asked, digest_part=0)
+                bucket_times.append(took)
+        return outcome, times, scans, buckets, bucket_times
 
-    outcome, times, scans = asyncio.run(run())
+    outcome, times, scans, buckets, bucket_times = asyncio.run(run())
     compared = sum(outcome.rows.values())
     naive_sets, naive_time = pulled(first, second, clients)
     naive_right = naive_sets == {kind: {f"msg-{n}" for n in numbers} for kind, numbers in plant.items()}
@@ -205,10 +211,20 @@ def report(
     print(f"\n{label}: {rows:,} records a side, {len(plant['missing'])} planted of each kind")
     print(f"  found every planted key and nothing else: {check(outcome, plant)} (counts {outcome.counts})")
     print(
-        f"  rounds: {rounds.count('buckets')} bucket rounds, {rounds.count('rows')} fetches; rows crossed "
+        f"  rounds: {rounds.count('cells')} digest, {rounds.count('duplicates')} duplicates, "
+        f"{rounds.count('buckets')} bucket rounds, {rounds.count('rows')} fetches; rows crossed "
         f"{outcome.transferred:,} of {compared:,} compared = {outcome.transferred / compared:.3%}"
     )
     print(f"  reconcile {took:.3f} s vs one full scan of each side {scan:.3f} s: {took / scan:.2f}x")
+    if buckets is not None:
+        before = statistics.median(bucket_times)
+        print(
+            f"  baseline, bucket rounds only (digest_part=0): found right {check(buckets, plant)}; "
+            f"rows crossed "
+            f"{buckets.transferred:,} = {buckets.transferred / compared:.3%} "
+            f"({buckets.transferred / max(1, outcome.transferred):.1f}x the digest's); {before:.3f} s "
+            f"({before / took:.2f}x the digest's time)"
+        )
     print(
         f"  pull both sides into pandas and compare: {naive_time:.3f} s (right: {naive_right}): "
         f"{naive_time / took:.1f}x the reconciliation"

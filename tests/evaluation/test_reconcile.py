@@ -249,7 +249,10 @@ def test_identical_sides_cost_only_their_digests(engines: Engines, pair: tuple[s
     assert outcome.rows == {"a": 500, "b": 500}
     assert [(r.what, r.differing) for r in outcome.rounds] == [("cells", 0), ("duplicates", 0)]
     assert a.requests == b.requests == 2
-    assert 0 < outcome.rounds[0].transferred["a"] <= 3 * 512 and outcome.rounds[1].transferred == {"a": 0, "b": 0}
+    assert 0 < outcome.rounds[0].transferred["a"] <= 3 * 512 and outcome.rounds[1].transferred == {
+        "a": 0,
+        "b": 0,
+    }
     buckets, a, b = engines.pair(pair, records, list(reversed(records)), digest_part=0)
     assert [r.what for r in buckets.rounds] == ["buckets"] and a.requests == b.requests == 1
     assert buckets.transferred <= 2 * 500 and buckets.counts == outcome.counts
@@ -328,7 +331,12 @@ def test_a_key_written_twice_alike_on_both_sides_is_duplicated(
     twice = [record(i) for i in range(300)] + [record(42)]
     options = {"first_bits": 2, "fetch_rows": 16, "max_buckets": 8, "digest_part": 0} if split else {}
     outcome, _, _ = engines.pair(pair[:2], twice, list(reversed(twice)), joint=pair[2], **options)
-    assert found_sets(outcome) == {"missing": set(), "extra": set(), "changed": set(), "duplicated": {"msg-00042"}}
+    assert found_sets(outcome) == {
+        "missing": set(),
+        "extra": set(),
+        "changed": set(),
+        "duplicated": {"msg-00042"},
+    }
     assert outcome.counts == {"missing": 0, "extra": 0, "changed": 0, "duplicated": 1}
 
 
@@ -357,7 +365,9 @@ def test_a_difference_costs_its_digest_cells_and_its_keys_rows_only(engines: Eng
     outcome, _, _ = engines.pair(("clickhouse", "postgresql"), first, second)
     assert outcome.counts["changed"] == 10
     assert [r.what for r in outcome.rounds] == ["cells", "duplicates", "rows"]
-    assert outcome.rounds[0].differing > 0 and all(n <= 3 * 512 for n in outcome.rounds[0].transferred.values())
+    assert outcome.rounds[0].differing > 0 and all(
+        n <= 3 * 512 for n in outcome.rounds[0].transferred.values()
+    )
     assert outcome.rounds[2].transferred == {"a": 10, "b": 10}  # the ten keys' rows, a side
     assert outcome.transferred <= 2 * 3 * 512 + 20
 
@@ -418,15 +428,24 @@ def _tables() -> st.SearchStrategy[tuple[list[Record], list[Record]]]:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @example(  # found by a random run: one key twice, alike, on both sides
-    tables=([record(0), record(0)], [record(0), record(0)]), first_bits=1, fetch_rows=50, how="clickhouse-postgresql",
+    tables=([record(0), record(0)], [record(0), record(0)]),
+    first_bits=1,
+    fetch_rows=50,
+    how="clickhouse-postgresql",
     digest_part=0,
 )
 @example(  # the same through the digests: the duplicates' own question finds it
-    tables=([record(0), record(0)], [record(0), record(0)]), first_bits=1, fetch_rows=50, how="clickhouse-postgresql",
+    tables=([record(0), record(0)], [record(0), record(0)]),
+    first_bits=1,
+    fetch_rows=50,
+    how="clickhouse-postgresql",
     digest_part=512,
 )
 @example(
-    tables=([record(0), record(0)], [record(0), record(0)]), first_bits=20, fetch_rows=1, how="clickhouse-one-source",
+    tables=([record(0), record(0)], [record(0), record(0)]),
+    first_bits=20,
+    fetch_rows=1,
+    how="clickhouse-one-source",
     digest_part=512,
 )
 @given(
@@ -587,14 +606,14 @@ def test_the_difference_of_two_digests_is_peeled_to_the_rows_on_one_side_only() 
     """Pure: rows on one side only come back by key hash (+1 first side, -1 second); a row
     three times on one side against once on the other is not one row's difference — the
     digest does not decode (None), and the bucket rounds answer instead."""
-    from gatecheck.evaluation.reconcile import HASH_BITS, Cells, digest_cells, md5_60, peel
+    from gatecheck.evaluation.reconcile import HASH_BITS, Cells, digest_cells, digest_check, md5_60, peel
 
     def digest(rows: list[tuple[int, int]], part: int) -> Cells:
         cells: Cells = {}
         for kh, rh in rows:
             for cell in digest_cells(rh, part):
-                n, k, h = cells.get(cell, (0, 0, 0))
-                cells[cell] = (n + 1, (k + kh) % 2**64, (h + rh) % 2**64)
+                n, k, h, x = cells.get(cell, (0, 0, 0, 0))
+                cells[cell] = (n + 1, (k + kh) % 2**64, (h + rh) % 2**64, (x + digest_check(rh)) % 2**64)
         return cells
 
     rows = [(md5_60(f"k{i}"), md5_60(f"r{i}")) for i in range(1000)]
@@ -609,3 +628,13 @@ def test_the_difference_of_two_digests_is_peeled_to_the_rows_on_one_side_only() 
     assert peel(digest(thrice, 64), digest(rows, 64), 64) is None
     # more differences than the cells hold: not decoded, never a partial answer
     assert peel(digest(rows, 4), digest([], 4), 4) is None
+    # a third of the cells' worth of differences, many trials: each decodes to exactly them (a
+    # cell holding several rows whose sums pass for one row's would peel a row that is not there)
+    for trial in range(20):
+        common = [(md5_60(f"k{trial}-{i}"), md5_60(f"r{trial}-{i}")) for i in range(2000)]
+        only_a = [(md5_60(f"a{trial}-{i}"), md5_60(f"ra{trial}-{i}")) for i in range(250)]
+        only_b = [(md5_60(f"b{trial}-{i}"), md5_60(f"rb{trial}-{i}")) for i in range(250)]
+        assert peel(digest(common + only_a, 512), digest(common + only_b, 512), 512) == {
+            **{kh: 1 for kh, _ in only_a},
+            **{kh: -1 for kh, _ in only_b},
+        }

@@ -152,6 +152,12 @@ def digest_cells(rh: int, part: int) -> tuple[int, ...]:
     return tuple(j * part + ((rh >> (20 * j)) & (part - 1)) for j in range(DIGEST_PARTS))
 
 
+def digest_check(rh: int) -> int:
+    """A row's check value in its digest cells: bits of its row hash mixed by shifts and XORs,
+    which do not add up — several rows' sums never pass for one row's (as the SQL computes)."""
+    return rh ^ (rh >> 7) ^ ((rh << 3) & _MASK60)
+
+
 def peel(first: Cells, second: Cells, part: int) -> dict[int, int] | None:
     """The key hashes of the rows on one side only — a row on the first side and not the
     second counts +1, the other way -1 — from two sides' digests, or None when the difference
@@ -162,30 +168,34 @@ def peel(first: Cells, second: Cells, part: int) -> dict[int, int] | None:
     a difference peeled to the last cell is an answer."""
     diff: dict[int, list[int]] = {}
     for cell in set(first) | set(second):
-        n0, k0, h0 = first.get(cell, _NONE)
-        n1, k1, h1 = second.get(cell, _NONE)
-        value = [n0 - n1, (k0 - k1) % _MOD, (h0 - h1) % _MOD]
-        if value != [0, 0, 0]:
+        a, b = first.get(cell, _EMPTY), second.get(cell, _EMPTY)
+        value = [a[0] - b[0], *((x - y) % _MOD for x, y in zip(a[1:], b[1:], strict=True))]
+        if any(value):
             diff[cell] = value
     found: dict[int, int] = {}
     queue = [cell for cell, value in diff.items() if value[0] in (1, -1)]
+    # each peel takes one row's difference out; more peels than that is a cycle
+    budget = sum(abs(value[0]) for value in diff.values()) + len(diff)
     while queue:
         cell = queue.pop()
         held = diff.get(cell)
         if held is None or held[0] not in (1, -1):
             continue
         sign = held[0]
-        kh, rh = (held[1], held[2]) if sign == 1 else ((-held[1]) % _MOD, (-held[2]) % _MOD)
+        kh, rh, check = (x if sign == 1 else (-x) % _MOD for x in held[1:])
         cells = digest_cells(rh, part)
-        if kh > _MASK60 or rh > _MASK60 or cell not in cells:
+        if kh > _MASK60 or rh > _MASK60 or cell not in cells or check != digest_check(rh):
             continue  # more than one row's difference: another peel may free it
+        budget -= 1
+        if budget < 0:
+            return None
         found[kh] = found.get(kh, 0) + sign
         for other in cells:
-            left = diff.setdefault(other, [0, 0, 0])
+            left = diff.setdefault(other, [0, 0, 0, 0])
             left[0] -= sign
-            left[1] = (left[1] - sign * kh) % _MOD
-            left[2] = (left[2] - sign * rh) % _MOD
-            if left == [0, 0, 0]:
+            for i, x in ((1, kh), (2, rh), (3, check)):
+                left[i] = (left[i] - sign * x) % _MOD
+            if not any(left):
                 del diff[other]
             elif left[0] in (1, -1):
                 queue.append(other)
@@ -336,13 +346,19 @@ class SqlForm:
                 f"{j * part} + bitAnd(bitShiftRight(gc_rh, {20 * j}), {part - 1})"
                 for j in range(DIGEST_PARTS)
             )
+            check = (
+                f"bitXor(bitXor(gc_rh, bitShiftRight(gc_rh, 7)), bitAnd(bitShiftLeft(gc_rh, 3), {_MASK60}))"
+            )
             return (
-                "SELECT gc_cell, count() AS gc_rows, sum(gc_kh) AS gc_ksum, sum(gc_rh) AS gc_hash\n"
+                "SELECT gc_cell, count() AS gc_rows, sum(gc_kh) AS gc_ksum, sum(gc_rh) AS gc_hash,\n"
+                f"       sum({check}) AS gc_check\n"
                 f"{hashed}ARRAY JOIN [{cells}] AS gc_cell\nGROUP BY gc_cell"
             )
         cells = ", ".join(f"({j * part} + ((gc_rh >> {20 * j}) & {part - 1}))" for j in range(DIGEST_PARTS))
+        check = f"(gc_rh # (gc_rh >> 7) # ((gc_rh << 3) & {_MASK60}))"
         return (
-            "SELECT gc_cell, count(*) AS gc_rows, sum(gc_kh) AS gc_ksum, sum(gc_rh) AS gc_hash\n"
+            "SELECT gc_cell, count(*) AS gc_rows, sum(gc_kh) AS gc_ksum, sum(gc_rh) AS gc_hash,\n"
+            f"       sum({check}) AS gc_check\n"
             f"{hashed}CROSS JOIN LATERAL (VALUES {cells}) AS gc_cells(gc_cell)\nGROUP BY gc_cell"
         )
 
@@ -439,9 +455,11 @@ def hashing_for(dialects: tuple[str, str]) -> Hashing:
 #: A side's answer to a round: bucket → (rows, sum of row hashes mod 2^64, rows beyond one
 #: per key).
 Buckets = dict[int, tuple[int, int, int]]
-#: A side's difference digest: cell → (rows, sum of key hashes, sum of row hashes), mod 2^64.
-Cells = dict[int, tuple[int, int, int]]
+#: A side's difference digest: cell → (rows, sums of key hashes, of row hashes and of their
+#: check values :func:`digest_check`, mod 2^64).
+Cells = dict[int, tuple[int, int, int, int]]
 _NONE = (0, 0, 0)
+_EMPTY = (0, 0, 0, 0)
 
 
 class Side(Protocol):
@@ -505,8 +523,11 @@ class SqlSide(_Asking):
         frame = await self._ask(self.form.digest_sql(self.sql, part))
         if frame.empty:
             return {}
-        columns = (frame["gc_cell"], frame["gc_rows"], frame["gc_ksum"], frame["gc_hash"])
-        return {int(c): (int(n), int(k) % _MOD, int(h) % _MOD) for c, n, k, h in zip(*columns, strict=True)}
+        columns = (frame["gc_cell"], frame["gc_rows"], frame["gc_ksum"], frame["gc_hash"], frame["gc_check"])
+        return {
+            int(c): (int(n), int(k) % _MOD, int(h) % _MOD, int(x) % _MOD)
+            for c, n, k, h, x in zip(*columns, strict=True)
+        }
 
     async def duplicates(self, limit: int) -> list[int]:
         frame = await self._ask(self.form.duplicates_sql(self.sql, limit))
@@ -564,9 +585,10 @@ class MemorySide:
         self.requests += 1
         cells: Cells = {}
         for _, kh, rh in self.records:
+            check = digest_check(rh)
             for cell in digest_cells(rh, part):
-                n, k, h = cells.get(cell, _NONE)
-                cells[cell] = (n + 1, (k + kh) % _MOD, (h + rh) % _MOD)
+                n, k, h, x = cells.get(cell, _EMPTY)
+                cells[cell] = (n + 1, (k + kh) % _MOD, (h + rh) % _MOD, (x + check) % _MOD)
         return cells
 
     async def duplicates(self, limit: int) -> list[int]:
@@ -838,7 +860,7 @@ async def _by_digest(
     name_a, name_b = pair.names
     cells_a, cells_b, crossed = await pair.digest(part)
     differing_cells = sum(
-        1 for c in set(cells_a) | set(cells_b) if cells_a.get(c, _NONE) != cells_b.get(c, _NONE)
+        1 for c in set(cells_a) | set(cells_b) if cells_a.get(c, _EMPTY) != cells_b.get(c, _EMPTY)
     )
     rounds.append(Round("cells", part.bit_length() - 1, DIGEST_PARTS * part, differing_cells, crossed))
     differing = peel(cells_a, cells_b, part)
@@ -900,6 +922,7 @@ __all__ = [
     "canonical_value",
     "classify",
     "decode_key",
+    "digest_check",
     "hashing_for",
     "md5_60",
     "peel",
