@@ -354,6 +354,9 @@ class SqlForm:
                 f"       sum({check}) AS gc_check\n"
                 f"{hashed}ARRAY JOIN [{cells}] AS gc_cell\nGROUP BY gc_cell"
             )
+        # OFFSET 0: PostgreSQL keeps the hashed rows as a subquery, else it computes each row's
+        # hashes once per cell it joins
+        hashed = hashed.replace(") AS gc_side) AS gc_hashed", ") AS gc_side OFFSET 0) AS gc_hashed")
         cells = ", ".join(f"({j * part} + ((gc_rh >> {20 * j}) & {part - 1}))" for j in range(DIGEST_PARTS))
         check = f"(gc_rh # (gc_rh >> 7) # ((gc_rh << 3) & {_MASK60}))"
         return (
