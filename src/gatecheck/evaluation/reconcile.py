@@ -828,7 +828,6 @@ async def reconcile(
     # fetch the rows of the differing buckets, in requests of at most fetch_rows rows, up to
     # max_rows a side
     capped = False
-    fetched: dict[str, list[tuple[str, int]]] = {name_a: [], name_b: []}
     chunk: list[int] = []
     size = 0
     budget = 0
@@ -846,6 +845,17 @@ async def reconcile(
         budget += n
     if chunk:
         chunks.append(chunk)
+    return await _fetched(pair, bits, chunks, rounds, sample, rows, capped)
+
+
+async def _fetched(
+    pair: Pair, bits: int, chunks: list[list[int]], rounds: list[Round], sample: int, rows: dict[str, int],
+    capped: bool,
+) -> Found:  # fmt: skip
+    """Both sides' rows in the buckets (or, at ``HASH_BITS``, of the keys) of each chunk, one
+    request a chunk, classified."""
+    name_a, name_b = pair.names
+    fetched: dict[str, list[tuple[str, int]]] = {name_a: [], name_b: []}
     for part in chunks:
         got_a, got_b, crossed = await pair.rows(bits, part)
         fetched[name_a].extend(got_a)
@@ -879,17 +889,9 @@ async def _by_digest(
     twice = set(dups_a) | set(dups_b)
     rounds.append(Round("duplicates", HASH_BITS, 0, len(twice), crossed))
     keys = sorted(set(differing) | twice)
-    capped = len(keys) > max_rows
-    keys = keys[:max_rows]
-    fetched: dict[str, list[tuple[str, int]]] = {name_a: [], name_b: []}
-    for start in range(0, len(keys), max(1, fetch_rows)):
-        part_keys = keys[start : start + max(1, fetch_rows)]
-        got_a, got_b, crossed = await pair.rows(HASH_BITS, part_keys)
-        fetched[name_a].extend(got_a)
-        fetched[name_b].extend(got_b)
-        rounds.append(Round("rows", HASH_BITS, len(part_keys), len(part_keys), crossed))
-    counts, samples = classify(fetched[name_a], fetched[name_b], sample)
-    return Found(rows=rows, counts=counts, samples=samples, rounds=rounds, capped=capped)
+    kept, step = keys[:max_rows], max(1, fetch_rows)
+    chunks = [kept[start : start + step] for start in range(0, len(kept), step)]
+    return await _fetched(pair, HASH_BITS, chunks, rounds, sample, rows, len(keys) > max_rows)
 
 
 def classify(
