@@ -15,6 +15,7 @@ import httpx
 import pytest
 import yaml
 
+from gatecheck._values import document_time
 from gatecheck.ledger import SqliteLedger
 
 from ..conftest import local_http, served_bases
@@ -189,7 +190,17 @@ def test_sigterm_stops_cleanly_and_stops_the_bus(shared_demo_service) -> None:
     # service starts serving.
     assert messages[0].startswith("evaluation worker ") and lines[0]["logger"] == "gatecheck.worker", messages[:3]
     assert messages[1].startswith("gatecheck ") and "serving" in messages[1], messages[:3]
-    assert messages[-2].startswith("stopping") and messages[-1] == "stopped", messages[-3:]
+    # Stopping cancels the schedule; an evaluation in flight ends unrecorded or whole, and one
+    # that ended whole is logged after "stopping" — and is in the ledger.
+    stopping = [i for i, m in enumerate(messages) if m.startswith("stopping")]
+    assert len(stopping) == 1 and messages[-1] == "stopped", messages[-3:]
+    ended, after = lines[stopping[0] + 1 : -1], messages[stopping[0] :]
+    assert all(line["message"].startswith(("evaluated ", "verdict of ")) for line in ended), after
+    ledger = SqliteLedger(root / ".gatecheck" / "served.db")
+    for line in ended:
+        if line["message"].startswith("evaluated "):
+            recorded = {document_time(r.as_of) for r in ledger.history(line["phase"])}
+            assert line["as_of"] in recorded, line
     evaluated = [line for line in lines if line["message"].startswith("evaluated staging-soak")]
     assert len(evaluated) >= 2
     assert {"phase", "verdict", "duration_s", "failing", "time", "level", "logger"} <= set(evaluated[0])
