@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/reconcile.py [--rows 10M] [--pg-rows 1M] [--planted 100] [--repeat 3]
     .venv/bin/python bench/reconcile.py --first-bits 12,14,16,18,20   # the one-source pair only
+    .venv/bin/python bench/reconcile.py --parts                       # each pass's cost on one side
 
 Two pairs of sides with the same records and planted differences — ``--planted`` of each
 kind: missing (on the first side only), extra (on the second only), changed (an athlete
@@ -30,7 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from gatecheck.demo.database import EmbeddedPostgres
-from gatecheck.evaluation.reconcile import JointPair, SqlForm, SqlSide, decode_key, hashing_for, reconcile
+from gatecheck.evaluation.reconcile import (
+    DIGEST_PART,
+    DIGEST_PARTS,
+    JointPair,
+    SqlForm,
+    SqlSide,
+    decode_key,
+    hashing_for,
+    reconcile,
+)
 from gatecheck.sources.clickhouse import ClickHouseSource, ClickHouseSourceConfig
 from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 from gatecheck.sources.postgresql import PostgreSQLSource, PostgreSQLSourceConfig
@@ -116,14 +126,16 @@ async def timed_reconcile(first: Any, second: SqlSide | None, **options: Any) ->
     return outcome, time.perf_counter() - started
 
 
-async def full_scan(side: SqlSide) -> float:
+def scan_sql(side: SqlSide) -> str:
     """One full scan of a side: every compared column of every row read, nothing returned."""
     if side.form.dialect == "clickhouse":
-        sql = f"SELECT count() AS n FROM ({side.sql}) WHERE NOT ignore(id, athlete, score, seen)"
-    else:
-        sql = f"SELECT count(*) AS n FROM ({side.sql}) AS s WHERE s IS NOT NULL"
+        return f"SELECT count() AS n FROM ({side.sql}) WHERE NOT ignore(id, athlete, score, seen)"
+    return f"SELECT count(*) AS n FROM ({side.sql}) AS s WHERE s IS NOT NULL"
+
+
+async def full_scan(side: SqlSide) -> float:
     started = time.perf_counter()
-    await side.source.query(sql, {})
+    await side.source.query(scan_sql(side), {})
     return time.perf_counter() - started
 
 
@@ -264,6 +276,51 @@ def sweep(
     asyncio.run(run())
 
 
+def parts(label: str, side: SqlSide, repeat: int) -> None:
+    """What each pass a side answers costs, against one full scan of it: the floor under the
+    reconciliation's time (its digest and its duplicates question each hash every row)."""
+    form, sql = side.form, side.sql
+    count = "count()" if form.dialect == "clickhouse" else "count(*)"
+    distinct = "uniqExact(k)" if form.dialect == "clickhouse" else "count(DISTINCT k)"
+
+    async def timed(query: str) -> float:
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            await side.source.query(query, {})
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    async def run() -> None:
+        scan = await timed(scan_sql(side))
+        print(f"\n{label}: one full scan {scan:.3f} s (best of {repeat})")
+        print("| pass over every row | time | against the scan |")
+        print("|---|---|---|")
+        key, row = form.key_hash(), form.row_hash()
+
+        def over(select: str, outer: str) -> str:
+            return f"SELECT {outer} FROM (SELECT {select} FROM ({sql}) AS s1) AS s2"
+
+        passes = {
+            "the row hash, summed": over(f"{row} AS r", "sum(r) AS s"),
+            "the key hash and the row hash, summed": over(
+                f"{key} AS k, {row} AS r", "sum(k) AS k, sum(r) AS s"
+            ),
+            "rows beyond one per key (a distinct count of key hashes)": over(
+                f"{key} AS k", f"{count} - {distinct} AS d"
+            ),
+            f"the difference digest ({DIGEST_PARTS} x {DIGEST_PART} cells)": form.digest_sql(
+                sql, DIGEST_PART
+            ),
+            "the keys written more than once": form.duplicates_sql(sql, 1_000),
+        }
+        for what, query in passes.items():
+            took = await timed(query)
+            print(f"| {what} | {took:.3f} s | {took / scan:.2f}x |")
+
+    asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -277,6 +334,12 @@ def main() -> None:
         metavar="B,B,…",
         help="only the one-source chDB pair, once per first round of B bits (e.g. 12,14,16,18,20): "
         "time against the full scans, rows crossed, rounds",
+    )
+    parser.add_argument(
+        "--parts",
+        action="store_true",
+        help="one side of each engine: the time of each pass a side answers (its hashes, the "
+        "digest, the duplicates question) against one full scan of it",
     )
     args = parser.parse_args()
 
@@ -311,10 +374,15 @@ def main() -> None:
             joint = JointPair(("a", "b"), a_side.source, (a_sql, b_sql), {}, a_side.form)
             sweep(joint, a_side, b_side, [int(b) for b in args.first_bits.split(",")], plant, args.repeat)
             return
-        report("chDB vs chDB, each side asked on its own", rows, plant, a_side, b_side, args.repeat, clients)
-        joint = JointPair(("a", "b"), a_side.source, (a_sql, b_sql), {}, a_side.form)
-        report("chDB vs chDB, one source: buckets compared in the engine", rows, plant, a_side, b_side,
-               args.repeat, clients, joint)  # fmt: skip
+        if args.parts:
+            parts(f"chDB, {rows:,} records a side (cityHash64)", a_side, args.repeat)
+        else:
+            report(
+                "chDB vs chDB, each side asked on its own", rows, plant, a_side, b_side, args.repeat, clients
+            )
+            joint = JointPair(("a", "b"), a_side.source, (a_sql, b_sql), {}, a_side.form)
+            report("chDB vs chDB, one source: buckets compared in the engine", rows, plant, a_side, b_side,
+                   args.repeat, clients, joint)  # fmt: skip
 
         plant = planted(pg_rows, args.planted)
         a_sql, _ = clickhouse_tables(admin.client, pg_rows, plant, "small")
@@ -328,6 +396,10 @@ def main() -> None:
             {},
             SqlForm("postgresql", portable, KEYS, VALUES, 3),
         )
+        if args.parts:
+            parts(f"chDB, {pg_rows:,} records (portable MD5)", ch("a", a_sql, portable), args.repeat)
+            parts(f"PostgreSQL, {pg_rows:,} records (portable MD5)", pg_side, args.repeat)
+            return
         report(
             "chDB vs PostgreSQL", pg_rows, plant, ch("a", a_sql, portable), pg_side, args.repeat,
             {"clickhouse": admin.client, "postgresql": url},

@@ -355,14 +355,21 @@ class SqlForm:
                 f"{hashed}ARRAY JOIN [{cells}] AS gc_cell\nGROUP BY gc_cell"
             )
         # OFFSET 0: PostgreSQL keeps the hashed rows as a subquery, else it computes each row's
-        # hashes once per cell it joins
+        # hashes once per expression that uses them. The three parts are three grouping sets of
+        # one pass (a cell outside the set grouped is NULL): 1.3 s against 1.8 s for each row
+        # joined to its three cells, at 1 M rows (bench/README.md, 2026-12-06)
         hashed = hashed.replace(") AS gc_side) AS gc_hashed", ") AS gc_side OFFSET 0) AS gc_hashed")
-        cells = ", ".join(f"({j * part} + ((gc_rh >> {20 * j}) & {part - 1}))" for j in range(DIGEST_PARTS))
+        cells = ", ".join(
+            f"({j * part} + ((gc_rh >> {20 * j}) & {part - 1})) AS gc_c{j}" for j in range(DIGEST_PARTS)
+        )
         check = f"(gc_rh # (gc_rh >> 7) # ((gc_rh << 3) & {_MASK60}))"
+        parts = [f"gc_c{j}" for j in range(DIGEST_PARTS)]
         return (
-            "SELECT gc_cell, count(*) AS gc_rows, sum(gc_kh) AS gc_ksum, sum(gc_rh) AS gc_hash,\n"
-            f"       sum({check}) AS gc_check\n"
-            f"{hashed}CROSS JOIN LATERAL (VALUES {cells}) AS gc_cells(gc_cell)\nGROUP BY gc_cell"
+            f"SELECT coalesce({', '.join(parts)}) AS gc_cell, count(*) AS gc_rows, sum(gc_kh) AS gc_ksum,\n"
+            "       sum(gc_rh) AS gc_hash, sum(gc_check) AS gc_check\n"
+            f"FROM (SELECT gc_kh, gc_rh, {check} AS gc_check,\n       {cells}\n"
+            f"{hashed}) AS gc_parts\n"
+            f"GROUP BY GROUPING SETS ({', '.join(f'({p})' for p in parts)})"
         )
 
     def duplicates_sql(self, user_sql: str, limit: int) -> str:
