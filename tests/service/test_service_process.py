@@ -156,7 +156,14 @@ def test_concurrent_readers_get_no_errors_while_evaluations_run(shared_demo_serv
     assert result.returncode == 0, result.stdout + result.stderr
     served = re.search(r"requests served: (\d+) \(\d+/s\), errors: (\d+)", result.stdout)
     assert served is not None, result.stdout
-    assert int(served.group(2)) == 0 and int(served.group(1)) >= 100, result.stdout
+    # How many requests 4 s allows depends on the machine; that every client was answered, on
+    # every endpoint, without an error while evaluations ran does not (each of the 20 clients
+    # asks at least once, starting at its own endpoint).
+    assert int(served.group(2)) == 0 and int(served.group(1)) >= 20, result.stdout
+    for label in ("/metrics", "/api/v1/phases", "/api/v1/phases/{p}/verdict", "/api/v1/phases/{p}/history",
+                  "/healthz", "/readyz"):  # fmt: skip
+        asked = re.search(rf"^{re.escape(label)}\s+(\d+)\s", result.stdout, re.MULTILINE)
+        assert asked is not None and int(asked.group(1)) >= 1, (label, result.stdout)
     evaluated = re.search(r"evaluations recorded during the run: (\d+)", result.stdout)
     assert evaluated is not None and int(evaluated.group(1)) > 0, result.stdout
 
