@@ -77,7 +77,9 @@ typer_testing._get_command = _command_once
 #: module-level ``httpx.get`` paid on every poll of a waiting loop. No keep-alive: each request
 #: opens its own connection, as ``httpx.get`` did, so no connection outlives the server it was
 #: made to.
-local_http = httpx.Client(verify=False, limits=httpx.Limits(max_keepalive_connections=0))
+# A one-shot request waits up to 30 s: a loaded machine answers slowly, and a hang still fails.
+# Polling loops pass a short timeout of their own and ask again.
+local_http = httpx.Client(verify=False, timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = project_path("reference")  # the reference project: the repository's top level

@@ -61,7 +61,7 @@ def poll(base: str, location: str, timeout: float = 60) -> tuple[list[str], dict
     seen = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        answer = local_http.get(f"{base}{location}", timeout=5)
+        answer = local_http.get(f"{base}{location}")
         assert answer.status_code == 200, answer.text
         document = answer.json()
         if document.get("status") != "in_progress":
@@ -76,8 +76,8 @@ def test_an_evaluation_started_answers_at_once_and_is_shared_while_it_runs(
 ) -> None:
     base, svc = slow_service
     before = len(svc.ledger.history("svc-slow"))
-    first = local_http.post(f"{base}/api/v1/phases/svc-slow/evaluations", timeout=5)
-    second = local_http.post(f"{base}/api/v1/phases/svc-slow/evaluations", timeout=5)
+    first = local_http.post(f"{base}/api/v1/phases/svc-slow/evaluations")
+    second = local_http.post(f"{base}/api/v1/phases/svc-slow/evaluations")
     assert first.status_code == second.status_code == 202
     body = first.json()
     assert body["status"] == "in_progress" and body["phase"] == "svc-slow"
@@ -89,14 +89,14 @@ def test_an_evaluation_started_answers_at_once_and_is_shared_while_it_runs(
     assert document["verdict"] == "go" and document["phase"] == "svc-slow"
     assert len(svc.ledger.history("svc-slow")) == before + 1  # one evaluation for both requests
     # asked again once done: the same document; a new request starts a new evaluation
-    assert local_http.get(f"{base}{first.headers['location']}", timeout=5).json() == document
-    third = local_http.post(f"{base}/api/v1/phases/svc-slow/evaluations", timeout=5).json()
+    assert local_http.get(f"{base}{first.headers['location']}").json() == document
+    third = local_http.post(f"{base}/api/v1/phases/svc-slow/evaluations").json()
     assert third["id"] != body["id"]
     poll(base, third["location"])
     # unknown ids and phases
-    missing = local_http.get(f"{base}/api/v1/evaluations/0123abcd", timeout=5)
+    missing = local_http.get(f"{base}/api/v1/evaluations/0123abcd")
     assert missing.status_code == 404 and "no evaluation '0123abcd'" in missing.json()["detail"]
-    assert local_http.post(f"{base}/api/v1/phases/nope/evaluations", timeout=5).status_code == 404
+    assert local_http.post(f"{base}/api/v1/phases/nope/evaluations").status_code == 404
 
 
 def test_run_url_wait_polls_the_asynchronous_api(slow_service: tuple[str, Service]) -> None:

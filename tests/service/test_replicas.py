@@ -174,7 +174,7 @@ class Replica:
         return None
 
     def leader_gauge(self) -> float:
-        text = local_http.get(f"{self.base}/metrics", timeout=5).text
+        text = local_http.get(f"{self.base}/metrics").text
         (line,) = [x for x in text.splitlines() if x.startswith("gatecheck_leader ")]
         return float(line.split()[1])
 
@@ -331,7 +331,7 @@ def test_one_replica_schedules_a_killed_leader_is_replaced_and_a_cut_one_is_fenc
     # the follower shows the leader's record (it follows the ledger)
     verdict = wait_for(
         "the follower's document",
-        lambda: (d := local_http.get(f"{follower.base}/api/v1/phases/gated/verdict", timeout=5)).status_code == 200
+        lambda: (d := local_http.get(f"{follower.base}/api/v1/phases/gated/verdict")).status_code == 200
         and d.json()["verdict"] == "go" and d.json(),
         timeout=10,
     )

@@ -52,7 +52,7 @@ def test_the_served_demo_runs_two_replicas_on_its_postgresql_ledger(tmp_path: Pa
         # current replicas on the demo's cluster); a phase is GO, or INCONCLUSIVE only because a
         # real soak is needed (its own, or one that a phase it requires needs) — and says so
         for phase, state in leader_view.items():
-            document = local_http.get(f"{bases[1]}/api/v1/phases/{phase}/verdict", timeout=5).json()
+            document = local_http.get(f"{bases[1]}/api/v1/phases/{phase}/verdict").json()
             assert [c["suite"] for c in document["checks"] if c["outcome"] != "pass"] == [], phase
             assert state == "go" or all(
                 r.startswith(("soak not covered", "requires ")) for r in document["reasons"]
@@ -61,7 +61,7 @@ def test_the_served_demo_runs_two_replicas_on_its_postgresql_ledger(tmp_path: Pa
         assert [p for p, v in leader_view.items() if v == "go"] == [
             "staging-predeploy", "staging-deploy", "warehouse-release"
         ]  # fmt: skip
-        ready = [local_http.get(f"{b}/readyz", timeout=5).json() for b in bases]
+        ready = [local_http.get(f"{b}/readyz").json() for b in bases]
         assert sorted(r["scheduling"] for r in ready) == [False, True]
         assert ready[0]["leader"] == ready[1]["leader"] is not None
         assert "2 replicas on the demo's PostgreSQL ledger" in (tmp_path / "demo.log").read_text()

@@ -117,7 +117,7 @@ def service(service_config: Path) -> Iterator[tuple[str, Service, threading.Thre
 
 
 def scrape(base: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    text = local_http.get(f"{base}/metrics", timeout=5).text
+    text = local_http.get(f"{base}/metrics").text
     samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -690,7 +690,7 @@ def test_openapi_document_is_served_and_describes_what_the_api_answers(service) 
     import jsonschema
 
     base, _svc, _thread = service
-    response = local_http.get(f"{base}/openapi.json", timeout=5)
+    response = local_http.get(f"{base}/openapi.json")
     assert response.status_code == 200, response.text
     document = response.json()
     schemas = document["components"]["schemas"]
@@ -715,13 +715,13 @@ def test_openapi_document_is_served_and_describes_what_the_api_answers(service) 
         jsonschema.validate(answer, {**schema, "components": document["components"]})
 
     validate(
-        local_http.get(f"{base}/api/v1/phases/svc-go/verdict", timeout=5).json(), "/api/v1/phases/{phase}/verdict"
+        local_http.get(f"{base}/api/v1/phases/svc-go/verdict").json(), "/api/v1/phases/{phase}/verdict"
     )
-    validate(local_http.get(f"{base}/api/v1/phases", timeout=5).json(), "/api/v1/phases")
+    validate(local_http.get(f"{base}/api/v1/phases").json(), "/api/v1/phases")
     validate(
-        local_http.get(f"{base}/api/v1/phases/svc-go/history", timeout=5).json(), "/api/v1/phases/{phase}/history"
+        local_http.get(f"{base}/api/v1/phases/svc-go/history").json(), "/api/v1/phases/{phase}/history"
     )
-    validate(local_http.get(f"{base}/readyz", timeout=5).json(), "/readyz")
+    validate(local_http.get(f"{base}/readyz").json(), "/readyz")
     verdict_states = schemas["VerdictState"]["enum"]
     assert verdict_states == ["go", "no-go", "inconclusive", "rollback"]
     # And a wrong document is refused, so the check above can fail.
