@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -699,43 +699,35 @@ class SeparatePair:
         self.first, self.second = first, second
         self.names = (first.name, second.name)
 
-    async def buckets(self, bits: int, within: tuple[int, list[int]] | None, first: bool) -> Answer:
-        a, b = await _both(self.first.buckets(bits, within), self.second.buckets(bits, within))
-        crossed = {
+    def _crossed(self, a: Sized, b: Sized, first: bool) -> dict[str, int]:
+        """Rows that crossed from each side for answers ``a`` and ``b`` (``first``: the first
+        question asked of the sides)."""
+        return {
             self.first.name: self.first.crossed(len(a), first),
             self.second.name: self.second.crossed(len(b), first),
         }
+
+    async def buckets(self, bits: int, within: tuple[int, list[int]] | None, first: bool) -> Answer:
+        a, b = await _both(self.first.buckets(bits, within), self.second.buckets(bits, within))
         totals = {
             self.first.name: sum(v[0] for v in a.values()),
             self.second.name: sum(v[0] for v in b.values()),
         }
-        return Answer(a, b, crossed, totals)
+        return Answer(a, b, self._crossed(a, b, first), totals)
 
     async def rows(
         self, bits: int, prefixes: list[int]
     ) -> tuple[list[tuple[str, int]], list[tuple[str, int]], dict[str, int]]:
         got_a, got_b = await _both(self.first.rows(bits, prefixes), self.second.rows(bits, prefixes))
-        crossed = {
-            self.first.name: self.first.crossed(len(got_a), False),
-            self.second.name: self.second.crossed(len(got_b), False),
-        }
-        return got_a, got_b, crossed
+        return got_a, got_b, self._crossed(got_a, got_b, False)
 
     async def digest(self, part: int) -> tuple[Cells, Cells, dict[str, int]]:
         a, b = await _both(self.first.digest(part), self.second.digest(part))
-        crossed = {
-            self.first.name: self.first.crossed(len(a), True),
-            self.second.name: self.second.crossed(len(b), True),
-        }
-        return a, b, crossed
+        return a, b, self._crossed(a, b, True)
 
     async def duplicates(self, limit: int) -> tuple[list[int], list[int], dict[str, int]]:
         a, b = await _both(self.first.duplicates(limit), self.second.duplicates(limit))
-        crossed = {
-            self.first.name: self.first.crossed(len(a), False),
-            self.second.name: self.second.crossed(len(b), False),
-        }
-        return a, b, crossed
+        return a, b, self._crossed(a, b, False)
 
 
 class JointPair(_Asking):
