@@ -18,7 +18,9 @@ its own connection, cycle for --seconds over GET /metrics, /api/v1/phases,
 /api/v1/phases/{phase}/verdict, /api/v1/phases/{phase}/history?since=1h, /healthz and
 /readyz. Prints requests served, errors, latency percentiles per endpoint and overall, and
 the evaluations the service recorded meanwhile. Exit status 1 if any request failed or no
-evaluation was recorded during the measurement.
+evaluation was recorded during the measurement. With --until-evaluated MAX the closed loop
+goes on past --seconds until the service has recorded an evaluation (at most MAX seconds in
+all): on a slow machine one round of evaluations can take longer than the measurement.
 """
 
 from __future__ import annotations
@@ -78,22 +80,50 @@ def endpoints(phases: list[str]) -> list[tuple[str, str]]:
     return paths
 
 
-async def client(base: str, paths: list[tuple[str, str]], offset: int, deadline: float, tally: Tally) -> None:
+async def client(
+    base: str, paths: list[tuple[str, str]], offset: int, stop: asyncio.Event, tally: Tally
+) -> None:
     # One connection per client (a client of its own), as 50 separate scrapers would have.
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=1)) as http:
         i = offset
-        while time.monotonic() < deadline:
+        while not stop.is_set():
             label, path = paths[i % len(paths)]
             i += 1
             await tally.get(http, label, path, time.monotonic())
 
 
-async def load(base: str, phases: list[str], clients: int, seconds: float) -> Tally:
+async def evaluated_since(base: str, phases: list[str], start: datetime) -> bool:
+    """Whether the service recorded an evaluation of any phase at or after ``start``."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        for phase in phases:
+            records = (await http.get(f"/api/v1/phases/{phase}/history?since=1h")).json()
+            if any(datetime.fromisoformat(r["recorded_at"]) >= start for r in records):
+                return True
+    return False
+
+
+async def load(
+    base: str, phases: list[str], clients: int, seconds: float, until_evaluated: float = 0.0
+) -> tuple[Tally, float]:
+    """The closed loop for ``seconds``; with ``until_evaluated``, on past them until the service
+    has recorded an evaluation since the start, at most ``until_evaluated`` seconds in all (how
+    long an evaluation takes depends on the machine, not on what is measured). The tally and
+    the seconds it took."""
     tally = Tally()
     paths = endpoints(phases)
-    deadline = time.monotonic() + seconds
-    await asyncio.gather(*(client(base, paths, n, deadline, tally) for n in range(clients)))
-    return tally
+    stop = asyncio.Event()
+    began, start = time.monotonic(), datetime.now(UTC)
+
+    async def stopper() -> None:
+        await asyncio.sleep(seconds)
+        while until_evaluated and time.monotonic() - began < until_evaluated:
+            if await evaluated_since(base, phases, start):
+                break
+            await asyncio.sleep(0.5)
+        stop.set()
+
+    await asyncio.gather(stopper(), *(client(base, paths, n, stop, tally) for n in range(clients)))
+    return tally, time.monotonic() - began
 
 
 async def scraper(
@@ -216,6 +246,10 @@ def main() -> None:
     parser.add_argument("--url", help="an already running service (default: start the demo)")
     parser.add_argument("--open-loop", action="store_true", help="fixed-rate clients (see above)")
     parser.add_argument("--rate", type=float, default=1.0, help="open loop: requests a second per client")
+    parser.add_argument(
+        "--until-evaluated", type=float, default=0.0, metavar="MAX",
+        help="closed loop: go on past --seconds until an evaluation is recorded, at most MAX s in all",
+    )  # fmt: skip
     args = parser.parse_args()
 
     def measure(base: str) -> int:
@@ -223,12 +257,13 @@ def main() -> None:
         start = datetime.now(UTC)
         if args.open_loop:
             tally = asyncio.run(open_loop(base, phases, args.clients, args.seconds, args.rate))
+            seconds = args.seconds
         else:
-            tally = asyncio.run(load(base, phases, args.clients, args.seconds))
+            tally, seconds = asyncio.run(load(base, phases, args.clients, args.seconds, args.until_evaluated))
         end = datetime.now(UTC)
         evaluations = evaluations_between(base, phases, start, end)
         mode = f" (open loop, {args.rate:g}/s each, service every {args.interval})" if args.open_loop else ""
-        print("\n".join(report(tally, args.seconds, args.clients, evaluations, mode)), flush=True)
+        print("\n".join(report(tally, seconds, args.clients, evaluations, mode)), flush=True)
         return 0 if tally.failed == 0 and tally.served > 0 and evaluations > 0 else 1
 
     if args.url:

@@ -144,13 +144,15 @@ def test_killed_during_evaluations_the_ledger_holds_only_complete_records(demo_s
 
 def test_concurrent_readers_get_no_errors_while_evaluations_run(shared_demo_service) -> None:
     """bench/load.py, short: 20 clients from a second process (this one runs the script as a
-    third) for 4 s against the demo service evaluating every phase every second."""
+    third) for 4 s against the demo service evaluating every phase every second, and on until
+    the service has recorded an evaluation since they started (a loaded machine can take longer
+    than 4 s over one)."""
     import re
 
     _, base, _ = shared_demo_service
     script = Path(__file__).resolve().parents[2] / "bench" / "load.py"
     result = subprocess.run(
-        [sys.executable, str(script), "--url", base, "--clients", "20", "--seconds", "4"],
+        [sys.executable, str(script), "--url", base, "--clients", "20", "--seconds", "4", "--until-evaluated", "120"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
