@@ -495,12 +495,12 @@ def publish(
     (None: no header) and a JSON payload; the window around them."""
     import json
 
-    from gatecheck.demo.bus import _connect
+    from gatecheck.demo.bus import connect_bus
 
     async def go() -> tuple[datetime, datetime]:
         from nats.js.api import StreamConfig
 
-        connection = await _connect(url)
+        connection = await connect_bus(url)
         try:
             js = connection.jetstream()
             await js.add_stream(StreamConfig(name=stream, subjects=[f"{stream.lower()}.>"]))

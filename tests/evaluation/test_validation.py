@@ -258,7 +258,7 @@ def test_an_identical_question_is_answered_once_and_any_change_is_asked_again(mo
     parameter or expectation is validated anew and judged on its own."""
     from gatecheck.evaluation import validation as runner
 
-    runner._ANSWERS.clear()
+    monkeypatch.setattr(runner, "ANSWERS", runner.Answers())  # none kept yet
     calls = _count_ge_validations(monkeypatch)
     first = check(frame([0.001, 0.004], [100, 200]))
     again = check(frame([0.001, 0.004], [100, 200]))
@@ -290,8 +290,8 @@ def test_a_digest_collision_cannot_return_another_frames_answer(monkeypatch) -> 
     """The kept answer is used only for a frame equal to the one it was given for."""
     from gatecheck.evaluation import validation as runner
 
-    runner._ANSWERS.clear()
-    monkeypatch.setattr(runner._Answers, "_key", lambda self, *a: "the same digest for every question")
+    monkeypatch.setattr(runner, "ANSWERS", runner.Answers())  # none kept yet
+    monkeypatch.setattr(runner.Answers, "key", lambda self, *a: "the same digest for every question")
     calls = _count_ge_validations(monkeypatch)
     assert check(frame([0.001, 0.004], [100, 200])).outcome is Outcome.PASS
     assert check(frame([0.001, 0.009], [100, 200])).outcome is Outcome.FAIL
@@ -304,7 +304,7 @@ def test_a_validation_that_raised_is_not_kept_and_the_kept_answers_are_bounded(m
 
     from gatecheck.evaluation import validation as runner
 
-    runner._ANSWERS.clear()
+    monkeypatch.setattr(runner, "ANSWERS", runner.Answers())  # none kept yet
     original = Batch.validate
 
     def broken(self, *args, **kwargs):
@@ -317,7 +317,7 @@ def test_a_validation_that_raised_is_not_kept_and_the_kept_answers_are_bounded(m
     monkeypatch.setattr(Batch, "validate", original)
     assert check(frame([0.001, 0.004], [100, 200])).outcome is Outcome.PASS  # asked again, not the error
 
-    monkeypatch.setattr(runner._Answers, "_SIZE", 3)
+    monkeypatch.setattr(runner, "ANSWERS", runner.Answers(size=3))
     for k in range(6):
         check(frame([0.001 * k, 0.0], [100, 200]))
-    assert len(runner._ANSWERS._kept) == 3
+    assert len(runner.ANSWERS) == 3

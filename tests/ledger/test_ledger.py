@@ -684,7 +684,7 @@ def test_postgresql_a_replica_gone_silent_inside_a_transaction_does_not_keep_the
 
     def silent() -> None:  # the cut replica: inside a transaction holding the row, never a word more
         try:
-            with cut._connect("the cut replica") as connection:
+            with cut.session("the cut replica") as connection:
                 connection.execute("SELECT 1 FROM gatecheck_lease WHERE name = 'scheduler' FOR UPDATE")
                 locked.set()
                 time.sleep(30)

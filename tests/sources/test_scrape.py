@@ -179,8 +179,8 @@ def test_the_scrape_memory_is_bounded() -> None:
     sample = [("x_total", {}, 1.0), ("x_created", {}, 0.0)]
     for second in range(0, 7200, 5):  # a scrape every 5 s for 2 h
         memory.remember("svc", float(second), sample)
-    kept = memory._scrapes["svc"]
-    assert len(kept) <= 3600 // 20 + 1 and kept[0][0] >= 7195 - 3600
+    kept = memory.moments("svc")
+    assert kept[-1] > 7195 - 20 and len(kept) <= 3600 // 20 + 1 and kept[0] >= 7195 - 3600
 
 
 def test_https_verifies_with_the_processs_one_tls_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

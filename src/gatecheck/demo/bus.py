@@ -235,7 +235,7 @@ class NatsCluster:
         last: BaseException | None = None
         while time.monotonic() < deadline:
             try:
-                connection = await _connect(self.url)
+                connection = await connect_bus(self.url)
                 try:
                     # Ready when a stream can be placed on every node: the nodes that joined
                     # through the seed may not all be peers of JetStream yet once it has a leader.
@@ -270,7 +270,7 @@ class NatsCluster:
         last: object = "no stream"
         while time.monotonic() < deadline:
             try:
-                connection = await _connect(url)
+                connection = await connect_bus(url)
                 try:
                     streams = await connection.jsm(timeout=2).streams_info()
                     leaders = [s.cluster.leader if s.cluster else None for s in streams]
@@ -291,7 +291,9 @@ class NatsCluster:
             node.stop()
 
 
-async def _connect(url: str) -> Any:
+async def connect_bus(url: str) -> Any:
+    """A connection to the demo's bus at ``url`` (servers separated by commas): no reconnects,
+    connection errors not printed; the caller closes it."""
     import nats
 
     async def quiet(exc: Exception) -> None:
@@ -317,7 +319,7 @@ async def build_topology(url: str, replicas: int = 1, skip: Iterable[str] = ()) 
     from nats.js.errors import NotFoundError
 
     skipped = set(skip)
-    connection = await _connect(url)
+    connection = await connect_bus(url)
     try:
         jsm = connection.jsm()
         for stream, subjects in TOPOLOGY.items():
@@ -359,7 +361,7 @@ async def publish_traffic(
     stream; ``dlq`` adds three dead letters. The normalize consumer then works through the
     HRV messages (pull + ack), as the normalize service does, leaving a small backlog.
     """
-    connection = await _connect(url)
+    connection = await connect_bus(url)
     published: dict[str, int] = {}
 
     async def publish(subject: str, payload: dict[str, Any], stream: str) -> None:

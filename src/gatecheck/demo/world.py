@@ -101,9 +101,9 @@ class World:
     async def _bus(self, recurring: bool, url: str | None = None) -> tuple[list[tuple[int, datetime]], int]:
         """Publish this tick's traffic (on staging's bus, or ``url``); each HRV message's
         sequence and JetStream time."""
-        from gatecheck.demo.bus import HRV_SUBJECT, LEGACY_STREAM, _connect, _consume
+        from gatecheck.demo.bus import HRV_SUBJECT, LEGACY_STREAM, _consume, connect_bus
 
-        connection = await _connect(url or self.bus_url or "")
+        connection = await connect_bus(url or self.bus_url or "")
         try:
             js = connection.jetstream()
             stamped: list[tuple[int, datetime]] = []

@@ -453,7 +453,7 @@ def validate_frame(
             result_format["unexpected_index_column_names"] = groups
         ge_frame = _for_ge(frame, groups, [suite.expectations[i] for i in built])
         try:
-            ge_results = _ANSWERS.validate(validator, suite, built, ge_frame, parameters, result_format)
+            ge_results = ANSWERS.validate(validator, suite, built, ge_frame, parameters, result_format)
         except Exception as exc:  # GE itself failed on this answer: every expectation is an error
             reason = f"Great Expectations could not validate the answer: {_exception_text(exc)}"
             errors.update({i: _errored(suite.expectations[i], thresholds, suite.name, reason) for i in built})
@@ -595,7 +595,7 @@ def _validate_stacked(
     parameters = {name: thresholds[name].value for name in suite.parameters() if name in thresholds}
     result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [_STEP, *groups]}
     try:
-        answers = _ANSWERS.validate(validator, suite, built, stacked, parameters, result_format)
+        answers = ANSWERS.validate(validator, suite, built, stacked, parameters, result_format)
     except Exception:
         return {}  # frame by frame, where each frame gets its own error
     shares: dict[int, list[Any]] = {}
@@ -628,7 +628,7 @@ class _Answer:
     exception_info: Any = field(hash=False)
 
 
-class _Answers:
+class Answers:
     """Great Expectations' answers to questions already asked in this process.
 
     A validation is a pure function of the expectations, their parameters, the result format
@@ -637,13 +637,12 @@ class _Answers:
     changed, and when a chain, a backtest and an explanation judge the same frames. The key is
     a digest of all four; a hit is confirmed by comparing the frame itself (``DataFrame.equals``
     with the same dtypes), so a digest collision cannot return another frame's answer. Bounded
-    (``_SIZE`` questions, frames of at most ``_ROWS`` rows); a validation that raised is never
-    kept. Thread-safe: engines validate on their own threads."""
+    (``size`` questions, frames of at most ``rows`` rows); a validation that raised is never
+    kept. Thread-safe: engines validate on their own threads. The process's one is
+    :data:`ANSWERS`."""
 
-    _SIZE = 512
-    _ROWS = 10_000
-
-    def __init__(self) -> None:
+    def __init__(self, size: int = 512, rows: int = 10_000) -> None:
+        self.size, self.rows = size, rows
         self._lock = threading.Lock()
         self._kept: OrderedDict[str, tuple[pd.DataFrame, dict[int, _Answer]]] = OrderedDict()
 
@@ -658,7 +657,7 @@ class _Answers:
     ) -> dict[int, _Answer]:
         """index → GE's result for each expectation of ``built`` validated on ``frame``
         (GE raising propagates)."""
-        key = self._key(suite, built, frame, parameters, result_format)
+        key = self.key(suite, built, frame, parameters, result_format)
         if key is not None:
             with self._lock:
                 kept = self._kept.get(key)
@@ -680,11 +679,11 @@ class _Answers:
         if key is not None:
             with self._lock:
                 self._kept[key] = (frame, answers)
-                while len(self._kept) > self._SIZE:
+                while len(self._kept) > self.size:
                     self._kept.popitem(last=False)
         return answers
 
-    def _key(
+    def key(
         self,
         suite: SuiteConfig,
         built: Mapping[int, Any],
@@ -694,7 +693,7 @@ class _Answers:
     ) -> str | None:
         """A digest of the question, or None when it is not kept (a large frame, values
         that cannot be hashed)."""
-        if len(frame) > self._ROWS:
+        if len(frame) > self.rows:
             return None
         try:
             question = json.dumps(
@@ -716,13 +715,19 @@ class _Answers:
         with self._lock:
             self._kept.clear()
 
+    def __len__(self) -> int:
+        """How many answers are kept."""
+        with self._lock:
+            return len(self._kept)
+
 
 def _same_frame(kept: pd.DataFrame, frame: pd.DataFrame) -> bool:
     same_columns = list(kept.columns) == list(frame.columns) and list(kept.dtypes) == list(frame.dtypes)
     return same_columns and kept.equals(frame)
 
 
-_ANSWERS = _Answers()
+#: The answers kept in this process (every engine of it validates through this one).
+ANSWERS = Answers()
 
 
 _SINGLE_VALUES = (str, bool, int, float, Decimal, np.generic, datetime, date, pd.Timestamp)

@@ -148,7 +148,10 @@ class PostgresLedger(RowLedger):
         return LedgerError(f"history ledger {self._shown}: {what} ({one_line(redact(text))[:300]})")
 
     @contextmanager
-    def _connect(self, what: str) -> Iterator[Any]:
+    def session(self, what: str) -> Iterator[Any]:
+        """A new connection to the ledger's database with the ledger's own session settings (the
+        idle-in-transaction limit), closed on exit; a psycopg error becomes a ``LedgerError``
+        saying ``what`` failed. Every operation of the ledger opens its own."""
         import psycopg
 
         try:
@@ -161,7 +164,7 @@ class PostgresLedger(RowLedger):
 
     def migrate(self) -> int:
         """Bring the schema to the newest version (each step once); returns the version."""
-        with self._connect("cannot migrate the schema") as connection, connection.transaction():
+        with self.session("cannot migrate the schema") as connection, connection.transaction():
             connection.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
             found = connection.execute("SELECT to_regclass('gatecheck_schema') IS NOT NULL").fetchone()
             version = 0
@@ -182,7 +185,7 @@ class PostgresLedger(RowLedger):
             return len(MIGRATIONS)
 
     def _rows(self, sql: str, args: list[Any], what: str = "cannot read") -> list[Any]:
-        with self._connect(what) as connection:
+        with self.session(what) as connection:
             if not self._create and not _has_tables(connection):
                 return []  # read-only, and never created: nothing was ever recorded
             return list(connection.execute(sql, args).fetchall())
@@ -195,7 +198,7 @@ class PostgresLedger(RowLedger):
         same epoch, not expired, by the database's clock, the lease row share-locked until the
         commit so a takeover waits for it — else refused (``LedgerError``), nothing written."""
         row = row_of(verdict, duration_s, self.clock())
-        with self._connect("cannot write") as connection, connection.transaction():
+        with self.session("cannot write") as connection, connection.transaction():
             if lease is not None:
                 held = connection.execute(
                     "SELECT 1 FROM gatecheck_lease WHERE name = %s AND holder = %s AND epoch = %s"
@@ -238,7 +241,7 @@ class PostgresLedger(RowLedger):
         ``holder`` (None when nobody does): (ours or None, the current holding or None) — one
         connection for what a replica asks every second."""
         seconds = ttl.total_seconds()
-        with self._connect("cannot take the lease") as connection, connection.transaction():
+        with self.session("cannot take the lease") as connection, connection.transaction():
             row = connection.execute(
                 "INSERT INTO gatecheck_lease AS lease (name, holder, epoch, expires_at)"
                 " VALUES (%s, %s, 1, now() + make_interval(secs => %s))"
@@ -257,7 +260,7 @@ class PostgresLedger(RowLedger):
 
     def release_lease(self, lease: Lease) -> None:
         """Give ``lease`` up now (a clean stop): another may take it at once."""
-        with self._connect("cannot release the lease") as connection, connection.transaction():
+        with self.session("cannot release the lease") as connection, connection.transaction():
             connection.execute(
                 "UPDATE gatecheck_lease SET expires_at = now()"
                 " WHERE name = %s AND holder = %s AND epoch = %s",
@@ -266,7 +269,7 @@ class PostgresLedger(RowLedger):
 
     def lease_holder(self, name: str = SCHEDULER) -> Lease | None:
         """Who holds ``name`` now (None when nobody does, or the holding ran out)."""
-        with self._connect("cannot read the lease") as connection:
+        with self.session("cannot read the lease") as connection:
             if not self._create and not _has_tables(connection):
                 return None
             return _holding(connection, name)
@@ -308,7 +311,7 @@ class PostgresLedger(RowLedger):
         """Insert ``events`` in one transaction; ``number_waiver``: the one event takes the
         next waiver id from the sequence (unique across every replica, never reused)."""
         placeholders = ", ".join(["%s"] * len(_AUDIT_COLUMNS.split(", ")))
-        with self._connect("cannot write the audit trail") as connection, connection.transaction():
+        with self.session("cannot write the audit trail") as connection, connection.transaction():
             if number_waiver:
                 row = connection.execute("SELECT nextval('gatecheck_waiver_ids')").fetchone()
                 events = [e.model_copy(update={"waiver": f"W{row[0] if row else 1}"}) for e in events]
@@ -327,7 +330,7 @@ class PostgresLedger(RowLedger):
         return [audit_event_of(r) for r in self._rows(sql, args, "cannot read the audit trail")]
 
     def check_writable(self) -> None:
-        with self._connect("not writable") as connection, connection.transaction():
+        with self.session("not writable") as connection, connection.transaction():
             connection.execute("LOCK TABLE gatecheck_evaluations IN ROW EXCLUSIVE MODE NOWAIT")
 
 

@@ -485,6 +485,10 @@ class ScrapeMemory:
             kept.append((at, counters))
         self._scrapes[target] = kept
 
+    def moments(self, target: str) -> list[float]:
+        """When the scrapes of ``target`` kept now were taken, oldest first."""
+        return [at for at, _ in self._scrapes.get(target, [])]
+
     def near(self, target: str, moment: float, tolerance: float) -> tuple[float, Counters] | None:
         candidates = [s for s in self._scrapes.get(target, []) if abs(s[0] - moment) <= tolerance]
         return min(candidates, key=lambda s: abs(s[0] - moment)) if candidates else None
