@@ -8,7 +8,7 @@ import pytest
 
 from gatecheck.durations import parse_as_of
 from gatecheck.errors import ConfigError
-from gatecheck.evaluation.decide import check_outcome, decide
+from gatecheck.evaluation.decide import check_outcome, decide, undecided_reason, waiting_on
 from gatecheck.evaluation.plan import window_for
 from gatecheck.results import (
     CheckResult,
@@ -18,6 +18,7 @@ from gatecheck.results import (
     Requirement,
     SoakStatus,
     Threshold,
+    Verdict,
     VerdictState,
 )
 
@@ -88,6 +89,37 @@ def test_unmet_requirement_and_uncovered_soak_are_inconclusive() -> None:
     assert decide([result(Outcome.PASS)], [], soak)[0] is VerdictState.INCONCLUSIVE
     met = Requirement(phase="staging-deploy", satisfied=True, reason="assumed")
     assert decide([result(Outcome.PASS)], [met], None)[0] is VerdictState.GO
+
+
+def undecided(phase: str, reasons: list[str], requires: list[Requirement] = ()) -> Verdict:
+    return Verdict(
+        phase=phase, environment="production", as_of=datetime(2026, 11, 22, 6, tzinfo=UTC),
+        verdict=VerdictState.INCONCLUSIVE, reasons=reasons, checks=[result(Outcome.PASS)],
+        requires=list(requires), config_hash="abc", gatecheck_version="test",
+    )  # fmt: skip
+
+
+def test_an_undecided_phase_says_what_it_waits_on() -> None:
+    soak = undecided("staging-soak", ["soak not covered: 0s of 48h covered"])
+    assert waiting_on(soak) is None  # a wait of its own
+    unmet = Requirement(phase="staging-soak", satisfied=False, reason="no recorded GO of staging-soak")
+    waits = undecided("prod-predeploy", ["requires staging-soak: no recorded GO of staging-soak"], [unmet])
+    assert waiting_on(waits) == "staging-soak"
+    # an unmet requirement that is not its first reason: its first reason is its own
+    own = undecided("prod-predeploy", ["stream_topology: no rows", "requires staging-soak: …"], [unmet])
+    assert waiting_on(own) is None
+    met = Requirement(phase="staging-soak", satisfied=True, reason="GO of staging-soak recorded")
+    assert waiting_on(undecided("p", ["requires staging-soak: …"], [met])) is None
+    assert waiting_on(undecided("p", [])) is None
+
+    assert undecided_reason("staging-soak", soak, soak) == (
+        "no recorded GO of staging-soak: its latest evaluation, as of 2026-11-22T06:00:00Z, is INCONCLUSIVE "
+        "(soak not covered: 0s of 48h covered)"
+    )
+    assert undecided_reason("prod-predeploy", waits, soak) == (
+        "no recorded GO of prod-predeploy: its latest evaluation, as of 2026-11-22T06:00:00Z, is INCONCLUSIVE, "
+        "waiting on staging-soak (soak not covered: 0s of 48h covered)"
+    )
 
 
 def test_as_of_parsing() -> None:

@@ -21,7 +21,7 @@ from gatecheck.evaluation.decide import soak_coverage
 from gatecheck.evaluation.plan import window_for
 from gatecheck.ledger import ClickHouseLedger, Ledger, Record, SqliteLedger
 from gatecheck.ledger.postgresql import PostgresLedger
-from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState, checks_passed
+from gatecheck.results import CheckResult, Outcome, Requirement, Verdict, VerdictState, checks_passed
 
 from ..conftest import AS_OF, evaluate, warehouse_env
 
@@ -258,6 +258,37 @@ def test_requires_not_met_names_the_phase(soak_config: Path, warehouse: Path, tm
     revoked = judge(soak_config, warehouse, ledger)
     assert revoked.verdict is VerdictState.INCONCLUSIVE
     assert "latest decision of before is NO-GO" in revoked.requires[0].reason
+
+
+def test_an_unmet_requires_says_where_the_chain_it_waits_on_stops(
+    soak_config: Path, warehouse: Path, tmp_path: Path
+) -> None:
+    """With no decision of the required phase recorded, the reason names its latest record and
+    the first phase up the chain that waits on something of its own, read from the ledger."""
+    ledger = at_their_time(SqliteLedger(tmp_path / "l.db"))
+    fill(ledger, "soak-test", every(6.2, 0.1))
+
+    def undecided(phase: str, hours: float, reasons: list[str], waits_on: str | None = None) -> None:
+        requires = [Requirement(phase=waits_on, satisfied=False, reason="…")] if waits_on else []
+        update = {"verdict": VerdictState.INCONCLUSIVE, "reasons": reasons, "requires": requires}
+        ledger.record(verdict(phase, AS_OF - timedelta(hours=hours)).model_copy(update=update), 0.1)
+
+    undecided("before", 3, ["unattributed_sessions: 12 sessions (min 50)"])
+    own = judge(soak_config, warehouse, ledger).requires[0].reason
+    assert own == (
+        "no recorded GO of before: its latest evaluation, as of 2026-11-22T03:00:00Z, is INCONCLUSIVE "
+        "(unattributed_sessions: 12 sessions (min 50))"
+    )
+    undecided("first", 2.5, ["soak not covered: 0s of 48h covered"])
+    undecided("before", 2, ["requires first: no recorded GO of first"], waits_on="first")
+    up = judge(soak_config, warehouse, ledger).requires[0].reason
+    assert up == (
+        "no recorded GO of before: its latest evaluation, as of 2026-11-22T04:00:00Z, is INCONCLUSIVE, "
+        "waiting on first (soak not covered: 0s of 48h covered)"
+    )
+    fill(ledger, "first", [(1.5, "pass")])  # a GO of first since: before's record is where it stops
+    stops = judge(soak_config, warehouse, ledger).requires[0].reason
+    assert stops.endswith("is INCONCLUSIVE (requires first: no recorded GO of first)"), stops
 
 
 def test_checks_passed_means_required_checks_only() -> None:

@@ -17,7 +17,7 @@ from gatecheck._values import timestamp
 from gatecheck.config import ExpectationSpec, Project, load_project
 from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError
-from gatecheck.results import Verdict
+from gatecheck.results import Verdict, VerdictState
 
 #: How long a served demo's warehouse lives on: after that, restart the demo.
 SERVED_HORIZON = timedelta(hours=24)
@@ -218,7 +218,13 @@ def run_demo(
                 async with Engine(project, recorded_since=started) as engine:
                     for earlier in project.prerequisites(phase):
                         result = await engine.evaluate(earlier, judged_at)
-                        say(f"demo: gatecheck run --phase {earlier}  → {result.verdict.verdict.value}")
+                        done = result.verdict
+                        why = (
+                            f" ({done.reasons[0]})"
+                            if done.verdict is not VerdictState.GO and done.reasons
+                            else ""
+                        )
+                        say(f"demo: gatecheck run --phase {earlier}  → {done.verdict.value}{why}")
                     say(f"demo: gatecheck run --phase {phase}" + (" --assume-soaked" if soaked else ""))
                     return (await engine.evaluate(phase, judged_at, assume_soaked=soaked)).verdict
 

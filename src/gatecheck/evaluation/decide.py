@@ -26,6 +26,7 @@ from gatecheck.results import (
     Outcome,
     Requirement,
     SoakStatus,
+    Verdict,
     VerdictState,
     Waiver,
 )
@@ -211,6 +212,30 @@ def _decided(
         passed = len(required) - len(waived)
         return VerdictState.GO, [f"{passed} of {len(required)} required checks passed", *under]
     return VerdictState.GO, [f"all {len(required)} required checks passed"]
+
+
+def waiting_on(verdict: Verdict) -> str | None:
+    """The phase an undecided verdict waits on: the phase of its first reason when that reason
+    is an unmet ``requires`` (None: it waits on something of its own)."""
+    if not verdict.reasons:
+        return None
+    for requirement in verdict.requires:
+        if not requirement.satisfied and verdict.reasons[0].startswith(f"requires {requirement.phase}:"):
+            return requirement.phase
+    return None
+
+
+def undecided_reason(phase: str, latest: Verdict, root: Verdict) -> str:
+    """Why ``phase`` has no recorded GO when its ``latest`` record decided nothing
+    (inconclusive): that record, and the reason of the ``root`` of the chain it waits on (the
+    first phase up the ``requires`` that waits on something of its own; ``latest`` itself when
+    it does), so the reader of the last phase of a chain sees at once where it stops."""
+    state = latest.verdict.value.upper()
+    said = f"no recorded GO of {phase}: its latest evaluation, as of {timestamp(latest.as_of)}, is {state}"
+    why = root.reasons[0] if root.reasons else "no reason recorded"
+    if root.phase == phase:
+        return f"{said} ({why})"
+    return f"{said}, waiting on {root.phase} ({why})"
 
 
 def waived_text(check: CheckResult) -> str:

@@ -45,6 +45,8 @@ from gatecheck.evaluation.decide import (
     check_outcome,
     decide,
     soak_coverage,
+    undecided_reason,
+    waiting_on,
     waive,
 )
 from gatecheck.evaluation.overtime import (
@@ -465,7 +467,11 @@ async def _requirement(
     except GatecheckError as exc:
         return Requirement(phase=phase, satisfied=False, reason=f"cannot read the history ledger: {exc}")
     if record is None:
-        return Requirement(phase=phase, satisfied=False, reason=f"no recorded GO of {phase}")
+        try:
+            reason = await asyncio.to_thread(_undecided, ledger, phase, as_of, recorded_since)
+        except GatecheckError:
+            reason = None  # what the record says is extra: the requirement is unmet either way
+        return Requirement(phase=phase, satisfied=False, reason=reason or f"no recorded GO of {phase}")
     if record.verdict is VerdictState.GO:
         return Requirement(
             phase=phase, satisfied=True, reason=f"GO of {phase} recorded as of {timestamp(record.as_of)}"
@@ -478,6 +484,28 @@ async def _requirement(
             f"{timestamp(record.as_of)}: it needs a newer GO"
         ),
     )
+
+
+def _undecided(ledger: Ledger, phase: str, as_of: datetime, recorded_since: datetime | None) -> str | None:
+    """Why ``phase``, which has no decision recorded by ``as_of``, has none: its latest record
+    (an inconclusive one) and where the chain it waits on stops, up the ``requires`` by their
+    latest records (each phase at most once); None when nothing of it is recorded."""
+
+    def latest(name: str) -> Verdict | None:
+        found = ledger.history(name, until=as_of, newest=1, recorded_since=recorded_since, ahead=False)
+        return found[-1].to_verdict() if found else None
+
+    first = latest(phase)
+    if first is None:
+        return None
+    root, seen = first, {phase}
+    while (upstream := waiting_on(root)) is not None and upstream not in seen:
+        seen.add(upstream)
+        found = latest(upstream)
+        if found is None or found.verdict is VerdictState.GO:  # a GO since: the wait is not there
+            break
+        root = found
+    return undecided_reason(phase, first, root)
 
 
 async def _slo_context(
