@@ -113,12 +113,12 @@ def test_an_undecided_phase_says_what_it_waits_on() -> None:
     assert waiting_on(undecided("p", [])) is None
 
     assert undecided_reason("staging-soak", soak, soak) == (
-        "no recorded GO of staging-soak: its latest evaluation, as of 2026-11-22T06:00:00Z, is INCONCLUSIVE "
-        "(soak not covered: 0s of 48h covered)"
+        "no recorded GO of staging-soak: INCONCLUSIVE (soak not covered: 0s of 48h covered) "
+        "as of 2026-11-22T06:00:00Z"
     )
     assert undecided_reason("prod-predeploy", waits, soak) == (
-        "no recorded GO of prod-predeploy: its latest evaluation, as of 2026-11-22T06:00:00Z, is INCONCLUSIVE, "
-        "waiting on staging-soak (soak not covered: 0s of 48h covered)"
+        "no recorded GO of prod-predeploy: waiting on staging-soak (soak not covered: 0s of 48h covered); "
+        "INCONCLUSIVE as of 2026-11-22T06:00:00Z"
     )
 
 

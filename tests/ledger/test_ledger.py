@@ -276,19 +276,21 @@ def test_an_unmet_requires_says_where_the_chain_it_waits_on_stops(
     undecided("before", 3, ["unattributed_sessions: 12 sessions (min 50)"])
     own = judge(soak_config, warehouse, ledger).requires[0].reason
     assert own == (
-        "no recorded GO of before: its latest evaluation, as of 2026-11-22T03:00:00Z, is INCONCLUSIVE "
-        "(unattributed_sessions: 12 sessions (min 50))"
+        "no recorded GO of before: INCONCLUSIVE (unattributed_sessions: 12 sessions (min 50)) "
+        "as of 2026-11-22T03:00:00Z"
     )
     undecided("first", 2.5, ["soak not covered: 0s of 48h covered"])
     undecided("before", 2, ["requires first: no recorded GO of first"], waits_on="first")
     up = judge(soak_config, warehouse, ledger).requires[0].reason
     assert up == (
-        "no recorded GO of before: its latest evaluation, as of 2026-11-22T04:00:00Z, is INCONCLUSIVE, "
-        "waiting on first (soak not covered: 0s of 48h covered)"
+        "no recorded GO of before: waiting on first (soak not covered: 0s of 48h covered); "
+        "INCONCLUSIVE as of 2026-11-22T04:00:00Z"
     )
     fill(ledger, "first", [(1.5, "pass")])  # a GO of first since: before's record is where it stops
     stops = judge(soak_config, warehouse, ledger).requires[0].reason
-    assert stops.endswith("is INCONCLUSIVE (requires first: no recorded GO of first)"), stops
+    assert stops.startswith(  # before's own record is where it stops
+        "no recorded GO of before: INCONCLUSIVE (requires first: no recorded GO of first) as of"
+    ), stops
 
 
 def test_checks_passed_means_required_checks_only() -> None:

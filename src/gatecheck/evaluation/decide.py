@@ -227,15 +227,15 @@ def waiting_on(verdict: Verdict) -> str | None:
 
 def undecided_reason(phase: str, latest: Verdict, root: Verdict) -> str:
     """Why ``phase`` has no recorded GO when its ``latest`` record decided nothing
-    (inconclusive): that record, and the reason of the ``root`` of the chain it waits on (the
-    first phase up the ``requires`` that waits on something of its own; ``latest`` itself when
-    it does), so the reader of the last phase of a chain sees at once where it stops."""
-    state = latest.verdict.value.upper()
-    said = f"no recorded GO of {phase}: its latest evaluation, as of {timestamp(latest.as_of)}, is {state}"
+    (inconclusive): the reason of the ``root`` of the chain it waits on (the first phase up the
+    ``requires`` that waits on something of its own; ``latest`` itself when it does), then that
+    record. The root comes first: a card on the chain page shows two lines of a reason, and the
+    reader of the last phase of a chain must see there where it stops."""
+    state, at = latest.verdict.value.upper(), timestamp(latest.as_of)
     why = root.reasons[0] if root.reasons else "no reason recorded"
     if root.phase == phase:
-        return f"{said} ({why})"
-    return f"{said}, waiting on {root.phase} ({why})"
+        return f"no recorded GO of {phase}: {state} ({why}) as of {at}"
+    return f"no recorded GO of {phase}: waiting on {root.phase} ({why}); {state} as of {at}"
 
 
 def waived_text(check: CheckResult) -> str:
