@@ -291,6 +291,20 @@ def test_an_unmet_requires_says_where_the_chain_it_waits_on_stops(
     assert stops.startswith(  # before's own record is where it stops
         "no recorded GO of before: INCONCLUSIVE (requires first: no recorded GO of first) as of"
     ), stops
+    # first's newest record is one this version cannot read: the reason says what it can, and
+    # the evaluation goes on
+    undecided("first", 1, ["soak not covered: 0s of 48h covered"])
+    undecided("before", 0.5, ["requires first: no recorded GO of first"], waits_on="first")
+    with sqlite3.connect(tmp_path / "l.db") as raw:
+        raw.execute(
+            "UPDATE evaluations SET document = '{\"phase\": \"first\"}' WHERE id = "
+            "(SELECT max(id) FROM evaluations WHERE phase = 'first')"
+        )
+    unreadable = judge(soak_config, warehouse, ledger)
+    assert unreadable.verdict is VerdictState.INCONCLUSIVE
+    assert unreadable.requires[0].reason == (
+        "no recorded GO of before: INCONCLUSIVE (requires first: no recorded GO of first) as of 2026-11-22T05:30:00Z"
+    )
 
 
 def test_checks_passed_means_required_checks_only() -> None:

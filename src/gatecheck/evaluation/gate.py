@@ -493,7 +493,10 @@ def _undecided(ledger: Ledger, phase: str, as_of: datetime, recorded_since: date
 
     def latest(name: str) -> Verdict | None:
         found = ledger.history(name, until=as_of, newest=1, recorded_since=recorded_since, ahead=False)
-        return found[-1].to_verdict() if found else None
+        try:
+            return found[-1].to_verdict() if found else None
+        except ValueError:  # a document this version cannot read: it adds nothing to the reason
+            return None
 
     first = latest(phase)
     if first is None:
