@@ -93,11 +93,17 @@ async def client(
 
 
 async def evaluated_since(base: str, phases: list[str], start: datetime) -> bool:
-    """Whether the service recorded an evaluation of any phase at or after ``start``."""
+    """Whether the service recorded an evaluation of any phase at or after ``start`` (not yet
+    known when it does not answer: the caller asks again; the clients count its errors)."""
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         for phase in phases:
-            records = (await http.get(f"/api/v1/phases/{phase}/history?since=1h")).json()
-            if any(datetime.fromisoformat(r["recorded_at"]) >= start for r in records):
+            try:
+                response = await http.get(f"/api/v1/phases/{phase}/history?since=1h")
+            except httpx.HTTPError:
+                return False
+            if response.status_code == 200 and any(
+                datetime.fromisoformat(r["recorded_at"]) >= start for r in response.json()
+            ):
                 return True
     return False
 
