@@ -77,7 +77,7 @@ def test_a_demo_scenario_judges_only_its_own_records_and_writes_only_under_its_w
     assert requirement["phase"] == "staging-deploy" and not requirement["satisfied"]
     # the earlier demo's GO is not this run's: only this run's own record of staging-deploy is read
     reason = requirement["reason"]
-    assert reason.startswith("no recorded GO of staging-deploy: INCONCLUSIVE ("), reason
+    assert reason.startswith("no recorded GO of staging-deploy (only INCONCLUSIVE): "), reason
     assert timestamp(moment) not in reason and "cannot reach NATS" in reason
     # Great Expectations runs in memory: nothing but the demo's own state was written.
     assert [p.name for p in workdir.iterdir()] == [".gatecheck"]

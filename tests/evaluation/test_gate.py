@@ -113,13 +113,21 @@ def test_an_undecided_phase_says_what_it_waits_on() -> None:
     assert waiting_on(undecided("p", [])) is None
 
     assert undecided_reason("staging-soak", soak, soak) == (
-        "no recorded GO of staging-soak: INCONCLUSIVE (soak not covered: 0s of 48h covered) "
-        "as of 2026-11-22T06:00:00Z"
+        "no recorded GO of staging-soak (only INCONCLUSIVE): soak not covered: 0s of 48h covered"
     )
     assert undecided_reason("prod-predeploy", waits, soak) == (
-        "no recorded GO of prod-predeploy: waiting on staging-soak (soak not covered: 0s of 48h covered); "
-        "INCONCLUSIVE as of 2026-11-22T06:00:00Z"
+        "no recorded GO of prod-predeploy, waiting on staging-soak: soak not covered: 0s of 48h covered"
     )
+    # a root that failed: its reason comes last, so a page splits it into its failing groups
+    from gatecheck.render.describe import split_reason
+
+    failed = undecided("canary-10", [
+        "required check failed: stream_topology — replicas must be ≥ 3 (stream_replicas, environment): "
+        "stream=AA_CORE_HOT: observed 1; stream=AA_DLQ: observed 1"
+    ]).model_copy(update={"verdict": VerdictState.NO_GO})
+    headline, groups = split_reason(f"requires canary-50: {undecided_reason('canary-50', waits, failed)}")
+    assert headline.startswith("requires canary-50: no recorded GO of canary-50, waiting on canary-10: required")
+    assert groups == ["stream=AA_CORE_HOT: observed 1", "stream=AA_DLQ: observed 1"]
 
 
 def test_as_of_parsing() -> None:

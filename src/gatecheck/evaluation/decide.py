@@ -226,16 +226,15 @@ def waiting_on(verdict: Verdict) -> str | None:
 
 
 def undecided_reason(phase: str, latest: Verdict, root: Verdict) -> str:
-    """Why ``phase`` has no recorded GO when its ``latest`` record decided nothing
-    (inconclusive): the reason of the ``root`` of the chain it waits on (the first phase up the
-    ``requires`` that waits on something of its own; ``latest`` itself when it does), then that
-    record. The root comes first: a card on the chain page shows two lines of a reason, and the
-    reader of the last phase of a chain must see there where it stops."""
-    state, at = latest.verdict.value.upper(), timestamp(latest.as_of)
+    """Why ``phase`` has no recorded GO when its records decided nothing (``latest``, the
+    newest, is inconclusive): the reason of the ``root`` of the chain it waits on (the first
+    phase up the ``requires`` that waits on something of its own; ``latest`` itself when it
+    does). The root is named first and its reason last: a card on the chain page shows two
+    lines of a reason, and a long reason is split into a headline and its failing groups."""
     why = root.reasons[0] if root.reasons else "no reason recorded"
     if root.phase == phase:
-        return f"no recorded GO of {phase}: {state} ({why}) as of {at}"
-    return f"no recorded GO of {phase}: waiting on {root.phase} ({why}); {state} as of {at}"
+        return f"no recorded GO of {phase} (only {latest.verdict.value.upper()}): {why}"
+    return f"no recorded GO of {phase}, waiting on {root.phase}: {why}"
 
 
 def waived_text(check: CheckResult) -> str:
