@@ -269,7 +269,8 @@ def test_an_unmet_requires_says_where_the_chain_it_waits_on_stops(
     fill(ledger, "soak-test", every(6.2, 0.1))
 
     def undecided(phase: str, hours: float, reasons: list[str], waits_on: str | None = None) -> None:
-        requires = [Requirement(phase=waits_on, satisfied=False, reason="…")] if waits_on else []
+        unmet = Requirement(phase=waits_on or "", satisfied=False, reason=f"no recorded GO of {waits_on}")
+        requires = [unmet] if waits_on else []
         update = {"verdict": VerdictState.INCONCLUSIVE, "reasons": reasons, "requires": requires}
         ledger.record(verdict(phase, AS_OF - timedelta(hours=hours)).model_copy(update=update), 0.1)
 

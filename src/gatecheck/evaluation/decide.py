@@ -198,7 +198,7 @@ def _decided(
         for c in checks
         if c.role == "rollback" and c.outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR)
     ]
-    reasons += [f"requires {r.phase}: {r.reason}" for r in requires if not r.satisfied]
+    reasons += [requirement_reason(r) for r in requires if not r.satisfied]
     if soak is not None and not soak.covered:
         reasons.append(f"soak not covered: {soak.reason}")
     if approval is not None and not approval.satisfied:
@@ -214,13 +214,18 @@ def _decided(
     return VerdictState.GO, [f"all {len(required)} required checks passed"]
 
 
+def requirement_reason(requirement: Requirement) -> str:
+    """An unmet ``requires`` as a reason of the verdict."""
+    return f"requires {requirement.phase}: {requirement.reason}"
+
+
 def waiting_on(verdict: Verdict) -> str | None:
     """The phase an undecided verdict waits on: the phase of its first reason when that reason
     is an unmet ``requires`` (None: it waits on something of its own)."""
     if not verdict.reasons:
         return None
     for requirement in verdict.requires:
-        if not requirement.satisfied and verdict.reasons[0].startswith(f"requires {requirement.phase}:"):
+        if not requirement.satisfied and verdict.reasons[0] == requirement_reason(requirement):
             return requirement.phase
     return None
 

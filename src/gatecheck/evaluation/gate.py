@@ -492,9 +492,9 @@ def _undecided(ledger: Ledger, phase: str, as_of: datetime, recorded_since: date
     latest records (each phase at most once); None when nothing of it is recorded."""
 
     def latest(name: str) -> Verdict | None:
-        found = ledger.history(name, until=as_of, newest=1, recorded_since=recorded_since, ahead=False)
+        found = ledger.latest(name, as_of, recorded_since)
         try:
-            return found[-1].to_verdict() if found else None
+            return found.to_verdict() if found else None
         except ValueError:  # a document this version cannot read: it adds nothing to the reason
             return None
 

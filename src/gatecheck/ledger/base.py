@@ -186,9 +186,12 @@ class Ledger(ABC):
             tracked_document(to_ms(r.as_of), r.verdict.value, tracked_of(r.to_verdict())) for r in records
         ]
 
-    def latest(self, phase: str, until: datetime | None = None) -> Record | None:
-        """The newest record by ``as_of``, never one dated ahead of its recording."""
-        records = self.history(phase, until=until, newest=1, ahead=False)
+    def latest(
+        self, phase: str, until: datetime | None = None, recorded_since: datetime | None = None
+    ) -> Record | None:
+        """The newest record by ``as_of``, never one dated ahead of its recording (among the
+        records written at or after ``recorded_since`` if given)."""
+        records = self.history(phase, until=until, newest=1, recorded_since=recorded_since, ahead=False)
         return records[-1] if records else None
 
     def latest_verdict(self, phase: str, until: datetime | None = None) -> Verdict | None:

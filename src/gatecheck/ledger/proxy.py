@@ -87,8 +87,10 @@ class WorkerLedger(Ledger):
         self.calls.ledger_call("check_writable")
 
     # latest and last_decision: one call each in the worker, not a history() round trip here
-    def latest(self, phase: str, until: datetime | None = None) -> Record | None:
-        result: Record | None = self.calls.ledger_call("latest", phase, until)
+    def latest(
+        self, phase: str, until: datetime | None = None, recorded_since: datetime | None = None
+    ) -> Record | None:
+        result: Record | None = self.calls.ledger_call("latest", phase, until, recorded_since)
         return result
 
     def last_decision(
