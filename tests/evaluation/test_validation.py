@@ -94,6 +94,25 @@ def test_an_all_null_column_is_inconclusive_not_a_pass() -> None:
     assert "no values" in (result.reason or "")
 
 
+def test_a_column_null_in_some_rows_is_judged_on_the_rest_and_not_be_null_names_the_group() -> None:
+    """As docs/concepts.md says: Great Expectations skips NULLs, so a group whose measure came
+    back NULL passes a bound unseen; expect_column_values_to_not_be_null is how a suite says
+    that NULL is a finding, and then it fails naming the group."""
+    partial = frame([0.001, None], [100, 200])
+    assert check(partial).outcome is Outcome.PASS
+    not_null = {"type": "expect_column_values_to_not_be_null", "column": "rate"}
+    between = {
+        "type": "expect_column_values_to_be_between",
+        "column": "rate",
+        "max_value": {"$PARAMETER": "rate_max"},
+    }
+    result = check(partial, expectations=[between, not_null])
+    assert result.outcome is Outcome.FAIL
+    assert [e.outcome for e in result.expectations] == [Outcome.PASS, Outcome.FAIL]
+    assert [g.group for g in result.expectations[1].failing_groups] == [{"edge_type": "t1"}]
+    assert check(frame([0.001, 0.002], [100, 200]), expectations=[between, not_null]).outcome is Outcome.PASS
+
+
 def test_a_missing_column_is_an_error_not_a_fail() -> None:
     data = frame([0.001], [500]).rename(columns={"rate": "ratio"})
     result = check(data)
