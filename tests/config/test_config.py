@@ -482,6 +482,42 @@ def test_hostile_yaml_is_a_clean_config_error(config_copy: Path, name: str, text
     assert message in result.stderr and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("share", [0, 0.0, -0.5, 1.5])
+def test_a_mostly_that_would_judge_nothing_or_cannot_be_a_share_is_refused(config_copy: Path, share: float) -> None:
+    """`mostly: 0` passes any values (Great Expectations accepts it) and `mostly: 7` only fails
+    when the data arrives: written in the suite or as a threshold, both are refused before
+    anything runs, naming where."""
+    suite = config_copy / "suites/unmatched_edges.yaml"
+    edit(suite, lambda d: d["expectations"][0].update(mostly=share))
+    for command in (["validate"], ["run", "--phase", "warehouse-release"]):
+        result = runner.invoke(app, [*command, "--config", str(config_copy)])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.strip().splitlines() == [
+            "gatecheck: error: suites/unmatched_edges.yaml: expectations[0]: mostly: must be a number above 0 "
+            f"and at most 1 (at 0, any values would pass) (got {share!r})"
+        ]
+    edit(suite, lambda d: d["expectations"][0].update(mostly={"$PARAMETER": "edges_mostly"}))
+    edit(config_copy / "thresholds.yaml", lambda d: d["defaults"].update(edges_mostly=share))
+    result = runner.invoke(app, ["validate", "--config", str(config_copy)])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(
+        f"gatecheck: error: thresholds.yaml: defaults.edges_mostly: {share!r} must be a number above 0 and at "
+        "most 1 (at 0, any values would pass): suites/unmatched_edges.yaml uses it in expectations[0] "
+        "(expect_column_values_to_be_between) as mostly (for phases "
+    ), line
+
+
+@pytest.mark.parametrize("share", [1, 0.95, {"$PARAMETER": "edges_mostly"}])
+def test_a_mostly_that_is_a_share_is_accepted(config_copy: Path, share: object) -> None:
+    edit(config_copy / "suites/unmatched_edges.yaml", lambda d: d["expectations"][0].update(mostly=share))
+    edit(config_copy / "thresholds.yaml", lambda d: d["defaults"].update(edges_mostly=0.99))
+    if not isinstance(share, dict):
+        edit(config_copy / "thresholds.yaml", lambda d: d["defaults"].pop("edges_mostly"))
+    result = runner.invoke(app, ["validate", "--config", str(config_copy)])
+    assert result.exit_code == 0, result.output
+
+
 def test_a_value_set_threshold_must_be_a_list(config_copy: Path) -> None:
     def use_parameter(d: dict) -> None:
         d["expectations"][3]["value_set"] = {"$PARAMETER": "stream_storage"}

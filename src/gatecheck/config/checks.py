@@ -13,6 +13,7 @@ from typing import Any
 from gatecheck.config.models import (
     BUILTIN_PARAMETERS,
     DECLARED_THRESHOLDS,
+    MOSTLY_PROBLEM,
     PROJECT_FILE,
     THRESHOLDS_FILE,
     GateConfig,
@@ -271,7 +272,8 @@ def cross_check(project: Project) -> list[str]:
 #: The kind of value an expectation kwarg takes (GE's own types are looser: a bound may be a
 #: string, which compares as text and would loosen a gate silently). Others: any.
 _KWARG_KINDS = {
-    **dict.fromkeys(("min_value", "max_value", "value", "mostly", "threshold", "tolerance"), "number"),
+    **dict.fromkeys(("min_value", "max_value", "value", "threshold", "tolerance"), "number"),
+    "mostly": "fraction",
     **dict.fromkeys(("value_set", "values"), "list"),
     **dict.fromkeys(("strict_min", "strict_max"), "boolean"),
 }
@@ -298,6 +300,8 @@ def _kind_problem(kind: str, value: Any) -> str | None:
         return f"must be a finite number{hint}"
     if kind == "non-negative number" and (not _is_number(value) or value < 0):
         return "must be a finite number, at least 0"
+    if kind == "fraction" and (not _is_number(value) or not 0 < value <= 1):
+        return MOSTLY_PROBLEM
     if kind == "list" and not isinstance(value, list):
         return "must be a list"
     if kind == "boolean" and not isinstance(value, bool):

@@ -495,6 +495,11 @@ class Evidence(Frozen):
         return _sane_minimum(value, "a minimum evidence")
 
 
+#: What a ``mostly`` must be, as a literal or a threshold: the share of values that must meet
+#: the expectation. At 0 any values pass (Great Expectations accepts it): it would judge nothing.
+MOSTLY_PROBLEM = "must be a number above 0 and at most 1 (at 0, any values would pass)"
+
+
 class ExpectationSpec(BaseModel):
     """A Great Expectations expectation by its snake_case type and its own kwargs."""
 
@@ -509,6 +514,9 @@ class ExpectationSpec(BaseModel):
                 _sane_number(value)
             except ValueError as exc:
                 raise ValueError(f"{key}: {exc} (got {value!r})") from None
+        mostly = (self.model_extra or {}).get("mostly")
+        if isinstance(mostly, int | float) and not isinstance(mostly, bool) and not 0 < mostly <= 1:
+            raise ValueError(f"mostly: {MOSTLY_PROBLEM} (got {mostly!r})")
         return self
 
     @property
