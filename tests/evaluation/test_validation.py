@@ -113,6 +113,41 @@ def test_a_column_null_in_some_rows_is_judged_on_the_rest_and_not_be_null_names_
     assert check(frame([0.001, 0.002], [100, 200]), expectations=[between, not_null]).outcome is Outcome.PASS
 
 
+def conditioned(condition: str, parser: str = "pandas", type_: str = "expect_column_values_to_be_between"):
+    return [{"type": type_, "column": "rate", "max_value": {"$PARAMETER": "rate_max"},
+             "row_condition": condition, "condition_parser": parser}]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("condition", "parser", "type_"),
+    [
+        ('edge_type=="t7"', "pandas", "expect_column_values_to_be_between"),
+        ('col("edge_type")=="t7"', "great_expectations", "expect_column_values_to_be_between"),
+        ('edge_type=="t1"', "pandas", "expect_column_values_to_be_between"),  # only a NULL there
+        ('edge_type=="t7"', "pandas", "expect_column_max_to_be_between"),
+    ],
+)
+def test_a_row_condition_that_selects_no_value_is_inconclusive_not_a_pass(condition: str, parser: str, type_: str) -> None:
+    """A typo in a row_condition's group selects no row: Great Expectations passes a row-wise
+    expectation on no rows (and fails an aggregate on none), so the check would be judged on
+    nothing."""
+    result = check(frame([0.5, None], [100, 200]), expectations=conditioned(condition, parser, type_))
+    assert result.outcome is Outcome.INCONCLUSIVE, result
+    (expectation,) = result.expectations
+    assert expectation.reason == f"row_condition {condition!r} selects no row with a value in 'rate' (of 2 rows)"
+
+
+def test_a_row_condition_is_judged_and_shown_on_the_rows_it_selects() -> None:
+    data = frame([0.5, 0.001, 0.02], [100, 200, 300])
+    passed = check(data, expectations=conditioned('edge_type=="t1"'))
+    assert passed.outcome is Outcome.PASS
+    assert passed.expectations[0].observed_value == 0.001  # not t0's 0.5, which it does not judge
+    failed = check(data, expectations=conditioned('edge_type!="t0"'))
+    assert failed.outcome is Outcome.FAIL
+    assert [g.group for g in failed.expectations[0].failing_groups] == [{"edge_type": "t2"}]
+    assert failed.expectations[0].observed_value == 0.02
+
+
 def test_a_missing_column_is_an_error_not_a_fail() -> None:
     data = frame([0.001], [500]).rename(columns={"rate": "ratio"})
     result = check(data)

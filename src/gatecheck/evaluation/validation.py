@@ -918,6 +918,14 @@ def _convert(
     failing.sort(key=lambda f: (sorted(f.group.items()), str(f.observed_value)))
 
     series = frame[column] if column is not None and column in frame.columns else None
+    condition = spec.kwargs.get("row_condition")
+    if condition:
+        selected = result.get("element_count")
+        series = _selected(frame, spec, series)
+        if isinstance(selected, int) and selected - int(result.get("missing_count") or 0) <= 0:
+            # GE judged no row at all: a condition that selects nothing (a typo in a group's
+            # name) would pass on no data, and so would one that selects only NULLs.
+            series = frame[column].iloc[:0] if column in frame.columns else None
     observed_value: Scalar
     if "observed_value" in result:
         observed_value = _scalar(result["observed_value"])
@@ -935,7 +943,10 @@ def _convert(
             outcome=Outcome.INCONCLUSIVE,
             observed_value=None,
             thresholds=found_thresholds,
-            reason=f"column {column!r} has no values (all NULL/NaN)",
+            reason=f"row_condition {condition!r} selects no row with a value in {column!r} "
+            f"(of {len(frame)} rows)"
+            if condition
+            else f"column {column!r} has no values (all NULL/NaN)",
         )
     outcome = Outcome.PASS if ge_result.success else Outcome.FAIL
     reason = None
@@ -956,6 +967,18 @@ def _convert(
         failing_groups=failing,
         reason=reason,
     )
+
+
+def _selected(frame: pd.DataFrame, spec: ExpectationSpec, series: pd.Series | None) -> pd.Series | None:
+    """``series`` on the rows the expectation's ``row_condition`` selects, as Great Expectations
+    selects them for pandas (``DataFrame.query`` with the pandas parser), so the worst value
+    shown is one that was judged; None when that cannot be known here (another parser)."""
+    if series is None or spec.kwargs.get("condition_parser") != "pandas":
+        return None
+    try:
+        return series.loc[frame.query(spec.kwargs["row_condition"], parser="pandas").index]
+    except Exception:
+        return None
 
 
 def _raised(info: Any) -> str | None:
