@@ -137,6 +137,15 @@ def test_a_row_condition_that_selects_no_value_is_inconclusive_not_a_pass(condit
     assert expectation.reason == f"row_condition {condition!r} selects no row with a value in 'rate' (of 2 rows)"
 
 
+def test_a_row_condition_over_several_columns_that_selects_no_row_is_inconclusive() -> None:
+    spec = {"type": "expect_multicolumn_sum_to_equal", "column_list": ["edges", "rate"], "sum_total": 5,
+            "row_condition": 'edge_type=="t7"', "condition_parser": "pandas"}  # fmt: skip
+    result = check(frame([0.5, 0.1], [100, 200]), expectations=[spec])
+    assert result.outcome is Outcome.INCONCLUSIVE
+    assert result.expectations[0].reason == "row_condition 'edge_type==\"t7\"' selects no row (of 2 rows)"
+    assert check(frame([0.5, 0.1], [100, 200]), expectations=[{**spec, "row_condition": 'edge_type=="t0"'}]).outcome is Outcome.FAIL
+
+
 def test_a_row_condition_is_judged_and_shown_on_the_rows_it_selects() -> None:
     data = frame([0.5, 0.001, 0.02], [100, 200, 300])
     passed = check(data, expectations=conditioned('edge_type=="t1"'))

@@ -920,12 +920,23 @@ def _convert(
     series = frame[column] if column is not None and column in frame.columns else None
     condition = spec.kwargs.get("row_condition")
     if condition:
-        selected = result.get("element_count")
         series = _selected(frame, spec, series)
-        if isinstance(selected, int) and selected - int(result.get("missing_count") or 0) <= 0:
-            # GE judged no row at all: a condition that selects nothing (a typo in a group's
-            # name) would pass on no data, and so would one that selects only NULLs.
-            series = frame[column].iloc[:0] if column in frame.columns else None
+        selected = result.get("element_count")
+        if (isinstance(selected, int) and selected - int(result.get("missing_count") or 0) <= 0) or (
+            series is not None and series.notna().sum() == 0
+        ):
+            # No row judged: a condition that selects nothing (a misspelt group) or only NULLs
+            # would pass a row-wise expectation on no data (and fail an aggregate on none).
+            where = f" with a value in {column!r}" if column is not None else ""
+            return ExpectationResult(
+                type=spec.type,
+                column=column,
+                description=spec.kwargs.get("description"),
+                outcome=Outcome.INCONCLUSIVE,
+                observed_value=None,
+                thresholds=found_thresholds,
+                reason=f"row_condition {condition!r} selects no row{where} (of {len(frame)} rows)",
+            )
     observed_value: Scalar
     if "observed_value" in result:
         observed_value = _scalar(result["observed_value"])
@@ -943,10 +954,7 @@ def _convert(
             outcome=Outcome.INCONCLUSIVE,
             observed_value=None,
             thresholds=found_thresholds,
-            reason=f"row_condition {condition!r} selects no row with a value in {column!r} "
-            f"(of {len(frame)} rows)"
-            if condition
-            else f"column {column!r} has no values (all NULL/NaN)",
+            reason=f"column {column!r} has no values (all NULL/NaN)",
         )
     outcome = Outcome.PASS if ge_result.success else Outcome.FAIL
     reason = None
