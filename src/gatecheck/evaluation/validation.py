@@ -919,34 +919,21 @@ def _convert(
 
     series = frame[column] if column is not None and column in frame.columns else None
     condition = spec.kwargs.get("row_condition")
+    nothing: str | None = None  # why no value was judged, if none was
     if condition:
         series = _selected(frame, spec, series)
         selected = result.get("element_count")
         if (isinstance(selected, int) and selected - int(result.get("missing_count") or 0) <= 0) or (
             series is not None and series.notna().sum() == 0
         ):
-            # No row judged: a condition that selects nothing (a misspelt group) or only NULLs
-            # would pass a row-wise expectation on no data (and fail an aggregate on none).
+            # a condition that selects nothing (a misspelt group) or only NULLs would pass a
+            # row-wise expectation on no data (and fail an aggregate on none)
             where = f" with a value in {column!r}" if column is not None else ""
-            return ExpectationResult(
-                type=spec.type,
-                column=column,
-                description=spec.kwargs.get("description"),
-                outcome=Outcome.INCONCLUSIVE,
-                observed_value=None,
-                thresholds=found_thresholds,
-                reason=f"row_condition {condition!r} selects no row{where} (of {len(frame)} rows)",
-            )
-    observed_value: Scalar
-    if "observed_value" in result:
-        observed_value = _scalar(result["observed_value"])
-    elif series is not None and bound is not None:
-        observed_value = _worst(series, bound)
-    else:
-        observed_value = None
-
-    if series is not None and series.notna().sum() == 0:
+            nothing = f"row_condition {condition!r} selects no row{where} (of {len(frame)} rows)"
+    elif series is not None and series.notna().sum() == 0:
         # GE skips nulls: an all-null column would "pass" on no data at all.
+        nothing = f"column {column!r} has no values (all NULL/NaN)"
+    if nothing is not None:
         return ExpectationResult(
             type=spec.type,
             column=column,
@@ -954,8 +941,15 @@ def _convert(
             outcome=Outcome.INCONCLUSIVE,
             observed_value=None,
             thresholds=found_thresholds,
-            reason=f"column {column!r} has no values (all NULL/NaN)",
+            reason=nothing,
         )
+    observed_value: Scalar
+    if "observed_value" in result:
+        observed_value = _scalar(result["observed_value"])
+    elif series is not None and bound is not None:
+        observed_value = _worst(series, bound)
+    else:
+        observed_value = None
     outcome = Outcome.PASS if ge_result.success else Outcome.FAIL
     reason = None
     if outcome is Outcome.FAIL:
