@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from gatecheck.config import ResolvedThreshold, SuiteConfig
 from gatecheck.evaluation.gate import judge
 from gatecheck.evaluation.plan import window_for
+from gatecheck.evaluation.validation import validate_frame, validate_frames
 from gatecheck.results import Outcome
 
 THRESHOLDS = {
@@ -155,6 +156,24 @@ def test_a_row_condition_is_judged_and_shown_on_the_rows_it_selects() -> None:
     assert failed.outcome is Outcome.FAIL
     assert [g.group for g in failed.expectations[0].failing_groups] == [{"edge_type": "t2"}]
     assert failed.expectations[0].observed_value == 0.02
+
+
+def test_a_group_column_the_answer_lacks_is_an_error_beside_a_pass_and_named_beside_a_failure() -> None:
+    """A misspelt `groups:` entry left every failure unnamed ("overall") and every pass a pass."""
+    said = "groups: column(s) 'edge_typ' not in the query result (columns: edge_type, edges, rate)"
+    passed = check(frame([0.001, 0.004], [100, 200]), groups=["edge_typ"])
+    assert passed.outcome is Outcome.ERROR
+    assert passed.reason == f"expect_column_values_to_be_between: {said}"
+    failed = check(frame([0.001, 0.02], [100, 200]), groups=["edge_typ"])
+    assert failed.outcome is Outcome.FAIL  # a definite failure is not softened
+    assert failed.expectations[0].reason == f"1 of 2 groups outside the bound; {said}"
+    assert check(frame([0.001, 0.004], [100, 200]), groups=["edge_type"]).outcome is Outcome.PASS
+    # a backtest's steps, validated together, are judged alike
+    misspelt = suite(groups=["edge_typ"])
+    frames = [frame([0.001, 0.004], [100, 200]), frame([0.001, 0.02], [100, 200])]
+    together = validate_frames(misspelt, frames, THRESHOLDS)
+    assert together == [validate_frame(misspelt, f, THRESHOLDS) for f in frames]
+    assert [r[0].outcome for r in together] == [Outcome.ERROR, Outcome.FAIL]
 
 
 def test_a_missing_column_is_an_error_not_a_fail() -> None:

@@ -457,13 +457,17 @@ def validate_frame(
         except Exception as exc:  # GE itself failed on this answer: every expectation is an error
             reason = f"Great Expectations could not validate the answer: {_exception_text(exc)}"
             errors.update({i: _errored(suite.expectations[i], thresholds, suite.name, reason) for i in built})
+    unnamed = unnamed_groups(suite, frame)
     return [
-        _judged_with_infinite(
-            errors[index]
-            if index in errors
-            else _convert(spec, ge_results.get(index), frame, groups, thresholds, suite.name),
-            spec,
-            infinite,
+        _judged_beside(
+            _judged_with_infinite(
+                errors[index]
+                if index in errors
+                else _convert(spec, ge_results.get(index), frame, groups, thresholds, suite.name),
+                spec,
+                infinite,
+            ),
+            unnamed,
         )
         for index, spec in enumerate(suite.expectations)
         if only is None or index in only
@@ -552,10 +556,12 @@ def validate_frames(
                 apart, validate_frame(suite, frame, thresholds, validator, only=apart), strict=True
             ):
                 by_index[index] = result
+        unnamed = unnamed_groups(suite, frame) if stacked else []
         for index, shares in stacked.items():
             spec = suite.expectations[index]
-            by_index[index] = _convert(
-                spec, shares[position], frame, groups[0], thresholds, suite.name, found[index]
+            by_index[index] = _judged_beside(
+                _convert(spec, shares[position], frame, groups[0], thresholds, suite.name, found[index]),
+                unnamed,
             )
         results.append([by_index[i] for i in range(len(suite.expectations))])
     return results
@@ -835,14 +841,31 @@ def _judged_with_infinite(
 ) -> ExpectationResult:
     """``result`` (judged on the finite values) with the infinite ones accounted for: a
     definite failure stays a failure, naming them too; anything else becomes an error."""
-    named = [infinite[c] for c in _named_columns(spec) if c in infinite]
-    if not named:
+    return _judged_beside(result, [infinite[c] for c in _named_columns(spec) if c in infinite])
+
+
+def _judged_beside(result: ExpectationResult, problems: list[str]) -> ExpectationResult:
+    """``result`` with ``problems`` that keep the frame from being judged as the suite says:
+    a definite failure stays a failure, naming them too; anything else becomes an error."""
+    if not problems:
         return result
     if result.outcome is Outcome.FAIL:
         return result.model_copy(
-            update={"reason": "; ".join([result.reason or "expectation not met", *named])}
+            update={"reason": "; ".join([result.reason or "expectation not met", *problems])}
         )
-    return result.model_copy(update={"outcome": Outcome.ERROR, "reason": "; ".join(named)})
+    return result.model_copy(update={"outcome": Outcome.ERROR, "reason": "; ".join(problems)})
+
+
+def unnamed_groups(suite: SuiteConfig, frame: pd.DataFrame) -> list[str]:
+    """The suite's ``groups`` the frame does not hold, said in one line (or none): a misspelt
+    group column would leave every failing group unnamed."""
+    missing = [c for c in suite.groups or () if c not in frame.columns]
+    if not missing:
+        return []
+    return [
+        f"groups: column(s) {', '.join(map(repr, missing))} not in the query result "
+        f"(columns: {', '.join(map(str, frame.columns))})"
+    ]
 
 
 def _thresholds_of(
