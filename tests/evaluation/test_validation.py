@@ -176,6 +176,38 @@ def test_a_group_column_the_answer_lacks_is_an_error_beside_a_pass_and_named_bes
     assert [r[0].outcome for r in together] == [Outcome.ERROR, Outcome.FAIL]
 
 
+def test_an_expectation_about_nulls_judges_an_all_null_column_and_is_not_softened() -> None:
+    """Every value missing is what expect_column_values_to_not_be_null forbids: a failure, not
+    "no values" (it was inconclusive); expect_column_values_to_be_null passes on it."""
+    nulls = frame([None, None], [100, 200])
+    not_null = {"type": "expect_column_values_to_not_be_null", "column": "rate"}
+    result = check(nulls, expectations=[not_null])
+    assert result.outcome is Outcome.FAIL
+    assert [g.group for g in result.expectations[0].failing_groups] == [{"edge_type": "t0"}, {"edge_type": "t1"}]
+    assert check(nulls, expectations=[{**not_null, "type": "expect_column_values_to_be_null"}]).outcome is Outcome.PASS
+    on_t1 = {**not_null, "row_condition": 'edge_type=="t1"', "condition_parser": "pandas"}
+    assert check(nulls, expectations=[on_t1]).outcome is Outcome.FAIL
+    nowhere = check(nulls, expectations=[{**on_t1, "row_condition": 'edge_type=="t7"'}])
+    assert nowhere.outcome is Outcome.INCONCLUSIVE
+    assert nowhere.expectations[0].reason == "row_condition 'edge_type==\"t7\"' selects no row (of 2 rows)"
+
+
+def test_a_pair_whose_every_row_is_ignored_is_inconclusive_not_a_pass() -> None:
+    """ignore_row_if: either_value_is_missing, with the other side NULL everywhere (a key on one
+    side of an outer join): Great Expectations compared no row and passed."""
+    data = frame([0.1, 0.2], [100, 200]).assign(expected=[None, None])
+    pair = {"type": "expect_column_pair_values_to_be_equal", "column_A": "rate", "column_B": "expected",
+            "ignore_row_if": "either_value_is_missing"}  # fmt: skip
+    result = check(data, expectations=[pair])
+    assert result.outcome is Outcome.INCONCLUSIVE
+    assert result.expectations[0].reason == (
+        "no row to judge: each of the 2 rows lacks a value to compare in 'rate', 'expected' "
+        "(ignore_row_if: either_value_is_missing)"
+    )
+    assert check(data.assign(expected=[0.1, None]), expectations=[pair]).outcome is Outcome.PASS
+    assert check(data.assign(expected=[0.3, None]), expectations=[pair]).outcome is Outcome.FAIL
+
+
 def test_a_missing_column_is_an_error_not_a_fail() -> None:
     data = frame([0.001], [500]).rename(columns={"rate": "ratio"})
     result = check(data)

@@ -942,20 +942,34 @@ def _convert(
 
     series = frame[column] if column is not None and column in frame.columns else None
     condition = spec.kwargs.get("row_condition")
+    # Whether Great Expectations judged no row at all: it skips NULLs (and, for pairs and
+    # column lists, the rows ``ignore_row_if`` leaves out), and would pass on none. An
+    # expectation about NULLs themselves judges every row it is given, NULL or not.
+    about_nulls = spec.type in _ABOUT_NULLS
+    given = result.get("element_count")
+    judged = (
+        given if about_nulls or not isinstance(given, int) else given - int(result.get("missing_count") or 0)
+    )
     nothing: str | None = None  # why no value was judged, if none was
     if condition:
         series = _selected(frame, spec, series)
-        selected = result.get("element_count")
-        if (isinstance(selected, int) and selected - int(result.get("missing_count") or 0) <= 0) or (
-            series is not None and series.notna().sum() == 0
+        if (isinstance(judged, int) and judged <= 0) or (
+            series is not None and (len(series) if about_nulls else series.notna().sum()) == 0
         ):
             # a condition that selects nothing (a misspelt group) or only NULLs would pass a
             # row-wise expectation on no data (and fail an aggregate on none)
-            where = f" with a value in {column!r}" if column is not None else ""
+            where = f" with a value in {column!r}" if column is not None and not about_nulls else ""
             nothing = f"row_condition {condition!r} selects no row{where} (of {len(frame)} rows)"
+    elif about_nulls:
+        pass
     elif series is not None and series.notna().sum() == 0:
-        # GE skips nulls: an all-null column would "pass" on no data at all.
         nothing = f"column {column!r} has no values (all NULL/NaN)"
+    elif isinstance(judged, int) and judged <= 0:
+        ignored = spec.kwargs.get("ignore_row_if")
+        named = ", ".join(map(repr, _named_columns(spec)))
+        nothing = f"no row to judge: each of the {len(frame)} rows lacks a value to compare in {named}" + (
+            f" (ignore_row_if: {ignored})" if ignored else ""
+        )
     if nothing is not None:
         return ExpectationResult(
             type=spec.type,
@@ -992,6 +1006,10 @@ def _convert(
         failing_groups=failing,
         reason=reason,
     )
+
+
+#: Expectations about NULLs themselves: every row they are given is judged, NULL or not.
+_ABOUT_NULLS = frozenset({"expect_column_values_to_be_null", "expect_column_values_to_not_be_null"})
 
 
 def _selected(frame: pd.DataFrame, spec: ExpectationSpec, series: pd.Series | None) -> pd.Series | None:
