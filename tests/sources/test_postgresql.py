@@ -258,3 +258,32 @@ def test_a_password_file_is_read_relative_to_the_config_directory_and_never_prin
         conninfo(missing, tmp_path)
     with pytest.raises(ValueError, match="password or password_file, not both"):
         PostgreSQLSourceConfig(type="postgresql", url=url, password=SECRET, password_file=Path("pg.pw"))
+
+
+def test_an_infinite_numeric_from_postgresql_is_never_a_pass(postgres_for) -> None:
+    """PostgreSQL's numeric holds Infinity, which arrives as a Decimal (not a float column): a
+    minimum would pass on it, as on ClickHouse's float inf."""
+    from gatecheck.config import SuiteConfig
+    from gatecheck.evaluation.validation import validate_frame
+
+    frame = ask(
+        source(postgres_for("healthy")),
+        "SELECT g, r FROM (VALUES ('a', 'Infinity'::numeric), ('b', 0.999::numeric)) AS t (g, r)",
+    )
+    assert frame["r"].dtype == object  # Decimals, as psycopg gives numeric
+
+    def judged(minimum: float) -> Any:
+        suite = SuiteConfig.model_validate({
+            "name": "ratio", "source": "database", "window": {"length": "1h"}, "query": "SELECT 1",
+            "groups": ["g"],
+            "expectations": [{"type": "expect_column_values_to_be_between", "column": "r", "min_value": minimum}],
+        })  # fmt: skip
+        (result,) = validate_frame(suite, frame, {})
+        return result
+
+    said = "column 'r' holds an infinite value (+inf) in 1 of 2 rows"
+    passed_on_inf = judged(0.9)
+    assert passed_on_inf.outcome is Outcome.ERROR and said in (passed_on_inf.reason or "")
+    failed = judged(0.9995)  # a definite failure on the finite value stays a failure, naming it too
+    assert failed.outcome is Outcome.FAIL and said in (failed.reason or "")
+    assert [g.group for g in failed.failing_groups] == [{"g": "b"}]

@@ -818,14 +818,20 @@ def _malformed(spec: ExpectationSpec, frame: pd.DataFrame) -> str | None:
 
 def _infinite(frame: pd.DataFrame) -> dict[str, str]:
     """Each numeric column holding ±Inf, with why it cannot be judged. ±Inf is what a division
-    by zero answers in PromQL and in ClickHouse's float division; it would pass a minimum (or,
-    as -Inf, a maximum) on no meaningful value, so an infinite value is never a pass."""
+    by zero answers in PromQL and in ClickHouse's float division (and PostgreSQL's numeric
+    holds ``Infinity`` as a Decimal); it would pass a minimum (or, as -Inf, a maximum) on no
+    meaningful value, so an infinite value is never a pass."""
     found = {}
     for column in frame.columns:
         series = frame[column]
-        if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+        if pd.api.types.is_bool_dtype(series):
             continue
-        values = series.to_numpy(dtype="float64", na_value=np.nan)
+        if pd.api.types.is_numeric_dtype(series):
+            values = series.to_numpy(dtype="float64", na_value=np.nan)
+        elif series.dtype == object and any(isinstance(v, Decimal) and v.is_infinite() for v in series):
+            values = np.array([float(v) if isinstance(v, Decimal) else np.nan for v in series])
+        else:
+            continue
         where = np.flatnonzero(np.isinf(values))
         if where.size:
             shown = ", ".join(sorted({"+inf" if values[i] > 0 else "-inf" for i in where}))
