@@ -179,6 +179,22 @@ def test_five_of_five_passes_a_failing_run_names_itself_and_its_test(e2e_project
     assert failing.group["run"].startswith("e2e-20261122T05") and failing.observed_value == 1
 
 
+def test_a_run_that_skipped_every_test_is_no_pass(e2e_project, tmp_path: Path) -> None:
+    """No failure and `tests="4"`, but nothing ran: five such runs are not "5/5 consecutive
+    E2E tests pass"."""
+    project = e2e_project("healthy")
+    newest = sorted((tmp_path / "healthy").glob("e2e-*.xml"))[-1]
+    text = newest.read_text().replace('skipped="0"', 'skipped="4"')
+    newest.write_text(text.replace("></testcase>", "><skipped/></testcase>"))
+    frame = read(f"file://{tmp_path / 'healthy'}", {"reports": newest.name})
+    assert (frame["tests"].iloc[0], frame["skipped"].iloc[0], frame["executed"].iloc[0]) == (4, 4, 0)
+    verdict, check = _e2e(project)
+    assert check.outcome is Outcome.FAIL and verdict.verdict is VerdictState.NO_GO
+    (expectation,) = [e for e in check.expectations if e.outcome is Outcome.FAIL]
+    assert expectation.column == "executed"
+    assert [g.group["run"] for g in expectation.failing_groups] == [newest.name]
+
+
 def test_fewer_runs_than_five_are_inconclusive_and_staging_deploy_needs_one(e2e_project) -> None:
     _, check = _e2e(e2e_project("healthy", runs=3))
     assert check.outcome is Outcome.INCONCLUSIVE and "too little evidence: runs = 3" in (check.reason or "")

@@ -41,7 +41,7 @@ MAX_REPORTS = 500
 MAX_REPORT_BYTES = 5 * 2**20
 #: The columns of the frame, one row per run.
 COLUMNS = [
-    "run", "time", "tests", "failures", "errors", "skipped", "failed", "runs", "failing_tests",
+    "run", "time", "tests", "failures", "errors", "skipped", "executed", "failed", "runs", "failing_tests",
 ]  # fmt: skip
 
 
@@ -183,6 +183,7 @@ def frame_of(
             "failures": r.failures,
             "errors": r.errors,
             "skipped": r.skipped,
+            "executed": max(r.tests - r.skipped, 0),  # a run that skipped every test ran none
             "failed": r.failures + r.errors,
             "runs": 1,
             "failing_tests": ", ".join(r.failing_tests[:5]) + (" …" if len(r.failing_tests) > 5 else ""),
