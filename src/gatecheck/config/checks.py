@@ -13,7 +13,6 @@ from typing import Any
 from gatecheck.config.models import (
     BUILTIN_PARAMETERS,
     DECLARED_THRESHOLDS,
-    MOSTLY_PROBLEM,
     PROJECT_FILE,
     THRESHOLDS_FILE,
     GateConfig,
@@ -21,6 +20,7 @@ from gatecheck.config.models import (
     Project,
     SuiteConfig,
     _parameter_names,
+    mostly_problem,
     resolve_thresholds,
 )
 from gatecheck.errors import did_you_mean, redact
@@ -300,8 +300,8 @@ def _kind_problem(kind: str, value: Any) -> str | None:
         return f"must be a finite number{hint}"
     if kind == "non-negative number" and (not _is_number(value) or value < 0):
         return "must be a finite number, at least 0"
-    if kind == "fraction" and (not _is_number(value) or not 0 < value <= 1):
-        return MOSTLY_PROBLEM
+    if kind == "fraction":
+        return mostly_problem(value)
     if kind == "list" and not isinstance(value, list):
         return "must be a list"
     if kind == "boolean" and not isinstance(value, bool):

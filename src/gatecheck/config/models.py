@@ -495,9 +495,13 @@ class Evidence(Frozen):
         return _sane_minimum(value, "a minimum evidence")
 
 
-#: What a ``mostly`` must be, as a literal or a threshold: the share of values that must meet
-#: the expectation. At 0 any values pass (Great Expectations accepts it): it would judge nothing.
-MOSTLY_PROBLEM = "must be a number above 0 and at most 1 (at 0, any values would pass)"
+def mostly_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a ``mostly`` (as a literal or a threshold), or None: the share of
+    values that must meet the expectation. At 0 any values pass (Great Expectations accepts
+    it), so the expectation would judge nothing."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1:
+        return None
+    return "must be a number above 0 and at most 1 (at 0, any values would pass)"
 
 
 class ExpectationSpec(BaseModel):
@@ -515,8 +519,10 @@ class ExpectationSpec(BaseModel):
             except ValueError as exc:
                 raise ValueError(f"{key}: {exc} (got {value!r})") from None
         mostly = (self.model_extra or {}).get("mostly")
-        if isinstance(mostly, int | float) and not isinstance(mostly, bool) and not 0 < mostly <= 1:
-            raise ValueError(f"mostly: {MOSTLY_PROBLEM} (got {mostly!r})")
+        # a number only: other values are Great Expectations' to refuse, in its words
+        problem = mostly_problem(mostly) if isinstance(mostly, int | float) else None
+        if problem is not None:
+            raise ValueError(f"mostly: {problem} (got {mostly!r})")
         return self
 
     @property

@@ -457,7 +457,7 @@ def validate_frame(
         except Exception as exc:  # GE itself failed on this answer: every expectation is an error
             reason = f"Great Expectations could not validate the answer: {_exception_text(exc)}"
             errors.update({i: _errored(suite.expectations[i], thresholds, suite.name, reason) for i in built})
-    unnamed = unnamed_groups(suite, frame)
+    unnamed = _unnamed_groups(suite, frame)
     return [
         _judged_beside(
             _judged_with_infinite(
@@ -556,7 +556,7 @@ def validate_frames(
                 apart, validate_frame(suite, frame, thresholds, validator, only=apart), strict=True
             ):
                 by_index[index] = result
-        unnamed = unnamed_groups(suite, frame) if stacked else []
+        unnamed = _unnamed_groups(suite, frame)
         for index, shares in stacked.items():
             spec = suite.expectations[index]
             by_index[index] = _judged_beside(
@@ -862,7 +862,7 @@ def _judged_beside(result: ExpectationResult, problems: list[str]) -> Expectatio
     return result.model_copy(update={"outcome": Outcome.ERROR, "reason": "; ".join(problems)})
 
 
-def unnamed_groups(suite: SuiteConfig, frame: pd.DataFrame) -> list[str]:
+def _unnamed_groups(suite: SuiteConfig, frame: pd.DataFrame) -> list[str]:
     """The suite's ``groups`` the frame does not hold, said in one line (or none): a misspelt
     group column would leave every failing group unnamed."""
     missing = [c for c in suite.groups or () if c not in frame.columns]
@@ -966,11 +966,9 @@ def _convert(
             # row-wise expectation on no data (and fail an aggregate on none)
             where = f" with a value in {column!r}" if column is not None and not about_nulls else ""
             nothing = f"row_condition {condition!r} selects no row{where} (of {len(frame)} rows)"
-    elif about_nulls:
-        pass
-    elif series is not None and series.notna().sum() == 0:
+    elif series is not None and not about_nulls and series.notna().sum() == 0:
         nothing = f"column {column!r} has no values (all NULL/NaN)"
-    elif isinstance(judged, int) and judged <= 0:
+    elif isinstance(judged, int) and judged <= 0:  # (about NULLs: every row, never none)
         ignored = spec.kwargs.get("ignore_row_if")
         named = ", ".join(map(repr, _named_columns(spec)))
         nothing = f"no row to judge: each of the {len(frame)} rows lacks a value to compare in {named}" + (
