@@ -335,6 +335,9 @@ class SoakStatus(_Result):
     # Passing records in the soak's span that did not count: evaluated long after their as_of
     # (backdated, `run --as-of`) or dated ahead of their recording.
     backdated: int = 0
+    # The newest evaluation judged by another definition of the gate (Project.gate_digest: its
+    # checks, suites or thresholds), when one ends the run: evaluations up to it do not count.
+    changed_at: Moment | None = None
     reason: str
 
 
@@ -361,6 +364,9 @@ class Verdict(_Result):
     requires: list[Requirement] = []
     soak: SoakStatus | None = None
     config_hash: str
+    # What judged this phase's checks (the gate, its suites, their thresholds): a soak counts
+    # only evaluations with the same digest. '' in documents of versions before it.
+    gate_digest: str = ""
     gatecheck_version: str
     # Set when a rollout controller's request started this evaluation.
     requested_by: Requester | None = None

@@ -29,7 +29,11 @@ HOUR = timedelta(hours=1)
 
 
 def verdict(
-    phase: str, as_of: datetime, outcome: Outcome = Outcome.PASS, state: VerdictState | None = None
+    phase: str,
+    as_of: datetime,
+    outcome: Outcome = Outcome.PASS,
+    state: VerdictState | None = None,
+    digest: str = "",
 ) -> Verdict:
     check = CheckResult(
         suite="unmatched_edges", source="warehouse", role="required", outcome=outcome,
@@ -41,7 +45,7 @@ def verdict(
         )
     return Verdict(
         phase=phase, environment="staging", as_of=as_of, verdict=state, reasons=["test"],
-        checks=[check], config_hash="abc", gatecheck_version="test",
+        checks=[check], config_hash="abc", gatecheck_version="test", gate_digest=digest,
     )  # fmt: skip
 
 
@@ -185,6 +189,45 @@ def test_inconclusive_evaluations_are_gaps_not_failures() -> None:
     assert soak_coverage(points(*short), AS_OF, timedelta(hours=48), timedelta(minutes=45)).covered
 
 
+def judged_by(
+    items: list[tuple[float, str]], digest: str
+) -> list[tuple[datetime, bool, bool, str, bool, str]]:
+    """``points`` recorded at their time under the gate digest ``digest``."""
+    return [(moment, passed, failed, "", True, digest) for moment, passed, failed in points(*items)]
+
+
+def test_evaluations_judged_by_another_gate_definition_end_the_soak_as_a_failure_does() -> None:
+    """A check added, a query or a threshold changed 2 hours ago: 46 of the 48 hours were
+    watched by another gate, so only the last 2 count, and the reason says why."""
+    before = every(48.2, 2.1)
+    history = judged_by(before, "before") + judged_by(every(2.0, 0), "now")
+    status = soak_coverage(history, AS_OF, timedelta(hours=48), timedelta(minutes=30), "now")
+    assert not status.covered and status.coverage == timedelta(hours=2)
+    assert status.changed_at == AS_OF - timedelta(hours=before[-1][0])  # the newest under "before"
+    assert status.last_failure is None
+    assert "the gate's checks, suites or thresholds changed after" in status.reason
+    # Under one digest throughout, the same evaluations cover the soak.
+    same = soak_coverage(
+        judged_by(every(48.2, 0), "now"), AS_OF, timedelta(hours=48), timedelta(minutes=30), "now"
+    )
+    assert same.covered and same.changed_at is None
+    # A threshold loosened for a while and put back: the loosened stretch does not count.
+    back = judged_by(every(48.2, 20.1), "now") + judged_by(every(20.0, 10.1), "loose")
+    back += judged_by(every(10.0, 0), "now")
+    status = soak_coverage(back, AS_OF, timedelta(hours=48), timedelta(minutes=30), "now")
+    assert not status.covered and status.coverage == timedelta(hours=10)
+    # Once the change is older than the soak's duration, the soak is covered again.
+    assert soak_coverage(history, AS_OF, timedelta(hours=2), timedelta(minutes=30), "now").covered
+
+
+def test_records_from_before_gate_digests_count_as_the_current_gate() -> None:
+    """A ledger written before digests were kept ('' in the column) does not restart every
+    soak on upgrade."""
+    history = judged_by(every(48.2, 2.1), "") + judged_by(every(2.0, 0), "now")
+    status = soak_coverage(history, AS_OF, timedelta(hours=48), timedelta(minutes=30), "now")
+    assert status.covered and status.changed_at is None
+
+
 # ------------------------------------------------------------------ through the gate engine
 
 
@@ -248,6 +291,42 @@ def test_gate_not_go_after_a_failure_until_the_window_is_clean(
     assert result.soak is not None and "last failure at" in result.soak.reason
 
 
+def test_a_soak_counts_only_evaluations_judged_by_the_gate_as_it_is_now(
+    soak_config: Path, warehouse: Path, tmp_path: Path
+) -> None:
+    """Six hours of passes recorded under today's gate earn the soak; loosen the threshold its
+    check uses and those hours no longer count; a description or a comment changes nothing."""
+    project = load_project(soak_config, environ=warehouse_env(warehouse, "healthy"))
+    digest = project.gate_digest("soak-test")
+    ledger = at_their_time(SqliteLedger(tmp_path / "l.db"))
+    fill(ledger, "before", [(10, "pass")])
+    for hours, _ in every(6.2, 0.1):
+        ledger.record(verdict("soak-test", AS_OF - timedelta(hours=hours), digest=digest), 0.1)
+    result = judge(soak_config, warehouse, ledger)
+    assert result.verdict is VerdictState.GO, result.reasons
+    assert result.gate_digest == digest
+
+    gate_file = soak_config / "gates" / "soak-test.yaml"
+    gate_file.write_text("# reviewed\ndescription: six hours on staging\n" + gate_file.read_text())
+    thresholds = soak_config / "thresholds.yaml"
+    thresholds.write_text(thresholds.read_text() + "# a comment\n")
+    assert (
+        load_project(soak_config, environ=warehouse_env(warehouse, "healthy")).gate_digest("soak-test")
+        == digest
+    )
+    assert judge(soak_config, warehouse, ledger).verdict is VerdictState.GO
+
+    text = thresholds.read_text()
+    assert "unmatched_edge_rate_max: 0.005" in text
+    thresholds.write_text(text.replace("unmatched_edge_rate_max: 0.005", "unmatched_edge_rate_max: 0.05"))
+    loosened = judge(soak_config, warehouse, ledger)
+    assert loosened.gate_digest != digest
+    assert loosened.verdict is VerdictState.INCONCLUSIVE
+    assert loosened.soak is not None and not loosened.soak.covered
+    assert loosened.soak.changed_at == AS_OF - timedelta(hours=every(6.2, 0.1)[-1][0])
+    assert any("the gate's checks, suites or thresholds changed after" in r for r in loosened.reasons)
+
+
 def test_requires_not_met_names_the_phase(soak_config: Path, warehouse: Path, tmp_path: Path) -> None:
     ledger = at_their_time(SqliteLedger(tmp_path / "l.db"))
     fill(ledger, "soak-test", every(6.2, 0.1))
@@ -282,9 +361,7 @@ def test_an_unmet_requires_says_where_the_chain_it_waits_on_stops(
     undecided("first", 2.5, ["soak not covered: 0s of 48h covered"])
     undecided("before", 2, ["requires first: no recorded GO of first"], waits_on="first")
     up = judge(soak_config, warehouse, ledger).requires[0].reason
-    assert up == (
-        "no recorded GO of before, waiting on first: soak not covered: 0s of 48h covered"
-    )
+    assert up == ("no recorded GO of before, waiting on first: soak not covered: 0s of 48h covered")
     fill(ledger, "first", [(1.5, "pass")])  # a GO of first since: before's record is where it stops
     stops = judge(soak_config, warehouse, ledger).requires[0].reason
     assert stops == "no recorded GO of before (only INCONCLUSIVE): requires first: no recorded GO of first"
@@ -294,7 +371,7 @@ def test_an_unmet_requires_says_where_the_chain_it_waits_on_stops(
     undecided("before", 0.5, ["requires first: no recorded GO of first"], waits_on="first")
     with sqlite3.connect(tmp_path / "l.db") as raw:
         raw.execute(
-            "UPDATE evaluations SET document = '{\"phase\": \"first\"}' WHERE id = "
+            'UPDATE evaluations SET document = \'{"phase": "first"}\' WHERE id = '
             "(SELECT max(id) FROM evaluations WHERE phase = 'first')"
         )
     unreadable = judge(soak_config, warehouse, ledger)
@@ -339,9 +416,9 @@ def test_soak_points_come_from_stored_facts_without_parsing_documents(
     """Soak coverage reads (as_of, passed, failed) from the ledger's columns: one query, no
     document re-validated (a 7-day soak at 5 minutes is 2,016 records per evaluation)."""
     ledger.record(verdict("p", AS_OF - 3 * HOUR), 0.1)
-    ledger.record(verdict("p", AS_OF - 2 * HOUR, Outcome.FAIL), 0.1)
-    ledger.record(verdict("p", AS_OF - HOUR, Outcome.ERROR), 0.1)
-    ledger.record(verdict("p", AS_OF), 0.1)
+    ledger.record(verdict("p", AS_OF - 2 * HOUR, Outcome.FAIL, digest="d1"), 0.1)
+    ledger.record(verdict("p", AS_OF - HOUR, Outcome.ERROR, digest="d1"), 0.1)
+    ledger.record(verdict("p", AS_OF, digest="d2"), 0.1)
     ledger.record(verdict("other", AS_OF), 0.1)
 
     def no_parsing(*args: object, **kwargs: object) -> None:
@@ -350,9 +427,9 @@ def test_soak_points_come_from_stored_facts_without_parsing_documents(
     monkeypatch.setattr(Verdict, "model_validate", no_parsing)
     points = ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF)
     assert points == [
-        (AS_OF - 2 * HOUR, False, True, "", True),
-        (AS_OF - HOUR, False, False, "", True),  # inconclusive: neither evidence nor failure
-        (AS_OF, True, False, "", True),
+        (AS_OF - 2 * HOUR, False, True, "", True, "d1"),
+        (AS_OF - HOUR, False, False, "", True, "d1"),  # inconclusive: neither evidence nor failure
+        (AS_OF, True, False, "", True, "d2"),  # the gate digest each was judged by
     ]
 
 
@@ -379,11 +456,16 @@ def test_a_ledger_from_before_the_stored_facts_is_migrated(tmp_path: Path) -> No
         )  # fmt: skip
     ledger = at_their_time(SqliteLedger(path))
     ledger.record(verdict("p", AS_OF), 0.1)
-    assert ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF) == [(AS_OF - HOUR, False, True, "", True), (AS_OF, True, False, "", True)]
+    assert ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF) == [
+        (AS_OF - HOUR, False, True, "", True, ""),
+        (AS_OF, True, False, "", True, ""),
+    ]
     assert [r.checks_failed for r in ledger.history("p")] == [True, False]
 
 
-def test_a_clickhouse_ledger_from_before_the_stored_facts_is_migrated(warehouse: Path, tmp_path: Path) -> None:
+def test_a_clickhouse_ledger_from_before_the_stored_facts_is_migrated(
+    warehouse: Path, tmp_path: Path
+) -> None:
     """The same on chDB: the column is added (NULL for old records, judged from the document)."""
     import json
 
@@ -410,7 +492,10 @@ def test_a_clickhouse_ledger_from_before_the_stored_facts_is_migrated(warehouse:
     ledger = at_their_time(ClickHouseLedger(f"chdb://{warehouse}?database={database}", tmp_path))
     try:
         ledger.record(verdict("p", AS_OF), 0.1)
-        assert ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF) == [(AS_OF - HOUR, False, True, "", True), (AS_OF, True, False, "", True)]
+        assert ledger.soak_points("p", AS_OF - 2 * HOUR, AS_OF) == [
+            (AS_OF - HOUR, False, True, "", True, ""),
+            (AS_OF, True, False, "", True, ""),
+        ]
         assert [r.checks_failed for r in ledger.history("p")] == [True, False]
     finally:
         ledger.close()
@@ -422,7 +507,12 @@ def test_waived_failures_count_for_soak_and_the_reason_says_so(ledger: Ledger) -
     from gatecheck.results import Waiver
 
     waiver = Waiver(
-        id="W7", check="unmatched_edges", reason="backfill", by="alice", since=AS_OF - 10 * HOUR, until=AS_OF + HOUR
+        id="W7",
+        check="unmatched_edges",
+        reason="backfill",
+        by="alice",
+        since=AS_OF - 10 * HOUR,
+        until=AS_OF + HOUR,
     )
     for hours in range(49, -1, -1):
         recorded = verdict("p", AS_OF - hours * HOUR, Outcome.FAIL if hours < 4 else Outcome.PASS)
@@ -439,7 +529,10 @@ def test_waived_failures_count_for_soak_and_the_reason_says_so(ledger: Ledger) -
     # The same failure without a waiver restarts the clock.
     ledger.record(verdict("p", AS_OF + HOUR, Outcome.FAIL), 0.1)
     later = soak_coverage(
-        ledger.soak_points("p", AS_OF - 48 * HOUR, AS_OF + HOUR), AS_OF + HOUR, timedelta(hours=48), timedelta(hours=2)
+        ledger.soak_points("p", AS_OF - 48 * HOUR, AS_OF + HOUR),
+        AS_OF + HOUR,
+        timedelta(hours=48),
+        timedelta(hours=2),
     )
     assert not later.covered and later.last_failure == AS_OF + HOUR
 
@@ -469,7 +562,9 @@ def test_backdated_records_never_earn_a_soak(soak_config: Path, warehouse: Path,
 def test_a_record_dated_ahead_of_its_recording_is_never_the_latest(ledger: Ledger) -> None:
     ledger.record(verdict("p", AS_OF, Outcome.FAIL), 0.1)
     ledger.clock = lambda: AS_OF + timedelta(seconds=10)  # type: ignore[method-assign]
-    type(ledger).record(ledger, verdict("p", AS_OF + 365 * 24 * HOUR), 0.1)  # recorded then, as of a year ahead
+    type(ledger).record(
+        ledger, verdict("p", AS_OF + 365 * 24 * HOUR), 0.1
+    )  # recorded then, as of a year ahead
     latest = ledger.latest("p")
     assert latest is not None and latest.as_of == AS_OF and latest.verdict is VerdictState.NO_GO
     decision = ledger.last_decision("p")
@@ -578,7 +673,9 @@ def test_postgresql_service_role_with_the_documented_grants_runs_and_cannot_rewr
         with psycopg.connect(service_url) as connection, pytest.raises(psycopg.Error):
             connection.execute(statement)
     with psycopg.connect(pg_url, autocommit=True) as connection:  # the schema one step behind
-        connection.execute("DELETE FROM gatecheck_schema WHERE version = (SELECT max(version) FROM gatecheck_schema)")
+        connection.execute(
+            "DELETE FROM gatecheck_schema WHERE version = (SELECT max(version) FROM gatecheck_schema)"
+        )
     from gatecheck.errors import LedgerError
 
     with pytest.raises(LedgerError, match=r"cannot migrate the schema \(permission denied"):
@@ -617,7 +714,9 @@ def test_postgresql_schema_migrates_once_in_order_and_refuses_a_newer_one(pg_url
     with psycopg.connect(pg_url) as connection:
         steps = [r[0] for r in connection.execute("SELECT version FROM gatecheck_schema ORDER BY version")]
         assert steps == list(range(1, len(postgresql.MIGRATIONS) + 1))  # each step once
-        connection.execute("INSERT INTO gatecheck_schema (version) VALUES (%s)", [len(postgresql.MIGRATIONS) + 1])
+        connection.execute(
+            "INSERT INTO gatecheck_schema (version) VALUES (%s)", [len(postgresql.MIGRATIONS) + 1]
+        )
     with pytest.raises(LedgerError, match="newer than this gatecheck knows"):
         PostgresLedger(pg_url)
 
@@ -632,7 +731,9 @@ def test_postgresql_unreachable_is_one_line_without_the_password() -> None:
         open_ledger(url, Path("."))
     message = str(caught.value)
     assert "s3cr3t" not in message and "\n" not in message
-    assert message.startswith("history ledger postgresql://gate:***@127.0.0.1:") and "cannot migrate" in message
+    assert (
+        message.startswith("history ledger postgresql://gate:***@127.0.0.1:") and "cannot migrate" in message
+    )
 
 
 def test_postgresql_lease_has_one_holder_and_fences_a_stale_one(pg_url: str) -> None:
@@ -658,7 +759,9 @@ def test_postgresql_lease_has_one_holder_and_fences_a_stale_one(pg_url: str) -> 
     b.record(verdict("p", AS_OF + 2 * HOUR), 1.0, lease=taken)
     assert [r.as_of for r in a.history("p")] == [AS_OF, AS_OF + 2 * HOUR]  # the stale one: not there
     with psycopg.connect(pg_url) as connection:
-        epochs = [r[0] for r in connection.execute("SELECT epoch FROM gatecheck_evaluations ORDER BY as_of_ms")]
+        epochs = [
+            r[0] for r in connection.execute("SELECT epoch FROM gatecheck_evaluations ORDER BY as_of_ms")
+        ]
     assert epochs == [1, 2]
 
 
@@ -677,7 +780,9 @@ def test_postgresql_lease_goes_to_exactly_one_of_many_at_once(pg_url: str) -> No
 
     ledgers = [PostgresLedger(pg_url) for _ in range(6)]
     with ThreadPoolExecutor(max_workers=6) as pool:
-        held = list(pool.map(lambda i: ledgers[i].acquire_lease(f"replica-{i}", timedelta(seconds=30)), range(6)))
+        held = list(
+            pool.map(lambda i: ledgers[i].acquire_lease(f"replica-{i}", timedelta(seconds=30)), range(6))
+        )
     winners = [h for h in held if h is not None]
     assert len(winners) == 1 and winners[0].epoch == 1
 
@@ -703,7 +808,9 @@ def test_an_empty_selection_matches_nothing(ledger: Ledger) -> None:
     from gatecheck.ledger.audit import AuditEvent
 
     ledger.record(verdict("p", AS_OF), 1.0)
-    ledger.append_audit([AuditEvent(at=AS_OF, kind="approved", phase="p", by="a", reason="r", config_hash="h")])
+    ledger.append_audit(
+        [AuditEvent(at=AS_OF, kind="approved", phase="p", by="a", reason="r", config_hash="h")]
+    )
     assert ledger.audit(phases=[]) == [] and ledger.audit(kinds=[]) == []
     assert ledger.history("p", verdicts=frozenset()) == []
     assert len(ledger.audit(phases=["p"])) == 1 and len(ledger.history("p")) == 1
@@ -760,7 +867,10 @@ def test_tracked_values_are_read_from_their_own_column_as_the_documents_hold_the
     read = ledger.tracked_history("p", until=AS_OF + HOUR)
     assert read == Contract.tracked_history(ledger, "p", until=AS_OF + HOUR)
     assert [(r["verdict"], len(r["checks"])) for r in read] == [("go", 1), ("no-go", 1)]
-    assert read[0]["checks"][0]["tracked"] == {"column": "lag_s", "groups": [{"group": {"table": "t"}, "value": 1.5}]}
+    assert read[0]["checks"][0]["tracked"] == {
+        "column": "lag_s",
+        "groups": [{"group": {"table": "t"}, "value": 1.5}],
+    }
     assert read[1]["checks"][0]["outcome"] == "fail" and read[0]["as_of"] == AS_OF.isoformat()
     assert [len(r["checks"]) for r in ledger.tracked_history("p")] == [1, 1, 0]  # the third tracked nothing
     assert len(ledger.tracked_history("p", newest=1)) == 1
@@ -781,7 +891,9 @@ def test_a_clickhouse_ledger_under_a_profile_that_breaks_at_a_limit_errs_never_c
     whole.record(verdict("p", AS_OF, Outcome.FAIL), 0.1)
     assert len(whole.history("p")) == 4
     whole.close()
-    cut = ClickHouseLedger(f"chdb://{warehouse}?database={database}&max_result_rows=2&result_overflow_mode=break", tmp_path)
+    cut = ClickHouseLedger(
+        f"chdb://{warehouse}?database={database}&max_result_rows=2&result_overflow_mode=break", tmp_path
+    )
     try:
         with pytest.raises(LedgerError, match=r"Limit for result exceeded"):
             cut.history("p")

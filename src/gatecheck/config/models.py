@@ -11,6 +11,8 @@ SLO, probe — and the project) and pydantic resolves them together.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -1016,3 +1018,29 @@ class Project:
     def resolve_thresholds(self, phase: str) -> dict[str, ResolvedThreshold]:
         gate = self.gate(phase)
         return resolve_thresholds(self.thresholds, gate.environment, phase)
+
+    def gate_digest(self, phase: str) -> str:
+        """SHA-256 of what judges ``phase``'s checks: the gate's environment, window, probes
+        and check entries, each suite it runs, and the threshold values those suites use as
+        resolved for it — descriptions, ``requires``, soak, deadline and approval left out.
+        A soak counts only evaluations with the current digest (a check added, a query or a
+        threshold changed restarts it); layout, comments and other gates leave it alone."""
+        gate = self.gate(phase)
+        names = [ref.suite for ref in gate.checks] + [ref.suite for ref in gate.rollback]
+        suites = {name: self.suites[name] for name in names if name in self.suites}
+        resolved = self.resolve_thresholds(phase)
+        used: set[str] = set()
+        for suite in suites.values():
+            used |= suite.parameters() | set(suite.query_parameters())
+        judged = {
+            "gate": gate.model_dump(
+                mode="json", include={"environment", "window", "probes", "checks", "rollback"}
+            ),
+            "suites": {
+                name: suite.model_dump(mode="json", exclude={"description"}, serialize_as_any=True)
+                for name, suite in suites.items()
+            },
+            "thresholds": {name: resolved[name].value for name in sorted(used) if name in resolved},
+        }
+        text = json.dumps(judged, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()

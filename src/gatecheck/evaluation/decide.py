@@ -75,20 +75,25 @@ def soak_coverage(
     as_of: datetime,
     duration: timedelta,
     max_gap: timedelta,
+    digest: str = "",
 ) -> SoakStatus:
     """Coverage of ``[as_of - duration, as_of]`` by evaluations
-    ``(as_of, passed, failed[, waiver ids[, contemporary]])``.
+    ``(as_of, passed, failed[, waiver ids[, contemporary[, gate digest]]])``.
 
     Walking back from ``as_of``: passing evaluations extend the covered run while each is
     within ``max_gap`` of the next; a failed one (a required check failed or a rollback
     fired) ends it — the clock restarts after it; an inconclusive one is neither evidence
     nor failure, it only leaves a gap. A passing evaluation that was not recorded at its time
     (backdated with ``--as-of``) is no evidence either: it leaves a gap and is counted aside.
+    An evaluation judged by another definition of the gate (a ``digest`` other than this
+    one's; '' is a record from before digests, taken as this one) ends the run like a
+    failure: a check added or a threshold changed has not been watched through the soak.
     """
     points = sorted(points, key=lambda p: p[0])  # type: ignore[assignment]
     window_start = as_of - duration
     covered_since: datetime | None = None
     last_failure: datetime | None = None
+    changed_at: datetime | None = None
     gap: tuple[datetime, datetime] | None = None
     later = as_of  # the time the run must reach back from
     passing = backdated = 0
@@ -98,6 +103,10 @@ def soak_coverage(
         moment: datetime = point[0]
         passed, failed = bool(point[1]), bool(point[2])
         ids: str = point[3] if len(point) > 3 else ""  # (as_of, passed, failed[, waiver ids])
+        judged_by: str = point[5] if len(point) > 5 else ""
+        if digest and judged_by and judged_by != digest:
+            changed_at = moment
+            break
         if failed:
             last_failure = moment
             break
@@ -137,6 +146,11 @@ def soak_coverage(
     if not covered:
         if last_failure is not None:
             reason += f"; last failure at {timestamp(last_failure)}"
+        if changed_at is not None:
+            reason += (
+                f"; the gate's checks, suites or thresholds changed after {timestamp(changed_at)}: "
+                "the soak counts from the first evaluation judged as this one is"
+            )
         if gap is not None:
             reason += (
                 f"; no passing evaluation between {timestamp(gap[0])} and {timestamp(gap[1])} "
@@ -149,6 +163,7 @@ def soak_coverage(
         coverage=min(coverage, duration),
         covered_since=covered_since,
         last_failure=last_failure,
+        changed_at=changed_at,
         under_waiver=under_waiver,
         waivers=sorted(waivers),
         backdated=backdated,

@@ -229,7 +229,8 @@ async def evaluate(
     requires = [
         await _requirement(name, approved, ledger, as_of, recorded_since, approvals) for name in gate.requires
     ]
-    soak = await _soak_status(gate, assume_soaked, ledger, as_of, checks, recorded_since)
+    digest = project.gate_digest(phase)
+    soak = await _soak_status(gate, assume_soaked, ledger, as_of, checks, recorded_since, digest)
     approval = approval_of(gate, trail, unreadable, ledger, as_of)
     verdict, reasons = decide(checks, requires, soak, approval)
     deadline = None
@@ -249,6 +250,7 @@ async def evaluate(
         requires=requires,
         soak=soak,
         config_hash=project.config_hash,
+        gate_digest=digest,
         gatecheck_version=__version__,
     )
 
@@ -543,6 +545,7 @@ async def _soak_status(
     as_of: datetime,
     checks: list[CheckResult],
     recorded_since: datetime | None = None,
+    digest: str = "",
 ) -> SoakStatus | None:
     if gate.soak is None:
         return None
@@ -573,8 +576,8 @@ async def _soak_status(
     current = Verdict.model_construct(checks=checks)
     # The evaluation itself counts as of its own as_of (a reproduction of the past judges as
     # it would have then); the recorded ones only if they were evaluated at their time.
-    points.append((as_of, checks_passed(current), checks_failed(current), waived(current), True))
-    return soak_coverage(points, as_of, soak.duration, soak.max_gap)
+    points.append((as_of, checks_passed(current), checks_failed(current), waived(current), True, digest))
+    return soak_coverage(points, as_of, soak.duration, soak.max_gap, digest)
 
 
 async def _timed(

@@ -128,8 +128,8 @@ class Ledger(ABC):
         since: datetime,
         until: datetime,
         recorded_since: datetime | None = None,
-    ) -> list[tuple[datetime, bool, bool, str, bool]]:
-        """``(as_of, checks_passed, checks_failed, waivers, contemporary)`` of every record of
+    ) -> list[tuple[datetime, bool, bool, str, bool, str]]:
+        """``(as_of, checks_passed, checks_failed, waivers, contemporary, gate_digest)`` of every record of
         ``phase`` with ``since <= as_of <= until``, oldest first: what soak coverage is computed
         from, read from stored columns (one indexed query, no document is parsed)."""
 
@@ -230,6 +230,7 @@ def row_of(verdict: Verdict, duration_s: float, recorded_at: datetime) -> dict[s
         "recorded_at": utc(recorded_at),
         "document": verdict.document(),
         "tracked": tracked_of(verdict),
+        "gate_digest": verdict.gate_digest,
     }
 
 

@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS {table} (
   document String,
   checks_failed Nullable(UInt8),
   waivers String DEFAULT '',
-  tracked String DEFAULT ''
+  tracked String DEFAULT '',
+  gate_digest String DEFAULT ''
 ) ENGINE = MergeTree ORDER BY (phase, as_of)
 SETTINGS non_replicated_deduplication_window = 1000
 """
@@ -59,6 +60,7 @@ _CH_MIGRATE = (
     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS checks_failed Nullable(UInt8)",
     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS waivers String DEFAULT ''",
     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS tracked String DEFAULT ''",
+    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS gate_digest String DEFAULT ''",
     "ALTER TABLE {table} MODIFY SETTING non_replicated_deduplication_window = 1000",
 )
 _CH_AUDIT_TABLE = "gatecheck_audit"
@@ -99,7 +101,7 @@ INSERT INTO {table} SELECT
   {phase:String}, {environment:String}, toDateTime64({as_of_ms:Int64} / 1000, 3, 'UTC'),
   {verdict:String}, {checks_passed:UInt8}, {config_hash:String}, {duration_s:Float64},
   {gatecheck_version:String}, toDateTime64({recorded_at_ms:Int64} / 1000, 3, 'UTC'), {document:String},
-  {checks_failed:UInt8}, {waivers:String}, {tracked:String}
+  {checks_failed:UInt8}, {waivers:String}, {tracked:String}, {gate_digest:String}
 """
 _CH_SELECT = """
 SELECT phase, environment, toUnixTimestamp64Milli(as_of) AS as_of_ms, verdict, checks_passed,
@@ -152,7 +154,7 @@ LIMIT {newest:UInt64}
 _CH_SOAK = """
 SELECT toUnixTimestamp64Milli(as_of) AS as_of_ms, checks_passed, checks_failed,
        if(checks_failed IS NULL, document, '') AS old_document, waivers,
-       toUnixTimestamp64Milli(recorded_at) AS recorded_at_ms
+       toUnixTimestamp64Milli(recorded_at) AS recorded_at_ms, gate_digest
 FROM {table}
 WHERE phase = {phase:String}
   AND as_of >= toDateTime64({since_ms:Int64} / 1000, 3, 'UTC')
@@ -238,6 +240,7 @@ class ClickHouseLedger(Ledger):
             "config_hash": row["config_hash"], "duration_s": row["duration_s"],
             "gatecheck_version": row["gatecheck_version"], "recorded_at_ms": to_ms(row["recorded_at"]),
             "document": json.dumps(row["document"]), "waivers": row["waivers"], "tracked": row["tracked"],
+            "gate_digest": row["gate_digest"],
         }  # fmt: skip
         # The evaluation's own identity as the insert's deduplication token: the same record
         # sent again (a retry after an answer lost on the way back) is stored once.
@@ -315,7 +318,7 @@ class ClickHouseLedger(Ledger):
         since: datetime,
         until: datetime,
         recorded_since: datetime | None = None,
-    ) -> list[tuple[datetime, bool, bool, str, bool]]:
+    ) -> list[tuple[datetime, bool, bool, str, bool, str]]:
         if self._absent:  # read-only, and no tables: nothing was ever recorded
             return []
         params = {
@@ -337,6 +340,7 @@ class ClickHouseLedger(Ledger):
                 ),
                 r["waivers"] or "",
                 contemporary(from_ms(int(r["as_of_ms"])), from_ms(int(r["recorded_at_ms"]))),
+                r["gate_digest"] or "",
             )
             for r in frame.to_dict("records")
         ]

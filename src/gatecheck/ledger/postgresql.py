@@ -103,6 +103,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE gatecheck_evaluations ADD COLUMN tracked TEXT NOT NULL DEFAULT '';
     """,
+    # 4: what judged each record's checks (a soak counts only records of the current digest)
+    """
+    ALTER TABLE gatecheck_evaluations ADD COLUMN gate_digest TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 #: The audit trail's columns, quoted: ``by`` is a reserved word in PostgreSQL.
@@ -213,14 +217,14 @@ class PostgresLedger(RowLedger):
             connection.execute(
                 "INSERT INTO gatecheck_evaluations (phase, environment, as_of_ms, verdict, checks_passed,"
                 " checks_failed, config_hash, duration_s, gatecheck_version, recorded_at_ms, document,"
-                " waivers, epoch, tracked)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " waivers, epoch, tracked, gate_digest)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [
                     row["phase"], row["environment"], to_ms(row["as_of"]), row["verdict"],
                     bool(row["checks_passed"]), bool(row["checks_failed"]), row["config_hash"],
                     row["duration_s"], row["gatecheck_version"], to_ms(row["recorded_at"]),
                     json.dumps(row["document"]), row["waivers"], lease.epoch if lease else None,
-                    row["tracked"],
+                    row["tracked"], row["gate_digest"],
                 ],
             )  # fmt: skip
         return Record.model_validate(row)
@@ -280,15 +284,15 @@ class PostgresLedger(RowLedger):
         since: datetime,
         until: datetime,
         recorded_since: datetime | None = None,
-    ) -> list[tuple[datetime, bool, bool, str, bool]]:
+    ) -> list[tuple[datetime, bool, bool, str, bool, str]]:
         where, args = range_filter("%s", phase, since, until, recorded_since)
         rows = self._rows(
-            "SELECT as_of_ms, checks_passed, checks_failed, waivers, recorded_at_ms"
+            "SELECT as_of_ms, checks_passed, checks_failed, waivers, recorded_at_ms, gate_digest"
             f" FROM gatecheck_evaluations{where}",
             args,
         )
         return [
-            (from_ms(r[0]), bool(r[1]), bool(r[2]), r[3], contemporary(from_ms(r[0]), from_ms(r[4])))
+            (from_ms(r[0]), bool(r[1]), bool(r[2]), r[3], contemporary(from_ms(r[0]), from_ms(r[4])), r[5])
             for r in rows
         ]
 

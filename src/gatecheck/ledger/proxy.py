@@ -47,8 +47,8 @@ class WorkerLedger(Ledger):
 
     def soak_points(
         self, phase: str, since: datetime, until: datetime, recorded_since: datetime | None = None
-    ) -> list[tuple[datetime, bool, bool, str, bool]]:
-        result: list[tuple[datetime, bool, bool, str, bool]] = self.calls.ledger_call(
+    ) -> list[tuple[datetime, bool, bool, str, bool, str]]:
+        result: list[tuple[datetime, bool, bool, str, bool, str]] = self.calls.ledger_call(
             "soak_points", phase, since, until, recorded_since
         )
         return result

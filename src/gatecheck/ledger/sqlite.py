@@ -45,6 +45,8 @@ def _sqlite_migrate(connection: sqlite3.Connection) -> None:
         connection.execute("ALTER TABLE evaluations ADD COLUMN waivers TEXT NOT NULL DEFAULT ''")
     if "tracked" not in columns:
         connection.execute("ALTER TABLE evaluations ADD COLUMN tracked TEXT NOT NULL DEFAULT ''")
+    if "gate_digest" not in columns:
+        connection.execute("ALTER TABLE evaluations ADD COLUMN gate_digest TEXT NOT NULL DEFAULT ''")
 
 
 _SQLITE_SCHEMA = """
@@ -62,7 +64,8 @@ CREATE TABLE IF NOT EXISTS evaluations (
   recorded_at_ms INTEGER NOT NULL,
   document TEXT NOT NULL,
   waivers TEXT NOT NULL DEFAULT '',
-  tracked TEXT NOT NULL DEFAULT ''
+  tracked TEXT NOT NULL DEFAULT '',
+  gate_digest TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS evaluations_phase_as_of ON evaluations (phase, as_of_ms);
 CREATE TABLE IF NOT EXISTS audit (
@@ -156,12 +159,12 @@ class SqliteLedger(RowLedger):
                 connection.execute(
                     "INSERT INTO evaluations (phase, environment, as_of_ms, verdict, checks_passed,"
                     " checks_failed, config_hash, duration_s, gatecheck_version, recorded_at_ms, document,"
-                    " waivers, tracked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " waivers, tracked, gate_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         row["phase"], row["environment"], to_ms(row["as_of"]), row["verdict"],
                         int(row["checks_passed"]), int(row["checks_failed"]), row["config_hash"],
                         row["duration_s"], row["gatecheck_version"], to_ms(row["recorded_at"]),
-                        json.dumps(row["document"]), row["waivers"], row["tracked"],
+                        json.dumps(row["document"]), row["waivers"], row["tracked"], row["gate_digest"],
                     ),
                 )  # fmt: skip
                 connection.execute("COMMIT")
@@ -175,12 +178,12 @@ class SqliteLedger(RowLedger):
         since: datetime,
         until: datetime,
         recorded_since: datetime | None = None,
-    ) -> list[tuple[datetime, bool, bool, str, bool]]:
+    ) -> list[tuple[datetime, bool, bool, str, bool, str]]:
         where, args = range_filter("?", phase, since, until, recorded_since)
         rows = self._rows(
             "SELECT as_of_ms, checks_passed, checks_failed,"
             " CASE WHEN checks_failed IS NULL THEN document END,"  # only records from before the column
-            f" waivers, recorded_at_ms FROM evaluations{where}",
+            f" waivers, recorded_at_ms, gate_digest FROM evaluations{where}",
             args,
         )
         return [
@@ -190,6 +193,7 @@ class SqliteLedger(RowLedger):
                 stored_failed(r[2], json.loads(r[3]) if r[3] is not None else None),
                 r[4],
                 contemporary(from_ms(r[0]), from_ms(r[5])),
+                r[6],
             )
             for r in rows
         ]
