@@ -384,6 +384,65 @@ def _asgi(svc: Service):
     return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
 
 
+def test_history_lists_at_most_a_page_and_links_the_older_records(service_config: Path, tmp_path: Path) -> None:
+    """A span of many records is answered a page at a time (each record's document is read to
+    list it: a year of 5-minute records at once was gigabytes), newest page first, with a
+    ``Link`` to the older ones; pages neither overlap nor skip, even at records sharing an as_of."""
+    from datetime import UTC, datetime, timedelta
+
+    from gatecheck.evaluation.plan import window_for
+    from gatecheck.results import CheckResult, Outcome, Requester, VerdictState
+
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    asked = Requester(controller="argo-rollouts", name="hrv", started=now - timedelta(hours=1))
+    ledger = SqliteLedger(tmp_path / "l.db")
+    moments = [now - timedelta(minutes=5 * k) for k in range(7)] + [now - timedelta(minutes=10)]  # two at -10m
+    for moment in moments:
+        check = CheckResult(
+            suite="unmatched_edges", source="warehouse", role="required", outcome=Outcome.PASS,
+            window=window_for(moment, timedelta(hours=1), timedelta(0)),
+        )  # fmt: skip
+        ledger.record(
+            Verdict(
+                phase="svc-go", environment="e-healthy", as_of=moment, verdict=VerdictState.GO, reasons=[],
+                checks=[check], config_hash="c", gatecheck_version="t", requested_by=asked if moment == now else None,
+            ),
+            0.1,
+        )  # fmt: skip
+    svc = Service(load_project(service_config, environ={}), ledger, ["svc-go"], clock=lambda: now)
+
+    async def pages(first: str) -> list[tuple[int, list[str], str | None]]:
+        seen = []
+        url: str | None = first
+        async with _asgi(svc) as client:
+            while url is not None and len(seen) < 10:
+                answer = await client.get(url)
+                link = answer.headers.get("link")
+                listed = [r["as_of"] for r in answer.json()] if answer.status_code == 200 else []
+                seen.append((answer.status_code, listed, link))
+                url = re.match(r'<([^>]+)>; rel="next"', link).group(1) if link else None
+        return seen
+
+    walked = asyncio.run(pages("/api/v1/phases/svc-go/history?since=1h&limit=3"))
+    assert [status for status, _, _ in walked] == [200, 200, 200]
+    listed = [as_of for _, page, _ in walked for as_of in page]
+    expected = sorted(m.strftime("%Y-%m-%dT%H:%M:%SZ") for m in moments)
+    assert sorted(listed) == expected  # every record once, the two at -10m included
+    assert walked[0][1] == ["2026-03-02T11:55:00Z", "2026-03-02T12:00:00Z"]  # newest first, oldest first within
+    assert walked[0][2] is not None and "until=" in walked[0][2] and walked[-1][2] is None
+    # Without a limit the default page holds all eight; a limit beyond the bound is refused.
+    whole = asyncio.run(pages("/api/v1/phases/svc-go/history?since=1h"))
+    assert len(whole) == 1 and len(whole[0][1]) == 8 and whole[0][2] is None
+
+    async def newest() -> dict[str, Any]:
+        async with _asgi(svc) as client:
+            return (await client.get("/api/v1/phases/svc-go/history?since=1h&limit=1")).json()[0]
+
+    assert asyncio.run(newest())["requested_by"]["started"].startswith("2026-03-02T11:00:00")
+    for bad in ("limit=0", "limit=5001", "until=not-a-time"):
+        assert asyncio.run(pages(f"/api/v1/phases/svc-go/history?{bad}"))[0][0] == 422
+
+
 def test_state_changing_requests_need_the_bearer_token(service_config: Path, tmp_path: Path) -> None:
     svc = Service(
         load_project(service_config, environ={}),

@@ -8,6 +8,7 @@ import json
 from typing import Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request  # a handler's annotation: FastAPI resolves it here
 
@@ -27,6 +28,11 @@ from gatecheck.service.schemas import (
     Problem,
     RecordSummary,
 )
+
+#: Records ``GET …/history`` lists by default (48 hours at a 5-minute interval is 576) and at
+#: most: each is read with its whole document (~11 KB for the reference gates).
+HISTORY_PAGE = 1000
+MAX_HISTORY_PAGE = 5000
 
 
 def routes(service: Service, h: Helpers) -> APIRouter:
@@ -174,11 +180,37 @@ def routes(service: Service, h: Helpers) -> APIRouter:
         response_model=None,
         responses={200: {"model": list[RecordSummary]}, 404: problem, 422: problem, 503: problem},
     )
-    async def history(phase: str, since: str = Query("48h", description="e.g. 30m, 48h, 7d")) -> Any:
+    async def history(
+        phase: str,
+        request: Request,
+        since: str = Query("48h", description="e.g. 30m, 48h, 7d"),
+        until: str | None = Query(
+            None, description="Only records as of this time or earlier (ISO 8601): the next page's `Link`."
+        ),
+        limit: int = Query(
+            HISTORY_PAGE, ge=1, le=MAX_HISTORY_PAGE,
+            description=f"At most this many records, the newest (at most {MAX_HISTORY_PAGE}).",
+        ),
+    ) -> Any:  # fmt: skip
+        """The phase's records in the span, oldest first: at most ``limit``, the newest. When
+        the span holds more, a ``Link: <…&until=…>; rel="next"`` header asks for the older
+        ones (each record's whole document is read to list it: a year of them at once would
+        hold gigabytes)."""
         h.known(phase)
         start = h.since_moment(since)
-        records = await asyncio.to_thread(service.ledger.history, phase, start)
-        return [record_summary(r) for r in records]
+        end = h.moment_param(until, "until") if until is not None else None
+        records = await asyncio.to_thread(service.ledger.history, phase, start, end, None, limit + 1)
+        headers = {}
+        if len(records) > limit:
+            # The next page starts at the newest record left out, inclusive; records sharing its
+            # as_of move there too, so pages neither overlap nor skip one.
+            boundary = records[-limit - 1].as_of
+            kept = [r for r in records[-limit:] if r.as_of > boundary]
+            if kept:
+                records = kept
+                older = request.url.include_query_params(until=document_time(boundary), limit=limit)
+                headers["Link"] = f'<{older.path}?{older.query}>; rel="next"'
+        return JSONResponse(jsonable_encoder([record_summary(r) for r in records]), headers=headers)
 
     @router.post(
         "/api/v1/phases/{phase}/evaluations",
