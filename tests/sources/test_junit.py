@@ -137,6 +137,57 @@ def test_a_failing_test_case_counts_whatever_the_summary_says_and_nested_suites_
     assert list(frame["failing_tests"]) == ["A.a2", "c.broken"]
 
 
+def many_reports(directory: Path, filler_modified: datetime) -> None:
+    """505 passing runs of three days ago, modified at ``filler_modified``; five passing runs in
+    the last hour and, newest of all, a failing one named to sort first."""
+    directory.mkdir(exist_ok=True)
+
+    def report(name: str, when: datetime, failed: bool = False) -> Path:
+        case = "<testcase classname='e2e' name='t'>" + ("<failure/>" if failed else "") + "</testcase>"
+        path = directory / name
+        path.write_text(f"<testsuite name='e2e' timestamp='{when.strftime('%Y-%m-%dT%H:%M:%SZ')}'>{case}</testsuite>")
+        return path
+
+    for k in range(505):
+        moment = filler_modified.timestamp()
+        os.utime(report(f"e2e-r{k:04d}.xml", AS_OF - timedelta(days=3)), (moment, moment))
+    for k in range(5):
+        report(f"e2e-s{k}.xml", AS_OF - timedelta(minutes=10 * (k + 1)))
+    report("e2e-0-newest.xml", AS_OF - timedelta(minutes=1), failed=True)
+
+
+def test_reports_beyond_the_cap_never_hide_a_run_the_check_judges(tmp_path: Path) -> None:
+    """At most 500 reports are read (the most recently modified). Old reports left unread
+    change nothing; when the unread ones could hold a run of the window, the check is an error
+    — before, a failing newest run among them was left out and five older passes were a pass."""
+    quiet = tmp_path / "quiet"
+    many_reports(quiet, AS_OF - timedelta(days=3))  # the old reports were written back then
+    frame = read(f"file://{quiet}", {"reports": "e2e-*.xml", "newest": 5})
+    assert list(frame["failed"]) == [1, 0, 0, 0, 0] and frame["run"].iloc[0] == "e2e-0-newest.xml"
+    # A day's window holds more than the newest five: still complete, the unread are older.
+    day = read(f"file://{quiet}", {"reports": "e2e-*.xml"}, window_start=AS_OF - timedelta(days=1))
+    assert len(day) == 6
+
+    # Every report copied at one moment (a CI cache restored): modification times say nothing.
+    restored = tmp_path / "restored"
+    many_reports(restored, AS_OF)
+    for path in restored.iterdir():
+        os.utime(path, (AS_OF.timestamp(), AS_OF.timestamp()))
+    with pytest.raises(QueryError, match=r"^511 reports match 'e2e-\*.xml' and only the 500 most recently modified"):
+        read(f"file://{restored}", {"reports": "e2e-*.xml", "newest": 5})
+
+    # A listing says nothing of its reports' times: more than 500 matching links is an error.
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(quiet))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, args=(STOP_POLL_S,), daemon=True).start()
+    try:
+        with pytest.raises(QueryError, match=r"511 reports match .* only the 500 last listed are read"):
+            read(f"http://127.0.0.1:{server.server_port}/", {"reports": "e2e-*.xml", "newest": 5})
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_missing_directory_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(SourceUnavailable, match="not a directory"):
         read(f"file://{tmp_path / 'nope'}")

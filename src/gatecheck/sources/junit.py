@@ -9,7 +9,11 @@ window, newest first — at most ``newest`` of them — are the frame.
 
 XML is parsed with defusedxml: a document type declaration or an entity (an XML bomb, an
 external entity) is refused, and the report named in the error, as is one that is not
-JUnit XML. At most ``MAX_REPORTS`` reports of at most ``MAX_REPORT_BYTES`` each are read.
+JUnit XML. At most ``MAX_REPORTS`` reports of at most ``MAX_REPORT_BYTES`` each are read: in a
+directory the most recently modified ones, and the check is an error unless the reports left
+unread cannot hold a run it judges (a run's timestamp is at most ``TIMESTAMP_LEAD`` after its
+file's modification time); a listing says nothing of its reports' times, so beyond
+``MAX_REPORTS`` matching links it is an error.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import asyncio
 import fnmatch
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -39,6 +43,10 @@ if TYPE_CHECKING:
 
 MAX_REPORTS = 500
 MAX_REPORT_BYTES = 5 * 2**20
+#: How far a run's timestamp may lie after its report file's modification time: a report is
+#: written when its run ends, but a timestamp in local time without its zone reads as UTC
+#: (UTC+14 at most).
+TIMESTAMP_LEAD = timedelta(hours=14)
 #: The columns of the frame, one row per run.
 COLUMNS = [
     "run", "time", "tests", "failures", "errors", "skipped", "executed", "failed", "runs", "failing_tests",
@@ -88,6 +96,15 @@ class JUnitQuery(Frozen):
         if isinstance(self.newest, dict):
             return {self.newest["$PARAMETER"]: "UInt32"}
         return {}
+
+
+@dataclass(frozen=True)
+class Unread:
+    """Reports that matched beyond ``MAX_REPORTS`` and were not read: how many matched, and the
+    newest modification time among the unread ones (None: unknown, a listing's)."""
+
+    matched: int
+    modified_until: datetime | None
 
 
 @dataclass(frozen=True)
@@ -229,12 +246,16 @@ class JUnitSource(Source):
         self.location = _location(config, root)
         self.where = f"JUnit reports at {redact(str(self.location))}"
 
-    def _read_directory(self, directory: Path, pattern: str) -> list[Run]:
+    def _read_directory(self, directory: Path, pattern: str) -> tuple[list[Run], Unread | None]:
         if not directory.is_dir():
             raise SourceUnavailable(f"{self.where}: not a directory")
         files = sorted(p for p in directory.iterdir() if p.is_file() and fnmatch.fnmatchcase(p.name, pattern))
+        unread = None
         if len(files) > MAX_REPORTS:
-            files = sorted(files, key=lambda p: p.stat().st_mtime)[-MAX_REPORTS:]
+            by_age = sorted(files, key=lambda p: p.stat().st_mtime)
+            files = by_age[-MAX_REPORTS:]
+            newest_unread = datetime.fromtimestamp(by_age[-MAX_REPORTS - 1].stat().st_mtime, UTC)
+            unread = Unread(len(by_age), newest_unread)
         runs = []
         for path in files:
             stat = path.stat()
@@ -242,9 +263,9 @@ class JUnitSource(Source):
                 raise QueryError(f"report {path.name}: {stat.st_size} bytes, more than {MAX_REPORT_BYTES}")
             modified = datetime.fromtimestamp(stat.st_mtime, UTC)
             runs.append(parse_report(path.name, path.read_bytes(), modified))
-        return runs
+        return runs, unread
 
-    async def _read_listing(self, url: str, pattern: str) -> list[Run]:
+    async def _read_listing(self, url: str, pattern: str) -> tuple[list[Run], Unread | None]:
         import httpx
 
         async with httpx.AsyncClient(
@@ -253,7 +274,9 @@ class JUnitSource(Source):
             with http_errors(self.where, self.timeout):
                 page = await client.get(url)
                 page.raise_for_status()
-                found = list(_listed(page.text, url, pattern))[-MAX_REPORTS:]
+                listed = list(_listed(page.text, url, pattern))
+                unread = Unread(len(listed), None) if len(listed) > MAX_REPORTS else None
+                found = listed[-MAX_REPORTS:]
                 runs = []
                 for name, link in found:
                     response = await client.get(link)
@@ -263,13 +286,17 @@ class JUnitSource(Source):
                     stamp = response.headers.get("last-modified")
                     modified = parsedate_to_datetime(stamp).astimezone(UTC) if stamp else None
                     runs.append(parse_report(name, response.content, modified))
-                return runs
+                return runs, unread
 
-    async def runs(self, pattern: str) -> list[Run]:
-        """Every report matching ``pattern``, as runs."""
+    async def read(self, pattern: str) -> tuple[list[Run], Unread | None]:
+        """The reports matching ``pattern`` as runs (at most ``MAX_REPORTS``), and those left unread."""
         if isinstance(self.location, Path):
             return await asyncio.to_thread(self._read_directory, self.location, pattern)
         return await self._read_listing(self.location, pattern)
+
+    async def runs(self, pattern: str) -> list[Run]:
+        """The reports matching ``pattern``, as runs (at most ``MAX_REPORTS``)."""
+        return (await self.read(pattern))[0]
 
     async def query(self, text: JUnitQuery, parameters: QueryParameters) -> pd.DataFrame:
         newest: Any = text.newest
@@ -279,10 +306,37 @@ class JUnitSource(Source):
             if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 1 or int(raw) != raw:
                 raise QueryError(f"newest: {name} = {raw!r} is not a whole number of runs (at least 1)")
             newest = int(raw)
-        runs = await self.runs(text.reports)
+        runs, unread = await self.read(text.reports)
         start, end = parameters["window_start"], parameters["window_end"]
         assert isinstance(start, datetime) and isinstance(end, datetime)
+        if unread is not None:
+            complete(runs, unread, start, end, newest, text.reports)
         return frame_of(runs, start, end, newest)
+
+
+def complete(
+    runs: list[Run], unread: Unread, start: datetime, end: datetime, newest: int | None, pattern: str
+) -> None:
+    """Nothing judged is among the unread reports, or QueryError: each unread run is at most
+    ``TIMESTAMP_LEAD`` after its file's modification time, so it lies before the window, or
+    behind ``newest`` runs read that are all later than it."""
+    read = f"{unread.matched} reports match {pattern!r} and only the {MAX_REPORTS}"
+    if unread.modified_until is None:
+        raise QueryError(
+            f"{read} last listed are read; a listing does not say when its reports were written, so runs "
+            "in the window may be among the others: list only recent reports or narrow the glob"
+        )
+    bound = unread.modified_until + TIMESTAMP_LEAD
+    if bound < start:
+        return
+    if newest is not None and sum(1 for r in runs if start <= r.time < end and r.time > bound) >= newest:
+        return
+    lead = f"{TIMESTAMP_LEAD.total_seconds() / 3600:.0f}h"
+    raise QueryError(
+        f"{read} most recently modified are read; the others, modified up to "
+        f"{document_time(unread.modified_until)}, may hold runs of the window (a run's timestamp may be "
+        f"up to {lead} after its file's time): move older reports out or narrow the glob"
+    )
 
 
 def explain_query(
