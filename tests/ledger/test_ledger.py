@@ -82,6 +82,34 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path, warehouse: Path) -> L
     opened.close()
 
 
+def test_two_projects_on_one_postgresql_database_keep_apart_by_schema(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """docs/service.md: a ledger per project, on one database a schema each (search_path in the
+    URL's options): one project's GO and waivers are not the other's."""
+    import psycopg
+
+    url = fresh_database(request, tmp_path)
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("CREATE SCHEMA team_a")
+        connection.execute("CREATE SCHEMA team_b")
+    joined = "&" if "?" in url else "?"
+    team_a = PostgresLedger(f"{url}{joined}options=-csearch_path%3Dteam_a")
+    team_b = PostgresLedger(f"{url}{joined}options=-csearch_path%3Dteam_b")
+    try:
+        team_a.record(verdict("staging-soak", AS_OF), 0.1)
+        assert team_b.last_decision("staging-soak") is None and team_b.history("staging-soak") == []
+        assert [r.verdict for r in team_a.history("staging-soak")] == [VerdictState.GO]
+    finally:
+        team_a.close()
+        team_b.close()
+    with psycopg.connect(url) as connection:
+        tables = connection.execute(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'gatecheck_evaluations'"
+        ).fetchall()
+    assert sorted(t[0] for t in tables) == ["team_a", "team_b"]
+
+
 def test_records_round_trip_in_as_of_order(ledger: Ledger) -> None:
     ledger.record(verdict("p", AS_OF), 1.5)
     ledger.record(verdict("p", AS_OF - HOUR, Outcome.FAIL), 0.5)
