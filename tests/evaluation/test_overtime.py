@@ -104,6 +104,28 @@ def test_consecutive_passes(
     assert (judged.outcome, judged.accumulation) == (expected, account)
 
 
+def test_passes_judged_by_another_gate_definition_earn_no_pass_after_run_and_failures_still_count() -> None:
+    """A threshold tightened after two passes: those passes were judged by another gate, so
+    `pass_after: {consecutive: 3}` starts again; a failure under the old gate still fails
+    `fail_after` (failures are never forgotten by a change)."""
+    from gatecheck.evaluation.overtime import earlier_outcomes
+
+    def document(outcome: Outcome, digest: str) -> dict[str, Any]:
+        return {"gate_digest": digest, "checks": [check(outcome).model_dump(mode="json")]}
+
+    documents = [document(P, "old"), document(P, "old"), document(P, "now")]
+    earlier = earlier_outcomes(documents, "s", "required", "now")
+    assert earlier == [None, None, P]
+    judged = accumulate(check(P), None, PassAfter(consecutive=3), earlier)
+    assert (judged.outcome, judged.accumulation) == (I, "passed 2 consecutive evaluations; it passes after 3")
+    # The same passes under today's gate (or recorded before digests were kept) earn it.
+    same = earlier_outcomes([document(P, "now"), document(P, ""), document(P, "now")], "s", "required", "now")
+    assert accumulate(check(P), None, PassAfter(consecutive=3), same).outcome is P
+    failed = earlier_outcomes([document(F, "old"), document(F, "old")], "s", "required", "now")
+    assert failed == [F, F]
+    assert accumulate(check(F), FailAfter(consecutive=3), None, failed).outcome is F
+
+
 def test_an_unreadable_ledger_leaves_a_rule_unjudged_never_passed() -> None:
     problem = "cannot read the history ledger: database is locked"
     failed = accumulate(check(F), FailAfter(failures=2, of=3), None, problem)

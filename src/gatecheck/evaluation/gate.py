@@ -216,7 +216,8 @@ async def evaluate(
     # Over time: each check's accumulation rules over the phase's earlier evaluations, then
     # whether it is enforced (a shadow check turned on by a recorded decision is).
     checks = await _from_history(ledger, phase, plans, checks, trail, as_of, recorded_since)
-    earlier = await _earlier(ledger, phase, plans, as_of, recorded_since)
+    digest = project.gate_digest(phase)
+    earlier = await _earlier(ledger, phase, plans, as_of, recorded_since, digest)
     checks = [
         accumulate(check, plan.fail_after, plan.pass_after, earlier.get((plan.suite.name, plan.role), []))
         for plan, check in zip(plans, checks, strict=True)
@@ -229,7 +230,6 @@ async def evaluate(
     requires = [
         await _requirement(name, approved, ledger, as_of, recorded_since, approvals) for name in gate.requires
     ]
-    digest = project.gate_digest(phase)
     soak = await _soak_status(gate, assume_soaked, ledger, as_of, checks, recorded_since, digest)
     approval = approval_of(gate, trail, unreadable, ledger, as_of)
     verdict, reasons = decide(checks, requires, soak, approval)
@@ -261,9 +261,11 @@ async def _earlier(
     plans: list[CheckPlan],
     as_of: datetime,
     recorded_since: datetime | None,
+    digest: str = "",
 ) -> dict[tuple[str, str], list[Earlier] | str]:
     """For each check with accumulation rules: its measured outcomes in the phase's earlier
-    evaluations (as_of before this one's, oldest first), or why they cannot be read."""
+    evaluations (as_of before this one's, oldest first; a pass under another gate digest than
+    ``digest`` earns no run), or why they cannot be read."""
     wanted = [plan for plan in plans if plan.lookback > 1]
     if not wanted:
         return {}
@@ -286,7 +288,7 @@ async def _earlier(
         return {(plan.suite.name, plan.role): f"cannot read the history ledger: {exc}" for plan in wanted}
     documents = [record.document for record in records]
     return {
-        (plan.suite.name, plan.role): earlier_outcomes(documents, plan.suite.name, plan.role)[
+        (plan.suite.name, plan.role): earlier_outcomes(documents, plan.suite.name, plan.role, digest)[
             -(plan.lookback - 1) :
         ]
         for plan in wanted

@@ -117,13 +117,21 @@ def measured_outcome(document_check: Mapping[str, Any]) -> Outcome:
     return Outcome(document_check.get("measured") or document_check["outcome"])
 
 
-def earlier_outcomes(documents: Iterable[Mapping[str, Any]], suite: str, role: str) -> list[Earlier]:
+def earlier_outcomes(
+    documents: Iterable[Mapping[str, Any]], suite: str, role: str, digest: str = ""
+) -> list[Earlier]:
     """Per recorded verdict document (oldest first): the measured outcome of the check of
-    ``suite`` in ``role``, None where that evaluation had no such check."""
+    ``suite`` in ``role``, None where that evaluation had no such check. A pass judged by
+    another definition of the gate (a ``gate_digest`` other than ``digest``; '' before digests
+    were kept) is None too: it earns no ``pass_after`` run. Its failures still count."""
     found: list[Earlier] = []
     for document in documents:
         checks = [c for c in document.get("checks", []) if c.get("suite") == suite and c.get("role") == role]
-        found.append(measured_outcome(checks[0]) if checks else None)
+        outcome = measured_outcome(checks[0]) if checks else None
+        judged_by = document.get("gate_digest") or ""
+        if outcome is Outcome.PASS and digest and judged_by and judged_by != digest:
+            outcome = None
+        found.append(outcome)
     return found
 
 
