@@ -207,6 +207,9 @@ class Tracked(_Result):
 
     column: str
     groups: list[GroupValue] = []
+    # What produced the values (evaluation.plan.measure_of: the query, groups, window): a later
+    # bound learns only from values measured the same way. '' before it was kept.
+    measure: str = ""
 
 
 class HistoryGroup(_Result):

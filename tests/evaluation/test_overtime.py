@@ -582,6 +582,31 @@ def test_a_baseline_from_the_last_passing_evaluations_then_pinned_and_invalidate
     assert code == 2 and "has no baseline in gate overtime (did you mean 'reading_level'?)" in err
 
 
+def test_a_baseline_learns_only_from_values_measured_as_they_are_now(
+    config_copy: Path, warehouse: Path, readings: str, tmp_path: Path
+) -> None:
+    """The level's query changed to report thousands (a unit change): the values recorded
+    before were measured another way, so the baseline has too little history — before, hour
+    4's regression (20, four times the level) read 0.02 and passed 1.5 × the old median 5."""
+    rule = {"column": "worst", "last": 3, "quantile": 0.5, "max_ratio": 1.5, "min_records": 2}
+    root = overtime_project(config_copy, {"checks": [{"suite": "reading_level", "baseline": rule}]})
+    env = {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={readings}"}
+    ledger = SqliteLedger(tmp_path / "l.db")
+    verdicts = run_hours(load_project(root, environ=env), ledger, range(4))
+    assert [v.verdict.value for v in verdicts] == ["inconclusive", "inconclusive", "go", "go"]
+    measured = the(verdicts[-1], "reading_level").tracked
+    assert measured is not None and len(measured.measure) == 64
+
+    suite_file = root / "suites" / "reading_level.yaml"
+    suite_file.write_text(suite_file.read_text().replace("max(level) AS worst", "max(level) / 1000 AS worst"))
+    (redefined,) = run_hours(load_project(root, environ=env), ledger, range(4, 5))
+    check_ = the(redefined, "reading_level")
+    assert redefined.verdict is VerdictState.INCONCLUSIVE, check_.reason
+    assert check_.history is not None and check_.history.left_out == {"redefined": 4}
+    assert check_.reason == "worst: too little history: 0 passing evaluations with a value, need 2"
+    assert check_.tracked is not None and check_.tracked.measure not in ("", measured.measure)
+
+
 def test_a_baseline_with_accumulation_in_the_backtest_equals_run(
     config_copy: Path, warehouse: Path, readings: str, tmp_path: Path
 ) -> None:

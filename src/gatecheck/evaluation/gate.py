@@ -337,7 +337,9 @@ async def _from_history(
                 found[k] = check.model_copy(update={"outcome": Outcome.INCONCLUSIVE, "reason": problem})
             continue
         excluded = plan.learned.exclude if plan.learned is not None else []
-        past = past_of_documents(documents, plan.suite.name, plan.role, invalidated, stretches, excluded)
+        past = past_of_documents(
+            documents, plan.suite.name, plan.role, invalidated, stretches, excluded, plan.measure
+        )
         pin = None
         if pinned is not None:
             event, document = pinned
@@ -625,7 +627,7 @@ def with_tracked(plan: CheckPlan, frame: pd.DataFrame, result: CheckResult) -> C
         return result.model_copy(
             update={"outcome": Outcome.ERROR, "reason": f"{plan.where}.{key}.column: {found}"}
         )
-    return result.model_copy(update={"tracked": found})
+    return result.model_copy(update={"tracked": found.model_copy(update={"measure": plan.measure})})
 
 
 def check_base(plan: CheckPlan) -> dict[str, Any]:

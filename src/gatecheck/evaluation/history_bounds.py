@@ -102,12 +102,14 @@ def past_of_documents(
     invalidated: set[datetime] | frozenset[datetime] = frozenset(),
     corrections: Sequence[tuple[datetime, datetime]] = (),
     excluded: Sequence[ExcludedStretch] = (),
+    measure: str = "",
 ) -> list[Past]:
     """The check's earlier evaluations (recorded verdict documents, oldest first) that kept
-    its tracked values, each marked with why it is left out, if it is: ``invalidated`` (a
-    person said so), ``rollback`` (from a ROLLBACK until the next GO), ``waived`` (its failure
-    was waived), ``corrected`` (its window overlaps an SLO correction) or ``excluded`` (a
-    stretch the rule excludes)."""
+    its tracked values, each marked with why it is left out, if it is: ``redefined`` (its
+    values were measured another way than ``measure`` says: another query, grouping or
+    window), ``invalidated`` (a person said so), ``rollback`` (from a ROLLBACK until the next
+    GO), ``waived`` (its failure was waived), ``corrected`` (its window overlaps an SLO
+    correction) or ``excluded`` (a stretch the rule excludes)."""
     found: list[Past] = []
     rolling_back = False
     manual = [(e.start, e.end) for e in excluded]
@@ -125,7 +127,10 @@ def past_of_documents(
         start, end, as_of = _moment(window["start"]), _moment(window["end"]), _moment(document["as_of"])
         values = {key_of(g["group"]): g["value"] for g in check["tracked"]["groups"]}
         reason = None
-        if as_of in invalidated:
+        measured_by = check["tracked"].get("measure") or ""
+        if measure and measured_by and measured_by != measure:
+            reason = "redefined"
+        elif as_of in invalidated:
             reason = "invalidated"
         elif rolling_back:
             reason = "rollback"

@@ -7,6 +7,8 @@ what a run sends.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,6 +57,9 @@ class CheckPlan:
     baseline: Baseline | None = None
     learned: Learned | None = None
     where: str = ""  # the gate's file and key of this check (``gates/P.yaml: checks[0]``)
+    # With a bound from history: the digest of what produces its column's values (measure_of);
+    # it learns only from records whose tracked values have the same.
+    measure: str = ""
 
     @property
     def tracked_column(self) -> str | None:
@@ -116,7 +121,27 @@ def _plan(
         baseline=ref.baseline if isinstance(ref, CheckRef) else None,
         learned=ref.learned if isinstance(ref, CheckRef) else None,
         where=where,
+        measure=measure_of(project, gate.phase, suite, length, settle)
+        if isinstance(ref, CheckRef) and (ref.baseline or ref.learned)
+        else "",
     )
+
+
+def measure_of(project: Project, phase: str, suite: SuiteConfig, length: timedelta, settle: timedelta) -> str:
+    """SHA-256 of what produces a suite's values: its source and query (or sides, or SLO), its
+    groups, the window's length and settle, and the thresholds its query is sent with, as
+    resolved for ``phase``. A bound from history compares values only under the same: a query
+    changed from milliseconds to seconds would otherwise pass any ``max_ratio``."""
+    resolved = project.resolve_thresholds(phase)
+    bound = {name: resolved[name].value for name in sorted(suite.query_parameters()) if name in resolved}
+    fields = {"source", "query", "compare", "reconcile", "slo", "groups"}
+    produced = suite.model_dump(mode="json", include=fields, serialize_as_any=True)
+    text = json.dumps(
+        {"suite": produced, "window": [length.total_seconds(), settle.total_seconds()], "thresholds": bound},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def query_parameters(
