@@ -887,7 +887,7 @@ def test_tracked_values_are_read_from_their_own_column_as_the_documents_hold_the
     from gatecheck.ledger.base import Ledger as Contract
     from gatecheck.results import GroupValue, Tracked
 
-    tracked = Tracked(column="lag_s", groups=[GroupValue(group={"table": "t"}, value=1.5)])
+    tracked = Tracked(column="lag_s", groups=[GroupValue(group={"table": "t"}, value=1.5)], measure="m1")
     for k in range(3):
         found = verdict("p", AS_OF + k * HOUR, Outcome.FAIL if k == 1 else Outcome.PASS)
         checks = [found.checks[0].model_copy(update={"tracked": tracked if k != 2 else None})]
@@ -898,6 +898,7 @@ def test_tracked_values_are_read_from_their_own_column_as_the_documents_hold_the
     assert read[0]["checks"][0]["tracked"] == {
         "column": "lag_s",
         "groups": [{"group": {"table": "t"}, "value": 1.5}],
+        "measure": "m1",  # how the values were measured: a bound compares only like with like
     }
     assert read[1]["checks"][0]["outcome"] == "fail" and read[0]["as_of"] == AS_OF.isoformat()
     assert [len(r["checks"]) for r in ledger.tracked_history("p")] == [1, 1, 0]  # the third tracked nothing
