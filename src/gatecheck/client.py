@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from gatecheck import __version__
 from gatecheck.durations import format_duration
-from gatecheck.errors import ConfigError, SourceUnavailable, network_reason, redact
+from gatecheck.errors import ConfigError, SourceUnavailable, network_reason, one_line, redact
 from gatecheck.render.status import PhaseStatus
 from gatecheck.results import Verdict, VerdictState
 
@@ -88,12 +88,14 @@ def fetch_verdict(
     if response.status_code == 404:
         raise ConfigError(f"--phase: the service at {shown} does not know phase {phase!r}")
     if response.status_code != 200:
-        detail = response.text.strip()[:200]
+        detail = one_line(" ".join(response.text.split())[:200])
         return _inconclusive(phase, f"gatecheck service at {shown} answered {response.status_code}: {detail}")
     try:
         verdict = Verdict.model_validate(response.json())
     except (ValueError, ValidationError) as exc:
-        return _inconclusive(phase, f"gatecheck service at {shown} sent an unreadable verdict: {exc}")
+        return _inconclusive(
+            phase, f"gatecheck service at {shown} sent an unreadable verdict: {unreadable(exc)}"
+        )
     if response.headers.get("gatecheck-evaluated") == "false":  # none yet: said as it is
         return verdict
     return _as_asked(verdict, phase, shown, None if evaluate_now else max_age)
@@ -140,7 +142,7 @@ def wait_for_verdict(
             if response.status_code == 404:
                 raise ConfigError(f"--phase: the service at {shown} does not know phase {phase!r}")
             if response.status_code != 202:
-                detail = response.text.strip()[:200]
+                detail = one_line(" ".join(response.text.split())[:200])
                 return _inconclusive(
                     phase, f"gatecheck service at {shown} answered {response.status_code}: {detail}"
                 )
@@ -169,7 +171,23 @@ def wait_for_verdict(
         reason = network_reason(exc) or " ".join(str(exc).split()) or type(exc).__name__
         return _inconclusive(phase, f"cannot reach the gatecheck service at {shown}: {reason}")
     except (ValueError, KeyError, ValidationError) as exc:
-        return _inconclusive(phase, f"gatecheck service at {shown} sent an unreadable answer: {exc}")
+        return _inconclusive(
+            phase, f"gatecheck service at {shown} sent an unreadable answer: {unreadable(exc)}"
+        )
+
+
+def unreadable(exc: Exception) -> str:
+    """Why an answer could not be read, in one line: a document's wrong or missing fields by
+    where they are (pydantic's own text spans lines and quotes the whole answer)."""
+    if isinstance(exc, ValidationError):
+        problems = [
+            f"{'.'.join(str(part) for part in e['loc']) or 'the document'}: {e['msg']}" for e in exc.errors()
+        ]
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        return one_line(
+            f"{len(problems)} problem{'s' if len(problems) > 1 else ''}: " + "; ".join(problems[:5]) + more
+        )
+    return one_line(" ".join(str(exc).split()))
 
 
 def fetch_chain(url: str, timeout: float = 30.0) -> list[PhaseStatus]:
@@ -192,7 +210,9 @@ def fetch_chain(url: str, timeout: float = 30.0) -> list[PhaseStatus]:
                 chain.append(PhaseStatus(item["phase"], item["environment"], list(item["requires"]), verdict))
             return chain
     except (httpx.HTTPError, ValueError, KeyError, ValidationError) as exc:
-        raise SourceUnavailable(f"gatecheck service at {shown}: {type(exc).__name__}: {exc}") from exc
+        raise SourceUnavailable(
+            f"gatecheck service at {shown}: {type(exc).__name__}: {unreadable(exc)}"
+        ) from exc
 
 
 def fetch_page(url: str, phase: str, timeout: float = 30.0) -> str:
@@ -208,7 +228,9 @@ def fetch_page(url: str, phase: str, timeout: float = 30.0) -> str:
         with _client(base, timeout, headers) as client:
             response = client.get(f"{base}/phases/{phase}", params={"export": "true"})
     except httpx.HTTPError as exc:
-        raise SourceUnavailable(f"gatecheck service at {shown}: {type(exc).__name__}: {exc}") from exc
+        raise SourceUnavailable(
+            f"gatecheck service at {shown}: {type(exc).__name__}: {unreadable(exc)}"
+        ) from exc
     if response.status_code == 404:
         raise ConfigError(f"--phase: the service at {shown} does not know phase {phase!r}")
     if response.status_code == 401:

@@ -1547,6 +1547,21 @@ def test_run_url_refuses_a_stale_verdict_or_another_phases_from_any_service(tmp_
         answers["/api/v1/phases/svc-go/verdict"] = document("svc-other", timedelta(0))
         other = runner.invoke(app, ["run", "--phase", "svc-go", "--url", base])
         assert other.exit_code == 3 and "answered a verdict of phase 'svc-other', not 'svc-go'" in other.stdout
+        # Something answering 200 that is no verdict (a proxy's page, a half document): exit 3, one line.
+        answers["/api/v1/phases/svc-go/verdict"] = b'{"phase": "svc-go", "verdict": "go"}'
+        half = runner.invoke(app, ["run", "--phase", "svc-go", "--url", base, "--format", "json"])
+        assert half.exit_code == 3, half.stdout
+        (reason,) = Verdict.model_validate_json(half.stdout).reasons
+        assert reason == (
+            f"gatecheck service at {base} sent an unreadable verdict: 6 problems: environment: Field required; "
+            "as_of: Field required; reasons: Field required; checks: Field required; config_hash: Field required "
+            "(and 1 more)"
+        )
+        answers["/api/v1/phases/svc-go/verdict"] = b"<html>\n<body>Sign in</body>\n</html>"
+        page = runner.invoke(app, ["run", "--phase", "svc-go", "--url", base, "--format", "json"])
+        assert page.exit_code == 3
+        (reason,) = Verdict.model_validate_json(page.stdout).reasons
+        assert reason.startswith(f"gatecheck service at {base} sent an unreadable verdict: ") and "\n" not in reason
     finally:
         server.shutdown()
         server.server_close()
