@@ -335,7 +335,8 @@ def test_a_soak_counts_only_evaluations_judged_by_the_gate_as_it_is_now(
     assert result.gate_digest == digest
 
     gate_file = soak_config / "gates" / "soak-test.yaml"
-    gate_file.write_text("# reviewed\ndescription: six hours on staging\n" + gate_file.read_text())
+    # a comment, a description and a key written at its default value change nothing
+    gate_file.write_text("# reviewed\ndescription: six hours on staging\nprobes: false\n" + gate_file.read_text())
     thresholds = soak_config / "thresholds.yaml"
     thresholds.write_text(thresholds.read_text() + "# a comment\n")
     assert (

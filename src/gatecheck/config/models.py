@@ -1033,11 +1033,16 @@ class Project:
         for suite in suites.values():
             used |= suite.parameters() | set(suite.query_parameters())
         judged = {
+            # Defaults left out: a key a later gatecheck adds (with a default) changes no digest.
             "gate": gate.model_dump(
-                mode="json", include={"environment", "window", "probes", "checks", "rollback"}
+                mode="json",
+                include={"environment", "window", "probes", "checks", "rollback"},
+                exclude_defaults=True,
             ),
             "suites": {
-                name: suite.model_dump(mode="json", exclude={"description"}, serialize_as_any=True)
+                name: suite.model_dump(
+                    mode="json", exclude={"description"}, exclude_defaults=True, serialize_as_any=True
+                )
                 for name, suite in suites.items()
             },
             "thresholds": {name: resolved[name].value for name in sorted(used) if name in resolved},

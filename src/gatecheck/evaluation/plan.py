@@ -135,7 +135,7 @@ def measure_of(project: Project, phase: str, suite: SuiteConfig, length: timedel
     resolved = project.resolve_thresholds(phase)
     bound = {name: resolved[name].value for name in sorted(suite.query_parameters()) if name in resolved}
     fields = {"source", "query", "compare", "reconcile", "slo", "groups"}
-    produced = suite.model_dump(mode="json", include=fields, serialize_as_any=True)
+    produced = suite.model_dump(mode="json", include=fields, exclude_defaults=True, serialize_as_any=True)
     text = json.dumps(
         {"suite": produced, "window": [length.total_seconds(), settle.total_seconds()], "thresholds": bound},
         sort_keys=True,
