@@ -337,6 +337,12 @@ def test_a_soak_counts_only_evaluations_judged_by_the_gate_as_it_is_now(
     gate_file = soak_config / "gates" / "soak-test.yaml"
     # a comment, a description and a key written at its default value change nothing
     gate_file.write_text("# reviewed\ndescription: six hours on staging\nprobes: false\n" + gate_file.read_text())
+    suite_file = soak_config / "suites" / "unmatched_edges.yaml"
+    described = suite_file.read_text().replace(
+        "    column: unmatched_rate\n", "    column: unmatched_rate\n    description: share of edges left unpaired\n"
+    )
+    assert described != suite_file.read_text()
+    suite_file.write_text(described.replace("description: Lifecycle edges", "description: The lifecycle edges"))
     thresholds = soak_config / "thresholds.yaml"
     thresholds.write_text(thresholds.read_text() + "# a comment\n")
     assert (

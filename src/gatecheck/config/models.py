@@ -1041,7 +1041,10 @@ class Project:
             ),
             "suites": {
                 name: suite.model_dump(
-                    mode="json", exclude={"description"}, exclude_defaults=True, serialize_as_any=True
+                    mode="json",
+                    exclude={"description": True, "expectations": {"__all__": {"description"}}},
+                    exclude_defaults=True,
+                    serialize_as_any=True,
                 )
                 for name, suite in suites.items()
             },
