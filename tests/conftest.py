@@ -29,6 +29,7 @@ from gatecheck.config import Project, load_project
 from gatecheck.demo.bus import HRV_MESSAGES, NatsServer, free_port, prepare_bus
 from gatecheck.demo.database import EmbeddedPostgres, build_database
 from gatecheck.demo.e2e import write_reports
+from gatecheck.demo.metrics import Exposition
 from gatecheck.demo.reference import SCENARIOS, build_reference
 from gatecheck.evaluation.engine import Engine
 from gatecheck.ledger import Ledger
@@ -371,7 +372,12 @@ def _prometheus_over_the_history(tmp_path_factory: pytest.TempPathFactory, confi
     root = tmp_path_factory.mktemp("prometheus")
     blocks = _once_per_run(tmp_path_factory, "prometheus-blocks", _prometheus_blocks)
     shutil.copytree(blocks / "tsdb", root / "tsdb")
-    (root / "prometheus.yml").write_text(config)
+    # The services' families, declared and never incremented (no series): what Prometheus's
+    # metadata knows of a live normalize service, so an `or` may read their absence as 0.
+    exposition = Exposition(declared_families())
+    target = exposition.url.removeprefix("scrape+http://").removesuffix("/metrics")
+    scrape = f"scrape_configs:\n  - job_name: services\n    scrape_interval: 1s\n    static_configs: [{{targets: ['{target}']}}]\n"
+    (root / "prometheus.yml").write_text(config + scrape)
     log_path = root / "prometheus.log"
     with log_path.open("w") as log:  # port 0: it binds one and logs it ("Listening on" address=…)
         process = subprocess.Popen(
@@ -397,9 +403,33 @@ def _prometheus_over_the_history(tmp_path_factory: pytest.TempPathFactory, confi
         process.kill()
         pytest.fail(f"Prometheus did not become ready: {log_path.read_text()[-500:]}")
     assert url is not None
+    while time.monotonic() < deadline:  # the first scrape: the families' metadata
+        if local_http.get(f"{url}/api/v1/metadata", params={"metric": "dlq_messages"}).json().get("data"):
+            break
+        time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("Prometheus did not scrape the declared families")
     yield url
     process.terminate()
     process.wait(timeout=20)
+    exposition.close()
+
+
+def declared_families() -> Any:
+    """A registry declaring the families the shipped suites' `or` expressions read, with no
+    series: counters with labels that were never incremented."""
+    from prometheus_client import CollectorRegistry, Counter
+
+    registry = CollectorRegistry()
+    for name, labels in (
+        ("dlq_messages", ["subject"]),
+        ("normalize_hrv_messages", ["result", "subject", "stream", "durable"]),
+        ("event_bus_stream_fallback", ["stream"]),
+        ("ingest_http_requests", ["route", "method", "status"]),
+    ):
+        Counter(name, f"{name} (declared)", labels, registry=registry)
+    return registry
 
 
 @pytest.fixture

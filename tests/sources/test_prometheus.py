@@ -161,6 +161,24 @@ def test_measures_join_and_nan_is_null(prometheus: str) -> None:
     assert len(frame) == 1 and frame["zero_over_zero"].isna().all() and frame["absent"].isna().all()
 
 
+def test_an_or_reads_a_metric_as_zero_only_when_prometheus_knows_it(prometheus: str) -> None:
+    """`… or vector(0)` turns a missing series into 0: right for a family a target declares
+    but never incremented (the metadata API lists it) or one with series in the window,
+    wrong for a renamed metric — that is an error naming it, never a 0 that passes."""
+    moment = as_of("never-counted")
+    declared = ask(source(prometheus), "sum(rate(dlq_messages_total[$window])) or vector(0)", moment)
+    assert list(declared["value"]) == [0]  # declared, never incremented
+    stored = ask(source(prometheus), "sum(rate(normalize_hrv_processing_seconds_count[$window])) or vector(0)", moment)
+    assert float(stored["value"].iloc[0]) > 0  # not declared by any target, but stored in the window
+    with pytest.raises(QueryError, match=r"^metric dlq_mesages_total is unknown to Prometheus at .*: nothing declares it"):
+        ask(source(prometheus), "sum(rate(dlq_mesages_total[$window])) or vector(0)", moment)
+    renamed = PromQuery(measures={"dlq": "sum(rate(aa_dlq_messages_total[$window])) or vector(0)"})
+    with pytest.raises(QueryError, match=r"^dlq: metric aa_dlq_messages_total is unknown"):
+        ask(source(prometheus), renamed, moment)
+    # Without `or`, absence stays NULL: no evidence, as before (no extra question asked).
+    assert ask(source(prometheus), "sum(rate(aa_dlq_messages_total[$window]))", moment).empty
+
+
 def test_unreachable_and_credentials_are_not_leaked() -> None:
     with pytest.raises(SourceUnavailable) as caught:
         ask(

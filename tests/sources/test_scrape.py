@@ -122,6 +122,18 @@ def test_errors(serve) -> None:
     assert empty.empty  # no series: no evidence
 
 
+def test_an_or_reads_a_metric_as_zero_only_when_the_exposition_declares_it(serve) -> None:
+    """A family declared with no series yet (a counter with labels never incremented) is 0
+    through `or`; a name the exposition does not declare (renamed) is an error naming it."""
+    registry = CollectorRegistry()
+    Counter("dlq_messages", "Dead letters.", ["subject"], registry=registry)
+    url = serve(registry)
+    assert list(ask(url, "sum(rate(dlq_messages_total[5m])) or vector(0)")["value"]) == [0]
+    with pytest.raises(QueryError, match=r"^metric dlq_mesages_total is unknown to the exposition at .*nothing declares it"):
+        ask(url, "sum(rate(dlq_mesages_total[5m])) or vector(0)")
+    assert ask(url, "sum(rate(dlq_mesages_total[5m]))").empty  # without `or`: no evidence, as before
+
+
 def test_a_window_that_ended_in_the_past_is_refused(serve) -> None:
     """A snapshot is the present: judging a window that ended ten minutes ago from it would
     be answering about another time."""

@@ -49,6 +49,22 @@ def explain_query(
         {"what": f"measure {measure}", "text": render_promql(promql, parameters), "parameters": [at]}
         for measure, promql in measures.items()
     ]
+    from gatecheck.sources.prometheus.api import fallback_metrics
+
+    asked = sorted({metric for promql in measures.values() for metric in fallback_metrics(promql)})
+    if asked and not config.scrape:
+        start = parameters["window_start"]
+        assert isinstance(start, datetime)
+        span = f"start={start.timestamp() - 300:.3f}&end={end.timestamp():.3f}"
+        requests.append({
+            "what": "metrics an `or` may read as absent: each declared by a target or stored in the window",
+            "text": "; ".join(
+                f"GET /api/v1/metadata?metric={metric} (and its family), "
+                f"else /api/v1/series?match[]={metric}&{span}"
+                for metric in asked
+            ),
+            "parameters": [],
+        })  # fmt: skip
     return {"sent_to": sent_to, "requests": requests}
 
 

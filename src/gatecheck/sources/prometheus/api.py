@@ -8,6 +8,13 @@ a PromQL duration, e.g. ``3600s``), ``$window_s``, ``$settle``, and ``$window_st
 Frame: a PromQL text query gives one row per series — one column per label plus ``value``;
 a ``measures:`` query runs one PromQL per measure and joins them on their labels, one
 column per measure. NaN (e.g. 0/0) and a missing series are NULL: no evidence, never a pass.
+
+An expression with ``or`` can turn a missing series into a number (``sum(rate(dlq_total[5m]))
+or vector(0)``): right for a counter with labels that was never incremented (it has no series
+yet), wrong for a renamed one. So every metric such an expression selects by name must be
+known to the server — a target it scrapes declares it (``/api/v1/metadata``: a family with no
+series yet is listed) or a series of it lies in the window — else the check is an error naming
+the metric (:func:`unknown_fallback_metric`).
 """
 
 from __future__ import annotations
@@ -57,6 +64,35 @@ def metric_names(promql: str) -> set[str]:
     return {m.group(1) for m in _IDENTIFIER.finditer(text) if m.group(1).lower() not in _PROMQL_WORDS}
 
 
+_OR = re.compile(r"\bor\b")
+#: Suffixes a sample's name adds to its family's (the metadata API lists families).
+_FAMILY_SUFFIXES = ("_total", "_created", "_bucket", "_count", "_sum", "_info")
+
+
+def fallback_metrics(promql: str) -> set[str]:
+    """The metrics an expression with ``or`` selects by name (empty without ``or``): its
+    absence may read as a number there."""
+    return metric_names(promql) if _OR.search(_STRINGS.sub('""', promql)) else set()
+
+
+def families_of(metric: str) -> list[str]:
+    """The names a sample's family may be declared under: itself, then without its suffix
+    (``dlq_messages_total`` → ``dlq_messages``)."""
+    return [
+        metric,
+        *(metric[: -len(s)] for s in _FAMILY_SUFFIXES if metric.endswith(s) and len(metric) > len(s)),
+    ]
+
+
+def unknown_fallback_metric(measure: str, metric: str, where: str) -> QueryError:
+    label = f"{measure}: " if measure != "value" else ""
+    return QueryError(
+        f"{label}metric {metric} is unknown to {where}: nothing declares it and no series of it lies in the "
+        "window, so the expression's `or` would read its absence as a value — renamed, or its exporter "
+        "is not scraped?"
+    )
+
+
 async def check_server(
     name: str, config: PrometheusSourceConfig, root: Path, suites: list[Any] | None = None
 ) -> Probe:
@@ -103,6 +139,13 @@ async def check_server(
     ]
     checked = f"reachable, {counted(len(used), 'metric')} the suites use" if used else "reachable"
     return Probe(version=f"Prometheus {version}", latency_ms=latency, checked=checked, problems=problems)
+
+
+def _data(answer: httpx.Response) -> Any:
+    try:
+        return answer.json().get("data")
+    except (ValueError, AttributeError):
+        return None
 
 
 def sample_value(raw: Any, where: str = "") -> float | None:
@@ -177,16 +220,44 @@ class PrometheusSource(Source):
         self._client = httpx.AsyncClient(
             auth=auth, headers=headers, timeout=self.timeout, verify=verified_tls()
         )
+        self._known: dict[tuple[str, float, float], bool] = {}
 
     async def query(self, text: Any, parameters: QueryParameters) -> pd.DataFrame:
         measures = text.measures if isinstance(text, PromQuery) else {"value": text}
-        end = parameters["window_end"]
-        assert isinstance(end, datetime)
+        start, end = parameters["window_start"], parameters["window_end"]
+        assert isinstance(start, datetime) and isinstance(end, datetime)
         answers = [
             (measure, await self._instant(render_promql(promql, parameters), end, measure))
             for measure, promql in measures.items()
         ]
+        for measure, promql in measures.items():
+            for metric in sorted(fallback_metrics(promql)):
+                if not await self.known(metric, start, end):
+                    raise unknown_fallback_metric(measure, metric, f"Prometheus at {redact(self.base)}")
         return join_series(answers, self.max_series)
+
+    async def known(self, metric: str, start: datetime, end: datetime) -> bool:
+        """Whether the server knows ``metric``: a target declares its family (the metadata API)
+        or a series of it has a sample in ``[start - 5m, end]`` (the series API)."""
+        key = (metric, start.timestamp(), end.timestamp())
+        if key not in self._known:
+            where = f"Prometheus at {redact(self.base)}"
+            found = False
+            with http_errors(where, self.timeout):
+                for family in families_of(metric):
+                    answer = await self._client.get(f"{self.base}/api/v1/metadata", params={"metric": family})
+                    if answer.status_code == 200 and _data(answer):
+                        found = True
+                        break
+                if not found:
+                    params = {
+                        "match[]": metric, "start": f"{start.timestamp() - 300:.3f}",
+                        "end": f"{end.timestamp():.3f}", "limit": "1",
+                    }  # fmt: skip
+                    answer = await self._client.get(f"{self.base}/api/v1/series", params=params)
+                    found = answer.status_code == 200 and bool(_data(answer))
+            self._known[key] = found
+        return self._known[key]
 
     async def _instant(
         self, promql: str, at: datetime, measure: str

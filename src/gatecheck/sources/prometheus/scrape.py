@@ -45,6 +45,7 @@ from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redac
 from gatecheck.sources._http import http_errors, verified_tls
 from gatecheck.sources.base import QueryParameters, Source
 from gatecheck.sources.probe import Probe, counted
+from gatecheck.sources.prometheus.api import fallback_metrics, families_of, unknown_fallback_metric
 from gatecheck.sources.prometheus.promql import (
     PrometheusSourceConfig,
     PromQuery,
@@ -496,13 +497,21 @@ class ScrapeMemory:
 
 def parse_exposition(text: str) -> list[tuple[str, dict[str, str], float]]:
     """Every sample of a Prometheus text exposition: (name, labels, value)."""
+    return read_exposition(text)[0]
+
+
+def read_exposition(text: str) -> tuple[list[tuple[str, dict[str, str], float]], set[str]]:
+    """Every sample of a Prometheus text exposition — (name, labels, value) — and the names of
+    the families it declares, those without a sample yet included (a counter with labels
+    that was never incremented)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    return [
-        (sample.name, dict(sample.labels), float(sample.value))
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    ]
+    samples: list[tuple[str, dict[str, str], float]] = []
+    families: set[str] = set()
+    for family in text_string_to_metric_families(text):
+        families.add(family.name)
+        samples.extend((sample.name, dict(sample.labels), float(sample.value)) for sample in family.samples)
+    return samples, families
 
 
 def scrape_problems(promql: str) -> list[str]:
@@ -536,13 +545,17 @@ class ScrapeSource(Source):
         self._client = httpx.AsyncClient(timeout=self.timeout, headers=headers, verify=verified_tls())
 
     async def samples(self) -> list[tuple[str, dict[str, str], float]]:
+        return (await self.exposition())[0]
+
+    async def exposition(self) -> tuple[list[tuple[str, dict[str, str], float]], set[str]]:
+        """The exposition's samples and the families it declares."""
         shown = redact(self.target)
         with http_errors(f"the exposition at {shown}", self.timeout):
             response = await self._client.get(self.target)
         if response.status_code != 200:
             raise SourceUnavailable(f"scrape of {shown} answered {response.status_code}")
         try:
-            return parse_exposition(response.text)
+            return read_exposition(response.text)
         except (ValueError, TypeError) as exc:
             raise QueryError(f"scrape of {shown}: not a Prometheus exposition ({exc})") from exc
 
@@ -550,7 +563,12 @@ class ScrapeSource(Source):
         measures = text.measures if isinstance(text, PromQuery) else {"value": text}
         end = parameters["window_end"]
         assert isinstance(end, datetime)
-        samples = await self.samples()
+        samples, families = await self.exposition()
+        named = {sample[0] for sample in samples} | families
+        for measure, promql in measures.items():
+            for metric in sorted(fallback_metrics(promql)):
+                if not any(name in named for name in families_of(metric)):
+                    raise unknown_fallback_metric(measure, metric, f"the exposition at {redact(self.target)}")
         scraped_at = time.time()
         late = scraped_at - end.timestamp()
         if late > max(SNAPSHOT_TOLERANCE_S, self.timeout):
