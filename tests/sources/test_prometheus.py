@@ -113,6 +113,18 @@ def test_series_never_created_are_zero_when_traffic_flows(prom_config: Path, pro
     assert observed(verdict, "rollback_triggers", "fallback_increase") == 0
 
 
+def test_a_renamed_counter_behind_an_or_is_never_a_quiet_rollback_trigger(prom_config: Path, prometheus: str) -> None:
+    """The service renamed its DLQ counter: rollback_triggers' `or` would read the old name's
+    absence as 0 dead letters and the gate GO; the check is an error naming it instead."""
+    suite = prom_config / "suites" / "rollback_triggers.yaml"
+    suite.write_text(suite.read_text().replace("dlq_messages_total", "dlq_messsages_total"))
+    verdict = judge(prom_config, prometheus, as_of("never-counted"))
+    assert verdict.verdict is not VerdictState.GO
+    found = check(verdict, "rollback_triggers")
+    assert found.outcome is Outcome.ERROR
+    assert "metric dlq_messsages_total is unknown to Prometheus" in (found.reason or "")
+
+
 def test_prometheus_down_is_error_and_inconclusive(prom_config: Path) -> None:
     verdict = judge(prom_config, f"http://127.0.0.1:{free_port()}", as_of("slo-met"))
     assert verdict.verdict is VerdictState.INCONCLUSIVE
