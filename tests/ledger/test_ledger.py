@@ -362,6 +362,25 @@ def test_a_soak_counts_only_evaluations_judged_by_the_gate_as_it_is_now(
     assert any("the gate's checks, suites or thresholds changed after" in r for r in loosened.reasons)
 
 
+def test_a_go_required_from_an_earlier_definition_of_its_gate_counts_and_says_so(
+    soak_config: Path, warehouse: Path, tmp_path: Path
+) -> None:
+    """`requires before`: its GO counts whatever its gate was then (a policy, not a silent
+    change), but when the gate changed since, the requirement's reason says so."""
+    ledger = at_their_time(SqliteLedger(tmp_path / "l.db"))
+    ledger.record(verdict("before", AS_OF - 10 * HOUR, digest="an-earlier-gate"), 0.1)
+    result = judge(soak_config, warehouse, ledger)
+    (requirement,) = result.requires
+    assert requirement.satisfied
+    assert requirement.reason.endswith(
+        "judged by another definition of its gate (its checks, suites or thresholds changed since)"
+    )
+    current = load_project(soak_config, environ=warehouse_env(warehouse, "healthy")).gate_digest("before")
+    ledger.record(verdict("before", AS_OF - 9 * HOUR, digest=current), 0.1)
+    (requirement,) = judge(soak_config, warehouse, ledger).requires
+    assert requirement.satisfied and requirement.reason == "GO of before recorded as of 2026-11-21T21:00:00Z"
+
+
 def test_requires_not_met_names_the_phase(soak_config: Path, warehouse: Path, tmp_path: Path) -> None:
     ledger = at_their_time(SqliteLedger(tmp_path / "l.db"))
     fill(ledger, "soak-test", every(6.2, 0.1))

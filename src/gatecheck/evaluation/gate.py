@@ -228,7 +228,16 @@ async def evaluate(
     checks = [waive(check, waivers) for check in checks]
     approvals = trail if gate.approval_satisfies_requires else None
     requires = [
-        await _requirement(name, approved, ledger, as_of, recorded_since, approvals) for name in gate.requires
+        await _requirement(
+            name,
+            approved,
+            ledger,
+            as_of,
+            recorded_since,
+            approvals,
+            project.gate_digest(name) if name in project.gates else "",
+        )
+        for name in gate.requires
     ]
     soak = await _soak_status(gate, assume_soaked, ledger, as_of, checks, recorded_since, digest)
     approval = approval_of(gate, trail, unreadable, ledger, as_of)
@@ -452,7 +461,11 @@ async def _requirement(
     as_of: datetime,
     recorded_since: datetime | None = None,
     approvals: list[AuditEvent] | None = None,
+    digest: str = "",
 ) -> Requirement:
+    """Whether ``phase`` has a recorded GO (or a stand-in for one). A GO judged by another
+    definition of ``phase``'s gate than ``digest`` still counts, and its reason says so: the
+    gate was changed after that GO, which a reader deciding a promotion should know."""
     if phase in approved:
         return Requirement(phase=phase, satisfied=True, reason="assumed approved (--assume-approved)")
     recorded = approval_at(approvals, phase, as_of) if approvals else None
@@ -479,9 +492,13 @@ async def _requirement(
             reason = None  # what the record says is extra: the requirement is unmet either way
         return Requirement(phase=phase, satisfied=False, reason=reason or f"no recorded GO of {phase}")
     if record.verdict is VerdictState.GO:
-        return Requirement(
-            phase=phase, satisfied=True, reason=f"GO of {phase} recorded as of {timestamp(record.as_of)}"
-        )
+        reason = f"GO of {phase} recorded as of {timestamp(record.as_of)}"
+        judged_by = record.document.get("gate_digest") or ""
+        if digest and judged_by and judged_by != digest:
+            reason += (
+                ", judged by another definition of its gate (its checks, suites or thresholds changed since)"
+            )
+        return Requirement(phase=phase, satisfied=True, reason=reason)
     return Requirement(
         phase=phase,
         satisfied=False,
