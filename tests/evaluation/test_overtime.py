@@ -605,6 +605,21 @@ def test_a_baseline_learns_only_from_values_measured_as_they_are_now(
     assert check_.history is not None and check_.history.left_out == {"redefined": 4}
     assert check_.reason == "worst: too little history: 0 passing evaluations with a value, need 2"
     assert check_.tracked is not None and check_.tracked.measure not in ("", measured.measure)
+    # A record pinned before the change was measured another way too: no reference, never a pass.
+    ledger.append_audit([
+        AuditEvent(
+            at=T0 + 4 * HOUR, kind="baseline-pinned", phase="overtime", check="reading_level",
+            group={"record": (T0 + 3 * HOUR).isoformat()}, by="alice", reason="the good release",
+        )
+    ])  # fmt: skip
+    (pinned,) = run_hours(load_project(root, environ=env), ledger, range(5, 6))
+    check_ = the(pinned, "reading_level")
+    assert pinned.verdict is VerdictState.INCONCLUSIVE, check_.reason
+    assert check_.history is not None and check_.history.kind == "pinned"
+    assert check_.history.groups[0].reason == (
+        "the pinned evaluation was measured another way (the suite's query, groups or window changed since): "
+        "pin a newer one"
+    )
 
 
 def test_a_baseline_with_accumulation_in_the_backtest_equals_run(

@@ -245,6 +245,11 @@ def _baseline(
         for value in tracked.groups:
             reference = record.values.get(key_of(value.group))
             short = None if reference is not None else "the pinned evaluation has no value for this group"
+            if record.left_out == "redefined":
+                short = (
+                    "the pinned evaluation was measured another way "
+                    "(the suite's query, groups or window changed since): pin a newer one"
+                )
             low, high = _ratio_bounds(rule, reference)
             groups.append(_judged(value, reference, low, high, 1, short))
         return HistoryBound(
