@@ -100,11 +100,11 @@ class JUnitQuery(Frozen):
 
 @dataclass(frozen=True)
 class Unread:
-    """Reports that matched beyond ``MAX_REPORTS`` and were not read: how many matched, and the
-    newest modification time among the unread ones (None: unknown, a listing's)."""
+    """A directory's reports that matched beyond ``MAX_REPORTS`` and were not read: how many
+    matched, and the newest modification time among the unread ones."""
 
     matched: int
-    modified_until: datetime | None
+    modified_until: datetime
 
 
 @dataclass(frozen=True)
@@ -274,9 +274,9 @@ class JUnitSource(Source):
             with http_errors(self.where, self.timeout):
                 page = await client.get(url)
                 page.raise_for_status()
-                listed = list(_listed(page.text, url, pattern))
-                unread = Unread(len(listed), None) if len(listed) > MAX_REPORTS else None
-                found = listed[-MAX_REPORTS:]
+                found = list(_listed(page.text, url, pattern))
+                if len(found) > MAX_REPORTS:  # before reading any: no choice of 500 could be trusted
+                    raise listing_too_long(len(found), pattern)
                 runs = []
                 for name, link in found:
                     response = await client.get(link)
@@ -286,7 +286,7 @@ class JUnitSource(Source):
                     stamp = response.headers.get("last-modified")
                     modified = parsedate_to_datetime(stamp).astimezone(UTC) if stamp else None
                     runs.append(parse_report(name, response.content, modified))
-                return runs, unread
+                return runs, None
 
     async def read(self, pattern: str) -> tuple[list[Run], Unread | None]:
         """The reports matching ``pattern`` as runs (at most ``MAX_REPORTS``), and those left unread."""
@@ -314,6 +314,14 @@ class JUnitSource(Source):
         return frame_of(runs, start, end, newest)
 
 
+def listing_too_long(matched: int, pattern: str) -> QueryError:
+    return QueryError(
+        f"{matched} reports match {pattern!r} and at most {MAX_REPORTS} are read; a listing does not say "
+        "when its reports were written, so runs in the window may be among any of them: list only recent "
+        "reports or narrow the glob"
+    )
+
+
 def complete(
     runs: list[Run], unread: Unread, start: datetime, end: datetime, newest: int | None, pattern: str
 ) -> None:
@@ -321,11 +329,6 @@ def complete(
     ``TIMESTAMP_LEAD`` after its file's modification time, so it lies before the window, or
     behind ``newest`` runs read that are all later than it."""
     read = f"{unread.matched} reports match {pattern!r} and only the {MAX_REPORTS}"
-    if unread.modified_until is None:
-        raise QueryError(
-            f"{read} last listed are read; a listing does not say when its reports were written, so runs "
-            "in the window may be among the others: list only recent reports or narrow the glob"
-        )
     bound = unread.modified_until + TIMESTAMP_LEAD
     if bound < start:
         return
