@@ -90,3 +90,12 @@ def test_observed_values_and_bounds_as_text() -> None:
 )  # fmt: skip
 def test_the_unit_a_columns_name_says(name: str | None, unit: str) -> None:
     assert unit_of(name) == unit
+
+
+def test_a_digest_is_canonical_and_a_record_without_one_is_never_redefined() -> None:
+    from gatecheck._values import digest_of, redefined
+
+    assert digest_of({"b": 1, "a": [2, 3]}) == digest_of({"a": [2, 3], "b": 1})  # key order aside
+    assert digest_of({"a": 1}) != digest_of({"a": 1.5})
+    assert redefined("old", "now") and not redefined("now", "now")
+    assert not redefined("", "now") and not redefined("old", "")  # unknown on either side: as today

@@ -7,10 +7,15 @@
 - **Numbers**: :func:`number` — ``240`` not ``240.0``, ``303.3`` not ``303.318652``, ``0.51 %``
   for a share, ``7.06 s`` for seconds, ``no limit`` for a bound of a billion or more.
 - **Observed values**: :func:`shown` — numbers as above, ``true``/``false``, text as is.
+- **Digests** of what judged or measured a record: :func:`digest_of` computes one,
+  :func:`redefined` compares a recorded one with today's ('' — a record from before digests were
+  kept — counts as today's).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from datetime import UTC, datetime
@@ -153,3 +158,14 @@ def shown(value: Any, unit: str = "") -> str:
     if isinstance(value, list | tuple | set | frozenset):
         return ", ".join(shown(v) for v in value)
     return str(value)
+
+
+def digest_of(value: Any) -> str:
+    """SHA-256 of ``value`` (JSON-ready) written canonically: keys sorted, anything else as text."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def redefined(recorded: str, current: str) -> bool:
+    """Whether a record's digest says another definition judged or measured it than
+    ``current``: both known and different."""
+    return bool(recorded and current and recorded != current)

@@ -11,8 +11,6 @@ SLO, probe — and the project) and pydantic resolves them together.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from gatecheck._values import digest_of
 from gatecheck.durations import Duration
 from gatecheck.errors import ConfigError, did_you_mean
 from gatecheck.frozen import NAME as _NAME
@@ -1050,5 +1049,4 @@ class Project:
             },
             "thresholds": {name: resolved[name].value for name in sorted(used) if name in resolved},
         }
-        text = json.dumps(judged, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()
+        return digest_of(judged)

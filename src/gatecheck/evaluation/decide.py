@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from gatecheck._values import shown, timestamp
+from gatecheck._values import redefined, shown, timestamp
 from gatecheck.config import (
     GateConfig,
 )
@@ -104,7 +104,7 @@ def soak_coverage(
         passed, failed = bool(point[1]), bool(point[2])
         ids: str = point[3] if len(point) > 3 else ""  # (as_of, passed, failed[, waiver ids])
         judged_by: str = point[5] if len(point) > 5 else ""
-        if digest and judged_by and judged_by != digest:
+        if redefined(judged_by, digest):
             changed_at = moment
             break
         if failed:

@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeVar
 import pandas as pd
 
 from gatecheck import __version__
-from gatecheck._values import timestamp
+from gatecheck._values import redefined, timestamp
 from gatecheck.config import (
     GateConfig,
     Project,
@@ -494,7 +494,7 @@ async def _requirement(
     if record.verdict is VerdictState.GO:
         reason = f"GO of {phase} recorded as of {timestamp(record.as_of)}"
         judged_by = record.document.get("gate_digest") or ""
-        if digest and judged_by and judged_by != digest:
+        if redefined(judged_by, digest):
             reason += (
                 ", judged by another definition of its gate (its checks, suites or thresholds changed since)"
             )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gatecheck._values import shown, timestamp
+from gatecheck._values import redefined, shown, timestamp
 from gatecheck.config.models import Baseline, ExcludedStretch, Learned
 from gatecheck.durations import format_duration
 from gatecheck.results import (
@@ -128,7 +128,7 @@ def past_of_documents(
         values = {key_of(g["group"]): g["value"] for g in check["tracked"]["groups"]}
         reason = None
         measured_by = check["tracked"].get("measure") or ""
-        if measure and measured_by and measured_by != measure:
+        if redefined(measured_by, measure):
             reason = "redefined"
         elif as_of in invalidated:
             reason = "invalidated"

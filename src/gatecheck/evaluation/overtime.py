@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from gatecheck._values import timestamp
+from gatecheck._values import redefined, timestamp
 from gatecheck.config.models import Deadline, FailAfter, PassAfter
 from gatecheck.durations import format_duration
 from gatecheck.results import CheckResult, DeadlineStatus, Outcome, VerdictState
@@ -129,7 +129,7 @@ def earlier_outcomes(
         checks = [c for c in document.get("checks", []) if c.get("suite") == suite and c.get("role") == role]
         outcome = measured_outcome(checks[0]) if checks else None
         judged_by = document.get("gate_digest") or ""
-        if outcome is Outcome.PASS and digest and judged_by and judged_by != digest:
+        if outcome is Outcome.PASS and redefined(judged_by, digest):
             outcome = None
         found.append(outcome)
     return found

@@ -7,13 +7,12 @@ what a run sends.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from gatecheck._values import digest_of
 from gatecheck.config import (
     BUILTIN_PARAMETERS,
     CheckRef,
@@ -136,12 +135,9 @@ def measure_of(project: Project, phase: str, suite: SuiteConfig, length: timedel
     bound = {name: resolved[name].value for name in sorted(suite.query_parameters()) if name in resolved}
     fields = {"source", "query", "compare", "reconcile", "slo", "groups"}
     produced = suite.model_dump(mode="json", include=fields, exclude_defaults=True, serialize_as_any=True)
-    text = json.dumps(
-        {"suite": produced, "window": [length.total_seconds(), settle.total_seconds()], "thresholds": bound},
-        sort_keys=True,
-        default=str,
+    return digest_of(
+        {"suite": produced, "window": [length.total_seconds(), settle.total_seconds()], "thresholds": bound}
     )
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def query_parameters(

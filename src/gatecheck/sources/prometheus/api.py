@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -250,12 +250,7 @@ class PrometheusSource(Source):
                         found = True
                         break
                 if not found:
-                    params = {
-                        "match[]": metric, "start": f"{start.timestamp() - 300:.3f}",
-                        "end": f"{end.timestamp():.3f}", "limit": "1",
-                    }  # fmt: skip
-                    answer = await self._client.get(f"{self.base}/api/v1/series", params=params)
-                    found = answer.status_code == 200 and bool(_data(answer))
+                    found = await self.has_series(metric, start - timedelta(minutes=5), end)
             self._known[key] = found
         return self._known[key]
 
@@ -303,12 +298,15 @@ class PrometheusSource(Source):
             )
         return [(dict(item["metric"]), sample_value(item["value"][1], where)) for item in result]
 
-    async def has_series(self, metric: str) -> bool:
+    async def has_series(
+        self, metric: str, start: datetime | None = None, end: datetime | None = None
+    ) -> bool:
         """Whether the server holds any series of ``metric`` (``GET /api/v1/series``, at most
-        one returned)."""
-        response = await self._client.get(
-            f"{self.base}/api/v1/series", params={"match[]": metric, "limit": "1"}
-        )
+        one returned), with a sample in ``[start, end]`` if given."""
+        params = {"match[]": metric, "limit": "1"}
+        if start is not None and end is not None:
+            params |= {"start": f"{start.timestamp():.3f}", "end": f"{end.timestamp():.3f}"}
+        response = await self._client.get(f"{self.base}/api/v1/series", params=params)
         response.raise_for_status()
         return bool(response.json().get("data"))
 
