@@ -84,6 +84,53 @@ def test_dead_letters_are_no_go(gate_config: Path, bus_for) -> None:
     assert [(f[0], f[2]) for f in failures(check(verdict, "soak_criteria"))] == [("dlq_messages", 3)]
 
 
+def test_dead_letters_deleted_after_the_fact_are_never_an_empty_dlq(config_copy: Path, tmp_path: Path) -> None:
+    """A DLQ holding an old dead letter (before the soak's window) whose three new ones were
+    removed with `nats stream rmm`: the window counted 0 dead letters, and the soak was GO.
+    The count is now an error naming the stream and the sequences deleted from the window."""
+    import math
+    import time
+
+    import nats
+
+    from gatecheck.demo.bus import build_topology, publish_traffic
+
+    async def dead_letter(url: str) -> None:
+        connection = await nats.connect(url)
+        try:
+            await connection.jetstream().publish("dlq.normalize.hrv.raw-received", b"{}", stream="AA_DLQ")
+        finally:
+            await connection.close()
+
+    async def delete(url: str, seqs: list[int]) -> None:
+        connection = await nats.connect(url)
+        try:
+            for seq in seqs:
+                await connection.jsm().delete_msg("AA_DLQ", seq)
+        finally:
+            await connection.close()
+
+    with NatsServer(tmp_path / "bus") as server:
+        asyncio.run(build_topology(server.url))
+        asyncio.run(dead_letter(server.url))  # seq 1, before the window
+        time.sleep(0.05)
+        start = datetime.now(UTC)
+        asyncio.run(publish_traffic(server.url, "dlq"))  # seq 2-4 on AA_DLQ
+        length = math.ceil((datetime.now(UTC) - start).total_seconds()) + 1
+        bus_gate(config_copy)
+        gate = config_copy / "gates" / "bus-check.yaml"
+        gate.write_text(gate.read_text().replace("window: 1h", f"window: {length}s"))
+        as_of = start + timedelta(seconds=length)
+        while datetime.now(UTC) <= as_of:  # the window closed: nothing judged ahead of its end
+            time.sleep(0.05)
+        assert judge(config_copy, server.url, as_of).verdict is VerdictState.NO_GO  # 3 dead letters
+        asyncio.run(delete(server.url, [2, 3, 4]))
+        verdict = judge(config_copy, server.url, as_of)
+    assert verdict.verdict is not VerdictState.GO, verdict.reasons
+    soak = check(verdict, "soak_criteria")
+    assert soak.outcome is Outcome.ERROR, soak
+    assert "stream AA_DLQ had 3 message(s) deleted from the window (sequence 2, 3, 4)" in (soak.reason or "")
+
 def test_a_missing_stream_fails_the_topology(gate_config: Path, bus_for) -> None:
     verdict = judge(gate_config, bus_for("missing-stream"))
     assert verdict.verdict is VerdictState.NO_GO

@@ -232,6 +232,99 @@ def test_a_missing_credentials_file_is_a_config_error(nats_server: NatsServer, t
         ask(NatsSource("bus", config, tmp_path), {"streams": [{"name": "X"}]})
 
 
+def test_a_count_over_a_window_a_message_was_deleted_from_is_an_error(nats_server: NatsServer) -> None:
+    """A dead letter deleted after the fact (`nats stream rmm`, a purge by subject) was none:
+    the count took only the messages left, and an "empty DLQ" passed. A message deleted from
+    the window — its first, its middle, or another subject's under a subject filter — makes
+    the count an error naming the stream and the sequence; one deleted before the window, or
+    after it, leaves the count exact."""
+    stream = unique("DELETED")
+    subject = stream.lower()
+
+    async def setup(jsm, js) -> None:
+        await jsm.add_stream(StreamConfig(name=stream, subjects=[f"{subject}.>"]))
+
+    async def publish(jsm, js, leaf: str, n: int) -> list[int]:
+        return [(await js.publish(f"{subject}.{leaf}", b"{}")).seq for _ in range(n)]
+
+    def delete(seq: int) -> None:
+        admin(nats_server.url, lambda jsm, js: jsm.delete_msg(stream, seq))
+
+    admin(nats_server.url, setup)
+    before = admin(nats_server.url, lambda jsm, js: publish(jsm, js, "a", 3))  # seq 1-3
+    time.sleep(0.02)
+    t0 = now()
+    time.sleep(0.02)
+    inside = admin(nats_server.url, lambda jsm, js: publish(jsm, js, "a", 4))  # seq 4-7
+    admin(nats_server.url, lambda jsm, js: publish(jsm, js, "b", 2))  # seq 8-9
+    time.sleep(0.02)
+    t1 = now()
+    time.sleep(0.02)
+    after = admin(nats_server.url, lambda jsm, js: publish(jsm, js, "a", 2))  # seq 10-11
+
+    def count(subject_filter: str | None = None) -> int:
+        spec = {"name": "n", "stream": stream, **({"subject": subject_filter} if subject_filter else {})}
+        frame = ask(source(nats_server.url), {"counts": [spec]}, t0, t1)
+        return int(frame["n"].iloc[0])
+
+    assert (count(), count(f"{subject}.a")) == (6, 4)
+    delete(before[1])  # stored before the window, a kept message between: the window is whole
+    delete(after[1])  # and after it
+    assert (count(), count(f"{subject}.a")) == (6, 4)
+
+    delete(inside[2])
+    with pytest.raises(QueryError) as deleted:
+        count()
+    assert str(deleted.value) == (
+        f"count on {stream}: stream {stream} had 1 message(s) deleted from the window (sequence "
+        f"{inside[2]}): a count over it would miss the deleted ones"
+    )
+    with pytest.raises(QueryError, match=rf"\(sequence {inside[2]}\)"):
+        count(f"{subject}.a")
+
+
+def test_a_message_deleted_at_a_windows_edge_or_of_another_subject_is_an_error(nats_server: NatsServer) -> None:
+    """A deleted message has no time left: one between the last kept message before an edge of
+    the window and the first kept one after it may have been stored on either side, so it
+    counts as the window's (the window's first deleted, or the first after its end). Under a subject filter, a deleted message of
+    another subject in the window counts too: its subject is gone with it."""
+    stream = unique("EDGE")
+    subject = stream.lower()
+
+    async def setup(jsm, js) -> None:
+        await jsm.add_stream(StreamConfig(name=stream, subjects=[f"{subject}.>"]))
+
+    async def publish(jsm, js, leaf: str, n: int) -> list[int]:
+        return [(await js.publish(f"{subject}.{leaf}", b"{}")).seq for _ in range(n)]
+
+    admin(nats_server.url, setup)
+    admin(nats_server.url, lambda jsm, js: publish(jsm, js, "a", 2))  # seq 1-2
+    time.sleep(0.02)
+    t0 = now()
+    time.sleep(0.02)
+    first = admin(nats_server.url, lambda jsm, js: publish(jsm, js, "b", 2))  # seq 3-4
+    admin(nats_server.url, lambda jsm, js: publish(jsm, js, "a", 3))  # seq 5-7
+    time.sleep(0.02)
+    t1 = now()
+
+    def count(subject_filter: str | None = None) -> int:
+        spec = {"name": "n", "stream": stream, **({"subject": subject_filter} if subject_filter else {})}
+        return int(ask(source(nats_server.url), {"counts": [spec]}, t0, t1)["n"].iloc[0])
+
+    assert (count(), count(f"{subject}.a")) == (5, 3)
+    after = admin(nats_server.url, lambda jsm, js: publish(jsm, js, "a", 1))  # seq 8
+    admin(nats_server.url, lambda jsm, js: jsm.delete_msg(stream, after[0]))
+    # the first message after the end deleted: it may have been stored before the end
+    with pytest.raises(QueryError, match=rf"\(sequence {after[0]}\)"):
+        count()
+    admin(nats_server.url, lambda jsm, js: jsm.delete_msg(stream, first[0]))  # the window's first
+    with pytest.raises(QueryError, match=rf"had 2 message\(s\) deleted from the window \(sequence {first[0]}, {after[0]}\)"):
+        count()
+    # the subject filter skips to its own first message (5); the deleted one of .b still counts
+    with pytest.raises(QueryError, match=rf"\(sequence {first[0]}, {after[0]}\)"):
+        count(f"{subject}.a")
+
+
 def test_a_count_over_a_window_the_stream_no_longer_holds_whole_is_an_error(nats_server: NatsServer) -> None:
     """A stream keeps what its limits allow: counting the messages left in a window whose
     older ones were removed gave a count short of what was stored (a fallback event aged out

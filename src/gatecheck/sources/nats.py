@@ -344,6 +344,8 @@ COLUMNS = (
 )  # fmt: skip
 _STABLE_READS = 5
 _EPHEMERAL_TTL_S = 60.0
+#: More messages deleted from a stream's middle than this: too many to place against a window.
+_DELETED_MAX = 100_000
 
 
 def _enum(value: Any) -> str | None:
@@ -643,7 +645,10 @@ class NatsSource(Source):
                 from_start = await self._pending(jsm, spec.stream, at_start, what)
                 after = await self._pending(jsm, spec.stream, at_end, what)
                 if before == after:
-                    await self._holds_the_window(spec.stream, start, what)
+                    info = await self._holds_the_window(spec.stream, start, what)
+                    if info.state.num_deleted:
+                        window = (start, at_start, at_end)
+                        await self._none_deleted_within(jsm, spec, window, info.state.num_deleted, what)
                     return max(0, from_start - before)
             raise SourceTimeout(
                 f"{what}: the stream kept changing; no stable count after {_STABLE_READS} reads"
@@ -657,12 +662,13 @@ class NatsSource(Source):
                 except Exception as exc:  # the inactive threshold removes it anyway
                     log.debug("deleting ephemeral consumer %s/%s failed: %s", spec.stream, name, exc)
 
-    async def _holds_the_window(self, stream: str, start: datetime | None, what: str) -> None:
+    async def _holds_the_window(self, stream: str, start: datetime | None, what: str) -> Any:
         """QueryError unless ``stream`` still holds every message it stored since ``start``: a
         stream that drops consumed messages (interest or work-queue retention), or one whose
         limits (max_age, max_msgs, max_bytes) removed messages stored after ``start``, counts
         only what is left — a fallback event or a dead letter no longer stored is none.
-        Without ``start``: the retention only (before the counting consumers are created)."""
+        Without ``start``: the retention only (before the counting consumers are created).
+        Returns the stream's info."""
         from nats.js.api import RetentionPolicy
 
         info, first_ts, last_ts = await self._stream_info(stream, what)
@@ -674,7 +680,7 @@ class NatsSource(Source):
             )
         state = info.state
         if start is None or state.first_seq <= 1:
-            return  # only the retention asked, or nothing removed
+            return info  # only the retention asked, or nothing removed
         # the newest removed message was stored at most when the oldest kept one was (or, none
         # kept, when the last one was)
         newest_removed = first_ts if state.messages else last_ts
@@ -685,6 +691,61 @@ class NatsSource(Source):
                 f"and the window starts at {_time(start)}: a count over it would miss the removed ones "
                 "— keep the stream's messages longer than the window"
             )
+        return info
+
+    async def _none_deleted_within(
+        self, jsm: Any, spec: NatsCount, window: tuple[datetime, str, str], holds: int, what: str
+    ) -> None:
+        """QueryError if a message deleted from the middle of ``spec.stream`` (``nats stream
+        rmm``, a purge by subject, ``max_msgs_per_subject``) may have been stored in the window:
+        a count leaves it out, so a dead letter deleted after the fact would be none. A deleted
+        message has no time left, so the window is told by sequence: from where an unfiltered
+        consumer by ``start`` time begins (and the deleted run just below it, which may have
+        been stored after ``start``) to where the end consumer begins. A deleted message of
+        another subject counts too: which subject it had is gone with it. ``window``: its
+        start and the consumers at its start and end; ``holds``: the stream's deleted count."""
+        start, at_start, at_end = window
+        if holds > _DELETED_MAX:
+            raise QueryError(
+                f"{what}: stream {spec.stream} holds {holds} deleted messages, too many "
+                "to tell whether one was stored in the window"
+            )
+        found = await self._call(
+            what,
+            lambda: self._connection.request(
+                f"$JS.API.STREAM.INFO.{spec.stream}", b'{"deleted_details": true}', timeout=self.timeout
+            ),
+        )
+        try:
+            import json
+
+            deleted = set(json.loads(found.data)["state"].get("deleted") or ())
+        except (ValueError, KeyError, TypeError) as exc:
+            raise QueryError(f"{what}: stream {spec.stream}: an unreadable stream info") from exc
+        first = at_start
+        if spec.subject is not None:  # a filtered consumer skips ahead to its subject's first message
+            first = await self._ephemeral(jsm, NatsCount(name=spec.name, stream=spec.stream), start, what)
+        try:
+            low = await self._delivered(jsm, spec.stream, first, what) + 1
+        finally:
+            if first != at_start:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(jsm.delete_consumer(spec.stream, first), self.timeout)
+        high = await self._delivered(jsm, spec.stream, at_end, what)
+        while low - 1 in deleted:
+            low -= 1
+        within = sorted(seq for seq in deleted if low <= seq <= high)
+        if within:
+            shown = ", ".join(str(seq) for seq in within[:5]) + (", …" if len(within) > 5 else "")
+            raise QueryError(
+                f"{what}: stream {spec.stream} had {len(within)} message(s) deleted from the window "
+                f"(sequence {shown}): a count over it would miss the deleted ones"
+            )
+
+    async def _delivered(self, jsm: Any, stream: str, name: str, what: str) -> int:
+        """The stream sequence just before where consumer ``name`` begins."""
+        info = await self._call(what, lambda: jsm.consumer_info(stream, name))
+        return int(info.delivered.stream_seq)
 
     async def _stream_info(self, stream: str, what: str) -> tuple[Any, datetime | None, datetime | None]:
         """nats-py's StreamInfo of ``stream`` (NotFoundError if there is none), with when its
