@@ -388,6 +388,16 @@ BAD_CONFIGS = {
         lambda d: d["defaults"].update(rollup_keys_min_evidence="many"),
         "thresholds.yaml: defaults.rollup_keys_min_evidence: 'many' must be a finite number, at least 0: suites/rollup_reconcile.yaml uses it in reconcile.sides.facts.min_rows",
     ),
+    "a count of runs that is 0": (
+        "thresholds.yaml",
+        lambda d: d["defaults"].update(e2e_consecutive_min=0),
+        "thresholds.yaml: defaults.e2e_consecutive_min: 0 must be a whole number, at least 1: suites/e2e_consecutive.yaml uses it in query.newest (for phase staging-soak)",
+    ),
+    "a count of runs with a fraction": (
+        "thresholds.yaml",
+        lambda d: d["phases"]["staging-deploy"].update(e2e_consecutive_min=1.5),
+        "thresholds.yaml: phases.staging-deploy.e2e_consecutive_min: 1.5 must be a whole number, at least 1: suites/e2e_consecutive.yaml uses it in query.newest (for phase staging-deploy)",
+    ),
     "a SQL parameter that is not a number": (
         "thresholds.yaml",
         lambda d: d["defaults"].update(clock_skew_tolerance_s=[5]),
@@ -408,6 +418,38 @@ def test_bad_configuration_is_one_clear_line_and_exit_2(case: str, config_copy: 
         assert expected in lines[0], lines[0]
         assert lines[0].startswith("gatecheck: error: ")
         assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "value", "problem"),
+    [
+        ("UInt32", 5.5, "must be a whole number, at least 0"),
+        ("UInt32", -1, "must be a whole number, at least 0"),
+        ("Nullable(Int64)", 0.5, "must be a whole number"),
+        ("Int64", -1, None),
+        ("UInt8", 0, None),
+    ],
+)
+def test_a_whole_number_sql_parameter_is_refused_a_fraction_or_below_0_if_unsigned(
+    config_copy: Path, sql_type: str, value: float, problem: str | None
+) -> None:
+    """ClickHouse refuses a fraction for an integer placeholder (and a negative one for an
+    unsigned) only when the query runs: a check errored in every phase. It is refused first."""
+    edit(
+        config_copy / "suites" / "freshness_lag.yaml",
+        lambda d: d.update(query=d["query"].replace("clock_skew_tolerance_s:Float64", f"clock_skew_tolerance_s:{sql_type}")),
+    )
+    edit(config_copy / "thresholds.yaml", lambda d: d["defaults"].update(clock_skew_tolerance_s=value))
+    result = runner.invoke(app, ["validate", "--config", str(config_copy)])
+    if problem is None:
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        f"gatecheck: error: thresholds.yaml: defaults.clock_skew_tolerance_s: {value} {problem}: "
+        f"suites/freshness_lag.yaml uses it in query parameter {{clock_skew_tolerance_s:{sql_type}}} "
+        "(for phases canary-10, canary-100, canary-50, prod-soak, staging-deploy, staging-soak, warehouse-release)"
+    )
 
 
 def test_invalid_yaml_names_the_line(config_copy: Path) -> None:

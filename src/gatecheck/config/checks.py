@@ -285,6 +285,9 @@ _SQL_NUMBER = re.compile(
     r"|real|double precision|float[48]?\b)",
     re.I,
 )
+# Whole numbers: a value with a fraction (or, unsigned, below 0) fails in the source at run time.
+_SQL_UNSIGNED = re.compile(r"^(?:Nullable\()?\s*UInt\d+", re.I)
+_SQL_WHOLE = re.compile(r"^(?:Nullable\()?\s*(?:Int\d+|int[248]?\b|integer|bigint|smallint)", re.I)
 _SQL_TEXT = re.compile(r"^(?:Nullable\()?\s*(?:String|LowCardinality\(String\)|text\b|varchar)", re.I)
 
 
@@ -300,6 +303,13 @@ def _kind_problem(kind: str, value: Any) -> str | None:
         return f"must be a finite number{hint}"
     if kind == "non-negative number" and (not _is_number(value) or value < 0):
         return "must be a finite number, at least 0"
+    whole = _is_number(value) and float(value).is_integer()
+    if kind == "whole number" and not whole:
+        return "must be a whole number"
+    if kind == "non-negative whole number" and (not whole or value < 0):
+        return "must be a whole number, at least 0"
+    if kind == "count" and (not whole or value < 1):
+        return "must be a whole number, at least 1"
     if kind == "fraction":
         return mostly_problem(value)
     if kind == "list" and not isinstance(value, list):
@@ -317,7 +327,8 @@ SLO_SOURCES = ("Prometheus", "ClickHouse", "PostgreSQL")
 
 def threshold_uses(suite: SuiteConfig) -> Iterator[tuple[str, str, str]]:
     """Every use of a threshold by ``suite``: (threshold name, where it is used, the kind of
-    value that use needs: number, non-negative number, list, boolean, text or any)."""
+    value that use needs: number, non-negative number, whole number (non-negative, or a
+    count: at least 1), list, boolean, text or any)."""
     for index, spec in enumerate(suite.expectations):
         for kwarg, value in spec.kwargs.items():
             # The whole kwarg is the parameter: its value must fit the kwarg. (Nested in a
@@ -335,10 +346,18 @@ def threshold_uses(suite: SuiteConfig) -> Iterator[tuple[str, str, str]]:
         for name, side in suite.reconcile.sides.items():
             if isinstance(side.min_rows, ParameterRef):
                 yield side.min_rows.name, f"reconcile.sides.{name}.min_rows", "non-negative number"
+    counted = getattr(suite.query, "counted_parameters", None)
+    counts = dict(counted()) if callable(counted) else {}
+    for name, where in counts.items():
+        yield name, where, "count"
     for name, sql_type in suite.query_parameters().items():
-        if name in BUILTIN_PARAMETERS or not _NAME.match(name):
+        if name in BUILTIN_PARAMETERS or not _NAME.match(name) or name in counts:
             continue
-        if _SQL_NUMBER.match(sql_type):
+        if _SQL_UNSIGNED.match(sql_type):
+            kind = "non-negative whole number"
+        elif _SQL_WHOLE.match(sql_type):
+            kind = "whole number"
+        elif _SQL_NUMBER.match(sql_type):
             kind = "number"
         elif _SQL_TEXT.match(sql_type):
             kind = "text"

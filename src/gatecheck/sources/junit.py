@@ -91,6 +91,12 @@ class JUnitQuery(Frozen):
         """Nothing beyond what the model checks itself."""
         return []
 
+    def counted_parameters(self) -> dict[str, str]:
+        """Thresholds this query uses as a count of runs (at least 1): name → where."""
+        if isinstance(self.newest, dict):
+            return {self.newest["$PARAMETER"]: "query.newest"}
+        return {}
+
     def query_parameters(self) -> dict[str, str]:
         """The thresholds this query is sent with (``newest`` as a parameter): name → type."""
         if isinstance(self.newest, dict):
