@@ -452,6 +452,52 @@ def test_a_whole_number_sql_parameter_is_refused_a_fraction_or_below_0_if_unsign
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "anchor", "twice", "line"),
+    [
+        # the second value, looser, was the one judged, and validate said ok
+        ("thresholds.yaml", "  dlq_messages_max: 0", "  dlq_messages_max: 5\n", "defaults"),
+        ("thresholds.yaml", "    stream_replicas: 3", "    stream_replicas: 1\n", "environments.production"),
+        ("gates/staging-soak.yaml", "window:", "window: 5m\n", "the gate"),
+        ("suites/soak_criteria.yaml", "    max_value: {$PARAMETER: dlq_messages_max}",
+         "    max_value: 1000\n", "an expectation"),
+    ],
+)  # fmt: skip
+def test_a_key_written_twice_in_one_mapping_is_refused(
+    config_copy: Path, name: str, anchor: str, twice: str, line: str
+) -> None:
+    """YAML keeps a key's last value, silently: a second `dlq_messages_max: 5` under the first
+    loosened the gate (in the defaults, an environment, a gate or an expectation). A key written
+    twice in one mapping is refused, naming both lines."""
+    path = config_copy / name
+    lines = path.read_text().splitlines(keepends=True)
+    (at,) = [i for i, text in enumerate(lines) if text.startswith(anchor)]
+    key = anchor.strip().split(":")[0]
+    lines.insert(at + 1, twice)
+    path.write_text("".join(lines))
+    result = runner.invoke(app, ["validate", "--config", str(config_copy)])
+    assert result.exit_code == 2, (line, result.output)
+    column = len(twice) - len(twice.lstrip()) + 1
+    assert result.stderr.strip() == (
+        f"gatecheck: error: {name}: line {at + 2}, column {column}: invalid YAML: the key {key!r} is written "
+        f"twice in one mapping (first on line {at + 1}); YAML would keep only the last value"
+    )
+
+
+def test_a_merge_key_may_still_be_overridden(config_copy: Path) -> None:
+    """`<<: *base` and then one of its keys is what a merge is for: not a key written twice."""
+    path = config_copy / "thresholds.yaml"
+    text = path.read_text().replace("  production:\n", "  production: &production\n", 1)
+    text = text.replace("phases:\n", "phases:\n  canary-100:\n    <<: *production\n    stream_replicas: 5\n", 1)
+    path.write_text(text)
+    result = runner.invoke(app, ["validate", "--config", str(config_copy)])
+    assert result.exit_code == 0, result.output
+    from gatecheck.config import load_project
+
+    resolved = load_project(config_copy).resolve_thresholds("canary-100")
+    assert resolved["stream_replicas"].value == 5
+
+
 def test_invalid_yaml_names_the_line(config_copy: Path) -> None:
     (config_copy / "gates" / "staging-soak.yaml").write_text("phase: staging-soak\nchecks: [\n")
     result = runner.invoke(app, ["validate", "--config", str(config_copy)])

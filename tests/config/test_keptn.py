@@ -129,6 +129,10 @@ def test_keptn_objectives_become_suites_and_checks_that_judge_on_prometheus(
          "objectives[0].warning[0].criteria: a relative warning criterion"),
         (SLO.replace('"p90"', '"p99"'), SLI, ["--set", "LABEL.code=error"],
          "comparison.aggregate_function: 'p99': one of avg, p90, p95"),
+        # YAML keeps a key's last value: the second, looser criterion would have been imported
+        (SLO.replace('          - "<0.01"\n', '          - "<0.01"\n    pass:\n      - criteria:\n          - "<0.5"\n'),
+         SLI, ["--set", "LABEL.code=error"],
+         "the key 'pass' is written twice in one mapping (first on line 10)"),
     ],
 )  # fmt: skip
 def test_what_gatecheck_cannot_judge_is_refused_in_one_line(

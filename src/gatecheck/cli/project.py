@@ -220,6 +220,7 @@ def import_openslo(
     suites: printed as YAML, or written with --write. Then add them to a gate's checks."""
     import yaml
 
+    from gatecheck.config.loading import load_all_unique
     from gatecheck.config.models import SuiteConfig
     from gatecheck.config.openslo import suites_of
 
@@ -227,7 +228,7 @@ def import_openslo(
         suites: list[dict[str, object]] = []
         for path in files:
             try:
-                documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+                documents = load_all_unique(path.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
             except yaml.YAMLError as exc:
@@ -282,11 +283,12 @@ def import_keptn_slo(
     import yaml
 
     from gatecheck.config.keptn import import_keptn
+    from gatecheck.config.loading import UniqueKeysLoader
     from gatecheck.config.models import CheckRef, SuiteConfig
 
     def read(path: Path) -> object:
         try:
-            return yaml.safe_load(path.read_text(encoding="utf-8"))
+            return yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeysLoader)  # a safe loader
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
         except yaml.YAMLError as exc:

@@ -39,7 +39,43 @@ _MAX_FILE_BYTES = 1_000_000
 _BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(_BASE_LOADER):  # type: ignore[misc,valid-type]
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class UniqueKeysLoader(_BASE_LOADER):  # type: ignore[misc,valid-type]
+    """The safe loader, refusing a key written twice in one mapping. PyYAML keeps the last
+    value silently: a second ``dlq_messages_max: 5`` below ``dlq_messages_max: 0`` loosened
+    the gate, and ``validate`` said ok. (A merge key's ``<<: *base`` may still be overridden:
+    that is what it is for.)"""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE:
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:
+                    continue  # an unhashable key: the safe constructor refuses it itself
+                if first is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        None, None,
+                        f"the key {key!r} is written twice in one mapping (first on line {first.line + 1}); "
+                        "YAML would keep only the last value",
+                        key_node.start_mark,
+                    )  # fmt: skip
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_all_unique(text: str) -> list[Any]:
+    """Every document of a YAML text (another tool's file to import), read safely, a key
+    written twice in one mapping refused (:class:`UniqueKeysLoader`)."""
+    return list(yaml.load_all(text, Loader=UniqueKeysLoader))  # a safe loader
+
+
+class _Loader(UniqueKeysLoader):
     """The safe loader with YAML 1.2's booleans: only true and false. YAML 1.1 also reads
     yes/no/on/off as booleans, so the key ``on:`` of a notify target became ``True``."""
 
