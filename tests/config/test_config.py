@@ -388,6 +388,37 @@ BAD_CONFIGS = {
         lambda d: d["defaults"].update(rollup_keys_min_evidence="many"),
         "thresholds.yaml: defaults.rollup_keys_min_evidence: 'many' must be a finite number, at least 0: suites/rollup_reconcile.yaml uses it in reconcile.sides.facts.min_rows",
     ),
+    # a suite twice in a gate: which entry's required? (the advisory one could have won)
+    "a suite twice among a gate's checks": (
+        "gates/staging-soak.yaml",
+        lambda d: d["checks"].append({"suite": "soak_criteria", "required": False}),
+        "gates/staging-soak.yaml: checks[13]: suite 'soak_criteria' is already checks[1]: a suite is one check of a gate",
+    ),
+    "a rollback suite twice": (
+        "gates/warehouse-release.yaml",
+        lambda d: d.update(rollback=[{"suite": "freshness_lag"}, {"suite": "freshness_lag", "window": "1m"}]),
+        "gates/warehouse-release.yaml: rollback[1]: suite 'freshness_lag' is already rollback[0]",
+    ),
+    "a soak of 0s (covered by the evaluation alone)": (
+        "gates/staging-soak.yaml",
+        lambda d: d.update(soak={"duration": "0s", "max_gap": "30m"}),
+        "gates/staging-soak.yaml: soak.duration: must be longer than 0s",
+    ),
+    "a soak's max_gap of 0s": (
+        "gates/staging-soak.yaml",
+        lambda d: d.update(soak={"duration": "48h", "max_gap": "0"}),
+        "gates/staging-soak.yaml: soak.max_gap: must be longer than 0s",
+    ),
+    "a gate window of 0s": (
+        "gates/warehouse-release.yaml",
+        lambda d: d.update(window="0s"),
+        "gates/warehouse-release.yaml: window: must be longer than 0s",
+    ),
+    "a check window of 0s": (
+        "gates/warehouse-release.yaml",
+        lambda d: d["checks"][0].update(window="0m"),
+        "gates/warehouse-release.yaml: checks[0].window: must be longer than 0s",
+    ),
     "a count of runs that is 0": (
         "thresholds.yaml",
         lambda d: d["defaults"].update(e2e_consecutive_min=0),

@@ -446,6 +446,36 @@ class GateConfig(Frozen):
             raise ValueError("a phase name uses lowercase letters, digits and '-'")
         return value
 
+    @model_validator(mode="after")
+    def _each_suite_once(self) -> GateConfig:
+        """A suite twice among the checks (or the rollback suites) is two entries for one
+        check: which window, which ``required``? Its history, waivers and records are the
+        suite's, one per gate: refused, not picked."""
+        for key, refs in (("checks", self.checks), ("rollback", self.rollback)):
+            first: dict[str, int] = {}
+            for index, ref in enumerate(refs):
+                seen = first.setdefault(ref.suite, index)
+                if seen != index:
+                    raise ValueError(
+                        f"{key}[{index}]: suite {ref.suite!r} is already {key}[{seen}]: a suite is "
+                        "one check of a gate (give that entry its window, required, …)"
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _positive_spans(self) -> GateConfig:
+        """A window of 0s judges nothing, a soak of 0s is covered by the evaluation alone, and
+        a max_gap of 0s is never met: each refused where it is written."""
+        spans: list[tuple[str, timedelta | None]] = [("window", self.window)]
+        if self.soak is not None:
+            spans += [("soak.duration", self.soak.duration), ("soak.max_gap", self.soak.max_gap)]
+        for key, refs in (("checks", self.checks), ("rollback", self.rollback)):
+            spans += [(f"{key}[{i}].window", ref.window) for i, ref in enumerate(refs)]
+        for where, span in spans:
+            if span is not None and span <= timedelta(0):
+                raise ValueError(f"{where}: must be longer than 0s")
+        return self
+
 
 # --------------------------------------------------------------------------- suites/*.yaml
 
