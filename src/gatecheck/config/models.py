@@ -12,7 +12,7 @@ SLO, probe — and the project) and pydantic resolves them together.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -451,7 +451,10 @@ class GateConfig(Frozen):
         """A suite twice among the checks (or the rollback suites) is two entries for one
         check: which window, which ``required``? Its history, waivers and records are the
         suite's, one per gate: refused, not picked."""
-        for key, refs in (("checks", self.checks), ("rollback", self.rollback)):
+        entries: tuple[tuple[str, Sequence[CheckRef | RollbackRef]], ...] = (
+            ("checks", self.checks), ("rollback", self.rollback),
+        )  # fmt: skip
+        for key, refs in entries:
             first: dict[str, int] = {}
             for index, ref in enumerate(refs):
                 seen = first.setdefault(ref.suite, index)
@@ -469,8 +472,8 @@ class GateConfig(Frozen):
         spans: list[tuple[str, timedelta | None]] = [("window", self.window)]
         if self.soak is not None:
             spans += [("soak.duration", self.soak.duration), ("soak.max_gap", self.soak.max_gap)]
-        for key, refs in (("checks", self.checks), ("rollback", self.rollback)):
-            spans += [(f"{key}[{i}].window", ref.window) for i, ref in enumerate(refs)]
+        spans += [(f"checks[{i}].window", ref.window) for i, ref in enumerate(self.checks)]
+        spans += [(f"rollback[{i}].window", r.window) for i, r in enumerate(self.rollback)]
         for where, span in spans:
             if span is not None and span <= timedelta(0):
                 raise ValueError(f"{where}: must be longer than 0s")
