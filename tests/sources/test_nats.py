@@ -232,6 +232,53 @@ def test_a_missing_credentials_file_is_a_config_error(nats_server: NatsServer, t
         ask(NatsSource("bus", config, tmp_path), {"streams": [{"name": "X"}]})
 
 
+@pytest.mark.parametrize(
+    ("first", "second", "meet"),
+    [
+        ("dlq.>", "dlq.normalize.hrv", True), ("dlq.>", "dql.normalize.hrv", False), ("dlq.>", "dlq", False),
+        ("a.*.c", "a.b.c", True), ("a.*.c", "a.b.d", False), ("a.*", "a.b.c", False), ("a.>", "a.*.c", True),
+        ("*", "a", True), ("*", "a.b", False), (">", "a.b", True), ("a.b", "a.b.c", False),
+        ("a.*.>", "a.b", False), ("a.*.>", "a.b.c", True), ("a.b", "a.b", True),
+    ],
+)  # fmt: skip
+def test_two_subject_patterns_meet_when_some_subject_matches_both(first: str, second: str, meet: bool) -> None:
+    from gatecheck.sources.nats import overlap
+
+    assert overlap(first, second) is meet and overlap(second, first) is meet
+
+
+def test_a_count_whose_subject_the_stream_never_takes_is_an_error(nats_server: NatsServer) -> None:
+    """nats-server accepts a consumer filter outside its stream's subjects and counts 0: a
+    misspelt `subject:` on the DLQ's count was no dead letter, ever. Such a count is an error
+    naming what the stream takes; a filter inside them counts as before."""
+    stream = unique("FILTER")
+    subject = stream.lower()
+
+    async def setup(jsm, js) -> None:
+        await jsm.add_stream(StreamConfig(name=stream, subjects=[f"{subject}.>"]))
+        await js.publish(f"{subject}.normalize.hrv", b"{}")
+
+    start = now()
+    time.sleep(0.02)
+    admin(nats_server.url, setup)
+    time.sleep(0.02)
+    end = now()
+
+    def count(filter_subject: str) -> int:
+        spec = {"name": "n", "stream": stream, "subject": filter_subject}
+        return int(ask(source(nats_server.url), {"counts": [spec]}, start, end)["n"].iloc[0])
+
+    assert count(f"{subject}.normalize.*") == 1
+    assert count(f"{subject}.other") == 0  # a subject the stream takes, with nothing stored: 0
+    misspelt = f"{subject[::-1]}.normalize.hrv"
+    with pytest.raises(QueryError) as caught:
+        count(misspelt)
+    assert str(caught.value) == (
+        f"count on {stream} ({misspelt}): stream {stream} takes {subject}.>; no subject it takes matches "
+        f"{misspelt}, so the count would be 0 whatever was stored"
+    )
+
+
 def test_a_count_over_a_window_a_message_was_deleted_from_is_an_error(nats_server: NatsServer) -> None:
     """A dead letter deleted after the fact (`nats stream rmm`, a purge by subject) was none:
     the count took only the messages left, and an "empty DLQ" passed. A message deleted from

@@ -635,7 +635,15 @@ class NatsSource(Source):
         what = f"count on {spec.stream}" + (f" ({spec.subject})" if spec.subject else "")
         created: list[str] = []
         try:
-            await self._holds_the_window(spec.stream, None, what)  # its retention, first
+            info = await self._holds_the_window(spec.stream, None, what)  # its retention, first
+            taken = list(info.config.subjects or [])
+            if spec.subject is not None and taken and not any(overlap(spec.subject, s) for s in taken):
+                # nats-server counts 0 for such a filter: a misspelt subject would be no
+                # fallback event, no dead letter, ever
+                raise QueryError(
+                    f"{what}: stream {spec.stream} takes {', '.join(taken)}; no subject it takes "
+                    f"matches {spec.subject}, so the count would be 0 whatever was stored"
+                )
             at_end = await self._ephemeral(jsm, spec, end, what)
             created.append(at_end)
             at_start = await self._ephemeral(jsm, spec, start, what)
@@ -798,6 +806,20 @@ class NatsSource(Source):
     async def _pending(self, jsm: Any, stream: str, name: str, what: str) -> int:
         info = await self._call(what, lambda: jsm.consumer_info(stream, name))
         return int(info.num_pending)
+
+
+def overlap(first: str, second: str) -> bool:
+    """Whether some subject matches both NATS subject patterns (``*`` one token, ``>`` the
+    rest: one token or more)."""
+    a, b = first.split("."), second.split(".")
+    for index, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x == ">" or y == ">":
+            return True
+        if x != y and "*" not in (x, y):
+            return False
+        if index == min(len(a), len(b)) - 1:
+            break
+    return len(a) == len(b)
 
 
 class TooMuchToRead(QueryError):
