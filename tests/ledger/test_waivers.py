@@ -6,6 +6,7 @@ three in test_ledger.py."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -343,6 +344,41 @@ def test_an_approval_stands_in_for_requires_only_when_the_gate_says_so(gate, con
     assert (code, result["verdict"]) == (0, "go")
     assert result["requires"][0]["satisfied"]
     assert result["requires"][0]["reason"].startswith("approved by heidi at ")
+
+
+def test_an_approval_standing_in_for_a_go_falls_to_a_later_no_go_as_a_go_would(gate, config_copy: Path) -> None:
+    """An approval of a required phase stood in for its GO even after that phase was judged
+    NO-GO: the phase behind it failed, and the gate that required it was GO. A NO-GO or
+    ROLLBACK judged after the approval now stands over it, as it would over a GO; a newer
+    approval (a person deciding after the failure) stands again."""
+    edges = yaml.safe_load((config_copy / "gates" / "warehouse-release.yaml").read_text())
+    (config_copy / "gates" / "edge-check.yaml").write_text(yaml.safe_dump(
+        {"phase": "edge-check", "environment": edges["environment"], "checks": [{"suite": "unmatched_edges"}]}
+    ))  # fmt: skip
+    path = config_copy / "gates" / "warehouse-release.yaml"
+    document = yaml.safe_load(path.read_text())
+    document.update(requires=["edge-check"], approval_satisfies_requires=True)
+    path.write_text(yaml.safe_dump(document))
+    code, _, err = gate("healthy", "approve", "--phase", "edge-check", "--by", "heidi", "--reason", "checked by hand")
+    assert code == 0, err
+    code, result = run_json(gate, "healthy")
+    assert (code, result["verdict"]) == (0, "go"), result["reasons"]
+    code, _, err = gate("unmatched-edges", "run", "--phase", "edge-check")
+    assert code == 1, err  # NO-GO, recorded after the approval
+    code, result = run_json(gate, "healthy")
+    assert (code, result["verdict"]) == (3, "inconclusive"), result["reasons"]
+    (requirement,) = result["requires"]
+    assert not requirement["satisfied"]
+    assert re.fullmatch(
+        r"the latest decision of edge-check is NO-GO as of \S+, after its approval by heidi at \S+: "
+        "it needs a newer GO or approval",
+        requirement["reason"],
+    ), requirement["reason"]
+    code, _, err = gate("healthy", "approve", "--phase", "edge-check", "--by", "ivan", "--reason", "a fix is out")
+    assert code == 0, err
+    code, result = run_json(gate, "healthy")
+    assert (code, result["verdict"]) == (0, "go"), result["reasons"]
+    assert result["requires"][0]["reason"].startswith("approved by ivan at ")
 
 
 def test_of_two_waivers_for_one_scope_the_later_stands() -> None:

@@ -470,10 +470,24 @@ async def _requirement(
         return Requirement(phase=phase, satisfied=True, reason="assumed approved (--assume-approved)")
     recorded = approval_at(approvals, phase, as_of) if approvals else None
     if recorded is not None:  # the gate lets a person's approval stand in for a recorded GO
+        approval = f"approved by {recorded.by} at {timestamp(recorded.at)}: {recorded.reason}"
+        if ledger is None:
+            return Requirement(phase=phase, satisfied=True, reason=approval)
+        # ... as a GO would: a NO-GO or ROLLBACK judged after it stands over it
+        try:
+            later = await asyncio.to_thread(ledger.last_decision, phase, as_of, recorded_since)
+        except GatecheckError as exc:
+            return Requirement(phase=phase, satisfied=False, reason=f"cannot read the history ledger: {exc}")
+        if later is None or later.verdict is VerdictState.GO or later.as_of <= recorded.at:
+            return Requirement(phase=phase, satisfied=True, reason=approval)
         return Requirement(
             phase=phase,
-            satisfied=True,
-            reason=f"approved by {recorded.by} at {timestamp(recorded.at)}: {recorded.reason}",
+            satisfied=False,
+            reason=(
+                f"the latest decision of {phase} is {later.verdict.value.upper()} as of "
+                f"{timestamp(later.as_of)}, after its approval by {recorded.by} at {timestamp(recorded.at)}: "
+                "it needs a newer GO or approval"
+            ),
         )
     if ledger is None:
         return Requirement(
