@@ -419,6 +419,28 @@ BAD_CONFIGS = {
         lambda d: d["checks"][0].update(window="0m"),
         "gates/warehouse-release.yaml: checks[0].window: must be longer than 0s",
     ),
+    # URLs a driver cannot read: refused where they are written (the traceback that a
+    # PostgreSQL ledger's raised printed its password), never echoing the password
+    "a PostgreSQL ledger URL libpq cannot read": (
+        "gatecheck.yaml",
+        lambda d: d["history"].update(url="postgresql://gatecheck:Sup3r%ZZsecret@127.0.0.1:5432/ledger"),
+        "gatecheck.yaml: history.url: not a PostgreSQL URL libpq reads (invalid percent-encoded token) (got 'postgresql://gatecheck:***@127.0.0.1:5432/ledger')",
+    ),
+    "a PostgreSQL source URL with an option libpq does not know": (
+        "gatecheck.yaml",
+        lambda d: d["environments"]["staging"]["sources"]["database"].update(url="postgresql://u:Sup3rSecret@db/app?sslmod=require"),
+        "gatecheck.yaml: environments.staging.sources.database: url: not a PostgreSQL URL libpq reads (invalid URI query parameter: \"sslmod\")",
+    ),
+    "a source URL with a broken IPv6 host": (
+        "gatecheck.yaml",
+        lambda d: d["environments"]["staging"]["sources"]["warehouse"].update(url="clickhouse://u:Sup3rSecret@[::1/db"),
+        "gatecheck.yaml: environments.staging.sources.warehouse.url: not a URL: Invalid IPv6 URL (got 'clickhouse://u:***@[::1/db')",
+    ),
+    "a source URL's port out of range": (
+        "gatecheck.yaml",
+        lambda d: d["environments"]["production"]["sources"]["bus"].update(url="nats://a:4222,nats://b:99999"),
+        "gatecheck.yaml: environments.production.sources.bus.url: not a URL: Port out of range 0-65535",
+    ),
     "a count of runs that is 0": (
         "thresholds.yaml",
         lambda d: d["defaults"].update(e2e_consecutive_min=0),
@@ -448,7 +470,7 @@ def test_bad_configuration_is_one_clear_line_and_exit_2(case: str, config_copy: 
         assert len(lines) == 1, lines
         assert expected in lines[0], lines[0]
         assert lines[0].startswith("gatecheck: error: ")
-        assert "Traceback" not in result.output
+        assert "Traceback" not in result.output and "Sup3r" not in result.output
 
 
 @pytest.mark.parametrize(

@@ -996,3 +996,17 @@ def test_the_audit_trail_keeps_every_kind_whole_numbers_waivers_and_selects(ledg
     ]
     third = ledger.create_waiver(second.model_copy(update={"waiver": "", "at": start + 40 * HOUR}))
     assert third.waiver == "W3"
+
+
+def test_a_postgresql_ledger_url_libpq_cannot_read_is_one_line_without_its_password() -> None:
+    """libpq quotes the token it cannot read — here the password — and the ledger let that
+    error out as a traceback. It is a LedgerError naming the ledger, the password hidden."""
+    from gatecheck.errors import LedgerError
+    from gatecheck.ledger.postgresql import PostgresLedger
+
+    with pytest.raises(LedgerError) as caught:
+        PostgresLedger("postgresql://gatecheck:Sup3r%ZZsecret@127.0.0.1:1/ledger")
+    assert str(caught.value) == (
+        "history ledger postgresql://gatecheck:***@127.0.0.1:1/ledger: not a PostgreSQL URL libpq reads "
+        "(invalid percent-encoded token)"
+    )

@@ -57,6 +57,19 @@ class EnvironmentConfig(Frozen):
 class HistoryConfig(Frozen):
     url: str = Field(repr=False)
 
+    @field_validator("url")
+    @classmethod
+    def _readable(cls, value: str) -> str:
+        """A PostgreSQL ledger's URL that libpq cannot read is refused here (its password
+        never shown), not at the first command that opens the ledger."""
+        if value.split(":", 1)[0] in ("postgresql", "postgres"):
+            from gatecheck.sources.postgresql import url_problem
+
+            problem = url_problem(value)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
 
 def _at_least_a_second(name: str, value: timedelta) -> timedelta:
     if value < timedelta(seconds=1):

@@ -140,6 +140,11 @@ class PostgresLedger(RowLedger):
         # transactions never wait on their client that long).
         from psycopg.conninfo import conninfo_to_dict
 
+        from gatecheck.sources.postgresql import url_problem
+
+        problem = url_problem(url)
+        if problem is not None:
+            raise LedgerError(f"history ledger {self._shown}: {problem}")
         given = str(conninfo_to_dict(url).get("options") or "")
         self._options = f"{given} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}".strip()
         if create:

@@ -59,6 +59,13 @@ class SourceSettings(Frozen):
         scheme = value.split("://", 1)[0] if "://" in value else ""
         if scheme not in cls.schemes:
             raise ValueError(f"URL scheme must be one of {', '.join(s + '://' for s in cls.schemes)}")
+        from urllib.parse import urlsplit
+
+        for part in value.split(","):  # NATS takes a list of servers
+            try:
+                urlsplit(part.strip()).port  # noqa: B018 -- reading it checks the port and an IPv6 host
+            except ValueError as exc:  # its words hold no password: the port, or none
+                raise ValueError(f"not a URL: {str(exc).rstrip('.')}") from None
         return value
 
     @field_validator("timeout")

@@ -51,7 +51,34 @@ class PostgreSQLSourceConfig(SourceSettings):
     def _one_password(self) -> PostgreSQLSourceConfig:
         if self.password is not None and self.password_file is not None:
             raise ValueError("give password or password_file, not both")
+        problem = url_problem(self.url)
+        if problem is not None:  # refused here, not as every check's error at run time
+            raise ValueError(f"url: {problem}")
         return self
+
+
+def url_problem(url: str) -> str | None:
+    """Why libpq cannot read ``url`` (its words, without the URL or a password), or None."""
+    from urllib.parse import unquote, urlsplit
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(url)
+    except Exception as exc:
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        head, quoted, rest = text.partition(': "')
+        try:
+            userinfo = urlsplit(url).netloc.rpartition("@")[0]
+        except ValueError:
+            userinfo = url
+        secret = userinfo.partition(":")[2]
+        shown = rest.rstrip('"')
+        holds_secret = bool(secret) and (secret in shown or unquote(secret) in shown)
+        if quoted and (not shown or "@" in shown or "/" in shown or holds_secret):
+            text = head  # libpq quotes the URI or the token: it may hold the password
+        return f"not a PostgreSQL URL libpq reads ({text})"
+    return None
 
 
 def sql_problems(sql: str) -> list[str]:
@@ -82,8 +109,8 @@ def conninfo(config: PostgreSQLSourceConfig, root: Path = Path(".")) -> tuple[st
     url = config.url
     try:
         parts = conninfo_to_dict(url)
-    except Exception as exc:
-        raise SourceUnavailable(f"bad PostgreSQL URL {redact(url)}: {type(exc).__name__}") from None
+    except Exception:
+        raise SourceUnavailable(f"bad PostgreSQL URL {redact(url)}: {url_problem(url)}") from None
     extra: dict[str, Any] = {"application_name": "gatecheck"}
     if config.password is not None:
         extra["password"] = config.password.get_secret_value()
