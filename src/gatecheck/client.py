@@ -18,9 +18,10 @@ from pydantic import ValidationError
 
 from gatecheck import __version__
 from gatecheck.durations import format_duration
-from gatecheck.errors import ConfigError, SourceUnavailable, network_reason, one_line, redact
+from gatecheck.errors import ConfigError, SourceTimeout, SourceUnavailable, network_reason, one_line, redact
 from gatecheck.render.status import PhaseStatus
 from gatecheck.results import Verdict, VerdictState
+from gatecheck.sources._http import AnswerTooLarge, fetch_sync
 
 
 def _inconclusive(phase: str, reason: str) -> Verdict:
@@ -81,7 +82,10 @@ def fetch_verdict(
         params = {"max_age": format_duration(max_age), "timeout": f"{max(1.0, min(120.0, timeout - 5)):g}"}
     try:
         with _client(base, timeout, headers) as client:
-            response = client.post(endpoint) if evaluate_now else client.get(endpoint, params=params)
+            method = "POST" if evaluate_now else "GET"
+            response = fetch_sync(client, method, endpoint, params=params, what=shown, timeout=timeout)
+    except (SourceTimeout, AnswerTooLarge) as exc:
+        return _inconclusive(phase, f"the gatecheck service: {exc}")
     except httpx.HTTPError as exc:
         reason = network_reason(exc) or " ".join(str(exc).split()) or type(exc).__name__
         return _inconclusive(phase, f"cannot reach the gatecheck service at {shown}: {reason}")
@@ -138,7 +142,9 @@ def wait_for_verdict(
     started = time.monotonic()
     try:
         with _client(base, timeout, headers) as client:
-            response = client.post(f"{base}/api/v1/phases/{phase}/evaluations")
+            response = fetch_sync(
+                client, "POST", f"{base}/api/v1/phases/{phase}/evaluations", what=shown, timeout=timeout
+            )
             if response.status_code == 404:
                 raise ConfigError(f"--phase: the service at {shown} does not know phase {phase!r}")
             if response.status_code != 202:
@@ -148,7 +154,7 @@ def wait_for_verdict(
                 )
             location = response.headers.get("location") or f"/api/v1/evaluations/{response.json()['id']}"
             while True:
-                answer = client.get(f"{base}{location}")
+                answer = fetch_sync(client, "GET", f"{base}{location}", what=shown, timeout=timeout)
                 if answer.status_code != 200:
                     detail = answer.text.strip()[:200]
                     return _inconclusive(
@@ -167,6 +173,8 @@ def wait_for_verdict(
                         f"(GET {location})",
                     )
                 time.sleep(min(poll_s, left))
+    except (SourceTimeout, AnswerTooLarge) as exc:
+        return _inconclusive(phase, f"the gatecheck service: {exc}")
     except httpx.HTTPError as exc:
         reason = network_reason(exc) or " ".join(str(exc).split()) or type(exc).__name__
         return _inconclusive(phase, f"cannot reach the gatecheck service at {shown}: {reason}")
@@ -198,11 +206,12 @@ def fetch_chain(url: str, timeout: float = 30.0) -> list[PhaseStatus]:
     shown = redact(base)
     try:
         with _client(base, timeout, {}) as client:
-            listed = client.get(f"{base}/api/v1/phases")
+            listed = fetch_sync(client, "GET", f"{base}/api/v1/phases", what=shown, timeout=timeout)
             listed.raise_for_status()
             chain = []
             for item in listed.json():
-                response = client.get(f"{base}/api/v1/phases/{item['phase']}/verdict")
+                verdict_url = f"{base}/api/v1/phases/{item['phase']}/verdict"
+                response = fetch_sync(client, "GET", verdict_url, what=shown, timeout=timeout)
                 # 200 with "Gatecheck-Evaluated: false": the service has no verdict of it yet.
                 none_yet = response.headers.get("gatecheck-evaluated") == "false"
                 evaluated = response.status_code == 200 and not none_yet
@@ -226,7 +235,8 @@ def fetch_page(url: str, phase: str, timeout: float = 30.0) -> str:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         with _client(base, timeout, headers) as client:
-            response = client.get(f"{base}/phases/{phase}", params={"export": "true"})
+            page = f"{base}/phases/{phase}"
+            response = fetch_sync(client, "GET", page, params={"export": "true"}, what=shown, timeout=timeout)
     except httpx.HTTPError as exc:
         raise SourceUnavailable(
             f"gatecheck service at {shown}: {type(exc).__name__}: {unreadable(exc)}"

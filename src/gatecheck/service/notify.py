@@ -27,9 +27,10 @@ from gatecheck._values import document_time, timestamp
 from gatecheck.config import NotifyTarget
 from gatecheck.config.models import webhook_url_problem
 from gatecheck.durations import format_duration
+from gatecheck.errors import SourceTimeout
 from gatecheck.render.describe import failure_text, keys_found, waiver_text
 from gatecheck.results import Outcome, Verdict, VerdictState
-from gatecheck.sources._http import verified_tls
+from gatecheck.sources._http import AnswerTooLarge, fetch, verified_tls
 
 log = logging.getLogger("gatecheck.notify")
 
@@ -279,9 +280,15 @@ class Notifier:
         """One POST. Never lets the URL into an exception's text (it is a secret)."""
         headers, content = message
         try:
-            response = await client.post(url, content=content, headers=headers)
-        except httpx.TimeoutException:
+            timeout = client.timeout.read or 10.0
+            response = await fetch(
+                client, "POST", url, content=content, headers=headers, what="the webhook", timeout=timeout,
+                limit=2**20,
+            )  # fmt: skip
+        except (httpx.TimeoutException, SourceTimeout):
             raise DeliveryFailed("no answer within the timeout") from None
+        except AnswerTooLarge:
+            raise DeliveryFailed("an answer of more than 1 MiB") from None
         except httpx.HTTPError as exc:
             raise DeliveryFailed(f"cannot reach the webhook ({type(exc).__name__})") from None
         if response.status_code >= 500 or response.status_code == 429:

@@ -3,14 +3,24 @@ JUnit reports over HTTP): the same words for the same failure whichever source m
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ssl
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 
 from gatecheck.errors import SourceTimeout, SourceUnavailable, network_reason, redact
+
+#: The most one HTTP answer may hold (a Prometheus answer, an exposition, a JUnit listing or
+#: report, a probe's or the service's answer): an endless body was held byte by byte.
+MAX_ANSWER_BYTES = 64 * 2**20
+
+# Headers that describe the body as it came over the wire, not as it is kept (decoded).
+_WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 @functools.cache
@@ -39,3 +49,66 @@ def http_errors(what: str, timeout: float) -> Iterator[None]:
     except httpx.HTTPError as exc:
         reason = network_reason(exc) or " ".join(str(exc).split()) or type(exc).__name__
         raise SourceUnavailable(f"cannot reach {what}: {reason}") from None
+
+
+class AnswerTooLarge(SourceUnavailable):
+    """An HTTP answer longer than it may be."""
+
+
+def _kept(response: httpx.Response, body: bytes) -> httpx.Response:
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _WIRE_HEADERS]
+    return httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
+
+
+def _too_large(what: str, limit: int) -> AnswerTooLarge:
+    return AnswerTooLarge(f"{what} answered more than {limit // 2**20} MiB")
+
+
+async def fetch(
+    client: httpx.AsyncClient, method: str, url: str, *, what: str, timeout: float,
+    limit: int = MAX_ANSWER_BYTES, **options: Any,
+) -> httpx.Response:  # fmt: skip
+    """``client.request(method, url, **options)``, its whole answer read within ``timeout``
+    seconds and at most ``limit`` bytes (decoded). httpx's own timeout bounds each read, not
+    the answer: a server sending a byte a second was waited on forever, and one sending
+    without end was held until memory ran out. Past either: ``SourceTimeout`` (``WHAT did not
+    answer within 5s``) or :class:`AnswerTooLarge`; httpx's other errors as they are."""
+    try:
+        async with asyncio.timeout(timeout):
+            async with client.stream(method, url, **options) as response:
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise _too_large(what, limit)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise _too_large(what, limit)
+                    chunks.append(chunk)
+    except TimeoutError:
+        raise SourceTimeout(f"{what} did not answer within {timeout:g}s") from None
+    return _kept(response, b"".join(chunks))
+
+
+def fetch_sync(
+    client: httpx.Client, method: str, url: str, *, what: str, timeout: float,
+    limit: int = MAX_ANSWER_BYTES, **options: Any,
+) -> httpx.Response:  # fmt: skip
+    """:func:`fetch` for a blocking client: the deadline is checked after each read, each
+    read bounded by the client's own timeout."""
+    deadline = time.monotonic() + timeout
+    with client.stream(method, url, **options) as response:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _too_large(what, limit)
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(what, limit)
+            if time.monotonic() > deadline:
+                raise SourceTimeout(f"{what} did not answer within {timeout:g}s")
+            chunks.append(chunk)
+    return _kept(response, b"".join(chunks))

@@ -22,9 +22,9 @@ import httpx
 from pydantic import field_validator
 
 from gatecheck.durations import Duration, format_duration
-from gatecheck.errors import SourceUnavailable, network_reason, redact
+from gatecheck.errors import SourceTimeout, SourceUnavailable, network_reason, redact
 from gatecheck.frozen import Frozen
-from gatecheck.sources._http import verified_tls
+from gatecheck.sources._http import MAX_ANSWER_BYTES, AnswerTooLarge, fetch, verified_tls
 from gatecheck.sources.base import QueryParameters, Source, SourceSettings
 from gatecheck.sources.probe import Probe
 
@@ -139,9 +139,15 @@ class HttpSource(Source):
             async with httpx.AsyncClient(
                 timeout=self.timeout, follow_redirects=False, verify=verified_tls()
             ) as client:
-                response = await client.request(
-                    request.method, self.base + request.path, content=body, headers=headers
-                )
+                response = await fetch(
+                    client, request.method, self.base + request.path, content=body, headers=headers,
+                    what=redact(self.base), timeout=self.timeout,
+                )  # fmt: skip
+        except (SourceTimeout, AnswerTooLarge) as exc:
+            reason = f"no answer within {format_duration(self.config.timeout)}"
+            if isinstance(exc, AnswerTooLarge):
+                reason = f"an answer of more than {MAX_ANSWER_BYTES // 2**20} MiB"
+            return {"status": 0, "latency_ms": (time.perf_counter() - started) * 1000, "error": reason}
         except httpx.HTTPError as exc:
             reason = network_reason(exc) or type(exc).__name__
             if isinstance(exc, httpx.TimeoutException):
@@ -194,7 +200,11 @@ async def check_source(name: str, config: Any, root: Path, suites: list[Any]) ->
         async with httpx.AsyncClient(
             timeout=config.timeout.total_seconds(), follow_redirects=False, verify=verified_tls()
         ) as client:
-            response = await client.get(config.url)
+            response = await fetch(
+                client, "GET", config.url, what=redact(config.url), timeout=config.timeout.total_seconds()
+            )
+    except (SourceTimeout, AnswerTooLarge) as exc:
+        return Probe(reachable=False, problems=[f"cannot reach {redact(config.url)}: {exc}"])
     except httpx.HTTPError as exc:
         reason = network_reason(exc) or type(exc).__name__
         return Probe(reachable=False, problems=[f"cannot reach {redact(config.url)}: {reason}"])

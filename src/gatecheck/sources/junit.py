@@ -34,7 +34,7 @@ from pydantic import field_validator
 from gatecheck._values import document_time
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.frozen import NAME, Frozen
-from gatecheck.sources._http import http_errors, verified_tls
+from gatecheck.sources._http import AnswerTooLarge, fetch, http_errors, verified_tls
 from gatecheck.sources.base import QueryParameters, Source, SourceSettings
 from gatecheck.sources.probe import Probe, counted
 
@@ -278,17 +278,21 @@ class JUnitSource(Source):
             timeout=self.timeout, follow_redirects=False, verify=verified_tls()
         ) as client:
             with http_errors(self.where, self.timeout):
-                page = await client.get(url)
+                page = await fetch(client, "GET", url, what=self.where, timeout=self.timeout)
                 page.raise_for_status()
                 found = list(_listed(page.text, url, pattern))
                 if len(found) > MAX_REPORTS:  # before reading any: no choice of 500 could be trusted
                     raise listing_too_long(len(found), pattern)
                 runs = []
                 for name, link in found:
-                    response = await client.get(link)
+                    try:
+                        response = await fetch(
+                            client, "GET", link, what=f"report {name}", timeout=self.timeout,
+                            limit=MAX_REPORT_BYTES,
+                        )  # fmt: skip
+                    except AnswerTooLarge:
+                        raise QueryError(f"report {name}: more than {MAX_REPORT_BYTES} bytes") from None
                     response.raise_for_status()
-                    if len(response.content) > MAX_REPORT_BYTES:
-                        raise QueryError(f"report {name}: more than {MAX_REPORT_BYTES} bytes")
                     stamp = response.headers.get("last-modified")
                     modified = parsedate_to_datetime(stamp).astimezone(UTC) if stamp else None
                     runs.append(parse_report(name, response.content, modified))

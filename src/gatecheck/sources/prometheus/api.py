@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import httpx
 
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, one_line, redact
-from gatecheck.sources._http import http_errors, verified_tls
+from gatecheck.sources._http import fetch, http_errors, verified_tls
 from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source
 from gatecheck.sources.probe import Probe, counted
 from gatecheck.sources.prometheus.promql import (
@@ -245,7 +245,10 @@ class PrometheusSource(Source):
             found = False
             with http_errors(where, self.timeout):
                 for family in families_of(metric):
-                    answer = await self._client.get(f"{self.base}/api/v1/metadata", params={"metric": family})
+                    answer = await fetch(
+                        self._client, "GET", f"{self.base}/api/v1/metadata", params={"metric": family},
+                        what=where, timeout=self.timeout,
+                    )  # fmt: skip
                     if answer.status_code == 200 and _data(answer):
                         found = True
                         break
@@ -260,7 +263,10 @@ class PrometheusSource(Source):
         url = f"{self.base}/api/v1/query"
         where = f"{measure}: " if measure != "value" else ""
         with http_errors(f"{where}Prometheus at {redact(self.base)}", self.timeout):
-            response = await self._client.get(url, params={"query": promql, "time": f"{at.timestamp():.3f}"})
+            response = await fetch(
+                self._client, "GET", url, params={"query": promql, "time": f"{at.timestamp():.3f}"},
+                what=f"{where}Prometheus at {redact(self.base)}", timeout=self.timeout,
+            )  # fmt: skip
         try:
             body = response.json()
         except ValueError as exc:
@@ -306,13 +312,19 @@ class PrometheusSource(Source):
         params = {"match[]": metric, "limit": "1"}
         if start is not None and end is not None:
             params |= {"start": f"{start.timestamp():.3f}", "end": f"{end.timestamp():.3f}"}
-        response = await self._client.get(f"{self.base}/api/v1/series", params=params)
+        response = await fetch(
+            self._client, "GET", f"{self.base}/api/v1/series", params=params,
+            what=f"Prometheus at {redact(self.base)}", timeout=self.timeout,
+        )  # fmt: skip
         response.raise_for_status()
         return bool(response.json().get("data"))
 
     async def build_info(self) -> httpx.Response:
         """``GET /api/v1/status/buildinfo`` (``check-sources``: is it Prometheus, which version)."""
-        return await self._client.get(f"{self.base}/api/v1/status/buildinfo")
+        return await fetch(
+            self._client, "GET", f"{self.base}/api/v1/status/buildinfo",
+            what=f"Prometheus at {redact(self.base)}", timeout=self.timeout,
+        )  # fmt: skip
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -42,7 +42,7 @@ import httpx
 
 from gatecheck._values import timestamp
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
-from gatecheck.sources._http import http_errors, verified_tls
+from gatecheck.sources._http import fetch, http_errors, verified_tls
 from gatecheck.sources.base import QueryParameters, Source
 from gatecheck.sources.probe import Probe, counted
 from gatecheck.sources.prometheus.api import fallback_metrics, families_of, unknown_fallback_metric
@@ -551,7 +551,9 @@ class ScrapeSource(Source):
         """The exposition's samples and the families it declares."""
         shown = redact(self.target)
         with http_errors(f"the exposition at {shown}", self.timeout):
-            response = await self._client.get(self.target)
+            response = await fetch(
+                self._client, "GET", self.target, what=f"the exposition at {shown}", timeout=self.timeout
+            )
         if response.status_code != 200:
             raise SourceUnavailable(f"scrape of {shown} answered {response.status_code}")
         try:
