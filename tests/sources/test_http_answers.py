@@ -137,10 +137,11 @@ def test_a_source_that_trickles_is_a_timeout_and_one_that_floods_is_refused(misb
 def test_a_probe_that_trickles_or_floods_has_no_answer(misbehaving) -> None:
     from gatecheck.sources.http import HttpSource, HttpSourceConfig, ProbeRequest
 
-    for kind, reason in (("trickle", "no answer within 1s"), ("flood", "an answer of more than 64 MiB")):
-        source = HttpSource(
-            "ingest", HttpSourceConfig(type="http", url=misbehaving.url(kind), timeout="1s"), Path(".")
-        )
+    for kind, timeout, reason in (
+        ("trickle", "1s", "no answer within 1s"), ("flood", "50s", "an answer of more than 64 MiB"),
+    ):  # fmt: skip
+        config = HttpSourceConfig(type="http", url=misbehaving.url(kind), timeout=timeout)
+        source = HttpSource("ingest", config, Path("."))
         answer = bounded(source.send(ProbeRequest(method="GET"), "p1", "2026-01-01T00:00:00Z"))
         assert (answer["status"], answer["error"]) == (0, reason)
 
