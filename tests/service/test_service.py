@@ -505,6 +505,29 @@ def test_serve_beyond_loopback_without_a_token_refuses_to_start(
     assert "needs a bearer token" in result.stderr and "GATECHECK_API_TOKEN" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        ("CHANGE_ME_LONG_RANDOM", "still the placeholder of the shipped manifests"),
+        ("hunter2", "7 characters; a token needs 16 or more (openssl rand -hex 32)"),
+    ],
+)
+def test_serve_refuses_a_token_anyone_could_guess(
+    service_config: Path, monkeypatch: pytest.MonkeyPatch, token: str, problem: str
+) -> None:
+    """The shipped manifests' GATECHECK_API_TOKEN placeholder, applied as it is, let anyone
+    who read them create waivers and approvals (a NO-GO made GO); so did a short token. Serve
+    refuses both, never quoting the token (the replicas test serves with a long one)."""
+    monkeypatch.setenv("GATECHECK_API_TOKEN", token)
+    result = CliRunner().invoke(
+        app, ["serve", "--config", str(service_config), "--listen", f"0.0.0.0:{free_port()}"]
+    )
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip()
+    assert line.startswith("gatecheck: error: GATECHECK_API_TOKEN: ") and problem in line, line
+    assert token not in result.output
+
+
 SECRET = "PLANTED-s3cret-9f2c"
 
 #: Every form a URL can carry a credential in: user:password@, a user part alone (nats-py's

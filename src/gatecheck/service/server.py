@@ -128,6 +128,22 @@ async def serve(service: Service, host: str, port: int, sock: Any = None) -> Non
 API_TOKEN_ENV = "GATECHECK_API_TOKEN"
 
 
+#: The fewest characters a bearer token may have.
+MIN_TOKEN_CHARS = 16
+
+
+def token_problem(token: str) -> str | None:
+    """Why ``token`` would let others in (never quoting it), or None."""
+    if "CHANGE_ME" in token.upper():
+        return (
+            "still the placeholder of the shipped manifests, known to anyone who read them; set a "
+            "long random token (e.g. openssl rand -hex 32)"
+        )
+    if len(token) < MIN_TOKEN_CHARS:
+        return f"{len(token)} characters; a token needs {MIN_TOKEN_CHARS} or more (openssl rand -hex 32)"
+    return None
+
+
 def serve_project(
     project: Project,
     listen: str | None,
@@ -143,6 +159,9 @@ def serve_project(
     if project.config.history is None:
         raise ConfigError("gatecheck.yaml: history: the service needs a history ledger (history.url)")
     token = os.environ.get(API_TOKEN_ENV) or None
+    problem = token_problem(token) if token is not None else None
+    if problem is not None:  # a guessable token opens waivers and approvals: a NO-GO made GO
+        raise ConfigError(f"{API_TOKEN_ENV}: {problem}")
     if not is_loopback(host) and token is None:
         raise ConfigError(
             f"--listen {address}: listening beyond loopback needs a bearer token for the "
