@@ -167,6 +167,28 @@ def test_windows_and_thresholds_name_where_they_came_from() -> None:
     assert [c["role"] for c in document["checks"]][-1] == "rollback"
 
 
+def test_an_ors_extra_questions_to_prometheus_are_explained() -> None:
+    """An expression with `or` asks more than its query: whether each metric is known, and
+    which labels the metric's series carry (a renamed label would read as 0)."""
+    result = runner.invoke(
+        app, ["explain", "--phase", "canary-10", "--check", "service_triggers", "--config", str(PROJECT),
+              "--as-of", AS_OF_TEXT, "--format", "json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (check,) = json.loads(result.stdout)["checks"]
+    extra = {r["what"]: r["text"] for r in check["query"]["requests"] if not r["what"].startswith("measure ")}
+    span = f"start={AS_OF.timestamp() - 600:.3f}&end={AS_OF.timestamp():.3f}"
+    assert extra == {
+        "metrics an `or` may read as absent: each declared by a target or stored in the window": (
+            "GET /api/v1/metadata?metric=ingest_http_requests_total (and its family), "
+            f"else /api/v1/series?match[]=ingest_http_requests_total&{span}"
+        ),
+        "labels an `or`'s matchers need: carried by the metric's series in the window": (
+            f"GET /api/v1/labels?match[]=ingest_http_requests_total&{span}"
+        ),
+    }
+
+
 def test_a_per_check_window_and_a_threshold_in_the_sql_are_traced() -> None:
     document = explain(_project(), "staging-soak", AS_OF)
     checks = {c["suite"]: c for c in document["checks"]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -189,6 +190,38 @@ def test_an_or_reads_a_metric_as_zero_only_when_prometheus_knows_it(prometheus: 
         ask(source(prometheus), renamed, moment)
     # Without `or`, absence stays NULL: no evidence, as before (no extra question asked).
     assert ask(source(prometheus), "sum(rate(aa_dlq_messages_total[$window]))", moment).empty
+
+
+def test_an_or_never_reads_a_matcher_on_a_renamed_label_as_zero(prometheus: str) -> None:
+    """An exporter upgrade renamed a label (`result` → `reslt` here, as `status` → `code`
+    happens): `…{reslt="dlq"} or … * 0` selected nothing and read 0 dead letters where there
+    were 5 a step. A matcher only a series with the label can meet must name a label the
+    metric's series carry in the window; otherwise the check is an error naming it. A matcher
+    that a series without the label meets (`!=`, `=~".*"`) asks nothing."""
+    moment = as_of("dlq-spike")
+
+    def dlq(matcher: str) -> object:
+        promql = (
+            f"sum(rate(normalize_hrv_messages_total{{{matcher}}}[$window]))"
+            " or sum(rate(normalize_hrv_messages_total[$window])) * 0"
+        )
+        return ask(source(prometheus), PromQuery(measures={"dlq": promql}), moment)
+
+    assert float(dlq('result="dlq"')["dlq"].iloc[0]) > 0
+    with pytest.raises(QueryError) as caught:
+        dlq('reslt="dlq"')
+    assert re.fullmatch(
+        r'dlq: no series of normalize_hrv_messages_total at Prometheus at \S+ carries the label of reslt="dlq" '
+        r"\(its labels: result\), so the matcher selects nothing and the expression's `or` "
+        r"would read that as a value — renamed\?",
+        str(caught.value),
+    ), str(caught.value)
+    with pytest.raises(QueryError, match=r'carries the label of reslt=~"d.q"'):
+        dlq('reslt=~"d.q"')
+    assert float(dlq('reslt!="x"')["dlq"].iloc[0]) > 0  # met by every series: nothing asked
+    # a counter never incremented has no series to tell its labels by: 0, as before
+    assert list(ask(source(prometheus), "sum(rate(dlq_messages_total{subjct=\"x\"}[$window])) or vector(0)",
+                    as_of("never-counted"))["value"]) == [0]  # fmt: skip
 
 
 def test_unreachable_and_credentials_are_not_leaked() -> None:

@@ -134,6 +134,18 @@ def test_an_or_reads_a_metric_as_zero_only_when_the_exposition_declares_it(serve
     assert ask(url, "sum(rate(dlq_mesages_total[5m]))").empty  # without `or`: no evidence, as before
 
 
+def test_an_or_never_reads_a_matcher_on_a_renamed_label_as_zero(serve) -> None:
+    """A label the exposition's series of the metric do not carry (renamed by an exporter
+    upgrade) in a matcher only such a series can meet is an error naming it, never a 0."""
+    registry = CollectorRegistry()
+    Counter("dlq_messages", "Dead letters.", ["subject"], registry=registry).labels("dlq.a").inc(3)
+    url = serve(registry)
+    assert list(ask(url, 'sum(dlq_messages_total{subject="dlq.a"}) or vector(0)')["value"]) == [3]
+    with pytest.raises(QueryError, match=r'^no series of dlq_messages_total at the exposition at .* carries the label of subjct="dlq\.a" \(its labels: subject\)'):
+        ask(url, 'sum(dlq_messages_total{subjct="dlq.a"}) or vector(0)')
+    assert list(ask(url, 'sum(dlq_messages_total{subjct!="x"}) or vector(0)')["value"]) == [3]
+
+
 def test_a_window_that_ended_in_the_past_is_refused(serve) -> None:
     """A snapshot is the present: judging a window that ended ten minutes ago from it would
     be answering about another time."""

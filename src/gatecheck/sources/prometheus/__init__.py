@@ -49,13 +49,13 @@ def explain_query(
         {"what": f"measure {measure}", "text": render_promql(promql, parameters), "parameters": [at]}
         for measure, promql in measures.items()
     ]
-    from gatecheck.sources.prometheus.api import fallback_metrics
+    from gatecheck.sources.prometheus.api import fallback_labels, fallback_metrics
 
     asked = sorted({metric for promql in measures.values() for metric in fallback_metrics(promql)})
+    start = parameters["window_start"]
+    assert isinstance(start, datetime)
+    span = f"start={start.timestamp() - 300:.3f}&end={end.timestamp():.3f}"
     if asked and not config.scrape:
-        start = parameters["window_start"]
-        assert isinstance(start, datetime)
-        span = f"start={start.timestamp() - 300:.3f}&end={end.timestamp():.3f}"
         requests.append({
             "what": "metrics an `or` may read as absent: each declared by a target or stored in the window",
             "text": "; ".join(
@@ -63,6 +63,13 @@ def explain_query(
                 f"else /api/v1/series?match[]={metric}&{span}"
                 for metric in asked
             ),
+            "parameters": [],
+        })  # fmt: skip
+    labelled = sorted({m for promql in measures.values() for m, _, _ in fallback_labels(promql)})
+    if labelled and not config.scrape:
+        requests.append({
+            "what": "labels an `or`'s matchers need: carried by the metric's series in the window",
+            "text": "; ".join(f"GET /api/v1/labels?match[]={metric}&{span}" for metric in labelled),
             "parameters": [],
         })  # fmt: skip
     return {"sent_to": sent_to, "requests": requests}

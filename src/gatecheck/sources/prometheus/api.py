@@ -14,7 +14,10 @@ or vector(0)``): right for a counter with labels that was never incremented (it 
 yet), wrong for a renamed one. So every metric such an expression selects by name must be
 known to the server — a target it scrapes declares it (``/api/v1/metadata``: a family with no
 series yet is listed) or a series of it lies in the window — else the check is an error naming
-the metric (:func:`unknown_fallback_metric`).
+the metric (:func:`unknown_fallback_metric`). Likewise a label matcher in it that only a series
+carrying its label can meet must name a label the metric's series in the window carry
+(``/api/v1/labels``), else the check is an error (:func:`unknown_fallback_label`): a renamed
+label would select nothing, read as 0.
 """
 
 from __future__ import annotations
@@ -73,6 +76,52 @@ def fallback_metrics(promql: str) -> set[str]:
     """The metrics an expression with ``or`` selects by name (empty without ``or``): its
     absence may read as a number there."""
     return metric_names(promql) if _OR.search(_STRINGS.sub('""', promql)) else set()
+
+
+_SELECTOR = re.compile(r"(?<![\w:.$])([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^}]*)\}")
+_MATCHER = re.compile(
+    r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\')\s*,?'
+)
+
+
+def fallback_labels(promql: str) -> list[tuple[str, str, str]]:
+    """(metric, label, matcher) for each label matcher of an expression with ``or`` that only
+    a series carrying that label can meet (``status=~"5.."``; not ``status!="200"``, which a
+    series without it meets): were the label renamed, the matcher would select nothing ever,
+    and the ``or`` read that as a value."""
+    if not fallback_metrics(promql):
+        return []
+    found: list[tuple[str, str, str]] = []
+    for selector in _SELECTOR.finditer(promql):
+        metric, body = selector.group(1), selector.group(2)
+        if metric.lower() in _PROMQL_WORDS:
+            continue
+        for matcher in _MATCHER.finditer(body):
+            label, op, quoted = matcher.groups()
+            value = quoted[1:-1]
+            if op in ("!=", "!~") or label == "__name__":
+                continue
+            if op == "=" and value == "":
+                continue
+            if op == "=~":
+                try:
+                    if re.fullmatch(value, ""):
+                        continue
+                except re.error:
+                    continue  # a pattern Python reads otherwise than Prometheus: not judged
+            found.append((metric, label, f"{label}{op}{quoted}"))
+    return list(dict.fromkeys(found))
+
+
+def unknown_fallback_label(
+    measure: str, metric: str, matcher: str, labels: set[str], where: str
+) -> QueryError:
+    head = f"{measure}: " if measure != "value" else ""
+    has = ", ".join(sorted(labels - {"__name__"})) or "none"
+    return QueryError(
+        f"{head}no series of {metric} at {where} carries the label of {matcher} (its labels: {has}), so "
+        "the matcher selects nothing and the expression's `or` would read that as a value — renamed?"
+    )
 
 
 def families_of(metric: str) -> list[str]:
@@ -221,6 +270,7 @@ class PrometheusSource(Source):
             auth=auth, headers=headers, timeout=self.timeout, verify=verified_tls()
         )
         self._known: dict[tuple[str, float, float], bool] = {}
+        self._labels: dict[tuple[str, str, float, float], set[str]] = {}
 
     async def query(self, text: Any, parameters: QueryParameters) -> pd.DataFrame:
         measures = text.measures if isinstance(text, PromQuery) else {"value": text}
@@ -234,7 +284,28 @@ class PrometheusSource(Source):
             for metric in sorted(fallback_metrics(promql)):
                 if not await self.known(metric, start, end):
                     raise unknown_fallback_metric(measure, metric, f"Prometheus at {redact(self.base)}")
+            for metric, label, matcher in fallback_labels(promql):
+                labels = await self.label_names(metric, start - timedelta(minutes=5), end)
+                if labels and label not in labels:  # no series: nothing to tell (a counter never set)
+                    where = f"Prometheus at {redact(self.base)}"
+                    raise unknown_fallback_label(measure, metric, matcher, labels, where)
         return join_series(answers, self.max_series)
+
+    async def label_names(self, metric: str, start: datetime, end: datetime) -> set[str]:
+        """The label names of ``metric``'s series with a sample in ``[start, end]`` (the labels
+        API), cached per evaluation; empty when it has none."""
+        key = ("labels", metric, start.timestamp(), end.timestamp())
+        if key not in self._labels:
+            where = f"Prometheus at {redact(self.base)}"
+            params = {"match[]": metric, "start": f"{start.timestamp():.3f}", "end": f"{end.timestamp():.3f}"}
+            with http_errors(where, self.timeout):
+                response = await fetch(
+                    self._client, "GET", f"{self.base}/api/v1/labels", params=params, what=where,
+                    timeout=self.timeout,
+                )  # fmt: skip
+                response.raise_for_status()
+            self._labels[key] = {str(name) for name in response.json().get("data") or []}
+        return self._labels[key]
 
     async def known(self, metric: str, start: datetime, end: datetime) -> bool:
         """Whether the server knows ``metric``: a target declares its family (the metadata API)

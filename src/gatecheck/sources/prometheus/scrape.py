@@ -45,7 +45,13 @@ from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redac
 from gatecheck.sources._http import fetch, http_errors, verified_tls
 from gatecheck.sources.base import QueryParameters, Source
 from gatecheck.sources.probe import Probe, counted
-from gatecheck.sources.prometheus.api import fallback_metrics, families_of, unknown_fallback_metric
+from gatecheck.sources.prometheus.api import (
+    fallback_labels,
+    fallback_metrics,
+    families_of,
+    unknown_fallback_label,
+    unknown_fallback_metric,
+)
 from gatecheck.sources.prometheus.promql import (
     PrometheusSourceConfig,
     PromQuery,
@@ -571,6 +577,11 @@ class ScrapeSource(Source):
             for metric in sorted(fallback_metrics(promql)):
                 if not any(name in named for name in families_of(metric)):
                     raise unknown_fallback_metric(measure, metric, f"the exposition at {redact(self.target)}")
+            for metric, label, matcher in fallback_labels(promql):
+                carried = {key for name, found, _ in samples if name == metric for key in found}
+                if any(name == metric for name, _, _ in samples) and label not in carried:
+                    where = f"the exposition at {redact(self.target)}"
+                    raise unknown_fallback_label(measure, metric, matcher, carried, where)
         scraped_at = time.time()
         late = scraped_at - end.timestamp()
         if late > max(SNAPSHOT_TOLERANCE_S, self.timeout):
