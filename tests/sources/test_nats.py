@@ -279,35 +279,50 @@ def test_a_count_whose_subject_the_stream_never_takes_is_an_error(nats_server: N
     )
 
 
+def a_stream(url: str, prefix: str) -> tuple[str, str]:
+    """A new stream taking ``<subject>.>``: (its name, its subject prefix)."""
+    stream = unique(prefix)
+
+    async def setup(jsm, js) -> None:
+        await jsm.add_stream(StreamConfig(name=stream, subjects=[f"{stream.lower()}.>"]))
+
+    admin(url, setup)
+    return stream, stream.lower()
+
+
+def publish_to(url: str, subject: str, n: int) -> list[int]:
+    """``n`` messages on ``subject``: their stream sequences."""
+
+    async def publish(jsm, js) -> list[int]:
+        return [(await js.publish(subject, b"{}")).seq for _ in range(n)]
+
+    return admin(url, publish)
+
+
 def test_a_count_over_a_window_a_message_was_deleted_from_is_an_error(nats_server: NatsServer) -> None:
     """A dead letter deleted after the fact (`nats stream rmm`, a purge by subject) was none:
     the count took only the messages left, and an "empty DLQ" passed. A message deleted from
     the window — its first, its middle, or another subject's under a subject filter — makes
     the count an error naming the stream and the sequence; one deleted before the window, or
     after it, leaves the count exact."""
-    stream = unique("DELETED")
-    subject = stream.lower()
+    stream, subject = a_stream(nats_server.url, "DELETED")
 
-    async def setup(jsm, js) -> None:
-        await jsm.add_stream(StreamConfig(name=stream, subjects=[f"{subject}.>"]))
-
-    async def publish(jsm, js, leaf: str, n: int) -> list[int]:
-        return [(await js.publish(f"{subject}.{leaf}", b"{}")).seq for _ in range(n)]
+    def publish(leaf: str, n: int) -> list[int]:
+        return publish_to(nats_server.url, f"{subject}.{leaf}", n)
 
     def delete(seq: int) -> None:
         admin(nats_server.url, lambda jsm, js: jsm.delete_msg(stream, seq))
 
-    admin(nats_server.url, setup)
-    before = admin(nats_server.url, lambda jsm, js: publish(jsm, js, "a", 3))  # seq 1-3
+    before = publish("a", 3)  # seq 1-3
     time.sleep(0.02)
     t0 = now()
     time.sleep(0.02)
-    inside = admin(nats_server.url, lambda jsm, js: publish(jsm, js, "a", 4))  # seq 4-7
-    admin(nats_server.url, lambda jsm, js: publish(jsm, js, "b", 2))  # seq 8-9
+    inside = publish("a", 4)  # seq 4-7
+    publish("b", 2)  # seq 8-9
     time.sleep(0.02)
     t1 = now()
     time.sleep(0.02)
-    after = admin(nats_server.url, lambda jsm, js: publish(jsm, js, "a", 2))  # seq 10-11
+    after = publish("a", 2)  # seq 10-11
 
     def count(subject_filter: str | None = None) -> int:
         spec = {"name": "n", "stream": stream, **({"subject": subject_filter} if subject_filter else {})}
@@ -333,24 +348,20 @@ def test_a_count_over_a_window_a_message_was_deleted_from_is_an_error(nats_serve
 def test_a_message_deleted_at_a_windows_edge_or_of_another_subject_is_an_error(nats_server: NatsServer) -> None:
     """A deleted message has no time left: one between the last kept message before an edge of
     the window and the first kept one after it may have been stored on either side, so it
-    counts as the window's (the window's first deleted, or the first after its end). Under a subject filter, a deleted message of
-    another subject in the window counts too: its subject is gone with it."""
-    stream = unique("EDGE")
-    subject = stream.lower()
+    counts as the window's (the window's first deleted, or the first after its end). Under a
+    subject filter, a deleted message of another subject in the window counts too: its
+    subject is gone with it."""
+    stream, subject = a_stream(nats_server.url, "EDGE")
 
-    async def setup(jsm, js) -> None:
-        await jsm.add_stream(StreamConfig(name=stream, subjects=[f"{subject}.>"]))
+    def publish(leaf: str, n: int) -> list[int]:
+        return publish_to(nats_server.url, f"{subject}.{leaf}", n)
 
-    async def publish(jsm, js, leaf: str, n: int) -> list[int]:
-        return [(await js.publish(f"{subject}.{leaf}", b"{}")).seq for _ in range(n)]
-
-    admin(nats_server.url, setup)
-    admin(nats_server.url, lambda jsm, js: publish(jsm, js, "a", 2))  # seq 1-2
+    publish("a", 2)  # seq 1-2
     time.sleep(0.02)
     t0 = now()
     time.sleep(0.02)
-    first = admin(nats_server.url, lambda jsm, js: publish(jsm, js, "b", 2))  # seq 3-4
-    admin(nats_server.url, lambda jsm, js: publish(jsm, js, "a", 3))  # seq 5-7
+    first = publish("b", 2)  # seq 3-4
+    publish("a", 3)  # seq 5-7
     time.sleep(0.02)
     t1 = now()
 
@@ -359,7 +370,7 @@ def test_a_message_deleted_at_a_windows_edge_or_of_another_subject_is_an_error(n
         return int(ask(source(nats_server.url), {"counts": [spec]}, t0, t1)["n"].iloc[0])
 
     assert (count(), count(f"{subject}.a")) == (5, 3)
-    after = admin(nats_server.url, lambda jsm, js: publish(jsm, js, "a", 1))  # seq 8
+    after = publish("a", 1)  # seq 8
     admin(nats_server.url, lambda jsm, js: jsm.delete_msg(stream, after[0]))
     # the first message after the end deleted: it may have been stored before the end
     with pytest.raises(QueryError, match=rf"\(sequence {after[0]}\)"):
