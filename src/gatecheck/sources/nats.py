@@ -712,6 +712,8 @@ class NatsSource(Source):
         been stored after ``start``) to where the end consumer begins. A deleted message of
         another subject counts too: which subject it had is gone with it. ``window``: its
         start and the consumers at its start and end; ``holds``: the stream's deleted count."""
+        import json
+
         start, at_start, at_end = window
         if holds > _DELETED_MAX:
             raise QueryError(
@@ -725,8 +727,6 @@ class NatsSource(Source):
             ),
         )
         try:
-            import json
-
             deleted = set(json.loads(found.data)["state"].get("deleted") or ())
         except (ValueError, KeyError, TypeError) as exc:
             raise QueryError(f"{what}: stream {spec.stream}: an unreadable stream info") from exc
@@ -812,13 +812,11 @@ def overlap(first: str, second: str) -> bool:
     """Whether some subject matches both NATS subject patterns (``*`` one token, ``>`` the
     rest: one token or more)."""
     a, b = first.split("."), second.split(".")
-    for index, (x, y) in enumerate(zip(a, b, strict=False)):
+    for x, y in zip(a, b, strict=False):
         if x == ">" or y == ">":
             return True
         if x != y and "*" not in (x, y):
             return False
-        if index == min(len(a), len(b)) - 1:
-            break
     return len(a) == len(b)
 
 
