@@ -77,6 +77,8 @@ def url_problem(url: str) -> str | None:
         holds_secret = bool(secret) and (secret in shown or unquote(secret) in shown)
         if quoted and (not shown or "@" in shown or "/" in shown or holds_secret):
             text = head  # libpq quotes the URI or the token: it may hold the password
+        for hidden in {secret, unquote(secret)} - {""}:
+            text = text.replace(hidden, "***")  # and anywhere else, whatever libpq says next
         return f"not a PostgreSQL URL libpq reads ({text})"
     return None
 
