@@ -18,7 +18,7 @@ Frame, one row per described stream (``kind=stream``), per described consumer
 (``kind=consumer``) and, when the query has counts, one ``kind=window`` row holding every
 count and derived column.
 
-Why one module of ~730 lines: the query model, its checks and the two readers (stream and
+Why one module of ~880 lines: the query model, its checks and the two readers (stream and
 consumer info, windowed counts) speak one vocabulary of streams, subjects and consumers;
 apart, each half would import the other.
 """
