@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from gatecheck import __version__
 from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError, SourceTimeout, SourceUnavailable, network_reason, one_line, redact
+from gatecheck.ledger.base import MAX_CLOCK_SKEW
 from gatecheck.render.status import PhaseStatus
 from gatecheck.results import Verdict, VerdictState
 from gatecheck.sources._http import AnswerTooLarge, fetch_sync
@@ -108,12 +109,21 @@ def fetch_verdict(
 def _as_asked(verdict: Verdict, phase: str, shown: str, max_age: timedelta | None) -> Verdict:
     """``verdict`` if it is of ``phase`` and, with ``max_age``, at most that old; otherwise
     INCONCLUSIVE saying why: a GO of another phase, or one the service made hours ago and has
-    not renewed since (its schedule stopped), is no GO of this phase now."""
+    not renewed since (its schedule stopped), is no GO of this phase now; nor is one dated
+    further ahead of this machine's clock than two clocks may disagree (its age is unknown)."""
     if verdict.phase != phase:
         answered = f"answered a verdict of phase {verdict.phase!r}, not {phase!r}"
         return _inconclusive(phase, f"gatecheck service at {shown} {answered}")
     if max_age is not None:
         age = datetime.now(UTC) - verdict.as_of
+        if -age > MAX_CLOCK_SKEW:  # a service whose clock runs ahead: its GO would look new for days
+            return _inconclusive(
+                phase,
+                f"the latest verdict of {phase} at {shown} is dated {format_duration(-age)} ahead of this "
+                f"machine's clock (as of {verdict.as_of:%Y-%m-%dT%H:%M:%SZ}, {verdict.verdict.value}), more "
+                f"than the {format_duration(MAX_CLOCK_SKEW)} two clocks may disagree: its age cannot be "
+                "told; --fresh has it evaluate now",
+            )
         if age > max_age:
             return _inconclusive(
                 phase,

@@ -1567,6 +1567,14 @@ def test_run_url_refuses_a_stale_verdict_or_another_phases_from_any_service(tmp_
         assert re.match(rf"the latest verdict of svc-go at {re.escape(base)} is 3h\S* old \(as of .*, go\), more than --max-age 1h", reason)
         assert asked[-1].endswith("?max_age=1h&timeout=25")  # the service was asked for a recent one
         assert runner.invoke(app, ["run", "--phase", "svc-go", "--url", base, "--max-age", "4h"]).exit_code == 0
+        # a service whose clock runs a day ahead: its GO would look new until tomorrow
+        answers["/api/v1/phases/svc-go/verdict"] = document("svc-go", -timedelta(days=1))
+        ahead = runner.invoke(app, ["run", "--phase", "svc-go", "--url", base, "--format", "json"])
+        assert ahead.exit_code == 3, ahead.stdout
+        (reason,) = Verdict.model_validate_json(ahead.stdout).reasons
+        assert re.match(rf"the latest verdict of svc-go at {re.escape(base)} is dated 23h5\d\S* ahead of this machine's clock", reason), reason
+        answers["/api/v1/phases/svc-go/verdict"] = document("svc-go", -timedelta(seconds=60))  # within the skew
+        assert runner.invoke(app, ["run", "--phase", "svc-go", "--url", base]).exit_code == 0
         answers["/api/v1/phases/svc-go/verdict"] = document("svc-other", timedelta(0))
         other = runner.invoke(app, ["run", "--phase", "svc-go", "--url", base])
         assert other.exit_code == 3 and "answered a verdict of phase 'svc-other', not 'svc-go'" in other.stdout
