@@ -86,7 +86,7 @@ async def fetch(
                     if size > limit:
                         raise _too_large(what, limit)
                     chunks.append(chunk)
-    except TimeoutError:
+    except (TimeoutError, httpx.TimeoutException):  # the whole answer's, or one read's
         raise SourceTimeout(f"{what} did not answer within {timeout:g}s") from None
     return _kept(response, b"".join(chunks))
 
@@ -98,17 +98,21 @@ def fetch_sync(
     """:func:`fetch` for a blocking client: the deadline is checked after each read, each
     read bounded by the client's own timeout."""
     deadline = time.monotonic() + timeout
-    with client.stream(method, url, **options) as response:
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise _too_large(what, limit)
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > limit:
+    late = SourceTimeout(f"{what} did not answer within {timeout:g}s")
+    try:
+        with client.stream(method, url, **options) as response:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
                 raise _too_large(what, limit)
-            if time.monotonic() > deadline:
-                raise SourceTimeout(f"{what} did not answer within {timeout:g}s")
-            chunks.append(chunk)
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(what, limit)
+                if time.monotonic() > deadline:
+                    raise late
+                chunks.append(chunk)
+    except httpx.TimeoutException:  # one read's: the same words as the whole answer's
+        raise late from None
     return _kept(response, b"".join(chunks))
