@@ -695,9 +695,9 @@ class NatsSource(Source):
         if newest_removed is None or newest_removed > start:
             kept = f"holds messages from {_time(first_ts)}" if state.messages else "holds none"
             raise QueryError(
-                f"{what}: stream {stream} {kept} (its limits removed the {state.first_seq - 1} before), "
-                f"and the window starts at {_time(start)}: a count over it would miss the removed ones "
-                "— keep the stream's messages longer than the window"
+                f"{what}: stream {stream} {kept} (the {state.first_seq - 1} before were removed, by its "
+                f"limits or deleted), and the window starts at {_time(start)}: a count over it would miss "
+                "the removed ones — keep the stream's messages longer than the window, and delete none"
             )
         return info
 
