@@ -203,8 +203,8 @@ async def check_source(name: str, config: Any, root: Path, suites: list[Any]) ->
             response = await fetch(
                 client, "GET", config.url, what=redact(config.url), timeout=config.timeout.total_seconds()
             )
-    except (SourceTimeout, AnswerTooLarge) as exc:
-        return Probe(reachable=False, problems=[f"cannot reach {redact(config.url)}: {exc}"])
+    except (SourceTimeout, AnswerTooLarge) as exc:  # its words name the URL already
+        return Probe(reachable=False, problems=[str(exc)])
     except httpx.HTTPError as exc:
         reason = network_reason(exc) or type(exc).__name__
         return Probe(reachable=False, problems=[f"cannot reach {redact(config.url)}: {reason}"])
