@@ -429,7 +429,7 @@ BAD_CONFIGS = {
     "a PostgreSQL source URL with an option libpq does not know": (
         "gatecheck.yaml",
         lambda d: d["environments"]["staging"]["sources"]["database"].update(url="postgresql://u:Sup3rSecret@db/app?sslmod=require"),
-        "gatecheck.yaml: environments.staging.sources.database: url: not a PostgreSQL URL libpq reads (invalid URI query parameter: \"sslmod\")",
+        "gatecheck.yaml: environments.staging.sources.database.url: not a PostgreSQL URL libpq reads (invalid URI query parameter: \"sslmod\") (got 'postgresql://u:***@db/app?sslmod=require')",
     ),
     "a source URL with a broken IPv6 host": (
         "gatecheck.yaml",

@@ -265,8 +265,7 @@ def test_a_count_whose_subject_the_stream_never_takes_is_an_error(nats_server: N
     end = now()
 
     def count(filter_subject: str) -> int:
-        spec = {"name": "n", "stream": stream, "subject": filter_subject}
-        return int(ask(source(nats_server.url), {"counts": [spec]}, start, end)["n"].iloc[0])
+        return count_in(nats_server.url, stream, start, end, filter_subject)
 
     assert count(f"{subject}.normalize.*") == 1
     assert count(f"{subject}.other") == 0  # a subject the stream takes, with nothing stored: 0
@@ -288,6 +287,12 @@ def a_stream(url: str, prefix: str) -> tuple[str, str]:
 
     admin(url, setup)
     return stream, stream.lower()
+
+
+def count_in(url: str, stream: str, start: datetime, end: datetime, subject: str | None = None) -> int:
+    """The source's count of ``stream`` (under ``subject``) in ``[start, end)``."""
+    spec = {"name": "n", "stream": stream, **({"subject": subject} if subject else {})}
+    return int(ask(source(url), {"counts": [spec]}, start, end)["n"].iloc[0])
 
 
 def publish_to(url: str, subject: str, n: int) -> list[int]:
@@ -325,9 +330,7 @@ def test_a_count_over_a_window_a_message_was_deleted_from_is_an_error(nats_serve
     after = publish("a", 2)  # seq 10-11
 
     def count(subject_filter: str | None = None) -> int:
-        spec = {"name": "n", "stream": stream, **({"subject": subject_filter} if subject_filter else {})}
-        frame = ask(source(nats_server.url), {"counts": [spec]}, t0, t1)
-        return int(frame["n"].iloc[0])
+        return count_in(nats_server.url, stream, t0, t1, subject_filter)
 
     assert (count(), count(f"{subject}.a")) == (6, 4)
     delete(before[1])  # stored before the window, a kept message between: the window is whole
@@ -366,8 +369,7 @@ def test_a_message_deleted_at_a_windows_edge_or_of_another_subject_is_an_error(n
     t1 = now()
 
     def count(subject_filter: str | None = None) -> int:
-        spec = {"name": "n", "stream": stream, **({"subject": subject_filter} if subject_filter else {})}
-        return int(ask(source(nats_server.url), {"counts": [spec]}, t0, t1)["n"].iloc[0])
+        return count_in(nats_server.url, stream, t0, t1, subject_filter)
 
     assert (count(), count(f"{subject}.a")) == (5, 3)
     after = publish("a", 1)  # seq 8

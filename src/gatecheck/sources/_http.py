@@ -55,13 +55,32 @@ class AnswerTooLarge(SourceUnavailable):
     """An HTTP answer longer than it may be."""
 
 
-def _kept(response: httpx.Response, body: bytes) -> httpx.Response:
-    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _WIRE_HEADERS]
-    return httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
+class _Body:
+    """An answer's body read chunk by chunk, at most ``limit`` bytes (the one rule both
+    fetches keep); :meth:`response` gives the answer as it is kept (decoded)."""
 
+    def __init__(self, response: httpx.Response, what: str, limit: int) -> None:
+        self.source, self.what, self.limit = response, what, limit
+        self.chunks: list[bytes] = []
+        self.size = 0
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise self.too_large()
 
-def _too_large(what: str, limit: int) -> AnswerTooLarge:
-    return AnswerTooLarge(f"{what} answered more than {limit // 2**20} MiB")
+    def too_large(self) -> AnswerTooLarge:
+        return AnswerTooLarge(f"{self.what} answered more than {self.limit // 2**20} MiB")
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise self.too_large()
+        self.chunks.append(chunk)
+
+    def response(self) -> httpx.Response:
+        kept = [(k, v) for k, v in self.source.headers.multi_items() if k.lower() not in _WIRE_HEADERS]
+        return httpx.Response(
+            self.source.status_code, headers=kept, content=b"".join(self.chunks), request=self.source.request
+        )
 
 
 async def fetch(
@@ -76,19 +95,12 @@ async def fetch(
     try:
         async with asyncio.timeout(timeout):
             async with client.stream(method, url, **options) as response:
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > limit:
-                    raise _too_large(what, limit)
-                chunks: list[bytes] = []
-                size = 0
+                body = _Body(response, what, limit)
                 async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise _too_large(what, limit)
-                    chunks.append(chunk)
+                    body.add(chunk)
     except (TimeoutError, httpx.TimeoutException):  # the whole answer's, or one read's
         raise SourceTimeout(f"{what} did not answer within {timeout:g}s") from None
-    return _kept(response, b"".join(chunks))
+    return body.response()
 
 
 def fetch_sync(
@@ -101,18 +113,11 @@ def fetch_sync(
     late = SourceTimeout(f"{what} did not answer within {timeout:g}s")
     try:
         with client.stream(method, url, **options) as response:
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > limit:
-                raise _too_large(what, limit)
-            chunks: list[bytes] = []
-            size = 0
+            body = _Body(response, what, limit)
             for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(what, limit)
+                body.add(chunk)
                 if time.monotonic() > deadline:
                     raise late
-                chunks.append(chunk)
     except httpx.TimeoutException:  # one read's: the same words as the whole answer's
         raise late from None
-    return _kept(response, b"".join(chunks))
+    return body.response()

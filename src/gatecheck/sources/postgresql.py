@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 
 from gatecheck._values import document_time
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
@@ -47,13 +47,18 @@ class PostgreSQLSourceConfig(SourceSettings):
     password_file: Path | None = None  # or a file holding it (relative to the config directory)
     schemes: ClassVar[tuple[str, ...]] = ("postgresql", "postgres")
 
+    @field_validator("url")
+    @classmethod
+    def _libpq_reads_it(cls, value: str) -> str:
+        problem = url_problem(value)
+        if problem is not None:  # refused here, not as every check's error at run time
+            raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _one_password(self) -> PostgreSQLSourceConfig:
         if self.password is not None and self.password_file is not None:
             raise ValueError("give password or password_file, not both")
-        problem = url_problem(self.url)
-        if problem is not None:  # refused here, not as every check's error at run time
-            raise ValueError(f"url: {problem}")
         return self
 
 
