@@ -195,6 +195,56 @@ def test_the_chart_opens_offline_in_a_real_browser(warehouse: Path, tmp_path: Pa
     assert "demand_grain_parity: present (expect_column_values_to_be_in_set: outcome per step)" in dom
 
 
+#: A value written into the warehouse by anyone who can send an event: closes the chart's
+#: script and opens one of its own.
+PLANTED = "</script><script>document.documentElement.setAttribute('data-pwned','1')</script>"
+
+
+def test_a_warehouse_value_in_the_chart_is_data_never_script(
+    warehouse: Path, config_copy: Path, tmp_path: Path, browser
+) -> None:
+    """An expectation whose observed value is the data itself (the most common value of a
+    column) carries that text into the chart's inlined specification; a ``</script>`` in it
+    ended the chart's script and ran the rest, in the browser of whoever opened the chart."""
+    from gatecheck.sources.clickhouse.connection import ClickHouse, Target
+
+    with ClickHouse() as clickhouse:
+        connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}", warehouse))
+        connection.command("CREATE DATABASE IF NOT EXISTS chart_text")
+        connection.command("DROP TABLE IF EXISTS chart_text.clients")
+        connection.command("CREATE TABLE chart_text.clients (ts DateTime64(3, 'UTC'), client String) ENGINE = MergeTree ORDER BY ts")
+        connection.command(
+            "INSERT INTO chart_text.clients VALUES "
+            + ", ".join(f"(toDateTime64('{AS_OF - k * HOUR / 4:%Y-%m-%d %H:%M:%S}', 3, 'UTC'), {{p:String}})" for k in range(12)),
+            parameters={"p": PLANTED},
+        )
+    suite = {
+        "name": "client_names", "source": "warehouse", "window": {"length": "1h"},
+        "query": "SELECT client FROM clients WHERE ts >= {window_start:DateTime64(3)} AND ts < {window_end:DateTime64(3)}",
+        "expectations": [{"type": "expect_column_most_common_value_to_be_in_set", "column": "client", "value_set": ["app"]}],
+    }  # fmt: skip
+    (config_copy / "suites" / "client_names.yaml").write_text(yaml.safe_dump(suite))
+    (config_copy / "gates" / "client-names.yaml").write_text(
+        yaml.safe_dump({"phase": "client-names", "environment": "staging", "checks": [{"suite": "client_names"}]})
+    )
+    chart = tmp_path / "chart.html"
+    result = runner.invoke(
+        app,
+        ["backtest", "--phase", "client-names", "--config", str(config_copy), "--until", AS_OF.isoformat(),
+         "--since", "2h", "--step", "1h", "--chart", str(chart)],
+        env={"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database=chart_text"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    page = chart.read_text()
+    assert "client_names" in page and "data-pwned" in page  # the value is in the chart, as data
+    found = browser.measure(
+        chart.as_uri(),
+        "JSON.stringify({pwned: document.documentElement.getAttribute('data-pwned'),"
+        " spec: typeof spec === 'object' && JSON.stringify(spec).includes(\"setAttribute('data-pwned','1')\")})",
+    )
+    assert json.loads(found) == {"pwned": None, "spec": True}, found
+
+
 def test_the_json_document_validates_against_the_shipped_schema(warehouse: Path) -> None:
     import jsonschema
 

@@ -3,6 +3,8 @@ one page that opens offline)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -138,4 +140,21 @@ def write_chart(report: BacktestReport, path: Path) -> None:
         .properties(title=f"gatecheck backtest: {report.phase}, {len(report.steps)} steps")
         .configure_axisTemporal(format="%m-%d %H:%M", formatType="utc", labelAngle=0)
     )
-    chart.save(str(path), inline=True)
+    # The specification is inlined in a <script> as JSON, and altair writes it as json.dumps
+    # does: a "</script>" in an observed value (the most common value of a column, from the
+    # warehouse) ended the chart's script and ran what followed in the reader's browser.
+    chart.save(str(path), inline=True, json_kwds={"cls": ScriptSafeJSON})
+
+
+class ScriptSafeJSON(json.JSONEncoder):
+    """JSON that can stand inside an HTML ``<script>``: ``<``, ``>`` and ``&`` (and the two
+    line separators JavaScript once read as line ends) written as ``\\uXXXX`` escapes. They
+    occur only inside strings in JSON, so the value read back is the same."""
+
+    _UNSAFE = str.maketrans(
+        {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+    )
+
+    def iterencode(self, o: Any, _one_shot: bool = False) -> Iterator[str]:
+        for chunk in super().iterencode(o, _one_shot):
+            yield chunk.translate(self._UNSAFE)
