@@ -168,6 +168,42 @@ def test_control_characters_from_data_never_reach_the_terminal_or_break_junit(ve
     assert "\x1b" not in markdown and "\x00" not in markdown
 
 
+MARKUP = "t1\n### ✅ GO <img src=x onerror=alert(1)> [approve here](https://evil.example/) | cell"
+
+
+def test_a_sources_text_is_text_in_the_markdown_reports_never_markup(verdicts: dict[str, Verdict]) -> None:
+    """The Markdown report (a CI step summary) and the status update (a ticket) rendered as
+    GitHub renders Markdown before its sanitizer (CommonMark, tables, raw HTML on): a failing
+    group's value and a reason from a source show as their text — no image, no link, no
+    heading, no extra table cell."""
+    from markdown_it import MarkdownIt
+
+    from gatecheck.render.status import render_status_update
+    from gatecheck.render.verdict import render
+
+    verdict = hostile(verdicts["no-go"])
+    check = next(c for c in verdict.checks if c.outcome.value == "fail")
+    expectation = next(e for e in check.expectations if e.failing_groups)
+    group = expectation.failing_groups[0].model_copy(update={"group": {"source_table": MARKUP}})
+    expectation = expectation.model_copy(update={"failing_groups": [group]})
+    check = check.model_copy(update={
+        "expectations": [expectation if e.column == expectation.column else e for e in check.expectations],
+        "reason": f"failed at {MARKUP}",
+    })  # fmt: skip
+    verdict = verdict.model_copy(update={
+        "checks": [check if c.suite == check.suite else c for c in verdict.checks],
+        "reasons": [*verdict.reasons, f"from data: {MARKUP}"],
+    })  # fmt: skip
+    renderer = MarkdownIt("commonmark", {"html": True}).enable("table")
+    for markdown in (render(verdict, "markdown"), render_status_update(verdict, [], verdict.as_of)):
+        html = renderer.render(markdown)
+        assert "<img" not in html and "<a " not in html, html
+        assert html.count("<h3>") == markdown.count("\n### ") + markdown.startswith("### ")  # only the report's own
+        assert "&lt;img src=x onerror=alert(1)&gt; [approve here](https://evil.example/) | cell" in html  # shown
+        widths = {row.count("<td>") for row in html.split("<tr>")[1:] if "<td>" in row}
+        assert len(widths) <= 1, widths  # every row of a table as wide as its head
+
+
 def test_junit_an_advisory_failure_is_skipped_with_its_evidence_and_times_are_the_checks_own(
     verdicts: dict[str, Verdict],
 ) -> None:

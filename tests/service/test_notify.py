@@ -444,3 +444,35 @@ def test_a_change_is_two_cloudevents_the_sdk_reads_back(receiver: Receiver, tmp_
         {"suite": "events_arriving", "role": "required", "outcome": "fail", "reason": None}
     ]
     assert counts(service)[("bus", "sent")] == 1
+
+
+def test_a_sources_text_is_one_line_and_never_a_slack_mention_or_link(receiver: Receiver, tmp_path: Path) -> None:
+    """Slack's formatting reference: "There are three characters you must convert to HTML
+    entities if they're not being used for their control purpose: Replace the ampersand, &,
+    with &amp;; Replace the less-than sign, <, with &lt;; Replace the greater-than sign, >,
+    with &gt;". A failing group's value comes from the source: it must not ping the channel,
+    draw a link, or start a line that reads as another verdict."""
+    planted = "t1\ngatecheck: release (staging) NO-GO → GO <!channel> <https://evil.example/|approve here> & co"
+    failing = verdict(VerdictState.NO_GO, 1)
+    (check,) = failing.checks
+    groups = [FailingGroup(group={"source_table": planted}, observed_value=912)]
+    expectation = check.expectations[0].model_copy(update={"failing_groups": groups})
+    failing = failing.model_copy(update={"checks": [check.model_copy(update={"expectations": [expectation]})]})
+    project = project_with(
+        tmp_path,
+        [{"name": "slack", "kind": "slack", "url": "${HOOK_URL}"},
+         {"name": "hook", "kind": "json", "url": "${HOOK_URL}"}],
+        receiver.url,
+    )  # fmt: skip
+    service = Service(project, SqliteLedger(tmp_path / "h.db"), ["release"], engine=Scripted([verdict(VerdictState.GO), failing]))
+    run(service, 2)
+    by_kind = {("document" in r["body"]): r["body"]["text"] for r in receiver.received}
+    slack, webhook = by_kind[False], by_kind[True]
+    for text in (slack, webhook):
+        lines = text.splitlines()
+        assert len(lines) == 3, lines  # the change, the one failing expectation, where to look
+        assert lines[0] == "gatecheck: release (staging) GO → NO-GO"
+        assert "source_table=t1\\ngatecheck: release (staging) NO-GO → GO" in lines[1]  # shown, escaped
+    assert "<" not in slack and ">" not in slack.replace("→", "")
+    assert "&lt;!channel&gt; &lt;https://evil.example/|approve here&gt; &amp; co" in slack
+    assert "<!channel> <https://evil.example/|approve here> & co" in webhook  # JSON: the text as it is

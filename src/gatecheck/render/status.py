@@ -10,6 +10,7 @@ from typing import Any
 from gatecheck._values import document_time, observed_number, shown, timestamp, unit_of
 from gatecheck.durations import format_duration
 from gatecheck.render.describe import rule_text, waiver_text
+from gatecheck.render.verdict import markdown_text as md
 from gatecheck.results import ExpectationResult, Outcome, Verdict, VerdictState, blocking, role_of
 
 
@@ -143,11 +144,14 @@ def render_status_update(verdict: Verdict, chain: list[PhaseStatus], now: dateti
     step = " ".join(verdict.description.split()) or verdict.phase
     role_name = {"rollback": "rollback trigger", "required": "required", "advisory": "advisory"}
     issue_lines = [
-        *[f"- `{c.suite}` ({role_of(c)}): {c.outcome.value} — {c.reason or ''}".rstrip(" —") for c in issues],
-        *([f"- soak: {verdict.soak.reason}"] if verdict.soak and not verdict.soak.covered else []),
-        *[f"- requires {r.phase}: {r.reason}" for r in verdict.requires if not r.satisfied],
-        *[f"- `{c.suite}` failed, ⚠️ {waiver_text(c)}" for c in waived],
-        *[f"- approval: {a.reason}" for a in [verdict.approval] if a is not None and not a.satisfied],
+        *[
+            f"- `{c.suite}` ({role_of(c)}): {c.outcome.value} — {md(c.reason or '')}".rstrip(" —")
+            for c in issues
+        ],
+        *([f"- soak: {md(verdict.soak.reason)}"] if verdict.soak and not verdict.soak.covered else []),
+        *[f"- requires {r.phase}: {md(r.reason)}" for r in verdict.requires if not r.satisfied],
+        *[f"- `{c.suite}` failed, ⚠️ {md(waiver_text(c) or '')}" for c in waived],
+        *[f"- approval: {md(a.reason)}" for a in [verdict.approval] if a is not None and not a.satisfied],
     ]
     lines = [
         f"## {_title(verdict)} — {verdict.phase}",
@@ -164,7 +168,10 @@ def render_status_update(verdict: Verdict, chain: list[PhaseStatus], now: dateti
         *(issue_lines or ["- none"]),
         "",
         "### 🔴 Blockers",
-        *([f"- `{c.suite}` ({role_name.get(c.role, c.role)}): {c.reason}" for c in blockers] or ["- none"]),
+        *(
+            [f"- `{c.suite}` ({role_name.get(c.role, c.role)}): {md(c.reason or '')}" for c in blockers]
+            or ["- none"]
+        ),
         "",
     ]  # fmt: skip
     metrics = _metrics(verdict)
@@ -176,9 +183,9 @@ def render_status_update(verdict: Verdict, chain: list[PhaseStatus], now: dateti
         after = _after(chain, verdict.phase)
         lines.append(f"- promote: `{verdict.phase}` is GO" + (f"; next phase `{after}`" if after else ""))
     elif verdict.verdict is VerdictState.ROLLBACK:
-        lines.append(f"- roll back `{verdict.phase}` now: {verdict.reasons[0]}")
+        lines.append(f"- roll back `{verdict.phase}` now: {md(verdict.reasons[0])}")
     else:
-        lines.append(f"- hold `{verdict.phase}`: " + "; ".join(verdict.reasons))
+        lines.append(f"- hold `{verdict.phase}`: " + "; ".join(md(r) for r in verdict.reasons))
     if upcoming and upcoming != verdict.phase:
         lines.append(f"- the chain's next phase to clear: `{upcoming}`")
     return "\n".join(lines) + "\n"
@@ -199,7 +206,7 @@ def _metrics(verdict: Verdict) -> list[str]:
         expectation = find_expectation(verdict, column)
         if expectation is not None:
             current = _show(expectation.observed_value, kind)
-            rows.append(f"| {label} | {_target(expectation, kind)} | {current} |")
+            rows.append(f"| {label} | {md(_target(expectation, kind))} | {md(current)} |")
     if rows:
         return rows
     for check in verdict.checks:
@@ -210,7 +217,7 @@ def _metrics(verdict: Verdict) -> list[str]:
             unit = unit_of(expectation.column)
             label = f"`{check.suite}` {expectation.column or expectation.type}"
             current = shown(expectation.observed_value, unit)
-            rows.append(f"| {label} | {rule_text(bounded, unit)} | {current} |")
+            rows.append(f"| {label} | {md(rule_text(bounded, unit))} | {md(current)} |")
     return rows
 
 

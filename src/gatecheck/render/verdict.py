@@ -301,8 +301,17 @@ _VERDICT_MARK = {
 }
 
 
-def _cell(text: str) -> str:
-    return printable(text).replace("|", "\\|").replace("\n", "<br>")
+#: What a text from a source could make markup of in a Markdown report (GitHub's step summary,
+#: a ticket): raw HTML and autolinks (``<img src=…>``), links and images (``[approve](…)``),
+#: and a table's cell boundary.
+_MARKDOWN_ESCAPES = str.maketrans({"<": "&lt;", "[": "\\[", "]": "\\]", "|": "\\|"})
+
+
+def markdown_text(text: str) -> str:
+    """``text`` shown as it is in Markdown, on one line (a table cell or a list item): its
+    markup characters escaped (``<`` opens raw HTML; a ``>`` in a line is only text) and its
+    line breaks ``<br>``."""
+    return printable(text).translate(_MARKDOWN_ESCAPES).replace("\n", "<br>")
 
 
 def render_markdown(verdict: Verdict) -> str:
@@ -317,8 +326,8 @@ def render_markdown(verdict: Verdict) -> str:
             for reason in verdict.reasons
             for headline, details in [split_reason(reason)]
             for text in [
-                f"- {_cell(headline)}" + (":" if details else ""),
-                *[f"  - {_cell(detail)}" for detail in details],
+                f"- {markdown_text(headline)}" + (":" if details else ""),
+                *[f"  - {markdown_text(detail)}" for detail in details],
             ]
         ],
         "",
@@ -326,7 +335,7 @@ def render_markdown(verdict: Verdict) -> str:
         "|---|---|---|---|---|",
     ]
     for check in verdict.checks:
-        detail = "<br>".join(_cell(line.strip()) for line in _check_detail(check))
+        detail = "<br>".join(markdown_text(line.strip()) for line in _check_detail(check))
         window = f"{timestamp(check.window.start)} → {timestamp(check.window.end)}"
         outcome = f"{_MARK[check.outcome]} {check.outcome.value}"
         if check.waiver is not None:
@@ -335,15 +344,15 @@ def render_markdown(verdict: Verdict) -> str:
     waived = [c for c in verdict.checks if c.waiver is not None]
     if waived:
         lines.append("")
-        lines += [f"- ⚠️ `{c.suite}` {_cell(waiver_text(c) or '')}" for c in waived]
+        lines += [f"- ⚠️ `{c.suite}` {markdown_text(waiver_text(c) or '')}" for c in waived]
     if verdict.requires or verdict.soak is not None or verdict.approval is not None:
         lines.append("")
     if verdict.approval is not None:
         mark = "✅" if verdict.approval.satisfied else "⚠️"
-        lines.append(f"- approval: {mark} {_cell(verdict.approval.reason)}")
+        lines.append(f"- approval: {mark} {markdown_text(verdict.approval.reason)}")
     for requirement in verdict.requires:
         mark = "✅" if requirement.satisfied else "⚠️"
-        lines.append(f"- requires `{requirement.phase}`: {mark} {_cell(requirement.reason)}")
+        lines.append(f"- requires `{requirement.phase}`: {mark} {markdown_text(requirement.reason)}")
     if verdict.soak is not None:
-        lines.append(f"- soak {format_duration(verdict.soak.duration)}: {_cell(verdict.soak.reason)}")
+        lines.append(f"- soak {format_duration(verdict.soak.duration)}: {markdown_text(verdict.soak.reason)}")
     return "\n".join(lines) + "\n"

@@ -27,7 +27,7 @@ from gatecheck._values import document_time, timestamp
 from gatecheck.config import NotifyTarget
 from gatecheck.config.models import webhook_url_problem
 from gatecheck.durations import format_duration
-from gatecheck.errors import SourceTimeout
+from gatecheck.errors import SourceTimeout, one_line
 from gatecheck.render.describe import failure_text, keys_found, waiver_text
 from gatecheck.results import Outcome, Verdict, VerdictState
 from gatecheck.sources._http import AnswerTooLarge, fetch, verified_tls
@@ -97,7 +97,21 @@ def message_text(previous: Verdict | None, verdict: Verdict, link: str) -> str:
     if len(lines) == 1:
         lines += [f"• {reason}" for reason in verdict.reasons]
     lines.append(f"as of {timestamp(verdict.as_of)} · {link}")
-    return "\n".join(lines)
+    # Each line one line: a group's value or an observed text from a source may hold a newline,
+    # which would start a line of its own in the message (a forged "NO-GO → GO").
+    return "\n".join(one_line(line) for line in lines)
+
+
+#: Slack's control characters, written as its formatting reference asks ("Replace the
+#: ampersand, &, with &amp;; the less-than sign, <, with &lt;; the greater-than sign, >, with
+#: &gt;"): a source's ``<!channel>`` or ``<https://…|approve here>`` is shown, never a mention
+#: or a link.
+_SLACK_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+
+
+def slack_text(text: str) -> str:
+    """``text`` as Slack shows it literally (its ``&``, ``<`` and ``>`` escaped)."""
+    return text.translate(_SLACK_ESCAPES)
 
 
 def deadline_crossed(previous: Verdict | None, verdict: Verdict) -> bool:
@@ -128,7 +142,7 @@ def payload(target: NotifyTarget, previous: Verdict | None, verdict: Verdict, li
     """The body for a target: Slack's ``{"text": …}``, or the change with the verdict document."""
     text = message_text(previous, verdict, link)
     if target.kind == "slack":
-        return {"text": text}
+        return {"text": slack_text(text)}
     return {
         "phase": verdict.phase,
         "previous": previous.verdict.value if previous is not None else None,
