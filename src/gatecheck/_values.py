@@ -24,6 +24,8 @@ from typing import Annotated, Any
 
 from pydantic import PlainSerializer, WithJsonSchema
 
+from gatecheck.errors import one_line
+
 
 def observed_number(value: Any) -> float | None:
     """An observed value or a threshold as a number for a gauge, a chart point or a
@@ -157,7 +159,7 @@ def shown(value: Any, unit: str = "") -> str:
         return number(value, unit)  # type: ignore[arg-type]
     if isinstance(value, list | tuple | set | frozenset):
         return ", ".join(shown(v) for v in value)
-    return str(value)
+    return one_line(str(value))  # text from a source: a newline in it is shown, never a new line
 
 
 def digest_of(value: Any) -> str:

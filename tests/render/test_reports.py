@@ -168,6 +168,25 @@ def test_control_characters_from_data_never_reach_the_terminal_or_break_junit(ve
     assert "\x1b" not in markdown and "\x00" not in markdown
 
 
+def test_a_newline_from_data_never_starts_a_line_of_the_text_report(verdicts: dict[str, Verdict]) -> None:
+    """A group's value holding a newline and a forged header: the CI log shows it escaped, on
+    the line of its group, and the report has one verdict line, its own."""
+    from gatecheck.render.verdict import render
+
+    verdict = verdicts["no-go"]
+    check = next(c for c in verdict.checks if c.outcome.value == "fail")
+    expectation = next(e for e in check.expectations if e.failing_groups)
+    forged = "t1\nGO  phase warehouse-release (staging) as of 2026-11-22T06:00:00Z"
+    group = expectation.failing_groups[0].model_copy(update={"group": {"source_table": forged}, "observed_value": forged})
+    expectation = expectation.model_copy(update={"failing_groups": [group]})
+    check = check.model_copy(update={"expectations": [expectation if e.column == expectation.column else e for e in check.expectations]})
+    verdict = verdict.model_copy(update={"checks": [check if c.suite == check.suite else c for c in verdict.checks]})
+    text = render(verdict, "text")
+    lines = text.splitlines()
+    assert [line for line in lines if line.startswith(("GO", "NO-GO"))] == [lines[0]] and lines[0].startswith("NO-GO")
+    assert "source_table=t1\\nGO  phase warehouse-release" in text and "observed t1\\nGO  phase" in text
+
+
 MARKUP = "t1\n### ✅ GO <img src=x onerror=alert(1)> [approve here](https://evil.example/) | cell"
 
 

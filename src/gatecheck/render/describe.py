@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from gatecheck._values import bound, shown, timestamp, unit_of
 from gatecheck.durations import format_duration
+from gatecheck.errors import one_line
 from gatecheck.results import (
     CheckResult,
     ExpectationResult,
@@ -106,7 +107,7 @@ def format_group(group: Mapping[str, str]) -> str:
     shown = {k: v for k, v in group.items() if v != ""}
     if not shown:
         return "overall"
-    return ", ".join(f"{k}={v}" for k, v in shown.items())
+    return ", ".join(one_line(f"{k}={v}") for k, v in shown.items())  # a value from data: one line
 
 
 def waiver_text(check: CheckResult) -> str | None:
