@@ -190,3 +190,41 @@ def test_an_ordinary_answer_reads_as_before() -> None:
 
 def test_too_large_is_a_source_unavailable() -> None:
     assert issubclass(AnswerTooLarge, SourceUnavailable)
+
+
+def test_a_junit_listing_is_read_whole_within_the_sources_timeout() -> None:
+    """Each report answered within the timeout, 40 of them behind one listing: each answer was
+    bounded alone, so the read took 40 × the delay (up to 500 × 30 s by default). The listing
+    and its reports now share the one timeout; reports are fetched a few at a time."""
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    delay = {"s": 1.0}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/":
+                body = "".join(f'<a href="r{k:02}.xml">r{k:02}.xml</a>' for k in range(40)).encode()
+            else:
+                time.sleep(delay["s"])  # within the source's timeout, every one of them
+                body = b'<testsuite name="e2e" tests="1" timestamp="2026-11-22T05:00:00"><testcase name="t"/></testsuite>'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(SourceTimeout, match=r"^JUnit reports at http://127.0.0.1:\d+/ did not answer within 2s$"):
+            bounded(ask(junit(url, "2s")))
+        delay["s"] = 0.0  # the same listing answered at once: every report, in the listing's order
+        runs = bounded(ask(junit(url, "20s")))
+        assert [run.name for run in runs] == [f"r{k:02}.xml" for k in range(40)]
+    finally:
+        server.shutdown()
+        server.server_close()

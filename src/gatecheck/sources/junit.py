@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 MAX_REPORTS = 500
 MAX_REPORT_BYTES = 5 * 2**20
+#: Reports behind a listing fetched at once.
+LISTING_FETCHES = 8
 #: How far a run's timestamp may lie after its report file's modification time: a report is
 #: written when its run ends, but a timestamp in local time without its zone reads as UTC
 #: (UTC+14 at most).
@@ -272,31 +274,50 @@ class JUnitSource(Source):
         return runs, unread
 
     async def _read_listing(self, url: str, pattern: str) -> tuple[list[Run], Unread | None]:
+        """The listing and its matching reports, all within the source's ``timeout``: each
+        answer was bounded alone, so a server answering 500 reports each just inside it held a
+        run for hours. Reports are fetched ``LISTING_FETCHES`` at a time, kept in listing order."""
         import httpx
 
-        async with httpx.AsyncClient(
-            timeout=self.timeout, follow_redirects=False, verify=verified_tls()
-        ) as client:
-            with http_errors(self.where, self.timeout):
-                page = await fetch(client, "GET", url, what=self.where, timeout=self.timeout)
-                page.raise_for_status()
-                found = list(_listed(page.text, url, pattern))
-                if len(found) > MAX_REPORTS:  # before reading any: no choice of 500 could be trusted
-                    raise listing_too_long(len(found), pattern)
-                runs = []
-                for name, link in found:
-                    try:
-                        response = await fetch(
-                            client, "GET", link, what=f"report {name}", timeout=self.timeout,
-                            limit=MAX_REPORT_BYTES,
-                        )  # fmt: skip
-                    except AnswerTooLarge:
-                        raise QueryError(f"report {name}: more than {MAX_REPORT_BYTES} bytes") from None
-                    response.raise_for_status()
-                    stamp = response.headers.get("last-modified")
-                    modified = parsedate_to_datetime(stamp).astimezone(UTC) if stamp else None
-                    runs.append(parse_report(name, response.content, modified))
-                return runs, None
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with httpx.AsyncClient(
+                    timeout=self.timeout, follow_redirects=False, verify=verified_tls()
+                ) as client:
+                    with http_errors(self.where, self.timeout):
+                        return await self._listed_reports(client, url, pattern)
+        except TimeoutError:
+            # the same words as one answer's: the listing and its reports are one answer
+            raise SourceTimeout(f"{self.where} did not answer within {self.timeout:g}s") from None
+
+    async def _listed_reports(self, client: Any, url: str, pattern: str) -> tuple[list[Run], Unread | None]:
+        page = await fetch(client, "GET", url, what=self.where, timeout=self.timeout)
+        page.raise_for_status()
+        found = list(_listed(page.text, url, pattern))
+        if len(found) > MAX_REPORTS:  # before reading any: no choice of 500 could be trusted
+            raise listing_too_long(len(found), pattern)
+        slots = asyncio.Semaphore(LISTING_FETCHES)
+
+        async def report(name: str, link: str) -> Run:
+            async with slots:
+                try:
+                    response = await fetch(
+                        client, "GET", link, what=f"report {name}", timeout=self.timeout,
+                        limit=MAX_REPORT_BYTES,
+                    )  # fmt: skip
+                except AnswerTooLarge:
+                    raise QueryError(f"report {name}: more than {MAX_REPORT_BYTES} bytes") from None
+            response.raise_for_status()
+            stamp = response.headers.get("last-modified")
+            modified = parsedate_to_datetime(stamp).astimezone(UTC) if stamp else None
+            return parse_report(name, response.content, modified)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(report(name, link)) for name, link in found]
+        except BaseExceptionGroup as failed:  # the first report that failed, as itself
+            raise failed.exceptions[0] from None
+        return [task.result() for task in tasks], None
 
     async def read(self, pattern: str) -> tuple[list[Run], Unread | None]:
         """The reports matching ``pattern`` as runs (at most ``MAX_REPORTS``), and those left unread."""
