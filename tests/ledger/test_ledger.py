@@ -994,6 +994,13 @@ def test_the_audit_trail_keeps_every_kind_whole_numbers_waivers_and_selects(ledg
     assert ledger.audit(kinds=["waiver-created", "approved"]) == [
         e for e in trail if e.kind in ("waiver-created", "approved")
     ]
+    # a page: the newest n, in the trail's order, up to a moment (inclusive), with the selections
+    assert ledger.audit(newest=2) == trail[-2:]
+    assert ledger.audit(until=start + 3 * HOUR) == [e for e in trail if e.at <= start + 3 * HOUR]
+    assert ledger.audit(["release"], start + HOUR, None, start + 6 * HOUR, 2) == [
+        e for e in trail if e.phase == "release" and start + HOUR <= e.at <= start + 6 * HOUR
+    ][-2:]
+    assert ledger.audit(kinds=["waiver-created"], newest=5) == [first, second]
     third = ledger.create_waiver(second.model_copy(update={"waiver": "", "at": start + 40 * HOUR}))
     assert third.waiver == "W3"
 

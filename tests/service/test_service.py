@@ -443,6 +443,49 @@ def test_history_lists_at_most_a_page_and_links_the_older_records(service_config
         assert asyncio.run(pages(f"/api/v1/phases/svc-go/history?{bad}"))[0][0] == 422
 
 
+def test_the_audit_trail_is_answered_a_page_at_a_time(service_config: Path, tmp_path: Path) -> None:
+    """A waiver used at every evaluation writes an event each time: ``GET /api/v1/audit`` read
+    a year of them at once. It answers at most ``limit`` events, the newest, with a ``Link`` to
+    the older ones; pages neither overlap nor skip, even at events written at one moment."""
+    from datetime import UTC, datetime, timedelta
+
+    from gatecheck.ledger.audit import AuditEvent
+
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    ledger = SqliteLedger(tmp_path / "l.db")
+    moments = [now - timedelta(minutes=5 * k) for k in range(7)] + [now - timedelta(minutes=10)]  # two at -10m
+    ledger.append_audit([
+        AuditEvent(at=moment, kind="waiver-used", phase="svc-go", check="unmatched_edges", waiver="W1",
+                   by="gatecheck", reason=f"event {k}")
+        for k, moment in enumerate(sorted(moments))
+    ])  # fmt: skip
+    svc = Service(load_project(service_config, environ={}), ledger, ["svc-go"], clock=lambda: now)
+
+    async def pages(first: str) -> list[tuple[int, list[str], str | None]]:
+        seen = []
+        url: str | None = first
+        async with _asgi(svc) as client:
+            while url is not None and len(seen) < 10:
+                answer = await client.get(url)
+                link = answer.headers.get("link")
+                listed = [e["reason"] for e in answer.json()] if answer.status_code == 200 else []
+                seen.append((answer.status_code, listed, link))
+                url = re.match(r'<([^>]+)>; rel="next"', link).group(1) if link else None
+        return seen
+
+    walked = asyncio.run(pages("/api/v1/audit?since=1h&phase=svc-go&limit=3"))
+    assert [status for status, _, _ in walked] == [200, 200, 200]
+    listed = [reason for _, page, _ in walked for reason in page]
+    assert sorted(listed) == [f"event {k}" for k in range(8)]  # every event once, both at -10m included
+    assert walked[0][1] == ["event 6", "event 7"]  # the newest page first, oldest first within it
+    assert walked[0][2] is not None and "until=" in walked[0][2] and "phase=svc-go" in walked[0][2]
+    assert walked[-1][2] is None
+    whole = asyncio.run(pages("/api/v1/audit?since=1h"))
+    assert len(whole) == 1 and whole[0][1] == [f"event {k}" for k in range(8)] and whole[0][2] is None
+    for bad in ("limit=0", "limit=5001", "until=not-a-time"):
+        assert asyncio.run(pages(f"/api/v1/audit?{bad}"))[0][0] == 422
+
+
 def test_state_changing_requests_need_the_bearer_token(service_config: Path, tmp_path: Path) -> None:
     svc = Service(
         load_project(service_config, environ={}),

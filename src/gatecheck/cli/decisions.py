@@ -76,7 +76,9 @@ def unwaive(
     from gatecheck.ledger.decisions import revoke_event
 
     def decision(project: Project, ledger: Ledger) -> AuditEvent:
-        return revoke_event(project, ledger.audit(), waiver, reason, by)
+        return revoke_event(
+            project, ledger.audit(kinds=["waiver-created", "waiver-revoked"]), waiver, reason, by
+        )
 
     _decide(config, decision)
 

@@ -148,9 +148,15 @@ class Ledger(ABC):
 
     @abstractmethod
     def audit(
-        self, phases: list[str] | None = None, since: datetime | None = None, kinds: list[str] | None = None
+        self,
+        phases: list[str] | None = None,
+        since: datetime | None = None,
+        kinds: list[str] | None = None,
+        until: datetime | None = None,
+        newest: int | None = None,
     ) -> list[AuditEvent]:
-        """The trail, oldest first: of ``phases`` (default all), from ``since``, of ``kinds``."""
+        """The trail, oldest first: of ``phases`` (default all), from ``since`` to ``until``
+        (both inclusive), of ``kinds``; with ``newest``, only the newest that many."""
 
     @abstractmethod
     def check_writable(self) -> None:
@@ -411,10 +417,16 @@ def _any_of(column: str, mark: str, values: list[Any]) -> str:
 
 
 def audit_filter(
-    mark: str, phases: list[str] | None = None, since: datetime | None = None, kinds: list[str] | None = None
+    mark: str,
+    phases: list[str] | None = None,
+    since: datetime | None = None,
+    kinds: list[str] | None = None,
+    until: datetime | None = None,
+    newest: int | None = None,
 ) -> tuple[str, list[Any]]:
     """`` WHERE … ORDER BY id`` of :meth:`Ledger.audit` and its arguments (``mark``: the
-    driver's placeholder)."""
+    driver's placeholder); with ``newest``, ``ORDER BY id DESC LIMIT n``: the caller puts
+    the rows back in order (:func:`oldest_first`)."""
     sql = " WHERE 1 = 1"
     args: list[Any] = []
     if phases is not None:
@@ -426,7 +438,17 @@ def audit_filter(
     if kinds is not None:
         sql += _any_of("kind", mark, kinds)
         args.extend(kinds)
+    if until is not None:
+        sql += f" AND at_ms <= {mark}"
+        args.append(to_ms(until))
+    if newest is not None:
+        return sql + f" ORDER BY id DESC LIMIT {int(newest)}", args
     return sql + " ORDER BY id", args
+
+
+def oldest_first(events: list[AuditEvent], newest: int | None) -> list[AuditEvent]:
+    """Events read by :func:`audit_filter` in the trail's order (``newest`` read them newest first)."""
+    return events[::-1] if newest is not None else events
 
 
 def audit_row(event: AuditEvent) -> tuple[Any, ...]:

@@ -94,7 +94,9 @@ FROM {audit}
 WHERE (empty({phases:Array(String)}) OR has({phases:Array(String)}, phase))
   AND at >= toDateTime64({since_ms:Int64} / 1000, 3, 'UTC')
   AND (empty({kinds:Array(String)}) OR has({kinds:Array(String)}, kind))
-ORDER BY seq
+  AND at <= toDateTime64({until_ms:Int64} / 1000, 3, 'UTC')
+ORDER BY seq DESC
+LIMIT {newest:UInt64}
 """
 _CH_INSERT = """
 INSERT INTO {table} SELECT
@@ -387,19 +389,29 @@ class ClickHouseLedger(Ledger):
         return created
 
     def audit(
-        self, phases: list[str] | None = None, since: datetime | None = None, kinds: list[str] | None = None
+        self,
+        phases: list[str] | None = None,
+        since: datetime | None = None,
+        kinds: list[str] | None = None,
+        until: datetime | None = None,
+        newest: int | None = None,
     ) -> list[AuditEvent]:
         # read-only and no tables: nothing was ever recorded; no phase or kind asked: none
         if self._absent or phases == [] or kinds == []:
             return []
-        params = {"phases": phases or [], "since_ms": to_ms(since) if since else 0, "kinds": kinds or []}
+        params = {
+            "phases": phases or [], "since_ms": to_ms(since) if since else 0, "kinds": kinds or [],
+            "until_ms": to_ms(until) if until else 10**13,  # (2286: no end)
+            "newest": newest if newest is not None else 2**62,
+        }  # fmt: skip
         try:
             frame = self._execute(_CH_AUDIT_SELECT.replace("{audit}", self._audit), params, True)
         except Exception as exc:
             raise LedgerError(f"history ledger {self.url}: cannot read the audit trail ({exc})") from exc
         columns = ["at_ms", "kind", "phase", "check_name", "group_json", "waiver", "until_ms", "by", "reason",
                    "config_hash"]  # fmt: skip
-        return [audit_event_of([r[c] for c in columns]) for r in frame.to_dict("records")]
+        events = [audit_event_of([r[c] for c in columns]) for r in frame.to_dict("records")]
+        return events[::-1]  # read newest first (for LIMIT): back in the trail's order
 
     def check_writable(self) -> None:
         try:

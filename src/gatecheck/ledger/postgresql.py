@@ -39,6 +39,7 @@ from gatecheck.ledger.base import (
     audit_row,
     contemporary,
     from_ms,
+    oldest_first,
     range_filter,
     row_of,
     to_ms,
@@ -332,11 +333,17 @@ class PostgresLedger(RowLedger):
         return events
 
     def audit(
-        self, phases: list[str] | None = None, since: datetime | None = None, kinds: list[str] | None = None
+        self,
+        phases: list[str] | None = None,
+        since: datetime | None = None,
+        kinds: list[str] | None = None,
+        until: datetime | None = None,
+        newest: int | None = None,
     ) -> list[AuditEvent]:
-        where, args = audit_filter("%s", phases, since, kinds)
+        where, args = audit_filter("%s", phases, since, kinds, until, newest)
         sql = f"SELECT {_AUDIT_COLUMNS} FROM gatecheck_audit{where}"
-        return [audit_event_of(r) for r in self._rows(sql, args, "cannot read the audit trail")]
+        rows = self._rows(sql, args, "cannot read the audit trail")
+        return oldest_first([audit_event_of(r) for r in rows], newest)
 
     def check_writable(self) -> None:
         with self.session("not writable") as connection, connection.transaction():

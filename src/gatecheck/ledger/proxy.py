@@ -78,9 +78,14 @@ class WorkerLedger(Ledger):
         return result
 
     def audit(
-        self, phases: list[str] | None = None, since: datetime | None = None, kinds: list[str] | None = None
+        self,
+        phases: list[str] | None = None,
+        since: datetime | None = None,
+        kinds: list[str] | None = None,
+        until: datetime | None = None,
+        newest: int | None = None,
     ) -> list[AuditEvent]:
-        result: list[AuditEvent] = self.calls.ledger_call("audit", phases, since, kinds)
+        result: list[AuditEvent] = self.calls.ledger_call("audit", phases, since, kinds, until, newest)
         return result
 
     def check_writable(self) -> None:

@@ -28,6 +28,7 @@ from gatecheck.ledger.base import (
     contemporary,
     from_ms,
     no_leases,
+    oldest_first,
     range_filter,
     row_of,
     stored_failed,
@@ -233,12 +234,17 @@ class SqliteLedger(RowLedger):
         return events
 
     def audit(
-        self, phases: list[str] | None = None, since: datetime | None = None, kinds: list[str] | None = None
+        self,
+        phases: list[str] | None = None,
+        since: datetime | None = None,
+        kinds: list[str] | None = None,
+        until: datetime | None = None,
+        newest: int | None = None,
     ) -> list[AuditEvent]:
-        where, args = audit_filter("?", phases, since, kinds)
+        where, args = audit_filter("?", phases, since, kinds, until, newest)
         sql = f"SELECT {AUDIT_COLUMNS} FROM audit{where}"
         rows = self._rows(sql, args, "cannot read the audit trail")
-        return [audit_event_of(r) for r in rows]
+        return oldest_first([audit_event_of(r) for r in rows], newest)
 
     def check_writable(self) -> None:
         try:

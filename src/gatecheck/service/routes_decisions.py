@@ -6,7 +6,10 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from starlette.requests import Request  # a handler's annotation: FastAPI resolves it here
 
+from gatecheck._values import document_time
 from gatecheck.ledger.audit import EVERY_PHASE, AuditEvent
 from gatecheck.service.core import Service
 from gatecheck.service.helpers import Helpers
@@ -16,6 +19,10 @@ from gatecheck.service.schemas import (
     Problem,
     WaiverRequest,
 )
+
+#: Audit events a page of ``GET /api/v1/audit`` holds by default, and at most.
+AUDIT_PAGE = 1000
+MAX_AUDIT_PAGE = 5000
 
 
 def routes(service: Service, h: Helpers) -> APIRouter:
@@ -49,7 +56,8 @@ def routes(service: Service, h: Helpers) -> APIRouter:
         from gatecheck.ledger.decisions import revoke_event
 
         def write() -> AuditEvent:
-            event = revoke_event(service.project, service.ledger.audit(), waiver, body.reason, body.by)
+            trail = service.ledger.audit(kinds=["waiver-created", "waiver-revoked"])
+            event = revoke_event(service.project, trail, waiver, body.reason, body.by)
             service.ledger.append_audit([event])
             return event
 
@@ -75,14 +83,37 @@ def routes(service: Service, h: Helpers) -> APIRouter:
         "/api/v1/audit", response_model=None, responses={200: {"model": list[AuditEvent]}, 422: problem}
     )
     async def audit(
+        request: Request,
         phase: str | None = Query(None, description="Only this phase."),
         since: str = Query("7d", description="e.g. 24h, 7d"),
-    ) -> Any:
-        """The audit trail, oldest first (as `gatecheck audit`)."""
+        until: str | None = Query(
+            None, description="Only events at this time or earlier (ISO 8601): the next page's `Link`."
+        ),
+        limit: int = Query(
+            AUDIT_PAGE, ge=1, le=MAX_AUDIT_PAGE,
+            description=f"At most this many events, the newest (at most {MAX_AUDIT_PAGE}).",
+        ),
+    ) -> Any:  # fmt: skip
+        """The audit trail, oldest first (as `gatecheck audit`): at most ``limit`` events, the
+        newest. When the span holds more, a ``Link: <…&until=…>; rel="next"`` header asks for
+        the older ones (a waiver used at every evaluation writes an event each time: a year
+        of them at once held the service's memory)."""
         if phase is not None:
             h.known(phase)
         start = h.since_moment(since)
-        events = await asyncio.to_thread(service.ledger.audit, [phase, EVERY_PHASE] if phase else None, start)
-        return [e.model_dump(mode="json") for e in events]
+        end = h.moment_param(until, "until") if until is not None else None
+        phases = [phase, EVERY_PHASE] if phase else None
+        events = await asyncio.to_thread(service.ledger.audit, phases, start, None, end, limit + 1)
+        headers = {}
+        if len(events) > limit:
+            # The next page starts at the newest event left out, inclusive; events sharing its
+            # time move there too, so pages neither overlap nor skip one.
+            boundary = events[-limit - 1].at
+            kept = [e for e in events[-limit:] if e.at > boundary]
+            if kept:
+                events = kept
+                older = request.url.include_query_params(until=document_time(boundary), limit=limit)
+                headers["Link"] = f'<{older.path}?{older.query}>; rel="next"'
+        return JSONResponse([e.model_dump(mode="json") for e in events], headers=headers)
 
     return router
