@@ -451,6 +451,34 @@ BAD_CONFIGS = {
         lambda d: d["phases"]["staging-deploy"].update(e2e_consecutive_min=1.5),
         "thresholds.yaml: phases.staging-deploy.e2e_consecutive_min: 1.5 must be a whole number, at least 1: suites/e2e_consecutive.yaml uses it in query.newest (for phase staging-deploy)",
     ),
+    # A query that answers a row whatever its window holds proves nothing by its row: an empty
+    # window read max() as 0 in ClickHouse, and the gate was GO on no data at all.
+    "an aggregate without GROUP BY and no evidence": (
+        "suites/freshness_lag.yaml",
+        lambda d: d.pop("evidence"),
+        "suites/freshness_lag.yaml: evidence: the query answers a row even when its window holds no data "
+        "(it aggregates without GROUP BY, or reads no table), so an empty window would pass: declare evidence:",
+    ),
+    "a compared side that aggregates without GROUP BY and no evidence": (
+        "suites/demand_grain_parity.yaml",
+        lambda d: (
+            d["compare"]["sides"]["model_grain"].pop("evidence"),
+            d["compare"]["sides"]["model_grain"].update(
+                query="SELECT toStartOfHour(now()) AS hour, '' AS gateway, '' AS region, '' AS pipeline, "
+                "sum(sessions) AS sessions FROM network_demand_hourly"
+            ),
+        ),
+        "suites/demand_grain_parity.yaml: compare.sides.model_grain.evidence: the query answers a row even when",
+    ),
+    "a PostgreSQL coalesce over an aggregate and no evidence": (
+        "suites/hrv_row_quality.yaml",
+        lambda d: (
+            d.pop("evidence"),
+            d.update(query="SELECT coalesce(max(ln_rmssd), 3) AS ln_rmssd_max FROM hrv_readings "
+                           "WHERE created_at >= {window_start:timestamptz}"),
+        ),
+        "suites/hrv_row_quality.yaml: evidence: the query answers a row even when its window holds no data",
+    ),
     "a SQL parameter that is not a number": (
         "thresholds.yaml",
         lambda d: d["defaults"].update(clock_skew_tolerance_s=[5]),
@@ -471,6 +499,54 @@ def test_bad_configuration_is_one_clear_line_and_exit_2(case: str, config_copy: 
         assert expected in lines[0], lines[0]
         assert lines[0].startswith("gatecheck: error: ")
         assert "Traceback" not in result.output and "Sup3r" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [
+        ("unmatched_edges", lambda d: d.pop("evidence")),  # GROUP BY: no rows when no data
+        ("freshness_lag", lambda d: d.update(evidence="none")),  # it fails an empty window itself
+        ("freshness_lag", lambda d: d.update(evidence={"column": "events", "min_total": 0})),
+    ],
+)
+def test_a_query_whose_rows_are_its_data_needs_no_evidence_and_none_is_a_choice(
+    name: str, change, config_copy: Path
+) -> None:
+    edit(config_copy / "suites" / f"{name}.yaml", change)
+    result = runner.invoke(app, ["validate", "--config", str(config_copy)])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("sql", "dialect", "always"),
+    [
+        ("SELECT max(lag) AS worst FROM t WHERE ts >= {window_start:DateTime64(3)}", "clickhouse", True),
+        ("SELECT countIf(bad) / count() AS rate, quantile(0.99)(lag) AS p99 FROM t", "clickhouse", True),
+        ("SELECT k, count() AS n FROM t GROUP BY k", "clickhouse", False),
+        ("SELECT k, sum(v) AS s FROM t GROUP BY k WITH TOTALS", "clickhouse", True),
+        ("SELECT max(v) AS worst FROM t HAVING count() > 0", "clickhouse", False),
+        ("SELECT x FROM t WHERE ts > {as_of:DateTime64(3)}", "clickhouse", False),
+        ("SELECT x, count() OVER () AS n FROM t", "clickhouse", False),  # a window function keeps the rows
+        ("SELECT 0 AS worst", "clickhouse", True),
+        ("SELECT (SELECT max(x) FROM t) AS worst", "clickhouse", True),
+        ("SELECT number FROM numbers(3)", "clickhouse", True),
+        ("SELECT worst FROM (SELECT max(x) AS worst FROM t FINAL)", "clickhouse", True),
+        ("SELECT x FROM t FINAL", "clickhouse", False),
+        ("WITH w AS (SELECT max(x) AS worst FROM t) SELECT worst FROM w", "clickhouse", True),
+        ("WITH w AS (SELECT x FROM t) SELECT x FROM w", "clickhouse", False),
+        ("SELECT x FROM t UNION ALL SELECT count() FROM u", "clickhouse", True),
+        ("SELECT a.x FROM (SELECT max(x) AS x FROM t) AS a JOIN u AS b ON a.x = b.x", "clickhouse", False),
+        ("SELECT a.x FROM (SELECT max(x) AS x FROM t) AS a LEFT JOIN u AS b ON a.x = b.x", "clickhouse", True),
+        ("SELECT coalesce(max(x), 0) AS worst FROM t WHERE ts >= NULL", "postgres", True),
+        ("SELECT count(*) FILTER (WHERE bad) AS n FROM t", "postgres", True),
+        ("SELECT k, count(*) AS n FROM t GROUP BY k", "postgres", False),
+        ("SELECT x FROM generate_series(1, 3) AS x", "postgres", True),
+    ],
+)
+def test_which_queries_answer_a_row_without_data(sql: str, dialect: str, always: bool) -> None:
+    from gatecheck.sources.sqltext import answers_a_row_without_data
+
+    assert answers_a_row_without_data(sql, dialect) is always
 
 
 @pytest.mark.parametrize(

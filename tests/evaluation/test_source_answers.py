@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gatecheck.config import ParameterRef, ResolvedThreshold, SuiteConfig, load_project
+from gatecheck.config.models import evidence_minimum
 from gatecheck.evaluation.gate import judge
 from gatecheck.evaluation.plan import window_for
 from gatecheck.evaluation.validation import Validator
@@ -63,15 +64,16 @@ def needed_columns(suite: SuiteConfig) -> dict[str, str]:
         for key in ("column", "column_A", "column_B"):
             if key in kwargs:
                 needed[kwargs[key]] = "number" if numeric else "nullable" if nullable else "value"
-    if suite.evidence is not None:
-        needed[suite.evidence.column] = "number"
+    declared = evidence_minimum(suite.evidence)
+    if declared is not None:
+        needed[declared.column] = "number"
     if suite.compare is not None:  # each side's evidence, in the joined frame
         for prefix, unit in suite.units():
             side = prefix.split(".")[2]
             if suite.compare.test != "difference":
                 needed[f"{side}_n"] = "number"
-            elif unit.evidence is not None:
-                needed[f"{side}_{unit.evidence.column}"] = "number"
+            elif (side_minimum := evidence_minimum(unit.evidence)) is not None:
+                needed[f"{side}_{side_minimum.column}"] = "number"
     if suite.reconcile is not None:  # each side's rows, for its min_rows
         for name, side in suite.reconcile.sides.items():
             if side.min_rows is not None:
@@ -91,8 +93,8 @@ def passing_sides(suite: SuiteConfig, thresholds: dict[str, ResolvedThreshold], 
             for key in config.keys:
                 data[key] = [f"{key}-{i}" for i in range(count)]
             value = 100.0
-            if unit.evidence is not None:
-                minimum = unit.evidence.min_total
+            if (side_minimum := evidence_minimum(unit.evidence)) is not None:
+                minimum = side_minimum.min_total
                 value = float(thresholds[minimum.name].value if isinstance(minimum, ParameterRef) else minimum)
             for column in config.values:
                 data[column] = [max(value, 1.0)] * count
@@ -132,10 +134,11 @@ def passing_frame(suite: SuiteConfig, thresholds: dict[str, ResolvedThreshold], 
         elif "column_A" in kwargs:
             data[kwargs["column_A"]] = [f"same-{i}" for i in range(rows)]
             data[kwargs["column_B"]] = [f"same-{i}" for i in range(rows)]
-    if suite.evidence is not None:
-        minimum = suite.evidence.min_total
+    declared = evidence_minimum(suite.evidence)
+    if declared is not None:
+        minimum = declared.min_total
         required = thresholds[minimum.name].value if isinstance(minimum, ParameterRef) else minimum
-        data[suite.evidence.column] = [float(required)] * rows  # type: ignore[arg-type]
+        data[declared.column] = [float(required)] * rows  # type: ignore[arg-type]
     return pd.DataFrame(data)
 
 

@@ -158,12 +158,16 @@ def test_an_expired_waiver_blocks_again_and_is_recorded_as_expired(gate, history
         ({"--for": "0s"}, "--for: '0s': a decision lasts more than 0s"),
         ({"--reason": "  "}, "--reason: say why"),
         ({"--by": ""}, "--by: say who decides"),
+        ({"--reason": "backfill\x00"}, "--reason: holds a control character ('\\x00'): write plain text"),
+        ({"--by": "\x1b[2Kdave"}, "--by: holds a control character ('\\x1b')"),
         ({"--check": "nope"}, "--check: gate canary-10 has no check 'nope'"),
         ({"--check": "soak_criterias"}, "--check: gate canary-10 has no check 'soak_criterias' (did you mean 'soak_criteria'?)"),
         ({"--phase": "nope"}, "unknown phase 'nope'"),
     ],
 )  # fmt: skip
 def test_bad_waivers_are_one_line_and_record_nothing(gate, change: dict[str, str], message: str) -> None:
+    """(A NUL in a reason reached PostgreSQL, which refuses it: the ledger's error, not the
+    input's, and a 503 through the API.)"""
     options = {"--phase": "canary-10", "--check": "unmatched_edges", "--for": "24h", "--reason": "r", "--by": "dave"}
     options.update(change)
     code, _, err = gate("healthy", "waive", *[x for pair in options.items() for x in pair])

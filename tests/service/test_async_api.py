@@ -26,6 +26,7 @@ SLOW = {
     "source": "warehouse",
     "window": {"length": "1h"},
     "query": "SELECT toUInt8(sleep(2) + 1) AS ok",
+    "evidence": "none",  # a constant: what is judged is the service's timing, not data
     "expectations": [{"type": "expect_column_values_to_be_between", "column": "ok", "min_value": 1}],
 }
 

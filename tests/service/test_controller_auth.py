@@ -94,7 +94,7 @@ def test_waivers_through_the_api_need_the_token_and_pass_the_same_checks(tmp_pat
         ("POST", "/api/v1/waivers/W9/revoke", {"json": {"reason": "r", "by": "alice"}, "headers": bearer}),
         ("POST", "/api/v1/phases/release/waivers", {"json": {**body, "reason": "back\x1b[2Kfill"}, "headers": bearer}),
     )
-    assert [a.status_code for a in answers] == [401, 422, 422, 201, 201, 422, 200, 404, 201]
+    assert [a.status_code for a in answers] == [401, 422, 422, 201, 201, 422, 200, 404, 422]
     # The request's field names, not the CLI's flags.
     assert answers[1].json()["detail"] == "for: '40d': a decision lasts more than 0s and at most 30d"
     assert answers[3].json()["waiver"] == "W1" and answers[3].json()["kind"] == "waiver-created"
@@ -104,7 +104,14 @@ def test_waivers_through_the_api_need_the_token_and_pass_the_same_checks(tmp_pat
         ("waiver-revoked", "W1", "alice"),
     ]
     assert answers[7].json()["detail"] == "no waiver W9 on record"
-    # A reason with a terminal escape, posted through the API: `gatecheck audit` shows it escaped.
+    # A reason with a terminal escape (or a NUL, which PostgreSQL cannot store) is refused...
+    assert answers[8].json()["detail"] == "reason: holds a control character ('\\x1b'): write plain text"
+    # ...and one already in a trail (written before that check) is shown escaped by `gatecheck audit`.
+    from gatecheck.ledger.audit import AuditEvent
+
+    with SqliteLedger(tmp_path / "h.db") as ledger:
+        ledger.append_audit([AuditEvent(at=answers[4].json()["at"], kind="approved", phase="release",
+                                        by="alice", reason="back\x1b[2Kfill")])  # fmt: skip
     audit = CliRunner().invoke(app, ["audit", "--config", str(tmp_path / "p")], env={
         "GATECHECK_HISTORY_URL": f"sqlite:///{tmp_path / 'h.db'}"})
     assert audit.exit_code == 0, audit.output

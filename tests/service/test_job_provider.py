@@ -99,6 +99,7 @@ def job_project(tmp_path: Path, warehouse: Path) -> Path:
     for phase, query in queries.items():
         suite = {
             "name": phase.replace("-", "_"), "source": "warehouse", "window": {"length": "1h"}, "query": query,
+            "evidence": "none",  # constants: the verdict's way through the Job contract is under test
             "expectations": [{"type": "expect_column_values_to_be_between", "column": "ok", "min_value": 1}],
         }  # fmt: skip
         (root / "suites" / f"{suite['name']}.yaml").write_text(yaml.safe_dump(suite))

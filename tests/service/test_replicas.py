@@ -118,6 +118,7 @@ def write_project(root: Path, ledger_url: str, data_url: str) -> None:
         column, bound = ("bad", {"max_value": 0}) if name == "clean" else ("n", {"min_value": 1})
         suite = {
             "name": name, "source": "db", "window": {"length": "1h"}, "query": query,
+            "evidence": "none",  # the replicas' schedule is under test: each query answers one row
             "expectations": [{"type": "expect_column_values_to_be_between", "column": column, **bound}],
         }  # fmt: skip
         (root / "suites" / f"{name}.yaml").write_text(yaml.safe_dump(suite))

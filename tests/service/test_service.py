@@ -886,6 +886,7 @@ def test_a_cycle_judges_requires_on_this_cycles_results(service_config: Path, tm
         "source": "warehouse",
         "window": {"length": "1h"},
         "query": "SELECT toUInt8(sleep(1.5) + 1) AS ok",  # (a sleep in an unused subquery is dropped)
+        "evidence": "none",  # a constant: what is judged is the service's timing, not data
         "expectations": [{"type": "expect_column_values_to_be_between", "column": "ok", "min_value": 1}],
     }
     (root / "suites" / "slow_pass.yaml").write_text(yaml.safe_dump(slow))

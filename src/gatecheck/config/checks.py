@@ -20,6 +20,7 @@ from gatecheck.config.models import (
     Project,
     SuiteConfig,
     _parameter_names,
+    evidence_minimum,
     mostly_problem,
     resolve_thresholds,
 )
@@ -218,6 +219,14 @@ def cross_check(project: Project) -> list[str]:
                         if isinstance(unit.query, str) and source_kind.text_problems is not None:
                             text_problems = source_kind.text_problems(unit.query)
                             problems.extend(f"{suite_label}: {prefix}query: {p}" for p in text_problems)
+                            if not text_problems and _proves_nothing(suite, unit, source_kind):
+                                problems.append(
+                                    f"{suite_label}: {prefix}evidence: the query answers a row even when "
+                                    "its window holds no data (it aggregates without GROUP BY, or reads "
+                                    "no table), so an empty window would pass: declare evidence: "
+                                    "{column: …, min_total: …} (a count of what it judges, e.g. count() "
+                                    "AS n), or evidence: none if the query fails an empty window itself"
+                                )
                         # What this source's configuration cannot answer (e.g. a scrape source and a
                         # rate over a window), reported once per problem with its environments.
                         for where, what, problem in source_kind.config_problems(source_config, unit.query):
@@ -270,6 +279,18 @@ def cross_check(project: Project) -> list[str]:
 # --------------------------------------------------------------------------- thresholds in use
 
 #: The kind of value an expectation kwarg takes (GE's own types are looser: a bound may be a
+def _proves_nothing(suite: SuiteConfig, unit: SuiteConfig, kind: Any) -> bool:
+    """A text query (or a ``test: difference`` side) that declares no evidence and answers a
+    row whatever its window holds: its row is no evidence, and ClickHouse's empty aggregates
+    (0) or a ``coalesce`` read as a pass. SLOs (``min_events``), reconciliations (``min_rows``)
+    and statistical tests (``min_samples``) have minimums of their own."""
+    if suite.slo is not None or suite.reconcile is not None or unit.evidence is not None:
+        return False
+    if suite.compare is not None and suite.compare.test != "difference":
+        return False
+    return bool(kind.rows_without_data is not None and kind.rows_without_data(unit.query))
+
+
 #: string, which compares as text and would loosen a gate silently). Others: any.
 _KWARG_KINDS = {
     **dict.fromkeys(("min_value", "max_value", "value", "threshold", "tolerance"), "number"),
@@ -338,8 +359,9 @@ def threshold_uses(suite: SuiteConfig) -> Iterator[tuple[str, str, str]]:
             for name in _parameter_names(value):
                 yield name, f"expectations[{index}] ({spec.type}) as {kwarg}", kind
     for prefix, unit in suite.units():
-        if unit.evidence is not None and isinstance(unit.evidence.min_total, ParameterRef):
-            yield unit.evidence.min_total.name, f"{prefix}evidence.min_total", "non-negative number"
+        minimum = evidence_minimum(unit.evidence)
+        if minimum is not None and isinstance(minimum.min_total, ParameterRef):
+            yield minimum.min_total.name, f"{prefix}evidence.min_total", "non-negative number"
     if suite.slo is not None and isinstance(suite.slo.min_events, ParameterRef):
         yield suite.slo.min_events.name, "slo.min_events", "non-negative number"
     if suite.reconcile is not None:

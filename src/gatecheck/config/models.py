@@ -22,8 +22,10 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -587,12 +589,34 @@ def _two_named_sides(value: dict[str, Any], what: str) -> dict[str, Any]:
     return value
 
 
+#: ``evidence: none``: the query judges an empty window itself (it answers a row whatever the
+#: data, and that row's values fail when nothing was there), so it declares no minimum.
+NoEvidence = Literal["none"]
+
+
+def _evidence_kind(value: Any) -> str:
+    return "none" if isinstance(value, str) else "minimum"
+
+
+#: A minimum, or ``none``: one or the other by the value's form, so a bad minimum is told as
+#: a minimum's problem (not also as "should be 'none'").
+EvidenceOrNone = Annotated[
+    Annotated[Evidence, Tag("minimum")] | Annotated[NoEvidence, Tag("none")],
+    Discriminator(_evidence_kind),
+]
+
+
+def evidence_minimum(evidence: Evidence | NoEvidence | None) -> Evidence | None:
+    """The minimum a suite or side declares (None: none, or ``evidence: none``)."""
+    return evidence if isinstance(evidence, Evidence) else None
+
+
 class CompareSide(Frozen):
     """One side of a comparison: a query on a source, with its own evidence minimum."""
 
     source: str
     query: SuiteQuery
-    evidence: Evidence | None = None
+    evidence: EvidenceOrNone | None = None
 
 
 class CompareConfig(Frozen):
@@ -649,9 +673,10 @@ class CompareConfig(Frozen):
         if overlap:
             raise ValueError(f"keys and values share {', '.join(sorted(overlap))}")
         for name, side in self.sides.items():
-            if side.evidence is not None and side.evidence.column not in self.values:
+            minimum = evidence_minimum(side.evidence)
+            if minimum is not None and minimum.column not in self.values:
                 raise ValueError(
-                    f"sides.{name}.evidence.column: {side.evidence.column!r} is not one of the compared "
+                    f"sides.{name}.evidence.column: {minimum.column!r} is not one of the compared "
                     f"values ({', '.join(self.values)})"
                 )
         return self
@@ -862,7 +887,7 @@ class SuiteConfig(Frozen):
     compare: CompareConfig | None = None
     reconcile: ReconcileConfig | None = None
     slo: SloConfig | None = None
-    evidence: Evidence | None = None
+    evidence: EvidenceOrNone | None = None
     # Columns that name a group in failure reports; default: the frame's non-numeric columns.
     groups: list[str] | None = None
     expectations: list[ExpectationSpec] = Field(min_length=1)
@@ -961,8 +986,9 @@ class SuiteConfig(Frozen):
         """Every ``$PARAMETER`` the suite's expectations and evidence use."""
         names = set(_parameter_names([e.kwargs for e in self.expectations]))
         for _, unit in self.units():
-            if unit.evidence is not None and isinstance(unit.evidence.min_total, ParameterRef):
-                names.add(unit.evidence.min_total.name)
+            minimum = evidence_minimum(unit.evidence)
+            if minimum is not None and isinstance(minimum.min_total, ParameterRef):
+                names.add(minimum.min_total.name)
         if self.slo is not None and isinstance(self.slo.min_events, ParameterRef):
             names.add(self.slo.min_events.name)
         if self.reconcile is not None:

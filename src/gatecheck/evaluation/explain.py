@@ -14,6 +14,7 @@ from typing import Any
 from gatecheck._values import document_time
 from gatecheck.config import ParameterRef, Project, ResolvedThreshold
 from gatecheck.config.checks import THRESHOLD_KWARGS
+from gatecheck.config.models import evidence_minimum
 from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError, did_you_mean
 from gatecheck.evaluation.plan import plan_checks, query_parameters
@@ -84,9 +85,10 @@ def explain(
                         resolved = thresholds[parameter["name"]]
                         parameter.update(provenance=resolved.provenance, key=resolved.key)
             queries.append(query)
-            if unit.evidence is not None:
-                minimum = unit.evidence.min_total
-                column = unit.evidence.column if side is None else f"{side}_{unit.evidence.column}"
+            declared = evidence_minimum(unit.evidence)
+            if declared is not None:
+                minimum = declared.min_total
+                column = declared.column if side is None else f"{side}_{declared.column}"
                 evidences.append(
                     {
                         "column": column,

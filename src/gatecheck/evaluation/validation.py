@@ -31,6 +31,7 @@ import pandas as pd
 
 from gatecheck._values import document_time, shown
 from gatecheck.config import ExpectationSpec, ParameterRef, ResolvedThreshold, SuiteConfig
+from gatecheck.config.models import evidence_minimum
 from gatecheck.errors import did_you_mean, one_line
 from gatecheck.results import (
     EvidenceResult,
@@ -289,7 +290,7 @@ def judge_evidence(
         return _compare_evidence(suite, frame, thresholds)
     if suite.reconcile is not None:
         return _reconcile_evidence(suite, frame, thresholds)
-    evidence = suite.evidence
+    evidence = evidence_minimum(suite.evidence)
     if evidence is None:
         return None
     key = f"suites/{suite.name}.yaml: evidence.min_total"
@@ -332,11 +333,12 @@ def _compare_evidence(
         )
     results: list[EvidenceResult] = []
     for prefix, unit in suite.units():
-        if unit.evidence is None:
+        declared = evidence_minimum(unit.evidence)
+        if declared is None:
             continue
         side = prefix.split(".")[2]
         key = f"suites/{suite.name}.yaml: {prefix}evidence.min_total"
-        found = _evidence(unit.evidence, frame, f"{side}_{unit.evidence.column}", thresholds, key)
+        found = _evidence(declared, frame, f"{side}_{declared.column}", thresholds, key)
         if isinstance(found, str):
             return found
         assert found is not None

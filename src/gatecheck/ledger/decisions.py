@@ -46,6 +46,10 @@ def _duration(text: str) -> Any:
 
 def _person(by: str, reason: str) -> tuple[str, str]:
     by, reason = " ".join(by.split()), " ".join(reason.split())
+    for flag, text in (("--by", by), ("--reason", reason)):
+        if not text.isprintable():  # a NUL, an escape sequence: PostgreSQL refuses a NUL outright
+            shown = next(repr(ch) for ch in text if not ch.isprintable())
+            raise ConfigError(f"{flag}: holds a control character ({shown}): write plain text")
     if not by:
         raise ConfigError("--by: say who decides (a name)")
     if not reason:

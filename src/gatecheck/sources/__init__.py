@@ -101,6 +101,9 @@ class SourceKind:
     # how a reconcile: side on this kind is answered: "clickhouse" / "postgresql" (hashed in
     # SQL), "nats" (messages read and hashed by gatecheck), None (no reconciliation)
     reconcile: str | None = None
+    # whether a text query answers a row even when its tables hold none in the window (an
+    # aggregate without GROUP BY): such a suite must declare its evidence
+    rows_without_data: Callable[[str], bool] | None = None
 
 
 #: ``type:`` in gatecheck.yaml → its kind. Explicit, no plugin discovery.
@@ -115,6 +118,7 @@ SOURCE_TYPES: dict[str, SourceKind] = {
         check=clickhouse.check_source,
         text_problems=sql_problems,
         reconcile="clickhouse",
+        rows_without_data=clickhouse.rows_without_data,
     ),
     "postgresql": SourceKind(
         config=PostgreSQLSourceConfig,
@@ -126,6 +130,7 @@ SOURCE_TYPES: dict[str, SourceKind] = {
         check=postgresql.check_source,
         text_problems=postgresql.sql_problems,
         reconcile="postgresql",
+        rows_without_data=postgresql.rows_without_data,
     ),
     "junit": SourceKind(
         config=JUnitSourceConfig,

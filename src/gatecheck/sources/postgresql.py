@@ -27,7 +27,12 @@ from gatecheck._values import document_time
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source, SourceSettings
 from gatecheck.sources.probe import Probe
-from gatecheck.sources.sqltext import ColumnsUsed, statement_problems, syntax_problem
+from gatecheck.sources.sqltext import (
+    ColumnsUsed,
+    answers_a_row_without_data,
+    statement_problems,
+    syntax_problem,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -93,6 +98,12 @@ def sql_problems(sql: str) -> list[str]:
     problems = statement_problems(sql, _SQL_PARAM.finditer(sql), "{window_start:timestamptz}")
     syntax = syntax_problem(_SQL_PARAM.sub("NULL", sql), "postgres") if not problems else None
     return [*problems, syntax] if syntax else problems
+
+
+def rows_without_data(sql: str) -> bool:
+    """Whether the suite's SQL answers a row when its tables hold none in the window
+    (``SELECT coalesce(max(lag), 0) FROM …``)."""
+    return answers_a_row_without_data(_SQL_PARAM.sub("NULL", sql), "postgres")
 
 
 def bind_form(sql: str) -> str:

@@ -151,6 +151,78 @@ def time_filtered_columns(
     return found
 
 
+@functools.lru_cache(maxsize=512)
+def answers_a_row_without_data(sql: str, dialect: str) -> bool:
+    """Whether ``sql`` answers a row even when the tables it reads hold none in the window,
+    so that its having rows proves nothing: its outermost SELECT aggregates without GROUP BY
+    (``SELECT max(lag) FROM t WHERE …``: one row, and ClickHouse's empty ``max`` is 0), reads
+    no table (``SELECT 0``) or a table function, through subqueries, WITH names, UNION and
+    joins. Unsure (a WHERE over such a row, a RIGHT or FULL join): True. Text sqlglot cannot
+    read: False (its syntax is reported apart)."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError, TokenError
+
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except (ParseError, TokenError):
+        return False
+    ctes = {cte.alias_or_name: cte.this for cte in tree.find_all(exp.CTE)}
+
+    def aggregates(node: Any) -> bool:
+        """An aggregate of this SELECT's own rows (not a window function's, not a subquery's)."""
+        if isinstance(node, exp.AggFunc):
+            return True
+        if isinstance(node, (exp.Window, exp.Subquery, exp.Select)):
+            return False
+        return any(aggregates(child) for child in node.iter_expressions())
+
+    def relation(node: Any, seen: frozenset[str]) -> bool:
+        if isinstance(node, exp.Final):  # ClickHouse's t FINAL
+            node = node.this
+        if isinstance(node, exp.Table):
+            if not isinstance(node.this, exp.Identifier):
+                return True  # a table function (numbers(1), generate_series(…)): rows of its own
+            if not node.db and node.name in ctes and node.name not in seen:
+                return query(ctes[node.name], seen | {node.name})
+            return False
+        if isinstance(node, exp.Subquery):
+            return query(node.this, seen)
+        return True  # VALUES, UNNEST, …: rows the query writes itself
+
+    def query(node: Any, seen: frozenset[str]) -> bool:
+        if isinstance(node, exp.Subquery):
+            return query(node.this, seen)
+        if isinstance(node, exp.Intersect):
+            return query(node.left, seen) and query(node.right, seen)
+        if isinstance(node, exp.Except):
+            return query(node.left, seen)
+        if isinstance(node, exp.Union):
+            return query(node.left, seen) or query(node.right, seen)
+        if not isinstance(node, exp.Select):
+            return True
+        group = node.args.get("group")
+        if group is not None and group.args.get("totals"):
+            return True  # WITH TOTALS: a totals row whatever the groups
+        if group is not None or node.args.get("having"):
+            return False  # a row per group: none without data (HAVING may drop the one row)
+        if any(aggregates(projection) for projection in node.expressions):
+            return True
+        source = node.args.get("from_", node.args.get("from"))  # (sqlglot ≥ 28 names it from_)
+        if source is None:
+            return True
+        found = relation(source.this, seen)
+        for join in node.args.get("joins") or []:
+            side = (join.side or "").upper()
+            if side in ("RIGHT", "FULL"):
+                found = True  # unsure: the joined side's rows may come through alone
+            elif side != "LEFT":  # inner, cross, a comma: a row needs a row of each
+                found = found and relation(join.this, seen)
+        return found
+
+    return query(tree, frozenset())
+
+
 def column_problems(
     used: dict[tuple[str, str], dict[str, set[str]]],
     readers: dict[tuple[str, str], set[str]],

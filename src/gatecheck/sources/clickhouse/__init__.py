@@ -8,6 +8,10 @@ MAX_ROWS + 1 rows ever cross, and a read-only user may run it: it changes no set
 ``readonly=1`` refuses writes on either engine, and parameters travel separately from the
 SQL (``{name:Type}``, bound by the server). Datetimes are sent as Unix epoch seconds, which
 ClickHouse parses the same way whatever the server's or session's timezone is.
+
+Why ~510 lines: the source, its static checks, its one-pass and step forms, its estimate and
+``check-sources`` are one reading of how a suite's SQL reaches ClickHouse (the connection hub
+is ``connection.py``, the one-pass rewrite ``onepass.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,13 @@ from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
 from gatecheck.sources.base import MAX_ROWS, PlannedRequest, QueryParameters, Source, SourceSettings
 from gatecheck.sources.clickhouse.connection import THROW, ClickHouse, Connection, Target
 from gatecheck.sources.probe import Probe
-from gatecheck.sources.sqltext import ColumnsUsed, statement_problems, syntax_problem, time_filtered_columns
+from gatecheck.sources.sqltext import (
+    ColumnsUsed,
+    answers_a_row_without_data,
+    statement_problems,
+    syntax_problem,
+    time_filtered_columns,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,6 +82,12 @@ def sql_problems(sql: str) -> list[str]:
     problems = statement_problems(sql, _SQL_PARAM.finditer(sql), "{window_start:DateTime64(3)}")
     syntax = syntax_problem(sql, "clickhouse") if not problems else None
     return [*problems, syntax] if syntax else problems
+
+
+def rows_without_data(sql: str) -> bool:
+    """Whether the suite's SQL answers a row when its tables hold none in the window (an
+    empty ``max`` is 0 here, not NULL: such a row reads as a pass)."""
+    return answers_a_row_without_data(sql, "clickhouse")
 
 
 # ---------------------------------------------------------------- queries
