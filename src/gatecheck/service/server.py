@@ -39,8 +39,64 @@ async def scheduled(service: Service) -> AsyncIterator[asyncio.Task[None]]:
             await schedule
 
 
+#: Seconds a client has to send a whole request (its head and its body, at most 64 KiB) once
+#: it connects or once its previous answer is sent. uvicorn waits for a request head without
+#: end: a client sending a header line now and then held its connection (and a file
+#: descriptor) forever, and enough of them left no room for Argo's or Prometheus's requests.
+REQUEST_READ_TIMEOUT = 10.0
+
+
+def bounded_protocol(read_timeout: float) -> Any:
+    """uvicorn's h11 protocol whose connection is closed when a request has not been wholly
+    received ``read_timeout`` seconds after the connection or the previous answer."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class BoundedH11Protocol(H11Protocol):
+        _read_deadline: asyncio.TimerHandle | None = None
+
+        def _receiving(self) -> bool:
+            """The client still owes (part of) a request: its head, or its body."""
+            return self.conn.their_state in (h11.IDLE, h11.SEND_BODY)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._read_deadline = self.loop.call_later(read_timeout, self._read_too_slow)
+
+        def _disarm(self) -> None:
+            if self._read_deadline is not None:
+                self._read_deadline.cancel()
+                self._read_deadline = None
+
+        def _read_too_slow(self) -> None:
+            self._read_deadline = None
+            if self._receiving() and not self.transport.is_closing():
+                self.transport.close()  # no answer: the request never arrived
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if not self._receiving():
+                self._disarm()  # the whole request is here: the app's time is its own
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and self._receiving():
+                self._arm()  # the next request on this connection
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return BoundedH11Protocol
+
+
 def make_server(service: Service, host: str, port: int) -> Any:
-    """The uvicorn server for the service's app (not started)."""
+    """The uvicorn server for the service's app (not started); a client has
+    ``REQUEST_READ_TIMEOUT`` seconds to send each whole request."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -59,6 +115,7 @@ def make_server(service: Service, host: str, port: int) -> Any:
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=5,  # a client holding a connection cannot stall a stop
+        http=bounded_protocol(REQUEST_READ_TIMEOUT),
     )
     return Server(config)
 
