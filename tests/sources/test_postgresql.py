@@ -287,3 +287,29 @@ def test_an_infinite_numeric_from_postgresql_is_never_a_pass(postgres_for) -> No
     failed = judged(0.9995)  # a definite failure on the finite value stays a failure, naming it too
     assert failed.outcome is Outcome.FAIL and said in (failed.reason or "")
     assert [g.group for g in failed.failing_groups] == [{"g": "b"}]
+
+
+def test_a_timestamp_without_zone_is_read_as_utc_whatever_the_servers_time_zone(postgres_server) -> None:
+    """A ``timestamp`` column holds UTC wall times (the convention the reconciliation also
+    reads them by). Compared with the window's ``timestamptz`` bounds, PostgreSQL reads it in
+    the session's TimeZone: on a server set to America/New_York the window fell five hours
+    back, and a gate judged the healthy data of the morning instead of the broken last hour."""
+    from datetime import UTC
+
+    url = postgres_server.fresh_url("naive_times")
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("ALTER DATABASE naive_times SET TimeZone = 'America/New_York'")
+        connection.execute("CREATE TABLE events (at timestamp NOT NULL, bad boolean NOT NULL)")
+        # the last hour broken (bad), the hours before it healthy: UTC wall times
+        for minutes, bad in ((10, True), (40, True), (310, False), (330, False)):
+            moment = (AS_OF - timedelta(minutes=minutes)).astimezone(UTC).replace(tzinfo=None)
+            connection.execute("INSERT INTO events VALUES (%s, %s)", [moment, bad])
+    frame = ask(
+        source(url),
+        "SELECT count(*) AS n, count(*) FILTER (WHERE bad) AS bad, "
+        "extract(epoch FROM {as_of:timestamptz} - max(at))::float8 AS newest_age_s FROM events "
+        "WHERE at >= {window_start:timestamptz} AND at < {window_end:timestamptz}",
+        {"window_start": AS_OF - timedelta(hours=1), "window_end": AS_OF, "as_of": AS_OF},
+    )
+    assert (int(frame["n"].iloc[0]), int(frame["bad"].iloc[0])) == (2, 2)  # the last hour's rows
+    assert float(frame["newest_age_s"].iloc[0]) == 600.0

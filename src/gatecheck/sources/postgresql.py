@@ -1,7 +1,8 @@
 """PostgreSQL source (``postgresql://user:pass@host:5432/db``, or a Unix socket with
 ``?host=/path``), through psycopg 3's asyncio connection.
 
-Every query runs in a ``READ ONLY`` transaction with a ``statement_timeout`` set for that
+Every query runs in a ``READ ONLY`` transaction with a ``statement_timeout`` and ``TimeZone``
+UTC (a ``timestamp`` without zone is a UTC wall time, whatever the server's zone) set for that
 transaction alone, as the subquery of ``SELECT * FROM (<suite SQL>) AS gatecheck_query``: a
 second statement is a syntax error and any write is refused by the server. A suite writes
 its parameters as ``{name:type}`` with a PostgreSQL type (``{window_start:timestamptz}``);
@@ -161,7 +162,7 @@ def explain_query(
         "requests": [
             {
                 "what": "query (READ ONLY transaction, statement_timeout "
-                f"{int(config.timeout.total_seconds() * 1000)} ms)",
+                f"{int(config.timeout.total_seconds() * 1000)} ms, TimeZone UTC)",
                 "text": bind_form(query),
                 "parameters": [
                     {
@@ -223,9 +224,12 @@ class PostgreSQLSource(Source):
 
         connection = await self._connect()
         async with connection.transaction(), connection.cursor() as cursor:
-            # For this transaction only: the server stops the query itself.
+            # For this transaction only: the server stops the query itself, and a `timestamp`
+            # without zone is read as UTC (compared with the window's timestamptz bounds it is
+            # read in the session's TimeZone: on a server in New York the window fell 5h back).
             await cursor.execute(
-                "SELECT set_config('statement_timeout', %s, true)", [f"{int(self.timeout * 1000)}"]
+                "SELECT set_config('statement_timeout', %s, true), set_config('TimeZone', 'UTC', true)",
+                [f"{int(self.timeout * 1000)}"],
             )
             await cursor.execute(sql, parameters)
             rows = await cursor.fetchmany(MAX_ROWS + 1)
