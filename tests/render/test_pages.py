@@ -5,6 +5,7 @@ against the running demo service."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -33,6 +34,7 @@ from ..browser import Browser
 from ..conftest import AS_OF, PROJECT, chromium, copy_config, evaluate, local_http
 
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 HOSTILE = "<script>document.documentElement.setAttribute('data-pwned','script')</script>"
 HOSTILE_IMG = "<img src=x onerror=\"document.documentElement.setAttribute('data-pwned','img')\">"
 
@@ -199,6 +201,52 @@ def recorded(tmp_path: Path, no_go: Verdict, warehouse: Path) -> tuple[Service, 
     )
     engine = _NoEvaluations()
     return Service(project, ledger, [], engine=engine), engine, ledger_path  # type: ignore[arg-type]
+
+
+def test_a_scheduled_phase_whose_latest_verdict_is_overdue_says_so_above_the_fold(
+    tmp_path: Path, no_go: Verdict, browser: Browser
+) -> None:
+    """A GO from three hours ago looked like a GO now: the card showed "(3h ago)" in grey and
+    the lead said every phase was GO, while the schedule (every 5m) had stopped. A scheduled
+    phase's latest verdict older than three of its intervals is overdue, on its card and in
+    the lead; an unscheduled phase (evaluated on request) never is."""
+    from gatecheck.config import load_project
+
+    ledger = SqliteLedger(tmp_path / "history.db")
+    go = no_go.model_copy(update={"verdict": VerdictState.GO, "reasons": ["all 6 required checks passed"]})
+    ledger.record(go, 0.2)  # as of AS_OF
+    project = load_project(PROJECT, environ={"GATECHECK_HISTORY_URL": f"sqlite:///{tmp_path / 'history.db'}"})
+
+    def chain(scheduled: list[str], age: timedelta) -> str:
+        service = Service(project, ledger, scheduled, engine=_NoEvaluations(), clock=lambda: AS_OF + age)  # type: ignore[arg-type]
+
+        async def go_get() -> str:
+            async with _client(service) as client:
+                return (await client.get("/")).text
+
+        return asyncio.run(go_get())
+
+    for scheduled, age, overdue in (
+        (["warehouse-release"], 14 * MINUTE, False),  # within three intervals of 5m
+        (["warehouse-release"], 3 * HOUR + 2 * MINUTE, True),
+        ([], 3 * HOUR, False),  # not scheduled here: evaluated on request, never overdue
+    ):
+        page = chain(scheduled, age)
+        cards, attributes = elements(page, "data-phase")
+        assert (attributes["warehouse-release"].get("data-overdue") == "true") is overdue, cards["warehouse-release"]
+        if overdue:
+            assert "⚠ overdue: scheduled every 5m, the latest 3h2m ago: this GO may no longer hold" in cards["warehouse-release"]
+            assert "1 of the verdicts below is overdue (warehouse-release)." in words(page)
+        else:
+            assert "overdue" not in cards["warehouse-release"] and 'class="overdue' not in page
+    (tmp_path / "chain.html").write_text(chain(["warehouse-release"], 3 * HOUR))
+    top = browser.measure(
+        (tmp_path / "chain.html").as_uri(),
+        "JSON.stringify([...document.querySelectorAll('.overdue, .overdue-lead')]"
+        ".map(e => Math.round(e.getBoundingClientRect().top)))",
+    )
+    shown = json.loads(top)
+    assert len(shown) == 2 and all(0 <= y < 1000 for y in shown), shown  # the lead and the card, in the first screen
 
 
 def _client(service: Service) -> httpx.AsyncClient:

@@ -74,6 +74,23 @@ class AsyncEvaluation:
     future: asyncio.Future[Verdict]
 
 
+#: A scheduled phase's latest verdict older than this many of its intervals is overdue (as the
+#: alert GatecheckEvaluationsStale judges it): its schedule has stopped or fails.
+OVERDUE_INTERVALS = 3
+
+
+def overdue_text(as_of: datetime, now: datetime, interval: timedelta) -> str | None:
+    """``overdue: scheduled every 5m, the latest 3h ago`` when ``as_of`` is older than
+    ``OVERDUE_INTERVALS`` intervals at ``now``, else None."""
+    from gatecheck.durations import format_duration
+
+    age = now - as_of
+    if age <= OVERDUE_INTERVALS * interval:
+        return None
+    age = timedelta(seconds=int(age.total_seconds()) // 60 * 60)  # to the minute
+    return f"overdue: scheduled every {format_duration(interval)}, the latest {format_duration(age)} ago"
+
+
 @dataclass
 class Service:
     """The scheduled evaluator and its state; the HTTP app and the collector are views of it."""
@@ -308,7 +325,10 @@ class Service:
                 since = now - timeline_period(gate)
                 line = Timeline(since, now, [], {})
                 problem = problem or f"cannot read the history ledger: {exc}"
-            cards.append(Card(PhaseInfo.of(gate), verdict, line, problem))
+            overdue = None
+            if verdict is not None and phase in self.phases:  # this service's schedule
+                overdue = overdue_text(verdict.as_of, now, self.interval(phase))
+            cards.append(Card(PhaseInfo.of(gate), verdict, line, problem, overdue=overdue))
         upcoming = next(
             (c.gate.phase for c in cards if c.verdict is None or c.verdict.verdict is not VerdictState.GO),
             None,

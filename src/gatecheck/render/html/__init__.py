@@ -289,6 +289,8 @@ class Card:
     timeline: Timeline
     last_error: str | None = None
     next: bool = False
+    # the latest verdict is older than its schedule allows (``overdue_text``), or None
+    overdue: str | None = None
 
 
 @dataclass(frozen=True)
