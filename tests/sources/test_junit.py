@@ -269,3 +269,31 @@ def test_a_listing_is_followed_only_on_its_own_host_and_only_to_matching_files()
         ("e2e-2.xml", "https://reports.example/e2e/sub/e2e-2.xml"),
         ("e2e-4.xml", "https://reports.example/e2e/e2e-4.xml"),
     ]
+
+
+def test_a_run_dated_ahead_of_now_is_an_error_never_left_out(tmp_path: Path) -> None:
+    """A CI runner east of Greenwich writing its local time without a zone (Maven Surefire
+    does): read as UTC, its newest run lies hours ahead of now. Left out of the window as a
+    run of the future, the passing runs before it made "5 of 5 pass" while it had failed."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def report(name: str, when: datetime, failed: bool, zone: str = "") -> None:
+        failure = "<failure message='x'/>" if failed else ""
+        stamp = when.replace(tzinfo=None).isoformat() + zone
+        (tmp_path / name).write_text(
+            f'<testsuite name="e2e" tests="1" timestamp="{stamp}"><testcase name="t">{failure}</testcase></testsuite>'
+        )
+
+    for k in range(5):  # five passing runs, hours ago, in UTC
+        report(f"e2e-{k}.xml", now - timedelta(hours=5 - k), failed=False)
+    window = {"window_start": now - timedelta(hours=6), "window_end": now, "as_of": now}
+    assert list(read(f"file://{tmp_path}", {"reports": "e2e-*.xml", "newest": 5}, **window)["failed"]) == [0] * 5
+    # the newest run, 20 minutes ago, failed: its timestamp is local time in UTC+2, without the zone
+    report("e2e-5.xml", now - timedelta(minutes=20) + timedelta(hours=2), failed=True)
+    with pytest.raises(QueryError, match=r"^report e2e-5.xml: its run is dated .*, 1h\d+m ahead of now: a timestamp without its zone is read as UTC"):
+        read(f"file://{tmp_path}", {"reports": "e2e-*.xml", "newest": 5}, **window)
+    # written with its offset it is the newest run of the window, and it failed
+    report("e2e-5.xml", now - timedelta(minutes=20) + timedelta(hours=2), failed=True, zone="+02:00")
+    assert list(read(f"file://{tmp_path}", {"reports": "e2e-*.xml", "newest": 5}, **window)["failed"]) == [1, 0, 0, 0, 0]

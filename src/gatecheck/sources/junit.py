@@ -32,6 +32,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 from pydantic import field_validator
 
 from gatecheck._values import document_time
+from gatecheck.durations import format_duration
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.frozen import NAME, Frozen
 from gatecheck.sources._http import AnswerTooLarge, fetch, http_errors, verified_tls
@@ -340,9 +341,31 @@ class JUnitSource(Source):
         runs, unread = await self.read(text.reports)
         start, end = parameters["window_start"], parameters["window_end"]
         assert isinstance(start, datetime) and isinstance(end, datetime)
+        ahead_of_now(runs, datetime.now(UTC))
         if unread is not None:
             complete(runs, unread, start, end, newest, text.reports)
         return frame_of(runs, start, end, newest)
+
+
+#: How far a run may be dated ahead of this machine's clock (two clocks disagree that much).
+CLOCK_SKEW = timedelta(minutes=2)
+
+
+def ahead_of_now(runs: list[Run], now: datetime) -> None:
+    """QueryError for a run dated after ``now`` (beyond clock skew): no run has happened yet,
+    so its timestamp is a local time written without its zone (Maven Surefire, Jest and others
+    write one) and read as UTC — east of Greenwich, hours late. Left out of the window as a run
+    of the future, it let the runs before it decide: the newest run, failing, was not seen."""
+    ahead = [r for r in runs if r.time > now + CLOCK_SKEW]
+    if ahead:
+        first = min(ahead, key=lambda r: r.time)
+        lead = format_duration(timedelta(seconds=int((first.time - now).total_seconds()) // 60 * 60))
+        more = f" (and {len(ahead) - 1} more)" if len(ahead) > 1 else ""
+        raise QueryError(
+            f"report {first.name}{more}: its run is dated {document_time(first.time)}, {lead} ahead of now: "
+            "a timestamp without its zone is read as UTC; write it with its offset (e.g. "
+            "2026-12-04T10:00:00+02:00) or in UTC"
+        )
 
 
 def listing_too_long(matched: int, pattern: str) -> QueryError:
