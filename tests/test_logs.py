@@ -105,3 +105,19 @@ def test_a_text_line_shows_none_numbers_and_moments_as_every_output_does() -> No
     line = logs.TextFormatter().format(record)
     assert line.startswith("2026-12-04T") and line.split(" ")[0].endswith(".250Z")
     assert line.endswith("previous=- duration_s=0.1235 at=2026-12-04T17:47:01Z"), line
+
+
+def test_a_text_line_stays_one_line_whatever_the_data_holds(restored_logging: None) -> None:
+    """A message or a field from data (a source's error, a group value) holding a newline
+    wrote a forged line of the log (a reader, or a log shipper splitting on lines, saw an
+    `evaluated … verdict=go` that never happened); a terminal escape steered the terminal."""
+    stream = io.StringIO()
+    logs.configure("info", "text", stream=stream, environ={})
+    forged = "\n2026-11-23T06:00:00Z INFO gatecheck.service: evaluated prod-soak: go phase=prod-soak verdict=go"
+    log = logging.getLogger("gatecheck.service")
+    log.warning("source warehouse: %s", "cannot connect" + forged, extra={"group": "eu" + forged, "who": "\x1b[2Kx"})
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1, lines
+    assert "cannot connect\\n2026-11-23T06:00:00Z INFO" in lines[0]
+    assert 'group="eu\\n2026-11-23T06:00:00Z INFO' in lines[0] and 'who="\\u001b[2Kx"' in lines[0]
+    assert "\x1b" not in lines[0]

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gatecheck._values import document_time, number
+from gatecheck.errors import one_line
 
 LEVEL_ENV = "GATECHECK_LOG_LEVEL"
 FORMAT_ENV = "GATECHECK_LOG_FORMAT"
@@ -55,7 +56,9 @@ def _scalar(value: Any) -> str:
     if isinstance(value, float):
         return number(value)
     text = str(value)
-    return json.dumps(text) if (" " in text or not text) else text
+    # quoted (its newlines and escapes written \n, \u001b) when it has a space or any
+    # character that is not printable: a field from data stays on its line
+    return json.dumps(text) if (" " in text or not text or not text.isprintable()) else text
 
 
 class TextFormatter(logging.Formatter):
@@ -63,7 +66,9 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         moment = document_time(datetime.fromtimestamp(record.created, UTC))
-        line = f"{moment} {record.levelname} {record.name}: {record.getMessage()}"
+        # the message on one line: a source's error or a value from data may hold a newline (a
+        # forged line of the log) or a terminal escape
+        line = f"{moment} {record.levelname} {record.name}: {one_line(record.getMessage())}"
         extra = fields_of(record)
         if extra:
             line += " " + " ".join(f"{k}={_scalar(v)}" for k, v in extra.items())
