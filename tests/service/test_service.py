@@ -384,6 +384,25 @@ def _asgi(svc: Service):
     return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
 
 
+def walk_pages(svc: Service, first: str, field: str) -> list[tuple[int, list[str], str | None]]:
+    """GET ``first`` and each ``Link: <…>; rel="next"`` after it (at most 10 pages): each
+    page's status, its items' ``field``, and its Link."""
+
+    async def walk() -> list[tuple[int, list[str], str | None]]:
+        seen = []
+        url: str | None = first
+        async with _asgi(svc) as client:
+            while url is not None and len(seen) < 10:
+                answer = await client.get(url)
+                link = answer.headers.get("link")
+                listed = [item[field] for item in answer.json()] if answer.status_code == 200 else []
+                seen.append((answer.status_code, listed, link))
+                url = re.match(r'<([^>]+)>; rel="next"', link).group(1) if link else None
+        return seen
+
+    return asyncio.run(walk())
+
+
 def test_history_lists_at_most_a_page_and_links_the_older_records(service_config: Path, tmp_path: Path) -> None:
     """A span of many records is answered a page at a time (each record's document is read to
     list it: a year of 5-minute records at once was gigabytes), newest page first, with a
@@ -411,19 +430,10 @@ def test_history_lists_at_most_a_page_and_links_the_older_records(service_config
         )  # fmt: skip
     svc = Service(load_project(service_config, environ={}), ledger, ["svc-go"], clock=lambda: now)
 
-    async def pages(first: str) -> list[tuple[int, list[str], str | None]]:
-        seen = []
-        url: str | None = first
-        async with _asgi(svc) as client:
-            while url is not None and len(seen) < 10:
-                answer = await client.get(url)
-                link = answer.headers.get("link")
-                listed = [r["as_of"] for r in answer.json()] if answer.status_code == 200 else []
-                seen.append((answer.status_code, listed, link))
-                url = re.match(r'<([^>]+)>; rel="next"', link).group(1) if link else None
-        return seen
+    def pages(first: str) -> list[tuple[int, list[str], str | None]]:
+        return walk_pages(svc, first, "as_of")
 
-    walked = asyncio.run(pages("/api/v1/phases/svc-go/history?since=1h&limit=3"))
+    walked = pages("/api/v1/phases/svc-go/history?since=1h&limit=3")
     assert [status for status, _, _ in walked] == [200, 200, 200]
     listed = [as_of for _, page, _ in walked for as_of in page]
     expected = sorted(m.strftime("%Y-%m-%dT%H:%M:%SZ") for m in moments)
@@ -431,7 +441,7 @@ def test_history_lists_at_most_a_page_and_links_the_older_records(service_config
     assert walked[0][1] == ["2026-03-02T11:55:00Z", "2026-03-02T12:00:00Z"]  # newest first, oldest first within
     assert walked[0][2] is not None and "until=" in walked[0][2] and walked[-1][2] is None
     # Without a limit the default page holds all eight; a limit beyond the bound is refused.
-    whole = asyncio.run(pages("/api/v1/phases/svc-go/history?since=1h"))
+    whole = pages("/api/v1/phases/svc-go/history?since=1h")
     assert len(whole) == 1 and len(whole[0][1]) == 8 and whole[0][2] is None
 
     async def newest() -> dict[str, Any]:
@@ -440,7 +450,7 @@ def test_history_lists_at_most_a_page_and_links_the_older_records(service_config
 
     assert asyncio.run(newest())["requested_by"]["started"].startswith("2026-03-02T11:00:00")
     for bad in ("limit=0", "limit=5001", "until=not-a-time"):
-        assert asyncio.run(pages(f"/api/v1/phases/svc-go/history?{bad}"))[0][0] == 422
+        assert pages(f"/api/v1/phases/svc-go/history?{bad}")[0][0] == 422
 
 
 def test_the_audit_trail_is_answered_a_page_at_a_time(service_config: Path, tmp_path: Path) -> None:
@@ -461,29 +471,20 @@ def test_the_audit_trail_is_answered_a_page_at_a_time(service_config: Path, tmp_
     ])  # fmt: skip
     svc = Service(load_project(service_config, environ={}), ledger, ["svc-go"], clock=lambda: now)
 
-    async def pages(first: str) -> list[tuple[int, list[str], str | None]]:
-        seen = []
-        url: str | None = first
-        async with _asgi(svc) as client:
-            while url is not None and len(seen) < 10:
-                answer = await client.get(url)
-                link = answer.headers.get("link")
-                listed = [e["reason"] for e in answer.json()] if answer.status_code == 200 else []
-                seen.append((answer.status_code, listed, link))
-                url = re.match(r'<([^>]+)>; rel="next"', link).group(1) if link else None
-        return seen
+    def pages(first: str) -> list[tuple[int, list[str], str | None]]:
+        return walk_pages(svc, first, "reason")
 
-    walked = asyncio.run(pages("/api/v1/audit?since=1h&phase=svc-go&limit=3"))
+    walked = pages("/api/v1/audit?since=1h&phase=svc-go&limit=3")
     assert [status for status, _, _ in walked] == [200, 200, 200]
     listed = [reason for _, page, _ in walked for reason in page]
     assert sorted(listed) == [f"event {k}" for k in range(8)]  # every event once, both at -10m included
     assert walked[0][1] == ["event 6", "event 7"]  # the newest page first, oldest first within it
     assert walked[0][2] is not None and "until=" in walked[0][2] and "phase=svc-go" in walked[0][2]
     assert walked[-1][2] is None
-    whole = asyncio.run(pages("/api/v1/audit?since=1h"))
+    whole = pages("/api/v1/audit?since=1h")
     assert len(whole) == 1 and whole[0][1] == [f"event {k}" for k in range(8)] and whole[0][2] is None
     for bad in ("limit=0", "limit=5001", "until=not-a-time"):
-        assert asyncio.run(pages(f"/api/v1/audit?{bad}"))[0][0] == 422
+        assert pages(f"/api/v1/audit?{bad}")[0][0] == 422
 
 
 def test_state_changing_requests_need_the_bearer_token(service_config: Path, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import asyncio
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
@@ -39,6 +39,28 @@ EVALUATED_HEADER = "Gatecheck-Evaluated"
 
 #: Where the login form may send a browser back to: the chain or a phase page.
 LOCAL_PAGE = re.compile(r"/(phases/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
+
+
+T = TypeVar("T")
+
+
+def newest_page(
+    items: list[T], limit: int, moment: Callable[[T], datetime], request: Request
+) -> tuple[list[T], dict[str, str]]:
+    """A page of ``items`` (read oldest first, at most ``limit`` + 1 of the newest): the newest
+    ``limit``, and when more were left out a ``Link: <…&until=…>; rel="next"`` header asking
+    for the older ones. The next page starts at the newest item left out, inclusive; items
+    sharing its moment move there too, so pages neither overlap nor skip one."""
+    from gatecheck._values import document_time
+
+    if len(items) <= limit:
+        return items, {}
+    boundary = moment(items[-limit - 1])
+    kept = [item for item in items[-limit:] if moment(item) > boundary]
+    if not kept:  # more than a page at one moment: all of them, or none would ever be shown
+        return items, {}
+    older = request.url.include_query_params(until=document_time(boundary), limit=limit)
+    return kept, {"Link": f'<{older.path}?{older.query}>; rel="next"'}
 
 
 def html_text(text: str) -> str:

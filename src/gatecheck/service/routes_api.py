@@ -22,6 +22,7 @@ from gatecheck.service.core import Service
 from gatecheck.service.helpers import (
     ANSWER_TIMEOUT_S,
     Helpers,
+    newest_page,
 )
 from gatecheck.service.schemas import (
     PhaseSummary,
@@ -200,16 +201,7 @@ def routes(service: Service, h: Helpers) -> APIRouter:
         start = h.since_moment(since)
         end = h.moment_param(until, "until") if until is not None else None
         records = await asyncio.to_thread(service.ledger.history, phase, start, end, None, limit + 1)
-        headers = {}
-        if len(records) > limit:
-            # The next page starts at the newest record left out, inclusive; records sharing its
-            # as_of move there too, so pages neither overlap nor skip one.
-            boundary = records[-limit - 1].as_of
-            kept = [r for r in records[-limit:] if r.as_of > boundary]
-            if kept:
-                records = kept
-                older = request.url.include_query_params(until=document_time(boundary), limit=limit)
-                headers["Link"] = f'<{older.path}?{older.query}>; rel="next"'
+        records, headers = newest_page(records, limit, lambda r: r.as_of, request)
         return JSONResponse(jsonable_encoder([record_summary(r) for r in records]), headers=headers)
 
     @router.post(

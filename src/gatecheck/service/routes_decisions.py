@@ -9,10 +9,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from starlette.requests import Request  # a handler's annotation: FastAPI resolves it here
 
-from gatecheck._values import document_time
 from gatecheck.ledger.audit import EVERY_PHASE, AuditEvent
 from gatecheck.service.core import Service
-from gatecheck.service.helpers import Helpers
+from gatecheck.service.helpers import Helpers, newest_page
 from gatecheck.service.schemas import (
     CorrectionRequest,
     DecisionRequest,
@@ -104,16 +103,7 @@ def routes(service: Service, h: Helpers) -> APIRouter:
         end = h.moment_param(until, "until") if until is not None else None
         phases = [phase, EVERY_PHASE] if phase else None
         events = await asyncio.to_thread(service.ledger.audit, phases, start, None, end, limit + 1)
-        headers = {}
-        if len(events) > limit:
-            # The next page starts at the newest event left out, inclusive; events sharing its
-            # time move there too, so pages neither overlap nor skip one.
-            boundary = events[-limit - 1].at
-            kept = [e for e in events[-limit:] if e.at > boundary]
-            if kept:
-                events = kept
-                older = request.url.include_query_params(until=document_time(boundary), limit=limit)
-                headers["Link"] = f'<{older.path}?{older.query}>; rel="next"'
+        events, headers = newest_page(events, limit, lambda e: e.at, request)
         return JSONResponse([e.model_dump(mode="json") for e in events], headers=headers)
 
     return router
