@@ -84,6 +84,7 @@ from gatecheck.results import (
     checks_failed,
     checks_passed,
     waived,
+    with_kept_groups,
 )
 from gatecheck.sources import Source
 from gatecheck.sources.base import MAX_ROWS  # a suite returns aggregates: more means raw rows
@@ -255,7 +256,7 @@ async def evaluate(
         as_of=as_of,
         verdict=verdict,
         reasons=reasons,
-        checks=checks,
+        checks=[with_kept_groups(check) for check in checks],  # judged on every group, listing 100
         requires=requires,
         soak=soak,
         config_hash=project.config_hash,

@@ -36,7 +36,7 @@ def failure_text(result: ExpectationResult) -> str:
     rule = f"must be {rule_text(result.thresholds, unit)}" if result.thresholds else unmet(result)
     if result.failing_groups:
         groups = "; ".join(describe_failure(g, unit) for g in result.failing_groups[:5])
-        more = f" (+{len(result.failing_groups) - 5} more)" if len(result.failing_groups) > 5 else ""
+        more = f" (+{result.failing_count - 5} more)" if result.failing_count > 5 else ""
         return f"{subject} {rule}: {groups}{more}"
     return f"{subject} {rule}: observed {shown(result.observed_value, unit)}"
 

@@ -95,8 +95,8 @@ def _check_detail(check: CheckResult) -> list[str]:
             lines.append(f"{subject} {rule}")
             for group in result.failing_groups[:10]:
                 lines.append(f"  {describe_failure(group, unit)}")
-            if len(result.failing_groups) > 10:
-                lines.append(f"  … and {len(result.failing_groups) - 10} more groups")
+            if result.failing_count > 10:
+                lines.append(f"  … and {result.failing_count - 10} more groups")
             if not result.failing_groups:
                 lines.append(f"  observed {observed}")
         elif result.outcome is Outcome.PASS and any(t.bound for t in result.thresholds):

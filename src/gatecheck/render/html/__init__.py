@@ -174,7 +174,7 @@ def headline(check: CheckResult) -> str:
         rule = rule_text(result.thresholds, unit) or result.type
         if result.failing_groups:
             group = result.failing_groups[0]
-            more = len(result.failing_groups) - 1
+            more = result.failing_count - 1
             where = format_group(group.group)
             extra = f" (and {more} more group{'s' if more > 1 else ''})" if more else ""
             observed = shown(group.observed_value, unit)
