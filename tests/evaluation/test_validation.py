@@ -70,11 +70,23 @@ def test_fail_names_each_failing_group_and_its_value() -> None:
     result = check(frame([0.001, 0.02, 0.5], [100, 200, 300]))
     assert result.outcome is Outcome.FAIL
     groups = result.expectations[0].failing_groups
-    assert [(g.group, g.observed_value) for g in groups] == [
-        ({"edge_type": "t1"}, 0.02),
+    assert [(g.group, g.observed_value) for g in groups] == [  # the worst first: furthest past the maximum
         ({"edge_type": "t2"}, 0.5),
+        ({"edge_type": "t1"}, 0.02),
     ]
-    assert "edge_type=t1: observed 2 %" in (result.reason or "")
+    assert "edge_type=t2: observed 50 %; edge_type=t1: observed 2 %" in (result.reason or "")
+
+
+def test_failing_groups_past_a_minimum_are_listed_lowest_first() -> None:
+    """The first listed is the one a reader should look at: the lowest below a minimum (a
+    verdict lists 100 of them: the worst 100), ties in group order."""
+    from gatecheck.evaluation.validation import _severity
+    from gatecheck.results import FailingGroup
+
+    failing = [FailingGroup(group={"g": g}, observed_value=v) for g, v in (("b", 0.9), ("a", 0.5), ("c", 0.5), ("d", "n/a"))]
+    assert [f.group["g"] for f in sorted(failing, key=lambda f: _severity(f, "min"))] == ["a", "c", "b", "d"]
+    assert [f.group["g"] for f in sorted(failing, key=lambda f: _severity(f, "max"))] == ["b", "a", "c", "d"]
+    assert [f.group["g"] for f in sorted(failing, key=lambda f: _severity(f, None))] == ["a", "b", "c", "d"]
 
 
 def test_too_little_evidence_is_inconclusive_even_when_values_fail() -> None:

@@ -25,7 +25,8 @@ GROUPS = 150
 
 @pytest.fixture(scope="module")
 def wide(warehouse: Path) -> str:
-    """150 users over their error budget, in eu (and, with ``us=True`` in the query, one in us)."""
+    """150 users over their error budget (0.6 to 0.749, the worst last), all in eu but the
+    least bad, user-000, in us."""
     from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
     with ClickHouse() as clickhouse:
@@ -35,7 +36,7 @@ def wide(warehouse: Path) -> str:
         connection.command("CREATE TABLE wide.users (user_id String, region String, error_rate Float64) ENGINE = MergeTree ORDER BY user_id")
         connection.command(
             "INSERT INTO wide.users SELECT concat('user-', leftPad(toString(number), 3, '0')), "
-            "if(number = 120, 'us', 'eu'), 0.9 FROM numbers(150)"
+            "if(number = 0, 'us', 'eu'), 0.6 + number / 1000 FROM numbers(150)"
         )
     return "wide"
 
@@ -68,15 +69,17 @@ def test_every_group_is_judged_and_the_first_100_are_listed(tmp_path: Path, ware
     (expectation,) = verdict.checks[0].expectations
     assert len(expectation.failing_groups) == KEPT_FAILING_GROUPS == 100
     assert expectation.more_failing_groups == GROUPS - 100 and expectation.failing_count == GROUPS
-    assert expectation.failing_groups[0].group == {"user_id": "user-000", "region": "eu"}  # the first, in order
+    # the worst first: the 100 listed are the 100 furthest past the maximum
+    assert expectation.failing_groups[0].group == {"user_id": "user-149", "region": "eu"}
+    assert [g.group["user_id"] for g in expectation.failing_groups][-1] == "user-050"
     assert "(+145 more)" in verdict.reasons[0]  # the reason counts them all
     assert "… and 140 more groups" in render(verdict, "text")
     assert len(render(verdict, "json")) < 60_000  # a 150-group document was ~35 KB; 10,000 groups: 2 MB
 
 
 def test_a_waiver_is_judged_on_every_group_not_the_ones_listed(tmp_path: Path, warehouse: Path, wide: str) -> None:
-    """A waiver of region=eu covers the first 100 groups listed, but user-120 (in us, beyond
-    them) fails too: the check is not waived."""
+    """A waiver of region=eu covers the 100 groups listed, but user-000 (in us, the least bad,
+    beyond them) fails too: the check is not waived."""
     loaded = project(tmp_path / "p", warehouse, wide)
     with SqliteLedger(tmp_path / "p" / "h.db") as ledger:
         ledger.create_waiver(waiver_event(loaded, "users", "user_errors", {"region": "eu"}, "1h", "backfill", "ann"))

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gatecheck._values import document_time, shown
+from gatecheck._values import document_time, observed_number, shown
 from gatecheck.config import ExpectationSpec, ParameterRef, ResolvedThreshold, SuiteConfig
 from gatecheck.config.models import evidence_minimum
 from gatecheck.errors import did_you_mean, one_line
@@ -192,6 +192,18 @@ def _exception_text(exc: BaseException) -> str:
     for pattern, words in _GE_WORDS:
         text = pattern.sub(words, text)
     return one_line(text[:300]) if text else type(exc).__name__
+
+
+def _severity(failure: FailingGroup, bound: str | None) -> tuple[Any, ...]:
+    """A failing group's place in its list: the worst first — the highest observed value past
+    a maximum, the lowest past a minimum — then by group (a value that is not a number, or a
+    rule without a side, by group alone). A verdict lists the first 100: the worst of them."""
+    value = observed_number(failure.observed_value) if not isinstance(failure.observed_value, bool) else None
+    if value is None or bound not in ("max", "min"):
+        rank: tuple[Any, ...] = (1, 0.0)
+    else:
+        rank = (0, -value if bound == "max" else value)
+    return (*rank, sorted(failure.group.items()), str(failure.observed_value))
 
 
 def _scalar(value: Any) -> Scalar:
@@ -946,7 +958,7 @@ def _convert(
         failing.append(
             FailingGroup(group=group, observed_value=_scalar(observed), expected_value=_scalar(expected))
         )
-    failing.sort(key=lambda f: (sorted(f.group.items()), str(f.observed_value)))
+    failing.sort(key=lambda f: _severity(f, bound))
 
     series = frame[column] if column is not None and column in frame.columns else None
     condition = spec.kwargs.get("row_condition")
