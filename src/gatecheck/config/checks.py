@@ -276,9 +276,6 @@ def cross_check(project: Project) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
-# --------------------------------------------------------------------------- thresholds in use
-
-#: The kind of value an expectation kwarg takes (GE's own types are looser: a bound may be a
 def _proves_nothing(suite: SuiteConfig, unit: SuiteConfig, kind: Any) -> bool:
     """A text query (or a ``test: difference`` side) that declares no evidence and answers a
     row whatever its window holds: its row is no evidence, and ClickHouse's empty aggregates
@@ -291,6 +288,9 @@ def _proves_nothing(suite: SuiteConfig, unit: SuiteConfig, kind: Any) -> bool:
     return bool(kind.rows_without_data is not None and kind.rows_without_data(unit.query))
 
 
+# --------------------------------------------------------------------------- thresholds in use
+
+#: The kind of value an expectation kwarg takes (GE's own types are looser: a bound may be a
 #: string, which compares as text and would loosen a gate silently). Others: any.
 _KWARG_KINDS = {
     **dict.fromkeys(("min_value", "max_value", "value", "threshold", "tolerance"), "number"),
