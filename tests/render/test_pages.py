@@ -217,14 +217,17 @@ def test_a_scheduled_phase_whose_latest_verdict_is_overdue_says_so_above_the_fol
     ledger.record(go, 0.2)  # as of AS_OF
     project = load_project(PROJECT, environ={"GATECHECK_HISTORY_URL": f"sqlite:///{tmp_path / 'history.db'}"})
 
-    def chain(scheduled: list[str], age: timedelta) -> str:
+    def pages(scheduled: list[str], age: timedelta) -> tuple[str, str]:
         service = Service(project, ledger, scheduled, engine=_NoEvaluations(), clock=lambda: AS_OF + age)  # type: ignore[arg-type]
 
-        async def go_get() -> str:
+        async def go_get() -> tuple[str, str]:
             async with _client(service) as client:
-                return (await client.get("/")).text
+                return (await client.get("/")).text, (await client.get("/phases/warehouse-release")).text
 
         return asyncio.run(go_get())
+
+    def chain(scheduled: list[str], age: timedelta) -> str:
+        return pages(scheduled, age)[0]
 
     for scheduled, age, overdue in (
         (["warehouse-release"], 14 * MINUTE, False),  # within three intervals of 5m
@@ -239,6 +242,8 @@ def test_a_scheduled_phase_whose_latest_verdict_is_overdue_says_so_above_the_fol
             assert "1 of the verdicts below is overdue (warehouse-release)." in words(page)
         else:
             assert "overdue" not in cards["warehouse-release"] and 'class="overdue' not in page
+        phase_page = pages(scheduled, age)[1]  # the phase's own page says it under its verdict
+        assert ('data-overdue="true"' in phase_page) is overdue
     (tmp_path / "chain.html").write_text(chain(["warehouse-release"], 3 * HOUR))
     top = browser.measure(
         (tmp_path / "chain.html").as_uri(),

@@ -344,9 +344,12 @@ class Service:
         verdict = state.verdict if state is not None else None
         problem = state.last_error if state is not None else None
         gate = self.project.gates[phase]
-        return self._page_read(
+        page = self._page_read(
             "page", phase, lambda: read_phase_page(self.ledger, gate, verdict, now, problem)
         )
+        if page.verdict is not None and phase in self.phases:  # this service's schedule
+            page = replace(page, overdue=overdue_text(page.verdict.as_of, now, self.interval(phase)))
+        return page
 
     def open_session(self) -> str:
         """A new browser session that gave the token: its id, for an HttpOnly cookie."""

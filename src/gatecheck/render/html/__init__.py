@@ -303,6 +303,7 @@ class PhasePage:
     history: Sequence[Verdict] = ()
     waivers: list[Waiver] = field(default_factory=list)
     last_error: str | None = None
+    overdue: str | None = None  # as on the chain page's card
 
 
 @cache
