@@ -222,7 +222,11 @@ def test_a_scheduled_phase_whose_latest_verdict_is_overdue_says_so_above_the_fol
 
         async def go_get() -> tuple[str, str]:
             async with _client(service) as client:
-                return (await client.get("/")).text, (await client.get("/phases/warehouse-release")).text
+                chain_page, phase_page = (await client.get("/")).text, (await client.get("/phases/warehouse-release")).text
+                listed = {p["phase"]: p for p in (await client.get("/api/v1/phases")).json()}
+            said = listed["warehouse-release"]["overdue"]  # the API says it too, for dashboards
+            assert (said is not None) is ('data-overdue="true"' in phase_page), said
+            return chain_page, phase_page
 
         return asyncio.run(go_get())
 

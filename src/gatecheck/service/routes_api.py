@@ -18,7 +18,7 @@ from gatecheck.results import Requester, Verdict
 from gatecheck.service.auth import (
     etags,
 )
-from gatecheck.service.core import Service
+from gatecheck.service.core import Service, overdue_text
 from gatecheck.service.helpers import (
     ANSWER_TIMEOUT_S,
     Helpers,
@@ -61,6 +61,9 @@ def routes(service: Service, h: Helpers) -> APIRouter:
                     "verdict": latest.verdict.value if latest else None,
                     "as_of": document_time(latest.as_of) if latest else None,
                     "last_error": state.last_error if state else None,
+                    "overdue": overdue_text(latest.as_of, service.clock(), service.interval(gate.phase))
+                    if latest and gate.phase in service.phases
+                    else None,
                 }
             )
         return result

@@ -48,6 +48,8 @@ class PhaseSummary(BaseModel):
     verdict: VerdictState | None
     as_of: datetime | None
     last_error: str | None
+    # a scheduled phase whose latest verdict is older than three intervals: why it is overdue
+    overdue: str | None = None
 
 
 class RecordSummary(BaseModel):
