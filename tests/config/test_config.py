@@ -524,6 +524,8 @@ def test_a_query_whose_rows_are_its_data_needs_no_evidence_and_none_is_a_choice(
         ("SELECT countIf(bad) / count() AS rate, quantile(0.99)(lag) AS p99 FROM t", "clickhouse", True),
         ("SELECT k, count() AS n FROM t GROUP BY k", "clickhouse", False),
         ("SELECT k, sum(v) AS s FROM t GROUP BY k WITH TOTALS", "clickhouse", True),
+        ("SELECT max(v) AS worst FROM t GROUP BY ALL", "clickhouse", True),  # nothing to group by: one row
+        ("SELECT k, max(v) AS worst FROM t GROUP BY ALL", "clickhouse", False),
         ("SELECT max(v) AS worst FROM t HAVING count() > 0", "clickhouse", False),
         ("SELECT x FROM t WHERE ts > {as_of:DateTime64(3)}", "clickhouse", False),
         ("SELECT x, count() OVER () AS n FROM t", "clickhouse", False),  # a window function keeps the rows

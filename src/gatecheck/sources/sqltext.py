@@ -204,6 +204,8 @@ def answers_a_row_without_data(sql: str, dialect: str) -> bool:
         group = node.args.get("group")
         if group is not None and group.args.get("totals"):
             return True  # WITH TOTALS: a totals row whatever the groups
+        if group is not None and group.args.get("all") and all(aggregates(p) for p in node.expressions):
+            return True  # GROUP BY ALL over aggregates alone groups by nothing: one row
         if group is not None or node.args.get("having"):
             return False  # a row per group: none without data (HAVING may drop the one row)
         if any(aggregates(projection) for projection in node.expressions):
