@@ -33,3 +33,12 @@ def test_formats_back_to_the_same_notation() -> None:
     assert format_duration(timedelta(hours=49, minutes=30)) == "49h30m"
     assert format_duration(timedelta(days=7)) == "7d"
     assert format_duration(timedelta(0)) == "0s"
+
+
+def test_a_moment_before_1972_is_refused_naming_its_flag() -> None:
+    from gatecheck.durations import parse_as_of
+    from gatecheck.errors import ConfigError
+
+    assert parse_as_of("1972-01-01T00:00:00Z").year == 1972
+    with pytest.raises(ConfigError, match=r"^--until: '1971-12-31T23:59:59Z' lies before 1972"):
+        parse_as_of("1971-12-31T23:59:59Z", "--until")

@@ -71,8 +71,15 @@ Duration = Annotated[
 ]
 
 
-def parse_as_of(text: str | None) -> datetime:
-    """``--as-of`` (ISO 8601; naive means UTC) or now, in UTC, to the millisecond."""
+#: The earliest moment gatecheck judges as of: two years past the Unix epoch, room for a
+#: window of up to a year, its settle and the lookbacks behind it. Year 1 made every window
+#: start before datetime's own first year: a traceback, where a bad flag is one line.
+EARLIEST_AS_OF = datetime(1972, 1, 1, tzinfo=UTC)
+
+
+def parse_as_of(text: str | None, flag: str = "--as-of") -> datetime:
+    """``--as-of`` (ISO 8601; naive means UTC) or now, in UTC, to the millisecond; one before
+    ``EARLIEST_AS_OF`` is a ConfigError naming ``flag``."""
     if text is None:
         moment = datetime.now(UTC)
     else:
@@ -80,9 +87,11 @@ def parse_as_of(text: str | None) -> datetime:
             moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
         except ValueError as exc:
             raise ConfigError(
-                f"--as-of: {text!r} is not an ISO 8601 time (e.g. 2026-11-22T06:00:00Z)"
+                f"{flag}: {text!r} is not an ISO 8601 time (e.g. 2026-11-22T06:00:00Z)"
             ) from exc
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
+        if moment < EARLIEST_AS_OF:
+            raise ConfigError(f"{flag}: {text!r} lies before 1972 (gatecheck judges windows after 1970)")
     moment = moment.astimezone(UTC)
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)

@@ -157,6 +157,8 @@ def test_assume_approved_of_an_unknown_phase_is_a_usage_error(warehouse: Path) -
         (["--phase", "warehouse-release", "--format", "yaml"], "'yaml' is not one of 'text', 'json', 'junit', 'markdown'"),
         (["--phaze", "warehouse-release"], "no option --phaze (did you mean '--phase'?) (see gatecheck run --help)"),
         (["--phase", "warehouse-release", "--as-of", "last tuesday"], "--as-of"),
+        # year 1: every window began before datetime's first year, a traceback and "internal error"
+        (["--phase", "warehouse-release", "--as-of", "0001-01-01T00:30:00Z"], "--as-of: '0001-01-01T00:30:00Z' lies before 1972"),
     ],
 )
 def test_bad_arguments_are_exit_2_with_one_line(warehouse: Path, args: list[str], message: str) -> None:

@@ -245,7 +245,7 @@ def backtest(
             back, every = parse_duration(since), parse_duration(step)
         except ValueError as exc:
             raise ConfigError(f"--since/--step: {exc}") from exc
-        end = parse_as_of(until)
+        end = parse_as_of(until, "--until")
         project = load_project(config, expectations=ge_problems())
         project.gate(phase)
         proposed = proposed_thresholds(project, phase, thresholds) if thresholds is not None else None
