@@ -362,6 +362,34 @@ def prometheus_partial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     yield from _prometheus_over_the_history(tmp_path_factory, config)
 
 
+def launch_prometheus(root: Path, retention: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Debian's Prometheus on ``root/prometheus.yml`` and ``root/tsdb``, keeping ``retention``
+    of samples, on a port it picks: the process and its URL once ready (a failure otherwise)."""
+    log_path = root / "prometheus.log"
+    with log_path.open("w") as log:  # port 0: it binds one and logs it ("Listening on" address=…)
+        process = subprocess.Popen(
+            [
+                "prometheus", f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'tsdb'}",
+                "--web.listen-address=127.0.0.1:0", f"--storage.tsdb.retention.time={retention}",
+            ],
+            stdout=subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
+    deadline = time.monotonic() + 30
+    url = None
+    while time.monotonic() < deadline:
+        if url is None:
+            found = re.search(r'msg="Listening on" address=(127\.0\.0\.1:[1-9][0-9]*)', log_path.read_text())
+            url = f"http://{found.group(1)}" if found else None
+        try:
+            if url is not None and local_http.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"Prometheus did not become ready: {log_path.read_text()[-500:]}")
+
+
 def _prometheus_over_the_history(tmp_path_factory: pytest.TempPathFactory, config: str) -> Iterator[str]:
     binaries = [shutil.which("prometheus"), shutil.which("promtool")]
     if None in binaries:
@@ -378,31 +406,8 @@ def _prometheus_over_the_history(tmp_path_factory: pytest.TempPathFactory, confi
     target = exposition.url.removeprefix("scrape+http://").removesuffix("/metrics")
     scrape = f"scrape_configs:\n  - job_name: services\n    scrape_interval: 1s\n    static_configs: [{{targets: ['{target}']}}]\n"
     (root / "prometheus.yml").write_text(config + scrape)
-    log_path = root / "prometheus.log"
-    with log_path.open("w") as log:  # port 0: it binds one and logs it ("Listening on" address=…)
-        process = subprocess.Popen(
-            [
-                "prometheus", f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'tsdb'}",
-                "--web.listen-address=127.0.0.1:0", "--storage.tsdb.retention.time=100y",
-            ],
-            stdout=subprocess.DEVNULL, stderr=log,
-        )  # fmt: skip
+    process, url = launch_prometheus(root, "100y")
     deadline = time.monotonic() + 30
-    url = None
-    while time.monotonic() < deadline:
-        if url is None:
-            found = re.search(r'msg="Listening on" address=(127\.0\.0\.1:[1-9][0-9]*)', log_path.read_text())
-            url = f"http://{found.group(1)}" if found else None
-        try:
-            if url is not None and local_http.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail(f"Prometheus did not become ready: {log_path.read_text()[-500:]}")
-    assert url is not None
     while time.monotonic() < deadline:  # the first scrape: the families' metadata
         if local_http.get(f"{url}/api/v1/metadata", params={"metric": "dlq_messages"}).json().get("data"):
             break

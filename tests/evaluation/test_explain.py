@@ -186,6 +186,9 @@ def test_an_ors_extra_questions_to_prometheus_are_explained() -> None:
         "labels an `or`'s matchers need: carried by the metric's series in the window": (
             f"GET /api/v1/labels?match[]=ingest_http_requests_total&{span}"
         ),
+        "the server's retention, once per evaluation (a window begun before it is an error)": (
+            "GET /api/v1/status/runtimeinfo (storageRetention)"
+        ),
     }
 
 

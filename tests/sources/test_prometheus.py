@@ -403,3 +403,36 @@ def test_a_partial_answer_is_an_error_never_judged(
         assert found.outcome is Outcome.ERROR, found
         assert "Prometheus answered with a warning, so the answer may be partial: remote_read:" in (found.reason or "")
         assert "connection refused" in (found.reason or "")
+
+
+def test_a_window_begun_before_the_servers_retention_is_an_error(tmp_path: Path) -> None:
+    """A real Prometheus keeping a day of samples: a window of two days would be counted on
+    the one day it still holds (a 30-day error budget judged on the 15 days a default
+    Prometheus keeps, the bad days forgotten). It is an error naming the retention; a window
+    inside it is asked as before."""
+    from datetime import UTC
+
+    from ..conftest import launch_prometheus
+
+    (tmp_path / "prometheus.yml").write_text("global: {scrape_interval: 1m}\n")
+    process, url = launch_prometheus(tmp_path, "1d")
+    try:
+        now = datetime.now(UTC)
+
+        def ask(back: timedelta):  # type: ignore[no-untyped-def]
+            source = PrometheusSource("metrics", PrometheusSourceConfig(type="prometheus", url=url), Path("."))
+
+            async def go():  # type: ignore[no-untyped-def]
+                try:
+                    return await source.query("vector(1)", {"window_start": now - back, "window_end": now})
+                finally:
+                    await source.close()
+
+            return asyncio.run(go())
+
+        with pytest.raises(QueryError, match=r"reaches back 48h, beyond the 1d Prometheus at http://127\.0\.0\.1:\d+ keeps: the samples before .* are gone"):
+            ask(timedelta(days=2))
+        assert ask(timedelta(hours=23))["value"].tolist() == [1.0]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

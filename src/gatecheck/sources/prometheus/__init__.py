@@ -72,6 +72,12 @@ def explain_query(
             "text": "; ".join(f"GET /api/v1/labels?match[]={metric}&{span}" for metric in labelled),
             "parameters": [],
         })  # fmt: skip
+    if not config.scrape:
+        requests.append({
+            "what": "the server's retention, once per evaluation (a window begun before it is an error)",
+            "text": "GET /api/v1/status/runtimeinfo (storageRetention)",
+            "parameters": [],
+        })  # fmt: skip
     return {"sent_to": sent_to, "requests": requests}
 
 

@@ -22,6 +22,7 @@ label would select nothing, read as 0.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import time
@@ -32,6 +33,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
+from gatecheck._values import document_time
+from gatecheck.durations import format_duration
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, one_line, redact
 from gatecheck.sources._http import fetch, http_errors, verified_tls
 from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source
@@ -245,6 +248,21 @@ def join_series(
     return measures_frame(list(rows.values()), [measure for measure, _ in answers])
 
 
+_RETENTION_PART = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
+_RETENTION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 365 * 86400}
+
+
+def retention_of(text: str) -> timedelta | None:
+    """The time part of Prometheus's ``storageRetention`` (``15d``, ``1y2w``, ``15d or 10GiB``),
+    or None when it keeps data by size alone (``10GiB``) or says nothing readable."""
+    for part in text.split(" or "):
+        part = part.strip()
+        pieces = _RETENTION_PART.findall(part)
+        if pieces and "".join(n + u for n, u in pieces) == part:
+            return timedelta(seconds=sum(int(n) * _RETENTION_UNITS[u] for n, u in pieces))
+    return None
+
+
 class PrometheusSource(Source):
     """A Prometheus server's HTTP API."""
 
@@ -271,11 +289,13 @@ class PrometheusSource(Source):
         )
         self._known: dict[tuple[str, float, float], bool] = {}
         self._labels: dict[tuple[str, str, float, float], set[str]] = {}
+        self._retention: tuple[timedelta | None, str] | None = None
 
     async def query(self, text: Any, parameters: QueryParameters) -> pd.DataFrame:
         measures = text.measures if isinstance(text, PromQuery) else {"value": text}
         start, end = parameters["window_start"], parameters["window_end"]
         assert isinstance(start, datetime) and isinstance(end, datetime)
+        await self._within_retention(start)
         answers = [
             (measure, await self._instant(render_promql(promql, parameters), end, measure))
             for measure, promql in measures.items()
@@ -290,6 +310,38 @@ class PrometheusSource(Source):
                     where = f"Prometheus at {redact(self.base)}"
                     raise unknown_fallback_label(measure, metric, matcher, labels, where)
         return join_series(answers, self.max_series)
+
+    async def retention(self) -> tuple[timedelta | None, str]:
+        """How long the server keeps samples (``/api/v1/status/runtimeinfo``'s
+        ``storageRetention``; None: by size alone, or a server that does not say, as Thanos or
+        Mimir may not), and its words; asked once per evaluation."""
+        if self._retention is None:
+            where = f"Prometheus at {redact(self.base)}"
+            with http_errors(where, self.timeout):
+                answer = await fetch(
+                    self._client, "GET", f"{self.base}/api/v1/status/runtimeinfo", what=where,
+                    timeout=self.timeout,
+                )  # fmt: skip
+            said = ""
+            if answer.status_code == 200:
+                with contextlib.suppress(ValueError, AttributeError):
+                    said = str((answer.json().get("data") or {}).get("storageRetention") or "")
+            self._retention = (retention_of(said), said)
+        return self._retention
+
+    async def _within_retention(self, start: datetime) -> None:
+        """QueryError when the window begins before the server's retention: the samples before
+        it are gone, and a count over the window would silently be a count over less (a 30-day
+        error budget judged on the 15 days a default Prometheus keeps)."""
+        kept, said = await self.retention()
+        now = datetime.now(start.tzinfo)
+        if kept is not None and start < now - kept:
+            raise QueryError(
+                f"the window from {document_time(start)} reaches back {format_duration(now - start)}, "
+                f"beyond the {said} Prometheus at {redact(self.base)} keeps: the samples before "
+                f"{document_time(now - kept)} are gone, so the window would be judged on part of it "
+                "(a shorter window, or a longer --storage.tsdb.retention.time)"
+            )
 
     async def label_names(self, metric: str, start: datetime, end: datetime) -> set[str]:
         """The label names of ``metric``'s series with a sample in ``[start, end]`` (the labels
