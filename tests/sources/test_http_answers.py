@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,33 @@ def misbehaving() -> Iterator[Misbehaving]:
     server = Misbehaving()
     yield server
     server.close()
+
+
+@contextmanager
+def answering(answer: Callable[[str], tuple[bytes, dict[str, str]]]) -> Iterator[str]:
+    """A well-behaved HTTP server on a thread: each GET answered 200 with ``answer(path)``'s
+    body and headers (and its Content-Length); its URL while the block runs."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body, headers = answer(self.path)
+            self.send_response(200)
+            for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def bounded(coroutine: Any) -> Any:
@@ -162,30 +190,14 @@ def test_an_ordinary_answer_reads_as_before() -> None:
     """The bound keeps what is kept: status, headers, the (decoded) body."""
     import gzip
     import json
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = gzip.compress(json.dumps({"status": "success", "data": {"resultType": "scalar",
-                                                                        "result": [0, "7"]}}).encode())  # fmt: skip
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Encoding", "gzip")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(path: str) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps({"status": "success", "data": {"resultType": "scalar", "result": [0, "7"]}})
+        return gzip.compress(body.encode()), {"Content-Type": "application/json", "Content-Encoding": "gzip"}
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        frame = bounded(ask(prometheus(f"http://127.0.0.1:{server.server_address[1]}")))
-        assert frame["value"].tolist() == [7.0]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with answering(answer) as url:
+        frame = bounded(ask(prometheus(url)))
+    assert frame["value"].tolist() == [7.0]
 
 
 def test_too_large_is_a_source_unavailable() -> None:
@@ -197,34 +209,18 @@ def test_a_junit_listing_is_read_whole_within_the_sources_timeout() -> None:
     bounded alone, so the read took 40 × the delay (up to 500 × 30 s by default). The listing
     and its reports now share the one timeout; reports are fetched a few at a time."""
     import time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     delay = {"s": 1.0}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/":
-                body = "".join(f'<a href="r{k:02}.xml">r{k:02}.xml</a>' for k in range(40)).encode()
-            else:
-                time.sleep(delay["s"])  # within the source's timeout, every one of them
-                body = b'<testsuite name="e2e" tests="1" timestamp="2026-11-22T05:00:00"><testcase name="t"/></testsuite>'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(path: str) -> tuple[bytes, dict[str, str]]:
+        if path == "/":
+            return "".join(f'<a href="r{k:02}.xml">r{k:02}.xml</a>' for k in range(40)).encode(), {}
+        time.sleep(delay["s"])  # within the source's timeout, every one of them
+        return b'<testsuite name="e2e" tests="1" timestamp="2026-11-22T05:00:00"><testcase name="t"/></testsuite>', {}
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with answering(answer) as url:
         with pytest.raises(SourceTimeout, match=r"^JUnit reports at http://127.0.0.1:\d+/ did not answer within 2s$"):
             bounded(ask(junit(url, "2s")))
         delay["s"] = 0.0  # the same listing answered at once: every report, in the listing's order
         runs = bounded(ask(junit(url, "20s")))
-        assert [run.name for run in runs] == [f"r{k:02}.xml" for k in range(40)]
-    finally:
-        server.shutdown()
-        server.server_close()
+    assert [run.name for run in runs] == [f"r{k:02}.xml" for k in range(40)]
