@@ -17,9 +17,8 @@ import httpx
 from pydantic import ValidationError
 
 from gatecheck import __version__
-from gatecheck.durations import format_duration
+from gatecheck.durations import MAX_CLOCK_SKEW, format_duration
 from gatecheck.errors import ConfigError, SourceTimeout, SourceUnavailable, network_reason, one_line, redact
-from gatecheck.ledger.base import MAX_CLOCK_SKEW
 from gatecheck.render.status import PhaseStatus
 from gatecheck.results import Verdict, VerdictState
 from gatecheck.sources._http import AnswerTooLarge, fetch_sync

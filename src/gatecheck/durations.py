@@ -71,6 +71,11 @@ Duration = Annotated[
 ]
 
 
+#: How far ahead of this machine's clock a moment may lie (the clocks of two machines disagree
+#: a little): ``gatecheck run --as-of`` refuses more, a verdict or a JUnit run dated further
+#: ahead is not to be believed.
+MAX_CLOCK_SKEW = timedelta(minutes=2)
+
 #: The earliest moment gatecheck judges as of: two years past the Unix epoch, room for a
 #: window of up to a year, its settle and the lookbacks behind it. Year 1 made every window
 #: start before datetime's own first year: a traceback, where a bad flag is one line.

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from gatecheck._values import document_time
+from gatecheck.durations import MAX_CLOCK_SKEW
 from gatecheck.ledger.audit import AuditEvent
 from gatecheck.results import (
     CheckResult,
@@ -37,10 +38,8 @@ from gatecheck.results import (
 if TYPE_CHECKING:
     from gatecheck.config import GateConfig
 
-#: How far ahead of the clock an ``as_of`` may lie (clocks of two machines disagree a little);
-#: ``gatecheck run --as-of`` refuses more, and a record whose ``as_of`` lies further ahead of
-#: its recording time is never "the latest" (it would mask every later verdict).
-MAX_CLOCK_SKEW = timedelta(minutes=2)
+# MAX_CLOCK_SKEW (gatecheck.durations): a record whose ``as_of`` lies further ahead of its
+# recording time is never "the latest" (it would mask every later verdict).
 #: A record counts towards a soak only if it was recorded within this long after its
 #: ``as_of``: an evaluation of the past (``--as-of``) reproduces a verdict, it did not watch
 #: the system through that time, so backdated records never earn a soak.

@@ -32,7 +32,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 from pydantic import field_validator
 
 from gatecheck._values import document_time
-from gatecheck.durations import format_duration
+from gatecheck.durations import MAX_CLOCK_SKEW, format_duration
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.frozen import NAME, Frozen
 from gatecheck.sources._http import AnswerTooLarge, fetch, http_errors, verified_tls
@@ -347,16 +347,12 @@ class JUnitSource(Source):
         return frame_of(runs, start, end, newest)
 
 
-#: How far a run may be dated ahead of this machine's clock (two clocks disagree that much).
-CLOCK_SKEW = timedelta(minutes=2)
-
-
 def ahead_of_now(runs: list[Run], now: datetime) -> None:
     """QueryError for a run dated after ``now`` (beyond clock skew): no run has happened yet,
     so its timestamp is a local time written without its zone (Maven Surefire, Jest and others
     write one) and read as UTC — east of Greenwich, hours late. Left out of the window as a run
     of the future, it let the runs before it decide: the newest run, failing, was not seen."""
-    ahead = [r for r in runs if r.time > now + CLOCK_SKEW]
+    ahead = [r for r in runs if r.time > now + MAX_CLOCK_SKEW]
     if ahead:
         first = min(ahead, key=lambda r: r.time)
         lead = format_duration(timedelta(seconds=int((first.time - now).total_seconds()) // 60 * 60))
