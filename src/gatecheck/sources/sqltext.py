@@ -36,25 +36,17 @@ def statement_problems(sql: str, parameters: Iterable[re.Match[str]], example: s
 
 
 @functools.lru_cache(maxsize=512)
-def _statements(sql: str, dialect: str) -> list[Any]:
-    """``sql`` parsed by sqlglot in ``dialect``, once per text: the syntax check and the
-    evidence rule read the same trees (neither changes them)."""
-    import sqlglot
-
-    return sqlglot.parse(sql, read=dialect)
-
-
-@functools.lru_cache(maxsize=512)
 def syntax_problem(sql: str, dialect: str) -> str | None:
     """Where ``sql`` is not well-formed in ``dialect`` (sqlglot's parser), or None: a line,
     a column and what was expected, so `gatecheck validate` finds it before a source does.
 
     Kept per text: parsing is most of loading a project (about 5 ms a query), and a service
     or a test session loads the same suites again and again."""
+    import sqlglot
     from sqlglot.errors import ParseError, TokenError
 
     try:
-        _statements(sql, dialect)
+        sqlglot.parse(sql, read=dialect)
     except ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
         near = str(first.get("highlight") or "").strip()
@@ -167,14 +159,13 @@ def answers_a_row_without_data(sql: str, dialect: str) -> bool:
     no table (``SELECT 0``) or a table function, through subqueries, WITH names, UNION and
     joins. Unsure (a WHERE over such a row, a RIGHT or FULL join): True. Text sqlglot cannot
     read: False (its syntax is reported apart)."""
+    import sqlglot
     from sqlglot import exp
     from sqlglot.errors import ParseError, TokenError
 
     try:
-        tree = _statements(sql, dialect)[0]
-    except (ParseError, TokenError, IndexError):
-        return False
-    if tree is None:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except (ParseError, TokenError):
         return False
     ctes = {cte.alias_or_name: cte.this for cte in tree.find_all(exp.CTE)}
 
