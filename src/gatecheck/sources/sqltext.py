@@ -151,14 +151,21 @@ def time_filtered_columns(
     return found
 
 
+_COMPARISONS = {"GT": ">", "GTE": ">=", "LT": "<", "LTE": "<=", "NEQ": "!="}
+_MIRRORED = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "!=": "!="}
+
+
 @functools.lru_cache(maxsize=512)
 def answers_a_row_without_data(sql: str, dialect: str) -> bool:
     """Whether ``sql`` answers a row even when the tables it reads hold none in the window,
     so that its having rows proves nothing: its outermost SELECT aggregates without GROUP BY
     (``SELECT max(lag) FROM t WHERE …``: one row, and ClickHouse's empty ``max`` is 0), reads
     no table (``SELECT 0``) or a table function, through subqueries, WITH names, UNION and
-    joins. Unsure (a WHERE over such a row, a RIGHT or FULL join): True. Text sqlglot cannot
-    read: False (its syntax is reported apart)."""
+    joins; a GROUP BY whose grouping sets include the empty one (``GROUPING SETS (…, ())``,
+    PostgreSQL's ``GROUP BY ()``, ``ROLLUP``, ``CUBE``) and a HAVING that keeps the empty
+    window's row (one that asks a count for a row, ``HAVING count() > 0``, drops it). Unsure (a
+    WHERE over such a row, a RIGHT or FULL join): True. Text sqlglot cannot read: False (its
+    syntax is reported apart)."""
     import sqlglot
     from sqlglot import exp
     from sqlglot.errors import ParseError, TokenError
@@ -176,6 +183,48 @@ def answers_a_row_without_data(sql: str, dialect: str) -> bool:
         if isinstance(node, (exp.Window, exp.Subquery, exp.Select)):
             return False
         return any(aggregates(child) for child in node.iter_expressions())
+
+    def counts_rows(node: Any) -> bool:
+        return isinstance(node, (exp.Count, exp.CountIf))
+
+    def needs_a_row(condition: Any) -> bool:
+        """A HAVING that drops the one row of an empty window: one of its AND-ed terms asks a
+        count for at least one row (``count() > 0``, ``>= 1``, ``!= 0``, either way round)."""
+        if isinstance(condition, exp.Paren):
+            return needs_a_row(condition.this)
+        if isinstance(condition, exp.And):
+            return needs_a_row(condition.left) or needs_a_row(condition.right)
+        operator = _COMPARISONS.get(type(condition).__name__)
+        if operator is None:
+            return False
+        left, right = condition.left, condition.right
+        if counts_rows(right):  # 0 < count() is count() > 0
+            left, right, operator = right, left, _MIRRORED[operator]
+        if not counts_rows(left) or not isinstance(right, exp.Literal) or right.is_string:
+            return False
+        try:
+            bound = float(right.this)
+        except ValueError:
+            return False
+        if operator == ">":
+            return bound >= 0
+        if operator == ">=":
+            return bound > 0
+        return operator == "!=" and bound == 0
+
+    def empty_set(element: Any, within_sets: bool) -> bool:
+        """Whether a GROUP BY element can group by nothing: ``()`` (PostgreSQL; ClickHouse only
+        inside GROUPING SETS — at the top it groups by a constant: no row without data),
+        PostgreSQL's ROLLUP and CUBE (their last set is ``()``), GROUPING SETS holding one."""
+        if isinstance(element, exp.Paren):
+            return empty_set(element.this, within_sets)
+        if isinstance(element, exp.Tuple) and not element.expressions:
+            return within_sets or dialect != "clickhouse"
+        if isinstance(element, (exp.Rollup, exp.Cube)):
+            return dialect != "clickhouse"
+        if isinstance(element, exp.GroupingSets):
+            return any(empty_set(inner, True) for inner in element.expressions)
+        return False
 
     def relation(node: Any, seen: frozenset[str]) -> bool:
         if isinstance(node, exp.Final):  # ClickHouse's t FINAL
@@ -206,8 +255,14 @@ def answers_a_row_without_data(sql: str, dialect: str) -> bool:
             return True  # WITH TOTALS: a totals row whatever the groups
         if group is not None and group.args.get("all") and all(aggregates(p) for p in node.expressions):
             return True  # GROUP BY ALL over aggregates alone groups by nothing: one row
-        if group is not None or node.args.get("having"):
-            return False  # a row per group: none without data (HAVING may drop the one row)
+        having = node.args.get("having")
+        dropped = having is not None and needs_a_row(having.this)
+        if group is not None and group.expressions and all(empty_set(e, False) for e in group.expressions):
+            return not dropped  # a grouping set of nothing: its row of aggregates over no rows
+        if group is not None:
+            return False  # a row per group: none without data
+        if having is not None:  # aggregates without GROUP BY: the one row, unless HAVING drops it
+            return not dropped
         if any(aggregates(projection) for projection in node.expressions):
             return True
         source = node.args.get("from_", node.args.get("from"))  # (sqlglot ≥ 28 names it from_)

@@ -1,0 +1,109 @@
+"""The evidence rule (gatecheck.sources.sqltext.answers_a_row_without_data) against the
+engines themselves: each query runs on a window that holds no rows, on chDB and on the
+embedded PostgreSQL, and the rule must say "answers a row without data" exactly when the
+engine answered one. A query the rule missed needed no ``evidence:`` and was GO on an empty
+window (its one row of zeros passed every bound)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from gatecheck.sources import SOURCE_TYPES
+from gatecheck.sources.clickhouse.connection import ClickHouse, Target
+
+from ..conftest import AS_OF
+from .test_clickhouse import query as ask_clickhouse
+from .test_clickhouse import source as clickhouse_source
+from .test_postgresql import ask as ask_postgresql
+from .test_postgresql import source as postgresql_source
+
+CLICKHOUSE_WINDOW = "ts >= {window_start:DateTime64(3)} AND ts < {window_end:DateTime64(3)}"
+POSTGRESQL_WINDOW = "ts >= {window_start:timestamptz} AND ts < {window_end:timestamptz}"
+
+#: Queries over an empty window, each answered by the engine with a row or none.
+CLICKHOUSE = [
+    "SELECT max(x) AS worst FROM t WHERE {w}",
+    "SELECT k, max(x) AS worst FROM t WHERE {w} GROUP BY k",
+    # the empty grouping set is a row of aggregates over no rows
+    "SELECT k, count() AS n FROM t WHERE {w} GROUP BY GROUPING SETS ((k), ())",
+    "SELECT count() AS n FROM t WHERE {w} GROUP BY GROUPING SETS (())",
+    "SELECT k, count() AS n FROM t WHERE {w} GROUP BY GROUPING SETS ((k))",
+    "SELECT k, count() AS n FROM t WHERE {w} GROUP BY GROUPING SETS ((k), ()) HAVING count() > 0",
+    # ClickHouse's ROLLUP, CUBE and a constant key answer nothing without rows
+    "SELECT k, count() AS n FROM t WHERE {w} GROUP BY ROLLUP(k)",
+    "SELECT k, count() AS n FROM t WHERE {w} GROUP BY CUBE(k)",
+    "SELECT k, count() AS n FROM t WHERE {w} GROUP BY k WITH ROLLUP",
+    "SELECT max(x) AS worst FROM t WHERE {w} GROUP BY tuple()",
+    "SELECT max(x) AS worst FROM t WHERE {w} GROUP BY ()",
+    # a HAVING keeps the one row unless it asks for a row
+    "SELECT max(x) AS worst FROM t WHERE {w} HAVING count() > 0",
+    "SELECT max(x) AS worst FROM t WHERE {w} HAVING 0 < count() AND worst < 5",
+    "SELECT max(x) AS worst FROM t WHERE {w} HAVING countIf(x > 1) >= 1",
+    "SELECT max(x) AS worst FROM t WHERE {w} HAVING count() != 0",
+    "SELECT max(x) AS worst FROM t WHERE {w} HAVING worst < 100",
+    "SELECT max(x) AS worst FROM t WHERE {w} HAVING count() > 0 OR worst < 5",
+    "SELECT max(x) AS worst FROM t WHERE {w} HAVING count() >= 0",
+]
+POSTGRESQL = [
+    "SELECT coalesce(max(x), 0) AS worst FROM t WHERE {w}",
+    "SELECT k, max(x) AS worst FROM t WHERE {w} GROUP BY k",
+    # PostgreSQL's GROUP BY (), ROLLUP and CUBE all hold the empty grouping set
+    "SELECT coalesce(max(x), 0) AS worst FROM t WHERE {w} GROUP BY ()",
+    "SELECT k, count(*) AS n FROM t WHERE {w} GROUP BY ROLLUP (k)",
+    "SELECT k, count(*) AS n FROM t WHERE {w} GROUP BY CUBE (k)",
+    "SELECT k, count(*) AS n FROM t WHERE {w} GROUP BY DISTINCT ROLLUP (k)",
+    "SELECT k, count(*) AS n FROM t WHERE {w} GROUP BY GROUPING SETS ((k), ())",
+    "SELECT k, count(*) AS n FROM t WHERE {w} GROUP BY GROUPING SETS (ROLLUP (k))",
+    "SELECT k, count(*) AS n FROM t WHERE {w} GROUP BY GROUPING SETS ((k))",
+    "SELECT k, x, count(*) AS n FROM t WHERE {w} GROUP BY k, ROLLUP (x)",
+    "SELECT k, count(*) AS n FROM t WHERE {w} GROUP BY ROLLUP (k) HAVING count(*) > 0",
+    "SELECT coalesce(max(x), 0) AS worst FROM t WHERE {w} HAVING count(*) >= 1",
+    "SELECT coalesce(max(x), 0) AS worst FROM t WHERE {w} HAVING coalesce(max(x), 0) < 5",
+    "SELECT 1 AS one FROM t WHERE {w} HAVING true",
+]
+
+
+@pytest.fixture(scope="module")
+def empty_clickhouse(warehouse: Path) -> str:
+    with ClickHouse() as clickhouse:
+        connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}", warehouse))
+        connection.command("CREATE DATABASE IF NOT EXISTS evidence_rule")
+        connection.command(
+            "CREATE TABLE IF NOT EXISTS evidence_rule.t (k String, x Float64, ts DateTime64(3, 'UTC'))"
+            " ENGINE = MergeTree ORDER BY ts"
+        )
+    return f"chdb://{warehouse}?database=evidence_rule"
+
+
+@pytest.fixture(scope="module")
+def empty_postgresql(postgres_server) -> str:
+    url = postgres_server.fresh_url("evidence_rule")
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("CREATE TABLE t (k text, x double precision, ts timestamptz)")
+    return url
+
+
+WINDOW = {"window_start": AS_OF.replace(hour=0), "window_end": AS_OF}
+
+
+@pytest.mark.parametrize("template", CLICKHOUSE)
+def test_clickhouse_queries_are_judged_as_chdb_answers_them(empty_clickhouse: str, template: str) -> None:
+    sql = template.format(w=CLICKHOUSE_WINDOW)
+    answered = len(ask_clickhouse(clickhouse_source(empty_clickhouse), sql, **WINDOW)) > 0  # type: ignore[arg-type]
+    rule = SOURCE_TYPES["clickhouse"].rows_without_data
+    assert rule is not None
+    assert rule(sql) is answered, f"chDB answered {'a row' if answered else 'no row'} to {sql}"
+
+
+@pytest.mark.parametrize("template", POSTGRESQL)
+def test_postgresql_queries_are_judged_as_postgresql_answers_them(
+    empty_postgresql: str, template: str
+) -> None:
+    sql = template.format(w=POSTGRESQL_WINDOW)
+    answered = len(ask_postgresql(postgresql_source(empty_postgresql), sql, WINDOW)) > 0
+    rule = SOURCE_TYPES["postgresql"].rows_without_data
+    assert rule is not None
+    assert rule(sql) is answered, f"PostgreSQL answered {'a row' if answered else 'no row'} to {sql}"
