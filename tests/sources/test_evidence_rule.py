@@ -46,6 +46,12 @@ CLICKHOUSE = [
     "SELECT max(x) AS worst FROM t WHERE {w} HAVING worst < 100",
     "SELECT max(x) AS worst FROM t WHERE {w} HAVING count() > 0 OR worst < 5",
     "SELECT max(x) AS worst FROM t WHERE {w} HAVING count() >= 0",
+    # filled rows are rows without data; a fill with one end only fills nothing
+    "SELECT toStartOfHour(ts) AS h, count() AS n FROM t WHERE {w} GROUP BY h ORDER BY h"
+    " WITH FILL FROM toStartOfHour(toDateTime({window_start:DateTime64(3)})) TO toDateTime({window_end:DateTime64(3)}) STEP INTERVAL 1 HOUR",
+    "SELECT toStartOfHour(ts) AS h, count() AS n FROM t WHERE {w} GROUP BY h ORDER BY h"
+    " WITH FILL FROM toStartOfHour(toDateTime({window_start:DateTime64(3)})) STEP INTERVAL 1 HOUR",
+    "SELECT dummy AS d FROM system.one WHERE {window_start:DateTime64(3)} < {window_end:DateTime64(3)}",
 ]
 POSTGRESQL = [
     "SELECT coalesce(max(x), 0) AS worst FROM t WHERE {w}",
@@ -91,7 +97,7 @@ WINDOW = {"window_start": AS_OF.replace(hour=0), "window_end": AS_OF}
 
 @pytest.mark.parametrize("template", CLICKHOUSE)
 def test_clickhouse_queries_are_judged_as_chdb_answers_them(empty_clickhouse: str, template: str) -> None:
-    sql = template.format(w=CLICKHOUSE_WINDOW)
+    sql = template.replace("{w}", CLICKHOUSE_WINDOW)
     answered = len(ask_clickhouse(clickhouse_source(empty_clickhouse), sql, **WINDOW)) > 0  # type: ignore[arg-type]
     rule = SOURCE_TYPES["clickhouse"].rows_without_data
     assert rule is not None
@@ -102,7 +108,7 @@ def test_clickhouse_queries_are_judged_as_chdb_answers_them(empty_clickhouse: st
 def test_postgresql_queries_are_judged_as_postgresql_answers_them(
     empty_postgresql: str, template: str
 ) -> None:
-    sql = template.format(w=POSTGRESQL_WINDOW)
+    sql = template.replace("{w}", POSTGRESQL_WINDOW)
     answered = len(ask_postgresql(postgresql_source(empty_postgresql), sql, WINDOW)) > 0
     rule = SOURCE_TYPES["postgresql"].rows_without_data
     assert rule is not None

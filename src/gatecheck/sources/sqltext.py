@@ -152,6 +152,8 @@ def time_filtered_columns(
 
 
 _COMPARISONS = {"GT": ">", "GTE": ">=", "LT": "<", "LTE": "<=", "NEQ": "!="}
+#: ClickHouse's system tables that hold rows whatever the data: one, or numbers without end.
+_ROWS_OF_THEIR_OWN = frozenset({"one", "numbers", "numbers_mt", "zeros", "zeros_mt"})
 _MIRRORED = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "!=": "!="}
 
 
@@ -163,7 +165,8 @@ def answers_a_row_without_data(sql: str, dialect: str) -> bool:
     no table (``SELECT 0``) or a table function, through subqueries, WITH names, UNION and
     joins; a GROUP BY whose grouping sets include the empty one (``GROUPING SETS (…, ())``,
     PostgreSQL's ``GROUP BY ()``, ``ROLLUP``, ``CUBE``) and a HAVING that keeps the empty
-    window's row (one that asks a count for a row, ``HAVING count() > 0``, drops it). Unsure (a
+    window's row (one that asks a count for a row, ``HAVING count() > 0``, drops it),
+    ClickHouse's ``ORDER BY … WITH FILL FROM … TO …`` and ``system.one``. Unsure (a
     WHERE over such a row, a RIGHT or FULL join): True. Text sqlglot cannot read: False (its
     syntax is reported apart)."""
     import sqlglot
@@ -232,6 +235,8 @@ def answers_a_row_without_data(sql: str, dialect: str) -> bool:
         if isinstance(node, exp.Table):
             if not isinstance(node.this, exp.Identifier):
                 return True  # a table function (numbers(1), generate_series(…)): rows of its own
+            if dialect == "clickhouse" and node.db == "system" and node.name in _ROWS_OF_THEIR_OWN:
+                return True
             if not node.db and node.name in ctes and node.name not in seen:
                 return query(ctes[node.name], seen | {node.name})
             return False
@@ -255,6 +260,11 @@ def answers_a_row_without_data(sql: str, dialect: str) -> bool:
             return True  # WITH TOTALS: a totals row whatever the groups
         if group is not None and group.args.get("all") and all(aggregates(p) for p in node.expressions):
             return True  # GROUP BY ALL over aggregates alone groups by nothing: one row
+        order = node.args.get("order")
+        for ordered in order.expressions if order is not None else []:
+            fill = ordered.args.get("with_fill")
+            if fill is not None and fill.args.get("from_", fill.args.get("from")) and fill.args.get("to"):
+                return True  # ORDER BY … WITH FILL FROM … TO …: the filled rows, data or none
         having = node.args.get("having")
         dropped = having is not None and needs_a_row(having.this)
         if group is not None and group.expressions and all(empty_set(e, False) for e in group.expressions):
