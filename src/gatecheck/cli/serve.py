@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 # Everything else is imported where a command needs it: `--help`, `phases`, `history`,
 # `status --url` and `run --url` never import pandas, Great Expectations, chDB or the service
 # (tests/cli/test_cli.py checks it in a fresh interpreter).
-if TYPE_CHECKING:
-
-    pass
 from gatecheck.cli._common import ConfigOption, LogFormat, LogLevel, app, load_project, user_errors
 
 
