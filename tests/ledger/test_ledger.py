@@ -12,6 +12,7 @@ import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -954,6 +955,29 @@ def test_a_clickhouse_ledger_under_a_profile_that_breaks_at_a_limit_errs_never_c
             cut.history("p")
     finally:
         cut.close()
+
+
+def test_a_clickhouse_ledger_under_a_profile_that_rewrites_answers_reads_the_whole_history(
+    tmp_path: Path, warehouse: Path
+) -> None:
+    """A session whose profile cuts every answer to one row (`limit=1`), or filters what the
+    tables hold (`additional_table_filters`), gave a history of 1 of 4 records, or none: the
+    ledger's reads undo both."""
+    database = f"ledger_{abs(hash(str(tmp_path))) % 10**8}"
+    whole = at_their_time(ClickHouseLedger(f"chdb://{warehouse}?database={database}", tmp_path))
+    for k in range(3):
+        whole.record(verdict("p", AS_OF - (3 - k) * HOUR), 0.1)
+    whole.record(verdict("p", AS_OF, Outcome.FAIL), 0.1)
+    expected = [(r.as_of, r.verdict) for r in whole.history("p")]
+    assert len(expected) == 4
+    whole.close()
+    hidden = "additional_table_filters=" + quote(f"{{'{database}.gatecheck_evaluations':'0'}}")
+    for setting in ("limit=1", "offset=2", hidden):
+        rewritten = ClickHouseLedger(f"chdb://{warehouse}?database={database}&{setting}", tmp_path)
+        try:
+            assert [(r.as_of, r.verdict) for r in rewritten.history("p")] == expected, setting
+        finally:
+            rewritten.close()
 
 
 def test_the_audit_trail_keeps_every_kind_whole_numbers_waivers_and_selects(ledger: Ledger) -> None:

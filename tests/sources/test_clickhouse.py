@@ -618,3 +618,71 @@ def test_a_gate_on_a_profile_that_breaks_at_a_limit_judges_nothing(project_for, 
     for check in verdict.checks:
         assert check.outcome.value == "error", check
         assert "Limit for rows (controlled by 'max_rows_to_read' setting) exceeded" in (check.reason or ""), check.reason
+
+
+#: Session settings (a profile's, or the URL's) under which ClickHouse answers another query
+#: than the one sent, with no error: each with a question whose answer shows it. Edges of the
+#: healthy scenario, every one of them ("start->first_segment" and the others).
+REWRITES = {
+    "limit=1": EDGES.replace("SELECT", "SELECT edge_type,", 1) + " GROUP BY edge_type ORDER BY edge_type",
+    "offset=1": EDGES.replace("SELECT", "SELECT edge_type,", 1) + " GROUP BY edge_type ORDER BY edge_type",
+    "additional_result_filter=0": EDGES,
+    "additional_table_filters=%7B%27lifecycle_edges%27%3A%270%27%7D": EDGES,
+    # a constant key's aggregates over no rows: a row of zeros, unless the setting is 1
+    "empty_result_for_aggregation_by_constant_keys_on_empty_set=0":
+        "SELECT count() AS n FROM lifecycle_edges WHERE session_id = 'none' GROUP BY 'k'",
+    # no Distributed table on chDB: the setting the query ran under shows it
+    "skip_unavailable_shards=1": "SELECT getSetting('skip_unavailable_shards') AS s",
+    "distributed_group_by_no_merge=1": "SELECT getSetting('distributed_group_by_no_merge') AS s",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("level", [0, 2])
+@pytest.mark.parametrize("setting", sorted(REWRITES))
+def test_a_session_that_answers_another_query_gets_the_query_as_sent(warehouse: Path, setting: str, level: int) -> None:
+    """`limit=1` in a profile cut the unmatched-edge groups to the first one, and a failing
+    group was no longer judged; `additional_table_filters` hid the rows a check reads;
+    `skip_unavailable_shards` answers a Distributed table without a shard that is down. Where the
+    session may change settings, each query sets what the reads need."""
+    sql = REWRITES[setting]
+    whole = query(source(f"chdb://{warehouse}?database=healthy"), sql)
+    rewritten = query(source(f"chdb://{warehouse}?database=healthy&{setting}&readonly={level}"), sql)
+    assert rewritten.to_dict("records") == whole.to_dict("records")  # type: ignore[attr-defined]
+    assert len(whole) > 0 or "GROUP BY 'k'" in sql  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("setting", "what", "needed"),
+    [
+        ("limit=1", "answer to SELECT number FROM system.numbers LIMIT 3 is [0]: a limit, offset or "
+         "additional_result_filter rewrites every answer", "limit=0, offset=0, additional_result_filter=''"),
+        ("skip_unavailable_shards=1", "skip_unavailable_shards='1' leaves the shards it cannot reach out of "
+         "the answer", "skip_unavailable_shards=0"),
+        ("additional_table_filters=%7B%27t%27%3A%270%27%7D", "additional_table_filters=\"{'t':'0'}\" filters "
+         "the rows of the tables a query reads", "additional_table_filters={}"),
+    ],
+)  # fmt: skip
+def test_at_readonly_1_a_session_that_answers_another_query_refuses_every_query(
+    warehouse: Path, setting: str, what: str, needed: str
+) -> None:
+    with pytest.raises(QueryError) as caught:
+        query(source(f"chdb://{warehouse}?database=healthy&{setting}&readonly=1"), EDGES)
+    assert str(caught.value) == (
+        f"the session's {what}, and at readonly=1 gatecheck cannot change it: set {needed} in the profile "
+        "of gatecheck's user (or give it readonly=2)"
+    )
+
+
+def test_a_gate_under_a_profile_that_cuts_answers_still_sees_the_failing_group(project_for, warehouse: Path) -> None:
+    """warehouse-release on the unmatched-edges scenario under `limit=1`: unmatched_edges
+    passed on the first edge type alone, its failing one cut off."""
+    from ..conftest import database_for, evaluate
+
+    url = f"chdb://{warehouse}?database={database_for('unmatched-edges')}&limit=1"
+    project = project_for("unmatched-edges", extra={"GATECHECK_CLICKHOUSE_URL": url})
+    verdict = asyncio.run(evaluate(project, "warehouse-release", AS_OF))
+    assert verdict.verdict.value == "no-go", verdict.reasons
+    (edges,) = [check for check in verdict.checks if check.suite == "unmatched_edges"]
+    assert edges.outcome.value == "fail"
+    failing = [group.group for expectation in edges.expectations for group in expectation.failing_groups]
+    assert failing == [{"edge_type": "start->first_segment"}], failing

@@ -210,8 +210,11 @@ class ClickHouseLedger(Ledger):
             if fetch:
                 if sql.lstrip().upper().startswith(("SELECT", "WITH")):
                     # a history cut short at a profile's limit could miss the NO-GO that
-                    # decides `requires`: an error instead (connection.OVERFLOW_MODES)
-                    sql = f"{sql.rstrip().rstrip(';')}\nSETTINGS {THROW}"
+                    # decides `requires`: an error instead (connection.OVERFLOW_MODES); one
+                    # a profile's limit, offset or filters rewrite is read as written
+                    # (connection.WHOLE_ANSWER_SETTINGS)
+                    undo = "".join(f", {needed}" for _, needed in connection.other_answers())
+                    sql = f"{sql.rstrip().rstrip(';')}\nSETTINGS {THROW}{undo}"
                 return connection.query_df(sql, params)
             connection.command(sql, params)
             return None

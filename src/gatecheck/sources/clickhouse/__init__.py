@@ -30,7 +30,12 @@ from pydantic import SecretStr, model_validator
 from gatecheck._values import document_time
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
 from gatecheck.sources.base import MAX_ROWS, PlannedRequest, QueryParameters, Source, SourceSettings
-from gatecheck.sources.clickhouse.connection import THROW, ClickHouse, Connection, Target
+from gatecheck.sources.clickhouse.connection import (
+    THROW,
+    ClickHouse,
+    Connection,
+    Target,
+)
 from gatecheck.sources.probe import Probe
 from gatecheck.sources.sqltext import (
     ColumnsUsed,
@@ -120,17 +125,26 @@ def for_session(sql: str, readonly: int) -> str:
 
 
 def _sendable(sql: str, connection: Connection) -> str:
-    """The wrapped SQL as ``connection``'s session may run it (:func:`for_session`); at
-    readonly=1, whose profile the query cannot override, a profile that would answer part of
-    it as the whole at a limit refuses it (QueryError)."""
-    level, partial = connection.readonly(), connection.partial_answers()
+    """The wrapped SQL as ``connection``'s session may run it (:func:`for_session`), with the
+    settings that undo what in the session answers another query (:meth:`Connection.other_answers`);
+    at readonly=1, whose profile the query cannot override, a profile that would answer part
+    of it as the whole at a limit, or another query than the one sent, refuses it (QueryError)."""
+    level, partial, other = connection.readonly(), connection.partial_answers(), connection.other_answers()
     if level == 1 and partial:
         raise QueryError(
             f"the session's {'; '.join(partial)} answers part of a query as the "
             "whole at that limit, and at readonly=1 gatecheck cannot ask for 'throw': set it to 'throw' "
             "in the profile of gatecheck's user (or give it readonly=2)"
         )
-    return for_session(sql, level)
+    if level == 1 and other:
+        what = "; ".join(does for does, _ in other)
+        needed = ", ".join(needed for _, needed in other)
+        raise QueryError(
+            f"the session's {what}, and at readonly=1 gatecheck cannot change it: set {needed} "
+            "in the profile of gatecheck's user (or give it readonly=2)"
+        )
+    sent = for_session(sql, level)  # at readonly 0 and 2, with a SETTINGS clause to add to
+    return sent + "".join(f", {needed}" for _, needed in other)
 
 
 def time_limit(config: ClickHouseSourceConfig, root: Path) -> str:

@@ -158,6 +158,28 @@ OVERFLOW_MODES: dict[str, tuple[str, ...]] = {
 #: Each limit's overflow mode as gatecheck's reads ask for it (a ``SETTINGS`` clause): an error.
 THROW = ", ".join(f"{mode}='throw'" for mode in OVERFLOW_MODES)
 
+#: Settings under which ClickHouse answers another query than the one sent — shards left
+#: out, groups unmerged, rows filtered out — with no error: name → (the value gatecheck's reads
+#: need as system.settings shows it, as a SETTINGS clause writes it, what another value does).
+#: A session that has another value gets the needed one in each query's SETTINGS where it may
+#: change settings; at readonly=1 every query is refused, naming the setting.
+WHOLE_ANSWER_SETTINGS: dict[str, tuple[str, str, str]] = {
+    "skip_unavailable_shards": ("0", "0", "leaves the shards it cannot reach out of the answer"),
+    "distributed_group_by_no_merge": ("0", "0", "answers each shard's groups unmerged"),
+    "additional_table_filters": ("{}", "{}", "filters the rows of the tables a query reads"),
+    "empty_result_for_aggregation_by_constant_keys_on_empty_set": (
+        "1", "1", "answers a row of aggregates over no rows for a constant GROUP BY key",
+    ),
+}  # fmt: skip
+
+#: A question whose answer is known: a session whose ``limit``, ``offset`` or
+#: ``additional_result_filter`` rewrites every answer answers it otherwise. (system.settings
+#: cannot tell: ClickHouse applies ``limit`` and ``offset`` to the outermost SELECT and shows
+#: them as 0 inside it.)
+PROBE = "SELECT number FROM system.numbers LIMIT 3"
+#: The settings that undo such a rewrite (ClickHouse ≥ 22.7 has all three).
+NO_REWRITE = "limit=0, offset=0, additional_result_filter=''"
+
 
 class Connection:
     """One clickhouse-connect client; every call holds ``lock`` (shared by all clients of one
@@ -168,7 +190,7 @@ class Connection:
         self.lock = lock
         self.target = target
         self.timeout = timeout
-        self._session: tuple[int, list[str]] | None = None
+        self._session: tuple[int, list[str], list[tuple[str, str]]] | None = None
 
     def readonly(self) -> int:
         """The session's ``readonly`` level (0: any query; 1: reads, and no setting may change;
@@ -180,15 +202,35 @@ class Connection:
         also sets (``read_overflow_mode='break' (max_rows_to_read=1000)``); none: []."""
         return self._settings()[1]
 
-    def _settings(self) -> tuple[int, list[str]]:
+    def other_answers(self) -> list[tuple[str, str]]:
+        """What in the session makes ClickHouse answer another query than the one sent — the
+        settings of :data:`WHOLE_ANSWER_SETTINGS` at another value than gatecheck's reads need,
+        an answer to :data:`PROBE` rewritten — each as (what it does, the SETTINGS that undo it)."""
+        return self._settings()[2]
+
+    def _settings(self) -> tuple[int, list[str], list[tuple[str, str]]]:
         if self._session is None:
             names = [
                 "readonly",
                 *OVERFLOW_MODES,
                 *(limit for limits in OVERFLOW_MODES.values() for limit in limits),
+                *WHOLE_ANSWER_SETTINGS,
             ]
             listed = ", ".join(f"'{name}'" for name in names)
-            rows = self.query_rows(f"SELECT name, value FROM system.settings WHERE name IN ({listed})")
+            answer = [int(row[0]) for row in self.query_rows(PROBE)]
+            rewritten = None
+            if answer != [0, 1, 2]:
+                rewritten = (
+                    f"answer to {PROBE} is {answer}: a limit, offset or additional_result_filter "
+                    "rewrites every answer"
+                )
+            read = f"SELECT name, value FROM system.settings WHERE name IN ({listed})"
+            try:
+                rows = self.query_rows(read + (f" SETTINGS {NO_REWRITE}" if rewritten else ""))
+            except QueryError:
+                if rewritten is None:
+                    raise
+                rows = self.query_rows(read)  # readonly=1, whose queries refuse such a session
             value = {str(name): str(setting) for name, setting in rows}
             partial = []
             for mode, limits in OVERFLOW_MODES.items():
@@ -199,7 +241,14 @@ class Connection:
                 ]
                 if set_limits:
                     partial.append(f"{mode}='{value[mode]}' ({', '.join(set_limits)})")
-            self._session = (int(value.get("readonly", "0")), partial)
+            other = [
+                (f"{name}={value[name]!r} {does}", f"{name}={written}")
+                for name, (needed, written, does) in WHOLE_ANSWER_SETTINGS.items()
+                if name in value and value[name] != needed  # a server without it: nothing to change
+            ]
+            if rewritten:
+                other.append((rewritten, NO_REWRITE))
+            self._session = (int(value.get("readonly", "0")), partial, other)
         return self._session
 
     def query_df(self, sql: str, parameters: dict[str, Any] | None = None) -> pd.DataFrame:
