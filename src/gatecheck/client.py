@@ -225,7 +225,10 @@ def fetch_chain(url: str, timeout: float = 30.0) -> list[PhaseStatus]:
                 none_yet = response.headers.get("gatecheck-evaluated") == "false"
                 evaluated = response.status_code == 200 and not none_yet
                 verdict = Verdict.model_validate(response.json()) if evaluated else None
-                chain.append(PhaseStatus(item["phase"], item["environment"], list(item["requires"]), verdict))
+                overdue = item.get("overdue")  # an older service does not send it
+                chain.append(
+                    PhaseStatus(item["phase"], item["environment"], list(item["requires"]), verdict, overdue)
+                )
             return chain
     except (httpx.HTTPError, ValueError, KeyError, ValidationError) as exc:
         raise SourceUnavailable(

@@ -258,6 +258,48 @@ def test_a_scheduled_phase_whose_latest_verdict_is_overdue_says_so_above_the_fol
     assert len(shown) == 2 and all(0 <= y < 1000 for y in shown), shown  # the lead and the card, in the first screen
 
 
+def test_status_from_a_service_says_which_go_is_overdue(tmp_path: Path, no_go: Verdict) -> None:
+    """`gatecheck status --url` showed a scheduled phase's three-hour-old GO as `go` and said
+    every phase was GO, while the service itself said the GO was overdue (its API and pages)."""
+    import threading
+
+    from gatecheck.config import load_project
+    from gatecheck.service.server import bind, make_server
+
+    ledger = SqliteLedger(tmp_path / "history.db")
+    ledger.record(no_go.model_copy(update={"verdict": VerdictState.GO, "reasons": ["all checks passed"]}), 0.2)
+    project = load_project(PROJECT, environ={"GATECHECK_HISTORY_URL": f"sqlite:///{tmp_path / 'history.db'}"})
+
+    def status(age: timedelta, scheduled: list[str]) -> tuple[str, dict[str, Any]]:
+        service = Service(project, ledger, scheduled, engine=_NoEvaluations(), clock=lambda: AS_OF + age)  # type: ignore[arg-type]
+        sock = bind("127.0.0.1", 0)
+        server = make_server(service, "127.0.0.1", int(sock.getsockname()[1]))  # the API only: no schedule
+        thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+        thread.start()
+        try:
+            while not server.started:
+                time.sleep(0.05)
+            base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+            text = CliRunner().invoke(app, ["status", "--url", base])
+            document = CliRunner().invoke(app, ["status", "--url", base, "--format", "json"])
+        finally:
+            server.should_exit = True
+            thread.join(timeout=15)
+        assert text.exit_code == 0 and document.exit_code == 0, text.output + document.output
+        phases = {p["phase"]: p for p in json.loads(document.stdout)["phases"]}
+        return text.stdout, phases["warehouse-release"]
+
+    text, listed = status(3 * HOUR + 2 * MINUTE, ["warehouse-release"])
+    (row,) = [line for line in text.splitlines() if "warehouse-release" in line.split()[:2]]
+    assert "go (overdue)" in row, row
+    assert row.endswith("overdue: scheduled every 5m, the latest 3h2m ago: this GO may no longer hold"), row
+    assert "; overdue: warehouse-release (as of" in text, text
+    assert listed["overdue"] == "overdue: scheduled every 5m, the latest 3h2m ago" and listed["verdict"] == "go"
+    for age, scheduled in ((14 * MINUTE, ["warehouse-release"]), (3 * HOUR, [])):  # within 3 intervals; on request
+        text, listed = status(age, scheduled)
+        assert "overdue" not in text and listed["overdue"] is None, text
+
+
 def _client(service: Service) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(service)), base_url="http://127.0.0.1")
 

@@ -20,13 +20,17 @@ class PhaseStatus:
     environment: str
     requires: list[str]
     verdict: Verdict | None
+    # a running service's word that this scheduled phase's latest verdict is older than its
+    # schedule allows (``overdue: scheduled every 5m, the latest 3h ago``); a ledger cannot say
+    overdue: str | None = None
 
     @property
     def state(self) -> str:
         if self.verdict is None:
             return "never evaluated"
         waivers = sorted({c.waiver.id for c in self.verdict.checks if c.waiver is not None})
-        return self.verdict.verdict.value + (f" (waived {', '.join(waivers)})" if waivers else "")
+        state = self.verdict.verdict.value + (f" (waived {', '.join(waivers)})" if waivers else "")
+        return state + (" (overdue)" if self.overdue else "")
 
     @property
     def soak(self) -> str:
@@ -45,6 +49,13 @@ class PhaseStatus:
             return ""
         return self.verdict.reasons[0] if self.verdict.reasons else self.verdict.verdict.value
 
+    @property
+    def first_note(self) -> str:
+        """What a reader must know of it first: what blocks it, or that its GO is overdue."""
+        if self.blocked_by or not self.overdue:
+            return self.blocked_by
+        return f"{self.overdue}: this GO may no longer hold"
+
     def document(self, next_phase: str | None) -> dict[str, Any]:
         return {
             "phase": self.phase,
@@ -56,6 +67,7 @@ class PhaseStatus:
             if self.verdict and self.verdict.soak
             else None,
             "blocked_by": self.blocked_by or None,
+            "overdue": self.overdue,
             "next": self.phase == next_phase,
         }
 
@@ -85,7 +97,7 @@ def render_status(chain: list[PhaseStatus], now: datetime) -> str:
                 status.state,
                 when,
                 status.soak,
-                _clip(status.blocked_by, 140),
+                _clip(status.first_note, 140),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
@@ -93,6 +105,9 @@ def render_status(chain: list[PhaseStatus], now: datetime) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=False)) + "  " + r[-1] for r in rows
     ]
     footer = f"next: {upcoming}" if upcoming else "every phase of the chain is GO"
+    overdue = [status.phase for status in chain if status.overdue]
+    if overdue:  # a GO of a schedule that stopped is no GO now
+        footer += f"; overdue: {', '.join(overdue)}"
     return "\n".join(line.rstrip() for line in lines) + f"\n\n{footer} (as of {timestamp(now)})\n"
 
 
