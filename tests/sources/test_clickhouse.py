@@ -631,9 +631,18 @@ REWRITES = {
     # a constant key's aggregates over no rows: a row of zeros, unless the setting is 1
     "empty_result_for_aggregation_by_constant_keys_on_empty_set=0":
         "SELECT count() AS n FROM lifecycle_edges WHERE session_id = 'none' GROUP BY 'k'",
+    # an edge whose pair is missing: 0 in its pair's columns, NULL under join_use_nulls=1
+    "join_use_nulls=1":
+        "SELECT countIf(b.n = 0) AS unpaired FROM (SELECT 1 AS k) AS a LEFT JOIN (SELECT 2 AS k, 5 AS n) AS b"
+        " ON a.k = b.k",
+    "aggregate_functions_null_for_empty=1":
+        "SELECT max(length(session_id)) AS worst FROM lifecycle_edges WHERE session_id = 'none'",
     # no Distributed table on chDB: the setting the query ran under shows it
     "skip_unavailable_shards=1": "SELECT getSetting('skip_unavailable_shards') AS s",
     "distributed_group_by_no_merge=1": "SELECT getSetting('distributed_group_by_no_merge') AS s",
+    "count_distinct_implementation=uniq": "SELECT getSetting('count_distinct_implementation') AS s",
+    "join_default_strictness=ANY": "SELECT getSetting('join_default_strictness') AS s",
+    "final=1": "SELECT getSetting('final') AS s",
 }  # fmt: skip
 
 

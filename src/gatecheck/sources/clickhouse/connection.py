@@ -159,8 +159,10 @@ OVERFLOW_MODES: dict[str, tuple[str, ...]] = {
 THROW = ", ".join(f"{mode}='throw'" for mode in OVERFLOW_MODES)
 
 #: Settings under which ClickHouse answers another query than the one sent — shards left
-#: out, groups unmerged, rows filtered out — with no error: name → (the value gatecheck's reads
-#: need as system.settings shows it, as a SETTINGS clause writes it, what another value does).
+#: out, groups unmerged, rows filtered out, a JOIN, an aggregate or DISTINCT meaning something
+#: else than ClickHouse's defaults, which the suites are written for — with no error: name →
+#: (the value gatecheck's reads need as system.settings shows it, as a SETTINGS clause writes
+#: it, what another value does).
 #: A session that has another value gets the needed one in each query's SETTINGS where it may
 #: change settings; at readonly=1 every query is refused, naming the setting.
 WHOLE_ANSWER_SETTINGS: dict[str, tuple[str, str, str]] = {
@@ -170,6 +172,17 @@ WHOLE_ANSWER_SETTINGS: dict[str, tuple[str, str, str]] = {
     "empty_result_for_aggregation_by_constant_keys_on_empty_set": (
         "1", "1", "answers a row of aggregates over no rows for a constant GROUP BY key",
     ),
+    "aggregate_functions_null_for_empty": ("0", "0", "answers NULL for an aggregate over no rows"),
+    "final": ("0", "0", "reads every table as if the query said FINAL"),
+    "join_use_nulls": ("0", "0", "gives a row a JOIN did not match NULLs instead of its columns' defaults"),
+    "join_default_strictness": ("ALL", "'ALL'", "joins ANY (one match) where a query says JOIN"),
+    "any_join_distinct_right_table_keys": ("0", "0", "gives ANY JOIN its legacy meaning"),
+    "count_distinct_implementation": ("uniqExact", "'uniqExact'", "counts DISTINCT with that function"),
+    "transform_null_in": ("0", "0", "matches NULL with NULL in IN"),
+    "group_by_use_nulls": ("0", "0", "gives the keys a grouping set leaves out NULLs"),
+    "union_default_mode": ("", "''", "reads a bare UNION as that mode"),
+    "intersect_default_mode": ("ALL", "'ALL'", "reads a bare INTERSECT as that mode"),
+    "except_default_mode": ("ALL", "'ALL'", "reads a bare EXCEPT as that mode"),
 }  # fmt: skip
 
 #: A question whose answer is known: a session whose ``limit``, ``offset`` or
