@@ -462,6 +462,20 @@ def chromium() -> str:
     return found
 
 
+def faketime() -> list[str]:
+    """The command that runs a process on a clock an hour behind the machine's (Debian's
+    ``faketime``, libfaketime: the process's own clock only, its monotonic clock untouched),
+    for the tests of a host whose clock runs behind its sources': skipped where it is missing,
+    a failure under CI (.ci/run installs it)."""
+    found = shutil.which("faketime")
+    if found is None:
+        message = "faketime is not installed: apt-get install faketime (Debian's package)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} — .ci/run installs it; CI must not skip this test")
+        pytest.skip(message)
+    return [found, "-f", "-1h"]
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """One headless chromium per worker for the tests that read pages in a real browser

@@ -128,3 +128,30 @@ class Source(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {redact(self.config.url)}>"
+
+
+def clock_problem(where: str, theirs: datetime, before: datetime, after: datetime) -> str | None:
+    """Why a server's clock cannot be trusted with gatecheck's windows, or None: its reading
+    ``theirs``, taken between ``before`` and ``after`` by gatecheck's clock, lies outside that
+    span by more than :data:`~gatecheck.durations.MAX_CLOCK_SKEW`. Every window is gatecheck's
+    clock's; on a host whose clock runs an hour behind, the last hour of data lies after every
+    window, and a freshness check finds the newest row it does see seconds old."""
+    from gatecheck._values import timestamp
+    from gatecheck.durations import MAX_CLOCK_SKEW, format_duration
+
+    if theirs > after + MAX_CLOCK_SKEW:
+        way = "ahead of"
+    elif theirs < before - MAX_CLOCK_SKEW:
+        way = "behind"
+    else:
+        return None
+    seconds = abs((theirs - (before + (after - before) / 2)).total_seconds())
+    off = timedelta(
+        seconds=round(seconds / 60) * 60 if seconds >= 600 else round(seconds)
+    )  # (a Date header: to the second)
+    return (
+        f"{where}'s clock reads {timestamp(theirs)}, {format_duration(off)} {way} gatecheck's "
+        f"({timestamp(after)}), more than the {format_duration(MAX_CLOCK_SKEW)} two clocks may differ: "
+        "a window by gatecheck's clock would judge another time than it names (synchronize the "
+        "clocks, e.g. with NTP)"
+    )

@@ -18,7 +18,7 @@ import contextlib
 import json
 import re
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -26,7 +26,7 @@ from pydantic import SecretStr, field_validator, model_validator
 
 from gatecheck._values import document_time
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
-from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source, SourceSettings
+from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source, SourceSettings, clock_problem
 from gatecheck.sources.probe import Probe
 from gatecheck.sources.sqltext import (
     ColumnsUsed,
@@ -227,10 +227,18 @@ class PostgreSQLSource(Source):
             # For this transaction only: the server stops the query itself, and a `timestamp`
             # without zone is read as UTC (compared with the window's timestamptz bounds it is
             # read in the session's TimeZone: on a server in New York the window fell 5h back).
+            # And the server's clock, once a transaction: every window is gatecheck's clock's.
+            before = datetime.now(UTC)
             await cursor.execute(
-                "SELECT set_config('statement_timeout', %s, true), set_config('TimeZone', 'UTC', true)",
+                "SELECT set_config('statement_timeout', %s, true), set_config('TimeZone', 'UTC', true),"
+                " clock_timestamp()",
                 [f"{int(self.timeout * 1000)}"],
             )
+            after = datetime.now(UTC)
+            answer = await cursor.fetchone()
+            problem = clock_problem(self.where, answer[2], before, after) if answer else None
+            if problem is not None:
+                raise QueryError(problem)
             await cursor.execute(sql, parameters)
             rows = await cursor.fetchmany(MAX_ROWS + 1)
             columns = [c.name for c in cursor.description or []]

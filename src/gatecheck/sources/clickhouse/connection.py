@@ -28,6 +28,7 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -230,6 +231,15 @@ class Connection:
                 *WHOLE_ANSWER_SETTINGS,
             ]
             listed = ", ".join(f"'{name}'" for name in names)
+            if self.target.embedded is None:  # a server's clock (chDB's is this process's own)
+                from gatecheck.sources.base import clock_problem
+
+                before = datetime.now(UTC)
+                theirs = self.query_rows("SELECT toUnixTimestamp64Micro(now64(6))")[0][0]
+                moment = datetime.fromtimestamp(int(theirs) / 1e6, UTC)
+                problem = clock_problem(self.target.where, moment, before, datetime.now(UTC))
+                if problem is not None:
+                    raise QueryError(problem)
             answer = [int(row[0]) for row in self.query_rows(PROBE)]
             rewritten = None
             if answer != [0, 1, 2]:

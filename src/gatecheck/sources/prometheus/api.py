@@ -26,7 +26,7 @@ import contextlib
 import math
 import re
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -37,7 +37,7 @@ from gatecheck._values import document_time
 from gatecheck.durations import format_duration
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, one_line, redact
 from gatecheck.sources._http import fetch, http_errors, verified_tls
-from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source
+from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source, clock_problem
 from gatecheck.sources.probe import Probe, counted
 from gatecheck.sources.prometheus.promql import (
     PrometheusSourceConfig,
@@ -252,6 +252,19 @@ _RETENTION_PART = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
 _RETENTION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 365 * 86400}
 
 
+def _date_header(text: str | None) -> datetime | None:
+    """An HTTP ``Date`` header as a moment (None: absent or unreadable)."""
+    from email.utils import parsedate_to_datetime
+
+    if not text:
+        return None
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def retention_of(text: str) -> timedelta | None:
     """The time part of Prometheus's ``storageRetention`` (``15d``, ``1y2w``, ``15d or 10GiB``),
     or None when it keeps data by size alone (``10GiB``) or says nothing readable."""
@@ -290,6 +303,8 @@ class PrometheusSource(Source):
         self._known: dict[tuple[str, float, float], bool] = {}
         self._labels: dict[tuple[str, str, float, float], set[str]] = {}
         self._retention: tuple[timedelta | None, str] | None = None
+        # the server's clock by the Date header of that answer, and gatecheck's around it
+        self._clock: tuple[datetime | None, datetime, datetime] | None = None
 
     async def query(self, text: Any, parameters: QueryParameters) -> pd.DataFrame:
         measures = text.measures if isinstance(text, PromQuery) else {"value": text}
@@ -317,11 +332,13 @@ class PrometheusSource(Source):
         Mimir may not), and its words; asked once per evaluation."""
         if self._retention is None:
             where = f"Prometheus at {redact(self.base)}"
+            before = datetime.now(UTC)
             with http_errors(where, self.timeout):
                 answer = await fetch(
                     self._client, "GET", f"{self.base}/api/v1/status/runtimeinfo", what=where,
                     timeout=self.timeout,
                 )  # fmt: skip
+            self._clock = (_date_header(answer.headers.get("date")), before, datetime.now(UTC))
             said = ""
             if answer.status_code == 200:
                 with contextlib.suppress(ValueError, AttributeError):
@@ -334,6 +351,11 @@ class PrometheusSource(Source):
         it are gone, and a count over the window would silently be a count over less (a 30-day
         error budget judged on the 15 days a default Prometheus keeps)."""
         kept, said = await self.retention()
+        theirs, before, after = self._clock or (None, None, None)
+        if theirs is not None and before is not None and after is not None:
+            problem = clock_problem(f"Prometheus at {redact(self.base)}", theirs, before, after)
+            if problem is not None:
+                raise QueryError(problem)
         now = datetime.now(start.tzinfo)
         if kept is not None and start < now - kept:
             raise QueryError(
