@@ -187,7 +187,7 @@ def test_an_ors_extra_questions_to_prometheus_are_explained() -> None:
             f"GET /api/v1/labels?match[]=ingest_http_requests_total&{span}"
         ),
         "the server's retention, once per evaluation (a window begun before it is an error)": (
-            "GET /api/v1/status/runtimeinfo (storageRetention)"
+            "GET /api/v1/status/runtimeinfo (storageRetention; its Date header: the server's clock)"
         ),
     }
 

@@ -162,7 +162,8 @@ def explain_query(
         "requests": [
             {
                 "what": "query (READ ONLY transaction, statement_timeout "
-                f"{int(config.timeout.total_seconds() * 1000)} ms, TimeZone UTC)",
+                f"{int(config.timeout.total_seconds() * 1000)} ms, TimeZone UTC; "
+                "the server's clock_timestamp())",
                 "text": bind_form(query),
                 "parameters": [
                     {

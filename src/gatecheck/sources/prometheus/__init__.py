@@ -75,7 +75,7 @@ def explain_query(
     if not config.scrape:
         requests.append({
             "what": "the server's retention, once per evaluation (a window begun before it is an error)",
-            "text": "GET /api/v1/status/runtimeinfo (storageRetention)",
+            "text": "GET /api/v1/status/runtimeinfo (storageRetention; its Date header: the server's clock)",
             "parameters": [],
         })  # fmt: skip
     return {"sent_to": sent_to, "requests": requests}
