@@ -695,3 +695,50 @@ def test_a_gate_under_a_profile_that_cuts_answers_still_sees_the_failing_group(p
     assert edges.outcome.value == "fail"
     failing = [group.group for expectation in edges.expectations for group in expectation.failing_groups]
     assert failing == [{"edge_type": "start->first_segment"}], failing
+
+
+def test_a_window_reaching_beyond_a_tables_ttl_is_an_error(warehouse: Path) -> None:
+    """A table that keeps a day (`TTL ts + INTERVAL 1 DAY`) answered a 48-hour window with the
+    last day's rows alone, as if the day before had had none. A rule that removes rows (or
+    rolls them up) and is shorter than the window's reach is an error; one that moves rows is
+    not, nor is a window within the TTL."""
+    from gatecheck._values import document_time
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    with ClickHouse() as clickhouse:
+        connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}", warehouse))
+        connection.command("CREATE DATABASE IF NOT EXISTS ttl_rules")
+        for table, ttl in (
+            ("kept_a_day", "TTL ts + INTERVAL 1 DAY"),
+            ("rolled_up", "TTL ts + INTERVAL 36 HOUR GROUP BY k SET n = sum(n)"),
+            ("some_removed", "TTL ts + INTERVAL 1 DAY WHERE k = 'b'"),
+            ("moved", "TTL ts + INTERVAL 1 DAY TO DISK 'default'"),
+        ):
+            connection.command(f"DROP TABLE IF EXISTS ttl_rules.{table}")
+            connection.command(
+                f"CREATE TABLE ttl_rules.{table} (k String, n UInt64, ts DateTime64(3, 'UTC'))"
+                f" ENGINE = MergeTree ORDER BY (k, ts) {ttl}"
+            )
+            for hours in (1, 30, 47):  # a row now, one a day and more ago, one two days ago
+                at = (now - timedelta(hours=hours)).strftime("%Y-%m-%d %H:%M:%S")
+                connection.command(f"INSERT INTO ttl_rules.{table} VALUES ('b', 1, '{at}')")
+            connection.command(f"OPTIMIZE TABLE ttl_rules.{table} FINAL")  # the merge applies the TTL
+    sql = "SELECT count() AS n FROM {table} WHERE ts >= {{window_start:DateTime64(3)}} AND ts < {{window_end:DateTime64(3)}}"
+    two_days = {"window_start": now - timedelta(hours=48), "window_end": now}
+    src = source(f"chdb://{warehouse}?database=ttl_rules")
+    answered = query(src, sql.format(table="moved"), **two_days)
+    assert int(answered["n"].iloc[0]) == 3  # type: ignore[index]
+    for table, rule in (
+        ("kept_a_day", "ts + toIntervalDay(1)"),
+        ("rolled_up", "ts + toIntervalHour(36) GROUP BY k SET n = sum(n)"),
+        ("some_removed", "ts + toIntervalDay(1) WHERE k = 'b'"),
+    ):
+        with pytest.raises(QueryError) as caught:
+            query(source(f"chdb://{warehouse}?database=ttl_rules"), sql.format(table=table), **two_days)
+        said = str(caught.value)
+        assert said.startswith(f"the window from {document_time(two_days['window_start'])} reaches back 48h"), said
+        assert f", beyond what table ttl_rules.{table} keeps (TTL {rule}): its rows before " in said, said
+        assert str(caught.value).endswith("judged on part of it (a shorter window, or a longer TTL)")
+    within = {"window_start": now - timedelta(hours=20), "window_end": now}
+    answered = query(source(f"chdb://{warehouse}?database=ttl_rules"), sql.format(table="kept_a_day"), **within)
+    assert int(answered["n"].iloc[0]) == 1  # type: ignore[index]

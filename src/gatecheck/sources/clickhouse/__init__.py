@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import SecretStr, model_validator
 
 from gatecheck._values import document_time
+from gatecheck.durations import format_duration
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
 from gatecheck.sources.base import MAX_ROWS, PlannedRequest, QueryParameters, Source, SourceSettings
 from gatecheck.sources.clickhouse.connection import (
@@ -36,6 +37,7 @@ from gatecheck.sources.clickhouse.connection import (
     Connection,
     Target,
 )
+from gatecheck.sources.clickhouse.ttl import TtlRule, removing_rules
 from gatecheck.sources.probe import Probe
 from gatecheck.sources.sqltext import (
     ColumnsUsed,
@@ -167,6 +169,11 @@ def time_limit(config: ClickHouseSourceConfig, root: Path) -> str:
     )
 
 
+def _literal(text: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _count(rows: int) -> str:
     """``1.9M``, ``245k``, ``812``."""
     for scale, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
@@ -271,7 +278,7 @@ def explain_query(
                     }
                     for key, value in parameters.items()
                 ],
-            }
+            },
         ],
     }
 
@@ -332,6 +339,9 @@ class ClickHouseSource(Source):
         self._own_hub = clickhouse is None
         self._hub = clickhouse if clickhouse is not None else ClickHouse()
         self._connection: Connection | None = None
+        # each table's TTL rules that remove rows, read once an evaluation (None: unreadable)
+        self._ttls: dict[tuple[str, str], list[TtlRule]] | None = {}
+        self._tables: dict[str, list[tuple[str, str]]] = {}  # the tables each query text reads
 
     def connection(self) -> Connection:
         """The source's connection, opened on first use (embedded: the hub's shared client)."""
@@ -343,12 +353,54 @@ class ClickHouseSource(Source):
         connection = self.connection()
         return connection.query_df(_sendable(sql, connection), parameters)
 
+    def _kept_since(self, text: str, start: Any) -> None:
+        """QueryError when a table ``text`` reads removes rows (its TTL) that the window from
+        ``start`` still needs: the window would be judged on the rows left, part of itself."""
+        if not isinstance(start, datetime) or self._ttls is None:
+            return
+        tables = self._tables.get(text)
+        if tables is None:
+            try:
+                tables = sorted(time_filtered_columns(text, self.target.database))
+            except Exception:  # text sqlglot cannot read: its syntax is reported apart
+                tables = []
+            self._tables[text] = tables
+        unknown = [table for table in tables if table not in self._ttls]
+        if unknown:
+            listed = ", ".join(f"({_literal(database)}, {_literal(name)})" for database, name in unknown)
+            try:
+                rows = self.connection().query_rows(
+                    "SELECT database, name, engine_full FROM system.tables"
+                    f" WHERE (database, name) IN ({listed})"
+                )
+            except QueryError:  # no grant on system.tables: not judged, as before
+                self._ttls = None
+                return
+            for table in unknown:
+                self._ttls[table] = []
+            for database, name, engine in rows:
+                self._ttls[(str(database), str(name))] = removing_rules(str(engine))
+        now = datetime.now(start.tzinfo).replace(microsecond=0)
+        for database, name in tables:
+            for rule in self._ttls.get((database, name), []):
+                if start < now - rule.after:
+                    raise QueryError(
+                        f"the window from {document_time(start)} reaches back "
+                        f"{format_duration(now - start)}, beyond what table {database}.{name} keeps "
+                        f"(TTL {rule.text}): its rows before "
+                        f"{document_time(now - rule.after)} may be gone, so the window would be judged on "
+                        "part of it (a shorter window, or a longer TTL)"
+                    )
+
     async def query(self, text: str, parameters: QueryParameters) -> pd.DataFrame:
         sql = wrap_readonly(text, self.timeout)
         bound = {name: format_parameter(value) for name, value in named_only(text, parameters).items()}
         try:
             # The driver blocks, so it runs in a thread; the server's max_execution_time stops
             # the query itself, this outer limit stops us waiting on a hung connection.
+            await asyncio.wait_for(
+                asyncio.to_thread(self._kept_since, text, parameters.get("window_start")), self.timeout + 5
+            )
             return await asyncio.wait_for(asyncio.to_thread(self._query, sql, bound), self.timeout + 5)
         except TimeoutError as exc:
             raise SourceTimeout(f"no answer within {self.timeout:.0f}s") from exc
@@ -474,6 +526,10 @@ class ClickHouseSource(Source):
         if STEP_COLUMN in text:
             return None
         from gatecheck.sources.clickhouse.onepass import one_pass, steps_of
+
+        starts = [p["window_start"] for p in parameter_sets if isinstance(p.get("window_start"), datetime)]
+        if starts:
+            await asyncio.to_thread(self._kept_since, text, min(starts))
 
         steps = steps_of(list(parameter_sets))
         rewritten = one_pass(text, steps) if steps is not None else None
