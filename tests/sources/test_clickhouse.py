@@ -742,3 +742,20 @@ def test_a_window_reaching_beyond_a_tables_ttl_is_an_error(warehouse: Path) -> N
     within = {"window_start": now - timedelta(hours=20), "window_end": now}
     answered = query(source(f"chdb://{warehouse}?database=ttl_rules"), sql.format(table="kept_a_day"), **within)
     assert int(answered["n"].iloc[0]) == 1  # type: ignore[index]
+
+
+def test_the_ttl_rules_that_remove_rows_are_read_as_clickhouse_writes_them() -> None:
+    from gatecheck.sources.clickhouse.ttl import removing_rules
+
+    engine = (
+        "MergeTree ORDER BY (k, ts) TTL ts + toIntervalMonth(1) RECOMPRESS CODEC(ZSTD(3)), "
+        "ts + toIntervalMonth(2) WHERE k IN ('a, b', 'c TTL d'), toDateTime(ts) + toIntervalYear(1) "
+        "SETTINGS index_granularity = 8192"
+    )
+    rules = removing_rules(engine)
+    assert [(r.after, r.text) for r in rules] == [
+        (timedelta(days=56), "ts + toIntervalMonth(2) WHERE k IN ('a, b', 'c TTL d')"),  # a month at its shortest
+        (timedelta(days=365), "toDateTime(ts) + toIntervalYear(1)"),
+    ]
+    assert removing_rules("MergeTree ORDER BY k SETTINGS index_granularity = 8192") == []
+    assert removing_rules("MergeTree ORDER BY k TTL expires_at") == []  # no interval to read

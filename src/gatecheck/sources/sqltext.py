@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,6 +149,26 @@ def time_filtered_columns(
                     if not holds_time(side):
                         found[tables[0]] |= {c.name for c in side.find_all(exp.Column) if c.name not in timed}
     return found
+
+
+def outside_quotes(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """Each character of ``text`` from ``start`` that is not inside quotes (``'…'``, ``"…"``,
+    `` `…` ``, a backslash escaping the next character), with the depth of parentheses it is
+    at: an opening one counts in, a closing one out."""
+    depth, quote, i = 0, "", start
+    while i < len(text):
+        char = text[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"`":
+            quote = char
+        else:
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            yield i, char, depth
+        i += 1
 
 
 _COMPARISONS = {"GT": ">", "GTE": ">=", "LT": "<", "LTE": "<=", "NEQ": "!="}

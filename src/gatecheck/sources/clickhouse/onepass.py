@@ -45,6 +45,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
+from gatecheck.sources.sqltext import outside_quotes
+
 STEP = "gatecheck_step"
 _PREFIX = "gatecheck_"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -538,21 +540,7 @@ def _state_and_merge(text: str, column: str) -> tuple[str, str]:
 
 def _closing(text: str, start: int) -> int:
     """The index of the parenthesis closing the one at ``start`` (quotes respected)."""
-    depth, quote, i = 0, "", start
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\\":
-                i += 1
-            elif ch == quote:
-                quote = ""
-        elif ch in "'\"`":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
+    for i, char, depth in outside_quotes(text, start):
+        if char == ")" and depth == 0:
+            return i
     raise _Refused("unbalanced parentheses")

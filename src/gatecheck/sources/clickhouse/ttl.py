@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
+from gatecheck.sources.sqltext import outside_quotes
+
 #: ClickHouse's interval units, each at its shortest (a month of 28 days: a rule of one
 #: month may already have removed the rows of a 29-day window).
 _UNITS = {
@@ -38,27 +40,12 @@ class TtlRule:
 
 def _top_level(text: str, separator: str) -> list[str]:
     """``text`` split at each ``separator`` outside parentheses and quotes."""
-    parts, depth, quote, start, i = [], 0, "", 0, 0
-    while i < len(text):
-        char = text[i]
-        if quote:
-            if char == "\\":
-                i += 1
-            elif char == quote:
-                quote = ""
-        elif char in "'`\"":
-            quote = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif depth == 0 and text.startswith(separator, i):
-            parts.append(text[start:i])
-            start = i + len(separator)
-            i = start
-            continue
-        i += 1
-    parts.append(text[start:])
+    parts, begin = [], 0
+    for i, char, depth in outside_quotes(text):
+        if i >= begin and depth == 0 and char != ")" and text.startswith(separator, i):
+            parts.append(text[begin:i])
+            begin = i + len(separator)
+    parts.append(text[begin:])
     return parts
 
 
