@@ -665,6 +665,9 @@ def test_a_session_that_answers_another_query_gets_the_query_as_sent(warehouse: 
     [
         ("limit=1", "answer to SELECT number FROM system.numbers LIMIT 3 is [0]: a limit, offset or "
          "additional_result_filter rewrites every answer", "limit=0, offset=0, additional_result_filter=''"),
+        # the filter hides even the settings' rows; that the session cannot undo it says readonly=1
+        ("additional_result_filter=0", "answer to SELECT number FROM system.numbers LIMIT 3 is []: a limit, "
+         "offset or additional_result_filter rewrites every answer", "limit=0, offset=0, additional_result_filter=''"),
         ("skip_unavailable_shards=1", "skip_unavailable_shards='1' leaves the shards it cannot reach out of "
          "the answer", "skip_unavailable_shards=0"),
         ("additional_table_filters=%7B%27t%27%3A%270%27%7D", "additional_table_filters=\"{'t':'0'}\" filters "

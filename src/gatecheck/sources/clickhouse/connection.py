@@ -191,7 +191,7 @@ WHOLE_ANSWER_SETTINGS: dict[str, tuple[str, str, str]] = {
 #: cannot tell: ClickHouse applies ``limit`` and ``offset`` to the outermost SELECT and shows
 #: them as 0 inside it.)
 PROBE = "SELECT number FROM system.numbers LIMIT 3"
-#: The settings that undo such a rewrite (ClickHouse ≥ 22.7 has all three).
+#: The settings that undo such a rewrite.
 NO_REWRITE = "limit=0, offset=0, additional_result_filter=''"
 
 
@@ -248,12 +248,13 @@ class Connection:
                     "rewrites every answer"
                 )
             read = f"SELECT name, value FROM system.settings WHERE name IN ({listed})"
+            fixed = True  # whether the session may undo a rewrite (not at readonly=1)
             try:
                 rows = self.query_rows(read + (f" SETTINGS {NO_REWRITE}" if rewritten else ""))
             except QueryError:
                 if rewritten is None:
                     raise
-                rows = self.query_rows(read)  # readonly=1, whose queries refuse such a session
+                rows, fixed = self.query_rows(read), False  # (read rewritten: its rows may be cut)
             value = {str(name): str(setting) for name, setting in rows}
             partial = []
             for mode, limits in OVERFLOW_MODES.items():
@@ -271,7 +272,7 @@ class Connection:
             ]
             if rewritten:
                 other.append((rewritten, NO_REWRITE))
-            self._session = (int(value.get("readonly", "0")), partial, other)
+            self._session = (int(value.get("readonly", "0")) if fixed else 1, partial, other)
         return self._session
 
     def query_df(self, sql: str, parameters: dict[str, Any] | None = None) -> pd.DataFrame:
