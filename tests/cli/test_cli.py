@@ -366,3 +366,21 @@ def test_help_text_reflows_to_the_terminal() -> None:
     ]
     assert len(report) == 1, report
     assert "the Phase B status update (markdown), or the phase page as one self-contained HTML file" in report[0]
+
+
+def test_config_names_the_project_directory_or_its_gatecheck_yaml(config_copy: Path, tmp_path: Path) -> None:
+    """A new user's `--config gatecheck.yaml` was refused as `gatecheck.yaml/gatecheck.yaml:
+    not found`; it now stands for its directory. Any other file is refused, saying what
+    --config names; a directory without the file is refused as before."""
+    for given in (config_copy, config_copy / "gatecheck.yaml"):
+        result = runner.invoke(app, ["validate", "--config", str(given)])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith("ok: 9 gates"), result.stdout
+    for given, said in (
+        (config_copy / "thresholds.yaml",
+         f"gatecheck: error: {config_copy / 'thresholds.yaml'}: --config names the directory holding "
+         "gatecheck.yaml, not a file"),
+        (tmp_path, f"gatecheck: error: {tmp_path / 'gatecheck.yaml'}: not found (--config names the directory holding it)"),
+    ):  # fmt: skip
+        result = runner.invoke(app, ["validate", "--config", str(given)])
+        assert result.exit_code == 2 and result.stderr.strip() == said, result.output

@@ -166,10 +166,18 @@ def _main(
     """Release gates for migration phases: GO, NO-GO, INCONCLUSIVE or ROLLBACK, with evidence."""
 
 
+def _project_directory(path: Path) -> Path:
+    """``--config``: the directory; its ``gatecheck.yaml`` given instead stands for it."""
+    return path.parent if path.name == "gatecheck.yaml" and path.is_file() else path
+
+
 ConfigOption = Annotated[
     Path,
     typer.Option(
-        "--config", metavar="DIR", help="Directory holding gatecheck.yaml, thresholds.yaml, gates/, suites/."
+        "--config",
+        metavar="DIR",
+        help="Directory holding gatecheck.yaml, thresholds.yaml, gates/, suites/.",
+        callback=_project_directory,
     ),
 ]
 

@@ -244,6 +244,10 @@ def load_project(
     ``${VAR}`` is unset is a problem. Every other command leaves such a target out and says
     why in :attr:`Project.notify_unresolved` (``validate`` prints it): only ``serve`` needs it."""
     root = Path(root)
+    if root.name == PROJECT_FILE and root.is_file():  # `--config gatecheck.yaml`: its directory
+        root = root.parent
+    elif root.is_file():
+        raise ConfigError(f"{root}: --config names the directory holding {PROJECT_FILE}, not a file")
     environ = os.environ if environ is None else environ
     problems: list[str] = []
     if not (root / PROJECT_FILE).is_file():
