@@ -95,12 +95,13 @@ def probe_project(root: Path, ingest_url: str, database: str, probes: bool = Tru
     return root
 
 
-AS_OF = datetime(2026, 3, 2, 12, tzinfo=UTC)
+AS_OF = datetime(2026, 3, 2, 12, tzinfo=UTC)  # a backtest's range; a probe itself judges now (judge)
 
 
-def judge(root: Path) -> Any:
+def judge(root: Path, as_of: datetime | None = None) -> Any:
+    """The smoke gate evaluated now (a probe's request is the present), or as of ``as_of``."""
     project = load_project(root, environ={"INGEST_AUTH": f"Bearer {TOKEN}"})
-    return asyncio.run(evaluate(project, "smoke", AS_OF))
+    return asyncio.run(evaluate(project, "smoke", as_of))
 
 
 def test_a_probe_finds_its_row_with_the_right_value(
@@ -146,6 +147,24 @@ def test_a_row_never_written_is_no_go(
     assert "effect_rows" in (smoke.reason or "") and "observed 0" in (smoke.reason or "")
 
 
+def test_a_probe_as_of_the_past_sends_nothing_and_is_an_error(
+    ingest: IngestService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run --as-of` an hour ago sent the probe's request now and judged its answer as the
+    hour before's: a GO for a moment nothing was sent at."""
+    monkeypatch.setenv("INGEST_AUTH", f"Bearer {TOKEN}")
+    hour_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    verdict = judge(probe_project(tmp_path / "config", ingest.url, ingest.database_url), hour_ago)
+    assert verdict.verdict is VerdictState.INCONCLUSIVE, verdict.reasons
+    for check in verdict.checks:
+        assert check.outcome is Outcome.ERROR, check
+        assert check.reason == (
+            f"source ingest: a probe's request, sent now, is the present: an evaluation as of "
+            f"{hour_ago.strftime('%Y-%m-%dT%H:%M:%SZ')}, 1h ago (--as-of), cannot be judged from it"
+        ), check.reason
+    assert ingest.received == []  # nothing was sent
+
+
 def test_probes_run_only_where_allowed_and_never_in_a_backtest(ingest: IngestService, tmp_path: Path) -> None:
     from gatecheck.evaluation.backtest import run_backtest
 
@@ -186,7 +205,7 @@ def test_an_unset_header_variable_is_an_error_not_a_probe_without_it(
     monkeypatch.delenv("INGEST_AUTH", raising=False)
     root = probe_project(tmp_path / "config", ingest.url, ingest.database_url)
     project = load_project(root, environ={})
-    verdict = asyncio.run(evaluate(project, "smoke", AS_OF))
+    verdict = asyncio.run(evaluate(project, "smoke"))  # now: a probe is the present
     assert verdict.verdict is VerdictState.INCONCLUSIVE
     assert all(c.outcome is Outcome.ERROR for c in verdict.checks)
     assert "environment variable INGEST_AUTH is not set" in (verdict.checks[0].reason or "")

@@ -452,3 +452,29 @@ def test_a_count_over_a_window_the_stream_no_longer_holds_whole_is_an_error(nats
     with pytest.raises(QueryError, match=rf"stream {aged} holds none \(the 2 before were removed, by its limits or deleted\)"):
         count(aged, t0, now())
     assert count(aged, now(), now() + timedelta(seconds=1)) == 0  # after its last message: exact
+
+
+def test_a_streams_state_as_of_the_past_is_an_error_its_counts_are_not(nats_server: NatsServer) -> None:
+    """A stream's and a consumer's state is what the server says now: `run --as-of` an hour
+    ago judged today's topology and backlog as the hour before's. Counts look back by time."""
+    stream = unique("PRESENT")
+
+    async def setup(jsm, js) -> None:
+        await jsm.add_stream(StreamConfig(name=stream, subjects=[f"{stream.lower()}.a"]))
+        await js.publish(f"{stream.lower()}.a", b"{}")
+
+    admin(nats_server.url, setup)
+    described = {"streams": [{"name": stream}]}
+    end = now()
+    assert len(ask(source(nats_server.url), described, end - timedelta(hours=1), end)) == 1
+    hour_ago = end.replace(microsecond=0) - timedelta(hours=1)
+    with pytest.raises(QueryError) as caught:
+        ask(source(nats_server.url), described, hour_ago - timedelta(hours=1), hour_ago)
+    assert str(caught.value) == (
+        f"a stream's or a consumer's state is the present: an evaluation as of "
+        f"{hour_ago.strftime('%Y-%m-%dT%H:%M:%SZ')}, 1h ago (--as-of), cannot be judged from it "
+        "(counts: and messages: look back by time)"
+    )
+    counted = {"counts": [{"name": "n", "stream": stream}]}
+    frame = ask(source(nats_server.url), counted, hour_ago - timedelta(hours=1), hour_ago)
+    assert int(frame["n"].iloc[0]) == 0  # the one message came after that window

@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gatecheck._values import document_time
-from gatecheck.errors import GatecheckError
+from gatecheck.errors import GatecheckError, QueryError
 from gatecheck.evaluation.carried import source_failed
 from gatecheck.results import CheckResult
+from gatecheck.sources.base import past_for_the_present
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,6 +42,9 @@ async def fetch_probe(
     query = suite.query
     assert isinstance(query, ProbeQuery)
     probe_id = f"gatecheck-probe-{uuid.uuid4().hex[:16]}"
+    late = past_for_the_present(as_of, "a probe's request, sent now,")
+    if late is not None:  # nothing is sent
+        return source_failed(QueryError(late), suite.source, base)
     try:
         source = pool.get(suite.source)
         assert isinstance(source, HttpSource)

@@ -130,6 +130,13 @@ class Source(ABC):
         return f"<{type(self).__name__} {self.name} {redact(self.config.url)}>"
 
 
+def _told(span: timedelta) -> timedelta:
+    """A span as a message tells it: to the second, to the minute past ten minutes (an
+    hour measured as 59m59s or 1h1s is 1h)."""
+    seconds = span.total_seconds()
+    return timedelta(seconds=round(seconds / 60) * 60 if seconds >= 600 else round(seconds))
+
+
 def clock_problem(where: str, theirs: datetime, before: datetime, after: datetime) -> str | None:
     """Why a server's clock cannot be trusted with gatecheck's windows, or None: its reading
     ``theirs``, taken between ``before`` and ``after`` by gatecheck's clock, lies outside that
@@ -145,13 +152,33 @@ def clock_problem(where: str, theirs: datetime, before: datetime, after: datetim
         way = "behind"
     else:
         return None
-    seconds = abs((theirs - (before + (after - before) / 2)).total_seconds())
-    off = timedelta(
-        seconds=round(seconds / 60) * 60 if seconds >= 600 else round(seconds)
-    )  # (a Date header: to the second)
+    off = _told(abs(theirs - (before + (after - before) / 2)))  # (a Date header: to the second)
     return (
         f"{where}'s clock reads {timestamp(theirs)}, {format_duration(off)} {way} gatecheck's "
         f"({timestamp(after)}), more than the {format_duration(MAX_CLOCK_SKEW)} two clocks may differ: "
         "a window by gatecheck's clock would judge another time than it names (synchronize the "
         "clocks, e.g. with NTP)"
+    )
+
+
+#: How long before now an evaluation's ``as_of`` may lie for what only the present can answer —
+#: a stream's or a consumer's state, a scrape, a probe's request — to be judged as of it.
+PRESENT_TOLERANCE = timedelta(seconds=60)
+
+
+def past_for_the_present(as_of: Any, what: str, tolerance: timedelta = PRESENT_TOLERANCE) -> str | None:
+    """Why ``what`` (which answers only the present) cannot be judged as of ``as_of``, or None:
+    an ``as_of`` (``--as-of``, a backtest's step) more than ``tolerance`` ago."""
+    from gatecheck._values import timestamp
+    from gatecheck.durations import format_duration
+
+    if not isinstance(as_of, datetime):
+        return None
+    ago = datetime.now(as_of.tzinfo) - as_of
+    if ago <= tolerance:
+        return None
+    ago = _told(ago)
+    return (
+        f"{what} is the present: an evaluation as of {timestamp(as_of)}, {format_duration(ago)} ago "
+        "(--as-of), cannot be judged from it"
     )

@@ -34,7 +34,7 @@ import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
@@ -52,7 +52,14 @@ from gatecheck.errors import (
     server_of,
 )
 from gatecheck.frozen import NAME, Frozen
-from gatecheck.sources.base import QueryParameters, Source, SourceSettings, clock_problem
+from gatecheck.sources.base import (
+    PRESENT_TOLERANCE,
+    QueryParameters,
+    Source,
+    SourceSettings,
+    clock_problem,
+    past_for_the_present,
+)
 from gatecheck.sources.probe import Probe, counted
 
 if TYPE_CHECKING:
@@ -497,6 +504,13 @@ class NatsSource(Source):
         if not isinstance(text, NatsQuery):
             raise QueryError("a NATS source needs a streams/consumers/counts query, not SQL")
         query = text
+        if query.streams or query.consumers:  # their state now; counts look back by time
+            tolerance = max(PRESENT_TOLERANCE, timedelta(seconds=self.timeout))
+            problem = past_for_the_present(
+                parameters.get("as_of"), "a stream's or a consumer's state", tolerance
+            )
+            if problem is not None:
+                raise QueryError(f"{problem} (counts: and messages: look back by time)")
         jsm = await self._jsm()
         rows: list[dict[str, Any]] = []
         for stream in query.streams:
