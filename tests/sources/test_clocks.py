@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..conftest import faketime
+from ..conftest import PROJECT, faketime
 
 BEHIND = {"FAKETIME_DONT_FAKE_MONOTONIC": "1"}  # timeouts keep measuring real seconds
 
@@ -86,3 +86,34 @@ def test_a_prometheus_an_hour_ahead_of_gatecheck_is_an_error(prometheus: str) ->
     said = behind.stdout.strip()
     assert said.startswith(f"Prometheus at {prometheus}'s clock reads "), said + behind.stderr
     assert "1h ahead of gatecheck's" in said, said
+
+
+def test_check_sources_names_a_server_whose_clock_disagrees(
+    tmp_path: Path, bus_for, postgres_for, e2e_for, prometheus: str
+) -> None:
+    """`check-sources` (what an operator runs before a gate) says it first: each server whose
+    clock is an hour from gatecheck's is a problem line; on the machine's clock, none."""
+    env = {
+        **os.environ, **BEHIND,
+        "GATECHECK_CLICKHOUSE_URL": f"chdb://{tmp_path / 'none'}",  # not judged here
+        "GATECHECK_NATS_URL": bus_for("healthy"), "GATECHECK_NATS_PRODUCTION_URL": bus_for("healthy"),
+        "GATECHECK_POSTGRES_URL": postgres_for("healthy", live=True),
+        "GATECHECK_E2E_REPORTS": e2e_for("healthy", live=True),
+        "GATECHECK_PROMETHEUS_URL": prometheus,
+    }  # fmt: skip
+    command = [sys.executable, "-m", "gatecheck.cli", "check-sources", "--config", str(PROJECT), "--format", "json"]
+
+    def clocks(prefix: list[str]) -> dict[str, list[str]]:
+        done = subprocess.run([*prefix, *command], env=env, capture_output=True, text=True, timeout=120)
+        listed = json.loads(done.stdout)
+        return {
+            f"{s['environment']}/{s['source']}": [p for p in s["problems"] if "'s clock reads " in p]
+            for s in listed
+            if s["source"] in ("bus", "database", "metrics")
+        }
+
+    assert all(found == [] for found in clocks([]).values()), clocks([])
+    behind = clocks(faketime())
+    for source in ("staging/bus", "staging/database", "staging/metrics"):
+        (said,) = behind[source]
+        assert "1h ahead of gatecheck's" in said, (source, said)

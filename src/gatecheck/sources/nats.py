@@ -304,7 +304,7 @@ async def check_source(name: str, config: NatsSourceConfig, root: Path, suites: 
         try:
             for stream, users in sorted(streams.items()):
                 try:
-                    await source._call(f"stream {stream}", functools.partial(jsm.stream_info, stream))
+                    await source._stream_info(stream, f"stream {stream}")  # (and the server's clock)
                 except NotFoundError:
                     missing.add(stream)
                     problems.append(f"stream {stream} does not exist (named by {', '.join(sorted(users))})")

@@ -320,6 +320,9 @@ async def check_source(name: str, config: PostgreSQLSourceConfig, root: Path, su
         ) as connection:
             version = (await (await connection.execute("SHOW server_version")).fetchone() or ["?"])[0]
             latency = (time.perf_counter() - started) * 1000
+            before = datetime.now(UTC)
+            theirs = (await (await connection.execute("SELECT clock_timestamp()")).fetchone() or [None])[0]
+            clock = clock_problem(where, theirs, before, datetime.now(UTC)) if theirs is not None else None
             existing: dict[tuple[str, str], set[str]] = {}
             if used:
                 cursor = await connection.execute(
@@ -338,4 +341,7 @@ async def check_source(name: str, config: PostgreSQLSourceConfig, root: Path, su
         if isinstance(translated, QueryError):
             return Probe(problems=[str(translated)])
         return Probe(reachable=False, problems=[str(translated)])
-    return wanted.probe(f"PostgreSQL {version}", latency, existing)
+    found = wanted.probe(f"PostgreSQL {version}", latency, existing)
+    if clock is not None:
+        found.problems.append(clock)
+    return found

@@ -156,7 +156,9 @@ async def check_server(
     shown = redact(source.base)
     try:
         with http_errors(f"Prometheus at {shown}", source.timeout):
+            before = datetime.now(UTC)
             response = await source.build_info()
+            after = datetime.now(UTC)
             latency = (time.perf_counter() - started) * 1000
             used: dict[str, list[str]] = {}
             for suite in suites or []:
@@ -189,6 +191,9 @@ async def check_server(
         f"metric {metric} has no series on this server (used by {', '.join(sorted(set(used[metric])))})"
         for metric in missing
     ]
+    theirs = _date_header(response.headers.get("date"))
+    clock = clock_problem(f"Prometheus at {shown}", theirs, before, after) if theirs is not None else None
+    problems += [clock] if clock is not None else []
     checked = f"reachable, {counted(len(used), 'metric')} the suites use" if used else "reachable"
     return Probe(version=f"Prometheus {version}", latency_ms=latency, checked=checked, problems=problems)
 
