@@ -742,6 +742,10 @@ def test_a_window_reaching_beyond_a_tables_ttl_is_an_error(warehouse: Path) -> N
         assert said.startswith(f"the window from {document_time(two_days['window_start'])} reaches back 48h"), said
         assert f", beyond what table ttl_rules.{table} keeps (TTL {rule}): its rows before " in said, said
         assert str(caught.value).endswith("judged on part of it (a shorter window, or a longer TTL)")
+    # a reconciliation's round names its buckets in a list: the same table, the same rule
+    listed = sql.format(table="kept_a_day") + " AND n IN (" + ", ".join(map(str, range(5000))) + ")"
+    with pytest.raises(QueryError, match=r"beyond what table ttl_rules\.kept_a_day keeps"):
+        query(source(f"chdb://{warehouse}?database=ttl_rules"), listed, **two_days)
     within = {"window_start": now - timedelta(hours=20), "window_end": now}
     answered = query(source(f"chdb://{warehouse}?database=ttl_rules"), sql.format(table="kept_a_day"), **within)
     assert int(answered["n"].iloc[0]) == 1  # type: ignore[index]
