@@ -113,3 +113,74 @@ def test_postgresql_queries_are_judged_as_postgresql_answers_them(
     rule = SOURCE_TYPES["postgresql"].rows_without_data
     assert rule is not None
     assert rule(sql) is answered, f"PostgreSQL answered {'a row' if answered else 'no row'} to {sql}"
+
+
+# ---------------------------------------------------------------- random shapes against chDB
+
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PROJECTIONS = st.sampled_from(
+    ["max(x) AS a", "count() AS a", "countIf(x > 1) AS a", "k AS a", "x AS a", "1 AS a", "sum(x) AS a",
+     "any(k) AS a", "uniqExact(k) AS a", "coalesce(max(x), 0) AS a", "max(x) OVER () AS a",
+     "k AS a, max(x) AS b", "'c' AS a, count() AS b", "toStartOfHour(ts) AS a, count() AS b"]
+)  # fmt: skip
+_GROUPS = st.sampled_from(
+    ["", " GROUP BY k", " GROUP BY ALL", " GROUP BY tuple()", " GROUP BY k WITH TOTALS",
+     " GROUP BY GROUPING SETS ((k), ())", " GROUP BY ROLLUP(k)", " GROUP BY k WITH CUBE"]
+)  # fmt: skip
+_HAVING = st.sampled_from(
+    ["", " HAVING count() > 0", " HAVING count() >= 0", " HAVING max(x) < 100", " HAVING count() != 0 AND 1"]
+)
+_FROM = st.sampled_from(["t", "(SELECT * FROM t)", "(SELECT max(x) AS x, any(k) AS k, any(ts) AS ts FROM t)"])
+_OUTER = st.sampled_from(["{q}", "SELECT a FROM ({q})", "{q} UNION ALL SELECT x FROM t", "WITH w AS ({q}) SELECT a FROM w"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(projection=_PROJECTIONS, source=_FROM, group=_GROUPS, having=_HAVING, outer=_OUTER)
+# found by this test: GROUP BY ALL over a constant groups by nothing once HAVING aggregates
+@example(projection="1 AS a", source="t", group=" GROUP BY ALL", having=" HAVING count() >= 0", outer="{q}")
+def test_no_query_chdb_answers_over_an_empty_window_passes_for_one_that_does_not(
+    empty_clickhouse: str, projection: str, source: str, group: str, having: str, outer: str
+) -> None:
+    """Random shapes: the rule may be unsure (say "a row" where chDB answers none), never the
+    other way — a query answering a row over nothing taken for one whose rows are its data."""
+    inner = f"SELECT {projection} FROM {source} WHERE {CLICKHOUSE_WINDOW}{group}{having}"
+    sql = outer.replace("{q}", inner)
+    try:
+        answered = len(ask_clickhouse(clickhouse_source(empty_clickhouse), sql, **WINDOW)) > 0  # type: ignore[arg-type]
+    except Exception:  # a shape the engine refuses (an aggregate in GROUP BY, …): nothing to judge
+        return
+    rule = SOURCE_TYPES["clickhouse"].rows_without_data
+    assert rule is not None
+    assert rule(sql) or not answered, f"chDB answered a row to {sql}"
+
+
+_PG_PROJECTIONS = st.sampled_from(
+    ["max(x) AS a", "count(*) AS a", "count(*) FILTER (WHERE x > 1) AS a", "k AS a", "x AS a", "1 AS a",
+     "sum(x) AS a", "coalesce(max(x), 0) AS a", "max(x) OVER () AS a", "k AS a, max(x) AS b"]
+)  # fmt: skip
+_PG_GROUPS = st.sampled_from(
+    ["", " GROUP BY k", " GROUP BY ()", " GROUP BY ROLLUP (k)", " GROUP BY CUBE (k)",
+     " GROUP BY GROUPING SETS ((k), ())", " GROUP BY k, ROLLUP (x)", " GROUP BY 1"]
+)  # fmt: skip
+_PG_HAVING = st.sampled_from(["", " HAVING count(*) > 0", " HAVING count(*) >= 0", " HAVING max(x) < 100"])
+_PG_FROM = st.sampled_from(["t", "(SELECT * FROM t) AS s", "(SELECT max(x) AS x, max(k) AS k, max(ts) AS ts FROM t) AS s"])
+_PG_OUTER = st.sampled_from(["{q}", "SELECT a FROM ({q}) AS o", "WITH w AS ({q}) SELECT a FROM w"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(projection=_PG_PROJECTIONS, source=_PG_FROM, group=_PG_GROUPS, having=_PG_HAVING, outer=_PG_OUTER)
+def test_no_query_postgresql_answers_over_an_empty_window_passes_for_one_that_does_not(
+    empty_postgresql: str, projection: str, source: str, group: str, having: str, outer: str
+) -> None:
+    """The same for PostgreSQL: unsure may say "a row", never the other way."""
+    inner = f"SELECT {projection} FROM {source} WHERE {POSTGRESQL_WINDOW}{group}{having}"
+    sql = outer.replace("{q}", inner)
+    try:
+        answered = len(ask_postgresql(postgresql_source(empty_postgresql), sql, WINDOW)) > 0
+    except Exception:  # a shape PostgreSQL refuses (a column neither grouped nor aggregated, …)
+        return
+    rule = SOURCE_TYPES["postgresql"].rows_without_data
+    assert rule is not None
+    assert rule(sql) or not answered, f"PostgreSQL answered a row to {sql}"

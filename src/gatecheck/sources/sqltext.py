@@ -276,17 +276,24 @@ def answers_a_row_without_data(sql: str, dialect: str) -> bool:
         if not isinstance(node, exp.Select):
             return True
         group = node.args.get("group")
+        having = node.args.get("having")
+        dropped = having is not None and needs_a_row(having.this)
         if group is not None and group.args.get("totals"):
             return True  # WITH TOTALS: a totals row whatever the groups
-        if group is not None and group.args.get("all") and all(aggregates(p) for p in node.expressions):
-            return True  # GROUP BY ALL over aggregates alone groups by nothing: one row
+        if group is not None and group.args.get("all"):
+            # GROUP BY ALL groups by the projections that read a column and aggregate nothing:
+            # with none, an aggregate (projected, or in HAVING) is over all rows: one row
+            keys = [p for p in node.expressions if not aggregates(p) and any(p.find_all(exp.Column))]
+            aggregated = any(aggregates(p) for p in node.expressions) or (
+                having is not None and aggregates(having.this)
+            )
+            if not keys and aggregated:
+                return not dropped
         order = node.args.get("order")
         for ordered in order.expressions if order is not None else []:
             fill = ordered.args.get("with_fill")
             if fill is not None and fill.args.get("from_", fill.args.get("from")) and fill.args.get("to"):
                 return True  # ORDER BY … WITH FILL FROM … TO …: the filled rows, data or none
-        having = node.args.get("having")
-        dropped = having is not None and needs_a_row(having.this)
         if group is not None and group.expressions and all(empty_set(e, False) for e in group.expressions):
             return not dropped  # a grouping set of nothing: its row of aggregates over no rows
         if group is not None:
