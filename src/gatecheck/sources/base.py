@@ -137,15 +137,18 @@ def _told(span: timedelta) -> timedelta:
     return timedelta(seconds=round(seconds / 60) * 60 if seconds >= 600 else round(seconds))
 
 
-def clock_problem(where: str, theirs: datetime, before: datetime, after: datetime) -> str | None:
-    """Why a server's clock cannot be trusted with gatecheck's windows, or None: its reading
-    ``theirs``, taken between ``before`` and ``after`` by gatecheck's clock, lies outside that
+def clock_problem(where: str, theirs: datetime | None, before: datetime, after: datetime) -> str | None:
+    """Why a server's clock cannot be trusted with gatecheck's windows, or None (also when it
+    did not say, ``theirs`` None): its reading ``theirs``, taken between ``before`` and
+    ``after`` by gatecheck's clock, lies outside that
     span by more than :data:`~gatecheck.durations.MAX_CLOCK_SKEW`. Every window is gatecheck's
     clock's; on a host whose clock runs an hour behind, the last hour of data lies after every
     window, and a freshness check finds the newest row it does see seconds old."""
     from gatecheck._values import timestamp
     from gatecheck.durations import MAX_CLOCK_SKEW, format_duration
 
+    if theirs is None:
+        return None
     if theirs > after + MAX_CLOCK_SKEW:
         way = "ahead of"
     elif theirs < before - MAX_CLOCK_SKEW:

@@ -801,11 +801,10 @@ class NatsSource(Source):
         found = await self._call(what, ask)
         # the server's clock when it answered: every window is gatecheck's clock's
         theirs = _stored_at(found.get("ts"))  # (a server before 2.10 does not say)
-        if theirs is not None:
-            server = ", ".join(server_of(u) for u in self.config.servers)
-            problem = clock_problem(f"NATS at {server}", theirs, before, datetime.now(UTC))
-            if problem is not None:
-                raise QueryError(f"{what}: {problem}")
+        server = ", ".join(server_of(u) for u in self.config.servers)
+        problem = clock_problem(f"NATS at {server}", theirs, before, datetime.now(UTC))
+        if problem is not None:
+            raise QueryError(f"{what}: {problem}")
         times = found.get("state", {})
         first_ts, last_ts = _stored_at(times.get("first_ts")), _stored_at(times.get("last_ts"))
         return StreamInfo.from_response(found), first_ts, last_ts

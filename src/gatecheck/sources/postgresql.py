@@ -237,7 +237,7 @@ class PostgreSQLSource(Source):
             )
             after = datetime.now(UTC)
             answer = await cursor.fetchone()
-            problem = clock_problem(self.where, answer[2], before, after) if answer else None
+            problem = clock_problem(self.where, answer[2] if answer else None, before, after)
             if problem is not None:
                 raise QueryError(problem)
             await cursor.execute(sql, parameters)
@@ -322,7 +322,7 @@ async def check_source(name: str, config: PostgreSQLSourceConfig, root: Path, su
             latency = (time.perf_counter() - started) * 1000
             before = datetime.now(UTC)
             theirs = (await (await connection.execute("SELECT clock_timestamp()")).fetchone() or [None])[0]
-            clock = clock_problem(where, theirs, before, datetime.now(UTC)) if theirs is not None else None
+            clock = clock_problem(where, theirs, before, datetime.now(UTC))
             existing: dict[tuple[str, str], set[str]] = {}
             if used:
                 cursor = await connection.execute(

@@ -173,11 +173,6 @@ def time_limit(config: ClickHouseSourceConfig, root: Path) -> str:
 _NUMBER_LIST = re.compile(r"\bIN \(\s*-?\d+(?:\s*,\s*-?\d+)+\s*\)")
 
 
-def _literal(text: str) -> str:
-    """A ClickHouse string literal."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _count(rows: int) -> str:
     """``1.9M``, ``245k``, ``812``."""
     for scale, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
@@ -374,11 +369,11 @@ class ClickHouseSource(Source):
             self._tables[shape] = tables
         unknown = [table for table in tables if table not in self._ttls]
         if unknown:
-            listed = ", ".join(f"({_literal(database)}, {_literal(name)})" for database, name in unknown)
             try:
                 rows = self.connection().query_rows(
                     "SELECT database, name, engine_full FROM system.tables"
-                    f" WHERE (database, name) IN ({listed})"
+                    " WHERE database IN {databases:Array(String)} AND name IN {tables:Array(String)}",
+                    {"databases": sorted({d for d, _ in unknown}), "tables": sorted({t for _, t in unknown})},
                 )
             except QueryError:  # no grant on system.tables: not judged, as before
                 self._ttls = None

@@ -191,8 +191,7 @@ async def check_server(
         f"metric {metric} has no series on this server (used by {', '.join(sorted(set(used[metric])))})"
         for metric in missing
     ]
-    theirs = _date_header(response.headers.get("date"))
-    clock = clock_problem(f"Prometheus at {shown}", theirs, before, after) if theirs is not None else None
+    clock = clock_problem(f"Prometheus at {shown}", _date_header(response.headers.get("date")), before, after)
     problems += [clock] if clock is not None else []
     checked = f"reachable, {counted(len(used), 'metric')} the suites use" if used else "reachable"
     return Probe(version=f"Prometheus {version}", latency_ms=latency, checked=checked, problems=problems)
@@ -308,8 +307,8 @@ class PrometheusSource(Source):
         self._known: dict[tuple[str, float, float], bool] = {}
         self._labels: dict[tuple[str, str, float, float], set[str]] = {}
         self._retention: tuple[timedelta | None, str] | None = None
-        # the server's clock by the Date header of that answer, and gatecheck's around it
-        self._clock: tuple[datetime | None, datetime, datetime] | None = None
+        # what the Date header of that answer says of the server's clock against gatecheck's
+        self._clock_problem: str | None = None
 
     async def query(self, text: Any, parameters: QueryParameters) -> pd.DataFrame:
         measures = text.measures if isinstance(text, PromQuery) else {"value": text}
@@ -343,7 +342,8 @@ class PrometheusSource(Source):
                     self._client, "GET", f"{self.base}/api/v1/status/runtimeinfo", what=where,
                     timeout=self.timeout,
                 )  # fmt: skip
-            self._clock = (_date_header(answer.headers.get("date")), before, datetime.now(UTC))
+            theirs = _date_header(answer.headers.get("date"))
+            self._clock_problem = clock_problem(where, theirs, before, datetime.now(UTC))
             said = ""
             if answer.status_code == 200:
                 with contextlib.suppress(ValueError, AttributeError):
@@ -356,11 +356,8 @@ class PrometheusSource(Source):
         it are gone, and a count over the window would silently be a count over less (a 30-day
         error budget judged on the 15 days a default Prometheus keeps)."""
         kept, said = await self.retention()
-        theirs, before, after = self._clock or (None, None, None)
-        if theirs is not None and before is not None and after is not None:
-            problem = clock_problem(f"Prometheus at {redact(self.base)}", theirs, before, after)
-            if problem is not None:
-                raise QueryError(problem)
+        if self._clock_problem is not None:
+            raise QueryError(self._clock_problem)
         now = datetime.now(start.tzinfo)
         if kept is not None and start < now - kept:
             raise QueryError(

@@ -43,7 +43,7 @@ import httpx
 from gatecheck._values import timestamp
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.sources._http import fetch, http_errors, verified_tls
-from gatecheck.sources.base import QueryParameters, Source
+from gatecheck.sources.base import PRESENT_TOLERANCE, QueryParameters, Source
 from gatecheck.sources.probe import Probe, counted
 from gatecheck.sources.prometheus.api import (
     fallback_labels,
@@ -532,10 +532,6 @@ def scrape_problems(promql: str) -> list[str]:
     return []
 
 
-#: How far the window's end may lie from the moment of the scrape: a snapshot is the present.
-SNAPSHOT_TOLERANCE_S = 60.0
-
-
 class ScrapeSource(Source):
     """Reads ``scrape+http(s)://…`` expositions; see the module docstring for semantics."""
 
@@ -584,7 +580,8 @@ class ScrapeSource(Source):
                     raise unknown_fallback_label(measure, metric, matcher, carried, where)
         scraped_at = time.time()
         late = scraped_at - end.timestamp()
-        if late > max(SNAPSHOT_TOLERANCE_S, self.timeout):
+        # how far the window's end may lie from the moment of the scrape: a snapshot is the present
+        if late > max(PRESENT_TOLERANCE.total_seconds(), self.timeout):
             raise QueryError(
                 f"the window ended {late:.0f}s before the scrape: a snapshot is the present, so a past "
                 f"window (--as-of) cannot be judged from it; {USE_PROMETHEUS}"
