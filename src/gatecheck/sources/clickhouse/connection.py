@@ -43,6 +43,7 @@ from gatecheck.errors import (
     redact,
     socket_reason,
 )
+from gatecheck.sources.base import clock_problem
 
 # TIMEOUT_EXCEEDED, TOO_SLOW (estimated to exceed the limit), SOCKET_TIMEOUT
 _TIMEOUT_CODES = {159, 160, 209}
@@ -232,8 +233,6 @@ class Connection:
             ]
             listed = ", ".join(f"'{name}'" for name in names)
             if self.target.embedded is None:  # a server's clock (chDB's is this process's own)
-                from gatecheck.sources.base import clock_problem
-
                 before = datetime.now(UTC)
                 theirs = self.query_rows("SELECT toUnixTimestamp64Micro(now64(6))")[0][0]
                 moment = datetime.fromtimestamp(int(theirs) / 1e6, UTC)
