@@ -313,3 +313,99 @@ def test_a_timestamp_without_zone_is_read_as_utc_whatever_the_servers_time_zone(
     )
     assert (int(frame["n"].iloc[0]), int(frame["bad"].iloc[0])) == (2, 2)  # the last hour's rows
     assert float(frame["newest_age_s"].iloc[0]) == 600.0
+
+
+def as_role(url: str, role: str) -> str:
+    """``url`` with ``role`` as its user (no password: the embedded server trusts its socket)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rpartition('@')[2]}"))
+
+
+def reader(url: str, role: str, *settings: str) -> str:
+    """A login role of the session's server that may read every table of ``url``'s database,
+    with ``settings`` as its own (``ALTER ROLE … SET``); its URL."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
+            f"CREATE ROLE {role} LOGIN; END IF; END $$"
+        )
+        connection.execute(f"ALTER ROLE {role} RESET ALL")
+        for setting in settings:
+            connection.execute(f"ALTER ROLE {role} SET {setting}")
+        connection.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    return as_role(url, role)
+
+
+def test_a_roles_own_settings_never_change_what_a_query_answers(postgres_server) -> None:
+    """Settings a server, database or role may set (``ALTER ROLE … SET``) that give a suite's
+    SQL another answer: floats travel as text, and at ``extra_float_digits = -14`` a success
+    rate of 0.9985 arrived as 1.0 and passed a minimum of 0.999; ``transform_null_equals``
+    makes ``v = NULL`` count NULLs; ``standard_conforming_strings = off`` reads a backslash as
+    an escape. Each query's transaction sets them back to what the SQL was written for."""
+    url = postgres_server.fresh_url("role_settings")
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("CREATE TABLE t (rate float8, v int, at timestamptz, took interval)")
+        connection.execute(
+            "INSERT INTO t VALUES (0.9985, 1, '2026-03-02 10:00:00+00', '90 minutes'), "
+            "(0.99912345678, NULL, '2026-03-02 11:00:00+00', '1 day 2 hours')"
+        )
+    sql = (
+        "SELECT min(rate) AS worst, max(rate) AS best, count(*) FILTER (WHERE v = NULL) AS equal_to_null, "
+        "length('a\\b') AS backslashed, max(at) AS newest, max(took) AS longest FROM t"
+    )
+    owner = ask(source(url), sql)
+    as_written = {
+        "worst": 0.9985, "best": 0.99912345678, "equal_to_null": 0, "backslashed": 3,
+        "newest": "2026-03-02 11:00:00+00:00", "longest": "1 days 02:00:00",
+    }  # fmt: skip
+    assert {k: str(v) if k in ("newest", "longest") else v for k, v in owner.iloc[0].items()} == as_written
+    url = reader(
+        url, "rounding_reader", "extra_float_digits = -14", "transform_null_equals = on",
+        "standard_conforming_strings = off", "DateStyle = 'SQL, DMY'", "IntervalStyle = 'sql_standard'",
+    )  # fmt: skip
+    with psycopg.connect(url) as connection:  # what the role reads by its own settings
+        assert connection.execute("SELECT min(rate), count(*) FILTER (WHERE v = NULL) FROM t").fetchone() == (1.0, 1)
+    answered = ask(source(url), sql)
+    assert {k: str(v) if k in ("newest", "longest") else v for k, v in answered.iloc[0].items()} == as_written
+
+
+def test_a_table_row_level_security_filters_for_the_role_is_an_error_never_a_partial_answer(
+    postgres_server,
+) -> None:
+    """A policy that shows the role some rows of a table answered a partial table as the
+    whole: the failing rows were never judged. The query is refused naming the table and the
+    fix, and ``check-sources`` says so before any gate runs; the table's owner reads it whole."""
+    from gatecheck.sources.postgresql import check_source
+
+    url = postgres_server.fresh_url("row_security")
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("CREATE TABLE readings (tenant text, ok boolean)")
+        connection.execute("INSERT INTO readings VALUES ('a', false), ('b', true)")
+        connection.execute("ALTER TABLE readings ENABLE ROW LEVEL SECURITY")
+        connection.execute("CREATE POLICY tenant_b ON readings FOR SELECT USING (tenant = 'b')")
+    sql = "SELECT count(*) AS n, count(*) FILTER (WHERE NOT ok) AS failing FROM readings"
+    restricted = reader(url, "tenant_reader")
+    with psycopg.connect(restricted) as connection:  # what the role sees by itself: one row
+        assert connection.execute(sql).fetchone() == (1, 0)
+    with pytest.raises(QueryError) as raised:
+        ask(source(restricted), sql)
+    said = str(raised.value)
+    assert 'row-level security policy for table "readings"' in said and "BYPASSRLS" in said
+    assert (ask(source(url), sql).iloc[0].tolist()) == [2, 1]  # the owner: the whole table
+
+    class Suite:
+        name, query = "tenant_quality", sql
+
+    def checked(at: str) -> Any:
+        config = PostgreSQLSourceConfig(type="postgresql", url=at, timeout=timedelta(seconds=5))
+        return asyncio.run(check_source("database", config, Path("."), [Suite()]))
+
+    problems = checked(restricted).problems
+    assert problems == [
+        "table public.readings: row-level security hides rows from this role, so every query reading "
+        "it is refused (tenant_quality) — read as a role the policy does not restrict (the table's "
+        "owner, or one with BYPASSRLS)"
+    ]
+    assert checked(url).problems == []

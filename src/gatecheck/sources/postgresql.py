@@ -44,6 +44,30 @@ _SQL_PARAM = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*([A-Za-z][A-Za-z0-
 # SQLSTATEs: 57014 query_canceled (statement_timeout), 25006 read_only_sql_transaction.
 _TIMEOUT_STATE = "57014"
 
+#: The settings every query's transaction runs under, whatever the server, database or role
+#: sets (``ALTER ROLE … SET``): each of these, set otherwise, gives a suite's SQL another
+#: answer than the one it was written for. Set with ``set_config(…, true)``: this transaction
+#: only, beside ``statement_timeout``.
+TRANSACTION_SETTINGS: dict[str, str] = {
+    # a `timestamp` without zone is a UTC wall time (compared with the window's timestamptz
+    # bounds it is read in the session's zone: on a server in New York the window fell 5h back)
+    "TimeZone": "UTC",
+    # floats travel as text: at -14 a success rate of 0.9985 arrived as 1.0 and passed 0.999
+    "extra_float_digits": "3",
+    # a policy that hides rows from this role is then an error naming the table, never a
+    # partial table judged whole
+    "row_security": "off",
+    # `x = NULL` is never true, as written; on, it means `x IS NULL`
+    "transform_null_equals": "off",
+    # a backslash in '…' is a character, as written; off, it escapes the next one
+    "standard_conforming_strings": "on",
+    # the forms the driver reads dates and intervals in
+    "DateStyle": "ISO, MDY",
+    "IntervalStyle": "postgres",
+}
+# SQLSTATE 42501 insufficient_privilege, with row_security off: a policy would hide rows.
+_ROW_SECURITY = "row-level security"
+
 
 class PostgreSQLSourceConfig(SourceSettings):
     """A PostgreSQL database: ``postgresql://user[:pass]@host[:port]/db[?host=/socket/dir]``."""
@@ -162,8 +186,9 @@ def explain_query(
         "requests": [
             {
                 "what": "query (READ ONLY transaction, statement_timeout "
-                f"{int(config.timeout.total_seconds() * 1000)} ms, TimeZone UTC; "
-                "the server's clock_timestamp())",
+                f"{int(config.timeout.total_seconds() * 1000)} ms, "
+                + ", ".join(f"{name} {value}" for name, value in TRANSACTION_SETTINGS.items())
+                + "; the server's clock_timestamp())",
                 "text": bind_form(query),
                 "parameters": [
                     {
@@ -190,8 +215,21 @@ def _translate(exc: BaseException, where: str, timeout_s: float) -> Exception:
     if isinstance(exc, psycopg.OperationalError) and state is None:
         return SourceUnavailable(f"cannot connect to {where}: {message}")
     if isinstance(exc, psycopg.Error):
+        if _ROW_SECURITY in message:
+            message += (
+                ": a policy hides rows from this role, and a check judges whole tables — read as a "
+                "role the policy does not restrict (the table's owner, or one with BYPASSRLS)"
+            )
         return QueryError(f"{where}: {message}" + (f" (SQLSTATE {state})" if state else ""))
     return SourceUnavailable(f"{where}: {type(exc).__name__}: {message}")
+
+
+#: One round trip before each query: its transaction's settings, and the server's clock.
+_SETTINGS_SQL = (
+    "SELECT set_config('statement_timeout', %s, true), "
+    + ", ".join(f"set_config('{name}', '{value}', true)" for name, value in TRANSACTION_SETTINGS.items())
+    + ", clock_timestamp()"
+)
 
 
 class PostgreSQLSource(Source):
@@ -230,14 +268,10 @@ class PostgreSQLSource(Source):
             # read in the session's TimeZone: on a server in New York the window fell 5h back).
             # And the server's clock, once a transaction: every window is gatecheck's clock's.
             before = datetime.now(UTC)
-            await cursor.execute(
-                "SELECT set_config('statement_timeout', %s, true), set_config('TimeZone', 'UTC', true),"
-                " clock_timestamp()",
-                [f"{int(self.timeout * 1000)}"],
-            )
+            await cursor.execute(_SETTINGS_SQL, [f"{int(self.timeout * 1000)}"])
             after = datetime.now(UTC)
             answer = await cursor.fetchone()
-            problem = clock_problem(self.where, answer[2] if answer else None, before, after)
+            problem = clock_problem(self.where, answer[-1] if answer else None, before, after)
             if problem is not None:
                 raise QueryError(problem)
             await cursor.execute(sql, parameters)
@@ -324,6 +358,7 @@ async def check_source(name: str, config: PostgreSQLSourceConfig, root: Path, su
             theirs = (await (await connection.execute("SELECT clock_timestamp()")).fetchone() or [None])[0]
             clock = clock_problem(where, theirs, before, datetime.now(UTC))
             existing: dict[tuple[str, str], set[str]] = {}
+            hidden: list[tuple[str, str]] = []
             if used:
                 cursor = await connection.execute(
                     "SELECT table_schema, table_name, column_name FROM information_schema.columns "
@@ -332,6 +367,14 @@ async def check_source(name: str, config: PostgreSQLSourceConfig, root: Path, su
                 )
                 for schema, table, column in await cursor.fetchall():
                     existing.setdefault((schema, table), set()).add(column)
+                # a table whose policies restrict this role: every query reading it is refused
+                cursor = await connection.execute(
+                    "SELECT n.nspname, c.relname FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = ANY(%s) AND c.relname = ANY(%s) AND row_security_active(c.oid)",
+                    [sorted({s for s, _ in used}), sorted({t for _, t in used})],
+                )
+                hidden = [(str(schema), str(table)) for schema, table in await cursor.fetchall()]
     except (TimeoutError, psycopg.Error) as exc:
         translated = (
             _translate(exc, where, config.timeout.total_seconds())
@@ -342,6 +385,13 @@ async def check_source(name: str, config: PostgreSQLSourceConfig, root: Path, su
             return Probe(problems=[str(translated)])
         return Probe(reachable=False, problems=[str(translated)])
     found = wanted.probe(f"PostgreSQL {version}", latency, existing)
+    for schema, table in sorted(set(hidden) & set(used)):
+        readers = ", ".join(sorted(wanted.readers.get((schema, table), ())))
+        found.problems.append(
+            f"table {schema}.{table}: row-level security hides rows from this role, so every query "
+            f"reading it is refused ({readers}) — read as a role the policy does not restrict "
+            "(the table's owner, or one with BYPASSRLS)"
+        )
     if clock is not None:
         found.problems.append(clock)
     return found
