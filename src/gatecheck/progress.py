@@ -56,7 +56,8 @@ class Waiting:
 
 
 class _Watched(Source):
-    """A source whose queries are reported to a :class:`Waiting` while they run."""
+    """A source whose requests are reported to a :class:`Waiting` while they run; anything
+    else is the wrapped source's own (a probe's ``send``, a backtest's ``query_steps``…)."""
 
     def __init__(self, inner: Source, waiting: Waiting) -> None:
         super().__init__(inner.name, inner.config)
@@ -64,25 +65,47 @@ class _Watched(Source):
         self.waiting = waiting
         self.running = 0
 
-    async def query(self, text: Any, parameters: QueryParameters) -> Any:
+    @contextlib.contextmanager
+    def _in_flight(self) -> Iterator[None]:
         self.running += 1
         self.waiting.start(self.name)
         try:
-            return await self.inner.query(text, parameters)
+            yield
         finally:
             self.running -= 1
             if not self.running:
                 self.waiting.done(self.name)
 
+    def __getattr__(self, name: str) -> Any:  # only what this class does not define
+        return getattr(self.inner, name)
+
+    async def query(self, text: Any, parameters: QueryParameters) -> Any:
+        with self._in_flight():
+            return await self.inner.query(text, parameters)
+
     async def records(self, text: Any, parameters: QueryParameters, columns: list[str]) -> list[list[Any]]:
-        self.running += 1
-        self.waiting.start(self.name)
-        try:
+        with self._in_flight():
             return await self.inner.records(text, parameters, columns)
-        finally:
-            self.running -= 1
-            if not self.running:
-                self.waiting.done(self.name)
+
+    async def send(self, *args: Any, **kwargs: Any) -> Any:
+        """A probe's synthetic request (an http source's)."""
+        with self._in_flight():
+            return await self.inner.send(*args, **kwargs)  # type: ignore[attr-defined]
+
+    async def query_steps(self, text: Any, parameter_sets: list[QueryParameters]) -> Any:
+        with self._in_flight():
+            return await self.inner.query_steps(text, parameter_sets)
+
+    def steps_per_request(self, text: Any, parameter_sets: list[QueryParameters]) -> int:
+        return self.inner.steps_per_request(text, parameter_sets)
+
+    async def estimate(self, text: Any, parameters: QueryParameters) -> dict[str, Any] | None:
+        with self._in_flight():
+            return await self.inner.estimate(text, parameters)
+
+    async def unpruned(self, requests: Any) -> list[str]:
+        with self._in_flight():
+            return await self.inner.unpruned(requests)
 
     async def close(self) -> None:
         await self.inner.close()

@@ -104,6 +104,27 @@ def judge(root: Path, as_of: datetime | None = None) -> Any:
     return asyncio.run(evaluate(project, "smoke", as_of))
 
 
+def test_gatecheck_run_sends_the_probe_and_judges_it(
+    ingest: IngestService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``gatecheck run`` watches its sources for the spinner; the watched http source lost its
+    ``send`` and every gate with a probe (staging-deploy's) was an internal error, exit 2."""
+    monkeypatch.setenv("INGEST_AUTH", f"Bearer {TOKEN}")
+    root = probe_project(tmp_path / "config", ingest.url, ingest.database_url)
+    monkeypatch.setenv("GATECHECK_HISTORY_URL", f"sqlite:///{tmp_path / 'history.db'}")
+    result = CliRunner().invoke(app, ["run", "--phase", "smoke", "--config", str(root), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["verdict"] == "go"
+    assert {c["suite"]: c["outcome"] for c in document["checks"]} == {"smoke_ingest": "pass", "ingest_answers": "pass"}
+    (sent,) = ingest.received  # the smoke message, sent once
+    assert sent["body"]["message_id"].startswith("gatecheck-probe-")
+    ingest.stop()  # no answer: the rollback trigger fires
+    result = CliRunner().invoke(app, ["run", "--phase", "smoke", "--config", str(root), "--no-record"])
+    assert result.exit_code == 4, result.output
+    assert result.stdout.startswith("ROLLBACK  phase smoke") and "ingest_answers: fail" in result.stdout
+
+
 def test_a_probe_finds_its_row_with_the_right_value(
     ingest: IngestService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

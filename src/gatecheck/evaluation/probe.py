@@ -46,8 +46,8 @@ async def fetch_probe(
     if late is not None:  # nothing is sent
         return source_failed(QueryError(late), suite.source, base)
     try:
-        source = pool.get(suite.source)
-        assert isinstance(source, HttpSource)
+        # an http source (validate checks it), perhaps wrapped (the CLI's spinner watches it)
+        source: HttpSource = pool.get(suite.source)  # type: ignore[assignment]
         sent = await source.send(query.request, probe_id, document_time(as_of))
     except GatecheckError as exc:
         return source_failed(exc, suite.source, base)
