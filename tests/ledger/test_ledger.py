@@ -1041,3 +1041,32 @@ def test_a_postgresql_ledger_url_libpq_cannot_read_is_one_line_without_its_passw
         "history ledger postgresql://gatecheck:***@127.0.0.1:1/ledger: not a PostgreSQL URL libpq reads "
         "(invalid percent-encoded token)"
     )
+
+
+def test_a_record_is_named_as_history_shows_it_to_the_second(tmp_path: Path) -> None:
+    """``invalidate``/``pin --record`` take a record's ``as_of`` as ``history`` prints it, to
+    the second; a run without ``--as-of`` is recorded to the millisecond, and such a record was
+    "no evaluation … on record". Two in one second: the milliseconds decide, as the JSON shows."""
+    from gatecheck.errors import ConfigError
+    from gatecheck.ledger.decisions import record_of
+
+    ledger = SqliteLedger(tmp_path / "h.db")
+    try:
+        first = AS_OF + timedelta(milliseconds=271)
+        ledger.record(verdict("p", first), 0.1)
+        assert record_of(ledger, "p", "2026-11-22T06:00:00Z").as_of == first  # as history prints it
+        assert record_of(ledger, "p", "2026-11-22T06:00:00.271Z").as_of == first  # as the JSON does
+        for other in ("2026-11-22T06:00:00.270Z", "2026-11-22T06:00:01Z", "2026-11-22T05:59:59Z"):
+            with pytest.raises(ConfigError, match="no evaluation of p as of"):
+                record_of(ledger, "p", other)
+        ledger.record(verdict("p", AS_OF + timedelta(milliseconds=900)), 0.1)
+        with pytest.raises(ConfigError) as raised:
+            record_of(ledger, "p", "2026-11-22T06:00:00Z")
+        assert str(raised.value) == (
+            "--record: p has more than one evaluation as of 2026-11-22T06:00:00Z (2026-11-22T06:00:00.271Z "
+            "and 2026-11-22T06:00:00.900Z): give its milliseconds, as gatecheck history --phase p "
+            "--format json shows them"
+        )
+        assert record_of(ledger, "p", "2026-11-22T06:00:00.900Z").as_of == AS_OF + timedelta(milliseconds=900)
+    finally:
+        ledger.close()

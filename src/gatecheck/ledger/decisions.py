@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from gatecheck._values import timestamp
+from gatecheck._values import document_time, timestamp
 from gatecheck.config import Project
 from gatecheck.durations import format_duration, parse_duration
 from gatecheck.errors import ConfigError, did_you_mean, printable
@@ -155,14 +155,23 @@ def enforce_event(project: Project, phase: str, check: str, reason: str, by: str
     )  # fmt: skip
 
 
-def _record_of(ledger: Ledger, phase: str, text: str) -> Record:
-    """The record of ``phase`` as of ``text`` (its ``as_of``, as ``history`` shows it)."""
+def record_of(ledger: Ledger, phase: str, text: str) -> Record:
+    """The record of ``phase`` as of ``text``: its ``as_of`` as ``history`` shows it (to the
+    second: the one record in that second) or as its JSON does (to the millisecond)."""
     moment = _moment("--record", text)
-    found = ledger.history(phase, since=moment, until=moment, newest=1)
+    whole_second = moment.microsecond == 0 and "." not in text and "," not in text
+    until = moment + timedelta(milliseconds=999) if whole_second else moment
+    found = ledger.history(phase, since=moment, until=until, newest=2)
     if not found:
         raise ConfigError(
             f"--record: no evaluation of {phase} as of {timestamp(moment)} on record "
             f"(gatecheck history --phase {phase} lists them)"
+        )
+    if len(found) > 1:
+        raise ConfigError(
+            f"--record: {phase} has more than one evaluation as of {timestamp(moment)} "
+            f"({' and '.join(document_time(r.as_of) for r in found)}): give its milliseconds, as "
+            f"gatecheck history --phase {phase} --format json shows them"
         )
     return found[-1]
 
@@ -179,7 +188,7 @@ def pin_event(
             f"--check: {check!r} has no baseline in gate {phase}{did_you_mean(check, with_baseline)} "
             f"(checks with a baseline: {', '.join(with_baseline) or 'none'})"
         )
-    found = _record_of(ledger, phase, record)
+    found = record_of(ledger, phase, record)
     kept = [c for c in found.document.get("checks", []) if c.get("suite") == check and c.get("tracked")]
     if not kept:
         raise ConfigError(
@@ -199,7 +208,7 @@ def invalidate_event(
     """The ``record-invalidated`` event leaving the evaluation of ``phase`` as of ``record`` out
     of every baseline and learned threshold, checked against the ledger."""
     project.gate(phase)
-    found = _record_of(ledger, phase, record)
+    found = record_of(ledger, phase, record)
     by, reason = _person(by, reason)
     return AuditEvent(
         at=datetime.now(UTC), kind="record-invalidated", phase=phase,
