@@ -102,6 +102,44 @@ def test_output_file_gets_the_umask_mode(warehouse: Path, tmp_path: Path) -> Non
     assert target.stat().st_mode & 0o777 == 0o644  # readable by an artifact uploader, not 0600
 
 
+def test_output_to_a_pipe_or_through_a_link_is_written_there_and_a_full_device_is_one_line(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    """``--output /dev/stdout`` or a shell's ``>(jq .)`` is a device or a pipe: the report was
+    written beside it and renamed over it — a file in its place (as root, /dev/stdout itself
+    replaced), nothing read from the pipe. A link's target is written and the link kept; a
+    device that cannot take the report (full) is one line and exit 2, never 0."""
+    import stat
+    import threading
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    read: list[str] = []
+    reader = threading.Thread(target=lambda: read.append(pipe.read_text()), daemon=True)
+    reader.start()
+    result = invoke(warehouse, "healthy", "--phase", "warehouse-release", "--format", "json", "--output", str(pipe))
+    reader.join(timeout=30)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(pipe.stat().st_mode) and json.loads(read[0])["verdict"] == "go"
+
+    (tmp_path / "reports").mkdir()
+    link = tmp_path / "latest.json"
+    link.symlink_to(tmp_path / "reports" / "gate.json")
+    result = invoke(warehouse, "healthy", "--phase", "warehouse-release", "--format", "json", "--output", str(link))
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and json.loads((tmp_path / "reports" / "gate.json").read_text())["verdict"] == "go"
+
+    full = tmp_path / "full"  # this test's own /dev/full (a character device: 1, 7)
+    try:
+        os.mknod(full, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+    except PermissionError:
+        return  # not root: no device of our own to fill (the pipe above is the same path)
+    result = invoke(warehouse, "healthy", "--phase", "warehouse-release", "--format", "json", "--output", str(full))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == f"gatecheck: error: --output {full}: cannot write it (No space left on device)"
+    assert stat.S_ISCHR(full.stat().st_mode)
+
+
 def test_an_unwritable_output_is_refused_before_anything_is_evaluated(
     warehouse: Path, tmp_path: Path, isolated_history: Path
 ) -> None:

@@ -474,7 +474,7 @@ def test_a_backtest_judges_each_step_as_run_does_and_charts_the_budget(
     """Each step counts its own windows (an SLO's frame is not its SLI's answer: never asked
     in one request for all steps); the budget left is a panel of the chart over time."""
     from gatecheck.evaluation.backtest import run_backtest
-    from gatecheck.render.backtest import write_chart
+    from gatecheck.render.backtest import chart_page
 
     root = slo_project(config_copy)
     project = load_project(root, environ={"GATECHECK_PROMETHEUS_URL": prometheus})
@@ -486,7 +486,7 @@ def test_a_backtest_judges_each_step_as_run_does_and_charts_the_budget(
     assert budget == [pytest.approx(1 - 5_137.5 / 10_080.0), pytest.approx(1 - 6_502.5 / 10_080.0)]
     (summary,) = report.checks
     assert {d.column for d in summary.distributions} >= {"budget_remaining", "firing"}
-    write_chart(report, tmp_path / "chart.html")
+    (tmp_path / "chart.html").write_text(chart_page(report), encoding="utf-8")
     page = (tmp_path / "chart.html").read_text()
     assert "budget_remaining" in page and "0.3549" in page
 

@@ -296,20 +296,37 @@ def writable(path: Path | None, flag: str) -> None:
         raise ConfigError(f"{flag} {path}: cannot write in {existing} (permission denied)")
 
 
-def write_output(text: str, output: Path | None) -> None:
+def write_output(text: str, output: Path | None, flag: str = "--output") -> None:
+    """``text`` to stdout, or to the file ``output`` whole: written beside it and renamed over
+    it, so a crash never leaves half a report behind (through a symbolic link: the file it
+    points at). A device or a pipe (``/dev/stdout``, a shell's ``>(jq .)``) is written to as
+    it is — never replaced by a file. Failing to write is one line, exit 2."""
     if output is None:
         typer.echo(text, nl=False)
         return
-    # Write-then-rename: a crash never leaves half a report behind. The file gets the mode any
-    # new file would (the umask's), not the temporary file's 0600: an artifact uploader or
-    # another user may need to read it.
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=output.parent, delete=False, encoding="utf-8") as tmp:
-        tmp.write(text)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp.name, 0o666 & ~umask)
-    os.replace(tmp.name, output)
+    try:
+        if output.exists() and not output.is_file() and not output.is_dir():
+            with open(output, "w", encoding="utf-8") as stream:
+                stream.write(text)
+            return
+        target = output.resolve() if output.is_symlink() else output
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            with open(handle, "w", encoding="utf-8") as tmp:
+                tmp.write(text)
+            # The file gets the mode any new file would (the umask's), not the temporary
+            # file's 0600: an artifact uploader or another user may need to read it.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(name, 0o666 & ~umask)
+            os.replace(name, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+            raise
+    except OSError as exc:
+        raise ConfigError(f"{flag} {output}: cannot write it ({exc.strerror or exc})") from None
 
 
 def open_ledger_of(project: Project, missing: str) -> Ledger:
@@ -410,7 +427,8 @@ def finish(
     color = output is None and fmt is VerdictFormat.text and sys.stdout.isatty()
     if rendered is None:
         rendered = render(verdict, fmt.value, color=color, timings=timings)
-    write_output(rendered, output)
+    with user_errors():  # the verdict is recorded; a report that cannot be written is exit 2, never 0
+        write_output(rendered, output)
     if output is not None:
         typer.echo(f"{verdict.verdict.value}: phase {verdict.phase} → {output}", err=True)
     raise typer.Exit(ExitCode.for_verdict(verdict.verdict))

@@ -37,6 +37,7 @@ from gatecheck.cli._common import (
     say,
     user_errors,
     writable,
+    write_output,
 )
 
 
@@ -237,7 +238,7 @@ def backtest(
     """How the gate would have judged each step of a past range (nothing is recorded)."""
     from gatecheck.durations import parse_as_of, parse_duration
     from gatecheck.evaluation.backtest import proposed_thresholds, run_backtest
-    from gatecheck.render.backtest import render_backtest, write_chart
+    from gatecheck.render.backtest import chart_page, render_backtest
 
     with user_errors():
         writable(chart, "--chart")
@@ -259,8 +260,7 @@ def backtest(
 
             report = asyncio.run(run_backtest(project, phase, end - back, end, every, proposed, tick))
         if chart is not None:
-            chart.parent.mkdir(parents=True, exist_ok=True)
-            write_chart(report, chart)
+            write_output(chart_page(report), chart, "--chart")
             say(f"chart: {chart}")
     if fmt is ListFormat.json:
         typer.echo(report.model_dump_json(indent=2))

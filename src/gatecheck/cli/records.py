@@ -129,7 +129,8 @@ def report(
     if fmt is ReportFormat.html:
         with user_errors():
             page = _html_report(config, url, phase, demo)
-        write_output(page, output)
+        with user_errors():
+            write_output(page, output)
         if output is not None:
             typer.echo(f"phase page of {phase} → {output}", err=True)
         return
@@ -142,7 +143,7 @@ def report(
         if found.verdict is None:
             raise ConfigError(f"no recorded evaluation of {phase}: run `gatecheck run --phase {phase}` first")
         text = render_status_update(found.verdict, chain, parse_as_of(None))
-    write_output(text, output)
+        write_output(text, output)
 
 
 def _html_report(config: Path, url: str | None, phase: str, demo: bool = False) -> str:

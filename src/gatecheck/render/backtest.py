@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from gatecheck._values import observed_number, shown, unit_of, utc_minute
@@ -67,7 +66,7 @@ def render_backtest(report: BacktestReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_chart(report: BacktestReport, path: Path) -> None:
+def chart_page(report: BacktestReport) -> str:
     """A self-contained HTML page (Vega-Lite through altair, its scripts inlined: it opens
     offline): a panel per expectation, each with its own time axis (UTC, 24-hour). A numeric
     expectation draws its observed value over time against its threshold line; a categorical
@@ -143,7 +142,7 @@ def write_chart(report: BacktestReport, path: Path) -> None:
     # The specification is inlined in a <script> as JSON, and altair writes it as json.dumps
     # does: a "</script>" in an observed value (the most common value of a column, from the
     # warehouse) ended the chart's script and ran what followed in the reader's browser.
-    chart.save(str(path), inline=True, json_kwds={"cls": ScriptSafeJSON})
+    return str(chart.to_html(inline=True, json_kwds={"cls": ScriptSafeJSON}))
 
 
 class ScriptSafeJSON(json.JSONEncoder):
