@@ -182,7 +182,8 @@ def test_wrapping_and_parameter_formatting() -> None:
         "SELECT * FROM (\nSELECT 1\n) LIMIT 10001 SETTINGS readonly=1, max_execution_time=3, "
         "timeout_overflow_mode='throw', read_overflow_mode='throw', result_overflow_mode='throw', "
         "group_by_overflow_mode='throw', sort_overflow_mode='throw', set_overflow_mode='throw', "
-        "distinct_overflow_mode='throw', join_overflow_mode='throw', transfer_overflow_mode='throw'"
+        "distinct_overflow_mode='throw', join_overflow_mode='throw', transfer_overflow_mode='throw', "
+        "read_overflow_mode_leaf='throw'"
     )
     assert format_parameter(datetime(2026, 1, 1, tzinfo=UTC)) == "1767225600.000"
     assert format_parameter(0.005) == "0.005"
@@ -643,12 +644,40 @@ REWRITES = {
     "count_distinct_implementation=uniq": "SELECT getSetting('count_distinct_implementation') AS s",
     "join_default_strictness=ANY": "SELECT getSetting('join_default_strictness') AS s",
     "final=1": "SELECT getSetting('final') AS s",
+    # a key written in two partitions: one row read FINAL, two when FINAL stops at partitions
+    "do_not_merge_across_partitions_select_final=1": "SELECT count() AS n FROM rewrites.replaced FINAL",
+    # `number` in `y` is the alias (number * 10), not the column
+    "prefer_column_name_to_alias=1":
+        "SELECT number * 10 AS number, number + 1 AS y FROM system.numbers LIMIT 3 OFFSET 2",
+    # a row removed by a lightweight DELETE
+    "apply_deleted_mask=0": "SELECT count() AS n FROM rewrites.deleted",
+    "partial_result_on_first_cancel=1": "SELECT getSetting('partial_result_on_first_cancel') AS s",
 }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def rewrites(warehouse: Path) -> None:
+    """Tables whose answers two settings change: a key written in two partitions of a
+    ReplacingMergeTree, and a row removed by a lightweight DELETE."""
+    with ClickHouse() as clickhouse:
+        connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}", warehouse))
+        connection.command("DROP DATABASE IF EXISTS rewrites")
+        connection.command("CREATE DATABASE rewrites")
+        connection.command(
+            "CREATE TABLE rewrites.replaced (k Int32, p Int32) ENGINE = ReplacingMergeTree ORDER BY k PARTITION BY p"
+        )
+        connection.command("INSERT INTO rewrites.replaced VALUES (1, 1)")
+        connection.command("INSERT INTO rewrites.replaced VALUES (1, 2)")
+        connection.command("CREATE TABLE rewrites.deleted (k Int32) ENGINE = MergeTree ORDER BY k")
+        connection.command("INSERT INTO rewrites.deleted VALUES (1), (2), (3)")
+        connection.command("DELETE FROM rewrites.deleted WHERE k = 2")
 
 
 @pytest.mark.parametrize("level", [0, 2])
 @pytest.mark.parametrize("setting", sorted(REWRITES))
-def test_a_session_that_answers_another_query_gets_the_query_as_sent(warehouse: Path, setting: str, level: int) -> None:
+def test_a_session_that_answers_another_query_gets_the_query_as_sent(
+    warehouse: Path, rewrites: None, setting: str, level: int
+) -> None:
     """`limit=1` in a profile cut the unmatched-edge groups to the first one, and a failing
     group was no longer judged; `additional_table_filters` hid the rows a check reads;
     `skip_unavailable_shards` answers a Distributed table without a shard that is down. Where the

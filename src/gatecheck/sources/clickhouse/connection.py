@@ -155,6 +155,8 @@ OVERFLOW_MODES: dict[str, tuple[str, ...]] = {
     "distinct_overflow_mode": ("max_rows_in_distinct", "max_bytes_in_distinct"),
     "join_overflow_mode": ("max_rows_in_join", "max_bytes_in_join"),
     "transfer_overflow_mode": ("max_rows_to_transfer", "max_bytes_to_transfer"),
+    # a Distributed query's shards, each stopping at its own limit
+    "read_overflow_mode_leaf": ("max_rows_to_read_leaf", "max_bytes_to_read_leaf"),
 }
 
 #: Each limit's overflow mode as gatecheck's reads ask for it (a ``SETTINGS`` clause): an error.
@@ -185,6 +187,12 @@ WHOLE_ANSWER_SETTINGS: dict[str, tuple[str, str, str]] = {
     "union_default_mode": ("", "''", "reads a bare UNION as that mode"),
     "intersect_default_mode": ("ALL", "'ALL'", "reads a bare INTERSECT as that mode"),
     "except_default_mode": ("ALL", "'ALL'", "reads a bare EXCEPT as that mode"),
+    "do_not_merge_across_partitions_select_final": (
+        "0", "0", "reads FINAL without merging a key's rows across partitions",
+    ),
+    "prefer_column_name_to_alias": ("0", "0", "reads a name as its column where the query means its alias"),
+    "apply_deleted_mask": ("1", "1", "reads the rows a DELETE removed"),
+    "partial_result_on_first_cancel": ("0", "0", "answers the rows read so far when a query is cancelled"),
 }  # fmt: skip
 
 #: A question whose answer is known: a session whose ``limit``, ``offset`` or
