@@ -90,7 +90,7 @@ def fetch_verdict(
         reason = network_reason(exc) or " ".join(str(exc).split()) or type(exc).__name__
         return _inconclusive(phase, f"cannot reach the gatecheck service at {shown}: {reason}")
     if response.status_code == 404:
-        raise ConfigError(f"--phase: the service at {shown} does not know phase {phase!r}")
+        raise _not_found(response, shown, phase)
     if response.status_code != 200:
         detail = one_line(" ".join(response.text.split())[:200])
         return _inconclusive(phase, f"gatecheck service at {shown} answered {response.status_code}: {detail}")
@@ -155,7 +155,7 @@ def wait_for_verdict(
                 client, "POST", f"{base}/api/v1/phases/{phase}/evaluations", what=shown, timeout=timeout
             )
             if response.status_code == 404:
-                raise ConfigError(f"--phase: the service at {shown} does not know phase {phase!r}")
+                raise _not_found(response, shown, phase)
             if response.status_code != 202:
                 detail = one_line(" ".join(response.text.split())[:200])
                 return _inconclusive(
@@ -216,7 +216,11 @@ def fetch_chain(url: str, timeout: float = 30.0) -> list[PhaseStatus]:
     try:
         with _client(base, timeout, {}) as client:
             listed = fetch_sync(client, "GET", f"{base}/api/v1/phases", what=shown, timeout=timeout)
-            listed.raise_for_status()
+            if listed.status_code != 200:  # (httpx's own words carry a link to a web page)
+                raise SourceUnavailable(
+                    f"gatecheck service at {shown} answered {listed.status_code} to GET /api/v1/phases "
+                    "(--url is the service's address, without a path)"
+                )
             chain = []
             for item in listed.json():
                 verdict_url = f"{base}/api/v1/phases/{item['phase']}/verdict"
@@ -234,6 +238,17 @@ def fetch_chain(url: str, timeout: float = 30.0) -> list[PhaseStatus]:
         raise SourceUnavailable(
             f"gatecheck service at {shown}: {type(exc).__name__}: {unreadable(exc)}"
         ) from exc
+
+
+def _not_found(response: httpx.Response, shown: str, phase: str) -> ConfigError:
+    """A 404: the service does not know the phase (its own answer says so), or the URL is not
+    a gatecheck service's address (a path after it, another server)."""
+    if "unknown phase" in response.text[:500]:
+        return ConfigError(f"--phase: the service at {shown} does not know phase {phase!r}")
+    return ConfigError(
+        f"--url: {shown} answered 404 to {response.request.url.path}: not a gatecheck service's "
+        "address (give it without a path)"
+    )
 
 
 def fetch_page(url: str, phase: str, timeout: float = 30.0) -> str:
@@ -254,7 +269,7 @@ def fetch_page(url: str, phase: str, timeout: float = 30.0) -> str:
             f"gatecheck service at {shown}: {type(exc).__name__}: {unreadable(exc)}"
         ) from exc
     if response.status_code == 404:
-        raise ConfigError(f"--phase: the service at {shown} does not know phase {phase!r}")
+        raise _not_found(response, shown, phase)
     if response.status_code == 401:
         raise ConfigError(f"the service at {shown} needs its token: set GATECHECK_API_TOKEN")
     if response.status_code != 200:

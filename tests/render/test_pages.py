@@ -282,10 +282,24 @@ def test_status_from_a_service_says_which_go_is_overdue(tmp_path: Path, no_go: V
             base = f"http://127.0.0.1:{sock.getsockname()[1]}"
             text = CliRunner().invoke(app, ["status", "--url", base])
             document = CliRunner().invoke(app, ["status", "--url", base, "--format", "json"])
+            pathed = CliRunner().invoke(app, ["status", "--url", f"{base}/api"])  # a path given: 404
+            verdict_pathed = CliRunner().invoke(app, ["run", "--phase", "warehouse-release", "--url", f"{base}/api"])
+            unknown = CliRunner().invoke(app, ["run", "--phase", "nope", "--url", base])
         finally:
             server.should_exit = True
             thread.join(timeout=15)
         assert text.exit_code == 0 and document.exit_code == 0, text.output + document.output
+        assert pathed.exit_code == 2 and pathed.stderr == (  # one line, no web link (httpx's words had one)
+            f"gatecheck: error: gatecheck service at {base}/api answered 404 to GET /api/v1/phases (--url is "
+            "the service's address, without a path)\n"
+        ), pathed.output
+        assert verdict_pathed.exit_code == 2 and verdict_pathed.stderr == (  # not "does not know phase"
+            f"gatecheck: error: --url: {base}/api answered 404 to /api/api/v1/phases/warehouse-release/verdict: "
+            "not a gatecheck service's address (give it without a path)\n"
+        ), verdict_pathed.output
+        assert unknown.exit_code == 2 and unknown.stderr == (
+            f"gatecheck: error: --phase: the service at {base} does not know phase 'nope'\n"
+        ), unknown.output
         phases = {p["phase"]: p for p in json.loads(document.stdout)["phases"]}
         return text.stdout, phases["warehouse-release"]
 
