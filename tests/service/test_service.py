@@ -1399,6 +1399,9 @@ def test_flagger_bad_requests_never_pass(service) -> None:
     assert no_phase.status_code == 422 and "metadata.phase" in no_phase.text
     assert post("rollout", flagger_payload("rollout", "nope")).status_code == 404
     assert post("rollout", flagger_payload("rollout", "svc-go", max_age="soon")).status_code == 422
+    for timeout in ("nan", "0", "-1", "121", "inf", "soon"):  # "no verdict within nans": not a timeout
+        answer = post("rollout", flagger_payload("rollout", "svc-go", timeout=timeout))
+        assert answer.status_code == 422 and "metadata.timeout" in answer.text, (timeout, answer.text)
     huge = local_http.post(
         f"{base}/api/v1/flagger/rollout", content=b"{" + b" " * (70 * 1024) + b"}",
         headers={"content-type": "application/json"}, timeout=30,

@@ -4,6 +4,7 @@ ROLLBACK."""
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
@@ -59,7 +60,9 @@ def routes(service: Service, h: Helpers) -> APIRouter:
         try:
             timeout = float(payload.metadata.get("timeout", ANSWER_TIMEOUT_S))
         except ValueError:
-            raise HTTPException(422, "metadata.timeout: seconds, e.g. 8") from None
+            timeout = math.nan
+        if not 0 < timeout <= 120:  # as the verdict's ?timeout= (NaN too: never compared true)
+            raise HTTPException(422, "metadata.timeout: seconds, more than 0 and at most 120, e.g. 8")
         judged: Verdict | None = None
         if "max_age" in payload.metadata:  # the latest verdict will do if it is recent enough
             age = h.duration_param(payload.metadata["max_age"], "metadata.max_age")
@@ -76,9 +79,7 @@ def routes(service: Service, h: Helpers) -> APIRouter:
                 checksum=payload.checksum,
             )  # fmt: skip
             try:
-                judged = await asyncio.wait_for(
-                    service.evaluate_shared(phase, requester), max(0.1, min(timeout, 120))
-                )
+                judged = await asyncio.wait_for(service.evaluate_shared(phase, requester), timeout)
             except TimeoutError:
                 return PlainTextResponse(
                     f"{phase}: no verdict within {timeout:g}s (the evaluation goes on): not a GO",
