@@ -23,7 +23,8 @@ AS_OF_TEXT = AS_OF.isoformat()
 THROW = (
     "timeout_overflow_mode='throw', read_overflow_mode='throw', result_overflow_mode='throw', "
     "group_by_overflow_mode='throw', sort_overflow_mode='throw', set_overflow_mode='throw', "
-    "distinct_overflow_mode='throw', join_overflow_mode='throw', transfer_overflow_mode='throw'"
+    "distinct_overflow_mode='throw', join_overflow_mode='throw', transfer_overflow_mode='throw', "
+    "read_overflow_mode_leaf='throw'"
 )
 
 
