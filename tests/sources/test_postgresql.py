@@ -404,8 +404,8 @@ def test_a_table_row_level_security_filters_for_the_role_is_an_error_never_a_par
 
     problems = checked(restricted).problems
     assert problems == [
-        "table public.readings: row-level security hides rows from this role, so every query reading "
-        "it is refused (tenant_quality) — read as a role the policy does not restrict (the table's "
+        "table public.readings: row-level security applies to this role, so every query reading "
+        "it is refused (tenant_quality) — read as a role it does not apply to (the table's "
         "owner, or one with BYPASSRLS)"
     ]
     assert checked(url).problems == []

@@ -217,8 +217,8 @@ def _translate(exc: BaseException, where: str, timeout_s: float) -> Exception:
     if isinstance(exc, psycopg.Error):
         if _ROW_SECURITY in message:
             message += (
-                ": a policy hides rows from this role, and a check judges whole tables — read as a "
-                "role the policy does not restrict (the table's owner, or one with BYPASSRLS)"
+                ": row-level security applies to this role there, and a check judges whole tables "
+                "— read as a role it does not apply to (the table's owner, or one with BYPASSRLS)"
             )
         return QueryError(f"{where}: {message}" + (f" (SQLSTATE {state})" if state else ""))
     return SourceUnavailable(f"{where}: {type(exc).__name__}: {message}")
@@ -388,8 +388,8 @@ async def check_source(name: str, config: PostgreSQLSourceConfig, root: Path, su
     for schema, table in sorted(set(hidden) & set(used)):
         readers = ", ".join(sorted(wanted.readers.get((schema, table), ())))
         found.problems.append(
-            f"table {schema}.{table}: row-level security hides rows from this role, so every query "
-            f"reading it is refused ({readers}) — read as a role the policy does not restrict "
+            f"table {schema}.{table}: row-level security applies to this role, so every query "
+            f"reading it is refused ({readers}) — read as a role it does not apply to "
             "(the table's owner, or one with BYPASSRLS)"
         )
     if clock is not None:
