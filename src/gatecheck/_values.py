@@ -7,6 +7,8 @@
 - **Numbers**: :func:`number` — ``240`` not ``240.0``, ``303.3`` not ``303.318652``, ``0.51 %``
   for a share, ``7.06 s`` for seconds, ``no limit`` for a bound of a billion or more.
 - **Observed values**: :func:`shown` — numbers as above, ``true``/``false``, text as is.
+- **Text from data**: :func:`whole_characters` — a lone UTF-16 surrogate as U+FFFD, so any
+  output can write it as UTF-8.
 - **Digests** of what judged or measured a record: :func:`digest_of` computes one,
   :func:`redefined` compares a recorded one with today's ('' — a record from before digests were
   kept — counts as today's).
@@ -25,6 +27,18 @@ from typing import Annotated, Any
 from pydantic import PlainSerializer, WithJsonSchema
 
 from gatecheck.errors import one_line
+
+
+def whole_characters(text: str) -> str:
+    """``text`` with each lone UTF-16 surrogate as U+FFFD. JSON may write half a surrogate
+    pair (``"\\ud800"``) and Python reads it as half a character (a file name that is not
+    UTF-8 comes as one too): UTF-8 cannot hold it, and a report, a page or a ledger record with
+    one in a value failed to be written at all."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def observed_number(value: Any) -> float | None:

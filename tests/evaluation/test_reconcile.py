@@ -578,6 +578,33 @@ def test_a_nats_subject_keyed_by_a_header_reconciles_with_postgresql(
     assert outcome.rounds[0].transferred["bus"] == 41
 
 
+def test_half_a_character_in_a_message_is_read_as_a_replacement_character(nats_server: Any) -> None:
+    """JSON may write half a UTF-16 surrogate pair (``"\\ud800"``) and Python reads it as a
+    lone surrogate, which UTF-8 cannot hold: a key or value of such a message, shown in a
+    report or kept in a record, failed the whole report and the ledger's write. It is read as
+    U+FFFD, the rest of the text kept."""
+    import sqlite3
+
+    published = [("m1", {"reading": {"athlete": "bad-\ud800-x"}, "score": 1.0}), ("m2", {"reading": {"athlete": "😀"}})]
+    from gatecheck.sources.nats import NatsQuery, NatsSource, NatsSourceConfig
+
+    window = publish(nats_server.url, "RC_SURROGATE", published)
+    query = NatsQuery.model_validate({"messages": {
+        "stream": "RC_SURROGATE", "subject": "rc_surrogate.hrv", "columns": {"athlete": "payload:reading.athlete"},
+    }})  # fmt: skip
+    source = NatsSource("bus", NatsSourceConfig(type="nats", url=nats_server.url), Path("."))
+
+    async def read() -> list[list[Any]]:
+        try:
+            return await source.records(query, {"window_start": window[0], "window_end": window[1]}, ["athlete"])
+        finally:
+            await source.close()
+
+    athletes = sorted(str(row[0]) for row in asyncio.run(read()))
+    assert athletes == ["bad-\ufffd-x", "😀"], athletes
+    sqlite3.connect(":memory:").execute("SELECT ?, ?", athletes)  # (a lone surrogate: UnicodeEncodeError)
+
+
 def test_more_messages_than_max_messages_reads_none(nats_server: Any) -> None:
     from gatecheck.sources.nats import TooMuchToRead
 

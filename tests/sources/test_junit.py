@@ -230,6 +230,31 @@ def test_five_of_five_passes_a_failing_run_names_itself_and_its_test(e2e_project
     assert failing.group["run"].startswith("e2e-20261122T05") and failing.observed_value == 1
 
 
+def test_a_report_whose_name_is_not_utf8_is_shown_and_recorded(e2e_project, tmp_path: Path) -> None:
+    """A failing run's report named with a byte that is not UTF-8 (Python reads it as half a
+    character): the failing group named it, and no report, page or ledger record could be
+    written with it — the failure went unrecorded. It shows as U+FFFD."""
+    from gatecheck.ledger import SqliteLedger
+    from gatecheck.render.verdict import render
+
+    project = e2e_project("e2e-flaky")
+    directory = tmp_path / "e2e-flaky"
+    failing = next(p for p in sorted(directory.glob("*.xml")) if "<failure" in p.read_text())
+    os.rename(bytes(failing), bytes(failing)[: -len(b".xml")] + b"-\xff.xml")
+    verdict, check = _e2e(project)
+    assert check.outcome is Outcome.FAIL and verdict.verdict is VerdictState.NO_GO, check.reason
+    (group,) = check.expectations[0].failing_groups
+    assert group.group["run"] == failing.name.removesuffix(".xml") + "-\ufffd.xml", group.group
+    for fmt in ("text", "json", "junit", "markdown", "html"):
+        render(verdict, fmt).encode("utf-8")
+    ledger = SqliteLedger(tmp_path / "history.db")
+    try:
+        ledger.record(verdict, 1.0)
+        assert [r.verdict for r in ledger.history("staging-soak")] == [VerdictState.NO_GO]
+    finally:
+        ledger.close()
+
+
 def test_a_run_that_skipped_every_test_is_no_pass(e2e_project, tmp_path: Path) -> None:
     """No failure and `tests="4"`, but nothing ran: five such runs are not "5/5 consecutive
     E2E tests pass"."""

@@ -31,7 +31,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from pydantic import field_validator
 
-from gatecheck._values import document_time
+from gatecheck._values import document_time, whole_characters
 from gatecheck.durations import MAX_CLOCK_SKEW, format_duration
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable, redact
 from gatecheck.frozen import NAME, Frozen
@@ -267,11 +267,14 @@ class JUnitSource(Source):
             unread = Unread(len(by_age), newest_unread)
         runs = []
         for path in files:
+            # a file name that is not UTF-8 reads as half characters, which no frame, report or
+            # record can hold: shown with U+FFFD instead
+            name = whole_characters(path.name)
             stat = path.stat()
             if stat.st_size > MAX_REPORT_BYTES:
-                raise QueryError(f"report {path.name}: {stat.st_size} bytes, more than {MAX_REPORT_BYTES}")
+                raise QueryError(f"report {name}: {stat.st_size} bytes, more than {MAX_REPORT_BYTES}")
             modified = datetime.fromtimestamp(stat.st_mtime, UTC)
-            runs.append(parse_report(path.name, path.read_bytes(), modified))
+            runs.append(parse_report(name, path.read_bytes(), modified))
         return runs, unread
 
     async def _read_listing(self, url: str, pattern: str) -> tuple[list[Run], Unread | None]:

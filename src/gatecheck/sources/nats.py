@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field, SecretStr, field_validator
 
-from gatecheck._values import document_time
+from gatecheck._values import document_time, whole_characters
 from gatecheck.arith import evaluate as evaluate_expression
 from gatecheck.errors import (
     ConfigError,
@@ -865,7 +865,7 @@ class _Payload:
             if not isinstance(found, dict):
                 return None
             found = found.get(part)
-        return found
+        return whole_characters(found) if isinstance(found, str) else found
 
 
 def _reader(where: str) -> Callable[[Any, _Payload], Any]:
