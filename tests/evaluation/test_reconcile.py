@@ -580,8 +580,8 @@ def test_a_nats_subject_keyed_by_a_header_reconciles_with_postgresql(
 
 def test_half_a_character_in_a_message_is_read_as_a_replacement_character(nats_server: Any) -> None:
     """JSON may write half a UTF-16 surrogate pair (``"\\ud800"``) and Python reads it as a
-    lone surrogate, which UTF-8 cannot hold: a key or value of such a message, shown in a
-    report or kept in a record, failed the whole report and the ledger's write. It is read as
+    lone surrogate, which UTF-8 cannot hold: a key or value of such a message made the check
+    an internal error (a frame, a hash, every output and the ledger need UTF-8). It is read as
     U+FFFD, the rest of the text kept."""
     import sqlite3
 
