@@ -118,9 +118,13 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+#: The types a moment may be bound as (``date`` would start the window at midnight).
+_MOMENT_TYPES = re.compile(r"timestamptz(?:\(\d\))?|timestamp(?:\(\d\))?(?: with(?:out)? time zone)?", re.I)
+
+
 def sql_problems(sql: str) -> list[str]:
     """Static checks of a suite's SQL: one read-only SELECT, well-formed parameters."""
-    problems = statement_problems(sql, _SQL_PARAM.finditer(sql), "{window_start:timestamptz}")
+    problems = statement_problems(sql, _SQL_PARAM.finditer(sql), "{window_start:timestamptz}", _MOMENT_TYPES)
     syntax = syntax_problem(_SQL_PARAM.sub("NULL", sql), "postgres") if not problems else None
     return [*problems, syntax] if syntax else problems
 

@@ -15,22 +15,33 @@ from gatecheck.sources.probe import Probe, counted
 STATEMENT_START = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(\w+)", re.S)
 
 
-def statement_problems(sql: str, parameters: Iterable[re.Match[str]], example: str) -> list[str]:
-    """A statement that is not one SELECT (or WITH … SELECT), and each parameter whose name
-    is not lowercase letters, digits and _ (``example`` shows a good one). A second statement
-    is refused by the engine itself: the sources run the SQL as a subquery, where anything
-    after a ``;`` is a syntax error."""
+def statement_problems(
+    sql: str, parameters: Iterable[re.Match[str]], example: str, moments: re.Pattern[str] | None = None
+) -> list[str]:
+    """A statement that is not one SELECT (or WITH … SELECT), each parameter whose name is
+    not lowercase letters, digits and _ (``example`` shows a good one), and each moment
+    (``window_start``, ``window_end``, ``as_of``) of a type ``moments`` does not match: a
+    moment is bound to the millisecond, and a type that cannot hold one fails every run
+    (ClickHouse's ``DateTime``) or cuts it silently (PostgreSQL's ``date``: a window from
+    midnight). A second statement is refused by the engine itself: the sources run the SQL as
+    a subquery, where anything after a ``;`` is a syntax error."""
     problems: list[str] = []
     first = STATEMENT_START.match(sql)
     if first is None or first.group(1).upper() not in ("SELECT", "WITH"):
         word = first.group(1) if first else "nothing"
         problems.append(f"must be a single SELECT (or WITH … SELECT) statement, starts with {word!r}")
     for match in parameters:
-        name = match.group(1)
+        name, written = match.group(1), match.group(2).strip()
         if not NAME.match(name) and not name.startswith(("'", '"')):
             problems.append(
-                f"bad parameter name {{{name}:{match.group(2)}}}: use lowercase letters, "
+                f"bad parameter name {{{name}:{written}}}: use lowercase letters, "
                 f"digits and _ (e.g. {example})"
+            )
+        elif moments is not None and name in TIME_PARAMETERS and not moments.fullmatch(written):
+            good = example.replace("window_start", name)
+            problems.append(
+                f"{{{name}:{written}}}: {written} does not fit {name}, a moment to the millisecond: "
+                f"write {good} (it compares with a column of any time type)"
             )
     return problems
 

@@ -84,9 +84,17 @@ def sql_parameters(sql: str) -> dict[str, str]:
     return {m.group(1): m.group(2).strip() for m in _SQL_PARAM.finditer(sql)}
 
 
+#: The types a moment may be bound as: ``DateTime64`` (any precision, any zone, Nullable),
+#: or a number of seconds. ``DateTime`` and ``Date`` cannot parse ``1796603541.435``.
+_MOMENT_TYPES = re.compile(
+    r"(?:Nullable\(\s*)?DateTime64\(\s*\d+\s*(?:,\s*'[^']*'\s*)?\)(?:\s*\))?|Float64|Float32|Decimal(?:32|64|128|256)?\(.*\)"
+)
+
+
 def sql_problems(sql: str) -> list[str]:
     """Static checks of a suite's SQL: one read-only SELECT, well-formed parameters."""
-    problems = statement_problems(sql, _SQL_PARAM.finditer(sql), "{window_start:DateTime64(3)}")
+    example = "{window_start:DateTime64(3)}"
+    problems = statement_problems(sql, _SQL_PARAM.finditer(sql), example, _MOMENT_TYPES)
     syntax = syntax_problem(sql, "clickhouse") if not problems else None
     return [*problems, syntax] if syntax else problems
 
