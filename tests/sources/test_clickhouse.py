@@ -795,3 +795,28 @@ def test_the_ttl_rules_that_remove_rows_are_read_as_clickhouse_writes_them() -> 
     ]
     assert removing_rules("MergeTree ORDER BY k SETTINGS index_granularity = 8192") == []
     assert removing_rules("MergeTree ORDER BY k TTL expires_at") == []  # no interval to read
+
+
+def test_an_array_map_or_tuple_group_is_named_as_json(warehouse: Path) -> None:
+    """A failing group keyed by a ClickHouse Array, Map or Tuple was named with numpy's
+    reprs (``arr=[np.uint8(1), np.uint8(2)]``), which no waiver's ``--group`` could match; it
+    is named as JSON (``[1, 2]``)."""
+    from gatecheck.config import SuiteConfig
+    from gatecheck.evaluation.gate import judge
+    from gatecheck.evaluation.plan import window_for
+
+    frame = query(
+        source(f"chdb://{warehouse}?database=healthy"),
+        "SELECT [1, 2] AS arr, map('a', 1) AS m, tuple(1, 'x') AS t, 5 AS age "
+        "UNION ALL SELECT [3], map('b', 2), tuple(2, 'y'), 0",
+    )
+    suite = SuiteConfig.model_validate({
+        "name": "shaped", "source": "warehouse", "window": {"length": "1h"}, "query": "SELECT 1",
+        "groups": ["arr", "m", "t"], "evidence": "none",
+        "expectations": [{"type": "expect_column_values_to_be_between", "column": "age", "max_value": 1}],
+    })  # fmt: skip
+    base = {"suite": "shaped", "source": "warehouse", "role": "required", "window": window_for(AS_OF, timedelta(hours=1), timedelta(0))}
+    result = judge(suite, frame, {}, base)  # type: ignore[arg-type]
+    assert result.outcome.value == "fail"
+    (failing,) = result.expectations[0].failing_groups
+    assert failing.group == {"arr": "[1, 2]", "m": '{"a": 1}', "t": '[1, "x"]'}

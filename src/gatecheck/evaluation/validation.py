@@ -765,13 +765,33 @@ def _wanted(columns: Any, groups: list[str], specs: list[ExpectationSpec]) -> li
 
 
 def _single_labels(narrowed: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
-    """A group label that is not a single value (a ClickHouse array) as text."""
+    """A group label that is not a single value (a ClickHouse array, tuple or map) as its
+    JSON text: ``[1, 2]``, not ``[np.uint8(1), np.uint8(2)]`` (what a waiver's group is written as)."""
     for column in groups:
         if narrowed[column].dtype == object:
             narrowed[column] = [
-                v if v is None or isinstance(v, _SINGLE_VALUES) else str(v) for v in narrowed[column]
+                v if v is None or isinstance(v, _SINGLE_VALUES) else _as_text(v) for v in narrowed[column]
             ]
     return narrowed
+
+
+def _as_text(value: Any) -> str:
+    """A value that is not a single one as JSON, of Python's own types all the way down."""
+
+    def plain(found: Any) -> Any:
+        if isinstance(found, np.ndarray):
+            found = found.tolist()
+        if isinstance(found, np.generic):
+            return found.item()
+        if isinstance(found, list | tuple):
+            return [plain(v) for v in found]
+        if isinstance(found, dict):
+            return {str(plain(k)): plain(v) for k, v in found.items()}
+        return found
+
+    if isinstance(value, list | tuple | dict | np.ndarray):
+        return json.dumps(plain(value), ensure_ascii=False, default=str)
+    return str(value)
 
 
 def _for_ge(frame: pd.DataFrame, groups: list[str], specs: list[ExpectationSpec]) -> pd.DataFrame:
