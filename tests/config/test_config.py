@@ -137,7 +137,7 @@ BAD_CONFIGS = {
     ),
     "bad URL scheme": (
         "gatecheck.yaml",
-        lambda d: d["environments"]["production"]["sources"]["warehouse"].update(url="mysql://u:pw@h/db"),
+        lambda d: d["environments"]["production"]["sources"]["warehouse"].update(url="${BAD_SCHEME_URL}"),
         "gatecheck.yaml: environments.production.sources.warehouse.url: URL scheme must be one of chdb://, clickhouse://, clickhouses:// (got 'mysql://u:***@h/db')",
     ),
     "phase does not match the file name": (
@@ -437,18 +437,46 @@ BAD_CONFIGS = {
     # PostgreSQL ledger's raised printed its password), never echoing the password
     "a PostgreSQL ledger URL libpq cannot read": (
         "gatecheck.yaml",
-        lambda d: d["history"].update(url="postgresql://gatecheck:Sup3r%ZZsecret@127.0.0.1:5432/ledger"),
+        lambda d: d["history"].update(url="${LEDGER_URL}"),
         "gatecheck.yaml: history.url: not a PostgreSQL URL libpq reads (invalid percent-encoded token) (got 'postgresql://gatecheck:***@127.0.0.1:5432/ledger')",
     ),
     "a PostgreSQL source URL with an option libpq does not know": (
         "gatecheck.yaml",
-        lambda d: d["environments"]["staging"]["sources"]["database"].update(url="postgresql://u:Sup3rSecret@db/app?sslmod=require"),
+        lambda d: d["environments"]["staging"]["sources"]["database"].update(url="${DATABASE_URL}"),
         "gatecheck.yaml: environments.staging.sources.database.url: not a PostgreSQL URL libpq reads (invalid URI query parameter: \"sslmod\") (got 'postgresql://u:***@db/app?sslmod=require')",
     ),
     "a source URL with a broken IPv6 host": (
         "gatecheck.yaml",
-        lambda d: d["environments"]["staging"]["sources"]["warehouse"].update(url="clickhouse://u:Sup3rSecret@[::1/db"),
+        lambda d: d["environments"]["staging"]["sources"]["warehouse"].update(url="${WAREHOUSE_URL}"),
         "gatecheck.yaml: environments.staging.sources.warehouse.url: not a URL: Invalid IPv6 URL (got 'clickhouse://u:***@[::1/db')",
+    ),
+    # a credential written in gatecheck.yaml is one in the repository's history
+    "a password written in a source URL": (
+        "gatecheck.yaml",
+        lambda d: d["environments"]["staging"]["sources"]["database"].update(url="postgresql://u:Sup3rSecret@db/app"),
+        "gatecheck.yaml: environments.staging.sources.database.url: a credential written in the file (reviewed and "
+        "committed, so in the repository's history): give it from the environment, \"${VAR}\", or a file "
+        "(password_file, url_file)",
+    ),
+    "a password written as a URL's default": (
+        "gatecheck.yaml",
+        lambda d: d["history"].update(url="${GATECHECK_HISTORY_URL:-postgresql://g:Sup3rSecret@db/ledger}"),
+        "gatecheck.yaml: history.url: a credential written in the file",
+    ),
+    "a NATS token written in a cluster's URLs": (
+        "gatecheck.yaml",
+        lambda d: d["environments"]["production"]["sources"]["bus"].update(url="nats://a:4222,nats://Sup3rToken@b:4222"),
+        "gatecheck.yaml: environments.production.sources.bus.url: a credential written in the file",
+    ),
+    "a token written as a query parameter": (
+        "gatecheck.yaml",
+        lambda d: d["environments"]["staging"]["sources"]["warehouse"].update(url="clickhouse://h/db?password=Sup3r"),
+        "gatecheck.yaml: environments.staging.sources.warehouse.url: a credential written in the file",
+    ),
+    "a password written as a field": (
+        "gatecheck.yaml",
+        lambda d: d["environments"]["staging"]["sources"]["metrics"].update(password="Sup3rSecret"),
+        "gatecheck.yaml: environments.staging.sources.metrics.password: a credential written in the file",
     ),
     "a source URL's port out of range": (
         "gatecheck.yaml",
@@ -501,18 +529,44 @@ BAD_CONFIGS = {
 }
 
 
+#: URLs with a password, from the environment (written in gatecheck.yaml, a credential is
+#: refused before anything reads it): each message must still hide the password.
+SECRET_URLS = {
+    "BAD_SCHEME_URL": "mysql://u:pw@h/db",
+    "LEDGER_URL": "postgresql://gatecheck:Sup3r%ZZsecret@127.0.0.1:5432/ledger",
+    "DATABASE_URL": "postgresql://u:Sup3rSecret@db/app?sslmod=require",
+    "WAREHOUSE_URL": "clickhouse://u:Sup3rSecret@[::1/db",
+}
+
+
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
 def test_bad_configuration_is_one_clear_line_and_exit_2(case: str, config_copy: Path) -> None:
     name, change, expected = BAD_CONFIGS[case]
     edit(config_copy / name, change)
     for command in (["validate"], ["run", "--phase", "warehouse-release"]):
-        result = runner.invoke(app, [*command, "--config", str(config_copy)])
+        result = runner.invoke(app, [*command, "--config", str(config_copy)], env=SECRET_URLS)
         assert result.exit_code == 2, result.output
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, lines
         assert expected in lines[0], lines[0]
         assert lines[0].startswith("gatecheck: error: ")
         assert "Traceback" not in result.output and "Sup3r" not in result.output
+
+
+def test_credentials_from_the_environment_are_taken(config_copy: Path) -> None:
+    """The passing side of "a credential written in the file": each form, from ``${VAR}``."""
+
+    def from_environment(d: dict) -> None:
+        staging = d["environments"]["staging"]["sources"]
+        staging["database"]["url"] = "postgresql://u:${PG_PASSWORD}@db/app"
+        staging["metrics"]["password"] = "${PROMETHEUS_PASSWORD}"
+        staging["warehouse"]["url"] = "clickhouse://h/db?password=${CH_PASSWORD}"
+        d["environments"]["production"]["sources"]["bus"]["url"] = "nats://a:4222,nats://${NATS_TOKEN}@b:4222"
+
+    edit(config_copy / "gatecheck.yaml", from_environment)
+    env = {"PG_PASSWORD": "p", "PROMETHEUS_PASSWORD": "p", "CH_PASSWORD": "p", "NATS_TOKEN": "t"}
+    result = runner.invoke(app, ["validate", "--config", str(config_copy)], env=env)
+    assert result.exit_code == 0, result.output
 
 
 @pytest.mark.parametrize(

@@ -599,14 +599,17 @@ def test_a_planted_secret_appears_nowhere(
     root = tmp_path / "config"
     shutil.copytree(service_config, root)
     project_file = yaml.safe_load((root / "gatecheck.yaml").read_text())
+    # from the environment, as they must be (written in gatecheck.yaml, a credential is refused)
+    environ = {
+        "BUS_URL": bus_url.format(port=free_port()), "BUS_TOKEN": secret,
+        "WAREHOUSE_URL": warehouse_url.format(port=free_port()),
+        "DATABASE_URL": f"postgresql://gate@127.0.0.1:{free_port()}/db?password={secret}",
+    }  # fmt: skip
     project_file["environments"]["e-secret"] = {
         "sources": {
-            "bus": {"type": "nats", "url": bus_url.format(port=free_port()), "token": secret, "timeout": "2s"},
-            "warehouse": {"type": "clickhouse", "url": warehouse_url.format(port=free_port()), "timeout": "2s"},
-            "database": {
-                "type": "postgresql", "url": f"postgresql://gate@127.0.0.1:{free_port()}/db?password={secret}",
-                "timeout": "2s",
-            },
+            "bus": {"type": "nats", "url": "${BUS_URL}", "token": "${BUS_TOKEN}", "timeout": "2s"},
+            "warehouse": {"type": "clickhouse", "url": "${WAREHOUSE_URL}", "timeout": "2s"},
+            "database": {"type": "postgresql", "url": "${DATABASE_URL}", "timeout": "2s"},
         }
     }  # fmt: skip
     (root / "gatecheck.yaml").write_text(yaml.safe_dump(project_file))
@@ -624,7 +627,7 @@ def test_a_planted_secret_appears_nowhere(
     }
     (root / "gates" / "svc-secret.yaml").write_text(yaml.safe_dump(gate))
     ledger_path = tmp_path / "l.db"
-    svc = Service(load_project(root, environ={}), SqliteLedger(ledger_path), ["svc-secret"], api_token=secret)
+    svc = Service(load_project(root, environ=environ), SqliteLedger(ledger_path), ["svc-secret"], api_token=secret)
 
     async def go() -> tuple[str, str, str]:
         async with _asgi(svc) as client:
@@ -668,7 +671,7 @@ def test_a_planted_secret_appears_nowhere(
         ["check-sources", "--environment", "e-secret"],
         ["explain", "--phase", "svc-secret", "--format", "json"],
     ):
-        result = cli.invoke(app, [*command, "--config", str(root)])
+        result = cli.invoke(app, [*command, "--config", str(root)], env=environ)
         assert result.exit_code in (0, 3), result.output
         outputs.append(result.output)
     for text in outputs:

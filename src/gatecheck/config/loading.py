@@ -124,6 +124,52 @@ def expand_env(value: Any, environ: Mapping[str, str], where: str) -> Any:
     return value
 
 
+#: Keys whose value is a credential itself.
+_SECRET_KEYS = frozenset({"password", "token", "bearer_token"})
+#: What in a URL is a credential: ``user:password@``, a query parameter named like a secret.
+_URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#\s]*?:[^/?#\s]+@")
+_URL_SECRET_PARAMETER = re.compile(
+    r"[?&;][A-Za-z_]*(?:password|passwd|pwd|token|secret|api_?key|access_?key)[A-Za-z_]*=[^&#\s]+", re.I
+)
+#: nats://TOKEN@host: a NATS URL's user part alone is a token.
+_NATS_TOKEN = re.compile(r"^(?:nats|tls)://[^/?#@:\s]+@", re.I)
+
+
+def written_secrets(tree: Any, label: str) -> list[str]:
+    """Each credential written in ``tree`` (``gatecheck.yaml`` as parsed) as text rather than
+    taken from the environment: a ``password``/``token``/``bearer_token``, a URL's password,
+    a secret-named query parameter or a NATS URL's token. The file is reviewed and committed:
+    a secret in it is one in the repository's history. ``${VAR}`` is the environment's; a
+    ``${VAR:-default}`` default is written in the file and counts."""
+
+    def as_written(text: str) -> str:
+        return _ENV_REF.sub(lambda m: m.group(2) or "", text)
+
+    found: list[str] = []
+
+    def visit(value: Any, where: str, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                visit(v, f"{where}.{k}" if where else str(k), str(k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                visit(v, f"{where}[{i}]", key)
+        elif isinstance(value, str):
+            text = as_written(value).strip()
+            urls = text.split(",") if key == "url" else []  # (a NATS cluster: URLs, comma-separated)
+            forms = (_URL_PASSWORD, _NATS_TOKEN, _URL_SECRET_PARAMETER)
+            in_url = any(form.search(url.strip()) for url in urls for form in forms)
+            if (key in _SECRET_KEYS and text) or in_url:
+                found.append(
+                    f"{label}: {where}: a credential written in the file (reviewed and committed, so in "
+                    'the repository\'s history): give it from the environment, "${VAR}", or a file '
+                    "(password_file, url_file)"
+                )
+
+    visit(tree, "", "")
+    return found
+
+
 def _read_yaml(path: Path, label: str) -> Any:
     try:
         size = path.stat().st_size
@@ -258,6 +304,8 @@ def load_project(
     def load(path: Path, label: str, model: type[BaseModel], expand: bool) -> Any:
         try:
             data = _read_yaml(path, label)
+            if model is ProjectConfig:
+                problems.extend(written_secrets(data, label))
             targets = data.pop("notify", None) if expand and not notify and model is ProjectConfig else None
             if expand:
                 data = expand_env(data, environ, label)
