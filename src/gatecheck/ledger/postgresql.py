@@ -165,9 +165,13 @@ class PostgresLedger(RowLedger):
         import psycopg
 
         try:
-            with psycopg.connect(
+            connection = psycopg.connect(
                 self.url, connect_timeout=self._timeout, autocommit=False, options=self._options
-            ) as connection:
+            )
+        except psycopg.Error as exc:  # not "cannot migrate the schema": nothing was asked yet
+            raise self._error("cannot connect", exc) from None
+        try:
+            with connection:
                 yield connection
         except psycopg.Error as exc:
             raise self._error(what, exc) from None
