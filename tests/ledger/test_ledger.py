@@ -735,11 +735,6 @@ def test_postgresql_service_role_with_the_documented_grants_runs_and_cannot_rewr
 
     with pytest.raises(LedgerError, match=r"cannot migrate the schema \(permission denied"):
         PostgresLedger(service_url)
-    # a server that does not answer: nothing was migrated, and the message says so
-    from gatecheck.demo.bus import free_port
-
-    with pytest.raises(LedgerError, match=r"^history ledger postgresql://\*\*\*@127\.0\.0\.1:\d+/x: cannot connect \("):
-        PostgresLedger(f"postgresql://u@127.0.0.1:{free_port()}/x")
 
 
 def test_postgresql_waiver_ids_are_unique_under_concurrent_creation_on_replicas(pg_url: str) -> None:
@@ -792,8 +787,8 @@ def test_postgresql_unreachable_is_one_line_without_the_password() -> None:
     message = str(caught.value)
     assert "s3cr3t" not in message and "\n" not in message
     assert (
-        message.startswith("history ledger postgresql://gate:***@127.0.0.1:") and "cannot migrate" in message
-    )
+        message.startswith("history ledger postgresql://gate:***@127.0.0.1:") and ": cannot connect (" in message
+    )  # (it said "cannot migrate the schema": nothing was asked yet)
 
 
 def test_postgresql_lease_has_one_holder_and_fences_a_stale_one(pg_url: str) -> None:
