@@ -120,6 +120,10 @@ _MIGRATION_LOCK = 0x6761746563686B  # "gatechk"
 #: How long the server lets a ledger session sit inside a transaction without a word from its
 #: client before it ends the session (and frees its locks).
 IDLE_IN_TRANSACTION_MS = 5000
+#: How long one ledger statement may take, waiting on a lock included: a record or a read
+#: waiting behind another session's lock (a migration's, a VACUUM FULL) held `gatecheck run`
+#: — a CI step — until the CI system's own timeout; past this it is an error saying so.
+STATEMENT_TIMEOUT_S = 60.0
 
 
 class PostgresLedger(RowLedger):
@@ -129,7 +133,14 @@ class PostgresLedger(RowLedger):
     MARK = "%s"
     TABLE = "gatecheck_evaluations"
 
-    def __init__(self, url: str, *, create: bool = True, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        create: bool = True,
+        connect_timeout: float = 10.0,
+        statement_timeout: float = STATEMENT_TIMEOUT_S,
+    ) -> None:
         self.url = url
         self._shown = redact(url)
         self._timeout = max(1, round(connect_timeout))
@@ -147,7 +158,10 @@ class PostgresLedger(RowLedger):
         if problem is not None:
             raise LedgerError(f"history ledger {self._shown}: {problem}")
         given = str(conninfo_to_dict(url).get("options") or "")
-        self._options = f"{given} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}".strip()
+        self._options = (
+            f"{given} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+            f" -c statement_timeout={max(1, round(statement_timeout * 1000))}"
+        ).strip()
         if create:
             self.migrate()
 

@@ -96,7 +96,8 @@ class Leadership:
         if self._ledger is None:
             from gatecheck.ledger.postgresql import PostgresLedger
 
-            self._ledger = PostgresLedger(self.url, connect_timeout=max(1.0, self.renew_every_s))
+            every = max(1.0, self.renew_every_s)  # a renewal waiting on a lock: the next one tries again
+            self._ledger = PostgresLedger(self.url, connect_timeout=every, statement_timeout=every)
         mine, seen = self._ledger.take_lease(self.holder, timedelta(seconds=self.ttl_s))
         return mine, seen
 
