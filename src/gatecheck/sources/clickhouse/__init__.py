@@ -17,6 +17,7 @@ is ``connection.py``, the one-pass rewrite ``onepass.py``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import re
 import time
@@ -77,6 +78,16 @@ class ClickHouseSourceConfig(SourceSettings):
 
 # `{name:Type}` placeholders, ClickHouse's server-side parameter syntax.
 _SQL_PARAM = re.compile(r"\{\s*([^{}:'\"\s]*)\s*:\s*([A-Za-z][^{}]*)\}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _tables_read(sql: str, database: str) -> tuple[tuple[str, str], ...]:
+    """The tables ``sql`` reads, kept per text for the process: a source lives for one
+    evaluation, and sqlglot takes milliseconds a query to say (every evaluation, every phase)."""
+    try:
+        return tuple(sorted(time_filtered_columns(sql, database)))
+    except Exception:  # text sqlglot cannot read: its syntax is reported apart
+        return ()
 
 
 def sql_parameters(sql: str) -> dict[str, str]:
@@ -348,7 +359,6 @@ class ClickHouseSource(Source):
         self._connection: Connection | None = None
         # each table's TTL rules that remove rows, read once an evaluation (None: unreadable)
         self._ttls: dict[tuple[str, str], list[TtlRule]] | None = {}
-        self._tables: dict[str, list[tuple[str, str]]] = {}  # the tables each query text reads
 
     def connection(self) -> Connection:
         """The source's connection, opened on first use (embedded: the hub's shared client)."""
@@ -367,14 +377,7 @@ class ClickHouseSource(Source):
             return
         # A reconciliation's rounds name thousands of buckets: which tables a query reads does
         # not depend on them, and sqlglot reads a list of 6,400 numbers in ~120 ms
-        shape = _NUMBER_LIST.sub("IN (0)", text)
-        tables = self._tables.get(shape)
-        if tables is None:
-            try:
-                tables = sorted(time_filtered_columns(shape, self.target.database))
-            except Exception:  # text sqlglot cannot read: its syntax is reported apart
-                tables = []
-            self._tables[shape] = tables
+        tables = _tables_read(_NUMBER_LIST.sub("IN (0)", text), self.target.database)
         unknown = [table for table in tables if table not in self._ttls]
         if unknown:
             try:
