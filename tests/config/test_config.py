@@ -450,6 +450,15 @@ BAD_CONFIGS = {
         lambda d: d["environments"]["staging"]["sources"]["warehouse"].update(url="${WAREHOUSE_URL}"),
         "gatecheck.yaml: environments.staging.sources.warehouse.url: not a URL: Invalid IPv6 URL (got 'clickhouse://u:***@[::1/db')",
     ),
+    # a threshold is what the gate is reviewed by: one from the environment no review sees
+    # (and, expanded, text: '0' was refused as "not a finite number")
+    "a threshold from the environment": (
+        "thresholds.yaml",
+        lambda d: d["defaults"].update(fallback_events_max="${FALLBACK_MAX:-0}"),
+        "thresholds.yaml: defaults.fallback_events_max: '${FALLBACK_MAX:-0}' takes a threshold from the "
+        "environment, where no review sees it: write the value here (per environment under environments:, "
+        "per phase under phases:)",
+    ),
     # a credential written in gatecheck.yaml is one in the repository's history
     "a password written in a source URL": (
         "gatecheck.yaml",

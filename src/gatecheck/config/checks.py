@@ -459,6 +459,8 @@ def threshold_problems(project: Project) -> list[str]:
                 found = resolved.get(name)
                 if found is None or kind == "any":
                     continue
+                if isinstance(found.value, str) and "${" in found.value:
+                    continue  # taken from the environment: refused where it is written, once
                 problem = _kind_problem(kind, found.value)
                 if problem is not None:
                     shown = redact(repr(found.value))

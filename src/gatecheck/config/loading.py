@@ -1,5 +1,6 @@
-"""Loading a project: YAML read with limits (size, aliases, depth), ``${VAR}`` expansion after
-parsing, every file parsed into its model, every problem collected (one line each, naming
+"""Loading a project: YAML read with limits (size, aliases, depth), ``${VAR}`` expansion of
+``gatecheck.yaml`` after parsing (credentials only from it; thresholds never), every file
+parsed into its model, every problem collected (one line each, naming
 the file, the key and the bad value) and raised as one :class:`~gatecheck.errors.ConfigError`,
 so ``gatecheck validate`` shows the whole list at once."""
 
@@ -170,6 +171,30 @@ def written_secrets(tree: Any, label: str) -> list[str]:
     return found
 
 
+def environment_thresholds(tree: Any, label: str) -> list[str]:
+    """Each threshold written as ``${VAR}``: thresholds are what a gate is reviewed by, and a
+    value taken from the environment is one no review sees (and, expanded, it is text: ``'0'``
+    was refused as "not a finite number"). Per environment and per phase they are written
+    under ``environments:`` and ``phases:``."""
+    found: list[str] = []
+
+    def visit(value: Any, where: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                visit(v, f"{where}.{k}" if where else str(k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                visit(v, f"{where}[{i}]")
+        elif isinstance(value, str) and _ENV_REF.search(value):
+            found.append(
+                f"{label}: {where}: {value!r} takes a threshold from the environment, where no review "
+                "sees it: write the value here (per environment under environments:, per phase under phases:)"
+            )
+
+    visit(tree, "")
+    return found
+
+
 def _read_yaml(path: Path, label: str) -> Any:
     try:
         size = path.stat().st_size
@@ -306,6 +331,8 @@ def load_project(
             data = _read_yaml(path, label)
             if model is ProjectConfig:
                 problems.extend(written_secrets(data, label))
+            if model is ThresholdsConfig:
+                problems.extend(environment_thresholds(data, label))
             targets = data.pop("notify", None) if expand and not notify and model is ProjectConfig else None
             if expand:
                 data = expand_env(data, environ, label)
@@ -329,7 +356,7 @@ def load_project(
     config = load(root / PROJECT_FILE, PROJECT_FILE, ProjectConfig, expand=True)
     thresholds_path = root / THRESHOLDS_FILE
     if thresholds_path.is_file():
-        thresholds = load(thresholds_path, THRESHOLDS_FILE, ThresholdsConfig, expand=True)
+        thresholds = load(thresholds_path, THRESHOLDS_FILE, ThresholdsConfig, expand=False)
     else:
         thresholds = ThresholdsConfig()
 
