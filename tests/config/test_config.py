@@ -455,9 +455,15 @@ BAD_CONFIGS = {
     "a threshold from the environment": (
         "thresholds.yaml",
         lambda d: d["defaults"].update(fallback_events_max="${FALLBACK_MAX:-0}"),
-        "thresholds.yaml: defaults.fallback_events_max: '${FALLBACK_MAX:-0}' takes a threshold from the "
+        "thresholds.yaml: defaults.fallback_events_max: ${FALLBACK_MAX:-0} takes a threshold from the "
         "environment, where no review sees it: write the value here (per environment under environments:, "
         "per phase under phases:)",
+    ),
+    "a suite's SQL naming an environment variable": (
+        "suites/unattributed_sessions.yaml",
+        lambda d: d.update(query=d["query"].replace("FROM session_facts", "FROM ${SESSIONS_TABLE:-session_facts}")),
+        "suites/unattributed_sessions.yaml: query: ${SESSIONS_TABLE:-session_facts} is not expanded: a suite is "
+        "the same in every environment",
     ),
     # a credential written in gatecheck.yaml is one in the repository's history
     "a password written in a source URL": (

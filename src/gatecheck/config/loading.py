@@ -171,11 +171,11 @@ def written_secrets(tree: Any, label: str) -> list[str]:
     return found
 
 
-def environment_thresholds(tree: Any, label: str) -> list[str]:
-    """Each threshold written as ``${VAR}``: thresholds are what a gate is reviewed by, and a
-    value taken from the environment is one no review sees (and, expanded, it is text: ``'0'``
-    was refused as "not a finite number"). Per environment and per phase they are written
-    under ``environments:`` and ``phases:``."""
+def environment_references(tree: Any, label: str, why: str) -> list[str]:
+    """Each ``${VAR}`` in ``tree``, a file that is not expanded (only gatecheck.yaml reads the
+    environment): one line per key, saying ``why``. Expanded, a threshold was text (``'0'``
+    refused as "not a finite number"); left as it is, a suite's SQL was a syntax error
+    pointing at its middle."""
     found: list[str] = []
 
     def visit(value: Any, where: str) -> None:
@@ -185,14 +185,23 @@ def environment_thresholds(tree: Any, label: str) -> list[str]:
         elif isinstance(value, list):
             for i, v in enumerate(value):
                 visit(v, f"{where}[{i}]")
-        elif isinstance(value, str) and _ENV_REF.search(value):
-            found.append(
-                f"{label}: {where}: {value!r} takes a threshold from the environment, where no review "
-                "sees it: write the value here (per environment under environments:, per phase under phases:)"
-            )
+        elif isinstance(value, str):
+            for match in _ENV_REF.finditer(value):
+                found.append(f"{label}: {where}: {match.group(0)} {why}")
 
     visit(tree, "")
     return found
+
+
+#: Why each file other than gatecheck.yaml takes nothing from the environment.
+_NOT_EXPANDED = {
+    "thresholds": "takes a threshold from the environment, where no review sees it: write the value here "
+    "(per environment under environments:, per phase under phases:)",
+    "suites": "is not expanded: a suite is the same in every environment (only gatecheck.yaml reads the "
+    "environment: its sources, per environment; a number the suite needs: a threshold)",
+    "gates": "is not expanded: a gate is the same wherever it runs (only gatecheck.yaml reads the "
+    "environment)",
+}
 
 
 def _read_yaml(path: Path, label: str) -> Any:
@@ -331,8 +340,12 @@ def load_project(
             data = _read_yaml(path, label)
             if model is ProjectConfig:
                 problems.extend(written_secrets(data, label))
-            if model is ThresholdsConfig:
-                problems.extend(environment_thresholds(data, label))
+            if not expand:  # (thresholds.yaml, suites, gates: only gatecheck.yaml is expanded)
+                kind = "thresholds" if model is ThresholdsConfig else label.split("/", 1)[0]
+                unexpanded = environment_references(data, label, _NOT_EXPANDED.get(kind, "is not expanded"))
+                problems.extend(unexpanded)
+                if unexpanded and model is not ThresholdsConfig:
+                    return None  # (its SQL, read with a ${…} in it, would only add a syntax error)
             targets = data.pop("notify", None) if expand and not notify and model is ProjectConfig else None
             if expand:
                 data = expand_env(data, environ, label)
