@@ -418,6 +418,13 @@ BAD_CONFIGS = {
         lambda d: d.update(soak={"duration": "0s", "max_gap": "30m"}),
         "gates/staging-soak.yaml: soak.duration: must be longer than 0s",
     ),
+    # a max_gap as long as the soak: two evaluations at its ends cover it, nothing watched between
+    "a soak's max_gap not shorter than the soak": (
+        "gates/staging-soak.yaml",
+        lambda d: d.update(soak={"duration": "1h", "max_gap": "2h"}),
+        "gates/staging-soak.yaml: soak.max_gap: 2h is not shorter than soak.duration 1h: two evaluations at its "
+        "ends would cover it, with nothing watched between",
+    ),
     "a soak's max_gap of 0s": (
         "gates/staging-soak.yaml",
         lambda d: d.update(soak={"duration": "48h", "max_gap": "0"}),

@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from gatecheck._values import digest_of
-from gatecheck.durations import Duration
+from gatecheck.durations import Duration, format_duration
 from gatecheck.errors import ConfigError, did_you_mean
 from gatecheck.frozen import NAME as _NAME
 from gatecheck.frozen import Frozen
@@ -492,6 +492,12 @@ class GateConfig(Frozen):
         for where, span in spans:
             if span is not None and span <= timedelta(0):
                 raise ValueError(f"{where}: must be longer than 0s")
+        if self.soak is not None and self.soak.max_gap >= self.soak.duration:
+            raise ValueError(
+                f"soak.max_gap: {format_duration(self.soak.max_gap)} is not shorter than soak.duration "
+                f"{format_duration(self.soak.duration)}: two evaluations at its ends would cover it, with "
+                "nothing watched between"
+            )
         return self
 
 
