@@ -672,8 +672,6 @@ def test_postgresql_a_record_waiting_on_another_sessions_lock_is_an_error_not_a_
     """A session holding the evaluations table (a migration's lock, a VACUUM FULL) held
     `gatecheck run`'s record — a CI step — until the CI system's own timeout. Past the
     ledger's statement timeout it is a LedgerError saying what, and nothing was recorded."""
-    import time as clock
-
     import psycopg
 
     from gatecheck.errors import LedgerError
@@ -681,10 +679,9 @@ def test_postgresql_a_record_waiting_on_another_sessions_lock_is_an_error_not_a_
     ledger = PostgresLedger(pg_url, statement_timeout=1)
     with psycopg.connect(pg_url) as holder:
         holder.execute("LOCK TABLE gatecheck_evaluations IN ACCESS EXCLUSIVE MODE")
-        started = clock.monotonic()
+        # (the server's own words: the statement timeout ended the wait, not anything else)
         with pytest.raises(LedgerError, match=r"canceling statement due to statement timeout"):
             ledger.record(verdict("p", AS_OF), 1.0)
-        assert clock.monotonic() - started < 10
     assert ledger.history("p") == []  # the lock gone: nothing half written
 
 

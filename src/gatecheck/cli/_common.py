@@ -168,7 +168,9 @@ def _main(
 
 def _project_directory(path: Path) -> Path:
     """``--config``: the directory; its ``gatecheck.yaml`` given instead stands for it."""
-    return path.parent if path.name == "gatecheck.yaml" and path.is_file() else path
+    from gatecheck.config import PROJECT_FILE
+
+    return path.parent if path.name == PROJECT_FILE and path.is_file() else path
 
 
 ConfigOption = Annotated[

@@ -10,7 +10,7 @@ import functools
 import hashlib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -136,38 +136,36 @@ _URL_SECRET_PARAMETER = re.compile(
 _NATS_TOKEN = re.compile(r"^(?:nats|tls)://[^/?#@:\s]+@", re.I)
 
 
+def _texts(tree: Any, where: str = "", key: str = "") -> Iterator[tuple[str, str, str]]:
+    """Each string of a parsed YAML tree: (where, under which key — an item of a list under
+    its list's —, the string)."""
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from _texts(v, f"{where}.{k}" if where else str(k), str(k))
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            yield from _texts(v, f"{where}[{i}]", key)
+    elif isinstance(tree, str):
+        yield where, key, tree
+
+
 def written_secrets(tree: Any, label: str) -> list[str]:
     """Each credential written in ``tree`` (``gatecheck.yaml`` as parsed) as text rather than
     taken from the environment: a ``password``/``token``/``bearer_token``, a URL's password,
     a secret-named query parameter or a NATS URL's token. The file is reviewed and committed:
     a secret in it is one in the repository's history. ``${VAR}`` is the environment's; a
     ``${VAR:-default}`` default is written in the file and counts."""
-
-    def as_written(text: str) -> str:
-        return _ENV_REF.sub(lambda m: m.group(2) or "", text)
-
+    forms = (_URL_PASSWORD, _NATS_TOKEN, _URL_SECRET_PARAMETER)
     found: list[str] = []
-
-    def visit(value: Any, where: str, key: str) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                visit(v, f"{where}.{k}" if where else str(k), str(k))
-        elif isinstance(value, list):
-            for i, v in enumerate(value):
-                visit(v, f"{where}[{i}]", key)
-        elif isinstance(value, str):
-            text = as_written(value).strip()
-            urls = text.split(",") if key == "url" else []  # (a NATS cluster: URLs, comma-separated)
-            forms = (_URL_PASSWORD, _NATS_TOKEN, _URL_SECRET_PARAMETER)
-            in_url = any(form.search(url.strip()) for url in urls for form in forms)
-            if (key in _SECRET_KEYS and text) or in_url:
-                found.append(
-                    f"{label}: {where}: a credential written in the file (reviewed and committed, so in "
-                    'the repository\'s history): give it from the environment, "${VAR}", or a file '
-                    "(password_file, url_file)"
-                )
-
-    visit(tree, "", "")
+    for where, key, value in _texts(tree):
+        text = _ENV_REF.sub(lambda m: m.group(2) or "", value).strip()  # as written in the file
+        urls = text.split(",") if key == "url" else []  # (a NATS cluster: URLs, comma-separated)
+        if (key in _SECRET_KEYS and text) or any(form.search(u.strip()) for u in urls for form in forms):
+            found.append(
+                f"{label}: {where}: a credential written in the file (reviewed and committed, so in "
+                'the repository\'s history): give it from the environment, "${VAR}", or a file '
+                "(password_file, url_file)"
+            )
     return found
 
 
@@ -176,21 +174,11 @@ def environment_references(tree: Any, label: str, why: str) -> list[str]:
     environment): one line per key, saying ``why``. Expanded, a threshold was text (``'0'``
     refused as "not a finite number"); left as it is, a suite's SQL was a syntax error
     pointing at its middle."""
-    found: list[str] = []
-
-    def visit(value: Any, where: str) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                visit(v, f"{where}.{k}" if where else str(k))
-        elif isinstance(value, list):
-            for i, v in enumerate(value):
-                visit(v, f"{where}[{i}]")
-        elif isinstance(value, str):
-            for match in _ENV_REF.finditer(value):
-                found.append(f"{label}: {where}: {match.group(0)} {why}")
-
-    visit(tree, "")
-    return found
+    return [
+        f"{label}: {where}: {match.group(0)} {why}"
+        for where, _, value in _texts(tree)
+        for match in _ENV_REF.finditer(value)
+    ]
 
 
 #: Why each file other than gatecheck.yaml takes nothing from the environment.

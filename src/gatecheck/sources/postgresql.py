@@ -356,10 +356,10 @@ async def check_source(name: str, config: PostgreSQLSourceConfig, root: Path, su
             ),
             config.timeout.total_seconds() + 5,
         ) as connection:
-            version = (await (await connection.execute("SHOW server_version")).fetchone() or ["?"])[0]
-            latency = (time.perf_counter() - started) * 1000
             before = datetime.now(UTC)
-            theirs = (await (await connection.execute("SELECT clock_timestamp()")).fetchone() or [None])[0]
+            asked = await connection.execute("SELECT current_setting('server_version'), clock_timestamp()")
+            version, theirs = await asked.fetchone() or ("?", None)
+            latency = (time.perf_counter() - started) * 1000
             clock = clock_problem(where, theirs, before, datetime.now(UTC))
             existing: dict[tuple[str, str], set[str]] = {}
             hidden: list[tuple[str, str]] = []

@@ -32,12 +32,7 @@ from gatecheck._values import document_time
 from gatecheck.durations import format_duration
 from gatecheck.errors import QueryError, SourceTimeout, SourceUnavailable
 from gatecheck.sources.base import MAX_ROWS, PlannedRequest, QueryParameters, Source, SourceSettings
-from gatecheck.sources.clickhouse.connection import (
-    THROW,
-    ClickHouse,
-    Connection,
-    Target,
-)
+from gatecheck.sources.clickhouse.connection import THROW, ClickHouse, Connection, Target
 from gatecheck.sources.clickhouse.ttl import TtlRule, removing_rules
 from gatecheck.sources.probe import Probe
 from gatecheck.sources.sqltext import (
@@ -296,7 +291,7 @@ def explain_query(
                     }
                     for key, value in parameters.items()
                 ],
-            },
+            }
         ],
     }
 
