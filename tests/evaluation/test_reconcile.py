@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -231,6 +232,70 @@ def test_each_type_is_compared_at_its_declared_precision() -> None:
     assert canonical_row(["a,1:b"], ["text"], 0) != canonical_row(["a", "b"], ["text", "text"], 0)
     with pytest.raises(ValueError, match="not an integer"):
         canonical_value(1.5, "integer", 0)
+
+
+# Columns holding what their declared types cannot: n (integer) a double, score (number, 4
+# decimals) doubles beyond 9.2e14, ok (boolean) an integer.
+CH_DDL_LOOSE = (
+    "id Nullable(String), athlete Nullable(String), score Nullable(Float64), "
+    "seen Nullable(DateTime64(3, 'UTC')), ok Nullable(Int32), n Nullable(Float64)"
+)
+PG_DDL_LOOSE = "id text, athlete text, score float8, seen timestamptz, ok integer, n float8"
+UNFIT = [
+    ("n", {"n": 1.5}, {"n": 1.0}, "column n: a value that is not a 64-bit integer"),
+    ("n", {"n": 2.0**64}, {"n": 2.0**64 + 2**20}, "column n: a value that is not a 64-bit integer"),
+    ("score", {"score": 1e15}, {"score": 2e15}, "column score: a value beyond ±9.2e14 at 4 decimals"),
+    ("ok", {"ok": 2}, {"ok": 1}, "column ok: a value that is not a boolean"),
+]
+
+
+@pytest.mark.parametrize("pair", [("clickhouse", "clickhouse"), ("postgresql", "postgresql"),
+                                  ("clickhouse", "postgresql")], ids=["ch-ch", "pg-pg", "ch-pg"])  # fmt: skip
+def test_a_value_its_declared_type_cannot_hold_is_an_error_never_equal(engines: Engines, pair: tuple[str, str]) -> None:
+    """An engine's cast would make the two values one — ClickHouse's toInt64 makes 1.5 and 1.0
+    both 1 and every number beyond 64 bits -2^63, PostgreSQL's ::bigint rounds 1.5 to 2,
+    either reads 2 as true — and two sides that differ would reconcile as equal. Each side
+    refuses such a value, naming the column, as gatecheck's own hashing of a NATS side does;
+    the same values within the types reconcile (the changed key is found)."""
+
+    def ddl(engine: str) -> str:
+        return CH_DDL_LOOSE if engine == "clickhouse" else PG_DDL_LOOSE
+
+    def pair_of(first: list[Record], second: list[Record]) -> Any:
+        hashing = hashing_for(pair)
+        a = engines.side("a", pair[0], engines.table(pair[0], first, ddl(pair[0])), hashing)
+        b = engines.side("b", pair[1], engines.table(pair[1], second, ddl(pair[1])), hashing)
+
+        async def run() -> Any:
+            try:
+                return await reconcile(a, b, sample=10)
+            finally:
+                await a.source.close()
+                await b.source.close()
+
+        return asyncio.run(run())
+
+    def loose(i: int, **changes: Any) -> Record:
+        return record(i, **{"score": float(record(i)[2]), "ok": int(record(i)[4]), **changes})
+
+    same = [loose(i) for i in range(5)]
+    for column, first, second, words in UNFIT:
+        with pytest.raises(Exception, match=re.escape(words)) as raised:  # each engine's own error type
+            pair_of([*same, loose(9, **first)], [*same, loose(9, **second)])
+        assert "Traceback" not in str(raised.value), column
+        with pytest.raises(ValueError, match=r"not an integer|beyond|not a boolean"):
+            MemorySide.of("nats", [list(loose(9, **first))], KEYS, VALUES, 4)
+    fitting = pair_of([*same, loose(9, n=2.0, score=1e14, ok=1)], [*same, loose(9, n=1.0, score=1e14, ok=1)])
+    assert found_sets(fitting)["changed"] == {"msg-00009"}
+    assert sum(fitting.counts.values()) == 1
+
+
+def test_a_multi_column_key_is_read_back_by_bytes() -> None:
+    """Each field's size counts bytes: a key whose first column holds characters of more than
+    one byte is read back column by column (the samples), not shifted into the next field."""
+    names = ["a", "b", "c", "d"]
+    values = ["日本語", None, "xyz", "w,1:"]
+    assert decode_key(canonical_row(values, ["text"] * 4, 0), names) == dict(zip(names, values, strict=True))
 
 
 # ---------------------------------------------------------------- findings

@@ -67,6 +67,9 @@ Dialect = Literal["clickhouse", "postgresql", "nats"]
 HASH_BITS = 60
 _MASK60 = (1 << HASH_BITS) - 1
 _MOD = 1 << 64
+_INT64 = 1 << 63  # a canonical integer's bound: ClickHouse and PostgreSQL compute in 64 bits
+#: The texts of a boolean value (lowercased), as both engines and Python accept them.
+_BOOLEAN_TEXTS = "('true', 'false', 't', 'f', '1', '0')"
 #: Buckets asked for in one request (a request answers at most MAX_ROWS rows).
 MAX_BUCKETS = 8192
 FIRST_BITS = 13
@@ -88,7 +91,10 @@ def _scaled(value: Any, decimals: int) -> int:
     number = float(value)
     if not math.isfinite(number):
         raise ValueError(f"{value!r} is not a finite number")
-    return round(number * 10**decimals)
+    scaled = round(number * 10**decimals)
+    if abs(scaled) >= _INT64:
+        raise ValueError(f"{value!r} is beyond ±9.2e{18 - decimals} at {decimals} decimals: lower decimals")
+    return scaled
 
 
 def canonical_value(value: Any, kind: str, decimals: int) -> str | None:
@@ -104,6 +110,8 @@ def canonical_value(value: Any, kind: str, decimals: int) -> str | None:
             return "1" if value else "0"
         if isinstance(value, float | Decimal) and value != int(value):
             raise ValueError(f"{value!r} is not an integer")
+        if abs(int(value)) >= _INT64:
+            raise ValueError(f"{value!r} is beyond a 64-bit integer")
         return str(int(value))
     if kind == "number":
         return str(_scaled(value, decimals))
@@ -117,7 +125,9 @@ def canonical_value(value: Any, kind: str, decimals: int) -> str | None:
             if lowered not in ("true", "false", "1", "0", "t", "f"):
                 raise ValueError(f"{value!r} is not a boolean")
             return "1" if lowered in ("true", "1", "t") else "0"
-        return "1" if bool(value) else "0"
+        if value not in (0, 1):  # True and False are 1 and 0; 2 is no boolean
+            raise ValueError(f"{value!r} is not a boolean")
+        return "1" if value else "0"
     raise ValueError(f"unknown column type {kind!r}")
 
 
@@ -205,33 +215,50 @@ def peel(first: Cells, second: Cells, part: int) -> dict[int, int] | None:
 def decode_key(text: str, names: list[str]) -> dict[str, str | None]:
     """A canonical key back into its columns' canonical texts (for the samples)."""
     out: dict[str, str | None] = {}
+    raw = text.encode()  # sizes count bytes
     position = 0
     for name in names:
-        if text.startswith("-", position):
+        if raw.startswith(b"-", position):
             out[name] = None
             position += 2
             continue
-        colon = text.index(":", position)
-        size = int(text[position:colon])
-        raw = text.encode()[colon + 1 :]
-        value = raw[:size].decode()
-        out[name] = value
-        position = colon + 1 + len(value) + 1
+        colon = raw.index(b":", position)
+        end = colon + 1 + int(raw[position:colon])
+        out[name] = raw[colon + 1 : end].decode()
+        position = end + 1
     return out
 
 
 # ---------------------------------------------------------------- SQL of each engine
 
 
+def _unfit(column: str, kind: str, decimals: int) -> str:
+    """What an error says of a value that does not fit its column's declared type (the engines
+    would otherwise truncate, wrap or round it into another record's value)."""
+    if kind == "number":
+        return f"column {column}: a value beyond ±9.2e{18 - decimals} at {decimals} decimals (lower decimals)"
+    if kind == "integer":
+        return f"column {column}: a value that is not a 64-bit integer (declare it number)"
+    return f"column {column}: a value that is not a boolean (0, 1, true, false)"
+
+
 def _ch_value(column: str, kind: str, decimals: int) -> str:
-    """A column's value in its canonical ClickHouse type (NULL stays NULL)."""
+    """A column's value in its canonical ClickHouse type (NULL stays NULL). A value that does
+    not fit the type is an error (``throwIf``), never truncated or wrapped: ``toInt64`` makes
+    1.5 and 1.0 both 1, and every number beyond 64 bits the same -2^63."""
     x = f"`{column}`"
+
+    def unless(value: str, bad: str) -> str:
+        return f"{value} + throwIf(ifNull({bad}, 0), '{_unfit(column, kind, decimals)}')"
+
+    scaled = f"round(toFloat64({x}) * {10**decimals})"
+    not_boolean = f"lower(toString({x})) NOT IN {_BOOLEAN_TEXTS}"
     return {
         "text": f"toString({x})",
-        "integer": f"toInt64({x})",
-        "number": f"toInt64(round(toFloat64({x}) * {10**decimals}))",
+        "integer": f"toInt64({unless(f'toInt64({x})', f'toFloat64({x}) != toFloat64(toInt64({x}))')})",
+        "number": f"toInt64({unless(f'toInt64({scaled})', f'abs({scaled}) >= {float(_INT64)!r}')})",
         "timestamp": f"toUnixTimestamp64Micro(toDateTime64({x}, 6, 'UTC'))",
-        "boolean": f"toUInt8(toBool({x}))",
+        "boolean": f"toUInt8({unless(f'toUInt8(toBool({x}))', not_boolean)})",
     }[kind]
 
 
@@ -248,16 +275,25 @@ def _ch_typed(column: str, kind: str, decimals: int) -> tuple[str, str]:
 
 
 def _pg_text(column: str, kind: str, decimals: int) -> str:
+    """The canonical text of a column's value, in PostgreSQL. A value that does not fit the
+    declared type is an error: casting a text that says so (and holds the value, so the
+    planner cannot fold it) to the type fails with it; out of range, ``bigint`` fails itself."""
     x = f'"{column}"'
+    refused = f"('gatecheck: {_unfit(column, kind, decimals)}: ' || ({x})::text)"
     if kind == "text":
         return f"({x})::text"
-    if kind == "integer":
-        return f"(({x})::bigint)::text"
-    if kind == "number":
-        return f"(round(({x})::float8 * {10**decimals})::bigint)::text"
+    if kind == "integer":  # ::bigint alone rounds 1.5 to 2 (and says "out of range", naming nothing)
+        whole = f"({x})::numeric = trunc(({x})::numeric) AND abs(({x})::numeric) < {_INT64}"
+        return f"((CASE WHEN {whole} THEN ({x})::numeric ELSE {refused}::numeric END)::bigint)::text"
+    if kind == "number":  # beyond bigint: 'bigint out of range', naming no column
+        scaled = f"round(({x})::float8 * {10**decimals})"
+        fits = f"abs({scaled}) < {float(_INT64)!r}"
+        return f"((CASE WHEN {fits} THEN {scaled} ELSE {refused}::float8 END)::bigint)::text"
     if kind == "timestamp":
         return f"(round(extract(epoch from {x}) * 1000000)::bigint)::text"
-    return f"((({x})::boolean)::int)::text"  # boolean: NULL stays NULL
+    # boolean (NULL stays NULL): ::boolean alone reads 2 and 'yes' as true
+    boolean = f"lower(({x})::text) IN {_BOOLEAN_TEXTS}"
+    return f"(CASE WHEN {boolean} THEN (({x})::boolean)::int ELSE {refused}::int END)::text"
 
 
 def _serialization(dialect: str, columns: Mapping[str, str], decimals: int) -> str:

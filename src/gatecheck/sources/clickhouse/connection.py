@@ -432,6 +432,8 @@ def _error_message(exc: BaseException) -> tuple[int | None, str]:
 #: ``…: In scope SELECT … . (CODE)``. The suite's query is in its file and in `explain`.
 _IN_SCOPE = re.compile(r":?\s*In scope .*?(?=\.? \([A-Z_]+\)$|$)")
 _EXPECTED = re.compile(r"(Expected one of: )([^.]*)")
+#: A function's error (``throwIf``'s message) followed by the rewritten function it ran in.
+_EXECUTING = re.compile(r": while executing 'FUNCTION .*?'(?=\.? \([A-Z_]+\)$|$)")
 _CAST = re.compile(r"_CAST\('((?:[^'\\]|\\.)*)', '[^']*'\)")
 
 
@@ -439,7 +441,7 @@ def tidy(message: str) -> str:
     """A ClickHouse error as a person reads it: without the server's echo of the rewritten
     query (``In scope SELECT … _CAST('1795327200', 'DateTime64(3)') …``), a parameter's
     ``_CAST('v', 'T')`` as ``'v'``, and at most six of a syntax error's expected tokens."""
-    text = _IN_SCOPE.sub("", message)
+    text = _EXECUTING.sub("", _IN_SCOPE.sub("", message))
     text = _CAST.sub(lambda m: f"'{m.group(1)}'", text)
 
     def fewer(match: re.Match[str]) -> str:
