@@ -1575,6 +1575,47 @@ def test_run_url_takes_no_verdict_older_than_max_age(service_config: Path, tmp_p
         assert len(SqliteLedger(ledger_path).history("svc-go")) == 2  # evaluated now, recorded
 
 
+def test_a_recent_verdict_of_another_definition_of_the_gate_is_not_taken(
+    service_config: Path, tmp_path: Path
+) -> None:
+    """A GO recorded a minute ago by another definition of the gate — before its checks or
+    thresholds changed and the service restarted, or by a replica still running the old
+    ones — is no answer to `max_age` (`run --url`, the API, Flagger's metadata): the phase is
+    evaluated now under this definition. One of this definition is taken as it is."""
+    from datetime import UTC, datetime, timedelta
+
+    ledger_path = tmp_path / "old.db"
+    a_minute_ago = (datetime.now(UTC) - timedelta(minutes=1)).replace(microsecond=0)
+    judged = CliRunner().invoke(
+        app,
+        ["run", "--phase", "svc-go", "--config", str(service_config), "--as-of", a_minute_ago.isoformat(),
+         "--format", "json", "--no-record"],
+    )  # fmt: skip
+    this_definition = Verdict.model_validate_json(judged.stdout)
+    assert this_definition.gate_digest
+    older = this_definition.model_copy(update={"gate_digest": "0" * 64})
+    ledger = SqliteLedger(ledger_path)
+    ledger.record(older, 0.1)
+    svc = Service(load_project(service_config, environ={}), SqliteLedger(ledger_path), [])  # schedules nothing
+    with serving(svc) as (base, _):
+        asked = datetime.now(UTC).replace(microsecond=0)
+        now = CliRunner().invoke(app, ["run", "--phase", "svc-go", "--url", base, "--format", "json"])
+        fresh = Verdict.model_validate_json(now.stdout)
+        assert fresh.as_of >= asked and fresh.gate_digest == this_definition.gate_digest, fresh.as_of
+        assert len(ledger.history("svc-go")) == 2  # evaluated now, recorded
+        flagger = local_http.post(
+            f"{base}/api/v1/flagger/rollout", json=flagger_payload("rollout", "svc-go", max_age="1h"), timeout=30
+        )
+        assert flagger.status_code == 200
+        assert len(ledger.history("svc-go")) == 2  # the one just made is of this definition: taken
+    svc = Service(load_project(service_config, environ={}), SqliteLedger(ledger_path), [])
+    ledger.record(older.model_copy(update={"as_of": fresh.as_of + timedelta(seconds=1)}), 0.1)  # the latest
+    with serving(svc) as (base, _):
+        answer = local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=30)
+        assert answer.status_code == 200 and answer.json()["gate_digest"] == this_definition.gate_digest
+        assert len(ledger.history("svc-go")) == 4  # the older definition's GO was not taken
+
+
 def test_run_url_refuses_a_stale_verdict_or_another_phases_from_any_service(tmp_path: Path) -> None:
     """Against a service that ignores max_age (an older gatecheck, or something in between
     answering for it), the client judges the document itself: a GO 3 hours old, or a GO of

@@ -127,10 +127,19 @@ class Helpers:
         return self.service.clock() - self.duration_param(since, "since")
 
     async def recent(self, phase: str, age: timedelta) -> Verdict | None:
-        """The latest verdict of ``phase`` if its as_of is at most ``age`` old (a ledger that
-        cannot be read raises GatecheckError)."""
+        """The latest verdict of ``phase`` if its as_of is at most ``age`` old and this
+        service's definition of the gate judged it (a ledger that cannot be read raises
+        GatecheckError). A verdict of another definition — recorded before the gate's checks,
+        suites or thresholds changed and the service restarted, or by a replica still running
+        the old ones — is no verdict of this gate: the caller's evaluation runs now."""
+        from gatecheck._values import redefined
+
         latest = await asyncio.to_thread(self.service.latest, phase)
-        return latest if latest is not None and latest.as_of >= self.service.clock() - age else None
+        if latest is None or latest.as_of < self.service.clock() - age:
+            return None
+        if redefined(latest.gate_digest, self.service.project.gate_digest(phase)):
+            return None
+        return latest
 
     def known(self, phase: str) -> None:
         if phase not in self.service.project.gates:
