@@ -754,6 +754,18 @@ def test_postgresql_service_role_with_the_documented_grants_runs_and_cannot_rewr
         PostgresLedger(service_url)
 
 
+def test_postgresql_ledger_url_shown_never_holds_the_password(pg_url: str) -> None:
+    """A ledger's ``url`` is what callers print (the service's start line, errors): with a
+    password in the URL, the ledger connects with it and shows it hidden."""
+    secret = "s3cret-ledger-pw"
+    with_password = pg_url.replace("postgres:@", f"postgres:{secret}@", 1)
+    assert secret in with_password
+    ledger = PostgresLedger(with_password)
+    ledger.record(verdict("shown", AS_OF), 1.0)
+    assert [r.verdict for r in ledger.history("shown")] == [VerdictState.GO]
+    assert secret not in ledger.url and "postgres:***@" in ledger.url
+
+
 def test_postgresql_waiver_ids_are_unique_under_concurrent_creation_on_replicas(pg_url: str) -> None:
     """Two replicas (two ledgers on one database), ten threads each, creating waivers at once:
     twenty different ids (a count + 1 in separate transactions could give two the same)."""

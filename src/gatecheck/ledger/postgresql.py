@@ -141,8 +141,8 @@ class PostgresLedger(RowLedger):
         connect_timeout: float = 10.0,
         statement_timeout: float = STATEMENT_TIMEOUT_S,
     ) -> None:
-        self.url = url
-        self._shown = redact(url)
+        self._conninfo = url  # with its password: only for connecting
+        self.url = self._shown = redact(url)  # the contract's url is shown: never the password
         self._timeout = max(1, round(connect_timeout))
         self._create = create
         # A replica cut off from the database inside a transaction (its lease renewal, a
@@ -180,7 +180,7 @@ class PostgresLedger(RowLedger):
 
         try:
             connection = psycopg.connect(
-                self.url, connect_timeout=self._timeout, autocommit=False, options=self._options
+                self._conninfo, connect_timeout=self._timeout, autocommit=False, options=self._options
             )
         except psycopg.Error as exc:  # not "cannot migrate the schema": nothing was asked yet
             raise self._error("cannot connect", exc) from None
