@@ -84,6 +84,34 @@ def test_env_expansion_uses_the_variable_then_the_default() -> None:
         expand_env(data, {}, "gatecheck.yaml")
 
 
+def test_a_misspelt_environment_variable_is_refused_never_replaced_by_the_default() -> None:
+    """GATECHECK_CLICKHOUSE_ULR set for production while the file reads
+    GATECHECK_CLICKHOUSE_URL: the default (the embedded warehouse) would be judged in its
+    place. A set variable one edit away (a letter swapped, added, left out or changed, or the
+    case) from an unset one is refused, exit 2, one line naming both; a name the file reads
+    itself, a digit apart (DB_HOST1/DB_HOST2) or much longer is another name."""
+    prod = "clickhouse://prod-ch:8123/db"
+    for misspelt in ("GATECHECK_CLICKHOUSE_ULR", "GATECHECK_CLICKHOSE_URL", "gatecheck_clickhouse_url"):
+        result = runner.invoke(app, ["validate", "--config", str(PROJECT)], env={misspelt: prod})
+        assert result.exit_code == 2, (misspelt, result.output)
+        line = (
+            "gatecheck.yaml: environments.staging.sources.warehouse.url: environment variable "
+            f"GATECHECK_CLICKHOUSE_URL is not set, but {misspelt} is (misspelt?): set "
+            "GATECHECK_CLICKHOUSE_URL, or its default is judged instead"
+        )
+        assert line in result.output and "Traceback" not in result.output, result.output
+        assert prod not in result.output
+    data = {"a": "${DB_HOST1:-h1}", "b": "${GATECHECK_NATS_URL:-n}", "c": "${GATECHECK_NATS_URLS:-m}"}
+    unrelated = {"DB_HOST2": "x", "GATECHECK_NATS_PRODUCTION_URL": "y", "GATECHECK_NATS_URLS": "z"}
+    # GATECHECK_NATS_URLS is one edit from GATECHECK_NATS_URL, but the file reads it itself
+    assert expand_env(data, unrelated, "f", {"DB_HOST1", "GATECHECK_NATS_URL", "GATECHECK_NATS_URLS"}) == {
+        "a": "h1", "b": "n", "c": "z",
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match="Y_URL is not set, but MY_URLL is"):
+        expand_env({"u": "${MY_URL}"}, {"MY_URLL": "x"}, "f")  # no default: named too
+    assert runner.invoke(app, ["validate", "--config", str(PROJECT)], env={"GATECHECK_CLICKHOUSE_URL": prod}).exit_code == 0
+
+
 def test_environment_values_cannot_change_the_structure() -> None:
     expanded = expand_env({"url": "${U}"}, {"U": "a: {b: c}"}, "f")
     assert expanded == {"url": "a: {b: c}"}

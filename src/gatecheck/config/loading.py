@@ -10,7 +10,7 @@ import functools
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,11 +94,14 @@ _MAX_DEPTH = 40
 _MAX_ALIAS_NODES = 10_000
 
 
-def expand_env(value: Any, environ: Mapping[str, str], where: str) -> Any:
+def expand_env(value: Any, environ: Mapping[str, str], where: str, referenced: Collection[str] = ()) -> Any:
     """Expand ``${VAR}`` and ``${VAR:-default}`` in every string of a parsed YAML tree.
 
     Expansion happens after parsing, so a value from the environment can never change the
-    structure of the file.
+    structure of the file. A variable that is not set while one set in the environment is a
+    letter away from its name (and not itself in ``referenced``, the file's own references)
+    is a misspelling, refused: its default — the embedded warehouse, a staging server —
+    would be judged in place of what the environment meant to name.
     """
     if isinstance(value, str):
 
@@ -106,6 +109,12 @@ def expand_env(value: Any, environ: Mapping[str, str], where: str) -> Any:
             name, default = match.group(1), match.group(2)
             if name in environ and environ[name] != "":
                 return environ[name]
+            misspelt = misspelling_of(name, environ, referenced)
+            if misspelt is not None:
+                raise ConfigError(
+                    f"{where}: environment variable {name} is not set, but {misspelt} is (misspelt?): "
+                    f"set {name}{'' if default is None else ', or its default is judged instead'}"
+                )
             if default is not None:
                 return default
             raise ConfigError(f"{where}: environment variable {name} is not set and has no default")
@@ -115,14 +124,56 @@ def expand_env(value: Any, environ: Mapping[str, str], where: str) -> Any:
     inside = ": " in where
     if isinstance(value, dict):
         return {
-            k: expand_env(v, environ, f"{where}.{k}" if inside else f"{where}: {k}") for k, v in value.items()
+            k: expand_env(v, environ, f"{where}.{k}" if inside else f"{where}: {k}", referenced)
+            for k, v in value.items()
         }
     if isinstance(value, list):
         return [
-            expand_env(v, environ, f"{where}[{i}]" if inside else f"{where}: [{i}]")
+            expand_env(v, environ, f"{where}[{i}]" if inside else f"{where}: [{i}]", referenced)
             for i, v in enumerate(value)
         ]
     return value
+
+
+def referenced_names(tree: Any) -> frozenset[str]:
+    """Every variable a parsed YAML tree takes from the environment (``${VAR…}``)."""
+    return frozenset(m.group(1) for _, _, value in _texts(tree) for m in _ENV_REF.finditer(value))
+
+
+def misspelling_of(name: str, environ: Mapping[str, str], referenced: Collection[str] = ()) -> str | None:
+    """A variable set in ``environ`` (not empty, not in ``referenced``) one edit from
+    ``name`` — a letter added, left out, changed or two swapped, or the case alone differing
+    — or None. Names differing in one digit (``DB_HOST1``, ``DB_HOST2``) are different names."""
+    wanted = name.upper()
+    if len(wanted) < 6:  # AB and BA: too short to tell a misspelling from another name
+        return None
+    for other, text in sorted(environ.items()):
+        if other == name or other in referenced or text == "" or abs(len(other) - len(wanted)) > 1:
+            continue
+        if _one_edit(wanted, other.upper()):
+            return other
+    return None
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether ``b`` is ``a`` or one insertion, deletion, substitution (not of a digit by a
+    digit) or adjacent transposition away from it."""
+    if a == b:
+        return True
+    if len(a) == len(b):
+        differ = [i for i in range(len(a)) if a[i] != b[i]]
+        if len(differ) == 1:
+            i = differ[0]
+            return not (a[i].isdigit() and b[i].isdigit())
+        return (
+            len(differ) == 2
+            and differ[1] == differ[0] + 1
+            and a[differ[0]] == b[differ[1]]
+            and a[differ[1]] == b[differ[0]]
+        )
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    i = next((k for k in range(len(short)) if short[k] != long[k]), len(short))
+    return short[i:] == long[i + 1 :]
 
 
 #: Keys whose value is a credential itself.
@@ -334,19 +385,20 @@ def load_project(
                 problems.extend(unexpanded)
                 if unexpanded and model is not ThresholdsConfig:
                     return None  # (its SQL, read with a ${…} in it, would only add a syntax error)
+            names = referenced_names(data) if expand else frozenset()
             targets = data.pop("notify", None) if expand and not notify and model is ProjectConfig else None
             if expand:
-                data = expand_env(data, environ, label)
+                data = expand_env(data, environ, label, names)
             if isinstance(targets, list):
                 kept = []
                 for index, target in enumerate(targets):
                     try:
-                        kept.append(expand_env(target, environ, f"{label}: notify[{index}]"))
+                        kept.append(expand_env(target, environ, f"{label}: notify[{index}]", names))
                     except ConfigError as exc:  # only serve sends: said, not fatal here
                         unresolved.append(exc.problems[0])
                 data["notify"] = kept
             elif targets is not None:
-                data["notify"] = expand_env(targets, environ, f"{label}: notify")
+                data["notify"] = expand_env(targets, environ, f"{label}: notify", names)
             return parse(label, model, data, problems)
         except ConfigError as exc:
             problems.extend(exc.problems)
