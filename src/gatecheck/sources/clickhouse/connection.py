@@ -18,6 +18,9 @@ DSN reads them): ``chdb://PATH?readonly=1`` reproduces a read-only server profil
 a client of its own (``readonly`` applied last, after the embedded engine's own settings).
 :meth:`Connection.readonly` reads the session's level once: under ``readonly=1`` a query may
 change no setting, so the source sends its SQL without a ``SETTINGS`` clause.
+
+Why one module of ~500 lines: the session's settings that would change an answer, the SQL
+that undoes them and the errors of the one driver are read, sent and translated together.
 """
 
 from __future__ import annotations
@@ -432,14 +435,14 @@ def _error_message(exc: BaseException) -> tuple[int | None, str]:
 #: ``…: In scope SELECT … . (CODE)``. The suite's query is in its file and in `explain`.
 _IN_SCOPE = re.compile(r":?\s*In scope .*?(?=\.? \([A-Z_]+\)$|$)")
 _EXPECTED = re.compile(r"(Expected one of: )([^.]*)")
-#: A function's error (``throwIf``'s message) followed by the rewritten function it ran in.
-_EXECUTING = re.compile(r": while executing 'FUNCTION .*?'(?=\.? \([A-Z_]+\)$|$)")
+_EXECUTING = re.compile(r": while executing 'FUNCTION .*?'(?=\.? \([A-Z_]+\)$|$)")  # throwIf's echo
 _CAST = re.compile(r"_CAST\('((?:[^'\\]|\\.)*)', '[^']*'\)")
 
 
 def tidy(message: str) -> str:
     """A ClickHouse error as a person reads it: without the server's echo of the rewritten
-    query (``In scope SELECT … _CAST('1795327200', 'DateTime64(3)') …``), a parameter's
+    query (``In scope SELECT … _CAST('1795327200', 'DateTime64(3)') …``) or function (``while
+    executing 'FUNCTION throwIf(…)'``), a parameter's
     ``_CAST('v', 'T')`` as ``'v'``, and at most six of a syntax error's expected tokens."""
     text = _EXECUTING.sub("", _IN_SCOPE.sub("", message))
     text = _CAST.sub(lambda m: f"'{m.group(1)}'", text)
