@@ -652,6 +652,14 @@ def test_the_phase_consumption_counts_from_the_start_a_controller_names(config_c
     assert found is not None and found.phase_since == began
     assert found.phase_consumed == pytest.approx(1_400 / 10_080)
     assert verdict.requested_by is not None and verdict.requested_by.started == began
+    # a start before the 7-day window (a rollout paused for weeks, a bogus one): counted from
+    # the window's start — the window's own consumption — never weeks or decades of events
+    for began in (SLO_SUSTAINED_END - timedelta(days=30), datetime(1972, 1, 2, tzinfo=UTC)):
+        asker = Requester(controller="argo-rollouts", name="normalize", started=began)
+        found = the_check(asyncio.run(go())).slo
+        assert found is not None and found.phase_since == SLO_SUSTAINED_END - timedelta(days=7)
+        assert found.budget_remaining is not None
+        assert found.phase_consumed == pytest.approx(1 - found.budget_remaining)
 
 
 def test_a_correction_through_the_api_is_the_same_record_and_needs_the_token(config_copy: Path, tmp_path: Path) -> None:

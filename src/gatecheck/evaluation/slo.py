@@ -214,7 +214,9 @@ async def fetch_slo(
     begun = config.period_start(end)
     length = window.length if begun is None else end - begun
     lengths = windows_of(config, length)
-    since = phase_since if phase_since is not None and phase_since < end else None
+    # what the phase consumed is a share of this window's budget: counted within the window
+    # (a rollout named as begun weeks ago, or in 1972, is not asked for weeks of events)
+    since = max(phase_since, end - length) if phase_since is not None and phase_since < end else None
     try:
         # asked together; a failure is reported for the longest window that failed, not for
         # whichever answered first: the same evaluation gives the same reason every time
