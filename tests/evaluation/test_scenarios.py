@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from gatecheck.results import Outcome, Verdict, VerdictState
+from gatecheck.results import Outcome, Requirement, SoakStatus, Verdict, VerdictState
 
 from ..conftest import AS_OF, evaluate
 
@@ -174,6 +175,49 @@ def test_requires_and_soak_need_recorded_history_or_explicit_assumptions(
     )
     assert both.verdict is VerdictState.GO
     assert both.soak is not None and both.soak.assumed and both.soak.covered
+
+
+def test_a_go_that_rests_on_an_assumption_does_not_satisfy_the_next_phase(tmp_path: Path) -> None:
+    """`run --phase staging-soak --assume-soaked` once, recorded: the GO rests on the
+    assumption. prod-predeploy (requires staging-soak) does not take it as earned — else one
+    manual run would stand for the 48-hour soak in every later evaluation, the service's
+    included, until a NO-GO. It says why and what to do; an earned GO of the same phase, or
+    an explicit --assume-approved, satisfies it."""
+    from gatecheck.evaluation.gate import _requirement
+    from gatecheck.ledger.sqlite import SqliteLedger
+
+    from .test_gate import result
+
+    def soak_go(at: Any, assumed: bool, approved: bool = False) -> Verdict:
+        return Verdict(
+            phase="staging-soak", environment="staging", as_of=at, verdict=VerdictState.GO,
+            reasons=["all 1 required checks passed"], checks=[result(Outcome.PASS)],
+            requires=[Requirement(phase="staging-deploy", satisfied=True,
+                                  reason="assumed approved (--assume-approved)" if approved else "GO recorded")],
+            soak=SoakStatus(duration=timedelta(hours=48), max_gap=timedelta(minutes=30), covered=True,
+                            assumed=assumed, reason="assumed" if assumed else "covered"),
+            config_hash="c", gatecheck_version="test",
+        )  # fmt: skip
+
+    ledger = SqliteLedger(tmp_path / "l.db")
+
+    def required() -> Requirement:
+        return asyncio.run(_requirement("staging-soak", set(), ledger, AS_OF))
+
+    ledger.record(soak_go(AS_OF - timedelta(hours=2), assumed=True, approved=True), 0.1)
+    unmet = required()
+    assert not unmet.satisfied
+    assert unmet.reason == (
+        "the latest GO of staging-soak, as of 2026-11-22T04:00:00Z, rests on its soak assumed covered "
+        "(--assume-soaked) and staging-deploy assumed approved (--assume-approved), not on evidence: it "
+        "needs a GO earned without them, or --assume-approved staging-soak"
+    )
+    explicit = asyncio.run(_requirement("staging-soak", {"staging-soak"}, ledger, AS_OF))
+    assert explicit.satisfied
+    ledger.record(soak_go(AS_OF - timedelta(hours=1), assumed=False), 0.1)
+    assert required().satisfied  # earned
+
+
 
 
 @pytest.mark.parametrize(("scenario", "verdict", "broken"), [

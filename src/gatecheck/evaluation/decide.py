@@ -7,7 +7,7 @@ go). :mod:`gatecheck.evaluation.gate` gathers what they need and calls them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -227,6 +227,24 @@ def _decided(
         passed = len(required) - len(waived)
         return VerdictState.GO, [f"{passed} of {len(required)} required checks passed", *under]
     return VerdictState.GO, [f"all {len(required)} required checks passed"]
+
+
+#: What ``--assume-approved`` writes as a requirement's reason.
+ASSUMED_APPROVED = "assumed approved (--assume-approved)"
+
+
+def assumptions_in(document: Mapping[str, Any]) -> list[str]:
+    """What a recorded verdict took on an explicit override rather than earned, in words: its
+    soak assumed covered (``--assume-soaked``), a phase it requires assumed approved
+    (``--assume-approved``). Empty for a verdict that assumed nothing."""
+    found = []
+    soak = document.get("soak") or {}
+    if soak.get("assumed"):
+        found.append("its soak assumed covered (--assume-soaked)")
+    for requirement in document.get("requires") or []:
+        if requirement.get("reason") == ASSUMED_APPROVED:
+            found.append(f"{requirement.get('phase')} assumed approved (--assume-approved)")
+    return found
 
 
 def requirement_reason(requirement: Requirement) -> str:

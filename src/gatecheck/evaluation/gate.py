@@ -41,7 +41,9 @@ from gatecheck.errors import (
 )
 from gatecheck.evaluation.carried import source_failed
 from gatecheck.evaluation.decide import (
+    ASSUMED_APPROVED,
     approval_of,
+    assumptions_in,
     check_outcome,
     decide,
     soak_coverage,
@@ -468,7 +470,7 @@ async def _requirement(
     definition of ``phase``'s gate than ``digest`` still counts, and its reason says so: the
     gate was changed after that GO, which a reader deciding a promotion should know."""
     if phase in approved:
-        return Requirement(phase=phase, satisfied=True, reason="assumed approved (--assume-approved)")
+        return Requirement(phase=phase, satisfied=True, reason=ASSUMED_APPROVED)
     recorded = approval_at(approvals, phase, as_of) if approvals else None
     if recorded is not None:  # the gate lets a person's approval stand in for a recorded GO
         approval = f"approved by {recorded.by} at {timestamp(recorded.at)}: {recorded.reason}"
@@ -508,6 +510,17 @@ async def _requirement(
         return Requirement(phase=phase, satisfied=False, reason=reason or f"no recorded GO of {phase}")
     if record.verdict is VerdictState.GO:
         reason = f"GO of {phase} recorded as of {timestamp(record.as_of)}"
+        assumed = assumptions_in(record.document)
+        if assumed:  # an override is for the evaluation it was given to, never passed down the chain
+            return Requirement(
+                phase=phase,
+                satisfied=False,
+                reason=(
+                    f"the latest GO of {phase}, as of {timestamp(record.as_of)}, rests on "
+                    f"{' and '.join(assumed)}, not on evidence: it needs a GO earned without "
+                    f"them, or --assume-approved {phase}"
+                ),
+            )
         judged_by = record.document.get("gate_digest") or ""
         if redefined(judged_by, digest):
             reason += (
