@@ -912,6 +912,40 @@ def test_a_baseline_is_per_group_and_names_the_group_outside_it() -> None:
     assert by_group == {eu: (F, 11, 22), us: (P, 100, 200), ap: (I, None, None)}  # ap: no history
 
 
+def test_a_negative_baseline_is_bounded_by_its_size_never_turned_over() -> None:
+    """A tracked value below zero (a net change, a balance): max_ratio 1.5 and min_ratio 0.5 of
+    a median of -10 allow -15 … -5 — by the reference's size, as for a positive one (10: 5 …
+    15). A product gave -5 … -15: the reference itself failed and -100 passed the upper bound."""
+    from gatecheck.evaluation.history_bounds import Past, judge_history
+    from gatecheck.results import GroupValue, Tracked
+
+    rule = Baseline.model_validate(
+        {"column": "net", "last": 3, "max_ratio": 1.5, "min_ratio": 0.5, "min_records": 2}
+    )
+    window = window_for(T0 + 10 * HOUR, HOUR, timedelta(0))
+    plan = bound_plan(window, baseline=rule)
+
+    def past(hour: int, value: float) -> Past:
+        end = T0 + hour * HOUR
+        return Past(end, end - HOUR, end, P, {(): value}, None, True)
+
+    def judged(history: list[Past], value: float) -> Any:
+        current = check(P).model_copy(
+            update={"window": window, "tracked": Tracked(column="net", groups=[GroupValue(group={}, value=value)])}
+        )
+        return judge_history(current, plan, history, T0 + 10 * HOUR)
+
+    for sign in (1, -1):
+        history = [past(6, sign * 9), past(7, sign * 10), past(8, sign * 11)]
+        bound = judged(history, sign * 10).history
+        assert bound is not None
+        ((group,),) = [bound.groups]
+        assert (group.reference, group.low, group.high) == (sign * 10, sign * 10 - 5, sign * 10 + 5)
+        assert judged(history, sign * 10).outcome is P  # the reference itself
+        assert judged(history, sign * 10 - 6).outcome is F and judged(history, sign * 10 + 6).outcome is F
+    assert judged([past(6, -9), past(7, -10), past(8, -11)], -100).outcome is F
+
+
 def test_explain_says_every_rule_over_time(config_copy: Path) -> None:
     from typer.testing import CliRunner
 

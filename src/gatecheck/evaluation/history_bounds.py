@@ -279,10 +279,14 @@ def _baseline(
 
 
 def _ratio_bounds(rule: Baseline, reference: float | None) -> tuple[float | None, float | None]:
+    """The bounds a ratio of ``reference`` sets, moved by the reference's size: max_ratio 1.5
+    of -10 is -5 (half of it above), never -15 — a product would turn a negative reference's
+    bounds over, failing the reference itself and passing every value far below it."""
     if reference is None:
         return None, None
-    low = reference * rule.min_ratio if rule.min_ratio is not None else None
-    high = reference * rule.max_ratio if rule.max_ratio is not None else None
+    size = abs(reference)
+    low = reference + (rule.min_ratio - 1) * size if rule.min_ratio is not None else None
+    high = reference + (rule.max_ratio - 1) * size if rule.max_ratio is not None else None
     return low, high
 
 
