@@ -218,6 +218,55 @@ def test_a_go_that_rests_on_an_assumption_does_not_satisfy_the_next_phase(tmp_pa
     assert required().satisfied  # earned
 
 
+def test_an_invalidated_go_does_not_satisfy_the_next_phase(tmp_path: Path) -> None:
+    """`gatecheck invalidate` on staging-soak's latest GO (its source was broken): the next
+    phase's requires is unmet, naming who and why, until a newer GO — the invalidation
+    through the CLI, on a real SQLite ledger. (Decisions hold for evaluations after them:
+    the moments are now's.)"""
+    from datetime import UTC, datetime
+
+    from typer.testing import CliRunner
+
+    from gatecheck.cli import app
+    from gatecheck.evaluation.gate import _requirement
+    from gatecheck.ledger.sqlite import SqliteLedger
+
+    from ..conftest import PROJECT
+    from .test_gate import result
+
+    def go(at: Any) -> Verdict:
+        return Verdict(
+            phase="staging-soak", environment="staging", as_of=at, verdict=VerdictState.GO,
+            reasons=["all 1 required checks passed"], checks=[result(Outcome.PASS)], config_hash="c",
+            gatecheck_version="test",
+        )  # fmt: skip
+
+    ledger = SqliteLedger(tmp_path / "l.db")
+    first = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    ledger.record(go(first), 0.1)
+    done = CliRunner().invoke(
+        app,
+        ["invalidate", "--phase", "staging-soak", "--record", first.isoformat(), "--reason",
+         "the bus exporter dropped DLQ counts", "--by", "bob", "--config", str(PROJECT)],
+        env={"GATECHECK_HISTORY_URL": f"sqlite:///{tmp_path / 'l.db'}"},
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+
+    def required() -> Requirement:
+        now = datetime.now(UTC)
+        trail = ledger.audit(["staging-soak"], None, ["record-invalidated"])
+        return asyncio.run(_requirement("staging-soak", set(), ledger, now, trail=trail))
+
+    unmet = required()
+    assert not unmet.satisfied
+    stamp = first.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert unmet.reason.startswith(f"the latest GO of staging-soak, as of {stamp}, was invalidated by bob at ")
+    assert unmet.reason.endswith(": the bus exporter dropped DLQ counts: it needs a newer GO")
+    ledger.record(go(first + timedelta(hours=1)), 0.1)
+    assert required().satisfied
+
+
+
 
 
 @pytest.mark.parametrize(("scenario", "verdict", "broken"), [

@@ -191,6 +191,21 @@ def test_soak_covered_when_passing_evaluations_span_the_duration() -> None:
     assert "48h covered by" in status.reason
 
 
+def test_invalidated_evaluations_are_no_evidence_for_a_soak() -> None:
+    """Passing evaluations a person invalidated (`gatecheck invalidate`: a load test, a broken
+    source) cover nothing: they leave a gap, as inconclusive ones do, and the reason counts
+    them. Four in a row break a 30-minute max_gap; one alone (a 40-minute gap) not a 45-minute one."""
+    history = points(*every(48.2, 0))
+    four = sorted(at for at, _, _ in history if AS_OF - timedelta(hours=11.2) < at < AS_OF - timedelta(hours=9.8))
+    assert len(four) == 4
+    status = soak_coverage(history, AS_OF, timedelta(hours=48), timedelta(minutes=30), invalidated=set(four))
+    assert not status.covered and status.covered_since == four[-1] + timedelta(minutes=20)
+    assert "; 4 passing evaluations not counted: invalidated (gatecheck invalidate)" in status.reason
+    assert "more than max_gap 30m" in status.reason
+    one = soak_coverage(history, AS_OF, timedelta(hours=48), timedelta(minutes=45), invalidated={four[0]})
+    assert one.covered and "1 passing evaluation not counted: invalidated" in one.reason
+
+
 def test_a_gap_longer_than_max_gap_breaks_coverage() -> None:
     history = every(48.2, 31.5) + every(30.0, 0)  # 90 minutes without an evaluation
     status = soak_coverage(points(*history), AS_OF, timedelta(hours=48), timedelta(minutes=30))

@@ -181,8 +181,9 @@ def invalidate(
     by: ByOption,
     config: ConfigOption = Path("."),
 ) -> None:
-    """Leave a recorded evaluation out of every baseline and learned threshold of PHASE (a
-    load test, an incident): it stays in the history, marked on the audit trail."""
+    """Declare a recorded evaluation of PHASE no evidence (a load test, a broken source): it is
+    left out of every baseline and learned threshold, covers no soak, and as the latest GO
+    satisfies no requires. It stays in the history, marked on the audit trail."""
     from gatecheck.ledger.decisions import invalidate_event
 
     def decision(project: Project, ledger: Ledger) -> AuditEvent:

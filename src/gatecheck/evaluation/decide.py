@@ -7,7 +7,7 @@ go). :mod:`gatecheck.evaluation.gate` gathers what they need and calls them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -76,6 +76,7 @@ def soak_coverage(
     duration: timedelta,
     max_gap: timedelta,
     digest: str = "",
+    invalidated: Collection[datetime] = (),
 ) -> SoakStatus:
     """Coverage of ``[as_of - duration, as_of]`` by evaluations
     ``(as_of, passed, failed[, waiver ids[, contemporary[, gate digest]]])``.
@@ -96,7 +97,7 @@ def soak_coverage(
     changed_at: datetime | None = None
     gap: tuple[datetime, datetime] | None = None
     later = as_of  # the time the run must reach back from
-    passing = backdated = 0
+    passing = backdated = left_out = 0
     under_waiver = timedelta(0)
     waivers: set[str] = set()
     for point in reversed(points):
@@ -111,6 +112,10 @@ def soak_coverage(
             last_failure = moment
             break
         if not passed:
+            continue
+        if moment in invalidated:  # a person said it is no evidence: a gap, as an inconclusive one
+            if moment >= window_start:
+                left_out += 1
             continue
         if len(point) > 4 and not point[4]:
             if moment >= window_start:
@@ -142,6 +147,11 @@ def soak_coverage(
             f"; {backdated} passing evaluation{'s' if backdated > 1 else ''} not counted: recorded more than "
             f"{format_duration(MAX_RECORDING_DELAY)} after {'their' if backdated > 1 else 'its'} as_of "
             "(backdated) or dated ahead of the recording"
+        )
+    if left_out:
+        reason += (
+            f"; {left_out} passing evaluation{'s' if left_out > 1 else ''} not counted: "
+            "invalidated (gatecheck invalidate)"
         )
     if not covered:
         if last_failure is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Literal, TypeVar
@@ -69,6 +69,7 @@ from gatecheck.ledger.audit import (
     corrections_at,
     enforcement_at,
     invalidated_at,
+    invalidation_of,
     pin_at,
     waivers_at,
 )
@@ -239,10 +240,12 @@ async def evaluate(
             recorded_since,
             approvals,
             project.gate_digest(name) if name in project.gates else "",
+            trail,
         )
         for name in gate.requires
     ]
-    soak = await _soak_status(gate, assume_soaked, ledger, as_of, checks, recorded_since, digest)
+    invalidated = invalidated_at(trail, phase, as_of)
+    soak = await _soak_status(gate, assume_soaked, ledger, as_of, checks, recorded_since, digest, invalidated)
     approval = approval_of(gate, trail, unreadable, ledger, as_of)
     verdict, reasons = decide(checks, requires, soak, approval)
     deadline = None
@@ -465,6 +468,7 @@ async def _requirement(
     recorded_since: datetime | None = None,
     approvals: list[AuditEvent] | None = None,
     digest: str = "",
+    trail: list[AuditEvent] | None = None,
 ) -> Requirement:
     """Whether ``phase`` has a recorded GO (or a stand-in for one). A GO judged by another
     definition of ``phase``'s gate than ``digest`` still counts, and its reason says so: the
@@ -510,6 +514,16 @@ async def _requirement(
         return Requirement(phase=phase, satisfied=False, reason=reason or f"no recorded GO of {phase}")
     if record.verdict is VerdictState.GO:
         reason = f"GO of {phase} recorded as of {timestamp(record.as_of)}"
+        withdrawn = invalidation_of(trail or [], phase, record.as_of, as_of)
+        if withdrawn is not None:  # a person said that evaluation is no evidence
+            return Requirement(
+                phase=phase,
+                satisfied=False,
+                reason=(
+                    f"the latest GO of {phase}, as of {timestamp(record.as_of)}, was invalidated by "
+                    f"{withdrawn.by} at {timestamp(withdrawn.at)}: {withdrawn.reason}: it needs a newer GO"
+                ),
+            )
         assumed = assumptions_in(record.document)
         if assumed:  # an override is for the evaluation it was given to, never passed down the chain
             return Requirement(
@@ -595,6 +609,7 @@ async def _soak_status(
     checks: list[CheckResult],
     recorded_since: datetime | None = None,
     digest: str = "",
+    invalidated: Collection[datetime] = (),
 ) -> SoakStatus | None:
     if gate.soak is None:
         return None
@@ -626,7 +641,7 @@ async def _soak_status(
     # The evaluation itself counts as of its own as_of (a reproduction of the past judges as
     # it would have then); the recorded ones only if they were evaluated at their time.
     points.append((as_of, checks_passed(current), checks_failed(current), waived(current), True, digest))
-    return soak_coverage(points, as_of, soak.duration, soak.max_gap, digest)
+    return soak_coverage(points, as_of, soak.duration, soak.max_gap, digest, invalidated)
 
 
 async def _timed(

@@ -123,6 +123,19 @@ def invalidated_at(events: Iterable[AuditEvent], phase: str, moment: datetime) -
     }
 
 
+def invalidation_of(
+    events: Iterable[AuditEvent], phase: str, record: datetime, moment: datetime
+) -> AuditEvent | None:
+    """The decision, recorded by ``moment``, that invalidated the record of ``phase`` as of
+    ``record`` (None: it stands)."""
+    for event in events:
+        if event.kind == "record-invalidated" and event.phase == phase and event.at <= moment:
+            named = event.group.get("record")
+            if named is not None and datetime.fromisoformat(named) == record:
+                return event
+    return None
+
+
 def covers(waiver: Waiver, failing_groups: list[dict[str, str]]) -> bool:
     """Whether ``waiver`` covers a check whose failures are in ``failing_groups`` (an empty
     dict: the check failed overall). A waiver without a group covers every failure of its
