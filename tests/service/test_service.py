@@ -1614,6 +1614,15 @@ def test_a_recent_verdict_of_another_definition_of_the_gate_is_not_taken(
         answer = local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=30)
         assert answer.status_code == 200 and answer.json()["gate_digest"] == this_definition.gate_digest
         assert len(ledger.history("svc-go")) == 4  # the older definition's GO was not taken
+        # this definition's GO, invalidated (no evidence): not taken either
+        from gatecheck.ledger.decisions import invalidate_event
+
+        project = load_project(service_config, environ={})
+        ledger.append_audit([invalidate_event(project, ledger, "svc-go", answer.json()["as_of"], "bad", "bob")])
+        again = local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=30)
+        assert again.status_code == 200 and len(ledger.history("svc-go")) == 5
+        taken = local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=30)
+        assert taken.json()["as_of"] == again.json()["as_of"] and len(ledger.history("svc-go")) == 5
 
 
 def test_run_url_refuses_a_stale_verdict_or_another_phases_from_any_service(tmp_path: Path) -> None:

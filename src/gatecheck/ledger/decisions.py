@@ -206,7 +206,8 @@ def invalidate_event(
     project: Project, ledger: Ledger, phase: str, record: str, reason: str, by: str
 ) -> AuditEvent:
     """The ``record-invalidated`` event leaving the evaluation of ``phase`` as of ``record`` out
-    of every baseline and learned threshold, checked against the ledger."""
+    of every baseline, learned threshold, soak and requires (no evidence), checked against the
+    ledger."""
     project.gate(phase)
     found = record_of(ledger, phase, record)
     by, reason = _person(by, reason)

@@ -131,13 +131,19 @@ class Helpers:
         service's definition of the gate judged it (a ledger that cannot be read raises
         GatecheckError). A verdict of another definition — recorded before the gate's checks,
         suites or thresholds changed and the service restarted, or by a replica still running
-        the old ones — is no verdict of this gate: the caller's evaluation runs now."""
+        the old ones — is no verdict of this gate, and an invalidated one no evidence: the
+        caller's evaluation runs now."""
         from gatecheck._values import redefined
+        from gatecheck.ledger.audit import invalidation_of
 
         latest = await asyncio.to_thread(self.service.latest, phase)
-        if latest is None or latest.as_of < self.service.clock() - age:
+        now = self.service.clock()
+        if latest is None or latest.as_of < now - age:
             return None
         if redefined(latest.gate_digest, self.service.project.gate_digest(phase)):
+            return None
+        trail = await asyncio.to_thread(self.service.ledger.audit, [phase], None, ["record-invalidated"])
+        if invalidation_of(trail, phase, latest.as_of, now) is not None:
             return None
         return latest
 
