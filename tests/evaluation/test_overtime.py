@@ -570,6 +570,25 @@ def test_a_baseline_from_the_last_passing_evaluations_then_pinned_and_invalidate
     assert pinned.history is not None and pinned.history.kind == "pinned"
     assert pinned.history.records == [T0 + 2 * HOUR] and pinned.history.groups[0].high == 9
     assert pinned.history.pinned_by == "alice at 2026-03-02T07:00:00Z: the release before the regression"
+    # the pinned evaluation invalidated afterwards (that release was bad after all): no
+    # reference, the check is inconclusive until another is pinned
+    code, out, err = cli("invalidate", "--phase", "overtime", "--record", "2026-03-02T02:00:00Z",
+                         "--reason", "its data was partial", "--by", "carol")  # fmt: skip
+    assert code == 0, err
+    ledger = open_ledger(ledger_url)
+    try:
+        (event,) = [
+            e for e in ledger.audit(["overtime"], kinds=["record-invalidated"])
+            if e.group.get("record", "").startswith("2026-03-02T02")
+        ]
+        ledger.append_audit([event.model_copy(update={"at": T0 + 7 * HOUR})])
+    finally:
+        ledger.close()
+    void = the(hour_seven(), "reading_level")
+    assert void.outcome is I and void.history is not None and void.history.kind == "pinned"
+    assert void.history.groups[0].reason == (
+        "the pinned evaluation was invalidated (gatecheck invalidate): pin another one"
+    )
     # a record that does not exist, a check without a baseline: one line, exit 2
     code, out, err = cli("invalidate", "--phase", "overtime", "--record", "2026-03-02T03:30:00Z",
                          "--reason", "x", "--by", "bob")  # fmt: skip

@@ -358,7 +358,9 @@ async def _from_history(
         pin = None
         if pinned is not None:
             event, document = pinned
-            pinned_past = past_of_documents([document], plan.suite.name, plan.role, measure=plan.measure)
+            pinned_past = past_of_documents(
+                [document], plan.suite.name, plan.role, invalidated, measure=plan.measure
+            )
             if pinned_past:
                 pin = (pinned_past[0], f"{event.by} at {timestamp(event.at)}: {event.reason}")
         found[k] = judge_history(check, plan, past, as_of, pin)

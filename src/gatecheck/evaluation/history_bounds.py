@@ -250,6 +250,8 @@ def _baseline(
                     "the pinned evaluation was measured another way "
                     "(the suite's query, groups or window changed since): pin a newer one"
                 )
+            elif record.left_out == "invalidated":  # a person said it is no evidence
+                short = "the pinned evaluation was invalidated (gatecheck invalidate): pin another one"
             low, high = _ratio_bounds(rule, reference)
             groups.append(_judged(value, reference, low, high, 1, short))
         return HistoryBound(
