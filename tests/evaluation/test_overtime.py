@@ -126,6 +126,31 @@ def test_passes_judged_by_another_gate_definition_earn_no_pass_after_run_and_fai
     assert accumulate(check(F), FailAfter(consecutive=3), None, failed).outcome is F
 
 
+def test_invalidated_evaluations_count_neither_as_passes_nor_as_failures() -> None:
+    """Evaluations a person invalidated (`gatecheck invalidate`) are no evidence either way:
+    two invalidated passes earn no `pass_after` run, two invalidated failures bring no
+    `fail_after` closer; the others count as before."""
+    from gatecheck.evaluation.overtime import earlier_outcomes
+
+    moments = [T0 + k * HOUR for k in range(3)]
+
+    def documents(outcome: Outcome) -> list[dict[str, Any]]:
+        return [
+            {"as_of": at.isoformat().replace("+00:00", "Z"), "checks": [check(outcome).model_dump(mode="json")]}
+            for at in moments
+        ]
+
+    void = {moments[0], moments[1]}
+    passes = earlier_outcomes(documents(P), "s", "required", invalidated=void)
+    assert passes == [None, None, P]
+    assert accumulate(check(P), None, PassAfter(consecutive=4), passes).outcome is I
+    assert accumulate(check(P), None, PassAfter(consecutive=4), earlier_outcomes(documents(P), "s", "required")).outcome is P
+    failures = earlier_outcomes(documents(F), "s", "required", invalidated=void)
+    assert failures == [None, None, F]
+    assert accumulate(check(F), FailAfter(consecutive=3), None, failures).outcome is I
+    assert accumulate(check(F), FailAfter(consecutive=3), None, earlier_outcomes(documents(F), "s", "required")).outcome is F
+
+
 def test_an_unreadable_ledger_leaves_a_rule_unjudged_never_passed() -> None:
     problem = "cannot read the history ledger: database is locked"
     failed = accumulate(check(F), FailAfter(failures=2, of=3), None, problem)

@@ -221,7 +221,9 @@ async def evaluate(
     # whether it is enforced (a shadow check turned on by a recorded decision is).
     checks = await _from_history(ledger, phase, plans, checks, trail, as_of, recorded_since)
     digest = project.gate_digest(phase)
-    earlier = await _earlier(ledger, phase, plans, as_of, recorded_since, digest)
+    earlier = await _earlier(
+        ledger, phase, plans, as_of, recorded_since, digest, invalidated_at(trail, phase, as_of)
+    )
     checks = [
         accumulate(check, plan.fail_after, plan.pass_after, earlier.get((plan.suite.name, plan.role), []))
         for plan, check in zip(plans, checks, strict=True)
@@ -277,6 +279,7 @@ async def _earlier(
     as_of: datetime,
     recorded_since: datetime | None,
     digest: str = "",
+    invalidated: Collection[datetime] = (),
 ) -> dict[tuple[str, str], list[Earlier] | str]:
     """For each check with accumulation rules: its measured outcomes in the phase's earlier
     evaluations (as_of before this one's, oldest first; a pass under another gate digest than
@@ -303,9 +306,9 @@ async def _earlier(
         return {(plan.suite.name, plan.role): f"cannot read the history ledger: {exc}" for plan in wanted}
     documents = [record.document for record in records]
     return {
-        (plan.suite.name, plan.role): earlier_outcomes(documents, plan.suite.name, plan.role, digest)[
-            -(plan.lookback - 1) :
-        ]
+        (plan.suite.name, plan.role): earlier_outcomes(
+            documents, plan.suite.name, plan.role, digest, invalidated
+        )[-(plan.lookback - 1) :]
         for plan in wanted
     }
 

@@ -15,7 +15,7 @@ keeps it beside the accumulated outcome), so an accumulated outcome never feeds 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -118,16 +118,24 @@ def measured_outcome(document_check: Mapping[str, Any]) -> Outcome:
 
 
 def earlier_outcomes(
-    documents: Iterable[Mapping[str, Any]], suite: str, role: str, digest: str = ""
+    documents: Iterable[Mapping[str, Any]],
+    suite: str,
+    role: str,
+    digest: str = "",
+    invalidated: Collection[datetime] = (),
 ) -> list[Earlier]:
     """Per recorded verdict document (oldest first): the measured outcome of the check of
     ``suite`` in ``role``, None where that evaluation had no such check. A pass judged by
     another definition of the gate (a ``gate_digest`` other than ``digest``; '' before digests
-    were kept) is None too: it earns no ``pass_after`` run. Its failures still count."""
+    were kept) is None too: it earns no ``pass_after`` run. Its failures still count. An
+    evaluation a person invalidated (its ``as_of`` in ``invalidated``) is no evidence either
+    way: None."""
     found: list[Earlier] = []
     for document in documents:
         checks = [c for c in document.get("checks", []) if c.get("suite") == suite and c.get("role") == role]
         outcome = measured_outcome(checks[0]) if checks else None
+        if invalidated and datetime.fromisoformat(str(document.get("as_of"))) in invalidated:
+            outcome = None
         judged_by = document.get("gate_digest") or ""
         if outcome is Outcome.PASS and redefined(judged_by, digest):
             outcome = None
