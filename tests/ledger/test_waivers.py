@@ -108,6 +108,40 @@ def test_a_waived_failure_is_go_with_the_waiver_shown_and_revoking_blocks_again(
     ]
 
 
+def test_a_recent_go_under_a_waiver_revoked_since_is_not_taken(
+    gate, history_url, warehouse, live_databases, config_copy: Path
+) -> None:
+    """`max_age` (run --url, Flagger) takes the latest verdict only while what it rests on
+    holds: a GO under waiver W1 is taken while W1 is in force; once W1 is revoked — a person
+    saying the failure blocks again — the phase is evaluated now (NO-GO), not answered with
+    the GO of a minute ago."""
+    from gatecheck.config import load_project
+    from gatecheck.service.core import Service
+
+    from ..conftest import local_http, serving
+
+    code, _, err = gate(
+        "unmatched-edges", "waive", "--phase", "warehouse-release", "--check", "unmatched_edges",
+        "--group", EDGE, "--for", "24h", "--reason", "vendor backfill", "--by", "alice",
+    )  # fmt: skip
+    assert code == 0, err
+    code, document = run_json(gate, "unmatched-edges")  # recorded: GO under W1
+    assert (code, document["verdict"]) == (0, "go")
+    environ = {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={live_databases['unmatched-edges']}"}
+    ledger = open_ledger(history_url, config_copy)
+    service = Service(load_project(config_copy, environ=environ), ledger, [])  # schedules nothing
+    url = "/api/v1/phases/warehouse-release/verdict"
+    with serving(service) as (base, _):
+        taken = local_http.get(f"{base}{url}", params={"max_age": "1h"}, timeout=60).json()
+        assert (taken["verdict"], taken["as_of"]) == ("go", document["as_of"])
+        assert len(ledger.history("warehouse-release")) == 1
+        code, _, err = gate("unmatched-edges", "unwaive", "W1", "--by", "alice", "--reason", "backfill is stuck")
+        assert code == 0, err
+        now = local_http.get(f"{base}{url}", params={"max_age": "1h"}, timeout=60).json()
+        assert now["verdict"] == "no-go" and now["as_of"] != document["as_of"]
+        assert len(ledger.history("warehouse-release")) == 2  # evaluated now, recorded
+
+
 def test_a_waiver_covers_neither_another_group_nor_an_inconclusive_check(gate) -> None:
     code, _, err = gate(
         "unmatched-edges", "waive", "--phase", "warehouse-release", "--check", "unmatched_edges",

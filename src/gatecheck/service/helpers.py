@@ -131,10 +131,11 @@ class Helpers:
         service's definition of the gate judged it (a ledger that cannot be read raises
         GatecheckError). A verdict of another definition — recorded before the gate's checks,
         suites or thresholds changed and the service restarted, or by a replica still running
-        the old ones — is no verdict of this gate, and an invalidated one no evidence: the
+        the old ones — is no verdict of this gate, an invalidated one no evidence, and one
+        that passed under a waiver no longer in force (revoked, ended) no GO now: the
         caller's evaluation runs now."""
         from gatecheck._values import redefined
-        from gatecheck.ledger.audit import invalidation_of
+        from gatecheck.ledger.audit import invalidation_of, waivers_at
 
         latest = await asyncio.to_thread(self.service.latest, phase)
         now = self.service.clock()
@@ -142,8 +143,12 @@ class Helpers:
             return None
         if redefined(latest.gate_digest, self.service.project.gate_digest(phase)):
             return None
-        trail = await asyncio.to_thread(self.service.ledger.audit, [phase], None, ["record-invalidated"])
+        kinds = ["record-invalidated", "waiver-created", "waiver-revoked"]
+        trail = await asyncio.to_thread(self.service.ledger.audit, [phase], None, kinds)
         if invalidation_of(trail, phase, latest.as_of, now) is not None:
+            return None
+        used = {c.waiver.id for c in latest.checks if c.waiver is not None}
+        if used - {w.id for w in waivers_at(trail, phase, now)}:
             return None
         return latest
 
