@@ -13,6 +13,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -142,6 +143,41 @@ def test_a_recent_go_under_a_waiver_revoked_since_is_not_taken(
         assert len(ledger.history("warehouse-release")) == 2  # evaluated now, recorded
 
 
+@BACKENDS
+def test_a_go_under_a_waiver_revoked_since_satisfies_no_requires(gate, history_url, config_copy: Path) -> None:
+    """The latest GO of a phase passed under W1; W1 revoked since (the failure blocks again):
+    a phase that requires it is not satisfied by that GO, and says why; before the
+    revocation, and with a newer GO, it is."""
+    import asyncio
+
+    from gatecheck.evaluation.gate import _requirement
+
+    def required() -> Any:
+        ledger = open_ledger(history_url, config_copy)
+        try:
+            trail = ledger.audit(["warehouse-release"], None, ["waiver-revoked", "record-invalidated"])
+            return asyncio.run(_requirement("warehouse-release", set(), ledger, datetime.now(UTC), trail=trail))
+        finally:
+            ledger.close()
+
+    code, _, err = gate(
+        "unmatched-edges", "waive", "--phase", "warehouse-release", "--check", "unmatched_edges",
+        "--group", EDGE, "--for", "24h", "--reason", "vendor backfill", "--by", "alice",
+    )  # fmt: skip
+    assert code == 0, err
+    assert run_json(gate, "unmatched-edges")[1]["verdict"] == "go"  # recorded, under W1
+    assert required().satisfied
+    code, _, err = gate("unmatched-edges", "unwaive", "W1", "--by", "alice", "--reason", "backfill is stuck")
+    assert code == 0, err
+    unmet = required()
+    assert not unmet.satisfied
+    assert unmet.reason.startswith("the latest GO of warehouse-release, as of ")
+    assert ", passed under waiver W1, revoked by alice at " in unmet.reason
+    assert unmet.reason.endswith(": backfill is stuck: it needs a newer GO")
+    assert run_json(gate, "healthy")[1]["verdict"] == "go"  # a newer GO, no waiver
+    assert required().satisfied
+
+
 def test_a_waiver_covers_neither_another_group_nor_an_inconclusive_check(gate) -> None:
     code, _, err = gate(
         "unmatched-edges", "waive", "--phase", "warehouse-release", "--check", "unmatched_edges",
@@ -264,6 +300,7 @@ from datetime import UTC, datetime
 from gatecheck.ledger.audit import AuditEvent
 from gatecheck.ledger import open_ledger
 from pathlib import Path
+from typing import Any
 ledger = open_ledger(sys.argv[1], Path(sys.argv[2]))
 i = 0
 while True:

@@ -529,6 +529,23 @@ async def _requirement(
                     f"{withdrawn.by} at {timestamp(withdrawn.at)}: {withdrawn.reason}: it needs a newer GO"
                 ),
             )
+        used = {str(c["waiver"]["id"]) for c in record.document.get("checks", []) if c.get("waiver")}
+        revoked = [
+            e
+            for e in trail or []
+            if e.kind == "waiver-revoked" and e.phase == phase and e.waiver in used and e.at <= as_of
+        ]
+        if revoked:  # a person said the failure it waived blocks again
+            event = revoked[0]
+            return Requirement(
+                phase=phase,
+                satisfied=False,
+                reason=(
+                    f"the latest GO of {phase}, as of {timestamp(record.as_of)}, passed under waiver "
+                    f"{event.waiver}, revoked by {event.by} at {timestamp(event.at)}: {event.reason}: "
+                    "it needs a newer GO"
+                ),
+            )
         assumed = assumptions_in(record.document)
         if assumed:  # an override is for the evaluation it was given to, never passed down the chain
             return Requirement(
