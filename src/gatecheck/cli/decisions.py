@@ -72,7 +72,8 @@ def unwaive(
     by: ByOption,
     config: ConfigOption = Path("."),
 ) -> None:
-    """Revoke a waiver: the next evaluation blocks on that failure again."""
+    """Revoke a waiver: the next evaluation blocks on that failure again, and a GO that passed
+    under it satisfies no later phase's requires."""
     from gatecheck.ledger.decisions import revoke_event
 
     def decision(project: Project, ledger: Ledger) -> AuditEvent:
