@@ -1623,6 +1623,21 @@ def test_a_recent_verdict_of_another_definition_of_the_gate_is_not_taken(
         assert again.status_code == 200 and len(ledger.history("svc-go")) == 5
         taken = local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=30)
         assert taken.json()["as_of"] == again.json()["as_of"] and len(ledger.history("svc-go")) == 5
+    # a GO that needed an approval which has ended since: not taken (a new service: its latest
+    # is the ledger's)
+    from gatecheck.results import Approval
+
+    now = datetime.now(UTC)
+    ended = Approval(satisfied=True, reason="approved", by="erin", at=now - timedelta(hours=2), until=now)
+    approved = Verdict.model_validate(again.json()).model_copy(
+        update={"as_of": now.replace(microsecond=0), "approval": ended}
+    )
+    ledger.record(approved, 0.1)
+    svc = Service(load_project(service_config, environ={}), SqliteLedger(ledger_path), [])
+    with serving(svc) as (base, _):
+        after = local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=30)
+        assert after.status_code == 200 and after.json()["approval"] is None
+        assert len(ledger.history("svc-go")) == 7  # the approved GO was not taken: evaluated now
 
 
 def test_run_url_refuses_a_stale_verdict_or_another_phases_from_any_service(tmp_path: Path) -> None:

@@ -132,8 +132,8 @@ class Helpers:
         GatecheckError). A verdict of another definition — recorded before the gate's checks,
         suites or thresholds changed and the service restarted, or by a replica still running
         the old ones — is no verdict of this gate, an invalidated one no evidence, and one
-        that passed under a waiver no longer in force (revoked, ended) no GO now: the
-        caller's evaluation runs now."""
+        that passed under a waiver or an approval no longer in force (revoked, ended) no GO
+        now: the caller's evaluation runs now."""
         from gatecheck._values import redefined
         from gatecheck.ledger.audit import invalidation_of, waivers_at
 
@@ -150,6 +150,9 @@ class Helpers:
         used = {c.waiver.id for c in latest.checks if c.waiver is not None}
         if used - {w.id for w in waivers_at(trail, phase, now)}:
             return None
+        approval = latest.approval
+        if approval is not None and approval.satisfied and approval.until and approval.until <= now:
+            return None  # a GO that needed an approval, which has run out since
         return latest
 
     def known(self, phase: str) -> None:
