@@ -1630,8 +1630,8 @@ def test_a_recent_verdict_of_another_definition_of_the_gate_is_not_taken(
     now = datetime.now(UTC)
     ended = Approval(satisfied=True, reason="approved", by="erin", at=now - timedelta(hours=2), until=now)
     approved = Verdict.model_validate(again.json()).model_copy(
-        update={"as_of": now.replace(microsecond=0), "approval": ended}
-    )
+        update={"as_of": max(r.as_of for r in ledger.history("svc-go")) + timedelta(seconds=2), "approval": ended}
+    )  # the latest record
     ledger.record(approved, 0.1)
     svc = Service(load_project(service_config, environ={}), SqliteLedger(ledger_path), [])
     with serving(svc) as (base, _):
