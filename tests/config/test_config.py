@@ -112,6 +112,30 @@ def test_a_misspelt_environment_variable_is_refused_never_replaced_by_the_defaul
     assert runner.invoke(app, ["validate", "--config", str(PROJECT)], env={"GATECHECK_CLICKHOUSE_URL": prod}).exit_code == 0
 
 
+def test_a_retention_shorter_than_a_gate_reads_back_is_refused(config_copy: Path) -> None:
+    """history.retention must keep what every gate reads: prod-soak's 7-day soak and 7-day SLO
+    windows, a learned band's training plus its window. Shorter: exit 2 naming the gate and
+    what it reads; long enough: valid. Under 1d it is refused on its own."""
+
+    def with_retention(value: str) -> str:
+        edit(config_copy / "gatecheck.yaml", lambda d: d["history"].update(retention=value))
+        result = runner.invoke(app, ["validate", "--config", str(config_copy)])
+        return result.output if result.exit_code else "ok"
+
+    assert "gatecheck.yaml: history.retention: 7d is shorter than the 7d30m gate prod-soak reads back " \
+        "for its soak (duration + max_gap)" in with_retention("7d")  # fmt: skip
+    assert with_retention("8d") == "ok"
+    assert "retention lasts at least 1d" in with_retention("12h")
+    edit(
+        config_copy / "gates" / "warehouse-release.yaml",
+        lambda d: d["checks"][0].update(learned={"column": "unmatched_rate", "training": "28d"}),
+    )
+    said = with_retention("8d")
+    assert "history.retention: 8d is shorter than the 28d1h gate warehouse-release reads back for the " \
+        "learned band of unmatched_edges (training + window)" in said, said  # fmt: skip
+    assert with_retention("29d") == "ok"
+
+
 def test_environment_values_cannot_change_the_structure() -> None:
     expanded = expand_env({"url": "${U}"}, {"U": "a: {b: c}"}, "f")
     assert expanded == {"url": "a: {b: c}"}

@@ -83,6 +83,28 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path, warehouse: Path) -> L
     opened.close()
 
 
+def test_prune_deletes_only_records_older_than_the_cutoff_and_never_the_kept_or_the_trail(ledger: Ledger) -> None:
+    """Retention: records with as_of before the cutoff go, except those kept ((phase, as_of):
+    a pinned baseline, a phase's latest decision); newer records, other phases' newer ones
+    and the audit trail stay. Pruning again deletes nothing."""
+    from gatecheck.ledger.audit import AuditEvent
+
+    for hours in range(10):
+        ledger.record(verdict("p", AS_OF - hours * HOUR), 0.1)
+    ledger.record(verdict("q", AS_OF - 9 * HOUR, Outcome.FAIL), 0.1)
+    ledger.record(verdict("q", AS_OF - 1 * HOUR), 0.1)
+    ledger.append_audit([AuditEvent(at=AS_OF - 9 * HOUR, kind="approved", phase="p", by="a", reason="r")])
+    keep = [("p", AS_OF - 8 * HOUR), ("q", AS_OF - 9 * HOUR)]
+    assert ledger.prune(AS_OF - 5 * HOUR, keep) == 3  # p at -9, -7 and -6h (-8h kept, -5h is not before)
+    left = [(r.phase, r.as_of) for r in ledger.history("p")] + [(r.phase, r.as_of) for r in ledger.history("q")]
+    assert left == [
+        ("p", AS_OF - 8 * HOUR), *[("p", AS_OF - h * HOUR) for h in range(5, -1, -1)],
+        ("q", AS_OF - 9 * HOUR), ("q", AS_OF - HOUR),
+    ]  # fmt: skip
+    assert [e.kind for e in ledger.audit()] == ["approved"]
+    assert ledger.prune(AS_OF - 5 * HOUR, keep) == 0
+
+
 def test_two_projects_on_one_postgresql_database_keep_apart_by_schema(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -759,12 +781,20 @@ def test_postgresql_service_role_with_the_documented_grants_runs_and_cannot_rewr
     for statement in ("UPDATE gatecheck_evaluations SET verdict = 'no-go'", "DELETE FROM gatecheck_audit"):
         with psycopg.connect(service_url) as connection, pytest.raises(psycopg.Error):
             connection.execute(statement)
+    from gatecheck.errors import LedgerError
+
+    # retention needs one grant more (docs/service.md): without it, pruning is refused whole
+    with pytest.raises(LedgerError, match=r"cannot prune \(permission denied for table gatecheck_evaluations"):
+        ledger.prune(AS_OF + HOUR)
+    with psycopg.connect(pg_url, autocommit=True) as connection:
+        connection.execute(f"GRANT DELETE ON gatecheck_evaluations TO {role}")
+    assert ledger.prune(AS_OF + HOUR) == 1 and ledger.history("p") == []
+    with psycopg.connect(service_url) as connection, pytest.raises(psycopg.Error):
+        connection.execute("DELETE FROM gatecheck_audit")  # the trail's triggers all the same
     with psycopg.connect(pg_url, autocommit=True) as connection:  # the schema one step behind
         connection.execute(
             "DELETE FROM gatecheck_schema WHERE version = (SELECT max(version) FROM gatecheck_schema)"
         )
-    from gatecheck.errors import LedgerError
-
     with pytest.raises(LedgerError, match=r"cannot migrate the schema \(permission denied"):
         PostgresLedger(service_url)
 

@@ -1640,6 +1640,69 @@ def test_a_recent_verdict_of_another_definition_of_the_gate_is_not_taken(
         assert len(ledger.history("svc-go")) == 7  # the approved GO was not taken: evaluated now
 
 
+def test_a_cycle_prunes_the_ledger_to_its_retention_keeping_what_is_read(
+    service_config: Path, tmp_path: Path
+) -> None:
+    """history.retention: 30d. The schedule's cycle deletes the records older than that —
+    once, not again within the hour — and keeps each phase's latest record and latest
+    decision (requires, the pages) and a pinned baseline's record; the audit trail stays.
+    A retention shorter than what a gate reads back (a 48h soak) is refused, exit 2."""
+    import shutil
+    from datetime import UTC, datetime, timedelta
+
+    from gatecheck.ledger.audit import AuditEvent
+    from gatecheck.results import Verdict
+
+    root = tmp_path / "p"
+    shutil.copytree(service_config, root, ignore=shutil.ignore_patterns("history.db*"))
+    config = yaml.safe_load((root / "gatecheck.yaml").read_text())
+    config["history"] = {"url": f"sqlite:///{tmp_path / 'l.db'}", "retention": "30d"}
+    (root / "gatecheck.yaml").write_text(yaml.safe_dump(config))
+    now = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    ledger = SqliteLedger(tmp_path / "l.db")
+    judged = CliRunner().invoke(app, ["run", "--phase", "svc-go", "--config", str(root), "--format", "json",
+                                      "--no-record"])  # fmt: skip
+    go = Verdict.model_validate_json(judged.stdout)
+
+    def recorded(phase: str, days: float, verdict: str = "go") -> None:
+        state = {"go": go.verdict, "inconclusive": type(go.verdict)("inconclusive")}[verdict]
+        ledger.record(go.model_copy(update={"phase": phase, "as_of": now - timedelta(days=days), "verdict": state}), 0.1)
+
+    for days in (90, 60, 45, 31, 29, 1):
+        recorded("svc-go", days)
+    recorded("svc-nogo", 50)  # its latest record and decision: kept however old
+    recorded("svc-rollback", 70)  # its latest decision ...
+    recorded("svc-rollback", 40, "inconclusive")  # ... and its latest record
+    recorded("svc-inconclusive", 80)  # pinned below
+    recorded("svc-inconclusive", 2)
+    ledger.append_audit([AuditEvent(
+        at=now - timedelta(days=79), kind="baseline-pinned", phase="svc-inconclusive", check="unmatched_edges",
+        group={"record": (now - timedelta(days=80)).isoformat()}, by="alice", reason="the good release",
+    )])  # fmt: skip
+    svc = Service(load_project(root, environ={}), ledger, [], clock=lambda: now)
+    asyncio.run(svc.cycle([]))
+    ages = {
+        phase: [round((now - r.as_of) / timedelta(days=1)) for r in ledger.history(phase)]
+        for phase in ("svc-go", "svc-nogo", "svc-rollback", "svc-inconclusive")
+    }
+    assert ages == {"svc-go": [29, 1], "svc-nogo": [50], "svc-rollback": [70, 40], "svc-inconclusive": [80, 2]}
+    assert [e.kind for e in ledger.audit()] == ["baseline-pinned"]
+    recorded("svc-go", 40)
+    asyncio.run(svc.cycle([]))  # within the hour: not pruned again
+    assert len(ledger.history("svc-go")) == 3
+    assert asyncio.run(svc.prune_history()) == 1
+    config["history"]["retention"] = "1d"
+    (root / "gatecheck.yaml").write_text(yaml.safe_dump(config))
+    gate = yaml.safe_load((root / "gates" / "svc-go.yaml").read_text())
+    (root / "gates" / "svc-go.yaml").write_text(yaml.safe_dump({**gate, "soak": {"duration": "48h", "max_gap": "30m"}}))
+    refused = CliRunner().invoke(app, ["validate", "--config", str(root)])
+    assert refused.exit_code == 2
+    assert (
+        "gatecheck: error: gatecheck.yaml: history.retention: 24h is shorter than the 48h30m gate svc-go "
+        "reads back for its soak (duration + max_gap)"
+    ) in refused.output
+
+
 def test_run_url_refuses_a_stale_verdict_or_another_phases_from_any_service(tmp_path: Path) -> None:
     """Against a service that ignores max_age (an older gatecheck, or something in between
     answering for it), the client judges the document itself: a GO 3 hours old, or a GO of

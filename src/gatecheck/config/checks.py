@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from gatecheck.config.models import (
     mostly_problem,
     resolve_thresholds,
 )
+from gatecheck.durations import format_duration
 from gatecheck.errors import did_you_mean, redact
 from gatecheck.frozen import NAME as _NAME
 from gatecheck.sources import kind_of
@@ -35,6 +37,45 @@ def _suite_refs(gate: GateConfig) -> Iterable[tuple[str, str]]:
         yield f"checks[{i}].suite", check.suite
     for i, ref in enumerate(gate.rollback):
         yield f"rollback[{i}].suite", ref.suite
+
+
+def history_needed(project: Project, gate: GateConfig) -> list[tuple[timedelta, str]]:
+    """How far back each part of ``gate`` reads the ledger, in words: its soak (duration and
+    max_gap), a check's learned band (training before its window), an SLO check's windows (a
+    calendar month at most 31 days) — what a retention must keep."""
+    found: list[tuple[timedelta, str]] = []
+    if gate.soak is not None:
+        found.append((gate.soak.duration + gate.soak.max_gap, "its soak (duration + max_gap)"))
+    for ref in gate.checks:
+        suite = project.suites.get(ref.suite)
+        if suite is None:
+            continue
+        window = ref.window or gate.window or suite.window.length
+        if ref.learned is not None:
+            band = f"the learned band of {ref.suite} (training + window)"
+            found.append((ref.learned.training + window, band))
+        if suite.slo is not None:
+            longest = max([window, *(r.long for r in suite.slo.burn_rates)])
+            if suite.slo.calendar is not None:
+                longest = max(longest, timedelta(days=31 if suite.slo.calendar == "month" else 7))
+            found.append((longest, f"the SLO windows of {ref.suite}"))
+    return found
+
+
+def retention_problems(project: Project, retention: timedelta) -> list[str]:
+    """Each gate that reads its ledger further back than ``history.retention`` keeps: pruned,
+    its soak would never be covered, its band learned from less than it says."""
+    problems = []
+    for phase, gate in project.gates.items():
+        needed = history_needed(project, gate)
+        if needed:
+            longest, what = max(needed, key=lambda n: n[0])
+            if longest > retention:
+                problems.append(
+                    f"{PROJECT_FILE}: history.retention: {format_duration(retention)} is shorter than "
+                    f"the {format_duration(longest)} gate {phase} reads back for {what}"
+                )
+    return problems
 
 
 def cross_check(project: Project) -> list[str]:
@@ -86,6 +127,8 @@ def cross_check(project: Project) -> list[str]:
             f"{PROJECT_FILE}: service.lease: replicas share a PostgreSQL ledger; history.url is "
             f"{'not set' if config.history is None else 'not postgresql://'} (one service per other ledger)"
         )
+    if config.history is not None and config.history.retention is not None:
+        problems.extend(retention_problems(project, config.history.retention))
     for index, target in enumerate(config.notify):
         for phase in target.phases or []:
             if phase not in project.gates:

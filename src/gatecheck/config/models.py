@@ -58,6 +58,16 @@ class EnvironmentConfig(Frozen):
 
 class HistoryConfig(Frozen):
     url: str = Field(repr=False)
+    # How long `gatecheck serve` keeps evaluation records (None: for ever). The audit trail,
+    # pinned records and each phase's latest records are always kept.
+    retention: Duration | None = None
+
+    @field_validator("retention")
+    @classmethod
+    def _a_day_at_least(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and not timedelta(days=1) <= value <= timedelta(days=3660):
+            raise ValueError("retention lasts at least 1d and at most 3660d")
+        return value
 
     @field_validator("url")
     @classmethod

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -164,6 +164,11 @@ class Ledger(ABC):
     @abstractmethod
     def check_writable(self) -> None:
         """Raise LedgerError if a record could not be written now."""
+
+    @abstractmethod
+    def prune(self, before: datetime, keep: Collection[tuple[str, datetime]] = ()) -> int:
+        """Delete the records whose ``as_of`` lies before ``before``, except those in ``keep``
+        (``(phase, as_of)``); how many were deleted. The audit trail is never pruned."""
 
     #: The clock a record's ``recorded_at`` is read from (a test hands in its own).
     clock: Callable[[], datetime] = staticmethod(lambda: datetime.now(UTC))  # type: ignore[assignment]
@@ -412,6 +417,18 @@ class RowLedger(Ledger):
         where, args = history_filter(self.MARK, phase, since, until, None, newest, recorded_since, False)
         rows = self._rows(f"SELECT as_of_ms, verdict, tracked FROM {self.TABLE}{where}", args)
         return [tracked_document(*r) for r in rows[::-1]]
+
+
+def prune_filter(
+    mark: str, before: datetime, keep: Collection[tuple[str, datetime]]
+) -> tuple[str, list[Any]]:
+    """`` WHERE …`` of :meth:`Ledger.prune` on ``as_of_ms`` and its arguments."""
+    sql = f" WHERE as_of_ms < {mark}"
+    args: list[Any] = [to_ms(before)]
+    for phase, as_of in sorted(set(keep)):
+        sql += f" AND NOT (phase = {mark} AND as_of_ms = {mark})"
+        args += [phase, to_ms(as_of)]
+    return sql, args
 
 
 def _any_of(column: str, mark: str, values: list[Any]) -> str:

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -415,6 +416,28 @@ class ClickHouseLedger(Ledger):
                    "config_hash"]  # fmt: skip
         events = [audit_event_of([r[c] for c in columns]) for r in frame.to_dict("records")]
         return events[::-1]  # read newest first (for LIMIT): back in the trail's order
+
+    def prune(self, before: datetime, keep: Collection[tuple[str, datetime]] = ()) -> int:
+        if self._absent:
+            return 0
+        params: dict[str, Any] = {"before": to_ms(before)}
+
+        def moment(name: str) -> str:
+            return f"fromUnixTimestamp64Milli({{{name}:Int64}}, 'UTC')"
+
+        kept = ""
+        for k, (phase, as_of) in enumerate(sorted(set(keep))):
+            kept += f" AND NOT (phase = {{p{k}:String}} AND as_of = {moment(f'a{k}')})"
+            params.update({f"p{k}": phase, f"a{k}": to_ms(as_of)})
+        where = f"as_of < {moment('before')}{kept}"
+        try:
+            found = self._execute(f"SELECT count() AS n FROM {self._table} WHERE {where}", params, True)
+            count = int(found.iloc[0, 0])
+            if count:  # a lightweight DELETE: the rows are gone from every read at once
+                self._execute(f"DELETE FROM {self._table} WHERE {where}", params, False)
+        except Exception as exc:
+            raise LedgerError(f"history ledger {self.url}: cannot prune ({exc})") from exc
+        return count
 
     def check_writable(self) -> None:
         try:

@@ -21,7 +21,7 @@ several gatecheck processes — replicas, a CLI, CI — share.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +40,7 @@ from gatecheck.ledger.base import (
     contemporary,
     from_ms,
     oldest_first,
+    prune_filter,
     range_filter,
     row_of,
     to_ms,
@@ -252,6 +253,13 @@ class PostgresLedger(RowLedger):
                 ],
             )  # fmt: skip
         return Record.model_validate(row)
+
+    def prune(self, before: datetime, keep: Collection[tuple[str, datetime]] = ()) -> int:
+        where, args = prune_filter(self.MARK, before, keep)
+        with self.session("cannot prune") as connection, connection.transaction():
+            if not _has_tables(connection):
+                return 0
+            return int(connection.execute(f"DELETE FROM gatecheck_evaluations{where}", args).rowcount)
 
     # ------------------------------------------------------------------ the lease
 

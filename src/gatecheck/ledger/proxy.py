@@ -5,6 +5,7 @@ path in one process only). Blocking, like every ledger: the service calls it in 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -90,6 +91,10 @@ class WorkerLedger(Ledger):
 
     def check_writable(self) -> None:
         self.calls.ledger_call("check_writable")
+
+    def prune(self, before: datetime, keep: Collection[tuple[str, datetime]] = ()) -> int:
+        deleted: int = self.calls.ledger_call("prune", before, list(keep))
+        return deleted
 
     # latest and last_decision: one call each in the worker, not a history() round trip here
     def latest(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ from gatecheck.ledger.base import (
     from_ms,
     no_leases,
     oldest_first,
+    prune_filter,
     range_filter,
     row_of,
     stored_failed,
@@ -148,6 +149,17 @@ class SqliteLedger(RowLedger):
             yield connection
         finally:
             connection.close()
+
+    def prune(self, before: datetime, keep: Collection[tuple[str, datetime]] = ()) -> int:
+        if self._absent:
+            return 0
+        where, args = prune_filter(self.MARK, before, keep)
+        try:
+            with self._connect() as connection:
+                deleted = connection.execute(f"DELETE FROM evaluations{where}", args).rowcount
+        except sqlite3.Error as exc:
+            raise self._error("cannot prune", exc) from exc
+        return int(deleted)
 
     def record(self, verdict: Verdict, duration_s: float, lease: Lease | None = None) -> Record:
         no_leases(self, lease)

@@ -1,7 +1,7 @@
 """The service's state: each phase's latest verdict, what is being evaluated, the schedule's
 cycles, the pages' short-lived cache and the login sessions (:class:`Service`).
 
-Why one module of ~570 lines: every route, the schedule and the collector read and change
+Why one module of ~620 lines: every route, the schedule and the collector read and change
 this one state under one event loop; split, each part would reach into the others' fields.
 """
 
@@ -23,6 +23,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from gatecheck._values import document_time
 from gatecheck.config import Project
+from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError, GatecheckError
 from gatecheck.evaluation.engine import Engine, Evaluator
 from gatecheck.ledger import Ledger
@@ -44,6 +45,8 @@ PAGE_READ_TTL = 5.0
 #: A browser session that gave the token lasts this long (seconds), at most this many at once.
 SESSION_LIFETIME_S = 12 * 3600
 MAX_SESSIONS = 1000
+#: How often the schedule prunes the ledger to history.retention (seconds).
+PRUNE_EVERY_S = 3600.0
 SESSION_COOKIE = "gatecheck_session"
 
 
@@ -136,6 +139,8 @@ class Service:
     # The wall clock every age is judged against (max_age, since, page times, the latest
     # record's recency): a test hands in a clock it controls, so no test depends on its date.
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)
+    # When the schedule last pruned the ledger (history.retention; monotonic; -inf: never).
+    _pruned_at: float = field(default=float("-inf"), repr=False)
 
     @property
     def base_url(self) -> str:
@@ -466,6 +471,9 @@ class Service:
                 )
         try:
             await asyncio.gather(*tasks.values())
+            if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
+                self._pruned_at = time.monotonic()
+                await self.prune_history()
         except asyncio.CancelledError:
             for task in tasks.values():
                 task.cancel()
@@ -474,6 +482,42 @@ class Service:
             await asyncio.gather(*tasks.values(), return_exceptions=True)
             log.debug("cycle of %s cancelled by shutdown", ", ".join(tasks))
             raise
+
+    async def prune_history(self) -> int | None:
+        """Delete the records older than ``history.retention`` (None: none is set), keeping
+        each phase's latest record and latest decision (what ``requires``, the pages and
+        ``status`` read) and every pinned baseline's record; the audit trail is never pruned.
+        Run by the schedule at most once an hour (among replicas: the one that schedules). A
+        ledger that refuses (a role without DELETE) is said in one line, never fatal."""
+        history = self.project.config.history
+        if history is None or history.retention is None:
+            return None
+        before = self.clock() - history.retention
+        try:
+            keep = await asyncio.to_thread(self._kept_records)
+            deleted = await asyncio.to_thread(self.ledger.prune, before, keep)
+        except GatecheckError as exc:
+            log.warning("history ledger not pruned: %s", exc)
+            return None
+        if deleted:
+            log.info(
+                "history ledger: %d records as of before %s pruned (history.retention %s)",
+                deleted, document_time(before), format_duration(history.retention),
+                extra={"pruned": deleted},
+            )  # fmt: skip
+        return deleted
+
+    def _kept_records(self) -> list[tuple[str, datetime]]:
+        """(phase, as_of) of the records retention never prunes. Blocking."""
+        kept = []
+        for phase in self.project.gates:
+            for record in (self.ledger.latest(phase), self.ledger.last_decision(phase)):
+                if record is not None:
+                    kept.append((phase, record.as_of))
+        for event in self.ledger.audit(None, None, ["baseline-pinned"]):
+            if "record" in event.group:
+                kept.append((event.phase, datetime.fromisoformat(event.group["record"])))
+        return kept
 
     async def _cycle_job(self, phases: list[str]) -> None:
         """The schedule's job: one cycle; a stop ends it quietly (its evaluations already
