@@ -1638,6 +1638,26 @@ def test_a_recent_verdict_of_another_definition_of_the_gate_is_not_taken(
         after = local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=30)
         assert after.status_code == 200 and after.json()["approval"] is None
         assert len(ledger.history("svc-go")) == 7  # the approved GO was not taken: evaluated now
+    # a GO with a shadow check that failed, and that check enforced since: not taken
+    from gatecheck._values import document_time
+    from gatecheck.ledger.audit import AuditEvent
+    from gatecheck.results import Outcome
+
+    fresh = Verdict.model_validate(after.json())
+    checks = [c.model_copy(update={"shadow": True, "outcome": Outcome.FAIL}) if c.suite == "soak_criteria" else c
+              for c in fresh.checks]  # fmt: skip
+    latest_as_of = max(r.as_of for r in ledger.history("svc-go")) + timedelta(seconds=2)
+    ledger.record(fresh.model_copy(update={"as_of": latest_as_of, "checks": checks}), 0.1)
+    svc = Service(load_project(service_config, environ={}), SqliteLedger(ledger_path), [])
+    with serving(svc) as (base, _):
+        kept = local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=30)
+        assert kept.json()["as_of"] == document_time(latest_as_of) and len(ledger.history("svc-go")) == 8
+        ledger.append_audit([AuditEvent(
+            at=datetime.now(UTC), kind="check-enforced", phase="svc-go", check="soak_criteria",
+            by="dave", reason="it has been right for a week",
+        )])  # fmt: skip
+        now_enforced = local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=30)
+        assert now_enforced.status_code == 200 and len(ledger.history("svc-go")) == 9  # evaluated now
 
 
 def test_a_cycle_prunes_the_ledger_to_its_retention_keeping_what_is_read(
