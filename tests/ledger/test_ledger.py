@@ -105,6 +105,18 @@ def test_prune_deletes_only_records_older_than_the_cutoff_and_never_the_kept_or_
     assert ledger.prune(AS_OF - 5 * HOUR, keep) == 0
 
 
+def test_sqlite_prunes_in_batches_to_the_last_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Months of records are deleted a batch per transaction (the service's writes never wait
+    on one long one), every batch until none is left: 7 records in batches of 2."""
+    import gatecheck.ledger.sqlite as sqlite_ledger
+
+    monkeypatch.setattr(sqlite_ledger, "PRUNE_BATCH", 2)
+    ledger = SqliteLedger(tmp_path / "l.db")
+    for hours in range(8):
+        ledger.record(verdict("p", AS_OF - hours * HOUR), 0.1)
+    assert ledger.prune(AS_OF) == 7 and [r.as_of for r in ledger.history("p")] == [AS_OF]
+
+
 def test_two_projects_on_one_postgresql_database_keep_apart_by_schema(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -106,6 +106,10 @@ def _diagnosis(path: Path) -> str:
     return ""
 
 
+#: Records deleted per transaction when pruning to a retention.
+PRUNE_BATCH = 2000
+
+
 class SqliteLedger(RowLedger):
     MARK = "?"
     TABLE = "evaluations"
@@ -154,12 +158,19 @@ class SqliteLedger(RowLedger):
         if self._absent:
             return 0
         where, args = prune_filter(self.MARK, before, keep)
+        # In batches, each its own transaction: months of records deleted at once would hold
+        # the file's write lock for as long, and the service's records would wait on it.
+        batch = f"DELETE FROM evaluations WHERE id IN (SELECT id FROM evaluations{where} LIMIT {PRUNE_BATCH})"
+        deleted = 0
         try:
             with self._connect() as connection:
-                deleted = connection.execute(f"DELETE FROM evaluations{where}", args).rowcount
+                while True:
+                    count = connection.execute(batch, args).rowcount
+                    deleted += count
+                    if count < PRUNE_BATCH:
+                        return deleted
         except sqlite3.Error as exc:
             raise self._error("cannot prune", exc) from exc
-        return int(deleted)
 
     def record(self, verdict: Verdict, duration_s: float, lease: Lease | None = None) -> Record:
         no_leases(self, lease)
