@@ -203,6 +203,55 @@ def recorded(tmp_path: Path, no_go: Verdict, warehouse: Path) -> tuple[Service, 
     return Service(project, ledger, [], engine=engine), engine, ledger_path  # type: ignore[arg-type]
 
 
+def test_a_verdict_a_person_took_back_says_so_on_its_card_and_page(tmp_path: Path, no_go: Verdict) -> None:
+    """The latest GO, invalidated since (`gatecheck invalidate`: its source was broken), still
+    showed as a green GO to the on-call reading the chain — while the next phase's requires
+    no longer took it. Its card and page say who took it back and why; before the decision,
+    nothing is said."""
+    from gatecheck.config import load_project
+    from gatecheck.ledger.audit import AuditEvent
+
+    ledger = SqliteLedger(tmp_path / "history.db")
+    go = no_go.model_copy(update={"verdict": VerdictState.GO, "reasons": ["all 6 required checks passed"]})
+    ledger.record(go, 0.2)  # as of AS_OF
+    ledger.append_audit([AuditEvent(
+        at=AS_OF + 5 * MINUTE, kind="record-invalidated", phase="warehouse-release",
+        group={"record": AS_OF.isoformat()}, by="bob", reason="the warehouse load was half done",
+    )])  # fmt: skip
+    project = load_project(PROJECT, environ={"GATECHECK_HISTORY_URL": f"sqlite:///{tmp_path / 'history.db'}"})
+
+    def pages(age: timedelta) -> tuple[str, str]:
+        service = Service(project, ledger, [], engine=_NoEvaluations(), clock=lambda: AS_OF + age)  # type: ignore[arg-type]
+
+        async def go_get() -> tuple[str, str]:
+            async with _client(service) as client:
+                return (await client.get("/")).text, (await client.get("/phases/warehouse-release")).text
+
+        return asyncio.run(go_get())
+
+    said = "⚠ invalidated by bob at 2026-11-22T06:05:00Z (the warehouse load was half done): this GO no longer holds"
+    chain_page, phase_page = pages(10 * MINUTE)
+    cards, _ = elements(chain_page, "data-phase")
+    assert said in words(cards["warehouse-release"]) and said in words(phase_page)
+    assert 'data-withdrawn="true"' in phase_page
+    before = pages(MINUTE)
+    assert all("withdrawn" not in page for page in before)
+    # a later GO under waiver W1, W1 revoked since
+    from gatecheck.results import Waiver
+
+    w1 = Waiver(id="W1", check=go.checks[0].suite, reason="backfill", by="alice", since=AS_OF, until=AS_OF + HOUR)
+    waived = [go.checks[0].model_copy(update={"waiver": w1}), *go.checks[1:]]
+    ledger.record(go.model_copy(update={"as_of": AS_OF + 20 * MINUTE, "checks": waived}), 0.2)
+    ledger.append_audit([AuditEvent(
+        at=AS_OF + 25 * MINUTE, kind="waiver-revoked", phase="warehouse-release", check=w1.check, waiver="W1",
+        by="alice", reason="backfill stuck",
+    )])  # fmt: skip
+    chain_page, _ = pages(30 * MINUTE)
+    assert "⚠ its waiver W1 was revoked by alice at 2026-11-22T06:25:00Z (backfill stuck): this GO no longer holds" in (
+        words(elements(chain_page, "data-phase")[0]["warehouse-release"])
+    )
+
+
 def test_a_scheduled_phase_whose_latest_verdict_is_overdue_says_so_above_the_fold(
     tmp_path: Path, no_go: Verdict, browser: Browser
 ) -> None:

@@ -1,7 +1,7 @@
 """The service's state: each phase's latest verdict, what is being evaluated, the schedule's
 cycles, the pages' short-lived cache and the login sessions (:class:`Service`).
 
-Why one module of ~620 lines: every route, the schedule and the collector read and change
+Why one module of ~660 lines: every route, the schedule and the collector read and change
 this one state under one event loop; split, each part would reach into the others' fields.
 """
 
@@ -333,7 +333,10 @@ class Service:
             overdue = None
             if verdict is not None and phase in self.phases:  # this service's schedule
                 overdue = overdue_text(verdict.as_of, now, self.interval(phase))
-            cards.append(Card(PhaseInfo.of(gate), verdict, line, problem, overdue=overdue))
+            withdrawn = self._withdrawn(phase, verdict, now)
+            cards.append(
+                Card(PhaseInfo.of(gate), verdict, line, problem, overdue=overdue, withdrawn=withdrawn)
+            )
         upcoming = next(
             (c.gate.phase for c in cards if c.verdict is None or c.verdict.verdict is not VerdictState.GO),
             None,
@@ -354,7 +357,31 @@ class Service:
         )
         if page.verdict is not None and phase in self.phases:  # this service's schedule
             page = replace(page, overdue=overdue_text(page.verdict.as_of, now, self.interval(phase)))
-        return page
+        return replace(page, withdrawn=self._withdrawn(phase, page.verdict, now))
+
+    def _withdrawn(self, phase: str, verdict: Verdict | None, now: datetime) -> str | None:
+        """What a person's decision took back of ``verdict`` since (the pages say it under the
+        verdict): the evaluation invalidated, or a waiver it passed under revoked; None when
+        it stands (or the trail cannot be read: the verdict is shown as recorded)."""
+        if verdict is None:
+            return None
+        from gatecheck._values import timestamp
+        from gatecheck.ledger.audit import invalidation_of
+
+        kinds = ["record-invalidated", "waiver-revoked"]
+        try:
+            trail = self._page_read("trail", phase, partial(self.ledger.audit, [phase], None, kinds))
+        except GatecheckError:
+            return None
+        invalidated = invalidation_of(trail, phase, verdict.as_of, now)
+        if invalidated is not None:
+            return f"invalidated by {invalidated.by} at {timestamp(invalidated.at)} ({invalidated.reason})"
+        used = {c.waiver.id for c in verdict.checks if c.waiver is not None}
+        for event in trail:
+            if event.kind == "waiver-revoked" and event.waiver in used and event.at <= now:
+                when = timestamp(event.at)
+                return f"its waiver {event.waiver} was revoked by {event.by} at {when} ({event.reason})"
+        return None
 
     def open_session(self) -> str:
         """A new browser session that gave the token: its id, for an HttpOnly cookie."""

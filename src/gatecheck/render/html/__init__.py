@@ -291,6 +291,8 @@ class Card:
     next: bool = False
     # the latest verdict is older than its schedule allows (``overdue_text``), or None
     overdue: str | None = None
+    # a person's decision took the latest verdict back since (``withdrawn_text``), or None
+    withdrawn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,7 @@ class PhasePage:
     waivers: list[Waiver] = field(default_factory=list)
     last_error: str | None = None
     overdue: str | None = None  # as on the chain page's card
+    withdrawn: str | None = None  # as on the chain page's card
 
 
 @cache
