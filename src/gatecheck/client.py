@@ -229,9 +229,16 @@ def fetch_chain(url: str, timeout: float = 30.0) -> list[PhaseStatus]:
                 none_yet = response.headers.get("gatecheck-evaluated") == "false"
                 evaluated = response.status_code == 200 and not none_yet
                 verdict = Verdict.model_validate(response.json()) if evaluated else None
-                overdue = item.get("overdue")  # an older service does not send it
+                overdue, withdrawn = item.get("overdue"), item.get("withdrawn")  # (not from an older service)
                 chain.append(
-                    PhaseStatus(item["phase"], item["environment"], list(item["requires"]), verdict, overdue)
+                    PhaseStatus(
+                        item["phase"],
+                        item["environment"],
+                        list(item["requires"]),
+                        verdict,
+                        overdue,
+                        withdrawn,
+                    )
                 )
             return chain
     except (httpx.HTTPError, ValueError, KeyError, ValidationError) as exc:

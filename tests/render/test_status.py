@@ -57,6 +57,36 @@ def test_status_shows_the_next_phase_and_why_it_is_blocked(isolated_history: Pat
     assert "→  staging-soak" in text and "10h of 48h" in text and "next: staging-soak" in text
 
 
+def test_status_says_a_go_taken_back_and_makes_its_phase_the_next(isolated_history: Path, tmp_path: Path) -> None:
+    """staging-deploy's latest GO invalidated (`gatecheck invalidate`): `status` says who took
+    it back and why, marks it withdrawn and names it the next phase to clear — the ledger's
+    way and a service's (`--url`, its /api/v1/phases) alike."""
+    from gatecheck.config import load_project
+    from gatecheck.service.core import Service
+
+    from ..conftest import serving
+
+    ledger = SqliteLedger(isolated_history)
+    ledger.record(recorded("staging-predeploy", VerdictState.GO, ["all 1 required checks passed"]), 0.1)
+    ledger.record(recorded("staging-deploy", VerdictState.GO, ["all 3 required checks passed"]), 0.1)
+    done = runner.invoke(app, ["invalidate", "--phase", "staging-deploy", "--record", NOW.isoformat(),
+                               "--reason", "its probe hit the wrong service", "--by", "bob", "--config", str(PROJECT)])  # fmt: skip
+    assert done.exit_code == 0, done.output
+
+    def check(document: dict) -> None:
+        assert document["next"] == "staging-deploy"
+        deploy = {p["phase"]: p for p in document["phases"]}["staging-deploy"]
+        assert deploy["withdrawn"].startswith("invalidated by bob at ")
+        assert deploy["withdrawn"].endswith(" (its probe hit the wrong service)")
+
+    check(json.loads(runner.invoke(app, ["status", "--config", str(PROJECT), "--format", "json"]).stdout))
+    text = runner.invoke(app, ["status", "--config", str(PROJECT)]).stdout
+    assert "go (withdrawn)" in text and "(its probe hit the wrong service): this GO no longer holds" in text
+    service = Service(load_project(PROJECT, environ={}), ledger, [])
+    with serving(service) as (base, _):
+        check(json.loads(runner.invoke(app, ["status", "--url", base, "--format", "json"]).stdout))
+
+
 def test_report_without_a_record_is_a_clear_error() -> None:
     result = runner.invoke(app, ["report", "--phase", "canary-10", "--config", str(PROJECT)])
     assert result.exit_code == 2

@@ -73,11 +73,24 @@ def _chain(config: Path, url: str | None, demo: bool = False) -> list[Any]:
         from gatecheck.client import fetch_chain
 
         return fetch_chain(url)
+    from datetime import UTC, datetime
+
+    from gatecheck.ledger.audit import WITHDRAWING, withdrawn_text
+
     project = load_for_reading(config, demo)
+    now = datetime.now(UTC)
     with open_ledger_of(project, "recorded verdict") as ledger:
+        chain = ledger.chain(project.chain())
+        trail = ledger.audit([gate.phase for gate, _ in chain], None, WITHDRAWING)
         return [
-            PhaseStatus(gate.phase, gate.environment, list(gate.requires), verdict)
-            for gate, verdict in ledger.chain(project.chain())
+            PhaseStatus(
+                gate.phase,
+                gate.environment,
+                list(gate.requires),
+                verdict,
+                withdrawn=None if verdict is None else withdrawn_text(trail, gate.phase, verdict, now),
+            )
+            for gate, verdict in chain
         ]
 
 

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from gatecheck._values import Moment
-from gatecheck.results import SloCorrection, Waiver
+from gatecheck._values import Moment, timestamp
+from gatecheck.results import SloCorrection, Verdict, Waiver
 
 AuditKind = Literal[
     "waiver-created",
@@ -134,6 +134,32 @@ def invalidation_of(
             if named is not None and datetime.fromisoformat(named) == record:
                 return event
     return None
+
+
+def withdrawn_text(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, now: datetime) -> str | None:
+    """What a person's decision, recorded by ``now``, took back of ``verdict`` (what the pages
+    and ``status`` say under it): the evaluation invalidated, or a waiver it passed under
+    revoked; None when it stands. ``trail``: the phase's ``record-invalidated`` and
+    ``waiver-revoked`` events."""
+    events = list(trail)
+    invalidated = invalidation_of(events, phase, verdict.as_of, now)
+    if invalidated is not None:
+        return f"invalidated by {invalidated.by} at {timestamp(invalidated.at)} ({invalidated.reason})"
+    used = {c.waiver.id for c in verdict.checks if c.waiver is not None}
+    for event in events:
+        if (
+            event.kind == "waiver-revoked"
+            and event.phase == phase
+            and event.waiver in used
+            and event.at <= now
+        ):
+            when = timestamp(event.at)
+            return f"its waiver {event.waiver} was revoked by {event.by} at {when} ({event.reason})"
+    return None
+
+
+#: The trail events :func:`withdrawn_text` reads.
+WITHDRAWING = ["record-invalidated", "waiver-revoked"]
 
 
 def covers(waiver: Waiver, failing_groups: list[dict[str, str]]) -> bool:

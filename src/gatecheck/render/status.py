@@ -23,6 +23,8 @@ class PhaseStatus:
     # a running service's word that this scheduled phase's latest verdict is older than its
     # schedule allows (``overdue: scheduled every 5m, the latest 3h ago``); a ledger cannot say
     overdue: str | None = None
+    # a person's decision took the latest verdict back since (``withdrawn_text``), or None
+    withdrawn: str | None = None
 
     @property
     def state(self) -> str:
@@ -30,7 +32,12 @@ class PhaseStatus:
             return "never evaluated"
         waivers = sorted({c.waiver.id for c in self.verdict.checks if c.waiver is not None})
         state = self.verdict.verdict.value + (f" (waived {', '.join(waivers)})" if waivers else "")
-        return state + (" (overdue)" if self.overdue else "")
+        return state + (" (overdue)" if self.overdue else "") + (" (withdrawn)" if self.withdrawn else "")
+
+    @property
+    def standing_go(self) -> bool:
+        """Whether the latest verdict is a GO nobody has taken back."""
+        return self.verdict is not None and self.verdict.verdict is VerdictState.GO and not self.withdrawn
 
     @property
     def soak(self) -> str:
@@ -51,10 +58,13 @@ class PhaseStatus:
 
     @property
     def first_note(self) -> str:
-        """What a reader must know of it first: what blocks it, or that its GO is overdue."""
-        if self.blocked_by or not self.overdue:
+        """What a reader must know of it first: what blocks it, or that its GO was taken back
+        or is overdue."""
+        if self.blocked_by:
             return self.blocked_by
-        return f"{self.overdue}: this GO may no longer hold"
+        if self.withdrawn:
+            return f"{self.withdrawn}: this GO no longer holds"
+        return f"{self.overdue}: this GO may no longer hold" if self.overdue else ""
 
     def document(self, next_phase: str | None) -> dict[str, Any]:
         return {
@@ -68,6 +78,7 @@ class PhaseStatus:
             else None,
             "blocked_by": self.blocked_by or None,
             "overdue": self.overdue,
+            "withdrawn": self.withdrawn,
             "next": self.phase == next_phase,
         }
 
@@ -77,9 +88,9 @@ def _clip(text: str, limit: int) -> str:
 
 
 def next_phase(chain: list[PhaseStatus]) -> str | None:
-    """The first phase, in promotion order, whose latest verdict is not GO."""
+    """The first phase, in promotion order, whose latest verdict is not a GO that stands."""
     for status in chain:
-        if status.verdict is None or status.verdict.verdict is not VerdictState.GO:
+        if not status.standing_go:
             return status.phase
     return None
 

@@ -333,12 +333,16 @@ class Service:
             overdue = None
             if verdict is not None and phase in self.phases:  # this service's schedule
                 overdue = overdue_text(verdict.as_of, now, self.interval(phase))
-            withdrawn = self._withdrawn(phase, verdict, now)
+            withdrawn = self.withdrawn(phase, verdict, now)
             cards.append(
                 Card(PhaseInfo.of(gate), verdict, line, problem, overdue=overdue, withdrawn=withdrawn)
             )
         upcoming = next(
-            (c.gate.phase for c in cards if c.verdict is None or c.verdict.verdict is not VerdictState.GO),
+            (
+                c.gate.phase
+                for c in cards
+                if c.verdict is None or c.verdict.verdict is not VerdictState.GO or c.withdrawn
+            ),
             None,
         )
         return [replace(c, next=c.gate.phase == upcoming) for c in cards]
@@ -357,31 +361,21 @@ class Service:
         )
         if page.verdict is not None and phase in self.phases:  # this service's schedule
             page = replace(page, overdue=overdue_text(page.verdict.as_of, now, self.interval(phase)))
-        return replace(page, withdrawn=self._withdrawn(phase, page.verdict, now))
+        return replace(page, withdrawn=self.withdrawn(phase, page.verdict, now))
 
-    def _withdrawn(self, phase: str, verdict: Verdict | None, now: datetime) -> str | None:
-        """What a person's decision took back of ``verdict`` since (the pages say it under the
-        verdict): the evaluation invalidated, or a waiver it passed under revoked; None when
-        it stands (or the trail cannot be read: the verdict is shown as recorded)."""
+    def withdrawn(self, phase: str, verdict: Verdict | None, now: datetime) -> str | None:
+        """What a person's decision took back of ``verdict`` since (``withdrawn_text``; the
+        pages say it under the verdict), or None — also when the trail cannot be read: the
+        verdict is shown as recorded."""
         if verdict is None:
             return None
-        from gatecheck._values import timestamp
-        from gatecheck.ledger.audit import invalidation_of
+        from gatecheck.ledger.audit import WITHDRAWING, withdrawn_text
 
-        kinds = ["record-invalidated", "waiver-revoked"]
         try:
-            trail = self._page_read("trail", phase, partial(self.ledger.audit, [phase], None, kinds))
+            trail = self._page_read("trail", phase, partial(self.ledger.audit, [phase], None, WITHDRAWING))
         except GatecheckError:
             return None
-        invalidated = invalidation_of(trail, phase, verdict.as_of, now)
-        if invalidated is not None:
-            return f"invalidated by {invalidated.by} at {timestamp(invalidated.at)} ({invalidated.reason})"
-        used = {c.waiver.id for c in verdict.checks if c.waiver is not None}
-        for event in trail:
-            if event.kind == "waiver-revoked" and event.waiver in used and event.at <= now:
-                when = timestamp(event.at)
-                return f"its waiver {event.waiver} was revoked by {event.by} at {when} ({event.reason})"
-        return None
+        return withdrawn_text(trail, phase, verdict, now)
 
     def open_session(self) -> str:
         """A new browser session that gave the token: its id, for an HttpOnly cookie."""

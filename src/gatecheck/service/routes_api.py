@@ -47,6 +47,13 @@ def routes(service: Service, h: Helpers) -> APIRouter:
         unevaluated = [g.phase for g in service.project.chain() if service.latest_here(g.phase) is None]
         # Not evaluated here since the start: the ledger's latest, as /verdict says (one thread).
         recorded = await asyncio.to_thread(lambda: {p: service.recorded_latest(p) for p in unevaluated})
+        now = service.clock()
+        latests = {
+            g.phase: service.latest_here(g.phase) or recorded.get(g.phase) for g in service.project.chain()
+        }
+        withdrawn = await asyncio.to_thread(
+            lambda: {p: service.withdrawn(p, v, now) for p, v in latests.items() if v is not None}
+        )
         for gate in service.project.chain():
             state = service.states.get(gate.phase)
             latest = service.latest_here(gate.phase) or recorded.get(gate.phase)
@@ -64,6 +71,7 @@ def routes(service: Service, h: Helpers) -> APIRouter:
                     "overdue": overdue_text(latest.as_of, service.clock(), service.interval(gate.phase))
                     if latest and gate.phase in service.phases
                     else None,
+                    "withdrawn": withdrawn.get(gate.phase),
                 }
             )
         return result

@@ -50,6 +50,8 @@ class PhaseSummary(BaseModel):
     last_error: str | None
     # a scheduled phase whose latest verdict is older than three intervals: why it is overdue
     overdue: str | None = None
+    # a person's decision took the latest verdict back since (invalidated, its waiver revoked)
+    withdrawn: str | None = None
 
 
 class RecordSummary(BaseModel):
