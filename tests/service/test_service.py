@@ -1546,6 +1546,16 @@ def test_the_compact_view_stays_small_whatever_the_verdict_holds() -> None:
     assert len(text) < 700
 
 
+def judged_at(config: Path, moment: Any) -> Verdict:
+    """svc-go judged as of ``moment`` through the CLI, not recorded."""
+    done = CliRunner().invoke(
+        app,
+        ["run", "--phase", "svc-go", "--config", str(config), "--as-of", moment.isoformat(), "--format", "json",
+         "--no-record"],
+    )  # fmt: skip
+    return Verdict.model_validate_json(done.stdout)
+
+
 def test_run_url_takes_no_verdict_older_than_max_age(service_config: Path, tmp_path: Path) -> None:
     """A service whose latest verdict of a phase is 3 hours old (nothing evaluated it since:
     its schedule stopped, or it schedules other phases) does not hand that GO to `run --url`:
@@ -1555,12 +1565,7 @@ def test_run_url_takes_no_verdict_older_than_max_age(service_config: Path, tmp_p
 
     ledger_path = tmp_path / "old.db"
     three_hours_ago = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0)
-    judged = CliRunner().invoke(
-        app,
-        ["run", "--phase", "svc-go", "--config", str(service_config), "--as-of", three_hours_ago.isoformat(),
-         "--format", "json", "--no-record"],
-    )  # fmt: skip
-    SqliteLedger(ledger_path).record(Verdict.model_validate_json(judged.stdout), 0.1)
+    SqliteLedger(ledger_path).record(judged_at(service_config, three_hours_ago), 0.1)
     svc = Service(load_project(service_config, environ={}), SqliteLedger(ledger_path), [])  # schedules nothing
     with serving(svc) as (base, _):
         runner = CliRunner()
@@ -1586,12 +1591,7 @@ def test_a_recent_verdict_of_another_definition_of_the_gate_is_not_taken(
 
     ledger_path = tmp_path / "old.db"
     a_minute_ago = (datetime.now(UTC) - timedelta(minutes=1)).replace(microsecond=0)
-    judged = CliRunner().invoke(
-        app,
-        ["run", "--phase", "svc-go", "--config", str(service_config), "--as-of", a_minute_ago.isoformat(),
-         "--format", "json", "--no-record"],
-    )  # fmt: skip
-    this_definition = Verdict.model_validate_json(judged.stdout)
+    this_definition = judged_at(service_config, a_minute_ago)
     assert this_definition.gate_digest
     older = this_definition.model_copy(update={"gate_digest": "0" * 64})
     ledger = SqliteLedger(ledger_path)
