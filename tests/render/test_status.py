@@ -82,6 +82,12 @@ def test_status_says_a_go_taken_back_and_makes_its_phase_the_next(isolated_histo
     check(json.loads(runner.invoke(app, ["status", "--config", str(PROJECT), "--format", "json"]).stdout))
     text = runner.invoke(app, ["status", "--config", str(PROJECT)]).stdout
     assert "go (withdrawn)" in text and "(its probe hit the wrong service): this GO no longer holds" in text
+    # the status update says it among the blockers, and holds the phase instead of promoting it
+    update = runner.invoke(app, ["report", "--phase", "staging-deploy", "--config", str(PROJECT)]).stdout
+    blockers = update.split("### 🔴 Blockers")[1].split("###")[0]
+    assert "- this GO no longer holds: invalidated by bob at " in blockers and "- none" not in blockers
+    assert "- hold `staging-deploy`: its latest GO was taken back; it needs a newer one" in update
+    assert "promote" not in update
     service = Service(load_project(PROJECT, environ={}), ledger, [])
     with serving(service) as (base, _):
         check(json.loads(runner.invoke(app, ["status", "--url", base, "--format", "json"]).stdout))

@@ -167,6 +167,11 @@ def render_status_update(verdict: Verdict, chain: list[PhaseStatus], now: dateti
     ]  # fmt: skip
     blockers = [c for c in verdict.checks if blocking(c) and c.outcome is Outcome.FAIL and c.waiver is None]
     waived = [c for c in verdict.checks if c.waiver is not None]
+    own = next((s for s in chain if s.phase == verdict.phase and s.verdict == verdict), None)
+    withdrawn = own.withdrawn if own is not None else None  # a person took this verdict back since
+    taken_back = (
+        [f"- this {verdict.verdict.value.upper()} no longer holds: {md(withdrawn)}"] if withdrawn else []
+    )
     step = " ".join(verdict.description.split()) or verdict.phase
     role_name = {"rollback": "rollback trigger", "required": "required", "advisory": "advisory"}
     issue_lines = [
@@ -195,7 +200,10 @@ def render_status_update(verdict: Verdict, chain: list[PhaseStatus], now: dateti
         "",
         "### 🔴 Blockers",
         *(
-            [f"- `{c.suite}` ({role_name.get(c.role, c.role)}): {md(c.reason or '')}" for c in blockers]
+            [
+                *taken_back,
+                *[f"- `{c.suite}` ({role_name.get(c.role, c.role)}): {md(c.reason or '')}" for c in blockers],
+            ]
             or ["- none"]
         ),
         "",
@@ -205,7 +213,9 @@ def render_status_update(verdict: Verdict, chain: list[PhaseStatus], now: dateti
         lines += ["### 📊 Metrics", "", "| Metric | Target | Current |", "|---|---|---|", *metrics, ""]
     upcoming = next_phase(chain)
     lines += ["### Next steps"]
-    if verdict.verdict is VerdictState.GO:
+    if withdrawn:
+        lines.append(f"- hold `{verdict.phase}`: its latest GO was taken back; it needs a newer one")
+    elif verdict.verdict is VerdictState.GO:
         after = _after(chain, verdict.phase)
         lines.append(f"- promote: `{verdict.phase}` is GO" + (f"; next phase `{after}`" if after else ""))
     elif verdict.verdict is VerdictState.ROLLBACK:
