@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -103,6 +103,36 @@ def test_prune_deletes_only_records_older_than_the_cutoff_and_never_the_kept_or_
     ]  # fmt: skip
     assert [e.kind for e in ledger.audit()] == ["approved"]
     assert ledger.prune(AS_OF - 5 * HOUR, keep) == 0
+
+
+def test_gatecheck_prune_applies_the_retention_for_a_ledger_only_ci_writes(config_copy: Path, tmp_path: Path) -> None:
+    """`gatecheck prune` (a cron job where no service runs): the records older than
+    history.retention go, each phase's latest stays; without a retention it is one line,
+    exit 2, and nothing is deleted."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from gatecheck.cli import app
+
+    ledger = SqliteLedger(tmp_path / "l.db")
+    now = datetime.now(UTC).replace(microsecond=0)
+    for days in (90, 60, 2, 1):
+        ledger.record(verdict("staging-deploy", now - timedelta(days=days)), 0.1)
+    ledger.record(verdict("canary-10", now - timedelta(days=70)), 0.1)
+    config = yaml.safe_load((config_copy / "gatecheck.yaml").read_text())
+    config["history"] = {"url": f"sqlite:///{tmp_path / 'l.db'}"}
+    (config_copy / "gatecheck.yaml").write_text(yaml.safe_dump(config))
+    refused = CliRunner().invoke(app, ["prune", "--config", str(config_copy)])
+    assert refused.exit_code == 2
+    assert refused.stderr.strip() == "gatecheck: error: gatecheck.yaml: history.retention: not set, so nothing is ever pruned"
+    assert len(ledger.history("staging-deploy")) == 4
+    config["history"]["retention"] = "35d"
+    (config_copy / "gatecheck.yaml").write_text(yaml.safe_dump(config))
+    done = CliRunner().invoke(app, ["prune", "--config", str(config_copy)])
+    assert done.exit_code == 0, done.output
+    assert done.stdout.startswith("pruned 2 records as of before ") and done.stdout.strip().endswith("(history.retention 35d)")
+    assert [r.as_of for r in ledger.history("staging-deploy")] == [now - timedelta(days=2), now - timedelta(days=1)]
+    assert len(ledger.history("canary-10")) == 1  # its latest, however old
 
 
 def test_sqlite_prunes_in_batches_to_the_last_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -210,6 +210,35 @@ def audit(
             typer.echo(describe(event))
 
 
+@app.command()
+def prune(
+    config: ConfigOption = Path("."),
+) -> None:
+    """Delete the evaluation records older than history.retention, as the service does every
+    hour — for a ledger only CI runs write to (a cron job, a CI step). Keeps the audit trail,
+    each phase's latest record and latest decision, and pinned baselines' records."""
+    from datetime import UTC, datetime
+
+    from gatecheck._values import document_time
+    from gatecheck.config import PROJECT_FILE
+    from gatecheck.durations import format_duration
+    from gatecheck.ledger.base import kept_records
+
+    with user_errors():
+        project = load_for_reading(config, False)
+        history = project.config.history
+        if history is None or history.retention is None:
+            raise ConfigError(f"{PROJECT_FILE}: history.retention: not set, so nothing is ever pruned")
+        retention = history.retention
+        before = datetime.now(UTC) - retention
+        with open_ledger_of(project, "ledger to prune") as ledger:
+            deleted = ledger.prune(before, kept_records(ledger, project.gates))
+    typer.echo(
+        f"pruned {deleted} record{'' if deleted == 1 else 's'} as of before {document_time(before)} "
+        f"(history.retention {format_duration(retention)})"
+    )
+
+
 @app.command("shadow-report")
 def shadow_report(
     phase: Annotated[

@@ -419,6 +419,21 @@ class RowLedger(Ledger):
         return [tracked_document(*r) for r in rows[::-1]]
 
 
+def kept_records(ledger: Ledger, phases: Iterable[str]) -> list[tuple[str, datetime]]:
+    """(phase, as_of) of the records a retention never prunes: each phase's latest record and
+    latest decision (what ``requires``, ``status`` and the pages read, however old) and every
+    pinned baseline's record. Blocking."""
+    kept = []
+    for phase in phases:
+        for record in (ledger.latest(phase), ledger.last_decision(phase)):
+            if record is not None:
+                kept.append((phase, record.as_of))
+    for event in ledger.audit(None, None, ["baseline-pinned"]):
+        if "record" in event.group:
+            kept.append((event.phase, datetime.fromisoformat(event.group["record"])))
+    return kept
+
+
 def prune_filter(
     mark: str, before: datetime, keep: Collection[tuple[str, datetime]]
 ) -> tuple[str, list[Any]]:

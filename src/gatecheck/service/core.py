@@ -27,6 +27,7 @@ from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError, GatecheckError
 from gatecheck.evaluation.engine import Engine, Evaluator
 from gatecheck.ledger import Ledger
+from gatecheck.ledger.base import kept_records
 from gatecheck.results import Outcome, Requester, Verdict, VerdictState
 
 if TYPE_CHECKING:
@@ -515,7 +516,7 @@ class Service:
             return None
         before = self.clock() - history.retention
         try:
-            keep = await asyncio.to_thread(self._kept_records)
+            keep = await asyncio.to_thread(kept_records, self.ledger, list(self.project.gates))
             deleted = await asyncio.to_thread(self.ledger.prune, before, keep)
         except GatecheckError as exc:
             log.warning("history ledger not pruned: %s", exc)
@@ -527,18 +528,6 @@ class Service:
                 extra={"pruned": deleted},
             )  # fmt: skip
         return deleted
-
-    def _kept_records(self) -> list[tuple[str, datetime]]:
-        """(phase, as_of) of the records retention never prunes. Blocking."""
-        kept = []
-        for phase in self.project.gates:
-            for record in (self.ledger.latest(phase), self.ledger.last_decision(phase)):
-                if record is not None:
-                    kept.append((phase, record.as_of))
-        for event in self.ledger.audit(None, None, ["baseline-pinned"]):
-            if "record" in event.group:
-                kept.append((event.phase, datetime.fromisoformat(event.group["record"])))
-        return kept
 
     async def _cycle_job(self, phases: list[str]) -> None:
         """The schedule's job: one cycle; a stop ends it quietly (its evaluations already
