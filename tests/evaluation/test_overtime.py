@@ -614,6 +614,11 @@ def test_a_baseline_from_the_last_passing_evaluations_then_pinned_and_invalidate
     assert void.history.groups[0].reason == (
         "the pinned evaluation was invalidated (gatecheck invalidate): pin another one"
     )
+    # and it cannot be pinned again: one line, exit 2
+    code, out, err = cli("pin", "--phase", "overtime", "--check", "reading_level", "--record", "2026-03-02T02:00:00Z",
+                         "--reason", "again", "--by", "alice")  # fmt: skip
+    assert code == 2 and "--record: the evaluation as of 2026-03-02T02:00:00Z was invalidated by carol at " in err
+    assert err.strip().endswith("(its data was partial): pin another one")
     # a record that does not exist, a check without a baseline: one line, exit 2
     code, out, err = cli("invalidate", "--phase", "overtime", "--record", "2026-03-02T03:30:00Z",
                          "--reason", "x", "--by", "bob")  # fmt: skip

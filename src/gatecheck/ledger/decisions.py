@@ -19,7 +19,7 @@ from gatecheck._values import document_time, timestamp
 from gatecheck.config import Project
 from gatecheck.durations import format_duration, parse_duration
 from gatecheck.errors import ConfigError, did_you_mean, printable
-from gatecheck.ledger.audit import EVERY_PHASE, MAX_DECISION, AuditEvent, waivers_at
+from gatecheck.ledger.audit import EVERY_PHASE, MAX_DECISION, AuditEvent, invalidation_of, waivers_at
 from gatecheck.results import Verdict
 
 if TYPE_CHECKING:
@@ -195,9 +195,18 @@ def pin_event(
             f"--record: the evaluation as of {timestamp(found.as_of)} kept no values of {check} "
             "(it errored, or was recorded before the check had a baseline)"
         )
+    now = datetime.now(UTC)
+    invalidated = invalidation_of(
+        ledger.audit([phase], None, ["record-invalidated"]), phase, found.as_of, now
+    )
+    if invalidated is not None:  # no evidence: it would be no reference either
+        raise ConfigError(
+            f"--record: the evaluation as of {timestamp(found.as_of)} was invalidated by {invalidated.by} at "
+            f"{timestamp(invalidated.at)} ({invalidated.reason}): pin another one"
+        )
     by, reason = _person(by, reason)
     return AuditEvent(
-        at=datetime.now(UTC), kind="baseline-pinned", phase=phase, check=check,
+        at=now, kind="baseline-pinned", phase=phase, check=check,
         group={"record": found.as_of.isoformat()}, by=by, reason=reason, config_hash=project.config_hash,
     )  # fmt: skip
 
