@@ -135,13 +135,21 @@ def test_gatecheck_prune_applies_the_retention_for_a_ledger_only_ci_writes(confi
     assert len(ledger.history("canary-10")) == 1  # its latest, however old
 
 
-def test_sqlite_prunes_in_batches_to_the_last_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Months of records are deleted a batch per transaction (the service's writes never wait
-    on one long one), every batch until none is left: 7 records in batches of 2."""
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_prune_deletes_in_batches_to_the_last_one(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Months of records are deleted a batch per transaction (SQLite: the service's writes
+    never wait on one long one; PostgreSQL: no DELETE outlasts the statement timeout), every
+    batch until none is left: 7 records in batches of 2."""
+    import gatecheck.ledger.postgresql as postgresql_ledger
     import gatecheck.ledger.sqlite as sqlite_ledger
 
     monkeypatch.setattr(sqlite_ledger, "PRUNE_BATCH", 2)
-    ledger = SqliteLedger(tmp_path / "l.db")
+    monkeypatch.setattr(postgresql_ledger, "PRUNE_BATCH", 2)
+    ledger: Ledger = (
+        SqliteLedger(tmp_path / "l.db") if backend == "sqlite" else PostgresLedger(fresh_database(request, tmp_path))
+    )
     for hours in range(8):
         ledger.record(verdict("p", AS_OF - hours * HOUR), 0.1)
     assert ledger.prune(AS_OF) == 7 and [r.as_of for r in ledger.history("p")] == [AS_OF]

@@ -127,6 +127,10 @@ IDLE_IN_TRANSACTION_MS = 5000
 STATEMENT_TIMEOUT_S = 60.0
 
 
+#: Records deleted per transaction when pruning to a retention.
+PRUNE_BATCH = 5000
+
+
 class PostgresLedger(RowLedger):
     """The ledger in one PostgreSQL database; a connection per operation (safe from any
     thread, nothing held between calls)."""
@@ -256,10 +260,23 @@ class PostgresLedger(RowLedger):
 
     def prune(self, before: datetime, keep: Collection[tuple[str, datetime]] = ()) -> int:
         where, args = prune_filter(self.MARK, before, keep)
-        with self.session("cannot prune") as connection, connection.transaction():
-            if not _has_tables(connection):
-                return 0
-            return int(connection.execute(f"DELETE FROM gatecheck_evaluations{where}", args).rowcount)
+        # In batches, each its own transaction: months of records in one DELETE could outlast
+        # the statement timeout every hour, and never finish.
+        batch = (
+            "DELETE FROM gatecheck_evaluations WHERE id IN "
+            f"(SELECT id FROM gatecheck_evaluations{where} LIMIT {PRUNE_BATCH})"
+        )
+        deleted = 0
+        with self.session("cannot prune") as connection:
+            with connection.transaction():
+                if not _has_tables(connection):
+                    return 0
+            while True:
+                with connection.transaction():
+                    count = int(connection.execute(batch, args).rowcount)
+                deleted += count
+                if count < PRUNE_BATCH:
+                    return deleted
 
     # ------------------------------------------------------------------ the lease
 
