@@ -272,10 +272,15 @@ def test_invalidated_evaluations_are_no_evidence_for_a_soak() -> None:
     assert len(four) == 4
     status = soak_coverage(history, AS_OF, timedelta(hours=48), timedelta(minutes=30), invalidated=set(four))
     assert not status.covered and status.covered_since == four[-1] + timedelta(minutes=20)
-    assert "; 4 passing evaluations not counted: invalidated (gatecheck invalidate)" in status.reason
+    assert "; 4 evaluations not counted: invalidated (gatecheck invalidate)" in status.reason
     assert "more than max_gap 30m" in status.reason
     one = soak_coverage(history, AS_OF, timedelta(hours=48), timedelta(minutes=45), invalidated={four[0]})
-    assert one.covered and "1 passing evaluation not counted: invalidated" in one.reason
+    assert one.covered and "1 evaluation not counted: invalidated" in one.reason
+    # a failure invalidated (a broken source made it) restarts nothing: a gap like the others
+    failing = [(at, False, True) if at == four[0] else (at, passed, failed) for at, passed, failed in history]
+    assert soak_coverage(failing, AS_OF, timedelta(hours=48), timedelta(minutes=45)).last_failure == four[0]
+    spared = soak_coverage(failing, AS_OF, timedelta(hours=48), timedelta(minutes=45), invalidated={four[0]})
+    assert spared.covered and spared.last_failure is None
 
 
 def test_a_gap_longer_than_max_gap_breaks_coverage() -> None:

@@ -108,14 +108,16 @@ def soak_coverage(
         if redefined(judged_by, digest):
             changed_at = moment
             break
+        if moment in invalidated and (passed or failed):
+            # a person said it is no evidence, either way: a gap, as an inconclusive one (a
+            # failure a broken source made does not restart the soak once invalidated)
+            if moment >= window_start:
+                left_out += 1
+            continue
         if failed:
             last_failure = moment
             break
         if not passed:
-            continue
-        if moment in invalidated:  # a person said it is no evidence: a gap, as an inconclusive one
-            if moment >= window_start:
-                left_out += 1
             continue
         if len(point) > 4 and not point[4]:
             if moment >= window_start:
@@ -150,7 +152,7 @@ def soak_coverage(
         )
     if left_out:
         reason += (
-            f"; {left_out} passing evaluation{'s' if left_out > 1 else ''} not counted: "
+            f"; {left_out} evaluation{'s' if left_out > 1 else ''} not counted: "
             "invalidated (gatecheck invalidate)"
         )
     if not covered:
