@@ -64,6 +64,27 @@ def test_evaluating_requests_need_the_token_reads_do_not(tmp_path: Path) -> None
     assert TOKEN not in "".join(a.text for a in answers)
 
 
+def test_the_limit_is_the_projects_own_when_it_sets_one(tmp_path: Path) -> None:
+    """Many rollouts behind one controller's address start more evaluations a minute than the
+    default 30: service.evaluations_per_minute raises (or lowers) it — here 3: the fourth is
+    429. A value under 1 is refused (exit 2)."""
+    import yaml
+
+    service = service_for(tmp_path, 5)
+    root = tmp_path / "p"
+    config = yaml.safe_load((root / "gatecheck.yaml").read_text())
+    config["service"]["evaluations_per_minute"] = 3
+    (root / "gatecheck.yaml").write_text(yaml.safe_dump(config))
+    service.project = load_project(root, environ={})
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    fresh = ("GET", "/api/v1/phases/release/verdict", {"params": {"fresh": "true"}, "headers": bearer})
+    assert [a.status_code for a in ask(service, *([fresh] * 4))] == [200, 200, 200, 429]
+    config["service"]["evaluations_per_minute"] = 0
+    (root / "gatecheck.yaml").write_text(yaml.safe_dump(config))
+    refused = CliRunner().invoke(app, ["validate", "--config", str(root)])
+    assert refused.exit_code == 2 and "service.evaluations_per_minute" in refused.output
+
+
 def test_only_requests_that_start_an_evaluation_count_against_the_limit(tmp_path: Path) -> None:
     service = service_for(tmp_path, EVALUATE_PER_MINUTE + 1)
     bearer = {"Authorization": f"Bearer {TOKEN}"}

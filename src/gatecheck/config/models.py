@@ -126,6 +126,9 @@ class ServiceConfig(Frozen):
     lease: LeaseConfig | None = None
     # The address people open the service at, for links in notifications (default: http://listen).
     url: str | None = None
+    # Evaluations a client may start a minute (fresh=true, max_age, POST, Flagger); past it
+    # 429. Many rollouts behind one controller's address need more than the default.
+    evaluations_per_minute: int = Field(default=30, ge=1, le=100_000)
     # Host names the service answers to besides its listen address, the loopback names and
     # url's host (a request naming any other Host is refused: DNS rebinding). "*.example.com"
     # matches subdomains.

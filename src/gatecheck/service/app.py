@@ -14,7 +14,6 @@ from starlette.requests import Request  # a handler's annotation: FastAPI resolv
 from gatecheck import __version__
 from gatecheck.errors import GatecheckError
 from gatecheck.service.auth import (
-    EVALUATE_PER_MINUTE,
     MAX_REQUEST_BYTES,
     RateLimiter,
     client_of,
@@ -43,7 +42,7 @@ def create_app(service: Service) -> Any:
         died): 503 with what happened, from every route that has no answer of its own for it."""
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
-    limiter = RateLimiter(EVALUATE_PER_MINUTE)
+    limiter = RateLimiter(service.project.config.service.evaluations_per_minute)
     h = Helpers(service, limiter)
 
     @app.middleware("http")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from gatecheck.config.models import ServiceConfig
+
 
 def token_matches(given: str | None, token: str) -> bool:
     import hmac
@@ -22,8 +24,8 @@ def client_of(request: Any) -> str:
 
 
 MAX_REQUEST_BYTES = 64 * 1024
-#: POST /evaluate requests per client and minute.
-EVALUATE_PER_MINUTE = 30
+#: Evaluations a client may start a minute, unless service.evaluations_per_minute says otherwise.
+EVALUATE_PER_MINUTE: int = ServiceConfig.model_fields["evaluations_per_minute"].default
 #: Failed authentications per client and minute before every further attempt is a 429.
 AUTH_FAILURES_PER_MINUTE = 10
 
