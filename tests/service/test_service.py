@@ -523,13 +523,15 @@ def test_state_changing_requests_need_the_bearer_token(service_config: Path, tmp
     assert asyncio.run(go()) == [401, 401, 200, 200, 200, 413]
 
 
-def test_evaluations_are_rate_limited_per_client(
-    service_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import gatecheck.service.app as service_module
+def test_evaluations_are_rate_limited_per_client(service_config: Path, tmp_path: Path) -> None:
+    """service.evaluations_per_minute: 2 — the third POST from one client in a minute is 429."""
+    import dataclasses
 
-    monkeypatch.setattr(service_module, "EVALUATE_PER_MINUTE", 2)
-    svc = Service(load_project(service_config, environ={}), SqliteLedger(tmp_path / "l.db"), ["svc-go"])
+    project = load_project(service_config, environ={})
+    limited = project.config.model_copy(
+        update={"service": project.config.service.model_copy(update={"evaluations_per_minute": 2})}
+    )
+    svc = Service(dataclasses.replace(project, config=limited), SqliteLedger(tmp_path / "l.db"), ["svc-go"])
 
     async def go() -> list[int]:
         async with _asgi(svc) as client:
