@@ -88,6 +88,11 @@ def test_status_says_a_go_taken_back_and_makes_its_phase_the_next(isolated_histo
     assert "- this GO no longer holds: invalidated by bob at " in blockers and "- none" not in blockers
     assert "- hold `staging-deploy`: its latest GO was taken back; it needs a newer one" in update
     assert "promote" not in update
+    # the phase's history marks the record, and only that one
+    listed = runner.invoke(app, ["history", "--phase", "staging-deploy", "--config", str(PROJECT)]).stdout
+    assert "  go (invalidated)  " in listed
+    other = runner.invoke(app, ["history", "--phase", "staging-predeploy", "--config", str(PROJECT)]).stdout
+    assert "invalidated" not in other and "  go  " in other
     service = Service(load_project(PROJECT, environ={}), ledger, [])
     with serving(service) as (base, _):
         check(json.loads(runner.invoke(app, ["status", "--url", base, "--format", "json"]).stdout))

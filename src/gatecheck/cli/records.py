@@ -45,23 +45,28 @@ def history(
     """Show the recorded evaluations of a phase, oldest first."""
     from gatecheck.durations import parse_as_of
     from gatecheck.ledger import record_summary
+    from gatecheck.ledger.audit import invalidated_at
 
     with user_errors():
         window = since_window(since)
         project = load_for_reading(config, demo)
         project.gate(phase)
+        now = parse_as_of(None)
         with open_ledger_of(project, "history to show") as ledger:
-            records = ledger.history(phase, since=parse_as_of(None) - window)
+            records = ledger.history(phase, since=now - window)
+            invalidated = invalidated_at(ledger.audit([phase], None, ["record-invalidated"]), phase, now)
     summaries = [record_summary(r) for r in records]
+    void = [r.as_of in invalidated for r in records]
     if fmt is ListFormat.json:
         typer.echo(json.dumps(summaries, indent=2))
         return
     if not summaries:
         typer.echo(f"no evaluations of {phase} in the last {since}")
         return
-    for item in summaries:
+    for item, no_evidence in zip(summaries, void, strict=True):
         not_passed = ", ".join(f"{k}={v}" for k, v in item["not_passed"].items()) or "all checks passed"
         shown = item["verdict"] + (f" (waived {', '.join(item['waivers'])})" if item["waivers"] else "")
+        shown += " (invalidated)" if no_evidence else ""
         row = f"{item['as_of'][:19]}Z  {shown:<12}  {item['duration_s']:>7.2f}s  {not_passed}"
         typer.echo(printable(row))
 
