@@ -260,8 +260,8 @@ def test_an_invalidated_go_does_not_satisfy_the_next_phase(tmp_path: Path) -> No
     unmet = required()
     assert not unmet.satisfied
     stamp = first.strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert unmet.reason.startswith(f"the latest GO of staging-soak, as of {stamp}, was invalidated by bob at ")
-    assert unmet.reason.endswith(": the bus exporter dropped DLQ counts: it needs a newer GO")
+    assert unmet.reason.startswith(f"the latest GO of staging-soak, as of {stamp}, no longer holds: invalidated by bob at ")
+    assert unmet.reason.endswith(" (the bus exporter dropped DLQ counts): it needs a newer GO")
     ledger.record(go(first + timedelta(hours=1)), 0.1)
     assert required().satisfied
 

@@ -172,8 +172,8 @@ def test_a_go_under_a_waiver_revoked_since_satisfies_no_requires(gate, history_u
     unmet = required()
     assert not unmet.satisfied
     assert unmet.reason.startswith("the latest GO of warehouse-release, as of ")
-    assert ", passed under waiver W1, revoked by alice at " in unmet.reason
-    assert unmet.reason.endswith(": backfill is stuck: it needs a newer GO")
+    assert ", no longer holds: its waiver W1 was revoked by alice at " in unmet.reason
+    assert unmet.reason.endswith(" (backfill is stuck): it needs a newer GO")
     assert run_json(gate, "healthy")[1]["verdict"] == "go"  # a newer GO, no waiver
     assert required().satisfied
 

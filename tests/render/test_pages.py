@@ -212,6 +212,7 @@ def test_a_verdict_a_person_took_back_says_so_on_its_card_and_page(tmp_path: Pat
     from gatecheck.ledger.audit import AuditEvent
 
     ledger = SqliteLedger(tmp_path / "history.db")
+    ledger.clock = lambda: AS_OF + 30 * MINUTE  # type: ignore[method-assign]  # not today's date
     go = no_go.model_copy(update={"verdict": VerdictState.GO, "reasons": ["all 6 required checks passed"]})
     ledger.record(go, 0.2)  # as of AS_OF
     ledger.append_audit([AuditEvent(

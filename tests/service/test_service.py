@@ -1682,6 +1682,7 @@ def test_a_cycle_prunes_the_ledger_to_its_retention_keeping_what_is_read(
     (root / "gatecheck.yaml").write_text(yaml.safe_dump(config))
     now = datetime(2026, 3, 2, 12, tzinfo=UTC)
     ledger = SqliteLedger(tmp_path / "l.db")
+    ledger.clock = lambda: now  # type: ignore[method-assign]  # recorded at the test's now, not today's
     judged = CliRunner().invoke(app, ["run", "--phase", "svc-go", "--config", str(root), "--format", "json",
                                       "--no-record"])  # fmt: skip
     go = Verdict.model_validate_json(judged.stdout)

@@ -69,9 +69,9 @@ from gatecheck.ledger.audit import (
     corrections_at,
     enforcement_at,
     invalidated_at,
-    invalidation_of,
     pin_at,
     waivers_at,
+    withdrawn_text,
 )
 from gatecheck.results import (
     CheckResult,
@@ -519,31 +519,16 @@ async def _requirement(
         return Requirement(phase=phase, satisfied=False, reason=reason or f"no recorded GO of {phase}")
     if record.verdict is VerdictState.GO:
         reason = f"GO of {phase} recorded as of {timestamp(record.as_of)}"
-        withdrawn = invalidation_of(trail or [], phase, record.as_of, as_of)
-        if withdrawn is not None:  # a person said that evaluation is no evidence
+        # a person took it back since: the evaluation invalidated, or a waiver it passed under
+        # revoked (the failure blocks again) — as the pages and `status` say it
+        withdrawn = withdrawn_text(trail or [], phase, record.to_verdict(), as_of) if trail else None
+        if withdrawn is not None:
             return Requirement(
                 phase=phase,
                 satisfied=False,
                 reason=(
-                    f"the latest GO of {phase}, as of {timestamp(record.as_of)}, was invalidated by "
-                    f"{withdrawn.by} at {timestamp(withdrawn.at)}: {withdrawn.reason}: it needs a newer GO"
-                ),
-            )
-        used = {str(c["waiver"]["id"]) for c in record.document.get("checks", []) if c.get("waiver")}
-        revoked = [
-            e
-            for e in trail or []
-            if e.kind == "waiver-revoked" and e.phase == phase and e.waiver in used and e.at <= as_of
-        ]
-        if revoked:  # a person said the failure it waived blocks again
-            event = revoked[0]
-            return Requirement(
-                phase=phase,
-                satisfied=False,
-                reason=(
-                    f"the latest GO of {phase}, as of {timestamp(record.as_of)}, passed under waiver "
-                    f"{event.waiver}, revoked by {event.by} at {timestamp(event.at)}: {event.reason}: "
-                    "it needs a newer GO"
+                    f"the latest GO of {phase}, as of {timestamp(record.as_of)}, no longer holds: "
+                    f"{withdrawn}: it needs a newer GO"
                 ),
             )
         assumed = assumptions_in(record.document)

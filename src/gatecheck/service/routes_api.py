@@ -56,7 +56,7 @@ def routes(service: Service, h: Helpers) -> APIRouter:
         )
         for gate in service.project.chain():
             state = service.states.get(gate.phase)
-            latest = service.latest_here(gate.phase) or recorded.get(gate.phase)
+            latest = latests[gate.phase]
             result.append(
                 {
                     "phase": gate.phase,
