@@ -8,7 +8,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -1814,3 +1814,58 @@ def test_a_bad_max_age_is_one_line_and_exit_2(args: list[str], said: str) -> Non
     result = CliRunner().invoke(app, ["run", "--phase", "svc-go", *args])
     assert result.exit_code == 2, result.output
     assert said in result.stderr and "Traceback" not in result.output
+
+
+def test_a_verdict_a_person_takes_back_is_judged_again_at_once_not_at_the_next_interval(
+    service_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every phase scheduled hourly. svc-nogo is GO under a waiver; revoked (by the CLI's
+    code, on the ledger: another process), the service evaluates it again within seconds, and
+    its document and gauge say NO-GO. svc-go's latest GO invalidated: evaluated again (a new
+    record). Each taken-back verdict is evaluated again once, and a decision about an older
+    record, not the latest, changes nothing."""
+    from gatecheck._values import document_time
+    from gatecheck.ledger.decisions import invalidate_event, revoke_event, waiver_event
+    from gatecheck.service import core
+
+    monkeypatch.setattr(core, "WITHDRAWALS_EVERY_S", 0.2)
+    project = load_project(service_config, environ={})
+    decisions = SqliteLedger(tmp_path / "l.db")  # the CLI's own connection to the ledger
+    waiver = decisions.create_waiver(
+        waiver_event(project, "svc-nogo", "unmatched_edges", {}, "1h", "pairing fix ships tomorrow", "alice")
+    )
+    svc = Service(project, SqliteLedger(tmp_path / "l.db"), ["svc-go", "svc-nogo"])
+
+    def verdict(base: str, phase: str) -> dict[str, Any]:
+        return local_http.get(f"{base}/api/v1/phases/{phase}/verdict", timeout=5).json()
+
+    def until(what: Callable[[], bool], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not what():
+            assert time.monotonic() < deadline, "not within a minute"
+            time.sleep(0.1)
+
+    def judged(base: str) -> bool:
+        return all(p["verdict"] for p in local_http.get(f"{base}/api/v1/phases", timeout=2).json() if p["scheduled"])
+
+    with serving(svc, judged) as (base, _):
+        first = verdict(base, "svc-nogo")
+        assert first["verdict"] == "go" and first["checks"][0]["waiver"]["id"] == waiver.waiver
+        trail = decisions.audit(kinds=["waiver-created", "waiver-revoked"])
+        decisions.append_audit([revoke_event(project, trail, str(waiver.waiver), "the fix slipped", "bob")])
+        until(lambda: verdict(base, "svc-nogo")["verdict"] == "no-go")
+        assert value(scrape(base), "gatecheck_phase_verdict", phase="svc-nogo", state="no-go") == 1.0
+        assert [r.verdict.value for r in decisions.history("svc-nogo")] == ["go", "no-go"]
+
+        go = verdict(base, "svc-go")
+        assert go["verdict"] == "go"
+        decisions.append_audit([invalidate_event(project, decisions, "svc-go", go["as_of"], "bus was half down", "carol")])
+        until(lambda: verdict(base, "svc-go")["as_of"] != go["as_of"])
+        assert [r.verdict.value for r in decisions.history("svc-go")] == ["go", "go"]
+
+        older = decisions.history("svc-go")[0]
+        decisions.append_audit([
+            invalidate_event(project, decisions, "svc-go", document_time(older.as_of), "also suspect", "carol")
+        ])  # fmt: skip
+        time.sleep(2.0)  # ten looks at the trail: nothing of this is the latest verdict of either
+        assert len(decisions.history("svc-go")) == 2 and len(decisions.history("svc-nogo")) == 2

@@ -1,7 +1,7 @@
 """The service's state: each phase's latest verdict, what is being evaluated, the schedule's
 cycles, the pages' short-lived cache and the login sessions (:class:`Service`).
 
-Why one module of ~660 lines: every route, the schedule and the collector read and change
+Why one module of ~710 lines: every route, the schedule and the collector read and change
 this one state under one event loop; split, each part would reach into the others' fields.
 """
 
@@ -48,6 +48,13 @@ SESSION_LIFETIME_S = 12 * 3600
 MAX_SESSIONS = 1000
 #: How often the schedule prunes the ledger to history.retention (seconds).
 PRUNE_EVERY_S = 3600.0
+#: How often the schedule reads the audit trail for a person's decision that took back a
+#: scheduled phase's latest verdict (an invalidation, a revoked waiver; made here, on another
+#: replica or with the CLI): that phase is evaluated again at once, not at its next interval.
+WITHDRAWALS_EVERY_S = 10.0
+#: Decisions are read from this long before the oldest verdict they could take back (a
+#: decision follows the verdict it takes back; the margin covers clocks apart).
+WITHDRAWAL_MARGIN = timedelta(hours=1)
 SESSION_COOKIE = "gatecheck_session"
 
 
@@ -142,6 +149,9 @@ class Service:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)
     # When the schedule last pruned the ledger (history.retention; monotonic; -inf: never).
     _pruned_at: float = field(default=float("-inf"), repr=False)
+    # (phase, as_of) of taken-back verdicts already evaluated again: each is at most once,
+    # so a re-evaluation that fails is not retried every look (the next interval does).
+    _rejudged: set[tuple[str, datetime]] = field(default_factory=set, repr=False)
 
     @property
     def base_url(self) -> str:
@@ -474,11 +484,7 @@ class Service:
         cycle has ended."""
         chosen = set(phases)
         tasks: dict[str, asyncio.Task[None]] = {}
-        # The service's own work: a stop cancels these, and nothing else in the loop.
-        current = asyncio.current_task()
-        if current is not None and current not in self._cycles:
-            self._cycles.add(current)
-            current.add_done_callback(self._cycles.discard)
+        self._own_work()
 
         async def after_prerequisites(phase: str) -> None:
             earlier = [tasks[p] for p in self.project.prerequisites(phase) if p in tasks]
@@ -505,6 +511,14 @@ class Service:
             log.debug("cycle of %s cancelled by shutdown", ", ".join(tasks))
             raise
 
+    def _own_work(self) -> None:
+        """The current task is the service's own work: a stop cancels these, and nothing
+        else in the loop."""
+        current = asyncio.current_task()
+        if current is not None and current not in self._cycles:
+            self._cycles.add(current)
+            current.add_done_callback(self._cycles.discard)
+
     async def prune_history(self) -> int | None:
         """Delete the records older than ``history.retention`` (None: none is set), keeping
         each phase's latest record and latest decision (what ``requires``, the pages and
@@ -528,6 +542,55 @@ class Service:
                 extra={"pruned": deleted},
             )  # fmt: skip
         return deleted
+
+    async def withdrawn_phases(self) -> list[str]:
+        """The scheduled phases whose latest verdict here a person's decision has taken back
+        since (invalidated, or a waiver it passed under revoked: :func:`withdrawn_text`), each
+        verdict once; one read of the trail. The phases' evaluations are left to the caller.
+        Said in one log line each."""
+        held = {
+            phase: state.verdict
+            for phase, state in self.states.items()
+            if phase in self.phases and state.verdict is not None
+        }
+        self._rejudged &= {(phase, verdict.as_of) for phase, verdict in held.items()}
+        held = {phase: v for phase, v in held.items() if (phase, v.as_of) not in self._rejudged}
+        if not held:
+            return []
+        from gatecheck.ledger.audit import WITHDRAWING, withdrawn_text
+
+        since = min(v.as_of for v in held.values()) - WITHDRAWAL_MARGIN
+        try:
+            trail = await asyncio.to_thread(self.ledger.audit, sorted(held), since, WITHDRAWING)
+        except GatecheckError:
+            return []  # the ledger cannot be read: /readyz says so; the next look tries again
+        now = self.clock()
+        found = []
+        for phase, verdict in held.items():
+            why = withdrawn_text(trail, phase, verdict, now)
+            if why is None:
+                continue
+            self._rejudged.add((phase, verdict.as_of))
+            log.warning(
+                "the latest verdict of %s (%s as of %s) no longer holds: %s; evaluating it again now",
+                phase, verdict.verdict.value, document_time(verdict.as_of), why,
+                extra={"phase": phase, "verdict": verdict.verdict.value},
+            )  # fmt: skip
+            found.append(phase)
+        return found
+
+    async def _withdrawals_job(self) -> None:
+        """The schedule's look at the trail (:meth:`withdrawn_phases`): a phase whose latest
+        verdict was taken back is evaluated again in a cycle of its own (in promotion order,
+        recorded, published, notified), so the documents, gauges and notifications stop
+        saying what no longer holds within seconds, not at the phase's next interval."""
+        self._own_work()  # a stop cancels the look too, and awaits it
+        try:
+            phases = await self.withdrawn_phases()
+            if phases:
+                await self.cycle(phases)
+        except asyncio.CancelledError:
+            log.debug("re-evaluation of taken-back verdicts stopped")
 
     async def _cycle_job(self, phases: list[str]) -> None:
         """The schedule's job: one cycle; a stop ends it quietly (its evaluations already
@@ -558,8 +621,10 @@ class Service:
         it (a phase on its own interval reads the latest record of the phases it requires).
         At most one instance of a job runs: a cycle that overruns its slot is followed by one
         cycle at the next grid point, never a burst of missed ones (coalesced, however late).
-        Cancelling this task shuts the scheduler down and awaits the cycles under way, which
-        end their evaluations before returning."""
+        Every ``WITHDRAWALS_EVERY_S`` a look at the audit trail evaluates again a phase whose
+        latest verdict a person took back (:meth:`withdrawn_phases`). Cancelling this task
+        shuts the scheduler down and awaits the cycles under way, which end their evaluations
+        before returning."""
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
         scheduler = AsyncIOScheduler(
@@ -581,6 +646,14 @@ class Service:
                 start_date=now,
                 next_run_time=now,
             )
+        scheduler.add_job(
+            self._withdrawals_job,
+            "interval",
+            seconds=WITHDRAWALS_EVERY_S,
+            id="gatecheck-withdrawals",
+            name="evaluate again a phase whose latest verdict a person took back",
+            start_date=now,
+        )
         scheduler.start()
         try:
             await asyncio.Event().wait()  # until cancelled: the scheduler runs the jobs
