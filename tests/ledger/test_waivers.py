@@ -471,3 +471,56 @@ def test_of_two_waivers_for_one_scope_the_later_stands() -> None:
     assert [w.id for w in active] == ["W2"]
     revoked = AuditEvent(at=now, kind="waiver-revoked", phase="p", check="c", waiver="W2", by="x", reason="r")
     assert waivers_at([created("W1", 30, 10), created("W2", 10, 1), revoked], "p", now) == []
+
+
+def test_why_a_verdict_no_longer_holds_is_read_from_the_trail() -> None:
+    """no_longer_holds, on plain records at a fixed moment: a GO under waiver W1, with a
+    shadow check that failed and an approval, holds until the trail says otherwise — the
+    record invalidated, W1 revoked, ended or replaced, the shadow check enforced, the approval
+    run out; a decision about another record, phase or check changes nothing."""
+    from gatecheck.ledger.audit import no_longer_holds
+    from gatecheck.results import Verdict
+
+    now = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    as_of = now - timedelta(minutes=10)
+    window = {"start": (as_of - timedelta(hours=1)).isoformat(), "end": as_of.isoformat(), "length": "1h", "settle": "0s"}
+    w1 = {"id": "W1", "check": "edges", "reason": "known", "by": "alice",
+          "since": (now - timedelta(hours=2)).isoformat(), "until": (now + timedelta(hours=1)).isoformat()}  # fmt: skip
+    verdict = Verdict.model_validate({
+        "phase": "p", "environment": "e", "as_of": as_of.isoformat(), "verdict": "go", "reasons": [],
+        "config_hash": "h", "gatecheck_version": "0",
+        "checks": [
+            {"suite": "edges", "source": "s", "role": "required", "outcome": "fail", "window": window, "waiver": w1},
+            {"suite": "lag", "source": "s", "role": "advisory", "outcome": "fail", "window": window, "shadow": True},
+        ],
+        "approval": {"satisfied": True, "reason": "approved", "by": "bob", "until": (now + timedelta(hours=3)).isoformat()},
+    })  # fmt: skip
+
+    def event(kind: str, minutes_ago: float, **fields: Any) -> AuditEvent:
+        return AuditEvent(at=now - timedelta(minutes=minutes_ago), kind=kind, phase=fields.pop("phase", "p"),
+                          by=fields.pop("by", "carol"), reason=fields.pop("reason", "because"), **fields)  # fmt: skip
+
+    created = event("waiver-created", 120, check="edges", waiver="W1", until=now + timedelta(hours=1))
+    trail = [created]
+    assert no_longer_holds(trail, "p", verdict, now) is None
+    unrelated = [
+        event("record-invalidated", 1, group={"record": (as_of - timedelta(minutes=5)).isoformat()}),  # another record
+        event("record-invalidated", 1, phase="q", group={"record": as_of.isoformat()}),  # another phase
+        event("check-enforced", 1, check="edges"),  # a check that is not a shadow in it
+        event("waiver-revoked", 1, phase="q", waiver="W1"),  # another phase's W1
+    ]
+    assert no_longer_holds(trail + unrelated, "p", verdict, now) is None
+    invalidated = event("record-invalidated", 1, group={"record": as_of.isoformat()}, by="dave", reason="half a load")
+    assert no_longer_holds([*trail, invalidated], "p", verdict, now) == "invalidated by dave at 2026-03-02T11:59:00Z (half a load)"
+    revoked = event("waiver-revoked", 2, waiver="W1", by="erin", reason="fixed")
+    assert no_longer_holds([*trail, revoked], "p", verdict, now) == "its waiver W1 was revoked by erin at 2026-03-02T11:58:00Z (fixed)"
+    assert no_longer_holds(trail, "p", verdict, now + timedelta(hours=1)) == "its waiver W1 ended at 2026-03-02T13:00:00Z"
+    replaced = event("waiver-created", 1, check="edges", waiver="W2", until=now + timedelta(hours=5))
+    assert no_longer_holds([*trail, replaced], "p", verdict, now) == "its waiver W1 is no longer in force (replaced by a later one)"
+    enforced = event("check-enforced", 3, check="lag", by="frank")
+    assert no_longer_holds([*trail, enforced], "p", verdict, now) == (
+        "shadow check lag (fail in it) was enforced by frank at 2026-03-02T11:57:00Z"
+    )
+    later = now + timedelta(hours=3)
+    assert no_longer_holds([event("waiver-created", 120, check="edges", waiver="W1", until=later + timedelta(hours=1))],
+                           "p", verdict, later) == "the approval it needed ended at 2026-03-02T15:00:00Z"  # fmt: skip

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from gatecheck._values import Moment, timestamp
-from gatecheck.results import SloCorrection, Verdict, Waiver
+from gatecheck.results import Outcome, SloCorrection, Verdict, Waiver
 
 AuditKind = Literal[
     "waiver-created",
@@ -160,6 +160,41 @@ def withdrawn_text(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, no
 
 #: The trail events :func:`withdrawn_text` reads.
 WITHDRAWING = ["record-invalidated", "waiver-revoked"]
+
+
+def no_longer_holds(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, now: datetime) -> str | None:
+    """Why ``verdict`` of ``phase`` no longer holds at ``now``, or None: taken back by a person
+    (:func:`withdrawn_text`: invalidated, or a waiver it passed under revoked), a waiver it
+    passed under no longer in force (ended, or replaced), a shadow check that did not pass in
+    it enforced since, or the approval it needed ended. ``trail``: the phase's :data:`HOLDING`
+    events, the creations of the waivers it passed under included."""
+    events = list(trail)
+    taken = withdrawn_text(events, phase, verdict, now)
+    if taken is not None:
+        return taken
+    active = {w.id for w in waivers_at(events, phase, now)}
+    for check in verdict.checks:
+        waiver = check.waiver
+        if waiver is not None and waiver.id not in active:
+            if waiver.until <= now:
+                return f"its waiver {waiver.id} ended at {timestamp(waiver.until)}"
+            return f"its waiver {waiver.id} is no longer in force (replaced by a later one)"
+    for check in verdict.checks:
+        if check.shadow and check.outcome is not Outcome.PASS:
+            enforced = enforcement_at(events, phase, check.suite, now)
+            if enforced is not None:
+                return (
+                    f"shadow check {check.suite} ({check.outcome.value} in it) was enforced by "
+                    f"{enforced.by} at {timestamp(enforced.at)}"
+                )
+    approval = verdict.approval
+    if approval is not None and approval.satisfied and approval.until and approval.until <= now:
+        return f"the approval it needed ended at {timestamp(approval.until)}"
+    return None
+
+
+#: The trail events :func:`no_longer_holds` reads.
+HOLDING = ["record-invalidated", "waiver-created", "waiver-revoked", "check-enforced"]
 
 
 def covers(waiver: Waiver, failing_groups: list[dict[str, str]]) -> bool:

@@ -48,9 +48,10 @@ SESSION_LIFETIME_S = 12 * 3600
 MAX_SESSIONS = 1000
 #: How often the schedule prunes the ledger to history.retention (seconds).
 PRUNE_EVERY_S = 3600.0
-#: How often the schedule reads the audit trail for a person's decision that took back a
-#: scheduled phase's latest verdict (an invalidation, a revoked waiver; made here, on another
-#: replica or with the CLI): that phase is evaluated again at once, not at its next interval.
+#: How often the schedule reads the audit trail for what ended a scheduled phase's latest
+#: verdict (an invalidation, a waiver revoked or ended, a shadow check enforced, an approval
+#: ended; a decision made here, on another replica or with the CLI): that phase is evaluated
+#: again at once, not at its next interval.
 WITHDRAWALS_EVERY_S = 10.0
 #: Decisions are read from this long before the oldest verdict they could take back (a
 #: decision follows the verdict it takes back; the margin covers clocks apart).
@@ -149,7 +150,7 @@ class Service:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)
     # When the schedule last pruned the ledger (history.retention; monotonic; -inf: never).
     _pruned_at: float = field(default=float("-inf"), repr=False)
-    # (phase, as_of) of taken-back verdicts already evaluated again: each is at most once,
+    # (phase, as_of) of verdicts that no longer held, evaluated again: each at most once,
     # so a re-evaluation that fails is not retried every look (the next interval does).
     _rejudged: set[tuple[str, datetime]] = field(default_factory=set, repr=False)
 
@@ -544,10 +545,11 @@ class Service:
         return deleted
 
     async def withdrawn_phases(self) -> list[str]:
-        """The scheduled phases whose latest verdict here a person's decision has taken back
-        since (invalidated, or a waiver it passed under revoked: :func:`withdrawn_text`), each
-        verdict once; one read of the trail. The phases' evaluations are left to the caller.
-        Said in one log line each."""
+        """The scheduled phases whose latest verdict here no longer holds (:func:`no_longer_holds`:
+        invalidated, a waiver it passed under revoked, ended or replaced, a shadow check that
+        did not pass in it enforced since, the approval it needed ended), each verdict once; one
+        read of the trail. The phases' evaluations are left to the caller. Said in one log line
+        each."""
         held = {
             phase: state.verdict
             for phase, state in self.states.items()
@@ -557,17 +559,18 @@ class Service:
         held = {phase: v for phase, v in held.items() if (phase, v.as_of) not in self._rejudged}
         if not held:
             return []
-        from gatecheck.ledger.audit import WITHDRAWING, withdrawn_text
+        from gatecheck.ledger.audit import HOLDING, MAX_DECISION, no_longer_holds
 
-        since = min(v.as_of for v in held.values()) - WITHDRAWAL_MARGIN
+        # A waiver in force at a verdict was created at most MAX_DECISION before it.
+        since = min(v.as_of for v in held.values()) - MAX_DECISION - WITHDRAWAL_MARGIN
         try:
-            trail = await asyncio.to_thread(self.ledger.audit, sorted(held), since, WITHDRAWING)
+            trail = await asyncio.to_thread(self.ledger.audit, sorted(held), since, HOLDING)
         except GatecheckError:
             return []  # the ledger cannot be read: /readyz says so; the next look tries again
         now = self.clock()
         found = []
         for phase, verdict in held.items():
-            why = withdrawn_text(trail, phase, verdict, now)
+            why = no_longer_holds(trail, phase, verdict, now)
             if why is None:
                 continue
             self._rejudged.add((phase, verdict.as_of))
@@ -581,7 +584,7 @@ class Service:
 
     async def _withdrawals_job(self) -> None:
         """The schedule's look at the trail (:meth:`withdrawn_phases`): a phase whose latest
-        verdict was taken back is evaluated again in a cycle of its own (in promotion order,
+        verdict no longer holds is evaluated again in a cycle of its own (in promotion order,
         recorded, published, notified), so the documents, gauges and notifications stop
         saying what no longer holds within seconds, not at the phase's next interval."""
         self._own_work()  # a stop cancels the look too, and awaits it
@@ -622,7 +625,7 @@ class Service:
         At most one instance of a job runs: a cycle that overruns its slot is followed by one
         cycle at the next grid point, never a burst of missed ones (coalesced, however late).
         Every ``WITHDRAWALS_EVERY_S`` a look at the audit trail evaluates again a phase whose
-        latest verdict a person took back (:meth:`withdrawn_phases`). Cancelling this task
+        latest verdict no longer holds (:meth:`withdrawn_phases`). Cancelling this task
         shuts the scheduler down and awaits the cycles under way, which end their evaluations
         before returning."""
         from apscheduler.schedulers.asyncio import AsyncIOScheduler

@@ -135,8 +135,7 @@ class Helpers:
         that passed under a waiver or an approval no longer in force (revoked, ended), or with
         a shadow check enforced since, no GO now: the caller's evaluation runs now."""
         from gatecheck._values import redefined
-        from gatecheck.ledger.audit import enforcement_at, invalidation_of, waivers_at
-        from gatecheck.results import Outcome
+        from gatecheck.ledger.audit import HOLDING, no_longer_holds
 
         latest = await asyncio.to_thread(self.service.latest, phase)
         now = self.service.clock()
@@ -144,19 +143,9 @@ class Helpers:
             return None
         if redefined(latest.gate_digest, self.service.project.gate_digest(phase)):
             return None
-        kinds = ["record-invalidated", "waiver-created", "waiver-revoked", "check-enforced"]
-        trail = await asyncio.to_thread(self.service.ledger.audit, [phase], None, kinds)
-        if invalidation_of(trail, phase, latest.as_of, now) is not None:
+        trail = await asyncio.to_thread(self.service.ledger.audit, [phase], None, HOLDING)
+        if no_longer_holds(trail, phase, latest, now) is not None:
             return None
-        used = {c.waiver.id for c in latest.checks if c.waiver is not None}
-        if used - {w.id for w in waivers_at(trail, phase, now)}:
-            return None
-        shadowed = [c.suite for c in latest.checks if c.shadow and c.outcome is not Outcome.PASS]
-        if any(enforcement_at(trail, phase, suite, now) is not None for suite in shadowed):
-            return None  # a shadow check that did not pass then is enforced now
-        approval = latest.approval
-        if approval is not None and approval.satisfied and approval.until and approval.until <= now:
-            return None  # a GO that needed an approval, which has run out since
         return latest
 
     def known(self, phase: str) -> None:
