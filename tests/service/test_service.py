@@ -1869,3 +1869,96 @@ def test_a_verdict_a_person_takes_back_is_judged_again_at_once_not_at_the_next_i
         ])  # fmt: skip
         time.sleep(2.0)  # ten looks at the trail: nothing of this is the latest verdict of either
         assert len(decisions.history("svc-go")) == 2 and len(decisions.history("svc-nogo")) == 2
+
+
+def chained_config(service_config: Path, tmp_path: Path) -> Path:
+    """The service's project with its own ledger and svc-after, which requires svc-go."""
+    import shutil
+
+    root = tmp_path / "p"
+    shutil.copytree(service_config, root, ignore=shutil.ignore_patterns("history.db*"))
+    config = yaml.safe_load((root / "gatecheck.yaml").read_text())
+    config["history"] = {"url": f"sqlite:///{tmp_path / 'l.db'}"}
+    (root / "gatecheck.yaml").write_text(yaml.safe_dump(config))
+    after = {"phase": "svc-after", "environment": "e-healthy", "requires": ["svc-go"],
+             "checks": [{"suite": "unmatched_edges"}]}  # fmt: skip
+    (root / "gates" / "svc-after.yaml").write_text(yaml.safe_dump(after))
+    return root
+
+
+def test_a_recent_go_resting_on_a_required_go_that_no_longer_holds_is_not_taken(
+    service_config: Path, tmp_path: Path
+) -> None:
+    """svc-after's GO of a minute ago required svc-go's GO. `max_age` takes it while that GO
+    holds; once svc-go's GO is invalidated, svc-after is evaluated now (its requires unmet)
+    rather than answered with a GO resting on what was taken back."""
+    root = chained_config(service_config, tmp_path)
+    runner = CliRunner()
+    for phase in ("svc-go", "svc-after"):
+        done = runner.invoke(app, ["run", "--phase", phase, "--config", str(root), "--format", "json"])
+        assert done.exit_code == 0, done.output
+    after = json.loads(done.stdout)
+    ledger = SqliteLedger(tmp_path / "l.db")
+    svc = Service(load_project(root, environ={}), ledger, [])  # schedules nothing
+    url = "/api/v1/phases/svc-after/verdict"
+    with serving(svc) as (base, _):
+        taken = local_http.get(f"{base}{url}", params={"max_age": "1h"}, timeout=60).json()
+        assert (taken["verdict"], taken["as_of"]) == ("go", after["as_of"])
+        go = ledger.latest("svc-go")
+        assert go is not None
+        done = runner.invoke(app, ["invalidate", "--phase", "svc-go", "--record", go.document["as_of"],
+                                   "--reason", "bus was half down", "--by", "carol", "--config", str(root)])  # fmt: skip
+        assert done.exit_code == 0, done.output
+        now = local_http.get(f"{base}{url}", params={"max_age": "1h"}, timeout=60).json()
+        assert now["verdict"] == "inconclusive" and now["as_of"] != after["as_of"]
+        assert "no longer holds: invalidated by carol" in now["requires"][0]["reason"]
+        assert len(ledger.history("svc-after")) == 2  # evaluated now, recorded
+
+
+def test_a_go_whose_required_go_no_longer_holds_is_judged_again_at_once(
+    service_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """svc-go and svc-after (requires svc-go), hourly, both GO. svc-go's GO invalidated: both
+    are evaluated again within seconds (svc-after's own record was not touched: its GO rested
+    on the one taken back). Then a NO-GO of svc-go recorded elsewhere (CI's own run): svc-after,
+    whose GO rested on svc-go's, is evaluated again and is no GO now."""
+    from gatecheck.ledger.decisions import invalidate_event
+    from gatecheck.results import VerdictState
+    from gatecheck.service import core
+
+    monkeypatch.setattr(core, "WITHDRAWALS_EVERY_S", 0.2)
+    root = chained_config(service_config, tmp_path)
+    project = load_project(root, environ={})
+    elsewhere = SqliteLedger(tmp_path / "l.db")
+    svc = Service(project, SqliteLedger(tmp_path / "l.db"), ["svc-go", "svc-after"])
+
+    def verdict(base: str, phase: str) -> dict[str, Any]:
+        return local_http.get(f"{base}/api/v1/phases/{phase}/verdict", timeout=5).json()
+
+    def until(what: Callable[[], bool], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not what():
+            assert time.monotonic() < deadline, "not within a minute"
+            time.sleep(0.1)
+
+    def judged(base: str) -> bool:
+        return all(p["verdict"] for p in local_http.get(f"{base}/api/v1/phases", timeout=2).json() if p["scheduled"])
+
+    with serving(svc, judged) as (base, _):
+        first = verdict(base, "svc-after")
+        assert first["verdict"] == "go" and first["requires"][0]["satisfied"]
+        go = elsewhere.latest("svc-go")
+        assert go is not None
+        elsewhere.append_audit([invalidate_event(project, elsewhere, "svc-go", go.document["as_of"], "half a bus", "carol")])
+        until(lambda: len(elsewhere.history("svc-after")) == 2 and len(elsewhere.history("svc-go")) == 2)
+        assert verdict(base, "svc-after")["verdict"] == "go"  # on svc-go's new GO
+
+        latest = elsewhere.latest("svc-go")
+        assert latest is not None
+        nogo = latest.to_verdict()
+        nogo = nogo.model_copy(update={"verdict": VerdictState.NO_GO, "as_of": svc.clock()})  # after its GO
+        elsewhere.record(nogo, 0.1)
+        until(lambda: verdict(base, "svc-after")["verdict"] != "go")
+        again = verdict(base, "svc-after")
+        assert again["verdict"] == "inconclusive"
+        assert again["requires"][0]["reason"].startswith("the latest decision of svc-go is NO-GO")

@@ -245,6 +245,13 @@ def _decided(
 ASSUMED_APPROVED = "assumed approved (--assume-approved)"
 
 
+def rests_on_a_recorded_go(requirement: Requirement) -> bool:
+    """A satisfied requirement resting on the required phase's recorded GO (its reason ``GO
+    of P recorded as of …``), not on an assumption or an approval standing in for one."""
+    words = f"GO of {requirement.phase} recorded as of "
+    return requirement.satisfied and requirement.reason.startswith(words)
+
+
 def assumptions_in(document: Mapping[str, Any]) -> list[str]:
     """What a recorded verdict took on an explicit override rather than earned, in words: its
     soak assumed covered (``--assume-soaked``), a phase it requires assumed approved

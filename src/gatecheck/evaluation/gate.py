@@ -518,6 +518,7 @@ async def _requirement(
             reason = None  # what the record says is extra: the requirement is unmet either way
         return Requirement(phase=phase, satisfied=False, reason=reason or f"no recorded GO of {phase}")
     if record.verdict is VerdictState.GO:
+        # (the words decide.rests_on_a_recorded_go reads: the service watches such a GO)
         reason = f"GO of {phase} recorded as of {timestamp(record.as_of)}"
         # a person took it back since: the evaluation invalidated, or a waiver it passed under
         # revoked (the failure blocks again) — as the pages and `status` say it

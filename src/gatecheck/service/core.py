@@ -544,12 +544,40 @@ class Service:
             )  # fmt: skip
         return deleted
 
+    def requirement_ended(self, verdict: Verdict, now: datetime) -> str | None:
+        """Why a GO's ``requires`` no longer holds at ``now``: a phase it required whose latest
+        decision is no longer a GO (a NO-GO or ROLLBACK since), or whose latest GO a person took
+        back (invalidated, a waiver it passed under revoked) — or None. Requirements that an
+        assumption or an approval stood in for are left to their own rules. Blocking."""
+        if verdict.verdict is not VerdictState.GO:
+            return None
+        from gatecheck.evaluation.decide import rests_on_a_recorded_go
+        from gatecheck.ledger.audit import WITHDRAWING, withdrawn_text
+
+        for requirement in verdict.requires:
+            if not rests_on_a_recorded_go(requirement):
+                continue
+            phase = requirement.phase
+            decision = self.ledger.last_decision(phase, now, self.recorded_since)
+            if decision is None or decision.verdict is not VerdictState.GO:
+                found = "none" if decision is None else decision.verdict.value.upper()
+                since = f" as of {document_time(decision.as_of)}" if decision is not None else ""
+                return f"it required a GO of {phase}, whose latest decision is now {found}{since}"
+            trail = self.ledger.audit([phase], None, WITHDRAWING)
+            taken = withdrawn_text(trail, phase, decision.to_verdict(), now)
+            if taken is not None:
+                return (
+                    f"it required a GO of {phase}, whose latest GO (as of {document_time(decision.as_of)}) "
+                    f"no longer holds: {taken}"
+                )
+        return None
+
     async def withdrawn_phases(self) -> list[str]:
         """The scheduled phases whose latest verdict here no longer holds (:func:`no_longer_holds`:
         invalidated, a waiver it passed under revoked, ended or replaced, a shadow check that
-        did not pass in it enforced since, the approval it needed ended), each verdict once; one
-        read of the trail. The phases' evaluations are left to the caller. Said in one log line
-        each."""
+        did not pass in it enforced since, the approval it needed ended; or a GO whose
+        ``requires`` no longer holds: :meth:`requirement_ended`), each verdict once. The
+        phases' evaluations are left to the caller. Said in one log line each."""
         held = {
             phase: state.verdict
             for phase, state in self.states.items()
@@ -571,6 +599,11 @@ class Service:
         found = []
         for phase, verdict in held.items():
             why = no_longer_holds(trail, phase, verdict, now)
+            if why is None:
+                try:
+                    why = await asyncio.to_thread(self.requirement_ended, verdict, now)
+                except GatecheckError:
+                    continue  # the ledger cannot be read: the next look tries again
             if why is None:
                 continue
             self._rejudged.add((phase, verdict.as_of))

@@ -132,8 +132,9 @@ class Helpers:
         GatecheckError). A verdict of another definition — recorded before the gate's checks,
         suites or thresholds changed and the service restarted, or by a replica still running
         the old ones — is no verdict of this gate, an invalidated one no evidence, and one
-        that passed under a waiver or an approval no longer in force (revoked, ended), or with
-        a shadow check enforced since, no GO now: the caller's evaluation runs now."""
+        that passed under a waiver or an approval no longer in force (revoked, ended), with a
+        shadow check enforced since, or on a required phase's GO that no longer holds, no GO
+        now: the caller's evaluation runs now."""
         from gatecheck._values import redefined
         from gatecheck.ledger.audit import HOLDING, no_longer_holds
 
@@ -146,6 +147,8 @@ class Helpers:
         trail = await asyncio.to_thread(self.service.ledger.audit, [phase], None, HOLDING)
         if no_longer_holds(trail, phase, latest, now) is not None:
             return None
+        if await asyncio.to_thread(self.service.requirement_ended, latest, now) is not None:
+            return None  # a GO resting on a GO of a phase it requires that no longer holds
         return latest
 
     def known(self, phase: str) -> None:
