@@ -1962,3 +1962,44 @@ def test_a_go_whose_required_go_no_longer_holds_is_judged_again_at_once(
         again = verdict(base, "svc-after")
         assert again["verdict"] == "inconclusive"
         assert again["requires"][0]["reason"].startswith("the latest decision of svc-go is NO-GO")
+
+
+def test_a_recent_go_resting_on_an_approval_a_later_no_go_overrode_is_not_taken(
+    service_config: Path, tmp_path: Path
+) -> None:
+    """svc-after requires svc-nogo and lets an approval stand in for its GO. Approved, svc-after
+    is GO, and `max_age` takes that GO; once svc-nogo is judged NO-GO after the approval, the
+    GO resting on the approval is no answer: svc-after is evaluated now (requires unmet)."""
+    root = chained_config(service_config, tmp_path)
+    after = {"phase": "svc-after", "environment": "e-healthy", "requires": ["svc-nogo"],
+             "approval_satisfies_requires": True, "checks": [{"suite": "unmatched_edges"}]}  # fmt: skip
+    (root / "gates" / "svc-after.yaml").write_text(yaml.safe_dump(after))
+    from datetime import UTC, datetime, timedelta
+
+    runner = CliRunner()
+
+    def cli(*args: str) -> Any:
+        done = runner.invoke(app, [*args, "--config", str(root)])
+        assert done.exit_code in (0, 1), done.output
+        return done
+
+    cli("approve", "--phase", "svc-nogo", "--by", "heidi", "--reason", "EM sign-off")
+    first = json.loads(cli("run", "--phase", "svc-after", "--format", "json").stdout)
+    assert first["verdict"] == "go" and first["requires"][0]["reason"].startswith("approved by heidi")
+    ledger = SqliteLedger(tmp_path / "l.db")
+    svc = Service(load_project(root, environ={}), ledger, [])  # schedules nothing
+    url = "/api/v1/phases/svc-after/verdict"
+    with serving(svc) as (base, _):
+        taken = local_http.get(f"{base}{url}", params={"max_age": "1h"}, timeout=60).json()
+        assert (taken["verdict"], taken["as_of"]) == ("go", first["as_of"])
+    # 25 hours on (its clock), the 24-hour approval has ended: that GO is no answer either
+    later = Service(load_project(root, environ={}), SqliteLedger(tmp_path / "l.db"), [],
+                    clock=lambda: datetime.now(UTC) + timedelta(hours=25))  # fmt: skip
+    with serving(later) as (base, _):
+        anew = local_http.get(f"{base}{url}", params={"max_age": "48h"}, timeout=60).json()
+        assert anew["as_of"] != first["as_of"]  # evaluated now (at the real time: approved, GO)
+    with serving(svc) as (base, _):
+        assert cli("run", "--phase", "svc-nogo").exit_code == 1  # NO-GO, recorded after the approval
+        now = local_http.get(f"{base}{url}", params={"max_age": "1h"}, timeout=60).json()
+        assert now["verdict"] == "inconclusive" and now["as_of"] != first["as_of"]
+        assert now["requires"][0]["reason"].startswith("the latest decision of svc-nogo is NO-GO")

@@ -252,6 +252,12 @@ def rests_on_a_recorded_go(requirement: Requirement) -> bool:
     return requirement.satisfied and requirement.reason.startswith(words)
 
 
+def rests_on_an_approval(requirement: Requirement) -> bool:
+    """A satisfied requirement a person's recorded approval stood in for (its reason
+    ``approved by … at …``: the gate's ``approval_satisfies_requires``)."""
+    return requirement.satisfied and requirement.reason.startswith("approved by ")
+
+
 def assumptions_in(document: Mapping[str, Any]) -> list[str]:
     """What a recorded verdict took on an explicit override rather than earned, in words: its
     soak assumed covered (``--assume-soaked``), a phase it requires assumed approved

@@ -482,6 +482,7 @@ async def _requirement(
         return Requirement(phase=phase, satisfied=True, reason=ASSUMED_APPROVED)
     recorded = approval_at(approvals, phase, as_of) if approvals else None
     if recorded is not None:  # the gate lets a person's approval stand in for a recorded GO
+        # (the words decide.rests_on_an_approval reads)
         approval = f"approved by {recorded.by} at {timestamp(recorded.at)}: {recorded.reason}"
         if ledger is None:
             return Requirement(phase=phase, satisfied=True, reason=approval)

@@ -547,17 +547,30 @@ class Service:
     def requirement_ended(self, verdict: Verdict, now: datetime) -> str | None:
         """Why a GO's ``requires`` no longer holds at ``now``: a phase it required whose latest
         decision is no longer a GO (a NO-GO or ROLLBACK since), or whose latest GO a person took
-        back (invalidated, a waiver it passed under revoked) — or None. Requirements that an
-        assumption or an approval stood in for are left to their own rules. Blocking."""
+        back (invalidated, a waiver it passed under revoked); a phase whose approval stood in
+        for its GO with no approval in force now, or a NO-GO or ROLLBACK of it judged after
+        the approval — or None. An ``--assume-approved`` is left alone: it was for the one
+        evaluation it was given to. Blocking."""
         if verdict.verdict is not VerdictState.GO:
             return None
-        from gatecheck.evaluation.decide import rests_on_a_recorded_go
-        from gatecheck.ledger.audit import WITHDRAWING, withdrawn_text
+        from gatecheck.evaluation.decide import rests_on_a_recorded_go, rests_on_an_approval
+        from gatecheck.ledger.audit import WITHDRAWING, approval_at, withdrawn_text
 
         for requirement in verdict.requires:
+            phase = requirement.phase
+            if rests_on_an_approval(requirement):
+                standing = approval_at(self.ledger.audit([phase], None, ["approved"]), phase, now)
+                if standing is None:
+                    return f"it required {phase}, approved then, and no approval of {phase} is in force now"
+                later = self.ledger.last_decision(phase, now, self.recorded_since)
+                if later is not None and later.verdict is not VerdictState.GO and later.as_of > standing.at:
+                    return (
+                        f"it required {phase}, approved by {standing.by}, whose latest decision since is "
+                        f"{later.verdict.value.upper()} as of {document_time(later.as_of)}"
+                    )
+                continue
             if not rests_on_a_recorded_go(requirement):
                 continue
-            phase = requirement.phase
             decision = self.ledger.last_decision(phase, now, self.recorded_since)
             if decision is None or decision.verdict is not VerdictState.GO:
                 found = "none" if decision is None else decision.verdict.value.upper()
