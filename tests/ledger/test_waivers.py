@@ -524,3 +524,36 @@ def test_why_a_verdict_no_longer_holds_is_read_from_the_trail() -> None:
     later = now + timedelta(hours=3)
     assert no_longer_holds([event("waiver-created", 120, check="edges", waiver="W1", until=later + timedelta(hours=1))],
                            "p", verdict, later) == "the approval it needed ended at 2026-03-02T15:00:00Z"  # fmt: skip
+
+
+def test_a_covered_soak_no_longer_holds_once_an_evaluation_it_counted_is_invalidated() -> None:
+    """A GO whose 48h soak is covered since 50 h ago: an invalidation decided after the GO of
+    a record inside that run ends it; one of a record before the run, of another phase, or
+    decided before the GO (the soak already left it out) does not; an assumed soak is left
+    alone."""
+    from gatecheck.ledger.audit import no_longer_holds
+    from gatecheck.results import Verdict
+
+    now = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    as_of = now - timedelta(minutes=10)
+    soak = {"duration": "48h", "max_gap": "30m", "covered": True, "coverage": "48h", "reason": "covered",
+            "covered_since": (as_of - timedelta(hours=50)).isoformat()}  # fmt: skip
+    verdict = Verdict.model_validate({
+        "phase": "p", "environment": "e", "as_of": as_of.isoformat(), "verdict": "go", "reasons": [],
+        "config_hash": "h", "gatecheck_version": "0", "checks": [], "soak": soak,
+    })  # fmt: skip
+
+    def invalidated(record_hours_before: float, minutes_ago: float, phase: str = "p") -> AuditEvent:
+        record = (as_of - timedelta(hours=record_hours_before)).isoformat()
+        return AuditEvent(at=now - timedelta(minutes=minutes_ago), kind="record-invalidated", phase=phase,
+                          group={"record": record}, by="dave", reason="its bus was half down")  # fmt: skip
+
+    assert no_longer_holds([invalidated(20, 5)], "p", verdict, now) == (
+        "an evaluation its soak counted, as of 2026-03-01T15:50:00Z, was invalidated by dave at "
+        "2026-03-02T11:55:00Z (its bus was half down)"
+    )
+    assert no_longer_holds([invalidated(60, 5)], "p", verdict, now) is None  # before the covered run
+    assert no_longer_holds([invalidated(20, 5, "q")], "p", verdict, now) is None  # another phase
+    assert no_longer_holds([invalidated(20, 30)], "p", verdict, now) is None  # decided before the GO
+    assumed = verdict.model_copy(update={"soak": verdict.soak.model_copy(update={"assumed": True})})  # type: ignore[union-attr]
+    assert no_longer_holds([invalidated(20, 5)], "p", assumed, now) is None

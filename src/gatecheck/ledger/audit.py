@@ -166,8 +166,9 @@ def no_longer_holds(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, n
     """Why ``verdict`` of ``phase`` no longer holds at ``now``, or None: taken back by a person
     (:func:`withdrawn_text`: invalidated, or a waiver it passed under revoked), a waiver it
     passed under no longer in force (ended, or replaced), a shadow check that did not pass in
-    it enforced since, or the approval it needed ended. ``trail``: the phase's :data:`HOLDING`
-    events, the creations of the waivers it passed under included."""
+    it enforced since, the approval it needed ended, or an evaluation its covered soak counted
+    invalidated since. ``trail``: the phase's :data:`HOLDING` events, the creations of the
+    waivers it passed under included."""
     events = list(trail)
     taken = withdrawn_text(events, phase, verdict, now)
     if taken is not None:
@@ -190,6 +191,18 @@ def no_longer_holds(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, n
     approval = verdict.approval
     if approval is not None and approval.satisfied and approval.until and approval.until <= now:
         return f"the approval it needed ended at {timestamp(approval.until)}"
+    soak = verdict.soak
+    if soak is not None and soak.covered and not soak.assumed and soak.covered_since is not None:
+        for event in events:  # decided after this verdict: the soak it judged counted that record
+            named = event.group.get("record") if event.kind == "record-invalidated" else None
+            if named is None or event.phase != phase or not verdict.as_of < event.at <= now:
+                continue
+            record = datetime.fromisoformat(named)
+            if soak.covered_since <= record < verdict.as_of:
+                return (
+                    f"an evaluation its soak counted, as of {timestamp(record)}, was invalidated by "
+                    f"{event.by} at {timestamp(event.at)} ({event.reason})"
+                )
     return None
 
 
