@@ -1816,6 +1816,24 @@ def test_a_bad_max_age_is_one_line_and_exit_2(args: list[str], said: str) -> Non
     assert said in result.stderr and "Traceback" not in result.output
 
 
+def latest_document(base: str, phase: str) -> dict[str, Any]:
+    """The service's plain answer for ``phase``: its latest verdict document."""
+    return local_http.get(f"{base}/api/v1/phases/{phase}/verdict", timeout=5).json()
+
+
+def wait_until(what: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Wait for ``what()`` to hold, at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, "not within a minute"
+        time.sleep(0.1)
+
+
+def all_judged(base: str) -> bool:
+    """Every phase the service schedules has a verdict."""
+    return all(p["verdict"] for p in local_http.get(f"{base}/api/v1/phases", timeout=2).json() if p["scheduled"])
+
+
 def test_a_verdict_a_person_takes_back_is_judged_again_at_once_not_at_the_next_interval(
     service_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1836,31 +1854,19 @@ def test_a_verdict_a_person_takes_back_is_judged_again_at_once_not_at_the_next_i
     )
     svc = Service(project, SqliteLedger(tmp_path / "l.db"), ["svc-go", "svc-nogo"])
 
-    def verdict(base: str, phase: str) -> dict[str, Any]:
-        return local_http.get(f"{base}/api/v1/phases/{phase}/verdict", timeout=5).json()
-
-    def until(what: Callable[[], bool], timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not what():
-            assert time.monotonic() < deadline, "not within a minute"
-            time.sleep(0.1)
-
-    def judged(base: str) -> bool:
-        return all(p["verdict"] for p in local_http.get(f"{base}/api/v1/phases", timeout=2).json() if p["scheduled"])
-
-    with serving(svc, judged) as (base, _):
-        first = verdict(base, "svc-nogo")
+    with serving(svc, all_judged) as (base, _):
+        first = latest_document(base, "svc-nogo")
         assert first["verdict"] == "go" and first["checks"][0]["waiver"]["id"] == waiver.waiver
         trail = decisions.audit(kinds=["waiver-created", "waiver-revoked"])
         decisions.append_audit([revoke_event(project, trail, str(waiver.waiver), "the fix slipped", "bob")])
-        until(lambda: verdict(base, "svc-nogo")["verdict"] == "no-go")
+        wait_until(lambda: latest_document(base, "svc-nogo")["verdict"] == "no-go")
         assert value(scrape(base), "gatecheck_phase_verdict", phase="svc-nogo", state="no-go") == 1.0
         assert [r.verdict.value for r in decisions.history("svc-nogo")] == ["go", "no-go"]
 
-        go = verdict(base, "svc-go")
+        go = latest_document(base, "svc-go")
         assert go["verdict"] == "go"
         decisions.append_audit([invalidate_event(project, decisions, "svc-go", go["as_of"], "bus was half down", "carol")])
-        until(lambda: verdict(base, "svc-go")["as_of"] != go["as_of"])
+        wait_until(lambda: latest_document(base, "svc-go")["as_of"] != go["as_of"])
         assert [r.verdict.value for r in decisions.history("svc-go")] == ["go", "go"]
 
         older = decisions.history("svc-go")[0]
@@ -1932,34 +1938,22 @@ def test_a_go_whose_required_go_no_longer_holds_is_judged_again_at_once(
     elsewhere = SqliteLedger(tmp_path / "l.db")
     svc = Service(project, SqliteLedger(tmp_path / "l.db"), ["svc-go", "svc-after"])
 
-    def verdict(base: str, phase: str) -> dict[str, Any]:
-        return local_http.get(f"{base}/api/v1/phases/{phase}/verdict", timeout=5).json()
-
-    def until(what: Callable[[], bool], timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not what():
-            assert time.monotonic() < deadline, "not within a minute"
-            time.sleep(0.1)
-
-    def judged(base: str) -> bool:
-        return all(p["verdict"] for p in local_http.get(f"{base}/api/v1/phases", timeout=2).json() if p["scheduled"])
-
-    with serving(svc, judged) as (base, _):
-        first = verdict(base, "svc-after")
+    with serving(svc, all_judged) as (base, _):
+        first = latest_document(base, "svc-after")
         assert first["verdict"] == "go" and first["requires"][0]["satisfied"]
         go = elsewhere.latest("svc-go")
         assert go is not None
         elsewhere.append_audit([invalidate_event(project, elsewhere, "svc-go", go.document["as_of"], "half a bus", "carol")])
-        until(lambda: len(elsewhere.history("svc-after")) == 2 and len(elsewhere.history("svc-go")) == 2)
-        assert verdict(base, "svc-after")["verdict"] == "go"  # on svc-go's new GO
+        wait_until(lambda: len(elsewhere.history("svc-after")) == 2 and len(elsewhere.history("svc-go")) == 2)
+        assert latest_document(base, "svc-after")["verdict"] == "go"  # on svc-go's new GO
 
         latest = elsewhere.latest("svc-go")
         assert latest is not None
         nogo = latest.to_verdict()
         nogo = nogo.model_copy(update={"verdict": VerdictState.NO_GO, "as_of": svc.clock()})  # after its GO
         elsewhere.record(nogo, 0.1)
-        until(lambda: verdict(base, "svc-after")["verdict"] != "go")
-        again = verdict(base, "svc-after")
+        wait_until(lambda: latest_document(base, "svc-after")["verdict"] != "go")
+        again = latest_document(base, "svc-after")
         assert again["verdict"] == "inconclusive"
         assert again["requires"][0]["reason"].startswith("the latest decision of svc-go is NO-GO")
 
