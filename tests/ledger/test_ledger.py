@@ -283,6 +283,22 @@ def test_invalidated_evaluations_are_no_evidence_for_a_soak() -> None:
     assert spared.covered and spared.last_failure is None
 
 
+def test_evaluations_that_passed_under_a_waiver_revoked_since_fail_the_soak() -> None:
+    """A soak resting on evaluations whose failures waiver W1 let pass holds while W1 does
+    (the reason says how much of it); W1 revoked, the latest of them is a failure: the soak
+    restarts after it, and the reason names the waiver. Another waiver revoked changes nothing."""
+    history = [(at, passed, failed, "W1" if AS_OF - timedelta(hours=30) <= at <= AS_OF - timedelta(hours=20) else "")
+               for at, passed, failed in points(*every(48.2, 0))]  # fmt: skip
+    held = soak_coverage(history, AS_OF, timedelta(hours=48), timedelta(minutes=30))
+    assert held.covered and held.waivers == ["W1"] and "under waiver W1" in held.reason
+    assert soak_coverage(history, AS_OF, timedelta(hours=48), timedelta(minutes=30), revoked=["W2"]).covered
+    revoked = soak_coverage(history, AS_OF, timedelta(hours=48), timedelta(minutes=30), revoked=["W1"])
+    last_waived = max(at for at, _, _, ids in history if ids)
+    assert not revoked.covered and revoked.last_failure == last_waived
+    assert revoked.coverage == AS_OF - last_waived - timedelta(minutes=20)
+    assert f"last failure at {last_waived:%Y-%m-%dT%H:%M:%SZ} (it passed under waiver W1, revoked since)" in revoked.reason
+
+
 def test_a_gap_longer_than_max_gap_breaks_coverage() -> None:
     history = every(48.2, 31.5) + every(30.0, 0)  # 90 minutes without an evaluation
     status = soak_coverage(points(*history), AS_OF, timedelta(hours=48), timedelta(minutes=30))

@@ -557,3 +557,12 @@ def test_a_covered_soak_no_longer_holds_once_an_evaluation_it_counted_is_invalid
     assert no_longer_holds([invalidated(20, 30)], "p", verdict, now) is None  # decided before the GO
     assumed = verdict.model_copy(update={"soak": verdict.soak.model_copy(update={"assumed": True})})  # type: ignore[union-attr]
     assert no_longer_holds([invalidated(20, 5)], "p", assumed, now) is None
+    # a soak resting on waiver W1 (evaluations that passed only under it): W1 revoked ends it
+    waived = verdict.model_copy(update={"soak": verdict.soak.model_copy(update={"waivers": ["W1"]})})  # type: ignore[union-attr]
+    revoked = AuditEvent(at=now - timedelta(minutes=2), kind="waiver-revoked", phase="p", waiver="W1",
+                         by="erin", reason="it hid a real fault")  # fmt: skip
+    assert no_longer_holds([revoked], "p", waived, now) == (
+        "its soak rested on waiver W1, revoked by erin at 2026-03-02T11:58:00Z (it hid a real fault)"
+    )
+    assert no_longer_holds([revoked.model_copy(update={"phase": "q"})], "p", waived, now) is None
+    assert no_longer_holds([revoked], "p", verdict, now) is None  # a soak that rested on no waiver

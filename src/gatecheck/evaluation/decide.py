@@ -77,6 +77,7 @@ def soak_coverage(
     max_gap: timedelta,
     digest: str = "",
     invalidated: Collection[datetime] = (),
+    revoked: Collection[str] = (),
 ) -> SoakStatus:
     """Coverage of ``[as_of - duration, as_of]`` by evaluations
     ``(as_of, passed, failed[, waiver ids[, contemporary[, gate digest]]])``.
@@ -89,6 +90,8 @@ def soak_coverage(
     An evaluation judged by another definition of the gate (a ``digest`` other than this
     one's; '' is a record from before digests, taken as this one) ends the run like a
     failure: a check added or a threshold changed has not been watched through the soak.
+    One that passed only under a waiver ``revoked`` since (its ids) is a failure: revoking
+    it says its failures block, and a soak that rested on them was never watched through.
     """
     points = sorted(points, key=lambda p: p[0])  # type: ignore[assignment]
     window_start = as_of - duration
@@ -100,6 +103,7 @@ def soak_coverage(
     passing = backdated = left_out = 0
     under_waiver = timedelta(0)
     waivers: set[str] = set()
+    unwaived: list[str] = []  # the revoked waivers the last failure passed under
     for point in reversed(points):
         moment: datetime = point[0]
         passed, failed = bool(point[1]), bool(point[2])
@@ -114,6 +118,8 @@ def soak_coverage(
             if moment >= window_start:
                 left_out += 1
             continue
+        if passed and ids and revoked and set(ids.split(",")) & set(revoked):
+            failed, unwaived = True, sorted(set(ids.split(",")) & set(revoked))
         if failed:
             last_failure = moment
             break
@@ -158,6 +164,8 @@ def soak_coverage(
     if not covered:
         if last_failure is not None:
             reason += f"; last failure at {timestamp(last_failure)}"
+            if unwaived:
+                reason += f" (it passed under waiver {', '.join(unwaived)}, revoked since)"
         if changed_at is not None:
             reason += (
                 f"; the gate's checks, suites or thresholds changed after {timestamp(changed_at)}: "

@@ -247,7 +247,10 @@ async def evaluate(
         for name in gate.requires
     ]
     invalidated = invalidated_at(trail, phase, as_of)
-    soak = await _soak_status(gate, assume_soaked, ledger, as_of, checks, recorded_since, digest, invalidated)
+    revoked = {e.waiver for e in trail if e.kind == "waiver-revoked" and e.phase == phase and e.at <= as_of}
+    soak = await _soak_status(
+        gate, assume_soaked, ledger, as_of, checks, recorded_since, digest, invalidated, revoked
+    )
     approval = approval_of(gate, trail, unreadable, ledger, as_of)
     verdict, reasons = decide(checks, requires, soak, approval)
     deadline = None
@@ -619,6 +622,7 @@ async def _soak_status(
     recorded_since: datetime | None = None,
     digest: str = "",
     invalidated: Collection[datetime] = (),
+    revoked: Collection[str | None] = (),
 ) -> SoakStatus | None:
     if gate.soak is None:
         return None
@@ -650,7 +654,8 @@ async def _soak_status(
     # The evaluation itself counts as of its own as_of (a reproduction of the past judges as
     # it would have then); the recorded ones only if they were evaluated at their time.
     points.append((as_of, checks_passed(current), checks_failed(current), waived(current), True, digest))
-    return soak_coverage(points, as_of, soak.duration, soak.max_gap, digest, invalidated)
+    unwaived = [waiver for waiver in revoked if waiver]
+    return soak_coverage(points, as_of, soak.duration, soak.max_gap, digest, invalidated, unwaived)
 
 
 async def _timed(

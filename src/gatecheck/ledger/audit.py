@@ -166,9 +166,9 @@ def no_longer_holds(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, n
     """Why ``verdict`` of ``phase`` no longer holds at ``now``, or None: taken back by a person
     (:func:`withdrawn_text`: invalidated, or a waiver it passed under revoked), a waiver it
     passed under no longer in force (ended, or replaced), a shadow check that did not pass in
-    it enforced since, the approval it needed ended, or an evaluation its covered soak counted
-    invalidated since. ``trail``: the phase's :data:`HOLDING` events, the creations of the
-    waivers it passed under included."""
+    it enforced since, the approval it needed ended, an evaluation its covered soak counted
+    invalidated since, or a waiver that soak rested on revoked. ``trail``: the phase's
+    :data:`HOLDING` events, the creations of the waivers it passed under included."""
     events = list(trail)
     taken = withdrawn_text(events, phase, verdict, now)
     if taken is not None:
@@ -192,6 +192,14 @@ def no_longer_holds(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, n
     if approval is not None and approval.satisfied and approval.until and approval.until <= now:
         return f"the approval it needed ended at {timestamp(approval.until)}"
     soak = verdict.soak
+    if soak is not None and soak.covered and not soak.assumed:
+        for event in events:  # the soak rested on evaluations that passed only under it
+            mine = event.kind == "waiver-revoked" and event.phase == phase and event.waiver in soak.waivers
+            if mine and event.at <= now:
+                return (
+                    f"its soak rested on waiver {event.waiver}, revoked by {event.by} at "
+                    f"{timestamp(event.at)} ({event.reason})"
+                )
     if soak is not None and soak.covered and not soak.assumed and soak.covered_since is not None:
         for event in events:  # decided after this verdict: the soak it judged counted that record
             named = event.group.get("record") if event.kind == "record-invalidated" else None
