@@ -722,6 +722,35 @@ def test_backdated_records_never_earn_a_soak(soak_config: Path, warehouse: Path,
     assert judge(soak_config, warehouse, contemporary).verdict is VerdictState.GO
 
 
+def test_a_soak_resting_on_a_waiver_revoked_since_is_not_covered(
+    soak_config: Path, warehouse: Path, tmp_path: Path
+) -> None:
+    """soak-test's 6h soak: evaluations 2–4 h ago passed only under waiver W9. GO while W9
+    stands; W9 revoked (the trail), the evaluation judges those as failures: the soak
+    restarts after the latest of them, not covered, and the reason names the waiver."""
+    from gatecheck.ledger.audit import AuditEvent
+    from gatecheck.results import Waiver
+
+    ledger = at_their_time(SqliteLedger(tmp_path / "l.db"))
+    fill(ledger, "before", [(10, "pass")])
+    waiver = Waiver(id="W9", check="unmatched_edges", reason="backfill", by="alice",
+                    since=AS_OF - 5 * HOUR, until=AS_OF - HOUR)  # fmt: skip
+    for hours, _ in every(6.2, 0.1):
+        waived = 2 <= hours <= 4
+        recorded = verdict("soak-test", AS_OF - timedelta(hours=hours), Outcome.FAIL if waived else Outcome.PASS)
+        if waived:  # failed under W9: GO, as the gate decided then
+            check = recorded.checks[0].model_copy(update={"waiver": waiver})
+            recorded = recorded.model_copy(update={"checks": [check], "verdict": VerdictState.GO})
+        ledger.record(recorded, 0.1)
+    held = judge(soak_config, warehouse, ledger)
+    assert held.verdict is VerdictState.GO and held.soak is not None and held.soak.waivers == ["W9"]
+    ledger.append_audit([AuditEvent(at=AS_OF - HOUR / 2, kind="waiver-revoked", phase="soak-test", waiver="W9",
+                                    by="bob", reason="it hid a real fault")])  # fmt: skip
+    revoked = judge(soak_config, warehouse, ledger)
+    assert revoked.verdict is VerdictState.INCONCLUSIVE and revoked.soak is not None and not revoked.soak.covered
+    assert "(it passed under waiver W9, revoked since)" in revoked.soak.reason
+
+
 def test_a_record_dated_ahead_of_its_recording_is_never_the_latest(ledger: Ledger) -> None:
     ledger.record(verdict("p", AS_OF, Outcome.FAIL), 0.1)
     ledger.clock = lambda: AS_OF + timedelta(seconds=10)  # type: ignore[method-assign]
