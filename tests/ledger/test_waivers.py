@@ -566,3 +566,46 @@ def test_a_covered_soak_no_longer_holds_once_an_evaluation_it_counted_is_invalid
     )
     assert no_longer_holds([revoked.model_copy(update={"phase": "q"})], "p", waived, now) is None
     assert no_longer_holds([revoked], "p", verdict, now) is None  # a soak that rested on no waiver
+
+
+def test_a_bound_from_history_no_longer_holds_once_its_records_are_invalidated_or_a_new_pin_is_made() -> None:
+    """A GO whose check was judged against its baseline from three earlier evaluations: one of
+    them invalidated after the GO, or another baseline pinned for that check, ends it; an
+    invalidation of a record it did not use, one decided before the GO, or a pin of another
+    check does not. A learned band is not a pin: a pin leaves it alone."""
+    from gatecheck.ledger.audit import no_longer_holds
+    from gatecheck.results import Verdict
+
+    now = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    as_of = now - timedelta(minutes=10)
+    used = [as_of - timedelta(hours=h) for h in (1, 2, 3)]
+    window = {"start": (as_of - timedelta(hours=1)).isoformat(), "end": as_of.isoformat(), "length": "1h", "settle": "0s"}
+
+    def judged(kind: str) -> Verdict:
+        bound = {"kind": kind, "column": "p95", "rule": "median of the last 3", "records": [u.isoformat() for u in used]}
+        return Verdict.model_validate({
+            "phase": "p", "environment": "e", "as_of": as_of.isoformat(), "verdict": "go", "reasons": [],
+            "config_hash": "h", "gatecheck_version": "0",
+            "checks": [{"suite": "latency", "source": "s", "role": "required", "outcome": "pass", "window": window,
+                        "history": bound}],
+        })  # fmt: skip
+
+    def event(kind: str, minutes_ago: float, **fields: Any) -> AuditEvent:
+        return AuditEvent(at=now - timedelta(minutes=minutes_ago), kind=kind, phase="p", by="dave",
+                          reason="a load test ran then", **fields)  # fmt: skip
+
+    baseline = judged("baseline")
+    assert no_longer_holds([event("record-invalidated", 5, group={"record": used[1].isoformat()})], "p", baseline, now) == (
+        "the baseline bound of latency rests on the evaluation as of 2026-03-02T09:50:00Z, invalidated by dave "
+        "at 2026-03-02T11:55:00Z (a load test ran then)"
+    )
+    other = (as_of - timedelta(hours=5)).isoformat()
+    assert no_longer_holds([event("record-invalidated", 5, group={"record": other})], "p", baseline, now) is None
+    assert no_longer_holds([event("record-invalidated", 30, group={"record": used[1].isoformat()})], "p", baseline, now) is None
+    pinned = event("baseline-pinned", 4, check="latency", group={"record": used[2].isoformat()})
+    assert no_longer_holds([pinned], "p", baseline, now) == (
+        "another baseline of latency was pinned by dave at 2026-03-02T11:56:00Z (a load test ran then)"
+    )
+    assert no_longer_holds([pinned.model_copy(update={"check": "edges"})], "p", baseline, now) is None
+    assert no_longer_holds([pinned], "p", judged("learned"), now) is None
+    assert no_longer_holds([pinned], "p", judged("pinned"), now) is not None

@@ -166,9 +166,11 @@ def no_longer_holds(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, n
     """Why ``verdict`` of ``phase`` no longer holds at ``now``, or None: taken back by a person
     (:func:`withdrawn_text`: invalidated, or a waiver it passed under revoked), a waiver it
     passed under no longer in force (ended, or replaced), a shadow check that did not pass in
-    it enforced since, the approval it needed ended, an evaluation its covered soak counted
-    invalidated since, or a waiver that soak rested on revoked. ``trail``: the phase's
-    :data:`HOLDING` events, the creations of the waivers it passed under included."""
+    it enforced since, the approval it needed ended, an evaluation a check's baseline or
+    learned band rested on invalidated since or another baseline pinned, an evaluation its
+    covered soak counted invalidated since, or a waiver that soak rested on revoked.
+    ``trail``: the phase's :data:`HOLDING` events, the creations of the waivers it passed
+    under included."""
     events = list(trail)
     taken = withdrawn_text(events, phase, verdict, now)
     if taken is not None:
@@ -191,6 +193,26 @@ def no_longer_holds(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, n
     approval = verdict.approval
     if approval is not None and approval.satisfied and approval.until and approval.until <= now:
         return f"the approval it needed ended at {timestamp(approval.until)}"
+    for check in verdict.checks:
+        bound = check.history
+        if bound is None:
+            continue
+        used = set(bound.records)
+        for event in events:  # decided after this verdict: its bound was judged without it
+            if event.phase != phase or not verdict.as_of < event.at <= now:
+                continue
+            named = event.group.get("record") if event.kind == "record-invalidated" else None
+            if named is not None and datetime.fromisoformat(named) in used:
+                return (
+                    f"the {bound.kind} bound of {check.suite} rests on the evaluation as of "
+                    f"{timestamp(datetime.fromisoformat(named))}, invalidated by {event.by} at "
+                    f"{timestamp(event.at)} ({event.reason})"
+                )
+            if event.kind == "baseline-pinned" and event.check == check.suite and bound.kind != "learned":
+                return (
+                    f"another baseline of {check.suite} was pinned by {event.by} at "
+                    f"{timestamp(event.at)} ({event.reason})"
+                )
     soak = verdict.soak
     if soak is not None and soak.covered and not soak.assumed:
         for event in events:  # the soak rested on evaluations that passed only under it
@@ -215,7 +237,7 @@ def no_longer_holds(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, n
 
 
 #: The trail events :func:`no_longer_holds` reads.
-HOLDING = ["record-invalidated", "waiver-created", "waiver-revoked", "check-enforced"]
+HOLDING = ["record-invalidated", "waiver-created", "waiver-revoked", "check-enforced", "baseline-pinned"]
 
 
 def covers(waiver: Waiver, failing_groups: list[dict[str, str]]) -> bool:
