@@ -751,6 +751,43 @@ def test_a_soak_resting_on_a_waiver_revoked_since_is_not_covered(
     assert "(it passed under waiver W9, revoked since)" in revoked.soak.reason
 
 
+def test_a_required_go_whose_soak_counted_an_evaluation_invalidated_since_satisfies_no_requires(
+    soak_config: Path, warehouse: Path, tmp_path: Path
+) -> None:
+    """soak-test's GO (its 6h soak covered) is recorded; a person then invalidates one of the
+    evaluations that soak counted: a phase requiring soak-test no longer takes that GO, and
+    says why. Invalidating one before the covered run changes nothing."""
+    from gatecheck.ledger.audit import AuditEvent
+
+    (soak_config / "gates" / "after.yaml").write_text(yaml.safe_dump(
+        {"phase": "after", "environment": "staging", "requires": ["soak-test"], "checks": [{"suite": "unattributed_sessions"}]}
+    ))  # fmt: skip
+    ledger = at_their_time(SqliteLedger(tmp_path / "l.db"))
+    fill(ledger, "before", [(10, "pass")])
+    fill(ledger, "soak-test", [(9, "pass"), *every(6.2, 0.1)])
+    go = judge(soak_config, warehouse, ledger)
+    assert go.verdict is VerdictState.GO
+    ledger.record(go, 0.1)
+    project = load_project(soak_config, environ=warehouse_env(warehouse, "healthy"))
+
+    def requirement(record_hours_before: float) -> Requirement:
+        record = (AS_OF - timedelta(hours=record_hours_before)).isoformat()
+        ledger.append_audit([AuditEvent(at=AS_OF + timedelta(minutes=1), kind="record-invalidated", phase="soak-test",
+                                        group={"record": record}, by="bob", reason="a load test ran")])  # fmt: skip
+        after = asyncio.run(evaluate(project, "after", AS_OF + timedelta(minutes=2), ledger=ledger))
+        return after.requires[0]
+
+    before_the_run = requirement(9)
+    assert before_the_run.satisfied, before_the_run.reason
+    counted = every(6.2, 0.1)[3][0]  # one the covered run counted
+    taken = requirement(counted)
+    assert not taken.satisfied
+    assert taken.reason.startswith("the latest GO of soak-test, as of ")
+    assert "no longer holds: an evaluation its soak counted, as of " in taken.reason
+    assert taken.reason.endswith(f"was invalidated by bob at {(AS_OF + timedelta(minutes=1)):%Y-%m-%dT%H:%M:%SZ} "
+                                 "(a load test ran): it needs a newer GO")  # fmt: skip
+
+
 def test_a_record_dated_ahead_of_its_recording_is_never_the_latest(ledger: Ledger) -> None:
     ledger.record(verdict("p", AS_OF, Outcome.FAIL), 0.1)
     ledger.clock = lambda: AS_OF + timedelta(seconds=10)  # type: ignore[method-assign]

@@ -137,24 +137,49 @@ def invalidation_of(
 
 
 def withdrawn_text(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, now: datetime) -> str | None:
-    """What a person's decision, recorded by ``now``, took back of ``verdict`` (what the pages
-    and ``status`` say under it): the evaluation invalidated, or a waiver it passed under
-    revoked; None when it stands. ``trail``: the phase's ``record-invalidated`` and
-    ``waiver-revoked`` events."""
+    """What a person's decision, recorded by ``now``, took back of ``verdict`` (what the pages,
+    ``status`` and a later phase's ``requires`` say of it): the evaluation invalidated, a waiver
+    it passed under revoked, or — decided after it — the evidence it was judged on: an
+    evaluation a check's baseline or learned band rested on, or that its covered soak counted,
+    invalidated, or a waiver that soak rested on revoked. None when it stands. ``trail``: the
+    phase's :data:`WITHDRAWING` events."""
     events = list(trail)
     invalidated = invalidation_of(events, phase, verdict.as_of, now)
     if invalidated is not None:
         return f"invalidated by {invalidated.by} at {timestamp(invalidated.at)} ({invalidated.reason})"
     used = {c.waiver.id for c in verdict.checks if c.waiver is not None}
+    soak = verdict.soak
+    soaked = soak is not None and soak.covered and not soak.assumed
+    rested = set(soak.waivers) if soak is not None and soaked else set()
     for event in events:
-        if (
-            event.kind == "waiver-revoked"
-            and event.phase == phase
-            and event.waiver in used
-            and event.at <= now
-        ):
-            when = timestamp(event.at)
+        if event.kind != "waiver-revoked" or event.phase != phase or event.at > now:
+            continue
+        when = timestamp(event.at)
+        if event.waiver in used:
             return f"its waiver {event.waiver} was revoked by {event.by} at {when} ({event.reason})"
+        if event.waiver in rested:
+            said = f"revoked by {event.by} at {when} ({event.reason})"
+            return f"its soak rested on waiver {event.waiver}, {said}"
+    later = [  # decided after this verdict, which was judged on that record
+        (event, datetime.fromisoformat(event.group["record"]))
+        for event in events
+        if event.kind == "record-invalidated"
+        and event.phase == phase
+        and "record" in event.group
+        and verdict.as_of < event.at <= now
+    ]
+    for event, record in later:
+        said = f"invalidated by {event.by} at {timestamp(event.at)} ({event.reason})"
+        for check in verdict.checks:
+            bound = check.history
+            if bound is not None and record in bound.records:
+                return (
+                    f"the {bound.kind} bound of {check.suite} rests on the evaluation as of "
+                    f"{timestamp(record)}, {said}"
+                )
+        since = soak.covered_since if soak is not None and soaked else None
+        if since is not None and since <= record < verdict.as_of:
+            return f"an evaluation its soak counted, as of {timestamp(record)}, was {said}"
     return None
 
 
@@ -164,13 +189,11 @@ WITHDRAWING = ["record-invalidated", "waiver-revoked"]
 
 def no_longer_holds(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, now: datetime) -> str | None:
     """Why ``verdict`` of ``phase`` no longer holds at ``now``, or None: taken back by a person
-    (:func:`withdrawn_text`: invalidated, or a waiver it passed under revoked), a waiver it
-    passed under no longer in force (ended, or replaced), a shadow check that did not pass in
-    it enforced since, the approval it needed ended, an evaluation a check's baseline or
-    learned band rested on invalidated since or another baseline pinned, an evaluation its
-    covered soak counted invalidated since, or a waiver that soak rested on revoked.
-    ``trail``: the phase's :data:`HOLDING` events, the creations of the waivers it passed
-    under included."""
+    (:func:`withdrawn_text`), a waiver it passed under no longer in force (ended, or
+    replaced), a shadow check that did not pass in it enforced since, the approval it needed
+    ended, or another baseline pinned for a check judged against one (policies from then on:
+    a later phase's ``requires`` still takes such a GO). ``trail``: the phase's
+    :data:`HOLDING` events, the creations of the waivers it passed under included."""
     events = list(trail)
     taken = withdrawn_text(events, phase, verdict, now)
     if taken is not None:
@@ -194,44 +217,18 @@ def no_longer_holds(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, n
     if approval is not None and approval.satisfied and approval.until and approval.until <= now:
         return f"the approval it needed ended at {timestamp(approval.until)}"
     for check in verdict.checks:
-        bound = check.history
-        if bound is None:
+        if check.history is None or check.history.kind == "learned":
             continue
-        used = set(bound.records)
-        for event in events:  # decided after this verdict: its bound was judged without it
-            if event.phase != phase or not verdict.as_of < event.at <= now:
-                continue
-            named = event.group.get("record") if event.kind == "record-invalidated" else None
-            if named is not None and datetime.fromisoformat(named) in used:
-                return (
-                    f"the {bound.kind} bound of {check.suite} rests on the evaluation as of "
-                    f"{timestamp(datetime.fromisoformat(named))}, invalidated by {event.by} at "
-                    f"{timestamp(event.at)} ({event.reason})"
-                )
-            if event.kind == "baseline-pinned" and event.check == check.suite and bound.kind != "learned":
+        for event in events:
+            if (
+                event.kind == "baseline-pinned"
+                and event.phase == phase
+                and event.check == check.suite
+                and verdict.as_of < event.at <= now
+            ):
                 return (
                     f"another baseline of {check.suite} was pinned by {event.by} at "
                     f"{timestamp(event.at)} ({event.reason})"
-                )
-    soak = verdict.soak
-    if soak is not None and soak.covered and not soak.assumed:
-        for event in events:  # the soak rested on evaluations that passed only under it
-            mine = event.kind == "waiver-revoked" and event.phase == phase and event.waiver in soak.waivers
-            if mine and event.at <= now:
-                return (
-                    f"its soak rested on waiver {event.waiver}, revoked by {event.by} at "
-                    f"{timestamp(event.at)} ({event.reason})"
-                )
-    if soak is not None and soak.covered and not soak.assumed and soak.covered_since is not None:
-        for event in events:  # decided after this verdict: the soak it judged counted that record
-            named = event.group.get("record") if event.kind == "record-invalidated" else None
-            if named is None or event.phase != phase or not verdict.as_of < event.at <= now:
-                continue
-            record = datetime.fromisoformat(named)
-            if soak.covered_since <= record < verdict.as_of:
-                return (
-                    f"an evaluation its soak counted, as of {timestamp(record)}, was invalidated by "
-                    f"{event.by} at {timestamp(event.at)} ({event.reason})"
                 )
     return None
 
