@@ -576,8 +576,12 @@ class Service:
                 found = "none" if decision is None else decision.verdict.value.upper()
                 since = f" as of {document_time(decision.as_of)}" if decision is not None else ""
                 return f"it required a GO of {phase}, whose latest decision is now {found}{since}"
+            try:
+                recorded = decision.to_verdict()
+            except ValueError:  # a document this version cannot read: nothing to say of it
+                continue
             trail = self.ledger.audit([phase], None, WITHDRAWING)
-            taken = withdrawn_text(trail, phase, decision.to_verdict(), now)
+            taken = withdrawn_text(trail, phase, recorded, now)
             if taken is not None:
                 return (
                     f"it required a GO of {phase}, whose latest GO (as of {document_time(decision.as_of)}) "
