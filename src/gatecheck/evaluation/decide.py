@@ -118,8 +118,9 @@ def soak_coverage(
             if moment >= window_start:
                 left_out += 1
             continue
-        if passed and ids and revoked and set(ids.split(",")) & set(revoked):
-            failed, unwaived = True, sorted(set(ids.split(",")) & set(revoked))
+        taken_back = sorted(set(ids.split(",")) & set(revoked)) if passed and ids and revoked else []
+        if taken_back:
+            failed, unwaived = True, taken_back
         if failed:
             last_failure = moment
             break
@@ -251,19 +252,6 @@ def _decided(
 
 #: What ``--assume-approved`` writes as a requirement's reason.
 ASSUMED_APPROVED = "assumed approved (--assume-approved)"
-
-
-def rests_on_a_recorded_go(requirement: Requirement) -> bool:
-    """A satisfied requirement resting on the required phase's recorded GO (its reason ``GO
-    of P recorded as of …``), not on an assumption or an approval standing in for one."""
-    words = f"GO of {requirement.phase} recorded as of "
-    return requirement.satisfied and requirement.reason.startswith(words)
-
-
-def rests_on_an_approval(requirement: Requirement) -> bool:
-    """A satisfied requirement a person's recorded approval stood in for (its reason
-    ``approved by … at …``: the gate's ``approval_satisfies_requires``)."""
-    return requirement.satisfied and requirement.reason.startswith("approved by ")
 
 
 def assumptions_in(document: Mapping[str, Any]) -> list[str]:

@@ -36,6 +36,7 @@ from gatecheck.durations import format_duration, parse_as_of
 from gatecheck.errors import (
     ConfigError,
     GatecheckError,
+    LedgerError,
     ValidationTimeout,
     did_you_mean,
 )
@@ -221,9 +222,8 @@ async def evaluate(
     # whether it is enforced (a shadow check turned on by a recorded decision is).
     checks = await _from_history(ledger, phase, plans, checks, trail, as_of, recorded_since)
     digest = project.gate_digest(phase)
-    earlier = await _earlier(
-        ledger, phase, plans, as_of, recorded_since, digest, invalidated_at(trail, phase, as_of)
-    )
+    invalidated = invalidated_at(trail, phase, as_of)
+    earlier = await _earlier(ledger, phase, plans, as_of, recorded_since, digest, invalidated)
     checks = [
         accumulate(check, plan.fail_after, plan.pass_after, earlier.get((plan.suite.name, plan.role), []))
         for plan, check in zip(plans, checks, strict=True)
@@ -246,8 +246,11 @@ async def evaluate(
         )
         for name in gate.requires
     ]
-    invalidated = invalidated_at(trail, phase, as_of)
-    revoked = {e.waiver for e in trail if e.kind == "waiver-revoked" and e.phase == phase and e.at <= as_of}
+    revoked = {
+        e.waiver
+        for e in trail
+        if e.kind == "waiver-revoked" and e.phase == phase and e.at <= as_of and e.waiver is not None
+    }
     soak = await _soak_status(
         gate, assume_soaked, ledger, as_of, checks, recorded_since, digest, invalidated, revoked
     )
@@ -485,7 +488,6 @@ async def _requirement(
         return Requirement(phase=phase, satisfied=True, reason=ASSUMED_APPROVED)
     recorded = approval_at(approvals, phase, as_of) if approvals else None
     if recorded is not None:  # the gate lets a person's approval stand in for a recorded GO
-        # (the words decide.rests_on_an_approval reads)
         approval = f"approved by {recorded.by} at {timestamp(recorded.at)}: {recorded.reason}"
         if ledger is None:
             return Requirement(phase=phase, satisfied=True, reason=approval)
@@ -522,11 +524,10 @@ async def _requirement(
             reason = None  # what the record says is extra: the requirement is unmet either way
         return Requirement(phase=phase, satisfied=False, reason=reason or f"no recorded GO of {phase}")
     if record.verdict is VerdictState.GO:
-        # (the words decide.rests_on_a_recorded_go reads: the service watches such a GO)
         reason = f"GO of {phase} recorded as of {timestamp(record.as_of)}"
-        # a person took it back since: the evaluation invalidated, or a waiver it passed under
-        # revoked (the failure blocks again) — as the pages and `status` say it
-        withdrawn = withdrawn_text(trail or [], phase, record.to_verdict(), as_of) if trail else None
+        # a person took it back since: the evaluation invalidated, a waiver it passed under
+        # revoked, the evidence it was judged on taken back — as the pages and `status` say it
+        withdrawn = withdrawn_text(trail, phase, record.to_verdict(), as_of) if trail else None
         if withdrawn is not None:
             return Requirement(
                 phase=phase,
@@ -561,6 +562,29 @@ async def _requirement(
             f"{timestamp(record.as_of)}: it needs a newer GO"
         ),
     )
+
+
+async def requirement_at(
+    project: Project,
+    dependent: str,
+    phase: str,
+    ledger: Ledger,
+    as_of: datetime,
+    recorded_since: datetime | None,
+) -> Requirement:
+    """``dependent``'s requirement of ``phase`` judged at ``as_of`` as an evaluation of it would
+    judge it then (without ``--assume-approved``): whether a GO of ``dependent`` judged earlier
+    still rests on what it required (the service's look, ``max_age``). A ledger or trail that
+    cannot be read is no answer: LedgerError."""
+    trail, unreadable = await _trail(ledger, [phase, EVERY_PHASE])
+    if unreadable is not None:
+        raise LedgerError(unreadable)
+    approvals = trail if project.gates[dependent].approval_satisfies_requires else None
+    digest = project.gate_digest(phase) if phase in project.gates else ""
+    found = await _requirement(phase, set(), ledger, as_of, recorded_since, approvals, digest, trail)
+    if not found.satisfied and found.reason.startswith("cannot read the history ledger"):
+        raise LedgerError(found.reason)  # (_requirement's words for a ledger that failed it)
+    return found
 
 
 def _undecided(ledger: Ledger, phase: str, as_of: datetime, recorded_since: datetime | None) -> str | None:
@@ -622,7 +646,7 @@ async def _soak_status(
     recorded_since: datetime | None = None,
     digest: str = "",
     invalidated: Collection[datetime] = (),
-    revoked: Collection[str | None] = (),
+    revoked: Collection[str] = (),
 ) -> SoakStatus | None:
     if gate.soak is None:
         return None
@@ -654,8 +678,7 @@ async def _soak_status(
     # The evaluation itself counts as of its own as_of (a reproduction of the past judges as
     # it would have then); the recorded ones only if they were evaluated at their time.
     points.append((as_of, checks_passed(current), checks_failed(current), waived(current), True, digest))
-    unwaived = [waiver for waiver in revoked if waiver]
-    return soak_coverage(points, as_of, soak.duration, soak.max_gap, digest, invalidated, unwaived)
+    return soak_coverage(points, as_of, soak.duration, soak.max_gap, digest, invalidated, revoked)
 
 
 async def _timed(

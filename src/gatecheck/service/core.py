@@ -544,49 +544,25 @@ class Service:
             )  # fmt: skip
         return deleted
 
-    def requirement_ended(self, verdict: Verdict, now: datetime) -> str | None:
-        """Why a GO's ``requires`` no longer holds at ``now``: a phase it required whose latest
-        decision is no longer a GO (a NO-GO or ROLLBACK since), or whose latest GO a person took
-        back (invalidated, a waiver it passed under revoked); a phase whose approval stood in
-        for its GO with no approval in force now, or a NO-GO or ROLLBACK of it judged after
-        the approval — or None. An ``--assume-approved`` is left alone: it was for the one
-        evaluation it was given to. Blocking."""
-        if verdict.verdict is not VerdictState.GO:
+    async def requirement_ended(self, verdict: Verdict, now: datetime) -> str | None:
+        """Why a GO's ``requires`` no longer holds at ``now`` — a requirement it met, judged
+        again now as an evaluation would (:func:`requirement_at`: the required phase's latest
+        decision no longer a GO, that GO taken back, the approval standing in for it ended or
+        overridden) — or None. An ``--assume-approved`` is left alone: it was for the one
+        evaluation it was given to. A ledger that cannot be read raises GatecheckError."""
+        if verdict.verdict is not VerdictState.GO or verdict.phase not in self.project.gates:
             return None
-        from gatecheck.evaluation.decide import rests_on_a_recorded_go, rests_on_an_approval
-        from gatecheck.ledger.audit import WITHDRAWING, approval_at, withdrawn_text
+        from gatecheck.evaluation.decide import ASSUMED_APPROVED
+        from gatecheck.evaluation.gate import requirement_at
 
-        for requirement in verdict.requires:
-            phase = requirement.phase
-            if rests_on_an_approval(requirement):
-                standing = approval_at(self.ledger.audit([phase], None, ["approved"]), phase, now)
-                if standing is None:
-                    return f"it required {phase}, approved then, and no approval of {phase} is in force now"
-                later = self.ledger.last_decision(phase, now, self.recorded_since)
-                if later is not None and later.verdict is not VerdictState.GO and later.as_of > standing.at:
-                    return (
-                        f"it required {phase}, approved by {standing.by}, whose latest decision since is "
-                        f"{later.verdict.value.upper()} as of {document_time(later.as_of)}"
-                    )
+        for met in verdict.requires:
+            if not met.satisfied or met.reason == ASSUMED_APPROVED:
                 continue
-            if not rests_on_a_recorded_go(requirement):
-                continue
-            decision = self.ledger.last_decision(phase, now, self.recorded_since)
-            if decision is None or decision.verdict is not VerdictState.GO:
-                found = "none" if decision is None else decision.verdict.value.upper()
-                since = f" as of {document_time(decision.as_of)}" if decision is not None else ""
-                return f"it required a GO of {phase}, whose latest decision is now {found}{since}"
-            try:
-                recorded = decision.to_verdict()
-            except ValueError:  # a document this version cannot read: nothing to say of it
-                continue
-            trail = self.ledger.audit([phase], None, WITHDRAWING)
-            taken = withdrawn_text(trail, phase, recorded, now)
-            if taken is not None:
-                return (
-                    f"it required a GO of {phase}, whose latest GO (as of {document_time(decision.as_of)}) "
-                    f"no longer holds: {taken}"
-                )
+            now_judged = await requirement_at(
+                self.project, verdict.phase, met.phase, self.ledger, now, self.recorded_since
+            )
+            if not now_judged.satisfied:
+                return f"its requirement of {met.phase} no longer holds: {now_judged.reason}"
         return None
 
     async def withdrawn_phases(self) -> list[str]:
@@ -618,7 +594,7 @@ class Service:
             why = no_longer_holds(trail, phase, verdict, now)
             if why is None:
                 try:
-                    why = await asyncio.to_thread(self.requirement_ended, verdict, now)
+                    why = await self.requirement_ended(verdict, now)
                 except GatecheckError:
                     continue  # the ledger cannot be read: the next look tries again
             if why is None:
@@ -704,7 +680,7 @@ class Service:
             "interval",
             seconds=WITHDRAWALS_EVERY_S,
             id="gatecheck-withdrawals",
-            name="evaluate again a phase whose latest verdict a person took back",
+            name="evaluate again a phase whose latest verdict no longer holds",
             start_date=now,
         )
         scheduler.start()

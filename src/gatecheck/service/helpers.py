@@ -147,7 +147,7 @@ class Helpers:
         trail = await asyncio.to_thread(self.service.ledger.audit, [phase], None, HOLDING)
         if no_longer_holds(trail, phase, latest, now) is not None:
             return None
-        if await asyncio.to_thread(self.service.requirement_ended, latest, now) is not None:
+        if await self.service.requirement_ended(latest, now) is not None:
             return None  # a GO resting on a GO of a phase it requires that no longer holds
         return latest
 

@@ -68,7 +68,7 @@ def routes(service: Service, h: Helpers) -> APIRouter:
                     "verdict": latest.verdict.value if latest else None,
                     "as_of": document_time(latest.as_of) if latest else None,
                     "last_error": state.last_error if state else None,
-                    "overdue": overdue_text(latest.as_of, service.clock(), service.interval(gate.phase))
+                    "overdue": overdue_text(latest.as_of, now, service.interval(gate.phase))
                     if latest and gate.phase in service.phases
                     else None,
                     "withdrawn": withdrawn.get(gate.phase),
