@@ -58,6 +58,9 @@ def test_a_demo_scenario_judges_only_its_own_records_and_writes_only_under_its_w
     earlier.record(verdict(VerdictState.GO).model_copy(update={"phase": "staging-deploy", "as_of": moment}), 0.1)
     assert earlier.latest_verdict("staging-deploy").verdict is VerdictState.GO  # type: ignore[union-attr]
     earlier.close()
+    # an earlier run's production cluster left its JetStream state: this run's cluster is new
+    left = workdir / ".gatecheck" / "nats-cluster" / "gatecheck-n1" / "jetstream" / "$SYS" / "_js_" / "earlier"
+    left.mkdir(parents=True)
     down = subprocess.run(  # with 3 hours of history (--hours) instead of 50
         [gatecheck(), "demo", "--scenario", "nats-down", "--format", "json", "--hours", "3"],
         cwd=workdir, env=env, capture_output=True, text=True, timeout=120,
@@ -79,6 +82,7 @@ def test_a_demo_scenario_judges_only_its_own_records_and_writes_only_under_its_w
     reason = requirement["reason"]
     assert reason.startswith("no recorded GO of staging-deploy (only INCONCLUSIVE): "), reason
     assert timestamp(moment) not in reason and "cannot reach NATS" in reason
+    assert not left.exists()
     # Great Expectations runs in memory: nothing but the demo's own state was written.
     assert [p.name for p in workdir.iterdir()] == [".gatecheck"]
     assert {p.name for p in (workdir / ".gatecheck").iterdir()} <= {

@@ -53,7 +53,7 @@ def test_the_served_demo_runs_two_replicas_on_its_postgresql_ledger(tmp_path: Pa
         # real soak is needed (its own, or one that a phase it requires needs) — and says so
         for phase, state in leader_view.items():
             document = local_http.get(f"{bases[1]}/api/v1/phases/{phase}/verdict").json()
-            assert [c["suite"] for c in document["checks"] if c["outcome"] != "pass"] == [], phase
+            assert [c["suite"] for c in document["checks"] if c["outcome"] != "pass"] == [], (phase, [c for c in document["checks"] if c["outcome"] != "pass"])
             assert state == "go" or all(
                 r.startswith(("soak not covered", "requires ")) for r in document["reasons"]
             ), (phase, document["reasons"])

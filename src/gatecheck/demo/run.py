@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import math
 import os
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -102,7 +103,10 @@ def run_demo(
         for suffix in ("", "-wal", "-shm"):
             Path(f"{ledger}{suffix}").unlink(missing_ok=True)
     server = NatsServer(state / "nats")
-    # production's bus: a three-node JetStream cluster, its streams with 3 replicas
+    # production's bus: a three-node JetStream cluster, its streams with 3 replicas. New at each
+    # start: the demo creates its streams anyway, and nodes that find an earlier run's JetStream
+    # state elect their leader again from it, seconds slower than a new cluster.
+    shutil.rmtree(state / "nats-cluster", ignore_errors=True)
     cluster = NatsCluster(state / "nats-cluster")
     warehouse = Target.parse(environ["GATECHECK_CLICKHOUSE_URL"], state)
     with ClickHouse() as clickhouse, contextlib.ExitStack() as stack:
