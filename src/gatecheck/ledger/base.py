@@ -383,14 +383,47 @@ def record_of(row: Any) -> Record:
 class RowLedger(Ledger):
     """A ledger on a driver with placeholders (SQLite, PostgreSQL): a record's columns are the
     same in both, so its history and tracked values are read alike; only ``MARK`` (the
-    driver's placeholder) and ``TABLE`` differ."""
+    driver's placeholder), ``TABLE`` and ``AUDIT`` (the trail's table and its columns) differ."""
 
     MARK: str
     TABLE: str
+    #: The audit trail: its table and its columns, in :data:`AUDIT_COLUMNS`' order.
+    AUDIT: tuple[str, str]
 
     @abstractmethod
     def _rows(self, sql: str, args: list[Any], what: str = "cannot read") -> list[Any]:
         """The rows ``sql`` answers with ``args``, or LedgerError saying ``what`` failed."""
+
+    @abstractmethod
+    def _append_audit(self, events: list[AuditEvent], number_waiver: bool = False) -> list[AuditEvent]:
+        """Insert ``events`` in one transaction; ``number_waiver``: the one event takes the
+        next waiver id, given inside that transaction."""
+
+    def timeline(self, phase: str, since: datetime, until: datetime) -> list[tuple[datetime, VerdictState]]:
+        where, args = range_filter(self.MARK, phase, since, until)
+        rows = self._rows(f"SELECT as_of_ms, verdict FROM {self.TABLE}{where}", args)
+        return [(from_ms(r[0]), VerdictState(r[1])) for r in rows]
+
+    def append_audit(self, events: list[AuditEvent]) -> None:
+        if events:
+            self._append_audit(events)
+
+    def create_waiver(self, event: AuditEvent) -> AuditEvent:
+        (created,) = self._append_audit([event], number_waiver=True)
+        return created
+
+    def audit(
+        self,
+        phases: list[str] | None = None,
+        since: datetime | None = None,
+        kinds: list[str] | None = None,
+        until: datetime | None = None,
+        newest: int | None = None,
+    ) -> list[AuditEvent]:
+        where, args = audit_filter(self.MARK, phases, since, kinds, until, newest)
+        table, columns = self.AUDIT
+        rows = self._rows(f"SELECT {columns} FROM {table}{where}", args, "cannot read the audit trail")
+        return oldest_first([audit_event_of(r) for r in rows], newest)
 
     def history(
         self,

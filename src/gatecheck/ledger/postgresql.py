@@ -34,18 +34,15 @@ from gatecheck.ledger.base import (
     Lease,
     Record,
     RowLedger,
-    audit_event_of,
-    audit_filter,
     audit_row,
     contemporary,
     from_ms,
-    oldest_first,
     prune_filter,
     range_filter,
     row_of,
     to_ms,
 )
-from gatecheck.results import Verdict, VerdictState
+from gatecheck.results import Verdict
 
 #: The schema, step by step: step N brings a ledger at version N-1 to N. Never edit a step
 #: that has shipped; add the next one.
@@ -137,6 +134,7 @@ class PostgresLedger(RowLedger):
 
     MARK = "%s"
     TABLE = "gatecheck_evaluations"
+    AUDIT = ("gatecheck_audit", _AUDIT_COLUMNS)
 
     def __init__(
         self,
@@ -345,20 +343,7 @@ class PostgresLedger(RowLedger):
             for r in rows
         ]
 
-    def timeline(self, phase: str, since: datetime, until: datetime) -> list[tuple[datetime, VerdictState]]:
-        where, args = range_filter("%s", phase, since, until)
-        rows = self._rows(f"SELECT as_of_ms, verdict FROM gatecheck_evaluations{where}", args)
-        return [(from_ms(r[0]), VerdictState(r[1])) for r in rows]
-
     # ------------------------------------------------------------------ the audit trail
-
-    def append_audit(self, events: list[AuditEvent]) -> None:
-        if events:
-            self._append_audit(events)
-
-    def create_waiver(self, event: AuditEvent) -> AuditEvent:
-        (created,) = self._append_audit([event], number_waiver=True)
-        return created
 
     def _append_audit(self, events: list[AuditEvent], number_waiver: bool = False) -> list[AuditEvent]:
         """Insert ``events`` in one transaction; ``number_waiver``: the one event takes the
@@ -374,19 +359,6 @@ class PostgresLedger(RowLedger):
                     [audit_row(e) for e in events],
                 )
         return events
-
-    def audit(
-        self,
-        phases: list[str] | None = None,
-        since: datetime | None = None,
-        kinds: list[str] | None = None,
-        until: datetime | None = None,
-        newest: int | None = None,
-    ) -> list[AuditEvent]:
-        where, args = audit_filter("%s", phases, since, kinds, until, newest)
-        sql = f"SELECT {_AUDIT_COLUMNS} FROM gatecheck_audit{where}"
-        rows = self._rows(sql, args, "cannot read the audit trail")
-        return oldest_first([audit_event_of(r) for r in rows], newest)
 
     def check_writable(self) -> None:
         with self.session("not writable") as connection, connection.transaction():

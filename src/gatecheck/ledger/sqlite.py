@@ -22,20 +22,17 @@ from gatecheck.ledger.base import (
     Lease,
     Record,
     RowLedger,
-    audit_event_of,
-    audit_filter,
     audit_row,
     contemporary,
     from_ms,
     no_leases,
-    oldest_first,
     prune_filter,
     range_filter,
     row_of,
     stored_failed,
     to_ms,
 )
-from gatecheck.results import Verdict, VerdictState
+from gatecheck.results import Verdict
 
 
 def _sqlite_migrate(connection: sqlite3.Connection) -> None:
@@ -113,6 +110,7 @@ PRUNE_BATCH = 2000
 class SqliteLedger(RowLedger):
     MARK = "?"
     TABLE = "evaluations"
+    AUDIT = ("audit", AUDIT_COLUMNS)
 
     def __init__(self, path: Path, *, create: bool = True) -> None:
         """The ledger in ``path``, created if missing; ``create=False`` (``run --no-record``)
@@ -222,19 +220,6 @@ class SqliteLedger(RowLedger):
             for r in rows
         ]
 
-    def timeline(self, phase: str, since: datetime, until: datetime) -> list[tuple[datetime, VerdictState]]:
-        where, args = range_filter("?", phase, since, until)
-        rows = self._rows(f"SELECT as_of_ms, verdict FROM evaluations{where}", args)
-        return [(from_ms(r[0]), VerdictState(r[1])) for r in rows]
-
-    def append_audit(self, events: list[AuditEvent]) -> None:
-        if events:
-            self._append_audit(events)
-
-    def create_waiver(self, event: AuditEvent) -> AuditEvent:
-        (created,) = self._append_audit([event], number_waiver=True)
-        return created
-
     def _append_audit(self, events: list[AuditEvent], number_waiver: bool = False) -> list[AuditEvent]:
         """Insert ``events`` in one transaction; ``number_waiver``: give the one event the next
         waiver id, counted inside the same transaction."""
@@ -255,19 +240,6 @@ class SqliteLedger(RowLedger):
         except sqlite3.Error as exc:
             raise self._error("cannot write the audit trail", exc) from exc
         return events
-
-    def audit(
-        self,
-        phases: list[str] | None = None,
-        since: datetime | None = None,
-        kinds: list[str] | None = None,
-        until: datetime | None = None,
-        newest: int | None = None,
-    ) -> list[AuditEvent]:
-        where, args = audit_filter("?", phases, since, kinds, until, newest)
-        sql = f"SELECT {AUDIT_COLUMNS} FROM audit{where}"
-        rows = self._rows(sql, args, "cannot read the audit trail")
-        return oldest_first([audit_event_of(r) for r in rows], newest)
 
     def check_writable(self) -> None:
         try:
