@@ -412,3 +412,14 @@ def _unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_waits_on_an_electing_cluster_start_short_and_double_to_a_bound() -> None:
+    """A JetStream request sent before a cluster has its leader is never answered: the demo
+    asks again soon (a quarter second), and waits longer each time it is not answered, up to
+    2 s (a busy machine answers slowly, but answers)."""
+    from itertools import islice
+
+    from gatecheck.demo.bus import _patience
+
+    assert list(islice(_patience(), 6)) == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0]

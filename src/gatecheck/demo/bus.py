@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -233,13 +233,14 @@ class NatsCluster:
     async def _ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         last: BaseException | None = None
+        patience = _patience()
         while time.monotonic() < deadline:
             try:
                 connection = await connect_bus(self.url)
                 try:
                     # Ready when a stream can be placed on every node: the nodes that joined
                     # through the seed may not all be peers of JetStream yet once it has a leader.
-                    manager = connection.jsm(timeout=2)
+                    manager = connection.jsm(timeout=next(patience))
                     await manager.add_stream(
                         name="GATECHECK_READY", subjects=["gatecheck.ready"], num_replicas=len(self.nodes),
                         storage="memory",
@@ -268,11 +269,12 @@ class NatsCluster:
         url = ",".join(node.url for other, node in self.nodes.items() if other != gone)
         deadline = time.monotonic() + timeout
         last: object = "no stream"
+        patience = _patience()
         while time.monotonic() < deadline:
             try:
                 connection = await connect_bus(url)
                 try:
-                    streams = await connection.jsm(timeout=2).streams_info()
+                    streams = await connection.jsm(timeout=next(patience)).streams_info()
                     leaders = [s.cluster.leader if s.cluster else None for s in streams]
                     if streams and all(leader not in (None, gone) for leader in leaders):
                         return
@@ -289,6 +291,17 @@ class NatsCluster:
     def stop(self) -> None:
         for node in self.nodes.values():
             node.stop()
+
+
+def _patience(first: float = 0.25, most: float = 2.0) -> Iterator[float]:
+    """Seconds to wait for each JetStream API answer while a cluster elects its leaders: a
+    request sent before there is one is never answered, so the first waits are short (ready
+    in under a second, not after a 2 s wait), and each one not answered doubles the next, up to
+    ``most`` (a busy machine answers slowly, but answers)."""
+    wait = first
+    while True:
+        yield wait
+        wait = min(most, wait * 2)
 
 
 async def connect_bus(url: str) -> Any:
