@@ -105,6 +105,51 @@ def test_prune_deletes_only_records_older_than_the_cutoff_and_never_the_kept_or_
     assert ledger.prune(AS_OF - 5 * HOUR, keep) == 0
 
 
+def _summary_from_the_verdict(record: Record) -> dict[str, object]:
+    """What a history listing said of a record when it built the whole verdict (the
+    reference the summaries read from stored documents must equal)."""
+    from gatecheck._values import document_time
+
+    whole = record.to_verdict()
+    return {
+        "phase": record.phase, "environment": record.environment, "as_of": document_time(record.as_of),
+        "verdict": record.verdict.value, "checks_passed": record.checks_passed,
+        "duration_s": round(record.duration_s, 3), "config_hash": record.config_hash,
+        "gatecheck_version": record.gatecheck_version, "recorded_at": document_time(record.recorded_at),
+        "not_passed": {c.suite: c.outcome.value for c in whole.checks if c.outcome is not Outcome.PASS},
+        "waivers": sorted({c.waiver.id for c in whole.checks if c.waiver is not None}),
+        "requested_by": whole.requested_by.model_dump() if whole.requested_by is not None else None,
+    }  # fmt: skip
+
+
+def test_summaries_list_what_the_whole_verdicts_say_without_building_them(ledger: Ledger) -> None:
+    """``Ledger.summaries`` (the API's and the CLI's history listing) reads each stored
+    document as it is, row by row, where the ledger is: every field equals what the whole
+    verdict said (checks that did not pass and their outcomes, a waiver a GO held through, the
+    controller that asked, with its times), in the same span, order and page."""
+    from gatecheck.results import Requester, Waiver
+
+    waived = verdict("p", AS_OF - 2 * HOUR, Outcome.FAIL, VerdictState.GO)
+    waiver = Waiver(
+        id="W7", check="unmatched_edges", reason="known", by="ana", since=AS_OF - 3 * HOUR, until=AS_OF + HOUR
+    )
+    waived = waived.model_copy(update={"checks": [waived.checks[0].model_copy(update={"waiver": waiver})]})
+    asked = verdict("p", AS_OF - HOUR, Outcome.ERROR).model_copy(
+        update={"requested_by": Requester(controller="argo-rollouts", name="ingest", revision="7", started=AS_OF - 2 * HOUR)}
+    )
+    for made in (verdict("p", AS_OF - 3 * HOUR), waived, asked, verdict("p", AS_OF, Outcome.FAIL), verdict("q", AS_OF)):
+        ledger.record(made, 0.12345)
+    for span in ({}, {"newest": 2}, {"since": AS_OF - 2 * HOUR, "until": AS_OF - HOUR}):
+        summaries = ledger.summaries("p", **span)  # type: ignore[arg-type]
+        expected = [_summary_from_the_verdict(r) for r in ledger.history("p", **span)]  # type: ignore[arg-type]
+        assert summaries == expected, span
+    listed = ledger.summaries("p")
+    assert [s["not_passed"] for s in listed] == [{}, {"unmatched_edges": "fail"}, {"unmatched_edges": "error"}, {"unmatched_edges": "fail"}]
+    assert [s["waivers"] for s in listed] == [[], ["W7"], [], []]
+    assert listed[2]["requested_by"]["revision"] == "7" and listed[0]["requested_by"] is None
+    assert ledger.summaries("nothing-recorded") == []
+
+
 def test_gatecheck_prune_applies_the_retention_for_a_ledger_only_ci_writes(config_copy: Path, tmp_path: Path) -> None:
     """`gatecheck prune` (a cron job where no service runs): the records older than
     history.retention go, each phase's latest stays; without a retention it is one line,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -44,7 +45,6 @@ def history(
 ) -> None:
     """Show the recorded evaluations of a phase, oldest first."""
     from gatecheck.durations import parse_as_of
-    from gatecheck.ledger import record_summary
     from gatecheck.ledger.audit import invalidated_at
 
     with user_errors():
@@ -53,10 +53,9 @@ def history(
         project.gate(phase)
         now = parse_as_of(None)
         with open_ledger_of(project, "history to show") as ledger:
-            records = ledger.history(phase, since=now - window)
+            summaries = ledger.summaries(phase, since=now - window)
             invalidated = invalidated_at(ledger.audit([phase], None, ["record-invalidated"]), phase, now)
-    summaries = [record_summary(r) for r in records]
-    void = [r.as_of in invalidated for r in records]
+    void = [datetime.fromisoformat(s["as_of"]) in invalidated for s in summaries]
     if fmt is ListFormat.json:
         typer.echo(json.dumps(summaries, indent=2))
         return

@@ -154,7 +154,7 @@ def run_demo(
                 ingest = IngestService(database_url, drops=scenario == "ingest-drops").start()
                 stack.callback(ingest.stop)
                 ingest_url = ingest.url
-            # The cluster has elected its JetStream leader meanwhile (it takes seconds).
+            # The cluster has elected its JetStream leader meanwhile (under a second on a new store).
             production_url = cluster.wait_ready().url
             prepare_bus(production_url, scenario, replicas=3)
             if scenario == "nats-node-down":

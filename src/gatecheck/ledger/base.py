@@ -5,9 +5,10 @@ A record keeps the full verdict document (every check, observed value, threshold
 provenance and window) plus the columns the ledger is searched by. A ledger is a context
 manager: ``with open_ledger(url, root) as ledger: …`` closes it however the block ends.
 
-Why ~510 lines: the contract is one reading of it — the abstract ledger, the record, and the
-row, filter and time helpers that SQLite, PostgreSQL and ClickHouse must share to answer
-alike; split, each backend would import three modules for one contract.
+Why ~650 lines: the contract is one reading of it — the abstract ledger, the record, the
+SQL backends' shared reads, and the row, filter, summary and time helpers that SQLite,
+PostgreSQL and ClickHouse must share to answer alike; split, each backend would import
+three modules for one contract.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,6 +29,7 @@ from gatecheck.ledger.audit import AuditEvent
 from gatecheck.results import (
     CheckResult,
     Outcome,
+    Requester,
     Verdict,
     VerdictState,
     checks_failed,
@@ -37,6 +39,8 @@ from gatecheck.results import (
 
 if TYPE_CHECKING:
     from gatecheck.config import GateConfig
+
+T = TypeVar("T")
 
 # MAX_CLOCK_SKEW (gatecheck.durations): a record whose ``as_of`` lies further ahead of its
 # recording time is never "the latest" (it would mask every later verdict).
@@ -183,6 +187,19 @@ class Ledger(ABC):
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def summaries(
+        self,
+        phase: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """:func:`record_summary` of each record :meth:`history` gives for these arguments,
+        oldest first. A backend summarizes each document as it reads it, so a page of
+        thousands never holds their documents at once (nor sends them between processes);
+        this fallback reads the records first."""
+        return [record_summary(r) for r in self.history(phase, since, until, None, newest)]
 
     def tracked_history(
         self,
@@ -439,6 +456,39 @@ class RowLedger(Ledger):
         rows = self._rows(f"SELECT {HISTORY_COLUMNS} FROM {self.TABLE}{where}", args)
         return [record_of(r) for r in rows[::-1]]
 
+    def summaries(
+        self,
+        phase: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest: int | None = None,
+    ) -> list[dict[str, Any]]:
+        where, args = history_filter(self.MARK, phase, since, until, None, newest, None, True)
+
+        def summary(row: Any) -> dict[str, Any]:
+            return summary_of(
+                phase=row[0],
+                environment=row[1],
+                as_of=from_ms(row[2]),
+                verdict=VerdictState(row[3]),
+                checks_passed=bool(row[4]),
+                config_hash=row[5],
+                duration_s=row[6],
+                gatecheck_version=row[7],
+                recorded_at=from_ms(row[8]),
+                document=json.loads(row[9]),
+            )
+
+        # newest first from the query; each document summarized as it is read, then let go
+        return self._each(f"SELECT {HISTORY_COLUMNS} FROM {self.TABLE}{where}", args, summary)[::-1]
+
+    def _each(
+        self, sql: str, args: list[Any], each: Callable[[Any], T], what: str = "cannot read"
+    ) -> list[T]:
+        """``each`` of every row ``sql`` answers, in order: a backend whose driver streams
+        rows hands each one over as it comes, so the rows are never all held at once."""
+        return [each(row) for row in self._rows(sql, args, what)]
+
     def tracked_history(
         self,
         phase: str,
@@ -543,23 +593,47 @@ def from_ms(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1000, UTC)
 
 
-def record_summary(record: Any) -> dict[str, Any]:
+def record_summary(record: Record) -> dict[str, Any]:
     """A ledger record without its full document, plus the checks that did not pass."""
-    verdict = record.to_verdict()
+    return summary_of(
+        phase=record.phase, environment=record.environment, as_of=record.as_of, verdict=record.verdict,
+        checks_passed=record.checks_passed, config_hash=record.config_hash, duration_s=record.duration_s,
+        gatecheck_version=record.gatecheck_version, recorded_at=record.recorded_at, document=record.document,
+    )  # fmt: skip
+
+
+def summary_of(
+    *,
+    phase: str,
+    environment: str,
+    as_of: datetime,
+    verdict: VerdictState,
+    checks_passed: bool,
+    config_hash: str,
+    duration_s: float,
+    gatecheck_version: str,
+    recorded_at: datetime,
+    document: dict[str, Any],
+) -> dict[str, Any]:
+    """:func:`record_summary` of a record's columns and its document as stored (a verdict
+    document: its checks' ``suite``, ``outcome`` and ``waiver`` are read from it as they are,
+    without building the whole :class:`Verdict` — a page of thousands is listed)."""
+    checks = document.get("checks") or []
+    requested = document.get("requested_by")
     return {
-        "phase": record.phase,
-        "environment": record.environment,
-        "as_of": document_time(record.as_of),
-        "verdict": record.verdict.value,
-        "checks_passed": record.checks_passed,
-        "duration_s": round(record.duration_s, 3),
-        "config_hash": record.config_hash,
-        "gatecheck_version": record.gatecheck_version,
-        "recorded_at": document_time(record.recorded_at),
-        "not_passed": {c.suite: c.outcome.value for c in verdict.checks if c.outcome is not Outcome.PASS},
+        "phase": phase,
+        "environment": environment,
+        "as_of": document_time(as_of),
+        "verdict": verdict.value,
+        "checks_passed": checks_passed,
+        "duration_s": round(duration_s, 3),
+        "config_hash": config_hash,
+        "gatecheck_version": gatecheck_version,
+        "recorded_at": document_time(recorded_at),
+        "not_passed": {c["suite"]: c["outcome"] for c in checks if c["outcome"] != Outcome.PASS.value},
         # The waivers a GO held through: a waived GO is never shown as a plain one.
-        "waivers": sorted({c.waiver.id for c in verdict.checks if c.waiver is not None}),
-        "requested_by": verdict.requested_by.model_dump() if verdict.requested_by is not None else None,
+        "waivers": sorted({c["waiver"]["id"] for c in checks if c.get("waiver") is not None}),
+        "requested_by": Requester.model_validate(requested).model_dump() if requested is not None else None,
     }
 
 

@@ -29,6 +29,7 @@ from gatecheck.ledger.base import (
     no_leases,
     row_of,
     stored_failed,
+    summary_of,
     to_ms,
     tracked_document,
 )
@@ -296,6 +297,36 @@ class ClickHouseLedger(Ledger):
                 waivers=r["waivers"] or "",
             )
             for r in frame.to_dict("records")[::-1]  # newest first from the query
+        ]
+
+    def summaries(
+        self,
+        phase: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest: int | None = None,
+    ) -> list[dict[str, Any]]:
+        if self._absent:
+            return []
+        params = {**_range_params(phase, since, until, newest, None, True), "verdicts": []}
+        try:
+            frame = self._execute(_CH_SELECT.replace("{table}", self._table), params, True)
+        except Exception as exc:
+            raise LedgerError(f"history ledger {self.url}: cannot read ({exc})") from exc
+        return [
+            summary_of(
+                phase=r.phase,
+                environment=r.environment,
+                as_of=from_ms(int(r.as_of_ms)),
+                verdict=VerdictState(r.verdict),
+                checks_passed=bool(r.checks_passed),
+                config_hash=r.config_hash,
+                duration_s=float(r.duration_s),
+                gatecheck_version=r.gatecheck_version,
+                recorded_at=from_ms(int(r.recorded_at_ms)),
+                document=json.loads(r.document),
+            )
+            for r in frame.iloc[::-1].itertuples(index=False)  # newest first from the query
         ]
 
     def tracked_history(

@@ -21,7 +21,7 @@ several gatecheck processes — replicas, a CLI, CI — share.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +34,7 @@ from gatecheck.ledger.base import (
     Lease,
     Record,
     RowLedger,
+    T,
     audit_row,
     contemporary,
     from_ms,
@@ -220,6 +221,15 @@ class PostgresLedger(RowLedger):
             if not self._create and not _has_tables(connection):
                 return []  # read-only, and never created: nothing was ever recorded
             return list(connection.execute(sql, args).fetchall())
+
+    def _each(
+        self, sql: str, args: list[Any], each: Callable[[Any], T], what: str = "cannot read"
+    ) -> list[T]:
+        with self.session(what) as connection:
+            if not self._create and not _has_tables(connection):
+                return []
+            # rows become Python objects one at a time, as the cursor is read
+            return [each(row) for row in connection.execute(sql, args)]
 
     # ------------------------------------------------------------------ evaluations
 

@@ -46,6 +46,16 @@ class WorkerLedger(Ledger):
         )
         return result
 
+    def summaries(
+        self,
+        phase: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest: int | None = None,
+    ) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.calls.ledger_call("summaries", phase, since, until, newest)
+        return result
+
     def soak_points(
         self, phase: str, since: datetime, until: datetime, recorded_since: datetime | None = None
     ) -> list[tuple[datetime, bool, bool, str, bool, str]]:

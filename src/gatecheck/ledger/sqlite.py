@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from gatecheck.ledger.base import (
     Lease,
     Record,
     RowLedger,
+    T,
     audit_row,
     contemporary,
     from_ms,
@@ -139,6 +140,17 @@ class SqliteLedger(RowLedger):
         try:
             with self._connect() as connection:
                 return connection.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(what, exc) from exc
+
+    def _each(
+        self, sql: str, args: list[Any], each: Callable[[Any], T], what: str = "cannot read"
+    ) -> list[T]:
+        if self._absent:
+            return []
+        try:
+            with self._connect() as connection:
+                return [each(row) for row in connection.execute(sql, args)]  # the cursor streams
         except sqlite3.Error as exc:
             raise self._error(what, exc) from exc
 

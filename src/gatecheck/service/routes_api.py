@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query
@@ -13,7 +14,6 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request  # a handler's annotation: FastAPI resolves it here
 
 from gatecheck._values import document_time
-from gatecheck.ledger import record_summary
 from gatecheck.results import Requester, Verdict
 from gatecheck.service.auth import (
     etags,
@@ -206,14 +206,17 @@ def routes(service: Service, h: Helpers) -> APIRouter:
     ) -> Any:  # fmt: skip
         """The phase's records in the span, oldest first: at most ``limit``, the newest. When
         the span holds more, a ``Link: <…&until=…>; rel="next"`` header asks for the older
-        ones (each record's whole document is read to list it: a year of them at once would
-        hold gigabytes)."""
+        ones (each record is summarized from its document where the ledger is read: a year of
+        them at once would still read gigabytes)."""
         h.known(phase)
         start = h.since_moment(since)
         end = h.moment_param(until, "until") if until is not None else None
-        records = await asyncio.to_thread(service.ledger.history, phase, start, end, None, limit + 1)
-        records, headers = newest_page(records, limit, lambda r: r.as_of, request)
-        return JSONResponse(jsonable_encoder([record_summary(r) for r in records]), headers=headers)
+        # summarized where the ledger is read (the worker): no page of documents is held or sent
+        summaries = await asyncio.to_thread(service.ledger.summaries, phase, start, end, limit + 1)
+        summaries, headers = newest_page(
+            summaries, limit, lambda summary: datetime.fromisoformat(summary["as_of"]), request
+        )
+        return JSONResponse(jsonable_encoder(summaries), headers=headers)
 
     @router.post(
         "/api/v1/phases/{phase}/evaluations",
