@@ -319,3 +319,20 @@ def test_alert_rules_come_with_runbook_links_anyone_can_click(tmp_path: Path) ->
     for bad in ("service/RUNBOOK.md", "ftp://x/RUNBOOK.md", f"{base}#anchor"):
         refused = CliRunner().invoke(app, ["alert-rules", "--runbook-url", bad])
         assert refused.exit_code == 2 and refused.stderr.startswith("gatecheck: error: --runbook-url: ")
+
+
+def test_each_shipped_deployment_leaves_the_worker_room_to_be_replaced_before_the_kernel_kills_it() -> None:
+    """A container limit below the worker's default memory ceiling plus what runs beside it
+    means the ceiling never takes effect: the kernel kills the worker mid-evaluation."""
+    from gatecheck.config.models import WorkerConfig
+    from gatecheck.service.worker import BESIDE_THE_WORKER, memory_limit_warning
+
+    units = {"Mi": 2**20, "Gi": 2**30}
+    ceiling = WorkerConfig().memory_limit_mib * 2**20
+    for name in ("gatecheck.yaml", "gatecheck-replicas.yaml"):
+        documents = yaml.safe_load_all((REPO / "service" / "kubernetes" / name).read_text())
+        deployment = next(d for d in documents if d["kind"] == "Deployment")
+        limit = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+        limit_bytes = int(limit[:-2]) * units[limit[-2:]]
+        assert limit_bytes >= ceiling + BESIDE_THE_WORKER, (name, limit)
+        assert memory_limit_warning(ceiling, limit_bytes) is None

@@ -226,7 +226,7 @@ def serve_project(
         )
     from gatecheck.ledger import open_ledger
     from gatecheck.ledger.proxy import WorkerLedger
-    from gatecheck.service.worker import WorkerEvaluator
+    from gatecheck.service.worker import WorkerEvaluator, container_memory_limit, memory_limit_warning
 
     url = project.config.history.url
     if urlsplit(url).scheme == "sqlite":
@@ -242,6 +242,9 @@ def serve_project(
     # Evaluations run in a worker process, which owns the engine and the ledger; the ledger
     # reads of this process go through it too (chDB: one process per embedded path).
     settings = project.config.service.worker
+    cramped = memory_limit_warning(settings.memory_limit_mib * 2**20, container_memory_limit())
+    if cramped is not None:
+        log.warning(cramped)
     evaluator = WorkerEvaluator(
         project,
         recorded_since=recorded_since,

@@ -38,6 +38,7 @@ import os
 import signal
 import threading
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from gatecheck.errors import ConfigError, GatecheckError, LedgerError, WorkerError
@@ -55,6 +56,43 @@ def _rss_bytes() -> int:
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+#: What the serving process and the fork server hold beside the worker (measured: ~190 and
+#: ~170 MiB resident with the reference project), with room to spare.
+BESIDE_THE_WORKER = 512 * 2**20
+
+
+def container_memory_limit(cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The memory limit of the container this process runs in, in bytes: cgroup v2's
+    ``memory.max`` or cgroup v1's ``memory/memory.limit_in_bytes``; None where there is none
+    (``max``, v1's "unlimited" of about 2**63, no such file)."""
+    for path in (cgroup / "memory.max", cgroup / "memory" / "memory.limit_in_bytes"):
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:
+            return int(text)
+        return None
+    return None
+
+
+def memory_limit_warning(worker_limit: int, container_limit: int | None) -> str | None:
+    """What to say when the worker's ``memory_limit_mib`` cannot take effect: the container
+    would be out of memory first (the kernel kills the worker mid-evaluation, instead of
+    gatecheck replacing it once idle). None when it can, or there is no container limit."""
+    if not worker_limit or container_limit is None or worker_limit + BESIDE_THE_WORKER <= container_limit:
+        return None
+    fitting = max(0, (container_limit - BESIDE_THE_WORKER) // 2**20)
+    return (
+        f"service.worker.memory_limit_mib ({worker_limit // 2**20}) cannot take effect in this "
+        f"container's memory limit ({container_limit // 2**20} MiB, of which about "
+        f"{BESIDE_THE_WORKER // 2**20} MiB go to the serving process and the fork server): the kernel "
+        "would kill the worker in the middle of its evaluations before gatecheck replaces it; "
+        + (f"set it to {fitting} or less, or raise the container's limit" if fitting >= 64
+           else "raise the container's limit")
+    )  # fmt: skip
 
 
 def _limit_arenas(arenas: int = 2) -> None:
