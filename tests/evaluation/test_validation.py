@@ -447,3 +447,27 @@ def test_a_validation_that_raised_is_not_kept_and_the_kept_answers_are_bounded(m
     for k in range(6):
         check(frame([0.001 * k, 0.0], [100, 200]))
     assert len(runner.ANSWERS) == 3
+
+
+def test_the_kept_answers_hold_at_most_their_memory_budget_the_oldest_going_first(monkeypatch) -> None:
+    """A long-lived worker keeps answers for frames of up to 10,000 rows: bounded by count
+    alone, 512 such frames held ~450 MiB. The frames kept are also bounded in bytes; the
+    newest answers stay, the oldest go."""
+    from gatecheck.evaluation import validation as runner
+
+    monkeypatch.setattr(runner, "ANSWERS", runner.Answers())
+    check(frame([0.009, 0.0], [100, 200]))
+    one = runner.ANSWERS.kept_bytes  # what one such frame holds, as validated (its columns GE reads)
+    assert one > 0
+    monkeypatch.setattr(runner, "ANSWERS", runner.Answers(memory=2 * one))  # room for two such frames
+    calls = _count_ge_validations(monkeypatch)
+    for k in range(5):
+        check(frame([0.001 * k, 0.0], [100, 200]))
+    assert len(runner.ANSWERS) == 2 and runner.ANSWERS.kept_bytes == 2 * one
+    check(frame([0.004, 0.0], [100, 200]))  # the newest: answered from what is kept
+    check(frame([0.003, 0.0], [100, 200]))
+    assert len(calls) == 5
+    check(frame([0.0, 0.0], [100, 200]))  # the oldest: gone, asked again
+    assert len(calls) == 6 and runner.ANSWERS.kept_bytes == 2 * one
+    runner.ANSWERS.clear()
+    assert runner.ANSWERS.kept_bytes == 0 and len(runner.ANSWERS) == 0

@@ -657,14 +657,17 @@ class Answers:
     changed, and when a chain, a backtest and an explanation judge the same frames. The key is
     a digest of all four; a hit is confirmed by comparing the frame itself (``DataFrame.equals``
     with the same dtypes), so a digest collision cannot return another frame's answer. Bounded
-    (``size`` questions, frames of at most ``rows`` rows); a validation that raised is never
-    kept. Thread-safe: engines validate on their own threads. The process's one is
-    :data:`ANSWERS`."""
+    (``size`` questions, frames of at most ``rows`` rows, at most ``memory`` bytes of frames
+    kept: 512 frames of 10,000 rows held ~450 MiB of a long-lived worker); the oldest go first.
+    A validation that raised is never kept. Thread-safe: engines validate on their own threads.
+    The process's one is :data:`ANSWERS`."""
 
-    def __init__(self, size: int = 512, rows: int = 10_000) -> None:
-        self.size, self.rows = size, rows
+    def __init__(self, size: int = 512, rows: int = 10_000, memory: int = 64 * 2**20) -> None:
+        self.size, self.rows, self.memory = size, rows, memory
         self._lock = threading.Lock()
-        self._kept: OrderedDict[str, tuple[pd.DataFrame, dict[int, _Answer]]] = OrderedDict()
+        # key → (the frame, its answers, the frame's bytes)
+        self._kept: OrderedDict[str, tuple[pd.DataFrame, dict[int, _Answer], int]] = OrderedDict()
+        self._bytes = 0
 
     def validate(
         self,
@@ -697,10 +700,15 @@ class Answers:
             if isinstance(index, int):
                 answers[index] = _Answer(ge_result.success, ge_result.result, ge_result.exception_info)
         if key is not None:
+            size = int(frame.memory_usage(index=True, deep=True).sum())
             with self._lock:
-                self._kept[key] = (frame, answers)
-                while len(self._kept) > self.size:
-                    self._kept.popitem(last=False)
+                replaced = self._kept.pop(key, None)
+                if replaced is not None:
+                    self._bytes -= replaced[2]
+                self._kept[key] = (frame, answers, size)
+                self._bytes += size
+                while self._kept and (len(self._kept) > self.size or self._bytes > self.memory):
+                    self._bytes -= self._kept.popitem(last=False)[1][2]
         return answers
 
     def key(
@@ -734,6 +742,13 @@ class Answers:
     def clear(self) -> None:
         with self._lock:
             self._kept.clear()
+            self._bytes = 0
+
+    @property
+    def kept_bytes(self) -> int:
+        """The bytes of the frames kept."""
+        with self._lock:
+            return self._bytes
 
     def __len__(self) -> int:
         """How many answers are kept."""
