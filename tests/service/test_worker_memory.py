@@ -44,3 +44,39 @@ def test_a_worker_ceiling_the_container_cannot_hold_is_named_with_one_that_fits(
     assert memory_limit_warning(2048 * MIB, 2048 * MIB + BESIDE_THE_WORKER) is None
     assert memory_limit_warning(2048 * MIB, 2048 * MIB + BESIDE_THE_WORKER - 1) is not None
     assert memory_limit_warning(2048 * MIB, None) is None
+
+
+def test_serve_says_so_at_start_in_a_container_too_small_for_the_ceiling(config_copy: Path, tmp_path: Path) -> None:
+    """`gatecheck serve` reads the container's limit at start and logs the warning before it
+    starts the worker (a container of 1 GiB, as the shipped manifests once gave, stands in for
+    the cgroup this machine does not limit)."""
+    import os
+    import subprocess
+    import sys
+    script = (
+        "import sys\n"
+        "import gatecheck.service.worker as worker\n"
+        "worker.container_memory_limit = lambda cgroup=None: 1024 * 2**20\n"
+        "from gatecheck.cli import main\n"
+        f"sys.argv = ['gatecheck', 'serve', '--config', {str(config_copy)!r}, '--listen', '127.0.0.1:0']\n"
+        "main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
+    env["GATECHECK_HISTORY_URL"] = f"sqlite:///{tmp_path / 'history.db'}"
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        # the warning comes before the worker starts: its "ready" line (or the end) says it did not
+        said = ""
+        for line in process.stderr or ():
+            if "memory_limit_mib" in line or "evaluation worker" in line:
+                said = line
+                break
+        assert "WARNING gatecheck.service: service.worker.memory_limit_mib (2048) cannot take effect" in said, said
+        assert "(1024 MiB, of which about 512 MiB" in said and "set it to 512 or less" in said
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+        if process.stderr is not None:
+            process.stderr.close()
