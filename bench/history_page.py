@@ -34,13 +34,34 @@ from typing import Any
 import httpx
 from common import PROJECT, copy_config
 
+from gatecheck._values import document_time
 from gatecheck.config import load_project
 from gatecheck.demo.reference import build_reference
 from gatecheck.evaluation.engine import Engine
-from gatecheck.ledger import SqliteLedger, record_summary
+from gatecheck.ledger import Record, SqliteLedger
+from gatecheck.results import Outcome
 from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 
 PHASE = "warehouse-release"
+
+
+def summary_as_before(record: Record) -> dict[str, Any]:
+    """The endpoint's summary before 2026-12-07: the whole verdict built from the document."""
+    whole = record.to_verdict()
+    return {
+        "phase": record.phase,
+        "environment": record.environment,
+        "as_of": document_time(record.as_of),
+        "verdict": record.verdict.value,
+        "checks_passed": record.checks_passed,
+        "duration_s": round(record.duration_s, 3),
+        "config_hash": record.config_hash,
+        "gatecheck_version": record.gatecheck_version,
+        "recorded_at": document_time(record.recorded_at),
+        "not_passed": {c.suite: c.outcome.value for c in whole.checks if c.outcome is not Outcome.PASS},
+        "waivers": sorted({c.waiver.id for c in whole.checks if c.waiver is not None}),
+        "requested_by": whole.requested_by.model_dump() if whole.requested_by is not None else None,
+    }
 
 
 def measured(call: Callable[[], Any], repeat: int) -> tuple[float, float, int]:
@@ -168,7 +189,7 @@ def main() -> None:
         days = min(365, args.records * 5 // 1440 + 1)  # every record: 5 minutes apart
         since = now - timedelta(days=days)
         baseline = measured(
-            lambda: [record_summary(r) for r in ledger.history(PHASE, since, None, None, args.records)],
+            lambda: [summary_as_before(r) for r in ledger.history(PHASE, since, None, None, args.records)],
             args.repeat,
         )
         # what crossed from the worker before: the records themselves

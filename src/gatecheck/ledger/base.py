@@ -464,23 +464,9 @@ class RowLedger(Ledger):
         newest: int | None = None,
     ) -> list[dict[str, Any]]:
         where, args = history_filter(self.MARK, phase, since, until, None, newest, None, True)
-
-        def summary(row: Any) -> dict[str, Any]:
-            return summary_of(
-                phase=row[0],
-                environment=row[1],
-                as_of=from_ms(row[2]),
-                verdict=VerdictState(row[3]),
-                checks_passed=bool(row[4]),
-                config_hash=row[5],
-                duration_s=row[6],
-                gatecheck_version=row[7],
-                recorded_at=from_ms(row[8]),
-                document=json.loads(row[9]),
-            )
-
         # newest first from the query; each document summarized as it is read, then let go
-        return self._each(f"SELECT {HISTORY_COLUMNS} FROM {self.TABLE}{where}", args, summary)[::-1]
+        sql = f"SELECT {HISTORY_COLUMNS} FROM {self.TABLE}{where}"
+        return self._each(sql, args, lambda row: record_summary(record_of(row)))[::-1]
 
     def _each(
         self, sql: str, args: list[Any], each: Callable[[Any], T], what: str = "cannot read"
@@ -594,42 +580,21 @@ def from_ms(value: int) -> datetime:
 
 
 def record_summary(record: Record) -> dict[str, Any]:
-    """A ledger record without its full document, plus the checks that did not pass."""
-    return summary_of(
-        phase=record.phase, environment=record.environment, as_of=record.as_of, verdict=record.verdict,
-        checks_passed=record.checks_passed, config_hash=record.config_hash, duration_s=record.duration_s,
-        gatecheck_version=record.gatecheck_version, recorded_at=record.recorded_at, document=record.document,
-    )  # fmt: skip
-
-
-def summary_of(
-    *,
-    phase: str,
-    environment: str,
-    as_of: datetime,
-    verdict: VerdictState,
-    checks_passed: bool,
-    config_hash: str,
-    duration_s: float,
-    gatecheck_version: str,
-    recorded_at: datetime,
-    document: dict[str, Any],
-) -> dict[str, Any]:
-    """:func:`record_summary` of a record's columns and its document as stored (a verdict
-    document: its checks' ``suite``, ``outcome`` and ``waiver`` are read from it as they are,
-    without building the whole :class:`Verdict` — a page of thousands is listed)."""
-    checks = document.get("checks") or []
-    requested = document.get("requested_by")
+    """A ledger record without its full document, plus the checks that did not pass. The
+    document is read as stored (its checks' ``suite``, ``outcome`` and ``waiver``), without
+    building the whole :class:`Verdict`: a history page lists thousands."""
+    checks = record.document.get("checks") or []
+    requested = record.document.get("requested_by")
     return {
-        "phase": phase,
-        "environment": environment,
-        "as_of": document_time(as_of),
-        "verdict": verdict.value,
-        "checks_passed": checks_passed,
-        "duration_s": round(duration_s, 3),
-        "config_hash": config_hash,
-        "gatecheck_version": gatecheck_version,
-        "recorded_at": document_time(recorded_at),
+        "phase": record.phase,
+        "environment": record.environment,
+        "as_of": document_time(record.as_of),
+        "verdict": record.verdict.value,
+        "checks_passed": record.checks_passed,
+        "duration_s": round(record.duration_s, 3),
+        "config_hash": record.config_hash,
+        "gatecheck_version": record.gatecheck_version,
+        "recorded_at": document_time(record.recorded_at),
         "not_passed": {c["suite"]: c["outcome"] for c in checks if c["outcome"] != Outcome.PASS.value},
         # The waivers a GO held through: a waived GO is never shown as a plain one.
         "waivers": sorted({c["waiver"]["id"] for c in checks if c.get("waiver") is not None}),

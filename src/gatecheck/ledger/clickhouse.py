@@ -27,9 +27,9 @@ from gatecheck.ledger.base import (
     contemporary,
     from_ms,
     no_leases,
+    record_summary,
     row_of,
     stored_failed,
-    summary_of,
     to_ms,
     tracked_document,
 )
@@ -177,6 +177,25 @@ ORDER BY as_of, recorded_at
 """
 
 
+def _record(r: dict[str, Any]) -> Record:
+    """A record from a row of the history query (:data:`_CH_SELECT`)."""
+    document = json.loads(r["document"])
+    return Record(
+        phase=r["phase"],
+        environment=r["environment"],
+        as_of=from_ms(int(r["as_of_ms"])),
+        verdict=VerdictState(r["verdict"]),
+        checks_passed=bool(r["checks_passed"]),
+        config_hash=r["config_hash"],
+        duration_s=float(r["duration_s"]),
+        gatecheck_version=r["gatecheck_version"],
+        recorded_at=from_ms(int(r["recorded_at_ms"])),
+        document=document,
+        checks_failed=stored_failed(r["checks_failed"], document),
+        waivers=r["waivers"] or "",
+    )
+
+
 class ClickHouseLedger(Ledger):
     """A ``gatecheck_evaluations`` table on chDB or a ClickHouse server."""
 
@@ -277,27 +296,7 @@ class ClickHouseLedger(Ledger):
             **_range_params(phase, since, until, newest, recorded_since, ahead),
             "verdicts": sorted(v.value for v in verdicts or ()),
         }
-        try:
-            frame = self._execute(_CH_SELECT.replace("{table}", self._table), params, True)
-        except Exception as exc:
-            raise LedgerError(f"history ledger {self.url}: cannot read ({exc})") from exc
-        return [
-            Record(
-                phase=r["phase"],
-                environment=r["environment"],
-                as_of=from_ms(int(r["as_of_ms"])),
-                verdict=VerdictState(r["verdict"]),
-                checks_passed=bool(r["checks_passed"]),
-                config_hash=r["config_hash"],
-                duration_s=float(r["duration_s"]),
-                gatecheck_version=r["gatecheck_version"],
-                recorded_at=from_ms(int(r["recorded_at_ms"])),
-                document=(document := json.loads(r["document"])),
-                checks_failed=stored_failed(r["checks_failed"], document),
-                waivers=r["waivers"] or "",
-            )
-            for r in frame.to_dict("records")[::-1]  # newest first from the query
-        ]
+        return [_record(r) for r in self._history_rows(params)]
 
     def summaries(
         self,
@@ -309,25 +308,16 @@ class ClickHouseLedger(Ledger):
         if self._absent:
             return []
         params = {**_range_params(phase, since, until, newest, None, True), "verdicts": []}
+        # each record summarized and let go as its row is read
+        return [record_summary(_record(r)) for r in self._history_rows(params)]
+
+    def _history_rows(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The rows of a history read, oldest first (the query answers newest first)."""
         try:
             frame = self._execute(_CH_SELECT.replace("{table}", self._table), params, True)
         except Exception as exc:
             raise LedgerError(f"history ledger {self.url}: cannot read ({exc})") from exc
-        return [
-            summary_of(
-                phase=r.phase,
-                environment=r.environment,
-                as_of=from_ms(int(r.as_of_ms)),
-                verdict=VerdictState(r.verdict),
-                checks_passed=bool(r.checks_passed),
-                config_hash=r.config_hash,
-                duration_s=float(r.duration_s),
-                gatecheck_version=r.gatecheck_version,
-                recorded_at=from_ms(int(r.recorded_at_ms)),
-                document=json.loads(r.document),
-            )
-            for r in frame.iloc[::-1].itertuples(index=False)  # newest first from the query
-        ]
+        return list(frame.to_dict("records")[::-1])
 
     def tracked_history(
         self,
