@@ -65,6 +65,14 @@ def test_the_served_demo_runs_two_replicas_on_its_postgresql_ledger(tmp_path: Pa
         assert sorted(r["scheduling"] for r in ready) == [False, True]
         assert ready[0]["leader"] == ready[1]["leader"] is not None
         assert "2 replicas on the demo's PostgreSQL ledger" in (tmp_path / "demo.log").read_text()
+        # Each replica judges on its own copy of the warehouse (chDB opens a path in one process):
+        # an evaluation asked of each, whichever schedules, reads every warehouse table. (The
+        # second replica's copy once had no table at all: its checks failed only when it led.)
+        for base in bases:
+            asked = local_http.post(f"{base}/api/v1/phases/warehouse-release/evaluate", timeout=60)
+            assert asked.status_code == 200, asked.text
+            assert [(c["suite"], c["outcome"]) for c in asked.json()["checks"] if c["outcome"] != "pass"] == []
+            assert asked.json()["verdict"] == "go"
     finally:
         demo.send_signal(signal.SIGTERM)
         demo.wait(timeout=60)

@@ -272,7 +272,12 @@ def _replicas(
     """Start ``replicas - 1`` more ``gatecheck serve`` processes on the ports after
     ``address``'s, each on a copy of the demo's warehouse (chDB opens a path in one process;
     the warehouse is built ahead, so a copy is the same data); stopped with the demo (and
-    with it if it is killed). Their addresses, and how to stop each."""
+    with it if it is killed). Their addresses, and how to stop each.
+
+    The copy keeps chDB's symbolic links as links (they are relative: ``metadata/default`` and
+    ``data/default/<table>`` point into ``store/``). Followed, they became plain directories,
+    and chDB opened the copy with no table at all: the second replica's warehouse checks
+    failed with "Unknown table" whenever it held the lease."""
     import functools
     import shutil
     import subprocess
@@ -285,7 +290,7 @@ def _replicas(
     for index in range(2, replicas + 1):
         warehouse = state / f"warehouse-r{index}"
         shutil.rmtree(warehouse, ignore_errors=True)
-        shutil.copytree(state / "warehouse", warehouse)
+        shutil.copytree(state / "warehouse", warehouse, symlinks=True)
         listen = f"{host}:{int(port) + index - 1 if int(port) else 0}"  # 0: each its own free port
         process = subprocess.Popen(
             [sys.executable, "-m", "gatecheck.cli", "serve", "--config", str(root), "--listen", listen],
