@@ -600,6 +600,19 @@ BAD_CONFIGS = {
         lambda d: d["defaults"].update(clock_skew_tolerance_s=[5]),
         "thresholds.yaml: defaults.clock_skew_tolerance_s: [5] must be a finite number: suites/freshness_lag.yaml uses it in query parameter {clock_skew_tolerance_s:Float64}",
     ),
+    "a minimum above the maximum (two thresholds swapped, say)": (
+        "suites/unmatched_edges.yaml",
+        lambda d: d["expectations"][0].update(min_value=0.01),
+        "suites/unmatched_edges.yaml: expectations[0] (expect_column_values_to_be_between): min_value 0.01 is "
+        "above max_value unmatched_edge_rate_max = 0.005 (thresholds.yaml: defaults.unmatched_edge_rate_max): "
+        "no value can pass, the check could only fail (for phases ",
+    ),
+    "a minimum equal to the maximum with a strict side": (
+        "suites/unmatched_edges.yaml",
+        lambda d: d["expectations"][0].update(min_value=0.005, strict_max=True),
+        "min_value 0.005 equals max_value unmatched_edge_rate_max = 0.005 (thresholds.yaml: "
+        "defaults.unmatched_edge_rate_max) and strict_max is true: no value can pass",
+    ),
 }
 
 
@@ -625,6 +638,17 @@ def test_bad_configuration_is_one_clear_line_and_exit_2(case: str, config_copy: 
         assert expected in lines[0], lines[0]
         assert lines[0].startswith("gatecheck: error: ")
         assert "Traceback" not in result.output and "Sup3r" not in result.output
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [{"min_value": 0.005}, {"min_value": 0.001, "strict_min": True, "strict_max": True}, {"min_value": 0.0}],
+)
+def test_a_range_some_value_can_pass_is_taken(bounds: dict, config_copy: Path) -> None:
+    """The passing side of "a minimum above the maximum": equal bounds hold that one value."""
+    edit(config_copy / "suites" / "unmatched_edges.yaml", lambda d: d["expectations"][0].update(bounds))
+    result = runner.invoke(app, ["validate", "--config", str(config_copy)])
+    assert result.exit_code == 0, result.output
 
 
 def test_credentials_from_the_environment_are_taken(config_copy: Path) -> None:

@@ -170,6 +170,32 @@ def test_a_row_condition_is_judged_and_shown_on_the_rows_it_selects() -> None:
     assert failed.expectations[0].observed_value == 0.02
 
 
+@pytest.mark.parametrize(
+    ("condition", "parser"),
+    [
+        ("edges > 150", "pandas"),
+        ("`edges` > 150", "pandas"),
+        ('col("edges") > 150', "great_expectations"),
+    ],
+)
+def test_a_row_condition_on_a_column_no_expectation_names_is_judged(condition: str, parser: str) -> None:
+    """A row_condition may select rows by any column of the answer, not only a group or the
+    column judged: GE was handed only those, so a condition on another column (the evidence
+    column, say) raised "name 'edges' is not defined" and every such check was an error."""
+    data = frame([0.5, 0.001, 0.02], [100, 200, 300])
+    failed = check(data, expectations=conditioned(condition, parser))
+    assert failed.outcome is Outcome.FAIL, failed
+    assert [g.group for g in failed.expectations[0].failing_groups] == [{"edge_type": "t2"}]
+    passed = check(frame([0.5, 0.001, 0.002], [100, 200, 300]), expectations=conditioned(condition, parser))
+    assert passed.outcome is Outcome.PASS, passed  # t0's 0.5 is not selected
+    # a backtest's steps, validated together, are judged as each alone
+    both = [data, frame([0.5, 0.001, 0.002], [100, 200, 300])]
+    conditioned_suite = suite(expectations=conditioned(condition, parser))
+    together = validate_frames(conditioned_suite, both, THRESHOLDS)
+    assert together == [validate_frame(conditioned_suite, f, THRESHOLDS) for f in both]
+    assert [r[0].outcome for r in together] == [Outcome.FAIL, Outcome.PASS]
+
+
 def test_a_group_column_the_answer_lacks_is_an_error_beside_a_pass_and_named_beside_a_failure() -> None:
     """A misspelt `groups:` entry left every failure unnamed ("overall") and every pass a pass."""
     said = "groups: column(s) 'edge_typ' not in the query result (columns: edge_type, edges, rate)"

@@ -1,8 +1,8 @@
 """Cross-checks: the problems that span files — unknown names, unresolved parameters, a
 suite's query in the wrong form for its source, thresholds that nothing uses or that do not
-fit where they are used, a retention shorter than a gate reads back.
+fit where they are used, a range no value can pass, a retention shorter than a gate reads back.
 
-Why one module of ~540 lines: each check reads the project whole (gatecheck.yaml, the
+Why one module of ~590 lines: each check reads the project whole (gatecheck.yaml, the
 thresholds, every gate and suite) and reports in one list, in one order, file by file."""
 
 from __future__ import annotations
@@ -519,7 +519,55 @@ def threshold_problems(project: Project) -> list[str]:
         problems.append(
             f"{what}: {suite_label} uses it in {where} (for {plural} {', '.join(sorted(phases))})"
         )
+    problems.extend(_empty_ranges(project))
     return problems
+
+
+def _written(written: Any, resolved: Mapping[str, Any]) -> tuple[Any, str]:
+    """An expectation's bound as a phase resolves it, and how to name it: a literal, or a
+    ``$PARAMETER`` with its value and where that value is set."""
+    if isinstance(written, dict) and set(written) == {"$PARAMETER"}:
+        name = written["$PARAMETER"]
+        threshold = resolved.get(name) if isinstance(name, str) else None
+        if threshold is None:
+            return None, ""  # unresolved: reported on its own
+        return threshold.value, f"{name} = {threshold.value!r} ({threshold.key})"
+    return written, repr(written)
+
+
+def _empty_ranges(project: Project) -> list[str]:
+    """Expectations whose range holds no value in some phase: a min_value above the
+    max_value (or equal, with a strict side), as the phase's thresholds resolve them. Such a
+    check can only fail, whatever the data: a mistake (two thresholds swapped, an override of
+    one side), said where it is written, never a gate that blocks for ever."""
+    found: dict[tuple[str, int, str, str], list[str]] = {}
+    for phase, gate in project.gates.items():
+        resolved = resolve_thresholds(project.thresholds, gate.environment, phase)
+        for _, suite_name in _suite_refs(gate):
+            suite = project.suites.get(suite_name)
+            for index, spec in enumerate(suite.expectations if suite is not None else []):
+                kwargs = spec.kwargs
+                if "min_value" not in kwargs or "max_value" not in kwargs:
+                    continue
+                low, low_said = _written(kwargs["min_value"], resolved)
+                high, high_said = _written(kwargs["max_value"], resolved)
+                if not (_is_number(low) and _is_number(high)):
+                    continue
+                strict = kwargs.get("strict_min") is True or kwargs.get("strict_max") is True
+                if low > high:
+                    what = f"min_value {low_said} is above max_value {high_said}"
+                elif low == high and strict:
+                    side = "strict_min" if kwargs.get("strict_min") is True else "strict_max"
+                    what = f"min_value {low_said} equals max_value {high_said} and {side} is true"
+                else:
+                    continue
+                label = project.files.get(f"suite:{suite_name}", f"suites/{suite_name}.yaml")
+                found.setdefault((label, index, spec.type, what), []).append(phase)
+    return [
+        f"{label}: expectations[{index}] ({kind}): {what}: no value can pass, the check could "
+        f"only fail (for phase{'s' if len(phases) > 1 else ''} {', '.join(sorted(phases))})"
+        for (label, index, kind, what), phases in found.items()
+    ]
 
 
 def embedded_path_problems(project: Project) -> list[str]:

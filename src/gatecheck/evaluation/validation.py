@@ -769,14 +769,26 @@ _SINGLE_VALUES = (str, bool, int, float, Decimal, np.generic, datetime, date, pd
 
 
 def _wanted(columns: Any, groups: list[str], specs: list[ExpectationSpec]) -> list[str]:
-    """The groups and every column of ``columns`` an expectation names, in that order."""
+    """The groups and every column of ``columns`` an expectation names, in that order — by
+    value, or inside a ``row_condition`` (``edges > 150``, ```edges` > 150``,
+    ``col("edges") > 150``): a condition may select rows by any column of the answer."""
     wanted = list(groups)
     for spec in specs:
+        condition = spec.kwargs.get("row_condition")
         for value in spec.kwargs.values():
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, str) and item in columns and item not in wanted:
                     wanted.append(item)
+        if isinstance(condition, str):
+            wanted += [
+                c for c in columns if isinstance(c, str) and c not in wanted and _mentions(condition, c)
+            ]
     return wanted
+
+
+def _mentions(condition: str, column: str) -> bool:
+    """Whether ``condition`` names ``column`` as a whole name (not inside a longer one)."""
+    return re.search(rf"(?<![\w]){re.escape(column)}(?![\w])", condition) is not None
 
 
 def _single_labels(narrowed: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
