@@ -40,6 +40,20 @@ def test_minimal_project_explains_every_key_it_sets(tmp_path: Path) -> None:
     assert "evidence:" in suite and "# Too little evidence" in suite
 
 
+def test_an_unused_threshold_is_pointed_at_a_name_this_project_uses(tmp_path: Path) -> None:
+    """"Did you mean" offers a threshold the project's suites use before one the reference
+    declares that nothing here uses (which would fix nothing)."""
+    runner.invoke(app, ["init", str(tmp_path)])
+    thresholds = tmp_path / "thresholds.yaml"
+    thresholds.write_text(thresholds.read_text().replace("defaults:\n", "defaults:\n  event_age_max_s: 5\n", 1))
+    result = runner.invoke(app, ["validate", "--config", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "gatecheck: error: thresholds.yaml: defaults.event_age_max_s: no suite uses a threshold of this "
+        "name (did you mean 'newest_event_age_max_s'?)"
+    )
+
+
 def test_init_never_overwrites_and_lists_what_it_skipped(tmp_path: Path) -> None:
     (tmp_path / "gates").mkdir()
     mine = tmp_path / "gatecheck.yaml"

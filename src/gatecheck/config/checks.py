@@ -461,7 +461,9 @@ def threshold_problems(project: Project) -> list[str]:
     known = used_anywhere | DECLARED_THRESHOLDS
 
     def unknown(key: str, name: str) -> str:
-        return f"{THRESHOLDS_FILE}: {key}: no suite uses a threshold of this name{did_you_mean(name, known)}"
+        # a name this project's suites use first: a declared one they do not use is no fix
+        hint = did_you_mean(name, used_anywhere) or did_you_mean(name, known)
+        return f"{THRESHOLDS_FILE}: {key}: no suite uses a threshold of this name{hint}"
 
     def files_of(gates: list[GateConfig]) -> str:
         return ", ".join(project.files.get(f"gate:{g.phase}", g.phase) for g in gates)
