@@ -589,6 +589,48 @@ def test_an_unmet_requires_says_where_the_chain_it_waits_on_stops(
     )
 
 
+def test_a_required_go_whose_own_requirement_no_longer_holds_satisfies_no_requires(
+    soak_config: Path, warehouse: Path, tmp_path: Path
+) -> None:
+    """first → before → soak-test. A NO-GO of first recorded after before's GO makes before
+    INCONCLUSIVE when judged again (its requires unmet: not a decision), so before's latest
+    decision is still that older GO: it must not carry soak-test past first's NO-GO. It holds
+    again once first has a newer GO."""
+    gates = soak_config / "gates"
+    (gates / "first.yaml").write_text(yaml.safe_dump(
+        {"phase": "first", "environment": "staging", "checks": [{"suite": "unattributed_sessions"}]}
+    ))  # fmt: skip
+    before = yaml.safe_load((gates / "before.yaml").read_text())
+    (gates / "before.yaml").write_text(yaml.safe_dump({**before, "requires": ["first"]}))
+    ledger = at_their_time(SqliteLedger(tmp_path / "l.db"))
+    fill(ledger, "first", [(10, "pass")])
+    met = Requirement(phase="first", satisfied=True, reason="GO of first recorded as of 2026-11-21T20:00:00Z")
+    ledger.record(verdict("before", AS_OF - 9 * HOUR).model_copy(update={"requires": [met]}), 0.1)
+    fill(ledger, "soak-test", every(6.2, 0.1))
+    assert judge(soak_config, warehouse, ledger).verdict is VerdictState.GO
+    fill(ledger, "first", [(5, "fail")])  # first's NO-GO; before, judged again, would wait on it
+    unmet = judge(soak_config, warehouse, ledger)
+    assert unmet.verdict is VerdictState.INCONCLUSIVE
+    assert unmet.requires[0].reason == (
+        "the latest GO of before, as of 2026-11-21T21:00:00Z, no longer holds: its requirement of first "
+        "no longer holds (the latest decision of first is NO-GO as of 2026-11-22T01:00:00Z: it needs a "
+        "newer GO): it needs a newer GO"
+    )
+    # the service's look judges it alike (requirement_at), each link once with a memo
+    from gatecheck.evaluation.gate import requirement_at
+
+    project = load_project(soak_config, environ=warehouse_env(warehouse, "healthy"))
+    memo: dict = {}
+    for shared in (None, memo, memo):
+        looked = asyncio.run(requirement_at(project, "soak-test", "before", ledger, AS_OF, None, memo=shared))
+        assert looked == unmet.requires[0]
+    assert set(memo) == {("soak-test", "before"), ("before", "first")}
+    fill(ledger, "first", [(4, "pass")])  # a newer GO of first: before's GO rests on it again
+    again = judge(soak_config, warehouse, ledger)
+    assert again.verdict is VerdictState.GO, again.reasons
+    assert again.requires[0].reason == "GO of before recorded as of 2026-11-21T21:00:00Z"
+
+
 def test_checks_passed_means_required_checks_only() -> None:
     assert checks_passed(verdict("p", AS_OF))
     assert not checks_passed(verdict("p", AS_OF, Outcome.ERROR))

@@ -243,6 +243,7 @@ async def evaluate(
             approvals,
             project.gate_digest(name) if name in project.gates else "",
             trail,
+            project,
         )
         for name in gate.requires
     ]
@@ -480,10 +481,19 @@ async def _requirement(
     approvals: list[AuditEvent] | None = None,
     digest: str = "",
     trail: list[AuditEvent] | None = None,
+    project: Project | None = None,
+    above: frozenset[str] = frozenset(),
+    memo: dict[tuple[str, str], Requirement] | None = None,
 ) -> Requirement:
     """Whether ``phase`` has a recorded GO (or a stand-in for one). A GO judged by another
     definition of ``phase``'s gate than ``digest`` still counts, and its reason says so: the
-    gate was changed after that GO, which a reader deciding a promotion should know."""
+    gate was changed after that GO, which a reader deciding a promotion should know.
+
+    With ``project``, a recorded GO also needs what it required to hold still, judged now as
+    an evaluation of ``phase`` would judge it (:func:`requirement_at`, up the chain): a NO-GO
+    recorded since two phases up makes the phase between INCONCLUSIVE, not a decision, and its
+    older GO must not carry the promotion past it. ``above``: the phases whose requirement
+    this is judged for, up to here (each at most once)."""
     if phase in approved:
         return Requirement(phase=phase, satisfied=True, reason=ASSUMED_APPROVED)
     recorded = approval_at(approvals, phase, as_of) if approvals else None
@@ -548,6 +558,19 @@ async def _requirement(
                     f"them, or --assume-approved {phase}"
                 ),
             )
+        if project is not None and phase in project.gates:
+            ended = await _requirements_ended(
+                project, phase, record.document, ledger, as_of, recorded_since, above, memo
+            )
+            if ended is not None:
+                return Requirement(
+                    phase=phase,
+                    satisfied=False,
+                    reason=(
+                        f"the latest GO of {phase}, as of {timestamp(record.as_of)}, no longer holds: "
+                        f"{ended}: it needs a newer GO"
+                    ),
+                )
         judged_by = record.document.get("gate_digest") or ""
         if redefined(judged_by, digest):
             reason += (
@@ -571,20 +594,71 @@ async def requirement_at(
     ledger: Ledger,
     as_of: datetime,
     recorded_since: datetime | None,
+    above: frozenset[str] = frozenset(),
+    memo: dict[tuple[str, str], Requirement] | None = None,
 ) -> Requirement:
     """``dependent``'s requirement of ``phase`` judged at ``as_of`` as an evaluation of it would
     judge it then (without ``--assume-approved``): whether a GO of ``dependent`` judged earlier
-    still rests on what it required (the service's look, ``max_age``). A ledger or trail that
-    cannot be read is no answer: LedgerError."""
+    still rests on what it required (the service's look, ``max_age``), up the chain. ``memo``:
+    the requirements already judged at this ``as_of`` (a look over every phase judges each
+    link of the chain once, not once per phase below it). A ledger or trail that cannot be read
+    is no answer: LedgerError."""
+    if memo is not None and (dependent, phase) in memo:
+        return memo[(dependent, phase)]
     trail, unreadable = await _trail(ledger, [phase, EVERY_PHASE])
     if unreadable is not None:
         raise LedgerError(unreadable)
     approvals = trail if project.gates[dependent].approval_satisfies_requires else None
     digest = project.gate_digest(phase) if phase in project.gates else ""
-    found = await _requirement(phase, set(), ledger, as_of, recorded_since, approvals, digest, trail)
+    found = await _requirement(
+        phase,
+        set(),
+        ledger,
+        as_of,
+        recorded_since,
+        approvals,
+        digest,
+        trail,
+        project,
+        above | {dependent},
+        memo,
+    )
     if not found.satisfied and found.reason.startswith("cannot read the history ledger"):
         raise LedgerError(found.reason)  # (_requirement's words for a ledger that failed it)
+    if memo is not None:
+        memo[(dependent, phase)] = found
     return found
+
+
+async def _requirements_ended(
+    project: Project,
+    phase: str,
+    document: Mapping[str, Any],
+    ledger: Ledger,
+    as_of: datetime,
+    recorded_since: datetime | None,
+    above: frozenset[str],
+    memo: dict[tuple[str, str], Requirement] | None = None,
+) -> str | None:
+    """Why a recorded GO of ``phase`` (its ``document``) no longer rests on what it required:
+    a requirement it met, judged again at ``as_of`` (:func:`requirement_at`), unmet now — or
+    None. An ``--assume-approved`` is left alone (it was for that one evaluation); a phase
+    already judged further down this chain (``above``) is not judged again."""
+    for met in document.get("requires") or []:
+        required = met.get("phase") if isinstance(met, Mapping) else None
+        if not isinstance(required, str) or not met.get("satisfied") or met.get("reason") == ASSUMED_APPROVED:
+            continue
+        if required in above or required == phase or phase not in project.gates:
+            continue
+        try:
+            found = await requirement_at(
+                project, phase, required, ledger, as_of, recorded_since, above | {phase}, memo
+            )
+        except GatecheckError as exc:
+            return f"its requirement of {required} cannot be judged again: {exc}"
+        if not found.satisfied:
+            return f"its requirement of {required} no longer holds ({found.reason})"
+    return None
 
 
 def _undecided(ledger: Ledger, phase: str, as_of: datetime, recorded_since: datetime | None) -> str | None:

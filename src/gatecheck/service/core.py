@@ -544,7 +544,9 @@ class Service:
             )  # fmt: skip
         return deleted
 
-    async def requirement_ended(self, verdict: Verdict, now: datetime) -> str | None:
+    async def requirement_ended(
+        self, verdict: Verdict, now: datetime, memo: dict[tuple[str, str], Any] | None = None
+    ) -> str | None:
         """Why a GO's ``requires`` no longer holds at ``now`` — a requirement it met, judged
         again now as an evaluation would (:func:`requirement_at`: the required phase's latest
         decision no longer a GO, that GO taken back, the approval standing in for it ended or
@@ -559,7 +561,7 @@ class Service:
             if not met.satisfied or met.reason == ASSUMED_APPROVED:
                 continue
             now_judged = await requirement_at(
-                self.project, verdict.phase, met.phase, self.ledger, now, self.recorded_since
+                self.project, verdict.phase, met.phase, self.ledger, now, self.recorded_since, memo=memo
             )
             if not now_judged.satisfied:
                 return f"its requirement of {met.phase} no longer holds: {now_judged.reason}"
@@ -590,11 +592,12 @@ class Service:
             return []  # the ledger cannot be read: /readyz says so; the next look tries again
         now = self.clock()
         found = []
+        memo: dict[tuple[str, str], Any] = {}  # each link of the chain judged once a look
         for phase, verdict in held.items():
             why = no_longer_holds(trail, phase, verdict, now)
             if why is None:
                 try:
-                    why = await self.requirement_ended(verdict, now)
+                    why = await self.requirement_ended(verdict, now, memo)
                 except GatecheckError:
                     continue  # the ledger cannot be read: the next look tries again
             if why is None:
