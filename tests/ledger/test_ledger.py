@@ -625,6 +625,24 @@ def test_a_required_go_whose_own_requirement_no_longer_holds_satisfies_no_requir
         looked = asyncio.run(requirement_at(project, "soak-test", "before", ledger, AS_OF, None, memo=shared))
         assert looked == unmet.requires[0]
     assert set(memo) == {("soak-test", "before"), ("before", "first")}
+    # a ledger that fails up the chain is no answer: not a GO, and the service's look (which
+    # tries again later) is told it could not read, not that the GO ended
+    from gatecheck.errors import LedgerError
+
+    last_decision = ledger.last_decision
+
+    def failing(phase: str, *args, **kwargs):
+        if phase == "first":
+            raise LedgerError("database is locked")
+        return last_decision(phase, *args, **kwargs)
+
+    ledger.last_decision = failing  # type: ignore[method-assign]
+    unread = judge(soak_config, warehouse, ledger)
+    assert unread.verdict is VerdictState.INCONCLUSIVE
+    assert unread.requires[0].reason == "cannot read the history ledger: database is locked"
+    with pytest.raises(LedgerError, match=r"^cannot read the history ledger: database is locked$"):
+        asyncio.run(requirement_at(project, "soak-test", "before", ledger, AS_OF, None))
+    ledger.last_decision = last_decision  # type: ignore[method-assign]
     fill(ledger, "first", [(4, "pass")])  # a newer GO of first: before's GO rests on it again
     again = judge(soak_config, warehouse, ledger)
     assert again.verdict is VerdictState.GO, again.reasons

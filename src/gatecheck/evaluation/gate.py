@@ -472,6 +472,10 @@ async def _trail(ledger: Ledger | None, phases: list[str]) -> tuple[list[AuditEv
     return events, None
 
 
+#: How a requirement the ledger could not answer begins (requirement_at raises on it).
+_UNREADABLE = "cannot read the history ledger: "
+
+
 async def _requirement(
     phase: str,
     approved: set[str],
@@ -505,7 +509,7 @@ async def _requirement(
         try:
             later = await asyncio.to_thread(ledger.last_decision, phase, as_of, recorded_since)
         except GatecheckError as exc:
-            return Requirement(phase=phase, satisfied=False, reason=f"cannot read the history ledger: {exc}")
+            return Requirement(phase=phase, satisfied=False, reason=f"{_UNREADABLE}{exc}")
         if later is None or later.verdict is VerdictState.GO or later.as_of <= recorded.at:
             return Requirement(phase=phase, satisfied=True, reason=approval)
         return Requirement(
@@ -526,7 +530,7 @@ async def _requirement(
     try:
         record = await asyncio.to_thread(ledger.last_decision, phase, as_of, recorded_since)
     except GatecheckError as exc:
-        return Requirement(phase=phase, satisfied=False, reason=f"cannot read the history ledger: {exc}")
+        return Requirement(phase=phase, satisfied=False, reason=f"{_UNREADABLE}{exc}")
     if record is None:
         try:
             reason = await asyncio.to_thread(_undecided, ledger, phase, as_of, recorded_since)
@@ -559,9 +563,13 @@ async def _requirement(
                 ),
             )
         if project is not None and phase in project.gates:
-            ended = await _requirements_ended(
-                project, phase, record.document, ledger, as_of, recorded_since, above, memo
-            )
+            try:
+                ended = await _requirements_ended(
+                    project, phase, record.document, ledger, as_of, recorded_since, above, memo
+                )
+            except GatecheckError as exc:  # up the chain: the ledger failed it (one prefix)
+                said = str(exc).removeprefix(_UNREADABLE)
+                return Requirement(phase=phase, satisfied=False, reason=f"{_UNREADABLE}{said}")
             if ended is not None:
                 return Requirement(
                     phase=phase,
@@ -623,7 +631,7 @@ async def requirement_at(
         above | {dependent},
         memo,
     )
-    if not found.satisfied and found.reason.startswith("cannot read the history ledger"):
+    if not found.satisfied and found.reason.startswith(_UNREADABLE):
         raise LedgerError(found.reason)  # (_requirement's words for a ledger that failed it)
     if memo is not None:
         memo[(dependent, phase)] = found
@@ -650,12 +658,9 @@ async def _requirements_ended(
             continue
         if required in above or required == phase or phase not in project.gates:
             continue
-        try:
-            found = await requirement_at(
-                project, phase, required, ledger, as_of, recorded_since, above | {phase}, memo
-            )
-        except GatecheckError as exc:
-            return f"its requirement of {required} cannot be judged again: {exc}"
+        found = await requirement_at(  # a ledger that fails it raises: no answer
+            project, phase, required, ledger, as_of, recorded_since, above | {phase}, memo
+        )
         if not found.satisfied:
             return f"its requirement of {required} no longer holds ({found.reason})"
     return None
