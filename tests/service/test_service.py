@@ -1921,6 +1921,44 @@ def test_a_recent_go_resting_on_a_required_go_that_no_longer_holds_is_not_taken(
         assert len(ledger.history("svc-after")) == 2  # evaluated now, recorded
 
 
+def test_a_recent_go_two_steps_below_a_no_go_is_not_taken(service_config: Path, tmp_path: Path) -> None:
+    """svc-go → svc-after → svc-last, each GO a minute ago. A NO-GO of svc-go recorded since
+    (CI's own run, say) leaves svc-after's latest *decision* its GO (judged again it would be
+    inconclusive: no decision), so svc-last's GO rested on it two steps below the NO-GO:
+    `max_age` evaluates svc-last now, and its requires says why, up the chain."""
+    from datetime import UTC, datetime
+
+    from gatecheck.results import VerdictState
+
+    root = chained_config(service_config, tmp_path)
+    last = {"phase": "svc-last", "environment": "e-healthy", "requires": ["svc-after"],
+            "checks": [{"suite": "unmatched_edges"}]}  # fmt: skip
+    (root / "gates" / "svc-last.yaml").write_text(yaml.safe_dump(last))
+    runner = CliRunner()
+    for phase in ("svc-go", "svc-after", "svc-last"):
+        done = runner.invoke(app, ["run", "--phase", phase, "--config", str(root), "--format", "json"])
+        assert done.exit_code == 0, done.output
+    judged = json.loads(done.stdout)
+    ledger = SqliteLedger(tmp_path / "l.db")
+    svc = Service(load_project(root, environ={}), ledger, [])  # schedules nothing
+    url = "/api/v1/phases/svc-last/verdict"
+    with serving(svc) as (base, _):
+        taken = local_http.get(f"{base}{url}", params={"max_age": "1h"}, timeout=60).json()
+        assert (taken["verdict"], taken["as_of"]) == ("go", judged["as_of"])
+        go = ledger.latest("svc-go")
+        assert go is not None
+        no_go = go.to_verdict().model_copy(
+            update={"verdict": VerdictState.NO_GO, "as_of": datetime.now(UTC)}  # after every GO above
+        )
+        ledger.record(no_go, 0.1)
+        now = local_http.get(f"{base}{url}", params={"max_age": "1h"}, timeout=60).json()
+        assert now["verdict"] == "inconclusive" and now["as_of"] != judged["as_of"]
+        reason = now["requires"][0]["reason"]
+        assert reason.startswith("the latest GO of svc-after, as of "), reason
+        assert "no longer holds: its requirement of svc-go no longer holds (the latest decision of svc-go is NO-GO" in reason
+        assert len(ledger.history("svc-last")) == 2  # evaluated now, recorded
+
+
 def test_a_go_whose_required_go_no_longer_holds_is_judged_again_at_once(
     service_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
