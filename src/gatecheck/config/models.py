@@ -4,7 +4,7 @@
 Every model is strict and frozen (``extra="forbid"``). A source's own configuration and query
 models live with the source (:mod:`gatecheck.sources`, one leaf per ``type``).
 
-Why one module of ~1,000 lines: the models refer to one another (a gate's checks and their
+Why one module of ~1,140 lines: the models refer to one another (a gate's checks and their
 rules over time, a suite's window and query of every kind — SQL, PromQL, NATS, reconcile,
 SLO, probe — and the project) and pydantic resolves them together.
 """

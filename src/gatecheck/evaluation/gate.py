@@ -5,7 +5,7 @@ query runs in its source, Great Expectations judges the frame, and the outcomes 
 with precedence rollback > no-go > inconclusive > go. Nothing here raises for a source
 problem: a failing source is an ``error`` check and an ``inconclusive`` gate.
 
-Why ~920 lines: fetching a check and judging its answer share the shape of a check result,
+Why ~1,060 lines: fetching a check and judging its answer share the shape of a check result,
 for every kind of check (a suite's frame, a comparison, a reconciliation, an SLO, a probe).
 The pure part — a check's outcome, waivers, approvals, soak coverage, the verdict — is
 :mod:`gatecheck.evaluation.decide`, tested on plain records; this module gathers what it

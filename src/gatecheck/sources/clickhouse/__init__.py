@@ -9,7 +9,7 @@ MAX_ROWS + 1 rows ever cross, and a read-only user may run it: it changes no set
 SQL (``{name:Type}``, bound by the server). Datetimes are sent as Unix epoch seconds, which
 ClickHouse parses the same way whatever the server's or session's timezone is.
 
-Why ~510 lines: the source, its static checks, its one-pass and step forms, its estimate and
+Why ~590 lines: the source, its static checks, its one-pass and step forms, its estimate and
 ``check-sources`` are one reading of how a suite's SQL reaches ClickHouse (the connection hub
 is ``connection.py``, the one-pass rewrite ``onepass.py``).
 """
