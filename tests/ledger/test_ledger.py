@@ -617,14 +617,14 @@ def test_a_required_go_whose_own_requirement_no_longer_holds_satisfies_no_requir
         "newer GO): it needs a newer GO"
     )
     # the service's look judges it alike (requirement_at), each link once with a memo
-    from gatecheck.evaluation.gate import requirement_at
+    from gatecheck.evaluation.gate import Look, requirement_at
 
     project = load_project(soak_config, environ=warehouse_env(warehouse, "healthy"))
-    memo: dict = {}
+    memo = Look()
     for shared in (None, memo, memo):
         looked = asyncio.run(requirement_at(project, "soak-test", "before", ledger, AS_OF, None, memo=shared))
         assert looked == unmet.requires[0]
-    assert set(memo) == {("soak-test", "before"), ("before", "first")}
+    assert set(memo.judged) == {("soak-test", "before"), ("before", "first")}
     # a ledger that fails up the chain is no answer: not a GO, and the service's look (which
     # tries again later) is told it could not read, not that the GO ended
     from gatecheck.errors import LedgerError
@@ -647,6 +647,22 @@ def test_a_required_go_whose_own_requirement_no_longer_holds_satisfies_no_requir
     again = judge(soak_config, warehouse, ledger)
     assert again.verdict is VerdictState.GO, again.reasons
     assert again.requires[0].reason == "GO of before recorded as of 2026-11-21T21:00:00Z"
+    # further up: zero → first → before → soak-test; the reason names where the chain breaks,
+    # and the way up to it, not a reason inside a reason for each phase between
+    (gates / "zero.yaml").write_text(yaml.safe_dump(
+        {"phase": "zero", "environment": "staging", "checks": [{"suite": "unattributed_sessions"}]}
+    ))  # fmt: skip
+    first = yaml.safe_load((gates / "first.yaml").read_text())
+    (gates / "first.yaml").write_text(yaml.safe_dump({**first, "requires": ["zero"]}))
+    fill(ledger, "zero", [(11, "pass"), (3, "fail")])
+    on_zero = Requirement(phase="zero", satisfied=True, reason="GO of zero recorded as of 2026-11-21T19:00:00Z")
+    ledger.record(verdict("first", AS_OF - 3.5 * HOUR).model_copy(update={"requires": [on_zero]}), 0.1)
+    broken = judge(soak_config, warehouse, ledger)
+    assert broken.verdict is VerdictState.INCONCLUSIVE
+    assert broken.requires[0].reason == (
+        "the latest GO of before, as of 2026-11-21T21:00:00Z, no longer holds: up its chain (before → "
+        "first → zero), the latest decision of zero is NO-GO as of 2026-11-22T03:00:00Z: it needs a newer GO"
+    )
 
 
 def test_checks_passed_means_required_checks_only() -> None:

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Literal, TypeVar
@@ -472,6 +473,20 @@ async def _trail(ledger: Ledger | None, phases: list[str]) -> tuple[list[AuditEv
     return events, None
 
 
+@dataclass
+class Look:
+    """What one look up the chains has judged at one moment: each requirement (dependent,
+    phase) once, and for each phase whose GO no longer holds because of something further up,
+    the way up to it and what it is (a look over every phase judges each link once, and a
+    reason names the phase where the chain breaks, not every phase between)."""
+
+    judged: dict[tuple[str, str], Requirement] = field(default_factory=dict)
+    broken: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
+
+
+#: How an unmet requirement's reason ends when a newer GO would meet it.
+_NEWER_GO = ": it needs a newer GO"
+
 #: How a requirement the ledger could not answer begins (requirement_at raises on it).
 _UNREADABLE = "cannot read the history ledger: "
 
@@ -487,7 +502,7 @@ async def _requirement(
     trail: list[AuditEvent] | None = None,
     project: Project | None = None,
     above: frozenset[str] = frozenset(),
-    memo: dict[tuple[str, str], Requirement] | None = None,
+    memo: Look | None = None,
 ) -> Requirement:
     """Whether ``phase`` has a recorded GO (or a stand-in for one). A GO judged by another
     definition of ``phase``'s gate than ``digest`` still counts, and its reason says so: the
@@ -563,6 +578,7 @@ async def _requirement(
                 ),
             )
         if project is not None and phase in project.gates:
+            memo = memo if memo is not None else Look()
             try:
                 ended = await _requirements_ended(
                     project, phase, record.document, ledger, as_of, recorded_since, above, memo
@@ -603,7 +619,7 @@ async def requirement_at(
     as_of: datetime,
     recorded_since: datetime | None,
     above: frozenset[str] = frozenset(),
-    memo: dict[tuple[str, str], Requirement] | None = None,
+    memo: Look | None = None,
 ) -> Requirement:
     """``dependent``'s requirement of ``phase`` judged at ``as_of`` as an evaluation of it would
     judge it then (without ``--assume-approved``): whether a GO of ``dependent`` judged earlier
@@ -611,8 +627,8 @@ async def requirement_at(
     the requirements already judged at this ``as_of`` (a look over every phase judges each
     link of the chain once, not once per phase below it). A ledger or trail that cannot be read
     is no answer: LedgerError."""
-    if memo is not None and (dependent, phase) in memo:
-        return memo[(dependent, phase)]
+    if memo is not None and (dependent, phase) in memo.judged:
+        return memo.judged[(dependent, phase)]
     trail, unreadable = await _trail(ledger, [phase, EVERY_PHASE])
     if unreadable is not None:
         raise LedgerError(unreadable)
@@ -634,7 +650,7 @@ async def requirement_at(
     if not found.satisfied and found.reason.startswith(_UNREADABLE):
         raise LedgerError(found.reason)  # (_requirement's words for a ledger that failed it)
     if memo is not None:
-        memo[(dependent, phase)] = found
+        memo.judged[(dependent, phase)] = found
     return found
 
 
@@ -646,7 +662,7 @@ async def _requirements_ended(
     as_of: datetime,
     recorded_since: datetime | None,
     above: frozenset[str],
-    memo: dict[tuple[str, str], Requirement] | None = None,
+    memo: Look,
 ) -> str | None:
     """Why a recorded GO of ``phase`` (its ``document``) no longer rests on what it required:
     a requirement it met, judged again at ``as_of`` (:func:`requirement_at`), unmet now — or
@@ -662,7 +678,12 @@ async def _requirements_ended(
             project, phase, required, ledger, as_of, recorded_since, above | {phase}, memo
         )
         if not found.satisfied:
-            return f"its requirement of {required} no longer holds ({found.reason})"
+            # where the chain breaks: this requirement, or further up (then said from there)
+            way, why = memo.broken.get(required, ((required,), found.reason))
+            memo.broken[phase] = ((phase, *way), why)
+            if len(way) == 1:
+                return f"its requirement of {required} no longer holds ({why})"
+            return f"up its chain ({' → '.join((phase, *way))}), {why.removesuffix(_NEWER_GO)}"
     return None
 
 

@@ -31,6 +31,7 @@ from gatecheck.ledger.base import kept_records
 from gatecheck.results import Outcome, Requester, Verdict, VerdictState
 
 if TYPE_CHECKING:
+    from gatecheck.evaluation.gate import Look
     from gatecheck.ledger import Lease
     from gatecheck.render.html import Card, PhasePage
     from gatecheck.service.lease import Leadership
@@ -545,7 +546,7 @@ class Service:
         return deleted
 
     async def requirement_ended(
-        self, verdict: Verdict, now: datetime, memo: dict[tuple[str, str], Any] | None = None
+        self, verdict: Verdict, now: datetime, memo: Look | None = None
     ) -> str | None:
         """Why a GO's ``requires`` no longer holds at ``now`` — a requirement it met, judged
         again now as an evaluation would (:func:`requirement_at`: the required phase's latest
@@ -592,7 +593,9 @@ class Service:
             return []  # the ledger cannot be read: /readyz says so; the next look tries again
         now = self.clock()
         found = []
-        memo: dict[tuple[str, str], Any] = {}  # each link of the chain judged once a look
+        from gatecheck.evaluation.gate import Look
+
+        memo = Look()  # each link of the chain judged once a look
         for phase, verdict in held.items():
             why = no_longer_holds(trail, phase, verdict, now)
             if why is None:
