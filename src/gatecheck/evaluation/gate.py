@@ -481,6 +481,7 @@ class Look:
     reason names the phase where the chain breaks, not every phase between)."""
 
     judged: dict[tuple[str, str], Requirement] = field(default_factory=dict)
+    # an unmet requirement's reason → the way up from its phase to where the chain breaks, why
     broken: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
 
 
@@ -587,14 +588,11 @@ async def _requirement(
                 said = str(exc).removeprefix(_UNREADABLE)
                 return Requirement(phase=phase, satisfied=False, reason=f"{_UNREADABLE}{said}")
             if ended is not None:
-                return Requirement(
-                    phase=phase,
-                    satisfied=False,
-                    reason=(
-                        f"the latest GO of {phase}, as of {timestamp(record.as_of)}, no longer holds: "
-                        f"{ended}: it needs a newer GO"
-                    ),
-                )
+                said, way, why = ended
+                held = f"the latest GO of {phase}, as of {timestamp(record.as_of)}, no longer holds"
+                reason = f"{held}: {said}{_NEWER_GO}"
+                memo.broken[reason] = ((phase, *way), why)  # what a phase below says of it
+                return Requirement(phase=phase, satisfied=False, reason=reason)
         judged_by = record.document.get("gate_digest") or ""
         if redefined(judged_by, digest):
             reason += (
@@ -663,11 +661,12 @@ async def _requirements_ended(
     recorded_since: datetime | None,
     above: frozenset[str],
     memo: Look,
-) -> str | None:
-    """Why a recorded GO of ``phase`` (its ``document``) no longer rests on what it required:
-    a requirement it met, judged again at ``as_of`` (:func:`requirement_at`), unmet now — or
-    None. An ``--assume-approved`` is left alone (it was for that one evaluation); a phase
-    already judged further down this chain (``above``) is not judged again."""
+) -> tuple[str, tuple[str, ...], str] | None:
+    """Why a recorded GO of ``phase`` (its ``document``) no longer rests on what it required —
+    a requirement it met, judged again at ``as_of`` (:func:`requirement_at`), unmet now: what
+    to say, the way up from the requirement to where the chain breaks and why it breaks there
+    — or None. An ``--assume-approved`` is left alone (it was for that one evaluation); a
+    phase already judged further down this chain (``above``) is not judged again."""
     for met in document.get("requires") or []:
         required = met.get("phase") if isinstance(met, Mapping) else None
         if not isinstance(required, str) or not met.get("satisfied") or met.get("reason") == ASSUMED_APPROVED:
@@ -678,12 +677,12 @@ async def _requirements_ended(
             project, phase, required, ledger, as_of, recorded_since, above | {phase}, memo
         )
         if not found.satisfied:
-            # where the chain breaks: this requirement, or further up (then said from there)
-            way, why = memo.broken.get(required, ((required,), found.reason))
-            memo.broken[phase] = ((phase, *way), why)
+            # where the chain breaks: at this requirement, or further up (said from there)
+            way, why = memo.broken.get(found.reason, ((required,), found.reason))
             if len(way) == 1:
-                return f"its requirement of {required} no longer holds ({why})"
-            return f"up its chain ({' → '.join((phase, *way))}), {why.removesuffix(_NEWER_GO)}"
+                return f"its requirement of {required} no longer holds ({why})", way, why
+            said = f"up its chain ({' → '.join((phase, *way))}), {why.removesuffix(_NEWER_GO)}"
+            return said, way, why
     return None
 
 
