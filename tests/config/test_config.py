@@ -600,6 +600,12 @@ BAD_CONFIGS = {
         lambda d: d["defaults"].update(clock_skew_tolerance_s=[5]),
         "thresholds.yaml: defaults.clock_skew_tolerance_s: [5] must be a finite number: suites/freshness_lag.yaml uses it in query parameter {clock_skew_tolerance_s:Float64}",
     ),
+    "a cycle of requires": (
+        "gates/staging-predeploy.yaml",
+        lambda d: d.update(requires=["staging-soak"]),
+        "gates/staging-deploy.yaml: requires: staging-deploy → staging-predeploy → staging-soak → "
+        "staging-deploy is a cycle: none of these phases can be GO (each waits on the next)",
+    ),
     "a minimum above the maximum (two thresholds swapped, say)": (
         "suites/unmatched_edges.yaml",
         lambda d: d["expectations"][0].update(min_value=0.01),
@@ -649,6 +655,25 @@ def test_a_range_some_value_can_pass_is_taken(bounds: dict, config_copy: Path) -
     edit(config_copy / "suites" / "unmatched_edges.yaml", lambda d: d["expectations"][0].update(bounds))
     result = runner.invoke(app, ["validate", "--config", str(config_copy)])
     assert result.exit_code == 0, result.output
+
+
+def test_each_cycle_of_requires_is_found_once_in_a_walk_as_long_as_the_file() -> None:
+    """Every cycle closed by a `requires`, from its first phase by name; a chain (however
+    many phases require all the earlier ones) is none, and is walked in its size, not in
+    the number of its paths (2^n)."""
+    from types import SimpleNamespace
+
+    from gatecheck.config.checks import requires_cycles
+
+    def project(requires: dict[str, list[str]]) -> SimpleNamespace:
+        return SimpleNamespace(gates={p: SimpleNamespace(requires=r) for p, r in requires.items()})
+
+    cycles = {"c": ["a"], "a": ["b"], "b": ["c", "x"], "d": ["d", "a"], "f": ["e"], "e": ["f"], "x": []}
+    assert requires_cycles(project(cycles)) == [["a", "b", "c"], ["e", "f"]]
+    dense = {f"p{i:03d}": [f"p{j:03d}" for j in range(i)] for i in range(300)}  # 2^299 paths
+    assert requires_cycles(project(dense)) == []
+    dense["p000"] = ["p299"]
+    assert ["p000", "p299"] in requires_cycles(project(dense))
 
 
 def test_credentials_from_the_environment_are_taken(config_copy: Path) -> None:

@@ -35,6 +35,39 @@ from gatecheck.sources import kind_of
 from gatecheck.sources.http import ProbeQuery
 
 
+def requires_cycles(project: Project) -> list[list[str]]:
+    """Cycles of ``requires`` among the project's gates (two or more phases; a phase that
+    requires itself is said on its own): one for each ``requires`` that closes one in a
+    depth-first walk (each gate and each of its ``requires`` visited once: a file of many gates
+    costs its size, never a walk of every path), each starting from its first phase by name."""
+    state: dict[str, int] = {}  # 1: on the walk's path now, 2: done
+    path: list[str] = []
+    found: set[tuple[str, ...]] = set()
+    for root in sorted(project.gates):
+        if root in state:
+            continue
+        state[root] = 1
+        path.append(root)
+        stack = [iter(project.gates[root].requires)]
+        while stack:
+            required = next(stack[-1], None)
+            if required is None:
+                stack.pop()
+                state[path.pop()] = 2
+                continue
+            if required not in project.gates or required == path[-1]:
+                continue
+            if state.get(required) == 1:
+                cycle = path[path.index(required) :]
+                first = cycle.index(min(cycle))
+                found.add(tuple(cycle[first:] + cycle[:first]))
+            elif required not in state:
+                state[required] = 1
+                path.append(required)
+                stack.append(iter(project.gates[required].requires))
+    return [list(cycle) for cycle in sorted(found)]
+
+
 def _suite_refs(gate: GateConfig) -> Iterable[tuple[str, str]]:
     for i, check in enumerate(gate.checks):
         yield f"checks[{i}].suite", check.suite
@@ -150,6 +183,11 @@ def cross_check(project: Project) -> list[str]:
             if unit.query is not None and not isinstance(unit.query, str):
                 problems.extend(f"{label}: {prefix}query: {p}" for p in unit.query.problems())
 
+    for cycle in requires_cycles(project):
+        problems.append(
+            f"{project.files[f'gate:{cycle[0]}']}: requires: {' → '.join([*cycle, cycle[0]])} is a cycle: "
+            "none of these phases can be GO (each waits on the next)"
+        )
     for phase, gate in project.gates.items():
         label = project.files[f"gate:{phase}"]
         unknown_environment = gate.environment not in config.environments
