@@ -665,6 +665,56 @@ def test_a_required_go_whose_own_requirement_no_longer_holds_satisfies_no_requir
     )
 
 
+def test_an_approval_standing_in_for_a_go_falls_to_a_no_go_up_its_chain_judged_after_it(
+    soak_config: Path, warehouse: Path, tmp_path: Path
+) -> None:
+    """first → before → soak-test, whose gate lets an approval stand in for a required GO.
+    An approval of before stands "as a GO would": a NO-GO of first judged after the approval
+    stands over it; one judged before it (the person approving saw it) does not; a GO of
+    before judged after the approval is judged as a GO, up its chain."""
+    from gatecheck.ledger.audit import AuditEvent
+
+    gates = soak_config / "gates"
+    (gates / "first.yaml").write_text(yaml.safe_dump(
+        {"phase": "first", "environment": "staging", "checks": [{"suite": "unattributed_sessions"}]}
+    ))  # fmt: skip
+    before = yaml.safe_load((gates / "before.yaml").read_text())
+    (gates / "before.yaml").write_text(yaml.safe_dump({**before, "requires": ["first"]}))
+    soak_test = yaml.safe_load((gates / "soak-test.yaml").read_text())
+    (gates / "soak-test.yaml").write_text(yaml.safe_dump({**soak_test, "approval_satisfies_requires": True}))
+    ledger = at_their_time(SqliteLedger(tmp_path / "l.db"))
+    fill(ledger, "first", [(10, "pass"), (9, "fail")])  # first's NO-GO before the approval ...
+    approved = AuditEvent(
+        at=AS_OF - 8 * HOUR, kind="approved", phase="before", until=AS_OF + HOUR, by="heidi",
+        reason="checked by hand", config_hash="abc",
+    )  # fmt: skip
+    ledger.append_audit([approved])
+    fill(ledger, "soak-test", every(6.2, 0.1))
+    seen = judge(soak_config, warehouse, ledger)  # ... which heidi saw: her approval stands
+    assert seen.verdict is VerdictState.GO, seen.reasons
+    assert seen.requires[0].reason == "approved by heidi at 2026-11-21T22:00:00Z: checked by hand"
+    fill(ledger, "first", [(7, "pass"), (5, "fail")])  # a NO-GO of first judged after it
+    fell = judge(soak_config, warehouse, ledger)
+    assert fell.verdict is VerdictState.INCONCLUSIVE
+    assert fell.requires[0].reason == (
+        "the approval of before by heidi at 2026-11-21T22:00:00Z no longer stands: its requirement of "
+        "first no longer holds (the latest decision of first is NO-GO as of 2026-11-22T01:00:00Z: it needs "
+        "a newer GO), judged after it: it needs a newer GO or approval"
+    )
+    fill(ledger, "first", [(4.5, "pass")])
+    assert judge(soak_config, warehouse, ledger).verdict is VerdictState.GO  # first's newer GO
+    # a GO of before after the approval, resting on first's GO, then first's NO-GO: as a GO
+    met = Requirement(phase="first", satisfied=True, reason="GO of first recorded as of 2026-11-22T01:30:00Z")
+    ledger.record(verdict("before", AS_OF - 4 * HOUR).model_copy(update={"requires": [met]}), 0.1)
+    fill(ledger, "first", [(3, "fail")])
+    as_go = judge(soak_config, warehouse, ledger)
+    assert as_go.verdict is VerdictState.INCONCLUSIVE
+    assert as_go.requires[0].reason.startswith(
+        "the latest GO of before, as of 2026-11-22T02:00:00Z, no longer holds: its requirement of first "
+        "no longer holds (the latest decision of first is NO-GO as of 2026-11-22T03:00:00Z"
+    ), as_go.requires[0].reason
+
+
 def test_checks_passed_means_required_checks_only() -> None:
     assert checks_passed(verdict("p", AS_OF))
     assert not checks_passed(verdict("p", AS_OF, Outcome.ERROR))

@@ -5,7 +5,7 @@ query runs in its source, Great Expectations judges the frame, and the outcomes 
 with precedence rollback > no-go > inconclusive > go. Nothing here raises for a source
 problem: a failing source is an ``error`` check and an ``inconclusive`` gate.
 
-Why ~1,060 lines: fetching a check and judging its answer share the shape of a check result,
+Why ~1,130 lines: fetching a check and judging its answer share the shape of a check result,
 for every kind of check (a suite's frame, a comparison, a reconciliation, an SLO, a probe).
 The pure part — a check's outcome, waivers, approvals, soak coverage, the verdict — is
 :mod:`gatecheck.evaluation.decide`, tested on plain records; this module gathers what it
@@ -483,6 +483,8 @@ class Look:
     judged: dict[tuple[str, str], Requirement] = field(default_factory=dict)
     # an unmet requirement's reason → the way up from its phase to where the chain breaks, why
     broken: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
+    # an unmet requirement's reason → when the NO-GO or ROLLBACK it comes to was judged
+    failed_at: dict[str, datetime] = field(default_factory=dict)
 
 
 #: How an unmet requirement's reason ends when a newer GO would meet it.
@@ -526,17 +528,36 @@ async def _requirement(
             later = await asyncio.to_thread(ledger.last_decision, phase, as_of, recorded_since)
         except GatecheckError as exc:
             return Requirement(phase=phase, satisfied=False, reason=f"{_UNREADABLE}{exc}")
-        if later is None or later.verdict is VerdictState.GO or later.as_of <= recorded.at:
-            return Requirement(phase=phase, satisfied=True, reason=approval)
-        return Requirement(
-            phase=phase,
-            satisfied=False,
-            reason=(
+        if later is not None and later.as_of > recorded.at and later.verdict is not VerdictState.GO:
+            fell = (
                 f"the latest decision of {phase} is {later.verdict.value.upper()} as of "
                 f"{timestamp(later.as_of)}, after its approval by {recorded.by} at {timestamp(recorded.at)}: "
                 "it needs a newer GO or approval"
-            ),
-        )
+            )
+            if memo is not None:
+                memo.failed_at[fell] = later.as_of
+            return Requirement(phase=phase, satisfied=False, reason=fell)
+        if later is None or later.as_of <= recorded.at:
+            # ... and a NO-GO or ROLLBACK up its chain judged after it too (one before it, the
+            # person approving saw)
+            if project is not None and phase in project.gates:
+                memo = memo if memo is not None else Look()
+                try:
+                    after = await _failed_since(
+                        project, phase, recorded.at, ledger, as_of, recorded_since, above, memo
+                    )
+                except GatecheckError as exc:
+                    said = str(exc).removeprefix(_UNREADABLE)
+                    return Requirement(phase=phase, satisfied=False, reason=f"{_UNREADABLE}{said}")
+                if after is not None:
+                    fell = (
+                        f"the approval of {phase} by {recorded.by} at {timestamp(recorded.at)} no longer "
+                        f"stands: {after[0]}, judged after it: it needs a newer GO or approval"
+                    )
+                    memo.failed_at[fell] = after[1]
+                    return Requirement(phase=phase, satisfied=False, reason=fell)
+            return Requirement(phase=phase, satisfied=True, reason=approval)
+        # a GO judged after the approval: judged as a GO (up its chain too)
     if ledger is None:
         return Requirement(
             phase=phase,
@@ -592,6 +613,8 @@ async def _requirement(
                 held = f"the latest GO of {phase}, as of {timestamp(record.as_of)}, no longer holds"
                 reason = f"{held}: {said}{_NEWER_GO}"
                 memo.broken[reason] = ((phase, *way), why)  # what a phase below says of it
+                if why in memo.failed_at:
+                    memo.failed_at[reason] = memo.failed_at[why]
                 return Requirement(phase=phase, satisfied=False, reason=reason)
         judged_by = record.document.get("gate_digest") or ""
         if redefined(judged_by, digest):
@@ -599,14 +622,13 @@ async def _requirement(
                 ", judged by another definition of its gate (its checks, suites or thresholds changed since)"
             )
         return Requirement(phase=phase, satisfied=True, reason=reason)
-    return Requirement(
-        phase=phase,
-        satisfied=False,
-        reason=(
-            f"the latest decision of {phase} is {record.verdict.value.upper()} as of "
-            f"{timestamp(record.as_of)}: it needs a newer GO"
-        ),
+    reason = (
+        f"the latest decision of {phase} is {record.verdict.value.upper()} as of "
+        f"{timestamp(record.as_of)}{_NEWER_GO}"
     )
+    if memo is not None:
+        memo.failed_at[reason] = record.as_of
+    return Requirement(phase=phase, satisfied=False, reason=reason)
 
 
 async def requirement_at(
@@ -683,6 +705,36 @@ async def _requirements_ended(
                 return f"its requirement of {required} no longer holds ({why})", way, why
             said = f"up its chain ({' → '.join((phase, *way))}), {why.removesuffix(_NEWER_GO)}"
             return said, way, why
+    return None
+
+
+async def _failed_since(
+    project: Project,
+    phase: str,
+    since: datetime,
+    ledger: Ledger,
+    as_of: datetime,
+    recorded_since: datetime | None,
+    above: frozenset[str],
+    memo: Look,
+) -> tuple[str, datetime] | None:
+    """A requirement of ``phase``'s gate unmet at ``as_of`` because of a NO-GO or ROLLBACK
+    judged after ``since`` (up the chain): what to say and when it was judged — or None. A
+    requirement unmet for want of a GO (nothing decided) is not one: an approval stands in
+    for it, as approvals are for."""
+    for required in project.gates[phase].requires:
+        if required in above or required == phase:
+            continue
+        found = await requirement_at(
+            project, phase, required, ledger, as_of, recorded_since, above | {phase}, memo
+        )
+        failed = memo.failed_at.get(found.reason)
+        if found.satisfied or failed is None or failed <= since:
+            continue
+        way, why = memo.broken.get(found.reason, ((required,), found.reason))
+        if len(way) == 1:
+            return f"its requirement of {required} no longer holds ({why})", failed
+        return f"up its chain ({' → '.join((phase, *way))}), {why.removesuffix(_NEWER_GO)}", failed
     return None
 
 
