@@ -657,6 +657,32 @@ def test_a_range_some_value_can_pass_is_taken(bounds: dict, config_copy: Path) -
     assert result.exit_code == 0, result.output
 
 
+def test_a_service_interval_no_soak_can_be_covered_by_is_said(config_copy: Path) -> None:
+    """A soaking phase the service runs less often than its soak's max_gap is never GO from
+    the service's evaluations alone: `validate` says so (a note: a slow phase may be meant),
+    for each such phase, naming the key; an interval shorter than every max_gap, or phases
+    without a soak, say nothing."""
+    from gatecheck.config.checks import unsoakable
+
+    def notes() -> list[str]:
+        result = runner.invoke(app, ["validate", "--config", str(config_copy)])
+        assert result.exit_code == 0, result.output
+        return [line for line in result.stderr.splitlines() if "max_gap" in line]
+
+    edit(config_copy / "gatecheck.yaml", lambda d: d["service"].update(interval="29m"))
+    assert notes() == []
+    edit(config_copy / "gatecheck.yaml", lambda d: d["service"].update(intervals={"staging-soak": "30m"}))
+    assert notes() == [
+        "gatecheck: note: gatecheck.yaml: service.intervals.staging-soak: 30m is not shorter than the soak's "
+        "max_gap 30m in gates/staging-soak.yaml: evaluations 30m apart break the soak every time, so the "
+        "service alone never makes staging-soak GO"
+    ]
+    edit(config_copy / "gatecheck.yaml", lambda d: d["service"].update(interval="1h", intervals={}))
+    assert [n.split(" in ")[1].split(":")[0] for n in notes()] == ["gates/prod-soak.yaml", "gates/staging-soak.yaml"]
+    project = load_project(config_copy, environ={})
+    assert [n.rsplit(" ", 2)[1] for n in unsoakable(project, ["canary-10", "staging-soak"])] == ["staging-soak"]
+
+
 def test_each_cycle_of_requires_is_found_once_in_a_walk_as_long_as_the_file() -> None:
     """Every cycle closed by a `requires`, from its first phase by name; a chain (however
     many phases require all the earlier ones) is none, and is walked in its size, not in

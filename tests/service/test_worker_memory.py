@@ -49,10 +49,17 @@ def test_a_worker_ceiling_the_container_cannot_hold_is_named_with_one_that_fits(
 def test_serve_says_so_at_start_in_a_container_too_small_for_the_ceiling(config_copy: Path, tmp_path: Path) -> None:
     """`gatecheck serve` reads the container's limit at start and logs the warning before it
     starts the worker (a container of 1 GiB, as the shipped manifests once gave, stands in for
-    the cgroup this machine does not limit)."""
+    the cgroup this machine does not limit). It logs too each soak its interval cannot cover
+    (an hour between evaluations, soaks whose max_gap is 30 minutes)."""
     import os
     import subprocess
     import sys
+
+    import yaml
+
+    project = yaml.safe_load((config_copy / "gatecheck.yaml").read_text())
+    project["service"]["interval"] = "1h"
+    (config_copy / "gatecheck.yaml").write_text(yaml.safe_dump(project))
     script = (
         "import sys\n"
         "import gatecheck.service.worker as worker\n"
@@ -69,12 +76,21 @@ def test_serve_says_so_at_start_in_a_container_too_small_for_the_ceiling(config_
     try:
         # the warning comes before the worker starts: its "ready" line (or the end) says it did not
         said = ""
+        lines = []
         for line in process.stderr or ():
-            if "memory_limit_mib" in line or "evaluation worker" in line:
+            lines.append(line)
+            if not said and ("memory_limit_mib" in line or "evaluation worker" in line):
                 said = line
+            if "staging-soak GO" in line or "evaluation worker" in line:
                 break
         assert "WARNING gatecheck.service: service.worker.memory_limit_mib (2048) cannot take effect" in said, said
         assert "(1024 MiB, of which about 512 MiB" in said and "set it to 512 or less" in said
+        soaks = [line.split("WARNING gatecheck.service: ")[1].strip() for line in lines if "max_gap" in line]
+        assert soaks == [
+            f"gatecheck.yaml: service.interval: 1h is not shorter than the soak's max_gap 30m in gates/{p}.yaml: "
+            f"evaluations 1h apart break the soak every time, so the service alone never makes {p} GO"
+            for p in ("prod-soak", "staging-soak")
+        ], lines
     finally:
         process.kill()
         process.wait(timeout=30)

@@ -313,6 +313,10 @@ def validate(config: ConfigOption = Path(".")) -> None:
         project = load_project(config, expectations=ge_problems())
     for problem in project.notify_unresolved:  # serve would refuse it; nothing else needs it
         typer.echo(f"gatecheck: note: {problem} — `gatecheck serve` needs it to notify", err=True)
+    from gatecheck.config.checks import unsoakable
+
+    for note in unsoakable(project):  # serve logs it too
+        typer.echo(f"gatecheck: note: {note}", err=True)
     typer.echo(
         f"ok: {len(project.gates)} gates, {len(project.suites)} suites, "
         f"{len(project.config.environments)} environments"

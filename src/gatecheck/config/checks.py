@@ -35,6 +35,31 @@ from gatecheck.sources import kind_of
 from gatecheck.sources.http import ProbeQuery
 
 
+def unsoakable(project: Project, phases: Iterable[str] | None = None) -> list[str]:
+    """Soaks the service's own evaluations cannot cover: a phase it runs (``phases``, else
+    ``service.phases``, else every gate) whose interval is not shorter than its soak's
+    ``max_gap`` leaves a gap that breaks the soak after every evaluation — the phase is not GO
+    while the service alone evaluates it. A note, not a refusal: a service may run a phase
+    more slowly on purpose (a soak fed by other runs, a dashboard that should not evaluate
+    often); `validate` says it and `serve` logs it."""
+    service = project.config.service
+    served = set(phases if phases is not None else service.phases or project.gates)
+    notes = []
+    for phase, gate in project.gates.items():
+        if gate.soak is None or phase not in served:
+            continue
+        interval = service.interval_for(phase)
+        if interval >= gate.soak.max_gap:
+            key = f"service.intervals.{phase}" if phase in service.intervals else "service.interval"
+            notes.append(
+                f"{PROJECT_FILE}: {key}: {format_duration(interval)} is not shorter than the soak's max_gap "
+                f"{format_duration(gate.soak.max_gap)} in {project.files[f'gate:{phase}']}: evaluations "
+                f"{format_duration(interval)} apart break the soak every time, so the service alone never "
+                f"makes {phase} GO"
+            )
+    return notes
+
+
 def requires_cycles(project: Project) -> list[list[str]]:
     """Cycles of ``requires`` among the project's gates (two or more phases; a phase that
     requires itself is said on its own): one for each ``requires`` that closes one in a

@@ -253,6 +253,10 @@ def serve_project(
         recycle_after=settings.recycle_after,
     )
     chosen = phases or project.config.service.phases or [g.phase for g in project.chain()]
+    from gatecheck.config.checks import unsoakable
+
+    for note in unsoakable(project, chosen):
+        log.warning(note)
     ledger = WorkerLedger(evaluator, redact(url))
     leadership = None
     if urlsplit(url).scheme in ("postgresql", "postgres"):
