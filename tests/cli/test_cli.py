@@ -342,13 +342,17 @@ def test_no_record_writes_nothing_anywhere(warehouse: Path, config_copy: Path, t
     assert gate["soak"]  # (the shipped staging-soak has a soak; warehouse-release has none)
 
 
-def test_assumed_soaked_is_audited_only_for_a_gate_with_a_soak(warehouse: Path, isolated_history: Path) -> None:
+def test_an_assumption_is_audited_only_where_it_assumes_something(warehouse: Path, isolated_history: Path) -> None:
     from gatecheck.ledger import SqliteLedger
 
-    result = invoke(warehouse, "healthy", "--phase", "warehouse-release", "--assume-soaked", "--by", "ci")
+    result = invoke(
+        warehouse, "healthy", "--phase", "warehouse-release", "--assume-soaked", "--assume-approved", "staging-soak",
+        "--by", "ci",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     kinds = [e.kind for e in SqliteLedger(isolated_history).audit()]
-    assert "assumed-soaked" not in kinds  # warehouse-release has no soak: nothing was assumed
+    # warehouse-release has no soak and requires nothing: nothing was assumed
+    assert "assumed-soaked" not in kinds and "assumed-approved" not in kinds, kinds
 
 
 def test_no_record_on_a_clickhouse_ledger_creates_no_database(warehouse: Path) -> None:

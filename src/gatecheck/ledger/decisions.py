@@ -329,8 +329,12 @@ def assumption_events(
     project: Project, phase: str, approved: list[str], soaked: bool, by: str, now: datetime
 ) -> list[AuditEvent]:
     """What ``run --phase PHASE --assume-approved … --assume-soaked`` assumed, by whom: one
-    event each (a soak is assumed only of a gate that has one)."""
-    assumed = [("assumed-approved", name, f"--assume-approved {name}") for name in approved]
+    event each (a soak is assumed only of a gate that has one, an approval only of a phase
+    the gate requires: a flag that changes nothing is no assumption to put on the trail)."""
+    required = project.gate(phase).requires
+    assumed = [
+        ("assumed-approved", name, f"--assume-approved {name}") for name in approved if name in required
+    ]
     if soaked and project.gate(phase).soak is not None:
         assumed.append(("assumed-soaked", phase, "--assume-soaked"))
     return [
