@@ -589,6 +589,14 @@ def test_an_unmet_requires_says_where_the_chain_it_waits_on_stops(
     )
 
 
+def required_above(gates: Path, phase: str, below: str) -> None:
+    """A new gate ``phase`` (no requires of its own), which gate ``below`` now requires."""
+    gate = {"phase": phase, "environment": "staging", "checks": [{"suite": "unattributed_sessions"}]}
+    (gates / f"{phase}.yaml").write_text(yaml.safe_dump(gate))
+    dependent = yaml.safe_load((gates / f"{below}.yaml").read_text())
+    (gates / f"{below}.yaml").write_text(yaml.safe_dump({**dependent, "requires": [phase]}))
+
+
 def test_a_required_go_whose_own_requirement_no_longer_holds_satisfies_no_requires(
     soak_config: Path, warehouse: Path, tmp_path: Path
 ) -> None:
@@ -597,11 +605,7 @@ def test_a_required_go_whose_own_requirement_no_longer_holds_satisfies_no_requir
     decision is still that older GO: it must not carry soak-test past first's NO-GO. It holds
     again once first has a newer GO."""
     gates = soak_config / "gates"
-    (gates / "first.yaml").write_text(yaml.safe_dump(
-        {"phase": "first", "environment": "staging", "checks": [{"suite": "unattributed_sessions"}]}
-    ))  # fmt: skip
-    before = yaml.safe_load((gates / "before.yaml").read_text())
-    (gates / "before.yaml").write_text(yaml.safe_dump({**before, "requires": ["first"]}))
+    required_above(gates, "first", "before")
     ledger = at_their_time(SqliteLedger(tmp_path / "l.db"))
     fill(ledger, "first", [(10, "pass")])
     met = Requirement(phase="first", satisfied=True, reason="GO of first recorded as of 2026-11-21T20:00:00Z")
@@ -649,11 +653,7 @@ def test_a_required_go_whose_own_requirement_no_longer_holds_satisfies_no_requir
     assert again.requires[0].reason == "GO of before recorded as of 2026-11-21T21:00:00Z"
     # further up: zero → first → before → soak-test; the reason names where the chain breaks,
     # and the way up to it, not a reason inside a reason for each phase between
-    (gates / "zero.yaml").write_text(yaml.safe_dump(
-        {"phase": "zero", "environment": "staging", "checks": [{"suite": "unattributed_sessions"}]}
-    ))  # fmt: skip
-    first = yaml.safe_load((gates / "first.yaml").read_text())
-    (gates / "first.yaml").write_text(yaml.safe_dump({**first, "requires": ["zero"]}))
+    required_above(gates, "zero", "first")
     fill(ledger, "zero", [(11, "pass"), (3, "fail")])
     on_zero = Requirement(phase="zero", satisfied=True, reason="GO of zero recorded as of 2026-11-21T19:00:00Z")
     ledger.record(verdict("first", AS_OF - 3.5 * HOUR).model_copy(update={"requires": [on_zero]}), 0.1)
@@ -675,11 +675,7 @@ def test_an_approval_standing_in_for_a_go_falls_to_a_no_go_up_its_chain_judged_a
     from gatecheck.ledger.audit import AuditEvent
 
     gates = soak_config / "gates"
-    (gates / "first.yaml").write_text(yaml.safe_dump(
-        {"phase": "first", "environment": "staging", "checks": [{"suite": "unattributed_sessions"}]}
-    ))  # fmt: skip
-    before = yaml.safe_load((gates / "before.yaml").read_text())
-    (gates / "before.yaml").write_text(yaml.safe_dump({**before, "requires": ["first"]}))
+    required_above(gates, "first", "before")
     soak_test = yaml.safe_load((gates / "soak-test.yaml").read_text())
     (gates / "soak-test.yaml").write_text(yaml.safe_dump({**soak_test, "approval_satisfies_requires": True}))
     ledger = at_their_time(SqliteLedger(tmp_path / "l.db"))
@@ -700,6 +696,22 @@ def test_an_approval_standing_in_for_a_go_falls_to_a_no_go_up_its_chain_judged_a
         "the approval of before by heidi at 2026-11-21T22:00:00Z no longer stands: its requirement of "
         "first no longer holds (the latest decision of first is NO-GO as of 2026-11-22T01:00:00Z: it needs "
         "a newer GO), judged after it: it needs a newer GO or approval"
+    )
+    # a phase below soak-test, whose GO rested on that approval, is told where the chain breaks
+    from gatecheck.evaluation.gate import requirement_at
+
+    (gates / "after.yaml").write_text(yaml.safe_dump(
+        {"phase": "after", "environment": "staging", "requires": ["soak-test"],
+         "checks": [{"suite": "unattributed_sessions"}]}
+    ))  # fmt: skip
+    on_approval = Requirement(phase="before", satisfied=True, reason="approved by heidi at 2026-11-21T22:00:00Z")
+    latest = verdict("soak-test", AS_OF - timedelta(minutes=3))  # after its passing history
+    ledger.record(latest.model_copy(update={"requires": [on_approval]}), 0.1)
+    project = load_project(soak_config, environ=warehouse_env(warehouse, "healthy"))
+    below = asyncio.run(requirement_at(project, "after", "soak-test", ledger, AS_OF, None))
+    assert below.reason == (
+        "the latest GO of soak-test, as of 2026-11-22T05:57:00Z, no longer holds: up its chain (soak-test → "
+        "before → first), the latest decision of first is NO-GO as of 2026-11-22T01:00:00Z: it needs a newer GO"
     )
     fill(ledger, "first", [(4.5, "pass")])
     assert judge(soak_config, warehouse, ledger).verdict is VerdictState.GO  # first's newer GO

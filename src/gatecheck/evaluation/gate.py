@@ -550,11 +550,13 @@ async def _requirement(
                     said = str(exc).removeprefix(_UNREADABLE)
                     return Requirement(phase=phase, satisfied=False, reason=f"{_UNREADABLE}{said}")
                 if after is not None:
+                    (said, way, why), failed = after
                     fell = (
                         f"the approval of {phase} by {recorded.by} at {timestamp(recorded.at)} no longer "
-                        f"stands: {after[0]}, judged after it: it needs a newer GO or approval"
+                        f"stands: {said}, judged after it: it needs a newer GO or approval"
                     )
-                    memo.failed_at[fell] = after[1]
+                    memo.failed_at[fell] = failed
+                    memo.broken[fell] = ((phase, *way), why)  # what a phase below says of it
                     return Requirement(phase=phase, satisfied=False, reason=fell)
             return Requirement(phase=phase, satisfied=True, reason=approval)
         # a GO judged after the approval: judged as a GO (up its chain too)
@@ -693,19 +695,23 @@ async def _requirements_ended(
         required = met.get("phase") if isinstance(met, Mapping) else None
         if not isinstance(required, str) or not met.get("satisfied") or met.get("reason") == ASSUMED_APPROVED:
             continue
-        if required in above or required == phase or phase not in project.gates:
+        if required in above or required == phase:
             continue
         found = await requirement_at(  # a ledger that fails it raises: no answer
             project, phase, required, ledger, as_of, recorded_since, above | {phase}, memo
         )
         if not found.satisfied:
-            # where the chain breaks: at this requirement, or further up (said from there)
-            way, why = memo.broken.get(found.reason, ((required,), found.reason))
-            if len(way) == 1:
-                return f"its requirement of {required} no longer holds ({why})", way, why
-            said = f"up its chain ({' → '.join((phase, *way))}), {why.removesuffix(_NEWER_GO)}"
-            return said, way, why
+            return _broken(memo, phase, required, found)
     return None
+
+
+def _broken(memo: Look, phase: str, required: str, found: Requirement) -> tuple[str, tuple[str, ...], str]:
+    """``phase``'s unmet requirement of ``required``, said from where the chain breaks — at
+    this requirement, or further up (the way there) — with that way and why it breaks."""
+    way, why = memo.broken.get(found.reason, ((required,), found.reason))
+    if len(way) == 1:
+        return f"its requirement of {required} no longer holds ({why})", way, why
+    return f"up its chain ({' → '.join((phase, *way))}), {why.removesuffix(_NEWER_GO)}", way, why
 
 
 async def _failed_since(
@@ -717,11 +723,11 @@ async def _failed_since(
     recorded_since: datetime | None,
     above: frozenset[str],
     memo: Look,
-) -> tuple[str, datetime] | None:
+) -> tuple[tuple[str, tuple[str, ...], str], datetime] | None:
     """A requirement of ``phase``'s gate unmet at ``as_of`` because of a NO-GO or ROLLBACK
-    judged after ``since`` (up the chain): what to say and when it was judged — or None. A
-    requirement unmet for want of a GO (nothing decided) is not one: an approval stands in
-    for it, as approvals are for."""
+    judged after ``since`` (up the chain): as :func:`_broken` says it, and when it was judged
+    — or None. A requirement unmet for want of a GO (nothing decided) is not one: an approval
+    stands in for it, as approvals are for."""
     for required in project.gates[phase].requires:
         if required in above or required == phase:
             continue
@@ -731,10 +737,7 @@ async def _failed_since(
         failed = memo.failed_at.get(found.reason)
         if found.satisfied or failed is None or failed <= since:
             continue
-        way, why = memo.broken.get(found.reason, ((required,), found.reason))
-        if len(way) == 1:
-            return f"its requirement of {required} no longer holds ({why})", failed
-        return f"up its chain ({' → '.join((phase, *way))}), {why.removesuffix(_NEWER_GO)}", failed
+        return _broken(memo, phase, required, found), failed
     return None
 
 

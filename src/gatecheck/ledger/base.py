@@ -196,9 +196,10 @@ class Ledger(ABC):
         newest: int | None = None,
     ) -> list[dict[str, Any]]:
         """:func:`record_summary` of each record :meth:`history` gives for these arguments,
-        oldest first. A backend summarizes each document as it reads it, so a page of
-        thousands never holds their documents at once (nor sends them between processes);
-        this fallback reads the records first."""
+        oldest first, summarized where the ledger is read, so a page of thousands is never sent
+        between processes as records (the SQL backends summarize each row as their cursor gives
+        it; ClickHouse parses each stored document in turn); this fallback reads the records
+        first."""
         return [record_summary(r) for r in self.history(phase, since, until, None, newest)]
 
     def tracked_history(

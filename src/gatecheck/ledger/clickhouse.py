@@ -308,7 +308,7 @@ class ClickHouseLedger(Ledger):
         if self._absent:
             return []
         params = {**_range_params(phase, since, until, newest, None, True), "verdicts": []}
-        # each record summarized and let go as its row is read
+        # the page's documents are read as text; each is parsed, summarized and let go in turn
         return [record_summary(_record(r)) for r in self._history_rows(params)]
 
     def _history_rows(self, params: dict[str, Any]) -> list[dict[str, Any]]:

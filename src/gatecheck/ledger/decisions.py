@@ -331,11 +331,11 @@ def assumption_events(
     """What ``run --phase PHASE --assume-approved … --assume-soaked`` assumed, by whom: one
     event each (a soak is assumed only of a gate that has one, an approval only of a phase
     the gate requires: a flag that changes nothing is no assumption to put on the trail)."""
-    required = project.gate(phase).requires
+    gate = project.gate(phase)
     assumed = [
-        ("assumed-approved", name, f"--assume-approved {name}") for name in approved if name in required
+        ("assumed-approved", name, f"--assume-approved {name}") for name in approved if name in gate.requires
     ]
-    if soaked and project.gate(phase).soak is not None:
+    if soaked and gate.soak is not None:
         assumed.append(("assumed-soaked", phase, "--assume-soaked"))
     return [
         AuditEvent(
