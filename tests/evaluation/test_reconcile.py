@@ -678,6 +678,63 @@ def test_more_messages_than_max_messages_reads_none(nats_server: Any) -> None:
         nats_side(nats_server.url, "RC_CAP", window, max_messages=10)
 
 
+def test_a_message_removed_between_the_count_and_the_read_is_an_error_never_a_shorter_window(
+    nats_server: Any,
+) -> None:
+    """The window's messages are counted, then read with an ordered consumer, which skips what
+    is gone. A message removed in between (a deletion here; max_age reaching the window's start
+    does the same) left the read one short, stopped by the first message after the window:
+    four of five messages answered as the whole window, and a message never written to the
+    database, unread, was no missing record."""
+    import json
+    import time
+
+    from gatecheck.demo.bus import connect_bus
+    from gatecheck.errors import QueryError
+    from gatecheck.sources.nats import NatsMessages, NatsSource, NatsSourceConfig
+
+    stream = "RC_REMOVED"
+    window_start, window_end = publish(nats_server.url, stream, [(f"m{i}", {"score": i}) for i in range(5)])
+    window_end -= timedelta(seconds=1)  # the window ends when the fifth message was stored
+    time.sleep(0.05)
+
+    async def after_the_window_and_remove(sequence: int | None) -> None:
+        connection = await connect_bus(nats_server.url)
+        try:
+            js = connection.jetstream()
+            if sequence is None:
+                await js.publish(f"{stream.lower()}.hrv", json.dumps({"score": 9}).encode(), stream=stream)
+            else:
+                await js.delete_msg(stream, sequence)
+        finally:
+            await connection.close()
+
+    asyncio.run(after_the_window_and_remove(None))  # a message after the window
+    spec = NatsMessages.model_validate(
+        {"stream": stream, "subject": f"{stream.lower()}.hrv", "columns": {"score": "payload:score"}}
+    )
+
+    async def read(remove: bool) -> list[list[Any]]:
+        source = NatsSource("bus", NatsSourceConfig(type="nats", url=nats_server.url), Path("."))
+        counted = source._count
+
+        async def count_then_remove(*args: Any) -> int:
+            found = await counted(*args)
+            if remove:
+                await after_the_window_and_remove(2)  # the second message, once counted
+            return found
+
+        source._count = count_then_remove  # type: ignore[method-assign]
+        try:
+            return await source.messages(spec, window_start, window_end, ["score"])
+        finally:
+            await source.close()
+
+    assert [row[0] for row in asyncio.run(read(remove=False))] == [0, 1, 2, 3, 4]
+    with pytest.raises(QueryError, match=r"5 counted in the window, only 4 left to read: messages were removed"):
+        asyncio.run(read(remove=True))
+
+
 def test_hashed_keys_name_no_key() -> None:
     """hash_keys: the samples carry each key's MD5, never the key (keys that are personal
     data stay out of documents, pages and notifications)."""

@@ -585,6 +585,15 @@ class NatsSource(Source):
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(subscription.unsubscribe(), self.timeout)
+        if len(rows) < expected:
+            # Removed between the count and the read (max_age reaching the window's start, a
+            # deletion): the ordered consumer skips what is gone, and the window read would be
+            # part of itself — a message never written to the other side, unread, is none.
+            raise QueryError(
+                f"{what}: {expected} counted in the window, only {len(rows)} left to read: messages "
+                "were removed while the window was read (the stream's limits or a deletion); it cannot "
+                "be read whole"
+            )
         return rows
 
     async def _stream_row(self, jsm: Any, spec: NatsStream) -> dict[str, Any]:
