@@ -29,6 +29,10 @@ SCENARIOS = {
     "lookup-failures": 8,
     # The canary's share of the traffic (track="canary") processed slower than the baseline.
     "canary-slow": 9,
+    # Healthy traffic, and two labelled counters that get their first increment 2 minutes
+    # before the end: 30 answers of 502 between two scrapes, one fallback to the legacy
+    # stream. Their series appear with those values (no sample of them before).
+    "first-burst": 10,
 }
 BUCKETS = ("0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf")
 FAST = (120, 200, 290, 298, 300, 300, 300)  # cumulative per step: p95 ≈ 240 ms
@@ -148,6 +152,9 @@ def openmetrics() -> str:
             bump("ingest_http_requests_total", f'{route},status="201"', 300, ts)
             if scenario == "ingest-5xx" and late:
                 bump("ingest_http_requests_total", f'{route},status="503"', 2, ts)
+            if scenario == "first-burst" and step * STEP_S >= SEGMENT.total_seconds() - 120:
+                add("ingest_http_requests_total", f'{route},status="502"', 30, ts)
+                add("event_bus_stream_fallback_total", 'stream="ATHLETE_ALLY_EVENTS"', 1, ts)
             lookups = 1 if scenario == "lookup-failures" and late else 0
             bump("normalize_consumer_lookup_failures_total", "", lookups, ts)
             baseline = SLOW if scenario == "p95-high" else FAST

@@ -311,6 +311,8 @@ def triggers_config(config_copy: Path) -> Path:
         ("crashloop", "container_restarts", 5),  # one every minute for the last 5 minutes
         ("ingest-5xx", "ingest_5xx", 40),  # 2 per 15 s for 5 minutes
         ("lookup-failures", "consumer_lookup_failures", 20),
+        # a series created by the burst it counts: increase() alone reads 0
+        ("first-burst", "ingest_5xx", 30),
     ],
 )
 def test_the_remaining_rollback_triggers_fire_and_stay_quiet(
@@ -328,6 +330,53 @@ def test_the_remaining_rollback_triggers_fire_and_stay_quiet(
         return
     assert verdict.verdict is VerdictState.ROLLBACK and fired in failing
     assert observed(verdict, "service_triggers", fired) == pytest.approx(observed_value, rel=0.15)
+
+
+def test_a_fallback_counted_by_the_series_it_creates_is_a_rollback(prom_config: Path, prometheus: str) -> None:
+    """A labelled counter has no series until its first increment; its series appears with
+    it (``{stream="ATHLETE_ALLY_EVENTS"} 1``), and Prometheus's ``increase()`` counts from that
+    first sample: 0 fallback events, the rollback trigger quiet. A series with no sample in
+    the day before the range counts from the zero it started at."""
+    verdict = judge(prom_config, prometheus, as_of("first-burst"))
+    assert verdict.verdict is VerdictState.ROLLBACK, verdict.reasons
+    assert observed(verdict, "rollback_triggers", "fallback_increase") == 1
+    # the series that existed before the range still count their increase: the rest is as healthy
+    assert observed(verdict, "rollback_triggers", "dlq_per_min_sustained") == 0
+    assert observed(verdict, "rollback_triggers", "success_messages_5m") == pytest.approx(6000, rel=0.05)
+    assert check(verdict, "normalize_slo").outcome is Outcome.PASS
+
+
+def test_counted_from_zero_rewrites_only_a_rate_or_increase_of_a_plain_selector() -> None:
+    from gatecheck.sources.prometheus.promql import counted_from_zero
+
+    assert counted_from_zero('sum(increase(x_total{a="b"}[300s]))') == (
+        'sum(((increase(x_total{a="b"}[300s]) and last_over_time(x_total{a="b"}[1d] offset 300s))'
+        ' or ((last_over_time(x_total{a="b"}[300s]) unless last_over_time(x_total{a="b"}[1d] offset 300s)) * 1)))'
+    )
+    assert counted_from_zero("rate(x_total[5m])") == (
+        "((rate(x_total[5m]) and last_over_time(x_total[1d] offset 5m))"
+        " or ((last_over_time(x_total[5m]) unless last_over_time(x_total[1d] offset 5m)) / 300))"
+    )
+    for unchanged in (
+        "irate(x_total[5m])", "increase(x_total[5m] offset 1h)", "rate(x_total[5m:1m])",
+        'sum(x{job="rate(y_total[5m])"})', "delta(x[5m])", "sum(x_total)",
+    ):  # fmt: skip
+        assert counted_from_zero(unchanged) == unchanged
+    # explain shows the query as each source sends it: a server gets the rewritten form, a
+    # scrape source (which counts from _created itself) the text as written
+    from gatecheck.sources.prometheus import explain_query
+
+    moment = as_of("first-burst")
+    parameters = {"window_start": moment - timedelta(minutes=5), "window_end": moment, "as_of": moment}
+    shown = {
+        url: explain_query(
+            "metrics", PrometheusSourceConfig(type="prometheus", url=url), "sum(increase(x_total[$window]))",
+            parameters, Path("."),
+        )["requests"][0]["text"]
+        for url in ("http://127.0.0.1:9090", "scrape+http://127.0.0.1:9100/metrics")
+    }  # fmt: skip
+    assert shown["http://127.0.0.1:9090"] == counted_from_zero("sum(increase(x_total[300s]))")
+    assert shown["scrape+http://127.0.0.1:9100/metrics"] == "sum(increase(x_total[300s]))"
 
 
 def test_an_infinite_ratio_is_never_a_pass(config_copy: Path, prometheus: str) -> None:

@@ -14,7 +14,12 @@ from gatecheck._values import document_time
 from gatecheck.errors import redact
 from gatecheck.sources.base import QueryParameters
 from gatecheck.sources.probe import Probe
-from gatecheck.sources.prometheus.promql import PrometheusSourceConfig, PromQuery, render_promql
+from gatecheck.sources.prometheus.promql import (
+    PrometheusSourceConfig,
+    PromQuery,
+    counted_from_zero,
+    render_promql,
+)
 
 
 def scrape_query_problems(config: PrometheusSourceConfig, query: Any) -> list[tuple[str, str, str]]:
@@ -45,8 +50,11 @@ def explain_query(
         sent_to = f"one scrape of {redact(config.url)}, each measure evaluated on that snapshot"
     else:
         sent_to = f"Prometheus at {redact(config.url)}: GET /api/v1/query (instant queries)"
+    # as sent: a server counts a counter created inside a range from its zero (the scrape
+    # source does so from _created, on the text as written)
+    sent = (lambda text: text) if config.scrape else counted_from_zero
     requests = [
-        {"what": f"measure {measure}", "text": render_promql(promql, parameters), "parameters": [at]}
+        {"what": f"measure {measure}", "text": sent(render_promql(promql, parameters)), "parameters": [at]}
         for measure, promql in measures.items()
     ]
     from gatecheck.sources.prometheus.api import fallback_labels, fallback_metrics

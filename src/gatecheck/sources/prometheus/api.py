@@ -18,6 +18,11 @@ the metric (:func:`unknown_fallback_metric`). Likewise a label matcher in it tha
 carrying its label can meet must name a label the metric's series in the window carry
 (``/api/v1/labels``), else the check is an error (:func:`unknown_fallback_label`): a renamed
 label would select nothing, read as 0.
+
+A counter that appears inside a range counts from the zero it started at: each ``rate(S[R])``
+and ``increase(S[R])`` of a plain selector is sent as
+:func:`~gatecheck.sources.prometheus.promql.counted_from_zero` writes it (Prometheus's own
+counts from a new series' first sample, and a burst that created its series reads 0).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from gatecheck.sources.probe import Probe, counted
 from gatecheck.sources.prometheus.promql import (
     PrometheusSourceConfig,
     PromQuery,
+    counted_from_zero,
     measures_frame,
     render_promql,
 )
@@ -316,7 +322,7 @@ class PrometheusSource(Source):
         assert isinstance(start, datetime) and isinstance(end, datetime)
         await self._within_retention(start)
         answers = [
-            (measure, await self._instant(render_promql(promql, parameters), end, measure))
+            (measure, await self._instant(counted_from_zero(render_promql(promql, parameters)), end, measure))
             for measure, promql in measures.items()
         ]
         for measure, promql in measures.items():

@@ -84,6 +84,70 @@ def render_promql(promql: str, parameters: QueryParameters) -> str:
     return promql
 
 
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def promql_seconds(text: str) -> float:
+    """A PromQL duration (``5m``, ``1h30m``, ``3600s``) in seconds; QueryError otherwise."""
+    from gatecheck.errors import QueryError
+
+    total, pos = 0.0, 0
+    for match in re.finditer(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise QueryError(f"bad duration {text!r}")
+    return total
+
+
+#: How far before a range a series is looked for to tell a counter that existed from one
+#: created inside the range (:func:`counted_from_zero`).
+EXISTED_LOOKBACK = "1d"
+_QUOTED = r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
+_COUNTER_RANGE = re.compile(
+    r"(?<![\w:])(rate|increase)\(\s*"
+    r"((?:[a-zA-Z_:][a-zA-Z0-9_:]*)?\s*(?:\{(?:[^{}\"']|" + _QUOTED + r")*\})?)"
+    r"\s*\[\s*(\d[0-9a-z]*)\s*\]\s*\)"
+)
+_STRING_SPANS = re.compile(_QUOTED + r"|`[^`]*`")
+
+
+def counted_from_zero(promql: str) -> str:
+    """``promql`` with each ``rate(S[R])`` and ``increase(S[R])`` of a plain selector ``S``
+    (no ``offset``, ``@`` or subquery) counting a series that **appeared inside the range**
+    from the zero it started at, as a Prometheus that ingests created timestamps does (and
+    the scrape source does, from ``_created``).
+
+    A counter with labels has no series until its first increment: it appears with the
+    events since (the first 30 answers of 503 appear as ``30``), and ``increase()`` counts
+    from that first sample — 0. So a series with no sample in the day before the range
+    (``last_over_time(S[1d] offset R)``) counts its last value in the range; every other
+    series its ``increase``/``rate`` as Prometheus computes it::
+
+        ((increase(S[R]) and last_over_time(S[1d] offset R))
+          or ((last_over_time(S[R]) unless last_over_time(S[1d] offset R)) * 1))
+
+    (``rate``: that last value divided by R's seconds; ``* 1`` drops the metric name, as
+    ``increase`` does.)"""
+    strings = [m.span() for m in _STRING_SPANS.finditer(promql)]
+
+    def rewrite(match: re.Match[str]) -> str:
+        if any(start <= match.start() < end for start, end in strings):
+            return match.group(0)  # inside a label value: text, not PromQL
+        function, selector, window = match.group(1), match.group(2).strip(), match.group(3)
+        if not selector:
+            return match.group(0)
+        seconds = promql_seconds(window)
+        before = f"last_over_time({selector}[{EXISTED_LOOKBACK}] offset {window})"
+        new = f"(last_over_time({selector}[{window}]) unless {before})"
+        new = f"{new} / {seconds:g}" if function == "rate" else f"{new} * 1"
+        return f"(({function}({selector}[{window}]) and {before}) or ({new}))"
+
+    return _COUNTER_RANGE.sub(rewrite, promql)
+
+
 def measures_frame(rows: list[dict[str, Any]], measures: list[str]) -> pd.DataFrame:
     """Rows (labels + measure values) as a frame: label columns sorted, then the measures;
     a measure no row has is a NULL column, not a missing one."""

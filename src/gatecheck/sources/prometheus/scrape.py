@@ -56,6 +56,7 @@ from gatecheck.sources.prometheus.promql import (
     PrometheusSourceConfig,
     PromQuery,
     measures_frame,
+    promql_seconds,
     render_promql,
 )
 
@@ -71,7 +72,6 @@ _TOKEN = re.compile(
     r"|(?P<string>\"(?:[^\"\\]|\\.)*\")|(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)"
     r"|(?P<op>=~|!~|!=|==|>=|<=|[-+*/(){},=<>@^%]))"
 )
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _AGGREGATIONS: dict[str, Callable[[list[float]], float]] = {
     "sum": sum,
     "min": min,
@@ -79,18 +79,6 @@ _AGGREGATIONS: dict[str, Callable[[list[float]], float]] = {
     "avg": lambda xs: sum(xs) / len(xs),
     "count": lambda xs: float(len(xs)),
 }
-
-
-def _seconds(text: str) -> float:
-    total, pos = 0.0, 0
-    for match in re.finditer(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        raise QueryError(f"bad duration {text!r}")
-    return total
 
 
 #: What to say when the scrape source cannot answer: where the answer can come from.
@@ -254,7 +242,7 @@ class _Parser:
         inner = token[1][1:-1]
         if ":" in inner:
             raise _refuse(f"{function}() of a subquery")
-        seconds = _seconds(inner.strip())
+        seconds = promql_seconds(inner.strip())
         self.no_range(name)
         self.take(")")
         result: Vector = {}
