@@ -146,7 +146,8 @@ def openmetrics() -> str:
             late = step * STEP_S >= SEGMENT.total_seconds() - 600  # the segment's last 10 minutes
             pod = 'namespace="athlete-ally",pod="normalize-0",container="normalize"'
             looping = scenario == "crashloop" and late
-            add("kube_pod_container_status_waiting_reason", f'{pod},reason="CrashLoopBackOff"', int(looping), ts)
+            if looping:  # kube-state-metrics ≥ 2.0: a waiting reason's series only while it waits
+                add("kube_pod_container_status_waiting_reason", f'{pod},reason="CrashLoopBackOff"', 1, ts)
             bump("kube_pod_container_status_restarts_total", pod, 1 if looping and step % 4 == 0 else 0, ts)
             route = 'route="/ingest/hrv",method="POST"'
             bump("ingest_http_requests_total", f'{route},status="201"', 300, ts)

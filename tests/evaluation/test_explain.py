@@ -179,13 +179,17 @@ def test_an_ors_extra_questions_to_prometheus_are_explained() -> None:
     (check,) = json.loads(result.stdout)["checks"]
     extra = {r["what"]: r["text"] for r in check["query"]["requests"] if not r["what"].startswith("measure ")}
     span = f"start={AS_OF.timestamp() - 600:.3f}&end={AS_OF.timestamp():.3f}"
+    metrics = [
+        "ingest_http_requests_total", "kube_pod_container_status_restarts_total",
+        "kube_pod_container_status_waiting_reason",
+    ]  # fmt: skip
     assert extra == {
-        "metrics an `or` may read as absent: each declared by a target or stored in the window": (
-            "GET /api/v1/metadata?metric=ingest_http_requests_total (and its family), "
-            f"else /api/v1/series?match[]=ingest_http_requests_total&{span}"
+        "metrics an `or` may read as absent: each declared by a target or stored in the window": "; ".join(
+            f"GET /api/v1/metadata?metric={metric} (and its family), else /api/v1/series?match[]={metric}&{span}"
+            for metric in metrics
         ),
-        "labels an `or`'s matchers need: carried by the metric's series in the window": (
-            f"GET /api/v1/labels?match[]=ingest_http_requests_total&{span}"
+        "labels an `or`'s matchers need: carried by the metric's series in the window": "; ".join(
+            f"GET /api/v1/labels?match[]={metric}&{span}" for metric in metrics
         ),
         "the server's retention, once per evaluation (a window begun before it is an error)": (
             "GET /api/v1/status/runtimeinfo (storageRetention; its Date header: the server's clock)"

@@ -118,7 +118,8 @@ class NormalizeService:
             "kube_pod_container_status_waiting_reason", "kube-state-metrics: a container waiting, by reason.",
             ["namespace", "pod", "container", "reason"], registry=registry,
         )  # fmt: skip
-        waiting.labels(reason="CrashLoopBackOff", **_POD).set(1 if self.scenario == "crashloop" else 0)
+        if self.scenario == "crashloop":  # kube-state-metrics ≥ 2.0: a series only while it waits
+            waiting.labels(reason="CrashLoopBackOff", **_POD).set(1)
         self.restarts = Counter(
             "kube_pod_container_status_restarts", "kube-state-metrics: container restarts.",
             ["namespace", "pod", "container"], registry=registry,
