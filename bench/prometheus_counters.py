@@ -44,6 +44,8 @@ def history(pods: int, days: int, end: datetime) -> str:
         "kube_pod_container_status_restarts": ("counter", []),
         "kube_pod_container_status_waiting_reason": ("gauge", []),
         "normalize_hrv_processing_seconds": ("histogram", []),
+        # the target the series come from (no job or instance label, as the series)
+        "up": ("gauge", [f"up 1 {start + k * STEP_S}" for k in range(steps + 1)]),
     }
     for pod in range(pods):
         p = f'pod="normalize-{pod}"'

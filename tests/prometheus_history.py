@@ -33,6 +33,10 @@ SCENARIOS = {
     # before the end: 30 answers of 502 between two scrapes, one fallback to the legacy
     # stream. Their series appear with those values (no sample of them before).
     "first-burst": 10,
+    # Healthy traffic, and a target scraped for the first time 2 minutes before the end: an
+    # ingest replica that has run for weeks (job "fresh", 1,000 answers of 500 since it
+    # started, none in the window).
+    "newly-scraped": 11,
 }
 BUCKETS = ("0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf")
 FAST = (120, 200, 290, 298, 300, 300, 300)  # cumulative per step: p95 ≈ 240 ms
@@ -153,6 +157,10 @@ def openmetrics() -> str:
             bump("ingest_http_requests_total", f'{route},status="201"', 300, ts)
             if scenario == "ingest-5xx" and late:
                 bump("ingest_http_requests_total", f'{route},status="503"', 2, ts)
+            add("up", "", 1, ts)  # the target the series above come from, scraped
+            if scenario == "newly-scraped" and step * STEP_S >= SEGMENT.total_seconds() - 120:
+                add("up", 'job="fresh"', 1, ts)
+                add("ingest_http_requests_total", f'job="fresh",{route},status="500"', 1000, ts)
             if scenario == "first-burst" and step * STEP_S >= SEGMENT.total_seconds() - 120:
                 add("ingest_http_requests_total", f'{route},status="502"', 30, ts)
                 add("event_bus_stream_fallback_total", 'stream="ATHLETE_ALLY_EVENTS"', 1, ts)
@@ -175,6 +183,7 @@ def openmetrics() -> str:
         "kube_pod_container_status_restarts": "counter",
         "ingest_http_requests": "counter",
         "normalize_consumer_lookup_failures": "counter",
+        "up": "gauge",
     }
     lines: list[str] = []
     for family, kind in families.items():

@@ -313,6 +313,8 @@ def triggers_config(config_copy: Path) -> Path:
         ("lookup-failures", "consumer_lookup_failures", 20),
         # a series created by the burst it counts: increase() alone reads 0
         ("first-burst", "ingest_5xx", 30),
+        # a target scraped for the first time: its counters' values say nothing of the window
+        ("newly-scraped", None, None),
     ],
 )
 def test_the_remaining_rollback_triggers_fire_and_stay_quiet(
@@ -350,12 +352,14 @@ def test_counted_from_zero_rewrites_only_a_rate_or_increase_of_a_plain_selector(
     from gatecheck.sources.prometheus.promql import counted_from_zero
 
     assert counted_from_zero('sum(increase(x_total{a="b"}[300s]))') == (
-        'sum(((increase(x_total{a="b"}[300s]) and last_over_time(x_total{a="b"}[1d] offset 300s))'
-        ' or ((last_over_time(x_total{a="b"}[300s]) unless last_over_time(x_total{a="b"}[1d] offset 300s)) * 1)))'
+        'sum(((((last_over_time(x_total{a="b"}[300s]) unless last_over_time(x_total{a="b"}[1d] offset 300s))'
+        " and on(job, instance) last_over_time(up[1d] offset 300s)) * 1)"
+        ' or increase(x_total{a="b"}[300s])))'
     )
     assert counted_from_zero("rate(x_total[5m])") == (
-        "((rate(x_total[5m]) and last_over_time(x_total[1d] offset 5m))"
-        " or ((last_over_time(x_total[5m]) unless last_over_time(x_total[1d] offset 5m)) / 300))"
+        "((((last_over_time(x_total[5m]) unless last_over_time(x_total[1d] offset 5m))"
+        " and on(job, instance) last_over_time(up[1d] offset 5m)) / 300)"
+        " or rate(x_total[5m]))"
     )
     for unchanged in (
         "irate(x_total[5m])", "increase(x_total[5m] offset 1h)", "rate(x_total[5m:1m])",
