@@ -37,6 +37,9 @@ SCENARIOS = {
     # ingest replica that has run for weeks (job "fresh", 1,000 answers of 500 since it
     # started, none in the window).
     "newly-scraped": 11,
+    # Healthy traffic, and a new ingest pod (job "canary-pod", its process started 3 minutes
+    # before the end, first scraped 2 minutes before): 30 answers of 503 before its first scrape.
+    "new-pod": 12,
 }
 BUCKETS = ("0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf")
 FAST = (120, 200, 290, 298, 300, 300, 300)  # cumulative per step: p95 ≈ 240 ms
@@ -158,9 +161,16 @@ def openmetrics() -> str:
             if scenario == "ingest-5xx" and late:
                 bump("ingest_http_requests_total", f'{route},status="503"', 2, ts)
             add("up", "", 1, ts)  # the target the series above come from, scraped
-            if scenario == "newly-scraped" and step * STEP_S >= SEGMENT.total_seconds() - 120:
+            last_two_minutes = step * STEP_S >= SEGMENT.total_seconds() - 120
+            if scenario == "newly-scraped" and last_two_minutes:
                 add("up", 'job="fresh"', 1, ts)
+                add("process_start_time_seconds", 'job="fresh"', (T0 - timedelta(days=30)).timestamp(), ts)
                 add("ingest_http_requests_total", f'job="fresh",{route},status="500"', 1000, ts)
+            if scenario == "new-pod" and last_two_minutes:
+                started = start + SEGMENT - timedelta(minutes=3)
+                add("up", 'job="canary-pod"', 1, ts)
+                add("process_start_time_seconds", 'job="canary-pod"', started.timestamp(), ts)
+                add("ingest_http_requests_total", f'job="canary-pod",{route},status="503"', 30, ts)
             if scenario == "first-burst" and step * STEP_S >= SEGMENT.total_seconds() - 120:
                 add("ingest_http_requests_total", f'{route},status="502"', 30, ts)
                 add("event_bus_stream_fallback_total", 'stream="ATHLETE_ALLY_EVENTS"', 1, ts)
@@ -184,6 +194,7 @@ def openmetrics() -> str:
         "ingest_http_requests": "counter",
         "normalize_consumer_lookup_failures": "counter",
         "up": "gauge",
+        "process_start_time_seconds": "gauge",
     }
     lines: list[str] = []
     for family, kind in families.items():

@@ -315,6 +315,8 @@ def triggers_config(config_copy: Path) -> Path:
         ("first-burst", "ingest_5xx", 30),
         # a target scraped for the first time: its counters' values say nothing of the window
         ("newly-scraped", None, None),
+        # ... unless its process started inside the window: a new pod's counters started at 0
+        ("new-pod", "ingest_5xx", 30),
     ],
 )
 def test_the_remaining_rollback_triggers_fire_and_stay_quiet(
@@ -353,12 +355,12 @@ def test_counted_from_zero_rewrites_only_a_rate_or_increase_of_a_plain_selector(
 
     assert counted_from_zero('sum(increase(x_total{a="b"}[300s]))') == (
         'sum(((((last_over_time(x_total{a="b"}[300s]) unless last_over_time(x_total{a="b"}[1d] offset 300s))'
-        " and on(job, instance) last_over_time(up[1d] offset 300s)) * 1)"
+        " and on(job, instance) (last_over_time(up[1d] offset 300s) or process_start_time_seconds > time() - 300)) * 1)"
         ' or increase(x_total{a="b"}[300s])))'
     )
     assert counted_from_zero("rate(x_total[5m])") == (
         "((((last_over_time(x_total[5m]) unless last_over_time(x_total[1d] offset 5m))"
-        " and on(job, instance) last_over_time(up[1d] offset 5m)) / 300)"
+        " and on(job, instance) (last_over_time(up[1d] offset 5m) or process_start_time_seconds > time() - 300)) / 300)"
         " or rate(x_total[5m]))"
     )
     for unchanged in (

@@ -123,18 +123,21 @@ def counted_from_zero(promql: str) -> str:
     A counter with labels has no series until its first increment: it appears with the
     events since (the first 30 answers of 503 appear as ``30``), and ``increase()`` counts
     from that first sample — 0. So a series with no sample in the day before the range
-    (``last_over_time(S[1d] offset R)``) whose target *was* scraped then (its ``up`` series,
-    matched on ``job`` and ``instance``) counts its last value in the range; every other
-    series its ``increase``/``rate`` as Prometheus computes it::
+    (``last_over_time(S[1d] offset R)``) whose target *was* scraped then (its ``up`` series)
+    or whose process started inside the range (its ``process_start_time_seconds``: a new
+    pod), matched on ``job`` and ``instance``, counts its last value in the range; every
+    other series its ``increase``/``rate`` as Prometheus computes it::
 
         ((((last_over_time(S[R]) unless last_over_time(S[1d] offset R))
-             and on(job, instance) last_over_time(up[1d] offset R)) * 1)
+             and on(job, instance) (last_over_time(up[1d] offset R)
+                                    or process_start_time_seconds > time() - R_seconds)) * 1)
           or increase(S[R]))
 
     (``rate``: that last value divided by R's seconds; ``* 1`` drops the metric name, as
-    ``increase`` does.) A target scraped for the first time inside the range (a service that
-    ran for weeks, newly scraped; a Prometheus started inside it) says nothing of when its
-    counters counted: those series count as Prometheus counts them."""
+    ``increase`` does.) A target scraped for the first time inside the range whose process
+    is older (a service that ran for weeks, newly scraped; a Prometheus started inside the
+    range) says nothing of when its counters counted: those series count as Prometheus
+    counts them."""
     strings = [m.span() for m in _STRING_SPANS.finditer(promql)]
 
     def rewrite(match: re.Match[str]) -> str:
@@ -145,7 +148,11 @@ def counted_from_zero(promql: str) -> str:
             return match.group(0)
         seconds = promql_seconds(window)
         before = f"last_over_time({selector}[{EXISTED_LOOKBACK}] offset {window})"
-        scraped = f"last_over_time(up[{EXISTED_LOOKBACK}] offset {window})"
+        # its target scraped before the range, or its process started inside it (a new pod)
+        scraped = (
+            f"(last_over_time(up[{EXISTED_LOOKBACK}] offset {window})"
+            f" or process_start_time_seconds > time() - {seconds:g})"
+        )
         new = f"((last_over_time({selector}[{window}]) unless {before}) and on(job, instance) {scraped})"
         new = f"{new} / {seconds:g}" if function == "rate" else f"{new} * 1"
         return f"(({new}) or {function}({selector}[{window}]))"
