@@ -151,6 +151,14 @@ def main() -> None:
                 )
                 print(f"  {'measure':58} {'as written':>11} {'from zero':>11} {'ratio':>7}  same answer")
 
+                peaks: list[tuple[str, int, int]] = []
+
+                def peak(promql: str) -> int:
+                    """The most samples the query held at once (query.max-samples bounds it)."""
+                    params = {"query": promql, "time": f"{end.timestamp():.3f}", "stats": "all"}
+                    stats = client.get(f"{base}/api/v1/query", params=params).json()["data"].get("stats", {})
+                    return int(stats.get("samples", {}).get("peakSamples", -1))
+
                 def ask(promql: str) -> tuple[float, list[tuple[str, float]]]:
                     times, answer = [], []
                     for _ in range(args.repeat):
@@ -179,11 +187,17 @@ def main() -> None:
                         for a, b in zip(plain, zeroed, strict=True)
                     )
                     ratios.append(after / before)
+                    peaks.append((name, peak(rendered), peak(counted_from_zero(rendered))))
                     print(
                         f"  {name[:58]:58} {before * 1000:9.1f}ms {after * 1000:9.1f}ms "
                         f"{after / before:6.2f}x  {same}"
                     )
                 print(f"  geometric mean of the ratios: {statistics.geometric_mean(ratios):.2f}x")
+                name, before_peak, after_peak = max(peaks, key=lambda p: p[2])
+                print(
+                    f"  most samples held at once (query.max-samples bounds it): {name} "
+                    f"{before_peak:,} as written, {after_peak:,} from zero"
+                )
         finally:
             server.terminate()
             server.wait(timeout=30)
