@@ -354,13 +354,13 @@ def test_counted_from_zero_rewrites_only_a_rate_or_increase_of_a_plain_selector(
     from gatecheck.sources.prometheus.promql import counted_from_zero
 
     assert counted_from_zero('sum(increase(x_total{a="b"}[300s]))') == (
-        'sum(((((last_over_time(x_total{a="b"}[300s]) unless last_over_time(x_total{a="b"}[1d:10m] offset 300s))'
-        " and on(job, instance) (last_over_time(up[1d:10m] offset 300s) or process_start_time_seconds > time() - 300)) * 1)"
+        'sum(((((last_over_time(x_total{a="b"}[300s]) unless last_over_time(x_total{a="b"}[1d] offset 300s))'
+        " and on(job, instance) (last_over_time(up[1d] offset 300s) or process_start_time_seconds > time() - 300)) * 1)"
         ' or increase(x_total{a="b"}[300s])))'
     )
     assert counted_from_zero("rate(x_total[5m])") == (
-        "((((last_over_time(x_total[5m]) unless last_over_time(x_total[1d:10m] offset 5m))"
-        " and on(job, instance) (last_over_time(up[1d:10m] offset 5m) or process_start_time_seconds > time() - 300)) / 300)"
+        "((((last_over_time(x_total[5m]) unless last_over_time(x_total[1d] offset 5m))"
+        " and on(job, instance) (last_over_time(up[1d] offset 5m) or process_start_time_seconds > time() - 300)) / 300)"
         " or rate(x_total[5m]))"
     )
     for unchanged in (
