@@ -240,6 +240,35 @@ def test_hrv_row_quality_names_the_stream_of_a_null_or_implausible_value(
     assert failing["ln_rmssd_min"] == []
 
 
+def test_hrv_row_quality_counts_a_nan_ln_rmssd_as_a_row_without_a_value(database_project, postgres_for) -> None:
+    """float8 holds NaN (ln of a negative RMSSD, 0/0 in the service): PostgreSQL sorts it above
+    every number, so max() answered NaN — no value, the group never judged — and a NaN is not
+    NULL, so the null rate stayed 0: rows without a plausible ln(RMSSD) passed (with one stream,
+    the check was inconclusive; beside another, GO). A NaN counts as a row without a value."""
+    project = database_project("healthy")
+    url = postgres_for("healthy")
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO hrv_readings VALUES ('nan-1', 'athlete-x', %s, %s, 'NaN', 'AA_VENDOR_HOT', 'hrv.ingest.v1'),"
+            " ('nan-2', 'athlete-y', %s, %s, 4.0, 'AA_VENDOR_HOT', 'hrv.ingest.v1')",
+            [AS_OF - timedelta(minutes=3)] * 4,
+        )
+        try:
+            bad = asyncio.run(
+                evaluate(project, "staging-soak", AS_OF, ["staging-deploy"], assume_soaked=True)
+            )
+        finally:
+            connection.execute("DELETE FROM hrv_readings WHERE message_id LIKE 'nan-%'")
+    quality = _check(bad, "hrv_row_quality")
+    assert quality.outcome is Outcome.FAIL and bad.verdict is VerdictState.NO_GO, quality.reason
+    failing = {
+        e.column: [(g.group, g.observed_value) for g in e.failing_groups] for e in quality.expectations
+    }
+    assert failing["ln_rmssd_null_rate"] == [({"source_stream": "AA_VENDOR_HOT"}, 0.5)]
+    # the stream's other row is judged: its plausible value is no failure
+    assert failing["ln_rmssd_max"] == [] and failing["ln_rmssd_min"] == []
+
+
 def test_a_password_file_is_read_relative_to_the_config_directory_and_never_printed(tmp_path: Path) -> None:
     from psycopg.conninfo import conninfo_to_dict
 
