@@ -210,6 +210,22 @@ def test_db_writes_without_rows_in_its_lookback_is_inconclusive_not_a_pass(datab
         assert check.outcome is Outcome.INCONCLUSIVE and "too little evidence" in (check.reason or "")
 
 
+def _soak_with_vendor_rows(project: Any, url: str, values: list[float | None]) -> Any:
+    """staging-soak judged with rows of ``ln_rmssd`` ``values`` on AA_VENDOR_HOT, written 3
+    minutes before AS_OF (and deleted after)."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        moment = AS_OF - timedelta(minutes=3)
+        for k, value in enumerate(values):
+            connection.execute(
+                "INSERT INTO hrv_readings VALUES (%s, %s, %s, %s, %s, 'AA_VENDOR_HOT', 'hrv.ingest.v1')",
+                [f"vendor-{k}", f"athlete-{k}", moment, moment, value],
+            )
+        try:
+            return asyncio.run(evaluate(project, "staging-soak", AS_OF, ["staging-deploy"], assume_soaked=True))
+        finally:
+            connection.execute("DELETE FROM hrv_readings WHERE message_id LIKE 'vendor-%'")
+
+
 def test_hrv_row_quality_names_the_stream_of_a_null_or_implausible_value(
     database_project, postgres_for
 ) -> None:
@@ -217,19 +233,7 @@ def test_hrv_row_quality_names_the_stream_of_a_null_or_implausible_value(
     good = asyncio.run(evaluate(project, "staging-soak", AS_OF, ["staging-deploy"], assume_soaked=True))
     quality = _check(good, "hrv_row_quality")
     assert quality.outcome is Outcome.PASS
-    url = postgres_for("healthy")
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(
-            "INSERT INTO hrv_readings VALUES ('bad-1', 'athlete-x', %s, %s, 9.5, 'AA_VENDOR_HOT', 'hrv.ingest.v1'),"
-            " ('bad-2', 'athlete-y', %s, %s, NULL, 'AA_VENDOR_HOT', 'hrv.ingest.v1')",
-            [AS_OF - timedelta(minutes=3)] * 4,
-        )
-        try:
-            bad = asyncio.run(
-                evaluate(project, "staging-soak", AS_OF, ["staging-deploy"], assume_soaked=True)
-            )
-        finally:
-            connection.execute("DELETE FROM hrv_readings WHERE message_id LIKE 'bad-%'")
+    bad = _soak_with_vendor_rows(project, postgres_for("healthy"), [9.5, None])
     quality = _check(bad, "hrv_row_quality")
     assert quality.outcome is Outcome.FAIL and bad.verdict is VerdictState.NO_GO
     failing = {
@@ -245,20 +249,7 @@ def test_hrv_row_quality_counts_a_nan_ln_rmssd_as_a_row_without_a_value(database
     every number, so max() answered NaN — no value, the group never judged — and a NaN is not
     NULL, so the null rate stayed 0: rows without a plausible ln(RMSSD) passed (with one stream,
     the check was inconclusive; beside another, GO). A NaN counts as a row without a value."""
-    project = database_project("healthy")
-    url = postgres_for("healthy")
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(
-            "INSERT INTO hrv_readings VALUES ('nan-1', 'athlete-x', %s, %s, 'NaN', 'AA_VENDOR_HOT', 'hrv.ingest.v1'),"
-            " ('nan-2', 'athlete-y', %s, %s, 4.0, 'AA_VENDOR_HOT', 'hrv.ingest.v1')",
-            [AS_OF - timedelta(minutes=3)] * 4,
-        )
-        try:
-            bad = asyncio.run(
-                evaluate(project, "staging-soak", AS_OF, ["staging-deploy"], assume_soaked=True)
-            )
-        finally:
-            connection.execute("DELETE FROM hrv_readings WHERE message_id LIKE 'nan-%'")
+    bad = _soak_with_vendor_rows(database_project("healthy"), postgres_for("healthy"), [float("nan"), 4.0])
     quality = _check(bad, "hrv_row_quality")
     assert quality.outcome is Outcome.FAIL and bad.verdict is VerdictState.NO_GO, quality.reason
     failing = {
