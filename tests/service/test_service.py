@@ -1892,6 +1892,17 @@ def chained_config(service_config: Path, tmp_path: Path) -> Path:
     return root
 
 
+def recorded_chain(root: Path, tmp_path: Path, phases: tuple[str, ...]) -> tuple[dict[str, Any], SqliteLedger, Service]:
+    """Each of ``phases`` run once (`gatecheck run`, GO), in order: the last one's verdict
+    document, the chain's ledger, and a service on it that schedules nothing."""
+    runner = CliRunner()
+    for phase in phases:
+        done = runner.invoke(app, ["run", "--phase", phase, "--config", str(root), "--format", "json"])
+        assert done.exit_code == 0, done.output
+    ledger = SqliteLedger(tmp_path / "l.db")
+    return json.loads(done.stdout), ledger, Service(load_project(root, environ={}), ledger, [])
+
+
 def test_a_recent_go_resting_on_a_required_go_that_no_longer_holds_is_not_taken(
     service_config: Path, tmp_path: Path
 ) -> None:
@@ -1899,20 +1910,14 @@ def test_a_recent_go_resting_on_a_required_go_that_no_longer_holds_is_not_taken(
     holds; once svc-go's GO is invalidated, svc-after is evaluated now (its requires unmet)
     rather than answered with a GO resting on what was taken back."""
     root = chained_config(service_config, tmp_path)
-    runner = CliRunner()
-    for phase in ("svc-go", "svc-after"):
-        done = runner.invoke(app, ["run", "--phase", phase, "--config", str(root), "--format", "json"])
-        assert done.exit_code == 0, done.output
-    after = json.loads(done.stdout)
-    ledger = SqliteLedger(tmp_path / "l.db")
-    svc = Service(load_project(root, environ={}), ledger, [])  # schedules nothing
+    after, ledger, svc = recorded_chain(root, tmp_path, ("svc-go", "svc-after"))
     url = "/api/v1/phases/svc-after/verdict"
     with serving(svc) as (base, _):
         taken = local_http.get(f"{base}{url}", params={"max_age": "1h"}, timeout=60).json()
         assert (taken["verdict"], taken["as_of"]) == ("go", after["as_of"])
         go = ledger.latest("svc-go")
         assert go is not None
-        done = runner.invoke(app, ["invalidate", "--phase", "svc-go", "--record", go.document["as_of"],
+        done = CliRunner().invoke(app, ["invalidate", "--phase", "svc-go", "--record", go.document["as_of"],
                                    "--reason", "bus was half down", "--by", "carol", "--config", str(root)])  # fmt: skip
         assert done.exit_code == 0, done.output
         now = local_http.get(f"{base}{url}", params={"max_age": "1h"}, timeout=60).json()
@@ -1934,13 +1939,7 @@ def test_a_recent_go_two_steps_below_a_no_go_is_not_taken(service_config: Path, 
     last = {"phase": "svc-last", "environment": "e-healthy", "requires": ["svc-after"],
             "checks": [{"suite": "unmatched_edges"}]}  # fmt: skip
     (root / "gates" / "svc-last.yaml").write_text(yaml.safe_dump(last))
-    runner = CliRunner()
-    for phase in ("svc-go", "svc-after", "svc-last"):
-        done = runner.invoke(app, ["run", "--phase", phase, "--config", str(root), "--format", "json"])
-        assert done.exit_code == 0, done.output
-    judged = json.loads(done.stdout)
-    ledger = SqliteLedger(tmp_path / "l.db")
-    svc = Service(load_project(root, environ={}), ledger, [])  # schedules nothing
+    judged, ledger, svc = recorded_chain(root, tmp_path, ("svc-go", "svc-after", "svc-last"))
     url = "/api/v1/phases/svc-last/verdict"
     with serving(svc) as (base, _):
         taken = local_http.get(f"{base}{url}", params={"max_age": "1h"}, timeout=60).json()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
+from gatecheck.errors import QueryError
 from gatecheck.frozen import NAME, Frozen
 from gatecheck.sources.base import QueryParameters, SourceSettings
 
@@ -89,8 +90,6 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y":
 
 def promql_seconds(text: str) -> float:
     """A PromQL duration (``5m``, ``1h30m``, ``3600s``) in seconds; QueryError otherwise."""
-    from gatecheck.errors import QueryError
-
     total, pos = 0.0, 0
     for match in re.finditer(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", text):
         if match.start() != pos:
