@@ -140,6 +140,8 @@ class ReconcileRound(_Result):
     asked: int
     differing: int
     transferred: dict[str, int]  # rows answered, per side
+    # with a side's lag, the kinds this round's reconciliation counts (empty: every kind)
+    decides: list[str] = []
 
 
 class Reconciliation(_Result):
@@ -157,6 +159,10 @@ class Reconciliation(_Result):
     rounds: list[ReconcileRound] = []
     transferred: int = 0  # rows that crossed from both sides, every round
     capped: bool = False  # more differing rows than max_rows: the counts are lower bounds
+    # the side read to the window's end plus its lag (rows written that long after the
+    # other side's), and that lag; None: both sides cut by the window
+    late: str | None = None
+    lag: Duration | None = None
 
 
 class SloWindow(_Result):

@@ -432,6 +432,24 @@ BAD_CONFIGS = {
         lambda d: d["reconcile"]["sides"]["bus"]["query"]["messages"]["columns"].update(user_id="body:athlete_id"),
         "column 'user_id': 'body:athlete_id' is not header:NAME, payload:FIELD[.FIELD…], sequence, time or subject",
     ),
+    "a reconcile side's lag longer than the check's settle": (
+        "suites/hrv_db_integrity.yaml",
+        lambda d: d["reconcile"]["sides"]["database"].update(lag="30s"),
+        "gates/staging-soak.yaml: checks[8]: suite hrv_db_integrity: reconcile.sides.database.lag 30s is longer "
+        "than the settle 0s (its window.settle): side database is read to the window's end plus its lag, not "
+        "all written when judged — settle at least the lag",
+    ),
+    "a reconcile lag on both sides": (
+        "suites/hrv_db_integrity.yaml",
+        lambda d: [side.update(lag="5s") for side in d["reconcile"]["sides"].values()],
+        "suites/hrv_db_integrity.yaml: reconcile: lag on both sides: give it on the side whose rows are written "
+        "after the other's",
+    ),
+    "a negative reconcile lag": (
+        "suites/hrv_db_integrity.yaml",
+        lambda d: d["reconcile"]["sides"]["database"].update(lag="-5s"),
+        "suites/hrv_db_integrity.yaml: reconcile.sides.database.lag:",
+    ),
     "a key column of an unknown type": (
         "suites/rollup_reconcile.yaml",
         lambda d: d["reconcile"]["keys"].update(hour="datetime"),

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from gatecheck.config import load_project
 from gatecheck.evaluation.reconcile import (
     JointPair,
     MemorySide,
@@ -28,6 +30,7 @@ from gatecheck.evaluation.reconcile import (
     hashing_for,
     reconcile,
 )
+from gatecheck.results import VerdictState
 from gatecheck.sources.clickhouse import ClickHouseSource, ClickHouseSourceConfig
 from gatecheck.sources.clickhouse.connection import ClickHouse, Target
 from gatecheck.sources.postgresql import PostgreSQLSource, PostgreSQLSourceConfig
@@ -251,7 +254,9 @@ UNFIT = [
 
 @pytest.mark.parametrize("pair", [("clickhouse", "clickhouse"), ("postgresql", "postgresql"),
                                   ("clickhouse", "postgresql")], ids=["ch-ch", "pg-pg", "ch-pg"])  # fmt: skip
-def test_a_value_its_declared_type_cannot_hold_is_an_error_never_equal(engines: Engines, pair: tuple[str, str]) -> None:
+def test_a_value_its_declared_type_cannot_hold_is_an_error_never_equal(
+    engines: Engines, pair: tuple[str, str]
+) -> None:
     """An engine's cast would make the two values one — ClickHouse's toInt64 makes 1.5 and 1.0
     both 1 and every number beyond 64 bits -2^63, PostgreSQL's ::bigint rounds 1.5 to 2,
     either reads 2 as true — and two sides that differ would reconcile as equal. Each side
@@ -650,7 +655,10 @@ def test_half_a_character_in_a_message_is_read_as_a_replacement_character(nats_s
     U+FFFD, the rest of the text kept."""
     import sqlite3
 
-    published = [("m1", {"reading": {"athlete": "bad-\ud800-x"}, "score": 1.0}), ("m2", {"reading": {"athlete": "😀"}})]
+    published = [
+        ("m1", {"reading": {"athlete": "bad-\ud800-x"}, "score": 1.0}),
+        ("m2", {"reading": {"athlete": "😀"}}),
+    ]
     from gatecheck.sources.nats import NatsQuery, NatsSource, NatsSourceConfig
 
     window = publish(nats_server.url, "RC_SURROGATE", published)
@@ -661,7 +669,9 @@ def test_half_a_character_in_a_message_is_read_as_a_replacement_character(nats_s
 
     async def read() -> list[list[Any]]:
         try:
-            return await source.records(query, {"window_start": window[0], "window_end": window[1]}, ["athlete"])
+            return await source.records(
+                query, {"window_start": window[0], "window_end": window[1]}, ["athlete"]
+            )
         finally:
             await source.close()
 
@@ -731,7 +741,9 @@ def test_a_message_removed_between_the_count_and_the_read_is_an_error_never_a_sh
             await source.close()
 
     assert [row[0] for row in asyncio.run(read(remove=False))] == [0, 1, 2, 3, 4]
-    with pytest.raises(QueryError, match=r"5 counted in the window, only 4 left to read: messages were removed"):
+    with pytest.raises(
+        QueryError, match=r"5 counted in the window, only 4 left to read: messages were removed"
+    ):
         asyncio.run(read(remove=True))
 
 
@@ -787,3 +799,137 @@ def test_the_difference_of_two_digests_is_peeled_to_the_rows_on_one_side_only() 
             **{kh: 1 for kh, _ in only_a},
             **{kh: -1 for kh, _ in only_b},
         }
+
+
+# ------------------------------------------------------------- a side written after the other
+
+LAG_AS_OF = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+LAG_MESSAGES = "SELECT id FROM lag_messages WHERE stored_at >= {window_start:timestamptz} AND stored_at < {window_end:timestamptz}"
+LAG_ROWS = "SELECT id FROM lag_rows WHERE created_at >= {window_start:timestamptz} AND created_at < {window_end:timestamptz}"
+
+
+def _lag_project(root: Path, url: str, lag: str | None, late_first: bool) -> Any:
+    """A project with one gate judging ``lag_messages`` (stored_at) against ``lag_rows``
+    (created_at, written up to 25 s later) on one PostgreSQL source: window 1h, settle 30s."""
+    from tests.conftest import copy_config
+
+    config = copy_config(root)
+    rows = {"source": "database", "query": LAG_ROWS, **({"lag": lag} if lag else {})}
+    sides = {"messages": {"source": "database", "query": LAG_MESSAGES}, "rows": rows}
+    if late_first:
+        sides = {"rows": rows, "messages": sides["messages"]}
+    suite = {
+        "name": "write_lag",
+        "window": {"length": "1h", "settle": "30s"},
+        "reconcile": {"keys": {"id": "text"}, "sides": sides},
+        "expectations": [
+            {"type": "expect_column_values_to_be_between", "column": kind, "max_value": 0}
+            for kind in ("missing", "extra", "changed", "duplicated")
+        ],
+    }
+    (config / "suites" / "write_lag.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+    (config / "gates" / "write-lag.yaml").write_text(
+        "phase: write-lag\nenvironment: staging\nchecks:\n  - suite: write_lag\n"
+    )
+    return load_project(config, environ={"GATECHECK_POSTGRES_URL": url})
+
+
+@pytest.mark.parametrize("late_first", [False, True], ids=["late-second", "late-first"])
+def test_a_side_written_up_to_its_lag_later_is_judged_without_false_edges(
+    postgres_server: Any, tmp_path: Path, late_first: bool
+) -> None:
+    """A service writes each row up to 25 s after its message was stored (created_at =
+    now()). Cut by one window, the messages of its last 25 s read as missing and the rows of
+    its first 25 s as extra, every evaluation; with ``lag: 30s`` on the rows' side only the
+    message never written and the row of no message are found."""
+    import psycopg
+
+    from tests.conftest import evaluate
+
+    url = postgres_server.fresh_url("gc_write_lag")
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("CREATE TABLE lag_messages (id text, stored_at timestamptz)")
+        connection.execute("CREATE TABLE lag_rows (id text, created_at timestamptz)")
+        start = LAG_AS_OF - timedelta(hours=1, minutes=2)
+        for k in range(0, 62 * 6 + 1):  # a message every 10 s from 1h02m before as_of to as_of
+            stored = start + timedelta(seconds=10 * k)
+            connection.execute("INSERT INTO lag_messages VALUES (%s, %s)", [f"m-{k}", stored])
+            if k != 200:  # m-200 (11:31:20) never written
+                connection.execute(
+                    "INSERT INTO lag_rows VALUES (%s, %s)", [f"m-{k}", stored + timedelta(seconds=25)]
+                )
+        connection.execute("INSERT INTO lag_rows VALUES ('stray', %s)", [LAG_AS_OF - timedelta(minutes=20)])
+    mapped = {"missing": "extra", "extra": "missing"} if late_first else {}
+
+    def keys(verdict: Any) -> dict[str, set[str | None]]:
+        check = next(c for c in verdict.checks if c.suite == "write_lag")
+        assert check.reconciliation is not None, check.reason
+        return {
+            mapped.get(kind, kind): {key["id"] for key in found}
+            for kind, found in check.reconciliation.samples.items()
+            if found
+        }
+
+    cut = asyncio.run(evaluate(_lag_project(tmp_path / "cut", url, None, late_first), "write-lag", LAG_AS_OF))
+    edges = keys(cut)
+    assert cut.verdict is VerdictState.NO_GO
+    # the window is [10:59:30, 11:59:30): the messages of 11:59:10 and 11:59:20 have their rows
+    # after it ends, the messages of the rows of 10:59:35 and 10:59:45 were stored before it starts
+    assert edges["missing"] == {"m-200", "m-367", "m-368"} and edges["extra"] == {"m-7", "m-8", "stray"}
+    lagged = asyncio.run(
+        evaluate(_lag_project(tmp_path / "lag", url, "30s", late_first), "write-lag", LAG_AS_OF)
+    )
+    check = next(c for c in lagged.checks if c.suite == "write_lag")
+    assert lagged.verdict is VerdictState.NO_GO and keys(lagged) == {"missing": {"m-200"}, "extra": {"stray"}}
+    found = check.reconciliation
+    assert found is not None and found.late == "rows" and found.lag == timedelta(seconds=30)
+    # each side's rows in the window itself: 360 messages, 359 of their rows and the stray one
+    assert found.rows == {"messages": 360, "rows": 360}
+    from gatecheck.render.describe import reconciliation_lines
+
+    late_kinds = "extra, changed, duplicated" if late_first else "missing, changed, duplicated"
+    assert (
+        f"  rows lags messages by up to 30s: rows read to the window's end + 30s for {late_kinds}; "
+        f"messages from its start - 30s for {'missing' if late_first else 'extra'}"
+    ) in reconciliation_lines(found)
+    assert {tuple(r.decides) for r in found.rounds} == (
+        {("extra", "changed", "duplicated"), ("missing",)}
+        if late_first
+        else {("missing", "changed", "duplicated"), ("extra",)}
+    )
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("DELETE FROM lag_rows WHERE id = 'stray'")
+        connection.execute(
+            "INSERT INTO lag_rows VALUES ('m-200', %s)", [datetime(2026, 3, 2, 11, 31, 40, tzinfo=UTC)]
+        )
+    held_project = _lag_project(tmp_path / "held", url, "30s", late_first)
+    held = asyncio.run(evaluate(held_project, "write-lag", LAG_AS_OF))
+    assert held.verdict is VerdictState.GO, [c.reason for c in held.checks]
+    # a backtest judges each step as run does: GO with the lag, the edges' NO-GO without it
+    from gatecheck.evaluation.backtest import run_backtest
+
+    since = LAG_AS_OF - timedelta(minutes=20)
+    cut_again = _lag_project(tmp_path / "cut-again", url, None, late_first)
+    for project, verdict in ((held_project, "go"), (cut_again, "no-go")):
+        report = asyncio.run(run_backtest(project, "write-lag", since, LAG_AS_OF, timedelta(minutes=10)))
+        assert {k: v for k, v in report.verdicts.items() if v} == {verdict: 3}, report.verdicts
+
+
+def test_explain_shows_each_sides_windows_in_both_reconciliations_of_a_lag(tmp_path: Path) -> None:
+    from gatecheck.evaluation.explain import explain
+
+    project = _lag_project(tmp_path / "config", "postgresql://gatecheck@/db?host=/nonexistent", "30s", False)
+    (check,) = explain(project, "write-lag", LAG_AS_OF)["checks"]
+    assert "rows lags messages by up to 30s" in check["reconcile"]
+    windows: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for request in check["query"]["requests"]:
+        side, which = re.match(r"side (\w+) \(database\): (reconciliation \d of 2)", request["what"]).groups()
+        sent = {p["name"]: p["sent"] for p in request["parameters"]}
+        windows.setdefault((side, which), set()).add((sent["window_start"], sent["window_end"]))
+    # every request of one side in one reconciliation over one window: asked apart, not jointly
+    assert windows == {
+        ("messages", "reconciliation 1 of 2"): {("2026-03-02T10:59:30Z", "2026-03-02T11:59:30Z")},
+        ("rows", "reconciliation 1 of 2"): {("2026-03-02T10:59:30Z", "2026-03-02T12:00:00Z")},
+        ("messages", "reconciliation 2 of 2"): {("2026-03-02T10:59:00Z", "2026-03-02T11:59:30Z")},
+        ("rows", "reconciliation 2 of 2"): {("2026-03-02T10:59:30Z", "2026-03-02T11:59:30Z")},
+    }

@@ -19,9 +19,11 @@ from gatecheck.config.models import (
     DECLARED_THRESHOLDS,
     PROJECT_FILE,
     THRESHOLDS_FILE,
+    CheckRef,
     GateConfig,
     ParameterRef,
     Project,
+    RollbackRef,
     SuiteConfig,
     _parameter_names,
     evidence_minimum,
@@ -380,9 +382,37 @@ def cross_check(project: Project) -> list[str]:
             )
     if "thresholds" not in project.unparsed:
         problems.extend(threshold_problems(project))
+    problems.extend(lag_problems(project))
     # Duplicate lines arise when several gates use one broken suite.
     problems.extend(embedded_path_problems(project))
     return list(dict.fromkeys(problems))
+
+
+def lag_problems(project: Project) -> list[str]:
+    """A reconciliation whose late side's ``lag`` is longer than its check's settle: the late
+    side is read to the window's end plus the lag, which must have passed when it is judged."""
+    problems: list[str] = []
+    for phase, gate in project.gates.items():
+        refs: list[tuple[str, CheckRef | RollbackRef]] = []
+        refs += [(f"checks[{i}]", r) for i, r in enumerate(gate.checks)]
+        refs += [(f"rollback[{i}]", r) for i, r in enumerate(gate.rollback)]
+        for key, ref in refs:
+            suite = project.suites.get(ref.suite)
+            late = None if suite is None or suite.reconcile is None else suite.reconcile.late
+            if suite is None or late is None:
+                continue
+            side, lag = late
+            settle = ref.settle if ref.settle is not None else suite.window.settle
+            if lag > settle:
+                where = f"{key}.settle" if ref.settle is not None else "its window.settle"
+                label = project.files[f"gate:{phase}"]
+                problems.append(
+                    f"{label}: {key}: suite {suite.name}: reconcile.sides.{side}.lag "
+                    f"{format_duration(lag)} is longer than the settle {format_duration(settle)} ({where}): "
+                    f"side {side} is read to the window's end plus its lag, not all written when judged "
+                    "— settle at least the lag"
+                )
+    return problems
 
 
 def _proves_nothing(suite: SuiteConfig, unit: SuiteConfig, kind: Any) -> bool:

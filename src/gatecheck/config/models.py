@@ -718,11 +718,21 @@ class ReconcileSide(Frozen):
     source: str
     query: SuiteQuery
     min_rows: float | ParameterRef | None = None
+    # this side's rows are selected by a time at most this much later than the other side's
+    # for the same record (a row written with now() after its message): docs/reconcile.md
+    lag: Duration = timedelta(0)
 
     @field_validator("min_rows")
     @classmethod
     def _sane_minimum(cls, value: float | ParameterRef | None) -> float | ParameterRef | None:
         return _sane_minimum(value, "a minimum number of rows")
+
+    @field_validator("lag")
+    @classmethod
+    def _sane_lag(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0) or value > timedelta(days=1):
+            raise ValueError("lag is at least 0s and at most 1d")
+        return value
 
 
 class ReconcileConfig(Frozen):
@@ -758,12 +768,25 @@ class ReconcileConfig(Frozen):
         overlap = set(self.keys) & set(self.values)
         if overlap:
             raise ValueError(f"keys and values share {', '.join(sorted(overlap))}")
+        if all(side.lag > timedelta(0) for side in self.sides.values()):
+            raise ValueError(
+                "lag on both sides: give it on the side whose rows are written after the other's "
+                "(the late side), its lag behind the other"
+            )
         return self
 
     @property
     def names(self) -> tuple[str, str]:
         first, second = self.sides
         return first, second
+
+    @property
+    def late(self) -> tuple[str, timedelta] | None:
+        """The side with a ``lag`` and that lag, or None (both sides cut by the same window)."""
+        for name, side in self.sides.items():
+            if side.lag > timedelta(0):
+                return name, side.lag
+        return None
 
     @property
     def columns(self) -> dict[str, ColumnType]:

@@ -18,7 +18,13 @@ from gatecheck.config.models import evidence_minimum
 from gatecheck.durations import format_duration
 from gatecheck.errors import ConfigError, did_you_mean
 from gatecheck.evaluation.plan import plan_checks, query_parameters
-from gatecheck.evaluation.reconcile_check import both_parameters, hashing_of, one_source_dialect
+from gatecheck.evaluation.reconcile_check import (
+    both_parameters,
+    hashing_of,
+    lag_kinds,
+    one_source_dialect,
+    side_windows,
+)
 from gatecheck.sources import kind_of
 
 
@@ -70,9 +76,25 @@ def explain(
             if suite.reconcile is not None:
                 side_name = prefix.split(".")[2]
                 both = both_parameters(suite, window, as_of, thresholds)
-                query = _reconcile_requests(
-                    suite, side_name, unit, config, sources, parameters, both, project
-                )
+                passes = side_windows(suite, window)
+                if len(passes) == 1:
+                    query = _reconcile_requests(
+                        suite, side_name, unit, config, sources, parameters, both, project
+                    )
+                else:  # a late side: two reconciliations, each side over its own windows
+                    index = suite.reconcile.names.index(side_name)
+                    query = {"sent_to": "", "requests": []}
+                    for n, (windows, kinds) in enumerate(zip(passes, lag_kinds(suite), strict=True), 1):
+                        own = query_parameters(unit, windows[index], as_of, thresholds)
+                        found = _reconcile_requests(
+                            suite, side_name, unit, config, sources, own, both, project
+                        )
+                        for request in found["requests"]:
+                            request["what"] = (
+                                f"reconciliation {n} of 2 ({', '.join(kinds)}): {request['what']}"
+                            )
+                        query["requests"] += found["requests"]
+                        query["sent_to"] = found["sent_to"]
             else:
                 query = kind_of(config).explain(unit.source, config, unit.query, parameters, project.root)
             asked.append((len(checks), unit.source, config, unit.query, parameters))
@@ -259,7 +281,7 @@ def _reconcile_requests(
     dialect = kind_of(config).reconcile
     if dialect == "nats":
         return kind_of(config).explain(unit.source, config, unit.query, parameters, project.root)
-    joint = one_source_dialect(suite, sources)
+    joint = one_source_dialect(suite, sources) if reconcile.late is None else None
     if joint is not None:  # one query a round over both sides: said with the first side
         if side != reconcile.names[0]:
             return {"sent_to": "", "requests": []}
@@ -323,7 +345,23 @@ def _reconcile_text(suite: Any, sources: dict[str, Any]) -> str:
         f"{first} vs {second} by {', '.join(config.keys)}; compared: {values} (numbers to "
         f"{config.decimals} decimals); hashed with {how}; differing buckets split for at most "
         f"{config.max_rounds} rounds, then their rows fetched (at most {config.max_rows} a side); "
-        f"missing = on {first} only, extra = on {second} only"
+        f"missing = on {first} only, extra = on {second} only" + _lag_text(suite)
+    )
+
+
+def _lag_text(suite: Any) -> str:
+    """A late side's two reconciliations, in words ("" without one)."""
+    config = suite.reconcile
+    if config.late is None:
+        return ""
+    late, lag = config.late
+    early = next(name for name in config.names if name != late)
+    by_end, by_start = lag_kinds(suite)
+    lag_text = format_duration(lag)
+    return (
+        f"; {late} lags {early} by up to {lag_text}: {', '.join(by_end)} counted against {late} read "
+        f"to the window's end + {lag_text}, {', '.join(by_start)} against {early} read from its start "
+        f"- {lag_text}"
     )
 
 

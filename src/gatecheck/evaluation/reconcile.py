@@ -659,6 +659,7 @@ class Round:
     asked: int  # buckets asked about (0: all)
     differing: int
     transferred: dict[str, int]
+    decides: tuple[str, ...] = ()  # the kinds its reconciliation counts (empty: every kind)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from gatecheck.evaluation.reconcile import (
     KINDS,
     Buckets,
     Cells,
+    Found,
     JointPair,
     MemorySide,
     SidesFailed,
@@ -179,12 +180,38 @@ def joint_pair(
     return JointPair(config.names, source, sqls, both_parameters(suite, window, as_of, thresholds), form)
 
 
+def side_windows(suite: SuiteConfig, window: Window) -> list[tuple[Window, Window]]:
+    """The windows each side is read over, per reconciliation: ``[(w, w)]``, or with a late
+    side (its ``lag`` L) two — the early side's ``[s, e)`` against the late side's
+    ``[s, e + L)`` (every early record's row is written by then: missing, changed,
+    duplicated), and the early side's ``[s - L, e)`` against the late side's ``[s, e)`` (each
+    late row's record is in it: extra). Consecutive windows judge each record once."""
+    config = suite.reconcile
+    assert config is not None
+    if config.late is None:
+        return [(window, window)]
+    late, lag = config.late
+    later = window.model_copy(update={"end": window.end + lag})
+    earlier = window.model_copy(update={"start": window.start - lag})
+    by_early = [(window, later), (earlier, window)]
+    return by_early if late == config.names[1] else [(b, a) for a, b in by_early]
+
+
+def lag_kinds(suite: SuiteConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """With a late side, the kinds each of :func:`side_windows`'s two reconciliations counts."""
+    config = suite.reconcile
+    assert config is not None and config.late is not None
+    second_late = config.late[0] == config.names[1]
+    early_only, late_only = ("missing", "extra") if second_late else ("extra", "missing")
+    return (early_only, "changed", "duplicated"), (late_only,)
+
+
 async def open_sides(
-    suite: SuiteConfig, window: Window, as_of: datetime, thresholds: Mapping[str, ResolvedThreshold],
-    pool: SourcePool,
+    suite: SuiteConfig, windows: tuple[Window, Window], as_of: datetime,
+    thresholds: Mapping[str, ResolvedThreshold], pool: SourcePool,
 ) -> tuple[list[_Named], str]:  # fmt: skip
-    """Each side ready to answer (a NATS side's messages read and hashed), and the hashing
-    both use. Raises SidesFailed with every side that cannot."""
+    """Each side ready to answer over its window (a NATS side's messages read and hashed),
+    and the hashing both use. Raises SidesFailed with every side that cannot."""
     config = suite.reconcile
     assert config is not None
     units = [unit for _, unit in suite.units()]
@@ -192,7 +219,7 @@ async def open_sides(
     dialects = [kind_of(sources[u.source]).reconcile or "" for u in units]
     hashing = hashing_of(suite, sources)
 
-    async def one(name: str, unit: SuiteConfig, dialect: str) -> _Named:
+    async def one(name: str, unit: SuiteConfig, dialect: str, window: Window) -> _Named:
         with _blamed(name):
             source = pool.get(unit.source)
             parameters = query_parameters(unit, window, as_of, thresholds)
@@ -204,7 +231,7 @@ async def open_sides(
         raise AssertionError("unreachable")  # _blamed raises or the block returned
 
     found = await asyncio.gather(
-        *(one(n, u, d) for n, u, d in zip(config.names, units, dialects, strict=True)),
+        *(one(n, u, d, w) for n, u, d, w in zip(config.names, units, dialects, windows, strict=True)),
         return_exceptions=True,
     )
     failures = [f for f in found if isinstance(f, BaseException)]
@@ -236,14 +263,18 @@ async def fetch_reconciled(
     units = [unit for _, unit in suite.units()]
     options = {"sample": config.sample, "max_rows": config.max_rows, "max_rounds": config.max_rounds}
     try:
-        joint = joint_pair(suite, window, as_of, thresholds, pool)
+        # a late side's two reconciliations read each side over its own windows: asked apart
+        joint = joint_pair(suite, window, as_of, thresholds, pool) if config.late is None else None
         hashing: str
         if joint is not None:
             hashing = joint.form.hashing
             outcome = await reconcile(_NamedJoint(joint), **options)  # type: ignore[arg-type]
         else:
-            sides, hashing = await open_sides(suite, window, as_of, thresholds, pool)
-            outcome = await reconcile(sides[0], sides[1], **options)  # type: ignore[arg-type]
+            outcomes = []
+            for windows in side_windows(suite, window):
+                sides, hashing = await open_sides(suite, windows, as_of, thresholds, pool)
+                outcomes.append(await reconcile(sides[0], sides[1], **options))  # type: ignore[arg-type]
+            outcome = outcomes[0] if len(outcomes) == 1 else _lagged(suite, outcomes[0], outcomes[1])
     except (SideFailed, SidesFailed) as failed:
         every = (
             [e for e in failed.errors if isinstance(e, SideFailed)]
@@ -277,6 +308,31 @@ async def fetch_reconciled(
     return reconciled_frame(suite, outcome, hashing)
 
 
+def _lagged(suite: SuiteConfig, by_late_end: Found, by_early_start: Found) -> Found:
+    """A late side's two reconciliations as one: the early side's records judged against the
+    late side read on past the window's end (missing, changed, duplicated), the late side's
+    rows against the early side read from before its start (extra); each side's rows in
+    the window itself."""
+    from dataclasses import replace
+
+    config = suite.reconcile
+    assert config is not None and config.late is not None
+    first_kinds, second_kinds = lag_kinds(suite)
+    late = config.late[0]
+    early = next(name for name in config.names if name != late)
+    counts = {kind: (by_late_end if kind in first_kinds else by_early_start).counts[kind] for kind in KINDS}
+    samples = {kind: (by_late_end if kind in first_kinds else by_early_start).samples[kind] for kind in KINDS}
+    return Found(
+        rows={early: by_late_end.rows[early], late: by_early_start.rows[late]},
+        counts=counts,
+        samples=samples,
+        rounds=[replace(r, decides=first_kinds) for r in by_late_end.rounds]
+        + [replace(r, decides=second_kinds) for r in by_early_start.rounds],
+        # a capped count the other reconciliation does not report stays uncapped
+        capped=by_late_end.capped or by_early_start.capped,
+    )
+
+
 def findings_of(frame: pd.DataFrame) -> Reconciliation | None:
     """The findings a reconciliation's frame carries (None on any other frame)."""
     found: Reconciliation | None = carried(frame, "reconciliation")
@@ -301,12 +357,19 @@ def reconciled_frame(suite: SuiteConfig, outcome: Any, hashing: str) -> pd.DataF
         },
         rounds=[
             ReconcileRound(
-                what=r.what, bits=r.bits, asked=r.asked, differing=r.differing, transferred=r.transferred
+                what=r.what,
+                bits=r.bits,
+                asked=r.asked,
+                differing=r.differing,
+                transferred=r.transferred,
+                decides=list(r.decides),
             )
             for r in outcome.rounds
         ],
         transferred=outcome.transferred,
         capped=outcome.capped,
+        late=None if config.late is None else config.late[0],
+        lag=None if config.late is None else config.late[1],
     )
     row: dict[str, Any] = {f"{name}_rows": outcome.rows[name] for name in names}
     row.update(outcome.counts)
@@ -374,7 +437,7 @@ async def reconcile_steps(
     on one ClickHouse source and each side's SQL in the one-pass form — then one query
     compares every step's buckets in the engine. Each step's frame, or None for a step whose
     buckets differ (its own reconciliation names the keys); None when not asked at once."""
-    from gatecheck.evaluation.reconcile import Found, Round
+    from gatecheck.evaluation.reconcile import Round
     from gatecheck.sources.base import MAX_ROWS
     from gatecheck.sources.clickhouse import STEP_COLUMN
     from gatecheck.sources.clickhouse.onepass import one_pass, steps_of
@@ -382,6 +445,8 @@ async def reconcile_steps(
     config = suite.reconcile
     assert config is not None
     units = [unit for _, unit in suite.units()]
+    if config.late is not None:  # each side over its own windows: step by step
+        return None
     if one_source_dialect(suite, pool.project.config.environments[pool.environment].sources) != "clickhouse":
         return None
     steps = steps_of(

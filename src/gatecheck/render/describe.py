@@ -161,6 +161,15 @@ def reconciliation_lines(found: Reconciliation, at_most: int = 10) -> list[str]:
         count = getattr(found, kind)
         if count:
             lines.append(f"  {kind}: {sampled_keys(found.samples.get(kind, []), count, at_most)}")
+    if found.late is not None and found.lag is not None:
+        lag = format_duration(found.lag)
+        early = next((side for side in found.rows if side != found.late), "the other side")
+        by_end = next((r.decides for r in found.rounds if "changed" in r.decides), [])
+        by_start = next((r.decides for r in found.rounds if r.decides and "changed" not in r.decides), [])
+        lines.append(
+            f"  {found.late} lags {early} by up to {lag}: {found.late} read to the window's end + {lag} "
+            f"for {', '.join(by_end)}; {early} from its start - {lag} for {', '.join(by_start)}"
+        )
     digests = [r for r in found.rounds if r.what == "cells"]
     buckets = [r for r in found.rounds if r.what == "buckets"]
     fetched = [r for r in found.rounds if r.what == "rows"]
