@@ -933,3 +933,73 @@ def test_explain_shows_each_sides_windows_in_both_reconciliations_of_a_lag(tmp_p
         ("messages", "reconciliation 2 of 2"): {("2026-03-02T10:59:00Z", "2026-03-02T11:59:30Z")},
         ("rows", "reconciliation 2 of 2"): {("2026-03-02T10:59:30Z", "2026-03-02T11:59:30Z")},
     }
+
+
+def test_a_nats_subjects_rows_written_later_in_postgresql_are_found_within_the_lag(
+    nats_server: Any, postgres_server: Any, tmp_path: Path
+) -> None:
+    """nats-server against PostgreSQL, the shipped pair: each row written 40–42 s after its
+    message, the window ending after every message and before every row. Cut by the window,
+    every message is missing; with ``lag: 45s`` on the database side, only the one never
+    written — read from the stream over the window and the 45 s before it."""
+    import psycopg
+
+    from tests.conftest import copy_config, evaluate
+
+    published = [(None, {"message_id": f"lag-{k}"}) for k in range(20)]
+    _, end = publish(nats_server.url, "RC_LAG", published)  # every message stored before `end`
+    url = postgres_server.fresh_url("gc_nats_lag")
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("CREATE TABLE lag_rows (message_id text, created_at timestamptz)")
+        for k in range(20):
+            if k != 7:
+                connection.execute(
+                    "INSERT INTO lag_rows VALUES (%s, %s)", [f"lag-{k}", end + timedelta(seconds=40)]
+                )
+    as_of = end + timedelta(seconds=45)  # the window ends at `end`
+
+    def judged(lag: str | None) -> tuple[Any, Any]:
+        database: dict[str, Any] = {
+            "source": "database",
+            "query": "SELECT message_id FROM lag_rows WHERE created_at >= {window_start:timestamptz} "
+            "AND created_at < {window_end:timestamptz}",
+        }
+        if lag:
+            database["lag"] = lag
+        suite = {
+            "name": "bus_lag",
+            "window": {"length": "10m", "settle": "45s"},
+            "reconcile": {
+                "keys": {"message_id": "text"},
+                "sides": {
+                    "bus": {"source": "bus", "query": {"messages": {
+                        "stream": "RC_LAG", "subject": "rc_lag.hrv", "columns": {"message_id": "payload:message_id"},
+                    }}},
+                    "database": database,
+                },
+            },
+            "expectations": [
+                {"type": "expect_column_values_to_be_between", "column": kind, "max_value": 0}
+                for kind in ("missing", "extra", "changed", "duplicated")
+            ],
+        }  # fmt: skip
+        config = copy_config(tmp_path / (lag or "cut"))
+        (config / "suites" / "bus_lag.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+        (config / "gates" / "bus-lag.yaml").write_text(
+            "phase: bus-lag\nenvironment: staging\nchecks:\n  - suite: bus_lag\n"
+        )
+        project = load_project(
+            config, environ={"GATECHECK_POSTGRES_URL": url, "GATECHECK_NATS_URL": nats_server.url}
+        )
+        verdict = asyncio.run(evaluate(project, "bus-lag", as_of))
+        (check,) = [c for c in verdict.checks if c.suite == "bus_lag"]
+        assert check.reconciliation is not None, check.reason
+        return verdict, check.reconciliation
+
+    verdict, found = judged(None)
+    assert verdict.verdict is VerdictState.NO_GO and (found.missing, found.extra) == (20, 0)
+    verdict, found = judged("45s")
+    assert verdict.verdict is VerdictState.NO_GO
+    assert (found.missing, found.extra, found.changed, found.duplicated) == (1, 0, 0, 0)
+    assert found.samples["missing"] == [{"message_id": "lag-7"}]
+    assert found.rows == {"bus": 20, "database": 0}  # each side's rows in the window itself
