@@ -889,7 +889,7 @@ def test_a_side_written_up_to_its_lag_later_is_judged_without_false_edges(
 
     late_kinds = "extra, changed, duplicated" if late_first else "missing, changed, duplicated"
     assert (
-        f"  rows lags messages by up to 30s: rows read to the window's end + 30s for {late_kinds}; "
+        f"rows lags messages by up to 30s: rows read to the window's end + 30s for {late_kinds}; "
         f"messages from its start - 30s for {'missing' if late_first else 'extra'}"
     ) in reconciliation_lines(found)
     assert {tuple(r.decides) for r in found.rounds} == (

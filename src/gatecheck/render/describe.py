@@ -167,7 +167,7 @@ def reconciliation_lines(found: Reconciliation, at_most: int = 10) -> list[str]:
         by_end = next((r.decides for r in found.rounds if "changed" in r.decides), [])
         by_start = next((r.decides for r in found.rounds if r.decides and "changed" not in r.decides), [])
         lines.append(
-            f"  {found.late} lags {early} by up to {lag}: {found.late} read to the window's end + {lag} "
+            f"{found.late} lags {early} by up to {lag}: {found.late} read to the window's end + {lag} "
             f"for {', '.join(by_end)}; {early} from its start - {lag} for {', '.join(by_start)}"
         )
     digests = [r for r in found.rounds if r.what == "cells"]
