@@ -319,16 +319,15 @@ def _lagged(suite: SuiteConfig, by_late_end: Found, by_early_start: Found) -> Fo
     assert config is not None and config.late is not None
     first_kinds, second_kinds = lag_kinds(suite)
     late = config.late[0]
-    early = next(name for name in config.names if name != late)
     counts = {kind: (by_late_end if kind in first_kinds else by_early_start).counts[kind] for kind in KINDS}
     samples = {kind: (by_late_end if kind in first_kinds else by_early_start).samples[kind] for kind in KINDS}
     return Found(
-        rows={early: by_late_end.rows[early], late: by_early_start.rows[late]},
+        rows={name: (by_early_start if name == late else by_late_end).rows[name] for name in config.names},
         counts=counts,
         samples=samples,
         rounds=[replace(r, decides=first_kinds) for r in by_late_end.rounds]
         + [replace(r, decides=second_kinds) for r in by_early_start.rounds],
-        # a capped count the other reconciliation does not report stays uncapped
+        # either reconciliation past max_rows: the counts are lower bounds
         capped=by_late_end.capped or by_early_start.capped,
     )
 
