@@ -528,6 +528,12 @@ class Side(Protocol):
         the first round's)."""
 
 
+class AnswerCut(Exception):
+    """A request answered more rows than a source reads (it stops at ``MAX_ROWS`` + 1): the
+    rest were never read, so the answer cannot be compared as whole. Not a GatecheckError: it
+    passes the sides' error wrapping to the rounds, which ask in smaller requests."""
+
+
 class _Asking:
     """Rounds asked of one SQL source with one set of parameters, counted."""
 
@@ -538,8 +544,13 @@ class _Asking:
         self.requests = 0
 
     async def _ask(self, sql: str) -> pd.DataFrame:
+        from gatecheck.sources.base import MAX_ROWS
+
         self.requests += 1
-        return await self.source.query(sql, self.parameters)
+        frame = await self.source.query(sql, self.parameters)
+        if len(frame) > MAX_ROWS:
+            raise AnswerCut(f"a request answered more than {MAX_ROWS} rows")
+        return frame
 
 
 class SqlSide(_Asking):
@@ -697,6 +708,13 @@ async def _both(first: Any, second: Any) -> tuple[Any, Any]:
     return a, b
 
 
+def _cut(exc: BaseException) -> bool:
+    """Whether a round failed only because its answers were cut (one side's or both)."""
+    if isinstance(exc, SidesFailed):
+        return all(isinstance(e, AnswerCut) for e in exc.errors)
+    return isinstance(exc, AnswerCut)
+
+
 def _differing(a: Buckets, b: Buckets) -> list[int]:
     """The buckets whose rows or hash sums differ, or that hold a key more than once on a side."""
     return sorted(
@@ -845,7 +863,15 @@ async def reconcile(
             return found
         digested = True
     bits = first_bits
-    answer = await pair.buckets(bits, None, not digested)
+    try:
+        answer = await pair.buckets(bits, None, not digested)
+    except (AnswerCut, SidesFailed) as exc:
+        # more differing buckets than one answer holds (a joint pair answers only those):
+        # asked again at the bits whose every bucket one answer holds, then split
+        if not _cut(exc) or bits <= FIRST_BITS:
+            raise
+        bits = FIRST_BITS
+        answer = await pair.buckets(bits, None, not digested)
     a, b = answer.first, answer.second
     rows = answer.totals or {name_a: 0, name_b: 0}
     differing = _differing(a, b)
@@ -855,29 +881,39 @@ async def reconcile(
         if expected <= fetch_rows:
             break
         extra = max(1, min(HASH_BITS - bits, int(math.log2(max(1, max_buckets // len(differing))))))
-        within = (bits, differing)
+        asked, prefix_bits = differing, bits
         bits += extra
-        answer = await pair.buckets(bits, within, False)
-        a, b = answer.first, answer.second
+        # each request asks about at most max_buckets finer buckets: a source answers at most
+        # MAX_ROWS rows, and an answer cut there would compare the buckets past the cut as equal
+        per = max(1, max_buckets >> extra)
+        a, b = {}, {}
+        crossed: dict[str, int] = {}
+        for start in range(0, len(asked), per):
+            answer = await pair.buckets(bits, (prefix_bits, asked[start : start + per]), False)
+            a.update(answer.first)
+            b.update(answer.second)
+            crossed = {k: crossed.get(k, 0) + v for k, v in answer.crossed.items()}
         differing = _differing(a, b)
-        rounds.append(Round("buckets", bits, len(within[1]), len(differing), answer.crossed))
-    # fetch the rows of the differing buckets, in requests of at most fetch_rows rows, up to
-    # max_rows a side
+        rounds.append(Round("buckets", bits, len(asked), len(differing), crossed))
+    # fetch the rows of the differing buckets, in requests of at most fetch_rows rows (a joint
+    # pair's request answers both sides' rows), up to max_rows a side
     capped = False
     chunk: list[int] = []
     size = 0
     budget = 0
     chunks: list[list[int]] = []
+    joint = isinstance(pair, JointPair)
     for key in differing:
-        n = max(a.get(key, _NONE)[0], b.get(key, _NONE)[0])
+        n_a, n_b = a.get(key, _NONE)[0], b.get(key, _NONE)[0]
+        n = max(n_a, n_b)
+        if chunk and size + (n_a + n_b if joint else n) > fetch_rows:
+            chunks.append(chunk)
+            chunk, size = [], 0
         if budget + n > max_rows:
             capped = True
             break
-        if chunk and size + n > fetch_rows:
-            chunks.append(chunk)
-            chunk, size = [], 0
         chunk.append(key)
-        size += n
+        size += n_a + n_b if joint else n
         budget += n
     if chunk:
         chunks.append(chunk)
@@ -893,7 +929,15 @@ async def _fetched(
     name_a, name_b = pair.names
     fetched: dict[str, list[tuple[str, int]]] = {name_a: [], name_b: []}
     for part in chunks:
-        got_a, got_b, crossed = await pair.rows(bits, part)
+        try:
+            got_a, got_b, crossed = await pair.rows(bits, part)
+        except (AnswerCut, SidesFailed) as exc:
+            # one bucket (or key) with more rows than an answer holds, still after the rounds:
+            # its rows are not compared, so every count is a lower bound
+            if not _cut(exc):
+                raise
+            capped = True
+            continue
         fetched[name_a].extend(got_a)
         fetched[name_b].extend(got_b)
         rounds.append(Round("rows", bits, len(part), len(part), crossed))
@@ -921,13 +965,18 @@ async def _by_digest(
         name_b: sum(v[0] for c, v in cells_b.items() if c < part),
     }
     # a key written twice alike on both sides leaves no difference: each side names its own
-    dups_a, dups_b, crossed = await pair.duplicates(max_rows + 1)
+    # (at most as many as one answer holds; a side with more makes the counts lower bounds)
+    from gatecheck.sources.base import MAX_ROWS
+
+    limit = min(max_rows, MAX_ROWS - 1) + 1
+    dups_a, dups_b, crossed = await pair.duplicates(limit)
     twice = set(dups_a) | set(dups_b)
     rounds.append(Round("duplicates", HASH_BITS, 0, len(twice), crossed))
     keys = sorted(set(differing) | twice)
     kept, step = keys[:max_rows], max(1, fetch_rows)
     chunks = [kept[start : start + step] for start in range(0, len(kept), step)]
-    return await _fetched(pair, HASH_BITS, chunks, rounds, sample, rows, len(keys) > max_rows)
+    more = len(keys) > max_rows or max(len(dups_a), len(dups_b)) >= limit
+    return await _fetched(pair, HASH_BITS, chunks, rounds, sample, rows, more)
 
 
 def classify(
