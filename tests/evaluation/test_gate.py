@@ -121,12 +121,17 @@ def test_an_undecided_phase_says_what_it_waits_on() -> None:
     # a root that failed: its reason comes last, so a page splits it into its failing groups
     from gatecheck.render.describe import split_reason
 
-    failed = undecided("canary-10", [
-        "required check failed: stream_topology — replicas must be ≥ 3 (stream_replicas, environment): "
-        "stream=AA_CORE_HOT: observed 1; stream=AA_DLQ: observed 1"
-    ]).model_copy(update={"verdict": VerdictState.NO_GO})
+    failed = undecided(
+        "canary-10",
+        [
+            "required check failed: stream_topology — replicas must be ≥ 3 (stream_replicas, environment): "
+            "stream=AA_CORE_HOT: observed 1; stream=AA_DLQ: observed 1"
+        ],
+    ).model_copy(update={"verdict": VerdictState.NO_GO})
     headline, groups = split_reason(f"requires canary-50: {undecided_reason('canary-50', waits, failed)}")
-    assert headline.startswith("requires canary-50: no recorded GO of canary-50, waiting on canary-10: required")
+    assert headline.startswith(
+        "requires canary-50: no recorded GO of canary-50, waiting on canary-10: required"
+    )
     assert groups == ["stream=AA_CORE_HOT: observed 1", "stream=AA_DLQ: observed 1"]
 
 
@@ -140,13 +145,21 @@ def test_as_of_parsing() -> None:
 
 def _expectation(outcome: Outcome, column: str = "c") -> ExpectationResult:
     return ExpectationResult(
-        type="expect_column_values_to_be_between", column=column, outcome=outcome, observed_value=1, reason=outcome.value
+        type="expect_column_values_to_be_between",
+        column=column,
+        outcome=outcome,
+        observed_value=1,
+        reason=outcome.value,
     )
 
 
 def _evidence(sufficient: bool) -> EvidenceResult:
-    minimum = Threshold(name="m", value=10, bound="min", provenance="default", key="thresholds.yaml: defaults.m")
-    return EvidenceResult(column="n", observed_total=20 if sufficient else 3, min_total=minimum, sufficient=sufficient)
+    minimum = Threshold(
+        name="m", value=10, bound="min", provenance="default", key="thresholds.yaml: defaults.m"
+    )
+    return EvidenceResult(
+        column="n", observed_total=20 if sufficient else 3, min_total=minimum, sufficient=sufficient
+    )
 
 
 @pytest.mark.parametrize(
@@ -171,3 +184,36 @@ def test_check_outcome(outcomes: list[Outcome], evidence: bool | None, expected:
     assert outcome is expected
     if expected is Outcome.FAIL and len({*outcomes} - {Outcome.PASS, Outcome.FAIL}):
         assert "also not judged" in (reason or "")  # the errors are listed beside the failure
+
+
+def test_an_evaluation_stopped_before_its_checks_ran_leaves_no_coroutine_never_awaited() -> None:
+    """A SIGTERM can stop an evaluation after its checks' tasks exist but before they first
+    ran. Each check's coroutine was made by the caller and handed to the task: never awaited,
+    Python warned of it on stderr when it was collected — a line in the stopping service's
+    JSON log that is not JSON (tests/service/test_service_process.py saw it once). The check's
+    coroutine is now made inside its task, so a task stopped first never makes it."""
+    import asyncio
+    import gc
+    import warnings
+
+    from gatecheck.evaluation import gate
+
+    ran: list[int] = []
+
+    async def check() -> None:
+        ran.append(1)
+
+    async def stopped_at_once() -> None:
+        jobs = [gate._timed(None, check, None) for _ in range(3)]  # type: ignore[arg-type]
+        evaluation = asyncio.ensure_future(gate.every(jobs))
+        await asyncio.sleep(0)  # every() made the checks' tasks; none has run
+        evaluation.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await evaluation
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(stopped_at_once())
+        gc.collect()
+    assert ran == []
+    assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]

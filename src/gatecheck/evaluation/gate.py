@@ -15,6 +15,7 @@ needs (sources through the engine's pool, the ledger's records and trail).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
@@ -213,7 +214,11 @@ async def evaluate(
     pool = SourcePool(project, gate.environment, source_factory)
     try:
         jobs = [
-            _timed(plan, _run_check(plan, as_of, thresholds, pool, judge_in, validator, context), timings)
+            _timed(
+                plan,
+                functools.partial(_run_check, plan, as_of, thresholds, pool, judge_in, validator, context),
+                timings,
+            )
             for plan in plans
         ]
         checks = await every(jobs)
@@ -836,11 +841,14 @@ async def _soak_status(
 
 
 async def _timed(
-    plan: CheckPlan, job: Awaitable[CheckResult], timings: dict[tuple[str, str], float] | None
+    plan: CheckPlan, job: Callable[[], Awaitable[CheckResult]], timings: dict[tuple[str, str], float] | None
 ) -> CheckResult:
+    """``job()`` awaited, its time kept in ``timings``. The job's coroutine is made here, not by
+    the caller: an evaluation stopped before this task first ran (SIGTERM) would otherwise leave
+    it never awaited, and Python warns of that on stderr as it is collected."""
     started = time.perf_counter()
     try:
-        return await job
+        return await job()
     finally:
         if timings is not None:
             timings[(plan.suite.name, plan.role)] = time.perf_counter() - started
