@@ -736,9 +736,11 @@ class Answer:
 
 
 class Pair(Protocol):
-    """Both sides of a reconciliation, asked together."""
+    """Both sides of a reconciliation, asked together. ``joint``: one query a round over both
+    sides, answering only the differing buckets and both sides' rows in one answer."""
 
     names: tuple[str, str]
+    joint: bool
 
     async def buckets(self, bits: int, within: tuple[int, list[int]] | None, first: bool) -> Answer: ...
 
@@ -749,6 +751,8 @@ class Pair(Protocol):
 
 class SeparatePair:
     """Two sides each asked on its own (both at once)."""
+
+    joint = False
 
     def __init__(self, first: Side, second: Side) -> None:
         self.first, self.second = first, second
@@ -792,6 +796,7 @@ class JointPair(_Asking):
 
     #: Buckets of the first round: only differing ones come back, so as fine as useful.
     FIRST_BITS = 20
+    joint = True
 
     def __init__(
         self, names: tuple[str, str], source: Source, sqls: tuple[str, str], parameters: QueryParameters,
@@ -853,7 +858,7 @@ async def reconcile(
     hold), the bucket rounds above run."""
     pair: Pair = first if second is None else SeparatePair(first, second)  # type: ignore[assignment,arg-type]
     if first_bits is None:
-        first_bits = JointPair.FIRST_BITS if isinstance(pair, JointPair) else FIRST_BITS
+        first_bits = JointPair.FIRST_BITS if pair.joint else FIRST_BITS
     name_a, name_b = pair.names
     rounds: list[Round] = []
     digested = False
@@ -902,7 +907,7 @@ async def reconcile(
     size = 0
     budget = 0
     chunks: list[list[int]] = []
-    joint = isinstance(pair, JointPair)
+    joint = pair.joint
     for key in differing:
         n_a, n_b = a.get(key, _NONE)[0], b.get(key, _NONE)[0]
         n = max(n_a, n_b)

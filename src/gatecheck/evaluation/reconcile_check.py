@@ -119,6 +119,8 @@ class _Named:
 class _NamedJoint:
     """A joint pair whose failures name both sides (one query asks both)."""
 
+    joint = True
+
     def __init__(self, pair: JointPair) -> None:
         self.pair = pair
         self.names = pair.names
