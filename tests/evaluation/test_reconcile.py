@@ -478,6 +478,20 @@ def test_more_differing_buckets_than_one_answer_holds_lose_none(
     assert found_sets(outcome)["missing"] == {f"msg-{i:05d}" for i in range(20_000) if i % 4000 == 7}
 
 
+def test_keys_written_many_times_alike_on_both_sides_are_fetched_in_answers_that_hold_them(
+    engines: Engines,
+) -> None:
+    """3,500 keys written three times alike on both sides: the digests agree, each side names
+    them, and their rows — 10,500 a side, more than one answer holds — are fetched in halves
+    until each answer holds its rows; every key is duplicated, none lost."""
+    first = [record(i) for i in range(5_000)] + [record(i) for i in range(3_500)] * 2
+    outcome, _, _ = engines.pair(("clickhouse", "clickhouse"), first, list(first))
+    assert not outcome.capped
+    assert outcome.counts == {"missing": 0, "extra": 0, "changed": 0, "duplicated": 3_500}
+    fetches = [r for r in outcome.rounds if r.what == "rows"]
+    assert len(fetches) >= 2 and all(max(r.transferred.values()) <= 10_000 for r in fetches)
+
+
 def test_a_differing_bucket_costs_its_rows_only(engines: Engines) -> None:
     """On a bigger pair of sides, what crosses is the bucket answers and the differing
     buckets' rows: well under the rows compared."""

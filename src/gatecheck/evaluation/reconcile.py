@@ -930,17 +930,23 @@ async def _fetched(
     capped: bool,
 ) -> Found:  # fmt: skip
     """Both sides' rows in the buckets (or, at ``HASH_BITS``, of the keys) of each chunk, one
-    request a chunk, classified."""
+    request a chunk, classified. A chunk whose rows outnumber one answer (keys written many
+    times: a key's rows are not counted before they are fetched) is asked again in halves."""
     name_a, name_b = pair.names
     fetched: dict[str, list[tuple[str, int]]] = {name_a: [], name_b: []}
-    for part in chunks:
+    pending = list(chunks)
+    while pending:
+        part = pending.pop(0)
         try:
             got_a, got_b, crossed = await pair.rows(bits, part)
         except (AnswerCut, SidesFailed) as exc:
-            # one bucket (or key) with more rows than an answer holds, still after the rounds:
-            # its rows are not compared, so every count is a lower bound
             if not _cut(exc):
                 raise
+            if len(part) > 1:
+                pending[:0] = [part[: len(part) // 2], part[len(part) // 2 :]]
+                continue
+            # one bucket or key with more rows than an answer holds: its rows are not
+            # compared, so every count is a lower bound
             capped = True
             continue
         fetched[name_a].extend(got_a)
