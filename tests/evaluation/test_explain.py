@@ -136,6 +136,9 @@ def test_a_side_asked_apart_explains_its_digest_and_duplicates_as_sent(postgres_
         for part in range(3):  # every row in one cell of each part
             assert sum(n for cell, n, *_ in cells if part * 512 <= cell < (part + 1) * 512) == rows
         assert len(sent(requests[1])) == rows - keys == 40  # db-duplicates: 40 messages written twice
+    # as many keys as one answer holds (10,000 rows), not max_rows (50,000): one more than a
+    # side may name, so that naming that many says there are more
+    assert "HAVING count(*) > 1\nLIMIT 10000\n" in requests[1]["text"]
 
 
 def test_windows_and_thresholds_name_where_they_came_from() -> None:

@@ -275,7 +275,7 @@ def _reconcile_requests(
     the later ones with the differing buckets still to be found), a NATS side's reading of
     its messages; both SQL sides on one source: their joint queries, once (``both``: the
     parameters of a query over both sides)."""
-    from gatecheck.evaluation.reconcile import DIGEST_PART, FIRST_BITS, HASH_BITS, SqlForm
+    from gatecheck.evaluation.reconcile import DIGEST_PART, FIRST_BITS, HASH_BITS, SqlForm, duplicates_limit
 
     reconcile = suite.reconcile
     dialect = kind_of(config).reconcile
@@ -300,7 +300,7 @@ def _reconcile_requests(
         ),
         (
             "round 2, when the digests' difference decodes: the keys on more than one row",
-            form.duplicates_sql(unit.query, reconcile.max_rows + 1),
+            form.duplicates_sql(unit.query, duplicates_limit(reconcile.max_rows)),
         ),
         (
             "last, then: the rows of the differing and duplicated keys",

@@ -956,6 +956,14 @@ async def _fetched(
     return Found(rows=rows, counts=counts, samples=samples, rounds=rounds, capped=capped)
 
 
+def duplicates_limit(max_rows: int) -> int:
+    """How many keys written more than once a side is asked for: one more than it may name
+    (``max_rows``, at most what one answer holds), so that naming that many says there are more."""
+    from gatecheck.sources.base import MAX_ROWS
+
+    return min(max_rows, MAX_ROWS - 1) + 1
+
+
 async def _by_digest(
     pair: SeparatePair, part: int, rounds: list[Round], sample: int, max_rows: int, fetch_rows: int
 ) -> Found | None:
@@ -977,9 +985,7 @@ async def _by_digest(
     }
     # a key written twice alike on both sides leaves no difference: each side names its own
     # (at most as many as one answer holds; a side with more makes the counts lower bounds)
-    from gatecheck.sources.base import MAX_ROWS
-
-    limit = min(max_rows, MAX_ROWS - 1) + 1
+    limit = duplicates_limit(max_rows)
     dups_a, dups_b, crossed = await pair.duplicates(limit)
     twice = set(dups_a) | set(dups_b)
     rounds.append(Round("duplicates", HASH_BITS, 0, len(twice), crossed))
