@@ -164,7 +164,14 @@ def integrity_config(config_copy: Path) -> Path:
 
 
 def integrity(root: Path, bus: str, database: str, as_of=None) -> CheckResult:
-    project = load_project(root, environ={"GATECHECK_NATS_URL": bus, "GATECHECK_NATS_PRODUCTION_URL": bus, "GATECHECK_POSTGRES_URL": database})
+    project = load_project(
+        root,
+        environ={
+            "GATECHECK_NATS_URL": bus,
+            "GATECHECK_NATS_PRODUCTION_URL": bus,
+            "GATECHECK_POSTGRES_URL": database,
+        },
+    )
     return check_of(asyncio.run(evaluate(project, "integrity", as_of)), "hrv_db_integrity")
 
 
@@ -187,23 +194,38 @@ def test_messages_without_rows_fail_naming_them(integrity_config, bus_for, postg
     check = integrity(integrity_config, bus_for("healthy"), postgres_for("db-missing", live=True))
     assert check.outcome is Outcome.FAIL
     found = check.reconciliation
-    assert found is not None and (found.missing, found.extra, found.changed, found.duplicated) == (40, 0, 0, 0)
+    assert found is not None and (found.missing, found.extra, found.changed, found.duplicated) == (
+        40,
+        0,
+        0,
+        0,
+    )
     assert found.samples["missing"][:2] == [{"message_id": "bus-000200"}, {"message_id": "bus-000201"}]
     assert len(found.samples["missing"]) == 10  # the suite's sample size (default)
     assert "message_id: missing bus-000200, bus-000201, bus-000202 (+37 more)" in (check.reason or "")
     assert [e.column for e in check.expectations if e.outcome is Outcome.FAIL] == ["missing"]
 
 
-def test_equal_counts_of_missing_and_duplicated_rows_are_no_go(integrity_config, bus_for, postgres_for) -> None:
+def test_equal_counts_of_missing_and_duplicated_rows_are_no_go(
+    integrity_config, bus_for, postgres_for
+) -> None:
     """40 messages never written and 40 written twice: as many rows as messages (a count
     comparison's GO), and by key both kinds, each named."""
     check = integrity(integrity_config, bus_for("healthy"), postgres_for("db-duplicates", live=True))
     assert check.outcome is Outcome.FAIL
     assert [s.values["rows"] for s in check.sides] == [240.0, 240.0]
     found = check.reconciliation
-    assert found is not None and (found.missing, found.duplicated, found.extra, found.changed) == (40, 40, 0, 0)
+    assert found is not None and (found.missing, found.duplicated, found.extra, found.changed) == (
+        40,
+        40,
+        0,
+        0,
+    )
     assert found.samples["duplicated"][0] == {"message_id": "bus-000000"}
-    assert sorted(e.column for e in check.expectations if e.outcome is Outcome.FAIL) == ["duplicated", "missing"]
+    assert sorted(e.column for e in check.expectations if e.outcome is Outcome.FAIL) == [
+        "duplicated",
+        "missing",
+    ]
 
 
 def test_a_database_without_any_row_of_the_window_fails(integrity_config, bus_for, postgres_for) -> None:
@@ -226,7 +248,9 @@ def test_a_window_before_the_traffic_is_too_little_evidence_on_the_bus(
     assert "too little evidence: bus_rows" in (check.reason or "")
 
 
-def test_more_messages_than_the_side_may_read_is_inconclusive(integrity_config, bus_for, postgres_for) -> None:
+def test_more_messages_than_the_side_may_read_is_inconclusive(
+    integrity_config, bus_for, postgres_for
+) -> None:
     """The bus side reads at most max_messages: more in the window is inconclusive, never a
     judgement of the first part."""
     path = integrity_config / "suites" / "hrv_db_integrity.yaml"
@@ -256,7 +280,10 @@ def test_a_sides_source_down_is_an_error_naming_that_side(
         (config_copy / "suites" / "demand_grain_parity.yaml").write_text(yaml.safe_dump(suite))
         project_file = yaml.safe_load((config_copy / "gatecheck.yaml").read_text())
         for environment in project_file["environments"].values():
-            environment["sources"]["old_warehouse"] = {"type": "clickhouse", "url": "clickhouse://127.0.0.1:9/default"}
+            environment["sources"]["old_warehouse"] = {
+                "type": "clickhouse",
+                "url": "clickhouse://127.0.0.1:9/default",
+            }
         (config_copy / "gatecheck.yaml").write_text(yaml.safe_dump(project_file))
         verdict = demand_verdict(f"chdb://{warehouse}?database=healthy", config_copy)
         check = check_of(verdict, "demand_grain_parity")
@@ -398,7 +425,9 @@ def test_the_phase_page_and_metrics_show_both_sides_of_a_failing_comparison(proj
     )
     assert "<th>model_grain_sessions</th><th>pipeline_grain_sessions</th><th>sessions_diff</th>" in page
     assert '<td class="side-value">-5</td>' in page  # the doubled key's difference
-    assert f"model_grain (warehouse) sessions {number(model.values['sessions'])}" in page  # 3600, never 3600.0
+    assert (
+        f"model_grain (warehouse) sessions {number(model.values['sessions'])}" in page
+    )  # 3600, never 3600.0
 
     state = SimpleNamespace(verdict=verdict, last_error=None, duration_s=0.5)
     service = SimpleNamespace(
@@ -490,8 +519,16 @@ def test_the_keys_found_reach_the_page_the_markdown_and_a_notification(
         ("(3, 1000)", Outcome.PASS, None),
         ("(60, 1000)", Outcome.FAIL, None),
         # the wrong GO this guards against: a NULL error count was read as no error at all
-        ("(NULL, 1000)", Outcome.ERROR, "comparison: canary: errors is not a number (NULL or text) in 1 of 1 rows"),
-        ("(5, NULL)", Outcome.ERROR, "comparison: canary: requests is not a number (NULL or text) in 1 of 1 rows"),
+        (
+            "(NULL, 1000)",
+            Outcome.ERROR,
+            "comparison: canary: errors is not a number (NULL or text) in 1 of 1 rows",
+        ),
+        (
+            "(5, NULL)",
+            Outcome.ERROR,
+            "comparison: canary: requests is not a number (NULL or text) in 1 of 1 rows",
+        ),
         ("(NULL, NULL)", Outcome.INCONCLUSIVE, None),  # a sum over no traffic: no evidence
     ],
 )
@@ -509,7 +546,9 @@ def test_a_proportion_with_a_count_that_is_not_a_number_is_never_a_pass(
             f"CREATE OR REPLACE TABLE {database}.track_totals "
             "(track String, errors Nullable(UInt64), requests Nullable(UInt64)) ENGINE = Memory"
         )
-        connection.command(f"INSERT INTO {database}.track_totals VALUES ('baseline', 5, 1000), ('canary', {canary[1:]}")
+        connection.command(
+            f"INSERT INTO {database}.track_totals VALUES ('baseline', 5, 1000), ('canary', {canary[1:]}"
+        )
     side = "SELECT errors, requests FROM track_totals WHERE track = '{track}'"
     suite = {
         "name": "error_rate_vs_baseline",
@@ -521,10 +560,14 @@ def test_a_proportion_with_a_count_that_is_not_a_number_is_never_a_pass(
         "expectations": [{"type": "expect_column_values_to_be_between", "column": "p_value", "min_value": 0.05}],
     }  # fmt: skip
     # the first side is the one judged worse or not: the file's order (not sorted)
-    (config_copy / "suites" / "error_rate_vs_baseline.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+    (config_copy / "suites" / "error_rate_vs_baseline.yaml").write_text(
+        yaml.safe_dump(suite, sort_keys=False)
+    )
     gate = {"phase": "rates", "environment": "staging", "checks": [{"suite": "error_rate_vs_baseline"}]}
     (config_copy / "gates" / "rates.yaml").write_text(yaml.safe_dump(gate))
-    project = load_project(config_copy, environ={"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={database}"})
+    project = load_project(
+        config_copy, environ={"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={database}"}
+    )
     verdict = asyncio.run(evaluate(project, "rates", AS_OF))
     check = check_of(verdict, "error_rate_vs_baseline")
     assert check.outcome is outcome, check
@@ -533,3 +576,56 @@ def test_a_proportion_with_a_count_that_is_not_a_number_is_never_a_pass(
     assert verdict.verdict is {Outcome.PASS: VerdictState.GO, Outcome.FAIL: VerdictState.NO_GO}.get(
         outcome, VerdictState.INCONCLUSIVE
     )
+
+
+def test_a_side_with_more_samples_than_an_answer_holds_is_an_error_never_judged_on_part(
+    warehouse: Path, config_copy: Path
+) -> None:
+    """`test: mann-whitney` over raw samples on chDB: the canary has 12,000 latencies, the
+    first 10,000 as fast as the baseline's and the last 2,000 slow. A source reads at most
+    10,001 rows of an answer, so the test ran on the fast ones alone and passed (GO for a
+    canary whose p95 is 500 ms). More rows than an answer holds is an error naming the side."""
+    database = "samples_cut"
+    with ClickHouse() as hub:
+        connection = hub.connect(Target.parse(f"chdb://{warehouse}", warehouse))
+        connection.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+        connection.command(
+            f"CREATE OR REPLACE TABLE {database}.latencies (n UInt64, track String, ms Float64) "
+            "ENGINE = MergeTree ORDER BY n"
+        )
+        connection.command(
+            f"INSERT INTO {database}.latencies SELECT number, 'canary', if(number < 10000, 10 + number % 10, 500) "
+            "FROM numbers(12000)"
+        )
+        connection.command(
+            f"INSERT INTO {database}.latencies SELECT 100000 + number, 'baseline', 10 + number % 10 FROM numbers(2000)"
+        )
+    side = "SELECT ms FROM latencies WHERE track = '{track}' ORDER BY n"
+    suite = {
+        "name": "latency_samples_vs_baseline",
+        "window": {"length": "1h", "settle": "0s"},
+        "compare": {
+            "test": "mann-whitney", "samples": "ms", "worse": "higher", "min_samples": 50,
+            "sides": {t: {"source": "warehouse", "query": side.format(track=t)} for t in ("canary", "baseline")},
+        },
+        "expectations": [{"type": "expect_column_values_to_be_between", "column": "p_value", "min_value": 0.05}],
+    }  # fmt: skip
+    (config_copy / "suites" / "latency_samples_vs_baseline.yaml").write_text(
+        yaml.safe_dump(suite, sort_keys=False)
+    )
+    gate = {
+        "phase": "samples",
+        "environment": "staging",
+        "checks": [{"suite": "latency_samples_vs_baseline"}],
+    }
+    (config_copy / "gates" / "samples.yaml").write_text(yaml.safe_dump(gate))
+    project = load_project(
+        config_copy, environ={"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={database}"}
+    )
+    verdict = asyncio.run(evaluate(project, "samples", AS_OF))
+    check = check_of(verdict, "latency_samples_vs_baseline")
+    assert check.outcome is Outcome.ERROR, check
+    assert (check.reason or "").startswith("comparison: canary: its query answered more than 10000 rows"), (
+        check.reason
+    )
+    assert verdict.verdict is VerdictState.INCONCLUSIVE

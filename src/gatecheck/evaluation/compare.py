@@ -274,7 +274,17 @@ def compare_frame(config: Any, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     repeats a key."""
     import pandas as pd
 
+    from gatecheck.sources.base import MAX_ROWS
+
     first, second = config.names
+    for name in (first, second):
+        # a source reads at most MAX_ROWS + 1 rows: a test of distributions over more samples
+        # would judge the first ones the engine happened to answer, as if they were all
+        if len(frames[name]) > MAX_ROWS:
+            raise ValueError(
+                f"{name}: its query answered more than {MAX_ROWS} rows, more than a side's answer may "
+                "hold — aggregate in the query (a histogram's buckets with histogram: true, or counts)"
+            )
     if config.test == "difference":
         left, right = frames[first], frames[second]
         keys = list(config.keys)
