@@ -20,7 +20,7 @@ from gatecheck.config import load_project
 from gatecheck.errors import ConfigError
 from gatecheck.ledger import SqliteLedger
 from gatecheck.ledger.audit import EVERY_PHASE, AuditEvent
-from gatecheck.results import CheckResult, Outcome, Verdict
+from gatecheck.results import CheckResult, Outcome, Verdict, VerdictState
 
 from ..conftest import evaluate
 from ..prometheus_history import SLO_LOW_END, SLO_SPIKE_END, SLO_SUSTAINED_END
@@ -109,7 +109,9 @@ def test_low_traffic_is_inconclusive_never_a_pass(config_copy: Path, prometheus:
     cannot be judged, so the check is inconclusive though nothing else is wrong."""
     check = the_check(judge(slo_project(config_copy), prometheus, SLO_LOW_END))
     assert check.outcome is Outcome.INCONCLUSIVE
-    assert check.reason == "too few events: the 5m window has 50 events, fewer than the 100 an SLO window needs"
+    assert (
+        check.reason == "too few events: the 5m window has 50 events, fewer than the 100 an SLO window needs"
+    )
     assert burns(check)["page-fast"][2] is None
     # a lower minimum judges it: all windows have enough
     lowered = the_check(judge(slo_project(config_copy, min_events=10), prometheus, SLO_LOW_END))
@@ -174,15 +176,24 @@ def test_prometheus_down_is_an_error_naming_the_source(config_copy: Path) -> Non
     ("change", "problem"),
     [
         ({"slo": {"objective": 100}}, "slo.objective"),
-        ({"slo": {"objective": 99.9, "burn_rates": [{"name": "x", "long": "5m", "short": "1h", "factor": 2}]}},
-         "short must be positive and shorter than long"),
+        (
+            {
+                "slo": {
+                    "objective": 99.9,
+                    "burn_rates": [{"name": "x", "long": "5m", "short": "1h", "factor": 2}],
+                }
+            },
+            "short must be positive and shorter than long",
+        ),
         ({"slo": {"objective": 99.9, "min_events": -1}}, "a minimum number of events cannot be negative"),
         ({"query": {"measures": {"good": "up"}}}, "an SLO on Prometheus names two measures, good and total"),
         ({"source": "bus"}, "an SLO counts its events in Prometheus, ClickHouse, PostgreSQL"),
         ({"evidence": {"column": "total", "min_total": 1}}, "an SLO suite's minimum is slo.min_events"),
     ],
 )
-def test_a_misconfigured_slo_is_refused_in_one_line(config_copy: Path, change: dict[str, Any], problem: str) -> None:
+def test_a_misconfigured_slo_is_refused_in_one_line(
+    config_copy: Path, change: dict[str, Any], problem: str
+) -> None:
     root = slo_project(config_copy)
     path = root / "suites" / "requests_slo.yaml"
     suite = yaml.safe_load(path.read_text())
@@ -198,13 +209,25 @@ def test_an_slo_suite_without_expectations_judges_the_defaults() -> None:
     from gatecheck.config.models import SuiteConfig
 
     suite = SuiteConfig.model_validate(
-        {"name": "s", "source": "metrics", "window": {"length": "7d"}, "query": SLI, "slo": {"objective": 99.5}}
+        {
+            "name": "s",
+            "source": "metrics",
+            "window": {"length": "7d"},
+            "query": SLI,
+            "slo": {"objective": 99.5},
+        }
     )
     assert [e.kwargs["column"] for e in suite.expectations] == ["firing", "budget_remaining"]
     assert suite.slo is not None and suite.slo.budget == pytest.approx(0.005)
     # null is "none of its own"; any other value is judged as given, never replaced by the
     # defaults (Hypothesis found `expectations: 0` loading as the defaults)
-    given = {"name": "s", "source": "metrics", "window": {"length": "7d"}, "query": SLI, "slo": {"objective": 99.5}}
+    given = {
+        "name": "s",
+        "source": "metrics",
+        "window": {"length": "7d"},
+        "query": SLI,
+        "slo": {"objective": 99.5},
+    }
     assert len(SuiteConfig.model_validate({**given, "expectations": None}).expectations) == 2
     for wrong in (0, False, "", [], {}):
         with pytest.raises(ValueError, match="expectations"):
@@ -230,20 +253,36 @@ def test_gatecheck_correct_records_a_correction_and_refuses_a_bad_one_in_one_lin
         "--reason", "planned maintenance", "--by", "alice",
     )  # fmt: skip
     assert code == 0, err
-    assert "slo-corrected     *  -  requests_slo (left out: 2026-11-20T02:00:00Z to 2026-11-20T03:30:00Z)" in out
+    assert (
+        "slo-corrected     *  -  requests_slo (left out: 2026-11-20T02:00:00Z to 2026-11-20T03:30:00Z)" in out
+    )
     code, out, err = cli("audit", "--phase", "slo-check", "--since", "30d", "--format", "json")
     (event,) = json.loads(out)
-    assert (event["kind"], event["phase"], event["check"], event["by"]) == ("slo-corrected", "*", "requests_slo", "alice")
+    assert (event["kind"], event["phase"], event["check"], event["by"]) == (
+        "slo-corrected",
+        "*",
+        "requests_slo",
+        "alice",
+    )
     assert event["group"] == {"from": "2026-11-20T02:00:00+00:00", "to": "2026-11-20T03:30:00+00:00"}
     bad = [
         (["--slo", "request_slo"], "--slo: no SLO suite 'request_slo' (did you mean 'requests_slo'?)"),
         (["--slo", "requests_slo", "--from", "yesterday"], "--from: 'yesterday' is not an ISO 8601 time"),
-        (["--slo", "requests_slo", "--to", "2026-11-20T01:00:00Z"], "--to: 2026-11-20T01:00:00Z is not after --from"),
+        (
+            ["--slo", "requests_slo", "--to", "2026-11-20T01:00:00Z"],
+            "--to: 2026-11-20T01:00:00Z is not after --from",
+        ),
         (["--slo", "requests_slo", "--to", "2026-12-30T00:00:00Z"], "a correction leaves out at most 30d"),
         (["--slo", "requests_slo", "--by", " "], "--by: say who decides"),
     ]
     for change, problem in bad:
-        options = {"--slo": "", "--from": "2026-11-20T02:00:00Z", "--to": "2026-11-20T03:00:00Z", "--reason": "r", "--by": "b"}
+        options = {
+            "--slo": "",
+            "--from": "2026-11-20T02:00:00Z",
+            "--to": "2026-11-20T03:00:00Z",
+            "--reason": "r",
+            "--by": "b",
+        }
         options.update(dict(zip(change[::2], change[1::2], strict=True)))
         code, out, err = cli("correct", *[x for pair in options.items() for x in pair])
         lines = err.strip().splitlines()
@@ -277,7 +316,9 @@ def test_the_budget_reads_the_same_in_the_terminal_markdown_and_the_phase_page(
     assert gone in text
 
 
-def test_the_service_exports_the_budget_burn_rates_and_firing_rules(config_copy: Path, prometheus: str) -> None:
+def test_the_service_exports_the_budget_burn_rates_and_firing_rules(
+    config_copy: Path, prometheus: str
+) -> None:
     from types import SimpleNamespace
 
     from prometheus_client import CollectorRegistry, generate_latest
@@ -296,8 +337,12 @@ def test_the_service_exports_the_budget_burn_rates_and_firing_rules(config_copy:
     (budget,) = families["gatecheck_slo_budget_remaining"].samples
     assert budget.labels == {"phase": "slo-check", "slo": "requests_slo"}
     assert budget.value == pytest.approx(1 - 6_502.5 / 10_080.0)
-    burn = {(s.labels["rule"], s.labels["window"]): s.value for s in families["gatecheck_slo_burn_rate"].samples}
-    assert burn[("page-fast", "1h")] == pytest.approx(20) and burn[("page-slow", "6h")] == pytest.approx(1_545 / 360)
+    burn = {
+        (s.labels["rule"], s.labels["window"]): s.value for s in families["gatecheck_slo_burn_rate"].samples
+    }
+    assert burn[("page-fast", "1h")] == pytest.approx(20) and burn[("page-slow", "6h")] == pytest.approx(
+        1_545 / 360
+    )
     assert len(burn) == 6
     firing = {s.labels["rule"]: s.value for s in families["gatecheck_slo_rule_firing"].samples}
     assert firing == {"page-fast": 1.0, "page-slow": 0.0, "ticket": 0.0}
@@ -435,22 +480,46 @@ spec:
 @pytest.mark.parametrize(
     ("document", "problem"),
     [
-        (SPEC_DATADOG, "SLO foo-slo: spec.indicator.spec.ratioMetric.total.metricSource: type Datadog: "
-                       "gatecheck reads an SLI from Prometheus"),
+        (
+            SPEC_DATADOG,
+            "SLO foo-slo: spec.indicator.spec.ratioMetric.total.metricSource: type Datadog: "
+            "gatecheck reads an SLI from Prometheus",
+        ),
         (SPEC_THRESHOLD, "SLO search-slo: spec.indicator: only a ratioMetric"),
-        (OPENSLO_INLINE.replace("Occurrences", "Timeslices"), "spec.budgetingMethod: 'Timeslices': only Occurrences"),
+        (
+            OPENSLO_INLINE.replace("Occurrences", "Timeslices"),
+            "spec.budgetingMethod: 'Timeslices': only Occurrences",
+        ),
         (OPENSLO_INLINE.replace("duration: 1w", "duration: 1M"), "spec.timeWindow[0].duration: '1M'"),
-        (OPENSLO_INLINE.replace("isRolling: true", "isRolling: false"),
-         "a calendar-aligned window needs calendar.startTime and calendar.timeZone"),
-        (OPENSLO_INLINE.replace("isRolling: true", "calendar: {startTime: 2026-01-06 00:00:00, timeZone: UTC}"),
-         "calendar.startTime: 2026-01-06 00:00:00: a week starts at midnight on a Monday"),
-        (OPENSLO_INLINE.replace("isRolling: true", "calendar: {startTime: 2026-01-01 00:00:00, timeZone: UTC}")
-         .replace("duration: 1w", "duration: 1Q"), "a calendar window is 1w or 1M here"),
-        (OPENSLO_INLINE.replace("sum(slo_requests_total{code=\"ok\"})", "rate(x[5m]) / 2"),
-         "counter: true needs a metric selector"),
+        (
+            OPENSLO_INLINE.replace("isRolling: true", "isRolling: false"),
+            "a calendar-aligned window needs calendar.startTime and calendar.timeZone",
+        ),
+        (
+            OPENSLO_INLINE.replace(
+                "isRolling: true", "calendar: {startTime: 2026-01-06 00:00:00, timeZone: UTC}"
+            ),
+            "calendar.startTime: 2026-01-06 00:00:00: a week starts at midnight on a Monday",
+        ),
+        (
+            OPENSLO_INLINE.replace(
+                "isRolling: true", "calendar: {startTime: 2026-01-01 00:00:00, timeZone: UTC}"
+            ).replace("duration: 1w", "duration: 1Q"),
+            "a calendar window is 1w or 1M here",
+        ),
+        (
+            OPENSLO_INLINE.replace('sum(slo_requests_total{code="ok"})', "rate(x[5m]) / 2"),
+            "counter: true needs a metric selector",
+        ),
         (OPENSLO_INLINE.replace("target: 0.999", "target: 1.5"), "the target lies in (0, 1)"),
-        (OPENSLO_REFERENCED.replace("indicatorRef: foo-errors", "indicatorRef: nope"), "no kind: SLI named 'nope'"),
-        (OPENSLO_INLINE.replace("openslo/v1", "openslo/v1alpha"), "apiVersion 'openslo/v1alpha': expected openslo/v1"),
+        (
+            OPENSLO_REFERENCED.replace("indicatorRef: foo-errors", "indicatorRef: nope"),
+            "no kind: SLI named 'nope'",
+        ),
+        (
+            OPENSLO_INLINE.replace("openslo/v1", "openslo/v1alpha"),
+            "apiVersion 'openslo/v1alpha': expected openslo/v1",
+        ),
     ],
 )
 def test_what_openslo_says_that_gatecheck_cannot_judge_is_refused_in_one_line(
@@ -465,7 +534,9 @@ def test_what_openslo_says_that_gatecheck_cannot_judge_is_refused_in_one_line(
     result = CliRunner().invoke(app, ["import-openslo", str(path), "--write", "--config", str(config_copy)])
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and problem in lines[0], result.stderr
-    assert not list((config_copy / "suites").glob("foo*")) and not list((config_copy / "suites").glob("search*"))
+    assert not list((config_copy / "suites").glob("foo*")) and not list(
+        (config_copy / "suites").glob("search*")
+    )
 
 
 def test_a_backtest_judges_each_step_as_run_does_and_charts_the_budget(
@@ -549,14 +620,18 @@ def test_an_sli_in_sql_is_counted_in_clickhouse_and_a_backtest_asks_each_step(
     assert burns(check)["page-slow"] == (pytest.approx(1_200 / 36_000 / 0.01), pytest.approx(20), False)
     # a backtest: the step 2 hours before saw none of the bad minutes; each step asked alone
     # (ClickHouse answers many steps of a suite's SQL in one request: never an SLO's)
-    report = asyncio.run(run_backtest(project, "sql-slo", SQL_AS_OF - timedelta(hours=2), SQL_AS_OF, timedelta(hours=2)))
+    report = asyncio.run(
+        run_backtest(project, "sql-slo", SQL_AS_OF - timedelta(hours=2), SQL_AS_OF, timedelta(hours=2))
+    )
     assert [s.verdict.value for s in report.steps] == ["go", "no-go"]
     assert [s.checks[0].observed["budget_remaining"] for s in report.steps] == [
         pytest.approx(1.0), pytest.approx(1 - 1_200 / 1_008_000 / 0.01)
     ]  # fmt: skip
 
 
-def test_good_beyond_total_is_an_error_never_a_full_budget(config_copy: Path, warehouse: Path, sql_events: str) -> None:
+def test_good_beyond_total_is_an_error_never_a_full_budget(
+    config_copy: Path, warehouse: Path, sql_events: str
+) -> None:
     """An SLI whose good counts other events than its total (here every event, against the
     bad-free hour's) was taken as all good: a full budget, a pass. Beyond the extrapolation
     of two increase() measures (1%), it is an error naming the window."""
@@ -570,13 +645,39 @@ def test_good_beyond_total_is_an_error_never_a_full_budget(config_copy: Path, wa
     assert check.outcome is Outcome.ERROR, check
     # the longest window beyond the margin, whichever answered first: 7d and 3d hold the bad
     # hour among so many good ones that good passes total by less than 1%; 6h by 3.4%
-    assert re.search(r"the window 6h ending \S+: good 36000 is more than total 34800: good events are some "
-                     r"of the events — the SLI's two queries count different things", check.reason or ""), check.reason
+    assert re.search(
+        r"the window 6h ending \S+: good 36000 is more than total 34800: good events are some "
+        r"of the events — the SLI's two queries count different things",
+        check.reason or "",
+    ), check.reason
     # within the extrapolation's tolerance (0.1% over): judged, good taken as at most total
     suite["query"] = f"SELECT count() AS good, count() * 0.999 AS total {where}"
     (root / "suites" / "events_slo.yaml").write_text(yaml.safe_dump(suite))
     (judged,) = asyncio.run(evaluate(load_project(root, environ=environ), "sql-slo", SQL_AS_OF)).checks
     assert judged.outcome is Outcome.PASS, judged
+
+
+def test_an_sli_answering_a_row_per_event_is_an_error_never_a_sum_of_the_first_rows(
+    config_copy: Path, warehouse: Path, sql_events: str
+) -> None:
+    """An SLI that answers a row per event (good 0 or 1, total 1) instead of counting them: a
+    source reads at most 10,001 rows, so a window of more events summed its oldest 10,001 —
+    the 7-day budget read from 10,001 of 1,008,000 events, none of the last hour's bad ones
+    (the short windows, under 10,000 events, still fired here; bad events older than an hour
+    would have passed). More rows than an answer holds is an error naming the window."""
+    root = sql_project(config_copy)
+    suite = yaml.safe_load((root / "suites" / "events_slo.yaml").read_text())
+    suite["query"] = (
+        "SELECT NOT bad AS good, 1 AS total FROM events\n"
+        "WHERE ts >= {window_start:DateTime64(3)} AND ts < {window_end:DateTime64(3)} ORDER BY ts"
+    )
+    (root / "suites" / "events_slo.yaml").write_text(yaml.safe_dump(suite))
+    environ = {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={sql_events}"}
+    verdict = asyncio.run(evaluate(load_project(root, environ=environ), "sql-slo", SQL_AS_OF))
+    (check,) = verdict.checks
+    assert check.outcome is Outcome.ERROR, check
+    assert "the SLI answered more than 10000 rows" in (check.reason or ""), check.reason
+    assert verdict.verdict is VerdictState.INCONCLUSIVE
 
 
 def test_an_overspent_budget_and_unjudged_windows_read_plainly() -> None:
@@ -607,7 +708,9 @@ def test_sloths_recording_rules_are_used_where_they_exist(config_copy: Path, pro
     """The history holds Sloth's slo:sli_error:ratio_rate5m and ratio_rate1h at 0.03 around
     the sustained stretch's end (the counters say 0.02): page-fast's windows read them (burn
     30, marked recorded); the others have no rule and are counted (page-slow's 6 hours 4.29)."""
-    root = slo_project(config_copy, recorded_error_ratio='slo:sli_error:ratio_rate$window_name{sloth_slo="requests"}')
+    root = slo_project(
+        config_copy, recorded_error_ratio='slo:sli_error:ratio_rate$window_name{sloth_slo="requests"}'
+    )
     check = the_check(judge(root, prometheus, SLO_SUSTAINED_END))
     assert burns(check)["page-fast"] == (pytest.approx(30.0), pytest.approx(30.0), True)
     assert burns(check)["page-slow"] == (pytest.approx(1_545 / 360), pytest.approx(20.0), False)
@@ -617,13 +720,18 @@ def test_sloths_recording_rules_are_used_where_they_exist(config_copy: Path, pro
     assert fast.long.total == pytest.approx(60_000)  # the events are counted all the same
     from gatecheck.render.describe import slo_lines
 
-    assert "  page-fast (over 14.4x in both): 1h burn 30 (recorded), 5m burn 30 (recorded) — firing" in slo_lines(check.slo)
+    assert (
+        "  page-fast (over 14.4x in both): 1h burn 30 (recorded), 5m burn 30 (recorded) — firing"
+        in slo_lines(check.slo)
+    )
     # where no rule was recorded at that time (the spike's end), every window is counted
     spike = the_check(judge(root, prometheus, SLO_SPIKE_END))
     assert burns(spike)["page-fast"] == (pytest.approx(127.5 / 60), pytest.approx(20.0), False)
 
 
-def test_a_recorded_ratio_outside_zero_to_one_or_on_another_source_is_refused(config_copy: Path, prometheus: str) -> None:
+def test_a_recorded_ratio_outside_zero_to_one_or_on_another_source_is_refused(
+    config_copy: Path, prometheus: str
+) -> None:
     root = slo_project(config_copy, recorded_error_ratio="vector(1.5) + 0 * vector($window_s) # $window_name")
     check = the_check(judge(root, prometheus, SLO_SUSTAINED_END))
     assert check.outcome is Outcome.ERROR
@@ -632,7 +740,9 @@ def test_a_recorded_ratio_outside_zero_to_one_or_on_another_source_is_refused(co
         load_project(slo_project(config_copy, recorded_error_ratio="slo:sli_error:ratio_rate5m"), environ={})
 
 
-def test_the_phase_consumption_counts_from_the_start_a_controller_names(config_copy: Path, prometheus: str) -> None:
+def test_the_phase_consumption_counts_from_the_start_a_controller_names(
+    config_copy: Path, prometheus: str
+) -> None:
     """A rollout controller's request names when its rollout began: the bad events since then
     (the 70 minutes at 20 a minute: 1,400) over the 7-day window's budget (0.1% of 10,080,000),
     and the start is recorded with the requester."""
@@ -645,7 +755,9 @@ def test_the_phase_consumption_counts_from_the_start_a_controller_names(config_c
 
     async def go() -> Verdict:
         async with Engine(project, ledger=None) as engine:
-            return (await engine.evaluate("slo-check", SLO_SUSTAINED_END, requested_by=asker, record=False)).verdict
+            return (
+                await engine.evaluate("slo-check", SLO_SUSTAINED_END, requested_by=asker, record=False)
+            ).verdict
 
     verdict = asyncio.run(go())
     found = the_check(verdict).slo
@@ -662,7 +774,9 @@ def test_the_phase_consumption_counts_from_the_start_a_controller_names(config_c
         assert found.phase_consumed == pytest.approx(1 - found.budget_remaining)
 
 
-def test_a_correction_through_the_api_is_the_same_record_and_needs_the_token(config_copy: Path, tmp_path: Path) -> None:
+def test_a_correction_through_the_api_is_the_same_record_and_needs_the_token(
+    config_copy: Path, tmp_path: Path
+) -> None:
     import httpx
 
     from gatecheck.service.app import create_app
@@ -671,14 +785,21 @@ def test_a_correction_through_the_api_is_the_same_record_and_needs_the_token(con
     project = load_project(slo_project(config_copy), environ={})
     service = Service(project, SqliteLedger(tmp_path / "l.db"), [], api_token="s3cret")
     bearer = {"Authorization": "Bearer s3cret"}
-    body = {"from": "2026-11-20T02:00:00Z", "to": "2026-11-20T03:30:00Z", "reason": "maintenance", "by": "alice"}
+    body = {
+        "from": "2026-11-20T02:00:00Z",
+        "to": "2026-11-20T03:30:00Z",
+        "reason": "maintenance",
+        "by": "alice",
+    }
 
     async def go() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=create_app(service))
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             return [
                 await client.post("/api/v1/slos/requests_slo/corrections", json=body),
-                await client.post("/api/v1/slos/requests_slo/corrections", json={**body, "from": "x"}, headers=bearer),
+                await client.post(
+                    "/api/v1/slos/requests_slo/corrections", json={**body, "from": "x"}, headers=bearer
+                ),
                 await client.post("/api/v1/slos/nope/corrections", json=body, headers=bearer),
                 await client.post("/api/v1/slos/requests_slo/corrections", json=body, headers=bearer),
                 await client.get("/api/v1/audit", params={"phase": "slo-check", "since": "30d"}),
@@ -686,11 +807,18 @@ def test_a_correction_through_the_api_is_the_same_record_and_needs_the_token(con
 
     denied, bad_time, unknown, made, trail = asyncio.run(go())
     assert denied.status_code == 401
-    assert (bad_time.status_code, bad_time.json()["detail"]) == (422, "from: 'x' is not an ISO 8601 time (e.g. 2026-11-22T06:00:00Z)")
+    assert (bad_time.status_code, bad_time.json()["detail"]) == (
+        422,
+        "from: 'x' is not an ISO 8601 time (e.g. 2026-11-22T06:00:00Z)",
+    )
     assert unknown.status_code == 422 and unknown.json()["detail"].startswith("slo: no SLO suite 'nope'")
     assert made.status_code == 201 and made.json()["kind"] == "slo-corrected"
     (event,) = trail.json()
-    assert (event["check"], event["phase"], event["group"]["from"]) == ("requests_slo", "*", "2026-11-20T02:00:00+00:00")
+    assert (event["check"], event["phase"], event["group"]["from"]) == (
+        "requests_slo",
+        "*",
+        "2026-11-20T02:00:00+00:00",
+    )
 
 
 def test_a_calendar_period_starts_on_monday_or_the_first_in_its_time_zone() -> None:
@@ -698,14 +826,20 @@ def test_a_calendar_period_starts_on_monday_or_the_first_in_its_time_zone() -> N
 
     from gatecheck.config.models import SloConfig
 
-    end = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)  # a Sunday; Europe/Berlin changed to summer time at 01:00 UTC
+    end = datetime(
+        2026, 3, 29, 12, 0, tzinfo=UTC
+    )  # a Sunday; Europe/Berlin changed to summer time at 01:00 UTC
     assert SloConfig(objective=99, calendar="week").period_start(end) == datetime(2026, 3, 23, tzinfo=UTC)
     berlin = SloConfig(objective=99, calendar="month", time_zone="Europe/Berlin").period_start(end)
-    assert berlin == datetime(2026, 3, 1, tzinfo=ZoneInfo("Europe/Berlin")) == datetime(2026, 2, 28, 23, tzinfo=UTC)
-    # a window ending at a period's first instant covers the period before it
-    assert SloConfig(objective=99, calendar="month").period_start(datetime(2026, 4, 1, tzinfo=UTC)) == datetime(
-        2026, 3, 1, tzinfo=UTC
+    assert (
+        berlin
+        == datetime(2026, 3, 1, tzinfo=ZoneInfo("Europe/Berlin"))
+        == datetime(2026, 2, 28, 23, tzinfo=UTC)
     )
+    # a window ending at a period's first instant covers the period before it
+    assert SloConfig(objective=99, calendar="month").period_start(
+        datetime(2026, 4, 1, tzinfo=UTC)
+    ) == datetime(2026, 3, 1, tzinfo=UTC)
     assert SloConfig(objective=99).period_start(end) is None
     with pytest.raises(ValueError, match="time_zone 'Mars/Olympus': not an IANA time zone"):
         SloConfig(objective=99, calendar="week", time_zone="Mars/Olympus")
@@ -721,7 +855,9 @@ def test_a_calendar_period_starts_on_monday_or_the_first_in_its_time_zone() -> N
 def test_a_calendar_slo_counts_its_budget_from_the_start_of_the_week(
     config_copy: Path, prometheus: str, zone: str, minutes: int
 ) -> None:
-    check = the_check(judge(slo_project(config_copy, calendar="week", time_zone=zone), prometheus, SLO_SUSTAINED_END))
+    check = the_check(
+        judge(slo_project(config_copy, calendar="week", time_zone=zone), prometheus, SLO_SUSTAINED_END)
+    )
     found = check.slo
     assert found is not None and found.calendar == "week"
     assert found.window.length == timedelta(minutes=minutes)
@@ -731,10 +867,14 @@ def test_a_calendar_slo_counts_its_budget_from_the_start_of_the_week(
     assert found.budget_remaining == pytest.approx(1 - bad / (1_000 * minutes) / 0.001)
     from gatecheck.render.describe import slo_lines
 
-    assert slo_lines(found)[0].startswith(f"objective 99.9%: {found.budget_remaining:.1%} of the week to date (")
+    assert slo_lines(found)[0].startswith(
+        f"objective 99.9%: {found.budget_remaining:.1%} of the week to date ("
+    )
 
 
-def test_an_openslo_calendar_week_imports_as_a_calendar_slo(config_copy: Path, prometheus: str, tmp_path: Path) -> None:
+def test_an_openslo_calendar_week_imports_as_a_calendar_slo(
+    config_copy: Path, prometheus: str, tmp_path: Path
+) -> None:
     """OpenSLO's calendar-aligned window (a week from a Monday, in its time zone) becomes a
     calendar SLO: the budget counts from Monday 00:00 in Tokyo (8,350 minutes by the end of
     the sustained stretch), as the suite written by hand does."""
@@ -743,7 +883,8 @@ def test_an_openslo_calendar_week_imports_as_a_calendar_slo(config_copy: Path, p
     from gatecheck.cli import app
 
     document = OPENSLO_INLINE.replace(
-        "isRolling: true", "isRolling: false\n      calendar: {startTime: 2026-01-05 00:00:00, timeZone: Asia/Tokyo}"
+        "isRolling: true",
+        "isRolling: false\n      calendar: {startTime: 2026-01-05 00:00:00, timeZone: Asia/Tokyo}",
     )
     path = tmp_path / "slo.yaml"
     path.write_text(document)

@@ -102,6 +102,14 @@ GOOD_OVER_TOTAL = 0.01
 
 def _counts(frame: pd.DataFrame, what: str) -> tuple[float, float]:
     """``(good, total)`` summed over the answer's rows; no rows or NULLs count as none."""
+    from gatecheck.sources.base import MAX_ROWS
+
+    if len(frame) > MAX_ROWS:
+        # a source reads at most MAX_ROWS + 1 rows: the sum would be of the first ones alone
+        raise QueryError(
+            f"{what}: the SLI answered more than {MAX_ROWS} rows, more than an answer may hold — "
+            "count the events in the query (one row, or a row per group)"
+        )
     missing = [c for c in ("good", "total") if c not in frame.columns]
     if missing:
         raise QueryError(
