@@ -847,7 +847,7 @@ LAG_MESSAGES = "SELECT id FROM lag_messages WHERE stored_at >= {window_start:tim
 LAG_ROWS = "SELECT id FROM lag_rows WHERE created_at >= {window_start:timestamptz} AND created_at < {window_end:timestamptz}"
 
 
-def _lag_project(root: Path, url: str, lag: str | None, late_first: bool) -> Any:
+def _lag_project(root: Path, url: str, lag: str | None, late_first: bool, settle: str = "30s") -> Any:
     """A project with one gate judging ``lag_messages`` (stored_at) against ``lag_rows``
     (created_at, written up to 25 s later) on one PostgreSQL source: window 1h, settle 30s."""
     from tests.conftest import copy_config
@@ -859,7 +859,7 @@ def _lag_project(root: Path, url: str, lag: str | None, late_first: bool) -> Any
         sides = {"rows": rows, "messages": sides["messages"]}
     suite = {
         "name": "write_lag",
-        "window": {"length": "1h", "settle": "30s"},
+        "window": {"length": "1h", "settle": settle},
         "reconcile": {"keys": {"id": "text"}, "sides": sides},
         "expectations": [
             {"type": "expect_column_values_to_be_between", "column": kind, "max_value": 0}
@@ -1088,3 +1088,29 @@ def test_a_gates_joint_reconciliation_with_more_differences_than_one_answer_hold
     assert found.rows == {"messages": 20_000, "rows": 33_995}
     # more differing buckets of 2^20 than one answer holds: asked again at 2^13, then split
     assert (found.rounds[0].what, found.rounds[0].bits) == ("buckets", 13)
+
+
+def test_explains_estimate_reads_each_lagged_side_over_the_widest_of_its_windows(
+    postgres_server: Any, tmp_path: Path
+) -> None:
+    """The cost shown before it is paid: with ``lag: 20m`` each side reads 80 minutes, not the
+    window's 60 (the late side on to its end + 20m, the early side from its start - 20m), and
+    ``explain --estimate`` asks the planner about those."""
+    import psycopg
+
+    from gatecheck.evaluation.explain import explain
+
+    url = postgres_server.fresh_url("gc_lag_estimate")
+    with psycopg.connect(url, autocommit=True) as connection:
+        for table, column in (("lag_messages", "stored_at"), ("lag_rows", "created_at")):
+            connection.execute(f"CREATE TABLE {table} (id text, {column} timestamptz)")
+            connection.execute(
+                f"INSERT INTO {table} SELECT 'm-' || k, %s + k * interval '1 second' FROM generate_series(0, 10799) k",
+                [LAG_AS_OF - timedelta(hours=3)],
+            )
+            connection.execute(f"ANALYZE {table}")
+    project = _lag_project(tmp_path / "config", url, "20m", False, settle="20m")
+    (check,) = explain(project, "write-lag", LAG_AS_OF, estimate=True)["checks"]
+    rows = [estimate["rows"] for estimate in check["estimate"]]
+    # 4,800 rows each (80 minutes at one a second); 3,600 over the window alone
+    assert len(rows) == 2 and all(4_400 <= n <= 5_200 for n in rows), check["estimate"]

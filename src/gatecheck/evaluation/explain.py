@@ -95,6 +95,13 @@ def explain(
                             )
                         query["requests"] += found["requests"]
                         query["sent_to"] = found["sent_to"]
+                    # the estimate: the side over the widest of its windows (the late side's
+                    # reads on past the window's end, the early side's begins before its start)
+                    spans = [windows[index] for windows in passes]
+                    widest = window.model_copy(
+                        update={"start": min(w.start for w in spans), "end": max(w.end for w in spans)}
+                    )
+                    parameters = query_parameters(unit, widest, as_of, thresholds)
             else:
                 query = kind_of(config).explain(unit.source, config, unit.query, parameters, project.root)
             asked.append((len(checks), unit.source, config, unit.query, parameters))
