@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -513,6 +514,30 @@ def test_the_keys_found_reach_the_page_the_markdown_and_a_notification(
 # --------------------------------------------------------------------------- a count or sample that is not a number
 
 
+def against_baseline(
+    config_copy: Path, warehouse: Path, database: str, name: str, compare: dict[str, Any], side: str
+) -> tuple[Verdict, CheckResult]:
+    """A suite ``name`` comparing the canary track with the baseline (``compare``'s test, the
+    worse direction higher, at least 50 samples; each side ``side`` with its track) in a gate
+    of its own on chDB's ``database``, judged at AS_OF: the verdict and the check."""
+    suite = {
+        "name": name,
+        "window": {"length": "1h", "settle": "0s"},
+        "compare": {
+            **compare, "worse": "higher", "min_samples": 50,
+            "sides": {t: {"source": "warehouse", "query": side.format(track=t)} for t in ("canary", "baseline")},
+        },
+        "expectations": [{"type": "expect_column_values_to_be_between", "column": "p_value", "min_value": 0.05}],
+    }  # fmt: skip
+    # the first side is the one judged worse or not: the file's order (not sorted)
+    (config_copy / "suites" / f"{name}.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+    gate = {"phase": "against-baseline", "environment": "staging", "checks": [{"suite": name}]}
+    (config_copy / "gates" / "against-baseline.yaml").write_text(yaml.safe_dump(gate))
+    environ = {"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={database}"}
+    verdict = asyncio.run(evaluate(load_project(config_copy, environ=environ), "against-baseline", AS_OF))
+    return verdict, check_of(verdict, name)
+
+
 @pytest.mark.parametrize(
     ("canary", "outcome", "said"),
     [
@@ -549,27 +574,11 @@ def test_a_proportion_with_a_count_that_is_not_a_number_is_never_a_pass(
         connection.command(
             f"INSERT INTO {database}.track_totals VALUES ('baseline', 5, 1000), ('canary', {canary[1:]}"
         )
+    compare = {"test": "proportions", "hits": "errors", "total": "requests"}
     side = "SELECT errors, requests FROM track_totals WHERE track = '{track}'"
-    suite = {
-        "name": "error_rate_vs_baseline",
-        "window": {"length": "1h", "settle": "0s"},
-        "compare": {
-            "test": "proportions", "hits": "errors", "total": "requests", "worse": "higher", "min_samples": 50,
-            "sides": {t: {"source": "warehouse", "query": side.format(track=t)} for t in ("canary", "baseline")},
-        },
-        "expectations": [{"type": "expect_column_values_to_be_between", "column": "p_value", "min_value": 0.05}],
-    }  # fmt: skip
-    # the first side is the one judged worse or not: the file's order (not sorted)
-    (config_copy / "suites" / "error_rate_vs_baseline.yaml").write_text(
-        yaml.safe_dump(suite, sort_keys=False)
+    verdict, check = against_baseline(
+        config_copy, warehouse, database, "error_rate_vs_baseline", compare, side
     )
-    gate = {"phase": "rates", "environment": "staging", "checks": [{"suite": "error_rate_vs_baseline"}]}
-    (config_copy / "gates" / "rates.yaml").write_text(yaml.safe_dump(gate))
-    project = load_project(
-        config_copy, environ={"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={database}"}
-    )
-    verdict = asyncio.run(evaluate(project, "rates", AS_OF))
-    check = check_of(verdict, "error_rate_vs_baseline")
     assert check.outcome is outcome, check
     if said is not None:
         assert (check.reason or "").startswith(said), check.reason
@@ -600,30 +609,11 @@ def test_a_side_with_more_samples_than_an_answer_holds_is_an_error_never_judged_
         connection.command(
             f"INSERT INTO {database}.latencies SELECT 100000 + number, 'baseline', 10 + number % 10 FROM numbers(2000)"
         )
+    compare = {"test": "mann-whitney", "samples": "ms"}
     side = "SELECT ms FROM latencies WHERE track = '{track}' ORDER BY n"
-    suite = {
-        "name": "latency_samples_vs_baseline",
-        "window": {"length": "1h", "settle": "0s"},
-        "compare": {
-            "test": "mann-whitney", "samples": "ms", "worse": "higher", "min_samples": 50,
-            "sides": {t: {"source": "warehouse", "query": side.format(track=t)} for t in ("canary", "baseline")},
-        },
-        "expectations": [{"type": "expect_column_values_to_be_between", "column": "p_value", "min_value": 0.05}],
-    }  # fmt: skip
-    (config_copy / "suites" / "latency_samples_vs_baseline.yaml").write_text(
-        yaml.safe_dump(suite, sort_keys=False)
+    verdict, check = against_baseline(
+        config_copy, warehouse, database, "latency_samples_vs_baseline", compare, side
     )
-    gate = {
-        "phase": "samples",
-        "environment": "staging",
-        "checks": [{"suite": "latency_samples_vs_baseline"}],
-    }
-    (config_copy / "gates" / "samples.yaml").write_text(yaml.safe_dump(gate))
-    project = load_project(
-        config_copy, environ={"GATECHECK_CLICKHOUSE_URL": f"chdb://{warehouse}?database={database}"}
-    )
-    verdict = asyncio.run(evaluate(project, "samples", AS_OF))
-    check = check_of(verdict, "latency_samples_vs_baseline")
     assert check.outcome is Outcome.ERROR, check
     assert (check.reason or "").startswith("comparison: canary: its query answered more than 10000 rows"), (
         check.reason
