@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -12,6 +13,18 @@ from gatecheck.errors import ConfigError
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def summed_parts(text: str, part: re.Pattern[str], units: Mapping[str, float]) -> float | None:
+    """``text`` read as ``part`` matches one after another — a number and a unit of ``units``
+    (``1h30m``) — in seconds; None when it is not that (empty, or anything between or after)."""
+    pos, seconds = 0, 0.0
+    for match in part.finditer(text):
+        if match.start() != pos:
+            break
+        seconds += float(match.group(1)) * units[match.group(2)]
+        pos = match.end()
+    return seconds if text and pos == len(text) else None
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -28,14 +41,10 @@ def parse_duration(value: Any) -> timedelta:
         text = value.strip()
         if text == "0":
             return timedelta(0)
-        pos, seconds = 0, 0.0
-        for match in _PART.finditer(text):
-            if match.start() != pos:
-                break
-            seconds += float(match.group(1)) * _UNITS[match.group(2)]
-            pos = match.end()
-        if pos != len(text) or not text:
+        summed = summed_parts(text, _PART, _UNITS)
+        if summed is None:
             raise ValueError(f"expected a duration such as 90s, 30m, 48h or 7d, got {value!r}")
+        seconds = summed
     else:
         raise ValueError(f"expected a duration such as 30m or 48h, got {value!r}")
     if seconds < 0:

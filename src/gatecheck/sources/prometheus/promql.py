@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
+from gatecheck.durations import summed_parts
 from gatecheck.errors import QueryError
 from gatecheck.frozen import NAME, Frozen
 from gatecheck.sources.base import QueryParameters, SourceSettings
@@ -85,20 +86,17 @@ def render_promql(promql: str, parameters: QueryParameters) -> str:
     return promql
 
 
+#: PromQL's duration units: gatecheck's, and years.
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 
 
 def promql_seconds(text: str) -> float:
     """A PromQL duration (``5m``, ``1h30m``, ``3600s``) in seconds; QueryError otherwise."""
-    total, pos = 0.0, 0
-    for match in re.finditer(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
+    seconds = summed_parts(text, _PART, _UNITS)
+    if seconds is None:
         raise QueryError(f"bad duration {text!r}")
-    return total
+    return seconds
 
 
 #: How far before a range a series is looked for to tell a counter that existed from one
