@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gatecheck._values import number, observed_number
+from gatecheck.sources.base import MAX_ROWS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -273,8 +274,6 @@ def compare_frame(config: Any, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     Raises ValueError (what is wrong with which side) when an answer lacks a column or
     repeats a key."""
     import pandas as pd
-
-    from gatecheck.sources.base import MAX_ROWS
 
     first, second = config.names
     for name in (first, second):

@@ -55,6 +55,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from gatecheck.sources.base import MAX_ROWS
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -544,8 +546,6 @@ class _Asking:
         self.requests = 0
 
     async def _ask(self, sql: str) -> pd.DataFrame:
-        from gatecheck.sources.base import MAX_ROWS
-
         self.requests += 1
         frame = await self.source.query(sql, self.parameters)
         if len(frame) > MAX_ROWS:
@@ -959,8 +959,6 @@ async def _fetched(
 def duplicates_limit(max_rows: int) -> int:
     """How many keys written more than once a side is asked for: one more than it may name
     (``max_rows``, at most what one answer holds), so that naming that many says there are more."""
-    from gatecheck.sources.base import MAX_ROWS
-
     return min(max_rows, MAX_ROWS - 1) + 1
 
 

@@ -41,6 +41,7 @@ from gatecheck.results import (
     SloWindow,
     Window,
 )
+from gatecheck.sources.base import MAX_ROWS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -102,8 +103,6 @@ GOOD_OVER_TOTAL = 0.01
 
 def _counts(frame: pd.DataFrame, what: str) -> tuple[float, float]:
     """``(good, total)`` summed over the answer's rows; no rows or NULLs count as none."""
-    from gatecheck.sources.base import MAX_ROWS
-
     if len(frame) > MAX_ROWS:
         # a source reads at most MAX_ROWS + 1 rows: the sum would be of the first ones alone
         raise QueryError(
