@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -1993,6 +1994,40 @@ def test_a_go_whose_required_go_no_longer_holds_is_judged_again_at_once(
         again = latest_document(base, "svc-after")
         assert again["verdict"] == "inconclusive"
         assert again["requires"][0]["reason"].startswith("the latest decision of svc-go is NO-GO")
+
+
+def test_an_invalidation_landing_during_a_look_takes_back_the_phase_with_the_go_resting_on_it(
+    service_config: Path, tmp_path: Path
+) -> None:
+    """svc-go and svc-after (requires svc-go), both GO. svc-go's GO is invalidated after the
+    look read the trail and before it judged svc-after's requirement again at the time it took
+    (seen by the second read only): the look finds both, so one cycle judges svc-after on svc-go's new GO. Before,
+    svc-after was evaluated alone on the taken-back GO and stayed INCONCLUSIVE until its next
+    interval (once in ten suite runs, the test above)."""
+    from gatecheck.ledger.decisions import invalidate_event
+
+    root = chained_config(service_config, tmp_path)
+    project = load_project(root, environ={})
+    ledger = SqliteLedger(tmp_path / "l.db")
+    svc = Service(project, ledger, ["svc-go", "svc-after"])
+    asyncio.run(svc.cycle(["svc-go", "svc-after"]))
+    go = ledger.latest("svc-go")
+    assert go is not None and go.verdict == "go" and svc.states["svc-after"].verdict.verdict.value == "go"
+    clock = svc.clock
+    landed = []
+
+    def landing_now() -> datetime:
+        if not landed:  # the look has read the trail and asks the time: the decision lands now
+            landed.append(invalidate_event(project, ledger, "svc-go", go.document["as_of"], "half a bus", "carol"))
+            ledger.append_audit(landed)
+        return clock()
+
+    svc.clock = landing_now
+    assert asyncio.run(svc.withdrawn_phases()) == ["svc-go", "svc-after"]
+    svc.clock = clock
+    asyncio.run(svc.cycle(["svc-go", "svc-after"]))
+    assert [r.verdict for r in ledger.history("svc-after")] == ["go", "go"]
+    assert asyncio.run(svc.withdrawn_phases()) == []  # each taken-back verdict once
 
 
 def test_a_recent_go_resting_on_an_approval_a_later_no_go_overrode_is_not_taken(

@@ -8,6 +8,7 @@ this one state under one event loop; split, each part would reach into the other
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -573,7 +574,15 @@ class Service:
         invalidated, a waiver it passed under revoked, ended or replaced, a shadow check that
         did not pass in it enforced since, the approval it needed ended; or a GO whose
         ``requires`` no longer holds: :meth:`requirement_ended`), each verdict once. The
-        phases' evaluations are left to the caller. Said in one log line each."""
+        phases' evaluations are left to the caller. Said in one log line each.
+
+        A decision lands on the ledger at any moment of a look, which reads the trail first and
+        the required phases' records after it. One landing between the two reads is seen by the
+        second only: a GO whose requirement it ended would be evaluated again alone, on the
+        taken-back verdict it requires (INCONCLUSIVE until its next interval, though that phase
+        is GO again seconds later). So a requirement found ended reads the trail again, and the
+        phase it requires is found in the same look: one cycle judges both in promotion order,
+        the dependent on the phase's new verdict."""
         held = {
             phase: state.verdict
             for phase, state in self.states.items()
@@ -583,36 +592,48 @@ class Service:
         held = {phase: v for phase, v in held.items() if (phase, v.as_of) not in self._rejudged}
         if not held:
             return []
+        from gatecheck.evaluation.gate import Look
         from gatecheck.ledger.audit import HOLDING, MAX_DECISION, no_longer_holds
 
         # A waiver in force at a verdict was created at most MAX_DECISION before it.
         since = min(v.as_of for v in held.values()) - MAX_DECISION - WITHDRAWAL_MARGIN
-        try:
+
+        async def taken_back() -> dict[str, str]:
             trail = await asyncio.to_thread(self.ledger.audit, sorted(held), since, HOLDING)
+            now = self.clock()
+            reasons = {phase: no_longer_holds(trail, phase, verdict, now) for phase, verdict in held.items()}
+            return {phase: why for phase, why in reasons.items() if why is not None}
+
+        try:
+            found = await taken_back()
         except GatecheckError:
             return []  # the ledger cannot be read: /readyz says so; the next look tries again
         now = self.clock()
-        found = []
-        from gatecheck.evaluation.gate import Look
-
         memo = Look()  # each link of the chain judged once a look
+        ended = False
         for phase, verdict in held.items():
-            why = no_longer_holds(trail, phase, verdict, now)
-            if why is None:
-                try:
-                    why = await self.requirement_ended(verdict, now, memo)
-                except GatecheckError:
-                    continue  # the ledger cannot be read: the next look tries again
-            if why is None:
+            if phase in found:
                 continue
+            try:
+                why = await self.requirement_ended(verdict, now, memo)
+            except GatecheckError:
+                continue  # the ledger cannot be read: the next look tries again
+            if why is not None:
+                found[phase] = why
+                ended = True
+        if ended:  # the decision that ended it may have landed after the trail was read
+            with contextlib.suppress(GatecheckError):
+                found = {**await taken_back(), **found}
+        ordered = [phase for phase in held if phase in found]
+        for phase in ordered:
+            verdict = held[phase]
             self._rejudged.add((phase, verdict.as_of))
             log.warning(
                 "the latest verdict of %s (%s as of %s) no longer holds: %s; evaluating it again now",
-                phase, verdict.verdict.value, document_time(verdict.as_of), why,
+                phase, verdict.verdict.value, document_time(verdict.as_of), found[phase],
                 extra={"phase": phase, "verdict": verdict.verdict.value},
             )  # fmt: skip
-            found.append(phase)
-        return found
+        return ordered
 
     async def _withdrawals_job(self) -> None:
         """The schedule's look at the trail (:meth:`withdrawn_phases`): a phase whose latest
