@@ -176,14 +176,14 @@ def test_a_counter_older_than_the_range_is_answered_from_the_scrape_remembered_a
 
     memory = ScrapeMemory()
     earlier = lambda moment, tolerance: memory.near("svc", moment, tolerance)  # noqa: E731
-    memory.remember("svc", 1_000.0, exposition(100, created=10.0))
+    memory.remember("svc", 1_000.0, exposition(100, created=10.0), {"jobs_total"})
     answer = evaluate_snapshot("sum(increase(jobs_total[5m]))", exposition(160, created=10.0), 1_300.0, earlier)
     assert answer == {frozenset(): 60.0}
     rate = evaluate_snapshot("sum(rate(jobs_total[5m]))", exposition(160, created=10.0), 1_300.0, earlier)
     assert rate == {frozenset(): 0.2}
     # A scrape 10 s into the range: the 290 s it saw, extrapolated to the range (Prometheus's way).
     late = ScrapeMemory()
-    late.remember("svc", 1_010.0, exposition(100, created=10.0))
+    late.remember("svc", 1_010.0, exposition(100, created=10.0), {"jobs_total"})
     found = evaluate_snapshot(
         "sum(increase(jobs_total[5m]))", exposition(158, created=10.0), 1_300.0, lambda m, t: late.near("svc", m, t)
     )
@@ -202,9 +202,97 @@ def test_the_scrape_memory_is_bounded() -> None:
     memory = ScrapeMemory(keep_s=3600, spacing_s=20)
     sample = [("x_total", {}, 1.0), ("x_created", {}, 0.0)]
     for second in range(0, 7200, 5):  # a scrape every 5 s for 2 h
-        memory.remember("svc", float(second), sample)
+        memory.remember("svc", float(second), sample, {"x_total"})
     kept = memory.moments("svc")
     assert kept[-1] > 7195 - 20 and len(kept) <= 3600 // 20 + 1 and kept[0] >= 7195 - 3600
+
+
+def test_the_scrape_memory_keeps_only_the_counters_read_over_a_range_and_at_most_its_bound() -> None:
+    """Of each scrape, the memory keeps the series of the counters that the queries asked of the
+    target read over a range (rate, increase) — a counter another query asks for later is kept
+    from then on — and never more than ``max_values`` series values: the oldest scrapes go
+    first, and a range that began before the oldest one kept is refused, not guessed. Before,
+    every counter series of every scrape was kept for six hours (an exposition of thousands of
+    series held millions of values in the service's worker)."""
+    from gatecheck.sources.prometheus.scrape import ScrapeMemory, evaluate_snapshot, ranged_counters
+
+    assert ranged_counters(
+        'histogram_quantile(0.95, sum by (le) (rate(lat_bucket{a="b"}[5m]))) '
+        "+ sum(increase(jobs_total[1h])) / sum(rate ( errors_total [5m])) + sum(up) + sum(rated_total)"
+    ) == {"lat_bucket", "jobs_total", "errors_total"}
+
+    def exposition(value: float, series: int = 3) -> list[tuple[str, dict[str, str], float]]:
+        found: list[tuple[str, dict[str, str], float]] = []
+        for k in range(series):
+            for name in ("jobs", "other"):
+                found += [(f"{name}_total", {"k": str(k)}, value), (f"{name}_created", {"k": str(k)}, 10.0)]
+        return found
+
+    memory = ScrapeMemory(max_values=12)
+    memory.remember("svc", 1_000.0, exposition(100), ranged_counters("sum(increase(jobs_total[5m]))"))
+    found = memory.near("svc", 1_000.0, 1.0)
+    assert found is not None and {name for name, _ in found[1]} == {"jobs_total"} and len(found[1]) == 3
+    earlier = lambda moment, tolerance: memory.near("svc", moment, tolerance)  # noqa: E731
+    assert evaluate_snapshot("sum(increase(jobs_total[5m]))", exposition(160), 1_300.0, earlier) == {
+        frozenset(): 180.0
+    }
+    with pytest.raises(QueryError, match="no scrape from the range's start is remembered"):
+        evaluate_snapshot("sum(increase(other_total[5m]))", exposition(160), 1_300.0, earlier)
+    memory.remember("svc", 1_100.0, exposition(110), {"other_total"})  # asked for now: kept from now
+    found = memory.near("svc", 1_100.0, 1.0)
+    assert found is not None and {name for name, _ in found[1]} == {"jobs_total", "other_total"}
+    # 3 + 6 values kept; the next scrape's 6 pass max_values=12: the oldest scrape goes
+    memory.remember("svc", 1_200.0, exposition(120), set())
+    assert memory.moments("svc") == [1_100.0, 1_200.0]
+    with pytest.raises(QueryError, match="no scrape from the range's start is remembered"):
+        evaluate_snapshot("sum(increase(jobs_total[5m]))", exposition(160), 1_300.0, earlier)
+    assert evaluate_snapshot("sum(increase(jobs_total[5m]))", exposition(160), 1_400.0, earlier) == {
+        frozenset(): pytest.approx(150.0)
+    }
+
+
+def test_a_service_answers_a_counter_older_than_the_range_from_its_second_scrape_on(serve) -> None:
+    """Through the source, as `gatecheck serve`'s worker asks it (one memory across its
+    evaluations): a counter created long before the range is refused at the first scrape (no
+    earlier one), and answered from the next on, from the first one's value. Before, a refused
+    answer's scrape was never remembered, so every later one was refused too: the check stayed
+    an ERROR for as long as the service ran. Only the counter read over a range is kept."""
+    from prometheus_client.core import CounterMetricFamily
+
+    from gatecheck.sources.prometheus.scrape import ScrapeMemory
+
+    shown = {"value": 100.0}
+
+    class Counters:
+        def collect(self) -> Iterator[CounterMetricFamily]:
+            for name in ("jobs", "other"):
+                family = CounterMetricFamily(name, f"{name} (long running)", labels=["queue"])
+                family.add_metric(["a"], shown["value"], created=1_000_000.0)  # 1970: before any range
+                yield family
+
+    registry = CollectorRegistry()
+    registry.register(Counters())
+    url = serve(registry)
+    memory = ScrapeMemory()
+    config = PrometheusSourceConfig(type="prometheus", url=url, timeout="2s")
+    query = PromQuery(measures={"jobs": "sum(increase(jobs_total[30s]))"})
+
+    async def ask_again() -> object:
+        source = ScrapeSource("metrics", config, Path("."), memory)
+        now = datetime.now(UTC)
+        try:
+            return await source.query(query, {"window_start": now - timedelta(seconds=30), "window_end": now, "as_of": now})
+        finally:
+            await source.close()
+
+    with pytest.raises(QueryError, match="no scrape from the range's start is remembered"):
+        asyncio.run(ask_again())
+    shown["value"] = 160.0
+    frame = asyncio.run(ask_again())  # within 30 s of the first: the increase since, over the range
+    assert list(frame.columns) == ["jobs"] and frame["jobs"].iloc[0] >= 60.0
+    target = url.removeprefix("scrape+")
+    first = memory.near(target, memory.moments(target)[0], 0.1)
+    assert first is not None and list(first[1]) == [("jobs_total", frozenset({("queue", "a")}))]
 
 
 def test_https_verifies_with_the_processs_one_tls_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

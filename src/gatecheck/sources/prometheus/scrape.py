@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -450,34 +450,63 @@ Counters = dict[tuple[str, Labels], tuple[float, float]]
 Earlier = Callable[[float, float], "tuple[float, Counters] | None"]
 
 
+def ranged_counters(promql: str) -> set[str]:
+    """The counters ``promql`` reads over a range — ``x`` of ``rate(x[5m])`` and
+    ``increase(x[1h])`` — the only values of a target a :class:`ScrapeMemory` needs."""
+    tokens = [(m.lastgroup, m.group(m.lastgroup or 0)) for m in _TOKEN.finditer(promql)]
+    return {
+        name
+        for (kind, function), opened, (named, name) in zip(tokens, tokens[1:], tokens[2:], strict=False)
+        if kind == "name" and function in ("rate", "increase") and opened == ("op", "(") and named == "name"
+    }
+
+
 class ScrapeMemory:
     """The counters each scrape target showed at earlier scrapes, kept by the engine that owns
     it (the service's worker: one per process, across evaluations) so that ``increase`` and
     ``rate`` over a range can be answered for a counter created before the range: from its
     value at the range's start and its value now, exactly as a Prometheus server would from
     its samples. Bounded: at most one scrape per target every ``spacing_s``, none older than
-    ``keep_s`` (counters only: a few hundred numbers a scrape)."""
+    ``keep_s``; of each scrape only the series of the counters read over a range by the
+    queries asked of that target so far (:func:`ranged_counters`), and no more than
+    ``max_values`` series values per target, the oldest scrapes dropped first (a range that
+    began before the oldest kept is refused, never guessed). Before, every counter of every
+    scrape was kept: an exposition of 5,000 counter series, scraped at every evaluation for
+    six hours, held some millions of values in the worker."""
 
-    def __init__(self, keep_s: float = 6 * 3600, spacing_s: float = 20.0) -> None:
-        self.keep_s, self.spacing_s = keep_s, spacing_s
+    def __init__(self, keep_s: float = 6 * 3600, spacing_s: float = 20.0, max_values: int = 500_000) -> None:
+        self.keep_s, self.spacing_s, self.max_values = keep_s, spacing_s, max_values
         self._scrapes: dict[str, list[tuple[float, Counters]]] = {}
+        self._wanted: dict[str, set[str]] = {}
 
-    def remember(self, target: str, at: float, samples: list[tuple[str, dict[str, str], float]]) -> None:
+    def remember(
+        self,
+        target: str,
+        at: float,
+        samples: list[tuple[str, dict[str, str], float]],
+        counters: Collection[str],
+    ) -> None:
+        """Keep ``target``'s scrape at ``at``: the series of ``counters`` (the ones the query
+        just asked reads over a range) and of those earlier queries asked for."""
+        wanted = self._wanted.setdefault(target, set())
+        wanted.update(counters)
         created = {
             (name, frozenset(labels.items())): value
             for name, labels, value in samples
             if name.endswith("_created")
         }
-        counters: Counters = {}
+        kept_counters: Counters = {}
         for name, labels, value in samples:
-            if name.endswith(("_total", "_count", "_sum", "_bucket")):
+            if name in wanted and name.endswith(("_total", "_count", "_sum", "_bucket")):
                 key = frozenset(labels.items())
                 found = created.get(_created_key(name, key))
                 if found is not None:
-                    counters[(name, key)] = (value, found)
+                    kept_counters[(name, key)] = (value, found)
         kept = [s for s in self._scrapes.get(target, []) if at - s[0] <= self.keep_s]
         if not kept or at - kept[-1][0] >= self.spacing_s:
-            kept.append((at, counters))
+            kept.append((at, kept_counters))
+        while len(kept) > 1 and sum(len(c) for _, c in kept) > self.max_values:
+            kept.pop(0)
         self._scrapes[target] = kept
 
     def moments(self, target: str) -> list[float]:
@@ -579,16 +608,22 @@ class ScrapeSource(Source):
             memory, target = self.memory, self.target
             earlier = lambda moment, tolerance: memory.near(target, moment, tolerance)  # noqa: E731
         rows: dict[Labels, dict[str, Any]] = {}
-        for measure, promql in measures.items():
-            try:
-                value = evaluate_snapshot(render_promql(promql, parameters), samples, scraped_at, earlier)
-            except QueryError as exc:
-                raise QueryError(f"{measure}: {exc}") from exc
-            vector = {frozenset(): value} if isinstance(value, float) else value
-            for labels, number in vector.items():
-                rows.setdefault(labels, dict(labels))[measure] = None if math.isnan(number) else number
-        if self.memory is not None:  # after judging: a scrape is never its own range's start
-            self.memory.remember(self.target, scraped_at, samples)
+        try:
+            for measure, promql in measures.items():
+                try:
+                    value = evaluate_snapshot(render_promql(promql, parameters), samples, scraped_at, earlier)
+                except QueryError as exc:
+                    raise QueryError(f"{measure}: {exc}") from exc
+                vector = {frozenset(): value} if isinstance(value, float) else value
+                for labels, number in vector.items():
+                    rows.setdefault(labels, dict(labels))[measure] = None if math.isnan(number) else number
+        finally:
+            # after judging: a scrape is never its own range's start. Remembered when the answer
+            # is refused too: the first scrape of a counter older than the range is refused for
+            # want of an earlier one, and was never kept, so every later one was refused as well.
+            if self.memory is not None:
+                asked = [ranged_counters(render_promql(promql, parameters)) for promql in measures.values()]
+                self.memory.remember(self.target, scraped_at, samples, set().union(*asked))
         return measures_frame(list(rows.values()), list(measures))
 
     async def close(self) -> None:
