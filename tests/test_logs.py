@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import re
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -121,3 +122,20 @@ def test_a_text_line_stays_one_line_whatever_the_data_holds(restored_logging: No
     assert "cannot connect\\n2026-11-23T06:00:00Z INFO" in lines[0]
     assert 'group="eu\\n2026-11-23T06:00:00Z INFO' in lines[0] and 'who="\\u001b[2Kx"' in lines[0]
     assert "\x1b" not in lines[0]
+
+
+def test_lines_go_to_the_stderr_of_the_moment_they_are_logged(
+    restored_logging: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Configured while one stderr is in place (a command run under a test runner's capture,
+    closed after it), the lines logged later go to the stderr then in place — not into the
+    closed one, which printed a "--- Logging error ---" traceback for every line instead."""
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    logs.configure("info", "text", environ={})
+    first.close()
+    now = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", now)
+    logging.getLogger("gatecheck.service").info("evaluated %s: %s", "p", "go")
+    assert now.getvalue().rstrip().endswith("INFO gatecheck.service: evaluated p: go"), now.getvalue()
+    assert "Logging error" not in now.getvalue()

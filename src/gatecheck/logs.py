@@ -110,9 +110,28 @@ def resolve(level: str | None, fmt: str | None, environ: Mapping[str, str] | Non
     return chosen_level, chosen_format
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a line is logged, as logging's own last resort
+    does. A handler holding the stream it was made with wrote into a stderr replaced and closed
+    since — a test runner's capture, by the time a later evaluation logs — and Python printed a
+    "--- Logging error ---" traceback for every line instead of the line."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # setStream(): stderr is always the one of the moment
+        pass
+
+
 def configure(level: str = "warning", fmt: str = "text", stream: Any = None, environ: Any = None) -> None:
-    """Route every gatecheck log line to ``stream`` (stderr) at ``level`` in ``fmt``."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    """Route every gatecheck log line to ``stream`` (default: the process's stderr of the
+    moment each line is logged) at ``level`` in ``fmt``."""
+    handler = logging.StreamHandler(stream) if stream is not None else _Stderr()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
