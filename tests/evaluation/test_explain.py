@@ -172,8 +172,9 @@ def test_windows_and_thresholds_name_where_they_came_from() -> None:
 
 
 def test_an_ors_extra_questions_to_prometheus_are_explained() -> None:
-    """An expression with `or` asks more than its query: whether each metric is known, and
-    which labels the metric's series carry (a renamed label would read as 0)."""
+    """An expression with `or` asks more than its query: whether each metric is known, whether
+    every target declaring it was up, and which labels the metric's series carry (a renamed
+    label would read as 0)."""
     result = runner.invoke(
         app, ["explain", "--phase", "canary-10", "--check", "service_triggers", "--config", str(PROJECT),
               "--as-of", AS_OF_TEXT, "--format", "json"],
@@ -187,8 +188,11 @@ def test_an_ors_extra_questions_to_prometheus_are_explained() -> None:
         "kube_pod_container_status_waiting_reason",
     ]  # fmt: skip
     assert extra == {
-        "metrics an `or` may read as absent: each declared by a target or stored in the window": "; ".join(
-            f"GET /api/v1/metadata?metric={metric} (and its family), else /api/v1/series?match[]={metric}&{span}"
+        "metrics an `or` may read as absent: each declared by a target or stored in the window, "
+        "and every target declaring it up": "; ".join(
+            f"GET /api/v1/metadata?metric={metric} (and its family), else /api/v1/series?match[]={metric}&{span}; "
+            f"GET /api/v1/targets/metadata?metric={metric} (and its family), then the `up` of each target "
+            f"declaring it at time={AS_OF.timestamp():.3f} (one that was down is an error)"
             for metric in metrics
         ),
         "labels an `or`'s matchers need: carried by the metric's series in the window": "; ".join(

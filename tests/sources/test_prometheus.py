@@ -491,3 +491,75 @@ def test_a_window_begun_before_the_servers_retention_is_an_error(tmp_path: Path)
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_an_or_never_reads_the_metric_of_an_exporter_that_is_down_as_zero(tmp_path: Path) -> None:
+    """Dead letters counted by their own exporter, traffic by the normalize service, a real
+    Prometheus scraping both. With the DLQ exporter down, Prometheus still lists its family (a
+    down target's metadata stays), so `sum(rate(dlq_messages_total[5m])) or
+    sum(rate(normalize_hrv_messages_total[5m])) * 0` answered 0 dead letters a minute — a pass
+    while nothing reported them. Now an error naming the exporter, once its `up` is 0; asked
+    as before while it is up."""
+    import time
+    from datetime import UTC
+
+    from prometheus_client import CollectorRegistry, Counter
+
+    from gatecheck.demo.metrics import Exposition
+
+    from ..conftest import launch_prometheus, local_http
+
+    dead_letters = CollectorRegistry()
+    Counter("dlq_messages", "dead letters", ["subject"], registry=dead_letters)  # declared, none yet
+    traffic = CollectorRegistry()
+    Counter("normalize_hrv_messages", "processed", ["result"], registry=traffic).labels("success").inc(5)
+    exporters = {"dlq": Exposition(dead_letters), "normalize": Exposition(traffic)}
+    targets = {job: e.url.removeprefix("scrape+http://").removesuffix("/metrics") for job, e in exporters.items()}
+    jobs = "".join(f"  - job_name: {job}\n    static_configs: [{{targets: ['{t}']}}]\n" for job, t in targets.items())
+    (tmp_path / "prometheus.yml").write_text("global: {scrape_interval: 1s}\nscrape_configs:\n" + jobs)
+    process, url = launch_prometheus(tmp_path, "1d")
+    query = "(sum(rate(dlq_messages_total[5m])) or sum(rate(normalize_hrv_messages_total[5m])) * 0) * 60"
+
+    def answered(promql: str) -> list[str]:
+        found = local_http.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5).json()["data"]["result"]
+        return [r["value"][1] for r in found]
+
+    def wait_for(promql: str, values: list[str]) -> None:
+        deadline = time.monotonic() + 60
+        while answered(promql) != values:
+            assert time.monotonic() < deadline, f"{promql} never answered {values}"
+            time.sleep(0.2)
+
+    def ask_now():  # type: ignore[no-untyped-def]
+        now = datetime.now(UTC)
+        return _ask_over(url, query, now - timedelta(minutes=5), now)
+
+    try:
+        wait_for('up{job="dlq"}', ["1"])
+        wait_for("count(rate(normalize_hrv_messages_total[5m]))", ["1"])  # two scrapes of traffic
+        assert ask_now()["value"].tolist() == [0.0]  # both up, no dead letter: 0, as before
+        exporters["dlq"].close()
+        wait_for('up{job="dlq"}', ["0"])
+        shown = re.escape(targets["dlq"])
+        with pytest.raises(
+            QueryError,
+            match=rf"^metric dlq_messages_total: its exporter {shown} \(job dlq\) at Prometheus at http://.* "
+            r"was down at .* \(up 0\), so the expression's `or` would read what it did not report as a value",
+        ):
+            ask_now()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        exporters["normalize"].close()
+
+
+def _ask_over(url: str, query: str, start: datetime, end: datetime):  # type: ignore[no-untyped-def]
+    src = source(url)
+
+    async def go():  # type: ignore[no-untyped-def]
+        try:
+            return await src.query(query, {"window_start": start, "window_end": end, "as_of": end})
+        finally:
+            await src.close()
+
+    return asyncio.run(go())

@@ -65,10 +65,13 @@ def explain_query(
     span = f"start={start.timestamp() - 300:.3f}&end={end.timestamp():.3f}"
     if asked and not config.scrape:
         requests.append({
-            "what": "metrics an `or` may read as absent: each declared by a target or stored in the window",
+            "what": "metrics an `or` may read as absent: each declared by a target or stored in the window, "
+            "and every target declaring it up",
             "text": "; ".join(
                 f"GET /api/v1/metadata?metric={metric} (and its family), "
-                f"else /api/v1/series?match[]={metric}&{span}"
+                f"else /api/v1/series?match[]={metric}&{span}; "
+                f"GET /api/v1/targets/metadata?metric={metric} (and its family), then the `up` of each "
+                f"target declaring it at time={end.timestamp():.3f} (one that was down is an error)"
                 for metric in asked
             ),
             "parameters": [],

@@ -17,7 +17,10 @@ series yet is listed) or a series of it lies in the window — else the check is
 the metric (:func:`unknown_fallback_metric`). Likewise a label matcher in it that only a series
 carrying its label can meet must name a label the metric's series in the window carry
 (``/api/v1/labels``), else the check is an error (:func:`unknown_fallback_label`): a renamed
-label would select nothing, read as 0.
+label would select nothing, read as 0. And each target that declares such a metric
+(``/api/v1/targets/metadata``) must have been up at the window's end: Prometheus keeps a down
+target's metadata, and the dead letters its exporter did not report read as 0 beside another
+target's traffic (:func:`exporter_down`).
 
 A counter that appears inside a range counts from the zero it started at: each ``rate(S[R])``
 and ``increase(S[R])`` of a plain selector is sent as
@@ -149,6 +152,19 @@ def unknown_fallback_metric(measure: str, metric: str, where: str) -> QueryError
         "window, so the expression's `or` would read its absence as a value — renamed, or its exporter "
         "is not scraped?"
     )
+
+
+def exporter_down(measure: str, metric: str, down: list[str], where: str, at: datetime) -> QueryError:
+    label = f"{measure}: " if measure != "value" else ""
+    return QueryError(
+        f"{label}metric {metric}: its exporter {', '.join(down)} at {where} was down at "
+        f"{document_time(at)} (up 0), so the expression's `or` would read what it did not report "
+        "as a value — judged again once it is scraped"
+    )
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 async def check_server(
@@ -311,6 +327,7 @@ class PrometheusSource(Source):
             auth=auth, headers=headers, timeout=self.timeout, verify=verified_tls()
         )
         self._known: dict[tuple[str, float, float], bool] = {}
+        self._down: dict[tuple[str, float], list[str]] = {}
         self._labels: dict[tuple[str, str, float, float], set[str]] = {}
         self._retention: tuple[timedelta | None, str] | None = None
         # what the Date header of that answer says of the server's clock against gatecheck's
@@ -329,6 +346,9 @@ class PrometheusSource(Source):
             for metric in sorted(fallback_metrics(promql)):
                 if not await self.known(metric, start, end):
                     raise unknown_fallback_metric(measure, metric, f"Prometheus at {redact(self.base)}")
+                down = await self.exporters_down(metric, end)
+                if down:
+                    raise exporter_down(measure, metric, down, f"Prometheus at {redact(self.base)}", end)
             for metric, label, matcher in fallback_labels(promql):
                 labels = await self.label_names(metric, start - timedelta(minutes=5), end)
                 if labels and label not in labels:  # no series: nothing to tell (a counter never set)
@@ -409,6 +429,39 @@ class PrometheusSource(Source):
                     found = await self.has_series(metric, start - timedelta(minutes=5), end)
             self._known[key] = found
         return self._known[key]
+
+    async def exporters_down(self, metric: str, at: datetime) -> list[str]:
+        """The targets declaring ``metric``'s family (``/api/v1/targets/metadata``) whose
+        ``up`` was 0 at ``at``, each as ``INSTANCE (job JOB)``, cached per evaluation. None when
+        every one was up, when ``up`` has no sample then (a moment before the target was
+        scraped: not known to be down), or when the server does not list the targets (some
+        Thanos or Mimir setups; a metric known by its series alone)."""
+        key = (metric, at.timestamp())
+        if key not in self._down:
+            where = f"Prometheus at {redact(self.base)}"
+            targets: dict[tuple[str, str], dict[str, str]] = {}
+            with http_errors(where, self.timeout):
+                for family in families_of(metric):
+                    answer = await fetch(
+                        self._client, "GET", f"{self.base}/api/v1/targets/metadata",
+                        params={"metric": family}, what=where, timeout=self.timeout,
+                    )  # fmt: skip
+                    for entry in (_data(answer) if answer.status_code == 200 else None) or []:
+                        target = entry.get("target") if isinstance(entry, dict) else None
+                        if isinstance(target, dict) and "job" in target and "instance" in target:
+                            job, instance = str(target["job"]), str(target["instance"])
+                            targets[(job, instance)] = {"job": job, "instance": instance}
+            down: list[str] = []
+            if targets:
+                selectors = " or ".join(
+                    "up{" + ",".join(f"{k}={_quoted(v)}" for k, v in sorted(t.items())) + "}"
+                    for t in targets.values()
+                )
+                for labels, value in await self._instant(selectors, at, "value"):
+                    if value == 0:
+                        down.append(f"{labels.get('instance', '?')} (job {labels.get('job', '?')})")
+            self._down[key] = sorted(down)
+        return self._down[key]
 
     async def _instant(
         self, promql: str, at: datetime, measure: str
