@@ -22,6 +22,10 @@ label would select nothing, read as 0. And each target that declares such a metr
 target's metadata, and the dead letters its exporter did not report read as 0 beside another
 target's traffic (:func:`exporter_down`).
 
+Why one module of ~540 lines: the source and the questions an answer needs before it may be
+judged (retention, the server's clock, what an ``or`` may read as absent) are one contract,
+each asked of the same server with the same client and errors.
+
 A counter that appears inside a range counts from the zero it started at: each ``rate(S[R])``
 and ``increase(S[R])`` of a plain selector is sent as
 :func:`~gatecheck.sources.prometheus.promql.counted_from_zero` writes it (Prometheus's own
