@@ -189,10 +189,11 @@ def test_an_ors_extra_questions_to_prometheus_are_explained() -> None:
     ]  # fmt: skip
     assert extra == {
         "metrics an `or` may read as absent: each declared by a target or stored in the window, "
-        "and every target declaring it up": "; ".join(
+        "and every target declaring it that it may read up": "; ".join(
             f"GET /api/v1/metadata?metric={metric} (and its family), else /api/v1/series?match[]={metric}&{span}; "
-            f"GET /api/v1/targets/metadata?metric={metric} (and its family), then the `up` of each target "
-            f"declaring it at time={AS_OF.timestamp():.3f} (one that was down is an error)"
+            f"if a target was down at time={AS_OF.timestamp():.3f} (up == 0, asked once), "
+            f"GET /api/v1/targets/metadata?metric={metric} (and its family): a target declaring it that the "
+            "expression may read was down is an error"
             for metric in metrics
         ),
         "labels an `or`'s matchers need: carried by the metric's series in the window": "; ".join(

@@ -495,11 +495,12 @@ def test_a_window_begun_before_the_servers_retention_is_an_error(tmp_path: Path)
 
 def test_an_or_never_reads_the_metric_of_an_exporter_that_is_down_as_zero(tmp_path: Path) -> None:
     """Dead letters counted by their own exporter, traffic by the normalize service, a real
-    Prometheus scraping both. With the DLQ exporter down, Prometheus still lists its family (a
-    down target's metadata stays), so `sum(rate(dlq_messages_total[5m])) or
-    sum(rate(normalize_hrv_messages_total[5m])) * 0` answered 0 dead letters a minute — a pass
-    while nothing reported them. Now an error naming the exporter, once its `up` is 0; asked
-    as before while it is up."""
+    Prometheus scraping both (and another job declaring the same family). With the DLQ
+    exporter down, Prometheus still lists its family (a down target's metadata stays), so
+    `sum(rate(dlq_messages_total[5m])) or sum(rate(normalize_hrv_messages_total[5m])) * 0`
+    answered 0 dead letters a minute — a pass while nothing reported them. Now an error naming
+    the exporter, once its `up` is 0; asked as before while it is up, and when the one down is
+    another job's that the selector leaves out."""
     import time
     from datetime import UTC
 
@@ -509,16 +510,21 @@ def test_an_or_never_reads_the_metric_of_an_exporter_that_is_down_as_zero(tmp_pa
 
     from ..conftest import launch_prometheus, local_http
 
-    dead_letters = CollectorRegistry()
-    Counter("dlq_messages", "dead letters", ["subject"], registry=dead_letters)  # declared, none yet
+    def declaring() -> CollectorRegistry:
+        registry = CollectorRegistry()
+        Counter("dlq_messages", "dead letters", ["subject"], registry=registry)  # declared, none yet
+        return registry
+
     traffic = CollectorRegistry()
     Counter("normalize_hrv_messages", "processed", ["result"], registry=traffic).labels("success").inc(5)
-    exporters = {"dlq": Exposition(dead_letters), "normalize": Exposition(traffic)}
+    exporters = {"dlq": Exposition(declaring()), "normalize": Exposition(traffic), "other": Exposition(declaring())}
     targets = {job: e.url.removeprefix("scrape+http://").removesuffix("/metrics") for job, e in exporters.items()}
     jobs = "".join(f"  - job_name: {job}\n    static_configs: [{{targets: ['{t}']}}]\n" for job, t in targets.items())
     (tmp_path / "prometheus.yml").write_text("global: {scrape_interval: 1s}\nscrape_configs:\n" + jobs)
     process, url = launch_prometheus(tmp_path, "1d")
-    query = "(sum(rate(dlq_messages_total[5m])) or sum(rate(normalize_hrv_messages_total[5m])) * 0) * 60"
+    fallback = "or sum(rate(normalize_hrv_messages_total[5m])) * 0) * 60"
+    anywhere = f"(sum(rate(dlq_messages_total[5m])) {fallback}"
+    of_dlq = f'(sum(rate(dlq_messages_total{{job="dlq"}}[5m])) {fallback}'
 
     def answered(promql: str) -> list[str]:
         found = local_http.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5).json()["data"]["result"]
@@ -530,23 +536,29 @@ def test_an_or_never_reads_the_metric_of_an_exporter_that_is_down_as_zero(tmp_pa
             assert time.monotonic() < deadline, f"{promql} never answered {values}"
             time.sleep(0.2)
 
-    def ask_now():  # type: ignore[no-untyped-def]
+    def ask_now(query: str):  # type: ignore[no-untyped-def]
         now = datetime.now(UTC)
         return _ask_over(url, query, now - timedelta(minutes=5), now)
 
+    def down(job: str) -> str:
+        return (
+            rf"^metric dlq_messages_total: its exporter {re.escape(targets[job])} \(job {job}\) at Prometheus at "
+            r"http://.* was down at .* \(up 0\), so the expression's `or` would read what it did not report as a value"
+        )
+
     try:
-        wait_for('up{job="dlq"}', ["1"])
+        wait_for("count(up == 1)", ["3"])
         wait_for("count(rate(normalize_hrv_messages_total[5m]))", ["1"])  # two scrapes of traffic
-        assert ask_now()["value"].tolist() == [0.0]  # both up, no dead letter: 0, as before
+        assert ask_now(anywhere)["value"].tolist() == [0.0]  # all up, no dead letter: 0, as before
+        exporters["other"].close()
+        wait_for('up{job="other"}', ["0"])
+        assert ask_now(of_dlq)["value"].tolist() == [0.0]  # another job's exporter: left out
+        with pytest.raises(QueryError, match=down("other")):
+            ask_now(anywhere)  # it may hold dead letters of this sum
         exporters["dlq"].close()
         wait_for('up{job="dlq"}', ["0"])
-        shown = re.escape(targets["dlq"])
-        with pytest.raises(
-            QueryError,
-            match=rf"^metric dlq_messages_total: its exporter {shown} \(job dlq\) at Prometheus at http://.* "
-            r"was down at .* \(up 0\), so the expression's `or` would read what it did not report as a value",
-        ):
-            ask_now()
+        with pytest.raises(QueryError, match=down("dlq")):
+            ask_now(of_dlq)
     finally:
         process.terminate()
         process.wait(timeout=20)

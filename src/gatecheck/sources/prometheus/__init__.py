@@ -66,12 +66,13 @@ def explain_query(
     if asked and not config.scrape:
         requests.append({
             "what": "metrics an `or` may read as absent: each declared by a target or stored in the window, "
-            "and every target declaring it up",
+            "and every target declaring it that it may read up",
             "text": "; ".join(
                 f"GET /api/v1/metadata?metric={metric} (and its family), "
                 f"else /api/v1/series?match[]={metric}&{span}; "
-                f"GET /api/v1/targets/metadata?metric={metric} (and its family), then the `up` of each "
-                f"target declaring it at time={end.timestamp():.3f} (one that was down is an error)"
+                f"if a target was down at time={end.timestamp():.3f} (up == 0, asked once), "
+                f"GET /api/v1/targets/metadata?metric={metric} (and its family): a target declaring it "
+                "that the expression may read was down is an error"
                 for metric in asked
             ),
             "parameters": [],

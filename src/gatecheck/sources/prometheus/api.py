@@ -22,7 +22,7 @@ label would select nothing, read as 0. And each target that declares such a metr
 target's metadata, and the dead letters its exporter did not report read as 0 beside another
 target's traffic (:func:`exporter_down`).
 
-Why one module of ~540 lines: the source and the questions an answer needs before it may be
+Why one module of ~580 lines: the source and the questions an answer needs before it may be
 judged (retention, the server's clock, what an ``or`` may read as absent) are one contract,
 each asked of the same server with the same client and errors.
 
@@ -167,8 +167,42 @@ def exporter_down(measure: str, metric: str, down: list[str], where: str, at: da
     )
 
 
-def _quoted(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+def _selectors(promql: str, metric: str) -> list[list[tuple[str, str, str]]]:
+    """The label matchers of each selector of ``metric`` in ``promql`` — (label, op, value) —
+    one empty list for each bare ``metric``."""
+    found = [
+        [(m.group(1), m.group(2), m.group(3)[1:-1].replace('\\"', '"').replace("\\\\", "\\"))
+         for m in _MATCHER.finditer(selector.group(2))]
+        for selector in _SELECTOR.finditer(promql)
+        if selector.group(1) == metric
+    ]  # fmt: skip
+    bare = re.compile(rf"(?<![\w:.$]){re.escape(metric)}(?![\w:])(?!\s*\{{)")
+    return found + [[] for _ in bare.finditer(_STRINGS.sub('""', promql))]
+
+
+def _may_read(target: dict[str, str], selectors: list[list[tuple[str, str, str]]]) -> bool:
+    """Whether a selector may read series of ``target``: none of its matchers on the target's
+    own labels (job, instance, and whatever relabeling gave it) excludes it. A matcher on
+    another label (the metric's own) or a pattern Python cannot read excludes nothing."""
+    for matchers in selectors or [[]]:
+        fits = True
+        for label, op, value in matchers:
+            if label not in target:
+                continue
+            have = target[label]
+            if op in ("=~", "!~"):
+                try:
+                    matched = re.fullmatch(value, have) is not None
+                except re.error:
+                    continue
+                fits = matched if op == "=~" else not matched
+            else:
+                fits = (have == value) if op == "=" else (have != value)
+            if not fits:
+                break
+        if fits:
+            return True
+    return False
 
 
 async def check_server(
@@ -331,7 +365,8 @@ class PrometheusSource(Source):
             auth=auth, headers=headers, timeout=self.timeout, verify=verified_tls()
         )
         self._known: dict[tuple[str, float, float], bool] = {}
-        self._down: dict[tuple[str, float], list[str]] = {}
+        self._down: dict[datetime, set[tuple[str, str]]] = {}
+        self._declared: dict[tuple[str, str], dict[tuple[str, str], dict[str, str]]] = {}
         self._labels: dict[tuple[str, str, float, float], set[str]] = {}
         self._retention: tuple[timedelta | None, str] | None = None
         # what the Date header of that answer says of the server's clock against gatecheck's
@@ -350,7 +385,7 @@ class PrometheusSource(Source):
             for metric in sorted(fallback_metrics(promql)):
                 if not await self.known(metric, start, end):
                     raise unknown_fallback_metric(measure, metric, f"Prometheus at {redact(self.base)}")
-                down = await self.exporters_down(metric, end)
+                down = await self.exporters_down(metric, render_promql(promql, parameters), end)
                 if down:
                     raise exporter_down(measure, metric, down, f"Prometheus at {redact(self.base)}", end)
             for metric, label, matcher in fallback_labels(promql):
@@ -434,16 +469,20 @@ class PrometheusSource(Source):
             self._known[key] = found
         return self._known[key]
 
-    async def exporters_down(self, metric: str, at: datetime) -> list[str]:
-        """The targets declaring ``metric``'s family (``/api/v1/targets/metadata``) whose
-        ``up`` was 0 at ``at``, each as ``INSTANCE (job JOB)``, cached per evaluation. None when
-        every one was up, when ``up`` has no sample then (a moment before the target was
-        scraped: not known to be down), or when the server does not list the targets (some
-        Thanos or Mimir setups; a metric known by its series alone)."""
-        key = (metric, at.timestamp())
-        if key not in self._down:
+    async def exporters_down(self, metric: str, promql: str, at: datetime) -> list[str]:
+        """The targets declaring ``metric``'s family (``/api/v1/targets/metadata``) that a
+        selector of it in ``promql`` may read and whose ``up`` was 0 at ``at``, each as
+        ``INSTANCE (job JOB)``. None when every such target was up, when ``up`` has no sample
+        then (a moment before the target was scraped: not known to be down), or when the server
+        does not list the targets (some Thanos or Mimir setups; a metric known by its series
+        alone). A target another job's selector excludes (``{job="dlq"}``) never blocks it."""
+        down = await self._down_targets(at)
+        if not down:
+            return []
+        key = ("declared", metric)
+        if key not in self._declared:
             where = f"Prometheus at {redact(self.base)}"
-            targets: dict[tuple[str, str], dict[str, str]] = {}
+            declared: dict[tuple[str, str], dict[str, str]] = {}
             with http_errors(where, self.timeout):
                 for family in families_of(metric):
                     answer = await fetch(
@@ -453,19 +492,23 @@ class PrometheusSource(Source):
                     for entry in (_data(answer) if answer.status_code == 200 else None) or []:
                         target = entry.get("target") if isinstance(entry, dict) else None
                         if isinstance(target, dict) and "job" in target and "instance" in target:
-                            job, instance = str(target["job"]), str(target["instance"])
-                            targets[(job, instance)] = {"job": job, "instance": instance}
-            down: list[str] = []
-            if targets:
-                selectors = " or ".join(
-                    "up{" + ",".join(f"{k}={_quoted(v)}" for k, v in sorted(t.items())) + "}"
-                    for t in targets.values()
-                )
-                for labels, value in await self._instant(selectors, at, "value"):
-                    if value == 0:
-                        down.append(f"{labels.get('instance', '?')} (job {labels.get('job', '?')})")
-            self._down[key] = sorted(down)
-        return self._down[key]
+                            labels = {str(k): str(v) for k, v in target.items()}
+                            declared[(labels["job"], labels["instance"])] = labels
+            self._declared[key] = declared
+        selectors = _selectors(promql, metric)
+        return sorted(
+            f"{instance} (job {job})"
+            for (job, instance), labels in self._declared[key].items()
+            if (job, instance) in down and _may_read(labels, selectors)
+        )
+
+    async def _down_targets(self, at: datetime) -> set[tuple[str, str]]:
+        """(job, instance) of every target whose ``up`` was 0 at ``at`` (one query an
+        evaluation: few targets are down, however many the server scrapes)."""
+        if at not in self._down:
+            answer = await self._instant("up == 0", at, "value")
+            self._down[at] = {(labels.get("job", ""), labels.get("instance", "")) for labels, _ in answer}
+        return self._down[at]
 
     async def _instant(
         self, promql: str, at: datetime, measure: str
