@@ -575,3 +575,29 @@ def _ask_over(url: str, query: str, start: datetime, end: datetime):  # type: ig
             await src.close()
 
     return asyncio.run(go())
+
+
+def test_which_declaring_targets_an_expression_may_read() -> None:
+    """A down target blocks an `or` only if a selector of the metric may read it: each matcher
+    on a label the target carries (job, instance, relabeled ones) must admit it; a matcher on
+    another label is the metric's own and excludes no target; a bare name reads every target."""
+    from gatecheck.sources.prometheus.api import metric_selectors, target_may_be_read
+
+    expression = (
+        'sum(rate(x_total{job=~"dlq|dl2", status="5xx"}[5m])) or sum(x_total{job!~"web.*"}) * 0 '
+        'or sum(rate(y_total{job="q\\"t"}[5m]))'
+    )
+    selectors = metric_selectors(expression, "x_total")
+    assert selectors == [[("job", "=~", "dlq|dl2"), ("status", "=", "5xx")], [("job", "!~", "web.*")]]
+    assert metric_selectors(expression, "y_total") == [[("job", "=", 'q"t')]]
+    assert metric_selectors("sum(rate(x_total[5m])) or vector(0)", "x_total") == [[]]
+
+    def target(job: str) -> dict[str, str]:
+        return {"job": job, "instance": "10.0.0.1:9100"}
+
+    assert target_may_be_read(target("dl2"), selectors[:1])  # status is the metric's label: no say
+    assert not target_may_be_read(target("web"), selectors[:1])
+    assert target_may_be_read(target("api"), selectors)  # the second selector reads every job but web*
+    assert not target_may_be_read(target("web-2"), selectors)
+    assert target_may_be_read(target("web"), [[]])
+    assert target_may_be_read(target("web"), [[("job", "=~", "(unclosed")]])  # Python cannot read it: no say

@@ -167,7 +167,7 @@ def exporter_down(measure: str, metric: str, down: list[str], where: str, at: da
     )
 
 
-def _selectors(promql: str, metric: str) -> list[list[tuple[str, str, str]]]:
+def metric_selectors(promql: str, metric: str) -> list[list[tuple[str, str, str]]]:
     """The label matchers of each selector of ``metric`` in ``promql`` — (label, op, value) —
     one empty list for each bare ``metric``."""
     found = [
@@ -180,7 +180,7 @@ def _selectors(promql: str, metric: str) -> list[list[tuple[str, str, str]]]:
     return found + [[] for _ in bare.finditer(_STRINGS.sub('""', promql))]
 
 
-def _may_read(target: dict[str, str], selectors: list[list[tuple[str, str, str]]]) -> bool:
+def target_may_be_read(target: dict[str, str], selectors: list[list[tuple[str, str, str]]]) -> bool:
     """Whether a selector may read series of ``target``: none of its matchers on the target's
     own labels (job, instance, and whatever relabeling gave it) excludes it. A matcher on
     another label (the metric's own) or a pattern Python cannot read excludes nothing."""
@@ -495,11 +495,11 @@ class PrometheusSource(Source):
                             labels = {str(k): str(v) for k, v in target.items()}
                             declared[(labels["job"], labels["instance"])] = labels
             self._declared[key] = declared
-        selectors = _selectors(promql, metric)
+        selectors = metric_selectors(promql, metric)
         return sorted(
             f"{instance} (job {job})"
             for (job, instance), labels in self._declared[key].items()
-            if (job, instance) in down and _may_read(labels, selectors)
+            if (job, instance) in down and target_may_be_read(labels, selectors)
         )
 
     async def _down_targets(self, at: datetime) -> set[tuple[str, str]]:
