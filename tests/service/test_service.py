@@ -1397,6 +1397,43 @@ def test_flagger_gating_roles_pass_only_on_go_and_rollback_only_on_rollback(serv
     )  # the reasons are the body Flagger copies into its events
 
 
+def test_a_recent_verdict_answers_only_the_canary_and_rollout_it_judged(service) -> None:
+    """`max_age` lets a controller take a verdict of minutes ago — only one judged for the same
+    canary. A GO of the previous canary (Flagger's checksum, Argo's revision), a scheduled one
+    that no canary asked for, or one as of before the rollout began (`started`) said nothing of
+    this canary and was taken: the new canary's first analysis passed on the old one's checks.
+    Now those are evaluated now; the same canary's own recent verdict is still taken."""
+    from datetime import UTC, datetime, timedelta
+
+    base, svc, _ = service
+
+    def records() -> int:
+        return len(svc.ledger.history("svc-go"))
+
+    def flagger(checksum: str) -> httpx.Response:
+        payload = flagger_payload("rollout", "svc-go", max_age="1h") | {"checksum": checksum}
+        return local_http.post(f"{base}/api/v1/flagger/rollout", json=payload, timeout=30)
+
+    def argo(**query: str) -> httpx.Response:
+        params = {"max_age": "1h", "rollout": "normalize", "namespace": "athlete-ally", **query}
+        return local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params=params, timeout=30)
+
+    wait_until(lambda: svc.states.get("svc-go") is not None and svc.states["svc-go"].verdict is not None)
+    before = records()
+    assert flagger("canary-a").status_code == 200 and records() == before + 1  # the scheduled GO: not this canary's
+    assert flagger("canary-a").status_code == 200 and records() == before + 1  # its own, a moment ago: taken
+    assert flagger("canary-b").status_code == 200 and records() == before + 2  # the next canary: judged now
+    latest = svc.ledger.history("svc-go")[-1].to_verdict().requested_by
+    assert latest is not None and (latest.controller, latest.checksum) == ("flagger", "canary-b")
+    assert argo(revision="6c9bd8675b").status_code == 200 and records() == before + 3  # Flagger's: not Argo's
+    assert argo(revision="6c9bd8675b").status_code == 200 and records() == before + 3
+    assert argo(revision="7d0ae9786c").status_code == 200 and records() == before + 4
+    began = (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    time.sleep(1.1)  # the rollout began after the latest verdict's as_of
+    assert argo(revision="7d0ae9786c", started=began).status_code == 200 and records() == before + 5
+    assert argo().status_code == 200 and records() == before + 5  # naming no canary: any recent one
+
+
 def test_flagger_bad_requests_never_pass(service) -> None:
     base, _svc, _ = service
     post = lambda role, body: local_http.post(f"{base}/api/v1/flagger/{role}", json=body, timeout=30)  # noqa: E731
@@ -1606,26 +1643,29 @@ def test_a_recent_verdict_of_another_definition_of_the_gate_is_not_taken(
         fresh = Verdict.model_validate_json(now.stdout)
         assert fresh.as_of >= asked and fresh.gate_digest == this_definition.gate_digest, fresh.as_of
         assert len(ledger.history("svc-go")) == 2  # evaluated now, recorded
-        flagger = local_http.post(
-            f"{base}/api/v1/flagger/rollout", json=flagger_payload("rollout", "svc-go", max_age="1h"), timeout=30
-        )
-        assert flagger.status_code == 200
+        answer = local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=30)
+        assert answer.status_code == 200 and answer.json()["as_of"] == fresh.model_dump(mode="json")["as_of"]
         assert len(ledger.history("svc-go")) == 2  # the one just made is of this definition: taken
+        for evaluated in (3, 3):  # Flagger's canary: its first answer judged for it, then taken
+            flagger = local_http.post(
+                f"{base}/api/v1/flagger/rollout", json=flagger_payload("rollout", "svc-go", max_age="1h"), timeout=30
+            )
+            assert flagger.status_code == 200 and len(ledger.history("svc-go")) == evaluated
     svc = Service(load_project(service_config, environ={}), SqliteLedger(ledger_path), [])
     ledger.record(older.model_copy(update={"as_of": fresh.as_of + timedelta(seconds=1)}), 0.1)  # the latest
     with serving(svc) as (base, _):
         answer = local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=30)
         assert answer.status_code == 200 and answer.json()["gate_digest"] == this_definition.gate_digest
-        assert len(ledger.history("svc-go")) == 4  # the older definition's GO was not taken
+        assert len(ledger.history("svc-go")) == 5  # the older definition's GO was not taken
         # this definition's GO, invalidated (no evidence): not taken either
         from gatecheck.ledger.decisions import invalidate_event
 
         project = load_project(service_config, environ={})
         ledger.append_audit([invalidate_event(project, ledger, "svc-go", answer.json()["as_of"], "bad", "bob")])
         again = local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=30)
-        assert again.status_code == 200 and len(ledger.history("svc-go")) == 5
+        assert again.status_code == 200 and len(ledger.history("svc-go")) == 6
         taken = local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=30)
-        assert taken.json()["as_of"] == again.json()["as_of"] and len(ledger.history("svc-go")) == 5
+        assert taken.json()["as_of"] == again.json()["as_of"] and len(ledger.history("svc-go")) == 6
     # a GO that needed an approval which has ended since: not taken (a new service: its latest
     # is the ledger's)
     from gatecheck.results import Approval
@@ -1640,7 +1680,7 @@ def test_a_recent_verdict_of_another_definition_of_the_gate_is_not_taken(
     with serving(svc) as (base, _):
         after = local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=30)
         assert after.status_code == 200 and after.json()["approval"] is None
-        assert len(ledger.history("svc-go")) == 7  # the approved GO was not taken: evaluated now
+        assert len(ledger.history("svc-go")) == 8  # the approved GO was not taken: evaluated now
     # a GO with a shadow check that failed, and that check enforced since: not taken
     from gatecheck._values import document_time
     from gatecheck.ledger.audit import AuditEvent
@@ -1654,13 +1694,13 @@ def test_a_recent_verdict_of_another_definition_of_the_gate_is_not_taken(
     svc = Service(load_project(service_config, environ={}), SqliteLedger(ledger_path), [])
     with serving(svc) as (base, _):
         kept = local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=30)
-        assert kept.json()["as_of"] == document_time(latest_as_of) and len(ledger.history("svc-go")) == 8
+        assert kept.json()["as_of"] == document_time(latest_as_of) and len(ledger.history("svc-go")) == 9
         ledger.append_audit([AuditEvent(
             at=datetime.now(UTC), kind="check-enforced", phase="svc-go", check="soak_criteria",
             by="dave", reason="it has been right for a week",
         )])  # fmt: skip
         now_enforced = local_http.get(f"{base}/api/v1/phases/svc-go/verdict", params={"max_age": "1h"}, timeout=30)
-        assert now_enforced.status_code == 200 and len(ledger.history("svc-go")) == 9  # evaluated now
+        assert now_enforced.status_code == 200 and len(ledger.history("svc-go")) == 10  # evaluated now
 
 
 def test_a_cycle_prunes_the_ledger_to_its_retention_keeping_what_is_read(

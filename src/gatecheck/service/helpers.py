@@ -69,6 +69,29 @@ def html_text(text: str) -> str:
     return html.escape(text)
 
 
+def judged_for(verdict: Verdict, asking: Requester | None) -> bool:
+    """Whether ``verdict`` may answer a rollout controller's request for a recent verdict
+    (``max_age``). A canary's checks judge the canary deployed when they ran: a GO of the
+    previous canary (another Flagger checksum, another Argo revision), or one as of before
+    this rollout began (``started``), says nothing of this one, though it is minutes old. So
+    with a checksum or revision, only a verdict that the same controller asked for the same
+    canary of the same workload answers (a scheduled one, which no canary asked for, does
+    not); with ``started``, only one as of since. A request naming neither takes any."""
+    if asking is None:
+        return True
+    if asking.started is not None and verdict.as_of < asking.started:
+        return False
+    canary = asking.checksum or asking.revision
+    if canary is None:
+        return True
+    by = verdict.requested_by
+    return (
+        by is not None
+        and (by.controller, by.name, by.namespace) == (asking.controller, asking.name, asking.namespace)
+        and (by.checksum or by.revision) == canary
+    )
+
+
 class Helpers:
     """What the routes of one app share, over its ``service`` and its evaluation ``limiter``."""
 
@@ -126,7 +149,7 @@ class Helpers:
         """``?since=48h`` as the moment it names (a bad duration is a 422)."""
         return self.service.clock() - self.duration_param(since, "since")
 
-    async def recent(self, phase: str, age: timedelta) -> Verdict | None:
+    async def recent(self, phase: str, age: timedelta, asking: Requester | None = None) -> Verdict | None:
         """The latest verdict of ``phase`` if its as_of is at most ``age`` old and this
         service's definition of the gate judged it (a ledger that cannot be read raises
         GatecheckError). A verdict of another definition — recorded before the gate's checks,
@@ -134,13 +157,16 @@ class Helpers:
         the old ones — is no verdict of this gate, an invalidated one no evidence, and one
         that passed under a waiver or an approval no longer in force (revoked, ended), with a
         shadow check enforced since, or on a required phase's GO that no longer holds, no GO
-        now: the caller's evaluation runs now."""
+        now: the caller's evaluation runs now. So is one that judged another canary than the
+        rollout ``asking`` (:func:`judged_for`)."""
         from gatecheck._values import redefined
         from gatecheck.ledger.audit import HOLDING, no_longer_holds
 
         latest = await asyncio.to_thread(self.service.latest, phase)
         now = self.service.clock()
         if latest is None or latest.as_of < now - age:
+            return None
+        if not judged_for(latest, asking):
             return None
         if redefined(latest.gate_digest, self.service.project.gate_digest(phase)):
             return None

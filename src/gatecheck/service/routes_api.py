@@ -155,8 +155,14 @@ def routes(service: Service, h: Helpers) -> APIRouter:
         began = h.moment_param(started, "started") if started else None
         if fresh or max_age is not None:
             age = h.duration_param(max_age, "max_age") if max_age is not None else None
+            requester = None
+            if rollout or revision or began is not None:
+                requester = Requester(
+                    controller="argo-rollouts", name=rollout, namespace=namespace, revision=revision or None,
+                    started=began,
+                )  # fmt: skip
             if not fresh and age is not None:
-                latest = await h.recent(phase, age)
+                latest = await h.recent(phase, age, requester)  # of this canary, this rollout
                 if latest is not None:
                     return latest.document()
             # An evaluation now: the same token and rate limit as POST .../evaluate.
@@ -167,12 +173,6 @@ def routes(service: Service, h: Helpers) -> APIRouter:
             too_many = h.refused(request, phase)
             if too_many is not None:
                 return too_many
-            requester = None
-            if rollout or revision or began is not None:
-                requester = Requester(
-                    controller="argo-rollouts", name=rollout, namespace=namespace, revision=revision or None,
-                    started=began,
-                )  # fmt: skip
             return await h.answer_now(phase, timeout, requester)
         rendered = service.document(phase)
         if rendered is None:  # nothing evaluated since start: the ledger's latest record

@@ -64,20 +64,20 @@ def routes(service: Service, h: Helpers) -> APIRouter:
         if not 0 < timeout <= 120:  # as the verdict's ?timeout= (NaN too: never compared true)
             raise HTTPException(422, "metadata.timeout: seconds, more than 0 and at most 120, e.g. 8")
         judged: Verdict | None = None
-        if "max_age" in payload.metadata:  # the latest verdict will do if it is recent enough
+        requester = Requester(
+            controller="flagger", role=role, name=payload.name, namespace=payload.namespace,
+            checksum=payload.checksum,
+        )  # fmt: skip
+        if "max_age" in payload.metadata:  # the latest verdict of this canary, if recent enough
             age = h.duration_param(payload.metadata["max_age"], "metadata.max_age")
             try:
-                judged = await h.recent(phase, age)
+                judged = await h.recent(phase, age, requester)
             except GatecheckError as exc:
                 return PlainTextResponse(f"{phase}: {exc}", status_code=503)
         if judged is None:
             too_many = h.refused(request, phase)
             if too_many is not None:
                 return too_many
-            requester = Requester(
-                controller="flagger", role=role, name=payload.name, namespace=payload.namespace,
-                checksum=payload.checksum,
-            )  # fmt: skip
             try:
                 judged = await asyncio.wait_for(service.evaluate_shared(phase, requester), timeout)
             except TimeoutError:
