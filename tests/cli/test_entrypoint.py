@@ -94,3 +94,20 @@ def test_a_demo_scenario_judges_only_its_own_records_and_writes_only_under_its_w
         assert running.returncode == 1, (server, running.stdout)
     # The project was only read: nothing beside it was created or changed.
     assert project_state() == before
+
+
+def test_output_in_a_locale_that_cannot_write_every_character_escapes_them(tmp_path: Path) -> None:
+    """A CI agent whose locale writes ISO-8859-1: `gatecheck explain` prints `→` and `—`. It
+    ended in a UnicodeEncodeError traceback, "internal error" and exit 2 (and `gatecheck run`
+    so, after its verdict was recorded, instead of the verdict and its exit code); now those
+    characters are written as escapes and the command ends as it would anywhere."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
+    env |= {"PYTHONIOENCODING": "latin-1", "GATECHECK_HISTORY_URL": f"sqlite:///{tmp_path / 'h.db'}"}
+    done = subprocess.run(
+        [gatecheck(), "explain", "--phase", "warehouse-release", "--config", str(PROJECT)],
+        capture_output=True, env=env, timeout=120,
+    )  # fmt: skip
+    text = done.stdout.decode("latin-1")
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode("latin-1")
+    assert "unmatched_edges \\u2014 required check on warehouse" in text
+    assert re.search(r"window +\S+ \\u2192 \S+", text), text[:500]

@@ -28,6 +28,7 @@ def main() -> None:
 
     # Warnings and errors only for one-shot commands; `serve` takes --log-level/--log-format.
     logs.configure("warning", "text")
+    _writable_in_any_encoding()
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints every thread's stack (stuck service)
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
@@ -40,3 +41,16 @@ def main() -> None:
         traceback.print_exc()
         typer.echo("gatecheck: internal error (a bug; please report it with the traceback above)", err=True)
         sys.exit(ExitCode.USAGE)
+
+
+def _writable_in_any_encoding() -> None:
+    """Standard output in a locale that cannot write every character gatecheck prints (``≤``,
+    ``→``; a CI agent in ``en_US.ISO-8859-1``) writes those as ``\\u2264`` escapes instead of
+    failing. It failed: after the evaluation was recorded, printing its verdict raised
+    UnicodeEncodeError, and the gate step ended in a traceback and exit 2 instead of its
+    verdict and exit code. (An escape is also what JSON means by it.) Standard error already
+    escapes so; UTF-8 output is left as it is."""
+    stream = sys.stdout
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    if encoding != "utf8" and callable(getattr(stream, "reconfigure", None)):
+        stream.reconfigure(errors="backslashreplace")
