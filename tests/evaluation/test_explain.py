@@ -189,7 +189,7 @@ def test_an_ors_extra_questions_to_prometheus_are_explained() -> None:
     ]  # fmt: skip
     assert extra == {
         "metrics an `or` may read as absent: each declared by a target or stored in the window, "
-        "and every target declaring it that it may read up": "; ".join(
+        "and no target declaring it that the expression reads down": "; ".join(
             f"GET /api/v1/metadata?metric={metric} (and its family), else /api/v1/series?match[]={metric}&{span}; "
             f"if a target was down at time={AS_OF.timestamp():.3f} (up == 0, asked once), "
             f"GET /api/v1/targets/metadata?metric={metric} (and its family): a target declaring it that the "

@@ -66,7 +66,7 @@ def explain_query(
     if asked and not config.scrape:
         requests.append({
             "what": "metrics an `or` may read as absent: each declared by a target or stored in the window, "
-            "and every target declaring it that it may read up",
+            "and no target declaring it that the expression reads down",
             "text": "; ".join(
                 f"GET /api/v1/metadata?metric={metric} (and its family), "
                 f"else /api/v1/series?match[]={metric}&{span}; "
