@@ -8,6 +8,7 @@ else is a bug and shows its traceback (still exit code 2).
 from __future__ import annotations
 
 import faulthandler
+import io
 import signal
 import sys
 import traceback
@@ -51,6 +52,7 @@ def _writable_in_any_encoding() -> None:
     verdict and exit code. (An escape is also what JSON means by it.) Standard error already
     escapes so; UTF-8 output is left as it is."""
     stream = sys.stdout
-    encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
-    if encoding != "utf8" and callable(getattr(stream, "reconfigure", None)):
-        stream.reconfigure(errors="backslashreplace")
+    if isinstance(stream, io.TextIOWrapper):  # (a test runner's capture is not one)
+        encoding = (stream.encoding or "").lower().replace("-", "").replace("_", "")
+        if encoding != "utf8":
+            stream.reconfigure(errors="backslashreplace")
