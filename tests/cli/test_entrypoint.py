@@ -111,3 +111,35 @@ def test_output_in_a_locale_that_cannot_write_every_character_escapes_them(tmp_p
     assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode("latin-1")
     assert "unmatched_edges \\u2014 required check on warehouse" in text
     assert re.search(r"window +\S+ \\u2192 \S+", text), text[:500]
+
+
+def test_json_and_junit_on_stdout_are_utf8_whatever_the_locale(config_copy: Path, tmp_path: Path) -> None:
+    """Under an ISO-8859-1 locale a `×` or `é` of the verdict (here the gate's description) was
+    written as one byte that is no UTF-8: jq and a CI's JUnit reporter (the XML says UTF-8)
+    refused the whole document. JSON and JUnit go to stdout in UTF-8 whatever the locale, with
+    the verdict's exit code (inconclusive: its warehouse does not answer)."""
+    import xml.etree.ElementTree as ET
+
+    import yaml
+
+    gate_file = config_copy / "gates" / "warehouse-release.yaml"
+    gate = yaml.safe_load(gate_file.read_text())
+    gate["description"] = "Release gate × 2: café edges"
+    gate_file.write_text(yaml.safe_dump(gate, allow_unicode=True))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
+    env |= {
+        "PYTHONIOENCODING": "latin-1",
+        "GATECHECK_HISTORY_URL": f"sqlite:///{tmp_path / 'h.db'}",
+        "GATECHECK_CLICKHOUSE_URL": "clickhouse://reader:pw@127.0.0.1:1/db",
+    }
+    found = {}
+    for fmt in ("json", "junit"):
+        done = subprocess.run(
+            [gatecheck(), "run", "--phase", "warehouse-release", "--config", str(config_copy), "--format", fmt],
+            capture_output=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 3, done.stderr.decode("latin-1")
+        found[fmt] = done.stdout.decode("utf-8")  # not UTF-8: UnicodeDecodeError
+    assert json.loads(found["json"])["description"] == "Release gate × 2: café edges"
+    suite = ET.fromstring(found["junit"].encode("utf-8"))
+    assert " → " in ET.tostring(suite, encoding="unicode"), found["junit"][:400]  # not an escape

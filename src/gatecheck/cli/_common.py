@@ -298,12 +298,21 @@ def writable(path: Path | None, flag: str) -> None:
         raise ConfigError(f"{flag} {path}: cannot write in {existing} (permission denied)")
 
 
-def write_output(text: str, output: Path | None, flag: str = "--output") -> None:
+def write_output(text: str, output: Path | None, flag: str = "--output", utf8: bool = False) -> None:
     """``text`` to stdout, or to the file ``output`` whole: written beside it and renamed over
     it, so a crash never leaves half a report behind (through a symbolic link: the file it
     points at). A device or a pipe (``/dev/stdout``, a shell's ``>(jq .)``) is written to as
-    it is — never replaced by a file. Failing to write is one line, exit 2."""
+    it is — never replaced by a file. Failing to write is one line, exit 2. ``utf8``: a
+    document whose format is UTF-8 (JSON, JUnit XML, which says so in its first line) goes to
+    stdout in UTF-8 whatever the locale's encoding: in ISO-8859-1 a ``×`` was one byte that is
+    no UTF-8, and the reader (jq, a CI's test reporter) refused the whole document."""
     if output is None:
+        buffer = getattr(sys.stdout, "buffer", None)
+        if utf8 and buffer is not None:
+            sys.stdout.flush()
+            buffer.write(text.encode("utf-8"))
+            buffer.flush()
+            return
         typer.echo(text, nl=False)
         return
     try:
@@ -429,8 +438,9 @@ def finish(
     color = output is None and fmt is VerdictFormat.text and sys.stdout.isatty()
     if rendered is None:
         rendered = render(verdict, fmt.value, color=color, timings=timings)
+    utf8 = fmt in (VerdictFormat.json, VerdictFormat.junit, VerdictFormat.html)  # formats that say so
     with user_errors():  # the verdict is recorded; a report that cannot be written is exit 2, never 0
-        write_output(rendered, output)
+        write_output(rendered, output, utf8=utf8)
     if output is not None:
         typer.echo(f"{verdict.verdict.value}: phase {verdict.phase} → {output}", err=True)
     raise typer.Exit(ExitCode.for_verdict(verdict.verdict))
