@@ -515,11 +515,18 @@ def test_the_keys_found_reach_the_page_the_markdown_and_a_notification(
 
 
 def against_baseline(
-    config_copy: Path, warehouse: Path, database: str, name: str, compare: dict[str, Any], side: str
-) -> tuple[Verdict, CheckResult]:
+    config_copy: Path, warehouse: Path, database: str, tables: list[str], name: str, compare: dict[str, Any],
+    side: str,
+) -> tuple[Verdict, CheckResult]:  # fmt: skip
     """A suite ``name`` comparing the canary track with the baseline (``compare``'s test, the
     worse direction higher, at least 50 samples; each side ``side`` with its track) in a gate
-    of its own on chDB's ``database``, judged at AS_OF: the verdict and the check."""
+    of its own on chDB's ``database``, made anew by the statements ``tables`` (``{db}`` is
+    the database), judged at AS_OF: the verdict and the check."""
+    with ClickHouse() as hub:
+        connection = hub.connect(Target.parse(f"chdb://{warehouse}", warehouse))
+        connection.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+        for statement in tables:
+            connection.command(statement.replace("{db}", database))
     suite = {
         "name": name,
         "window": {"length": "1h", "settle": "0s"},
@@ -563,21 +570,16 @@ def test_a_proportion_with_a_count_that_is_not_a_number_is_never_a_pass(
     """`test: proportions` on chDB: the canary's error rate against the baseline's (5 in
     1,000). A count that is NULL beside the other is an error naming the side and the column,
     never 0 errors; a row with neither count is no traffic (too few samples: inconclusive)."""
-    database = f"rates_{abs(hash(canary)) % 10**8}"
-    with ClickHouse() as hub:
-        connection = hub.connect(Target.parse(f"chdb://{warehouse}", warehouse))
-        connection.command(f"CREATE DATABASE IF NOT EXISTS {database}")
-        connection.command(
-            f"CREATE OR REPLACE TABLE {database}.track_totals "
-            "(track String, errors Nullable(UInt64), requests Nullable(UInt64)) ENGINE = Memory"
-        )
-        connection.command(
-            f"INSERT INTO {database}.track_totals VALUES ('baseline', 5, 1000), ('canary', {canary[1:]}"
-        )
+    tables = [
+        "CREATE OR REPLACE TABLE {db}.track_totals "
+        "(track String, errors Nullable(UInt64), requests Nullable(UInt64)) ENGINE = Memory",
+        f"INSERT INTO {{db}}.track_totals VALUES ('baseline', 5, 1000), ('canary', {canary[1:]}",
+    ]
     compare = {"test": "proportions", "hits": "errors", "total": "requests"}
     side = "SELECT errors, requests FROM track_totals WHERE track = '{track}'"
+    database = f"rates_{abs(hash(canary)) % 10**8}"
     verdict, check = against_baseline(
-        config_copy, warehouse, database, "error_rate_vs_baseline", compare, side
+        config_copy, warehouse, database, tables, "error_rate_vs_baseline", compare, side
     )
     assert check.outcome is outcome, check
     if said is not None:
@@ -594,25 +596,16 @@ def test_a_side_with_more_samples_than_an_answer_holds_is_an_error_never_judged_
     first 10,000 as fast as the baseline's and the last 2,000 slow. A source reads at most
     10,001 rows of an answer, so the test ran on the fast ones alone and passed (GO for a
     canary whose p95 is 500 ms). More rows than an answer holds is an error naming the side."""
-    database = "samples_cut"
-    with ClickHouse() as hub:
-        connection = hub.connect(Target.parse(f"chdb://{warehouse}", warehouse))
-        connection.command(f"CREATE DATABASE IF NOT EXISTS {database}")
-        connection.command(
-            f"CREATE OR REPLACE TABLE {database}.latencies (n UInt64, track String, ms Float64) "
-            "ENGINE = MergeTree ORDER BY n"
-        )
-        connection.command(
-            f"INSERT INTO {database}.latencies SELECT number, 'canary', if(number < 10000, 10 + number % 10, 500) "
-            "FROM numbers(12000)"
-        )
-        connection.command(
-            f"INSERT INTO {database}.latencies SELECT 100000 + number, 'baseline', 10 + number % 10 FROM numbers(2000)"
-        )
+    tables = [
+        "CREATE OR REPLACE TABLE {db}.latencies (n UInt64, track String, ms Float64) ENGINE = MergeTree ORDER BY n",
+        "INSERT INTO {db}.latencies SELECT number, 'canary', if(number < 10000, 10 + number % 10, 500) "
+        "FROM numbers(12000)",
+        "INSERT INTO {db}.latencies SELECT 100000 + number, 'baseline', 10 + number % 10 FROM numbers(2000)",
+    ]
     compare = {"test": "mann-whitney", "samples": "ms"}
     side = "SELECT ms FROM latencies WHERE track = '{track}' ORDER BY n"
     verdict, check = against_baseline(
-        config_copy, warehouse, database, "latency_samples_vs_baseline", compare, side
+        config_copy, warehouse, "samples_cut", tables, "latency_samples_vs_baseline", compare, side
     )
     assert check.outcome is Outcome.ERROR, check
     assert (check.reason or "").startswith("comparison: canary: its query answered more than 10000 rows"), (
