@@ -303,7 +303,7 @@ def write_output(text: str, output: Path | None, flag: str = "--output", utf8: b
     it, so a crash never leaves half a report behind (through a symbolic link: the file it
     points at). A device or a pipe (``/dev/stdout``, a shell's ``>(jq .)``) is written to as
     it is — never replaced by a file. Failing to write is one line, exit 2. ``utf8``: a
-    document whose format is UTF-8 (JSON, JUnit XML, which says so in its first line) goes to
+    document whose format is UTF-8 (JSON, JUnit XML and HTML, which say so in their first lines) goes to
     stdout in UTF-8 whatever the locale's encoding: in ISO-8859-1 a ``×`` was one byte that is
     no UTF-8, and the reader (jq, a CI's test reporter) refused the whole document."""
     if output is None:

@@ -263,7 +263,7 @@ def backtest(
             write_output(chart_page(report), chart, "--chart")
             say(f"chart: {chart}")
     if fmt is ListFormat.json:
-        typer.echo(report.model_dump_json(indent=2))
+        write_output(report.model_dump_json(indent=2) + "\n", None, utf8=True)
     else:
         typer.echo(printable(render_backtest(report)), nl=False)
 

@@ -27,6 +27,7 @@ from gatecheck.cli._common import (
     load_project,
     say,
     user_errors,
+    write_output,
 )
 
 
@@ -200,9 +201,9 @@ def schema(
     from gatecheck.schema import backtest_schema, schema_text
 
     if of_backtest:
-        typer.echo(json.dumps(backtest_schema(), indent=2, ensure_ascii=False))
+        write_output(json.dumps(backtest_schema(), indent=2, ensure_ascii=False) + "\n", None, utf8=True)
         return
-    typer.echo(schema_text(), nl=False)
+    write_output(schema_text(), None, utf8=True)
 
 
 @app.command("import-openslo")

@@ -147,7 +147,7 @@ def report(
         with user_errors():
             page = _html_report(config, url, phase, demo)
         with user_errors():
-            write_output(page, output)
+            write_output(page, output, utf8=True)
         if output is not None:
             typer.echo(f"phase page of {phase} → {output}", err=True)
         return
