@@ -199,6 +199,11 @@ def test_an_ors_extra_questions_to_prometheus_are_explained() -> None:
         "labels an `or`'s matchers need: carried by the metric's series in the window": "; ".join(
             f"GET /api/v1/labels?match[]={metric}&{span}" for metric in metrics
         ),
+        "that the server was scraping where the ranges begin (no target's up then, while one's is at the end, "
+        "is an error)": (  # the service triggers' longest range is 5m
+            f"GET /api/v1/query?query=count(last_over_time(up[5m]))&time={AS_OF.timestamp() - 300:.3f} "
+            f"(2026-11-22T05:55:00Z), and if empty &time={AS_OF.timestamp():.3f}"
+        ),
         "the server's retention, once per evaluation (a window begun before it is an error)": (
             "GET /api/v1/status/runtimeinfo (storageRetention; its Date header: the server's clock)"
         ),

@@ -493,11 +493,17 @@ def test_a_window_begun_before_the_servers_retention_is_an_error(tmp_path: Path)
         process.wait(timeout=20)
 
 
-def test_an_or_never_reads_the_metric_of_an_exporter_that_is_down_as_zero(tmp_path: Path) -> None:
+def test_a_new_server_and_a_down_exporter_are_never_read_as_zero(tmp_path: Path) -> None:
     """Dead letters counted by their own exporter, traffic by the normalize service, a real
-    Prometheus scraping both (and another job declaring the same family). With the DLQ
-    exporter down, Prometheus still lists its family (a down target's metadata stays), so
-    `sum(rate(dlq_messages_total[5m])) or sum(rate(normalize_hrv_messages_total[5m])) * 0`
+    Prometheus scraping both (and another job declaring the same family).
+
+    The server is new: it holds seconds, and `increase(…[1h])` of a counter the service had
+    counted before is 0 — the count of the seconds it holds, judged as the hour (a Prometheus
+    whose storage was lost in a restart answers the same). An error naming where the range
+    begins, until the server holds it.
+
+    With the DLQ exporter down, Prometheus still lists its family (a down target's metadata
+    stays), so `sum(rate(dlq_messages_total[5s])) or sum(rate(normalize_hrv_messages_total[5s])) * 0`
     answered 0 dead letters a minute — a pass while nothing reported them. Now an error naming
     the exporter, once its `up` is 0; asked as before while it is up, and when the one down is
     another job's that the selector leaves out."""
@@ -522,9 +528,9 @@ def test_an_or_never_reads_the_metric_of_an_exporter_that_is_down_as_zero(tmp_pa
     jobs = "".join(f"  - job_name: {job}\n    static_configs: [{{targets: ['{t}']}}]\n" for job, t in targets.items())
     (tmp_path / "prometheus.yml").write_text("global: {scrape_interval: 1s}\nscrape_configs:\n" + jobs)
     process, url = launch_prometheus(tmp_path, "1d")
-    fallback = "or sum(rate(normalize_hrv_messages_total[5m])) * 0) * 60"
-    anywhere = f"(sum(rate(dlq_messages_total[5m])) {fallback}"
-    of_dlq = f'(sum(rate(dlq_messages_total{{job="dlq"}}[5m])) {fallback}'
+    fallback = "or sum(rate(normalize_hrv_messages_total[5s])) * 0) * 60"
+    anywhere = f"(sum(rate(dlq_messages_total[5s])) {fallback}"
+    of_dlq = f'(sum(rate(dlq_messages_total{{job="dlq"}}[5s])) {fallback}'
 
     def answered(promql: str) -> list[str]:
         found = local_http.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5).json()["data"]["result"]
@@ -546,9 +552,21 @@ def test_an_or_never_reads_the_metric_of_an_exporter_that_is_down_as_zero(tmp_pa
             r"http://.* was down at .* \(up 0\), so the expression's `or` would read what it did not report as a value"
         )
 
+    def uncovered() -> str:
+        return (
+            r"^Prometheus at http://\S+ holds no sample of any target's up in the 5m before \S+, where the "
+            r"query's range begins: it was not scraping then \(a new server, its storage lost in a restart, "
+            r"or down\), so the range would be judged on the samples since"
+        )
+
+    hour = "sum(increase(normalize_hrv_messages_total[1h]))"
     try:
         wait_for("count(up == 1)", ["3"])
-        wait_for("count(rate(normalize_hrv_messages_total[5m]))", ["1"])  # two scrapes of traffic
+        wait_for("count(rate(normalize_hrv_messages_total[5s]))", ["1"])  # two scrapes of traffic
+        assert answered(hour) == ["0"]  # Prometheus's count: the seconds it holds, as the hour
+        with pytest.raises(QueryError, match=uncovered()):
+            ask_now(hour)
+        wait_for("count(last_over_time(up[5m] offset 6s))", ["3"])  # it holds the 5s ranges below
         assert ask_now(anywhere)["value"].tolist() == [0.0]  # all up, no dead letter: 0, as before
         exporters["other"].close()
         wait_for('up{job="other"}', ["0"])
@@ -575,6 +593,37 @@ def _ask_over(url: str, query: str, start: datetime, end: datetime):  # type: ig
             await src.close()
 
     return asyncio.run(go())
+
+
+def test_how_far_back_a_query_reads_and_when_a_server_that_held_nothing_then_is_an_error() -> None:
+    """The earliest sample a query reads: its longest range, each subquery's range added (a
+    range inside one is read from every step), its longest offset; an instant selector reads
+    no range, a range in a label value is text, and an `@` (a fixed time) falls back to the
+    window's start. A server with no `up` there but one at the end held nothing then; one
+    with no `up` at either (fed by federation or remote write) is not judged this way."""
+    from datetime import UTC
+
+    from gatecheck.sources.prometheus.api import uncovered
+    from gatecheck.sources.prometheus.promql import reach_seconds, reads_from
+
+    assert reach_seconds("sum(increase(fallback_total[48h]))") == 48 * 3600
+    assert reach_seconds("increase(a[1h]) / increase(b[1h30m])") == 5400
+    assert reach_seconds("max_over_time(rate(a[5m])[1h:1m])") == 3600 + 300
+    assert reach_seconds("rate(a[5m] offset 1h) - rate(a[5m] offset -1h)") == 300 + 3600
+    assert reach_seconds('sum(nats_stream_messages{stream="[1d]"})') == 0
+    assert reach_seconds("increase(a[1h] @ 1700000000)") is None
+    end = datetime(2026, 1, 2, tzinfo=UTC)
+    start = end - timedelta(hours=6)
+    assert reads_from(start, end, ["sum(a)", "rate(b[5m])", "increase(c[2h])"]) == end - timedelta(hours=2)
+    assert reads_from(start, end, ["sum(a)", "nats_consumer_num_pending"]) is None
+    assert reads_from(start, end, ["rate(b[5m])", "increase(c[1h] @ 1700000000)"]) == start
+    problem = uncovered("Prometheus at http://p:9090", end - timedelta(hours=2), False, True)
+    assert problem is not None and str(problem).startswith(
+        "Prometheus at http://p:9090 holds no sample of any target's up in the 5m before "
+        "2026-01-01T22:00:00Z, where the query's range begins"
+    )
+    assert uncovered("Prometheus at http://p:9090", end, True, True) is None
+    assert uncovered("Prometheus at http://p:9090", end, False, False) is None
 
 
 def test_which_declaring_targets_an_expression_may_read() -> None:

@@ -18,6 +18,7 @@ from gatecheck.sources.prometheus.promql import (
     PrometheusSourceConfig,
     PromQuery,
     counted_from_zero,
+    reads_from,
     render_promql,
 )
 
@@ -82,6 +83,17 @@ def explain_query(
         requests.append({
             "what": "labels an `or`'s matchers need: carried by the metric's series in the window",
             "text": "; ".join(f"GET /api/v1/labels?match[]={metric}&{span}" for metric in labelled),
+            "parameters": [],
+        })  # fmt: skip
+    earliest = reads_from(start, end, [render_promql(promql, parameters) for promql in measures.values()])
+    if earliest is not None and not config.scrape:
+        from gatecheck.sources.prometheus.api import SCRAPED
+
+        requests.append({
+            "what": "that the server was scraping where the ranges begin (no target's up then, "
+            "while one's is at the end, is an error)",
+            "text": f"GET /api/v1/query?query={SCRAPED}&time={earliest.timestamp():.3f} "
+            f"({document_time(earliest)}), and if empty &time={end.timestamp():.3f}",
             "parameters": [],
         })  # fmt: skip
     if not config.scrape:

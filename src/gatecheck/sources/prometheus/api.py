@@ -56,6 +56,7 @@ from gatecheck.sources.prometheus.promql import (
     PromQuery,
     counted_from_zero,
     measures_frame,
+    reads_from,
     render_promql,
 )
 
@@ -164,6 +165,32 @@ def exporter_down(measure: str, metric: str, down: list[str], where: str, at: da
         f"{label}metric {metric}: its exporter {', '.join(down)} at {where} was down at "
         f"{document_time(at)} (up 0), so the expression's `or` would read what it did not report "
         "as a value — judged again once it is scraped"
+    )
+
+
+#: How far before a range's start a target's ``up`` sample still shows the server was
+#: scraping then: Prometheus's default lookback, longer than any usual scrape interval.
+SCRAPED_LOOKBACK = "5m"
+#: Whether any target was scraped just before the query's time.
+SCRAPED = f"count(last_over_time(up[{SCRAPED_LOOKBACK}]))"
+
+
+def uncovered(where: str, earliest: datetime, scraped_then: bool, scraped_at_end: bool) -> QueryError | None:
+    """The error for a range that begins before the server held samples: no target's ``up``
+    in the ``SCRAPED_LOOKBACK`` before ``earliest`` while some target's is there at the
+    window's end. A Prometheus that was new then, lost its storage in a restart (an
+    ``emptyDir`` volume) or was down answers ``increase(fallback_total[48h])`` from the samples
+    since it came back: a fallback counted before is not in it, and a soak of two days would
+    be judged on the hours it holds. None when it was scraping then, or when ``up`` has no
+    sample at the end either (a server fed second-hand, by federation or remote write, that
+    may hold no ``up``: not judged this way)."""
+    if scraped_then or not scraped_at_end:
+        return None
+    return QueryError(
+        f"{where} holds no sample of any target's up in the {SCRAPED_LOOKBACK} before "
+        f"{document_time(earliest)}, where the query's range begins: it was not scraping then "
+        "(a new server, its storage lost in a restart, or down), so the range would be judged on "
+        "the samples since — a shorter window, or wait until it holds the whole range"
     )
 
 
@@ -366,6 +393,7 @@ class PrometheusSource(Source):
         )
         self._known: dict[tuple[str, float, float], bool] = {}
         self._down: dict[datetime, set[tuple[str, str]]] = {}
+        self._scraped: dict[datetime, bool] = {}  # whether any target's up had a sample just before
         self._declared: dict[tuple[str, str], dict[tuple[str, str], dict[str, str]]] = {}
         self._labels: dict[tuple[str, str, float, float], set[str]] = {}
         self._retention: tuple[timedelta | None, str] | None = None
@@ -377,6 +405,7 @@ class PrometheusSource(Source):
         start, end = parameters["window_start"], parameters["window_end"]
         assert isinstance(start, datetime) and isinstance(end, datetime)
         await self._within_retention(start)
+        await self._holds_samples_from(start, end, [render_promql(p, parameters) for p in measures.values()])
         answers = [
             (measure, await self._instant(counted_from_zero(render_promql(promql, parameters)), end, measure))
             for measure, promql in measures.items()
@@ -431,6 +460,22 @@ class PrometheusSource(Source):
                 f"{document_time(now - kept)} are gone, so the window would be judged on part of it "
                 "(a shorter window, or a longer --storage.tsdb.retention.time)"
             )
+
+    async def _holds_samples_from(self, start: datetime, end: datetime, promqls: list[str]) -> None:
+        """QueryError (:func:`uncovered`) when the queries read from a time
+        (:func:`~gatecheck.sources.prometheus.promql.reads_from`) at which the server held no
+        samples; nothing to ask when none reads a range. Asked once per time an evaluation."""
+        earliest = reads_from(start, end, promqls)
+        if earliest is None:
+            return
+        for at in (earliest, end):
+            if at not in self._scraped:
+                self._scraped[at] = bool(await self._instant(SCRAPED, at, "value"))
+            if at == earliest and self._scraped[at]:
+                return
+        problem = uncovered(f"Prometheus at {redact(self.base)}", earliest, False, self._scraped[end])
+        if problem is not None:
+            raise problem
 
     async def label_names(self, metric: str, start: datetime, end: datetime) -> set[str]:
         """The label names of ``metric``'s series with a sample in ``[start, end]`` (the labels

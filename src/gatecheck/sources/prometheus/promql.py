@@ -7,7 +7,7 @@ series becomes.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr
@@ -158,6 +158,41 @@ def counted_from_zero(promql: str) -> str:
         return f"(({new}) or {function}({selector}[{window}]))"
 
     return _COUNTER_RANGE.sub(rewrite, promql)
+
+
+_RANGE = re.compile(r"\[\s*(\d[0-9a-z.]*)\s*(:\s*(?:\d[0-9a-z.]*)?\s*)?\]")
+_OFFSET = re.compile(r"(?<![\w:])offset\s+(-?)\s*(\d[0-9a-z.]*)")
+
+
+def reach_seconds(promql: str) -> float | None:
+    """How far before its evaluation time ``promql`` reads samples, in seconds: its longest
+    range (``increase(x[48h])``: 48 h) plus each subquery's range (a range inside a subquery
+    is read back from every step of it) plus its longest offset; 0 when it has no range (an
+    instant selector reads the latest sample). None when it reads at a fixed time (``@``):
+    how far back cannot be told from the text."""
+    text = _STRING_SPANS.sub('""', promql)
+    if "@" in text:
+        return None
+    ranges: list[float] = []
+    subqueries: list[float] = []
+    for match in _RANGE.finditer(text):
+        (subqueries if match.group(2) else ranges).append(promql_seconds(match.group(1)))
+    if not ranges and not subqueries:
+        return 0.0
+    offsets = [promql_seconds(m.group(2)) for m in _OFFSET.finditer(text) if not m.group(1)]
+    return max(ranges, default=0.0) + sum(subqueries) + max(offsets, default=0.0)
+
+
+def reads_from(start: datetime, end: datetime, promqls: list[str]) -> datetime | None:
+    """The earliest time queries evaluated at ``end`` read samples from: ``end`` less the
+    longest :func:`reach_seconds` among ``promqls`` (the window's ``start`` when one reads at a
+    fixed time); None when none reads a range."""
+    reaches = [reach_seconds(promql) for promql in promqls]
+    if all(reach == 0 for reach in reaches):
+        return None
+    if any(reach is None for reach in reaches):
+        return start
+    return end - timedelta(seconds=max(reach for reach in reaches if reach is not None))
 
 
 def measures_frame(rows: list[dict[str, Any]], measures: list[str]) -> pd.DataFrame:
