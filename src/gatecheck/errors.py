@@ -26,10 +26,16 @@ from collections.abc import Iterable
 # The user part of a URL: everything after ``scheme://`` up to the *last* ``@`` before the
 # path (a password may hold an unencoded ``@``), never crossing a space, quote or bracket.
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#\s'\"<>()\[\]{}]*)@")
-# A query parameter whose name says it holds a secret (?password=…, &token=…, ?sslpassword=…).
+# A parameter whose name says it holds a secret: a URL's query parameter (?password=…,
+# &token=…, ?sslpassword=…), or a keyword=value pair at the start or after a space, a quote,
+# a bracket or a comma — libpq's connection string (``host=db password=s3cret`` or
+# ``password='s 3cret'``), an environment assignment (``PGPASSWORD=…``).
 _SECRET_PARAMETER = re.compile(
-    r"(?P<name>[?&;](?:[A-Za-z_]*(?:password|passwd|pwd|token|secret|api_?key|access_?key|auth)[A-Za-z_]*)=)"
-    r"(?P<value>[^&#\s'\"]*)",
+    r"(?P<name>(?:[?&;]|(?<![^\s(\[{,'\"]))"
+    r"(?:[A-Za-z_]*(?:password|passwd|pwd|token|secret|api_?key|access_?key|auth)[A-Za-z_]*)\s*=\s*)"
+    # a quoted value ends at a quote before a space, a closing bracket or the end: an escaped
+    # quote stays inside, however a repr doubled its backslash
+    r"(?P<value>'(?:[^'\\]|\\.|'(?![\s,)\]}\"]|$))*'?|[^&#\s'\"]*)",
     re.IGNORECASE,
 )
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -895,6 +896,46 @@ def test_secrets_in_urls_are_not_echoed(config_copy: Path) -> None:
     result = runner.invoke(app, ["validate", "--config", str(config_copy)])
     assert result.exit_code == 2
     assert "hunter2" not in result.output
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "host=db user=gc password=hunter2 dbname=app",  # libpq's keyword form
+        "host=db user=gc password='hunter2 hunter2' dbname=app",
+        "host=db user=gc password = 'hunter2\\'s' dbname=app",
+    ],
+)
+@pytest.mark.parametrize("where", ["history", "source"])
+def test_a_password_in_a_keyword_connection_string_is_not_echoed(config_copy: Path, url: str, where: str) -> None:
+    """libpq also reads `host=… password=…`; gatecheck wants a URL and says so — without the
+    password (it printed the string whole: `unsupported scheme in 'host=db … password=hunter2 …'`)."""
+    env = {}
+    if where == "history":
+        env["GATECHECK_HISTORY_URL"] = url
+    else:
+        edit(
+            config_copy / "gatecheck.yaml",
+            lambda d: d["environments"]["staging"]["sources"]["warehouse"].update(url=url),
+        )
+    result = runner.invoke(app, ["run", "--phase", "staging-deploy", "--config", str(config_copy)], env=env)
+    assert result.exit_code == 2, result.output
+    assert "hunter2" not in result.output
+    assert re.search(r"password\s*=\s*\*\*\* dbname=app", result.output)  # said, and the rest shown
+
+
+def test_redact_hides_each_form_a_secret_takes_in_a_connection_string() -> None:
+    from gatecheck.errors import redact
+
+    assert redact("postgresql://u:s3cret@h/db?sslpassword=k3y&sslmode=require") == (
+        "postgresql://u:***@h/db?sslpassword=***&sslmode=require"
+    )
+    assert redact("host=h user=u password=s3cret dbname=d") == "host=h user=u password=*** dbname=d"
+    assert redact("(got 'host=h password='s 3cret' dbname=d')") == "(got 'host=h password=*** dbname=d')"
+    assert redact("PGPASSWORD=s3cret psql") == "PGPASSWORD=*** psql"
+    # words, and names that only end like a secret's, are left alone
+    assert redact("password authentication failed for user gc") == "password authentication failed for user gc"
+    assert redact("sources.db.url: host=h user=u dbname=d") == "sources.db.url: host=h user=u dbname=d"
 
 
 @pytest.mark.parametrize(
