@@ -173,7 +173,7 @@ def test_windows_and_thresholds_name_where_they_came_from() -> None:
 
 def test_an_ors_extra_questions_to_prometheus_are_explained() -> None:
     """An expression with `or` asks more than its query: whether each metric is known, whether
-    every target declaring it was up, and which labels the metric's series carry (a renamed
+    every target declaring it was up, whether a job that reported it is still scraped, and which labels the metric's series carry (a renamed
     label would read as 0)."""
     result = runner.invoke(
         app, ["explain", "--phase", "canary-10", "--check", "service_triggers", "--config", str(PROJECT),
@@ -193,7 +193,10 @@ def test_an_ors_extra_questions_to_prometheus_are_explained() -> None:
             f"GET /api/v1/metadata?metric={metric} (and its family), else /api/v1/series?match[]={metric}&{span}; "
             f"if a target was down at time={AS_OF.timestamp():.3f} (up == 0, asked once), "
             f"GET /api/v1/targets/metadata?metric={metric} (and its family): a target declaring it that the "
-            "expression may read was down is an error"
+            "expression may read was down is an error; "
+            f"count by (job) (last_over_time({metric}[…])) and on(job) count by (job) (last_over_time(up[…])) "
+            "at the end, and if a job reported it, GET /api/v1/targets?state=active: a job that reported it "
+            "with no target active now is an error"
             for metric in metrics
         ),
         "labels an `or`'s matchers need: carried by the metric's series in the window": "; ".join(

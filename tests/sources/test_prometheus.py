@@ -506,7 +506,10 @@ def test_a_new_server_and_a_down_exporter_are_never_read_as_zero(tmp_path: Path)
     stays), so `sum(rate(dlq_messages_total[5s])) or sum(rate(normalize_hrv_messages_total[5s])) * 0`
     answered 0 dead letters a minute — a pass while nothing reported them. Now an error naming
     the exporter, once its `up` is 0; asked as before while it is up, and when the one down is
-    another job's that the selector leaves out."""
+    another job's that the selector leaves out. Taken out of the configuration (as a pod
+    evicted from service discovery), the exporter leaves no `up` at 0: its series stop and the
+    `or` read 0 again. An error naming the job that reported it, while no target of it is active."""
+    import signal
     import time
     from datetime import UTC
 
@@ -516,14 +519,16 @@ def test_a_new_server_and_a_down_exporter_are_never_read_as_zero(tmp_path: Path)
 
     from ..conftest import launch_prometheus, local_http
 
-    def declaring() -> CollectorRegistry:
+    def declaring(dead: int = 0) -> CollectorRegistry:
         registry = CollectorRegistry()
-        Counter("dlq_messages", "dead letters", ["subject"], registry=registry)  # declared, none yet
+        letters = Counter("dlq_messages", "dead letters", ["subject"], registry=registry)  # declared
+        if dead:
+            letters.labels("athlete-ally.hrv.raw-received").inc(dead)  # a series, before the window
         return registry
 
     traffic = CollectorRegistry()
     Counter("normalize_hrv_messages", "processed", ["result"], registry=traffic).labels("success").inc(5)
-    exporters = {"dlq": Exposition(declaring()), "normalize": Exposition(traffic), "other": Exposition(declaring())}
+    exporters = {"dlq": Exposition(declaring(1)), "normalize": Exposition(traffic), "other": Exposition(declaring())}
     targets = {job: e.url.removeprefix("scrape+http://").removesuffix("/metrics") for job, e in exporters.items()}
     jobs = "".join(f"  - job_name: {job}\n    static_configs: [{{targets: ['{t}']}}]\n" for job, t in targets.items())
     (tmp_path / "prometheus.yml").write_text("global: {scrape_interval: 1s}\nscrape_configs:\n" + jobs)
@@ -577,6 +582,23 @@ def test_a_new_server_and_a_down_exporter_are_never_read_as_zero(tmp_path: Path)
         wait_for('up{job="dlq"}', ["0"])
         with pytest.raises(QueryError, match=down("dlq")):
             ask_now(of_dlq)
+        # Both taken out of service discovery (scaled to 0): Prometheus drops their targets,
+        # their up and their metadata; the dead letters' series stop, and the `or` read 0.
+        (tmp_path / "prometheus.yml").write_text(
+            "global: {scrape_interval: 1s}\nscrape_configs:\n"
+            f"  - job_name: normalize\n    static_configs: [{{targets: ['{targets['normalize']}']}}]\n"
+        )
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while len(local_http.get(f"{url}/api/v1/targets", params={"state": "active"}, timeout=5)
+                  .json()["data"]["activeTargets"]) != 1:  # fmt: skip
+            assert time.monotonic() < deadline, "Prometheus kept the removed targets"
+            time.sleep(0.2)
+        wait_for(of_dlq, ["0"])  # Prometheus's own answer: no dead letter
+        with pytest.raises(QueryError, match=r"^metric dlq_messages_total: job dlq reported it in the window, but "
+                           r"Prometheus at http://\S+ scrapes no target of it at \S+: its exporter is gone"):
+            ask_now(of_dlq)
+        assert ask_now(f'(sum(rate(dlq_messages_total{{job="other"}}[5s])) {fallback}')["value"].tolist() == [0.0]
     finally:
         process.terminate()
         process.wait(timeout=20)

@@ -73,7 +73,11 @@ def explain_query(
                 f"else /api/v1/series?match[]={metric}&{span}; "
                 f"if a target was down at time={end.timestamp():.3f} (up == 0, asked once), "
                 f"GET /api/v1/targets/metadata?metric={metric} (and its family): a target declaring it "
-                "that the expression may read was down is an error"
+                "that the expression may read was down is an error; "
+                f"count by (job) (last_over_time({metric}[…])) and on(job) "
+                "count by (job) (last_over_time(up[…])) at the end, and if a job reported it, "
+                "GET /api/v1/targets?state=active: a job that reported it with no target active now "
+                "is an error"
                 for metric in asked
             ),
             "parameters": [],

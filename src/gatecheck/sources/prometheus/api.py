@@ -20,9 +20,11 @@ carrying its label can meet must name a label the metric's series in the window 
 label would select nothing, read as 0. And each target that declares such a metric
 (``/api/v1/targets/metadata``) must have been up at the window's end: Prometheus keeps a down
 target's metadata, and the dead letters its exporter did not report read as 0 beside another
-target's traffic (:func:`exporter_down`).
+target's traffic (:func:`exporter_down`); and a job that reported it in the window must have a
+target still active: one taken out of service discovery leaves no ``up`` at 0 and no
+metadata behind (:func:`exporter_gone`).
 
-Why one module of ~580 lines: the source and the questions an answer needs before it may be
+Why one module of ~690 lines: the source and the questions an answer needs before it may be
 judged (retention, the server's clock, what an ``or`` may read as absent) are one contract,
 each asked of the same server with the same client and errors.
 
@@ -191,6 +193,15 @@ def uncovered(where: str, earliest: datetime, scraped_then: bool, scraped_at_end
         f"{document_time(earliest)}, where the query's range begins: it was not scraping then "
         "(a new server, its storage lost in a restart, or down), so the range would be judged on "
         "the samples since — a shorter window, or wait until it holds the whole range"
+    )
+
+
+def exporter_gone(measure: str, metric: str, jobs: list[str], where: str, at: datetime) -> QueryError:
+    label = f"{measure}: " if measure != "value" else ""
+    return QueryError(
+        f"{label}metric {metric}: job {', '.join(jobs)} reported it in the window, but {where} "
+        f"scrapes no target of it at {document_time(at)}: its exporter is gone, so the "
+        "expression's `or` would read what it no longer reports as a value — judged again once it is scraped"
     )
 
 
@@ -393,6 +404,7 @@ class PrometheusSource(Source):
         )
         self._known: dict[tuple[str, float, float], bool] = {}
         self._down: dict[datetime, set[tuple[str, str]]] = {}
+        self._active_jobs: set[str] | None = None  # the jobs of the active targets, once asked
         self._scraped: dict[datetime, bool] = {}  # whether any target's up had a sample just before
         self._declared: dict[tuple[str, str], dict[tuple[str, str], dict[str, str]]] = {}
         self._labels: dict[tuple[str, str, float, float], set[str]] = {}
@@ -417,6 +429,9 @@ class PrometheusSource(Source):
                 down = await self.exporters_down(metric, render_promql(promql, parameters), end)
                 if down:
                     raise exporter_down(measure, metric, down, f"Prometheus at {redact(self.base)}", end)
+                gone = await self.exporters_gone(metric, render_promql(promql, parameters), start, end)
+                if gone:
+                    raise exporter_gone(measure, metric, gone, f"Prometheus at {redact(self.base)}", end)
             for metric, label, matcher in fallback_labels(promql):
                 labels = await self.label_names(metric, start - timedelta(minutes=5), end)
                 if labels and label not in labels:  # no series: nothing to tell (a counter never set)
@@ -546,6 +561,52 @@ class PrometheusSource(Source):
             for (job, instance), labels in self._declared[key].items()
             if (job, instance) in down and target_may_be_read(labels, selectors)
         )
+
+    async def exporters_gone(self, metric: str, promql: str, start: datetime, end: datetime) -> list[str]:
+        """The jobs that reported ``metric`` in the window and were scraped in it (their
+        ``up``) of which no target is active now (``/api/v1/targets?state=active``): taken out
+        of service discovery or the configuration (a pod evicted and not rescheduled, a
+        deployment scaled to 0). Prometheus then drops the target and its metadata and the
+        series stop, so neither a down target nor an unknown metric tells. A job with any
+        active target (a new pod whose labelled counter has no series yet) is not gone; a
+        series without ``job``, or of a job with no ``up`` in the window (federated, a
+        recording rule's), is not judged, nor a job a selector of ``metric`` in ``promql``
+        excludes, nor anything on a server that does not list its targets, nor a window that
+        ended more than 5 minutes ago (a backtest's: the targets listed are today's)."""
+        if end < datetime.now(end.tzinfo) - timedelta(minutes=5):
+            return []  # the targets listed are today's: not those of a past window's end
+        seconds = max(1, round((end - start).total_seconds()))
+        answer = await self._instant(
+            f"count by (job) (last_over_time({metric}[{seconds}s]))"
+            f" and on(job) count by (job) (last_over_time(up[{seconds}s]))",
+            end,
+            "value",
+        )
+        selectors = metric_selectors(promql, metric)
+        reported = {
+            labels["job"]
+            for labels, _ in answer
+            if labels.get("job") and target_may_be_read({"job": labels["job"]}, selectors)
+        }
+        if not reported:
+            return []
+        if self._active_jobs is None:
+            where = f"Prometheus at {redact(self.base)}"
+            with http_errors(where, self.timeout):
+                listed = await fetch(
+                    self._client, "GET", f"{self.base}/api/v1/targets", params={"state": "active"},
+                    what=where, timeout=self.timeout,
+                )  # fmt: skip
+            data = _data(listed) if listed.status_code == 200 else None
+            targets = data.get("activeTargets") if isinstance(data, dict) else None
+            if not isinstance(targets, list):
+                return []  # not listed: not judged this way
+            self._active_jobs = {
+                str((target.get("labels") or {}).get("job", ""))
+                for target in targets
+                if isinstance(target, dict) and isinstance(target.get("labels"), dict)
+            }
+        return sorted(reported - self._active_jobs)
 
     async def _down_targets(self, at: datetime) -> set[tuple[str, str]]:
         """(job, instance) of every target whose ``up`` was 0 at ``at`` (one query an
