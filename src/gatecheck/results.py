@@ -333,6 +333,12 @@ class Requester(_Result):
     # when the rollout began, as the request names it: an SLO's budget consumed is counted from it
     started: Moment | None = None
 
+    @property
+    def release(self) -> str | None:
+        """The canary this request is for, as its controller names it (Flagger's checksum,
+        Argo Rollouts' revision), or None: an approval naming a release holds only for it."""
+        return self.checksum or self.revision or None
+
 
 class Approval(_Result):
     """A gate's required approval: who approved, why and until when, or what is missing."""

@@ -217,3 +217,48 @@ def test_an_evaluation_stopped_before_its_checks_ran_leaves_no_coroutine_never_a
         gc.collect()
     assert ran == []
     assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_an_approval_naming_a_release_holds_only_for_that_canarys_requests() -> None:
+    """A request naming its canary (Flagger's checksum, Argo's revision) takes only an approval
+    of that release: one of another canary, or of none, was given without it in sight (an
+    approval of the morning's release passed the afternoon's). An evaluation naming no release
+    (a CLI run, the schedule) takes any, as before."""
+    from types import SimpleNamespace
+
+    from gatecheck.evaluation.decide import approval_of
+    from gatecheck.ledger.audit import AuditEvent
+
+    at = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+
+    def approved(minutes: int, release: str | None = None) -> AuditEvent:
+        return AuditEvent(
+            at=at + timedelta(minutes=minutes), kind="approved", phase="prod", by="heidi", reason="signed off",
+            group={"release": release} if release else {}, until=at + timedelta(hours=24),
+        )  # fmt: skip
+
+    gate = SimpleNamespace(approval="required", phase="prod")
+    ledger = object()  # a ledger is configured; the trail is handed in
+    now = at + timedelta(hours=1)
+
+    def judged(trail: list[AuditEvent], release: str | None):  # type: ignore[no-untyped-def]
+        return approval_of(gate, trail, None, ledger, now, release)  # type: ignore[arg-type]
+
+    of_none, of_a = [approved(0)], [approved(0, "5d4f8b9c7-1")]
+    assert judged(of_none, None).satisfied
+    assert judged(of_a, None).satisfied  # the schedule names no canary
+    assert judged(of_a, "5d4f8b9c7-1").reason == (
+        "approved by heidi at 2026-11-22T06:00:00Z for release 5d4f8b9c7-1: signed off"
+    )
+    refused = judged(of_none, "7d0ae9786c")
+    assert not refused.satisfied and refused.reason == (
+        "no approval of prod for release 7d0ae9786c in force: the one by heidi at 2026-11-22T06:00:00Z is "
+        "of no release, given without this canary in sight (gatecheck approve --phase prod --release 7d0ae9786c)"
+    )
+    other = judged(of_a, "7d0ae9786c")
+    assert not other.satisfied and "is of release 5d4f8b9c7-1" in other.reason
+    # the canary's own approval stands even when a newer one is of another release
+    assert judged([approved(0, "7d0ae9786c"), approved(5, "5d4f8b9c7-1")], "7d0ae9786c").satisfied
+    assert not judged([], "7d0ae9786c").satisfied and judged([], "7d0ae9786c").reason == (
+        "no approval of prod in force (gatecheck approve --phase prod --release 7d0ae9786c)"
+    )

@@ -281,6 +281,59 @@ def test_approval_required_blocks_until_approved(gate, config_copy: Path) -> Non
     assert document["approval"]["satisfied"] and document["approval"]["by"] == "frank"
 
 
+def test_a_canarys_request_needs_an_approval_of_its_own_release(
+    gate, config_copy: Path, warehouse: Path, live_databases: dict[str, str], history_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """An approval given for one canary passed the next: a controller's request for canary
+    b found canary a's approval (or one naming no canary) in force and was GO without anyone
+    seeing b. Through the engine, as the service answers Flagger: only an approval of the
+    request's own release holds; a run naming none takes any, as before."""
+    import asyncio
+
+    from gatecheck.config import load_project
+    from gatecheck.evaluation.engine import Engine
+    from gatecheck.results import Requester
+
+    path = config_copy / "gates" / "warehouse-release.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["approval"] = "required"
+    path.write_text(yaml.safe_dump(document))
+    monkeypatch.setenv("GATECHECK_CLICKHOUSE_URL", f"chdb://{warehouse}?database={live_databases['healthy']}")
+    monkeypatch.setenv("GATECHECK_HISTORY_URL", history_url)
+
+    def for_canary(checksum: str) -> tuple[str, list[str]]:
+        async def go() -> tuple[str, list[str]]:
+            project = load_project(config_copy)
+            async with Engine(project, ledger=open_ledger(history_url, config_copy)) as engine:
+                asking = Requester(controller="flagger", name="normalize", namespace="athlete-ally", checksum=checksum)
+                done = await engine.evaluate("warehouse-release", requested_by=asking, record=False)
+            return done.verdict.verdict.value, done.verdict.reasons
+
+        return asyncio.run(go())
+
+    approve = ("approve", "--phase", "warehouse-release", "--by", "frank", "--reason", "EM sign-off")
+    assert gate("healthy", *approve)[0] == 0  # naming no canary
+    verdict, reasons = for_canary("canary-a")
+    assert verdict == "inconclusive"
+    assert re.fullmatch(
+        r"approval required: no approval of warehouse-release for release canary-a in force: the one by frank "
+        r"at \S+ is of no release, given without this canary in sight "
+        r"\(gatecheck approve --phase warehouse-release --release canary-a\)",
+        reasons[0],
+    ), reasons
+    code, _, err = gate("healthy", *approve, "--release", "canary-a")
+    assert code == 0, err
+    assert for_canary("canary-a")[0] == "go"
+    verdict, reasons = for_canary("canary-b")
+    assert verdict == "inconclusive" and "is of release canary-a" in reasons[0], reasons
+    assert run_json(gate, "healthy")[1]["verdict"] == "go"  # a run naming no canary: any approval
+    code, out, _ = gate("healthy", "audit")
+    assert code == 0 and re.search(r"approved +warehouse-release +- +\(release=canary-a\)", out), out
+    code, _, err = gate("healthy", *approve, "--release", "two\nlines")
+    assert (code, err.strip()) == (2, "gatecheck: error: --release: 1 to 200 printable characters (a checksum, a revision)")
+
+
 def test_assumptions_are_written_to_the_trail_with_who_ran_them(gate) -> None:
     code, out, err = gate(
         "healthy", "run", "--phase", "staging-soak", "--assume-approved", "staging-deploy", "--assume-soaked",

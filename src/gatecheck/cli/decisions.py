@@ -92,13 +92,23 @@ def approve(
     length: Annotated[
         str, typer.Option("--for", metavar="DURATION", help="How long it holds (default 24h, at most 30d).")
     ] = "24h",
+    release: Annotated[
+        str | None,
+        typer.Option(
+            "--release",
+            metavar="REV",
+            help="The canary approved: a Flagger checksum or an Argo Rollouts revision, as the "
+            "verdict's reason names it. A controller's request for a canary takes only an "
+            "approval of that release.",
+        ),
+    ] = None,
     config: ConfigOption = Path("."),
 ) -> None:
     """Record a person's approval of a phase (a gate with `approval: required` needs one)."""
     from gatecheck.ledger.decisions import approval_event
 
     def decision(project: Project, ledger: Ledger) -> AuditEvent:
-        return approval_event(project, phase, length, reason, by)
+        return approval_event(project, phase, length, reason, by, release)
 
     _decide(config, decision)
 

@@ -47,23 +47,40 @@ def waive(check: CheckResult, waivers: list[Waiver]) -> CheckResult:
 
 
 def approval_of(
-    gate: GateConfig, trail: list[AuditEvent], unreadable: str | None, ledger: Ledger | None, as_of: datetime
+    gate: GateConfig,
+    trail: list[AuditEvent],
+    unreadable: str | None,
+    ledger: Ledger | None,
+    as_of: datetime,
+    release: str | None = None,
 ) -> Approval | None:
+    """The gate's required approval at ``as_of``; with ``release`` (the canary a rollout
+    controller's request names) only an approval of that release holds."""
     if gate.approval != "required":
         return None
     if ledger is None:
         return Approval(satisfied=False, reason="no history ledger configured (history.url), so no approval")
     if unreadable is not None:
         return Approval(satisfied=False, reason=unreadable)
-    found = approval_at(trail, gate.phase, as_of)
+    found = approval_at(trail, gate.phase, as_of, release)
     if found is None:
-        return Approval(
-            satisfied=False,
-            reason=f"no approval of {gate.phase} in force (gatecheck approve --phase {gate.phase})",
-        )
+        command = f"gatecheck approve --phase {gate.phase}" + (f" --release {release}" if release else "")
+        other = approval_at(trail, gate.phase, as_of) if release else None
+        if other is not None:
+            given = other.group.get("release")
+            of = f"of release {given}" if given else "of no release"
+            return Approval(
+                satisfied=False,
+                reason=f"no approval of {gate.phase} for release {release} in force: the one by {other.by} "
+                f"at {timestamp(other.at)} is {of}, given without this canary in sight ({command})",
+            )
+        return Approval(satisfied=False, reason=f"no approval of {gate.phase} in force ({command})")
+    given = found.group.get("release")
     return Approval(
         satisfied=True,
-        reason=f"approved by {found.by} at {timestamp(found.at)}: {found.reason}",
+        reason=f"approved by {found.by} at {timestamp(found.at)}"
+        + (f" for release {given}" if given else "")
+        + f": {found.reason}",
         by=found.by,
         at=found.at,
         until=found.until,

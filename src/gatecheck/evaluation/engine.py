@@ -242,6 +242,7 @@ class Engine:
             validator=self.validator,
             timings=timings,
             phase_since=requested_by.started if requested_by is not None else None,
+            release=requested_by.release if requested_by is not None else None,
         )
         duration = time.perf_counter() - started
         if requested_by is not None:  # a rollout controller's request: recorded with it

@@ -172,6 +172,7 @@ async def evaluate(
     validator: Validator,
     timings: dict[tuple[str, str], float] | None = None,
     phase_since: datetime | None = None,
+    release: str | None = None,
 ) -> Verdict:
     """Evaluate ``phase`` at ``as_of`` (default: now).
 
@@ -188,7 +189,8 @@ async def evaluate(
     how long each check took, by (suite, role): it is not part of the verdict, whose document
     stays the same however fast the sources answer. ``phase_since``: when the phase began, as
     a rollout controller's request names it (an SLO's consumption is counted from it; default:
-    the phase's earliest record in the SLO's window).
+    the phase's earliest record in the SLO's window). ``release``: the canary such a request
+    names; a required approval must then be of that release.
     """
     gate = project.gate(phase)
     as_of = parse_as_of(None) if as_of is None else as_of.astimezone(UTC)
@@ -261,7 +263,7 @@ async def evaluate(
     soak = await _soak_status(
         gate, assume_soaked, ledger, as_of, checks, recorded_since, digest, invalidated, revoked
     )
-    approval = approval_of(gate, trail, unreadable, ledger, as_of)
+    approval = approval_of(gate, trail, unreadable, ledger, as_of, release)
     verdict, reasons = decide(checks, requires, soak, approval)
     deadline = None
     if gate.deadline is not None and verdict is VerdictState.INCONCLUSIVE:

@@ -77,8 +77,13 @@ def waivers_at(events: Iterable[AuditEvent], phase: str, moment: datetime) -> li
     return active
 
 
-def approval_at(events: Iterable[AuditEvent], phase: str, moment: datetime) -> AuditEvent | None:
-    """The newest approval of ``phase`` in force at ``moment``."""
+def approval_at(
+    events: Iterable[AuditEvent], phase: str, moment: datetime, release: str | None = None
+) -> AuditEvent | None:
+    """The newest approval of ``phase`` in force at ``moment`` for ``release`` — the canary a
+    rollout controller's request names: then only an approval naming that release holds (one
+    of another release, or of none, was given without this canary in sight). An evaluation
+    naming no release (a CLI run, the service's schedule) takes any."""
     found = [
         e
         for e in events
@@ -86,6 +91,7 @@ def approval_at(events: Iterable[AuditEvent], phase: str, moment: datetime) -> A
         and e.kind == "approved"
         and e.at <= moment
         and (e.until is None or moment < e.until)
+        and (release is None or e.group.get("release") == release)
     ]
     return max(found, key=lambda e: e.at) if found else None
 

@@ -120,14 +120,23 @@ def revoke_event(project: Project, trail: list[AuditEvent], waiver: str, reason:
     )  # fmt: skip
 
 
-def approval_event(project: Project, phase: str, length: str, reason: str, by: str) -> AuditEvent:
-    """The ``approved`` event of a phase, checked."""
+def approval_event(
+    project: Project, phase: str, length: str, reason: str, by: str, release: str | None = None
+) -> AuditEvent:
+    """The ``approved`` event of a phase, checked; with ``release`` (a Flagger checksum, an
+    Argo Rollouts revision) it holds for that canary's requests only."""
     project.gate(phase)
     duration = _duration(length)
     by, reason = _person(by, reason)
+    group = {}
+    if release is not None:
+        release = release.strip()
+        if not release or len(release) > 200 or not release.isprintable():
+            raise ConfigError("--release: 1 to 200 printable characters (a checksum, a revision)")
+        group["release"] = release
     now = datetime.now(UTC)
     return AuditEvent(
-        at=now, kind="approved", phase=phase, until=now + duration, by=by, reason=reason,
+        at=now, kind="approved", phase=phase, group=group, until=now + duration, by=by, reason=reason,
         config_hash=project.config_hash,
     )  # fmt: skip
 
