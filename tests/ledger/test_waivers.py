@@ -334,6 +334,37 @@ def test_a_canarys_request_needs_an_approval_of_its_own_release(
     assert (code, err.strip()) == (2, "gatecheck: error: --release: 1 to 200 printable characters (a checksum, a revision)")
 
 
+def test_a_release_deployed_needs_a_new_approval(gate, config_copy: Path) -> None:
+    """An approval given before a release was deployed was of the release before: after
+    `gatecheck deployed` the gate waits for a new one; the deployment is on the trail for every
+    phase of the environment, and a mistyped environment is one line and exit 2."""
+    path = config_copy / "gates" / "warehouse-release.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["approval"] = "required"
+    environment = document["environment"]
+    path.write_text(yaml.safe_dump(document))
+    assert gate("healthy", "approve", "--phase", "warehouse-release", "--by", "frank", "--reason", "ok")[0] == 0
+    assert run_json(gate, "healthy")[1]["verdict"] == "go"
+    deploy = ("deployed", "--environment", environment, "--release", "1.5", "--by", "ci", "--reason", "pipeline 812")
+    code, out, err = gate("healthy", *deploy)
+    assert code == 0, err
+    assert re.search(
+        rf"deployed +warehouse-release +- +\(release=1\.5, environment={environment}\)  by ci: pipeline 812", out
+    ), out
+    code, document = run_json(gate, "healthy")
+    assert (code, document["verdict"]) == (3, "inconclusive")
+    assert re.fullmatch(
+        rf"approval required: no approval of warehouse-release in force since release 1\.5 was deployed to "
+        rf"{environment} by ci at \S+ \(pipeline 812\) \(gatecheck approve --phase warehouse-release\)",
+        document["reasons"][0],
+    ), document["reasons"]
+    assert gate("healthy", "approve", "--phase", "warehouse-release", "--by", "frank", "--reason", "1.5 ok")[0] == 0
+    assert run_json(gate, "healthy")[1]["verdict"] == "go"
+    code, _, err = gate("healthy", "deployed", "--environment", environment[:-1], "--release", "1.6", "--by", "ci",
+                        "--reason", "r")  # fmt: skip
+    assert code == 2 and err.startswith(f"gatecheck: error: --environment: no environment {environment[:-1]!r}"), err
+
+
 def test_assumptions_are_written_to_the_trail_with_who_ran_them(gate) -> None:
     code, out, err = gate(
         "healthy", "run", "--phase", "staging-soak", "--assume-approved", "staging-deploy", "--assume-soaked",

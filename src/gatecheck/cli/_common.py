@@ -52,8 +52,8 @@ def plain_flags(command: Any, ctx: Any) -> Any:
 
 #: ``gatecheck --help``'s order: judging first, then the records, the service, decisions, set-up.
 COMMAND_ORDER = (
-    "run", "history", "status", "report", "serve", "phases", "explain", "waive", "unwaive",
-    "approve", "audit", "backtest", "check-sources", "validate", "demo", "init", "schema", "alert-rules",
+    "run", "history", "status", "report", "serve", "phases", "explain", "waive", "unwaive", "approve",
+    "deployed", "audit", "backtest", "check-sources", "validate", "demo", "init", "schema", "alert-rules",
 )  # fmt: skip
 
 

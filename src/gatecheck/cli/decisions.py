@@ -114,6 +114,32 @@ def approve(
 
 
 @app.command()
+def deployed(
+    environment: Annotated[
+        str, typer.Option("--environment", "-e", metavar="ENV", help="The environment deployed to.")
+    ],
+    release: Annotated[
+        str, typer.Option("--release", metavar="REV", help="What was deployed (a version, a commit).")
+    ],
+    reason: ReasonOption,
+    by: ByOption,
+    config: ConfigOption = Path("."),
+) -> None:
+    """Record a release deployed to an environment (the deploy step runs it): the verdicts of
+    its phases judged before no longer hold, their soaks count from now, and approvals given
+    before are of the release before."""
+    from gatecheck.ledger.decisions import deployed_events, describe
+
+    with user_errors():
+        project = load_project(config)
+        events = deployed_events(project, environment, release, reason, by)
+        with open_ledger_of(project, "audit trail to record the deployment in") as ledger:
+            ledger.append_audit(events)
+    for event in events:
+        typer.echo(describe(event))
+
+
+@app.command()
 def correct(
     slo: Annotated[
         str, typer.Option("--slo", metavar="SUITE", help="The SLO suite whose budget to correct.")

@@ -17,7 +17,7 @@ from gatecheck.config import (
 )
 from gatecheck.durations import format_duration
 from gatecheck.ledger import MAX_RECORDING_DELAY, Ledger
-from gatecheck.ledger.audit import AuditEvent, approval_at, covers
+from gatecheck.ledger.audit import AuditEvent, approval_at, covers, deployed_text
 from gatecheck.render.describe import failure_text
 from gatecheck.results import (
     Approval,
@@ -53,18 +53,25 @@ def approval_of(
     ledger: Ledger | None,
     as_of: datetime,
     release: str | None = None,
+    deployed: AuditEvent | None = None,
 ) -> Approval | None:
     """The gate's required approval at ``as_of``; with ``release`` (the canary a rollout
-    controller's request names) only an approval of that release holds."""
+    controller's request names) only an approval of that release holds, and after a release
+    ``deployed`` to the gate's environment only one given since."""
     if gate.approval != "required":
         return None
     if ledger is None:
         return Approval(satisfied=False, reason="no history ledger configured (history.url), so no approval")
     if unreadable is not None:
         return Approval(satisfied=False, reason=unreadable)
+    command = f"gatecheck approve --phase {gate.phase}" + (f" --release {release}" if release else "")
     found = approval_at(trail, gate.phase, as_of, release)
+    if found is not None and deployed is not None and found.at < deployed.at:
+        return Approval(
+            satisfied=False,
+            reason=f"no approval of {gate.phase} in force since {deployed_text(deployed)} ({command})",
+        )
     if found is None:
-        command = f"gatecheck approve --phase {gate.phase}" + (f" --release {release}" if release else "")
         other = approval_at(trail, gate.phase, as_of) if release else None
         if other is not None:
             given = other.group.get("release")
@@ -95,6 +102,7 @@ def soak_coverage(
     digest: str = "",
     invalidated: Collection[datetime] = (),
     revoked: Collection[str] = (),
+    deployed: AuditEvent | None = None,
 ) -> SoakStatus:
     """Coverage of ``[as_of - duration, as_of]`` by evaluations
     ``(as_of, passed, failed[, waiver ids[, contemporary[, gate digest]]])``.
@@ -109,12 +117,15 @@ def soak_coverage(
     failure: a check added or a threshold changed has not been watched through the soak.
     One that passed only under a waiver ``revoked`` since (its ids) is a failure: revoking
     it says its failures block, and a soak that rested on them was never watched through.
+    An evaluation before the release ``deployed`` (``gatecheck deployed``) watched the release
+    before: the soak counts from the first one after it.
     """
     points = sorted(points, key=lambda p: p[0])  # type: ignore[assignment]
     window_start = as_of - duration
     covered_since: datetime | None = None
     last_failure: datetime | None = None
     changed_at: datetime | None = None
+    before_deploy = False
     gap: tuple[datetime, datetime] | None = None
     later = as_of  # the time the run must reach back from
     passing = backdated = left_out = 0
@@ -126,6 +137,9 @@ def soak_coverage(
         passed, failed = bool(point[1]), bool(point[2])
         ids: str = point[3] if len(point) > 3 else ""  # (as_of, passed, failed[, waiver ids])
         judged_by: str = point[5] if len(point) > 5 else ""
+        if deployed is not None and moment < deployed.at:
+            before_deploy = True
+            break
         if redefined(judged_by, digest):
             changed_at = moment
             break
@@ -184,6 +198,8 @@ def soak_coverage(
             reason += f"; last failure at {timestamp(last_failure)}"
             if unwaived:
                 reason += f" (it passed under waiver {', '.join(unwaived)}, revoked since)"
+        if before_deploy and deployed is not None:
+            reason += f"; {deployed_text(deployed)}: the soak counts from the first evaluation after it"
         if changed_at is not None:
             reason += (
                 f"; the gate's checks, suites or thresholds changed after {timestamp(changed_at)}: "

@@ -70,6 +70,7 @@ from gatecheck.ledger.audit import (
     AuditEvent,
     approval_at,
     corrections_at,
+    deployment_at,
     enforcement_at,
     invalidated_at,
     pin_at,
@@ -260,10 +261,11 @@ async def evaluate(
         for e in trail
         if e.kind == "waiver-revoked" and e.phase == phase and e.at <= as_of and e.waiver is not None
     }
+    deployed = deployment_at(trail, phase, as_of)  # the release its evidence must be of
     soak = await _soak_status(
-        gate, assume_soaked, ledger, as_of, checks, recorded_since, digest, invalidated, revoked
+        gate, assume_soaked, ledger, as_of, checks, recorded_since, digest, invalidated, revoked, deployed
     )
-    approval = approval_of(gate, trail, unreadable, ledger, as_of, release)
+    approval = approval_of(gate, trail, unreadable, ledger, as_of, release, deployed)
     verdict, reasons = decide(checks, requires, soak, approval)
     deadline = None
     if gate.deadline is not None and verdict is VerdictState.INCONCLUSIVE:
@@ -473,6 +475,7 @@ async def _trail(ledger: Ledger | None, phases: list[str]) -> tuple[list[AuditEv
                 "check-enforced",
                 "baseline-pinned",
                 "record-invalidated",
+                "deployed",
             ],
         )
     except GatecheckError as exc:
@@ -808,6 +811,7 @@ async def _soak_status(
     digest: str = "",
     invalidated: Collection[datetime] = (),
     revoked: Collection[str] = (),
+    deployed: AuditEvent | None = None,
 ) -> SoakStatus | None:
     if gate.soak is None:
         return None
@@ -839,7 +843,7 @@ async def _soak_status(
     # The evaluation itself counts as of its own as_of (a reproduction of the past judges as
     # it would have then); the recorded ones only if they were evaluated at their time.
     points.append((as_of, checks_passed(current), checks_failed(current), waived(current), True, digest))
-    return soak_coverage(points, as_of, soak.duration, soak.max_gap, digest, invalidated, revoked)
+    return soak_coverage(points, as_of, soak.duration, soak.max_gap, digest, invalidated, revoked, deployed)
 
 
 async def _timed(

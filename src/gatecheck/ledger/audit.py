@@ -30,6 +30,7 @@ AuditKind = Literal[
     "check-enforced",
     "baseline-pinned",
     "record-invalidated",
+    "deployed",
 ]
 
 #: The phase of a decision that holds in every phase (an SLO correction).
@@ -96,6 +97,23 @@ def approval_at(
     return max(found, key=lambda e: e.at) if found else None
 
 
+def deployment_at(events: Iterable[AuditEvent], phase: str, moment: datetime) -> AuditEvent | None:
+    """The newest release deployed to ``phase``'s environment by ``moment`` (``gatecheck
+    deployed``): what its verdicts judged before it, its soak's evaluations and approvals
+    given before it were of the release before."""
+    found = [e for e in events if e.phase == phase and e.kind == "deployed" and e.at <= moment]
+    return max(found, key=lambda e: e.at) if found else None
+
+
+def deployed_text(event: AuditEvent) -> str:
+    """``release 1.5 was deployed to staging by ci at … (reason)``."""
+    where = f" to {event.group['environment']}" if event.group.get("environment") else ""
+    return (
+        f"release {event.group.get('release', '?')} was deployed{where} by {event.by} at "
+        f"{timestamp(event.at)} ({event.reason})"
+    )
+
+
 def enforcement_at(
     events: Iterable[AuditEvent], phase: str, check: str, moment: datetime
 ) -> AuditEvent | None:
@@ -145,7 +163,8 @@ def invalidation_of(
 def withdrawn_text(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, now: datetime) -> str | None:
     """What a person's decision, recorded by ``now``, took back of ``verdict`` (what the pages,
     ``status`` and a later phase's ``requires`` say of it): the evaluation invalidated, a waiver
-    it passed under revoked, or — decided after it — the evidence it was judged on: an
+    it passed under revoked, a release deployed to its environment after it was judged, or —
+    decided after it — the evidence it was judged on: an
     evaluation a check's baseline or learned band rested on, or that its covered soak counted,
     invalidated, or a waiver that soak rested on revoked. None when it stands. ``trail``: the
     phase's :data:`WITHDRAWING` events."""
@@ -153,6 +172,9 @@ def withdrawn_text(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, no
     invalidated = invalidation_of(events, phase, verdict.as_of, now)
     if invalidated is not None:
         return f"invalidated by {invalidated.by} at {timestamp(invalidated.at)} ({invalidated.reason})"
+    deployed = deployment_at(events, phase, now)
+    if deployed is not None and verdict.as_of < deployed.at:
+        return f"it judged the release before {deployed_text(deployed)}"
     used = {c.waiver.id for c in verdict.checks if c.waiver is not None}
     soak = verdict.soak
     soaked = soak is not None and soak.covered and not soak.assumed
@@ -190,7 +212,7 @@ def withdrawn_text(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, no
 
 
 #: The trail events :func:`withdrawn_text` reads.
-WITHDRAWING = ["record-invalidated", "waiver-revoked"]
+WITHDRAWING = ["record-invalidated", "waiver-revoked", "deployed"]
 
 
 def no_longer_holds(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, now: datetime) -> str | None:
@@ -240,7 +262,9 @@ def no_longer_holds(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, n
 
 
 #: The trail events :func:`no_longer_holds` reads.
-HOLDING = ["record-invalidated", "waiver-created", "waiver-revoked", "check-enforced", "baseline-pinned"]
+HOLDING = [
+    "record-invalidated", "waiver-created", "waiver-revoked", "check-enforced", "baseline-pinned", "deployed",
+]  # fmt: skip
 
 
 def covers(waiver: Waiver, failing_groups: list[dict[str, str]]) -> bool:

@@ -141,6 +141,33 @@ def approval_event(
     )  # fmt: skip
 
 
+def deployed_events(
+    project: Project, environment: str, release: str, reason: str, by: str
+) -> list[AuditEvent]:
+    """A ``deployed`` event for each phase whose gate judges ``environment``, checked: from
+    then on its verdicts judged before no longer hold, its soak counts from the first
+    evaluation after, and an approval given before is of the release before."""
+    known = sorted(project.config.environments)
+    if environment not in known:
+        raise ConfigError(
+            f"--environment: no environment {environment!r}{did_you_mean(environment, known)} "
+            f"(environments: {', '.join(known)})"
+        )
+    phases = sorted(name for name, gate in project.gates.items() if gate.environment == environment)
+    if not phases:
+        raise ConfigError(f"--environment: no gate judges {environment}: nothing to record")
+    release = release.strip()
+    if not release or len(release) > 200 or not release.isprintable():
+        raise ConfigError("--release: 1 to 200 printable characters (a version, a checksum, a revision)")
+    by, reason = _person(by, reason)
+    now = datetime.now(UTC)
+    group, hashed = {"release": release, "environment": environment}, project.config_hash
+    return [
+        AuditEvent(at=now, kind="deployed", phase=name, group=group, by=by, reason=reason, config_hash=hashed)
+        for name in phases
+    ]
+
+
 def enforce_event(project: Project, phase: str, check: str, reason: str, by: str) -> AuditEvent:
     """The ``check-enforced`` event turning shadow check ``check`` of ``phase`` on, checked:
     from the moment it is recorded the check blocks like any other (a record of who and why)."""
