@@ -151,6 +151,29 @@ def test_invalidated_evaluations_count_neither_as_passes_nor_as_failures() -> No
     assert accumulate(check(F), FailAfter(consecutive=3), None, earlier_outcomes(documents(F), "s", "required")).outcome is F
 
 
+def test_passes_before_a_release_was_deployed_earn_no_pass_after_run() -> None:
+    """`pass_after: {consecutive: 3}` asks three passes of what is deployed: two passes of the
+    release before (`gatecheck deployed` since) and this one were three, and the new release's
+    first evaluation passed on them. Its failures still count, as a gate change leaves them."""
+    from gatecheck.evaluation.overtime import earlier_outcomes
+
+    moments = [T0 + k * HOUR for k in range(3)]
+
+    def documents(outcome: Outcome) -> list[dict[str, Any]]:
+        return [
+            {"as_of": at.isoformat().replace("+00:00", "Z"), "checks": [check(outcome).model_dump(mode="json")]}
+            for at in moments
+        ]
+
+    deployed = moments[2] - HOUR / 2  # between the second and the third
+    passes = earlier_outcomes(documents(P), "s", "required", deployed_at=deployed)
+    assert passes == [None, None, P]
+    judged = accumulate(check(P), None, PassAfter(consecutive=3), passes)
+    assert (judged.outcome, judged.accumulation) == (I, "passed 2 consecutive evaluations; it passes after 3")
+    assert accumulate(check(P), None, PassAfter(consecutive=3), earlier_outcomes(documents(P), "s", "required")).outcome is P
+    assert earlier_outcomes(documents(F), "s", "required", deployed_at=deployed) == [F, F, F]
+
+
 def test_an_unreadable_ledger_leaves_a_rule_unjudged_never_passed() -> None:
     problem = "cannot read the history ledger: database is locked"
     failed = accumulate(check(F), FailAfter(failures=2, of=3), None, problem)

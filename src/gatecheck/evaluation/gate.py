@@ -232,7 +232,10 @@ async def evaluate(
     checks = await _from_history(ledger, phase, plans, checks, trail, as_of, recorded_since)
     digest = project.gate_digest(phase)
     invalidated = invalidated_at(trail, phase, as_of)
-    earlier = await _earlier(ledger, phase, plans, as_of, recorded_since, digest, invalidated)
+    deployed = deployment_at(trail, phase, as_of)  # the release its evidence must be of
+    earlier = await _earlier(
+        ledger, phase, plans, as_of, recorded_since, digest, invalidated, deployed.at if deployed else None
+    )
     checks = [
         accumulate(check, plan.fail_after, plan.pass_after, earlier.get((plan.suite.name, plan.role), []))
         for plan, check in zip(plans, checks, strict=True)
@@ -261,7 +264,6 @@ async def evaluate(
         for e in trail
         if e.kind == "waiver-revoked" and e.phase == phase and e.at <= as_of and e.waiver is not None
     }
-    deployed = deployment_at(trail, phase, as_of)  # the release its evidence must be of
     soak = await _soak_status(
         gate, assume_soaked, ledger, as_of, checks, recorded_since, digest, invalidated, revoked, deployed
     )
@@ -297,10 +299,11 @@ async def _earlier(
     recorded_since: datetime | None,
     digest: str = "",
     invalidated: Collection[datetime] = (),
+    deployed_at: datetime | None = None,
 ) -> dict[tuple[str, str], list[Earlier] | str]:
     """For each check with accumulation rules: its measured outcomes in the phase's earlier
     evaluations (as_of before this one's, oldest first; a pass under another gate digest than
-    ``digest`` earns no run), or why they cannot be read."""
+    ``digest``, or before the release ``deployed_at``, earns no run), or why they cannot be read."""
     wanted = [plan for plan in plans if plan.lookback > 1]
     if not wanted:
         return {}
@@ -324,7 +327,7 @@ async def _earlier(
     documents = [record.document for record in records]
     return {
         (plan.suite.name, plan.role): earlier_outcomes(
-            documents, plan.suite.name, plan.role, digest, invalidated
+            documents, plan.suite.name, plan.role, digest, invalidated, deployed_at
         )[-(plan.lookback - 1) :]
         for plan in wanted
     }

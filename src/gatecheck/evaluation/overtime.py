@@ -123,11 +123,13 @@ def earlier_outcomes(
     role: str,
     digest: str = "",
     invalidated: Collection[datetime] = (),
+    deployed_at: datetime | None = None,
 ) -> list[Earlier]:
     """Per recorded verdict document (oldest first): the measured outcome of the check of
     ``suite`` in ``role``, None where that evaluation had no such check. A pass judged by
     another definition of the gate (a ``gate_digest`` other than ``digest``; '' before digests
-    were kept) is None too: it earns no ``pass_after`` run. Its failures still count. An
+    were kept), or before the release ``deployed_at`` (``gatecheck deployed``: it watched the
+    release before), is None too: it earns no ``pass_after`` run. Its failures still count. An
     evaluation a person invalidated (its ``as_of`` in ``invalidated``) is no evidence either
     way: None."""
     found: list[Earlier] = []
@@ -138,6 +140,12 @@ def earlier_outcomes(
             outcome = None
         judged_by = document.get("gate_digest") or ""
         if outcome is Outcome.PASS and redefined(judged_by, digest):
+            outcome = None
+        if (
+            outcome is Outcome.PASS
+            and deployed_at is not None
+            and datetime.fromisoformat(str(document.get("as_of"))) < deployed_at
+        ):
             outcome = None
         found.append(outcome)
     return found
