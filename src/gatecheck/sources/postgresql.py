@@ -192,7 +192,8 @@ def explain_query(
                 "what": "query (READ ONLY transaction, statement_timeout "
                 f"{int(config.timeout.total_seconds() * 1000)} ms, "
                 + ", ".join(f"{name} {value}" for name, value in TRANSACTION_SETTINGS.items())
-                + "; the server's clock_timestamp())",
+                + "; the server's clock_timestamp(), and on a standby whether WAL it received is "
+                "not replayed yet and pg_last_xact_replay_timestamp())",
                 "text": bind_form(query),
                 "parameters": [
                     {
@@ -228,12 +229,36 @@ def _translate(exc: BaseException, where: str, timeout_s: float) -> Exception:
     return SourceUnavailable(f"{where}: {type(exc).__name__}: {message}")
 
 
-#: One round trip before each query: its transaction's settings, and the server's clock.
+#: One round trip before each query: its transaction's settings, whether the server is a
+#: standby with WAL received and not yet replayed and the commit time of the last transaction
+#: it replayed, and the server's clock (last).
 _SETTINGS_SQL = (
     "SELECT set_config('statement_timeout', %s, true), "
     + ", ".join(f"set_config('{name}', '{value}', true)" for name, value in TRANSACTION_SETTINGS.items())
-    + ", clock_timestamp()"
+    + ", pg_is_in_recovery() AND pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn()"
+    + ", pg_last_xact_replay_timestamp(), clock_timestamp()"
 )
+
+
+def standby_behind(where: str, behind: bool, replayed: datetime | None, until: datetime | None) -> str | None:
+    """Why a standby cannot answer for a window ending ``until``, or None: it holds WAL it has
+    received and not replayed (replay paused, or slower than the primary writes) and the last
+    transaction it replayed committed before the window's end (or none since it started) —
+    the window's last rows may be in what it has not replayed, and a count of errors read there
+    is a count of fewer. A standby that has replayed all it received is taken as current (its
+    primary idle since; one whose stream broke looks the same: not judged this way)."""
+    if not behind or until is None or (replayed is not None and replayed >= until):
+        return None
+    last = (
+        f"its last replayed transaction committed at {document_time(replayed)}"
+        if replayed
+        else ("it has replayed no transaction since it started")
+    )
+    return (
+        f"{where} is a standby behind its primary: {last}, before the window's end {document_time(until)}, "
+        "and WAL it received is not replayed yet (replay paused or behind), so rows of the window may "
+        "not be there — judged again once it has caught up"
+    )
 
 
 class PostgreSQLSource(Source):
@@ -258,11 +283,13 @@ class PostgreSQLSource(Source):
             await self._connection.set_read_only(True)  # every transaction BEGINs READ ONLY
         return self._connection
 
-    async def _run(self, sql: str, parameters: dict[str, Any]) -> pd.DataFrame:
+    async def _run(self, sql: str, parameters: dict[str, Any], until: datetime | None = None) -> pd.DataFrame:
         async with self._lock:
-            return await self._run_alone(sql, parameters)
+            return await self._run_alone(sql, parameters, until)
 
-    async def _run_alone(self, sql: str, parameters: dict[str, Any]) -> pd.DataFrame:
+    async def _run_alone(
+        self, sql: str, parameters: dict[str, Any], until: datetime | None = None
+    ) -> pd.DataFrame:
         import pandas as pd
 
         connection = await self._connect()
@@ -276,6 +303,8 @@ class PostgreSQLSource(Source):
             after = datetime.now(UTC)
             answer = await cursor.fetchone()
             problem = clock_problem(self.where, answer[-1] if answer else None, before, after)
+            if problem is None and answer:
+                problem = standby_behind(self.where, bool(answer[-3]), answer[-2], until)
             if problem is not None:
                 raise QueryError(problem)
             await cursor.execute(sql, parameters)
@@ -295,7 +324,9 @@ class PostgreSQLSource(Source):
         try:
             # statement_timeout stops the query in the server; this outer limit stops us
             # waiting on a connection that hangs.
-            return await asyncio.wait_for(self._run(sql, bound), self.timeout + 5)
+            until = parameters.get("window_end")
+            window_end = until if isinstance(until, datetime) else None
+            return await asyncio.wait_for(self._run(sql, bound, window_end), self.timeout + 5)
         except TimeoutError as exc:
             await self._drop()
             raise SourceTimeout(f"{self.where}: no answer within {self.timeout:.0f}s") from exc
