@@ -473,19 +473,21 @@ def test_gate_not_go_after_a_failure_until_the_window_is_clean(
     assert result.soak is not None and "last failure at" in result.soak.reason
 
 
-def test_a_release_deployed_restarts_the_soak_and_ends_the_gos_judged_before_it(
+def test_a_release_deployed_restarts_the_soak_and_ends_the_soaked_gos_judged_before_it(
     soak_config: Path, warehouse: Path, tmp_path: Path
 ) -> None:
     """Six hours of passes covered the soak — of the release before: 1.5 was deployed an hour
     ago, and the soak counted 1.4's hours for it (the canary promotion of 1.5 went ahead after
     one hour of soaking). After `gatecheck deployed`, the soak counts from the first evaluation
-    after it, the required phase's GO judged before it no longer holds, and a newer one does."""
+    after it, and its GO judged before no longer holds for a later phase; the required phase's
+    GO (no soak: a pre-deploy check, judged before the deployment on purpose) stands."""
     from gatecheck.ledger.audit import AuditEvent
 
     ledger = at_their_time(SqliteLedger(tmp_path / "l.db"))
     fill(ledger, "before", [(10, "pass")])
     fill(ledger, "soak-test", every(6.2, 0.1))
-    assert judge(soak_config, warehouse, ledger).verdict is VerdictState.GO
+    soaked = judge(soak_config, warehouse, ledger)
+    assert soaked.verdict is VerdictState.GO and soaked.soak is not None and soaked.soak.covered
     deployed = AS_OF - timedelta(hours=1)
     ledger.append_audit([
         AuditEvent(
@@ -500,13 +502,16 @@ def test_a_release_deployed_restarts_the_soak_and_ends_the_gos_judged_before_it(
     assert result.soak is not None and not result.soak.covered
     assert result.soak.coverage == timedelta(minutes=52)  # back to the first pass after it (every 20m)
     assert result.soak.reason.endswith(f"; {said}: the soak counts from the first evaluation after it")
-    assert result.requires[0].reason == (
-        "the latest GO of before, as of 2026-11-21T20:00:00Z, no longer holds: it judged the release before "
-        f"{said}: it needs a newer GO"
-    )
-    fill(ledger, "before", [(0.5, "pass")])  # the deploy gate judged 1.5
-    result = judge(soak_config, warehouse, ledger)
-    assert result.requires[0].satisfied and not result.soak.covered
+    assert result.requires[0].satisfied  # before's GO: no soak, judged before the deployment on purpose
+    from gatecheck.ledger.audit import withdrawn_text
+
+    # that GO, had it been judged before the deployment, no longer holds for a later phase
+    earlier_go = soaked.model_copy(update={"as_of": deployed - timedelta(minutes=10)})
+    trail = ledger.audit(["soak-test", "before"])
+    assert withdrawn_text(trail, "soak-test", earlier_go, AS_OF) == f"its soak watched the release before {said}"
+    assert withdrawn_text(trail, "soak-test", soaked, AS_OF) is None  # judged after it
+    before_go = ledger.history("before")[-1].to_verdict()
+    assert before_go.as_of < deployed and withdrawn_text(trail, "before", before_go, AS_OF) is None
 
 
 def test_a_soak_counts_only_evaluations_judged_by_the_gate_as_it_is_now(

@@ -125,8 +125,8 @@ def deployed(
     by: ByOption,
     config: ConfigOption = Path("."),
 ) -> None:
-    """Record a release deployed to an environment (the deploy step runs it): the verdicts of
-    its phases judged before no longer hold, their soaks count from now, and approvals given
+    """Record a release deployed to an environment (the deploy step runs it): its phases'
+    soaks count from now (a soaked verdict judged before no longer holds), and approvals given
     before are of the release before."""
     from gatecheck.ledger.decisions import deployed_events, describe
 

@@ -163,7 +163,7 @@ def invalidation_of(
 def withdrawn_text(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, now: datetime) -> str | None:
     """What a person's decision, recorded by ``now``, took back of ``verdict`` (what the pages,
     ``status`` and a later phase's ``requires`` say of it): the evaluation invalidated, a waiver
-    it passed under revoked, a release deployed to its environment after it was judged, or —
+    it passed under revoked, a release deployed to its environment after its soak, or —
     decided after it — the evidence it was judged on: an
     evaluation a check's baseline or learned band rested on, or that its covered soak counted,
     invalidated, or a waiver that soak rested on revoked. None when it stands. ``trail``: the
@@ -173,8 +173,10 @@ def withdrawn_text(trail: Iterable[AuditEvent], phase: str, verdict: Verdict, no
     if invalidated is not None:
         return f"invalidated by {invalidated.by} at {timestamp(invalidated.at)} ({invalidated.reason})"
     deployed = deployment_at(events, phase, now)
-    if deployed is not None and verdict.as_of < deployed.at:
-        return f"it judged the release before {deployed_text(deployed)}"
+    if deployed is not None and verdict.as_of < deployed.at and verdict.soak is not None:
+        # its soak watched the release before; a phase without one (a pre-deploy check,
+        # judged before the deployment on purpose) stands
+        return f"its soak watched the release before {deployed_text(deployed)}"
     used = {c.waiver.id for c in verdict.checks if c.waiver is not None}
     soak = verdict.soak
     soaked = soak is not None and soak.covered and not soak.assumed

@@ -145,8 +145,8 @@ def deployed_events(
     project: Project, environment: str, release: str, reason: str, by: str
 ) -> list[AuditEvent]:
     """A ``deployed`` event for each phase whose gate judges ``environment``, checked: from
-    then on its verdicts judged before no longer hold, its soak counts from the first
-    evaluation after, and an approval given before is of the release before."""
+    then on its soak counts from the first evaluation after (a soaked verdict judged before no
+    longer holds), and an approval given before is of the release before."""
     known = sorted(project.config.environments)
     if environment not in known:
         raise ConfigError(
