@@ -4,7 +4,12 @@ measure as written (the baseline) against the form the Prometheus source sends
 value), on a real server (Debian's ``prometheus``) over generated history — every series
 present from the start, so both forms must give the same answers.
 
-    .venv/bin/python bench/prometheus_counters.py [--pods 50] [--days 5] [--repeat 7]
+    .venv/bin/python bench/prometheus_counters.py [--pods 50] [--days 5] [--repeat 7] [--guards]
+
+``--guards``: instead, each measure as sent against the questions the source asks before it
+is judged — whether the server held samples where its ranges begin (``SCRAPED`` at
+``reads_from``), and for each metric an ``or`` reads, which jobs reported it in the window
+(the first query of ``exporters_gone``) — on the same server, side by side.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import httpx
 import yaml
 from common import PROJECT
 
-from gatecheck.sources.prometheus.promql import counted_from_zero, promql_seconds, render_promql
+from gatecheck.sources.prometheus.api import SCRAPED, fallback_metrics
+from gatecheck.sources.prometheus.promql import counted_from_zero, promql_seconds, reads_from, render_promql
 
 STEP_S = 60
 BUCKETS = ("0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf")
@@ -112,6 +118,7 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=50)
     parser.add_argument("--days", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--guards", action="store_true", help="the source's questions against each measure")
     args = parser.parse_args()
     if shutil.which("prometheus") is None or shutil.which("promtool") is None:
         raise SystemExit("needs Debian's prometheus package (prometheus and promtool)")
@@ -135,6 +142,7 @@ def main() -> None:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
+        BASE.append(base)
         try:
             with httpx.Client(timeout=60) as client:
                 for _ in range(300):
@@ -149,7 +157,8 @@ def main() -> None:
                     f"{datetime.now(UTC):%Y-%m-%d} · {series} series, {args.days} days at {STEP_S}s "
                     f"({series * (args.days * 86_400 // STEP_S + 1):,} samples), median of {args.repeat}"
                 )
-                print(f"  {'measure':58} {'as written':>11} {'from zero':>11} {'ratio':>7}  same answer")
+                if not args.guards:
+                    print(f"  {'measure':58} {'as written':>11} {'from zero':>11} {'ratio':>7}  same answer")
 
                 peaks: list[tuple[str, int, int]] = []
 
@@ -175,6 +184,9 @@ def main() -> None:
                         )
                     return statistics.median(times), answer
 
+                if args.guards:
+                    guards(args, end, ask)
+                    return
                 ratios = []
                 for name, promql, length in shipped_measures():
                     rendered = render_promql(
@@ -201,6 +213,49 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
+
+
+def guards(args: argparse.Namespace, end: datetime, ask: object) -> None:
+    """Each measure as sent against the questions asked before it is judged (median times)."""
+    assert callable(ask)
+    print(f"  {'measure':58} {'as sent':>11} {'questions':>11} {'ratio':>7}")
+    ratios, sent_total, asked_total = [], 0.0, 0.0
+    for name, promql, length in shipped_measures():
+        parameters = {"window_start": end - length, "window_end": end, "as_of": end}
+        rendered = render_promql(promql, parameters)
+        sent, _ = ask(counted_from_zero(rendered))
+        asked = 0.0
+        earliest = reads_from(end - length, end, [rendered])
+        if earliest is not None:  # the coverage question, at the earliest time read (end: not asked again)
+            asked += ask_at(args, SCRAPED, earliest)
+        seconds = max(1, round(length.total_seconds()))
+        for metric in sorted(fallback_metrics(promql)):
+            asked += ask(
+                f"count by (job) (last_over_time({metric}[{seconds}s]))"
+                f" and on(job) count by (job) (last_over_time(up[{seconds}s]))"
+            )[0]
+        ratios.append(asked / sent)
+        sent_total, asked_total = sent_total + sent, asked_total + asked
+        print(f"  {name[:58]:58} {sent * 1000:9.1f}ms {asked * 1000:9.1f}ms {asked / sent:6.2f}x")
+    print(f"  all measures: {sent_total * 1000:.0f} ms as sent, {asked_total * 1000:.0f} ms of questions "
+          f"({asked_total / sent_total:.2f}x)")
+
+
+def ask_at(args: argparse.Namespace, promql: str, at: datetime) -> float:
+    """The median time of ``promql`` at ``at`` (the bench's server, as ``ask`` does at the end)."""
+    times = []
+    with httpx.Client(timeout=60) as client:
+        for _ in range(args.repeat):
+            began = time.perf_counter()
+            params = {"query": promql, "time": f"{at.timestamp():.3f}"}
+            body = client.get(f"{BASE[0]}/api/v1/query", params=params)
+            times.append(time.perf_counter() - began)
+            if body.json().get("status") != "success":
+                raise SystemExit(f"{promql}: {body.text}")
+    return statistics.median(times)
+
+
+BASE: list[str] = []
 
 
 if __name__ == "__main__":
