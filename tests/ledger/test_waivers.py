@@ -331,7 +331,7 @@ def test_a_canarys_request_needs_an_approval_of_its_own_release(
     code, out, _ = gate("healthy", "audit")
     assert code == 0 and re.search(r"approved +warehouse-release +- +\(release=canary-a\)", out), out
     code, _, err = gate("healthy", *approve, "--release", "two\nlines")
-    assert (code, err.strip()) == (2, "gatecheck: error: --release: 1 to 200 printable characters (a checksum, a revision)")
+    assert (code, err.strip()) == (2, "gatecheck: error: --release: 1 to 200 printable characters (a version, a checksum, a revision)")
 
 
 def test_a_release_deployed_needs_a_new_approval(gate, config_copy: Path) -> None:

@@ -639,13 +639,12 @@ def test_how_far_back_a_query_reads_and_when_a_server_that_held_nothing_then_is_
     assert reads_from(start, end, ["sum(a)", "rate(b[5m])", "increase(c[2h])"]) == end - timedelta(hours=2)
     assert reads_from(start, end, ["sum(a)", "nats_consumer_num_pending"]) is None
     assert reads_from(start, end, ["rate(b[5m])", "increase(c[1h] @ 1700000000)"]) == start
-    problem = uncovered("Prometheus at http://p:9090", end - timedelta(hours=2), False, True)
+    problem = uncovered("Prometheus at http://p:9090", end - timedelta(hours=2), True)
     assert problem is not None and str(problem).startswith(
         "Prometheus at http://p:9090 holds no sample of any target's up in the 5m before "
         "2026-01-01T22:00:00Z, where the query's range begins"
     )
-    assert uncovered("Prometheus at http://p:9090", end, True, True) is None
-    assert uncovered("Prometheus at http://p:9090", end, False, False) is None
+    assert uncovered("Prometheus at http://p:9090", end, False) is None  # no up at all: not judged
 
 
 def test_which_declaring_targets_an_expression_may_read() -> None:

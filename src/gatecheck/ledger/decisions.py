@@ -120,6 +120,14 @@ def revoke_event(project: Project, trail: list[AuditEvent], waiver: str, reason:
     )  # fmt: skip
 
 
+def _release(text: str) -> str:
+    """``--release``, checked: one line a version, a checksum or a revision fits in."""
+    release = text.strip()
+    if not release or len(release) > 200 or not release.isprintable():
+        raise ConfigError("--release: 1 to 200 printable characters (a version, a checksum, a revision)")
+    return release
+
+
 def approval_event(
     project: Project, phase: str, length: str, reason: str, by: str, release: str | None = None
 ) -> AuditEvent:
@@ -128,12 +136,7 @@ def approval_event(
     project.gate(phase)
     duration = _duration(length)
     by, reason = _person(by, reason)
-    group = {}
-    if release is not None:
-        release = release.strip()
-        if not release or len(release) > 200 or not release.isprintable():
-            raise ConfigError("--release: 1 to 200 printable characters (a checksum, a revision)")
-        group["release"] = release
+    group = {"release": _release(release)} if release is not None else {}
     now = datetime.now(UTC)
     return AuditEvent(
         at=now, kind="approved", phase=phase, group=group, until=now + duration, by=by, reason=reason,
@@ -156,12 +159,10 @@ def deployed_events(
     phases = sorted(name for name, gate in project.gates.items() if gate.environment == environment)
     if not phases:
         raise ConfigError(f"--environment: no gate judges {environment}: nothing to record")
-    release = release.strip()
-    if not release or len(release) > 200 or not release.isprintable():
-        raise ConfigError("--release: 1 to 200 printable characters (a version, a checksum, a revision)")
+    group = {"release": _release(release), "environment": environment}
     by, reason = _person(by, reason)
     now = datetime.now(UTC)
-    group, hashed = {"release": release, "environment": environment}, project.config_hash
+    hashed = project.config_hash
     return [
         AuditEvent(at=now, kind="deployed", phase=name, group=group, by=by, reason=reason, config_hash=hashed)
         for name in phases

@@ -81,14 +81,13 @@ def judged_for(verdict: Verdict, asking: Requester | None) -> bool:
         return True
     if asking.started is not None and verdict.as_of < asking.started:
         return False
-    canary = asking.checksum or asking.revision
-    if canary is None:
+    if asking.release is None:
         return True
     by = verdict.requested_by
     return (
         by is not None
         and (by.controller, by.name, by.namespace) == (asking.controller, asking.name, asking.namespace)
-        and (by.checksum or by.revision) == canary
+        and by.release == asking.release
     )
 
 

@@ -15,6 +15,7 @@ from gatecheck.errors import redact
 from gatecheck.sources.base import QueryParameters
 from gatecheck.sources.probe import Probe
 from gatecheck.sources.prometheus.promql import (
+    SCRAPED,
     PrometheusSourceConfig,
     PromQuery,
     counted_from_zero,
@@ -91,8 +92,6 @@ def explain_query(
         })  # fmt: skip
     earliest = reads_from(start, end, [render_promql(promql, parameters) for promql in measures.values()])
     if earliest is not None and not config.scrape:
-        from gatecheck.sources.prometheus.api import SCRAPED
-
         requests.append({
             "what": "that the server was scraping where the ranges begin (no target's up then, "
             "while one's is at the end, is an error)",

@@ -54,6 +54,8 @@ from gatecheck.sources._http import fetch, http_errors, verified_tls
 from gatecheck.sources.base import MAX_ROWS, QueryParameters, Source, clock_problem
 from gatecheck.sources.probe import Probe, counted
 from gatecheck.sources.prometheus.promql import (
+    SCRAPED,
+    SCRAPED_LOOKBACK,
     PrometheusSourceConfig,
     PromQuery,
     counted_from_zero,
@@ -132,10 +134,19 @@ def fallback_labels(promql: str) -> list[tuple[str, str, str]]:
     return list(dict.fromkeys(found))
 
 
+#: The active jobs of a server that does not list its targets: none can be told gone.
+_UNLISTED: set[str] = set()
+
+
+def _named(measure: str) -> str:
+    """``measure: `` before a message about one measure; nothing for a single-query suite's."""
+    return f"{measure}: " if measure != "value" else ""
+
+
 def unknown_fallback_label(
     measure: str, metric: str, matcher: str, labels: set[str], where: str
 ) -> QueryError:
-    head = f"{measure}: " if measure != "value" else ""
+    head = _named(measure)
     has = ", ".join(sorted(labels - {"__name__"})) or "none"
     return QueryError(
         f"{head}no series of {metric} at {where} carries the label of {matcher} (its labels: {has}), so "
@@ -153,7 +164,7 @@ def families_of(metric: str) -> list[str]:
 
 
 def unknown_fallback_metric(measure: str, metric: str, where: str) -> QueryError:
-    label = f"{measure}: " if measure != "value" else ""
+    label = _named(measure)
     return QueryError(
         f"{label}metric {metric} is unknown to {where}: nothing declares it and no series of it lies in the "
         "window, so the expression's `or` would read its absence as a value — renamed, or its exporter "
@@ -162,7 +173,7 @@ def unknown_fallback_metric(measure: str, metric: str, where: str) -> QueryError
 
 
 def exporter_down(measure: str, metric: str, down: list[str], where: str, at: datetime) -> QueryError:
-    label = f"{measure}: " if measure != "value" else ""
+    label = _named(measure)
     return QueryError(
         f"{label}metric {metric}: its exporter {', '.join(down)} at {where} was down at "
         f"{document_time(at)} (up 0), so the expression's `or` would read what it did not report "
@@ -170,23 +181,16 @@ def exporter_down(measure: str, metric: str, down: list[str], where: str, at: da
     )
 
 
-#: How far before a range's start a target's ``up`` sample still shows the server was
-#: scraping then: Prometheus's default lookback, longer than any usual scrape interval.
-SCRAPED_LOOKBACK = "5m"
-#: Whether any target was scraped just before the query's time.
-SCRAPED = f"count(last_over_time(up[{SCRAPED_LOOKBACK}]))"
-
-
-def uncovered(where: str, earliest: datetime, scraped_then: bool, scraped_at_end: bool) -> QueryError | None:
-    """The error for a range that begins before the server held samples: no target's ``up``
-    in the ``SCRAPED_LOOKBACK`` before ``earliest`` while some target's is there at the
+def uncovered(where: str, earliest: datetime, scraped_at_end: bool) -> QueryError | None:
+    """The error for a range that begins before the server held samples — no target's ``up``
+    in the ``SCRAPED_LOOKBACK`` before ``earliest`` — when some target's is there at the
     window's end. A Prometheus that was new then, lost its storage in a restart (an
     ``emptyDir`` volume) or was down answers ``increase(fallback_total[48h])`` from the samples
     since it came back: a fallback counted before is not in it, and a soak of two days would
-    be judged on the hours it holds. None when it was scraping then, or when ``up`` has no
-    sample at the end either (a server fed second-hand, by federation or remote write, that
-    may hold no ``up``: not judged this way)."""
-    if scraped_then or not scraped_at_end:
+    be judged on the hours it holds. None when ``up`` has no sample at the end either (a
+    server fed second-hand, by federation or remote write, may hold no ``up``: not judged
+    this way)."""
+    if not scraped_at_end:
         return None
     return QueryError(
         f"{where} holds no sample of any target's up in the {SCRAPED_LOOKBACK} before "
@@ -197,7 +201,7 @@ def uncovered(where: str, earliest: datetime, scraped_then: bool, scraped_at_end
 
 
 def exporter_gone(measure: str, metric: str, jobs: list[str], where: str, at: datetime) -> QueryError:
-    label = f"{measure}: " if measure != "value" else ""
+    label = _named(measure)
     return QueryError(
         f"{label}metric {metric}: job {', '.join(jobs)} reported it in the window, but {where} "
         f"scrapes no target of it at {document_time(at)}: its exporter is gone, so the "
@@ -336,7 +340,7 @@ def join_series(
         for _, series in answers
     )
     for measure, series in answers:
-        where = f"{measure}: " if measure != "value" else ""
+        where = _named(measure)
         for labels, value in series:
             kept = labels if named else {k: v for k, v in labels.items() if k != "__name__"}
             key = tuple(sorted(kept.items()))
@@ -417,19 +421,20 @@ class PrometheusSource(Source):
         start, end = parameters["window_start"], parameters["window_end"]
         assert isinstance(start, datetime) and isinstance(end, datetime)
         await self._within_retention(start)
-        await self._holds_samples_from(start, end, [render_promql(p, parameters) for p in measures.values()])
+        rendered = {measure: render_promql(promql, parameters) for measure, promql in measures.items()}
+        await self._holds_samples_from(start, end, list(rendered.values()))
         answers = [
-            (measure, await self._instant(counted_from_zero(render_promql(promql, parameters)), end, measure))
-            for measure, promql in measures.items()
+            (measure, await self._instant(counted_from_zero(rendered[measure]), end, measure))
+            for measure in measures
         ]
         for measure, promql in measures.items():
             for metric in sorted(fallback_metrics(promql)):
                 if not await self.known(metric, start, end):
                     raise unknown_fallback_metric(measure, metric, f"Prometheus at {redact(self.base)}")
-                down = await self.exporters_down(metric, render_promql(promql, parameters), end)
+                down = await self.exporters_down(metric, rendered[measure], end)
                 if down:
                     raise exporter_down(measure, metric, down, f"Prometheus at {redact(self.base)}", end)
-                gone = await self.exporters_gone(metric, render_promql(promql, parameters), start, end)
+                gone = await self.exporters_gone(metric, rendered[measure], start, end)
                 if gone:
                     raise exporter_gone(measure, metric, gone, f"Prometheus at {redact(self.base)}", end)
             for metric, label, matcher in fallback_labels(promql):
@@ -481,16 +486,18 @@ class PrometheusSource(Source):
         (:func:`~gatecheck.sources.prometheus.promql.reads_from`) at which the server held no
         samples; nothing to ask when none reads a range. Asked once per time an evaluation."""
         earliest = reads_from(start, end, promqls)
-        if earliest is None:
+        if earliest is None or await self._scraped_at(earliest):
             return
-        for at in (earliest, end):
-            if at not in self._scraped:
-                self._scraped[at] = bool(await self._instant(SCRAPED, at, "value"))
-            if at == earliest and self._scraped[at]:
-                return
-        problem = uncovered(f"Prometheus at {redact(self.base)}", earliest, False, self._scraped[end])
+        where = f"Prometheus at {redact(self.base)}"
+        problem = uncovered(where, earliest, await self._scraped_at(end))
         if problem is not None:
             raise problem
+
+    async def _scraped_at(self, at: datetime) -> bool:
+        """Whether any target's ``up`` has a sample in the ``SCRAPED_LOOKBACK`` before ``at``."""
+        if at not in self._scraped:
+            self._scraped[at] = bool(await self._instant(SCRAPED, at, "value"))
+        return self._scraped[at]
 
     async def label_names(self, metric: str, start: datetime, end: datetime) -> set[str]:
         """The label names of ``metric``'s series with a sample in ``[start, end]`` (the labels
@@ -599,13 +606,16 @@ class PrometheusSource(Source):
                 )  # fmt: skip
             data = _data(listed) if listed.status_code == 200 else None
             targets = data.get("activeTargets") if isinstance(data, dict) else None
-            if not isinstance(targets, list):
-                return []  # not listed: not judged this way
-            self._active_jobs = {
-                str((target.get("labels") or {}).get("job", ""))
-                for target in targets
-                if isinstance(target, dict) and isinstance(target.get("labels"), dict)
-            }
+            if not isinstance(targets, list):  # not listed (some Thanos or Mimir setups): asked once
+                self._active_jobs = _UNLISTED
+            else:
+                self._active_jobs = {
+                    str((target.get("labels") or {}).get("job", ""))
+                    for target in targets
+                    if isinstance(target, dict) and isinstance(target.get("labels"), dict)
+                }
+        if self._active_jobs is _UNLISTED:
+            return []  # not judged this way
         return sorted(reported - self._active_jobs)
 
     async def _down_targets(self, at: datetime) -> set[tuple[str, str]]:
@@ -620,7 +630,7 @@ class PrometheusSource(Source):
         self, promql: str, at: datetime, measure: str
     ) -> list[tuple[dict[str, str], float | None]]:
         url = f"{self.base}/api/v1/query"
-        where = f"{measure}: " if measure != "value" else ""
+        where = _named(measure)
         with http_errors(f"{where}Prometheus at {redact(self.base)}", self.timeout):
             response = await fetch(
                 self._client, "GET", url, params={"query": promql, "time": f"{at.timestamp():.3f}"},

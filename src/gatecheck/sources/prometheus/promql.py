@@ -160,6 +160,12 @@ def counted_from_zero(promql: str) -> str:
     return _COUNTER_RANGE.sub(rewrite, promql)
 
 
+#: How far before a range's start a target's ``up`` sample still shows the server was
+#: scraping then: Prometheus's default lookback, longer than any usual scrape interval.
+SCRAPED_LOOKBACK = "5m"
+#: Whether any target was scraped just before the query's time.
+SCRAPED = f"count(last_over_time(up[{SCRAPED_LOOKBACK}]))"
+
 _RANGE = re.compile(r"\[\s*(\d[0-9a-z.]*)\s*(:\s*(?:\d[0-9a-z.]*)?\s*)?\]")
 _OFFSET = re.compile(r"(?<![\w:])offset\s+(-?)\s*(\d[0-9a-z.]*)")
 
