@@ -206,12 +206,11 @@ def report(
         scans = []
         for _ in range(repeat):
             scans.append(await full_scan(first) + await full_scan(second))
-        # the baseline, sides asked apart: bucket rounds only (no difference digest)
+        # the baseline: bucket rounds only (no difference digest)
         buckets, bucket_times = None, []
-        if joint is None:
-            for _ in range(repeat):
-                buckets, took = await timed_reconcile(*asked, digest_part=0)
-                bucket_times.append(took)
+        for _ in range(repeat):
+            buckets, took = await timed_reconcile(*asked, digest_part=0)
+            bucket_times.append(took)
         return outcome, times, scans, buckets, bucket_times
 
     outcome, times, scans, buckets, bucket_times = asyncio.run(run())
@@ -251,8 +250,8 @@ def sweep(
     plant: dict[str, list[int]],
     repeat: int,
 ) -> None:
-    """The one-source pair with each first round's bits: fewer bits, more rounds; more, more
-    bucket answers in the first."""
+    """The one-source pair's bucket rounds (the digests off) with each first round's bits:
+    fewer bits, more rounds; more, more bucket answers in the first."""
 
     async def run() -> None:
         scans = [await full_scan(first) + await full_scan(second) for _ in range(repeat)]
@@ -264,7 +263,9 @@ def sweep(
             times = []
             for _ in range(repeat):
                 started = time.perf_counter()
-                outcome = await reconcile(joint, sample=10_000, max_rows=1_000_000, first_bits=b)
+                outcome = await reconcile(
+                    joint, sample=10_000, max_rows=1_000_000, first_bits=b, digest_part=0
+                )
                 times.append(time.perf_counter() - started)
             took = statistics.median(times)
             rounds = [r.what for r in outcome.rounds]

@@ -47,6 +47,8 @@ class FakeSource(Source):
             answer = answer[side]
         if isinstance(answer, Exception):
             raise answer
+        if callable(answer):  # a reconciliation's side: each round its own answer
+            return answer(str(text))
         return answer
 
     async def close(self) -> None:
@@ -58,17 +60,24 @@ def project() -> Project:
     return load_project(PROJECT, environ={})
 
 
-def agreeing_buckets(suite: Any) -> dict[str, pd.DataFrame]:
-    """A reconciliation's sides answering its first round alike, 60 rows each: sides on two
-    sources each their two buckets; on one source, the one query's row of totals (no bucket
+def agreeing_digests(suite: Any) -> dict[str, Any]:
+    """A reconciliation's sides answering alike, 60 rows each, no key twice: sides on two
+    sources each their digest's cells; on one source, the one query's row of totals (no cell
     differs)."""
     sources = {side.source for side in suite.reconcile.sides.values()}
+    no_key_twice = pd.DataFrame({"gc_kh": pd.Series([], dtype="uint64")})
     if len(sources) == 1:
-        joint = pd.DataFrame({"gc_bucket": [1], "gc_n0": [30], "gc_h0": [5], "gc_d0": [0], "gc_n1": [30],
-                              "gc_h1": [5], "gc_d1": [0], "gc_t0": [60], "gc_t1": [60]})  # fmt: skip
-        return dict.fromkeys(suite.reconcile.sides, joint)
-    buckets = pd.DataFrame({"gc_bucket": [1, 2], "gc_rows": [30, 30], "gc_hash": [5, 7], "gc_dups": [0, 0]})
-    return dict.fromkeys(suite.reconcile.sides, buckets)
+        digests = pd.DataFrame({"gc_cell": [1], "gc_n0": [60], "gc_k0": [5], "gc_h0": [7], "gc_x0": [9],
+                                "gc_n1": [60], "gc_k1": [5], "gc_h1": [7], "gc_x1": [9],
+                                "gc_t0": [60], "gc_t1": [60]})  # fmt: skip
+    else:
+        digests = pd.DataFrame({"gc_cell": [c * 512 + 1 for c in range(3)], "gc_rows": [60] * 3,
+                                "gc_ksum": [5] * 3, "gc_hash": [7] * 3, "gc_check": [9] * 3})  # fmt: skip
+
+    def answer(text: str) -> pd.DataFrame:
+        return digests if "gc_cell" in text else no_key_twice
+
+    return dict.fromkeys(suite.reconcile.sides, answer)
 
 
 def passing(project: Project) -> dict[str, Any]:
@@ -79,7 +88,7 @@ def passing(project: Project) -> dict[str, Any]:
         if suite.compare is not None:
             found[check.suite] = passing_sides(suite, thresholds, 3)
         elif suite.reconcile is not None:
-            found[check.suite] = agreeing_buckets(suite)
+            found[check.suite] = agreeing_digests(suite)
         else:
             found[check.suite] = passing_frame(suite, thresholds, 3)
     return found

@@ -66,9 +66,9 @@ def test_the_explained_queries_are_what_a_run_sends(project_for, warehouse: Path
 
 
 def test_reconciliation_rounds_are_explained_as_sent(project_for, warehouse: Path) -> None:
-    """A reconciliation's first round, sent as explained, answers the buckets the engine's
-    run compared (rows per side); the later rounds are shown with the buckets still to be
-    found; the one-line summary names its hashing and its kinds."""
+    """A reconciliation's first round, sent as explained, answers the digest cells the
+    engine's run compared (rows per side); the later rounds are shown with the keys or buckets
+    still to be found; the one-line summary names its hashing and its kinds."""
     project = project_for("rollup-drift")
     document = explain(project, "warehouse-release", AS_OF, check="rollup_reconcile")
     verdict = asyncio.run(evaluate(project, "warehouse-release", AS_OF))
@@ -78,17 +78,29 @@ def test_reconciliation_rounds_are_explained_as_sent(project_for, warehouse: Pat
     assert check["source"] == {"name": "warehouse", "type": "reconciliation"}
     assert "cityHash64" in check["reconcile"] and "missing = on facts only" in check["reconcile"]
     requests = check["query"]["requests"]
-    # both sides on one source: one query a round over both, compared in the engine
-    assert [r["what"].split(":")[0] for r in requests] == ["sides facts and rollup (warehouse)"] * 3
+    # both sides on one source: one query a round over both, compared in the engine (each
+    # side's duplicated keys a query each)
+    assert [r["what"].split(":")[0] for r in requests] == ["sides facts and rollup (warehouse)"] * 7
     with ClickHouse() as clickhouse:
         connection = clickhouse.connect(Target.parse(f"chdb://{warehouse}?database=rollup_drift", warehouse))
         first = requests[0]
         sent = {p["name"]: p["sent"] for p in first["parameters"]}
         answer = connection.query_df(first["text"], sent)
         assert int(answer["gc_t0"].iloc[0]) == found.rows["facts"] and int(answer["gc_t1"].iloc[0]) == found.rows["rollup"]
-        differing = answer[(answer["gc_n0"] != answer["gc_n1"]) | (answer["gc_h0"] != answer["gc_h1"])]
-        assert len(differing) == found.rounds[0].differing == 1  # the drifted hour and key's bucket
-    assert all("<the differing buckets>" in r["text"] for r in requests[1:])
+        differing = answer[
+            (answer["gc_n0"] != answer["gc_n1"])
+            | (answer["gc_k0"] != answer["gc_k1"])
+            | (answer["gc_h0"] != answer["gc_h1"])
+            | (answer["gc_x0"] != answer["gc_x1"])
+        ]
+        # the drifted hour and key: its row on each side, each in one cell of three parts
+        assert len(differing) == found.rounds[0].differing == 6
+        assert [r.what for r in found.rounds] == ["cells", "duplicates", "rows"]
+        for request in requests[1:3]:  # each side's keys written twice: none
+            sent = {p["name"]: p["sent"] for p in request["parameters"]}
+            assert connection.query_df(request["text"], sent).empty
+    assert "<the differing keys' hashes>" in requests[3]["text"]
+    assert all("<the differing buckets>" in r["text"] for r in requests[5:])
 
 
 def test_a_side_asked_apart_explains_its_digest_and_duplicates_as_sent(postgres_for) -> None:

@@ -329,23 +329,41 @@ def test_identical_sides_cost_only_their_digests(engines: Engines, pair: tuple[s
 
 
 @pytest.mark.parametrize("engine", ["clickhouse", "postgresql"])
-def test_two_sides_on_one_source_compare_their_buckets_in_the_engine(engines: Engines, engine: str) -> None:
-    """Both sides on one source: one query a round compares the buckets where the data is —
-    identical sides answer one row (the totals), never a bucket; a difference answers its
-    bucket only."""
+def test_two_sides_on_one_source_compare_their_digests_and_buckets_in_the_engine(
+    engines: Engines, engine: str
+) -> None:
+    """Both sides on one source: one query compares the digests where the data is —
+    identical sides answer one row (the totals), never a cell; a difference answers its
+    cells only, then the rows of its key cross. The bucket rounds (when the digests do not
+    decode) compare in the engine too: identical sides answer one row, a difference its bucket."""
     records = [record(i) for i in range(500)]
+    one_off = [record(i, athlete="x") if i == 250 else r for i, r in enumerate(records)]
     same, _, _ = engines.pair((engine, engine), records, records, joint=True)
     assert same.rows == {"a": 500, "b": 500} and same.counts["changed"] == 0
-    assert [(r.what, r.transferred) for r in same.rounds] == [("buckets", {"both": 1})]
-    one_off = [record(i, athlete="x") if i == 250 else r for i, r in enumerate(records)]
+    assert [(r.what, r.transferred) for r in same.rounds] == [
+        ("cells", {"both": 1}),
+        ("duplicates", {"a": 0, "b": 0}),
+    ]
     changed, _, _ = engines.pair((engine, engine), records, one_off, joint=True)
+    assert changed.counts == {"missing": 0, "extra": 0, "changed": 1, "duplicated": 0}
+    assert changed.rows == {"a": 500, "b": 500}
+    assert [r.what for r in changed.rounds] == ["cells", "duplicates", "rows"]
+    # the changed record's two rows, each in one cell of each of three parts (and the one row
+    # that carries the totals, unless it is one of those)
+    assert changed.rounds[0].differing == 6 and changed.rounds[0].transferred["both"] in (6, 7)
+    assert changed.rounds[2].transferred == {"a": 1, "b": 1}
+    empty, _, _ = engines.pair((engine, engine), [], [], joint=True)
+    assert empty.rows == {"a": 0, "b": 0} and empty.counts["missing"] == 0
+
+    same, _, _ = engines.pair((engine, engine), records, records, joint=True, digest_part=0)
+    assert same.rows == {"a": 500, "b": 500} and same.counts["changed"] == 0
+    assert [(r.what, r.transferred) for r in same.rounds] == [("buckets", {"both": 1})]
+    changed, _, _ = engines.pair((engine, engine), records, one_off, joint=True, digest_part=0)
     assert changed.counts == {"missing": 0, "extra": 0, "changed": 1, "duplicated": 0}
     # its bucket (and the one row that carries the totals, unless it is that bucket)
     assert [r.what for r in changed.rounds] == ["buckets", "rows"]
     assert changed.rounds[0].transferred["both"] in (1, 2)
     assert changed.rounds[1].transferred == {"a": 1, "b": 1}
-    empty, _, _ = engines.pair((engine, engine), [], [], joint=True)
-    assert empty.rows == {"a": 0, "b": 0} and empty.counts["missing"] == 0
 
 
 JOINT = [("clickhouse", "clickhouse", True), ("postgresql", "postgresql", True)]
@@ -383,8 +401,8 @@ def test_every_kind_of_difference_is_found_by_key(
     assert "msg-00003" not in expected["changed"]
     buckets = [r for r in outcome.rounds if r.what == "buckets"]
     assert (len(buckets) > 2) is split
-    # two sides asked apart decode their digests: no bucket round
-    assert (not buckets) is (not split and not pair[2])
+    # the digests decode, whether the sides are asked apart or together: no bucket round
+    assert (not buckets) is (not split)
     assert not outcome.capped
 
 
@@ -911,9 +929,9 @@ def test_a_side_written_up_to_its_lag_later_is_judged_without_false_edges(
 
     cut = asyncio.run(evaluate(_lag_project(tmp_path / "cut", url, None, late_first), "write-lag", LAG_AS_OF))
     edges = keys(cut)
-    # without a lag, both sides on one source: one query a round, the first at 2^20 buckets
+    # without a lag, both sides on one source: one query a round, the first the digests
     joint = next(c for c in cut.checks if c.suite == "write_lag").reconciliation
-    assert joint is not None and (joint.rounds[0].bits, list(joint.rounds[0].transferred)) == (20, ["both"])
+    assert joint is not None and (joint.rounds[0].what, list(joint.rounds[0].transferred)) == ("cells", ["both"])
     assert cut.verdict is VerdictState.NO_GO
     # the window is [10:59:30, 11:59:30): the messages of 11:59:10 and 11:59:20 have their rows
     # after it ends, the messages of the rows of 10:59:35 and 10:59:45 were stored before it starts
@@ -1086,8 +1104,9 @@ def test_a_gates_joint_reconciliation_with_more_differences_than_one_answer_hold
     assert found is not None and not found.capped, check.reason
     assert (found.missing, found.extra, found.changed, found.duplicated) == (5, 14_000, 0, 0)
     assert found.rows == {"messages": 20_000, "rows": 33_995}
-    # more differing buckets of 2^20 than one answer holds: asked again at 2^13, then split
-    assert (found.rounds[0].what, found.rounds[0].bits) == ("buckets", 13)
+    # far more differences than the digests hold (they do not decode), then more differing
+    # buckets of 2^20 than one answer holds: asked again at 2^13, then split
+    assert [(r.what, r.bits) for r in found.rounds[:2]] == [("cells", 9), ("buckets", 13)]
 
 
 def test_explains_estimate_reads_each_lagged_side_over_the_widest_of_its_windows(

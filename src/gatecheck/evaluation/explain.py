@@ -375,8 +375,9 @@ def _lag_text(suite: Any) -> str:
 def _joint_requests(
     suite: Any, config: Any, dialect: Any, both: dict[str, Any], project: Project
 ) -> dict[str, Any]:
-    """Both sides' rounds on one source: one query a round over both sides."""
-    from gatecheck.evaluation.reconcile import JointPair, SqlForm
+    """Both sides' rounds on one source: one query a round over both sides (each side's
+    duplicated keys: a query each)."""
+    from gatecheck.evaluation.reconcile import DIGEST_PART, HASH_BITS, JointPair, SqlForm, duplicates_limit
 
     reconcile = suite.reconcile
     names = list(reconcile.names)
@@ -384,9 +385,17 @@ def _joint_requests(
     form = SqlForm(dialect, dialect, dict(reconcile.keys), dict(reconcile.values), reconcile.decimals)
     sqls = (str(units[0].query), str(units[1].query))
     bits = JointPair.FIRST_BITS
+    limit = duplicates_limit(reconcile.max_rows)
     rounds = [
-        (f"round 1: both sides' buckets of {bits} bits compared in the source, only differing ones answered",
-         form.joint_buckets_sql(sqls, bits, None)),
+        (f"round 1: both sides' difference digests, 3 × {DIGEST_PART} cells, compared in the source, "
+         "only differing cells answered", form.joint_digest_sql(sqls, DIGEST_PART)),
+        (f"round 2, when the digests' difference decodes: the keys on more than one row of {names[0]}",
+         form.duplicates_sql(sqls[0], limit)),
+        (f"and of {names[1]}", form.duplicates_sql(sqls[1], limit)),
+        ("last, then: both sides' rows of the differing and duplicated keys",
+         form.joint_rows_sql(sqls, HASH_BITS, "<the differing keys' hashes>")),
+        (f"else (too many differences for the digests) round 2: both sides' buckets of {bits} bits "
+         "compared in the source, only differing ones answered", form.joint_buckets_sql(sqls, bits, None)),
         ("each later round, while differing buckets hold more rows than one fetch: those buckets split",
          form.joint_buckets_sql(sqls, bits + 4, (bits, "<the differing buckets>"))),
         ("last: both sides' rows of the differing buckets",

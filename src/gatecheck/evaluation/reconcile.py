@@ -17,14 +17,15 @@ the rows into Python:
    first side only is *missing*, on the second side only *extra*, on both with other values
    *changed*, more than once on a side *duplicated*.
 
-Two sides asked apart (two sources, or a NATS side) first answer a **difference digest**
-instead (an invertible Bloom lookup table): 3 × 512 cells, each row added to one cell of each
-part — its count, the sum of its key hashes and of its row hashes. The two digests
-subtracted hold only the rows on one side; cells holding one such row give it, and taking it
-out frees others (:func:`peel`). When that empties every cell, the differing rows' key
-hashes are known: with the keys each side holds more than once (its own question), only
-their rows cross — a cost that grows with the differences, not with the rows. When it does
-not (more differences than the cells hold), the bucket rounds above run.
+Before the buckets, each side answers a **difference digest** (an invertible Bloom lookup
+table): 3 × 512 cells, each row added to one cell of each part — its count, the sum of its
+key hashes and of its row hashes. The two digests subtracted hold only the rows on one side;
+cells holding one such row give it, and taking it out frees others (:func:`peel`). When that
+empties every cell, the differing rows' key hashes are known: with the keys each side holds
+more than once (its own question), only their rows cross — a cost that grows with the
+differences, not with the rows. When it does not (more differences than the cells hold), the
+bucket rounds above run. Both sides on one source answer in one query a round, compared in
+the engine: only the differing cells (or buckets) cross.
 
 The hashes must agree across engines, so each value is first written in one canonical form
 (:func:`canonical_text` and its SQL twins, docs/reconcile.md "Canonical form"): by its
@@ -40,7 +41,7 @@ A NATS side cannot compute in the stream: its window's messages are read (an ord
 consumer, at most ``max_messages``, else the check is inconclusive) and hashed here, then
 answer the same questions as a SQL side.
 
-Why one module of ~900 lines: the canonical form, its SQL twins in each dialect, the sides
+Why one module of ~1,100 lines: the canonical form, its SQL twins in each dialect, the sides
 that answer digest, bucket and row questions and the rounds that ask them must change together — a
 hash computed one way in one engine and another way in the other reports every key changed.
 """
@@ -371,6 +372,21 @@ class SqlForm:
             "GROUP BY gc_bucket"
         )
 
+    def _digest_terms(self, part: int) -> tuple[list[str], str]:
+        """A row's cell in each part of a digest of ``part`` cells a part, and its check value
+        (:func:`digest_cells`, :func:`digest_check`), from its row hash ``gc_rh``."""
+        if self.dialect == "clickhouse":
+            cells = [
+                f"{j * part} + bitAnd(bitShiftRight(gc_rh, {20 * j}), {part - 1})"
+                for j in range(DIGEST_PARTS)
+            ]
+            check = (
+                f"bitXor(bitXor(gc_rh, bitShiftRight(gc_rh, 7)), bitAnd(bitShiftLeft(gc_rh, 3), {_MASK60}))"
+            )
+            return cells, check
+        cells = [f"({j * part} + ((gc_rh >> {20 * j}) & {part - 1}))" for j in range(DIGEST_PARTS)]
+        return cells, f"(gc_rh # (gc_rh >> 7) # ((gc_rh << 3) & {_MASK60}))"
+
     def digest_sql(self, user_sql: str, part: int) -> str:
         """The difference digest: per cell, its rows, the sum of their key hashes and of
         their row hashes (each row in one cell of each of three parts: :func:`digest_cells`)."""
@@ -379,14 +395,9 @@ class SqlForm:
             f"FROM (SELECT {self.key_hash()} AS gc_kh, {self.row_hash()} AS gc_rh\n"
             f"      FROM (\n{body}\n) AS gc_side) AS gc_hashed\n"
         )
+        terms, check = self._digest_terms(part)
         if self.dialect == "clickhouse":
-            cells = ", ".join(
-                f"{j * part} + bitAnd(bitShiftRight(gc_rh, {20 * j}), {part - 1})"
-                for j in range(DIGEST_PARTS)
-            )
-            check = (
-                f"bitXor(bitXor(gc_rh, bitShiftRight(gc_rh, 7)), bitAnd(bitShiftLeft(gc_rh, 3), {_MASK60}))"
-            )
+            cells = ", ".join(terms)
             return (
                 "SELECT gc_cell, count() AS gc_rows, sum(gc_kh) AS gc_ksum, sum(gc_rh) AS gc_hash,\n"
                 f"       sum({check}) AS gc_check\n"
@@ -397,10 +408,7 @@ class SqlForm:
         # one pass (a cell outside the set grouped is NULL): 1.3 s against 1.8 s for each row
         # joined to its three cells, at 1 M rows (bench/README.md, 2026-12-06)
         hashed = hashed.replace(") AS gc_side) AS gc_hashed", ") AS gc_side OFFSET 0) AS gc_hashed")
-        cells = ", ".join(
-            f"({j * part} + ((gc_rh >> {20 * j}) & {part - 1})) AS gc_c{j}" for j in range(DIGEST_PARTS)
-        )
-        check = f"(gc_rh # (gc_rh >> 7) # ((gc_rh << 3) & {_MASK60}))"
+        cells = ", ".join(f"{term} AS gc_c{j}" for j, term in enumerate(terms))
         parts = [f"gc_c{j}" for j in range(DIGEST_PARTS)]
         return (
             f"SELECT coalesce({', '.join(parts)}) AS gc_cell, count(*) AS gc_rows, sum(gc_kh) AS gc_ksum,\n"
@@ -408,6 +416,59 @@ class SqlForm:
             f"FROM (SELECT gc_kh, gc_rh, {check} AS gc_check,\n       {cells}\n"
             f"{hashed}) AS gc_parts\n"
             f"GROUP BY GROUPING SETS ({', '.join(f'({p})' for p in parts)})"
+        )
+
+    def joint_digest_sql(self, sqls: tuple[str, str], part: int) -> str:
+        """Both sides' difference digests in one query, compared in the engine: only the cells
+        whose (rows, key hash sum, row hash sum, check sum) differ come back (and one more row,
+        so each side's total rows — the last two columns — always do)."""
+        first, second = (sql.strip().rstrip(";") for sql in sqls)
+        hashed = f"{self.key_hash()} AS gc_kh, {self.row_hash()} AS gc_rh"
+        union = (
+            f"SELECT 0 AS gc_s, {hashed} FROM (\n{first}\n) AS gc_first_side\n"
+            f"UNION ALL\nSELECT 1 AS gc_s, {hashed} FROM (\n{second}\n) AS gc_second_side"
+        )
+        sums = ("gc_n", "gc_k", "gc_h", "gc_x")
+        terms, check = self._digest_terms(part)
+        if self.dialect == "clickhouse":
+            per_side = ", ".join(
+                f"countIf(gc_s = {s}) AS gc_n{s}, sumIf(gc_kh, gc_s = {s}) AS gc_k{s}, "
+                f"sumIf(gc_rh, gc_s = {s}) AS gc_h{s}, sumIf({check}, gc_s = {s}) AS gc_x{s}"
+                for s in (0, 1)
+            )
+            grouped = (
+                f"SELECT gc_cell, {per_side}\nFROM ({union}) AS gc_hashed\n"
+                f"ARRAY JOIN [{', '.join(terms)}] AS gc_cell\nGROUP BY gc_cell"
+            )
+            total = "sum(if(gc_cell < {part}, gc_n{s}, 0))"
+        else:
+            # OFFSET 0 keeps the hashed rows as a subquery (each row hashed once), and the three
+            # parts are three grouping sets of one pass, as a side's own digest
+            cells = ", ".join(f"{term} AS gc_c{j}" for j, term in enumerate(terms))
+            per_side = ", ".join(
+                f"count(*) FILTER (WHERE gc_s = {s}) AS gc_n{s}, "
+                f"coalesce(sum(gc_kh) FILTER (WHERE gc_s = {s}), 0) AS gc_k{s}, "
+                f"coalesce(sum(gc_rh) FILTER (WHERE gc_s = {s}), 0) AS gc_h{s}, "
+                f"coalesce(sum(gc_check) FILTER (WHERE gc_s = {s}), 0) AS gc_x{s}"
+                for s in (0, 1)
+            )
+            parts = [f"gc_c{j}" for j in range(DIGEST_PARTS)]
+            grouped = (
+                f"SELECT coalesce({', '.join(parts)}) AS gc_cell, {per_side}\n"
+                f"FROM (SELECT gc_s, gc_kh, gc_rh, {check} AS gc_check, {cells}\n"
+                f"      FROM ({union} OFFSET 0) AS gc_hashed) AS gc_parts\n"
+                f"GROUP BY GROUPING SETS ({', '.join(f'({p})' for p in parts)})"
+            )
+            total = "sum(CASE WHEN gc_cell < {part} THEN gc_n{s} ELSE 0 END)"
+        columns = ", ".join(f"{c}{s}" for s in (0, 1) for c in sums)
+        differ = " OR ".join(f"{c}0 != {c}1" for c in sums)
+        totals = ", ".join(total.format(part=part, s=s) + f" OVER () AS gc_t{s}" for s in (0, 1))
+        return (
+            f"SELECT gc_cell, {columns}, gc_t0, gc_t1 FROM (\n"
+            f"  SELECT gc_cell, {columns},\n         {totals},\n         row_number() OVER () AS gc_first\n"
+            f"  FROM ({grouped}) AS gc_cells\n"
+            ") AS gc_compared\n"
+            f"WHERE {differ} OR gc_first = 1"
         )
 
     def duplicates_sql(self, user_sql: str, limit: int) -> str:
@@ -735,9 +796,20 @@ class Answer:
     totals: dict[str, int] | None = None
 
 
+@dataclass
+class Digests:
+    """Both sides' difference digests (a joint pair: only the cells that differ, and one
+    more), the rows that crossed for them, and each side's rows in all."""
+
+    first: Cells
+    second: Cells
+    crossed: dict[str, int]
+    totals: dict[str, int]
+
+
 class Pair(Protocol):
     """Both sides of a reconciliation, asked together. ``joint``: one query a round over both
-    sides, answering only the differing buckets and both sides' rows in one answer."""
+    sides, answering only the differing buckets (or cells) and both sides' rows in one answer."""
 
     names: tuple[str, str]
     joint: bool
@@ -747,6 +819,10 @@ class Pair(Protocol):
     async def rows(
         self, bits: int, prefixes: list[int]
     ) -> tuple[list[tuple[str, int]], list[tuple[str, int]], dict[str, int]]: ...
+
+    async def digest(self, part: int) -> Digests: ...
+
+    async def duplicates(self, limit: int) -> tuple[list[int], list[int], dict[str, int]]: ...
 
 
 class SeparatePair:
@@ -780,9 +856,14 @@ class SeparatePair:
         got_a, got_b = await _both(self.first.rows(bits, prefixes), self.second.rows(bits, prefixes))
         return got_a, got_b, self._crossed(got_a, got_b, False)
 
-    async def digest(self, part: int) -> tuple[Cells, Cells, dict[str, int]]:
+    async def digest(self, part: int) -> Digests:
         a, b = await _both(self.first.digest(part), self.second.digest(part))
-        return a, b, self._crossed(a, b, True)
+        # every row is in one cell of each part: a part's counts add up to the side's rows
+        totals = {
+            name: sum(v[0] for c, v in cells.items() if c < part)
+            for name, cells in zip(self.names, (a, b), strict=True)
+        }
+        return Digests(a, b, self._crossed(a, b, True), totals)
 
     async def duplicates(self, limit: int) -> tuple[list[int], list[int], dict[str, int]]:
         a, b = await _both(self.first.duplicates(limit), self.second.duplicates(limit))
@@ -831,6 +912,31 @@ class JointPair(_Asking):
             found[int(side)].append((str(key), int(rh)))
         return found[0], found[1], {self.names[0]: len(found[0]), self.names[1]: len(found[1])}
 
+    async def digest(self, part: int) -> Digests:
+        frame = await self._ask(self.form.joint_digest_sql(self.sqls, part))
+        a: Cells = {}
+        b: Cells = {}
+        totals = {name: 0 for name in self.names}
+        for row in frame.itertuples(index=False):
+            cell, n0, k0, h0, x0, n1, k1, h1, x1, t0, t1 = (int(v) for v in row)
+            totals = {self.names[0]: t0, self.names[1]: t1}
+            if n0 or k0 or h0 or x0:
+                a[cell] = (n0, k0 % _MOD, h0 % _MOD, x0 % _MOD)
+            if n1 or k1 or h1 or x1:
+                b[cell] = (n1, k1 % _MOD, h1 % _MOD, x1 % _MOD)
+        # one row per differing cell carries both sides' sums
+        return Digests(a, b, {"both": len(frame)}, totals)
+
+    async def duplicates(self, limit: int) -> tuple[list[int], list[int], dict[str, int]]:
+        """Each side's keys on more than one row: a query each (each side its own limit)."""
+
+        async def keys(sql: str) -> list[int]:
+            frame = await self._ask(self.form.duplicates_sql(sql, limit))
+            return [] if frame.empty else [int(k) for k in frame["gc_kh"]]
+
+        a, b = await _both(keys(self.sqls[0]), keys(self.sqls[1]))
+        return a, b, {self.names[0]: len(a), self.names[1]: len(b)}
+
 
 async def reconcile(
     first: Side | Pair,
@@ -851,18 +957,19 @@ async def reconcile(
     rounds were asked), then their rows are fetched — at most ``max_rows`` a side, else the
     counts are lower bounds (``capped``).
 
-    Two sides asked apart first exchange their difference digests (``digest_part`` cells a
-    part; 0: never): when the difference decodes (:func:`peel`), the keys it names and the
-    keys more than once on a side are the only rows fetched — what crosses grows with the
-    differences, not with the rows. When it does not decode (more differences than the cells
-    hold), the bucket rounds above run."""
+    The sides first exchange their difference digests (``digest_part`` cells a part; 0:
+    never; a joint pair compares them in the engine and answers the differing cells): when the
+    difference decodes (:func:`peel`), the keys it names and the keys more than once on a side
+    are the only rows fetched — what crosses grows with the differences, not with the rows.
+    When it does not decode (more differences than the cells hold), the bucket rounds above
+    run."""
     pair: Pair = first if second is None else SeparatePair(first, second)  # type: ignore[assignment,arg-type]
     if first_bits is None:
         first_bits = JointPair.FIRST_BITS if pair.joint else FIRST_BITS
     name_a, name_b = pair.names
     rounds: list[Round] = []
     digested = False
-    if isinstance(pair, SeparatePair) and digest_part:
+    if digest_part:
         found = await _by_digest(pair, digest_part, rounds, sample, max_rows, fetch_rows)
         if found is not None:
             return found
@@ -963,24 +1070,21 @@ def duplicates_limit(max_rows: int) -> int:
 
 
 async def _by_digest(
-    pair: SeparatePair, part: int, rounds: list[Round], sample: int, max_rows: int, fetch_rows: int
+    pair: Pair, part: int, rounds: list[Round], sample: int, max_rows: int, fetch_rows: int
 ) -> Found | None:
     """The digests' round, then the duplicated keys and the differing keys' rows (None: the
     difference does not decode; the digests' round is in ``rounds``)."""
-    name_a, name_b = pair.names
-    cells_a, cells_b, crossed = await pair.digest(part)
+    digests = await pair.digest(part)
+    cells_a, cells_b = digests.first, digests.second
     differing_cells = sum(
         1 for c in set(cells_a) | set(cells_b) if cells_a.get(c, _EMPTY) != cells_b.get(c, _EMPTY)
     )
-    rounds.append(Round("cells", part.bit_length() - 1, DIGEST_PARTS * part, differing_cells, crossed))
+    bits = part.bit_length() - 1
+    rounds.append(Round("cells", bits, DIGEST_PARTS * part, differing_cells, digests.crossed))
     differing = peel(cells_a, cells_b, part)
     if differing is None:
         return None
-    # every row is in one cell of each part: a part's counts add up to the side's rows
-    rows = {
-        name_a: sum(v[0] for c, v in cells_a.items() if c < part),
-        name_b: sum(v[0] for c, v in cells_b.items() if c < part),
-    }
+    rows = digests.totals
     # a key written twice alike on both sides leaves no difference: each side names its own
     # (at most as many as one answer holds; a side with more makes the counts lower bounds)
     limit = duplicates_limit(max_rows)

@@ -133,6 +133,14 @@ class _NamedJoint:
         with _blamed(*self.names):
             return await self.pair.rows(bits, prefixes)
 
+    async def digest(self, part: int) -> Any:
+        with _blamed(*self.names):
+            return await self.pair.digest(part)
+
+    async def duplicates(self, limit: int) -> Any:
+        with _blamed(*self.names):
+            return await self.pair.duplicates(limit)
+
 
 def one_source_dialect(suite: SuiteConfig, sources: Mapping[str, Any]) -> str | None:
     """``clickhouse`` or ``postgresql`` when both sides are SQL on one source (each round one
