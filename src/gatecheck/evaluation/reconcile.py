@@ -419,54 +419,29 @@ class SqlForm:
         )
 
     def joint_digest_sql(self, sqls: tuple[str, str], part: int) -> str:
-        """Both sides' difference digests in one query, compared in the engine: only the cells
-        whose (rows, key hash sum, row hash sum, check sum) differ come back (and one more row,
-        so each side's total rows — the last two columns — always do)."""
-        first, second = (sql.strip().rstrip(";") for sql in sqls)
-        hashed = f"{self.key_hash()} AS gc_kh, {self.row_hash()} AS gc_rh"
-        union = (
-            f"SELECT 0 AS gc_s, {hashed} FROM (\n{first}\n) AS gc_first_side\n"
-            f"UNION ALL\nSELECT 1 AS gc_s, {hashed} FROM (\n{second}\n) AS gc_second_side"
-        )
+        """Both sides' difference digests (:meth:`digest_sql`) in one query, compared in the
+        engine: only the cells whose (rows, key hash sum, row hash sum, check sum) differ come
+        back (and one more row, so each side's total rows — the last two columns — always do)."""
         sums = ("gc_n", "gc_k", "gc_h", "gc_x")
-        terms, check = self._digest_terms(part)
-        if self.dialect == "clickhouse":
-            per_side = ", ".join(
-                f"countIf(gc_s = {s}) AS gc_n{s}, sumIf(gc_kh, gc_s = {s}) AS gc_k{s}, "
-                f"sumIf(gc_rh, gc_s = {s}) AS gc_h{s}, sumIf({check}, gc_s = {s}) AS gc_x{s}"
-                for s in (0, 1)
-            )
-            grouped = (
-                f"SELECT gc_cell, {per_side}\nFROM ({union}) AS gc_hashed\n"
-                f"ARRAY JOIN [{', '.join(terms)}] AS gc_cell\nGROUP BY gc_cell"
-            )
-            total = "sum(if(gc_cell < {part}, gc_n{s}, 0))"
-        else:
-            # OFFSET 0 keeps the hashed rows as a subquery (each row hashed once), and the three
-            # parts are three grouping sets of one pass, as a side's own digest
-            cells = ", ".join(f"{term} AS gc_c{j}" for j, term in enumerate(terms))
-            per_side = ", ".join(
-                f"count(*) FILTER (WHERE gc_s = {s}) AS gc_n{s}, "
-                f"coalesce(sum(gc_kh) FILTER (WHERE gc_s = {s}), 0) AS gc_k{s}, "
-                f"coalesce(sum(gc_rh) FILTER (WHERE gc_s = {s}), 0) AS gc_h{s}, "
-                f"coalesce(sum(gc_check) FILTER (WHERE gc_s = {s}), 0) AS gc_x{s}"
-                for s in (0, 1)
-            )
-            parts = [f"gc_c{j}" for j in range(DIGEST_PARTS)]
-            grouped = (
-                f"SELECT coalesce({', '.join(parts)}) AS gc_cell, {per_side}\n"
-                f"FROM (SELECT gc_s, gc_kh, gc_rh, {check} AS gc_check, {cells}\n"
-                f"      FROM ({union} OFFSET 0) AS gc_hashed) AS gc_parts\n"
-                f"GROUP BY GROUPING SETS ({', '.join(f'({p})' for p in parts)})"
-            )
-            total = "sum(CASE WHEN gc_cell < {part} THEN gc_n{s} ELSE 0 END)"
-        columns = ", ".join(f"{c}{s}" for s in (0, 1) for c in sums)
+        named = ("gc_rows", "gc_ksum", "gc_hash", "gc_check")
+
+        def side(s: int) -> str:
+            columns = ", ".join(f"{n} AS {c}{s}" for c, n in zip(sums, named, strict=True))
+            return f"(SELECT gc_cell, {columns} FROM (\n{self.digest_sql(sqls[s], part)}\n) AS gc_digest{s})"
+
+        # a cell one side has no row in is absent from its digest: its sums are 0
+        columns = ", ".join(f"coalesce({c}{s}, 0) AS {c}{s}" for s in (0, 1) for c in sums)
+        totals = ", ".join(
+            f"sum(CASE WHEN gc_cell < {part} THEN gc_n{s} ELSE 0 END) OVER () AS gc_t{s}" for s in (0, 1)
+        )
+        listed = ", ".join(f"{c}{s}" for s in (0, 1) for c in sums)
         differ = " OR ".join(f"{c}0 != {c}1" for c in sums)
-        totals = ", ".join(total.format(part=part, s=s) + f" OVER () AS gc_t{s}" for s in (0, 1))
         return (
-            f"SELECT gc_cell, {columns}, gc_t0, gc_t1 FROM (\n"
-            f"  SELECT gc_cell, {columns},\n         {totals},\n         row_number() OVER () AS gc_first\n"
-            f"  FROM ({grouped}) AS gc_cells\n"
+            f"SELECT gc_cell, {listed}, gc_t0, gc_t1 FROM (\n"
+            f"  SELECT gc_cell, {listed},\n         {totals},\n         row_number() OVER () AS gc_first\n"
+            f"  FROM (SELECT gc_cell, {columns}\n"
+            f"        FROM {side(0)} AS gc_first_side\n"
+            f"        FULL OUTER JOIN {side(1)} AS gc_second_side USING (gc_cell)) AS gc_cells\n"
             ") AS gc_compared\n"
             f"WHERE {differ} OR gc_first = 1"
         )
