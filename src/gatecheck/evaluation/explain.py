@@ -391,7 +391,8 @@ def _joint_requests(
          "only differing cells answered", form.joint_digest_sql(sqls, DIGEST_PART)),
         (f"round 2, when the digests' difference decodes: the keys on more than one row of {names[0]}",
          form.duplicates_sql(sqls[0], limit)),
-        (f"and of {names[1]}", form.duplicates_sql(sqls[1], limit)),
+        (f"round 2, likewise: the keys on more than one row of {names[1]}",
+         form.duplicates_sql(sqls[1], limit)),
         ("last, then: both sides' rows of the differing and duplicated keys",
          form.joint_rows_sql(sqls, HASH_BITS, "<the differing keys' hashes>")),
         (f"else (too many differences for the digests) round 2: both sides' buckets of {bits} bits "
