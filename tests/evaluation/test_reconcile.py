@@ -428,14 +428,24 @@ def test_a_key_written_twice_alike_on_both_sides_is_duplicated(
     assert outcome.counts == {"missing": 0, "extra": 0, "changed": 0, "duplicated": 1}
 
 
-@pytest.mark.parametrize("pair", PAIRS[:2], ids=["-".join(p) for p in PAIRS[:2]])
-def test_empty_sides(engines: Engines, pair: tuple[str, str]) -> None:
+EMPTY_PAIRS = [(*p, False) for p in PAIRS[:2]] + JOINT
+
+
+@pytest.mark.parametrize(
+    "pair", EMPTY_PAIRS, ids=["-".join(p[:2]) + ("-one-source" if p[2] else "") for p in EMPTY_PAIRS]
+)
+def test_empty_sides(engines: Engines, pair: tuple[str, str, bool]) -> None:
+    """No rows on either side, or on one: nothing differs, or every key is on one side only
+    (a side with no row has no cell in its digest: on one source, its sums are zeros)."""
     records = [record(i) for i in range(30)]
-    nothing, _, _ = engines.pair(pair, [], [])
+    nothing, _, _ = engines.pair(pair[:2], [], [], joint=pair[2])
     assert nothing.counts == {"missing": 0, "extra": 0, "changed": 0, "duplicated": 0}
     assert nothing.rows == {"a": 0, "b": 0}
-    one_empty, _, _ = engines.pair(pair, records, [])
+    one_empty, _, _ = engines.pair(pair[:2], records, [], joint=pair[2])
     assert one_empty.counts["missing"] == 30 and one_empty.rows == {"a": 30, "b": 0}
+    other_empty, _, _ = engines.pair(pair[:2], [], records, joint=pair[2])
+    assert other_empty.counts["extra"] == 30 and other_empty.rows == {"a": 0, "b": 30}
+    assert [r.what for r in other_empty.rounds] == ["cells", "duplicates", "rows"]
 
 
 def test_more_differing_rows_than_max_rows_are_lower_bounds(engines: Engines) -> None:
