@@ -941,7 +941,8 @@ def test_a_side_written_up_to_its_lag_later_is_judged_without_false_edges(
     edges = keys(cut)
     # without a lag, both sides on one source: one query a round, the first the digests
     joint = next(c for c in cut.checks if c.suite == "write_lag").reconciliation
-    assert joint is not None and (joint.rounds[0].what, list(joint.rounds[0].transferred)) == ("cells", ["both"])
+    assert joint is not None
+    assert (joint.rounds[0].what, list(joint.rounds[0].transferred)) == ("cells", ["both"])
     assert cut.verdict is VerdictState.NO_GO
     # the window is [10:59:30, 11:59:30): the messages of 11:59:10 and 11:59:20 have their rows
     # after it ends, the messages of the rows of 10:59:35 and 10:59:45 were stored before it starts
