@@ -3,6 +3,7 @@
     .venv/bin/python bench/reconcile.py [--rows 10M] [--pg-rows 1M] [--planted 100] [--repeat 3]
     .venv/bin/python bench/reconcile.py --first-bits 12,14,16,18,20   # the one-source pair only
     .venv/bin/python bench/reconcile.py --parts                       # each pass's cost on one side
+    .venv/bin/python bench/reconcile.py --identical 10K,1M,10M       # one source, nothing differs
 
 Two pairs of sides with the same records and planted differences — ``--planted`` of each
 kind: missing (on the first side only), extra (on the second only), changed (an athlete
@@ -277,6 +278,34 @@ def sweep(
     asyncio.run(run())
 
 
+def identical(work: Path, hub: Any, admin: Any, sizes: list[int], repeat: int) -> None:
+    """Both sides on one source and nothing differing (a gate's GO, the common case): the
+    digests (one query over both sides, then each side's duplicated keys) against the bucket
+    rounds (one query answering only the differing buckets: here none), as sent by a gate."""
+
+    async def timed(pair: JointPair, **options: Any) -> tuple[float, list[str]]:
+        times, rounds = [], []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            outcome = await reconcile(pair, **options)
+            times.append(time.perf_counter() - started)
+            rounds = [r.what for r in outcome.rounds]
+        return statistics.median(times), rounds
+
+    config = ClickHouseSourceConfig(type="clickhouse", url=f"chdb://{work / 'chdb'}", timeout="600s")
+    print(f"\nboth sides on one source, identical (median of {repeat})")
+    print("| records a side | digests | bucket rounds | digests / buckets |")
+    print("|---|---|---|---|")
+    for rows in sizes:
+        sql, _ = clickhouse_tables(admin.client, rows, planted(rows, 0), f"same{rows}")
+        form = SqlForm("clickhouse", "clickhouse", KEYS, VALUES, 3)
+        pair = JointPair(("a", "b"), ClickHouseSource("a", config, work, hub), (sql, sql), {}, form)
+        digests, by_digest = asyncio.run(timed(pair))
+        buckets, by_buckets = asyncio.run(timed(pair, digest_part=0))
+        assert by_digest == ["cells", "duplicates"] and by_buckets == ["buckets"], (by_digest, by_buckets)
+        print(f"| {rows:,} | {digests:.3f} s | {buckets:.3f} s | {digests / buckets:.2f}x |")
+
+
 def parts(label: str, side: SqlSide, repeat: int) -> None:
     """What each pass a side answers costs, against one full scan of it: the floor under the
     reconciliation's time (its digest and its duplicates question each hash every row)."""
@@ -337,6 +366,12 @@ def main() -> None:
         "time against the full scans, rows crossed, rounds",
     )
     parser.add_argument(
+        "--identical",
+        metavar="N,N,…",
+        help="only both sides on one source with nothing differing, at each size (e.g. 10K,1M,10M): "
+        "the digests against the bucket rounds",
+    )
+    parser.add_argument(
         "--parts",
         action="store_true",
         help="one side of each engine: the time of each pass a side answers (its hashes, the "
@@ -355,6 +390,12 @@ def main() -> None:
     hub = ClickHouse()
     target = Target.parse(f"chdb://{work / 'chdb'}?database=default", work)
     admin = hub.connect(target, create=True)
+    if args.identical:
+        try:
+            identical(work, hub, admin, [count(size) for size in args.identical.split(",")], args.repeat)
+        finally:
+            hub.close()
+        return
     postgres = EmbeddedPostgres(work / "postgres").start()
     try:
         url = postgres.fresh_url("bench")
@@ -382,7 +423,7 @@ def main() -> None:
                 "chDB vs chDB, each side asked on its own", rows, plant, a_side, b_side, args.repeat, clients
             )
             joint = JointPair(("a", "b"), a_side.source, (a_sql, b_sql), {}, a_side.form)
-            report("chDB vs chDB, one source: buckets compared in the engine", rows, plant, a_side, b_side,
+            report("chDB vs chDB, one source: compared in the engine", rows, plant, a_side, b_side,
                    args.repeat, clients, joint)  # fmt: skip
 
         plant = planted(pg_rows, args.planted)

@@ -65,7 +65,8 @@ def agreeing_digests(suite: Any) -> dict[str, Any]:
     sources each their digest's cells; on one source, the one query's row of totals (no cell
     differs)."""
     sources = {side.source for side in suite.reconcile.sides.values()}
-    no_key_twice = pd.DataFrame({"gc_kh": pd.Series([], dtype="uint64")})
+    # (a side's question answers gc_kh; both sides' on one source, gc_s too)
+    no_key_twice = pd.DataFrame({"gc_s": pd.Series([], dtype="uint8"), "gc_kh": pd.Series([], dtype="uint64")})
     if len(sources) == 1:
         digests = pd.DataFrame({"gc_cell": [1], "gc_n0": [60], "gc_k0": [5], "gc_h0": [7], "gc_x0": [9],
                                 "gc_n1": [60], "gc_k1": [5], "gc_h1": [7], "gc_x1": [9],

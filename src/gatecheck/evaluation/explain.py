@@ -375,8 +375,7 @@ def _lag_text(suite: Any) -> str:
 def _joint_requests(
     suite: Any, config: Any, dialect: Any, both: dict[str, Any], project: Project
 ) -> dict[str, Any]:
-    """Both sides' rounds on one source: one query a round over both sides (each side's
-    duplicated keys: a query each)."""
+    """Both sides' rounds on one source: one query a round over both sides."""
     from gatecheck.evaluation.reconcile import DIGEST_PART, HASH_BITS, JointPair, SqlForm, duplicates_limit
 
     reconcile = suite.reconcile
@@ -389,10 +388,8 @@ def _joint_requests(
     rounds = [
         (f"round 1: both sides' difference digests, 3 × {DIGEST_PART} cells, compared in the source, "
          "only differing cells answered", form.joint_digest_sql(sqls, DIGEST_PART)),
-        (f"round 2, when the digests' difference decodes: the keys on more than one row of {names[0]}",
-         form.duplicates_sql(sqls[0], limit)),
-        (f"round 2, likewise: the keys on more than one row of {names[1]}",
-         form.duplicates_sql(sqls[1], limit)),
+        ("round 2, when the digests' difference decodes: each side's keys on more than one row",
+         form.joint_duplicates_sql(sqls, limit)),
         ("last, then: both sides' rows of the differing and duplicated keys",
          form.joint_rows_sql(sqls, HASH_BITS, "<the differing keys' hashes>")),
         (f"else (too many differences for the digests) round 2: both sides' buckets of {bits} bits "

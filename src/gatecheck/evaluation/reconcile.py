@@ -446,6 +446,15 @@ class SqlForm:
             f"WHERE {differ} OR gc_first = 1"
         )
 
+    def joint_duplicates_sql(self, sqls: tuple[str, str], limit: int) -> str:
+        """Both sides' keys on more than one row (:meth:`duplicates_sql`, each side at most
+        ``limit``), in one query: side (0, 1), key hash."""
+        first, second = (
+            f"SELECT {s} AS gc_s, gc_kh FROM (\n{self.duplicates_sql(sql, limit)}\n) AS gc_twice{s}"
+            for s, sql in enumerate(sqls)
+        )
+        return f"{first}\nUNION ALL\n{second}"
+
     def duplicates_sql(self, user_sql: str, limit: int) -> str:
         """The hashes of the keys on more than one row (at most ``limit``)."""
         body = user_sql.strip().rstrip(";")
@@ -903,14 +912,12 @@ class JointPair(_Asking):
         return Digests(a, b, {"both": len(frame)}, totals)
 
     async def duplicates(self, limit: int) -> tuple[list[int], list[int], dict[str, int]]:
-        """Each side's keys on more than one row: a query each (each side its own limit)."""
-
-        async def keys(sql: str) -> list[int]:
-            frame = await self._ask(self.form.duplicates_sql(sql, limit))
-            return [] if frame.empty else [int(k) for k in frame["gc_kh"]]
-
-        a, b = await _both(keys(self.sqls[0]), keys(self.sqls[1]))
-        return a, b, {self.names[0]: len(a), self.names[1]: len(b)}
+        """Each side's keys on more than one row, each side its own limit: one query."""
+        frame = await self._ask(self.form.joint_duplicates_sql(self.sqls, limit))
+        found: tuple[list[int], list[int]] = ([], [])
+        for side, kh in frame.itertuples(index=False):
+            found[int(side)].append(int(kh))
+        return found[0], found[1], {self.names[0]: len(found[0]), self.names[1]: len(found[1])}
 
 
 async def reconcile(
