@@ -23,21 +23,28 @@ ByOption = Annotated[str, typer.Option("--by", metavar="NAME", help="Who decides
 ReasonOption = Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why (recorded).")]
 
 
-def _decide(config: Path, decision: Callable[[Project, Ledger], AuditEvent], *, waiver: bool = False) -> None:
-    """Open the ledger, build one decision (from the project and the ledger), record it — a
-    waiver is created, which gives it its id — close, and say what was recorded: one line and
-    exit 2 on any problem."""
+def _decide(
+    config: Path,
+    decision: Callable[[Project, Ledger], AuditEvent | list[AuditEvent]],
+    *,
+    waiver: bool = False,
+) -> None:
+    """Open the ledger, build a decision (one event or several, from the project and the
+    ledger), record it — a waiver is created, which gives it its id — close, and say what was
+    recorded, a line an event: one line and exit 2 on any problem."""
     from gatecheck.ledger.decisions import describe
 
     with user_errors():
         project = load_project(config)
         with open_ledger_of(project, "audit trail to record the decision in") as ledger:
-            event = decision(project, ledger)
+            made = decision(project, ledger)
+            events = made if isinstance(made, list) else [made]
             if waiver:
-                event = ledger.create_waiver(event)
+                events = [ledger.create_waiver(event) for event in events]
             else:
-                ledger.append_audit([event])
-    typer.echo(describe(event))
+                ledger.append_audit(events)
+    for event in events:
+        typer.echo(describe(event))
 
 
 @app.command()
@@ -128,15 +135,12 @@ def deployed(
     """Record a release deployed to an environment (the deploy step runs it): its phases'
     soaks count from now (a soaked verdict judged before no longer holds), and approvals given
     before are of the release before."""
-    from gatecheck.ledger.decisions import deployed_events, describe
+    from gatecheck.ledger.decisions import deployed_events
 
-    with user_errors():
-        project = load_project(config)
-        events = deployed_events(project, environment, release, reason, by)
-        with open_ledger_of(project, "audit trail to record the deployment in") as ledger:
-            ledger.append_audit(events)
-    for event in events:
-        typer.echo(describe(event))
+    def decision(project: Project, ledger: Ledger) -> list[AuditEvent]:
+        return deployed_events(project, environment, release, reason, by)
+
+    _decide(config, decision)
 
 
 @app.command()
