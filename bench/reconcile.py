@@ -306,6 +306,46 @@ def identical(work: Path, hub: Any, admin: Any, sizes: list[int], repeat: int) -
         print(f"| {rows:,} | {digests:.3f} s | {buckets:.3f} s | {digests / buckets:.2f}x |")
 
 
+def alternatives(form: SqlForm, sql: str) -> dict[str, str]:
+    """Other ways to ask ClickHouse for the keys written more than once, tried and not kept:
+    by the key columns (plain, and in the table's order: the bench tables are ordered by the
+    key) or by their order, and folded into the digest's pass (a fourth part of cells by key
+    hash, a distinct count in each; or a distinct count in each row cell)."""
+    keys = ", ".join(f"`{k}`" for k in form.keys)
+    hashed = f"SELECT {form.key_hash()} AS gc_kh, {form.row_hash()} AS gc_rh FROM ({sql}) AS s1"
+    digest = form.digest_sql(sql, DIGEST_PART)
+    _, check = form._digest_terms(DIGEST_PART)
+    part, rows = DIGEST_PART, DIGEST_PARTS * DIGEST_PART
+    cells = [f"{j * part} + bitAnd(bitShiftRight(gc_rh, {20 * j}), {part - 1})" for j in range(DIGEST_PARTS)]
+    in_row_cells = f"gc_cell < {rows}"
+    fourth = (
+        f"SELECT gc_cell, countIf({in_row_cells}) AS n, sumIf(gc_kh, {in_row_cells}) AS k, "
+        f"sumIf(gc_rh, {in_row_cells}) AS h, sumIf({check}, {in_row_cells}) AS x, "
+        f"countIf(NOT {in_row_cells}) - uniqExactIf(gc_kh, NOT {in_row_cells}) AS d\n"
+        f"FROM ({hashed}) AS s2\n"
+        f"ARRAY JOIN [{', '.join([*cells, f'{rows} + bitAnd(gc_kh, {part - 1})'])}] AS gc_cell\n"
+        "GROUP BY gc_cell"
+    )
+    per_cell = digest.replace(" AS gc_check\n", " AS gc_check, count() - uniqExact(gc_kh) AS gc_d\n", 1)
+    assert per_cell != digest, "the digest's form changed: update the per-cell alternative"
+    return {
+        "not kept: keys written more than once, by the key columns": (
+            f"SELECT {keys} FROM ({sql}) AS s1 GROUP BY {keys} HAVING count() > 1 LIMIT 1000"
+        ),
+        "not kept: the same in the table's order (`optimize_aggregation_in_order`)": (
+            f"SELECT {keys} FROM ({sql}) AS s1 GROUP BY {keys} HAVING count() > 1 LIMIT 1000 "
+            "SETTINGS optimize_aggregation_in_order = 1"
+        ),
+        "not kept: a key equal to the one before it (`lagInFrame` over the key order)": (
+            f"SELECT count() AS n FROM (SELECT {keys}, lagInFrame(({keys})) OVER "
+            f"(ORDER BY {keys} ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS gc_before "
+            f"FROM ({sql}) AS s1) AS s2 WHERE ({keys}) = gc_before"
+        ),
+        "not kept: the digest with a fourth part by key hash counting distinct keys": fourth,
+        "not kept: the digest with a distinct count of keys in every cell": per_cell,
+    }
+
+
 def parts(label: str, side: SqlSide, repeat: int) -> None:
     """What each pass a side answers costs, against one full scan of it: the floor under the
     reconciliation's time (its digest and its duplicates question each hash every row)."""
@@ -344,6 +384,8 @@ def parts(label: str, side: SqlSide, repeat: int) -> None:
             ),
             "the keys written more than once": form.duplicates_sql(sql, 1_000),
         }
+        if form.dialect == "clickhouse":
+            passes.update(alternatives(form, sql))
         for what, query in passes.items():
             took = await timed(query)
             print(f"| {what} | {took:.3f} s | {took / scan:.2f}x |")
@@ -375,7 +417,8 @@ def main() -> None:
         "--parts",
         action="store_true",
         help="one side of each engine: the time of each pass a side answers (its hashes, the "
-        "digest, the duplicates question) against one full scan of it",
+        "digest, the duplicates question; on ClickHouse also the ways of asking for the keys "
+        "written twice that were not kept) against one full scan of it",
     )
     args = parser.parse_args()
 
