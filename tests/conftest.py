@@ -88,29 +88,34 @@ AS_OF = datetime(2026, 11, 22, 6, 0, 0, tzinfo=UTC)
 
 
 #: The modules that take longest on one worker (seconds of wall time on two cores, measured
-#: 2026-12-06): scheduled first, so no worker starts a long module when the others are done.
+#: 2026-12-08): scheduled first, so no worker starts a long module when the others are done.
 #: pytest-xdist's loadscope hands out whole modules in the order collected (pyproject turns off
 #: its own reordering, by number of tests, which put these few-test modules last). Only the
 #: order depends on these figures; a stale one costs time, never a result.
 SCHEDULE_FIRST = {
-    "tests/test_demo.py": 48,
-    "tests/service/test_service_process.py": 37,
-    "tests/service/test_replicas.py": 35,
-    "tests/render/test_pages.py": 32,
-    "tests/cli/test_entrypoint.py": 27,
-    "tests/ledger/test_waivers.py": 27,
-    "tests/service/test_service.py": 22,
-    "tests/service/test_replicas_demo.py": 19,
-    "tests/evaluation/test_backtest.py": 18,
-    "tests/evaluation/test_bus_suites.py": 17,
-    "tests/evaluation/test_scenarios.py": 17,
-    "tests/test_package.py": 17,
-    "tests/sources/test_scrape_equivalence.py": 16,
-    "tests/ledger/test_ledger.py": 16,
-    "tests/evaluation/test_sourcecheck.py": 15,
-    "tests/evaluation/test_slo.py": 13,
-    "tests/sources/test_clickhouse.py": 13,
-    "tests/config/test_config_properties.py": 13,
+    "tests/test_demo.py": 41,
+    "tests/service/test_service.py": 34,
+    "tests/service/test_replicas.py": 33,
+    "tests/render/test_pages.py": 31,
+    "tests/ledger/test_waivers.py": 31,
+    "tests/service/test_service_process.py": 28,
+    "tests/evaluation/test_reconcile.py": 25,
+    "tests/sources/test_prometheus.py": 24,
+    "tests/evaluation/test_backtest.py": 22,
+    "tests/evaluation/test_sourcecheck.py": 20,
+    "tests/sources/test_clickhouse.py": 19,
+    "tests/service/test_replicas_demo.py": 17,
+    "tests/cli/test_entrypoint.py": 16,
+    "tests/evaluation/test_bus_suites.py": 16,
+    "tests/cli/test_cli.py": 16,
+    "tests/evaluation/test_slo.py": 15,
+    "tests/evaluation/test_scenarios.py": 14,
+    "tests/test_package.py": 14,
+    "tests/sources/test_scrape_equivalence.py": 13,
+    "tests/evaluation/test_comparisons.py": 13,
+    "tests/ledger/test_ledger.py": 11,
+    "tests/evaluation/test_overtime.py": 10,
+    "tests/sources/test_http_answers.py": 10,
 }
 
 
