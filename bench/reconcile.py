@@ -314,9 +314,8 @@ def alternatives(form: SqlForm, sql: str) -> dict[str, str]:
     keys = ", ".join(f"`{k}`" for k in form.keys)
     hashed = f"SELECT {form.key_hash()} AS gc_kh, {form.row_hash()} AS gc_rh FROM ({sql}) AS s1"
     digest = form.digest_sql(sql, DIGEST_PART)
-    _, check = form._digest_terms(DIGEST_PART)
+    cells, check = form._digest_terms(DIGEST_PART)  # the digest's own cells and check
     part, rows = DIGEST_PART, DIGEST_PARTS * DIGEST_PART
-    cells = [f"{j * part} + bitAnd(bitShiftRight(gc_rh, {20 * j}), {part - 1})" for j in range(DIGEST_PARTS)]
     in_row_cells = f"gc_cell < {rows}"
     fourth = (
         f"SELECT gc_cell, countIf({in_row_cells}) AS n, sumIf(gc_kh, {in_row_cells}) AS k, "
